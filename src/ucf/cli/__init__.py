@@ -1,0 +1,1 @@
+"""The ``ucf`` command line: thin commands over the service layer."""

@@ -1,0 +1,106 @@
+"""The signal contract shared with the downstream triage pipeline.
+
+``NormalisedSignal`` and ``SanitisedSignal`` are the existing pipeline's shapes,
+camelCase on the wire. They must not drift: downstream code needs zero changes.
+
+The dedup key and the signal id are derived here, once, so that every source —
+polled, pushed, native or generic — agrees on what "the same signal" means.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Priority = Literal["critical", "high", "medium", "low"]
+PRIORITIES: tuple[Priority, ...] = ("critical", "high", "medium", "low")
+
+SUMMARY_MAX_CHARS = 500
+UNKNOWN_SIGNAL_TYPE = "unknown"
+
+
+class _WireModel(BaseModel):
+    """camelCase on the wire; Python attribute names stay snake_case."""
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        serialize_by_alias=True,
+        validate_by_alias=True,
+        validate_by_name=True,
+    )
+
+
+class SignalMetadata(_WireModel):
+    priority: Priority | None = None
+    participants: list[str] = Field(default_factory=list)
+    related_tickets: list[str] = Field(default_factory=list, alias="relatedTickets")
+    tags: list[str] = Field(default_factory=list)
+
+
+class NormalisedSignal(_WireModel):
+    """One thing that happened in a tool, in the pipeline's vocabulary."""
+
+    id: str = Field(description="ULID; deterministic, derived from the dedup key and timestamp")
+    source: str = Field(description="Connector id: 'jira', 'github-issues', any descriptor id")
+    timestamp: str = Field(description="ISO 8601 UTC with a Z suffix")
+    type: str = Field(description="Signal type; 'unknown' when no rule matched")
+    summary: str = Field(max_length=SUMMARY_MAX_CHARS)
+    raw: dict[str, Any]
+    project_id: str = Field(alias="projectId")
+    metadata: SignalMetadata | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """The camelCase JSON object the pipeline consumes."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SanitisedSignal(NormalisedSignal):
+    """A signal made safe to hand to an AI triage step."""
+
+    sanitised: Literal[True] = True
+    sanitised_summary: str = Field(alias="sanitisedSummary")
+    sanitisation_notes: list[str] = Field(default_factory=list, alias="sanitisationNotes")
+
+
+def dedup_key(source: str, project_id: str, item_id: str, version: str) -> str:
+    """The identity of one version of one item (or of one webhook delivery).
+
+    Sources deliver at least once; stores insert-if-absent on this key, so the
+    signal store holds each item version exactly once. ``version`` is the item's
+    update timestamp for polled items, or the provider's delivery id for webhooks.
+    Components are length-prefixed so no choice of ids can make two keys collide
+    by concatenation.
+    """
+    material = "\x1f".join(f"{len(part)}:{part}" for part in (source, project_id, item_id, version))
+    return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def signal_id(key: str, timestamp_ms: int) -> str:
+    """A ULID whose time part is the event time and whose random part is the dedup key.
+
+    Deterministic ids make polls reproducible (a re-run after a crash yields the
+    very same records) while keeping ULID's property that ids sort by time.
+    """
+    ts = min(max(timestamp_ms, 0), (1 << 48) - 1)
+    value = (ts << 80) | int(key[:20], 16)
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with millisecond precision and a ``Z`` suffix."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -1,0 +1,102 @@
+"""The signal contract: the downstream pipeline reads these exact shapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+from ulid import ULID
+
+from ucf.core.signal import (
+    NormalisedSignal,
+    SanitisedSignal,
+    SignalMetadata,
+    dedup_key,
+    signal_id,
+)
+
+
+def _signal(**overrides: object) -> NormalisedSignal:
+    fields: dict[str, object] = {
+        "id": signal_id(
+            dedup_key("jira", "p1", "10001", "2024-01-01T00:00:00.000Z"), 1704067200000
+        ),
+        "source": "jira",
+        "timestamp": "2024-01-01T00:00:00.000Z",
+        "type": "issue_updated",
+        "summary": "PROJ-1 changed",
+        "raw": {"key": "PROJ-1"},
+        "projectId": "p1",
+        "metadata": {"priority": "high", "participants": ["ann"], "relatedTickets": ["PROJ-2"]},
+    }
+    fields.update(overrides)
+    return NormalisedSignal.model_validate(fields)
+
+
+def test_signal_serialises_camel_case_as_the_pipeline_expects() -> None:
+    wire = _signal().to_wire()
+    assert set(wire) == {
+        "id",
+        "source",
+        "timestamp",
+        "type",
+        "summary",
+        "raw",
+        "projectId",
+        "metadata",
+    }
+    assert wire["metadata"] == {
+        "priority": "high",
+        "participants": ["ann"],
+        "relatedTickets": ["PROJ-2"],
+        "tags": [],
+    }
+
+
+def test_signal_round_trips_through_json() -> None:
+    original = _signal()
+    again = NormalisedSignal.model_validate_json(json.dumps(original.to_wire()))
+    assert again == original
+
+
+def test_sanitised_signal_adds_the_three_fields_and_round_trips() -> None:
+    base = _signal().to_wire()
+    sanitised = SanitisedSignal.model_validate(
+        {**base, "sanitisedSummary": "PROJ-1 changed", "sanitisationNotes": ["none"]}
+    )
+    wire = sanitised.to_wire()
+    assert wire["sanitised"] is True
+    assert wire["sanitisedSummary"] == "PROJ-1 changed"
+    assert SanitisedSignal.model_validate_json(json.dumps(wire)) == sanitised
+
+
+def test_legacy_sources_and_any_connector_id_are_accepted() -> None:
+    for source in ("jira", "outlook", "ses", "github-issues", "my-custom-tool"):
+        assert _signal(source=source).source == source
+
+
+def test_summary_longer_than_500_chars_is_rejected() -> None:
+    with pytest.raises(ValidationError):
+        _signal(summary="x" * 501)
+
+
+def test_unknown_priority_is_rejected() -> None:
+    with pytest.raises(ValidationError):
+        SignalMetadata.model_validate({"priority": "urgent"})
+
+
+def test_dedup_key_is_deterministic_and_separates_components() -> None:
+    assert dedup_key("a", "b", "c", "d") == dedup_key("a", "b", "c", "d")
+    assert dedup_key("a", "b", "c", "d") != dedup_key("a", "b", "c", "e")
+    # Concatenation must not make different tuples collide.
+    assert dedup_key("ab", "c", "x", "y") != dedup_key("a", "bc", "x", "y")
+
+
+def test_signal_id_is_a_valid_ulid_carrying_the_event_time() -> None:
+    key = dedup_key("github-issues", "p", "1", "v")
+    value = signal_id(key, 1_704_067_200_123)
+    parsed = ULID.from_str(value)
+    assert int(parsed.timestamp * 1000) == 1_704_067_200_123
+    assert signal_id(key, 1_704_067_200_123) == value
+    assert signal_id(key, -5) < signal_id(key, 10)
