@@ -1,0 +1,360 @@
+"""Records the stores keep, shared by every backend.
+
+Plain frozen dataclasses, independent of the descriptor models: the store keeps
+a descriptor as the JSON object it was given, and the service layer converts.
+Every timestamp is a timezone-aware ``datetime`` in UTC; backends normalise on
+the way in (see :func:`utc`) so that records compare equal across backends.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+
+from ucf.stores.errors import InvalidRecord
+
+if TYPE_CHECKING:
+    from ucf.core.signal import NormalisedSignal
+
+HealthState = Literal["healthy", "degraded", "error", "unknown"]
+HEALTH_STATES: tuple[HealthState, ...] = ("healthy", "degraded", "error", "unknown")
+
+DEFAULT_CHECKPOINT_KEY: Final = "default"
+DEFAULT_SIGNAL_RETENTION: Final = timedelta(days=30)
+
+
+def utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; naive datetimes are taken to be UTC already."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch: the unit signals are ordered and filtered by."""
+    return int(utc(moment).timestamp() * 1000)
+
+
+def from_epoch_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks a field a partial update leaves alone (``None`` may be a real value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """Behaviour that is configuration rather than identity of the store."""
+
+    signal_retention: timedelta = DEFAULT_SIGNAL_RETENTION
+
+
+@dataclass(frozen=True, slots=True)
+class InitReport:
+    """What ``Store.init`` found and did, in words ``ucf store init`` prints."""
+
+    backend: str
+    location: str
+    actions: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+
+# --- descriptors ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptorRecord:
+    connector_id: str
+    descriptor: dict[str, Any]
+    built_in: bool
+    version: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """Outcome of loading the shipped descriptors into the registry at start."""
+
+    inserted: tuple[str, ...] = ()
+    upgraded: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+    shadowed: tuple[str, ...] = ()
+    """Built-in ids left alone because a user-created descriptor owns the id."""
+
+
+def descriptor_identity(descriptor: Mapping[str, Any]) -> tuple[str, str]:
+    """The (connector id, version) a descriptor object declares."""
+    connector_id = descriptor.get("id")
+    if not isinstance(connector_id, str) or not connector_id:
+        raise InvalidRecord(
+            "descriptor has no string 'id'", "give the descriptor an 'id' such as 'github-issues'"
+        )
+    version = descriptor.get("version", "0")
+    if not isinstance(version, str):
+        version = str(version)
+    return connector_id, version
+
+
+_VERSION_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)(.*)$")
+
+
+def version_key(version: str) -> tuple[tuple[int, ...], int, str]:
+    """Sort key for semver-ish strings: '1.10.0' > '1.9.0' > '1.9.0-rc1' > 'garbage'.
+
+    Descriptors are hand-written; a pre-release suffix sorts below the release and
+    a version with no digits sorts below every numbered one, so a typo never
+    triggers a surprise upgrade.
+    """
+    match = _VERSION_RE.match(version)
+    if match is None:
+        return ((), 0, version)
+    numbers = tuple(int(part) for part in match.group(1).split("."))
+    while len(numbers) > 1 and numbers[-1] == 0:
+        numbers = numbers[:-1]
+    suffix = match.group(2).strip()
+    return (numbers, 0 if suffix else 1, suffix)
+
+
+def is_newer_version(candidate: str, current: str) -> bool:
+    return version_key(candidate) > version_key(current)
+
+
+# --- instances -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """A configured connection of one connector in one project (SPEC §5.1)."""
+
+    project_id: str
+    connector_id: str
+    enabled: bool
+    credential_secret_ref: str | None
+    """A reference understood by the secret store, never the secret itself."""
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_health_check: datetime | None = None
+    healthy: bool | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    health_state: HealthState = "unknown"
+    last_sync_at: datetime | None = None
+    last_latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceChanges:
+    """A partial update: fields left ``UNSET`` keep their stored value."""
+
+    enabled: bool | _Unset = UNSET
+    credential_secret_ref: str | _Unset | None = UNSET
+    config: Mapping[str, Any] | _Unset = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class HealthObservation:
+    """One health check or poll outcome, applied atomically to an instance.
+
+    The store increments or resets ``consecutiveFailures`` itself so that two
+    workers reporting at once never lose a failure; the resulting state follows
+    :func:`health_state_after`.
+    """
+
+    ok: bool
+    at: datetime
+    latency_ms: float | None = None
+    error: str | None = None
+    synced: bool = False
+    """True when this observation is a successful poll: sets ``lastSyncAt``."""
+    failures_before_error: int = 3
+
+
+def health_state_after(
+    ok: bool, consecutive_failures: int, failures_before_error: int
+) -> HealthState:
+    """Healthy on success; degraded on the first failures; error once they persist."""
+    if ok:
+        return "healthy"
+    if consecutive_failures >= failures_before_error:
+        return "error"
+    return "degraded"
+
+
+# --- checkpoints ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A poll checkpoint and its version; version 0 means none stored yet."""
+
+    value: Any
+    version: int
+    updated_at: datetime | None = None
+
+
+# --- signals -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalWrite:
+    """One signal to store, with the dedup key that decides whether it is new.
+
+    ``signal`` is the wire (camelCase) object; its ``id``, ``timestamp`` and
+    ``projectId`` must be present. Build it with :meth:`of` from a model.
+    """
+
+    dedup_key: str
+    project_id: str
+    connector_id: str
+    signal: Mapping[str, Any]
+    received_at: datetime
+    signal_id: str = field(init=False)
+    timestamp: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        sid = self.signal.get("id")
+        if not isinstance(sid, str) or not sid:
+            raise InvalidRecord("signal has no string 'id'", "build signals with ucf.core.signal")
+        if self.signal.get("projectId") != self.project_id:
+            raise InvalidRecord(
+                f"signal {sid} belongs to project {self.signal.get('projectId')!r}, "
+                f"not {self.project_id!r}",
+                "write each signal under its own projectId",
+            )
+        raw_ts = self.signal.get("timestamp")
+        try:
+            ts = datetime.fromisoformat(str(raw_ts).replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidRecord(
+                f"signal {sid} has timestamp {raw_ts!r}, not ISO 8601",
+                "use ucf.core.signal.iso_utc",
+            ) from None
+        object.__setattr__(self, "signal_id", sid)
+        object.__setattr__(self, "timestamp", utc(ts))
+        object.__setattr__(self, "received_at", utc(self.received_at))
+
+    @classmethod
+    def of(
+        cls,
+        signal: NormalisedSignal,
+        *,
+        dedup_key: str,
+        received_at: datetime,
+        connector_id: str | None = None,
+    ) -> SignalWrite:
+        return cls(
+            dedup_key=dedup_key,
+            project_id=signal.project_id,
+            connector_id=connector_id or signal.source,
+            signal=signal.to_wire(),
+            received_at=received_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Per item of the batch, in order: True if newly stored, False if a duplicate."""
+
+    inserted: tuple[bool, ...]
+
+    @property
+    def inserted_count(self) -> int:
+        return sum(self.inserted)
+
+    @property
+    def duplicate_count(self) -> int:
+        return len(self.inserted) - self.inserted_count
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSignal:
+    signal: dict[str, Any]
+    dedup_key: str
+    project_id: str
+    connector_id: str
+    received_at: datetime
+    expires_at: datetime
+
+    @property
+    def signal_id(self) -> str:
+        return str(self.signal["id"])
+
+
+@dataclass(frozen=True, slots=True)
+class SignalQuery:
+    """Filters on a project's signals; ``since`` inclusive, ``until`` exclusive (signal time)."""
+
+    source: str | None = None
+    type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalPage:
+    """Newest first. ``next_cursor`` is opaque; None when there is nothing more."""
+
+    items: tuple[StoredSignal, ...]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalCounts:
+    """Signals received (by ``received_at``) in the windows the dashboard shows."""
+
+    last_24h: int
+    last_7d: int
+
+
+# --- outbox --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A stored signal awaiting delivery to one sink; ack it once delivered."""
+
+    entry_id: str
+    sink: str
+    project_id: str
+    connector_id: str
+    signal: dict[str, Any]
+    enqueued_at: datetime
+    attempts: int
+    """Times this entry has been claimed, this claim included (1 on first delivery)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxLag:
+    pending: int
+    oldest_age_seconds: float | None
+    """Age of the oldest entry not yet acknowledged; None when nothing is pending."""
+
+
+# --- coordination --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    name: str
+    owner: str
+    expires_at: datetime
+
+
+class RateDecision(NamedTuple):
+    allowed: bool
+    retry_after_seconds: float
+    """0 when allowed; otherwise how long until ``cost`` tokens are available."""
