@@ -231,7 +231,7 @@ def test_the_fast_path_agrees_with_python_jsonpath_on_plain_paths(
     expression = "$" + "".join(step if step.startswith("[") else f".{step}" for step in steps)
     path = compile_path(expression)
     if isinstance(data, str):  # python-jsonpath would json.loads() a str document
-        expected = [] if steps else [data]
+        expected: list[object] = [] if steps else [data]
     else:
         expected = reference.JSONPathEnvironment(strict=True).compile(expression).findall(data)
     assert _same(path.values(data), expected)
