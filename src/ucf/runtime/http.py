@@ -1,0 +1,541 @@
+"""One HTTP client per process, and the only retry loop ucf has.
+
+Every outbound request of a descriptor (polls, health checks, token refresh)
+goes through :func:`create_client`'s client, so every request gets the SSRF
+guard, explicit timeouts, a response size cap and the same User-Agent.
+:func:`send_with_retries` is the one place that decides whether to try again
+and for how long to wait: it honours what the upstream says (``Retry-After``,
+then the provider's reset headers, see API-FACTS "Rate-limit signalling") and
+falls back to exponential backoff with full jitter. It is bounded twice, by
+attempts and by total waiting, so a poll never hangs on a sulking API: if the
+server asks for more patience than is left, it fails at once with
+:class:`RateLimited` and the caller reschedules.
+
+Errors are typed and secret-free: messages name the method, host and path,
+never the query string, headers or body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import httpx
+
+from ucf import __version__
+from ucf.runtime.redaction import redact
+from ucf.runtime.ssrf import EgressPolicy, GuardedTransport, Resolver, system_resolver
+
+DEFAULT_USER_AGENT: Final = f"ucf/{__version__} (+https://github.com/ucf)"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """Every limit of the outbound HTTP path, in seconds and bytes."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    write_timeout: float = 30.0
+    pool_timeout: float = 10.0
+    max_response_bytes: int = 10 * 1024 * 1024
+    user_agent: str = DEFAULT_USER_AGENT
+    max_retries: int = 4
+    max_total_retry_wait: float = 120.0
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    follow_redirects: bool = True
+    max_redirects: int = 5
+    max_connections: int = 100
+    max_keepalive_connections: int = 20
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect_timeout,
+            read=self.read_timeout,
+            write=self.write_timeout,
+            pool=self.pool_timeout,
+        )
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class UpstreamError(Exception):
+    """The upstream API did not give a usable answer.
+
+    ``status`` is the HTTP status when there was one; ``retryable`` says whether
+    trying later may help; ``retry_after`` is how long the upstream asked us to
+    wait, when it said so.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        if retryable is not None:
+            self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class AuthFailed(UpstreamError):
+    """401/403 that is not a rate limit: the credentials are wrong or lack scope."""
+
+
+class RateLimited(UpstreamError):
+    """The upstream throttled us; ``retry_after`` says when to come back, if known."""
+
+    retryable = True
+
+
+class UpstreamUnavailable(UpstreamError):
+    """5xx, timeouts, refused or dropped connections: the API is having a bad moment."""
+
+    retryable = True
+
+
+class MalformedResponse(UpstreamError):
+    """The body is not what the API documents (e.g. not JSON)."""
+
+
+class ResponseTooLarge(UpstreamError):
+    """The body exceeded ``HttpSettings.max_response_bytes``; reading stopped there."""
+
+
+def describe(request: httpx.Request) -> str:
+    """``GET api.example.com/path``: enough to debug, no query string, no credentials."""
+    url = request.url
+    port = f":{url.port}" if url.port is not None else ""
+    return redact(f"{request.method} {url.host}{port}{url.path}")
+
+
+# --------------------------------------------------------------------------- size cap
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    """Stops reading the wire once the body passes the cap (raw bytes)."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, limit: int, request: httpx.Request) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        seen = 0
+        async for chunk in self._inner:
+            seen += len(chunk)
+            if seen > self._limit:
+                raise _too_large(self._request, self._limit)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _too_large(request: httpx.Request, limit: int) -> ResponseTooLarge:
+    return ResponseTooLarge(f"{describe(request)}: response body exceeds {limit} bytes")
+
+
+class CappedTransport(httpx.AsyncBaseTransport):
+    """Caps every response body, including ones read by auth flows and redirects."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, max_bytes: int) -> None:
+        self._inner = inner
+        self._max_bytes = max_bytes
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            await response.aclose()
+            raise _too_large(request, self._max_bytes)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_CappedStream(response.stream, self._max_bytes, request),
+            extensions=response.extensions,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def create_client(
+    settings: HttpSettings,
+    policy: EgressPolicy,
+    *,
+    resolver: Resolver = system_resolver,
+    verify: Any = True,
+) -> httpx.AsyncClient:
+    """The process's client: SSRF-guarded, size-capped, timed out, identified.
+
+    ``verify`` takes an ``ssl.SSLContext`` (tests trust their own CA with it).
+    Environment proxies are ignored on purpose: they would bypass the guard.
+    """
+    limits = httpx.Limits(
+        max_connections=settings.max_connections,
+        max_keepalive_connections=settings.max_keepalive_connections,
+    )
+    guarded = GuardedTransport(policy, verify=verify, limits=limits, resolver=resolver)
+    return httpx.AsyncClient(
+        transport=CappedTransport(guarded, settings.max_response_bytes),
+        timeout=settings.timeout(),
+        headers={"User-Agent": settings.user_agent},
+        follow_redirects=settings.follow_redirects,
+        max_redirects=settings.max_redirects,
+        trust_env=False,
+    )
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def _number(value: str) -> float | None:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def retry_after_seconds(value: str, now: float) -> float | None:
+    """``Retry-After``: delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    seconds = _number(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def reset_seconds(value: str, now: float) -> float | None:
+    """Seconds until a reset header's moment, whatever convention the provider chose.
+
+    Providers disagree on units, so the magnitude decides: ≥ 1e12 is epoch
+    milliseconds (Linear), ≥ 1e9 epoch seconds (GitHub, Sentry), anything
+    smaller seconds-until-reset (Datadog, PagerDuty). Non-numbers are ISO 8601
+    (Atlassian's ``2024-01-01T10:00Z``) or HTTP-dates.
+    """
+    number = _number(value)
+    if number is not None:
+        if number >= 1e12:
+            return max(0.0, number / 1000 - now)
+        if number >= 1e9:
+            return max(0.0, number - now)
+        return max(0.0, number)
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return retry_after_seconds(value, now)
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+@dataclass(frozen=True, slots=True)
+class ResetHeader:
+    """A header announcing when one rate-limit budget refills.
+
+    ``remaining`` names the header counting what is left of that budget: while it
+    is above zero this budget is not the one that throttled us (Linear sends a
+    requests budget and a complexity budget side by side).
+    """
+
+    name: str
+    remaining: str
+
+
+RESET_HEADERS: Final = (
+    ResetHeader("x-ratelimit-reset", "x-ratelimit-remaining"),  # GitHub, Datadog, Atlassian
+    ResetHeader("x-ratelimit-requests-reset", "x-ratelimit-requests-remaining"),  # Linear
+    ResetHeader("x-ratelimit-complexity-reset", "x-ratelimit-complexity-remaining"),  # Linear
+    ResetHeader("ratelimit-reset", "ratelimit-remaining"),  # PagerDuty
+    ResetHeader("x-sentry-rate-limit-reset", "x-sentry-rate-limit-remaining"),  # Sentry
+)
+
+GITHUB_SECONDARY_LIMIT_WAIT: Final = 60.0
+
+
+def upstream_wait(headers: httpx.Headers, now: float) -> float | None:
+    """How long the upstream asked us to wait, or None if it did not say.
+
+    ``Retry-After`` wins; otherwise the latest reset among exhausted budgets.
+    """
+    if "retry-after" in headers:
+        seconds = retry_after_seconds(headers["retry-after"], now)
+        if seconds is not None:
+            return seconds
+    waits: list[float] = []
+    for reset in RESET_HEADERS:
+        if reset.name not in headers:
+            continue
+        left = _number(headers.get(reset.remaining, ""))
+        if left is not None and left > 0:
+            continue
+        seconds = reset_seconds(headers[reset.name], now)
+        if seconds is not None:
+            waits.append(seconds)
+    return max(waits) if waits else None
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _body_json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def _linear_rate_limited(response: httpx.Response) -> bool:
+    """Linear's GraphQL rate limit can arrive as HTTP 400 with ``RATELIMITED``."""
+    body = _body_json(response)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list):
+        return False
+    for error in errors:
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        if isinstance(extensions, dict) and (
+            extensions.get("code") == "RATELIMITED" or extensions.get("type") == "ratelimited"
+        ):
+            return True
+    return False
+
+
+def _github_secondary_limit(response: httpx.Response) -> bool:
+    return b"secondary rate limit" in response.content.lower()
+
+
+def _is_rate_limited(response: httpx.Response) -> bool:
+    status = response.status_code
+    if status == 429:
+        return True
+    if status == 403:
+        return (
+            response.headers.get("x-ratelimit-remaining") == "0"
+            or "retry-after" in response.headers
+            or _github_secondary_limit(response)
+        )
+    return status == 400 and _linear_rate_limited(response)
+
+
+UNAVAILABLE_STATUSES: Final = frozenset({408, 500, 502, 503, 504, 529})
+"""Worth another try: 529 is Notion's ``service_overload``."""
+
+RetryReason = Literal["rate_limited", "unavailable", "timeout", "connection"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    error: UpstreamError
+    reason: RetryReason
+    wait: float | None = None  # what the upstream asked for, if anything
+
+
+def _classify(response: httpx.Response, now: float) -> _Failure | None:
+    status = response.status_code
+    if status < 400:
+        return None
+    where = describe(response.request)
+    if _is_rate_limited(response):
+        wait = upstream_wait(response.headers, now)
+        if wait is None and _github_secondary_limit(response):
+            wait = GITHUB_SECONDARY_LIMIT_WAIT
+        error: UpstreamError = RateLimited(f"{where}: rate limited (HTTP {status})", status=status)
+        return _Failure(error, "rate_limited", wait)
+    if status in (401, 403):
+        return _Failure(
+            AuthFailed(f"{where}: credentials rejected (HTTP {status})", status=status),
+            "unavailable",
+        )
+    if status in UNAVAILABLE_STATUSES:
+        wait = None
+        if "retry-after" in response.headers:
+            wait = retry_after_seconds(response.headers["retry-after"], now)
+        error = UpstreamUnavailable(f"{where}: upstream unavailable (HTTP {status})", status=status)
+        return _Failure(error, "unavailable", wait)
+    return _Failure(UpstreamError(f"{where}: HTTP {status}", status=status), "unavailable")
+
+
+def _transport_failure(request: httpx.Request, exc: httpx.TransportError) -> _Failure:
+    where = describe(request)
+    if isinstance(exc, httpx.TimeoutException):
+        kind = type(exc).__name__.removesuffix("Timeout").lower() or "request"
+        return _Failure(UpstreamUnavailable(f"{where}: {kind} timed out"), "timeout")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        message = f"{where}: connection closed mid-response"
+    elif isinstance(exc, httpx.ConnectError):
+        message = f"{where}: could not connect"
+    else:
+        message = f"{where}: connection failed ({type(exc).__name__})"
+    return _Failure(UpstreamUnavailable(message), "connection")
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True, slots=True)
+class RetryWait:
+    """One pause before another attempt, reported to ``on_wait``."""
+
+    attempt: int  # the attempt that failed, 1-based
+    seconds: float
+    reason: RetryReason
+    status: int | None
+    asked_by_upstream: bool
+
+
+@dataclass
+class RetryStats:
+    """Collects :class:`RetryWait` events; pass it as ``on_wait`` and print it after."""
+
+    waits: list[RetryWait] = field(default_factory=list)
+
+    def __call__(self, wait: RetryWait) -> None:
+        self.waits.append(wait)
+
+    @property
+    def rate_limit_waits(self) -> int:
+        return sum(1 for w in self.waits if w.reason == "rate_limited")
+
+    @property
+    def rate_limit_seconds(self) -> float:
+        return sum(w.seconds for w in self.waits if w.reason == "rate_limited")
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(w.seconds for w in self.waits)
+
+
+RequestSource = httpx.Request | Callable[[], httpx.Request]
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> None:
+    """Read the (decoded) body, refusing to inflate past the cap."""
+    chunks: list[bytes] = []
+    seen = 0
+    async for chunk in response.aiter_bytes():
+        seen += len(chunk)
+        if seen > limit:
+            raise _too_large(response.request, limit)
+        chunks.append(chunk)
+    # What Response.aread() itself does once the stream is consumed.
+    response._content = b"".join(chunks)
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    settings: HttpSettings,
+    auth: httpx.Auth | None,
+) -> httpx.Response:
+    response = await client.send(
+        request, stream=True, auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT
+    )
+    try:
+        await _read_capped(response, settings.max_response_bytes)
+    finally:
+        await response.aclose()
+    return response
+
+
+async def send_with_retries(
+    client: httpx.AsyncClient,
+    request: RequestSource,
+    *,
+    settings: HttpSettings,
+    auth: httpx.Auth | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_wait: Callable[[RetryWait], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    jitter: Callable[[], float] = random.random,
+) -> httpx.Response:
+    """Send ``request`` until it succeeds (status < 400), with bounded patience.
+
+    ``request`` may be a factory, called once per attempt, for requests that
+    must be rebuilt (fresh signatures, streamed bodies). The returned response
+    is fully read. Raises :class:`AuthFailed` at once, :class:`RateLimited`,
+    :class:`UpstreamUnavailable` or :class:`UpstreamError` once patience runs out,
+    :class:`ResponseTooLarge` for oversized bodies, and lets
+    :class:`~ucf.runtime.ssrf.EgressDenied` through untouched.
+    """
+    build: Callable[[], httpx.Request] = request if callable(request) else (lambda: request)
+    waited = 0.0
+    attempt = 0
+    while True:
+        attempt += 1
+        outgoing = build()
+        cause: BaseException | None = None
+        try:
+            response = await _attempt(client, outgoing, settings, auth)
+        except httpx.TooManyRedirects as exc:
+            raise UpstreamError(
+                f"{describe(outgoing)}: more than {settings.max_redirects} redirects"
+            ) from exc
+        except httpx.TransportError as exc:
+            failure = _transport_failure(outgoing, exc)
+            cause = exc
+        else:
+            classified = _classify(response, clock())
+            if classified is None:
+                return response
+            failure = classified
+
+        error = failure.error
+        error.retry_after = failure.wait
+        budget = settings.max_total_retry_wait - waited
+        if not error.retryable or attempt > settings.max_retries or budget <= 0:
+            raise error from cause
+        if failure.wait is not None:
+            if failure.wait > budget:
+                raise error from cause  # fail fast: the caller reschedules after retry_after
+            delay = failure.wait
+        else:
+            ceiling = min(settings.backoff_cap, settings.backoff_base * 2 ** (attempt - 1))
+            delay = min(budget, jitter() * ceiling)
+        if on_wait is not None:
+            on_wait(
+                RetryWait(
+                    attempt=attempt,
+                    seconds=delay,
+                    reason=failure.reason,
+                    status=error.status,
+                    asked_by_upstream=failure.wait is not None,
+                )
+            )
+        await sleep(delay)
+        waited += delay
+
+
+def parse_json(response: httpx.Response) -> Any:
+    """The body as JSON, or :class:`MalformedResponse` that names where, never what."""
+    try:
+        return json.loads(response.content)
+    except json.JSONDecodeError as exc:
+        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeDecodeError:
+        detail = "body is not valid UTF-8"
+    raise MalformedResponse(
+        f"{describe(response.request)}: response is not valid JSON ({detail})",
+        status=response.status_code,
+    ) from None

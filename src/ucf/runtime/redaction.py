@@ -1,0 +1,232 @@
+"""Logs never contain credentials.
+
+Credentials reach log lines in four ways, and each gets its own rule:
+
+* as header values (``Authorization: Bearer …``, ``DD-API-KEY: …``, and the
+  ``(b'set-cookie', b'…')`` tuples httpcore prints at DEBUG);
+* as query or form parameters (Trello authenticates with ``?key=…&token=…``, and
+  httpx logs every request URL at INFO) or JSON fields of token responses;
+* as URL userinfo (``https://user:pass@host``);
+* as bare tokens whose shape is recognisable (``ghp_…``, ``xoxb-…``, ``AKIA…``).
+
+Shapes and names cannot catch everything, so the secret store also registers
+every credential value it hands out (:meth:`SecretRegistry.add`) and any
+literal occurrence is masked. Masks keep at most the last four characters of a
+long secret so an operator can tell two keys apart, and nothing of a short one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Final
+
+MASK: Final = "••••"
+_REVEAL_MIN_LENGTH: Final = 12
+_MIN_REGISTERED_LENGTH: Final = 4
+
+_SENSITIVE_HEADERS: Final = (
+    r"authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|apikey"
+    r"|dd-api-key|dd-application-key|x-auth-token|x-access-token|private-token"
+    r"|x-vault-token|x-hook-secret|x-[\w-]*-(?:token|key|secret|signature)"
+)
+# A parameter is sensitive when its name ends like a credential: key, token,
+# apiKey, access_token, client_secret, X-Amz-Signature, X-Amz-Credential, …
+_SENSITIVE_PARAM: Final = (
+    r"[\w.\-]*(?:key|token|secret|password|passwd|pwd|signature|sig|credentials?)|auth"
+)
+
+
+def mask(value: str) -> str:
+    """``••••1234`` for a secret long enough to keep four characters private-enough."""
+    if value.startswith(MASK):
+        return value
+    if len(value) >= _REVEAL_MIN_LENGTH:
+        return MASK + value[-4:]
+    return MASK
+
+
+def _mask_group(group: int | str) -> Callable[[re.Match[str]], str]:
+    def replace(match: re.Match[str]) -> str:
+        start, end = match.span(group)
+        whole_start = match.start()
+        text = match.group(0)
+        return text[: start - whole_start] + mask(match.group(group)) + text[end - whole_start :]
+
+    return replace
+
+
+_RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]] = (
+    # https://user:password@host → https://••••@host
+    (
+        re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#'\"]+)@", re.I),
+        lambda m: f"{m.group('scheme')}{MASK}@",
+    ),
+    # (b'authorization', b'Bearer x') and ('authorization', 'Bearer x') tuples.
+    (
+        re.compile(
+            rf"""\(b?(?P<q>['"])(?:{_SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
+            re.I,
+        ),
+        _mask_group("value"),
+    ),
+    # 'Authorization': 'Bearer x' (dict reprs) and "password": "x" (JSON bodies).
+    (
+        re.compile(
+            rf"""(?P<q>['"])(?:{_SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
+            re.I,
+        ),
+        _mask_group("value"),
+    ),
+    # Authorization: Bearer x (header lines) — the value runs to the end of the line.
+    (
+        re.compile(
+            rf"(?P<name>(?<![\w-])(?:{_SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)", re.I
+        ),
+        _mask_group("value"),
+    ),
+    # ?key=…&token=… in URLs and form bodies.
+    (
+        re.compile(
+            rf"(?P<name>(?<![\w.\-])(?:{_SENSITIVE_PARAM}))=(?P<value>[^&\s#'\"<>;,)]+)", re.I
+        ),
+        _mask_group("value"),
+    ),
+    # Bearer / Basic credentials wherever they appear (not "basic" in prose).
+    (
+        re.compile(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),
+        _mask_group("value"),
+    ),
+    # Provider token shapes.
+    (
+        re.compile(
+            r"(?P<value>"
+            r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"
+            r"|\bgithub_pat_[A-Za-z0-9_]{20,}"
+            r"|\bxox[abposre]-[A-Za-z0-9-]{10,}"
+            r"|\bxapp-[A-Za-z0-9-]{10,}"
+            r"|\blin_(?:api|oauth)_[A-Za-z0-9]{20,}"
+            r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+            r"|\bntn_[A-Za-z0-9]{20,}"
+            r"|\bsecret_[A-Za-z0-9]{30,}"
+            r"|\bsntry[su]_[A-Za-z0-9+/=_]{20,}"
+            r"|\bATATT[A-Za-z0-9_\-=]{20,}"
+            r"|\bglpat-[A-Za-z0-9_\-]{20,}"
+            r"|\bsk_(?:live|test)_[A-Za-z0-9]{16,}"
+            r"|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
+            r")"
+        ),
+        _mask_group("value"),
+    ),
+)
+
+
+class SecretRegistry:
+    """Exact credential values to mask wherever they appear, whatever their shape.
+
+    The secret store adds each value it decrypts; the log filter consults the
+    registry on every record. Thread-safe, because logging is.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, value: str) -> None:
+        """Mask ``value`` from now on (values shorter than 4 characters would mask prose)."""
+        if len(value) < _MIN_REGISTERED_LENGTH:
+            return
+        with self._lock:
+            if value in self._values:
+                return
+            self._values.add(value)
+            alternatives = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._pattern = None
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def redact(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None:
+            return text
+        return pattern.sub(lambda m: mask(m.group(0)), text)
+
+
+SECRETS: Final = SecretRegistry()
+"""The process-wide registry the log filter uses unless given another."""
+
+
+def redact(text: str, registry: SecretRegistry = SECRETS) -> str:
+    """``text`` with every credential we can recognise masked."""
+    text = registry.redact(text)
+    for pattern, replace in _RULES:
+        text = pattern.sub(replace, text)
+    return text
+
+
+class RedactionFilter(logging.Filter):
+    """Rewrites each record's message (and traceback) with :func:`redact` applied.
+
+    Works both on loggers (the record is fixed before it propagates) and on
+    handlers (covers records from loggers nobody thought of).
+    """
+
+    def __init__(self, registry: SecretRegistry = SECRETS) -> None:
+        super().__init__()
+        self._registry = registry
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_ucf_redacted", False):
+            return True
+        record.msg = redact(record.getMessage(), self._registry)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._registry)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self._registry)
+        record.__dict__["_ucf_redacted"] = True
+        return True
+
+
+# Libraries that log URLs and headers: httpx logs every request URL at INFO,
+# httpcore prints request/response header tuples at DEBUG.
+HTTP_LIBRARY_LOGGERS: Final = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
+
+
+def install_redaction(
+    logger: logging.Logger | None = None, registry: SecretRegistry = SECRETS
+) -> RedactionFilter:
+    """Redact everything ``logger`` (default: root) and the HTTP libraries emit.
+
+    The filter goes on the logger, on each of its current handlers, and on the
+    httpx/httpcore loggers, so records are clean before any handler formats
+    them. Call it after logging is configured; installing twice is harmless.
+    """
+    target = logger if logger is not None else logging.getLogger()
+    existing = next((f for f in target.filters if isinstance(f, RedactionFilter)), None)
+    redaction = existing if existing is not None else RedactionFilter(registry)
+    places: list[logging.Filterer] = [target, *target.handlers]
+    places += [logging.getLogger(name) for name in HTTP_LIBRARY_LOGGERS]
+    for place in places:
+        if not any(isinstance(f, RedactionFilter) for f in place.filters):
+            place.addFilter(redaction)
+    return redaction
