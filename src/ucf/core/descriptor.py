@@ -1,0 +1,761 @@
+"""The connector descriptor language: these models *are* the language.
+
+The brief's schema (SPEC §4) is valid input exactly as written, camelCase keys
+included. Real APIs need more than the brief describes; every extension here is
+optional, defaults to the brief's meaning, and names in its description the
+catalogue connector (see API-FACTS.md) that needs it. The JSON Schema published
+at ``schema/connector-descriptor.schema.json`` is generated from these models,
+so nothing else re-describes the language.
+
+Shape is checked here by pydantic; meaning (paths parse, templates reference
+known variables, regexes compile under RE2, pagination fits the request) is
+checked in :mod:`ucf.core.validation`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ucf.core.signal import UNKNOWN_SIGNAL_TYPE, Priority
+
+
+class DescriptorModel(BaseModel):
+    """Base of every descriptor part: camelCase keys, unknown keys rejected.
+
+    Rejecting unknown keys turns a typo (``itemPath`` for ``itemsPath``) into an
+    error with a path instead of a connector that silently maps nothing.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        validate_by_alias=True,
+        validate_by_name=True,
+    )
+
+
+ConnectorCategory = Literal[
+    "Project Management", "Communication", "Code & DevOps", "Documents", "Custom"
+]
+CONNECTOR_CATEGORIES: tuple[str, ...] = (
+    "Project Management",
+    "Communication",
+    "Code & DevOps",
+    "Documents",
+    "Custom",
+)
+
+CONNECTOR_ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
+FIELD_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+# --------------------------------------------------------------------------- fields
+
+
+class CredentialField(DescriptorModel):
+    """A secret the user types into the setup form (§4.1)."""
+
+    key: str = Field(pattern=FIELD_KEY_PATTERN)
+    label: str
+    type: Literal["text", "password", "url"]
+    required: bool
+    placeholder: str | None = None
+    help_text: str | None = Field(default=None, alias="helpText")
+
+
+class ConfigField(DescriptorModel):
+    """A non-secret instance setting shown in the setup form.
+
+    Extension. Templates read it as ``{{config.<key>}}``; ``baseUrl`` is also
+    readable as the brief's ``{{baseUrl}}``. Needed by every catalogue connector
+    whose URL depends on the customer: GitHub owner/repo, Trello board id,
+    Confluence site, Datadog site, Slack channel, Notion database.
+    """
+
+    key: str = Field(pattern=FIELD_KEY_PATTERN)
+    label: str
+    type: Literal["text", "url", "number", "select"] = "text"
+    required: bool = True
+    default: str | None = None
+    placeholder: str | None = None
+    help_text: str | None = Field(default=None, alias="helpText")
+    options: list[str] | None = Field(
+        default=None, description="Allowed values when type is 'select'."
+    )
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class CredentialPlacement(DescriptorModel):
+    """One more credential sent with every request.
+
+    Extension: Trello wants ``key`` *and* ``token`` query parameters; Datadog
+    wants ``DD-API-KEY`` *and* ``DD-APPLICATION-KEY`` headers.
+    """
+
+    credential: str = Field(description="Key of the credential field whose value is sent.")
+    delivery: Literal["header", "query", "bearer"]
+    param_name: str = Field(default="Authorization", alias="paramName")
+    value_prefix: str = Field(default="", alias="valuePrefix")
+
+
+class _AuthConfigBase(DescriptorModel):
+    credential_fields: list[CredentialField] = Field(alias="credentialFields")
+    extra_headers: dict[str, str] = Field(
+        default_factory=dict,
+        alias="extraHeaders",
+        description=(
+            "Fixed headers sent with every API request, health checks included. "
+            "Extension: Notion requires 'Notion-Version'; PagerDuty an Accept version header."
+        ),
+    )
+
+
+class _KeyedAuthConfig(_AuthConfigBase):
+    param_name: str = Field(alias="paramName")
+    credential_key: str | None = Field(
+        default=None,
+        alias="credentialKey",
+        description="Credential field sent as the key. Default: the first credential field.",
+    )
+    value_prefix: str = Field(
+        default="",
+        alias="valuePrefix",
+        description=(
+            "Text before the key in a header. Extension: PagerDuty sends "
+            "'Authorization: Token token=<key>'."
+        ),
+    )
+    additional_credentials: list[CredentialPlacement] = Field(
+        default_factory=list, alias="additionalCredentials"
+    )
+
+
+class ApiKeyConfig(_KeyedAuthConfig):
+    delivery: Literal["header", "query", "bearer"]
+
+
+class PatConfig(_KeyedAuthConfig):
+    delivery: Literal["header", "bearer"]
+
+
+class BasicAuthConfig(_AuthConfigBase):
+    username_key: str | None = Field(
+        default=None,
+        alias="usernameKey",
+        description="Default: the first credential field (Confluence: the account email).",
+    )
+    password_key: str | None = Field(
+        default=None,
+        alias="passwordKey",
+        description="Default: the second credential field (Confluence: the API token).",
+    )
+
+
+class OAuth2Config(_AuthConfigBase):
+    authorise_url: str = Field(alias="authoriseUrl")
+    token_url: str = Field(alias="tokenUrl")
+    scopes: list[str]
+    grant: Literal["refresh_token", "client_credentials"] = Field(
+        default="refresh_token",
+        description=(
+            "How the runtime obtains access tokens. Extension: 'client_credentials' for "
+            "app tokens (PagerDuty private apps); 'refresh_token' for user grants (Slack, "
+            "Notion, Confluence 3LO)."
+        ),
+    )
+    rotates_refresh_token: bool = Field(
+        default=False,
+        alias="rotatesRefreshToken",
+        description=(
+            "Each refresh returns a new refresh token that must be stored. Extension: "
+            "Slack token rotation, Atlassian 3LO, Sentry public integrations, GitHub Apps."
+        ),
+    )
+    client_auth: Literal["body", "basic"] = Field(
+        default="body",
+        alias="clientAuth",
+        description="Where client id/secret go on the token request. Extension: Notion uses basic.",
+    )
+    client_id_key: str = Field(default="clientId", alias="clientIdKey")
+    client_secret_key: str = Field(default="clientSecret", alias="clientSecretKey")
+    refresh_token_key: str = Field(default="refreshToken", alias="refreshTokenKey")
+    access_token_key: str = Field(default="accessToken", alias="accessTokenKey")
+
+
+class WebhookSecretConfig(_AuthConfigBase):
+    signature_header: str = Field(alias="signatureHeader")
+    algorithm: Literal["hmac-sha256", "hmac-sha1"]
+
+
+class OAuth2Auth(DescriptorModel):
+    method: Literal["oauth2"]
+    config: OAuth2Config
+
+
+class ApiKeyAuth(DescriptorModel):
+    method: Literal["api_key"]
+    config: ApiKeyConfig
+
+
+class PatAuth(DescriptorModel):
+    method: Literal["pat"]
+    config: PatConfig
+
+
+class BasicAuth(DescriptorModel):
+    method: Literal["basic"]
+    config: BasicAuthConfig
+
+
+class WebhookSecretAuth(DescriptorModel):
+    method: Literal["webhook_secret"]
+    config: WebhookSecretConfig
+
+
+class NoAuth(DescriptorModel):
+    method: Literal["none"]
+
+
+AuthDescriptor = Annotated[
+    OAuth2Auth | ApiKeyAuth | PatAuth | BasicAuth | WebhookSecretAuth | NoAuth,
+    Field(discriminator="method"),
+]
+
+
+# --------------------------------------------------------------------------- polling
+
+TimestampOutputFormat = Literal[
+    "iso8601",
+    "unix",
+    "unix_ms",
+    "iso8601_ms",
+    "slack_ts",
+    "date",
+    "cql_datetime",
+    "jql_datetime",
+]
+
+
+class TimestampFilterDelta(DescriptorModel):
+    """Ask the API for items updated since the last seen timestamp.
+
+    GitHub ``since``, PagerDuty ``since``, Slack ``oldest``, Datadog ``filter[from]``.
+    """
+
+    type: Literal["timestamp_filter"]
+    query_param: str | None = Field(
+        alias="queryParam",
+        description=(
+            "Query parameter carrying the checkpoint. Extension: null when the endpoint, "
+            "query or body template places {{checkpoint}} itself (Linear GraphQL variables, "
+            "Confluence CQL)."
+        ),
+    )
+    format: TimestampOutputFormat = Field(
+        description=(
+            "How the checkpoint is written. Extensions beyond the brief's three: "
+            "iso8601_ms (Notion), slack_ts (Slack 'oldest'), cql_datetime (Confluence), "
+            "jql_datetime (Jira), date."
+        )
+    )
+    overlap_seconds: int = Field(
+        default=60,
+        ge=0,
+        alias="overlapSeconds",
+        description=(
+            "Re-ask for this much before the checkpoint, so same-second or minute-precision "
+            "updates (Notion, Confluence, GitHub) are never missed; dedup absorbs repeats."
+        ),
+    )
+
+
+class DeltaTokenDelta(DescriptorModel):
+    """The API returns an opaque token for "changes since now" (MS Graph deltaLink)."""
+
+    type: Literal["delta_token"]
+    token_path: str = Field(alias="tokenPath")
+    token_param: str = Field(alias="tokenParam")
+    token_is_url: bool = Field(
+        default=False,
+        alias="tokenIsUrl",
+        description="The token is a URL to call next time (MS Graph '@odata.deltaLink').",
+    )
+
+
+class CursorDelta(DescriptorModel):
+    """The API returns a durable cursor to resume from (Asana events ``sync``)."""
+
+    type: Literal["cursor"]
+    cursor_path: str = Field(alias="cursorPath")
+    cursor_param: str = Field(alias="cursorParam")
+
+
+class SinceIdDelta(DescriptorModel):
+    """Ask for items newer than the highest id seen (Trello actions ``since``)."""
+
+    type: Literal["since_id"]
+    id_path: str = Field(alias="idPath")
+    id_param: str = Field(alias="idParam")
+    order: Literal["numeric", "lexicographic"] = Field(
+        default="lexicographic",
+        description="How ids compare. Trello action ids are hex Mongo ids: lexicographic.",
+    )
+
+
+DeltaStrategy = Annotated[
+    TimestampFilterDelta | DeltaTokenDelta | CursorDelta | SinceIdDelta,
+    Field(discriminator="type"),
+]
+
+
+class PaginationDescriptor(DescriptorModel):
+    """How to reach the next page of one poll.
+
+    The brief's ``offset``, ``cursor`` and ``link_header``, plus (extensions)
+    ``next_url`` — the next page is a URL in the body (Confluence ``_links.next``,
+    MS Graph ``@odata.nextLink``) — and ``page_number`` (Datadog monitors ``page``).
+    """
+
+    type: Literal["offset", "cursor", "link_header", "next_url", "page_number"]
+    next_path: str | None = Field(
+        default=None,
+        alias="nextPath",
+        description="Path to the next cursor (cursor) or next URL (next_url) in the body.",
+    )
+    next_param: str | None = Field(
+        default=None,
+        alias="nextParam",
+        description=(
+            "Query parameter for the cursor / offset / page number. For cursors sent in a "
+            "POST body (Notion 'start_cursor', Linear 'after') leave it null and place "
+            "{{pageToken}} in the body template."
+        ),
+    )
+    total_path: str | None = Field(default=None, alias="totalPath")
+    page_size: int = Field(alias="pageSize", ge=1, le=10_000)
+    page_size_param: str | None = Field(
+        default=None,
+        alias="pageSizeParam",
+        description="Query parameter for the page size (GitHub per_page, PagerDuty limit).",
+    )
+    has_more_path: str | None = Field(
+        default=None,
+        alias="hasMorePath",
+        description="Boolean 'more pages' flag (Notion has_more, PagerDuty more, Linear hasNextPage).",
+    )
+    base_url_path: str | None = Field(
+        default=None,
+        alias="baseUrlPath",
+        description="Prefix for a relative next URL (Confluence '_links.base').",
+    )
+    max_pages: int = Field(
+        default=100, ge=1, le=100_000, alias="maxPages", description="Guard per poll."
+    )
+
+
+class _PollingSpec(DescriptorModel):
+    endpoint: str
+    method: Literal["GET", "POST"]
+    headers: dict[str, str] | None = None
+    body: str | dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Request body template. A JSON object (extension) or a string that parses as "
+            "JSON is rendered value by value (a value that is exactly one placeholder keeps "
+            "its type, so GraphQL variables can be null); other strings are text templates "
+            "with JSON-escaped values. Linear, Notion, Datadog search need it."
+        ),
+    )
+    query: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Query parameters, each value a template, URL-encoded on the way out. Extension: "
+            "safer than building query strings inside 'endpoint'."
+        ),
+    )
+    delta: DeltaStrategy
+    rate_limit_rpm: int = Field(alias="rateLimitRpm", ge=1)
+    pagination: PaginationDescriptor | None = None
+    interval_seconds: int = Field(
+        default=300,
+        ge=10,
+        alias="intervalSeconds",
+        description="How often the scheduler polls. Extension.",
+    )
+    initial_lookback_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=0,
+        alias="initialLookbackSeconds",
+        description="How far back the first poll reaches when there is no checkpoint. Extension.",
+    )
+    client_side_since: bool = Field(
+        default=False,
+        alias="clientSideSince",
+        description=(
+            "Drop items whose timestamp is older than the checkpoint after fetching. Extension: "
+            "for APIs without a server-side filter (Trello cards, Datadog monitors, Sentry)."
+        ),
+    )
+    stop_at_checkpoint: bool = Field(
+        default=False,
+        alias="stopAtCheckpoint",
+        description=(
+            "Results are newest-first: stop paging once a page reaches items older than the "
+            "checkpoint. Extension: Notion search, GitHub pulls, Sentry issues."
+        ),
+    )
+
+
+class PollingDescriptor(_PollingSpec):
+    mode: Literal["polling"]
+
+
+PollingSpec = _PollingSpec
+
+
+class SignatureTimestamp(DescriptorModel):
+    """Where a signed request says when it was sent (against replay)."""
+
+    header: str | None = Field(default=None, description="Slack X-Slack-Request-Timestamp.")
+    body_path: str | None = Field(
+        default=None, alias="bodyPath", description="Linear 'webhookTimestamp'."
+    )
+    unit: Literal["seconds", "ms"] = "seconds"
+    tolerance_seconds: int = Field(default=300, ge=1, alias="toleranceSeconds")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SignatureTimestamp:
+        if (self.header is None) == (self.body_path is None):
+            raise ValueError("give exactly one of 'header' or 'bodyPath'")
+        return self
+
+
+class SignatureVerification(DescriptorModel):
+    """How a provider signs its deliveries. Extension: separate from API auth.
+
+    GitHub PRs polls with a PAT yet signs webhooks with a webhook secret; each
+    provider differs in algorithm, encoding, prefix and signed bytes
+    (API-FACTS.md §0 "Signature schemes at a glance").
+    """
+
+    header: str
+    algorithm: Literal["hmac-sha256", "hmac-sha1"] = "hmac-sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field(
+        default="", description="'sha256=' GitHub, 'v0=' Slack, 'v1=' PagerDuty, 'v1,' Standard."
+    )
+    signed_payload: str = Field(
+        default="{{body}}",
+        alias="signedPayload",
+        description=(
+            "What is signed. Variables: body, timestamp, id, url. Slack 'v0:{{timestamp}}:{{body}}'; "
+            "Standard Webhooks '{{id}}.{{timestamp}}.{{body}}'; Trello '{{body}}{{url}}'."
+        ),
+    )
+    separator: str | None = Field(
+        default=None,
+        description=(
+            "Several signatures in one header, for secret rotation: ',' PagerDuty, ' ' Standard "
+            "Webhooks. Any one matching is enough."
+        ),
+    )
+    timestamp: SignatureTimestamp | None = None
+    id_header: str | None = Field(
+        default=None, alias="idHeader", description="Header giving {{id}} (Standard 'webhook-id')."
+    )
+    secret_credential: str = Field(
+        default="webhookSecret",
+        alias="secretCredential",
+        description="Credential field holding the signing secret.",
+    )
+    secret_encoding: Literal["utf8", "base64", "whsec"] = Field(
+        default="utf8",
+        alias="secretEncoding",
+        description="'whsec': Standard Webhooks base64 secret with a 'whsec_' prefix.",
+    )
+
+
+class TokenVerification(DescriptorModel):
+    """A shared token compared in constant time (Datadog custom header, MS Graph clientState)."""
+
+    header: str | None = None
+    query_param: str | None = Field(default=None, alias="queryParam")
+    body_path: str | None = Field(default=None, alias="bodyPath")
+    value_prefix: str = Field(default="", alias="valuePrefix")
+    secret_credential: str = Field(default="webhookSecret", alias="secretCredential")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenVerification:
+        given = [x for x in (self.header, self.query_param, self.body_path) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'header', 'queryParam' or 'bodyPath'")
+        return self
+
+
+class Handshake(DescriptorModel):
+    """A provider's set-up request, answered as its documentation says.
+
+    - ``challenge``: Slack ``url_verification`` — reply with the value at ``respondPath``.
+    - ``head_ok``: Trello sends HEAD when a webhook is created; reply 200.
+    - ``echo_header``: Asana ``X-Hook-Secret`` — echo the header back.
+    - ``echo_query``: MS Graph ``validationToken`` — reply with it as text/plain.
+    - ``acknowledge``: Notion's first ``verification_token`` POST — reply 200, store nothing.
+    """
+
+    type: Literal["challenge", "head_ok", "echo_header", "echo_query", "acknowledge"]
+    when_path: str | None = Field(
+        default=None, alias="whenPath", description="Payload path that identifies the handshake."
+    )
+    equals: str | None = Field(default=None, description="Value the path must equal.")
+    respond_path: str | None = Field(default=None, alias="respondPath")
+    header: str | None = None
+    query_param: str | None = Field(default=None, alias="queryParam")
+    signed: bool = Field(
+        default=False, description="The handshake request itself is signed (Slack)."
+    )
+
+
+class _WebhookSpec(DescriptorModel):
+    event_types: list[str] = Field(alias="eventTypes")
+    event_type_path: str | None = Field(
+        alias="eventTypePath",
+        description="Path to the event type in the payload. May be null when eventTypeHeader is set.",
+    )
+    verification: Literal["signature", "token", "none"]
+    event_type_header: str | None = Field(
+        default=None,
+        alias="eventTypeHeader",
+        description="Extension: GitHub sends the event type in 'X-GitHub-Event'.",
+    )
+    action_path: str | None = Field(
+        default=None,
+        alias="actionPath",
+        description=(
+            "Extension: the event type becomes '<type>.<action>' (GitHub 'issues' + 'opened' → "
+            "'issues.opened'); eventTypes may list either form."
+        ),
+    )
+    delivery_id_header: str | None = Field(
+        default=None,
+        alias="deliveryIdHeader",
+        description="Dedup key of a delivery: X-GitHub-Delivery, Linear-Delivery, X-Webhook-Id.",
+    )
+    delivery_id_path: str | None = Field(
+        default=None, alias="deliveryIdPath", description="Slack 'event_id' in the body."
+    )
+    signature: SignatureVerification | None = None
+    token: TokenVerification | None = None
+    handshakes: list[Handshake] = Field(default_factory=list)
+    field_mapping: FieldMappingDescriptor | None = Field(
+        default=None,
+        alias="fieldMapping",
+        description=(
+            "Mapping for webhook payloads when they differ from poll responses "
+            "(GitHub: poll items are issues, deliveries wrap them in {action, issue})."
+        ),
+    )
+    rate_limit_per_minute: int = Field(default=100, ge=1, alias="rateLimitPerMinute")
+
+
+class WebhookDescriptor(_WebhookSpec):
+    mode: Literal["webhook"]
+
+
+WebhookSpec = _WebhookSpec
+
+
+class PollingAndWebhookDescriptor(DescriptorModel):
+    mode: Literal["polling_and_webhook"]
+    polling: _PollingSpec
+    webhook: _WebhookSpec
+
+
+IngestionDescriptor = Annotated[
+    PollingDescriptor | WebhookDescriptor | PollingAndWebhookDescriptor,
+    Field(discriminator="mode"),
+]
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+class Condition(DescriptorModel):
+    """One test on an item. Extension: rules may require several (``all``)."""
+
+    when: str = Field(description="JSONPath to the value tested.")
+    operator: Literal["equals", "not_equals", "contains", "exists", "not_exists", "matches", "in"]
+    value: str | list[str] | None = None
+    value_path: str | None = Field(
+        default=None,
+        alias="valuePath",
+        description=(
+            "Compare against another field of the item instead of a constant. Extension: "
+            "GitHub issue_created is 'created_at equals updated_at'."
+        ),
+    )
+
+
+class SignalTypeRule(Condition):
+    """The first rule whose conditions all hold names the signal type."""
+
+    then: str
+    all: list[Condition] = Field(
+        default_factory=list, description="Further conditions that must also hold."
+    )
+    event_types: list[str] | None = Field(
+        default=None,
+        alias="eventTypes",
+        description="Webhooks only: the delivery's event type must be one of these.",
+    )
+
+
+class PriorityRule(Condition):
+    then: Priority
+    all: list[Condition] = Field(default_factory=list)
+
+
+class FieldMappingDescriptor(DescriptorModel):
+    items_path: str = Field(alias="itemsPath")
+    id_path: str = Field(alias="idPath")
+    timestamp_path: str = Field(alias="timestampPath")
+    summary_template: str = Field(alias="summaryTemplate")
+    signal_type_rules: list[SignalTypeRule] = Field(alias="signalTypeRules")
+    priority_mapping: list[PriorityRule] | None = Field(default=None, alias="priorityMapping")
+    participants_path: str | None = Field(default=None, alias="participantsPath")
+    tags_path: str | None = Field(default=None, alias="tagsPath")
+    related_items_path: str | None = Field(default=None, alias="relatedItemsPath")
+    raw_fields: list[str] | None = Field(default=None, alias="rawFields")
+    default_type: str = Field(
+        default=UNKNOWN_SIGNAL_TYPE,
+        alias="defaultType",
+        description="Signal type when no rule matches.",
+    )
+    version_path: str | None = Field(
+        default=None,
+        alias="versionPath",
+        description="What makes two versions of an item different (default: the timestamp).",
+    )
+    timestamp_format: Literal["auto", "iso8601", "unix", "unix_ms", "slack_ts"] = Field(
+        default="auto",
+        alias="timestampFormat",
+        description="How item timestamps are written. 'auto' reads ISO 8601, seconds and ms.",
+    )
+
+
+class HealthCheckDescriptor(DescriptorModel):
+    endpoint: str
+    method: Literal["GET", "HEAD"]
+    expect_status: int = Field(alias="expectStatus", ge=100, le=599)
+    timeout_ms: int = Field(alias="timeoutMs", ge=1, le=120_000)
+
+
+class ConnectorDescriptor(DescriptorModel):
+    """A connector: everything the runtime needs to ingest one tool."""
+
+    id: str = Field(pattern=CONNECTOR_ID_PATTERN, max_length=64)
+    name: str = Field(min_length=1)
+    description: str
+    category: ConnectorCategory
+    icon: str
+    kind: Literal["native", "generic"]
+    auth: AuthDescriptor
+    ingestion: IngestionDescriptor | None = Field(
+        default=None, description="Required for generic connectors."
+    )
+    field_mapping: FieldMappingDescriptor | None = Field(
+        default=None, alias="fieldMapping", description="Required for generic connectors."
+    )
+    health_check: HealthCheckDescriptor = Field(alias="healthCheck")
+    version: str
+    config_fields: list[ConfigField] = Field(default_factory=list, alias="configFields")
+    docs_url: str | None = Field(
+        default=None, alias="docsUrl", description="Where users create the credential."
+    )
+
+    @model_validator(mode="after")
+    def _generic_needs_ingestion_and_mapping(self) -> ConnectorDescriptor:
+        if self.kind == "generic":
+            missing = [
+                name
+                for name, value in (
+                    ("ingestion", self.ingestion),
+                    ("fieldMapping", self.field_mapping),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"a generic connector needs {' and '.join(missing)}")
+        return self
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def polling(self) -> _PollingSpec | None:
+        ingestion = self.ingestion
+        if isinstance(ingestion, PollingDescriptor):
+            return ingestion
+        if isinstance(ingestion, PollingAndWebhookDescriptor):
+            return ingestion.polling
+        return None
+
+    @property
+    def webhook(self) -> _WebhookSpec | None:
+        ingestion = self.ingestion
+        if isinstance(ingestion, WebhookDescriptor):
+            return ingestion
+        if isinstance(ingestion, PollingAndWebhookDescriptor):
+            return ingestion.webhook
+        return None
+
+    def webhook_mapping(self) -> FieldMappingDescriptor | None:
+        webhook = self.webhook
+        if webhook is not None and webhook.field_mapping is not None:
+            return webhook.field_mapping
+        return self.field_mapping
+
+    def signature_verification(self) -> SignatureVerification | None:
+        """The webhook signature scheme, derived from ``auth.webhook_secret`` when not explicit.
+
+        Keeps the brief's meaning: a ``webhook_secret`` auth names the header and
+        algorithm of a hex HMAC over the raw body, keyed by its first credential.
+        """
+        webhook = self.webhook
+        if webhook is None or webhook.verification != "signature":
+            return None
+        if webhook.signature is not None:
+            return webhook.signature
+        if isinstance(self.auth, WebhookSecretAuth):
+            config = self.auth.config
+            secret = (
+                config.credential_fields[0].key if config.credential_fields else "webhookSecret"
+            )
+            return SignatureVerification(
+                header=config.signature_header,
+                algorithm=config.algorithm,
+                secret_credential=secret,
+            )
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+_WebhookSpec.model_rebuild()
+WebhookDescriptor.model_rebuild()
+PollingAndWebhookDescriptor.model_rebuild()
+ConnectorDescriptor.model_rebuild()
+
+
+def descriptor_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of the descriptor language."""
+    schema = ConnectorDescriptor.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://ucf.dev/schema/connector-descriptor.schema.json"
+    schema["title"] = "ucf connector descriptor"
+    return schema

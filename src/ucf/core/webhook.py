@@ -1,0 +1,64 @@
+"""What a webhook delivery is about: its event type and delivery id.
+
+Pure helpers shared by the gateway and ``ucf map``, so a descriptor author sees
+exactly what the gateway will do with a sample delivery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ucf.core.descriptor import WebhookSpec
+from ucf.core.jsonpath import MISSING, compile_path
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def _text_at(payload: Any, path: str) -> str | None:
+    value = compile_path(path).first(payload)
+    if value is MISSING or value is None or isinstance(value, dict | list):
+        return None
+    return str(value) if not isinstance(value, bool) else ("true" if value else "false")
+
+
+def event_type_of(webhook: WebhookSpec, payload: Any, headers: Mapping[str, str]) -> str | None:
+    """The delivery's event type: header or payload path, plus '.action' when configured.
+
+    GitHub: ``X-GitHub-Event: issues`` with ``{"action": "opened"}`` → ``issues.opened``.
+    """
+    base: str | None = None
+    if webhook.event_type_header is not None:
+        base = _header(headers, webhook.event_type_header)
+    if base is None and webhook.event_type_path is not None:
+        base = _text_at(payload, webhook.event_type_path)
+    if base is None:
+        return None
+    if webhook.action_path is not None:
+        action = _text_at(payload, webhook.action_path)
+        if action:
+            return f"{base}.{action}"
+    return base
+
+
+def handles(webhook: WebhookSpec, event_type: str) -> bool:
+    """Whether the connector maps this event type ('issues' also covers 'issues.opened')."""
+    allowed = webhook.event_types
+    return event_type in allowed or event_type.split(".", 1)[0] in allowed
+
+
+def delivery_id_of(webhook: WebhookSpec, payload: Any, headers: Mapping[str, str]) -> str | None:
+    """The provider's id for this delivery, stable across its retries (the dedup key)."""
+    if webhook.delivery_id_header is not None:
+        found = _header(headers, webhook.delivery_id_header)
+        if found:
+            return found
+    if webhook.delivery_id_path is not None:
+        return _text_at(payload, webhook.delivery_id_path)
+    return None
