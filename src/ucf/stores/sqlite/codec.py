@@ -1,0 +1,34 @@
+"""How values cross into SQLite columns and back."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ucf.stores.errors import InvalidRecord
+from ucf.stores.models import utc
+
+
+def text_time(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds: sorts as text, reads back exactly."""
+    return utc(moment).isoformat(timespec="microseconds")
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def opt_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def dump_json(value: Any, *, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise InvalidRecord(f"{what} is not JSON ({err})", "pass JSON-compatible values") from None
+
+
+def load_json(text: str) -> Any:
+    return json.loads(text)

@@ -1,0 +1,169 @@
+"""Checkpoints, leases and token buckets in SQLite: each decision is one write
+transaction (or one conditional statement), so racing processes agree."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from datetime import datetime, timedelta
+from typing import Any
+
+from ucf.stores.models import (
+    DEFAULT_CHECKPOINT_KEY,
+    Checkpoint,
+    Lease,
+    RateDecision,
+    epoch_ms,
+    from_epoch_ms,
+    utc,
+)
+from ucf.stores.sqlite.codec import dump_json, load_json, parse_time, text_time
+from ucf.stores.sqlite.database import Database
+
+
+class SqliteCheckpointStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(
+        self, project_id: str, connector_id: str, key: str = DEFAULT_CHECKPOINT_KEY
+    ) -> Checkpoint:
+        def run(conn: sqlite3.Connection) -> Checkpoint:
+            row = conn.execute(
+                "SELECT value, version, updated_at FROM checkpoints "
+                "WHERE project_id = ? AND connector_id = ? AND key = ?",
+                (project_id, connector_id, key),
+            ).fetchone()
+            if row is None:
+                return Checkpoint(None, 0)
+            return Checkpoint(load_json(row[0]), row[1], parse_time(row[2]))
+
+        return await self._db.read(run)
+
+    async def compare_and_set(
+        self,
+        project_id: str,
+        connector_id: str,
+        *,
+        expected_version: int,
+        value: Any,
+        now: datetime,
+        key: str = DEFAULT_CHECKPOINT_KEY,
+    ) -> bool:
+        body = dump_json(value, what="checkpoint value")
+        stamp = text_time(now)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            if expected_version == 0:
+                cursor = conn.execute(
+                    "INSERT INTO checkpoints VALUES (?, ?, ?, ?, 1, ?) "
+                    "ON CONFLICT (project_id, connector_id, key) DO NOTHING",
+                    (project_id, connector_id, key, body, stamp),
+                )
+            else:
+                cursor = conn.execute(
+                    "UPDATE checkpoints SET value = ?, version = version + 1, updated_at = ? "
+                    "WHERE project_id = ? AND connector_id = ? AND key = ? AND version = ?",
+                    (body, stamp, project_id, connector_id, key, expected_version),
+                )
+            return cursor.rowcount == 1
+
+        return await self._db.write(run)
+
+    async def delete(self, project_id: str, connector_id: str) -> None:
+        await self._db.write(
+            lambda conn: conn.execute(
+                "DELETE FROM checkpoints WHERE project_id = ? AND connector_id = ?",
+                (project_id, connector_id),
+            )
+        )
+
+
+class SqliteLeaseStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def acquire(self, name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        now_ms, until_ms = epoch_ms(now), epoch_ms(now + ttl)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                "SET owner = excluded.owner, expires_ms = excluded.expires_ms "
+                "WHERE leases.expires_ms <= ? OR leases.owner = excluded.owner",
+                (name, owner, until_ms, now_ms),
+            )
+            return cursor.rowcount == 1
+
+        return await self._db.write(run)
+
+    async def renew(self, name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        until_ms = epoch_ms(now + ttl)
+
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE leases SET expires_ms = ? WHERE name = ? AND owner = ?",
+                (until_ms, name, owner),
+            )
+            return cursor.rowcount == 1
+
+        return await self._db.write(run)
+
+    async def release(self, name: str, owner: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+            return cursor.rowcount == 1
+
+        return await self._db.write(run)
+
+    async def get(self, name: str, *, now: datetime) -> Lease | None:
+        def run(conn: sqlite3.Connection) -> Lease | None:
+            row = conn.execute(
+                "SELECT owner, expires_ms FROM leases WHERE name = ? AND expires_ms > ?",
+                (name, epoch_ms(now)),
+            ).fetchone()
+            return None if row is None else Lease(name, row[0], from_epoch_ms(row[1]))
+
+        return await self._db.read(run)
+
+
+class SqliteRateLimitStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def try_acquire(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        cost: float = 1.0,
+    ) -> RateDecision:
+        if capacity <= 0 or refill_per_second < 0 or cost <= 0:
+            raise ValueError("capacity and cost must be positive, refill_per_second not negative")
+        now_s = utc(now).timestamp()
+
+        def run(conn: sqlite3.Connection) -> RateDecision:
+            row = conn.execute(
+                "SELECT tokens, updated_s FROM rate_buckets WHERE bucket_key = ?", (bucket_key,)
+            ).fetchone()
+            tokens, updated_s = (capacity, now_s) if row is None else (row[0], row[1])
+            # A caller whose clock lags the last writer's adds nothing, never subtracts.
+            elapsed = max(0.0, now_s - updated_s)
+            tokens = min(capacity, tokens + elapsed * refill_per_second)
+            if tokens >= cost:
+                tokens -= cost
+                decision = RateDecision(True, 0.0)
+            elif refill_per_second == 0 or cost > capacity:
+                decision = RateDecision(False, math.inf)
+            else:
+                decision = RateDecision(False, (cost - tokens) / refill_per_second)
+            conn.execute(
+                "INSERT INTO rate_buckets VALUES (?, ?, ?) ON CONFLICT (bucket_key) "
+                "DO UPDATE SET tokens = excluded.tokens, updated_s = excluded.updated_s",
+                (bucket_key, tokens, max(now_s, updated_s)),
+            )
+            return decision
+
+        return await self._db.write(run)

@@ -1,0 +1,217 @@
+"""One SQLite file, one connection, one thread: the async face of stdlib ``sqlite3``.
+
+Every call runs on a dedicated single-thread executor that owns the connection,
+so calls from one process are serialised without locks of our own and the event
+loop never blocks on disk. Writes run in ``BEGIN IMMEDIATE`` transactions: the
+file's write lock is taken before the first read, so a read-decide-write
+sequence (dedup, CAS, leases, token buckets) is atomic across processes too.
+Other processes wait up to ``busy_timeout`` for the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from ucf.stores.errors import StoreCorrupt, StoreError, StoreUnavailable
+from ucf.stores.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 30_000
+
+_FIX_LOCATION = "set UCF_STORE=sqlite:///<writable path>/ucf.db or fix the permissions"
+
+
+class Database:
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._open_actions: tuple[str, ...] = ()
+
+    # --- lifecycle (runs on the executor thread) ---------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        actions: list[str] = []
+        existed = self.path.exists()
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, mode=0o700)
+                actions.append(f"created directory {self.path.parent}")
+        except OSError as err:
+            raise StoreUnavailable(
+                f"cannot create directory {self.path.parent} for the SQLite store: "
+                f"{err.strerror or err}",
+                _FIX_LOCATION,
+            ) from None
+        if self.path.is_dir():
+            raise StoreUnavailable(f"SQLite store path {self.path} is a directory", _FIX_LOCATION)
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+        except sqlite3.Error as err:
+            raise self.translate(err) from None
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreUnavailable(
+                    f"SQLite file {self.path} cannot use WAL journaling (got {mode!r})",
+                    "put the store on a local filesystem",
+                )
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if not existed:
+                actions.append(f"created SQLite file {self.path}")
+            actions.extend(self._migrate(conn))
+        except sqlite3.Error as err:
+            conn.close()
+            raise self.translate(err) from None
+        except StoreError:
+            conn.close()
+            raise
+        self._conn = conn
+        self._open_actions = tuple(actions)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> list[str]:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current == SCHEMA_VERSION:
+            return []
+        self._check_not_newer(current)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated while we waited for the lock.
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_not_newer(current)
+            applied = []
+            for migration in MIGRATIONS:
+                if migration.version > current:
+                    for statement in _statements(migration.sql):
+                        conn.execute(statement)
+                    applied.append(migration)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return [f"applied migration {m.version}: {m.summary}" for m in applied]
+
+    def _check_not_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreCorrupt(
+                f"SQLite file {self.path} has schema version {version}, newer than this "
+                f"ucf knows ({SCHEMA_VERSION})",
+                "upgrade ucf, or point UCF_STORE at another file",
+            )
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    # --- async API ---------------------------------------------------------------------
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ucf-sqlite")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def open(self) -> tuple[str, ...]:
+        """Open (creating and migrating as needed); the actions taken, once."""
+
+        def run() -> tuple[str, ...]:
+            self._open()
+            actions, self._open_actions = self._open_actions, ()
+            return actions
+
+        return await self._submit(run)
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        await self._submit(self._close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; rolled back if it raises."""
+
+        def run() -> T:
+            conn = self._open()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+            except sqlite3.Error as err:
+                raise self.translate(err) from None
+
+        return await self._submit(run)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one read transaction: a consistent snapshot."""
+
+        def run() -> T:
+            conn = self._open()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                raise self.translate(err) from None
+
+        return await self._submit(run)
+
+    def translate(self, err: sqlite3.Error) -> StoreError:
+        """A typed store error saying what is wrong with the file and what to do."""
+        message = str(err)
+        lowered = message.lower()
+        if "not a database" in lowered or "malformed" in lowered or "corrupt" in lowered:
+            return StoreCorrupt(
+                f"{self.path} is not a usable SQLite database ({message})",
+                "move the file aside (ucf will create a new one) or restore it from a backup",
+            )
+        if "locked" in lowered or "busy" in lowered:
+            return StoreUnavailable(
+                f"SQLite file {self.path} stayed locked by another process for "
+                f"{BUSY_TIMEOUT_MS // 1000} s",
+                "stop the other writer or retry later",
+            )
+        if "unable to open" in lowered or "readonly" in lowered or "read-only" in lowered:
+            return StoreUnavailable(
+                f"cannot open SQLite file {self.path} for writing ({message})", _FIX_LOCATION
+            )
+        if "disk i/o" in lowered or "full" in lowered:
+            return StoreUnavailable(f"SQLite file {self.path}: {message}", "free disk space")
+        return StoreUnavailable(f"SQLite file {self.path}: {message}", _FIX_LOCATION)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would commit)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements

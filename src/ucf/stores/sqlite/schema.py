@@ -1,0 +1,109 @@
+"""The SQLite schema as an ordered list of migrations.
+
+``PRAGMA user_version`` records how many have been applied. A migration is
+appended, never edited: a database written by an older ucf is upgraded by
+running the ones it lacks, in order, inside one write transaction.
+
+Timestamps the application reads back are ISO 8601 text (UTC, microseconds);
+the ones queries order or filter by are integers (signal time and receive time
+in epoch milliseconds, expiry in epoch seconds like DynamoDB's TTL attribute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    summary: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "registry, instances, checkpoints, signals, outbox, leases, rate-limit buckets",
+        """
+        CREATE TABLE descriptors (
+            connector_id TEXT PRIMARY KEY,
+            descriptor   TEXT NOT NULL,
+            built_in     INTEGER NOT NULL,
+            version      TEXT NOT NULL,
+            created_at   TEXT NOT NULL,
+            updated_at   TEXT NOT NULL
+        );
+
+        CREATE TABLE instances (
+            project_id            TEXT NOT NULL,
+            connector_id          TEXT NOT NULL,
+            enabled               INTEGER NOT NULL,
+            credential_secret_ref TEXT,
+            config                TEXT NOT NULL,
+            last_health_check     TEXT,
+            healthy               INTEGER,
+            consecutive_failures  INTEGER NOT NULL DEFAULT 0,
+            last_error            TEXT,
+            health_state          TEXT NOT NULL DEFAULT 'unknown',
+            last_sync_at          TEXT,
+            last_latency_ms       REAL,
+            created_at            TEXT NOT NULL,
+            updated_at            TEXT NOT NULL,
+            PRIMARY KEY (project_id, connector_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX instances_by_connector ON instances (connector_id, project_id);
+
+        CREATE TABLE checkpoints (
+            project_id   TEXT NOT NULL,
+            connector_id TEXT NOT NULL,
+            key          TEXT NOT NULL,
+            value        TEXT NOT NULL,
+            version      INTEGER NOT NULL,
+            updated_at   TEXT NOT NULL,
+            PRIMARY KEY (project_id, connector_id, key)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE signals (
+            dedup_key    TEXT NOT NULL UNIQUE,
+            project_id   TEXT NOT NULL,
+            signal_id    TEXT NOT NULL,
+            connector_id TEXT NOT NULL,
+            source       TEXT NOT NULL,
+            type         TEXT NOT NULL,
+            ts_ms        INTEGER NOT NULL,
+            received_ms  INTEGER NOT NULL,
+            expires_s    INTEGER NOT NULL,
+            body         TEXT NOT NULL
+        );
+        CREATE INDEX signals_by_time ON signals (project_id, ts_ms, signal_id);
+        CREATE INDEX signals_by_id ON signals (project_id, signal_id);
+        CREATE INDEX signals_received ON signals (project_id, connector_id, received_ms);
+        CREATE INDEX signals_expiry ON signals (expires_s);
+
+        CREATE TABLE outbox (
+            entry_id     INTEGER PRIMARY KEY,
+            sink         TEXT NOT NULL,
+            dedup_key    TEXT NOT NULL,
+            enqueued_ms  INTEGER NOT NULL,
+            available_ms INTEGER NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX outbox_by_sink ON outbox (sink, entry_id);
+
+        CREATE TABLE leases (
+            name       TEXT PRIMARY KEY,
+            owner      TEXT NOT NULL,
+            expires_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+
+        CREATE TABLE rate_buckets (
+            bucket_key TEXT PRIMARY KEY,
+            tokens     REAL NOT NULL,
+            updated_s  REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,311 @@
+"""Signals and their delivery outbox in SQLite.
+
+A batch is one write transaction: look up which dedup keys exist (the write
+lock is already held, so nobody can insert one in between), insert the new
+signals with one ``executemany``, and enqueue their outbox entries with another.
+The signal and its entries therefore commit together or not at all.
+"""
+# SQL here is assembled only from constant column lists and "?" placeholders;
+# every value is bound, never formatted in.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import sqlite3
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from ucf.stores.errors import InvalidCursor
+from ucf.stores.models import (
+    IngestResult,
+    OutboxEntry,
+    OutboxLag,
+    SignalCounts,
+    SignalPage,
+    SignalQuery,
+    SignalWrite,
+    StoredSignal,
+    epoch_ms,
+    from_epoch_ms,
+)
+from ucf.stores.sqlite.codec import dump_json, load_json
+from ucf.stores.sqlite.database import Database
+
+# Stay well under SQLite's bound-parameter limit in IN (...) lists.
+_CHUNK = 500
+
+_SIGNAL_COLUMNS = "body, dedup_key, project_id, connector_id, received_ms, expires_s"
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _marks(count: int) -> str:
+    return ",".join("?" * count)
+
+
+def _stored(row: tuple[Any, ...]) -> StoredSignal:
+    return StoredSignal(
+        signal=load_json(row[0]),
+        dedup_key=row[1],
+        project_id=row[2],
+        connector_id=row[3],
+        received_at=from_epoch_ms(row[4]),
+        expires_at=from_epoch_ms(row[5] * 1000),
+    )
+
+
+def _encode_cursor(ts_ms: int, signal_id: str) -> str:
+    raw = json.dumps([ts_ms, signal_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts_ms, signal_id = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise InvalidCursor(
+            f"cursor {cursor[:40]!r} was not issued by this store",
+            "start again without a cursor",
+        ) from None
+    if not isinstance(ts_ms, int) or not isinstance(signal_id, str):
+        raise InvalidCursor(
+            f"cursor {cursor[:40]!r} was not issued by this store", "start again without a cursor"
+        )
+    return ts_ms, signal_id
+
+
+class SqliteSignalStore:
+    def __init__(self, db: Database, retention: timedelta) -> None:
+        self._db = db
+        self._retention = retention
+
+    async def ingest(
+        self, batch: Sequence[SignalWrite], *, sinks: Sequence[str] = ()
+    ) -> IngestResult:
+        if not batch:
+            return IngestResult(())
+        retention_s = self._retention.total_seconds()
+        sink_names = tuple(dict.fromkeys(sinks))
+
+        def run(conn: sqlite3.Connection) -> IngestResult:
+            keys = list(dict.fromkeys(item.dedup_key for item in batch))
+            seen: set[str] = set()
+            for chunk in _chunks(keys):
+                seen.update(
+                    row[0]
+                    for row in conn.execute(
+                        f"SELECT dedup_key FROM signals WHERE dedup_key IN ({_marks(len(chunk))})",
+                        chunk,
+                    )
+                )
+            flags: list[bool] = []
+            rows: list[tuple[Any, ...]] = []
+            for item in batch:
+                if item.dedup_key in seen:
+                    flags.append(False)
+                    continue
+                seen.add(item.dedup_key)
+                flags.append(True)
+                signal = item.signal
+                received_ms = epoch_ms(item.received_at)
+                rows.append(
+                    (
+                        item.dedup_key,
+                        item.project_id,
+                        item.signal_id,
+                        item.connector_id,
+                        str(signal.get("source", item.connector_id)),
+                        str(signal.get("type", "unknown")),
+                        epoch_ms(item.timestamp),
+                        received_ms,
+                        math.ceil(received_ms / 1000 + retention_s),
+                        dump_json(signal, what=f"signal {item.signal_id}"),
+                    )
+                )
+            if rows:
+                conn.executemany("INSERT INTO signals VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                if sink_names:
+                    conn.executemany(
+                        "INSERT INTO outbox (sink, dedup_key, enqueued_ms, available_ms) "
+                        "VALUES (?, ?, ?, ?)",
+                        [(sink, row[0], row[7], row[7]) for row in rows for sink in sink_names],
+                    )
+            return IngestResult(tuple(flags))
+
+        return await self._db.write(run)
+
+    async def get(self, project_id: str, signal_id: str) -> StoredSignal | None:
+        def run(conn: sqlite3.Connection) -> StoredSignal | None:
+            row = conn.execute(
+                f"SELECT {_SIGNAL_COLUMNS} FROM signals WHERE project_id = ? AND signal_id = ? "
+                "LIMIT 1",
+                (project_id, signal_id),
+            ).fetchone()
+            return None if row is None else _stored(row)
+
+        return await self._db.read(run)
+
+    async def query(
+        self,
+        project_id: str,
+        filters: SignalQuery = SignalQuery(),  # noqa: B008 - frozen, shared safely
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SignalPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        where = ["project_id = ?"]
+        params: list[Any] = [project_id]
+        if filters.source is not None:
+            where.append("source = ?")
+            params.append(filters.source)
+        if filters.type is not None:
+            where.append("type = ?")
+            params.append(filters.type)
+        if filters.since is not None:
+            where.append("ts_ms >= ?")
+            params.append(epoch_ms(filters.since))
+        if filters.until is not None:
+            where.append("ts_ms < ?")
+            params.append(epoch_ms(filters.until))
+        if cursor is not None:
+            where.append("(ts_ms, signal_id) < (?, ?)")
+            params.extend(_decode_cursor(cursor))
+        sql = (
+            f"SELECT {_SIGNAL_COLUMNS}, ts_ms, signal_id FROM signals WHERE {' AND '.join(where)} "
+            "ORDER BY ts_ms DESC, signal_id DESC LIMIT ?"
+        )
+
+        def run(conn: sqlite3.Connection) -> SignalPage:
+            rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+            page = rows[:limit]
+            next_cursor = None
+            if len(rows) > limit:
+                last = page[-1]
+                next_cursor = _encode_cursor(last[6], last[7])
+            return SignalPage(tuple(_stored(row) for row in page), next_cursor)
+
+        return await self._db.read(run)
+
+    async def counts(self, project_id: str, connector_id: str, *, now: datetime) -> SignalCounts:
+        now_ms = epoch_ms(now)
+        day_ago = epoch_ms(now - timedelta(days=1))
+        week_ago = epoch_ms(now - timedelta(days=7))
+
+        def run(conn: sqlite3.Connection) -> SignalCounts:
+            day, week = conn.execute(
+                "SELECT COALESCE(SUM(received_ms > ?), 0), COUNT(*) FROM signals "
+                "WHERE project_id = ? AND connector_id = ? AND received_ms > ? "
+                "AND received_ms <= ?",
+                (day_ago, project_id, connector_id, week_ago, now_ms),
+            ).fetchone()
+            return SignalCounts(last_24h=int(day), last_7d=int(week))
+
+        return await self._db.read(run)
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        now_s = epoch_ms(now) // 1000
+
+        def run(conn: sqlite3.Connection) -> int:
+            conn.execute(
+                "DELETE FROM outbox WHERE dedup_key IN "
+                "(SELECT dedup_key FROM signals WHERE expires_s <= ?)",
+                (now_s,),
+            )
+            return conn.execute("DELETE FROM signals WHERE expires_s <= ?", (now_s,)).rowcount
+
+        return await self._db.write(run)
+
+
+def _entry_ids(entry_ids: Sequence[str]) -> list[int]:
+    """Our entry ids are integers; anything else cannot be pending here."""
+    return [int(entry_id) for entry_id in entry_ids if entry_id.isdigit()]
+
+
+class SqliteOutbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def claim(
+        self, sink: str, *, limit: int, lease: timedelta, now: datetime
+    ) -> list[OutboxEntry]:
+        now_ms = epoch_ms(now)
+        until_ms = epoch_ms(now + lease)
+
+        def run(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = conn.execute(
+                "SELECT o.entry_id, o.enqueued_ms, o.attempts, s.project_id, s.connector_id, "
+                "s.body FROM outbox o JOIN signals s ON s.dedup_key = o.dedup_key "
+                "WHERE o.sink = ? AND o.available_ms <= ? ORDER BY o.entry_id LIMIT ?",
+                (sink, now_ms, limit),
+            ).fetchall()
+            for chunk in _chunks([row[0] for row in rows]):
+                conn.execute(
+                    "UPDATE outbox SET available_ms = ?, attempts = attempts + 1 "
+                    f"WHERE entry_id IN ({_marks(len(chunk))})",
+                    (until_ms, *chunk),
+                )
+            return [
+                OutboxEntry(
+                    entry_id=str(row[0]),
+                    sink=sink,
+                    project_id=row[3],
+                    connector_id=row[4],
+                    signal=load_json(row[5]),
+                    enqueued_at=from_epoch_ms(row[1]),
+                    attempts=row[2] + 1,
+                )
+                for row in rows
+            ]
+
+        return await self._db.write(run)
+
+    async def ack(self, sink: str, entry_ids: Sequence[str]) -> int:
+        ids = _entry_ids(entry_ids)
+
+        def run(conn: sqlite3.Connection) -> int:
+            done = 0
+            for chunk in _chunks(ids):
+                done += conn.execute(
+                    f"DELETE FROM outbox WHERE sink = ? AND entry_id IN ({_marks(len(chunk))})",
+                    (sink, *chunk),
+                ).rowcount
+            return done
+
+        return await self._db.write(run)
+
+    async def release(self, sink: str, entry_ids: Sequence[str], *, retry_at: datetime) -> int:
+        ids = _entry_ids(entry_ids)
+        retry_ms = epoch_ms(retry_at)
+
+        def run(conn: sqlite3.Connection) -> int:
+            done = 0
+            for chunk in _chunks(ids):
+                done += conn.execute(
+                    "UPDATE outbox SET available_ms = ? "
+                    f"WHERE sink = ? AND entry_id IN ({_marks(len(chunk))})",
+                    (retry_ms, sink, *chunk),
+                ).rowcount
+            return done
+
+        return await self._db.write(run)
+
+    async def lag(self, sink: str, *, now: datetime) -> OutboxLag:
+        def run(conn: sqlite3.Connection) -> OutboxLag:
+            pending, oldest = conn.execute(
+                "SELECT COUNT(*), MIN(enqueued_ms) FROM outbox WHERE sink = ?", (sink,)
+            ).fetchone()
+            age = None if oldest is None else max(0.0, (epoch_ms(now) - oldest) / 1000)
+            return OutboxLag(pending=int(pending), oldest_age_seconds=age)
+
+        return await self._db.read(run)

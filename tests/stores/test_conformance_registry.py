@@ -1,0 +1,271 @@
+"""Descriptor registry and instances: the same behaviour on every backend."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from tests.stores.builders import T0
+from ucf.stores import AlreadyExists, InvalidRecord, NotFound, Store
+from ucf.stores.models import HealthObservation, InstanceChanges
+
+
+def descriptor(connector_id: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": connector_id,
+        "name": connector_id.title(),
+        "kind": "generic",
+        "version": version,
+        "auth": {"type": "bearer"},
+        **extra,
+    }
+
+
+LATER = T0 + timedelta(hours=1)
+
+
+# --- descriptors ---------------------------------------------------------------------
+
+
+async def test_registered_descriptor_reads_back_exactly(store: Store) -> None:
+    body = descriptor("linear", nested={"a": [1, 2, {"b": None}]}, unicode="café ✓")
+    record = await store.descriptors.register(body, now=T0)
+    assert record.connector_id == "linear"
+    assert record.descriptor == body
+    assert record.built_in is False
+    assert record.version == "1.0.0"
+    assert record.created_at == record.updated_at == T0
+    assert await store.descriptors.get("linear") == record
+
+
+async def test_registering_a_taken_id_is_refused_and_keeps_the_original(store: Store) -> None:
+    await store.descriptors.register(descriptor("linear", name="first"), now=T0)
+    with pytest.raises(AlreadyExists, match="linear"):
+        await store.descriptors.register(descriptor("linear", name="second"), now=LATER)
+    stored = await store.descriptors.get("linear")
+    assert stored is not None
+    assert stored.descriptor["name"] == "first"
+
+
+async def test_descriptor_without_an_id_is_rejected(store: Store) -> None:
+    with pytest.raises(InvalidRecord, match="id"):
+        await store.descriptors.register({"name": "nameless"}, now=T0)
+
+
+async def test_descriptors_are_listed_by_id(store: Store) -> None:
+    for connector_id in ("trello", "asana", "jira"):
+        await store.descriptors.register(descriptor(connector_id), now=T0)
+    assert [r.connector_id for r in await store.descriptors.list_all()] == [
+        "asana",
+        "jira",
+        "trello",
+    ]
+
+
+async def test_unknown_descriptor_reads_as_none(store: Store) -> None:
+    assert await store.descriptors.get("nope") is None
+
+
+async def test_update_replaces_body_keeps_created_at(store: Store) -> None:
+    await store.descriptors.register(descriptor("linear"), now=T0)
+    updated = await store.descriptors.update(
+        "linear", descriptor("linear", "1.1.0", name="Linear 2"), now=LATER
+    )
+    assert updated.descriptor["name"] == "Linear 2"
+    assert updated.version == "1.1.0"
+    assert (updated.created_at, updated.updated_at) == (T0, LATER)
+    assert await store.descriptors.get("linear") == updated
+
+
+async def test_update_of_missing_descriptor_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound, match="ghost"):
+        await store.descriptors.update("ghost", descriptor("ghost"), now=T0)
+
+
+async def test_update_cannot_change_a_descriptors_id(store: Store) -> None:
+    await store.descriptors.register(descriptor("linear"), now=T0)
+    with pytest.raises(InvalidRecord, match="id"):
+        await store.descriptors.update("linear", descriptor("asana"), now=LATER)
+
+
+async def test_delete_removes_and_second_delete_is_not_found(store: Store) -> None:
+    await store.descriptors.register(descriptor("linear"), now=T0)
+    await store.descriptors.delete("linear")
+    assert await store.descriptors.get("linear") is None
+    with pytest.raises(NotFound):
+        await store.descriptors.delete("linear")
+
+
+async def test_builtin_sync_inserts_then_upgrades_only_on_higher_version(store: Store) -> None:
+    first = await store.descriptors.sync_builtin(
+        [descriptor("jira", "1.9.0"), descriptor("github-issues", "2.0.0")], now=T0
+    )
+    assert sorted(first.inserted) == ["github-issues", "jira"]
+    jira = await store.descriptors.get("jira")
+    assert jira is not None
+    assert jira.built_in is True
+
+    second = await store.descriptors.sync_builtin(
+        [
+            descriptor("jira", "1.10.0", name="new"),
+            descriptor("github-issues", "1.9.9", name="old"),
+        ],
+        now=LATER,
+    )
+    assert second.upgraded == ("jira",)
+    assert second.unchanged == ("github-issues",)
+    jira = await store.descriptors.get("jira")
+    github = await store.descriptors.get("github-issues")
+    assert jira is not None
+    assert github is not None
+    assert (jira.version, jira.descriptor["name"], jira.created_at) == ("1.10.0", "new", T0)
+    assert github.version == "2.0.0"
+    assert github.updated_at == T0
+
+
+async def test_builtin_sync_never_overwrites_a_user_descriptor_of_the_same_id(
+    store: Store,
+) -> None:
+    await store.descriptors.register(descriptor("jira", "0.1.0", name="mine"), now=T0)
+    report = await store.descriptors.sync_builtin([descriptor("jira", "9.0.0")], now=LATER)
+    assert report.shadowed == ("jira",)
+    stored = await store.descriptors.get("jira")
+    assert stored is not None
+    assert (stored.built_in, stored.descriptor["name"]) == (False, "mine")
+
+
+async def test_user_edit_of_a_builtin_can_take_it_out_of_sync(store: Store) -> None:
+    await store.descriptors.sync_builtin([descriptor("jira", "1.0.0")], now=T0)
+    await store.descriptors.update(
+        "jira", descriptor("jira", "1.0.0", name="edited"), now=LATER, built_in=False
+    )
+    report = await store.descriptors.sync_builtin([descriptor("jira", "2.0.0")], now=LATER)
+    assert report.shadowed == ("jira",)
+
+
+# --- instances -----------------------------------------------------------------------
+
+
+async def test_created_instance_starts_unknown_and_reads_back(store: Store) -> None:
+    created = await store.instances.create(
+        "p1",
+        "jira",
+        config={"baseUrl": "https://acme.atlassian.net", "projectKey": "OPS"},
+        credential_secret_ref="secret://p1/jira",
+        now=T0,
+    )
+    assert created.enabled is True
+    assert created.health_state == "unknown"
+    assert created.healthy is None
+    assert created.consecutive_failures == 0
+    assert created.credential_secret_ref == "secret://p1/jira"
+    assert created.config["projectKey"] == "OPS"
+    assert created.created_at == created.updated_at == T0
+    assert await store.instances.get("p1", "jira") == created
+
+
+async def test_second_instance_of_a_connector_in_a_project_is_refused(store: Store) -> None:
+    await store.instances.create("p1", "jira", config={}, now=T0)
+    with pytest.raises(AlreadyExists, match="jira"):
+        await store.instances.create("p1", "jira", config={}, now=T0)
+
+
+async def test_instances_list_by_project_by_connector_and_enabled(store: Store) -> None:
+    await store.instances.create("p1", "jira", config={}, now=T0)
+    await store.instances.create("p1", "asana", config={}, now=T0, enabled=False)
+    await store.instances.create("p2", "jira", config={}, now=T0)
+    await store.instances.create("p0", "jira", config={}, now=T0, enabled=False)
+
+    by_project = await store.instances.list_by_project("p1")
+    assert [i.connector_id for i in by_project] == ["asana", "jira"]
+    by_connector = await store.instances.list_by_connector("jira")
+    assert [i.project_id for i in by_connector] == ["p0", "p1", "p2"]
+    enabled = await store.instances.list_enabled()
+    assert [(i.project_id, i.connector_id) for i in enabled] == [("p1", "jira"), ("p2", "jira")]
+    assert await store.instances.list_by_project("nobody") == []
+
+
+async def test_partial_update_changes_only_given_fields(store: Store) -> None:
+    await store.instances.create(
+        "p1", "jira", config={"a": "1"}, credential_secret_ref="ref-1", now=T0
+    )
+    updated = await store.instances.update(
+        "p1", "jira", InstanceChanges(config={"a": "2"}), now=LATER
+    )
+    assert (updated.config, updated.credential_secret_ref, updated.enabled) == (
+        {"a": "2"},
+        "ref-1",
+        True,
+    )
+    assert updated.updated_at == LATER
+    cleared = await store.instances.update(
+        "p1", "jira", InstanceChanges(credential_secret_ref=None), now=LATER
+    )
+    assert cleared.credential_secret_ref is None
+    assert cleared.config == {"a": "2"}
+
+
+async def test_updating_a_missing_instance_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.instances.update("p1", "jira", InstanceChanges(enabled=False), now=T0)
+    with pytest.raises(NotFound):
+        await store.instances.set_enabled("p1", "jira", True, now=T0)
+    with pytest.raises(NotFound):
+        await store.instances.delete("p1", "jira")
+    with pytest.raises(NotFound):
+        await store.instances.record_health("p1", "jira", HealthObservation(ok=True, at=T0))
+
+
+async def test_disabling_removes_an_instance_from_the_schedule(store: Store) -> None:
+    await store.instances.create("p1", "jira", config={}, now=T0)
+    disabled = await store.instances.set_enabled("p1", "jira", False, now=LATER)
+    assert disabled.enabled is False
+    assert await store.instances.list_enabled() == []
+
+
+async def test_health_failures_degrade_then_error_and_success_resets(store: Store) -> None:
+    await store.instances.create("p1", "jira", config={}, now=T0)
+    states = []
+    for minute in range(3):
+        record = await store.instances.record_health(
+            "p1",
+            "jira",
+            HealthObservation(
+                ok=False, at=T0 + timedelta(minutes=minute), error="401 Unauthorized"
+            ),
+        )
+        states.append((record.health_state, record.consecutive_failures))
+    assert states == [("degraded", 1), ("degraded", 2), ("error", 3)]
+    assert record.healthy is False
+    assert record.last_error == "401 Unauthorized"
+    assert record.last_health_check == T0 + timedelta(minutes=2)
+
+    ok = await store.instances.record_health(
+        "p1", "jira", HealthObservation(ok=True, at=LATER, latency_ms=123.5, synced=True)
+    )
+    assert (ok.health_state, ok.healthy, ok.consecutive_failures) == ("healthy", True, 0)
+    assert ok.last_error is None
+    assert ok.last_latency_ms == 123.5
+    assert ok.last_sync_at == LATER
+    assert ok.updated_at == T0, "health reports do not count as configuration changes"
+
+
+async def test_health_check_without_sync_keeps_last_sync_time(store: Store) -> None:
+    await store.instances.create("p1", "jira", config={}, now=T0)
+    await store.instances.record_health(
+        "p1", "jira", HealthObservation(ok=True, at=T0, synced=True)
+    )
+    later = await store.instances.record_health(
+        "p1", "jira", HealthObservation(ok=True, at=LATER, latency_ms=5.0)
+    )
+    assert later.last_sync_at == T0
+    assert later.last_health_check == LATER
+
+
+async def test_deleted_instance_is_gone(store: Store) -> None:
+    await store.instances.create("p1", "jira", config={}, now=T0)
+    await store.instances.delete("p1", "jira")
+    assert await store.instances.get("p1", "jira") is None
+    assert await store.instances.list_by_connector("jira") == []
