@@ -273,6 +273,16 @@ class TimestampFilterDelta(DescriptorModel):
             "updates (Notion, Confluence, GitHub) are never missed; dedup absorbs repeats."
         ),
     )
+    sorted_ascending: bool = Field(
+        default=False,
+        alias="sortedAscending",
+        description=(
+            "Results come oldest-first by the item timestamp (GitHub direction=asc, Linear "
+            "orderBy updatedAt…), so the checkpoint may advance after every page; otherwise "
+            "it advances only after the last page, or a crash mid-poll could skip older items "
+            "on later pages."
+        ),
+    )
 
 
 class DeltaTokenDelta(DescriptorModel):
