@@ -24,3 +24,15 @@ def main() -> None:
 def version() -> None:
     """Print the ucf version."""
     typer.echo(__version__)
+
+
+def _register() -> None:
+    """Sub-commands live in their own modules; main only wires them."""
+    from ucf.cli import descriptors
+
+    app.command("schema")(descriptors.schema)
+    app.command("map")(descriptors.map_sample)
+    app.add_typer(descriptors.connectors_app, name="connectors")
+
+
+_register()

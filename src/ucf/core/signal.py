@@ -9,6 +9,7 @@ polled, pushed, native or generic — agrees on what "the same signal" means.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -80,7 +81,7 @@ def dedup_key(source: str, project_id: str, item_id: str, version: str) -> str:
     return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
 
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
 def signal_id(key: str, timestamp_ms: int) -> str:
@@ -91,11 +92,10 @@ def signal_id(key: str, timestamp_ms: int) -> str:
     """
     ts = min(max(timestamp_ms, 0), (1 << 48) - 1)
     value = (ts << 80) | int(key[:20], 16)
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # A ULID is the 130-bit big-endian base32 of the 128-bit value; shifted into
+    # 160 bits, the first 26 characters of standard base32 are exactly those bits.
+    encoded = base64.b32encode((value << 30).to_bytes(20, "big")).decode("ascii")
+    return encoded[:26].translate(_CROCKFORD)
 
 
 def iso_utc(moment: datetime) -> str:

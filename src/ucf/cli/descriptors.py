@@ -1,0 +1,168 @@
+"""Commands a descriptor author lives in: ``schema``, ``connectors validate``, ``map``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ucf.core.descriptor import ConnectorDescriptor, descriptor_json_schema
+from ucf.core.mapping import CompiledMapping, MappingResult
+from ucf.core.validation import DescriptorInvalid, Problem, parse_descriptor, validate_descriptor
+from ucf.core.webhook import delivery_id_of, event_type_of, handles
+
+connectors_app = typer.Typer(help="Work with connector descriptors.", no_args_is_help=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """A one-line error on stderr and a non-zero exit; never a traceback."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise fail(f"cannot read {what} {path}: {error.strerror or error}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise fail(
+            f"{what} {path} is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+
+
+def load_descriptor(path: Path) -> ConnectorDescriptor:
+    """Read and fully validate a descriptor file, or exit listing every problem."""
+    data = read_json_file(path, "descriptor")
+    try:
+        return parse_descriptor(data)
+    except DescriptorInvalid as invalid:
+        _print_problems(path, invalid.problems)
+        raise typer.Exit(1) from None
+
+
+def _print_problems(path: Path, problems: list[Problem]) -> None:
+    typer.echo(f"{path}: {len(problems)} problem(s)", err=True)
+    for problem in problems:
+        typer.echo(f"  {problem.path or '(root)'}: {problem.message}", err=True)
+        if problem.hint:
+            typer.echo(f"      hint: {problem.hint}", err=True)
+
+
+def schema() -> None:
+    """Print the JSON Schema of the connector descriptor language."""
+    typer.echo(json.dumps(descriptor_json_schema(), indent=2, sort_keys=True))
+
+
+@connectors_app.command("validate")
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Descriptor JSON files.", show_default=False)],
+) -> None:
+    """Validate descriptors; print every problem with its JSON path and a hint."""
+    failed = 0
+    for path in files:
+        data = read_json_file(path, "descriptor")
+        descriptor, problems = validate_descriptor(data)
+        if descriptor is None or problems:
+            failed += 1
+            _print_problems(path, problems)
+            continue
+        typer.echo(f"{path}: ok — {_summary(descriptor)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _summary(descriptor: ConnectorDescriptor) -> str:
+    mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
+    mappings = [m for m in (descriptor.field_mapping, descriptor.webhook_mapping()) if m]
+    types = sorted({rule.then for m in mappings for rule in m.signal_type_rules})
+    return (
+        f"{descriptor.id} v{descriptor.version} ({descriptor.kind}, {descriptor.category}, "
+        f"auth {descriptor.auth.method}, {mode}; signal types: {', '.join(types) or 'none'})"
+    )
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise fail(f"--header must look like 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def map_sample(
+    descriptor_file: Annotated[Path, typer.Option("--descriptor", help="Descriptor JSON file.")],
+    sample: Annotated[
+        Path, typer.Option("--sample", help="A poll response, or a webhook payload.")
+    ],
+    project: Annotated[
+        str, typer.Option("--project", help="Project id for the signals.")
+    ] = "sample",
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", help="'Name: value' of a webhook delivery (event type, id)."),
+    ] = None,
+) -> None:
+    """Map a sample through a descriptor: signals as JSON lines, per-item errors on stderr.
+
+    With --header (or for a webhook-only connector) the sample is treated as a
+    webhook payload; otherwise as a poll response.
+    """
+    descriptor = load_descriptor(descriptor_file)
+    payload = read_json_file(sample, "sample")
+    headers = dict(parse_header(h) for h in header or [])
+    now = datetime.now(UTC)
+    as_webhook = descriptor.webhook is not None and (bool(headers) or descriptor.polling is None)
+    if as_webhook:
+        result = _map_webhook(descriptor, payload, headers, project, now, sample.read_bytes())
+    else:
+        mapping = descriptor.field_mapping
+        if mapping is None:
+            raise fail(f"{descriptor.id} has no fieldMapping")
+        result = CompiledMapping(mapping).map_response(payload, descriptor.id, project)
+    for mapped in result.signals:
+        sys.stdout.write(json.dumps(mapped.signal.to_wire(), ensure_ascii=False) + "\n")
+    for error in result.errors:
+        ident = f" (id {error.item_id})" if error.item_id else ""
+        typer.echo(f"item {error.index}{ident}: {error.reason}", err=True)
+    typer.echo(f"{len(result.signals)} signal(s), {len(result.errors)} item error(s)", err=True)
+    if result.errors and not result.signals:
+        raise typer.Exit(1)
+
+
+def _map_webhook(
+    descriptor: ConnectorDescriptor,
+    payload: Any,
+    headers: dict[str, str],
+    project: str,
+    now: datetime,
+    body: bytes,
+) -> MappingResult:
+    webhook = descriptor.webhook
+    mapping = descriptor.webhook_mapping()
+    if webhook is None or mapping is None:
+        raise fail(f"{descriptor.id} receives no webhooks")
+    event_type = event_type_of(webhook, payload, headers)
+    if event_type is None:
+        raise fail("the sample has no event type (check eventTypePath / --header)")
+    if not handles(webhook, event_type):
+        typer.echo(
+            f"event type {event_type!r} is not handled by {descriptor.id}: ignored", err=True
+        )
+        return MappingResult()
+    delivery = delivery_id_of(webhook, payload, headers) or hashlib.sha256(body).hexdigest()
+    compiled = CompiledMapping(mapping)
+    return compiled.map_items(
+        compiled.extract_items(payload),
+        descriptor.id,
+        project,
+        event_type=event_type,
+        version=delivery,
+        now=now,
+    )

@@ -1,0 +1,508 @@
+"""The Field Mapper: raw API items to ``NormalisedSignal`` (SPEC §6.3).
+
+A ``FieldMappingDescriptor`` compiles once into a :class:`CompiledMapping`;
+every path, rule, regex and template is planned at compile time so mapping one
+item is a handful of direct lookups (see ``bench/mapping.py``). Mapping never
+raises on arbitrary JSON: an item that cannot become a signal (no id, a bad
+timestamp) yields an :class:`ItemError` with the reason and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+import re2
+
+from ucf.core.descriptor import Condition, FieldMappingDescriptor, PriorityRule, SignalTypeRule
+from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
+from ucf.core.signal import (
+    SUMMARY_MAX_CHARS,
+    NormalisedSignal,
+    Priority,
+    SignalMetadata,
+    dedup_key,
+    iso_utc,
+    signal_id,
+)
+from ucf.core.template import compile_template
+from ucf.core.timestamps import parse_timestamp, to_epoch_ms
+
+#: Keys tried, in order, to name a participant/tag given as an object.
+NAME_KEYS = ("login", "name", "displayName", "display_name", "summary", "email", "username", "id")
+
+
+@dataclass(frozen=True, slots=True)
+class MappedSignal:
+    """A signal with the identity the stores deduplicate on."""
+
+    signal: NormalisedSignal
+    dedup_key: str
+    item_id: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    """Why one item did not become a signal."""
+
+    index: int
+    reason: str
+    item_id: str | None = None
+
+
+@dataclass(slots=True)
+class MappingResult:
+    signals: list[MappedSignal] = field(default_factory=list)
+    errors: list[ItemError] = field(default_factory=list)
+
+
+class ItemMappingError(ValueError):
+    """Raised by :meth:`CompiledMapping.map` for one unmappable item."""
+
+    def __init__(self, reason: str, item_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.item_id = item_id
+
+
+# --------------------------------------------------------------------------- values
+
+
+def as_text(value: Any) -> str:
+    """How a JSON value reads when compared or rendered: strings as-is, others as JSON."""
+    if isinstance(value, str):
+        return value
+    if value is None or value is MISSING:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _name_of(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return as_text(value)
+    if isinstance(value, dict):
+        for key in NAME_KEYS:
+            found = value.get(key)
+            if isinstance(found, str | int) and not isinstance(found, bool) and found != "":
+                return str(found)
+    return None
+
+
+def names(value: Any) -> list[str]:
+    """Participants, tags or related items as de-duplicated strings, order kept."""
+    if value is MISSING or value is None:
+        return []
+    candidates = value if isinstance(value, list) else [value]
+    seen: dict[str, None] = {}
+    for candidate in candidates:
+        if isinstance(candidate, list):
+            for inner in candidate:
+                name = _name_of(inner)
+                if name is not None:
+                    seen.setdefault(name, None)
+            continue
+        name = _name_of(candidate)
+        if name is not None:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+class _Getter:
+    """A compiled path read as one value: the first match, or the list for multi-node paths."""
+
+    __slots__ = ("_path", "get")
+
+    def __init__(self, expression: str) -> None:
+        self._path: CompiledPath = compile_path(expression)
+        self.get: Callable[[Any], Any] = (
+            self._path.first if self._path.is_singular else self._path.values
+        )
+
+
+# --------------------------------------------------------------------------- conditions
+
+Test = Callable[[Any, str | None], bool]
+
+
+def _any_text(value: Any, predicate: Callable[[str], bool]) -> bool:
+    if isinstance(value, list):
+        return any(predicate(as_text(v)) for v in value if v is not None)
+    if value is MISSING or value is None:
+        return False
+    return predicate(as_text(value))
+
+
+def _present(value: Any) -> bool:
+    if value is MISSING or value is None:
+        return False
+    return not (isinstance(value, list | dict | str) and len(value) == 0)
+
+
+def compile_condition(condition: Condition) -> Test:
+    """One small closure per condition; the operator is resolved here, not per item."""
+    getter = _Getter(condition.when).get
+    operator = condition.operator
+    if operator == "exists":
+        return lambda item, _event: _present(getter(item))
+    if operator == "not_exists":
+        return lambda item, _event: not _present(getter(item))
+
+    if condition.value_path is not None:
+        other = _Getter(condition.value_path).get
+
+        def target_of(item: Any) -> str:
+            return as_text(other(item))
+    else:
+        constant = condition.value if isinstance(condition.value, str) else ""
+
+        def target_of(item: Any) -> str:
+            return constant
+
+    if operator == "in":
+        allowed = frozenset(condition.value if isinstance(condition.value, list) else [])
+        return lambda item, _event: _any_text(getter(item), allowed.__contains__)
+    if operator == "matches":
+        pattern = re2.compile(condition.value if isinstance(condition.value, str) else "")
+        return lambda item, _event: _any_text(getter(item), lambda s: pattern.search(s) is not None)
+    if operator == "contains":
+
+        def contains(item: Any, _event: str | None) -> bool:
+            value = getter(item)
+            target = target_of(item)
+            if isinstance(value, str):
+                return target in value
+            if isinstance(value, dict):
+                return target in value
+            return _any_text(value, target.__eq__)
+
+        return contains
+    equals: Test = lambda item, _event: _any_text(getter(item), target_of(item).__eq__)  # noqa: E731
+    if operator == "not_equals":
+        return lambda item, event: not equals(item, event)
+    return equals
+
+
+def _compile_rule(rule: SignalTypeRule | PriorityRule) -> Test:
+    tests = [compile_condition(rule), *(compile_condition(c) for c in rule.all)]
+    event_types = (
+        frozenset(rule.event_types)
+        if isinstance(rule, SignalTypeRule) and rule.event_types is not None
+        else None
+    )
+    if event_types is None and len(tests) == 1:
+        return tests[0]
+
+    def test(item: Any, event_type: str | None) -> bool:
+        if event_types is not None and (
+            event_type is None or not _event_matches(event_type, event_types)
+        ):
+            return False
+        return all(t(item, event_type) for t in tests)
+
+    return test
+
+
+Then = TypeVar("Then")
+
+
+def _table_key(rule: SignalTypeRule | PriorityRule) -> str | None:
+    """The shared path of a rule that is a plain constant lookup, else None."""
+    if rule.all or (isinstance(rule, SignalTypeRule) and rule.event_types is not None):
+        return None
+    if rule.value_path is not None:
+        return None
+    if rule.operator == "in" and isinstance(rule.value, list):
+        return rule.when
+    if rule.operator == "equals" and isinstance(rule.value, str):
+        return rule.when
+    return None
+
+
+def compile_first_match(
+    rules: Sequence[tuple[SignalTypeRule | PriorityRule, Then]],
+) -> Callable[[Any, str | None], Then | None]:
+    """Plan an ordered rule list once: the first rule that holds gives the result.
+
+    A run of consecutive rules that only compare one path with constants (the
+    usual label → priority table) becomes one dictionary lookup per value found,
+    instead of one path evaluation per rule.
+    """
+    steps: list[Callable[[Any, str | None], tuple[int, Then] | None]] = []
+    index = 0
+    while index < len(rules):
+        key = _table_key(rules[index][0])
+        end = index + 1
+        if key is not None:
+            while end < len(rules) and _table_key(rules[end][0]) == key:
+                end += 1
+        if end - index > 1:
+            steps.append(_table_step(rules[index:end], index))
+        else:
+            steps.append(_single_step(rules[index], index))
+        index = end
+
+    def first_match(item: Any, event_type: str | None) -> Then | None:
+        for step in steps:
+            found = step(item, event_type)
+            if found is not None:
+                return found[1]
+        return None
+
+    return first_match
+
+
+def _single_step(
+    entry: tuple[SignalTypeRule | PriorityRule, Then], position: int
+) -> Callable[[Any, str | None], tuple[int, Then] | None]:
+    test = _compile_rule(entry[0])
+    hit = (position, entry[1])
+    return lambda item, event_type: hit if test(item, event_type) else None
+
+
+def _table_step(
+    entries: Sequence[tuple[SignalTypeRule | PriorityRule, Then]], offset: int
+) -> Callable[[Any, str | None], tuple[int, Then] | None]:
+    table: dict[str, tuple[int, Then]] = {}
+    for position, (rule, then) in enumerate(entries, start=offset):
+        values = rule.value if isinstance(rule.value, list) else [rule.value or ""]
+        for value in values:
+            table.setdefault(value, (position, then))
+    getter = _Getter(entries[0][0].when).get
+
+    def lookup(item: Any, _event_type: str | None) -> tuple[int, Then] | None:
+        value = getter(item)
+        if isinstance(value, list):
+            hits = [table[t] for t in map(as_text, value) if t in table]
+            return min(hits, key=lambda hit: hit[0]) if hits else None
+        if value is MISSING or value is None:
+            return None
+        return table.get(as_text(value))
+
+    return lookup
+
+
+def _event_matches(event_type: str, allowed: frozenset[str]) -> bool:
+    """'issues.opened' matches a rule naming 'issues.opened' or just 'issues'."""
+    return event_type in allowed or event_type.split(".", 1)[0] in allowed
+
+
+# --------------------------------------------------------------------------- raw fields
+
+
+def _compile_raw(fields: Sequence[str] | None) -> Callable[[Any], dict[str, Any]]:
+    if fields is None:
+        return lambda item: item if isinstance(item, dict) else {"value": item}
+    plans: list[tuple[tuple[str, ...] | None, str, CompiledPath]] = []
+    for expression in fields:
+        path = compile_path(expression)
+        plans.append((_plain_keys(expression), expression, path))
+
+    def pick(item: Any) -> dict[str, Any]:
+        raw: dict[str, Any] = {}
+        for keys, expression, path in plans:
+            value = path.first(item) if path.is_singular else path.values(item)
+            if value is MISSING or (isinstance(value, list) and not path.is_singular and not value):
+                continue
+            if keys is None:
+                raw[expression] = value
+                continue
+            node = raw
+            for key in keys[:-1]:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = node[key] = {}
+                node = child
+            node[keys[-1]] = value
+        return raw
+
+    return pick
+
+
+def _plain_keys(expression: str) -> tuple[str, ...] | None:
+    """'user.login' → ('user', 'login'); None when the path is not a chain of plain names."""
+    text = expression.removeprefix("$").removeprefix(".")
+    parts = tuple(text.split("."))
+    if all(part.isidentifier() for part in parts):
+        return parts
+    return None
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class CompiledMapping:
+    """A field mapping planned once and run on many items."""
+
+    def __init__(self, mapping: FieldMappingDescriptor) -> None:
+        self.descriptor = mapping
+        self._items = compile_path(mapping.items_path)
+        self._id = _Getter(mapping.id_path).get
+        self._timestamp = _Getter(mapping.timestamp_path).get
+        self._timestamp_format = mapping.timestamp_format
+        self._version = _Getter(mapping.version_path).get if mapping.version_path else None
+        template = compile_template(mapping.summary_template)
+        self._summary_template = template
+        self._summary_getters = {name: _Getter(name).get for name in template.variables}
+        self._type_of = compile_first_match([(r, r.then) for r in mapping.signal_type_rules])
+        self._priority_of = compile_first_match(
+            [(r, r.then) for r in mapping.priority_mapping or []]
+        )
+        self._has_priority = bool(mapping.priority_mapping)
+        self._participants = (
+            _Getter(mapping.participants_path).get if mapping.participants_path else None
+        )
+        self._tags = _Getter(mapping.tags_path).get if mapping.tags_path else None
+        self._related = (
+            _Getter(mapping.related_items_path).get if mapping.related_items_path else None
+        )
+        self._raw = _compile_raw(mapping.raw_fields)
+        self._default_type = mapping.default_type
+
+    # -- items
+
+    def extract_items(self, response: Any) -> list[Any]:
+        """The items of one API response (or webhook payload), per ``itemsPath``.
+
+        A path that lands on an array yields its elements; on an object, that one
+        object (a webhook payload is usually one item); nothing, no items.
+        """
+        if self._items.is_singular:
+            found = self._items.first(response)
+            if found is MISSING or found is None:
+                return []
+            return list(found) if isinstance(found, list) else [found]
+        return [v for v in self._items.values(response) if v is not None]
+
+    # -- one item
+
+    def signal_type(self, item: Any, event_type: str | None = None) -> str:
+        found = self._type_of(item, event_type)
+        return self._default_type if found is None else found
+
+    def priority(self, item: Any, event_type: str | None = None) -> Priority | None:
+        return self._priority_of(item, event_type)
+
+    def summary(self, item: Any) -> str:
+        getters = self._summary_getters
+        text = self._summary_template.render(lambda name: getters[name](item))
+        if len(text) > SUMMARY_MAX_CHARS:
+            text = text[: SUMMARY_MAX_CHARS - 1] + "…"
+        return text
+
+    def map(
+        self,
+        item: Any,
+        connector_id: str,
+        project_id: str,
+        *,
+        event_type: str | None = None,
+        version: str | None = None,
+        now: datetime | None = None,
+    ) -> MappedSignal:
+        """Map one item; raises :class:`ItemMappingError` when it cannot be a signal.
+
+        ``version`` overrides the item version in the dedup key (a webhook passes
+        its delivery id); ``now`` is the fallback time for payloads that carry no
+        timestamp at all (never used to paper over a malformed one).
+        """
+        if not isinstance(item, dict):
+            raise ItemMappingError(f"item is a {type(item).__name__}, not an object")
+        raw_id = self._id(item)
+        if raw_id is MISSING or raw_id is None or isinstance(raw_id, dict | list | bool):
+            raise ItemMappingError(f"no id at {self.descriptor.id_path}")
+        item_id = raw_id if isinstance(raw_id, str) else as_text(raw_id)
+        if not item_id:
+            raise ItemMappingError(f"empty id at {self.descriptor.id_path}")
+
+        raw_timestamp = self._timestamp(item)
+        if raw_timestamp is MISSING or raw_timestamp is None:
+            if now is None:
+                raise ItemMappingError(f"no timestamp at {self.descriptor.timestamp_path}", item_id)
+            moment = now
+        else:
+            parsed = parse_timestamp(raw_timestamp, self._timestamp_format)
+            if parsed is None:
+                shown = as_text(raw_timestamp)[:40]
+                raise ItemMappingError(
+                    f"timestamp {shown!r} at {self.descriptor.timestamp_path} is not a date",
+                    item_id,
+                )
+            moment = parsed
+        timestamp = iso_utc(moment)
+
+        if version is None:
+            version = as_text(self._version(item)) if self._version is not None else timestamp
+        key = dedup_key(connector_id, project_id, item_id, version)
+
+        priority = self._priority_of(item, event_type) if self._has_priority else None
+        participants = names(self._participants(item)) if self._participants else []
+        tags = names(self._tags(item)) if self._tags else []
+        related = names(self._related(item)) if self._related else []
+        metadata = (
+            SignalMetadata.model_construct(
+                priority=priority, participants=participants, related_tickets=related, tags=tags
+            )
+            if priority is not None or participants or tags or related
+            else None
+        )
+        signal = NormalisedSignal.model_construct(
+            id=signal_id(key, to_epoch_ms(moment)),
+            source=connector_id,
+            timestamp=timestamp,
+            type=self.signal_type(item, event_type),
+            summary=self.summary(item),
+            raw=self._raw(item),
+            project_id=project_id,
+            metadata=metadata,
+        )
+        return MappedSignal(signal=signal, dedup_key=key, item_id=item_id, version=version)
+
+    # -- batches
+
+    def map_items(
+        self,
+        items: Sequence[Any],
+        connector_id: str,
+        project_id: str,
+        *,
+        event_type: str | None = None,
+        version: str | None = None,
+        now: datetime | None = None,
+    ) -> MappingResult:
+        result = MappingResult()
+        for index, item in enumerate(items):
+            try:
+                result.signals.append(
+                    self.map(
+                        item,
+                        connector_id,
+                        project_id,
+                        event_type=event_type,
+                        version=version,
+                        now=now,
+                    )
+                )
+            except ItemMappingError as error:
+                result.errors.append(ItemError(index, error.reason, error.item_id))
+        return result
+
+    def map_response(
+        self, response: Any, connector_id: str, project_id: str, *, now: datetime | None = None
+    ) -> MappingResult:
+        return self.map_items(self.extract_items(response), connector_id, project_id, now=now)
+
+
+def iter_signals(result: MappingResult) -> Iterator[NormalisedSignal]:
+    return (mapped.signal for mapped in result.signals)

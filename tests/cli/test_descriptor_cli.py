@@ -1,0 +1,103 @@
+"""The commands a descriptor author runs, run as a user runs them: the real console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+UCF = str(Path(sys.executable).parent / "ucf")
+GITHUB = ROOT / "src/ucf/catalogue/github-issues.json"
+
+
+def ucf(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([UCF, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_schema_prints_the_committed_json_schema() -> None:
+    result = ucf("schema")
+    assert result.returncode == 0
+    committed = json.loads((ROOT / "schema/connector-descriptor.schema.json").read_text())
+    assert json.loads(result.stdout) == committed
+
+
+def test_validate_prints_a_one_line_summary_for_a_valid_file() -> None:
+    result = ucf("connectors", "validate", str(GITHUB))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1
+    assert "github-issues v1.0.0" in result.stdout
+    assert "issue_commented" in result.stdout
+
+
+def test_validate_lists_every_problem_with_path_and_hint_and_fails(tmp_path: Path) -> None:
+    data: dict[str, Any] = json.loads(GITHUB.read_text())
+    data["id"] = "GitHub"
+    data["fieldMapping"]["itemPath"] = "$"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    result = ucf("connectors", "validate", str(bad), str(GITHUB))
+    assert result.returncode == 1
+    assert "2 problem(s)" in result.stderr
+    assert "  id: " in result.stderr
+    assert "fieldMapping.itemPath: unknown field 'itemPath'" in result.stderr
+    assert "hint: did you mean 'itemsPath'?" in result.stderr
+    assert "github-issues v1.0.0" in result.stdout  # the good file is still reported
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_reports_unreadable_and_non_json_files_in_one_line(tmp_path: Path) -> None:
+    missing = ucf("connectors", "validate", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: cannot read descriptor")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    result = ucf("connectors", "validate", str(broken))
+    assert result.returncode == 2
+    assert "is not JSON" in result.stderr
+    assert "line 1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_map_prints_signals_as_json_lines_and_item_errors_on_stderr(tmp_path: Path) -> None:
+    sample = tmp_path / "issues.json"
+    sample.write_text(
+        json.dumps(
+            [
+                {"id": 1, "number": 1, "title": "A", "created_at": "2024-01-01T00:00:00Z",
+                 "updated_at": "2024-01-01T00:00:00Z", "labels": [{"name": "P0"}], "assignees": []},
+                {"number": 2, "title": "no id", "updated_at": "2024-01-01T00:00:00Z"},
+            ]
+        )
+    )  # fmt: skip
+    result = ucf("map", "--descriptor", str(GITHUB), "--sample", str(sample), "--project", "p9")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 1
+    assert lines[0]["type"] == "issue_created"
+    assert lines[0]["projectId"] == "p9"
+    assert lines[0]["metadata"]["priority"] == "critical"
+    assert "item 1: no id at $.id" in result.stderr
+
+
+def test_map_treats_a_sample_with_headers_as_a_webhook_delivery(tmp_path: Path) -> None:
+    payload = {
+        "action": "created",
+        "issue": {"id": 7, "number": 3, "title": "Crash", "updated_at": "2024-02-01T10:00:00Z"},
+        "comment": {"id": 99, "body": "me too"},
+    }
+    sample = tmp_path / "hook.json"
+    sample.write_text(json.dumps(payload))
+    args = ["map", "--descriptor", str(GITHUB), "--sample", str(sample)]
+    result = ucf(
+        *args, "--header", "X-GitHub-Event: issue_comment", "--header", "X-GitHub-Delivery: d-1"
+    )
+    assert result.returncode == 0, result.stderr
+    signal = json.loads(result.stdout)
+    assert signal["type"] == "issue_commented"
+    ignored = ucf(*args, "--header", "X-GitHub-Event: star")
+    assert ignored.returncode == 0
+    assert ignored.stdout == ""
+    assert "not handled" in ignored.stderr
