@@ -237,7 +237,8 @@ def test_text_without_placeholders_renders_to_itself(text: str) -> None:
 
 
 names = st.sampled_from(["a", "config.owner", "labels[0].name", "fields['x y']", "$.b"])
-literals = st.text().filter(lambda text: "{" not in text and "}" not in text)
+# A backslash right before "{{" escapes it, so literals here carry none.
+literals = st.text().filter(lambda text: not set(text) & set("{}\\"))
 
 
 @given(st.lists(st.tuples(literals, names), max_size=4), literals, st.lists(json_values))
