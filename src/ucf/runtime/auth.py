@@ -1,0 +1,406 @@
+"""The Auth Provider (SPEC §6.1): a descriptor's ``auth`` as an ``httpx.Auth`` flow.
+
+Every scheme is one object that httpx calls for each request it sends (see
+``httpx/_auth.py``: ``response = yield request``), so auth composes with the
+retry loop, redirects and the SSRF guard instead of wrapping them:
+
+* :class:`StaticAuth` — ``api_key``, ``pat``, ``basic`` and ``none``. They all
+  come down to fixed headers and query parameters on every request: PagerDuty's
+  ``Authorization: Token token=<key>``, Trello's ``?key=…&token=…``, Datadog's
+  ``DD-API-KEY`` *and* ``DD-APPLICATION-KEY``, Confluence's Basic pair.
+* :class:`OAuth2Flow` — bearer tokens from a token endpoint: the stored access
+  token until shortly before it expires, a refresh (or a client-credentials
+  grant) when it is about to, and one refresh-and-retry when the API answers
+  401 anyway. Providers that rotate refresh tokens (Slack, Atlassian, Sentry,
+  GitHub Apps) invalidate the old one the moment they issue the new one, so the
+  new credentials are handed to ``on_rotate`` — which persists them — *before*
+  the new token is used for anything.
+
+Invalid credentials end in :class:`~ucf.runtime.http.AuthFailed` with a message
+naming the endpoint and the status, never a value; nothing here retries a
+rejected credential (the retry loop only retries what may succeed later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+
+from ucf.core import descriptor as d
+from ucf.core.template import compile_template, plain, url_component
+from ucf.runtime.http import (
+    AuthFailed,
+    HttpSettings,
+    MalformedResponse,
+    RateLimited,
+    UpstreamError,
+    UpstreamUnavailable,
+    describe,
+    parse_json,
+    send_with_retries,
+)
+from ucf.runtime.redaction import SECRETS
+
+__all__ = [
+    "ACCESS_TOKEN_EXPIRES_AT",
+    "REFRESH_MARGIN",
+    "CredentialMissing",
+    "CredentialsChanged",
+    "OAuth2Flow",
+    "StaticAuth",
+    "build_auth",
+]
+
+ACCESS_TOKEN_EXPIRES_AT: Final = "accessTokenExpiresAt"  # noqa: S105 - a key name
+"""Credentials key holding when the stored access token expires (ISO 8601 UTC)."""
+
+REFRESH_MARGIN: Final = timedelta(seconds=60)
+"""Refresh this long before expiry, so a token never expires between check and use."""
+
+CredentialsChanged = Callable[[dict[str, str]], Awaitable[None]]
+"""Persists new credentials (the secret store); awaited before they are used."""
+
+# OAuth error codes are a fixed vocabulary (RFC 6749 §5.2, Slack's ``error``):
+# safe to show. Anything else from a token endpoint is not echoed.
+_ERROR_CODE: Final = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
+class CredentialMissing(AuthFailed):
+    """A credential the descriptor needs was not provided (names the key, not a value)."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- static
+
+
+class StaticAuth(httpx.Auth):
+    """The same headers and query parameters on every request.
+
+    ``defaults`` are the descriptor's ``extraHeaders`` (Notion-Version,
+    PagerDuty's Accept version header); ``headers`` and ``params`` carry the
+    credentials. All of them replace what the request had: the client's own
+    ``Accept: */*`` must not shadow a version header an API insists on.
+    """
+
+    def __init__(
+        self,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        defaults: Mapping[str, str] | None = None,
+    ) -> None:
+        self._headers = dict(headers or {})
+        self._params = dict(params or {})
+        self._defaults = dict(defaults or {})
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        _apply_defaults(request, self._defaults)
+        request.headers.update(self._headers)
+        if self._params:
+            request.url = request.url.copy_merge_params(self._params)
+        yield request
+
+
+def _apply_defaults(request: httpx.Request, defaults: Mapping[str, str]) -> None:
+    request.headers.update(defaults)
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+class _Credentials:
+    """Looks credentials up by key, with errors that say which key is missing."""
+
+    def __init__(self, values: Mapping[str, str], fields: list[d.CredentialField]) -> None:
+        self.values = values
+        self._required = {f.key: f.required for f in fields}
+
+    def get(self, key: str) -> str:
+        value = self.values.get(key)
+        if value:
+            SECRETS.add(value)
+            return value
+        if self._required.get(key, True):
+            raise CredentialMissing(f"credential '{key}' is not set")
+        return ""
+
+    def first_key(self, fields: list[d.CredentialField], index: int, what: str) -> str:
+        if len(fields) <= index:
+            raise CredentialMissing(f"the descriptor names no credential field for the {what}")
+        return fields[index].key
+
+
+def _place(
+    delivery: str,
+    name: str,
+    prefix: str,
+    value: str,
+    headers: dict[str, str],
+    params: dict[str, str],
+) -> None:
+    if delivery == "bearer":
+        headers[name or "Authorization"] = f"Bearer {value}"
+    elif delivery == "header":
+        headers[name] = prefix + value
+    else:
+        params[name] = prefix + value
+
+
+def _keyed(config: d.ApiKeyConfig | d.PatConfig, credentials: _Credentials) -> StaticAuth:
+    headers: dict[str, str] = {}
+    params: dict[str, str] = {}
+    key = config.credential_key or credentials.first_key(config.credential_fields, 0, "key")
+    _place(
+        config.delivery,
+        config.param_name,
+        config.value_prefix,
+        credentials.get(key),
+        headers,
+        params,
+    )
+    for extra in config.additional_credentials:
+        _place(
+            extra.delivery,
+            extra.param_name,
+            extra.value_prefix,
+            credentials.get(extra.credential),
+            headers,
+            params,
+        )
+    return StaticAuth(headers=headers, params=params, defaults=config.extra_headers)
+
+
+def _basic_auth(config: d.BasicAuthConfig, credentials: _Credentials) -> StaticAuth:
+    fields = config.credential_fields
+    user_key = config.username_key or credentials.first_key(fields, 0, "username")
+    password_key = config.password_key or credentials.first_key(fields, 1, "password")
+    header = _basic(credentials.get(user_key), credentials.get(password_key))
+    return StaticAuth(headers={"Authorization": header}, defaults=config.extra_headers)
+
+
+# --------------------------------------------------------------------------- oauth2
+
+
+class OAuth2Flow(httpx.Auth):
+    """Bearer tokens from an OAuth2 token endpoint, refreshed before expiry and on 401.
+
+    One instance serves one connector instance; concurrent requests share one
+    refresh (a lock, and a check that the rejected token is still the current
+    one). Token requests go through ``token_client`` — the SSRF-guarded client —
+    and its bounded retries; a grant the endpoint refuses is :class:`AuthFailed`.
+    """
+
+    def __init__(
+        self,
+        config: d.OAuth2Config,
+        credentials: Mapping[str, str],
+        *,
+        token_url: str,
+        token_client: httpx.AsyncClient,
+        on_rotate: CredentialsChanged | None,
+        now: Callable[[], datetime],
+        settings: HttpSettings,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._config = config
+        self._credentials = dict(credentials)
+        self._lookup = _Credentials(self._credentials, config.credential_fields)
+        self._token_url = token_url
+        self._client = token_client
+        self._on_rotate = on_rotate
+        self._now = now
+        self._settings = settings
+        self._sleep = sleep
+        self._lock = asyncio.Lock()
+        for value in self._credentials.values():
+            SECRETS.add(value)
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The current credentials (a copy), including any refreshed token."""
+        return dict(self._credentials)
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("OAuth2 auth refreshes tokens asynchronously; use an AsyncClient")
+        yield request  # pragma: no cover - makes this a generator
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()  # the request may be sent twice: keep its body
+        _apply_defaults(request, self._config.extra_headers)
+        token, fresh = await self._usable_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code != 401 or fresh:
+            return  # a 401 on a token we just obtained is final: the retry loop reports it
+        token = await self._replace(rejected=token)
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+    # -- tokens
+
+    async def _usable_token(self) -> tuple[str, bool]:
+        """The stored token while it is valid; otherwise a new one (and True)."""
+        async with self._lock:
+            token = self._credentials.get(self._config.access_token_key)
+            if token and not self._expiring():
+                return token, False
+            return await self._fetch(), True
+
+    async def _replace(self, *, rejected: str) -> str:
+        async with self._lock:
+            current = self._credentials.get(self._config.access_token_key)
+            if current and current != rejected:
+                return current  # another request already refreshed it
+            return await self._fetch()
+
+    def _expiring(self) -> bool:
+        text = self._credentials.get(ACCESS_TOKEN_EXPIRES_AT)
+        if not text:
+            return False  # unknown lifetime: use it until the API says 401
+        try:
+            expires = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=UTC)
+        return self._now() >= expires - REFRESH_MARGIN
+
+    def _token_request(self) -> httpx.Request:
+        config = self._config
+        form: dict[str, str] = {"grant_type": config.grant}
+        if config.grant == "refresh_token":
+            form["refresh_token"] = self._lookup.get(config.refresh_token_key)
+        elif config.scopes:
+            form["scope"] = " ".join(config.scopes)
+        client_id = self._lookup.get(config.client_id_key)
+        client_secret = self._lookup.get(config.client_secret_key)
+        headers = {"Accept": "application/json"}
+        if config.client_auth == "basic":
+            headers["Authorization"] = _basic(client_id, client_secret)
+        else:
+            form["client_id"] = client_id
+            form["client_secret"] = client_secret
+        return self._client.build_request("POST", self._token_url, data=form, headers=headers)
+
+    async def _fetch(self) -> str:
+        """Run the grant, persist what changed, then return the new access token."""
+        config = self._config
+        request = self._token_request()
+        where = describe(request)
+        try:
+            response = await send_with_retries(
+                self._client, request, settings=self._settings, sleep=self._sleep
+            )
+        except (RateLimited, UpstreamUnavailable):
+            raise
+        except UpstreamError as error:
+            if error.status is not None and 400 <= error.status < 500:
+                raise AuthFailed(
+                    f"{where}: the token endpoint refused the {config.grant} grant "
+                    f"(HTTP {error.status}); reconnect the account or check the client credentials",
+                    status=error.status,
+                ) from None
+            raise
+        payload = parse_json(response)
+        if not isinstance(payload, dict):
+            raise MalformedResponse(f"{where}: token response is not a JSON object")
+        access_token = payload.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            code = payload.get("error")
+            if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+                raise AuthFailed(f"{where}: the token endpoint refused the grant ({code})")
+            raise MalformedResponse(f"{where}: token response has no access_token")
+        SECRETS.add(access_token)
+
+        updated = dict(self._credentials)
+        updated[config.access_token_key] = access_token
+        lifetime = payload.get("expires_in")
+        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
+            expires = self._now() + timedelta(seconds=float(lifetime))
+            updated[ACCESS_TOKEN_EXPIRES_AT] = expires.astimezone(UTC).isoformat()
+        else:
+            updated.pop(ACCESS_TOKEN_EXPIRES_AT, None)
+        refresh_token = payload.get("refresh_token")
+        if isinstance(refresh_token, str) and refresh_token:
+            SECRETS.add(refresh_token)
+            updated[config.refresh_token_key] = refresh_token
+        if self._on_rotate is not None:
+            # Persist first: after a rotation the old refresh token is already dead.
+            await self._on_rotate(dict(updated))
+        self._credentials.clear()
+        self._credentials.update(updated)
+        return access_token
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def render_url(template: str, config: Mapping[str, str]) -> str:
+    """A URL template with ``{{baseUrl}}`` verbatim and ``{{config.x}}`` URL-encoded."""
+    compiled = compile_template(template)
+
+    def resolve(name: str) -> Any:
+        key = name.removeprefix("config.")
+        return config.get(key)
+
+    def escape(name: str, value: Any) -> str:
+        if name in ("baseUrl", "config.baseUrl"):
+            return plain(name, value)
+        return url_component(name, value)
+
+    return compiled.render(resolve, escape)
+
+
+def build_auth(
+    auth: d.OAuth2Auth | d.ApiKeyAuth | d.PatAuth | d.BasicAuth | d.WebhookSecretAuth | d.NoAuth,
+    credentials: Mapping[str, str],
+    *,
+    token_client: httpx.AsyncClient,
+    on_rotate: CredentialsChanged | None = None,
+    now: Callable[[], datetime] = _utc_now,
+    config: Mapping[str, str] | None = None,
+    settings: HttpSettings | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> httpx.Auth:
+    """The ``httpx.Auth`` for a descriptor's auth and an instance's credentials.
+
+    Static schemes check their credentials here, so a missing one fails before
+    any request (:class:`CredentialMissing`). ``on_rotate`` receives the whole
+    new credential set whenever a token response changed it — always when the
+    refresh token rotated — and is awaited before the new token is used.
+    ``config`` fills ``{{baseUrl}}``/``{{config.x}}`` in a templated ``tokenUrl``.
+    """
+    if isinstance(auth, d.NoAuth):
+        return StaticAuth()
+    if isinstance(auth, d.WebhookSecretAuth):  # the secret signs deliveries, not API calls
+        return StaticAuth(defaults=auth.config.extra_headers)
+    lookup = _Credentials(credentials, auth.config.credential_fields)
+    if isinstance(auth, d.ApiKeyAuth | d.PatAuth):
+        return _keyed(auth.config, lookup)
+    if isinstance(auth, d.BasicAuth):
+        return _basic_auth(auth.config, lookup)
+    oauth = auth.config
+    return OAuth2Flow(
+        oauth,
+        credentials,
+        token_url=render_url(oauth.token_url, config or {}),
+        token_client=token_client,
+        on_rotate=on_rotate,
+        now=now,
+        settings=settings or HttpSettings(),
+        sleep=sleep,
+    )

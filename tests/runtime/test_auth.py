@@ -1,0 +1,476 @@
+"""Auth flows against real local servers: what the fake API and token endpoint saw.
+
+Every placement style is asserted on the wire (the fake's request log), and
+OAuth2 runs against a fake token endpoint that issues, expires, rotates and
+revokes tokens the way RFC 6749 providers (Slack, Atlassian, Sentry) do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+import pytest_asyncio
+from pydantic import TypeAdapter
+
+from ucf.core import descriptor as d
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer
+from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, CredentialMissing, build_auth
+from ucf.runtime.http import AuthFailed, HttpSettings, create_client, send_with_retries
+from ucf.runtime.ssrf import EgressDenied, EgressPolicy
+
+SETTINGS = HttpSettings(connect_timeout=2, read_timeout=2, max_retries=2, backoff_base=0.01)
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+AUTH = TypeAdapter(d.AuthDescriptor)
+
+
+def auth_of(data: dict[str, Any]) -> Any:
+    return AUTH.validate_python(data)
+
+
+def field_(key: str, *, required: bool = True) -> dict[str, Any]:
+    return {"key": key, "label": key, "type": "password", "required": required}
+
+
+@dataclass
+class Provider:
+    """A token endpoint and an API that accepts only the tokens it issued and has not expired."""
+
+    rotate: bool = True
+    lifetime: int | None = 3600
+    live_tokens: set[str] = field(default_factory=set)
+    refresh_tokens: set[str] = field(default_factory=lambda: {"refresh-1"})
+    counter: Iterator[int] = field(default_factory=lambda: itertools.count(2))
+    token_calls: list[dict[str, list[str]]] = field(default_factory=list)
+
+    def token(self, request: FakeRequest) -> FakeResponse:
+        form = parse_qs(request.body.decode())
+        self.token_calls.append(form)
+        grant = form.get("grant_type", [""])[0]
+        if grant == "refresh_token":
+            refresh = form.get("refresh_token", [""])[0]
+            if refresh not in self.refresh_tokens:
+                return FakeResponse.json({"error": "invalid_grant"}, 400)
+        n = next(self.counter)
+        access = f"access-{n}"
+        self.live_tokens.add(access)
+        body: dict[str, Any] = {"access_token": access, "token_type": "Bearer"}
+        if self.lifetime is not None:
+            body["expires_in"] = self.lifetime
+        if grant == "refresh_token" and self.rotate:
+            self.refresh_tokens = {f"refresh-{n}"}  # the old one dies at once
+            body["refresh_token"] = f"refresh-{n}"
+        return FakeResponse.json(body)
+
+    def api(self, request: FakeRequest) -> FakeResponse:
+        header = request.headers.get("authorization", "")
+        if header.removeprefix("Bearer ") in self.live_tokens:
+            return FakeResponse.json({"ok": True})
+        return FakeResponse.json({"message": "Bad credentials"}, 401)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    """A fresh fake per test (starting one takes about a millisecond)."""
+    with FakeServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def provider(server: FakeServer) -> Provider:
+    state = Provider()
+    server.add_route("POST", "/oauth/token", state.token)
+    server.add_route("GET", "/api/me", state.api)
+    return state
+
+
+@pytest.fixture
+def plain_api(server: FakeServer) -> FakeServer:
+    server.add_route("GET", "/api/me", lambda _: {"ok": True})
+    return server
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with create_client(SETTINGS, EgressPolicy(frozenset({"127.0.0.1"}))) as http:
+        yield http
+
+
+async def get(client: httpx.AsyncClient, auth: httpx.Auth, url: str) -> httpx.Response:
+    return await send_with_retries(
+        client, client.build_request("GET", url), settings=SETTINGS, auth=auth
+    )
+
+
+# --------------------------------------------------------------------------- static schemes
+
+
+async def test_pagerduty_key_arrives_as_token_header_with_its_prefix(
+    plain_api: FakeServer, client: httpx.AsyncClient
+) -> None:
+    auth = auth_of(
+        {
+            "method": "api_key",
+            "config": {
+                "delivery": "header",
+                "paramName": "Authorization",
+                "valuePrefix": "Token token=",
+                "credentialFields": [field_("apiKey")],
+                "extraHeaders": {"Accept": "application/vnd.pagerduty+json;version=2"},
+            },
+        }
+    )
+    flow = build_auth(auth, {"apiKey": "pd-secret-123"}, token_client=client)
+    await get(client, flow, plain_api.url("/api/me"))
+    seen = plain_api.requests_to("/api/me")[0]
+    assert seen.headers["authorization"] == "Token token=pd-secret-123"
+    assert seen.headers["accept"] == "application/vnd.pagerduty+json;version=2"
+
+
+async def test_trello_key_and_token_both_arrive_as_query_parameters(
+    plain_api: FakeServer, client: httpx.AsyncClient
+) -> None:
+    auth = auth_of(
+        {
+            "method": "api_key",
+            "config": {
+                "delivery": "query",
+                "paramName": "key",
+                "credentialKey": "apiKey",
+                "credentialFields": [field_("apiKey"), field_("token")],
+                "additionalCredentials": [
+                    {"credential": "token", "delivery": "query", "paramName": "token"}
+                ],
+            },
+        }
+    )
+    flow = build_auth(auth, {"apiKey": "k1", "token": "t/2&x"}, token_client=client)
+    await get(client, flow, plain_api.url("/api/me?filter=createCard"))
+    seen = plain_api.requests_to("/api/me")[0]
+    assert seen.query == {"filter": ["createCard"], "key": ["k1"], "token": ["t/2&x"]}
+    assert "authorization" not in seen.headers
+
+
+async def test_datadog_api_and_application_keys_arrive_as_two_headers(
+    plain_api: FakeServer, client: httpx.AsyncClient
+) -> None:
+    auth = auth_of(
+        {
+            "method": "api_key",
+            "config": {
+                "delivery": "header",
+                "paramName": "DD-API-KEY",
+                "credentialFields": [field_("apiKey"), field_("appKey")],
+                "additionalCredentials": [
+                    {
+                        "credential": "appKey",
+                        "delivery": "header",
+                        "paramName": "DD-APPLICATION-KEY",
+                    }
+                ],
+            },
+        }
+    )
+    flow = build_auth(auth, {"apiKey": "dd-api", "appKey": "dd-app"}, token_client=client)
+    await get(client, flow, plain_api.url("/api/me"))
+    seen = plain_api.requests_to("/api/me")[0]
+    assert (seen.headers["dd-api-key"], seen.headers["dd-application-key"]) == ("dd-api", "dd-app")
+
+
+async def test_github_pat_arrives_as_bearer_with_the_api_version_headers(
+    plain_api: FakeServer, client: httpx.AsyncClient
+) -> None:
+    auth = auth_of(
+        {
+            "method": "pat",
+            "config": {
+                "delivery": "bearer",
+                "paramName": "Authorization",
+                "credentialFields": [field_("token"), field_("webhookSecret", required=False)],
+                "extraHeaders": {
+                    "Accept": "application/vnd.github+json",
+                    "X-GitHub-Api-Version": "2022-11-28",
+                },
+            },
+        }
+    )
+    flow = build_auth(auth, {"token": "ghp_abc"}, token_client=client)
+    await get(client, flow, plain_api.url("/api/me"))
+    seen = plain_api.requests_to("/api/me")[0]
+    assert seen.headers["authorization"] == "Bearer ghp_abc"
+    assert seen.headers["x-github-api-version"] == "2022-11-28"
+    assert seen.headers["accept"] == "application/vnd.github+json"
+
+
+async def test_confluence_basic_pair_is_email_and_api_token(
+    plain_api: FakeServer, client: httpx.AsyncClient
+) -> None:
+    auth = auth_of(
+        {
+            "method": "basic",
+            "config": {"credentialFields": [field_("email"), field_("apiToken")]},
+        }
+    )
+    flow = build_auth(auth, {"email": "a@b.co", "apiToken": "ATATT-x"}, token_client=client)
+    await get(client, flow, plain_api.url("/api/me"))
+    expected = "Basic " + base64.b64encode(b"a@b.co:ATATT-x").decode()
+    assert plain_api.requests_to("/api/me")[0].headers["authorization"] == expected
+
+
+async def test_sentry_legacy_key_sends_an_empty_password_when_it_is_optional(
+    plain_api: FakeServer, client: httpx.AsyncClient
+) -> None:
+    auth = auth_of(
+        {
+            "method": "basic",
+            "config": {"credentialFields": [field_("key"), field_("unused", required=False)]},
+        }
+    )
+    flow = build_auth(auth, {"key": "legacy"}, token_client=client)
+    await get(client, flow, plain_api.url("/api/me"))
+    expected = "Basic " + base64.b64encode(b"legacy:").decode()
+    assert plain_api.requests_to("/api/me")[0].headers["authorization"] == expected
+
+
+async def test_no_auth_sends_no_credentials(
+    plain_api: FakeServer, client: httpx.AsyncClient
+) -> None:
+    flow = build_auth(auth_of({"method": "none"}), {}, token_client=client)
+    await get(client, flow, plain_api.url("/api/me"))
+    assert "authorization" not in plain_api.requests_to("/api/me")[0].headers
+
+
+async def test_a_missing_credential_is_named_before_any_request(client: httpx.AsyncClient) -> None:
+    auth = auth_of(
+        {
+            "method": "api_key",
+            "config": {
+                "delivery": "header",
+                "paramName": "X-Key",
+                "credentialFields": [field_("apiKey")],
+            },
+        }
+    )
+    with pytest.raises(CredentialMissing, match="credential 'apiKey' is not set"):
+        build_auth(auth, {"other": "value"}, token_client=client)
+
+
+# --------------------------------------------------------------------------- oauth2
+
+
+def oauth(server: FakeServer, **config: Any) -> Any:
+    return auth_of(
+        {
+            "method": "oauth2",
+            "config": {
+                "authoriseUrl": "https://example.com/authorize",
+                "tokenUrl": server.url("/oauth/token"),
+                "scopes": ["read"],
+                "credentialFields": [
+                    field_("clientId"),
+                    field_("clientSecret"),
+                    field_("refreshToken", required=config.get("grant") != "client_credentials"),
+                ],
+                **config,
+            },
+        }
+    )
+
+
+class Persisted:
+    """The ``on_rotate`` callback: records what the secret store would have stored, and when."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.saved: list[dict[str, str]] = []
+        self.api_calls_before_save: list[int] = []
+
+    async def __call__(self, credentials: dict[str, str]) -> None:
+        self.api_calls_before_save.append(len(self.server.requests_to("/api/me")))
+        self.saved.append(credentials)
+
+
+async def test_an_expired_access_token_is_refreshed_before_the_request(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    persisted = Persisted(server)
+    credentials = {
+        "clientId": "cid",
+        "clientSecret": "csecret",
+        "refreshToken": "refresh-1",
+        "accessToken": "access-old",
+        ACCESS_TOKEN_EXPIRES_AT: (NOW - timedelta(minutes=1)).isoformat(),
+    }
+    flow = build_auth(
+        oauth(server), credentials, token_client=client, on_rotate=persisted, now=lambda: NOW
+    )
+    response = await get(client, flow, server.url("/api/me"))
+
+    assert response.json() == {"ok": True}
+    api_calls = server.requests_to("/api/me")
+    assert [r.headers["authorization"] for r in api_calls] == [
+        "Bearer access-2"
+    ]  # old one never sent
+    assert provider.token_calls == [
+        {
+            "grant_type": ["refresh_token"],
+            "refresh_token": ["refresh-1"],
+            "client_id": ["cid"],
+            "client_secret": ["csecret"],
+        }
+    ]
+    saved = persisted.saved[-1]
+    assert saved["accessToken"] == "access-2"
+    assert saved[ACCESS_TOKEN_EXPIRES_AT] == (NOW + timedelta(hours=1)).isoformat()
+
+
+async def test_a_token_that_is_still_valid_is_used_without_asking_the_token_endpoint(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    provider.live_tokens.add("access-live")
+    credentials = {
+        "clientId": "cid",
+        "clientSecret": "csecret",
+        "refreshToken": "refresh-1",
+        "accessToken": "access-live",
+        ACCESS_TOKEN_EXPIRES_AT: (NOW + timedelta(minutes=30)).isoformat(),
+    }
+    flow = build_auth(oauth(server), credentials, token_client=client, now=lambda: NOW)
+    await get(client, flow, server.url("/api/me"))
+    await get(client, flow, server.url("/api/me"))
+    assert provider.token_calls == []
+
+
+async def test_a_401_triggers_one_refresh_and_one_retry(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    credentials = {
+        "clientId": "cid",
+        "clientSecret": "csecret",
+        "refreshToken": "refresh-1",
+        "accessToken": "revoked-by-provider",  # no expiry known: used until the API objects
+    }
+    flow = build_auth(oauth(server), credentials, token_client=client, now=lambda: NOW)
+    response = await get(client, flow, server.url("/api/me"))
+    assert response.status_code == 200
+    sent = [r.headers["authorization"] for r in server.requests_to("/api/me")]
+    assert sent == ["Bearer revoked-by-provider", "Bearer access-2"]
+    assert len(provider.token_calls) == 1
+
+
+async def test_a_rotated_refresh_token_is_persisted_before_the_new_token_is_used(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    persisted = Persisted(server)
+    credentials = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    flow = build_auth(
+        oauth(server), credentials, token_client=client, on_rotate=persisted, now=lambda: NOW
+    )
+    await get(client, flow, server.url("/api/me"))
+
+    assert persisted.saved[0]["refreshToken"] == "refresh-2"
+    assert persisted.api_calls_before_save == [0]  # stored before the API saw the new token
+    assert provider.refresh_tokens == {"refresh-2"}  # and the provider already killed refresh-1
+
+    # The next refresh (after a 401) uses the rotated token, not the dead one.
+    provider.live_tokens.clear()
+    await get(client, flow, server.url("/api/me"))
+    assert provider.token_calls[-1]["refresh_token"] == ["refresh-2"]
+    assert persisted.saved[-1]["refreshToken"] == "refresh-3"
+
+
+async def test_concurrent_requests_with_an_expired_token_share_one_refresh(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    credentials = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    flow = build_auth(oauth(server), credentials, token_client=client, now=lambda: NOW)
+    responses = await asyncio.gather(*(get(client, flow, server.url("/api/me")) for _ in range(5)))
+    assert {r.status_code for r in responses} == {200}
+    assert len(provider.token_calls) == 1
+
+
+async def test_a_revoked_refresh_token_fails_once_with_a_secret_free_auth_error(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    credentials = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-revoked"}
+    flow = build_auth(oauth(server), credentials, token_client=client, now=lambda: NOW)
+    with pytest.raises(AuthFailed) as caught:
+        await get(client, flow, server.url("/api/me"))
+    message = str(caught.value)
+    assert "refused the refresh_token grant (HTTP 400)" in message
+    assert "refresh-revoked" not in message
+    assert "csecret" not in message
+    assert len(provider.token_calls) == 1  # not retried
+    assert server.requests_to("/api/me") == []
+
+
+async def test_a_401_after_a_fresh_token_is_final_not_a_refresh_loop(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    server.add_route("GET", "/api/scoped", lambda _: FakeResponse.json({"message": "no"}, 401))
+    credentials = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    flow = build_auth(oauth(server), credentials, token_client=client, now=lambda: NOW)
+    with pytest.raises(AuthFailed, match="credentials rejected"):
+        await get(client, flow, server.url("/api/scoped"))
+    assert len(provider.token_calls) == 1
+    assert len(server.requests_to("/api/scoped")) == 1
+
+
+async def test_client_credentials_grant_uses_basic_client_auth_and_caches_the_token(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    flow = build_auth(
+        oauth(server, grant="client_credentials", clientAuth="basic"),
+        {"clientId": "app", "clientSecret": "s3cret"},
+        token_client=client,
+        now=lambda: NOW,
+    )
+    await get(client, flow, server.url("/api/me"))
+    await get(client, flow, server.url("/api/me"))
+    assert provider.token_calls == [{"grant_type": ["client_credentials"], "scope": ["read"]}]
+    token_request = server.requests_to("/oauth/token")[0]
+    assert (
+        token_request.headers["authorization"]
+        == "Basic " + base64.b64encode(b"app:s3cret").decode()
+    )
+
+
+async def test_a_token_endpoint_that_answers_200_with_an_error_is_an_auth_failure(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    server.add_route(
+        "POST", "/oauth/slack", lambda _: {"ok": False, "error": "invalid_refresh_token"}
+    )
+    auth = oauth(server)
+    auth = auth.model_copy(
+        update={"config": auth.config.model_copy(update={"token_url": server.url("/oauth/slack")})}
+    )
+    flow = build_auth(
+        auth, {"clientId": "c", "clientSecret": "s", "refreshToken": "r"}, token_client=client
+    )
+    with pytest.raises(AuthFailed, match=r"refused the grant \(invalid_refresh_token\)"):
+        await get(client, flow, server.url("/api/me"))
+
+
+async def test_token_requests_obey_the_ssrf_guard(
+    client: httpx.AsyncClient, server: FakeServer
+) -> None:
+    auth = oauth(server)
+    auth = auth.model_copy(
+        update={
+            "config": auth.config.model_copy(update={"token_url": "http://169.254.169.254/token"})
+        }
+    )
+    flow = build_auth(
+        auth, {"clientId": "c", "clientSecret": "s", "refreshToken": "r"}, token_client=client
+    )
+    with pytest.raises(EgressDenied):
+        await get(client, flow, server.url("/api/me"))
