@@ -77,15 +77,15 @@ class EgressDenied(Exception):
     path or query (they may carry credentials).
     """
 
-    def __init__(self, host: str, reason: str, address: str | None = None) -> None:
+    def __init__(
+        self, host: str, reason: str, address: str | None = None, *, allowable: bool = True
+    ) -> None:
         self.host = host
         self.reason = reason
         self.address = address
         where = host if address is None or address == host else f"{host} ({address})"
-        super().__init__(
-            f"refused outbound request to {where}: {reason}; "
-            f"list the host in {ALLOW_HOSTS_ENV} if this is intended"
-        )
+        hint = f"; list the host in {ALLOW_HOSTS_ENV} if this is intended" if allowable else ""
+        super().__init__(f"refused outbound request to {where}: {reason}{hint}")
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -196,10 +196,14 @@ class EgressPolicy:
     def check_url(self, url: httpx.URL) -> None:
         """Refuse what can be refused before any DNS lookup: scheme and metadata names."""
         if url.scheme not in ALLOWED_SCHEMES:
-            raise EgressDenied(url.host or "(no host)", f"scheme {url.scheme!r} is not http(s)")
+            raise EgressDenied(
+                url.host or "(no host)",
+                f"scheme {url.scheme!r} is not http(s)",
+                allowable=False,
+            )
         host = _normalise_host(url.host)
         if not host:
-            raise EgressDenied("(no host)", "URL has no host")
+            raise EgressDenied("(no host)", "URL has no host", allowable=False)
         if host in METADATA_HOSTNAMES and not self.name_allowed(host):
             raise EgressDenied(host, "cloud metadata host name")
 
@@ -293,7 +297,9 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        raise EgressDenied(path, "unix sockets are never reachable from descriptors")
+        raise EgressDenied(
+            path, "unix sockets are never reachable from descriptors", allowable=False
+        )
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -317,13 +323,14 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits = DEFAULT_LIMITS,
         resolver: Resolver = system_resolver,
     ) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits)
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
         self._policy = policy
         # httpx builds its pool without a network-backend hook; this is the same
         # pool with our backend (httpx is pinned <0.29, and tests prove the guard
         # is really in the path: a rebinding resolver is refused).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
