@@ -1,0 +1,197 @@
+"""Logs never contain credentials: each way a secret reaches a log line is masked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from ucf.fakes import FakeResponse, FakeServer
+from ucf.runtime.http import HttpSettings, create_client
+from ucf.runtime.redaction import (
+    HTTP_LIBRARY_LOGGERS,
+    MASK,
+    RedactionFilter,
+    SecretRegistry,
+    install_redaction,
+    mask,
+    redact,
+)
+from ucf.runtime.ssrf import EgressPolicy
+
+GITHUB_PAT = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+SLACK_BOT = "xoxb-" + "123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+LINEAR_KEY = "lin_api_" + "0123456789abcdefghijABCDEFGHIJ0123456789"
+AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        ("Authorization: Bearer opaque-token-0123456789", "opaque-token-0123456789"),
+        ("authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpwYXNzd29yZA=="),
+        ("DD-API-KEY: 0123456789abcdef0123456789abcdef", "0123456789abcdef0123456789abcdef"),
+        ("DD-APPLICATION-KEY: fedcba9876543210fedcba98", "fedcba9876543210fedcba98"),
+        ("X-Api-Key: k-1234567890abcdef", "k-1234567890abcdef"),
+        ("Cookie: session=abcdef1234567890", "session=abcdef1234567890"),
+        ("{'Authorization': 'token abcdef1234567890', 'Accept': 'x'}", "abcdef1234567890"),
+        ("[(b'Set-Cookie', b'sid=0123456789abcdef; Path=/')]", "sid=0123456789abcdef"),
+        (
+            "GET https://api.trello.com/1/boards?key=trellokey1234567890&token=ATTA0123456789abcdef",
+            "trellokey1234567890",
+        ),
+        (
+            "GET https://api.trello.com/1/boards?key=trellokey1234567890&token=ATTA0123456789abcdef",
+            "ATTA0123456789abcdef",
+        ),
+        ("GET /x?api_key=abc123def456ghi789&page=2", "abc123def456ghi789"),
+        ("GET /x?apiKey=abc123def456ghi789", "abc123def456ghi789"),
+        ("GET /x?access_token=abc123def456ghi789", "abc123def456ghi789"),
+        (
+            "POST body grant_type=refresh_token&refresh_token=r0123456789abc&client_secret=cs0123456789",
+            "r0123456789abc",
+        ),
+        (
+            "POST body grant_type=refresh_token&refresh_token=r0123456789abc&client_secret=cs0123456789",
+            "cs0123456789",
+        ),
+        ("GET /s3?X-Amz-Signature=deadbeef0123456789&X-Amz-Credential=AKIDX", "deadbeef0123456789"),
+        ("GET /x?password=hunter2", "hunter2"),
+        (
+            'token response {"access_token": "at-0123456789abcdef", "expires_in": 3600}',
+            "at-0123456789abcdef",
+        ),
+        ("connecting to https://svc:p4ssw0rd@db.example.com/x", "p4ssw0rd"),
+        (f"using {GITHUB_PAT} for octo", GITHUB_PAT),
+        (f"slack said {SLACK_BOT}", SLACK_BOT),
+        (f"linear {LINEAR_KEY}", LINEAR_KEY),
+        (f"aws {AWS_KEY} in env", AWS_KEY),
+        ("bearer abcdefghijklmnop0123", "abcdefghijklmnop0123"),
+    ],
+)
+def test_secret_is_masked(line: str, secret: str) -> None:
+    redacted = redact(line, SecretRegistry())
+    assert secret not in redacted
+    assert MASK in redacted
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'HTTP Request: GET https://api.github.com/repos/o/r/issues?page=2&per_page=100 "HTTP/1.1 200 OK"',
+        "token endpoint returned 500; basic authentication disabled",
+        "polled 240 items in 3 pages (rate-limit waits: 1)",
+        "x-ratelimit-reset: 1700000000",
+    ],
+)
+def test_ordinary_log_lines_are_left_alone(line: str) -> None:
+    assert redact(line, SecretRegistry()) == line
+
+
+def test_mask_keeps_last_four_of_long_secrets_only() -> None:
+    assert mask("0123456789abcdef") == f"{MASK}cdef"
+    assert mask("short-pw") == MASK
+    assert mask(f"{MASK}cdef") == f"{MASK}cdef"  # masking twice changes nothing
+
+
+def test_registered_secret_is_masked_wherever_it_appears() -> None:
+    registry = SecretRegistry()
+    registry.add("plain-looking-credential-42")
+    registry.add("pw")  # too short to mask safely: ignored rather than mangling prose
+    text = "upstream echoed plain-looking-credential-42 back; pw ok"
+    assert redact(text, registry) == f"upstream echoed {MASK}l-42 back; pw ok"
+
+
+def test_short_registered_secret_is_masked_completely() -> None:
+    registry = SecretRegistry()
+    registry.add("s3cret!")
+    assert redact("value=s3cret! end", registry) == f"value={MASK} end"
+
+
+def test_redaction_is_idempotent() -> None:
+    line = f"Authorization: Bearer {GITHUB_PAT} GET /x?token=abc0123456789xyz"
+    once = redact(line, SecretRegistry())
+    assert redact(once, SecretRegistry()) == once
+
+
+# --------------------------------------------------------------------------- logging
+
+
+@pytest.fixture
+def clean_filters() -> Iterator[None]:
+    """Install redaction for one test, then put every logger/handler back as it was."""
+    places = [logging.getLogger(), *logging.getLogger().handlers]
+    places += [logging.getLogger(name) for name in HTTP_LIBRARY_LOGGERS]
+    before = {id(p): list(p.filters) for p in places}
+    yield
+    for place in [logging.getLogger(), *logging.getLogger().handlers, *places]:
+        if id(place) in before:
+            place.filters[:] = before[id(place)]
+        else:
+            place.filters[:] = [f for f in place.filters if not isinstance(f, RedactionFilter)]
+
+
+def test_filter_redacts_message_args_and_traceback(
+    caplog: pytest.LogCaptureFixture, clean_filters: None
+) -> None:
+    logger = logging.getLogger("ucf.test.redaction")
+    registry = SecretRegistry()
+    registry.add("registered-secret-value-1234")
+    install_redaction(logger, registry)
+    with caplog.at_level(logging.INFO, logger="ucf.test.redaction"):
+        logger.info(
+            "calling %s with %s",
+            "https://x/?token=abcdef0123456789",
+            "registered-secret-value-1234",
+        )
+        try:
+            raise RuntimeError(f"upstream rejected {GITHUB_PAT}")
+        except RuntimeError:
+            logger.exception("poll failed")
+    assert "abcdef0123456789" not in caplog.text
+    assert "registered-secret-value-1234" not in caplog.text
+    assert GITHUB_PAT not in caplog.text
+    assert "RuntimeError: upstream rejected" in caplog.text  # the traceback survived, masked
+    assert "calling https://x/?token=" in caplog.text
+
+
+async def test_httpx_and_httpcore_logs_go_through_redaction(
+    caplog: pytest.LogCaptureFixture, clean_filters: None
+) -> None:
+    install_redaction()
+    with FakeServer() as server:
+        server.add_route(
+            "GET",
+            "/1/boards",
+            lambda _: FakeResponse.json([], headers={"Set-Cookie": "dsc=cookie0123456789abcdef"}),
+        )
+        with (
+            caplog.at_level(logging.DEBUG, logger="httpx"),
+            caplog.at_level(logging.DEBUG, logger="httpcore"),
+        ):
+            policy = EgressPolicy(frozenset({"127.0.0.1"}))
+            async with create_client(HttpSettings(), policy) as client:
+                await client.get(
+                    server.url("/1/boards?key=trellokey1234567890&token=ATTAtoken0123456789"),
+                    headers={"Authorization": f"Bearer {GITHUB_PAT}"},
+                )
+    text = caplog.text
+    assert "HTTP Request: GET" in text  # httpx's INFO line was captured…
+    assert "receive_response_headers" in text  # …and httpcore's DEBUG traces
+    for secret in (
+        "trellokey1234567890",
+        "ATTAtoken0123456789",
+        "cookie0123456789abcdef",
+        GITHUB_PAT,
+    ):
+        assert secret not in text
+
+
+def test_installing_twice_adds_one_filter(clean_filters: None) -> None:
+    logger = logging.getLogger("ucf.test.twice")
+    first = install_redaction(logger)
+    second = install_redaction(logger)
+    assert first is second
+    assert sum(isinstance(f, RedactionFilter) for f in logger.filters) == 1
+    assert sum(isinstance(f, RedactionFilter) for f in logging.getLogger("httpx").filters) == 1
