@@ -1,0 +1,245 @@
+"""Checkpoints, leases and token buckets: every decision is one conditional write.
+
+DynamoDB evaluates a write's condition and applies it atomically on the item,
+so racing workers (or Lambdas) serialise on the item itself: one CAS wins, one
+acquirer owns a lease, and a bucket never grants more than it holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from ucf.stores.dynamodb import keys as k
+from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient
+from ucf.stores.dynamodb.registry import text_time
+from ucf.stores.models import (
+    DEFAULT_CHECKPOINT_KEY,
+    Checkpoint,
+    Lease,
+    RateDecision,
+    epoch_ms,
+    from_epoch_ms,
+    utc,
+)
+
+
+class DynamoCheckpointStore:
+    def __init__(self, client: DynamoClient) -> None:
+        self._db = client
+
+    async def get(
+        self, project_id: str, connector_id: str, key: str = DEFAULT_CHECKPOINT_KEY
+    ) -> Checkpoint:
+        reply = await self._db.call(
+            "get_item",
+            TableName=self._db.table,
+            Key=k.checkpoint(project_id, connector_id, key),
+            ConsistentRead=True,
+        )
+        item = reply.get("Item")
+        if item is None:
+            return Checkpoint(None, 0)
+        return Checkpoint(
+            json.loads(item["value"]["S"]),
+            int(item["version"]["N"]),
+            datetime.fromisoformat(item["updatedAt"]["S"]),
+        )
+
+    async def compare_and_set(
+        self,
+        project_id: str,
+        connector_id: str,
+        *,
+        expected_version: int,
+        value: Any,
+        now: datetime,
+        key: str = DEFAULT_CHECKPOINT_KEY,
+    ) -> bool:
+        body = k.s(k.dump_json(value, what="checkpoint value"))
+        stamp = k.s(text_time(now))
+        item_key = k.checkpoint(project_id, connector_id, key)
+        try:
+            if expected_version == 0:
+                await self._db.call(
+                    "put_item",
+                    TableName=self._db.table,
+                    Item={**item_key, "value": body, "version": k.n(1), "updatedAt": stamp},
+                    ConditionExpression="attribute_not_exists(PK)",
+                )
+            else:
+                await self._db.call(
+                    "update_item",
+                    TableName=self._db.table,
+                    Key=item_key,
+                    UpdateExpression="SET #v = :value, version = :next, updatedAt = :at",
+                    ConditionExpression="version = :expected",
+                    ExpressionAttributeNames={"#v": "value"},  # VALUE is a reserved word
+                    ExpressionAttributeValues={
+                        ":value": body,
+                        ":next": k.n(expected_version + 1),
+                        ":at": stamp,
+                        ":expected": k.n(expected_version),
+                    },
+                )
+        except ConditionFailed:
+            return False
+        return True
+
+    async def delete(self, project_id: str, connector_id: str) -> None:
+        items = await self._db.query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": k.s(k.project_pk(project_id)),
+                ":prefix": k.s(k.checkpoint_prefix(connector_id)),
+            },
+            ProjectionExpression="PK, SK",
+            ConsistentRead=True,
+        )
+        await self._db.batch_write([{"DeleteRequest": {"Key": item}} for item in items])
+
+
+class DynamoLeaseStore:
+    def __init__(self, client: DynamoClient) -> None:
+        self._db = client
+
+    async def _conditional(self, operation: str, **params: Any) -> bool:
+        try:
+            await self._db.call(operation, TableName=self._db.table, **params)
+        except ConditionFailed:
+            return False
+        return True
+
+    async def acquire(self, name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        until_ms = epoch_ms(now + ttl)
+        return await self._conditional(
+            "update_item",
+            Key=k.lease(name),
+            UpdateExpression="SET leaseOwner = :owner, leaseUntilMs = :until, expiresAt = :ttl",
+            ConditionExpression=(
+                "attribute_not_exists(PK) OR leaseUntilMs <= :now OR leaseOwner = :owner"
+            ),
+            ExpressionAttributeValues={
+                ":owner": k.s(owner),
+                ":until": k.n(until_ms),
+                ":now": k.n(epoch_ms(now)),
+                # TTL tidies leases nobody released; an expired lease is free anyway.
+                ":ttl": k.n(math.ceil(until_ms / 1000)),
+            },
+        )
+
+    async def renew(self, name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        until_ms = epoch_ms(now + ttl)
+        return await self._conditional(
+            "update_item",
+            Key=k.lease(name),
+            UpdateExpression="SET leaseUntilMs = :until, expiresAt = :ttl",
+            ConditionExpression="leaseOwner = :owner",
+            ExpressionAttributeValues={
+                ":owner": k.s(owner),
+                ":until": k.n(until_ms),
+                ":ttl": k.n(math.ceil(until_ms / 1000)),
+            },
+        )
+
+    async def release(self, name: str, owner: str) -> bool:
+        return await self._conditional(
+            "delete_item",
+            Key=k.lease(name),
+            ConditionExpression="leaseOwner = :owner",
+            ExpressionAttributeValues={":owner": k.s(owner)},
+        )
+
+    async def get(self, name: str, *, now: datetime) -> Lease | None:
+        reply = await self._db.call(
+            "get_item", TableName=self._db.table, Key=k.lease(name), ConsistentRead=True
+        )
+        item = reply.get("Item")
+        if item is None or int(item["leaseUntilMs"]["N"]) <= epoch_ms(now):
+            return None
+        return Lease(name, item["leaseOwner"]["S"], from_epoch_ms(int(item["leaseUntilMs"]["N"])))
+
+
+class DynamoRateLimitStore:
+    """Token buckets as read, decide, conditional write on the bucket's revision.
+
+    A single update expression cannot refill by elapsed time, so each decision
+    reads the bucket and writes the new state on condition that its revision is
+    unchanged; a racing writer makes us re-read and decide again. The retries
+    are bounded: under extreme contention the answer is "not now", never a
+    grant the bucket did not have.
+    """
+
+    ATTEMPTS = 32
+
+    def __init__(self, client: DynamoClient) -> None:
+        self._db = client
+
+    async def try_acquire(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        cost: float = 1.0,
+    ) -> RateDecision:
+        if capacity <= 0 or refill_per_second < 0 or cost <= 0:
+            raise ValueError("capacity and cost must be positive, refill_per_second not negative")
+        now_s = utc(now).timestamp()
+        item_key = k.rate_bucket(bucket_key)
+        for attempt in range(self.ATTEMPTS):
+            reply = await self._db.call(
+                "get_item", TableName=self._db.table, Key=item_key, ConsistentRead=True
+            )
+            item = reply.get("Item")
+            if item is None:
+                tokens, updated_s, revision = capacity, now_s, 0
+            else:
+                tokens = float(item["tokens"]["S"])
+                updated_s = float(item["updatedS"]["S"])
+                revision = int(item["rev"]["N"])
+            # A caller whose clock lags the last writer's adds nothing, never subtracts.
+            tokens = min(capacity, tokens + max(0.0, now_s - updated_s) * refill_per_second)
+            if tokens < cost:
+                if refill_per_second == 0 or cost > capacity:
+                    return RateDecision(False, math.inf)
+                return RateDecision(False, (cost - tokens) / refill_per_second)
+            stamp = max(now_s, updated_s)
+            # A full bucket is the same as no bucket: let TTL drop it once refilled.
+            full_at = (
+                stamp + (capacity - tokens + cost) / refill_per_second
+                if refill_per_second
+                else None
+            )
+            state: dict[str, Any] = {
+                **item_key,
+                "tokens": k.s(repr(tokens - cost)),
+                "updatedS": k.s(repr(stamp)),
+                "rev": k.n(revision + 1),
+            }
+            if full_at is not None:
+                state["expiresAt"] = k.n(math.ceil(full_at) + 60)
+            try:
+                await self._db.call(
+                    "put_item",
+                    TableName=self._db.table,
+                    Item=state,
+                    ConditionExpression=(
+                        "attribute_not_exists(PK)" if item is None else "rev = :rev"
+                    ),
+                    **(
+                        {}
+                        if item is None
+                        else {"ExpressionAttributeValues": {":rev": k.n(revision)}}
+                    ),
+                )
+            except ConditionFailed:
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            return RateDecision(True, 0.0)
+        return RateDecision(False, 0.05)

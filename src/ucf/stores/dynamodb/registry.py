@@ -1,0 +1,492 @@
+"""Descriptors and instances in the brief's layout (SPEC §5.1), on conditional writes.
+
+Creates are ``attribute_not_exists(PK)`` puts (a collision is ``AlreadyExists``),
+updates and deletes are conditioned on the item existing (``NotFound``), and the
+health counter is a compare-and-set on ``consecutiveFailures`` so that two
+workers reporting failures at once never lose one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ucf.stores.dynamodb import keys as k
+from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
+from ucf.stores.dynamodb.table import GSI2
+from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound, StoreUnavailable
+from ucf.stores.models import (
+    UNSET,
+    DescriptorRecord,
+    HealthObservation,
+    InstanceChanges,
+    InstanceRecord,
+    SyncReport,
+    descriptor_identity,
+    health_state_after,
+    is_newer_version,
+    utc,
+)
+
+_CAS_ATTEMPTS = 32
+_DESCRIPTOR_NAME = {"#descriptor": "descriptor"}  # DESCRIPTOR is a DynamoDB reserved word
+
+
+def text_time(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds, as the brief's ``createdAt``: reads back exactly."""
+    return utc(moment).isoformat(timespec="microseconds")
+
+
+def _time(item: Item, name: str) -> datetime | None:
+    text = k.get_s(item, name)
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _required_time(item: Item, name: str) -> datetime:
+    moment = _time(item, name)
+    assert moment is not None, f"{name} missing from {item.get('PK')}"
+    return moment
+
+
+# --- descriptors ----------------------------------------------------------------------
+
+
+def _descriptor_record(item: Item) -> DescriptorRecord:
+    return DescriptorRecord(
+        connector_id=item["connectorId"]["S"],
+        descriptor=json.loads(item["descriptor"]["S"]),
+        built_in=bool(item["builtIn"]["BOOL"]),
+        version=item["version"]["S"],
+        created_at=_required_time(item, "createdAt"),
+        updated_at=_required_time(item, "updatedAt"),
+    )
+
+
+def _no_descriptor(connector_id: str) -> NotFound:
+    return NotFound(
+        f"no connector descriptor with id {connector_id!r}",
+        "list descriptors to see the ids that exist",
+    )
+
+
+class DynamoDescriptorRegistry:
+    def __init__(self, client: DynamoClient) -> None:
+        self._db = client
+
+    async def list_all(self) -> list[DescriptorRecord]:
+        # GSI2 holds every descriptor under one key, in id order. Index reads are
+        # eventually consistent: a descriptor registered a moment ago may be missing
+        # from a listing for a fraction of a second; ``get`` always sees it.
+        items = await self._db.query_all(
+            IndexName=GSI2,
+            KeyConditionExpression="GSI2PK = :pk",
+            ExpressionAttributeValues={":pk": k.s(k.DESCRIPTORS_GSI2PK)},
+        )
+        return [_descriptor_record(item) for item in items]
+
+    async def get(self, connector_id: str) -> DescriptorRecord | None:
+        reply = await self._db.call(
+            "get_item",
+            TableName=self._db.table,
+            Key=k.descriptor(connector_id),
+            ConsistentRead=True,
+        )
+        item = reply.get("Item")
+        return None if item is None else _descriptor_record(item)
+
+    def _item(
+        self, connector_id: str, version: str, body: str, built_in: bool, created: str, updated: str
+    ) -> Item:
+        return {
+            **k.descriptor(connector_id),
+            "GSI2PK": k.s(k.DESCRIPTORS_GSI2PK),
+            "GSI2SK": k.s(f"CONNECTOR#{k.part(connector_id)}"),
+            "connectorId": k.s(connector_id),
+            "descriptor": k.s(body),
+            "builtIn": k.b(built_in),
+            "version": k.s(version),
+            "createdAt": k.s(created),
+            "updatedAt": k.s(updated),
+        }
+
+    async def register(
+        self, descriptor: Mapping[str, Any], *, now: datetime, built_in: bool = False
+    ) -> DescriptorRecord:
+        connector_id, version = descriptor_identity(descriptor)
+        stamp = text_time(now)
+        item = self._item(
+            connector_id,
+            version,
+            k.dump_json(dict(descriptor), what="descriptor"),
+            built_in,
+            stamp,
+            stamp,
+        )
+        try:
+            await self._db.call(
+                "put_item",
+                TableName=self._db.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ConditionFailed:
+            raise AlreadyExists(
+                f"a connector descriptor with id {connector_id!r} already exists",
+                "update it instead, or choose another id",
+            ) from None
+        return _descriptor_record(item)
+
+    async def update(
+        self,
+        connector_id: str,
+        descriptor: Mapping[str, Any],
+        *,
+        now: datetime,
+        built_in: bool | None = None,
+    ) -> DescriptorRecord:
+        declared_id, version = descriptor_identity(descriptor)
+        if declared_id != connector_id:
+            raise InvalidRecord(
+                f"descriptor declares id {declared_id!r} but is stored as {connector_id!r}",
+                "keep the id unchanged, or register a new descriptor and delete the old one",
+            )
+        assignments = ["#descriptor = :d", "version = :v", "updatedAt = :u"]
+        values: dict[str, Any] = {
+            ":d": k.s(k.dump_json(dict(descriptor), what="descriptor")),
+            ":v": k.s(version),
+            ":u": k.s(text_time(now)),
+        }
+        if built_in is not None:
+            assignments.append("builtIn = :b")
+            values[":b"] = k.b(built_in)
+        try:
+            reply = await self._db.call(
+                "update_item",
+                TableName=self._db.table,
+                Key=k.descriptor(connector_id),
+                UpdateExpression="SET " + ", ".join(assignments),
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames=_DESCRIPTOR_NAME,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            raise _no_descriptor(connector_id) from None
+        return _descriptor_record(reply["Attributes"])
+
+    async def delete(self, connector_id: str) -> None:
+        try:
+            await self._db.call(
+                "delete_item",
+                TableName=self._db.table,
+                Key=k.descriptor(connector_id),
+                ConditionExpression="attribute_exists(PK)",
+            )
+        except ConditionFailed:
+            raise _no_descriptor(connector_id) from None
+
+    async def sync_builtin(
+        self, descriptors: Sequence[Mapping[str, Any]], *, now: datetime
+    ) -> SyncReport:
+        prepared = [
+            (*descriptor_identity(d), k.dump_json(dict(d), what="descriptor")) for d in descriptors
+        ]
+        outcomes = await self._db.concurrently(
+            self._sync_one(connector_id, version, body, text_time(now))
+            for connector_id, version, body in prepared
+        )
+        report: dict[str, list[str]] = {
+            "inserted": [],
+            "upgraded": [],
+            "unchanged": [],
+            "shadowed": [],
+        }
+        for (connector_id, _, _), outcome in zip(prepared, outcomes, strict=True):
+            report[outcome].append(connector_id)
+        return SyncReport(
+            inserted=tuple(report["inserted"]),
+            upgraded=tuple(report["upgraded"]),
+            unchanged=tuple(report["unchanged"]),
+            shadowed=tuple(report["shadowed"]),
+        )
+
+    async def _sync_one(self, connector_id: str, version: str, body: str, stamp: str) -> str:
+        """Decide and write one shipped descriptor; re-decide if another process raced us."""
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get(connector_id)
+            try:
+                if current is None:
+                    await self._db.call(
+                        "put_item",
+                        TableName=self._db.table,
+                        Item=self._item(connector_id, version, body, True, stamp, stamp),
+                        ConditionExpression="attribute_not_exists(PK)",
+                    )
+                    return "inserted"
+                if not current.built_in:
+                    return "shadowed"
+                if not is_newer_version(version, current.version):
+                    return "unchanged"
+                await self._db.call(
+                    "update_item",
+                    TableName=self._db.table,
+                    Key=k.descriptor(connector_id),
+                    UpdateExpression="SET #descriptor = :d, version = :v, updatedAt = :u",
+                    ConditionExpression="builtIn = :true AND version = :seen",
+                    ExpressionAttributeNames=_DESCRIPTOR_NAME,
+                    ExpressionAttributeValues={
+                        ":d": k.s(body),
+                        ":v": k.s(version),
+                        ":u": k.s(stamp),
+                        ":true": k.b(True),
+                        ":seen": k.s(current.version),
+                    },
+                )
+                return "upgraded"
+            except ConditionFailed:
+                continue  # someone else wrote it between our read and write: look again
+        raise StoreUnavailable(
+            f"descriptor {connector_id!r} kept changing while built-ins were loaded",
+            fix="another process is writing it in a loop; retry shortly",
+        )
+
+
+# --- instances ------------------------------------------------------------------------
+
+
+def _instance_record(item: Item) -> InstanceRecord:
+    return InstanceRecord(
+        project_id=item["projectId"]["S"],
+        connector_id=item["connectorId"]["S"],
+        enabled=bool(item["enabled"]["BOOL"]),
+        credential_secret_ref=k.get_s(item, "credentialSecretArn"),
+        config=json.loads(item["config"]["S"]),
+        created_at=_required_time(item, "createdAt"),
+        updated_at=_required_time(item, "updatedAt"),
+        last_health_check=_time(item, "lastHealthCheck"),
+        healthy=k.get_b(item, "healthy"),
+        consecutive_failures=k.get_n(item, "consecutiveFailures") or 0,
+        last_error=k.get_s(item, "lastError"),
+        health_state=item["healthState"]["S"],
+        last_sync_at=_time(item, "lastSyncAt"),
+        last_latency_ms=k.get_f(item, "lastLatencyMs"),
+    )
+
+
+def _no_instance(project_id: str, connector_id: str) -> NotFound:
+    return NotFound(
+        f"project {project_id!r} has no {connector_id!r} connector instance",
+        "create the instance first",
+    )
+
+
+class DynamoInstanceStore:
+    def __init__(self, client: DynamoClient) -> None:
+        self._db = client
+
+    async def get(self, project_id: str, connector_id: str) -> InstanceRecord | None:
+        reply = await self._db.call(
+            "get_item",
+            TableName=self._db.table,
+            Key=k.instance(project_id, connector_id),
+            ConsistentRead=True,
+        )
+        item = reply.get("Item")
+        return None if item is None else _instance_record(item)
+
+    async def list_by_project(self, project_id: str) -> list[InstanceRecord]:
+        items = await self._db.query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": k.s(k.project_pk(project_id)),
+                ":prefix": k.s(k.INSTANCE_PREFIX),
+            },
+            ConsistentRead=True,
+        )
+        return [_instance_record(item) for item in items]
+
+    async def list_by_connector(self, connector_id: str) -> list[InstanceRecord]:
+        # The brief's GSI2 (eventually consistent, like every index read).
+        items = await self._db.query_all(
+            IndexName=GSI2,
+            KeyConditionExpression="GSI2PK = :pk AND begins_with(GSI2SK, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": k.s(f"CONNECTOR#{k.part(connector_id)}"),
+                ":prefix": k.s("PROJECT#"),
+            },
+        )
+        return [_instance_record(item) for item in items]
+
+    async def list_enabled(self) -> list[InstanceRecord]:
+        # Projects are few (the directory partition lists them); each project's
+        # instances are one consistent query. No table scan.
+        projects = await self._db.query_all(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": k.s(k.PROJECTS_PK)},
+            ConsistentRead=True,
+        )
+        listings = await self._db.concurrently(
+            self.list_by_project(item["projectId"]["S"]) for item in projects
+        )
+        enabled = [record for listing in listings for record in listing if record.enabled]
+        return sorted(enabled, key=lambda r: (r.project_id, r.connector_id))
+
+    async def create(
+        self,
+        project_id: str,
+        connector_id: str,
+        *,
+        config: Mapping[str, Any],
+        now: datetime,
+        credential_secret_ref: str | None = None,
+        enabled: bool = True,
+    ) -> InstanceRecord:
+        stamp = text_time(now)
+        item: Item = {
+            **k.instance(project_id, connector_id),
+            **k.instance_gsi2(project_id, connector_id),
+            "projectId": k.s(project_id),
+            "connectorId": k.s(connector_id),
+            "enabled": k.b(enabled),
+            "config": k.s(k.dump_json(dict(config), what="instance config")),
+            "consecutiveFailures": k.n(0),
+            "healthState": k.s("unknown"),
+            "createdAt": k.s(stamp),
+            "updatedAt": k.s(stamp),
+        }
+        if credential_secret_ref is not None:
+            item["credentialSecretArn"] = k.s(credential_secret_ref)
+        # The directory entry first: harmless if we crash before the instance exists.
+        await self._db.call(
+            "put_item",
+            TableName=self._db.table,
+            Item={**k.project_directory(project_id), "projectId": k.s(project_id)},
+        )
+        try:
+            await self._db.call(
+                "put_item",
+                TableName=self._db.table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ConditionFailed:
+            raise AlreadyExists(
+                f"project {project_id!r} already has a {connector_id!r} connector instance",
+                "update the existing instance instead",
+            ) from None
+        return _instance_record(item)
+
+    async def update(
+        self, project_id: str, connector_id: str, changes: InstanceChanges, *, now: datetime
+    ) -> InstanceRecord:
+        sets = ["updatedAt = :u"]
+        removes: list[str] = []
+        values: dict[str, Any] = {":u": k.s(text_time(now))}
+        if changes.enabled is not UNSET:
+            sets.append("enabled = :e")
+            values[":e"] = k.b(changes.enabled)
+        if changes.credential_secret_ref is not UNSET:
+            if changes.credential_secret_ref is None:
+                removes.append("credentialSecretArn")
+            else:
+                sets.append("credentialSecretArn = :r")
+                values[":r"] = k.s(changes.credential_secret_ref)
+        if changes.config is not UNSET:
+            sets.append("config = :c")
+            values[":c"] = k.s(k.dump_json(dict(changes.config), what="instance config"))
+        expression = "SET " + ", ".join(sets) + (f" REMOVE {', '.join(removes)}" if removes else "")
+        return await self._update(project_id, connector_id, expression, values)
+
+    async def _update(
+        self,
+        project_id: str,
+        connector_id: str,
+        expression: str,
+        values: dict[str, Any],
+        condition: str = "attribute_exists(PK)",
+    ) -> InstanceRecord:
+        try:
+            reply = await self._db.call(
+                "update_item",
+                TableName=self._db.table,
+                Key=k.instance(project_id, connector_id),
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            raise _no_instance(project_id, connector_id) from None
+        return _instance_record(reply["Attributes"])
+
+    async def set_enabled(
+        self, project_id: str, connector_id: str, enabled: bool, *, now: datetime
+    ) -> InstanceRecord:
+        return await self.update(
+            project_id, connector_id, InstanceChanges(enabled=enabled), now=now
+        )
+
+    async def record_health(
+        self, project_id: str, connector_id: str, observation: HealthObservation
+    ) -> InstanceRecord:
+        stamp = k.s(text_time(observation.at))
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get(project_id, connector_id)
+            if current is None:
+                raise _no_instance(project_id, connector_id)
+            failures = 0 if observation.ok else current.consecutive_failures + 1
+            state = health_state_after(observation.ok, failures, observation.failures_before_error)
+            sets = ["lastHealthCheck = :at", "healthy = :ok", "consecutiveFailures = :f"]
+            sets.append("healthState = :state")
+            removes: list[str] = []
+            values: dict[str, Any] = {
+                ":at": stamp,
+                ":ok": k.b(observation.ok),
+                ":f": k.n(failures),
+                ":state": k.s(state),
+                ":seen": k.n(current.consecutive_failures),
+            }
+            if observation.ok or observation.error is None:
+                removes.append("lastError")
+            else:
+                sets.append("lastError = :err")
+                values[":err"] = k.s(observation.error)
+            if observation.latency_ms is not None:
+                sets.append("lastLatencyMs = :lat")
+                values[":lat"] = k.n(float(observation.latency_ms))
+            if observation.ok and observation.synced:
+                sets.append("lastSyncAt = :at")
+            expression = "SET " + ", ".join(sets)
+            if removes:
+                expression += " REMOVE " + ", ".join(removes)
+            try:
+                reply = await self._db.call(
+                    "update_item",
+                    TableName=self._db.table,
+                    Key=k.instance(project_id, connector_id),
+                    UpdateExpression=expression,
+                    # The counter we read is still the stored one: no failure is lost.
+                    ConditionExpression="consecutiveFailures = :seen",
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ConditionFailed:
+                continue
+            return _instance_record(reply["Attributes"])
+        raise StoreUnavailable(
+            f"health of {project_id}/{connector_id} changed under us {_CAS_ATTEMPTS} times in a row",
+            fix="too many workers report health for one instance at once; retry shortly",
+        )
+
+    async def delete(self, project_id: str, connector_id: str) -> None:
+        try:
+            await self._db.call(
+                "delete_item",
+                TableName=self._db.table,
+                Key=k.instance(project_id, connector_id),
+                ConditionExpression="attribute_exists(PK)",
+            )
+        except ConditionFailed:
+            raise _no_instance(project_id, connector_id) from None

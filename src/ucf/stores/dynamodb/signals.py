@@ -1,0 +1,515 @@
+"""Signals and their outbox on DynamoDB: dedup by conditional put, no transactions.
+
+An ingest of one signal touches several items: the dedup item (its commit
+point), the signal in its project's time-ordered partition, a pointer for
+lookup by id, and one outbox entry per sink. DynamoDB could write them in one
+``TransactWriteItems``, but the local server the suite runs on (dynalite) has
+no transactions, transactions cost twice the write capacity, and one failed
+dedup condition cancels the other 99 actions of a batch. So instead:
+
+1. **Commit.** A conditional put (``attribute_not_exists(PK)``) of the dedup
+   item, carrying the whole record, marked *pending* (it sits in GSI2 under
+   ``INGEST#PENDING``). Exactly one of any number of racing writers wins; for
+   the rest the signal is a duplicate. A batch runs its puts side by side.
+2. **Derive.** Batch-write the signal, pointer and outbox items. Each is a
+   pure function of the committed record, so writing them again is harmless.
+3. **Finish.** Batch-write the dedup item again, slim and no longer pending.
+
+Readers see a signal only once step 2 is done, so nobody ever sees a signal
+without its outbox entries, or an entry without its signal. A crash between
+1 and 3 leaves a pending dedup item that is finished by whoever meets it: a
+re-delivery of the same item (the source's at-least-once delivery: a poll whose
+checkpoint did not advance, a webhook that got no 2xx), or the sweep that
+``Outbox.claim`` and ``purge_expired`` run for ingests pending over a minute.
+Finishing rewrites the outbox entries, so a sink may see such a signal twice:
+delivery is at least once, storage exactly once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ucf.stores.dynamodb import keys as k
+from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
+from ucf.stores.dynamodb.table import GSI2
+from ucf.stores.errors import InvalidCursor
+from ucf.stores.models import (
+    IngestResult,
+    OutboxEntry,
+    OutboxLag,
+    SignalCounts,
+    SignalPage,
+    SignalQuery,
+    SignalWrite,
+    StoredSignal,
+    epoch_ms,
+    from_epoch_ms,
+)
+
+# An ingest still pending after this long was interrupted (a live one takes milliseconds).
+INTERRUPTED_AFTER = timedelta(seconds=60)
+SWEEP_EVERY = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """Everything one ingest writes; kept whole in the pending dedup item."""
+
+    dedup_key: str
+    project_id: str
+    connector_id: str
+    signal_id: str
+    body: str
+    source: str
+    type: str
+    ts_ms: int
+    received_ms: int
+    expires_s: int
+    seq: int
+    sinks: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls, write: SignalWrite, *, seq: int, sinks: tuple[str, ...], retention: timedelta
+    ) -> _Record:
+        received_ms = epoch_ms(write.received_at)
+        return cls(
+            dedup_key=write.dedup_key,
+            project_id=write.project_id,
+            connector_id=write.connector_id,
+            signal_id=write.signal_id,
+            body=k.dump_json(dict(write.signal), what=f"signal {write.signal_id}"),
+            source=str(write.signal.get("source", write.connector_id)),
+            type=str(write.signal.get("type", "unknown")),
+            ts_ms=epoch_ms(write.timestamp),
+            received_ms=received_ms,
+            expires_s=math.ceil(received_ms / 1000 + retention.total_seconds()),
+            seq=seq,
+            sinks=sinks,
+        )
+
+    @classmethod
+    def from_pending(cls, item: Item) -> _Record:
+        return cls(
+            dedup_key=item["dedupKey"]["S"],
+            project_id=item["projectId"]["S"],
+            connector_id=item["connectorId"]["S"],
+            signal_id=item["signalId"]["S"],
+            body=item["body"]["S"],
+            source=item["signalSource"]["S"],
+            type=item["signalType"]["S"],
+            ts_ms=int(item["tsMs"]["N"]),
+            received_ms=int(item["receivedMs"]["N"]),
+            expires_s=int(item["expiresAt"]["N"]),
+            seq=int(item["seq"]["N"]),
+            sinks=tuple(json.loads(item["sinks"]["S"])),
+        )
+
+    @property
+    def signal_sk(self) -> str:
+        return k.signal_sk(self.ts_ms, self.signal_id)
+
+    def _common(self) -> Item:
+        return {
+            "dedupKey": k.s(self.dedup_key),
+            "projectId": k.s(self.project_id),
+            "connectorId": k.s(self.connector_id),
+            "expiresAt": k.n(self.expires_s),
+        }
+
+    def pending_item(self) -> Item:
+        return {
+            **k.dedup(self.dedup_key),
+            **self._common(),
+            "GSI2PK": k.s(k.PENDING_INGEST_GSI2PK),
+            "GSI2SK": k.s(f"{k.sortable_ms(self.received_ms)}#{k.part(self.dedup_key)}"),
+            "signalId": k.s(self.signal_id),
+            "body": k.s(self.body),
+            "signalSource": k.s(self.source),
+            "signalType": k.s(self.type),
+            "tsMs": k.n(self.ts_ms),
+            "receivedMs": k.n(self.received_ms),
+            "seq": k.n(self.seq),
+            "sinks": k.s(json.dumps(list(self.sinks))),
+        }
+
+    def finished_item(self) -> Item:
+        return {**k.dedup(self.dedup_key), **self._common(), "signalId": k.s(self.signal_id)}
+
+    def derived_items(self) -> list[Item]:
+        signal: Item = {
+            **k.signal(self.project_id, self.ts_ms, self.signal_id),
+            **self._common(),
+            "GSI2PK": k.s(k.received_gsi2pk(self.project_id, self.connector_id)),
+            "GSI2SK": k.s(f"{k.sortable_ms(self.received_ms)}#{k.part(self.dedup_key)}"),
+            "body": k.s(self.body),
+            "signalSource": k.s(self.source),
+            "signalType": k.s(self.type),
+            "receivedMs": k.n(self.received_ms),
+        }
+        pointer: Item = {
+            **k.signal_pointer(self.project_id, self.signal_id),
+            "signalSK": k.s(self.signal_sk),
+            "expiresAt": k.n(self.expires_s),
+        }
+        entry_id = k.outbox_entry_id(self.received_ms, self.seq, self.dedup_key)
+        entries: list[Item] = [
+            {
+                **k.outbox_entry(sink, entry_id),
+                **self._common(),
+                "body": k.s(self.body),
+                "enqueuedMs": k.n(self.received_ms),
+                "availableMs": k.n(self.received_ms),
+                "attempts": k.n(0),
+            }
+            for sink in self.sinks
+        ]
+        return [signal, pointer, *entries]
+
+
+def _put(item: Item) -> Item:
+    return {"PutRequest": {"Item": item}}
+
+
+def _stored(item: Item) -> StoredSignal:
+    return StoredSignal(
+        signal=json.loads(item["body"]["S"]),
+        dedup_key=item["dedupKey"]["S"],
+        project_id=item["projectId"]["S"],
+        connector_id=item["connectorId"]["S"],
+        received_at=from_epoch_ms(int(item["receivedMs"]["N"])),
+        expires_at=from_epoch_ms(int(item["expiresAt"]["N"]) * 1000),
+    )
+
+
+def _encode_cursor(signal_sk: str) -> str:
+    raw = json.dumps(["v1", signal_sk], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, signal_sk = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        version, signal_sk = None, None
+    if version != "v1" or not isinstance(signal_sk, str) or not signal_sk.startswith("SIGNAL#"):
+        raise InvalidCursor(
+            f"cursor {cursor[:40]!r} was not issued by this store", "start again without a cursor"
+        )
+    return signal_sk
+
+
+class DynamoSignalStore:
+    def __init__(self, client: DynamoClient, retention: timedelta) -> None:
+        self._db = client
+        self._retention = retention
+        # Orders the outbox entries of one receive millisecond in ingest order.
+        self._seq = itertools.count()
+        self._last_sweep: datetime | None = None
+
+    # --- ingest ---------------------------------------------------------------------
+
+    async def ingest(
+        self, batch: Sequence[SignalWrite], *, sinks: Sequence[str] = ()
+    ) -> IngestResult:
+        if not batch:
+            return IngestResult(())
+        sink_names = tuple(dict.fromkeys(sinks))
+        first: dict[str, int] = {}
+        for index, write in enumerate(batch):
+            first.setdefault(write.dedup_key, index)  # within a batch the first one wins
+        records = [
+            _Record.of(batch[i], seq=next(self._seq), sinks=sink_names, retention=self._retention)
+            for i in first.values()
+        ]
+        won = await self._db.concurrently(self._commit(record) for record in records)
+        new = [record for record, ok in zip(records, won, strict=True) if ok]
+        lost = [record.dedup_key for record, ok in zip(records, won, strict=True) if not ok]
+        interrupted = await self._pending(lost)
+        await self._finish(new + interrupted)
+        new_keys = {record.dedup_key for record in new}
+        return IngestResult(
+            tuple(first[w.dedup_key] == i and w.dedup_key in new_keys for i, w in enumerate(batch))
+        )
+
+    async def _commit(self, record: _Record) -> bool:
+        try:
+            await self._db.call(
+                "put_item",
+                TableName=self._db.table,
+                Item=record.pending_item(),
+                ConditionExpression="attribute_not_exists(PK)",
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+    async def _pending(self, dedup_keys: Sequence[str]) -> list[_Record]:
+        """Those of ``dedup_keys`` whose ingest was committed but never finished."""
+        if not dedup_keys:
+            return []
+        items = await self._db.batch_get([k.dedup(key) for key in dedup_keys], consistent=True)
+        return [_Record.from_pending(item) for item in items if "GSI2PK" in item]
+
+    async def _finish(self, records: Sequence[_Record]) -> None:
+        if not records:
+            return
+        await self._db.batch_write(
+            [_put(item) for record in records for item in record.derived_items()]
+        )
+        # Only once every derived item is stored does the dedup item stop being pending.
+        await self._db.batch_write([_put(record.finished_item()) for record in records])
+
+    async def finish_interrupted(self, *, now: datetime) -> int:
+        """Complete ingests that a crash cut short; returns how many it finished."""
+        self._last_sweep = now
+        cutoff = k.sortable_ms(epoch_ms(now - INTERRUPTED_AFTER))
+        candidates = await self._db.query_all(
+            IndexName=GSI2,
+            KeyConditionExpression="GSI2PK = :pk AND GSI2SK < :cutoff",
+            ExpressionAttributeValues={
+                ":pk": k.s(k.PENDING_INGEST_GSI2PK),
+                ":cutoff": k.s(cutoff),
+            },
+            ProjectionExpression="dedupKey",
+        )
+        # The index lags the table: confirm with a consistent read before rewriting.
+        records = await self._pending([item["dedupKey"]["S"] for item in candidates])
+        await self._finish(records)
+        return len(records)
+
+    async def sweep_if_due(self, now: datetime) -> None:
+        if self._last_sweep is None or now - self._last_sweep >= SWEEP_EVERY:
+            await self.finish_interrupted(now=now)
+
+    # --- reads ----------------------------------------------------------------------
+
+    async def get(self, project_id: str, signal_id: str) -> StoredSignal | None:
+        pointer = await self._db.call(
+            "get_item",
+            TableName=self._db.table,
+            Key=k.signal_pointer(project_id, signal_id),
+            ConsistentRead=True,
+        )
+        if "Item" not in pointer:
+            return None
+        reply = await self._db.call(
+            "get_item",
+            TableName=self._db.table,
+            Key=k.key(k.signals_pk(project_id), pointer["Item"]["signalSK"]["S"]),
+            ConsistentRead=True,
+        )
+        item = reply.get("Item")
+        return None if item is None else _stored(item)
+
+    async def query(
+        self,
+        project_id: str,
+        filters: SignalQuery = SignalQuery(),  # noqa: B008 - frozen, shared safely
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SignalPage:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        # since <= ts < until, as a key range: "SIGNAL#{ts}" sorts just before every
+        # "SIGNAL#{ts}#{id}", so the upper bound excludes signals at exactly ``until``.
+        low = "SIGNAL#" + ("" if filters.since is None else k.sortable_ms(epoch_ms(filters.since)))
+        high = (
+            "SIGNAL$"
+            if filters.until is None
+            else "SIGNAL#" + k.sortable_ms(epoch_ms(filters.until))
+        )
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {
+                ":pk": k.s(k.signals_pk(project_id)),
+                ":low": k.s(low),
+                ":high": k.s(high),
+            },
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+        }
+        conditions = []
+        if filters.source is not None:
+            conditions.append("signalSource = :source")
+            params["ExpressionAttributeValues"][":source"] = k.s(filters.source)
+        if filters.type is not None:
+            conditions.append("signalType = :type")
+            params["ExpressionAttributeValues"][":type"] = k.s(filters.type)
+        if conditions:
+            params["FilterExpression"] = " AND ".join(conditions)
+        else:
+            params["Limit"] = limit + 1  # without filters, one page is exactly enough
+        if cursor is not None:
+            after = _decode_cursor(cursor)
+            if after < low:
+                return SignalPage((), None)
+            if after < high:
+                params["ExclusiveStartKey"] = k.key(k.signals_pk(project_id), after)
+        found: list[Item] = []
+        while len(found) <= limit:
+            page = await self._db.call("query", TableName=self._db.table, **params)
+            found.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = found[:limit]
+        next_cursor = _encode_cursor(items[-1]["SK"]["S"]) if len(found) > limit else None
+        return SignalPage(tuple(_stored(item) for item in items), next_cursor)
+
+    async def counts(self, project_id: str, connector_id: str, *, now: datetime) -> SignalCounts:
+        now_ms = epoch_ms(now)
+        day_ago = epoch_ms(now - timedelta(days=1))
+        week_ago = epoch_ms(now - timedelta(days=7))
+        # week_ago < received <= now, as the key range [week_ago + 1, now + 1).
+        items = await self._db.query_all(
+            IndexName=GSI2,
+            KeyConditionExpression="GSI2PK = :pk AND GSI2SK BETWEEN :low AND :high",
+            ExpressionAttributeValues={
+                ":pk": k.s(k.received_gsi2pk(project_id, connector_id)),
+                ":low": k.s(k.sortable_ms(week_ago + 1)),
+                ":high": k.s(k.sortable_ms(now_ms + 1)),
+            },
+            ProjectionExpression="GSI2SK",
+        )
+        received = [k.ms_from_sortable(item["GSI2SK"]["S"].split("#", 1)[0]) for item in items]
+        return SignalCounts(
+            last_24h=sum(1 for ms in received if ms > day_ago), last_7d=len(received)
+        )
+
+    async def purge_expired(self, *, now: datetime) -> int:
+        # DynamoDB deletes expired items itself (TTL on ``expiresAt``), without
+        # spending write capacity; deleting them here would only cost more. This
+        # maintenance call is, however, a good moment to finish interrupted ingests.
+        await self.finish_interrupted(now=now)
+        return 0
+
+
+class DynamoOutbox:
+    """One queue partition per sink, ordered by enqueue time; claims are conditional updates."""
+
+    def __init__(self, client: DynamoClient, signals: DynamoSignalStore) -> None:
+        self._db = client
+        self._signals = signals
+
+    async def claim(
+        self, sink: str, *, limit: int, lease: timedelta, now: datetime
+    ) -> list[OutboxEntry]:
+        if limit < 1:
+            return []
+        await self._signals.sweep_if_due(now)
+        now_ms = epoch_ms(now)
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk",
+            "FilterExpression": "availableMs <= :now",
+            "ExpressionAttributeValues": {":pk": k.s(k.outbox_pk(sink)), ":now": k.n(now_ms)},
+            "ConsistentRead": True,
+            "Limit": max(limit, 25),
+        }
+        candidates: list[Item] = []
+        while len(candidates) < limit:
+            page = await self._db.call("query", TableName=self._db.table, **params)
+            candidates.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        claimed = await self._db.concurrently(
+            self._claim_one(sink, item, now_ms, epoch_ms(now + lease))
+            for item in candidates[:limit]
+        )
+        return [entry for entry in claimed if entry is not None]
+
+    async def _claim_one(
+        self, sink: str, item: Item, now_ms: int, until_ms: int
+    ) -> OutboxEntry | None:
+        try:
+            reply = await self._db.call(
+                "update_item",
+                TableName=self._db.table,
+                Key=k.key(item["PK"]["S"], item["SK"]["S"]),
+                UpdateExpression="SET availableMs = :until ADD attempts :one",
+                # Still available: another claimer did not take it since we looked.
+                ConditionExpression="availableMs <= :now",
+                ExpressionAttributeValues={
+                    ":until": k.n(until_ms),
+                    ":one": k.n(1),
+                    ":now": k.n(now_ms),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            return None
+        entry = reply["Attributes"]
+        return OutboxEntry(
+            entry_id=entry["SK"]["S"][len(k.ENTRY_PREFIX) :],
+            sink=sink,
+            project_id=entry["projectId"]["S"],
+            connector_id=entry["connectorId"]["S"],
+            signal=json.loads(entry["body"]["S"]),
+            enqueued_at=from_epoch_ms(int(entry["enqueuedMs"]["N"])),
+            attempts=int(entry["attempts"]["N"]),
+        )
+
+    async def ack(self, sink: str, entry_ids: Sequence[str]) -> int:
+        async def delete(entry_id: str) -> bool:
+            reply = await self._db.call(
+                "delete_item",
+                TableName=self._db.table,
+                Key=k.outbox_entry(sink, entry_id),
+                ReturnValues="ALL_OLD",
+            )
+            return "Attributes" in reply
+
+        done = await self._db.concurrently(delete(e) for e in dict.fromkeys(entry_ids))
+        return sum(done)
+
+    async def release(self, sink: str, entry_ids: Sequence[str], *, retry_at: datetime) -> int:
+        async def give_back(entry_id: str) -> bool:
+            try:
+                await self._db.call(
+                    "update_item",
+                    TableName=self._db.table,
+                    Key=k.outbox_entry(sink, entry_id),
+                    UpdateExpression="SET availableMs = :at",
+                    ConditionExpression="attribute_exists(PK)",
+                    ExpressionAttributeValues={":at": k.n(epoch_ms(retry_at))},
+                )
+            except ConditionFailed:
+                return False
+            return True
+
+        done = await self._db.concurrently(give_back(e) for e in dict.fromkeys(entry_ids))
+        return sum(done)
+
+    async def lag(self, sink: str, *, now: datetime) -> OutboxLag:
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": k.s(k.outbox_pk(sink))},
+            "ConsistentRead": True,
+        }
+        oldest = await self._db.call(
+            "query", TableName=self._db.table, Limit=1, ProjectionExpression="enqueuedMs", **params
+        )
+        if not oldest.get("Items"):
+            return OutboxLag(pending=0, oldest_age_seconds=None)
+        pending = 0
+        while True:
+            page = await self._db.call("query", TableName=self._db.table, Select="COUNT", **params)
+            pending += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                break
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        oldest_ms = int(oldest["Items"][0]["enqueuedMs"]["N"])
+        return OutboxLag(
+            pending=pending, oldest_age_seconds=max(0.0, (epoch_ms(now) - oldest_ms) / 1000)
+        )

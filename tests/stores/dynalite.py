@@ -1,0 +1,137 @@
+"""A real DynamoDB-compatible server (dynalite, from npm) on a free loopback port.
+
+The DynamoDB store is tested against a server that speaks the DynamoDB wire
+protocol, not against in-process mocks: the request shapes, condition
+expressions and error codes our store relies on are exercised for real.
+``scripts/bootstrap --test`` (run by ``make test``) installs dynalite into
+``node_modules``; if it is missing the fixture fails loudly instead of skipping,
+so a green run always means the DynamoDB backend was tested.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DYNALITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "dynalite"
+
+# boto3 refuses to sign requests without credentials and a region; dynalite
+# ignores both. Subprocesses (the concurrency tests) inherit these too.
+DUMMY_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "ucf-test",
+    "AWS_SECRET_ACCESS_KEY": "ucf-test",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+_START_TIMEOUT_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _accepts_connections(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def run_dynalite(*, create_table_ms: int = 0) -> Iterator[str]:
+    """Start dynalite (in memory) on a free loopback port; yield its endpoint URL.
+
+    Tables become ACTIVE after ``create_table_ms`` (dynalite's default is 500 ms;
+    the suite makes a fresh table per test, so 0 keeps it fast).
+    """
+    if not DYNALITE_BIN.exists():
+        pytest.fail(
+            f"dynalite is not installed ({DYNALITE_BIN} is missing); "
+            "run `scripts/bootstrap --test` (or `make test`, which runs it) to install it from npm",
+            pytrace=False,
+        )
+    port = free_port()
+    log = (REPO_ROOT / ".pytest_cache").resolve()
+    log.mkdir(exist_ok=True)
+    stderr_path = log / f"dynalite-{port}.log"
+    with stderr_path.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [
+                str(DYNALITE_BIN),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--createTableMs",
+                str(create_table_ms),
+                "--deleteTableMs",
+                "0",
+                "--updateTableMs",
+                "0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + _START_TIMEOUT_S
+        while not _accepts_connections(port):
+            if proc.poll() is not None:
+                pytest.fail(
+                    f"dynalite exited with code {proc.returncode} before listening on port {port}: "
+                    f"{stderr_path.read_text(errors='replace').strip()[-500:]}",
+                    pytrace=False,
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"dynalite did not listen on port {port} within {_START_TIMEOUT_S:.0f} s",
+                    pytrace=False,
+                )
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stderr_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def dummy_aws_environment() -> Iterator[None]:
+    """Dummy credentials and region for boto3, restored afterwards."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in DUMMY_AWS_ENV.items():
+            patch.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            patch.delenv(name, raising=False)
+        yield
+
+
+@pytest.fixture(scope="session")
+def dynalite_endpoint() -> Iterator[str]:
+    """One dynalite for the whole session; tests isolate themselves by table name."""
+    with dummy_aws_environment(), run_dynalite() as endpoint:
+        yield endpoint
+
+
+def dynamodb_url(endpoint: str, table: str) -> str:
+    return f"dynamodb://{table}?region=us-east-1&endpoint={endpoint}"
+
+
+def unique_table_name(prefix: str = "ucf-test") -> str:
+    return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
