@@ -16,17 +16,25 @@ from pathlib import Path
 
 import pytest
 
+from tests.stores.dynalite import dynalite_endpoint, dynamodb_url, unique_table_name
 from ucf.stores import Store, open_store
+
+__all__ = ["dynalite_endpoint"]  # a session fixture: one dynalite server for every test
 
 
 def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'ucf.db'}"
 
 
+def _dynamodb_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return dynamodb_url(request.getfixturevalue("dynalite_endpoint"), unique_table_name())
+
+
 StoreBackend = Callable[[pytest.FixtureRequest, Path], str]
 
 STORE_BACKENDS: dict[str, StoreBackend] = {
     "sqlite": _sqlite_url,
+    "dynamodb": _dynamodb_url,
 }
 
 

@@ -84,11 +84,9 @@ def _open_sqlite(url: str, options: StoreOptions) -> Store:
 
 
 def _open_dynamodb(url: str, options: StoreOptions) -> Store:
-    # Filled in by the DynamoDB backend (ucf.stores.dynamodb).
-    raise StoreConfigError(
-        f"store URL {url!r}: the DynamoDB backend is not available in this build",
-        "use a sqlite: store URL",
-    )
+    from ucf.stores.dynamodb import open_dynamodb_store
+
+    return open_dynamodb_store(url, options)
 
 
 OPENERS: dict[str, Opener] = {
