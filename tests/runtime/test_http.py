@@ -66,6 +66,11 @@ def upstream() -> Iterator[FakeServer]:
             headers={"Content-Encoding": "gzip"}, body=gzip.compress(b"\0" * (2 << 20))
         ),
     )
+    server.add_route(
+        "GET",
+        "/garbled",
+        lambda _: FakeResponse(headers={"Content-Encoding": "gzip"}, body=b"not gzip at all"),
+    )
     with server:
         yield server
 
@@ -408,6 +413,13 @@ async def test_malformed_json_raises_malformed_response_without_the_body(
     assert "s3cr3t" not in str(caught.value)
 
 
+async def test_body_that_is_not_its_declared_encoding_is_malformed(
+    client: httpx.AsyncClient, upstream: FakeServer
+) -> None:
+    with pytest.raises(MalformedResponse, match="Content-Encoding"):
+        await send(client, local(upstream, "/garbled"))
+
+
 async def test_declared_oversized_body_is_refused_before_reading(
     client: httpx.AsyncClient, upstream: FakeServer
 ) -> None:
@@ -550,3 +562,14 @@ def test_reset_and_retry_after_parsers_reject_garbage() -> None:
     assert reset_seconds("2024-01-01T10:00", NOW) is None  # no zone: ambiguous
     assert retry_after_seconds("nan", NOW) is None
     assert retry_after_seconds("-5", NOW) == 0.0
+
+
+async def test_unreachable_host_gives_up_with_a_one_line_reason() -> None:
+    with FakeServer() as gone:
+        port = gone.port
+    async with create_client(SETTINGS, EgressPolicy(frozenset({"127.0.0.1"}))) as client:
+        stats = RetryStats()
+        with pytest.raises(UpstreamUnavailable, match="could not connect") as caught:
+            await send(client, f"http://127.0.0.1:{port}/items", stats=stats)
+    assert "\n" not in str(caught.value)
+    assert [w.reason for w in stats.waits] == ["connection"] * SETTINGS.max_retries

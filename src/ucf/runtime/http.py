@@ -22,6 +22,7 @@ import email.utils
 import json
 import math
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -182,7 +183,7 @@ def create_client(
     policy: EgressPolicy,
     *,
     resolver: Resolver = system_resolver,
-    verify: Any = True,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
     """The process's client: SSRF-guarded, size-capped, timed out, identified.
 
@@ -342,7 +343,7 @@ def _is_rate_limited(response: httpx.Response) -> bool:
 UNAVAILABLE_STATUSES: Final = frozenset({408, 500, 502, 503, 504, 529})
 """Worth another try: 529 is Notion's ``service_overload``."""
 
-RetryReason = Literal["rate_limited", "unavailable", "timeout", "connection"]
+RetryReason = Literal["rate_limited", "unavailable", "timeout", "connection", "rejected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +367,7 @@ def _classify(response: httpx.Response, now: float) -> _Failure | None:
     if status in (401, 403):
         return _Failure(
             AuthFailed(f"{where}: credentials rejected (HTTP {status})", status=status),
-            "unavailable",
+            "rejected",
         )
     if status in UNAVAILABLE_STATUSES:
         wait = None
@@ -374,7 +375,7 @@ def _classify(response: httpx.Response, now: float) -> _Failure | None:
             wait = retry_after_seconds(response.headers["retry-after"], now)
         error = UpstreamUnavailable(f"{where}: upstream unavailable (HTTP {status})", status=status)
         return _Failure(error, "unavailable", wait)
-    return _Failure(UpstreamError(f"{where}: HTTP {status}", status=status), "unavailable")
+    return _Failure(UpstreamError(f"{where}: HTTP {status}", status=status), "rejected")
 
 
 def _transport_failure(request: httpx.Request, exc: httpx.TransportError) -> _Failure:
@@ -385,7 +386,8 @@ def _transport_failure(request: httpx.Request, exc: httpx.TransportError) -> _Fa
     if isinstance(exc, httpx.RemoteProtocolError):
         message = f"{where}: connection closed mid-response"
     elif isinstance(exc, httpx.ConnectError):
-        message = f"{where}: could not connect"
+        detail = redact(str(exc))  # refused / unresolvable: names the host at most
+        message = f"{where}: could not connect" + (f" ({detail})" if detail else "")
     else:
         message = f"{where}: connection failed ({type(exc).__name__})"
     return _Failure(UpstreamUnavailable(message), "connection")
@@ -491,6 +493,10 @@ async def send_with_retries(
         except httpx.TooManyRedirects as exc:
             raise UpstreamError(
                 f"{describe(outgoing)}: more than {settings.max_redirects} redirects"
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise MalformedResponse(
+                f"{describe(outgoing)}: body does not match its Content-Encoding"
             ) from exc
         except httpx.TransportError as exc:
             failure = _transport_failure(outgoing, exc)
