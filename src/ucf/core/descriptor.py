@@ -515,7 +515,7 @@ class Handshake(DescriptorModel):
     - ``head_ok``: Trello sends HEAD when a webhook is created; reply 200.
     - ``echo_header``: Asana ``X-Hook-Secret`` — echo the header back.
     - ``echo_query``: MS Graph ``validationToken`` — reply with it as text/plain.
-    - ``acknowledge``: Notion's first ``verification_token`` POST — reply 200, store nothing.
+    - ``acknowledge``: Notion's first ``verification_token`` POST — reply 200.
     """
 
     type: Literal["challenge", "head_ok", "echo_header", "echo_query", "acknowledge"]
@@ -528,6 +528,15 @@ class Handshake(DescriptorModel):
     query_param: str | None = Field(default=None, alias="queryParam")
     signed: bool = Field(
         default=False, description="The handshake request itself is signed (Slack)."
+    )
+    captures_secret: bool = Field(
+        default=False,
+        alias="capturesSecret",
+        description=(
+            "The handshake hands over the signing secret of later deliveries: Asana's "
+            "X-Hook-Secret header (echo_header), Notion's verification_token (acknowledge, the "
+            "value at whenPath). The gateway keeps it as the signature's secret credential."
+        ),
     )
 
 
