@@ -10,13 +10,19 @@ so a green run always means the DynamoDB backend was tested.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import socket
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -135,3 +141,101 @@ def dynamodb_url(endpoint: str, table: str) -> str:
 
 def unique_table_name(prefix: str = "ucf-test") -> str:
     return f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+class FaultProxy:
+    """A loopback HTTP proxy in front of dynalite that misbehaves on request.
+
+    DynamoDB's faults — throttling, a batch that leaves items unprocessed, a
+    connection cut mid-call — are produced at the wire, so the store under test
+    meets them through boto3 exactly as it would in AWS. ``inject(operation,
+    fault, times)`` arms the next ``times`` calls of one operation (``PutItem``,
+    ``BatchWriteItem``…); ``seen`` counts every call received per operation.
+    """
+
+    THROTTLE = "throttle"
+    UNPROCESSED = "unprocessed"
+    DISCONNECT = "disconnect"
+
+    def __init__(self, upstream: str) -> None:
+        self.seen: Counter[str] = Counter()
+        self._armed: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        upstream_parts = urlsplit(upstream)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2]
+                with proxy._lock:
+                    proxy.seen[operation] += 1
+                    armed = proxy._armed.get(operation)
+                    fault = armed.pop(0) if armed else None
+                if fault == FaultProxy.DISCONNECT:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault == FaultProxy.THROTTLE:
+                    self._reply(
+                        400,
+                        {
+                            "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                            "message": "Rate of requests exceeds the allowed throughput.",
+                        },
+                    )
+                    return
+                if fault == FaultProxy.UNPROCESSED:
+                    request = json.loads(body)
+                    self._reply(200, {"UnprocessedItems": request["RequestItems"]})
+                    return
+                connection = http.client.HTTPConnection(
+                    upstream_parts.hostname or "127.0.0.1", upstream_parts.port, timeout=10
+                )
+                try:
+                    connection.request("POST", self.path, body=body, headers=dict(self.headers))
+                    response = connection.getresponse()
+                    data = response.read()
+                finally:
+                    connection.close()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _reply(self, status: int, payload: dict[str, object]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Keep test output quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def inject(self, operation: str, fault: str, times: int = 1) -> None:
+        with self._lock:
+            self._armed.setdefault(operation, []).extend([fault] * times)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

@@ -69,6 +69,11 @@ def _key_of(request: Item) -> str:
     return json.dumps([body["PK"], body["SK"]])
 
 
+def _api_name(operation: str) -> str:
+    """boto3's ``get_item`` as DynamoDB's docs and errors call it: ``GetItem``."""
+    return "".join(word[:1].upper() + word[1:] for word in operation.split("_"))
+
+
 class ConditionFailed(Exception):
     """A conditional write found the item not in the state it required.
 
@@ -288,11 +293,11 @@ class DynamoClient:
                 f"a record is too large for DynamoDB ({message})",
                 fix="DynamoDB items are limited to 400 KB; trim the raw payload in the connector's mapping",
             )
-        return DynamoError(code, f"DynamoDB {operation} failed: {code}: {message}")
+        return DynamoError(code, f"DynamoDB {_api_name(operation)} failed: {code}: {message}")
 
     def _throttled(self, operation: str, attempts: int) -> StoreUnavailable:
         return StoreUnavailable(
-            f"DynamoDB kept throttling {operation} on table '{self.target.table}' "
+            f"DynamoDB kept throttling {_api_name(operation)} on table '{self.target.table}' "
             f"after {attempts} attempts",
             fix="raise the table's provisioned capacity or switch it to on-demand; "
             "the operation is safe to retry later",

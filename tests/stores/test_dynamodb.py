@@ -1,0 +1,393 @@
+"""What only the DynamoDB store has: its URL, its table, its faults, its item layout.
+
+Behaviour shared with SQLite is in the conformance suite (which runs here on
+dynalite too). These tests talk to a real dynalite; faults are produced at the
+wire by :class:`FaultProxy`, never by patching the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.stores.builders import T0, signal_write
+from tests.stores.dynalite import FaultProxy, dynamodb_url, free_port, unique_table_name
+from ucf.stores import (
+    StoreConfigError,
+    StoreCorrupt,
+    StoreNotInitialised,
+    StoreUnavailable,
+    open_store,
+)
+from ucf.stores.dynamodb import open_dynamodb_store, parse_dynamodb_url
+from ucf.stores.dynamodb.client import RetryPolicy
+from ucf.stores.models import DEFAULT_SIGNAL_RETENTION, StoreOptions
+from ucf.stores.protocols import Store
+
+FAST_RETRY = RetryPolicy(attempts=4, base_s=0.001, cap_s=0.005)
+
+
+@pytest.fixture
+def table() -> str:
+    return unique_table_name()
+
+
+@pytest.fixture
+def raw(dynalite_endpoint: str) -> Any:
+    """A plain boto3 client, to look at the table the way another system would."""
+    return boto3.client("dynamodb", endpoint_url=dynalite_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+async def store(dynalite_endpoint: str, table: str) -> AsyncIterator[Store]:
+    async with open_store(dynamodb_url(dynalite_endpoint, table)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def proxy(dynalite_endpoint: str) -> Iterator[FaultProxy]:
+    with FaultProxy(dynalite_endpoint) as running:
+        yield running
+
+
+def _via(proxy: FaultProxy, table: str) -> Store:
+    return open_dynamodb_store(dynamodb_url(proxy.url, table), StoreOptions(), retry=FAST_RETRY)
+
+
+# --- the URL -------------------------------------------------------------------------
+
+
+def test_store_url_names_table_region_and_endpoint() -> None:
+    target = parse_dynamodb_url(
+        "dynamodb://ucf-prod?region=eu-west-1&endpoint=http://127.0.0.1:8000"
+    )
+    assert (target.table, target.region, target.endpoint) == (
+        "ucf-prod",
+        "eu-west-1",
+        "http://127.0.0.1:8000",
+    )
+    assert parse_dynamodb_url("dynamodb://ucf?region=eu-west-1").endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("url", "complaint"),
+    [
+        ("dynamodb://x?region=eu-west-1", "table 'x'"),
+        ("dynamodb://ucf?region=eu-west-1&colour=blue", "unknown parameter(s) colour"),
+        ("dynamodb://ucf?region=eu-west-1&endpoint=localhost:8000", "not an http(s) URL"),
+        ("dynamodb://ucf?region=", "empty or twice"),
+        ("dynamodb://ucf/extra?region=eu-west-1", "path or fragment"),
+    ],
+)
+def test_a_bad_dynamodb_url_says_what_is_wrong_and_how_to_write_it(
+    url: str, complaint: str
+) -> None:
+    with pytest.raises(StoreConfigError) as caught:
+        open_store(url)
+    assert complaint in caught.value.problem
+    assert caught.value.fix, "every refusal says how to write it instead"
+
+
+def test_a_url_without_any_region_asks_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    with pytest.raises(StoreConfigError, match=r"no AWS region.*\?region="):
+        open_store("dynamodb://ucf-table")
+
+
+# --- the table -----------------------------------------------------------------------
+
+
+async def test_init_creates_the_briefs_table_once_and_is_idempotent(
+    dynalite_endpoint: str, table: str, raw: Any
+) -> None:
+    url = dynamodb_url(dynalite_endpoint, table)
+    store = open_store(url)
+    try:
+        first = await store.init()
+        second = await store.init()
+    finally:
+        await store.close()
+    assert first.backend == "dynamodb"
+    assert any("created DynamoDB table" in action for action in first.actions)
+    assert not second.changed, "a second init finds everything in place and does nothing"
+
+    described = raw.describe_table(TableName=table)["Table"]
+    assert described["KeySchema"] == [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ]
+    assert {a["AttributeName"]: a["AttributeType"] for a in described["AttributeDefinitions"]} == {
+        "PK": "S",
+        "SK": "S",
+        "GSI2PK": "S",
+        "GSI2SK": "S",
+    }
+    (gsi2,) = described["GlobalSecondaryIndexes"]
+    assert gsi2["IndexName"] == "GSI2"
+    assert gsi2["KeySchema"] == [
+        {"AttributeName": "GSI2PK", "KeyType": "HASH"},
+        {"AttributeName": "GSI2SK", "KeyType": "RANGE"},
+    ]
+    assert gsi2["Projection"] == {"ProjectionType": "ALL"}
+
+
+async def test_init_says_plainly_when_the_server_cannot_expire_signals(
+    dynalite_endpoint: str, table: str, raw: Any
+) -> None:
+    # dynalite implements neither UpdateTimeToLive nor TTL deletion; AWS does both.
+    # The store must not pretend: init reports it, and the table really has no TTL.
+    async with open_store(dynamodb_url(dynalite_endpoint, table)) as store:
+        report = await store.init()
+    created = await _fresh_init_report(dynalite_endpoint)
+    assert any("does not support TTL" in action for action in created.actions)
+    assert not report.changed
+    ttl = raw.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl["TimeToLiveStatus"] == "DISABLED"
+
+
+async def _fresh_init_report(endpoint: str) -> Any:
+    store = open_store(dynamodb_url(endpoint, unique_table_name()))
+    try:
+        return await store.init()
+    finally:
+        await store.close()
+
+
+async def test_processes_initialising_one_table_at_once_all_succeed(
+    dynalite_endpoint: str, table: str
+) -> None:
+    stores = [open_store(dynamodb_url(dynalite_endpoint, table)) for _ in range(4)]
+    try:
+        reports = await asyncio.gather(*(s.init() for s in stores))
+    finally:
+        for s in stores:
+            await s.close()
+    assert sum(any("created" in a for a in r.actions) for r in reports) == 1
+
+
+async def test_a_foreign_table_of_the_same_name_is_refused_not_altered(
+    dynalite_endpoint: str, table: str, raw: Any
+) -> None:
+    raw.create_table(
+        TableName=table,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    store = open_store(dynamodb_url(dynalite_endpoint, table))
+    try:
+        with pytest.raises(StoreCorrupt, match=r"is not a ucf table.*another table name"):
+            await store.init()
+    finally:
+        await store.close()
+    assert raw.describe_table(TableName=table)["Table"]["KeySchema"] == [
+        {"AttributeName": "id", "KeyType": "HASH"}
+    ]
+
+
+async def test_a_missing_table_tells_you_to_run_store_init(
+    dynalite_endpoint: str, table: str
+) -> None:
+    store = open_store(dynamodb_url(dynalite_endpoint, table))  # no init()
+    try:
+        with pytest.raises(StoreNotInitialised) as caught:
+            await store.descriptors.get("jira")
+    finally:
+        await store.close()
+    message = str(caught.value)
+    assert f"table '{table}' does not exist" in message
+    assert f"ucf store init --store 'dynamodb://{table}?region=us-east-1&endpoint=" in message
+    assert "\n" not in message
+
+
+async def test_an_unreachable_endpoint_fails_fast_with_the_endpoint_and_the_fix() -> None:
+    url = dynamodb_url(f"http://127.0.0.1:{free_port()}", unique_table_name())
+    store = open_store(url)
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.init()
+    finally:
+        await store.close()
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "cannot reach DynamoDB at http://127.0.0.1:" in message
+    assert "check the endpoint and region in the store URL" in message
+
+
+def test_an_endpoint_with_credentials_in_it_never_shows_them() -> None:
+    target = parse_dynamodb_url(
+        "dynamodb://ucf?region=us-east-1&endpoint=http://admin:hunter2@127.0.0.1:9"
+    )
+    assert "hunter2" not in target.where
+    assert target.where == "http://127.0.0.1:9"
+
+
+# --- faults at the wire ----------------------------------------------------------------
+
+
+async def test_throttled_writes_are_retried_until_they_go_through(
+    proxy: FaultProxy, table: str
+) -> None:
+    async with _via(proxy, table) as store:
+        proxy.inject("PutItem", FaultProxy.THROTTLE, times=3)
+        before = proxy.seen["PutItem"]
+        result = await store.signals.ingest([signal_write("1")])
+        assert result.inserted == (True,)
+        assert proxy.seen["PutItem"] - before == 4, "three throttled attempts, then the real one"
+        assert (await store.signals.query("p1")).items[0].signal["id"] == signal_write(
+            "1"
+        ).signal_id
+
+
+async def test_throttling_that_does_not_stop_gives_up_after_a_bounded_number_of_attempts(
+    proxy: FaultProxy, table: str
+) -> None:
+    async with _via(proxy, table) as store:
+        proxy.inject("GetItem", FaultProxy.THROTTLE, times=100)
+        before = proxy.seen["GetItem"]
+        with pytest.raises(StoreUnavailable, match=r"kept throttling GetItem .*after 4 attempts"):
+            await store.descriptors.get("jira")
+        assert proxy.seen["GetItem"] - before == FAST_RETRY.attempts
+
+
+async def test_batch_items_dynamodb_leaves_unprocessed_are_sent_again(
+    proxy: FaultProxy, table: str
+) -> None:
+    async with _via(proxy, table) as store:
+        proxy.inject("BatchWriteItem", FaultProxy.UNPROCESSED, times=2)
+        batch = [signal_write(str(i)) for i in range(30)]
+        result = await store.signals.ingest(batch, sinks=["http"])
+        assert result.inserted_count == 30
+        assert len((await store.signals.query("p1", limit=100)).items) == 30
+        entries = await store.outbox.claim("http", limit=100, lease=timedelta(minutes=1), now=T0)
+        assert len(entries) == 30
+
+
+async def test_an_ingest_cut_short_is_finished_by_the_redelivery_and_stored_once(
+    proxy: FaultProxy, dynalite_endpoint: str, table: str
+) -> None:
+    write = signal_write("7")
+    async with _via(proxy, table) as store:
+        proxy.inject("BatchWriteItem", FaultProxy.DISCONNECT)
+        with pytest.raises(StoreUnavailable):
+            await store.signals.ingest([write], sinks=["http"])
+        # Committed but not finished: nobody sees half of it.
+        assert await store.signals.get("p1", write.signal_id) is None
+        assert (await store.signals.query("p1")).items == ()
+        assert await store.outbox.claim("http", limit=10, lease=timedelta(minutes=1), now=T0) == []
+
+        # The source delivers again (the webhook got no 2xx / the checkpoint did not move).
+        again = await store.signals.ingest([write], sinks=["http"])
+        assert again.inserted == (False,), "the first delivery was committed: this is a duplicate"
+        stored = await store.signals.get("p1", write.signal_id)
+        assert stored is not None
+        assert stored.signal == dict(write.signal)
+        entries = await store.outbox.claim(
+            "http", limit=10, lease=timedelta(minutes=1), now=T0 + timedelta(seconds=1)
+        )
+        assert [e.signal["id"] for e in entries] == [write.signal_id]
+
+
+async def test_an_ingest_cut_short_and_never_redelivered_is_finished_by_the_outbox_sweep(
+    proxy: FaultProxy, dynalite_endpoint: str, table: str
+) -> None:
+    write = signal_write("8", received_at=T0)
+    async with _via(proxy, table) as store:
+        proxy.inject("BatchWriteItem", FaultProxy.DISCONNECT)
+        with pytest.raises(StoreUnavailable):
+            await store.signals.ingest([write], sinks=["http"])
+    # A different worker, later: the delivery loop's claim finds the orphan.
+    async with open_store(dynamodb_url(dynalite_endpoint, table)) as other:
+        entries = await other.outbox.claim(
+            "http", limit=10, lease=timedelta(minutes=1), now=T0 + timedelta(minutes=5)
+        )
+        assert [e.signal["id"] for e in entries] == [write.signal_id]
+        assert await other.signals.get("p1", write.signal_id) is not None
+        assert (await other.signals.ingest([write], sinks=["http"])).inserted == (False,)
+
+
+# --- what is in the table --------------------------------------------------------------
+
+
+async def test_registry_items_use_the_briefs_keys_and_attributes(
+    store: Store, table: str, raw: Any
+) -> None:
+    await store.descriptors.register({"id": "jira", "version": "1.2.0"}, now=T0, built_in=True)
+    await store.instances.create(
+        "proj-1",
+        "jira",
+        config={"baseUrl": "https://acme.atlassian.net"},
+        now=T0,
+        credential_secret_ref="arn:aws:secretsmanager:eu-west-1:1:secret:jira",
+    )
+    descriptor = raw.get_item(
+        TableName=table, Key={"PK": {"S": "CONNECTOR#jira"}, "SK": {"S": "DESCRIPTOR"}}
+    )
+    assert descriptor["Item"]["connectorId"] == {"S": "jira"}
+    assert descriptor["Item"]["builtIn"] == {"BOOL": True}
+    assert descriptor["Item"]["createdAt"]["S"].startswith("2025-03-01T12:00:00")
+
+    instance = raw.get_item(
+        TableName=table,
+        Key={"PK": {"S": "PROJECT#proj-1"}, "SK": {"S": "CONNECTOR_INSTANCE#jira"}},
+    )["Item"]
+    assert instance["GSI2PK"] == {"S": "CONNECTOR#jira"}
+    assert instance["GSI2SK"] == {"S": "PROJECT#proj-1"}
+    assert instance["credentialSecretArn"] == {
+        "S": "arn:aws:secretsmanager:eu-west-1:1:secret:jira"
+    }
+    assert instance["enabled"] == {"BOOL": True}
+    assert instance["consecutiveFailures"] == {"N": "0"}
+
+
+async def test_stored_signals_carry_the_ttl_attribute_at_receive_time_plus_retention(
+    store: Store, table: str, raw: Any
+) -> None:
+    write = signal_write("9", received_at=T0)
+    await store.signals.ingest([write], sinks=["http"])
+    items = raw.scan(TableName=table)["Items"]
+    expected = int((T0 + DEFAULT_SIGNAL_RETENTION).timestamp())
+    signal_items = [
+        i for i in items if i["PK"]["S"].startswith(("DEDUP#", "PROJECT#p1#", "OUTBOX#"))
+    ]
+    assert len(signal_items) == 4, "dedup, signal, id pointer, one outbox entry"
+    assert {i["expiresAt"]["N"] for i in signal_items} == {str(expected)}
+    (dedup,) = [i for i in signal_items if i["PK"]["S"].startswith("DEDUP#")]
+    assert "GSI2PK" not in dedup, "a finished ingest is no longer pending"
+    assert "body" not in dedup, "finished dedup items are slim"
+
+
+async def test_ids_with_key_separators_cannot_reach_other_records(store: Store) -> None:
+    await store.checkpoints.compare_and_set(
+        "p1", "a", expected_version=0, value=1, now=T0, key="b#c"
+    )
+    await store.checkpoints.compare_and_set(
+        "p1", "a#b", expected_version=0, value=2, now=T0, key="c"
+    )
+    await store.checkpoints.delete("p1", "a")
+    assert (await store.checkpoints.get("p1", "a", "b#c")).version == 0
+    assert (await store.checkpoints.get("p1", "a#b", "c")).value == 2
+    await store.instances.create("p#1", "jira", config={}, now=T0)
+    assert await store.instances.list_by_project("p") == []
+    assert [i.project_id for i in await store.instances.list_by_connector("jira")] == ["p#1"]
+
+
+async def test_a_large_batch_with_duplicates_is_stored_once_each(store: Store) -> None:
+    fresh = [signal_write(str(i)) for i in range(400)]
+    first = await store.signals.ingest(fresh[:300], sinks=["http"])
+    second = await store.signals.ingest(fresh[200:] + fresh[:50], sinks=["http"])
+    assert first.inserted_count == 300
+    assert second.inserted == (False,) * 100 + (True,) * 100 + (False,) * 50
+    counts = await store.signals.counts("p1", "github-issues", now=T0)
+    assert (counts.last_24h, counts.last_7d) == (400, 400)
+    lag = await store.outbox.lag("http", now=T0)
+    assert lag.pending == 400
