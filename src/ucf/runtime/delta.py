@@ -1,0 +1,311 @@
+"""Where a poll starts and what it may store: one small class per delta strategy.
+
+A strategy object lives for one poll. :meth:`Delta.init_request` makes the
+first request incremental (``since=…``, ``sync=…``, a stored deltaLink);
+:meth:`Delta.update_state` reads each page; :meth:`Delta.checkpoint` answers
+the question crash safety hangs on — *what may be stored once this page's
+signals are stored?* A value that is only right once the whole listing has
+been read is held back until then; otherwise a crash after page 1 would store
+a position past items that sit on page 2.
+
+Checkpoints are strings. A timestamp checkpoint is stored as ISO 8601 UTC
+(``2024-05-01T10:00:00.000Z``) whatever the API's filter format, so it reads
+the same in the store, the dashboard and ``ucf poll --checkpoint``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ucf.core import descriptor as d
+from ucf.core.jsonpath import CompiledPath, compile_path
+from ucf.core.signal import iso_utc
+from ucf.core.timestamps import format_timestamp, parse_timestamp
+from ucf.runtime.pagination import PageRequest
+
+__all__ = [
+    "CheckpointInvalid",
+    "Cursor",
+    "Delta",
+    "DeltaFactory",
+    "DeltaToken",
+    "SinceId",
+    "TimestampFilter",
+    "delta_factory",
+]
+
+ItemTimestamp = Callable[[Any], datetime | None]
+
+
+class CheckpointInvalid(ValueError):
+    """A stored or given checkpoint this strategy cannot read."""
+
+
+class Delta(ABC):
+    """One poll's incremental position."""
+
+    def __init__(self, stored: str | None) -> None:
+        self.stored = stored
+
+    @abstractmethod
+    def init_request(self, request: PageRequest) -> None:
+        """Make the first request ask only for what changed since ``stored``."""
+
+    def template_value(self) -> str | None:
+        """What ``{{checkpoint}}`` renders as (Linear GraphQL variables, Confluence CQL)."""
+        return self.stored
+
+    def keep(self, items: list[Any]) -> list[Any]:
+        """Items worth mapping (a client-side since filter drops the rest)."""
+        return items
+
+    def reached_checkpoint(self, items: list[Any]) -> bool:
+        """Newest-first listings: True once a page reaches what earlier polls saw."""
+        return False
+
+    @abstractmethod
+    def update_state(self, body: Any, items: list[Any]) -> None:
+        """Read one page (the response body and its items)."""
+
+    @abstractmethod
+    def checkpoint(self, *, complete: bool) -> str | None:
+        """The checkpoint safe to store after the pages read so far.
+
+        ``complete`` is True once the listing has been read to its end (no next
+        page, or a newest-first listing reached the old checkpoint).
+        """
+
+
+class TimestampFilter(Delta):
+    """Ask for items updated since the newest timestamp seen.
+
+    GitHub ``GET /repos/o/r/issues?since=2024-05-01T09:59:59Z&sort=updated&direction=asc``::
+
+        [{"id": 1, "number": 7, "updated_at": "2024-05-01T10:00:00Z", ...}, ...]
+
+    The first poll reaches back ``initialLookbackSeconds``; later polls ask from
+    the checkpoint minus ``overlapSeconds`` so same-second (or minute-precision:
+    Notion, Confluence) updates are never missed — the dedup key absorbs the
+    repeats. The new checkpoint is the newest item timestamp (capped at now, so
+    a bogus future date cannot skip real items), never earlier than the old one.
+    It advances after every page only when ``sortedAscending`` says later pages
+    cannot hold older items; otherwise only once the listing is complete.
+    """
+
+    def __init__(
+        self,
+        spec: d.TimestampFilterDelta,
+        stored: str | None,
+        *,
+        now: datetime,
+        lookback: timedelta,
+        item_timestamp: ItemTimestamp,
+        client_side: bool,
+        stop_at_checkpoint: bool,
+    ) -> None:
+        super().__init__(stored)
+        self.spec = spec
+        self._timestamp = item_timestamp
+        self._client_side = client_side
+        self._stop_at_checkpoint = stop_at_checkpoint
+        self._now = now
+        if stored is None:
+            floor = now - lookback
+            self.since = floor
+        else:
+            parsed = parse_timestamp(stored)
+            if parsed is None:
+                raise CheckpointInvalid(f"checkpoint {stored!r} is not a timestamp")
+            floor = parsed
+            self.since = parsed - timedelta(seconds=spec.overlap_seconds)
+        self.floor = floor
+        self.newest = floor
+
+    def template_value(self) -> str:
+        return format_timestamp(self.since, self.spec.format)
+
+    def init_request(self, request: PageRequest) -> None:
+        if self.spec.query_param is not None:
+            request.defaults[self.spec.query_param] = self.template_value()
+
+    def _older(self, item: Any) -> bool:
+        moment = self._timestamp(item)
+        return moment is not None and moment < self.since
+
+    def keep(self, items: list[Any]) -> list[Any]:
+        if not self._client_side:
+            return items
+        return [item for item in items if not self._older(item)]
+
+    def reached_checkpoint(self, items: list[Any]) -> bool:
+        return self._stop_at_checkpoint and any(self._older(item) for item in items)
+
+    def update_state(self, body: Any, items: list[Any]) -> None:
+        for item in items:
+            moment = self._timestamp(item)
+            if moment is not None and self.newest < moment <= self._now:
+                self.newest = moment
+
+    def checkpoint(self, *, complete: bool) -> str | None:
+        if complete or self.spec.sorted_ascending:
+            return iso_utc(self.newest)
+        return self.stored
+
+
+class DeltaToken(Delta):
+    """An opaque "changes since now" token handed out on the last page.
+
+    Microsoft Graph ``GET /me/mailFolders/inbox/messages/delta`` pages with
+    ``@odata.nextLink``; the final page carries::
+
+        {"value": [...], "@odata.deltaLink":
+         "https://graph.microsoft.com/v1.0/me/mailFolders/inbox/messages/delta?$deltatoken=Y3…"}
+
+    With ``tokenIsUrl`` the next poll calls that URL verbatim; otherwise the
+    token is sent as ``tokenParam``. It is stored only once the listing is
+    complete: the token stands for everything before it.
+    """
+
+    def __init__(self, spec: d.DeltaTokenDelta, stored: str | None) -> None:
+        super().__init__(stored)
+        self.spec = spec
+        self._path = compile_path(spec.token_path)
+        self.found: str | None = None
+
+    def init_request(self, request: PageRequest) -> None:
+        if self.stored is None:
+            return
+        if self.spec.token_is_url:
+            request.url = self.stored
+        else:
+            request.defaults[self.spec.token_param] = self.stored
+
+    def update_state(self, body: Any, items: list[Any]) -> None:
+        token = self._path.first(body)
+        if isinstance(token, str) and token:
+            self.found = token
+
+    def checkpoint(self, *, complete: bool) -> str | None:
+        if complete and self.found is not None:
+            return self.found
+        return self.stored
+
+
+class Cursor(Delta):
+    """A durable cursor each page hands back, valid to resume from.
+
+    Asana ``GET /events?resource=1201&sync=de4774f6915eae04714ca93bb2f5ee81``::
+
+        {"data": [...], "sync": "edfc0896b370b7a479886d316131bf5c", "has_more": false}
+
+    Each page's cursor resumes after that page, so it is safe to store per page.
+    """
+
+    def __init__(self, spec: d.CursorDelta, stored: str | None) -> None:
+        super().__init__(stored)
+        self.spec = spec
+        self._path = compile_path(spec.cursor_path)
+        self.latest: str | None = None
+
+    def init_request(self, request: PageRequest) -> None:
+        if self.stored is not None:
+            request.defaults[self.spec.cursor_param] = self.stored
+
+    def update_state(self, body: Any, items: list[Any]) -> None:
+        value = self._path.first(body)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+            self.latest = str(value)
+
+    def checkpoint(self, *, complete: bool) -> str | None:
+        return self.latest if self.latest is not None else self.stored
+
+
+class SinceId(Delta):
+    """Ask for items with ids above the highest one seen.
+
+    Trello ``GET /1/boards/{id}/actions?since=5f1b2c3d4e5f60718293a4b5&limit=1000``
+    (newest first)::
+
+        [{"id": "5f1b2c3d4e5f60718293a4b9", "type": "updateCard", "date": "2024-05-01T10:00:00.000Z", ...}]
+
+    Ids compare as numbers or as strings (Trello's hex ids of equal length sort
+    by creation). Newest-first means later pages hold lower ids, so the
+    maximum is stored only once the listing is complete.
+    """
+
+    def __init__(self, spec: d.SinceIdDelta, stored: str | None) -> None:
+        super().__init__(stored)
+        self.spec = spec
+        self._path = compile_path(spec.id_path)
+        self.highest: str | None = stored
+        if stored is not None and self._key(stored) is None:
+            raise CheckpointInvalid(f"checkpoint {stored!r} is not a {spec.order} id")
+
+    def _key(self, value: Any) -> Any:
+        """What ids compare by: an int, or the string itself; None for a non-id."""
+        if isinstance(value, bool) or value is None:
+            return None
+        if self.spec.order == "numeric":
+            try:
+                return int(str(value))
+            except ValueError:
+                return None
+        return value if isinstance(value, str) and value else None
+
+    def init_request(self, request: PageRequest) -> None:
+        if self.stored is not None:
+            request.defaults[self.spec.id_param] = self.stored
+
+    def update_state(self, body: Any, items: list[Any]) -> None:
+        best = self._key(self.highest) if self.highest is not None else None
+        for item in items:
+            value = self._path.first(item)
+            key = self._key(value)
+            if key is not None and (best is None or key > best):
+                best, self.highest = key, str(value)
+
+    def checkpoint(self, *, complete: bool) -> str | None:
+        return self.highest if complete else self.stored
+
+
+DeltaFactory = Callable[[str | None, datetime], Delta]
+
+
+@dataclass(frozen=True, slots=True)
+class _ItemTimestamp:
+    path: CompiledPath
+    fmt: Any
+
+    def __call__(self, item: Any) -> datetime | None:
+        value = self.path.first(item)
+        return parse_timestamp(value, self.fmt)
+
+
+def delta_factory(spec: d.PollingSpec, mapping: d.FieldMappingDescriptor) -> DeltaFactory:
+    """Plan a descriptor's delta strategy once; call the result with (checkpoint, now) per poll."""
+    delta = spec.delta
+    if isinstance(delta, d.TimestampFilterDelta):
+        timestamps = _ItemTimestamp(compile_path(mapping.timestamp_path), mapping.timestamp_format)
+        lookback = timedelta(seconds=spec.initial_lookback_seconds)
+        client_side, stop_at = spec.client_side_since, spec.stop_at_checkpoint
+        return lambda stored, now: TimestampFilter(
+            delta,
+            stored,
+            now=now,
+            lookback=lookback,
+            item_timestamp=timestamps,
+            client_side=client_side,
+            stop_at_checkpoint=stop_at,
+        )
+    if isinstance(delta, d.DeltaTokenDelta):
+        compile_path(delta.token_path)
+        return lambda stored, _now: DeltaToken(delta, stored)
+    if isinstance(delta, d.CursorDelta):
+        compile_path(delta.cursor_path)
+        return lambda stored, _now: Cursor(delta, stored)
+    compile_path(delta.id_path)
+    return lambda stored, _now: SinceId(delta, stored)

@@ -1,0 +1,354 @@
+"""How one poll reaches its next page: one small class per pagination style.
+
+Each paginator has dlt's two verbs (``dlt/sources/helpers/rest_client/paginators.py``):
+:meth:`Paginator.update_state` reads where the next page is from a response,
+:meth:`Paginator.update_request` points the next :class:`PageRequest` there.
+Each docstring shows the real API response the class exists for (API-FACTS.md
+"Pagination styles"). A paginator object lives for one poll; the plan keeps a
+factory and makes a fresh one per poll.
+
+A next-page URL taken from a response is only a suggestion: the polling
+engine still sends it through the SSRF-guarded client and refuses it when it
+leaves the origin of the descriptor's endpoint (credentials go with it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from ucf.core.descriptor import PaginationDescriptor
+from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
+
+__all__ = [
+    "CursorPaginator",
+    "LinkHeaderPaginator",
+    "NextUrlPaginator",
+    "OffsetPaginator",
+    "PageNumberPaginator",
+    "PageRequest",
+    "Paginator",
+    "SinglePagePaginator",
+    "paginator_factory",
+]
+
+
+@dataclass
+class PageRequest:
+    """What the next request asks for, as paginators and delta strategies edit it.
+
+    ``params`` are query parameters that replace the descriptor's own (offset,
+    cursor, page number); ``defaults`` are added only when the endpoint does not
+    set them already (the delta's ``since``, the page size). ``page_token``
+    fills ``{{pageToken}}`` (cursors sent in a POST body). ``url``, when set, is
+    called verbatim instead of the endpoint (a Link header, ``_links.next``,
+    a stored MS Graph deltaLink).
+    """
+
+    params: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+    page_token: Any = None
+    url: str | None = None
+
+
+class Paginator(ABC):
+    """One poll's walk through the pages of a listing."""
+
+    has_next_page: bool = True
+
+    def init_request(self, request: PageRequest) -> None:  # noqa: B027 - optional hook
+        """Shape the first request (an initial offset, say). Most paginators need nothing."""
+
+    @abstractmethod
+    def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
+        """Read where the next page is; set ``has_next_page`` False at the end."""
+
+    @abstractmethod
+    def update_request(self, request: PageRequest) -> None:
+        """Point ``request`` at the next page."""
+
+
+def _flag(path: CompiledPath | None, body: Any) -> bool | None:
+    """A has-more flag: True/False when the body says so, None when it is silent."""
+    if path is None:
+        return None
+    value = path.first(body)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return None
+
+
+def _number(path: CompiledPath | None, body: Any) -> int | None:
+    if path is None:
+        return None
+    value = path.first(body)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _path(expression: str | None) -> CompiledPath | None:
+    return compile_path(expression) if expression else None
+
+
+class SinglePagePaginator(Paginator):
+    """No pagination: the first response is the whole answer."""
+
+    def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
+        self.has_next_page = False
+
+    def update_request(self, request: PageRequest) -> None:
+        raise RuntimeError("a single-page listing has no next page")
+
+
+class _CountingPaginator(Paginator):
+    """Shared end-of-listing rules of offset and page-number paging.
+
+    In order: an empty page ends; a has-more flag, when the body has one,
+    decides; a total, when the body has one, decides; otherwise a page shorter
+    than the page size ends (an API may cap the size below what we asked for,
+    which is why the flag and the total win when present).
+    """
+
+    def __init__(
+        self,
+        param: str,
+        page_size: int,
+        *,
+        start: int,
+        total_path: str | None = None,
+        has_more_path: str | None = None,
+    ) -> None:
+        self.param = param
+        self.page_size = page_size
+        self.position = start
+        self.seen = 0
+        self._total = _path(total_path)
+        self._has_more = _path(has_more_path)
+
+    def init_request(self, request: PageRequest) -> None:
+        request.params[self.param] = str(self.position)
+
+    def _more(self, body: Any, count: int) -> bool:
+        if count == 0:
+            return False
+        flag = _flag(self._has_more, body)
+        if flag is not None:
+            return flag
+        total = _number(self._total, body)
+        if total is not None:
+            return self.seen < total
+        return count >= self.page_size
+
+    def update_request(self, request: PageRequest) -> None:
+        request.params[self.param] = str(self.position)
+
+
+class OffsetPaginator(_CountingPaginator):
+    """Offset and limit, advancing by the items actually received.
+
+    PagerDuty ``GET /incidents?offset=0&limit=100``::
+
+        {"incidents": [...], "limit": 100, "offset": 0, "more": true, "total": null}
+
+    The first offset is the endpoint's own ``query`` value for the parameter, else 0.
+    """
+
+    def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
+        self.seen += len(items)
+        self.position += len(items)
+        self.has_next_page = self._more(body, len(items))
+
+
+class PageNumberPaginator(_CountingPaginator):
+    """Page numbers, one up per page.
+
+    Datadog ``GET /api/v1/monitor?page=0&page_size=100`` answers a bare array;
+    a short or empty page is the last. The first page number is the endpoint's
+    own ``query`` value for the parameter (Datadog counts from 0), else 1.
+    """
+
+    def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
+        self.seen += len(items)
+        self.position += 1
+        self.has_next_page = self._more(body, len(items))
+
+
+class CursorPaginator(Paginator):
+    """An opaque cursor in the body, sent back as a parameter or in the body.
+
+    Slack ``conversations.history`` — an empty string means done::
+
+        {"ok": true, "messages": [...], "has_more": true,
+         "response_metadata": {"next_cursor": "bmV4dF90czoxNTEyMDg1ODYxMDAwNTQz"}}
+
+    Notion ``POST /v1/search`` with ``{"start_cursor": "{{pageToken}}"}``::
+
+        {"object": "list", "results": [...], "next_cursor": "e2f1…", "has_more": true}
+
+    With ``nextParam`` the cursor becomes that query parameter; without it, it
+    fills ``{{pageToken}}`` (Notion's body, Linear's GraphQL ``after``). A
+    missing, null or empty cursor ends, as does ``has_more: false`` or a
+    cursor equal to the previous one (an API stuck in place).
+    """
+
+    def __init__(
+        self, next_path: str, *, param: str | None, has_more_path: str | None = None
+    ) -> None:
+        self._next = compile_path(next_path)
+        self._has_more = _path(has_more_path)
+        self.param = param
+        self.cursor: str | None = None
+
+    def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
+        value = self._next.first(body)
+        cursor = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+        if not cursor or cursor == self.cursor or _flag(self._has_more, body) is False:
+            self.has_next_page = False
+            return
+        self.cursor = cursor
+
+    def update_request(self, request: PageRequest) -> None:
+        if self.param is not None:
+            request.params[self.param] = self.cursor or ""
+        else:
+            request.page_token = self.cursor
+
+
+class LinkHeaderPaginator(Paginator):
+    """RFC 8288 ``Link`` header, ``rel="next"`` followed verbatim.
+
+    GitHub (omitted on the last page)::
+
+        Link: <https://api.github.com/repositories/1/issues?page=2&per_page=100>; rel="next",
+              <https://api.github.com/repositories/1/issues?page=5&per_page=100>; rel="last"
+
+    Sentry sends both directions on every page and marks the end with
+    ``results="false"``::
+
+        Link: <…/issues/?&cursor=0:0:1>; rel="previous"; results="false"; cursor="0:0:1",
+              <…/issues/?&cursor=0:100:0>; rel="next"; results="false"; cursor="0:100:0"
+    """
+
+    def __init__(self) -> None:
+        self.next_url: str | None = None
+
+    def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
+        self.next_url = None
+        for link in response.links.values():
+            rels = link.get("rel", "").lower().split()
+            if "next" not in rels:
+                continue
+            if link.get("results", "").lower() == "false":
+                break
+            self.next_url = urljoin(str(response.request.url), link.get("url", ""))
+            break
+        self.has_next_page = bool(self.next_url)
+
+    def update_request(self, request: PageRequest) -> None:
+        request.url = self.next_url
+
+
+class NextUrlPaginator(Paginator):
+    """The next page's URL in the body.
+
+    Confluence — relative, under ``_links.base`` (which ends in ``/wiki``)::
+
+        {"results": [...], "_links": {"base": "https://acme.atlassian.net/wiki",
+                                      "next": "/rest/api/content/search?cql=type=page&cursor=raNDoM"}}
+
+    Microsoft Graph — absolute::
+
+        {"value": [...], "@odata.nextLink": "https://graph.microsoft.com/v1.0/me/messages?$skiptoken=X"}
+
+    A relative URL is appended to the ``baseUrlPath`` value when given (a plain
+    join would drop Confluence's ``/wiki``), else resolved against the request URL.
+    """
+
+    def __init__(
+        self, next_path: str, *, base_url_path: str | None, has_more_path: str | None = None
+    ) -> None:
+        self._next = compile_path(next_path)
+        self._base = _path(base_url_path)
+        self._has_more = _path(has_more_path)
+        self.next_url: str | None = None
+
+    def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
+        value = self._next.first(body)
+        self.next_url = None
+        if isinstance(value, str) and value and _flag(self._has_more, body) is not False:
+            self.next_url = self._absolute(value, body, str(response.request.url))
+        self.has_next_page = self.next_url is not None
+
+    def _absolute(self, link: str, body: Any, request_url: str) -> str:
+        if httpx.URL(link).is_absolute_url:
+            return link
+        base = self._base.first(body) if self._base is not None else MISSING
+        if isinstance(base, str) and base and link.startswith("/"):
+            return base.rstrip("/") + link
+        return urljoin(request_url, link)
+
+    def update_request(self, request: PageRequest) -> None:
+        request.url = self.next_url
+
+
+PaginatorFactory = Callable[[], Paginator]
+
+
+def _start(initial_query: Mapping[str, str], param: str, default: int) -> int:
+    text = initial_query.get(param, "").strip()
+    return int(text) if text.lstrip("-").isdigit() else default
+
+
+def paginator_factory(
+    pagination: PaginationDescriptor | None, initial_query: Mapping[str, str]
+) -> PaginatorFactory:
+    """Plan the paginator of a descriptor once; call the result for each poll.
+
+    ``initial_query`` is the endpoint's own ``query``: a value there for the
+    offset or page parameter is the first page's (Datadog's ``page=0``).
+    """
+    if pagination is None:
+        return SinglePagePaginator
+    p = pagination
+    if p.type == "link_header":
+        return LinkHeaderPaginator
+    if p.type == "next_url":
+        next_path = p.next_path or ""
+        compile_path(next_path)
+        return lambda: NextUrlPaginator(
+            next_path, base_url_path=p.base_url_path, has_more_path=p.has_more_path
+        )
+    if p.type == "cursor":
+        next_path = p.next_path or ""
+        compile_path(next_path)
+        return lambda: CursorPaginator(next_path, param=p.next_param, has_more_path=p.has_more_path)
+    param = p.next_param or ("offset" if p.type == "offset" else "page")
+    if p.type == "offset":
+        start = _start(initial_query, param, 0)
+        return lambda: OffsetPaginator(
+            param,
+            p.page_size,
+            start=start,
+            total_path=p.total_path,
+            has_more_path=p.has_more_path,
+        )
+    start = _start(initial_query, param, 1)
+    return lambda: PageNumberPaginator(
+        param,
+        p.page_size,
+        start=start,
+        total_path=p.total_path,
+        has_more_path=p.has_more_path,
+    )

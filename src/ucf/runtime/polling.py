@@ -1,0 +1,406 @@
+"""The Polling Engine (SPEC §6.2): a polling descriptor compiled once, run many times.
+
+:meth:`PollPlan.compile` plans everything a poll needs — templates, paths, the
+delta strategy and the paginator — so running a poll is rendering strings and
+walking dicts. :meth:`PollPlan.pages` streams the poll page by page; each
+:class:`Page` carries its raw items and the checkpoint that is safe to store
+once that page's signals are stored, which is what makes a poll crash-safe
+(see :mod:`ucf.runtime.delta`).
+
+Templates are escaped for where they land: ``{{baseUrl}}`` is inserted
+verbatim (and must be an http(s) URL), every other value is URL-encoded in the
+endpoint and JSON-escaped in a body; query parameters are encoded by httpx.
+Next-page URLs from a response go through the same SSRF-guarded client and
+must stay on the endpoint's origin, because the credentials go with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import httpx
+
+from ucf.core import descriptor as d
+from ucf.core.mapping import CompiledMapping
+from ucf.core.template import (
+    Template,
+    compile_template,
+    json_string_content,
+    plain,
+    render_json,
+    url_component,
+)
+from ucf.runtime.delta import CheckpointInvalid, DeltaFactory, delta_factory
+from ucf.runtime.http import (
+    HttpSettings,
+    MalformedResponse,
+    RetryStats,
+    parse_json,
+    send_with_retries,
+)
+from ucf.runtime.pagination import PageRequest, PaginatorFactory, paginator_factory
+from ucf.runtime.redaction import redact
+
+__all__ = [
+    "CheckpointInvalid",
+    "ConfigError",
+    "NotPollable",
+    "Page",
+    "PollPlan",
+    "RateGate",
+    "TokenBucketGate",
+    "bucket_for_rpm",
+    "resolve_config",
+    "url_escape",
+]
+
+
+class ConfigError(ValueError):
+    """Instance configuration that cannot fill the descriptor's templates."""
+
+
+class NotPollable(ValueError):
+    """The descriptor has no polling part, or is not a generic connector."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+def resolve_config(descriptor: d.ConnectorDescriptor, given: Mapping[str, str]) -> dict[str, str]:
+    """The instance's config with ``configFields`` defaults applied, checked.
+
+    Unknown names are refused (a typo would otherwise render as empty text in
+    a URL); required fields must have a value; ``baseUrl`` is always accepted
+    and, when present, must be an absolute http(s) URL.
+    """
+    fields = {f.key: f for f in descriptor.config_fields}
+    unknown = sorted(set(given) - set(fields) - {"baseUrl"})
+    if unknown:
+        known = ", ".join(sorted(set(fields) | {"baseUrl"}))
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)} (known: {known})")
+    config = {key: f.default for key, f in fields.items() if f.default is not None}
+    config.update(given)
+    missing = [key for key, f in fields.items() if f.required and not config.get(key)]
+    if missing:
+        raise ConfigError(f"config field(s) {', '.join(missing)} need a value")
+    for key, f in fields.items():
+        value = config.get(key)
+        if f.type == "select" and value and f.options and value not in f.options:
+            raise ConfigError(f"config field {key} must be one of {', '.join(f.options)}")
+    base = config.get("baseUrl")
+    if base is not None:
+        url = _http_url(base)
+        if url is None:
+            raise ConfigError(f"baseUrl {base!r} is not an absolute http(s) URL")
+        config["baseUrl"] = base.rstrip("/")
+    return config
+
+
+def _http_url(text: str) -> httpx.URL | None:
+    try:
+        url = httpx.URL(text)
+    except httpx.InvalidURL:
+        return None
+    if url.scheme not in ("http", "https") or not url.host:
+        return None
+    return url
+
+
+def url_escape(name: str, value: Any) -> str:
+    """How a value lands in a URL template: the base URL verbatim, anything else encoded."""
+    if name in ("baseUrl", "config.baseUrl"):
+        return plain(name, value)
+    return url_component(name, value)
+
+
+# --------------------------------------------------------------------------- rate gate
+
+
+class RateGate(Protocol):
+    """Paces requests to a descriptor's ``rateLimitRpm``; shared by whoever polls it."""
+
+    async def acquire(self) -> float:
+        """Wait for permission to send one request; returns the seconds waited."""
+        ...
+
+
+def bucket_for_rpm(rpm: int) -> tuple[float, float]:
+    """(capacity, refill per second) of the token bucket behind ``rateLimitRpm``.
+
+    A burst of ten seconds' budget, then a steady ``rpm / 60`` per second: a
+    3-page poll does not wait, a long backfill settles at the declared rate.
+    """
+    return max(1.0, rpm / 6), rpm / 60
+
+
+class TokenBucketGate:
+    """An in-process token bucket (GCRA form: no loop, exact with a fake clock).
+
+    For the CLI and tests; the poll use case uses the store's shared bucket so
+    that every worker draws from one budget.
+    """
+
+    def __init__(
+        self,
+        rpm: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        capacity, rate = bucket_for_rpm(rpm)
+        self._interval = 1.0 / rate
+        self._burst = capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._theoretical: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> float:
+        async with self._lock:
+            now = self._clock()
+            theoretical = now if self._theoretical is None else max(self._theoretical, now)
+            allowed_at = theoretical - (self._burst - 1) * self._interval
+            wait = max(0.0, allowed_at - now)
+            self._theoretical = theoretical + self._interval
+            if wait > 0:
+                await self._sleep(wait)
+            return wait
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a poll.
+
+    ``checkpoint`` is safe to store once this page's signals are stored; the
+    last page's is the poll's new checkpoint. ``request_url`` is redacted.
+    ``truncated`` marks a last page cut short by the max-pages guard while
+    the API still had more.
+    """
+
+    number: int
+    items: list[Any]
+    checkpoint: str | None
+    request_url: str
+    status: int
+    last: bool
+    elapsed_seconds: float
+    gate_wait_seconds: float
+    rate_limit_waits: int
+    rate_limit_wait_seconds: float
+    dropped: int = 0
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """A compiled request body: a JSON template (typed values) or a text template."""
+
+    json_template: Any = None
+    text: Template | None = None
+
+    @classmethod
+    def compile(cls, body: str | dict[str, Any] | None) -> _Body | None:
+        if body is None:
+            return None
+        if isinstance(body, dict):
+            return cls(json_template=body)
+        try:
+            return cls(json_template=json.loads(body))
+        except ValueError:
+            return cls(text=compile_template(body))
+
+    def render(self, resolve: Callable[[str], Any]) -> bytes:
+        if self.text is not None:
+            return self.text.render(resolve, json_string_content).encode()
+        rendered = render_json(self.json_template, resolve)
+        return json.dumps(rendered, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port
+
+
+class PollPlan:
+    """A polling descriptor, planned once."""
+
+    def __init__(self, descriptor: d.ConnectorDescriptor) -> None:
+        spec = descriptor.polling
+        if descriptor.kind != "generic" or spec is None or descriptor.field_mapping is None:
+            raise NotPollable(f"{descriptor.id} is not a generic polling connector")
+        self.descriptor = descriptor
+        self.spec: d.PollingSpec = spec
+        self.mapping = CompiledMapping(descriptor.field_mapping)
+        self._endpoint = compile_template(spec.endpoint)
+        self._query = {name: compile_template(value) for name, value in spec.query.items()}
+        self._headers = {name: compile_template(v) for name, v in (spec.headers or {}).items()}
+        self._body = _Body.compile(spec.body)
+        self._delta: DeltaFactory = delta_factory(spec, descriptor.field_mapping)
+        self._paginator: PaginatorFactory = paginator_factory(spec.pagination, spec.query)
+        self.page_size = spec.pagination.page_size if spec.pagination else None
+        self.max_pages = spec.pagination.max_pages if spec.pagination else 1
+
+    @classmethod
+    def compile(cls, descriptor: d.ConnectorDescriptor) -> PollPlan:
+        return cls(descriptor)
+
+    # -- requests
+
+    def _resolver(
+        self, config: Mapping[str, str], checkpoint: str | None, page_token: Any
+    ) -> Callable[[str], Any]:
+        def resolve(name: str) -> Any:
+            if name == "checkpoint":
+                return checkpoint
+            if name == "pageToken":
+                return page_token
+            if name == "pageSize":
+                return self.page_size
+            if name == "baseUrl":
+                return config.get("baseUrl")
+            if name.startswith("config."):
+                return config.get(name.removeprefix("config."))
+            return None
+
+        return resolve
+
+    def endpoint_url(self, config: Mapping[str, str], checkpoint: str | None = None) -> httpx.URL:
+        """The first page's URL without delta or paging parameters (its origin anchors the poll)."""
+        text = self._endpoint.render(self._resolver(config, checkpoint, None), url_escape)
+        url = _http_url(text)
+        if url is None:
+            raise ConfigError(
+                f"{self.descriptor.id}: the endpoint does not render to an http(s) URL"
+                " (is baseUrl set?)"
+            )
+        return url
+
+    def _build(
+        self,
+        client: httpx.AsyncClient,
+        config: Mapping[str, str],
+        checkpoint: str | None,
+        state: PageRequest,
+        origin: tuple[str, str, int | None],
+    ) -> httpx.Request:
+        resolve = self._resolver(config, checkpoint, state.page_token)
+        if state.url is not None:
+            url = _http_url(state.url)
+            if url is None or _origin(url) != origin:
+                host = url.host if url is not None else "(not an http URL)"
+                raise MalformedResponse(
+                    f"{self.descriptor.id}: next page link points to {host}, away from the"
+                    " endpoint's origin; refusing to send credentials there"
+                )
+        else:
+            url = self.endpoint_url(config, checkpoint)
+            params = {name: t.render(resolve) for name, t in self._query.items()}
+            if self.spec.pagination is not None and self.spec.pagination.page_size_param:
+                params.setdefault(self.spec.pagination.page_size_param, str(self.page_size))
+            for name, value in state.defaults.items():
+                if name not in params and name not in url.params:
+                    params[name] = value
+            params.update(state.params)
+            url = url.copy_merge_params(params)
+        headers: dict[str, str] = {}
+        for name, template in self._headers.items():
+            value = template.render(resolve)
+            if "\r" in value or "\n" in value:
+                raise ConfigError(f"header {name} would contain a line break")
+            headers[name] = value
+        content: bytes | None = None
+        if self._body is not None and self.spec.method == "POST":
+            content = self._body.render(resolve)
+            headers.setdefault("Content-Type", "application/json")
+        return client.build_request(self.spec.method, url, headers=headers, content=content)
+
+    # -- the poll
+
+    async def pages(
+        self,
+        client: httpx.AsyncClient,
+        auth: httpx.Auth,
+        *,
+        config: Mapping[str, str],
+        checkpoint: str | None,
+        now: datetime,
+        max_pages: int | None = None,
+        rate_gate: RateGate | None = None,
+        settings: HttpSettings | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AsyncIterator[Page]:
+        """Run one poll, yielding each page as soon as it is read.
+
+        Raises :class:`ConfigError` / :class:`CheckpointInvalid` before any
+        request, and the typed errors of :mod:`ucf.runtime.http` (``AuthFailed``
+        at once; ``RateLimited``/``UpstreamUnavailable`` once retries run out).
+        """
+        settings = settings or HttpSettings()
+        config = resolve_config(self.descriptor, config)
+        delta = self._delta(checkpoint, now)
+        paginator = self._paginator()
+        state = PageRequest()
+        paginator.init_request(state)
+        delta.init_request(state)
+        origin = _origin(self.endpoint_url(config, delta.template_value()))
+        limit = max_pages if max_pages is not None else self.max_pages
+        number = 0
+        while True:
+            number += 1
+            gate_wait = await rate_gate.acquire() if rate_gate is not None else 0.0
+            stats = RetryStats()
+            template_checkpoint = delta.template_value()
+            request = self._build(client, config, template_checkpoint, state, origin)
+            started = clock()
+            response = await send_with_retries(
+                client,
+                functools.partial(_copy, client, request),
+                settings=settings,
+                auth=auth,
+                sleep=sleep,
+                on_wait=stats,
+            )
+            elapsed = clock() - started
+            body = parse_json(response)
+            items = self.mapping.extract_items(body)
+            paginator.update_state(response, body, items)
+            delta.update_state(body, items)
+            reached = delta.reached_checkpoint(items)
+            kept = delta.keep(items)
+            more = paginator.has_next_page and not reached
+            complete = not more
+            last = complete or number >= limit
+            yield Page(
+                number=number,
+                items=kept,
+                checkpoint=delta.checkpoint(complete=complete),
+                request_url=redact(str(response.request.url)),
+                status=response.status_code,
+                last=last,
+                elapsed_seconds=elapsed,
+                gate_wait_seconds=gate_wait,
+                rate_limit_waits=stats.rate_limit_waits,
+                rate_limit_wait_seconds=stats.rate_limit_seconds,
+                dropped=len(items) - len(kept),
+                truncated=last and not complete,
+            )
+            if last:
+                return
+            paginator.update_request(state)
+
+
+def _copy(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Request:
+    """A fresh request per attempt: auth flows edit the one they are given."""
+    return client.build_request(
+        request.method, request.url, headers=request.headers, content=request.content
+    )

@@ -1,0 +1,957 @@
+"""The polling engine against real local fakes shaped like the APIs it exists for.
+
+Each paginator and delta strategy is exercised against a fake that answers the
+way its real API does (API-FACTS.md): GitHub's Link header and inclusive
+``since``, Notion's body cursor and ``has_more``, Slack's empty-string cursor,
+PagerDuty's ``offset``/``more``, Confluence's relative ``_links.next`` under
+``_links.base``, Sentry's ``results="false"``, Trello's action-id ``since``,
+Microsoft Graph's deltaLink. Sleeps are injected, so waits cost nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from ucf.core.descriptor import ConnectorDescriptor, SinceIdDelta
+from ucf.core.signal import iso_utc
+from ucf.core.validation import parse_descriptor
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
+from ucf.runtime.auth import StaticAuth
+from ucf.runtime.delta import CheckpointInvalid, SinceId
+from ucf.runtime.http import AuthFailed, HttpSettings, MalformedResponse, create_client
+from ucf.runtime.pagination import PageRequest
+from ucf.runtime.polling import ConfigError, Page, PollPlan, TokenBucketGate
+from ucf.runtime.ssrf import EgressPolicy
+
+ROOT = Path(__file__).resolve().parents[2]
+GITHUB = json.loads((ROOT / "src/ucf/catalogue/github-issues.json").read_text())
+SETTINGS = HttpSettings(connect_timeout=2, read_timeout=2, max_retries=3, backoff_base=0.01)
+NOW = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+NO_AUTH = StaticAuth()
+
+
+class Sleeps:
+    """An injected ``sleep`` that records what the engine would have waited."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with FakeServer() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with create_client(SETTINGS, EgressPolicy(frozenset({"127.0.0.1"}))) as http:
+        yield http
+
+
+async def run(
+    descriptor: ConnectorDescriptor,
+    client: httpx.AsyncClient,
+    *,
+    config: dict[str, str],
+    checkpoint: str | None = None,
+    auth: httpx.Auth = NO_AUTH,
+    now: datetime = NOW,
+    sleep: Sleeps | None = None,
+    **options: Any,
+) -> list[Page]:
+    plan = PollPlan.compile(descriptor)
+    pages = plan.pages(
+        client,
+        auth,
+        config=config,
+        checkpoint=checkpoint,
+        now=now,
+        settings=SETTINGS,
+        sleep=sleep or Sleeps(),
+        **options,
+    )
+    return [page async for page in pages]
+
+
+def ids(pages: list[Page]) -> list[Any]:
+    return [item["id"] for page in pages for item in page.items]
+
+
+def generic(
+    polling: dict[str, Any],
+    *,
+    items_path: str = "$",
+    timestamp_path: str = "$.updated_at",
+    timestamp_format: str = "auto",
+    auth: dict[str, Any] | None = None,
+    config_fields: list[dict[str, Any]] | None = None,
+    validate: bool = True,
+) -> ConnectorDescriptor:
+    """A small descriptor around one polling spec, fully validated unless told otherwise."""
+    parse = parse_descriptor if validate else ConnectorDescriptor.model_validate
+    return parse(
+        {
+            "id": "fake-api",
+            "name": "Fake API",
+            "description": "test",
+            "category": "Custom",
+            "icon": "x",
+            "kind": "generic",
+            "version": "1.0.0",
+            "configFields": config_fields or [],
+            "auth": auth or {"method": "none"},
+            "ingestion": {"mode": "polling", "rateLimitRpm": 6000, **polling},
+            "fieldMapping": {
+                "itemsPath": items_path,
+                "idPath": "$.id",
+                "timestampPath": timestamp_path,
+                "timestampFormat": timestamp_format,
+                "summaryTemplate": "{{id}}",
+                "signalTypeRules": [],
+            },
+            "healthCheck": {
+                "endpoint": "{{baseUrl}}/health",
+                "method": "GET",
+                "expectStatus": 200,
+                "timeoutMs": 1000,
+            },
+        }
+    )
+
+
+# --------------------------------------------------------------------------- GitHub
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class GitHubIssues:
+    """``GET /repos/{owner}/{repo}/issues``: inclusive ``since``, sort by updated, Link paging."""
+
+    token: str = "ghp_valid_token_0001"
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def put(self, number: int, updated: datetime) -> None:
+        self.issues[number] = {
+            "id": 1000 + number,
+            "number": number,
+            "title": f"issue {number}",
+            "created_at": iso(updated),
+            "updated_at": iso(updated),
+        }
+
+    def __call__(self, request: FakeRequest) -> FakeResponse:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return FakeResponse.json({"message": "Bad credentials"}, 401)
+        params = {name: values[0] for name, values in request.query.items()}
+        rows = sorted(
+            self.issues.values(),
+            key=lambda issue: (issue["updated_at"], issue["id"]),
+            reverse=params.get("direction", "desc") == "desc",
+        )
+        if "since" in params:
+            since = datetime.fromisoformat(params["since"])
+            rows = [r for r in rows if datetime.fromisoformat(r["updated_at"]) >= since]
+        per_page, page = int(params.get("per_page", "30")), int(params.get("page", "1"))
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(rows):
+            following = urlencode({**params, "page": str(page + 1)})
+            headers["Link"] = f'<{request.url_for(request.path + "?" + following)}>; rel="next"'
+        return FakeResponse.json(chunk, headers=headers)
+
+
+def github_descriptor(*, page_size: int = 2, sorted_ascending: bool = False) -> ConnectorDescriptor:
+    data = copy.deepcopy(GITHUB)
+    polling = data["ingestion"]["polling"]
+    polling["pagination"]["pageSize"] = page_size
+    if sorted_ascending:
+        polling["delta"]["sortedAscending"] = True
+    return parse_descriptor(data)
+
+
+@pytest.fixture
+def github(server: FakeServer) -> GitHubIssues:
+    fake = GitHubIssues()
+    fake.put(1, NOW - timedelta(days=10))  # before the initial window
+    for number, days in zip(range(2, 8), (6, 5, 4, 3, 2, 1), strict=True):
+        fake.put(number, NOW - timedelta(days=days))
+    server.add_route("GET", "/repos/{owner}/{repo}/issues", fake)
+    return fake
+
+
+def github_config(server: FakeServer) -> dict[str, str]:
+    return {"baseUrl": server.base_url, "owner": "octo", "repo": "hello"}
+
+
+def github_auth(fake: GitHubIssues) -> httpx.Auth:
+    return StaticAuth(headers={"Authorization": f"Bearer {fake.token}"})
+
+
+async def test_first_poll_takes_the_initial_window_and_reaches_the_last_page(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    pages = await run(
+        github_descriptor(), client, config=github_config(server), auth=github_auth(github)
+    )
+
+    assert [item["number"] for page in pages for item in page.items] == [2, 3, 4, 5, 6, 7]
+    assert [page.number for page in pages] == [1, 2, 3]
+    assert [page.last for page in pages] == [False, False, True]
+    first = server.requests_to("/repos/{owner}/{repo}/issues")[0]
+    assert first.param("since") == "2024-05-03T12:00:00Z"  # NOW minus the 7-day lookback
+    assert (first.param("per_page"), first.param("direction")) == ("2", "asc")
+    assert pages[-1].checkpoint == iso_utc(NOW - timedelta(days=1))
+
+
+async def test_unsorted_results_hold_the_checkpoint_until_the_last_page(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    stored = iso_utc(NOW - timedelta(days=7))
+    pages = await run(
+        github_descriptor(),
+        client,
+        config=github_config(server),
+        auth=github_auth(github),
+        checkpoint=stored,
+    )
+    assert [page.checkpoint for page in pages] == [stored, stored, iso_utc(NOW - timedelta(days=1))]
+
+
+async def test_ascending_results_advance_the_checkpoint_after_every_page(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    pages = await run(
+        github_descriptor(sorted_ascending=True),
+        client,
+        config=github_config(server),
+        auth=github_auth(github),
+    )
+    assert [page.checkpoint for page in pages] == [
+        iso_utc(NOW - timedelta(days=5)),
+        iso_utc(NOW - timedelta(days=3)),
+        iso_utc(NOW - timedelta(days=1)),
+    ]
+
+
+async def test_second_poll_returns_only_new_and_changed_items_plus_the_overlap(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    descriptor, config, auth = github_descriptor(), github_config(server), github_auth(github)
+    first = await run(descriptor, client, config=config, auth=auth)
+    checkpoint = first[-1].checkpoint
+
+    github.put(3, NOW + timedelta(minutes=10))  # edited
+    github.put(8, NOW + timedelta(minutes=20))  # opened
+    later = NOW + timedelta(hours=1)
+    second = await run(
+        descriptor, client, config=config, auth=auth, checkpoint=checkpoint, now=later
+    )
+
+    # Issue 7 is the newest of the first poll: the 1-second overlap asks for it again
+    # (dedup absorbs it), so a same-second update can never be missed.
+    assert [item["number"] for page in second for item in page.items] == [7, 3, 8]
+    assert server.requests_to("/repos/{owner}/{repo}/issues")[-2].param("since") == iso(
+        NOW - timedelta(days=1, seconds=1)
+    )
+    assert second[-1].checkpoint == iso_utc(NOW + timedelta(minutes=20))
+
+
+async def test_a_429_with_retry_after_waits_as_asked_and_the_poll_completes(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    server.inject(Fault.rate_limited(retry_after=2), path="/repos/{owner}/{repo}/issues")
+    sleeps = Sleeps()
+    pages = await run(
+        github_descriptor(),
+        client,
+        config=github_config(server),
+        auth=github_auth(github),
+        sleep=sleeps,
+    )
+    assert sleeps.calls == [2.0]
+    assert (pages[0].rate_limit_waits, pages[0].rate_limit_wait_seconds) == (1, 2.0)
+    assert [item["number"] for page in pages for item in page.items] == [2, 3, 4, 5, 6, 7]
+
+
+async def test_rejected_credentials_fail_at_once_without_retrying(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(AuthFailed, match="HTTP 401"):
+        await run(
+            github_descriptor(),
+            client,
+            config=github_config(server),
+            auth=StaticAuth(headers={"Authorization": "Bearer ghp_revoked_token_000"}),
+        )
+    assert time.monotonic() - started < 1.0
+    assert len(server.requests) == 1
+
+
+async def test_max_pages_stops_the_poll_and_keeps_an_unsafe_checkpoint_back(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    pages = await run(
+        github_descriptor(),
+        client,
+        config=github_config(server),
+        auth=github_auth(github),
+        max_pages=2,
+    )
+    assert [page.number for page in pages] == [1, 2]
+    assert (pages[-1].last, pages[-1].truncated) == (True, True)
+    assert pages[-1].checkpoint is None  # unsorted: pages 3+ may hold older items
+
+
+async def test_a_next_link_to_another_host_is_refused(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    elsewhere = f"http://localhost:{server.port}/repos/octo/hello/issues?page=2"
+    server.add_route(
+        "GET",
+        "/repos/{owner}/{repo}/issues",
+        lambda _: FakeResponse.json([], headers={"Link": f'<{elsewhere}>; rel="next"'}),
+    )
+    with pytest.raises(MalformedResponse, match="away from the endpoint's origin"):
+        await run(github_descriptor(), client, config=github_config(server))
+    assert len(server.requests) == 1
+
+
+async def test_the_rate_gate_paces_pages_to_the_descriptors_rpm(
+    server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
+) -> None:
+    clock = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    gate = TokenBucketGate(6, clock=lambda: clock[0], sleep=sleep)  # 1 request / 10 s, no burst
+    pages = await run(
+        github_descriptor(),
+        client,
+        config=github_config(server),
+        auth=github_auth(github),
+        rate_gate=gate,
+    )
+    assert [page.gate_wait_seconds for page in pages] == [0.0, 10.0, 10.0]
+
+
+# --------------------------------------------------------------------------- Notion
+
+
+async def test_notion_cursor_travels_in_the_post_body_until_has_more_is_false(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    pages_of_results = [[{"id": "a"}, {"id": "b"}], [{"id": "c"}, {"id": "d"}], [{"id": "e"}]]
+
+    def query(request: FakeRequest) -> dict[str, Any]:
+        body = request.json()
+        index = {None: 0, "cur-1": 1, "cur-2": 2}[body["start_cursor"]]
+        more = index < 2
+        return {
+            "object": "list",
+            "results": [
+                {**r, "last_edited_time": "2024-05-09T10:00:00.000Z"}
+                for r in pages_of_results[index]
+            ],
+            "next_cursor": f"cur-{index + 1}" if more else None,
+            "has_more": more,
+        }
+
+    server.add_route("POST", "/v1/databases/{db}/query", query)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/v1/databases/{{config.databaseId}}/query",
+            "method": "POST",
+            "body": {
+                "filter": {
+                    "timestamp": "last_edited_time",
+                    "last_edited_time": {"on_or_after": "{{checkpoint}}"},
+                },
+                "sorts": [{"timestamp": "last_edited_time", "direction": "ascending"}],
+                "page_size": "{{pageSize}}",
+                "start_cursor": "{{pageToken}}",
+            },
+            "delta": {"type": "timestamp_filter", "queryParam": None, "format": "iso8601_ms"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.next_cursor",
+                "hasMorePath": "$.has_more",
+                "pageSize": 2,
+            },
+        },
+        items_path="$.results",
+        timestamp_path="$.last_edited_time",
+        auth={
+            "method": "pat",
+            "config": {
+                "delivery": "bearer",
+                "paramName": "Authorization",
+                "credentialFields": [
+                    {"key": "token", "label": "t", "type": "password", "required": True}
+                ],
+                "extraHeaders": {"Notion-Version": "2022-06-28"},
+            },
+        },
+        config_fields=[{"key": "databaseId", "label": "Database"}],
+    )
+    pages = await run(
+        descriptor,
+        client,
+        config={"baseUrl": server.base_url, "databaseId": "d9824bdc"},
+        checkpoint="2024-05-09T09:00:00.000Z",
+        auth=StaticAuth(
+            headers={"Authorization": "Bearer ntn_x"}, defaults={"Notion-Version": "2022-06-28"}
+        ),
+    )
+    assert ids(pages) == ["a", "b", "c", "d", "e"]
+    bodies = [r.json() for r in server.requests_to("/v1/databases/{db}/query")]
+    assert [b["start_cursor"] for b in bodies] == [None, "cur-1", "cur-2"]
+    assert bodies[0]["page_size"] == 2  # a typed number, not "2"
+    assert bodies[0]["filter"]["last_edited_time"]["on_or_after"] == "2024-05-09T08:59:00.000Z"
+    assert server.requests[0].headers["content-type"] == "application/json"
+
+
+# --------------------------------------------------------------------------- Slack
+
+
+async def test_slack_cursor_ends_on_an_empty_string(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    cursors = {None: ("", "c1"), "c1": ("", "c2"), "c2": ("", "")}
+
+    def history(request: FakeRequest) -> dict[str, Any]:
+        cursor = request.param("cursor")
+        position = [None, "c1", "c2"].index(cursor)
+        return {
+            "ok": True,
+            "messages": [{"ts": f"1715335200.00000{position}", "text": "hi"}],
+            "has_more": True,  # Slack's flag is not trusted here: the cursor decides
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": cursors[cursor][1]},
+        }
+
+    server.add_route("GET", "/api/conversations.history", history)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/api/conversations.history",
+            "method": "GET",
+            "query": {"channel": "{{config.channel}}"},
+            "delta": {
+                "type": "timestamp_filter",
+                "queryParam": "oldest",
+                "format": "slack_ts",
+                "overlapSeconds": 0,
+            },
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.response_metadata.next_cursor",
+                "nextParam": "cursor",
+                "pageSize": 1,
+                "pageSizeParam": "limit",
+            },
+        },
+        items_path="$.messages",
+        timestamp_path="$.ts",
+        timestamp_format="slack_ts",
+        config_fields=[{"key": "channel", "label": "Channel"}],
+    )
+    pages = await run(
+        descriptor,
+        client,
+        config={"baseUrl": server.base_url, "channel": "C024BE91L"},
+        checkpoint="2024-05-10T10:00:00.000Z",
+    )
+    sent = server.requests_to("/api/conversations.history")
+    assert [r.param("cursor") for r in sent] == [None, "c1", "c2"]
+    assert sent[0].query == {
+        "channel": ["C024BE91L"],
+        "limit": ["1"],
+        "oldest": ["1715335200.000000"],
+    }
+    assert len(pages) == 3
+    assert pages[-1].checkpoint == "2024-05-10T10:00:00.000Z"  # ts …002 is sub-ms, floor keeps it
+
+
+# --------------------------------------------------------------------------- PagerDuty
+
+
+def pagerduty(server: FakeServer, *, cap: int) -> None:
+    incidents = [
+        {
+            "id": f"P{n}",
+            "updated_at": f"2024-05-0{n}T00:00:00Z",
+            "created_at": "2024-05-01T00:00:00Z",
+        }
+        for n in range(1, 6)
+    ]
+
+    def handler(request: FakeRequest) -> dict[str, Any]:
+        offset = int(request.param("offset", "0") or 0)
+        limit = min(int(request.param("limit", "25") or 25), cap)  # the API may cap the size
+        chunk = incidents[offset : offset + limit]
+        return {
+            "incidents": chunk,
+            "limit": limit,
+            "offset": offset,
+            "more": offset + limit < len(incidents),
+            "total": None,
+        }
+
+    server.add_route("GET", "/incidents", handler)
+
+
+def pagerduty_descriptor(page_size: int) -> ConnectorDescriptor:
+    return generic(
+        {
+            "endpoint": "{{baseUrl}}/incidents",
+            "method": "GET",
+            "query": {"sort_by": "created_at:asc"},
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "pagination": {
+                "type": "offset",
+                "nextParam": "offset",
+                "pageSizeParam": "limit",
+                "hasMorePath": "$.more",
+                "totalPath": "$.total",
+                "pageSize": page_size,
+            },
+        },
+        items_path="$.incidents",
+    )
+
+
+async def test_pagerduty_offsets_advance_by_items_received_until_more_is_false(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    pagerduty(server, cap=2)
+    pages = await run(pagerduty_descriptor(3), client, config={"baseUrl": server.base_url})
+    # We asked for 3, the API gave 2 per page and said "more": the flag wins over page size.
+    assert [r.param("offset") for r in server.requests_to("/incidents")] == ["0", "2", "4"]
+    assert ids(pages) == ["P1", "P2", "P3", "P4", "P5"]
+
+
+# --------------------------------------------------------------------------- Confluence
+
+
+async def test_confluence_relative_next_link_is_joined_under_links_base(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    def search(request: FakeRequest) -> dict[str, Any]:
+        cursor = request.param("cursor")
+        links: dict[str, str] = {"base": request.url_for("/wiki"), "context": "/wiki"}
+        if cursor is None:
+            links["next"] = "/rest/api/content/search?cql=type%3Dpage&limit=1&cursor=raNDoM"
+            results = [{"id": "101", "version": {"when": "2024-05-09T10:00:00.000Z"}}]
+        else:
+            results = [{"id": "102", "version": {"when": "2024-05-09T11:00:00.000Z"}}]
+        return {"results": results, "start": 0, "limit": 1, "size": 1, "_links": links}
+
+    server.add_route("GET", "/wiki/rest/api/content/search", search)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/wiki/rest/api/content/search",
+            "method": "GET",
+            "query": {"cql": 'space={{config.space}} and lastmodified>="{{checkpoint}}"'},
+            "delta": {"type": "timestamp_filter", "queryParam": None, "format": "cql_datetime"},
+            "pagination": {
+                "type": "next_url",
+                "nextPath": "$._links.next",
+                "baseUrlPath": "$._links.base",
+                "pageSize": 1,
+                "pageSizeParam": "limit",
+            },
+        },
+        items_path="$.results",
+        timestamp_path="$.version.when",
+        config_fields=[{"key": "space", "label": "Space"}],
+    )
+    pages = await run(
+        descriptor,
+        client,
+        config={"baseUrl": server.base_url, "space": "ENG"},
+        checkpoint="2024-05-09T09:30:00.000Z",
+    )
+    sent = server.requests_to("/wiki/rest/api/content/search")
+    assert sent[0].param("cql") == 'space=ENG and lastmodified>="2024/05/09 09:29"'
+    assert sent[1].param("cursor") == "raNDoM"  # /wiki kept: base + relative link
+    assert ids(pages) == ["101", "102"]
+
+
+# --------------------------------------------------------------------------- Sentry
+
+
+async def test_sentry_link_header_stops_when_next_says_results_false(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    def issues(request: FakeRequest) -> FakeResponse:
+        offset = int((request.param("cursor") or "0:0:0").split(":")[1])
+        more = offset < 200
+        base = request.url_for("/api/0/organizations/acme/issues/?")
+        link = (
+            f'<{base}&cursor=0:{max(offset - 100, 0)}:1>; rel="previous"; results="{str(offset > 0).lower()}"; '
+            f'cursor="0:{max(offset - 100, 0)}:1", '
+            f'<{base}&cursor=0:{offset + 100}:0>; rel="next"; results="{str(more).lower()}"; '
+            f'cursor="0:{offset + 100}:0"'
+        )
+        body = [{"id": str(offset + 1), "lastSeen": "2024-05-09T10:00:00Z"}]
+        return FakeResponse.json(body, headers={"Link": link})
+
+    server.add_route("GET", "/api/0/organizations/acme/issues/", issues)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/api/0/organizations/acme/issues/",
+            "method": "GET",
+            "query": {"query": "", "sort": "date"},
+            "delta": {"type": "timestamp_filter", "queryParam": "start", "format": "iso8601"},
+            "pagination": {"type": "link_header", "pageSize": 100},
+        },
+        timestamp_path="$.lastSeen",
+    )
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url})
+    sent = server.requests_to("/api/0/organizations/acme/issues/")
+    assert [r.param("cursor") for r in sent] == [None, "0:100:0", "0:200:0"]
+    assert ids(pages) == ["1", "101", "201"]
+
+
+# --------------------------------------------------------------------------- Trello
+
+
+TRELLO_ACTIONS = [
+    {"id": "5f1b2c3d4e5f60718293a4b9", "type": "updateCard", "date": "2024-05-09T10:03:00.000Z"},
+    {"id": "5f1b2c3d4e5f60718293a4b7", "type": "commentCard", "date": "2024-05-09T10:02:00.000Z"},
+    {"id": "5f1b2c3d4e5f60718293a4b5", "type": "createCard", "date": "2024-05-09T10:01:00.000Z"},
+]
+
+
+def trello_descriptor() -> ConnectorDescriptor:
+    return generic(
+        {
+            "endpoint": "{{baseUrl}}/1/boards/{{config.boardId}}/actions",
+            "method": "GET",
+            "query": {"limit": "1000", "filter": "createCard,updateCard,commentCard"},
+            "delta": {"type": "since_id", "idPath": "$.id", "idParam": "since"},
+        },
+        timestamp_path="$.date",
+        config_fields=[{"key": "boardId", "label": "Board"}],
+    )
+
+
+async def test_trello_since_id_asks_for_actions_after_the_highest_id_seen(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    actions = list(TRELLO_ACTIONS)
+
+    def handler(request: FakeRequest) -> list[dict[str, Any]]:
+        since = request.param("since")
+        return [a for a in actions if since is None or a["id"] > since]  # newest first
+
+    server.add_route("GET", "/1/boards/{board}/actions", handler)
+    config = {"baseUrl": server.base_url, "boardId": "5f1b0000"}
+    trello_auth = StaticAuth(params={"key": "trello-key-1234", "token": "trello-token-5678"})
+    first = await run(trello_descriptor(), client, config=config, auth=trello_auth)
+    assert first[-1].checkpoint == "5f1b2c3d4e5f60718293a4b9"
+    assert "trello-token-5678" not in first[-1].request_url  # logged URLs are redacted
+
+    actions.insert(
+        0,
+        {
+            "id": "5f1b2c3d4e5f60718293a4c1",
+            "type": "updateCard",
+            "date": "2024-05-09T11:00:00.000Z",
+        },
+    )
+    second = await run(
+        trello_descriptor(),
+        client,
+        config=config,
+        auth=trello_auth,
+        checkpoint=first[-1].checkpoint,
+    )
+    assert server.requests[-1].param("since") == "5f1b2c3d4e5f60718293a4b9"
+    assert ids(second) == ["5f1b2c3d4e5f60718293a4c1"]
+    assert second[-1].checkpoint == "5f1b2c3d4e5f60718293a4c1"
+
+
+def test_numeric_since_ids_compare_as_numbers_not_text() -> None:
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/events",
+            "method": "GET",
+            "delta": {
+                "type": "since_id",
+                "idPath": "$.id",
+                "idParam": "since_id",
+                "order": "numeric",
+            },
+        }
+    )
+    polling = descriptor.polling
+    assert polling is not None
+    assert isinstance(polling.delta, SinceIdDelta)
+    delta = SinceId(polling.delta, "9")
+    delta.update_state(None, [{"id": 10}, {"id": 100}, {"id": 99}])
+    assert delta.checkpoint(complete=True) == "100"
+    assert delta.checkpoint(complete=False) == "9"
+    request = PageRequest()
+    delta.init_request(request)
+    assert request.defaults == {"since_id": "9"}
+
+
+# --------------------------------------------------------------------------- Microsoft Graph
+
+
+async def test_graph_delta_link_is_stored_only_from_the_last_page_and_called_next_time(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    def delta(request: FakeRequest) -> dict[str, Any]:
+        base = request.url_for("/v1.0/me/mailFolders/inbox/messages/delta")
+        token = request.param("$deltatoken")
+        if token == "round-1":
+            return {
+                "value": [{"id": "m3", "receivedDateTime": "2024-05-10T09:00:00Z"}],
+                "@odata.deltaLink": f"{base}?$deltatoken=round-2",
+            }
+        if request.param("$skiptoken") is None:
+            return {
+                "value": [{"id": "m1", "receivedDateTime": "2024-05-09T09:00:00Z"}],
+                "@odata.nextLink": f"{base}?$skiptoken=s1",
+            }
+        return {
+            "value": [{"id": "m2", "receivedDateTime": "2024-05-09T10:00:00Z"}],
+            "@odata.deltaLink": f"{base}?$deltatoken=round-1",
+        }
+
+    server.add_route("GET", "/v1.0/me/mailFolders/inbox/messages/delta", delta)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/v1.0/me/mailFolders/inbox/messages/delta",
+            "method": "GET",
+            "headers": {"Prefer": "odata.maxpagesize=1"},
+            "delta": {
+                "type": "delta_token",
+                "tokenPath": "$['@odata.deltaLink']",
+                "tokenParam": "$deltatoken",
+                "tokenIsUrl": True,
+            },
+            "pagination": {"type": "next_url", "nextPath": "$['@odata.nextLink']", "pageSize": 1},
+        },
+        items_path="$.value",
+        timestamp_path="$.receivedDateTime",
+    )
+    config = {"baseUrl": server.base_url}
+    first = await run(descriptor, client, config=config)
+    assert ids(first) == ["m1", "m2"]
+    delta_link = server.url("/v1.0/me/mailFolders/inbox/messages/delta?$deltatoken=round-1")
+    assert [page.checkpoint for page in first] == [None, delta_link]
+
+    second = await run(descriptor, client, config=config, checkpoint=first[-1].checkpoint)
+    assert (
+        server.requests[-1].target
+        == "/v1.0/me/mailFolders/inbox/messages/delta?$deltatoken=round-1"
+    )
+    assert server.requests[-1].headers["prefer"] == "odata.maxpagesize=1"
+    assert ids(second) == ["m3"]
+    assert second[-1].checkpoint == server.url(
+        "/v1.0/me/mailFolders/inbox/messages/delta?$deltatoken=round-2"
+    )
+
+
+# --------------------------------------------------------------------------- newest-first listings
+
+
+async def test_newest_first_listing_stops_at_the_checkpoint_and_drops_older_items(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    pulls = [{"id": n, "updated_at": iso(NOW - timedelta(hours=n))} for n in range(1, 9)]
+
+    def handler(request: FakeRequest) -> FakeResponse:
+        page = int(request.param("page", "1") or 1)
+        chunk = pulls[(page - 1) * 3 : page * 3]
+        headers = {}
+        if page * 3 < len(pulls):
+            headers["Link"] = (
+                f'<{request.url_for(f"/repos/o/r/pulls?page={page + 1}")}>; rel="next"'
+            )
+        return FakeResponse.json(chunk, headers=headers)
+
+    server.add_route("GET", "/repos/o/r/pulls", handler)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/repos/o/r/pulls",
+            "method": "GET",
+            "query": {"sort": "updated", "direction": "desc"},
+            "delta": {
+                "type": "timestamp_filter",
+                "queryParam": "since",
+                "format": "iso8601",
+                "overlapSeconds": 0,
+            },
+            "clientSideSince": True,
+            "stopAtCheckpoint": True,
+            "pagination": {"type": "link_header", "pageSize": 3},
+        }
+    )
+    stored = iso_utc(NOW - timedelta(hours=4, minutes=30))
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url}, checkpoint=stored)
+    assert ids(pages) == [1, 2, 3, 4]  # page 2 reached the checkpoint: no page 3
+    assert [page.dropped for page in pages] == [0, 2]
+    assert len(server.requests) == 2
+    assert pages[-1].checkpoint == iso_utc(NOW - timedelta(hours=1))
+
+
+# --------------------------------------------------------------------------- page numbers, cursors
+
+
+async def test_page_numbers_start_where_the_endpoint_says_and_a_short_page_ends(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    monitors = [{"id": n, "modified": "2024-05-09T10:00:00Z"} for n in range(5)]
+    server.add_route(
+        "GET",
+        "/api/v1/monitor",
+        lambda r: monitors[int(r.param("page") or 0) * 2 : int(r.param("page") or 0) * 2 + 2],
+    )
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/api/v1/monitor",
+            "method": "GET",
+            "query": {"page": "0"},  # Datadog counts pages from 0
+            "delta": {
+                "type": "timestamp_filter",
+                "queryParam": None,
+                "format": "iso8601",
+                "overlapSeconds": 0,
+            },
+            "clientSideSince": True,
+            "pagination": {
+                "type": "page_number",
+                "nextParam": "page",
+                "pageSize": 2,
+                "pageSizeParam": "page_size",
+            },
+        },
+        timestamp_path="$.modified",
+        # Validation wants a queryParam or {{checkpoint}}; a client-side-only filter has
+        # neither, so this descriptor is built past the meaning checks.
+        validate=False,
+    )
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url})
+    assert [r.param("page") for r in server.requests] == ["0", "1", "2"]
+    assert ids(pages) == [0, 1, 2, 3, 4]
+
+
+async def test_a_cursor_delta_advances_with_every_page(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    def events(request: FakeRequest) -> dict[str, Any]:
+        sync = request.param("sync") or "s0"
+        n = int(sync[1:])
+        return {
+            "data": [{"id": f"e{n + 1}", "created_at": "2024-05-09T10:00:00Z"}],
+            "sync": f"s{n + 1}",
+            "has_more": n < 2,
+        }
+
+    server.add_route("GET", "/api/1.0/events", events)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/api/1.0/events",
+            "method": "GET",
+            "query": {"resource": "1201"},
+            "delta": {"type": "cursor", "cursorPath": "$.sync", "cursorParam": "sync"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.sync",
+                "nextParam": "sync",
+                "hasMorePath": "$.has_more",
+                "pageSize": 1,
+            },
+        },
+        items_path="$.data",
+        timestamp_path="$.created_at",
+    )
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url}, checkpoint="s0")
+    assert [page.checkpoint for page in pages] == ["s1", "s2", "s3"]
+    assert [r.param("sync") for r in server.requests] == ["s0", "s1", "s2"]
+
+
+# --------------------------------------------------------------------------- templates and config
+
+
+async def test_config_values_are_url_encoded_in_the_endpoint_and_json_escaped_in_text_bodies(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    server.add_route("POST", "/graphql/{team:path}", lambda _: {"data": {"issues": {"nodes": []}}})
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/graphql/{{config.team}}",
+            "method": "POST",
+            "body": '{"query": "issues(filter: {team: \\"{{config.team}}\\", updatedAt: {gt: \\"{{checkpoint}}\\"}})", "first": {{pageSize}}, "after": "{{pageToken}}"}',
+            "delta": {"type": "timestamp_filter", "queryParam": None, "format": "iso8601_ms"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.data.issues.pageInfo.endCursor",
+                "pageSize": 50,
+            },
+        },
+        items_path="$.data.issues.nodes",
+        config_fields=[{"key": "team", "label": "Team"}],
+    )
+    evil = 'a/../b?x=1&y"}'
+    await run(
+        descriptor,
+        client,
+        config={"baseUrl": server.base_url, "team": evil},
+        checkpoint="2024-05-01T00:00:00.000Z",
+    )
+    sent = server.requests[0]
+    assert sent.target == "/graphql/a%2F..%2Fb%3Fx%3D1%26y%22%7D"
+    body = sent.json()
+    assert body["first"] == 50
+    # The value's quote stayed inside the JSON string: the body still parses, keys intact.
+    assert sorted(body) == ["after", "first", "query"]
+    assert body["query"] == (
+        'issues(filter: {team: "a/../b?x=1&y"}", updatedAt: {gt: "2024-04-30T23:59:00.000Z"}})'
+    )
+
+
+async def test_missing_config_is_refused_before_any_request(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    with pytest.raises(ConfigError, match="owner, repo need a value"):
+        await run(github_descriptor(), client, config={"baseUrl": server.base_url})
+    with pytest.raises(ConfigError, match="unknown config field"):
+        await run(github_descriptor(), client, config={**github_config(server), "ownr": "x"})
+    with pytest.raises(ConfigError, match="not an absolute http"):
+        await run(
+            github_descriptor(), client, config={**github_config(server), "baseUrl": "file:///etc"}
+        )
+    assert server.requests == []
+
+
+async def test_an_unreadable_checkpoint_is_refused_before_any_request(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    with pytest.raises(CheckpointInvalid, match="not a timestamp"):
+        await run(github_descriptor(), client, config=github_config(server), checkpoint="yesterday")
+    assert server.requests == []
