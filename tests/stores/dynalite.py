@@ -153,7 +153,10 @@ class FaultProxy:
     ``BatchWriteItem``…); ``seen`` counts every call received per operation.
     """
 
-    THROTTLE = "throttle"
+    # DynamoDB's three ways of saying "slow down"; each means the request was not applied.
+    THROTTLE = "ThrottlingException"
+    OVER_CAPACITY = "ProvisionedThroughputExceededException"
+    OVER_LIMIT = "RequestLimitExceeded"
     UNPROCESSED = "unprocessed"
     DISCONNECT = "disconnect"
 
@@ -178,11 +181,11 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                if fault == FaultProxy.THROTTLE:
+                if fault in {FaultProxy.THROTTLE, FaultProxy.OVER_CAPACITY, FaultProxy.OVER_LIMIT}:
                     self._reply(
                         400,
                         {
-                            "__type": "com.amazonaws.dynamodb.v20120810#ThrottlingException",
+                            "__type": f"com.amazonaws.dynamodb.v20120810#{fault}",
                             "message": "Rate of requests exceeds the allowed throughput.",
                         },
                     )

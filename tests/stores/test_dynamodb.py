@@ -19,6 +19,7 @@ import pytest
 from tests.stores.builders import T0, signal_write
 from tests.stores.dynalite import FaultProxy, dynamodb_url, free_port, unique_table_name
 from ucf.stores import (
+    InvalidRecord,
     StoreConfigError,
     StoreCorrupt,
     StoreNotInitialised,
@@ -27,7 +28,7 @@ from ucf.stores import (
 )
 from ucf.stores.dynamodb import open_dynamodb_store, parse_dynamodb_url
 from ucf.stores.dynamodb.client import RetryPolicy
-from ucf.stores.models import DEFAULT_SIGNAL_RETENTION, StoreOptions
+from ucf.stores.models import DEFAULT_SIGNAL_RETENTION, SignalWrite, StoreOptions
 from ucf.stores.protocols import Store
 
 FAST_RETRY = RetryPolicy(attempts=4, base_s=0.001, cap_s=0.005)
@@ -234,11 +235,14 @@ def test_an_endpoint_with_credentials_in_it_never_shows_them() -> None:
 # --- faults at the wire ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "throttling", [FaultProxy.THROTTLE, FaultProxy.OVER_CAPACITY, FaultProxy.OVER_LIMIT]
+)
 async def test_throttled_writes_are_retried_until_they_go_through(
-    proxy: FaultProxy, table: str
+    proxy: FaultProxy, table: str, throttling: str
 ) -> None:
     async with _via(proxy, table) as store:
-        proxy.inject("PutItem", FaultProxy.THROTTLE, times=3)
+        proxy.inject("PutItem", throttling, times=3)
         before = proxy.seen["PutItem"]
         result = await store.signals.ingest([signal_write("1")])
         assert result.inserted == (True,)
@@ -379,6 +383,24 @@ async def test_ids_with_key_separators_cannot_reach_other_records(store: Store) 
     await store.instances.create("p#1", "jira", config={}, now=T0)
     assert await store.instances.list_by_project("p") == []
     assert [i.project_id for i in await store.instances.list_by_connector("jira")] == ["p#1"]
+
+
+async def test_a_signal_too_large_for_dynamodb_is_refused_before_anything_is_written(
+    store: Store, table: str, raw: Any
+) -> None:
+    huge = signal_write("big", padding=0)
+    huge_signal = {**huge.signal, "raw": {"body": "x" * 400_000}}
+    oversized = SignalWrite(
+        dedup_key=huge.dedup_key,
+        project_id="p1",
+        connector_id="github-issues",
+        signal=huge_signal,
+        received_at=T0,
+    )
+    with pytest.raises(InvalidRecord, match="trim the raw payload"):
+        await store.signals.ingest([signal_write("small"), oversized])
+    assert raw.scan(TableName=table, Select="COUNT")["Count"] == 0
+    assert (await store.signals.ingest([signal_write("small")])).inserted == (True,)
 
 
 async def test_a_large_batch_with_duplicates_is_stored_once_each(store: Store) -> None:

@@ -40,7 +40,7 @@ from typing import Any
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
 from ucf.stores.dynamodb.table import GSI2
-from ucf.stores.errors import InvalidCursor
+from ucf.stores.errors import InvalidCursor, InvalidRecord
 from ucf.stores.models import (
     IngestResult,
     OutboxEntry,
@@ -57,6 +57,8 @@ from ucf.stores.models import (
 # An ingest still pending after this long was interrupted (a live one takes milliseconds).
 INTERRUPTED_AFTER = timedelta(seconds=60)
 SWEEP_EVERY = timedelta(seconds=30)
+# Room under DynamoDB's 400 KB item limit for the keys and attributes around the body.
+MAX_SIGNAL_BYTES = 380 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +83,22 @@ class _Record:
         cls, write: SignalWrite, *, seq: int, sinks: tuple[str, ...], retention: timedelta
     ) -> _Record:
         received_ms = epoch_ms(write.received_at)
+        body = k.dump_json(dict(write.signal), what=f"signal {write.signal_id}")
+        if len(body.encode()) > MAX_SIGNAL_BYTES:
+            # Refused before anything is written: a commit whose derived items could
+            # never be stored would stay pending for ever.
+            raise InvalidRecord(
+                f"signal {write.signal_id} is {len(body.encode()) // 1024} KiB as JSON; "
+                f"DynamoDB items hold at most 400 KB, so ucf stores signals up to "
+                f"{MAX_SIGNAL_BYTES // 1024} KiB",
+                "trim the raw payload in the connector's mapping",
+            )
         return cls(
             dedup_key=write.dedup_key,
             project_id=write.project_id,
             connector_id=write.connector_id,
             signal_id=write.signal_id,
-            body=k.dump_json(dict(write.signal), what=f"signal {write.signal_id}"),
+            body=body,
             source=str(write.signal.get("source", write.connector_id)),
             type=str(write.signal.get("type", "unknown")),
             ts_ms=epoch_ms(write.timestamp),
