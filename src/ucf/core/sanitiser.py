@@ -1,0 +1,875 @@
+"""Make a signal safe to hand to an AI triage step.
+
+A signal's text comes from people and systems we do not control: an issue body
+may carry a pasted token, a Slack message may hide instructions in zero-width
+characters, a Confluence page arrives as HTML. The downstream model reads
+``sanitisedSummary``; this module produces it, and scrubs everything else the
+model or a screen might show.
+
+What happens to each field (every action is listed in ``sanitisationNotes``):
+
+``sanitisedSummary`` — the full text pipeline (:meth:`Sanitiser.clean_text`):
+  line breaks unified; control, invisible (zero-width, tag, soft hyphen…) and
+  bidi-control characters removed; NFKC normalisation so full-width and other
+  look-alike forms match our patterns; HTML to plain text (``nh3``, then entity
+  decoding, repeated while the result still looks like HTML so a second pass
+  finds nothing new); secrets replaced by ``[REDACTED:<kind>]``; likely prompt
+  injection wrapped as ``[flagged: …]``; bounded to ``max_summary_chars`` at a
+  word boundary with ``…``.
+
+``summary`` — *scrubbed, not cleaned*: the same line-break, invisible-character
+  and secret redaction steps, nothing else. It is the source's own wording,
+  which a dashboard may display, so it keeps its HTML (the display layer
+  escapes it) and its wording (a human reader is not the injection target),
+  but a secret or a Trojan-Source bidi override must not reach any screen.
+
+``raw`` and ``metadata`` strings — scrubbed like ``summary``, recursively, with
+  values under secret-looking keys (``token``, ``password``, ``client_secret``…)
+  redacted whatever they look like, and the whole structure bounded (string
+  length, total characters, members, depth) so a hostile payload cannot make
+  the record, or the work, unbounded. ``raw`` is not NFKC-normalised nor
+  HTML-stripped: it stays the source record, faithful apart from what must go.
+
+Notes are short stable strings, ``[scope:]action[:detail]``; the scope is
+absent for ``sanitisedSummary`` and ``summary:``, ``raw:`` or ``metadata:``
+otherwise. Counted actions carry their count (``control_chars_removed:3``).
+Bounds hit are ``truncated:<what>``: ``summary``, ``input``, ``summary_field``,
+``raw_strings:<n>``, ``raw_total``, ``raw_items``, ``raw_depth``.
+
+Prompt-injection flags are advisory: the phrase stays readable, quoted, and the
+note tells the triage step an instruction-like phrase was present. Patterns are
+tuned against ordinary engineering text: "act as", "you are now" and role words
+are flagged only when aimed at an AI persona ("act as an unrestricted
+assistant", "System: you are…"), never in "nginx will act as a proxy", "you are
+now subscribed" or an issue template's "System: Ubuntu 22.04". A human asking
+to "disregard the previous instructions I sent" is flagged: the phrase is the
+attack, whoever writes it.
+
+Not attempted: generic high-entropy strings (commit SHAs look the same),
+cross-script homoglyphs (Cyrillic "і" in "іgnore"), secrets split by markup
+inside the scrub-only fields.
+
+Every pattern is RE2 (linear time whatever the input), except the character
+classes used to drop invisible characters, which use ``re`` because RE2 sees
+UTF-8 and cannot name lone surrogates; a single character class is linear in
+``re`` too. ``nh3``'s parser is quadratic in the nesting depth of some block
+elements, so text entering the pipeline is bounded first (``max_input_chars``).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import nh3
+import re2
+
+from ucf.core.signal import SUMMARY_MAX_CHARS, NormalisedSignal, SanitisedSignal, SignalMetadata
+
+__all__ = [
+    "DEFAULT_INJECTION_RULES",
+    "DEFAULT_SECRET_FIELDS",
+    "DEFAULT_SECRET_RULES",
+    "InjectionRule",
+    "Sanitiser",
+    "SanitiserPolicy",
+    "SecretRule",
+    "sanitise",
+]
+
+ELLIPSIS = "…"
+FLAG_OPEN = "[flagged: "
+REDACTED = "[REDACTED:{kind}]"
+
+_KIND = re.compile(r"[a-z0-9_]+")
+
+
+# --------------------------------------------------------------------------- rules
+
+
+def _has_digit(value: str) -> bool:
+    return any(ch.isdigit() for ch in value)
+
+
+def _has_digit_and_upper(value: str) -> bool:
+    """Random keys mix digits and capitals; prose like ``sk-learn-style`` does not."""
+    return _has_digit(value) and any(ch.isupper() for ch in value)
+
+
+_AUTH_SCHEMES = frozenset(
+    "bearer basic token bot ssws apikey oauth digest negotiate ntlm hawk sharedkey dsn".split()
+)
+
+
+def _opaque_credential(value: str) -> bool:
+    """An ``Authorization:`` value with a digit that is not just a scheme name."""
+    return value.lower() not in _AUTH_SCHEMES and _has_digit(value)
+
+
+@dataclass(frozen=True)
+class SecretRule:
+    """One shape of secret. Group 1, when the pattern has one, is the secret part.
+
+    ``accept`` takes a second look where a regex alone would flag prose; it sees
+    the secret part and says whether it really looks like a credential.
+    """
+
+    kind: str
+    pattern: str
+    accept: Callable[[str], bool] | None = None
+
+
+@dataclass(frozen=True)
+class InjectionRule:
+    """One family of prompt-injection phrasing, neutralised as ``[flagged: …]``.
+
+    ``defang`` rewrites the quoted text when quoting alone is not enough: a chat
+    template token like ``<|im_start|>`` can still be tokenised as a control
+    token by a self-hosted model, so it is broken apart.
+    """
+
+    kind: str
+    pattern: str
+    defang: Callable[[str], str] | None = None
+
+
+_AUTH_HEADER = r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?"
+
+DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
+    # Multi-line blob first, so the keys inside it are not reported piecemeal; a
+    # block cut short (a truncated summary) is redacted to the end of the text.
+    SecretRule(
+        "private_key",
+        r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
+    ),
+    # header.payload.signature, base64url; the header is JSON, so it starts "eyJ".
+    SecretRule("jwt", r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"),
+    # GitHub: classic/OAuth/user/server/refresh tokens and fine-grained PATs.
+    SecretRule("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
+    SecretRule("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    # Slack bot/user/app/refresh tokens, app-level tokens, incoming webhooks.
+    SecretRule("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-[0-9]-[A-Za-z0-9-]{10,}"),
+    SecretRule(
+        "slack_webhook_url",
+        r"\bhooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{10,}",
+    ),
+    SecretRule("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
+    SecretRule("linear_api_key", r"\blin_(?:api|oauth)_[A-Za-z0-9]{16,}"),
+    SecretRule("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"),
+    # Standard Webhooks / Svix / Stripe signing secrets.
+    SecretRule("webhook_secret", r"\bwhsec_[A-Za-z0-9+/=_-]{16,}"),
+    SecretRule("anthropic_api_key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
+    SecretRule(
+        "openai_api_key",
+        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
+        accept=_has_digit_and_upper,
+    ),
+    SecretRule("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
+    SecretRule("npm_token", r"\bnpm_[A-Za-z0-9]{36}"),
+    SecretRule("atlassian_api_token", r"\bATATT[A-Za-z0-9_=-]{20,}"),
+    SecretRule("notion_token", r"\b(?:secret|ntn)_[A-Za-z0-9]{40,}"),
+    SecretRule("sendgrid_api_key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
+    SecretRule("asana_token", r"\b[0-9]/[0-9]{10,20}(?:/[0-9]{10,20})?:[0-9a-f]{32}\b"),
+    # scheme://user:password@host — only the password goes.
+    SecretRule(
+        "url_password",
+        r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:@/?#\[\]]{1,256}:([^\s@/?#\[\]]{1,256})@",
+    ),
+    SecretRule("bearer_token", _AUTH_HEADER + r"bearer\s+)([A-Za-z0-9._~+/-]+=*)"),
+    SecretRule("basic_auth", _AUTH_HEADER + r"basic\s+)([A-Za-z0-9+/]+=*)"),
+    # A bare "Bearer <token>" outside a header: only when it looks random.
+    SecretRule("bearer_token", r"(?i:\bbearer\s+)([A-Za-z0-9._~+/-]{16,}=*)", accept=_has_digit),
+    # Any other scheme (Linear's bare key, PagerDuty's "Token token=…", …).
+    SecretRule(
+        "authorization_header",
+        _AUTH_HEADER + r"(?:(?:" + "|".join(sorted(_AUTH_SCHEMES)) + r")\s+)?)"
+        r"([^\s\"',;\[\]]{8,})",
+        accept=_opaque_credential,
+    ),
+    SecretRule(
+        "aws_secret_access_key",
+        r"(?i:\b(?:aws_?)?secret_?access_?key\b[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9/+]{30,}={0,2})",
+    ),
+    SecretRule(
+        "password",
+        r"(?i:\b(?:password|passwd|pwd)\b[\"']?\s*[:=]\s*)"
+        r"(\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s\"'&;,\[\]]{1,200})",
+    ),
+    SecretRule(
+        "credential",
+        r"(?i:\b(?:api[_-]?key|api[_-]?token|access[_-]?token|refresh[_-]?token|auth[_-]?token"
+        r"|id[_-]?token|session[_-]?token|client[_-]?secret|app[_-]?secret|secret[_-]?key"
+        r"|signing[_-]?secret|webhook[_-]?secret|private[_-]?token|oauth[_-]?token|x-api-key"
+        r"|dd-api-key|dd-application-key|token)\b[\"']?\s*[:=]\s*[\"']?)"
+        r"([A-Za-z0-9._~+/-]{8,}=*)",
+    ),
+)
+
+# Keys (compared lower-case without '-' and '_') whose string values in ``raw``
+# are credentials whatever they look like, e.g. Slack's url_verification
+# ``token`` or Notion's ``verification_token``.
+DEFAULT_SECRET_FIELDS: frozenset[str] = frozenset(
+    {
+        "accesstoken",
+        "apikey",
+        "apitoken",
+        "authorization",
+        "authtoken",
+        "bearertoken",
+        "clientsecret",
+        "cookie",
+        "ddapikey",
+        "ddapplicationkey",
+        "idtoken",
+        "passwd",
+        "password",
+        "privatekey",
+        "refreshtoken",
+        "secret",
+        "secretaccesskey",
+        "sessiontoken",
+        "setcookie",
+        "signingsecret",
+        "token",
+        "verificationtoken",
+        "webhooksecret",
+        "xapikey",
+    }
+)
+
+
+def _defang_chat_token(text: str) -> str:
+    return text.replace("<|", "< |").replace("|>", "| >")
+
+
+_APOS = "['’]"
+_NEG = rf"(?:do\s+not|don{_APOS}?t|never)"
+_AUDIENCE = r"(?:the\s+)?(?:users?|humans?|operators?)\b"
+
+DEFAULT_INJECTION_RULES: tuple[InjectionRule, ...] = (
+    InjectionRule(
+        "ignore_previous_instructions",
+        r"(?i:\b(?:ignore|disregard|forget|override|bypass)\s+"
+        r"(?:(?:all|any|each|every|the|your|my|of|these|those)\s+){0,3}"
+        r"(?:previous|prior|above|earlier|preceding|former|foregoing|original|initial|existing)\s+"
+        r"(?:instructions?|prompts?|directions?|directives?|rules|guidelines)\b"
+        r"|\b(?:ignore|disregard|forget)\s+everything\s+(?:above|before|prior|previously)\b)",
+    ),
+    InjectionRule(
+        "system_prompt_manipulation",
+        r"(?i:\b(?:ignore|disregard|forget|override|bypass|reveal|repeat|leak|disclose|show\s+me)\s+"
+        r"(?:(?:the|your|my|this|any|all|of)\s+){0,2}"
+        r"(?:system|developer|hidden|initial|original|secret)\s+(?:prompts?|messages?|instructions?)\b)",
+    ),
+    InjectionRule(
+        "role_reassignment",
+        r"(?i:\b(?:you\s+are\s+now|you\s+are\s+no\s+longer|from\s+now\s+on,?\s+you\s+(?:are|will\s+be)"
+        r"|(?:act|behave|respond|roleplay|role-play)\s+as|pretend\s+(?:to\s+be|(?:that\s+)?you\s+are))\s+"
+        r"(?:(?:a|an|the|my|your)\s+)?(?:[a-z0-9-]+\s+){0,2}"
+        r"(?:assistant|chat-?bot|chatgpt|gpt-?[0-9][0-9.a-z-]*|language\s+model|dan"
+        r"|jailbroken|unrestricted|unfiltered|uncensored)\b"
+        r"|\byou\s+are\s+now\s+in\s+(?:developer|god|dan|jailbreak|jailbroken|unrestricted)\s+mode\b"
+        r"|\byou\s+are\s+no\s+longer\s+(?:bound|restricted|limited)\s+by\b)",
+    ),
+    InjectionRule(
+        "role_prefix",
+        r"(?im:^[ \t>*_#\[(-]*(?:system|assistant|developer|human|ai)[ \t*_\])]*:[ \t*_]*"
+        rf"(?:you|your|ignore|disregard|forget|from\s+now\s+on|new\s+instructions?|always|never"
+        rf"|do\s+not|don{_APOS}?t|respond|reply|answer|pretend|act\s+as|override|reveal)\b)",
+    ),
+    InjectionRule(
+        "chat_template_token",
+        r"(?i:<\|[a-z0-9_]{1,32}\|>|\[/?inst\]|<</?sys>>|<(?:start|end)_of_turn>)",
+        defang=_defang_chat_token,
+    ),
+    InjectionRule(
+        "system_prompt_delimiter",
+        r"(?i:\b(?:begin|end|start)(?:\s+of)?\s+(?:the\s+)?system\s+(?:prompts?|messages?|instructions?)\b"
+        r"|\bsystem\s+(?:prompt|instructions?)\s+(?:begins?|ends?|starts?)\b"
+        r"|</?(?:system|system_prompt)>)",
+    ),
+    InjectionRule(
+        "concealment",
+        rf"(?i:\b{_NEG}\s+(?:tell|inform)\s+{_AUDIENCE}"
+        rf"|\b{_NEG}\s+(?:mention|reveal|disclose|say)\s+(?:this|that|it|anything)\s+to\s+{_AUDIENCE}"
+        rf"|\b{_NEG}\s+let\s+{_AUDIENCE}\s+know\b"
+        rf"|\bkeep\s+(?:this|it)\s+(?:a\s+)?secret\s+from\s+{_AUDIENCE})",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class SanitiserPolicy:
+    """The bounds and rule sets one sanitiser applies.
+
+    The raw bounds keep a record well inside DynamoDB's 400 KB item limit and
+    the work per signal linear in a bounded size, whatever the payload does.
+    """
+
+    max_summary_chars: int = SUMMARY_MAX_CHARS
+    max_input_chars: int = 10_000
+    max_raw_string_chars: int = 10_000
+    max_raw_total_chars: int = 200_000
+    max_raw_items: int = 10_000
+    max_raw_depth: int = 32
+    max_html_passes: int = 4
+    secret_fields: frozenset[str] = DEFAULT_SECRET_FIELDS
+    extra_secret_rules: tuple[SecretRule, ...] = ()
+    extra_injection_rules: tuple[InjectionRule, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_summary_chars",
+            "max_input_chars",
+            "max_raw_string_chars",
+            "max_raw_total_chars",
+            "max_raw_items",
+            "max_raw_depth",
+            "max_html_passes",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SanitiserPolicy.{name} must be at least 1")
+        if self.max_input_chars < self.max_summary_chars:
+            raise ValueError("SanitiserPolicy.max_input_chars must be >= max_summary_chars")
+
+
+# --------------------------------------------------------------------------- notes
+
+
+class _Notes:
+    """Ordered, de-duplicated notes; counted notes add up across strings."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[str, int | None] = {}
+
+    def flag(self, note: str) -> None:
+        self._entries.setdefault(note, None)
+
+    def count(self, note: str, n: int) -> None:
+        if n > 0:
+            self._entries[note] = (self._entries.get(note) or 0) + n
+
+    def render(self) -> list[str]:
+        return [note if n is None else f"{note}:{n}" for note, n in self._entries.items()]
+
+
+# --------------------------------------------------------------------------- characters
+
+# Code points that are invisible or reorder text: every format character (Cf),
+# plus invisible letters and marks used to hide text. Bidi controls are split
+# out because they signal a Trojan-Source style attack rather than noise.
+_BIDI_RANGES = ((0x061C, 0x061C), (0x200E, 0x200F), (0x202A, 0x202E), (0x2066, 0x2069))
+_EXTRA_INVISIBLE_RANGES = (
+    (0x034F, 0x034F),  # combining grapheme joiner
+    (0x115F, 0x1160),  # Hangul fillers
+    (0x180B, 0x180F),  # Mongolian variation selectors and vowel separator
+    (0x3164, 0x3164),  # Hangul filler
+    (0xFFA0, 0xFFA0),  # half-width Hangul filler
+    (0xE0100, 0xE01EF),  # supplementary variation selectors ("emoji smuggling")
+)
+# Unicode assigns format characters only in these planes; a test checks all of them.
+_FORMAT_SCAN_RANGES = ((0x0000, 0x1FFFF), (0xE0000, 0xE0FFF))
+_NEWLINES = ("\r\n", "\r", "\x85", "\u2028", "\u2029")
+
+
+def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
+    parts = []
+    for low, high in ranges:
+        parts.append(
+            re.escape(chr(low)) if low == high else f"{re.escape(chr(low))}-{re.escape(chr(high))}"
+        )
+    return "[" + "".join(parts) + "]"
+
+
+def _merge(points: Iterable[int]) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    for point in sorted(set(points)):
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1] = (ranges[-1][0], point)
+        else:
+            ranges.append((point, point))
+    return ranges
+
+
+@functools.cache
+def _character_classes() -> tuple[
+    re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]
+]:
+    """(any, control, invisible, bidi) — built once per process from ``unicodedata``."""
+    bidi = {p for low, high in _BIDI_RANGES for p in range(low, high + 1)}
+    invisible = {
+        p
+        for low, high in _FORMAT_SCAN_RANGES
+        for p in range(low, high + 1)
+        if unicodedata.category(chr(p)) == "Cf" and p not in bidi
+    }
+    invisible.update(p for low, high in _EXTRA_INVISIBLE_RANGES for p in range(low, high + 1))
+    # C0 and C1 controls except \t and \n, DEL, and lone surrogates (not text at all).
+    control = [(0x00, 0x08), (0x0B, 0x1F), (0x7F, 0x9F), (0xD800, 0xDFFF)]
+    classes = (control, _merge(invisible), list(_BIDI_RANGES))
+    # The fast-path test also looks for the line breaks _tidy turns into "\n".
+    union = _merge(
+        [
+            0x2028,
+            0x2029,
+            *(p for ranges in classes for low, high in ranges for p in range(low, high + 1)),
+        ]
+    )
+    compiled = [re.compile(_char_class(ranges)) for ranges in (union, *classes)]
+    return compiled[0], compiled[1], compiled[2], compiled[3]
+
+
+def _truncate(text: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary when one is near, ending in ``…``."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    space = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+    if space >= limit // 2:
+        head = head[:space]
+    return head.rstrip() + ELLIPSIS
+
+
+def _cut_input(text: str, limit: int) -> str:
+    """Bound the pipeline's input, cutting at whitespace so no token is split in two."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    window = max(0, limit - 1024)
+    space = max(head.rfind(" ", window), head.rfind("\n", window))
+    return head[:space] if space > 0 else head
+
+
+# --------------------------------------------------------------------------- HTML
+
+_HTML_TAGS = sorted(
+    set(nh3.ALLOWED_TAGS)
+    | set(nh3.CLEAN_CONTENT_TAGS)
+    | set(
+        "html head body title meta link base script style iframe frame frameset object embed applet "
+        "form input button select option optgroup textarea label fieldset legend svg math noscript "
+        "template font marquee blink xmp plaintext listing main section dialog picture source video "
+        "audio track canvas param address output progress meter".split()
+    )
+)
+# Text is treated as HTML only when it has a real element, comment, doctype or
+# entity; "Vec<u8>" or "a < b" in an issue title is prose and stays as written.
+_HTML_GATE = (
+    r"(?i:<(?:/?(?:" + "|".join(_HTML_TAGS) + r")(?:[\s/>]|\z)|!--|!doctype|!\[cdata\[)"
+    r"|&(?:#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});)"
+)
+# Tags become invisible, so the line breaks they imply are put back first:
+# blocks start and end a line, list items and rows start one, cells are spaced.
+_BLOCK_TAGS = (
+    "p|div|ul|ol|table|thead|tbody|tfoot|h[1-6]|blockquote|pre|hr|section|article|header"
+    "|footer|nav|aside|main|address|dl|details|summary|figure|figcaption|caption|title|form"
+)
+_LINE_BREAK = r"(?i:<(?:br|li|dt|dd|tr|/?(?:" + _BLOCK_TAGS + r"))\b)"
+_CELL_BREAK = r"(?i:<(?:td|th)\b)"
+
+
+# --------------------------------------------------------------------------- compiled rules
+
+_MARKER = r"(\[flagged: [^\]]*\])"
+
+
+def _re2(pattern: str, what: str, *, capture: bool = True) -> re2._Regexp[str]:
+    options = re2.Options()
+    options.never_capture = not capture
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        raise ValueError(f"{what}: pattern does not compile under RE2: {pattern!r}") from exc
+
+
+def _check_kind(kind: str, what: str) -> None:
+    if not _KIND.fullmatch(kind):
+        raise ValueError(f"{what} kind {kind!r} must be lower-case letters, digits and '_'")
+
+
+class _CompiledSecret:
+    __slots__ = ("_accept", "_grouped", "_regex", "kind", "marker")
+
+    def __init__(self, rule: SecretRule) -> None:
+        _check_kind(rule.kind, "secret rule")
+        self.kind = rule.kind
+        self.marker = REDACTED.format(kind=rule.kind)
+        self._regex = _re2(rule.pattern, f"secret rule {rule.kind!r}")
+        self._grouped = self._regex.groups >= 1
+        self._accept = rule.accept
+
+    def redact(self, text: str) -> tuple[str, int]:
+        hits = 0
+
+        def replace(match: re2._Match[str]) -> str:
+            nonlocal hits
+            whole = match.group(0)
+            if self._grouped and match.start(1) >= 0:
+                offset = match.start()
+                start, end = match.start(1) - offset, match.end(1) - offset
+            else:
+                start, end = 0, len(whole)
+            secret = whole[start:end]
+            if secret.startswith("[REDACTED:") or (self._accept and not self._accept(secret)):
+                return whole
+            hits += 1
+            return whole[:start] + self.marker + whole[end:]
+
+        return self._regex.sub(replace, text), hits
+
+
+class _CompiledInjection:
+    __slots__ = ("_defang", "_phrase", "_regex", "kind")
+
+    def __init__(self, rule: InjectionRule) -> None:
+        _check_kind(rule.kind, "injection rule")
+        self.kind = rule.kind
+        what = f"injection rule {rule.kind!r}"
+        self._phrase = _re2(rule.pattern, what, capture=False)
+        # An existing marker is consumed whole, so quoting is never nested.
+        self._regex = _re2(f"{_MARKER}|(?:{rule.pattern})", what)
+        self._defang = rule.defang
+
+    def neutralise(self, text: str) -> tuple[str, bool]:
+        found = False
+
+        def replace(match: re2._Match[str]) -> str:
+            nonlocal found
+            whole = match.group(0)
+            if match.start(1) >= 0:  # already quoted; still report what it quotes
+                found = found or self._phrase.search(whole[len(FLAG_OPEN) : -1]) is not None
+                return whole
+            found = True
+            quoted = self._defang(whole) if self._defang else whole
+            return f"{FLAG_OPEN}{quoted}]"
+
+        return self._regex.sub(replace, text), found
+
+
+def _detector(patterns: Iterable[str], what: str) -> re2._Regexp[str]:
+    """One pass that says whether any rule could match, so clean text costs one scan."""
+    return _re2("|".join(f"(?:{p})" for p in patterns), what, capture=False)
+
+
+# --------------------------------------------------------------------------- sanitiser
+
+
+@dataclass
+class _Scope:
+    """Where notes go, and the prefix that says which field they are about."""
+
+    notes: _Notes
+    prefix: str
+
+    def flag(self, note: str) -> None:
+        self.notes.flag(self.prefix + note)
+
+    def count(self, note: str, n: int) -> None:
+        self.notes.count(self.prefix + note, n)
+
+
+class Sanitiser:
+    """Applies one :class:`SanitiserPolicy`. Every pattern is compiled here, once;
+    calls keep no state on the instance, so one sanitiser serves every thread."""
+
+    def __init__(self, policy: SanitiserPolicy = SanitiserPolicy()) -> None:
+        self.policy = policy
+        secret_rules = (*DEFAULT_SECRET_RULES, *policy.extra_secret_rules)
+        injection_rules = (*DEFAULT_INJECTION_RULES, *policy.extra_injection_rules)
+        self._secrets = tuple(_CompiledSecret(rule) for rule in secret_rules)
+        self._secret_detector = _detector((r.pattern for r in secret_rules), "secret rules")
+        self._injections = tuple(_CompiledInjection(rule) for rule in injection_rules)
+        self._injection_detector = _detector(
+            (r.pattern for r in injection_rules), "injection rules"
+        )
+        self._any_hidden, self._control, self._invisible, self._bidi = _character_classes()
+        self._html_gate = _re2(_HTML_GATE, "html gate", capture=False)
+        self._line_break = _re2(_LINE_BREAK, "line break", capture=False)
+        self._cell_break = _re2(_CELL_BREAK, "cell break", capture=False)
+        self._spaces = _re2(r"[ \t]+", "spaces", capture=False)
+        self._line_edges = _re2(r" ?\n ?", "line edges", capture=False)
+        self._blank_lines = _re2(r"\n{3,}", "blank lines", capture=False)
+        self._html = nh3.Cleaner(tags=set())
+        self._secret_fields = frozenset(
+            name.lower().replace("-", "").replace("_", "") for name in policy.secret_fields
+        )
+        self._secret_field_marker = REDACTED.format(kind="secret_field")
+
+    # ---------------------------------------------------------------- signals
+
+    def sanitise(self, signal: NormalisedSignal) -> SanitisedSignal:
+        """The signal as the triage step may see it; the input is left untouched."""
+        clean, notes = self.clean_text(signal.summary)
+        fields = _FieldPass(self, redact=False)
+        summary, raw, metadata = self._walk(fields, signal)
+        if fields.needs_redaction():
+            fields = _FieldPass(self, redact=True)
+            summary, raw, metadata = self._walk(fields, signal)
+        return SanitisedSignal(
+            id=signal.id,
+            source=signal.source,
+            timestamp=signal.timestamp,
+            type=signal.type,
+            summary=summary,
+            raw=raw,
+            project_id=signal.project_id,
+            metadata=metadata,
+            sanitised_summary=clean,
+            sanitisation_notes=notes + fields.notes.render(),
+        )
+
+    @staticmethod
+    def _walk(
+        fields: _FieldPass, signal: NormalisedSignal
+    ) -> tuple[str, dict[str, Any], SignalMetadata | None]:
+        return (
+            fields.summary(signal.summary),
+            fields.raw(signal.raw),
+            fields.metadata(signal.metadata),
+        )
+
+    def clean_text(self, text: str) -> tuple[str, list[str]]:
+        """The ``sanitisedSummary`` pipeline: plain, visible, secret-free, bounded text.
+
+        Text beyond ``max_input_chars`` is cut first, at whitespace, because the
+        HTML parser is quadratic in nesting depth; the output is cut again to
+        ``max_summary_chars`` at the end.
+        """
+        notes = _Notes()
+        scope = _Scope(notes, "")
+        if len(text) > self.policy.max_input_chars:
+            text = _cut_input(text, self.policy.max_input_chars)
+            scope.flag("truncated:input")
+        text = self._nfkc(self._tidy(text, scope), scope)
+        text = self._strip_html(text, scope)
+        text = self._redact(text, scope)
+        text = self._neutralise(text, scope)
+        if len(text) > self.policy.max_summary_chars:
+            text = _truncate(text, self.policy.max_summary_chars)
+            scope.flag("truncated:summary")
+        return text, notes.render()
+
+    # ---------------------------------------------------------------- text stages
+
+    def _tidy(self, text: str, scope: _Scope) -> str:
+        if self._any_hidden.search(text) is None:  # the common case: one scan
+            return text
+        unified = text
+        for newline in _NEWLINES:
+            unified = unified.replace(newline, "\n")
+        if unified != text:
+            scope.flag("newlines_normalised")
+            text = unified
+        for note, pattern in (
+            ("control_chars_removed", self._control),
+            ("invisible_chars_removed", self._invisible),
+            ("bidi_controls_removed", self._bidi),
+        ):
+            text, removed = pattern.subn("", text)
+            scope.count(note, removed)
+        return text
+
+    def _nfkc(self, text: str, scope: _Scope) -> str:
+        """NFKC, except that ``…`` is kept: our own truncation mark must survive a second pass."""
+        if unicodedata.is_normalized("NFKC", text):
+            return text
+        normal = ELLIPSIS.join(unicodedata.normalize("NFKC", part) for part in text.split(ELLIPSIS))
+        if normal != text:
+            scope.flag("unicode_normalised")
+        return normal
+
+    def _strip_html(self, text: str, scope: _Scope) -> str:
+        """HTML to plain text, repeated while entities decode into more markup.
+
+        Escaped markup (``&lt;b&gt;``) decodes into markup, so one pass would
+        leave work, and perhaps a token split by a tag, for the next sanitiser.
+        Past ``max_html_passes`` (hostile nesting like ``&amp;amp;amp;lt;``) what
+        still looks like markup is defused with a space, so the result is
+        stable all the same.
+        """
+        stripped_any = False
+        for _ in range(self.policy.max_html_passes):
+            if self._html_gate.search(text) is None:
+                break
+            spaced = self._line_break.sub(lambda m: "\n" + m.group(0), text)
+            spaced = self._cell_break.sub(lambda m: " " + m.group(0), spaced)
+            plain = html.unescape(self._html.clean(spaced))
+            # Decoded entities are tidied (a hidden character is worth a note) and
+            # normalised quietly: an &nbsp; becoming a space is part of "to plain text".
+            plain = self._collapse(self._nfkc(self._tidy(plain, scope), _Scope(_Notes(), "")))
+            if plain == text:
+                break
+            text, stripped_any = plain, True
+        else:
+            text = self._html_gate.sub(lambda m: m.group(0)[0] + " " + m.group(0)[1:], text)
+        if stripped_any:
+            scope.flag("html_stripped")
+        return text
+
+    def _collapse(self, text: str) -> str:
+        text = self._spaces.sub(" ", text)
+        text = self._line_edges.sub("\n", text)
+        return self._blank_lines.sub("\n\n", text).strip()
+
+    def _redact(self, text: str, scope: _Scope) -> str:
+        if self._secret_detector.search(text) is None:
+            return text
+        for rule in self._secrets:
+            text, hits = rule.redact(text)
+            if hits:
+                scope.flag(f"redacted:{rule.kind}")
+        return text
+
+    def _is_secret_field(self, key: str) -> bool:
+        return key.lower().replace("-", "").replace("_", "") in self._secret_fields
+
+    def _neutralise(self, text: str, scope: _Scope) -> str:
+        if self._injection_detector.search(text) is None:
+            return text
+        for rule in self._injections:
+            text, found = rule.neutralise(text)
+            if found:
+                scope.flag(f"injection_neutralised:{rule.kind}")
+        return text
+
+
+class _FieldPass:
+    """One walk over the fields a screen or a model may show besides the summary.
+
+    Run first with ``redact=False``: it tidies every string and keeps them, so a
+    single detector scan over all of them says whether any secret rule can
+    match. Only then (rarely) is the walk repeated with redaction, which keeps
+    the common case at one RE2 call per signal instead of one per string.
+    """
+
+    def __init__(self, sanitiser: Sanitiser, *, redact: bool) -> None:
+        policy = sanitiser.policy
+        self._s = sanitiser
+        self._policy = policy
+        self._redact = redact
+        self.notes = _Notes()
+        self.seen: list[str] = []
+        self._items_left = policy.max_raw_items
+        self._chars_left = policy.max_raw_total_chars
+        self._summary = _Scope(self.notes, "summary:")
+        self._raw = _Scope(self.notes, "raw:")
+        self._metadata = _Scope(self.notes, "metadata:")
+
+    def needs_redaction(self) -> bool:
+        # Strings are joined by a line break, which no rule needs and every
+        # boundary assertion (\b, ^, \z) treats like a text edge, so a match in
+        # any one string is a match in the join.
+        return self._s._secret_detector.search("\n".join(self.seen)) is not None
+
+    def _text(self, text: str, scope: _Scope) -> str:
+        text = self._s._tidy(text, scope)
+        if self._redact:
+            return self._s._redact(text, scope)
+        self.seen.append(text)
+        return text
+
+    def summary(self, text: str) -> str:
+        text = self._text(text, self._summary)
+        if len(text) > SUMMARY_MAX_CHARS:
+            self.notes.flag("truncated:summary_field")
+            text = _truncate(text, SUMMARY_MAX_CHARS)
+        return text
+
+    def metadata(self, metadata: SignalMetadata | None) -> SignalMetadata | None:
+        if metadata is None:
+            return None
+        scope = self._metadata
+        return metadata.model_copy(
+            update={
+                "participants": [self._text(p, scope) for p in metadata.participants],
+                "related_tickets": [self._text(t, scope) for t in metadata.related_tickets],
+                "tags": [self._text(t, scope) for t in metadata.tags],
+            }
+        )
+
+    def raw(self, value: dict[Any, Any], depth: int = 0) -> dict[Any, Any]:
+        if depth >= self._policy.max_raw_depth:
+            self.notes.flag("truncated:raw_depth")
+            return {}
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if not self._take_item():
+                break
+            clean_key = self._raw_string(key) if isinstance(key, str) else key
+            if clean_key in out:
+                self._raw.flag("duplicate_key_dropped")
+                continue
+            if (
+                isinstance(key, str)
+                and isinstance(item, str)
+                and item
+                and self._s._is_secret_field(key)
+            ):
+                if not item.startswith("[REDACTED:"):
+                    self._raw.flag("redacted:secret_field")
+                out[clean_key] = self._charge(self._s._secret_field_marker)
+            else:
+                out[clean_key] = self._raw_value(item, depth + 1)
+        return out
+
+    def _raw_value(self, value: Any, depth: int) -> Any:
+        if isinstance(value, str):
+            return self._raw_string(value)
+        if isinstance(value, dict):
+            return self.raw(value, depth)
+        if isinstance(value, list | tuple):
+            if depth >= self._policy.max_raw_depth:
+                self.notes.flag("truncated:raw_depth")
+                return []
+            items = []
+            for item in value:
+                if not self._take_item():
+                    break
+                items.append(self._raw_value(item, depth + 1))
+            return items
+        return value  # numbers, booleans, None: nothing to hide
+
+    def _raw_string(self, text: str) -> str:
+        if self._chars_left <= 0:
+            self.notes.flag("truncated:raw_total")
+            return ""
+        # Scrub the whole string before cutting it, so a cut never leaves half a secret.
+        text = self._text(text, self._raw)
+        limit = min(self._policy.max_raw_string_chars, self._chars_left)
+        if len(text) > limit:
+            text = _truncate(text, limit)
+            if limit == self._policy.max_raw_string_chars:
+                self.notes.count("truncated:raw_strings", 1)
+            else:
+                self.notes.flag("truncated:raw_total")
+        return self._charge(text)
+
+    def _charge(self, text: str) -> str:
+        self._chars_left -= len(text)
+        return text
+
+    def _take_item(self) -> bool:
+        if self._items_left <= 0:
+            self.notes.flag("truncated:raw_items")
+            return False
+        self._items_left -= 1
+        return True
+
+
+_DEFAULT = Sanitiser()
+
+
+def sanitise(signal: NormalisedSignal) -> SanitisedSignal:
+    """Sanitise with the default policy."""
+    return _DEFAULT.sanitise(signal)
