@@ -181,14 +181,17 @@ class HealthObservation:
     synced: bool = False
     """True when this observation is a successful poll: sets ``lastSyncAt``."""
     failures_before_error: int = 3
+    degraded: bool = False
+    """A success that was slow or throttled: resets the failure count, shows 'degraded'."""
 
 
 def health_state_after(
-    ok: bool, consecutive_failures: int, failures_before_error: int
+    ok: bool, consecutive_failures: int, failures_before_error: int, *, degraded: bool = False
 ) -> HealthState:
-    """Healthy on success; degraded on the first failures; error once they persist."""
+    """Healthy on success (degraded if slow or throttled); degraded on the first
+    failures; error once they persist."""
     if ok:
-        return "healthy"
+        return "degraded" if degraded else "healthy"
     if consecutive_failures >= failures_before_error:
         return "error"
     return "degraded"

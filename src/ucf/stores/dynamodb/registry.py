@@ -437,7 +437,12 @@ class DynamoInstanceStore:
             if current is None:
                 raise _no_instance(project_id, connector_id)
             failures = 0 if observation.ok else current.consecutive_failures + 1
-            state = health_state_after(observation.ok, failures, observation.failures_before_error)
+            state = health_state_after(
+                observation.ok,
+                failures,
+                observation.failures_before_error,
+                degraded=observation.degraded,
+            )
             sets = ["lastHealthCheck = :at", "healthy = :ok", "consecutiveFailures = :f"]
             sets.append("healthState = :state")
             removes: list[str] = []

@@ -316,7 +316,12 @@ class SqliteInstanceStore:
         def run(conn: sqlite3.Connection) -> InstanceRecord:
             current = _existing_instance(conn, project_id, connector_id)
             failures = 0 if observation.ok else current.consecutive_failures + 1
-            state = health_state_after(observation.ok, failures, observation.failures_before_error)
+            state = health_state_after(
+                observation.ok,
+                failures,
+                observation.failures_before_error,
+                degraded=observation.degraded,
+            )
             conn.execute(
                 "UPDATE instances SET last_health_check = ?, healthy = ?, "
                 "consecutive_failures = ?, last_error = ?, health_state = ?, "
