@@ -13,7 +13,6 @@ from ucf.stores.sqlite.coordination import (
 )
 from ucf.stores.sqlite.database import Database
 from ucf.stores.sqlite.registry import SqliteDescriptorRegistry, SqliteInstanceStore
-from ucf.stores.sqlite.schema import SCHEMA_VERSION
 from ucf.stores.sqlite.signals import SqliteOutbox, SqliteSignalStore
 
 
@@ -29,7 +28,7 @@ class SqliteLifecycle:
         actions = await self._db.open()
         return InitReport(
             backend="sqlite",
-            location=f"{self._db.path} (schema version {SCHEMA_VERSION})",
+            location=f"{self.description}, schema version {self._db.schema_version}",
             actions=actions,
         )
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ucf.stores.errors import StoreCorrupt, StoreError, StoreUnavailable
-from ucf.stores.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from ucf.stores.sqlite.schema import MIGRATIONS, Migration
 
 T = TypeVar("T")
 
@@ -28,9 +28,17 @@ _FIX_LOCATION = "set UCF_STORE=sqlite:///<writable path>/ucf.db or fix the permi
 
 
 class Database:
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        migrations: tuple[Migration, ...] = MIGRATIONS,
+    ) -> None:
         self.path = path
         self._synchronous = synchronous
+        self._migrations = migrations
+        self.schema_version = migrations[-1].version
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_actions: tuple[str, ...] = ()
@@ -52,6 +60,11 @@ class Database:
                 f"{err.strerror or err}",
                 _FIX_LOCATION,
             ) from None
+        if not self.path.parent.is_dir():
+            raise StoreUnavailable(
+                f"cannot create the SQLite store in {self.path.parent}: not a directory",
+                _FIX_LOCATION,
+            )
         if self.path.is_dir():
             raise StoreUnavailable(f"SQLite store path {self.path} is a directory", _FIX_LOCATION)
         try:
@@ -85,7 +98,7 @@ class Database:
 
     def _migrate(self, conn: sqlite3.Connection) -> list[str]:
         current = conn.execute("PRAGMA user_version").fetchone()[0]
-        if current == SCHEMA_VERSION:
+        if current == self.schema_version:
             return []
         self._check_not_newer(current)
         conn.execute("BEGIN IMMEDIATE")
@@ -94,12 +107,12 @@ class Database:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             self._check_not_newer(current)
             applied = []
-            for migration in MIGRATIONS:
+            for migration in self._migrations:
                 if migration.version > current:
                     for statement in _statements(migration.sql):
                         conn.execute(statement)
                     applied.append(migration)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute(f"PRAGMA user_version = {self.schema_version}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -107,10 +120,10 @@ class Database:
         return [f"applied migration {m.version}: {m.summary}" for m in applied]
 
     def _check_not_newer(self, version: int) -> None:
-        if version > SCHEMA_VERSION:
+        if version > self.schema_version:
             raise StoreCorrupt(
                 f"SQLite file {self.path} has schema version {version}, newer than this "
-                f"ucf knows ({SCHEMA_VERSION})",
+                f"ucf knows ({self.schema_version})",
                 "upgrade ucf, or point UCF_STORE at another file",
             )
 

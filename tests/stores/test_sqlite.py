@@ -1,0 +1,147 @@
+"""What only the SQLite backend does: its file, its migrations, its purge, its faults."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.stores.builders import T0, signal_write
+from ucf.stores import InvalidRecord, StoreCorrupt, StoreUnavailable, open_store
+from ucf.stores.sqlite.database import Database
+from ucf.stores.sqlite.schema import MIGRATIONS, Migration
+
+
+def url(path: Path) -> str:
+    return f"sqlite://{path}"
+
+
+async def test_first_init_creates_file_and_schema_and_second_init_does_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data" / "ucf.db"
+    store = open_store(url(path))
+    first = await store.init()
+    await store.close()
+    assert first.actions == (
+        f"created directory {path.parent}",
+        f"created SQLite file {path}",
+        f"applied migration 1: {MIGRATIONS[0].summary}",
+    )
+    again = open_store(url(path))
+    second = await again.init()
+    await again.close()
+    assert second.actions == ()
+    assert "schema version 1" in second.location
+
+
+async def test_database_is_in_wal_mode_so_readers_never_block_the_writer(tmp_path: Path) -> None:
+    async with open_store(url(tmp_path / "ucf.db")):
+        pass
+    with sqlite3.connect(tmp_path / "ucf.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_an_older_database_is_upgraded_in_place_keeping_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "ucf.db"
+    write = signal_write("1")
+    async with open_store(url(path)) as store:
+        await store.signals.ingest([write])
+
+    v2 = Migration(2, "signal notes", "ALTER TABLE signals ADD COLUMN note TEXT;")
+    newer = Database(path, migrations=(*MIGRATIONS, v2))
+    assert await newer.open() == ("applied migration 2: signal notes",)
+    rows = await newer.read(lambda c: c.execute("SELECT signal_id, note FROM signals").fetchall())
+    await newer.close()
+    assert rows == [(write.signal_id, None)]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+async def test_a_database_from_a_newer_ucf_is_refused_not_damaged(tmp_path: Path) -> None:
+    path = tmp_path / "ucf.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    store = open_store(url(path))
+    with pytest.raises(StoreCorrupt, match=r"schema version 99.*upgrade ucf"):
+        await store.init()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+async def test_a_garbage_file_is_reported_as_corrupt_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "ucf.db"
+    path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
+    store = open_store(url(path))
+    with pytest.raises(StoreCorrupt, match=r"ucf\.db is not a usable SQLite database.*move"):
+        await store.init()
+    await store.close()
+
+
+async def test_a_path_under_a_regular_file_is_unavailable_with_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("x")
+    store = open_store(url(tmp_path / "not-a-dir" / "ucf.db"))
+    with pytest.raises(StoreUnavailable, match=r"not a directory.*UCF_STORE"):
+        await store.init()
+    await store.close()
+
+
+async def test_a_directory_as_database_path_is_unavailable(tmp_path: Path) -> None:
+    store = open_store(url(tmp_path))
+    with pytest.raises(StoreUnavailable, match="is a directory"):
+        await store.init()
+    await store.close()
+
+
+async def test_store_used_without_init_opens_itself(tmp_path: Path) -> None:
+    store = open_store(url(tmp_path / "ucf.db"))
+    try:
+        assert (await store.signals.ingest([signal_write("1")])).inserted == (True,)
+    finally:
+        await store.close()
+
+
+async def test_a_batch_that_fails_midway_stores_nothing_and_queues_nothing(
+    tmp_path: Path,
+) -> None:
+    good = signal_write("good")
+    bad = signal_write("bad")
+    unserialisable = {**bad.signal, "raw": {"not json": {1, 2}}}
+    bad = type(bad)(bad.dedup_key, "p1", bad.connector_id, unserialisable, bad.received_at)
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        with pytest.raises(InvalidRecord, match="not JSON"):
+            await store.signals.ingest([good, bad], sinks=["http"])
+        assert await store.signals.get("p1", good.signal_id) is None
+        assert (await store.outbox.lag("http", now=T0)).pending == 0
+        assert (await store.signals.ingest([good], sinks=["http"])).inserted == (True,)
+
+
+async def test_purge_deletes_expired_signals_and_their_deliveries(tmp_path: Path) -> None:
+    old = signal_write("old", received_at=T0)
+    fresh = signal_write("fresh", received_at=T0 + timedelta(days=20))
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        await store.signals.ingest([old, fresh], sinks=["http"])
+        assert await store.signals.purge_expired(now=T0 + timedelta(days=29)) == 0
+        assert await store.signals.purge_expired(now=T0 + timedelta(days=30, seconds=1)) == 1
+        assert await store.signals.get("p1", old.signal_id) is None
+        assert await store.signals.get("p1", fresh.signal_id) is not None
+        entries = await store.outbox.claim(
+            "http", limit=10, lease=timedelta(seconds=5), now=T0 + timedelta(days=31)
+        )
+        assert [e.signal["id"] for e in entries] == [fresh.signal_id]
+
+
+async def test_retention_is_configurable(tmp_path: Path) -> None:
+    from ucf.stores.models import StoreOptions
+
+    write = signal_write("1", received_at=T0)
+    options = StoreOptions(signal_retention=timedelta(days=2))
+    async with open_store(url(tmp_path / "ucf.db"), options=options) as store:
+        await store.signals.ingest([write])
+        stored = await store.signals.get("p1", write.signal_id)
+        assert stored is not None
+        assert stored.expires_at == T0 + timedelta(days=2)
+        assert await store.signals.purge_expired(now=T0 + timedelta(days=2)) == 1
