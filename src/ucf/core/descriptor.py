@@ -761,6 +761,41 @@ class ConnectorDescriptor(DescriptorModel):
             )
         return None
 
+    def setup_config_fields(self) -> list[ConfigField]:
+        """The settings form: ``configFields``, plus the brief's implicit ``baseUrl``.
+
+        A brief-style descriptor writes ``{{baseUrl}}`` without declaring it; the
+        setup form must still ask for it.
+        """
+        fields = list(self.config_fields)
+        if not any(f.key == "baseUrl" for f in fields) and "baseUrl" in self._request_variables():
+            fields.insert(0, ConfigField(key="baseUrl", label="Base URL", type="url"))
+        return fields
+
+    def credential_fields(self) -> list[CredentialField]:
+        if isinstance(self.auth, NoAuth):
+            return []
+        return list(self.auth.config.credential_fields)
+
+    def _request_variables(self) -> set[str]:
+        from ucf.core.template import compile_template
+
+        sources = [self.health_check.endpoint]
+        polling = self.polling
+        if polling is not None:
+            sources += [
+                polling.endpoint,
+                *polling.query.values(),
+                *(polling.headers or {}).values(),
+            ]
+        names: set[str] = set()
+        for source in sources:
+            try:
+                names |= compile_template(source).variables
+            except ValueError:
+                continue
+        return names
+
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 

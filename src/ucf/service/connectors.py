@@ -1,0 +1,167 @@
+"""The connector catalogue as users see it: shipped and custom descriptors (SPEC §5.2, §8.1).
+
+Descriptors are validated in full before they are stored, and compiled once per
+stored version: every poll and webhook of a connector reuses the same compiled
+mapping, verifier and poll plan until the descriptor changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+from ucf.catalogue import builtin_descriptors
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.mapping import CompiledMapping
+from ucf.core.validation import validate_descriptor
+from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
+from ucf.stores.errors import AlreadyExists, NotFound
+from ucf.stores.models import DescriptorRecord, SyncReport
+from ucf.stores.protocols import DescriptorRegistry, InstanceStore
+
+
+@dataclass
+class Connector:
+    """A stored descriptor, parsed, with its compiled parts made on first use."""
+
+    descriptor: ConnectorDescriptor
+    built_in: bool
+    created_at: datetime
+    updated_at: datetime
+    _extras: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.descriptor.id
+
+    @cached_property
+    def mapping(self) -> CompiledMapping | None:
+        mapping = self.descriptor.field_mapping
+        return CompiledMapping(mapping) if mapping is not None else None
+
+    @cached_property
+    def webhook_mapping(self) -> CompiledMapping | None:
+        mapping = self.descriptor.webhook_mapping()
+        if mapping is None:
+            return None
+        if mapping is self.descriptor.field_mapping:
+            return self.mapping
+        return CompiledMapping(mapping)
+
+    def compiled(self, name: str, build: Callable[[ConnectorDescriptor], Any]) -> Any:
+        """Another compiled part (verifier, poll plan), built once per descriptor version."""
+        if name not in self._extras:
+            self._extras[name] = build(self.descriptor)
+        return self._extras[name]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.descriptor.to_json(),
+            "builtIn": self.built_in,
+            "createdAt": self.created_at.isoformat(),
+            "updatedAt": self.updated_at.isoformat(),
+        }
+
+
+def _parse(data: Any, what: str) -> ConnectorDescriptor:
+    descriptor, problems = validate_descriptor(data)
+    if descriptor is None or problems:
+        raise ValidationFailed.from_problems(f"{what} is not a valid descriptor", problems)
+    return descriptor
+
+
+class ConnectorService:
+    def __init__(
+        self,
+        registry: DescriptorRegistry,
+        instances: InstanceStore,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._registry = registry
+        self._instances = instances
+        self._clock = clock
+        self._cache: dict[str, Connector] = {}
+
+    async def sync_builtin(self) -> SyncReport:
+        """Load the shipped catalogue: new ones inserted, upgraded when their version rose."""
+        shipped = builtin_descriptors()
+        for data in shipped:
+            _parse(data, f"built-in descriptor {data.get('id')!r}")
+        return await self._registry.sync_builtin(shipped, now=self._clock())
+
+    def _connector(self, record: DescriptorRecord) -> Connector:
+        cached = self._cache.get(record.connector_id)
+        if cached is not None and cached.updated_at == record.updated_at:
+            return cached
+        connector = Connector(
+            descriptor=ConnectorDescriptor.model_validate(record.descriptor),
+            built_in=record.built_in,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+        self._cache[record.connector_id] = connector
+        return connector
+
+    async def list(
+        self, *, category: str | None = None, query: str | None = None
+    ) -> list[Connector]:
+        needle = (query or "").strip().lower()
+        connectors = [self._connector(r) for r in await self._registry.list_all()]
+        return [
+            c
+            for c in connectors
+            if (category is None or c.descriptor.category == category)
+            and (
+                not needle
+                or needle in c.descriptor.name.lower()
+                or needle in c.descriptor.id
+                or needle in c.descriptor.description.lower()
+            )
+        ]
+
+    async def get(self, connector_id: str) -> Connector:
+        record = await self._registry.get(connector_id)
+        if record is None:
+            raise NotFoundError(f"no connector '{connector_id}'")
+        return self._connector(record)
+
+    async def register(self, data: Any) -> Connector:
+        descriptor = _parse(data, "the request body")
+        try:
+            record = await self._registry.register(descriptor.to_json(), now=self._clock())
+        except AlreadyExists:
+            raise ConflictError(f"a connector '{descriptor.id}' already exists") from None
+        return self._connector(record)
+
+    async def update(self, connector_id: str, data: Any) -> Connector:
+        descriptor = _parse(data, "the request body")
+        if descriptor.id != connector_id:
+            raise ValidationFailed(
+                f"the descriptor's id '{descriptor.id}' does not match '{connector_id}'"
+            )
+        try:
+            record = await self._registry.update(
+                connector_id, descriptor.to_json(), now=self._clock(), built_in=False
+            )
+        except NotFound:
+            raise NotFoundError(f"no connector '{connector_id}'") from None
+        return self._connector(record)
+
+    async def delete(self, connector_id: str) -> None:
+        connector = await self.get(connector_id)
+        if connector.built_in:
+            raise ForbiddenError(f"'{connector_id}' is built in and cannot be deleted")
+        in_use = await self._instances.list_by_connector(connector_id)
+        if in_use:
+            projects = ", ".join(sorted(i.project_id for i in in_use))
+            raise ConflictError(
+                f"'{connector_id}' is still connected in project(s) {projects}; disconnect first"
+            )
+        try:
+            await self._registry.delete(connector_id)
+        except NotFound:
+            raise NotFoundError(f"no connector '{connector_id}'") from None
+        self._cache.pop(connector_id, None)

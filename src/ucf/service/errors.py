@@ -1,0 +1,47 @@
+"""Errors a use case reports to its caller, each with an HTTP-ish meaning.
+
+The web layer maps ``status`` and ``code`` to a JSON error body; the CLI prints
+``message``. Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ServiceError(Exception):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class NotFoundError(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(ServiceError):
+    status = 409
+    code = "conflict"
+
+
+class ValidationFailed(ServiceError):
+    status = 422
+    code = "invalid"
+
+    @classmethod
+    def from_problems(cls, message: str, problems: Sequence[Any]) -> ValidationFailed:
+        return cls(
+            message,
+            [{"path": p.path, "message": p.message, "hint": p.hint} for p in problems],
+        )
+
+
+class ForbiddenError(ServiceError):
+    status = 403
+    code = "forbidden"

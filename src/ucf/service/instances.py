@@ -1,0 +1,282 @@
+"""Connector instances: a connector configured for one project (SPEC §5.1, §8.2).
+
+Credentials go to the secret store and the instance keeps only a reference;
+nothing here ever returns a credential — views show them masked at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.service.connectors import Connector, ConnectorService
+from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
+from ucf.stores.errors import AlreadyExists, NotFound
+from ucf.stores.models import InstanceChanges, InstanceRecord
+from ucf.stores.protocols import Store
+from ucf.stores.secrets.base import SecretNotFound, SecretStore
+
+MASK = "••••"
+
+
+def mask(value: str) -> str:
+    """At most the last four characters, and only of values long enough to keep them secret."""
+    return MASK + value[-4:] if len(value) >= 12 else MASK
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    path: str
+    message: str
+    hint: str | None = None
+
+
+def check_config(
+    descriptor: ConnectorDescriptor, config: Mapping[str, Any], *, partial: bool = False
+) -> dict[str, str]:
+    """Config values as strings with defaults applied; every problem listed at once."""
+    fields = {f.key: f for f in descriptor.setup_config_fields()}
+    problems: list[FieldProblem] = []
+    result: dict[str, str] = {}
+    for key, value in config.items():
+        field = fields.get(key)
+        if field is None:
+            known = ", ".join(sorted(fields)) or "none"
+            problems.append(FieldProblem(f"config.{key}", f"unknown setting (known: {known})"))
+            continue
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            problems.append(FieldProblem(f"config.{key}", "must be a string"))
+            continue
+        text = str(value).strip()
+        if field.type == "url" and text and not text.startswith(("https://", "http://")):
+            problems.append(FieldProblem(f"config.{key}", "must be an http(s) URL"))
+        if field.type == "select" and field.options and text not in field.options:
+            problems.append(FieldProblem(f"config.{key}", f"must be one of {field.options}"))
+        if field.type == "number" and text:
+            try:
+                float(text)
+            except ValueError:
+                problems.append(FieldProblem(f"config.{key}", "must be a number"))
+        result[key] = text.rstrip("/") if field.type == "url" else text
+    if not partial:
+        for key, field in fields.items():
+            if key not in result and field.default is not None:
+                result[key] = field.default
+            if field.required and not result.get(key):
+                problems.append(
+                    FieldProblem(f"config.{key}", f"'{field.label}' is required", field.help_text)
+                )
+    if problems:
+        raise ValidationFailed("the configuration is not valid", [p.__dict__ for p in problems])
+    return result
+
+
+def check_credentials(
+    descriptor: ConnectorDescriptor, credentials: Mapping[str, Any], *, partial: bool = False
+) -> dict[str, str]:
+    fields = {f.key: f for f in descriptor.credential_fields()}
+    problems: list[FieldProblem] = []
+    result: dict[str, str] = {}
+    for key, value in credentials.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields)) or "none"
+            problems.append(
+                FieldProblem(f"credentials.{key}", f"unknown credential (known: {known})")
+            )
+        elif not isinstance(value, str):
+            problems.append(FieldProblem(f"credentials.{key}", "must be a string"))
+        elif value:
+            result[key] = value
+    if not partial:
+        for key, field in fields.items():
+            if field.required and key not in result:
+                problems.append(FieldProblem(f"credentials.{key}", f"'{field.label}' is required"))
+    if problems:
+        raise ValidationFailed("the credentials are not valid", [p.__dict__ for p in problems])
+    return result
+
+
+def _check_both(
+    descriptor: ConnectorDescriptor, config: Mapping[str, Any], credentials: Mapping[str, Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Both forms checked, so the user sees every problem of the setup at once."""
+    details: list[Any] = []
+    clean_config: dict[str, str] = {}
+    clean_credentials: dict[str, str] = {}
+    try:
+        clean_config = check_config(descriptor, config)
+    except ValidationFailed as failed:
+        details += failed.details
+    try:
+        clean_credentials = check_credentials(descriptor, credentials)
+    except ValidationFailed as failed:
+        details += failed.details
+    if details:
+        raise ValidationFailed("the settings are not valid", details)
+    return clean_config, clean_credentials
+
+
+@dataclass(frozen=True)
+class Instance:
+    record: InstanceRecord
+    connector: Connector
+    credential_keys: tuple[str, ...] = ()
+    masked: Mapping[str, str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.record
+        return {
+            "projectId": r.project_id,
+            "connectorId": r.connector_id,
+            "enabled": r.enabled,
+            "config": r.config,
+            "credentials": dict(self.masked or {}),
+            "healthState": r.health_state,
+            "healthy": r.healthy,
+            "lastHealthCheck": _iso(r.last_health_check),
+            "consecutiveFailures": r.consecutive_failures,
+            "lastError": r.last_error,
+            "lastSyncAt": _iso(r.last_sync_at),
+            "lastLatencyMs": r.last_latency_ms,
+            "createdAt": _iso(r.created_at),
+            "updatedAt": _iso(r.updated_at),
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+class InstanceService:
+    def __init__(
+        self,
+        store: Store,
+        secrets: SecretStore,
+        connectors: ConnectorService,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._connectors = connectors
+        self._clock = clock
+
+    async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
+        connector = connector or await self._connectors.get(record.connector_id)
+        credentials = await self.credentials(record)
+        return Instance(
+            record,
+            connector,
+            tuple(sorted(credentials)),
+            {key: mask(value) for key, value in credentials.items()},
+        )
+
+    async def credentials(self, record: InstanceRecord) -> dict[str, str]:
+        """The decrypted credentials, for the runtime only (never for a response)."""
+        if record.credential_secret_ref is None:
+            return {}
+        try:
+            return dict(await self._secrets.get(record.credential_secret_ref))
+        except SecretNotFound:
+            return {}
+
+    async def record(self, project_id: str, connector_id: str) -> InstanceRecord:
+        record = await self._store.instances.get(project_id, connector_id)
+        if record is None:
+            raise NotFoundError(f"project '{project_id}' has no '{connector_id}' instance")
+        return record
+
+    async def get(self, project_id: str, connector_id: str) -> Instance:
+        return await self._view(await self.record(project_id, connector_id))
+
+    async def list(self, project_id: str) -> list[Instance]:
+        return [
+            await self._view(r) for r in await self._store.instances.list_by_project(project_id)
+        ]
+
+    async def create(
+        self,
+        project_id: str,
+        connector_id: str,
+        *,
+        credentials: Mapping[str, Any],
+        config: Mapping[str, Any],
+        enabled: bool = True,
+    ) -> Instance:
+        connector = await self._connectors.get(connector_id)
+        descriptor = connector.descriptor
+        clean_config, clean_credentials = _check_both(descriptor, config, credentials)
+        if await self._store.instances.get(project_id, connector_id) is not None:
+            raise ConflictError(f"project '{project_id}' already has a '{connector_id}' instance")
+        ref = await self._secrets.put(None, clean_credentials) if clean_credentials else None
+        try:
+            record = await self._store.instances.create(
+                project_id,
+                connector_id,
+                config=clean_config,
+                now=self._clock(),
+                credential_secret_ref=ref,
+                enabled=enabled,
+            )
+        except AlreadyExists:
+            if ref is not None:
+                await self._secrets.delete(ref)
+            raise ConflictError(
+                f"project '{project_id}' already has a '{connector_id}' instance"
+            ) from None
+        except BaseException:
+            if ref is not None:
+                await self._secrets.delete(ref)
+            raise
+        return await self._view(record, connector)
+
+    async def update(
+        self,
+        project_id: str,
+        connector_id: str,
+        *,
+        credentials: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        enabled: bool | None = None,
+    ) -> Instance:
+        """Partial update: given credentials are merged (rotation), given settings replaced."""
+        record = await self.record(project_id, connector_id)
+        connector = await self._connectors.get(connector_id)
+        descriptor = connector.descriptor
+        changes: dict[str, Any] = {}
+        if config is not None:
+            merged = {**record.config, **check_config(descriptor, config, partial=True)}
+            changes["config"] = check_config(descriptor, merged)
+        if credentials is not None:
+            fresh = check_credentials(descriptor, credentials, partial=True)
+            if record.credential_secret_ref is None:
+                changes["credential_secret_ref"] = await self._secrets.put(None, fresh)
+            else:
+                current = await self.credentials(record)
+                await self._secrets.rotate(record.credential_secret_ref, {**current, **fresh})
+        if enabled is not None:
+            changes["enabled"] = enabled
+        try:
+            updated = await self._store.instances.update(
+                project_id, connector_id, InstanceChanges(**changes), now=self._clock()
+            )
+        except NotFound:
+            raise NotFoundError(
+                f"project '{project_id}' has no '{connector_id}' instance"
+            ) from None
+        return await self._view(updated, connector)
+
+    async def delete(self, project_id: str, connector_id: str) -> None:
+        """Disconnect: the instance, its credentials and its checkpoints go; signals stay."""
+        record = await self.record(project_id, connector_id)
+        try:
+            await self._store.instances.delete(project_id, connector_id)
+        except NotFound:
+            raise NotFoundError(
+                f"project '{project_id}' has no '{connector_id}' instance"
+            ) from None
+        await self._store.checkpoints.delete(project_id, connector_id)
+        if record.credential_secret_ref is not None:
+            await self._secrets.delete(record.credential_secret_ref)

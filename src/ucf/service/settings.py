@@ -1,0 +1,94 @@
+"""Every knob of a running ucf, read once from the environment (and CLI flags).
+
+The core never reads the environment; this is the one place that does, so
+``ucf serve``, ``ucf worker`` and the Lambda handlers agree on what each
+variable means.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from ucf.runtime.http import HttpSettings
+from ucf.runtime.ssrf import EgressPolicy
+from ucf.stores.url import default_data_dir, resolve_store_url
+
+TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    store_url: str
+    secret_store_url: str | None = None
+    api_token: str | None = None
+    egress: EgressPolicy = field(default_factory=lambda: EgressPolicy(frozenset()))
+    http: HttpSettings = field(default_factory=HttpSettings)
+    webhook_max_bytes: int = 256 * 1024
+    webhook_requests_per_minute: int = 100
+    signal_retention: timedelta = timedelta(days=30)
+    jsonl_sink: Path | None = None
+    http_sink: str | None = None
+    scheduler: bool = True
+    max_concurrent_polls: int = 4
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        data_dir: Path | None = None,
+        store_url: str | None = None,
+    ) -> Settings:
+        env = os.environ if environ is None else environ
+        directory = (data_dir or default_data_dir(env)).expanduser()
+        env_for_store = dict(env)
+        env_for_store.setdefault("UCF_DATA_DIR", str(directory))
+        return cls(
+            data_dir=directory,
+            store_url=resolve_store_url(store_url, env_for_store),
+            secret_store_url=env.get("UCF_SECRET_STORE") or None,
+            api_token=env.get("UCF_API_TOKEN") or None,
+            egress=EgressPolicy.from_env(env),
+            webhook_max_bytes=int(env.get("UCF_WEBHOOK_MAX_BYTES", 256 * 1024)),
+            webhook_requests_per_minute=int(env.get("UCF_WEBHOOK_RPM", 100)),
+            signal_retention=timedelta(days=float(env.get("UCF_SIGNAL_RETENTION_DAYS", 30))),
+            jsonl_sink=Path(env["UCF_SINK_JSONL"]) if env.get("UCF_SINK_JSONL") else None,
+            http_sink=env.get("UCF_SINK_HTTP") or None,
+            scheduler=env.get("UCF_SCHEDULER", "1") not in ("0", "false", "no"),
+            max_concurrent_polls=int(env.get("UCF_MAX_CONCURRENT_POLLS", 4)),
+        )
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        """Outbox sinks beyond the signal store itself (which always holds every signal)."""
+        names = []
+        if self.jsonl_sink is not None:
+            names.append("jsonl")
+        if self.http_sink is not None:
+            names.append("http")
+        return tuple(names)
+
+
+def ensure_api_token(settings: Settings) -> tuple[str, bool]:
+    """The management API token: ``UCF_API_TOKEN``, else one made at first start.
+
+    Returns the token and whether it was just created (so it is printed once).
+    The token file is created 0600 atomically, like the master key.
+    """
+    if settings.api_token:
+        return settings.api_token, False
+    path = settings.data_dir / TOKEN_FILE
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip(), False
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = "ucf_" + _random.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token, True

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from ucf.service.context import UcfContext
+from ucf.service.settings import Settings
+
+
+@pytest.fixture
+async def context(tmp_path: Path) -> AsyncIterator[UcfContext]:
+    """A real embedded ucf: SQLite file, local encrypted secrets, built-in catalogue loaded."""
+    settings = Settings.from_env({"UCF_ALLOW_HOSTS": "127.0.0.1"}, data_dir=tmp_path)
+    async with await UcfContext.open(settings) as ctx:
+        yield ctx

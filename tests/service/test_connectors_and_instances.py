@@ -1,0 +1,138 @@
+"""Connector catalogue and instances as the API and dashboard use them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ucf.service.context import UcfContext
+from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def custom_descriptor() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        (ROOT / "tests/fixtures/descriptors/brief-github-issues.json").read_text()
+    )
+    data["id"] = "my-tracker"
+    data["name"] = "My Tracker"
+    data["category"] = "Custom"
+    return data
+
+
+async def test_builtin_catalogue_is_loaded_at_start(context: UcfContext) -> None:
+    ids = [c.id for c in await context.connectors.list()]
+    assert "github-issues" in ids
+    github = await context.connectors.get("github-issues")
+    assert github.built_in
+    assert github.mapping is not None
+
+
+async def test_catalogue_filters_by_category_and_searches_by_name(context: UcfContext) -> None:
+    await context.connectors.register(custom_descriptor())
+    assert [c.id for c in await context.connectors.list(category="Custom")] == ["my-tracker"]
+    assert [c.id for c in await context.connectors.list(query="TRACKER")] == ["my-tracker"]
+    assert await context.connectors.list(query="no such thing") == []
+
+
+async def test_invalid_descriptor_is_refused_with_every_problem(context: UcfContext) -> None:
+    data = custom_descriptor()
+    data["fieldMapping"]["idPath"] = "$[["
+    data["category"] = "Nope"
+    with pytest.raises(ValidationFailed) as caught:
+        await context.connectors.register(data)
+    assert {d["path"] for d in caught.value.details} == {"category"}
+    data["category"] = "Custom"
+    with pytest.raises(ValidationFailed) as caught:
+        await context.connectors.register(data)
+    assert {d["path"] for d in caught.value.details} == {"fieldMapping.idPath"}
+
+
+async def test_custom_connectors_can_be_updated_and_deleted_builtins_cannot(
+    context: UcfContext,
+) -> None:
+    await context.connectors.register(custom_descriptor())
+    with pytest.raises(ConflictError):
+        await context.connectors.register(custom_descriptor())
+    changed = custom_descriptor()
+    changed["name"] = "Renamed"
+    assert (await context.connectors.update("my-tracker", changed)).descriptor.name == "Renamed"
+    await context.connectors.delete("my-tracker")
+    with pytest.raises(NotFoundError):
+        await context.connectors.get("my-tracker")
+    with pytest.raises(ForbiddenError):
+        await context.connectors.delete("github-issues")
+
+
+async def test_instance_keeps_credentials_in_the_secret_store_and_shows_them_masked(
+    context: UcfContext,
+) -> None:
+    token = "ghp_" + "A" * 36
+    instance = await context.instances.create(
+        "proj-1",
+        "github-issues",
+        credentials={"token": token},
+        config={"owner": "octo", "repo": "hello"},
+    )
+    view = instance.to_json()
+    assert view["credentials"] == {"token": "••••AAAA"}
+    assert view["config"] == {"owner": "octo", "repo": "hello", "baseUrl": "https://api.github.com"}
+    assert token not in json.dumps(view)
+    record = await context.instances.record("proj-1", "github-issues")
+    assert record.credential_secret_ref is not None
+    assert token not in json.dumps(record.config)
+    assert await context.instances.credentials(record) == {"token": token}
+
+
+async def test_instance_settings_are_checked_against_the_form(context: UcfContext) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        await context.instances.create(
+            "p", "github-issues", credentials={"tokn": "x"}, config={"owner": "o", "colour": "red"}
+        )
+    paths = {d["path"] for d in caught.value.details}
+    assert paths == {"config.colour", "config.repo", "credentials.tokn", "credentials.token"}
+    with pytest.raises(ValidationFailed) as caught:
+        await context.instances.create(
+            "p", "github-issues", credentials={"tokn": "x"}, config={"owner": "o", "repo": "r"}
+        )
+    assert {d["path"] for d in caught.value.details} == {"credentials.tokn", "credentials.token"}
+
+
+async def test_rotating_credentials_merges_and_disconnect_removes_the_secret(
+    context: UcfContext,
+) -> None:
+    await context.instances.create(
+        "p",
+        "github-issues",
+        credentials={"token": "old-token-value-1"},
+        config={"owner": "o", "repo": "r"},
+    )
+    await context.instances.update(
+        "p", "github-issues", credentials={"webhookSecret": "s3cret-value-99"}
+    )
+    record = await context.instances.record("p", "github-issues")
+    assert await context.instances.credentials(record) == {
+        "token": "old-token-value-1",
+        "webhookSecret": "s3cret-value-99",
+    }
+    disabled = await context.instances.update("p", "github-issues", enabled=False)
+    assert disabled.record.enabled is False
+    ref = record.credential_secret_ref
+    assert ref is not None
+    await context.instances.delete("p", "github-issues")
+    with pytest.raises(NotFoundError):
+        await context.instances.get("p", "github-issues")
+    assert await context.instances.credentials(record) == {}
+
+
+async def test_a_connected_custom_connector_cannot_be_deleted(context: UcfContext) -> None:
+    await context.connectors.register(custom_descriptor())
+    await context.instances.create(
+        "p", "my-tracker", credentials={"token": "t"}, config={"baseUrl": "https://api.example.com"}
+    )
+    with pytest.raises(ConflictError):
+        await context.connectors.delete("my-tracker")
