@@ -28,11 +28,12 @@ def version() -> None:
 
 def _register() -> None:
     """Sub-commands live in their own modules; main only wires them."""
-    from ucf.cli import descriptors
+    from ucf.cli import descriptors, store
 
     app.command("schema")(descriptors.schema)
     app.command("map")(descriptors.map_sample)
     app.add_typer(descriptors.connectors_app, name="connectors")
+    app.add_typer(store.store_app, name="store")
 
 
 _register()
