@@ -1,0 +1,300 @@
+"""What the catalogue battery and ``ucf sandbox`` need to know about one connector.
+
+A catalogue connector is a JSON descriptor; proving it works takes a faithful
+fake of the provider's API, credentials that fake accepts (and some it
+rejects), and deliveries signed the way the provider signs them. A
+:class:`Scenario` bundles exactly that for one connector id, so one battery
+(``tests/catalogue/test_battery.py``) runs every connector through the same
+checks and ``ucf sandbox`` starts every fake with live activity, without either
+knowing anything provider-specific.
+
+Writing one for a new connector ``acme-tasks``:
+
+* put a module ``ucf.fakes.acme`` (the id up to its first ``-``) next to this
+  one, or add the id to :data:`MODULE_OVERRIDES`;
+* give it a function ``scenario(connector_id: str) -> Scenario``;
+* its fake is a :class:`ProviderFake` (a :class:`~ucf.fakes.kit.FakeServer`
+  with routes, plus a mutable dataset whose timestamps are relative to the
+  ``now`` it was built with);
+* its :meth:`Scenario.sign` is the provider's documented signing scheme.
+
+:func:`scenario_for` imports the module lazily, so importing the battery does
+not start (or even import) any fake.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import importlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Literal, Self
+
+from ucf.core.signal import Priority
+from ucf.fakes.kit import FakeServer, Fault
+
+__all__ = [
+    "MODULE_OVERRIDES",
+    "Activity",
+    "MetadataExpectation",
+    "ProviderFake",
+    "Scenario",
+    "ScenarioMissing",
+    "WebhookDelivery",
+    "WebhookSample",
+    "hmac_digest",
+    "scenario_for",
+]
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSample:
+    """A delivery before signing: what the provider posts, minus its signature.
+
+    ``headers`` are the provider's non-signature headers (GitHub's
+    ``X-GitHub-Event`` and ``X-GitHub-Delivery``, Linear's ``Linear-Event``…).
+    ``expected_types`` are the signal types its items must map to, in item
+    order; empty means the connector must ignore the delivery (an event type
+    it does not handle).
+    """
+
+    name: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    expected_types: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        payload: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        expected_types: tuple[str, ...] = (),
+    ) -> WebhookSample:
+        """A sample whose body is ``payload`` as compact JSON (how most providers send it)."""
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return cls(name, body, dict(headers or {}), expected_types)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """A signed delivery exactly as it reaches the gateway: ``method url``, headers, body."""
+
+    name: str
+    url: str
+    body: bytes
+    headers: Mapping[str, str]
+    expected_types: tuple[str, ...] = ()
+    method: Literal["POST"] = "POST"
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def tampered(self) -> WebhookDelivery:
+        """The same headers over a body an attacker changed: still valid JSON, one key more.
+
+        Any byte change must break the signature; keeping the JSON valid makes
+        sure the rejection comes from the signature, not from the parser.
+        """
+        payload = self.json()
+        if isinstance(payload, dict):
+            changed = json.dumps({**payload, "injected": True}, separators=(",", ":")).encode()
+        else:
+            changed = self.body + b" "
+        return replace(self, body=changed)
+
+
+def hmac_digest(
+    secret: str | bytes,
+    message: bytes,
+    *,
+    algorithm: Literal["sha256", "sha1"] = "sha256",
+    encoding: Literal["hex", "base64"] = "hex",
+) -> str:
+    """The HMAC every provider in the catalogue signs with, hex or base64 encoded."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    digest = hmac.new(key, message, getattr(hashlib, algorithm)).digest()
+    return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode("ascii")
+
+
+# --------------------------------------------------------------------------- the fake
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What :meth:`ProviderFake.add_activity` changed, as the poll's item ids."""
+
+    new_ids: frozenset[str]
+    changed_ids: frozenset[str] = frozenset()
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return self.new_ids | self.changed_ids
+
+
+class ProviderFake(ABC):
+    """A provider's API on loopback, with a dataset that changes on demand.
+
+    The dataset is built relative to the ``now`` the fake was made with: some
+    items inside the connector's initial lookback window (more than one page
+    of them), at least one older. Use it as a context manager; ``server`` is
+    the running :class:`FakeServer` (for ``inject`` and request logs).
+    """
+
+    #: Route pattern of the listing a poll reads: where the battery injects a 429.
+    poll_route: str
+
+    def __init__(self) -> None:
+        self.server = FakeServer()
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @abstractmethod
+    def add_activity(self, now: datetime) -> Activity:
+        """Create and change items at ``now``; the next incremental poll must see only these."""
+
+    @abstractmethod
+    def ids_changed_since(self, moment: datetime) -> frozenset[str]:
+        """Item ids (as the connector's ``idPath`` reads them) changed at or after ``moment``.
+
+        The reference answer for "the first poll takes the initial window".
+        """
+
+    @abstractmethod
+    def rate_limit_fault(self, retry_after: int) -> Fault:
+        """The provider's own rate-limit answer (status, headers, body), asking for ``retry_after`` s."""
+
+    def start(self) -> Self:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- expectations
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataExpectation:
+    """The metadata one item must come out with (priority, participants, tags, related)."""
+
+    item_id: str
+    priority: Priority | None = None
+    participants: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    related_tickets: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------- the scenario
+
+
+class Scenario(ABC):
+    """Everything needed to exercise one catalogue connector against its fake."""
+
+    connector_id: str
+    #: Signal types a poll of the fake's dataset (with its activity) yields.
+    polling_signal_types: frozenset[str] = frozenset()
+    #: Signal types :meth:`webhook_samples` map to.
+    webhook_signal_types: frozenset[str] = frozenset()
+    #: Items whose metadata the battery checks, among polled or delivered signals.
+    metadata: tuple[MetadataExpectation, ...] = ()
+
+    @abstractmethod
+    def fake(self, now: datetime) -> ProviderFake:
+        """A fake (not started) whose dataset is laid out around ``now``."""
+
+    @abstractmethod
+    def config(self, base_url: str) -> dict[str, str]:
+        """Instance config pointing the connector at a fake running at ``base_url``."""
+
+    @abstractmethod
+    def credentials(self) -> dict[str, str]:
+        """Credentials the fake accepts, the webhook signing secret included."""
+
+    @abstractmethod
+    def bad_credentials(self) -> dict[str, str]:
+        """Credentials the fake rejects the way the provider does."""
+
+    @property
+    @abstractmethod
+    def webhook_secret(self) -> str:
+        """The signing secret :meth:`sign` uses (also in :meth:`credentials`)."""
+
+    def webhook_samples(self) -> list[WebhookSample]:
+        """One sample per event type the connector maps (documented payload shapes)."""
+        return []
+
+    def unknown_event_sample(self) -> WebhookSample | None:
+        """A well-formed delivery of an event type the connector does not handle."""
+        return None
+
+    def sign(self, sample: WebhookSample, *, url: str, at: datetime) -> WebhookDelivery:
+        """``sample`` as the provider sends it to ``url`` at ``at``, signed with its scheme.
+
+        Schemes with a timestamp put ``at`` in it (Slack's header, Linear's
+        ``webhookTimestamp`` in the body), so signing in the past makes a replay.
+        """
+        raise NotImplementedError(f"{self.connector_id} receives no webhooks")
+
+
+# --------------------------------------------------------------------------- registry
+
+
+class ScenarioMissing(LookupError):
+    """A catalogue connector without a scenario: the battery cannot vouch for it."""
+
+
+MODULE_OVERRIDES: Final[Mapping[str, str]] = {}
+"""Connector ids whose scenario module is not ``ucf.fakes.<id up to its first '-'>``."""
+
+
+def scenario_module(connector_id: str) -> str:
+    return MODULE_OVERRIDES.get(connector_id, f"ucf.fakes.{connector_id.split('-', 1)[0]}")
+
+
+def scenario_for(connector_id: str) -> Scenario:
+    """The scenario of a catalogue connector, its module imported on first use."""
+    name = scenario_module(connector_id)
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        raise ScenarioMissing(
+            f"no scenario for {connector_id!r}: module {name} does not exist "
+            "(see ucf.fakes.scenario for how to write one)"
+        ) from None
+    factory = getattr(module, "scenario", None)
+    if not callable(factory):
+        raise ScenarioMissing(f"{name} has no scenario(connector_id) function")
+    found = factory(connector_id)
+    if not isinstance(found, Scenario):
+        raise ScenarioMissing(f"{name}.scenario({connector_id!r}) did not return a Scenario")
+    return found
