@@ -33,6 +33,10 @@ def _register() -> None:
     app.command("schema")(descriptors.schema)
     app.command("map")(descriptors.map_sample)
     app.add_typer(descriptors.connectors_app, name="connectors")
+    from ucf.cli import poll
+
+    app.command("poll")(poll.poll)
+    app.command("check")(poll.check)
     app.add_typer(store.store_app, name="store")
 
 
