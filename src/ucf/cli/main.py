@@ -38,6 +38,9 @@ def _register() -> None:
     app.command("poll")(poll.poll)
     app.command("check")(poll.check)
     app.add_typer(store.store_app, name="store")
+    from ucf.cli import webhooks
+
+    app.add_typer(webhooks.webhooks_app, name="webhooks")
 
 
 _register()

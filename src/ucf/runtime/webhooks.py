@@ -182,8 +182,9 @@ def _shown(value: str, limit: int = 40) -> str:
 
 
 def _seconds(value: float) -> str:
+    """Whole seconds, plus a tenth where it matters (near Linear's 60 s window)."""
     rounded = round(value)
-    return str(rounded) if abs(value - rounded) < 0.05 else f"{value:.1f}"
+    return str(rounded) if abs(value) >= 100 or abs(value - rounded) < 0.05 else f"{value:.1f}"
 
 
 def _utc(now: datetime) -> datetime:
