@@ -56,8 +56,11 @@ from ucf.core.template import compile_template
 __all__ = [
     "Admission",
     "HandshakeResponse",
+    "NoVerification",
     "RejectCode",
     "Rejection",
+    "SignatureVerifier",
+    "TokenVerifier",
     "VerificationResult",
     "Verifier",
     "WebhookConfigError",
