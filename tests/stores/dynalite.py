@@ -150,7 +150,9 @@ class FaultProxy:
     connection cut mid-call — are produced at the wire, so the store under test
     meets them through boto3 exactly as it would in AWS. ``inject(operation,
     fault, times)`` arms the next ``times`` calls of one operation (``PutItem``,
-    ``BatchWriteItem``…); ``seen`` counts every call received per operation.
+    ``BatchWriteItem``…) with a fault: one of the constants below, or any other
+    DynamoDB error code (``"AccessDeniedException"``), answered as DynamoDB would.
+    ``seen`` counts every call received per operation.
     """
 
     # DynamoDB's three ways of saying "slow down"; each means the request was not applied.
@@ -181,18 +183,18 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                if fault in {FaultProxy.THROTTLE, FaultProxy.OVER_CAPACITY, FaultProxy.OVER_LIMIT}:
+                if fault == FaultProxy.UNPROCESSED:
+                    request = json.loads(body)
+                    self._reply(200, {"UnprocessedItems": request["RequestItems"]})
+                    return
+                if fault is not None:  # any other fault is an error code DynamoDB returns
                     self._reply(
                         400,
                         {
                             "__type": f"com.amazonaws.dynamodb.v20120810#{fault}",
-                            "message": "Rate of requests exceeds the allowed throughput.",
+                            "message": f"{fault} (injected by the test proxy)",
                         },
                     )
-                    return
-                if fault == FaultProxy.UNPROCESSED:
-                    request = json.loads(body)
-                    self._reply(200, {"UnprocessedItems": request["RequestItems"]})
                     return
                 connection = http.client.HTTPConnection(
                     upstream_parts.hostname or "127.0.0.1", upstream_parts.port, timeout=10

@@ -8,9 +8,12 @@ wire by :class:`FaultProxy`, never by patching the store.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,6 +22,7 @@ import pytest
 from tests.stores.builders import T0, signal_write
 from tests.stores.dynalite import FaultProxy, dynamodb_url, free_port, unique_table_name
 from ucf.stores import (
+    InvalidCursor,
     InvalidRecord,
     StoreConfigError,
     StoreCorrupt,
@@ -224,6 +228,35 @@ async def test_an_unreachable_endpoint_fails_fast_with_the_endpoint_and_the_fix(
     assert "check the endpoint and region in the store URL" in message
 
 
+async def test_missing_aws_credentials_are_named_as_the_problem(
+    dynalite_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    store = open_store(dynamodb_url(dynalite_endpoint, unique_table_name()))
+    try:
+        with pytest.raises(StoreUnavailable, match=r"no AWS credentials.*set AWS_PROFILE"):
+            await store.init()
+    finally:
+        await store.close()
+
+
+async def test_refused_credentials_point_at_credentials_and_iam(
+    proxy: FaultProxy, table: str
+) -> None:
+    proxy.inject("DescribeTable", "UnrecognizedClientException")
+    store = _via(proxy, table)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.init()
+    finally:
+        await store.close()
+    assert "refused the request (UnrecognizedClientException)" in str(caught.value)
+    assert caught.value.fix == "check the AWS credentials and the IAM permissions on the table"
+
+
 def test_an_endpoint_with_credentials_in_it_never_shows_them() -> None:
     target = parse_dynamodb_url(
         "dynamodb://ucf?region=us-east-1&endpoint=http://admin:hunter2@127.0.0.1:9"
@@ -413,3 +446,11 @@ async def test_a_large_batch_with_duplicates_is_stored_once_each(store: Store) -
     assert (counts.last_24h, counts.last_7d) == (400, 400)
     lag = await store.outbox.lag("http", now=T0)
     assert lag.pending == 400
+
+
+async def test_a_forged_cursor_beyond_dynamodbs_key_limit_is_rejected_as_a_cursor(
+    store: Store,
+) -> None:
+    forged = base64.urlsafe_b64encode(json.dumps(["v1", "SIGNAL#" + "9" * 2000]).encode())
+    with pytest.raises(InvalidCursor):
+        await store.signals.query("p1", cursor=forged.decode())

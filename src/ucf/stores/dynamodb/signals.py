@@ -202,6 +202,9 @@ def _stored(item: Item) -> StoredSignal:
     )
 
 
+_MAX_SORT_KEY_BYTES = 1024  # DynamoDB's limit: a longer cursor cannot be one of ours
+
+
 def _encode_cursor(signal_sk: str) -> str:
     raw = json.dumps(["v1", signal_sk], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -213,7 +216,12 @@ def _decode_cursor(cursor: str) -> str:
         version, signal_sk = json.loads(raw)
     except (binascii.Error, ValueError, TypeError):
         version, signal_sk = None, None
-    if version != "v1" or not isinstance(signal_sk, str) or not signal_sk.startswith("SIGNAL#"):
+    if (
+        version != "v1"
+        or not isinstance(signal_sk, str)
+        or not signal_sk.startswith("SIGNAL#")
+        or len(signal_sk.encode()) > _MAX_SORT_KEY_BYTES
+    ):
         raise InvalidCursor(
             f"cursor {cursor[:40]!r} was not issued by this store", "start again without a cursor"
         )
