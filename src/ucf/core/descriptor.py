@@ -420,6 +420,15 @@ class _PollingSpec(DescriptorModel):
             "checkpoint. Extension: Notion search, GitHub pulls, Sentry issues."
         ),
     )
+    omit_null_body_fields: bool = Field(
+        default=False,
+        alias="omitNullBodyFields",
+        description=(
+            "Leave out top-level body members that render to null instead of sending them. "
+            "Extension: Notion rejects the first page's 'start_cursor: null' (\"should be a "
+            'string or `undefined`"); its SDK omits it the same way.'
+        ),
+    )
 
 
 class PollingDescriptor(_PollingSpec):

@@ -28,7 +28,7 @@ from ucf.core.signal import (
     iso_utc,
     signal_id,
 )
-from ucf.core.template import compile_template
+from ucf.core.template import compile_template, plain
 from ucf.core.timestamps import parse_timestamp, to_epoch_ms
 
 #: Keys tried, in order, to name a participant/tag given as an object.
@@ -339,6 +339,18 @@ def _plain_keys(expression: str) -> tuple[str, ...] | None:
     return None
 
 
+def _summary_text(name: str, value: Any) -> str:
+    """A placeholder in a summary: a multi-valued path reads as its values joined by ', '.
+
+    People read summaries: ``{{labels[*].name}}`` says ``bug, P1``, not ``["bug","P1"]``,
+    and a wildcard that matches nothing says nothing (Notion's title property has a
+    user-chosen name, so its summary reads ``properties.*.title[*].plain_text``).
+    """
+    if isinstance(value, list):
+        return ", ".join(text for text in (plain(name, v) for v in value) if text)
+    return plain(name, value)
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -396,7 +408,7 @@ class CompiledMapping:
 
     def summary(self, item: Any) -> str:
         getters = self._summary_getters
-        text = self._summary_template.render(lambda name: getters[name](item))
+        text = self._summary_template.render(lambda name: getters[name](item), _summary_text)
         if len(text) > SUMMARY_MAX_CHARS:
             text = text[: SUMMARY_MAX_CHARS - 1] + "…"
         return text

@@ -294,6 +294,8 @@ class _Checker:
                 self.add(f"{where}.body", "a GET request cannot carry a body", "use method POST")
             for body_where, text in _body_strings(f"{where}.body", spec.body):
                 used |= self.template(body_where, text, _REQUEST_VARIABLES)
+        if spec.omit_null_body_fields and spec.body is None:
+            self.add(f"{where}.omitNullBodyFields", "there is no body to leave members out of")
         self.delta(f"{where}.delta", spec.delta, used)
         self.pagination(where, spec.pagination, used)
 

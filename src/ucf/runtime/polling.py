@@ -207,15 +207,18 @@ class _Body:
 
     json_template: Any = None
     text: Template | None = None
+    omit_nulls: bool = False
 
     @classmethod
-    def compile(cls, body: str | dict[str, Any] | None) -> _Body | None:
+    def compile(
+        cls, body: str | dict[str, Any] | None, *, omit_nulls: bool = False
+    ) -> _Body | None:
         if body is None:
             return None
         if isinstance(body, dict):
-            return cls(json_template=body)
+            return cls(json_template=body, omit_nulls=omit_nulls)
         try:
-            return cls(json_template=json.loads(body))
+            return cls(json_template=json.loads(body), omit_nulls=omit_nulls)
         except ValueError:
             return cls(text=compile_template(body))
 
@@ -223,6 +226,9 @@ class _Body:
         if self.text is not None:
             return self.text.render(resolve, json_string_content).encode()
         rendered = render_json(self.json_template, resolve)
+        if self.omit_nulls and isinstance(rendered, dict):
+            # Notion: no cursor yet means no 'start_cursor' key at all.
+            rendered = {key: value for key, value in rendered.items() if value is not None}
         return json.dumps(rendered, ensure_ascii=False, separators=(",", ":")).encode()
 
 
@@ -243,7 +249,7 @@ class PollPlan:
         self._endpoint = compile_template(spec.endpoint)
         self._query = {name: compile_template(value) for name, value in spec.query.items()}
         self._headers = {name: compile_template(v) for name, v in (spec.headers or {}).items()}
-        self._body = _Body.compile(spec.body)
+        self._body = _Body.compile(spec.body, omit_nulls=spec.omit_null_body_fields)
         self._delta: DeltaFactory = delta_factory(spec, descriptor.field_mapping)
         self._paginator: PaginatorFactory = paginator_factory(spec.pagination, spec.query)
         self.page_size = spec.pagination.page_size if spec.pagination else None
