@@ -109,7 +109,7 @@ async def test_a_batch_that_fails_midway_stores_nothing_and_queues_nothing(
 ) -> None:
     good = signal_write("good")
     bad = signal_write("bad")
-    unserialisable = {**bad.signal, "raw": {"not json": {1, 2}}}
+    unserialisable = {**bad.signal, "raw": {"not json": object()}}
     bad = type(bad)(bad.dedup_key, "p1", bad.connector_id, unserialisable, bad.received_at)
     async with open_store(url(tmp_path / "ucf.db")) as store:
         with pytest.raises(InvalidRecord, match="not JSON"):

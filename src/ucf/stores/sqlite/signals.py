@@ -33,7 +33,7 @@ from ucf.stores.models import (
     epoch_ms,
     from_epoch_ms,
 )
-from ucf.stores.sqlite.codec import dump_json, load_json
+from ucf.stores.sqlite.codec import dump_signal, load_signal
 from ucf.stores.sqlite.database import Database
 
 # Stay well under SQLite's bound-parameter limit in IN (...) lists.
@@ -53,7 +53,7 @@ def _marks(count: int) -> str:
 
 def _stored(row: tuple[Any, ...]) -> StoredSignal:
     return StoredSignal(
-        signal=load_json(row[0]),
+        signal=load_signal(row[0]),
         dedup_key=row[1],
         project_id=row[2],
         connector_id=row[3],
@@ -128,7 +128,7 @@ class SqliteSignalStore:
                         epoch_ms(item.timestamp),
                         received_ms,
                         math.ceil(received_ms / 1000 + retention_s),
-                        dump_json(signal, what=f"signal {item.signal_id}"),
+                        dump_signal(signal, what=f"signal {item.signal_id}"),
                     )
                 )
             if rows:
@@ -261,7 +261,7 @@ class SqliteOutbox:
                     sink=sink,
                     project_id=row[3],
                     connector_id=row[4],
-                    signal=load_json(row[5]),
+                    signal=load_signal(row[5]),
                     enqueued_at=from_epoch_ms(row[1]),
                     attempts=row[2] + 1,
                 )
