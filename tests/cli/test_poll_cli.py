@@ -37,6 +37,8 @@ def descriptor_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The catalogue's GitHub descriptor with two issues per page, so three pages."""
     data = copy.deepcopy(GITHUB)
     data["ingestion"]["polling"]["pagination"]["pageSize"] = 2
+    # Hold the checkpoint back until the last page, so max-pages shows it does not move.
+    data["ingestion"]["polling"]["delta"]["sortedAscending"] = False
     path = tmp_path_factory.mktemp("descriptors") / "github-issues.json"
     path.write_text(json.dumps(data))
     return path

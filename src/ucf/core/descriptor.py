@@ -659,6 +659,14 @@ class FieldMappingDescriptor(DescriptorModel):
     tags_path: str | None = Field(default=None, alias="tagsPath")
     related_items_path: str | None = Field(default=None, alias="relatedItemsPath")
     raw_fields: list[str] | None = Field(default=None, alias="rawFields")
+    skip: list[Condition] = Field(
+        default_factory=list,
+        description=(
+            "Items for which any of these conditions holds are not signals (neither mapped nor "
+            "errors). Extension: GitHub's issues endpoint also lists pull requests, which "
+            "github-issues leaves to github-prs ('$.pull_request' exists)."
+        ),
+    )
     default_type: str = Field(
         default=UNKNOWN_SIGNAL_TYPE,
         alias="defaultType",
@@ -678,9 +686,48 @@ class FieldMappingDescriptor(DescriptorModel):
 
 class HealthCheckDescriptor(DescriptorModel):
     endpoint: str
-    method: Literal["GET", "HEAD"]
+    method: Literal["GET", "HEAD", "POST"] = Field(
+        description="Extension: POST, for GraphQL APIs that take no GET (Linear '{ viewer { id } }')."
+    )
     expect_status: int = Field(alias="expectStatus", ge=100, le=599)
     timeout_ms: int = Field(alias="timeoutMs", ge=1, le=120_000)
+    body: str | dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "JSON body of a POST health check, a template like the polling body. Extension: "
+            "Linear's GraphQL endpoint only answers POSTed queries."
+        ),
+    )
+
+
+class ResponseErrors(DescriptorModel):
+    """Failures an API reports in the body, whatever the HTTP status. Extension.
+
+    Slack's Web API answers HTTP 200 ``{"ok": false, "error": "invalid_auth"}``;
+    Linear's GraphQL answers ``{"errors": [{"extensions": {"code":
+    "AUTHENTICATION_ERROR"}}]}`` (HTTP 400, or 200 for partial errors). Without
+    this a bad token reads as an empty poll and a healthy health check.
+    """
+
+    code_path: str = Field(
+        alias="codePath",
+        description="Where the error code is: Slack '$.error', Linear '$.errors[*].extensions.code'.",
+    )
+    auth_codes: list[str] = Field(
+        default_factory=list,
+        alias="authCodes",
+        description="Codes meaning the credentials are wrong or revoked: an auth failure, not retried.",
+    )
+    rate_limit_codes: list[str] = Field(
+        default_factory=list,
+        alias="rateLimitCodes",
+        description="Codes meaning 'slow down': retried like HTTP 429 (Retry-After honoured).",
+    )
+    ignore_codes: list[str] = Field(
+        default_factory=list,
+        alias="ignoreCodes",
+        description="Codes that are not failures (any other code fails the request).",
+    )
 
 
 class ConnectorDescriptor(DescriptorModel):
@@ -702,6 +749,14 @@ class ConnectorDescriptor(DescriptorModel):
     health_check: HealthCheckDescriptor = Field(alias="healthCheck")
     version: str
     config_fields: list[ConfigField] = Field(default_factory=list, alias="configFields")
+    response_errors: ResponseErrors | None = Field(
+        default=None,
+        alias="responseErrors",
+        description=(
+            "How the API reports failures in a response body; applies to polls and health "
+            "checks. Extension: Slack, Linear."
+        ),
+    )
     docs_url: str | None = Field(
         default=None, alias="docsUrl", description="Where users create the credential."
     )

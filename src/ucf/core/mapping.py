@@ -58,6 +58,8 @@ class ItemError:
 class MappingResult:
     signals: list[MappedSignal] = field(default_factory=list)
     errors: list[ItemError] = field(default_factory=list)
+    skipped: int = 0
+    """Items the mapping's ``skip`` conditions left out (not signals, not errors)."""
 
 
 class ItemMappingError(ValueError):
@@ -381,6 +383,7 @@ class CompiledMapping:
         )
         self._raw = _compile_raw(mapping.raw_fields)
         self._default_type = mapping.default_type
+        self._skip = [compile_condition(condition) for condition in mapping.skip]
 
     # -- items
 
@@ -398,6 +401,10 @@ class CompiledMapping:
         return [v for v in self._items.values(response) if v is not None]
 
     # -- one item
+
+    def skipped(self, item: Any) -> bool:
+        """Whether the mapping's ``skip`` conditions leave this item out."""
+        return any(test(item, None) for test in self._skip)
 
     def signal_type(self, item: Any, event_type: str | None = None) -> str:
         found = self._type_of(item, event_type)
@@ -495,6 +502,9 @@ class CompiledMapping:
     ) -> MappingResult:
         result = MappingResult()
         for index, item in enumerate(items):
+            if self._skip and self.skipped(item):
+                result.skipped += 1
+                continue
             try:
                 result.signals.append(
                     self.map(

@@ -234,8 +234,21 @@ class _Checker:
             self.webhook("ingestion.webhook", ingestion.webhook)
         if desc.field_mapping is not None:
             self.mapping("fieldMapping", desc.field_mapping, webhook=desc.webhook is not None)
-        self.template("healthCheck.endpoint", desc.health_check.endpoint, _HEALTH_VARIABLES)
+        self.health_check(desc.health_check)
+        if desc.response_errors is not None:
+            self.path("responseErrors.codePath", desc.response_errors.code_path)
         return self.problems
+
+    def health_check(self, check: d.HealthCheckDescriptor) -> None:
+        self.template("healthCheck.endpoint", check.endpoint, _HEALTH_VARIABLES)
+        if check.body is None:
+            return
+        if check.method != "POST":
+            self.add(
+                "healthCheck.body", f"a {check.method} request cannot carry a body", "use POST"
+            )
+        for body_where, text in _body_strings("healthCheck.body", check.body):
+            self.template(body_where, text, _HEALTH_VARIABLES)
 
     def fields(self) -> None:
         for label, keys in (
@@ -450,6 +463,8 @@ class _Checker:
             self.condition(rule_where, priority_rule)
             for sub_index, condition in enumerate(priority_rule.all):
                 self.condition(f"{rule_where}.all[{sub_index}]", condition)
+        for index, skip in enumerate(mapping.skip):
+            self.condition(f"{where}.skip[{index}]", skip)
 
     def condition(self, where: str, condition: d.Condition) -> None:
         self.path(f"{where}.when", condition.when)
