@@ -454,3 +454,15 @@ async def test_a_forged_cursor_beyond_dynamodbs_key_limit_is_rejected_as_a_curso
     forged = base64.urlsafe_b64encode(json.dumps(["v1", "SIGNAL#" + "9" * 2000]).encode())
     with pytest.raises(InvalidCursor):
         await store.signals.query("p1", cursor=forged.decode())
+
+
+async def test_listings_sort_by_the_ids_themselves_not_their_escaped_keys(store: Store) -> None:
+    # '#' is escaped to '%23' inside keys, which would sort it after '$'.
+    for connector_id in ("a$", "a#"):
+        await store.descriptors.register({"id": connector_id}, now=T0)
+        await store.instances.create("p1", connector_id, config={}, now=T0)
+    for project_id in ("q$", "q#"):
+        await store.instances.create(project_id, "jira", config={}, now=T0)
+    assert [d.connector_id for d in await store.descriptors.list_all()] == ["a#", "a$"]
+    assert [i.connector_id for i in await store.instances.list_by_project("p1")] == ["a#", "a$"]
+    assert [i.project_id for i in await store.instances.list_by_connector("jira")] == ["q#", "q$"]

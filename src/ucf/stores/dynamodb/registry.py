@@ -84,7 +84,8 @@ class DynamoDescriptorRegistry:
             KeyConditionExpression="GSI2PK = :pk",
             ExpressionAttributeValues={":pk": k.s(k.DESCRIPTORS_GSI2PK)},
         )
-        return [_descriptor_record(item) for item in items]
+        # Keys escape '#' and '%', which can reorder ids around '$'; sort by the id itself.
+        return sorted((_descriptor_record(item) for item in items), key=lambda r: r.connector_id)
 
     async def get(self, connector_id: str) -> DescriptorRecord | None:
         reply = await self._db.call(
@@ -305,7 +306,7 @@ class DynamoInstanceStore:
             },
             ConsistentRead=True,
         )
-        return [_instance_record(item) for item in items]
+        return sorted((_instance_record(item) for item in items), key=lambda r: r.connector_id)
 
     async def list_by_connector(self, connector_id: str) -> list[InstanceRecord]:
         # The brief's GSI2 (eventually consistent, like every index read).
@@ -317,7 +318,7 @@ class DynamoInstanceStore:
                 ":prefix": k.s("PROJECT#"),
             },
         )
-        return [_instance_record(item) for item in items]
+        return sorted((_instance_record(item) for item in items), key=lambda r: r.project_id)
 
     async def list_enabled(self) -> list[InstanceRecord]:
         # Projects are few (the directory partition lists them); each project's
