@@ -42,5 +42,9 @@ def _register() -> None:
 
     app.add_typer(webhooks.webhooks_app, name="webhooks")
 
+    from ucf.cli import worker
+
+    app.command("worker")(worker.worker)
+
 
 _register()

@@ -1,0 +1,677 @@
+"""One poll of one connector instance, crash-safe: ``poll_instance``.
+
+The order of writes is the whole guarantee (ARCHITECTURE "Delivery")::
+
+    acquire lease poll:{project}:{connector}      (one poller per instance, any number of workers)
+    load credentials and checkpoint (+ version)   (after the lease: a rotated refresh token is current)
+    for each page:
+        map → sanitise → insert new dedup keys + their outbox entries   (one atomic write)
+        then compare-and-set the checkpoint to the page's safe value    (CAS fails: stop)
+    record health, release the lease
+
+A crash before the ingest commits loses nothing (the checkpoint did not move,
+the page is fetched again); a crash between ingest and CAS duplicates nothing
+(the page is fetched again and every dedup key is already stored); the
+checkpoint a page carries is one the polling engine declares safe once that
+page is stored (see :mod:`ucf.runtime.delta`). ``tests/service/test_crash_safety.py``
+kills a polling process at random points to prove it.
+
+Rate limits: a descriptor's ``rateLimitRpm`` is the upstream's budget *per
+credential*, and credentials belong to an instance, so each instance draws
+from its own shared bucket ``rpm:{connector}:{project}`` in the store — every
+worker and Lambda polling that instance takes from the same one. Health
+checks are single user-initiated requests and do not draw from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from ucf.core.mapping import CompiledMapping, ItemError, MappingResult
+from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, build_auth
+from ucf.runtime.delta import CheckpointInvalid
+from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
+from ucf.runtime.http import AuthFailed, RateLimited, UpstreamError
+from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
+from ucf.runtime.sources import NativeSourceMissing, Source, SourceContext, source_for
+from ucf.runtime.ssrf import EgressDenied
+from ucf.service.connectors import Connector
+from ucf.service.context import UcfContext
+from ucf.service.ingest import IngestOutcome
+from ucf.stores.errors import NotFound
+from ucf.stores.models import HealthState, InstanceRecord
+from ucf.stores.protocols import LeaseStore, RateLimitStore
+from ucf.stores.secrets.base import merge_secret
+
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "HeldLease",
+    "ItemProblem",
+    "PageReport",
+    "PollJob",
+    "PollResult",
+    "PollStatus",
+    "StartAt",
+    "StoreRateGate",
+    "default_worker_id",
+    "lease_name",
+    "poll_instance",
+    "poll_job",
+    "rate_bucket",
+    "rotation_writer",
+]
+
+DEFAULT_LEASE_TTL: Final = timedelta(seconds=60)
+"""How long a poller that stops renewing (a crash, SIGKILL) blocks its instance."""
+
+MAX_ITEM_PROBLEMS: Final = 100
+"""Per-item errors kept in a result; the count is always exact."""
+
+PollStatus = Literal["ok", "failed", "skipped", "stopped", "conflict"]
+"""``ok``: the poll ran to its last page. ``failed``: the upstream, the settings or
+the credentials stopped it (see ``error``). ``skipped``: another worker holds the
+lease, or the instance was not due. ``stopped``: shutdown asked it to stop after
+a stored page. ``conflict``: someone else moved the checkpoint or took the lease."""
+
+POLL_ERRORS: Final = (
+    UpstreamError,
+    EgressDenied,
+    ConfigError,
+    CheckpointInvalid,
+    NotPollable,
+    NativeSourceMissing,
+)
+"""What ends a poll as *failed* (the instance's fault or the upstream's). Store errors
+are ucf's own trouble and propagate: they say nothing about the instance's health."""
+
+
+def default_worker_id() -> str:
+    """``host:pid``: unique among live workers, readable in a lease table."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_name(project_id: str, connector_id: str) -> str:
+    return f"poll:{project_id}:{connector_id}"
+
+
+def rate_bucket(project_id: str, connector_id: str) -> str:
+    return f"rpm:{connector_id}:{project_id}"
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class ItemProblem:
+    """An item that did not become a signal, and why (no item content, only its id)."""
+
+    page: int
+    index: int
+    reason: str
+    item_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageReport:
+    """One stored page, for progress lines and logs."""
+
+    page: Page
+    mapped: MappingResult
+    ingested: IngestOutcome
+    checkpoint: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    project_id: str
+    connector_id: str
+    status: PollStatus
+    pages: int = 0
+    items: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    item_errors: int = 0
+    problems: tuple[ItemProblem, ...] = ()
+    """The first :data:`MAX_ITEM_PROBLEMS` per-item errors."""
+    duration_seconds: float = 0.0
+    rate_limit_waits: int = 0
+    """Times the upstream throttled us (429 / rate-limit headers) and we waited."""
+    rate_limit_wait_seconds: float = 0.0
+    gate_wait_seconds: float = 0.0
+    """Time spent pacing ourselves to the descriptor's ``rateLimitRpm``."""
+    checkpoint: str | None = None
+    """The stored checkpoint after this poll."""
+    truncated: bool = False
+    """The max-pages guard ended the poll while the API had more."""
+    error: str | None = None
+    """Secret-free, one line."""
+    outcome: Outcome | None = None
+    retry_after: float | None = None
+    """Seconds the upstream asked us to stay away, when it said so."""
+    latency_ms: float | None = None
+    """Mean upstream response time of the poll's requests."""
+    health: HealthState | None = None
+    """The instance's health state after this poll was recorded."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "projectId": self.project_id,
+            "connectorId": self.connector_id,
+            "status": self.status,
+            "pages": self.pages,
+            "items": self.items,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+            "itemErrors": self.item_errors,
+            "problems": [
+                {"page": p.page, "index": p.index, "itemId": p.item_id, "reason": p.reason}
+                for p in self.problems
+            ],
+            "durationSeconds": round(self.duration_seconds, 3),
+            "rateLimitWaits": self.rate_limit_waits,
+            "rateLimitWaitSeconds": round(self.rate_limit_wait_seconds, 3),
+            "gateWaitSeconds": round(self.gate_wait_seconds, 3),
+            "checkpoint": self.checkpoint,
+            "truncated": self.truncated,
+            "error": self.error,
+            "latencyMs": None if self.latency_ms is None else round(self.latency_ms, 1),
+            "health": self.health,
+        }
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Counters of a poll in progress."""
+
+    pages: int = 0
+    items: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    item_errors: int = 0
+    problems: list[ItemProblem] = field(default_factory=list)
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
+    gate_wait_seconds: float = 0.0
+    elapsed_seconds: float = 0.0
+    truncated: bool = False
+
+    def add(self, page: Page, mapped: MappingResult, ingested: IngestOutcome) -> None:
+        self.pages += 1
+        self.items += len(page.items)
+        self.inserted += ingested.inserted
+        self.duplicates += ingested.duplicates
+        self.item_errors += len(mapped.errors)
+        room = MAX_ITEM_PROBLEMS - len(self.problems)
+        self.problems += [_problem(page.number, e) for e in mapped.errors[: max(room, 0)]]
+        self.rate_limit_waits += page.rate_limit_waits
+        self.rate_limit_wait_seconds += page.rate_limit_wait_seconds
+        self.gate_wait_seconds += page.gate_wait_seconds
+        self.elapsed_seconds += page.elapsed_seconds
+        self.truncated = page.truncated
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.elapsed_seconds * 1000 / self.pages if self.pages else None
+
+
+def _problem(page: int, error: ItemError) -> ItemProblem:
+    return ItemProblem(page=page, index=error.index, reason=error.reason, item_id=error.item_id)
+
+
+# --------------------------------------------------------------------------- rate gate
+
+
+class StoreRateGate:
+    """``rateLimitRpm`` as a token bucket in the store: every worker draws from one budget.
+
+    Implements :class:`ucf.runtime.polling.RateGate`. The bucket is the
+    engine's (:func:`~ucf.runtime.polling.bucket_for_rpm`): ten seconds' worth of
+    burst, then ``rpm / 60`` per second.
+    """
+
+    def __init__(
+        self,
+        buckets: RateLimitStore,
+        key: str,
+        rpm: int,
+        *,
+        clock: Callable[[], datetime],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._buckets = buckets
+        self._key = key
+        self._capacity, self._refill = bucket_for_rpm(rpm)
+        self._clock = clock
+        self._sleep = sleep
+
+    async def acquire(self) -> float:
+        waited = 0.0
+        while True:
+            decision = await self._buckets.try_acquire(
+                self._key,
+                capacity=self._capacity,
+                refill_per_second=self._refill,
+                now=self._clock(),
+            )
+            if decision.allowed:
+                return waited
+            delay = min(max(decision.retry_after_seconds, 0.005), 60.0)
+            await self._sleep(delay)
+            waited += delay
+
+
+# --------------------------------------------------------------------------- lease
+
+
+class HeldLease:
+    """A poll lease kept alive by a background renewal every third of its TTL.
+
+    ``lost`` turns True when a renewal finds someone else holds it (we stalled
+    past the TTL): the poll then stops before storing another page. Storing one
+    anyway would still be safe — dedup and the checkpoint CAS see to that — but
+    two pollers of one instance waste the upstream's rate budget.
+    """
+
+    def __init__(
+        self,
+        leases: LeaseStore,
+        name: str,
+        owner: str,
+        ttl: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._leases = leases
+        self.name = name
+        self.owner = owner
+        self._ttl = ttl
+        self._clock = clock
+        self.lost = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> bool:
+        acquired = await self._leases.acquire(
+            self.name, self.owner, ttl=self._ttl, now=self._clock()
+        )
+        if acquired:
+            self._task = asyncio.create_task(self._keep(), name=f"renew {self.name}")
+        return acquired
+
+    async def _keep(self) -> None:
+        period = self._ttl.total_seconds() / 3
+        while not self.lost:
+            await asyncio.sleep(period)
+            with contextlib.suppress(Exception):  # a store hiccup: try again next period
+                renewed = await self._leases.renew(
+                    self.name, self.owner, ttl=self._ttl, now=self._clock()
+                )
+                self.lost = not renewed
+
+    async def release(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if not self.lost:
+            with contextlib.suppress(Exception):  # it expires by itself if this fails
+                await self._leases.release(self.name, self.owner)
+
+
+@contextlib.asynccontextmanager
+async def _leased(
+    context: UcfContext, project_id: str, connector_id: str, owner: str, ttl: timedelta
+) -> AsyncIterator[HeldLease | None]:
+    """The instance's poll lease, or None when another worker holds it."""
+    lease = HeldLease(
+        context.store.leases, lease_name(project_id, connector_id), owner, ttl, context.clock
+    )
+    if not await lease.acquire():
+        yield None
+        return
+    try:
+        yield lease
+    finally:
+        await asyncio.shield(lease.release())
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class PollJob:
+    """What one poll runs: a connector, for a project, with settings and credentials.
+
+    ``credential_ref`` is where rotated OAuth tokens are written back; None when
+    the credentials did not come from the secret store (``ucf poll`` flags).
+    """
+
+    project_id: str
+    connector: Connector
+    config: Mapping[str, str]
+    credentials: Mapping[str, str]
+    credential_ref: str | None = None
+
+    @property
+    def connector_id(self) -> str:
+        return self.connector.id
+
+
+@dataclass(frozen=True, slots=True)
+class StartAt:
+    """Start a poll here instead of at the stored checkpoint (None: the initial window)."""
+
+    checkpoint: str | None
+
+
+def _source(connector: Connector) -> Source:
+    source: Source = connector.compiled("source", source_for)
+    return source
+
+
+def _mapping(connector: Connector) -> CompiledMapping:
+    mapping = connector.mapping
+    if mapping is None:
+        raise NotPollable(f"{connector.id} has no fieldMapping, so its items cannot be signals")
+    return mapping
+
+
+def _as_checkpoint(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise CheckpointInvalid(f"stored checkpoint {value!r} is not text")
+
+
+def rotation_writer(
+    context: UcfContext, ref: str | None
+) -> Callable[[dict[str, str]], Awaitable[None]] | None:
+    """Persists rotated OAuth credentials before they are used (the old refresh token is dead)."""
+    if ref is None:
+        return None
+
+    async def persist(values: dict[str, str]) -> None:
+        updates: dict[str, str | None] = dict(values)
+        updates.setdefault(ACCESS_TOKEN_EXPIRES_AT, None)  # a token without expiry drops the old
+        await merge_secret(context.secrets, ref, updates)
+
+    return persist
+
+
+def _outcome_of(error: BaseException) -> Outcome:
+    if isinstance(error, AuthFailed):
+        return Outcome.REJECTED
+    if isinstance(error, RateLimited):
+        return Outcome.RATE_LIMITED
+    return Outcome.FAILED
+
+
+PageHook = Callable[[PageReport], None]
+
+
+async def _run(
+    context: UcfContext,
+    job: PollJob,
+    lease: HeldLease,
+    *,
+    start_at: StartAt | None,
+    max_pages: int | None,
+    stop: asyncio.Event | None,
+    on_page: PageHook | None,
+    started: float,
+) -> PollResult:
+    """The page loop, under a held lease: ingest, then CAS, page after page."""
+    store = context.store
+    project_id, connector_id = job.project_id, job.connector_id
+    tally = _Tally()
+    stored = await store.checkpoints.get(project_id, connector_id)
+    version = stored.version
+    current: str | None = None
+    status: PollStatus = "ok"
+    error: str | None = None
+    outcome: Outcome | None = None
+    retry_after: float | None = None
+    try:
+        current = _as_checkpoint(stored.value)
+        mapping = _mapping(job.connector)
+        source = _source(job.connector)
+        polling = job.connector.descriptor.polling
+        gate = (
+            StoreRateGate(
+                store.rate_limits,
+                rate_bucket(project_id, connector_id),
+                polling.rate_limit_rpm,
+                clock=context.clock,
+            )
+            if polling is not None
+            else None
+        )
+        auth = build_auth(
+            job.connector.descriptor.auth,
+            job.credentials,
+            token_client=context.http,
+            on_rotate=rotation_writer(context, job.credential_ref),
+            now=context.clock,
+            config=job.config,
+            settings=context.settings.http,
+        )
+        source_context = SourceContext(
+            client=context.http,
+            auth=auth,
+            config=job.config,
+            settings=context.settings.http,
+            rate_gate=gate,
+        )
+        begin = current if start_at is None else start_at.checkpoint
+        pages = source.fetch_delta(source_context, begin, now=context.clock(), max_pages=max_pages)
+        try:
+            async for page in pages:
+                if lease.lost:
+                    status, error = "conflict", "another worker took over this instance's lease"
+                    break
+                received = context.clock()
+                mapped = mapping.map_items(page.items, connector_id, project_id)
+                ingested = await context.ingestor.ingest(
+                    mapped.signals,
+                    project_id=project_id,
+                    connector_id=connector_id,
+                    received_at=received,
+                )
+                # Only now, with the page's signals stored, may the checkpoint move.
+                if page.checkpoint != current:
+                    moved = await store.checkpoints.compare_and_set(
+                        project_id,
+                        connector_id,
+                        expected_version=version,
+                        value=page.checkpoint,
+                        now=received,
+                    )
+                    if not moved:
+                        tally.add(page, mapped, ingested)
+                        status = "conflict"
+                        error = "the checkpoint was moved by another poller; stopped"
+                        break
+                    version += 1
+                    current = page.checkpoint
+                tally.add(page, mapped, ingested)
+                if on_page is not None:
+                    on_page(PageReport(page, mapped, ingested, current))
+                if stop is not None and stop.is_set() and not page.last:
+                    status = "stopped"
+                    break
+        finally:
+            close = getattr(pages, "aclose", None)  # async generators: stop the request loop
+            if close is not None:
+                await close()
+    except POLL_ERRORS as failure:
+        status = "failed"
+        outcome = _outcome_of(failure)
+        error = secret_free(str(failure) or type(failure).__name__, tuple(job.credentials.values()))
+        if isinstance(failure, UpstreamError):
+            retry_after = failure.retry_after
+    return PollResult(
+        project_id=project_id,
+        connector_id=connector_id,
+        status=status,
+        pages=tally.pages,
+        items=tally.items,
+        inserted=tally.inserted,
+        duplicates=tally.duplicates,
+        item_errors=tally.item_errors,
+        problems=tuple(tally.problems),
+        duration_seconds=time.perf_counter() - started,
+        rate_limit_waits=tally.rate_limit_waits,
+        rate_limit_wait_seconds=tally.rate_limit_wait_seconds,
+        gate_wait_seconds=tally.gate_wait_seconds,
+        checkpoint=current,
+        truncated=tally.truncated,
+        error=error,
+        outcome=outcome,
+        retry_after=retry_after,
+        latency_ms=tally.latency_ms,
+    )
+
+
+def _skipped(project_id: str, connector_id: str, reason: str, started: float) -> PollResult:
+    return PollResult(
+        project_id,
+        connector_id,
+        "skipped",
+        error=reason,
+        duration_seconds=time.perf_counter() - started,
+    )
+
+
+async def poll_job(
+    context: UcfContext,
+    job: PollJob,
+    *,
+    owner: str | None = None,
+    start_at: StartAt | None = None,
+    max_pages: int | None = None,
+    stop: asyncio.Event | None = None,
+    on_page: PageHook | None = None,
+    lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+) -> PollResult:
+    """Poll a connector that need not be a stored instance (``ucf poll --store``).
+
+    Signals and the checkpoint go to the store exactly as for an instance, under
+    the same lease; health is not recorded (there may be no instance to record
+    it on). ``start_at`` overrides where the poll starts (the CAS still guards
+    the stored checkpoint).
+    """
+    started = time.perf_counter()
+    owner = owner or default_worker_id()
+    async with _leased(context, job.project_id, job.connector_id, owner, lease_ttl) as lease:
+        if lease is None:
+            return _skipped(
+                job.project_id, job.connector_id, "another worker is polling it", started
+            )
+        return await _run(
+            context,
+            job,
+            lease,
+            start_at=start_at,
+            max_pages=max_pages,
+            stop=stop,
+            on_page=on_page,
+            started=started,
+        )
+
+
+async def poll_instance(
+    context: UcfContext,
+    project_id: str,
+    connector_id: str,
+    *,
+    owner: str | None = None,
+    policy: HealthPolicy | None = None,
+    max_pages: int | None = None,
+    stop: asyncio.Event | None = None,
+    on_page: PageHook | None = None,
+    lease_ttl: timedelta = DEFAULT_LEASE_TTL,
+    should_poll: Callable[[InstanceRecord], bool] | None = None,
+) -> PollResult:
+    """Poll one configured instance, store its new signals, advance its checkpoint.
+
+    ``should_poll`` is asked again on the instance as read under the lease (the
+    scheduler passes "still due", so a worker that lost the race to another one
+    does not poll right after it). Every completed or failed poll is recorded
+    in the instance's health before the lease is released.
+    """
+    started = time.perf_counter()
+    owner = owner or default_worker_id()
+    policy = policy or HealthPolicy()
+    async with _leased(context, project_id, connector_id, owner, lease_ttl) as lease:
+        if lease is None:
+            return _skipped(project_id, connector_id, "another worker is polling it", started)
+        record = await context.instances.record(project_id, connector_id)
+        if should_poll is not None and not should_poll(record):
+            return _skipped(project_id, connector_id, "not due", started)
+        connector = await context.connectors.get(connector_id)
+        credentials = await context.instances.credentials(record)
+        job = PollJob(
+            project_id=project_id,
+            connector=connector,
+            config={key: str(value) for key, value in record.config.items()},
+            credentials=credentials,
+            credential_ref=record.credential_secret_ref,
+        )
+        result = await _run(
+            context,
+            job,
+            lease,
+            start_at=None,
+            max_pages=max_pages,
+            stop=stop,
+            on_page=on_page,
+            started=started,
+        )
+        health = await _record_health(context, result, policy)
+    return _with_health(result, health)
+
+
+async def _record_health(
+    context: UcfContext, result: PollResult, policy: HealthPolicy
+) -> HealthState | None:
+    """Feed the instance's health state machine with a completed or failed poll."""
+    at = context.clock()
+    if result.status == "ok":
+        latency = result.latency_ms or 0.0
+        outcome = outcome_of_success(
+            latency_ms=latency, throttled=result.rate_limit_waits > 0, policy=policy
+        )
+        observation = classify(
+            outcome, at=at, policy=policy, latency_ms=result.latency_ms, synced=True
+        )
+    elif result.status == "failed" and result.outcome is not None:
+        observation = classify(
+            result.outcome,
+            at=at,
+            policy=policy,
+            latency_ms=result.latency_ms,
+            error=result.error,
+        )
+    else:
+        return None
+    try:
+        record = await context.store.instances.record_health(
+            result.project_id, result.connector_id, observation
+        )
+    except NotFound:  # disconnected while we polled: nothing left to report on
+        return None
+    return record.health_state
+
+
+def _with_health(result: PollResult, health: HealthState | None) -> PollResult:
+    return result if health is None else dataclasses.replace(result, health=health)

@@ -1,0 +1,351 @@
+"""The poll scheduler: every enabled instance, at its interval, by any number of workers.
+
+``ucf worker`` runs it standalone and ``ucf serve`` in-process; both are the
+same :class:`Scheduler`. What it guarantees:
+
+- **Interval with jitter.** An instance is due ``intervalSeconds`` after its
+  last successful poll, plus a stable per-instance jitter of up to
+  ``jitter_ratio`` of the interval, so instances sharing an interval spread
+  out instead of firing together (and every worker computes the same time).
+- **Bounded concurrency.** At most ``concurrency`` polls run at once per worker.
+- **One poller per instance.** Polls run under the instance's lease (see
+  :func:`ucf.service.poll.poll_instance`), and an instance is checked to be
+  still due once the lease is held, so two workers never poll it at once and
+  the loser of a race does not poll again right after the winner.
+- **Backoff.** A failing instance waits ``interval × 2^(failures-1)`` after its
+  last attempt, capped (:func:`ucf.runtime.health.retry_delay`); refused
+  credentials wait the cap at once; an upstream's ``Retry-After`` is honoured;
+  changing an instance's settings makes it due at once.
+- **Graceful shutdown.** :meth:`Scheduler.stop` (SIGTERM/SIGINT in ``ucf
+  worker``) launches nothing new and asks running polls to stop after the page
+  they are storing; whatever is still running after ``shutdown_grace`` is
+  cancelled. Neither can leave a half-written page: a page's signals are one
+  atomic write and the checkpoint moves only after it.
+- **Retention.** Expired signals are purged every ``purge_every``.
+
+All state that matters lives in the store (last sync, failures, leases); the
+in-memory ``not_before`` only adds an upstream's ``Retry-After`` and must not
+be needed for correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from ucf.runtime.health import HealthPolicy, Outcome, retry_delay
+from ucf.service.connectors import Connector
+from ucf.service.context import UcfContext
+from ucf.service.errors import NotFoundError
+from ucf.service.poll import DEFAULT_LEASE_TTL, PollResult, default_worker_id, poll_instance
+from ucf.stores.models import InstanceRecord
+
+__all__ = ["SchedulePolicy", "Scheduler", "due_at"]
+
+log = logging.getLogger("ucf.scheduler")
+
+NEVER: Final = datetime.max.replace(tzinfo=UTC)
+LONG_AGO: Final = datetime.min.replace(tzinfo=UTC)
+ERROR_PAUSE: Final = timedelta(seconds=60)
+"""How long an instance rests after a poll crashed on ucf's own side (a store error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePolicy:
+    jitter_ratio: float = 0.1
+    rescan_seconds: float = 15.0
+    """Longest sleep between looks at the instance list (new instances, other workers)."""
+    purge_every: timedelta = timedelta(hours=1)
+    shutdown_grace: float = 20.0
+    """Seconds running polls get to store their current page after stop()."""
+    lease_ttl: timedelta = DEFAULT_LEASE_TTL
+    health: HealthPolicy = field(default_factory=HealthPolicy)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.jitter_ratio <= 1:
+            raise ValueError("jitter_ratio must be between 0 and 1")
+        if self.rescan_seconds <= 0 or self.shutdown_grace < 0:
+            raise ValueError("rescan_seconds must be positive and shutdown_grace not negative")
+
+
+def _stable_fraction(project_id: str, connector_id: str) -> float:
+    """A number in [0, 1) fixed per instance: the same jitter on every worker."""
+    return zlib.crc32(f"{project_id}\0{connector_id}".encode()) / 2**32
+
+
+def due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy) -> datetime:
+    """When ``record`` should next be polled (``NEVER`` for connectors that do not poll).
+
+    Derived from the store alone, so every worker agrees: a healthy instance is
+    due an interval after its last successful poll (at once if it never had
+    one); a failing one after its backoff from the last attempt, unless its
+    settings changed since (the user fixed something: try now).
+    """
+    polling = connector.descriptor.polling
+    if polling is None or not record.enabled:
+        return NEVER
+    interval = timedelta(seconds=polling.interval_seconds)
+    jitter = interval * (
+        policy.jitter_ratio * _stable_fraction(record.project_id, record.connector_id)
+    )
+    backoff = retry_delay(record, interval, policy.health)
+    if backoff is not None:
+        last = record.last_health_check
+        if last is None or record.updated_at > last:
+            return LONG_AGO
+        return last + backoff + jitter
+    if record.last_sync_at is None:
+        return LONG_AGO
+    return record.last_sync_at + interval + jitter
+
+
+Key = tuple[str, str]
+
+
+class Scheduler:
+    """Polls every enabled instance of the store at its interval (see the module doc)."""
+
+    def __init__(
+        self,
+        context: UcfContext,
+        worker_id: str | None = None,
+        concurrency: int | None = None,
+        *,
+        policy: SchedulePolicy | None = None,
+        on_result: Callable[[PollResult], None] | None = None,
+    ) -> None:
+        limit = concurrency if concurrency is not None else context.settings.max_concurrent_polls
+        if limit < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.context = context
+        self.worker_id = worker_id or default_worker_id()
+        self.concurrency = limit
+        self.policy = policy or SchedulePolicy()
+        self._on_result = on_result
+        self._slots = asyncio.Semaphore(limit)
+        self._running: dict[Key, asyncio.Task[PollResult | None]] = {}
+        self._not_before: dict[Key, datetime] = {}
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._last_purge: datetime | None = None
+
+    # -- control
+
+    def stop(self, *, now: bool = False) -> None:
+        """Launch nothing new; running polls stop after the page they are storing.
+
+        ``now`` (a second Ctrl-C) cancels them at once instead: the page in flight
+        is abandoned, which is safe (its ingest is atomic, its checkpoint later).
+        """
+        self._stopping.set()
+        self._wake.set()
+        if now:
+            for task in list(self._running.values()):
+                task.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    # -- what is due
+
+    async def _pollable(self) -> list[tuple[InstanceRecord, Connector]]:
+        connectors = {c.id: c for c in await self.context.connectors.list()}
+        pairs = []
+        for record in await self.context.store.instances.list_enabled():
+            connector = connectors.get(record.connector_id)
+            if connector is not None and connector.descriptor.polling is not None:
+                pairs.append((record, connector))
+        return pairs
+
+    def _due_time(self, record: InstanceRecord, connector: Connector) -> datetime:
+        key = (record.project_id, record.connector_id)
+        due = due_at(record, connector, self.policy)
+        not_before = self._not_before.get(key)
+        return max(due, not_before) if not_before is not None else due
+
+    async def due(self) -> tuple[list[InstanceRecord], datetime]:
+        """Instances due now (not already polling here), and the next due time after."""
+        now = self.context.clock()
+        ready: list[InstanceRecord] = []
+        upcoming = NEVER
+        for record, connector in await self._pollable():
+            if (record.project_id, record.connector_id) in self._running:
+                continue
+            when = self._due_time(record, connector)
+            if when <= now:
+                ready.append(record)
+            else:
+                upcoming = min(upcoming, when)
+        ready.sort(key=lambda r: (r.last_sync_at or LONG_AGO, r.project_id, r.connector_id))
+        return ready, upcoming
+
+    # -- polling
+
+    async def _poll(self, record: InstanceRecord) -> PollResult | None:
+        key = (record.project_id, record.connector_id)
+        async with self._slots:
+            if self.stopping:
+                return None
+            try:
+                connector = await self.context.connectors.get(record.connector_id)
+
+                def should_poll(fresh: InstanceRecord) -> bool:
+                    return (
+                        fresh.enabled and self._due_time(fresh, connector) <= self.context.clock()
+                    )
+
+                result = await poll_instance(
+                    self.context,
+                    record.project_id,
+                    record.connector_id,
+                    owner=self.worker_id,
+                    policy=self.policy.health,
+                    stop=self._stopping,
+                    lease_ttl=self.policy.lease_ttl,
+                    should_poll=should_poll,
+                )
+            except NotFoundError:
+                return None  # disconnected since we listed it
+            except Exception:
+                log.exception("poll of %s/%s failed inside ucf", *key)
+                self._not_before[key] = self.context.clock() + ERROR_PAUSE
+                return None
+        self._remember(result)
+        _log_result(result)
+        if self._on_result is not None:
+            self._on_result(result)
+        return result
+
+    def _remember(self, result: PollResult) -> None:
+        key = (result.project_id, result.connector_id)
+        now = self.context.clock()
+        if result.outcome is Outcome.RATE_LIMITED and result.retry_after:
+            self._not_before[key] = now + timedelta(seconds=result.retry_after)
+        elif result.outcome is Outcome.REJECTED:
+            self._not_before[key] = now + self.policy.health.backoff_cap
+        else:
+            self._not_before.pop(key, None)
+
+    def _launch(self, record: InstanceRecord) -> asyncio.Task[PollResult | None]:
+        key = (record.project_id, record.connector_id)
+        task = asyncio.create_task(self._poll(record), name=f"poll {key[0]}/{key[1]}")
+        self._running[key] = task
+
+        def finished(_: asyncio.Task[PollResult | None]) -> None:
+            self._running.pop(key, None)
+            self._wake.set()
+
+        task.add_done_callback(finished)
+        return task
+
+    # -- retention
+
+    async def purge(self, *, force: bool = False) -> int:
+        now = self.context.clock()
+        recent = self._last_purge is not None and now - self._last_purge < self.policy.purge_every
+        if recent and not force:
+            return 0
+        self._last_purge = now
+        try:
+            purged = await self.context.store.signals.purge_expired(now=now)
+        except Exception:
+            log.exception("purging expired signals failed")
+            return 0
+        if purged:
+            log.info("purged %d expired signal(s)", purged)
+        return purged
+
+    # -- loops
+
+    async def run_once(self) -> list[PollResult]:
+        """Poll every instance due now, once, and return when all are done (cron, tests)."""
+        await self.purge(force=True)
+        ready, _ = await self.due()
+        tasks = [self._launch(record) for record in ready if not self.stopping]
+        results = await self._finish(tasks)
+        return [r for r in results if r is not None]
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`; then let running polls store their page and return."""
+        log.info("scheduler %s started, up to %d poll(s) at once", self.worker_id, self.concurrency)
+        try:
+            while not self.stopping:
+                await self.purge()
+                try:
+                    ready, upcoming = await self.due()
+                except Exception:
+                    log.exception("listing instances failed; retrying shortly")
+                    ready, upcoming = [], NEVER
+                for record in ready:
+                    self._launch(record)
+                await self._sleep_until(upcoming)
+        finally:
+            await self._finish(list(self._running.values()))
+            log.info("scheduler %s stopped", self.worker_id)
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        seconds = (moment - self.context.clock()).total_seconds() if moment < NEVER else 1e9
+        seconds = min(max(seconds, 0.05), self.policy.rescan_seconds)
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _finish(
+        self, tasks: list[asyncio.Task[PollResult | None]]
+    ) -> list[PollResult | None]:
+        """Wait for ``tasks``; once stopping, they get ``shutdown_grace``, then are cancelled."""
+        if not tasks:
+            return []
+        watchdog = asyncio.create_task(self._cancel_after_grace(tasks))
+        try:
+            await asyncio.wait(tasks)
+        finally:
+            watchdog.cancel()
+        return [
+            None if task.cancelled() or task.exception() is not None else task.result()
+            for task in tasks
+        ]
+
+    async def _cancel_after_grace(self, tasks: list[asyncio.Task[PollResult | None]]) -> None:
+        await self._stopping.wait()
+        await asyncio.wait(tasks, timeout=self.policy.shutdown_grace)
+        for task in tasks:
+            task.cancel()  # abandons the page in flight: its ingest is atomic, the CAS after it
+
+
+def _log_result(result: PollResult) -> None:
+    where = f"{result.project_id}/{result.connector_id}"
+    if result.status == "ok":
+        log.info(
+            "polled %s: %d page(s), %d new, %d duplicate(s), %d item error(s), %.2f s [%s]",
+            where,
+            result.pages,
+            result.inserted,
+            result.duplicates,
+            result.item_errors,
+            result.duration_seconds,
+            result.health or "-",
+        )
+    elif result.status == "failed":
+        log.warning("poll of %s failed [%s]: %s", where, result.health or "-", result.error)
+    elif result.status in ("stopped", "conflict"):
+        log.info(
+            "poll of %s %s after %d page(s): %s",
+            where,
+            result.status,
+            result.pages,
+            result.error or "",
+        )
+    else:
+        log.debug("skipped %s: %s", where, result.error)

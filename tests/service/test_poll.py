@@ -1,0 +1,446 @@
+"""poll_instance: what a user of a configured connector sees after each poll.
+
+Real parts only: the GitHub fake on loopback, a SQLite store and the local
+secret store in a temporary directory, the real HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
+from ucf.fakes.github import BAD_TOKEN, GitHubFake
+from ucf.runtime.health import Outcome
+from ucf.service.context import UcfContext
+from ucf.service.poll import (
+    PageReport,
+    StoreRateGate,
+    lease_name,
+    poll_instance,
+    rate_bucket,
+)
+from ucf.stores.url import open_store
+
+from .poll_support import all_signals, connect_github, github_descriptor, open_context
+
+ISSUES = "/repos/{owner}/{repo}/issues"
+
+
+@pytest.fixture
+def fake() -> Iterator[GitHubFake]:
+    with GitHubFake(datetime.now(UTC)) as github:
+        yield github
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def context(tmp_path: Path) -> AsyncIterator[UcfContext]:
+    async with await open_context(tmp_path) as ctx:
+        yield ctx
+
+
+def issue_ids_since(fake: GitHubFake, moment: datetime) -> set[str]:
+    return set(fake.ids_changed_since(moment))
+
+
+async def test_first_poll_stores_every_issue_of_the_initial_window_once(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    started = context.clock()
+
+    result = await poll_instance(context, "p1", "github-issues")
+
+    assert result.status == "ok", result.error
+    stored = await all_signals(context, "p1")
+    expected = issue_ids_since(fake, started - timedelta(days=7))
+    assert {s.signal["raw"]["number"] for s in stored}  # signals carry the issue fields
+    assert len(stored) == len(expected) == result.inserted
+    assert len({s.dedup_key for s in stored}) == len(stored)
+    assert result.pages == 3
+    assert result.duplicates == 0
+    newest = max(fake.data.items.values(), key=lambda i: i.updated).updated
+    assert result.checkpoint == newest.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    stored_checkpoint = await context.store.checkpoints.get("p1", "github-issues")
+    assert stored_checkpoint.value == result.checkpoint
+
+
+async def test_second_poll_stores_only_what_changed_and_absorbs_the_overlap(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    await poll_instance(context, "p1", "github-issues")
+    before = {s.dedup_key for s in await all_signals(context, "p1")}
+
+    activity = fake.add_activity(datetime.now(UTC))
+    second = await poll_instance(context, "p1", "github-issues")
+
+    after = await all_signals(context, "p1")
+    new = [s for s in after if s.dedup_key not in before]
+    assert second.status == "ok"
+    assert {s.signal["raw"]["number"] for s in new} == {
+        fake.data.items[n].number
+        for n in fake.data.items
+        if str(fake.data.items[n].id) in activity.new_ids | activity.changed_ids
+    }
+    assert second.inserted == len(new)
+    assert second.pages == 1
+
+
+async def test_every_new_signal_gets_exactly_one_outbox_entry_per_sink(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    await poll_instance(context, "p1", "github-issues")
+    await poll_instance(context, "p1", "github-issues")  # duplicates enqueue nothing
+
+    entries = await context.store.outbox.claim(
+        "jsonl", limit=10_000, lease=timedelta(minutes=1), now=context.clock()
+    )
+    stored = await all_signals(context, "p1")
+    assert sorted(e.signal["id"] for e in entries) == sorted(s.signal_id for s in stored)
+
+
+async def test_stored_signals_are_sanitised(context: UcfContext, fake: GitHubFake) -> None:
+    await connect_github(context, fake.base_url)
+    await poll_instance(context, "p1", "github-issues")
+    stored = await all_signals(context, "p1")
+    assert all(s.signal["sanitised"] is True for s in stored)
+    assert all("sanitisedSummary" in s.signal for s in stored)
+
+
+async def test_a_successful_poll_marks_the_instance_healthy_and_synced(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    result = await poll_instance(context, "p1", "github-issues")
+    record = await context.instances.record("p1", "github-issues")
+    assert result.health == record.health_state == "healthy"
+    assert record.last_sync_at is not None
+    assert record.consecutive_failures == 0
+    assert record.last_latency_ms is not None
+    assert record.last_latency_ms > 0
+
+
+async def test_rejected_token_puts_the_instance_in_error_at_once_and_is_not_retried(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url, token=BAD_TOKEN)
+
+    result = await poll_instance(context, "p1", "github-issues")
+
+    assert result.status == "failed"
+    assert result.outcome is Outcome.REJECTED
+    assert len(fake.server.requests_to(ISSUES)) == 1
+    record = await context.instances.record("p1", "github-issues")
+    assert (record.health_state, record.consecutive_failures) == ("error", 1)
+    assert record.last_error is not None
+    assert "401" in record.last_error
+    assert BAD_TOKEN not in record.last_error
+    assert BAD_TOKEN not in (result.error or "")
+    assert (await context.store.checkpoints.get("p1", "github-issues")).version == 0
+
+
+async def test_an_outage_degrades_the_instance_then_errors_it_on_the_third_failure(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    fake.server.inject(Fault.status(503), path=ISSUES, times=100)
+    states = []
+    for _ in range(3):
+        result = await poll_instance(context, "p1", "github-issues")
+        assert result.status == "failed"
+        states.append(result.health)
+    assert states == ["degraded", "degraded", "error"]
+
+    fake.server.clear_faults()
+    recovered = await poll_instance(context, "p1", "github-issues")
+    assert recovered.status == "ok"
+    assert recovered.health == "healthy"
+    record = await context.instances.record("p1", "github-issues")
+    assert record.consecutive_failures == 0
+    assert record.last_error is None
+
+
+async def test_a_poll_the_upstream_throttled_still_stores_everything_but_shows_degraded(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    fake.server.inject(Fault.rate_limited(0), path=ISSUES, times=1)
+
+    result = await poll_instance(context, "p1", "github-issues")
+
+    assert result.status == "ok"
+    assert result.rate_limit_waits == 1
+    assert result.health == "degraded"
+    assert result.inserted == len(await all_signals(context, "p1"))
+
+
+async def test_a_poll_throttled_past_the_retry_budget_backs_off_but_stays_degraded(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    fake.server.inject(fake.rate_limit_fault(3600), path=ISSUES, times=10)
+    for _ in range(4):
+        result = await poll_instance(context, "p1", "github-issues")
+        assert result.outcome is Outcome.RATE_LIMITED
+        assert result.retry_after is not None
+        assert result.retry_after > 3000
+    record = await context.instances.record("p1", "github-issues")
+    assert (record.health_state, record.consecutive_failures) == ("degraded", 4)
+
+
+async def test_another_workers_lease_means_this_poll_sends_nothing(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    await context.store.leases.acquire(
+        lease_name("p1", "github-issues"),
+        "other-worker",
+        ttl=timedelta(minutes=1),
+        now=context.clock(),
+    )
+
+    result = await poll_instance(context, "p1", "github-issues", owner="me")
+
+    assert result.status == "skipped"
+    assert fake.server.requests == []
+
+
+async def test_the_lease_is_released_after_a_poll_and_after_a_failure(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await connect_github(context, fake.base_url)
+    name = lease_name("p1", "github-issues")
+    await poll_instance(context, "p1", "github-issues", owner="me")
+    assert await context.store.leases.get(name, now=context.clock()) is None
+    fake.server.inject(Fault.status(500), path=ISSUES, times=10)
+    await poll_instance(context, "p1", "github-issues", owner="me")
+    assert await context.store.leases.get(name, now=context.clock()) is None
+
+
+async def test_a_checkpoint_moved_by_someone_else_stops_the_poll_without_overwriting_it(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await context.connectors.register(github_descriptor())
+    await connect_github(context, fake.base_url, connector="gh-paged")
+    url = context.settings.store_url
+
+    def meddle(report: PageReport) -> None:
+        if report.page.number != 1:
+            return
+
+        async def move() -> None:  # another process, another connection, same file
+            async with open_store(url) as other:
+                current = await other.checkpoints.get("p1", "gh-paged")
+                await other.checkpoints.compare_and_set(
+                    "p1",
+                    "gh-paged",
+                    expected_version=current.version,
+                    value="2030-01-01T00:00:00.000Z",
+                    now=datetime.now(UTC),
+                )
+
+        thread = threading.Thread(target=asyncio.run, args=(move(),))
+        thread.start()
+        thread.join()
+
+    result = await poll_instance(context, "p1", "gh-paged", on_page=meddle)
+
+    assert result.status == "conflict"
+    assert result.pages == 2  # page 2's signals are stored (dedup makes that harmless)
+    stored = await context.store.checkpoints.get("p1", "gh-paged")
+    assert stored.value == "2030-01-01T00:00:00.000Z"
+
+
+async def test_shutdown_stops_the_poll_after_the_page_it_is_storing(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    await context.connectors.register(github_descriptor())
+    await connect_github(context, fake.base_url, connector="gh-paged")
+    stop = asyncio.Event()
+    checkpoints: list[str | None] = []
+
+    def on_page(report: PageReport) -> None:
+        checkpoints.append(report.checkpoint)
+        if report.page.number == 2:
+            stop.set()
+
+    result = await poll_instance(context, "p1", "gh-paged", stop=stop, on_page=on_page)
+
+    assert result.status == "stopped"
+    assert result.pages == 2
+    assert (
+        len(fake.server.requests_to(ISSUES))
+        + len(fake.server.requests_to("/repositories/{id}/issues"))
+        == 2
+    )
+    stored = await context.store.checkpoints.get("p1", "gh-paged")
+    assert stored.value == checkpoints[-1] is not None
+    assert len(await all_signals(context, "p1")) == result.inserted
+    record = await context.instances.record("p1", "gh-paged")
+    assert record.last_sync_at is None, "an interrupted poll is not a sync"
+
+
+async def test_items_that_cannot_be_mapped_are_reported_and_the_rest_stored(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer()
+    rows: list[dict[str, Any]] = [
+        {"id": 1, "updated_at": "2026-01-01T00:00:00Z", "title": "ok"},
+        {"updated_at": "2026-01-01T00:00:01Z", "title": "no id"},
+        {"id": 3, "updated_at": "not a date", "title": "bad date"},
+        {"id": 4, "updated_at": "2026-01-01T00:00:02Z", "title": "ok too"},
+    ]
+    server.add_route("GET", "/items", lambda request: FakeResponse.json(rows))
+    descriptor = simple_descriptor()
+    with server:
+        async with await open_context(tmp_path) as context:
+            await context.connectors.register(descriptor)
+            await context.instances.create(
+                "p1", "simple", credentials={}, config={"baseUrl": server.base_url}
+            )
+            clock_now = datetime(2026, 1, 2, tzinfo=UTC)
+            context.clock = lambda: clock_now
+
+            result = await poll_instance(context, "p1", "simple")
+
+    assert result.status == "ok"
+    assert (result.items, result.inserted, result.item_errors) == (4, 2, 2)
+    assert [(p.index, p.item_id) for p in result.problems] == [(1, None), (2, "3")]
+    assert "not a date" in result.problems[1].reason
+
+
+def simple_descriptor(rpm: int = 6000) -> dict[str, Any]:
+    return {
+        "id": "simple",
+        "name": "Simple",
+        "description": "one page of items",
+        "category": "Custom",
+        "icon": "x",
+        "kind": "generic",
+        "version": "1.0.0",
+        "auth": {"method": "none"},
+        "ingestion": {
+            "mode": "polling",
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "rateLimitRpm": rpm,
+        },
+        "fieldMapping": {
+            "itemsPath": "$",
+            "idPath": "$.id",
+            "timestampPath": "$.updated_at",
+            "summaryTemplate": "{{title}}",
+            "signalTypeRules": [],
+        },
+        "healthCheck": {
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "expectStatus": 200,
+            "timeoutMs": 1000,
+        },
+    }
+
+
+async def test_rate_limit_rpm_is_one_budget_shared_by_every_worker(context: UcfContext) -> None:
+    """Two gates (two workers) on one bucket: 60 rpm is 10 at once, then 1 per second."""
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        moment[0] += timedelta(seconds=seconds)
+
+    def gate() -> StoreRateGate:
+        return StoreRateGate(
+            context.store.rate_limits,
+            rate_bucket("p1", "github-issues"),
+            60,
+            clock=lambda: moment[0],
+            sleep=sleep,
+        )
+
+    first, second = gate(), gate()
+    waits = [await (first if n % 2 else second).acquire() for n in range(14)]
+
+    assert waits[:10] == [0.0] * 10
+    assert all(w == pytest.approx(1.0, abs=0.01) for w in waits[10:])
+    assert sum(slept) == pytest.approx(4.0, abs=0.05)
+
+
+async def test_rotated_refresh_tokens_are_saved_so_the_next_poll_still_works(
+    tmp_path: Path,
+) -> None:
+    server = FakeServer()
+    tokens = {"refresh": "refresh-0001-initial", "access": ""}
+    refreshes: list[str] = []
+
+    def token(request: FakeRequest) -> FakeResponse:
+        form = dict(pair.split("=", 1) for pair in request.body.decode().split("&"))
+        if form.get("refresh_token") != tokens["refresh"]:
+            return FakeResponse.json({"error": "invalid_grant"}, 400)
+        n = len(refreshes) + 1
+        refreshes.append(form["refresh_token"])
+        tokens["refresh"] = f"refresh-{n:04d}-rotated"  # the old one dies now
+        tokens["access"] = f"access-{n:04d}-token"
+        return FakeResponse.json(
+            {"access_token": tokens["access"], "refresh_token": tokens["refresh"], "expires_in": 1}
+        )
+
+    def items(request: FakeRequest) -> FakeResponse:
+        if request.headers.get("authorization") != f"Bearer {tokens['access']}":
+            return FakeResponse.json({"error": "invalid_token"}, 401)
+        return FakeResponse.json([{"id": 1, "updated_at": "2026-01-01T00:00:00Z", "title": "x"}])
+
+    server.add_route("POST", "/token", token)
+    server.add_route("GET", "/items", items)
+    descriptor = simple_descriptor()
+    descriptor["auth"] = {
+        "method": "oauth2",
+        "config": {
+            "authoriseUrl": "{{baseUrl}}/authorise",
+            "tokenUrl": "{{baseUrl}}/token",
+            "scopes": [],
+            "rotatesRefreshToken": True,
+            "credentialFields": [
+                {"key": "clientId", "label": "Client id", "type": "text", "required": True},
+                {"key": "clientSecret", "label": "Secret", "type": "password", "required": True},
+                {"key": "refreshToken", "label": "Refresh", "type": "password", "required": True},
+            ],
+        },
+    }
+    with server:
+        async with await open_context(tmp_path) as context:
+            await context.connectors.register(descriptor)
+            await context.instances.create(
+                "p1",
+                "simple",
+                credentials={
+                    "clientId": "client",
+                    "clientSecret": "client-secret-value",
+                    "refreshToken": tokens["refresh"],
+                },
+                config={"baseUrl": server.base_url},
+            )
+            context.clock = lambda: datetime(2026, 1, 2, tzinfo=UTC)
+            first = await poll_instance(context, "p1", "simple")
+            # The access token expired meanwhile (expires_in: 1), so the next poll refreshes
+            # with the rotated refresh token, which only works if it was saved.
+            context.clock = lambda: datetime(2026, 1, 3, tzinfo=UTC)
+            second = await poll_instance(context, "p1", "simple")
+            record = await context.instances.record("p1", "simple")
+            saved = await context.instances.credentials(record)
+
+    assert (first.status, second.status) == ("ok", "ok"), (first.error, second.error)
+    assert refreshes == ["refresh-0001-initial", "refresh-0001-rotated"]
+    assert saved["refreshToken"] == "refresh-0002-rotated"
+    assert saved["clientSecret"] == "client-secret-value"
