@@ -770,9 +770,97 @@ class GitHubIssuesScenario(_GitHubScenario):
         return [WebhookSample(s.name, s.body, s.headers, expected[s.name]) for s in samples]
 
 
+class GitHubPullsScenario(_GitHubScenario):
+    connector_id = "github-prs"
+    view = "pulls"
+    polling_signal_types = frozenset({"pr_opened", "pr_merged", "pr_updated"})
+    webhook_signal_types = frozenset(
+        {"pr_opened", "pr_merged", "pr_closed", "pr_reviewed", "pr_updated"}
+    )
+    # First pull request: labels bug + P0, review requested from monalisa; second:
+    # enhancement, assigned monalisa, review requested from defunkt.
+    metadata = (
+        MetadataExpectation(
+            item_id="5000001", priority="critical", participants=("monalisa",), tags=("bug", "P0")
+        ),
+        MetadataExpectation(
+            item_id="5000002", participants=("monalisa", "defunkt"), tags=("enhancement",)
+        ),
+    )
+
+    def webhook_samples(self) -> list[WebhookSample]:
+        now = datetime.now(UTC)
+        first, second, third, fourth = self._items(pull=True)[:4]
+        opened = Issue(**{**first.__dict__, "created": now, "updated": now})
+        merged = Issue(
+            **{**second.__dict__, "state": "closed", "closed": now, "merged": now, "updated": now}
+        )
+        closed = Issue(**{**third.__dict__, "state": "closed", "closed": now, "updated": now})
+
+        def pull(item: Issue, *, merged: bool = False) -> dict[str, Any]:
+            return {
+                **item.pull_json(),
+                "merged": merged,
+                "mergeable": None if merged else True,
+                "rebaseable": None if merged else True,
+                "mergeable_state": "unknown" if merged else "clean",
+                "merged_by": user("octocat") if merged else None,
+                "comments": item.comments,
+                "review_comments": 1,
+                "maintainer_can_modify": False,
+                "commits": 3,
+                "additions": 42,
+                "deletions": 7,
+                "changed_files": 2,
+            }
+
+        cases = [
+            (
+                envelope("pull_request", "opened", number=first.number, pull_request=pull(opened)),
+                "pr_opened",
+            ),
+            (
+                envelope(
+                    "pull_request",
+                    "closed",
+                    number=second.number,
+                    pull_request=pull(merged, merged=True),
+                ),
+                "pr_merged",
+            ),
+            (
+                envelope("pull_request", "closed", number=third.number, pull_request=pull(closed)),
+                "pr_closed",
+            ),
+            (
+                envelope(
+                    "pull_request_review",
+                    "submitted",
+                    review=review(fourth, "hubot", "approved", now),
+                    pull_request=pull(fourth),
+                ),
+                "pr_reviewed",
+            ),
+            (
+                envelope(
+                    "pull_request",
+                    "review_requested",
+                    number=fourth.number,
+                    pull_request=pull(fourth),
+                    requested_reviewer=user("hubot"),
+                ),
+                "pr_updated",
+            ),
+        ]
+        return [WebhookSample(s.name, s.body, s.headers, (kind,)) for s, kind in cases]
+
+
 def scenario(connector_id: str) -> Scenario:
     """The scenario of ``github-issues`` or ``github-prs`` (see :mod:`ucf.fakes.scenario`)."""
-    scenarios: dict[str, Callable[[], Scenario]] = {"github-issues": GitHubIssuesScenario}
+    scenarios: dict[str, Callable[[], Scenario]] = {
+        "github-issues": GitHubIssuesScenario,
+        "github-prs": GitHubPullsScenario,
+    }
     try:
         return scenarios[connector_id]()
     except KeyError:
