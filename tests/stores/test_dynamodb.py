@@ -178,24 +178,50 @@ async def test_processes_initialising_one_table_at_once_all_succeed(
     assert sum(any("created" in a for a in r.actions) for r in reports) == 1
 
 
+_PK_SK = [
+    {"AttributeName": "PK", "KeyType": "HASH"},
+    {"AttributeName": "SK", "KeyType": "RANGE"},
+]
+FOREIGN_TABLES = {
+    "other keys": {
+        "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+    },
+    "GSI2 projecting keys only": {
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("PK", "SK", "GSI2PK", "GSI2SK")
+        ],
+        "KeySchema": _PK_SK,
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "GSI2",
+                "KeySchema": [
+                    {"AttributeName": "GSI2PK", "KeyType": "HASH"},
+                    {"AttributeName": "GSI2SK", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    },
+}
+
+
+@pytest.mark.parametrize("shape", list(FOREIGN_TABLES))
 async def test_a_foreign_table_of_the_same_name_is_refused_not_altered(
-    dynalite_endpoint: str, table: str, raw: Any
+    dynalite_endpoint: str, table: str, raw: Any, shape: str
 ) -> None:
-    raw.create_table(
-        TableName=table,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    raw.create_table(TableName=table, BillingMode="PAY_PER_REQUEST", **FOREIGN_TABLES[shape])
+    before = raw.describe_table(TableName=table)["Table"]
     store = open_store(dynamodb_url(dynalite_endpoint, table))
     try:
         with pytest.raises(StoreCorrupt, match=r"is not a ucf table.*another table name"):
             await store.init()
     finally:
         await store.close()
-    assert raw.describe_table(TableName=table)["Table"]["KeySchema"] == [
-        {"AttributeName": "id", "KeyType": "HASH"}
-    ]
+    after = raw.describe_table(TableName=table)["Table"]
+    assert after["KeySchema"] == before["KeySchema"]
+    assert after.get("GlobalSecondaryIndexes") == before.get("GlobalSecondaryIndexes")
 
 
 async def test_a_missing_table_tells_you_to_run_store_init(

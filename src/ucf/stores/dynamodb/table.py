@@ -115,10 +115,11 @@ def _check_schema(client: DynamoClient, table: dict[str, Any]) -> None:
         table.get("KeySchema") != _KEY_SCHEMA
         or index is None
         or index["KeySchema"] != _GSI2_KEY_SCHEMA
+        or index.get("Projection", {}).get("ProjectionType") != "ALL"
     ):
         raise StoreCorrupt(
             f"the DynamoDB table '{client.table}' exists but is not a ucf table "
-            "(it needs string keys PK/SK and a GSI2 index on GSI2PK/GSI2SK)",
+            "(it needs string keys PK/SK and an index GSI2 on GSI2PK/GSI2SK projecting ALL)",
             fix="point the store URL at another table name; ucf never alters a foreign table",
         )
 
