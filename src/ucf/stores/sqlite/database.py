@@ -11,6 +11,7 @@ Other processes wait up to ``busy_timeout`` for the lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -115,7 +116,7 @@ class Database:
             conn.execute(f"PRAGMA user_version = {self.schema_version}")
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            _rollback(conn)
             raise
         return [f"applied migration {m.version}: {m.summary}" for m in applied]
 
@@ -166,7 +167,7 @@ class Database:
                 try:
                     result = fn(conn)
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
                 conn.execute("COMMIT")
                 return result
@@ -185,7 +186,8 @@ class Database:
                 try:
                     return fn(conn)
                 finally:
-                    conn.execute("COMMIT")
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
             except sqlite3.Error as err:
                 raise self.translate(err) from None
 
@@ -213,6 +215,14 @@ class Database:
         if "disk i/o" in lowered or "full" in lowered:
             return StoreUnavailable(f"SQLite file {self.path}: {message}", "free disk space")
         return StoreUnavailable(f"SQLite file {self.path}: {message}", _FIX_LOCATION)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Undo the open transaction, if SQLite has not already (it does on some errors),
+    without letting a failed ROLLBACK hide the error that caused it."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:
