@@ -183,8 +183,7 @@ def github_descriptor(*, page_size: int = 2, sorted_ascending: bool = False) -> 
     data = copy.deepcopy(GITHUB)
     polling = data["ingestion"]["polling"]
     polling["pagination"]["pageSize"] = page_size
-    if sorted_ascending:
-        polling["delta"]["sortedAscending"] = True
+    polling["delta"]["sortedAscending"] = sorted_ascending
     return parse_descriptor(data)
 
 
