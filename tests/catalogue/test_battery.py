@@ -235,15 +235,15 @@ async def test_priority_participants_and_tags_are_mapped(
     scenario = _scenario(connector_id)
     assert scenario.metadata, "a scenario names items whose metadata the battery checks"
     signals = []
-    if descriptor.polling is not None:
-        with scenario.fake(now) as fake:
-            signals += (
-                await harness.poll(descriptor, scenario, fake, checkpoint=None, now=now)
-            ).signals
     if descriptor.webhook is not None:
         url = webhook_url(connector_id)
         for sample in scenario.webhook_samples():
             signals += map_delivery(descriptor, scenario.sign(sample, url=url, at=now), now).signals
+    if descriptor.polling is not None:  # polled signals win: they are checked when there are any
+        with scenario.fake(now) as fake:
+            signals += (
+                await harness.poll(descriptor, scenario, fake, checkpoint=None, now=now)
+            ).signals
     by_id = {s.item_id: s.signal for s in signals}
     for expected in scenario.metadata:
         signal = by_id.get(expected.item_id)

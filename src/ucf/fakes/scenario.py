@@ -203,7 +203,11 @@ class ProviderFake(ABC):
 
 @dataclass(frozen=True, slots=True)
 class MetadataExpectation:
-    """The metadata one item must come out with (priority, participants, tags, related)."""
+    """The metadata one item must come out with (priority, participants, tags, related).
+
+    Checked on the item's polled signal when the connector polls, else on the
+    signal its webhook sample maps to.
+    """
 
     item_id: str
     priority: Priority | None = None
