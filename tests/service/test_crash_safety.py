@@ -17,6 +17,7 @@ Seeded; set ``UCF_CRASH_SEED`` to replay a failure and ``UCF_CRASH_KILLS`` for m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -152,10 +153,8 @@ async def kill_somewhere(
     else:
         delay = rng.uniform(0.2, clean_seconds)
         where = f"{delay:.2f} s after launch"
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(child.wait(), delay)
-    except TimeoutError:
-        pass
     if child.returncode is not None:
         assert child.returncode == 0, "a poller exited with an error before it was killed"
         return None
