@@ -230,6 +230,14 @@ class Scenario(ABC):
     #: Items whose metadata the battery checks, among polled or delivered signals.
     metadata: tuple[MetadataExpectation, ...] = ()
 
+    def expected_metadata(self, fake: ProviderFake | None) -> tuple[MetadataExpectation, ...]:
+        """:attr:`metadata`, or expectations that depend on the fake's dataset.
+
+        Trello action ids encode their creation time, so its expectations are
+        only known once the fake has laid its dataset out around ``now``.
+        """
+        return self.metadata
+
     @abstractmethod
     def fake(self, now: datetime) -> ProviderFake:
         """A fake (not started) whose dataset is laid out around ``now``."""
