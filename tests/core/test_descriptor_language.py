@@ -140,6 +140,9 @@ def test_timestamp_filter_without_query_param_must_place_the_checkpoint() -> Non
     assert ("ingestion.delta.queryParam") in [p for p, _ in problems_of(data)]
     data["ingestion"]["query"] = {"since": "{{checkpoint}}"}
     assert problems_of(data) == []
+    del data["ingestion"]["query"]
+    data["ingestion"]["clientSideSince"] = True  # an API without a server-side filter
+    assert problems_of(data) == []
 
 
 def test_get_with_body_and_page_token_without_pagination_are_refused() -> None:
@@ -236,3 +239,25 @@ def test_parse_descriptor_raises_with_every_problem() -> None:
     with pytest.raises(DescriptorInvalid) as caught:
         parse_descriptor(data)
     assert {p.path for p in caught.value.problems} == {"name", "version"}
+
+
+def test_misspelt_config_variable_suggests_the_declared_field() -> None:
+    data = brief()
+    data["configFields"] = [{"key": "workspace", "label": "Workspace"}]
+    data["ingestion"]["endpoint"] = "{{baseUrl}}/w/{{config.workspce}}/issues"
+    _, problems = validate_descriptor(data)
+    assert [(p.path, p.hint) for p in problems] == [
+        ("ingestion.endpoint", "did you mean 'config.workspace'?")
+    ]
+
+
+def test_regex_errors_read_as_text_and_nothing_is_logged_by_re2(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    data = brief()
+    data["fieldMapping"]["signalTypeRules"][2]["value"] = "(?=lookahead)"
+    _, problems = validate_descriptor(data)
+    assert [p.message for p in problems] == [
+        "regular expression does not compile under RE2: invalid perl operator: (?="
+    ]
+    assert capfd.readouterr().err == ""

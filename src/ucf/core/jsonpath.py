@@ -38,11 +38,12 @@ import functools
 from typing import Any, Final, Literal, Protocol
 
 import jsonpath as _jp
-import re2
 from jsonpath.function_extensions import ExpressionType, FilterFunction
 from jsonpath.segments import JSONPathChildSegment
 from jsonpath.selectors import IndexSelector, NameSelector, WildcardSelector
 from jsonpath.token import TOKEN_EOF, TOKEN_NAME
+
+from ucf.core.regex import RegexError, compile_regex
 
 __all__ = [
     "MISSING",
@@ -118,8 +119,8 @@ class CompiledPath(Protocol):
 def _re2(pattern: str) -> Any:
     """Compile once; an invalid pattern is ``None`` (RFC 9535: the test is false)."""
     try:
-        return re2.compile(pattern)
-    except re2.error:
+        return compile_regex(pattern)
+    except RegexError:
         return None
 
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-import re2
-
 from ucf.core.descriptor import Condition, FieldMappingDescriptor, PriorityRule, SignalTypeRule
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
+from ucf.core.regex import compile_regex
 from ucf.core.signal import (
     SUMMARY_MAX_CHARS,
     NormalisedSignal,
@@ -176,7 +175,7 @@ def compile_condition(condition: Condition) -> Test:
         allowed = frozenset(condition.value if isinstance(condition.value, list) else [])
         return lambda item, _event: _any_text(getter(item), allowed.__contains__)
     if operator == "matches":
-        pattern = re2.compile(condition.value if isinstance(condition.value, str) else "")
+        pattern = compile_regex(condition.value if isinstance(condition.value, str) else "")
         return lambda item, _event: _any_text(getter(item), lambda s: pattern.search(s) is not None)
     if operator == "contains":
 

@@ -487,6 +487,7 @@ _MARKER = r"(\[flagged: [^\]]*\])"
 def _re2(pattern: str, what: str, *, capture: bool = True) -> re2._Regexp[str]:
     options = re2.Options()
     options.never_capture = not capture
+    options.log_errors = False
     try:
         return re2.compile(pattern, options)
     except re2.error as exc:

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import re2
 from pydantic import BaseModel, ValidationError
 
 from ucf.core import descriptor as d
 from ucf.core.jsonpath import PathSyntaxError, compile_path
+from ucf.core.regex import RegexError, compile_regex
 from ucf.core.template import TemplateSyntaxError, compile_template
 
 
@@ -184,10 +184,13 @@ class _Checker:
                 key = name.removeprefix("config.")
                 if key in self.config_keys or key == "baseUrl":
                     continue
+                close = difflib.get_close_matches(key, sorted(self.config_keys), n=1)
                 self.add(
                     where,
                     f"template uses '{{{{{name}}}}}' but there is no config field '{key}'",
-                    f"add {{'key': '{key}', ...}} to configFields",
+                    f"did you mean 'config.{close[0]}'?"
+                    if close
+                    else f"add {{'key': '{key}', ...}} to configFields",
                 )
                 continue
             self.add(
@@ -309,6 +312,8 @@ class _Checker:
                 used |= self.template(body_where, text, _REQUEST_VARIABLES)
         if spec.omit_null_body_fields and spec.body is None:
             self.add(f"{where}.omitNullBodyFields", "there is no body to leave members out of")
+        if spec.client_side_since or spec.stop_at_checkpoint:
+            used = used | {"checkpoint"}  # the filter runs on our side
         self.delta(f"{where}.delta", spec.delta, used)
         self.pagination(where, spec.pagination, used)
 
@@ -318,7 +323,8 @@ class _Checker:
                 self.add(
                     f"{where}.queryParam",
                     "no queryParam and no template uses {{checkpoint}}: the poll would never be incremental",
-                    "set queryParam, or place {{checkpoint}} in the endpoint, query or body",
+                    "set queryParam, place {{checkpoint}} in the endpoint, query or body, "
+                    "or filter on our side with clientSideSince / stopAtCheckpoint",
                 )
         elif isinstance(delta, d.DeltaTokenDelta):
             self.path(f"{where}.tokenPath", delta.token_path)
@@ -489,8 +495,8 @@ class _Checker:
             return
         if operator == "matches" and condition.value is not None:
             try:
-                re2.compile(condition.value)
-            except re2.error as error:
+                compile_regex(condition.value)
+            except RegexError as error:
                 self.add(
                     f"{where}.value",
                     f"regular expression does not compile under RE2: {error}",
