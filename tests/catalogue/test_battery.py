@@ -112,8 +112,9 @@ async def test_second_poll_brings_only_new_or_changed_items(
             descriptor, scenario, fake, checkpoint=first.checkpoint, now=later
         )
 
+    # New items always; changed ones where a poll can see them (Slack's history lists
+    # messages by creation time, so edits and reactions only arrive by webhook).
     assert activity.new_ids
-    assert activity.changed_ids
     fresh = [s for s in second.signals if s.dedup_key not in first.keys]
     assert {s.item_id for s in fresh} == activity.ids
     assert second.errors == []

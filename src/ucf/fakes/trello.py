@@ -241,15 +241,12 @@ class TrelloFake(ProviderFake):
     def add_activity(self, now: datetime) -> Activity:
         """A new card and a comment on it; an existing card moved and one renamed."""
         data = self.data
-        created = data.create_card(now, "Security review", creator=0)
+        step = timedelta(milliseconds=5)
+        created = data.create_card(now - 3 * step, "Security review", creator=0)
         card = data.cards[-1]
-        commented = data.comment(
-            now + timedelta(milliseconds=5), card, "Booked for Thursday.", creator=1
-        )
-        moved = data.move_card(now + timedelta(milliseconds=10), data.cards[2], 2, creator=2)
-        renamed = data.rename(
-            now + timedelta(milliseconds=15), data.cards[5], "Pricing page copy v2", creator=0
-        )
+        commented = data.comment(now - 2 * step, card, "Booked for Thursday.", creator=1)
+        moved = data.move_card(now - step, data.cards[2], 2, creator=2)
+        renamed = data.rename(now, data.cards[5], "Pricing page copy v2", creator=0)
         return Activity(
             new_ids=frozenset({created.id, commented.id}),
             changed_ids=frozenset({moved.id, renamed.id}),
