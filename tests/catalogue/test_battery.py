@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import httpx
 import pytest
 
 from tests.catalogue.conftest import (
@@ -41,18 +42,35 @@ def _scenario(connector_id: str) -> Scenario:
     return scenario_for(connector_id)
 
 
-def _verify(connector_id: str, delivery: WebhookDelivery, now: datetime) -> RejectCode | None:
+def _verify(
+    connector_id: str,
+    delivery: WebhookDelivery,
+    now: datetime,
+    credentials: dict[str, str] | None = None,
+) -> RejectCode | None:
     """What the gateway's verifier says about ``delivery``: None when accepted."""
     descriptor = descriptor_of(connector_id)
     result = compile_verifier(descriptor).verify(
         body=delivery.body,
         headers=delivery.headers,
         url=delivery.url,
-        query={},
-        credentials=_scenario(connector_id).credentials(),
+        query=dict(httpx.URL(delivery.url).params),
+        credentials=credentials
+        if credentials is not None
+        else _scenario(connector_id).credentials(),
         now=now,
     )
     return None if result.reason is None else result.reason.code
+
+
+def _verification(connector_id: str) -> str:
+    descriptor = descriptor_of(connector_id)
+    assert descriptor.webhook is not None
+    return descriptor.webhook.verification
+
+
+SIGNED = [c for c in WEBHOOKS if _verification(c) == "signature"]
+VERIFIED = [c for c in WEBHOOKS if _verification(c) != "none"]
 
 
 # --------------------------------------------------------------------------- descriptors
@@ -278,7 +296,21 @@ def test_deliveries_signed_by_the_provider_are_accepted(connector_id: str, now: 
         )
 
 
-@pytest.mark.parametrize("connector_id", WEBHOOKS)
+@pytest.mark.parametrize("connector_id", VERIFIED)
+def test_deliveries_checked_against_another_secret_are_rejected(
+    connector_id: str, now: datetime
+) -> None:
+    scenario = _scenario(connector_id)
+    key = compile_verifier(descriptor_of(connector_id)).secret_credential
+    assert key is not None
+    other = {**scenario.credentials(), key: "not-the-secret-the-provider-signs-with"}
+    url = webhook_url(connector_id)
+    for sample in _samples(connector_id):
+        verdict = _verify(connector_id, scenario.sign(sample, url=url, at=now), now, other)
+        assert verdict in (RejectCode.SIGNATURE_MISMATCH, RejectCode.TOKEN_MISMATCH), sample.name
+
+
+@pytest.mark.parametrize("connector_id", SIGNED)
 def test_tampered_deliveries_are_rejected(connector_id: str, now: datetime) -> None:
     scenario = _scenario(connector_id)
     url = webhook_url(connector_id)
