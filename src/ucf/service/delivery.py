@@ -1,0 +1,604 @@
+"""Signals leave ucf through the outbox: one :class:`DeliveryWorker` per configured sink.
+
+The signal store always holds every signal (the API reads it); each extra sink
+(``UCF_SINK_JSONL``, ``UCF_SINK_HTTP``) gets its own outbox entries, written in
+the same atomic ingest as the signal. A worker loops claim → deliver → ack, and
+on failure releases the batch with a backoff. Guarantees:
+
+- **At least once, across restarts.** Entries are durable; an entry neither
+  acked nor released (its worker died) is claimed again when its lease ends.
+  A crash between "delivered" and "acked" delivers it twice: downstream
+  consumers deduplicate on the signal ``id``.
+- **In order per instance.** ``claim`` returns the oldest entries first, a sink
+  delivers a batch in that order, and a failed batch is released and retried
+  before anything claimed after it: the worker sleeps until the batch is due
+  again instead of claiming later entries. Across processes, one worker per
+  sink is active at a time, holding the store lease ``delivery:{sink}`` (others
+  stand by), and that lease always outlives every claim and every backoff its
+  holder made, so a successor can never overtake entries still hidden by a
+  claim of a dead predecessor.
+- **Graceful stop.** :meth:`DeliveryWorker.stop` finishes the batch in flight;
+  cancelling the task gives it ``stop_grace`` seconds to finish, then gives the
+  batch back at once. Either way the sink lease is handed over immediately
+  when no claim or backoff of ours is outstanding.
+
+A sink is a strategy with one verb, ``async deliver(entries)``, raising on
+failure; it never sees the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Final, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+
+from ucf.runtime.health import secret_free
+from ucf.runtime.http import HttpSettings, UpstreamError, describe, send_with_retries
+from ucf.service.context import UcfContext
+from ucf.service.poll import default_worker_id
+from ucf.service.settings import Settings
+from ucf.stores.errors import StoreError
+from ucf.stores.models import OutboxEntry, OutboxLag
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_LEASE",
+    "Backoff",
+    "DeliveryFailed",
+    "DeliveryStats",
+    "DeliveryWorker",
+    "HttpPostSink",
+    "JsonlFileSink",
+    "Sink",
+    "check_sink_url",
+    "idempotency_key",
+    "outbox_lag",
+    "sink_http_settings",
+    "start_delivery",
+    "stop_delivery",
+]
+
+log = logging.getLogger("ucf.delivery")
+
+DEFAULT_BATCH_SIZE: Final = 100
+DEFAULT_LEASE: Final = timedelta(seconds=60)
+
+
+class DeliveryFailed(Exception):
+    """A sink could not take a batch; ``retry_after`` is when it asked us to come back."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Sink(Protocol):
+    """Where signals go after the store. Deliver all of ``entries``, in order, or raise."""
+
+    async def deliver(self, entries: Sequence[OutboxEntry]) -> None: ...
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+def _json_line(entry: OutboxEntry) -> bytes:
+    return json.dumps(entry.signal, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+class JsonlFileSink:
+    """Appends one wire JSON signal per line; flushed and fsynced per batch.
+
+    At least once: a crash between the write and the ack appends the batch again
+    on redelivery, so consumers deduplicate on ``id``. A crash mid-write can leave
+    a torn last line; the next batch starts on a fresh line so only that line is
+    unreadable (consumers skip lines that do not parse). The file is opened per
+    batch, so it may be rotated away underneath us, and is created 0600: signals
+    are sanitised, but still a project's private data.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def deliver(self, entries: Sequence[OutboxEntry]) -> None:
+        if not entries:
+            return
+        data = b"".join(_json_line(entry) for entry in entries)
+        try:
+            await asyncio.to_thread(self._append, data)
+        except OSError as error:
+            raise DeliveryFailed(
+                f"cannot append to {self.path}: {error.strerror or error}"
+            ) from error
+
+    def _append(self, data: bytes) -> None:
+        created = not self.path.exists()
+        if created:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # isolate a line torn by an earlier crash
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            directory = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the new file's name survives a power cut too
+            finally:
+                os.close(directory)
+
+
+def idempotency_key(entries: Sequence[OutboxEntry]) -> str:
+    """The same batch of signals always gets the same key.
+
+    Built from the signal ids (deterministic ULIDs), not from outbox entry ids,
+    which a backend may reuse once its queue has drained.
+    """
+    digest = hashlib.sha256()
+    for entry in entries:
+        digest.update(str(entry.signal.get("id", "")).encode())
+        digest.update(b"\n")
+    return "ucf-" + digest.hexdigest()[:40]
+
+
+def sink_http_settings(base: HttpSettings, lease: timedelta = DEFAULT_LEASE) -> HttpSettings:
+    """Retries sized to fit in the time a worker may spend on one batch (half its lease).
+
+    Redirects are not followed: a POST silently turned into a GET loses signals.
+    """
+    budget = lease.total_seconds() / 2
+    return replace(
+        base,
+        connect_timeout=min(base.connect_timeout, budget / 4),
+        read_timeout=min(base.read_timeout, budget / 2),
+        write_timeout=min(base.write_timeout, budget / 2),
+        pool_timeout=min(base.pool_timeout, budget / 4),
+        max_retries=min(base.max_retries, 2),
+        max_total_retry_wait=min(base.max_total_retry_wait, budget / 4),
+        follow_redirects=False,
+    )
+
+
+def check_sink_url(url: str) -> str:
+    """``url`` if it can be POSTed to, else a ``ValueError`` naming the fix (not the URL,
+    which may carry credentials)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "the HTTP sink URL must be an absolute http:// or https:// URL "
+            "(e.g. UCF_SINK_HTTP=https://pipeline.internal/signals)"
+        )
+    return url
+
+
+class HttpPostSink:
+    """POSTs ``{"signals": [...]}`` (a batch, in order) as JSON to the downstream pipeline.
+
+    Transient failures (5xx, timeouts, dropped connections, 429 with
+    ``Retry-After``) are retried by :func:`send_with_retries` within the batch's
+    budget; past it, the worker releases the batch and retries it later,
+    honouring ``Retry-After``. Because a retried POST may have been processed
+    already (the answer was lost), every request carries an ``Idempotency-Key``
+    header that is the same for the same batch of signals; consumers should
+    also deduplicate on each signal's ``id``, since a batch re-formed after a
+    restart may group signals differently. Only a 2xx answer counts.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        settings: HttpSettings | None = None,
+    ) -> None:
+        self.url = check_sink_url(url)
+        self._client = client
+        self._settings = settings or sink_http_settings(HttpSettings())
+
+    async def deliver(self, entries: Sequence[OutboxEntry]) -> None:
+        if not entries:
+            return
+        body = json.dumps(
+            {"signals": [entry.signal for entry in entries]},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(entries)}
+        timeout = self._settings.timeout()  # ours, whatever client we were given
+
+        def build() -> httpx.Request:
+            return self._client.build_request(
+                "POST", self.url, content=body, headers=headers, timeout=timeout
+            )
+
+        try:
+            response = await send_with_retries(self._client, build, settings=self._settings)
+        except UpstreamError as error:
+            raise DeliveryFailed(str(error), retry_after=error.retry_after) from error
+        if not 200 <= response.status_code < 300:
+            raise DeliveryFailed(
+                f"{describe(response.request)}: answered HTTP {response.status_code}, not 2xx"
+            )
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Seconds before a failed batch is tried again: ``base × 2^(n-1)``, capped.
+
+    An explicit ``Retry-After`` from the sink wins (within the cap).
+    """
+
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, failures: int, asked: float | None = None) -> float:
+        if asked is not None:
+            return min(max(asked, 0.0), self.cap)
+        return min(self.cap, self.base * (1 << min(max(failures - 1, 0), 32)))
+
+
+@dataclass
+class DeliveryStats:
+    """What a worker did so far, for logs and metrics (secret-free)."""
+
+    delivered: int = 0
+    batches: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    active: bool = False
+    """Holds the sink lease (False: another process delivers, we stand by)."""
+
+
+class DeliveryWorker:
+    """Moves one sink's outbox entries into the sink (see the module doc).
+
+    ``lease`` hides a claimed batch from other claimers; a batch must be
+    delivered within half of it (``deliver_timeout``). The sink lease lasts
+    twice ``lease`` and is renewed once half of it is used.
+    """
+
+    def __init__(
+        self,
+        context: UcfContext,
+        sink_name: str,
+        sink: Sink,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        lease: timedelta = DEFAULT_LEASE,
+        idle_seconds: float = 0.5,
+        standby_seconds: float = 5.0,
+        stop_grace: float = 10.0,
+        backoff: Backoff | None = None,
+        owner: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if lease <= timedelta(0):
+            raise ValueError("lease must be positive")
+        self.context = context
+        self.sink_name = sink_name
+        self.sink = sink
+        self.batch_size = batch_size
+        self.lease = lease
+        self.deliver_timeout = lease.total_seconds() / 2
+        self.idle_seconds = idle_seconds
+        self.standby_seconds = standby_seconds
+        self.stop_grace = stop_grace
+        self.backoff = backoff or Backoff()
+        # Unique per worker: a restarted process reusing a host:pid-style name
+        # must not inherit a dead worker's sink lease while its claims are hidden.
+        self.owner = f"{owner or default_worker_id()}:{secrets.token_hex(4)}"
+        self.lease_name = f"delivery:{sink_name}"
+        self.stats = DeliveryStats()
+        self._sink_lease_ttl = lease * 2
+        self._lease_until: datetime | None = None
+        self._hold_until: datetime | None = None
+        self._outstanding = False
+        self._retry_limit: int | None = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    # -- control
+
+    def stop(self) -> None:
+        """Finish the batch in flight, then return from :meth:`run`."""
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for entries now instead of at the next idle tick (e.g. right after an ingest)."""
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- the loop
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop` or cancellation; never raises for sink or store trouble."""
+        log.info("delivery to %s started (worker %s)", self.sink_name, self.owner)
+        try:
+            while not self.stopping:
+                try:
+                    pause = await self._step()
+                except StoreError as error:
+                    log.warning("delivery to %s: store error: %s", self.sink_name, error)
+                    pause = self.standby_seconds
+                except Exception:
+                    log.exception("delivery to %s failed inside ucf", self.sink_name)
+                    pause = self.standby_seconds
+                if pause:
+                    await self._pause(pause)
+        finally:
+            await self._hand_over()
+            log.info(
+                "delivery to %s stopped: %d signal(s) in %d batch(es), %d failure(s)",
+                self.sink_name,
+                self.stats.delivered,
+                self.stats.batches,
+                self.stats.failures,
+            )
+
+    async def run_once(self) -> int:
+        """Deliver what is available now, batch after batch; the number delivered.
+
+        Stops at the first failure (the batch is released with its backoff) or
+        when another worker holds the sink. For tests and ``--once`` style runs.
+        """
+        before = self.stats.delivered
+        while not self.stopping and await self._step() == 0:
+            pass
+        return self.stats.delivered - before
+
+    async def _step(self) -> float:
+        """One claim-deliver-settle round; how long to pause before the next (0: go on)."""
+        now = self.context.clock()
+        if self._hold_until is not None and now < self._hold_until:
+            # A released batch is not due yet; claiming now would overtake it.
+            return (self._hold_until - now).total_seconds()
+        if not await self._hold_sink():
+            return self.standby_seconds
+        now = self.context.clock()
+        limit = self._retry_limit or self.batch_size
+        self._outstanding = True  # from here until settled, entries may be hidden by our claim
+        entries = await self.context.store.outbox.claim(
+            self.sink_name, limit=limit, lease=self.lease, now=now
+        )
+        if not entries:
+            self._outstanding = False
+            return self.idle_seconds
+        failure = await self._deliver(entries)
+        if failure is None:
+            return 0.0
+        return failure
+
+    async def _hold_sink(self) -> bool:
+        """Acquire or renew the sink lease when less than ``lease + lease/2`` is left.
+
+        After a renewal at least ``2 × lease`` remains, so every claim we make
+        next (hidden for ``lease``) ends before a successor can take over.
+        """
+        now = self.context.clock()
+        if self._lease_until is not None and self._lease_until - now > self.lease * 1.5:
+            return True
+        held = await self.context.store.leases.acquire(
+            self.lease_name, self.owner, ttl=self._sink_lease_ttl, now=now
+        )
+        if held and not self.stats.active:
+            log.info("delivery to %s: this worker is now the active one", self.sink_name)
+        self.stats.active = held
+        self._lease_until = now + self._sink_lease_ttl if held else None
+        return held
+
+    async def _deliver(self, entries: list[OutboxEntry]) -> float | None:
+        """Deliver and settle one batch: None on success, else the backoff in seconds."""
+        ids = [entry.entry_id for entry in entries]
+        attempt = asyncio.ensure_future(self._attempt(entries))
+        try:
+            await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            await self._settle_on_cancel(attempt, ids)
+            raise
+        except Exception as error:
+            return await self._failed(ids, error)
+        await self._acked(ids)
+        return None
+
+    async def _attempt(self, entries: list[OutboxEntry]) -> None:
+        async with asyncio.timeout(self.deliver_timeout):
+            await self.sink.deliver(entries)
+
+    async def _acked(self, ids: list[str]) -> None:
+        try:
+            await self.context.store.outbox.ack(self.sink_name, ids)
+        except StoreError as error:
+            # Delivered but still pending: redelivered after the lease (at least once).
+            log.warning("delivery to %s: ack failed: %s", self.sink_name, error)
+        else:
+            self._outstanding = False
+        self._retry_limit = None
+        self._hold_until = None
+        self.stats.delivered += len(ids)
+        self.stats.batches += 1
+        self.stats.consecutive_failures = 0
+        self.stats.last_error = None
+
+    async def _failed(self, ids: list[str], error: Exception) -> float:
+        self.stats.failures += 1
+        self.stats.consecutive_failures += 1
+        if isinstance(error, TimeoutError):
+            message = f"no answer within {self.deliver_timeout:g} s"
+        else:
+            message = str(error) or type(error).__name__
+        message = secret_free(message)
+        self.stats.last_error = message
+        asked = error.retry_after if isinstance(error, DeliveryFailed) else None
+        delay = self.backoff.delay(self.stats.consecutive_failures, asked)
+        now = self.context.clock()
+        retry_at = now + timedelta(seconds=delay)
+        # Keep the sink until the batch is due again: nobody may claim after it before.
+        self._hold_until = retry_at
+        margin = self.lease
+        if self._lease_until is None or self._lease_until < retry_at + margin:
+            ttl = retry_at + margin - now
+            if await self.context.store.leases.renew(self.lease_name, self.owner, ttl=ttl, now=now):
+                self._lease_until = now + ttl
+        await self.context.store.outbox.release(self.sink_name, ids, retry_at=retry_at)
+        self._outstanding = False
+        self._retry_limit = len(ids)  # retry the very same batch (same idempotency key)
+        log.warning(
+            "delivery of %d signal(s) to %s failed (%d in a row), retrying in %.1f s: %s",
+            len(ids),
+            self.sink_name,
+            self.stats.consecutive_failures,
+            delay,
+            message,
+        )
+        return delay
+
+    async def _settle_on_cancel(self, attempt: asyncio.Future[None], ids: list[str]) -> None:
+        """Cancelled mid-batch: let it finish for ``stop_grace`` seconds, then give it back."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({attempt}, timeout=self.stop_grace)
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(BaseException):
+                await attempt
+        try:
+            if attempt.done() and not attempt.cancelled() and attempt.exception() is None:
+                await self._acked(ids)
+            else:
+                # Possibly received downstream already: a duplicate at worst.
+                now = self.context.clock()
+                await self.context.store.outbox.release(self.sink_name, ids, retry_at=now)
+                self._outstanding = False
+        except StoreError as error:
+            log.warning("delivery to %s: could not settle on stop: %s", self.sink_name, error)
+
+    async def _pause(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    async def _hand_over(self) -> None:
+        """Release the sink lease if nothing of ours still hides or delays entries."""
+        if self._lease_until is None:
+            return
+        now = self.context.clock()
+        if self._outstanding or (self._hold_until is not None and self._hold_until > now):
+            return  # the lease lapses on its own once the claim/backoff is over
+        try:
+            await self.context.store.leases.release(self.lease_name, self.owner)
+        except StoreError as error:
+            log.warning("delivery to %s: could not hand over the sink: %s", self.sink_name, error)
+        self._lease_until = None
+        self.stats.active = False
+
+
+# --------------------------------------------------------------------------- wiring
+
+
+SinkFactory = Callable[[Settings], AbstractAsyncContextManager[Sink]]
+
+
+@contextlib.asynccontextmanager
+async def _jsonl_sink(settings: Settings) -> AsyncIterator[Sink]:
+    assert settings.jsonl_sink is not None
+    yield JsonlFileSink(settings.jsonl_sink)
+
+
+@contextlib.asynccontextmanager
+async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
+    """The sink URL is the operator's own configuration, not user input, so it gets a
+    plain client rather than the SSRF-guarded one: pipelines usually live on private
+    addresses. Environment proxies are still ignored."""
+    assert settings.http_sink is not None
+    http = sink_http_settings(settings.http)
+    async with httpx.AsyncClient(
+        timeout=http.timeout(),
+        headers={"User-Agent": http.user_agent},
+        follow_redirects=False,
+        trust_env=False,
+    ) as client:
+        yield HttpPostSink(settings.http_sink, client, settings=http)
+
+
+SINKS: Final[dict[str, SinkFactory]] = {"jsonl": _jsonl_sink, "http": _http_sink}
+"""Sink name (as in ``Settings.sinks`` and the outbox) → how to build it."""
+
+
+async def _run_sink(
+    context: UcfContext,
+    name: str,
+    *,
+    batch_size: int,
+    lease: timedelta,
+    owner: str | None,
+) -> None:
+    async with SINKS[name](context.settings) as sink:
+        worker = DeliveryWorker(
+            context, name, sink, batch_size=batch_size, lease=lease, owner=owner
+        )
+        await worker.run()
+
+
+def start_delivery(
+    context: UcfContext,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    lease: timedelta = DEFAULT_LEASE,
+    owner: str | None = None,
+) -> list[asyncio.Task[None]]:
+    """One delivery task per configured sink (none when no sink is configured).
+
+    Call it on the running loop once the context is open; stop with
+    :func:`stop_delivery` before closing the context.
+    """
+    if context.settings.http_sink is not None:
+        check_sink_url(context.settings.http_sink)  # fail at start-up, not in a task
+    return [
+        asyncio.create_task(
+            _run_sink(context, name, batch_size=batch_size, lease=lease, owner=owner),
+            name=f"delivery:{name}",
+        )
+        for name in context.settings.sinks
+    ]
+
+
+async def stop_delivery(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Stop the tasks of :func:`start_delivery`: batches in flight get their grace period."""
+    for task in tasks:
+        task.cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for task, result in zip(tasks, results, strict=True):
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            log.error("%s ended with %s", task.get_name(), type(result).__name__)
+
+
+async def outbox_lag(context: UcfContext) -> dict[str, OutboxLag]:
+    """Pending entries and the oldest one's age per configured sink (for ``/metrics``)."""
+    now = context.clock()
+    return {name: await context.store.outbox.lag(name, now=now) for name in context.settings.sinks}

@@ -1,0 +1,432 @@
+"""Delivery to the downstream pipeline: what a consumer of the JSONL file or the HTTP
+endpoint would notice if the outbox loop broke.
+
+Real parts only: a SQLite store and local secrets in a temporary directory, the
+pipeline as a real HTTP server on loopback (the fake kit) that fails on cue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from ucf.fakes import FakeServer, Fault
+from ucf.runtime.http import HttpSettings
+from ucf.service.context import UcfContext
+from ucf.service.delivery import (
+    Backoff,
+    DeliveryWorker,
+    HttpPostSink,
+    JsonlFileSink,
+    idempotency_key,
+    outbox_lag,
+    start_delivery,
+    stop_delivery,
+)
+
+from .delivery_support import (
+    BASE,
+    Pipeline,
+    eventually,
+    ingest_one,
+    mapped,
+    open_context,
+    order_violation,
+)
+
+FAST = HttpSettings(
+    connect_timeout=1,
+    read_timeout=0.3,
+    max_retries=1,
+    backoff_base=0.01,
+    max_total_retry_wait=0.1,
+    follow_redirects=False,
+)
+"""One quick retry inside a batch; anything slower goes back to the outbox."""
+
+QUICK = Backoff(base=0.05, cap=2.0)
+
+
+@pytest.fixture
+def pipeline() -> Iterator[Pipeline]:
+    with FakeServer() as server:
+        yield Pipeline(server)
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def http_context(tmp_path: Path, pipeline: Pipeline) -> AsyncIterator[UcfContext]:
+    async with await open_context(tmp_path, UCF_SINK_HTTP=pipeline.url) as context:
+        yield context
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        yield http
+
+
+def http_worker(
+    context: UcfContext,
+    pipeline: Pipeline,
+    client: httpx.AsyncClient,
+    *,
+    http: HttpSettings = FAST,
+    **options: object,
+) -> DeliveryWorker:
+    sink = HttpPostSink(pipeline.url, client, settings=http)
+    defaults: dict[str, object] = {
+        "batch_size": 3,
+        "lease": timedelta(seconds=4),
+        "idle_seconds": 0.02,
+        "standby_seconds": 0.05,
+        "backoff": QUICK,
+    }
+    return DeliveryWorker(context, "http", sink, **{**defaults, **options})  # type: ignore[arg-type]
+
+
+async def ingest_interleaved(
+    context: UcfContext, per_instance: int
+) -> dict[tuple[str, str], list[str]]:
+    """Two instances' signals, alternating, one write each: the outbox interleaves them."""
+    ingested: dict[tuple[str, str], list[str]] = {("p1", "github-issues"): [], ("p2", "sentry"): []}
+    for number in range(per_instance):
+        for project, source in ingested:
+            ingested[(project, source)].append(
+                await ingest_one(context, mapped(source, project, number))
+            )
+    return ingested
+
+
+async def drained(context: UcfContext, sink: str = "http") -> bool:
+    return (await context.store.outbox.lag(sink, now=context.clock())).pending == 0
+
+
+async def test_every_signal_reaches_the_pipeline_in_order_through_500s_429s_and_timeouts(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    ingested = await ingest_interleaved(http_context, 8)
+    server = pipeline.server
+    server.inject(Fault.status(500), path="/signals", times=2)  # one batch, retried, released
+    server.inject(Fault.rate_limited(retry_after=0.5), path="/signals")  # past the batch budget
+    server.inject(Fault.slow(1.0), path="/signals")  # read timeout: received, answer lost
+    worker = http_worker(http_context, pipeline, client)
+
+    task = asyncio.create_task(worker.run())
+    await eventually(lambda: drained(http_context), what="the outbox to drain")
+    worker.stop()
+    await task
+
+    assert order_violation(pipeline.batches(), ingested) is None
+    assert worker.stats.failures == 2  # the 500s, then the 429; the timeout retried in-batch
+    # 500, 500 (batch released), 429 (released until Retry-After), timeout, success.
+    requests = server.requests_to("/signals")
+    waited = requests[3].received_at - requests[2].received_at
+    assert waited >= 0.5, "the pipeline's Retry-After was not honoured"
+    keys = [r.headers["idempotency-key"] for r in requests]
+    assert len(set(keys[:5])) == 1, "a retried batch must keep its idempotency key"
+    assert len(set(keys)) == len(pipeline.accepted) - 1  # the timed-out POST came twice
+    assert (
+        await http_context.store.outbox.claim(
+            "http", limit=100, lease=timedelta(seconds=1), now=http_context.clock()
+        )
+        == []
+    )
+
+
+async def test_acked_entries_are_gone_and_lag_reports_what_is_pending(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    await ingest_interleaved(http_context, 3)
+    lag = (await outbox_lag(http_context))["http"]
+    assert lag.pending == 6
+    assert lag.oldest_age_seconds is not None
+
+    delivered = await http_worker(http_context, pipeline, client, batch_size=4).run_once()
+
+    assert delivered == 6
+    assert len(pipeline.accepted) == 2
+    assert (await outbox_lag(http_context))["http"].pending == 0
+
+
+async def test_a_failing_batch_holds_back_the_rest_of_its_instance(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    ingested = await ingest_interleaved(http_context, 3)
+    pipeline.server.inject(Fault.status(503), path="/signals", times=2)
+    worker = http_worker(http_context, pipeline, client, backoff=Backoff(base=0.3, cap=1))
+
+    assert await worker.run_once() == 0  # first batch failed: nothing later is attempted
+    assert pipeline.accepted == []
+    assert await worker.run_once() == 0, "a released batch was retried before its backoff"
+    await asyncio.sleep(0.35)
+    assert await worker.run_once() == 6
+
+    assert order_violation(pipeline.batches(), ingested) is None
+    assert [len(b) for b in pipeline.batches()] == [3, 3]
+
+
+async def test_a_worker_that_dies_after_claiming_is_redelivered_after_the_lease_in_order(
+    tmp_path: Path, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    async with await open_context(tmp_path, UCF_SINK_HTTP=pipeline.url) as context:
+        ingested = await ingest_interleaved(context, 3)
+    # Another process claims the first batch, then is killed before it acks.
+    script = tmp_path / "doomed.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, sys
+            from datetime import timedelta
+            from pathlib import Path
+            from ucf.service.context import UcfContext
+            from ucf.service.delivery import DeliveryWorker
+            from ucf.service.settings import Settings
+
+            class Hang:
+                async def deliver(self, entries):
+                    print("claimed", len(entries), flush=True)
+                    await asyncio.Event().wait()
+
+            async def main():
+                settings = Settings.from_env({{}}, data_dir=Path({str(tmp_path)!r}))
+                async with await UcfContext.open(settings) as context:
+                    worker = DeliveryWorker(
+                        context, "http", Hang(), batch_size=3, lease=timedelta(seconds=1)
+                    )
+                    await worker.run()
+
+            asyncio.run(main())
+            """
+        )
+    )
+    doomed = await asyncio.create_subprocess_exec(
+        sys.executable, str(script), stdout=asyncio.subprocess.PIPE, env=dict(os.environ)
+    )
+    try:
+        assert doomed.stdout is not None
+        line = await asyncio.wait_for(doomed.stdout.readline(), 30)
+        assert line.decode().strip() == "claimed 3"
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        await doomed.wait()
+    killed_at = time.time()
+
+    async with await open_context(tmp_path, UCF_SINK_HTTP=pipeline.url) as context:
+        worker = http_worker(context, pipeline, client, lease=timedelta(seconds=1))
+        task = asyncio.create_task(worker.run())
+        await eventually(lambda: drained(context), what="redelivery")
+        worker.stop()
+        await task
+        first = pipeline.accepted[0]
+
+    assert order_violation(pipeline.batches(), ingested) is None
+    # The dead worker's batch comes first, once its claim lapsed; nothing overtook it.
+    assert [s["id"] for s in pipeline.batches()[0]] == [
+        ingested[("p1", "github-issues")][0],
+        ingested[("p2", "sentry")][0],
+        ingested[("p1", "github-issues")][1],
+    ]
+    assert first.received_at - killed_at >= 0.5, "redelivered before the dead claim lapsed"
+
+
+async def test_stop_finishes_the_batch_in_flight_and_hands_the_sink_over_at_once(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    ingested = await ingest_interleaved(http_context, 3)
+    pipeline.server.inject(Fault.slow(0.3), path="/signals")
+    worker = http_worker(http_context, pipeline, client, http=HttpSettings(read_timeout=2))
+
+    task = asyncio.create_task(worker.run())
+    await eventually(lambda: received(pipeline), what="the first POST")
+    worker.stop()
+    await task
+
+    assert len(pipeline.accepted) == 1
+    assert worker.stats.delivered == 3, "the batch in flight was not finished"
+    assert (await outbox_lag(http_context))["http"].pending == 3
+    assert await http_context.store.leases.get("delivery:http", now=http_context.clock()) is None
+    successor = http_worker(http_context, pipeline, client)
+    assert await successor.run_once() == 3  # no wait for a lease to lapse
+    assert order_violation(pipeline.batches(), ingested) is None
+
+
+async def test_cancelling_mid_batch_gives_the_batch_back_for_the_next_worker(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    ingested = await ingest_interleaved(http_context, 2)
+    pipeline.server.inject(Fault.slow(5), path="/signals")
+    worker = http_worker(
+        http_context, pipeline, client, http=HttpSettings(read_timeout=10), stop_grace=0.1
+    )
+
+    task = asyncio.create_task(worker.run())
+    await eventually(lambda: received(pipeline), what="the first POST")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert (await outbox_lag(http_context))["http"].pending == 4
+    successor = http_worker(http_context, pipeline, client)
+    assert await successor.run_once() == 4  # released at once, sink handed over at once
+    assert order_violation(pipeline.batches(), ingested) is None
+
+
+async def received(pipeline: Pipeline) -> bool:
+    return bool(pipeline.server.requests_to("/signals"))
+
+
+async def test_two_workers_on_one_sink_deliver_one_at_a_time_in_order(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    ingested = await ingest_interleaved(http_context, 10)
+    workers = [http_worker(http_context, pipeline, client) for _ in range(2)]
+
+    tasks = [asyncio.create_task(w.run()) for w in workers]
+    await eventually(lambda: drained(http_context), what="the outbox to drain")
+    for worker in workers:
+        worker.stop()
+    await asyncio.gather(*tasks)
+
+    assert order_violation(pipeline.batches(), ingested) is None
+    assert sorted(w.stats.delivered for w in workers) == [0, 20]
+
+
+async def test_a_redirect_is_a_failed_delivery_not_a_lost_batch(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    await ingest_one(http_context, mapped("github-issues", "p1", 1))
+    pipeline.server.inject(Fault.redirect(pipeline.server.url("/elsewhere")), path="/signals")
+    worker = http_worker(http_context, pipeline, client)
+
+    assert await worker.run_once() == 0
+    assert worker.stats.last_error is not None
+    assert "302" in worker.stats.last_error
+    assert (await outbox_lag(http_context))["http"].pending == 1
+
+
+async def test_the_jsonl_file_holds_every_signal_once_per_line_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "out" / "signals.jsonl"
+    async with await open_context(tmp_path, UCF_SINK_JSONL=str(path)) as context:
+        ids = [await ingest_one(context, mapped("github-issues", "p1", n)) for n in range(250)]
+        worker = DeliveryWorker(context, "jsonl", JsonlFileSink(path), batch_size=100)
+
+        assert await worker.run_once() == 250
+        assert (await outbox_lag(context))["jsonl"].pending == 0
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ids
+    assert json.loads(lines[0])["summary"] == "Issue 0 in p1"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_line_torn_by_a_crash_does_not_swallow_the_next_signal(tmp_path: Path) -> None:
+    path = tmp_path / "signals.jsonl"
+    path.write_bytes(b'{"id":"01OLD"}\n{"id":"01TORN","summ')
+    async with await open_context(tmp_path, UCF_SINK_JSONL=str(path)) as context:
+        sid = await ingest_one(context, mapped("github-issues", "p1", 1))
+        await DeliveryWorker(context, "jsonl", JsonlFileSink(path)).run_once()
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[:2] == ['{"id":"01OLD"}', '{"id":"01TORN","summ']
+    assert json.loads(lines[2])["id"] == sid
+
+
+async def test_an_unwritable_jsonl_path_is_retried_with_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    path = blocker / "signals.jsonl"
+    async with await open_context(tmp_path, UCF_SINK_JSONL=str(path)) as context:
+        await ingest_one(context, mapped("github-issues", "p1", 1))
+        worker = DeliveryWorker(context, "jsonl", JsonlFileSink(path), backoff=QUICK)
+
+        assert await worker.run_once() == 0
+        assert worker.stats.last_error is not None
+        assert str(path) in worker.stats.last_error
+        assert (await outbox_lag(context))["jsonl"].pending == 1
+
+
+async def test_delivered_signals_carry_secrets_redacted_never_the_token(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2
+    path = tmp_path / "signals.jsonl"
+    env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_JSONL": str(path)}
+    async with await open_context(tmp_path, **env) as context:
+        raw = {"number": 7, "body": f"CI failed, my token is {token} please rotate"}
+        await ingest_one(context, mapped("github-issues", "p1", 7, raw=raw))
+        tasks = start_delivery(context)
+        await eventually(lambda: drained(context, "http"), what="HTTP delivery")
+        await eventually(lambda: drained(context, "jsonl"), what="JSONL delivery")
+        await stop_delivery(tasks)
+
+    posted = pipeline.accepted[0].body.decode()
+    written = path.read_text(encoding="utf-8")
+    for payload in (posted, written):
+        assert token not in payload
+        assert "[REDACTED:github_token]" in payload
+
+
+async def test_start_delivery_runs_one_worker_per_configured_sink_and_stops_cleanly(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    path = tmp_path / "signals.jsonl"
+    env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_JSONL": str(path)}
+    async with await open_context(tmp_path, **env) as context:
+        ids = [await ingest_one(context, mapped("github-issues", "p1", n)) for n in range(5)]
+        tasks = start_delivery(context)
+        assert sorted(t.get_name() for t in tasks) == ["delivery:http", "delivery:jsonl"]
+        await eventually(lambda: drained(context, "http"), what="HTTP delivery")
+        await eventually(lambda: drained(context, "jsonl"), what="JSONL delivery")
+        await stop_delivery(tasks)
+
+        assert all(task.done() for task in tasks)
+        for sink in ("http", "jsonl"):
+            assert await context.store.leases.get(f"delivery:{sink}", now=context.clock()) is None
+        assert set(await outbox_lag(context)) == {"http", "jsonl"}
+
+    assert pipeline.signal_ids() == ids
+    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ids
+
+
+async def test_no_sink_configured_means_no_delivery_task(tmp_path: Path) -> None:
+    async with await open_context(tmp_path) as context:
+        assert start_delivery(context) == []
+        assert await outbox_lag(context) == {}
+
+
+async def test_a_sink_url_that_cannot_be_posted_to_fails_at_start_up(tmp_path: Path) -> None:
+    async with await open_context(tmp_path, UCF_SINK_HTTP="ftp://user:hunter2@pipeline/x") as ctx:
+        with pytest.raises(ValueError, match="http:// or https://") as error:
+            start_delivery(ctx)
+    assert "hunter2" not in str(error.value)
+
+
+def test_the_idempotency_key_names_the_signals_not_the_queue_positions() -> None:
+    from ucf.stores.models import OutboxEntry
+
+    def entry(entry_id: str, sid: str) -> OutboxEntry:
+        return OutboxEntry(entry_id, "http", "p1", "c", {"id": sid}, BASE, 1)
+
+    same = idempotency_key([entry("1", "A"), entry("2", "B")])
+    assert idempotency_key([entry("7", "A"), entry("8", "B")]) == same
+    assert idempotency_key([entry("1", "A"), entry("2", "C")]) != same
+    assert idempotency_key([entry("1", "B"), entry("2", "A")]) != same
+
+
+def test_backoff_doubles_to_its_cap_and_obeys_retry_after() -> None:
+    backoff = Backoff(base=1, cap=10)
+    assert [backoff.delay(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 8, 10]
+    assert backoff.delay(1, asked=3.5) == 3.5
+    assert backoff.delay(1, asked=99) == 10
