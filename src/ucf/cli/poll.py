@@ -4,7 +4,8 @@
 signals as JSON lines on stdout; everything meant for a person — per-item
 errors, the next checkpoint, a summary, a progress line on a terminal — goes
 to stderr, so ``ucf poll … > signals.jsonl`` captures exactly the signals.
-Nothing is stored. ``check`` runs the descriptor's health check.
+Nothing is stored, unless ``--store`` names a store (see
+:mod:`ucf.cli.poll_store`). ``check`` runs the descriptor's health check.
 
 Both use the same SSRF-guarded client as the server (``UCF_ALLOW_HOSTS`` opens
 it for a local API) and end any failure in one secret-free line, never a
@@ -250,11 +251,20 @@ def poll(
         int | None,
         typer.Option("--max-pages", min=1, help="Stop after this many pages.", show_default=False),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Also store the signals (exactly once) and the checkpoint in this store "
+            "(sqlite:///…, dynamodb://…), resuming from its checkpoint like a worker.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one poll of a descriptor: signals as JSON lines on stdout, summary on stderr.
 
-    Nothing is stored. The next checkpoint is printed on stderr; pass it back
-    with --checkpoint to see only what changed since.
+    Nothing is stored unless --store is given. The next checkpoint is printed on
+    stderr; pass it back with --checkpoint to see only what changed since.
     """
     descriptor = load_descriptor(descriptor_file)
     config_values = _pairs(config, "--config")
@@ -262,17 +272,32 @@ def poll(
     policy = _policy()
     started = time.monotonic()
     try:
-        tally = asyncio.run(
-            _poll(
-                descriptor,
-                config=config_values,
-                credentials=credentials,
-                checkpoint=checkpoint,
-                project=project,
-                max_pages=max_pages,
-                policy=policy,
+        if store is not None:
+            from ucf.cli.poll_store import poll_into_store
+
+            tally = asyncio.run(
+                poll_into_store(
+                    descriptor,
+                    store_url=store,
+                    config=config_values,
+                    credentials=credentials,
+                    checkpoint=checkpoint,
+                    project=project,
+                    max_pages=max_pages,
+                )
             )
-        )
+        else:
+            tally = asyncio.run(
+                _poll(
+                    descriptor,
+                    config=config_values,
+                    credentials=credentials,
+                    checkpoint=checkpoint,
+                    project=project,
+                    max_pages=max_pages,
+                    policy=policy,
+                )
+            )
     except _expected_errors() as error:
         raise fail(_redact(str(error)), 1) from None
     except KeyboardInterrupt:

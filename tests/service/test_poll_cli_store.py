@@ -1,0 +1,100 @@
+"""``ucf poll --store``: a one-off poll that writes like a worker and resumes like one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ucf.fakes.github import BAD_TOKEN, GOOD_TOKEN, OWNER, REPO, GitHubFake
+from ucf.stores.url import open_store
+
+from .poll_support import GITHUB
+
+UCF = str(Path(sys.executable).parent / "ucf")
+
+
+@pytest.fixture
+def fake() -> Iterator[GitHubFake]:
+    with GitHubFake(datetime.now(UTC)) as github:
+        yield github
+
+
+def poll(
+    tmp_path: Path, fake: GitHubFake, token: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    descriptor = tmp_path / "github.json"
+    descriptor.write_text(json.dumps(GITHUB))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UCF_")}
+    env.update(UCF_ALLOW_HOSTS="127.0.0.1", UCF_DATA_DIR=str(tmp_path / "data"))
+    return subprocess.run(
+        [
+            UCF,
+            "poll",
+            "--descriptor",
+            str(descriptor),
+            "--config",
+            f"baseUrl={fake.base_url}",
+            "--config",
+            f"owner={OWNER}",
+            "--config",
+            f"repo={REPO}",
+            "--credential",
+            f"token={token}",
+            "--project",
+            "cli-proj",
+            "--store",
+            f"sqlite:///{tmp_path / 'store.db'}",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+async def stored(tmp_path: Path) -> tuple[int, str | None]:
+    async with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        page = await store.signals.query("cli-proj", limit=1000)
+        checkpoint = await store.checkpoints.get("cli-proj", "github-issues")
+    return len(page.items), checkpoint.value
+
+
+def test_poll_with_a_store_keeps_the_signals_and_resumes_from_its_checkpoint(
+    tmp_path: Path, fake: GitHubFake
+) -> None:
+    first = poll(tmp_path, fake, GOOD_TOKEN)
+    assert first.returncode == 0, first.stderr
+    printed = [json.loads(line) for line in first.stdout.splitlines()]
+    count, checkpoint = asyncio.run(stored(tmp_path))
+    assert count == len(printed) > 100
+    assert f"{count} new signal(s), 0 already stored" in first.stderr
+    assert f"checkpoint: {checkpoint}\n" in first.stderr
+
+    second = poll(tmp_path, fake, GOOD_TOKEN)
+    assert second.returncode == 0, second.stderr
+    assert len(second.stdout.splitlines()) < 5, "it resumed from the stored checkpoint"
+    assert "0 new signal(s)" in second.stderr
+    assert asyncio.run(stored(tmp_path)) == (count, checkpoint)
+
+
+def test_poll_with_a_store_and_a_rejected_token_fails_in_one_clean_line(
+    tmp_path: Path, fake: GitHubFake
+) -> None:
+    result = poll(tmp_path, fake, BAD_TOKEN)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert "401" in errors[0]
+    assert BAD_TOKEN not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert asyncio.run(stored(tmp_path)) == (0, None)
