@@ -26,7 +26,7 @@ import itertools
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from urllib.parse import urlencode
@@ -744,7 +744,7 @@ class GitHubIssuesScenario(_GitHubScenario):
     def webhook_samples(self) -> list[WebhookSample]:
         now = datetime.now(UTC)
         first, second, third = self._items(pull=False)[:3]
-        opened = Issue(**{**first.__dict__, "created": now, "updated": now, "comments": 0})
+        opened = replace(first, created=now, updated=now, comments=0)
         samples = [
             envelope("issues", "opened", issue=opened.issue_json()),
             envelope(
@@ -791,11 +791,9 @@ class GitHubPullsScenario(_GitHubScenario):
     def webhook_samples(self) -> list[WebhookSample]:
         now = datetime.now(UTC)
         first, second, third, fourth = self._items(pull=True)[:4]
-        opened = Issue(**{**first.__dict__, "created": now, "updated": now})
-        merged = Issue(
-            **{**second.__dict__, "state": "closed", "closed": now, "merged": now, "updated": now}
-        )
-        closed = Issue(**{**third.__dict__, "state": "closed", "closed": now, "updated": now})
+        opened = replace(first, created=now, updated=now)
+        merged = replace(second, state="closed", closed=now, merged=now, updated=now)
+        closed = replace(third, state="closed", closed=now, updated=now)
 
         def pull(item: Issue, *, merged: bool = False) -> dict[str, Any]:
             return {
