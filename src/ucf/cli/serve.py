@@ -1,0 +1,184 @@
+"""``ucf serve``: the whole of ucf in one process — API, webhook gateway, scheduler.
+
+The README's run command. Everything that can be wrong with the set-up is
+found before a request is served and reported as one line with a non-zero
+exit, never a traceback: a bad store URL, a store or data directory that
+cannot be used, a master key that does not open the stored secrets, a port
+already taken. The port is bound first (so ``--port 0`` picks a free one, and
+the log says which), then the store and secrets are opened, then uvicorn
+serves the app on that socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ucf.cli.descriptors import fail
+
+if TYPE_CHECKING:
+    from ucf.service.context import UcfContext
+    from ucf.service.settings import Settings
+
+log = logging.getLogger("ucf.serve")
+
+
+class _StartupFailed(Exception):
+    """A set-up problem found before serving: its message is the one line users see."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind now, so a taken port is a clear error before anything else starts."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise _StartupFailed(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        reason = error.strerror or str(error)
+        raise _StartupFailed(f"cannot listen on {host}:{port}: {reason.lower()}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+async def _open_context(settings: Settings) -> UcfContext:
+    from ucf.service.context import UcfContext
+    from ucf.stores.errors import StoreError
+
+    try:
+        return await UcfContext.open(settings)
+    except StoreError as error:
+        raise _StartupFailed(str(error)) from None
+    except OSError as error:
+        raise _StartupFailed(
+            f"cannot use the data directory {settings.data_dir}: {error.strerror or error}"
+        ) from None
+
+
+async def _serve(
+    settings: Settings, sock: socket.socket, token: str, public_url: str | None
+) -> None:
+    import uvicorn
+
+    from ucf.web.app import create_app
+
+    context = await _open_context(settings)
+
+    async def opened() -> UcfContext:
+        return context
+
+    app = create_app(opened, api_token=token, public_url=public_url)
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,  # the app logs each request as JSON, by route template
+        proxy_headers=True,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "ucf serving on %s (%s; data in %s)",
+        _base_url(sock),
+        context.store.description,
+        settings.data_dir,
+    )
+    await server.serve(sockets=[sock])
+    if not server.started:
+        raise _StartupFailed("the server did not start; see the log above")
+
+
+def serve(
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (0.0.0.0 for every one).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")
+    ] = 8080,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store URL (sqlite:///…, dynamodb://TABLE?region=…); default: $UCF_STORE, "
+            "else SQLite in the data directory",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Where the SQLite file, master key, secrets and API token live; default: "
+            "$UCF_DATA_DIR, else ~/.local/share/ucf",
+            show_default=False,
+        ),
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="The URL providers reach this server at (for webhook URLs and schemes that "
+            "sign it); default: the URL of each request",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Serve the management API, the webhook gateway and the poll scheduler."""
+    from uvicorn.loops.auto import auto_loop_factory
+
+    from ucf.service.settings import Settings as SettingsClass
+    from ucf.service.settings import ensure_api_token
+    from ucf.stores.errors import StoreError
+    from ucf.web.logs import configure_logging
+
+    try:
+        settings = SettingsClass.from_env(data_dir=data_dir, store_url=store)
+    except (ValueError, StoreError) as error:
+        raise fail(str(error)) from None
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise fail(f"--public-url must be an http(s) URL, got {public_url!r}")
+    configure_logging(logging.DEBUG if verbose else logging.INFO)
+    try:
+        token, created = ensure_api_token(settings)
+    except OSError as error:
+        raise fail(
+            f"cannot use the data directory {settings.data_dir}: {error.strerror or error}", 1
+        ) from None
+    if created:
+        typer.echo(
+            f"ucf: created the admin API token (kept in {settings.data_dir / 'api-token'}); "
+            f"use it as 'Authorization: Bearer <token>':\n{token}",
+            err=True,
+        )
+    loop_factory = auto_loop_factory()  # uvloop when installed, as uvicorn itself would
+    try:
+        sock = _listen(host, port)
+        with sock, asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(_serve(settings, sock, token, public_url))
+    except _StartupFailed as error:
+        raise fail(str(error), 1) from None
+    except KeyboardInterrupt:
+        with contextlib.suppress(Exception):
+            log.info("interrupted")
+        raise typer.Exit(130) from None

@@ -1,0 +1,457 @@
+"""The webhook gateway's use case (SPEC §7): one delivery in, its signals durably stored.
+
+The web layer owns the socket, this module owns the decisions, in the order
+the gateway promises (each refusal is a :class:`ServiceError` with its status):
+
+1. :meth:`WebhookGateway.target` — an unknown connector, or no *enabled*
+   instance of it in the project, is a 404 (one message for both, so a
+   stranger cannot probe which projects use which tools).
+2. The body limit is enforced by the caller *while reading* (it is the only
+   one who can stop a stream), with :func:`read_limited`.
+3. :meth:`WebhookGateway.receive` draws one token from the instance's bucket in
+   the store (429 with ``Retry-After`` when empty), shared by every worker.
+4. Handshake or verification, in the order the provider needs
+   (:func:`ucf.runtime.webhooks.check_delivery`): 401 with no detail.
+5. A handshake is answered as its provider documents.
+6. A body that is not a JSON object is a 400; an event type the connector does
+   not handle is a 202 that stores nothing.
+7. Map → sanitise → insert-if-new + outbox in one atomic write; only then the
+   2xx. The dedup version is the provider's delivery id (the body's SHA-256
+   when it sends none), so a redelivery answers 200 and creates nothing.
+
+Decrypted secrets are cached per instance for a few seconds, keyed by the
+instance's ``updatedAt``: any settings or credential change (made by any
+worker) is a new key, so a rotated secret is used at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol
+from urllib.parse import quote
+
+from ucf.core.jsonpath import MISSING
+from ucf.core.mapping import CompiledMapping
+from ucf.core.webhook import delivery_id_of, event_type_of, handles
+from ucf.runtime.webhooks import (
+    HandshakeResponse,
+    Rejection,
+    Verifier,
+    WebhookConfigError,
+    check_delivery,
+    compile_verifier,
+)
+from ucf.service.connectors import Connector
+from ucf.service.context import UcfContext
+from ucf.service.errors import NotFoundError, ServiceError
+from ucf.stores.models import InstanceRecord
+
+__all__ = [
+    "Accepted",
+    "BadDelivery",
+    "Delivery",
+    "GatewayObserver",
+    "HandshakeAnswer",
+    "Ignored",
+    "MethodNotAllowed",
+    "PayloadTooLarge",
+    "RateLimitExceeded",
+    "Unverified",
+    "WebhookGateway",
+    "WebhookMisconfigured",
+    "WebhookOutcome",
+    "WebhookTarget",
+    "read_limited",
+    "webhook_path",
+]
+
+SECRET_TTL_SECONDS: Final = 30.0
+NOT_HERE: Final = "no webhook endpoint at this URL"
+
+
+def webhook_path(connector_id: str, project_id: str) -> str:
+    """The gateway path of an instance, percent-encoded for a URL."""
+    return f"/api/webhooks/{quote(connector_id, safe='')}/{quote(project_id, safe='')}"
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimitExceeded(ServiceError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message, {"retryAfterSeconds": retry_after_seconds})
+        self.retry_after_seconds = retry_after_seconds
+
+
+class Unverified(ServiceError):
+    """401 without detail: the reason is for metrics and server logs only."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, reason: Rejection | None) -> None:
+        super().__init__("the delivery could not be verified")
+        self.reason = reason
+
+
+class BadDelivery(ServiceError):
+    status = 400
+    code = "bad_request"
+
+
+class MethodNotAllowed(ServiceError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class WebhookMisconfigured(ServiceError):
+    """The stored descriptor cannot verify deliveries: ucf's problem, not the sender's."""
+
+    status = 503
+    code = "webhook_misconfigured"
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """Stored (or already stored): 200 with the counts."""
+
+    received: int
+    inserted: int
+    duplicates: int
+    item_errors: int = 0
+    skipped: int = 0
+
+    status = 200
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "received": self.received,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+        }
+        if self.item_errors:
+            body["itemErrors"] = self.item_errors
+        if self.skipped:
+            body["skipped"] = self.skipped
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """An event type the connector does not map: 202, stored nowhere."""
+
+    event_type: str
+
+    status = 202
+
+    def to_json(self) -> dict[str, Any]:
+        return {"received": 0, "ignored": self.event_type}
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeAnswer:
+    """A provider's set-up request, answered as its documentation says."""
+
+    response: HandshakeResponse
+
+
+WebhookOutcome = Accepted | Ignored | HandshakeAnswer
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One request to the gateway, as received (the body read in full, under the limit).
+
+    ``url`` is the URL the provider was given when the webhook was registered
+    (the instance's public webhook URL plus any query): Trello signs it.
+    """
+
+    method: str
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    connector: Connector
+    record: InstanceRecord
+
+    @property
+    def connector_id(self) -> str:
+        return self.record.connector_id
+
+    @property
+    def project_id(self) -> str:
+        return self.record.project_id
+
+
+class GatewayObserver(Protocol):
+    """What the gateway reports for metrics; every method must be cheap and never raise."""
+
+    def rate_limited(self, connector_id: str) -> None: ...
+
+    def verification_failed(self, connector_id: str, reason: str) -> None: ...
+
+    def ignored(self, connector_id: str, event_type: str) -> None: ...
+
+    def ingested(self, connector_id: str, inserted: int, duplicates: int) -> None: ...
+
+
+class _Silent:
+    def rate_limited(self, connector_id: str) -> None:
+        return None
+
+    def verification_failed(self, connector_id: str, reason: str) -> None:
+        return None
+
+    def ignored(self, connector_id: str, event_type: str) -> None:
+        return None
+
+    def ingested(self, connector_id: str, inserted: int, duplicates: int) -> None:
+        return None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+async def read_limited(
+    chunks: AsyncIterable[bytes], *, limit: int, declared_length: str | None
+) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit``.
+
+    A declared ``Content-Length`` over the limit is refused before a byte is
+    read; a chunked body (or one that lies about its length) is counted as it
+    arrives and abandoned at the first byte past the limit.
+    """
+    too_large = PayloadTooLarge(f"the body is larger than {limit} bytes")
+    if declared_length is not None:
+        try:
+            declared = int(declared_length)
+        except ValueError:
+            raise BadDelivery("Content-Length is not a number") from None
+        if declared > limit:
+            raise too_large
+    received = bytearray()
+    async for chunk in chunks:
+        received += chunk
+        if len(received) > limit:
+            raise too_large
+    return bytes(received)
+
+
+# --------------------------------------------------------------------------- the gateway
+
+
+@dataclass(slots=True)
+class _CachedCredentials:
+    updated_at: datetime
+    expires: float
+    values: Mapping[str, str] = field(repr=False)
+
+
+def _verifier(connector: Connector) -> Verifier:
+    try:
+        verifier: Verifier = connector.compiled("verifier", compile_verifier)
+    except WebhookConfigError as error:
+        raise WebhookMisconfigured(f"{connector.id} cannot verify deliveries: {error}") from None
+    return verifier
+
+
+def _payload(body: bytes) -> Any:
+    if not body.strip():
+        return MISSING
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return MISSING
+
+
+class WebhookGateway:
+    """Receives deliveries for every connector instance of one :class:`UcfContext`."""
+
+    def __init__(
+        self,
+        context: UcfContext,
+        *,
+        observer: GatewayObserver | None = None,
+        secret_ttl: float = SECRET_TTL_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._context = context
+        self._observer: GatewayObserver = observer or _Silent()
+        self._secret_ttl = secret_ttl
+        self._monotonic = monotonic
+        self._secrets: dict[tuple[str, str], _CachedCredentials] = {}
+
+    # -- 1. where does it go
+
+    async def target(self, connector_id: str, project_id: str) -> WebhookTarget:
+        """The enabled instance this URL belongs to; 404 otherwise (one message for all)."""
+        try:
+            connector = await self._context.connectors.get(connector_id)
+        except NotFoundError:
+            raise NotFoundError(NOT_HERE) from None
+        if connector.descriptor.webhook is None or connector.webhook_mapping is None:
+            raise NotFoundError(NOT_HERE)
+        record = await self._context.store.instances.get(project_id, connector_id)
+        if record is None or not record.enabled:
+            raise NotFoundError(NOT_HERE)
+        return WebhookTarget(connector, record)
+
+    def forget(self, project_id: str, connector_id: str) -> None:
+        """Drop the cached secret of an instance (its credentials changed or it is gone)."""
+        self._secrets.pop((project_id, connector_id), None)
+
+    def requests_per_minute(self, target: WebhookTarget) -> int:
+        """The descriptor's ``rateLimitPerMinute`` if it sets one, else the server's setting."""
+        webhook = target.connector.descriptor.webhook
+        if webhook is not None and "rate_limit_per_minute" in webhook.model_fields_set:
+            return webhook.rate_limit_per_minute
+        return self._context.settings.webhook_requests_per_minute
+
+    # -- 3..7
+
+    async def receive(self, target: WebhookTarget, delivery: Delivery) -> WebhookOutcome:
+        connector_id = target.connector_id
+        await self._take_token(target)
+        descriptor = target.connector.descriptor
+        verifier = _verifier(target.connector)
+        payload = _payload(delivery.body)
+        credentials = await self._credentials(target, verifier)
+        admission = check_delivery(
+            verifier,
+            descriptor,
+            method=delivery.method,
+            body=delivery.body,
+            headers=delivery.headers,
+            url=delivery.url,
+            query=delivery.query,
+            credentials=credentials,
+            now=self._context.clock(),
+            payload=payload,
+        )
+        if not admission.ok:
+            reason = admission.result.reason
+            self._observer.verification_failed(connector_id, reason.code if reason else "unknown")
+            raise Unverified(reason)
+        if admission.handshake is not None:
+            await self._keep_captured_secret(target, verifier, admission.handshake, credentials)
+            return HandshakeAnswer(admission.handshake)
+        if delivery.method.upper() != "POST":
+            raise MethodNotAllowed("webhook deliveries are POST requests")
+        return await self._ingest(target, delivery, payload)
+
+    async def _take_token(self, target: WebhookTarget) -> None:
+        rpm = self.requests_per_minute(target)
+        decision = await self._context.store.rate_limits.try_acquire(
+            f"webhook:{target.connector_id}:{target.project_id}",
+            capacity=float(rpm),
+            refill_per_second=rpm / 60.0,
+            now=self._context.clock(),
+        )
+        if not decision.allowed:
+            self._observer.rate_limited(target.connector_id)
+            wait = decision.retry_after_seconds
+            seconds = 60 if not math.isfinite(wait) else max(1, math.ceil(wait))
+            raise RateLimitExceeded(
+                f"more than {rpm} deliveries a minute for this instance; retry later", seconds
+            )
+
+    async def _credentials(self, target: WebhookTarget, verifier: Verifier) -> Mapping[str, str]:
+        if verifier.secret_credential is None:
+            return {}
+        key = (target.project_id, target.connector_id)
+        now = self._monotonic()
+        cached = self._secrets.get(key)
+        fresh = cached is not None and cached.updated_at == target.record.updated_at
+        if cached is not None and fresh and cached.expires > now:
+            return cached.values
+        values = await self._context.instances.credentials(target.record)
+        self._secrets[key] = _CachedCredentials(
+            target.record.updated_at, now + self._secret_ttl, values
+        )
+        return values
+
+    async def _keep_captured_secret(
+        self,
+        target: WebhookTarget,
+        verifier: Verifier,
+        handshake: HandshakeResponse,
+        credentials: Mapping[str, str],
+    ) -> None:
+        """Asana/Notion hand over the signing secret in an unsigned handshake: keep it only
+        while the instance has none, so a stranger who knows the URL cannot replace it."""
+        key = verifier.secret_credential
+        if handshake.captured_secret is None or key is None or credentials.get(key):
+            return
+        await self._context.instances.update(
+            target.project_id, target.connector_id, credentials={key: handshake.captured_secret}
+        )
+        self.forget(target.project_id, target.connector_id)
+
+    async def _ingest(
+        self, target: WebhookTarget, delivery: Delivery, payload: Any
+    ) -> Accepted | Ignored:
+        if not isinstance(payload, dict):
+            raise BadDelivery("the body must be a JSON object")
+        connector = target.connector
+        webhook = connector.descriptor.webhook
+        mapping: CompiledMapping | None = connector.webhook_mapping
+        assert webhook is not None  # target() checked both
+        assert mapping is not None
+        event_type = event_type_of(webhook, payload, delivery.headers)
+        if event_type is None:
+            where = webhook.event_type_header or webhook.event_type_path
+            raise BadDelivery(f"the delivery names no event type (expected at {where})")
+        if not handles(webhook, event_type):
+            self._observer.ignored(connector.id, event_type)
+            return Ignored(event_type)
+        version = (
+            delivery_id_of(webhook, payload, delivery.headers)
+            or hashlib.sha256(delivery.body).hexdigest()
+        )
+        now = self._context.clock()
+        result = mapping.map_items(
+            mapping.extract_items(payload),
+            connector.id,
+            target.project_id,
+            event_type=event_type,
+            version=version,
+            now=now,
+        )
+        if result.errors and not result.signals:
+            reasons = "; ".join(sorted({error.reason for error in result.errors}))
+            raise BadDelivery(f"the delivery could not be mapped to a signal: {reasons}")
+        outcome = await self._context.ingestor.ingest(
+            result.signals,
+            project_id=target.project_id,
+            connector_id=connector.id,
+            received_at=now,
+        )
+        self._observer.ingested(connector.id, outcome.inserted, outcome.duplicates)
+        return Accepted(
+            received=len(result.signals),
+            inserted=outcome.inserted,
+            duplicates=outcome.duplicates,
+            item_errors=len(result.errors),
+            skipped=result.skipped,
+        )

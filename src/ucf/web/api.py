@@ -1,0 +1,326 @@
+"""The management API (SPEC §5.2, §8): connectors, instances, signals. Bearer token, JSON.
+
+Routes map one to one onto use cases of :mod:`ucf.service`; nothing here
+decides anything a CLI or a Lambda handler would need to decide again.
+Credentials are write-only: instances come back with them masked
+(``••••1234`` at most), and errors never echo what was sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from ucf.service.errors import ConflictError, NotFoundError, ServiceError
+from ucf.service.health import test_connection
+from ucf.service.instances import Instance
+from ucf.service.poll import poll_instance
+from ucf.stores.models import SignalQuery, utc
+from ucf.web.errors import ErrorBody
+from ucf.web.state import WebState, web_state
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    code = "unauthorized"
+
+
+_bearer = HTTPBearer(auto_error=False, description="The admin API token (UCF_API_TOKEN).")
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+async def require_token(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Constant time, and over digests, so neither content nor length of the token leaks."""
+    expected = web_state(request).api_token
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(_digest(given), _digest(expected)) or not given:
+        raise Unauthorized("a valid API token is required (Authorization: Bearer <token>)")
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong API token"},
+    404: {"model": ErrorBody, "description": "Not found"},
+    422: {"model": ErrorBody, "description": "Invalid request; every problem with its path"},
+}
+
+router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)
+
+State = Annotated[WebState, Depends(web_state)]
+ConnectorId = Annotated[str, Path(alias="connectorId")]
+ProjectId = Annotated[str, Path(alias="projectId")]
+SignalId = Annotated[str, Path(alias="signalId")]
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+
+class InstanceCreate(_Body):
+    connector_id: str = Field(alias="connectorId", min_length=1, max_length=200)
+    credentials: dict[str, Any] = Field(
+        default_factory=dict, description="Write-only; returned masked at most."
+    )
+    config: dict[str, Any] = Field(default_factory=dict)
+    enabled: StrictBool = True
+
+
+class InstancePatch(_Body):
+    credentials: dict[str, Any] | None = Field(
+        default=None, description="Merged into the stored credentials (rotation)."
+    )
+    config: dict[str, Any] | None = None
+    enabled: StrictBool | None = None
+
+
+# --------------------------------------------------------------------------- connectors
+
+
+@router.get("/connectors", tags=["connectors"], summary="The connector catalogue")
+async def list_connectors(
+    state: State,
+    category: Annotated[str | None, Query()] = None,
+    q: Annotated[str | None, Query(description="Search in name, id and description")] = None,
+) -> dict[str, Any]:
+    connectors = await state.context.connectors.list(category=category, query=q)
+    return {"items": [connector.to_json() for connector in connectors]}
+
+
+@router.post(
+    "/connectors", status_code=201, tags=["connectors"], summary="Register a custom descriptor"
+)
+async def register_connector(
+    state: State, descriptor: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    return (await state.context.connectors.register(descriptor)).to_json()
+
+
+@router.get("/connectors/{connectorId}", tags=["connectors"])
+async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, Any]:
+    return (await state.context.connectors.get(connector_id)).to_json()
+
+
+@router.put("/connectors/{connectorId}", tags=["connectors"], summary="Replace a descriptor")
+async def update_connector(
+    state: State, connector_id: ConnectorId, descriptor: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    return (await state.context.connectors.update(connector_id, descriptor)).to_json()
+
+
+@router.delete(
+    "/connectors/{connectorId}",
+    status_code=204,
+    tags=["connectors"],
+    summary="Delete a custom descriptor",
+)
+async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
+    await state.context.connectors.delete(connector_id)
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- instances
+
+
+def _instance(state: WebState, request: Request, instance: Instance) -> dict[str, Any]:
+    body = instance.to_json()
+    webhook = instance.connector.descriptor.webhook is not None
+    body["webhookUrl"] = (
+        state.webhook_url(request, instance.record.connector_id, instance.record.project_id)
+        if webhook
+        else None
+    )
+    return body
+
+
+@router.get("/projects/{projectId}/instances", tags=["instances"])
+async def list_instances(state: State, request: Request, project_id: ProjectId) -> dict[str, Any]:
+    instances = await state.context.instances.list(project_id)
+    return {"items": [_instance(state, request, i) for i in instances]}
+
+
+@router.post(
+    "/projects/{projectId}/instances",
+    status_code=201,
+    tags=["instances"],
+    summary="Connect a connector to a project",
+)
+async def create_instance(
+    state: State, request: Request, project_id: ProjectId, body: InstanceCreate
+) -> dict[str, Any]:
+    instance = await state.context.instances.create(
+        project_id,
+        body.connector_id,
+        credentials=body.credentials,
+        config=body.config,
+        enabled=body.enabled,
+    )
+    state.gateway.forget(project_id, body.connector_id)
+    return _instance(state, request, instance)
+
+
+@router.get("/projects/{projectId}/instances/{connectorId}", tags=["instances"])
+async def get_instance(
+    state: State, request: Request, project_id: ProjectId, connector_id: ConnectorId
+) -> dict[str, Any]:
+    return _instance(state, request, await state.context.instances.get(project_id, connector_id))
+
+
+@router.patch(
+    "/projects/{projectId}/instances/{connectorId}",
+    tags=["instances"],
+    summary="Rotate credentials, change settings, enable or disable",
+)
+async def update_instance(
+    state: State,
+    request: Request,
+    project_id: ProjectId,
+    connector_id: ConnectorId,
+    body: InstancePatch,
+) -> dict[str, Any]:
+    instance = await state.context.instances.update(
+        project_id,
+        connector_id,
+        credentials=body.credentials,
+        config=body.config,
+        enabled=body.enabled,
+    )
+    state.gateway.forget(project_id, connector_id)
+    return _instance(state, request, instance)
+
+
+@router.delete(
+    "/projects/{projectId}/instances/{connectorId}",
+    status_code=204,
+    tags=["instances"],
+    summary="Disconnect: the instance and its credentials go, its signals stay",
+)
+async def delete_instance(
+    state: State, project_id: ProjectId, connector_id: ConnectorId
+) -> Response:
+    await state.context.instances.delete(project_id, connector_id)
+    state.gateway.forget(project_id, connector_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/projects/{projectId}/instances/{connectorId}/test",
+    tags=["instances"],
+    summary="Test connection: run the health check with the stored credentials",
+)
+async def test_instance(
+    state: State, project_id: ProjectId, connector_id: ConnectorId
+) -> dict[str, Any]:
+    return (await test_connection(state.context, project_id, connector_id)).to_json()
+
+
+@router.post(
+    "/projects/{projectId}/instances/{connectorId}/poll",
+    tags=["instances"],
+    summary="Poll now",
+    responses={409: {"model": ErrorBody, "description": "Disabled, or already polling"}},
+)
+async def poll_now(
+    state: State, project_id: ProjectId, connector_id: ConnectorId
+) -> dict[str, Any]:
+    record = await state.context.instances.record(project_id, connector_id)
+    connector = await state.context.connectors.get(connector_id)
+    if connector.descriptor.polling is None:
+        raise ConflictError(f"'{connector_id}' receives webhooks only; there is nothing to poll")
+    if not record.enabled:
+        raise ConflictError("the instance is disabled; enable it to poll")
+    result = await poll_instance(state.context, project_id, connector_id, owner=state.worker_id)
+    state.metrics.observe_poll(result)
+    if result.status == "skipped":
+        raise ConflictError("a poll of this instance is already running; try again shortly")
+    return result.to_json()
+
+
+@router.get(
+    "/projects/{projectId}/instances/{connectorId}/status",
+    tags=["instances"],
+    summary="Health, last sync, latency, failures, signal counts, webhook URL",
+)
+async def instance_status(
+    state: State, request: Request, project_id: ProjectId, connector_id: ConnectorId
+) -> dict[str, Any]:
+    context = state.context
+    record = await context.instances.record(project_id, connector_id)
+    connector = await context.connectors.get(connector_id)
+    counts = await context.store.signals.counts(project_id, connector_id, now=context.clock())
+    return {
+        "projectId": project_id,
+        "connectorId": connector_id,
+        "enabled": record.enabled,
+        "healthState": record.health_state,
+        "healthy": record.healthy,
+        "lastHealthCheck": _iso(record.last_health_check),
+        "lastSyncAt": _iso(record.last_sync_at),
+        "lastLatencyMs": record.last_latency_ms,
+        "consecutiveFailures": record.consecutive_failures,
+        "lastError": record.last_error,
+        "signals": {"last24h": counts.last_24h, "last7d": counts.last_7d},
+        "webhookUrl": (
+            state.webhook_url(request, connector_id, project_id)
+            if connector.descriptor.webhook is not None
+            else None
+        ),
+        "polls": connector.descriptor.polling is not None,
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+# --------------------------------------------------------------------------- signals
+
+
+@router.get(
+    "/projects/{projectId}/signals",
+    tags=["signals"],
+    summary="A project's signals, newest first, with cursor pagination",
+    responses={400: {"model": ErrorBody, "description": "A cursor this server did not issue"}},
+)
+async def list_signals(
+    state: State,
+    project_id: ProjectId,
+    source: Annotated[str | None, Query(description="Connector id")] = None,
+    type: Annotated[str | None, Query(description="Signal type")] = None,
+    since: Annotated[datetime | None, Query(description="Inclusive, ISO 8601")] = None,
+    until: Annotated[datetime | None, Query(description="Exclusive, ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+) -> dict[str, Any]:
+    filters = SignalQuery(
+        source=source,
+        type=type,
+        since=utc(since) if since is not None else None,
+        until=utc(until) if until is not None else None,
+    )
+    page = await state.context.store.signals.query(
+        project_id, filters, limit=limit, cursor=cursor or None
+    )
+    return {"items": [stored.signal for stored in page.items], "nextCursor": page.next_cursor}
+
+
+@router.get("/projects/{projectId}/signals/{signalId}", tags=["signals"])
+async def get_signal(state: State, project_id: ProjectId, signal_id: SignalId) -> JSONResponse:
+    stored = await state.context.store.signals.get(project_id, signal_id)
+    if stored is None:
+        raise NotFoundError(f"project '{project_id}' has no signal '{signal_id}'")
+    return JSONResponse(stored.signal)

@@ -1,0 +1,159 @@
+"""The one ASGI app: management API, webhook gateway, ``/healthz``, ``/metrics``, OpenAPI.
+
+:func:`create_app` takes :class:`~ucf.service.settings.Settings` (the app
+opens its own :class:`~ucf.service.context.UcfContext` at start-up) or a
+factory returning a context (``ucf serve`` opens it first, so a wrong master
+key is a one-line error before the port is taken; tests share one). The
+lifespan closes the context either way.
+
+Background work runs in the lifespan too: each :class:`BackgroundService`
+(``run()`` until ``stop()``) is started after the context opens and stopped
+before it closes. :func:`default_services` gives the poll scheduler (unless
+``UCF_SCHEDULER=0``); outbox delivery to sinks plugs in the same way, by
+adding its service there or passing ``services=``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from ucf import __version__
+from ucf.runtime.redaction import SECRETS
+from ucf.service.context import UcfContext
+from ucf.service.settings import Settings, ensure_api_token
+from ucf.service.webhooks import WebhookGateway
+from ucf.web import api, webhooks
+from ucf.web.errors import install_error_handlers
+from ucf.web.metrics import Metrics
+from ucf.web.middleware import DEFAULT_BODY_LIMIT, RequestMiddleware
+from ucf.web.state import WebState, web_state
+
+__all__ = ["BackgroundService", "ContextFactory", "create_app", "default_services"]
+
+log = logging.getLogger("ucf.web")
+
+ContextFactory = Callable[[], Awaitable[UcfContext]]
+
+STOP_GRACE_SECONDS = 30.0
+"""How long background services get to finish after stop() (the scheduler's own
+grace, 20 s, lets polls store their page first)."""
+
+
+class BackgroundService(Protocol):
+    """Something that runs for the life of the app: the scheduler, an outbox deliverer."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+ServiceFactory = Callable[[WebState], Sequence[BackgroundService]]
+
+
+def default_services(state: WebState) -> list[BackgroundService]:
+    """The scheduler, in-process, reporting every poll to ``/metrics``."""
+    from ucf.service.scheduler import Scheduler
+
+    services: list[BackgroundService] = []
+    if state.context.settings.scheduler:
+        services.append(Scheduler(state.context, on_result=state.metrics.observe_poll))
+    return services
+
+
+async def _supervised(service: BackgroundService) -> None:
+    """A crashed background service is logged; it never takes the API down with it."""
+    try:
+        await service.run()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background service %s stopped with an error", type(service).__name__)
+
+
+def create_app(
+    source: Settings | ContextFactory,
+    *,
+    api_token: str | None = None,
+    public_url: str | None = None,
+    services: ServiceFactory = default_services,
+    body_limit: int = DEFAULT_BODY_LIMIT,
+) -> FastAPI:
+    """The app. ``api_token``: else ``ensure_api_token`` (``UCF_API_TOKEN`` or the data dir's)."""
+    metrics = Metrics()
+
+    async def open_context() -> UcfContext:
+        if isinstance(source, Settings):
+            return await UcfContext.open(source)
+        return await source()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = await open_context()
+        try:
+            token = api_token or ensure_api_token(context.settings)[0]
+            SECRETS.add(token)
+            state = WebState(
+                context=context,
+                gateway=WebhookGateway(context, observer=metrics),
+                metrics=metrics,
+                api_token=token,
+                public_url=public_url,
+            )
+            app.state.ucf = state
+            running = list(services(state))
+            tasks = [
+                asyncio.create_task(_supervised(s), name=f"ucf {type(s).__name__}") for s in running
+            ]
+            try:
+                yield
+            finally:
+                for service in running:
+                    service.stop()
+                if tasks:
+                    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+                    for task in pending:
+                        task.cancel()
+                    await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            await context.close()
+
+    app = FastAPI(
+        title="ucf",
+        version=__version__,
+        summary="Universal Connector Framework: connectors, instances, signals, webhooks.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(webhooks.router)
+    app.include_router(api.router)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and store reachability")
+    async def healthz(request: Request) -> JSONResponse:
+        state = web_state(request)
+        try:
+            await state.context.store.descriptors.get("healthz")
+        except Exception as error:  # any store failure means "not ready", never a 500
+            log.warning("health check: the store is not reachable: %s", error)
+            return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus(request: Request) -> Response:
+        state = web_state(request)
+        try:
+            await metrics.refresh(state.context)
+        except Exception as error:  # serve the counters even when the store is down
+            log.warning("metrics: cannot read the outbox lag: %s", error)
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    app.add_middleware(RequestMiddleware, metrics=metrics, body_limit=body_limit)
+    return app

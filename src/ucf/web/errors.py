@@ -1,0 +1,179 @@
+"""Every refusal as ``{"error": {"code", "message", "details"}}`` with the right status.
+
+Use cases raise :class:`~ucf.service.errors.ServiceError` (status and code on
+the class); stores raise typed :class:`~ucf.stores.errors.StoreError`;
+Starlette raises ``HTTPException`` for unknown routes and wrong methods;
+FastAPI raises ``RequestValidationError`` for bodies and parameters that do
+not fit. Each gets one handler here. Two rules hold for all of them:
+
+- nothing a client sent is echoed back (pydantic's ``input``, the raw body of
+  a JSON decode error): a credential typed in the wrong field must not come
+  back in the error that rejects it;
+- 5xx answers say only what to do (retry, look in the logs for the request
+  id); the reason, which may name files or hosts, goes to the server log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from ucf.service.errors import ServiceError
+from ucf.service.webhooks import RateLimitExceeded
+from ucf.stores.errors import (
+    AlreadyExists,
+    InvalidCursor,
+    InvalidRecord,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from ucf.web.logs import REQUEST_ID
+
+log = logging.getLogger("ucf.web")
+
+_HTTP_CODES: Final[Mapping[int, str]] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error response."""
+
+    error: ErrorDetail
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "details": details}},
+        status_code=status,
+        headers=dict(headers or {}),
+    )
+
+
+def _request_id() -> str:
+    return REQUEST_ID.get() or "-"
+
+
+async def _service_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ServiceError)
+    headers: dict[str, str] = {}
+    if isinstance(error, RateLimitExceeded):
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    if error.status == 401 and request.url.path.startswith("/api/") and not _is_gateway(request):
+        headers["WWW-Authenticate"] = "Bearer"
+    if error.status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, error.message)
+        return error_response(
+            error.status,
+            error.code,
+            f"the server cannot handle this right now (request id {_request_id()})",
+        )
+    return error_response(error.status, error.code, error.message, error.details, headers)
+
+
+def _is_gateway(request: Request) -> bool:
+    return request.url.path.startswith("/api/webhooks/")
+
+
+async def _store_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StoreError)
+    if isinstance(error, InvalidCursor):
+        return error_response(400, "invalid_cursor", "the cursor is not one this server issued")
+    if isinstance(error, NotFound):
+        return error_response(404, "not_found", "not found")
+    if isinstance(error, AlreadyExists):
+        return error_response(409, "conflict", "it already exists")
+    if isinstance(error, InvalidRecord):
+        return error_response(422, "invalid", error.problem)
+    status = 503 if isinstance(error, StoreUnavailable) else 500
+    log.error("store error answering %s %s: %s", request.method, request.url.path, error)
+    return error_response(
+        status,
+        "store_unavailable" if status == 503 else "store_error",
+        f"the store could not complete the request (request id {_request_id()}); try again",
+    )
+
+
+async def _http_exception(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    status = error.status_code
+    code = _HTTP_CODES.get(status, "error")
+    if status == 404:
+        message = f"no such route: {request.method} {request.url.path}"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    elif isinstance(error.detail, str) and error.detail:
+        message = error.detail
+    else:
+        message = _phrase(status)
+    headers = dict(error.headers or {})
+    if status == 413:
+        headers["Connection"] = "close"  # stop a client still streaming the rest
+    return error_response(status, code, message, None, headers)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
+
+
+def _location(loc: Sequence[Any]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(("." if parts else "") + str(part))
+    return "".join(parts)
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    details = []
+    for problem in error.errors():
+        kind = problem.get("type")
+        loc = problem.get("loc", ())
+        if kind == "json_invalid":
+            details.append({"path": "body", "message": "the body is not valid JSON"})
+            continue
+        details.append({"path": _location(loc), "message": str(problem.get("msg", "invalid"))})
+    return error_response(422, "invalid", "the request is not valid", details)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StoreError, _store_error)
+    app.add_exception_handler(HTTPException, _http_exception)
+    app.add_exception_handler(RequestValidationError, _validation_error)

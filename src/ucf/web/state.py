@@ -1,0 +1,42 @@
+"""What every route of a running app shares: the context, the gateway, metrics, the token.
+
+Built once in the app's lifespan and stored on ``app.state``; routes get it
+with ``Depends(web_state)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from ucf.service.context import UcfContext
+from ucf.service.poll import default_worker_id
+from ucf.service.webhooks import WebhookGateway, webhook_path
+from ucf.web.metrics import Metrics
+
+
+@dataclass
+class WebState:
+    context: UcfContext
+    gateway: WebhookGateway
+    metrics: Metrics
+    api_token: str = field(repr=False)
+    public_url: str | None = None
+    """Where providers reach this server (``--public-url``); else the request's own base."""
+    worker_id: str = field(default_factory=lambda: f"{default_worker_id()}:api")
+    """Lease owner of "poll now": never the in-process scheduler's, so the two never
+    share a lease and poll one instance at once."""
+
+    def public_base(self, request: Request) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return str(request.base_url).rstrip("/")
+
+    def webhook_url(self, request: Request, connector_id: str, project_id: str) -> str:
+        return self.public_base(request) + webhook_path(connector_id, project_id)
+
+
+def web_state(request: Request) -> WebState:
+    state: WebState = request.app.state.ucf
+    return state

@@ -1,0 +1,114 @@
+"""The public webhook gateway: ``POST|HEAD /api/webhooks/{connectorId}/{projectId}``.
+
+Thin on purpose: it finds the target (404), reads the body under the limit
+while it streams in (413), and hands the rest to
+:class:`~ucf.service.webhooks.WebhookGateway`, whose outcome becomes the
+response. No bearer token here — every delivery is verified per connector.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
+
+from ucf.service.webhooks import (
+    Delivery,
+    HandshakeAnswer,
+    WebhookOutcome,
+    read_limited,
+)
+from ucf.web.errors import ErrorBody
+from ucf.web.state import WebState, web_state
+
+router = APIRouter(tags=["webhooks"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": what}
+    for status, what in {
+        400: "Not a JSON object, or no event type",
+        401: "Verification failed (no detail is given)",
+        404: "Unknown connector, or no enabled instance of it in the project",
+        405: "HEAD without a handshake",
+        413: "Body over the limit (256 KB by default)",
+        429: "Over the instance's deliveries per minute; see Retry-After",
+    }.items()
+}
+
+
+def _registered_url(request: Request, state: WebState) -> str:
+    """The URL the provider was given: the public base (if set) plus path and query as sent."""
+    raw_path = request.scope.get("raw_path")
+    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
+    base = state.public_base(request)
+    query = request.scope.get("query_string", b"")
+    return base + path + ("?" + query.decode("latin-1") if query else "")
+
+
+def _render(outcome: WebhookOutcome) -> Response:
+    if isinstance(outcome, HandshakeAnswer):
+        answer = outcome.response
+        return Response(
+            content=answer.body,
+            status_code=answer.status,
+            media_type=answer.media_type,
+            headers=dict(answer.headers),
+        )
+    return JSONResponse(outcome.to_json(), status_code=outcome.status)
+
+
+async def _receive(
+    request: Request, connector_id: str, project_id: str, state: WebState
+) -> Response:
+    gateway = state.gateway
+    target = await gateway.target(connector_id, project_id)
+    body = await read_limited(
+        request.stream(),
+        limit=state.context.settings.webhook_max_bytes,
+        declared_length=request.headers.get("content-length"),
+    )
+    delivery = Delivery(
+        method=request.method,
+        body=body,
+        headers=request.headers,
+        query=request.query_params,
+        url=_registered_url(request, state),
+    )
+    return _render(await gateway.receive(target, delivery))
+
+
+ConnectorId = Annotated[str, Path(alias="connectorId")]
+ProjectId = Annotated[str, Path(alias="projectId")]
+
+
+@router.post(
+    "/api/webhooks/{connectorId}/{projectId}",
+    summary="Receive a webhook delivery",
+    responses={
+        200: {"description": "Stored: {received, inserted, duplicates}"},
+        202: {"description": "An event type the connector does not handle: stored nowhere"},
+        **_ERRORS,
+    },
+)
+async def receive_webhook(
+    request: Request,
+    connector_id: ConnectorId,
+    project_id: ProjectId,
+    state: Annotated[WebState, Depends(web_state)],
+) -> Response:
+    return await _receive(request, connector_id, project_id, state)
+
+
+@router.head(
+    "/api/webhooks/{connectorId}/{projectId}",
+    summary="Answer a provider's HEAD handshake (Trello)",
+    responses={200: {"description": "Handshake answered"}, **_ERRORS},
+)
+async def webhook_handshake(
+    request: Request,
+    connector_id: ConnectorId,
+    project_id: ProjectId,
+    state: Annotated[WebState, Depends(web_state)],
+) -> Response:
+    return await _receive(request, connector_id, project_id, state)

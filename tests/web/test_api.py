@@ -1,0 +1,383 @@
+"""The management API through the real app: every route, its errors, and what it never says."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import httpx
+
+from tests.web.conftest import Web
+from tests.web.support import (
+    ACME,
+    API_KEY,
+    CONNECTOR,
+    PROJECT,
+    TICKETS,
+    TOKEN,
+    WEBHOOK_SECRET,
+    instance_body,
+)
+from ucf.fakes.kit import FakeServer
+
+INSTANCE = f"/api/projects/{PROJECT}/instances/{CONNECTOR}"
+
+
+def error_of(response: httpx.Response) -> dict[str, Any]:
+    """The error object, after checking the response has exactly the documented shape."""
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert response.headers["content-type"] == "application/json"
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+# --------------------------------------------------------------------------- auth
+
+
+async def test_management_api_refuses_a_missing_or_wrong_token_with_401(web: Web) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {TOKEN}"}):
+        response = await web.anonymous.get("/api/connectors", headers=headers)
+        assert response.status_code == 401
+        assert error_of(response)["code"] == "unauthorized"
+        assert response.headers["www-authenticate"] == "Bearer"
+    prefix = await web.anonymous.get(
+        "/api/connectors", headers={"Authorization": f"Bearer {TOKEN[:-1]}"}
+    )
+    assert prefix.status_code == 401
+
+
+async def test_health_and_openapi_need_no_token(web: Web) -> None:
+    health = await web.anonymous.get("/healthz")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    spec = (await web.anonymous.get("/openapi.json")).json()
+    assert "/api/webhooks/{connectorId}/{projectId}" in spec["paths"]
+    assert "/api/projects/{projectId}/signals/{signalId}" in spec["paths"]
+
+
+# --------------------------------------------------------------------------- connectors
+
+
+async def test_catalogue_lists_builtin_connectors_filtered_by_category_and_name(web: Web) -> None:
+    everything = (await web.client.get("/api/connectors")).json()["items"]
+    ids = {c["id"] for c in everything}
+    assert {"github-issues", "github-prs"} <= ids
+    assert all(c["builtIn"] for c in everything)
+    code = (await web.client.get("/api/connectors", params={"category": "Code & DevOps"})).json()
+    assert code["items"]
+    assert {c["category"] for c in code["items"]} == {"Code & DevOps"}
+    found = (await web.client.get("/api/connectors", params={"q": "GITHUB"})).json()["items"]
+    assert {c["id"] for c in found} >= {"github-issues", "github-prs"}
+    assert len(found) < len(everything)
+    nothing = await web.client.get("/api/connectors", params={"q": "no-such-tool-anywhere"})
+    assert nothing.json() == {"items": []}
+
+
+async def test_registering_a_broken_descriptor_lists_every_problem_with_its_path(
+    web: Web,
+) -> None:
+    broken = copy.deepcopy(ACME)
+    broken["id"] = "Not An Id"
+    del broken["healthCheck"]
+    broken["fieldMapping"]["idPath"] = "$[[["
+    response = await web.client.post("/api/connectors", json=broken)
+    assert response.status_code == 422
+    problems = error_of(response)["details"]
+    paths = {p["path"] for p in problems}
+    assert "id" in paths
+    assert "healthCheck" in paths
+    assert all(p["message"] for p in problems)
+
+
+async def test_custom_connector_round_trip_update_and_delete(web: Web) -> None:
+    created = await web.client.post("/api/connectors", json=ACME)
+    assert created.status_code == 201
+    assert created.json()["builtIn"] is False
+    again = await web.client.post("/api/connectors", json=ACME)
+    assert again.status_code == 409
+    assert error_of(again)["code"] == "conflict"
+
+    changed = {**ACME, "name": "Acme Helpdesk", "version": "1.1.0"}
+    updated = await web.client.put(f"/api/connectors/{CONNECTOR}", json=changed)
+    assert updated.status_code == 200
+    fetched = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+    assert fetched["name"] == "Acme Helpdesk"
+
+    wrong_id = await web.client.put("/api/connectors/other-id", json=changed)
+    assert wrong_id.status_code == 422
+
+    deleted = await web.client.delete(f"/api/connectors/{CONNECTOR}")
+    assert deleted.status_code == 204
+    gone = await web.client.get(f"/api/connectors/{CONNECTOR}")
+    assert gone.status_code == 404
+    assert error_of(gone)["code"] == "not_found"
+
+
+async def test_builtin_connectors_cannot_be_deleted_and_used_ones_are_kept(
+    connected: Web,
+) -> None:
+    builtin = await connected.client.delete("/api/connectors/github-issues")
+    assert builtin.status_code == 403
+    in_use = await connected.client.delete(f"/api/connectors/{CONNECTOR}")
+    assert in_use.status_code == 409
+    assert PROJECT in error_of(in_use)["message"]
+
+
+async def test_a_descriptor_body_that_is_not_an_object_or_not_json_is_422(web: Web) -> None:
+    for content in (b"[1, 2]", b"{not json", b""):
+        response = await web.client.post(
+            "/api/connectors", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, content
+        assert error_of(response)["code"] == "invalid"
+
+
+# --------------------------------------------------------------------------- instances
+
+
+async def test_connecting_stores_credentials_and_shows_them_masked_only(
+    web: Web, acme: FakeServer
+) -> None:
+    await web.client.post("/api/connectors", json=ACME)
+    response = await web.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["credentials"] == {
+        "apiKey": "••••" + API_KEY[-4:],
+        "webhookSecret": "••••" + WEBHOOK_SECRET[-4:],
+    }
+    assert body["webhookUrl"] == f"http://ucf.test/api/webhooks/{CONNECTOR}/{PROJECT}"
+    assert body["enabled"] is True
+    for route in (INSTANCE, f"/api/projects/{PROJECT}/instances"):
+        text = (await web.client.get(route)).text
+        assert API_KEY not in text
+        assert WEBHOOK_SECRET not in text
+
+
+async def test_connecting_with_bad_settings_lists_every_problem_and_echoes_no_value(
+    web: Web,
+) -> None:
+    await web.client.post("/api/connectors", json=ACME)
+    response = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={
+            "connectorId": CONNECTOR,
+            "credentials": {"apiKey": 12345, "nope": "secret-value-xyz"},
+            "config": {"baseUrl": "ftp://x", "extra": "1"},
+        },
+    )
+    assert response.status_code == 422
+    paths = {p["path"] for p in error_of(response)["details"]}
+    assert paths == {"config.baseUrl", "config.extra", "credentials.apiKey", "credentials.nope"}
+    assert "secret-value-xyz" not in response.text
+    assert "12345" not in response.text
+
+
+async def test_a_body_of_the_wrong_shape_is_422_without_echoing_it(web: Web) -> None:
+    response = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={"connectorId": CONNECTOR, "credentials": "hunter2-password", "surprise": 1},
+    )
+    assert response.status_code == 422
+    paths = {p["path"] for p in error_of(response)["details"]}
+    assert paths == {"body.credentials", "body.surprise"}
+    assert "hunter2" not in response.text
+
+
+async def test_connecting_an_unknown_connector_is_404_and_twice_is_409(
+    connected: Web, acme: FakeServer
+) -> None:
+    unknown = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json={"connectorId": "nope", "credentials": {}}
+    )
+    assert unknown.status_code == 404
+    twice = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert twice.status_code == 409
+
+
+async def test_patch_rotates_credentials_changes_settings_and_disables(connected: Web) -> None:
+    rotated = await connected.client.patch(
+        INSTANCE, json={"credentials": {"apiKey": "a-brand-new-api-key-9999"}, "enabled": False}
+    )
+    assert rotated.status_code == 200
+    body = rotated.json()
+    assert body["credentials"]["apiKey"] == "••••9999"
+    assert body["credentials"]["webhookSecret"] == "••••" + WEBHOOK_SECRET[-4:]  # kept
+    assert body["enabled"] is False
+    bad = await connected.client.patch(INSTANCE, json={"enabled": "yes"})
+    assert bad.status_code == 422
+    missing = await connected.client.patch(
+        f"/api/projects/other/instances/{CONNECTOR}", json={"enabled": True}
+    )
+    assert missing.status_code == 404
+
+
+async def test_disconnecting_removes_the_instance(connected: Web) -> None:
+    assert (await connected.client.delete(INSTANCE)).status_code == 204
+    assert (await connected.client.get(INSTANCE)).status_code == 404
+    assert (await connected.client.delete(INSTANCE)).status_code == 404
+    listed = (await connected.client.get(f"/api/projects/{PROJECT}/instances")).json()
+    assert listed == {"items": []}
+
+
+async def test_test_connection_reports_latency_and_a_refused_key_without_the_key(
+    connected: Web,
+) -> None:
+    ok = await connected.client.post(f"{INSTANCE}/test")
+    assert ok.status_code == 200
+    assert ok.json()["ok"] is True
+    assert ok.json()["status"] == "healthy"
+    assert ok.json()["latencyMs"] >= 0
+
+    wrong = "wrong-api-key-0000000000"
+    await connected.client.patch(INSTANCE, json={"credentials": {"apiKey": wrong}})
+    refused = await connected.client.post(f"{INSTANCE}/test")
+    assert refused.status_code == 200
+    result = refused.json()
+    assert result["ok"] is False
+    assert result["httpStatus"] == 401
+    assert wrong not in refused.text
+    status = (await connected.client.get(f"{INSTANCE}/status")).json()
+    assert status["consecutiveFailures"] == 1
+    assert status["healthState"] in ("degraded", "error")
+
+
+async def test_poll_now_stores_signals_and_status_counts_them(connected: Web) -> None:
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.status_code == 200, polled.text
+    result = polled.json()
+    assert result["status"] == "ok"
+    assert result["inserted"] == TICKETS
+
+    status = await connected.client.get(f"{INSTANCE}/status")
+    assert status.status_code == 200
+    body = status.json()
+    assert body["signals"] == {"last24h": TICKETS, "last7d": TICKETS}
+    assert body["healthState"] == "healthy"
+    assert body["lastSyncAt"] is not None
+    assert body["webhookUrl"].endswith(f"/api/webhooks/{CONNECTOR}/{PROJECT}")
+
+    again = (await connected.client.post(f"{INSTANCE}/poll")).json()
+    assert again["inserted"] == 0
+
+
+async def test_poll_now_refuses_a_disabled_instance_and_webhook_only_connectors(
+    connected: Web,
+) -> None:
+    await connected.client.patch(INSTANCE, json={"enabled": False})
+    disabled = await connected.client.post(f"{INSTANCE}/poll")
+    assert disabled.status_code == 409
+    assert error_of(disabled)["code"] == "conflict"
+
+
+# --------------------------------------------------------------------------- signals
+
+
+async def test_signals_page_with_cursor_and_filter_by_type_source_and_time(
+    connected: Web,
+) -> None:
+    await connected.client.post(f"{INSTANCE}/poll")
+    signals = f"/api/projects/{PROJECT}/signals"
+    first = (await connected.client.get(signals, params={"limit": 2})).json()
+    assert len(first["items"]) == 2
+    assert first["nextCursor"]
+    seen = [s["id"] for s in first["items"]]
+    cursor = first["nextCursor"]
+    while cursor:
+        page = (await connected.client.get(signals, params={"limit": 2, "cursor": cursor})).json()
+        seen += [s["id"] for s in page["items"]]
+        cursor = page["nextCursor"]
+    assert len(seen) == len(set(seen)) == TICKETS
+    assert all(s["sanitised"] is True for s in first["items"])
+
+    by_type = (await connected.client.get(signals, params={"type": "ticket_updated"})).json()
+    assert len(by_type["items"]) == TICKETS
+    none = (await connected.client.get(signals, params={"source": "github-issues"})).json()
+    assert none == {"items": [], "nextCursor": None}
+    future = (await connected.client.get(signals, params={"since": "2999-01-01T00:00:00Z"})).json()
+    assert future["items"] == []
+
+    one = first["items"][0]
+    fetched = await connected.client.get(f"{signals}/{one['id']}")
+    assert fetched.json() == one
+
+
+async def test_another_projects_signal_is_not_reachable_by_its_id(connected: Web) -> None:
+    await connected.client.post(f"{INSTANCE}/poll")
+    items = (await connected.client.get(f"/api/projects/{PROJECT}/signals")).json()["items"]
+    other = await connected.client.get(f"/api/projects/intruder/signals/{items[0]['id']}")
+    assert other.status_code == 404
+    listed = (await connected.client.get("/api/projects/intruder/signals")).json()
+    assert listed["items"] == []
+
+
+async def test_bad_signal_queries_are_4xx(connected: Web) -> None:
+    signals = f"/api/projects/{PROJECT}/signals"
+    forged = await connected.client.get(signals, params={"cursor": "not-a-cursor"})
+    assert forged.status_code == 400
+    assert error_of(forged)["code"] == "invalid_cursor"
+    for params in ({"limit": 0}, {"limit": 501}, {"since": "yesterday"}):
+        response = await connected.client.get(signals, params=params)
+        assert response.status_code == 422, params
+        assert error_of(response)["details"]
+
+
+# --------------------------------------------------------------------------- the error contract
+
+
+async def test_unknown_routes_and_methods_answer_in_the_json_error_shape(web: Web) -> None:
+    missing = await web.client.get("/api/nothing-here")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "not_found"
+    wrong_method = await web.client.delete("/api/connectors")
+    assert wrong_method.status_code == 405
+    assert error_of(wrong_method)["code"] == "method_not_allowed"
+    assert "GET" in wrong_method.headers["allow"]
+
+
+async def test_a_management_body_over_the_limit_is_413_even_when_chunked(web: Web) -> None:
+    big = b'{"x": "' + b"a" * (1024 * 1024) + b'"}'
+    declared = await web.client.post(
+        "/api/connectors", content=big, headers={"Content-Type": "application/json"}
+    )
+    assert declared.status_code == 413
+    assert error_of(declared)["code"] == "payload_too_large"
+
+    async def chunks() -> Any:
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    chunked = await web.client.post(
+        "/api/connectors", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert chunked.status_code == 413
+
+
+async def test_every_response_carries_a_request_id_and_keeps_a_sane_incoming_one(
+    web: Web,
+) -> None:
+    fresh = await web.client.get("/healthz")
+    assert len(fresh.headers["x-request-id"]) == 26  # a ULID
+    kept = await web.client.get("/healthz", headers={"X-Request-Id": "edge-42"})
+    assert kept.headers["x-request-id"] == "edge-42"
+    replaced = await web.client.get("/healthz", headers={"X-Request-Id": "bad id\twith tabs"})
+    assert replaced.headers["x-request-id"] != "bad id\twith tabs"
+
+
+async def test_metrics_count_requests_by_route_template(connected: Web) -> None:
+    await connected.client.get(f"/api/projects/{PROJECT}/signals")
+    await connected.client.post(f"{INSTANCE}/poll")
+    text = (await connected.anonymous.get("/metrics")).text
+    assert (
+        'ucf_http_requests_total{method="GET",route="/api/projects/{projectId}/signals",'
+        'status="200"} 1.0'
+    ) in text
+    assert f'ucf_signals_ingested_total{{connector="{CONNECTOR}",via="poll"}} {TICKETS}.0' in text
+    assert f'ucf_poll_duration_seconds_count{{connector="{CONNECTOR}"}} 1.0' in text
+    assert PROJECT not in text
