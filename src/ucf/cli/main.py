@@ -46,5 +46,13 @@ def _register() -> None:
 
     app.command("worker")(worker.worker)
 
+    from ucf.cli import signals
+
+    app.add_typer(signals.signals_app, name="signals")
+
+    from ucf.cli import serve
+
+    app.command("serve")(serve.serve)
+
 
 _register()
