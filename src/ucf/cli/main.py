@@ -50,6 +50,10 @@ def _register() -> None:
 
     app.add_typer(signals.signals_app, name="signals")
 
+    from ucf.cli import signals
+
+    app.add_typer(signals.signals_app, name="signals")
+
     from ucf.cli import serve
 
     app.command("serve")(serve.serve)
