@@ -50,10 +50,6 @@ def _register() -> None:
 
     app.add_typer(signals.signals_app, name="signals")
 
-    from ucf.cli import signals
-
-    app.add_typer(signals.signals_app, name="signals")
-
     from ucf.cli import serve
 
     app.command("serve")(serve.serve)
