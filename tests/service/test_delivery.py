@@ -30,6 +30,7 @@ from ucf.service.delivery import (
     DeliveryWorker,
     HttpPostSink,
     JsonlFileSink,
+    delivery_services,
     idempotency_key,
     outbox_lag,
     start_delivery,
@@ -398,6 +399,27 @@ async def test_start_delivery_runs_one_worker_per_configured_sink_and_stops_clea
 
     assert pipeline.signal_ids() == ids
     assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == ids
+
+
+async def test_delivery_services_run_until_stopped_like_the_apps_background_services(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    async with await open_context(tmp_path, UCF_SINK_HTTP=pipeline.url) as context:
+        services = delivery_services(context)
+        assert [s.sink_name for s in services] == ["http"]
+        tasks = [asyncio.create_task(s.run()) for s in services]
+        ids = [await ingest_one(context, mapped("sentry", "p9", n)) for n in range(4)]
+        for service in services:
+            service.wake()
+        await eventually(lambda: drained(context), what="delivery")
+        for service in services:
+            service.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+
+        assert pipeline.signal_ids() == ids
+        assert services[0].stats is not None
+        assert services[0].stats.delivered == 4
+        assert await context.store.leases.get("delivery:http", now=context.clock()) is None
 
 
 async def test_no_sink_configured_means_no_delivery_task(tmp_path: Path) -> None:

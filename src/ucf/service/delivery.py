@@ -63,7 +63,9 @@ __all__ = [
     "HttpPostSink",
     "JsonlFileSink",
     "Sink",
+    "SinkDelivery",
     "check_sink_url",
+    "delivery_services",
     "idempotency_key",
     "outbox_lag",
     "sink_http_settings",
@@ -550,19 +552,70 @@ SINKS: Final[dict[str, SinkFactory]] = {"jsonl": _jsonl_sink, "http": _http_sink
 """Sink name (as in ``Settings.sinks`` and the outbox) → how to build it."""
 
 
-async def _run_sink(
+class SinkDelivery:
+    """One configured sink's deliverer as a background service: ``run()`` until ``stop()``.
+
+    Opens the sink (and its HTTP client) for as long as it runs. ``ucf serve``
+    runs these next to the scheduler; :func:`start_delivery` runs them as tasks.
+    """
+
+    def __init__(
+        self,
+        context: UcfContext,
+        sink_name: str,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        lease: timedelta = DEFAULT_LEASE,
+        owner: str | None = None,
+    ) -> None:
+        if sink_name not in SINKS:
+            raise ValueError(f"unknown sink {sink_name!r}; known: {', '.join(sorted(SINKS))}")
+        if sink_name == "http" and context.settings.http_sink is not None:
+            check_sink_url(context.settings.http_sink)  # fail at start-up, not in a task
+        self.context = context
+        self.sink_name = sink_name
+        self._options = (batch_size, lease, owner)
+        self._worker: DeliveryWorker | None = None
+        self._stopped = False
+
+    @property
+    def stats(self) -> DeliveryStats | None:
+        return None if self._worker is None else self._worker.stats
+
+    async def run(self) -> None:
+        batch_size, lease, owner = self._options
+        async with SINKS[self.sink_name](self.context.settings) as sink:
+            self._worker = DeliveryWorker(
+                self.context, self.sink_name, sink, batch_size=batch_size, lease=lease, owner=owner
+            )
+            if self._stopped:
+                return
+            await self._worker.run()
+
+    def stop(self) -> None:
+        """Finish the batch in flight, hand the sink over, return from :meth:`run`."""
+        self._stopped = True
+        if self._worker is not None:
+            self._worker.stop()
+
+    def wake(self) -> None:
+        """New signals were just stored: look now rather than at the next idle tick."""
+        if self._worker is not None:
+            self._worker.wake()
+
+
+def delivery_services(
     context: UcfContext,
-    name: str,
     *,
-    batch_size: int,
-    lease: timedelta,
-    owner: str | None,
-) -> None:
-    async with SINKS[name](context.settings) as sink:
-        worker = DeliveryWorker(
-            context, name, sink, batch_size=batch_size, lease=lease, owner=owner
-        )
-        await worker.run()
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    lease: timedelta = DEFAULT_LEASE,
+    owner: str | None = None,
+) -> list[SinkDelivery]:
+    """One :class:`SinkDelivery` per configured sink (none when no sink is configured)."""
+    return [
+        SinkDelivery(context, name, batch_size=batch_size, lease=lease, owner=owner)
+        for name in context.settings.sinks
+    ]
 
 
 def start_delivery(
@@ -572,19 +625,14 @@ def start_delivery(
     lease: timedelta = DEFAULT_LEASE,
     owner: str | None = None,
 ) -> list[asyncio.Task[None]]:
-    """One delivery task per configured sink (none when no sink is configured).
+    """The :func:`delivery_services` running as tasks on the current loop.
 
-    Call it on the running loop once the context is open; stop with
-    :func:`stop_delivery` before closing the context.
+    Stop them with :func:`stop_delivery` before closing the context.
     """
-    if context.settings.http_sink is not None:
-        check_sink_url(context.settings.http_sink)  # fail at start-up, not in a task
+    services = delivery_services(context, batch_size=batch_size, lease=lease, owner=owner)
     return [
-        asyncio.create_task(
-            _run_sink(context, name, batch_size=batch_size, lease=lease, owner=owner),
-            name=f"delivery:{name}",
-        )
-        for name in context.settings.sinks
+        asyncio.create_task(service.run(), name=f"delivery:{service.sink_name}")
+        for service in services
     ]
 
 
