@@ -166,3 +166,34 @@ def _map_webhook(
         version=delivery,
         now=now,
     )
+
+
+@connectors_app.command("docs")
+def docs(
+    out: Annotated[Path, typer.Option("--out", help="Folder for <id>.md pages.")] = Path(
+        "docs/connectors"
+    ),
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if a page differs instead of writing it.")
+    ] = False,
+) -> None:
+    """Generate the Markdown page of every shipped connector from its descriptor."""
+    from ucf.catalogue import builtin_descriptors
+    from ucf.catalogue.docs import render_connector_doc
+
+    stale = []
+    for data in builtin_descriptors():
+        descriptor = parse_descriptor(data)
+        page = out / f"{descriptor.id}.md"
+        text = render_connector_doc(descriptor)
+        current = page.read_text(encoding="utf-8") if page.exists() else None
+        if current == text:
+            continue
+        stale.append(page)
+        if not check:
+            out.mkdir(parents=True, exist_ok=True)
+            page.write_text(text, encoding="utf-8")
+    for page in stale:
+        typer.echo(f"{'stale' if check else 'wrote'} {page}", err=True)
+    if check and stale:
+        raise typer.Exit(1)

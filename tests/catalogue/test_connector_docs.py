@@ -1,0 +1,28 @@
+"""docs/connectors/<id>.md are generated from the shipped descriptors and must stay in sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ucf.catalogue import builtin_descriptors
+from ucf.catalogue.docs import render_connector_doc
+from ucf.core.validation import parse_descriptor
+
+DOCS = Path(__file__).resolve().parents[2] / "docs/connectors"
+IDS = [d["id"] for d in builtin_descriptors()]
+
+
+@pytest.mark.parametrize("connector_id", IDS)
+def test_connector_page_is_in_sync_with_its_descriptor(connector_id: str) -> None:
+    data = next(d for d in builtin_descriptors() if d["id"] == connector_id)
+    page = DOCS / f"{connector_id}.md"
+    assert page.exists(), "run `ucf connectors docs` to generate it"
+    assert page.read_text(encoding="utf-8") == render_connector_doc(parse_descriptor(data)), (
+        "run `ucf connectors docs` to regenerate"
+    )
+
+
+def test_every_page_belongs_to_a_shipped_connector() -> None:
+    assert {p.stem for p in DOCS.glob("*.md")} <= set(IDS)
