@@ -3,7 +3,7 @@ UV := .tools/venv/bin/uv
 RUN := $(UV) run --frozen --no-sync
 ARGS ?=
 
-.PHONY: serve test lint typecheck pytest bench schema
+.PHONY: serve test lint typecheck pytest bench bench-poll schema
 
 serve:
 	@scripts/bootstrap
@@ -19,6 +19,10 @@ test:
 bench:
 	@scripts/bootstrap --bench
 	$(RUN) python bench/mapping.py
+
+bench-poll:
+	@scripts/bootstrap --bench
+	$(RUN) python bench/poll.py $(ARGS)
 
 schema:
 	@scripts/bootstrap

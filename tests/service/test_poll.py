@@ -277,11 +277,10 @@ async def test_shutdown_stops_the_poll_after_the_page_it_is_storing(
 
     assert result.status == "stopped"
     assert result.pages == 2
-    assert (
-        len(fake.server.requests_to(ISSUES))
-        + len(fake.server.requests_to("/repositories/{id}/issues"))
-        == 2
+    fetched = len(fake.server.requests_to(ISSUES)) + len(
+        fake.server.requests_to("/repositories/{id}/issues")
     )
+    assert 2 <= fetched <= 4, "at most the pages fetched ahead, not the other 8 of 10"
     stored = await context.store.checkpoints.get("p1", "gh-paged")
     assert stored.value == checkpoints[-1] is not None
     assert len(await all_signals(context, "p1")) == result.inserted
