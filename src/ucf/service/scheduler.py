@@ -66,6 +66,8 @@ class SchedulePolicy:
     """Seconds running polls get to store their current page after stop()."""
     lease_ttl: timedelta = DEFAULT_LEASE_TTL
     health: HealthPolicy = field(default_factory=HealthPolicy)
+    interval_override: timedelta | None = None
+    """Every instance's interval instead of its descriptor's (``UCF_POLL_INTERVAL_OVERRIDE``)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.jitter_ratio <= 1:
@@ -90,7 +92,7 @@ def due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy)
     polling = connector.descriptor.polling
     if polling is None or not record.enabled:
         return NEVER
-    interval = timedelta(seconds=polling.interval_seconds)
+    interval = policy.interval_override or timedelta(seconds=polling.interval_seconds)
     jitter = interval * (
         policy.jitter_ratio * _stable_fraction(record.project_id, record.connector_id)
     )
@@ -126,7 +128,9 @@ class Scheduler:
         self.context = context
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = limit
-        self.policy = policy or SchedulePolicy()
+        self.policy = policy or SchedulePolicy(
+            interval_override=context.settings.poll_interval_override
+        )
         self._on_result = on_result
         self._slots = asyncio.Semaphore(limit)
         self._running: dict[Key, asyncio.Task[PollResult | None]] = {}

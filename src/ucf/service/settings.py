@@ -36,6 +36,9 @@ class Settings:
     http_sink: str | None = None
     scheduler: bool = True
     max_concurrent_polls: int = 4
+    poll_interval_override: timedelta | None = None
+    """Poll every instance at this interval instead of its descriptor's (``ucf sandbox``
+    demos minutes of activity in seconds); None in production."""
 
     @classmethod
     def from_env(
@@ -62,6 +65,7 @@ class Settings:
             http_sink=env.get("UCF_SINK_HTTP") or None,
             scheduler=env.get("UCF_SCHEDULER", "1") not in ("0", "false", "no"),
             max_concurrent_polls=int(env.get("UCF_MAX_CONCURRENT_POLLS", 4)),
+            poll_interval_override=_positive_seconds(env, "UCF_POLL_INTERVAL_OVERRIDE"),
         )
 
     @property
@@ -73,6 +77,19 @@ class Settings:
         if self.http_sink is not None:
             names.append("http")
         return tuple(names)
+
+
+def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 86_400:  # also refuses nan and inf
+        raise ValueError(f"{name} must be a number of seconds in (0, 86400], got {text!r}")
+    return timedelta(seconds=seconds)
 
 
 def ensure_api_token(settings: Settings) -> tuple[str, bool]:
