@@ -41,11 +41,13 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import h11
 import httpx
+
+_T = TypeVar("_T")
 
 # --------------------------------------------------------------------------- requests
 
@@ -380,6 +382,22 @@ class FakeServer:
         )
         with self._lock:
             self._faults.append(scripted)
+
+    def call_between_requests(self, function: Callable[[], _T]) -> _T:
+        """``function()``, run on the server's own thread between two requests.
+
+        Handlers run there one at a time, so a dataset changed this way is never
+        seen half-changed by a request in flight (``ucf sandbox`` adds activity
+        while ``ucf serve`` is polling the fake). Not running: called right here.
+        """
+        loop = self._loop
+        if loop is None or self._thread is None or threading.current_thread() is self._thread:
+            return function()
+
+        async def call() -> _T:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=30)
 
     def clear_faults(self) -> None:
         with self._lock:
