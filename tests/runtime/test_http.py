@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from ucf import __version__
+from ucf.core.descriptor import ResponseErrors
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault, endless
 from ucf.runtime.http import (
     AuthFailed,
@@ -36,6 +37,7 @@ from ucf.runtime.http import (
     send_with_retries,
     upstream_wait,
 )
+from ucf.runtime.response_errors import ResponseErrorCheck, ResponseErrorClassifier
 from ucf.runtime.ssrf import EgressDenied, EgressPolicy
 
 ITEMS = [{"id": n, "title": f"item {n}"} for n in range(1, 8)]
@@ -112,6 +114,7 @@ async def send(
     sleeps: Sleeps | None = None,
     settings: HttpSettings = SETTINGS,
     stats: RetryStats | None = None,
+    response_errors: ResponseErrorCheck | None = None,
 ) -> httpx.Response:
     return await send_with_retries(
         client,
@@ -121,6 +124,7 @@ async def send(
         on_wait=stats,
         clock=lambda: NOW,
         jitter=lambda: 1.0,
+        response_errors=response_errors,
     )
 
 
@@ -332,8 +336,15 @@ async def test_linear_ratelimited_graphql_400_is_a_rate_limit(
         ),
         path="/items",
     )
+    # Linear's descriptor says where its codes are (responseErrors); HTTP knows no provider.
+    linear = ResponseErrorClassifier(
+        ResponseErrors.model_validate(
+            {"codePath": "$.errors[*].extensions.code", "rateLimitCodes": ["RATELIMITED"]}
+        )
+    )
     sleeps = Sleeps()
-    assert (await send(client, local(upstream, "/items"), sleeps)).status_code == 200
+    response = await send(client, local(upstream, "/items"), sleeps, response_errors=linear)
+    assert response.status_code == 200
     assert sleeps.calls == [5.0]  # the exhausted requests budget, not the complexity one
 
 

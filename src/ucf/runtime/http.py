@@ -33,6 +33,7 @@ import httpx
 
 from ucf import __version__
 from ucf.runtime.redaction import redact
+from ucf.runtime.response_errors import BodyError, BodyErrorKind, ResponseErrorCheck
 from ucf.runtime.ssrf import EgressPolicy, GuardedTransport, Resolver, system_resolver
 
 DEFAULT_USER_AGENT: Final = f"ucf/{__version__} (+https://github.com/ucf)"
@@ -301,28 +302,6 @@ def upstream_wait(headers: httpx.Headers, now: float) -> float | None:
 # --------------------------------------------------------------------------- classification
 
 
-def _body_json(response: httpx.Response) -> Any:
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None
-
-
-def _linear_rate_limited(response: httpx.Response) -> bool:
-    """Linear's GraphQL rate limit can arrive as HTTP 400 with ``RATELIMITED``."""
-    body = _body_json(response)
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, list):
-        return False
-    for error in errors:
-        extensions = error.get("extensions") if isinstance(error, dict) else None
-        if isinstance(extensions, dict) and (
-            extensions.get("code") == "RATELIMITED" or extensions.get("type") == "ratelimited"
-        ):
-            return True
-    return False
-
-
 def _github_secondary_limit(response: httpx.Response) -> bool:
     return b"secondary rate limit" in response.content.lower()
 
@@ -337,7 +316,7 @@ def _is_rate_limited(response: httpx.Response) -> bool:
             or "retry-after" in response.headers
             or _github_secondary_limit(response)
         )
-    return status == 400 and _linear_rate_limited(response)
+    return False  # a rate limit said in the body (Linear's 400 RATELIMITED): see responseErrors
 
 
 UNAVAILABLE_STATUSES: Final = frozenset({408, 500, 502, 503, 504, 529})
@@ -353,7 +332,8 @@ class _Failure:
     wait: float | None = None  # what the upstream asked for, if anything
 
 
-def _classify(response: httpx.Response, now: float) -> _Failure | None:
+def _status_failure(response: httpx.Response, now: float) -> _Failure | None:
+    """What the status line and headers alone say."""
     status = response.status_code
     if status < 400:
         return None
@@ -376,6 +356,71 @@ def _classify(response: httpx.Response, now: float) -> _Failure | None:
         error = UpstreamUnavailable(f"{where}: upstream unavailable (HTTP {status})", status=status)
         return _Failure(error, "unavailable", wait)
     return _Failure(UpstreamError(f"{where}: HTTP {status}", status=status), "rejected")
+
+
+def _body_failure(response: httpx.Response, verdict: BodyError, now: float) -> _Failure:
+    """What the codes in the body say (``responseErrors``), as one of our typed errors."""
+    where = describe(response.request)
+    status = response.status_code
+    said = f"{verdict.summary}, HTTP {status}"
+    if verdict.kind is BodyErrorKind.AUTH:
+        return _Failure(
+            AuthFailed(f"{where}: credentials rejected ({said})", status=status), "rejected"
+        )
+    if verdict.kind is BodyErrorKind.RATE_LIMITED:
+        error: UpstreamError = RateLimited(f"{where}: rate limited ({said})", status=status)
+        return _Failure(error, "rate_limited", upstream_wait(response.headers, now))
+    error = UpstreamError(f"{where}: upstream error ({said})", status=status)
+    return _Failure(error, "rejected")
+
+
+def _body_verdict(response: httpx.Response, check: ResponseErrorCheck | None) -> BodyError | None:
+    if check is None or not response.content:
+        return None
+    try:
+        body = json.loads(response.content)
+    except ValueError:  # not JSON: the status decides, and parse_json reports it later
+        return None
+    return check.classify(body)
+
+
+def body_error(
+    response: httpx.Response, now: float, response_errors: ResponseErrorCheck | None
+) -> UpstreamError | None:
+    """The typed error the codes in a read body amount to (``responseErrors``), if any.
+
+    For callers that judge the status themselves, like a health check with its
+    own ``expectStatus``; :func:`send_with_retries` weighs both on its own.
+    """
+    verdict = _body_verdict(response, response_errors)
+    if verdict is None:
+        return None
+    failure = _body_failure(response, verdict, now)
+    failure.error.retry_after = failure.wait
+    return failure.error
+
+
+def _classify(
+    response: httpx.Response, now: float, check: ResponseErrorCheck | None = None
+) -> _Failure | None:
+    """Status and body together.
+
+    The body's codes outrank the status for credentials and rate limits — Slack
+    says both with HTTP 200, Linear with 400. Any other body code fails a
+    response the status would accept, and names itself in place of a bare
+    "HTTP 400"; it never makes a retryable status (5xx) final, nor hides a 401/403.
+    """
+    verdict = _body_verdict(response, check)
+    if verdict is not None and verdict.kind is not BodyErrorKind.FAILED:
+        return _body_failure(response, verdict, now)
+    by_status = _status_failure(response, now)
+    if verdict is None:
+        return by_status
+    if by_status is None or not (
+        by_status.error.retryable or isinstance(by_status.error, AuthFailed)
+    ):
+        return _body_failure(response, verdict, now)
+    return by_status
 
 
 def _transport_failure(request: httpx.Request, exc: httpx.TransportError) -> _Failure:
@@ -471,12 +516,15 @@ async def send_with_retries(
     on_wait: Callable[[RetryWait], None] | None = None,
     clock: Callable[[], float] = time.time,
     jitter: Callable[[], float] = random.random,
+    response_errors: ResponseErrorCheck | None = None,
 ) -> httpx.Response:
     """Send ``request`` until it succeeds (status < 400), with bounded patience.
 
     ``request`` may be a factory, called once per attempt, for requests that
     must be rebuilt (fresh signatures, streamed bodies). The returned response
-    is fully read. Raises :class:`AuthFailed` at once, :class:`RateLimited`,
+    is fully read. ``response_errors`` reads failures the API reports in the
+    body (a descriptor's ``responseErrors``): an auth code fails at once like
+    a 401, a rate-limit code waits and retries like a 429. Raises :class:`AuthFailed` at once, :class:`RateLimited`,
     :class:`UpstreamUnavailable` or :class:`UpstreamError` once patience runs out,
     :class:`ResponseTooLarge` for oversized bodies, and lets
     :class:`~ucf.runtime.ssrf.EgressDenied` through untouched.
@@ -502,7 +550,7 @@ async def send_with_retries(
             failure = _transport_failure(outgoing, exc)
             cause = exc
         else:
-            classified = _classify(response, clock())
+            classified = _classify(response, clock(), response_errors)
             if classified is None:
                 return response
             failure = classified

@@ -47,10 +47,12 @@ from ucf.runtime.http import (
 )
 from ucf.runtime.pagination import PageRequest, PaginatorFactory, paginator_factory
 from ucf.runtime.redaction import redact
+from ucf.runtime.response_errors import ResponseErrorClassifier, classifier_for
 
 __all__ = [
     "CheckpointInvalid",
     "ConfigError",
+    "JsonBody",
     "NotPollable",
     "Page",
     "PollPlan",
@@ -202,8 +204,11 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
-class _Body:
-    """A compiled request body: a JSON template (typed values) or a text template."""
+class JsonBody:
+    """A compiled request body: a JSON template (typed values) or a text template.
+
+    Shared by polls and POST health checks, so both escape values the same way.
+    """
 
     json_template: Any = None
     text: Template | None = None
@@ -212,7 +217,7 @@ class _Body:
     @classmethod
     def compile(
         cls, body: str | dict[str, Any] | None, *, omit_nulls: bool = False
-    ) -> _Body | None:
+    ) -> JsonBody | None:
         if body is None:
             return None
         if isinstance(body, dict):
@@ -249,7 +254,8 @@ class PollPlan:
         self._endpoint = compile_template(spec.endpoint)
         self._query = {name: compile_template(value) for name, value in spec.query.items()}
         self._headers = {name: compile_template(v) for name, v in (spec.headers or {}).items()}
-        self._body = _Body.compile(spec.body, omit_nulls=spec.omit_null_body_fields)
+        self._body = JsonBody.compile(spec.body, omit_nulls=spec.omit_null_body_fields)
+        self.response_errors: ResponseErrorClassifier | None = classifier_for(descriptor)
         self._delta: DeltaFactory = delta_factory(spec, descriptor.field_mapping)
         self._paginator: PaginatorFactory = paginator_factory(spec.pagination, spec.query)
         self.page_size = spec.pagination.page_size if spec.pagination else None
@@ -349,7 +355,8 @@ class PollPlan:
 
         Raises :class:`ConfigError` / :class:`CheckpointInvalid` before any
         request, and the typed errors of :mod:`ucf.runtime.http` (``AuthFailed``
-        at once; ``RateLimited``/``UpstreamUnavailable`` once retries run out).
+        at once; ``RateLimited``/``UpstreamUnavailable`` once retries run out),
+        including those the API reports in the body (``responseErrors``).
         """
         settings = settings or HttpSettings()
         config = resolve_config(self.descriptor, config)
@@ -375,6 +382,7 @@ class PollPlan:
                 auth=auth,
                 sleep=sleep,
                 on_wait=stats,
+                response_errors=self.response_errors,
             )
             elapsed = clock() - started
             body = parse_json(response)

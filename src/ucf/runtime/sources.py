@@ -22,15 +22,24 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 import httpx
 
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.template import compile_template
-from ucf.runtime.http import HttpSettings, UpstreamError, describe
+from ucf.runtime.http import (
+    UNAVAILABLE_STATUSES,
+    AuthFailed,
+    HttpSettings,
+    RateLimited,
+    UpstreamError,
+    body_error,
+    describe,
+)
 from ucf.runtime.polling import (
     ConfigError,
+    JsonBody,
     NotPollable,
     Page,
     PollPlan,
@@ -38,11 +47,14 @@ from ucf.runtime.polling import (
     resolve_config,
     url_escape,
 )
+from ucf.runtime.response_errors import ResponseErrorCheck, classifier_for
 from ucf.runtime.ssrf import EgressDenied
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "GenericSource",
+    "HealthCheckPlan",
+    "HealthFailure",
     "HealthResult",
     "NativeSourceMissing",
     "Source",
@@ -53,6 +65,11 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP: Final = "ucf.native_sources"
+
+
+HealthFailure = Literal["rejected", "rate_limited", "unavailable", "failed"]
+"""Why a check failed, for the health state machine: refused credentials are an
+error at once, a rate limit is a slow-down, the rest counts towards degraded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +83,8 @@ class HealthResult:
     status: int | None
     latency_ms: float
     error: str | None = None
+    failure: HealthFailure | None = None
+    """Why it failed, when it did; ``rejected`` also for an auth code in a 200 body."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +129,7 @@ class GenericSource:
     def __init__(self, descriptor: ConnectorDescriptor) -> None:
         self._descriptor = descriptor
         self._plan = PollPlan.compile(descriptor) if descriptor.polling is not None else None
+        self._health = HealthCheckPlan.compile(descriptor)
 
     @property
     def descriptor(self) -> ConnectorDescriptor:
@@ -145,63 +165,138 @@ class GenericSource:
         )
 
     async def health_check(self, context: SourceContext) -> HealthResult:
-        return await run_health_check(self._descriptor, context)
+        return await self._health.run(context)
+
+
+def _failure_of(error: UpstreamError) -> HealthFailure:
+    if isinstance(error, AuthFailed):
+        return "rejected"
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    return "unavailable" if error.retryable else "failed"
+
+
+def _failure_of_status(status: int) -> HealthFailure:
+    if status in (401, 403):
+        return "rejected"
+    if status == 429:
+        return "rate_limited"
+    return "unavailable" if status in UNAVAILABLE_STATUSES else "failed"
+
+
+class HealthCheckPlan:
+    """A descriptor's ``healthCheck``, planned once: endpoint and body templates,
+    its timeout, and how the API reports failures in a body (``responseErrors``)."""
+
+    def __init__(self, descriptor: ConnectorDescriptor) -> None:
+        check = descriptor.health_check
+        self.descriptor = descriptor
+        self._check = check
+        self._endpoint = compile_template(check.endpoint)
+        # Linear's GraphQL endpoint only answers a POSTed query: '{ viewer { id } }'.
+        self._body = JsonBody.compile(check.body) if check.method == "POST" else None
+        self._timeout = httpx.Timeout(check.timeout_ms / 1000)
+        self.response_errors: ResponseErrorCheck | None = classifier_for(descriptor)
+
+    @classmethod
+    def compile(cls, descriptor: ConnectorDescriptor) -> HealthCheckPlan:
+        return cls(descriptor)
+
+    def _request(
+        self, context: SourceContext, config: Mapping[str, str]
+    ) -> httpx.Request | HealthResult:
+        def resolve(name: str) -> str | None:
+            return config.get(name.removeprefix("config."))
+
+        text = self._endpoint.render(resolve, url_escape)
+        try:
+            url = httpx.URL(text)
+        except httpx.InvalidURL:
+            url = None
+        if url is None or url.scheme not in ("http", "https") or not url.host:
+            return _unhealthy(
+                f"{self.descriptor.id}: the health check endpoint does not render to an"
+                " http(s) URL",
+            )
+        headers: dict[str, str] = {}
+        content: bytes | None = None
+        if self._body is not None:
+            content = self._body.render(resolve)
+            headers["Content-Type"] = "application/json"
+        return context.client.build_request(
+            self._check.method, url, headers=headers, content=content, timeout=self._timeout
+        )
+
+    async def run(self, context: SourceContext) -> HealthResult:
+        """One attempt, auth applied, its own timeout; reported, never raised.
+
+        No retries: a health check measures the upstream as it is right now, and
+        the health state machine decides what repeated failures mean. Healthy
+        means the expected status *and* a body that reports no failure: Slack's
+        ``auth.test`` answers a revoked token with HTTP 200 and ``ok: false``.
+        """
+        check = self._check
+        try:
+            config = resolve_config(self.descriptor, context.config)
+        except ConfigError as error:
+            return _unhealthy(str(error))
+        request = self._request(context, config)
+        if isinstance(request, HealthResult):
+            return request
+        started = context.clock()
+
+        def elapsed_ms() -> float:
+            return (context.clock() - started) * 1000
+
+        try:
+            response = await context.client.send(request, auth=context.auth)
+        except EgressDenied as error:
+            return _unhealthy(str(error), latency_ms=elapsed_ms())
+        except UpstreamError as error:
+            return _unhealthy(
+                str(error), status=error.status, latency_ms=elapsed_ms(), failure=_failure_of(error)
+            )
+        except httpx.TimeoutException:
+            message = f"{describe(request)}: no answer within {check.timeout_ms} ms"
+            return _unhealthy(message, latency_ms=elapsed_ms(), failure="unavailable")
+        except httpx.TransportError as error:
+            message = f"{describe(request)}: connection failed ({type(error).__name__})"
+            return _unhealthy(message, latency_ms=elapsed_ms(), failure="unavailable")
+        latency = elapsed_ms()
+        status = response.status_code
+        reported = body_error(response, time.time(), self.response_errors)
+        if reported is not None:
+            return _unhealthy(
+                str(reported), status=status, latency_ms=latency, failure=_failure_of(reported)
+            )
+        if status == check.expect_status:
+            return HealthResult(ok=True, status=status, latency_ms=latency)
+        return _unhealthy(
+            f"{describe(request)}: expected HTTP {check.expect_status}, got {status}",
+            status=status,
+            latency_ms=latency,
+            failure=_failure_of_status(status),
+        )
+
+
+def _unhealthy(
+    error: str,
+    *,
+    status: int | None = None,
+    latency_ms: float = 0.0,
+    failure: HealthFailure = "failed",
+) -> HealthResult:
+    return HealthResult(
+        ok=False, status=status, latency_ms=latency_ms, error=error, failure=failure
+    )
 
 
 async def run_health_check(descriptor: ConnectorDescriptor, context: SourceContext) -> HealthResult:
-    """The descriptor's ``healthCheck``: one attempt, auth applied, its own timeout.
+    """The descriptor's ``healthCheck`` (see :meth:`HealthCheckPlan.run`), planned on the spot.
 
-    No retries: a health check measures the upstream as it is right now, and
-    the health state machine decides what repeated failures mean.
+    Sources that check repeatedly keep a :class:`HealthCheckPlan` instead.
     """
-    check = descriptor.health_check
-    try:
-        config = resolve_config(descriptor, context.config)
-    except ConfigError as error:
-        return HealthResult(ok=False, status=None, latency_ms=0.0, error=str(error))
-    template = compile_template(check.endpoint)
-    text = template.render(lambda name: config.get(name.removeprefix("config.")), url_escape)
-    try:
-        url = httpx.URL(text)
-    except httpx.InvalidURL:
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        return HealthResult(
-            ok=False,
-            status=None,
-            latency_ms=0.0,
-            error=f"{descriptor.id}: the health check endpoint does not render to an http(s) URL",
-        )
-    request = context.client.build_request(
-        check.method, url, timeout=httpx.Timeout(check.timeout_ms / 1000)
-    )
-    started = context.clock()
-
-    def elapsed_ms() -> float:
-        return (context.clock() - started) * 1000
-
-    try:
-        response = await context.client.send(request, auth=context.auth)
-    except (EgressDenied, UpstreamError) as error:
-        status = error.status if isinstance(error, UpstreamError) else None
-        return HealthResult(ok=False, status=status, latency_ms=elapsed_ms(), error=str(error))
-    except httpx.TimeoutException:
-        message = f"{describe(request)}: no answer within {check.timeout_ms} ms"
-        return HealthResult(ok=False, status=None, latency_ms=elapsed_ms(), error=message)
-    except httpx.TransportError as error:
-        message = f"{describe(request)}: connection failed ({type(error).__name__})"
-        return HealthResult(ok=False, status=None, latency_ms=elapsed_ms(), error=message)
-    latency = elapsed_ms()
-    if response.status_code == check.expect_status:
-        return HealthResult(ok=True, status=response.status_code, latency_ms=latency)
-    return HealthResult(
-        ok=False,
-        status=response.status_code,
-        latency_ms=latency,
-        error=(
-            f"{describe(request)}: expected HTTP {check.expect_status}, got {response.status_code}"
-        ),
-    )
+    return await HealthCheckPlan(descriptor).run(context)
 
 
 # --------------------------------------------------------------------------- native
