@@ -2,12 +2,13 @@
 
 ARCHITECTURE "Delivery": a poll checkpoint advances only after the page's
 signals are stored, so a crash at any point loses nothing and duplicates
-nothing. Here a real ``ucf worker --once`` process polls a paginating GitHub
-fake (Link header, ``since``, ascending order, 28 pages) into SQLite, and is
-killed with SIGKILL at random points — after a random number of requests plus a
-random delay (mid-page: mapping, the ingest transaction, the checkpoint CAS),
-or at a random time since launch (start-up, migrations, catalogue sync) — over
-and over, each run resuming from what the killed one left. Then one run goes to
+nothing. Here a real poller process (the scheduler of ``ucf worker --once``)
+polls a paginating GitHub fake (Link header, ``since``, ascending order, 56
+pages) into SQLite, and is killed with SIGKILL at random points — mostly after
+a random number of requests plus a random delay (mid-page: mapping, the ingest
+transaction, the checkpoint CAS, the next request), sometimes at a random time
+since launch (start-up, migrations, catalogue sync, any page) — over and over,
+each run resuming from what the killed one left. Then one run goes to
 completion, and the stored signals (ids, dedup keys, content) must equal a
 clean run's exactly, with exactly one outbox entry per signal.
 
@@ -65,7 +66,7 @@ def fake() -> Iterator[GitHubFake]:
 async def make_template(directory: Path, base_url: str) -> None:
     """A data directory with the connector registered and one instance, never polled."""
     async with await open_context(directory) as context:
-        descriptor = github_descriptor(CONNECTOR, page_size=10)
+        descriptor = github_descriptor(CONNECTOR, page_size=5)
         descriptor["ingestion"]["polling"]["rateLimitRpm"] = 60_000  # pacing is not under test
         await context.connectors.register(descriptor)
         await connect_github(context, base_url, project=PROJECT, connector=CONNECTOR)
@@ -81,29 +82,57 @@ def child_env(directory: Path) -> dict[str, str]:
     return env
 
 
+POLLER = f"""
+import asyncio, sys
+from pathlib import Path
+from ucf.service.context import UcfContext
+from ucf.service.scheduler import Scheduler
+from ucf.service.settings import Settings
+
+async def main() -> None:
+    settings = Settings.from_env(data_dir=Path(sys.argv[1]))
+    async with await UcfContext.open(settings) as context:
+        results = await Scheduler(context, {WORKER_ID!r}, 1).run_once()
+    sys.exit(0 if all(r.status == "ok" for r in results) else 1)
+
+asyncio.run(main())
+"""
+"""What ``ucf worker --once`` runs, minus the CLI's imports: ~20 launches, each one counts."""
+
+
 async def launch(directory: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from ucf.cli.main import app; app(prog_name='ucf')",
-        "worker",
-        "--once",
-        "--data-dir",
+        POLLER,
         str(directory),
-        "--worker-id",
-        WORKER_ID,
         env=child_env(directory),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
 
 
-async def run_to_completion(directory: Path) -> float:
+@dataclass
+class Timing:
+    """When, after launch, a clean run sent its first request and when it was done."""
+
+    first_request: float
+    done: float
+
+
+async def run_to_completion(directory: Path, fake: GitHubFake) -> Timing:
+    seen = len(fake.server.requests)
     started = time.monotonic()
     child = await launch(directory)
+    first_request: float | None = None
+    while child.returncode is None and time.monotonic() - started < CHILD_TIMEOUT:
+        if first_request is None and len(fake.server.requests) > seen:
+            first_request = time.monotonic() - started
+        await asyncio.sleep(0.005)
     _, stderr = await asyncio.wait_for(child.communicate(), CHILD_TIMEOUT)
     assert child.returncode == 0, stderr.decode(errors="replace")
-    return time.monotonic() - started
+    done = time.monotonic() - started
+    return Timing(first_request if first_request is not None else done, done)
 
 
 async def snapshot(directory: Path) -> Stored:
@@ -136,14 +165,14 @@ async def snapshot(directory: Path) -> Stored:
 
 
 async def kill_somewhere(
-    directory: Path, fake: GitHubFake, rng: random.Random, clean_seconds: float
+    directory: Path, fake: GitHubFake, rng: random.Random, clean: Timing
 ) -> str | None:
     """Launch a poller and SIGKILL it at a random point; None if it finished first."""
     seen = len(fake.server.requests)
     child = await launch(directory)
     launched = time.monotonic()
-    if rng.random() < 0.6:
-        target = seen + rng.randint(1, 3)
+    if rng.random() < 0.75:
+        target = seen + rng.randint(1, 2)
         while len(fake.server.requests) < target and child.returncode is None:
             if time.monotonic() - launched > CHILD_TIMEOUT:
                 break
@@ -151,7 +180,8 @@ async def kill_somewhere(
         delay = rng.uniform(0, 0.03)
         where = f"request {target - seen} + {delay * 1000:.0f} ms"
     else:
-        delay = rng.uniform(0.2, clean_seconds)
+        # From just before the store opens (start-up, migrations, catalogue sync) to the end.
+        delay = rng.uniform(clean.first_request * 0.8, clean.done)
         where = f"{delay:.2f} s after launch"
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(child.wait(), delay)
@@ -172,7 +202,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
 
     clean = tmp_path / "clean"
     shutil.copytree(template, clean)
-    clean_seconds = await run_to_completion(clean)
+    timing = await run_to_completion(clean, fake)
     expected = await snapshot(clean)
     in_window = fake.ids_changed_since(datetime.now(UTC) - timedelta(days=7))
     assert len(expected.signals) == len(in_window) > 100, "the clean run must store every issue"
@@ -187,7 +217,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         directory = tmp_path / f"trial-{trial}"
         shutil.copytree(template, directory)
         while len(kills) < KILLS:
-            where = await kill_somewhere(directory, fake, rng, clean_seconds)
+            where = await kill_somewhere(directory, fake, rng, timing)
             state = await snapshot(directory)
             assert state.signals <= expected.signals, f"seed {SEED}: a signal no clean run stores"
             assert set(state.outbox.values()) <= {1}, f"seed {SEED}: a signal enqueued twice"
@@ -197,7 +227,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
                 intermediate.add((state.version, len(state.signals)))
             if state.checkpoint == expected.checkpoint:
                 break  # this trial's data is complete; start another from scratch
-        await run_to_completion(directory)
+        await run_to_completion(directory, fake)
         final = await snapshot(directory)
         assert final.signals == expected.signals, (
             f"seed {SEED}, trial {trial}: "
