@@ -124,7 +124,7 @@ def acme_fake() -> FakeServer:
     ]
 
     def authorised(request: FakeRequest) -> bool:
-        return request.headers.get("x-acme-key") == API_KEY
+        return bool(request.headers.get("x-acme-key") == API_KEY)
 
     @server.route("GET", "/me")
     def me(request: FakeRequest) -> FakeResponse:

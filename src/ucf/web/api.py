@@ -51,10 +51,16 @@ async def require_token(
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body could not be read (not UTF-8 JSON)"},
     401: {"model": ErrorBody, "description": "Missing or wrong API token"},
     404: {"model": ErrorBody, "description": "Not found"},
+    413: {"model": ErrorBody, "description": "Body over the limit (1 MiB)"},
     422: {"model": ErrorBody, "description": "Invalid request; every problem with its path"},
 }
+
+DESCRIPTOR_BODY = "x-ucf-descriptor-body"
+"""Marks operations whose body is a descriptor: the app's OpenAPI document gives them
+the descriptor language's JSON Schema (validated in full by the service, with paths)."""
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)
 
@@ -102,7 +108,12 @@ async def list_connectors(
 
 
 @router.post(
-    "/connectors", status_code=201, tags=["connectors"], summary="Register a custom descriptor"
+    "/connectors",
+    status_code=201,
+    tags=["connectors"],
+    summary="Register a custom descriptor",
+    responses={409: {"model": ErrorBody, "description": "A connector with this id exists"}},
+    openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def register_connector(
     state: State, descriptor: Annotated[dict[str, Any], Body()]
@@ -115,7 +126,12 @@ async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, An
     return (await state.context.connectors.get(connector_id)).to_json()
 
 
-@router.put("/connectors/{connectorId}", tags=["connectors"], summary="Replace a descriptor")
+@router.put(
+    "/connectors/{connectorId}",
+    tags=["connectors"],
+    summary="Replace a descriptor",
+    openapi_extra={DESCRIPTOR_BODY: True},
+)
 async def update_connector(
     state: State, connector_id: ConnectorId, descriptor: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
@@ -127,6 +143,10 @@ async def update_connector(
     status_code=204,
     tags=["connectors"],
     summary="Delete a custom descriptor",
+    responses={
+        403: {"model": ErrorBody, "description": "Built-in connectors cannot be deleted"},
+        409: {"model": ErrorBody, "description": "Still connected in a project"},
+    },
 )
 async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
     await state.context.connectors.delete(connector_id)
@@ -158,6 +178,7 @@ async def list_instances(state: State, request: Request, project_id: ProjectId) 
     status_code=201,
     tags=["instances"],
     summary="Connect a connector to a project",
+    responses={409: {"model": ErrorBody, "description": "Already connected in this project"}},
 )
 async def create_instance(
     state: State, request: Request, project_id: ProjectId, body: InstanceCreate

@@ -19,17 +19,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from ucf import __version__
+from ucf.core.descriptor import ConnectorDescriptor
 from ucf.runtime.redaction import SECRETS
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings, ensure_api_token
 from ucf.service.webhooks import WebhookGateway
-from ucf.web import api, webhooks
+from ucf.web import api, dashboard, webhooks
+from ucf.web.api import DESCRIPTOR_BODY
 from ucf.web.errors import install_error_handlers
 from ucf.web.metrics import Metrics
 from ucf.web.middleware import DEFAULT_BODY_LIMIT, RequestMiddleware
@@ -135,6 +137,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(webhooks.router)
     app.include_router(api.router)
+    app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and store reachability")
     async def healthz(request: Request) -> JSONResponse:
@@ -146,7 +149,13 @@ def create_app(
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "version": __version__})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {metrics.content_type.split(";")[0]: {}}}},
+    )
     async def prometheus(request: Request) -> Response:
         state = web_state(request)
         try:
@@ -156,4 +165,40 @@ def create_app(
         return Response(metrics.render(), media_type=metrics.content_type)
 
     app.add_middleware(RequestMiddleware, metrics=metrics, body_limit=body_limit)
+    _document_descriptor_bodies(app)
     return app
+
+
+def _document_descriptor_bodies(app: FastAPI) -> None:
+    """Give descriptor bodies the descriptor language's JSON Schema in ``/openapi.json``.
+
+    The routes take a plain JSON object (the service validates it in full and
+    reports every problem with its path, which pydantic-in-FastAPI would not),
+    so the schema is attached here: its definitions become components.
+    """
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = plain()
+        descriptor = ConnectorDescriptor.model_json_schema(
+            by_alias=True, mode="validation", ref_template="#/components/schemas/{model}"
+        )
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, definition in {
+            **descriptor.pop("$defs", {}),
+            "ConnectorDescriptor": descriptor,
+        }.items():
+            if name in components:
+                raise RuntimeError(f"OpenAPI component {name!r} is defined twice")
+            components[name] = definition
+        for operations in document.get("paths", {}).values():
+            for operation in operations.values():
+                if operation.pop(DESCRIPTOR_BODY, False):
+                    content = operation["requestBody"]["content"]["application/json"]
+                    content["schema"] = {"$ref": "#/components/schemas/ConnectorDescriptor"}
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -91,6 +91,8 @@ async def _service_error(request: Request, error: Exception) -> JSONResponse:
         headers["Retry-After"] = str(error.retry_after_seconds)
     if error.status == 401 and request.url.path.startswith("/api/") and not _is_gateway(request):
         headers["WWW-Authenticate"] = "Bearer"
+    if error.status == 413:
+        headers["Connection"] = "close"  # stop a client still streaming the rest
     if error.status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, error.message)
         return error_response(

@@ -1,0 +1,553 @@
+"""The dashboard through the real app (httpx over ASGI): login, catalogue, setup, monitoring.
+
+Each test browses like a user would: it reads the pages it is given, takes
+the CSRF token and the login nonce from them, follows the setup flow step by
+step, and checks what the next page says. Every HTML page and every cookie
+seen is kept, so the tests can assert that no credential ever reached one.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from html import unescape
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.web.conftest import Web
+from tests.web.support import ACME, API_KEY, CONNECTOR, TICKETS, TOKEN, WEBHOOK_SECRET
+from ucf.catalogue import builtin_descriptors
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.fakes.kit import FakeServer
+from ucf.service.errors import NotFoundError
+from ucf.service.instances import mask
+from ucf.web.dashboard.security import keys_for
+
+PROJECT = "team-a"
+BASE = f"/projects/{PROJECT}"
+CONNECT = f"{BASE}/connectors/{CONNECTOR}/connect"
+INSTANCE = f"{BASE}/instances/{CONNECTOR}"
+SECRETS = (API_KEY, WEBHOOK_SECRET, TOKEN)
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+_NONCE = re.compile(r'name="nonce" value="([^"]+)"')
+
+
+@dataclass
+class Browser:
+    """A cookie-keeping client that remembers every page and cookie it was sent."""
+
+    client: httpx.AsyncClient
+    seen: list[str] = field(default_factory=list)
+    csrf: str = ""
+
+    def _keep(self, response: httpx.Response) -> httpx.Response:
+        self.seen.append(response.text)
+        self.seen.extend(response.headers.get_list("set-cookie"))
+        found = _CSRF.search(response.text)
+        if found:
+            self.csrf = found.group(1)
+        return response
+
+    async def get(self, path: str, **params: str) -> httpx.Response:
+        return self._keep(await self.client.get(path, params=params or None))
+
+    async def post(
+        self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True
+    ) -> httpx.Response:
+        form = dict(data or {})
+        if csrf:
+            form.setdefault("csrf", self.csrf)
+        return self._keep(await self.client.post(path, data=form))
+
+    async def login(self, token: str = TOKEN, next_path: str = "/") -> httpx.Response:
+        page = await self.get("/login", next=next_path)
+        nonce = _NONCE.search(page.text)
+        assert nonce is not None, page.text
+        return await self.post(
+            "/login", {"token": token, "nonce": nonce.group(1), "next": next_path}, csrf=False
+        )
+
+    def assert_no_secret_seen(self) -> None:
+        for text in self.seen:
+            for secret in SECRETS:
+                assert secret not in text
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def browser(web: Web) -> AsyncIterator[Browser]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
+    ) as client:
+        yield Browser(client)
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def user(browser: Browser) -> Browser:
+    """Logged in, with a CSRF token from a page."""
+    response = await browser.login()
+    assert response.status_code == 303
+    await browser.get(f"{BASE}/connectors")
+    assert browser.csrf
+    return browser
+
+
+def cards(html: str) -> dict[str, str]:
+    """Connector name → the text of its catalogue card."""
+    found: dict[str, str] = {}
+    for chunk in html.split('<li class="card connector"')[1:]:
+        name = re.search(r'<h2 class="connector__name">([^<]*)</h2>', chunk)
+        assert name is not None
+        found[unescape(name.group(1))] = chunk.split("</li>")[0]
+    return found
+
+
+def inputs(html: str) -> dict[str, dict[str, str]]:
+    """Form controls by name, with their attributes (``tag`` = input or select)."""
+    controls: dict[str, dict[str, str]] = {}
+    for tag, attributes in re.findall(r"<(input|select)\b([^>]*)>", html):
+        attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', attributes))
+        for flag in re.findall(r"\s(required|selected)(?=[\s>]|$)", attributes):
+            attrs[flag] = ""
+        attrs["tag"] = tag
+        if "name" in attrs:
+            controls[attrs["name"]] = attrs
+    return controls
+
+
+async def connect_acme(user: Browser, web: Web, base_url: str, api_key: str = API_KEY) -> None:
+    """Register Acme, then go through the whole setup flow, test included."""
+    registered = await web.client.post("/api/connectors", json=ACME)
+    assert registered.status_code == 201, registered.text
+    step = await user.post(
+        f"{CONNECT}/credentials",
+        {"credentials.apiKey": api_key, "credentials.webhookSecret": WEBHOOK_SECRET},
+    )
+    assert step.status_code == 303
+    assert step.headers["location"] == f"{CONNECT}?step=configuration"
+    step = await user.post(f"{CONNECT}/configuration", {"config.baseUrl": base_url})
+    assert step.headers["location"] == f"{CONNECT}?step=test"
+
+
+# --------------------------------------------------------------------------- login
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", f"{BASE}/connectors", f"{BASE}/instances", f"{BASE}/signals", CONNECT, INSTANCE],
+)
+async def test_every_page_sends_a_visitor_without_a_session_to_the_login(
+    browser: Browser, path: str
+) -> None:
+    response = await browser.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=")
+
+
+async def test_the_admin_token_opens_a_session_in_an_httponly_strict_cookie(
+    browser: Browser,
+) -> None:
+    response = await browser.login(next_path=f"{BASE}/signals")
+    assert response.status_code == 303
+    assert response.headers["location"] == f"{BASE}/signals"
+    cookie = next(c for c in response.headers.get_list("set-cookie") if "ucf_session=" in c)
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
+    assert (await browser.get(f"{BASE}/signals")).status_code == 200
+    browser.assert_no_secret_seen()
+
+
+async def test_a_wrong_token_is_refused_and_opens_no_session(browser: Browser) -> None:
+    for wrong in ("nope", TOKEN[:-1], TOKEN + "x", ""):
+        response = await browser.login(token=wrong)
+        assert response.status_code == 401
+        assert "not this server" in response.text
+        assert not any("ucf_session=" in c for c in response.headers.get_list("set-cookie"))
+    assert (await browser.get(f"{BASE}/connectors")).status_code == 303
+
+
+async def test_a_login_form_sent_from_elsewhere_is_refused(browser: Browser) -> None:
+    """Login CSRF: a form without the nonce of this browser's login page opens nothing."""
+    response = await browser.post("/login", {"token": TOKEN, "nonce": "forged"}, csrf=False)
+    assert response.status_code == 403
+    assert not any("ucf_session=" in c for c in response.headers.get_list("set-cookie"))
+
+
+async def test_forged_or_foreign_session_cookies_are_not_a_session(
+    browser: Browser, web: Web
+) -> None:
+    now = web.state.context.clock()
+    foreign, _ = keys_for("another-servers-token").new_session(now)
+    genuine, _ = keys_for(TOKEN).new_session(now)
+    payload, mac = genuine.split(".")
+    for value in ("garbage", foreign, f"{payload}.{mac[:-2]}AA", f"e30.{mac}"):
+        browser.client.cookies.set("ucf_session", value)
+        assert (await browser.get(f"{BASE}/connectors")).status_code == 303
+    browser.client.cookies.set("ucf_session", genuine)
+    assert (await browser.get(f"{BASE}/connectors")).status_code == 200
+
+
+async def test_login_only_returns_to_pages_of_this_site(browser: Browser) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        browser.client.cookies.clear()
+        response = await browser.login(next_path=target)
+        assert response.headers["location"] == "/"
+
+
+async def test_logging_out_ends_the_session(user: Browser) -> None:
+    response = await user.post("/logout")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login"
+    assert (await user.get(f"{BASE}/connectors")).status_code == 303
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+async def test_catalogue_shows_every_connector_with_icon_description_and_connect(
+    user: Browser,
+) -> None:
+    page = await user.get(f"{BASE}/connectors")
+    shown = cards(page.text)
+    shipped = [ConnectorDescriptor.model_validate(d) for d in builtin_descriptors()]
+    assert set(shown) == {d.name for d in shipped}
+    for descriptor in shipped:
+        card = shown[descriptor.name]
+        assert 'class="tile' in card
+        assert descriptor.category.replace("&", "&amp;") in card
+        assert "Not configured" in card
+        assert f'href="{BASE}/connectors/{descriptor.id}/connect"' in card
+    assert '<svg viewBox="0 0 24 24"' in shown["GitHub Issues"]  # a vendored brand icon
+    assert "tile--mono" in shown["Slack"]  # no Simple Icon: a monogram
+
+
+async def test_catalogue_search_by_name_and_category_filter(user: Browser) -> None:
+    found = cards((await user.get(f"{BASE}/connectors", q="GitHub")).text)
+    assert set(found) == {"GitHub Issues", "GitHub Pull Requests"}
+    documents = cards((await user.get(f"{BASE}/connectors", category="Documents")).text)
+    assert set(documents) == {"Confluence", "Notion"}
+    both = cards((await user.get(f"{BASE}/connectors", category="Documents", q="notion")).text)
+    assert set(both) == {"Notion"}
+    none = await user.get(f"{BASE}/connectors", q="no-such-tool-anywhere")
+    assert cards(none.text) == {}
+    assert "No connector matches" in none.text
+
+
+async def test_connected_connectors_are_marked_connected_in_their_project_only(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    assert (await user.post(f"{CONNECT}/confirm")).status_code == 303
+    mine = cards((await user.get(f"{BASE}/connectors")).text)
+    assert "Connected" in mine["Acme Tickets"]
+    assert "status--on" in mine["Acme Tickets"]
+    assert f'href="{INSTANCE}"' in mine["Acme Tickets"]
+    assert "Not configured" in mine["Slack"]
+    other = cards((await user.get("/projects/another/connectors")).text)
+    assert "Not configured" in other["Acme Tickets"]
+
+
+async def test_pages_escape_what_descriptors_say(user: Browser, web: Web) -> None:
+    hostile = copy.deepcopy(ACME)
+    hostile["id"] = "hostile"
+    hostile["name"] = "<script>alert(1)</script>"
+    hostile["description"] = '<img src=x onerror="alert(2)">'
+    assert (await web.client.post("/api/connectors", json=hostile)).status_code == 201
+    page = await user.get(f"{BASE}/connectors")
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    assert "<img src=x" not in page.text
+
+
+# --------------------------------------------------------------------------- setup flow
+
+
+@pytest.mark.parametrize(
+    "descriptor",
+    [ConnectorDescriptor.model_validate(d) for d in builtin_descriptors()],
+    ids=lambda d: d.id,
+)
+async def test_setup_forms_have_exactly_the_descriptors_fields(
+    user: Browser, descriptor: ConnectorDescriptor
+) -> None:
+    connect = f"{BASE}/connectors/{descriptor.id}/connect"
+    page = await user.get(connect)
+    assert page.status_code == 200
+    controls = inputs(page.text)
+    credentials = {n: a for n, a in controls.items() if n.startswith("credentials.")}
+    assert set(credentials) == {f"credentials.{f.key}" for f in descriptor.credential_fields()}
+    for f in descriptor.credential_fields():
+        control = credentials[f"credentials.{f.key}"]
+        assert control["type"] == {"password": "password", "url": "url", "text": "text"}[f.type]
+        assert control.get("value", "") == ""
+        assert ("required" in control) == f.required
+        assert f'<label for="{control["id"]}">{f.label}' in unescape(page.text)
+        if f.help_text:
+            assert f.help_text in unescape(page.text)
+
+    filled = {
+        f"credentials.{f.key}": f"value-of-{f.key}-0123456789"
+        for f in descriptor.credential_fields()
+    }
+    step = await user.post(f"{connect}/credentials", filled)
+    assert step.status_code == 303, step.text
+    page = await user.get(connect, step="configuration")
+    controls = inputs(page.text)
+    config = {n: a for n, a in controls.items() if n.startswith("config.")}
+    fields = descriptor.setup_config_fields()
+    assert set(config) == {f"config.{f.key}" for f in fields}
+    for f in fields:
+        control = config[f"config.{f.key}"]
+        assert control.get("value", "") == (f.default or "")
+        if f.placeholder:
+            assert control["placeholder"] == f.placeholder
+        if f.help_text:
+            assert f.help_text in unescape(page.text)
+    user.seen.clear()  # the values above were typed, not secrets of anyone
+
+
+async def test_configuration_step_draws_defaults_placeholders_help_and_select_options(
+    user: Browser, web: Web
+) -> None:
+    custom = copy.deepcopy(ACME)
+    custom["configFields"] = [
+        {"key": "baseUrl", "label": "API base URL", "type": "url", "placeholder": "https://acme"},
+        {
+            "key": "region",
+            "label": "Region",
+            "type": "select",
+            "options": ["eu", "us", "ap"],
+            "default": "us",
+            "helpText": "Where your Acme account lives",
+        },
+        {"key": "pageSize", "label": "Page size", "type": "number", "default": "50"},
+    ]
+    assert (await web.client.post("/api/connectors", json=custom)).status_code == 201
+    await user.post(f"{CONNECT}/credentials", {"credentials.apiKey": API_KEY})
+    page = await user.get(CONNECT, step="configuration")
+    controls = inputs(page.text)
+    assert controls["config.baseUrl"]["type"] == "url"
+    assert controls["config.baseUrl"]["placeholder"] == "https://acme"
+    assert controls["config.region"]["tag"] == "select"
+    assert re.findall(r'<option value="(\w+)"', page.text) == ["eu", "us", "ap"]
+    assert '<option value="us" selected>' in page.text
+    assert "Where your Acme account lives" in page.text
+    assert controls["config.pageSize"]["type"] == "number"
+    assert controls["config.pageSize"]["value"] == "50"
+
+    wrong = await user.post(
+        f"{CONNECT}/configuration", {"config.baseUrl": "ftp://x", "config.region": "mars"}
+    )
+    assert wrong.status_code == 422
+    assert "must be an http(s) URL" in wrong.text
+    assert "must be one of" in unescape(wrong.text)
+    assert 'value="ftp://x"' in wrong.text  # settings are not secret: kept as typed
+
+
+async def test_a_missing_required_credential_is_reported_on_its_field(
+    user: Browser, web: Web
+) -> None:
+    assert (await web.client.post("/api/connectors", json=ACME)).status_code == 201
+    response = await user.post(
+        f"{CONNECT}/credentials", {"credentials.webhookSecret": WEBHOOK_SECRET}
+    )
+    assert response.status_code == 422
+    assert "&#39;API key&#39; is required" in response.text
+    assert 'aria-invalid="true"' in response.text
+    # The secret that was typed is kept (masked) and never written back into the input.
+    assert mask(WEBHOOK_SECRET) in response.text
+    user.assert_no_secret_seen()
+
+
+async def test_connecting_tests_the_connection_and_stores_credentials_masked(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    review = await user.get(CONNECT, step="test")
+    assert mask(API_KEY) in review.text
+    assert acme.base_url in review.text
+
+    tested = await user.post(f"{CONNECT}/test")
+    assert tested.headers["location"] == f"{CONNECT}?step=test"
+    result = await user.get(CONNECT, step="test")
+    assert "Connection works" in result.text
+    assert "health--healthy" in result.text
+    assert " ms" in result.text
+    with pytest.raises(NotFoundError):  # nothing stored before Confirm
+        await web.state.context.instances.get(PROJECT, CONNECTOR)
+
+    confirmed = await user.post(f"{CONNECT}/confirm")
+    assert confirmed.status_code == 303
+    assert confirmed.headers["location"] == INSTANCE
+    page = await user.get(INSTANCE)
+    assert "Acme Tickets is connected" in page.text
+    assert "Healthy" in page.text  # the setup's check is the first observation
+    assert mask(API_KEY) in page.text
+    assert f"/api/webhooks/{CONNECTOR}/{PROJECT}" in page.text
+
+    instance = await web.state.context.instances.get(PROJECT, CONNECTOR)
+    assert instance.to_json()["credentials"] == {
+        "apiKey": mask(API_KEY),
+        "webhookSecret": mask(WEBHOOK_SECRET),
+    }
+    stored = await web.state.context.instances.credentials(instance.record)
+    assert stored == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+    for path in (f"{BASE}/instances", f"{BASE}/connectors", f"{INSTANCE}/disconnect"):
+        assert (await user.get(path)).status_code == 200
+    user.assert_no_secret_seen()
+
+
+async def test_a_refused_key_shows_a_secret_free_error_in_the_test_step(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    wrong_key = "acme-wrong-key-0f9e8d7c6b5a"
+    await connect_acme(user, web, acme.base_url, api_key=wrong_key)
+    await user.post(f"{CONNECT}/test")
+    result = await user.get(CONNECT, step="test")
+    assert "Connection failed" in result.text
+    assert "health--error" in result.text
+    assert "401" in result.text
+    assert "Continue without a passing test" in result.text
+    assert all(wrong_key not in text for text in user.seen)
+
+
+async def test_the_draft_cannot_be_read_by_another_session(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    draft = user.client.cookies.get("ucf_setup", path=CONNECT)
+    assert draft and API_KEY not in draft
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
+    ) as other_client:
+        other = Browser(other_client)
+        await other.login()
+        other.client.cookies.set("ucf_setup", draft, path=CONNECT)
+        page = await other.get(CONNECT)
+        assert page.status_code == 200
+        assert mask(API_KEY) not in page.text
+        assert 'name="credentials.apiKey"' in page.text  # starts over at step 1
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+async def test_csrf_token_missing_or_wrong_is_refused_with_403(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    await user.post(f"{CONNECT}/confirm")
+    for action, data in (
+        ("disconnect", {}),
+        ("enabled", {"enabled": "0"}),
+        ("poll", {}),
+        ("test", {}),
+    ):
+        missing = await user.post(f"{INSTANCE}/{action}", data, csrf=False)
+        assert missing.status_code == 403, action
+        forged = await user.post(f"{INSTANCE}/{action}", {**data, "csrf": "x" * 43}, csrf=False)
+        assert forged.status_code == 403, action
+    record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+    assert record.enabled
+    assert (await user.post("/logout", {}, csrf=False)).status_code == 403
+
+
+async def test_monitoring_shows_health_counts_and_webhook_url_and_polls_now(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    await user.post(f"{CONNECT}/test")
+    await user.post(f"{CONNECT}/confirm")
+
+    polled = await user.post(f"{INSTANCE}/poll", {"back": f"{BASE}/instances"})
+    assert polled.headers["location"] == f"{BASE}/instances"
+    listing = await user.get(f"{BASE}/instances")
+    assert f"{TICKETS} new signals" in listing.text
+    facts = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]*)</dd>", listing.text))
+    assert facts["Signals 24 h"] == str(TICKETS)
+    assert facts["Signals 7 d"] == str(TICKETS)
+    assert facts["Consecutive failures"] == "0"
+    assert "health--healthy" in listing.text
+    assert f"http://ucf.test/api/webhooks/{CONNECTOR}/{PROJECT}" in listing.text
+
+    signals = await user.get(f"{BASE}/signals")
+    for n in range(1, TICKETS + 1):
+        assert f"Ticket {n}" in signals.text
+    filtered = await user.get(f"{BASE}/signals", type="no_such_type")
+    assert "Ticket 1" not in filtered.text
+    assert "No signals match these filters" in filtered.text
+
+    tested = await user.post(f"{INSTANCE}/test")
+    assert tested.headers["location"] == INSTANCE
+    assert "Connection test passed" in (await user.get(INSTANCE)).text
+    user.assert_no_secret_seen()
+
+
+async def test_disabling_stops_polls_and_enabling_resumes(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    await user.post(f"{CONNECT}/confirm")
+    off = await user.post(f"{INSTANCE}/enabled", {"enabled": "0"})
+    assert off.status_code == 303
+    page = await user.get(INSTANCE)
+    assert 'aria-checked="false"' in page.text
+    assert not (await web.state.context.instances.record(PROJECT, CONNECTOR)).enabled
+    await user.post(f"{INSTANCE}/poll")
+    assert "disabled; enable it to poll" in (await user.get(INSTANCE)).text
+    assert not acme.requests_to("/tickets")
+    await user.post(f"{INSTANCE}/enabled", {"enabled": "1"})
+    assert (await web.state.context.instances.record(PROJECT, CONNECTOR)).enabled
+    assert 'aria-checked="true"' in (await user.get(INSTANCE)).text
+
+
+async def test_disconnect_asks_first_then_removes_the_instance(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    await user.post(f"{CONNECT}/confirm")
+    confirm = await user.get(f"{INSTANCE}/disconnect")
+    assert "Disconnect Acme Tickets from project" in confirm.text
+    assert f'action="{INSTANCE}/disconnect"' in confirm.text
+    assert (await web.state.context.instances.record(PROJECT, CONNECTOR)) is not None
+
+    done = await user.post(f"{INSTANCE}/disconnect")
+    assert done.headers["location"] == f"{BASE}/instances"
+    listing = await user.get(f"{BASE}/instances")
+    assert "Acme Tickets is disconnected" in listing.text
+    assert "Nothing is connected" in listing.text
+    with pytest.raises(NotFoundError):
+        await web.state.context.instances.get(PROJECT, CONNECTOR)
+    assert "Not configured" in cards((await user.get(f"{BASE}/connectors")).text)["Acme Tickets"]
+    gone = await user.get(INSTANCE)
+    assert gone.status_code == 404
+    assert "text/html" in gone.headers["content-type"]
+
+
+# --------------------------------------------------------------------------- the page itself
+
+
+async def test_pages_forbid_inline_scripts_and_framing(user: Browser) -> None:
+    page = await user.get(f"{BASE}/connectors")
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page.text) == []
+    assert " style=" not in page.text
+    assert " on" + "click=" not in page.text
+
+
+async def test_static_files_are_served_only_from_the_dashboards_folder(browser: Browser) -> None:
+    css = await browser.get("/static/dashboard/dashboard.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    js = await browser.get("/static/dashboard/dashboard.js")
+    assert js.headers["content-type"].startswith("text/javascript")
+    for path in ("/static/dashboard/../templates/base.html", "/static/dashboard/nope.css"):
+        assert (await browser.get(path)).status_code == 404

@@ -1,0 +1,449 @@
+"""The webhook gateway (SPEC §7) through the real app, in the order it promises."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.web.conftest import Web, open_web, web_settings
+from tests.web.support import (
+    ACME,
+    CONNECTOR,
+    PROJECT,
+    instance_body,
+    sign,
+    ticket_event,
+    webhook_path,
+)
+from ucf.fakes.kit import FakeServer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "descriptors"
+NOT_HERE = "no webhook endpoint at this URL"
+
+
+async def deliver(web: Web, body: bytes, headers: dict[str, str], **kw: Any) -> httpx.Response:
+    return await web.anonymous.post(kw.pop("path", webhook_path()), content=body, headers=headers)
+
+
+async def signals(web: Web, project: str = PROJECT) -> list[dict[str, Any]]:
+    page = await web.client.get(f"/api/projects/{project}/signals", params={"limit": 500})
+    items: list[dict[str, Any]] = page.json()["items"]
+    return items
+
+
+def metric(text: str, line_start: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# --------------------------------------------------------------------------- 7. the happy path
+
+
+async def test_a_signed_delivery_is_stored_once_and_a_redelivery_creates_nothing(
+    connected: Web,
+) -> None:
+    signed = sign(ticket_event("T-100"), delivery="d-100")
+    first = await deliver(connected, signed.body, signed.headers)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+
+    again = await deliver(connected, signed.body, signed.headers)
+    assert again.status_code == 200
+    assert again.json() == {"received": 1, "inserted": 0, "duplicates": 1}
+
+    stored = await signals(connected)
+    assert len(stored) == 1
+    signal = stored[0]
+    assert signal["source"] == CONNECTOR
+    assert signal["type"] == "ticket_opened"
+    assert signal["summary"] == "Printer on fire"
+    assert signal["projectId"] == PROJECT
+    assert signal["sanitised"] is True
+
+    text = (await connected.anonymous.get("/metrics")).text
+    assert metric(text, f'ucf_signals_ingested_total{{connector="{CONNECTOR}",via="webhook"}}') == 1
+    assert (
+        metric(text, f'ucf_signal_duplicates_total{{connector="{CONNECTOR}",via="webhook"}}') == 1
+    )
+
+
+async def test_a_new_delivery_of_the_same_ticket_is_a_new_signal(connected: Web) -> None:
+    event = ticket_event("T-7", action="updated")
+    for delivery in ("d-a", "d-b"):
+        signed = sign(event, delivery=delivery)
+        assert (await deliver(connected, signed.body, signed.headers)).json()["inserted"] == 1
+    assert [s["type"] for s in await signals(connected)] == ["ticket_updated"] * 2
+
+
+async def test_without_a_delivery_id_the_body_hash_deduplicates(connected: Web) -> None:
+    signed = sign(ticket_event("T-8"))
+    headers = {k: v for k, v in signed.headers.items() if k != "X-Acme-Delivery"}
+    assert (await deliver(connected, signed.body, headers)).json()["inserted"] == 1
+    assert (await deliver(connected, signed.body, headers)).json()["duplicates"] == 1
+
+
+# --------------------------------------------------------------------------- 4. verification
+
+
+async def test_a_tampered_body_is_refused_with_401_and_no_detail(connected: Web) -> None:
+    signed = sign(ticket_event("T-9"), delivery="d-9")
+    tampered = signed.body.replace(b"Printer on fire", b"Printer is fine")
+    response = await deliver(connected, tampered, signed.headers)
+    assert response.status_code == 401
+    assert response.json() == {
+        "error": {
+            "code": "unauthorized",
+            "message": "the delivery could not be verified",
+            "details": None,
+        }
+    }
+    assert "www-authenticate" not in response.headers
+    assert await signals(connected) == []
+    text = (await connected.anonymous.get("/metrics")).text
+    failures = f'ucf_webhook_verification_failures_total{{connector="{CONNECTOR}",'
+    assert metric(text, failures + 'reason="signature_mismatch"}') == 1
+
+
+async def test_a_delivery_replayed_outside_the_window_is_refused(connected: Web) -> None:
+    old = sign(ticket_event("T-10"), delivery="d-10", at=time.time() - 301)
+    assert (await deliver(connected, old.body, old.headers)).status_code == 401
+    future = sign(ticket_event("T-10"), delivery="d-10", at=time.time() + 301)
+    assert (await deliver(connected, future.body, future.headers)).status_code == 401
+    text = (await connected.anonymous.get("/metrics")).text
+    reason = f'ucf_webhook_verification_failures_total{{connector="{CONNECTOR}",reason="timestamp_outside_window"}}'
+    assert metric(text, reason) == 2
+
+
+async def test_missing_signature_or_wrong_secret_is_401(connected: Web) -> None:
+    signed = sign(ticket_event())
+    unsigned = {k: v for k, v in signed.headers.items() if k != "X-Acme-Signature"}
+    assert (await deliver(connected, signed.body, unsigned)).status_code == 401
+    forged = sign(ticket_event(), secret="guessed-secret-0000")
+    assert (await deliver(connected, forged.body, forged.headers)).status_code == 401
+
+
+async def test_rotating_the_webhook_secret_takes_effect_on_the_next_delivery(
+    connected: Web,
+) -> None:
+    before = sign(ticket_event("T-11"), delivery="d-11")
+    assert (await deliver(connected, before.body, before.headers)).status_code == 200  # cached
+    new_secret = "acme-rotated-secret-5555"
+    rotated = await connected.client.patch(
+        f"/api/projects/{PROJECT}/instances/{CONNECTOR}",
+        json={"credentials": {"webhookSecret": new_secret}},
+    )
+    assert rotated.status_code == 200
+    old = sign(ticket_event("T-12"), delivery="d-12")
+    assert (await deliver(connected, old.body, old.headers)).status_code == 401
+    new = sign(ticket_event("T-12"), delivery="d-12", secret=new_secret)
+    assert (await deliver(connected, new.body, new.headers)).status_code == 200
+
+
+async def test_an_instance_without_a_webhook_secret_refuses_every_delivery(
+    web: Web, acme: FakeServer
+) -> None:
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url, with_secret=False)
+    )
+    signed = sign(ticket_event())
+    assert (await deliver(web, signed.body, signed.headers)).status_code == 401
+
+
+# --------------------------------------------------------------------------- 1. where to
+
+
+async def test_unknown_connector_project_or_disabled_instance_is_one_404(connected: Web) -> None:
+    signed = sign(ticket_event())
+    for path in (
+        webhook_path("no-such-connector", PROJECT),
+        webhook_path(CONNECTOR, "another-project"),
+        webhook_path("github-issues", PROJECT),  # exists, not connected here
+    ):
+        response = await deliver(connected, signed.body, signed.headers, path=path)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["message"] == NOT_HERE
+    await connected.client.patch(
+        f"/api/projects/{PROJECT}/instances/{CONNECTOR}", json={"enabled": False}
+    )
+    disabled = await deliver(connected, signed.body, signed.headers)
+    assert disabled.status_code == 404
+    assert disabled.json()["error"]["message"] == NOT_HERE
+
+
+async def test_the_404_comes_before_the_body_limit(connected: Web) -> None:
+    huge = b"x" * (300 * 1024)
+    response = await deliver(connected, huge, {}, path=webhook_path("nope", PROJECT))
+    assert response.status_code == 404
+
+
+# --------------------------------------------------------------------------- 2. body limit
+
+
+async def test_a_body_over_256_kb_is_413_by_its_content_length(connected: Web) -> None:
+    body = json.dumps({"pad": "x" * (256 * 1024)}).encode()
+    signed = sign(None, body=body)
+    response = await deliver(connected, signed.body, signed.headers)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert response.headers["connection"] == "close"
+    exactly = b'{"a":"' + b"x" * (256 * 1024 - 8) + b'"}'
+    assert len(exactly) == 256 * 1024
+    at_limit = sign(None, body=exactly)
+    assert (await deliver(connected, at_limit.body, at_limit.headers)).status_code == 400
+
+
+async def test_an_endless_chunked_body_is_cut_at_the_limit_without_reading_the_rest(
+    connected: Web,
+) -> None:
+    pulled = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            yield b"x" * 16384
+
+    response = await connected.anonymous.post(
+        webhook_path(), content=endless(), headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert pulled <= 256 * 1024 // 16384 + 2  # stopped at the first chunk past the limit
+
+
+# --------------------------------------------------------------------------- 3. rate limit
+
+
+async def test_the_per_instance_rate_limit_answers_429_with_retry_after(
+    tmp_path: Path, acme: FakeServer
+) -> None:
+    async for web in open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="3")):
+        await web.client.post("/api/connectors", json=ACME)
+        for project in (PROJECT, "second"):
+            await web.client.post(
+                f"/api/projects/{project}/instances", json=instance_body(acme.base_url)
+            )
+        statuses = []
+        for n in range(4):
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"rl-{n}")
+            statuses.append((await deliver(web, signed.body, signed.headers)).status_code)
+        assert statuses == [200, 200, 200, 429]
+        limited = sign(ticket_event("T-x"), delivery="rl-x")
+        response = await deliver(web, limited.body, limited.headers)
+        assert response.status_code == 429
+        assert 1 <= int(response.headers["retry-after"]) <= 20
+        assert response.json()["error"]["code"] == "rate_limited"
+        # Unsigned floods draw from the same bucket: verification comes after.
+        assert (await deliver(web, b"{}", {})).status_code == 429
+        # Another project's instance has its own bucket.
+        other = sign(ticket_event("T-o"), delivery="rl-o")
+        path = webhook_path(CONNECTOR, "second")
+        assert (await deliver(web, other.body, other.headers, path=path)).status_code == 200
+        text = (await web.anonymous.get("/metrics")).text
+        assert metric(text, f'ucf_webhook_rate_limited_total{{connector="{CONNECTOR}"}}') == 3
+
+
+async def test_a_descriptor_rate_limit_overrides_the_server_default(
+    tmp_path: Path, acme: FakeServer
+) -> None:
+    strict = copy.deepcopy(ACME)
+    strict["ingestion"]["webhook"]["rateLimitPerMinute"] = 1
+    async for web in open_web(web_settings(tmp_path)):
+        await web.client.post("/api/connectors", json=strict)
+        await web.client.post(
+            f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+        )
+        first, second = sign(ticket_event("a"), delivery="a"), sign(ticket_event("b"), delivery="b")
+        assert (await deliver(web, first.body, first.headers)).status_code == 200
+        assert (await deliver(web, second.body, second.headers)).status_code == 429
+
+
+# --------------------------------------------------------------------------- 6. payloads
+
+
+async def test_signed_but_malformed_or_non_object_payloads_are_400(connected: Web) -> None:
+    for body in (b"{not json", b"[1, 2, 3]", b'"text"', b""):
+        signed = sign(None, body=body)
+        response = await deliver(connected, signed.body, signed.headers)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_a_payload_without_an_event_type_or_unmappable_is_400(connected: Web) -> None:
+    no_type = sign({"ticket": {"id": "T-1", "title": "x"}})
+    assert (await deliver(connected, no_type.body, no_type.headers)).status_code == 400
+    no_id = sign({"event": "ticket", "action": "opened", "ticket": {"title": "no id"}})
+    response = await deliver(connected, no_id.body, no_id.headers)
+    assert response.status_code == 400
+    assert "no id" in response.json()["error"]["message"]
+
+
+async def test_event_types_the_connector_does_not_handle_are_202_and_stored_nowhere(
+    connected: Web,
+) -> None:
+    signed = sign({"event": "invoice", "action": "paid", "invoice": {"id": "I-1"}})
+    response = await deliver(connected, signed.body, signed.headers)
+    assert response.status_code == 202
+    assert response.json() == {"received": 0, "ignored": "invoice.paid"}
+    assert await signals(connected) == []
+    text = (await connected.anonymous.get("/metrics")).text
+    assert metric(text, f'ucf_webhook_ignored_events_total{{connector="{CONNECTOR}"}}') == 1
+
+
+async def test_head_is_405_for_a_connector_without_a_head_handshake(connected: Web) -> None:
+    unsigned = await connected.anonymous.head(webhook_path())
+    assert unsigned.status_code == 401  # no handshake matches, so it must verify first
+    signed = sign(None, body=b"")
+    verified = await connected.anonymous.head(webhook_path(), headers=signed.headers)
+    assert verified.status_code == 405
+    assert (await signals(connected)) == []
+
+
+# --------------------------------------------------------------------------- 5. handshakes
+
+
+async def register_fixture(web: Web, name: str, credentials: dict[str, str], **changes: Any) -> str:
+    descriptor = json.loads((FIXTURES / f"{name}.json").read_text())
+    for key, value in changes.items():
+        descriptor[key] = value
+    registered = await web.client.post("/api/connectors", json=descriptor)
+    assert registered.status_code == 201, registered.text
+    connector_id: str = descriptor["id"]
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={"connectorId": connector_id, "credentials": credentials},
+    )
+    assert made.status_code == 201, made.text
+    return connector_id
+
+
+def slack_sign(body: bytes, secret: str, at: float | None = None) -> dict[str, str]:
+    stamp = str(int(at if at is not None else time.time()))
+    mac = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={mac}"}
+
+
+async def test_slack_url_verification_is_answered_only_when_signed(web: Web) -> None:
+    secret = "slack-signing-secret-1234"
+    connector = await register_fixture(web, "slack", {"signingSecret": secret})
+    body = json.dumps({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV"}).encode()
+    path = webhook_path(connector, PROJECT)
+    unsigned = await web.anonymous.post(path, content=body)
+    assert unsigned.status_code == 401
+    signed = await web.anonymous.post(path, content=body, headers=slack_sign(body, secret))
+    assert signed.status_code == 200
+    assert signed.json() == {"challenge": "3eZbrw1aBm2rZgRNFdxV"}
+
+    event = json.dumps(
+        {
+            "type": "event_callback",
+            "event_id": "Ev1",
+            "event": {"type": "message"},
+            "id": "m-1",
+            "timestamp": int(time.time()),
+        }
+    ).encode()
+    stored = await web.anonymous.post(path, content=event, headers=slack_sign(event, secret))
+    assert stored.json()["inserted"] == 1
+
+
+async def test_trello_head_is_answered_unsigned_and_its_posts_sign_the_callback_url(
+    web: Web,
+) -> None:
+    secret = "trello-app-secret-abcdef"
+    connector = await register_fixture(web, "trello", {"appSecret": secret})
+    path = webhook_path(connector, PROJECT)
+    head = await web.anonymous.head(path)
+    assert head.status_code == 200
+
+    body = json.dumps(
+        {
+            "action": {"id": "A1", "type": "updateCard", "date": "2024-05-01T10:00:00.000Z"},
+            "model": {"id": "B1"},
+            "id": "A1",
+            "timestamp": "2024-05-01T10:00:00.000Z",
+        }
+    ).encode()
+    url = f"http://ucf.test{path}"
+    mac = base64.b64encode(hmac.new(secret.encode(), body + url.encode(), "sha1").digest())
+    ok = await web.anonymous.post(path, content=body, headers={"X-Trello-Webhook": mac.decode()})
+    assert ok.status_code == 200, ok.text
+    elsewhere = base64.b64encode(
+        hmac.new(secret.encode(), body + b"https://elsewhere/x", "sha1").digest()
+    )
+    refused = await web.anonymous.post(
+        path, content=body, headers={"X-Trello-Webhook": elsewhere.decode()}
+    )
+    assert refused.status_code == 401
+
+
+async def test_asana_handshake_hands_over_the_secret_once_and_never_replaces_it(
+    web: Web,
+) -> None:
+    descriptor = json.loads((FIXTURES / "asana.json").read_text())
+    descriptor["auth"]["config"]["credentialFields"][0]["required"] = False
+    await web.client.post("/api/connectors", json=descriptor)
+    await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={"connectorId": descriptor["id"], "credentials": {}},
+    )
+    path = webhook_path(descriptor["id"], PROJECT)
+    secret = "asana-hook-secret-77c1d2e3"
+    shake = await web.anonymous.post(path, headers={"X-Hook-Secret": secret})
+    assert shake.status_code == 200
+    assert shake.headers["x-hook-secret"] == secret
+    instance = (
+        await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")
+    ).json()
+    assert instance["credentials"] == {"hookSecret": "••••" + secret[-4:]}
+
+    stranger = await web.anonymous.post(path, headers={"X-Hook-Secret": "stranger-secret-000000"})
+    assert stranger.status_code == 200  # answered, as Asana expects, but not kept
+    after = (await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")).json()
+    assert after["credentials"] == {"hookSecret": "••••" + secret[-4:]}
+
+    body = json.dumps({"events": [{"action": "changed"}], "id": "E1", "timestamp": 1}).encode()
+    mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    delivered = await web.anonymous.post(path, content=body, headers={"X-Hook-Signature": mac})
+    assert delivered.status_code == 200, delivered.text
+
+
+async def test_msgraph_validation_token_is_echoed_as_plain_text(web: Web) -> None:
+    connector = await register_fixture(web, "msgraph", {"clientState": "graph-client-state-42"})
+    response = await web.anonymous.post(
+        webhook_path(connector, PROJECT), params={"validationToken": "Validation: Token <42>"}
+    )
+    assert response.status_code == 200
+    assert response.text == "Validation: Token <42>"
+    assert response.headers["content-type"].startswith("text/plain")
+
+
+async def test_notion_verification_is_acknowledged_and_its_token_kept(web: Web) -> None:
+    descriptor = json.loads((FIXTURES / "notion.json").read_text())
+    descriptor["auth"]["config"]["credentialFields"][0]["required"] = False
+    await web.client.post("/api/connectors", json=descriptor)
+    await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={"connectorId": descriptor["id"], "credentials": {}},
+    )
+    token = "secret_notion_verification_token_0123456789abcdef"
+    response = await web.anonymous.post(
+        webhook_path(descriptor["id"], PROJECT), json={"verification_token": token}
+    )
+    assert response.status_code == 200
+    assert token not in response.text
+    instance = (
+        await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")
+    ).json()
+    assert instance["credentials"] == {"verificationToken": "••••" + token[-4:]}

@@ -1,0 +1,275 @@
+"""``ucf serve`` as users run it: a real subprocess, a real port, a fake upstream.
+
+One session walks the README's story end to end — register a connector,
+connect it, test it, poll it, receive signed webhooks (valid, tampered,
+replayed, oversized, chunked, duplicate, rate-limited), read the signals back,
+restart and find everything — and then checks that no credential, webhook
+secret or API token appeared in anything the server printed or answered.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.server import UCF, LiveServer, ucf_env
+from tests.web.support import (
+    ACME,
+    API_KEY,
+    CONNECTOR,
+    PROJECT,
+    TICKETS,
+    TOKEN,
+    WEBHOOK_SECRET,
+    instance_body,
+    sign,
+    ticket_event,
+    webhook_path,
+)
+from ucf.fakes.kit import FakeServer
+
+INSTANCE = f"/api/projects/{PROJECT}/instances/{CONNECTOR}"
+SECRETS = (API_KEY, WEBHOOK_SECRET, TOKEN)
+
+
+class Recorder:
+    """An authenticated client that keeps every response body it ever received."""
+
+    def __init__(self, base_url: str) -> None:
+        self.bodies: list[bytes] = []
+        self.request_ids: list[str] = []
+        self.client = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+            event_hooks={"response": [self._keep]},
+        )
+
+    def _keep(self, response: httpx.Response) -> None:
+        response.read()
+        self.bodies.append(response.content)
+        self.bodies.append(str(response.headers).encode())
+        self.request_ids.append(response.headers.get("x-request-id", ""))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def poll_now(http: httpx.Client) -> None:
+    """Poll now; the in-process scheduler may hold the lease for a moment (409), so retry."""
+    deadline = time.monotonic() + 20
+    while True:
+        response = http.post(f"{INSTANCE}/poll")
+        if response.status_code != 409 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ok"
+
+
+def project_signals(http: httpx.Client, project: str = PROJECT) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        page = http.get(f"/api/projects/{project}/signals", params=params).json()
+        found += page["items"]
+        cursor = page["nextCursor"]
+        if not cursor:
+            return found
+
+
+@pytest.fixture
+def acme_server() -> Iterator[FakeServer]:
+    from tests.web.support import acme_fake
+
+    with acme_fake() as server:
+        yield server
+
+
+def test_a_full_session_survives_a_restart_and_never_leaks_a_secret(
+    tmp_path: Path, acme_server: FakeServer
+) -> None:
+    env = ucf_env(UCF_API_TOKEN=TOKEN, UCF_ALLOW_HOSTS="127.0.0.1", UCF_WEBHOOK_RPM="6")
+    server = LiveServer(tmp_path / "data", env)
+    logs: list[str] = []
+    with server:
+        recorder = Recorder(server.url)
+        http = recorder.client
+        try:
+            # Register and connect.
+            assert http.post("/api/connectors", json=ACME).status_code == 201
+            created = http.post(
+                f"/api/projects/{PROJECT}/instances", json=instance_body(acme_server.base_url)
+            )
+            assert created.status_code == 201
+            assert created.json()["webhookUrl"] == server.url + webhook_path()
+            tested = http.post(f"{INSTANCE}/test").json()
+            assert tested["ok"] is True, tested
+            poll_now(http)
+            assert len(project_signals(http)) == TICKETS
+
+            # Webhooks.
+            hook = webhook_path()
+            valid = sign(ticket_event("T-100"), delivery="d-1")
+            first = http.post(hook, content=valid.body, headers=valid.headers)
+            assert first.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+            duplicate = http.post(hook, content=valid.body, headers=valid.headers)
+            assert duplicate.json() == {"received": 1, "inserted": 0, "duplicates": 1}
+            tampered = valid.body.replace(b"Printer", b"Scanner")
+            assert http.post(hook, content=tampered, headers=valid.headers).status_code == 401
+            old = sign(ticket_event("T-101"), delivery="d-2", at=time.time() - 3600)
+            assert http.post(hook, content=old.body, headers=old.headers).status_code == 401
+            huge = sign(None, body=b'{"x":"' + b"a" * (300 * 1024) + b'"}')
+            assert http.post(hook, content=huge.body, headers=huge.headers).status_code == 413
+
+            def endless() -> Iterator[bytes]:
+                while True:
+                    yield b"a" * 16384
+
+            chunked = http.post(
+                hook, content=endless(), headers={"Content-Type": "application/json"}
+            )
+            assert chunked.status_code == 413
+            assert chunked.json()["error"]["code"] == "payload_too_large"
+
+            # The limit is 6 a minute: 4 taken above, so the 3rd from now is refused.
+            statuses = []
+            for n in range(3):
+                burst = sign(ticket_event(f"B-{n}"), delivery=f"burst-{n}")
+                statuses.append(http.post(hook, content=burst.body, headers=burst.headers))
+            assert [r.status_code for r in statuses] == [200, 200, 429]
+            assert int(statuses[-1].headers["retry-after"]) >= 1
+
+            status = http.get(f"{INSTANCE}/status").json()
+            assert status["signals"]["last24h"] == TICKETS + 3
+            assert status["healthState"] == "healthy"
+            metrics = http.get("/metrics").text
+            assert 'reason="signature_mismatch"' in metrics
+            assert 'reason="timestamp_outside_window"' in metrics
+            before = {s["id"]: s for s in project_signals(http)}
+        finally:
+            recorder.close()
+        # SIGTERM: uvicorn shuts down gracefully, then exits by the signal, as services do.
+        assert server.stop() == -signal.SIGTERM
+        assert "Application shutdown complete." in server.log
+        logs.append(server.log)
+
+        # Restart on the same data directory: everything is still there.
+        server.start()
+        recorder_after = Recorder(server.url)
+        http = recorder_after.client
+        try:
+            assert http.get(f"/api/connectors/{CONNECTOR}").json()["name"] == "Acme Tickets"
+            instance = http.get(INSTANCE).json()
+            assert instance["credentials"]["apiKey"] == "••••" + API_KEY[-4:]
+            after = {s["id"]: s for s in project_signals(http)}
+            assert after == before
+            # The instance's bucket lives in the store, not in the process: still empty.
+            redelivered = http.post(webhook_path(), content=valid.body, headers=valid.headers)
+            assert redelivered.status_code == 429
+            assert http.post(f"{INSTANCE}/test").json()["ok"] is True  # secrets still open
+        finally:
+            recorder_after.close()
+    logs.append(server.log)
+
+    everything = b"".join(recorder.bodies + recorder_after.bodies) + "".join(logs).encode()
+    for secret in SECRETS:
+        assert secret.encode() not in everything, f"a secret ending {secret[-4:]} leaked"
+
+    # Structured logs: every line is JSON; request lines carry the ids clients saw.
+    lines = [json.loads(line) for line in "".join(logs).splitlines() if line.strip()]
+    logged_ids = {line.get("requestId") for line in lines if line["logger"] == "ucf.web.access"}
+    assert set(recorder.request_ids) <= logged_ids
+    assert all(line["route"] != "unmatched" for line in lines if line.get("route"))
+
+
+# --------------------------------------------------------------------------- first start
+
+
+def test_first_start_creates_the_data_dir_key_and_a_token_printed_once(tmp_path: Path) -> None:
+    data = tmp_path / "fresh" / "ucf"
+    env = ucf_env(UCF_ALLOW_HOSTS="127.0.0.1", UCF_SCHEDULER="0")
+    with LiveServer(data, env) as server:
+        printed = [line for line in server.output if not line.startswith("{")]
+        token = printed[-1].strip()
+        assert token.startswith("ucf_")
+        ok = httpx.get(server.url + "/api/connectors", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+    for name in ("master.key", "api-token"):
+        assert stat.S_IMODE(os.stat(data / name).st_mode) == 0o600, name
+    assert (data / "ucf.db").exists()
+    with LiveServer(data, env) as again:
+        assert token not in again.log  # printed once only
+
+
+# --------------------------------------------------------------------------- set-up errors
+
+
+def run_serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [UCF, "serve", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_a_taken_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_serve(
+            "--port", str(port), "--data-dir", str(tmp_path), env=ucf_env(UCF_API_TOKEN=TOKEN)
+        )
+    assert "address already in use" in one_line_error(result)
+
+
+def test_a_bad_store_url_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_serve(
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+        "--store",
+        "mysql://nowhere",
+        env=ucf_env(UCF_API_TOKEN=TOKEN),
+    )
+    assert "mysql" in one_line_error(result)
+
+
+def test_a_wrong_master_key_is_a_one_line_error(tmp_path: Path, acme_server: FakeServer) -> None:
+    env = ucf_env(UCF_API_TOKEN=TOKEN, UCF_ALLOW_HOSTS="127.0.0.1", UCF_SCHEDULER="0")
+    with LiveServer(tmp_path, env) as server:
+        http = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"})
+        http.post("/api/connectors", json=ACME)
+        made = http.post(
+            f"/api/projects/{PROJECT}/instances", json=instance_body(acme_server.base_url)
+        )
+        assert made.status_code == 201
+        http.close()
+    wrong = base64.b64encode(os.urandom(32)).decode()
+    result = run_serve(
+        "--port", "0", "--data-dir", str(tmp_path), env={**env, "UCF_MASTER_KEY": wrong}
+    )
+    assert "master key" in one_line_error(result)
