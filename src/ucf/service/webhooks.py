@@ -50,7 +50,7 @@ from ucf.runtime.webhooks import (
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError, ServiceError
-from ucf.stores.models import InstanceRecord
+from ucf.stores.models import InstanceRecord, RateDecision
 
 __all__ = [
     "Accepted",
@@ -72,6 +72,8 @@ __all__ = [
 ]
 
 SECRET_TTL_SECONDS: Final = 30.0
+TARGET_TTL_SECONDS: Final = 1.0
+RESERVE_SECONDS: Final = 1.0
 NOT_HERE: Final = "no webhook endpoint at this URL"
 
 
@@ -258,6 +260,48 @@ async def read_limited(
     return bytes(received)
 
 
+# --------------------------------------------------------------------------- rate limit
+
+
+@dataclass(slots=True)
+class TokenReserve:
+    """Tokens this process drew from an instance's shared bucket ahead of need.
+
+    Every delivery must take a token from the bucket in the store, so that all
+    workers share one limit; one store write per delivery is what that costs.
+    Under a burst the gateway draws several tokens in one write and spends
+    them locally: the batch doubles while reserves run out within
+    ``RESERVE_SECONDS`` and halves when they go stale, so a quiet instance
+    draws one at a time. Nothing is ever granted that the bucket did not
+    grant (a stale reserve is dropped, never used), so the limit holds for
+    all workers together; a busy worker may hold up to ``max_batch - 1``
+    tokens another worker cannot have.
+    """
+
+    max_batch: int
+    tokens: int = 0
+    expires: float = 0.0
+    batch: int = 1
+
+    def take(self, now: float) -> bool:
+        if self.tokens > 0 and now < self.expires:
+            self.tokens -= 1
+            return True
+        return False
+
+    def next_batch(self, now: float) -> int:
+        if self.tokens > 0 or now >= self.expires:  # went stale: traffic slowed down
+            self.batch = max(1, self.batch // 2)
+        else:  # used up in time: draw more next time
+            self.batch = min(self.max_batch, self.batch * 2)
+        self.tokens = 0
+        return self.batch
+
+    def refill(self, tokens: int, now: float) -> None:
+        self.tokens = tokens
+        self.expires = now + RESERVE_SECONDS
+
+
 # --------------------------------------------------------------------------- the gateway
 
 
@@ -294,18 +338,37 @@ class WebhookGateway:
         *,
         observer: GatewayObserver | None = None,
         secret_ttl: float = SECRET_TTL_SECONDS,
+        target_ttl: float = TARGET_TTL_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._context = context
         self._observer: GatewayObserver = observer or _Silent()
         self._secret_ttl = secret_ttl
+        self._target_ttl = target_ttl
         self._monotonic = monotonic
         self._secrets: dict[tuple[str, str], _CachedCredentials] = {}
+        self._targets: dict[tuple[str, str], tuple[float, WebhookTarget]] = {}
+        self._reserves: dict[str, TokenReserve] = {}
 
     # -- 1. where does it go
 
     async def target(self, connector_id: str, project_id: str) -> WebhookTarget:
-        """The enabled instance this URL belongs to; 404 otherwise (one message for all)."""
+        """The enabled instance this URL belongs to; 404 otherwise (one message for all).
+
+        Found targets are remembered for ``target_ttl`` seconds: a burst of
+        deliveries reads the registry once. Changes made through this process
+        are seen at once (:meth:`forget`), other workers' within the TTL.
+        """
+        key = (project_id, connector_id)
+        now = self._monotonic()
+        cached = self._targets.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        target = await self._find(connector_id, project_id)
+        self._targets[key] = (now + self._target_ttl, target)
+        return target
+
+    async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
         try:
             connector = await self._context.connectors.get(connector_id)
         except NotFoundError:
@@ -318,8 +381,9 @@ class WebhookGateway:
         return WebhookTarget(connector, record)
 
     def forget(self, project_id: str, connector_id: str) -> None:
-        """Drop the cached secret of an instance (its credentials changed or it is gone)."""
+        """Drop what is cached of an instance (its settings changed or it is gone)."""
         self._secrets.pop((project_id, connector_id), None)
+        self._targets.pop((project_id, connector_id), None)
 
     def requests_per_minute(self, target: WebhookTarget) -> int:
         """The descriptor's ``rateLimitPerMinute`` if it sets one, else the server's setting."""
@@ -362,19 +426,36 @@ class WebhookGateway:
 
     async def _take_token(self, target: WebhookTarget) -> None:
         rpm = self.requests_per_minute(target)
-        decision = await self._context.store.rate_limits.try_acquire(
-            f"webhook:{target.connector_id}:{target.project_id}",
+        key = f"webhook:{target.connector_id}:{target.project_id}"
+        reserve = self._reserves.get(key)
+        if reserve is None:
+            reserve = self._reserves[key] = TokenReserve(max_batch=max(1, min(64, rpm // 20)))
+        now = self._monotonic()
+        if reserve.take(now):
+            return
+        batch = reserve.next_batch(now)
+        decision = await self._draw(key, rpm, batch)
+        if not decision.allowed and batch > 1:
+            batch = 1
+            decision = await self._draw(key, rpm, batch)
+        if decision.allowed:
+            reserve.refill(batch - 1, self._monotonic())
+            return
+        self._observer.rate_limited(target.connector_id)
+        wait = decision.retry_after_seconds
+        seconds = 60 if not math.isfinite(wait) else max(1, math.ceil(wait))
+        raise RateLimitExceeded(
+            f"more than {rpm} deliveries a minute for this instance; retry later", seconds
+        )
+
+    async def _draw(self, key: str, rpm: int, cost: int) -> RateDecision:
+        return await self._context.store.rate_limits.try_acquire(
+            key,
             capacity=float(rpm),
             refill_per_second=rpm / 60.0,
             now=self._context.clock(),
+            cost=float(cost),
         )
-        if not decision.allowed:
-            self._observer.rate_limited(target.connector_id)
-            wait = decision.retry_after_seconds
-            seconds = 60 if not math.isfinite(wait) else max(1, math.ceil(wait))
-            raise RateLimitExceeded(
-                f"more than {rpm} deliveries a minute for this instance; retry later", seconds
-            )
 
     async def _credentials(self, target: WebhookTarget, verifier: Verifier) -> Mapping[str, str]:
         if verifier.secret_credential is None:

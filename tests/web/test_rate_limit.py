@@ -1,0 +1,77 @@
+"""The per-instance webhook limit is one budget for every worker, reserves included."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.web.conftest import FAST_HTTP
+from tests.web.support import ACME, CONNECTOR, PROJECT, instance_body, sign, ticket_event
+from ucf.service.context import UcfContext
+from ucf.service.settings import Settings
+from ucf.service.webhooks import (
+    Delivery,
+    RateLimitExceeded,
+    TokenReserve,
+    WebhookGateway,
+)
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_a_reserve_grows_while_used_up_in_time_and_shrinks_when_stale() -> None:
+    reserve = TokenReserve(max_batch=8)
+    batches = []
+    now = 0.0
+    for _ in range(5):  # a burst: each reserve is spent well within its second
+        assert not reserve.take(now)
+        batch = reserve.next_batch(now)
+        batches.append(batch)
+        reserve.refill(batch - 1, now)
+        while reserve.take(now):
+            pass
+        now += 0.01
+    assert batches == [1, 2, 4, 8, 8]
+    reserve.refill(5, now)
+    later = now + 5  # traffic stopped: the unused tokens are dropped, never spent late
+    assert not reserve.take(later)
+    assert reserve.next_batch(later) == 4
+    assert reserve.tokens == 0
+
+
+async def test_two_workers_together_never_admit_more_than_the_instance_limit(
+    tmp_path: Path,
+) -> None:
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}  # 100 a minute
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    first = await UcfContext.open(settings, clock=lambda: NOW)
+    second = await UcfContext.open(settings, clock=lambda: NOW)
+    try:
+        await first.connectors.register(ACME)
+        body = instance_body("http://127.0.0.1:9")
+        await first.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        workers = [
+            WebhookGateway(first, monotonic=lambda: 0.0),
+            WebhookGateway(second, monotonic=lambda: 0.0),
+        ]
+        admitted = refused = 0
+        for n in range(300):
+            gateway = workers[n % 2]
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=NOW.timestamp())
+            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+            target = await gateway.target(CONNECTOR, PROJECT)
+            try:
+                await gateway.receive(target, delivery)
+                admitted += 1
+            except RateLimitExceeded:
+                refused += 1
+        # The bucket holds 100 and the clock stands still: never more than 100, and at
+        # most the two reserves' leftovers (4 tokens each at 100/min) go unused.
+        assert 92 <= admitted <= 100
+        assert admitted + refused == 300
+    finally:
+        await first.close()
+        await second.close()
