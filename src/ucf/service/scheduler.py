@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import zlib
 from collections.abc import Callable
@@ -110,6 +111,16 @@ def due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy)
 Key = tuple[str, str]
 
 
+def _policy_for(interval_override: timedelta | None) -> SchedulePolicy:
+    """The default policy; an overridden interval also bounds the rescan, so instances
+    created through the API are first polled within one interval, not the usual 15 s."""
+    if interval_override is None:
+        return SchedulePolicy()
+    default = SchedulePolicy()
+    rescan = min(default.rescan_seconds, interval_override.total_seconds())
+    return dataclasses.replace(default, interval_override=interval_override, rescan_seconds=rescan)
+
+
 class Scheduler:
     """Polls every enabled instance of the store at its interval (see the module doc)."""
 
@@ -128,9 +139,7 @@ class Scheduler:
         self.context = context
         self.worker_id = worker_id or default_worker_id()
         self.concurrency = limit
-        self.policy = policy or SchedulePolicy(
-            interval_override=context.settings.poll_interval_override
-        )
+        self.policy = policy or _policy_for(context.settings.poll_interval_override)
         self._on_result = on_result
         self._slots = asyncio.Semaphore(limit)
         self._running: dict[Key, asyncio.Task[PollResult | None]] = {}
