@@ -1,0 +1,104 @@
+"""The fakes of every catalogue connector, running side by side on loopback.
+
+Each catalogue connector ships a :class:`~ucf.fakes.scenario.Scenario` (the
+battery's contract): a faithful fake of the provider's API, credentials it
+accepts, and deliveries signed the provider's way. The sandbox needs nothing
+else to know about a provider — a connector added to the catalogue with a
+scenario shows up here without touching this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ucf.catalogue import builtin_descriptors
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.validation import validate_descriptor
+from ucf.fakes.scenario import ProviderFake, Scenario, scenario_for
+
+__all__ = ["Fleet", "Provider", "catalogue"]
+
+
+@dataclass(slots=True)
+class Provider:
+    """One connector of the catalogue, its scenario and its running fake."""
+
+    descriptor: ConnectorDescriptor
+    scenario: Scenario
+    fake: ProviderFake
+
+    @property
+    def connector_id(self) -> str:
+        return self.descriptor.id
+
+    @property
+    def polls(self) -> bool:
+        return self.descriptor.polling is not None
+
+    @property
+    def receives_webhooks(self) -> bool:
+        return self.descriptor.webhook is not None
+
+    @property
+    def signs_webhooks(self) -> bool:
+        """Only a signature covers the body, so only then can tampering be detected."""
+        webhook = self.descriptor.webhook
+        return webhook is not None and webhook.verification == "signature"
+
+    def instance_body(self) -> dict[str, Any]:
+        """``POST /api/projects/{p}/instances``: config pointing at the fake, good credentials."""
+        return {
+            "connectorId": self.connector_id,
+            "config": self.scenario.config(self.fake.base_url),
+            "credentials": self.scenario.credentials(),
+            "enabled": True,
+        }
+
+
+def catalogue() -> list[tuple[ConnectorDescriptor, Scenario]]:
+    """Every shipped descriptor with its scenario, in id order."""
+    pairs = []
+    for raw in builtin_descriptors():
+        descriptor, problems = validate_descriptor(raw)
+        if descriptor is None or problems:
+            raise ValueError(f"shipped descriptor {raw.get('id')!r} is invalid: {problems}")
+        pairs.append((descriptor, scenario_for(descriptor.id)))
+    return pairs
+
+
+class Fleet:
+    """Every catalogue fake, started together and stopped together."""
+
+    def __init__(self, providers: Sequence[Provider]) -> None:
+        self.providers = list(providers)
+        self.polled = [p for p in self.providers if p.polls]
+        self.webhooks = [p for p in self.providers if p.receives_webhooks]
+        self.signed = [p for p in self.webhooks if p.signs_webhooks]
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, now: datetime) -> Iterator[Fleet]:
+        """Start every fake with a dataset laid out around ``now``; stop them all on exit."""
+        started: list[ProviderFake] = []
+        try:
+            providers = []
+            for descriptor, scenario in catalogue():
+                fake = scenario.fake(now)
+                fake.start()
+                started.append(fake)
+                providers.append(Provider(descriptor, scenario, fake))
+            yield cls(providers)
+        finally:
+            for fake in reversed(started):
+                with contextlib.suppress(Exception):  # one stuck fake must not keep the others
+                    fake.stop()
+
+    def get(self, connector_id: str) -> Provider:
+        for provider in self.providers:
+            if provider.connector_id == connector_id:
+                return provider
+        raise KeyError(connector_id)
