@@ -54,5 +54,9 @@ def _register() -> None:
 
     app.command("serve")(serve.serve)
 
+    from ucf.cli import sandbox
+
+    app.command("sandbox")(sandbox.sandbox)
+
 
 _register()
