@@ -381,3 +381,29 @@ async def test_metrics_count_requests_by_route_template(connected: Web) -> None:
     assert f'ucf_signals_ingested_total{{connector="{CONNECTOR}",via="poll"}} {TICKETS}.0' in text
     assert f'ucf_poll_duration_seconds_count{{connector="{CONNECTOR}"}} 1.0' in text
     assert PROJECT not in text
+
+
+async def test_a_bug_is_a_json_500_with_the_request_id_never_a_traceback(
+    connected: Web, monkeypatch: Any
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"bug while holding {API_KEY}")
+
+    monkeypatch.setattr(connected.state.context.store.signals, "query", broken)
+    response = await connected.client.get(f"/api/projects/{PROJECT}/signals")
+    assert response.status_code == 500
+    error = error_of(response)
+    assert error["code"] == "internal"
+    assert response.headers["x-request-id"] in error["message"]
+    assert "Traceback" not in response.text
+    assert API_KEY not in response.text
+
+
+async def test_outbox_lag_is_exported_per_configured_sink(tmp_path: Any) -> None:
+    from tests.web.conftest import open_web, web_settings
+
+    settings = web_settings(tmp_path, UCF_SINK_JSONL=str(tmp_path / "signals.jsonl"))
+    async for web in open_web(settings):
+        text = (await web.anonymous.get("/metrics")).text
+        assert 'ucf_outbox_pending{sink="jsonl"}' in text
+        assert 'ucf_outbox_oldest_age_seconds{sink="jsonl"}' in text
