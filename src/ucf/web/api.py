@@ -24,7 +24,7 @@ from ucf.service.instances import Instance
 from ucf.service.poll import poll_instance
 from ucf.stores.models import SignalQuery, utc
 from ucf.web.errors import ErrorBody
-from ucf.web.state import WebState, web_state
+from ucf.web.state import WebState, current_state, web_state
 
 
 class Unauthorized(ServiceError):
@@ -64,7 +64,7 @@ the descriptor language's JSON Schema (validated in full by the service, with pa
 
 router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)
 
-State = Annotated[WebState, Depends(web_state)]
+State = Annotated[WebState, Depends(current_state)]
 ConnectorId = Annotated[str, Path(alias="connectorId")]
 ProjectId = Annotated[str, Path(alias="projectId")]
 SignalId = Annotated[str, Path(alias="signalId")]

@@ -1,7 +1,7 @@
 """What every route of a running app shares: the context, the gateway, metrics, the token.
 
 Built once in the app's lifespan and stored on ``app.state``; routes get it
-with ``Depends(web_state)``.
+with ``Depends(current_state)``, plain code with ``web_state(request)``.
 """
 
 from __future__ import annotations
@@ -40,3 +40,8 @@ class WebState:
 def web_state(request: Request) -> WebState:
     state: WebState = request.app.state.ucf
     return state
+
+
+async def current_state(request: Request) -> WebState:
+    """``web_state`` as a dependency: async, so FastAPI does not hop to a thread for it."""
+    return web_state(request)

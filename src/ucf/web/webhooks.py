@@ -20,7 +20,7 @@ from ucf.service.webhooks import (
     read_limited,
 )
 from ucf.web.errors import ErrorBody
-from ucf.web.state import WebState, web_state
+from ucf.web.state import WebState, current_state
 
 router = APIRouter(tags=["webhooks"])
 
@@ -95,7 +95,7 @@ async def receive_webhook(
     request: Request,
     connector_id: ConnectorId,
     project_id: ProjectId,
-    state: Annotated[WebState, Depends(web_state)],
+    state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
     return await _receive(request, connector_id, project_id, state)
 
@@ -109,6 +109,6 @@ async def webhook_handshake(
     request: Request,
     connector_id: ConnectorId,
     project_id: ProjectId,
-    state: Annotated[WebState, Depends(web_state)],
+    state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
     return await _receive(request, connector_id, project_id, state)
