@@ -63,6 +63,7 @@ def hand_written(item: dict[str, Any], connector: str, project: str) -> MappedSi
         "number": item["number"],
         "title": item["title"],
         "state": item["state"],
+        "state_reason": item["state_reason"],
         "html_url": item["html_url"],
         "user": {"login": item["user"]["login"]},
         "comments": item["comments"],

@@ -318,3 +318,16 @@ def descriptor(*, oauth: bool = False) -> dict[str, Any]:
             "timeoutMs": 2000,
         },
     }
+
+
+def test_an_auth_code_in_a_200_body_counts_as_refused_credentials() -> None:
+    """Slack answers a revoked token with HTTP 200 {"ok": false, "error": "invalid_auth"}."""
+    from ucf.runtime.sources import HealthResult
+
+    policy = HealthPolicy()
+    rejected = HealthResult(ok=False, status=200, latency_ms=5.0, error="x", failure="rejected")
+    throttled = HealthResult(
+        ok=False, status=200, latency_ms=5.0, error="x", failure="rate_limited"
+    )
+    assert health.outcome_of_check(rejected, policy) is Outcome.REJECTED
+    assert health.outcome_of_check(throttled, policy) is Outcome.RATE_LIMITED

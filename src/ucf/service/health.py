@@ -60,12 +60,13 @@ class ConnectionTest:
 
 
 def outcome_of_check(result: HealthResult, policy: HealthPolicy) -> Outcome:
-    """401/403 mean the credentials were refused; 429 that we are throttled."""
+    """401/403, or an auth code in the body (Slack's 200 ``invalid_auth``), mean the
+    credentials were refused; 429 or a rate-limit code that we are throttled."""
     if result.ok:
         return outcome_of_success(latency_ms=result.latency_ms, throttled=False, policy=policy)
-    if result.status in (401, 403):
+    if result.status in (401, 403) or result.failure == "rejected":
         return Outcome.REJECTED
-    if result.status == 429:
+    if result.status == 429 or result.failure == "rate_limited":
         return Outcome.RATE_LIMITED
     return Outcome.FAILED
 
