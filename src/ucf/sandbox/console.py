@@ -56,7 +56,8 @@ class Reporter:
         if self.quiet:
             return
         moment = (at or datetime.now()).strftime("%H:%M:%S")
-        text = Text(f"{moment}  ", style="dim")
+        text = Text()
+        text.append(f"{moment}  ", style="dim")
         text.append(f"{kind:<{KIND_WIDTH}}", style=KIND_STYLES.get(kind, ""))
         text.append(f" {name:<{NAME_WIDTH}} ", style="bold")
         text.append(message)
@@ -67,6 +68,7 @@ class Reporter:
         self._emit(Text(title, style="bold"))
         width = max((len(label) for label, _ in rows), default=0)
         for label, value in rows:
-            text = Text(f"  {label:<{width}}  ", style="cyan")
+            text = Text()
+            text.append(f"  {label:<{width}}  ", style="cyan")
             text.append(value)
             self._emit(text)

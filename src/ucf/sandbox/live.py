@@ -293,7 +293,7 @@ class Activity:
             fault = fake.rate_limit_fault(retry_after=RETRY_AFTER_SECONDS)
             fake.server.inject(fault, path=fake.poll_route, times=1)
             message = (
-                f"the API rate-limits the next poll (its own 429 answer, retry after "
+                f"the API rate-limits the next poll (its own rate-limit answer, retry after "
                 f"{RETRY_AFTER_SECONDS} s): the poll waits and completes, throttled (degraded)"
             )
         self._outage_next = not self._outage_next

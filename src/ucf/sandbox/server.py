@@ -98,7 +98,7 @@ class ServeProcess:
             return self.base_url
         if not done:
             raise ServeFailed(
-                f"ucf serve did not start within {ready_within:.0f} s; see {self.log_path}"
+                f"ucf serve did not start within {ready_within:.0f} s: {self.last_words()}"
             )
         await self._drain()
         raise ServeFailed(

@@ -216,11 +216,11 @@ class Sandbox:
                     await self._with_server(fleet, token, rng, data_dir, temporary)
                 finally:
                     code = await self.server.stop()
-                    if code not in (0, -signal.SIGTERM, -signal.SIGKILL, 130, None):
-                        self.reporter.line(
-                            f"ucf serve exited with code {code}; see {data_dir / 'serve.log'}",
-                            "yellow",
-                        )
+                if code not in (0, -signal.SIGTERM, -signal.SIGKILL, 130, None):
+                    self.reporter.line(
+                        f"ucf serve stopped with code {code}; see {data_dir / 'serve.log'}",
+                        "yellow",
+                    )
             if self.live_started is not None:
                 self._summary(data_dir, temporary)
 
