@@ -159,6 +159,8 @@ async def test_acked_entries_are_gone_and_lag_reports_what_is_pending(
     assert delivered == 6
     assert len(pipeline.accepted) == 2
     assert (await outbox_lag(http_context))["http"].pending == 0
+    lease = await http_context.store.leases.get("delivery:http", now=http_context.clock())
+    assert lease is None, "a worker with nothing outstanding must hand the sink over"
 
 
 async def test_a_failing_batch_holds_back_the_rest_of_its_instance(

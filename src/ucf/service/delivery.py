@@ -278,7 +278,7 @@ class DeliveryWorker:
 
     ``lease`` hides a claimed batch from other claimers; a batch must be
     delivered within half of it (``deliver_timeout``). The sink lease lasts
-    twice ``lease`` and is renewed once half of it is used.
+    twice ``lease`` and is renewed whenever less than ``1.5 × lease`` is left.
     """
 
     def __init__(
@@ -371,8 +371,11 @@ class DeliveryWorker:
         when another worker holds the sink. For tests and ``--once`` style runs.
         """
         before = self.stats.delivered
-        while not self.stopping and await self._step() == 0:
-            pass
+        try:
+            while not self.stopping and await self._step() == 0:
+                pass
+        finally:
+            await self._hand_over()
         return self.stats.delivered - before
 
     async def _step(self) -> float:
@@ -501,9 +504,10 @@ class DeliveryWorker:
             log.warning("delivery to %s: could not settle on stop: %s", self.sink_name, error)
 
     async def _pause(self, seconds: float) -> None:
-        self._wake.clear()
+        """Sleep, unless woken (a wake() during the last step counts too)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
 
     async def _hand_over(self) -> None:
         """Release the sink lease if nothing of ours still hides or delays entries."""
