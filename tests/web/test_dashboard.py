@@ -420,7 +420,8 @@ async def test_the_draft_cannot_be_read_by_another_session(
 ) -> None:
     await connect_acme(user, web, acme.base_url)
     draft = user.client.cookies.get("ucf_setup", path=CONNECT)
-    assert draft and API_KEY not in draft
+    assert draft
+    assert API_KEY not in draft
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
     ) as other_client:
@@ -497,9 +498,10 @@ async def test_disabling_stops_polls_and_enabling_resumes(
     page = await user.get(INSTANCE)
     assert 'aria-checked="false"' in page.text
     assert not (await web.state.context.instances.record(PROJECT, CONNECTOR)).enabled
+    polls_before = len(acme.requests_to("/tickets"))
     await user.post(f"{INSTANCE}/poll")
     assert "disabled; enable it to poll" in (await user.get(INSTANCE)).text
-    assert not acme.requests_to("/tickets")
+    assert len(acme.requests_to("/tickets")) == polls_before
     await user.post(f"{INSTANCE}/enabled", {"enabled": "1"})
     assert (await web.state.context.instances.record(PROJECT, CONNECTOR)).enabled
     assert 'aria-checked="true"' in (await user.get(INSTANCE)).text
@@ -541,6 +543,15 @@ async def test_pages_forbid_inline_scripts_and_framing(user: Browser) -> None:
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page.text) == []
     assert " style=" not in page.text
     assert " on" + "click=" not in page.text
+
+
+async def test_a_mistyped_dashboard_address_is_a_page_not_json(user: Browser) -> None:
+    response = await user.get(f"{BASE}/no-such-page")
+    assert response.status_code == 404
+    assert "text/html" in response.headers["content-type"]
+    assert "There is no page at" in response.text
+    api = await user.get("/api/no-such-route")
+    assert api.headers["content-type"] == "application/json"
 
 
 async def test_static_files_are_served_only_from_the_dashboards_folder(browser: Browser) -> None:

@@ -1,0 +1,330 @@
+"""What every dashboard route shares: the login check, CSRF-checked forms, flashes, errors as pages.
+
+:class:`DashboardRoute` wraps each route so that its refusals become pages
+(not the API's JSON): no session → the login page, a POST without the
+session's CSRF token → 403, a use case's error → a page saying what went
+wrong with the matching status. Every response gets the security headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import parse_qsl, quote
+
+from fastapi import Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+
+from ucf.service.context import UcfContext
+from ucf.service.errors import ServiceError
+from ucf.stores.errors import StoreError
+from ucf.web.dashboard.rendering import redirect, render, with_security_headers
+from ucf.web.dashboard.security import (
+    FLASH_COOKIE,
+    SESSION_COOKIE,
+    Keys,
+    Session,
+    keys_for,
+    same_secret,
+)
+from ucf.web.state import WebState, web_state
+
+log = logging.getLogger("ucf.web.dashboard")
+
+PROJECT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DEFAULT_PROJECT: Final = "default"
+MAX_FORM_FIELDS: Final = 200
+FLASH_SECONDS: Final = 120
+
+
+class LoginRequired(Exception):
+    """No valid session: the browser is sent to the login page."""
+
+
+class CsrfRejected(Exception):
+    """A POST without this session's CSRF token: refused with 403."""
+
+
+class BadForm(ServiceError):
+    status = 400
+    code = "bad_form"
+
+
+class PageNotFound(ServiceError):
+    status = 404
+    code = "not_found"
+
+
+def keys(request: Request) -> Keys:
+    return keys_for(web_state(request).api_token)
+
+
+def context_of(request: Request) -> UcfContext:
+    return web_state(request).context
+
+
+def is_https(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def set_cookie(
+    response: Response, request: Request, name: str, value: str, *, max_age: int, path: str = "/"
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path=path,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+
+
+def drop_cookie(response: Response, request: Request, name: str, *, path: str = "/") -> None:
+    response.delete_cookie(
+        name, path=path, httponly=True, samesite="strict", secure=is_https(request)
+    )
+
+
+# --------------------------------------------------------------------------- session and forms
+
+
+def current_session(request: Request) -> Session | None:
+    return keys(request).read_session(
+        request.cookies.get(SESSION_COOKIE), context_of(request).clock()
+    )
+
+
+def require_session(request: Request) -> Session:
+    session = current_session(request)
+    if session is None:
+        raise LoginRequired
+    return session
+
+
+@dataclass(frozen=True)
+class Form:
+    """An ``application/x-www-form-urlencoded`` body: the last value of each name wins."""
+
+    values: Mapping[str, str]
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default)
+
+    def fields(self, prefix: str) -> dict[str, str]:
+        """``prefix.key`` fields as ``{key: value}``."""
+        return {
+            name[len(prefix) + 1 :]: value
+            for name, value in self.values.items()
+            if name.startswith(prefix + ".")
+        }
+
+
+async def read_form(request: Request) -> Form:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise BadForm("this page only accepts form submissions")
+    try:
+        pairs = parse_qsl(
+            (await request.body()).decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise BadForm("the form could not be read") from None
+    return Form(dict(pairs))
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A CSRF-checked form of a logged-in user."""
+
+    session: Session
+    form: Form
+
+
+async def checked_form(
+    request: Request, session: Annotated[Session, Depends(require_session)]
+) -> Posted:
+    try:
+        form = await read_form(request)
+    except BadForm:
+        raise CsrfRejected from None  # no form, so no token either
+    if not same_secret(form.get("csrf"), session.csrf):
+        raise CsrfRejected
+    return Posted(session, form)
+
+
+# --------------------------------------------------------------------------- flashes
+
+FlashKind = Literal["ok", "error", "info"]
+
+
+@dataclass(frozen=True)
+class Flash:
+    kind: FlashKind
+    text: str
+    detail: str | None = None
+
+
+def flash(
+    response: Response, request: Request, kind: FlashKind, text: str, detail: str | None = None
+) -> Response:
+    """A one-time message for the page the browser is redirected to."""
+    value = keys(request).flashes.sign(
+        {"kind": kind, "text": text, "detail": detail, "exp": int(time.time()) + FLASH_SECONDS}
+    )
+    set_cookie(response, request, FLASH_COOKIE, value, max_age=FLASH_SECONDS)
+    return response
+
+
+def _pending_flash(request: Request) -> Flash | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    data = keys(request).flashes.unsign(raw) if raw else None
+    if data is None or not isinstance(data.get("exp"), int) or data["exp"] < time.time():
+        return None
+    kind, message, detail = data.get("kind"), data.get("text"), data.get("detail")
+    if kind not in ("ok", "error", "info") or not isinstance(message, str):
+        return None
+    return Flash(kind, message, detail if isinstance(detail, str) else None)
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def project_or_404(project_id: str) -> str:
+    if not PROJECT_ID.fullmatch(project_id):
+        raise PageNotFound(f"'{project_id}' is not a project id")
+    return project_id
+
+
+@dataclass
+class Page:
+    """What the layout needs on every page of a logged-in user."""
+
+    request: Request
+    session: Session
+    project: str
+    section: str
+    now: datetime = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.now = context_of(self.request).clock()
+
+    @property
+    def state(self) -> WebState:
+        return web_state(self.request)
+
+    @property
+    def context(self) -> UcfContext:
+        return self.state.context
+
+    def render(self, template: str, values: Mapping[str, Any], *, status: int = 200) -> Response:
+        pending = _pending_flash(self.request)
+        response = render(
+            self.request,
+            template,
+            {
+                "session": self.session,
+                "csrf": self.session.csrf,
+                "project": self.project,
+                "section": self.section,
+                "now": self.now,
+                "flash": pending,
+                **values,
+            },
+            status=status,
+        )
+        if self.request.cookies.get(FLASH_COOKIE) is not None:
+            drop_cookie(response, self.request, FLASH_COOKIE)
+        return response
+
+
+def error_page(request: Request, status: int, title: str, message: str) -> Response:
+    session = current_session(request)
+    return render(
+        request,
+        "error.html",
+        {
+            "session": session,
+            "csrf": session.csrf if session else "",
+            "project": None,
+            "section": None,
+            "flash": None,
+            "status": status,
+            "title": title,
+            "message": message,
+        },
+        status=status,
+    )
+
+
+def login_location(request: Request) -> str:
+    """Back to the page after logging in; a form sent after the session ended starts over."""
+    if request.method != "GET":
+        return "/login"
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    return "/login?next=" + quote(target, safe="/")
+
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class DashboardRoute(APIRoute):
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except LoginRequired:
+                response = redirect(login_location(request))
+            except CsrfRejected:
+                response = error_page(
+                    request,
+                    403,
+                    "This form has expired",
+                    "The form was not sent from this session's page. Reload the page and try again.",
+                )
+            except ServiceError as error:
+                message = (
+                    error.message
+                    if error.status < 500
+                    else "The server cannot handle this right now; try again shortly."
+                )
+                response = error_page(request, error.status, _title(error.status), message)
+            except RequestValidationError:
+                response = error_page(
+                    request, 400, "Bad request", "The address or form was not understood."
+                )
+            except StoreError as error:
+                log.error("dashboard: store error answering %s: %s", request.url.path, error)
+                response = error_page(
+                    request,
+                    503,
+                    "The store is not answering",
+                    "ucf could not read or write its store; try again shortly.",
+                )
+            return with_security_headers(response)
+
+        return guarded
+
+
+def _title(status: int) -> str:
+    return {
+        400: "Bad request",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Not possible right now",
+        422: "Not valid",
+    }.get(status, "Something went wrong")
