@@ -728,3 +728,46 @@ def test_hostile_repetitions_finish(first: str, second: str, times: int) -> None
 
     assert len(out) <= 500
     assert len(result.raw["body"]) <= 10_000
+
+
+# --------------------------------------------------------------------------- the fast path
+
+
+class _AlwaysWalk(Sanitiser):
+    """The reference: every signal takes the full field walk."""
+
+    def _unchanged_fields(self, signal: NormalisedSignal) -> bool:
+        return False
+
+
+_raw_strings = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from([GITHUB_TOKEN, "x\u200by", "a\u202eb", "<b>hi</b>", "token", "ok", "x" * 40]),
+)
+_raw_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | _raw_strings,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["title", "token", "body", "user", "api_key", "n"]), inner, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=st.dictionaries(
+        st.sampled_from(["title", "password", "body", "labels", "user"]), _raw_values, max_size=5
+    ),
+    tags=st.lists(_raw_strings, max_size=3),
+    summary=_raw_strings,
+)
+def test_fast_path_gives_exactly_what_the_full_walk_gives(
+    raw: dict[str, Any], tags: list[str], summary: str
+) -> None:
+    policy = SanitiserPolicy(max_raw_string_chars=32, max_raw_items=12, max_raw_depth=3)
+    signal = _signal(summary=summary, raw=raw, metadata={"tags": tags})
+    fast = Sanitiser(policy).sanitise(signal).to_wire()
+    assert fast == _AlwaysWalk(policy).sanitise(signal).to_wire()

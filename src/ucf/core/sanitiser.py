@@ -606,12 +606,21 @@ class Sanitiser:
             name.lower().replace("-", "").replace("_", "") for name in policy.secret_fields
         )
         self._secret_field_marker = REDACTED.format(kind="secret_field")
+        self._secret_key_cache: dict[str, bool] = {}
 
     # ---------------------------------------------------------------- signals
 
     def sanitise(self, signal: NormalisedSignal) -> SanitisedSignal:
         """The signal as the triage step may see it; the input is left untouched."""
         clean, notes = self.clean_text(signal.summary)
+        if self._unchanged_fields(signal):
+            # Nothing to scrub, cut or redact: keep the fields as they are.
+            return SanitisedSignal.model_construct(
+                **{name: getattr(signal, name) for name in NormalisedSignal.model_fields},
+                sanitised=True,
+                sanitised_summary=clean,
+                sanitisation_notes=notes,
+            )
         fields = _FieldPass(self, redact=False)
         summary, raw, metadata = self._walk(fields, signal)
         if fields.needs_redaction():
@@ -628,6 +637,31 @@ class Sanitiser:
             metadata=metadata,
             sanitised_summary=clean,
             sanitisation_notes=notes + fields.notes.render(),
+        )
+
+    def _unchanged_fields(self, signal: NormalisedSignal) -> bool:
+        """Whether the field walk would return every field unchanged, proven with two scans.
+
+        Most signals carry no hidden characters, no secrets, no secret-named
+        fields and nothing over a limit; for them one pass collecting strings
+        and two scans over their join replace the per-string pipeline. Anything
+        else (or any doubt) takes the full walk, which is the reference.
+        """
+        strings: list[str] = [signal.summary]
+        if not _collect_plain(signal.raw, strings, self, 0, [self.policy.max_raw_items]):
+            return False
+        metadata = signal.metadata
+        if metadata is not None:
+            strings += metadata.participants
+            strings += metadata.related_tickets
+            strings += metadata.tags
+        if len(signal.summary) > SUMMARY_MAX_CHARS:
+            return False
+        joined = "\n".join(strings)
+        if len(joined) > self.policy.max_raw_total_chars:  # counts more than the walk: safe
+            return False
+        return (
+            self._any_hidden.search(joined) is None and self._secret_detector.search(joined) is None
         )
 
     @staticmethod
@@ -733,7 +767,12 @@ class Sanitiser:
         return text
 
     def _is_secret_field(self, key: str) -> bool:
-        return key.lower().replace("-", "").replace("_", "") in self._secret_fields
+        known = self._secret_key_cache.get(key)
+        if known is None:
+            known = key.lower().replace("-", "").replace("_", "") in self._secret_fields
+            if len(self._secret_key_cache) < 4096:  # keys repeat across signals; bound it
+                self._secret_key_cache[key] = known
+        return known
 
     def _neutralise(self, text: str, scope: _Scope) -> str:
         if self._injection_detector.search(text) is None:
@@ -866,6 +905,45 @@ class _FieldPass:
             return False
         self._items_left -= 1
         return True
+
+
+def _collect_plain(
+    value: dict[Any, Any], into: list[str], sanitiser: Sanitiser, depth: int, budget: list[int]
+) -> bool:
+    """Gather the strings of ``raw`` (keys too); False at anything the walk would change.
+
+    That is: depth or item limits, an over-long string, a non-empty string
+    under a secret-named key. ``budget`` is the remaining item count, shared.
+    """
+    if depth >= sanitiser.policy.max_raw_depth:
+        return False
+    limit = sanitiser.policy.max_raw_string_chars
+    stack: list[tuple[Any, int]] = [(value, depth)]
+    while stack:
+        node, level = stack.pop()
+        if level >= sanitiser.policy.max_raw_depth:
+            return False
+        if isinstance(node, dict):
+            pairs: Any = node.items()
+        else:
+            pairs = ((None, item) for item in node)
+        for key, item in pairs:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return False
+            if isinstance(key, str):
+                if len(key) > limit:
+                    return False
+                into.append(key)
+            if isinstance(item, str):
+                if len(item) > limit:
+                    return False
+                if item and isinstance(key, str) and sanitiser._is_secret_field(key):
+                    return False
+                into.append(item)
+            elif isinstance(item, dict | list | tuple):
+                stack.append((item, level + 1))
+    return True
 
 
 _DEFAULT = Sanitiser()
