@@ -141,7 +141,7 @@ def test_sandbox_connects_every_connector_and_shows_signals_webhooks_and_health(
 ) -> None:
     data_dir = tmp_path / "sandbox"
     run = Run(
-        "--duration", "25", "--port", "0", "--data-dir", str(data_dir),
+        "--duration", "20", "--port", "0", "--data-dir", str(data_dir),
         "--every", "0.5", "--poll-interval", "2", "--seed", "3",
     )  # fmt: skip
     runs.append(run)
@@ -154,6 +154,16 @@ def test_sandbox_connects_every_connector_and_shows_signals_webhooks_and_health(
     by_id = {i["connectorId"]: i for i in instances}
     for connector in WEBHOOKS:
         assert by_id[connector]["webhookUrl"] == f"{base}/api/webhooks/{connector}/sandbox"
+
+    assert run.wait_for(r"^\s+webhooks\s+(\S+)$").group(1) == (
+        f"{base}/api/webhooks/{{connectorId}}/sandbox"
+    )
+    page = api.get("/", follow_redirects=True)
+    serves_dashboard = page.status_code == 200 and "html" in page.headers["content-type"]
+    printed_dashboard = any(re.match(r"^\s+dashboard\s+http://", line) for line in run.lines)
+    assert printed_dashboard == serves_dashboard
+    tail = run.wait_for(r"^\s+signals\s+(ucf signals tail .*)$").group(1)
+    assert tail == f"ucf signals tail --project sandbox --data-dir {data_dir}"
 
     first = read_metrics(api.get("/metrics").text)
     wanted_grown = 3
@@ -214,6 +224,16 @@ def test_sandbox_connects_every_connector_and_shows_signals_webhooks_and_health(
             return {r.connector_id: r.enabled for r in records}, counts
         finally:
             await context.close()
+
+    listed = subprocess.run(
+        [UCF, "signals", "list", *tail.split()[3:], "--limit", "5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.splitlines()) == 5
 
     enabled, counts = asyncio.run(stored())
     assert enabled == dict.fromkeys(CATALOGUE, False)

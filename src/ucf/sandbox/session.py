@@ -33,6 +33,7 @@ from ucf.sandbox.console import Reporter
 from ucf.sandbox.fleet import Fleet, Provider
 from ucf.sandbox.live import PROJECT, Activity, Deck, MetricsSnapshot, Tally, Watcher
 from ucf.sandbox.server import ServeFailed, ServeProcess
+from ucf.stores.url import ENV_STORE, resolve_store_url
 
 __all__ = ["SandboxError", "SandboxOptions", "run_sandbox", "server_environment"]
 
@@ -41,7 +42,7 @@ T = TypeVar("T")
 POLL_INTERVAL_ENV: Final = "UCF_POLL_INTERVAL_OVERRIDE"
 ISOLATED_ENV: Final = frozenset(
     {
-        "UCF_STORE",
+        ENV_STORE,
         "UCF_SECRET_STORE",
         "UCF_DATA_DIR",
         "UCF_API_TOKEN",
@@ -163,6 +164,14 @@ def _error_of(response: httpx.Response) -> str:
     return message
 
 
+def _store_option(data_dir: Path) -> str:
+    """How a CLI command finds the sandbox's store: ``--data-dir``, unless the user's
+    ``UCF_STORE`` would win over it (then the SQLite URL itself)."""
+    if os.environ.get(ENV_STORE):
+        return "--store " + resolve_store_url(None, {"UCF_DATA_DIR": str(data_dir)})
+    return f"--data-dir {data_dir}"
+
+
 class Sandbox:
     """The running parts of one sandbox, and what to do with them."""
 
@@ -241,7 +250,7 @@ class Sandbox:
         ):
             await _unless_stopped(self._ready(api), self.stop)
             urls = await _unless_stopped(self._connect(api, fleet), self.stop)
-            dashboard = await _unless_stopped(self._has_dashboard(api), self.stop)
+            dashboard = await _unless_stopped(self._dashboard(api), self.stop)
             self._where_to_look(base, token, data_dir, temporary, dashboard)
             watcher = Watcher(api, self.reporter, self.tally)
             await _unless_stopped(watcher.baseline(), self.stop)
@@ -274,13 +283,13 @@ class Sandbox:
                 raise SandboxError("ucf serve never answered /healthz; see its log")
             await asyncio.sleep(0.2)
 
-    async def _has_dashboard(self, api: httpx.AsyncClient) -> bool:
+    async def _dashboard(self, api: httpx.AsyncClient) -> str | None:
+        """The dashboard's address, when this build of ``ucf serve`` has one at ``/``."""
         with contextlib.suppress(httpx.HTTPError):
-            response = await api.get("/")
-            return response.status_code == 200 and "html" in response.headers.get(
-                "content-type", ""
-            )
-        return False
+            response = await api.get("/", follow_redirects=True)
+            if response.status_code == 200 and "html" in response.headers.get("content-type", ""):
+                return str(response.url)
+        return None
 
     # -- connecting
 
@@ -458,7 +467,7 @@ class Sandbox:
         self.reporter.table(f"\nsandbox summary after {self.live_seconds:.0f} s of activity", rows)
 
     def _where_to_look(
-        self, base: str, token: str, data_dir: Path, temporary: bool, dashboard: bool
+        self, base: str, token: str, data_dir: Path, temporary: bool, dashboard: str | None
     ) -> None:
         rows = [
             ("API", f"{base}/api"),
@@ -469,10 +478,13 @@ class Sandbox:
                 f"'{base}/api/projects/{PROJECT}/signals?limit=5'",
             ),
         ]
-        if dashboard:
-            rows.append(("dashboard", f"{base}/"))
+        if dashboard is not None:
+            signs_in = dashboard.rstrip("/") != base
+            rows.append(
+                ("dashboard", f"{base}/" + (" (sign in with the token)" if signs_in else ""))
+            )
         rows += [
-            ("signals", f"ucf signals tail --project {PROJECT} --data-dir {data_dir}"),
+            ("signals", f"ucf signals tail --project {PROJECT} {_store_option(data_dir)}"),
             ("webhooks", f"{base}/api/webhooks/{{connectorId}}/{PROJECT}"),
             ("metrics", f"{base}/metrics"),
             ("API docs", f"{base}/docs"),
