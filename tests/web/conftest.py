@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ def web_settings(data_dir: Path, **env: str) -> Settings:
     return dataclasses.replace(Settings.from_env(environ, data_dir=data_dir), http=FAST_HTTP)
 
 
+@contextlib.asynccontextmanager
 async def open_web(settings: Settings) -> AsyncIterator[Web]:
     app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
@@ -70,7 +72,7 @@ def acme() -> Iterator[FakeServer]:
 
 @pytest_asyncio.fixture(loop_scope="function")
 async def web(tmp_path: Path) -> AsyncIterator[Web]:
-    async for opened in open_web(web_settings(tmp_path)):
+    async with open_web(web_settings(tmp_path)) as opened:
         yield opened
 
 

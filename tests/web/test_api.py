@@ -403,7 +403,7 @@ async def test_outbox_lag_is_exported_per_configured_sink(tmp_path: Any) -> None
     from tests.web.conftest import open_web, web_settings
 
     settings = web_settings(tmp_path, UCF_SINK_JSONL=str(tmp_path / "signals.jsonl"))
-    async for web in open_web(settings):
+    async with open_web(settings) as web:
         text = (await web.anonymous.get("/metrics")).text
         assert 'ucf_outbox_pending{sink="jsonl"}' in text
         assert 'ucf_outbox_oldest_age_seconds{sink="jsonl"}' in text

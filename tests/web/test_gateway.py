@@ -228,7 +228,7 @@ async def test_an_endless_chunked_body_is_cut_at_the_limit_without_reading_the_r
 async def test_the_per_instance_rate_limit_answers_429_with_retry_after(
     tmp_path: Path, acme: FakeServer
 ) -> None:
-    async for web in open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="3")):
+    async with open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="3")) as web:
         await web.client.post("/api/connectors", json=ACME)
         for project in (PROJECT, "second"):
             await web.client.post(
@@ -259,7 +259,7 @@ async def test_a_descriptor_rate_limit_overrides_the_server_default(
 ) -> None:
     strict = copy.deepcopy(ACME)
     strict["ingestion"]["webhook"]["rateLimitPerMinute"] = 1
-    async for web in open_web(web_settings(tmp_path)):
+    async with open_web(web_settings(tmp_path)) as web:
         await web.client.post("/api/connectors", json=strict)
         await web.client.post(
             f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)

@@ -16,21 +16,21 @@ from ucf.web.state import WebState
 async def test_the_scheduler_polls_connected_instances_while_the_app_runs(
     tmp_path: Path, acme: FakeServer
 ) -> None:
-    async for web in open_web(web_settings(tmp_path)):  # scheduler off: just connect
+    async with open_web(web_settings(tmp_path)) as web:  # scheduler off: just connect
         await web.client.post("/api/connectors", json=ACME)
         await web.client.post(
             f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
         )
-    async for web in open_web(web_settings(tmp_path, UCF_SCHEDULER="1")):
-        signals: list[object] = []
+    async with open_web(web_settings(tmp_path, UCF_SCHEDULER="1")) as web:
+        polled = f'ucf_polls_total{{connector="{CONNECTOR}",status="ok"}} 1.0'
+        metrics = ""
         deadline = time.monotonic() + 20  # generous: the machine may be busy
-        while not signals and time.monotonic() < deadline:
+        while polled not in metrics and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            page = await web.client.get(f"/api/projects/{PROJECT}/signals")
-            signals = page.json()["items"]
-        assert len(signals) == TICKETS
-        metrics = (await web.anonymous.get("/metrics")).text
-        assert f'ucf_polls_total{{connector="{CONNECTOR}",status="ok"}} 1.0' in metrics
+            metrics = (await web.anonymous.get("/metrics")).text
+        assert polled in metrics
+        page = await web.client.get(f"/api/projects/{PROJECT}/signals")
+        assert len(page.json()["items"]) == TICKETS
 
 
 class Ticker:
