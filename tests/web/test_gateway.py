@@ -447,3 +447,22 @@ async def test_notion_verification_is_acknowledged_and_its_token_kept(web: Web) 
         await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")
     ).json()
     assert instance["credentials"] == {"verificationToken": "••••" + token[-4:]}
+
+
+async def test_a_body_trickling_in_too_slowly_is_cut_off_with_408(
+    connected: Web, monkeypatch: Any
+) -> None:
+    import asyncio
+
+    import ucf.web.webhooks
+
+    monkeypatch.setattr(ucf.web.webhooks, "BODY_TIMEOUT_SECONDS", 0.2)
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield b'{"event": "ticket",'
+        await asyncio.sleep(2)
+        yield b"}"
+
+    response = await connected.anonymous.post(webhook_path(), content=slow())
+    assert response.status_code == 408
+    assert response.json()["error"]["code"] == "request_timeout"

@@ -8,11 +8,13 @@ response. No bearer token here — every delivery is verified per connector.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 
+from ucf.service.errors import ServiceError
 from ucf.service.webhooks import (
     Delivery,
     HandshakeAnswer,
@@ -24,6 +26,16 @@ from ucf.web.state import WebState, current_state
 
 router = APIRouter(tags=["webhooks"])
 
+BODY_TIMEOUT_SECONDS = 30.0
+"""A delivery trickling in slower than this (at most 256 KB) holds a connection for
+nothing: providers send their whole body at once."""
+
+
+class BodyTimeout(ServiceError):
+    status = 408
+    code = "request_timeout"
+
+
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": what}
     for status, what in {
@@ -31,6 +43,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Verification failed (no detail is given)",
         404: "Unknown connector, or no enabled instance of it in the project",
         405: "HEAD without a handshake",
+        408: "The body took longer than 30 s to arrive",
         413: "Body over the limit (256 KB by default)",
         429: "Over the instance's deliveries per minute; see Retry-After",
     }.items()
@@ -63,11 +76,15 @@ async def _receive(
 ) -> Response:
     gateway = state.gateway
     target = await gateway.target(connector_id, project_id)
-    body = await read_limited(
-        request.stream(),
-        limit=state.context.settings.webhook_max_bytes,
-        declared_length=request.headers.get("content-length"),
-    )
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            body = await read_limited(
+                request.stream(),
+                limit=state.context.settings.webhook_max_bytes,
+                declared_length=request.headers.get("content-length"),
+            )
+    except TimeoutError:
+        raise BodyTimeout(f"the body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} s") from None
     delivery = Delivery(
         method=request.method,
         body=body,
