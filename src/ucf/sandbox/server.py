@@ -101,14 +101,17 @@ class ServeProcess:
                 f"ucf serve did not start within {ready_within:.0f} s: {self.last_words()}"
             )
         await self._drain()
-        raise ServeFailed(
-            f"ucf serve exited with code {self.returncode} before serving: {self.last_words()}"
-        )
+        raise ServeFailed(f"ucf serve ended before serving ({self.last_words()})")
 
     def last_words(self) -> str:
-        """The server's last lines, for an error message (its own one-line error, usually)."""
-        lines = [_message_of(line) for line in self._tail if line.strip()]
-        return " / ".join(lines[-2:]) or f"no output; see {self.log_path}"
+        """Why the server ended, for an error message: how it exited, its last complaints."""
+        code = self.returncode
+        if code is not None and code < 0:
+            how = f"killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exit code {code}"
+        said = " / ".join(_message_of(line) for line in list(self._tail)[-2:])
+        return f"{how}; {said}" if said else f"{how}, nothing logged"
 
     async def wait(self) -> int:
         """Until the server exits, by itself or because it was stopped."""
@@ -165,7 +168,8 @@ class ServeProcess:
             if self._log is not None:
                 self._log.write(line + "\n")
                 self._log.flush()
-            self._tail.append(line)
+            if _complains(line):
+                self._tail.append(line)
             self._watch(line)
 
     def _watch(self, line: str) -> None:
@@ -192,6 +196,14 @@ def _json_object(line: str) -> dict[str, object] | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def _complains(line: str) -> bool:
+    """An error, or a plain line (the CLI's own one-line errors are not JSON)."""
+    record = _json_object(line)
+    if record is None:
+        return bool(line.strip())
+    return record.get("level") in ("error", "critical")
 
 
 def _message_of(line: str) -> str:

@@ -181,19 +181,16 @@ class Sandbox:
         self.stop = asyncio.Event()
         self.tally = Tally()
         self.server: ServeProcess | None = None
-        self.started = time.monotonic()
         self.live_started: float | None = None
         self.live_seconds = 0.0
         self.final: MetricsSnapshot | None = None
         self.health: dict[str, str] = {}
-        self.interrupted_by: str | None = None
 
     # -- signals
 
     def on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if not self.stop.is_set():
-            self.interrupted_by = name
             self.reporter.line(f"\n{name}: stopping the sandbox (again to stop at once)…", "cyan")
             self.stop.set()
         elif self.server is not None:
@@ -223,6 +220,11 @@ class Sandbox:
                 )
                 try:
                     await self._with_server(fleet, token, rng, data_dir, temporary)
+                except httpx.HTTPError as error:  # the server went away while setting up
+                    raise SandboxError(
+                        f"ucf serve stopped answering ({type(error).__name__}; "
+                        f"{self.server.last_words()})"
+                    ) from None
                 finally:
                     code = await self.server.stop()
                 if code not in (0, -signal.SIGTERM, -signal.SIGKILL, 130, None):
@@ -275,10 +277,7 @@ class Sandbox:
             except httpx.TransportError:
                 pass
             if self.server is not None and self.server.returncode is not None:
-                raise SandboxError(
-                    f"ucf serve exited with code {self.server.returncode}: "
-                    f"{self.server.last_words()}"
-                )
+                raise SandboxError(f"ucf serve ended ({self.server.last_words()})")
             if time.monotonic() > deadline:
                 raise SandboxError("ucf serve never answered /healthz; see its log")
             await asyncio.sleep(0.2)
@@ -376,10 +375,7 @@ class Sandbox:
             await asyncio.gather(play, watch, *waiters, return_exceptions=True)
             self.live_seconds = time.monotonic() - (self.live_started or time.monotonic())
         if self.server.returncode is not None and not self.server.stopping:
-            raise SandboxError(
-                f"ucf serve stopped on its own (code {self.server.returncode}): "
-                f"{self.server.last_words()}"
-            )
+            raise SandboxError(f"ucf serve stopped on its own ({self.server.last_words()})")
         if not self.stop.is_set():
             self.reporter.line(
                 f"\n--duration {self.options.duration:g} s is over: stopping…", "cyan"
