@@ -427,9 +427,11 @@ class WebhookGateway:
     async def _take_token(self, target: WebhookTarget) -> None:
         rpm = self.requests_per_minute(target)
         key = f"webhook:{target.connector_id}:{target.project_id}"
+        max_batch = max(1, min(64, rpm // 20))
         reserve = self._reserves.get(key)
         if reserve is None:
-            reserve = self._reserves[key] = TokenReserve(max_batch=max(1, min(64, rpm // 20)))
+            reserve = self._reserves[key] = TokenReserve(max_batch=max_batch)
+        reserve.max_batch = max_batch  # the descriptor's limit may have changed
         now = self._monotonic()
         if reserve.take(now):
             return
