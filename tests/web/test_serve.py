@@ -191,6 +191,11 @@ def test_a_full_session_survives_a_restart_and_never_leaks_a_secret(
     for secret in SECRETS:
         assert secret.encode() not in everything, f"a secret ending {secret[-4:]} leaked"
 
+    # The sender learns nothing about a refusal; the operator's log says why.
+    refusals = [line for line in "".join(logs).splitlines() if "refused a delivery" in line]
+    assert any("timestamp outside the 300 s window" in line for line in refusals)
+    assert any("does not match" in line or "matches" in line for line in refusals)
+
     # Structured logs: every line is JSON; request lines carry the ids clients saw.
     lines = [json.loads(line) for line in "".join(logs).splitlines() if line.strip()]
     logged_ids = {line.get("requestId") for line in lines if line["logger"] == "ucf.web.access"}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
@@ -70,6 +71,8 @@ __all__ = [
     "read_limited",
     "webhook_path",
 ]
+
+log = logging.getLogger("ucf.webhooks")
 
 SECRET_TTL_SECONDS: Final = 30.0
 TARGET_TTL_SECONDS: Final = 1.0
@@ -416,6 +419,12 @@ class WebhookGateway:
         if not admission.ok:
             reason = admission.result.reason
             self._observer.verification_failed(connector_id, reason.code if reason else "unknown")
+            log.info(  # the sender gets no detail; the operator needs it (never a secret)
+                "refused a delivery to %s/%s: %s",
+                connector_id,
+                target.project_id,
+                reason.message if reason else "unverified",
+            )
             raise Unverified(reason)
         if admission.handshake is not None:
             await self._keep_captured_secret(target, verifier, admission.handshake, credentials)
