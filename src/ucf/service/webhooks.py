@@ -69,6 +69,7 @@ __all__ = [
     "WebhookOutcome",
     "WebhookTarget",
     "read_limited",
+    "receive_webhook",
     "webhook_path",
 ]
 
@@ -383,6 +384,10 @@ class WebhookGateway:
             raise NotFoundError(NOT_HERE)
         return WebhookTarget(connector, record)
 
+    @property
+    def max_bytes(self) -> int:
+        return self._context.settings.webhook_max_bytes
+
     def forget(self, project_id: str, connector_id: str) -> None:
         """Drop what is cached of an instance (its settings changed or it is gone)."""
         self._secrets.pop((project_id, connector_id), None)
@@ -547,3 +552,19 @@ class WebhookGateway:
             item_errors=len(result.errors),
             skipped=result.skipped,
         )
+
+
+async def receive_webhook(
+    gateway: WebhookGateway, connector_id: str, project_id: str, delivery: Delivery
+) -> WebhookOutcome:
+    """The whole use case, for callers handed the body in full (a Lambda behind API Gateway).
+
+    A server reading a socket calls :meth:`WebhookGateway.target`, then
+    :func:`read_limited`, then :meth:`WebhookGateway.receive`, so it can stop
+    reading an oversized body; this is the same order on a body already read.
+    """
+    target = await gateway.target(connector_id, project_id)
+    limit = gateway.max_bytes
+    if len(delivery.body) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    return await gateway.receive(target, delivery)

@@ -80,7 +80,7 @@ async def _receive(
         async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
             body = await read_limited(
                 request.stream(),
-                limit=state.context.settings.webhook_max_bytes,
+                limit=gateway.max_bytes,
                 declared_length=request.headers.get("content-length"),
             )
     except TimeoutError:

@@ -1,10 +1,13 @@
-"""The per-instance webhook limit is one budget for every worker, reserves included."""
+"""The gateway use case below the web layer: one rate budget for every worker, and the
+whole use case for callers that hold the body already."""
 
 from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from tests.web.conftest import FAST_HTTP
 from tests.web.support import ACME, CONNECTOR, PROJECT, instance_body, sign, ticket_event
@@ -75,3 +78,29 @@ async def test_two_workers_together_never_admit_more_than_the_instance_limit(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_receive_webhook_takes_a_body_read_in_full_in_the_gateways_order(
+    tmp_path: Path,
+) -> None:
+    from ucf.service.errors import NotFoundError
+    from ucf.service.webhooks import Accepted, PayloadTooLarge, receive_webhook
+
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_WEBHOOK_MAX_BYTES": "2000"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
+        await context.connectors.register(ACME)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        gateway = WebhookGateway(context)
+        signed = sign(ticket_event("T-1"), delivery="d-1", at=NOW.timestamp())
+        ok = Delivery("POST", signed.body, signed.headers, {}, "http://x")
+        outcome = await receive_webhook(gateway, CONNECTOR, PROJECT, ok)
+        assert outcome == Accepted(received=1, inserted=1, duplicates=0)
+        huge = Delivery("POST", b"x" * 2001, {}, {}, "http://x")
+        with pytest.raises(NotFoundError):  # where it goes is decided first
+            await receive_webhook(gateway, CONNECTOR, "elsewhere", huge)
+        with pytest.raises(PayloadTooLarge):
+            await receive_webhook(gateway, CONNECTOR, PROJECT, huge)
