@@ -278,3 +278,35 @@ def test_a_wrong_master_key_is_a_one_line_error(tmp_path: Path, acme_server: Fak
         "--port", "0", "--data-dir", str(tmp_path), env={**env, "UCF_MASTER_KEY": wrong}
     )
     assert "master key" in one_line_error(result)
+
+
+def test_signals_leave_through_the_jsonl_sink_configured_for_serve(
+    tmp_path: Path, acme_server: FakeServer
+) -> None:
+    """UCF_SINK_JSONL makes `ucf serve` deliver every stored signal to that file."""
+    sink = tmp_path / "signals.jsonl"
+    env = ucf_env(
+        UCF_API_TOKEN=TOKEN,
+        UCF_ALLOW_HOSTS="127.0.0.1",
+        UCF_SINK_JSONL=str(sink),
+        UCF_SCHEDULER="0",
+    )
+    with LiveServer(tmp_path / "data", env) as server:
+        http = Recorder(server.url).client
+        assert http.post("/api/connectors", json=ACME).status_code == 201
+        created = http.post(
+            f"/api/projects/{PROJECT}/instances", json=instance_body(acme_server.base_url)
+        )
+        assert created.status_code == 201
+        delivery = sign(ticket_event("T-900"), delivery="sink-1")
+        response = http.post(webhook_path(), content=delivery.body, headers=delivery.headers)
+        assert response.json()["inserted"] == 1
+        deadline = time.monotonic() + 20
+        lines: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not lines:
+            if sink.exists():
+                lines = [json.loads(line) for line in sink.read_text().splitlines() if line]
+            time.sleep(0.2)
+    assert [line["projectId"] for line in lines] == [PROJECT]
+    assert lines[0]["source"] == CONNECTOR
+    assert lines[0]["sanitised"] is True

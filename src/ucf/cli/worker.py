@@ -60,6 +60,7 @@ async def _work(
     settings: Settings, *, once: bool, concurrency: int | None, worker_id: str | None
 ) -> list[PollResult]:
     from ucf.service.context import UcfContext
+    from ucf.service.delivery import start_delivery, stop_delivery
     from ucf.service.scheduler import Scheduler
 
     async with await UcfContext.open(settings) as context:
@@ -67,7 +68,12 @@ async def _work(
         _install_signals(scheduler)
         if once:
             return await scheduler.run_once()
-        await scheduler.run()
+        # A long-running worker also drains the outbox to the configured sinks.
+        deliveries = start_delivery(context, owner=worker_id)
+        try:
+            await scheduler.run()
+        finally:
+            await stop_delivery(deliveries)
         return []
 
 

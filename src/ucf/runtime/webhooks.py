@@ -472,10 +472,11 @@ class SignatureVerifier:
         expected = mac.digest()
         if any(hmac.compare_digest(expected, candidate) for candidate in macs):
             return VALID
-        several = "no signature" if len(macs) > 1 else "the signature"
+        which = "no signature" if len(macs) > 1 else "the signature"
+        verb = "matches" if len(macs) > 1 else "does not match"
         return _reject(
             RejectCode.SIGNATURE_MISMATCH,
-            f"{several} in header {self._header.name} matches the HMAC-{self._digest.upper()} "
+            f"{which} in header {self._header.name} {verb} the HMAC-{self._digest.upper()} "
             f"of {self._payload.source!r} keyed with the {self._secret_key!r} secret",
         )
 

@@ -9,8 +9,7 @@ lifespan closes the context either way.
 Background work runs in the lifespan too: each :class:`BackgroundService`
 (``run()`` until ``stop()``) is started after the context opens and stopped
 before it closes. :func:`default_services` gives the poll scheduler (unless
-``UCF_SCHEDULER=0``); outbox delivery to sinks plugs in the same way, by
-adding its service there or passing ``services=``.
+``UCF_SCHEDULER=0``) and one outbox deliverer per configured sink.
 """
 
 from __future__ import annotations
@@ -60,12 +59,15 @@ ServiceFactory = Callable[[WebState], Sequence[BackgroundService]]
 
 
 def default_services(state: WebState) -> list[BackgroundService]:
-    """The scheduler, in-process, reporting every poll to ``/metrics``."""
+    """The scheduler, in-process, reporting every poll to ``/metrics``, and one
+    outbox deliverer per configured sink (``UCF_SINK_JSONL``, ``UCF_SINK_HTTP``)."""
+    from ucf.service.delivery import delivery_services
     from ucf.service.scheduler import Scheduler
 
     services: list[BackgroundService] = []
     if state.context.settings.scheduler:
         services.append(Scheduler(state.context, on_result=state.metrics.observe_poll))
+    services.extend(delivery_services(state.context))
     return services
 
 
