@@ -82,7 +82,9 @@ def test_a_wrong_secret_says_the_signature_does_not_match_and_exits_1() -> None:
         "--secret", "not it", "--header", f"X-Hub-Signature-256: {GITHUB_DOC_SIGNATURE}"
     )
     assert result.returncode == 1
-    assert result.stdout.startswith("invalid: the signature in header X-Hub-Signature-256 matches")
+    assert result.stdout.startswith(
+        "invalid: the signature in header X-Hub-Signature-256 does not match"
+    )
     assert "not it" not in result.stdout + result.stderr
 
 
