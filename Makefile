@@ -3,7 +3,7 @@ UV := .tools/venv/bin/uv
 RUN := $(UV) run --frozen --no-sync
 ARGS ?=
 
-.PHONY: serve test lint typecheck pytest bench bench-poll schema
+.PHONY: serve test bench bench-mapping bench-store bench-poll bench-webhook schema
 
 serve:
 	@scripts/bootstrap
@@ -16,13 +16,24 @@ test:
 	$(RUN) mypy
 	$(RUN) pytest $(ARGS)
 
-bench:
+# Every benchmark, each printing its figures beside its peer's (see README).
+bench: bench-mapping bench-store bench-poll bench-webhook
+
+bench-mapping:
 	@scripts/bootstrap --bench
-	$(RUN) python bench/mapping.py
+	$(RUN) python bench/mapping.py $(ARGS)
+
+bench-store:
+	@scripts/bootstrap --bench
+	$(RUN) python bench/store.py $(ARGS)
 
 bench-poll:
 	@scripts/bootstrap --bench
 	$(RUN) python bench/poll.py $(ARGS)
+
+bench-webhook:
+	@scripts/bootstrap --bench
+	$(RUN) python bench/webhook.py $(ARGS)
 
 schema:
 	@scripts/bootstrap
