@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from ulid import ULID
 
@@ -100,3 +102,40 @@ def test_signal_id_is_a_valid_ulid_carrying_the_event_time() -> None:
     assert int(parsed.timestamp * 1000) == 1_704_067_200_123
     assert signal_id(key, 1_704_067_200_123) == value
     assert signal_id(key, -5) < signal_id(key, 10)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    raw=st.dictionaries(st.text(max_size=6), _json, max_size=4),
+    priority=st.none() | st.sampled_from(["critical", "high", "medium", "low"]),
+    names=st.lists(st.text(max_size=5), max_size=3),
+    with_metadata=st.booleans(),
+    notes=st.lists(st.text(max_size=5), max_size=2),
+)
+def test_hand_written_wire_form_equals_pydantics(
+    raw: dict[str, object],
+    priority: str | None,
+    names: list[str],
+    with_metadata: bool,
+    notes: list[str],
+) -> None:
+    metadata = (
+        {"priority": priority, "participants": names, "tags": names[:1]} if with_metadata else None
+    )
+    signal = _signal(raw=raw, metadata=metadata)
+    assert signal.to_wire() == signal.model_dump(mode="json", by_alias=True, exclude_none=True)
+    sanitised = SanitisedSignal.model_validate(
+        {**signal.to_wire(), "sanitisedSummary": "s", "sanitisationNotes": notes}
+    )
+    assert sanitised.to_wire() == sanitised.model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )

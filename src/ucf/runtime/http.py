@@ -32,6 +32,7 @@ from typing import Any, Final, Literal
 import httpx
 
 from ucf import __version__
+from ucf.core.payload import loads_strict
 from ucf.runtime.redaction import redact
 from ucf.runtime.response_errors import BodyError, BodyErrorKind, ResponseErrorCheck
 from ucf.runtime.ssrf import EgressPolicy, GuardedTransport, Resolver, system_resolver
@@ -378,8 +379,11 @@ def _body_verdict(response: httpx.Response, check: ResponseErrorCheck | None) ->
     if check is None or not response.content:
         return None
     try:
-        body = json.loads(response.content)
-    except ValueError:  # not JSON: the status decides, and parse_json reports it later
+        body = loads_strict(response.content)
+    except (
+        ValueError,
+        RecursionError,
+    ):  # not JSON: the status decides, and parse_json reports it later
         return None
     return check.classify(body)
 
@@ -584,9 +588,11 @@ async def send_with_retries(
 def parse_json(response: httpx.Response) -> Any:
     """The body as JSON, or :class:`MalformedResponse` that names where, never what."""
     try:
-        return json.loads(response.content)
+        return loads_strict(response.content)
     except json.JSONDecodeError as exc:
         detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except ValueError as exc:  # NaN / Infinity: not JSON, and no signal may carry them
+        detail = str(exc)
     except UnicodeDecodeError:
         detail = "body is not valid UTF-8"
     raise MalformedResponse(

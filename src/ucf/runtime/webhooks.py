@@ -51,6 +51,7 @@ from typing import Any, Final, Protocol
 
 from ucf.core import descriptor as d
 from ucf.core.jsonpath import MISSING, CompiledPath, PathSyntaxError, compile_path
+from ucf.core.payload import payload_or_missing
 from ucf.core.template import compile_template
 
 __all__ = [
@@ -171,13 +172,6 @@ def _wire_bytes(text: str) -> bytes:
         return text.encode("latin-1")
     except UnicodeEncodeError:
         return text.encode("utf-8", "surrogatepass")
-
-
-def _json_or_missing(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return MISSING
 
 
 def _shown(value: str, limit: int = 40) -> str:
@@ -340,7 +334,7 @@ class _Timestamp:
             text = headers.get(self.header, "").strip()
         else:
             assert self.path is not None
-            value = self.path.first(_json_or_missing(body))
+            value = self.path.first(payload_or_missing(body))
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 text = ""
             else:
@@ -534,7 +528,7 @@ class _BodyToken:
     def read(
         self, headers: Mapping[str, str], query: Mapping[str, str], body: bytes
     ) -> list[str] | None:
-        found = self.path.values(_json_or_missing(body))
+        found = self.path.values(payload_or_missing(body))
         return [v if isinstance(v, str) else "\x00not-a-string" for v in found] or None
 
 
@@ -810,7 +804,7 @@ def check_delivery(
     ``payload`` defaults to parsing ``body``.
     """
     if payload is MISSING:
-        payload = _json_or_missing(body)
+        payload = payload_or_missing(body)
     handshake = match_handshake(spec, method=method, headers=headers, query=query, payload=payload)
     if handshake is not None and not handshake.signed:
         return Admission(VALID, handshake)

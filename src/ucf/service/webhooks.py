@@ -27,7 +27,6 @@ worker) is a new key, so a rotated secret is used at once.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import time
@@ -37,8 +36,8 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 from urllib.parse import quote
 
-from ucf.core.jsonpath import MISSING
 from ucf.core.mapping import CompiledMapping
+from ucf.core.payload import payload_or_missing
 from ucf.core.webhook import delivery_id_of, event_type_of, handles
 from ucf.runtime.webhooks import (
     HandshakeResponse,
@@ -324,15 +323,6 @@ def _verifier(connector: Connector) -> Verifier:
     return verifier
 
 
-def _payload(body: bytes) -> Any:
-    if not body.strip():
-        return MISSING
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return MISSING
-
-
 class WebhookGateway:
     """Receives deliveries for every connector instance of one :class:`UcfContext`."""
 
@@ -407,7 +397,7 @@ class WebhookGateway:
         await self._take_token(target)
         descriptor = target.connector.descriptor
         verifier = _verifier(target.connector)
-        payload = _payload(delivery.body)
+        payload = payload_or_missing(delivery.body)
         credentials = await self._credentials(target, verifier)
         admission = check_delivery(
             verifier,

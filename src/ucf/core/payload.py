@@ -1,0 +1,32 @@
+"""Strict JSON for everything that arrives from outside (API responses, webhook bodies).
+
+Python's ``json`` accepts ``NaN``, ``Infinity`` and ``-Infinity``; they are not
+JSON, cannot be stored or forwarded as JSON, and no signal may carry them. One
+parser refuses them everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ucf.core.jsonpath import MISSING
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """Parse standard JSON; raises ``ValueError`` (incl. ``JSONDecodeError``) otherwise."""
+    return json.loads(data, parse_constant=_refuse_constant)
+
+
+def payload_or_missing(body: bytes) -> Any:
+    """A webhook body as JSON, or ``MISSING`` when it is empty or not standard JSON."""
+    if not body.strip():
+        return MISSING
+    try:
+        return loads_strict(body)
+    except (ValueError, RecursionError):
+        return MISSING
