@@ -3,11 +3,15 @@ UV := .tools/venv/bin/uv
 RUN := $(UV) run --frozen --no-sync
 ARGS ?=
 
-.PHONY: serve test bench bench-mapping bench-store bench-poll bench-webhook schema
+.PHONY: serve sandbox test bench bench-mapping bench-store bench-poll bench-webhook schema
 
 serve:
 	@scripts/bootstrap
 	$(RUN) ucf serve $(ARGS)
+
+sandbox:
+	@scripts/bootstrap
+	$(RUN) ucf sandbox $(ARGS)
 
 test:
 	@scripts/bootstrap --test
