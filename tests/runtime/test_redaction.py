@@ -93,6 +93,7 @@ def test_mask_keeps_last_four_of_long_secrets_only() -> None:
     assert mask("0123456789abcdef") == f"{MASK}cdef"
     assert mask("short-pw") == MASK
     assert mask(f"{MASK}cdef") == f"{MASK}cdef"  # masking twice changes nothing
+    assert mask(f"{MASK}0123456789abcdef") == f"{MASK}cdef"  # only looks masked
 
 
 def test_registered_secret_is_masked_wherever_it_appears() -> None:

@@ -23,8 +23,8 @@ from tests.web.support import ACME, API_KEY, CONNECTOR, TICKETS, TOKEN, WEBHOOK_
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.fakes.kit import FakeServer
+from ucf.runtime.redaction import mask
 from ucf.service.errors import NotFoundError
-from ucf.service.instances import mask
 from ucf.web.dashboard.security import keys_for
 
 PROJECT = "team-a"

@@ -40,8 +40,12 @@ _SENSITIVE_PARAM: Final = (
 
 
 def mask(value: str) -> str:
-    """``••••1234`` for a secret long enough to keep four characters private-enough."""
-    if value.startswith(MASK):
+    """``••••1234`` for a secret long enough to keep four characters private-enough.
+
+    Masking a mask changes nothing; a longer value that merely starts like one
+    is still a secret and is masked like any other.
+    """
+    if value.startswith(MASK) and len(value) <= len(MASK) + 4:
         return value
     if len(value) >= _REVEAL_MIN_LENGTH:
         return MASK + value[-4:]

@@ -12,19 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from ucf.core.descriptor import ConnectorDescriptor
+from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
 from ucf.stores.secrets.base import SecretNotFound, SecretStore
-
-MASK = "••••"
-
-
-def mask(value: str) -> str:
-    """At most the last four characters, and only of values long enough to keep them secret."""
-    return MASK + value[-4:] if len(value) >= 12 else MASK
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ from ucf.core.descriptor import ConfigField, ConnectorDescriptor, CredentialFiel
 from ucf.runtime.auth import build_auth
 from ucf.runtime.health import HealthPolicy, Outcome, classify, secret_free
 from ucf.runtime.http import AuthFailed
+from ucf.runtime.redaction import mask
 from ucf.runtime.sources import HealthResult, NativeSourceMissing, SourceContext, source_for
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import outcome_of_check
-from ucf.service.instances import check_config, check_credentials, mask
+from ucf.service.instances import check_config, check_credentials
 from ucf.stores.errors import NotFound
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
