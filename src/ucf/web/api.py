@@ -8,8 +8,6 @@ Credentials are write-only: instances come back with them masked
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,6 +21,7 @@ from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.poll import poll_instance
 from ucf.stores.models import SignalQuery, utc
+from ucf.web.dashboard.security import token_matches
 from ucf.web.errors import ErrorBody
 from ucf.web.state import WebState, current_state, web_state
 
@@ -35,18 +34,13 @@ class Unauthorized(ServiceError):
 _bearer = HTTPBearer(auto_error=False, description="The admin API token (UCF_API_TOKEN).")
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-
-
 async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    """Constant time, and over digests, so neither content nor length of the token leaks."""
-    expected = web_state(request).api_token
+    """The same constant-time check as the dashboard's login."""
     given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(_digest(given), _digest(expected)) or not given:
+    if not token_matches(given, web_state(request).api_token):
         raise Unauthorized("a valid API token is required (Authorization: Bearer <token>)")
 
 
