@@ -48,7 +48,8 @@ def route_of(scope: Scope) -> str:
     return path if isinstance(path, str) else UNMATCHED
 
 
-def error_body(status: int, code: str, message: str, details: Any = None) -> bytes:
+def error_body(code: str, message: str, details: Any = None) -> bytes:
+    """The error shape of :func:`ucf.web.errors.error_response`, for raw ASGI answers."""
     return json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
 
 
@@ -126,9 +127,7 @@ class RequestMiddleware:
                 await send(
                     {
                         "type": "http.response.body",
-                        "body": error_body(
-                            500, "internal", f"internal error (request id {request_id})"
-                        ),
+                        "body": error_body("internal", f"internal error (request id {request_id})"),
                     }
                 )
         finally:
