@@ -46,3 +46,35 @@ class StoreNotInitialised(StoreError):
 
 class StoreCorrupt(StoreError):
     """The store's files or schema are not what ucf wrote (garbage file, newer schema)."""
+
+
+# Refusals both backends give in the same words, so the conformance suite and the
+# people reading them see one store, whichever is behind it.
+
+
+def no_descriptor(connector_id: str) -> NotFound:
+    return NotFound(
+        f"no connector descriptor with id {connector_id!r}",
+        "list descriptors to see the ids that exist",
+    )
+
+
+def descriptor_exists(connector_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"a connector descriptor with id {connector_id!r} already exists",
+        "update it instead, or choose another id",
+    )
+
+
+def no_instance(project_id: str, connector_id: str) -> NotFound:
+    return NotFound(
+        f"project {project_id!r} has no {connector_id!r} connector instance",
+        "create the instance first",
+    )
+
+
+def instance_exists(project_id: str, connector_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"project {project_id!r} already has a {connector_id!r} connector instance",
+        "update the existing instance instead",
+    )

@@ -108,6 +108,17 @@ def descriptor_identity(descriptor: Mapping[str, Any]) -> tuple[str, str]:
     return connector_id, version
 
 
+def replacement_version(connector_id: str, descriptor: Mapping[str, Any]) -> str:
+    """The version of a descriptor replacing ``connector_id``'s; it may not change the id."""
+    declared_id, version = descriptor_identity(descriptor)
+    if declared_id != connector_id:
+        raise InvalidRecord(
+            f"descriptor declares id {declared_id!r} but is stored as {connector_id!r}",
+            "keep the id unchanged, or register a new descriptor and delete the old one",
+        )
+    return version
+
+
 _VERSION_RE = re.compile(r"^\s*v?(\d+(?:\.\d+)*)(.*)$")
 
 

@@ -16,7 +16,13 @@ from typing import Any
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
 from ucf.stores.dynamodb.table import GSI2
-from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound, StoreUnavailable
+from ucf.stores.errors import (
+    StoreUnavailable,
+    descriptor_exists,
+    instance_exists,
+    no_descriptor,
+    no_instance,
+)
 from ucf.stores.models import (
     UNSET,
     DescriptorRecord,
@@ -27,6 +33,7 @@ from ucf.stores.models import (
     descriptor_identity,
     health_state_after,
     is_newer_version,
+    replacement_version,
     utc,
 )
 
@@ -61,13 +68,6 @@ def _descriptor_record(item: Item) -> DescriptorRecord:
         version=item["version"]["S"],
         created_at=_required_time(item, "createdAt"),
         updated_at=_required_time(item, "updatedAt"),
-    )
-
-
-def _no_descriptor(connector_id: str) -> NotFound:
-    return NotFound(
-        f"no connector descriptor with id {connector_id!r}",
-        "list descriptors to see the ids that exist",
     )
 
 
@@ -133,10 +133,7 @@ class DynamoDescriptorRegistry:
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ConditionFailed:
-            raise AlreadyExists(
-                f"a connector descriptor with id {connector_id!r} already exists",
-                "update it instead, or choose another id",
-            ) from None
+            raise descriptor_exists(connector_id) from None
         return _descriptor_record(item)
 
     async def update(
@@ -147,12 +144,7 @@ class DynamoDescriptorRegistry:
         now: datetime,
         built_in: bool | None = None,
     ) -> DescriptorRecord:
-        declared_id, version = descriptor_identity(descriptor)
-        if declared_id != connector_id:
-            raise InvalidRecord(
-                f"descriptor declares id {declared_id!r} but is stored as {connector_id!r}",
-                "keep the id unchanged, or register a new descriptor and delete the old one",
-            )
+        version = replacement_version(connector_id, descriptor)
         assignments = ["#descriptor = :d", "version = :v", "updatedAt = :u"]
         values: dict[str, Any] = {
             ":d": k.s(k.dump_json(dict(descriptor), what="descriptor")),
@@ -174,7 +166,7 @@ class DynamoDescriptorRegistry:
                 ReturnValues="ALL_NEW",
             )
         except ConditionFailed:
-            raise _no_descriptor(connector_id) from None
+            raise no_descriptor(connector_id) from None
         return _descriptor_record(reply["Attributes"])
 
     async def delete(self, connector_id: str) -> None:
@@ -186,7 +178,7 @@ class DynamoDescriptorRegistry:
                 ConditionExpression="attribute_exists(PK)",
             )
         except ConditionFailed:
-            raise _no_descriptor(connector_id) from None
+            raise no_descriptor(connector_id) from None
 
     async def sync_builtin(
         self, descriptors: Sequence[Mapping[str, Any]], *, now: datetime
@@ -273,13 +265,6 @@ def _instance_record(item: Item) -> InstanceRecord:
         health_state=item["healthState"]["S"],
         last_sync_at=_time(item, "lastSyncAt"),
         last_latency_ms=k.get_f(item, "lastLatencyMs"),
-    )
-
-
-def _no_instance(project_id: str, connector_id: str) -> NotFound:
-    return NotFound(
-        f"project {project_id!r} has no {connector_id!r} connector instance",
-        "create the instance first",
     )
 
 
@@ -373,10 +358,7 @@ class DynamoInstanceStore:
                 ConditionExpression="attribute_not_exists(PK)",
             )
         except ConditionFailed:
-            raise AlreadyExists(
-                f"project {project_id!r} already has a {connector_id!r} connector instance",
-                "update the existing instance instead",
-            ) from None
+            raise instance_exists(project_id, connector_id) from None
         return _instance_record(item)
 
     async def update(
@@ -419,7 +401,7 @@ class DynamoInstanceStore:
                 ReturnValues="ALL_NEW",
             )
         except ConditionFailed:
-            raise _no_instance(project_id, connector_id) from None
+            raise no_instance(project_id, connector_id) from None
         return _instance_record(reply["Attributes"])
 
     async def set_enabled(
@@ -436,7 +418,7 @@ class DynamoInstanceStore:
         for _ in range(_CAS_ATTEMPTS):
             current = await self.get(project_id, connector_id)
             if current is None:
-                raise _no_instance(project_id, connector_id)
+                raise no_instance(project_id, connector_id)
             failures = 0 if observation.ok else current.consecutive_failures + 1
             state = health_state_after(
                 observation.ok,
@@ -495,4 +477,4 @@ class DynamoInstanceStore:
                 ConditionExpression="attribute_exists(PK)",
             )
         except ConditionFailed:
-            raise _no_instance(project_id, connector_id) from None
+            raise no_instance(project_id, connector_id) from None

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound
+from ucf.stores.errors import descriptor_exists, instance_exists, no_descriptor, no_instance
 from ucf.stores.models import (
     UNSET,
     DescriptorRecord,
@@ -22,6 +22,7 @@ from ucf.stores.models import (
     descriptor_identity,
     health_state_after,
     is_newer_version,
+    replacement_version,
 )
 from ucf.stores.sqlite.codec import dump_json, load_json, opt_time, parse_time, text_time
 from ucf.stores.sqlite.database import Database
@@ -81,10 +82,7 @@ class SqliteDescriptorRegistry:
                 (connector_id, body, int(built_in), version, stamp, stamp),
             ).rowcount
             if not inserted:
-                raise AlreadyExists(
-                    f"a connector descriptor with id {connector_id!r} already exists",
-                    "update it instead, or choose another id",
-                )
+                raise descriptor_exists(connector_id)
             record = _select_descriptor(conn, connector_id)
             assert record is not None
             return record
@@ -99,12 +97,7 @@ class SqliteDescriptorRegistry:
         now: datetime,
         built_in: bool | None = None,
     ) -> DescriptorRecord:
-        declared_id, version = descriptor_identity(descriptor)
-        if declared_id != connector_id:
-            raise InvalidRecord(
-                f"descriptor declares id {declared_id!r} but is stored as {connector_id!r}",
-                "keep the id unchanged, or register a new descriptor and delete the old one",
-            )
+        version = replacement_version(connector_id, descriptor)
         body = _descriptor_json(descriptor)
         stamp = text_time(now)
 
@@ -115,7 +108,7 @@ class SqliteDescriptorRegistry:
                 (body, version, stamp, None if built_in is None else int(built_in), connector_id),
             ).rowcount
             if not changed:
-                raise _no_descriptor(connector_id)
+                raise no_descriptor(connector_id)
             record = _select_descriptor(conn, connector_id)
             assert record is not None
             return record
@@ -128,7 +121,7 @@ class SqliteDescriptorRegistry:
                 "DELETE FROM descriptors WHERE connector_id = ?", (connector_id,)
             ).rowcount
             if not deleted:
-                raise _no_descriptor(connector_id)
+                raise no_descriptor(connector_id)
 
         await self._db.write(run)
 
@@ -165,13 +158,6 @@ class SqliteDescriptorRegistry:
             return SyncReport(tuple(inserted), tuple(upgraded), tuple(unchanged), tuple(shadowed))
 
         return await self._db.write(run)
-
-
-def _no_descriptor(connector_id: str) -> NotFound:
-    return NotFound(
-        f"no connector descriptor with id {connector_id!r}",
-        "list descriptors to see the ids that exist",
-    )
 
 
 # --- instances -----------------------------------------------------------------------
@@ -217,10 +203,7 @@ def _existing_instance(
 ) -> InstanceRecord:
     record = _select_instance(conn, project_id, connector_id)
     if record is None:
-        raise NotFound(
-            f"project {project_id!r} has no {connector_id!r} connector instance",
-            "create the instance first",
-        )
+        raise no_instance(project_id, connector_id)
     return record
 
 
@@ -271,10 +254,7 @@ class SqliteInstanceStore:
                 (project_id, connector_id, int(enabled), credential_secret_ref, body, stamp, stamp),
             ).rowcount
             if not inserted:
-                raise AlreadyExists(
-                    f"project {project_id!r} already has a {connector_id!r} connector instance",
-                    "update the existing instance instead",
-                )
+                raise instance_exists(project_id, connector_id)
             return _existing_instance(conn, project_id, connector_id)
 
         return await self._db.write(run)
