@@ -15,12 +15,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ucf.cli.descriptors import fail
+from ucf.cli.options import DataDirOption, StoreOption
 
 if TYPE_CHECKING:
     from ucf.service.context import UcfContext
@@ -115,24 +115,8 @@ def serve(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")
     ] = 8080,
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store",
-            help="Store URL (sqlite:///…, dynamodb://TABLE?region=…); default: $UCF_STORE, "
-            "else SQLite in the data directory",
-            show_default=False,
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Where the SQLite file, master key, secrets and API token live; default: "
-            "$UCF_DATA_DIR, else ~/.local/share/ucf",
-            show_default=False,
-        ),
-    ] = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
     public_url: Annotated[
         str | None,
         typer.Option(

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Final
 import typer
 
 from ucf.cli.descriptors import fail
+from ucf.cli.options import DataDirOption, StoreOption
 from ucf.stores.models import SignalQuery, StoredSignal, utc
 from ucf.stores.protocols import Store
 
@@ -238,23 +239,6 @@ ProjectOption = Annotated[
         "--project",
         "-p",
         help="Project id; default: every project with a connector instance.",
-        show_default=False,
-    ),
-]
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        help="Store URL (sqlite:///…, dynamodb://TABLE?region=…); default: $UCF_STORE, "
-        "else sqlite in the data directory",
-        show_default=False,
-    ),
-]
-DataDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="Where ucf keeps its SQLite file; default: $UCF_DATA_DIR, else ~/.local/share/ucf",
         show_default=False,
     ),
 ]

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ucf.cli.descriptors import fail
 from ucf.stores import StoreConfigError, StoreError, open_store
 from ucf.stores.models import InitReport
 
@@ -38,11 +39,9 @@ def init(store: StoreUrlOption = None) -> None:
     try:
         report = asyncio.run(_init(store))
     except StoreConfigError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(error)) from None
     except StoreError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(error), 1) from None
     if not report.actions:
         typer.echo(f"{report.location}: already initialised, nothing to do")
         return

@@ -14,12 +14,12 @@ import asyncio
 import logging
 import signal
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ucf.cli.descriptors import fail
+from ucf.cli.options import DataDirOption, StoreOption
 
 if TYPE_CHECKING:
     from ucf.service.poll import PollResult
@@ -87,24 +87,8 @@ def _summary(results: list[PollResult]) -> str:
 
 
 def worker(
-    store: Annotated[
-        str | None,
-        typer.Option(
-            "--store",
-            help="Store URL (sqlite:///…, dynamodb://TABLE?region=…); default: $UCF_STORE, "
-            "else sqlite in the data directory",
-            show_default=False,
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Where the SQLite file, key file and secrets live; default: $UCF_DATA_DIR, "
-            "else ~/.local/share/ucf",
-            show_default=False,
-        ),
-    ] = None,
+    store: StoreOption = None,
+    data_dir: DataDirOption = None,
     once: Annotated[
         bool, typer.Option("--once", help="Poll every due instance once, then exit.")
     ] = False,
