@@ -1,0 +1,112 @@
+"""API Gateway → the one ASGI app, under Mangum: management API, webhook gateway, dashboard.
+
+The app is :func:`ucf.web.app.create_app`, exactly what ``ucf serve`` runs,
+built on the first invocation of an execution environment and kept: its
+lifespan (context, gateway, token) is entered once, not per request —
+Mangum's own lifespan handling would open and close the store around every
+request, so it is switched off. The in-process scheduler and outbox
+deliverers are not started here: on AWS they are functions of their own.
+
+Works with HTTP APIs (payload 2.0, what the template deploys) and REST APIs
+(payload 1.0); for a REST API stage or a custom-domain base path, set
+``UCF_API_BASE_PATH``. Mangum decodes base64 bodies (API Gateway encodes
+binary ones), so the webhook gateway verifies signatures on the exact bytes
+the provider sent. API Gateway refuses bodies over 10 MB and Lambda payloads
+over 6 MB before ucf sees them; the gateway's own 256 KB limit applies to
+everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ucf.aws.container import Container
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ucf.service.context import UcfContext
+    from ucf.web.app import BackgroundService
+    from ucf.web.state import WebState
+
+__all__ = ["FUNCTION", "ApiFunction", "handler"]
+
+log = logging.getLogger("ucf.aws.api")
+
+Adapter = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def _no_background_services(state: WebState) -> Sequence[BackgroundService]:
+    """Polling and delivery run as functions of their own on AWS, never inside the API."""
+    return ()
+
+
+class ApiFunction:
+    """The API Gateway handler of one execution environment."""
+
+    def __init__(self, container: Container) -> None:
+        self.container = container
+        self._app: FastAPI | None = None
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        adapter = self.container.run(self._adapter)
+        return self.container.call(adapter, event, context)
+
+    @property
+    def app(self) -> FastAPI | None:
+        """The running app, once an invocation has built it."""
+        return self._app
+
+    async def _adapter(self) -> Adapter:
+        return await self.container.once("api", self._start)
+
+    async def _start(self, stack: contextlib.AsyncExitStack) -> Adapter:
+        from mangum import Mangum
+
+        from ucf.aws.config import AwsConfigError, load_api_token
+        from ucf.service.context import UcfContext
+        from ucf.web.app import create_app
+
+        environ = self.container.environ
+        try:
+            settings = self.container.settings()
+            token = await load_api_token(environ)
+        except AwsConfigError as error:
+            log.error("the API cannot start: %s", error)
+            raise
+
+        async def open_context() -> UcfContext:
+            return await UcfContext.open(settings)
+
+        app = create_app(
+            open_context,
+            api_token=token,
+            public_url=environ.get("UCF_PUBLIC_URL") or None,
+            services=_no_background_services,
+        )
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        state: WebState = app.state.ucf
+        # "Poll now" takes the instance's lease under this owner: unique per environment.
+        state.worker_id = f"{self.container.worker_id}:api"
+        self._app = app
+        stack.callback(self._forget)
+        log.info("api: app started (cold start)")
+        return Mangum(
+            app,
+            lifespan="off",
+            api_gateway_base_path=environ.get("UCF_API_BASE_PATH") or "/",
+        )
+
+    def _forget(self) -> None:
+        self._app = None
+
+
+FUNCTION = ApiFunction(Container("api"))
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point: ``ucf.aws.handlers.api.handler``."""
+    return FUNCTION(event, context)

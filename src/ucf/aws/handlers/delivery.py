@@ -1,0 +1,130 @@
+"""EventBridge, every minute → drain the outbox into the configured sink, for a bounded time.
+
+The same :class:`~ucf.service.delivery.DeliveryWorker` as ``ucf serve``: it
+holds the sink's lease in the store (so an overlapping invocation stands by
+instead of delivering out of order), delivers batch after batch, and stops
+when nothing is left, when a batch fails (it is released with its backoff),
+or when the time budget is spent — whichever comes first. A batch in flight
+at the budget is finished, not abandoned.
+
+Two knobs, both in seconds:
+
+``UCF_DELIVERY_SECONDS`` (default 45)
+    The budget of one invocation, capped so that the batch in flight still
+    fits before Lambda's deadline. Signals leave within about a minute of
+    being stored.
+``UCF_DELIVERY_LEASE_SECONDS`` (default 20)
+    How long a claimed batch stays hidden (one POST must finish in half of
+    it). After a failed batch, the failing invocation keeps the sink until the
+    batch is due again plus this lease, so that nobody delivers past it; each
+    invocation is a new worker, so the lease is sized for the next tick to
+    take over: a sink outage is retried about once a minute.
+
+With no sink configured (``UCF_SINK_HTTP`` unset) the function does nothing;
+the template does not even schedule it then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from ucf.aws.container import Container
+
+if TYPE_CHECKING:
+    from ucf.service.context import UcfContext
+
+__all__ = [
+    "DEFAULT_BUDGET_SECONDS",
+    "DEFAULT_LEASE_SECONDS",
+    "FUNCTION",
+    "DeliveryFunction",
+    "handler",
+]
+
+log = logging.getLogger("ucf.aws.delivery")
+
+DEFAULT_BUDGET_SECONDS: Final = 45.0
+DEFAULT_LEASE_SECONDS: Final = 20.0
+BUDGET_ENV: Final = "UCF_DELIVERY_SECONDS"
+LEASE_ENV: Final = "UCF_DELIVERY_LEASE_SECONDS"
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    from ucf.aws.config import AwsConfigError
+
+    text = environ.get(name, "").strip()
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 900:  # also refuses nan and inf
+        raise AwsConfigError(f"{name} must be a number of seconds in (0, 900], got {text!r}")
+    return value
+
+
+class DeliveryFunction:
+    def __init__(self, container: Container) -> None:
+        self.container = container
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return self.container.run(lambda: self._drain(context))
+
+    async def _drain(self, lambda_context: Any) -> dict[str, Any]:
+        environ = self.container.environ
+        budget = _seconds(environ, BUDGET_ENV, DEFAULT_BUDGET_SECONDS)
+        lease = _seconds(environ, LEASE_ENV, DEFAULT_LEASE_SECONDS)
+        remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
+        if callable(remaining):  # the batch in flight may take half the lease; keep that
+            budget = max(min(budget, remaining() / 1000 - lease / 2 - 5), 0.0)
+        context = await self.container.context()
+        sinks = context.settings.sinks
+        if not sinks:
+            log.info("no sink is configured (UCF_SINK_HTTP): nothing to deliver")
+            return {"delivered": {}}
+        results = await asyncio.gather(
+            *(self._drain_sink(context, sink, budget, lease) for sink in sinks)
+        )
+        return {
+            "delivered": {
+                sink: delivered for sink, (delivered, _) in zip(sinks, results, strict=True)
+            },
+            "errors": {
+                sink: error for sink, (_, error) in zip(sinks, results, strict=True) if error
+            },
+        }
+
+    async def _drain_sink(
+        self, context: UcfContext, sink_name: str, budget: float, lease: float
+    ) -> tuple[int, str | None]:
+        from ucf.service.delivery import SINKS, DeliveryWorker
+
+        async with SINKS[sink_name](context.settings) as sink:
+            worker = DeliveryWorker(
+                context,
+                sink_name,
+                sink,
+                lease=timedelta(seconds=lease),
+                owner=self.container.worker_id,
+            )
+            timer = asyncio.get_running_loop().call_later(budget, worker.stop)
+            try:
+                delivered = await worker.run_once()
+            finally:
+                timer.cancel()
+        stats = worker.stats
+        if stats.last_error:
+            log.warning("delivery to %s failed, retried later: %s", sink_name, stats.last_error)
+        log.info("delivered %d signal(s) to %s", delivered, sink_name)
+        return delivered, stats.last_error
+
+
+FUNCTION = DeliveryFunction(Container("delivery"))
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point: ``ucf.aws.handlers.delivery.handler``."""
+    return FUNCTION(event, context)

@@ -1,0 +1,346 @@
+"""Polling at scale on AWS: the schedule finds what is due, SQS fans it out, workers poll.
+
+The schedule and the workers decide with the same code as ``ucf worker``:
+:meth:`Scheduler.due <ucf.service.scheduler.Scheduler.due>` lists the
+instances due now (interval, stable jitter, backoff — all derived from the
+store), and each worker re-checks "still due" under the instance's lease
+(:func:`ucf.service.poll.poll_instance`), so a stale or repeated message
+polls nothing.
+
+**The queue is FIFO** (a standard queue works too; the URL's ``.fifo`` tells
+which), and that is a decision, not a default:
+
+- *Message group = the instance.* SQS hands out one message of a group at a
+  time, so one instance's requests are worked through one after the other
+  rather than by concurrent Lambdas racing for its lease. Different instances
+  are different groups and are polled in parallel.
+- *Deduplication id = instance + schedule tick* (the EventBridge event's
+  ``time``). A retried or doubled tick enqueues nothing new; the next tick
+  (one minute later) is a new request — which matters when a poll stopped
+  early (Lambda's deadline) and must go on from its checkpoint.
+
+Correctness never rests on the queue: the lease keeps two Lambdas from
+polling one instance at once, "still due" keeps a late message from polling
+again, and a message lost or expired is made again by the next tick.
+
+Ordering across groups carries no meaning for us, so a worker polls every
+message of a batch and reports only the failed ones (``batchItemFailures``),
+even on a FIFO queue, rather than stopping at the first failure as AWS
+suggests for FIFO consumers that need strict order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from ucf.aws.config import AwsConfigError, aws_client
+
+if TYPE_CHECKING:
+    from ucf.service.context import UcfContext
+    from ucf.service.poll import PollResult
+    from ucf.service.scheduler import SchedulePolicy
+    from ucf.service.settings import Settings
+
+__all__ = [
+    "POLL_QUEUE_ENV",
+    "BadPollRequest",
+    "BatchOutcome",
+    "EnqueueFailed",
+    "EnqueueReport",
+    "PollQueue",
+    "PollRequest",
+    "enqueue_due",
+    "poll_messages",
+    "schedule_policy",
+]
+
+log = logging.getLogger("ucf.aws.polling")
+
+POLL_QUEUE_ENV: Final = "UCF_POLL_QUEUE_URL"
+SQS_BATCH: Final = 10
+"""SendMessageBatch takes at most ten entries."""
+
+
+class BadPollRequest(ValueError):
+    """A queue message that is not a poll request: it will never succeed (goes to the DLQ)."""
+
+
+class EnqueueFailed(RuntimeError):
+    """SQS refused some poll requests even after a retry; the tick fails, Lambda may retry it."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollRequest:
+    """ "Poll this instance if it is (still) due": the body of one queue message."""
+
+    project_id: str
+    connector_id: str
+
+    def body(self) -> str:
+        return json.dumps(
+            {"projectId": self.project_id, "connectorId": self.connector_id},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_body(cls, body: str) -> PollRequest:
+        try:
+            data = json.loads(body)
+        except (TypeError, ValueError):
+            raise BadPollRequest("the message body is not JSON") from None
+        if not isinstance(data, dict):
+            raise BadPollRequest("the message body is not a JSON object")
+        project, connector = data.get("projectId"), data.get("connectorId")
+        if not (isinstance(project, str) and project and isinstance(connector, str) and connector):
+            raise BadPollRequest("the message needs non-empty string projectId and connectorId")
+        return cls(project, connector)
+
+    @property
+    def group_id(self) -> str:
+        """The FIFO message group: one per instance (hashed: ids may hold any character)."""
+        return _digest(self.project_id, self.connector_id)
+
+    def deduplication_id(self, tick: str) -> str:
+        return _digest(self.project_id, self.connector_id, tick)
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+class PollQueue:
+    """The SQS queue of poll requests (``UCF_POLL_QUEUE_URL``), sent to in batches of ten."""
+
+    def __init__(self, url: str, client: Any) -> None:
+        self.url = url
+        self._client = client
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> PollQueue:
+        url = environ.get(POLL_QUEUE_ENV, "").strip()
+        if not url:
+            raise AwsConfigError(
+                f"{POLL_QUEUE_ENV} is not set: the schedule needs the URL of the poll queue"
+            )
+        return cls(url, aws_client("sqs", environ))
+
+    @property
+    def fifo(self) -> bool:
+        return self.url.endswith(".fifo")
+
+    def entries(self, requests: Sequence[PollRequest], *, tick: str) -> list[dict[str, str]]:
+        """SendMessageBatch entries; on a FIFO queue with their group and deduplication ids."""
+        entries = []
+        for index, request in enumerate(requests):
+            entry = {"Id": str(index), "MessageBody": request.body()}
+            if self.fifo:
+                entry["MessageGroupId"] = request.group_id
+                entry["MessageDeduplicationId"] = request.deduplication_id(tick)
+            entries.append(entry)
+        return entries
+
+    async def send(self, requests: Sequence[PollRequest], *, tick: str) -> int:
+        """Enqueue every request (a refused entry is retried once); how many were sent."""
+        entries = self.entries(requests, tick=tick)
+        failed: list[dict[str, str]] = []
+        for start in range(0, len(entries), SQS_BATCH):
+            failed += await self._send_batch(entries[start : start + SQS_BATCH])
+        if failed:
+            still = [
+                entry
+                for start in range(0, len(failed), SQS_BATCH)
+                for entry in await self._send_batch(failed[start : start + SQS_BATCH])
+            ]
+            if still:
+                raise EnqueueFailed(
+                    f"SQS refused {len(still)} of {len(entries)} poll request(s) twice"
+                )
+        return len(entries)
+
+    async def _send_batch(self, batch: list[dict[str, str]]) -> list[dict[str, str]]:
+        """The entries of ``batch`` SQS did not accept."""
+        reply = await asyncio.to_thread(
+            self._client.send_message_batch, QueueUrl=self.url, Entries=batch
+        )
+        by_id = {entry["Id"]: entry for entry in batch}
+        refused = []
+        for failure in reply.get("Failed", []):
+            log.warning(
+                "SQS refused a poll request (%s, sender fault: %s)",
+                failure.get("Code"),
+                failure.get("SenderFault"),
+            )
+            refused.append(by_id[failure["Id"]])
+        return refused
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def schedule_policy(settings: Settings) -> SchedulePolicy:
+    """The due-time rules of ``ucf worker``, with ``UCF_POLL_INTERVAL_OVERRIDE`` applied."""
+    from ucf.service.scheduler import SchedulePolicy
+
+    return SchedulePolicy(interval_override=settings.poll_interval_override)
+
+
+# --------------------------------------------------------------------------- the schedule
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueReport:
+    due: int
+    enqueued: int
+    next_due_at: datetime | None
+    """The earliest instance not due yet (None: none left to poll)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "due": self.due,
+            "enqueued": self.enqueued,
+            "nextDueAt": None if self.next_due_at is None else self.next_due_at.isoformat(),
+        }
+
+
+async def enqueue_due(
+    context: UcfContext, queue: PollQueue, *, tick: str, worker_id: str
+) -> EnqueueReport:
+    """One schedule tick: store maintenance, then one poll request per instance due now."""
+    from ucf.service.scheduler import NEVER, Scheduler
+
+    scheduler = Scheduler(context, worker_id, policy=schedule_policy(context.settings))
+    # On DynamoDB this finishes ingests a crash cut short (TTL does the purging).
+    await scheduler.purge(force=True)
+    ready, upcoming = await scheduler.due()
+    requests = [PollRequest(record.project_id, record.connector_id) for record in ready]
+    sent = await queue.send(requests, tick=tick) if requests else 0
+    return EnqueueReport(
+        due=len(ready), enqueued=sent, next_due_at=None if upcoming >= NEVER else upcoming
+    )
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch of queue messages came to: polls run, and the messages to redeliver."""
+
+    results: list[PollResult] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    """Message ids whose poll failed inside ucf (or that are not poll requests)."""
+
+    def response(self) -> dict[str, Any]:
+        """Lambda's partial batch response: only these messages become visible again."""
+        return {"batchItemFailures": [{"itemIdentifier": message} for message in self.failed]}
+
+
+async def poll_messages(
+    context: UcfContext,
+    messages: Iterable[tuple[str, str]],
+    *,
+    worker_id: str,
+    stop: asyncio.Event | None = None,
+) -> BatchOutcome:
+    """Poll the instance of each ``(message id, body)`` once, at most a few at a time.
+
+    A message fails (and SQS redelivers it, then dead-letters it) only when
+    ucf itself failed: a store error, a corrupt secret, a body that is not a
+    poll request. An upstream that refuses or breaks is the instance's health,
+    recorded in the store with its backoff — redelivering would only bypass it.
+    Messages naming one instance twice are polled once: an owner may re-take
+    its own lease, so two polls of one instance in one worker must not start.
+    """
+    outcome = BatchOutcome()
+    by_instance: dict[PollRequest, list[str]] = {}
+    for message_id, body in messages:
+        try:
+            request = PollRequest.from_body(body)
+        except BadPollRequest as error:
+            log.error("message %s is not a poll request: %s", message_id, error)
+            outcome.failed.append(message_id)
+            continue
+        by_instance.setdefault(request, []).append(message_id)
+    slots = asyncio.Semaphore(max(1, context.settings.max_concurrent_polls))
+    policy = schedule_policy(context.settings)
+
+    async def poll(request: PollRequest, message_ids: list[str]) -> None:
+        async with slots:
+            try:
+                result = await _poll_if_due(context, request, policy, worker_id, stop)
+            except Exception:
+                log.exception(
+                    "poll of %s/%s failed inside ucf; the message will be redelivered",
+                    request.project_id,
+                    request.connector_id,
+                )
+                outcome.failed.extend(message_ids)
+                return
+        if result is not None:
+            outcome.results.append(result)
+            _log_result(result)
+
+    await asyncio.gather(*(poll(request, ids) for request, ids in by_instance.items()))
+    return outcome
+
+
+async def _poll_if_due(
+    context: UcfContext,
+    request: PollRequest,
+    policy: SchedulePolicy,
+    worker_id: str,
+    stop: asyncio.Event | None,
+) -> PollResult | None:
+    from ucf.service.errors import NotFoundError
+    from ucf.service.poll import poll_instance
+    from ucf.service.scheduler import due_at
+    from ucf.stores.models import InstanceRecord
+
+    try:
+        connector = await context.connectors.get(request.connector_id)
+    except NotFoundError:
+        log.info("skipped %s/%s: no such connector", request.project_id, request.connector_id)
+        return None
+
+    def still_due(fresh: InstanceRecord) -> bool:
+        return fresh.enabled and due_at(fresh, connector, policy) <= context.clock()
+
+    try:
+        return await poll_instance(
+            context,
+            request.project_id,
+            request.connector_id,
+            owner=worker_id,
+            policy=policy.health,
+            stop=stop,
+            lease_ttl=policy.lease_ttl,
+            should_poll=still_due,
+        )
+    except NotFoundError:  # disconnected since the schedule saw it
+        log.info("skipped %s/%s: no such instance", request.project_id, request.connector_id)
+        return None
+
+
+def _log_result(result: PollResult) -> None:
+    where = f"{result.project_id}/{result.connector_id}"
+    if result.status == "failed":
+        log.warning("poll of %s failed [%s]: %s", where, result.health or "-", result.error)
+    elif result.status == "skipped":
+        log.info("skipped %s: %s", where, result.error)
+    else:
+        log.info(
+            "polled %s: %s, %d page(s), %d new, %d duplicate(s), %.2f s",
+            where,
+            result.status,
+            result.pages,
+            result.inserted,
+            result.duplicates,
+            result.duration_seconds,
+        )

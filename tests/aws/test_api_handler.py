@@ -1,0 +1,188 @@
+"""The API function: the same app as ``ucf serve``, reached through API Gateway events."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.aws.conftest import CONNECTOR, PROJECT, Lab
+from tests.aws.events import DOMAIN, HttpReply, LambdaContext, http_api_event, rest_api_event
+from ucf.aws.config import AwsConfigError
+from ucf.aws.handlers import api, poll_worker, schedule
+from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
+from ucf.web.dashboard.rendering import STATIC
+
+WEBHOOK = f"/api/webhooks/{CONNECTOR}/{PROJECT}"
+
+
+def github_headers(body: bytes, *, event: str = "issues", delivery: str = "d-1") -> dict[str, str]:
+    mac = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return {
+        "content-type": "application/json",
+        "x-github-event": event,
+        "x-github-delivery": delivery,
+        "x-hub-signature-256": f"sha256={mac}",
+    }
+
+
+def test_management_api_answers_only_with_the_token_from_secrets_manager(lab: Lab) -> None:
+    anonymous = lab.call("GET", "/api/connectors", token=False)
+    assert anonymous.status == 401
+
+    listed = lab.call("GET", "/api/connectors")
+    assert listed.status == 200, listed.body
+    assert CONNECTOR in {item["id"] for item in listed.json()["items"]}
+    assert lab.token.encode() not in listed.body
+
+
+def test_rest_api_events_reach_the_same_app(lab: Lab, github: GitHubFake) -> None:
+    lab.connect_github(github)
+    event = rest_api_event(
+        "GET",
+        f"/api/projects/{PROJECT}/instances",
+        headers={"Authorization": f"Bearer {lab.token}"},
+    )
+    reply = HttpReply.of(api.handler(event, LambdaContext()))
+
+    assert reply.status == 200, reply.body
+    [instance] = reply.json()["items"]
+    assert instance["connectorId"] == CONNECTOR
+
+
+def test_instances_show_the_webhook_url_on_the_api_gateway_host(
+    lab: Lab, github: GitHubFake
+) -> None:
+    created = lab.connect_github(github)
+
+    assert created["webhookUrl"] == f"https://{DOMAIN}{WEBHOOK}"
+    assert WEBHOOK_SECRET not in json.dumps(created)
+
+
+def test_base64_webhook_body_is_verified_on_its_exact_bytes(lab: Lab, github: GitHubFake) -> None:
+    lab.connect_github(github)
+    payload = {
+        "action": "opened",
+        "issue": {
+            "id": 777,
+            "number": 77,
+            "title": "Drucker brennt 🔥 — «dringend»",
+            "updated_at": "2025-03-01T12:00:00Z",
+            "labels": [],
+        },
+    }
+    # Tabs, CRLF line ends and non-ASCII: any re-encoding on the way changes the bytes.
+    body = json.dumps(payload, indent="\t", ensure_ascii=False).replace("\n", "\r\n").encode()
+    body += b"\r\n"
+
+    stored = lab.call(
+        "POST", WEBHOOK, body=body, headers=github_headers(body), token=False, base64_body=True
+    )
+    tampered = body.replace(b"dringend", b"DRINGEND")
+    refused = lab.call(
+        "POST",
+        WEBHOOK,
+        body=tampered,
+        headers=github_headers(body, delivery="d-2"),
+        token=False,
+        base64_body=True,
+    )
+
+    assert stored.status == 200, stored.body
+    assert stored.json()["inserted"] == 1
+    assert refused.status == 401
+    [signal] = lab.signals()
+    assert signal["summary"] == "#77 Drucker brennt 🔥 — «dringend»"
+
+
+def test_a_body_that_is_not_utf8_is_verified_before_it_is_refused_as_json(
+    lab: Lab, github: GitHubFake
+) -> None:
+    lab.connect_github(github)
+    body = b'{"action":"opened","issue":{"title":"\xff\xfe\x00 binary"}}'
+
+    signed = lab.call(
+        "POST", WEBHOOK, body=body, headers=github_headers(body), token=False, base64_body=True
+    )
+    forged = lab.call(
+        "POST",
+        WEBHOOK,
+        body=body[:-2] + b"!}",
+        headers=github_headers(body),
+        token=False,
+        base64_body=True,
+    )
+
+    assert signed.status == 400, signed.body  # the signature held; the body is not JSON
+    assert forged.status == 401
+
+
+def test_webhook_bodies_over_256_kb_are_refused(lab: Lab, github: GitHubFake) -> None:
+    lab.connect_github(github)
+    body = b'{"action":"opened","padding":"' + b"x" * (300 * 1024) + b'"}'
+
+    reply = lab.call(
+        "POST", WEBHOOK, body=body, headers=github_headers(body), token=False, base64_body=True
+    )
+
+    assert reply.status == 413
+    assert lab.signals() == []
+
+
+def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) -> None:
+    login = lab.call("GET", "/login", token=False)
+    home = lab.call("GET", "/", token=False)
+    icon = sorted(name for name in STATIC.rglob("*.svg"))[0]
+    asset = lab.call("GET", "/static/dashboard/" + icon.relative_to(STATIC).as_posix(), token=False)
+
+    assert login.status == 200
+    assert login.headers["content-type"].startswith("text/html")
+    assert b"<form" in login.body
+    assert home.status in (302, 303, 307)
+    assert "/login" in home.headers["location"]
+    assert asset.status == 200
+    assert asset.body == Path(icon).read_bytes()
+
+
+def test_an_execution_environment_opens_the_store_once_and_reuses_it(lab: Lab) -> None:
+    first = lab.call("GET", "/healthz", token=False)
+    app = api.FUNCTION.app
+    assert app is not None
+    context = app.state.ucf.context
+    second = lab.call("GET", "/healthz", token=False)
+
+    assert first.status == second.status == 200
+    assert api.FUNCTION.app is app
+    assert app.state.ucf.context is context
+
+
+def test_without_an_api_token_the_api_fails_naming_the_setting(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UCF_API_TOKEN_SECRET")
+    event = http_api_event("GET", "/healthz")
+
+    with pytest.raises(AwsConfigError, match="UCF_API_TOKEN_SECRET"):
+        api.handler(event, LambdaContext())
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("UCF_STORE", "sqlite:///tmp/ucf.db", "UCF_STORE"),
+        ("UCF_SECRET_STORE", "local:", "UCF_SECRET_STORE"),
+        ("UCF_SINK_JSONL", "/tmp/signals.jsonl", "UCF_SINK_JSONL"),
+    ],
+)
+def test_state_on_a_lambdas_own_disk_is_refused(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(AwsConfigError, match=named):
+        schedule.handler({}, LambdaContext())
+    with pytest.raises(AwsConfigError, match=named):
+        poll_worker.handler({"Records": []}, LambdaContext())

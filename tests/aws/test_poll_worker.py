@@ -1,0 +1,125 @@
+"""The poll worker: partial batch failures, and one poller per instance across Lambdas."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from tests.aws.conftest import CONNECTOR, PROJECT, Lab
+from tests.aws.events import LambdaContext, scheduled_event
+from ucf.aws.container import Container
+from ucf.aws.handlers import poll_worker, schedule
+from ucf.aws.handlers.poll_worker import PollWorkerFunction
+from ucf.aws.polling import PollRequest
+from ucf.fakes.github import GitHubFake
+from ucf.fakes.kit import CallNext, FakeRequest, FakeResponse, Fault
+
+ISSUES = "/repos/{owner}/{repo}/issues"
+
+
+def polled_issue_signals(lab: Lab, project: str) -> int:
+    return sum(1 for s in lab.signals(project) if "action" not in s["raw"])
+
+
+def test_one_broken_instance_is_redelivered_and_the_others_are_not(
+    lab: Lab, github: GitHubFake
+) -> None:
+    lab.connect_github(github, "healthy")
+    before = lab.credential_secrets()
+    lab.connect_github(github, "broken")
+    [broken_secret] = lab.credential_secrets() - before
+    # Someone edits the secret by hand in the console: ucf can no longer read it.
+    lab.secretsmanager.put_secret_value(SecretId=broken_secret, SecretString="hunter2")
+
+    tick = schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+    lab.sqs.send_message(
+        QueueUrl=lab.queue_url,
+        MessageBody="poll everything please",
+        MessageGroupId="junk",
+        MessageDeduplicationId="junk-1",
+    )
+    messages = lab.receive()
+    by_body = {m["Body"]: m["MessageId"] for m in messages}
+    response = poll_worker.handler(lab.sqs_event(messages), LambdaContext())
+
+    assert tick["enqueued"] == 2
+    assert len(messages) == 3
+    failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
+    assert failed == {
+        by_body[PollRequest("broken", CONNECTOR).body()],
+        by_body["poll everything please"],
+    }
+    assert polled_issue_signals(lab, "healthy") > 100
+    assert polled_issue_signals(lab, "broken") == 0
+    assert "hunter2" not in str(response)
+
+
+def test_an_upstream_failure_is_recorded_as_health_not_redelivered(
+    lab: Lab, github: GitHubFake
+) -> None:
+    lab.connect_github(github)
+    github.server.inject(Fault.status(401, body={"message": "Bad credentials"}), path=ISSUES)
+
+    schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+    messages = lab.receive()
+    response = poll_worker.handler(lab.sqs_event(messages), LambdaContext())
+    status = lab.call("GET", f"/api/projects/{PROJECT}/instances/{CONNECTOR}/status").json()
+
+    assert len(messages) == 1
+    assert response == {"batchItemFailures": []}
+    assert status["consecutiveFailures"] == 1
+    assert status["lastError"]
+
+
+class Gate(Fault):
+    """Holds the request until the test opens the gate: a poll that is still running."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+
+    async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
+        await asyncio.to_thread(self.opened.wait, 30)
+        return await call_next()
+
+
+def wait_for(condition: Any, what: str, within: float = 20.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_two_lambdas_given_one_instance_never_poll_it_at_once(lab: Lab, github: GitHubFake) -> None:
+    lab.connect_github(github)
+    gate = Gate()
+    github.server.inject(gate, path=ISSUES)
+    schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+    [message] = lab.receive()
+    # The same message reaches two execution environments (a standard queue, or a
+    # visibility timeout that ran out): each has its own container and worker id.
+    first = PollWorkerFunction(Container("poll-worker-a"))
+    second = PollWorkerFunction(Container("poll-worker-b"))
+    event = lab.sqs_event([message])
+    answers: dict[str, dict[str, Any]] = {}
+    running = threading.Thread(target=lambda: answers.update(a=first(event, LambdaContext())))
+    running.start()
+    try:
+        wait_for(lambda: len(github.server.requests_to(ISSUES)) == 1, "the first poll to start")
+        answers["b"] = second(event, LambdaContext())  # while the first holds the lease
+        requests_while_held = len(github.server.requests_to(ISSUES))
+    finally:
+        gate.opened.set()
+        running.join(timeout=60)
+        first.container.close()
+        second.container.close()
+
+    assert answers["a"] == answers["b"] == {"batchItemFailures": []}
+    assert requests_while_held == 1, "the second Lambda polled while the first held the lease"
+    assert len(github.server.requests_to(ISSUES)) == 1
+    assert polled_issue_signals(lab, PROJECT) > 100
