@@ -13,7 +13,8 @@ from ucf.core.descriptor import WebhookSpec
 from ucf.core.jsonpath import MISSING, compile_path
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value whatever the case of its name; the first of repeated headers."""
     lowered = name.lower()
     for key, value in headers.items():
         if key.lower() == lowered:
@@ -35,7 +36,7 @@ def event_type_of(webhook: WebhookSpec, payload: Any, headers: Mapping[str, str]
     """
     base: str | None = None
     if webhook.event_type_header is not None:
-        base = _header(headers, webhook.event_type_header)
+        base = header(headers, webhook.event_type_header)
     if base is None and webhook.event_type_path is not None:
         base = _text_at(payload, webhook.event_type_path)
     if base is None:
@@ -56,7 +57,7 @@ def handles(webhook: WebhookSpec, event_type: str) -> bool:
 def delivery_id_of(webhook: WebhookSpec, payload: Any, headers: Mapping[str, str]) -> str | None:
     """The provider's id for this delivery, stable across its retries (the dedup key)."""
     if webhook.delivery_id_header is not None:
-        found = _header(headers, webhook.delivery_id_header)
+        found = header(headers, webhook.delivery_id_header)
         if found:
             return found
     if webhook.delivery_id_path is not None:

@@ -53,6 +53,7 @@ from ucf.core import descriptor as d
 from ucf.core.jsonpath import MISSING, CompiledPath, PathSyntaxError, compile_path
 from ucf.core.payload import payload_or_missing
 from ucf.core.template import compile_template
+from ucf.core.webhook import header
 
 __all__ = [
     "Admission",
@@ -495,7 +496,7 @@ class _HeaderToken:
     def read(
         self, headers: Mapping[str, str], query: Mapping[str, str], body: bytes
     ) -> list[str] | None:
-        value = _lower(headers).get(self.name.lower(), "").strip()
+        value = (header(headers, self.name) or "").strip()
         return [value] if value else None
 
 
@@ -719,7 +720,7 @@ def _answer(
     if kind == "echo_header":
         if handshake.header is None:
             return None
-        value = _lower(headers).get(handshake.header.lower(), "").strip()
+        value = (header(headers, handshake.header) or "").strip()
         if not value:
             return None
         return HandshakeResponse(
