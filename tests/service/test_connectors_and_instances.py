@@ -136,3 +136,18 @@ async def test_a_connected_custom_connector_cannot_be_deleted(context: UcfContex
     )
     with pytest.raises(ConflictError):
         await context.connectors.delete("my-tracker")
+
+
+def test_api_token_is_made_once_and_an_empty_token_file_is_a_clear_error(tmp_path: Path) -> None:
+    from ucf.service.settings import Settings, TokenFileError, ensure_api_token
+
+    settings = Settings.from_env({}, data_dir=tmp_path)
+    token, created = ensure_api_token(settings)
+    assert created
+    assert token.startswith("ucf_")
+    assert (tmp_path / "api-token").stat().st_mode & 0o777 == 0o600
+    assert ensure_api_token(settings) == (token, False)
+    assert [p.name for p in tmp_path.iterdir()] == ["api-token"]  # no draft left behind
+    (tmp_path / "api-token").write_text("\n")
+    with pytest.raises(TokenFileError, match="is empty"):
+        ensure_api_token(settings)

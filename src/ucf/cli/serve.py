@@ -132,7 +132,7 @@ def serve(
     from uvicorn.loops.auto import auto_loop_factory
 
     from ucf.service.settings import Settings as SettingsClass
-    from ucf.service.settings import ensure_api_token
+    from ucf.service.settings import TokenFileError, ensure_api_token
     from ucf.stores.errors import StoreError
     from ucf.web.logs import configure_logging
 
@@ -145,6 +145,8 @@ def serve(
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         token, created = ensure_api_token(settings)
+    except TokenFileError as error:
+        raise fail(str(error), 1) from None
     except OSError as error:
         raise fail(
             f"cannot use the data directory {settings.data_dir}: {error.strerror or error}", 1

@@ -92,20 +92,46 @@ def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:
     return timedelta(seconds=seconds)
 
 
+class TokenFileError(ValueError):
+    """The API token file exists but holds no token (e.g. a crash during first start)."""
+
+
+def _read_token(path: Path) -> str:
+    token = path.read_text(encoding="utf-8").strip()
+    if not token:
+        raise TokenFileError(
+            f"the API token file {path} is empty; delete it to have a new token made, "
+            "or set UCF_API_TOKEN"
+        )
+    return token
+
+
 def ensure_api_token(settings: Settings) -> tuple[str, bool]:
     """The management API token: ``UCF_API_TOKEN``, else one made at first start.
 
     Returns the token and whether it was just created (so it is printed once).
-    The token file is created 0600 atomically, like the master key.
+    The token is written to a private temporary file and published with
+    ``link()``, so a concurrent first start reads either no file or a whole
+    token, never an empty one; the loser of that race reads the winner's.
     """
     if settings.api_token:
         return settings.api_token, False
     path = settings.data_dir / TOKEN_FILE
     if path.exists():
-        return path.read_text(encoding="utf-8").strip(), False
+        return _read_token(path), False
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = "ucf_" + _random.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(token + "\n")
+    draft = path.with_name(f".{TOKEN_FILE}.{os.getpid()}.{_random.token_hex(4)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return _read_token(path), False
+    finally:
+        draft.unlink(missing_ok=True)
     return token, True
