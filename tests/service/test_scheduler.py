@@ -364,10 +364,15 @@ async def test_stop_now_abandons_pages_in_flight_safely(
         running = asyncio.create_task(scheduler.run())
         await eventually(lambda: fake.answered["f0"] >= 2)
         scheduler.stop(now=True)
-        await asyncio.wait_for(running, 2)
+        await asyncio.wait_for(running, 10)
         checkpoint = await context.store.checkpoints.get("project-f0", "feed")
         stored = await all_signals(context, "project-f0")
-    assert len(stored) == 2 * checkpoint.version  # every stored page moved it; none half-stored
+    # Pages are stored whole (2 signals each). Abandoning may fall between a
+    # page's ingest and its checkpoint CAS: that page is stored and re-fetched
+    # next time (dedup absorbs it), so the checkpoint trails by at most one page.
+    pages_stored, half = divmod(len(stored), 2)
+    assert half == 0
+    assert checkpoint.version <= pages_stored <= checkpoint.version + 1
 
 
 async def test_expired_signals_are_purged(tmp_path: Path, feeds: tuple[FakeServer, Feeds]) -> None:
