@@ -196,3 +196,14 @@ def test_installing_twice_adds_one_filter(clean_filters: None) -> None:
     assert first is second
     assert sum(isinstance(f, RedactionFilter) for f in logger.filters) == 1
     assert sum(isinstance(f, RedactionFilter) for f in logging.getLogger("httpx").filters) == 1
+
+
+def test_secret_registry_stays_bounded_and_keeps_the_newest_values() -> None:
+    from ucf.runtime.redaction import SecretRegistry
+
+    registry = SecretRegistry(capacity=3)
+    for n in range(5):
+        registry.add(f"rotated-token-{n:04d}")
+    assert len(registry) == 3
+    assert registry.redact("rotated-token-0000") == "rotated-token-0000"  # evicted
+    assert "rotated-token-0004" not in registry.redact("x rotated-token-0004 y")

@@ -134,9 +134,13 @@ class SecretRegistry:
     registry on every record. Thread-safe, because logging is.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 4096) -> None:
         self._lock = threading.Lock()
-        self._values: set[str] = set()
+        # Insertion-ordered, so the oldest value goes first when a long-running
+        # server has rotated more tokens than ``capacity``: bounded memory and a
+        # bounded pattern, keeping the values most likely still in use.
+        self._values: dict[str, None] = {}
+        self._capacity = capacity
         self._pattern: re.Pattern[str] | None = None
 
     def add(self, value: str) -> None:
@@ -146,7 +150,9 @@ class SecretRegistry:
         with self._lock:
             if value in self._values:
                 return
-            self._values.add(value)
+            self._values[value] = None
+            while len(self._values) > self._capacity:
+                del self._values[next(iter(self._values))]
             alternatives = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 
