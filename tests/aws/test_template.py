@@ -1,0 +1,303 @@
+"""deploy/template.yaml deploys what the code expects: the store's table, the handlers, least privilege.
+
+Nothing is deployed from here. cfn-lint checks the CloudFormation side
+against the resource specifications; it does not run the SAM transform, so
+the SAM-specific wiring (events, partial batch responses) is checked below
+by reading the template against the code it deploys.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml  # type: ignore[import-untyped]
+from botocore import xform_name
+
+from ucf.aws.config import lambda_settings
+from ucf.stores.dynamodb import parse_dynamodb_url
+from ucf.stores.dynamodb.table import GSI2, TTL_ATTRIBUTE
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "deploy" / "template.yaml"
+MAKEFILE = ROOT / "deploy" / "Makefile"
+FUNCTIONS = ("ApiFunction", "ScheduleFunction", "PollWorkerFunction", "DeliveryFunction")
+STACK, REGION, ACCOUNT = "ucf-prod", "eu-west-1", "123456789012"
+
+
+class CloudFormationLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """YAML with CloudFormation's short-form intrinsics (``!Ref X`` → ``{"Ref": "X"}``)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else "Condition" if suffix == "Condition" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=CloudFormationLoader)
+    return loaded
+
+
+def resource(template: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"][name]
+    return found
+
+
+def properties(template: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = resource(template, name)["Properties"]
+    return found
+
+
+def statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """The inline policy statements of a function (managed policies by reference are skipped)."""
+    found = []
+    for policy in properties(template, function).get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found += policy["Statement"]
+    return found
+
+
+def actions(statement: dict[str, Any]) -> set[str]:
+    value = statement["Action"]
+    return {value} if isinstance(value, str) else set(value)
+
+
+def resolve(value: Any, template: dict[str, Any]) -> str:
+    """A template value as deployed as STACK in REGION, parameters at their defaults."""
+    if isinstance(value, str):
+        return value
+    if "Fn::Sub" in value:
+        names = {
+            "AWS::Region": REGION,
+            "AWS::StackName": STACK,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "Table": "ucf-prod-Table-1AB2C3",
+        }
+        return re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], value["Fn::Sub"])
+    if "Ref" in value:
+        parameter = template["Parameters"].get(value["Ref"])
+        return str(parameter["Default"]) if parameter else f"arn:aws:{value['Ref']}"
+    if "Fn::GetAtt" in value:
+        return "arn:aws:{}.{}".format(*value["Fn::GetAtt"])
+    raise AssertionError(f"cannot resolve {value!r}")
+
+
+def operations_in(source: Path, service: str) -> set[str]:
+    """Every operation of ``service`` that the source mentions by its boto3 method name."""
+    client = boto3.client(service, region_name="us-east-1")
+    names = {xform_name(op): op for op in client.meta.service_model.operation_names}
+    client.close()
+    text = "\n".join(path.read_text() for path in sorted(source.rglob("*.py")))
+    return {names[word] for word in re.findall(r'"([a-z_]+)"', text) if word in names}
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_table_is_the_single_table_the_dynamodb_store_checks_for(template: dict[str, Any]) -> None:
+    table = properties(template, "Table")
+
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [
+        {"AttributeName": "PK", "KeyType": "HASH"},
+        {"AttributeName": "SK", "KeyType": "RANGE"},
+    ]
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == GSI2
+    assert index["KeySchema"] == [
+        {"AttributeName": "GSI2PK", "KeyType": "HASH"},
+        {"AttributeName": "GSI2SK", "KeyType": "RANGE"},
+    ]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]} == {
+        "PK": "S",
+        "SK": "S",
+        "GSI2PK": "S",
+        "GSI2SK": "S",
+    }
+    assert table["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert resource(template, "Table")["DeletionPolicy"] == "Retain"
+
+
+def test_every_function_reaches_the_table_through_exactly_the_operations_the_store_uses(
+    template: dict[str, Any],
+) -> None:
+    used = operations_in(ROOT / "src/ucf/stores/dynamodb", "dynamodb")
+    provisioned_here = {"CreateTable", "UpdateTimeToLive"}  # the template owns table and TTL
+    [statement] = properties(template, "TableAccess")["PolicyDocument"]["Statement"]
+
+    assert actions(statement) == {f"dynamodb:{op}" for op in used - provisioned_here}
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": ["Table", "Arn"]},
+        {"Fn::Sub": "${Table.Arn}/index/*"},
+    ]
+    for function in FUNCTIONS:
+        assert {"Ref": "TableAccess"} in properties(template, function)["Policies"], function
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_connector_secrets_are_granted_only_under_the_secret_stores_own_prefix(
+    template: dict[str, Any],
+) -> None:
+    environment = template["Globals"]["Function"]["Environment"]["Variables"]
+    store_url = resolve(environment["UCF_SECRET_STORE"], template)
+    prefix = re.search(r"[?&]prefix=([^&]+)", store_url)
+    assert prefix is not None
+    assert prefix.group(1) == f"ucf/{STACK}/"
+    expected_arn = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ucf/{STACK}/*"
+    used = operations_in(ROOT / "src/ucf/stores/secrets", "secretsmanager")
+    # CreateSecret is called with Tags, which AWS authorises as TagResource too.
+    crud = {f"secretsmanager:{op}" for op in used} | {"secretsmanager:TagResource"}
+
+    granted: dict[str, set[str]] = {}
+    for function in FUNCTIONS:
+        for statement in statements(template, function):
+            if any(a.startswith("secretsmanager:") for a in actions(statement)):
+                if statement["Resource"] == {"Ref": "ApiTokenSecret"}:
+                    assert function == "ApiFunction"
+                    assert actions(statement) == {"secretsmanager:GetSecretValue"}
+                    continue
+                assert resolve(statement["Resource"], template) == expected_arn, function
+                granted[function] = granted.get(function, set()) | actions(statement)
+
+    assert granted == {
+        "ApiFunction": crud,
+        "PollWorkerFunction": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+    }
+
+
+def test_no_inline_statement_grants_a_wildcard_action_or_resource(
+    template: dict[str, Any],
+) -> None:
+    for function in FUNCTIONS:
+        for statement in statements(template, function):
+            assert statement["Effect"] == "Allow"
+            assert not any("*" in action for action in actions(statement)), function
+            resources = statement["Resource"]
+            for item in resources if isinstance(resources, list) else [resources]:
+                text = resolve(item, template)
+                assert text != "*", (function, text)
+                assert not text.endswith(":*"), (function, text)
+
+
+# --------------------------------------------------------------------------- functions
+
+
+def test_every_handler_is_importable_and_built_for_the_runtime_the_makefile_targets(
+    template: dict[str, Any],
+) -> None:
+    globals_ = template["Globals"]["Function"]
+    makefile = MAKEFILE.read_text()
+    version = re.search(r"^PYTHON_VERSION \?= (\S+)$", makefile, re.MULTILINE)
+    platform = re.search(r"^PLATFORM \?= (\S+)$", makefile, re.MULTILINE)
+    assert version is not None
+    assert platform is not None
+    assert globals_["Runtime"] == f"python{version.group(1)}"
+    assert globals_["Architectures"] == [
+        {"aarch64": "arm64", "x86_64": "x86_64"}[platform.group(1).split("-")[0]]
+    ]
+    assert globals_["CodeUri"] == ".build/app"
+    for function in FUNCTIONS:
+        module, _, attribute = properties(template, function)["Handler"].rpartition(".")
+        assert callable(getattr(importlib.import_module(module), attribute)), function
+
+
+def test_the_environment_the_template_sets_is_accepted_by_a_lambda(
+    template: dict[str, Any],
+) -> None:
+    environment = {
+        name: resolve(value, template)
+        for name, value in template["Globals"]["Function"]["Environment"]["Variables"].items()
+    }
+    code = "\n".join(p.read_text() for p in (ROOT / "src/ucf").rglob("*.py"))
+    every_variable = set(environment)
+    for function in FUNCTIONS:
+        every_variable |= set(
+            properties(template, function).get("Environment", {}).get("Variables", {})
+        )
+
+    settings = lambda_settings({**environment, "UCF_SINK_HTTP": "https://pipeline.example/s"})
+
+    assert parse_dynamodb_url(settings.store_url).table == "ucf-prod-Table-1AB2C3"
+    assert parse_dynamodb_url(settings.store_url).region == REGION
+    assert settings.sinks == ("http",)
+    for name in every_variable:
+        assert f'"{name}"' in code, f"{name} is set by the template but read nowhere in ucf"
+
+
+def test_polls_fan_out_over_a_fifo_queue_with_partial_batch_responses(
+    template: dict[str, Any],
+) -> None:
+    queue = properties(template, "PollQueue")
+    dead_letters = properties(template, "PollDeadLetterQueue")
+    worker = properties(template, "PollWorkerFunction")
+    schedule = properties(template, "ScheduleFunction")
+    [event] = worker["Events"].values()
+
+    assert queue["FifoQueue"] is True
+    assert dead_letters["FifoQueue"] is True
+    assert queue["ContentBasedDeduplication"] is False  # ucf sets deduplication ids itself
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["PollDeadLetterQueue", "Arn"]
+    }
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["PollQueue", "Arn"]}
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert schedule["Environment"]["Variables"]["UCF_POLL_QUEUE_URL"] == {"Ref": "PollQueue"}
+    [send] = [
+        s for s in statements(template, "ScheduleFunction") if "sqs:SendMessage" in actions(s)
+    ]
+    assert send["Resource"] == {"Fn::GetAtt": ["PollQueue", "Arn"]}
+    assert [e["Type"] for e in schedule["Events"].values()] == ["Schedule"]
+
+
+def test_the_api_takes_every_path_and_answers_within_api_gateways_limit(
+    template: dict[str, Any],
+) -> None:
+    api = properties(template, "ApiFunction")
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in api["Events"].values()}
+
+    assert {e["Type"] for e in api["Events"].values()} == {"HttpApi"}
+    assert routes == {("ANY", "/"), ("ANY", "/{proxy+}")}
+    assert api["Timeout"] <= 30  # HTTP API integrations time out at 30 s
+    assert api["Environment"]["Variables"]["UCF_API_TOKEN_SECRET"] == {"Ref": "ApiTokenSecret"}
+
+
+def test_delivery_exists_only_with_a_sink(template: dict[str, Any]) -> None:
+    assert resource(template, "DeliveryFunction")["Condition"] == "HasSink"
+    assert template["Conditions"]["HasSink"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "SinkUrl"}, ""]}]
+    }
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["UCF_SINK_HTTP"] == {
+        "Ref": "SinkUrl"
+    }
+
+
+def test_cfn_lint_finds_nothing_to_report() -> None:
+    from cfnlint.api import lint_file  # type: ignore[import-untyped]
+
+    matches = lint_file(TEMPLATE)
+
+    assert [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in matches] == []
