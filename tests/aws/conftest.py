@@ -40,13 +40,8 @@ class Endpoints:
 
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in DUMMY_AWS_ENV.items():
-            patch.setenv(name, value)
-        for name in AWS_ENV_TO_CLEAR:
-            patch.delenv(name, raising=False)
-        with run_dynalite() as dynamodb, running_moto_server() as moto:
-            yield Endpoints(dynamodb, moto)
+    with run_dynalite() as dynamodb, running_moto_server() as moto:
+        yield Endpoints(dynamodb, moto)
 
 
 @dataclass
@@ -148,6 +143,10 @@ class Lab:
 @pytest.fixture
 def lab(endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     suffix = uuid.uuid4().hex[:10]
+    for name, value in DUMMY_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    for name in AWS_ENV_TO_CLEAR:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoints.moto)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoints.moto)
     sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoints.moto)

@@ -41,16 +41,24 @@ def test_management_api_answers_only_with_the_token_from_secrets_manager(lab: La
 
 def test_rest_api_events_reach_the_same_app(lab: Lab, github: GitHubFake) -> None:
     lab.connect_github(github)
-    event = rest_api_event(
+    listing = rest_api_event(
         "GET",
         f"/api/projects/{PROJECT}/instances",
         headers={"Authorization": f"Bearer {lab.token}"},
     )
-    reply = HttpReply.of(api.handler(event, LambdaContext()))
+    body = b'{"action":"opened","issue":{"id":5,"number":5,"title":"v1 \xc3\xa9","labels":[]}}'
+    webhook = rest_api_event(
+        "POST", WEBHOOK, headers=github_headers(body), body=body, base64_body=True
+    )
 
-    assert reply.status == 200, reply.body
-    [instance] = reply.json()["items"]
+    listed = HttpReply.of(api.handler(listing, LambdaContext()))
+    received = HttpReply.of(api.handler(webhook, LambdaContext()))
+
+    assert listed.status == 200, listed.body
+    [instance] = listed.json()["items"]
     assert instance["connectorId"] == CONNECTOR
+    assert received.status == 200, received.body
+    assert [s["summary"] for s in lab.signals()] == ["#5 v1 é"]
 
 
 def test_instances_show_the_webhook_url_on_the_api_gateway_host(

@@ -74,6 +74,20 @@ def test_an_upstream_failure_is_recorded_as_health_not_redelivered(
     assert status["lastError"]
 
 
+def test_a_request_for_a_disconnected_instance_is_dropped(lab: Lab, github: GitHubFake) -> None:
+    lab.connect_github(github)
+    schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+    messages = lab.receive()
+    deleted = lab.call("DELETE", f"/api/projects/{PROJECT}/instances/{CONNECTOR}")
+
+    response = poll_worker.handler(lab.sqs_event(messages), LambdaContext())
+
+    assert deleted.status == 204
+    assert len(messages) == 1
+    assert response == {"batchItemFailures": []}
+    assert github.server.requests_to(ISSUES) == []
+
+
 class Gate(Fault):
     """Holds the request until the test opens the gate: a poll that is still running."""
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import boto3
+import botocore.session
 import pytest
 import yaml  # type: ignore[import-untyped]
 from botocore import xform_name
@@ -103,9 +103,8 @@ def resolve(value: Any, template: dict[str, Any]) -> str:
 
 def operations_in(source: Path, service: str) -> set[str]:
     """Every operation of ``service`` that the source mentions by its boto3 method name."""
-    client = boto3.client(service, region_name="us-east-1")
-    names = {xform_name(op): op for op in client.meta.service_model.operation_names}
-    client.close()
+    model = botocore.session.Session().get_service_model(service)
+    names = {xform_name(op): op for op in model.operation_names}
     text = "\n".join(path.read_text() for path in sorted(source.rglob("*.py")))
     return {names[word] for word in re.findall(r'"([a-z_]+)"', text) if word in names}
 
