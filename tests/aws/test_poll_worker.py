@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.aws.conftest import CONNECTOR, PROJECT, Lab
 from tests.aws.events import LambdaContext, scheduled_event
 from ucf.aws.container import Container
 from ucf.aws.handlers import poll_worker, schedule
-from ucf.aws.handlers.poll_worker import PollWorkerFunction
+from ucf.aws.handlers.poll_worker import STOP_MARGIN_SECONDS, PollWorkerFunction
 from ucf.aws.polling import PollRequest
 from ucf.fakes.github import GitHubFake
 from ucf.fakes.kit import CallNext, FakeRequest, FakeResponse, Fault
@@ -86,6 +86,32 @@ def test_a_request_for_a_disconnected_instance_is_dropped(lab: Lab, github: GitH
     assert len(messages) == 1
     assert response == {"batchItemFailures": []}
     assert github.server.requests_to(ISSUES) == []
+
+
+def test_a_poll_near_lambdas_deadline_stops_after_a_stored_page_and_the_next_tick_goes_on(
+    lab: Lab, github: GitHubFake
+) -> None:
+    lab.connect_github(github)
+    now = datetime.now(UTC)
+    schedule.handler(scheduled_event(now), LambdaContext())
+    messages = lab.receive()
+    # Invoked with no more time than the stop margin: stop after the first stored page.
+    hurried = poll_worker.handler(
+        lab.sqs_event(messages), LambdaContext(timeout_seconds=STOP_MARGIN_SECONDS)
+    )
+    lab.settle(messages, hurried)
+    after_first_page = polled_issue_signals(lab, PROJECT)
+
+    next_tick = schedule.handler(scheduled_event(now + timedelta(minutes=1)), LambdaContext())
+    messages = lab.receive()
+    finished = poll_worker.handler(lab.sqs_event(messages), LambdaContext())
+    numbers = [s["raw"]["number"] for s in lab.signals() if "action" not in s["raw"]]
+
+    assert hurried == finished == {"batchItemFailures": []}
+    assert next_tick["due"] == 1, "a stopped poll leaves its instance due"
+    assert 0 < after_first_page < len(numbers)
+    assert len(numbers) == len(set(numbers)), "the second poll went on from the checkpoint"
+    assert len(github.server.requests_to(ISSUES)) == 2  # one first page per poll
 
 
 class Gate(Fault):
