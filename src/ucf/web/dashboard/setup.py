@@ -382,6 +382,23 @@ Sessioned = Annotated[Session, Depends(require_session)]
 Checked = Annotated[Posted, Depends(checked_form)]
 
 
+async def _posted_step(
+    request: Request, posted: Checked, project: str, connector_id: str
+) -> tuple[Page, Connector, Flow, Draft] | Response:
+    """What every POST of the setup flow starts from, or where to send the user instead
+    (the project already has this connector)."""
+    page = Page(request, posted.session, project_or_404(project), "catalogue")
+    connector, elsewhere = await _connector_and_existing(page, connector_id)
+    if elsewhere is not None:
+        return elsewhere
+    return (
+        page,
+        connector,
+        Flow.of(connector.descriptor),
+        load_draft(request, posted.session, project, connector_id),
+    )
+
+
 async def _connector_and_existing(
     page: Page, connector_id: str
 ) -> tuple[Connector, Response | None]:
@@ -466,12 +483,10 @@ def _render_step(
 async def save_credentials(
     request: Request, posted: Checked, project: str, connector_id: str
 ) -> Response:
-    page = Page(request, posted.session, project_or_404(project), "catalogue")
-    connector, elsewhere = await _connector_and_existing(page, connector_id)
-    if elsewhere is not None:
-        return elsewhere
-    flow = Flow.of(connector.descriptor)
-    draft = load_draft(request, posted.session, project, connector_id)
+    step = await _posted_step(request, posted, project, connector_id)
+    if isinstance(step, Response):
+        return step
+    page, connector, flow, draft = step
     typed = {k: v for k, v in posted.form.fields("credentials").items() if v}
     draft.credentials = {**draft.credentials, **typed}
     draft.check = None  # other credentials: the last check says nothing about them
@@ -494,12 +509,10 @@ async def save_credentials(
 async def save_configuration(
     request: Request, posted: Checked, project: str, connector_id: str
 ) -> Response:
-    page = Page(request, posted.session, project_or_404(project), "catalogue")
-    connector, elsewhere = await _connector_and_existing(page, connector_id)
-    if elsewhere is not None:
-        return elsewhere
-    flow = Flow.of(connector.descriptor)
-    draft = load_draft(request, posted.session, project, connector_id)
+    step = await _posted_step(request, posted, project, connector_id)
+    if isinstance(step, Response):
+        return step
+    page, connector, flow, draft = step
     typed = posted.form.fields("config")
     try:
         config = check_config(connector.descriptor, typed)
@@ -527,12 +540,10 @@ async def save_configuration(
 async def test_draft(
     request: Request, posted: Checked, project: str, connector_id: str
 ) -> Response:
-    page = Page(request, posted.session, project_or_404(project), "catalogue")
-    connector, elsewhere = await _connector_and_existing(page, connector_id)
-    if elsewhere is not None:
-        return elsewhere
-    flow = Flow.of(connector.descriptor)
-    draft = load_draft(request, posted.session, project, connector_id)
+    step = await _posted_step(request, posted, project, connector_id)
+    if isinstance(step, Response):
+        return step
+    page, connector, flow, draft = step
     if flow.allowed("test", draft) != "test":
         return redirect(f"{_base(project, connector_id)}?step={flow.first_open(draft)}")
     check, credentials = await check_unsaved(
@@ -546,12 +557,10 @@ async def test_draft(
 
 @router.post("/projects/{project}/connectors/{connector_id}/connect/confirm")
 async def confirm(request: Request, posted: Checked, project: str, connector_id: str) -> Response:
-    page = Page(request, posted.session, project_or_404(project), "catalogue")
-    connector, elsewhere = await _connector_and_existing(page, connector_id)
-    if elsewhere is not None:
-        return elsewhere
-    flow = Flow.of(connector.descriptor)
-    draft = load_draft(request, posted.session, project, connector_id)
+    step = await _posted_step(request, posted, project, connector_id)
+    if isinstance(step, Response):
+        return step
+    page, connector, flow, draft = step
     if flow.allowed("confirm", draft) != "confirm":
         return redirect(f"{_base(project, connector_id)}?step={flow.first_open(draft)}")
     context = page.context
