@@ -9,6 +9,7 @@ the way in (see :func:`utc`) so that records compare equal across backends.
 from __future__ import annotations
 
 import enum
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -372,3 +373,34 @@ class RateDecision(NamedTuple):
     allowed: bool
     retry_after_seconds: float
     """0 when allowed; otherwise how long until ``cost`` tokens are available."""
+
+
+class BucketState(NamedTuple):
+    tokens: float
+    updated_s: float
+
+
+def take_tokens(
+    state: BucketState | None,
+    *,
+    capacity: float,
+    refill_per_second: float,
+    now_s: float,
+    cost: float,
+) -> tuple[RateDecision, BucketState]:
+    """One token-bucket decision, the same arithmetic for every backend.
+
+    Returns the decision and the bucket to store: refilled to ``now_s`` and, when
+    allowed, less ``cost``. A new bucket (``None``) starts full. A caller whose
+    clock lags the last writer's adds nothing and never moves the stamp back.
+    """
+    if capacity <= 0 or refill_per_second < 0 or cost <= 0:
+        raise ValueError("capacity and cost must be positive, refill_per_second not negative")
+    tokens, updated_s = (capacity, now_s) if state is None else state
+    tokens = min(capacity, tokens + max(0.0, now_s - updated_s) * refill_per_second)
+    stamp = max(now_s, updated_s)
+    if tokens >= cost:
+        return RateDecision(True, 0.0), BucketState(tokens - cost, stamp)
+    if refill_per_second == 0 or cost > capacity:
+        return RateDecision(False, math.inf), BucketState(tokens, stamp)
+    return RateDecision(False, (cost - tokens) / refill_per_second), BucketState(tokens, stamp)

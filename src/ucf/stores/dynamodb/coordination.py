@@ -19,11 +19,13 @@ from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient
 from ucf.stores.dynamodb.registry import text_time
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
+    BucketState,
     Checkpoint,
     Lease,
     RateDecision,
     epoch_ms,
     from_epoch_ms,
+    take_tokens,
     utc,
 )
 
@@ -188,8 +190,6 @@ class DynamoRateLimitStore:
         now: datetime,
         cost: float = 1.0,
     ) -> RateDecision:
-        if capacity <= 0 or refill_per_second < 0 or cost <= 0:
-            raise ValueError("capacity and cost must be positive, refill_per_second not negative")
         now_s = utc(now).timestamp()
         item_key = k.rate_bucket(bucket_key)
         for attempt in range(self.ATTEMPTS):
@@ -197,29 +197,31 @@ class DynamoRateLimitStore:
                 "get_item", TableName=self._db.table, Key=item_key, ConsistentRead=True
             )
             item = reply.get("Item")
-            if item is None:
-                tokens, updated_s, revision = capacity, now_s, 0
-            else:
-                tokens = float(item["tokens"]["S"])
-                updated_s = float(item["updatedS"]["S"])
-                revision = int(item["rev"]["N"])
-            # A caller whose clock lags the last writer's adds nothing, never subtracts.
-            tokens = min(capacity, tokens + max(0.0, now_s - updated_s) * refill_per_second)
-            if tokens < cost:
-                if refill_per_second == 0 or cost > capacity:
-                    return RateDecision(False, math.inf)
-                return RateDecision(False, (cost - tokens) / refill_per_second)
-            stamp = max(now_s, updated_s)
+            stored = (
+                None
+                if item is None
+                else BucketState(float(item["tokens"]["S"]), float(item["updatedS"]["S"]))
+            )
+            revision = 0 if item is None else int(item["rev"]["N"])
+            decision, bucket = take_tokens(
+                stored,
+                capacity=capacity,
+                refill_per_second=refill_per_second,
+                now_s=now_s,
+                cost=cost,
+            )
+            if not decision.allowed:
+                return decision  # nothing taken: nothing to write
             # A full bucket is the same as no bucket: let TTL drop it once refilled.
             full_at = (
-                stamp + (capacity - tokens + cost) / refill_per_second
+                bucket.updated_s + (capacity - bucket.tokens) / refill_per_second
                 if refill_per_second
                 else None
             )
             state: dict[str, Any] = {
                 **item_key,
-                "tokens": k.s(repr(tokens - cost)),
-                "updatedS": k.s(repr(stamp)),
+                "tokens": k.s(repr(bucket.tokens)),
+                "updatedS": k.s(repr(bucket.updated_s)),
                 "rev": k.n(revision + 1),
             }
             if full_at is not None:

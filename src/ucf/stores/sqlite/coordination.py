@@ -3,18 +3,19 @@ transaction (or one conditional statement), so racing processes agree."""
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from datetime import datetime, timedelta
 from typing import Any
 
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
+    BucketState,
     Checkpoint,
     Lease,
     RateDecision,
     epoch_ms,
     from_epoch_ms,
+    take_tokens,
     utc,
 )
 from ucf.stores.sqlite.codec import dump_json, load_json, parse_time, text_time
@@ -140,29 +141,23 @@ class SqliteRateLimitStore:
         now: datetime,
         cost: float = 1.0,
     ) -> RateDecision:
-        if capacity <= 0 or refill_per_second < 0 or cost <= 0:
-            raise ValueError("capacity and cost must be positive, refill_per_second not negative")
         now_s = utc(now).timestamp()
 
         def run(conn: sqlite3.Connection) -> RateDecision:
             row = conn.execute(
                 "SELECT tokens, updated_s FROM rate_buckets WHERE bucket_key = ?", (bucket_key,)
             ).fetchone()
-            tokens, updated_s = (capacity, now_s) if row is None else (row[0], row[1])
-            # A caller whose clock lags the last writer's adds nothing, never subtracts.
-            elapsed = max(0.0, now_s - updated_s)
-            tokens = min(capacity, tokens + elapsed * refill_per_second)
-            if tokens >= cost:
-                tokens -= cost
-                decision = RateDecision(True, 0.0)
-            elif refill_per_second == 0 or cost > capacity:
-                decision = RateDecision(False, math.inf)
-            else:
-                decision = RateDecision(False, (cost - tokens) / refill_per_second)
+            decision, state = take_tokens(
+                None if row is None else BucketState(row[0], row[1]),
+                capacity=capacity,
+                refill_per_second=refill_per_second,
+                now_s=now_s,
+                cost=cost,
+            )
             conn.execute(
                 "INSERT INTO rate_buckets VALUES (?, ?, ?) ON CONFLICT (bucket_key) "
                 "DO UPDATE SET tokens = excluded.tokens, updated_s = excluded.updated_s",
-                (bucket_key, tokens, max(now_s, updated_s)),
+                (bucket_key, state.tokens, state.updated_s),
             )
             return decision
 
