@@ -10,7 +10,6 @@ so a green run always means the DynamoDB backend was tested.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -25,6 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.stores.forwarding import forward_post
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DYNALITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "dynalite"
@@ -196,22 +197,7 @@ class FaultProxy:
                         },
                     )
                     return
-                connection = http.client.HTTPConnection(
-                    upstream_parts.hostname or "127.0.0.1", upstream_parts.port, timeout=10
-                )
-                try:
-                    connection.request("POST", self.path, body=body, headers=dict(self.headers))
-                    response = connection.getresponse()
-                    data = response.read()
-                finally:
-                    connection.close()
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                forward_post(self, upstream_parts, body)
 
             def _reply(self, status: int, payload: dict[str, object]) -> None:
                 data = json.dumps(payload).encode()

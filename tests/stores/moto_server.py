@@ -9,7 +9,6 @@ the ``ThrottlingException`` responses a real account returns under load.
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from moto.server import ThreadedMotoServer
+
+from tests.stores.forwarding import forward_post
 
 # Dummy credentials for moto, and no way for boto3 to find the developer's own.
 DUMMY_AWS_ENV = {
@@ -72,22 +73,7 @@ class ThrottlingProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                connection = http.client.HTTPConnection(
-                    upstream_parts.hostname or "127.0.0.1", upstream_parts.port, timeout=10
-                )
-                try:
-                    connection.request("POST", self.path, body=body, headers=dict(self.headers))
-                    response = connection.getresponse()
-                    data = response.read()
-                finally:
-                    connection.close()
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in {"content-length", "transfer-encoding", "connection"}:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                forward_post(self, upstream_parts, body)
 
             def log_message(self, format: str, *args: object) -> None:
                 """Keep test output quiet."""
