@@ -125,9 +125,7 @@ def run_floor(base: str, workdir: Path) -> Outcome:
             rows = []
             for item in page:
                 mapped = hand_written(item, "github-issues", "bench")
-                rows.append(
-                    (mapped.dedup_key, mapped.signal.id, json.dumps(mapped.signal.to_wire()))
-                )
+                rows.append((mapped.dedup_key, mapped.wire["id"], json.dumps(mapped.wire)))
             db.executemany("INSERT OR IGNORE INTO signals VALUES (?, ?, ?)", rows)
             db.commit()
             url = response.links.get("next", {}).get("url")
@@ -232,7 +230,7 @@ def _dlt(base: str, workdir: Path, *, fast: bool) -> Outcome:
 
     def to_signal(item: dict[str, Any]) -> dict[str, Any]:
         mapped = hand_written(item, "github-issues", "bench")
-        return {"dedup_key": mapped.dedup_key, **mapped.signal.to_wire()}
+        return {"dedup_key": mapped.dedup_key, **mapped.wire}
 
     resource = source.resources["issues"]
     resource.add_map(count)

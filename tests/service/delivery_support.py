@@ -41,7 +41,7 @@ def mapped(
         raw=raw if raw is not None else {"number": number, "title": f"Issue {number}"},
         project_id=project,
     )
-    return MappedSignal(signal=signal, dedup_key=key, item_id=str(number), version="v1")
+    return MappedSignal.of(signal, dedup_key=key, item_id=str(number), version="v1")
 
 
 async def ingest_one(context: UcfContext, item: MappedSignal) -> str:

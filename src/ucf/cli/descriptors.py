@@ -127,7 +127,7 @@ def map_sample(
             raise fail(f"{descriptor.id} has no fieldMapping")
         result = CompiledMapping(mapping).map_response(payload, descriptor.id, project)
     for mapped in result.signals:
-        sys.stdout.write(json.dumps(mapped.signal.to_wire(), ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(mapped.wire, ensure_ascii=False) + "\n")
     for error in result.errors:
         ident = f" (id {error.item_id})" if error.item_id else ""
         typer.echo(f"item {error.index}{ident}: {error.reason}", err=True)

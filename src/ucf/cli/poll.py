@@ -218,8 +218,7 @@ async def _poll(
                 tally.add(page)
                 result = mapping.map_items(page.items, descriptor.id, project, now=now)
                 lines = [
-                    json.dumps(mapped.signal.to_wire(), ensure_ascii=False) + "\n"
-                    for mapped in result.signals
+                    json.dumps(mapped.wire, ensure_ascii=False) + "\n" for mapped in result.signals
                 ]
                 sys.stdout.write("".join(lines))
                 sys.stdout.flush()

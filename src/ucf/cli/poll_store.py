@@ -48,8 +48,7 @@ async def poll_into_store(
         tally.add(report.page)
         tally.checkpoint = report.checkpoint
         lines = [
-            json.dumps(mapped.signal.to_wire(), ensure_ascii=False) + "\n"
-            for mapped in report.mapped.signals
+            json.dumps(mapped.wire, ensure_ascii=False) + "\n" for mapped in report.mapped.signals
         ]
         sys.stdout.write("".join(lines))
         sys.stdout.flush()

@@ -22,7 +22,6 @@ from ucf.core.signal import (
     SUMMARY_MAX_CHARS,
     NormalisedSignal,
     Priority,
-    SignalMetadata,
     dedup_key,
     iso_utc,
     signal_id,
@@ -36,12 +35,28 @@ NAME_KEYS = ("login", "name", "displayName", "display_name", "summary", "email",
 
 @dataclass(frozen=True, slots=True)
 class MappedSignal:
-    """A signal with the identity the stores deduplicate on."""
+    """A signal, as its camelCase wire object, with the identity the stores deduplicate on.
 
-    signal: NormalisedSignal
+    The mapper emits the wire object directly, not a model: it is what the
+    sanitiser reads and the store writes, and building pydantic objects for
+    every polled item cost more than the mapping itself (``bench/poll.py``).
+    :attr:`signal` gives the model view for code that wants attributes.
+    """
+
+    wire: dict[str, Any]
     dedup_key: str
     item_id: str
     version: str
+
+    @property
+    def signal(self) -> NormalisedSignal:
+        return NormalisedSignal.from_wire(self.wire)
+
+    @classmethod
+    def of(
+        cls, signal: NormalisedSignal, *, dedup_key: str, item_id: str, version: str
+    ) -> MappedSignal:
+        return cls(wire=signal.to_wire(), dedup_key=dedup_key, item_id=item_id, version=version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,24 +483,21 @@ class CompiledMapping:
         participants = names(self._participants(item)) if self._participants else []
         tags = names(self._tags(item)) if self._tags else []
         related = names(self._related(item)) if self._related else []
-        metadata = (
-            SignalMetadata.model_construct(
-                priority=priority, participants=participants, related_tickets=related, tags=tags
-            )
-            if priority is not None or participants or tags or related
-            else None
-        )
-        signal = NormalisedSignal.model_construct(
-            id=signal_id(key, to_epoch_ms(moment)),
-            source=connector_id,
-            timestamp=timestamp,
-            type=self.signal_type(item, event_type),
-            summary=self.summary(item),
-            raw=self._raw(item),
-            project_id=project_id,
-            metadata=metadata,
-        )
-        return MappedSignal(signal=signal, dedup_key=key, item_id=item_id, version=version)
+        wire: dict[str, Any] = {
+            "id": signal_id(key, to_epoch_ms(moment)),
+            "source": connector_id,
+            "timestamp": timestamp,
+            "type": self.signal_type(item, event_type),
+            "summary": self.summary(item),
+            "raw": self._raw(item),
+            "projectId": project_id,
+        }
+        if priority is not None or participants or tags or related:
+            metadata = wire["metadata"] = {} if priority is None else {"priority": priority}
+            metadata["participants"] = participants
+            metadata["relatedTickets"] = related
+            metadata["tags"] = tags
+        return MappedSignal(wire=wire, dedup_key=key, item_id=item_id, version=version)
 
     # -- batches
 

@@ -381,6 +381,8 @@ _EXTRA_INVISIBLE_RANGES = (
 # Unicode assigns format characters only in these planes; a test checks all of them.
 _FORMAT_SCAN_RANGES = ((0x0000, 0x1FFFF), (0xE0000, 0xE0FFF))
 _NEWLINES = ("\r\n", "\r", "\x85", "\u2028", "\u2029")
+# What of the above can occur in ASCII text: C0 controls but \t and \n (so \r too), DEL.
+_ASCII_HIDDEN = ((0x00, 0x08), (0x0B, 0x1F), (0x7F, 0x7F))
 
 
 def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
@@ -595,6 +597,10 @@ class Sanitiser:
             (r.pattern for r in injection_rules), "injection rules"
         )
         self._any_hidden, self._control, self._invisible, self._bidi = _character_classes()
+        self._ascii_hidden = re.compile(_char_class(_ASCII_HIDDEN))
+        self._summary_detector = _detector(
+            (_HTML_GATE, *(r.pattern for r in injection_rules)), "summary rules"
+        )
         self._html_gate = _re2(_HTML_GATE, "html gate", capture=False)
         self._line_break = _re2(_LINE_BREAK, "line break", capture=False)
         self._cell_break = _re2(_CELL_BREAK, "cell break", capture=False)
@@ -612,15 +618,15 @@ class Sanitiser:
 
     def sanitise(self, signal: NormalisedSignal) -> SanitisedSignal:
         """The signal as the triage step may see it; the input is left untouched."""
-        clean, notes = self.clean_text(signal.summary)
-        if self._unchanged_fields(signal):
-            # Nothing to scrub, cut or redact: keep the fields as they are.
+        if self._unchanged(signal.summary, signal.raw, signal.to_wire().get("metadata")):
+            # Nothing to clean, scrub, cut or redact: keep the fields as they are.
             return SanitisedSignal.model_construct(
                 **{name: getattr(signal, name) for name in NormalisedSignal.model_fields},
                 sanitised=True,
-                sanitised_summary=clean,
-                sanitisation_notes=notes,
+                sanitised_summary=signal.summary,
+                sanitisation_notes=[],
             )
+        clean, notes = self.clean_text(signal.summary)
         fields = _FieldPass(self, redact=False)
         summary, raw, metadata = self._walk(fields, signal)
         if fields.needs_redaction():
@@ -639,30 +645,60 @@ class Sanitiser:
             sanitisation_notes=notes + fields.notes.render(),
         )
 
-    def _unchanged_fields(self, signal: NormalisedSignal) -> bool:
-        """Whether the field walk would return every field unchanged, proven with two scans.
+    def sanitise_wire(self, wire: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`sanitise` on a wire object the mapper built; the wire object it returns.
 
-        Most signals carry no hidden characters, no secrets, no secret-named
-        fields and nothing over a limit; for them one pass collecting strings
-        and two scans over their join replace the per-string pipeline. Anything
-        else (or any doubt) takes the full walk, which is the reference.
+        Every ingest goes through here, so the common case (nothing to change)
+        never builds a model: it is a copy with the three sanitiser fields added.
         """
-        strings: list[str] = [signal.summary]
-        if not _collect_plain(signal.raw, strings, self, 0, [self.policy.max_raw_items]):
+        summary: str = wire["summary"]
+        if self._unchanged(summary, wire["raw"], wire.get("metadata")):
+            out = dict(wire)
+            out["sanitised"] = True
+            out["sanitisedSummary"] = summary
+            out["sanitisationNotes"] = []
+            return out
+        return self.sanitise(NormalisedSignal.from_wire(wire)).to_wire()
+
+    def _unchanged(
+        self, summary: str, raw: dict[Any, Any], metadata: dict[str, Any] | None
+    ) -> bool:
+        """Whether sanitising would change nothing and note nothing, proven with four scans.
+
+        Most signals carry no markup, no hidden characters, no secrets, no
+        injection phrases, no secret-named fields and nothing over a limit; for
+        them one pass collecting strings and a few scans replace the per-string
+        pipeline. Anything else (or any doubt) takes the full path, which is
+        the reference (a hypothesis test holds the two equal).
+        """
+        policy = self.policy
+        if len(summary) > min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars):
             return False
-        metadata = signal.metadata
+        if not summary.isascii() and not unicodedata.is_normalized("NFKC", summary):
+            return False
+        # The summary's own pipeline: markup and injection phrases (secrets are
+        # looked for below, in the join that starts with the summary).
+        if self._summary_detector.search(summary) is not None:
+            return False
+        strings: list[str] = [summary]
+        if not _collect_plain(raw, strings, self, 0, [policy.max_raw_items]):
+            return False
         if metadata is not None:
-            strings += metadata.participants
-            strings += metadata.related_tickets
-            strings += metadata.tags
-        if len(signal.summary) > SUMMARY_MAX_CHARS:
-            return False
+            strings += metadata["participants"]
+            strings += metadata["relatedTickets"]
+            strings += metadata["tags"]
+        # Strings are joined by a line break, which no rule needs and every
+        # boundary assertion (\b, \z) treats like a text edge, so a match in any
+        # one string is a match in the join.
         joined = "\n".join(strings)
-        if len(joined) > self.policy.max_raw_total_chars:  # counts more than the walk: safe
+        if len(joined) > policy.max_raw_total_chars:  # counts more than the walk: safe
             return False
-        return (
-            self._any_hidden.search(joined) is None and self._secret_detector.search(joined) is None
-        )
+        return not self._has_hidden(joined) and self._secret_detector.search(joined) is None
+
+    def _has_hidden(self, text: str) -> bool:
+        """Any character ``_tidy`` would remove or rewrite (ASCII text needs a tiny class)."""
+        pattern = self._ascii_hidden if text.isascii() else self._any_hidden
+        return pattern.search(text) is not None
 
     @staticmethod
     def _walk(
@@ -698,7 +734,7 @@ class Sanitiser:
     # ---------------------------------------------------------------- text stages
 
     def _tidy(self, text: str, scope: _Scope) -> str:
-        if self._any_hidden.search(text) is None:  # the common case: one scan
+        if not self._has_hidden(text):  # the common case: one scan
             return text
         unified = text
         for newline in _NEWLINES:

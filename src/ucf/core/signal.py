@@ -10,6 +10,7 @@ polled, pushed, native or generic — agrees on what "the same signal" means.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -82,6 +83,32 @@ class NormalisedSignal(_WireModel):
             wire["metadata"] = self.metadata.to_wire()
         return wire
 
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> NormalisedSignal:
+        """The model view of a wire object that ucf itself built (trusted: not re-validated).
+
+        The inverse of :meth:`to_wire`; untrusted input goes through
+        ``model_validate`` instead.
+        """
+        metadata = wire.get("metadata")
+        return cls.model_construct(
+            id=wire["id"],
+            source=wire["source"],
+            timestamp=wire["timestamp"],
+            type=wire["type"],
+            summary=wire["summary"],
+            raw=wire["raw"],
+            project_id=wire["projectId"],
+            metadata=None
+            if metadata is None
+            else SignalMetadata.model_construct(
+                priority=metadata.get("priority"),
+                participants=metadata["participants"],
+                related_tickets=metadata["relatedTickets"],
+                tags=metadata["tags"],
+            ),
+        )
+
 
 class SanitisedSignal(NormalisedSignal):
     """A signal made safe to hand to an AI triage step."""
@@ -133,5 +160,8 @@ def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with millisecond precision and a ``Z`` suffix."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    elif moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # isoformat is C and always writes four year digits (strftime's %Y may not);
+    # in UTC it ends "+00:00", which becomes "Z".
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"

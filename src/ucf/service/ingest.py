@@ -47,7 +47,7 @@ class SignalIngestor:
                 dedup_key=item.dedup_key,
                 project_id=project_id,
                 connector_id=connector_id,
-                signal=self._sanitiser.sanitise(item.signal).to_wire(),
+                signal=self._sanitiser.sanitise_wire(item.wire),
                 received_at=received_at,
             )
             for item in mapped
