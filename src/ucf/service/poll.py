@@ -457,6 +457,44 @@ async def fetch_ahead(pages: AsyncIterator[Page]) -> AsyncGenerator[Page, None]:
 PageHook = Callable[[PageReport], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    page: Page
+    mapped: MappingResult
+    ingested: IngestOutcome
+    moved: bool
+    """False when another poller had moved the checkpoint (the signals are stored all the same)."""
+
+
+async def _store_page(
+    context: UcfContext,
+    job: PollJob,
+    page: Page,
+    mapped: MappingResult,
+    *,
+    received: datetime,
+    current: str | None,
+    version: int,
+) -> _Stored:
+    """One page's signals and outbox entries, then (only then) its checkpoint."""
+    ingested = await context.ingestor.ingest(
+        mapped.signals,
+        project_id=job.project_id,
+        connector_id=job.connector_id,
+        received_at=received,
+    )
+    moved = True
+    if page.checkpoint != current:
+        moved = await context.store.checkpoints.compare_and_set(
+            job.project_id,
+            job.connector_id,
+            expected_version=version,
+            value=page.checkpoint,
+            now=received,
+        )
+    return _Stored(page, mapped, ingested, moved)
+
+
 async def _run(
     context: UcfContext,
     job: PollJob,
@@ -514,41 +552,59 @@ async def _run(
         fetched = source.fetch_delta(
             source_context, begin, now=context.clock(), max_pages=max_pages
         )
-        async with contextlib.aclosing(fetch_ahead(fetched)) as pages:
-            async for page in pages:
-                if lease.lost:
-                    status, error = "conflict", "another worker took over this instance's lease"
-                    break
-                received = context.clock()
-                mapped = mapping.map_items(page.items, connector_id, project_id)
-                ingested = await context.ingestor.ingest(
-                    mapped.signals,
-                    project_id=project_id,
-                    connector_id=connector_id,
-                    received_at=received,
+        # Two stages: while one page is being stored (the store's thread, mostly
+        # waiting on SQLite or the network), the next is fetched and mapped here.
+        # Storing stays strictly in order, one page at a time, each page's
+        # signals before its checkpoint: a page mapped ahead but never stored is
+        # simply fetched again by the next poll.
+        in_flight: asyncio.Task[_Stored] | None = None
+
+        async def settle() -> bool:
+            """Wait for the page being stored; whether the poll may go on."""
+            nonlocal in_flight, version, current, status, error
+            assert in_flight is not None
+            stored_page, in_flight = await in_flight, None
+            tally.add(stored_page.page, stored_page.mapped, stored_page.ingested)
+            if not stored_page.moved:
+                status = "conflict"
+                error = "the checkpoint was moved by another poller; stopped"
+                return False
+            if stored_page.page.checkpoint != current:
+                version += 1
+                current = stored_page.page.checkpoint
+            if on_page is not None:
+                on_page(
+                    PageReport(stored_page.page, stored_page.mapped, stored_page.ingested, current)
                 )
-                # Only now, with the page's signals stored, may the checkpoint move.
-                if page.checkpoint != current:
-                    moved = await store.checkpoints.compare_and_set(
-                        project_id,
-                        connector_id,
-                        expected_version=version,
-                        value=page.checkpoint,
-                        now=received,
-                    )
-                    if not moved:
-                        tally.add(page, mapped, ingested)
-                        status = "conflict"
-                        error = "the checkpoint was moved by another poller; stopped"
+            if stop is not None and stop.is_set() and not stored_page.page.last:
+                status = "stopped"
+                return False
+            return True
+
+        try:
+            async with contextlib.aclosing(fetch_ahead(fetched)) as pages:
+                async for page in pages:
+                    received = context.clock()
+                    mapped = mapping.map_items(page.items, connector_id, project_id)
+                    if in_flight is not None and not await settle():
                         break
-                    version += 1
-                    current = page.checkpoint
-                tally.add(page, mapped, ingested)
-                if on_page is not None:
-                    on_page(PageReport(page, mapped, ingested, current))
-                if stop is not None and stop.is_set() and not page.last:
-                    status = "stopped"
-                    break
+                    if lease.lost:
+                        status, error = "conflict", "another worker took over this instance's lease"
+                        break
+                    in_flight = asyncio.create_task(
+                        _store_page(
+                            context,
+                            job,
+                            page,
+                            mapped,
+                            received=received,
+                            current=current,
+                            version=version,
+                        )
+                    )
+        finally:
+            if in_flight is not None:  # the last page, or the one before a failure
+                await settle()
     except POLL_ERRORS as failure:
         status = "failed"
         outcome = _outcome_of(failure)
