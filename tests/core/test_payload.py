@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import loads_strict, payload_or_missing
@@ -19,3 +23,39 @@ def test_standard_json_and_empty_or_deep_bodies() -> None:
     assert loads_strict(b'{"a": [1, 2.5, null, true]}') == {"a": [1, 2.5, None, True]}
     assert payload_or_missing(b"  \n") is MISSING
     assert payload_or_missing(b"[" * 100_000 + b"]" * 100_000) is MISSING
+
+
+def _stdlib(data: bytes) -> tuple[str, object]:
+    def refuse(name: str) -> object:
+        raise ValueError(f"{name} is not a JSON value")
+
+    try:
+        return "ok", json.dumps(json.loads(data, parse_constant=refuse))
+    except (ValueError, RecursionError) as error:
+        return "error", str(error)
+
+
+def _ours(data: bytes) -> tuple[str, object]:
+    try:
+        return "ok", json.dumps(loads_strict(data))  # types and key order must match too
+    except (ValueError, RecursionError) as error:
+        return "error", str(error)
+
+
+_JSONISH = st.text(alphabet='{}[]":,.-+eE0123456789 \t\nabtrufnlsNIy\\u\x00é\ud800', max_size=40)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        _JSONISH.map(lambda t: t.encode("utf-8", "surrogatepass")),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+            lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        ).map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=30),
+    )
+)
+def test_the_fast_parser_accepts_and_refuses_exactly_what_json_does(data: bytes) -> None:
+    """loads_strict tries pydantic-core first; its answers, and its error messages, are json's."""
+    assert _ours(data) == _stdlib(data)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
+import anyio.lowlevel
 import httpx
 
 from ucf.core.sanitiser import Sanitiser
@@ -69,6 +70,9 @@ class UcfContext:
             clock=clock,
         )
         await connectors.sync_builtin()
+        # httpx's connection pool loads anyio's event-loop backend on its first
+        # request; load it now, with the rest of start-up, not inside a poll.
+        await anyio.lowlevel.checkpoint()
         return context
 
     async def close(self) -> None:
