@@ -26,7 +26,7 @@ from ucf.core.signal import (
     iso_utc,
     signal_id,
 )
-from ucf.core.template import compile_template, plain
+from ucf.core.template import Template, compile_template, plain
 from ucf.core.timestamps import parse_timestamp, to_epoch_ms
 
 #: Keys tried, in order, to name a participant/tag given as an object.
@@ -367,6 +367,24 @@ def _summary_text(name: str, value: Any) -> str:
     return plain(name, value)
 
 
+def _compile_summary(template: Template) -> Callable[[Any], str]:
+    """The summary template as one closure: literals and path reads, planned once."""
+    head = template.literals[0]
+    parts = [
+        (placeholder.name, _Getter(placeholder.name).get, after)
+        for placeholder, after in zip(template.placeholders, template.literals[1:], strict=True)
+    ]
+
+    def render(item: Any) -> str:
+        out = [head]
+        for name, get, after in parts:
+            out.append(_summary_text(name, get(item)))
+            out.append(after)
+        return "".join(out)
+
+    return render
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -380,9 +398,7 @@ class CompiledMapping:
         self._timestamp = _Getter(mapping.timestamp_path).get
         self._timestamp_format = mapping.timestamp_format
         self._version = _Getter(mapping.version_path).get if mapping.version_path else None
-        template = compile_template(mapping.summary_template)
-        self._summary_template = template
-        self._summary_getters = {name: _Getter(name).get for name in template.variables}
+        self._summary = _compile_summary(compile_template(mapping.summary_template))
         self._type_of = compile_first_match([(r, r.then) for r in mapping.signal_type_rules])
         self._priority_of = compile_first_match(
             [(r, r.then) for r in mapping.priority_mapping or []]
@@ -428,8 +444,7 @@ class CompiledMapping:
         return self._priority_of(item, event_type)
 
     def summary(self, item: Any) -> str:
-        getters = self._summary_getters
-        text = self._summary_template.render(lambda name: getters[name](item), _summary_text)
+        text = self._summary(item)
         if len(text) > SUMMARY_MAX_CHARS:
             text = text[: SUMMARY_MAX_CHARS - 1] + "…"
         return text

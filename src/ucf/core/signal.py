@@ -134,7 +134,10 @@ def dedup_key(source: str, project_id: str, item_id: str, version: str) -> str:
     Components are length-prefixed so no choice of ids can make two keys collide
     by concatenation.
     """
-    material = "\x1f".join(f"{len(part)}:{part}" for part in (source, project_id, item_id, version))
+    material = (
+        f"{len(source)}:{source}\x1f{len(project_id)}:{project_id}"
+        f"\x1f{len(item_id)}:{item_id}\x1f{len(version)}:{version}"
+    )
     return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
 
 
