@@ -13,7 +13,7 @@ from typing import Any
 
 from ucf.core.mapping import MappedSignal
 from ucf.core.signal import NormalisedSignal, dedup_key, iso_utc, signal_id
-from ucf.fakes import FakeRequest, FakeServer
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.stores.models import epoch_ms
@@ -59,13 +59,22 @@ async def ingest_one(context: UcfContext, item: MappedSignal) -> str:
 class Pipeline:
     """The downstream pipeline: accepts ``POST /signals`` and remembers each batch."""
 
-    def __init__(self, server: FakeServer) -> None:
+    def __init__(self, server: FakeServer, *, bearer: str | None = None) -> None:
         self.server = server
         self._lock = threading.Lock()
+        self._bearer = bearer
         self.accepted: list[FakeRequest] = []
+        self.refused = 0
         server.add_route("POST", "/signals", self._accept)
 
-    def _accept(self, request: FakeRequest) -> dict[str, Any]:
+    def _accept(self, request: FakeRequest) -> dict[str, Any] | FakeResponse:
+        if (
+            self._bearer is not None
+            and request.headers.get("authorization") != f"Bearer {self._bearer}"
+        ):
+            with self._lock:
+                self.refused += 1
+            return FakeResponse(status=401, body=b'{"error":"unauthorized"}')
         with self._lock:
             self.accepted.append(request)
         return {"ok": True}

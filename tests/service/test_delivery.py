@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import sys
 import textwrap
@@ -422,6 +423,38 @@ async def test_delivery_services_run_until_stopped_like_the_apps_background_serv
         assert services[0].stats is not None
         assert services[0].stats.delivered == 4
         assert await context.store.leases.get("delivery:http", now=context.clock()) is None
+
+
+async def test_a_pipeline_behind_a_bearer_token_gets_it_and_no_log_line_shows_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "pipe-" + secrets.token_urlsafe(24)
+    with FakeServer() as server:
+        pipeline = Pipeline(server, bearer=token)
+        env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_HTTP_TOKEN": token}
+        async with await open_context(tmp_path, **env) as context:
+            ids = [await ingest_one(context, mapped("sentry", "p3", n)) for n in range(3)]
+            tasks = start_delivery(context)
+            await eventually(lambda: drained(context), what="delivery")
+            await stop_delivery(tasks)
+        assert pipeline.signal_ids() == ids
+        assert pipeline.refused == 0
+        assert repr(context.settings).count(token) == 0
+
+        # The wrong token: the pipeline refuses, nothing is acknowledged, the log says
+        # what failed without the token.
+        wrong = "pipe-" + secrets.token_urlsafe(24)
+        env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_HTTP_TOKEN": wrong}
+        async with await open_context(tmp_path / "second", **env) as context:
+            await ingest_one(context, mapped("sentry", "p3", 99))
+            tasks = start_delivery(context)
+            await eventually(lambda: asyncio.sleep(0, pipeline.refused > 0), what="a refused batch")
+            await stop_delivery(tasks)
+            assert (await outbox_lag(context))["http"].pending == 1
+    assert pipeline.signal_ids() == ids
+    assert "401" in caplog.text  # the failure is logged...
+    assert wrong not in caplog.text
+    assert token not in caplog.text
 
 
 async def test_no_sink_configured_means_no_delivery_task(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ import httpx
 
 from ucf.runtime.health import secret_free
 from ucf.runtime.http import HttpSettings, UpstreamError, describe, send_with_retries
+from ucf.runtime.redaction import SECRETS
 from ucf.service.context import UcfContext
 from ucf.service.poll import default_worker_id
 from ucf.service.settings import Settings
@@ -210,10 +211,15 @@ class HttpPostSink:
         client: httpx.AsyncClient,
         *,
         settings: HttpSettings | None = None,
+        token: str | None = None,
     ) -> None:
         self.url = check_sink_url(url)
         self._client = client
         self._settings = settings or sink_http_settings(HttpSettings())
+        self._headers = {"Content-Type": "application/json"}
+        if token:
+            SECRETS.add(token)  # never in a log line, whatever error quotes it
+            self._headers["Authorization"] = f"Bearer {token}"
 
     async def deliver(self, entries: Sequence[OutboxEntry]) -> None:
         if not entries:
@@ -223,7 +229,7 @@ class HttpPostSink:
             ensure_ascii=False,
             separators=(",", ":"),
         ).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key(entries)}
+        headers = {**self._headers, "Idempotency-Key": idempotency_key(entries)}
         timeout = self._settings.timeout()  # ours, whatever client we were given
 
         def build() -> httpx.Request:
@@ -549,7 +555,9 @@ async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
         follow_redirects=False,
         trust_env=False,
     ) as client:
-        yield HttpPostSink(settings.http_sink, client, settings=http)
+        yield HttpPostSink(
+            settings.http_sink, client, settings=http, token=settings.http_sink_token
+        )
 
 
 SINKS: Final[dict[str, SinkFactory]] = {"jsonl": _jsonl_sink, "http": _http_sink}

@@ -34,6 +34,8 @@ class Settings:
     signal_retention: timedelta = timedelta(days=30)
     jsonl_sink: Path | None = None
     http_sink: str | None = None
+    http_sink_token: str | None = field(default=None, repr=False)
+    """Sent as ``Authorization: Bearer …`` with every POST to ``http_sink``."""
     scheduler: bool = True
     max_concurrent_polls: int = 4
     poll_interval_override: timedelta | None = None
@@ -63,6 +65,7 @@ class Settings:
             signal_retention=timedelta(days=float(env.get("UCF_SIGNAL_RETENTION_DAYS", 30))),
             jsonl_sink=Path(env["UCF_SINK_JSONL"]) if env.get("UCF_SINK_JSONL") else None,
             http_sink=env.get("UCF_SINK_HTTP") or None,
+            http_sink_token=env.get("UCF_SINK_HTTP_TOKEN") or None,
             scheduler=env.get("UCF_SCHEDULER", "1") not in ("0", "false", "no"),
             max_concurrent_polls=int(env.get("UCF_MAX_CONCURRENT_POLLS", 4)),
             poll_interval_override=_positive_seconds(env, "UCF_POLL_INTERVAL_OVERRIDE"),
