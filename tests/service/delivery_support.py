@@ -65,6 +65,9 @@ class Pipeline:
         self._bearer = bearer
         self.accepted: list[FakeRequest] = []
         self.refused = 0
+        self.refuse_signal: Callable[[dict[str, Any]], bool] | None = None
+        """A batch holding a signal this says yes to is answered 422 (what a strict
+        pipeline does with a payload it cannot take)."""
         server.add_route("POST", "/signals", self._accept)
 
     def _accept(self, request: FakeRequest) -> dict[str, Any] | FakeResponse:
@@ -75,6 +78,9 @@ class Pipeline:
             with self._lock:
                 self.refused += 1
             return FakeResponse(status=401, body=b'{"error":"unauthorized"}')
+        refuse = self.refuse_signal
+        if refuse is not None and any(refuse(signal) for signal in request.json()["signals"]):
+            return FakeResponse(status=422, body=b'{"error":"unprocessable signal"}')
         with self._lock:
             self.accepted.append(request)
         return {"ok": True}

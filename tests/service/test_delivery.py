@@ -164,6 +164,52 @@ async def test_acked_entries_are_gone_and_lag_reports_what_is_pending(
     assert lease is None, "a worker with nothing outstanding must hand the sink over"
 
 
+async def test_a_signal_the_pipeline_refuses_is_parked_and_the_rest_still_flow_in_order(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    ids = []
+    for number in range(7):
+        raw = {"number": number, "poison": number in (1, 4)}
+        ids.append(await ingest_one(http_context, mapped("github-issues", "p1", number, raw=raw)))
+    pipeline.refuse_signal = lambda signal: bool(signal["raw"]["poison"])
+    worker = http_worker(http_context, pipeline, client, batch_size=3)
+
+    task = asyncio.create_task(worker.run())
+    await eventually(lambda: drained(http_context), what="the outbox to drain")
+    worker.stop()
+    await task
+
+    good = [sid for n, sid in enumerate(ids) if n not in (1, 4)]
+    assert pipeline.signal_ids() == good, "everything else arrives, in order, once"
+    assert worker.stats.parked == 2
+    lag = (await outbox_lag(http_context))["http"]
+    assert (lag.pending, lag.parked) == (0, 2)
+    parked = await http_context.store.outbox.parked("http", limit=10)
+    assert [p.entry.signal["id"] for p in parked] == [ids[1], ids[4]]
+    assert all("HTTP 422" in p.reason for p in parked)
+
+    # The pipeline is fixed; the operator requeues; the parked signals arrive.
+    pipeline.refuse_signal = None
+    assert await http_context.store.outbox.requeue_parked("http", now=http_context.clock()) == 2
+    assert await http_worker(http_context, pipeline, client).run_once() == 2
+    assert pipeline.signal_ids() == [*good, ids[1], ids[4]]
+    assert (await outbox_lag(http_context))["http"].parked == 0
+
+
+async def test_an_unauthorised_pipeline_parks_nothing_the_queue_waits(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    """401 is the configuration's fault, not the signals': nothing may be set aside."""
+    with FakeServer() as server:
+        pipeline = Pipeline(server, bearer="expected-" + secrets.token_hex(8))
+        async with await open_context(tmp_path, UCF_SINK_HTTP=pipeline.url) as context:
+            await ingest_one(context, mapped("sentry", "p1", 1))
+            worker = http_worker(context, pipeline, client)
+            assert await worker.run_once() == 0
+            lag = (await outbox_lag(context))["http"]
+            assert (lag.pending, lag.parked, worker.stats.parked) == (1, 0, 0)
+
+
 async def test_a_failing_batch_holds_back_the_rest_of_its_instance(
     http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
 ) -> None:

@@ -256,3 +256,49 @@ async def test_lag_reports_pending_count_and_oldest_age(store: Store) -> None:
 async def test_ingest_without_sinks_queues_nothing(store: Store) -> None:
     await store.signals.ingest([signal_write("a")])
     assert (await store.outbox.lag("http", now=T0)).pending == 0
+
+
+# --- parked entries ---------------------------------------------------------------
+
+
+async def test_a_parked_entry_leaves_the_queue_and_the_ones_after_it_go_on(store: Store) -> None:
+    writes = [signal_write(str(i), received_at=T0 + minutes(i)) for i in range(3)]
+    for write in writes:
+        await store.signals.ingest([write], sinks=["http", "jsonl"])
+    first = await store.outbox.claim("http", limit=3, lease=LEASE, now=T0 + minutes(5))
+    poison = first[1]
+    await store.outbox.ack("http", [first[0].entry_id])
+    parked_at = T0 + minutes(6)
+    assert await store.outbox.park("http", [poison.entry_id], reason="HTTP 422", now=parked_at) == 1
+    assert await store.outbox.park("http", [poison.entry_id], reason="HTTP 422", now=parked_at) == 0
+    await store.outbox.release("http", [first[2].entry_id], retry_at=parked_at)
+
+    later = await store.outbox.claim("http", limit=10, lease=LEASE, now=T0 + minutes(7))
+    assert [e.signal["raw"]["id"] for e in later] == ["2"], "the parked one is never claimed"
+    [parked] = await store.outbox.parked("http", limit=10)
+    assert (parked.reason, parked.parked_at) == ("HTTP 422", parked_at)
+    assert parked.entry.signal == writes[1].signal
+    assert (parked.entry.project_id, parked.entry.attempts) == ("p1", 1)
+    lag = await store.outbox.lag("http", now=T0 + minutes(7))
+    assert (lag.pending, lag.parked) == (1, 1), "parked entries are counted apart"
+    other = await store.outbox.lag("jsonl", now=T0 + minutes(7))
+    assert (other.pending, other.parked) == (3, 0), "parking is per sink"
+
+
+async def test_requeued_parked_entries_are_delivered_again_after_the_queue(store: Store) -> None:
+    writes = [signal_write(str(i), received_at=T0 + minutes(i)) for i in range(4)]
+    for write in writes:
+        await store.signals.ingest([write], sinks=["http"])
+    claimed = await store.outbox.claim("http", limit=2, lease=LEASE, now=T0 + minutes(5))
+    ids = [entry.entry_id for entry in claimed]
+    assert await store.outbox.park("http", ids, reason="HTTP 400", now=T0 + minutes(5)) == 2
+    assert await store.outbox.parked("http", limit=1) != []
+    assert len(await store.outbox.parked("http", limit=1)) == 1
+
+    assert await store.outbox.requeue_parked("http", now=T0 + minutes(6)) == 2
+    assert await store.outbox.parked("http", limit=10) == []
+    assert (await store.outbox.lag("http", now=T0 + minutes(6))).parked == 0
+    again = await store.outbox.claim("http", limit=10, lease=LEASE, now=T0 + minutes(6))
+    assert [e.signal["raw"]["id"] for e in again] == ["2", "3", "0", "1"]
+    assert all(e.attempts == 1 for e in again[2:]), "a requeued entry starts its attempts again"
+    assert await store.outbox.requeue_parked("http", now=T0 + minutes(7)) == 0

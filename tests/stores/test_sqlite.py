@@ -28,13 +28,13 @@ async def test_first_init_creates_file_and_schema_and_second_init_does_nothing(
     assert first.actions == (
         f"created directory {path.parent}",
         f"created SQLite file {path}",
-        f"applied migration 1: {MIGRATIONS[0].summary}",
+        *(f"applied migration {m.version}: {m.summary}" for m in MIGRATIONS),
     )
     again = open_store(url(path))
     second = await again.init()
     await again.close()
     assert second.actions == ()
-    assert "schema version 1" in second.location
+    assert f"schema version {MIGRATIONS[-1].version}" in second.location
 
 
 async def test_database_is_in_wal_mode_so_readers_never_block_the_writer(tmp_path: Path) -> None:
@@ -47,17 +47,25 @@ async def test_database_is_in_wal_mode_so_readers_never_block_the_writer(tmp_pat
 async def test_an_older_database_is_upgraded_in_place_keeping_its_data(tmp_path: Path) -> None:
     path = tmp_path / "ucf.db"
     write = signal_write("1")
-    async with open_store(url(path)) as store:
-        await store.signals.ingest([write])
+    first = Database(path, migrations=MIGRATIONS[:1])  # a database from ucf's first release
+    await first.open()
+    await first.close()
+    async with open_store(url(path)) as store:  # upgraded by today's migrations
+        await store.signals.ingest([write], sinks=["http"])
+        [entry] = await store.outbox.claim("http", limit=1, lease=timedelta(seconds=30), now=T0)
+        assert await store.outbox.park("http", [entry.entry_id], reason="HTTP 422", now=T0) == 1
 
-    v2 = Migration(2, "signal notes", "ALTER TABLE signals ADD COLUMN note TEXT;")
-    newer = Database(path, migrations=(*MIGRATIONS, v2))
-    assert await newer.open() == ("applied migration 2: signal notes",)
+    following = MIGRATIONS[-1].version + 1
+    later = Migration(following, "signal notes", "ALTER TABLE signals ADD COLUMN note TEXT;")
+    newer = Database(path, migrations=(*MIGRATIONS, later))
+    assert await newer.open() == (f"applied migration {following}: signal notes",)
     rows = await newer.read(lambda c: c.execute("SELECT signal_id, note FROM signals").fetchall())
+    parked = await newer.read(lambda c: c.execute("SELECT reason FROM outbox_parked").fetchall())
     await newer.close()
     assert rows == [(write.signal_id, None)]
+    assert parked == [("HTTP 422",)]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == following
 
 
 async def test_a_database_from_a_newer_ucf_is_refused_not_damaged(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ucf.stores.sqlite.schema import MIGRATIONS
+
 UCF = str(Path(sys.executable).parent / "ucf")
 
 
@@ -27,9 +29,10 @@ def test_init_creates_the_sqlite_store_then_reports_nothing_to_do(tmp_path: Path
     first = ucf("store", "init", "--store", f"sqlite://{path}")
     assert first.returncode == 0, first.stderr
     assert f"created SQLite file {path}" in first.stdout
-    assert "applied migration 1" in first.stdout
+    for migration in MIGRATIONS:
+        assert f"applied migration {migration.version}: {migration.summary}" in first.stdout
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == MIGRATIONS[-1].version
 
     second = ucf("store", "init", "--store", f"sqlite://{path}")
     assert second.returncode == 0, second.stderr

@@ -50,6 +50,10 @@ def _register() -> None:
 
     app.add_typer(signals.signals_app, name="signals")
 
+    from ucf.cli import outbox
+
+    app.add_typer(outbox.outbox_app, name="outbox")
+
     from ucf.cli import serve
 
     app.command("serve")(serve.serve)

@@ -266,7 +266,7 @@ JsonOption = Annotated[
 ]
 
 
-def _open(store_url: str | None, data_dir: Path | None) -> Store:
+def open_existing_store(store_url: str | None, data_dir: Path | None) -> Store:
     """The configured store, refusing to create an empty SQLite file by reading it."""
     from ucf.service.settings import Settings
     from ucf.stores import StoreError, open_store
@@ -295,7 +295,7 @@ def _moment(text: str | None, what: str) -> datetime | None:
         raise fail(f"{what}: {error}") from None
 
 
-def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+def run_store_command(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a coroutine factory; Ctrl-C and a closed pipe end quietly, store errors in one line."""
     from ucf.stores import StoreError
 
@@ -351,7 +351,7 @@ def tail(
         raise fail(f"--window: {error}") from None
     filters = SignalQuery(source=source, type=type_, since=_moment(since, "--since"))
     backlog = lines if lines is not None else (None if since is not None else 10)
-    opened = _open(store, data_dir)
+    opened = open_existing_store(store, data_dir)
 
     async def follow() -> None:
         async with opened as handle:
@@ -374,7 +374,7 @@ def tail(
                 took = time.monotonic() - started
                 await asyncio.sleep(max(interval, 2 * took))  # a big window never hogs the store
 
-    _run(follow)
+    run_store_command(follow)
 
 
 @signals_app.command("list")
@@ -405,7 +405,7 @@ def list_signals(
         since=_moment(since, "--since"),
         until=_moment(until, "--until"),
     )
-    opened = _open(store, data_dir)
+    opened = open_existing_store(store, data_dir)
 
     async def page() -> None:
         async with opened as handle:
@@ -415,4 +415,4 @@ def list_signals(
         if result.next_cursor is not None:
             typer.echo(f"more: --cursor {result.next_cursor}", err=True)
 
-    _run(page)
+    run_store_command(page)

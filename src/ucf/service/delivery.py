@@ -81,11 +81,24 @@ DEFAULT_LEASE: Final = timedelta(seconds=60)
 
 
 class DeliveryFailed(Exception):
-    """A sink could not take a batch; ``retry_after`` is when it asked us to come back."""
+    """A sink could not take a batch; ``retry_after`` is when it asked us to come back.
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    ``rejected`` means the sink refused the signals themselves (a 400 or 422
+    for what they contain, a 413 for their size): sending the same batch again
+    cannot succeed, so the worker finds which signals are refused and parks them.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, rejected: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.rejected = rejected
+
+
+#: Answers that refuse the content, not the request: anything else (401, 403, 404,
+#: 5xx…) is the sink's or its configuration's problem, and the queue waits for it.
+REJECTING_STATUSES: Final = frozenset({400, 413, 415, 422})
 
 
 class Sink(Protocol):
@@ -240,7 +253,11 @@ class HttpPostSink:
         try:
             response = await send_with_retries(self._client, build, settings=self._settings)
         except UpstreamError as error:
-            raise DeliveryFailed(str(error), retry_after=error.retry_after) from error
+            raise DeliveryFailed(
+                str(error),
+                retry_after=error.retry_after,
+                rejected=error.status in REJECTING_STATUSES,
+            ) from error
         if not 200 <= response.status_code < 300:
             raise DeliveryFailed(
                 f"{describe(response.request)}: answered HTTP {response.status_code}, not 2xx"
@@ -277,6 +294,8 @@ class DeliveryStats:
     last_error: str | None = None
     active: bool = False
     """Holds the sink lease (False: another process delivers, we stand by)."""
+    parked: int = 0
+    """Signals the sink refused for good, set aside (``ucf outbox requeue`` brings them back)."""
 
 
 class DeliveryWorker:
@@ -433,10 +452,66 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             await self._settle_on_cancel(attempt, ids)
             raise
+        except DeliveryFailed as error:
+            if error.rejected:
+                return await self._sort_out(entries)
+            return await self._failed(ids, error)
         except Exception as error:
             return await self._failed(ids, error)
         await self._acked(ids)
         return None
+
+    async def _sort_out(self, entries: list[OutboxEntry]) -> float | None:
+        """The sink refused a batch for what it holds: send its signals one by one, in
+        order, parking each one refused, so one bad signal never stops the queue.
+
+        Bounded by half the claim's lease; what is left then is given back and
+        claimed again next round.
+        """
+        outbox = self.context.store.outbox
+        deadline = asyncio.get_running_loop().time() + self.lease.total_seconds() / 2
+        settled = 0
+        try:
+            for entry in entries:
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                try:
+                    await self._attempt([entry])
+                except DeliveryFailed as error:
+                    if not error.rejected:
+                        return await self._failed([e.entry_id for e in entries[settled:]], error)
+                    await self._park(entry, error)
+                except Exception as error:
+                    return await self._failed([e.entry_id for e in entries[settled:]], error)
+                else:
+                    await outbox.ack(self.sink_name, [entry.entry_id])
+                    self.stats.delivered += 1
+                settled += 1
+        finally:
+            rest = [entry.entry_id for entry in entries[settled:]]
+            if rest and self._outstanding:  # stopped or out of time: claimable again now
+                await outbox.release(self.sink_name, rest, retry_at=self.context.clock())
+        self._outstanding = False
+        self._retry_limit = None
+        self._hold_until = None
+        self.stats.batches += 1
+        self.stats.consecutive_failures = 0
+        self.stats.last_error = None
+        return None
+
+    async def _park(self, entry: OutboxEntry, error: DeliveryFailed) -> None:
+        reason = secret_free(str(error) or type(error).__name__)
+        await self.context.store.outbox.park(
+            self.sink_name, [entry.entry_id], reason=reason, now=self.context.clock()
+        )
+        self.stats.parked += 1
+        log.warning(
+            "delivery to %s: signal %s refused for good and parked (ucf outbox requeue "
+            "sends it again): %s",
+            self.sink_name,
+            entry.signal.get("id"),
+            reason,
+        )
 
     async def _attempt(self, entries: list[OutboxEntry]) -> None:
         async with asyncio.timeout(self.deliver_timeout):

@@ -353,10 +353,22 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ParkedEntry:
+    """An outbox entry the sink refused for good, set aside so the ones after it can go."""
+
+    entry: OutboxEntry
+    reason: str
+    """Secret-free: what the sink answered (e.g. "HTTP 422")."""
+    parked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxLag:
     pending: int
     oldest_age_seconds: float | None
     """Age of the oldest entry not yet acknowledged; None when nothing is pending."""
+    parked: int = 0
+    """Entries the sink refused for good (not pending; see ``Outbox.park``)."""
 
 
 # --- coordination --------------------------------------------------------------------

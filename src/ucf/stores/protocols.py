@@ -30,6 +30,7 @@ from ucf.stores.models import (
     Lease,
     OutboxEntry,
     OutboxLag,
+    ParkedEntry,
     RateDecision,
     SignalCounts,
     SignalPage,
@@ -229,6 +230,23 @@ class Outbox(Protocol):
         ...
 
     async def lag(self, sink: str, *, now: datetime) -> OutboxLag: ...
+
+    async def park(self, sink: str, entry_ids: Sequence[str], *, reason: str, now: datetime) -> int:
+        """Set claimed entries aside for good (the sink refused them); how many were pending.
+
+        A parked entry is never claimed again until :meth:`requeue_parked`; the
+        entries after it are delivered meanwhile, so one signal the sink cannot
+        accept does not stop the queue.
+        """
+        ...
+
+    async def parked(self, sink: str, *, limit: int) -> list[ParkedEntry]:
+        """Parked entries, oldest first."""
+        ...
+
+    async def requeue_parked(self, sink: str, *, now: datetime) -> int:
+        """Put every parked entry back in the queue (after the sink was fixed); how many."""
+        ...
 
 
 class LeaseStore(Protocol):

@@ -105,6 +105,12 @@ class Metrics:
             ["sink"],
             registry=r,
         )
+        self.outbox_parked = Gauge(
+            "ucf_outbox_parked",
+            "Signals a sink refused for good, set aside until requeued, by sink.",
+            ["sink"],
+            registry=r,
+        )
 
     # -- HTTP
 
@@ -153,6 +159,7 @@ class Metrics:
             lag = await context.store.outbox.lag(sink, now=now)
             self.outbox_pending.labels(sink).set(lag.pending)
             self.outbox_oldest_age.labels(sink).set(lag.oldest_age_seconds or 0.0)
+            self.outbox_parked.labels(sink).set(lag.parked)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

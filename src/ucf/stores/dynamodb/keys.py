@@ -166,6 +166,16 @@ def outbox_entry(sink: str, entry_id: str) -> Key:
     return key(outbox_pk(sink), ENTRY_PREFIX + entry_id)
 
 
+def parked_pk(sink: str) -> str:
+    return f"PARKED#{part(sink)}"
+
+
+def parked_entry(sink: str, entry_id: str) -> Key:
+    """``PARKED#{sink} / ENTRY#…``: entries the sink refused, outside the queue's partition
+    so claims never read past them."""
+    return key(parked_pk(sink), ENTRY_PREFIX + entry_id)
+
+
 # --- coordination ---------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ from ucf.stores.models import (
     IngestResult,
     OutboxEntry,
     OutboxLag,
+    ParkedEntry,
     SignalCounts,
     SignalPage,
     SignalQuery,
@@ -185,6 +186,18 @@ class _Record:
             for sink in self.sinks
         ]
         return [signal, pointer, *entries]
+
+
+def _entry(sink: str, item: Item) -> OutboxEntry:
+    return OutboxEntry(
+        entry_id=item["SK"]["S"][len(k.ENTRY_PREFIX) :],
+        sink=sink,
+        project_id=item["projectId"]["S"],
+        connector_id=item["connectorId"]["S"],
+        signal=json.loads(item["body"]["S"]),
+        enqueued_at=from_epoch_ms(int(item["enqueuedMs"]["N"])),
+        attempts=int(item["attempts"]["N"]),
+    )
 
 
 def _put(item: Item) -> Item:
@@ -421,6 +434,7 @@ class DynamoOutbox:
     def __init__(self, client: DynamoClient, signals: DynamoSignalStore) -> None:
         self._db = client
         self._signals = signals
+        self._requeue_seq = itertools.count()
 
     async def claim(
         self, sink: str, *, limit: int, lease: timedelta, now: datetime
@@ -469,16 +483,7 @@ class DynamoOutbox:
             )
         except ConditionFailed:
             return None
-        entry = reply["Attributes"]
-        return OutboxEntry(
-            entry_id=entry["SK"]["S"][len(k.ENTRY_PREFIX) :],
-            sink=sink,
-            project_id=entry["projectId"]["S"],
-            connector_id=entry["connectorId"]["S"],
-            signal=json.loads(entry["body"]["S"]),
-            enqueued_at=from_epoch_ms(int(entry["enqueuedMs"]["N"])),
-            attempts=int(entry["attempts"]["N"]),
-        )
+        return _entry(sink, reply["Attributes"])
 
     async def ack(self, sink: str, entry_ids: Sequence[str]) -> int:
         async def delete(entry_id: str) -> bool:
@@ -520,16 +525,115 @@ class DynamoOutbox:
         oldest = await self._db.call(
             "query", TableName=self._db.table, Limit=1, ProjectionExpression="enqueuedMs", **params
         )
+        parked = await self._count(k.parked_pk(sink))
         if not oldest.get("Items"):
-            return OutboxLag(pending=0, oldest_age_seconds=None)
-        pending = 0
+            return OutboxLag(pending=0, oldest_age_seconds=None, parked=parked)
+        oldest_ms = int(oldest["Items"][0]["enqueuedMs"]["N"])
+        return OutboxLag(
+            pending=await self._count(k.outbox_pk(sink)),
+            oldest_age_seconds=max(0.0, (epoch_ms(now) - oldest_ms) / 1000),
+            parked=parked,
+        )
+
+    async def _count(self, pk: str) -> int:
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": k.s(pk)},
+            "ConsistentRead": True,
+        }
+        count = 0
         while True:
             page = await self._db.call("query", TableName=self._db.table, Select="COUNT", **params)
-            pending += int(page.get("Count", 0))
+            count += int(page.get("Count", 0))
+            if "LastEvaluatedKey" not in page:
+                return count
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def _items(self, pk: str, limit: int | None = None) -> list[Item]:
+        params: dict[str, Any] = {
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": k.s(pk)},
+            "ConsistentRead": True,
+        }
+        items: list[Item] = []
+        while limit is None or len(items) < limit:
+            if limit is not None:
+                params["Limit"] = limit - len(items)
+            page = await self._db.call("query", TableName=self._db.table, **params)
+            items.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 break
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        oldest_ms = int(oldest["Items"][0]["enqueuedMs"]["N"])
-        return OutboxLag(
-            pending=pending, oldest_age_seconds=max(0.0, (epoch_ms(now) - oldest_ms) / 1000)
-        )
+        return items
+
+    async def park(self, sink: str, entry_ids: Sequence[str], *, reason: str, now: datetime) -> int:
+        async def set_aside(entry_id: str) -> bool:
+            found = await self._db.call(
+                "get_item",
+                TableName=self._db.table,
+                Key=k.outbox_entry(sink, entry_id),
+                ConsistentRead=True,
+            )
+            item = found.get("Item")
+            if item is None:
+                return False
+            # The copy first: a crash in between leaves the entry in the queue (it is
+            # refused and parked again), never in neither place.
+            await self._db.call(
+                "put_item",
+                TableName=self._db.table,
+                Item={
+                    **item,
+                    **k.parked_entry(sink, entry_id),
+                    "reason": k.s(reason),
+                    "parkedMs": k.n(epoch_ms(now)),
+                },
+            )
+            await self._db.call(
+                "delete_item", TableName=self._db.table, Key=k.outbox_entry(sink, entry_id)
+            )
+            return True
+
+        done = await self._db.concurrently(set_aside(e) for e in dict.fromkeys(entry_ids))
+        return sum(done)
+
+    async def parked(self, sink: str, *, limit: int) -> list[ParkedEntry]:
+        if limit < 1:
+            return []
+        return [
+            ParkedEntry(
+                entry=_entry(sink, item),
+                reason=item["reason"]["S"],
+                parked_at=from_epoch_ms(int(item["parkedMs"]["N"])),
+            )
+            for item in await self._items(k.parked_pk(sink), limit)
+        ]
+
+    async def requeue_parked(self, sink: str, *, now: datetime) -> int:
+        now_ms = epoch_ms(now)
+
+        async def requeue(item: Item) -> bool:
+            # A new entry id at ``now``: requeued signals go to the back of the queue.
+            entry_id = k.outbox_entry_id(now_ms, next(self._requeue_seq), item["dedupKey"]["S"])
+            queued = {
+                key: value for key, value in item.items() if key not in ("reason", "parkedMs")
+            }
+            queued.update(
+                {
+                    **k.outbox_entry(sink, entry_id),
+                    "availableMs": k.n(now_ms),
+                    "attempts": k.n(0),
+                }
+            )
+            await self._db.call("put_item", TableName=self._db.table, Item=queued)
+            await self._db.call(
+                "delete_item", TableName=self._db.table, Key=k.key(item["PK"]["S"], item["SK"]["S"])
+            )
+            return True
+
+        items = await self._items(k.parked_pk(sink))
+        # One at a time, in order, so the queue keeps the parked entries' order.
+        done = 0
+        for item in items:
+            done += await requeue(item)
+        return done

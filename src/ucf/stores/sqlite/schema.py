@@ -104,6 +104,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        2,
+        "parked outbox entries (refused for good by their sink)",
+        """
+        CREATE TABLE outbox_parked (
+            entry_id    INTEGER PRIMARY KEY,
+            sink        TEXT NOT NULL,
+            dedup_key   TEXT NOT NULL,
+            enqueued_ms INTEGER NOT NULL,
+            attempts    INTEGER NOT NULL,
+            parked_ms   INTEGER NOT NULL,
+            reason      TEXT NOT NULL
+        );
+        CREATE INDEX outbox_parked_by_sink ON outbox_parked (sink, entry_id);
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -25,6 +25,7 @@ from ucf.stores.models import (
     IngestResult,
     OutboxEntry,
     OutboxLag,
+    ParkedEntry,
     SignalCounts,
     SignalPage,
     SignalQuery,
@@ -217,11 +218,12 @@ class SqliteSignalStore:
         now_s = epoch_ms(now) // 1000
 
         def run(conn: sqlite3.Connection) -> int:
-            conn.execute(
-                "DELETE FROM outbox WHERE dedup_key IN "
-                "(SELECT dedup_key FROM signals WHERE expires_s <= ?)",
-                (now_s,),
-            )
+            for queue in ("outbox", "outbox_parked"):
+                conn.execute(
+                    f"DELETE FROM {queue} WHERE dedup_key IN "
+                    "(SELECT dedup_key FROM signals WHERE expires_s <= ?)",
+                    (now_s,),
+                )
             return conn.execute("DELETE FROM signals WHERE expires_s <= ?", (now_s,)).rowcount
 
         return await self._db.write(run)
@@ -305,7 +307,74 @@ class SqliteOutbox:
             pending, oldest = conn.execute(
                 "SELECT COUNT(*), MIN(enqueued_ms) FROM outbox WHERE sink = ?", (sink,)
             ).fetchone()
+            (parked,) = conn.execute(
+                "SELECT COUNT(*) FROM outbox_parked WHERE sink = ?", (sink,)
+            ).fetchone()
             age = None if oldest is None else max(0.0, (epoch_ms(now) - oldest) / 1000)
-            return OutboxLag(pending=int(pending), oldest_age_seconds=age)
+            return OutboxLag(pending=int(pending), oldest_age_seconds=age, parked=int(parked))
 
         return await self._db.read(run)
+
+    async def park(self, sink: str, entry_ids: Sequence[str], *, reason: str, now: datetime) -> int:
+        ids = _entry_ids(entry_ids)
+        parked_ms = epoch_ms(now)
+
+        def run(conn: sqlite3.Connection) -> int:
+            done = 0
+            for chunk in _chunks(ids):
+                marks = _marks(len(chunk))
+                conn.execute(
+                    "INSERT INTO outbox_parked (entry_id, sink, dedup_key, enqueued_ms, attempts, "
+                    "parked_ms, reason) SELECT entry_id, sink, dedup_key, enqueued_ms, attempts, "
+                    f"?, ? FROM outbox WHERE sink = ? AND entry_id IN ({marks})",
+                    (parked_ms, reason, sink, *chunk),
+                )
+                done += conn.execute(
+                    f"DELETE FROM outbox WHERE sink = ? AND entry_id IN ({marks})", (sink, *chunk)
+                ).rowcount
+            return done
+
+        return await self._db.write(run)
+
+    async def parked(self, sink: str, *, limit: int) -> list[ParkedEntry]:
+        def run(conn: sqlite3.Connection) -> list[ParkedEntry]:
+            rows = conn.execute(
+                "SELECT p.entry_id, p.enqueued_ms, p.attempts, s.project_id, s.connector_id, "
+                "s.body, p.reason, p.parked_ms FROM outbox_parked p "
+                "JOIN signals s ON s.dedup_key = p.dedup_key "
+                "WHERE p.sink = ? ORDER BY p.entry_id LIMIT ?",
+                (sink, limit),
+            ).fetchall()
+            return [
+                ParkedEntry(
+                    entry=OutboxEntry(
+                        entry_id=str(row[0]),
+                        sink=sink,
+                        project_id=row[3],
+                        connector_id=row[4],
+                        signal=load_signal(row[5]),
+                        enqueued_at=from_epoch_ms(row[1]),
+                        attempts=row[2],
+                    ),
+                    reason=row[6],
+                    parked_at=from_epoch_ms(row[7]),
+                )
+                for row in rows
+            ]
+
+        return await self._db.read(run)
+
+    async def requeue_parked(self, sink: str, *, now: datetime) -> int:
+        now_ms = epoch_ms(now)
+
+        def run(conn: sqlite3.Connection) -> int:
+            # New entry ids: requeued signals go to the back of the queue.
+            conn.execute(
+                "INSERT INTO outbox (sink, dedup_key, enqueued_ms, available_ms) "
+                "SELECT sink, dedup_key, enqueued_ms, ? FROM outbox_parked WHERE sink = ? "
+                "ORDER BY entry_id",
+                (now_ms, sink),
+            )
+            return conn.execute("DELETE FROM outbox_parked WHERE sink = ?", (sink,)).rowcount
+
+        return await self._db.write(run)
