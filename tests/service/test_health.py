@@ -21,10 +21,11 @@ from ucf.runtime.health import (
     retry_delay,
     secret_free,
 )
+from ucf.runtime.polling import bucket_for_rpm
 from ucf.service import health
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError
-from ucf.service.poll import lease_name, poll_instance
+from ucf.service.poll import lease_name, poll_instance, rate_bucket
 from ucf.stores.models import InstanceRecord
 
 from .poll_support import connect_github, open_context
@@ -144,6 +145,27 @@ async def test_test_connection_reports_healthy_with_its_latency(
     assert stored.last_latency_ms == pytest.approx(result.latency_ms)
     assert stored.last_sync_at is None, "a health check is not a sync"
     assert len(fake.server.requests_to("/rate_limit")) == 1
+
+
+async def test_a_check_spends_the_instances_rate_budget_like_a_poll_request(
+    tmp_path: Path, fake: GitHubFake
+) -> None:
+    """rateLimitRpm 60: ten tokens of burst. With the clock frozen, a check leaves nine."""
+    async with await open_context(tmp_path, clock=lambda: T0) as context:
+        await connect_github(context, fake.base_url)
+        assert (await health.test_connection(context, "p1", "github-issues")).ok
+        capacity, refill = bucket_for_rpm(60)
+        taken = 0
+        while (
+            await context.store.rate_limits.try_acquire(
+                rate_bucket("p1", "github-issues"),
+                capacity=capacity,
+                refill_per_second=refill,
+                now=T0,
+            )
+        ).allowed:
+            taken += 1
+        assert taken == capacity - 1
 
 
 async def test_test_connection_with_a_revoked_token_errors_at_once_and_hides_it(

@@ -20,7 +20,13 @@ from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_succe
 from ucf.runtime.http import AuthFailed
 from ucf.runtime.sources import HealthResult, NativeSourceMissing, SourceContext, source_for
 from ucf.service.context import UcfContext
-from ucf.service.poll import HeldLease, default_worker_id, lease_name, rotation_writer
+from ucf.service.poll import (
+    HeldLease,
+    default_worker_id,
+    lease_name,
+    rate_gate_for,
+    rotation_writer,
+)
 from ucf.stores.errors import NotFound
 from ucf.stores.models import HealthState
 
@@ -73,6 +79,7 @@ def outcome_of_check(result: HealthResult, policy: HealthPolicy) -> Outcome:
 
 async def _run_check(
     context: UcfContext,
+    project_id: str,
     descriptor: d.ConnectorDescriptor,
     source_of: Any,
     credentials: dict[str, str],
@@ -94,7 +101,11 @@ async def _run_check(
         )
         result: HealthResult = await source.health_check(
             SourceContext(
-                client=context.http, auth=auth, config=config, settings=context.settings.http
+                client=context.http,
+                auth=auth,
+                config=config,
+                settings=context.settings.http,
+                rate_gate=rate_gate_for(context, project_id, descriptor),
             )
         )
     except AuthFailed as error:  # CredentialMissing, or the token endpoint refused the grant
@@ -145,6 +156,7 @@ async def test_connection(
         config = {key: str(value) for key, value in record.config.items()}
         result, forced = await _run_check(
             context,
+            project_id,
             descriptor,
             lambda: connector.compiled("source", source_for),
             credentials,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
+from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.mapping import CompiledMapping, ItemError, MappingResult
 from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, build_auth
 from ucf.runtime.delta import CheckpointInvalid
@@ -68,6 +69,7 @@ __all__ = [
     "poll_instance",
     "poll_job",
     "rate_bucket",
+    "rate_gate_for",
     "rotation_writer",
 ]
 
@@ -272,6 +274,21 @@ class StoreRateGate:
             delay = min(max(decision.retry_after_seconds, 0.005), 60.0)
             await self._sleep(delay)
             waited += delay
+
+
+def rate_gate_for(
+    context: UcfContext, project_id: str, descriptor: ConnectorDescriptor
+) -> StoreRateGate | None:
+    """The instance's ``rateLimitRpm`` budget, shared by its polls and health checks."""
+    polling = descriptor.polling
+    if polling is None:
+        return None
+    return StoreRateGate(
+        context.store.rate_limits,
+        rate_bucket(project_id, descriptor.id),
+        polling.rate_limit_rpm,
+        clock=context.clock,
+    )
 
 
 # --------------------------------------------------------------------------- lease
@@ -521,17 +538,7 @@ async def _run(
         current = _as_checkpoint(stored.value)
         mapping = _mapping(job.connector)
         source = _source(job.connector)
-        polling = job.connector.descriptor.polling
-        gate = (
-            StoreRateGate(
-                store.rate_limits,
-                rate_bucket(project_id, connector_id),
-                polling.rate_limit_rpm,
-                clock=context.clock,
-            )
-            if polling is not None
-            else None
-        )
+        gate = rate_gate_for(context, project_id, job.connector.descriptor)
         auth = build_auth(
             job.connector.descriptor.auth,
             job.credentials,
