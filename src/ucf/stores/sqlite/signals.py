@@ -229,6 +229,19 @@ class SqliteSignalStore:
         return await self._db.write(run)
 
 
+def _outbox_entry(sink: str, row: tuple[Any, ...], *, attempts: int) -> OutboxEntry:
+    """From ``entry_id, enqueued_ms, attempts, project_id, connector_id, body``."""
+    return OutboxEntry(
+        entry_id=str(row[0]),
+        sink=sink,
+        project_id=row[3],
+        connector_id=row[4],
+        signal=load_signal(row[5]),
+        enqueued_at=from_epoch_ms(row[1]),
+        attempts=attempts,
+    )
+
+
 def _entry_ids(entry_ids: Sequence[str]) -> list[int]:
     """Our entry ids are integers; anything else cannot be pending here."""
     return [int(entry_id) for entry_id in entry_ids if entry_id.isdigit()]
@@ -257,18 +270,7 @@ class SqliteOutbox:
                     f"WHERE entry_id IN ({_marks(len(chunk))})",
                     (until_ms, *chunk),
                 )
-            return [
-                OutboxEntry(
-                    entry_id=str(row[0]),
-                    sink=sink,
-                    project_id=row[3],
-                    connector_id=row[4],
-                    signal=load_signal(row[5]),
-                    enqueued_at=from_epoch_ms(row[1]),
-                    attempts=row[2] + 1,
-                )
-                for row in rows
-            ]
+            return [_outbox_entry(sink, row, attempts=row[2] + 1) for row in rows]
 
         return await self._db.write(run)
 
@@ -347,15 +349,7 @@ class SqliteOutbox:
             ).fetchall()
             return [
                 ParkedEntry(
-                    entry=OutboxEntry(
-                        entry_id=str(row[0]),
-                        sink=sink,
-                        project_id=row[3],
-                        connector_id=row[4],
-                        signal=load_signal(row[5]),
-                        enqueued_at=from_epoch_ms(row[1]),
-                        attempts=row[2],
-                    ),
+                    entry=_outbox_entry(sink, row, attempts=row[2]),
                     reason=row[6],
                     parked_at=from_epoch_ms(row[7]),
                 )
