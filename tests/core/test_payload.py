@@ -59,3 +59,7 @@ _JSONISH = st.text(alphabet='{}[]":,.-+eE0123456789 \t\nabtrufnlsNIy\\u\x00é\ud
 def test_the_fast_parser_accepts_and_refuses_exactly_what_json_does(data: bytes) -> None:
     """loads_strict tries pydantic-core first; its answers, and its error messages, are json's."""
     assert _ours(data) == _stdlib(data)
+
+
+def test_text_with_a_lone_surrogate_reads_as_json_reads_it() -> None:
+    assert loads_strict('"a\ud800"') == json.loads('"a\ud800"')

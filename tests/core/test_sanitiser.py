@@ -62,6 +62,16 @@ def _signal(
     )
 
 
+def _as_mapped(summary: str, raw: dict[str, Any], tags: list[str]) -> NormalisedSignal:
+    """A signal as the mapper builds it: not validated, so it may carry what JSON
+    allows and pydantic refuses (a lone surrogate)."""
+    wire = _signal().to_wire()
+    wire.update(summary=summary, raw=raw)
+    if tags:
+        wire["metadata"] = {"participants": [], "relatedTickets": [], "tags": tags}
+    return NormalisedSignal.from_wire(wire)
+
+
 def _clean(text: str) -> str:
     return SANITISER.clean_text(text)[0]
 
@@ -742,7 +752,18 @@ class _AlwaysWalk(Sanitiser):
 
 _raw_strings = st.one_of(
     st.text(max_size=30),
-    st.sampled_from([GITHUB_TOKEN, "x\u200by", "a\u202eb", "<b>hi</b>", "token", "ok", "x" * 40]),
+    st.sampled_from(
+        [
+            GITHUB_TOKEN,
+            "x\u200by",
+            "a\u202eb",
+            "<b>hi</b>",
+            "token",
+            "ok",
+            "x" * 40,
+            "half an emoji \ud83d cut",  # a lone surrogate, as json reads "\\ud83d"
+        ]
+    ),
 )
 _raw_values = st.recursive(
     st.none() | st.booleans() | st.integers() | _raw_strings,
@@ -780,8 +801,27 @@ def test_fast_path_gives_exactly_what_the_full_walk_gives(
     raw: dict[str, Any], tags: list[str], summary: str
 ) -> None:
     policy = SanitiserPolicy(max_raw_string_chars=32, max_raw_items=12, max_raw_depth=3)
-    signal = _signal(summary=summary, raw=raw, metadata={"tags": tags})
+    signal = _as_mapped(summary, raw, tags)
     reference = _AlwaysWalk(policy).sanitise(signal).to_wire()
     assert Sanitiser(policy).sanitise(signal).to_wire() == reference
     # The ingest path: wire in, wire out, the same object.
     assert Sanitiser(policy).sanitise_wire(signal.to_wire()) == reference
+
+
+def test_a_lone_surrogate_is_removed_on_the_ingest_path_too() -> None:
+    """json accepts "\\ud83d" (half an emoji cut off upstream); RE2 cannot read it."""
+    signal = _as_mapped("emoji \ud83d cut", {"title": "emoji \ud83d cut"}, [])
+    wire = SANITISER.sanitise_wire(signal.to_wire())
+    assert wire["sanitisedSummary"] == "emoji  cut"
+    assert wire["raw"]["title"] == "emoji  cut"
+    assert "\ud83d" not in str(wire)
+
+
+def test_added_secret_rules_may_not_anchor_to_the_ends_of_the_text() -> None:
+    """A rule ending in $ matches "…IK12345678" alone but not inside joined text."""
+    with pytest.raises(ValueError, match="anchors to the start or end"):
+        SanitiserPolicy(extra_secret_rules=(SecretRule("internal_key", r"\bIK[0-9]{8}$"),))
+    policy = SanitiserPolicy(extra_secret_rules=(SecretRule("internal_key", r"\bIK[0-9]{8}\b"),))
+    wire = Sanitiser(policy).sanitise_wire(_signal(summary="deploy key IK12345678").to_wire())
+    assert wire["sanitisedSummary"] == "deploy key [REDACTED:internal_key]"
+    assert "redacted:internal_key" in wire["sanitisationNotes"]

@@ -30,7 +30,7 @@ def loads_strict(data: bytes | str) -> Any:
     """
     try:
         return pydantic_core.from_json(data, allow_inf_nan=False)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a str it cannot encode (a lone surrogate)
         return json.loads(data, parse_constant=_refuse_constant)
 
 

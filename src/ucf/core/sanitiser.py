@@ -340,6 +340,35 @@ class SanitiserPolicy:
                 raise ValueError(f"SanitiserPolicy.{name} must be at least 1")
         if self.max_input_chars < self.max_summary_chars:
             raise ValueError("SanitiserPolicy.max_input_chars must be >= max_summary_chars")
+        for rule in self.extra_secret_rules:
+            if _anchors_to_text_edge(rule.pattern):
+                raise ValueError(
+                    f"secret rule {rule.kind!r} anchors to the start or end of the text "
+                    "(^, $, \\A or \\z); secrets are found inside longer text, so use \\b"
+                )
+
+
+def _anchors_to_text_edge(pattern: str) -> bool:
+    """Whether ``pattern`` uses ``^``, ``$``, ``\\A`` or ``\\z`` (outside a character class).
+
+    Such a rule matches a string on its own but not the same string inside the
+    line-joined text that the one-scan checks search.
+    """
+    escaped = in_class = False
+    for char in pattern:
+        if escaped:
+            escaped = False
+            if char in "Az" and not in_class:
+                return True
+        elif char == "\\":
+            escaped = True
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char in "^$":
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- notes
@@ -599,7 +628,12 @@ class Sanitiser:
         self._any_hidden, self._control, self._invisible, self._bidi = _character_classes()
         self._ascii_hidden = re.compile(_char_class(_ASCII_HIDDEN))
         self._summary_detector = _detector(
-            (_HTML_GATE, *(r.pattern for r in injection_rules)), "summary rules"
+            (
+                _HTML_GATE,
+                *(r.pattern for r in injection_rules),
+                *(r.pattern for r in secret_rules),
+            ),
+            "summary rules",
         )
         self._html_gate = _re2(_HTML_GATE, "html gate", capture=False)
         self._line_break = _re2(_LINE_BREAK, "line break", capture=False)
@@ -674,12 +708,6 @@ class Sanitiser:
         policy = self.policy
         if len(summary) > min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars):
             return False
-        if not summary.isascii() and not unicodedata.is_normalized("NFKC", summary):
-            return False
-        # The summary's own pipeline: markup and injection phrases (secrets are
-        # looked for below, in the join that starts with the summary).
-        if self._summary_detector.search(summary) is not None:
-            return False
         strings: list[str] = [summary]
         if not _collect_plain(raw, strings, self, 0, [policy.max_raw_items]):
             return False
@@ -687,13 +715,25 @@ class Sanitiser:
             strings += metadata["participants"]
             strings += metadata["relatedTickets"]
             strings += metadata["tags"]
-        # Strings are joined by a line break, which no rule needs and every
-        # boundary assertion (\b, \z) treats like a text edge, so a match in any
-        # one string is a match in the join.
         joined = "\n".join(strings)
         if len(joined) > policy.max_raw_total_chars:  # counts more than the walk: safe
             return False
-        return not self._has_hidden(joined) and self._secret_detector.search(joined) is None
+        # Hidden characters first: lone surrogates among them cannot even be
+        # handed to RE2 (it reads UTF-8); the full path removes them.
+        if self._has_hidden(joined):
+            return False
+        if not summary.isascii() and not unicodedata.is_normalized("NFKC", summary):
+            return False
+        # The summary on its own, as its pipeline sees it: markup, injection
+        # phrases and secrets, whatever anchors a rule uses.
+        if self._summary_detector.search(summary) is not None:
+            return False
+        # Every other string in one scan. They are joined by a line break, which
+        # no rule needs and which ``\b`` treats like a text edge, so a match in
+        # any one string is a match in the join. Added rules may not anchor to
+        # the text's ends (the policy checks); the built-in private key's
+        # ``…[\s\S]*?(?:END…|\z)`` runs on to the end of the join instead.
+        return self._secret_detector.search(joined) is None
 
     def _has_hidden(self, text: str) -> bool:
         """Any character ``_tidy`` would remove or rewrite (ASCII text needs a tiny class)."""
@@ -843,9 +883,9 @@ class _FieldPass:
         self._metadata = _Scope(self.notes, "metadata:")
 
     def needs_redaction(self) -> bool:
-        # Strings are joined by a line break, which no rule needs and every
-        # boundary assertion (\b, ^, \z) treats like a text edge, so a match in
-        # any one string is a match in the join.
+        # Strings are joined by a line break, which no rule needs and ``\b``
+        # treats like a text edge, so a match in any one string is a match in
+        # the join (see ``Sanitiser._unchanged`` on anchors).
         return self._s._secret_detector.search("\n".join(self.seen)) is not None
 
     def _text(self, text: str, scope: _Scope) -> str:
