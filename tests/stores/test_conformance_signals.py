@@ -302,3 +302,19 @@ async def test_requeued_parked_entries_are_delivered_again_after_the_queue(store
     assert [e.signal["raw"]["id"] for e in again] == ["2", "3", "0", "1"]
     assert all(e.attempts == 1 for e in again[2:]), "a requeued entry starts its attempts again"
     assert await store.outbox.requeue_parked("http", now=T0 + minutes(7)) == 0
+
+
+async def test_entry_ids_are_never_reused_even_after_the_queue_drains(store: Store) -> None:
+    """A parked entry keeps its id; a later entry must not be given it again."""
+    await store.signals.ingest([signal_write("a", received_at=T0)], sinks=["http"])
+    [first] = await store.outbox.claim("http", limit=1, lease=LEASE, now=T0)
+    await store.outbox.park("http", [first.entry_id], reason="HTTP 422", now=T0)
+    await store.signals.ingest([signal_write("b", received_at=T0)], sinks=["http"])
+    [second] = await store.outbox.claim("http", limit=1, lease=LEASE, now=T0)
+    await store.outbox.ack("http", [second.entry_id])
+    await store.signals.ingest([signal_write("c", received_at=T0)], sinks=["http"])
+    [third] = await store.outbox.claim("http", limit=1, lease=LEASE, now=T0)
+    assert len({first.entry_id, second.entry_id, third.entry_id}) == 3
+    assert await store.outbox.park("http", [third.entry_id], reason="HTTP 400", now=T0) == 1
+    parked = await store.outbox.parked("http", limit=10)
+    assert [p.reason for p in parked] == ["HTTP 422", "HTTP 400"], "oldest first"

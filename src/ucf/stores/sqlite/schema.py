@@ -106,8 +106,22 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         2,
-        "parked outbox entries (refused for good by their sink)",
+        "outbox ids never reused; parked outbox entries (refused for good by their sink)",
         """
+        CREATE TABLE outbox_v2 (
+            entry_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+            sink         TEXT NOT NULL,
+            dedup_key    TEXT NOT NULL,
+            enqueued_ms  INTEGER NOT NULL,
+            available_ms INTEGER NOT NULL,
+            attempts     INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO outbox_v2 SELECT entry_id, sink, dedup_key, enqueued_ms, available_ms, attempts
+            FROM outbox;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_v2 RENAME TO outbox;
+        CREATE INDEX outbox_by_sink ON outbox (sink, entry_id);
+
         CREATE TABLE outbox_parked (
             entry_id    INTEGER PRIMARY KEY,
             sink        TEXT NOT NULL,
