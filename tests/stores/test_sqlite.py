@@ -59,7 +59,7 @@ async def test_an_older_database_is_upgraded_in_place_keeping_its_data(tmp_path:
     async with open_store(url(path)) as store:  # upgraded by today's migrations
         await store.signals.ingest([write], sinks=["http"])
         entries = await store.outbox.claim("http", limit=5, lease=timedelta(seconds=30), now=T0)
-        assert [e.entry_id for e in entries][0] == "7", "queued entries survive the upgrade"
+        assert entries[0].entry_id == "7", "queued entries survive the upgrade"
         assert int(entries[1].entry_id) > 7
         assert await store.outbox.park("http", [entries[1].entry_id], reason="HTTP 422", now=T0)
 
