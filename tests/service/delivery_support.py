@@ -65,6 +65,8 @@ class Pipeline:
         self._bearer = bearer
         self.accepted: list[FakeRequest] = []
         self.refused = 0
+        self.delay = 0.0
+        """Seconds each POST takes to answer."""
         self.refuse_signal: Callable[[dict[str, Any]], bool] | None = None
         """A batch holding a signal this says yes to is answered 422 (what a strict
         pipeline does with a payload it cannot take)."""
@@ -78,6 +80,8 @@ class Pipeline:
             with self._lock:
                 self.refused += 1
             return FakeResponse(status=401, body=b'{"error":"unauthorized"}')
+        if self.delay:
+            time.sleep(self.delay)
         refuse = self.refuse_signal
         if refuse is not None and any(refuse(signal) for signal in request.json()["signals"]):
             return FakeResponse(status=422, body=b'{"error":"unprocessable signal"}')

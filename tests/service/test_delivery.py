@@ -196,6 +196,33 @@ async def test_a_signal_the_pipeline_refuses_is_parked_and_the_rest_still_flow_i
     assert (await outbox_lag(http_context))["http"].parked == 0
 
 
+async def test_sorting_out_a_refused_batch_stops_in_time_and_the_rest_is_claimed_again(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    """Lease 1 s: single sends may start until 0.5 s after the claim (each may take 0.5 s).
+
+    With 0.2 s per answer the batch and two singles take 0.6 s, so the last
+    two signals go back to the queue and come in the next round: never sent
+    after the claim that hid them could have lapsed.
+    """
+    ids = []
+    for number in range(4):
+        raw = {"number": number, "poison": number < 2}
+        ids.append(await ingest_one(http_context, mapped("github-issues", "p1", number, raw=raw)))
+    pipeline.refuse_signal = lambda signal: bool(signal["raw"]["poison"])
+    pipeline.delay = 0.2
+    worker = http_worker(http_context, pipeline, client, batch_size=4, lease=timedelta(seconds=1))
+
+    task = asyncio.create_task(worker.run())
+    await eventually(lambda: drained(http_context), what="the outbox to drain", within=20)
+    worker.stop()
+    await task
+
+    assert pipeline.signal_ids() == ids[2:]
+    assert worker.stats.parked == 2
+    assert worker.stats.batches >= 2, "the sort-out ran past its time instead of giving back"
+
+
 async def test_an_unauthorised_pipeline_parks_nothing_the_queue_waits(
     tmp_path: Path, client: httpx.AsyncClient
 ) -> None:

@@ -166,7 +166,7 @@ def idempotency_key(entries: Sequence[OutboxEntry]) -> str:
     """The same batch of signals always gets the same key.
 
     Built from the signal ids (deterministic ULIDs), not from outbox entry ids,
-    which a backend may reuse once its queue has drained.
+    which a requeued signal does not keep.
     """
     digest = hashlib.sha256()
     for entry in entries:
@@ -445,6 +445,7 @@ class DeliveryWorker:
 
     async def _deliver(self, entries: list[OutboxEntry]) -> float | None:
         """Deliver and settle one batch: None on success, else the backoff in seconds."""
+        claimed_at = asyncio.get_running_loop().time()
         ids = [entry.entry_id for entry in entries]
         attempt = asyncio.ensure_future(self._attempt(entries))
         try:
@@ -454,26 +455,29 @@ class DeliveryWorker:
             raise
         except DeliveryFailed as error:
             if error.rejected:
-                return await self._sort_out(entries)
+                return await self._sort_out(entries, claimed_at)
             return await self._failed(ids, error)
         except Exception as error:
             return await self._failed(ids, error)
         await self._acked(ids)
         return None
 
-    async def _sort_out(self, entries: list[OutboxEntry]) -> float | None:
+    async def _sort_out(self, entries: list[OutboxEntry], claimed_at: float) -> float | None:
         """The sink refused a batch for what it holds: send its signals one by one, in
         order, parking each one refused, so one bad signal never stops the queue.
 
-        Bounded by half the claim's lease; what is left then is given back and
-        claimed again next round.
+        The first signal is always tried (so every round settles at least one);
+        later ones only while an attempt would still end inside the claim's
+        lease, and not once the worker is stopping. What is left is given back
+        and claimed again next round.
         """
         outbox = self.context.store.outbox
-        deadline = asyncio.get_running_loop().time() + self.lease.total_seconds() / 2
+        loop = asyncio.get_running_loop()
+        last_start = claimed_at + self.lease.total_seconds() - self.deliver_timeout
         settled = 0
         try:
             for entry in entries:
-                if asyncio.get_running_loop().time() > deadline:
+                if settled and (self.stopping or loop.time() > last_start):
                     break
                 try:
                     await self._attempt([entry])
