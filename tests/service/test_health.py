@@ -168,6 +168,36 @@ async def test_a_check_spends_the_instances_rate_budget_like_a_poll_request(
         assert taken == capacity - 1
 
 
+async def test_a_check_waits_a_bounded_time_for_a_spent_budget_and_then_records_nothing(
+    tmp_path: Path, fake: GitHubFake
+) -> None:
+    async with await open_context(tmp_path, clock=lambda: T0) as context:  # no refill
+        await connect_github(context, fake.base_url)
+        capacity, refill = bucket_for_rpm(60)
+        for _ in range(int(capacity)):  # a backfill spent the budget
+            await context.store.rate_limits.try_acquire(
+                rate_bucket("p1", "github-issues"),
+                capacity=capacity,
+                refill_per_second=refill,
+                now=T0,
+            )
+        before = await context.instances.record("p1", "github-issues")
+
+        result = await health.test_connection(
+            context, "p1", "github-issues", token_wait=timedelta(seconds=0.2)
+        )
+
+        assert (result.ok, result.recorded) == (False, False)
+        assert result.error is not None
+        assert "rateLimitRpm" in result.error
+        assert fake.server.requests_to("/rate_limit") == []
+        after = await context.instances.record("p1", "github-issues")
+        assert (after.health_state, after.last_health_check) == (
+            before.health_state,
+            before.last_health_check,
+        )
+
+
 async def test_test_connection_with_a_revoked_token_errors_at_once_and_hides_it(
     context: UcfContext, fake: GitHubFake
 ) -> None:

@@ -22,6 +22,7 @@ from ucf.runtime.sources import HealthResult, NativeSourceMissing, SourceContext
 from ucf.service.context import UcfContext
 from ucf.service.poll import (
     HeldLease,
+    StoreRateGate,
     default_worker_id,
     lease_name,
     rate_gate_for,
@@ -34,6 +35,8 @@ __all__ = ["ConnectionTest", "outcome_of_check", "test_connection"]
 
 LEASE_WAIT: Final = timedelta(seconds=10)
 """How long a check of an OAuth2 instance waits for a running poll to finish."""
+TOKEN_WAIT: Final = timedelta(seconds=10)
+"""How long a check waits for a token of the instance's ``rateLimitRpm`` bucket."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,15 @@ class ConnectionTest:
         }
 
 
+async def _token(gate: StoreRateGate, wait: timedelta) -> bool:
+    """One token of the instance's bucket within ``wait``; False if the budget stays spent."""
+    try:
+        await asyncio.wait_for(gate.acquire(), wait.total_seconds())
+    except TimeoutError:
+        return False
+    return True
+
+
 def outcome_of_check(result: HealthResult, policy: HealthPolicy) -> Outcome:
     """401/403, or an auth code in the body (Slack's 200 ``invalid_auth``), mean the
     credentials were refused; 429 or a rate-limit code that we are throttled."""
@@ -79,7 +91,6 @@ def outcome_of_check(result: HealthResult, policy: HealthPolicy) -> Outcome:
 
 async def _run_check(
     context: UcfContext,
-    project_id: str,
     descriptor: d.ConnectorDescriptor,
     source_of: Any,
     credentials: dict[str, str],
@@ -105,7 +116,6 @@ async def _run_check(
                 auth=auth,
                 config=config,
                 settings=context.settings.http,
-                rate_gate=rate_gate_for(context, project_id, descriptor),
             )
         )
     except AuthFailed as error:  # CredentialMissing, or the token endpoint refused the grant
@@ -124,13 +134,16 @@ async def test_connection(
     *,
     policy: HealthPolicy | None = None,  # noqa: PT028 - a use case named by the brief, not a test
     lease_wait: timedelta = LEASE_WAIT,  # noqa: PT028
+    token_wait: timedelta = TOKEN_WAIT,  # noqa: PT028
 ) -> ConnectionTest:
     """Run the instance's health check with its credentials and record the outcome.
 
     An OAuth2 check may refresh (and rotate) the instance's tokens, which must
     never race a poll doing the same, so it takes the instance's poll lease,
     waiting up to ``lease_wait`` for a running poll; static credentials need no
-    lease. Raises :class:`~ucf.service.errors.NotFoundError` for an unknown instance.
+    lease. The check is one request of the instance's ``rateLimitRpm`` budget,
+    so it waits up to ``token_wait`` for a token; a check that cannot run for
+    either reason records nothing (``recorded=False``). Raises :class:`~ucf.service.errors.NotFoundError` for an unknown instance.
     """
     policy = policy or HealthPolicy()
     record = await context.instances.record(project_id, connector_id)
@@ -154,9 +167,21 @@ async def test_connection(
         record = await context.instances.record(project_id, connector_id)  # fresh tokens
         credentials = await context.instances.credentials(record)
         config = {key: str(value) for key, value in record.config.items()}
+        gate = rate_gate_for(context, project_id, descriptor)
+        if gate is not None and not await _token(gate, token_wait):
+            return ConnectionTest(
+                project_id,
+                connector_id,
+                ok=False,
+                state=record.health_state,
+                latency_ms=0.0,
+                checked_at=context.clock(),
+                error="this instance's request budget (rateLimitRpm) is spent by a running "
+                "poll; try again in a few seconds",
+                recorded=False,
+            )
         result, forced = await _run_check(
             context,
-            project_id,
             descriptor,
             lambda: connector.compiled("source", source_for),
             credentials,
