@@ -819,8 +819,9 @@ def test_a_lone_surrogate_is_removed_on_the_ingest_path_too() -> None:
 
 def test_added_secret_rules_may_not_anchor_to_the_ends_of_the_text() -> None:
     """A rule ending in $ matches "…IK12345678" alone but not inside joined text."""
-    with pytest.raises(ValueError, match="anchors to the start or end"):
-        SanitiserPolicy(extra_secret_rules=(SecretRule("internal_key", r"\bIK[0-9]{8}$"),))
+    for anchored in (r"\bIK[0-9]{8}$", r"\AIK[0-9]{8}", r"(?:\Q[\E|^)IK[0-9]{4}"):
+        with pytest.raises(ValueError, match="anchors to the start or end"):
+            SanitiserPolicy(extra_secret_rules=(SecretRule("internal_key", anchored),))
     policy = SanitiserPolicy(extra_secret_rules=(SecretRule("internal_key", r"\bIK[0-9]{8}\b"),))
     wire = Sanitiser(policy).sanitise_wire(_signal(summary="deploy key IK12345678").to_wire())
     assert wire["sanitisedSummary"] == "deploy key [REDACTED:internal_key]"

@@ -234,6 +234,7 @@ async def test_test_connection_reports_latency_and_a_refused_key_without_the_key
     assert ok.json()["ok"] is True
     assert ok.json()["status"] == "healthy"
     assert ok.json()["latencyMs"] >= 0
+    assert ok.json()["recorded"] is True, "the check ran and its outcome is the health now"
 
     wrong = "wrong-api-key-0000000000"
     await connected.client.patch(INSTANCE, json={"credentials": {"apiKey": wrong}})

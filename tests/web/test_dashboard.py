@@ -9,9 +9,11 @@ seen is kept, so the tests can assert that no credential ever reached one.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from html import unescape
 
 import httpx
@@ -24,7 +26,9 @@ from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.fakes.kit import FakeServer
 from ucf.runtime.redaction import mask
+from ucf.service import health
 from ucf.service.errors import NotFoundError
+from ucf.web.dashboard import pages
 from ucf.web.dashboard.security import keys_for
 
 PROJECT = "team-a"
@@ -486,6 +490,23 @@ async def test_monitoring_shows_health_counts_and_webhook_url_and_polls_now(
     assert tested.headers["location"] == INSTANCE
     assert "Connection test passed" in (await user.get(INSTANCE)).text
     user.assert_no_secret_seen()
+
+
+async def test_a_test_that_could_not_run_says_so_instead_of_failed(
+    user: Browser, web: Web, acme: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await connect_acme(user, web, acme.base_url)
+    await user.post(f"{CONNECT}/confirm")
+    # No time at all for a token of the instance's rateLimitRpm bucket.
+    no_wait = functools.partial(health.test_connection, token_wait=timedelta(0))
+    monkeypatch.setattr(pages, "test_connection", no_wait)
+
+    tested = await user.post(f"{INSTANCE}/test")
+    assert tested.headers["location"] == INSTANCE
+    page = unescape((await user.get(INSTANCE)).text)
+    assert "Connection test did not run." in page
+    assert "rateLimitRpm" in page
+    assert "Connection test failed" not in page
 
 
 async def test_disabling_stops_polls_and_enabling_resumes(

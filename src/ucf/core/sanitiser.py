@@ -354,11 +354,17 @@ def _anchors_to_text_edge(pattern: str) -> bool:
     Such a rule matches a string on its own but not the same string inside the
     line-joined text that the one-scan checks search.
     """
-    escaped = in_class = False
+    escaped = in_class = quoted = False
     for char in pattern:
+        if quoted:  # \Q…\E: literal text up to the first \E (backslashes do not pair)
+            quoted = not (escaped and char == "E")
+            escaped = char == "\\"
+            continue
         if escaped:
             escaped = False
-            if char in "Az" and not in_class:
+            if char == "Q" and not in_class:
+                quoted = True
+            elif char in "Az" and not in_class:
                 return True
         elif char == "\\":
             escaped = True

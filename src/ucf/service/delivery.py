@@ -414,13 +414,14 @@ class DeliveryWorker:
         now = self.context.clock()
         limit = self._retry_limit or self.batch_size
         self._outstanding = True  # from here until settled, entries may be hidden by our claim
+        claimed_at = asyncio.get_running_loop().time()  # the claim's lease starts at ``now``
         entries = await self.context.store.outbox.claim(
             self.sink_name, limit=limit, lease=self.lease, now=now
         )
         if not entries:
             self._outstanding = False
             return self.idle_seconds
-        failure = await self._deliver(entries)
+        failure = await self._deliver(entries, claimed_at)
         if failure is None:
             return 0.0
         return failure
@@ -443,9 +444,11 @@ class DeliveryWorker:
         self._lease_until = now + self._sink_lease_ttl if held else None
         return held
 
-    async def _deliver(self, entries: list[OutboxEntry]) -> float | None:
-        """Deliver and settle one batch: None on success, else the backoff in seconds."""
-        claimed_at = asyncio.get_running_loop().time()
+    async def _deliver(self, entries: list[OutboxEntry], claimed_at: float) -> float | None:
+        """Deliver and settle one batch: None on success, else the backoff in seconds.
+
+        ``claimed_at`` is the event loop's time when the claim (and its lease) began.
+        """
         ids = [entry.entry_id for entry in entries]
         attempt = asyncio.ensure_future(self._attempt(entries))
         try:
@@ -466,9 +469,9 @@ class DeliveryWorker:
         """The sink refused a batch for what it holds: send its signals one by one, in
         order, parking each one refused, so one bad signal never stops the queue.
 
-        The first signal is always tried (so every round settles at least one);
-        later ones only while an attempt would still end inside the claim's
-        lease, and not once the worker is stopping. What is left is given back
+        The first signal is always tried unless the worker is stopping (so every
+        round settles at least one); later ones only while an attempt would
+        still end inside the claim's lease. What is left is given back
         and claimed again next round.
         """
         outbox = self.context.store.outbox
@@ -477,7 +480,7 @@ class DeliveryWorker:
         settled = 0
         try:
             for entry in entries:
-                if settled and (self.stopping or loop.time() > last_start):
+                if self.stopping or (settled and loop.time() > last_start):
                     break
                 try:
                     await self._attempt([entry])
@@ -495,6 +498,7 @@ class DeliveryWorker:
             rest = [entry.entry_id for entry in entries[settled:]]
             if rest and self._outstanding:  # stopped or out of time: claimable again now
                 await outbox.release(self.sink_name, rest, retry_at=self.context.clock())
+                self._outstanding = False
         self._outstanding = False
         self._retry_limit = None
         self._hold_until = None

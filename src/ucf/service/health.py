@@ -65,6 +65,7 @@ class ConnectionTest:
             "httpStatus": self.http_status,
             "error": self.error,
             "checkedAt": self.checked_at.isoformat(),
+            "recorded": self.recorded,
         }
 
 

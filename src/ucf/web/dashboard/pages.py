@@ -193,6 +193,8 @@ async def test_instance(
     result = await test_connection(web_state(request).context, project, connector_id)
     response = redirect(_back(posted, project, connector_id))
     label = HEALTH_LABELS.get(result.state, result.state)
+    if not result.recorded:  # the check did not run; the health shown is unchanged
+        return flash(response, request, "info", "Connection test did not run.", result.error)
     if result.ok:
         text = f"Connection test passed: {label.lower()}, {result.latency_ms:.0f} ms."
         return flash(response, request, "ok", text)
