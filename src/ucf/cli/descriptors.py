@@ -7,39 +7,26 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ucf.core.descriptor import ConnectorDescriptor, descriptor_json_schema
-from ucf.core.mapping import CompiledMapping, MappingResult
-from ucf.core.validation import DescriptorInvalid, Problem, parse_descriptor, validate_descriptor
-from ucf.core.webhook import delivery_id_of, event_type_of, handles
+from ucf.cli.errors import fail, read_json_file
+
+if TYPE_CHECKING:  # imported where used: `ucf --help` need not load the descriptor models
+    from ucf.core.descriptor import ConnectorDescriptor
+    from ucf.core.mapping import MappingResult
+    from ucf.core.validation import Problem
+
+__all__ = ["connectors_app", "fail", "load_descriptor", "parse_header", "read_json_file"]
 
 connectors_app = typer.Typer(help="Work with connector descriptors.", no_args_is_help=True)
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """A one-line error on stderr and a non-zero exit; never a traceback."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def read_json_file(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise fail(f"cannot read {what} {path}: {error.strerror or error}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise fail(
-            f"{what} {path} is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
-
-
 def load_descriptor(path: Path) -> ConnectorDescriptor:
     """Read and fully validate a descriptor file, or exit listing every problem."""
+    from ucf.core.validation import DescriptorInvalid, parse_descriptor
+
     data = read_json_file(path, "descriptor")
     try:
         return parse_descriptor(data)
@@ -58,6 +45,8 @@ def _print_problems(path: Path, problems: list[Problem]) -> None:
 
 def schema() -> None:
     """Print the JSON Schema of the connector descriptor language."""
+    from ucf.core.descriptor import descriptor_json_schema
+
     typer.echo(json.dumps(descriptor_json_schema(), indent=2, sort_keys=True))
 
 
@@ -66,6 +55,8 @@ def validate(
     files: Annotated[list[Path], typer.Argument(help="Descriptor JSON files.", show_default=False)],
 ) -> None:
     """Validate descriptors; print every problem with its JSON path and a hint."""
+    from ucf.core.validation import validate_descriptor
+
     failed = 0
     for path in files:
         data = read_json_file(path, "descriptor")
@@ -114,6 +105,8 @@ def map_sample(
     With --header (or for a webhook-only connector) the sample is treated as a
     webhook payload; otherwise as a poll response.
     """
+    from ucf.core.mapping import CompiledMapping
+
     descriptor = load_descriptor(descriptor_file)
     payload = read_json_file(sample, "sample")
     headers = dict(parse_header(h) for h in header or [])
@@ -144,6 +137,9 @@ def _map_webhook(
     now: datetime,
     body: bytes,
 ) -> MappingResult:
+    from ucf.core.mapping import CompiledMapping, MappingResult
+    from ucf.core.webhook import delivery_id_of, event_type_of, handles
+
     webhook = descriptor.webhook
     mapping = descriptor.webhook_mapping()
     if webhook is None or mapping is None:
@@ -180,6 +176,7 @@ def docs(
     """Generate the Markdown page of every shipped connector from its descriptor."""
     from ucf.catalogue import builtin_descriptors
     from ucf.catalogue.docs import render_connector_doc
+    from ucf.core.validation import parse_descriptor
 
     stale = []
     for data in builtin_descriptors():

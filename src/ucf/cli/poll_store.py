@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from ucf.cli.descriptors import fail
+from ucf.cli.errors import fail
 
 if TYPE_CHECKING:
     from ucf.cli.poll import _Tally

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ucf.cli.descriptors import fail
+from ucf.cli.errors import fail
 
 
 def sandbox(

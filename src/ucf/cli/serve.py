@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ucf.cli.descriptors import fail
+from ucf.cli.errors import fail
 from ucf.cli.options import DataDirOption, StoreOption
 
 if TYPE_CHECKING:

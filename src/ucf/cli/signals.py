@@ -30,7 +30,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
-from ucf.cli.descriptors import fail
+from ucf.cli.errors import fail
 from ucf.cli.options import DataDirOption, StoreOption
 from ucf.stores.models import SignalQuery, StoredSignal, utc
 from ucf.stores.protocols import Store

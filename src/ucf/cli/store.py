@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ucf.cli.descriptors import fail
+from ucf.cli.errors import fail
 from ucf.stores import StoreConfigError, StoreError, open_store
 from ucf.stores.models import InitReport
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ucf.cli.descriptors import fail, load_descriptor, parse_header
-from ucf.core.descriptor import ConnectorDescriptor
-from ucf.runtime.webhooks import RejectCode, WebhookConfigError, compile_verifier
+
+if TYPE_CHECKING:  # imported where used, so `ucf --help` stays quick
+    from ucf.core.descriptor import ConnectorDescriptor
 
 webhooks_app = typer.Typer(
     help="Check webhook deliveries against a descriptor.", no_args_is_help=True
@@ -89,6 +90,8 @@ def verify(
     ] = None,
 ) -> None:
     """Say whether a delivery passes the descriptor's verification, and if not, why."""
+    from ucf.runtime.webhooks import RejectCode, WebhookConfigError, compile_verifier
+
     descriptor = _descriptor(descriptor_file)
     try:
         verifier = compile_verifier(descriptor)
