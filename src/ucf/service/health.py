@@ -144,7 +144,8 @@ async def test_connection(
     waiting up to ``lease_wait`` for a running poll; static credentials need no
     lease. The check is one request of the instance's ``rateLimitRpm`` budget,
     so it waits up to ``token_wait`` for a token; a check that cannot run for
-    either reason records nothing (``recorded=False``). Raises :class:`~ucf.service.errors.NotFoundError` for an unknown instance.
+    either reason records nothing (``recorded=False``). Raises
+    :class:`~ucf.service.errors.NotFoundError` for an unknown instance.
     """
     policy = policy or HealthPolicy()
     record = await context.instances.record(project_id, connector_id)
