@@ -658,8 +658,8 @@ class Sanitiser:
 
     def sanitise(self, signal: NormalisedSignal) -> SanitisedSignal:
         """The signal as the triage step may see it; the input is left untouched."""
-        metadata = None if signal.metadata is None else signal.metadata.to_wire()
-        if self._unchanged(signal.summary, signal.raw, metadata):
+        wire_metadata = None if signal.metadata is None else signal.metadata.to_wire()
+        if self._unchanged(signal.summary, signal.raw, wire_metadata):
             # Nothing to clean, scrub, cut or redact: keep the fields as they are.
             return SanitisedSignal.model_construct(
                 **{name: getattr(signal, name) for name in NormalisedSignal.model_fields},
