@@ -35,6 +35,12 @@ def utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
+def text_time(moment: datetime) -> str:
+    """ISO 8601 UTC with microseconds (the brief's ``createdAt``): sorts as text, reads back
+    exactly. Both backends store record times this way."""
+    return utc(moment).isoformat(timespec="microseconds")
+
+
 def epoch_ms(moment: datetime) -> int:
     """Milliseconds since the epoch: the unit signals are ordered and filtered by."""
     return int(utc(moment).timestamp() * 1000)

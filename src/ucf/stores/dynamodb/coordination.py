@@ -16,7 +16,6 @@ from typing import Any
 
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient
-from ucf.stores.dynamodb.registry import text_time
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
     BucketState,
@@ -26,6 +25,7 @@ from ucf.stores.models import (
     epoch_ms,
     from_epoch_ms,
     take_tokens,
+    text_time,
     utc,
 )
 

@@ -34,16 +34,11 @@ from ucf.stores.models import (
     health_state_after,
     is_newer_version,
     replacement_version,
-    utc,
+    text_time,
 )
 
 _CAS_ATTEMPTS = 32
 _DESCRIPTOR_NAME = {"#descriptor": "descriptor"}  # DESCRIPTOR is a DynamoDB reserved word
-
-
-def text_time(moment: datetime) -> str:
-    """ISO 8601 UTC with microseconds, as the brief's ``createdAt``: reads back exactly."""
-    return utc(moment).isoformat(timespec="microseconds")
 
 
 def _time(item: Item, name: str) -> datetime | None:

@@ -9,12 +9,17 @@ from typing import Any
 import pydantic_core
 
 from ucf.stores.errors import InvalidRecord
-from ucf.stores.models import utc
+from ucf.stores.models import text_time
 
-
-def text_time(moment: datetime) -> str:
-    """ISO 8601 UTC with microseconds: sorts as text, reads back exactly."""
-    return utc(moment).isoformat(timespec="microseconds")
+__all__ = [
+    "dump_json",
+    "dump_signal",
+    "load_json",
+    "load_signal",
+    "opt_time",
+    "parse_time",
+    "text_time",
+]
 
 
 def parse_time(text: str) -> datetime:
