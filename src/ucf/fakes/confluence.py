@@ -40,7 +40,7 @@ from typing import Any, Final, Literal
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
 from ucf.fakes.scenario import Activity, MetadataExpectation, ProviderFake, Scenario
 
 EMAIL: Final = "mia@acme.example"
@@ -68,10 +68,7 @@ CQL_DATE: Final = re.compile(r"(\d{4})[/-](\d{2})[/-](\d{2})(?: (\d{2}):(\d{2}))
 Kind = Literal["page", "blogpost", "comment"]
 
 
-def iso_ms(moment: datetime) -> str:
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+iso_ms = iso_millis
 
 
 def user(index: int, base: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
 from ucf.core.timestamps import parse_timestamp, to_epoch_ms
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -94,10 +94,7 @@ SERVICES: Final = ("web", "checkout", "storage", "orders", "search", "payments",
 HOSTS: Final = ("web-1", "web-2", "web-3", "db-1", "worker-7")
 
 
-def iso_ms(moment: datetime) -> str:
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+iso_ms = iso_millis
 
 
 def errors(status: int, *messages: str) -> FakeResponse:

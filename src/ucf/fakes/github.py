@@ -32,7 +32,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
 from ucf.core.timestamps import parse_timestamp
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_seconds
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -77,9 +77,7 @@ TOPICS: Final = (
 )
 
 
-def iso(moment: datetime) -> str:
-    """GitHub's timestamps: ISO 8601, whole seconds, ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = iso_seconds  # GitHub's REST timestamps
 
 
 def user(login: str) -> dict[str, Any]:

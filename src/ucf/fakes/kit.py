@@ -47,6 +47,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import h11
 import httpx
 
+from ucf.core.signal import iso_utc
+
 _T = TypeVar("_T")
 
 # --------------------------------------------------------------------------- requests
@@ -664,6 +666,16 @@ class FakeServer:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def iso_seconds(moment: datetime.datetime) -> str:
+    """ISO 8601 in UTC, whole seconds, ``Z``: how GitHub, PagerDuty and Sentry's REST APIs write times."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_millis(moment: datetime.datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and ``Z``: Linear, Notion, Trello, Confluence, Datadog."""
+    return iso_utc(moment)
 
 
 def endless(chunk: bytes = b"x" * 65536) -> Iterator[bytes]:

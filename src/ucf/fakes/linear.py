@@ -36,7 +36,7 @@ from typing import Any, Final
 from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
 
 from ucf.core.timestamps import parse_timestamp
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -213,11 +213,7 @@ TITLES: Final = (
 )
 
 
-def iso_ms(moment: datetime) -> str:
-    """Linear's timestamps: ISO 8601 with milliseconds and ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
+iso_ms = iso_millis  # Linear's timestamps
 
 
 def _uuid(kind: str, number: int) -> str:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -87,11 +87,7 @@ def minute(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
 
 
-def iso(moment: datetime) -> str:
-    """Notion's timestamps: ISO 8601 with milliseconds and ``Z``."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+iso = iso_millis  # Notion's timestamps
 
 
 def rich_text(text: str) -> list[dict[str, Any]]:

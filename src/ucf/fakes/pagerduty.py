@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from ucf.core.timestamps import parse_timestamp
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_seconds
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -89,9 +89,7 @@ def pd_id(kind: str, number: int, length: int = 7) -> str:
     return ("Q" if kind == "log" else "P") + body
 
 
-def iso(moment: datetime) -> str:
-    """PagerDuty's REST timestamps: ISO 8601, whole seconds, ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = iso_seconds  # PagerDuty's REST timestamps
 
 
 def reference(kind: str, ident: str, summary: str) -> dict[str, str]:

@@ -36,7 +36,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
 from ucf.core.timestamps import parse_timestamp
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_seconds
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -79,9 +79,7 @@ PRIORITIES: Final = ("high", "medium", "low", None)
 Status = Literal["unresolved", "resolved", "ignored"]
 
 
-def iso(moment: datetime) -> str:
-    """Sentry's REST timestamps: ISO 8601, whole seconds, ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+iso = iso_seconds  # Sentry's REST timestamps
 
 
 def iso_micro(moment: datetime) -> str:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ucf.core.timestamps import parse_timestamp
-from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -63,10 +63,7 @@ CARD_NAMES: Final = (
 FILTERABLE: Final = frozenset({"createCard", "updateCard", "commentCard", "moveCardToBoard"})
 
 
-def iso_ms(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{moment.microsecond // 1000:03d}Z"
-    )
+iso_ms = iso_millis
 
 
 def member(index: int) -> dict[str, Any]:
