@@ -206,6 +206,10 @@ def _base(project: str, connector_id: str) -> str:
     return f"/projects/{project}/connectors/{connector_id}/connect"
 
 
+def _to_step(project: str, connector_id: str, step: str) -> Response:
+    return redirect(f"{_base(project, connector_id)}?step={step}")
+
+
 def _seal_context(session: Session, project: str, connector_id: str) -> str:
     return f"{session.csrf}|{project}|{connector_id}"
 
@@ -434,7 +438,7 @@ async def setup_page(
     wanted = _step(step) or flow.first_open(draft)
     shown = flow.allowed(wanted, draft)
     if shown != wanted and step is not None:
-        return redirect(f"{_base(project, connector_id)}?step={shown}")
+        return _to_step(project, connector_id, shown)
     return _render_step(page, connector, flow, draft, shown, {}, [])
 
 
@@ -501,7 +505,7 @@ async def save_credentials(
             page, connector, flow, draft, "credentials", errors, other, status=422
         )
         return save_draft(response, request, posted.session, project, connector_id, draft)
-    response = redirect(f"{_base(project, connector_id)}?step={flow.after('credentials')}")
+    response = _to_step(project, connector_id, flow.after("credentials"))
     return save_draft(response, request, posted.session, project, connector_id, draft)
 
 
@@ -532,7 +536,7 @@ async def save_configuration(
     if config != draft.config:
         draft.check = None
     draft.config = config
-    response = redirect(f"{_base(project, connector_id)}?step={flow.after('configuration')}")
+    response = _to_step(project, connector_id, flow.after("configuration"))
     return save_draft(response, request, posted.session, project, connector_id, draft)
 
 
@@ -545,13 +549,13 @@ async def test_draft(
         return step
     page, connector, flow, draft = step
     if flow.allowed("test", draft) != "test":
-        return redirect(f"{_base(project, connector_id)}?step={flow.first_open(draft)}")
+        return _to_step(project, connector_id, flow.first_open(draft))
     check, credentials = await check_unsaved(
         page.context, connector, draft.credentials, draft.config or {}
     )
     draft.check = check
     draft.credentials = credentials
-    response = redirect(f"{_base(project, connector_id)}?step=test")
+    response = _to_step(project, connector_id, "test")
     return save_draft(response, request, posted.session, project, connector_id, draft)
 
 
@@ -562,7 +566,7 @@ async def confirm(request: Request, posted: Checked, project: str, connector_id:
         return step
     page, connector, flow, draft = step
     if flow.allowed("confirm", draft) != "confirm":
-        return redirect(f"{_base(project, connector_id)}?step={flow.first_open(draft)}")
+        return _to_step(project, connector_id, flow.first_open(draft))
     context = page.context
     try:
         await context.instances.create(
