@@ -62,6 +62,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from github_items import USERS, github_issue
+from ucf.fakes.github import repository, user
 
 HERE = Path(__file__).resolve()
 UCF = str(Path(sys.executable).parent / "ucf")
@@ -79,108 +80,10 @@ WEBHOOK_PATH = f"/api/webhooks/{CONNECTOR}/{PROJECT}"
 # --------------------------------------------------------------------------- payloads
 
 
-def _repository() -> dict[str, Any]:
-    """GitHub's webhook ``repository`` object: mostly URL templates, about 3 KB."""
-    api = "https://api.github.com/repos/octo/hello"
-    owner = {
-        "login": "octo",
-        "id": 583231,
-        "node_id": "MDQ6VXNlcjU4MzIzMQ==",
-        "avatar_url": "https://avatars.githubusercontent.com/u/583231?v=4",
-        "gravatar_id": "",
-        "url": "https://api.github.com/users/octo",
-        "html_url": "https://github.com/octo",
-        "type": "Organization",
-        "site_admin": False,
-    }
-    templates = {
-        "forks_url": "/forks",
-        "keys_url": "/keys{/key_id}",
-        "collaborators_url": "/collaborators{/collaborator}",
-        "teams_url": "/teams",
-        "hooks_url": "/hooks",
-        "issue_events_url": "/issues/events{/number}",
-        "events_url": "/events",
-        "assignees_url": "/assignees{/user}",
-        "branches_url": "/branches{/branch}",
-        "tags_url": "/tags",
-        "blobs_url": "/git/blobs{/sha}",
-        "git_tags_url": "/git/tags{/sha}",
-        "git_refs_url": "/git/refs{/sha}",
-        "trees_url": "/git/trees{/sha}",
-        "statuses_url": "/statuses/{sha}",
-        "languages_url": "/languages",
-        "stargazers_url": "/stargazers",
-        "contributors_url": "/contributors",
-        "subscribers_url": "/subscribers",
-        "subscription_url": "/subscription",
-        "commits_url": "/commits{/sha}",
-        "git_commits_url": "/git/commits{/sha}",
-        "comments_url": "/comments{/number}",
-        "issue_comment_url": "/issues/comments{/number}",
-        "contents_url": "/contents/{+path}",
-        "compare_url": "/compare/{base}...{head}",
-        "merges_url": "/merges",
-        "archive_url": "/{archive_format}{/ref}",
-        "downloads_url": "/downloads",
-        "issues_url": "/issues{/number}",
-        "pulls_url": "/pulls{/number}",
-        "milestones_url": "/milestones{/number}",
-        "notifications_url": "/notifications{?since,all,participating}",
-        "labels_url": "/labels{/name}",
-        "releases_url": "/releases{/id}",
-        "deployments_url": "/deployments",
-    }
-    return {
-        "id": 1296269,
-        "node_id": "MDEwOlJlcG9zaXRvcnkxMjk2MjY5",
-        "name": "hello",
-        "full_name": "octo/hello",
-        "private": False,
-        "owner": owner,
-        "html_url": "https://github.com/octo/hello",
-        "description": "This your first repo!",
-        "fork": False,
-        "url": api,
-        **{key: api + suffix for key, suffix in templates.items()},
-        "created_at": "2011-01-26T19:01:12Z",
-        "updated_at": "2025-02-28T10:00:00Z",
-        "pushed_at": "2025-02-28T09:59:00Z",
-        "git_url": "git://github.com/octo/hello.git",
-        "ssh_url": "git@github.com:octo/hello.git",
-        "clone_url": "https://github.com/octo/hello.git",
-        "svn_url": "https://github.com/octo/hello",
-        "homepage": None,
-        "size": 108,
-        "stargazers_count": 80,
-        "watchers_count": 80,
-        "language": "Python",
-        "has_issues": True,
-        "has_projects": True,
-        "has_downloads": True,
-        "has_wiki": True,
-        "has_pages": False,
-        "has_discussions": False,
-        "forks_count": 9,
-        "archived": False,
-        "disabled": False,
-        "open_issues_count": 12,
-        "license": None,
-        "allow_forking": True,
-        "is_template": False,
-        "topics": ["api", "webhooks"],
-        "visibility": "public",
-        "forks": 9,
-        "open_issues": 12,
-        "watchers": 80,
-        "default_branch": "main",
-    }
-
-
 def deliveries(first: int, count: int, seed: int = 11) -> Iterator[tuple[dict[str, str], bytes]]:
     """Signed ``issues.opened`` deliveries ``first`` … ``first+count-1`` (headers, body)."""
     rng = random.Random(seed + first)
-    repository = _repository()
+    repo = repository()  # the fake's documented webhook object, about 3 KB
     for index in range(first, first + count):
         issue = github_issue(index + 1, rng, START)
         moment = START + timedelta(seconds=index)
@@ -189,17 +92,8 @@ def deliveries(first: int, count: int, seed: int = 11) -> Iterator[tuple[dict[st
         payload = {
             "action": "opened",
             "issue": issue,
-            "repository": repository,
-            "sender": {
-                "login": rng.choice(USERS),
-                "id": 4000 + index % 50,
-                "node_id": f"MDQ6VXNlcj{4000 + index % 50}",
-                "avatar_url": "https://avatars.githubusercontent.com/u/4000?v=4",
-                "url": "https://api.github.com/users/octocat",
-                "html_url": "https://github.com/octocat",
-                "type": "User",
-                "site_admin": False,
-            },
+            "repository": repo,
+            "sender": user(rng.choice(USERS)),
         }
         body = json.dumps(payload, separators=(",", ":")).encode()
         signature = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
