@@ -29,7 +29,7 @@ from ucf.service.poll import (
     rotation_writer,
 )
 from ucf.stores.errors import NotFound
-from ucf.stores.models import HealthState
+from ucf.stores.models import HealthState, InstanceRecord
 
 __all__ = ["ConnectionTest", "outcome_of_check", "test_connection"]
 
@@ -67,6 +67,20 @@ class ConnectionTest:
             "checkedAt": self.checked_at.isoformat(),
             "recorded": self.recorded,
         }
+
+
+def _not_run(context: UcfContext, record: InstanceRecord, why: str) -> ConnectionTest:
+    """A check that could not run: the health stays as it was, nothing is recorded."""
+    return ConnectionTest(
+        record.project_id,
+        record.connector_id,
+        ok=False,
+        state=record.health_state,
+        latency_ms=0.0,
+        checked_at=context.clock(),
+        error=why,
+        recorded=False,
+    )
 
 
 async def _token(gate: StoreRateGate, wait: timedelta) -> bool:
@@ -155,15 +169,10 @@ async def test_connection(
     if isinstance(descriptor.auth, d.OAuth2Auth):
         lease = await _wait_for_lease(context, project_id, connector_id, lease_wait)
         if lease is None:
-            return ConnectionTest(
-                project_id,
-                connector_id,
-                ok=False,
-                state=record.health_state,
-                latency_ms=0.0,
-                checked_at=context.clock(),
-                error="a poll of this instance is running; its outcome will update the health",
-                recorded=False,
+            return _not_run(
+                context,
+                record,
+                "a poll of this instance is running; its outcome will update the health",
             )
     try:
         record = await context.instances.record(project_id, connector_id)  # fresh tokens
@@ -171,16 +180,11 @@ async def test_connection(
         config = {key: str(value) for key, value in record.config.items()}
         gate = rate_gate_for(context, project_id, descriptor)
         if gate is not None and not await _token(gate, token_wait):
-            return ConnectionTest(
-                project_id,
-                connector_id,
-                ok=False,
-                state=record.health_state,
-                latency_ms=0.0,
-                checked_at=context.clock(),
-                error="this instance's request budget (rateLimitRpm) is spent by a running "
-                "poll; try again in a few seconds",
-                recorded=False,
+            return _not_run(
+                context,
+                record,
+                "this instance's request budget (rateLimitRpm) is spent by a running poll; "
+                "try again in a few seconds",
             )
         result, forced = await _run_check(
             context,
