@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -17,13 +18,13 @@ from ucf.core.validation import parse_descriptor
 from ucf.fakes import FakeResponse, FakeServer, Fault
 from ucf.runtime.auth import StaticAuth, build_auth
 from ucf.runtime.http import HttpSettings, create_client
+from ucf.runtime.native import NativeRegistry
 from ucf.runtime.polling import NotPollable
 from ucf.runtime.sources import (
     ENTRY_POINT_GROUP,
     GenericSource,
     NativeSourceMissing,
     SourceContext,
-    load_native_source,
     source_for,
 )
 from ucf.runtime.ssrf import EgressPolicy
@@ -212,39 +213,71 @@ async def test_health_check_with_missing_config_is_unhealthy_not_an_exception(
 
 NATIVE_MODULE = textwrap.dedent(
     """
-    from ucf.runtime.polling import Page
+    from ucf.native import NativeConnector, Page, PollSchedule, build_signal, MappingResult
+
+    DESCRIPTOR = {
+        "id": "demo",
+        "name": "Demo",
+        "description": "native",
+        "category": "Custom",
+        "icon": "demo",
+        "kind": "native",
+        "version": "1.0.0",
+        "auth": {"method": "none"},
+        "healthCheck": {
+            "endpoint": "{{baseUrl}}/ping", "method": "GET", "expectStatus": 200, "timeoutMs": 1000
+        },
+    }
 
 
     class DemoSource:
+        schedule = PollSchedule(interval_seconds=60, rate_limit_rpm=30)
+        webhooks = None
+
         def __init__(self, descriptor):
             self.descriptor = descriptor
 
         async def fetch_delta(self, context, checkpoint, *, now, max_pages=None):
-            yield Page(
-                number=1, items=[{"id": "native-1"}], checkpoint="n1", request_url="native:",
-                status=200, last=True, elapsed_seconds=0.0, gate_wait_seconds=0.0,
-                rate_limit_waits=0, rate_limit_wait_seconds=0.0,
-            )
+            yield Page(number=1, items=[{"id": "native-1"}], checkpoint="n1", last=True)
+
+        def normalise(self, items, *, project_id, now):
+            return MappingResult(signals=[
+                build_signal(
+                    source="demo", project_id=project_id, item_id=item["id"], version="1",
+                    timestamp=now, signal_type="demo_seen", summary=item["id"], raw=item,
+                )
+                for item in items
+            ])
 
         async def health_check(self, context):
             raise NotImplementedError
+
+
+    class Incomplete:
+        def __init__(self, descriptor):
+            self.descriptor = descriptor
+
+
+    connector = NativeConnector(DESCRIPTOR, DemoSource)
+    incomplete = NativeConnector(DESCRIPTOR, Incomplete)
+    not_a_connector = DemoSource
     """
 )
 
 
-def native_descriptor(connector_id: str = "jira") -> ConnectorDescriptor:
+def native_descriptor(connector_id: str = "demo") -> ConnectorDescriptor:
     return parse_descriptor(
         {
             "id": connector_id,
-            "name": "Jira",
+            "name": "Demo",
             "description": "native",
-            "category": "Project Management",
-            "icon": "jira",
+            "category": "Custom",
+            "icon": "demo",
             "kind": "native",
             "version": "1.0.0",
             "auth": {"method": "none"},
             "healthCheck": {
-                "endpoint": "{{baseUrl}}/rest/api/3/myself",
+                "endpoint": "{{baseUrl}}/ping",
                 "method": "GET",
                 "expectStatus": 200,
                 "timeoutMs": 1000,
@@ -253,7 +286,9 @@ def native_descriptor(connector_id: str = "jira") -> ConnectorDescriptor:
     )
 
 
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry_points: str) -> None:
+def install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry_points: str
+) -> list[importlib.metadata.EntryPoint]:
     """A real installed distribution (a dist-info on sys.path) declaring entry points."""
     (tmp_path / "ucf_native_demo.py").write_text(NATIVE_MODULE)
     info = tmp_path / "ucf_native_demo-0.1.dist-info"
@@ -261,35 +296,72 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry_points: str) 
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: ucf-native-demo\nVersion: 0.1\n")
     (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{entry_points}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    return [
+        ep
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        if ep.dist is not None and ep.dist.metadata["Name"] == "ucf-native-demo"
+    ]
 
 
-async def test_a_native_source_is_found_by_its_entry_point(
+async def test_a_native_source_is_found_by_its_entry_point_with_its_package_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
 ) -> None:
-    install(tmp_path, monkeypatch, "jira = ucf_native_demo:DemoSource")
+    registry = NativeRegistry(install(tmp_path, monkeypatch, "demo = ucf_native_demo:connector"))
+    [entry] = list(registry)
+    assert (entry.distribution, entry.version, entry.error) == ("ucf-native-demo", "0.1", None)
+    assert [d["id"] for d in registry.descriptors()] == ["demo"]
     desc = native_descriptor()
-    source = source_for(desc)
+    source = registry.source(desc)
     assert source.descriptor is desc
+    assert source.schedule.interval_seconds == 60
     ctx = SourceContext(client=client, auth=StaticAuth(), config={})
     pages = [p async for p in source.fetch_delta(ctx, None, now=NOW)]
     assert [page.items for page in pages] == [[{"id": "native-1"}]]
+    result = source.normalise(pages[0].items, project_id="p", now=NOW)
+    assert [m.wire["type"] for m in result.signals] == ["demo_seen"]
 
 
 def test_a_native_connector_without_its_package_names_what_is_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install(tmp_path, monkeypatch, "outlook = ucf_native_demo:DemoSource")
+    registry = NativeRegistry(install(tmp_path, monkeypatch, "outlook = ucf_native_demo:connector"))
     with pytest.raises(NativeSourceMissing) as caught:
-        load_native_source(native_descriptor("jira"))
+        registry.source(native_descriptor("jira"))
     message = str(caught.value)
     assert "no installed package provides it" in message
     assert "'ucf.native_sources'" in message
     assert "installed: outlook" in message
 
 
+@pytest.mark.parametrize(
+    ("entry_point", "reason"),
+    [
+        ("demo = ucf_native_missing_module:connector", "failed to import: ModuleNotFoundError"),
+        ("demo = ucf_native_demo:not_a_connector", "not a ucf.native.NativeConnector"),
+        ("other = ucf_native_demo:connector", None),
+        ("demo = ucf_native_demo:incomplete", "no callable fetch_delta()"),
+    ],
+)
 def test_a_broken_native_entry_point_is_reported_not_raised_raw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry_point: str, reason: str | None
+) -> None:
+    registry = NativeRegistry(install(tmp_path, monkeypatch, entry_point))
+    name = entry_point.split(" ", 1)[0]
+    desc = native_descriptor(name)
+    with pytest.raises(NativeSourceMissing) as caught:
+        registry.source(desc)
+    expected = reason or "its descriptor's id is 'demo', not 'other'"
+    assert expected in str(caught.value)
+    # A package that fails to load shows nothing in the catalogue; one that loads but
+    # breaks the interface is listed, so its instances can report why they fail.
+    listed = [d["id"] for d in registry.descriptors()]
+    assert listed == (["demo"] if "incomplete" in entry_point else [])
+
+
+def test_a_blocked_native_connector_is_not_loaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    install(tmp_path, monkeypatch, "jira = ucf_native_missing_module:JiraSource")
-    with pytest.raises(NativeSourceMissing, match="failed to load: ModuleNotFoundError"):
-        load_native_source(native_descriptor())
+    entry_points = install(tmp_path, monkeypatch, "demo = ucf_native_demo:connector")
+    registry = NativeRegistry(entry_points, blocked=["demo"])
+    with pytest.raises(NativeSourceMissing, match="blocked by UCF_NATIVE_BLOCK"):
+        registry.source(native_descriptor())

@@ -18,16 +18,41 @@ if TYPE_CHECKING:  # imported where used: `ucf --help` need not load the descrip
     from ucf.core.mapping import MappingResult
     from ucf.core.validation import Problem
 
-__all__ = ["connectors_app", "fail", "load_descriptor", "parse_header", "read_json_file"]
+__all__ = [
+    "builtin_descriptor",
+    "connectors_app",
+    "fail",
+    "load_descriptor",
+    "parse_header",
+    "read_json_file",
+]
+
+DESCRIPTOR_HELP = "Descriptor JSON file, or the id of a built-in connector (e.g. jira)."
 
 connectors_app = typer.Typer(help="Work with connector descriptors.", no_args_is_help=True)
 
 
+def builtin_descriptor(connector_id: str) -> dict[str, Any] | None:
+    """A shipped or installed (native package) descriptor by its id, if there is one."""
+    from ucf.catalogue import builtin_descriptors
+    from ucf.runtime.native import installed_descriptors
+
+    for data in [*builtin_descriptors(), *installed_descriptors()]:
+        if data.get("id") == connector_id:
+            return dict(data)
+    return None
+
+
 def load_descriptor(path: Path) -> ConnectorDescriptor:
-    """Read and fully validate a descriptor file, or exit listing every problem."""
+    """Read and fully validate a descriptor file, or exit listing every problem.
+
+    A name that is not a file but a built-in connector's id (``--descriptor jira``)
+    loads that connector's descriptor.
+    """
     from ucf.core.validation import DescriptorInvalid, parse_descriptor
 
-    data = read_json_file(path, "descriptor")
+    builtin = None if path.exists() or path.suffix else builtin_descriptor(str(path))
+    data = builtin if builtin is not None else read_json_file(path, "descriptor")
     try:
         return parse_descriptor(data)
     except DescriptorInvalid as invalid:
@@ -88,7 +113,7 @@ def parse_header(text: str) -> tuple[str, str]:
 
 
 def map_sample(
-    descriptor_file: Annotated[Path, typer.Option("--descriptor", help="Descriptor JSON file.")],
+    descriptor_file: Annotated[Path, typer.Option("--descriptor", help=DESCRIPTOR_HELP)],
     sample: Annotated[
         Path, typer.Option("--sample", help="A poll response, or a webhook payload.")
     ],

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ucf.cli.descriptors import fail, load_descriptor
+from ucf.cli.descriptors import DESCRIPTOR_HELP, fail, load_descriptor
 
 if TYPE_CHECKING:  # the runtime (httpx & co.) loads only when a poll or check runs
     from rich.status import Status
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # the runtime (httpx & co.) loads only when a poll or check r
     from ucf.runtime.ssrf import EgressPolicy
 
 DescriptorOption = Annotated[
-    Path, typer.Option("--descriptor", help="Descriptor JSON file.", show_default=False)
+    Path, typer.Option("--descriptor", help=DESCRIPTOR_HELP, show_default=False)
 ]
 ConfigOption = Annotated[
     list[str] | None,
@@ -184,41 +184,36 @@ async def _poll(
     max_pages: int | None,
     policy: EgressPolicy,
 ) -> _Tally:
-    from ucf.core.mapping import CompiledMapping
-    from ucf.runtime.auth import build_auth
+    from ucf.core.sanitiser import Sanitiser
+    from ucf.runtime.connection import connect
     from ucf.runtime.http import HttpSettings, create_client
     from ucf.runtime.polling import NotPollable, TokenBucketGate
-    from ucf.runtime.sources import SourceContext, source_for
+    from ucf.runtime.sources import source_for
 
-    mapping_descriptor = descriptor.field_mapping
-    if mapping_descriptor is None:
-        raise NotPollable(f"{descriptor.id} has no fieldMapping to turn items into signals")
-    mapping = CompiledMapping(mapping_descriptor)
     source = source_for(descriptor)
-    polling = descriptor.polling
+    schedule = source.schedule
+    if schedule is None:
+        raise NotPollable(f"{descriptor.id} receives webhooks only; there is nothing to poll")
+    sanitiser = Sanitiser()
     tally = _Tally()
     progress = _Progress(f"polling {descriptor.id}")
     async with create_client(HttpSettings(), policy) as client:
-        auth = build_auth(
-            descriptor.auth,
-            credentials,
-            token_client=client,
-            on_rotate=_rotation_warning(credentials),
+        context = connect(
+            source,
+            credentials=credentials,
             config=config,
-        )
-        context = SourceContext(
             client=client,
-            auth=auth,
-            config=config,
-            rate_gate=TokenBucketGate(polling.rate_limit_rpm) if polling is not None else None,
+            on_rotate=_rotation_warning(credentials),
+            rate_gate=TokenBucketGate(schedule.rate_limit_rpm),
         )
         with progress.running():
             now = datetime.now(UTC)
             async for page in source.fetch_delta(context, checkpoint, now=now, max_pages=max_pages):
                 tally.add(page)
-                result = mapping.map_items(page.items, descriptor.id, project, now=now)
-                lines = [
-                    json.dumps(mapped.wire, ensure_ascii=False) + "\n" for mapped in result.signals
+                result = source.normalise(page.items, project_id=project, now=now)
+                lines = [  # what the store and the sinks would receive: sanitised
+                    json.dumps(sanitiser.sanitise_wire(mapped.wire), ensure_ascii=False) + "\n"
+                    for mapped in result.signals
                 ]
                 sys.stdout.write("".join(lines))
                 sys.stdout.flush()
@@ -332,14 +327,14 @@ async def _check(
     credentials: dict[str, str],
     policy: EgressPolicy,
 ) -> HealthResult:
-    from ucf.runtime.auth import build_auth
+    from ucf.runtime.connection import connect
     from ucf.runtime.http import HttpSettings, create_client
-    from ucf.runtime.sources import SourceContext, source_for
+    from ucf.runtime.sources import source_for
 
     source = source_for(descriptor)
     async with create_client(HttpSettings(), policy) as client:
-        auth = build_auth(descriptor.auth, credentials, token_client=client, config=config)
-        return await source.health_check(SourceContext(client=client, auth=auth, config=config))
+        context = connect(source, credentials=credentials, config=config, client=client)
+        return await source.health_check(context)
 
 
 def check(

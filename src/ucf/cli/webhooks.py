@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ucf.cli.descriptors import fail, load_descriptor, parse_header
+from ucf.cli.descriptors import DESCRIPTOR_HELP, fail, load_descriptor, parse_header
 
 if TYPE_CHECKING:  # imported where used, so `ucf --help` stays quick
     from ucf.core.descriptor import ConnectorDescriptor
@@ -55,7 +55,7 @@ def _now(at: float | None) -> datetime:
 
 @webhooks_app.command("verify")
 def verify(
-    descriptor_file: Annotated[Path, typer.Option("--descriptor", help="Descriptor JSON file.")],
+    descriptor_file: Annotated[Path, typer.Option("--descriptor", help=DESCRIPTOR_HELP)],
     body_file: Annotated[
         Path, typer.Option("--body-file", help="The delivery's body, byte for byte.")
     ],

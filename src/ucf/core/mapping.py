@@ -59,6 +59,52 @@ class MappedSignal:
         return cls(wire=signal.to_wire(), dedup_key=dedup_key, item_id=item_id, version=version)
 
 
+def build_signal(
+    *,
+    source: str,
+    project_id: str,
+    item_id: str,
+    version: str,
+    timestamp: datetime,
+    signal_type: str,
+    summary: str,
+    raw: dict[str, Any],
+    priority: Priority | None = None,
+    participants: Sequence[str] = (),
+    related_tickets: Sequence[str] = (),
+    tags: Sequence[str] = (),
+) -> MappedSignal:
+    """A signal written by code instead of a ``fieldMapping`` (native connectors).
+
+    The identity rules are the mapper's, so a native source and a descriptor
+    agree on what "the same signal" is: the dedup key is (source, project,
+    item id, version), the id a ULID of the event time and that key, the
+    summary cut to the contract's length. Lists are de-duplicated, order kept.
+    """
+    key = dedup_key(source, project_id, item_id, version)
+    text = summary if len(summary) <= SUMMARY_MAX_CHARS else summary[: SUMMARY_MAX_CHARS - 1] + "…"
+    wire: dict[str, Any] = {
+        "id": signal_id(key, to_epoch_ms(timestamp)),
+        "source": source,
+        "timestamp": iso_utc(timestamp),
+        "type": signal_type,
+        "summary": text,
+        "raw": raw,
+        "projectId": project_id,
+    }
+    people, related, labels = (
+        names(list(participants)),
+        names(list(related_tickets)),
+        names(list(tags)),
+    )
+    if priority is not None or people or related or labels:
+        metadata = wire["metadata"] = {} if priority is None else {"priority": priority}
+        metadata["participants"] = people
+        metadata["relatedTickets"] = related
+        metadata["tags"] = labels
+    return MappedSignal(wire=wire, dedup_key=key, item_id=item_id, version=version)
+
+
 @dataclass(frozen=True, slots=True)
 class ItemError:
     """Why one item did not become a signal."""

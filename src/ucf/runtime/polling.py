@@ -186,19 +186,20 @@ class Page:
     ``checkpoint`` is safe to store once this page's signals are stored; the
     last page's is the poll's new checkpoint. ``request_url`` is redacted.
     ``truncated`` marks a last page cut short by the max-pages guard while
-    the API still had more.
+    the API still had more. The statistics default to "nothing to report", so a
+    native source (``ucf.native``) fills in only what it measured.
     """
 
     number: int
     items: list[Any]
     checkpoint: str | None
-    request_url: str
-    status: int
-    last: bool
-    elapsed_seconds: float
-    gate_wait_seconds: float
-    rate_limit_waits: int
-    rate_limit_wait_seconds: float
+    request_url: str = ""
+    status: int = 200
+    last: bool = False
+    elapsed_seconds: float = 0.0
+    gate_wait_seconds: float = 0.0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
     dropped: int = 0
     truncated: bool = False
 

@@ -1,32 +1,32 @@
 """Sources: the one small interface every connector runs behind, generic or native.
 
-A :class:`Source` fetches what changed since a checkpoint, page by page, and
-checks that the upstream answers. :class:`GenericSource` does both from a
-descriptor (the polling engine and the descriptor's ``healthCheck``). Tools a
-descriptor cannot describe (Jira's JQL paging quirks, Outlook, SES) ship as
-Python packages that register a factory under the ``ucf.native_sources``
-entry-point group, named by connector id::
+A :class:`Source` fetches what changed since a checkpoint, page by page, turns
+a page's items into signals (:meth:`Source.normalise`), checks that the
+upstream answers, and declares what it does: ``schedule`` (it polls, this
+often) and ``webhooks`` (a native push handler). :class:`GenericSource` does
+all of it from a descriptor (the polling engine, the ``fieldMapping``, the
+``healthCheck``). Tools a descriptor cannot describe (Jira's JQL paging,
+Outlook, SES) are native connectors: Python packages registered under the
+``ucf.native_sources`` entry-point group (see :mod:`ucf.runtime.native` and
+the public API :mod:`ucf.native`).
 
-    [project.entry-points."ucf.native_sources"]
-    jira = "ucf_jira:JiraSource"
-
-:func:`source_for` picks the right one, so the scheduler and the CLI never
-care which kind they run.
+:func:`source_for` picks the right one, so the scheduler, the gateway and the
+CLI never care which kind they run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
 from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.template import compile_template
 from ucf.runtime.http import (
     UNAVAILABLE_STATUSES,
@@ -36,6 +36,13 @@ from ucf.runtime.http import (
     UpstreamError,
     body_error,
     describe,
+)
+from ucf.runtime.native import (
+    ENTRY_POINT_GROUP,
+    NativeLoadError,
+    PollSchedule,
+    WebhookHandler,
+    native_registry,
 )
 from ucf.runtime.polling import (
     ConfigError,
@@ -57,14 +64,15 @@ __all__ = [
     "HealthFailure",
     "HealthResult",
     "NativeSourceMissing",
+    "PollSchedule",
     "Source",
     "SourceContext",
-    "load_native_source",
     "run_health_check",
     "source_for",
 ]
 
-ENTRY_POINT_GROUP: Final = "ucf.native_sources"
+NativeSourceMissing = NativeLoadError
+"""A ``kind: native`` descriptor whose implementation is not installed, broken or blocked."""
 
 
 HealthFailure = Literal["rejected", "rate_limited", "unavailable", "failed"]
@@ -122,14 +130,40 @@ class Source(Protocol):
         """One request to the upstream, reported, never raised."""
         ...
 
+    def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:
+        """A page's items as signals (and per-item errors); never raises on bad items."""
+        ...
+
+    @property
+    def schedule(self) -> PollSchedule | None:
+        """How often it polls; None when it only receives webhooks."""
+        ...
+
+    @property
+    def webhooks(self) -> WebhookHandler | None:
+        """A native push handler; None for generic sources (the gateway reads their
+        descriptor) and for native sources that only poll."""
+        ...
+
 
 class GenericSource:
     """A descriptor-driven connector: the polling plan plus the descriptor's health check."""
 
-    def __init__(self, descriptor: ConnectorDescriptor) -> None:
+    def __init__(
+        self, descriptor: ConnectorDescriptor, mapping: CompiledMapping | None = None
+    ) -> None:
         self._descriptor = descriptor
-        self._plan = PollPlan.compile(descriptor) if descriptor.polling is not None else None
+        polling = descriptor.polling
+        self._plan = PollPlan.compile(descriptor) if polling is not None else None
+        self._schedule = (
+            PollSchedule(polling.interval_seconds, polling.rate_limit_rpm)
+            if polling is not None
+            else None
+        )
         self._health = HealthCheckPlan.compile(descriptor)
+        if mapping is None and descriptor.field_mapping is not None:
+            mapping = CompiledMapping(descriptor.field_mapping)
+        self._mapping = mapping
 
     @property
     def descriptor(self) -> ConnectorDescriptor:
@@ -138,6 +172,21 @@ class GenericSource:
     @property
     def plan(self) -> PollPlan | None:
         return self._plan
+
+    @property
+    def schedule(self) -> PollSchedule | None:
+        return self._schedule
+
+    @property
+    def webhooks(self) -> WebhookHandler | None:
+        return None
+
+    def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:
+        if self._mapping is None:
+            raise NotPollable(
+                f"{self._descriptor.id} has no fieldMapping, so its items cannot be signals"
+            )
+        return self._mapping.map_items(items, self._descriptor.id, project_id)
 
     def fetch_delta(
         self,
@@ -299,50 +348,16 @@ async def run_health_check(descriptor: ConnectorDescriptor, context: SourceConte
     return await HealthCheckPlan(descriptor).run(context)
 
 
-# --------------------------------------------------------------------------- native
-
-
-class NativeSourceMissing(LookupError):
-    """A ``kind: native`` descriptor whose implementation is not installed (or broken)."""
-
-
-SourceFactory = Callable[[ConnectorDescriptor], Source]
-
-
-def load_native_source(descriptor: ConnectorDescriptor) -> Source:
-    """The installed native implementation of ``descriptor``, by its entry point.
-
-    The entry point named ``descriptor.id`` in the ``ucf.native_sources`` group
-    must load to a callable taking the descriptor and returning a :class:`Source`.
-    """
-    available = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    chosen = next((ep for ep in available if ep.name == descriptor.id), None)
-    if chosen is None:
-        installed = ", ".join(sorted({ep.name for ep in available})) or "none"
-        raise NativeSourceMissing(
-            f"connector {descriptor.id!r} is native, but no installed package provides it "
-            f"(entry point {descriptor.id!r} in group {ENTRY_POINT_GROUP!r}; installed: {installed})"
-        )
-    try:
-        factory: SourceFactory = chosen.load()
-        source = factory(descriptor)
-    except Exception as error:
-        raise NativeSourceMissing(
-            f"native source {descriptor.id!r} ({chosen.value}) failed to load: "
-            f"{type(error).__name__}: {error}"
-        ) from error
-    if not callable(getattr(source, "fetch_delta", None)) or not callable(
-        getattr(source, "health_check", None)
-    ):
-        raise NativeSourceMissing(
-            f"native source {descriptor.id!r} ({chosen.value}) does not implement "
-            "fetch_delta and health_check"
-        )
-    return source
+# --------------------------------------------------------------------------- choosing
 
 
 def source_for(descriptor: ConnectorDescriptor) -> Source:
-    """The runtime of any descriptor: generic from the descriptor, native from its package."""
+    """The runtime of any descriptor: generic from the descriptor, native from its package.
+
+    Raises :class:`NativeSourceMissing` for a native connector that is not
+    installed, failed to load, was blocked or does not implement :class:`Source`.
+    """
     if descriptor.kind == "native":
-        return load_native_source(descriptor)
+        source: Source = native_registry().source(descriptor)
+        return source
     return GenericSource(descriptor)

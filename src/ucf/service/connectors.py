@@ -17,6 +17,8 @@ from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.mapping import CompiledMapping
 from ucf.core.validation import validate_descriptor
+from ucf.runtime.native import PollSchedule, installed_descriptors
+from ucf.runtime.sources import GenericSource, NativeSourceMissing, Source, source_for
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import DescriptorRecord, SyncReport
@@ -50,6 +52,46 @@ class Connector:
         if mapping is self.descriptor.field_mapping:
             return self.mapping
         return CompiledMapping(mapping)
+
+    @cached_property
+    def source(self) -> Source:
+        """The connector's runtime, built once per descriptor version.
+
+        Raises :class:`~ucf.runtime.sources.NativeSourceMissing` for a native
+        connector whose package is missing or broken (not cached: installing it
+        and restarting is the fix, and a later call tries again).
+        """
+        if self.descriptor.kind == "native":
+            return source_for(self.descriptor)
+        return GenericSource(self.descriptor, self.mapping)
+
+    @property
+    def schedule(self) -> PollSchedule | None:
+        """How often it polls, as its source declares; None for webhook-only connectors.
+
+        A native connector whose package cannot be loaded is still scheduled
+        (at the default interval), so its instances report the reason in
+        their health instead of silently never polling.
+        """
+        try:
+            return self.source.schedule
+        except NativeSourceMissing:
+            return PollSchedule()
+
+    @property
+    def polls(self) -> bool:
+        return self.schedule is not None
+
+    @property
+    def receives_webhooks(self) -> bool:
+        """Generic: the descriptor has a webhook block and a mapping for it; native: its
+        source has a webhook handler."""
+        if self.descriptor.kind != "native":
+            return self.descriptor.webhook is not None and self.webhook_mapping is not None
+        try:
+            return self.source.webhooks is not None
+        except NativeSourceMissing:
+            return False
 
     def compiled(self, name: str, build: Callable[[ConnectorDescriptor], Any]) -> Any:
         """Another compiled part (verifier, poll plan), built once per descriptor version."""
@@ -88,6 +130,9 @@ class ConnectorService:
     async def sync_builtin(self) -> SyncReport:
         """Load the shipped catalogue: new ones inserted, upgraded when their version rose."""
         shipped = builtin_descriptors()
+        catalogued = {data.get("id") for data in shipped}
+        # Native packages installed beside ucf bring their descriptors with them.
+        shipped += [dict(d) for d in installed_descriptors() if d.get("id") not in catalogued]
         for data in shipped:
             _parse(data, f"built-in descriptor {data.get('id')!r}")
         return await self._registry.sync_builtin(shipped, now=self._clock())

@@ -15,15 +15,17 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from ucf.core import descriptor as d
-from ucf.runtime.auth import build_auth
+from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
 from ucf.runtime.http import AuthFailed
-from ucf.runtime.sources import HealthResult, NativeSourceMissing, SourceContext, source_for
+from ucf.runtime.sources import HealthResult, NativeSourceMissing
+from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.poll import (
     HeldLease,
     StoreRateGate,
     default_worker_id,
+    instance_context,
     lease_name,
     rate_gate_for,
     rotation_writer,
@@ -31,7 +33,7 @@ from ucf.service.poll import (
 from ucf.stores.errors import NotFound
 from ucf.stores.models import HealthState, InstanceRecord
 
-__all__ = ["ConnectionTest", "outcome_of_check", "test_connection"]
+__all__ = ["ConnectionTest", "check_connector", "outcome_of_check", "test_connection"]
 
 LEASE_WAIT: Final = timedelta(seconds=10)
 """How long a check of an OAuth2 instance waits for a running poll to finish."""
@@ -104,41 +106,38 @@ def outcome_of_check(result: HealthResult, policy: HealthPolicy) -> Outcome:
     return Outcome.FAILED
 
 
-async def _run_check(
+async def check_connector(
     context: UcfContext,
-    descriptor: d.ConnectorDescriptor,
-    source_of: Any,
+    connector: Connector,
+    *,
     credentials: dict[str, str],
     config: dict[str, str],
-    credential_ref: str | None,
+    on_rotate: CredentialsChanged | None,
 ) -> tuple[HealthResult, Outcome | None]:
-    """The check, with failures before any request (bad credentials, missing native
-    source) reported like the upstream's."""
+    """The connector's health check with these settings (stored or not yet).
+
+    Failures before any request (a missing credential, a token endpoint that
+    refuses the grant, a native package that is not installed) are reported
+    like the upstream's; the second value forces the outcome when the result
+    alone would not say it.
+    """
     try:
-        source = source_of()
-        auth = build_auth(
-            descriptor.auth,
-            credentials,
-            token_client=context.http,
-            on_rotate=rotation_writer(context, credential_ref),
-            now=context.clock,
+        upstream = instance_context(
+            context,
+            connector,
+            credentials=credentials,
             config=config,
-            settings=context.settings.http,
+            on_rotate=on_rotate,
         )
-        result: HealthResult = await source.health_check(
-            SourceContext(
-                client=context.http,
-                auth=auth,
-                config=config,
-                settings=context.settings.http,
-            )
-        )
+        result: HealthResult = await connector.source.health_check(upstream)
     except AuthFailed as error:  # CredentialMissing, or the token endpoint refused the grant
         return HealthResult(ok=False, status=error.status, latency_ms=0.0, error=str(error)), (
             Outcome.REJECTED
         )
     except NativeSourceMissing as error:
-        return HealthResult(ok=False, status=None, latency_ms=0.0, error=str(error)), None
+        return HealthResult(ok=False, status=None, latency_ms=0.0, error=str(error)), (
+            Outcome.FAILED
+        )
     return result, None
 
 
@@ -178,7 +177,7 @@ async def test_connection(
         record = await context.instances.record(project_id, connector_id)  # fresh tokens
         credentials = await context.instances.credentials(record)
         config = {key: str(value) for key, value in record.config.items()}
-        gate = rate_gate_for(context, project_id, descriptor)
+        gate = rate_gate_for(context, project_id, connector)
         if gate is not None and not await _token(gate, token_wait):
             return _not_run(
                 context,
@@ -186,13 +185,12 @@ async def test_connection(
                 "this instance's request budget (rateLimitRpm) is spent by a running poll; "
                 "try again in a few seconds",
             )
-        result, forced = await _run_check(
+        result, forced = await check_connector(
             context,
-            descriptor,
-            lambda: connector.compiled("source", source_for),
-            credentials,
-            config,
-            record.credential_secret_ref,
+            connector,
+            credentials=credentials,
+            config=config,
+            on_rotate=rotation_writer(context, record.credential_secret_ref),
         )
     finally:
         if lease is not None:

@@ -36,14 +36,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from ucf.core.descriptor import ConnectorDescriptor
-from ucf.core.mapping import CompiledMapping, ItemError, MappingResult
-from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, build_auth
+from ucf.core.mapping import ItemError, MappingResult
+from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, CredentialsChanged
+from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
 from ucf.runtime.http import AuthFailed, RateLimited, UpstreamError
 from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
-from ucf.runtime.sources import NativeSourceMissing, Source, SourceContext, source_for
+from ucf.runtime.sources import NativeSourceMissing, SourceContext
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
@@ -65,6 +65,7 @@ __all__ = [
     "StoreRateGate",
     "default_worker_id",
     "fetch_ahead",
+    "instance_context",
     "lease_name",
     "poll_instance",
     "poll_job",
@@ -277,17 +278,40 @@ class StoreRateGate:
 
 
 def rate_gate_for(
-    context: UcfContext, project_id: str, descriptor: ConnectorDescriptor
+    context: UcfContext, project_id: str, connector: Connector
 ) -> StoreRateGate | None:
     """The instance's ``rateLimitRpm`` budget, shared by its polls and health checks."""
-    polling = descriptor.polling
-    if polling is None:
+    schedule = connector.schedule
+    if schedule is None:
         return None
     return StoreRateGate(
         context.store.rate_limits,
-        rate_bucket(project_id, descriptor.id),
-        polling.rate_limit_rpm,
+        rate_bucket(project_id, connector.id),
+        schedule.rate_limit_rpm,
         clock=context.clock,
+    )
+
+
+def instance_context(
+    context: UcfContext,
+    connector: Connector,
+    *,
+    credentials: Mapping[str, str],
+    config: Mapping[str, str],
+    on_rotate: CredentialsChanged | None,
+    rate_gate: StoreRateGate | None = None,
+) -> SourceContext:
+    """An instance's upstream context inside the service: the process's HTTP client
+    and settings, the store's clock (see :func:`ucf.runtime.connection.connect`)."""
+    return connect(
+        connector.source,
+        credentials=credentials,
+        config=config,
+        client=context.http,
+        settings=context.settings.http,
+        on_rotate=on_rotate,
+        rate_gate=rate_gate,
+        now=context.clock,
     )
 
 
@@ -391,18 +415,6 @@ class StartAt:
     """Start a poll here instead of at the stored checkpoint (None: the initial window)."""
 
     checkpoint: str | None
-
-
-def _source(connector: Connector) -> Source:
-    source: Source = connector.compiled("source", source_for)
-    return source
-
-
-def _mapping(connector: Connector) -> CompiledMapping:
-    mapping = connector.mapping
-    if mapping is None:
-        raise NotPollable(f"{connector.id} has no fieldMapping, so its items cannot be signals")
-    return mapping
 
 
 def _as_checkpoint(value: Any) -> str | None:
@@ -536,24 +548,16 @@ async def _run(
     retry_after: float | None = None
     try:
         current = _as_checkpoint(stored.value)
-        mapping = _mapping(job.connector)
-        source = _source(job.connector)
-        gate = rate_gate_for(context, project_id, job.connector.descriptor)
-        auth = build_auth(
-            job.connector.descriptor.auth,
-            job.credentials,
-            token_client=context.http,
+        source = job.connector.source
+        if source.schedule is None:
+            raise NotPollable(f"{connector_id} receives webhooks only; there is nothing to poll")
+        source_context = instance_context(
+            context,
+            job.connector,
+            credentials=job.credentials,
+            config=job.config,
             on_rotate=rotation_writer(context, job.credential_ref),
-            now=context.clock,
-            config=job.config,
-            settings=context.settings.http,
-        )
-        source_context = SourceContext(
-            client=context.http,
-            auth=auth,
-            config=job.config,
-            settings=context.settings.http,
-            rate_gate=gate,
+            rate_gate=rate_gate_for(context, project_id, job.connector),
         )
         begin = current if start_at is None else start_at.checkpoint
         fetched = source.fetch_delta(
@@ -592,7 +596,7 @@ async def _run(
             async with contextlib.aclosing(fetch_ahead(fetched)) as pages:
                 async for page in pages:
                     received = context.clock()
-                    mapped = mapping.map_items(page.items, connector_id, project_id)
+                    mapped = source.normalise(page.items, project_id=project_id, now=received)
                     if in_flight is not None and not await settle():
                         break
                     if lease.lost:

@@ -90,10 +90,10 @@ def due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy)
     one); a failing one after its backoff from the last attempt, unless its
     settings changed since (the user fixed something: try now).
     """
-    polling = connector.descriptor.polling
-    if polling is None or not record.enabled:
+    schedule = connector.schedule
+    if schedule is None or not record.enabled:
         return NEVER
-    interval = policy.interval_override or timedelta(seconds=polling.interval_seconds)
+    interval = policy.interval_override or timedelta(seconds=schedule.interval_seconds)
     jitter = interval * (
         policy.jitter_ratio * _stable_fraction(record.project_id, record.connector_id)
     )
@@ -177,7 +177,7 @@ class Scheduler:
         pairs = []
         for record in await self.context.store.instances.list_enabled():
             connector = connectors.get(record.connector_id)
-            if connector is not None and connector.descriptor.polling is not None:
+            if connector is not None and connector.polls:
                 pairs.append((record, connector))
         return pairs
 

@@ -36,9 +36,19 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 from urllib.parse import quote
 
-from ucf.core.mapping import CompiledMapping
+from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.payload import payload_or_missing
 from ucf.core.webhook import delivery_id_of, event_type_of, handles
+from ucf.runtime.native import (
+    Handshake,
+    Malformed,
+    Refused,
+    Unhandled,
+    WebhookContext,
+    WebhookHandler,
+    WebhookRequest,
+)
+from ucf.runtime.sources import NativeSourceMissing, SourceContext
 from ucf.runtime.webhooks import (
     HandshakeResponse,
     Rejection,
@@ -50,6 +60,7 @@ from ucf.runtime.webhooks import (
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError, ServiceError
+from ucf.service.poll import instance_context, rate_gate_for, rotation_writer
 from ucf.stores.models import InstanceRecord, RateDecision
 
 __all__ = [
@@ -367,7 +378,7 @@ class WebhookGateway:
             connector = await self._context.connectors.get(connector_id)
         except NotFoundError:
             raise NotFoundError(NOT_HERE) from None
-        if connector.descriptor.webhook is None or connector.webhook_mapping is None:
+        if not connector.receives_webhooks:
             raise NotFoundError(NOT_HERE)
         record = await self._context.store.instances.get(project_id, connector_id)
         if record is None or not record.enabled:
@@ -393,6 +404,8 @@ class WebhookGateway:
     # -- 3..7
 
     async def receive(self, target: WebhookTarget, delivery: Delivery) -> WebhookOutcome:
+        if target.connector.descriptor.kind == "native":
+            return await self._receive_native(target, delivery)
         connector_id = target.connector_id
         await self._take_token(target)
         descriptor = target.connector.descriptor
@@ -466,6 +479,9 @@ class WebhookGateway:
     async def _credentials(self, target: WebhookTarget, verifier: Verifier) -> Mapping[str, str]:
         if verifier.secret_credential is None:
             return {}
+        return await self._instance_credentials(target)
+
+    async def _instance_credentials(self, target: WebhookTarget) -> Mapping[str, str]:
         key = (target.project_id, target.connector_id)
         now = self._monotonic()
         cached = self._secrets.get(key)
@@ -494,6 +510,108 @@ class WebhookGateway:
             target.project_id, target.connector_id, credentials={key: handshake.captured_secret}
         )
         self.forget(target.project_id, target.connector_id)
+
+    # -- native connectors
+
+    async def _receive_native(self, target: WebhookTarget, delivery: Delivery) -> WebhookOutcome:
+        """A native connector's delivery: its handler verifies and maps, the gateway keeps
+        every promise around it. Verification comes before the instance's budget is
+        charged, so unsigned requests cannot spend a genuine sender's deliveries."""
+        connector = target.connector
+        try:
+            handler: WebhookHandler | None = connector.source.webhooks
+        except NativeSourceMissing as error:
+            raise WebhookMisconfigured(str(error)) from None
+        if handler is None:
+            raise NotFoundError(NOT_HERE)
+        credentials = await self._instance_credentials(target)
+        request = WebhookRequest(
+            method=delivery.method,
+            body=delivery.body,
+            headers=delivery.headers,
+            query=delivery.query,
+            url=delivery.url,
+        )
+        upstream: SourceContext | None = None
+
+        async def open_upstream() -> SourceContext:
+            nonlocal upstream
+            if upstream is None:
+                upstream = instance_context(
+                    self._context,
+                    connector,
+                    credentials=credentials,
+                    config=config,
+                    on_rotate=rotation_writer(self._context, target.record.credential_secret_ref),
+                    rate_gate=rate_gate_for(self._context, target.project_id, connector),
+                )
+            return upstream
+
+        config = {key: str(value) for key, value in target.record.config.items()}
+        context = WebhookContext(
+            project_id=target.project_id,
+            connector_id=connector.id,
+            credentials=credentials,
+            config=config,
+            now=self._context.clock(),
+            upstream=open_upstream,
+        )
+        verdict = await handler.verify(request, context)
+        if isinstance(verdict, Refused):
+            self._observer.verification_failed(connector.id, verdict.code)
+            log.info(
+                "refused a delivery to %s/%s: %s", connector.id, target.project_id, verdict.message
+            )
+            raise Unverified(None)
+        if isinstance(verdict, Handshake):
+            await self._keep_handed_over(target, credentials, verdict.keep)
+            return HandshakeAnswer(verdict.response)
+        await self._take_token(target)
+        if delivery.method.upper() != "POST":
+            raise MethodNotAllowed("webhook deliveries are POST requests")
+        try:
+            mapped = await handler.signals(request, context)
+        except Malformed as error:
+            raise BadDelivery(str(error) or "the delivery could not be read") from None
+        if isinstance(mapped, Unhandled):
+            self._observer.ignored(connector.id, mapped.event_type)
+            return Ignored(mapped.event_type)
+        return await self._store(target, mapped, context.now)
+
+    async def _keep_handed_over(
+        self, target: WebhookTarget, credentials: Mapping[str, str], handed: Mapping[str, str]
+    ) -> None:
+        """Credentials an unsigned handshake hands over, kept only where the instance has
+        none: a stranger who knows the URL cannot replace a secret already set."""
+        new = {key: value for key, value in handed.items() if value and not credentials.get(key)}
+        if not new:
+            return
+        await self._context.instances.update(
+            target.project_id, target.connector_id, credentials=new
+        )
+        self.forget(target.project_id, target.connector_id)
+
+    async def _store(self, target: WebhookTarget, result: MappingResult, now: datetime) -> Accepted:
+        """Signals durably stored (insert-if-new + outbox, one write); only then the 200."""
+        if result.errors and not result.signals:
+            reasons = "; ".join(sorted({error.reason for error in result.errors}))
+            raise BadDelivery(f"the delivery could not be mapped to a signal: {reasons}")
+        outcome = await self._context.ingestor.ingest(
+            result.signals,
+            project_id=target.project_id,
+            connector_id=target.connector_id,
+            received_at=now,
+        )
+        self._observer.ingested(target.connector_id, outcome.inserted, outcome.duplicates)
+        return Accepted(
+            received=len(result.signals),
+            inserted=outcome.inserted,
+            duplicates=outcome.duplicates,
+            item_errors=len(result.errors),
+            skipped=result.skipped,
+        )
+
+    # -- generic connectors
 
     async def _ingest(
         self, target: WebhookTarget, delivery: Delivery, payload: Any
@@ -525,23 +643,7 @@ class WebhookGateway:
             version=version,
             now=now,
         )
-        if result.errors and not result.signals:
-            reasons = "; ".join(sorted({error.reason for error in result.errors}))
-            raise BadDelivery(f"the delivery could not be mapped to a signal: {reasons}")
-        outcome = await self._context.ingestor.ingest(
-            result.signals,
-            project_id=target.project_id,
-            connector_id=connector.id,
-            received_at=now,
-        )
-        self._observer.ingested(connector.id, outcome.inserted, outcome.duplicates)
-        return Accepted(
-            received=len(result.signals),
-            inserted=outcome.inserted,
-            duplicates=outcome.duplicates,
-            item_errors=len(result.errors),
-            skipped=result.skipped,
-        )
+        return await self._store(target, result, now)
 
 
 async def receive_webhook(

@@ -152,7 +152,7 @@ async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
 
 def _instance(state: WebState, request: Request, instance: Instance) -> dict[str, Any]:
     body = instance.to_json()
-    webhook = instance.connector.descriptor.webhook is not None
+    webhook = instance.connector.receives_webhooks
     body["webhookUrl"] = (
         state.webhook_url(request, instance.record.connector_id, instance.record.project_id)
         if webhook
@@ -254,7 +254,7 @@ async def poll_now(
 ) -> dict[str, Any]:
     record = await state.context.instances.record(project_id, connector_id)
     connector = await state.context.connectors.get(connector_id)
-    if connector.descriptor.polling is None:
+    if not connector.polls:
         raise ConflictError(f"'{connector_id}' receives webhooks only; there is nothing to poll")
     if not record.enabled:
         raise ConflictError("the instance is disabled; enable it to poll")
@@ -291,10 +291,10 @@ async def instance_status(
         "signals": {"last24h": counts.last_24h, "last7d": counts.last_7d},
         "webhookUrl": (
             state.webhook_url(request, connector_id, project_id)
-            if connector.descriptor.webhook is not None
+            if connector.receives_webhooks
             else None
         ),
-        "polls": connector.descriptor.polling is not None,
+        "polls": connector.polls,
     }
 
 

@@ -120,12 +120,12 @@ class InstanceView:
 
     @property
     def polls(self) -> bool:
-        return self.connector.descriptor.polling is not None
+        return self.connector.polls
 
     @property
     def interval(self) -> str:
-        polling = self.connector.descriptor.polling
-        seconds = polling.interval_seconds if polling is not None else 0
+        schedule = self.connector.schedule
+        seconds = schedule.interval_seconds if schedule is not None else 0
         if seconds % 3600 == 0:
             return f"{seconds // 3600} h"
         return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"
@@ -153,7 +153,7 @@ async def _view(page: Page, instance: Instance) -> InstanceView:
     )
     webhook = (
         web_state(page.request).webhook_url(page.request, record.connector_id, record.project_id)
-        if instance.connector.descriptor.webhook is not None
+        if instance.connector.receives_webhooks
         else None
     )
     return InstanceView(instance, counts, webhook)
@@ -216,7 +216,7 @@ async def poll_now(request: Request, posted: Checked, project: str, connector_id
     record = await context.instances.record(project, connector_id)
     connector = await context.connectors.get(connector_id)
     response = redirect(_back(posted, project, connector_id))
-    if connector.descriptor.polling is None:
+    if not connector.polls:
         raise ConflictError(f"{connector.descriptor.name} receives webhooks only; nothing to poll")
     if not record.enabled:
         return flash(response, request, "error", "The instance is disabled; enable it to poll.")

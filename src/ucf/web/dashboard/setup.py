@@ -23,15 +23,12 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Depends, Request, Response
 
 from ucf.core.descriptor import ConfigField, ConnectorDescriptor, CredentialField
-from ucf.runtime.auth import build_auth
 from ucf.runtime.health import HealthPolicy, Outcome, classify, secret_free
-from ucf.runtime.http import AuthFailed
 from ucf.runtime.redaction import mask
-from ucf.runtime.sources import HealthResult, NativeSourceMissing, SourceContext, source_for
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import ConflictError, ValidationFailed
-from ucf.service.health import outcome_of_check
+from ucf.service.health import check_connector, outcome_of_check
 from ucf.service.instances import check_config, check_credentials
 from ucf.stores.errors import NotFound
 from ucf.web.dashboard.rendering import redirect
@@ -275,29 +272,13 @@ async def check_unsaved(
     async def keep_rotated(values: dict[str, str]) -> None:
         current.update({k: v for k, v in values.items() if k in declared and v})
 
-    forced: Outcome | None = None
-    try:
-        source = connector.compiled("source", source_for)
-        auth = build_auth(
-            descriptor.auth,
-            credentials,
-            token_client=context.http,
-            on_rotate=keep_rotated,
-            now=context.clock,
-            config=config,
-            settings=context.settings.http,
-        )
-        result: HealthResult = await source.health_check(
-            SourceContext(
-                client=context.http, auth=auth, config=config, settings=context.settings.http
-            )
-        )
-    except AuthFailed as error:
-        result = HealthResult(ok=False, status=error.status, latency_ms=0.0, error=str(error))
-        forced = Outcome.REJECTED
-    except NativeSourceMissing as error:
-        result = HealthResult(ok=False, status=None, latency_ms=0.0, error=str(error))
-        forced = Outcome.FAILED
+    result, forced = await check_connector(
+        context,
+        connector,
+        credentials=credentials,
+        config=config,
+        on_rotate=keep_rotated,
+    )
     outcome = forced or outcome_of_check(result, policy)
     state = {Outcome.OK: "healthy", Outcome.SLOW: "degraded", Outcome.THROTTLED: "degraded"}.get(
         outcome, "error"

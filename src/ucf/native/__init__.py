@@ -1,0 +1,94 @@
+"""The public API of native connectors: everything a connector package imports from ucf.
+
+A native connector is a Python package with one entry point in the
+``ucf.native_sources`` group that names a :class:`NativeConnector`: its
+``kind: "native"`` descriptor plus a factory of its :class:`Source`. See
+``docs/writing-a-native-connector.md``; ``ucf.native.jira`` and
+``ucf.native.asana`` are complete examples shipped with ucf.
+
+A source
+
+- declares what it does: ``schedule`` (a :class:`PollSchedule`, or None for a
+  push-only tool) and ``webhooks`` (a :class:`WebhookHandler`, or None);
+- fetches pages with :meth:`Source.fetch_delta`, sending through
+  :class:`UpstreamCalls` to get the engine's retries, rate gate, size cap,
+  SSRF guard and statistics; each :class:`Page` carries a checkpoint that is
+  safe to store once the page's signals are stored;
+- turns items into signals with :meth:`Source.normalise`, using
+  :func:`build_signal` so its identities follow the same rules as the
+  descriptor mapper's (connector + project + item id + item version);
+- answers :meth:`Source.health_check` with a :class:`HealthResult`;
+- may define ``auth(credentials, *, config, token_client, on_rotate, now,
+  settings)`` for auth a descriptor cannot express.
+
+Signals then take the path every signal takes: sanitiser, dedup ingest,
+outbox, checkpoint compare-and-set.
+"""
+
+from __future__ import annotations
+
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.mapping import ItemError, MappedSignal, MappingResult, build_signal
+from ucf.core.signal import Priority
+from ucf.runtime.auth import CredentialsChanged
+from ucf.runtime.delta import CheckpointInvalid
+from ucf.runtime.http import (
+    AuthFailed,
+    HttpSettings,
+    MalformedResponse,
+    RateLimited,
+    UpstreamError,
+    UpstreamUnavailable,
+)
+from ucf.runtime.native import (
+    Handshake,
+    Malformed,
+    NativeConnector,
+    PollSchedule,
+    Refused,
+    Unhandled,
+    UpstreamCalls,
+    Verdict,
+    Verified,
+    WebhookContext,
+    WebhookHandler,
+    WebhookRequest,
+)
+from ucf.runtime.polling import ConfigError, Page
+from ucf.runtime.sources import HealthResult, Source, SourceContext
+from ucf.runtime.webhooks import HandshakeResponse
+
+__all__ = [
+    "AuthFailed",
+    "CheckpointInvalid",
+    "ConfigError",
+    "ConnectorDescriptor",
+    "CredentialsChanged",
+    "Handshake",
+    "HandshakeResponse",
+    "HealthResult",
+    "HttpSettings",
+    "ItemError",
+    "Malformed",
+    "MalformedResponse",
+    "MappedSignal",
+    "MappingResult",
+    "NativeConnector",
+    "Page",
+    "PollSchedule",
+    "Priority",
+    "RateLimited",
+    "Refused",
+    "Source",
+    "SourceContext",
+    "Unhandled",
+    "UpstreamCalls",
+    "UpstreamError",
+    "UpstreamUnavailable",
+    "Verdict",
+    "Verified",
+    "WebhookContext",
+    "WebhookHandler",
+    "WebhookRequest",
+    "build_signal",
+]

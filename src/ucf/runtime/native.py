@@ -1,0 +1,427 @@
+"""Native connectors: Python packages behind the same interface as descriptors.
+
+A native connector is one object, a :class:`NativeConnector`, published under
+the ``ucf.native_sources`` entry-point group (the way pytest finds plug-ins)::
+
+    [project.entry-points."ucf.native_sources"]
+    jira = "ucf.native.jira:connector"
+
+It brings its ``kind: "native"`` descriptor (catalogue card, setup form,
+credential fields, health check) together with the code that runs it: a
+:class:`~ucf.runtime.sources.Source` that fetches pages and turns its items
+into signals with its own normaliser, and, for tools that push, a
+:class:`WebhookHandler` the gateway calls after its own checks (404, 413, 429).
+
+:class:`NativeRegistry` loads every entry point once, checks each against this
+interface, records the distribution that provides it and can block one
+(``UCF_NATIVE_BLOCK=jira,asana``), as pluggy does for pytest plug-ins.
+Packages import only :mod:`ucf.native`, never these internals.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, Protocol, runtime_checkable
+
+import httpx
+
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.mapping import MappingResult
+from ucf.runtime.http import RetryStats, parse_json, send_with_retries
+from ucf.runtime.polling import Page
+from ucf.runtime.redaction import redact
+from ucf.runtime.webhooks import HandshakeResponse
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Handshake",
+    "Malformed",
+    "NativeConnector",
+    "NativeLoadError",
+    "NativeRegistry",
+    "PollSchedule",
+    "Refused",
+    "Unhandled",
+    "UpstreamCalls",
+    "Verdict",
+    "Verified",
+    "WebhookContext",
+    "WebhookHandler",
+    "WebhookRequest",
+    "native_registry",
+]
+
+log = logging.getLogger("ucf.native")
+
+ENTRY_POINT_GROUP: Final = "ucf.native_sources"
+BLOCK_VARIABLE: Final = "UCF_NATIVE_BLOCK"
+
+
+@dataclass(frozen=True, slots=True)
+class PollSchedule:
+    """How often a source polls and how many requests a minute its upstream allows.
+
+    A generic source takes both from ``ingestion.polling``; a native source
+    declares them in code. A source without a schedule receives webhooks only.
+    """
+
+    interval_seconds: int = 300
+    rate_limit_rpm: int = 60
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """One delivery as the gateway received it: raw bytes, headers as sent."""
+
+    method: str
+    body: bytes
+    headers: Mapping[str, str] = field(repr=False)
+    query: Mapping[str, str] = field(default_factory=dict)
+    url: str = ""
+
+    def header(self, name: str) -> str | None:
+        """A header by case-insensitive name (the gateway passes a case-insensitive mapping,
+        but tests and the CLI may pass a plain dict)."""
+        value = self.headers.get(name)
+        if value is not None:
+            return value
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """The delivery is authentic: the gateway charges the instance's budget and asks for signals."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Not authentic: 401 without detail; ``code`` goes to metrics, ``message`` to the log."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """A provider's set-up request, answered as its documentation says.
+
+    ``keep`` holds credentials the handshake hands over (Asana's
+    ``X-Hook-Secret``). Such handshakes are unsigned, so the gateway stores a
+    value only while the instance has none: a stranger cannot replace it.
+    """
+
+    response: HandshakeResponse
+    keep: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+Verdict = Verified | Refused | Handshake
+
+
+@dataclass(frozen=True, slots=True)
+class Unhandled:
+    """An event the connector does not turn into signals: 202, stored nowhere."""
+
+    event_type: str
+
+
+class Malformed(ValueError):
+    """The delivery cannot be read (not JSON, no event type): 400 with this message."""
+
+
+@dataclass(frozen=True)
+class WebhookContext:
+    """What a handler may use: the instance's settings and, on demand, its upstream.
+
+    ``upstream()`` builds the authenticated client context the first time it is
+    awaited (Asana's compact events must be fetched in full; a handler that
+    needs no request never pays for auth).
+    """
+
+    project_id: str
+    connector_id: str
+    credentials: Mapping[str, str] = field(repr=False)
+    config: Mapping[str, str]
+    now: datetime
+    upstream: Callable[[], Awaitable[Any]]
+
+
+@runtime_checkable
+class WebhookHandler(Protocol):
+    """A native connector's push side. The gateway has already found the instance,
+    read the body under its limit and checked the sender's rate; verification
+    must compare in constant time on the raw bytes."""
+
+    async def verify(self, request: WebhookRequest, context: WebhookContext) -> Verdict: ...
+
+    async def signals(
+        self, request: WebhookRequest, context: WebhookContext
+    ) -> MappingResult | Unhandled:
+        """The delivery's signals (an empty result is a 200 that stores nothing, e.g. a
+        heartbeat). Raise :class:`Malformed` for a body that cannot be read."""
+        ...
+
+
+# --------------------------------------------------------------------------- upstream calls
+
+
+class UpstreamCalls:
+    """Requests of one poll, with the engine's retries, rate gate and statistics.
+
+    A native source sends through this so it gets what a descriptor gets for
+    free: the instance's ``rateLimitRpm`` bucket before every request, retries
+    honouring ``Retry-After``, the size cap, the SSRF guard (the client's),
+    and a :class:`Page` carrying the waits and latency the health state
+    machine and metrics read.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self._stats = RetryStats()
+        self._gate_wait = 0.0
+        self._elapsed = 0.0
+        self._url = ""
+        self._status = 200
+
+    async def send(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request, retried as the engine retries; raises the runtime's typed errors."""
+        context = self._context
+        if context.rate_gate is not None:
+            self._gate_wait += await context.rate_gate.acquire()
+        client: httpx.AsyncClient = context.client
+        request = client.build_request(method, url, params=params, json=json, headers=headers)
+
+        def fresh() -> httpx.Request:  # auth flows edit the request they are given
+            return client.build_request(
+                request.method, request.url, headers=request.headers, content=request.content
+            )
+
+        started = time.monotonic()
+        response = await send_with_retries(
+            client,
+            fresh,
+            settings=context.settings,
+            auth=context.auth,
+            sleep=context.sleep,
+            on_wait=self._stats,
+        )
+        self._elapsed += time.monotonic() - started
+        self._url = redact(str(response.request.url))
+        self._status = response.status_code
+        return response
+
+    async def json(
+        self,
+        method: str,
+        url: str | httpx.URL,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """:meth:`send`, then the body as strict JSON (a clear error names the request)."""
+        response = await self.send(method, url, params=params, json=json, headers=headers)
+        return parse_json(response)
+
+    def page(
+        self,
+        number: int,
+        items: list[Any],
+        checkpoint: str | None,
+        *,
+        last: bool,
+        truncated: bool = False,
+        dropped: int = 0,
+    ) -> Page:
+        """A page with the statistics of the requests made since the previous page."""
+        page = Page(
+            number=number,
+            items=items,
+            checkpoint=checkpoint,
+            request_url=self._url,
+            status=self._status,
+            last=last,
+            elapsed_seconds=self._elapsed,
+            gate_wait_seconds=self._gate_wait,
+            rate_limit_waits=self._stats.rate_limit_waits,
+            rate_limit_wait_seconds=self._stats.rate_limit_seconds,
+            dropped=dropped,
+            truncated=truncated,
+        )
+        self._stats = RetryStats()
+        self._gate_wait = self._elapsed = 0.0
+        return page
+
+
+# --------------------------------------------------------------------------- the bundle
+
+
+@dataclass(frozen=True)
+class NativeConnector:
+    """What a native package publishes: its descriptor and the factory of its source.
+
+    ``descriptor`` is the JSON object of a ``kind: "native"`` descriptor (it
+    is validated like every descriptor when the catalogue loads it);
+    ``source`` builds the runtime from the parsed descriptor. The source
+    declares what it does: ``schedule`` (polls; None: push only) and
+    ``webhooks`` (a :class:`WebhookHandler`; None: poll only).
+    """
+
+    descriptor: Mapping[str, Any]
+    source: Callable[[ConnectorDescriptor], Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.descriptor.get("id", ""))
+
+
+class NativeLoadError(LookupError):
+    """A native connector that is not installed, failed to load or was blocked."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedNative:
+    """One entry point, as loaded: where it came from, and the connector or why not."""
+
+    name: str
+    value: str
+    distribution: str | None
+    version: str | None
+    connector: NativeConnector | None
+    error: str | None = None
+
+
+_REQUIRED_SOURCE_MEMBERS: Final = ("fetch_delta", "health_check", "normalise")
+
+
+def check_source(source: Any) -> list[str]:
+    """What ``source`` lacks of the :class:`~ucf.runtime.sources.Source` interface."""
+    problems = [
+        f"no callable {name}()"
+        for name in _REQUIRED_SOURCE_MEMBERS
+        if not callable(getattr(source, name, None))
+    ]
+    for name in ("schedule", "webhooks", "descriptor"):
+        if not hasattr(source, name):
+            problems.append(f"no attribute {name!r}")
+    hook = getattr(source, "webhooks", None)
+    if hook is not None and not isinstance(hook, WebhookHandler):
+        problems.append("webhooks does not implement verify() and signals()")
+    return problems
+
+
+class NativeRegistry:
+    """Every installed native connector, loaded once (see the module doc)."""
+
+    def __init__(
+        self,
+        entry_points: Iterable[importlib.metadata.EntryPoint] | None = None,
+        *,
+        blocked: Iterable[str] = (),
+    ) -> None:
+        if entry_points is None:
+            entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        self.blocked = frozenset(blocked)
+        self._loaded: dict[str, LoadedNative] = {}
+        for entry_point in entry_points:
+            if entry_point.name in self._loaded:
+                continue  # the first installed wins, as importlib orders them
+            self._loaded[entry_point.name] = self._load(entry_point)
+
+    def _load(self, entry_point: importlib.metadata.EntryPoint) -> LoadedNative:
+        dist = entry_point.dist
+        distribution = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+
+        def failed(error: str) -> LoadedNative:
+            log.warning("native connector %r (%s): %s", entry_point.name, entry_point.value, error)
+            return LoadedNative(
+                entry_point.name, entry_point.value, distribution, version, None, error
+            )
+
+        if entry_point.name in self.blocked:
+            return failed(f"blocked by {BLOCK_VARIABLE}")
+        try:
+            loaded = entry_point.load()
+        except Exception as error:
+            return failed(f"failed to import: {type(error).__name__}: {error}")
+        if not isinstance(loaded, NativeConnector):
+            return failed(f"is a {type(loaded).__name__}, not a ucf.native.NativeConnector")
+        if loaded.id != entry_point.name:
+            return failed(f"its descriptor's id is {loaded.id!r}, not {entry_point.name!r}")
+        return LoadedNative(entry_point.name, entry_point.value, distribution, version, loaded)
+
+    def __iter__(self) -> Any:
+        return iter(self._loaded.values())
+
+    def descriptors(self) -> list[dict[str, Any]]:
+        """The descriptors of every usable native connector, for the catalogue."""
+        return [
+            dict(entry.connector.descriptor)
+            for entry in self._loaded.values()
+            if entry.connector is not None
+        ]
+
+    def source(self, descriptor: ConnectorDescriptor) -> Any:
+        """The runtime of a ``kind: native`` descriptor, checked against the interface."""
+        entry = self._loaded.get(descriptor.id)
+        if entry is None:
+            installed = ", ".join(sorted(self._loaded)) or "none"
+            raise NativeLoadError(
+                f"connector {descriptor.id!r} is native, but no installed package provides it "
+                f"(entry point {descriptor.id!r} in group {ENTRY_POINT_GROUP!r}; "
+                f"installed: {installed})"
+            )
+        if entry.connector is None:
+            raise NativeLoadError(
+                f"native connector {descriptor.id!r} ({entry.value}): {entry.error}"
+            )
+        try:
+            source = entry.connector.source(descriptor)
+        except Exception as error:
+            raise NativeLoadError(
+                f"native connector {descriptor.id!r} ({entry.value}) failed to start: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        problems = check_source(source)
+        if problems:
+            raise NativeLoadError(
+                f"native connector {descriptor.id!r} ({entry.value}) does not implement the "
+                f"source interface: {'; '.join(problems)}"
+            )
+        return source
+
+
+_registry: NativeRegistry | None = None
+
+
+def native_registry() -> NativeRegistry:
+    """The process's registry, loaded on first use (entry points are read once)."""
+    global _registry
+    if _registry is None:
+        blocked = [
+            name.strip() for name in os.environ.get(BLOCK_VARIABLE, "").split(",") if name.strip()
+        ]
+        _registry = NativeRegistry(blocked=blocked)
+    return _registry
+
+
+def installed_descriptors() -> Sequence[Mapping[str, Any]]:
+    return native_registry().descriptors()
