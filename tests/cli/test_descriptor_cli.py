@@ -101,3 +101,50 @@ def test_map_treats_a_sample_with_headers_as_a_webhook_delivery(tmp_path: Path) 
     assert ignored.returncode == 0
     assert ignored.stdout == ""
     assert "not handled" in ignored.stderr
+
+
+def test_map_reads_a_webhook_payload_with_webhook_even_without_headers(tmp_path: Path) -> None:
+    payload = {
+        "action": "opened",
+        "issue": {"id": 8, "number": 4, "title": "Opened", "updated_at": "2024-02-01T10:00:00Z"},
+    }
+    sample = tmp_path / "hook.json"
+    sample.write_text(json.dumps(payload))
+    linear = ROOT / "src/ucf/catalogue/linear.json"
+    guessed = ucf("map", "--descriptor", str(linear), "--sample", str(sample))
+    assert guessed.returncode == 0, guessed.stderr
+    assert guessed.stdout == ""
+    assert "matched nothing" in guessed.stderr
+    assert "add --webhook" in guessed.stderr
+
+
+def test_map_by_builtin_id_and_explicit_modes(tmp_path: Path) -> None:
+    sample = tmp_path / "issues.json"
+    sample.write_text(
+        json.dumps([{"id": 5, "number": 5, "title": "B", "created_at": "2024-01-01T00:00:00Z",
+                     "updated_at": "2024-01-02T00:00:00Z"}])
+    )  # fmt: skip
+    by_id = ucf("map", "--descriptor", "github-issues", "--sample", str(sample), "--poll")
+    assert by_id.returncode == 0, by_id.stderr
+    assert json.loads(by_id.stdout)["type"] == "issue_updated"
+    both = ucf(
+        "map", "--descriptor", "github-issues", "--sample", str(sample), "--poll", "--webhook"
+    )
+    assert both.returncode != 0
+    assert "exclude each other" in both.stderr
+    unknown = ucf("map", "--descriptor", "no-such-connector", "--sample", str(sample))
+    assert unknown.returncode != 0
+    assert "cannot read descriptor no-such-connector" in unknown.stderr
+
+
+def test_map_prints_what_the_store_would_receive_sanitised(tmp_path: Path) -> None:
+    sample = tmp_path / "issues.json"
+    sample.write_text(
+        json.dumps([{"id": 6, "number": 6, "title": "token ghp_0123456789abcdefghijABCDEFGHIJ012345",
+                     "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z"}])
+    )  # fmt: skip
+    result = ucf("map", "--descriptor", str(GITHUB), "--sample", str(sample))
+    assert result.returncode == 0, result.stderr
+    signal = json.loads(result.stdout)
+    assert signal["sanitised"] is True
+    assert "ghp_0123456789" not in result.stdout

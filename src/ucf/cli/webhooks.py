@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -90,9 +90,28 @@ def verify(
     ] = None,
 ) -> None:
     """Say whether a delivery passes the descriptor's verification, and if not, why."""
+    from ucf.runtime.sources import NativeSourceMissing, source_for
     from ucf.runtime.webhooks import RejectCode, WebhookConfigError, compile_verifier
 
     descriptor = _descriptor(descriptor_file)
+    if descriptor.kind == "native":
+        try:
+            handler = source_for(descriptor).webhooks
+        except NativeSourceMissing as error:
+            raise fail(str(error)) from None
+        if handler is None:
+            raise fail(f"{descriptor.id} receives no webhooks")
+        _verify_native(
+            handler,
+            descriptor.id,
+            body_file,
+            secret=secret,
+            headers=dict(parse_header(h) for h in header or []),
+            url=url or "",
+            query=_query(query or []),
+            now=_now(at),
+        )
+        return
     try:
         verifier = compile_verifier(descriptor)
     except WebhookConfigError as error:
@@ -135,3 +154,47 @@ def verify(
             err=True,
         )
     raise typer.Exit(1)
+
+
+def _verify_native(
+    handler: Any,
+    connector_id: str,
+    body_file: Path,
+    *,
+    secret: str | None,
+    headers: dict[str, str],
+    url: str,
+    query: dict[str, str],
+    now: datetime,
+) -> None:
+    """A native connector's own verification, run as the gateway runs it (offline)."""
+    import asyncio
+
+    from ucf.runtime.native import Handshake, Refused, WebhookContext, WebhookRequest
+
+    try:
+        body = body_file.read_bytes()
+    except OSError as error:
+        raise fail(f"cannot read body file {body_file}: {error.strerror or error}") from None
+
+    async def offline() -> Any:
+        raise RuntimeError("ucf webhooks verify does not call the upstream")
+
+    request = WebhookRequest(method="POST", body=body, headers=headers, query=query, url=url)
+    context = WebhookContext(
+        project_id="cli",
+        connector_id=connector_id,
+        credentials={"webhookSecret": secret} if secret else {},
+        config={},
+        now=now,
+        upstream=offline,
+    )
+    verdict = asyncio.run(handler.verify(request, context))
+    if isinstance(verdict, Refused):
+        typer.echo(f"invalid: {verdict.message}")
+        raise typer.Exit(1)
+    if isinstance(verdict, Handshake):
+        answer = verdict.response
+        typer.echo(f"handshake: answered with HTTP {answer.status} ({answer.kind})")
+        return
+    typer.echo("valid")
