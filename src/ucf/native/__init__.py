@@ -17,7 +17,8 @@ A source
 - turns items into signals with :meth:`Source.normalise`, using
   :func:`build_signal` so its identities follow the same rules as the
   descriptor mapper's (connector + project + item id + item version);
-- answers :meth:`Source.health_check` with a :class:`HealthResult`;
+- answers :meth:`Source.health_check` with a :class:`HealthResult`
+  (:class:`HealthCheckPlan` runs the descriptor's ``healthCheck``);
 - may define ``auth(credentials, *, config, token_client, on_rotate, now,
   settings)`` for auth a descriptor cannot express.
 
@@ -55,7 +56,7 @@ from ucf.runtime.native import (
     WebhookRequest,
 )
 from ucf.runtime.polling import ConfigError, Page
-from ucf.runtime.sources import HealthResult, Source, SourceContext
+from ucf.runtime.sources import HealthCheckPlan, HealthResult, Source, SourceContext
 from ucf.runtime.webhooks import HandshakeResponse
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "CredentialsChanged",
     "Handshake",
     "HandshakeResponse",
+    "HealthCheckPlan",
     "HealthResult",
     "HttpSettings",
     "ItemError",
