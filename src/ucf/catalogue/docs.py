@@ -3,7 +3,8 @@
 ``docs/connectors/<id>.md`` is this module's output for each shipped descriptor;
 a test regenerates and compares. Everything a user needs to connect the tool is
 in the descriptor already: credentials and where to create them, settings, the
-webhook URL and scheme, and which source fields make which signal type.
+webhook URL and scheme, which source fields make which signal type, and the
+provider documentation it follows (``references``).
 """
 
 from __future__ import annotations
@@ -192,6 +193,20 @@ def _mapping_lines(title: str, mapping: d.FieldMappingDescriptor) -> list[str]:
     return [*lines, ""]
 
 
+def _sources_lines(references: list[d.Reference]) -> list[str]:
+    if not references:
+        return []
+    lines = [
+        "## Sources",
+        "",
+        "The provider's own documentation this connector (and ucf's fake of the API) follows;",
+        "check it here when the API seems to behave differently.",
+        "",
+    ]
+    lines += [f"- {reference.title}: <{reference.url}>" for reference in references]
+    return [*lines, ""]
+
+
 def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
     """The Markdown page of one connector."""
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
@@ -249,4 +264,5 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
         f"{descriptor.health_check.expect_status} within {descriptor.health_check.timeout_ms} ms.",
         "",
     ]
+    lines += _sources_lines(descriptor.references)
     return "\n".join(lines)

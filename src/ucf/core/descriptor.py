@@ -3,7 +3,8 @@
 The brief's schema (SPEC §4) is valid input exactly as written, camelCase keys
 included. Real APIs need more than the brief describes; every extension here is
 optional, defaults to the brief's meaning, and names in its description the
-catalogue connector (see API-FACTS.md) that needs it. The JSON Schema published
+catalogue connector that needs it (each connector's ``references`` link the
+provider documentation behind it). The JSON Schema published
 at ``schema/connector-descriptor.schema.json`` is generated from these models,
 so nothing else re-describes the language.
 
@@ -459,8 +460,8 @@ class SignatureVerification(DescriptorModel):
     """How a provider signs its deliveries. Extension: separate from API auth.
 
     GitHub PRs polls with a PAT yet signs webhooks with a webhook secret; each
-    provider differs in algorithm, encoding, prefix and signed bytes
-    (API-FACTS.md §0 "Signature schemes at a glance").
+    provider differs in algorithm, encoding, prefix and signed bytes (each catalogue
+    connector's ``references`` link its provider's signing documentation).
     """
 
     header: str
@@ -730,6 +731,19 @@ class ResponseErrors(DescriptorModel):
     )
 
 
+class Reference(DescriptorModel):
+    """One page of the provider's own documentation that the descriptor follows.
+
+    Extension. A descriptor encodes facts about someone else's API (pagination,
+    rate-limit headers, signature schemes); linking where each was read lets a
+    user check it against the provider when the API changes, and puts the links
+    on the generated connector page.
+    """
+
+    title: str = Field(min_length=1, description="What the page documents, e.g. 'Rate limits'.")
+    url: str = Field(pattern=r"^https://\S+$", description="The provider's page (https).")
+
+
 class ConnectorDescriptor(DescriptorModel):
     """A connector: everything the runtime needs to ingest one tool."""
 
@@ -759,6 +773,13 @@ class ConnectorDescriptor(DescriptorModel):
     )
     docs_url: str | None = Field(
         default=None, alias="docsUrl", description="Where users create the credential."
+    )
+    references: list[Reference] = Field(
+        default_factory=list,
+        description=(
+            "The provider documentation this descriptor follows, listed under 'Sources' on "
+            "the generated connector page. Extension: every catalogue connector."
+        ),
     )
 
     @model_validator(mode="after")
