@@ -1,6 +1,7 @@
 """Realistic GitHub issue objects (REST ``GET /repos/{o}/{r}/issues`` shape), made deterministically.
 
-Field set and formats follow the documented issue object (API-FACTS.md §2):
+Field set and formats follow GitHub's documented issue object
+(https://docs.github.com/en/rest/issues/issues#list-repository-issues):
 numeric ``id``, ``node_id``, ``number``, ``title``, Markdown ``body``, ``user``,
 ``labels[]`` with ``name``/``color``, ``assignees[]``, ISO 8601 ``Z`` timestamps.
 """

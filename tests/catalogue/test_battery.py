@@ -334,7 +334,7 @@ def test_replays_outside_the_window_are_rejected_where_the_scheme_has_one(
     replayed = scenario.sign(sample, url=webhook_url(connector_id), at=now)
     verdict = _verify(connector_id, replayed, late)
     if window is None:
-        # GitHub and Trello sign no timestamp (API-FACTS §0): a replay verifies, and
+        # GitHub and Trello sign no timestamp (see their webhook docs): a replay verifies, and
         # the delivery id dedups it. Asserted so a scheme change is noticed.
         assert verdict is None
     else:

@@ -1,8 +1,8 @@
 """The polling engine against real local fakes shaped like the APIs it exists for.
 
 Each paginator and delta strategy is exercised against a fake that answers the
-way its real API does (API-FACTS.md): GitHub's Link header and inclusive
-``since``, Notion's body cursor and ``has_more``, Slack's empty-string cursor,
+way its real API does (the provider pages are linked under Sources in
+docs/connectors/<id>.md): GitHub's Link header and inclusive ``since``, Notion's body cursor and ``has_more``, Slack's empty-string cursor,
 PagerDuty's ``offset``/``more``, Confluence's relative ``_links.next`` under
 ``_links.base``, Sentry's ``results="false"``, Trello's action-id ``since``,
 Microsoft Graph's deltaLink. Sleeps are injected, so waits cost nothing.

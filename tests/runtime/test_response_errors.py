@@ -2,10 +2,11 @@
 
 Slack's Web API says everything with HTTP 200 and ``{"ok": false, "error": …}``
 except throttling (429); Linear's GraphQL says a bad key with HTTP 400 and
-``errors[].extensions.code``, and may throttle the same way (API-FACTS.md). Read
-by status alone a revoked Slack token is an empty poll and a healthy check; these
-tests pin what a user sees instead: an auth error at once, waits that end in a
-complete poll, and health that tells the truth. Sleeps are injected.
+``errors[].extensions.code``, and may throttle the same way (Linear's SDK,
+``packages/sdk/src/error.ts``). Read by status alone a revoked Slack token is an
+empty poll and a healthy check; these tests pin what a user sees instead: an
+auth error at once, waits that end in a complete poll, and health that tells
+the truth. Sleeps are injected.
 """
 
 from __future__ import annotations

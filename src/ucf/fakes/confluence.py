@@ -1,7 +1,7 @@
 """A faithful fake of the Confluence Cloud REST API v1 content search.
 
-What it reproduces (API-FACTS.md §7, Atlassian's published v1 OpenAPI and the
-CQL reference):
+What it reproduces (Atlassian's published v1 OpenAPI and the CQL reference; the
+links are under Sources in docs/connectors/confluence.md):
 
 * ``GET /wiki/rest/api/content/search`` — ``cql``, ``expand``, ``limit``
   (default 25, capped at 100: "may be restricted by fixed system limits") and

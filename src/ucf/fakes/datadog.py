@@ -1,6 +1,7 @@
 """A faithful fake of Datadog's Events API v2 and monitors API, and its Webhooks integration.
 
-What it reproduces (API-FACTS.md §10, DataDog/datadog-api-client-python):
+What it reproduces (DataDog/datadog-api-client-python and Datadog's API docs; the
+links are under Sources in docs/connectors/datadog.md):
 
 * ``GET /api/v2/events`` — ``filter[query]`` (``source:alert`` is monitor
   alerts; ``tag:value`` terms narrow it), ``filter[from]``/``filter[to]`` (epoch

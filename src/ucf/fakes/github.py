@@ -1,6 +1,7 @@
 """A faithful fake of the GitHub REST API (issues and pull requests) and its webhooks.
 
-What it reproduces (API-FACTS.md §2):
+What it reproduces (GitHub's REST and webhook docs; the links are under Sources in
+docs/connectors/github-issues.md):
 
 * ``GET /repos/{owner}/{repo}/issues`` — ``state``, ``since`` (inclusive),
   ``sort`` (created|updated|comments), ``direction``, ``per_page`` (≤ 100,

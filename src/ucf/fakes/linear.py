@@ -1,4 +1,7 @@
-"""A faithful fake of Linear's GraphQL API and its webhooks (API-FACTS.md §3).
+"""A faithful fake of Linear's GraphQL API and its webhooks.
+
+Sources: Linear's developer docs and SDK, linked under Sources in
+docs/connectors/linear.md.
 
 The fake is a real GraphQL server: queries are parsed, validated and executed
 by graphql-core against a subset of Linear's own schema

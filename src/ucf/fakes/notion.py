@@ -1,6 +1,7 @@
 """A faithful fake of the Notion API (search, users/me) and Notion's webhooks.
 
-What it reproduces (API-FACTS.md §6):
+What it reproduces (Notion's API reference and notion-sdk-js; the links are under
+Sources in docs/connectors/notion.md):
 
 * ``POST /v1/search`` with a JSON body: ``sort`` (``{"timestamp":
   "last_edited_time", "direction"}``), ``filter`` (``{"property": "object",

@@ -1,7 +1,7 @@
 """A faithful fake of the PagerDuty REST API v2 (log entries, incidents) and V3 webhooks.
 
-What it reproduces (API-FACTS.md §8, PagerDuty/api-schema openapiv3.json,
-PagerDuty/developer-docs):
+What it reproduces (PagerDuty/api-schema openapiv3.json, PagerDuty/developer-docs;
+the links are under Sources in docs/connectors/pagerduty.md):
 
 * ``GET /log_entries`` — ``since``/``until`` (ISO 8601; ``since`` inclusive),
   ``is_overview`` (only the important changes: trigger, acknowledge, escalate,

@@ -1,7 +1,7 @@
 """A faithful fake of Sentry's organization issues API and integration-platform webhooks.
 
-What it reproduces (API-FACTS.md §9, getsentry/sentry api-docs and
-getsentry/sentry-docs):
+What it reproduces (getsentry/sentry api-docs and getsentry/sentry-docs; the links
+are under Sources in docs/connectors/sentry.md):
 
 * ``GET /api/0/organizations/{org}/issues/`` — ``project`` (repeatable; ``-1``
   is every project), ``query`` in Sentry's search syntax (``is:resolved``,

@@ -1,4 +1,6 @@
-"""A faithful fake of Slack's Web API (one channel's history) and Events API (API-FACTS.md §5).
+"""A faithful fake of Slack's Web API (one channel's history) and Events API.
+
+Sources: Slack's API docs, linked under Sources in docs/connectors/slack.md.
 
 * ``conversations.history`` (GET query or POST form): ``channel`` (required),
   ``oldest``/``latest`` (exclusive unless ``inclusive=true``), ``limit``

@@ -1,4 +1,6 @@
-"""A faithful fake of Trello's REST API (board actions) and its webhooks (API-FACTS.md §4).
+"""A faithful fake of Trello's REST API (board actions) and its webhooks.
+
+Sources: Trello's developer guides, linked under Sources in docs/connectors/trello.md.
 
 * ``GET /1/boards/{id}/actions`` — newest first; ``since`` and ``before`` take a
   date or an action id; ``limit`` 0–1000 (default 50); ``filter`` a

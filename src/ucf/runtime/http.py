@@ -5,11 +5,12 @@ goes through :func:`create_client`'s client, so every request gets the SSRF
 guard, explicit timeouts, a response size cap and the same User-Agent.
 :func:`send_with_retries` is the one place that decides whether to try again
 and for how long to wait: it honours what the upstream says (``Retry-After``,
-then the provider's reset headers, see API-FACTS "Rate-limit signalling") and
-falls back to exponential backoff with full jitter. It is bounded twice, by
-attempts and by total waiting, so a poll never hangs on a sulking API: if the
-server asks for more patience than is left, it fails at once with
-:class:`RateLimited` and the caller reschedules.
+then the provider's reset headers, as each provider's rate-limit page under
+Sources in docs/connectors/<id>.md describes them) and falls back to
+exponential backoff with full jitter. It is bounded twice, by attempts and by
+total waiting, so a poll never hangs on a sulking API: if the server asks for
+more patience than is left, it fails at once with :class:`RateLimited` and the
+caller reschedules.
 
 Errors are typed and secret-free: messages name the method, host and path,
 never the query string, headers or body.

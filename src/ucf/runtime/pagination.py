@@ -3,9 +3,9 @@
 Each paginator has dlt's two verbs (``dlt/sources/helpers/rest_client/paginators.py``):
 :meth:`Paginator.update_state` reads where the next page is from a response,
 :meth:`Paginator.update_request` points the next :class:`PageRequest` there.
-Each docstring shows the real API response the class exists for (API-FACTS.md
-"Pagination styles"). A paginator object lives for one poll; the plan keeps a
-factory and makes a fresh one per poll.
+Each docstring shows the real API response the class exists for (the provider's
+pagination page is linked under Sources in docs/connectors/<id>.md). A paginator
+object lives for one poll; the plan keeps a factory and makes a fresh one per poll.
 
 A next-page URL taken from a response is only a suggestion: the polling
 engine still sends it through the SSRF-guarded client and refuses it when it

@@ -1,10 +1,12 @@
 """Is this webhook delivery really from the provider? One verifier for gateway and CLI.
 
 A descriptor's ``webhook`` part says how its provider proves a delivery is
-genuine (API-FACTS.md §0 "Signature schemes at a glance"); :func:`compile_verifier`
-turns that into a :class:`Verifier` once, and ``verify`` answers per request
-with a :class:`VerificationResult`. The gateway answers 401 with no detail;
-``ucf webhooks verify`` prints the reason. Both run this code, so a user
+genuine (each provider's signing page is linked under Sources in
+docs/connectors/<id>.md; the generic scheme is the Standard Webhooks spec,
+https://github.com/standard-webhooks/standard-webhooks/blob/HEAD/spec/standard-webhooks.md);
+:func:`compile_verifier` turns that into a :class:`Verifier` once, and ``verify``
+answers per request with a :class:`VerificationResult`. The gateway answers 401
+with no detail; ``ucf webhooks verify`` prints the reason. Both run this code, so a user
 debugging a rejected delivery sees exactly why the gateway refused it.
 
 What every scheme gets right, because each is a classic way to get it wrong:
