@@ -26,3 +26,13 @@ def test_connector_page_is_in_sync_with_its_descriptor(connector_id: str) -> Non
 
 def test_every_page_belongs_to_a_shipped_connector() -> None:
     assert {p.stem for p in DOCS.glob("*.md")} <= set(IDS)
+
+
+@pytest.mark.parametrize("connector_id", IDS)
+def test_every_shipped_connector_links_its_provider_documentation(connector_id: str) -> None:
+    descriptor = parse_descriptor(next(d for d in builtin_descriptors() if d["id"] == connector_id))
+    assert descriptor.references, "list the provider pages this descriptor follows in 'references'"
+    page = (DOCS / f"{connector_id}.md").read_text(encoding="utf-8")
+    assert "## Sources" in page
+    for reference in descriptor.references:
+        assert f"<{reference.url}>" in page
