@@ -180,3 +180,38 @@ async def test_a_caller_with_a_lagging_clock_gets_no_extra_tokens(store: Store) 
         "a", capacity=2, refill_per_second=1, now=T0 - seconds(30)
     )
     assert not behind.allowed
+
+
+# --- records ----------------------------------------------------------------------------
+
+
+async def test_a_record_reads_back_until_it_expires(store: Store) -> None:
+    await store.records.put("flow:a", {"project": "p1", "n": 1}, expires_at=T0 + seconds(600))
+    assert await store.records.get("flow:a", now=T0) == {"project": "p1", "n": 1}
+    assert await store.records.get("flow:a", now=T0 + seconds(600)) is None
+    await store.records.put("client:x", {"clientId": "abc"})
+    assert await store.records.get("client:x", now=T0 + timedelta(days=3650)) == {
+        "clientId": "abc"
+    }
+    await store.records.put("client:x", {"clientId": "def"})
+    assert await store.records.get("client:x", now=T0) == {"clientId": "def"}
+    await store.records.delete("client:x")
+    assert await store.records.get("client:x", now=T0) is None
+
+
+async def test_a_record_is_taken_once_and_an_expired_one_never(store: Store) -> None:
+    await store.records.put("state:1", {"v": 1}, expires_at=T0 + seconds(60))
+    assert await store.records.take("state:1", now=T0) == {"v": 1}
+    assert await store.records.take("state:1", now=T0) is None, "single use"
+    assert await store.records.get("state:1", now=T0) is None
+    await store.records.put("state:2", {"v": 2}, expires_at=T0 + seconds(60))
+    assert await store.records.take("state:2", now=T0 + seconds(61)) is None
+    assert await store.records.get("state:2", now=T0) is None, "an expired take deletes it"
+
+
+async def test_racing_takes_of_one_record_hand_it_to_exactly_one_caller(store: Store) -> None:
+    import asyncio
+
+    await store.records.put("state:race", {"v": "once"}, expires_at=T0 + seconds(60))
+    results = await asyncio.gather(*(store.records.take("state:race", now=T0) for _ in range(8)))
+    assert [r for r in results if r is not None] == [{"v": "once"}]

@@ -289,6 +289,30 @@ class RateLimitStore(Protocol):
         ...
 
 
+class KeyValueStore(Protocol):
+    """Small JSON records by key, optionally expiring: what a flow must remember between
+    two requests that may reach different workers (an OAuth consent in progress), or a
+    setting of the service itself (a registered OAuth client). Never secrets: those go
+    to the secret store and only their refs come here."""
+
+    async def put(
+        self, key: str, value: dict[str, Any], *, expires_at: datetime | None = None
+    ) -> None:
+        """Create or replace; ``expires_at`` None keeps it until deleted."""
+        ...
+
+    async def get(self, key: str, *, now: datetime) -> dict[str, Any] | None:
+        """The record, unless absent or expired."""
+        ...
+
+    async def take(self, key: str, *, now: datetime) -> dict[str, Any] | None:
+        """Delete and return the record in one atomic step: of racing callers, exactly one
+        gets it (single use). An expired record is deleted and not returned."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 class StoreLifecycle(Protocol):
     """How a backend is created, migrated and closed."""
 
@@ -322,6 +346,7 @@ class Store:
         outbox: Outbox,
         leases: LeaseStore,
         rate_limits: RateLimitStore,
+        records: KeyValueStore,
     ) -> None:
         self._lifecycle = lifecycle
         self.descriptors = descriptors
@@ -331,6 +356,7 @@ class Store:
         self.outbox = outbox
         self.leases = leases
         self.rate_limits = rate_limits
+        self.records = records
 
     @property
     def description(self) -> str:

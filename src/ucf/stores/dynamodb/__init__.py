@@ -17,6 +17,7 @@ from ucf.stores.dynamodb.coordination import (
     DynamoCheckpointStore,
     DynamoLeaseStore,
     DynamoRateLimitStore,
+    DynamoRecordStore,
 )
 from ucf.stores.dynamodb.registry import DynamoDescriptorRegistry, DynamoInstanceStore
 from ucf.stores.dynamodb.signals import DynamoOutbox, DynamoSignalStore
@@ -111,6 +112,7 @@ def open_dynamodb_store(
         outbox=DynamoOutbox(client, signals),
         leases=DynamoLeaseStore(client),
         rate_limits=DynamoRateLimitStore(client),
+        records=DynamoRecordStore(client),
     )
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints, leases and token buckets: every decision is one conditional write.
+"""Checkpoints, leases, token buckets and records: every decision is one conditional write.
 
 DynamoDB evaluates a write's condition and applies it atomically on the item,
 so racing workers (or Lambdas) serialise on the item itself: one CAS wins, one
@@ -245,3 +245,45 @@ class DynamoRateLimitStore:
                 continue
             return RateDecision(True, 0.0)
         return RateDecision(False, 0.05)
+
+
+class DynamoRecordStore:
+    """Implements :class:`~ucf.stores.protocols.KeyValueStore`. ``take`` is one
+    ``DeleteItem`` returning the old item, so exactly one caller gets it. TTL
+    deletion is lazy (up to days late), so expiry is also checked on read."""
+
+    def __init__(self, client: DynamoClient) -> None:
+        self._db = client
+
+    async def put(
+        self, key: str, value: dict[str, Any], *, expires_at: datetime | None = None
+    ) -> None:
+        item: dict[str, Any] = {**k.record(key), "value": k.s(k.dump_json(value, what="record"))}
+        if expires_at is not None:
+            item["expiresAt"] = k.n(int(utc(expires_at).timestamp()))
+        await self._db.call("put_item", TableName=self._db.table, Item=item)
+
+    async def get(self, key: str, *, now: datetime) -> dict[str, Any] | None:
+        reply = await self._db.call(
+            "get_item", TableName=self._db.table, Key=k.record(key), ConsistentRead=True
+        )
+        return _live_record(reply.get("Item"), now)
+
+    async def take(self, key: str, *, now: datetime) -> dict[str, Any] | None:
+        reply = await self._db.call(
+            "delete_item", TableName=self._db.table, Key=k.record(key), ReturnValues="ALL_OLD"
+        )
+        return _live_record(reply.get("Attributes"), now)
+
+    async def delete(self, key: str) -> None:
+        await self._db.call("delete_item", TableName=self._db.table, Key=k.record(key))
+
+
+def _live_record(item: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:
+    if item is None:
+        return None
+    expires = item.get("expiresAt")
+    if expires is not None and int(expires["N"]) <= int(utc(now).timestamp()):
+        return None
+    value = json.loads(item["value"]["S"])
+    return value if isinstance(value, dict) else None

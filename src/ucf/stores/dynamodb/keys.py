@@ -189,6 +189,11 @@ def rate_bucket(bucket_key: str) -> Key:
     return key(f"RATE#{part(bucket_key)}", "BUCKET")
 
 
+def record(name: str) -> Key:
+    """``RECORD#{key} / RECORD``: a small JSON value, with ``expiresAt`` when it expires."""
+    return key(f"RECORD#{part(name)}", "RECORD")
+
+
 # --- attribute values -----------------------------------------------------------------
 
 

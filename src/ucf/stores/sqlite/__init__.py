@@ -10,6 +10,7 @@ from ucf.stores.sqlite.coordination import (
     SqliteCheckpointStore,
     SqliteLeaseStore,
     SqliteRateLimitStore,
+    SqliteRecordStore,
 )
 from ucf.stores.sqlite.database import Database
 from ucf.stores.sqlite.registry import SqliteDescriptorRegistry, SqliteInstanceStore
@@ -48,6 +49,7 @@ def open_sqlite_store(path: Path, options: StoreOptions) -> Store:
         outbox=SqliteOutbox(db),
         leases=SqliteLeaseStore(db),
         rate_limits=SqliteRateLimitStore(db),
+        records=SqliteRecordStore(db),
     )
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints, leases and token buckets in SQLite: each decision is one write
+"""Checkpoints, leases, token buckets and records in SQLite: each decision is one write
 transaction (or one conditional statement), so racing processes agree."""
 
 from __future__ import annotations
@@ -162,3 +162,53 @@ class SqliteRateLimitStore:
             return decision
 
         return await self._db.write(run)
+
+
+class SqliteRecordStore:
+    """Implements :class:`~ucf.stores.protocols.KeyValueStore`; ``take`` is one
+    ``DELETE … RETURNING``, so two callers cannot both get a record."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put(
+        self, key: str, value: dict[str, Any], *, expires_at: datetime | None = None
+    ) -> None:
+        body = dump_json(value, what="record")
+        expires = None if expires_at is None else int(utc(expires_at).timestamp())
+        await self._db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO records VALUES (?, ?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value, expires_s = excluded.expires_s",
+                (key, body, expires),
+            )
+        )
+
+    async def get(self, key: str, *, now: datetime) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "SELECT value FROM records WHERE key = ? AND (expires_s IS NULL OR expires_s > ?)",
+                (key, int(utc(now).timestamp())),
+            ).fetchone()
+            return None if row is None else _record(row[0])
+
+        return await self._db.read(run)
+
+    async def take(self, key: str, *, now: datetime) -> dict[str, Any] | None:
+        def run(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "DELETE FROM records WHERE key = ? RETURNING value, expires_s", (key,)
+            ).fetchone()
+            if row is None or (row[1] is not None and row[1] <= int(utc(now).timestamp())):
+                return None
+            return _record(row[0])
+
+        return await self._db.write(run)
+
+    async def delete(self, key: str) -> None:
+        await self._db.write(lambda conn: conn.execute("DELETE FROM records WHERE key = ?", (key,)))
+
+
+def _record(text: str) -> dict[str, Any]:
+    value = load_json(text)
+    return value if isinstance(value, dict) else {}

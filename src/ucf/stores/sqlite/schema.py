@@ -134,6 +134,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX outbox_parked_by_sink ON outbox_parked (sink, entry_id);
         """,
     ),
+    Migration(
+        3,
+        "records: small JSON values by key, optionally expiring (OAuth flows, OAuth clients)",
+        """
+        CREATE TABLE records (
+            key       TEXT PRIMARY KEY,
+            value     TEXT NOT NULL,
+            expires_s INTEGER
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
