@@ -521,7 +521,12 @@ async def test_a_pipeline_behind_a_bearer_token_gets_it_and_no_log_line_shows_it
         async with await open_context(tmp_path / "second", **env) as context:
             await ingest_one(context, mapped("sentry", "p3", 99))
             tasks = start_delivery(context)
-            await eventually(lambda: asyncio.sleep(0, pipeline.refused > 0), what="a refused batch")
+            # Until the worker has logged the refusal, not just until the pipeline sent it:
+            # stopping in between (a loaded machine) would cancel the log line.
+            await eventually(
+                lambda: asyncio.sleep(0, pipeline.refused > 0 and "401" in caplog.text),
+                what="a refused batch, logged",
+            )
             await stop_delivery(tasks)
             assert (await outbox_lag(context))["http"].pending == 1
     assert pipeline.signal_ids() == ids

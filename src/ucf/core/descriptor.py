@@ -15,7 +15,7 @@ checked in :mod:`ucf.core.validation`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -183,10 +183,46 @@ class OAuth2Config(_AuthConfigBase):
         alias="clientAuth",
         description="Where client id/secret go on the token request. Extension: Notion uses basic.",
     )
+    pkce: bool = Field(
+        default=False,
+        description=(
+            "The provider accepts PKCE (RFC 7636, S256) on the authorization-code grant, so the "
+            "consent flow sends a code challenge and the exchange its verifier. Extension: "
+            "Microsoft identity platform, Linear, Asana."
+        ),
+    )
+    authorize_params: dict[str, str] = Field(
+        default_factory=dict,
+        alias="authorizeParams",
+        description=(
+            "Extra query parameters of the consent URL. Extension: Atlassian 3LO needs "
+            "audience=api.atlassian.com and prompt=consent; Google-style providers "
+            "access_type=offline."
+        ),
+    )
+    scope_separator: str = Field(
+        default=" ",
+        alias="scopeSeparator",
+        description=(
+            "How scopes are joined in the consent URL (RFC 6749: a space). Extension: Slack's "
+            "oauth/v2/authorize takes a comma-separated list."
+        ),
+    )
     client_id_key: str = Field(default="clientId", alias="clientIdKey")
     client_secret_key: str = Field(default="clientSecret", alias="clientSecretKey")
     refresh_token_key: str = Field(default="refreshToken", alias="refreshTokenKey")
     access_token_key: str = Field(default="accessToken", alias="accessTokenKey")
+
+
+OAUTH_CONSENT_GRANT: Final = "refresh_token"
+"""Connectors with this grant get their tokens from a user's consent (authorization code)."""
+
+
+def consent_config(auth: object) -> OAuth2Config | None:
+    """The OAuth 2.0 settings of a connector whose tokens come from a user's consent."""
+    if isinstance(auth, OAuth2Auth) and auth.config.grant == OAUTH_CONSENT_GRANT:
+        return auth.config
+    return None
 
 
 class WebhookSecretConfig(_AuthConfigBase):

@@ -31,6 +31,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.oauth import AuthorizationServer, TokenStyle
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -180,6 +181,39 @@ class Dataset:
 # --------------------------------------------------------------------------- the fake
 
 
+def _slack_tokens(payload: dict[str, Any]) -> dict[str, Any]:
+    """oauth.v2.access as Slack answers it for a bot token with token rotation on."""
+    return {
+        "ok": True,
+        **payload,
+        "token_type": "bot",
+        "scope": "channels:history,groups:history,reactions:read",
+        "bot_user_id": BOT_USER,
+        "app_id": APP_ID,
+        "team": {"id": TEAM_ID, "name": "Acme"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "authed_user": {"id": USERS[0][0]},
+    }
+
+
+def _slack_error(code: str) -> dict[str, Any]:
+    return {"ok": False, "error": code}
+
+
+SLACK_TOKENS: Final = TokenStyle(
+    success=_slack_tokens,
+    error_status=200,  # Slack's Web API answers failures with HTTP 200 and ok: false
+    error=_slack_error,
+    codes={
+        "bad_code": "invalid_code",
+        "bad_refresh": "invalid_refresh_token",
+        "bad_client": "invalid_client_id",
+        "bad_grant_type": "invalid_grant_type",
+    },
+)
+
+
 def _ok(body: dict[str, Any], *, status: int = 200) -> FakeResponse:
     return FakeResponse.json(
         {"ok": True, **body}, status, headers={"x-slack-req-id": secrets.token_hex(16)}
@@ -214,12 +248,31 @@ class SlackFake(ProviderFake):
     def __init__(self, now: datetime) -> None:
         super().__init__()
         self.data = Dataset(now)
-        self.tokens = {ACCESS_TOKEN}
-        self.refresh_tokens = {REFRESH_TOKEN}
+        # Slack's consent page lives at slack.com/oauth/v2/authorize, its token endpoint
+        # at slack.com/api/oauth.v2.access; here both share the fake's one origin.
+        self.auth = AuthorizationServer(
+            self.server,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            authorize_path="/oauth/v2/authorize",
+            token_path="/oauth.v2.access",  # noqa: S106 - a route
+            style=SLACK_TOKENS,
+            access_tokens={ACCESS_TOKEN},
+            refresh_tokens={REFRESH_TOKEN},
+            token_prefix="xoxe.xoxb-1-",  # noqa: S106 - a prefix
+            expires_in=43200,
+        )
         for method in ("GET", "POST"):
             self.server.add_route(method, "/conversations.history", self._method(self._history))
             self.server.add_route(method, "/auth.test", self._method(self._auth_test))
-        self.server.add_route("POST", "/oauth.v2.access", self._oauth_access)
+
+    @property
+    def tokens(self) -> set[str]:
+        return self.auth.access_tokens
+
+    @property
+    def refresh_tokens(self) -> set[str]:
+        return self.auth.refresh_tokens
 
     # -- protocol
 
@@ -326,37 +379,6 @@ class SlackFake(ProviderFake):
                 "team_id": TEAM_ID,
                 "user_id": BOT_USER,
                 "bot_id": "B0123ABCDEF",
-                "is_enterprise_install": False,
-            }
-        )
-
-    def _oauth_access(self, request: FakeRequest) -> FakeResponse:
-        arguments = self._arguments(request)
-        if (arguments.get("client_id"), arguments.get("client_secret")) != (
-            CLIENT_ID,
-            CLIENT_SECRET,
-        ):
-            return _error("invalid_client_id")
-        if arguments.get("grant_type") != "refresh_token":
-            return _error("invalid_grant_type")
-        if arguments.get("refresh_token") not in self.refresh_tokens:
-            return _error("invalid_refresh_token")
-        self.refresh_tokens.discard(arguments["refresh_token"])
-        access = f"xoxe.xoxb-1-{secrets.token_hex(16)}"
-        refresh = f"xoxe-1-{secrets.token_hex(16)}"
-        self.tokens.add(access)
-        self.refresh_tokens.add(refresh)
-        return _ok(
-            {
-                "access_token": access,
-                "expires_in": 43200,
-                "refresh_token": refresh,
-                "token_type": "bot",
-                "scope": "channels:history,groups:history,reactions:read",
-                "bot_user_id": BOT_USER,
-                "app_id": APP_ID,
-                "team": {"id": TEAM_ID, "name": "Acme"},
-                "enterprise": None,
                 "is_enterprise_install": False,
             }
         )

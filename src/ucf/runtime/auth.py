@@ -55,6 +55,8 @@ __all__ = [
     "OAuth2Flow",
     "StaticAuth",
     "build_auth",
+    "exchange_code",
+    "token_credentials",
 ]
 
 ACCESS_TOKEN_EXPIRES_AT: Final = "accessTokenExpiresAt"  # noqa: S105 - a key name
@@ -315,29 +317,15 @@ class OAuth2Flow(httpx.Auth):
                     status=error.status,
                 ) from None
             raise
-        payload = parse_json(response)
-        if not isinstance(payload, dict):
-            raise MalformedResponse(f"{where}: token response is not a JSON object")
-        access_token = payload.get("access_token")
-        if not isinstance(access_token, str) or not access_token:
-            code = payload.get("error")
-            if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
-                raise AuthFailed(f"{where}: the token endpoint refused the grant ({code})")
-            raise MalformedResponse(f"{where}: token response has no access_token")
-        SECRETS.add(access_token)
-
         updated = dict(self._credentials)
-        updated[config.access_token_key] = access_token
-        lifetime = payload.get("expires_in")
-        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
-            expires = self._now() + timedelta(seconds=float(lifetime))
-            updated[ACCESS_TOKEN_EXPIRES_AT] = expires.astimezone(UTC).isoformat()
-        else:
-            updated.pop(ACCESS_TOKEN_EXPIRES_AT, None)
-        refresh_token = payload.get("refresh_token")
-        if isinstance(refresh_token, str) and refresh_token:
-            SECRETS.add(refresh_token)
-            updated[config.refresh_token_key] = refresh_token
+        for key, value in token_credentials(
+            config, parse_json(response), where, self._now()
+        ).items():
+            if value is None:
+                updated.pop(key, None)
+            else:
+                updated[key] = value
+        access_token = updated[config.access_token_key]
         if self._on_rotate is not None:
             # Persist first: after a rotation the old refresh token is already dead.
             await self._on_rotate(dict(updated))
@@ -346,19 +334,105 @@ class OAuth2Flow(httpx.Auth):
         return access_token
 
 
+def token_credentials(
+    config: d.OAuth2Config, payload: Any, where: str, now: datetime
+) -> dict[str, str | None]:
+    """What a token response (RFC 6749 §5.1) changes in an instance's credentials.
+
+    The access token always; its expiry time when ``expires_in`` is given
+    (None otherwise, meaning "remove": the old expiry must not outlive the old
+    token); the refresh token when one is returned (it rotates). An ``error`` code in place of a token is :class:`AuthFailed`
+    (Slack answers HTTP 200 ``{"ok": false, "error": "invalid_code"}``).
+    """
+    if not isinstance(payload, dict):
+        raise MalformedResponse(f"{where}: token response is not a JSON object")
+    access_token = payload.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        code = payload.get("error")
+        if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
+            raise AuthFailed(f"{where}: the token endpoint refused the grant ({code})")
+        raise MalformedResponse(f"{where}: token response has no access_token")
+    SECRETS.add(access_token)
+    changes: dict[str, str | None] = {
+        config.access_token_key: access_token,
+        ACCESS_TOKEN_EXPIRES_AT: None,
+    }
+    lifetime = payload.get("expires_in")
+    if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and lifetime > 0:
+        expires = now + timedelta(seconds=float(lifetime))
+        changes[ACCESS_TOKEN_EXPIRES_AT] = expires.astimezone(UTC).isoformat()
+    refresh_token = payload.get("refresh_token")
+    if isinstance(refresh_token, str) and refresh_token:
+        SECRETS.add(refresh_token)
+        changes[config.refresh_token_key] = refresh_token
+    return changes
+
+
+async def exchange_code(
+    config: d.OAuth2Config,
+    *,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str | None,
+    client_id: str,
+    client_secret: str,
+    token_url: str,
+    client: httpx.AsyncClient,
+    settings: HttpSettings,
+    now: datetime,
+) -> dict[str, str]:
+    """The authorization-code grant (RFC 6749 §4.1.3, PKCE RFC 7636 §4.5): the
+    credentials a consent produced, through the SSRF-guarded client and its
+    bounded retries. A refused code is :class:`AuthFailed` with the provider's
+    error code (``invalid_grant``), never the code itself."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+    if code_verifier is not None:
+        form["code_verifier"] = code_verifier
+    headers = {"Accept": "application/json"}
+    if config.client_auth == "basic":
+        headers["Authorization"] = _basic(client_id, client_secret)
+    else:
+        form["client_id"] = client_id
+        form["client_secret"] = client_secret
+    request = client.build_request("POST", token_url, data=form, headers=headers)
+    where = describe(request)
+    try:
+        response = await send_with_retries(client, request, settings=settings)
+    except (RateLimited, UpstreamUnavailable):
+        raise
+    except UpstreamError as error:
+        if error.status is not None and 400 <= error.status < 500:
+            raise AuthFailed(
+                f"{where}: the token endpoint refused the authorization code (HTTP {error.status})",
+                status=error.status,
+            ) from None
+        raise
+    changes = token_credentials(config, parse_json(response), where, now)
+    return {key: value for key, value in changes.items() if value is not None}
+
+
 # --------------------------------------------------------------------------- factory
 
 
+_LEADING_VARIABLE: Final = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
+
+
 def render_url(template: str, config: Mapping[str, str]) -> str:
-    """A URL template with ``{{baseUrl}}`` verbatim and ``{{config.x}}`` URL-encoded."""
+    """A URL template with ``{{baseUrl}}`` verbatim and ``{{config.x}}`` URL-encoded.
+
+    A variable that starts the template is a URL prefix and is also kept
+    verbatim (Slack's ``{{signInUrl}}/…`` consent page, a test server's origin).
+    """
     compiled = compile_template(template)
+    leading = _LEADING_VARIABLE.match(template)
+    prefix = leading.group(1) if leading else None
 
     def resolve(name: str) -> Any:
         key = name.removeprefix("config.")
         return config.get(key)
 
     def escape(name: str, value: Any) -> str:
-        if name in ("baseUrl", "config.baseUrl"):
+        if name in ("baseUrl", "config.baseUrl") or name == prefix:
             return plain(name, value)
         return url_component(name, value)
 

@@ -6,15 +6,17 @@ nothing here ever returns a credential — views show them masked at most.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.descriptor import ConnectorDescriptor, consent_config
+from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
+from ucf.service.oauth import OAuthClients
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
@@ -69,13 +71,27 @@ def check_config(
 
 
 def check_credentials(
-    descriptor: ConnectorDescriptor, credentials: Mapping[str, Any], *, partial: bool = False
+    descriptor: ConnectorDescriptor,
+    credentials: Mapping[str, Any],
+    *,
+    partial: bool = False,
+    provided: Collection[str] = (),
 ) -> dict[str, str]:
+    """The credentials a user gave, checked against the descriptor's fields.
+
+    ``provided`` names fields supplied elsewhere (the operator's registered
+    OAuth app brings client id and secret): required, but not from the user.
+    An OAuth consent also stores its access token's expiry time, a key of the
+    runtime's own.
+    """
     fields = {f.key: f for f in descriptor.credential_fields()}
+    runtime_keys = {ACCESS_TOKEN_EXPIRES_AT} if consent_config(descriptor.auth) else set()
     problems: list[FieldProblem] = []
     result: dict[str, str] = {}
     for key, value in credentials.items():
-        if key not in fields:
+        if key in runtime_keys and isinstance(value, str):
+            result[key] = value
+        elif key not in fields:
             known = ", ".join(sorted(fields)) or "none"
             problems.append(
                 FieldProblem(f"credentials.{key}", f"unknown credential (known: {known})")
@@ -86,7 +102,7 @@ def check_credentials(
             result[key] = value
     if not partial:
         for key, field in fields.items():
-            if field.required and key not in result:
+            if field.required and key not in result and key not in provided:
                 problems.append(FieldProblem(f"credentials.{key}", f"'{field.label}' is required"))
     if problems:
         raise ValidationFailed("the credentials are not valid", [p.__dict__ for p in problems])
@@ -94,7 +110,10 @@ def check_credentials(
 
 
 def _check_both(
-    descriptor: ConnectorDescriptor, config: Mapping[str, Any], credentials: Mapping[str, Any]
+    descriptor: ConnectorDescriptor,
+    config: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    provided: Collection[str] = (),
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Both forms checked, so the user sees every problem of the setup at once."""
     details: list[Any] = []
@@ -105,7 +124,7 @@ def _check_both(
     except ValidationFailed as failed:
         details += failed.details
     try:
-        clean_credentials = check_credentials(descriptor, credentials)
+        clean_credentials = check_credentials(descriptor, credentials, provided=provided)
     except ValidationFailed as failed:
         details += failed.details
     if details:
@@ -156,10 +175,11 @@ class InstanceService:
         self._secrets = secrets
         self._connectors = connectors
         self._clock = clock
+        self.oauth_clients = OAuthClients(store.records, secrets)
 
     async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
         connector = connector or await self._connectors.get(record.connector_id)
-        credentials = await self.credentials(record)
+        credentials = await self._stored(record)
         return Instance(
             record,
             connector,
@@ -168,13 +188,31 @@ class InstanceService:
         )
 
     async def credentials(self, record: InstanceRecord) -> dict[str, str]:
-        """The decrypted credentials, for the runtime only (never for a response)."""
+        """The decrypted credentials, for the runtime only (never for a response).
+
+        For a connector with an OAuth consent, the operator's registered app fills
+        in the client id and secret the instance does not have itself, so a
+        rotated client secret applies to every instance at once.
+        """
+        stored = await self._stored(record)
+        connector = await self._connectors.get(record.connector_id)
+        if consent_config(connector.descriptor.auth) is None:
+            return stored
+        app = await self.oauth_clients.credentials(connector.descriptor, now=self._clock())
+        return {**app, **stored}
+
+    async def _stored(self, record: InstanceRecord) -> dict[str, str]:
         if record.credential_secret_ref is None:
             return {}
         try:
             return dict(await self._secrets.get(record.credential_secret_ref))
         except SecretNotFound:
             return {}
+
+    async def provided_credentials(self, descriptor: ConnectorDescriptor) -> frozenset[str]:
+        """Credential fields the operator's registered OAuth app supplies for ``descriptor``."""
+        app = await self.oauth_clients.credentials(descriptor, now=self._clock())
+        return frozenset(app)
 
     async def record(self, project_id: str, connector_id: str) -> InstanceRecord:
         record = await self._store.instances.get(project_id, connector_id)
@@ -201,7 +239,8 @@ class InstanceService:
     ) -> Instance:
         connector = await self._connectors.get(connector_id)
         descriptor = connector.descriptor
-        clean_config, clean_credentials = _check_both(descriptor, config, credentials)
+        provided = await self.provided_credentials(descriptor)
+        clean_config, clean_credentials = _check_both(descriptor, config, credentials, provided)
         if await self._store.instances.get(project_id, connector_id) is not None:
             raise ConflictError(f"project '{project_id}' already has a '{connector_id}' instance")
         ref = await self._secrets.put(None, clean_credentials) if clean_credentials else None
@@ -248,7 +287,7 @@ class InstanceService:
             if record.credential_secret_ref is None:
                 changes["credential_secret_ref"] = await self._secrets.put(None, fresh)
             else:
-                current = await self.credentials(record)
+                current = await self._stored(record)
                 await self._secrets.rotate(record.credential_secret_ref, {**current, **fresh})
         if enabled is not None:
             changes["enabled"] = enabled

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ucf.service.errors import ConflictError, NotFoundError, ServiceError
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
+from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
 from ucf.stores.models import SignalQuery, utc
 from ucf.web.dashboard.security import token_matches
@@ -86,6 +87,19 @@ class InstancePatch(_Body):
     )
     config: dict[str, Any] | None = None
     enabled: StrictBool | None = None
+
+
+class OAuthClientBody(_Body):
+    client_id: str = Field(alias="clientId", min_length=1, max_length=500)
+    client_secret: str = Field(
+        alias="clientSecret", min_length=1, max_length=2000, description="Write-only."
+    )
+
+
+class OAuthStart(_Body):
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="The instance's settings (configFields)."
+    )
 
 
 # --------------------------------------------------------------------------- connectors
@@ -339,3 +353,64 @@ async def get_signal(state: State, project_id: ProjectId, signal_id: SignalId) -
     if stored is None:
         raise NotFoundError(f"project '{project_id}' has no signal '{signal_id}'")
     return JSONResponse(stored.signal)
+
+
+# --------------------------------------------------------------------------- OAuth consent
+
+
+@router.put(
+    "/connectors/{connectorId}/oauth-client",
+    status_code=204,
+    tags=["oauth"],
+    summary="Register the connector's OAuth app (client id and write-only secret)",
+)
+async def put_oauth_client(
+    state: State, connector_id: ConnectorId, body: OAuthClientBody
+) -> Response:
+    context = state.context
+    connector = await context.connectors.get(connector_id)
+    await context.instances.oauth_clients.register(
+        connector, client_id=body.client_id, client_secret=body.client_secret, now=context.clock()
+    )
+    return Response(status_code=204)
+
+
+@router.get(
+    "/connectors/{connectorId}/oauth-client",
+    tags=["oauth"],
+    summary="The registered OAuth app and the redirect URI to enter at the provider",
+)
+async def get_oauth_client(
+    state: State, request: Request, connector_id: ConnectorId
+) -> dict[str, Any]:
+    context = state.context
+    await context.connectors.get(connector_id)
+    client = await context.instances.oauth_clients.get(connector_id, now=context.clock())
+    return {
+        "clientId": client.client_id if client is not None else None,
+        "redirectUri": state.public_base(request) + CALLBACK_PATH,
+        "configured": client is not None,
+    }
+
+
+@router.post(
+    "/projects/{projectId}/instances/{connectorId}/oauth/start",
+    tags=["oauth"],
+    summary="Start a consent: the provider's authorization URL to open in a browser",
+)
+async def start_oauth(
+    state: State,
+    request: Request,
+    project_id: ProjectId,
+    connector_id: ConnectorId,
+    body: OAuthStart,
+) -> dict[str, Any]:
+    context = state.context
+    url = await OAuthFlows.of(context).start(
+        project_id,
+        connector_id,
+        config={str(k): str(v) for k, v in body.config.items()},
+        redirect_uri=state.public_base(request) + CALLBACK_PATH,
+        now=context.clock(),
+    )
+    return {"authorizeUrl": url}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ucf.web.dashboard import assets, auth, pages, setup
+from ucf.web.dashboard import assets, auth, oauth, pages, setup
 
 __all__ = ["router"]
 
@@ -19,4 +19,6 @@ router.include_router(assets.router)
 router.include_router(auth.router)
 router.include_router(pages.router)
 router.include_router(setup.router)
+router.include_router(oauth.router)
+router.include_router(oauth.callback)
 router.include_router(pages.fallback)  # last: only what no other route matched

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ucf.core.descriptor import CONNECTOR_CATEGORIES
+from ucf.core.descriptor import CONNECTOR_CATEGORIES, consent_config
 from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError
 from ucf.service.health import test_connection
@@ -175,7 +175,8 @@ async def instance(
 ) -> Response:
     page = Page(request, session, project_or_404(project), "instances")
     view = await _view(page, await page.context.instances.get(page.project, connector_id))
-    return page.render("instance.html", {"view": view})
+    reconnect = consent_config(view.connector.descriptor.auth) is not None
+    return page.render("instance.html", {"view": view, "reconnect": reconnect})
 
 
 def _back(posted: Posted, project: str, connector_id: str) -> str:

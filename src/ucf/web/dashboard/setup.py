@@ -22,7 +22,8 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ucf.core.descriptor import ConfigField, ConnectorDescriptor, CredentialField
+from ucf.core.descriptor import ConfigField, ConnectorDescriptor, CredentialField, consent_config
+from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.health import HealthPolicy, Outcome, classify, secret_free
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector
@@ -199,12 +200,12 @@ class Draft:
         )
 
 
-def _base(project: str, connector_id: str) -> str:
+def setup_path(project: str, connector_id: str) -> str:
     return f"/projects/{project}/connectors/{connector_id}/connect"
 
 
-def _to_step(project: str, connector_id: str, step: str) -> Response:
-    return redirect(f"{_base(project, connector_id)}?step={step}")
+def to_step(project: str, connector_id: str, step: str) -> Response:
+    return redirect(f"{setup_path(project, connector_id)}?step={step}")
 
 
 def _seal_context(session: Session, project: str, connector_id: str) -> str:
@@ -239,13 +240,13 @@ def save_draft(
         DRAFT_COOKIE,
         sealed,
         max_age=lifetime,
-        path=_base(project, connector_id),
+        path=setup_path(project, connector_id),
     )
     return response
 
 
 def drop_draft(response: Response, request: Request, project: str, connector_id: str) -> None:
-    drop_cookie(response, request, DRAFT_COOKIE, path=_base(project, connector_id))
+    drop_cookie(response, request, DRAFT_COOKIE, path=setup_path(project, connector_id))
 
 
 # --------------------------------------------------------------------------- the check
@@ -266,16 +267,21 @@ async def check_unsaved(
     """
     policy = policy or HealthPolicy()
     descriptor = connector.descriptor
-    declared = {f.key for f in descriptor.credential_fields()}
+    # The operator's registered OAuth app lends its client id and secret to the check,
+    # as it does to a stored instance; they never enter the draft.
+    app = await context.instances.oauth_clients.credentials(descriptor, now=context.clock())
+    kept = {f.key for f in descriptor.credential_fields()} - set(app)
+    if consent_config(descriptor.auth) is not None:
+        kept.add(ACCESS_TOKEN_EXPIRES_AT)
     current = dict(credentials)
 
     async def keep_rotated(values: dict[str, str]) -> None:
-        current.update({k: v for k, v in values.items() if k in declared and v})
+        current.update({k: v for k, v in values.items() if k in kept and v})
 
     result, forced = await check_connector(
         context,
         connector,
-        credentials=credentials,
+        credentials={**app, **credentials},
         config=config,
         on_rotate=keep_rotated,
     )
@@ -304,25 +310,55 @@ async def check_unsaved(
 
 
 @dataclass(frozen=True)
+class Consent:
+    """ "Connect with <Name>": the connector's tokens come from an OAuth consent, and the
+    operator registered its app, so the user types none of the fields it fills in."""
+
+    managed: frozenset[str]
+    """Credential fields the app and the consent supply (client id/secret, tokens)."""
+    connected: bool
+    """The draft already holds the consent's tokens."""
+
+
+def consent_of(
+    descriptor: ConnectorDescriptor, provided: frozenset[str], draft: Draft
+) -> Consent | None:
+    config = consent_config(descriptor.auth)
+    if config is None or not provided:
+        return None
+    managed = frozenset(
+        {
+            config.client_id_key,
+            config.client_secret_key,
+            config.access_token_key,
+            config.refresh_token_key,
+        }
+    )
+    return Consent(managed, bool(draft.credentials.get(config.access_token_key)))
+
+
+@dataclass(frozen=True)
 class Flow:
     """The steps this connector needs: no credentials step without credential fields, etc."""
 
     descriptor: ConnectorDescriptor
     steps: tuple[StepName, ...]
+    provided: frozenset[str] = frozenset()
+    """Credential fields the operator's registered OAuth app supplies."""
 
     @classmethod
-    def of(cls, descriptor: ConnectorDescriptor) -> Flow:
+    def of(cls, descriptor: ConnectorDescriptor, provided: frozenset[str] = frozenset()) -> Flow:
         steps: list[StepName] = []
         if descriptor.credential_fields():
             steps.append("credentials")
         if descriptor.setup_config_fields():
             steps.append("configuration")
         steps += ["test", "confirm"]
-        return cls(descriptor, tuple(steps))
+        return cls(descriptor, tuple(steps), provided)
 
     def credentials_done(self, draft: Draft) -> bool:
         try:
-            check_credentials(self.descriptor, draft.credentials)
+            check_credentials(self.descriptor, draft.credentials, provided=self.provided)
         except ValidationFailed:
             return False
         return True
@@ -376,10 +412,11 @@ async def _posted_step(
     connector, elsewhere = await _connector_and_existing(page, connector_id)
     if elsewhere is not None:
         return elsewhere
+    provided = await page.context.instances.provided_credentials(connector.descriptor)
     return (
         page,
         connector,
-        Flow.of(connector.descriptor),
+        Flow.of(connector.descriptor, provided),
         load_draft(request, posted.session, project, connector_id),
     )
 
@@ -414,12 +451,13 @@ async def setup_page(
     connector, elsewhere = await _connector_and_existing(page, connector_id)
     if elsewhere is not None:
         return elsewhere
-    flow = Flow.of(connector.descriptor)
+    provided = await page.context.instances.provided_credentials(connector.descriptor)
+    flow = Flow.of(connector.descriptor, provided)
     draft = load_draft(request, session, project, connector_id)
     wanted = _step(step) or flow.first_open(draft)
     shown = flow.allowed(wanted, draft)
     if shown != wanted and step is not None:
-        return _to_step(project, connector_id, shown)
+        return to_step(project, connector_id, shown)
     return _render_step(page, connector, flow, draft, shown, {}, [])
 
 
@@ -437,6 +475,10 @@ def _render_step(
 ) -> Response:
     descriptor = connector.descriptor
     back = flow.before(step)
+    consent = consent_of(descriptor, flow.provided, draft)
+    typed_fields = [
+        f for f in descriptor.credential_fields() if consent is None or f.key not in consent.managed
+    ]
     return page.render(
         "connect.html",
         {
@@ -445,11 +487,11 @@ def _render_step(
             "steps": [(name, STEP_TITLES[name]) for name in flow.steps],
             "step": step,
             "step_title": STEP_TITLES[step],
-            "base": _base(page.project, connector.id),
+            "base": setup_path(page.project, connector.id),
             "back": back,
-            "credential_fields": credential_views(
-                descriptor.credential_fields(), draft.credentials, errors
-            ),
+            "credential_fields": credential_views(typed_fields, draft.credentials, errors),
+            "consent": consent,
+            "consent_possible": consent_config(descriptor.auth) is not None,
             "config_fields": config_views(
                 descriptor.setup_config_fields(),
                 typed_config if typed_config is not None else (draft.config or {}),
@@ -476,7 +518,9 @@ async def save_credentials(
     draft.credentials = {**draft.credentials, **typed}
     draft.check = None  # other credentials: the last check says nothing about them
     try:
-        draft.credentials = check_credentials(connector.descriptor, draft.credentials)
+        draft.credentials = check_credentials(
+            connector.descriptor, draft.credentials, provided=flow.provided
+        )
     except ValidationFailed as failed:
         errors, other = field_errors(failed)
         # Kept as typed (unknown names dropped), so valid fields need not be typed again.
@@ -486,7 +530,7 @@ async def save_credentials(
             page, connector, flow, draft, "credentials", errors, other, status=422
         )
         return save_draft(response, request, posted.session, project, connector_id, draft)
-    response = _to_step(project, connector_id, flow.after("credentials"))
+    response = to_step(project, connector_id, flow.after("credentials"))
     return save_draft(response, request, posted.session, project, connector_id, draft)
 
 
@@ -517,7 +561,7 @@ async def save_configuration(
     if config != draft.config:
         draft.check = None
     draft.config = config
-    response = _to_step(project, connector_id, flow.after("configuration"))
+    response = to_step(project, connector_id, flow.after("configuration"))
     return save_draft(response, request, posted.session, project, connector_id, draft)
 
 
@@ -530,13 +574,13 @@ async def test_draft(
         return step
     page, connector, flow, draft = step
     if flow.allowed("test", draft) != "test":
-        return _to_step(project, connector_id, flow.first_open(draft))
+        return to_step(project, connector_id, flow.first_open(draft))
     check, credentials = await check_unsaved(
         page.context, connector, draft.credentials, draft.config or {}
     )
     draft.check = check
     draft.credentials = credentials
-    response = _to_step(project, connector_id, "test")
+    response = to_step(project, connector_id, "test")
     return save_draft(response, request, posted.session, project, connector_id, draft)
 
 
@@ -547,7 +591,7 @@ async def confirm(request: Request, posted: Checked, project: str, connector_id:
         return step
     page, connector, flow, draft = step
     if flow.allowed("confirm", draft) != "confirm":
-        return _to_step(project, connector_id, flow.first_open(draft))
+        return to_step(project, connector_id, flow.first_open(draft))
     context = page.context
     try:
         await context.instances.create(

@@ -1,0 +1,379 @@
+"""OAuth 2.0 consent ("Connect with …"): the authorization-code grant for any connector
+whose descriptor has ``auth.method: oauth2`` with a user grant, from the descriptor alone.
+
+An operator registers each OAuth app once (:class:`OAuthClients`): the client
+id is a record, the client secret lives in the secret store. A consent then
+runs in two requests that may reach different workers (:class:`OAuthFlows`):
+
+1. :meth:`OAuthFlows.start` remembers the flow under the SHA-256 of a random
+   ``state`` for ten minutes (project, connector, settings, where to return,
+   the dashboard session it belongs to, the redirect URI) — the PKCE
+   verifier in the secret store — and returns the provider's consent URL.
+2. :meth:`OAuthFlows.complete` *takes* that record (atomically: a state works
+   once), refuses a foreign session, exchanges the code at ``tokenUrl``
+   through the SSRF-guarded client and stores the tokens: on the instance (a
+   reconnect keeps its checkpoint and history; an API-started flow creates
+   it), or, for the dashboard's setup flow, under a one-time ticket the setup
+   page turns into its draft so Test Connection and Confirm work as always.
+
+Nothing is created when anything fails, and no code, token or state is logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal, Self
+from urllib.parse import urlencode
+
+from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config, consent_config
+from ucf.runtime.auth import exchange_code, render_url
+from ucf.runtime.http import UpstreamError
+from ucf.runtime.redaction import SECRETS
+from ucf.runtime.ssrf import EgressDenied
+from ucf.service.connectors import Connector, ConnectorService
+from ucf.service.errors import NotFoundError, ServiceError, ValidationFailed
+from ucf.stores.protocols import KeyValueStore
+from ucf.stores.secrets.base import SecretNotFound, SecretStore
+
+if TYPE_CHECKING:
+    from ucf.service.context import UcfContext
+
+__all__ = [
+    "CALLBACK_PATH",
+    "Connected",
+    "OAuthClients",
+    "OAuthFlows",
+    "OAuthRefused",
+    "RegisteredClient",
+    "ReturnTo",
+]
+
+CALLBACK_PATH: Final = "/oauth/callback"
+FLOW_LIFETIME: Final = timedelta(minutes=10)
+TICKET_LIFETIME: Final = timedelta(minutes=10)
+
+ReturnTo = Literal["setup", "instance"]
+
+
+class OAuthRefused(ServiceError):
+    """A consent that cannot complete; the message is for the person in the browser."""
+
+    status = 400
+    code = "oauth_refused"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _consent(connector: Connector) -> OAuth2Config:
+    config = consent_config(connector.descriptor.auth)
+    if config is None:
+        raise ValidationFailed(
+            f"'{connector.id}' does not connect through an OAuth 2.0 consent "
+            "(its auth is not oauth2 with a user grant)"
+        )
+    return config
+
+
+# --------------------------------------------------------------------------- the apps
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredClient:
+    """An operator's OAuth app for one connector (the secret stays in the secret store)."""
+
+    connector_id: str
+    client_id: str
+    secret_ref: str
+
+
+class OAuthClients:
+    """The OAuth apps operators registered, one per connector."""
+
+    def __init__(self, records: KeyValueStore, secrets: SecretStore) -> None:
+        self._records = records
+        self._secrets = secrets
+
+    @staticmethod
+    def _key(connector_id: str) -> str:
+        return f"oauth-client:{connector_id}"
+
+    async def get(self, connector_id: str, *, now: datetime) -> RegisteredClient | None:
+        record = await self._records.get(self._key(connector_id), now=now)
+        if record is None:
+            return None
+        client_id, ref = record.get("clientId"), record.get("secretRef")
+        if not isinstance(client_id, str) or not isinstance(ref, str):
+            return None
+        return RegisteredClient(connector_id, client_id, ref)
+
+    async def register(
+        self, connector: Connector, *, client_id: str, client_secret: str, now: datetime
+    ) -> RegisteredClient:
+        _consent(connector)
+        client_id, client_secret = client_id.strip(), client_secret.strip()
+        problems = [
+            {"path": name, "message": "must not be empty"}
+            for name, value in (("clientId", client_id), ("clientSecret", client_secret))
+            if not value
+        ]
+        if problems:
+            raise ValidationFailed("the OAuth client is not valid", problems)
+        SECRETS.add(client_secret)
+        current = await self.get(connector.id, now=now)
+        ref = await self._secrets.put(
+            current.secret_ref if current else None, {"clientSecret": client_secret}
+        )
+        await self._records.put(self._key(connector.id), {"clientId": client_id, "secretRef": ref})
+        return RegisteredClient(connector.id, client_id, ref)
+
+    async def credentials(
+        self, descriptor: ConnectorDescriptor, *, now: datetime
+    ) -> dict[str, str]:
+        """The registered app as the connector's credential fields (client id and secret),
+        or nothing when the connector has no consent flow or no app is registered."""
+        config = consent_config(descriptor.auth)
+        if config is None:
+            return {}
+        client = await self.get(descriptor.id, now=now)
+        if client is None:
+            return {}
+        try:
+            stored = await self._secrets.get(client.secret_ref)
+        except SecretNotFound:
+            return {}
+        secret = stored.get("clientSecret", "")
+        if not secret:
+            return {}
+        return {config.client_id_key: client.client_id, config.client_secret_key: secret}
+
+
+# --------------------------------------------------------------------------- the consent
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """Where the browser goes after a completed consent."""
+
+    project_id: str
+    connector_id: str
+    return_to: ReturnTo
+    created: bool = False
+    ticket: str | None = None
+    """For the setup flow: a one-time ticket for the tokens (see :meth:`OAuthFlows.redeem`)."""
+
+
+def _pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(64)  # 86 characters of RFC 7636's unreserved set
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+class OAuthFlows:
+    """Starts and completes consents (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        connectors: ConnectorService,
+        clients: OAuthClients,
+        records: KeyValueStore,
+        secrets: SecretStore,
+        instances: Any,
+        http: Any,
+        http_settings: Any,
+    ) -> None:
+        self._connectors = connectors
+        self._clients = clients
+        self._records = records
+        self._secrets = secrets
+        self._instances = instances
+        self._http = http
+        self._http_settings = http_settings
+
+    @classmethod
+    def of(cls, context: UcfContext) -> Self:
+        return cls(
+            connectors=context.connectors,
+            clients=context.instances.oauth_clients,
+            records=context.store.records,
+            secrets=context.secrets,
+            instances=context.instances,
+            http=context.http,
+            http_settings=context.settings.http,
+        )
+
+    async def start(
+        self,
+        project_id: str,
+        connector_id: str,
+        *,
+        config: Mapping[str, str],
+        redirect_uri: str,
+        now: datetime,
+        session: str | None = None,
+        return_to: ReturnTo = "instance",
+    ) -> str:
+        """The provider's consent URL for a new flow (``session``: the dashboard session it
+        is bound to; None for a flow started through the API)."""
+        connector = await self._connectors.get(connector_id)
+        oauth = _consent(connector)
+        client = await self._clients.get(connector_id, now=now)
+        if client is None:
+            raise OAuthRefused(
+                f"no OAuth app is registered for '{connector_id}': an operator registers its "
+                f"client id and secret first (PUT /api/connectors/{connector_id}/oauth-client)"
+            )
+        state = secrets.token_urlsafe(32)
+        flow: dict[str, Any] = {
+            "project": project_id,
+            "connector": connector_id,
+            "config": dict(config),
+            "redirectUri": redirect_uri,
+            "returnTo": return_to,
+            "session": _digest(session) if session is not None else None,
+        }
+        params = {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": oauth.scope_separator.join(oauth.scopes),
+            "state": state,
+            **oauth.authorize_params,
+        }
+        if oauth.pkce:
+            verifier, challenge = _pkce_pair()
+            flow["verifierRef"] = await self._secrets.put(None, {"codeVerifier": verifier})
+            params["code_challenge"] = challenge
+            params["code_challenge_method"] = "S256"
+        await self._records.put(
+            f"oauth-state:{_digest(state)}", flow, expires_at=now + FLOW_LIFETIME
+        )
+        base = render_url(oauth.authorise_url, config)
+        separator = "&" if "?" in base else "?"
+        return f"{base}{separator}{urlencode(params)}"
+
+    async def complete(
+        self,
+        *,
+        state: str | None,
+        code: str | None,
+        error: str | None,
+        session: str | None,
+        now: datetime,
+    ) -> Connected:
+        """Exchange the code and store the tokens; :class:`OAuthRefused` with a plain
+        reason otherwise (and nothing stored)."""
+        if not state:
+            raise OAuthRefused("the provider's answer has no state: start the connection again")
+        flow = await self._records.take(f"oauth-state:{_digest(state)}", now=now)
+        if flow is None:
+            raise OAuthRefused(
+                "this consent link was already used or has expired: start the connection again"
+            )
+        verifier = await self._verifier(flow)
+        bound = flow.get("session")
+        if bound is not None and (session is None or _digest(session) != bound):
+            raise OAuthRefused(
+                "this consent was started in another browser session: start it again from here"
+            )
+        if error:
+            shown = error if len(error) <= 64 and error.replace("_", "").isalnum() else "error"
+            raise OAuthRefused(f"the provider did not grant access ({shown}); nothing was stored")
+        if not code:
+            raise OAuthRefused("the provider's answer has no authorization code")
+        project_id, connector_id = str(flow["project"]), str(flow["connector"])
+        connector = await self._connectors.get(connector_id)
+        oauth = _consent(connector)
+        config = {str(k): str(v) for k, v in dict(flow.get("config") or {}).items()}
+        app = await self._clients.credentials(connector.descriptor, now=now)
+        if not app:
+            raise OAuthRefused(f"the OAuth app of '{connector_id}' is no longer registered")
+        try:
+            tokens = await exchange_code(
+                oauth,
+                code=code,
+                redirect_uri=str(flow["redirectUri"]),
+                code_verifier=verifier,
+                client_id=app[oauth.client_id_key],
+                client_secret=app[oauth.client_secret_key],
+                token_url=render_url(oauth.token_url, config),
+                client=self._http,
+                settings=self._http_settings,
+                now=now,
+            )
+        except (UpstreamError, EgressDenied) as failure:
+            raise OAuthRefused(
+                f"the provider's token endpoint did not exchange the code: {failure}"
+            ) from None
+        if flow.get("returnTo") == "setup":
+            return await self._ticket(project_id, connector_id, tokens, now)
+        return await self._store_on_instance(project_id, connector_id, tokens, config)
+
+    async def _verifier(self, flow: Mapping[str, Any]) -> str | None:
+        ref = flow.get("verifierRef")
+        if not isinstance(ref, str):
+            return None
+        try:
+            stored = await self._secrets.get(ref)
+        except SecretNotFound:
+            return None
+        finally:
+            await self._secrets.delete(ref)
+        return stored.get("codeVerifier")
+
+    async def _ticket(
+        self,
+        project_id: str,
+        connector_id: str,
+        tokens: dict[str, str],
+        now: datetime,
+    ) -> Connected:
+        ticket = secrets.token_urlsafe(32)
+        ref = await self._secrets.put(None, tokens)
+        await self._records.put(
+            f"oauth-ticket:{_digest(ticket)}",
+            {"project": project_id, "connector": connector_id, "tokensRef": ref},
+            expires_at=now + TICKET_LIFETIME,
+        )
+        return Connected(project_id, connector_id, "setup", ticket=ticket)
+
+    async def redeem(
+        self, ticket: str, *, project_id: str, connector_id: str, now: datetime
+    ) -> dict[str, str]:
+        """A setup flow's tokens, once; the secret-store copy is deleted."""
+        record = await self._records.take(f"oauth-ticket:{_digest(ticket)}", now=now)
+        if record is None or (record.get("project"), record.get("connector")) != (
+            project_id,
+            connector_id,
+        ):
+            raise OAuthRefused("this connection result was already used or has expired")
+        ref = str(record["tokensRef"])
+        try:
+            tokens = dict(await self._secrets.get(ref))
+        except SecretNotFound:
+            raise OAuthRefused("this connection result is gone: connect again") from None
+        finally:
+            await self._secrets.delete(ref)
+        return tokens
+
+    async def _store_on_instance(
+        self, project_id: str, connector_id: str, tokens: dict[str, str], config: dict[str, str]
+    ) -> Connected:
+        """A reconnect replaces the tokens in place (checkpoint and history stay); a flow
+        started through the API creates the instance with its settings."""
+        try:
+            await self._instances.record(project_id, connector_id)
+        except NotFoundError:
+            await self._instances.create(
+                project_id, connector_id, credentials=tokens, config=config
+            )
+            return Connected(project_id, connector_id, "instance", created=True)
+        await self._instances.update(project_id, connector_id, credentials=tokens)
+        return Connected(project_id, connector_id, "instance")

@@ -1,0 +1,380 @@
+"""OAuth consent ("Connect with …") through the real app and a fake authorization server.
+
+The provider is the Slack fake: its consent page and its ``oauth.v2.access``
+answer like Slack's (HTTP 200 ``ok: false`` errors, comma-separated scopes,
+rotating refresh tokens). A generic RFC 6749 server with PKCE stands in for
+providers that support it. The browser is played by an httpx client that
+follows what a browser follows: the consent form, then the redirect back.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.web.conftest import Web, open_web, web_settings
+from ucf.fakes import Fault
+from ucf.fakes.oauth import AuthorizationServer
+from ucf.fakes.slack import CHANNEL, CLIENT_ID, CLIENT_SECRET, SlackFake
+
+PROJECT = "proj-oauth"
+INSTANCE = f"/api/projects/{PROJECT}/instances/slack"
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackFake]:
+    with SlackFake(datetime.now(UTC)) as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def web(tmp_path: Path) -> AsyncIterator[Web]:
+    async with open_web(web_settings(tmp_path)) as opened:
+        yield opened
+
+
+def slack_config(fake: SlackFake) -> dict[str, str]:
+    return {"baseUrl": fake.base_url, "signInUrl": fake.base_url, "channel": CHANNEL}
+
+
+async def register(web: Web) -> None:
+    put = await web.client.put(
+        "/api/connectors/slack/oauth-client",
+        json={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+    )
+    assert put.status_code == 204, put.text
+
+
+async def start(web: Web, fake: SlackFake) -> str:
+    started = await web.client.post(f"{INSTANCE}/oauth/start", json={"config": slack_config(fake)})
+    assert started.status_code == 200, started.text
+    url: str = started.json()["authorizeUrl"]
+    return url
+
+
+async def consent(authorize_url: str, *, decision: str = "allow") -> str:
+    """What the user's browser does at the provider: open the page, press a button.
+    Returns the URL the provider sends the browser back to."""
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(authorize_url)
+        assert page.status_code == 200, page.text
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page.text))
+        action = re.search(r'<form method="post" action="([^"]+)"', page.text)
+        assert action is not None
+        answer = await browser.post(
+            httpx.URL(authorize_url).join(action.group(1)),
+            data={**fields, "decision": decision},
+        )
+        assert answer.status_code == 302
+        return answer.headers["location"]
+
+
+async def come_back(web: Web, location: str, **kw: Any) -> httpx.Response:
+    parts = urlsplit(location)
+    assert parts.path == "/oauth/callback"
+    return await web.anonymous.get(f"{parts.path}?{parts.query}", **kw)
+
+
+def secret_count(tmp_path: Path) -> int:
+    with sqlite3.connect(tmp_path / "secrets.db") as conn:
+        return int(conn.execute("SELECT COUNT(*) FROM secrets").fetchone()[0])
+
+
+async def test_the_operator_registers_an_app_and_the_secret_never_comes_back(web: Web) -> None:
+    unregistered = await web.client.post(f"{INSTANCE}/oauth/start", json={})
+    assert unregistered.status_code == 400
+    assert "no OAuth app is registered" in unregistered.json()["error"]["message"]
+    before = await web.client.get("/api/connectors/slack/oauth-client")
+    assert before.json() == {
+        "clientId": None,
+        "redirectUri": "http://ucf.test/oauth/callback",
+        "configured": False,
+    }
+    await register(web)
+    after = await web.client.get("/api/connectors/slack/oauth-client")
+    assert after.json() == {
+        "clientId": CLIENT_ID,
+        "redirectUri": "http://ucf.test/oauth/callback",
+        "configured": True,
+    }
+    assert CLIENT_SECRET not in after.text
+    not_oauth = await web.client.put(
+        "/api/connectors/github-issues/oauth-client", json={"clientId": "a", "clientSecret": "b"}
+    )
+    assert not_oauth.status_code == 422
+    assert (await web.client.get("/api/connectors/nope/oauth-client")).status_code == 404
+
+
+async def test_connect_with_slack_creates_the_instance_and_it_polls(
+    web: Web, slack: SlackFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await register(web)
+    url = await start(web, slack)
+    query = parse_qs(urlsplit(url).query)
+    assert urlsplit(url).path == "/oauth/v2/authorize"
+    assert query["response_type"] == ["code"]
+    assert query["client_id"] == [CLIENT_ID]
+    assert query["redirect_uri"] == ["http://ucf.test/oauth/callback"]
+    assert query["scope"] == ["channels:history,groups:history,reactions:read"]
+    assert len(query["state"][0]) >= 40
+    assert "code_challenge" not in query  # Slack's descriptor does not claim PKCE
+
+    back = await consent(url)
+    code = parse_qs(urlsplit(back).query)["code"][0]
+    done = await come_back(web, back)
+    assert done.status_code == 200, done.text
+    assert "Slack connected" in done.text
+    assert f'url=/projects/{PROJECT}/instances/slack"' in done.text
+    assert slack.auth.exchanged == 1
+
+    instance = (await web.client.get(INSTANCE)).json()
+    assert set(instance["credentials"]) >= {"accessToken", "refreshToken"}
+    assert "clientSecret" not in instance["credentials"]  # the app's, not the instance's
+    polled = await web.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["status"] == "ok", polled.text
+    assert polled.json()["inserted"] > 0
+
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("ucf"))
+    assert "oauth/callback" in logged  # the access log saw the callback, without its query
+    for secret in (code, query["state"][0], CLIENT_SECRET, *slack.auth.access_tokens):
+        assert secret not in logged
+    assert secret not in json.dumps(instance)
+
+
+async def test_a_state_works_once_and_a_replay_creates_nothing(
+    web: Web, slack: SlackFake, tmp_path: Path
+) -> None:
+    await register(web)
+    back = await consent(await start(web, slack))
+    assert (await come_back(web, back)).status_code == 200
+    await web.client.delete(INSTANCE)
+    secrets_before = secret_count(tmp_path)
+    replayed = await come_back(web, back)
+    assert replayed.status_code == 400
+    assert "already used or has expired" in replayed.text
+    assert (await web.client.get(INSTANCE)).status_code == 404
+    assert secret_count(tmp_path) == secrets_before
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda q: q.pop("state"), "has no state"),
+        (lambda q: q.update(state=["forged-state-value"]), "already used or has expired"),
+    ],
+)
+async def test_a_missing_or_unknown_state_is_refused(
+    web: Web, slack: SlackFake, mangle: Any, reason: str
+) -> None:
+    await register(web)
+    back = await consent(await start(web, slack))
+    parts = urlsplit(back)
+    query = parse_qs(parts.query)
+    mangle(query)
+    forged = "&".join(f"{k}={v[0]}" for k, v in query.items())
+    refused = await web.anonymous.get(f"{parts.path}?{forged}")
+    assert refused.status_code == 400
+    assert reason in refused.text
+    assert slack.auth.exchanged == 0
+    assert (await web.client.get(INSTANCE)).status_code == 404
+
+
+async def test_the_user_says_no_and_nothing_is_stored(
+    web: Web, slack: SlackFake, tmp_path: Path
+) -> None:
+    await register(web)
+    before = secret_count(tmp_path)
+    back = await consent(await start(web, slack), decision="deny")
+    assert "error=access_denied" in back
+    refused = await come_back(web, back)
+    assert refused.status_code == 400
+    assert "did not grant access (access_denied)" in refused.text
+    assert (await web.client.get(INSTANCE)).status_code == 404
+    assert secret_count(tmp_path) == before
+
+
+async def test_a_token_endpoint_that_fails_leaves_nothing_behind(
+    web: Web, slack: SlackFake, tmp_path: Path
+) -> None:
+    await register(web)
+    before = secret_count(tmp_path)
+    back = await consent(await start(web, slack))
+    slack.server.inject(Fault.status(503), path="/oauth.v2.access", method="POST", times=10)
+    refused = await come_back(web, back)
+    assert refused.status_code == 400
+    assert "did not exchange the code" in refused.text
+    assert (await web.client.get(INSTANCE)).status_code == 404
+    assert secret_count(tmp_path) == before
+
+
+async def test_a_redirect_uri_the_app_did_not_register_never_reaches_ucf(
+    web: Web, slack: SlackFake
+) -> None:
+    await register(web)
+    slack.auth.redirect_uris = {"https://ucf.example.com/oauth/callback"}
+    async with httpx.AsyncClient() as browser:
+        page = await browser.get(await start(web, slack))
+    assert page.status_code == 400
+    assert "redirect_uri did not match" in page.text
+
+
+async def test_a_revoked_app_puts_the_instance_in_error_and_reconnect_keeps_its_checkpoint(
+    web: Web, slack: SlackFake
+) -> None:
+    await register(web)
+    assert (await come_back(web, await consent(await start(web, slack)))).status_code == 200
+    assert (await web.client.post(f"{INSTANCE}/poll")).json()["status"] == "ok"
+    checkpoint = await web.state.context.store.checkpoints.get(PROJECT, "slack")
+    assert checkpoint.value is not None
+
+    slack.auth.revoke_all()
+    failed = (await web.client.post(f"{INSTANCE}/poll")).json()
+    assert failed["status"] == "failed"
+    status = (await web.client.get(f"{INSTANCE}/status")).json()
+    assert status["healthState"] == "error"
+    assert "credentials rejected" in status["lastError"]
+
+    again = await come_back(web, await consent(await start(web, slack)))
+    assert again.status_code == 200
+    assert "reconnected" in again.text
+    kept = await web.state.context.store.checkpoints.get(PROJECT, "slack")
+    assert (kept.value, kept.version) == (checkpoint.value, checkpoint.version)
+    assert (await web.client.post(f"{INSTANCE}/poll")).json()["status"] == "ok"
+
+
+# --------------------------------------------------------------------------- PKCE
+
+
+PKCE_APP = "pkce-client"
+PKCE_SECRET = "pkce-client-secret-3f9a"
+
+
+@pytest.fixture
+def provider() -> Iterator[AuthorizationServer]:
+    from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
+
+    server = FakeServer()
+    auth = AuthorizationServer(server, PKCE_APP, PKCE_SECRET)
+
+    def me(request: FakeRequest) -> FakeResponse:
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if token not in auth.access_tokens:
+            return FakeResponse.json({"error": "invalid_token"}, status=401)
+        return FakeResponse.json({"id": "me"})
+
+    server.add_route("GET", "/me", me)
+    with server:
+        yield auth
+
+
+def pkce_descriptor(base_url: str) -> dict[str, Any]:
+    return {
+        "id": "pkce-tool",
+        "name": "PKCE Tool",
+        "description": "An OAuth 2.0 provider that supports PKCE",
+        "category": "Custom",
+        "icon": "key",
+        "kind": "generic",
+        "version": "1.0.0",
+        "configFields": [{"key": "baseUrl", "label": "Base URL", "type": "url"}],
+        "auth": {
+            "method": "oauth2",
+            "config": {
+                "authoriseUrl": "{{baseUrl}}/oauth/authorize",
+                "tokenUrl": "{{baseUrl}}/oauth/token",
+                "scopes": ["read", "offline"],
+                "pkce": True,
+                "clientAuth": "basic",
+                "authorizeParams": {"prompt": "consent"},
+                "credentialFields": [
+                    {"key": "clientId", "label": "Client id", "type": "text", "required": True},
+                    {
+                        "key": "clientSecret",
+                        "label": "Secret",
+                        "type": "password",
+                        "required": True,
+                    },
+                    {"key": "accessToken", "label": "Access", "type": "password", "required": True},
+                    {
+                        "key": "refreshToken",
+                        "label": "Refresh",
+                        "type": "password",
+                        "required": False,
+                    },
+                ],
+            },
+        },
+        "ingestion": {
+            "mode": "polling",
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "rateLimitRpm": 60,
+            "intervalSeconds": 300,
+        },
+        "fieldMapping": {
+            "itemsPath": "$.items[*]",
+            "idPath": "$.id",
+            "timestampPath": "$.at",
+            "summaryTemplate": "{{title}}",
+            "signalTypeRules": [],
+        },
+        "healthCheck": {
+            "endpoint": "{{baseUrl}}/me",
+            "method": "GET",
+            "expectStatus": 200,
+            "timeoutMs": 2000,
+        },
+    }
+
+
+async def test_pkce_and_basic_client_auth_from_the_descriptor_alone(
+    web: Web, provider: AuthorizationServer
+) -> None:
+    base = provider.server.base_url
+    assert (await web.client.post("/api/connectors", json=pkce_descriptor(base))).status_code == 201
+    put = await web.client.put(
+        "/api/connectors/pkce-tool/oauth-client",
+        json={"clientId": PKCE_APP, "clientSecret": PKCE_SECRET},
+    )
+    assert put.status_code == 204
+    started = await web.client.post(
+        f"/api/projects/{PROJECT}/instances/pkce-tool/oauth/start",
+        json={"config": {"baseUrl": base}},
+    )
+    url = started.json()["authorizeUrl"]
+    query = parse_qs(urlsplit(url).query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert len(query["code_challenge"][0]) == 43
+    assert query["prompt"] == ["consent"]
+    assert query["scope"] == ["read offline"]
+
+    # A challenge the provider recorded that is not ours: the verifier ucf sends fails.
+    forged = copy.deepcopy(query)
+    forged["code_challenge"] = ["A" * 43]
+    tampered_url = url.split("?")[0] + "?" + "&".join(f"{k}={v[0]}" for k, v in forged.items())
+    refused = await come_back(web, await consent(tampered_url))
+    assert refused.status_code == 400
+    assert "did not exchange the code" in refused.text
+
+    started = await web.client.post(
+        f"/api/projects/{PROJECT}/instances/pkce-tool/oauth/start",
+        json={"config": {"baseUrl": base}},
+    )
+    done = await come_back(web, await consent(started.json()["authorizeUrl"]))
+    assert done.status_code == 200, done.text
+    tested = await web.client.post(f"/api/projects/{PROJECT}/instances/pkce-tool/test")
+    assert tested.json()["ok"] is True, tested.text
