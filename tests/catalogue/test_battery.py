@@ -379,9 +379,12 @@ async def test_unknown_event_types_are_ignored(
     delivery = profile.scenario.sign(sample, url=webhook_url(connector_id), at=now)
     assert (await profile.check(delivery, now)).accepted
     delivered = await profile.deliver(delivery, now)
+    assert delivered.errors == []
+    assert delivered.signals == []
+    if profile.scenario.unmapped_events_answered_200:
+        return  # handled as a 200 that stores nothing (see the scenario attribute)
     assert delivered.event_type is not None
     assert not delivered.handled
-    assert delivered.signals == []
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])

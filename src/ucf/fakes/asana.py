@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, urlencode
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
 from ucf.fakes.scenario import (
     Activity,
+    HandshakeSample,
     MetadataExpectation,
     ProviderFake,
     Scenario,
@@ -652,7 +653,7 @@ class AsanaFake(ProviderFake):
 # --------------------------------------------------------------------------- webhooks
 
 
-def handshake(secret: str = HOOK_SECRET) -> WebhookSample:
+def handshake_sample(secret: str = HOOK_SECRET) -> WebhookSample:
     """The unsigned POST Asana sends while ``POST /webhooks`` is in flight."""
     return WebhookSample("handshake", b"", {"X-Hook-Secret": secret})
 
@@ -678,6 +679,8 @@ class AsanaScenario(Scenario):
         {"task_created", "task_updated", "task_completed", "task_assigned", "task_commented"}
     )
     webhook_signal_types = polling_signal_types
+    webhook_secret_credential = "webhookSecret"  # noqa: S105 - the credential's key
+    unmapped_events_answered_200 = True
 
     def __init__(self, count: int = 150) -> None:
         # The deliveries name tasks of the fake's dataset: the handler fetches them from it.
@@ -685,18 +688,29 @@ class AsanaScenario(Scenario):
         self._count = count
         # Dataset index i is task number i + 5 (four stale tasks first).
         self.metadata = (
-            # index 1: High, backend + infra, Grace assigned, Alan following, "In progress".
+            # index 1: Medium, frontend + customer, in "In progress", Grace assigned, Alan follows.
             MetadataExpectation(
                 item_id=task_gid(6),
-                priority="high",
+                priority="medium",
                 participants=("Grace Hopper", "Alan Turing"),
-                tags=("backend", "infra", "In progress"),
+                tags=("frontend", "customer", "In progress"),
                 related_tickets=(task_gid(6),),
             ),
-            # index 10: a subtask of task 14 (index 9), Medium priority.
+            # index 3: High, nobody assigned; also in the support project, whose section
+            # ("Triage") is not a tag of the followed project's signal.
+            MetadataExpectation(
+                item_id=task_gid(8),
+                priority="high",
+                participants=("Ada Lovelace",),
+                tags=("customer", "frontend", "Backlog"),
+                related_tickets=(task_gid(8),),
+            ),
+            # index 10: a subtask of task 14, which is a related ticket.
             MetadataExpectation(
                 item_id=task_gid(15),
                 priority="medium",
+                participants=("Alan Turing", "Katherine Johnson"),
+                tags=("infra", "In progress"),
                 related_tickets=(task_gid(15), task_gid(14)),
             ),
         )
@@ -748,11 +762,26 @@ class AsanaScenario(Scenario):
             for name, events, types in payloads
         ]
 
-    def unknown_event_sample(self) -> WebhookSample | None:
-        return None  # every well-formed delivery is a 200; events it does not map store nothing
+    def unknown_event_sample(self) -> WebhookSample:
+        """A section renamed and a task removed from the project: nothing to signal."""
+        now = datetime.now(UTC)
+        section = {"gid": SECTIONS[1][0], "resource_type": "section", "name": SECTIONS[1][1]}
+        task = task_resource(self._data.tasks_in_order()[-1])
+        events = [
+            event("changed", section, now, changed="name"),
+            event("removed", task, now, parent=_compact("project", *PROJECT)),
+        ]
+        return WebhookSample.of("section changed", {"events": events})
 
-    def handshake_request(self) -> WebhookSample:
-        return handshake()
+    def handshake(self, *, url: str, at: datetime) -> HandshakeSample:
+        """The unsigned POST of ``POST /webhooks``: echo ``X-Hook-Secret``, keep it."""
+        sample = handshake_sample()
+        delivery = WebhookDelivery(sample.name, url, sample.body, dict(sample.headers))
+        return HandshakeSample(
+            delivery,
+            answer_headers={"X-Hook-Secret": HOOK_SECRET},
+            keeps={"webhookSecret": HOOK_SECRET},
+        )
 
     def heartbeat(self) -> WebhookSample:
         return heartbeat()

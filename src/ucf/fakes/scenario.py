@@ -250,6 +250,9 @@ class Scenario(ABC):
     #: signature's timestamp window in seconds, None when the scheme signs no time.
     webhook_secret_credential: str | None = None
     replay_window_seconds: int | None = None
+    #: The provider counts only 200/204 as delivered (Asana), so a delivery of events the
+    #: connector does not map is a 200 that stores nothing rather than the gateway's 202.
+    unmapped_events_answered_200: bool = False
 
     def expected_metadata(self, fake: ProviderFake | None) -> tuple[MetadataExpectation, ...]:
         """:attr:`metadata`, or expectations that depend on the fake's dataset.

@@ -15,8 +15,8 @@ feed with a cursor, the *sync token*::
   ``GET /tasks?project=…&modified_since=…`` (https://developers.asana.com/reference/gettasks),
   paginated with ``limit``/``offset`` (https://developers.asana.com/docs/pagination).
   The checkpoint therefore keeps the token *and* the time of the last poll
-  that read the stream to its end (``{"sync": "…", "since": "…"}``), so an
-  expired token costs a catch-up, never a lost change.
+  that read the stream to its end (``<time> <sync token>``), so an expired
+  token costs a catch-up, never a lost change.
 * Events are compact: each page's task and comment gids are de-duplicated and
   fetched in full (``opt_fields``), a few at a time.
 * ``429`` with ``Retry-After`` (https://developers.asana.com/docs/rate-limits)
@@ -30,7 +30,6 @@ change store one signal.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -167,32 +166,31 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """The sync token, and when the stream was last read to its end (catch-up start)."""
+    """Where the stream resumes (the sync token) and where a catch-up would start.
 
-    sync: str | None = None
-    since: datetime | None = None
+    Stored as text, the time first so checkpoints sort by it and read well::
+
+        2024-05-10T10:45:00.000Z de4774f6915eae04714ca93bb2f5ee81
+
+    ``since`` is the start of the last poll that read the stream to its end,
+    less :data:`CATCH_UP_OVERLAP`: everything modified before it has been seen.
+    """
+
+    since: datetime
+    sync: str
 
     @classmethod
-    def parse(cls, text: str | None) -> Checkpoint:
-        if text is None:
-            return cls()
-        try:
-            data = json.loads(text)
-            sync, since = data.get("sync"), data.get("since")
-            if not isinstance(sync, str | None) or not isinstance(since, str | None):
-                raise ValueError("fields of the wrong type")
-            moment = None if since is None else datetime.fromisoformat(since)
-        except (ValueError, AttributeError) as error:
+    def parse(cls, text: str) -> Checkpoint:
+        moment, _, sync = text.partition(" ")
+        since = _time(moment)
+        if since is None or not sync or " " in sync:
             raise CheckpointInvalid(
-                f"checkpoint is not an Asana sync state ({{'sync', 'since'}}): {error}"
-            ) from None
-        if moment is not None and moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return cls(sync or None, moment)
+                f"checkpoint {text[:80]!r} is not an Asana position ('<ISO time> <sync token>')"
+            )
+        return cls(since, sync)
 
     def dump(self) -> str:
-        since = None if self.since is None else self.since.astimezone(UTC).isoformat()
-        return json.dumps({"sync": self.sync, "since": since}, separators=(",", ":"))
+        return f"{_asana_time(self.since)} {self.sync}"
 
 
 def _gid(value: Any) -> str | None:
@@ -511,7 +509,11 @@ def token_url(base_url: str) -> str:
 class AsanaSource:
     """The ``asana`` connector's runtime (see the module doc)."""
 
-    schedule = PollSchedule(interval_seconds=120, rate_limit_rpm=120)
+    schedule = PollSchedule(
+        interval_seconds=120,
+        rate_limit_rpm=120,
+        initial_lookback_seconds=int(INITIAL_LOOKBACK.total_seconds()),
+    )
     """Events are cheap ("faster and subject to higher rate limits than requesting the
     resource itself"); free domains allow 150 requests a minute, so keep headroom."""
 
@@ -581,7 +583,7 @@ class AsanaSource:
         max_pages: int | None = None,
     ) -> AsyncIterator[Page]:
         base, project = self.settings(context.config)
-        state = Checkpoint.parse(checkpoint)
+        state = None if checkpoint is None else Checkpoint.parse(checkpoint)
         return self._pages(context, base, project, state, checkpoint, now, max_pages)
 
     async def _pages(
@@ -589,29 +591,28 @@ class AsanaSource:
         context: SourceContext,
         base: str,
         project: str,
-        state: Checkpoint,
+        state: Checkpoint | None,
         stored: str | None,
         now: datetime,
         max_pages: int | None,
     ) -> AsyncIterator[Page]:
         calls = UpstreamCalls(context)
         number = 0
-        sync, current = state.sync, stored
+        current = stored
+        since = now - INITIAL_LOOKBACK if state is None else state.since
+        sync = None if state is None else state.sync
         while True:
             params = {"resource": project} if sync is None else {"resource": project, "sync": sync}
             response = await calls.send("GET", f"{base}/events", params=params, accept=(412,))
             body = parse_json(response)
             fresh = body.get("sync") if isinstance(body, dict) else None
-            if not isinstance(fresh, str) or not fresh:
+            if not isinstance(fresh, str) or not fresh or " " in fresh:
                 raise MalformedResponse(f"GET /events: no sync token (HTTP {response.status_code})")
             if response.status_code == 412:
                 # No token yet, or it expired: read what the stream cannot replay.
-                if state.since is None:
-                    since = now - INITIAL_LOOKBACK
-                else:
-                    since = state.since - CATCH_UP_OVERLAP
+                done = Checkpoint(now - CATCH_UP_OVERLAP, fresh)
                 catch_up = self._catch_up(
-                    calls, base, project, since, number, current, Checkpoint(fresh, now), max_pages
+                    calls, base, project, since, number, current, done, max_pages
                 )
                 async for page in catch_up:
                     yield page
@@ -624,9 +625,9 @@ class AsanaSource:
             number += 1
             cut = more and max_pages is not None and number >= max_pages
             last = not more or cut
-            # Mid-stream the catch-up time stays where it was: a later page may still hold
-            # older changes. Only a stream read to its end moves it to this poll.
-            current = Checkpoint(fresh, state.since if more else now).dump()
+            # Mid-stream the catch-up start stays where it was: a later page may still hold
+            # older changes. Only a stream read to its end moves it up to this poll.
+            current = Checkpoint(since if more else now - CATCH_UP_OVERLAP, fresh).dump()
             yield calls.page(number, changes, current, last=last, truncated=cut, dropped=gone)
             if last:
                 return

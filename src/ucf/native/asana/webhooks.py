@@ -64,22 +64,22 @@ class AsanaWebhooks:
         if offered is not None:
             secret = offered.strip()
             if not secret:
-                return Refused("empty_hook_secret", "a handshake with an empty X-Hook-Secret")
+                return Refused("missing_header", "a handshake with an empty X-Hook-Secret")
             answer = HandshakeResponse("echo_header", headers={SECRET_HEADER: secret})
             return Handshake(answer, keep={SECRET_KEY: secret})
         stored = context.credentials.get(SECRET_KEY)
         if not stored:
             return Refused(
-                "no_secret",
+                "missing_secret",
                 "no X-Hook-Secret has been received for this instance: create the webhook "
                 "(POST /webhooks) so that Asana's handshake reaches this URL",
             )
         sent = request.header(SIGNATURE_HEADER)
         if not sent:
-            return Refused("missing_signature", "the delivery has no X-Hook-Signature")
+            return Refused("missing_header", "the delivery has no X-Hook-Signature")
         expected = signature(stored, request.body).encode()
         if not hmac.compare_digest(expected, sent.strip().lower().encode("utf-8", "replace")):
-            return Refused("bad_signature", "X-Hook-Signature does not match the body")
+            return Refused("signature_mismatch", "X-Hook-Signature does not match the body")
         return Verified()
 
     async def signals(self, request: WebhookRequest, context: WebhookContext) -> MappingResult:
@@ -92,7 +92,10 @@ class AsanaWebhooks:
             raise Malformed("the body has no 'events' list")
         if not events:
             return MappingResult()  # a heartbeat: 200, nothing stored
-        base, project = self._source.settings(context.config)
-        calls = UpstreamCalls(await context.upstream())
+        # Events that name no task or comment (sections, the project) are a 200 that
+        # stores nothing, never a 202: Asana counts only 200 and 204 as delivered.
+        upstream = await context.upstream()
+        base, project = self._source.settings(upstream.config)
+        calls = UpstreamCalls(upstream)
         changes, _gone = await resolve_events(calls, base, events, project)
         return normalise(changes, context.project_id)
