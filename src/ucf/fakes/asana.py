@@ -734,27 +734,32 @@ class AsanaScenario(Scenario):
     def webhook_samples(self) -> list[WebhookSample]:
         now = datetime.now(UTC)
         data = self._data
-        open_tasks = [t for t in data.tasks_in_order() if t.completed_at is None]
-        assigned = [t for t in open_tasks if t.assignee is not None]
+        # Five different tasks: one change is one task version, so two samples naming the
+        # same task would rightly be one signal.
+        discussed = data.discussed
+        open_tasks = [
+            t for t in data.tasks_in_order() if t.completed_at is None and t is not discussed
+        ]
+        created, renamed = open_tasks[-1], open_tasks[-2]
+        assigned = [t for t in open_tasks[:-2] if t.assignee is not None][-1]
         done = [t for t in data.tasks_in_order() if t.completed_at is not None][-1]
         project = _compact("project", *PROJECT)
-        discussed = data.discussed
         on_task = {
             "gid": discussed.gid,
             "resource_type": "task",
             "resource_subtype": "default_task",
         }
         comment = story_resource(data.stories[story_gid(1)])
-        added = event("added", task_resource(open_tasks[-1]), now, parent=project)
+        added = event("added", task_resource(created), now, parent=project)
         completed = event("changed", task_resource(done), now, changed="completed")
-        reassigned = event("changed", task_resource(assigned[-2]), now, changed="assignee")
-        renamed = event("changed", task_resource(open_tasks[-3]), now, user=2, changed="name")
+        reassigned = event("changed", task_resource(assigned), now, changed="assignee")
+        name_changed = event("changed", task_resource(renamed), now, user=2, changed="name")
         commented = event("added", comment, now, user=3, parent=on_task)
         payloads: list[tuple[str, list[dict[str, Any]], tuple[str, ...]]] = [
             ("task added", [added], ("task_created",)),
             ("task completed", [completed], ("task_completed",)),
             ("assignee changed", [reassigned], ("task_assigned",)),
-            ("name changed", [renamed], ("task_updated",)),
+            ("name changed", [name_changed], ("task_updated",)),
             ("comment added", [commented], ("task_commented",)),
         ]
         return [
