@@ -10,7 +10,6 @@ provider documentation it follows (``references``).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib import resources
 
 from ucf.core import descriptor as d
 
@@ -208,21 +207,13 @@ def _sources_lines(references: list[d.Reference]) -> list[str]:
     return [*lines, ""]
 
 
-def native_guide(connector_id: str) -> str | None:
-    """The hand-written part of a native connector's page: ``guide.md`` in its package.
+def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") -> str:
+    """The Markdown page of one connector.
 
-    A native connector's polling, webhooks and signals are code, not descriptor
-    fields, so its package says in prose how to set it up and what it produces.
+    A native connector's descriptor says who it is and what it needs (credentials,
+    settings, health check); how it polls, what it receives and which signals it
+    makes live in its code, so its package's ``guide`` follows the generated part.
     """
-    try:
-        guide = resources.files("ucf.native").joinpath(connector_id, "guide.md")
-        return guide.read_text(encoding="utf-8") if guide.is_file() else None
-    except (ModuleNotFoundError, OSError):
-        return None
-
-
-def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
-    """The Markdown page of one connector."""
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
     lines = [
         f"# {descriptor.name} (`{descriptor.id}`)",
@@ -263,7 +254,7 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
         lines += _polling_lines(descriptor.polling)
     if descriptor.webhook is not None:
         lines += _webhook_lines(descriptor, descriptor.webhook)
-    if descriptor.kind != "native":  # a native connector's guide describes its signals
+    if descriptor.kind != "native":
         lines += ["## Signals", ""]
     if descriptor.field_mapping is not None:
         lines += _mapping_lines(
@@ -279,8 +270,12 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
         f"{descriptor.health_check.expect_status} within {descriptor.health_check.timeout_ms} ms.",
         "",
     ]
-    guide = native_guide(descriptor.id) if descriptor.kind == "native" else None
-    if guide is not None:
-        lines += ["<!-- From the connector package's guide.md. -->", "", guide.rstrip(), ""]
+    if guide.strip():
+        lines += [
+            "<!-- The rest is the connector package's guide (NativeConnector.guide). -->",
+            "",
+            guide.strip(),
+            "",
+        ]
     lines += _sources_lines(descriptor.references)
     return "\n".join(lines)

@@ -20,9 +20,11 @@ A source
 - answers :meth:`Source.health_check` with a :class:`HealthResult`
   (:class:`HealthCheckPlan` runs the descriptor's ``healthCheck``);
 - may define ``auth(credentials, *, config, token_client, on_rotate, now,
-  settings)`` for auth a descriptor cannot express, built from
-  :class:`StaticAuth` and :class:`OAuth2Flow` (Asana: a personal access
-  token, or OAuth with refresh when the OAuth credentials are present).
+  settings)`` for auth a descriptor cannot express; :class:`OAuth2Flow` (with an
+  :class:`OAuth2Config` built in code) is the engine's OAuth 2.0 refresh flow,
+  which persists rotated refresh tokens through ``on_rotate`` before use;
+  :func:`build_auth` builds the descriptor's own scheme (Asana: a personal
+  access token, or OAuth with refresh when the OAuth credentials are present).
 
 Signals then take the path every signal takes: sanitiser, dedup ingest,
 outbox, checkpoint compare-and-set.

@@ -289,11 +289,15 @@ class NativeConnector:
     is validated like every descriptor when the catalogue loads it);
     ``source`` builds the runtime from the parsed descriptor. The source
     declares what it does: ``schedule`` (polls; None: push only) and
-    ``webhooks`` (a :class:`WebhookHandler`; None: poll only).
+    ``webhooks`` (a :class:`WebhookHandler`; None: poll only). ``guide`` is
+    the hand-written part of the connector's documentation page (Markdown):
+    what its code does that a descriptor cannot say; ``ucf connectors docs``
+    appends it to the page generated from the descriptor.
     """
 
     descriptor: Mapping[str, Any]
     source: Callable[[ConnectorDescriptor], Any]
+    guide: str = ""
 
     @property
     def id(self) -> str:
@@ -386,6 +390,11 @@ class NativeRegistry:
             for entry in self._loaded.values()
             if entry.connector is not None
         ]
+
+    def guide(self, connector_id: str) -> str:
+        """The hand-written documentation of a native connector ("" when it has none)."""
+        entry = self._loaded.get(connector_id)
+        return entry.connector.guide if entry is not None and entry.connector is not None else ""
 
     def source(self, descriptor: ConnectorDescriptor) -> Any:
         """The runtime of a ``kind: native`` descriptor, checked against the interface."""

@@ -15,7 +15,7 @@ from typing import Any
 from ucf.native import NativeConnector
 from ucf.native.asana.source import AsanaSource
 
-__all__ = ["AsanaSource", "connector"]
+__all__ = ["GUIDE", "AsanaSource", "connector"]
 
 
 def _descriptor() -> dict[str, Any]:
@@ -24,4 +24,7 @@ def _descriptor() -> dict[str, Any]:
     return data
 
 
-connector = NativeConnector(_descriptor(), AsanaSource)
+GUIDE = resources.files(__name__).joinpath("guide.md").read_text(encoding="utf-8")
+"""How to set it up and what it signals: the second half of docs/connectors/asana.md."""
+
+connector = NativeConnector(_descriptor(), AsanaSource, guide=GUIDE)
