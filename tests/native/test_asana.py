@@ -184,6 +184,24 @@ async def test_a_catch_up_cut_short_stores_no_position_so_the_next_poll_redoes_i
         assert {s.dedup_key for s in partial} <= {s.dedup_key for s in signals}
 
 
+async def test_a_comment_and_a_catch_up_that_lists_its_task_afterwards_are_one_signal(
+    source: AsanaSource, client: httpx.AsyncClient, fake: AsanaFake
+) -> None:
+    ctx = context(source, client, fake)
+    first, _ = await poll(source, ctx, None)
+    later = NOW + timedelta(minutes=5)
+    task = fake.data.tasks_in_order()[5]
+    fake.data.comment(task, 2, "Looks good to me", later)
+    streamed, [comment] = await poll(source, ctx, first[-1].checkpoint, now=later)
+    assert comment.wire["type"] == "task_commented"
+
+    fake.expire_sync_tokens()
+    _, caught_up = await poll(source, ctx, streamed[-1].checkpoint, now=later)
+    [same] = [s for s in caught_up if s.item_id == task.gid]
+    assert same.wire["type"] == "task_updated"
+    assert same.dedup_key == comment.dedup_key  # the store keeps the comment, adds nothing
+
+
 async def test_each_change_is_fetched_once_and_system_stories_are_not_comments(
     source: AsanaSource, client: httpx.AsyncClient, fake: AsanaFake
 ) -> None:
@@ -390,5 +408,5 @@ async def test_a_delivery_resolves_compact_events_through_the_instances_upstream
         comment.wire["raw"]["target"]["gid"]
         == json.loads(sample.body)["events"][0]["parent"]["gid"]
     )
-    assert comment.version == comment.wire["raw"]["gid"]  # the story gid
-    assert fake.server.requests_to("/api/1.0/stories/{gid}".replace("{gid}", comment.version))
+    assert comment.version == comment.wire["raw"]["created_at"]
+    assert fake.server.requests_to("/api/1.0/stories/" + comment.wire["raw"]["gid"])

@@ -23,8 +23,9 @@ feed with a cursor, the *sync token*::
   is waited out by :class:`~ucf.native.UpstreamCalls`.
 
 A signal's identity is the task gid and its ``modified_at`` (a comment: the
-task gid and the story gid), so the poll and a webhook that report the same
-change store one signal.
+task gid and the comment's ``created_at``, the ``modified_at`` it gave the
+task), so the poll, a catch-up and a webhook that report the same change
+store one signal.
 """
 
 from __future__ import annotations
@@ -451,16 +452,19 @@ def signal_of(change: Change, project_id: str) -> MappedSignal:
         related.append(parent)
     story = change.story
     if story is not None:
-        story_gid = _gid(story)
-        at = _time(story.get("created_at"))
-        if story_gid is None or at is None:
+        # A comment is the task version it made: adding a story modifies the task, so
+        # its created_at is the task's modified_at then, and a catch-up that lists the
+        # task as it was after the comment names the same version (one signal).
+        created = story.get("created_at")
+        at = _time(created)
+        if _gid(story) is None or at is None or not isinstance(created, str):
             raise ValueError("the comment has no gid or created_at")
         author = story.get("created_by")
         if isinstance(author, dict):
             people.insert(0, author.get("name") or author.get("gid"))
         text = story.get("text") if isinstance(story.get("text"), str) else ""
         summary = f"{name}: {text}" if text else name
-        version, raw = story_gid, {**story, "target": task}
+        version, raw = created, {**story, "target": task}
     else:
         modified = task.get("modified_at")
         at = _time(modified)
