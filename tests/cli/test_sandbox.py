@@ -31,6 +31,7 @@ from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.webhook import delivery_id_of
 from ucf.fakes.kit import FakeServer
 from ucf.fakes.scenario import scenario_for
+from ucf.runtime.sources import source_for
 from ucf.runtime.webhooks import compile_verifier
 from ucf.sandbox.live import ROUND, TOUR, Deck, Kind, read_metrics, with_new_delivery_id
 from ucf.sandbox.session import choose_port, server_environment
@@ -47,8 +48,17 @@ def _descriptor(connector_id: str) -> ConnectorDescriptor:
     return ConnectorDescriptor.model_validate(raw)
 
 
-POLLED = [c for c in CATALOGUE if _descriptor(c).polling is not None]
-WEBHOOKS = [c for c in CATALOGUE if _descriptor(c).webhook is not None]
+def _declares(connector_id: str, part: str) -> bool:
+    """Polls / receives webhooks: the descriptor says so, or a native connector's source."""
+    descriptor = _descriptor(connector_id)
+    if descriptor.kind == "native":
+        source = source_for(descriptor)
+        return (source.schedule if part == "polling" else source.webhooks) is not None
+    return (descriptor.polling if part == "polling" else descriptor.webhook) is not None
+
+
+POLLED = [c for c in CATALOGUE if _declares(c, "polling")]
+WEBHOOKS = [c for c in CATALOGUE if _declares(c, "webhook")]
 
 
 # --------------------------------------------------------------------------- a running sandbox

@@ -207,8 +207,13 @@ def _sources_lines(references: list[d.Reference]) -> list[str]:
     return [*lines, ""]
 
 
-def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
-    """The Markdown page of one connector."""
+def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") -> str:
+    """The Markdown page of one connector.
+
+    A native connector's descriptor says who it is and what it needs (credentials,
+    settings, health check); how it polls, what it receives and which signals it
+    makes live in its code, so its package's ``guide`` follows the generated part.
+    """
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
     lines = [
         f"# {descriptor.name} (`{descriptor.id}`)",
@@ -249,7 +254,8 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
         lines += _polling_lines(descriptor.polling)
     if descriptor.webhook is not None:
         lines += _webhook_lines(descriptor, descriptor.webhook)
-    lines += ["## Signals", ""]
+    if descriptor.kind != "native":
+        lines += ["## Signals", ""]
     if descriptor.field_mapping is not None:
         lines += _mapping_lines(
             "From polling" if descriptor.polling else "Mapping", descriptor.field_mapping
@@ -264,5 +270,12 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
         f"{descriptor.health_check.expect_status} within {descriptor.health_check.timeout_ms} ms.",
         "",
     ]
+    if guide.strip():
+        lines += [
+            "<!-- The rest is the connector package's guide (NativeConnector.guide). -->",
+            "",
+            guide.strip(),
+            "",
+        ]
     lines += _sources_lines(descriptor.references)
     return "\n".join(lines)

@@ -314,12 +314,13 @@ def docs(
     from ucf.catalogue import builtin_descriptors
     from ucf.catalogue.docs import render_connector_doc
     from ucf.core.validation import parse_descriptor
+    from ucf.runtime.native import native_registry
 
     stale = []
     for data in builtin_descriptors():
         descriptor = parse_descriptor(data)
         page = out / f"{descriptor.id}.md"
-        text = render_connector_doc(descriptor)
+        text = render_connector_doc(descriptor, guide=native_registry().guide(descriptor.id))
         current = page.read_text(encoding="utf-8") if page.exists() else None
         if current == text:
             continue

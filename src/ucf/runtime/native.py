@@ -24,7 +24,7 @@ import importlib.metadata
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol, runtime_checkable
@@ -65,14 +65,16 @@ BLOCK_VARIABLE: Final = "UCF_NATIVE_BLOCK"
 
 @dataclass(frozen=True, slots=True)
 class PollSchedule:
-    """How often a source polls and how many requests a minute its upstream allows.
+    """How often a source polls, how many requests a minute its upstream allows, and how
+    far back its first poll reaches.
 
-    A generic source takes both from ``ingestion.polling``; a native source
+    A generic source takes them from ``ingestion.polling``; a native source
     declares them in code. A source without a schedule receives webhooks only.
     """
 
     interval_seconds: int = 300
     rate_limit_rpm: int = 60
+    initial_lookback_seconds: int = 7 * 24 * 3600
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -200,8 +202,13 @@ class UpstreamCalls:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
     ) -> httpx.Response:
-        """One request, retried as the engine retries; raises the runtime's typed errors."""
+        """One request, retried as the engine retries; raises the runtime's typed errors.
+
+        Statuses in ``accept`` come back as responses instead (Asana's ``412``
+        carrying a fresh sync token, a ``404`` for an object deleted meanwhile).
+        """
         context = self._context
         if context.rate_gate is not None:
             self._gate_wait += await context.rate_gate.acquire()
@@ -221,6 +228,7 @@ class UpstreamCalls:
             auth=context.auth,
             sleep=context.sleep,
             on_wait=self._stats,
+            accept=accept,
         )
         self._elapsed += time.monotonic() - started
         self._url = redact(str(response.request.url))
@@ -281,11 +289,15 @@ class NativeConnector:
     is validated like every descriptor when the catalogue loads it);
     ``source`` builds the runtime from the parsed descriptor. The source
     declares what it does: ``schedule`` (polls; None: push only) and
-    ``webhooks`` (a :class:`WebhookHandler`; None: poll only).
+    ``webhooks`` (a :class:`WebhookHandler`; None: poll only). ``guide`` is
+    the hand-written part of the connector's documentation page (Markdown):
+    what its code does that a descriptor cannot say; ``ucf connectors docs``
+    appends it to the page generated from the descriptor.
     """
 
     descriptor: Mapping[str, Any]
     source: Callable[[ConnectorDescriptor], Any]
+    guide: str = ""
 
     @property
     def id(self) -> str:
@@ -378,6 +390,11 @@ class NativeRegistry:
             for entry in self._loaded.values()
             if entry.connector is not None
         ]
+
+    def guide(self, connector_id: str) -> str:
+        """The hand-written documentation of a native connector ("" when it has none)."""
+        entry = self._loaded.get(connector_id)
+        return entry.connector.guide if entry is not None and entry.connector is not None else ""
 
     def source(self, descriptor: ConnectorDescriptor) -> Any:
         """The runtime of a ``kind: native`` descriptor, checked against the interface."""

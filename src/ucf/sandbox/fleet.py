@@ -19,6 +19,7 @@ from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.validation import validate_descriptor
 from ucf.fakes.scenario import ProviderFake, Scenario, scenario_for
+from ucf.runtime.sources import source_for
 
 __all__ = ["Fleet", "Provider", "catalogue"]
 
@@ -36,16 +37,27 @@ class Provider:
         return self.descriptor.id
 
     @property
+    def native(self) -> bool:
+        return self.descriptor.kind == "native"
+
+    @property
     def polls(self) -> bool:
+        """The descriptor's polling block; a native connector's source declaration."""
+        if self.native:
+            return source_for(self.descriptor).schedule is not None
         return self.descriptor.polling is not None
 
     @property
     def receives_webhooks(self) -> bool:
+        if self.native:
+            return source_for(self.descriptor).webhooks is not None
         return self.descriptor.webhook is not None
 
     @property
     def signs_webhooks(self) -> bool:
         """Only a signature covers the body, so only then can tampering be detected."""
+        if self.native:  # its scenario names the secret its deliveries are signed with
+            return self.receives_webhooks and self.scenario.webhook_secret_credential is not None
         webhook = self.descriptor.webhook
         return webhook is not None and webhook.verification == "signature"
 

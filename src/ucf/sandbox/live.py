@@ -399,12 +399,15 @@ class Activity:
             return
         response = await self._post(self._fresh(provider, sample))
         self.tally.ignored_sent += 1
-        if response.status_code == 202:
+        # Asana counts only 200/204 as delivered: its connector answers 200, storing nothing.
+        expected = 200 if provider.scenario.unmapped_events_answered_200 else 202
+        if response.status_code == expected and not _json(response).get("inserted"):
             self.tally.ignored_answered_202 += 1
             self._event(
                 Kind.IGNORED,
                 provider,
-                f"{sample.name}, an event type the connector does not map → 202, nothing stored",
+                f"{sample.name}, an event type the connector does not map → {expected}, "
+                "nothing stored",
             )
         else:
             self._unexpected(provider, f"unmapped {sample.name} answered {_status(response)}")

@@ -1,0 +1,192 @@
+"""Asana's native webhooks through the real app: handshake, signatures, heartbeats,
+compact events fetched from the (fake) Asana API, and one signal per change
+whether a poll or a delivery saw it first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.web.conftest import Web
+from tests.web.support import PROJECT, webhook_path
+from ucf.fakes.asana import (
+    GOOD_TOKEN,
+    HOOK_SECRET,
+    AsanaFake,
+    AsanaScenario,
+    handshake_sample,
+    heartbeat,
+    sign_delivery,
+)
+from ucf.fakes.asana import (
+    PROJECT as ASANA_PROJECT,
+)
+from ucf.fakes.kit import Fault
+from ucf.fakes.scenario import WebhookSample
+
+PATH = webhook_path("asana", PROJECT)
+INSTANCE = f"/api/projects/{PROJECT}/instances/asana"
+
+
+@pytest.fixture
+def scenario() -> AsanaScenario:
+    return AsanaScenario(count=30)
+
+
+@pytest.fixture
+def asana(scenario: AsanaScenario) -> Iterator[AsanaFake]:
+    with scenario.fake(datetime.now(UTC)) as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def connected(web: Web, asana: AsanaFake) -> AsyncIterator[Web]:
+    """The built-in ``asana`` connector, connected to the fake with a PAT and no hook secret."""
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={
+            "connectorId": "asana",
+            "config": {"baseUrl": asana.api_url, "projectGid": ASANA_PROJECT[0]},
+            "credentials": {"token": GOOD_TOKEN},
+        },
+    )
+    assert made.status_code == 201, made.text
+    yield web
+
+
+async def post(web: Web, sample: WebhookSample, *, secret: str | None = HOOK_SECRET) -> Any:
+    if secret is None:
+        return await web.anonymous.post(PATH, content=sample.body, headers=dict(sample.headers))
+    delivery = sign_delivery(sample, url=PATH, secret=secret)
+    return await web.anonymous.post(PATH, content=delivery.body, headers=dict(delivery.headers))
+
+
+async def stored(web: Web) -> list[dict[str, Any]]:
+    page = await web.client.get(f"/api/projects/{PROJECT}/signals", params={"limit": 500})
+    items: list[dict[str, Any]] = page.json()["items"]
+    return items
+
+
+async def shake(web: Web, secret: str = HOOK_SECRET) -> Any:
+    sample = handshake_sample(secret)
+    return await web.anonymous.post(PATH, headers=dict(sample.headers))
+
+
+async def test_the_handshake_is_echoed_and_its_secret_kept_once(connected: Web) -> None:
+    first = await shake(connected)
+    assert first.status_code == 200
+    assert first.headers["x-hook-secret"] == HOOK_SECRET
+    instance = (await connected.client.get(INSTANCE)).json()
+    assert instance["credentials"]["webhookSecret"] == "••••" + HOOK_SECRET[-4:]
+    assert HOOK_SECRET not in str(instance)
+
+    # A stranger who knows the URL is answered as Asana expects, but replaces nothing.
+    stranger = await shake(connected, "stranger-secret-0000000000000000")
+    assert stranger.status_code == 200
+    after = (await connected.client.get(INSTANCE)).json()
+    assert after["credentials"]["webhookSecret"] == "••••" + HOOK_SECRET[-4:]
+    forged = await post(connected, heartbeat(), secret="stranger-secret-0000000000000000")
+    assert forged.status_code == 401
+
+
+async def test_deliveries_before_any_handshake_are_refused(connected: Web) -> None:
+    response = await post(connected, heartbeat())
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+async def test_signed_deliveries_store_each_change_once_and_redeliveries_nothing(
+    connected: Web, scenario: AsanaScenario
+) -> None:
+    assert (await shake(connected)).status_code == 200
+    samples = scenario.webhook_samples()
+    for sample in samples:
+        response = await post(connected, sample)
+        assert response.status_code == 200, (sample.name, response.text)
+        assert response.json()["inserted"] == 1, sample.name
+    signals = await stored(connected)
+    assert sorted(s["type"] for s in signals) == sorted(
+        t for s in samples for t in s.expected_types
+    )
+    assert {s["source"] for s in signals} == {"asana"}
+
+    again = await post(connected, samples[0])
+    assert again.status_code == 200
+    assert again.json()["inserted"] == 0
+    assert again.json()["duplicates"] == 1
+    assert len(await stored(connected)) == len(signals)
+
+
+async def test_a_tampered_delivery_is_refused_and_stores_nothing(
+    connected: Web, scenario: AsanaScenario
+) -> None:
+    await shake(connected)
+    delivery = sign_delivery(scenario.webhook_samples()[0], url=PATH).tampered()
+    response = await connected.anonymous.post(
+        PATH, content=delivery.body, headers=dict(delivery.headers)
+    )
+    assert response.status_code == 401
+    assert await stored(connected) == []
+
+
+async def test_a_heartbeat_is_a_200_that_stores_nothing(connected: Web, asana: AsanaFake) -> None:
+    await shake(connected)
+    before = len(asana.server.requests)
+    response = await post(connected, heartbeat())
+    assert response.status_code == 200
+    assert response.json()["inserted"] == 0
+    assert await stored(connected) == []
+    assert len(asana.server.requests) == before, "a heartbeat needs no call to Asana"
+
+
+async def test_events_that_name_no_task_are_a_200_not_a_202(
+    connected: Web, scenario: AsanaScenario
+) -> None:
+    await shake(connected)
+    response = await post(connected, scenario.unknown_event_sample())
+    assert response.status_code == 200  # Asana counts only 200 and 204 as delivered
+    assert await stored(connected) == []
+
+
+async def test_asana_unreachable_answers_503_so_asana_delivers_again(
+    connected: Web, scenario: AsanaScenario, asana: AsanaFake
+) -> None:
+    await shake(connected)
+    sample = scenario.webhook_samples()[1]
+    # Every attempt of the runtime's retries (FAST_HTTP: two) finds Asana down.
+    asana.server.inject(Fault.status(503), path="/api/1.0/tasks/{gid}", times=2)
+    down = await post(connected, sample)
+    assert down.status_code == 503
+    assert down.json()["error"]["code"] == "upstream_unavailable"
+    assert await stored(connected) == []
+    again = await post(connected, sample)
+    assert again.status_code == 200, again.text
+    assert again.json()["inserted"] == 1
+
+
+async def test_a_change_seen_by_a_poll_and_by_a_webhook_is_one_signal(
+    connected: Web, asana: AsanaFake
+) -> None:
+    await shake(connected)
+    first = await connected.client.post(f"{INSTANCE}/poll")
+    assert first.status_code == 200, first.text
+    before = len(await stored(connected))
+
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    asana.data.complete(task, now)
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["inserted"] == 1
+    events = [e for e in asana.data.events if e["resource"]["resource_type"] == "task"][-1:]
+    pushed = await post(connected, WebhookSample.of("completed", {"events": events}))
+    assert pushed.status_code == 200
+    assert pushed.json() == {"received": 1, "inserted": 0, "duplicates": 1}
+    signals = await stored(connected)
+    assert len(signals) == before + 1
+    # The first poll's catch-up saw the task as it was; its completion is one signal.
+    of_task = sorted(s["type"] for s in signals if s["raw"]["gid"] == task.gid)
+    assert of_task == ["task_completed", "task_updated"]
