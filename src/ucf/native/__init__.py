@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.mapping import ItemError, MappedSignal, MappingResult, build_signal
+from ucf.core.sanitiser import html_to_text
 from ucf.core.signal import Priority
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.delta import CheckpointInvalid
@@ -93,4 +94,5 @@ __all__ = [
     "WebhookHandler",
     "WebhookRequest",
     "build_signal",
+    "html_to_text",
 ]
