@@ -267,6 +267,18 @@ class Scenario(ABC):
         """A well-formed delivery of an event type the connector does not handle."""
         return None
 
+    def server_environment(self, fake: ProviderFake) -> dict[str, str]:
+        """Settings ``ucf serve`` needs to talk to ``fake`` (``ucf sandbox`` passes them on).
+
+        Empty for most: a config pointing at the fake is enough. SES's SNS fake
+        must be trusted as a certificate source, which no config can say.
+        """
+        return {}
+
+    def tamper(self, delivery: WebhookDelivery) -> WebhookDelivery:
+        """``delivery`` changed after signing, in a way its scheme must detect."""
+        return delivery.tampered()
+
     def sign(self, sample: WebhookSample, *, url: str, at: datetime) -> WebhookDelivery:
         """``sample`` as the provider sends it to ``url`` at ``at``, signed with its scheme.
 
@@ -283,7 +295,7 @@ class ScenarioMissing(LookupError):
     """A catalogue connector without a scenario: the battery cannot vouch for it."""
 
 
-MODULE_OVERRIDES: Final[Mapping[str, str]] = {}
+MODULE_OVERRIDES: Final[Mapping[str, str]] = {"ses": "ucf.fakes.sns"}
 """Connector ids whose scenario module is not ``ucf.fakes.<id up to its first '-'>``."""
 
 

@@ -70,12 +70,13 @@ class S3MailStore:
 
         where = f"s3://{self.bucket}/{key}"
         try:
-            client = self._client()
-            head = client.head_object(Bucket=self.bucket, Key=key)
-            size = int(head.get("ContentLength", 0))
+            response = self._client().get_object(Bucket=self.bucket, Key=key)
+            size = int(response.get("ContentLength", 0))
             if size > MAX_OBJECT_BYTES:
-                return S3Fetched(None, f"{where} is {size} bytes, over the {MAX_OBJECT_BYTES} read")
-            response = client.get_object(Bucket=self.bucket, Key=key)
+                response["Body"].close()
+                return S3Fetched(
+                    None, f"{where} is {size} bytes, more than the {MAX_OBJECT_BYTES} ucf reads"
+                )
             body: bytes = response["Body"].read(MAX_OBJECT_BYTES + 1)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "error")
