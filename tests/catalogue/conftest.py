@@ -46,6 +46,7 @@ BRIEF_SIGNAL_TYPES: Mapping[str, frozenset[str]] = {
     "pagerduty": frozenset({"incident_triggered", "incident_resolved"}),
     "sentry": frozenset({"error_created", "error_resolved"}),
     "datadog": frozenset({"monitor_triggered", "monitor_resolved"}),
+    "ses": frozenset({"email_received"}),
 }
 
 RAW_DESCRIPTORS: dict[str, dict[str, Any]] = {d["id"]: d for d in builtin_descriptors()}

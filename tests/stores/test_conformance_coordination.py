@@ -190,9 +190,7 @@ async def test_a_record_reads_back_until_it_expires(store: Store) -> None:
     assert await store.records.get("flow:a", now=T0) == {"project": "p1", "n": 1}
     assert await store.records.get("flow:a", now=T0 + seconds(600)) is None
     await store.records.put("client:x", {"clientId": "abc"})
-    assert await store.records.get("client:x", now=T0 + timedelta(days=3650)) == {
-        "clientId": "abc"
-    }
+    assert await store.records.get("client:x", now=T0 + timedelta(days=3650)) == {"clientId": "abc"}
     await store.records.put("client:x", {"clientId": "def"})
     assert await store.records.get("client:x", now=T0) == {"clientId": "def"}
     await store.records.delete("client:x")

@@ -10,6 +10,7 @@ provider documentation it follows (``references``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from importlib import resources
 
 from ucf.core import descriptor as d
 
@@ -207,6 +208,13 @@ def _sources_lines(references: list[d.Reference]) -> list[str]:
     return [*lines, ""]
 
 
+def setup_guide(connector_id: str) -> str | None:
+    """The hand-written part of a connector's page (``ucf/catalogue/guides/<id>.md``):
+    what to click at the provider, which no descriptor can say."""
+    guide = resources.files(__package__ or "ucf.catalogue").joinpath("guides", f"{connector_id}.md")
+    return guide.read_text(encoding="utf-8") if guide.is_file() else None
+
+
 def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
     """The Markdown page of one connector."""
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
@@ -225,7 +233,10 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
     ]
     if descriptor.docs_url:
         lines += [f"Create them at <{descriptor.docs_url}>.", ""]
-    lines += _auth_lines(descriptor.auth)
+    if descriptor.kind == "native":
+        lines.append("Used by the connector's own code, as its guide below says.")
+    else:
+        lines += _auth_lines(descriptor.auth)
     fields = descriptor.credential_fields()
     if fields:
         lines.append("")
@@ -249,7 +260,8 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
         lines += _polling_lines(descriptor.polling)
     if descriptor.webhook is not None:
         lines += _webhook_lines(descriptor, descriptor.webhook)
-    lines += ["## Signals", ""]
+    if descriptor.field_mapping is not None or descriptor.webhook_mapping() is not None:
+        lines += ["## Signals", ""]
     if descriptor.field_mapping is not None:
         lines += _mapping_lines(
             "From polling" if descriptor.polling else "Mapping", descriptor.field_mapping
@@ -257,12 +269,18 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
     webhook_mapping = descriptor.webhook_mapping()
     if webhook_mapping is not None and webhook_mapping is not descriptor.field_mapping:
         lines += _mapping_lines("From webhooks", webhook_mapping)
-    lines += [
-        "## Health check",
-        "",
-        f"`{descriptor.health_check.method} {descriptor.health_check.endpoint}` expects "
-        f"{descriptor.health_check.expect_status} within {descriptor.health_check.timeout_ms} ms.",
-        "",
-    ]
+    if descriptor.kind == "native":
+        lines += ["## Health check", "", "The connector's own check (see its guide below).", ""]
+    else:
+        lines += [
+            "## Health check",
+            "",
+            f"`{descriptor.health_check.method} {descriptor.health_check.endpoint}` expects "
+            f"{descriptor.health_check.expect_status} within "
+            f"{descriptor.health_check.timeout_ms} ms.",
+            "",
+        ]
     lines += _sources_lines(descriptor.references)
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    guide = setup_guide(descriptor.id)
+    return text if guide is None else text + "\n" + guide

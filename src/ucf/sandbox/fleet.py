@@ -19,6 +19,7 @@ from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.validation import validate_descriptor
 from ucf.fakes.scenario import ProviderFake, Scenario, scenario_for
+from ucf.runtime.sources import source_for
 
 __all__ = ["Fleet", "Provider", "catalogue"]
 
@@ -36,16 +37,27 @@ class Provider:
         return self.descriptor.id
 
     @property
+    def native(self) -> bool:
+        return self.descriptor.kind == "native"
+
+    @property
     def polls(self) -> bool:
+        if self.native:
+            return source_for(self.descriptor).schedule is not None
         return self.descriptor.polling is not None
 
     @property
     def receives_webhooks(self) -> bool:
+        if self.native:
+            return source_for(self.descriptor).webhooks is not None
         return self.descriptor.webhook is not None
 
     @property
     def signs_webhooks(self) -> bool:
-        """Only a signature covers the body, so only then can tampering be detected."""
+        """Only a signature covers the body, so only then can tampering be detected
+        (a native handler verifies its own way: SES checks SNS's signature)."""
+        if self.native:
+            return self.receives_webhooks
         webhook = self.descriptor.webhook
         return webhook is not None and webhook.verification == "signature"
 
@@ -96,6 +108,13 @@ class Fleet:
             for fake in reversed(started):
                 with contextlib.suppress(Exception):  # one stuck fake must not keep the others
                     fake.stop()
+
+    def server_environment(self) -> dict[str, str]:
+        """Settings ``ucf serve`` needs for these fakes (SES: trust the SNS fake's certificate)."""
+        environment: dict[str, str] = {}
+        for provider in self.providers:
+            environment.update(provider.scenario.server_environment(provider.fake))
+        return environment
 
     def get(self, connector_id: str) -> Provider:
         for provider in self.providers:
