@@ -74,6 +74,7 @@ BRIEF_SIGNAL_TYPES: Mapping[str, frozenset[str]] = {
     "asana": frozenset(
         {"task_created", "task_updated", "task_completed", "task_assigned", "task_commented"}
     ),
+    "ses": frozenset({"email_received"}),
 }
 
 RAW_DESCRIPTORS: dict[str, dict[str, Any]] = {d["id"]: d for d in builtin_descriptors()}

@@ -155,6 +155,9 @@ async def test_health_check_passes_with_good_and_fails_clearly_with_bad_credenti
         ]
     good, bad = results
     assert good.ok, good.error
+    if not scenario.health_checks_credentials:
+        assert not scenario.bad_credentials(), "a scenario whose check proves no credential"
+        return
     assert not bad.ok
     assert bad.error
     for value in scenario.bad_credentials().values():
@@ -180,7 +183,9 @@ async def test_rate_limited_poll_waits_as_asked_and_completes(
 # --------------------------------------------------------------------------- signals
 
 
-async def _all_signals(connector_id: str, harness: Harness, now: datetime) -> list[str]:
+async def _all_signals(
+    connector_id: str, harness: Harness, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
     """Signal types of a first poll, an incremental poll and every webhook sample."""
     profile = harness.profile(connector_id)
     scenario = profile.scenario
@@ -207,9 +212,9 @@ async def _all_signals(connector_id: str, harness: Harness, now: datetime) -> li
 
 @pytest.mark.parametrize("connector_id", CATALOGUE)
 async def test_every_signal_type_of_the_brief_comes_out(
-    connector_id: str, harness: Harness, now: datetime
+    connector_id: str, harness: Harness, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    produced = set(await _all_signals(connector_id, harness, now))
+    produced = set(await _all_signals(connector_id, harness, now, monkeypatch))
     missing = BRIEF_SIGNAL_TYPES.get(connector_id, frozenset()) - produced
     assert not missing, f"never produced: {sorted(missing)} (produced {sorted(produced)})"
     assert "unknown" not in produced
@@ -217,7 +222,7 @@ async def test_every_signal_type_of_the_brief_comes_out(
 
 @pytest.mark.parametrize("connector_id", CATALOGUE)
 async def test_priority_participants_and_tags_are_mapped(
-    connector_id: str, harness: Harness, now: datetime
+    connector_id: str, harness: Harness, now: datetime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     profile = harness.profile(connector_id)
     scenario = profile.scenario

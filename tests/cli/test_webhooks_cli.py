@@ -197,3 +197,79 @@ def test_unreadable_files_and_broken_descriptors_exit_2(tmp_path: Path) -> None:
     assert polling_only.returncode == 2
     assert "receives no webhooks" in polling_only.stderr
     assert "Traceback" not in missing_body.stderr + invalid.stderr + polling_only.stderr
+
+
+# --------------------------------------------------------------------------- ses (SNS messages)
+
+SNS_FIXTURES = ROOT / "tests/fixtures/sns"
+AWS_SNS_CERT = SNS_FIXTURES / "aws-signing-cert-2021.pem"
+
+
+def sns_vector(tmp_path: Path, index: int = 3, **changes: str) -> tuple[Path, str]:
+    """One of AWS's published SNS messages (v2 with Subject by default), maybe changed."""
+    import json
+
+    vectors = json.loads((SNS_FIXTURES / "aws-validator-vectors.json").read_text())["messages"]
+    message = {**vectors[index], **changes}
+    path = tmp_path / "sns.json"
+    path.write_text(json.dumps(message))
+    return path, message["TopicArn"]
+
+
+def ses(body: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return ucf("--descriptor", "ses", "--body-file", str(body), *args)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_a_real_sns_message_is_valid_offline_with_its_signing_certificate(
+    tmp_path: Path, index: int
+) -> None:
+    body, topic = sns_vector(tmp_path, index)
+    result = ses(body, "--config", f"topicArn={topic}", "--signing-cert", str(AWS_SNS_CERT))
+    assert (result.returncode, result.stdout) == (0, "valid\n"), result.stderr
+
+
+def test_a_changed_sns_message_is_invalid_and_says_the_signature_does_not_verify(
+    tmp_path: Path,
+) -> None:
+    body, topic = sns_vector(tmp_path, Message="Hello world, changed")
+    result = ses(body, "--config", f"topicArn={topic}", "--signing-cert", str(AWS_SNS_CERT))
+    assert result.returncode == 1
+    assert result.stdout.startswith("invalid: the signature does not verify (SignatureVersion 2)")
+
+
+def test_an_sns_message_for_another_topic_or_from_a_foreign_host_is_explained(
+    tmp_path: Path,
+) -> None:
+    body, _ = sns_vector(tmp_path)
+    result = ses(
+        body,
+        "--config",
+        "topicArn=arn:aws:sns:us-east-2:295079676684:mine",
+        "--signing-cert",
+        str(AWS_SNS_CERT),
+    )
+    assert result.returncode == 1
+    assert "is not the configured topic" in result.stdout
+    body, topic = sns_vector(tmp_path, SigningCertURL="https://attacker.example/cert.pem")
+    result = ses(body, "--config", f"topicArn={topic}", "--signing-cert", str(AWS_SNS_CERT))
+    assert result.returncode == 1
+    assert "'attacker.example' is not an SNS host" in result.stdout
+
+
+def test_ses_verify_asks_for_the_topic_and_rejects_a_bad_certificate_file(tmp_path: Path) -> None:
+    body, topic = sns_vector(tmp_path)
+    result = ses(body, "--signing-cert", str(AWS_SNS_CERT))
+    assert result.returncode == 2
+    assert "--config topicArn=" in result.stderr
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello")
+    result = ses(body, "--config", f"topicArn={topic}", "--signing-cert", str(not_pem))
+    assert result.returncode == 2
+    assert "not a PEM certificate" in result.stderr
+
+
+def test_signing_cert_is_refused_for_a_generic_descriptor() -> None:
+    result = github("--secret", "x", "--signing-cert", str(AWS_SNS_CERT))
+    assert result.returncode == 2
+    assert "native connectors only" in result.stderr

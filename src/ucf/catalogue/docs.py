@@ -230,7 +230,10 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") 
     ]
     if descriptor.docs_url:
         lines += [f"Create them at <{descriptor.docs_url}>.", ""]
-    lines += _auth_lines(descriptor.auth)
+    if descriptor.kind == "native":
+        lines.append("Used by the connector's own code, as its guide below says.")
+    else:
+        lines += _auth_lines(descriptor.auth)
     fields = descriptor.credential_fields()
     if fields:
         lines.append("")
@@ -263,13 +266,17 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") 
     webhook_mapping = descriptor.webhook_mapping()
     if webhook_mapping is not None and webhook_mapping is not descriptor.field_mapping:
         lines += _mapping_lines("From webhooks", webhook_mapping)
-    lines += [
-        "## Health check",
-        "",
-        f"`{descriptor.health_check.method} {descriptor.health_check.endpoint}` expects "
-        f"{descriptor.health_check.expect_status} within {descriptor.health_check.timeout_ms} ms.",
-        "",
-    ]
+    if descriptor.kind == "native":
+        lines += ["## Health check", "", "The connector's own check (see the guide below).", ""]
+    else:
+        lines += [
+            "## Health check",
+            "",
+            f"`{descriptor.health_check.method} {descriptor.health_check.endpoint}` expects "
+            f"{descriptor.health_check.expect_status} within "
+            f"{descriptor.health_check.timeout_ms} ms.",
+            "",
+        ]
     if guide.strip():
         lines += [
             "<!-- The rest is the connector package's guide (NativeConnector.guide). -->",

@@ -1,4 +1,4 @@
-"""``ucf sandbox``: the whole of ucf against fakes of the ten catalogue APIs, offline.
+"""``ucf sandbox``: the whole of ucf against fakes of the catalogue APIs, offline.
 
 A newcomer's first command: it starts a faithful fake of every catalogue API
 with live activity, a real ``ucf serve`` with an instance of every connector
@@ -66,7 +66,7 @@ def sandbox(
         typer.Option("--quiet", "-q", help="Only where to look and the summary; no live lines."),
     ] = False,
 ) -> None:
-    """Run ucf against local fakes of all ten catalogue APIs, with live activity."""
+    """Run ucf against local fakes of every catalogue API, with live activity."""
     from ucf.sandbox.console import Reporter
     from ucf.sandbox.session import SandboxError, SandboxOptions, run_sandbox
 

@@ -45,6 +45,16 @@ def _query(pairs: list[str]) -> dict[str, str]:
     return query
 
 
+def _settings(pairs: list[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise fail(f"--config must look like 'name=value', got {pair!r}")
+        settings[name] = value
+    return settings
+
+
 def _now(at: float | None) -> datetime:
     if at is None:
         return datetime.now(UTC)
@@ -88,6 +98,21 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    config: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--config",
+            help="'name=value' instance setting a native connector checks (ses: topicArn=…).",
+        ),
+    ] = None,
+    signing_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-cert",
+            help="PEM certificate to verify with instead of fetching it (ses: offline checks).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Say whether a delivery passes the descriptor's verification, and if not, why."""
     from ucf.runtime.sources import NativeSourceMissing, source_for
@@ -103,15 +128,19 @@ def verify(
             raise fail(f"{descriptor.id} receives no webhooks")
         _verify_native(
             handler,
-            descriptor.id,
+            descriptor,
             body_file,
             secret=secret,
             headers=dict(parse_header(h) for h in header or []),
             url=url or "",
             query=_query(query or []),
+            config=_settings(config or []),
+            signing_cert=signing_cert,
             now=_now(at),
         )
         return
+    if config or signing_cert is not None:
+        raise fail("--config and --signing-cert apply to native connectors only")
     try:
         verifier = compile_verifier(descriptor)
     except WebhookConfigError as error:
@@ -158,43 +187,98 @@ def verify(
 
 def _verify_native(
     handler: Any,
-    connector_id: str,
+    descriptor: ConnectorDescriptor,
     body_file: Path,
     *,
     secret: str | None,
     headers: dict[str, str],
     url: str,
     query: dict[str, str],
+    config: dict[str, str],
+    signing_cert: Path | None,
     now: datetime,
 ) -> None:
-    """A native connector's own verification, run as the gateway runs it (offline)."""
+    """A native connector's own verification, run as the gateway runs it.
+
+    Nothing is changed upstream: a handler that offers ``offline()`` (ses) is
+    asked for its side-effect-free twin (no subscription is confirmed), which
+    verifies with ``--signing-cert`` when given; otherwise the handler may
+    fetch what verification needs (the SNS signing certificate) through an
+    SSRF-guarded client, and nothing else.
+    """
     import asyncio
 
     from ucf.runtime.native import Handshake, Refused, WebhookContext, WebhookRequest
 
+    connector_id = descriptor.id
     try:
         body = body_file.read_bytes()
     except OSError as error:
         raise fail(f"cannot read body file {body_file}: {error.strerror or error}") from None
+    pem: bytes | None = None
+    if signing_cert is not None:
+        try:
+            pem = signing_cert.read_bytes()
+        except OSError as error:
+            raise fail(
+                f"cannot read certificate file {signing_cert}: {error.strerror or error}"
+            ) from None
+    offline = getattr(handler, "offline", None)
+    if callable(offline):
+        try:
+            handler = offline(pem) if pem is not None else offline()
+        except Exception as error:  # a certificate that does not load, said plainly
+            raise fail(f"{connector_id}: {getattr(error, 'message', error)}") from None
+    elif pem is not None:
+        raise fail(f"{connector_id} does not verify with certificates; drop --signing-cert")
+    missing = [
+        f.key
+        for f in descriptor.config_fields
+        if f.required and f.default is None and not config.get(f.key)
+    ]
+    if missing:
+        raise fail(
+            f"{connector_id} checks deliveries against its settings: pass "
+            + " ".join(f"--config {key}=…" for key in missing)
+        )
 
-    async def offline() -> Any:
-        raise RuntimeError("ucf webhooks verify does not call the upstream")
+    async def run() -> Any:
+        from ucf.runtime.connection import connect
+        from ucf.runtime.http import HttpSettings, create_client
+        from ucf.runtime.sources import source_for
+        from ucf.runtime.ssrf import EgressPolicy
 
-    request = WebhookRequest(method="POST", body=body, headers=headers, query=query, url=url)
-    context = WebhookContext(
-        project_id="cli",
-        connector_id=connector_id,
-        credentials={"webhookSecret": secret} if secret else {},
-        config={},
-        now=now,
-        upstream=offline,
-    )
-    verdict = asyncio.run(handler.verify(request, context))
+        settings = HttpSettings(max_retries=0)
+        async with create_client(settings, EgressPolicy.from_env()) as client:
+
+            async def upstream() -> Any:
+                return connect(
+                    source_for(descriptor),
+                    credentials={},
+                    config=config,
+                    client=client,
+                    settings=settings,
+                )
+
+            request = WebhookRequest(
+                method="POST", body=body, headers=headers, query=query, url=url
+            )
+            context = WebhookContext(
+                project_id="cli",
+                connector_id=connector_id,
+                credentials={"webhookSecret": secret} if secret else {},
+                config=config,
+                now=now,
+                upstream=upstream,
+            )
+            return await handler.verify(request, context)
+
+    verdict = asyncio.run(run())
     if isinstance(verdict, Refused):
         typer.echo(f"invalid: {verdict.message}")
         raise typer.Exit(1)
     if isinstance(verdict, Handshake):
         answer = verdict.response
-        typer.echo(f"handshake: answered with HTTP {answer.status} ({answer.kind})")
+        typer.echo(f"valid: handshake answered with HTTP {answer.status} ({answer.kind})")
         return
     typer.echo("valid")

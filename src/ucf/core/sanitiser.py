@@ -778,6 +778,14 @@ class Sanitiser:
             scope.flag("truncated:summary")
         return text, notes.render()
 
+    def html_to_text(self, text: str) -> str:
+        """HTML as plain text, the way ``sanitisedSummary`` converts it (no other stage).
+
+        For native connectors whose source text is HTML (an email's only body
+        part): they keep readable text in ``raw`` instead of markup.
+        """
+        return self._strip_html(text, _Scope(_Notes(), ""))
+
     # ---------------------------------------------------------------- text stages
 
     def _tidy(self, text: str, scope: _Scope) -> str:
@@ -1035,3 +1043,8 @@ _DEFAULT = Sanitiser()
 def sanitise(signal: NormalisedSignal) -> SanitisedSignal:
     """Sanitise with the default policy."""
     return _DEFAULT.sanitise(signal)
+
+
+def html_to_text(text: str) -> str:
+    """HTML as plain text with the default policy (see :meth:`Sanitiser.html_to_text`)."""
+    return _DEFAULT.html_to_text(text)

@@ -249,6 +249,9 @@ class Scenario(ABC):
     #: deliveries are verified with, None when deliveries are not verified, and the
     #: signature's timestamp window in seconds, None when the scheme signs no time.
     webhook_secret_credential: str | None = None
+    #: The connector's health check proves its credentials (False for SES: without an S3
+    #: bucket it has none to check; its own tests cover the bucket's credentials).
+    health_checks_credentials: bool = True
     replay_window_seconds: int | None = None
     #: The provider counts only 200/204 as delivered (Asana), so a delivery of events the
     #: connector does not map is a 200 that stores nothing rather than the gateway's 202.
@@ -295,6 +298,18 @@ class Scenario(ABC):
         """The provider's set-up request to ``url``, when its scheme has one."""
         return None
 
+    def server_environment(self, fake: ProviderFake) -> dict[str, str]:
+        """Settings ``ucf serve`` needs to talk to ``fake`` (``ucf sandbox`` passes them on).
+
+        Empty for most: a config pointing at the fake is enough. SES's SNS fake
+        must be trusted as a certificate source, which no config can say.
+        """
+        return {}
+
+    def tamper(self, delivery: WebhookDelivery) -> WebhookDelivery:
+        """``delivery`` changed after signing, in a way its scheme must detect."""
+        return delivery.tampered()
+
     def sign(self, sample: WebhookSample, *, url: str, at: datetime) -> WebhookDelivery:
         """``sample`` as the provider sends it to ``url`` at ``at``, signed with its scheme.
 
@@ -311,7 +326,7 @@ class ScenarioMissing(LookupError):
     """A catalogue connector without a scenario: the battery cannot vouch for it."""
 
 
-MODULE_OVERRIDES: Final[Mapping[str, str]] = {}
+MODULE_OVERRIDES: Final[Mapping[str, str]] = {"ses": "ucf.fakes.sns"}
 """Connector ids whose scenario module is not ``ucf.fakes.<id up to its first '-'>``."""
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config
 from ucf.core.mapping import ItemError, MappedSignal, MappingResult, build_signal
+from ucf.core.sanitiser import html_to_text
 from ucf.core.signal import Priority
 from ucf.runtime.auth import (
     CredentialMissing,
@@ -109,6 +110,7 @@ __all__ = [
     "WebhookRequest",
     "build_auth",
     "build_signal",
+    "html_to_text",
     "parse_json",
     "resolve_config",
 ]

@@ -109,6 +109,13 @@ class Fleet:
                 with contextlib.suppress(Exception):  # one stuck fake must not keep the others
                     fake.stop()
 
+    def server_environment(self) -> dict[str, str]:
+        """Settings ``ucf serve`` needs for these fakes (SES: trust the SNS fake's certificate)."""
+        environment: dict[str, str] = {}
+        for provider in self.providers:
+            environment.update(provider.scenario.server_environment(provider.fake))
+        return environment
+
     def get(self, connector_id: str) -> Provider:
         for provider in self.providers:
             if provider.connector_id == connector_id:

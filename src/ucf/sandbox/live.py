@@ -359,7 +359,7 @@ class Activity:
         sample = self._sample(provider)
         if sample is None:
             return
-        delivery = self._fresh(provider, sample).tampered()
+        delivery = provider.scenario.tamper(self._fresh(provider, sample))
         response = await self._post(delivery)
         self.tally.tampered_sent += 1
         if response.status_code == 401:

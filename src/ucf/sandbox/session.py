@@ -204,7 +204,7 @@ class Sandbox:
         token = "ucf_sandbox_" + secrets.token_urlsafe(24)
         rng = random.Random(options.seed)
         with _data_dir(options.data_dir) as (data_dir, temporary):
-            self.reporter.line("ucf sandbox: starting the fakes of the ten catalogue APIs…", "cyan")
+            self.reporter.line("ucf sandbox: starting the fakes of the catalogue APIs…", "cyan")
             with Fleet.running(datetime.now(UTC)) as fleet:
                 port, note = choose_port(options.port)
                 if note:
@@ -212,9 +212,12 @@ class Sandbox:
                 self.server = ServeProcess(
                     data_dir=data_dir,
                     port=port,
-                    env=server_environment(
-                        os.environ, token=token, poll_interval=options.poll_interval
-                    ),
+                    env={
+                        **server_environment(
+                            os.environ, token=token, poll_interval=options.poll_interval
+                        ),
+                        **fleet.server_environment(),
+                    },
                     log_path=data_dir / "serve.log",
                     on_error=lambda message: self.reporter.event("serve", "error", message),
                 )
