@@ -20,7 +20,9 @@ A source
 - answers :meth:`Source.health_check` with a :class:`HealthResult`
   (:class:`HealthCheckPlan` runs the descriptor's ``healthCheck``);
 - may define ``auth(credentials, *, config, token_client, on_rotate, now,
-  settings)`` for auth a descriptor cannot express.
+  settings)`` for auth a descriptor cannot express, built from
+  :class:`StaticAuth` and :class:`OAuth2Flow` (Asana: a personal access
+  token, or OAuth with refresh when the OAuth credentials are present).
 
 Signals then take the path every signal takes: sanitiser, dedup ingest,
 outbox, checkpoint compare-and-set.
@@ -28,10 +30,16 @@ outbox, checkpoint compare-and-set.
 
 from __future__ import annotations
 
-from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config
 from ucf.core.mapping import ItemError, MappedSignal, MappingResult, build_signal
 from ucf.core.signal import Priority
-from ucf.runtime.auth import CredentialsChanged
+from ucf.runtime.auth import (
+    CredentialMissing,
+    CredentialsChanged,
+    OAuth2Flow,
+    StaticAuth,
+    build_auth,
+)
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.http import (
     AuthFailed,
@@ -40,6 +48,7 @@ from ucf.runtime.http import (
     RateLimited,
     UpstreamError,
     UpstreamUnavailable,
+    parse_json,
 )
 from ucf.runtime.native import (
     Handshake,
@@ -55,7 +64,7 @@ from ucf.runtime.native import (
     WebhookHandler,
     WebhookRequest,
 )
-from ucf.runtime.polling import ConfigError, Page
+from ucf.runtime.polling import ConfigError, Page, resolve_config
 from ucf.runtime.sources import HealthCheckPlan, HealthResult, Source, SourceContext
 from ucf.runtime.webhooks import HandshakeResponse
 
@@ -64,6 +73,7 @@ __all__ = [
     "CheckpointInvalid",
     "ConfigError",
     "ConnectorDescriptor",
+    "CredentialMissing",
     "CredentialsChanged",
     "Handshake",
     "HandshakeResponse",
@@ -76,6 +86,8 @@ __all__ = [
     "MappedSignal",
     "MappingResult",
     "NativeConnector",
+    "OAuth2Config",
+    "OAuth2Flow",
     "Page",
     "PollSchedule",
     "Priority",
@@ -83,6 +95,7 @@ __all__ = [
     "Refused",
     "Source",
     "SourceContext",
+    "StaticAuth",
     "Unhandled",
     "UpstreamCalls",
     "UpstreamError",
@@ -92,5 +105,8 @@ __all__ = [
     "WebhookContext",
     "WebhookHandler",
     "WebhookRequest",
+    "build_auth",
     "build_signal",
+    "parse_json",
+    "resolve_config",
 ]

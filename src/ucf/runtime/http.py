@@ -25,7 +25,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -522,6 +522,7 @@ async def send_with_retries(
     clock: Callable[[], float] = time.time,
     jitter: Callable[[], float] = random.random,
     response_errors: ResponseErrorCheck | None = None,
+    accept: Collection[int] = (),
 ) -> httpx.Response:
     """Send ``request`` until it succeeds (status < 400), with bounded patience.
 
@@ -532,7 +533,9 @@ async def send_with_retries(
     a 401, a rate-limit code waits and retries like a 429. Raises :class:`AuthFailed` at once, :class:`RateLimited`,
     :class:`UpstreamUnavailable` or :class:`UpstreamError` once patience runs out,
     :class:`ResponseTooLarge` for oversized bodies, and lets
-    :class:`~ucf.runtime.ssrf.EgressDenied` through untouched.
+    :class:`~ucf.runtime.ssrf.EgressDenied` through untouched. Statuses in
+    ``accept`` are answers, not failures: Asana's events endpoint hands out a
+    fresh sync token in a ``412``, and a task deleted since its event is a ``404``.
     """
     build: Callable[[], httpx.Request] = request if callable(request) else (lambda: request)
     waited = 0.0
@@ -555,6 +558,8 @@ async def send_with_retries(
             failure = _transport_failure(outgoing, exc)
             cause = exc
         else:
+            if response.status_code in accept:
+                return response
             classified = _classify(response, clock(), response_errors)
             if classified is None:
                 return response

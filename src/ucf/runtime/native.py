@@ -24,7 +24,7 @@ import importlib.metadata
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol, runtime_checkable
@@ -200,8 +200,13 @@ class UpstreamCalls:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        accept: Collection[int] = (),
     ) -> httpx.Response:
-        """One request, retried as the engine retries; raises the runtime's typed errors."""
+        """One request, retried as the engine retries; raises the runtime's typed errors.
+
+        Statuses in ``accept`` come back as responses instead (Asana's ``412``
+        carrying a fresh sync token, a ``404`` for an object deleted meanwhile).
+        """
         context = self._context
         if context.rate_gate is not None:
             self._gate_wait += await context.rate_gate.acquire()
@@ -221,6 +226,7 @@ class UpstreamCalls:
             auth=context.auth,
             sleep=context.sleep,
             on_wait=self._stats,
+            accept=accept,
         )
         self._elapsed += time.monotonic() - started
         self._url = redact(str(response.request.url))

@@ -39,6 +39,7 @@ from urllib.parse import quote
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.payload import payload_or_missing
 from ucf.core.webhook import delivery_id_of, event_type_of, handles
+from ucf.runtime.http import UpstreamError
 from ucf.runtime.native import (
     Handshake,
     Malformed,
@@ -48,6 +49,7 @@ from ucf.runtime.native import (
     WebhookHandler,
     WebhookRequest,
 )
+from ucf.runtime.polling import ConfigError
 from ucf.runtime.sources import NativeSourceMissing, SourceContext
 from ucf.runtime.webhooks import (
     HandshakeResponse,
@@ -74,6 +76,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimitExceeded",
     "Unverified",
+    "UpstreamFailed",
     "WebhookGateway",
     "WebhookMisconfigured",
     "WebhookOutcome",
@@ -139,6 +142,14 @@ class WebhookMisconfigured(ServiceError):
 
     status = 503
     code = "webhook_misconfigured"
+
+
+class UpstreamFailed(ServiceError):
+    """A native handler could not fetch what a delivery names (Asana's compact events):
+    503, so the provider delivers again later instead of the change being lost."""
+
+    status = 503
+    code = "upstream_unavailable"
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -573,6 +584,12 @@ class WebhookGateway:
             mapped = await handler.signals(request, context)
         except Malformed as error:
             raise BadDelivery(str(error) or "the delivery could not be read") from None
+        except ConfigError as error:
+            raise WebhookMisconfigured(f"{connector.id}: {error}") from None
+        except UpstreamError as error:
+            raise UpstreamFailed(
+                f"{connector.id}: fetching what the delivery names failed: {error}"
+            ) from None
         if isinstance(mapped, Unhandled):
             self._observer.ignored(connector.id, mapped.event_type)
             return Ignored(mapped.event_type)
