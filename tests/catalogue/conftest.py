@@ -9,8 +9,8 @@ replaced, so a 429 asking for seconds of patience costs none.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,19 +19,34 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from tests.catalogue.profiles import (
+    PROJECT,
+    ConnectorProfile,
+    Delivered,
+    Poll,
+    RecordingSleep,
+    map_delivery,
+    profile_for,
+)
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
-from ucf.core.mapping import CompiledMapping, MappedSignal
 from ucf.core.validation import parse_descriptor
-from ucf.core.webhook import delivery_id_of, event_type_of, handles
-from ucf.fakes.scenario import ProviderFake, Scenario, WebhookDelivery
-from ucf.runtime.auth import build_auth
+from ucf.fakes.scenario import ProviderFake, Scenario
 from ucf.runtime.http import HttpSettings, create_client
-from ucf.runtime.polling import Page
-from ucf.runtime.sources import GenericSource, SourceContext
+from ucf.runtime.sources import source_for
 from ucf.runtime.ssrf import EgressPolicy
 
-PROJECT = "battery"
+__all__ = [
+    "BRIEF_SIGNAL_TYPES",
+    "CATALOGUE",
+    "PROJECT",
+    "Delivered",
+    "Harness",
+    "Poll",
+    "RecordingSleep",
+    "map_delivery",
+]
+
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "webhooks"
 
 #: SPEC §9: the signal types each catalogue connector must produce (the minimum).
@@ -46,6 +61,19 @@ BRIEF_SIGNAL_TYPES: Mapping[str, frozenset[str]] = {
     "pagerduty": frozenset({"incident_triggered", "incident_resolved"}),
     "sentry": frozenset({"error_created", "error_resolved"}),
     "datadog": frozenset({"monitor_triggered", "monitor_resolved"}),
+    # Native connectors (issue 11 §2-§3).
+    "jira": frozenset(
+        {
+            "issue_created",
+            "issue_updated",
+            "issue_status_changed",
+            "issue_commented",
+            "issue_deleted",
+        }
+    ),
+    "asana": frozenset(
+        {"task_created", "task_updated", "task_completed", "task_assigned", "task_commented"}
+    ),
 }
 
 RAW_DESCRIPTORS: dict[str, dict[str, Any]] = {d["id"]: d for d in builtin_descriptors()}
@@ -59,15 +87,25 @@ def _parsed(connector_id: str) -> ConnectorDescriptor | None:
         return None  # the validation test reports why
 
 
+def _does(descriptor: ConnectorDescriptor, part: str) -> bool:
+    """Whether a connector polls / receives webhooks: its descriptor says so for a generic
+    connector, its source's declaration (``schedule``, ``webhooks``) for a native one."""
+    if descriptor.kind == "native":
+        try:
+            source = source_for(descriptor)
+        except LookupError:
+            return True  # let the tests fail loudly on the missing package
+        return (source.schedule if part == "polling" else source.webhooks) is not None
+    return (descriptor.polling if part == "polling" else descriptor.webhook) is not None
+
+
 def _with(part: str) -> list[str]:
-    """Catalogue ids whose descriptor has a polling / webhook part (collection time)."""
+    """Catalogue ids that poll / receive webhooks (collection time)."""
     chosen = []
     for connector_id in CATALOGUE:
         descriptor = _parsed(connector_id)
-        if descriptor is None:
-            chosen.append(connector_id)  # let the test fail loudly on the bad descriptor
-        elif (descriptor.polling if part == "polling" else descriptor.webhook) is not None:
-            chosen.append(connector_id)
+        if descriptor is None or _does(descriptor, part):
+            chosen.append(connector_id)  # a bad descriptor fails loudly in every test
     return chosen
 
 
@@ -75,53 +113,54 @@ POLLING = _with("polling")
 WEBHOOKS = _with("webhook")
 
 
+def _verified_with(connector_id: str) -> tuple[str | None, bool]:
+    """The credential deliveries are verified with, and whether a signature covers the
+    body: the descriptor's verifier for a generic connector, the scenario for a native one."""
+    descriptor = _parsed(connector_id)
+    if descriptor is None:
+        return "?", True
+    if descriptor.kind == "native":
+        from ucf.fakes.scenario import scenario_for
+
+        key = scenario_for(connector_id).webhook_secret_credential
+        return key, key is not None
+    from ucf.runtime.webhooks import compile_verifier
+
+    webhook = descriptor.webhook
+    signed = webhook is not None and webhook.verification == "signature"
+    return compile_verifier(descriptor).secret_credential, signed
+
+
+VERIFIED = [c for c in WEBHOOKS if _verified_with(c)[0] is not None]
+SIGNED = [c for c in WEBHOOKS if _verified_with(c)[1]]
+
+
 def descriptor_of(connector_id: str) -> ConnectorDescriptor:
     return parse_descriptor(RAW_DESCRIPTORS[connector_id])
 
 
-# --------------------------------------------------------------------------- polling
-
-
-class RecordingSleep:
-    """Stands in for ``asyncio.sleep``: remembers what the runtime asked for, waits nothing."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-
-
-@dataclass
-class Poll:
-    """One poll's pages and the signals its items map to."""
-
-    pages: list[Page]
-    signals: list[MappedSignal] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def checkpoint(self) -> str | None:
-        return self.pages[-1].checkpoint if self.pages else None
-
-    @property
-    def item_ids(self) -> set[str]:
-        return {s.item_id for s in self.signals}
-
-    @property
-    def keys(self) -> set[str]:
-        return {s.dedup_key for s in self.signals}
-
-    @property
-    def types(self) -> set[str]:
-        return {s.signal.type for s in self.signals}
+# --------------------------------------------------------------------------- harness
 
 
 class Harness:
-    """Polls a connector's fake through the real runtime."""
+    """Runs catalogue connectors against their fakes through the real runtime.
+
+    :meth:`profile` is how the battery reaches a connector of either kind
+    (:mod:`tests.catalogue.profiles`); :meth:`poll` stays for the per-connector
+    test files that poll a descriptor directly.
+    """
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+        self._profiles: dict[str, ConnectorProfile] = {}
+
+    def profile(self, connector_id: str) -> ConnectorProfile:
+        found = self._profiles.get(connector_id)
+        if found is None:
+            found = self._profiles[connector_id] = profile_for(
+                RAW_DESCRIPTORS[connector_id], self.client
+            )
+        return found
 
     async def poll(
         self,
@@ -134,27 +173,16 @@ class Harness:
         credentials: Mapping[str, str] | None = None,
         sleep: RecordingSleep | None = None,
     ) -> Poll:
-        config = scenario.config(fake.base_url)
-        auth = build_auth(
-            descriptor.auth,
-            dict(credentials if credentials is not None else scenario.credentials()),
-            token_client=self.client,
-            config=config,
-            sleep=sleep or RecordingSleep(),
+        profile = profile_for(descriptor.to_json(), self.client, scenario)
+        return await profile.poll(
+            fake, checkpoint=checkpoint, now=now, credentials=credentials, sleep=sleep
         )
-        context = SourceContext(
-            client=self.client, auth=auth, config=config, sleep=sleep or RecordingSleep()
-        )
-        source = GenericSource(descriptor)
-        assert source.plan is not None
-        mapping = source.plan.mapping
-        poll = Poll(pages=[])
-        async for page in source.fetch_delta(context, checkpoint, now=now):
-            poll.pages.append(page)
-            result = mapping.map_items(page.items, descriptor.id, PROJECT, now=now)
-            poll.signals.extend(result.signals)
-            poll.errors.extend(f"{e.item_id}: {e.reason}" for e in result.errors)
-        return poll
+
+    def close(self) -> None:
+        for profile in self._profiles.values():
+            close = getattr(profile, "close", None)
+            if callable(close):
+                close()
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -165,8 +193,10 @@ async def http_client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def harness(http_client: httpx.AsyncClient) -> Harness:
-    return Harness(http_client)
+def harness(http_client: httpx.AsyncClient) -> Iterator[Harness]:
+    found = Harness(http_client)
+    yield found
+    found.close()
 
 
 @pytest.fixture
@@ -183,46 +213,6 @@ WEBHOOK_URL = "https://ucf.example.com/api/webhooks/{connector}/battery"
 
 def webhook_url(connector_id: str) -> str:
     return WEBHOOK_URL.format(connector=connector_id)
-
-
-@dataclass
-class Delivered:
-    """What the gateway would make of one delivery: event type, handled, signals."""
-
-    event_type: str | None
-    handled: bool
-    signals: list[MappedSignal]
-    errors: list[str]
-
-
-def map_delivery(
-    descriptor: ConnectorDescriptor, delivery: WebhookDelivery, now: datetime
-) -> Delivered:
-    """The gateway's mapping steps (ucf.core.webhook + the webhook field mapping)."""
-    webhook = descriptor.webhook
-    mapping = descriptor.webhook_mapping()
-    assert webhook is not None
-    assert mapping is not None
-    payload = delivery.json()
-    event_type = event_type_of(webhook, payload, delivery.headers)
-    if event_type is None or not handles(webhook, event_type):
-        return Delivered(event_type, False, [], [])
-    compiled = CompiledMapping(mapping)
-    version = delivery_id_of(webhook, payload, delivery.headers) or delivery.name
-    result = compiled.map_items(
-        compiled.extract_items(payload),
-        descriptor.id,
-        PROJECT,
-        event_type=event_type,
-        version=version,
-        now=now,
-    )
-    return Delivered(
-        event_type,
-        True,
-        result.signals,
-        [f"{e.item_id}: {e.reason}" for e in result.errors],
-    )
 
 
 @dataclass(frozen=True)

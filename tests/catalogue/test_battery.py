@@ -1,16 +1,17 @@
-"""One battery for every catalogue connector (SPEC §9, issue 7).
+"""One battery for every catalogue connector (SPEC §9, issues 7 and 11).
 
 Parametrised over ``builtin_descriptors()``: a connector shipped without a
 scenario (``ucf.fakes.scenario``) fails here rather than going untested.
 Each test starts the connector's faithful fake on a loopback port and drives
-it through the real runtime.
+it through the real runtime. Generic and native connectors take the same
+checks; :mod:`tests.catalogue.profiles` is how each kind is run.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
-import httpx
 import pytest
 
 from tests.catalogue.conftest import (
@@ -18,21 +19,21 @@ from tests.catalogue.conftest import (
     CATALOGUE,
     POLLING,
     RAW_DESCRIPTORS,
+    SIGNED,
+    VERIFIED,
     WEBHOOKS,
     DocumentedExample,
     Harness,
     RecordingSleep,
-    descriptor_of,
     documented_examples,
-    map_delivery,
     webhook_url,
 )
+from tests.catalogue.profiles import ConnectorProfile
 from ucf.core.signal import iso_utc
 from ucf.core.validation import validate_descriptor
-from ucf.fakes.scenario import Scenario, WebhookDelivery, WebhookSample, scenario_for
+from ucf.fakes.scenario import Scenario, WebhookSample, scenario_for
 from ucf.runtime.http import AuthFailed
-from ucf.runtime.sources import SourceContext, run_health_check
-from ucf.runtime.webhooks import RejectCode, compile_verifier
+from ucf.runtime.webhooks import RejectCode
 
 SECOND_POLL_AFTER = timedelta(minutes=10)
 EXAMPLES = documented_examples()
@@ -42,35 +43,22 @@ def _scenario(connector_id: str) -> Scenario:
     return scenario_for(connector_id)
 
 
-def _verify(
-    connector_id: str,
-    delivery: WebhookDelivery,
-    now: datetime,
-    credentials: dict[str, str] | None = None,
-) -> RejectCode | None:
-    """What the gateway's verifier says about ``delivery``: None when accepted."""
-    descriptor = descriptor_of(connector_id)
-    result = compile_verifier(descriptor).verify(
-        body=delivery.body,
-        headers=delivery.headers,
-        url=delivery.url,
-        query=dict(httpx.URL(delivery.url).params),
-        credentials=credentials
-        if credentials is not None
-        else _scenario(connector_id).credentials(),
-        now=now,
-    )
-    return None if result.reason is None else result.reason.code
+def _handshakes() -> list[str]:
+    """Connectors whose provider sends a set-up request (the scenario says which)."""
+    found = []
+    for connector_id in WEBHOOKS:
+        try:
+            sample = _scenario(connector_id).handshake(url=webhook_url(connector_id), at=_NOW)
+        except LookupError:
+            found.append(connector_id)  # the scenario test reports it
+            continue
+        if sample is not None:
+            found.append(connector_id)
+    return found
 
 
-def _verification(connector_id: str) -> str:
-    descriptor = descriptor_of(connector_id)
-    assert descriptor.webhook is not None
-    return descriptor.webhook.verification
-
-
-SIGNED = [c for c in WEBHOOKS if _verification(c) == "signature"]
-VERIFIED = [c for c in WEBHOOKS if _verification(c) != "none"]
+_NOW = datetime(2026, 1, 1)
+HANDSHAKES = _handshakes()
 
 
 # --------------------------------------------------------------------------- descriptors
@@ -97,12 +85,10 @@ def test_every_catalogue_connector_has_a_scenario(connector_id: str) -> None:
 async def test_first_poll_takes_the_initial_window_across_every_page(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
-    assert descriptor.polling is not None
-    lookback = timedelta(seconds=descriptor.polling.initial_lookback_seconds)
-    with scenario.fake(now) as fake:
-        poll = await harness.poll(descriptor, scenario, fake, checkpoint=None, now=now)
+    profile = harness.profile(connector_id)
+    lookback = profile.initial_lookback
+    with profile.scenario.fake(now) as fake:
+        poll = await profile.poll(fake, checkpoint=None, now=now)
         expected = fake.ids_changed_since(now - lookback)
         stale = fake.ids_changed_since(now - 100 * lookback) - expected
 
@@ -120,15 +106,12 @@ async def test_first_poll_takes_the_initial_window_across_every_page(
 async def test_second_poll_brings_only_new_or_changed_items(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
+    profile = harness.profile(connector_id)
     later = now + SECOND_POLL_AFTER
-    with scenario.fake(now) as fake:
-        first = await harness.poll(descriptor, scenario, fake, checkpoint=None, now=now)
+    with profile.scenario.fake(now) as fake:
+        first = await profile.poll(fake, checkpoint=None, now=now)
         activity = fake.add_activity(later)
-        second = await harness.poll(
-            descriptor, scenario, fake, checkpoint=first.checkpoint, now=later
-        )
+        second = await profile.poll(fake, checkpoint=first.checkpoint, now=later)
 
     # New items always; changed ones where a poll can see them (Slack's history lists
     # messages by creation time, so edits and reactions only arrive by webhook).
@@ -145,14 +128,11 @@ async def test_second_poll_brings_only_new_or_changed_items(
 async def test_bad_credentials_stop_the_poll_with_a_clear_secret_free_error(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
-    bad = scenario.bad_credentials()
-    with scenario.fake(now) as fake:
+    profile = harness.profile(connector_id)
+    bad = profile.scenario.bad_credentials()
+    with profile.scenario.fake(now) as fake:
         with pytest.raises(AuthFailed) as caught:
-            await harness.poll(
-                descriptor, scenario, fake, checkpoint=None, now=now, credentials=bad
-            )
+            await profile.poll(fake, checkpoint=None, now=now, credentials=bad)
         requests = len(fake.server.requests)
 
     message = str(caught.value)
@@ -166,19 +146,13 @@ async def test_bad_credentials_stop_the_poll_with_a_clear_secret_free_error(
 async def test_health_check_passes_with_good_and_fails_clearly_with_bad_credentials(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
-    from ucf.runtime.auth import build_auth
-
+    profile = harness.profile(connector_id)
+    scenario = profile.scenario
     with scenario.fake(now) as fake:
-        config = scenario.config(fake.base_url)
-        results = []
-        for credentials in (scenario.credentials(), scenario.bad_credentials()):
-            auth = build_auth(
-                descriptor.auth, credentials, token_client=harness.client, config=config
-            )
-            context = SourceContext(client=harness.client, auth=auth, config=config)
-            results.append(await run_health_check(descriptor, context))
+        results = [
+            await profile.health(fake, credentials)
+            for credentials in (scenario.credentials(), scenario.bad_credentials())
+        ]
     good, bad = results
     assert good.ok, good.error
     assert not bad.ok
@@ -191,15 +165,12 @@ async def test_health_check_passes_with_good_and_fails_clearly_with_bad_credenti
 async def test_rate_limited_poll_waits_as_asked_and_completes(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
+    profile = harness.profile(connector_id)
     sleep = RecordingSleep()
-    with scenario.fake(now) as fake:
-        clean = await harness.poll(descriptor, scenario, fake, checkpoint=None, now=now)
+    with profile.scenario.fake(now) as fake:
+        clean = await profile.poll(fake, checkpoint=None, now=now)
         fake.server.inject(fake.rate_limit_fault(retry_after=3), path=fake.poll_route, times=1)
-        throttled = await harness.poll(
-            descriptor, scenario, fake, checkpoint=None, now=now, sleep=sleep
-        )
+        throttled = await profile.poll(fake, checkpoint=None, now=now, sleep=sleep)
 
     assert throttled.keys == clean.keys
     assert sum(page.rate_limit_waits for page in throttled.pages) == 1
@@ -211,25 +182,23 @@ async def test_rate_limited_poll_waits_as_asked_and_completes(
 
 async def _all_signals(connector_id: str, harness: Harness, now: datetime) -> list[str]:
     """Signal types of a first poll, an incremental poll and every webhook sample."""
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
+    profile = harness.profile(connector_id)
+    scenario = profile.scenario
     types: list[str] = []
-    if descriptor.polling is not None:
+    if profile.polls:
         later = now + SECOND_POLL_AFTER
         with scenario.fake(now) as fake:
-            first = await harness.poll(descriptor, scenario, fake, checkpoint=None, now=now)
+            first = await profile.poll(fake, checkpoint=None, now=now)
             fake.add_activity(later)
-            second = await harness.poll(
-                descriptor, scenario, fake, checkpoint=first.checkpoint, now=later
-            )
+            second = await profile.poll(fake, checkpoint=first.checkpoint, now=later)
         polled = first.types | second.types
         assert polled == scenario.polling_signal_types
         types += sorted(polled)
-    if descriptor.webhook is not None:
+    if profile.receives_webhooks:
         url = webhook_url(connector_id)
         pushed: set[str] = set()
         for sample in scenario.webhook_samples():
-            delivered = map_delivery(descriptor, scenario.sign(sample, url=url, at=now), now)
+            delivered = await profile.deliver(scenario.sign(sample, url=url, at=now), now)
             pushed |= {s.signal.type for s in delivered.signals}
         assert pushed == scenario.webhook_signal_types
         types += sorted(pushed)
@@ -250,19 +219,18 @@ async def test_every_signal_type_of_the_brief_comes_out(
 async def test_priority_participants_and_tags_are_mapped(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
+    profile = harness.profile(connector_id)
+    scenario = profile.scenario
     signals = []
-    expectations = scenario.expected_metadata(None) if descriptor.polling is None else ()
-    if descriptor.webhook is not None:
+    expectations = scenario.expected_metadata(None) if not profile.polls else ()
+    if profile.receives_webhooks:
         url = webhook_url(connector_id)
         for sample in scenario.webhook_samples():
-            signals += map_delivery(descriptor, scenario.sign(sample, url=url, at=now), now).signals
-    if descriptor.polling is not None:  # polled signals win: they are checked when there are any
+            delivered = await profile.deliver(scenario.sign(sample, url=url, at=now), now)
+            signals += delivered.signals
+    if profile.polls:  # polled signals win: they are checked when there are any
         with scenario.fake(now) as fake:
-            signals += (
-                await harness.poll(descriptor, scenario, fake, checkpoint=None, now=now)
-            ).signals
+            signals += (await profile.poll(fake, checkpoint=None, now=now)).signals
             expectations = scenario.expected_metadata(fake)
     assert expectations, "a scenario names items whose metadata the battery checks"
     by_id = {s.item_id: s.signal for s in signals}
@@ -286,100 +254,146 @@ def _samples(connector_id: str) -> list[WebhookSample]:
     return samples
 
 
+def _webhook_profile(harness: Harness, connector_id: str) -> ConnectorProfile:
+    profile = harness.profile(connector_id)
+    assert profile.receives_webhooks
+    return profile
+
+
 @pytest.mark.parametrize("connector_id", WEBHOOKS)
-def test_deliveries_signed_by_the_provider_are_accepted(connector_id: str, now: datetime) -> None:
-    scenario = _scenario(connector_id)
+async def test_deliveries_signed_by_the_provider_are_accepted(
+    connector_id: str, harness: Harness, now: datetime
+) -> None:
+    profile = _webhook_profile(harness, connector_id)
     url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        assert _verify(connector_id, scenario.sign(sample, url=url, at=now), now) is None, (
-            sample.name
-        )
+        checked = await profile.check(profile.scenario.sign(sample, url=url, at=now), now)
+        assert checked.accepted, (sample.name, checked)
 
 
 @pytest.mark.parametrize("connector_id", VERIFIED)
-def test_deliveries_checked_against_another_secret_are_rejected(
-    connector_id: str, now: datetime
+async def test_deliveries_checked_against_another_secret_are_rejected(
+    connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    scenario = _scenario(connector_id)
-    key = compile_verifier(descriptor_of(connector_id)).secret_credential
+    profile = _webhook_profile(harness, connector_id)
+    key = profile.secret_credential
     assert key is not None
-    other = {**scenario.credentials(), key: "not-the-secret-the-provider-signs-with"}
+    other = {**profile.scenario.credentials(), key: "not-the-secret-the-provider-signs-with"}
     url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        verdict = _verify(connector_id, scenario.sign(sample, url=url, at=now), now, other)
-        assert verdict in (RejectCode.SIGNATURE_MISMATCH, RejectCode.TOKEN_MISMATCH), sample.name
+        delivery = profile.scenario.sign(sample, url=url, at=now)
+        checked = await profile.check(delivery, now, other)
+        assert checked.code in (RejectCode.SIGNATURE_MISMATCH, RejectCode.TOKEN_MISMATCH), (
+            sample.name,
+            checked,
+        )
 
 
 @pytest.mark.parametrize("connector_id", SIGNED)
-def test_tampered_deliveries_are_rejected(connector_id: str, now: datetime) -> None:
-    scenario = _scenario(connector_id)
+async def test_tampered_deliveries_are_rejected(
+    connector_id: str, harness: Harness, now: datetime
+) -> None:
+    profile = _webhook_profile(harness, connector_id)
+    assert profile.signed
     url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        delivery = scenario.sign(sample, url=url, at=now).tampered()
-        assert _verify(connector_id, delivery, now) is RejectCode.SIGNATURE_MISMATCH, sample.name
+        delivery = profile.scenario.sign(sample, url=url, at=now).tampered()
+        checked = await profile.check(delivery, now)
+        assert checked.code == RejectCode.SIGNATURE_MISMATCH, (sample.name, checked)
 
 
 @pytest.mark.parametrize("connector_id", WEBHOOKS)
-def test_replays_outside_the_window_are_rejected_where_the_scheme_has_one(
-    connector_id: str, now: datetime
+async def test_replays_outside_the_window_are_rejected_where_the_scheme_has_one(
+    connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
-    signature = descriptor.signature_verification()
-    window = signature.timestamp if signature is not None else None
+    profile = _webhook_profile(harness, connector_id)
+    window = profile.replay_window_seconds
     sample = _samples(connector_id)[0]
     late = now + timedelta(minutes=20)
     if window is not None:
-        late = now + timedelta(seconds=window.tolerance_seconds + 60)
-    replayed = scenario.sign(sample, url=webhook_url(connector_id), at=now)
-    verdict = _verify(connector_id, replayed, late)
+        late = now + timedelta(seconds=window + 60)
+    replayed = profile.scenario.sign(sample, url=webhook_url(connector_id), at=now)
+    checked = await profile.check(replayed, late)
     if window is None:
-        # GitHub and Trello sign no timestamp (see their webhook docs): a replay verifies, and
-        # the delivery id dedups it. Asserted so a scheme change is noticed.
-        assert verdict is None
+        # GitHub, Trello and Jira sign no timestamp (see their webhook docs): a replay
+        # verifies, and the delivery's identity dedups it. Asserted so a change is noticed.
+        assert checked.accepted, checked
     else:
-        assert verdict is RejectCode.TIMESTAMP_OUTSIDE_WINDOW
+        assert checked.code == RejectCode.TIMESTAMP_OUTSIDE_WINDOW
+
+
+@pytest.mark.parametrize("connector_id", HANDSHAKES)
+async def test_the_providers_set_up_handshake_is_answered_as_documented(
+    connector_id: str, harness: Harness, now: datetime
+) -> None:
+    profile = _webhook_profile(harness, connector_id)
+    sample = profile.scenario.handshake(url=webhook_url(connector_id), at=now)
+    assert sample is not None
+    checked = await profile.check(sample.delivery, now)
+    assert checked.handshake is not None, checked
+    assert checked.handshake.status == 200
+    for name, value in sample.answer_headers.items():
+        assert checked.handshake.headers.get(name) == value, name
+    if sample.answer_body is not None:
+        assert json.loads(checked.handshake.body) == json.loads(sample.answer_body)
+    assert dict(checked.keep) == dict(sample.keeps)
 
 
 @pytest.mark.parametrize("connector_id", WEBHOOKS)
-def test_every_delivered_event_type_maps_to_its_signal_type(
-    connector_id: str, now: datetime
+async def test_every_delivered_event_type_maps_to_its_signal_type(
+    connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
+    profile = _webhook_profile(harness, connector_id)
     url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        delivered = map_delivery(descriptor, scenario.sign(sample, url=url, at=now), now)
+        delivered = await profile.deliver(profile.scenario.sign(sample, url=url, at=now), now)
         assert delivered.handled, f"{sample.name}: event {delivered.event_type} not handled"
         assert delivered.errors == [], sample.name
         assert tuple(s.signal.type for s in delivered.signals) == sample.expected_types, sample.name
 
 
 @pytest.mark.parametrize("connector_id", WEBHOOKS)
-def test_unknown_event_types_are_ignored(connector_id: str, now: datetime) -> None:
-    descriptor = descriptor_of(connector_id)
-    scenario = _scenario(connector_id)
-    sample = scenario.unknown_event_sample()
+async def test_a_redelivery_makes_the_same_signals_so_the_store_keeps_one(
+    connector_id: str, harness: Harness, now: datetime
+) -> None:
+    """Providers retry; the retried delivery must map to the same dedup keys (the
+    gateway tests show the store then inserts nothing the second time)."""
+    profile = _webhook_profile(harness, connector_id)
+    url = webhook_url(connector_id)
+    for sample in _samples(connector_id):
+        delivery = profile.scenario.sign(sample, url=url, at=now)
+        first = await profile.deliver(delivery, now)
+        again = await profile.deliver(delivery, now + timedelta(minutes=5))
+        keys = [s.dedup_key for s in first.signals]
+        assert keys, sample.name
+        assert [s.dedup_key for s in again.signals] == keys, sample.name
+
+
+@pytest.mark.parametrize("connector_id", WEBHOOKS)
+async def test_unknown_event_types_are_ignored(
+    connector_id: str, harness: Harness, now: datetime
+) -> None:
+    profile = _webhook_profile(harness, connector_id)
+    sample = profile.scenario.unknown_event_sample()
     assert sample is not None, "a scenario provides a delivery of an unhandled event type"
-    delivery = scenario.sign(sample, url=webhook_url(connector_id), at=now)
-    assert _verify(connector_id, delivery, now) is None
-    delivered = map_delivery(descriptor, delivery, now)
+    delivery = profile.scenario.sign(sample, url=webhook_url(connector_id), at=now)
+    assert (await profile.check(delivery, now)).accepted
+    delivered = await profile.deliver(delivery, now)
     assert delivered.event_type is not None
     assert not delivered.handled
     assert delivered.signals == []
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.id for e in EXAMPLES])
-def test_documented_provider_payloads_verify_and_map(
-    example: DocumentedExample, now: datetime
+async def test_documented_provider_payloads_verify_and_map(
+    example: DocumentedExample, harness: Harness, now: datetime
 ) -> None:
-    descriptor = descriptor_of(example.connector)
-    scenario = _scenario(example.connector)
+    profile = _webhook_profile(harness, example.connector)
     sample = WebhookSample(
         example.file.name, example.file.read_bytes(), example.headers, example.expected_types
     )
-    delivery = scenario.sign(sample, url=webhook_url(example.connector), at=now)
-    assert _verify(example.connector, delivery, now) is None
-    delivered = map_delivery(descriptor, delivery, now)
+    delivery = profile.scenario.sign(sample, url=webhook_url(example.connector), at=now)
+    assert (await profile.check(delivery, now)).accepted
+    delivered = await profile.deliver(delivery, now)
     assert delivered.errors == []
     assert tuple(s.signal.type for s in delivered.signals) == example.expected_types

@@ -42,6 +42,7 @@ from ucf.fakes.kit import FakeServer, Fault
 __all__ = [
     "MODULE_OVERRIDES",
     "Activity",
+    "HandshakeSample",
     "MetadataExpectation",
     "ProviderFake",
     "Scenario",
@@ -115,6 +116,21 @@ class WebhookDelivery:
         else:
             changed = self.body + b" "
         return replace(self, body=changed)
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeSample:
+    """A provider's set-up request and the answer its documentation asks for.
+
+    ``answer_headers`` must be echoed (Asana's ``X-Hook-Secret``), ``answer_body``
+    returned (Slack's challenge); ``keeps`` are the credentials the handshake
+    hands over and the instance must store (Asana, Notion).
+    """
+
+    delivery: WebhookDelivery
+    answer_headers: Mapping[str, str] = field(default_factory=dict)
+    answer_body: bytes | None = None
+    keeps: Mapping[str, str] = field(default_factory=dict)
 
 
 def hmac_digest(
@@ -229,6 +245,11 @@ class Scenario(ABC):
     webhook_signal_types: frozenset[str] = frozenset()
     #: Items whose metadata the battery checks, among polled or delivered signals.
     metadata: tuple[MetadataExpectation, ...] = ()
+    #: Native connectors only (a descriptor says it for generic ones): the credential
+    #: deliveries are verified with, None when deliveries are not verified, and the
+    #: signature's timestamp window in seconds, None when the scheme signs no time.
+    webhook_secret_credential: str | None = None
+    replay_window_seconds: int | None = None
 
     def expected_metadata(self, fake: ProviderFake | None) -> tuple[MetadataExpectation, ...]:
         """:attr:`metadata`, or expectations that depend on the fake's dataset.
@@ -265,6 +286,10 @@ class Scenario(ABC):
 
     def unknown_event_sample(self) -> WebhookSample | None:
         """A well-formed delivery of an event type the connector does not handle."""
+        return None
+
+    def handshake(self, *, url: str, at: datetime) -> HandshakeSample | None:
+        """The provider's set-up request to ``url``, when its scheme has one."""
         return None
 
     def sign(self, sample: WebhookSample, *, url: str, at: datetime) -> WebhookDelivery:

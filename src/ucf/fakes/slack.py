@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from urllib.parse import parse_qs
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
 from ucf.fakes.scenario import (
     Activity,
+    HandshakeSample,
     MetadataExpectation,
     ProviderFake,
     Scenario,
@@ -518,6 +520,23 @@ class SlackScenario(Scenario):
 
     def sign(self, sample: WebhookSample, *, url: str, at: datetime) -> WebhookDelivery:
         return sign_delivery(sample, url=url, at=at)
+
+    def handshake(self, *, url: str, at: datetime) -> HandshakeSample:
+        """Slack's ``url_verification`` (signed like every request; answered with the challenge,
+        https://docs.slack.dev/reference/events/url_verification)."""
+        challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+        sample = WebhookSample.of(
+            "url_verification",
+            {
+                "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl",
+                "challenge": challenge,
+                "type": "url_verification",
+            },
+        )
+        return HandshakeSample(
+            sign_delivery(sample, url=url, at=at),
+            answer_body=json.dumps({"challenge": challenge}).encode(),
+        )
 
 
 def scenario(connector_id: str) -> Scenario:

@@ -65,14 +65,16 @@ BLOCK_VARIABLE: Final = "UCF_NATIVE_BLOCK"
 
 @dataclass(frozen=True, slots=True)
 class PollSchedule:
-    """How often a source polls and how many requests a minute its upstream allows.
+    """How often a source polls, how many requests a minute its upstream allows, and how
+    far back its first poll reaches.
 
-    A generic source takes both from ``ingestion.polling``; a native source
+    A generic source takes them from ``ingestion.polling``; a native source
     declares them in code. A source without a schedule receives webhooks only.
     """
 
     interval_seconds: int = 300
     rate_limit_rpm: int = 60
+    initial_lookback_seconds: int = 7 * 24 * 3600
 
 
 # --------------------------------------------------------------------------- webhooks

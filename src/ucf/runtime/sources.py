@@ -156,7 +156,11 @@ class GenericSource:
         polling = descriptor.polling
         self._plan = PollPlan.compile(descriptor) if polling is not None else None
         self._schedule = (
-            PollSchedule(polling.interval_seconds, polling.rate_limit_rpm)
+            PollSchedule(
+                polling.interval_seconds,
+                polling.rate_limit_rpm,
+                polling.initial_lookback_seconds,
+            )
             if polling is not None
             else None
         )

@@ -1,0 +1,453 @@
+"""How the battery drives one catalogue connector: one profile per kind of connector.
+
+The battery's checks are the same for every connector (first poll, pagination,
+checkpoint resume, bad credentials, 429, health, every signal type, webhook
+verification, redelivery); what differs is *how* a connector is run:
+
+* :class:`GenericProfile` — a JSON descriptor: the polling engine and the
+  ``fieldMapping``, the descriptor's verifier (``compile_verifier``), handshakes
+  and webhook mapping, exactly as the gateway runs them;
+* :class:`NativeProfile` — a native package: its ``Source`` (``fetch_delta`` +
+  ``normalise``, its own ``auth()`` hook through :func:`ucf.runtime.connection.connect`)
+  and its ``WebhookHandler`` (``verify`` + ``signals``), exactly as the gateway
+  and the poll job run them.
+
+A new native connector needs nothing here: :func:`profile_for` picks the
+profile from the descriptor's ``kind``, and everything provider-specific sits
+in the connector's :class:`~ucf.fakes.scenario.Scenario`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.mapping import CompiledMapping, MappedSignal
+from ucf.core.payload import payload_or_missing
+from ucf.core.validation import parse_descriptor
+from ucf.core.webhook import delivery_id_of, event_type_of, handles
+from ucf.fakes.scenario import ProviderFake, Scenario, WebhookDelivery, scenario_for
+from ucf.runtime.connection import connect
+from ucf.runtime.native import (
+    Handshake,
+    Malformed,
+    Refused,
+    Unhandled,
+    WebhookContext,
+    WebhookHandler,
+    WebhookRequest,
+)
+from ucf.runtime.polling import Page
+from ucf.runtime.sources import GenericSource, HealthResult, Source, SourceContext, source_for
+from ucf.runtime.webhooks import HandshakeResponse, check_delivery, compile_verifier
+
+PROJECT = "battery"
+
+
+class RecordingSleep:
+    """Stands in for ``asyncio.sleep``: remembers what the runtime asked for, waits nothing."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@dataclass
+class Poll:
+    """One poll's pages and the signals its items map to."""
+
+    pages: list[Page]
+    signals: list[MappedSignal] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def checkpoint(self) -> str | None:
+        return self.pages[-1].checkpoint if self.pages else None
+
+    @property
+    def item_ids(self) -> set[str]:
+        return {s.item_id for s in self.signals}
+
+    @property
+    def keys(self) -> set[str]:
+        return {s.dedup_key for s in self.signals}
+
+    @property
+    def types(self) -> set[str]:
+        return {s.signal.type for s in self.signals}
+
+
+@dataclass
+class Delivered:
+    """What the gateway would make of one delivery: event type, handled, signals."""
+
+    event_type: str | None
+    handled: bool
+    signals: list[MappedSignal]
+    errors: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """The gateway's verdict on one request: accepted, refused (``code``) or a handshake."""
+
+    code: str | None = None
+    handshake: HandshakeResponse | None = None
+    keep: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> bool:
+        return self.code is None and self.handshake is None
+
+
+class ConnectorProfile(ABC):
+    """One connector as the battery runs it (see the module doc)."""
+
+    def __init__(
+        self, descriptor: ConnectorDescriptor, scenario: Scenario, client: httpx.AsyncClient
+    ) -> None:
+        self.descriptor = descriptor
+        self.scenario = scenario
+        self.client = client
+
+    @property
+    def connector_id(self) -> str:
+        return self.descriptor.id
+
+    # -- what the connector does
+
+    @property
+    @abstractmethod
+    def polls(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def receives_webhooks(self) -> bool: ...
+
+    @property
+    @abstractmethod
+    def initial_lookback(self) -> timedelta:
+        """How far back a first poll reaches."""
+
+    @property
+    @abstractmethod
+    def secret_credential(self) -> str | None:
+        """The credential webhook deliveries are verified with (None: not verified)."""
+
+    @property
+    @abstractmethod
+    def signed(self) -> bool:
+        """Deliveries carry a signature over the body: any byte changed must be refused."""
+
+    @property
+    @abstractmethod
+    def replay_window_seconds(self) -> int | None:
+        """The scheme's timestamp window; None when it signs no timestamp."""
+
+    # -- running it
+
+    def source(self) -> Source:
+        return source_for(self.descriptor)
+
+    def context(
+        self,
+        fake: ProviderFake | None,
+        *,
+        credentials: Mapping[str, str] | None = None,
+        sleep: RecordingSleep | None = None,
+    ) -> SourceContext:
+        """What the poll job builds for one instance (``connect``: auth hook or descriptor)."""
+        base_url = fake.base_url if fake is not None else "http://127.0.0.1:9"
+        return connect(
+            self.source(),
+            credentials=dict(
+                credentials if credentials is not None else self.scenario.credentials()
+            ),
+            config=self.scenario.config(base_url),
+            client=self.client,
+            sleep=sleep or RecordingSleep(),
+        )
+
+    async def poll(
+        self,
+        fake: ProviderFake,
+        *,
+        checkpoint: str | None,
+        now: datetime,
+        credentials: Mapping[str, str] | None = None,
+        sleep: RecordingSleep | None = None,
+    ) -> Poll:
+        source = self.source()
+        context = self.context(fake, credentials=credentials, sleep=sleep)
+        poll = Poll(pages=[])
+        async for page in source.fetch_delta(context, checkpoint, now=now):
+            poll.pages.append(page)
+            result = self.normalise(source, page.items, now)
+            poll.signals.extend(result.signals)
+            poll.errors.extend(f"{e.item_id}: {e.reason}" for e in result.errors)
+        return poll
+
+    def normalise(self, source: Source, items: list[Any], now: datetime) -> Any:
+        return source.normalise(items, project_id=PROJECT, now=now)
+
+    async def health(self, fake: ProviderFake, credentials: Mapping[str, str]) -> HealthResult:
+        return await self.source().health_check(self.context(fake, credentials=credentials))
+
+    @abstractmethod
+    async def check(
+        self,
+        delivery: WebhookDelivery,
+        now: datetime,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Checked:
+        """What the gateway's verification says about ``delivery``."""
+
+    @abstractmethod
+    async def deliver(self, delivery: WebhookDelivery, now: datetime) -> Delivered:
+        """The signals the gateway would store for a verified ``delivery``."""
+
+
+class GenericProfile(ConnectorProfile):
+    """A descriptor-driven connector, run by the engine and the descriptor's verifier."""
+
+    @property
+    def polls(self) -> bool:
+        return self.descriptor.polling is not None
+
+    @property
+    def receives_webhooks(self) -> bool:
+        return self.descriptor.webhook is not None
+
+    @property
+    def initial_lookback(self) -> timedelta:
+        polling = self.descriptor.polling
+        assert polling is not None
+        return timedelta(seconds=polling.initial_lookback_seconds)
+
+    @property
+    def secret_credential(self) -> str | None:
+        return compile_verifier(self.descriptor).secret_credential
+
+    @property
+    def signed(self) -> bool:
+        webhook = self.descriptor.webhook
+        return webhook is not None and webhook.verification == "signature"
+
+    @property
+    def replay_window_seconds(self) -> int | None:
+        signature = self.descriptor.signature_verification()
+        window = signature.timestamp if signature is not None else None
+        return window.tolerance_seconds if window is not None else None
+
+    def normalise(self, source: Source, items: list[Any], now: datetime) -> Any:
+        assert isinstance(source, GenericSource)
+        assert source.plan is not None
+        return source.plan.mapping.map_items(items, self.connector_id, PROJECT, now=now)
+
+    async def check(
+        self,
+        delivery: WebhookDelivery,
+        now: datetime,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Checked:
+        admission = check_delivery(
+            compile_verifier(self.descriptor),
+            self.descriptor,
+            method=delivery.method,
+            body=delivery.body,
+            headers=delivery.headers,
+            url=delivery.url,
+            query=dict(httpx.URL(delivery.url).params),
+            credentials=credentials if credentials is not None else self.scenario.credentials(),
+            now=now,
+            payload=payload_or_missing(delivery.body),
+        )
+        reason = admission.result.reason
+        if reason is not None:
+            return Checked(code=str(reason.code))
+        handshake = admission.handshake
+        if handshake is not None:
+            secret = self.secret_credential
+            keep = (
+                {secret: handshake.captured_secret} if secret and handshake.captured_secret else {}
+            )
+            return Checked(handshake=handshake, keep=keep)
+        return Checked()
+
+    async def deliver(self, delivery: WebhookDelivery, now: datetime) -> Delivered:
+        return map_delivery(self.descriptor, delivery, now)
+
+
+class NativeProfile(ConnectorProfile):
+    """A native package, run through its Source and WebhookHandler as the service runs them.
+
+    Handlers that fetch from upstream (Asana resolves compact events) get the
+    connector's fake, started on first use and stopped by :meth:`close`.
+    """
+
+    def __init__(
+        self, descriptor: ConnectorDescriptor, scenario: Scenario, client: httpx.AsyncClient
+    ) -> None:
+        super().__init__(descriptor, scenario, client)
+        self._source = source_for(descriptor)
+        self._fake: ProviderFake | None = None
+        self.fake_now: datetime | None = None
+
+    def source(self) -> Source:
+        return self._source
+
+    @property
+    def polls(self) -> bool:
+        return self._source.schedule is not None
+
+    @property
+    def receives_webhooks(self) -> bool:
+        return self._source.webhooks is not None
+
+    @property
+    def initial_lookback(self) -> timedelta:
+        schedule = self._source.schedule
+        assert schedule is not None
+        return timedelta(seconds=schedule.initial_lookback_seconds)
+
+    @property
+    def secret_credential(self) -> str | None:
+        return self.scenario.webhook_secret_credential
+
+    @property
+    def signed(self) -> bool:
+        return self.secret_credential is not None
+
+    @property
+    def replay_window_seconds(self) -> int | None:
+        return self.scenario.replay_window_seconds
+
+    @property
+    def handler(self) -> WebhookHandler:
+        handler = self._source.webhooks
+        assert handler is not None, f"{self.connector_id} receives no webhooks"
+        return handler
+
+    def _upstream_fake(self, now: datetime) -> ProviderFake:
+        if self._fake is None:
+            self._fake = self.scenario.fake(self.fake_now or now).start()
+        return self._fake
+
+    def _webhook_context(
+        self, now: datetime, credentials: Mapping[str, str] | None = None
+    ) -> WebhookContext:
+        values = dict(credentials if credentials is not None else self.scenario.credentials())
+
+        async def upstream() -> SourceContext:
+            return self.context(self._upstream_fake(now), credentials=values)
+
+        # The instance's config as the gateway passes it (a handler reads it, the fake's
+        # address only matters to handlers that call upstream).
+        base = self._fake.base_url if self._fake is not None else "http://127.0.0.1:9"
+        return WebhookContext(
+            project_id=PROJECT,
+            connector_id=self.connector_id,
+            credentials=values,
+            config=self.scenario.config(base),
+            now=now,
+            upstream=upstream,
+        )
+
+    @staticmethod
+    def _request(delivery: WebhookDelivery) -> WebhookRequest:
+        return WebhookRequest(
+            method=delivery.method,
+            body=delivery.body,
+            headers=delivery.headers,
+            query=dict(httpx.URL(delivery.url).params),
+            url=delivery.url,
+        )
+
+    async def check(
+        self,
+        delivery: WebhookDelivery,
+        now: datetime,
+        credentials: Mapping[str, str] | None = None,
+    ) -> Checked:
+        verdict = await self.handler.verify(
+            self._request(delivery), self._webhook_context(now, credentials)
+        )
+        if isinstance(verdict, Refused):
+            return Checked(code=verdict.code)
+        if isinstance(verdict, Handshake):
+            return Checked(handshake=verdict.response, keep=dict(verdict.keep))
+        return Checked()
+
+    async def deliver(self, delivery: WebhookDelivery, now: datetime) -> Delivered:
+        context = self._webhook_context(now)
+        request = self._request(delivery)
+        try:
+            mapped = await self.handler.signals(request, context)
+        except Malformed as error:
+            return Delivered(None, False, [], [f"malformed: {error}"])
+        if isinstance(mapped, Unhandled):
+            return Delivered(mapped.event_type, False, [], [])
+        return Delivered(
+            None,
+            True,
+            list(mapped.signals),
+            [f"{e.item_id}: {e.reason}" for e in mapped.errors],
+        )
+
+    def close(self) -> None:
+        if self._fake is not None:
+            self._fake.stop()
+            self._fake = None
+
+
+def map_delivery(
+    descriptor: ConnectorDescriptor, delivery: WebhookDelivery, now: datetime
+) -> Delivered:
+    """The gateway's mapping steps for a generic connector (ucf.core.webhook + mapping)."""
+    webhook = descriptor.webhook
+    mapping = descriptor.webhook_mapping()
+    assert webhook is not None
+    assert mapping is not None
+    payload = delivery.json()
+    event_type = event_type_of(webhook, payload, delivery.headers)
+    if event_type is None or not handles(webhook, event_type):
+        return Delivered(event_type, False, [], [])
+    compiled = CompiledMapping(mapping)
+    version = (
+        delivery_id_of(webhook, payload, delivery.headers)
+        or hashlib.sha256(delivery.body).hexdigest()
+    )
+    result = compiled.map_items(
+        compiled.extract_items(payload),
+        descriptor.id,
+        PROJECT,
+        event_type=event_type,
+        version=version,
+        now=now,
+    )
+    return Delivered(
+        event_type,
+        True,
+        result.signals,
+        [f"{e.item_id}: {e.reason}" for e in result.errors],
+    )
+
+
+def profile_for(
+    raw: Mapping[str, Any], client: httpx.AsyncClient, scenario: Scenario | None = None
+) -> ConnectorProfile:
+    """The profile of a catalogue descriptor (its JSON object), by its ``kind``."""
+    descriptor = parse_descriptor(dict(raw))
+    found = scenario or scenario_for(descriptor.id)
+    if descriptor.kind == "native":
+        return NativeProfile(descriptor, found, client)
+    return GenericProfile(descriptor, found, client)
