@@ -122,8 +122,9 @@ def _verified_with(connector_id: str) -> tuple[str | None, bool]:
     if descriptor.kind == "native":
         from ucf.fakes.scenario import scenario_for
 
-        key = scenario_for(connector_id).webhook_secret_credential
-        return key, key is not None
+        found = scenario_for(connector_id)
+        key = found.webhook_secret_credential
+        return key, key is not None and found.webhook_signs_body
     from ucf.runtime.webhooks import compile_verifier
 
     webhook = descriptor.webhook

@@ -250,6 +250,9 @@ class Scenario(ABC):
     #: signature's timestamp window in seconds, None when the scheme signs no time.
     webhook_secret_credential: str | None = None
     replay_window_seconds: int | None = None
+    #: Native connectors only: the secret signs the body (any byte changed is refused).
+    #: False for a shared value the body carries (Graph's ``clientState``).
+    webhook_signs_body: bool = True
 
     def expected_metadata(self, fake: ProviderFake | None) -> tuple[MetadataExpectation, ...]:
         """:attr:`metadata`, or expectations that depend on the fake's dataset.
@@ -308,7 +311,7 @@ class ScenarioMissing(LookupError):
     """A catalogue connector without a scenario: the battery cannot vouch for it."""
 
 
-MODULE_OVERRIDES: Final[Mapping[str, str]] = {}
+MODULE_OVERRIDES: Final[Mapping[str, str]] = {"outlook": "ucf.fakes.graph"}
 """Connector ids whose scenario module is not ``ucf.fakes.<id up to its first '-'>``."""
 
 
