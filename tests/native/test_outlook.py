@@ -28,7 +28,14 @@ from ucf.native.outlook.messages import SELECTED, ticket_keys, to_signals
 from ucf.native.outlook.source import OutlookSource
 from ucf.runtime.connection import connect
 from ucf.runtime.http import HttpSettings, create_client
-from ucf.runtime.native import Handshake, Refused, Verified, WebhookContext, WebhookRequest
+from ucf.runtime.native import (
+    Handshake,
+    MaintenanceContext,
+    Refused,
+    Verified,
+    WebhookContext,
+    WebhookRequest,
+)
 from ucf.runtime.sources import SourceContext
 from ucf.runtime.ssrf import EgressPolicy
 
@@ -442,3 +449,119 @@ async def test_a_notification_and_the_next_poll_make_the_same_signal(
     assert signal.dedup_key in {s.dedup_key for s in polled.signals}
     fetched = fake.server.requests_to(f"/v1.0/me/messages/{new_id}")[0]
     assert fetched.param("$select") == ",".join(SELECTED)
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+HOOK_URL = "https://ucf.example.com/api/webhooks/outlook/p"
+
+
+class Saved:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, str | None]] = []
+
+    async def __call__(self, updates: Mapping[str, str | None]) -> None:
+        self.calls.append(dict(updates))
+
+    @property
+    def merged(self) -> dict[str, str | None]:
+        merged: dict[str, str | None] = {}
+        for call in self.calls:
+            merged.update(call)
+        return merged
+
+
+def maintenance(
+    client: httpx.AsyncClient,
+    fake: GraphFake,
+    saved: Saved,
+    *,
+    url: str | None = HOOK_URL,
+    **credentials: str,
+) -> MaintenanceContext:
+    async def upstream() -> SourceContext:
+        return context_for(client, fake)
+
+    return MaintenanceContext(
+        project_id="p",
+        connector_id="outlook",
+        config=config(fake),
+        credentials=user_credentials(**credentials),
+        upstream=upstream,
+        webhook_url=url,
+        save_credentials=saved,
+        now=NOW,
+    )
+
+
+async def test_maintenance_creates_the_subscription_after_storing_a_fresh_client_state(
+    fake: GraphFake, client: httpx.AsyncClient
+) -> None:
+    saved = Saved()
+    done = await OutlookSource(DESCRIPTOR).maintain(maintenance(client, fake, saved))
+
+    assert done == "subscription created"
+    [subscription] = fake.subscriptions.values()
+    first = saved.calls[0]
+    assert list(first) == ["clientState"]  # stored before Graph can send a notification
+    assert subscription.client_state == first["clientState"]
+    assert len(subscription.client_state or "") >= 32
+    assert subscription.notification_url == HOOK_URL
+    assert subscription.lifecycle_url == HOOK_URL
+    assert subscription.resource == "me/mailFolders('inbox')/messages"
+    assert subscription.change_type == "created,updated"
+    assert saved.merged["subscriptionId"] == subscription.id
+    assert subscription.expires - NOW > timedelta(days=2)
+
+
+async def test_maintenance_renews_a_subscription_before_it_expires(
+    fake: GraphFake, client: httpx.AsyncClient
+) -> None:
+    source = OutlookSource(DESCRIPTOR)
+    saved = Saved()
+    await source.maintain(maintenance(client, fake, saved))
+    [subscription] = fake.subscriptions.values()
+    subscription.expires = NOW + timedelta(hours=3)
+    stored = {k: v for k, v in saved.merged.items() if v is not None}
+    stored["subscriptionExpiresAt"] = subscription.expires.isoformat()
+
+    again = Saved()
+    done = await source.maintain(maintenance(client, fake, again, **stored))
+
+    assert done == "subscription renewed"
+    assert list(fake.subscriptions) == [subscription.id]
+    assert subscription.expires - NOW > timedelta(days=2)
+    assert again.merged["subscriptionExpiresAt"] is not None
+
+
+async def test_maintenance_leaves_a_current_subscription_alone_and_recreates_a_lost_one(
+    fake: GraphFake, client: httpx.AsyncClient
+) -> None:
+    source = OutlookSource(DESCRIPTOR)
+    saved = Saved()
+    await source.maintain(maintenance(client, fake, saved))
+    stored = {k: v for k, v in saved.merged.items() if v is not None}
+
+    assert await source.maintain(maintenance(client, fake, Saved(), **stored)) == (
+        "subscription is current"
+    )
+    assert not [r for r in fake.server.requests if r.method == "PATCH"]
+
+    fake.subscriptions.clear()  # Graph removed it (subscriptionRemoved)
+    again = Saved()
+    assert await source.maintain(maintenance(client, fake, again, **stored)) == (
+        "subscription recreated"
+    )
+    [recreated] = fake.subscriptions.values()
+    assert recreated.client_state == stored["clientState"]
+    assert again.merged["subscriptionId"] == recreated.id != stored["subscriptionId"]
+
+
+async def test_without_a_public_url_maintenance_does_nothing(
+    fake: GraphFake, client: httpx.AsyncClient
+) -> None:
+    saved = Saved()
+    done = await OutlookSource(DESCRIPTOR).maintain(maintenance(client, fake, saved, url=None))
+    assert done == "no public webhook URL: polling only"
+    assert fake.server.requests == []
+    assert saved.calls == []

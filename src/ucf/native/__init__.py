@@ -22,7 +22,10 @@ A source
 - may define ``auth(credentials, *, config, token_client, on_rotate, now,
   settings)`` for auth a descriptor cannot express, built from
   :class:`StaticAuth` and :class:`OAuth2Flow` (Asana: a personal access
-  token, or OAuth with refresh when the OAuth credentials are present).
+  token, or OAuth with refresh when the OAuth credentials are present);
+- may define ``async maintain(context: MaintenanceContext) -> str`` for upkeep
+  between polls (Outlook creates and renews its Graph subscription); the
+  scheduler calls it soon after set-up, then every few minutes.
 
 Signals then take the path every signal takes: sanitiser, dedup ingest,
 outbox, checkpoint compare-and-set.
@@ -52,6 +55,7 @@ from ucf.runtime.http import (
 )
 from ucf.runtime.native import (
     Handshake,
+    MaintenanceContext,
     Malformed,
     NativeConnector,
     PollSchedule,
@@ -81,6 +85,7 @@ __all__ = [
     "HealthResult",
     "HttpSettings",
     "ItemError",
+    "MaintenanceContext",
     "Malformed",
     "MalformedResponse",
     "MappedSignal",

@@ -33,6 +33,7 @@ from ucf.native import (
     HealthCheckPlan,
     HealthResult,
     HttpSettings,
+    MaintenanceContext,
     MalformedResponse,
     MappingResult,
     OAuth2Config,
@@ -212,6 +213,15 @@ class OutlookSource:
 
     def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:
         return to_signals(items, project_id=project_id)
+
+    # -- upkeep
+
+    async def maintain(self, context: MaintenanceContext) -> str:
+        """Create, renew or recreate the folder's Graph subscription (see
+        :mod:`ucf.native.outlook.subscriptions`)."""
+        from ucf.native.outlook.subscriptions import maintain
+
+        return await maintain(self.mailbox(context.config), context)
 
     # -- health
 

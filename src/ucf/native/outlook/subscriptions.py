@@ -18,7 +18,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ucf.native import MalformedResponse, UpstreamCalls, parse_json
+from ucf.native import MaintenanceContext, MalformedResponse, UpstreamCalls, parse_json
 from ucf.native.outlook.mailbox import Mailbox
 
 __all__ = ["LIFETIME", "RENEW_BEFORE", "create", "maintain", "renew"]
@@ -88,16 +88,13 @@ async def _exists(calls: UpstreamCalls, mailbox: Mailbox, subscription_id: str) 
     return response.status_code != 404
 
 
-async def maintain(mailbox: Mailbox, context: Any) -> str:
-    """Create, renew or recreate the instance's subscription; says what it did.
-
-    ``context`` is a :class:`ucf.native.MaintenanceContext`.
-    """
-    url: str | None = context.webhook_url
+async def maintain(mailbox: Mailbox, context: MaintenanceContext) -> str:
+    """Create, renew or recreate the instance's subscription; says what it did."""
+    url = context.webhook_url
     if url is None:
         return "no public webhook URL: polling only"
     credentials = context.credentials
-    now: datetime = context.now
+    now = context.now
     calls = UpstreamCalls(await context.upstream())
     client_state = credentials.get(CLIENT_STATE) or ""
     if not client_state:
