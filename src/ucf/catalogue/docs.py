@@ -10,6 +10,7 @@ provider documentation it follows (``references``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from importlib import resources
 
 from ucf.core import descriptor as d
 
@@ -207,6 +208,15 @@ def _sources_lines(references: list[d.Reference]) -> list[str]:
     return [*lines, ""]
 
 
+def _setup_lines(connector_id: str) -> list[str]:
+    """A hand-written set-up guide shipped beside the descriptor (``<id>.setup.md``): what to
+    click in the provider's console, which a descriptor cannot say (Outlook's Entra ID app)."""
+    guide = resources.files("ucf.catalogue").joinpath(f"{connector_id}.setup.md")
+    if not guide.is_file():
+        return []
+    return [*guide.read_text(encoding="utf-8").rstrip("\n").split("\n"), ""]
+
+
 def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
     """The Markdown page of one connector."""
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
@@ -220,9 +230,9 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor) -> str:
         f"- Category: {descriptor.category}; kind: {descriptor.kind}; version {descriptor.version}",
         f"- Auth: `{descriptor.auth.method}`; ingestion: `{mode}`",
         "",
-        "## Credentials",
-        "",
     ]
+    lines += _setup_lines(descriptor.id)
+    lines += ["## Credentials", ""]
     if descriptor.docs_url:
         lines += [f"Create them at <{descriptor.docs_url}>.", ""]
     lines += _auth_lines(descriptor.auth)
