@@ -75,6 +75,7 @@ BRIEF_SIGNAL_TYPES: Mapping[str, frozenset[str]] = {
         {"task_created", "task_updated", "task_completed", "task_assigned", "task_commented"}
     ),
     "ses": frozenset({"email_received"}),
+    "outlook": frozenset({"email_received", "email_updated"}),
 }
 
 RAW_DESCRIPTORS: dict[str, dict[str, Any]] = {d["id"]: d for d in builtin_descriptors()}
@@ -123,8 +124,9 @@ def _verified_with(connector_id: str) -> tuple[str | None, bool]:
     if descriptor.kind == "native":
         from ucf.fakes.scenario import scenario_for
 
-        key = scenario_for(connector_id).webhook_secret_credential
-        return key, key is not None
+        found = scenario_for(connector_id)
+        key = found.webhook_secret_credential
+        return key, key is not None and found.webhook_signs_body
     from ucf.runtime.webhooks import compile_verifier
 
     webhook = descriptor.webhook

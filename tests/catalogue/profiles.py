@@ -325,7 +325,7 @@ class NativeProfile(ConnectorProfile):
 
     @property
     def signed(self) -> bool:
-        return self.secret_credential is not None
+        return self.secret_credential is not None and self.scenario.webhook_signs_body
 
     @property
     def replay_window_seconds(self) -> int | None:

@@ -225,9 +225,8 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") 
         f"- Category: {descriptor.category}; kind: {descriptor.kind}; version {descriptor.version}",
         f"- Auth: `{descriptor.auth.method}`; ingestion: `{mode}`",
         "",
-        "## Credentials",
-        "",
     ]
+    lines += ["## Credentials", ""]
     if descriptor.docs_url:
         lines += [f"Create them at <{descriptor.docs_url}>.", ""]
     if descriptor.kind == "native":

@@ -256,6 +256,9 @@ class Scenario(ABC):
     #: The provider counts only 200/204 as delivered (Asana), so a delivery of events the
     #: connector does not map is a 200 that stores nothing rather than the gateway's 202.
     unmapped_events_answered_200: bool = False
+    #: Native connectors only: the secret signs the body (any byte changed is refused).
+    #: False for a shared value the body carries (Graph's ``clientState``).
+    webhook_signs_body: bool = True
 
     def expected_metadata(self, fake: ProviderFake | None) -> tuple[MetadataExpectation, ...]:
         """:attr:`metadata`, or expectations that depend on the fake's dataset.
@@ -326,7 +329,7 @@ class ScenarioMissing(LookupError):
     """A catalogue connector without a scenario: the battery cannot vouch for it."""
 
 
-MODULE_OVERRIDES: Final[Mapping[str, str]] = {"ses": "ucf.fakes.sns"}
+MODULE_OVERRIDES: Final[Mapping[str, str]] = {"ses": "ucf.fakes.sns", "outlook": "ucf.fakes.graph"}
 """Connector ids whose scenario module is not ``ucf.fakes.<id up to its first '-'>``."""
 
 

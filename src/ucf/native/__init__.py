@@ -25,6 +25,9 @@ A source
   which persists rotated refresh tokens through ``on_rotate`` before use;
   :func:`build_auth` builds the descriptor's own scheme (Asana: a personal
   access token, or OAuth with refresh when the OAuth credentials are present).
+- may define ``async maintain(context: MaintenanceContext) -> str`` for upkeep
+  between polls (Outlook creates and renews its Graph subscription); the
+  scheduler calls it soon after set-up, then every few minutes.
 
 Signals then take the path every signal takes: sanitiser, dedup ingest,
 outbox, checkpoint compare-and-set.
@@ -55,6 +58,7 @@ from ucf.runtime.http import (
 )
 from ucf.runtime.native import (
     Handshake,
+    MaintenanceContext,
     Malformed,
     NativeConnector,
     PollSchedule,
@@ -84,6 +88,7 @@ __all__ = [
     "HealthResult",
     "HttpSettings",
     "ItemError",
+    "MaintenanceContext",
     "Malformed",
     "MalformedResponse",
     "MappedSignal",

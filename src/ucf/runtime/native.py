@@ -41,6 +41,7 @@ from ucf.runtime.webhooks import HandshakeResponse
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Handshake",
+    "MaintenanceContext",
     "Malformed",
     "NativeConnector",
     "NativeLoadError",
@@ -171,6 +172,34 @@ class WebhookHandler(Protocol):
         """The delivery's signals (an empty result is a 200 that stores nothing, e.g. a
         heartbeat). Raise :class:`Malformed` for a body that cannot be read."""
         ...
+
+
+@dataclass(frozen=True)
+class MaintenanceContext:
+    """What a source's optional ``maintain(context)`` may use, between polls.
+
+    Some upstreams need upkeep that is neither a poll nor a delivery: Graph's
+    change-notification subscriptions expire after days and must be created,
+    renewed and recreated. The scheduler calls ``maintain`` for every enabled
+    instance of a source that has it, soon after the instance is set up and
+    then at most every :data:`MAINTENANCE_EVERY`. ``webhook_url`` is the
+    instance's public gateway URL (``UCF_PUBLIC_URL`` + ``/api/webhooks/…``),
+    None when ucf is not reachable from the internet. ``save_credentials``
+    merges values into the instance's secret store (None removes a key).
+    """
+
+    project_id: str
+    connector_id: str
+    config: Mapping[str, str]
+    credentials: Mapping[str, str] = field(repr=False)
+    upstream: Callable[[], Awaitable[Any]]
+    webhook_url: str | None
+    save_credentials: Callable[[Mapping[str, str | None]], Awaitable[None]]
+    now: datetime
+
+
+MAINTENANCE_EVERY: Final = 15 * 60
+"""Seconds between two ``maintain`` calls of one instance (per scheduler)."""
 
 
 # --------------------------------------------------------------------------- upstream calls

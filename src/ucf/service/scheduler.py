@@ -22,6 +22,10 @@ same :class:`Scheduler`. What it guarantees:
   cancelled. Neither can leave a half-written page: a page's signals are one
   atomic write and the checkpoint moves only after it.
 - **Retention.** Expired signals are purged every ``purge_every``.
+- **Upkeep.** Sources with a ``maintain`` hook (Outlook's Graph subscription)
+  get it called for each enabled instance soon after it appears, then at most
+  every ``MAINTENANCE_EVERY`` seconds, in the background of the loop
+  (:mod:`ucf.service.maintenance`).
 
 All state that matters lives in the store (last sync, failures, leases); the
 in-memory ``not_before`` only adds an upstream's ``Retry-After`` and must not
@@ -41,9 +45,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ucf.runtime.health import HealthPolicy, Outcome, retry_delay
+from ucf.runtime.native import MAINTENANCE_EVERY
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError
+from ucf.service.maintenance import maintain_instance, maintains
 from ucf.service.poll import DEFAULT_LEASE_TTL, PollResult, default_worker_id, poll_instance
 from ucf.stores.models import InstanceRecord
 
@@ -147,6 +153,8 @@ class Scheduler:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._last_purge: datetime | None = None
+        self._maintained: dict[Key, datetime] = {}
+        self._maintenance: asyncio.Task[int] | None = None
 
     # -- control
 
@@ -279,11 +287,46 @@ class Scheduler:
             log.info("purged %d expired signal(s)", purged)
         return purged
 
+    # -- upkeep
+
+    async def maintain(self) -> int:
+        """Run ``maintain`` for every enabled instance that needs it now; how many ran."""
+        now = self.context.clock()
+        every = timedelta(seconds=MAINTENANCE_EVERY)
+        connectors = {c.id: c for c in await self.context.connectors.list()}
+        ran = 0
+        for record in await self.context.store.instances.list_enabled():
+            connector = connectors.get(record.connector_id)
+            if connector is None or not maintains(connector):
+                continue
+            key = (record.project_id, record.connector_id)
+            last = self._maintained.get(key)
+            if last is not None and now - last < every:
+                continue
+            self._maintained[key] = now
+            await maintain_instance(self.context, record, connector)
+            ran += 1
+        return ran
+
+    def _maintain_in_background(self) -> None:
+        if self._maintenance is not None and not self._maintenance.done():
+            return
+
+        async def guarded() -> int:
+            try:
+                return await self.maintain()
+            except Exception:
+                log.exception("instance maintenance failed")
+                return 0
+
+        self._maintenance = asyncio.create_task(guarded(), name="maintenance")
+
     # -- loops
 
     async def run_once(self) -> list[PollResult]:
         """Poll every instance due now, once, and return when all are done (cron, tests)."""
         await self.purge(force=True)
+        await self.maintain()
         ready, _ = await self.due()
         tasks = [self._launch(record) for record in ready if not self.stopping]
         results = await self._finish(tasks)
@@ -295,6 +338,7 @@ class Scheduler:
         try:
             while not self.stopping:
                 await self.purge()
+                self._maintain_in_background()
                 try:
                     ready, upcoming = await self.due()
                 except Exception:
@@ -305,6 +349,8 @@ class Scheduler:
                 await self._sleep_until(upcoming)
         finally:
             await self._finish(list(self._running.values()))
+            if self._maintenance is not None:
+                self._maintenance.cancel()
             log.info("scheduler %s stopped", self.worker_id)
 
     async def _sleep_until(self, moment: datetime) -> None:

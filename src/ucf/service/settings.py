@@ -38,6 +38,10 @@ class Settings:
     """Sent as ``Authorization: Bearer …`` with every POST to ``http_sink``."""
     scheduler: bool = True
     max_concurrent_polls: int = 4
+    public_url: str | None = None
+    """Where the internet reaches this ucf (``UCF_PUBLIC_URL``, e.g. https://ucf.example.com):
+    sources that register their own webhooks (Outlook's Graph subscription) point them at
+    ``{public_url}/api/webhooks/{connectorId}/{projectId}``; None: they only poll."""
     poll_interval_override: timedelta | None = None
     """Poll every instance at this interval instead of its descriptor's (``ucf sandbox``
     demos minutes of activity in seconds); None in production."""
@@ -69,6 +73,7 @@ class Settings:
             scheduler=env.get("UCF_SCHEDULER", "1") not in ("0", "false", "no"),
             max_concurrent_polls=int(env.get("UCF_MAX_CONCURRENT_POLLS", 4)),
             poll_interval_override=_positive_seconds(env, "UCF_POLL_INTERVAL_OVERRIDE"),
+            public_url=(env.get("UCF_PUBLIC_URL") or "").rstrip("/") or None,
         )
 
     @property

@@ -1,0 +1,160 @@
+"""An Outlook message as a signal: pure functions, no I/O.
+
+Graph describes a message (https://learn.microsoft.com/graph/api/resources/message)
+with ``receivedDateTime``, ``createdDateTime`` and ``lastModifiedDateTime``,
+``importance`` (``low``, ``normal``, ``high``), ``categories``,
+``flag.flagStatus`` (``notFlagged``, ``complete``, ``flagged``), ``isRead``,
+``from``/``toRecipients``/``ccRecipients`` as ``{"emailAddress": {"name",
+"address"}}`` and ``bodyPreview``: the first 255 characters of the body as
+plain text. The delta query and a change notification's follow-up ``GET``
+select the same fields (:data:`SELECTED`), so both paths build the same signal.
+
+Identity is the message ``id`` plus ``lastModifiedDateTime``: a change seen by
+a notification and again by the next delta poll is one signal, a later change
+(read, flagged, categorised) is another. The type follows from the message
+alone, so both paths agree on it too: a message not modified since it arrived
+(within :data:`SETTLING`: Exchange touches a new message while it files it)
+is ``email_received``; anything later is ``email_updated``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from ucf.native import ItemError, MappedSignal, MappingResult, Priority, build_signal
+
+__all__ = [
+    "SELECTED",
+    "SETTLING",
+    "ticket_keys",
+    "to_signals",
+]
+
+SELECTED: Final = (
+    "id",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "from",
+    "toRecipients",
+    "ccRecipients",
+    "categories",
+    "flag",
+    "isRead",
+    "receivedDateTime",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "conversationId",
+    "internetMessageId",
+    "webLink",
+)
+"""The ``$select`` of every request: what the signal maps and ``raw`` keeps, nothing more."""
+
+SETTLING: Final = timedelta(minutes=5)
+"""How long after its arrival a message still counts as just received."""
+
+SOURCE: Final = "outlook"
+
+_PRIORITY: Final[Mapping[str, Priority]] = {"high": "high", "low": "low"}
+
+# Jira-style keys (ABC-123) and GitHub-style references (#123), as whole words.
+_TICKET: Final = re.compile(r"(?<![\w#-])(?:[A-Z][A-Z0-9]{1,9}-[1-9]\d{0,8}|#\d{1,9})(?![\w-])")
+
+
+def ticket_keys(text: str) -> list[str]:
+    """Ticket references in a subject: ``ABC-123`` and ``#123``, in order, once each."""
+    return list(dict.fromkeys(_TICKET.findall(text)))
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def _addresses(message: Mapping[str, Any], *keys: str) -> list[str]:
+    found: list[str] = []
+    for key in keys:
+        value = message.get(key)
+        recipients = [value] if isinstance(value, dict) else value
+        if not isinstance(recipients, list):
+            continue
+        for recipient in recipients:
+            email = recipient.get("emailAddress") if isinstance(recipient, dict) else None
+            address = email.get("address") if isinstance(email, dict) else None
+            if isinstance(address, str) and address:
+                found.append(address.lower())
+    return found
+
+
+def _tags(message: Mapping[str, Any]) -> list[str]:
+    categories = message.get("categories")
+    tags = (
+        [c for c in categories if isinstance(c, str) and c] if isinstance(categories, list) else []
+    )
+    flag = message.get("flag")
+    if isinstance(flag, dict) and flag.get("flagStatus") == "flagged":
+        tags.append("flagged")
+    return tags
+
+
+def _signal(message: Mapping[str, Any], project_id: str) -> MappedSignal | str:
+    """The message's signal, or why it cannot be one."""
+    message_id = message.get("id")
+    if not isinstance(message_id, str) or not message_id:
+        return "the message has no id"
+    modified = _moment(message.get("lastModifiedDateTime"))
+    if modified is None:
+        return "the message has no usable lastModifiedDateTime"
+    received = _moment(message.get("receivedDateTime")) or _moment(message.get("createdDateTime"))
+    arrived = _moment(message.get("createdDateTime")) or received
+    fresh = arrived is not None and modified - arrived <= SETTLING
+    subject = message.get("subject")
+    subject = subject.strip() if isinstance(subject, str) else ""
+    preview = message.get("bodyPreview")
+    raw = {key: value for key, value in message.items() if not key.startswith("@odata.")}
+    raw["text"] = preview if isinstance(preview, str) else ""
+    importance = message.get("importance")
+    return build_signal(
+        source=SOURCE,
+        project_id=project_id,
+        item_id=message_id,
+        version=message["lastModifiedDateTime"],
+        timestamp=(received or modified) if fresh else modified,
+        signal_type="email_received" if fresh else "email_updated",
+        summary=subject or "(no subject)",
+        raw=raw,
+        priority=_PRIORITY.get(importance.lower()) if isinstance(importance, str) else None,
+        participants=_addresses(message, "from", "toRecipients", "ccRecipients"),
+        related_tickets=ticket_keys(subject),
+        tags=_tags(message),
+    )
+
+
+def to_signals(items: Sequence[Any], *, project_id: str) -> MappingResult:
+    """A page of messages as signals. ``@removed`` entries (deleted or moved out of the
+    folder) are skipped: a message leaving the folder is not news for triage."""
+    result = MappingResult()
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            result.errors.append(ItemError(index, "the item is not a JSON object"))
+            continue
+        if "@removed" in item:
+            result.skipped += 1
+            continue
+        signal = _signal(item, project_id)
+        if isinstance(signal, str):
+            item_id = item.get("id")
+            result.errors.append(
+                ItemError(index, signal, item_id if isinstance(item_id, str) else None)
+            )
+        else:
+            result.signals.append(signal)
+    return result

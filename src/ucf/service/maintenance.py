@@ -1,0 +1,105 @@
+"""Upkeep between polls for sources that need it (``Source.maintain``).
+
+Graph's mail subscriptions expire after days; nothing a poll or a delivery
+does would renew them. A source that defines ``async maintain(context) ->
+str`` gets called here with a :class:`~ucf.runtime.native.MaintenanceContext`:
+the instance's config and credentials, its upstream (auth, rate gate, rotated
+tokens persisted like a poll's), its public webhook URL when ``UCF_PUBLIC_URL``
+is set, and a way to keep new values in its secret store. The scheduler runs
+it soon after an instance appears and then at most every
+:data:`~ucf.runtime.native.MAINTENANCE_EVERY` seconds; a failure is logged and
+retried next time, it never stops polling.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from urllib.parse import quote
+
+from ucf.runtime.native import MaintenanceContext
+from ucf.runtime.sources import SourceContext
+from ucf.service.connectors import Connector
+from ucf.service.context import UcfContext
+from ucf.service.poll import instance_context, rate_gate_for, rotation_writer
+from ucf.stores.models import InstanceRecord
+from ucf.stores.secrets.base import merge_secret
+
+__all__ = ["maintain_instance", "maintains", "webhook_url"]
+
+log = logging.getLogger("ucf.maintenance")
+
+
+def maintains(connector: Connector) -> bool:
+    """Whether the connector's source has upkeep to do (only native sources can)."""
+    if connector.descriptor.kind != "native":
+        return False
+    try:
+        return callable(getattr(connector.source, "maintain", None))
+    except Exception:  # a native package that fails to load: the poll reports it
+        return False
+
+
+def webhook_url(context: UcfContext, connector_id: str, project_id: str) -> str | None:
+    """The instance's public gateway URL, when ucf knows where the internet reaches it."""
+    base = context.settings.public_url
+    if base is None:
+        return None
+    return f"{base}/api/webhooks/{quote(connector_id, safe='')}/{quote(project_id, safe='')}"
+
+
+async def maintain_instance(
+    context: UcfContext, record: InstanceRecord, connector: Connector
+) -> str | None:
+    """Run the source's ``maintain`` for one instance; what it did, or None on failure."""
+    hook = getattr(connector.source, "maintain", None)
+    if not callable(hook):
+        return None
+    credentials = await context.instances.credentials(record)
+    config = {key: str(value) for key, value in record.config.items()}
+    ref = record.credential_secret_ref
+    upstream: SourceContext | None = None
+
+    async def open_upstream() -> SourceContext:
+        nonlocal upstream
+        if upstream is None:
+            upstream = instance_context(
+                context,
+                connector,
+                credentials=credentials,
+                config=config,
+                on_rotate=rotation_writer(context, ref),
+                rate_gate=rate_gate_for(context, record.project_id, connector),
+            )
+        return upstream
+
+    async def save(updates: Mapping[str, str | None]) -> None:
+        if ref is None:
+            new = {k: v for k, v in updates.items() if v is not None}
+            await context.instances.update(record.project_id, record.connector_id, credentials=new)
+            return
+        await merge_secret(context.secrets, ref, dict(updates))
+
+    maintenance = MaintenanceContext(
+        project_id=record.project_id,
+        connector_id=record.connector_id,
+        config=config,
+        credentials=credentials,
+        upstream=open_upstream,
+        webhook_url=webhook_url(context, record.connector_id, record.project_id),
+        save_credentials=save,
+        now=context.clock(),
+    )
+    try:
+        done = str(await hook(maintenance))
+    except Exception as error:
+        log.warning(
+            "maintenance of %s/%s failed: %s: %s",
+            record.project_id,
+            record.connector_id,
+            type(error).__name__,
+            error,
+        )
+        return None
+    log.info("maintenance of %s/%s: %s", record.project_id, record.connector_id, done)
+    return done
