@@ -30,7 +30,9 @@ MASK: Final = "••••"
 _REVEAL_MIN_LENGTH: Final = 12
 _MIN_REGISTERED_LENGTH: Final = 4
 
-_SENSITIVE_HEADERS: Final = (
+# Header names (a regex) whose values are credentials: masked in logs, and never
+# sent on a redirect to another origin (ucf.runtime.redirects).
+SENSITIVE_HEADERS: Final = (
     r"authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|apikey"
     r"|dd-api-key|dd-application-key|x-auth-token|x-access-token|private-token"
     r"|x-vault-token|x-hook-secret|x-[\w-]*-(?:token|key|secret|signature)"
@@ -89,7 +91,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
     # (b'authorization', b'Bearer x') and ('authorization', 'Bearer x') tuples.
     (
         re.compile(
-            rf"""\(b?(?P<q>['"])(?:{_SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
+            rf"""\(b?(?P<q>['"])(?:{SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
             re.I,
         ),
         _mask_group("value"),
@@ -97,7 +99,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
     # 'Authorization': 'Bearer x' (dict reprs) and "password": "x" (JSON bodies).
     (
         re.compile(
-            rf"""(?P<q>['"])(?:{_SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
+            rf"""(?P<q>['"])(?:{SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
             re.I,
         ),
         _mask_group("value"),
@@ -105,7 +107,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
     # Authorization: Bearer x (header lines) — the value runs to the end of the line.
     (
         re.compile(
-            rf"(?P<name>(?<![\w-])(?:{_SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)", re.I
+            rf"(?P<name>(?<![\w-])(?:{SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)", re.I
         ),
         _mask_group("value"),
     ),
