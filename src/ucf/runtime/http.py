@@ -1,8 +1,11 @@
 """One HTTP client per process, and the only retry loop ucf has.
 
 Every outbound request of a descriptor (polls, health checks, token refresh)
-goes through :func:`create_client`'s client, so every request gets the SSRF
-guard, explicit timeouts, a response size cap and the same User-Agent.
+goes through :func:`create_client`'s client and :func:`fetch`, so every
+request gets the SSRF guard, explicit timeouts, a deadline for the whole
+attempt, a response size cap checked while the body is decompressed
+(:mod:`ucf.runtime.decoding`), redirects that never carry credentials to
+another origin (:mod:`ucf.runtime.redirects`) and the same User-Agent.
 :func:`send_with_retries` is the one place that decides whether to try again
 and for how long to wait: it honours what the upstream says (``Retry-After``,
 then the provider's reset headers, as each provider's rate-limit page under
