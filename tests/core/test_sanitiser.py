@@ -7,9 +7,11 @@ import unicodedata
 from typing import Any
 
 import pytest
+import re2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.core.secret_examples import SHAPE_EXAMPLES
 from ucf.core.sanitiser import (
     ELLIPSIS,
     InjectionRule,
@@ -18,6 +20,7 @@ from ucf.core.sanitiser import (
     SecretRule,
     sanitise,
 )
+from ucf.core.secret_shapes import SECRET_SHAPES
 from ucf.core.signal import NormalisedSignal, SanitisedSignal
 
 SANITISER = Sanitiser()
@@ -286,6 +289,22 @@ def test_secret_is_replaced_by_a_marker_naming_its_kind(kind: str, text: str, se
     assert secret not in out
     assert f"[REDACTED:{kind}]" in out
     assert f"redacted:{kind}" in notes
+
+
+@pytest.mark.parametrize("kind", sorted(SHAPE_EXAMPLES))
+def test_every_provider_secret_shape_is_redacted_from_signals(kind: str) -> None:
+    secret = SHAPE_EXAMPLES[kind]
+    out, notes = SANITISER.clean_text(f"pasted {secret} by mistake")
+
+    assert secret not in out
+    assert out == f"pasted [REDACTED:{kind}] by mistake"
+    assert f"redacted:{kind}" in notes
+
+
+def test_every_shared_secret_shape_has_an_example_and_compiles_under_re2() -> None:
+    assert sorted(SHAPE_EXAMPLES) == sorted(shape.kind for shape in SECRET_SHAPES)
+    for shape in SECRET_SHAPES:
+        assert re2.compile(shape.pattern).groups == 0, shape.kind  # the whole match is the secret
 
 
 def test_redaction_keeps_the_words_around_the_secret() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.core.secret_examples import SHAPE_EXAMPLES
 from ucf.fakes import FakeResponse, FakeServer
 from ucf.runtime.http import HttpSettings, create_client
 from ucf.runtime.redaction import (
@@ -74,6 +75,14 @@ def test_secret_is_masked(line: str, secret: str) -> None:
     redacted = redact(line, SecretRegistry())
     assert secret not in redacted
     assert MASK in redacted
+
+
+@pytest.mark.parametrize("kind", sorted(SHAPE_EXAMPLES))
+def test_every_provider_secret_shape_is_masked_in_logs(kind: str) -> None:
+    secret = SHAPE_EXAMPLES[kind]
+    redacted = redact(f"upstream said {secret} in an error", SecretRegistry())
+    assert secret not in redacted
+    assert redacted == f"upstream said {mask(secret)} in an error"
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault, make_tls_pair
-from ucf.runtime.http import HttpSettings, create_client
+from ucf.runtime.http import HttpSettings, create_client, fetch
 from ucf.runtime.ssrf import EgressDenied, EgressPolicy, forbidden_reason
 
 SETTINGS = HttpSettings(connect_timeout=2.0, read_timeout=2.0)
@@ -246,4 +246,6 @@ async def test_redirect_to_a_non_http_scheme_is_refused(
     policy = EgressPolicy(frozenset({"127.0.0.1"}))
     async with create_client(SETTINGS, policy) as client:
         with pytest.raises(EgressDenied, match="is not http"):
-            await client.get(upstream.url("/hello"))
+            await fetch(
+                client, client.build_request("GET", upstream.url("/hello")), settings=SETTINGS
+            )

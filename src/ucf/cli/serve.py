@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from typing import TYPE_CHECKING, Annotated
@@ -121,8 +122,9 @@ def serve(
         str | None,
         typer.Option(
             "--public-url",
-            help="The URL providers reach this server at (for webhook URLs and schemes that "
-            "sign it); default: the URL of each request",
+            envvar="UCF_PUBLIC_URL",
+            help="The URL providers reach this server at (webhook URLs, the OAuth redirect URI, "
+            "schemes that sign it, Graph subscriptions); default: the URL of each request",
             show_default=False,
         ),
     ] = None,
@@ -142,6 +144,8 @@ def serve(
         raise fail(str(error)) from None
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         raise fail(f"--public-url must be an http(s) URL, got {public_url!r}")
+    if public_url is not None:
+        settings = dataclasses.replace(settings, public_url=public_url.rstrip("/"))
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         token, created = ensure_api_token(settings)

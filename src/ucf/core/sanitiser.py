@@ -69,6 +69,7 @@ from typing import Any
 import nh3
 import re2
 
+from ucf.core.secret_shapes import SECRET_SHAPES
 from ucf.core.signal import SUMMARY_MAX_CHARS, NormalisedSignal, SanitisedSignal, SignalMetadata
 
 __all__ = [
@@ -94,11 +95,6 @@ _KIND = re.compile(r"[a-z0-9_]+")
 
 def _has_digit(value: str) -> bool:
     return any(ch.isdigit() for ch in value)
-
-
-def _has_digit_and_upper(value: str) -> bool:
-    """Random keys mix digits and capitals; prose like ``sk-learn-style`` does not."""
-    return _has_digit(value) and any(ch.isupper() for ch in value)
 
 
 _AUTH_SCHEMES = frozenset(
@@ -148,34 +144,8 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
         r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
     ),
-    # header.payload.signature, base64url; the header is JSON, so it starts "eyJ".
-    SecretRule("jwt", r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"),
-    # GitHub: classic/OAuth/user/server/refresh tokens and fine-grained PATs.
-    SecretRule("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
-    SecretRule("gitlab_token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
-    # Slack bot/user/app/refresh tokens, app-level tokens, incoming webhooks.
-    SecretRule("slack_token", r"\bxox[abposre]-[A-Za-z0-9-]{10,}|\bxapp-[0-9]-[A-Za-z0-9-]{10,}"),
-    SecretRule(
-        "slack_webhook_url",
-        r"\bhooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/-]{10,}",
-    ),
-    SecretRule("aws_access_key_id", r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),
-    SecretRule("linear_api_key", r"\blin_(?:api|oauth)_[A-Za-z0-9]{16,}"),
-    SecretRule("stripe_key", r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}"),
-    # Standard Webhooks / Svix / Stripe signing secrets.
-    SecretRule("webhook_secret", r"\bwhsec_[A-Za-z0-9+/=_-]{16,}"),
-    SecretRule("anthropic_api_key", r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-    SecretRule(
-        "openai_api_key",
-        r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}",
-        accept=_has_digit_and_upper,
-    ),
-    SecretRule("google_api_key", r"\bAIza[0-9A-Za-z_-]{35}"),
-    SecretRule("npm_token", r"\bnpm_[A-Za-z0-9]{36}"),
-    SecretRule("atlassian_api_token", r"\bATATT[A-Za-z0-9_=-]{20,}"),
-    SecretRule("notion_token", r"\b(?:secret|ntn)_[A-Za-z0-9]{40,}"),
-    SecretRule("sendgrid_api_key", r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
-    SecretRule("asana_token", r"\b[0-9]/[0-9]{10,20}(?:/[0-9]{10,20})?:[0-9a-f]{32}\b"),
+    # Provider token shapes, shared with the log filter (see ucf.core.secret_shapes).
+    *(SecretRule(shape.kind, shape.pattern, shape.accept) for shape in SECRET_SHAPES),
     # scheme://user:password@host — only the password goes.
     SecretRule(
         "url_password",

@@ -203,6 +203,15 @@ class Fault:
         return _Slow(seconds)
 
     @staticmethod
+    def drip(interval: float, chunk: int = 1) -> Fault:
+        """The handler's response, its body sent ``chunk`` bytes every ``interval`` seconds.
+
+        Every read arrives well within a read timeout, yet the whole answer takes
+        as long as the body is long: the slow-drip that only a total deadline stops.
+        """
+        return _Drip(interval, chunk)
+
+    @staticmethod
     def malformed_json(body: bytes = b'{"items": [{"id": 1, "title": "cut') -> Fault:
         """HTTP 200 declaring JSON, with a body that is not."""
         response = FakeResponse(200, {"Content-Type": "application/json"}, body)
@@ -258,6 +267,19 @@ class _Slow(Fault):
 
     async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
         return replace(await call_next(), delay=self.seconds)
+
+
+class _Drip(Fault):
+    def __init__(self, interval: float, chunk: int) -> None:
+        self.interval = interval
+        self.chunk = max(1, chunk)
+        self.name = f"drip({interval}, {chunk})"
+
+    async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
+        response = await call_next()
+        body = response.body if isinstance(response.body, bytes) else b"".join(response.body)
+        pieces = [body[at : at + self.chunk] for at in range(0, len(body), self.chunk)]
+        return replace(response, body=pieces, chunk_delay=self.interval)
 
 
 class _Truncated(Fault):

@@ -224,6 +224,7 @@ class OAuth2Flow(httpx.Auth):
         self._settings = settings
         self._sleep = sleep
         self._lock = asyncio.Lock()
+        self._persisting: asyncio.Future[None] | None = None
         for value in self._credentials.values():
             SECRETS.add(value)
 
@@ -328,7 +329,10 @@ class OAuth2Flow(httpx.Auth):
         access_token = updated[config.access_token_key]
         if self._on_rotate is not None:
             # Persist first: after a rotation the old refresh token is already dead.
-            await self._on_rotate(dict(updated))
+            # Shielded, and kept referenced: a deadline that cancels this request
+            # must not cancel the write, or the only live refresh token is lost.
+            self._persisting = asyncio.ensure_future(self._on_rotate(dict(updated)))
+            await asyncio.shield(self._persisting)
         self._credentials.clear()
         self._credentials.update(updated)
         return access_token

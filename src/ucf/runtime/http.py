@@ -1,8 +1,11 @@
 """One HTTP client per process, and the only retry loop ucf has.
 
 Every outbound request of a descriptor (polls, health checks, token refresh)
-goes through :func:`create_client`'s client, so every request gets the SSRF
-guard, explicit timeouts, a response size cap and the same User-Agent.
+goes through :func:`create_client`'s client and :func:`fetch`, so every
+request gets the SSRF guard, explicit timeouts, a deadline for the whole
+attempt, a response size cap checked while the body is decompressed
+(:mod:`ucf.runtime.decoding`), redirects that never carry credentials to
+another origin (:mod:`ucf.runtime.redirects`) and the same User-Agent.
 :func:`send_with_retries` is the one place that decides whether to try again
 and for how long to wait: it honours what the upstream says (``Retry-After``,
 then the provider's reset headers, as each provider's rate-limit page under
@@ -31,10 +34,19 @@ from datetime import datetime
 from typing import Any, Final, Literal
 
 import httpx
+from httpx._client import UseClientDefault
 
 from ucf import __version__
 from ucf.core.payload import loads_strict
+from ucf.runtime.decoding import (
+    ACCEPT_ENCODING,
+    DecodeFailed,
+    EncodingRefused,
+    Inflater,
+    inflater_for,
+)
 from ucf.runtime.redaction import redact
+from ucf.runtime.redirects import REDIRECT_STATUSES, Origin, RedirectRefused, next_hop
 from ucf.runtime.response_errors import BodyError, BodyErrorKind, ResponseErrorCheck
 from ucf.runtime.ssrf import EgressPolicy, GuardedTransport, Resolver, system_resolver
 
@@ -49,6 +61,8 @@ class HttpSettings:
     read_timeout: float = 30.0
     write_timeout: float = 30.0
     pool_timeout: float = 10.0
+    attempt_timeout: float = 60.0
+    """The whole of one attempt: connecting, every redirect hop and the entire body."""
     max_response_bytes: int = 10 * 1024 * 1024
     user_agent: str = DEFAULT_USER_AGENT
     max_retries: int = 4
@@ -132,31 +146,79 @@ def describe(request: httpx.Request) -> str:
 
 
 class _CappedStream(httpx.AsyncByteStream):
-    """Stops reading the wire once the body passes the cap (raw bytes)."""
+    """Stops reading the wire once the body passes the cap, raw or decoded.
 
-    def __init__(self, inner: httpx.AsyncByteStream, limit: int, request: httpx.Request) -> None:
+    The decoded count is checked after every :data:`~ucf.runtime.decoding.DECODE_STEP`
+    bytes of output, so a compressed body cannot inflate past the cap in memory
+    before anyone looks (a decompression bomb); the raw count stops a body
+    that is endless on the wire.
+    """
+
+    def __init__(
+        self,
+        inner: httpx.AsyncByteStream,
+        limit: int,
+        request: httpx.Request,
+        inflater: Inflater | None,
+    ) -> None:
         self._inner = inner
         self._limit = limit
         self._request = request
+        self._inflater = inflater
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        limit = self._limit
+        inflater = self._inflater
         seen = 0
-        async for chunk in self._inner:
-            seen += len(chunk)
-            if seen > self._limit:
-                raise _too_large(self._request, self._limit)
-            yield chunk
+        decoded = 0
+        try:
+            async for chunk in self._inner:
+                seen += len(chunk)
+                if seen > limit:
+                    raise _too_large(self._request, limit)
+                if inflater is None:
+                    yield chunk
+                    continue
+                for piece in inflater.feed(chunk):
+                    decoded += len(piece)
+                    if decoded > limit:
+                        raise _too_large(self._request, limit, inflater.coding)
+                    yield piece
+            if inflater is not None:
+                for piece in inflater.finish():
+                    decoded += len(piece)
+                    if decoded > limit:
+                        raise _too_large(self._request, limit, inflater.coding)
+                    yield piece
+        except DecodeFailed as exc:
+            assert inflater is not None
+            raise MalformedResponse(
+                f"{describe(self._request)}: body does not match its Content-Encoding ({exc})"
+            ) from None
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
-def _too_large(request: httpx.Request, limit: int) -> ResponseTooLarge:
-    return ResponseTooLarge(f"{describe(request)}: response body exceeds {limit} bytes")
+def _too_large(request: httpx.Request, limit: int, coding: str | None = None) -> ResponseTooLarge:
+    decoded = f" once {coding}-decoded" if coding else ""
+    return ResponseTooLarge(
+        f"{describe(request)}: response too large (body exceeds {limit} bytes{decoded})"
+    )
+
+
+_ENCODED_HEADERS: Final = ("content-encoding", "content-length")
 
 
 class CappedTransport(httpx.AsyncBaseTransport):
-    """Caps every response body, including ones read by auth flows and redirects."""
+    """Caps and decodes every response body, including ones read by auth flows.
+
+    Decoding happens here, bounded (:mod:`ucf.runtime.decoding`), rather than
+    in httpx's unbounded decoders: the response handed up carries the decoded
+    body and no ``Content-Encoding`` (nor the encoded ``Content-Length``), so
+    httpx passes it through as it is. Stacked and unknown codings are refused
+    before any of the body is read.
+    """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, max_bytes: int) -> None:
         self._inner = inner
@@ -164,15 +226,27 @@ class CappedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
-        declared = response.headers.get("content-length", "")
+        headers = response.headers
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self._max_bytes:
             await response.aclose()
             raise _too_large(request, self._max_bytes)
+        inflater: Inflater | None = None
+        if "content-encoding" in headers:
+            try:
+                inflater = inflater_for(headers.get_list("content-encoding"))
+            except EncodingRefused as exc:
+                await response.aclose()
+                raise MalformedResponse(f"{describe(request)}: {exc}") from None
+            if inflater is not None:
+                headers = httpx.Headers(
+                    [(k, v) for k, v in headers.multi_items() if k.lower() not in _ENCODED_HEADERS]
+                )
         assert isinstance(response.stream, httpx.AsyncByteStream)
         return httpx.Response(
             status_code=response.status_code,
-            headers=response.headers,
-            stream=_CappedStream(response.stream, self._max_bytes, request),
+            headers=headers,
+            stream=_CappedStream(response.stream, self._max_bytes, request, inflater),
             extensions=response.extensions,
             request=request,
         )
@@ -201,9 +275,8 @@ def create_client(
     return httpx.AsyncClient(
         transport=CappedTransport(guarded, settings.max_response_bytes),
         timeout=settings.timeout(),
-        headers={"User-Agent": settings.user_agent},
-        follow_redirects=settings.follow_redirects,
-        max_redirects=settings.max_redirects,
+        headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
+        follow_redirects=False,  # ucf follows them itself: see fetch() and ucf.runtime.redirects
         trust_env=False,
     )
 
@@ -347,8 +420,14 @@ def _status_failure(response: httpx.Response, now: float) -> _Failure | None:
         error: UpstreamError = RateLimited(f"{where}: rate limited (HTTP {status})", status=status)
         return _Failure(error, "rate_limited", wait)
     if status in (401, 403):
+        withheld = ""
+        if response.extensions.get(CREDENTIALS_WITHHELD):
+            withheld = (
+                f" after being redirected to another origin ({response.request.url.host}),"
+                " where ucf sends no credentials; point the connector at the new address"
+            )
         return _Failure(
-            AuthFailed(f"{where}: credentials rejected (HTTP {status})", status=status),
+            AuthFailed(f"{where}: credentials rejected (HTTP {status}){withheld}", status=status),
             "rejected",
         )
     if status in UNAVAILABLE_STATUSES:
@@ -495,20 +574,91 @@ async def _read_capped(response: httpx.Response, limit: int) -> None:
     response._content = b"".join(chunks)
 
 
-async def _attempt(
+CREDENTIALS_WITHHELD: Final = "ucf.credentials_withheld"
+"""Response extension: the answer came from another origin, sent no credentials."""
+
+_NO_AUTH: Final = httpx.Auth()
+"""Sends a request as it is: for hops to another origin, where no credential may go."""
+
+
+def _redirect_error(request: httpx.Request, message: str) -> UpstreamError:
+    return UpstreamError(f"{describe(request)}: {message}")
+
+
+async def _follow(
     client: httpx.AsyncClient,
     request: httpx.Request,
     settings: HttpSettings,
     auth: httpx.Auth | None,
 ) -> httpx.Response:
-    response = await client.send(
-        request, stream=True, auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT
-    )
+    """Send ``request`` and follow its redirects (:mod:`ucf.runtime.redirects`), body read."""
+    origin = Origin.of(request)  # before the auth flow edits the request
+    credentials: httpx.Auth | UseClientDefault = httpx.USE_CLIENT_DEFAULT if auth is None else auth
+    hop_auth = credentials
+    current = request
+    for hops in range(settings.max_redirects + 1):
+        response = await client.send(current, stream=True, auth=hop_auth, follow_redirects=False)
+        try:
+            if not (
+                settings.follow_redirects
+                and response.status_code in REDIRECT_STATUSES
+                and "location" in response.headers
+            ):
+                await _read_capped(response, settings.max_response_bytes)
+                if hop_auth is _NO_AUTH:
+                    response.extensions[CREDENTIALS_WITHHELD] = True
+                return response
+        finally:
+            await response.aclose()
+        if hops == settings.max_redirects:
+            break
+        try:
+            hop = next_hop(origin, current, response)
+        except RedirectRefused as refused:
+            raise _redirect_error(current, str(refused)) from None
+        current = client.build_request(
+            hop.method,
+            hop.url,
+            headers=hop.headers,
+            content=hop.content,
+            extensions=request.extensions,
+        )
+        hop_auth = credentials if hop.credentials else _NO_AUTH
+    raise _redirect_error(request, f"more than {settings.max_redirects} redirects")
+
+
+class AttemptTimedOut(UpstreamUnavailable):
+    """One attempt (connection, redirects and the whole body) outlasted its deadline.
+
+    Per-read timeouts alone let a server that drips one byte every few seconds
+    hold a request, and the poll slot it runs in, for as long as it likes.
+    """
+
+
+async def fetch(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    settings: HttpSettings,
+    auth: httpx.Auth | None = None,
+    deadline: float | None = None,
+) -> httpx.Response:
+    """One attempt: send, follow redirects ucf's way, read the capped body, in time.
+
+    Everything that talks to an upstream goes through here (each try of
+    :func:`send_with_retries`, health checks), so all of them get the same
+    redirect rules, size cap and deadline. ``deadline`` (seconds) overrides
+    ``settings.attempt_timeout``. Raises :class:`AttemptTimedOut` when it
+    passes, and whatever the transport raises otherwise.
+    """
+    limit = settings.attempt_timeout if deadline is None else deadline
     try:
-        await _read_capped(response, settings.max_response_bytes)
-    finally:
-        await response.aclose()
-    return response
+        async with asyncio.timeout(limit):
+            return await _follow(client, request, settings, auth)
+    except TimeoutError:
+        raise AttemptTimedOut(
+            f"{describe(request)}: no complete answer within {limit:g} s"
+        ) from None
 
 
 async def send_with_retries(
@@ -545,11 +695,9 @@ async def send_with_retries(
         outgoing = build()
         cause: BaseException | None = None
         try:
-            response = await _attempt(client, outgoing, settings, auth)
-        except httpx.TooManyRedirects as exc:
-            raise UpstreamError(
-                f"{describe(outgoing)}: more than {settings.max_redirects} redirects"
-            ) from exc
+            response = await fetch(client, outgoing, settings=settings, auth=auth)
+        except AttemptTimedOut as exc:
+            failure = _Failure(exc, "timeout")
         except httpx.DecodingError as exc:
             raise MalformedResponse(
                 f"{describe(outgoing)}: body does not match its Content-Encoding"

@@ -7,7 +7,8 @@ Credentials reach log lines in four ways, and each gets its own rule:
 * as query or form parameters (Trello authenticates with ``?key=…&token=…``, and
   httpx logs every request URL at INFO) or JSON fields of token responses;
 * as URL userinfo (``https://user:pass@host``);
-* as bare tokens whose shape is recognisable (``ghp_…``, ``xoxb-…``, ``AKIA…``).
+* as bare tokens whose shape is recognisable (``ghp_…``, ``xoxb-…``, ``AKIA…``;
+  :data:`ucf.core.secret_shapes.SECRET_SHAPES`, the list the sanitiser uses too).
 
 Shapes and names cannot catch everything, so the secret store also registers
 every credential value it hands out (:meth:`SecretRegistry.add`) and any
@@ -23,11 +24,15 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
+from ucf.core.secret_shapes import SECRET_SHAPES
+
 MASK: Final = "••••"
 _REVEAL_MIN_LENGTH: Final = 12
 _MIN_REGISTERED_LENGTH: Final = 4
 
-_SENSITIVE_HEADERS: Final = (
+# Header names (a regex) whose values are credentials: masked in logs, and never
+# sent on a redirect to another origin (ucf.runtime.redirects).
+SENSITIVE_HEADERS: Final = (
     r"authorization|proxy-authorization|cookie|set-cookie|x-api-key|api-key|apikey"
     r"|dd-api-key|dd-application-key|x-auth-token|x-access-token|private-token"
     r"|x-vault-token|x-hook-secret|x-[\w-]*-(?:token|key|secret|signature)"
@@ -62,6 +67,21 @@ def _mask_group(group: int | str) -> Callable[[re.Match[str]], str]:
     return replace
 
 
+# One alternation for every provider shape, a named group each, so one scan
+# of a log line covers them all and the match says which shape (and its
+# ``accept``) it was.
+_SHAPES: Final = re.compile(
+    "|".join(f"(?P<s{index}>{shape.pattern})" for index, shape in enumerate(SECRET_SHAPES))
+)
+_SHAPE_ACCEPT: Final = {f"s{index}": shape.accept for index, shape in enumerate(SECRET_SHAPES)}
+
+
+def _mask_shape(match: re.Match[str]) -> str:
+    accept = _SHAPE_ACCEPT[match.lastgroup or ""]
+    text = match.group(0)
+    return text if accept is not None and not accept(text) else mask(text)
+
+
 _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]] = (
     # https://user:password@host → https://••••@host
     (
@@ -71,7 +91,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
     # (b'authorization', b'Bearer x') and ('authorization', 'Bearer x') tuples.
     (
         re.compile(
-            rf"""\(b?(?P<q>['"])(?:{_SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
+            rf"""\(b?(?P<q>['"])(?:{SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
             re.I,
         ),
         _mask_group("value"),
@@ -79,7 +99,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
     # 'Authorization': 'Bearer x' (dict reprs) and "password": "x" (JSON bodies).
     (
         re.compile(
-            rf"""(?P<q>['"])(?:{_SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
+            rf"""(?P<q>['"])(?:{SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
             re.I,
         ),
         _mask_group("value"),
@@ -87,7 +107,7 @@ _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
     # Authorization: Bearer x (header lines) — the value runs to the end of the line.
     (
         re.compile(
-            rf"(?P<name>(?<![\w-])(?:{_SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)", re.I
+            rf"(?P<name>(?<![\w-])(?:{SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)", re.I
         ),
         _mask_group("value"),
     ),
@@ -103,27 +123,8 @@ _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
         re.compile(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),
         _mask_group("value"),
     ),
-    # Provider token shapes.
-    (
-        re.compile(
-            r"(?P<value>"
-            r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{20,}"
-            r"|\bgithub_pat_[A-Za-z0-9_]{20,}"
-            r"|\bxox[abposre]-[A-Za-z0-9-]{10,}"
-            r"|\bxapp-[A-Za-z0-9-]{10,}"
-            r"|\blin_(?:api|oauth)_[A-Za-z0-9]{20,}"
-            r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
-            r"|\bntn_[A-Za-z0-9]{20,}"
-            r"|\bsecret_[A-Za-z0-9]{30,}"
-            r"|\bsntry[su]_[A-Za-z0-9+/=_]{20,}"
-            r"|\bATATT[A-Za-z0-9_\-=]{20,}"
-            r"|\bglpat-[A-Za-z0-9_\-]{20,}"
-            r"|\bsk_(?:live|test)_[A-Za-z0-9]{16,}"
-            r"|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
-            r")"
-        ),
-        _mask_group("value"),
-    ),
+    # Provider token shapes, shared with the sanitiser.
+    (_SHAPES, _mask_shape),
 )
 
 

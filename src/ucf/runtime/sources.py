@@ -30,12 +30,14 @@ from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.template import compile_template
 from ucf.runtime.http import (
     UNAVAILABLE_STATUSES,
+    AttemptTimedOut,
     AuthFailed,
     HttpSettings,
     RateLimited,
     UpstreamError,
     body_error,
     describe,
+    fetch,
 )
 from ucf.runtime.native import (
     ENTRY_POINT_GROUP,
@@ -283,6 +285,9 @@ class HealthCheckPlan:
     async def run(self, context: SourceContext) -> HealthResult:
         """One attempt, auth applied, its own timeout; reported, never raised.
 
+        ``timeoutMs`` bounds the whole attempt (redirects and body included), and
+        the answer goes through the same size cap and redirect rules as a poll.
+
         No retries: a health check measures the upstream as it is right now, and
         the health state machine decides what repeated failures mean. Healthy
         means the expected status *and* a body that reports no failure: Slack's
@@ -302,9 +307,18 @@ class HealthCheckPlan:
             return (context.clock() - started) * 1000
 
         try:
-            response = await context.client.send(request, auth=context.auth)
+            response = await fetch(
+                context.client,
+                request,
+                settings=context.settings,
+                auth=context.auth,
+                deadline=check.timeout_ms / 1000,
+            )
         except EgressDenied as error:
             return _unhealthy(str(error), latency_ms=elapsed_ms())
+        except AttemptTimedOut:
+            message = f"{describe(request)}: no answer within {check.timeout_ms} ms"
+            return _unhealthy(message, latency_ms=elapsed_ms(), failure="unavailable")
         except UpstreamError as error:
             return _unhealthy(
                 str(error), status=error.status, latency_ms=elapsed_ms(), failure=_failure_of(error)

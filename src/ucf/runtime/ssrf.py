@@ -10,8 +10,8 @@ validated addresses, so the address that was checked is the address that is
 used. TLS still verifies the certificate against the URL's host name (httpcore
 passes the origin's host as SNI), and the ``Host`` header is untouched.
 
-Redirects are covered for free: the client sends every hop through the same
-transport, so each hop is resolved and checked again.
+Redirects are covered for free: :func:`ucf.runtime.http.fetch` sends every hop
+through the same client and transport, so each hop is resolved and checked again.
 
 Operators open holes deliberately with ``UCF_ALLOW_HOSTS`` (host names, IPs or
 CIDRs, comma-separated); tests allow-list their loopback fakes that way.

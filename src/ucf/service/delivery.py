@@ -45,8 +45,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ucf.runtime.decoding import ACCEPT_ENCODING
 from ucf.runtime.health import secret_free
-from ucf.runtime.http import HttpSettings, UpstreamError, describe, send_with_retries
+from ucf.runtime.http import (
+    CappedTransport,
+    HttpSettings,
+    UpstreamError,
+    describe,
+    send_with_retries,
+)
 from ucf.runtime.redaction import SECRETS
 from ucf.service.context import UcfContext
 from ucf.service.poll import default_worker_id
@@ -632,9 +639,11 @@ async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
     addresses. Environment proxies are still ignored."""
     assert settings.http_sink is not None
     http = sink_http_settings(settings.http)
+    capped = CappedTransport(httpx.AsyncHTTPTransport(trust_env=False), http.max_response_bytes)
     async with httpx.AsyncClient(
+        transport=capped,  # the same bounded decoding and size cap as every upstream call
         timeout=http.timeout(),
-        headers={"User-Agent": http.user_agent},
+        headers={"User-Agent": http.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         follow_redirects=False,
         trust_env=False,
     ) as client:

@@ -41,7 +41,7 @@ from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, CredentialsChanged
 from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
-from ucf.runtime.http import AuthFailed, RateLimited, UpstreamError
+from ucf.runtime.http import AuthFailed, RateLimited, UpstreamError, UpstreamUnavailable
 from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
 from ucf.runtime.sources import NativeSourceMissing, SourceContext
 from ucf.runtime.ssrf import EgressDenied
@@ -58,6 +58,7 @@ __all__ = [
     "HeldLease",
     "ItemProblem",
     "PageReport",
+    "PollDeadlineExceeded",
     "PollJob",
     "PollResult",
     "PollStatus",
@@ -446,7 +447,14 @@ def _outcome_of(error: BaseException) -> Outcome:
     return Outcome.FAILED
 
 
-async def fetch_ahead(pages: AsyncIterator[Page]) -> AsyncGenerator[Page, None]:
+class PollDeadlineExceeded(UpstreamUnavailable):
+    """The poll ran past ``UCF_POLL_TIMEOUT``: the pages stored so far are kept, the
+    next poll goes on from the stored checkpoint."""
+
+
+async def fetch_ahead(
+    pages: AsyncIterator[Page], *, deadline: float | None = None
+) -> AsyncGenerator[Page, None]:
     """``pages``, with the next one fetched while the current one is being stored.
 
     The upstream's response time then hides behind mapping, sanitising and the
@@ -454,15 +462,30 @@ async def fetch_ahead(pages: AsyncIterator[Page]) -> AsyncGenerator[Page, None]:
     are still stored one at a time, in order, each before its checkpoint moves;
     a page fetched ahead but never stored (shutdown, a failure) is fetched again
     by the next poll. Upstream errors surface once the pages before them are stored.
+
+    ``deadline`` (seconds) bounds the fetching side: past it the request in
+    flight is abandoned and :class:`PollDeadlineExceeded` follows the pages
+    already fetched. Only fetching is cancelled, never a store write, so a
+    slow upstream cannot hold the poll's slot and cannot leave half a page stored.
     """
     queue: asyncio.Queue[Page | Exception | None] = asyncio.Queue(maxsize=1)
 
     async def produce() -> None:
+        scope = asyncio.timeout(deadline)
+        fetched = 0
         try:
-            async for page in pages:
-                await queue.put(page)
+            async with scope:
+                async for page in pages:
+                    fetched += 1
+                    await queue.put(page)
             await queue.put(None)
         except Exception as error:  # handed to the consumer, in order
+            if isinstance(error, TimeoutError) and scope.expired():
+                error = PollDeadlineExceeded(
+                    f"poll stopped at its {deadline:g} s deadline (UCF_POLL_TIMEOUT) after"
+                    f" {fetched} page(s); stored pages are kept and the next poll goes on"
+                    " from the checkpoint"
+                )
             await queue.put(error)
 
     producer = asyncio.create_task(produce(), name="fetch ahead")
@@ -593,7 +616,8 @@ async def _run(
             return True
 
         try:
-            async with contextlib.aclosing(fetch_ahead(fetched)) as pages:
+            deadline = context.settings.poll_timeout.total_seconds()
+            async with contextlib.aclosing(fetch_ahead(fetched, deadline=deadline)) as pages:
                 async for page in pages:
                     received = context.clock()
                     mapped = source.normalise(page.items, project_id=project_id, now=received)

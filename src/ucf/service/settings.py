@@ -18,6 +18,9 @@ from ucf.runtime.http import HttpSettings
 from ucf.runtime.ssrf import EgressPolicy
 from ucf.stores.url import default_data_dir, resolve_store_url
 
+DEFAULT_POLL_TIMEOUT = timedelta(minutes=5)
+DEFAULT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
+
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
 
 
@@ -42,6 +45,9 @@ class Settings:
     """Where the internet reaches this ucf (``UCF_PUBLIC_URL``, e.g. https://ucf.example.com):
     sources that register their own webhooks (Outlook's Graph subscription) point them at
     ``{public_url}/api/webhooks/{connectorId}/{projectId}``; None: they only poll."""
+    poll_timeout: timedelta = DEFAULT_POLL_TIMEOUT
+    """The most one poll may spend fetching (all pages, retries and waits included);
+    past it the poll ends as failed, keeping what it stored, and frees its slot."""
     poll_interval_override: timedelta | None = None
     """Poll every instance at this interval instead of its descriptor's (``ucf sandbox``
     demos minutes of activity in seconds); None in production."""
@@ -72,6 +78,12 @@ class Settings:
             http_sink_token=env.get("UCF_SINK_HTTP_TOKEN") or None,
             scheduler=env.get("UCF_SCHEDULER", "1") not in ("0", "false", "no"),
             max_concurrent_polls=int(env.get("UCF_MAX_CONCURRENT_POLLS", 4)),
+            poll_timeout=_positive_seconds(env, "UCF_POLL_TIMEOUT") or DEFAULT_POLL_TIMEOUT,
+            http=HttpSettings(
+                attempt_timeout=(
+                    _positive_seconds(env, "UCF_HTTP_ATTEMPT_TIMEOUT") or DEFAULT_ATTEMPT_TIMEOUT
+                ).total_seconds()
+            ),
             poll_interval_override=_positive_seconds(env, "UCF_POLL_INTERVAL_OVERRIDE"),
             public_url=(env.get("UCF_PUBLIC_URL") or "").rstrip("/") or None,
         )

@@ -108,7 +108,7 @@ def create_app(
                 gateway=WebhookGateway(context, observer=metrics),
                 metrics=metrics,
                 api_token=token,
-                public_url=public_url,
+                public_url=public_url or context.settings.public_url,
             )
             app.state.ucf = state
             running = list(services(state))
