@@ -378,3 +378,106 @@ async def test_pkce_and_basic_client_auth_from_the_descriptor_alone(
     assert done.status_code == 200, done.text
     tested = await web.client.post(f"/api/projects/{PROJECT}/instances/pkce-tool/test")
     assert tested.json()["ok"] is True, tested.text
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+async def dashboard_user(web: Web) -> Any:
+    from tests.web.test_dashboard import Browser
+
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
+    )
+    user = Browser(client)
+    assert (await user.login()).status_code == 303
+    await user.get(f"/projects/{PROJECT}/connectors")
+    return user
+
+
+def onward_target(page: httpx.Response) -> str:
+    found = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', page.text)
+    assert found is not None, page.text
+    return found.group(1).replace("&amp;", "&")
+
+
+def slack_on(fake: SlackFake) -> dict[str, Any]:
+    """Slack's descriptor as a custom connector whose default settings point at the fake
+    (the way an operator would aim it at a test server)."""
+    from ucf.catalogue import builtin_descriptors
+
+    descriptor = copy.deepcopy(next(d for d in builtin_descriptors() if d["id"] == "slack"))
+    descriptor["id"] = "slack-test"
+    descriptor["name"] = "Slack Test"
+    for field in descriptor["configFields"]:
+        if field["key"] in ("baseUrl", "signInUrl"):
+            field["default"] = fake.base_url
+        if field["key"] == "channel":
+            field["default"] = CHANNEL
+    return descriptor
+
+
+async def test_the_setup_flow_connects_with_slack_bound_to_the_browser_that_started_it(
+    web: Web, slack: SlackFake
+) -> None:
+    assert (await web.client.post("/api/connectors", json=slack_on(slack))).status_code == 201
+    user = await dashboard_user(web)
+    connect = f"/projects/{PROJECT}/connectors/slack-test/connect"
+    page = await user.get(connect)
+    assert "Connect with Slack Test" not in page.text
+    assert "OAuth apps" in page.text  # no app yet: the page says what to do
+
+    put = await web.client.put(
+        "/api/connectors/slack-test/oauth-client",
+        json={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+    )
+    assert put.status_code == 204
+    page = await user.get(connect)
+    assert "Connect with Slack Test" in page.text
+    assert 'name="credentials.accessToken"' not in page.text  # the consent provides it
+    assert 'name="credentials.clientSecret"' not in page.text  # the operator's app does
+
+    opened = await user.post(f"{connect}/oauth")
+    assert opened.status_code == 200
+    cookie = opened.headers["set-cookie"].lower()
+    assert "ucf_oauth=" in cookie
+    assert "samesite=lax" in cookie
+    assert "path=/oauth/callback" in cookie
+    authorize = onward_target(opened)
+    assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == ["http://ucf.test/oauth/callback"]
+
+    # Another browser (without the binding cookie) cannot finish it, and spends the state.
+    back = urlsplit(await consent(authorize))
+    stranger = await web.anonymous.get(f"{back.path}?{back.query}")
+    assert stranger.status_code == 400
+    assert "another browser session" in stranger.text
+    assert slack.auth.exchanged == 0
+
+    opened = await user.post(f"{connect}/oauth")
+    back = urlsplit(await consent(onward_target(opened)))
+    landed = await user.get(back.path, **{k: v[0] for k, v in parse_qs(back.query).items()})
+    assert landed.status_code == 200, landed.text
+    onward = urlsplit(onward_target(landed))
+    assert onward.path == f"{connect}/oauth-return"
+    returned = await user.get(onward.path, ticket=parse_qs(onward.query)["ticket"][0])
+    assert returned.status_code == 303
+    assert returned.headers["location"].endswith("step=configuration")
+    configuration = await user.get(connect, step="configuration")
+    assert "Connected with Slack Test" in configuration.text
+
+    await user.post(f"{connect}/configuration", {"config.channel": CHANNEL})
+    tested = await user.post(f"{connect}/test")
+    assert tested.status_code == 303
+    confirmed = await user.post(f"{connect}/confirm")
+    assert confirmed.status_code == 303, confirmed.text
+    instance = (await web.client.get(f"/api/projects/{PROJECT}/instances/slack-test")).json()
+    assert set(instance["credentials"]) >= {"accessToken", "refreshToken"}
+    polled = await web.client.post(f"/api/projects/{PROJECT}/instances/slack-test/poll")
+    assert polled.json()["status"] == "ok", polled.text
+    for text in user.seen:
+        assert CLIENT_SECRET not in text
+        for token in slack.auth.access_tokens | slack.auth.refresh_tokens:
+            assert token not in text
+
+    page = await user.get(f"/projects/{PROJECT}/instances/slack-test")
+    assert "Reconnect" in page.text
