@@ -227,7 +227,8 @@ def _redirect(uri: str, **params: str | None) -> FakeResponse:
 
 def _page(title: str, body: str, *, status: int = 200) -> FakeResponse:
     document = (
-        f"<!doctype html><html><head><title>{html.escape(title)}</title></head>"
+        f"<!doctype html><html><head><title>{html.escape(title)}</title>"
+        '<link rel="icon" href="data:,"></head>'
         f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
     )
     return FakeResponse(

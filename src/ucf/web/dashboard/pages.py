@@ -175,8 +175,12 @@ async def instance(
 ) -> Response:
     page = Page(request, session, project_or_404(project), "instances")
     view = await _view(page, await page.context.instances.get(page.project, connector_id))
-    reconnect = consent_config(view.connector.descriptor.auth) is not None
-    return page.render("instance.html", {"view": view, "reconnect": reconnect})
+    descriptor = view.connector.descriptor
+    reconnect = consent_config(descriptor.auth) is not None
+    provided = await page.context.instances.provided_credentials(descriptor)
+    return page.render(
+        "instance.html", {"view": view, "reconnect": reconnect, "provided": provided}
+    )
 
 
 def _back(posted: Posted, project: str, connector_id: str) -> str:
