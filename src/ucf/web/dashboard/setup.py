@@ -454,7 +454,10 @@ async def setup_page(
     provided = await page.context.instances.provided_credentials(connector.descriptor)
     flow = Flow.of(connector.descriptor, provided)
     draft = load_draft(request, session, project, connector_id)
-    wanted = _step(step) or flow.first_open(draft)
+    fresh = not draft.credentials and draft.config is None
+    # A new setup starts at its first step, even when nothing there is required
+    # (Asana's and Jira's credentials are alternatives: none is required on its own).
+    wanted = _step(step) or (flow.steps[0] if fresh else flow.first_open(draft))
     shown = flow.allowed(wanted, draft)
     if shown != wanted and step is not None:
         return to_step(project, connector_id, shown)
