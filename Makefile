@@ -42,3 +42,5 @@ bench-webhook:
 schema:
 	@scripts/bootstrap
 	$(RUN) ucf schema > schema/connector-descriptor.schema.json
+	$(RUN) ucf schema --signal normalised > schema/normalised-signal.schema.json
+	$(RUN) ucf schema --signal sanitised > schema/sanitised-signal.schema.json
