@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from ucf.service.delivery import (
     stop_delivery,
 )
 from ucf.service.settings import Settings
+from ucf.stores.models import OutboxEntry
 
 from .aws_sink_support import EntryFailureProxy, drain_queue
 from .delivery_support import Pipeline, eventually, ingest_one, mapped, open_context
@@ -446,3 +447,23 @@ async def test_a_new_signal_reaches_every_sink_through_the_in_process_wake_up(
     assert json.loads(jsonl.read_text())["id"] == sid
     assert [b["id"] for b in bodies(drain_queue(aws, queue))] == [sid]
     assert [e["detail"]["id"] for e in bodies(drain_queue(aws, target))] == [sid]
+
+
+async def test_a_signal_with_characters_sqs_forbids_still_arrives_as_the_same_json(
+    aws: Any,
+) -> None:
+    """SQS refuses lone surrogates and U+FFFF in a body; JSON escapes carry them instead."""
+    queue = new_queue(aws, fifo=False)
+    odd = {"id": "01JN8S7QG0P3Y4WJMXVHYSJ0AB", "summary": "bad \ud800 and \uffff, café"}
+    plain = {"id": "01JN8S7QG0P3Y4WJMXVHYSJ0AC", "summary": "café"}
+    entries = [
+        OutboxEntry(str(n), "sqs", "p1", "sentry", signal, datetime.now(UTC), 1)
+        for n, signal in enumerate((odd, plain))
+    ]
+
+    await SqsSink(queue, aws_sink_client("sqs", region=None)).deliver(entries)
+
+    received = {json.loads(m["Body"])["id"]: m["Body"] for m in drain_queue(aws, queue)}
+    assert json.loads(received[odd["id"]]) == odd
+    assert "\\ud800" in received[odd["id"]]
+    assert received[plain["id"]] == '{"id":"01JN8S7QG0P3Y4WJMXVHYSJ0AC","summary":"café"}'
