@@ -6,7 +6,7 @@ import hashlib
 import json
 import sys
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -69,7 +69,7 @@ def _print_problems(path: Path, problems: list[Problem]) -> None:
             typer.echo(f"      hint: {problem.hint}", err=True)
 
 
-class SignalSchema(str, Enum):
+class SignalSchema(StrEnum):
     normalised = "normalised"
     sanitised = "sanitised"
 
