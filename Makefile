@@ -3,7 +3,7 @@ UV := .tools/venv/bin/uv
 RUN := $(UV) run --frozen --no-sync
 ARGS ?=
 
-.PHONY: serve sandbox test bench bench-mapping bench-store bench-poll bench-webhook schema
+.PHONY: serve sandbox test bench bench-mapping bench-store bench-poll bench-webhook bench-delivery schema
 
 serve:
 	@scripts/bootstrap
@@ -21,7 +21,7 @@ test:
 	$(RUN) pytest $(ARGS)
 
 # Every benchmark, each printing its figures beside its peer's (see README).
-bench: bench-mapping bench-store bench-poll bench-webhook
+bench: bench-mapping bench-store bench-poll bench-webhook bench-delivery
 
 bench-mapping:
 	@scripts/bootstrap --bench
@@ -39,6 +39,12 @@ bench-webhook:
 	@scripts/bootstrap --bench
 	$(RUN) python bench/webhook.py $(ARGS)
 
+bench-delivery:
+	@scripts/bootstrap --bench
+	$(RUN) python bench/delivery.py $(ARGS)
+
 schema:
 	@scripts/bootstrap
 	$(RUN) ucf schema > schema/connector-descriptor.schema.json
+	$(RUN) ucf schema --signal normalised > schema/normalised-signal.schema.json
+	$(RUN) ucf schema --signal sanitised > schema/sanitised-signal.schema.json

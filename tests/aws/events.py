@@ -220,3 +220,31 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
             for message in messages
         ]
     }
+
+
+def dynamodb_stream_event(
+    keys: list[dict[str, Any]], table_stream_arn: str, *, event_name: str = "INSERT"
+) -> dict[str, Any]:
+    """The event Lambda's DynamoDB Streams poller builds for a ``KEYS_ONLY`` stream
+    ("Using AWS Lambda with Amazon DynamoDB"): one record per written item's key."""
+    now = int(time.time())
+    return {
+        "Records": [
+            {
+                "eventID": uuid.uuid4().hex,
+                "eventName": event_name,
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": REGION,
+                "dynamodb": {
+                    "ApproximateCreationDateTime": now,
+                    "Keys": key,
+                    "SequenceNumber": str(100000000000000000000 + number),
+                    "SizeBytes": len(json.dumps(key)),
+                    "StreamViewType": "KEYS_ONLY",
+                },
+                "eventSourceARN": table_stream_arn,
+            }
+            for number, key in enumerate(keys)
+        ]
+    }

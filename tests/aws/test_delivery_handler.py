@@ -1,4 +1,5 @@
-"""The delivery function: the outbox reaches the pipeline within a tick, an outage loses nothing."""
+"""The delivery function: the outbox reaches the pipeline right after an ingest (the table's
+stream) or within a tick, and an outage loses nothing."""
 
 from __future__ import annotations
 
@@ -6,18 +7,23 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import boto3
 import pytest
 
 from tests.aws.conftest import CONNECTOR, PROJECT, Lab
-from tests.aws.events import LambdaContext, scheduled_event
+from tests.aws.events import LambdaContext, dynamodb_stream_event, scheduled_event
+from tests.service.aws_sink_support import drain_queue
 from tests.service.delivery_support import Pipeline
 from ucf.aws.config import AwsConfigError
 from ucf.aws.handlers import delivery
 from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
 from ucf.fakes.kit import FakeServer, Fault
+from ucf.stores.dynamodb import keys
 
 
 @pytest.fixture
@@ -111,3 +117,62 @@ def test_a_bad_budget_is_refused_by_name(
 
     with pytest.raises(AwsConfigError, match="UCF_DELIVERY_SECONDS"):
         tick()
+
+
+def outbox_keys(lab: Lab, sink: str) -> list[dict[str, Any]]:
+    """The keys of a sink's outbox items, as the table's KEYS_ONLY stream reports them."""
+    dynamodb = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=lab.endpoints.dynamodb
+    )
+    try:
+        reply = dynamodb.query(
+            TableName=lab.table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": keys.outbox_pk(sink)}},
+            ProjectionExpression="PK, SK",
+        )
+    finally:
+        dynamodb.close()
+    items: list[dict[str, Any]] = reply["Items"]
+    return items
+
+
+def test_new_outbox_entries_on_the_tables_stream_reach_every_sink_without_waiting_for_a_tick(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = lab.sqs.create_queue(
+        QueueName=f"signals-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoQueue": "true"}
+    )["QueueUrl"]
+    events = boto3.client("events", region_name="us-east-1", endpoint_url=lab.endpoints.moto)
+    bus = f"signals-{uuid.uuid4().hex[:8]}"
+    events.create_event_bus(Name=bus)
+    target = lab.sqs.create_queue(QueueName=f"bus-target-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    target_arn = lab.sqs.get_queue_attributes(QueueUrl=target, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    events.put_rule(Name="pipeline", EventBusName=bus, EventPattern='{"source":["ucf"]}')
+    events.put_targets(Rule="pipeline", EventBusName=bus, Targets=[{"Id": "q", "Arn": target_arn}])
+    events.close()
+    monkeypatch.setenv("UCF_SINK_SQS", queue)
+    monkeypatch.setenv("UCF_SINK_EVENTBRIDGE", bus)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EVENTBRIDGE", lab.endpoints.moto)
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    deliver_webhook(lab, 2)
+    written = [key for sink in ("http", "sqs", "eventbridge") for key in outbox_keys(lab, sink)]
+    stream_arn = (
+        f"arn:aws:dynamodb:us-east-1:123456789012:table/{lab.table}/stream/2026-01-01T00:00:00.000"
+    )
+
+    woken = delivery.handler(
+        dynamodb_stream_event(written, stream_arn), LambdaContext(timeout_seconds=120)
+    )
+
+    assert woken == {"delivered": {"http": 2, "sqs": 2, "eventbridge": 2}, "errors": {}}
+    stored = [signal["id"] for signal in reversed(lab.signals())]
+    assert pipeline.signal_ids() == stored
+    assert [json.loads(m["Body"])["id"] for m in drain_queue(lab.sqs, queue)] == stored
+    assert sorted(
+        json.loads(m["Body"])["detail"]["id"] for m in drain_queue(lab.sqs, target)
+    ) == sorted(stored)
+    assert tick() == {"delivered": {"http": 0, "sqs": 0, "eventbridge": 0}, "errors": {}}

@@ -9,6 +9,7 @@ by reading the template against the code it deploys.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import yaml  # type: ignore[import-untyped]
 from botocore import xform_name
 
 from ucf.aws.config import lambda_settings
-from ucf.stores.dynamodb import parse_dynamodb_url
+from ucf.stores.dynamodb import keys, parse_dynamodb_url
 from ucf.stores.dynamodb.table import GSI2, TTL_ATTRIBUTE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,12 +67,22 @@ def properties(template: dict[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
-    """The inline policy statements of a function (managed policies by reference are skipped)."""
+def statements(
+    template: dict[str, Any], function: str, parameters: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """The inline policy statements of a function as deployed with ``parameters`` (defaults
+    otherwise, conditional ones included as if their condition held); managed policies by
+    reference are skipped."""
     found = []
     for policy in properties(template, function).get("Policies", []):
         if isinstance(policy, dict) and "Statement" in policy:
-            found += policy["Statement"]
+            for statement in policy["Statement"]:
+                if "Fn::If" in statement:
+                    name, chosen, otherwise = statement["Fn::If"]
+                    held = parameters is None or condition(template, name, parameters)
+                    statement = chosen if held else otherwise
+                if statement != {"Ref": "AWS::NoValue"}:
+                    found.append(statement)
     return found
 
 
@@ -80,33 +91,91 @@ def actions(statement: dict[str, Any]) -> set[str]:
     return {value} if isinstance(value, str) else set(value)
 
 
-def resolve(value: Any, template: dict[str, Any]) -> str:
-    """A template value as deployed as STACK in REGION, parameters at their defaults."""
+def parameter(template: dict[str, Any], name: str, parameters: dict[str, str]) -> str:
+    return parameters.get(name, str(template["Parameters"][name].get("Default", "")))
+
+
+def condition(template: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
+    """Whether the template's condition ``name`` holds for these parameter values."""
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return parameter(template, node["Ref"], parameters)
+        if isinstance(node, dict) and "Fn::Select" in node:
+            index, items = node["Fn::Select"]
+            return value(items)[int(index)]
+        if isinstance(node, dict) and "Fn::Split" in node:
+            separator, text = node["Fn::Split"]
+            return str(value(text)).split(separator)
+        return node
+
+    def holds(node: Any) -> bool:
+        if "Condition" in node:
+            return condition(template, node["Condition"], parameters)
+        if "Fn::Equals" in node:
+            left, right = node["Fn::Equals"]
+            return bool(value(left) == value(right))
+        if "Fn::Not" in node:
+            return not holds(node["Fn::Not"][0])
+        if "Fn::Or" in node:
+            return any(holds(item) for item in node["Fn::Or"])
+        if "Fn::And" in node:
+            return all(holds(item) for item in node["Fn::And"])
+        raise AssertionError(f"cannot evaluate {node!r}")
+
+    return holds(template["Conditions"][name])
+
+
+def resolve(value: Any, template: dict[str, Any], parameters: dict[str, str] | None = None) -> str:
+    """A template value as deployed as STACK in REGION, parameters at their defaults
+    unless ``parameters`` says otherwise."""
+    given = parameters or {}
     if isinstance(value, str):
         return value
+    if "Fn::If" in value:
+        name, chosen, otherwise = value["Fn::If"]
+        return resolve(chosen if condition(template, name, given) else otherwise, template, given)
+    if "Fn::Select" in value:
+        index, items = value["Fn::Select"]
+        separator, text = items["Fn::Split"]
+        return resolve(text, template, given).split(separator)[int(index)]
     if "Fn::Sub" in value:
         names = {
             "AWS::Region": REGION,
             "AWS::StackName": STACK,
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
             "Table": "ucf-prod-Table-1AB2C3",
         }
-        return re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], value["Fn::Sub"])
+        text = value["Fn::Sub"]
+        if isinstance(text, list):
+            text, variables = text
+            names |= {k: resolve(v, template, given) for k, v in variables.items()}
+        names |= {k: resolve({"Ref": k}, template, given) for k in template["Parameters"]}
+        return re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], text)
     if "Ref" in value:
-        parameter = template["Parameters"].get(value["Ref"])
-        return str(parameter["Default"]) if parameter else f"arn:aws:{value['Ref']}"
+        if value["Ref"] in template["Parameters"]:
+            return parameter(template, value["Ref"], given)
+        if value["Ref"] == "SignalQueue":  # a queue's Ref is its URL
+            return f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/ucf-prod-SignalQueue-XYZ"
+        return f"arn:aws:{value['Ref']}"
     if "Fn::GetAtt" in value:
         return "arn:aws:{}.{}".format(*value["Fn::GetAtt"])
     raise AssertionError(f"cannot resolve {value!r}")
 
 
 def operations_in(source: Path, service: str) -> set[str]:
-    """Every operation of ``service`` that the source mentions by its boto3 method name."""
+    """Every operation of ``service`` that the source mentions by its boto3 method name,
+    quoted (the store's ``call("put_item", …)``) or called (``client.put_events(…)``)."""
     model = botocore.session.Session().get_service_model(service)
     names = {xform_name(op): op for op in model.operation_names}
-    text = "\n".join(path.read_text() for path in sorted(source.rglob("*.py")))
-    return {names[word] for word in re.findall(r'"([a-z_]+)"', text) if word in names}
+    files = [source] if source.is_file() else sorted(source.rglob("*.py"))
+    text = "\n".join(path.read_text() for path in files)
+    words = re.findall(r'"([a-z_]+)"', text)
+    if source.is_file():
+        words += re.findall(r"\.([a-z_]+)\(", text) + re.findall(r"self\._client\.([a-z_]+)", text)
+    return {names[word] for word in words if word in names}
 
 
 # --------------------------------------------------------------------------- the table
@@ -286,12 +355,132 @@ def test_the_api_takes_every_path_and_answers_within_api_gateways_limit(
 
 def test_delivery_exists_only_with_a_sink(template: dict[str, Any]) -> None:
     assert resource(template, "DeliveryFunction")["Condition"] == "HasSink"
-    assert template["Conditions"]["HasSink"] == {
-        "Fn::Not": [{"Fn::Equals": [{"Ref": "SinkUrl"}, ""]}]
-    }
+    assert resource(template, "DeliveryLogs")["Condition"] == "HasSink"
+    assert not condition(template, "HasSink", {})
+    for name, value in (
+        ("SinkUrl", "https://pipeline.example/signals"),
+        ("SinkQueue", "create"),
+        ("SinkEventBus", "default"),
+    ):
+        assert condition(template, "HasSink", {name: value}), name
     assert template["Globals"]["Function"]["Environment"]["Variables"]["UCF_SINK_HTTP"] == {
         "Ref": "SinkUrl"
     }
+
+
+SQS_IAM = {"SendMessageBatch": "sqs:SendMessage", "GetQueueAttributes": "sqs:GetQueueAttributes"}
+"""SendMessageBatch is authorised as sqs:SendMessage (SQS has no action of its own for it)."""
+
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:pipeline-signals.fifo"
+
+
+@pytest.mark.parametrize(
+    ("choice", "url", "arn"),
+    [
+        (
+            "create",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/ucf-prod-SignalQueue-XYZ",
+            "arn:aws:SignalQueue.Arn",
+        ),
+        (
+            "create-fifo",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/ucf-prod-SignalQueue-XYZ",
+            "arn:aws:SignalQueue.Arn",
+        ),
+        (
+            QUEUE_ARN,
+            f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/pipeline-signals.fifo",
+            QUEUE_ARN,
+        ),
+    ],
+)
+def test_an_sqs_sink_is_created_or_referenced_and_granted_exactly_what_the_sink_calls(
+    template: dict[str, Any], choice: str, url: str, arn: str
+) -> None:
+    parameters = {"SinkQueue": choice}
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    environment = {name: resolve(value, template, parameters) for name, value in variables.items()}
+    used = operations_in(ROOT / "src/ucf/service/aws_sinks.py", "sqs")
+    [granted] = [
+        s
+        for s in statements(template, "DeliveryFunction", parameters)
+        if s.get("Sid") == "SinkQueue"
+    ]
+
+    settings = lambda_settings(environment)
+
+    assert settings.sinks == ("sqs",)
+    assert settings.sqs_sink == url
+    assert actions(granted) == {SQS_IAM[op] for op in used}
+    assert resolve(granted["Resource"], template, parameters) == arn
+    assert condition(template, "CreateQueue", parameters) == choice.startswith("create")
+
+
+def test_a_created_fifo_queue_leaves_deduplication_to_ucf(template: dict[str, Any]) -> None:
+    queue = properties(template, "SignalQueue")
+    assert resource(template, "SignalQueue")["Condition"] == "CreateQueue"
+    assert queue["FifoQueue"] == {"Fn::If": ["CreateFifoQueue", True, {"Ref": "AWS::NoValue"}]}
+    assert queue["ContentBasedDeduplication"] == {
+        "Fn::If": ["CreateFifoQueue", False, {"Ref": "AWS::NoValue"}]
+    }
+    assert condition(template, "CreateFifoQueue", {"SinkQueue": "create-fifo"})
+    assert not condition(template, "CreateFifoQueue", {"SinkQueue": "create"})
+
+
+@pytest.mark.parametrize(
+    ("choice", "bus", "arn"),
+    [
+        ("create", "arn:aws:SignalBus", "arn:aws:SignalBus.Arn"),
+        ("default", "default", f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/default"),
+        (
+            "arn:aws:events:us-east-1:210987654321:event-bus/central",
+            "arn:aws:events:us-east-1:210987654321:event-bus/central",
+            "arn:aws:events:us-east-1:210987654321:event-bus/central",
+        ),
+    ],
+)
+def test_an_event_bus_sink_is_created_or_referenced_and_granted_put_events_on_it_alone(
+    template: dict[str, Any], choice: str, bus: str, arn: str
+) -> None:
+    parameters = {"SinkEventBus": choice}
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    environment = {name: resolve(value, template, parameters) for name, value in variables.items()}
+    used = operations_in(ROOT / "src/ucf/service/aws_sinks.py", "events")
+    [granted] = [
+        s
+        for s in statements(template, "DeliveryFunction", parameters)
+        if s.get("Sid") == "SinkEventBus"
+    ]
+
+    assert environment["UCF_SINK_EVENTBRIDGE"] == bus
+    if choice != "create":  # a created bus's Ref is its name, known only once deployed
+        assert lambda_settings(environment).sinks == ("eventbridge",)
+    assert actions(granted) == {f"events:{op}" for op in used} == {"events:PutEvents"}
+    assert resolve(granted["Resource"], template, parameters) == arn
+
+
+def test_new_outbox_entries_start_the_delivery_function_and_the_tick_stays(
+    template: dict[str, Any],
+) -> None:
+    table = properties(template, "Table")
+    delivery = properties(template, "DeliveryFunction")
+    stream = delivery["Events"]["NewOutboxEntries"]
+    [tick] = [e for e in delivery["Events"].values() if e["Type"] == "Schedule"]
+    [entry] = stream["Properties"]["FilterCriteria"]["Filters"]
+    pattern = json.loads(entry["Pattern"])
+    prefix = pattern["dynamodb"]["Keys"]["PK"]["S"][0]["prefix"]
+
+    assert table["StreamSpecification"] == {
+        "Fn::If": ["HasSink", {"StreamViewType": "KEYS_ONLY"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert stream["Type"] == "DynamoDB"
+    assert stream["Properties"]["Stream"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
+    assert pattern["eventName"] == ["INSERT"]
+    for sink in ("http", "sqs", "eventbridge"):  # every outbox, and nothing else
+        assert keys.outbox_pk(sink).startswith(prefix)
+    assert not keys.parked_pk("http").startswith(prefix)
+    assert stream["Properties"]["MaximumRetryAttempts"] == 0  # a wake-up is never retried
+    assert tick["Properties"]["Schedule"] == "rate(1 minute)"
 
 
 def test_cfn_lint_finds_nothing_to_report() -> None:

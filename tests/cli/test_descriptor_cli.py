@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 UCF = str(Path(sys.executable).parent / "ucf")
 GITHUB = ROOT / "src/ucf/catalogue/github-issues.json"
@@ -148,3 +150,11 @@ def test_map_prints_what_the_store_would_receive_sanitised(tmp_path: Path) -> No
     signal = json.loads(result.stdout)
     assert signal["sanitised"] is True
     assert "ghp_0123456789" not in result.stdout
+
+
+@pytest.mark.parametrize("name", ["normalised", "sanitised"])
+def test_schema_signal_prints_the_committed_signal_schema(name: str) -> None:
+    result = ucf("schema", "--signal", name)
+    assert result.returncode == 0, result.stderr
+    committed = json.loads((ROOT / f"schema/{name}-signal.schema.json").read_text())
+    assert json.loads(result.stdout) == committed

@@ -6,7 +6,8 @@ function                      triggered by            does
 ``handlers.api.handler``      API Gateway (HTTP API)  the one ASGI app: API, webhooks, dashboard
 ``handlers.schedule.handler`` EventBridge, 1/minute   one SQS message per instance that is due
 ``handlers.poll_worker``      SQS (the poll queue)    ``poll_instance`` per message
-``handlers.delivery.handler`` EventBridge, 1/minute   drains the outbox into the configured sink
+``handlers.delivery.handler`` the table's stream,     drains the outbox into the configured sinks
+                              and EventBridge 1/min
 ============================  ======================  ==========================================
 
 Every function opens one :class:`~ucf.service.context.UcfContext` per Lambda

@@ -84,7 +84,7 @@ def lambda_settings(environ: Mapping[str, str]) -> Settings:
     if settings.jsonl_sink is not None:
         raise AwsConfigError(
             "UCF_SINK_JSONL cannot work in Lambda (the file would live on a disk that is "
-            "recycled); use UCF_SINK_HTTP, or unset it"
+            "recycled); use UCF_SINK_SQS, UCF_SINK_EVENTBRIDGE or UCF_SINK_HTTP, or unset it"
         )
     return settings
 

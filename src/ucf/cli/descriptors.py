@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -68,11 +69,32 @@ def _print_problems(path: Path, problems: list[Problem]) -> None:
             typer.echo(f"      hint: {problem.hint}", err=True)
 
 
-def schema() -> None:
-    """Print the JSON Schema of the connector descriptor language."""
-    from ucf.core.descriptor import descriptor_json_schema
+class SignalSchema(StrEnum):
+    normalised = "normalised"
+    sanitised = "sanitised"
 
-    typer.echo(json.dumps(descriptor_json_schema(), indent=2, sort_keys=True))
+
+def schema(
+    signal: Annotated[
+        SignalSchema | None,
+        typer.Option(
+            "--signal",
+            help="Print the JSON Schema of a signal instead (sanitised: what every sink "
+            "delivers; normalised: before the sanitiser), as committed under schema/.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the connector descriptor language, or of a signal (--signal)."""
+    if signal is not None:
+        from ucf.core.signal import signal_json_schema
+
+        document = signal_json_schema(signal.value)
+    else:
+        from ucf.core.descriptor import descriptor_json_schema
+
+        document = descriptor_json_schema()
+    typer.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
 @connectors_app.command("validate")

@@ -1,9 +1,10 @@
 """``ucf outbox``: what waits for delivery, and the signals a sink refused for good.
 
-A sink that answers 400, 413, 415 or 422 refuses a signal for what it is, so
-sending it again cannot succeed; the delivery worker parks such signals (one
-by one, the rest of the batch still delivered in order) instead of stopping the
-queue behind them. Once the pipeline is fixed, ``ucf outbox requeue`` sends
+A sink that answers 400, 413, 415 or 422 (HTTP), or refuses a message or
+event for its size or content (SQS, EventBridge), refuses a signal for what it
+is, so sending it again cannot succeed; the delivery worker parks such signals
+(the rest of the batch still delivered in order) instead of stopping the queue
+behind them. Once the pipeline is fixed, ``ucf outbox requeue`` sends
 them again, after what is already queued.
 """
 
@@ -23,7 +24,8 @@ outbox_app = typer.Typer(
 )
 
 SinkOption = Annotated[
-    str, typer.Option("--sink", help="Sink name: http or jsonl (as configured).")
+    str,
+    typer.Option("--sink", help="Sink name: jsonl, http, sqs or eventbridge (as configured)."),
 ]
 
 
@@ -33,15 +35,17 @@ def status(
     data_dir: DataDirOption = None,
     sinks: Annotated[
         list[str] | None,
-        typer.Option("--sink", help="Sink names to report; default: http and jsonl."),
+        typer.Option("--sink", help="Sink names to report; default: every sink ucf knows."),
     ] = None,
 ) -> None:
     """Pending, parked and the oldest pending age, per sink."""
     opened = open_existing_store(store, data_dir)
 
     async def report() -> None:
+        from ucf.service.settings import SINK_NAMES
+
         async with opened as handle:
-            for sink in sinks or ["http", "jsonl"]:
+            for sink in sinks or SINK_NAMES:
                 lag = await handle.outbox.lag(sink, now=datetime.now(UTC))
                 age = "-" if lag.oldest_age_seconds is None else f"{lag.oldest_age_seconds:.0f} s"
                 typer.echo(f"{sink}: {lag.pending} pending (oldest {age}), {lag.parked} parked")

@@ -1,7 +1,8 @@
 """Signals leave ucf through the outbox: one :class:`DeliveryWorker` per configured sink.
 
 The signal store always holds every signal (the API reads it); each extra sink
-(``UCF_SINK_JSONL``, ``UCF_SINK_HTTP``) gets its own outbox entries, written in
+(``UCF_SINK_JSONL``, ``UCF_SINK_HTTP``, ``UCF_SINK_SQS``, ``UCF_SINK_EVENTBRIDGE``;
+the AWS ones live in :mod:`ucf.service.aws_sinks`) gets its own outbox entries, written in
 the same atomic ingest as the signal. A worker loops claim → deliver → ack, and
 on failure releases the batch with a backoff. Guarantees:
 
@@ -35,7 +36,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -93,14 +94,24 @@ class DeliveryFailed(Exception):
     ``rejected`` means the sink refused the signals themselves (a 400 or 422
     for what they contain, a 413 for their size): sending the same batch again
     cannot succeed, so the worker finds which signals are refused and parks them.
+
+    ``refused`` is for sinks that know per entry (SQS, EventBridge): entry id →
+    why it was refused for good, and *every other entry of the batch was
+    delivered*. The worker parks those and acknowledges the rest at once.
     """
 
     def __init__(
-        self, message: str, *, retry_after: float | None = None, rejected: bool = False
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        rejected: bool = False,
+        refused: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.rejected = rejected
+        self.rejected = rejected or bool(refused)
+        self.refused = dict(refused) if refused else None
 
 
 #: Answers that refuse the content, not the request: anything else (401, 403, 404,
@@ -374,6 +385,9 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until :meth:`stop` or cancellation; never raises for sink or store trouble."""
         log.info("delivery to %s started (worker %s)", self.sink_name, self.owner)
+        # New signals stored in this process wake the worker at once: delivery within
+        # moments of the ingest, not at the next idle tick.
+        unsubscribe = self.context.ingestor.subscribe(self.wake)
         try:
             while not self.stopping:
                 try:
@@ -387,6 +401,7 @@ class DeliveryWorker:
                 if pause:
                     await self._pause(pause)
         finally:
+            unsubscribe()
             await self._hand_over()
             log.info(
                 "delivery to %s stopped: %d signal(s) in %d batch(es), %d failure(s)",
@@ -464,6 +479,9 @@ class DeliveryWorker:
             await self._settle_on_cancel(attempt, ids)
             raise
         except DeliveryFailed as error:
+            if error.refused is not None:
+                await self._settle_refused(entries, error.refused)
+                return None
             if error.rejected:
                 return await self._sort_out(entries, claimed_at)
             return await self._failed(ids, error)
@@ -471,6 +489,23 @@ class DeliveryWorker:
             return await self._failed(ids, error)
         await self._acked(ids)
         return None
+
+    async def _settle_refused(self, entries: list[OutboxEntry], refused: Mapping[str, str]) -> None:
+        """The sink named the entries it refused for good and took the others: park
+        those, acknowledge these; the batch is settled."""
+        for entry in entries:
+            if entry.entry_id in refused:
+                await self._park(entry, refused[entry.entry_id])
+        delivered = [entry.entry_id for entry in entries if entry.entry_id not in refused]
+        if delivered:
+            await self._acked(delivered)
+            return
+        self._outstanding = False
+        self._retry_limit = None
+        self._hold_until = None
+        self.stats.batches += 1
+        self.stats.consecutive_failures = 0
+        self.stats.last_error = None
 
     async def _sort_out(self, entries: list[OutboxEntry], claimed_at: float) -> float | None:
         """The sink refused a batch for what it holds: send its signals one by one, in
@@ -494,7 +529,8 @@ class DeliveryWorker:
                 except DeliveryFailed as error:
                     if not error.rejected:
                         return await self._failed([e.entry_id for e in entries[settled:]], error)
-                    await self._park(entry, error)
+                    reason = (error.refused or {}).get(entry.entry_id) or str(error)
+                    await self._park(entry, reason)
                 except Exception as error:
                     return await self._failed([e.entry_id for e in entries[settled:]], error)
                 else:
@@ -514,8 +550,8 @@ class DeliveryWorker:
         self.stats.last_error = None
         return None
 
-    async def _park(self, entry: OutboxEntry, error: DeliveryFailed) -> None:
-        reason = secret_free(str(error) or type(error).__name__)
+    async def _park(self, entry: OutboxEntry, why: str) -> None:
+        reason = secret_free(why or "refused")
         await self.context.store.outbox.park(
             self.sink_name, [entry.entry_id], reason=reason, now=self.context.clock()
         )
@@ -652,7 +688,38 @@ async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
         )
 
 
-SINKS: Final[dict[str, SinkFactory]] = {"jsonl": _jsonl_sink, "http": _http_sink}
+@contextlib.asynccontextmanager
+async def _sqs_sink(settings: Settings) -> AsyncIterator[Sink]:
+    """boto3 is imported here, when an SQS sink is configured, not with this module."""
+    from ucf.service.aws_sinks import sqs_sink
+
+    assert settings.sqs_sink is not None
+    sink = await asyncio.to_thread(sqs_sink, settings.sqs_sink)  # boto3 loads its models
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+@contextlib.asynccontextmanager
+async def _eventbridge_sink(settings: Settings) -> AsyncIterator[Sink]:
+    from ucf.service.aws_sinks import eventbridge_sink
+
+    bus = settings.eventbridge_sink
+    assert bus is not None
+    sink = await asyncio.to_thread(eventbridge_sink, bus, endpoint=settings.eventbridge_endpoint)
+    try:
+        yield sink
+    finally:
+        sink.close()
+
+
+SINKS: Final[dict[str, SinkFactory]] = {
+    "jsonl": _jsonl_sink,
+    "http": _http_sink,
+    "sqs": _sqs_sink,
+    "eventbridge": _eventbridge_sink,
+}
 """Sink name (as in ``Settings.sinks`` and the outbox) → how to build it."""
 
 

@@ -7,7 +7,8 @@ and enqueues its outbox entries in the same atomic write.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,6 +32,22 @@ class SignalIngestor:
         self._signals = signals
         self._sanitiser = sanitiser
         self.sinks = tuple(sinks)
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each ingest that stored a new signal; returns the unsubscribe.
+
+        The in-process deliverers listen, so a new signal leaves for the sinks at
+        once rather than at their next idle tick. A listener must be quick and
+        must not raise (it runs inside the ingest, on the ingesting task).
+        """
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     async def ingest(
         self,
@@ -56,6 +73,9 @@ class SignalIngestor:
         inserted_ids = tuple(
             write.signal_id for write, new in zip(writes, result.inserted, strict=True) if new
         )
+        if inserted_ids and self.sinks:
+            for listener in tuple(self._listeners):
+                listener()
         return IngestOutcome(
             inserted=len(inserted_ids),
             duplicates=len(writes) - len(inserted_ids),

@@ -8,11 +8,13 @@ variable means.
 from __future__ import annotations
 
 import os
+import re
 import secrets as _random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ucf.runtime.http import HttpSettings
 from ucf.runtime.ssrf import EgressPolicy
@@ -22,6 +24,10 @@ DEFAULT_POLL_TIMEOUT = timedelta(minutes=5)
 DEFAULT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
 
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+
+SINK_NAMES = ("jsonl", "http", "sqs", "eventbridge")
+"""Every sink ucf knows, in the order :attr:`Settings.sinks` lists the configured ones.
+A sink's name is its outbox queue's name: each has its own cursor."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,13 @@ class Settings:
     http_sink: str | None = None
     http_sink_token: str | None = field(default=None, repr=False)
     """Sent as ``Authorization: Bearer …`` with every POST to ``http_sink``."""
+    sqs_sink: str | None = None
+    """``UCF_SINK_SQS``: the URL of an SQS queue (standard or FIFO), one message per signal."""
+    eventbridge_sink: str | None = None
+    """``UCF_SINK_EVENTBRIDGE``: an EventBridge bus name or ARN, one event per signal."""
+    eventbridge_endpoint: str | None = None
+    """``AWS_ENDPOINT_URL_EVENTS``, honoured as an alias of the SDKs' own
+    ``AWS_ENDPOINT_URL_EVENTBRIDGE`` (which boto3 reads itself and which wins)."""
     scheduler: bool = True
     max_concurrent_polls: int = 4
     public_url: str | None = None
@@ -76,6 +89,11 @@ class Settings:
             jsonl_sink=Path(env["UCF_SINK_JSONL"]) if env.get("UCF_SINK_JSONL") else None,
             http_sink=env.get("UCF_SINK_HTTP") or None,
             http_sink_token=env.get("UCF_SINK_HTTP_TOKEN") or None,
+            sqs_sink=_queue_url(env.get("UCF_SINK_SQS", "").strip()),
+            eventbridge_sink=_event_bus(env.get("UCF_SINK_EVENTBRIDGE", "").strip()),
+            eventbridge_endpoint=None
+            if env.get("AWS_ENDPOINT_URL_EVENTBRIDGE")
+            else env.get("AWS_ENDPOINT_URL_EVENTS") or None,
             scheduler=env.get("UCF_SCHEDULER", "1") not in ("0", "false", "no"),
             max_concurrent_polls=int(env.get("UCF_MAX_CONCURRENT_POLLS", 4)),
             poll_timeout=_positive_seconds(env, "UCF_POLL_TIMEOUT") or DEFAULT_POLL_TIMEOUT,
@@ -91,12 +109,44 @@ class Settings:
     @property
     def sinks(self) -> tuple[str, ...]:
         """Outbox sinks beyond the signal store itself (which always holds every signal)."""
-        names = []
-        if self.jsonl_sink is not None:
-            names.append("jsonl")
-        if self.http_sink is not None:
-            names.append("http")
-        return tuple(names)
+        configured = {
+            "jsonl": self.jsonl_sink,
+            "http": self.http_sink,
+            "sqs": self.sqs_sink,
+            "eventbridge": self.eventbridge_sink,
+        }
+        return tuple(name for name in SINK_NAMES if configured[name] is not None)
+
+
+_EVENT_BUS = re.compile(
+    r"[.\-_A-Za-z0-9/]{1,256}|arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[.\-_A-Za-z0-9/]{1,256}"
+)
+
+
+def _queue_url(text: str) -> str | None:
+    """``UCF_SINK_SQS``: SQS addresses a queue by URL; a name or an ARN is a common slip."""
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError(
+            "UCF_SINK_SQS must be the queue's URL, e.g. "
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/signals.fifo "
+            "(aws sqs get-queue-url --queue-name NAME prints it), not its name or ARN"
+        )
+    return text
+
+
+def _event_bus(text: str) -> str | None:
+    """``UCF_SINK_EVENTBRIDGE``: a bus name (``default`` is the account's own) or its ARN."""
+    if not text:
+        return None
+    if not _EVENT_BUS.fullmatch(text):
+        raise ValueError(
+            "UCF_SINK_EVENTBRIDGE must be an event bus name (e.g. default, or signals) or its "
+            "ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)"
+        )
+    return text
 
 
 def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:

@@ -1,27 +1,42 @@
-"""EventBridge, every minute → drain the outbox into the configured sink, for a bounded time.
+"""Drain the outbox into the configured sinks, for a bounded time: right after an ingest,
+and every minute.
 
-The same :class:`~ucf.service.delivery.DeliveryWorker` as ``ucf serve``: it
-holds the sink's lease in the store (so an overlapping invocation stands by
-instead of delivering out of order), delivers batch after batch, and stops
-when nothing is left, when a batch fails (it is released with its backoff),
-or when the time budget is spent — whichever comes first. A batch in flight
-at the budget is finished, not abandoned.
+Two triggers start it (``deploy/template.yaml``):
+
+- **the table's stream**: DynamoDB Streams records for new outbox entries
+  (keys only, filtered by Lambda to inserts under ``OUTBOX#``), so a signal
+  stored by a webhook or a poll leaves within seconds. The records are only a
+  wake-up: the function reads the outbox itself, so one invocation delivers
+  everything pending, whatever the batch of records held;
+- **EventBridge, every minute**: the safety net. It retries what failed
+  (a batch released with its backoff) and catches anything a missed or
+  dropped stream record left behind.
+
+Both run the same :class:`~ucf.service.delivery.DeliveryWorker` as ``ucf
+serve``, one per configured sink, each with its own outbox queue: it holds the
+sink's lease in the store (so an overlapping invocation stands by instead of
+delivering out of order), delivers batch after batch, and stops when nothing
+is left, when a batch fails (it is released with its backoff), or when the time
+budget is spent — whichever comes first. A batch in flight at the budget is
+finished, not abandoned. An invocation that finds another one delivering to a
+sink leaves that sink to it; in the rare case that the other was just
+finishing, the next tick delivers what it left.
 
 Two knobs, both in seconds:
 
 ``UCF_DELIVERY_SECONDS`` (default 45)
     The budget of one invocation, capped so that the batch in flight still
-    fits before Lambda's deadline. Signals leave within about a minute of
-    being stored.
+    fits before Lambda's deadline.
 ``UCF_DELIVERY_LEASE_SECONDS`` (default 20)
-    How long a claimed batch stays hidden (one POST must finish in half of
+    How long a claimed batch stays hidden (one send must finish in half of
     it). After a failed batch, the failing invocation keeps the sink until the
     batch is due again plus this lease, so that nobody delivers past it; each
     invocation is a new worker, so the lease is sized for the next tick to
     take over: a sink outage is retried about once a minute.
 
-With no sink configured (``UCF_SINK_HTTP`` unset) the function does nothing;
-the template does not even schedule it then.
+With no sink configured (``UCF_SINK_HTTP``, ``UCF_SINK_SQS`` and
+``UCF_SINK_EVENTBRIDGE`` unset) the function does nothing; the template does
+not even create it then.
 """
 
 from __future__ import annotations
@@ -71,6 +86,9 @@ class DeliveryFunction:
         self.container = container
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        records = event.get("Records") if isinstance(event, dict) else None
+        if isinstance(records, list):
+            log.info("woken by %d new outbox entr(ies) on the table's stream", len(records))
         return self.container.run(lambda: self._drain(context))
 
     async def _drain(self, lambda_context: Any) -> dict[str, Any]:
@@ -83,7 +101,7 @@ class DeliveryFunction:
         context = await self.container.context()
         sinks = context.settings.sinks
         if not sinks:
-            log.info("no sink is configured (UCF_SINK_HTTP): nothing to deliver")
+            log.info("no sink is configured (UCF_SINK_HTTP, _SQS, _EVENTBRIDGE): nothing to do")
             return {"delivered": {}}
         results = await asyncio.gather(
             *(self._drain_sink(context, sink, budget, lease) for sink in sinks)
