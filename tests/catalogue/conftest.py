@@ -25,13 +25,15 @@ from tests.catalogue.profiles import (
     Delivered,
     Poll,
     RecordingSleep,
+    SetEnv,
     map_delivery,
     profile_for,
+    webhook_url,
 )
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.validation import parse_descriptor
-from ucf.fakes.scenario import ProviderFake, Scenario
+from ucf.fakes.scenario import ProviderFake, Scenario, delivery_verification, scenario_for
 from ucf.runtime.http import HttpSettings, create_client
 from ucf.runtime.sources import source_for
 from ucf.runtime.ssrf import EgressPolicy
@@ -45,6 +47,7 @@ __all__ = [
     "Poll",
     "RecordingSleep",
     "map_delivery",
+    "webhook_url",
 ]
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "webhooks"
@@ -117,21 +120,14 @@ WEBHOOKS = _with("webhook")
 
 def _verified_with(connector_id: str) -> tuple[str | None, bool]:
     """The credential deliveries are verified with, and whether a signature covers the
-    body: the descriptor's verifier for a generic connector, the scenario for a native one."""
+    body: the descriptor says it for a generic connector, the scenario for a native one."""
     descriptor = _parsed(connector_id)
     if descriptor is None:
-        return "?", True
-    if descriptor.kind == "native":
-        from ucf.fakes.scenario import scenario_for
-
-        found = scenario_for(connector_id)
-        key = found.webhook_secret_credential
-        return key, key is not None and found.webhook_signs_body
-    from ucf.runtime.webhooks import compile_verifier
-
-    webhook = descriptor.webhook
-    signed = webhook is not None and webhook.verification == "signature"
-    return compile_verifier(descriptor).secret_credential, signed
+        return "?", True  # a bad descriptor fails loudly in every test
+    verification = delivery_verification(descriptor, scenario_for(connector_id))
+    if verification is None:
+        return None, False
+    return verification.secret_credential, verification.signs_body
 
 
 VERIFIED = [c for c in WEBHOOKS if _verified_with(c)[0] is not None]
@@ -153,15 +149,16 @@ class Harness:
     test files that poll a descriptor directly.
     """
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, setenv: SetEnv) -> None:
         self.client = client
+        self.setenv = setenv
         self._profiles: dict[str, ConnectorProfile] = {}
 
     def profile(self, connector_id: str) -> ConnectorProfile:
         found = self._profiles.get(connector_id)
         if found is None:
             found = self._profiles[connector_id] = profile_for(
-                RAW_DESCRIPTORS[connector_id], self.client
+                RAW_DESCRIPTORS[connector_id], self.client, setenv=self.setenv
             )
         return found
 
@@ -176,16 +173,14 @@ class Harness:
         credentials: Mapping[str, str] | None = None,
         sleep: RecordingSleep | None = None,
     ) -> Poll:
-        profile = profile_for(descriptor.to_json(), self.client, scenario)
+        profile = profile_for(descriptor.to_json(), self.client, scenario, self.setenv)
         return await profile.poll(
             fake, checkpoint=checkpoint, now=now, credentials=credentials, sleep=sleep
         )
 
     def close(self) -> None:
         for profile in self._profiles.values():
-            close = getattr(profile, "close", None)
-            if callable(close):
-                close()
+            profile.close()
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -196,8 +191,8 @@ async def http_client() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def harness(http_client: httpx.AsyncClient) -> Iterator[Harness]:
-    found = Harness(http_client)
+def harness(http_client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    found = Harness(http_client, monkeypatch.setenv)
     yield found
     found.close()
 
@@ -209,13 +204,6 @@ def now() -> datetime:
 
 
 # --------------------------------------------------------------------------- webhooks
-
-
-WEBHOOK_URL = "https://ucf.example.com/api/webhooks/{connector}/battery"
-
-
-def webhook_url(connector_id: str) -> str:
-    return WEBHOOK_URL.format(connector=connector_id)
 
 
 @dataclass(frozen=True)

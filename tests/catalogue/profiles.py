@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +33,15 @@ from ucf.core.mapping import CompiledMapping, MappedSignal
 from ucf.core.payload import payload_or_missing
 from ucf.core.validation import parse_descriptor
 from ucf.core.webhook import delivery_id_of, event_type_of, handles
-from ucf.fakes.scenario import ProviderFake, Scenario, WebhookDelivery, scenario_for
+from ucf.fakes.scenario import (
+    DeliveryVerification,
+    ProviderFake,
+    Scenario,
+    WebhookDelivery,
+    WebhookSample,
+    delivery_verification,
+    scenario_for,
+)
 from ucf.runtime.connection import connect
 from ucf.runtime.native import (
     Handshake,
@@ -49,6 +57,12 @@ from ucf.runtime.sources import GenericSource, HealthResult, Source, SourceConte
 from ucf.runtime.webhooks import HandshakeResponse, check_delivery, compile_verifier
 
 PROJECT = "battery"
+WEBHOOK_URL = "https://ucf.example.com/api/webhooks/{connector}/battery"
+SetEnv = Callable[[str, str], None]
+
+
+def webhook_url(connector_id: str) -> str:
+    return WEBHOOK_URL.format(connector=connector_id)
 
 
 class RecordingSleep:
@@ -110,14 +124,29 @@ class Checked:
 
 
 class ConnectorProfile(ABC):
-    """One connector as the battery runs it (see the module doc)."""
+    """One connector as the battery runs it (see the module doc).
+
+    Webhook deliveries come from the provider's side, which :meth:`provider` keeps
+    running for the profile's lifetime: some providers sign with what only their
+    running side has (SNS: a certificate served at ``SigningCertURL``), and a
+    handler may call back upstream (Asana resolves compact events). ``setenv``
+    applies the settings the scenario says ``ucf serve`` needs for that fake
+    (:meth:`~ucf.fakes.scenario.Scenario.server_environment`), undone after the test.
+    """
 
     def __init__(
-        self, descriptor: ConnectorDescriptor, scenario: Scenario, client: httpx.AsyncClient
+        self,
+        descriptor: ConnectorDescriptor,
+        scenario: Scenario,
+        client: httpx.AsyncClient,
+        setenv: SetEnv | None = None,
     ) -> None:
         self.descriptor = descriptor
         self.scenario = scenario
         self.client = client
+        self.verification: DeliveryVerification | None = delivery_verification(descriptor, scenario)
+        self._setenv = setenv
+        self._provider: ProviderFake | None = None
 
     @property
     def connector_id(self) -> str:
@@ -139,19 +168,43 @@ class ConnectorProfile(ABC):
         """How far back a first poll reaches."""
 
     @property
-    @abstractmethod
     def secret_credential(self) -> str | None:
-        """The credential webhook deliveries are verified with (None: not verified)."""
+        """The credential webhook deliveries are verified with (None: none of the instance's)."""
+        return self.verification.secret_credential if self.verification else None
 
     @property
-    @abstractmethod
     def signed(self) -> bool:
         """Deliveries carry a signature over the body: any byte changed must be refused."""
+        return self.verification is not None and self.verification.signs_body
 
     @property
-    @abstractmethod
     def replay_window_seconds(self) -> int | None:
         """The scheme's timestamp window; None when it signs no timestamp."""
+        return self.verification.replay_window_seconds if self.verification else None
+
+    # -- the provider's side of webhooks
+
+    def provider(self, now: datetime) -> ProviderFake:
+        """The provider's fake, started on first use with its server settings applied."""
+        if self._provider is None:
+            fake = self.scenario.fake(now).start()
+            self._provider = fake
+            environment = self.scenario.server_environment(fake)
+            if environment:
+                assert self._setenv is not None, f"{self.connector_id} needs server settings"
+                for name, value in environment.items():
+                    self._setenv(name, value)
+        return self._provider
+
+    def sign(self, sample: WebhookSample, now: datetime) -> WebhookDelivery:
+        """``sample`` as the provider sends it at ``now``, its side running."""
+        self.provider(now)
+        return self.scenario.sign(sample, url=webhook_url(self.connector_id), at=now)
+
+    def close(self) -> None:
+        if self._provider is not None:
+            self._provider.stop()
+            self._provider = None
 
     # -- running it
 
@@ -233,21 +286,6 @@ class GenericProfile(ConnectorProfile):
         assert polling is not None
         return timedelta(seconds=polling.initial_lookback_seconds)
 
-    @property
-    def secret_credential(self) -> str | None:
-        return compile_verifier(self.descriptor).secret_credential
-
-    @property
-    def signed(self) -> bool:
-        webhook = self.descriptor.webhook
-        return webhook is not None and webhook.verification == "signature"
-
-    @property
-    def replay_window_seconds(self) -> int | None:
-        signature = self.descriptor.signature_verification()
-        window = signature.timestamp if signature is not None else None
-        return window.tolerance_seconds if window is not None else None
-
     def normalise(self, source: Source, items: list[Any], now: datetime) -> Any:
         assert isinstance(source, GenericSource)
         assert source.plan is not None
@@ -291,16 +329,26 @@ class NativeProfile(ConnectorProfile):
     """A native package, run through its Source and WebhookHandler as the service runs them.
 
     Handlers that fetch from upstream (Asana resolves compact events) get the
-    connector's fake, started on first use and stopped by :meth:`close`.
+    connector's :meth:`provider` fake. The source is rebuilt when the provider's
+    server settings are applied, as ``ucf serve`` builds it under them.
     """
 
     def __init__(
-        self, descriptor: ConnectorDescriptor, scenario: Scenario, client: httpx.AsyncClient
+        self,
+        descriptor: ConnectorDescriptor,
+        scenario: Scenario,
+        client: httpx.AsyncClient,
+        setenv: SetEnv | None = None,
     ) -> None:
-        super().__init__(descriptor, scenario, client)
+        super().__init__(descriptor, scenario, client, setenv)
         self._source = source_for(descriptor)
-        self._fake: ProviderFake | None = None
-        self.fake_now: datetime | None = None
+
+    def provider(self, now: datetime) -> ProviderFake:
+        starting = self._provider is None
+        fake = super().provider(now)
+        if starting:  # built again under the provider's server settings, as ucf serve is
+            self._source = source_for(self.descriptor)
+        return fake
 
     def source(self) -> Source:
         return self._source
@@ -320,44 +368,26 @@ class NativeProfile(ConnectorProfile):
         return timedelta(seconds=schedule.initial_lookback_seconds)
 
     @property
-    def secret_credential(self) -> str | None:
-        return self.scenario.webhook_secret_credential
-
-    @property
-    def signed(self) -> bool:
-        return self.secret_credential is not None and self.scenario.webhook_signs_body
-
-    @property
-    def replay_window_seconds(self) -> int | None:
-        return self.scenario.replay_window_seconds
-
-    @property
     def handler(self) -> WebhookHandler:
         handler = self._source.webhooks
         assert handler is not None, f"{self.connector_id} receives no webhooks"
         return handler
-
-    def _upstream_fake(self, now: datetime) -> ProviderFake:
-        if self._fake is None:
-            self._fake = self.scenario.fake(self.fake_now or now).start()
-        return self._fake
 
     def _webhook_context(
         self, now: datetime, credentials: Mapping[str, str] | None = None
     ) -> WebhookContext:
         values = dict(credentials if credentials is not None else self.scenario.credentials())
 
-        async def upstream() -> SourceContext:
-            return self.context(self._upstream_fake(now), credentials=values)
+        fake = self.provider(now)
 
-        # The instance's config as the gateway passes it (a handler reads it, the fake's
-        # address only matters to handlers that call upstream).
-        base = self._fake.base_url if self._fake is not None else "http://127.0.0.1:9"
+        async def upstream() -> SourceContext:
+            return self.context(fake, credentials=values)
+
         return WebhookContext(
             project_id=PROJECT,
             connector_id=self.connector_id,
             credentials=values,
-            config=self.scenario.config(base),
+            config=self.scenario.config(fake.base_url),
             now=now,
             upstream=upstream,
         )
@@ -403,11 +433,6 @@ class NativeProfile(ConnectorProfile):
             [f"{e.item_id}: {e.reason}" for e in mapped.errors],
         )
 
-    def close(self) -> None:
-        if self._fake is not None:
-            self._fake.stop()
-            self._fake = None
-
 
 def map_delivery(
     descriptor: ConnectorDescriptor, delivery: WebhookDelivery, now: datetime
@@ -443,11 +468,14 @@ def map_delivery(
 
 
 def profile_for(
-    raw: Mapping[str, Any], client: httpx.AsyncClient, scenario: Scenario | None = None
+    raw: Mapping[str, Any],
+    client: httpx.AsyncClient,
+    scenario: Scenario | None = None,
+    setenv: SetEnv | None = None,
 ) -> ConnectorProfile:
     """The profile of a catalogue descriptor (its JSON object), by its ``kind``."""
     descriptor = parse_descriptor(dict(raw))
     found = scenario or scenario_for(descriptor.id)
     if descriptor.kind == "native":
-        return NativeProfile(descriptor, found, client)
-    return GenericProfile(descriptor, found, client)
+        return NativeProfile(descriptor, found, client, setenv)
+    return GenericProfile(descriptor, found, client, setenv)

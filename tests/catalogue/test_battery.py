@@ -25,6 +25,7 @@ from tests.catalogue.conftest import (
     DocumentedExample,
     Harness,
     RecordingSleep,
+    descriptor_of,
     documented_examples,
     webhook_url,
 )
@@ -34,6 +35,7 @@ from ucf.core.validation import validate_descriptor
 from ucf.fakes.scenario import Scenario, WebhookSample, scenario_for
 from ucf.runtime.http import AuthFailed
 from ucf.runtime.webhooks import RejectCode
+from ucf.service.instances import check_config, check_credentials
 
 SECOND_POLL_AFTER = timedelta(minutes=10)
 EXAMPLES = documented_examples()
@@ -76,6 +78,17 @@ def test_shipped_descriptor_is_valid_and_named_after_its_id(connector_id: str) -
 def test_every_catalogue_connector_has_a_scenario(connector_id: str) -> None:
     scenario = _scenario(connector_id)
     assert scenario.connector_id == connector_id
+
+
+@pytest.mark.parametrize("connector_id", CATALOGUE)
+def test_the_scenarios_settings_are_ones_the_setup_form_accepts(connector_id: str) -> None:
+    """The battery and ``ucf sandbox`` connect with what a user could enter: no key the
+    runtime keeps for itself (an access token), nothing the form would refuse."""
+    descriptor = descriptor_of(connector_id)
+    scenario = _scenario(connector_id)
+    check_config(descriptor, scenario.config("http://127.0.0.1:9"))
+    check_credentials(descriptor, scenario.credentials())
+    check_credentials(descriptor, scenario.bad_credentials(), partial=True)
 
 
 # --------------------------------------------------------------------------- polling
@@ -158,8 +171,10 @@ async def test_health_check_passes_with_good_and_fails_clearly_with_bad_credenti
         ]
     good, bad = results
     assert good.ok, good.error
-    if not scenario.health_checks_credentials:
-        assert not scenario.bad_credentials(), "a scenario whose check proves no credential"
+    if not scenario.bad_credentials():
+        # Nothing to get wrong (SES without an S3 bucket holds no credential): the check
+        # passes on what the instance has, which the good run just proved.
+        assert not scenario.credentials()
         return
     assert not bad.ok
     assert bad.error
@@ -186,9 +201,7 @@ async def test_rate_limited_poll_waits_as_asked_and_completes(
 # --------------------------------------------------------------------------- signals
 
 
-async def _all_signals(
-    connector_id: str, harness: Harness, now: datetime, monkeypatch: pytest.MonkeyPatch
-) -> list[str]:
+async def _all_signals(connector_id: str, harness: Harness, now: datetime) -> list[str]:
     """Signal types of a first poll, an incremental poll and every webhook sample."""
     profile = harness.profile(connector_id)
     scenario = profile.scenario
@@ -203,10 +216,9 @@ async def _all_signals(
         assert polled == scenario.polling_signal_types
         types += sorted(polled)
     if profile.receives_webhooks:
-        url = webhook_url(connector_id)
         pushed: set[str] = set()
         for sample in scenario.webhook_samples():
-            delivered = await profile.deliver(scenario.sign(sample, url=url, at=now), now)
+            delivered = await profile.deliver(profile.sign(sample, now), now)
             pushed |= {s.signal.type for s in delivered.signals}
         assert pushed == scenario.webhook_signal_types
         types += sorted(pushed)
@@ -215,9 +227,9 @@ async def _all_signals(
 
 @pytest.mark.parametrize("connector_id", CATALOGUE)
 async def test_every_signal_type_of_the_brief_comes_out(
-    connector_id: str, harness: Harness, now: datetime, monkeypatch: pytest.MonkeyPatch
+    connector_id: str, harness: Harness, now: datetime
 ) -> None:
-    produced = set(await _all_signals(connector_id, harness, now, monkeypatch))
+    produced = set(await _all_signals(connector_id, harness, now))
     missing = BRIEF_SIGNAL_TYPES.get(connector_id, frozenset()) - produced
     assert not missing, f"never produced: {sorted(missing)} (produced {sorted(produced)})"
     assert "unknown" not in produced
@@ -225,16 +237,15 @@ async def test_every_signal_type_of_the_brief_comes_out(
 
 @pytest.mark.parametrize("connector_id", CATALOGUE)
 async def test_priority_participants_and_tags_are_mapped(
-    connector_id: str, harness: Harness, now: datetime, monkeypatch: pytest.MonkeyPatch
+    connector_id: str, harness: Harness, now: datetime
 ) -> None:
     profile = harness.profile(connector_id)
     scenario = profile.scenario
     signals = []
     expectations = scenario.expected_metadata(None) if not profile.polls else ()
     if profile.receives_webhooks:
-        url = webhook_url(connector_id)
         for sample in scenario.webhook_samples():
-            delivered = await profile.deliver(scenario.sign(sample, url=url, at=now), now)
+            delivered = await profile.deliver(profile.sign(sample, now), now)
             signals += delivered.signals
     if profile.polls:  # polled signals win: they are checked when there are any
         with scenario.fake(now) as fake:
@@ -273,9 +284,8 @@ async def test_deliveries_signed_by_the_provider_are_accepted(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
     profile = _webhook_profile(harness, connector_id)
-    url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        checked = await profile.check(profile.scenario.sign(sample, url=url, at=now), now)
+        checked = await profile.check(profile.sign(sample, now), now)
         assert checked.accepted, (sample.name, checked)
 
 
@@ -287,9 +297,8 @@ async def test_deliveries_checked_against_another_secret_are_rejected(
     key = profile.secret_credential
     assert key is not None
     other = {**profile.scenario.credentials(), key: "not-the-secret-the-provider-signs-with"}
-    url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        delivery = profile.scenario.sign(sample, url=url, at=now)
+        delivery = profile.sign(sample, now)
         checked = await profile.check(delivery, now, other)
         assert checked.code in (RejectCode.SIGNATURE_MISMATCH, RejectCode.TOKEN_MISMATCH), (
             sample.name,
@@ -303,9 +312,8 @@ async def test_tampered_deliveries_are_rejected(
 ) -> None:
     profile = _webhook_profile(harness, connector_id)
     assert profile.signed
-    url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        delivery = profile.scenario.sign(sample, url=url, at=now).tampered()
+        delivery = profile.scenario.tamper(profile.sign(sample, now))
         checked = await profile.check(delivery, now)
         assert checked.code == RejectCode.SIGNATURE_MISMATCH, (sample.name, checked)
 
@@ -320,10 +328,10 @@ async def test_replays_outside_the_window_are_rejected_where_the_scheme_has_one(
     late = now + timedelta(minutes=20)
     if window is not None:
         late = now + timedelta(seconds=window + 60)
-    replayed = profile.scenario.sign(sample, url=webhook_url(connector_id), at=now)
+    replayed = profile.sign(sample, now)
     checked = await profile.check(replayed, late)
     if window is None:
-        # GitHub, Trello and Jira sign no timestamp (see their webhook docs): a replay
+        # GitHub, Trello, Jira and SNS sign no window (see their webhook docs): a replay
         # verifies, and the delivery's identity dedups it. Asserted so a scheme change is noticed.
         assert checked.accepted, checked
     else:
@@ -352,9 +360,8 @@ async def test_every_delivered_event_type_maps_to_its_signal_type(
     connector_id: str, harness: Harness, now: datetime
 ) -> None:
     profile = _webhook_profile(harness, connector_id)
-    url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        delivered = await profile.deliver(profile.scenario.sign(sample, url=url, at=now), now)
+        delivered = await profile.deliver(profile.sign(sample, now), now)
         assert delivered.handled, f"{sample.name}: event {delivered.event_type} not handled"
         assert delivered.errors == [], sample.name
         assert tuple(s.signal.type for s in delivered.signals) == sample.expected_types, sample.name
@@ -367,9 +374,8 @@ async def test_a_redelivery_makes_the_same_signals_so_the_store_keeps_one(
     """Providers retry; the retried delivery must map to the same dedup keys (the
     gateway tests show the store then inserts nothing the second time)."""
     profile = _webhook_profile(harness, connector_id)
-    url = webhook_url(connector_id)
     for sample in _samples(connector_id):
-        delivery = profile.scenario.sign(sample, url=url, at=now)
+        delivery = profile.sign(sample, now)
         first = await profile.deliver(delivery, now)
         again = await profile.deliver(delivery, now + timedelta(minutes=5))
         keys = [s.dedup_key for s in first.signals]
@@ -384,7 +390,7 @@ async def test_unknown_event_types_are_ignored(
     profile = _webhook_profile(harness, connector_id)
     sample = profile.scenario.unknown_event_sample()
     assert sample is not None, "a scenario provides a delivery of an unhandled event type"
-    delivery = profile.scenario.sign(sample, url=webhook_url(connector_id), at=now)
+    delivery = profile.sign(sample, now)
     assert (await profile.check(delivery, now)).accepted
     delivered = await profile.deliver(delivery, now)
     assert delivered.errors == []
@@ -403,7 +409,7 @@ async def test_documented_provider_payloads_verify_and_map(
     sample = WebhookSample(
         example.file.name, example.file.read_bytes(), example.headers, example.expected_types
     )
-    delivery = profile.scenario.sign(sample, url=webhook_url(example.connector), at=now)
+    delivery = profile.sign(sample, now)
     assert (await profile.check(delivery, now)).accepted
     delivered = await profile.deliver(delivery, now)
     assert delivered.errors == []

@@ -157,7 +157,7 @@ async def test_a_real_message_with_any_signed_field_changed_is_refused(
             topic_arn=vector["TopicArn"],
             context=context(client),
         )
-    assert refused.value.code == "bad_signature"
+    assert refused.value.code == "signature_mismatch"
 
 
 async def test_lambda_style_names_and_a_null_subject_are_read_as_the_validators_read_them(
@@ -279,7 +279,7 @@ async def test_a_tampered_message_is_refused(
     message[field] = change(message[field])
     verdict, _ = await deliver(sns, client, message)
     assert isinstance(verdict, Refused)
-    assert verdict.code == "bad_signature"
+    assert verdict.code == "signature_mismatch"
 
 
 async def test_a_validly_signed_message_of_another_topic_is_refused_without_fetching(

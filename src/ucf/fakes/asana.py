@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, urlencode
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
 from ucf.fakes.scenario import (
     Activity,
+    DeliveryVerification,
     HandshakeSample,
     MetadataExpectation,
     ProviderFake,
@@ -679,7 +680,8 @@ class AsanaScenario(Scenario):
         {"task_created", "task_updated", "task_completed", "task_assigned", "task_commented"}
     )
     webhook_signal_types = polling_signal_types
-    webhook_secret_credential = "webhookSecret"  # noqa: S105 - the credential's key
+    # X-Hook-Signature: HMAC-SHA256 of the body with the secret the handshake handed over.
+    webhook_verification = DeliveryVerification("webhookSecret", signs_body=True)
     unmapped_events_answered_200 = True
 
     def __init__(self, count: int = 150) -> None:

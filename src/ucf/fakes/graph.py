@@ -42,6 +42,7 @@ from urllib.parse import parse_qs, quote
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
 from ucf.fakes.scenario import (
     Activity,
+    DeliveryVerification,
     HandshakeSample,
     MetadataExpectation,
     ProviderFake,
@@ -636,8 +637,8 @@ class OutlookScenario(Scenario):
     connector_id = "outlook"
     polling_signal_types = frozenset({"email_received", "email_updated"})
     webhook_signal_types = frozenset({"email_received"})
-    webhook_secret_credential = "clientState"  # noqa: S105 - a credential's name
-    webhook_signs_body = False  # clientState is a shared value, not a signature over the body
+    # clientState is a shared value the body carries, not a signature over it.
+    webhook_verification = DeliveryVerification("clientState", signs_body=False)
 
     def fake(self, now: datetime) -> GraphFake:
         return GraphFake(now)
@@ -666,16 +667,17 @@ class OutlookScenario(Scenario):
         return {"baseUrl": f"{base_url}/v1.0", "authorityUrl": base_url, "tenant": TENANT}
 
     def credentials(self) -> dict[str, str]:
+        """What a user enters (the setup form's fields, nothing the runtime keeps for itself):
+        the first request fetches an access token from the fake's token endpoint."""
         return {
             "clientId": CLIENT_ID,
             "clientSecret": CLIENT_SECRET,
             "refreshToken": REFRESH_TOKEN,
-            "accessToken": ACCESS_TOKEN,
             "clientState": CLIENT_STATE,
         }
 
     def bad_credentials(self) -> dict[str, str]:
-        return {**self.credentials(), "accessToken": "revoked", "clientSecret": "wrong-secret"}
+        return {**self.credentials(), "clientSecret": "wrong-secret"}
 
     @property
     def webhook_secret(self) -> str:

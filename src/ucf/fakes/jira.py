@@ -52,6 +52,7 @@ from zoneinfo import ZoneInfo
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
 from ucf.fakes.scenario import (
     Activity,
+    DeliveryVerification,
     MetadataExpectation,
     ProviderFake,
     Scenario,
@@ -1070,8 +1071,8 @@ class JiraScenario(Scenario):
             "issue_deleted",
         }
     )
-    webhook_secret_credential = "webhookSecret"  # noqa: S105 - a credential's name
-    replay_window_seconds = None  # Jira signs no timestamp; the identity dedups a replay
+    # X-Hub-Signature over the body; Jira signs no timestamp, the identity dedups a replay.
+    webhook_verification = DeliveryVerification("webhookSecret", signs_body=True)
 
     # Issue 10001 (OPS-1): created at its last change, Highest, reported by Mia Krystof,
     # nobody assigned, label customer, component API. Issue 10006 (OPS-6): its last

@@ -36,12 +36,14 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
+from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.signal import Priority
 from ucf.fakes.kit import FakeServer, Fault
 
 __all__ = [
     "MODULE_OVERRIDES",
     "Activity",
+    "DeliveryVerification",
     "HandshakeSample",
     "MetadataExpectation",
     "ProviderFake",
@@ -49,6 +51,7 @@ __all__ = [
     "ScenarioMissing",
     "WebhookDelivery",
     "WebhookSample",
+    "delivery_verification",
     "hmac_digest",
     "scenario_for",
 ]
@@ -144,6 +147,53 @@ def hmac_digest(
     key = secret.encode() if isinstance(secret, str) else secret
     digest = hmac.new(key, message, getattr(hashlib, algorithm)).digest()
     return digest.hex() if encoding == "hex" else base64.b64encode(digest).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryVerification:
+    """How a connector tells its provider's deliveries from forgeries, as the battery and
+    ``ucf sandbox`` need to know it.
+
+    A generic connector's descriptor says it (:meth:`of_descriptor`); a native
+    connector's scenario declares it (:attr:`Scenario.webhook_verification`) and
+    the battery holds the connector's handler to the declaration.
+    """
+
+    secret_credential: str | None
+    """The credential deliveries are checked against; None when the proof needs none of
+    the instance's (SNS signs with AWS's key, checked against its certificate)."""
+    signs_body: bool
+    """A signature covers the body, so a delivery changed after signing is refused
+    (:meth:`Scenario.tamper`). False for a shared value the delivery merely carries
+    (Datadog's header token, Graph's ``clientState``): tampering goes unnoticed."""
+    replay_window_seconds: int | None = None
+    """The signed timestamp's window; None when the scheme signs no time (GitHub, Jira,
+    SNS: a replay verifies, and the delivery's identity dedups it)."""
+
+    @classmethod
+    def of_descriptor(cls, descriptor: ConnectorDescriptor) -> DeliveryVerification | None:
+        """What a descriptor's ``webhook`` block says; None when deliveries are unverified."""
+        webhook = descriptor.webhook
+        if webhook is None or webhook.verification == "none":
+            return None
+        if webhook.verification == "token":
+            key = webhook.token.secret_credential if webhook.token is not None else None
+            return cls(key, signs_body=False)
+        signature = descriptor.signature_verification()
+        if signature is None:
+            return cls(None, signs_body=True)  # invalid: the descriptor tests say why
+        window = signature.timestamp.tolerance_seconds if signature.timestamp else None
+        return cls(signature.secret_credential, signs_body=True, replay_window_seconds=window)
+
+
+def delivery_verification(
+    descriptor: ConnectorDescriptor, scenario: Scenario
+) -> DeliveryVerification | None:
+    """How ``descriptor``'s deliveries are verified: its ``webhook`` block, or for a native
+    connector its scenario's declaration. None: not verified (or no webhooks at all)."""
+    if descriptor.kind == "native":
+        return scenario.webhook_verification
+    return DeliveryVerification.of_descriptor(descriptor)
 
 
 # --------------------------------------------------------------------------- the fake
@@ -245,20 +295,12 @@ class Scenario(ABC):
     webhook_signal_types: frozenset[str] = frozenset()
     #: Items whose metadata the battery checks, among polled or delivered signals.
     metadata: tuple[MetadataExpectation, ...] = ()
-    #: Native connectors only (a descriptor says it for generic ones): the credential
-    #: deliveries are verified with, None when deliveries are not verified, and the
-    #: signature's timestamp window in seconds, None when the scheme signs no time.
-    webhook_secret_credential: str | None = None
-    #: The connector's health check proves its credentials (False for SES: without an S3
-    #: bucket it has none to check; its own tests cover the bucket's credentials).
-    health_checks_credentials: bool = True
-    replay_window_seconds: int | None = None
+    #: Native connectors only (a generic one's descriptor says it): how the connector's
+    #: handler tells the provider's deliveries from forgeries; None when it does not.
+    webhook_verification: DeliveryVerification | None = None
     #: The provider counts only 200/204 as delivered (Asana), so a delivery of events the
     #: connector does not map is a 200 that stores nothing rather than the gateway's 202.
     unmapped_events_answered_200: bool = False
-    #: Native connectors only: the secret signs the body (any byte changed is refused).
-    #: False for a shared value the body carries (Graph's ``clientState``).
-    webhook_signs_body: bool = True
 
     def expected_metadata(self, fake: ProviderFake | None) -> tuple[MetadataExpectation, ...]:
         """:attr:`metadata`, or expectations that depend on the fake's dataset.
@@ -282,7 +324,11 @@ class Scenario(ABC):
 
     @abstractmethod
     def bad_credentials(self) -> dict[str, str]:
-        """Credentials the fake rejects the way the provider does."""
+        """Credentials the fake rejects the way the provider does.
+
+        Empty when the connector, as the scenario configures it, has no credential to
+        get wrong (SES without an S3 bucket): its health check then proves none.
+        """
 
     @property
     @abstractmethod
@@ -310,7 +356,12 @@ class Scenario(ABC):
         return {}
 
     def tamper(self, delivery: WebhookDelivery) -> WebhookDelivery:
-        """``delivery`` changed after signing, in a way its scheme must detect."""
+        """``delivery`` changed after signing, in a way its scheme must detect.
+
+        Only meaningful where a signature covers the body (see
+        :func:`delivery_verification`); the battery and ``ucf sandbox`` both tamper
+        through this, so a scheme that signs only some fields (SNS) says which here.
+        """
         return delivery.tampered()
 
     def sign(self, sample: WebhookSample, *, url: str, at: datetime) -> WebhookDelivery:

@@ -43,6 +43,7 @@ from ucf.core.signal import iso_utc
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
 from ucf.fakes.scenario import (
     Activity,
+    DeliveryVerification,
     MetadataExpectation,
     ProviderFake,
     Scenario,
@@ -437,7 +438,10 @@ class SesScenario(Scenario):
 
     connector_id = "ses"
     webhook_signal_types = frozenset({"email_received"})
-    health_checks_credentials = False
+    # SNS signs each message's canonical fields with AWS's key (checked against the
+    # certificate at SigningCertURL, no credential of the instance). A retry keeps the
+    # message's original Timestamp, so the handler keeps no window: the MessageId dedups.
+    webhook_verification = DeliveryVerification(None, signs_body=True)
 
     def __init__(self) -> None:
         self._fake: SnsFake | None = None

@@ -18,7 +18,7 @@ from typing import Any
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.validation import validate_descriptor
-from ucf.fakes.scenario import ProviderFake, Scenario, scenario_for
+from ucf.fakes.scenario import ProviderFake, Scenario, delivery_verification, scenario_for
 from ucf.runtime.sources import source_for
 
 __all__ = ["Fleet", "Provider", "catalogue"]
@@ -55,11 +55,10 @@ class Provider:
 
     @property
     def signs_webhooks(self) -> bool:
-        """Only a signature covers the body, so only then can tampering be detected."""
-        if self.native:  # its scenario names the secret its deliveries are signed with
-            return self.receives_webhooks and self.scenario.webhook_secret_credential is not None
-        webhook = self.descriptor.webhook
-        return webhook is not None and webhook.verification == "signature"
+        """Only a signature covers the body, so only then can tampering be detected
+        (SNS's signature does; Graph's clientState, a shared value, does not)."""
+        verification = delivery_verification(self.descriptor, self.scenario)
+        return self.receives_webhooks and verification is not None and verification.signs_body
 
     def instance_body(self) -> dict[str, Any]:
         """``POST /api/projects/{p}/instances``: config pointing at the fake, good credentials."""

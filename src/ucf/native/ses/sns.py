@@ -138,7 +138,11 @@ certificates and confirmation URLs are trusted instead of SNS's. Never set in pr
 
 class SnsRejected(Exception):
     """Why a message is not authentic (or not for us): ``code`` for metrics, ``message``
-    for the operator's log and ``ucf webhooks verify``. Never includes a secret."""
+    for the operator's log and ``ucf webhooks verify``. Never includes a secret.
+
+    Where the gateway's own :class:`~ucf.runtime.webhooks.RejectCode` names the reason
+    (``signature_mismatch``, ``bad_encoding``), the code is that name, so one metric
+    label counts forged deliveries of every connector."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -235,7 +239,7 @@ def verify_signature(message: SnsMessage, certificate: x509.Certificate) -> None
     try:
         signature = base64.b64decode(message.fields["Signature"], validate=True)
     except (binascii.Error, ValueError):
-        raise SnsRejected("bad_signature", "Signature is not base64") from None
+        raise SnsRejected("bad_encoding", "Signature is not base64") from None
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise SnsRejected("bad_certificate", "the signing certificate does not hold an RSA key")
@@ -243,7 +247,7 @@ def verify_signature(message: SnsMessage, certificate: x509.Certificate) -> None
         key.verify(signature, message.string_to_sign(), padding.PKCS1v15(), algorithm())
     except InvalidSignature:
         raise SnsRejected(
-            "bad_signature",
+            "signature_mismatch",
             f"the signature does not verify (SignatureVersion {message.signature_version}): "
             "the message was changed after SNS signed it, or was not signed by SNS",
         ) from None
