@@ -29,11 +29,22 @@ import pytest
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.webhook import delivery_id_of
-from ucf.fakes.kit import FakeServer
+from ucf.fakes.kit import FakeResponse, FakeServer
 from ucf.fakes.scenario import scenario_for
 from ucf.runtime.sources import source_for
 from ucf.runtime.webhooks import compile_verifier
-from ucf.sandbox.live import ROUND, TOUR, Deck, Kind, read_metrics, with_new_delivery_id
+from ucf.sandbox.console import Reporter
+from ucf.sandbox.fleet import Fleet, Provider, catalogue
+from ucf.sandbox.live import (
+    ROUND,
+    TOUR,
+    Activity,
+    Deck,
+    Kind,
+    Tally,
+    read_metrics,
+    with_new_delivery_id,
+)
 from ucf.sandbox.session import choose_port, server_environment
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
@@ -395,3 +406,43 @@ def test_a_fake_runs_dataset_changes_between_its_requests() -> None:
         thread = server.call_between_requests(lambda: threading.current_thread())
     assert thread is not threading.current_thread()
     assert thread.name == "ucf-fake-upstream"
+
+
+async def test_a_delivery_is_not_sent_again_as_a_redelivery_once_its_item_changed_upstream() -> (
+    None
+):
+    """Asana's handler reads the task when a delivery arrives: after the sandbox changed
+    the task upstream, sending that delivery again rightly stores the new version, which
+    the sandbox must not report as a failed deduplication. It sends a fresh delivery."""
+    descriptor, scenario = next(pair for pair in catalogue() if pair[0].id == "asana")
+    gateway = FakeServer()
+    gateway.add_route(
+        "POST",
+        "/hook",
+        lambda request: FakeResponse(
+            200,
+            {"Content-Type": "application/json"},
+            b'{"received": 1, "inserted": 1, "duplicates": 0}',
+        ),
+    )
+    with scenario.fake(datetime.now(UTC)) as fake, gateway:
+        fleet = Fleet([Provider(descriptor, scenario, fake)])
+        tally = Tally()
+        async with httpx.AsyncClient() as hooks:
+            activity = Activity(
+                fleet,
+                hooks,
+                {"asana": gateway.url("/hook")},
+                Reporter(quiet=True),
+                random.Random(7),
+                tally,
+                time.monotonic,
+            )
+            await activity.play(Kind.WEBHOOK)
+            await activity.play(Kind.UPSTREAM)
+            await activity.play(Kind.REDELIVER)
+
+    assert tally.unexpected == []
+    assert tally.redeliveries == 0
+    assert tally.webhooks_sent == 2
+    assert len(gateway.requests_to("/hook")) == 2

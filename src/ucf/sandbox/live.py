@@ -268,6 +268,11 @@ class Activity:
             fake.server.call_between_requests, lambda: fake.add_activity(datetime.now(UTC))
         )
         self.tally.upstream_changes += len(changed.ids)
+        if self._last is not None and self._last.provider is provider:
+            # A connector that reads the item upstream when a delivery arrives (Asana's
+            # compact events) rightly stores the item's new version if that delivery comes
+            # again now: no longer a redelivery of the same change, so send a fresh one.
+            self._last = None
         parts = [f"{len(changed.new_ids)} new"]
         if changed.changed_ids:
             parts.append(f"{len(changed.changed_ids)} changed")
