@@ -200,7 +200,8 @@ class HealthObservation:
     """True when this observation is a successful poll: sets ``lastSyncAt``."""
     failures_before_error: int = 3
     degraded: bool = False
-    """A success that was slow or throttled: resets the failure count, shows 'degraded'."""
+    """A success that was slow, throttled or cut short: resets the failure count, shows
+    'degraded'; its ``error``, when set, says why (``lastError``)."""
 
 
 def health_state_after(

@@ -431,7 +431,7 @@ class DynamoInstanceStore:
                 ":state": k.s(state),
                 ":seen": k.n(current.consecutive_failures),
             }
-            if observation.ok or observation.error is None:
+            if observation.error is None:  # a degraded success may say why (a backlog)
                 removes.append("lastError")
             else:
                 sets.append("lastError = :err")

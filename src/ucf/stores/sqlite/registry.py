@@ -312,7 +312,7 @@ class SqliteInstanceStore:
                     stamp,
                     int(observation.ok),
                     failures,
-                    None if observation.ok else observation.error,
+                    observation.error,  # None on success, unless a degraded one says why
                     state,
                     observation.latency_ms,
                     int(observation.ok and observation.synced),
