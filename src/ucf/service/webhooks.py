@@ -64,6 +64,7 @@ from ucf.runtime.webhooks import (
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError, ServiceError
+from ucf.service.health import DeliveryReporter
 from ucf.service.poll import instance_context, rate_gate_for, rotation_writer
 from ucf.stores.models import InstanceRecord, RateDecision
 
@@ -367,6 +368,9 @@ class WebhookGateway:
         self._secrets: dict[tuple[str, str], _CachedCredentials] = {}
         self._targets: dict[tuple[str, str], tuple[float, WebhookTarget]] = {}
         self._reserves: dict[str, TokenReserve] = {}
+        self._deliveries = DeliveryReporter(
+            context.store.instances, context.clock, monotonic=monotonic
+        )
 
     # -- 1. where does it go
 
@@ -446,10 +450,14 @@ class WebhookGateway:
                 target.project_id,
                 reason.message if reason else "unverified",
             )
+            await self._deliveries.failed(
+                target.project_id, connector_id, reason.message if reason else "unverified"
+            )
             raise Unverified(reason)
         if admission.handshake is not None:
             await self._keep_captured_secret(target, verifier, admission.handshake, credentials)
             return HandshakeAnswer(admission.handshake)
+        await self._deliveries.verified(target.project_id, connector_id)
         if delivery.method.upper() != "POST":
             raise MethodNotAllowed("webhook deliveries are POST requests")
         return await self._ingest(target, delivery, payload)
@@ -575,10 +583,12 @@ class WebhookGateway:
             log.info(
                 "refused a delivery to %s/%s: %s", connector.id, target.project_id, verdict.message
             )
+            await self._deliveries.failed(target.project_id, connector.id, verdict.message)
             raise Unverified(None)
         if isinstance(verdict, Handshake):
             await self._keep_handed_over(target, credentials, verdict.keep)
             return HandshakeAnswer(verdict.response)
+        await self._deliveries.verified(target.project_id, connector.id)
         await self._take_token(target)
         if delivery.method.upper() != "POST":
             raise MethodNotAllowed("webhook deliveries are POST requests")
