@@ -406,6 +406,43 @@ async def test_a_resumed_next_link_never_keeps_a_query_string_credential(
     assert "page=3" in position.next.url
 
 
+async def test_a_resume_position_the_api_no_longer_accepts_starts_the_listing_over(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """A cursor can expire between polls: the listing is read again from its top."""
+
+    def listing(request: FakeRequest) -> FakeResponse:
+        cursor = request.param("cursor")
+        if cursor == "expired":
+            return FakeResponse.json({"error": "invalid_cursor"}, 400)
+        page = 2 if cursor == "c2" else 1
+        rows = [{"id": f"i{page}", "updated_at": f"2024-05-0{page}T00:00:00Z"}]
+        return FakeResponse.json({"items": rows, "next": "c2" if page == 1 else ""})
+
+    server.add_route("GET", "/items", listing)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.next",
+                "nextParam": "cursor",
+                "pageSize": 1,
+            },
+        },
+        items_path="$.items",
+    )
+    stale = ResumePosition(
+        "2024-04-01T00:00:00.000Z", "2024-05-09T00:00:00.000Z", PageRequest({"cursor": "expired"})
+    ).encode()
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url}, checkpoint=stale)
+    assert [r.param("cursor") for r in server.requests_to("/items")] == ["expired", None, "c2"]
+    assert ids(pages) == ["i1", "i2"]
+    assert pages[-1].checkpoint == "2024-05-02T00:00:00.000Z"
+
+
 @pytest.mark.parametrize(
     "checkpoint",
     ["resume:", "resume:[]", 'resume:{"checkpoint":1}', 'resume:{"next":{"params":{"a":1}}}'],

@@ -42,6 +42,7 @@ from ucf.runtime.http import (
     HttpSettings,
     MalformedResponse,
     RetryStats,
+    UpstreamError,
     parse_json,
     send_with_retries,
 )
@@ -381,6 +382,7 @@ class PollPlan:
         state = PageRequest()
         paginator.init_request(state)
         delta.init_request(state)
+        resuming = delta.resume_from is not None
         if delta.resume_from is not None:  # a listing an earlier poll's maxPages cut short
             resume = delta.resume_from
             state.params.update(resume.params)
@@ -396,15 +398,29 @@ class PollPlan:
             template_checkpoint = delta.template_value()
             request = self._build(client, config, template_checkpoint, state, origin)
             started = clock()
-            response = await send_with_retries(
-                client,
-                functools.partial(_copy, client, request),
-                settings=settings,
-                auth=auth,
-                sleep=sleep,
-                on_wait=stats,
-                response_errors=self.response_errors,
-            )
+            try:
+                response = await send_with_retries(
+                    client,
+                    functools.partial(_copy, client, request),
+                    settings=settings,
+                    auth=auth,
+                    sleep=sleep,
+                    on_wait=stats,
+                    response_errors=self.response_errors,
+                )
+            except UpstreamError as error:
+                if not (resuming and _refused_request(error)):
+                    raise
+                # The stored position no longer works (an expired cursor, a page that
+                # is gone): read the same listing from its top instead, once.
+                resuming, number = False, 0
+                delta = self._delta(delta.stored, now)
+                paginator = self._paginator()
+                state = PageRequest()
+                paginator.init_request(state)
+                delta.init_request(state)
+                continue
+            resuming = False
             elapsed = clock() - started
             body = parse_json(response)
             items = self.mapping.extract_items(body)
@@ -437,6 +453,12 @@ class PollPlan:
             if last:
                 return
             paginator.update_request(state)
+
+
+def _refused_request(error: UpstreamError) -> bool:
+    """A 4xx that says the request itself is wrong (not credentials, not throttling)."""
+    plain = type(error) is UpstreamError
+    return plain and error.status is not None and 400 <= error.status < 500
 
 
 def _credential_params(auth: d.AuthDescriptor) -> frozenset[str]:
