@@ -28,7 +28,9 @@ from ucf.service.webhooks import Accepted, Delivery, WebhookGateway, receive_web
 from ucf.stores.models import StoredSignal
 
 PROJECT = "battery"
-BOTH = [c for c in POLLING if c in WEBHOOKS]
+#: Descriptor connectors only: a native connector's handler code computes its own
+#: signals (and keys) and is tested with its package.
+BOTH = [c for c in POLLING if c in WEBHOOKS and descriptor_of(c).kind == "generic"]
 #: Connectors whose API and webhooks write one instant at different precisions
 #: (their descriptors say ``versionPrecision``): same key, the id of whichever came first.
 PRECISION_DIFFERS = frozenset({"notion", "pagerduty", "sentry"})
