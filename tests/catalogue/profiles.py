@@ -19,7 +19,6 @@ in the connector's :class:`~ucf.fakes.scenario.Scenario`.
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.mapping import CompiledMapping, MappedSignal
 from ucf.core.payload import payload_or_missing
 from ucf.core.validation import parse_descriptor
-from ucf.core.webhook import delivery_id_of, event_type_of, handles
+from ucf.core.webhook import event_type_of, fallback_version, handles
 from ucf.fakes.scenario import (
     DeliveryVerification,
     ProviderFake,
@@ -447,16 +446,12 @@ def map_delivery(
     if event_type is None or not handles(webhook, event_type):
         return Delivered(event_type, False, [], [])
     compiled = CompiledMapping(mapping)
-    version = (
-        delivery_id_of(webhook, payload, delivery.headers)
-        or hashlib.sha256(delivery.body).hexdigest()
-    )
     result = compiled.map_items(
         compiled.extract_items(payload),
         descriptor.id,
         PROJECT,
         event_type=event_type,
-        version=version,
+        fallback_version=fallback_version(webhook, payload, delivery.headers, delivery.body),
         now=now,
     )
     return Delivered(

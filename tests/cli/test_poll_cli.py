@@ -106,7 +106,8 @@ def test_poll_stops_at_max_pages_and_says_more_remain(
     result = ucf(*poll_args(descriptor_file, server, fake.token, "--max-pages", "1"))
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
-    assert "checkpoint: (none)" in result.stderr  # unsorted results: not safe to advance yet
+    # Unsorted results: not safe to advance yet, so the checkpoint says where to go on.
+    assert 'checkpoint: resume:{"checkpoint":null,' in result.stderr
     assert "rate-limit waits: 1 (1.0 s)" in result.stderr
     assert "stopped at the max-pages limit" in result.stderr
 

@@ -193,7 +193,7 @@ def test_unmappable_items_give_reasons_and_the_batch_goes_on() -> None:
 
 def test_webhook_without_timestamp_uses_the_receive_time() -> None:
     now = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-    mapped = mapping().map({"id": 1}, "c", "p", now=now, version="delivery-1")
+    mapped = mapping().map({"id": 1}, "c", "p", now=now, fallback_version="delivery-1")
     assert mapped.signal.timestamp == "2024-05-01T09:00:00.000Z"
     assert mapped.version == "delivery-1"
 
@@ -255,3 +255,70 @@ def test_arbitrary_json_never_raises_out_of_the_engine(response: Any) -> None:
 def test_arbitrary_github_like_items_map_or_give_a_reason(item: dict[str, Any]) -> None:
     result = github_mapping().map_items([item], "github-issues", "p")
     assert len(result.signals) + len(result.errors) == 1
+
+
+# --------------------------------------------------------------------------- signal identity
+
+
+def test_a_change_seen_by_a_poll_and_by_a_webhook_is_one_signal() -> None:
+    """The webhook's delivery id is no part of the identity when the item has a version."""
+    issue = github_issue()
+    engine = github_mapping()
+    polled = engine.map(issue, "github-issues", "p")
+    pushed = engine.map(issue, "github-issues", "p", fallback_version="delivery-1")
+    replayed = engine.map(issue, "github-issues", "p", fallback_version="delivery-2")
+    assert polled.dedup_key == pushed.dedup_key == replayed.dedup_key
+    assert polled.signal.id == pushed.signal.id == replayed.signal.id
+    assert polled.version == "2024-01-02T08:30:00.000Z"
+
+
+def test_a_new_update_time_is_a_new_signal() -> None:
+    engine = github_mapping()
+    before = engine.map(github_issue(), "github-issues", "p")
+    after = engine.map(github_issue(updated_at="2024-01-02T08:31:00Z"), "github-issues", "p")
+    assert before.dedup_key != after.dedup_key
+
+
+def test_the_delivery_id_is_the_version_only_of_an_item_without_one() -> None:
+    now = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
+    first = mapping().map({"id": 1}, "c", "p", now=now, fallback_version="d-1")
+    second = mapping().map({"id": 1}, "c", "p", now=now, fallback_version="d-2")
+    assert (first.version, second.version) == ("d-1", "d-2")
+    assert first.dedup_key != second.dedup_key
+
+
+def test_a_version_path_missing_from_an_item_falls_back_to_its_time() -> None:
+    engine = mapping(versionPath="$.rev")
+    without = engine.map({"id": 1, "updated": "2024-05-01T09:00:00Z"}, "c", "p")
+    other = engine.map({"id": 1, "updated": "2024-05-01T09:05:00Z"}, "c", "p")
+    assert without.version == "2024-05-01T09:00:00.000Z"
+    assert without.dedup_key != other.dedup_key  # never one empty version for every item
+    assert engine.map({"id": 1, "updated": "2024-05-01T09:00:00Z", "rev": 7}, "c", "p").version == (
+        "7"
+    )
+
+
+def test_times_in_a_version_compare_as_instants_whichever_channel_wrote_them() -> None:
+    """Sentry lists lastSeen with milliseconds and pushes it with microseconds."""
+    engine = mapping(versionPath="$['updated','status','assignedTo']")
+    listed = {"id": 1, "updated": "2024-05-01T09:00:00.391Z", "status": "resolved"}
+    pushed = {**listed, "updated": "2024-05-01T09:00:00.391000Z"}
+    assert engine.map(listed, "c", "p").dedup_key == engine.map(pushed, "c", "p").dedup_key
+    reopened = {**listed, "status": "unresolved"}
+    assert engine.map(listed, "c", "p").dedup_key != engine.map(reopened, "c", "p").dedup_key
+    assigned = {**listed, "assignedTo": {"id": "7"}}
+    assert engine.map(listed, "c", "p").dedup_key != engine.map(assigned, "c", "p").dedup_key
+
+
+def test_version_precision_compares_times_in_the_declared_unit() -> None:
+    """Notion's last_edited_time is the minute; its events carry the millisecond."""
+    engine = mapping(versionPrecision="minute")
+    polled = engine.map({"id": "p", "updated": "2024-05-01T09:07:00.000Z"}, "notion", "x")
+    pushed = engine.map({"id": "p", "updated": "2024-05-01T09:07:41.512Z"}, "notion", "x")
+    assert polled.version == pushed.version == "2024-05-01T09:07:00.000Z"
+    assert polled.dedup_key == pushed.dedup_key
+    assert pushed.signal.timestamp == "2024-05-01T09:07:41.512Z"  # the signal keeps its time
+    seconds = mapping(versionPrecision="second")
+    assert seconds.map({"id": 1, "updated": "2024-05-01T09:07:41.512Z"}, "c", "p").version == (
+        "2024-05-01T09:07:41.000Z"
+    )

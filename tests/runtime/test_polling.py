@@ -29,7 +29,7 @@ from ucf.core.signal import iso_utc
 from ucf.core.validation import parse_descriptor
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
 from ucf.runtime.auth import StaticAuth
-from ucf.runtime.delta import CheckpointInvalid, SinceId
+from ucf.runtime.delta import CheckpointInvalid, ResumePosition, SinceId
 from ucf.runtime.http import AuthFailed, HttpSettings, MalformedResponse, create_client
 from ucf.runtime.pagination import PageRequest
 from ucf.runtime.polling import ConfigError, Page, PollPlan, TokenBucketGate
@@ -306,19 +306,153 @@ async def test_rejected_credentials_fail_at_once_without_retrying(
     assert len(server.requests) == 1
 
 
-async def test_max_pages_stops_the_poll_and_keeps_an_unsafe_checkpoint_back(
+async def test_max_pages_stores_where_the_listing_stopped_and_the_next_poll_goes_on(
     server: FakeServer, github: GitHubIssues, client: httpx.AsyncClient
 ) -> None:
-    pages = await run(
+    first = await run(
         github_descriptor(),
         client,
         config=github_config(server),
         auth=github_auth(github),
         max_pages=2,
     )
-    assert [page.number for page in pages] == [1, 2]
-    assert (pages[-1].last, pages[-1].truncated) == (True, True)
-    assert pages[-1].checkpoint is None  # unsorted: pages 3+ may hold older items
+    assert [page.number for page in first] == [1, 2]
+    assert (first[-1].last, first[-1].truncated) == (True, True)
+    assert first[0].checkpoint is None  # unsorted: nothing is safe before the end
+    position = ResumePosition.decode(first[-1].checkpoint or "")
+    assert position is not None  # not a plain timestamp: pages 3+ may hold older items
+    assert position.checkpoint is None  # the same listing (the initial window) goes on
+    assert position.pending == iso_utc(NOW - timedelta(days=3))  # newest of pages 1-2
+    assert position.next.url is not None
+    assert "page=3" in position.next.url
+
+    rest = await run(
+        github_descriptor(),
+        client,
+        config=github_config(server),
+        auth=github_auth(github),
+        checkpoint=first[-1].checkpoint,
+        max_pages=2,
+    )
+    assert [item["number"] for page in first + rest for item in page.items] == [2, 3, 4, 5, 6, 7]
+    assert server.requests_to("/repos/{owner}/{repo}/issues")[2].param("page") == "3"
+    # Complete at page 3: the high-water mark of all three pages, no position left.
+    assert [page.checkpoint for page in rest] == [iso_utc(NOW - timedelta(days=1))]
+
+
+async def test_an_offset_listing_cut_short_resumes_at_its_offset(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    pagerduty(server, cap=2)
+    first = await run(
+        pagerduty_descriptor(2), client, config={"baseUrl": server.base_url}, max_pages=1
+    )
+    position = ResumePosition.decode(first[-1].checkpoint or "")
+    assert position is not None
+    assert position.next.params["offset"] == "2"
+    rest = await run(
+        pagerduty_descriptor(2),
+        client,
+        config={"baseUrl": server.base_url},
+        checkpoint=first[-1].checkpoint,
+    )
+    assert [r.param("offset") for r in server.requests_to("/incidents")] == ["0", "2", "4"]
+    assert ids(first + rest) == ["P1", "P2", "P3", "P4", "P5"]
+    assert rest[-1].checkpoint == "2024-05-05T00:00:00.000Z"
+
+
+async def test_a_resumed_next_link_never_keeps_a_query_string_credential(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """The checkpoint is shown on the dashboard: a next link echoing ``key=`` loses it."""
+
+    def listing(request: FakeRequest) -> FakeResponse:
+        page = int(request.param("page", "1") or 1)
+        rows = [{"id": page, "updated_at": "2024-05-09T10:00:00Z"}]
+        nxt = request.url_for("/items") + f"?key={request.param('key')}&page={page + 1}"
+        return FakeResponse.json(rows, headers={"Link": f'<{nxt}>; rel="next"'})
+
+    server.add_route("GET", "/items", listing)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "pagination": {"type": "link_header", "pageSize": 1},
+        },
+        auth={
+            "method": "api_key",
+            "config": {
+                "delivery": "query",
+                "paramName": "key",
+                "credentialFields": [
+                    {"key": "apiKey", "label": "k", "type": "password", "required": True}
+                ],
+            },
+        },
+    )
+    pages = await run(
+        descriptor,
+        client,
+        config={"baseUrl": server.base_url},
+        auth=StaticAuth(params={"key": "k-secret-value"}),
+        max_pages=2,
+    )
+    checkpoint = pages[-1].checkpoint or ""
+    assert "k-secret-value" not in checkpoint
+    position = ResumePosition.decode(checkpoint)
+    assert position is not None
+    assert position.next.url is not None
+    assert "page=3" in position.next.url
+
+
+async def test_a_resume_position_the_api_no_longer_accepts_starts_the_listing_over(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """A cursor can expire between polls: the listing is read again from its top."""
+
+    def listing(request: FakeRequest) -> FakeResponse:
+        cursor = request.param("cursor")
+        if cursor == "expired":
+            return FakeResponse.json({"error": "invalid_cursor"}, 400)
+        page = 2 if cursor == "c2" else 1
+        rows = [{"id": f"i{page}", "updated_at": f"2024-05-0{page}T00:00:00Z"}]
+        return FakeResponse.json({"items": rows, "next": "c2" if page == 1 else ""})
+
+    server.add_route("GET", "/items", listing)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.next",
+                "nextParam": "cursor",
+                "pageSize": 1,
+            },
+        },
+        items_path="$.items",
+    )
+    stale = ResumePosition(
+        "2024-04-01T00:00:00.000Z", "2024-05-09T00:00:00.000Z", PageRequest({"cursor": "expired"})
+    ).encode()
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url}, checkpoint=stale)
+    assert [r.param("cursor") for r in server.requests_to("/items")] == ["expired", None, "c2"]
+    assert ids(pages) == ["i1", "i2"]
+    assert pages[-1].checkpoint == "2024-05-02T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    ["resume:", "resume:[]", 'resume:{"checkpoint":1}', 'resume:{"next":{"params":{"a":1}}}'],
+)
+async def test_a_malformed_resume_checkpoint_is_refused_before_any_request(
+    server: FakeServer, client: httpx.AsyncClient, checkpoint: str
+) -> None:
+    with pytest.raises(CheckpointInvalid, match="resume checkpoint"):
+        await run(github_descriptor(), client, config=github_config(server), checkpoint=checkpoint)
+    assert server.requests == []
 
 
 async def test_a_next_link_to_another_host_is_refused(

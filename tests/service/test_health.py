@@ -55,6 +55,7 @@ async def context(tmp_path: Path) -> AsyncIterator[UcfContext]:
         (Outcome.OK, True, False, 3),
         (Outcome.SLOW, True, True, 3),
         (Outcome.THROTTLED, True, True, 3),
+        (Outcome.BACKLOGGED, True, True, 3),
         (Outcome.FAILED, False, False, 3),
         (Outcome.REJECTED, False, False, 1),
     ],
@@ -68,7 +69,7 @@ def test_each_outcome_becomes_the_observation_the_state_machine_expects(
         degraded,
         threshold,
     )
-    assert observed.error == (None if ok else "boom")
+    assert observed.error == (None if ok and outcome is not Outcome.BACKLOGGED else "boom")
 
 
 def test_throttling_failures_count_for_backoff_but_never_turn_an_instance_red() -> None:

@@ -21,7 +21,14 @@ from ucf.fakes import FakeRequest, FakeResponse, FakeServer
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.poll import lease_name
-from ucf.service.scheduler import LONG_AGO, NEVER, SchedulePolicy, Scheduler, due_at
+from ucf.service.scheduler import (
+    LONG_AGO,
+    NEVER,
+    SchedulePolicy,
+    Scheduler,
+    check_due_at,
+    due_at,
+)
 from ucf.stores.models import InstanceRecord
 
 from .poll_support import GITHUB, all_signals, open_context
@@ -222,6 +229,66 @@ def test_disabled_instances_and_webhook_only_connectors_are_never_due() -> None:
         parse_descriptor(webhook_only), built_in=True, created_at=T0, updated_at=T0
     )
     assert due_at(instance(), connector, SchedulePolicy()) == NEVER
+
+
+def webhook_only_descriptor(connector_id: str = "github-issues") -> dict[str, Any]:
+    data = dict(GITHUB)
+    data["id"] = connector_id
+    data["ingestion"] = {**GITHUB["ingestion"]["webhook"], "mode": "webhook"}
+    return data
+
+
+def webhook_only_connector() -> Connector:
+    descriptor = parse_descriptor(webhook_only_descriptor())
+    return Connector(descriptor, built_in=True, created_at=T0, updated_at=T0)
+
+
+def test_an_instance_that_only_receives_is_checked_once_idle_past_its_interval() -> None:
+    policy = SchedulePolicy(jitter_ratio=0, idle_check_after=timedelta(hours=1))
+    hook = webhook_only_connector()
+    assert check_due_at(instance(), hook, policy) == LONG_AGO  # never checked, never delivered
+    checked = instance(last_health_check=T0)
+    assert check_due_at(checked, hook, policy) == T0 + timedelta(hours=1)
+    delivered = instance(last_health_check=T0, last_delivery_at=T0 + timedelta(minutes=50))
+    assert check_due_at(delivered, hook, policy) == T0 + timedelta(hours=1, minutes=50)
+    assert check_due_at(instance(enabled=False), hook, policy) == NEVER
+    assert check_due_at(instance(), feed_connector(), policy) == NEVER  # its polls are checks
+
+
+async def test_run_once_checks_the_health_of_an_idle_webhook_only_instance(
+    tmp_path: Path,
+) -> None:
+    from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, WEBHOOK_SECRET, GitHubFake
+
+    clock = [T0]
+    with GitHubFake(datetime.now(UTC)) as github:
+        async with await open_context(tmp_path, clock=lambda: clock[0]) as context:
+            await context.connectors.register(webhook_only_descriptor("gh-hooks"))
+            await context.instances.create(
+                "p1",
+                "gh-hooks",
+                credentials={"token": GOOD_TOKEN, "webhookSecret": WEBHOOK_SECRET},
+                config={"baseUrl": github.base_url, "owner": OWNER, "repo": REPO},
+            )
+            policy = SchedulePolicy(jitter_ratio=0, idle_check_after=timedelta(hours=1))
+            scheduler = Scheduler(context, "w1", 2, policy=policy)
+
+            def checks() -> int:
+                return len(github.server.requests_to("/rate_limit"))
+
+            assert await scheduler.run_once() == []  # nothing polls
+            record = await context.instances.record("p1", "gh-hooks")
+            assert (record.health_state, record.last_health_check, checks()) == ("healthy", T0, 1)
+
+            clock[0] = T0 + timedelta(minutes=30)
+            await scheduler.run_once()
+            assert checks() == 1  # checked half an hour ago: not idle yet
+
+            github.tokens.clear()  # the token was revoked meanwhile
+            clock[0] = T0 + timedelta(hours=1, minutes=1)
+            await scheduler.run_once()
+            record = await context.instances.record("p1", "gh-hooks")
+            assert (record.health_state, checks()) == ("error", 2)  # no longer healthy forever
 
 
 # --------------------------------------------------------------------------- scheduling

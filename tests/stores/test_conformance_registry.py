@@ -9,7 +9,7 @@ import pytest
 
 from tests.stores.builders import T0
 from ucf.stores import AlreadyExists, InvalidRecord, NotFound, Store
-from ucf.stores.models import HealthObservation, InstanceChanges
+from ucf.stores.models import DeliveryObservation, HealthObservation, InstanceChanges
 
 
 def descriptor(connector_id: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
@@ -262,6 +262,62 @@ async def test_health_check_without_sync_keeps_last_sync_time(store: Store) -> N
     )
     assert later.last_sync_at == T0
     assert later.last_health_check == LATER
+
+
+async def test_a_verified_delivery_makes_a_webhook_only_instance_healthy_and_fresh(
+    store: Store,
+) -> None:
+    await store.instances.create("p1", "notion", config={}, now=T0)
+    record = await store.instances.record_delivery(
+        "p1", "notion", DeliveryObservation(at=LATER, verified=True)
+    )
+    assert (record.health_state, record.last_delivery_at, record.delivery_failures) == (
+        "healthy",
+        LATER,
+        0,
+    )
+    assert record.last_health_check is None  # a delivery is not a health check
+    assert await store.instances.get("p1", "notion") == record
+
+
+async def test_verification_failures_in_a_row_degrade_and_a_verified_delivery_heals(
+    store: Store,
+) -> None:
+    await store.instances.create("p1", "notion", config={}, now=T0)
+    failed = DeliveryObservation(at=LATER, verified=False, failed=1, error="signature mismatch")
+    states = []
+    for _ in range(4):
+        record = await store.instances.record_delivery("p1", "notion", failed)
+        states.append((record.health_state, record.delivery_failures))
+    assert states == [("unknown", 1), ("unknown", 2), ("degraded", 3), ("degraded", 4)]
+    assert record.last_error is not None
+    assert "4 webhook deliveries in a row failed verification" in record.last_error
+    assert "signature mismatch" in record.last_error
+    assert record.consecutive_failures == 0  # never a poll failure: no backoff, never red
+    healed = await store.instances.record_delivery(
+        "p1", "notion", DeliveryObservation(at=LATER + timedelta(minutes=1), verified=True)
+    )
+    assert (healed.health_state, healed.last_error, healed.delivery_failures) == (
+        "healthy",
+        None,
+        0,
+    )
+
+
+async def test_verification_failures_leave_a_failing_poll_s_state_alone(store: Store) -> None:
+    await store.instances.create("p1", "jira", config={}, now=T0)
+    for _ in range(3):
+        await store.instances.record_health(
+            "p1", "jira", HealthObservation(ok=False, at=T0, error="503")
+        )
+    record = await store.instances.record_delivery(
+        "p1", "jira", DeliveryObservation(at=LATER, verified=False, failed=5, error="bad")
+    )
+    assert (record.health_state, record.last_error, record.delivery_failures) == ("error", "503", 5)
+    record = await store.instances.record_delivery(
+        "p1", "jira", DeliveryObservation(at=LATER, verified=True)
+    )
+    assert (record.health_state, record.last_error) == ("error", "503")
 
 
 async def test_deleted_instance_is_gone(store: Store) -> None:

@@ -78,10 +78,24 @@ async def test_a_signed_delivery_is_stored_once_and_a_redelivery_creates_nothing
     )
 
 
-async def test_a_new_delivery_of_the_same_ticket_is_a_new_signal(connected: Web) -> None:
+async def test_a_new_delivery_id_for_the_same_ticket_version_is_the_same_signal(
+    connected: Web,
+) -> None:
+    """The signal is the ticket's version, not the delivery: a replay under a fresh id
+    (or a second event about the same change) stores nothing new."""
     event = ticket_event("T-7", action="updated")
-    for delivery in ("d-a", "d-b"):
-        signed = sign(event, delivery=delivery)
+    first = sign(event, delivery="d-a")
+    assert (await deliver(connected, first.body, first.headers)).json()["inserted"] == 1
+    second = sign(event, delivery="d-b")
+    assert (await deliver(connected, second.body, second.headers)).json()["duplicates"] == 1
+    assert [s["type"] for s in await signals(connected)] == ["ticket_updated"]
+
+
+async def test_a_new_version_of_the_same_ticket_is_a_new_signal(connected: Web) -> None:
+    event = ticket_event("T-7", action="updated")
+    later = {**event, "ticket": {**event["ticket"], "updated_at": "2099-01-01T00:00:00+00:00"}}
+    for payload, delivery in ((event, "d-a"), (later, "d-b")):
+        signed = sign(payload, delivery=delivery)
         assert (await deliver(connected, signed.body, signed.headers)).json()["inserted"] == 1
     assert [s["type"] for s in await signals(connected)] == ["ticket_updated"] * 2
 

@@ -104,3 +104,46 @@ async def test_receive_webhook_takes_a_body_read_in_full_in_the_gateways_order(
             await receive_webhook(gateway, CONNECTOR, "elsewhere", huge)
         with pytest.raises(PayloadTooLarge):
             await receive_webhook(gateway, CONNECTOR, PROJECT, huge)
+
+
+async def test_deliveries_keep_an_instances_health_fresh_and_failed_verifications_degrade_it(
+    tmp_path: Path,
+) -> None:
+    """A webhook instance whose deliveries stop verifying (a rotated secret) shows it."""
+    from ucf.service.webhooks import Unverified
+
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    ticks = [0.0]
+    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
+        await context.connectors.register(ACME)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        gateway = WebhookGateway(context, monotonic=lambda: ticks[0])
+        target = await gateway.target(CONNECTOR, PROJECT)
+        for n in range(3):
+            ticks[0] += 10  # further apart than the failure-report period
+            forged = sign(ticket_event(f"T-{n}"), delivery=f"x-{n}", secret="not-the-secret")
+            with pytest.raises(Unverified):
+                await gateway.receive(
+                    target, Delivery("POST", forged.body, forged.headers, {}, "http://x")
+                )
+        record = await context.instances.record(PROJECT, CONNECTOR)
+        assert (record.health_state, record.delivery_failures) == ("degraded", 3)
+        assert record.last_error is not None
+        assert "failed verification" in record.last_error
+        assert record.consecutive_failures == 0  # polling does not back off for strangers
+        assert record.last_delivery_at is None
+
+        ticks[0] += 1
+        good = sign(ticket_event("T-ok"), delivery="d-ok", at=NOW.timestamp())
+        await gateway.receive(target, Delivery("POST", good.body, good.headers, {}, "http://x"))
+        record = await context.instances.record(PROJECT, CONNECTOR)
+        assert (record.health_state, record.last_error, record.delivery_failures) == (
+            "healthy",
+            None,
+            0,
+        )
+        assert record.last_delivery_at == NOW

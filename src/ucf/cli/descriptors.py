@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from datetime import UTC, datetime
@@ -297,7 +296,7 @@ def _map_webhook(
     body: bytes,
 ) -> MappingResult:
     from ucf.core.mapping import CompiledMapping, MappingResult
-    from ucf.core.webhook import delivery_id_of, event_type_of, handles
+    from ucf.core.webhook import event_type_of, fallback_version, handles
 
     webhook = descriptor.webhook
     mapping = descriptor.webhook_mapping()
@@ -311,14 +310,13 @@ def _map_webhook(
             f"event type {event_type!r} is not handled by {descriptor.id}: ignored", err=True
         )
         return MappingResult()
-    delivery = delivery_id_of(webhook, payload, headers) or hashlib.sha256(body).hexdigest()
     compiled = CompiledMapping(mapping)
     return compiled.map_items(
         compiled.extract_items(payload),
         descriptor.id,
         project,
         event_type=event_type,
-        version=delivery,
+        fallback_version=fallback_version(webhook, payload, headers, body),
         now=now,
     )
 

@@ -314,8 +314,8 @@ def poll(
     )
     if tally.truncated:
         typer.echo(
-            "stopped at the max-pages limit with more pages left; the checkpoint only "
-            "moved as far as is safe",
+            "stopped at the max-pages limit with more pages left; the checkpoint says where "
+            "the next poll goes on (a 'resume:' position for newest-first listings)",
             err=True,
         )
 

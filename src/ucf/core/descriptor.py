@@ -712,7 +712,26 @@ class FieldMappingDescriptor(DescriptorModel):
     version_path: str | None = Field(
         default=None,
         alias="versionPath",
-        description="What makes two versions of an item different (default: the timestamp).",
+        description=(
+            "What tells two versions of an item apart; default: the item's timestamp. Polls "
+            "and webhooks of a connector key a signal by connector + item id + this version, "
+            "so both channels must read the same value for the same change (ISO date-times "
+            "in it are compared as instants at versionPrecision, not as text). Extension: "
+            "Datadog (one event per monitor transition: '$.attributes.attributes.evt.id' "
+            "polled, '$.id' ($ID) pushed), Sentry (issues have no update time: "
+            "\"$['lastSeen','status','substatus','assignedTo']\")."
+        ),
+    )
+    version_precision: Literal["millisecond", "second", "minute"] = Field(
+        default="millisecond",
+        alias="versionPrecision",
+        description=(
+            "The unit in which times in the version are compared. Extension: Notion pages' "
+            "last_edited_time is rounded to the minute while its webhook events carry the "
+            "event's millisecond time ('minute'); PagerDuty's log entry created_at and webhook "
+            "occurred_at stamp the same action with different sub-second parts, and Sentry lists "
+            "lastSeen in seconds but pushes it in microseconds ('second')."
+        ),
     )
     timestamp_format: Literal["auto", "iso8601", "unix", "unix_ms", "slack_ts"] = Field(
         default="auto",

@@ -10,6 +10,7 @@ timestamp) yields an :class:`ItemError` with the reason and the batch goes on.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -431,6 +432,61 @@ def _compile_summary(template: Template) -> Callable[[Any], str]:
     return render
 
 
+# --------------------------------------------------------------------------- versions
+
+
+def _to_second(moment: datetime) -> str:
+    return iso_utc(moment.replace(microsecond=0))
+
+
+def _to_minute(moment: datetime) -> str:
+    return iso_utc(moment.replace(second=0, microsecond=0))
+
+
+#: ``versionPrecision`` → how a timestamp version is written (None: the signal's own
+#: millisecond timestamp text, already at hand: the poll hot path does no extra work).
+_VERSION_TIME: dict[str, Callable[[datetime], str] | None] = {
+    "millisecond": None,
+    "second": _to_second,
+    "minute": _to_minute,
+}
+
+#: An ISO 8601 date-time at the start of a string: compared as an instant in a version.
+_ISO_INSTANT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+class _VersionReader:
+    """A ``versionPath`` read as dedup-key text, the same whichever channel wrote the item.
+
+    Providers write one instant differently in their API and their webhooks
+    (Sentry lists ``lastSeen`` as ``…37.391Z`` and pushes ``…37.391000Z``), so
+    an ISO date-time among the values is written as UTC at ``versionPrecision``;
+    every other value is its JSON text.
+    """
+
+    __slots__ = ("_get", "_time")
+
+    def __init__(self, expression: str, time: Callable[[datetime], str] | None) -> None:
+        self._get = _Getter(expression).get
+        self._time = time or iso_utc
+
+    def __call__(self, item: Any) -> str | None:
+        """The version, or None when the item has none at the path."""
+        value = self._get(item)
+        if value is MISSING or value is None or value == "" or value == []:
+            return None
+        if isinstance(value, list):
+            return as_text([self._part(part) for part in value])
+        return self._part(value) if isinstance(value, str) else as_text(value)
+
+    def _part(self, value: Any) -> Any:
+        if isinstance(value, str) and _ISO_INSTANT.match(value):
+            moment = parse_timestamp(value, "iso8601")
+            if moment is not None:
+                return self._time(moment)
+        return value
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -443,7 +499,12 @@ class CompiledMapping:
         self._id = _Getter(mapping.id_path).get
         self._timestamp = _Getter(mapping.timestamp_path).get
         self._timestamp_format = mapping.timestamp_format
-        self._version = _Getter(mapping.version_path).get if mapping.version_path else None
+        self._version_time = _VERSION_TIME[mapping.version_precision]
+        self._version = (
+            _VersionReader(mapping.version_path, self._version_time)
+            if mapping.version_path
+            else None
+        )
         self._summary = _compile_summary(compile_template(mapping.summary_template))
         self._type_of = compile_first_match([(r, r.then) for r in mapping.signal_type_rules])
         self._priority_of = compile_first_match(
@@ -502,13 +563,18 @@ class CompiledMapping:
         project_id: str,
         *,
         event_type: str | None = None,
-        version: str | None = None,
+        fallback_version: str | None = None,
         now: datetime | None = None,
     ) -> MappedSignal:
         """Map one item; raises :class:`ItemMappingError` when it cannot be a signal.
 
-        ``version`` overrides the item version in the dedup key (a webhook passes
-        its delivery id); ``now`` is the fallback time for payloads that carry no
+        The signal's identity is connector + project + item id + item version,
+        whichever channel saw the item, so a poll and a webhook of the same
+        change agree on one signal (docs/security.md "Signal identity and
+        dedup"). The version is the ``versionPath`` value, else the item's own
+        timestamp (at ``versionPrecision``); ``fallback_version`` (a webhook's
+        signed delivery id or body hash) is used only for an item that carries
+        neither. ``now`` is the fallback time for payloads that carry no
         timestamp at all (never used to paper over a malformed one).
         """
         if not isinstance(item, dict):
@@ -521,7 +587,8 @@ class CompiledMapping:
             raise ItemMappingError(f"empty id at {self.descriptor.id_path}")
 
         raw_timestamp = self._timestamp(item)
-        if raw_timestamp is MISSING or raw_timestamp is None:
+        own_time = raw_timestamp is not MISSING and raw_timestamp is not None
+        if not own_time:
             if now is None:
                 raise ItemMappingError(f"no timestamp at {self.descriptor.timestamp_path}", item_id)
             moment = now
@@ -536,8 +603,13 @@ class CompiledMapping:
             moment = parsed
         timestamp = iso_utc(moment)
 
+        version = self._version(item) if self._version is not None else None
         if version is None:
-            version = as_text(self._version(item)) if self._version is not None else timestamp
+            if own_time or fallback_version is None:
+                time_version = self._version_time
+                version = timestamp if time_version is None else time_version(moment)
+            else:
+                version = fallback_version
         key = dedup_key(connector_id, project_id, item_id, version)
 
         priority = self._priority_of(item, event_type) if self._has_priority else None
@@ -569,7 +641,7 @@ class CompiledMapping:
         project_id: str,
         *,
         event_type: str | None = None,
-        version: str | None = None,
+        fallback_version: str | None = None,
         now: datetime | None = None,
     ) -> MappingResult:
         result = MappingResult()
@@ -584,7 +656,7 @@ class CompiledMapping:
                         connector_id,
                         project_id,
                         event_type=event_type,
-                        version=version,
+                        fallback_version=fallback_version,
                         now=now,
                     )
                 )

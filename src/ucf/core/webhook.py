@@ -1,4 +1,4 @@
-"""What a webhook delivery is about: its event type and delivery id.
+"""What a webhook delivery is about: its event type, delivery id and fallback identity.
 
 Pure helpers shared by the gateway and ``ucf map``, so a descriptor author sees
 exactly what the gateway will do with a sample delivery.
@@ -6,6 +6,7 @@ exactly what the gateway will do with a sample delivery.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -55,7 +56,7 @@ def handles(webhook: WebhookSpec, event_type: str) -> bool:
 
 
 def delivery_id_of(webhook: WebhookSpec, payload: Any, headers: Mapping[str, str]) -> str | None:
-    """The provider's id for this delivery, stable across its retries (the dedup key)."""
+    """The provider's id for this delivery, stable across its retries."""
     if webhook.delivery_id_header is not None:
         found = header(headers, webhook.delivery_id_header)
         if found:
@@ -63,3 +64,37 @@ def delivery_id_of(webhook: WebhookSpec, payload: Any, headers: Mapping[str, str
     if webhook.delivery_id_path is not None:
         return _text_at(payload, webhook.delivery_id_path)
     return None
+
+
+def fallback_version(
+    webhook: WebhookSpec, payload: Any, headers: Mapping[str, str], body: bytes
+) -> str:
+    """The version of an item whose payload carries none (no versionPath value, no time).
+
+    Signals are keyed by item id + item version (see
+    :meth:`ucf.core.mapping.CompiledMapping.map`); this is only the fallback,
+    and it must be something an attacker cannot vary on a captured delivery:
+
+    - a delivery id inside the body (Slack ``event_id``, Trello ``action.id``):
+      the signature covers it;
+    - a delivery id header, only where the signature covers it too (Standard
+      Webhooks' ``webhook-id``) or where a signed timestamp bounds replays to
+      a few minutes (Slack, Linear);
+    - otherwise the body's SHA-256. GitHub's ``X-GitHub-Delivery`` is unsigned:
+      a captured body replayed under a fresh id must not become a new signal.
+    """
+    if webhook.delivery_id_path is not None:
+        found = _text_at(payload, webhook.delivery_id_path)
+        if found:
+            return found
+    signature = webhook.signature
+    header_name = webhook.delivery_id_header
+    if header_name is not None and signature is not None:
+        signed_id = (
+            signature.id_header is not None and signature.id_header.lower() == header_name.lower()
+        )
+        if signed_id or signature.timestamp is not None:
+            found = header(headers, header_name)
+            if found:
+                return found
+    return hashlib.sha256(body).hexdigest()

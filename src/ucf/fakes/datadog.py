@@ -44,6 +44,7 @@ from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -335,6 +336,14 @@ class DatadogFake(ProviderFake):
             new_ids=frozenset({str(fresh.id)}),
             changed_ids=frozenset({str(alerting.id), str(quiet.id)}),
         )
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """An alerting monitor recovers: one event, polled and pushed with its ``$ID``."""
+        self.now = max(self.now, now)
+        monitor = next(m for m in self.data.monitors.values() if m.state == "Alert")
+        event = self.data.transition(monitor, "Recovered", "web-1", now)
+        payload = webhook_payload(event, cycle=f"{monitor.id}-1")
+        return PushedChange(str(monitor.id), WebhookSample.of("Recovered", payload))
 
     def ids_changed_since(self, moment: datetime) -> frozenset[str]:
         return frozenset(str(e.monitor.id) for e in self.data.events if e.at >= moment)

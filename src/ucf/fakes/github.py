@@ -38,6 +38,7 @@ from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -456,6 +457,29 @@ class GitHubFake(ProviderFake):
         return Activity(
             new_ids=frozenset(self._ids(fresh)), changed_ids=frozenset(self._ids(changed))
         )
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """An open issue (or pull request) labelled P1: ``issues.labeled`` / ``pull_request.labeled``."""
+        pull = self.view == "pulls"
+        candidates = [
+            i for i in self.data.items.values() if i.is_pull == pull and i.state == "open"
+        ]
+
+        def add_label(item: Issue) -> None:
+            item.labels = [*item.labels, "P1"]
+
+        item = self.data.touch(candidates[0].number, now, add_label)
+        if pull:
+            sample = envelope(
+                "pull_request",
+                "labeled",
+                number=item.number,
+                pull_request=item.pull_json(),
+                label=label("P1"),
+            )
+        else:
+            sample = envelope("issues", "labeled", issue=item.issue_json(), label=label("P1"))
+        return PushedChange(self._ids([item])[0], sample)
 
     def _ids(self, items: list[Issue]) -> list[str]:
         if self.view == "pulls":

@@ -44,6 +44,7 @@ from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -609,6 +610,18 @@ class LinearFake(ProviderFake):
         return Activity(
             new_ids=frozenset(i.id for i in fresh), changed_ids=frozenset(i.id for i in changed)
         )
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """An issue raised to urgent: an ``Issue`` ``update`` with ``updatedFrom``."""
+        issue = list(self.data.issues.values())[5]
+        before = {"priority": float(issue.priority), "updatedAt": iso_ms(issue.updated)}
+
+        def escalate(changed: Issue) -> None:
+            changed.priority = 1
+
+        self.data.touch(issue, now, escalate)
+        payload = envelope("Issue", "update", issue.webhook(), url=issue.url, updated_from=before)
+        return PushedChange(issue.id, WebhookSample.of("Issue.update", payload))
 
     def ids_changed_since(self, moment: datetime) -> frozenset[str]:
         return frozenset(i.id for i in self.data.issues.values() if i.updated >= moment)

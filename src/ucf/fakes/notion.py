@@ -42,6 +42,7 @@ from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -393,6 +394,20 @@ class NotionFake(ProviderFake):
         return Activity(
             new_ids=frozenset(p.id for p in fresh), changed_ids=frozenset(i.id for i in changed)
         )
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """A tracker row set to Done: ``page.properties_updated`` at the millisecond, while
+        the page's ``last_edited_time`` only says the minute."""
+        page = next(p for p in self.data.pages.values() if p.row and p.status != "Done")
+        page.status, page.edited = "Done", now
+        payload = event(
+            "page.properties_updated",
+            page.id,
+            now,
+            parent=(self.data.tracker.id, "database"),
+            data={"updated_properties": ["s%3Bta"]},
+        )
+        return PushedChange(page.id, WebhookSample.of("page.properties_updated", payload))
 
     def ids_changed_since(self, moment: datetime) -> frozenset[str]:
         return frozenset(i.id for i in self.data.objects() if minute(i.edited) >= moment)

@@ -42,6 +42,7 @@ from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -394,6 +395,29 @@ class PagerDutyFake(ProviderFake):
             new_ids=frozenset(i.id for i in fresh),
             changed_ids=frozenset({open_[-1].id, acked[-1].id}),
         )
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """A triggered incident acknowledged: ``incident.acknowledged``, whose
+        ``occurred_at`` has the milliseconds the log entry's ``created_at`` leaves out."""
+        self.now = max(self.now, now)
+        incident = max(
+            (i for i in self.data.incidents.values() if i.status == "triggered"),
+            key=lambda i: i.created,
+        )
+        self.data.acknowledge(incident, now, 3)
+        data = incident_data(
+            ident=incident.id,
+            number=incident.number,
+            title=incident.title,
+            status=incident.status,
+            urgency=incident.urgency,
+            priority=None if incident.priority is None else PRIORITIES[incident.priority][1],
+            assignees=(incident.assignee,),
+            service=incident.service,
+            team=incident.team,
+        )
+        payload = webhook_event("incident.acknowledged", data, now, agent=3)
+        return PushedChange(incident.id, WebhookSample.of("incident.acknowledged", payload))
 
     def ids_changed_since(self, moment: datetime) -> frozenset[str]:
         return frozenset(

@@ -47,6 +47,7 @@ __all__ = [
     "HandshakeSample",
     "MetadataExpectation",
     "ProviderFake",
+    "PushedChange",
     "Scenario",
     "ScenarioMissing",
     "WebhookDelivery",
@@ -211,6 +212,20 @@ class Activity:
         return self.new_ids | self.changed_ids
 
 
+@dataclass(frozen=True, slots=True)
+class PushedChange:
+    """One change a user made, as both channels see it.
+
+    ``item_id`` is the id a poll's ``idPath`` reads for the changed item;
+    ``sample`` is the (unsigned) delivery the provider pushes about that same
+    change. A poll that lists the item afterwards and the delivery must come
+    out as one signal (docs/security.md "Signal identity and dedup").
+    """
+
+    item_id: str
+    sample: WebhookSample
+
+
 class ProviderFake(ABC):
     """A provider's API on loopback, with a dataset that changes on demand.
 
@@ -240,6 +255,13 @@ class ProviderFake(ABC):
 
         The reference answer for "the first poll takes the initial window".
         """
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """Change one item at ``now`` as a user would; the webhook the provider sends for it.
+
+        Fakes of connectors that both poll and receive webhooks implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} pushes no webhooks")
 
     @abstractmethod
     def rate_limit_fault(self, retry_after: int) -> Fault:

@@ -41,6 +41,7 @@ from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -299,6 +300,23 @@ class SentryFake(ProviderFake):
             new_ids=frozenset(i.id for i in fresh),
             changed_ids=frozenset({ongoing.id, resolved.id}),
         )
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """A resolved issue regresses: ``issue.unresolved``, its ``lastSeen`` in microseconds
+        where the REST listing writes whole seconds."""
+        self.now = max(self.now, now)
+        issue = max(
+            (i for i in self.data.issues.values() if i.status == "resolved"),
+            key=lambda i: i.last_seen,
+        )
+        issue.status, issue.substatus = "unresolved", "regressed"
+        issue.last_seen, issue.count = now, issue.count + 1
+        sample = WebhookSample.of(
+            "issue.unresolved",
+            issue_event("unresolved", issue, actor=None),
+            headers={"Sentry-Hook-Resource": "issue"},
+        )
+        return PushedChange(issue.id, sample)
 
     def ids_changed_since(self, moment: datetime) -> frozenset[str]:
         return frozenset(i.id for i in self.data.issues.values() if i.last_seen >= moment)

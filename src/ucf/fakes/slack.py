@@ -38,6 +38,7 @@ from ucf.fakes.scenario import (
     HandshakeSample,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -288,6 +289,18 @@ class SlackFake(ProviderFake):
             data.post(now - timedelta(milliseconds=3), 2, "On it"),
         ]
         return Activity(new_ids=frozenset(m.ts for m in fresh))
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """A new message in the channel: a ``message`` event."""
+        message = self.data.post(now, 1, "Rolling back the deploy now")
+        event = {
+            **message.json(),
+            "channel": CHANNEL,
+            "event_ts": message.ts,
+            "channel_type": "channel",
+        }
+        payload = event_callback(event, event_time=int(now.timestamp()))
+        return PushedChange(message.ts, WebhookSample.of("message", payload))
 
     def ids_changed_since(self, moment: datetime) -> frozenset[str]:
         return frozenset(

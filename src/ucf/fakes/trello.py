@@ -32,6 +32,7 @@ from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
     ProviderFake,
+    PushedChange,
     Scenario,
     WebhookDelivery,
     WebhookSample,
@@ -250,6 +251,12 @@ class TrelloFake(ProviderFake):
             new_ids=frozenset({created.id, commented.id}),
             changed_ids=frozenset({moved.id, renamed.id}),
         )
+
+    def push_change(self, now: datetime) -> PushedChange:
+        """A card moved to another list: ``updateCard`` (``{callback}`` is placed by ``sign``)."""
+        action = self.data.move_card(now, self.data.cards[1], 2, creator=1)
+        sample = WebhookSample.of(action.type, webhook_payload(action, "{callback}"))
+        return PushedChange(action.id, sample)
 
     def ids_changed_since(self, moment: datetime) -> frozenset[str]:
         return frozenset(

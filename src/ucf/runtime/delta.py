@@ -11,15 +11,24 @@ a position past items that sit on page 2.
 Checkpoints are strings. A timestamp checkpoint is stored as ISO 8601 UTC
 (``2024-05-01T10:00:00.000Z``) whatever the API's filter format, so it reads
 the same in the store, the dashboard and ``ucf poll --checkpoint``.
+
+A listing that only completes at its end (newest-first, a since-id, a delta
+token) and is cut short by ``maxPages`` must not start over next time, or a
+backlog larger than ``maxPages × pageSize`` is re-read from the top forever.
+Its checkpoint becomes a :class:`ResumePosition` instead —
+``resume:{"checkpoint": old, "pending": high-water mark, "next": next page}`` —
+and the next poll continues the same listing (same filter) from the next
+page; once that listing completes, the pending high-water mark is stored.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from ucf.core import descriptor as d
 from ucf.core.jsonpath import CompiledPath, compile_path
@@ -33,6 +42,7 @@ __all__ = [
     "Delta",
     "DeltaFactory",
     "DeltaToken",
+    "ResumePosition",
     "SinceId",
     "TimestampFilter",
     "delta_factory",
@@ -45,11 +55,100 @@ class CheckpointInvalid(ValueError):
     """A stored or given checkpoint this strategy cannot read."""
 
 
+RESUME_PREFIX: Final = "resume:"
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePosition:
+    """Where a listing cut short by ``maxPages`` goes on, as a checkpoint string.
+
+    ``checkpoint`` is the checkpoint the listing started from (the next poll
+    filters by it again, so it continues the *same* listing); ``pending`` is
+    the high-water mark of the pages read so far, stored once the listing
+    completes; ``next`` is the next page's request (a cursor, an offset, a
+    next-page URL, a page token), as the paginator would have sent it.
+    """
+
+    checkpoint: str | None
+    pending: str | None
+    next: PageRequest
+
+    def encode(self) -> str:
+        request: dict[str, Any] = {}
+        if self.next.params:
+            request["params"] = self.next.params
+        if self.next.url is not None:
+            request["url"] = self.next.url
+        if self.next.page_token is not None:
+            request["pageToken"] = self.next.page_token
+        body = {"checkpoint": self.checkpoint, "pending": self.pending, "next": request}
+        return RESUME_PREFIX + json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def decode(cls, text: str) -> ResumePosition | None:
+        """The position ``text`` encodes; None when it is a plain checkpoint."""
+        if not text.startswith(RESUME_PREFIX):
+            return None
+        try:
+            body = json.loads(text.removeprefix(RESUME_PREFIX))
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise CheckpointInvalid("a resume checkpoint must be resume: and a JSON object")
+        checkpoint, pending, request = body.get("checkpoint"), body.get("pending"), body.get("next")
+        params = request.get("params", {}) if isinstance(request, dict) else None
+        url = request.get("url") if isinstance(request, dict) else None
+        if (
+            not _text_or_none(checkpoint)
+            or not _text_or_none(pending)
+            or not isinstance(params, dict)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in params.items())
+            or not _text_or_none(url)
+        ):
+            raise CheckpointInvalid("a resume checkpoint needs checkpoint, pending and next")
+        assert isinstance(request, dict)
+        return cls(
+            checkpoint,
+            pending,
+            PageRequest(params=dict(params), url=url, page_token=request.get("pageToken")),
+        )
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
 class Delta(ABC):
-    """One poll's incremental position."""
+    """One poll's incremental position.
+
+    ``stored`` is the checkpoint the listing filters from; ``held`` is what the
+    store holds now (the same, or a :class:`ResumePosition` around it), which
+    is what a page may leave in place; ``resume_from``, when set, is the page
+    a cut-short listing goes on from.
+    """
 
     def __init__(self, stored: str | None) -> None:
         self.stored = stored
+        self.held = stored
+        self.resume_from: PageRequest | None = None
+
+    def pending(self) -> str | None:
+        """The checkpoint to store if the listing ended now (the high-water mark)."""
+        return self.checkpoint(complete=True)
+
+    def seed(self, pending: str | None) -> None:  # noqa: B027 - optional hook
+        """Start from the high-water mark a cut-short poll of the same listing reached."""
+
+    def completes_at_end(self) -> bool:
+        """Whether only a complete listing yields a new position, so a poll cut short
+        must remember where it stopped (False: every page's checkpoint is one)."""
+        return True
+
+    def truncated(self, next_request: PageRequest) -> str | None:
+        """The checkpoint of a poll that ``maxPages`` cut short before ``next_request``."""
+        if not self.completes_at_end():
+            return self.checkpoint(complete=False)
+        return ResumePosition(self.stored, self.pending(), next_request).encode()
 
     @abstractmethod
     def init_request(self, request: PageRequest) -> None:
@@ -150,10 +249,18 @@ class TimestampFilter(Delta):
             if moment is not None and self.newest < moment <= self._now:
                 self.newest = moment
 
+    def completes_at_end(self) -> bool:
+        return not self.spec.sorted_ascending
+
+    def seed(self, pending: str | None) -> None:
+        moment = parse_timestamp(pending) if pending is not None else None
+        if moment is not None and self.newest < moment <= self._now:
+            self.newest = moment
+
     def checkpoint(self, *, complete: bool) -> str | None:
         if complete or self.spec.sorted_ascending:
             return iso_utc(self.newest)
-        return self.stored
+        return self.held
 
 
 class DeltaToken(Delta):
@@ -189,10 +296,16 @@ class DeltaToken(Delta):
         if isinstance(token, str) and token:
             self.found = token
 
+    def pending(self) -> str | None:
+        return self.found
+
+    def seed(self, pending: str | None) -> None:
+        self.found = pending
+
     def checkpoint(self, *, complete: bool) -> str | None:
         if complete and self.found is not None:
             return self.found
-        return self.stored
+        return self.held
 
 
 class Cursor(Delta):
@@ -220,8 +333,11 @@ class Cursor(Delta):
         if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
             self.latest = str(value)
 
+    def completes_at_end(self) -> bool:
+        return False
+
     def checkpoint(self, *, complete: bool) -> str | None:
-        return self.latest if self.latest is not None else self.stored
+        return self.latest if self.latest is not None else self.held
 
 
 class SinceId(Delta):
@@ -261,18 +377,39 @@ class SinceId(Delta):
             request.defaults[self.spec.id_param] = self.stored
 
     def update_state(self, body: Any, items: list[Any]) -> None:
-        best = self._key(self.highest) if self.highest is not None else None
         for item in items:
-            value = self._path.first(item)
-            key = self._key(value)
-            if key is not None and (best is None or key > best):
-                best, self.highest = key, str(value)
+            self._consider(self._path.first(item))
+
+    def _consider(self, value: Any) -> None:
+        key = self._key(value)
+        best = self._key(self.highest) if self.highest is not None else None
+        if key is not None and (best is None or key > best):
+            self.highest = str(value)
+
+    def seed(self, pending: str | None) -> None:
+        self._consider(pending)
 
     def checkpoint(self, *, complete: bool) -> str | None:
-        return self.highest if complete else self.stored
+        return self.highest if complete else self.held
 
 
 DeltaFactory = Callable[[str | None, datetime], Delta]
+
+
+def _resuming(make: DeltaFactory) -> DeltaFactory:
+    """``make``, reading a :class:`ResumePosition` checkpoint as "go on from there"."""
+
+    def build(stored: str | None, now: datetime) -> Delta:
+        position = ResumePosition.decode(stored) if stored is not None else None
+        if position is None:
+            return make(stored, now)
+        delta = make(position.checkpoint, now)
+        delta.held = stored
+        delta.seed(position.pending)
+        delta.resume_from = position.next
+        return delta
+
+    return build
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +424,10 @@ class _ItemTimestamp:
 
 def delta_factory(spec: d.PollingSpec, mapping: d.FieldMappingDescriptor) -> DeltaFactory:
     """Plan a descriptor's delta strategy once; call the result with (checkpoint, now) per poll."""
+    return _resuming(_plain_factory(spec, mapping))
+
+
+def _plain_factory(spec: d.PollingSpec, mapping: d.FieldMappingDescriptor) -> DeltaFactory:
     delta = spec.delta
     if isinstance(delta, d.TimestampFilterDelta):
         timestamps = _ItemTimestamp(compile_path(mapping.timestamp_path), mapping.timestamp_format)

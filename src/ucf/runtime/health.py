@@ -50,6 +50,9 @@ class Outcome(enum.Enum):
     """Succeeded, but slower than the policy allows."""
     THROTTLED = "throttled"
     """Succeeded after the upstream asked us to wait (HTTP 429 / rate-limit headers)."""
+    BACKLOGGED = "backlogged"
+    """Succeeded, but ``maxPages`` cut the poll short with more waiting: the instance is
+    behind, and its next poll goes on from where this one stopped."""
     FAILED = "failed"
     """No usable answer: 5xx, timeouts, malformed bodies, refused connections, bad config."""
     RATE_LIMITED = "rate_limited"
@@ -111,13 +114,15 @@ def classify(
     """The observation the store applies for one outcome.
 
     ``synced`` marks a completed poll (it sets ``lastSyncAt``). ``error`` must
-    already be secret-free (see :func:`secret_free`).
+    already be secret-free (see :func:`secret_free`); of the successes, only a
+    backlogged one keeps it (it says how far behind the instance is).
     """
-    if outcome in (Outcome.OK, Outcome.SLOW, Outcome.THROTTLED):
+    if outcome in (Outcome.OK, Outcome.SLOW, Outcome.THROTTLED, Outcome.BACKLOGGED):
         return HealthObservation(
             ok=True,
             at=at,
             latency_ms=latency_ms,
+            error=error if outcome is Outcome.BACKLOGGED else None,
             synced=synced,
             degraded=outcome is not Outcome.OK,
             failures_before_error=policy.failures_before_error,
@@ -139,8 +144,12 @@ def classify(
     )
 
 
-def outcome_of_success(*, latency_ms: float, throttled: bool, policy: HealthPolicy) -> Outcome:
-    """A success is degraded when the upstream throttled us or answered slowly."""
+def outcome_of_success(
+    *, latency_ms: float, throttled: bool, policy: HealthPolicy, truncated: bool = False
+) -> Outcome:
+    """A success is degraded when it was cut short, throttled or answered slowly."""
+    if truncated:
+        return Outcome.BACKLOGGED
     if throttled:
         return Outcome.THROTTLED
     if latency_ms > policy.slow_after_ms:

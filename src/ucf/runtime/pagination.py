@@ -64,6 +64,10 @@ class Paginator(ABC):
     def init_request(self, request: PageRequest) -> None:  # noqa: B027 - optional hook
         """Shape the first request (an initial offset, say). Most paginators need nothing."""
 
+    def resume(self, request: PageRequest) -> None:  # noqa: B027 - optional hook
+        """Go on from ``request``, a next page an earlier poll of this listing did not
+        reach (see :class:`ucf.runtime.delta.ResumePosition`); the request is sent as is."""
+
     @abstractmethod
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
         """Read where the next page is; set ``has_next_page`` False at the end."""
@@ -140,6 +144,16 @@ class _CountingPaginator(Paginator):
     def init_request(self, request: PageRequest) -> None:
         request.params[self.param] = str(self.position)
 
+    def resume(self, request: PageRequest) -> None:
+        text = request.params.get(self.param, "")
+        if text.lstrip("-").isdigit():
+            self.seen += self._items_before(int(text))
+            self.position = int(text)
+
+    def _items_before(self, position: int) -> int:
+        """Items the pages before ``position`` held (what a total is compared with)."""
+        return position - self.position
+
     def _more(self, body: Any, count: int) -> bool:
         if count == 0:
             return False
@@ -184,6 +198,9 @@ class PageNumberPaginator(_CountingPaginator):
         self.position += 1
         self.has_next_page = self._more(body, len(items))
 
+    def _items_before(self, position: int) -> int:
+        return (position - self.position) * self.page_size
+
 
 class CursorPaginator(Paginator):
     """An opaque cursor in the body, sent back as a parameter or in the body.
@@ -218,6 +235,10 @@ class CursorPaginator(Paginator):
             self.has_next_page = False
             return
         self.cursor = cursor
+
+    def resume(self, request: PageRequest) -> None:
+        found = request.params.get(self.param) if self.param is not None else request.page_token
+        self.cursor = str(found) if found else None
 
     def update_request(self, request: PageRequest) -> None:
         if self.param is not None:

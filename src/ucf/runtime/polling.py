@@ -42,6 +42,7 @@ from ucf.runtime.http import (
     HttpSettings,
     MalformedResponse,
     RetryStats,
+    UpstreamError,
     parse_json,
     send_with_retries,
 )
@@ -261,10 +262,25 @@ class PollPlan:
         self._paginator: PaginatorFactory = paginator_factory(spec.pagination, spec.query)
         self.page_size = spec.pagination.page_size if spec.pagination else None
         self.max_pages = spec.pagination.max_pages if spec.pagination else 1
+        self._credential_params = _credential_params(descriptor.auth)
 
     @classmethod
     def compile(cls, descriptor: d.ConnectorDescriptor) -> PollPlan:
         return cls(descriptor)
+
+    def _without_credentials(self, request: PageRequest) -> PageRequest:
+        """``request`` fit to be stored in a checkpoint (shown on the dashboard): the auth
+        flow's query parameters dropped from a next-page URL that echoes them (it adds
+        them again when the page is fetched)."""
+        url = request.url
+        if url is not None and self._credential_params:
+            parsed = httpx.URL(url)
+            kept = [
+                (k, v) for k, v in parsed.params.multi_items() if k not in self._credential_params
+            ]
+            url = str(parsed.copy_with(params=kept))
+        params = {k: v for k, v in request.params.items() if k not in self._credential_params}
+        return PageRequest(params=params, url=url, page_token=request.page_token)
 
     # -- requests
 
@@ -366,6 +382,12 @@ class PollPlan:
         state = PageRequest()
         paginator.init_request(state)
         delta.init_request(state)
+        resuming = delta.resume_from is not None
+        if delta.resume_from is not None:  # a listing an earlier poll's maxPages cut short
+            resume = delta.resume_from
+            state.params.update(resume.params)
+            state.url, state.page_token = resume.url, resume.page_token
+            paginator.resume(state)
         origin = _origin(self.endpoint_url(config, delta.template_value()))
         limit = max_pages if max_pages is not None else self.max_pages
         number = 0
@@ -376,15 +398,29 @@ class PollPlan:
             template_checkpoint = delta.template_value()
             request = self._build(client, config, template_checkpoint, state, origin)
             started = clock()
-            response = await send_with_retries(
-                client,
-                functools.partial(_copy, client, request),
-                settings=settings,
-                auth=auth,
-                sleep=sleep,
-                on_wait=stats,
-                response_errors=self.response_errors,
-            )
+            try:
+                response = await send_with_retries(
+                    client,
+                    functools.partial(_copy, client, request),
+                    settings=settings,
+                    auth=auth,
+                    sleep=sleep,
+                    on_wait=stats,
+                    response_errors=self.response_errors,
+                )
+            except UpstreamError as error:
+                if not (resuming and _refused_request(error)):
+                    raise
+                # The stored position no longer works (an expired cursor, a page that
+                # is gone): read the same listing from its top instead, once.
+                resuming, number = False, 0
+                delta = self._delta(delta.stored, now)
+                paginator = self._paginator()
+                state = PageRequest()
+                paginator.init_request(state)
+                delta.init_request(state)
+                continue
+            resuming = False
             elapsed = clock() - started
             body = parse_json(response)
             items = self.mapping.extract_items(body)
@@ -395,10 +431,15 @@ class PollPlan:
             more = paginator.has_next_page and not reached
             complete = not more
             last = complete or number >= limit
+            if last and not complete:  # cut short: the next poll goes on from the next page
+                paginator.update_request(state)
+                position = delta.truncated(self._without_credentials(state))
+            else:
+                position = delta.checkpoint(complete=complete)
             yield Page(
                 number=number,
                 items=kept,
-                checkpoint=delta.checkpoint(complete=complete),
+                checkpoint=position,
                 request_url=redact(str(response.request.url)),
                 status=response.status_code,
                 last=last,
@@ -412,6 +453,22 @@ class PollPlan:
             if last:
                 return
             paginator.update_request(state)
+
+
+def _refused_request(error: UpstreamError) -> bool:
+    """A 4xx that says the request itself is wrong (not credentials, not throttling)."""
+    plain = type(error) is UpstreamError
+    return plain and error.status is not None and 400 <= error.status < 500
+
+
+def _credential_params(auth: d.AuthDescriptor) -> frozenset[str]:
+    """Query parameters the auth flow adds to every request (Trello ``key`` and ``token``)."""
+    if not isinstance(auth, d.ApiKeyAuth | d.PatAuth):
+        return frozenset()
+    config = auth.config
+    names = {config.param_name} if config.delivery == "query" else set()
+    names.update(p.param_name for p in config.additional_credentials if p.delivery == "query")
+    return frozenset(names)
 
 
 def _copy(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Request:

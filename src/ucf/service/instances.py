@@ -154,6 +154,8 @@ class Instance:
             "lastError": r.last_error,
             "lastSyncAt": _iso(r.last_sync_at),
             "lastLatencyMs": r.last_latency_ms,
+            "lastDeliveryAt": _iso(r.last_delivery_at),
+            "deliveryFailures": r.delivery_failures,
             "createdAt": _iso(r.created_at),
             "updatedAt": _iso(r.updated_at),
         }

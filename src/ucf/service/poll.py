@@ -78,6 +78,12 @@ __all__ = [
 DEFAULT_LEASE_TTL: Final = timedelta(seconds=60)
 """How long a poller that stops renewing (a crash, SIGKILL) blocks its instance."""
 
+BACKLOG_NOTE: Final = (
+    "behind: maxPages ({pages} pages) reached with more waiting; the next poll goes on "
+    "from where this one stopped"
+)
+"""``lastError`` of an instance whose poll was cut short (health ``degraded``)."""
+
 MAX_ITEM_PROBLEMS: Final = 100
 """Per-item errors kept in a result; the count is always exact."""
 
@@ -776,10 +782,18 @@ async def _record_health(
     if result.status == "ok":
         latency = result.latency_ms or 0.0
         outcome = outcome_of_success(
-            latency_ms=latency, throttled=result.rate_limit_waits > 0, policy=policy
+            latency_ms=latency,
+            throttled=result.rate_limit_waits > 0,
+            policy=policy,
+            truncated=result.truncated,
         )
         observation = classify(
-            outcome, at=at, policy=policy, latency_ms=result.latency_ms, synced=True
+            outcome,
+            at=at,
+            policy=policy,
+            latency_ms=result.latency_ms,
+            synced=True,
+            error=BACKLOG_NOTE.format(pages=result.pages) if result.truncated else None,
         )
     elif result.status == "failed" and result.outcome is not None:
         observation = classify(

@@ -26,6 +26,11 @@ same :class:`Scheduler`. What it guarantees:
   get it called for each enabled instance soon after it appears, then at most
   every ``MAINTENANCE_EVERY`` seconds, in the background of the loop
   (:mod:`ucf.service.maintenance`).
+- **Fresh health for instances that do not poll.** Every poll is a health
+  check; an instance that only receives webhooks gets its descriptor's health
+  check (Test Connection, recorded) once it has had neither a check nor a
+  verified delivery for ``idle_check_after`` (:func:`check_due_at`), so its
+  health never stays "healthy" on the strength of an old observation.
 
 All state that matters lives in the store (last sync, failures, leases); the
 in-memory ``not_before`` only adds an upstream's ``Retry-After`` and must not
@@ -49,11 +54,12 @@ from ucf.runtime.native import MAINTENANCE_EVERY
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError
+from ucf.service.health import test_connection
 from ucf.service.maintenance import maintain_instance, maintains
 from ucf.service.poll import DEFAULT_LEASE_TTL, PollResult, default_worker_id, poll_instance
 from ucf.stores.models import InstanceRecord
 
-__all__ = ["SchedulePolicy", "Scheduler", "due_at"]
+__all__ = ["SchedulePolicy", "Scheduler", "check_due_at", "due_at"]
 
 log = logging.getLogger("ucf.scheduler")
 
@@ -75,6 +81,9 @@ class SchedulePolicy:
     health: HealthPolicy = field(default_factory=HealthPolicy)
     interval_override: timedelta | None = None
     """Every instance's interval instead of its descriptor's (``UCF_POLL_INTERVAL_OVERRIDE``)."""
+    idle_check_after: timedelta = timedelta(hours=1)
+    """An instance that does not poll is health-checked after this long without a check
+    or a verified webhook delivery."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.jitter_ratio <= 1:
@@ -114,6 +123,24 @@ def due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy)
     return record.last_sync_at + interval + jitter
 
 
+def check_due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy) -> datetime:
+    """When an instance that does not poll gets its scheduled health check.
+
+    ``NEVER`` for polling connectors (each poll records health) and disabled
+    instances; at once for one never checked nor delivered to; otherwise
+    ``idle_check_after`` (plus the instance's stable jitter) after the later of
+    its last health check and its last verified delivery.
+    """
+    if connector.descriptor.polling is not None or not record.enabled:
+        return NEVER
+    seen = [t for t in (record.last_health_check, record.last_delivery_at) if t is not None]
+    if not seen:
+        return LONG_AGO
+    idle = policy.idle_check_after
+    jitter = idle * (policy.jitter_ratio * _stable_fraction(record.project_id, record.connector_id))
+    return max(seen) + idle + jitter
+
+
 Key = tuple[str, str]
 
 
@@ -149,6 +176,7 @@ class Scheduler:
         self._on_result = on_result
         self._slots = asyncio.Semaphore(limit)
         self._running: dict[Key, asyncio.Task[PollResult | None]] = {}
+        self._checking: dict[Key, asyncio.Task[None]] = {}
         self._not_before: dict[Key, datetime] = {}
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
@@ -270,6 +298,56 @@ class Scheduler:
         task.add_done_callback(finished)
         return task
 
+    # -- health checks of instances that do not poll
+
+    async def idle(self) -> list[InstanceRecord]:
+        """Enabled instances that do not poll and whose health check is due now."""
+        now = self.context.clock()
+        connectors = {c.id: c for c in await self.context.connectors.list()}
+        found = []
+        for record in await self.context.store.instances.list_enabled():
+            connector = connectors.get(record.connector_id)
+            key = (record.project_id, record.connector_id)
+            if connector is None or key in self._checking:
+                continue
+            if check_due_at(record, connector, self.policy) <= now:
+                found.append(record)
+        return found
+
+    async def _check(self, record: InstanceRecord) -> None:
+        key = (record.project_id, record.connector_id)
+        async with self._slots:
+            if self.stopping:
+                return
+            try:
+                result = await test_connection(self.context, *key, policy=self.policy.health)
+            except NotFoundError:
+                return
+            except Exception:
+                log.exception("scheduled health check of %s/%s failed inside ucf", *key)
+                return
+        log.info(
+            "health check of %s/%s (idle): %s%s",
+            *key,
+            result.state,
+            f" ({result.error})" if result.error else "",
+        )
+
+    def _launch_check(self, record: InstanceRecord) -> asyncio.Task[None]:
+        key = (record.project_id, record.connector_id)
+        task = asyncio.create_task(self._check(record), name=f"check {key[0]}/{key[1]}")
+        self._checking[key] = task
+        task.add_done_callback(lambda _: self._checking.pop(key, None))
+        return task
+
+    async def _launch_checks(self) -> list[asyncio.Task[None]]:
+        try:
+            idle = await self.idle()
+        except Exception:
+            log.exception("listing instances for health checks failed; retrying shortly")
+            return []
+        return [self._launch_check(record) for record in idle if not self.stopping]
+
     # -- retention
 
     async def purge(self, *, force: bool = False) -> int:
@@ -329,7 +407,10 @@ class Scheduler:
         await self.maintain()
         ready, _ = await self.due()
         tasks = [self._launch(record) for record in ready if not self.stopping]
+        checks = await self._launch_checks()
         results = await self._finish(tasks)
+        if checks:
+            await asyncio.wait(checks)
         return [r for r in results if r is not None]
 
     async def run(self) -> None:
@@ -346,11 +427,14 @@ class Scheduler:
                     ready, upcoming = [], NEVER
                 for record in ready:
                     self._launch(record)
+                await self._launch_checks()
                 await self._sleep_until(upcoming)
         finally:
             await self._finish(list(self._running.values()))
             if self._maintenance is not None:
                 self._maintenance.cancel()
+            for check in list(self._checking.values()):
+                check.cancel()  # a health check writes one observation at its very end
             log.info("scheduler %s stopped", self.worker_id)
 
     async def _sleep_until(self, moment: datetime) -> None:

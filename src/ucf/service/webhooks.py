@@ -16,8 +16,11 @@ the gateway promises (each refusal is a :class:`ServiceError` with its status):
 6. A body that is not a JSON object is a 400; an event type the connector does
    not handle is a 202 that stores nothing.
 7. Map → sanitise → insert-if-new + outbox in one atomic write; only then the
-   2xx. The dedup version is the provider's delivery id (the body's SHA-256
-   when it sends none), so a redelivery answers 200 and creates nothing.
+   2xx. A signal is keyed by connector + item id + item version, exactly as a
+   poll keys it, so a redelivery, a replay under a fresh delivery id and the
+   poll that later lists the same version all answer "already stored"; a
+   signed delivery id or the body hash stands in only for a payload that
+   carries no version (:func:`ucf.core.webhook.fallback_version`).
 
 Decrypted secrets are cached per instance for a few seconds, keyed by the
 instance's ``updatedAt``: any settings or credential change (made by any
@@ -26,7 +29,6 @@ worker) is a new key, so a rotated secret is used at once.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -38,7 +40,7 @@ from urllib.parse import quote
 
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.payload import payload_or_missing
-from ucf.core.webhook import delivery_id_of, event_type_of, handles
+from ucf.core.webhook import event_type_of, fallback_version, handles
 from ucf.runtime.http import UpstreamError
 from ucf.runtime.native import (
     Handshake,
@@ -62,6 +64,7 @@ from ucf.runtime.webhooks import (
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError, ServiceError
+from ucf.service.health import DeliveryReporter
 from ucf.service.poll import instance_context, rate_gate_for, rotation_writer
 from ucf.stores.models import InstanceRecord, RateDecision
 
@@ -365,6 +368,9 @@ class WebhookGateway:
         self._secrets: dict[tuple[str, str], _CachedCredentials] = {}
         self._targets: dict[tuple[str, str], tuple[float, WebhookTarget]] = {}
         self._reserves: dict[str, TokenReserve] = {}
+        self._deliveries = DeliveryReporter(
+            context.store.instances, context.clock, monotonic=monotonic
+        )
 
     # -- 1. where does it go
 
@@ -444,10 +450,14 @@ class WebhookGateway:
                 target.project_id,
                 reason.message if reason else "unverified",
             )
+            await self._deliveries.failed(
+                target.project_id, connector_id, reason.message if reason else "unverified"
+            )
             raise Unverified(reason)
         if admission.handshake is not None:
             await self._keep_captured_secret(target, verifier, admission.handshake, credentials)
             return HandshakeAnswer(admission.handshake)
+        await self._deliveries.verified(target.project_id, connector_id)
         if delivery.method.upper() != "POST":
             raise MethodNotAllowed("webhook deliveries are POST requests")
         return await self._ingest(target, delivery, payload)
@@ -573,10 +583,12 @@ class WebhookGateway:
             log.info(
                 "refused a delivery to %s/%s: %s", connector.id, target.project_id, verdict.message
             )
+            await self._deliveries.failed(target.project_id, connector.id, verdict.message)
             raise Unverified(None)
         if isinstance(verdict, Handshake):
             await self._keep_handed_over(target, credentials, verdict.keep)
             return HandshakeAnswer(verdict.response)
+        await self._deliveries.verified(target.project_id, connector.id)
         await self._take_token(target)
         if delivery.method.upper() != "POST":
             raise MethodNotAllowed("webhook deliveries are POST requests")
@@ -647,17 +659,13 @@ class WebhookGateway:
         if not handles(webhook, event_type):
             self._observer.ignored(connector.id, event_type)
             return Ignored(event_type)
-        version = (
-            delivery_id_of(webhook, payload, delivery.headers)
-            or hashlib.sha256(delivery.body).hexdigest()
-        )
         now = self._context.clock()
         result = mapping.map_items(
             mapping.extract_items(payload),
             connector.id,
             target.project_id,
             event_type=event_type,
-            version=version,
+            fallback_version=fallback_version(webhook, payload, delivery.headers, delivery.body),
             now=now,
         )
         return await self._store(target, result, now)

@@ -21,6 +21,7 @@ from typing import Any, Protocol, Self
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
     Checkpoint,
+    DeliveryObservation,
     DescriptorRecord,
     HealthObservation,
     IngestResult,
@@ -130,6 +131,12 @@ class InstanceStore(Protocol):
         self, project_id: str, connector_id: str, observation: HealthObservation
     ) -> InstanceRecord:
         """Atomically apply one health outcome (failure counter, state, error, latency)."""
+        ...
+
+    async def record_delivery(
+        self, project_id: str, connector_id: str, observation: DeliveryObservation
+    ) -> InstanceRecord:
+        """Atomically apply webhook deliveries (:func:`~ucf.stores.models.health_after_delivery`)."""
         ...
 
     async def delete(self, project_id: str, connector_id: str) -> None:

@@ -299,6 +299,8 @@ async def instance_status(
         "healthy": record.healthy,
         "lastHealthCheck": _iso(record.last_health_check),
         "lastSyncAt": _iso(record.last_sync_at),
+        "lastDeliveryAt": _iso(record.last_delivery_at),
+        "deliveryFailures": record.delivery_failures,
         "lastLatencyMs": record.last_latency_ms,
         "consecutiveFailures": record.consecutive_failures,
         "lastError": record.last_error,

@@ -79,6 +79,13 @@ class Metrics:
             ["connector", "status"],
             registry=r,
         )
+        self.polls_truncated = Counter(
+            "ucf_polls_truncated",
+            "Polls that maxPages cut short with more waiting (the next poll goes on from "
+            "there), by connector.",
+            ["connector"],
+            registry=r,
+        )
         self.poll_seconds = Histogram(
             "ucf_poll_duration_seconds",
             "Wall time of a poll, all pages, by connector.",
@@ -140,6 +147,8 @@ class Metrics:
         if result.status == "skipped":
             return
         self.poll_seconds.labels(connector).observe(result.duration_seconds)
+        if result.truncated:
+            self.polls_truncated.labels(connector).inc()
         if result.latency_ms is not None:
             self.poll_upstream_latency.labels(connector).observe(result.latency_ms / 1000)
         self._count_signals(connector, "poll", result.inserted, result.duplicates)

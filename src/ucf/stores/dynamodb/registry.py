@@ -25,12 +25,14 @@ from ucf.stores.errors import (
 )
 from ucf.stores.models import (
     UNSET,
+    DeliveryObservation,
     DescriptorRecord,
     HealthObservation,
     InstanceChanges,
     InstanceRecord,
     SyncReport,
     descriptor_identity,
+    health_after_delivery,
     health_state_after,
     is_newer_version,
     replacement_version,
@@ -260,6 +262,8 @@ def _instance_record(item: Item) -> InstanceRecord:
         health_state=item["healthState"]["S"],
         last_sync_at=_time(item, "lastSyncAt"),
         last_latency_ms=k.get_f(item, "lastLatencyMs"),
+        last_delivery_at=_time(item, "lastDeliveryAt"),
+        delivery_failures=k.get_n(item, "deliveryFailures") or 0,
     )
 
 
@@ -431,7 +435,7 @@ class DynamoInstanceStore:
                 ":state": k.s(state),
                 ":seen": k.n(current.consecutive_failures),
             }
-            if observation.ok or observation.error is None:
+            if observation.error is None:  # a degraded success may say why (a backlog)
                 removes.append("lastError")
             else:
                 sets.append("lastError = :err")
@@ -461,6 +465,58 @@ class DynamoInstanceStore:
         raise StoreUnavailable(
             f"health of {project_id}/{connector_id} changed under us {_CAS_ATTEMPTS} times in a row",
             fix="too many workers report health for one instance at once; retry shortly",
+        )
+
+    async def record_delivery(
+        self, project_id: str, connector_id: str, observation: DeliveryObservation
+    ) -> InstanceRecord:
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get(project_id, connector_id)
+            if current is None:
+                raise no_instance(project_id, connector_id)
+            after = health_after_delivery(current, observation)
+            sets = ["healthState = :state", "deliveryFailures = :df"]
+            values: dict[str, Any] = {
+                ":state": k.s(after.health_state),
+                ":df": k.n(after.delivery_failures),
+                ":seenDf": k.n(current.delivery_failures),
+                ":seenF": k.n(current.consecutive_failures),
+            }
+            removes: list[str] = []
+            if after.last_error is None:
+                removes.append("lastError")
+            else:
+                sets.append("lastError = :err")
+                values[":err"] = k.s(after.last_error)
+            if after.last_delivery_at is not None:
+                sets.append("lastDeliveryAt = :delivered")
+                values[":delivered"] = k.s(text_time(after.last_delivery_at))
+            expression = "SET " + ", ".join(sets)
+            if removes:
+                expression += " REMOVE " + ", ".join(removes)
+            seen_df = (
+                "(attribute_not_exists(deliveryFailures) OR deliveryFailures = :seenDf)"
+                if current.delivery_failures == 0
+                else "deliveryFailures = :seenDf"
+            )
+            try:
+                reply = await self._db.call(
+                    "update_item",
+                    TableName=self._db.table,
+                    Key=k.instance(project_id, connector_id),
+                    UpdateExpression=expression,
+                    # Nobody reported deliveries or polls meanwhile: the rule saw the truth.
+                    ConditionExpression=f"{seen_df} AND consecutiveFailures = :seenF",
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ConditionFailed:
+                continue
+            return _instance_record(reply["Attributes"])
+        raise StoreUnavailable(
+            f"deliveries of {project_id}/{connector_id} were reported under us "
+            f"{_CAS_ATTEMPTS} times in a row",
+            fix="too many workers report deliveries for one instance at once; retry shortly",
         )
 
     async def delete(self, project_id: str, connector_id: str) -> None:

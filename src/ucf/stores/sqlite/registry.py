@@ -14,12 +14,14 @@ from typing import Any
 from ucf.stores.errors import descriptor_exists, instance_exists, no_descriptor, no_instance
 from ucf.stores.models import (
     UNSET,
+    DeliveryObservation,
     DescriptorRecord,
     HealthObservation,
     InstanceChanges,
     InstanceRecord,
     SyncReport,
     descriptor_identity,
+    health_after_delivery,
     health_state_after,
     is_newer_version,
     replacement_version,
@@ -165,7 +167,7 @@ class SqliteDescriptorRegistry:
 _INSTANCE_COLUMNS = (
     "project_id, connector_id, enabled, credential_secret_ref, config, last_health_check, "
     "healthy, consecutive_failures, last_error, health_state, last_sync_at, last_latency_ms, "
-    "created_at, updated_at"
+    "created_at, updated_at, last_delivery_at, delivery_failures"
 )
 
 
@@ -185,6 +187,8 @@ def _instance(row: tuple[Any, ...]) -> InstanceRecord:
         last_latency_ms=row[11],
         created_at=parse_time(row[12]),
         updated_at=parse_time(row[13]),
+        last_delivery_at=opt_time(row[14]),
+        delivery_failures=row[15],
     )
 
 
@@ -312,11 +316,33 @@ class SqliteInstanceStore:
                     stamp,
                     int(observation.ok),
                     failures,
-                    None if observation.ok else observation.error,
+                    observation.error,  # None on success, unless a degraded one says why
                     state,
                     observation.latency_ms,
                     int(observation.ok and observation.synced),
                     stamp,
+                    project_id,
+                    connector_id,
+                ),
+            )
+            return _existing_instance(conn, project_id, connector_id)
+
+        return await self._db.write(run)
+
+    async def record_delivery(
+        self, project_id: str, connector_id: str, observation: DeliveryObservation
+    ) -> InstanceRecord:
+        def run(conn: sqlite3.Connection) -> InstanceRecord:
+            current = _existing_instance(conn, project_id, connector_id)
+            after = health_after_delivery(current, observation)
+            conn.execute(
+                "UPDATE instances SET health_state = ?, last_error = ?, delivery_failures = ?, "
+                "last_delivery_at = ? WHERE project_id = ? AND connector_id = ?",
+                (
+                    after.health_state,
+                    after.last_error,
+                    after.delivery_failures,
+                    None if after.last_delivery_at is None else text_time(after.last_delivery_at),
                     project_id,
                     connector_id,
                 ),

@@ -145,6 +145,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        4,
+        "webhook deliveries of an instance: the last verified one, failures since",
+        """
+        ALTER TABLE instances ADD COLUMN last_delivery_at TEXT;
+        ALTER TABLE instances ADD COLUMN delivery_failures INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
