@@ -739,6 +739,18 @@ async def send_with_retries(
         waited += delay
 
 
+OFF_LOOP_BYTES: Final = 256 * 1024
+"""A body this large is parsed in a worker thread (see :func:`read_json`)."""
+
+
+async def read_json(response: httpx.Response) -> Any:
+    """:func:`parse_json`, off the event loop for a large body: parsing megabytes of JSON
+    holds the loop, and every webhook delivery and health probe waiting on it."""
+    if len(response.content) < OFF_LOOP_BYTES:
+        return parse_json(response)
+    return await asyncio.to_thread(parse_json, response)
+
+
 def parse_json(response: httpx.Response) -> Any:
     """The body as JSON, or :class:`MalformedResponse` that names where, never what."""
     try:

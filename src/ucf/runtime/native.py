@@ -33,7 +33,7 @@ import httpx
 
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.mapping import MappingResult
-from ucf.runtime.http import RetryStats, parse_json, send_with_retries
+from ucf.runtime.http import RetryStats, read_json, send_with_retries
 from ucf.runtime.polling import Page
 from ucf.runtime.redaction import redact
 from ucf.runtime.webhooks import HandshakeResponse
@@ -275,7 +275,7 @@ class UpstreamCalls:
     ) -> Any:
         """:meth:`send`, then the body as strict JSON (a clear error names the request)."""
         response = await self.send(method, url, params=params, json=json, headers=headers)
-        return parse_json(response)
+        return await read_json(response)
 
     def page(
         self,

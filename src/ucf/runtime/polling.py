@@ -43,7 +43,7 @@ from ucf.runtime.http import (
     MalformedResponse,
     RetryStats,
     UpstreamError,
-    parse_json,
+    read_json,
     send_with_retries,
 )
 from ucf.runtime.pagination import PageRequest, PaginatorFactory, paginator_factory
@@ -422,7 +422,7 @@ class PollPlan:
                 continue
             resuming = False
             elapsed = clock() - started
-            body = parse_json(response)
+            body = await read_json(response)
             items = self.mapping.extract_items(body)
             paginator.update_state(response, body, items)
             delta.update_state(body, items)

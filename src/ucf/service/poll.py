@@ -43,7 +43,7 @@ from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
 from ucf.runtime.http import AuthFailed, RateLimited, UpstreamError, UpstreamUnavailable
 from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
-from ucf.runtime.sources import NativeSourceMissing, SourceContext
+from ucf.runtime.sources import NativeSourceMissing, Source, SourceContext
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
@@ -512,6 +512,30 @@ async def fetch_ahead(
             await close()
 
 
+NORMALISE_SLICE: Final = 256
+"""Items mapped between two turns of the event loop."""
+
+
+async def normalise_in_slices(
+    source: Source, items: list[Any], project_id: str, now: datetime
+) -> MappingResult:
+    """``source.normalise`` over a page, a slice at a time, handing the event loop back
+    between slices: mapping tens of thousands of items at once held the webhook gateway
+    and /healthz for seconds. Item errors keep their index in the page."""
+    if len(items) <= NORMALISE_SLICE:
+        return source.normalise(items, project_id=project_id, now=now)
+    result = MappingResult()
+    for start in range(0, len(items), NORMALISE_SLICE):
+        part = source.normalise(
+            items[start : start + NORMALISE_SLICE], project_id=project_id, now=now
+        )
+        result.signals += part.signals
+        result.errors += [dataclasses.replace(e, index=e.index + start) for e in part.errors]
+        result.skipped += part.skipped
+        await asyncio.sleep(0)
+    return result
+
+
 PageHook = Callable[[PageReport], None]
 
 
@@ -626,7 +650,7 @@ async def _run(
             async with contextlib.aclosing(fetch_ahead(fetched, deadline=deadline)) as pages:
                 async for page in pages:
                     received = context.clock()
-                    mapped = source.normalise(page.items, project_id=project_id, now=received)
+                    mapped = await normalise_in_slices(source, page.items, project_id, received)
                     if in_flight is not None and not await settle():
                         break
                     if lease.lost:
