@@ -195,6 +195,22 @@ async def test_forged_or_foreign_session_cookies_are_not_a_session(
     assert (await browser.get(f"{BASE}/connectors")).status_code == 200
 
 
+async def test_a_non_ascii_cookie_is_no_session_rather_than_a_server_error(
+    browser: Browser, web: Web
+) -> None:
+    """Cookies arrive as latin-1 text; comparing such text to a MAC raised a TypeError (500)."""
+    genuine, _ = keys_for(TOKEN).new_session(web.state.context.clock())
+    payload, mac = genuine.split(".")
+    for value in ("\u00e9.\u00e9", f"{payload}.{mac[:-1]}\u00ff", f"{payload}\u00e9.{mac}"):
+        cookie = f"ucf_session={value}".encode("latin-1")
+        response = await browser.client.get(f"{BASE}/connectors", headers={"Cookie": cookie})
+        assert response.status_code == 303, response.text
+        assert response.headers["location"].startswith("/login")
+    with_flash = f"ucf_session={genuine}; ucf_flash=\u00e9.\u00e9".encode("latin-1")
+    page = await browser.client.get(f"{BASE}/connectors", headers={"Cookie": with_flash})
+    assert page.status_code == 200, page.text
+
+
 async def test_login_only_returns_to_pages_of_this_site(browser: Browser) -> None:
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
         browser.client.cookies.clear()

@@ -69,9 +69,15 @@ def token_matches(given: str, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(_digest(given), _digest(expected))
 
 
+def _wire(text: str) -> bytes:
+    """Text from a request as bytes: ``compare_digest`` refuses non-ASCII ``str``, and a
+    cookie or form may hold any character (even a lone surrogate)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time equality of two random tokens (CSRF)."""
-    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time equality of two random tokens (CSRF); any text is simply unequal."""
+    return bool(given) and hmac.compare_digest(_wire(given), _wire(expected))
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +94,7 @@ class Signer:
         self._key = key
 
     def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest())
+        return _b64(hmac.new(self._key, _wire(payload), hashlib.sha256).digest())
 
     def sign(self, data: dict[str, Any]) -> str:
         payload = _b64(json.dumps(data, separators=(",", ":")).encode())
@@ -96,8 +102,10 @@ class Signer:
 
     def unsign(self, value: str) -> dict[str, Any] | None:
         payload, _, mac = value.partition(".")
-        if not payload or not mac or not hmac.compare_digest(mac, self._mac(payload)):
+        if not payload or not mac:
             return None
+        if not hmac.compare_digest(_wire(mac), _wire(self._mac(payload))):
+            return None  # a forged, cut or non-ASCII value: no session, never an error
         try:
             data = json.loads(_unb64(payload))
         except (ValueError, binascii.Error):
