@@ -8,10 +8,12 @@ seen is kept, so the tests can assert that no credential ever reached one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html import unescape
@@ -30,6 +32,7 @@ from ucf.service import health
 from ucf.service.errors import NotFoundError
 from ucf.web.dashboard import pages
 from ucf.web.dashboard.security import keys_for
+from ucf.web.throttle import FREE_FAILURES, FailedAuthThrottle
 
 PROJECT = "team-a"
 BASE = f"/projects/{PROJECT}"
@@ -82,12 +85,35 @@ class Browser:
                 assert secret not in text
 
 
+BrowserFactory = Callable[[], AbstractAsyncContextManager[Browser]]
+
+
+@pytest.fixture
+def browser_factory(web: Web) -> BrowserFactory:
+    """Another browser (its own cookie jar) on the same app."""
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[Browser]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
+        ) as client:
+            yield Browser(client)
+
+    return opened
+
+
 @pytest_asyncio.fixture(loop_scope="function")
-async def browser(web: Web) -> AsyncIterator[Browser]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
-    ) as client:
-        yield Browser(client)
+async def browser(browser_factory: BrowserFactory) -> AsyncIterator[Browser]:
+    async with browser_factory() as opened:
+        yield opened
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -223,6 +249,39 @@ async def test_logging_out_ends_the_session(user: Browser) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/login"
     assert (await user.get(f"{BASE}/connectors")).status_code == 303
+
+
+async def test_a_copied_session_cookie_dies_when_its_session_logs_out(
+    user: Browser, browser_factory: BrowserFactory
+) -> None:
+    """OWASP: logout invalidates the session on the server, not only in this browser."""
+    copied = user.client.cookies["ucf_session"]
+    async with browser_factory() as thief:
+        thief.client.cookies.set("ucf_session", copied)
+        assert (await thief.get(f"{BASE}/connectors")).status_code == 200
+        assert (await user.post("/logout")).status_code == 303
+        after = await thief.get(f"{BASE}/connectors")
+        assert after.status_code == 303
+        assert after.headers["location"].startswith("/login")
+        metrics = await thief.client.get("/metrics")
+        assert metrics.status_code == 401
+    fresh = await user.login()
+    assert fresh.status_code == 303  # logging in again opens a new session
+    assert (await user.get(f"{BASE}/connectors")).status_code == 200
+
+
+async def test_wrong_tokens_at_the_login_are_slowed_down(browser: Browser, web: Web) -> None:
+    clock = FakeClock()
+    web.state.auth_throttle = FailedAuthThrottle(monotonic=clock)
+    for _ in range(FREE_FAILURES + 1):
+        assert (await browser.login(token="x" * 40)).status_code == 401
+    closed = await browser.login()
+    assert closed.status_code == 429
+    assert closed.headers["retry-after"] == "1"
+    assert "try again in 1 s" in closed.text
+    assert not any("ucf_session=" in c for c in closed.headers.get_list("set-cookie"))
+    clock.now += 1.5
+    assert (await browser.login()).status_code == 303
 
 
 # --------------------------------------------------------------------------- catalogue

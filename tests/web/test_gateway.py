@@ -71,7 +71,7 @@ async def test_a_signed_delivery_is_stored_once_and_a_redelivery_creates_nothing
     assert signal["projectId"] == PROJECT
     assert signal["sanitised"] is True
 
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     assert metric(text, f'ucf_signals_ingested_total{{connector="{CONNECTOR}",via="webhook"}}') == 1
     assert (
         metric(text, f'ucf_signal_duplicates_total{{connector="{CONNECTOR}",via="webhook"}}') == 1
@@ -124,7 +124,7 @@ async def test_a_tampered_body_is_refused_with_401_and_no_detail(connected: Web)
     }
     assert "www-authenticate" not in response.headers
     assert await signals(connected) == []
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     failures = f'ucf_webhook_verification_failures_total{{connector="{CONNECTOR}",'
     assert metric(text, failures + 'reason="signature_mismatch"}') == 1
 
@@ -134,7 +134,7 @@ async def test_a_delivery_replayed_outside_the_window_is_refused(connected: Web)
     assert (await deliver(connected, old.body, old.headers)).status_code == 401
     future = sign(ticket_event("T-10"), delivery="d-10", at=time.time() + 301)
     assert (await deliver(connected, future.body, future.headers)).status_code == 401
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     reason = f'ucf_webhook_verification_failures_total{{connector="{CONNECTOR}",reason="timestamp_outside_window"}}'
     assert metric(text, reason) == 2
 
@@ -264,7 +264,7 @@ async def test_the_per_instance_rate_limit_answers_429_with_retry_after(
         other = sign(ticket_event("T-o"), delivery="rl-o")
         path = webhook_path(CONNECTOR, "second")
         assert (await deliver(web, other.body, other.headers, path=path)).status_code == 200
-        text = (await web.anonymous.get("/metrics")).text
+        text = (await web.client.get("/metrics")).text
         assert metric(text, f'ucf_webhook_rate_limited_total{{connector="{CONNECTOR}"}}') == 3
 
 
@@ -311,7 +311,7 @@ async def test_event_types_the_connector_does_not_handle_are_202_and_stored_nowh
     assert response.status_code == 202
     assert response.json() == {"received": 0, "ignored": "invoice.paid"}
     assert await signals(connected) == []
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     assert metric(text, f'ucf_webhook_ignored_events_total{{connector="{CONNECTOR}"}}') == 1
 
 

@@ -310,3 +310,29 @@ def test_signals_leave_through_the_jsonl_sink_configured_for_serve(
     assert [line["projectId"] for line in lines] == [PROJECT]
     assert lines[0]["source"] == CONNECTOR
     assert lines[0]["sanitised"] is True
+
+
+def test_a_short_api_token_is_refused_at_start_up(tmp_path: Path) -> None:
+    result = run_serve(
+        "--port", "0", "--data-dir", str(tmp_path), env=ucf_env(UCF_API_TOKEN="short-token-123")
+    )
+    line = one_line_error(result)
+    assert "UCF_API_TOKEN is 15 characters long; use at least 32" in line
+    assert "short-token-123" not in result.stderr + result.stdout
+
+
+def test_metrics_and_docs_are_private_when_bound_beyond_loopback(tmp_path: Path) -> None:
+    env = ucf_env(UCF_API_TOKEN=TOKEN, UCF_SCHEDULER="0")
+    with LiveServer(tmp_path / "wide", env, "--host", "0.0.0.0") as wide:
+        for path in ("/metrics", "/docs", "/openapi.json"):
+            assert httpx.get(wide.url + path).status_code == 401, path
+            authorised = httpx.get(wide.url + path, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert authorised.status_code == 200, path
+        assert httpx.get(wide.url + "/healthz").status_code == 200
+    opened = ucf_env(UCF_API_TOKEN=TOKEN, UCF_SCHEDULER="0", UCF_PUBLIC_INTROSPECTION="yes")
+    with LiveServer(tmp_path / "open", opened, "--host", "0.0.0.0") as chosen:
+        assert httpx.get(chosen.url + "/metrics").status_code == 200
+    with LiveServer(tmp_path / "local", env) as local:  # 127.0.0.1: only this machine
+        assert httpx.get(local.url + "/metrics").status_code == 200
+    with LiveServer(tmp_path / "closed", env, "--private-introspection") as closed:
+        assert httpx.get(closed.url + "/docs").status_code == 401

@@ -13,41 +13,28 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from ucf.service.errors import ConflictError, NotFoundError, ServiceError
+from ucf.service.errors import ConflictError, NotFoundError
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
 from ucf.stores.models import SignalQuery, utc
-from ucf.web.dashboard.security import token_matches
+from ucf.web.access import TokenFirstRoute
 from ucf.web.errors import ErrorBody
-from ucf.web.state import WebState, current_state, web_state
-
-
-class Unauthorized(ServiceError):
-    status = 401
-    code = "unauthorized"
-
+from ucf.web.state import WebState, current_state
 
 _bearer = HTTPBearer(auto_error=False, description="The admin API token (UCF_API_TOKEN).")
-
-
-async def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """The same constant-time check as the dashboard's login."""
-    given = credentials.credentials if credentials is not None else ""
-    if not token_matches(given, web_state(request).api_token):
-        raise Unauthorized("a valid API token is required (Authorization: Bearer <token>)")
+"""Only to document the scheme in OpenAPI: :class:`TokenFirstRoute` checks the token,
+before the body is read."""
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The body could not be read (not UTF-8 JSON)"},
     401: {"model": ErrorBody, "description": "Missing or wrong API token"},
+    429: {"model": ErrorBody, "description": "Too many wrong tokens from this address"},
     404: {"model": ErrorBody, "description": "Not found"},
     413: {"model": ErrorBody, "description": "Body over the limit (1 MiB)"},
     422: {"model": ErrorBody, "description": "Invalid request; every problem with its path"},
@@ -57,7 +44,12 @@ DESCRIPTOR_BODY = "x-ucf-descriptor-body"
 """Marks operations whose body is a descriptor: the app's OpenAPI document gives them
 the descriptor language's JSON Schema (validated in full by the service, with paths)."""
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)
+router = APIRouter(
+    prefix="/api",
+    dependencies=[Depends(_bearer)],
+    responses=_ERRORS,
+    route_class=TokenFirstRoute,
+)
 
 State = Annotated[WebState, Depends(current_state)]
 ConnectorId = Annotated[str, Path(alias="connectorId")]

@@ -4,10 +4,12 @@ Every key is derived from the admin API token (HKDF-SHA256, one ``info`` per
 use), so nothing new has to be stored, every worker of a deployment agrees on
 the keys, and rotating the token logs every browser out.
 
-- **Session** — a cookie ``<payload>.<mac>``: the payload (expiry and the
-  session's CSRF token) in base64url JSON, the MAC an HMAC-SHA256 over it.
-  HttpOnly, SameSite=Strict, Secure over HTTPS. Stateless: logging out drops
-  the cookie; the token is the kill switch for all sessions.
+- **Session** — a cookie ``<payload>.<mac>``: the payload (a random session id,
+  expiry and the session's CSRF token) in base64url JSON, the MAC an
+  HMAC-SHA256 over it. HttpOnly, SameSite=Strict, Secure over HTTPS. Logging
+  out records the id as revoked in the store until the cookie would have
+  expired (:class:`ucf.service.sessions.SessionRevocations`), so a copied
+  cookie dies at logout too; rotating the token ends every session at once.
 - **CSRF** — each session carries a random token that every POST form sends
   back and that is compared in constant time.
 - **Sealed values** — what the setup flow keeps between its steps (the
@@ -82,6 +84,8 @@ def same_secret(given: str, expected: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    id: str
+    """Random; what logout revokes."""
     csrf: str
     expires: int
     """Unix seconds."""
@@ -142,21 +146,27 @@ class Keys:
 
     def new_session(self, now: datetime) -> tuple[str, Session]:
         session = Session(
+            id=secrets.token_urlsafe(16),
             csrf=secrets.token_urlsafe(32),
             expires=int((now + SESSION_LIFETIME).timestamp()),
         )
-        return self.sessions.sign({"csrf": session.csrf, "exp": session.expires}), session
+        value = self.sessions.sign(
+            {"sid": session.id, "csrf": session.csrf, "exp": session.expires}
+        )
+        return value, session
 
     def read_session(self, value: str | None, now: datetime) -> Session | None:
+        """The session the cookie names, if we signed it and it has not expired (whether it
+        was revoked at logout is the store's to say)."""
         data = self.sessions.unsign(value) if value else None
         if data is None:
             return None
-        csrf, expires = data.get("csrf"), data.get("exp")
-        if not isinstance(csrf, str) or not isinstance(expires, int):
-            return None
+        sid, csrf, expires = data.get("sid"), data.get("csrf"), data.get("exp")
+        if not isinstance(sid, str) or not isinstance(csrf, str) or not isinstance(expires, int):
+            return None  # also a cookie from before sessions had ids: log in again
         if expires <= now.timestamp():
             return None
-        return Session(csrf=csrf, expires=expires)
+        return Session(id=sid, csrf=csrf, expires=expires)
 
 
 def _derive(token: str, purpose: bytes) -> bytes:
