@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import httpx
@@ -212,7 +213,9 @@ async def test_connecting_stores_credentials_and_shows_them_masked_only(
         "apiKey": "••••" + API_KEY[-4:],
         "webhookSecret": "••••" + WEBHOOK_SECRET[-4:],
     }
-    assert body["webhookUrl"] == f"http://ucf.test/api/webhooks/{CONNECTOR}/{PROJECT}"
+    shared = f"http://ucf.test/api/webhooks/{CONNECTOR}/{PROJECT}"
+    assert re.fullmatch(re.escape(shared) + r"/[A-Za-z0-9_-]{32}", body["webhookUrl"])
+    assert body["sharedWebhookUrl"] == shared
     assert body["enabled"] is True
     for route in (INSTANCE, f"/api/projects/{PROJECT}/instances"):
         text = (await web.client.get(route)).text
@@ -324,7 +327,8 @@ async def test_poll_now_stores_signals_and_status_counts_them(connected: Web) ->
     assert body["signals"] == {"last24h": TICKETS, "last7d": TICKETS}
     assert body["healthState"] == "healthy"
     assert body["lastSyncAt"] is not None
-    assert body["webhookUrl"].endswith(f"/api/webhooks/{CONNECTOR}/{PROJECT}")
+    assert f"/api/webhooks/{CONNECTOR}/{PROJECT}/" in body["webhookUrl"]
+    assert body["sharedWebhookUrl"].endswith(f"/api/webhooks/{CONNECTOR}/{PROJECT}")
 
     again = (await connected.client.post(f"{INSTANCE}/poll")).json()
     assert again["inserted"] == 0

@@ -117,7 +117,7 @@ def test_a_full_session_survives_a_restart_and_never_leaks_a_secret(
                 f"/api/projects/{PROJECT}/instances", json=instance_body(acme_server.base_url)
             )
             assert created.status_code == 201
-            assert created.json()["webhookUrl"] == server.url + webhook_path()
+            assert created.json()["webhookUrl"].startswith(server.url + webhook_path() + "/")
             tested = http.post(f"{INSTANCE}/test").json()
             assert tested["ok"] is True, tested
             poll_now(http)

@@ -38,8 +38,11 @@ class WebState:
             return self.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
 
-    def webhook_url(self, request: Request, connector_id: str, project_id: str) -> str:
-        return self.public_base(request) + webhook_path(connector_id, project_id)
+    def webhook_url(
+        self, request: Request, connector_id: str, project_id: str, hook_id: str | None = None
+    ) -> str:
+        """The instance's own URL with its ``hook_id``, else the shared one."""
+        return self.public_base(request) + webhook_path(connector_id, project_id, hook_id)
 
 
 def web_state(request: Request) -> WebState:

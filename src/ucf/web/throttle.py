@@ -20,7 +20,6 @@ multiplies the rate a guesser gets by the number of workers and no more.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -28,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from ucf.core.client_address import client_key
 from ucf.service.webhooks import RateLimitExceeded
 
 __all__ = ["FailedAuthThrottle", "TooManyAttempts", "client_key"]
@@ -41,21 +41,6 @@ MAX_CLIENTS: Final = 10_000
 
 class TooManyAttempts(RateLimitExceeded):
     code = "too_many_attempts"
-
-
-def client_key(host: str | None) -> str:
-    """The address a failure is counted against: IPv6 by its /64, anything else as is."""
-    if not host:
-        return "-"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
-    return str(address)
 
 
 @dataclass(slots=True)
