@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html import unescape
+from pathlib import Path
 
 import httpx
 import pytest
@@ -40,6 +42,7 @@ CONNECT = f"{BASE}/connectors/{CONNECTOR}/connect"
 INSTANCE = f"{BASE}/instances/{CONNECTOR}"
 SECRETS = (API_KEY, WEBHOOK_SECRET, TOKEN)
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "descriptors"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 
@@ -661,3 +664,52 @@ async def test_static_files_are_served_only_from_the_dashboards_folder(browser: 
     assert js.headers["content-type"].startswith("text/javascript")
     for path in ("/static/dashboard/../templates/base.html", "/static/dashboard/nope.css"):
         assert (await browser.get(path)).status_code == 404
+
+
+# --------------------------------------------------------------------------- handed-over secrets
+
+
+async def test_a_handed_over_token_waits_on_the_instance_page_until_confirmed(
+    user: Browser, web: Web
+) -> None:
+    descriptor = json.loads((FIXTURES / "notion.json").read_text())
+    descriptor["auth"]["config"]["credentialFields"][0]["required"] = False
+    assert (await web.client.post("/api/connectors", json=descriptor)).status_code == 201
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={"connectorId": descriptor["id"], "credentials": {}},
+    )
+    own = made.json()["webhookUrl"]
+    page_path = f"{BASE}/instances/{descriptor['id']}"
+    page = await user.get(page_path)
+    assert own in unescape(page.text)  # the instance's own URL is the one shown
+    assert "Secrets waiting" not in page.text
+
+    token = "secret_notion_verification_token_for_the_page_42"
+    shake = await web.anonymous.post(own, json={"verification_token": token})
+    assert shake.status_code == 200
+    page = await user.get(page_path)
+    assert "Secrets waiting for your confirmation" in page.text
+    assert token in page.text  # in full: it has to be pasted into Notion's Verify dialog
+    found = re.search(r'action="([^"]+/pending-secrets/[0-9a-f]{16})/confirm"', page.text)
+    assert found is not None
+    confirm = unescape(found.group(1)) + "/confirm"
+
+    forged = await user.post(confirm, {"csrf": "not-this-sessions"})
+    assert forged.status_code == 403
+    confirmed = await user.post(confirm)
+    assert confirmed.status_code == 303
+    instance = (
+        await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")
+    ).json()
+    assert instance["credentials"] == {"verificationToken": mask(token)}
+    assert instance["pendingSecrets"] == []
+
+    stranger = "secret_from_someone_else_entirely_0000"
+    assert (await web.anonymous.post(own, json={"verification_token": stranger})).status_code == 200
+    page = await user.get(page_path)
+    assert "Differs from the secret already confirmed" in page.text
+    assert "Confirm and replace" in page.text
+    still = (await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")).json()
+    assert still["credentials"] == {"verificationToken": mask(token)}
+    assert [p["differsFromConfirmed"] for p in still["pendingSecrets"]] == [True]
