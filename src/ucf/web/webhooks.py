@@ -107,7 +107,7 @@ async def _receive(
 
 ConnectorId = Annotated[str, Path(alias="connectorId")]
 ProjectId = Annotated[str, Path(alias="projectId")]
-HookId = Annotated[str, Path(alias="hookId", max_length=200)]
+HookId = Annotated[str, Path(alias="hookId")]
 
 
 @router.post(
