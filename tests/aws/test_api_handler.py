@@ -66,7 +66,8 @@ def test_instances_show_the_webhook_url_on_the_api_gateway_host(
 ) -> None:
     created = lab.connect_github(github)
 
-    assert created["webhookUrl"] == f"https://{DOMAIN}{WEBHOOK}"
+    assert created["webhookUrl"].startswith(f"https://{DOMAIN}{WEBHOOK}/")
+    assert created["sharedWebhookUrl"] == f"https://{DOMAIN}{WEBHOOK}"
     assert WEBHOOK_SECRET not in json.dumps(created)
 
 

@@ -228,7 +228,8 @@ async def test_a_native_connector_is_in_the_catalogue_polls_by_its_declaration_a
 
     status = (await web.client.get(f"/api/projects/{PROJECT}/instances/relay/status")).json()
     assert status["polls"] is True
-    assert status["webhookUrl"].endswith(PATH)
+    assert status["sharedWebhookUrl"].endswith(PATH)
+    assert status["webhookUrl"].startswith(status["sharedWebhookUrl"] + "/")  # its own URL
 
     scheduler = Scheduler(web.state.context)
     due, _ = await scheduler.due()
@@ -263,11 +264,18 @@ async def test_the_native_gateway_keeps_every_promise_of_the_generic_one(
     assert unsigned.status_code == 401  # no secret yet: nothing is accepted
     assert unsigned.json()["error"]["code"] == "unauthorized"
 
-    shake = await web.anonymous.post(PATH, headers={"X-Relay-Hook-Secret": SECRET})
+    shared = await web.anonymous.post(PATH, headers={"X-Relay-Hook-Secret": "attacker"})
+    assert shared.status_code == 403  # secret-handing handshakes only at the instance's URL
+    instance = f"/api/projects/{PROJECT}/instances/relay"
+    own = (await web.client.get(instance)).json()["webhookUrl"].removeprefix("http://ucf.test")
+    shake = await web.anonymous.post(own, headers={"X-Relay-Hook-Secret": SECRET})
     assert shake.status_code == 200
     assert shake.headers["X-Relay-Hook-Secret"] == SECRET
-    planted = await web.anonymous.post(PATH, headers={"X-Relay-Hook-Secret": "attacker"})
-    assert planted.status_code == 200  # answered, but the first secret stays
+    [pending] = (await web.client.get(instance)).json()["pendingSecrets"]
+    confirmed = await web.client.post(f"{instance}/pending-secrets/{pending['id']}/confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    planted = await web.anonymous.post(own, headers={"X-Relay-Hook-Secret": "attacker"})
+    assert planted.status_code == 200  # answered, but only pending: the confirmed one stays
 
     item = {"id": "r-9", "title": "Pushed", "updated": "2026-02-01T09:00:00+00:00"}
     body, headers = hook({"event": "item.changed", "item": item})
@@ -302,11 +310,13 @@ async def test_unverified_requests_do_not_spend_the_instance_delivery_budget(
     settings = web_settings(tmp_path / "limited", UCF_WEBHOOK_RPM="3")
     async with open_web(settings) as web:
         await connect(web, upstream, secret=SECRET)
-        for _ in range(10):
-            refused = await web.anonymous.post(
-                PATH, content=b"{}", headers={"X-Relay-Signature": "0"}
-            )
-            assert refused.status_code == 401
+        refused = [
+            (
+                await web.anonymous.post(PATH, content=b"{}", headers={"X-Relay-Signature": "0"})
+            ).status_code
+            for _ in range(10)
+        ]
+        assert refused == [401] * 3 + [429] * 7  # charged to the sender's address
         item = {"id": "r-5", "title": "Still heard", "updated": "2026-03-01T00:00:00+00:00"}
         body, headers = hook({"event": "item.changed", "item": item})
         accepted = await web.anonymous.post(PATH, content=body, headers=headers)

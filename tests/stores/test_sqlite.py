@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -161,3 +164,46 @@ async def test_retention_is_configurable(tmp_path: Path) -> None:
         assert stored is not None
         assert stored.expires_at == T0 + timedelta(days=2)
         assert await store.signals.purge_expired(now=T0 + timedelta(days=2)) == 1
+
+
+@pytest.fixture
+def open_umask() -> Iterator[None]:
+    """The common default umask: new files group- and world-readable unless asked otherwise."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in sorted(directory.iterdir())}
+
+
+async def test_the_database_and_its_wal_files_are_private_in_an_existing_directory(
+    tmp_path: Path, open_umask: None
+) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir(mode=0o755)
+    store = open_store(url(directory / "ucf.db"))
+    await store.init()
+    await store.signals.ingest([signal_write("s1")])
+    try:
+        assert _modes(directory) == {"ucf.db": 0o600, "ucf.db-shm": 0o600, "ucf.db-wal": 0o600}
+    finally:
+        await store.close()
+
+
+async def test_a_database_an_older_ucf_left_world_readable_is_made_private(
+    tmp_path: Path, open_umask: None
+) -> None:
+    path = tmp_path / "ucf.db"
+    first = open_store(url(path))
+    await first.init()
+    await first.close()
+    path.chmod(0o644)
+    again = open_store(url(path))
+    report = await again.init()
+    await again.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert report.actions == ("made ucf.db readable by this user only (mode 0600)",)

@@ -19,7 +19,7 @@ from typing import Any
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
 
-TOKEN = "ucf_test-admin-token-5e1f9a2b7c"
+TOKEN = "ucf_test-admin-token-5e1f9a2b7c4d8e6f"
 API_KEY = "acme-api-key-7d3c91f0e2b4"
 WEBHOOK_SECRET = "acme-webhook-secret-b8e2f4a6c0d1"
 PROJECT = "proj-1"

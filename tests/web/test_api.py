@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import httpx
@@ -19,8 +20,17 @@ from tests.web.support import (
     instance_body,
 )
 from ucf.fakes.kit import FakeServer
+from ucf.web.throttle import FREE_FAILURES, FailedAuthThrottle
 
 INSTANCE = f"/api/projects/{PROJECT}/instances/{CONNECTOR}"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -48,13 +58,66 @@ async def test_management_api_refuses_a_missing_or_wrong_token_with_401(web: Web
     assert prefix.status_code == 401
 
 
-async def test_health_and_openapi_need_no_token(web: Web) -> None:
+async def test_health_needs_no_token(web: Web) -> None:
     health = await web.anonymous.get("/healthz")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
-    spec = (await web.anonymous.get("/openapi.json")).json()
+    spec = (await web.client.get("/openapi.json")).json()
     assert "/api/webhooks/{connectorId}/{projectId}" in spec["paths"]
     assert "/api/projects/{projectId}/signals/{signalId}" in spec["paths"]
+
+
+async def test_a_body_from_a_stranger_is_refused_for_its_token_before_it_is_parsed(
+    web: Web,
+) -> None:
+    """A broken or oversized body without a token says nothing about the route: only 401."""
+    for body in (b"{not json", b'{"id": 1}', b"[" * 5000):
+        response = await web.anonymous.post(
+            "/api/connectors", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 401, response.text
+        assert error_of(response)["code"] == "unauthorized"
+    patched = await web.anonymous.patch(INSTANCE, json={"enabled": "not a bool"})
+    assert patched.status_code == 401
+
+
+async def test_metrics_and_api_docs_are_private_unless_the_server_makes_them_public(
+    web: Web, tmp_path: Any
+) -> None:
+    from tests.web.conftest import open_web, web_settings
+
+    for path in ("/metrics", "/docs", "/openapi.json"):
+        refused = await web.anonymous.get(path)
+        assert refused.status_code == 401, path
+        assert error_of(refused)["code"] == "unauthorized"
+        assert (await web.client.get(path)).status_code == 200, path
+    settings = web_settings(tmp_path / "public", UCF_PUBLIC_INTROSPECTION="1")
+    async with open_web(settings) as public:
+        for path in ("/metrics", "/docs", "/openapi.json"):
+            assert (await public.anonymous.get(path)).status_code == 200, path
+
+
+async def test_wrong_tokens_from_one_address_are_slowed_down_exponentially(web: Web) -> None:
+    clock = FakeClock()
+    web.state.auth_throttle = FailedAuthThrottle(monotonic=clock)
+    wrong = {"Authorization": "Bearer " + "x" * 40}
+    for _ in range(FREE_FAILURES + 1):
+        assert (await web.anonymous.get("/api/connectors", headers=wrong)).status_code == 401
+    closed = await web.client.get("/api/connectors")  # even the right token: no oracle
+    assert closed.status_code == 429
+    assert error_of(closed)["code"] == "too_many_attempts"
+    assert closed.headers["retry-after"] == "1"
+    clock.now += 1.5
+    assert (await web.anonymous.get("/api/connectors", headers=wrong)).status_code == 401
+    again = await web.client.get("/api/connectors")
+    assert again.headers["retry-after"] == "2"  # the wait doubles with each failure
+    clock.now += 2.5
+    assert (await web.client.get("/api/connectors")).status_code == 200  # and resets
+    for _ in range(FREE_FAILURES):
+        assert (await web.anonymous.get("/api/connectors", headers=wrong)).status_code == 401
+    no_token = await web.anonymous.get("/api/connectors")
+    assert no_token.status_code == 401  # asking without a token guesses nothing
+    assert (await web.client.get("/api/connectors")).status_code == 200
 
 
 # --------------------------------------------------------------------------- connectors
@@ -150,7 +213,9 @@ async def test_connecting_stores_credentials_and_shows_them_masked_only(
         "apiKey": "••••" + API_KEY[-4:],
         "webhookSecret": "••••" + WEBHOOK_SECRET[-4:],
     }
-    assert body["webhookUrl"] == f"http://ucf.test/api/webhooks/{CONNECTOR}/{PROJECT}"
+    shared = f"http://ucf.test/api/webhooks/{CONNECTOR}/{PROJECT}"
+    assert re.fullmatch(re.escape(shared) + r"/[A-Za-z0-9_-]{32}", body["webhookUrl"])
+    assert body["sharedWebhookUrl"] == shared
     assert body["enabled"] is True
     for route in (INSTANCE, f"/api/projects/{PROJECT}/instances"):
         text = (await web.client.get(route)).text
@@ -262,7 +327,8 @@ async def test_poll_now_stores_signals_and_status_counts_them(connected: Web) ->
     assert body["signals"] == {"last24h": TICKETS, "last7d": TICKETS}
     assert body["healthState"] == "healthy"
     assert body["lastSyncAt"] is not None
-    assert body["webhookUrl"].endswith(f"/api/webhooks/{CONNECTOR}/{PROJECT}")
+    assert f"/api/webhooks/{CONNECTOR}/{PROJECT}/" in body["webhookUrl"]
+    assert body["sharedWebhookUrl"].endswith(f"/api/webhooks/{CONNECTOR}/{PROJECT}")
 
     again = (await connected.client.post(f"{INSTANCE}/poll")).json()
     assert again["inserted"] == 0
@@ -374,7 +440,7 @@ async def test_every_response_carries_a_request_id_and_keeps_a_sane_incoming_one
 async def test_metrics_count_requests_by_route_template(connected: Web) -> None:
     await connected.client.get(f"/api/projects/{PROJECT}/signals")
     await connected.client.post(f"{INSTANCE}/poll")
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     assert (
         'ucf_http_requests_total{method="GET",route="/api/projects/{projectId}/signals",'
         'status="200"} 1.0'
@@ -405,6 +471,6 @@ async def test_outbox_lag_is_exported_per_configured_sink(tmp_path: Any) -> None
 
     settings = web_settings(tmp_path, UCF_SINK_JSONL=str(tmp_path / "signals.jsonl"))
     async with open_web(settings) as web:
-        text = (await web.anonymous.get("/metrics")).text
+        text = (await web.client.get("/metrics")).text
         assert 'ucf_outbox_pending{sink="jsonl"}' in text
         assert 'ucf_outbox_oldest_age_seconds{sink="jsonl"}' in text

@@ -8,13 +8,17 @@ seen is kept, so the tests can assert that no credential ever reached one.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from html import unescape
+from pathlib import Path
 
 import httpx
 import pytest
@@ -30,6 +34,7 @@ from ucf.service import health
 from ucf.service.errors import NotFoundError
 from ucf.web.dashboard import pages
 from ucf.web.dashboard.security import keys_for
+from ucf.web.throttle import FREE_FAILURES, FailedAuthThrottle
 
 PROJECT = "team-a"
 BASE = f"/projects/{PROJECT}"
@@ -37,6 +42,7 @@ CONNECT = f"{BASE}/connectors/{CONNECTOR}/connect"
 INSTANCE = f"{BASE}/instances/{CONNECTOR}"
 SECRETS = (API_KEY, WEBHOOK_SECRET, TOKEN)
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "descriptors"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _NONCE = re.compile(r'name="nonce" value="([^"]+)"')
 
@@ -82,12 +88,35 @@ class Browser:
                 assert secret not in text
 
 
+BrowserFactory = Callable[[], AbstractAsyncContextManager[Browser]]
+
+
+@pytest.fixture
+def browser_factory(web: Web) -> BrowserFactory:
+    """Another browser (its own cookie jar) on the same app."""
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[Browser]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
+        ) as client:
+            yield Browser(client)
+
+    return opened
+
+
 @pytest_asyncio.fixture(loop_scope="function")
-async def browser(web: Web) -> AsyncIterator[Browser]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
-    ) as client:
-        yield Browser(client)
+async def browser(browser_factory: BrowserFactory) -> AsyncIterator[Browser]:
+    async with browser_factory() as opened:
+        yield opened
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest_asyncio.fixture(loop_scope="function")
@@ -195,6 +224,22 @@ async def test_forged_or_foreign_session_cookies_are_not_a_session(
     assert (await browser.get(f"{BASE}/connectors")).status_code == 200
 
 
+async def test_a_non_ascii_cookie_is_no_session_rather_than_a_server_error(
+    browser: Browser, web: Web
+) -> None:
+    """Cookies arrive as latin-1 text; comparing such text to a MAC raised a TypeError (500)."""
+    genuine, _ = keys_for(TOKEN).new_session(web.state.context.clock())
+    payload, mac = genuine.split(".")
+    for value in ("\u00e9.\u00e9", f"{payload}.{mac[:-1]}\u00ff", f"{payload}\u00e9.{mac}"):
+        cookie = f"ucf_session={value}".encode("latin-1")
+        response = await browser.client.get(f"{BASE}/connectors", headers={"Cookie": cookie})
+        assert response.status_code == 303, response.text
+        assert response.headers["location"].startswith("/login")
+    with_flash = f"ucf_session={genuine}; ucf_flash=\u00e9.\u00e9".encode("latin-1")
+    page = await browser.client.get(f"{BASE}/connectors", headers={"Cookie": with_flash})
+    assert page.status_code == 200, page.text
+
+
 async def test_login_only_returns_to_pages_of_this_site(browser: Browser) -> None:
     for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
         browser.client.cookies.clear()
@@ -207,6 +252,39 @@ async def test_logging_out_ends_the_session(user: Browser) -> None:
     assert response.status_code == 303
     assert response.headers["location"] == "/login"
     assert (await user.get(f"{BASE}/connectors")).status_code == 303
+
+
+async def test_a_copied_session_cookie_dies_when_its_session_logs_out(
+    user: Browser, browser_factory: BrowserFactory
+) -> None:
+    """OWASP: logout invalidates the session on the server, not only in this browser."""
+    copied = user.client.cookies["ucf_session"]
+    async with browser_factory() as thief:
+        thief.client.cookies.set("ucf_session", copied)
+        assert (await thief.get(f"{BASE}/connectors")).status_code == 200
+        assert (await user.post("/logout")).status_code == 303
+        after = await thief.get(f"{BASE}/connectors")
+        assert after.status_code == 303
+        assert after.headers["location"].startswith("/login")
+        metrics = await thief.client.get("/metrics")
+        assert metrics.status_code == 401
+    fresh = await user.login()
+    assert fresh.status_code == 303  # logging in again opens a new session
+    assert (await user.get(f"{BASE}/connectors")).status_code == 200
+
+
+async def test_wrong_tokens_at_the_login_are_slowed_down(browser: Browser, web: Web) -> None:
+    clock = FakeClock()
+    web.state.auth_throttle = FailedAuthThrottle(monotonic=clock)
+    for _ in range(FREE_FAILURES + 1):
+        assert (await browser.login(token="x" * 40)).status_code == 401
+    closed = await browser.login()
+    assert closed.status_code == 429
+    assert closed.headers["retry-after"] == "1"
+    assert "try again in 1 s" in closed.text
+    assert not any("ucf_session=" in c for c in closed.headers.get_list("set-cookie"))
+    clock.now += 1.5
+    assert (await browser.login()).status_code == 303
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -586,3 +664,52 @@ async def test_static_files_are_served_only_from_the_dashboards_folder(browser: 
     assert js.headers["content-type"].startswith("text/javascript")
     for path in ("/static/dashboard/../templates/base.html", "/static/dashboard/nope.css"):
         assert (await browser.get(path)).status_code == 404
+
+
+# --------------------------------------------------------------------------- handed-over secrets
+
+
+async def test_a_handed_over_token_waits_on_the_instance_page_until_confirmed(
+    user: Browser, web: Web
+) -> None:
+    descriptor = json.loads((FIXTURES / "notion.json").read_text())
+    descriptor["auth"]["config"]["credentialFields"][0]["required"] = False
+    assert (await web.client.post("/api/connectors", json=descriptor)).status_code == 201
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={"connectorId": descriptor["id"], "credentials": {}},
+    )
+    own = made.json()["webhookUrl"]
+    page_path = f"{BASE}/instances/{descriptor['id']}"
+    page = await user.get(page_path)
+    assert own in unescape(page.text)  # the instance's own URL is the one shown
+    assert "Secrets waiting" not in page.text
+
+    token = "secret_notion_verification_token_for_the_page_42"
+    shake = await web.anonymous.post(own, json={"verification_token": token})
+    assert shake.status_code == 200
+    page = await user.get(page_path)
+    assert "Secrets waiting for your confirmation" in page.text
+    assert token in page.text  # in full: it has to be pasted into Notion's Verify dialog
+    found = re.search(r'action="([^"]+/pending-secrets/[0-9a-f]{16})/confirm"', page.text)
+    assert found is not None
+    confirm = unescape(found.group(1)) + "/confirm"
+
+    forged = await user.post(confirm, {"csrf": "not-this-sessions"})
+    assert forged.status_code == 403
+    confirmed = await user.post(confirm)
+    assert confirmed.status_code == 303
+    instance = (
+        await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")
+    ).json()
+    assert instance["credentials"] == {"verificationToken": mask(token)}
+    assert instance["pendingSecrets"] == []
+
+    stranger = "secret_from_someone_else_entirely_0000"
+    assert (await web.anonymous.post(own, json={"verification_token": stranger})).status_code == 200
+    page = await user.get(page_path)
+    assert "Differs from the secret already confirmed" in page.text
+    assert "Confirm and replace" in page.text
+    still = (await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")).json()
+    assert still["credentials"] == {"verificationToken": mask(token)}
+    assert [p["differsFromConfirmed"] for p in still["pendingSecrets"]] == [True]

@@ -317,3 +317,77 @@ def test_random_headers_and_bodies_are_refused_cleanly(fuzzed: Fuzzed) -> None:
 
     deliver()
     assert set(seen) == {401, 404}, seen
+
+
+# --------------------------------------------------------------------------- cookies and headers
+
+_COOKIES = ("ucf_session", "ucf_flash", "ucf_login", "ucf_draft", "other")
+_wire_text = st.binary(max_size=60).map(
+    lambda raw: bytes(b for b in raw if b >= 0x21 and b not in b";,\x7f").decode("latin-1")
+)
+"""What a cookie or header value can carry on the wire: visible bytes, latin-1 ones included
+(schemathesis sends only bodies, queries and ASCII headers)."""
+_signed_shape = st.tuples(_wire_text, _wire_text).map(lambda parts: ".".join(parts))
+"""``<payload>.<mac>``, the shape of the session and flash cookies, with any bytes in it."""
+
+
+def test_random_cookies_and_headers_on_every_surface_are_answered_never_5xx(
+    fuzzed: Fuzzed,
+) -> None:
+    seen: Counter[int] = Counter()
+    routes = st.sampled_from(
+        [
+            ("GET", "/"),
+            ("GET", "/login"),
+            ("GET", f"/projects/{PROJECT}/connectors"),
+            ("GET", f"/projects/{PROJECT}/instances/{CONNECTOR}"),
+            ("POST", "/logout"),
+            ("POST", "/login"),
+            ("GET", "/api/connectors"),
+            ("POST", f"/api/projects/{PROJECT}/instances"),
+            ("GET", "/metrics"),
+        ]
+    )
+
+    @fuzz(200)
+    @given(
+        route=routes,
+        cookies=st.dictionaries(st.sampled_from(_COOKIES), _wire_text | _signed_shape, max_size=3),
+        authorization=st.none() | _wire_text | _wire_text.map(lambda t: "Bearer " + t),
+        request_id=st.none() | _wire_text,
+        content_type=st.none() | _wire_text,
+    )
+    def call(
+        route: tuple[str, str],
+        cookies: dict[str, str],
+        authorization: str | None,
+        request_id: str | None,
+        content_type: str | None,
+    ) -> None:
+        method, path = route
+        headers: list[tuple[bytes, bytes]] = []
+        if cookies:
+            jar = "; ".join(f"{name}={value}" for name, value in cookies.items())
+            headers.append((b"Cookie", jar.encode("latin-1")))
+        for name, value in (
+            (b"Authorization", authorization),
+            (b"X-Request-Id", request_id),
+            (b"Content-Type", content_type),
+        ):
+            if value and value.strip():  # clients refuse to send surrounding spaces
+                headers.append((name, value.strip().encode("latin-1")))
+        response = httpx.request(
+            method,
+            fuzzed.server.url + path,
+            headers=headers,
+            content=b"token=x&csrf=y" if method == "POST" else None,
+            follow_redirects=False,
+            timeout=30,
+        )
+        status = response.status_code
+        assert status < 500, f"{method} {path} {headers!r} → {status}: {response.text[:300]}"
+        assert "Traceback" not in response.text
+        seen[status] += 1
+
+    call()
+    assert {200, 303, 401} <= set(seen), seen

@@ -71,7 +71,7 @@ async def test_a_signed_delivery_is_stored_once_and_a_redelivery_creates_nothing
     assert signal["projectId"] == PROJECT
     assert signal["sanitised"] is True
 
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     assert metric(text, f'ucf_signals_ingested_total{{connector="{CONNECTOR}",via="webhook"}}') == 1
     assert (
         metric(text, f'ucf_signal_duplicates_total{{connector="{CONNECTOR}",via="webhook"}}') == 1
@@ -124,7 +124,7 @@ async def test_a_tampered_body_is_refused_with_401_and_no_detail(connected: Web)
     }
     assert "www-authenticate" not in response.headers
     assert await signals(connected) == []
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     failures = f'ucf_webhook_verification_failures_total{{connector="{CONNECTOR}",'
     assert metric(text, failures + 'reason="signature_mismatch"}') == 1
 
@@ -134,7 +134,7 @@ async def test_a_delivery_replayed_outside_the_window_is_refused(connected: Web)
     assert (await deliver(connected, old.body, old.headers)).status_code == 401
     future = sign(ticket_event("T-10"), delivery="d-10", at=time.time() + 301)
     assert (await deliver(connected, future.body, future.headers)).status_code == 401
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     reason = f'ucf_webhook_verification_failures_total{{connector="{CONNECTOR}",reason="timestamp_outside_window"}}'
     assert metric(text, reason) == 2
 
@@ -258,14 +258,40 @@ async def test_the_per_instance_rate_limit_answers_429_with_retry_after(
         assert response.status_code == 429
         assert 1 <= int(response.headers["retry-after"]) <= 20
         assert response.json()["error"]["code"] == "rate_limited"
-        # Unsigned floods draw from the same bucket: verification comes after.
-        assert (await deliver(web, b"{}", {})).status_code == 429
         # Another project's instance has its own bucket.
         other = sign(ticket_event("T-o"), delivery="rl-o")
         path = webhook_path(CONNECTOR, "second")
         assert (await deliver(web, other.body, other.headers, path=path)).status_code == 200
-        text = (await web.anonymous.get("/metrics")).text
-        assert metric(text, f'ucf_webhook_rate_limited_total{{connector="{CONNECTOR}"}}') == 3
+        text = (await web.client.get("/metrics")).text
+        assert metric(text, f'ucf_webhook_rate_limited_total{{connector="{CONNECTOR}"}}') == 2
+
+
+async def test_unsigned_requests_cannot_spend_a_genuine_senders_deliveries(
+    tmp_path: Path, acme: FakeServer
+) -> None:
+    """Verification comes first; what fails it is charged to its sender's address."""
+    async with open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="3")) as web:
+        await web.client.post("/api/connectors", json=ACME)
+        await web.client.post(
+            f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+        )
+        attacker = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=web.app, client=("203.0.113.9", 4711)),
+            base_url="http://ucf.test",
+        )
+        async with attacker:
+            flood = [
+                (await attacker.post(webhook_path(), content=b"{}")).status_code for _ in range(6)
+            ]
+        assert flood == [401, 401, 401, 429, 429, 429]
+        for n in range(3):  # the instance's whole budget is still there
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"genuine-{n}")
+            assert (await deliver(web, signed.body, signed.headers)).status_code == 200
+        # Another address's failures are its own: a mistyped secret still hears 401.
+        assert (await deliver(web, b"{}", {})).status_code == 401
+        text = (await web.client.get("/metrics")).text
+        assert metric(text, 'ucf_webhook_rate_limited_total{connector="unverified"}') == 3
+        assert metric(text, f'ucf_webhook_rate_limited_total{{connector="{CONNECTOR}"}}') == 0
 
 
 async def test_a_descriptor_rate_limit_overrides_the_server_default(
@@ -311,7 +337,7 @@ async def test_event_types_the_connector_does_not_handle_are_202_and_stored_nowh
     assert response.status_code == 202
     assert response.json() == {"received": 0, "ignored": "invoice.paid"}
     assert await signals(connected) == []
-    text = (await connected.anonymous.get("/metrics")).text
+    text = (await connected.client.get("/metrics")).text
     assert metric(text, f'ucf_webhook_ignored_events_total{{connector="{CONNECTOR}"}}') == 1
 
 
@@ -402,35 +428,70 @@ async def test_trello_head_is_answered_unsigned_and_its_posts_sign_the_callback_
     assert refused.status_code == 401
 
 
-async def test_asana_handshake_hands_over_the_secret_once_and_never_replaces_it(
-    web: Web,
-) -> None:
-    descriptor = json.loads((FIXTURES / "asana.json").read_text())
+async def instance_of(web: Web, connector: str) -> dict[str, Any]:
+    found: dict[str, Any] = (
+        await web.client.get(f"/api/projects/{PROJECT}/instances/{connector}")
+    ).json()
+    return found
+
+
+async def connect_capturing(web: Web, fixture: str) -> tuple[str, str]:
+    """A connector whose secret comes from an unsigned handshake, connected without it:
+    its id and the instance's own webhook path."""
+    descriptor = json.loads((FIXTURES / f"{fixture}.json").read_text())
     descriptor["auth"]["config"]["credentialFields"][0]["required"] = False
     await web.client.post("/api/connectors", json=descriptor)
-    await web.client.post(
+    made = await web.client.post(
         f"/api/projects/{PROJECT}/instances",
         json={"connectorId": descriptor["id"], "credentials": {}},
     )
-    path = webhook_path(descriptor["id"], PROJECT)
+    own = made.json()["webhookUrl"].removeprefix("http://ucf.test")
+    assert own.startswith(webhook_path(descriptor["id"], PROJECT) + "/")
+    return descriptor["id"], own
+
+
+async def test_asana_handshake_secret_waits_for_confirmation_and_is_never_replaced(
+    web: Web,
+) -> None:
+    connector, own = await connect_capturing(web, "asana")
+    shared = await web.anonymous.post(
+        webhook_path(connector, PROJECT), headers={"X-Hook-Secret": "planted-secret-000000"}
+    )
+    assert shared.status_code == 403  # the guessable URL hears no secret-handing handshake
+    assert shared.json()["error"]["code"] == "hook_url_required"
+
     secret = "asana-hook-secret-77c1d2e3"
-    shake = await web.anonymous.post(path, headers={"X-Hook-Secret": secret})
+    shake = await web.anonymous.post(own, headers={"X-Hook-Secret": secret})
     assert shake.status_code == 200
     assert shake.headers["x-hook-secret"] == secret
-    instance = (
-        await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")
-    ).json()
-    assert instance["credentials"] == {"hookSecret": "••••" + secret[-4:]}
-
-    stranger = await web.anonymous.post(path, headers={"X-Hook-Secret": "stranger-secret-000000"})
-    assert stranger.status_code == 200  # answered, as Asana expects, but not kept
-    after = (await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")).json()
-    assert after["credentials"] == {"hookSecret": "••••" + secret[-4:]}
+    instance = await instance_of(web, connector)
+    assert instance["credentials"] == {}  # pending, not a credential
+    [pending] = instance["pendingSecrets"]
+    assert pending["credential"] == "hookSecret"
+    assert pending["masked"] == "••••" + secret[-4:]
+    assert pending["differsFromConfirmed"] is False
+    assert secret not in json.dumps(instance)
 
     body = json.dumps({"events": [{"action": "changed"}], "id": "E1", "timestamp": 1}).encode()
     mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    delivered = await web.anonymous.post(path, content=body, headers={"X-Hook-Signature": mac})
+    early = await web.anonymous.post(own, content=body, headers={"X-Hook-Signature": mac})
+    assert early.status_code == 401  # nothing verifies before the operator confirms
+
+    confirm = f"/api/projects/{PROJECT}/instances/{connector}/pending-secrets/{pending['id']}"
+    assert (await web.client.post(confirm + "/confirm")).status_code == 200
+    after = await instance_of(web, connector)
+    assert after["credentials"] == {"hookSecret": "••••" + secret[-4:]}
+    assert after["pendingSecrets"] == []
+    delivered = await web.anonymous.post(own, content=body, headers={"X-Hook-Signature": mac})
     assert delivered.status_code == 200, delivered.text
+
+    stranger = await web.anonymous.post(own, headers={"X-Hook-Secret": "stranger-secret-000000"})
+    assert stranger.status_code == 200  # answered, as Asana expects, but not kept
+    flagged = await instance_of(web, connector)
+    assert flagged["credentials"] == {"hookSecret": "••••" + secret[-4:]}
+    assert [p["differsFromConfirmed"] for p in flagged["pendingSecrets"]] == [True]
+    again = await web.anonymous.post(own, content=body, headers={"X-Hook-Signature": mac})
+    assert again.status_code == 200
 
 
 async def test_msgraph_validation_token_is_echoed_as_plain_text(web: Web) -> None:
@@ -443,24 +504,67 @@ async def test_msgraph_validation_token_is_echoed_as_plain_text(web: Web) -> Non
     assert response.headers["content-type"].startswith("text/plain")
 
 
-async def test_notion_verification_is_acknowledged_and_its_token_kept(web: Web) -> None:
-    descriptor = json.loads((FIXTURES / "notion.json").read_text())
-    descriptor["auth"]["config"]["credentialFields"][0]["required"] = False
-    await web.client.post("/api/connectors", json=descriptor)
-    await web.client.post(
-        f"/api/projects/{PROJECT}/instances",
-        json={"connectorId": descriptor["id"], "credentials": {}},
+async def test_a_planted_notion_token_cannot_sign_forged_events(web: Web) -> None:
+    """The review's attack: send Notion's verification POST first, then sign with it."""
+    connector, own = await connect_capturing(web, "notion")
+    planted = "secret_planted_by_a_stranger_0123456789"
+    forged = json.dumps({"id": "evt-1", "type": "page.created", "entity": {"id": "p1"}}).encode()
+    signature = "sha256=" + hmac.new(planted.encode(), forged, hashlib.sha256).hexdigest()
+
+    shared = await web.anonymous.post(
+        webhook_path(connector, PROJECT), json={"verification_token": planted}
     )
-    token = "secret_notion_verification_token_0123456789abcdef"
-    response = await web.anonymous.post(
-        webhook_path(descriptor["id"], PROJECT), json={"verification_token": token}
+    assert shared.status_code == 403
+    at_own = await web.anonymous.post(own, json={"verification_token": planted})
+    assert at_own.status_code == 200  # even knowing the URL, it only becomes pending
+    assert planted not in at_own.text
+    for path in (own, webhook_path(connector, PROJECT)):
+        refused = await web.anonymous.post(
+            path, content=forged, headers={"X-Notion-Signature": signature}
+        )
+        assert refused.status_code == 401
+    assert await signals(web) == []
+
+    genuine = "secret_notion_verification_token_0123456789abcdef"
+    assert (await web.anonymous.post(own, json={"verification_token": genuine})).status_code == 200
+    instance = await instance_of(web, connector)
+    assert instance["credentials"] == {}
+    assert [p["masked"] for p in instance["pendingSecrets"]] == [
+        "••••" + planted[-4:],
+        "••••" + genuine[-4:],
+    ]
+    chosen = instance["pendingSecrets"][1]["id"]
+    base = f"/api/projects/{PROJECT}/instances/{connector}/pending-secrets/{chosen}"
+    assert (await web.client.post(base + "/confirm")).status_code == 200
+    assert (await instance_of(web, connector))["credentials"] == {
+        "verificationToken": "••••" + genuine[-4:]
+    }
+    still = await web.anonymous.post(own, content=forged, headers={"X-Notion-Signature": signature})
+    assert still.status_code == 401
+    real = "sha256=" + hmac.new(genuine.encode(), forged, hashlib.sha256).hexdigest()
+    accepted = await web.anonymous.post(own, content=forged, headers={"X-Notion-Signature": real})
+    assert accepted.status_code == 200, accepted.text
+
+
+async def test_a_wrong_hook_id_is_not_an_endpoint(connected: Web) -> None:
+    own = (await instance_of(connected, CONNECTOR))["webhookUrl"].removeprefix("http://ucf.test")
+    signed = sign(ticket_event("T-hook"), delivery="hook-1")
+    assert (await deliver(connected, signed.body, signed.headers, path=own)).status_code == 200
+    for wrong in (
+        own[:-1] + ("A" if own[-1] != "A" else "B"),
+        own + "x",
+        own.rsplit("/", 1)[0] + "/é",
+    ):
+        response = await deliver(connected, signed.body, signed.headers, path=wrong)
+        assert response.status_code == 404, wrong
+        assert response.json()["error"]["message"] == NOT_HERE
+    renewed = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances/{CONNECTOR}/webhook-url"
     )
-    assert response.status_code == 200
-    assert token not in response.text
-    instance = (
-        await web.client.get(f"/api/projects/{PROJECT}/instances/{descriptor['id']}")
-    ).json()
-    assert instance["credentials"] == {"verificationToken": "••••" + token[-4:]}
+    fresh = renewed.json()["webhookUrl"].removeprefix("http://ucf.test")
+    assert fresh != own
+    assert (await deliver(connected, signed.body, signed.headers, path=own)).status_code == 404
+    assert (await deliver(connected, signed.body, signed.headers, path=fresh)).status_code == 200
 
 
 async def test_a_body_trickling_in_too_slowly_is_cut_off_with_408(

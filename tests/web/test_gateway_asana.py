@@ -71,24 +71,54 @@ async def stored(web: Web) -> list[dict[str, Any]]:
     return items
 
 
-async def shake(web: Web, secret: str = HOOK_SECRET) -> Any:
+async def own_path(web: Web) -> str:
+    """The instance's own webhook URL: the only one a secret-handing handshake is heard at."""
+    url: str = (await web.client.get(INSTANCE)).json()["webhookUrl"]
+    return url.removeprefix("http://ucf.test")
+
+
+async def send_handshake(web: Web, secret: str = HOOK_SECRET) -> Any:
     sample = handshake_sample(secret)
-    return await web.anonymous.post(PATH, headers=dict(sample.headers))
+    return await web.anonymous.post(await own_path(web), headers=dict(sample.headers))
 
 
-async def test_the_handshake_is_echoed_and_its_secret_kept_once(connected: Web) -> None:
-    first = await shake(connected)
+async def shake(web: Web, secret: str = HOOK_SECRET) -> Any:
+    """Asana's handshake arrives, and the operator confirms the secret it handed over."""
+    response = await send_handshake(web, secret)
+    [pending] = (await web.client.get(INSTANCE)).json()["pendingSecrets"]
+    confirmed = await web.client.post(f"{INSTANCE}/pending-secrets/{pending['id']}/confirm")
+    assert confirmed.status_code == 200, confirmed.text
+    return response
+
+
+async def test_the_handshake_is_echoed_and_its_secret_waits_for_the_operator(
+    connected: Web,
+) -> None:
+    shared = await connected.anonymous.post(
+        PATH, headers=dict(handshake_sample("planted-secret-00000000000000000").headers)
+    )
+    assert shared.status_code == 403  # the guessable URL hears no secret-handing handshake
+
+    first = await send_handshake(connected)
     assert first.status_code == 200
     assert first.headers["x-hook-secret"] == HOOK_SECRET
     instance = (await connected.client.get(INSTANCE)).json()
-    assert instance["credentials"]["webhookSecret"] == "••••" + HOOK_SECRET[-4:]
+    assert "webhookSecret" not in instance["credentials"]  # pending until confirmed
+    assert [p["masked"] for p in instance["pendingSecrets"]] == ["••••" + HOOK_SECRET[-4:]]
     assert HOOK_SECRET not in str(instance)
+    assert (await post(connected, heartbeat())).status_code == 401
+
+    pending = instance["pendingSecrets"][0]["id"]
+    confirm = await connected.client.post(f"{INSTANCE}/pending-secrets/{pending}/confirm")
+    assert confirm.json()["credentials"]["webhookSecret"] == "••••" + HOOK_SECRET[-4:]
+    assert (await post(connected, heartbeat())).status_code == 200
 
     # A stranger who knows the URL is answered as Asana expects, but replaces nothing.
-    stranger = await shake(connected, "stranger-secret-0000000000000000")
+    stranger = await send_handshake(connected, "stranger-secret-0000000000000000")
     assert stranger.status_code == 200
     after = (await connected.client.get(INSTANCE)).json()
     assert after["credentials"]["webhookSecret"] == "••••" + HOOK_SECRET[-4:]
+    assert [p["differsFromConfirmed"] for p in after["pendingSecrets"]] == [True]
     forged = await post(connected, heartbeat(), secret="stranger-secret-0000000000000000")
     assert forged.status_code == 401
 

@@ -27,7 +27,7 @@ async def test_the_scheduler_polls_connected_instances_while_the_app_runs(
         deadline = time.monotonic() + 20  # generous: the machine may be busy
         while polled not in metrics and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            metrics = (await web.anonymous.get("/metrics")).text
+            metrics = (await web.client.get("/metrics")).text
         assert polled in metrics
         page = await web.client.get(f"/api/projects/{PROJECT}/signals")
         assert len(page.json()["items"]) == TICKETS

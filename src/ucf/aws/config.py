@@ -48,7 +48,6 @@ log = logging.getLogger("ucf.aws")
 
 API_TOKEN_ENV: Final = "UCF_API_TOKEN"  # noqa: S105 - a variable name
 API_TOKEN_SECRET_ENV: Final = "UCF_API_TOKEN_SECRET"  # noqa: S105 - a variable name
-MIN_TOKEN_LENGTH: Final = 16
 DATA_DIR_ENV: Final = "UCF_DATA_DIR"
 
 
@@ -123,12 +122,12 @@ async def load_api_token(environ: Mapping[str, str]) -> str:
                 f"no admin API token: set {API_TOKEN_SECRET_ENV} to the Secrets Manager id of "
                 f"the token (the template does), or {API_TOKEN_ENV} to the token itself"
             )
-    if len(token) < MIN_TOKEN_LENGTH:
-        raise AwsConfigError(
-            f"the admin API token is shorter than {MIN_TOKEN_LENGTH} characters; "
-            "the API and dashboard are on the public internet, use a long random one"
-        )
-    return token
+    from ucf.service.settings import WeakApiToken, check_api_token
+
+    try:
+        return check_api_token(token, f"the secret {secret_id}" if secret_id else API_TOKEN_ENV)
+    except WeakApiToken as weak:
+        raise AwsConfigError(str(weak)) from None
 
 
 def _read_token_secret(secret_id: str, environ: Mapping[str, str]) -> str:

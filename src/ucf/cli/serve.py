@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import socket
 from typing import TYPE_CHECKING, Annotated
@@ -75,8 +76,22 @@ async def _open_context(settings: Settings) -> UcfContext:
         ) from None
 
 
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach a server bound to ``host``."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 async def _serve(
-    settings: Settings, sock: socket.socket, token: str, public_url: str | None
+    settings: Settings,
+    sock: socket.socket,
+    token: str,
+    public_url: str | None,
+    public_introspection: bool,
 ) -> None:
     import uvicorn
 
@@ -87,7 +102,12 @@ async def _serve(
     async def opened() -> UcfContext:
         return context
 
-    app = create_app(opened, api_token=token, public_url=public_url)
+    app = create_app(
+        opened,
+        api_token=token,
+        public_url=public_url,
+        public_introspection=public_introspection,
+    )
     config = uvicorn.Config(
         app,
         log_config=None,
@@ -128,13 +148,22 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    public_introspection: Annotated[
+        bool | None,
+        typer.Option(
+            "--public-introspection/--private-introspection",
+            help="Serve /metrics, /docs and /openapi.json without a token "
+            "(UCF_PUBLIC_INTROSPECTION); default: public on loopback, private otherwise",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Serve the management API, the webhook gateway and the poll scheduler."""
     from uvicorn.loops.auto import auto_loop_factory
 
+    from ucf.service.settings import ApiTokenError, ensure_api_token
     from ucf.service.settings import Settings as SettingsClass
-    from ucf.service.settings import TokenFileError, ensure_api_token
     from ucf.stores.errors import StoreError
     from ucf.web.logs import configure_logging
 
@@ -149,7 +178,7 @@ def serve(
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         token, created = ensure_api_token(settings)
-    except TokenFileError as error:
+    except ApiTokenError as error:
         raise fail(str(error), 1) from None
     except OSError as error:
         raise fail(
@@ -161,11 +190,19 @@ def serve(
             f"use it as 'Authorization: Bearer <token>':\n{token}",
             err=True,
         )
+    introspection = next(
+        (
+            choice
+            for choice in (public_introspection, settings.public_introspection)
+            if choice is not None
+        ),
+        is_loopback(host),
+    )
     loop_factory = auto_loop_factory()  # uvloop when installed, as uvicorn itself would
     try:
         sock = _listen(host, port)
         with sock, asyncio.Runner(loop_factory=loop_factory) as runner:
-            runner.run(_serve(settings, sock, token, public_url))
+            runner.run(_serve(settings, sock, token, public_url, introspection))
     except _StartupFailed as error:
         raise fail(str(error), 1) from None
     except KeyboardInterrupt:

@@ -119,8 +119,9 @@ class Handshake:
     """A provider's set-up request, answered as its documentation says.
 
     ``keep`` holds credentials the handshake hands over (Asana's
-    ``X-Hook-Secret``). Such handshakes are unsigned, so the gateway stores a
-    value only while the instance has none: a stranger cannot replace it.
+    ``X-Hook-Secret``). Such handshakes are unsigned, so the gateway hears them
+    only at the instance's own webhook URL and keeps what they hand over
+    *pending* until an operator confirms it (``docs/security.md``).
     """
 
     response: HandshakeResponse

@@ -6,8 +6,9 @@ nothing here ever returns a credential — views show them masked at most.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +17,14 @@ from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
+from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
 from ucf.service.oauth import OAuthClients
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
 from ucf.stores.secrets.base import SecretNotFound, SecretStore
+
+log = logging.getLogger("ucf.instances")
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,16 @@ class Instance:
     connector: Connector
     credential_keys: tuple[str, ...] = ()
     masked: Mapping[str, str] | None = None
+    hook_id: str | None = field(default=None, repr=False)
+    """The last segment of the instance's own webhook URL; None for one made before."""
+    pending: tuple[PendingSecret, ...] = ()
+    """Secrets unsigned handshakes handed over, waiting for an operator (values inside:
+    only the dashboard's instance page shows them, to be pasted into the provider)."""
+    differing: frozenset[str] = frozenset()
+    """Ids of pending secrets that differ from the credential already confirmed: flagged."""
+
+    def pending_json(self) -> list[dict[str, Any]]:
+        return [p.to_json(differs=p.id in self.differing) for p in self.pending]
 
     def to_json(self) -> dict[str, Any]:
         r = self.record
@@ -158,6 +172,7 @@ class Instance:
             "deliveryFailures": r.delivery_failures,
             "createdAt": _iso(r.created_at),
             "updatedAt": _iso(r.updated_at),
+            "pendingSecrets": self.pending_json(),
         }
 
 
@@ -181,13 +196,30 @@ class InstanceService:
 
     async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
         connector = connector or await self._connectors.get(record.connector_id)
-        credentials = await self._stored(record)
+        stored = await self.secrets(record)
+        credentials = stored.credentials
         return Instance(
             record,
             connector,
             tuple(sorted(credentials)),
             {key: mask(value) for key, value in credentials.items()},
+            hook_id=stored.hook_id,
+            pending=stored.pending,
+            differing=frozenset(
+                p.id
+                for p in stored.pending
+                if credentials.get(p.credential) and credentials[p.credential] != p.value
+            ),
         )
+
+    async def secrets(self, record: InstanceRecord) -> InstanceSecrets:
+        """Credentials, hook id and pending secrets in one read, for the gateway."""
+        if record.credential_secret_ref is None:
+            return InstanceSecrets()
+        try:
+            return InstanceSecrets.decode(await self._secrets.get(record.credential_secret_ref))
+        except SecretNotFound:
+            return InstanceSecrets()
 
     async def credentials(self, record: InstanceRecord) -> dict[str, str]:
         """The decrypted credentials, for the runtime only (never for a response).
@@ -196,20 +228,17 @@ class InstanceService:
         in the client id and secret the instance does not have itself, so a
         rotated client secret applies to every instance at once.
         """
-        stored = await self._stored(record)
+        return dict((await self.runtime_secrets(record)).credentials)
+
+    async def runtime_secrets(self, record: InstanceRecord) -> InstanceSecrets:
+        """:meth:`secrets` with the credentials the runtime uses (the registered OAuth
+        app's filled in): what the gateway verifies with, in one read of the instance."""
+        stored = await self.secrets(record)
         connector = await self._connectors.get(record.connector_id)
         if consent_config(connector.descriptor.auth) is None:
             return stored
         app = await self.oauth_clients.credentials(connector.descriptor, now=self._clock())
-        return {**app, **stored}
-
-    async def _stored(self, record: InstanceRecord) -> dict[str, str]:
-        if record.credential_secret_ref is None:
-            return {}
-        try:
-            return dict(await self._secrets.get(record.credential_secret_ref))
-        except SecretNotFound:
-            return {}
+        return InstanceSecrets({**app, **stored.credentials}, stored.hook_id, stored.pending)
 
     async def provided_credentials(self, descriptor: ConnectorDescriptor) -> frozenset[str]:
         """Credential fields the operator's registered OAuth app supplies for ``descriptor``."""
@@ -245,7 +274,8 @@ class InstanceService:
         clean_config, clean_credentials = _check_both(descriptor, config, credentials, provided)
         if await self._store.instances.get(project_id, connector_id) is not None:
             raise ConflictError(f"project '{project_id}' already has a '{connector_id}' instance")
-        ref = await self._secrets.put(None, clean_credentials) if clean_credentials else None
+        stored = InstanceSecrets(clean_credentials, new_hook_id())
+        ref = await self._secrets.put(None, stored.encode())
         try:
             record = await self._store.instances.create(
                 project_id,
@@ -256,14 +286,12 @@ class InstanceService:
                 enabled=enabled,
             )
         except AlreadyExists:
-            if ref is not None:
-                await self._secrets.delete(ref)
+            await self._secrets.delete(ref)
             raise ConflictError(
                 f"project '{project_id}' already has a '{connector_id}' instance"
             ) from None
         except BaseException:
-            if ref is not None:
-                await self._secrets.delete(ref)
+            await self._secrets.delete(ref)
             raise
         return await self._view(record, connector)
 
@@ -286,11 +314,8 @@ class InstanceService:
             changes["config"] = check_config(descriptor, merged)
         if credentials is not None:
             fresh = check_credentials(descriptor, credentials, partial=True)
-            if record.credential_secret_ref is None:
-                changes["credential_secret_ref"] = await self._secrets.put(None, fresh)
-            else:
-                current = await self._stored(record)
-                await self._secrets.rotate(record.credential_secret_ref, {**current, **fresh})
+            rotated = (await self.secrets(record)).with_credentials(fresh)
+            changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
             changes["enabled"] = enabled
         try:
@@ -302,6 +327,87 @@ class InstanceService:
                 f"project '{project_id}' has no '{connector_id}' instance"
             ) from None
         return await self._view(updated, connector)
+
+    async def _write(self, record: InstanceRecord, stored: InstanceSecrets) -> str:
+        """Replace the instance's secret entry (made now, with a hook id, if it had none)."""
+        if record.credential_secret_ref is None:
+            stored = stored if stored.hook_id else stored.with_hook_id(new_hook_id())
+            return await self._secrets.put(None, stored.encode())
+        await self._secrets.rotate(record.credential_secret_ref, stored.encode())
+        return record.credential_secret_ref
+
+    async def _rewrite(self, record: InstanceRecord, stored: InstanceSecrets) -> Instance:
+        """Write the secrets and touch the record, so every gateway re-reads them at once
+        (they cache secrets by the record's ``updatedAt``)."""
+        ref = await self._write(record, stored)
+        try:
+            updated = await self._store.instances.update(
+                record.project_id,
+                record.connector_id,
+                InstanceChanges(credential_secret_ref=ref),
+                now=self._clock(),
+            )
+        except NotFound:
+            raise NotFoundError(
+                f"project '{record.project_id}' has no '{record.connector_id}' instance"
+            ) from None
+        return await self._view(updated)
+
+    async def new_webhook_url(self, project_id: str, connector_id: str) -> Instance:
+        """A fresh hook id: the old per-instance URL stops working at once (leaked, or an
+        instance from before hook ids existed)."""
+        record = await self.record(project_id, connector_id)
+        return await self._rewrite(record, (await self.secrets(record)).with_hook_id(new_hook_id()))
+
+    async def hold_pending(
+        self, record: InstanceRecord, credential: str, value: str, *, client: str | None
+    ) -> bool:
+        """Keep a secret an unsigned handshake handed over, pending; never a credential.
+
+        True when it was new. One that differs from a confirmed credential is logged
+        as a warning: either the provider's subscription was re-created, or a stranger
+        who knows the URL is trying to plant a secret.
+        """
+        current = await self.secrets(record)
+        received = PendingSecret(credential, value, self._clock(), client)
+        held = current.holding(received)
+        if held is None:
+            return False
+        await self._write(record, held)  # no record change: verification is untouched
+        confirmed = current.credentials.get(credential)
+        log.log(
+            logging.WARNING if confirmed else logging.INFO,
+            "a handshake to %s/%s handed over a %s%s; it is pending until confirmed on the "
+            "instance page (from %s)",
+            record.connector_id,
+            record.project_id,
+            credential,
+            " that differs from the confirmed one" if confirmed else "",
+            client or "an unknown address",
+        )
+        return True
+
+    async def confirm_pending(
+        self, project_id: str, connector_id: str, pending_id: str
+    ) -> Instance:
+        """An operator's choice: the pending secret becomes the credential (replacing one
+        confirmed before, knowingly), the other candidates for it are dropped."""
+        record = await self.record(project_id, connector_id)
+        confirmed = (await self.secrets(record)).confirming(pending_id)
+        if confirmed is None:
+            raise NotFoundError("that pending secret is no longer there")
+        return await self._rewrite(record, confirmed)
+
+    async def discard_pending(
+        self, project_id: str, connector_id: str, pending_id: str
+    ) -> Instance:
+        record = await self.record(project_id, connector_id)
+        kept = (await self.secrets(record)).discarding(pending_id)
+        if kept is None:
+            raise NotFoundError("that pending secret is no longer there")
+        ref = await self._write(record, kept)
+        assert ref == record.credential_secret_ref
+        return await self._view(record)
 
     async def delete(self, project_id: str, connector_id: str) -> None:
         """Disconnect: the instance, its credentials and its checkpoints go; signals stay."""

@@ -24,6 +24,9 @@ DEFAULT_POLL_TIMEOUT = timedelta(minutes=5)
 DEFAULT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
 
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
+MIN_TOKEN_LENGTH = 32
+"""The admin token opens the API, the dashboard and every credential's rotation: at least
+as long as the 32 random characters of the one ucf makes (OWASP: no short shared secrets)."""
 
 SINK_NAMES = ("jsonl", "http", "sqs", "eventbridge")
 """Every sink ucf knows, in the order :attr:`Settings.sinks` lists the configured ones.
@@ -61,6 +64,9 @@ class Settings:
     poll_timeout: timedelta = DEFAULT_POLL_TIMEOUT
     """The most one poll may spend fetching (all pages, retries and waits included);
     past it the poll ends as failed, keeping what it stored, and frees its slot."""
+    public_introspection: bool | None = None
+    """``/metrics``, ``/docs``, ``/openapi.json`` open to anyone (``UCF_PUBLIC_INTROSPECTION``);
+    None: ``ucf serve`` decides by its bind address (public on loopback only)."""
     poll_interval_override: timedelta | None = None
     """Poll every instance at this interval instead of its descriptor's (``ucf sandbox``
     demos minutes of activity in seconds); None in production."""
@@ -104,6 +110,7 @@ class Settings:
             ),
             poll_interval_override=_positive_seconds(env, "UCF_POLL_INTERVAL_OVERRIDE"),
             public_url=(env.get("UCF_PUBLIC_URL") or "").rstrip("/") or None,
+            public_introspection=_switch(env, "UCF_PUBLIC_INTROSPECTION"),
         )
 
     @property
@@ -149,6 +156,22 @@ def _event_bus(text: str) -> str | None:
     return text
 
 
+_YES = frozenset({"1", "true", "yes", "on"})
+_NO = frozenset({"0", "false", "no", "off"})
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool | None:
+    """A yes/no variable; unset, empty or ``auto`` is None (the caller decides)."""
+    text = env.get(name, "").strip().lower()
+    if text in ("", "auto"):
+        return None
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise ValueError(f"{name} must be one of 1, 0, true, false, yes, no or auto, got {text!r}")
+
+
 def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:
     text = env.get(name, "").strip()
     if not text:
@@ -162,8 +185,27 @@ def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:
     return timedelta(seconds=seconds)
 
 
-class TokenFileError(ValueError):
+class ApiTokenError(ValueError):
+    """The admin API token cannot be used; the message says what to do."""
+
+
+class TokenFileError(ApiTokenError):
     """The API token file exists but holds no token (e.g. a crash during first start)."""
+
+
+class WeakApiToken(ApiTokenError):
+    """``UCF_API_TOKEN`` is too short to resist guessing."""
+
+
+def check_api_token(token: str, source: str = "UCF_API_TOKEN") -> str:
+    """``token`` if it is long enough; else :class:`WeakApiToken` naming ``source``."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise WeakApiToken(
+            f"{source} is {len(token)} characters long; use at least {MIN_TOKEN_LENGTH} "
+            "random ones (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+            "or unset it and ucf makes one"
+        )
+    return token
 
 
 def _read_token(path: Path) -> str:
@@ -180,12 +222,14 @@ def ensure_api_token(settings: Settings) -> tuple[str, bool]:
     """The management API token: ``UCF_API_TOKEN``, else one made at first start.
 
     Returns the token and whether it was just created (so it is printed once).
+    A ``UCF_API_TOKEN`` shorter than :data:`MIN_TOKEN_LENGTH` is refused
+    (:class:`WeakApiToken`).
     The token is written to a private temporary file and published with
     ``link()``, so a concurrent first start reads either no file or a whole
     token, never an empty one; the loser of that race reads the winner's.
     """
     if settings.api_token:
-        return settings.api_token, False
+        return check_api_token(settings.api_token), False
     path = settings.data_dir / TOKEN_FILE
     if path.exists():
         return _read_token(path), False

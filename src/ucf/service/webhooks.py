@@ -5,14 +5,20 @@ the gateway promises (each refusal is a :class:`ServiceError` with its status):
 
 1. :meth:`WebhookGateway.target` — an unknown connector, or no *enabled*
    instance of it in the project, is a 404 (one message for both, so a
-   stranger cannot probe which projects use which tools).
+   stranger cannot probe which projects use which tools); so is a wrong hook
+   id on the instance's own URL (``…/{hookId}``).
 2. The body limit is enforced by the caller *while reading* (it is the only
    one who can stop a stream), with :func:`read_limited`.
-3. :meth:`WebhookGateway.receive` draws one token from the instance's bucket in
-   the store (429 with ``Retry-After`` when empty), shared by every worker.
-4. Handshake or verification, in the order the provider needs
+3. Handshake or verification, in the order the provider needs
    (:func:`ucf.runtime.webhooks.check_delivery`): 401 with no detail.
-5. A handshake is answered as its provider documents.
+   Whatever proves nothing (a failed verification, an unsigned handshake) is
+   charged to a bucket of the sender's address (429 when it is empty).
+4. Only a verified delivery draws a token from the instance's bucket in the
+   store (429 with ``Retry-After`` when empty), shared by every worker: so
+   strangers cannot spend a genuine sender's budget.
+5. A handshake is answered as its provider documents. One that hands over a
+   signing secret is heard only at the instance's own URL, and the secret stays
+   *pending* until an operator confirms it (:meth:`InstanceService.hold_pending`).
 6. A body that is not a JSON object is a 400; an event type the connector does
    not handle is a 202 that stores nothing.
 7. Map → sanitise → insert-if-new + outbox in one atomic write; only then the
@@ -29,15 +35,17 @@ worker) is a new key, so a rotated secret is used at once.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import math
 import time
 from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Protocol
 from urllib.parse import quote
 
+from ucf.core.client_address import client_key
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.payload import payload_or_missing
 from ucf.core.webhook import event_type_of, fallback_version, handles
@@ -65,6 +73,7 @@ from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError, ServiceError
 from ucf.service.health import DeliveryReporter
+from ucf.service.instance_secrets import InstanceSecrets
 from ucf.service.poll import instance_context, rate_gate_for, rotation_writer
 from ucf.stores.models import InstanceRecord, RateDecision
 
@@ -74,6 +83,7 @@ __all__ = [
     "Delivery",
     "GatewayObserver",
     "HandshakeAnswer",
+    "HookUrlRequired",
     "Ignored",
     "MethodNotAllowed",
     "PayloadTooLarge",
@@ -97,9 +107,11 @@ RESERVE_SECONDS: Final = 1.0
 NOT_HERE: Final = "no webhook endpoint at this URL"
 
 
-def webhook_path(connector_id: str, project_id: str) -> str:
-    """The gateway path of an instance, percent-encoded for a URL."""
-    return f"/api/webhooks/{quote(connector_id, safe='')}/{quote(project_id, safe='')}"
+def webhook_path(connector_id: str, project_id: str, hook_id: str | None = None) -> str:
+    """The gateway path of an instance, percent-encoded for a URL; with ``hook_id``, the
+    instance's own unguessable one."""
+    path = f"/api/webhooks/{quote(connector_id, safe='')}/{quote(project_id, safe='')}"
+    return path + f"/{quote(hook_id, safe='')}" if hook_id else path
 
 
 # --------------------------------------------------------------------------- refusals
@@ -138,6 +150,13 @@ class BadDelivery(ServiceError):
 class MethodNotAllowed(ServiceError):
     status = 405
     code = "method_not_allowed"
+
+
+class HookUrlRequired(ServiceError):
+    """A handshake that hands over a secret, sent to the shared (guessable) URL."""
+
+    status = 403
+    code = "hook_url_required"
 
 
 class WebhookMisconfigured(ServiceError):
@@ -218,12 +237,17 @@ class Delivery:
     headers: Mapping[str, str]
     query: Mapping[str, str]
     url: str
+    client: str | None = None
+    """The sender's address: failed verifications are charged to it, not to the instance."""
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
     connector: Connector
     record: InstanceRecord
+    via_hook: bool = False
+    """Reached through the instance's own URL (``…/{hookId}``), which nobody can guess:
+    only there does a handshake that hands over a secret get a hearing."""
 
     @property
     def connector_id(self) -> str:
@@ -334,10 +358,10 @@ class TokenReserve:
 
 
 @dataclass(slots=True)
-class _CachedCredentials:
+class _CachedSecrets:
     updated_at: datetime
     expires: float
-    values: Mapping[str, str] = field(repr=False)
+    values: InstanceSecrets = field(repr=False)
 
 
 def _verifier(connector: Connector) -> Verifier:
@@ -365,7 +389,7 @@ class WebhookGateway:
         self._secret_ttl = secret_ttl
         self._target_ttl = target_ttl
         self._monotonic = monotonic
-        self._secrets: dict[tuple[str, str], _CachedCredentials] = {}
+        self._secrets: dict[tuple[str, str], _CachedSecrets] = {}
         self._targets: dict[tuple[str, str], tuple[float, WebhookTarget]] = {}
         self._reserves: dict[str, TokenReserve] = {}
         self._deliveries = DeliveryReporter(
@@ -374,8 +398,14 @@ class WebhookGateway:
 
     # -- 1. where does it go
 
-    async def target(self, connector_id: str, project_id: str) -> WebhookTarget:
+    async def target(
+        self, connector_id: str, project_id: str, hook_id: str | None = None
+    ) -> WebhookTarget:
         """The enabled instance this URL belongs to; 404 otherwise (one message for all).
+
+        With ``hook_id`` (the instance's own URL) it must be the instance's, compared
+        in constant time; the secrets it is read from are the ones verification needs
+        next, so the check costs no extra store read.
 
         Found targets are remembered for ``target_ttl`` seconds: a burst of
         deliveries reads the registry once. Changes made through this process
@@ -385,10 +415,17 @@ class WebhookGateway:
         now = self._monotonic()
         cached = self._targets.get(key)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        target = await self._find(connector_id, project_id)
-        self._targets[key] = (now + self._target_ttl, target)
-        return target
+            target = cached[1]
+        else:
+            target = await self._find(connector_id, project_id)
+            self._targets[key] = (now + self._target_ttl, target)
+        if hook_id is None:
+            return target
+        expected = (await self._instance_secrets(target)).hook_id
+        given = hook_id.encode("utf-8", "surrogatepass")
+        if expected is None or not hmac.compare_digest(given, expected.encode()):
+            raise NotFoundError(NOT_HERE)
+        return replace(target, via_hook=True)
 
     async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
         try:
@@ -424,7 +461,6 @@ class WebhookGateway:
         if target.connector.descriptor.kind == "native":
             return await self._receive_native(target, delivery)
         connector_id = target.connector_id
-        await self._take_token(target)
         descriptor = target.connector.descriptor
         verifier = _verifier(target.connector)
         payload = payload_or_missing(delivery.body)
@@ -450,12 +486,17 @@ class WebhookGateway:
                 target.project_id,
                 reason.message if reason else "unverified",
             )
+            await self._take_unverified_token(delivery)
             await self._deliveries.failed(
                 target.project_id, connector_id, reason.message if reason else "unverified"
             )
             raise Unverified(reason)
+        if admission.handshake is not None and not admission.handshake.signed:
+            await self._take_unverified_token(delivery)  # anyone can send one
+            await self._keep_captured_secret(target, verifier, admission.handshake, delivery)
+            return HandshakeAnswer(admission.handshake)
+        await self._take_token(target)  # verified: only now the instance's budget
         if admission.handshake is not None:
-            await self._keep_captured_secret(target, verifier, admission.handshake, credentials)
             return HandshakeAnswer(admission.handshake)
         await self._deliveries.verified(target.project_id, connector_id)
         if delivery.method.upper() != "POST":
@@ -463,8 +504,29 @@ class WebhookGateway:
         return await self._ingest(target, delivery, payload)
 
     async def _take_token(self, target: WebhookTarget) -> None:
+        """One delivery of the instance's budget; charged only once a delivery is verified,
+        so strangers cannot spend it (GitHub does not redeliver a delivery refused 429)."""
         rpm = self.requests_per_minute(target)
-        key = f"webhook:{target.connector_id}:{target.project_id}"
+        await self._charge(
+            f"webhook:{target.connector_id}:{target.project_id}",
+            rpm,
+            target.connector_id,
+            f"more than {rpm} deliveries a minute for this instance; retry later",
+        )
+
+    async def _take_unverified_token(self, delivery: Delivery) -> None:
+        """Requests that prove nothing (failed verification, unsigned handshakes) are
+        charged to their sender's address, at the server's deliveries-per-minute rate: a
+        flood of them meets 429 without touching any instance's budget."""
+        rpm = self._context.settings.webhook_requests_per_minute
+        await self._charge(
+            f"webhook-unverified:{client_key(delivery.client)}",
+            rpm,
+            "unverified",
+            f"more than {rpm} unverified requests a minute from this address; retry later",
+        )
+
+    async def _charge(self, key: str, rpm: int, label: str, refusal: str) -> None:
         max_batch = max(1, min(64, rpm // 20))
         reserve = self._reserves.get(key)
         if reserve is None:
@@ -481,12 +543,10 @@ class WebhookGateway:
         if decision.allowed:
             reserve.refill(batch - 1, self._monotonic())
             return
-        self._observer.rate_limited(target.connector_id)
+        self._observer.rate_limited(label)
         wait = decision.retry_after_seconds
         seconds = 60 if not math.isfinite(wait) else max(1, math.ceil(wait))
-        raise RateLimitExceeded(
-            f"more than {rpm} deliveries a minute for this instance; retry later", seconds
-        )
+        raise RateLimitExceeded(refusal, seconds)
 
     async def _draw(self, key: str, rpm: int, cost: int) -> RateDecision:
         return await self._context.store.rate_limits.try_acquire(
@@ -503,14 +563,17 @@ class WebhookGateway:
         return await self._instance_credentials(target)
 
     async def _instance_credentials(self, target: WebhookTarget) -> Mapping[str, str]:
+        return (await self._instance_secrets(target)).credentials
+
+    async def _instance_secrets(self, target: WebhookTarget) -> InstanceSecrets:
         key = (target.project_id, target.connector_id)
         now = self._monotonic()
         cached = self._secrets.get(key)
         fresh = cached is not None and cached.updated_at == target.record.updated_at
         if cached is not None and fresh and cached.expires > now:
             return cached.values
-        values = await self._context.instances.credentials(target.record)
-        self._secrets[key] = _CachedCredentials(
+        values = await self._context.instances.runtime_secrets(target.record)
+        self._secrets[key] = _CachedSecrets(
             target.record.updated_at, now + self._secret_ttl, values
         )
         return values
@@ -520,17 +583,37 @@ class WebhookGateway:
         target: WebhookTarget,
         verifier: Verifier,
         handshake: HandshakeResponse,
-        credentials: Mapping[str, str],
+        delivery: Delivery,
     ) -> None:
-        """Asana/Notion hand over the signing secret in an unsigned handshake: keep it only
-        while the instance has none, so a stranger who knows the URL cannot replace it."""
+        """Asana/Notion hand over the signing secret in an unsigned handshake."""
         key = verifier.secret_credential
-        if handshake.captured_secret is None or key is None or credentials.get(key):
+        if handshake.captured_secret is None or key is None:
             return
-        await self._context.instances.update(
-            target.project_id, target.connector_id, credentials={key: handshake.captured_secret}
-        )
-        self.forget(target.project_id, target.connector_id)
+        await self._hold_handed_over(target, {key: handshake.captured_secret}, delivery)
+
+    async def _hold_handed_over(
+        self, target: WebhookTarget, handed: Mapping[str, str], delivery: Delivery
+    ) -> None:
+        """Secrets an unsigned handshake hands over are only ever *pending*.
+
+        Anyone who knows the URL can send such a handshake, so: it is heard only at
+        the instance's own URL (the shared one, guessable from connector and
+        project, answers 403), and what it hands over waits on the instance page
+        until an operator confirms it; a confirmed secret is never replaced
+        silently, and a differing one is flagged there.
+        """
+        handed = {key: value for key, value in handed.items() if value}
+        if not handed:
+            return
+        if not target.via_hook:
+            raise HookUrlRequired(
+                "this connector's set-up request hands over a secret, so it is accepted only "
+                "at the instance's own webhook URL (shown on its page in the dashboard)"
+            )
+        for credential, value in handed.items():
+            await self._context.instances.hold_pending(
+                target.record, credential, value, client=delivery.client
+            )
 
     # -- native connectors
 
@@ -583,10 +666,12 @@ class WebhookGateway:
             log.info(
                 "refused a delivery to %s/%s: %s", connector.id, target.project_id, verdict.message
             )
+            await self._take_unverified_token(delivery)
             await self._deliveries.failed(target.project_id, connector.id, verdict.message)
             raise Unverified(None)
         if isinstance(verdict, Handshake):
-            await self._keep_handed_over(target, credentials, verdict.keep)
+            await self._take_unverified_token(delivery)
+            await self._hold_handed_over(target, verdict.keep, delivery)
             return HandshakeAnswer(verdict.response)
         await self._deliveries.verified(target.project_id, connector.id)
         await self._take_token(target)
@@ -606,19 +691,6 @@ class WebhookGateway:
             self._observer.ignored(connector.id, mapped.event_type)
             return Ignored(mapped.event_type)
         return await self._store(target, mapped, context.now)
-
-    async def _keep_handed_over(
-        self, target: WebhookTarget, credentials: Mapping[str, str], handed: Mapping[str, str]
-    ) -> None:
-        """Credentials an unsigned handshake hands over, kept only where the instance has
-        none: a stranger who knows the URL cannot replace a secret already set."""
-        new = {key: value for key, value in handed.items() if value and not credentials.get(key)}
-        if not new:
-            return
-        await self._context.instances.update(
-            target.project_id, target.connector_id, credentials=new
-        )
-        self.forget(target.project_id, target.connector_id)
 
     async def _store(self, target: WebhookTarget, result: MappingResult, now: datetime) -> Accepted:
         """Signals durably stored (insert-if-new + outbox, one write); only then the 200."""

@@ -13,41 +13,28 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from ucf.service.errors import ConflictError, NotFoundError, ServiceError
+from ucf.service.errors import ConflictError, NotFoundError
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
 from ucf.stores.models import SignalQuery, utc
-from ucf.web.dashboard.security import token_matches
+from ucf.web.access import TokenFirstRoute
 from ucf.web.errors import ErrorBody
-from ucf.web.state import WebState, current_state, web_state
-
-
-class Unauthorized(ServiceError):
-    status = 401
-    code = "unauthorized"
-
+from ucf.web.state import WebState, current_state
 
 _bearer = HTTPBearer(auto_error=False, description="The admin API token (UCF_API_TOKEN).")
-
-
-async def require_token(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """The same constant-time check as the dashboard's login."""
-    given = credentials.credentials if credentials is not None else ""
-    if not token_matches(given, web_state(request).api_token):
-        raise Unauthorized("a valid API token is required (Authorization: Bearer <token>)")
+"""Only to document the scheme in OpenAPI: :class:`TokenFirstRoute` checks the token,
+before the body is read."""
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "The body could not be read (not UTF-8 JSON)"},
     401: {"model": ErrorBody, "description": "Missing or wrong API token"},
+    429: {"model": ErrorBody, "description": "Too many wrong tokens from this address"},
     404: {"model": ErrorBody, "description": "Not found"},
     413: {"model": ErrorBody, "description": "Body over the limit (1 MiB)"},
     422: {"model": ErrorBody, "description": "Invalid request; every problem with its path"},
@@ -57,7 +44,12 @@ DESCRIPTOR_BODY = "x-ucf-descriptor-body"
 """Marks operations whose body is a descriptor: the app's OpenAPI document gives them
 the descriptor language's JSON Schema (validated in full by the service, with paths)."""
 
-router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], responses=_ERRORS)
+router = APIRouter(
+    prefix="/api",
+    dependencies=[Depends(_bearer)],
+    responses=_ERRORS,
+    route_class=TokenFirstRoute,
+)
 
 State = Annotated[WebState, Depends(current_state)]
 ConnectorId = Annotated[str, Path(alias="connectorId")]
@@ -164,14 +156,27 @@ async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
 # --------------------------------------------------------------------------- instances
 
 
+def _webhook_urls(
+    state: WebState, request: Request, connector_id: str, project_id: str, hook_id: str | None
+) -> dict[str, str | None]:
+    """``webhookUrl``: the one to give the provider — the instance's own, unguessable URL
+    (the shared one for an instance made before hook ids; ``POST …/webhook-url`` makes
+    one). ``sharedWebhookUrl``: connector and project only, for signed deliveries."""
+    return {
+        "webhookUrl": state.webhook_url(request, connector_id, project_id, hook_id),
+        "sharedWebhookUrl": state.webhook_url(request, connector_id, project_id),
+    }
+
+
 def _instance(state: WebState, request: Request, instance: Instance) -> dict[str, Any]:
     body = instance.to_json()
-    webhook = instance.connector.receives_webhooks
-    body["webhookUrl"] = (
-        state.webhook_url(request, instance.record.connector_id, instance.record.project_id)
-        if webhook
-        else None
-    )
+    record = instance.record
+    if instance.connector.receives_webhooks:
+        body.update(
+            _webhook_urls(state, request, record.connector_id, record.project_id, instance.hook_id)
+        )
+    else:
+        body.update({"webhookUrl": None, "sharedWebhookUrl": None})
     return body
 
 
@@ -247,6 +252,55 @@ async def delete_instance(
 
 
 @router.post(
+    "/projects/{projectId}/instances/{connectorId}/webhook-url",
+    tags=["instances"],
+    summary="A new unguessable webhook URL for the instance; the old one stops at once",
+)
+async def new_webhook_url(
+    state: State, request: Request, project_id: ProjectId, connector_id: ConnectorId
+) -> dict[str, Any]:
+    instance = await state.context.instances.new_webhook_url(project_id, connector_id)
+    state.gateway.forget(project_id, connector_id)
+    return _instance(state, request, instance)
+
+
+PendingId = Annotated[str, Path(alias="pendingId", max_length=64)]
+
+
+@router.post(
+    "/projects/{projectId}/instances/{connectorId}/pending-secrets/{pendingId}/confirm",
+    tags=["instances"],
+    summary="Confirm a secret a handshake handed over: it becomes the credential",
+)
+async def confirm_pending_secret(
+    state: State,
+    request: Request,
+    project_id: ProjectId,
+    connector_id: ConnectorId,
+    pending_id: PendingId,
+) -> dict[str, Any]:
+    instance = await state.context.instances.confirm_pending(project_id, connector_id, pending_id)
+    state.gateway.forget(project_id, connector_id)
+    return _instance(state, request, instance)
+
+
+@router.delete(
+    "/projects/{projectId}/instances/{connectorId}/pending-secrets/{pendingId}",
+    tags=["instances"],
+    summary="Discard a secret a handshake handed over",
+)
+async def discard_pending_secret(
+    state: State,
+    request: Request,
+    project_id: ProjectId,
+    connector_id: ConnectorId,
+    pending_id: PendingId,
+) -> dict[str, Any]:
+    instance = await state.context.instances.discard_pending(project_id, connector_id, pending_id)
+    return _instance(state, request, instance)
+
+
+@router.post(
     "/projects/{projectId}/instances/{connectorId}/test",
     tags=["instances"],
     summary="Test connection: run the health check with the stored credentials",
@@ -291,6 +345,12 @@ async def instance_status(
     record = await context.instances.record(project_id, connector_id)
     connector = await context.connectors.get(connector_id)
     counts = await context.store.signals.counts(project_id, connector_id, now=context.clock())
+    webhooks: dict[str, str | None] = {"webhookUrl": None, "sharedWebhookUrl": None}
+    pending: list[dict[str, Any]] = []
+    if connector.receives_webhooks:
+        instance = await context.instances.get(project_id, connector_id)
+        webhooks = _webhook_urls(state, request, connector_id, project_id, instance.hook_id)
+        pending = instance.pending_json()
     return {
         "projectId": project_id,
         "connectorId": connector_id,
@@ -305,11 +365,8 @@ async def instance_status(
         "consecutiveFailures": record.consecutive_failures,
         "lastError": record.last_error,
         "signals": {"last24h": counts.last_24h, "last7d": counts.last_7d},
-        "webhookUrl": (
-            state.webhook_url(request, connector_id, project_id)
-            if connector.receives_webhooks
-            else None
-        ),
+        **webhooks,
+        "pendingSecrets": pending,
         "polls": connector.polls,
     }
 

@@ -20,8 +20,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from ucf import __version__
 from ucf.core.descriptor import ConnectorDescriptor
@@ -30,8 +31,9 @@ from ucf.service.context import UcfContext
 from ucf.service.settings import Settings, ensure_api_token
 from ucf.service.webhooks import WebhookGateway
 from ucf.web import api, dashboard, webhooks
+from ucf.web.access import introspection_access
 from ucf.web.api import DESCRIPTOR_BODY
-from ucf.web.errors import install_error_handlers
+from ucf.web.errors import ErrorBody, install_error_handlers
 from ucf.web.metrics import Metrics
 from ucf.web.middleware import DEFAULT_BODY_LIMIT, RequestMiddleware
 from ucf.web.state import WebState, web_state
@@ -88,8 +90,14 @@ def create_app(
     public_url: str | None = None,
     services: ServiceFactory = default_services,
     body_limit: int = DEFAULT_BODY_LIMIT,
+    public_introspection: bool | None = None,
 ) -> FastAPI:
-    """The app. ``api_token``: else ``ensure_api_token`` (``UCF_API_TOKEN`` or the data dir's)."""
+    """The app. ``api_token``: else ``ensure_api_token`` (``UCF_API_TOKEN`` or the data dir's).
+
+    ``public_introspection``: serve ``/metrics``, ``/docs`` and ``/openapi.json`` to
+    anyone; else the settings' ``UCF_PUBLIC_INTROSPECTION``; else private (admin token
+    or dashboard session). ``ucf serve`` makes them public when bound to loopback.
+    """
     metrics = Metrics()
 
     async def open_context() -> UcfContext:
@@ -109,6 +117,11 @@ def create_app(
                 metrics=metrics,
                 api_token=token,
                 public_url=public_url or context.settings.public_url,
+                public_introspection=bool(
+                    context.settings.public_introspection
+                    if public_introspection is None
+                    else public_introspection
+                ),
             )
             app.state.ucf = state
             running = list(services(state))
@@ -133,7 +146,8 @@ def create_app(
         version=__version__,
         summary="Universal Connector Framework: connectors, instances, signals, webhooks.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served below, behind introspection_access
+        openapi_url=None,
         redoc_url=None,
     )
     install_error_handlers(app)
@@ -151,12 +165,26 @@ def create_app(
             return JSONResponse({"status": "unavailable", "store": "unreachable"}, 503)
         return JSONResponse({"status": "ok", "version": __version__})
 
+    introspection = [Depends(introspection_access)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=introspection)
+    async def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=introspection)
+    async def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ucf — API")
+
     @app.get(
         "/metrics",
         tags=["operations"],
         summary="Prometheus metrics",
         response_class=Response,
-        responses={200: {"content": {metrics.content_type.split(";")[0]: {}}}},
+        dependencies=introspection,
+        responses={
+            200: {"content": {metrics.content_type.split(";")[0]: {}}},
+            401: {"model": ErrorBody, "description": "Private: admin token or dashboard session"},
+        },
     )
     async def prometheus(request: Request) -> Response:
         state = web_state(request)

@@ -14,6 +14,7 @@ from ucf.service.context import UcfContext
 from ucf.service.poll import default_worker_id
 from ucf.service.webhooks import WebhookGateway, webhook_path
 from ucf.web.metrics import Metrics
+from ucf.web.throttle import FailedAuthThrottle
 
 
 @dataclass
@@ -24,6 +25,10 @@ class WebState:
     api_token: str = field(repr=False)
     public_url: str | None = None
     """Where providers reach this server (``--public-url``); else the request's own base."""
+    public_introspection: bool = False
+    """``/metrics``, ``/docs`` and ``/openapi.json`` without a token or session."""
+    auth_throttle: FailedAuthThrottle = field(default_factory=FailedAuthThrottle)
+    """Wrong API tokens and logins per client address (backoff), for API and dashboard."""
     worker_id: str = field(default_factory=lambda: f"{default_worker_id()}:api")
     """Lease owner of "poll now": never the in-process scheduler's, so the two never
     share a lease and poll one instance at once."""
@@ -33,8 +38,11 @@ class WebState:
             return self.public_url.rstrip("/")
         return str(request.base_url).rstrip("/")
 
-    def webhook_url(self, request: Request, connector_id: str, project_id: str) -> str:
-        return self.public_base(request) + webhook_path(connector_id, project_id)
+    def webhook_url(
+        self, request: Request, connector_id: str, project_id: str, hook_id: str | None = None
+    ) -> str:
+        """The instance's own URL with its ``hook_id``, else the shared one."""
+        return self.public_base(request) + webhook_path(connector_id, project_id, hook_id)
 
 
 def web_state(request: Request) -> WebState:

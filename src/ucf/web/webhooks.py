@@ -1,4 +1,8 @@
-"""The public webhook gateway: ``POST|HEAD /api/webhooks/{connectorId}/{projectId}``.
+"""The public webhook gateway: ``POST|HEAD /api/webhooks/{connectorId}/{projectId}[/{hookId}]``.
+
+The instance's own URL ends in its random hook id and cannot be guessed; the
+shared one (connector and project only) keeps working for deliveries that
+verify, but refuses handshakes that hand over a secret (Notion, Asana).
 
 Thin on purpose: it finds the target (404), reads the body under the limit
 while it streams in (413), and hands the rest to
@@ -41,11 +45,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     for status, what in {
         400: "Not a JSON object, or no event type",
         401: "Verification failed (no detail is given)",
+        403: "A handshake handing over a secret, sent to the shared URL: use the instance's own",
         404: "Unknown connector, or no enabled instance of it in the project",
         405: "HEAD without a handshake",
         408: "The body took longer than 30 s to arrive",
         413: "Body over the limit (256 KB by default)",
-        429: "Over the instance's deliveries per minute; see Retry-After",
+        429: "Over the instance's deliveries per minute (or, unverified, the sender's)",
     }.items()
 }
 
@@ -72,10 +77,14 @@ def _render(outcome: WebhookOutcome) -> Response:
 
 
 async def _receive(
-    request: Request, connector_id: str, project_id: str, state: WebState
+    request: Request,
+    connector_id: str,
+    project_id: str,
+    state: WebState,
+    hook_id: str | None = None,
 ) -> Response:
     gateway = state.gateway
-    target = await gateway.target(connector_id, project_id)
+    target = await gateway.target(connector_id, project_id, hook_id)
     try:
         async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
             body = await read_limited(
@@ -91,12 +100,14 @@ async def _receive(
         headers=request.headers,
         query=request.query_params,
         url=_registered_url(request, state),
+        client=request.client.host if request.client is not None else None,
     )
     return _render(await gateway.receive(target, delivery))
 
 
 ConnectorId = Annotated[str, Path(alias="connectorId")]
 ProjectId = Annotated[str, Path(alias="projectId")]
+HookId = Annotated[str, Path(alias="hookId")]
 
 
 @router.post(
@@ -129,3 +140,37 @@ async def webhook_handshake(
     state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
     return await _receive(request, connector_id, project_id, state)
+
+
+@router.post(
+    "/api/webhooks/{connectorId}/{projectId}/{hookId}",
+    summary="Receive a webhook delivery at the instance's own URL",
+    responses={
+        200: {"description": "Stored: {received, inserted, duplicates}"},
+        202: {"description": "An event type the connector does not handle: stored nowhere"},
+        **_ERRORS,
+    },
+)
+async def receive_hook(
+    request: Request,
+    connector_id: ConnectorId,
+    project_id: ProjectId,
+    hook_id: HookId,
+    state: Annotated[WebState, Depends(current_state)],
+) -> Response:
+    return await _receive(request, connector_id, project_id, state, hook_id)
+
+
+@router.head(
+    "/api/webhooks/{connectorId}/{projectId}/{hookId}",
+    summary="Answer a provider's HEAD handshake at the instance's own URL",
+    responses={200: {"description": "Handshake answered"}, **_ERRORS},
+)
+async def hook_handshake(
+    request: Request,
+    connector_id: ConnectorId,
+    project_id: ProjectId,
+    hook_id: HookId,
+    state: Annotated[WebState, Depends(current_state)],
+) -> Response:
+    return await _receive(request, connector_id, project_id, state, hook_id)

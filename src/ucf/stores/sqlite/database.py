@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +26,8 @@ from ucf.stores.sqlite.schema import MIGRATIONS, Migration
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 _FIX_LOCATION = "set UCF_STORE=sqlite:///<writable path>/ucf.db or fix the permissions"
 
@@ -68,6 +72,7 @@ class Database:
             )
         if self.path.is_dir():
             raise StoreUnavailable(f"SQLite store path {self.path} is a directory", _FIX_LOCATION)
+        actions.extend(self._make_private())
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
@@ -96,6 +101,34 @@ class Database:
         self._conn = conn
         self._open_actions = tuple(actions)
         return conn
+
+    def _make_private(self) -> list[str]:
+        """The file (and the WAL and shared-memory files SQLite makes beside it) readable by
+        this user only.
+
+        The store holds every signal and the registry; whatever the directory and the
+        umask, the file is created 0600 before SQLite opens it, and SQLite gives its
+        ``-wal`` and ``-shm`` files the database file's mode. Files an older ucf left
+        readable by others are tightened (and the action reported).
+        """
+        if os.name != "posix":
+            return []
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError:
+            return []  # sqlite3.connect reports why the file cannot be opened
+        tightened = []
+        for path in (self.path, *(self.path.with_name(self.path.name + s) for s in _SIDE_FILES)):
+            try:
+                mode = stat.S_IMODE(path.stat().st_mode)
+                if mode & 0o077:
+                    path.chmod(mode & 0o700)
+                    tightened.append(path.name)
+            except OSError:
+                continue  # absent, or not ours to change
+        if not tightened:
+            return []
+        return [f"made {', '.join(tightened)} readable by this user only (mode 0600)"]
 
     def _migrate(self, conn: sqlite3.Connection) -> list[str]:
         current = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -7,10 +7,12 @@ can log a browser into their own session either.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from ucf.service.sessions import SessionRevocations
 from ucf.web.dashboard.rendering import redirect, render
 from ucf.web.dashboard.routing import (
     DEFAULT_PROJECT,
@@ -36,6 +38,7 @@ from ucf.web.dashboard.security import (
     token_matches,
 )
 from ucf.web.state import web_state
+from ucf.web.throttle import TooManyAttempts
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -75,7 +78,7 @@ def _login_page(request: Request, target: str, *, error: str | None, status: int
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
     target = safe_next(next)
-    if current_session(request) is not None:
+    if await current_session(request) is not None:
         return redirect(target)
     return _login_page(request, target, error=None, status=200)
 
@@ -91,13 +94,23 @@ async def login(request: Request) -> Response:
             error="The login form expired; paste the token again.",
             status=403,
         )
-    if not token_matches(form.get("token").strip(), web_state(request).api_token):
+    state = web_state(request)
+    host = request.client.host if request.client is not None else None
+    try:
+        state.auth_throttle.check(host, "token")
+    except TooManyAttempts as refused:
+        page = _login_page(request, target, error=refused.message, status=429)
+        page.headers["Retry-After"] = str(refused.retry_after_seconds)
+        return page
+    if not token_matches(form.get("token").strip(), state.api_token):
+        state.auth_throttle.failed(host)
         return _login_page(
             request,
             target,
             error="That is not this server's admin API token.",
             status=401,
         )
+    state.auth_throttle.succeeded(host)
     value, _ = keys(request).new_session(context_of(request).clock())
     response = redirect(target)
     set_cookie(
@@ -113,6 +126,12 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, posted: Annotated[Posted, Depends(checked_form)]) -> Response:
+    """Revoked in the store, not only dropped here: a copy of the cookie dies too."""
+    context = context_of(request)
+    session = posted.session
+    await SessionRevocations(context.store.leases).revoke(
+        session.id, expires=datetime.fromtimestamp(session.expires, UTC), now=context.clock()
+    )
     response = redirect("/login")
     drop_cookie(response, request, SESSION_COOKIE)
     return response

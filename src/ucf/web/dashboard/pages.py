@@ -152,7 +152,9 @@ async def _view(page: Page, instance: Instance) -> InstanceView:
         record.project_id, record.connector_id, now=context.clock()
     )
     webhook = (
-        web_state(page.request).webhook_url(page.request, record.connector_id, record.project_id)
+        web_state(page.request).webhook_url(
+            page.request, record.connector_id, record.project_id, instance.hook_id
+        )
         if instance.connector.receives_webhooks
         else None
     )
@@ -263,6 +265,47 @@ async def set_enabled(
     if wanted:
         return flash(response, request, "ok", f"{name} is enabled: polls and webhooks resume.")
     return flash(response, request, "info", f"{name} is disabled: no polls, webhooks refused.")
+
+
+@router.post("/projects/{project}/instances/{connector_id}/webhook-url")
+async def new_webhook_url(
+    request: Request, posted: Checked, project: str, connector_id: str
+) -> Response:
+    project_or_404(project)
+    state = web_state(request)
+    await state.context.instances.new_webhook_url(project, connector_id)
+    state.gateway.forget(project, connector_id)
+    response = redirect(_back(posted, project, connector_id))
+    return flash(
+        response,
+        request,
+        "ok",
+        "New webhook URL: give it to the provider; the old one no longer works.",
+    )
+
+
+@router.post("/projects/{project}/instances/{connector_id}/pending-secrets/{pending_id}/confirm")
+async def confirm_pending(
+    request: Request, posted: Checked, project: str, connector_id: str, pending_id: str
+) -> Response:
+    """The operator's word that this is the secret the provider knows (for Notion: the token
+    its Verify dialog accepted); from now on deliveries are verified with it."""
+    project_or_404(project)
+    state = web_state(request)
+    await state.context.instances.confirm_pending(project, connector_id, pending_id)
+    state.gateway.forget(project, connector_id)
+    response = redirect(_back(posted, project, connector_id))
+    return flash(response, request, "ok", "Confirmed: deliveries are now verified with it.")
+
+
+@router.post("/projects/{project}/instances/{connector_id}/pending-secrets/{pending_id}/discard")
+async def discard_pending(
+    request: Request, posted: Checked, project: str, connector_id: str, pending_id: str
+) -> Response:
+    project_or_404(project)
+    await web_state(request).context.instances.discard_pending(project, connector_id, pending_id)
+    response = redirect(_back(posted, project, connector_id))
+    return flash(response, request, "info", "Discarded.")
 
 
 @router.get("/projects/{project}/instances/{connector_id}/disconnect")

@@ -23,6 +23,7 @@ from fastapi.routing import APIRoute
 
 from ucf.service.context import UcfContext
 from ucf.service.errors import ServiceError
+from ucf.service.sessions import SessionRevocations
 from ucf.stores.errors import StoreError
 from ucf.web.dashboard.rendering import redirect, render, with_security_headers
 from ucf.web.dashboard.security import (
@@ -96,14 +97,27 @@ def drop_cookie(response: Response, request: Request, name: str, *, path: str = 
 # --------------------------------------------------------------------------- session and forms
 
 
-def current_session(request: Request) -> Session | None:
+def cookie_session(request: Request) -> Session | None:
+    """The session the cookie claims, unchecked against logouts: only for how an error
+    page looks, never for what a request may do."""
     return keys(request).read_session(
         request.cookies.get(SESSION_COOKIE), context_of(request).clock()
     )
 
 
-def require_session(request: Request) -> Session:
-    session = current_session(request)
+async def current_session(request: Request) -> Session | None:
+    """The cookie's session, unless it expired or was revoked at logout."""
+    session = cookie_session(request)
+    if session is None:
+        return None
+    context = context_of(request)
+    if await SessionRevocations(context.store.leases).revoked(session.id, now=context.clock()):
+        return None
+    return session
+
+
+async def require_session(request: Request) -> Session:
+    session = await current_session(request)
     if session is None:
         raise LoginRequired
     return session
@@ -249,7 +263,7 @@ class Page:
 
 
 def error_page(request: Request, status: int, title: str, message: str) -> Response:
-    session = current_session(request)
+    session = cookie_session(request)
     return render(
         request,
         "error.html",

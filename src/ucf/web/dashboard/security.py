@@ -4,10 +4,12 @@ Every key is derived from the admin API token (HKDF-SHA256, one ``info`` per
 use), so nothing new has to be stored, every worker of a deployment agrees on
 the keys, and rotating the token logs every browser out.
 
-- **Session** — a cookie ``<payload>.<mac>``: the payload (expiry and the
-  session's CSRF token) in base64url JSON, the MAC an HMAC-SHA256 over it.
-  HttpOnly, SameSite=Strict, Secure over HTTPS. Stateless: logging out drops
-  the cookie; the token is the kill switch for all sessions.
+- **Session** — a cookie ``<payload>.<mac>``: the payload (a random session id,
+  expiry and the session's CSRF token) in base64url JSON, the MAC an
+  HMAC-SHA256 over it. HttpOnly, SameSite=Strict, Secure over HTTPS. Logging
+  out records the id as revoked in the store until the cookie would have
+  expired (:class:`ucf.service.sessions.SessionRevocations`), so a copied
+  cookie dies at logout too; rotating the token ends every session at once.
 - **CSRF** — each session carries a random token that every POST form sends
   back and that is compared in constant time.
 - **Sealed values** — what the setup flow keeps between its steps (the
@@ -69,13 +71,21 @@ def token_matches(given: str, expected: str) -> bool:
     return bool(given) and hmac.compare_digest(_digest(given), _digest(expected))
 
 
+def _wire(text: str) -> bytes:
+    """Text from a request as bytes: ``compare_digest`` refuses non-ASCII ``str``, and a
+    cookie or form may hold any character (even a lone surrogate)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def same_secret(given: str, expected: str) -> bool:
-    """Constant-time equality of two random tokens (CSRF)."""
-    return bool(given) and hmac.compare_digest(given.encode(), expected.encode())
+    """Constant-time equality of two random tokens (CSRF); any text is simply unequal."""
+    return bool(given) and hmac.compare_digest(_wire(given), _wire(expected))
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    id: str
+    """Random; what logout revokes."""
     csrf: str
     expires: int
     """Unix seconds."""
@@ -88,7 +98,7 @@ class Signer:
         self._key = key
 
     def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest())
+        return _b64(hmac.new(self._key, _wire(payload), hashlib.sha256).digest())
 
     def sign(self, data: dict[str, Any]) -> str:
         payload = _b64(json.dumps(data, separators=(",", ":")).encode())
@@ -96,8 +106,10 @@ class Signer:
 
     def unsign(self, value: str) -> dict[str, Any] | None:
         payload, _, mac = value.partition(".")
-        if not payload or not mac or not hmac.compare_digest(mac, self._mac(payload)):
+        if not payload or not mac:
             return None
+        if not hmac.compare_digest(_wire(mac), _wire(self._mac(payload))):
+            return None  # a forged, cut or non-ASCII value: no session, never an error
         try:
             data = json.loads(_unb64(payload))
         except (ValueError, binascii.Error):
@@ -134,21 +146,27 @@ class Keys:
 
     def new_session(self, now: datetime) -> tuple[str, Session]:
         session = Session(
+            id=secrets.token_urlsafe(16),
             csrf=secrets.token_urlsafe(32),
             expires=int((now + SESSION_LIFETIME).timestamp()),
         )
-        return self.sessions.sign({"csrf": session.csrf, "exp": session.expires}), session
+        value = self.sessions.sign(
+            {"sid": session.id, "csrf": session.csrf, "exp": session.expires}
+        )
+        return value, session
 
     def read_session(self, value: str | None, now: datetime) -> Session | None:
+        """The session the cookie names, if we signed it and it has not expired (whether it
+        was revoked at logout is the store's to say)."""
         data = self.sessions.unsign(value) if value else None
         if data is None:
             return None
-        csrf, expires = data.get("csrf"), data.get("exp")
-        if not isinstance(csrf, str) or not isinstance(expires, int):
-            return None
+        sid, csrf, expires = data.get("sid"), data.get("csrf"), data.get("exp")
+        if not isinstance(sid, str) or not isinstance(csrf, str) or not isinstance(expires, int):
+            return None  # also a cookie from before sessions had ids: log in again
         if expires <= now.timestamp():
             return None
-        return Session(csrf=csrf, expires=expires)
+        return Session(id=sid, csrf=csrf, expires=expires)
 
 
 def _derive(token: str, purpose: bytes) -> bytes:
