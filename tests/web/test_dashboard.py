@@ -111,8 +111,7 @@ def cards(html: str) -> dict[str, str]:
 
 
 def inputs(html: str) -> dict[str, dict[str, str]]:
-    """Form controls by name, with their attributes (``tag`` = input or select); a
-    select's ``value`` is its selected option's, as a browser would submit it."""
+    """Form controls by name, with their attributes (``tag`` = input or select)."""
     controls: dict[str, dict[str, str]] = {}
     for tag, attributes in re.findall(r"<(input|select)\b([^>]*)>", html):
         attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', attributes))
@@ -121,11 +120,6 @@ def inputs(html: str) -> dict[str, dict[str, str]]:
         attrs["tag"] = tag
         if "name" in attrs:
             controls[attrs["name"]] = attrs
-    for attributes, options in re.findall(r"<select\b([^>]*)>(.*?)</select>", html, re.S):
-        name = re.search(r'name="([^"]*)"', attributes)
-        chosen = re.search(r'<option\b[^>]*value="([^"]*)"[^>]*\sselected', options)
-        if name is not None and chosen is not None and name.group(1) in controls:
-            controls[name.group(1)]["value"] = chosen.group(1)
     return controls
 
 

@@ -357,10 +357,6 @@ class Flow:
         return cls(descriptor, tuple(steps), provided)
 
     def credentials_done(self, draft: Draft) -> bool:
-        if "credentials" in self.steps and not draft.credentials:
-            # Every field optional is a choice between them (Jira: an API token or OAuth
-            # tokens), not "nothing needed": the step is done once one is given.
-            return False
         try:
             check_credentials(self.descriptor, draft.credentials, provided=self.provided)
         except ValidationFailed:
