@@ -22,6 +22,14 @@ subprocess and reads every page:
   (``add_map`` with the same hand-written mapping, ``max_table_nesting=0``,
   ``loader_file_format="jsonl"``); compared against the faster of the two.
 
+* **ucf-jira** — the same ``poll_instance`` over the native Jira connector
+  (``ucf.native.jira``: its own JQL paging and normaliser, no descriptor
+  mapping) against a Jira search fake serving the same number of issues as the
+  Jira fake lays them out (every field the poll asks for, ``expand=changelog``),
+  100 a page by ``nextPageToken``. One setting is changed outside the measured
+  work: the source's ``rateLimitRpm`` (100/min would pace the poll to minutes).
+  No new target: it is reported beside the GitHub run (same shape).
+
 Printed per contender: items/s (20 000 / wall time of the work itself, imports
 and set-up excluded), peak RSS of its process (``wait4``), and the ratios.
 Targets: ucf ≥ 40 % of the floor, ≥ 2.5x dlt's faster run, ≤ 150 MiB.
@@ -84,6 +92,45 @@ class Issues:
             headers["Link"] = f'<{following}>; rel="next"'
         body = self.pages[page - 1] if 1 <= page <= len(self.pages) else b"[]"
         return FakeResponse(status=200, headers=headers, body=body)
+
+
+class JiraSearch:
+    """``POST /rest/api/3/search/jql`` over pre-serialised pages (``nextPageToken`` = the
+    next page's number; the JQL is not interpreted: every issue is in the window)."""
+
+    def __init__(self, count: int) -> None:
+        from datetime import UTC, datetime
+
+        from ucf.fakes.jira import Dataset
+        from ucf.native.jira.source import FIELDS
+
+        data = Dataset(datetime.now(UTC), ops=count, dev=0)
+        issues = sorted(
+            (i for i in data.issues.values() if i.updated >= data.issues[10001].updated),
+            key=lambda i: (i.updated, i.id),
+        )[:count]
+        rendered = [i.json(set(FIELDS), changelog=True) for i in issues]
+        self.pages: list[bytes] = []
+        for start in range(0, len(rendered), PAGE_SIZE):
+            number = start // PAGE_SIZE + 1
+            last = start + PAGE_SIZE >= len(rendered)
+            body: dict[str, Any] = {"issues": rendered[start : start + PAGE_SIZE], "isLast": last}
+            if not last:
+                body["nextPageToken"] = str(number + 1)
+            self.pages.append(json.dumps(body).encode())
+
+    def __call__(self, request: FakeRequest) -> FakeResponse:
+        token = request.json().get("nextPageToken")
+        page = int(token) if token else 1
+        return FakeResponse(
+            status=200, headers={"Content-Type": "application/json"}, body=self.pages[page - 1]
+        )
+
+
+def jira_myself(request: FakeRequest) -> FakeResponse:
+    from ucf.fakes.jira import ZONE_NAME
+
+    return FakeResponse.json({"accountId": "bench", "timeZone": ZONE_NAME})
 
 
 # --------------------------------------------------------------------------- contenders
@@ -192,6 +239,37 @@ def run_ucf(base: str, workdir: Path, profile: bool = False) -> Outcome:
     return asyncio.run(_ucf(base, workdir, profile))
 
 
+async def _ucf_jira(base: str, workdir: Path) -> Outcome:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from ucf.fakes.jira import JiraScenario
+    from ucf.native.jira.source import JiraSource
+    from ucf.service.context import UcfContext
+    from ucf.service.poll import poll_instance
+    from ucf.service.settings import Settings
+
+    JiraSource.schedule = dataclasses.replace(JiraSource.schedule, rate_limit_rpm=1_000_000)
+    settings = Settings.from_env({"UCF_ALLOW_HOSTS": "127.0.0.1"}, data_dir=workdir)
+    settings = dataclasses.replace(settings, max_concurrent_polls=1)
+    async with await UcfContext.open(settings) as context:
+        scenario = JiraScenario()
+        await context.instances.create(
+            "bench", "jira", credentials=scenario.credentials(), config={"siteUrl": base}
+        )
+        started, cpu_started = time.perf_counter(), time.process_time()
+        result = await poll_instance(context, "bench", "jira")
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        if result.status != "ok":
+            raise SystemExit(f"ucf jira poll failed: {result.error}")
+        counts = await context.store.signals.counts("bench", "jira", now=datetime.now(UTC))
+    return Outcome(result.items, counts.last_24h, seconds, cpu)
+
+
+def run_ucf_jira(base: str, workdir: Path) -> Outcome:
+    return asyncio.run(_ucf_jira(base, workdir))
+
+
 def _dlt(base: str, workdir: Path, *, fast: bool) -> Outcome:
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
@@ -255,12 +333,14 @@ def _dlt(base: str, workdir: Path, *, fast: bool) -> Outcome:
 CONTENDERS: dict[str, Callable[[str, Path], Outcome]] = {
     "floor": run_floor,
     "ucf": run_ucf,
+    "ucf-jira": run_ucf_jira,
     "dlt-default": lambda base, workdir: _dlt(base, workdir, fast=False),
     "dlt-fast": lambda base, workdir: _dlt(base, workdir, fast=True),
 }
 LABELS = {
     "floor": "hand-written httpx + sqlite3 (floor)",
     "ucf": "ucf poll_instance",
+    "ucf-jira": "ucf poll_instance, native Jira",
     "dlt-default": "dlt rest_api, defaults",
     "dlt-fast": "dlt rest_api, add_map + jsonl",
 }
@@ -348,6 +428,9 @@ def main() -> None:
     issues = Issues(args.items)
     server = FakeServer()
     server.add_route("GET", "/repos/{owner}/{repo}/issues", issues)
+    if "ucf-jira" in names:
+        server.add_route("POST", "/rest/api/3/search/jql", JiraSearch(args.items))
+        server.add_route("GET", "/rest/api/3/myself", jira_myself)
     results: dict[str, Measured] = {}
     print(
         f"polling {args.items:,} GitHub issues, {len(issues.pages)} pages of {PAGE_SIZE}"
@@ -370,6 +453,15 @@ def main() -> None:
         )
         if o.items != args.items:
             raise SystemExit(f"{name} read {o.items} items, not {args.items}")
+    if "ucf-jira" in results:
+        jira = results["ucf-jira"]
+        line = f"  native Jira poll: {jira.rate:,.0f} items/s, {jira.rss_mib:.0f} MiB peak"
+        if "ucf" in results:
+            line += f" ({jira.rate / results['ucf'].rate:.0%} of ucf's GitHub rate"
+            if "floor" in results:
+                line += f", {jira.rate / results['floor'].rate:.0%} of the GitHub floor"
+            line += ")"
+        print(line)
     if "ucf" not in results:
         return
     ucf = results["ucf"]

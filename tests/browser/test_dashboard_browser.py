@@ -25,7 +25,9 @@ import pytest_asyncio
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from tests.web.server import LiveServer, ucf_env
+from ucf.fakes import jira as jira_fake
 from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, GitHubFake
+from ucf.fakes.jira import JiraFake
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
@@ -196,6 +198,67 @@ async def test_a_user_connects_github_watches_signals_and_disconnects(
     await page.get_by_role("button", name="Disconnect GitHub Issues").click()
     await expect(page.locator(".flash")).to_contain_text("GitHub Issues is disconnected")
     await expect(page.get_by_text("Nothing is connected to project default yet.")).to_be_visible()
+
+    assert console == [], console
+    await context.close()
+
+
+@pytest.fixture(scope="module")
+def jira() -> Iterator[JiraFake]:
+    fake = JiraFake(datetime.now(UTC)).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+async def test_a_user_connects_jira_from_the_catalogue_and_sees_its_signals(
+    browser: Browser, server: LiveServer, jira: JiraFake
+) -> None:
+    """The native Jira connector through the same generated setup flow as any connector."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 860})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = _watch_console(page)
+    base = server.url
+
+    await page.goto(base + "/login")
+    await page.get_by_label("Admin API token").fill(TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Connector catalogue")).to_be_visible()
+    await page.get_by_role("searchbox", name="Search connectors by name").fill("jira")
+    card = page.locator(".card.connector:visible")
+    await expect(card).to_have_count(1)
+    await expect(card).to_contain_text("Project Management")
+
+    await page.get_by_role("link", name="Connect Jira Cloud").click()
+    await expect(page.get_by_role("heading", name="Credentials")).to_be_visible()
+    await page.get_by_label("Atlassian account email").fill(jira_fake.GOOD_EMAIL)
+    await page.get_by_label(re.compile(r"^API token")).fill(jira_fake.GOOD_TOKEN)
+    await page.get_by_label("Webhook secret").fill(jira_fake.WEBHOOK_SECRET)
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="Configuration")).to_be_visible()
+    await page.get_by_label("Jira site URL").fill(jira.base_url)
+    await page.get_by_label("JQL filter").fill("project = OPS")
+    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="Test connection")).to_be_visible()
+    await page.get_by_role("button", name="Test connection").click()
+    await expect(page.locator(".check")).to_contain_text("Connection works")
+    await page.get_by_role("link", name="Continue", exact=True).click()
+    await page.get_by_role("button", name="Connect Jira Cloud").click()
+    await expect(page.locator(".flash")).to_contain_text("Jira Cloud is connected")
+    assert jira_fake.GOOD_TOKEN not in await page.content()
+    assert jira.server.requests_to("/rest/api/3/myself"), "Test Connection reached the fake"
+
+    # Poll now: the native source's schedule makes it pollable from the monitoring page.
+    await page.get_by_role("button", name="Poll now").click()
+    await expect(page.locator(".flash")).to_contain_text(re.compile(r"Polled Jira Cloud: \d+ new"))
+    await page.get_by_role("link", name="Signals", exact=True).click()
+    rows = page.locator("table.signals tbody tr", has_text="OPS-")
+    await expect(rows.first).to_be_visible()
+    await expect(page.locator("table.signals")).to_contain_text("issue_status_changed")
+    await page.screenshot(path=str(SCREENSHOTS / "ucf-dashboard-jira-signals.png"))
 
     assert console == [], console
     await context.close()

@@ -17,6 +17,8 @@ import pytest
 from tests.runtime.test_polling import GITHUB, GitHubIssues
 from ucf.core.signal import iso_utc
 from ucf.fakes import FakeResponse, FakeServer, Fault
+from ucf.fakes import jira as jira_fake
+from ucf.fakes.jira import JiraFake
 
 UCF = str(Path(sys.executable).parent / "ucf")
 # Relative to the real clock: the CLI polls "now", like a user would.
@@ -172,3 +174,54 @@ def test_bad_command_lines_get_a_clear_error_and_no_request(
     assert no_token.returncode == 1
     assert no_token.stderr == "error: credential 'token' is not set\n"
     assert server.requests == []
+
+
+# --------------------------------------------------------------------------- a native connector
+
+
+@pytest.fixture(scope="module")
+def jira() -> Iterator[JiraFake]:
+    with JiraFake(NOW) as fake:
+        yield fake
+
+
+def jira_args(command: str, fake: JiraFake, token: str = jira_fake.GOOD_TOKEN) -> list[str]:
+    return [
+        command,
+        "--descriptor",
+        "jira",  # a built-in id: the native connector installed through its entry point
+        "--config",
+        f"siteUrl={fake.base_url}",
+        "--credential",
+        f"email={jira_fake.GOOD_EMAIL}",
+        "--credential",
+        f"apiToken={token}",
+    ]
+
+
+def test_poll_runs_the_native_jira_connector_by_its_id(jira: JiraFake) -> None:
+    result = ucf(*jira_args("poll", jira), "--config", "jql=project = OPS", "--project", "ops")
+    assert result.returncode == 0, result.stderr
+    signals = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(signals) == len(jira.ids_changed_since(NOW - timedelta(days=7)))
+    assert {s["source"] for s in signals} == {"jira"}
+    assert {s["type"] for s in signals} == {
+        "issue_created",
+        "issue_updated",
+        "issue_status_changed",
+        "issue_commented",
+    }
+    assert all(s["summary"].startswith("OPS-") for s in signals)
+    assert "2 page(s), 130 item(s), 130 signal(s), 0 item error(s)" in result.stderr
+    assert jira_fake.GOOD_TOKEN not in result.stdout + result.stderr
+
+
+def test_check_runs_the_native_jira_health_check(jira: JiraFake) -> None:
+    healthy = ucf(*jira_args("check", jira))
+    assert healthy.returncode == 0, healthy.stderr
+    assert healthy.stdout.startswith("healthy: HTTP 200 in ")
+    wrong = "ATATT3xFfGF0wrong0token"
+    unhealthy = ucf(*jira_args("check", jira, wrong))
+    assert unhealthy.returncode == 1
+    assert unhealthy.stdout.startswith("unhealthy: HTTP 401 after ")
+    assert wrong not in unhealthy.stdout + unhealthy.stderr

@@ -3,8 +3,9 @@
 ARCHITECTURE "Delivery": a poll checkpoint advances only after the page's
 signals are stored, so a crash at any point loses nothing and duplicates
 nothing. Here a real poller process (the scheduler of ``ucf worker --once``)
-polls a paginating GitHub fake (Link header, ``since``, ascending order, 56
-pages) into SQLite, and is killed with SIGKILL at random points — mostly after
+polls a paginating fake into SQLite — a generic connector (GitHub: Link header,
+``since``, ascending order, 56 pages) and a native one (Jira: the JQL search,
+``nextPageToken``, 17 pages) — and is killed with SIGKILL at random points — mostly after
 a random number of requests plus a random delay (mid-page: mapping, the ingest
 transaction, the checkpoint CAS, the next request), sometimes at a random time
 since launch (start-up, migrations, catalogue sync, any page) — over and over,
@@ -26,7 +27,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,12 +35,14 @@ from typing import Any
 
 import pytest
 
+from ucf.fakes import jira as fake_jira
 from ucf.fakes.github import GitHubFake
+from ucf.fakes.scenario import ProviderFake
+from ucf.service.context import UcfContext
 from ucf.stores.url import open_store
 
 from .poll_support import connect_github, github_descriptor, open_context, settings_for
 
-CONNECTOR = "gh-crash"
 PROJECT = "crash"
 WORKER_ID = "crash-test-worker"  # reused, so a killed run's lease is taken back at once
 KILLS = int(os.environ.get("UCF_CRASH_KILLS", "20"))
@@ -57,19 +60,55 @@ class Stored:
     version: int
 
 
+@dataclass(frozen=True)
+class Target:
+    """One connector the poller is killed over: its fake and how an instance is set up."""
+
+    connector: str
+    fake: Callable[[], ProviderFake]
+    add_instance: Callable[[UcfContext, str], Awaitable[None]]
+
+
+async def _github_instance(context: UcfContext, base_url: str) -> None:
+    descriptor = github_descriptor("gh-crash", page_size=5)
+    descriptor["ingestion"]["polling"]["rateLimitRpm"] = 60_000  # pacing is not under test
+    await context.connectors.register(descriptor)
+    await connect_github(context, base_url, project=PROJECT, connector="gh-crash")
+
+
+async def _jira_instance(context: UcfContext, base_url: str) -> None:
+    """The built-in native connector as shipped (its own schedule and rate budget)."""
+    scenario = fake_jira.JiraScenario()
+    await context.instances.create(
+        PROJECT, "jira", credentials=scenario.credentials(), config=scenario.config(base_url)
+    )
+
+
+TARGETS = {
+    "github": Target("gh-crash", lambda: GitHubFake(datetime.now(UTC)), _github_instance),
+    # Jira may return fewer issues than maxResults asks (documented): 8 a page, 17 pages.
+    "jira": Target(
+        "jira", lambda: fake_jira.JiraFake(datetime.now(UTC), page_max=8), _jira_instance
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(TARGETS))
+def target(request: pytest.FixtureRequest) -> Target:
+    found: Target = TARGETS[request.param]
+    return found
+
+
 @pytest.fixture(scope="module")
-def fake() -> Iterator[GitHubFake]:
-    with GitHubFake(datetime.now(UTC)) as github:
-        yield github
+def fake(target: Target) -> Iterator[ProviderFake]:
+    with target.fake() as started:
+        yield started
 
 
-async def make_template(directory: Path, base_url: str) -> None:
+async def make_template(directory: Path, target: Target, base_url: str) -> None:
     """A data directory with the connector registered and one instance, never polled."""
     async with await open_context(directory) as context:
-        descriptor = github_descriptor(CONNECTOR, page_size=5)
-        descriptor["ingestion"]["polling"]["rateLimitRpm"] = 60_000  # pacing is not under test
-        await context.connectors.register(descriptor)
-        await connect_github(context, base_url, project=PROJECT, connector=CONNECTOR)
+        await target.add_instance(context, base_url)
 
 
 def child_env(directory: Path) -> dict[str, str]:
@@ -120,7 +159,7 @@ class Timing:
     done: float
 
 
-async def run_to_completion(directory: Path, fake: GitHubFake) -> Timing:
+async def run_to_completion(directory: Path, fake: ProviderFake) -> Timing:
     seen = len(fake.server.requests)
     started = time.monotonic()
     child = await launch(directory)
@@ -135,7 +174,7 @@ async def run_to_completion(directory: Path, fake: GitHubFake) -> Timing:
     return Timing(first_request if first_request is not None else done, done)
 
 
-async def snapshot(directory: Path) -> Stored:
+async def snapshot(directory: Path, connector: str) -> Stored:
     """Everything the store holds for the project, read by a fresh process-like opener."""
     url = settings_for(directory).store_url
     async with open_store(url) as store:
@@ -155,7 +194,7 @@ async def snapshot(directory: Path) -> Stored:
         await store.outbox.release(
             "jsonl", [e.entry_id for e in entries], retry_at=datetime.now(UTC)
         )
-        checkpoint = await store.checkpoints.get(PROJECT, CONNECTOR)
+        checkpoint = await store.checkpoints.get(PROJECT, connector)
     return Stored(
         frozenset(signals),
         Counter(e.signal["id"] for e in entries),
@@ -165,7 +204,7 @@ async def snapshot(directory: Path) -> Stored:
 
 
 async def kill_somewhere(
-    directory: Path, fake: GitHubFake, rng: random.Random, clean: Timing
+    directory: Path, fake: ProviderFake, rng: random.Random, clean: Timing
 ) -> str | None:
     """Launch a poller and SIGKILL it at a random point; None if it finished first."""
     seen = len(fake.server.requests)
@@ -194,16 +233,16 @@ async def kill_somewhere(
 
 
 async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
-    tmp_path: Path, fake: GitHubFake
+    tmp_path: Path, target: Target, fake: ProviderFake
 ) -> None:
     rng = random.Random(SEED)
     template = tmp_path / "template"
-    await make_template(template, fake.base_url)
+    await make_template(template, target, fake.base_url)
 
     clean = tmp_path / "clean"
     shutil.copytree(template, clean)
     timing = await run_to_completion(clean, fake)
-    expected = await snapshot(clean)
+    expected = await snapshot(clean, target.connector)
     in_window = fake.ids_changed_since(datetime.now(UTC) - timedelta(days=7))
     assert len(expected.signals) == len(in_window) > 100, "the clean run must store every issue"
     assert expected.version > 10, "the checkpoint must advance page by page (sortedAscending)"
@@ -218,7 +257,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
         shutil.copytree(template, directory)
         while len(kills) < KILLS:
             where = await kill_somewhere(directory, fake, rng, timing)
-            state = await snapshot(directory)
+            state = await snapshot(directory, target.connector)
             assert state.signals <= expected.signals, f"seed {SEED}: a signal no clean run stores"
             assert set(state.outbox.values()) <= {1}, f"seed {SEED}: a signal enqueued twice"
             assert set(state.outbox) == {sid for sid, _, _ in state.signals}
@@ -228,7 +267,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
             if state.checkpoint == expected.checkpoint:
                 break  # this trial's data is complete; start another from scratch
         await run_to_completion(directory, fake)
-        final = await snapshot(directory)
+        final = await snapshot(directory, target.connector)
         assert final.signals == expected.signals, (
             f"seed {SEED}, trial {trial}: "
             f"{len(expected.signals - final.signals)} lost, "

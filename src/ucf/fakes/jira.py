@@ -697,10 +697,13 @@ class JiraFake(ProviderFake):
 
     poll_route = "/rest/api/3/search/jql"
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, *, page_max: int = PAGE_MAX) -> None:
+        """``page_max``: the most issues a page holds, whatever ``maxResults`` asks (Jira
+        documents that it may return fewer; small pages make many-page tests cheap)."""
         super().__init__()
         self.data = Dataset(now)
         self.now = now
+        self.page_max = page_max
         self.access_tokens: set[str] = set()
         self.refresh_tokens: set[str] = {"fake-refresh-token-0"}
         self.token_grants = 0
@@ -919,9 +922,9 @@ class JiraFake(ProviderFake):
             order(matching)
             page = [
                 i.json(search.fields, changelog=search.changelog)
-                for i in matching[offset : offset + search.max_results]
+                for i in matching[offset : offset + min(search.max_results, self.page_max)]
             ]
-        after = offset + search.max_results
+        after = offset + len(page)
         body: dict[str, Any] = {"issues": page, "isLast": after >= len(matching)}
         if after < len(matching):
             body["nextPageToken"] = self._token_for(search.jql, after)

@@ -241,10 +241,19 @@ def classify(issue: Mapping[str, Any], updated: datetime) -> tuple[str, Mapping[
     return "issue_updated", None
 
 
-def _raw_issue(issue: Mapping[str, Any], text: str) -> dict[str, Any]:
-    """The issue as the signal's ``raw``: without the changelog (it only chose the type)
-    and with its rich text as plain text beside it."""
+def _raw_issue(
+    issue: Mapping[str, Any], text: str, comment: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The issue as the signal's ``raw``, shaped like a webhook payload's: without the
+    changelog (it only chose the type) and the issue's whole comment list (every signal
+    would carry every comment again; a comment signal carries its comment), with the
+    rich text as plain text beside it. Smaller raw, less for the sanitiser to scan."""
     raw = {key: value for key, value in issue.items() if key != "changelog"}
+    fields = raw.get("fields")
+    if isinstance(fields, dict) and "comment" in fields:
+        raw["fields"] = {key: value for key, value in fields.items() if key != "comment"}
+    if comment is not None:
+        raw["comment"] = comment
     raw["plainText"] = text
     return raw
 
@@ -279,7 +288,7 @@ def normalise_issues(items: list[Any], *, project_id: str) -> MappingResult:
                 signal_type=signal_type,
                 version=version,
                 timestamp=timestamp,
-                raw=_raw_issue(issue, text),
+                raw=_raw_issue(issue, text, comment),
                 comment=comment,
             )
         )

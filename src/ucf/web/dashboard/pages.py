@@ -123,6 +123,15 @@ class InstanceView:
         return self.connector.polls
 
     @property
+    def webhook_verified(self) -> bool:
+        """Deliveries must prove who sent them: the descriptor's verification, or (native
+        connectors verify in their own handler) always."""
+        webhook = self.connector.descriptor.webhook
+        if webhook is None:
+            return self.connector.descriptor.kind == "native"
+        return webhook.verification != "none"
+
+    @property
     def interval(self) -> str:
         schedule = self.connector.schedule
         seconds = schedule.interval_seconds if schedule is not None else 0

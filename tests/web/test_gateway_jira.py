@@ -1,0 +1,199 @@
+"""The Jira connector's webhooks through the real app: every gateway promise, in order.
+
+404 → 413 → verification (401) → 429 → 400 / 202 → 200 only once stored, and a
+redelivery (or the poll of the same change) stores nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.web.conftest import Web, open_web, web_settings
+from ucf.fakes import jira as fake_jira
+from ucf.fakes.jira import JiraFake, JiraScenario
+from ucf.fakes.scenario import WebhookDelivery, WebhookSample
+
+PROJECT = "ops"
+PATH = f"/api/webhooks/jira/{PROJECT}"
+URL = f"https://ucf.example.com{PATH}"
+
+
+@pytest.fixture
+def jira() -> Iterator[JiraFake]:
+    with JiraFake(datetime.now(UTC)) as fake:
+        yield fake
+
+
+async def _connect(web: Web, jira: JiraFake, **config: str) -> None:
+    scenario = JiraScenario()
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={
+            "connectorId": "jira",
+            "config": {**scenario.config(jira.base_url), **config},
+            "credentials": scenario.credentials(),
+        },
+    )
+    assert made.status_code == 201, made.text
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def connected(tmp_path: Path, jira: JiraFake) -> AsyncIterator[Web]:
+    async with open_web(web_settings(tmp_path)) as web:
+        await _connect(web, jira)
+        yield web
+
+
+async def post(web: Web, delivery: WebhookDelivery, path: str = PATH) -> httpx.Response:
+    headers = {k: v for k, v in delivery.headers.items() if k.lower() != "content-length"}
+    return await web.anonymous.post(path, content=delivery.body, headers=headers)
+
+
+def samples() -> dict[str, WebhookSample]:
+    return {s.name: s for s in JiraScenario().webhook_samples()}
+
+
+def signed(sample: WebhookSample) -> WebhookDelivery:
+    return fake_jira.sign_delivery(sample, url=URL)
+
+
+def raw(body: bytes, **headers: str) -> WebhookDelivery:
+    return fake_jira.sign_delivery(WebhookSample("raw", body, headers), url=URL)
+
+
+async def stored(web: Web) -> list[dict[str, Any]]:
+    page = await web.client.get(f"/api/projects/{PROJECT}/signals", params={"limit": 500})
+    items: list[dict[str, Any]] = page.json()["items"]
+    return items
+
+
+async def test_every_jira_event_is_stored_once_and_a_retry_stores_nothing(connected: Web) -> None:
+    for name, sample in samples().items():
+        first = await post(connected, signed(sample))
+        assert first.status_code == 200, (name, first.text)
+        assert first.json()["inserted"] == 1, name
+        retry = signed(sample)
+        retry = WebhookDelivery(
+            retry.name, retry.url, retry.body, {**retry.headers, "X-Atlassian-Webhook-Retry": "1"}
+        )
+        again = await post(connected, retry)
+        assert again.status_code == 200, name
+        assert again.json() == {"received": 1, "inserted": 0, "duplicates": 1}, name
+    types = sorted(s["type"] for s in await stored(connected))
+    assert types == sorted(
+        [
+            "issue_created",
+            "issue_status_changed",
+            "issue_updated",
+            "issue_commented",
+            "issue_commented",
+            "issue_deleted",
+        ]
+    )
+
+
+async def test_a_change_polled_first_and_then_pushed_is_one_signal(
+    connected: Web, jira: JiraFake
+) -> None:
+    issue = next(i for i in jira.data.issues.values() if i.project == "OPS")
+    history = jira.data.transition(issue, "Done", datetime.now(UTC) - timedelta(seconds=5))
+    polled = await connected.client.post(f"/api/projects/{PROJECT}/instances/jira/poll")
+    assert polled.status_code == 200, polled.text
+    assert polled.json()["status"] == "ok"
+    before = len(await stored(connected))
+    pushed = fake_jira.delivery(
+        "status",
+        "jira:issue_updated",
+        datetime.now(UTC),
+        issue_event_type_name="issue_generic",
+        user=fake_jira.user(1),
+        issue=issue.webhook_issue(),
+        changelog={"id": str(history.id), "items": history.items},
+    )
+    response = await post(connected, signed(pushed))
+    assert response.status_code == 200, response.text
+    assert response.json()["duplicates"] == 1
+    assert len(await stored(connected)) == before
+
+
+async def test_unknown_project_or_disabled_instance_is_404(connected: Web) -> None:
+    sample = next(iter(samples().values()))
+    assert (await post(connected, signed(sample), "/api/webhooks/jira/nobody")).status_code == 404
+    await connected.client.patch(f"/api/projects/{PROJECT}/instances/jira", json={"enabled": False})
+    assert (await post(connected, signed(sample))).status_code == 404
+
+
+async def test_a_body_over_the_limit_is_413(connected: Web) -> None:
+    body = json.dumps({"webhookEvent": "jira:issue_updated", "pad": "x" * (256 * 1024)}).encode()
+    assert (await post(connected, raw(body))).status_code == 413
+
+
+async def test_tampered_unsigned_or_wrongly_signed_deliveries_are_401_without_detail(
+    connected: Web,
+) -> None:
+    sample = samples()["jira:issue_created"]
+    tampered = signed(sample).tampered()
+    unsigned = fake_jira.sign_delivery(sample, url=URL, secret=None)
+    other = fake_jira.sign_delivery(sample, url=URL, secret="not the secret")
+    for delivery in (tampered, unsigned, other):
+        response = await post(connected, delivery)
+        assert response.status_code == 401
+        assert fake_jira.WEBHOOK_SECRET not in response.text
+        assert "signature" not in response.text.lower()
+    assert await stored(connected) == []
+
+
+async def test_unsigned_deliveries_are_taken_only_when_the_user_chose_to(
+    tmp_path: Path, jira: JiraFake
+) -> None:
+    sample = samples()["jira:issue_created"]
+    unsigned = fake_jira.sign_delivery(sample, url=URL, secret=None)
+    async with open_web(web_settings(tmp_path)) as web:
+        scenario = JiraScenario()
+        credentials = {k: v for k, v in scenario.credentials().items() if k != "webhookSecret"}
+        for choice, expected in (("refuse", 401), ("accept", 200)):
+            await web.client.delete(f"/api/projects/{PROJECT}/instances/jira")
+            made = await web.client.post(
+                f"/api/projects/{PROJECT}/instances",
+                json={
+                    "connectorId": "jira",
+                    "config": {**scenario.config(jira.base_url), "unsignedWebhooks": choice},
+                    "credentials": credentials,
+                },
+            )
+            assert made.status_code == 201, made.text
+            assert (await post(web, unsigned)).status_code == expected, choice
+
+
+async def test_the_per_instance_rate_limit_answers_429(tmp_path: Path, jira: JiraFake) -> None:
+    async with open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="2")) as web:
+        await _connect(web, jira)
+        statuses = [(await post(web, signed(sample))).status_code for sample in samples().values()][
+            :3
+        ]
+        assert statuses == [200, 200, 429]
+        # A forged delivery is refused before it can spend the genuine sender's budget.
+        forged = signed(samples()["jira:issue_created"]).tampered()
+        assert (await post(web, forged)).status_code == 401
+
+
+async def test_signed_but_unreadable_deliveries_are_400(connected: Web) -> None:
+    for body in (b"not json", b"[1]", b"{}", b'{"webhookEvent": "jira:issue_updated"}'):
+        response = await post(connected, raw(body))
+        assert response.status_code == 400, body
+        assert response.json()["error"]["code"] == "bad_request"
+
+
+async def test_events_the_connector_does_not_turn_into_signals_are_202(connected: Web) -> None:
+    sample = JiraScenario().unknown_event_sample()
+    response = await post(connected, signed(sample))
+    assert response.status_code == 202
+    assert await stored(connected) == []
