@@ -158,3 +158,14 @@ def test_schema_signal_prints_the_committed_signal_schema(name: str) -> None:
     assert result.returncode == 0, result.stderr
     committed = json.loads((ROOT / f"schema/{name}-signal.schema.json").read_text())
     assert json.loads(result.stdout) == committed
+
+
+def test_validate_takes_built_in_and_native_ids_as_well_as_files() -> None:
+    result = ucf("connectors", "validate", "jira", "slack")
+    assert result.returncode == 0, result.stderr
+    assert "jira: ok — jira v" in result.stdout
+    assert "(native, Project Management" in result.stdout
+    assert "slack: ok — slack v" in result.stdout
+    missing = ucf("connectors", "validate", "no-such-connector")
+    assert missing.returncode != 0
+    assert "cannot read descriptor no-such-connector" in missing.stderr

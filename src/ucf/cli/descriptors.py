@@ -43,6 +43,12 @@ def builtin_descriptor(connector_id: str) -> dict[str, Any] | None:
     return None
 
 
+def descriptor_data(path: Path) -> Any:
+    """A descriptor file's JSON, or a built-in connector's when ``path`` names its id."""
+    builtin = None if path.exists() or path.suffix else builtin_descriptor(str(path))
+    return builtin if builtin is not None else read_json_file(path, "descriptor")
+
+
 def load_descriptor(path: Path) -> ConnectorDescriptor:
     """Read and fully validate a descriptor file, or exit listing every problem.
 
@@ -51,8 +57,7 @@ def load_descriptor(path: Path) -> ConnectorDescriptor:
     """
     from ucf.core.validation import DescriptorInvalid, parse_descriptor
 
-    builtin = None if path.exists() or path.suffix else builtin_descriptor(str(path))
-    data = builtin if builtin is not None else read_json_file(path, "descriptor")
+    data = descriptor_data(path)
     try:
         return parse_descriptor(data)
     except DescriptorInvalid as invalid:
@@ -98,14 +103,19 @@ def schema(
 
 @connectors_app.command("validate")
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Descriptor JSON files.", show_default=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Descriptor JSON files, or ids of built-in connectors.", show_default=False
+        ),
+    ],
 ) -> None:
     """Validate descriptors; print every problem with its JSON path and a hint."""
     from ucf.core.validation import validate_descriptor
 
     failed = 0
     for path in files:
-        data = read_json_file(path, "descriptor")
+        data = descriptor_data(path)
         descriptor, problems = validate_descriptor(data)
         if descriptor is None or problems:
             failed += 1
@@ -120,6 +130,8 @@ def _summary(descriptor: ConnectorDescriptor) -> str:
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
     mappings = [m for m in (descriptor.field_mapping, descriptor.webhook_mapping()) if m]
     types = sorted({rule.then for m in mappings for rule in m.signal_type_rules})
+    if descriptor.kind == "native":
+        types = ["chosen by its package's code"]
     return (
         f"{descriptor.id} v{descriptor.version} ({descriptor.kind}, {descriptor.category}, "
         f"auth {descriptor.auth.method}, {mode}; signal types: {', '.join(types) or 'none'})"
