@@ -4,14 +4,12 @@ The operator registers the OAuth app on the dashboard's OAuth apps page; the
 user clicks Connect, consents on the fake provider's page, comes back to the
 setup flow, tests, confirms and sees signals; then the provider revokes the
 app, the instance turns to Error, and the user reconnects from the instance
-page with its checkpoint kept. The connector is Slack's shipped descriptor
-registered as a custom connector whose default settings point at the fake,
-as an operator would aim it at a test server.
+page with its checkpoint kept. The connector is the shipped Slack one; its
+settings (asked first in a consent's setup) point it at the fake.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,7 +26,6 @@ from tests.browser.test_dashboard_browser import (
     browser,  # noqa: F401 - the fixture
 )
 from tests.web.server import LiveServer, ucf_env
-from ucf.catalogue import builtin_descriptors
 from ucf.fakes.slack import CHANNEL, CLIENT_ID, CLIENT_SECRET, SlackFake
 
 TOKEN = "ucf_oauth-browser-admin-token-8e2b6f0a41d7"
@@ -50,25 +47,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         yield live
 
 
-def slack_test(fake: SlackFake) -> dict[str, Any]:
-    descriptor = copy.deepcopy(next(d for d in builtin_descriptors() if d["id"] == "slack"))
-    descriptor.update(id="slack-test", name="Slack Test")
-    for field in descriptor["configFields"]:
-        if field["key"] in ("baseUrl", "signInUrl"):
-            field["default"] = fake.base_url
-    return descriptor
-
-
 async def test_a_user_connects_slack_by_consent_and_reconnects_after_a_revocation(
     browser: Browser,  # noqa: F811 - the fixture
     server: LiveServer,
     slack: SlackFake,
 ) -> None:
     base = server.url
-    instance_api = f"{base}/api/projects/default/instances/slack-test"
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
-        created = await api.post(f"{base}/api/connectors", json=slack_test(slack))
-        assert created.status_code == 201, created.text
+    instance_api = f"{base}/api/projects/default/instances/slack"
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
@@ -84,34 +69,38 @@ async def test_a_user_connects_slack_by_consent_and_reconnects_after_a_revocatio
     # The operator registers the app; the page shows the redirect URI to give Slack.
     await page.goto(base + "/oauth-apps")
     await expect(page.get_by_role("heading", name="OAuth apps")).to_be_visible()
-    card = page.locator("section.card", has_text="Slack Test")
+    card = page.locator("section.card", has_text="Slack")
     await expect(card).to_contain_text(f"{base}/oauth/callback")
     await card.get_by_label("Client id").fill(CLIENT_ID)
     await card.get_by_label("Client secret").fill(CLIENT_SECRET)
-    await card.get_by_role("button", name="Register Slack Test").click()
+    await card.get_by_role("button", name="Register Slack").click()
     await expect(page.locator(".flash")).to_contain_text("OAuth app is registered")
     assert CLIENT_SECRET not in await page.content()
 
     # The user connects: one button, the provider's consent page, back to the setup.
-    await page.goto(base + "/projects/default/connectors/slack-test/connect")
+    # With a consent the settings come first: its URLs depend on them.
+    await page.goto(base + "/projects/default/connectors/slack/connect")
+    await expect(page.get_by_role("heading", name="Configuration")).to_be_visible()
+    await page.get_by_label("Web API base URL").fill(slack.base_url)
+    await page.get_by_label("Slack sign-in URL").fill(slack.base_url)
+    await page.get_by_label("Channel id").fill(CHANNEL)
+    await page.get_by_role("button", name="Continue").click()
     await expect(page.get_by_role("heading", name="Credentials")).to_be_visible()
-    await page.get_by_role("button", name="Connect with Slack Test").click()
+    await page.get_by_role("button", name="Connect with Slack").click()
     await expect(page.get_by_role("heading", name="Allow access?")).to_be_visible()
     await page.screenshot(path=str(SCREENSHOTS / "ucf-oauth-consent.png"))
     await page.locator("#allow").click()
-    await expect(page.get_by_role("heading", name="Configuration")).to_be_visible()
-    await expect(page.locator(".flash")).to_contain_text("Connected with Slack Test")
-    await page.get_by_label("Channel id").fill(CHANNEL)
-    await page.get_by_role("button", name="Continue").click()
+    await expect(page.get_by_role("heading", name="Test connection")).to_be_visible()
+    await expect(page.locator(".flash")).to_contain_text("Connected with Slack")
     await page.get_by_role("button", name="Test connection").click()
     await expect(page.locator(".check .health")).to_have_text("Healthy")
     await page.get_by_role("link", name="Continue", exact=True).click()
-    await page.get_by_role("button", name="Connect Slack Test").click()
-    await expect(page.locator(".flash")).to_contain_text("Slack Test is connected")
+    await page.get_by_role("button", name="Connect Slack").click()
+    await expect(page.locator(".flash")).to_contain_text("Slack is connected")
     await page.screenshot(path=str(SCREENSHOTS / "ucf-oauth-connected.png"), full_page=True)
 
     await page.get_by_role("button", name="Poll now").click()
-    await expect(page.locator(".flash")).to_contain_text(re.compile(r"Polled Slack Test: \d+ new"))
+    await expect(page.locator(".flash")).to_contain_text(re.compile(r"Polled Slack: \d+ new"))
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
         signals = await api.get(f"{base}/api/projects/default/signals", params={"limit": 5})
         assert signals.json()["items"], signals.text
@@ -121,7 +110,7 @@ async def test_a_user_connects_slack_by_consent_and_reconnects_after_a_revocatio
     slack.auth.revoke_all()
     await page.get_by_role("button", name="Poll now").click()
     await expect(page.locator(".flash")).to_contain_text("failed")
-    await page.goto(base + "/projects/default/instances/slack-test")
+    await page.goto(base + "/projects/default/instances/slack")
     await expect(page.locator(".instance .health").first).to_have_text("Error")
     await expect(page.locator(".last-error")).to_contain_text("credentials rejected")
 
@@ -129,10 +118,10 @@ async def test_a_user_connects_slack_by_consent_and_reconnects_after_a_revocatio
     await page.get_by_role("button", name="Reconnect").click()
     await expect(page.get_by_role("heading", name="Allow access?")).to_be_visible()
     await page.locator("#allow").click()
-    await expect(page.get_by_role("heading", name="Slack Test", exact=True)).to_be_visible()
+    await expect(page.get_by_role("heading", name="Slack", exact=True)).to_be_visible()
     assert (await _status(instance_api))["lastSyncAt"] == checkpoint_before
     await page.get_by_role("button", name="Poll now").click()
-    await expect(page.locator(".flash")).to_contain_text(re.compile(r"Polled Slack Test"))
+    await expect(page.locator(".flash")).to_contain_text(re.compile(r"Polled Slack"))
     status = await _status(instance_api)
     assert status["healthState"] == "healthy", status
     await page.screenshot(path=str(SCREENSHOTS / "ucf-oauth-reconnected.png"), full_page=True)

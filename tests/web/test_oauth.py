@@ -401,39 +401,24 @@ def onward_target(page: httpx.Response) -> str:
     return found.group(1).replace("&amp;", "&")
 
 
-def slack_on(fake: SlackFake) -> dict[str, Any]:
-    """Slack's descriptor as a custom connector whose default settings point at the fake
-    (the way an operator would aim it at a test server)."""
-    from ucf.catalogue import builtin_descriptors
-
-    descriptor = copy.deepcopy(next(d for d in builtin_descriptors() if d["id"] == "slack"))
-    descriptor["id"] = "slack-test"
-    descriptor["name"] = "Slack Test"
-    for field in descriptor["configFields"]:
-        if field["key"] in ("baseUrl", "signInUrl"):
-            field["default"] = fake.base_url
-        if field["key"] == "channel":
-            field["default"] = CHANNEL
-    return descriptor
-
-
 async def test_the_setup_flow_connects_with_slack_bound_to_the_browser_that_started_it(
     web: Web, slack: SlackFake
 ) -> None:
-    assert (await web.client.post("/api/connectors", json=slack_on(slack))).status_code == 201
     user = await dashboard_user(web)
-    connect = f"/projects/{PROJECT}/connectors/slack-test/connect"
-    page = await user.get(connect)
-    assert "Connect with Slack Test" not in page.text
-    assert "OAuth apps" in page.text  # no app yet: the page says what to do
+    connect = f"/projects/{PROJECT}/connectors/slack/connect"
+    page = await user.get(connect, step="credentials")
+    assert "Connect with Slack" not in page.text
+    assert "OAuth apps" in page.text  # no app yet: the page says what to do, tokens can be pasted
+    assert 'name="credentials.accessToken"' in page.text
 
-    put = await web.client.put(
-        "/api/connectors/slack-test/oauth-client",
-        json={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
-    )
-    assert put.status_code == 204
+    await register(web)
+    # With a consent the settings come first: the consent and token URLs use them.
     page = await user.get(connect)
-    assert "Connect with Slack Test" in page.text
+    assert 'name="config.signInUrl"' in page.text
+    settings = {f"config.{k}": v for k, v in slack_config(slack).items()}
+    assert (await user.post(f"{connect}/configuration", settings)).status_code == 303
+    page = await user.get(connect, step="credentials")
+    assert "Connect with Slack" in page.text
     assert 'name="credentials.accessToken"' not in page.text  # the consent provides it
     assert 'name="credentials.clientSecret"' not in page.text  # the operator's app does
 
@@ -444,6 +429,7 @@ async def test_the_setup_flow_connects_with_slack_bound_to_the_browser_that_star
     assert "samesite=lax" in cookie
     assert "path=/oauth/callback" in cookie
     authorize = onward_target(opened)
+    assert authorize.startswith(slack.base_url + "/oauth/v2/authorize?")  # the typed sign-in URL
     assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == ["http://ucf.test/oauth/callback"]
 
     # Another browser (without the binding cookie) cannot finish it, and spends the state.
@@ -461,23 +447,24 @@ async def test_the_setup_flow_connects_with_slack_bound_to_the_browser_that_star
     assert onward.path == f"{connect}/oauth-return"
     returned = await user.get(onward.path, ticket=parse_qs(onward.query)["ticket"][0])
     assert returned.status_code == 303
-    assert returned.headers["location"].endswith("step=configuration")
-    configuration = await user.get(connect, step="configuration")
-    assert "Connected with Slack Test" in configuration.text
+    assert returned.headers["location"].endswith("step=test")
+    test_step = await user.get(connect, step="test")
+    assert "Connected with Slack" in test_step.text
 
-    await user.post(f"{connect}/configuration", {"config.channel": CHANNEL})
     tested = await user.post(f"{connect}/test")
     assert tested.status_code == 303
+    assert "Connection works" in (await user.get(connect, step="test")).text
     confirmed = await user.post(f"{connect}/confirm")
     assert confirmed.status_code == 303, confirmed.text
-    instance = (await web.client.get(f"/api/projects/{PROJECT}/instances/slack-test")).json()
+    instance = (await web.client.get(INSTANCE)).json()
     assert set(instance["credentials"]) >= {"accessToken", "refreshToken"}
-    polled = await web.client.post(f"/api/projects/{PROJECT}/instances/slack-test/poll")
+    polled = await web.client.post(f"{INSTANCE}/poll")
     assert polled.json()["status"] == "ok", polled.text
     for text in user.seen:
         assert CLIENT_SECRET not in text
         for token in slack.auth.access_tokens | slack.auth.refresh_tokens:
             assert token not in text
 
-    page = await user.get(f"/projects/{PROJECT}/instances/slack-test")
+    page = await user.get(f"/projects/{PROJECT}/instances/slack")
     assert "Reconnect" in page.text
+    assert "from the registered OAuth app" in page.text

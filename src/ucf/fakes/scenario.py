@@ -365,6 +365,11 @@ class Scenario(ABC):
         """A well-formed delivery of an event type the connector does not handle."""
         return None
 
+    def oauth_app(self) -> tuple[str, str] | None:
+        """The client id and secret of the fake's OAuth app, when it serves a consent
+        (Slack): ``ucf sandbox`` registers it, so "Connect with …" works offline."""
+        return None
+
     def handshake(self, *, url: str, at: datetime) -> HandshakeSample | None:
         """The provider's set-up request to ``url``, when its scheme has one."""
         return None

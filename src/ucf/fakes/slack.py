@@ -485,6 +485,9 @@ class SlackScenario(Scenario):
     def webhook_secret(self) -> str:
         return SIGNING_SECRET
 
+    def oauth_app(self) -> tuple[str, str] | None:
+        return CLIENT_ID, CLIENT_SECRET
+
     def webhook_samples(self) -> list[WebhookSample]:
         now = datetime.now(UTC)
         ts = slack_ts(now, 1)

@@ -346,6 +346,19 @@ class Sandbox:
                 parts.append(f"first poll: {_error_of(poll)}")
         if webhook_url:
             parts.append("webhooks on")
+        app = provider.scenario.oauth_app()
+        if app is not None:  # "Connect with …" in the dashboard works offline too
+            registered = await api.put(
+                f"/api/connectors/{connector}/oauth-client",
+                json={"clientId": app[0], "clientSecret": app[1]},
+            )
+            if registered.status_code == 204:
+                parts.append(
+                    f"OAuth app registered (Connect with it from another project, with its "
+                    f"URLs set to {provider.fake.base_url})"
+                )
+            else:
+                parts.append(f"OAuth app: {_error_of(registered)}")
         self.reporter.event("setup", connector, ", ".join(parts))
         return webhook_url if isinstance(webhook_url, str) else None
 

@@ -123,6 +123,7 @@ async def connect_with(
     draft = load_draft(request, posted.session, project, connector_id)
     context = web_state(request).context
     connector = await context.connectors.get(connector_id)
+    # The settings come first in a consent's setup flow: the consent uses those.
     config = draft.config or {
         f.key: f.default for f in connector.descriptor.setup_config_fields() if f.default
     }

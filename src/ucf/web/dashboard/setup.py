@@ -348,11 +348,17 @@ class Flow:
 
     @classmethod
     def of(cls, descriptor: ConnectorDescriptor, provided: frozenset[str] = frozenset()) -> Flow:
+        """The steps, in order. With a consent ("Connect with …") the settings come first:
+        the provider's consent and token URLs may depend on them (Microsoft's tenant,
+        a test server's address), and the consent must use the ones the user chose."""
         steps: list[StepName] = []
         if descriptor.credential_fields():
             steps.append("credentials")
         if descriptor.setup_config_fields():
-            steps.append("configuration")
+            if provided and consent_config(descriptor.auth) is not None:
+                steps.insert(0, "configuration")
+            else:
+                steps.append("configuration")
         steps += ["test", "confirm"]
         return cls(descriptor, tuple(steps), provided)
 
@@ -368,10 +374,11 @@ class Flow:
 
     def missing(self, draft: Draft) -> StepName | None:
         """The first step whose input is still missing (testing is recommended, not required)."""
-        if not self.credentials_done(draft):
-            return "credentials"
-        if not self.configuration_done(draft):
-            return "configuration"
+        done = {"credentials": self.credentials_done, "configuration": self.configuration_done}
+        for step in self.steps:
+            check = done.get(step)
+            if check is not None and not check(draft):
+                return step
         return None
 
     def first_open(self, draft: Draft) -> StepName:
