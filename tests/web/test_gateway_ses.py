@@ -35,7 +35,8 @@ async def web(tmp_path: Path, sns: SnsFake, monkeypatch: pytest.MonkeyPatch) -> 
             json={"connectorId": "ses", "config": {"topicArn": TOPIC_ARN}, "credentials": {}},
         )
         assert made.status_code == 201, made.text
-        assert made.json()["webhookUrl"].endswith(PATH)
+        # The path AWS is given (issue 12): the shared route, which takes SNS-verified deliveries.
+        assert made.json()["sharedWebhookUrl"].endswith(PATH)
         yield opened
 
 
