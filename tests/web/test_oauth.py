@@ -258,6 +258,14 @@ async def test_a_revoked_app_puts_the_instance_in_error_and_reconnect_keeps_its_
 # --------------------------------------------------------------------------- PKCE
 
 
+ACME_SITE = {
+    "id": "1324a887-45db-1bf4-1e99-ef0ff456d421",
+    "name": "acme",
+    "url": "https://acme.atlassian.net",
+    "scopes": ["read:jira-work"],
+}
+SITES: list[dict[str, Any]] = []
+"""What the fake's accessible-resources answers (Atlassian's shape: the token's sites)."""
 PKCE_APP = "pkce-client"
 PKCE_SECRET = "pkce-client-secret-3f9a"
 
@@ -276,6 +284,16 @@ def provider() -> Iterator[AuthorizationServer]:
         return FakeResponse.json({"id": "me"})
 
     server.add_route("GET", "/me", me)
+
+    def resources(request: FakeRequest) -> FakeResponse:
+        """Atlassian's accessible-resources: the sites this token may use."""
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if token not in auth.access_tokens:
+            return FakeResponse.json({"code": 401, "message": "Unauthorized"}, status=401)
+        return FakeResponse.json(SITES)
+
+    server.add_route("GET", "/oauth/token/accessible-resources", resources)
+    SITES[:] = [ACME_SITE]
     with server:
         yield auth
 
@@ -468,3 +486,47 @@ async def test_the_setup_flow_connects_with_slack_bound_to_the_browser_that_star
     page = await user.get(f"/projects/{PROJECT}/instances/slack")
     assert "Reconnect" in page.text
     assert "from the registered OAuth app" in page.text
+
+
+async def test_a_setting_read_after_the_consent_fills_the_instance_atlassian_style(
+    web: Web, provider: AuthorizationServer
+) -> None:
+    base = provider.server.base_url
+    descriptor = pkce_descriptor(base)
+    descriptor["id"] = "three-lo"
+    descriptor["configFields"].append(
+        {"key": "cloudId", "label": "Cloud id", "type": "text", "required": False}
+    )
+    oauth = descriptor["auth"]["config"]
+    oauth["authorizeParams"] = {"audience": "api.atlassian.com", "prompt": "consent"}
+    oauth["afterConsent"] = [
+        {
+            "endpoint": "{{baseUrl}}/oauth/token/accessible-resources",
+            "path": "$[0].id",
+            "configField": "cloudId",
+        }
+    ]
+    assert (await web.client.post("/api/connectors", json=descriptor)).status_code == 201
+    put = await web.client.put(
+        "/api/connectors/three-lo/oauth-client",
+        json={"clientId": PKCE_APP, "clientSecret": PKCE_SECRET},
+    )
+    assert put.status_code == 204
+    start_url = f"/api/projects/{PROJECT}/instances/three-lo/oauth/start"
+    body = {"config": {"baseUrl": base}}
+
+    SITES.clear()  # the account can reach no site
+    started = await web.client.post(start_url, json=body)
+    query = parse_qs(urlsplit(started.json()["authorizeUrl"]).query)
+    assert (query["audience"], query["prompt"]) == (["api.atlassian.com"], ["consent"])
+    refused = await come_back(web, await consent(started.json()["authorizeUrl"]))
+    assert refused.status_code == 400
+    assert "has no cloudId" in refused.text
+    assert (await web.client.get(f"/api/projects/{PROJECT}/instances/three-lo")).status_code == 404
+
+    SITES.append(ACME_SITE)
+    started = await web.client.post(start_url, json=body)
+    done = await come_back(web, await consent(started.json()["authorizeUrl"]))
+    assert done.status_code == 200, done.text
+    instance = (await web.client.get(f"/api/projects/{PROJECT}/instances/three-lo")).json()
+    assert instance["config"]["cloudId"] == "1324a887-45db-1bf4-1e99-ef0ff456d421"

@@ -158,6 +158,16 @@ class BasicAuthConfig(_AuthConfigBase):
     )
 
 
+class ConsentLookup(DescriptorModel):
+    """A setting read from the provider right after a consent, with the new access token."""
+
+    endpoint: str = Field(description="GET this URL (``{{config.x}}`` allowed) with the token.")
+    path: str = Field(description="JSONPath of the value in the JSON answer, e.g. ``$[0].id``.")
+    config_field: str = Field(
+        alias="configField", description="The setting (a configFields key) the value fills."
+    )
+
+
 class OAuth2Config(_AuthConfigBase):
     authorise_url: str = Field(alias="authoriseUrl")
     token_url: str = Field(alias="tokenUrl")
@@ -206,6 +216,15 @@ class OAuth2Config(_AuthConfigBase):
         description=(
             "How scopes are joined in the consent URL (RFC 6749: a space). Extension: Slack's "
             "oauth/v2/authorize takes a comma-separated list."
+        ),
+    )
+    after_consent: list[ConsentLookup] = Field(
+        default_factory=list,
+        alias="afterConsent",
+        description=(
+            "Settings read from the provider once the consent succeeded. Extension: Atlassian "
+            "3LO finds the site's cloudId at "
+            "https://api.atlassian.com/oauth/token/accessible-resources ($[0].id)."
         ),
     )
     client_id_key: str = Field(default="clientId", alias="clientIdKey")

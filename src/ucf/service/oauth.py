@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlencode
 
 from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config, consent_config
+from ucf.core.jsonpath import MISSING, compile_path
 from ucf.runtime.auth import exchange_code, render_url
-from ucf.runtime.http import UpstreamError
+from ucf.runtime.http import UpstreamError, parse_json, send_with_retries
 from ucf.runtime.redaction import SECRETS
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import Connector, ConnectorService
@@ -312,9 +313,42 @@ class OAuthFlows:
             raise OAuthRefused(
                 f"the provider's token endpoint did not exchange the code: {failure}"
             ) from None
+        found = await self._lookups(oauth, tokens, config)
         if flow.get("returnTo") == "setup":
-            return await self._ticket(project_id, connector_id, tokens, now)
-        return await self._store_on_instance(project_id, connector_id, tokens, config)
+            return await self._ticket(project_id, connector_id, tokens, found, now)
+        return await self._store_on_instance(project_id, connector_id, tokens, config, found)
+
+    async def _lookups(
+        self, oauth: OAuth2Config, tokens: Mapping[str, str], config: Mapping[str, str]
+    ) -> dict[str, str]:
+        """Settings the descriptor reads from the provider with the new token (Atlassian's
+        cloudId from accessible-resources); a failure ends the flow, nothing stored."""
+        found: dict[str, str] = {}
+        token = tokens.get(oauth.access_token_key, "")
+        for lookup in oauth.after_consent:
+            url = render_url(lookup.endpoint, config)
+            request = self._http.build_request(
+                "GET",
+                url,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            )
+            try:
+                response = await send_with_retries(
+                    self._http, request, settings=self._http_settings
+                )
+                value = compile_path(lookup.path).first(parse_json(response))
+            except (UpstreamError, EgressDenied, ValueError) as failure:
+                raise OAuthRefused(
+                    f"connected, but reading {lookup.config_field} from the provider failed: "
+                    f"{failure}; nothing was stored"
+                ) from None
+            if value is MISSING or value is None or isinstance(value, dict | list):
+                raise OAuthRefused(
+                    f"connected, but the provider's answer has no {lookup.config_field} at "
+                    f"{lookup.path} (does the account have access to any site?); nothing was stored"
+                )
+            found[lookup.config_field] = str(value)
+        return found
 
     async def _verifier(self, flow: Mapping[str, Any]) -> str | None:
         ref = flow.get("verifierRef")
@@ -333,21 +367,23 @@ class OAuthFlows:
         project_id: str,
         connector_id: str,
         tokens: dict[str, str],
+        found: dict[str, str],
         now: datetime,
     ) -> Connected:
         ticket = secrets.token_urlsafe(32)
         ref = await self._secrets.put(None, tokens)
         await self._records.put(
             f"oauth-ticket:{_digest(ticket)}",
-            {"project": project_id, "connector": connector_id, "tokensRef": ref},
+            {"project": project_id, "connector": connector_id, "tokensRef": ref, "found": found},
             expires_at=now + TICKET_LIFETIME,
         )
         return Connected(project_id, connector_id, "setup", ticket=ticket)
 
     async def redeem(
         self, ticket: str, *, project_id: str, connector_id: str, now: datetime
-    ) -> dict[str, str]:
-        """A setup flow's tokens, once; the secret-store copy is deleted."""
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """A setup flow's tokens and the settings read after the consent, once; the
+        secret-store copy of the tokens is deleted."""
         record = await self._records.take(f"oauth-ticket:{_digest(ticket)}", now=now)
         if record is None or (record.get("project"), record.get("connector")) != (
             project_id,
@@ -361,19 +397,28 @@ class OAuthFlows:
             raise OAuthRefused("this connection result is gone: connect again") from None
         finally:
             await self._secrets.delete(ref)
-        return tokens
+        found = {str(k): str(v) for k, v in dict(record.get("found") or {}).items()}
+        return tokens, found
 
     async def _store_on_instance(
-        self, project_id: str, connector_id: str, tokens: dict[str, str], config: dict[str, str]
+        self,
+        project_id: str,
+        connector_id: str,
+        tokens: dict[str, str],
+        config: dict[str, str],
+        found: dict[str, str],
     ) -> Connected:
         """A reconnect replaces the tokens in place (checkpoint and history stay); a flow
-        started through the API creates the instance with its settings."""
+        started through the API creates the instance with its settings. Settings read
+        after the consent (``afterConsent``) are stored either way."""
         try:
             await self._instances.record(project_id, connector_id)
         except NotFoundError:
             await self._instances.create(
-                project_id, connector_id, credentials=tokens, config=config
+                project_id, connector_id, credentials=tokens, config={**config, **found}
             )
             return Connected(project_id, connector_id, "instance", created=True)
-        await self._instances.update(project_id, connector_id, credentials=tokens)
+        await self._instances.update(
+            project_id, connector_id, credentials=tokens, config=found or None
+        )
         return Connected(project_id, connector_id, "instance")

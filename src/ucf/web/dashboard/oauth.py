@@ -137,7 +137,7 @@ async def consent_returned(
     """The tokens of a completed consent, moved from their one-time ticket into the draft."""
     project_or_404(project)
     context = web_state(request).context
-    tokens = await OAuthFlows.of(context).redeem(
+    tokens, found = await OAuthFlows.of(context).redeem(
         ticket, project_id=project, connector_id=connector_id, now=context.clock()
     )
     connector = await context.connectors.get(connector_id)
@@ -145,6 +145,8 @@ async def consent_returned(
     flow = Flow.of(connector.descriptor, provided)
     draft = load_draft(request, session, project, connector_id)
     draft.credentials = {**draft.credentials, **tokens}
+    if found:  # settings read from the provider after the consent (Atlassian's cloudId)
+        draft.config = {**(draft.config or {}), **found}
     draft.check = None  # new tokens: the last check says nothing about them
     response = to_step(project, connector_id, flow.after("credentials"))
     flash(response, request, "ok", f"Connected with {connector.descriptor.name}.")
