@@ -24,10 +24,10 @@ import importlib.metadata
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 import httpx
 
@@ -37,6 +37,9 @@ from ucf.runtime.http import RetryStats, read_json, send_with_retries
 from ucf.runtime.polling import Page
 from ucf.runtime.redaction import redact
 from ucf.runtime.webhooks import HandshakeResponse
+
+if TYPE_CHECKING:  # sources.py imports this module
+    from ucf.runtime.sources import SourceContext
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -216,7 +219,7 @@ class UpstreamCalls:
     machine and metrics read.
     """
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: SourceContext) -> None:
         self._context = context
         self._stats = RetryStats()
         self._gate_wait = 0.0
@@ -410,7 +413,7 @@ class NativeRegistry:
             return failed(f"its descriptor's id is {loaded.id!r}, not {entry_point.name!r}")
         return LoadedNative(entry_point.name, entry_point.value, distribution, version, loaded)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[LoadedNative]:
         return iter(self._loaded.values())
 
     def descriptors(self) -> list[dict[str, Any]]:
