@@ -608,8 +608,12 @@ class Handshake(DescriptorModel):
 class _WebhookSpec(DescriptorModel):
     event_types: list[str] = Field(alias="eventTypes")
     event_type_path: str | None = Field(
+        default=None,
         alias="eventTypePath",
-        description="Path to the event type in the payload. May be null when eventTypeHeader is set.",
+        description=(
+            "Path to the event type in the payload. May be left out (or null) when "
+            "eventTypeHeader is set."
+        ),
     )
     verification: Literal["signature", "token", "none"]
     event_type_header: str | None = Field(
@@ -903,22 +907,7 @@ class ConnectorDescriptor(DescriptorModel):
         Keeps the brief's meaning: a ``webhook_secret`` auth names the header and
         algorithm of a hex HMAC over the raw body, keyed by its first credential.
         """
-        webhook = self.webhook
-        if webhook is None or webhook.verification != "signature":
-            return None
-        if webhook.signature is not None:
-            return webhook.signature
-        if isinstance(self.auth, WebhookSecretAuth):
-            config = self.auth.config
-            secret = (
-                config.credential_fields[0].key if config.credential_fields else "webhookSecret"
-            )
-            return SignatureVerification(
-                header=config.signature_header,
-                algorithm=config.algorithm,
-                secret_credential=secret,
-            )
-        return None
+        return signature_scheme(self.webhook, self.auth)
 
     def setup_config_fields(self) -> list[ConfigField]:
         """The settings form: ``configFields``, plus the brief's implicit ``baseUrl``.
@@ -957,6 +946,29 @@ class ConnectorDescriptor(DescriptorModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+
+
+def signature_scheme(
+    webhook: _WebhookSpec | None, auth: AuthDescriptor | None
+) -> SignatureVerification | None:
+    """The signature scheme of ``webhook``: explicit, or implied by a ``webhook_secret`` auth.
+
+    A function of the two parts (not only a method of the whole descriptor) so
+    that validation can reason about a webhook block whose siblings do not parse.
+    """
+    if webhook is None or webhook.verification != "signature":
+        return None
+    if webhook.signature is not None:
+        return webhook.signature
+    if isinstance(auth, WebhookSecretAuth):
+        config = auth.config
+        secret = config.credential_fields[0].key if config.credential_fields else "webhookSecret"
+        return SignatureVerification(
+            header=config.signature_header,
+            algorithm=config.algorithm,
+            secret_credential=secret,
+        )
+    return None
 
 
 _WebhookSpec.model_rebuild()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 import functools
+import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ucf.core import descriptor as d
 from ucf.core.jsonpath import PathSyntaxError, compile_path
@@ -56,11 +57,24 @@ def parse_descriptor(data: Any) -> d.ConnectorDescriptor:
 
 
 def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[Problem]]:
-    """Shape first; meaning only once the shape holds (there is nothing to reason about before)."""
+    """Shape and meaning in one pass, so a descriptor with five problems reports five.
+
+    When the whole does not parse, each part that parses on its own (auth,
+    ingestion or its polling and webhook blocks, field mapping, health check)
+    still gets its meaning checks, and the parts that do not parse get the
+    checks that need no model: their JSONPaths, RE2 regexes and templates,
+    found by key in the raw JSON.
+    """
     try:
         descriptor = d.ConnectorDescriptor.model_validate(data)
     except ValidationError as error:
-        return None, _shape_problems(error, data)
+        problems = _shape_problems(error, data)
+        seen = {(p.path, p.message) for p in problems}
+        for problem in _Checker(_salvage(data)).run():
+            if (problem.path, problem.message) not in seen:
+                seen.add((problem.path, problem.message))
+                problems.append(problem)
+        return None, problems
     return descriptor, check_descriptor(descriptor)
 
 
@@ -122,11 +136,9 @@ def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
         hint: str | None = None
         if kind == "missing":
             message = "required field is missing"
-            hint = f"add '{loc[-1]}'"
+            hint = _missing_hint(loc, data)
         elif kind == "extra_forbidden":
-            message = f"unknown field '{loc[-1]}'"
-            close = difflib.get_close_matches(str(loc[-1]), sorted(_all_aliases()), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "remove it"
+            message, hint = _unknown_field(loc, path, data)
         elif kind == "union_tag_invalid":
             ctx = issue.get("ctx") or {}
             hint = f"use one of {ctx.get('expected_tags', '')}"
@@ -139,6 +151,132 @@ def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
     return problems
 
 
+_MODE_EXPECTS = {
+    "polling": (
+        "mode 'polling' expects the request fields (endpoint, method, delta, rateLimitRpm, "
+        "pagination) directly under 'ingestion'"
+    ),
+    "webhook": (
+        "mode 'webhook' expects the webhook fields (eventTypes, eventTypePath or "
+        "eventTypeHeader, verification) directly under 'ingestion'"
+    ),
+    "polling_and_webhook": (
+        "mode 'polling_and_webhook' expects two objects: 'polling' (endpoint, method, delta, "
+        "rateLimitRpm, pagination) and 'webhook' (eventTypes, eventTypePath or "
+        "eventTypeHeader, verification)"
+    ),
+}
+
+
+def _missing_hint(loc: tuple[int | str, ...], data: Any) -> str:
+    mode = _mode_of(loc[:-1], data)
+    if mode is not None and loc[-1] in ("polling", "webhook"):
+        return _MODE_EXPECTS[mode]
+    return f"add '{loc[-1]}'"
+
+
+def _mode_of(loc: tuple[int | str, ...], data: Any) -> str | None:
+    """The ingestion mode when ``loc`` points into an ingestion block, else None."""
+    keys = [item for item in loc if isinstance(item, str)]
+    if not keys or keys[0] != "ingestion" or not isinstance(data, Mapping):
+        return None
+    ingestion = data.get("ingestion")
+    mode = ingestion.get("mode") if isinstance(ingestion, Mapping) else None
+    return mode if isinstance(mode, str) and mode in _MODE_EXPECTS else None
+
+
+def _unknown_field(loc: tuple[int | str, ...], path: str, data: Any) -> tuple[str, str]:
+    """Say where an unknown key belongs, not only that it is unknown.
+
+    An author who moves a descriptor from ``polling`` to ``polling_and_webhook``
+    leaves the request fields directly under ``ingestion``; "did you mean
+    'endpoint'?" about ``endpoint`` helps nobody. So: a key that a child object
+    of this block accepts is "move it into <child>"; a key that another variant
+    of the same union accepts names that variant; otherwise a near miss among
+    this block's own keys.
+    """
+    key = str(loc[-1])
+    parent_path = path.rsplit(".", 1)[0] if "." in path else ""
+    parents, variants = _models_at(loc[:-1])
+    mode = _mode_of(loc[:-1], data) if parent_path == "ingestion" else None
+    for parent in parents:
+        for child_alias, children in _child_models(parent):
+            if any(key in _aliases(child) for child in children):
+                where = f"{parent_path}.{child_alias}" if parent_path else child_alias
+                message = f"'{key}' does not go directly under '{parent_path or '(root)'}'"
+                if mode is not None:
+                    message = f"in mode '{mode}', '{key}' belongs under '{where}'"
+                return message, f"move it into '{where}'"
+    for variant in variants:
+        tag = _tag_of(variant)
+        if key in _aliases(variant) and tag is not None:
+            message = f"unknown field '{key}'"
+            if mode is not None:
+                message = f"{message}: {_MODE_EXPECTS[mode]}"
+            return message, f"only {tag[0]} '{tag[1]}' has '{key}'; switch to it, or remove '{key}'"
+    own = sorted({alias for parent in parents for alias in _aliases(parent)})
+    pool = own or sorted(_all_aliases())
+    close = [c for c in difflib.get_close_matches(key, pool, n=2) if c != key]
+    return f"unknown field '{key}'", f"did you mean '{close[0]}'?" if close else "remove it"
+
+
+def _aliases(model: type[BaseModel]) -> set[str]:
+    return {info.alias or name for name, info in model.model_fields.items()}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The descriptor models an annotation can hold (through Optional, unions, lists)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found += _models_in(arg)
+    return found
+
+
+def _child_models(model: type[BaseModel]) -> Iterator[tuple[str, list[type[BaseModel]]]]:
+    for name, info in model.model_fields.items():
+        children = _models_in(info.annotation)
+        if children:
+            yield info.alias or name, children
+
+
+def _tag_of(model: type[BaseModel]) -> tuple[str, str] | None:
+    """The (discriminator, value) of a union member: a field typed as a one-value Literal."""
+    for key in _DISCRIMINATORS:
+        info = model.model_fields.get(key)
+        if info is None or typing.get_origin(info.annotation) is not typing.Literal:
+            continue
+        values = typing.get_args(info.annotation)
+        if len(values) == 1:
+            return key, str(values[0])
+    return None
+
+
+def _models_at(
+    loc: tuple[int | str, ...],
+) -> tuple[list[type[BaseModel]], list[type[BaseModel]]]:
+    """The model(s) a pydantic location points into, and the other variants of its union."""
+    current: list[type[BaseModel]] = [d.ConnectorDescriptor]
+    variants: list[type[BaseModel]] = []
+    for item in loc:
+        if isinstance(item, int) or not current:
+            continue
+        if len(current) > 1:
+            tagged = [m for m in current if (_tag_of(m) or ("", ""))[1] == item]
+            if tagged:
+                variants = [m for m in current if m not in tagged]
+                current = tagged
+                continue
+        following: list[type[BaseModel]] = []
+        for model in current:
+            for name, info in model.model_fields.items():
+                if item in (name, info.alias):
+                    following += _models_in(info.annotation)
+        current, variants = following, []
+    return current, variants
+
+
 # --------------------------------------------------------------------------- meaning
 
 _REQUEST_VARIABLES = frozenset({"baseUrl", "checkpoint", "pageToken", "pageSize"})
@@ -146,14 +284,178 @@ _HEALTH_VARIABLES = frozenset({"baseUrl"})
 _SIGNED_PAYLOAD_VARIABLES = frozenset({"body", "timestamp", "id", "url"})
 
 
-class _Checker:
-    """Collects problems while walking one parsed descriptor."""
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """The parts of a descriptor that meaning checks read, each None when it did not parse.
 
-    def __init__(self, descriptor: d.ConnectorDescriptor) -> None:
-        self.descriptor = descriptor
+    ``config_keys`` / ``credential_keys`` are None when they cannot be known
+    (their list is not even a list), which silences the checks that need them
+    rather than reporting every use as unknown.
+    """
+
+    config_fields: list[d.ConfigField] | None
+    config_keys: frozenset[str] | None
+    credential_keys: frozenset[str] | None
+    auth: d.AuthDescriptor | None
+    polling: tuple[tuple[str, d.PollingSpec], ...] = ()
+    webhooks: tuple[tuple[str, d.WebhookSpec], ...] = ()
+    has_webhook: bool = False
+    field_mapping: d.FieldMappingDescriptor | None = None
+    health_check: d.HealthCheckDescriptor | None = None
+    response_errors: d.ResponseErrors | None = None
+    unparsed: tuple[tuple[str, Any], ...] = ()
+    """Raw parts that did not parse, with their paths: scanned for paths, regexes, templates."""
+
+    @classmethod
+    def of(cls, descriptor: d.ConnectorDescriptor) -> _Parts:
+        ingestion = descriptor.ingestion
+        polling: tuple[tuple[str, d.PollingSpec], ...] = ()
+        webhooks: tuple[tuple[str, d.WebhookSpec], ...] = ()
+        if isinstance(ingestion, d.PollingDescriptor):
+            polling = (("ingestion", ingestion),)
+        elif isinstance(ingestion, d.WebhookDescriptor):
+            webhooks = (("ingestion", ingestion),)
+        elif isinstance(ingestion, d.PollingAndWebhookDescriptor):
+            polling = (("ingestion.polling", ingestion.polling),)
+            webhooks = (("ingestion.webhook", ingestion.webhook),)
+        return cls(
+            config_fields=list(descriptor.config_fields),
+            config_keys=frozenset(f.key for f in descriptor.config_fields),
+            credential_keys=frozenset(f.key for f in _credential_fields(descriptor.auth)),
+            auth=descriptor.auth,
+            polling=polling,
+            webhooks=webhooks,
+            has_webhook=descriptor.webhook is not None,
+            field_mapping=descriptor.field_mapping,
+            health_check=descriptor.health_check,
+            response_errors=descriptor.response_errors,
+        )
+
+
+_M = typing.TypeVar("_M", bound=BaseModel)
+_AUTH: TypeAdapter[d.AuthDescriptor] = TypeAdapter(d.AuthDescriptor)
+_CONFIG_FIELDS: TypeAdapter[list[d.ConfigField]] = TypeAdapter(list[d.ConfigField])
+_INGESTION_MODELS: dict[str, type[BaseModel]] = {
+    "polling": d.PollingDescriptor,
+    "webhook": d.WebhookDescriptor,
+}
+
+
+def _parsed(model: type[_M], data: Any) -> _M | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        return None
+
+
+def _raw_keys(items: Any) -> frozenset[str] | None:
+    """The ``key`` of every field object in a raw list, or None when it is no list."""
+    if not isinstance(items, list):
+        return None
+    return frozenset(
+        item["key"]
+        for item in items
+        if isinstance(item, Mapping) and isinstance(item.get("key"), str)
+    )
+
+
+def _salvage(data: Any) -> _Parts:
+    """The parts of a descriptor that parse on their own, and the raw rest."""
+    if not isinstance(data, Mapping):
+        return _Parts(config_fields=None, config_keys=None, credential_keys=None, auth=None)
+    unparsed: list[tuple[str, Any]] = []
+
+    config_fields: list[d.ConfigField] | None
+    try:
+        config_fields = _CONFIG_FIELDS.validate_python(data.get("configFields", []))
+    except ValidationError:
+        config_fields = None
+    config_keys = _raw_keys(data.get("configFields", []))
+
+    raw_auth = data.get("auth")
+    auth: d.AuthDescriptor | None
+    try:
+        auth = _AUTH.validate_python(raw_auth)
+    except ValidationError:
+        auth = None
+    if auth is not None:
+        credential_keys: frozenset[str] | None = frozenset(f.key for f in _credential_fields(auth))
+    elif isinstance(raw_auth, Mapping) and raw_auth.get("method") == "none":
+        credential_keys = frozenset()
+    else:
+        config = raw_auth.get("config") if isinstance(raw_auth, Mapping) else None
+        credential_keys = _raw_keys(
+            config.get("credentialFields") if isinstance(config, Mapping) else None
+        )
+
+    polling: list[tuple[str, d.PollingSpec]] = []
+    webhooks: list[tuple[str, d.WebhookSpec]] = []
+    raw_ingestion = data.get("ingestion")
+    mode = raw_ingestion.get("mode") if isinstance(raw_ingestion, Mapping) else None
+    if isinstance(raw_ingestion, Mapping) and mode == "polling_and_webhook":
+        blocks: list[tuple[str, type[BaseModel], Any]] = [
+            ("ingestion.polling", d.PollingSpec, raw_ingestion.get("polling")),
+            ("ingestion.webhook", d.WebhookSpec, raw_ingestion.get("webhook")),
+        ]
+        stray = {k: v for k, v in raw_ingestion.items() if k not in ("mode", "polling", "webhook")}
+        if stray:
+            unparsed.append(("ingestion", stray))
+    elif isinstance(raw_ingestion, Mapping) and isinstance(mode, str) and mode in _INGESTION_MODELS:
+        blocks = [("ingestion", _INGESTION_MODELS[mode], raw_ingestion)]
+    else:
+        blocks = []
+        if raw_ingestion is not None:
+            unparsed.append(("ingestion", raw_ingestion))
+    for where, model, raw in blocks:
+        spec = _parsed(model, raw)
+        if isinstance(spec, d.PollingSpec):
+            polling.append((where, spec))
+        elif isinstance(spec, d.WebhookSpec):
+            webhooks.append((where, spec))
+        elif raw is not None:
+            unparsed.append((where, raw))
+
+    def part(key: str, model: type[_M]) -> _M | None:
+        raw = data.get(key)
+        parsed = None if raw is None else _parsed(model, raw)
+        if raw is not None and parsed is None:
+            unparsed.append((key, raw))
+        return parsed
+
+    return _Parts(
+        config_fields=config_fields,
+        config_keys=config_keys,
+        credential_keys=credential_keys,
+        auth=auth,
+        polling=tuple(polling),
+        webhooks=tuple(webhooks),
+        has_webhook=mode in ("webhook", "polling_and_webhook"),
+        field_mapping=part("fieldMapping", d.FieldMappingDescriptor),
+        health_check=part("healthCheck", d.HealthCheckDescriptor),
+        response_errors=part("responseErrors", d.ResponseErrors),
+        unparsed=tuple(unparsed),
+    )
+
+
+_PATH_KEYS = frozenset(
+    {
+        "itemsPath", "idPath", "timestampPath", "participantsPath", "tagsPath",
+        "relatedItemsPath", "versionPath", "eventTypePath", "actionPath", "deliveryIdPath",
+        "nextPath", "totalPath", "hasMorePath", "baseUrlPath", "tokenPath", "cursorPath",
+        "bodyPath", "whenPath", "respondPath", "codePath",
+    }
+)  # fmt: skip
+_CONDITION_KEYS = ("when", "operator", "value", "valuePath")
+
+
+class _Checker:
+    """Collects problems while walking the parts of one descriptor."""
+
+    def __init__(self, parts: _Parts) -> None:
+        self.parts = parts
         self.problems: list[Problem] = []
-        self.config_keys = {f.key for f in descriptor.config_fields}
-        self.credential_keys = {f.key for f in _credential_fields(descriptor.auth)}
+        self.config_keys = parts.config_keys
+        self.credential_keys = parts.credential_keys
 
     def add(self, path: str, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(path, message, hint))
@@ -182,7 +484,7 @@ class _Checker:
                 continue
             if name.startswith("config."):
                 key = name.removeprefix("config.")
-                if key in self.config_keys or key == "baseUrl":
+                if self.config_keys is None or key in self.config_keys or key == "baseUrl":
                     continue
                 close = difflib.get_close_matches(key, sorted(self.config_keys), n=1)
                 self.add(
@@ -213,7 +515,7 @@ class _Checker:
                 self.add(where, f"placeholder '{{{{{name}}}}}' is not a valid item path: {error}")
 
     def credential(self, where: str, key: str | None) -> None:
-        if key is not None and key not in self.credential_keys:
+        if key is not None and self.credential_keys is not None and key not in self.credential_keys:
             known = ", ".join(sorted(self.credential_keys)) or "none"
             self.add(
                 where,
@@ -224,23 +526,55 @@ class _Checker:
     # -- parts
 
     def run(self) -> list[Problem]:
-        desc = self.descriptor
+        parts = self.parts
         self.fields()
-        self.auth()
-        ingestion = desc.ingestion
-        if isinstance(ingestion, d.PollingDescriptor):
-            self.polling("ingestion", ingestion)
-        elif isinstance(ingestion, d.WebhookDescriptor):
-            self.webhook("ingestion", ingestion)
-        elif isinstance(ingestion, d.PollingAndWebhookDescriptor):
-            self.polling("ingestion.polling", ingestion.polling)
-            self.webhook("ingestion.webhook", ingestion.webhook)
-        if desc.field_mapping is not None:
-            self.mapping("fieldMapping", desc.field_mapping, webhook=desc.webhook is not None)
-        self.health_check(desc.health_check)
-        if desc.response_errors is not None:
-            self.path("responseErrors.codePath", desc.response_errors.code_path)
+        if parts.auth is not None:
+            self.auth(parts.auth)
+        for where, polling in parts.polling:
+            self.polling(where, polling)
+        for where, webhook in parts.webhooks:
+            self.webhook(where, webhook)
+        if parts.field_mapping is not None:
+            self.mapping("fieldMapping", parts.field_mapping, webhook=parts.has_webhook)
+        if parts.health_check is not None:
+            self.health_check(parts.health_check)
+        if parts.response_errors is not None:
+            self.path("responseErrors.codePath", parts.response_errors.code_path)
+        for where, raw in parts.unparsed:
+            self.raw(where, raw)
         return self.problems
+
+    def raw(self, where: str, node: Any) -> None:
+        """Checks that need no model, on a part that did not parse: paths, regexes, templates."""
+        if isinstance(node, list):
+            for index, item in enumerate(node):
+                self.raw(f"{where}[{index}]", item)
+            return
+        if not isinstance(node, Mapping):
+            return
+        handled: set[str] = set()
+        if isinstance(node.get("when"), str) and isinstance(node.get("operator"), str):
+            condition = _parsed(d.Condition, {k: node[k] for k in _CONDITION_KEYS if k in node})
+            if condition is not None:
+                self.condition(where, condition)
+                handled = {"when", "valuePath"}
+        for key, value in node.items():
+            at = f"{where}.{key}" if where else str(key)
+            if key in handled:
+                continue
+            if key in _PATH_KEYS and isinstance(value, str):
+                self.path(at, value)
+            elif key == "rawFields" and isinstance(value, list):
+                for index, raw_field in enumerate(value):
+                    if isinstance(raw_field, str):
+                        self.path(f"{at}[{index}]", raw_field)
+            elif key == "summaryTemplate" and isinstance(value, str):
+                self.item_template(at, value)
+            elif key == "endpoint" and isinstance(value, str):
+                allowed = _HEALTH_VARIABLES if where == "healthCheck" else _REQUEST_VARIABLES
+                self.template(at, value, allowed)
+            else:
+                self.raw(at, value)
 
     def health_check(self, check: d.HealthCheckDescriptor) -> None:
         self.template("healthCheck.endpoint", check.endpoint, _HEALTH_VARIABLES)
@@ -254,22 +588,23 @@ class _Checker:
             self.template(body_where, text, _HEALTH_VARIABLES)
 
     def fields(self) -> None:
+        config_fields = self.parts.config_fields or []
+        auth = self.parts.auth
         for label, keys in (
-            ("configFields", [f.key for f in self.descriptor.config_fields]),
+            ("configFields", [f.key for f in config_fields]),
             (
                 "auth.config.credentialFields",
-                [f.key for f in _credential_fields(self.descriptor.auth)],
+                [f.key for f in _credential_fields(auth)] if auth is not None else [],
             ),
         ):
             for index, key in enumerate(keys):
                 if keys.index(key) != index:
                     self.add(f"{label}[{index}].key", f"duplicate key '{key}'")
-        for index, field in enumerate(self.descriptor.config_fields):
+        for index, field in enumerate(config_fields):
             if field.type == "select" and not field.options:
                 self.add(f"configFields[{index}].options", "a select field needs options")
 
-    def auth(self) -> None:
-        auth = self.descriptor.auth
+    def auth(self, auth: d.AuthDescriptor) -> None:
         base = "auth.config"
         if isinstance(auth, d.ApiKeyAuth | d.PatAuth):
             config = auth.config
@@ -381,15 +716,15 @@ class _Checker:
             if not event_type.strip():
                 self.add(f"{where}.eventTypes[{index}]", "empty event type")
         if spec.verification == "signature":
-            signature = self.descriptor.signature_verification()
-            if signature is None:
+            signature = d.signature_scheme(spec, self.parts.auth)
+            if signature is None and self.parts.auth is not None:
                 self.add(
                     f"{where}.verification",
                     "verification is 'signature' but no signature scheme is configured",
                     "add a 'signature' object, or use auth.method 'webhook_secret'",
                 )
-            else:
-                self.signature(f"{where}.signature", signature)
+            elif signature is not None:
+                self.signature(f"{where}.signature", signature, explicit=spec.signature is not None)
         elif spec.verification == "token":
             if spec.token is None:
                 self.add(f"{where}.token", "verification is 'token' but 'token' is not configured")
@@ -401,7 +736,7 @@ class _Checker:
         if spec.field_mapping is not None:
             self.mapping(f"{where}.fieldMapping", spec.field_mapping, webhook=True)
 
-    def signature(self, where: str, signature: d.SignatureVerification) -> None:
+    def signature(self, where: str, signature: d.SignatureVerification, *, explicit: bool) -> None:
         used = self.template(
             f"{where}.signedPayload", signature.signed_payload, _SIGNED_PAYLOAD_VARIABLES
         )
@@ -416,7 +751,7 @@ class _Checker:
             self.add(f"{where}.idHeader", "signedPayload uses {{id}} but idHeader is not set")
         if signature.timestamp is not None:
             self.path(f"{where}.timestamp.bodyPath", signature.timestamp.body_path)
-        if self.descriptor.webhook is not None and self.descriptor.webhook.signature is not None:
+        if explicit:
             self.credential(f"{where}.secretCredential", signature.secret_credential)
 
     def handshake(self, where: str, handshake: d.Handshake) -> None:
@@ -506,7 +841,7 @@ class _Checker:
 
 def check_descriptor(descriptor: d.ConnectorDescriptor) -> list[Problem]:
     """Meaning checks on a descriptor whose shape is already valid."""
-    return _Checker(descriptor).run()
+    return _Checker(_Parts.of(descriptor)).run()
 
 
 def _credential_fields(auth: d.AuthDescriptor) -> list[d.CredentialField]:

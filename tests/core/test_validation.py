@@ -1,0 +1,142 @@
+"""One-pass validation: shape and meaning problems reported together, each where it is.
+
+An author fixes a descriptor in a loop; a validator that hides meaning problems
+behind shape problems makes that loop three rounds instead of one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ucf.core.validation import Problem, validate_descriptor
+
+ROOT = Path(__file__).resolve().parents[2]
+BRIEF = ROOT / "tests/fixtures/descriptors/brief-github-issues.json"
+
+
+def brief() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(BRIEF.read_text())
+    return data
+
+
+def problems(data: Any) -> dict[str, Problem]:
+    descriptor, found = validate_descriptor(data)
+    assert descriptor is None or found == [] or found
+    return {p.path: p for p in found}
+
+
+def test_a_descriptor_with_five_problems_reports_five_in_one_pass() -> None:
+    data = brief()
+    data["category"] = "Dev"  # shape
+    data["healthCheck"]["method"] = "PUT"  # shape
+    data["fieldMapping"]["idPath"] = "$.id[["  # JSONPath that does not parse
+    data["fieldMapping"]["signalTypeRules"][2]["value"] = "(?<=x)y"  # RE2 refuses lookbehind
+    data["ingestion"]["endpoint"] = "{{baseUrl}}/{{nope}}"  # unknown template variable
+    found = problems(data)
+    assert set(found) == {
+        "category",
+        "healthCheck.method",
+        "fieldMapping.idPath",
+        "fieldMapping.signalTypeRules[2].value",
+        "ingestion.endpoint",
+    }, found
+    assert "RE2" in found["fieldMapping.signalTypeRules[2].value"].message
+
+
+def test_a_part_that_does_not_parse_still_has_its_paths_and_regexes_checked() -> None:
+    data = brief()
+    mapping = data["fieldMapping"]
+    mapping["itemPath"] = "$"  # typo: the mapping as a whole does not parse
+    mapping["timestampPath"] = "$..[["
+    mapping["signalTypeRules"][1]["operator"] = "exists"  # exists takes no value
+    mapping["signalTypeRules"][2]["value"] = "(?=x)"
+    found = problems(data)
+    assert found["fieldMapping.itemPath"].hint == "did you mean 'itemsPath'?"
+    assert "does not parse" in found["fieldMapping.timestampPath"].message
+    assert "takes no value" in found["fieldMapping.signalTypeRules[1].value"].message
+    assert "RE2" in found["fieldMapping.signalTypeRules[2].value"].message
+
+
+def test_meaning_checks_needing_a_broken_part_stay_silent_instead_of_guessing() -> None:
+    data = brief()
+    data["auth"]["method"] = "patt"  # credential fields unknowable as a model...
+    data["ingestion"] = {
+        "mode": "webhook",
+        "eventTypes": ["issues"],
+        "eventTypeHeader": "X-GitHub-Event",
+        "verification": "token",
+        "token": {"header": "X-Token", "secretCredential": "token"},
+    }
+    data["id"] = "Bad Id"
+    found = problems(data)
+    # ...but their raw keys are still read: 'token' is a declared credential field.
+    assert set(found) == {"auth", "id"}, found
+    data["ingestion"]["token"]["secretCredential"] = "hookSecret"
+    assert (
+        "no credential field 'hookSecret'"
+        in problems(data)["ingestion.token.secretCredential"].message
+    )
+
+
+def test_moving_to_polling_and_webhook_says_where_each_field_goes() -> None:
+    """Found by a new author moving a GitLab connector from polling to polling_and_webhook."""
+    data = brief()
+    data["ingestion"].update(
+        {
+            "mode": "polling_and_webhook",
+            "eventTypes": ["Issue Hook"],
+            "eventTypeHeader": "X-Gitlab-Event",
+            "verification": "token",
+            "token": {"header": "X-Gitlab-Token"},
+        }
+    )
+    found = problems(data)
+    endpoint = found["ingestion.endpoint"]
+    assert (
+        endpoint.message
+        == "in mode 'polling_and_webhook', 'endpoint' belongs under 'ingestion.polling'"
+    )
+    assert endpoint.hint == "move it into 'ingestion.polling'"
+    assert found["ingestion.eventTypeHeader"].hint == "move it into 'ingestion.webhook'"
+    assert found["ingestion.token"].hint == "move it into 'ingestion.webhook'"
+    assert "expects two objects: 'polling'" in (found["ingestion.polling"].hint or "")
+    assert not any("did you mean" in (p.hint or "") for p in found.values())
+
+
+def test_a_field_of_another_mode_names_that_mode() -> None:
+    data = brief()
+    data["ingestion"]["webhook"] = {"eventTypes": ["x"], "verification": "none"}
+    found = problems(data)
+    assert "mode 'polling' expects the request fields" in found["ingestion.webhook"].message
+    assert "only mode 'polling_and_webhook' has 'webhook'" in (
+        found["ingestion.webhook"].hint or ""
+    )
+
+
+def test_unknown_field_suggests_a_key_of_its_own_block() -> None:
+    data = brief()
+    data["ingestion"]["pagination"]["pagesize"] = 10
+    assert problems(data)["ingestion.pagination.pagesize"].hint == "did you mean 'pageSize'?"
+
+
+def test_event_type_header_alone_is_enough() -> None:
+    data = brief()
+    polling = data["ingestion"]
+    del polling["mode"]
+    data["ingestion"] = {
+        "mode": "polling_and_webhook",
+        "polling": polling,
+        "webhook": {
+            "eventTypes": ["Issue Hook"],
+            "eventTypeHeader": "X-Gitlab-Event",
+            "actionPath": "$.object_attributes.action",
+            "verification": "none",
+        },
+    }
+    assert problems(data) == {}
+    del data["ingestion"]["webhook"]["eventTypeHeader"]
+    assert "eventTypePath or eventTypeHeader" in (
+        problems(data)["ingestion.webhook.eventTypePath"].hint or ""
+    )
