@@ -174,33 +174,31 @@ def map_sample(
     """
     if as_poll and as_webhook:
         raise fail("--poll and --webhook exclude each other")
-    from ucf.runtime.sources import NativeSourceMissing, source_for
+    import asyncio
+
+    from ucf.service.preview import preview_sample
 
     descriptor = load_descriptor(descriptor_file)
-    try:
-        source = source_for(descriptor)
-    except NativeSourceMissing as error:
-        raise fail(str(error)) from None
     body = _read_bytes(sample)
     payload = read_json_file(sample, "sample")
-    headers = dict(parse_header(h) for h in header or [])
-    now = datetime.now(UTC)
-    pushes = descriptor.webhook is not None or source.webhooks is not None
-    polls = source.schedule is not None
-    guessed = not (as_poll or as_webhook)
-    webhook_mode = as_webhook or (guessed and pushes and (bool(headers) or not polls))
-    if webhook_mode and not pushes:
-        raise fail(f"{descriptor.id} receives no webhooks")
-    if webhook_mode:
-        if source.webhooks is not None:
-            result = _map_native_webhook(source.webhooks, descriptor.id, body, headers, project)
-        else:
-            result = _map_webhook(descriptor, payload, headers, project, now, body)
-    else:
-        result = _map_poll(source, payload, project, now)
-    if guessed and not result.signals and not result.errors and not result.skipped:
-        _explain_nothing(descriptor, payload, webhook_mode, pushes)
-    _print_result(result)
+    preview = asyncio.run(
+        preview_sample(
+            descriptor,
+            payload,
+            body=body,
+            headers=dict(parse_header(h) for h in header or []),
+            mode="poll" if as_poll else "webhook" if as_webhook else "auto",
+            project_id=project,
+            now=datetime.now(UTC),
+            switches=("add --poll", "add --webhook"),
+        )
+    )
+    if preview.problems:
+        problem = preview.problems[0]
+        raise fail(problem.message + (f" ({problem.hint})" if problem.hint else ""))
+    for note in preview.notes:
+        typer.echo(f"note: {note}", err=True)
+    _print_result(preview.result)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -208,44 +206,6 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as error:
         raise fail(f"cannot read sample {path}: {error.strerror or error}") from None
-
-
-def _map_poll(source: Any, payload: Any, project: str, now: datetime) -> MappingResult:
-    """A saved poll response through the source's own item extraction and normaliser."""
-    extract = getattr(source, "extract_items", None)
-    if callable(extract):
-        items = extract(payload)
-    else:
-        plan = getattr(source, "plan", None)
-        mapping = getattr(plan, "mapping", None)
-        if mapping is not None:
-            items = mapping.extract_items(payload)
-        elif isinstance(payload, list):
-            items = payload
-        else:
-            raise fail(
-                f"{source.descriptor.id} cannot read a response page here: pass a JSON array "
-                "of its items"
-            )
-    result: MappingResult = source.normalise(items, project_id=project, now=now)
-    return result
-
-
-def _explain_nothing(
-    descriptor: ConnectorDescriptor, payload: Any, webhook_mode: bool, pushes: bool
-) -> None:
-    """Why a guessed mode found nothing, in one line (the usual cause: the other mode)."""
-    if webhook_mode:
-        typer.echo(
-            "note: the sample was read as a webhook delivery and mapped to nothing; "
-            "if it is a poll response, add --poll",
-            err=True,
-        )
-        return
-    mapping = descriptor.field_mapping
-    where = f"itemsPath {mapping.items_path}" if mapping is not None else "the response"
-    hint = " and the sample looks like a webhook payload: add --webhook" if pushes else ""
-    typer.echo(f"note: {where} matched nothing{hint}", err=True)
 
 
 def _print_result(result: MappingResult) -> None:
@@ -261,76 +221,6 @@ def _print_result(result: MappingResult) -> None:
     typer.echo(f"{len(result.signals)} signal(s), {len(result.errors)} item error(s)", err=True)
     if result.errors and not result.signals:
         raise typer.Exit(1)
-
-
-def _map_native_webhook(
-    handler: Any, connector_id: str, body: bytes, headers: dict[str, str], project: str
-) -> MappingResult:
-    """A native handler's signals for a delivery, without verification or upstream calls."""
-    import asyncio
-
-    from ucf.core.mapping import MappingResult
-    from ucf.runtime.native import Malformed, Unhandled, WebhookContext, WebhookRequest
-
-    async def offline() -> Any:
-        raise RuntimeError("ucf map does not call the upstream")
-
-    request = WebhookRequest(method="POST", body=body, headers=headers)
-    context = WebhookContext(
-        project_id=project,
-        connector_id=connector_id,
-        credentials={},
-        config={},
-        now=datetime.now(UTC),
-        upstream=offline,
-    )
-    try:
-        outcome = asyncio.run(handler.signals(request, context))
-    except Malformed as error:
-        raise fail(f"the delivery cannot be read: {error}") from None
-    except RuntimeError as error:
-        raise fail(f"{connector_id} needs its API to map this delivery ({error})") from None
-    if isinstance(outcome, Unhandled):
-        typer.echo(
-            f"event type {outcome.event_type!r} is not handled by {connector_id}: ignored", err=True
-        )
-        return MappingResult()
-    mapped: MappingResult = outcome
-    return mapped
-
-
-def _map_webhook(
-    descriptor: ConnectorDescriptor,
-    payload: Any,
-    headers: dict[str, str],
-    project: str,
-    now: datetime,
-    body: bytes,
-) -> MappingResult:
-    from ucf.core.mapping import CompiledMapping, MappingResult
-    from ucf.core.webhook import event_type_of, fallback_version, handles
-
-    webhook = descriptor.webhook
-    mapping = descriptor.webhook_mapping()
-    if webhook is None or mapping is None:
-        raise fail(f"{descriptor.id} receives no webhooks")
-    event_type = event_type_of(webhook, payload, headers)
-    if event_type is None:
-        raise fail("the sample has no event type (check eventTypePath / --header)")
-    if not handles(webhook, event_type):
-        typer.echo(
-            f"event type {event_type!r} is not handled by {descriptor.id}: ignored", err=True
-        )
-        return MappingResult()
-    compiled = CompiledMapping(mapping)
-    return compiled.map_items(
-        compiled.extract_items(payload),
-        descriptor.id,
-        project,
-        event_type=event_type,
-        fallback_version=fallback_version(webhook, payload, headers, body),
-        now=now,
-    )
 
 
 @connectors_app.command("docs")

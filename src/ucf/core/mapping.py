@@ -123,6 +123,43 @@ class MappingResult:
     """Items the mapping's ``skip`` conditions left out (not signals, not errors)."""
 
 
+@dataclass(frozen=True, slots=True)
+class TypeReason:
+    """Why an item got its signal type: the rule that chose it, or none (the default).
+
+    For authors (the dashboard's preview, ``ucf map``), never on the hot path:
+    :meth:`CompiledMapping.explain_type` evaluates the rules one by one, which
+    the planned lookup of :meth:`CompiledMapping.signal_type` does not.
+    """
+
+    type: str
+    rule: int | None
+    """Index in ``signalTypeRules``; None when no rule held and ``defaultType`` applied."""
+    because: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "rule": self.rule, "because": self.because}
+
+
+def describe_condition(condition: Condition) -> str:
+    """``$.state equals 'closed'``: a condition as an author reads it."""
+    if condition.operator in ("exists", "not_exists"):
+        return f"{condition.when} {condition.operator.replace('_', ' ')}"
+    operand = (
+        f"the value at {condition.value_path}"
+        if condition.value_path is not None
+        else json.dumps(condition.value, ensure_ascii=False)
+    )
+    return f"{condition.when} {condition.operator.replace('_', ' ')} {operand}"
+
+
+def _describe_rule(rule: SignalTypeRule) -> str:
+    parts = [describe_condition(rule), *(describe_condition(c) for c in rule.all)]
+    if rule.event_types is not None:
+        parts.insert(0, "event type in " + ", ".join(rule.event_types))
+    return " and ".join(parts)
+
+
 class ItemMappingError(ValueError):
     """Raised by :meth:`CompiledMapping.map` for one unmappable item."""
 
@@ -546,6 +583,15 @@ class CompiledMapping:
     def signal_type(self, item: Any, event_type: str | None = None) -> str:
         found = self._type_of(item, event_type)
         return self._default_type if found is None else found
+
+    def explain_type(self, item: Any, event_type: str | None = None) -> TypeReason:
+        """The signal type with the rule that chose it (same answer as :meth:`signal_type`)."""
+        rules = self.descriptor.signal_type_rules
+        for index, rule in enumerate(rules):
+            if _compile_rule(rule)(item, event_type):
+                return TypeReason(rule.then, index, _describe_rule(rule))
+        because = "no rule held" if rules else "there are no signalTypeRules"
+        return TypeReason(self._default_type, None, f"{because}: defaultType")
 
     def priority(self, item: Any, event_type: str | None = None) -> Priority | None:
         return self._priority_of(item, event_type)

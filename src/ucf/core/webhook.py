@@ -1,17 +1,21 @@
 """What a webhook delivery is about: its event type, delivery id and fallback identity.
 
-Pure helpers shared by the gateway and ``ucf map``, so a descriptor author sees
-exactly what the gateway will do with a sample delivery.
+Pure helpers shared by the gateway, ``ucf map`` and the dashboard's preview
+(:func:`map_delivery`), so a descriptor author sees exactly what the gateway
+will do with a sample delivery.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from ucf.core.descriptor import WebhookSpec
 from ucf.core.jsonpath import MISSING, compile_path
+from ucf.core.mapping import CompiledMapping, MappingResult
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
@@ -98,3 +102,46 @@ def fallback_version(
             if found:
                 return found
     return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class MappedDelivery:
+    """One delivery's signals, or why there are none.
+
+    ``event_type`` is None when the delivery names no event type; ``handled``
+    is False when the connector does not map that event type (the gateway
+    answers 202 and stores nothing).
+    """
+
+    event_type: str | None
+    handled: bool
+    result: MappingResult = field(default_factory=MappingResult)
+
+
+def map_delivery(
+    webhook: WebhookSpec,
+    mapping: CompiledMapping,
+    payload: Any,
+    *,
+    headers: Mapping[str, str],
+    body: bytes,
+    connector_id: str,
+    project_id: str,
+    now: datetime,
+) -> MappedDelivery:
+    """A verified webhook delivery as signals: the gateway, ``ucf map`` and the dashboard's
+    preview all call this, so an author sees what the gateway will store."""
+    event_type = event_type_of(webhook, payload, headers)
+    if event_type is None:
+        return MappedDelivery(None, handled=False)
+    if not handles(webhook, event_type):
+        return MappedDelivery(event_type, handled=False)
+    result = mapping.map_items(
+        mapping.extract_items(payload),
+        connector_id,
+        project_id,
+        event_type=event_type,
+        fallback_version=fallback_version(webhook, payload, headers, body),
+        now=now,
+    )
+    return MappedDelivery(event_type, handled=True, result=result)

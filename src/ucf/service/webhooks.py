@@ -48,7 +48,7 @@ from urllib.parse import quote
 from ucf.core.client_address import client_key
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.payload import payload_or_missing
-from ucf.core.webhook import event_type_of, fallback_version, handles
+from ucf.core.webhook import map_delivery
 from ucf.runtime.http import UpstreamError
 from ucf.runtime.native import (
     Handshake,
@@ -724,22 +724,24 @@ class WebhookGateway:
         mapping: CompiledMapping | None = connector.webhook_mapping
         assert webhook is not None  # target() checked both
         assert mapping is not None
-        event_type = event_type_of(webhook, payload, delivery.headers)
-        if event_type is None:
-            where = webhook.event_type_header or webhook.event_type_path
-            raise BadDelivery(f"the delivery names no event type (expected at {where})")
-        if not handles(webhook, event_type):
-            self._observer.ignored(connector.id, event_type)
-            return Ignored(event_type)
         now = self._context.clock()
-        result = mapping.map_items(
-            mapping.extract_items(payload),
-            connector.id,
-            target.project_id,
-            event_type=event_type,
-            fallback_version=fallback_version(webhook, payload, delivery.headers, delivery.body),
+        mapped = map_delivery(
+            webhook,
+            mapping,
+            payload,
+            headers=delivery.headers,
+            body=delivery.body,
+            connector_id=connector.id,
+            project_id=target.project_id,
             now=now,
         )
+        if mapped.event_type is None:
+            where = webhook.event_type_header or webhook.event_type_path
+            raise BadDelivery(f"the delivery names no event type (expected at {where})")
+        if not mapped.handled:
+            self._observer.ignored(connector.id, mapped.event_type)
+            return Ignored(mapped.event_type)
+        result = mapped.result
         return await self._store(target, result, now)
 
 
