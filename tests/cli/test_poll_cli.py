@@ -123,7 +123,7 @@ def test_poll_with_a_rejected_token_fails_in_one_secret_free_line(
     assert result.stdout == ""
     assert result.stderr == (
         f"error: GET 127.0.0.1:{server.port}/repos/octo/hello/issues: "
-        "credentials rejected (HTTP 401)\n"
+        "credentials rejected (HTTP 401: Bad credentials)\n"
     )
     assert len(server.requests) == 1
 
@@ -155,7 +155,7 @@ def test_check_prints_status_and_latency(
     unhealthy = ucf(*args, "--credential", "token=ghp_wrong_token_123456")
     assert unhealthy.returncode == 1
     assert unhealthy.stdout.startswith("unhealthy: HTTP 401 after ")
-    assert "expected HTTP 200, got 401" in unhealthy.stderr
+    assert "credentials rejected (HTTP 401: Bad credentials)" in unhealthy.stderr
     assert "ghp_wrong_token_123456" not in unhealthy.stdout + unhealthy.stderr
 
 

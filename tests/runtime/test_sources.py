@@ -170,8 +170,28 @@ async def test_health_check_with_rejected_credentials_is_unhealthy_without_the_k
     result = await GenericSource(desc).health_check(context(client, server, desc))
     assert (result.ok, result.status) == (False, 401)
     assert result.error is not None
-    assert "expected HTTP 200, got 401" in result.error
+    assert "credentials rejected (HTTP 401: bad key)" in result.error
     assert "key-0123456789" not in result.error
+
+
+async def test_a_failed_check_shows_the_path_as_sent_and_the_providers_own_message(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """GitLab's ``projects/group%2Fproject``: a decoded path reads as a different URL."""
+    path = "/projects/group%2Fproject"
+    server.inject(Fault.respond(FakeResponse.json({"message": "404 Project Not Found"}, 404)))
+    desc = descriptor(
+        healthCheck={
+            "endpoint": "{{baseUrl}}" + path,
+            "method": "GET",
+            "expectStatus": 200,
+            "timeoutMs": 300,
+        }
+    )
+    result = await GenericSource(desc).health_check(context(client, server, desc))
+    assert result.error == (
+        f"GET 127.0.0.1:{server.port}{path}: expected HTTP 200, got HTTP 404: 404 Project Not Found"
+    )
 
 
 async def test_health_check_gives_up_at_its_own_timeout(

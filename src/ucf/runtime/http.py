@@ -136,10 +136,54 @@ class ResponseTooLarge(UpstreamError):
 
 
 def describe(request: httpx.Request) -> str:
-    """``GET api.example.com/path``: enough to debug, no query string, no credentials."""
+    """``GET api.example.com/path``: enough to debug, no query string, no credentials.
+
+    The path is shown as sent: GitLab's ``projects/group%2Fproject`` keeps its
+    ``%2F``, or an author cannot tell an encoded slash from a wrong path.
+    """
     url = request.url
     port = f":{url.port}" if url.port is not None else ""
-    return redact(f"{request.method} {url.host}{port}{url.path}")
+    path = url.raw_path.split(b"?", 1)[0].decode("ascii", "replace")
+    return redact(f"{request.method} {url.host}{port}{path}")
+
+
+_PROVIDER_MESSAGE_MAX: Final = 200
+
+
+def provider_message(response: httpx.Response) -> str | None:
+    """The provider's own words about a failed request, one short secret-free line.
+
+    GitHub ``{"message": "Bad credentials"}``, GitLab ``{"message": "404 Project
+    Not Found"}``, OAuth ``{"error_description": …}``, GraphQL ``{"errors":
+    [{"message": …}]}``: a status alone does not say which of several 404s it is.
+    """
+    try:
+        body = loads_strict(response.content) if response.content else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(body, dict):
+        return None
+    errors = body.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    for value in (
+        body.get("message"),
+        body.get("error_description"),
+        body.get("error"),
+        body.get("detail"),
+        first.get("message") if isinstance(first, dict) else first,
+    ):
+        if isinstance(value, str) and value.strip():
+            text = " ".join(value.split())
+            if len(text) > _PROVIDER_MESSAGE_MAX:
+                text = text[: _PROVIDER_MESSAGE_MAX - 1] + "…"
+            return redact(text)
+    return None
+
+
+def status_said(response: httpx.Response) -> str:
+    """``HTTP 404: 404 Project Not Found``: the status with the provider's message, if any."""
+    message = provider_message(response)
+    return f"HTTP {response.status_code}: {message}" if message else f"HTTP {response.status_code}"
 
 
 # --------------------------------------------------------------------------- size cap
@@ -427,7 +471,10 @@ def _status_failure(response: httpx.Response, now: float) -> _Failure | None:
                 " where ucf sends no credentials; point the connector at the new address"
             )
         return _Failure(
-            AuthFailed(f"{where}: credentials rejected (HTTP {status}){withheld}", status=status),
+            AuthFailed(
+                f"{where}: credentials rejected ({status_said(response)}){withheld}",
+                status=status,
+            ),
             "rejected",
         )
     if status in UNAVAILABLE_STATUSES:
@@ -436,7 +483,7 @@ def _status_failure(response: httpx.Response, now: float) -> _Failure | None:
             wait = retry_after_seconds(response.headers["retry-after"], now)
         error = UpstreamUnavailable(f"{where}: upstream unavailable (HTTP {status})", status=status)
         return _Failure(error, "unavailable", wait)
-    return _Failure(UpstreamError(f"{where}: HTTP {status}", status=status), "rejected")
+    return _Failure(UpstreamError(f"{where}: {status_said(response)}", status=status), "rejected")
 
 
 def _body_failure(response: httpx.Response, verdict: BodyError, now: float) -> _Failure:

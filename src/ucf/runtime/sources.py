@@ -38,6 +38,7 @@ from ucf.runtime.http import (
     body_error,
     describe,
     fetch,
+    status_said,
 )
 from ucf.runtime.native import (
     ENTRY_POINT_GROUP,
@@ -338,8 +339,14 @@ class HealthCheckPlan:
             )
         if status == check.expect_status:
             return HealthResult(ok=True, status=status, latency_ms=latency)
+        said = status_said(response)
+        message = (
+            f"{describe(request)}: credentials rejected ({said})"
+            if status in (401, 403)
+            else f"{describe(request)}: expected HTTP {check.expect_status}, got {said}"
+        )
         return _unhealthy(
-            f"{describe(request)}: expected HTTP {check.expect_status}, got {status}",
+            message,
             status=status,
             latency_ms=latency,
             failure=_failure_of_status(status),
