@@ -28,7 +28,14 @@ from ucf.core.webhook import map_delivery
 from ucf.runtime.native import Malformed, Unhandled, WebhookContext, WebhookRequest
 from ucf.runtime.sources import NativeSourceMissing, Source, source_for
 
-__all__ = ["Preview", "PreviewMode", "preview_sample", "signals_json"]
+__all__ = [
+    "Preview",
+    "PreviewMode",
+    "item_errors_json",
+    "preview_sample",
+    "signals_json",
+    "type_reasons",
+]
 
 PreviewMode = Literal["poll", "webhook", "auto"]
 
@@ -109,7 +116,15 @@ def signals_json(preview: Preview, sanitiser: Sanitiser) -> list[dict[str, Any]]
     ]
 
 
-def _reasons(
+def item_errors_json(result: MappingResult) -> list[dict[str, Any]]:
+    """Why items did not become signals: their index in the page, id if known, reason."""
+    return [
+        {"index": error.index, "itemId": error.item_id, "reason": error.reason}
+        for error in result.errors
+    ]
+
+
+def type_reasons(
     mapping: CompiledMapping, items: list[Any], result: MappingResult, event_type: str | None
 ) -> list[TypeReason | None]:
     """The type reason of each signal: items that were neither skipped nor errors, in order."""
@@ -139,7 +154,7 @@ def _poll(preview: Preview, source: Source, payload: Any, project_id: str, now: 
         )
     preview.result = source.normalise(items, project_id=project_id, now=now)
     if mapping is not None:
-        preview.reasons = _reasons(mapping, items, preview.result, None)
+        preview.reasons = type_reasons(mapping, items, preview.result, None)
     else:
         preview.reasons = [None] * len(preview.result.signals)
 
@@ -189,7 +204,7 @@ def _generic_webhook(
         )
         return
     preview.result = mapped.result
-    preview.reasons = _reasons(
+    preview.reasons = type_reasons(
         mapping, mapping.extract_items(payload), mapped.result, mapped.event_type
     )
 

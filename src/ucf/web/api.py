@@ -8,19 +8,24 @@ Credentials are write-only: instances come back with them masked
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from ucf.core.validation import Problem, validate_descriptor
 from ucf.service.errors import ConflictError, NotFoundError
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
+from ucf.service.preview import item_errors_json, preview_sample, signals_json
+from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
 from ucf.stores.models import SignalQuery, utc
 from ucf.web.access import TokenFirstRoute
 from ucf.web.errors import ErrorBody
@@ -151,6 +156,106 @@ async def update_connector(
 async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
     await state.context.connectors.delete(connector_id)
     return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- authoring
+
+
+class PreviewRequest(_Body):
+    descriptor: dict[str, Any] = Field(description="The descriptor being written (not stored).")
+    sample: Any = Field(description="A saved poll response, or a webhook delivery's JSON body.")
+    mode: Literal["poll", "webhook", "auto"] = Field(
+        default="auto",
+        description=(
+            "What the sample is. 'auto': a webhook delivery for a webhook-only connector or "
+            "when headers are given, a poll response otherwise."
+        ),
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="The delivery's headers (event type, delivery id)."
+    )
+    project: str = Field(default="preview", min_length=1, max_length=200)
+
+
+class TryRequest(_Body):
+    descriptor: dict[str, Any] = Field(description="The descriptor being written (not stored).")
+    credentials: dict[str, Any] = Field(
+        default_factory=dict, description="For this request only: never stored or echoed."
+    )
+    config: dict[str, Any] = Field(default_factory=dict)
+    max_pages: int = Field(default=1, ge=1, le=MAX_TRY_PAGES, alias="maxPages")
+
+
+def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[str, Any]]:
+    return [
+        {
+            "path": f"{prefix}.{p.path}" if prefix and p.path else prefix or p.path,
+            "message": p.message,
+            "hint": p.hint,
+        }
+        for p in problems
+    ]
+
+
+@router.post(
+    "/connectors/validate",
+    tags=["authoring"],
+    summary="Every problem of a descriptor, shape and meaning, in one pass (nothing stored)",
+    openapi_extra={DESCRIPTOR_BODY: True},
+)
+async def validate_connector(descriptor: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    parsed, problems = validate_descriptor(descriptor)
+    return {"valid": parsed is not None and not problems, "problems": _problems_json(problems)}
+
+
+@router.post(
+    "/connectors/preview",
+    tags=["authoring"],
+    summary="Map a sample poll response or webhook delivery offline (no network, nothing stored)",
+)
+async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any]:
+    parsed, problems = validate_descriptor(body.descriptor)
+    if parsed is None or problems:
+        return {
+            "signals": [],
+            "itemErrors": [],
+            "problems": _problems_json(problems, "descriptor"),
+            "notes": [],
+        }
+    preview = await preview_sample(
+        parsed,
+        body.sample,
+        body=json.dumps(body.sample, separators=(",", ":")).encode(),
+        headers=body.headers,
+        mode=body.mode,
+        project_id=body.project,
+        now=state.context.clock(),
+    )
+    return {
+        "mode": preview.mode,
+        "eventType": preview.event_type,
+        "signals": signals_json(preview, state.context.sanitiser),
+        "itemErrors": item_errors_json(preview.result),
+        "skipped": preview.result.skipped,
+        "problems": _problems_json(preview.problems),
+        "notes": preview.notes,
+    }
+
+
+@router.post(
+    "/connectors/try",
+    tags=["authoring"],
+    summary="One live poll page of a descriptor: request (masked), response, signals; nothing stored",
+)
+async def try_connector(state: State, body: TryRequest) -> dict[str, Any]:
+    tried = await try_descriptor(
+        state.context,
+        body.descriptor,
+        credentials=body.credentials,
+        config=body.config,
+        max_pages=body.max_pages,
+    )
+    return tryout_json(tried, state.context)
 
 
 # --------------------------------------------------------------------------- instances

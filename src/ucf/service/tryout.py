@@ -1,0 +1,271 @@
+"""Try a descriptor against the live API: one page, shown in full, nothing stored.
+
+The author of a new connector needs to see what the API really answers: the
+request as sent, the status, headers and body, and the signals the first page
+maps to. This runs the connector's own first poll (its auth, pagination and
+delta, :func:`ucf.runtime.connection.connect` and ``fetch_delta`` with
+``max_pages``) through an HTTP client built like the process's (the SSRF
+guard, timeouts, size cap, retries), records the exchange, and stops after
+the first page. No checkpoint, instance or signal is written.
+
+Credentials are typed for the try-out only: never stored, never logged, never
+echoed. Every value given is masked wherever it appears in what is shown
+(URL, headers, body, error), on top of the usual rules of
+:mod:`ucf.runtime.redaction` (authorization headers, ``?token=`` parameters,
+known token shapes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from ucf.core.descriptor import ConnectorDescriptor, OAuth2Auth
+from ucf.core.mapping import CompiledMapping, MappingResult
+from ucf.core.sanitiser import Sanitiser
+from ucf.core.validation import validate_descriptor
+from ucf.runtime.connection import connect
+from ucf.runtime.http import AuthFailed, UpstreamError, create_client
+from ucf.runtime.polling import NotPollable
+from ucf.runtime.redaction import mask, redact
+from ucf.runtime.sources import NativeSourceMissing, source_for
+from ucf.runtime.ssrf import EgressDenied
+from ucf.service.context import UcfContext
+from ucf.service.errors import ValidationFailed
+from ucf.service.preview import Preview, item_errors_json, signals_json, type_reasons
+
+__all__ = ["MAX_SHOWN_BODY", "TryOut", "try_descriptor"]
+
+MAX_SHOWN_BODY: Final = 64 * 1024
+"""Characters of the response body shown; the rest is cut and ``truncated`` says so."""
+MAX_TRY_PAGES: Final = 3
+
+_SENSITIVE_HEADER_NAMES: Final = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "private-token",
+        "dd-api-key",
+        "dd-application-key",
+    }
+)
+
+
+@dataclass(slots=True)
+class _Exchange:
+    request: httpx.Request
+    response: httpx.Response | None = None
+
+
+@dataclass(slots=True)
+class _Recorder:
+    """Keeps the last request of the poll and its response (token requests left out)."""
+
+    skip_urls: frozenset[str] = frozenset()
+    last: _Exchange | None = None
+
+    async def on_request(self, request: httpx.Request) -> None:
+        if str(request.url.copy_with(query=None)) not in self.skip_urls:
+            self.last = _Exchange(request)
+
+    async def on_response(self, response: httpx.Response) -> None:
+        if self.last is not None and self.last.request is response.request:
+            await response.aread()
+            self.last.response = response
+
+
+class _Masker:
+    def __init__(self, secrets: Mapping[str, str]) -> None:
+        self._secrets = sorted(
+            {v for v in secrets.values() if isinstance(v, str) and len(v) >= 3},
+            key=len,
+            reverse=True,
+        )
+
+    def text(self, value: str) -> str:
+        for secret in self._secrets:
+            value = value.replace(secret, mask(secret))
+        return redact(value)
+
+    def headers(self, headers: httpx.Headers) -> dict[str, str]:
+        shown: dict[str, str] = {}
+        for name, value in headers.multi_items():
+            lowered = name.lower()
+            text = mask(value) if lowered in _SENSITIVE_HEADER_NAMES else self.text(value)
+            shown[lowered] = f"{shown[lowered]}, {text}" if lowered in shown else text
+        return shown
+
+
+@dataclass(slots=True)
+class TryOut:
+    """What one try shows; every string in it already masked."""
+
+    request: dict[str, Any] | None = None
+    response: dict[str, Any] | None = None
+    preview: Preview = field(default_factory=lambda: Preview("poll"))
+    error: dict[str, Any] | None = None
+    pages: int = 0
+    masker: _Masker | None = None
+
+    def signals(self, sanitiser: Sanitiser) -> list[dict[str, Any]]:
+        """Sanitised like stored signals, and masked: an API may echo a credential back."""
+        shown = signals_json(self.preview, sanitiser)
+        if self.masker is None:
+            return shown
+        masked: list[dict[str, Any]] = json.loads(self.masker.text(json.dumps(shown)))
+        return masked
+
+
+def _as_sent(url: httpx.URL) -> str:
+    """The URL with its path and query exactly as they went on the wire (``%2F`` kept)."""
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}{url.raw_path.decode('ascii', 'replace')}"
+
+
+def _shown_body(response: httpx.Response, masker: _Masker) -> tuple[str, bool]:
+    """Pretty JSON when it is JSON, the text otherwise; cut at :data:`MAX_SHOWN_BODY`."""
+    text = response.content.decode("utf-8", "replace")
+    with contextlib.suppress(ValueError, RecursionError):
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    text = masker.text(text)
+    if len(text) > MAX_SHOWN_BODY:
+        return text[:MAX_SHOWN_BODY], True
+    return text, False
+
+
+def _error(kind: str, message: str, masker: _Masker) -> dict[str, Any]:
+    return {"kind": kind, "message": masker.text(message)}
+
+
+def _strings(values: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in values.items() if v is not None}
+
+
+async def try_descriptor(
+    context: UcfContext,
+    data: Any,
+    *,
+    credentials: Mapping[str, Any],
+    config: Mapping[str, Any],
+    max_pages: int = 1,
+    project_id: str = "try",
+) -> TryOut:
+    """One live poll page of a descriptor (``max_pages`` at most); raises
+    :class:`ValidationFailed` for a descriptor that is not valid or cannot poll."""
+    descriptor, problems = validate_descriptor(data)
+    if descriptor is None or problems:
+        raise ValidationFailed.from_problems("the descriptor is not valid", problems)
+    secrets = _strings(credentials)
+    masker = _Masker(secrets)
+    try:
+        source = source_for(descriptor)
+    except NativeSourceMissing as error:
+        raise ValidationFailed(str(error)) from None
+    if source.schedule is None:
+        raise ValidationFailed(
+            f"{descriptor.id} receives webhooks only; there is nothing to poll — "
+            "preview a delivery instead"
+        )
+    recorder = _Recorder(skip_urls=_token_urls(descriptor))
+    client = create_client(context.settings.http, context.settings.egress)
+    client.event_hooks = {"request": [recorder.on_request], "response": [recorder.on_response]}
+    tried = TryOut(masker=masker)
+    result = MappingResult()
+    items_seen: list[Any] = []
+    try:
+        upstream = connect(
+            source,
+            credentials=secrets,
+            config=_strings(config),
+            client=client,
+            settings=context.settings.http,
+            now=context.clock,
+        )
+        pages = source.fetch_delta(
+            upstream, None, now=context.clock(), max_pages=max(1, min(max_pages, MAX_TRY_PAGES))
+        )
+        async for page in pages:
+            tried.pages += 1
+            mapped = source.normalise(page.items, project_id=project_id, now=context.clock())
+            offset = len(items_seen)
+            items_seen += page.items
+            result.signals += mapped.signals
+            result.skipped += mapped.skipped
+            result.errors += [type(e)(e.index + offset, e.reason, e.item_id) for e in mapped.errors]
+    except AuthFailed as error:
+        tried.error = _error("credentials_rejected", str(error), masker)
+    except EgressDenied as error:
+        tried.error = _error("refused_address", str(error), masker)
+    except UpstreamError as error:
+        tried.error = _error("upstream", str(error), masker)
+    except NotPollable as error:
+        tried.error = _error("not_pollable", str(error), masker)
+    except (httpx.TimeoutException, httpx.TransportError) as error:
+        tried.error = _error("connection", f"connection failed ({type(error).__name__})", masker)
+    except ValueError as error:  # a config value a template could not use
+        tried.error = _error("config", str(error), masker)
+    finally:
+        await client.aclose()
+    tried.preview = _preview_of(source, descriptor, items_seen, result)
+    exchange = recorder.last
+    if exchange is not None:
+        tried.request = {
+            "method": exchange.request.method,
+            "url": masker.text(_as_sent(exchange.request.url)),
+            "headers": masker.headers(exchange.request.headers),
+        }
+        if exchange.response is not None:
+            body, truncated = _shown_body(exchange.response, masker)
+            tried.response = {
+                "status": exchange.response.status_code,
+                "headers": masker.headers(exchange.response.headers),
+                "body": body,
+                "truncated": truncated,
+            }
+    return tried
+
+
+def _token_urls(descriptor: ConnectorDescriptor) -> frozenset[str]:
+    """Token endpoints: their exchanges carry secrets and are not the poll's request."""
+    if isinstance(descriptor.auth, OAuth2Auth):
+        return frozenset({descriptor.auth.config.token_url})
+    return frozenset()
+
+
+def _preview_of(
+    source: Any, descriptor: ConnectorDescriptor, items: list[Any], result: MappingResult
+) -> Preview:
+    preview = Preview("poll", result=result)
+    plan = getattr(source, "plan", None)
+    mapping: CompiledMapping | None = getattr(plan, "mapping", None)
+    if mapping is not None:
+        preview.reasons = type_reasons(mapping, items, result, None)
+    else:
+        preview.reasons = [None] * len(result.signals)
+    if not items and descriptor.field_mapping is not None:
+        preview.notes.append(
+            f"the first page had no items at itemsPath {descriptor.field_mapping.items_path}"
+        )
+    return preview
+
+
+def tryout_json(tried: TryOut, context: UcfContext) -> dict[str, Any]:
+    """The API's answer: request, response, signals (sanitised, each with its type's reason)."""
+    return {
+        "request": tried.request,
+        "response": tried.response,
+        "signals": tried.signals(context.sanitiser),
+        "itemErrors": item_errors_json(tried.preview.result),
+        "notes": tried.preview.notes,
+        "error": tried.error,
+        "pages": tried.pages,
+    }

@@ -1,0 +1,217 @@
+"""The authoring contracts the dashboard's connector editor uses, through the real app.
+
+validate: every problem in one pass; preview: a sample mapped offline; try: one
+live page through the guarded client, credentials never echoed, nothing stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import Web
+from tests.web.support import ACME, API_KEY, PROJECT, TICKETS, ticket_event
+from ucf.fakes.kit import FakeServer
+
+
+def acme(**changes: Any) -> dict[str, Any]:
+    data = copy.deepcopy(ACME)
+    data.update(changes)
+    return data
+
+
+# --------------------------------------------------------------------------- validate
+
+
+async def test_validate_answers_every_problem_shape_and_meaning_at_once(web: Web) -> None:
+    data = acme(category="Dev")
+    data["fieldMapping"]["idPath"] = "$.id[["
+    data["ingestion"]["polling"]["endpoint"] = "{{baseUrl}}/{{nope}}"
+    response = await web.client.post("/api/connectors/validate", json=data)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["valid"] is False
+    paths = {p["path"] for p in body["problems"]}
+    assert paths == {"category", "fieldMapping.idPath", "ingestion.polling.endpoint"}
+    assert all(set(p) == {"path", "message", "hint"} for p in body["problems"])
+
+
+async def test_validate_says_valid_and_stores_nothing(web: Web) -> None:
+    response = await web.client.post("/api/connectors/validate", json=acme())
+    assert response.json() == {"valid": True, "problems": []}
+    assert (await web.client.get(f"/api/connectors/{ACME['id']}")).status_code == 404
+
+
+# --------------------------------------------------------------------------- preview
+
+
+async def test_preview_maps_a_poll_page_with_the_rule_behind_each_type(web: Web) -> None:
+    sample = {
+        "tickets": [
+            {"id": "T-1", "title": "Printer on fire", "updated_at": "2024-05-01T10:00:00Z"},
+            {"id": None, "title": "no id"},
+        ]
+    }
+    response = await web.client.post(
+        "/api/connectors/preview", json={"descriptor": acme(), "sample": sample, "mode": "poll"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["problems"] == []
+    [shown] = body["signals"]
+    signal = shown["signal"]
+    assert (signal["type"], signal["summary"], signal["projectId"]) == (
+        "ticket_updated",
+        "Printer on fire",
+        "preview",
+    )
+    assert signal["sanitised"] is True  # what the store would keep
+    assert shown["typeReason"] == {"type": "ticket_updated", "rule": 0, "because": "$.id exists"}
+    assert body["itemErrors"] == [{"index": 1, "itemId": None, "reason": "no id at $.id"}]
+
+
+async def test_preview_reads_a_webhook_delivery_with_its_headers_and_event_rules(
+    web: Web,
+) -> None:
+    response = await web.client.post(
+        "/api/connectors/preview",
+        json={
+            "descriptor": acme(),
+            "sample": ticket_event("T-9", action="opened"),
+            "mode": "auto",
+            "headers": {"X-Acme-Delivery": "d-9"},
+            "project": PROJECT,
+        },
+    )
+    body = response.json()
+    assert body["mode"] == "webhook"
+    assert body["eventType"] == "ticket.opened"
+    [shown] = body["signals"]
+    assert shown["signal"]["type"] == "ticket_opened"
+    assert shown["typeReason"]["because"] == "event type in ticket.opened and $.id exists"
+
+
+async def test_preview_explains_a_guess_that_maps_nothing(web: Web) -> None:
+    response = await web.client.post(
+        "/api/connectors/preview",
+        json={"descriptor": acme(), "sample": ticket_event(), "mode": "auto"},
+    )
+    body = response.json()
+    assert body["signals"] == []
+    assert body["notes"] == [
+        "itemsPath $.tickets[*] matched nothing and the sample looks like a webhook payload: "
+        "choose the webhook mode"
+    ]
+
+
+async def test_preview_of_an_invalid_descriptor_gives_its_problems_under_descriptor(
+    web: Web,
+) -> None:
+    data = acme()
+    del data["fieldMapping"]["idPath"]
+    response = await web.client.post(
+        "/api/connectors/preview", json={"descriptor": data, "sample": {}}
+    )
+    assert response.status_code == 200
+    assert [p["path"] for p in response.json()["problems"]] == ["descriptor.fieldMapping.idPath"]
+
+
+async def test_preview_of_a_delivery_without_event_type_says_where_it_was_expected(
+    web: Web,
+) -> None:
+    response = await web.client.post(
+        "/api/connectors/preview",
+        json={"descriptor": acme(), "sample": {"ticket": {}}, "mode": "webhook"},
+    )
+    [problem] = response.json()["problems"]
+    assert problem["path"] == "sample"
+    assert "expected at $.event" in problem["message"]
+
+
+# --------------------------------------------------------------------------- try
+
+
+async def test_try_shows_one_live_page_masked_and_stores_nothing(
+    web: Web, acme: FakeServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = len(acme.requests)
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": acme_descriptor(),
+            "credentials": {"apiKey": API_KEY},
+            "config": {"baseUrl": acme.base_url},
+            "maxPages": 1,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["error"] is None
+    request = body["request"]
+    assert request["method"] == "GET"
+    assert request["url"].startswith(f"{acme.base_url}/tickets?since=")
+    assert request["headers"]["x-acme-key"] == "••••" + API_KEY[-4:]
+    assert body["response"]["status"] == 200
+    assert body["response"]["truncated"] is False
+    assert '\n  "tickets": [' in body["response"]["body"]  # pretty-printed
+    assert len(body["signals"]) == TICKETS
+    assert {s["signal"]["type"] for s in body["signals"]} == {"ticket_updated"}
+    assert len(acme.requests) == before + 1
+    assert API_KEY not in response.text
+    assert API_KEY not in caplog.text
+    listing = await web.client.get(f"/api/projects/{PROJECT}/signals")
+    assert listing.json()["items"] == []
+    assert (await web.client.get(f"/api/connectors/{ACME['id']}")).status_code == 404
+
+
+def acme_descriptor() -> dict[str, Any]:
+    return acme()
+
+
+async def test_try_with_a_wrong_key_says_credentials_rejected_with_the_providers_message(
+    web: Web, acme: FakeServer
+) -> None:
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": acme_descriptor(),
+            "credentials": {"apiKey": "wrong-key-0123456789"},
+            "config": {"baseUrl": acme.base_url},
+        },
+    )
+    body = response.json()
+    assert body["error"]["kind"] == "credentials_rejected"
+    assert body["error"]["message"].endswith("credentials rejected (HTTP 401: bad key)")
+    assert body["response"]["status"] == 401
+    assert "wrong-key-0123456789" not in response.text
+    assert body["signals"] == []
+
+
+async def test_try_goes_through_the_ssrf_guard(tmp_path: Any, acme: FakeServer) -> None:
+    from tests.web.conftest import open_web, web_settings
+
+    async with open_web(web_settings(tmp_path, UCF_ALLOW_HOSTS="")) as guarded:
+        response = await guarded.client.post(
+            "/api/connectors/try",
+            json={
+                "descriptor": acme_descriptor(),
+                "credentials": {"apiKey": API_KEY},
+                "config": {"baseUrl": acme.base_url},
+            },
+        )
+    body = response.json()
+    assert body["error"]["kind"] == "refused_address"
+    assert body["response"] is None
+
+
+async def test_try_refuses_an_invalid_descriptor_with_every_problem(web: Web) -> None:
+    data = acme(category="Dev")
+    response = await web.client.post(
+        "/api/connectors/try", json={"descriptor": data, "credentials": {}, "config": {}}
+    )
+    assert response.status_code == 422
+    assert [p["path"] for p in response.json()["error"]["details"]] == ["category"]
