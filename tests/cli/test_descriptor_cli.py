@@ -169,3 +169,54 @@ def test_validate_takes_built_in_and_native_ids_as_well_as_files() -> None:
     missing = ucf("connectors", "validate", "no-such-connector")
     assert missing.returncode != 0
     assert "cannot read descriptor no-such-connector" in missing.stderr
+
+
+def test_connectors_new_writes_a_template_that_validates_and_maps(tmp_path: Path) -> None:
+    target = tmp_path / "acme-tickets.json"
+    written = ucf("connectors", "new", "acme-tickets", "--out", str(target))
+    assert written.returncode == 0, written.stderr
+    data = json.loads(target.read_text())
+    assert (data["id"], data["name"], data["category"]) == (
+        "acme-tickets",
+        "Acme Tickets",
+        "Custom",
+    )
+    assert ucf("connectors", "validate", str(target)).returncode == 0
+    sample = tmp_path / "page.json"
+    sample.write_text(
+        json.dumps({"items": [{"id": 7, "title": "Hi", "state": "closed", "updated_at": 1}]})
+    )
+    mapped = ucf("map", "--descriptor", str(target), "--sample", str(sample))
+    assert json.loads(mapped.stdout)["type"] == "item_closed"
+    again = ucf("connectors", "new", "acme-tickets", "--out", str(target))
+    assert again.returncode == 2
+    assert "exists; pass --force" in again.stderr
+
+
+def test_connectors_new_from_a_builtin_copies_it_under_the_new_id(tmp_path: Path) -> None:
+    target = tmp_path / "copy.json"
+    result = ucf("connectors", "new", "my-issues", "--from", "github-issues", "--out", str(target))
+    assert result.returncode == 0, result.stderr
+    copy = json.loads(target.read_text())
+    original = json.loads(GITHUB.read_text())
+    assert (copy["id"], copy["name"]) == ("my-issues", "GitHub Issues (custom)")
+    assert copy["fieldMapping"] == original["fieldMapping"]
+    assert ucf("connectors", "validate", str(target)).returncode == 0
+    bad = ucf("connectors", "new", "My Issues")
+    assert bad.returncode == 2
+    assert "is not a connector id" in bad.stderr
+    missing = ucf("connectors", "new", "x", "--from", "no-such-connector")
+    assert "no built-in connector or file 'no-such-connector'" in missing.stderr
+
+
+def test_connectors_docs_renders_a_users_descriptor_file(tmp_path: Path) -> None:
+    target = tmp_path / "acme.json"
+    ucf("connectors", "new", "acme", "--out", str(target))
+    page = ucf("connectors", "docs", str(target))
+    assert page.returncode == 0, page.stderr
+    assert page.stdout.startswith("# Acme (`acme`)")
+    assert "| `apiKey` | API key | yes |" in page.stdout
+    folder = tmp_path / "pages"
+    written = ucf("connectors", "docs", str(target), "--out", str(folder))
+    assert written.returncode == 0
+    assert (folder / "acme.md").read_text() == page.stdout

@@ -215,3 +215,12 @@ async def test_try_refuses_an_invalid_descriptor_with_every_problem(web: Web) ->
     )
     assert response.status_code == 422
     assert [p["path"] for p in response.json()["error"]["details"]] == ["category"]
+
+
+async def test_a_registered_connector_is_under_custom_whatever_its_category(web: Web) -> None:
+    data = acme(category="Code & DevOps")
+    assert (await web.client.post("/api/connectors", json=data)).status_code == 201
+    custom = (await web.client.get("/api/connectors", params={"category": "Custom"})).json()
+    assert [(c["id"], c["builtIn"]) for c in custom["items"]] == [(ACME["id"], False)]
+    code = (await web.client.get("/api/connectors", params={"category": "Code & DevOps"})).json()
+    assert ACME["id"] in {c["id"] for c in code["items"]}

@@ -223,32 +223,109 @@ def _print_result(result: MappingResult) -> None:
         raise typer.Exit(1)
 
 
+@connectors_app.command("new")
+def new(
+    connector_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The new connector's id, e.g. 'acme-tickets'.")
+    ],
+    from_id: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="CONNECTOR_ID",
+            help="Start from a copy of this connector (a built-in id or a descriptor file).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write. Default: ./<ID>.json.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starting descriptor file: the blank template, or a copy of a connector.
+
+    The same template as the dashboard's "New connector". Edit it, then
+    ``ucf connectors validate`` and ``ucf map`` it against a saved response.
+    """
+    import re
+
+    from ucf.catalogue.starter import copy_descriptor, starter_descriptor
+    from ucf.core.descriptor import CONNECTOR_ID_PATTERN
+
+    if not re.fullmatch(CONNECTOR_ID_PATTERN, connector_id) or len(connector_id) > 64:
+        raise fail(
+            f"{connector_id!r} is not a connector id: use lowercase letters, digits and single "
+            "dashes, e.g. 'acme-tickets'"
+        )
+    if from_id is None:
+        data = starter_descriptor(connector_id)
+    else:
+        source = builtin_descriptor(from_id)
+        if source is None:
+            path = Path(from_id)
+            if not path.exists():
+                raise fail(f"no built-in connector or file {from_id!r} to copy")
+            source = read_json_file(path, "descriptor")
+            if not isinstance(source, dict):
+                raise fail(f"{from_id} is not a descriptor (a JSON object)")
+        data = copy_descriptor(source, connector_id)
+    target = out or Path(f"{connector_id}.json")
+    if target.exists() and not force:
+        raise fail(f"{target} exists; pass --force to overwrite it")
+    try:
+        target.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as error:
+        raise fail(f"cannot write {target}: {error.strerror or error}") from None
+    typer.echo(f"wrote {target}; next: ucf connectors validate {target}", err=True)
+
+
 @connectors_app.command("docs")
 def docs(
-    out: Annotated[Path, typer.Option("--out", help="Folder for <id>.md pages.")] = Path(
-        "docs/connectors"
-    ),
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Your descriptor files; without them, every shipped connector.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help=(
+                "Folder for <id>.md pages. Default: docs/connectors for the shipped "
+                "connectors; standard output for your files."
+            ),
+        ),
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 if a page differs instead of writing it.")
     ] = False,
 ) -> None:
-    """Generate the Markdown page of every shipped connector from its descriptor."""
+    """Generate the Markdown page of connectors from their descriptors."""
     from ucf.catalogue import builtin_descriptors
     from ucf.catalogue.docs import render_connector_doc
     from ucf.core.validation import parse_descriptor
     from ucf.runtime.native import native_registry
 
+    if files:
+        descriptors = [load_descriptor(path) for path in files]
+        if out is None:
+            sys.stdout.write("\n".join(render_connector_doc(d) for d in descriptors))
+            return
+    else:
+        descriptors = [parse_descriptor(data) for data in builtin_descriptors()]
+    folder = out or Path("docs/connectors")
     stale = []
-    for data in builtin_descriptors():
-        descriptor = parse_descriptor(data)
-        page = out / f"{descriptor.id}.md"
-        text = render_connector_doc(descriptor, guide=native_registry().guide(descriptor.id))
+    guides = native_registry()
+    for descriptor in descriptors:
+        page = folder / f"{descriptor.id}.md"
+        text = render_connector_doc(descriptor, guide=guides.guide(descriptor.id))
         current = page.read_text(encoding="utf-8") if page.exists() else None
         if current == text:
             continue
         stale.append(page)
         if not check:
-            out.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             page.write_text(text, encoding="utf-8")
     for page in stale:
         typer.echo(f"{'stale' if check else 'wrote'} {page}", err=True)

@@ -153,12 +153,18 @@ class ConnectorService:
     async def list(
         self, *, category: str | None = None, query: str | None = None
     ) -> list[Connector]:
+        """The catalogue, filtered. Every connector a user added counts as "Custom" too,
+        whatever category it names, so the Custom filter finds what the user made."""
         needle = (query or "").strip().lower()
         connectors = [self._connector(r) for r in await self._registry.list_all()]
         return [
             c
             for c in connectors
-            if (category is None or c.descriptor.category == category)
+            if (
+                category is None
+                or c.descriptor.category == category
+                or (category == "Custom" and not c.built_in)
+            )
             and (
                 not needle
                 or needle in c.descriptor.name.lower()
