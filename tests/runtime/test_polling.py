@@ -564,6 +564,78 @@ async def test_notion_cursor_travels_in_the_post_body_until_has_more_is_false(
     assert server.requests[0].headers["content-type"] == "application/json"
 
 
+# --------------------------------------------------------------------------- GitLab
+
+
+async def test_gitlab_next_page_and_total_come_from_response_headers(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """GitLab offset pagination (https://docs.gitlab.com/api/rest/#other-pagination-headers):
+    ``X-Next-Page`` names the next page and is blank on the last; the body is a bare array."""
+    issues = [{"id": n, "updated_at": f"2024-05-10T10:0{n}:00Z"} for n in range(1, 6)]
+
+    def listing(request: FakeRequest) -> FakeResponse:
+        page = int(request.param("page") or "1")
+        per_page = int(request.param("per_page") or "20")
+        chunk = issues[(page - 1) * per_page : page * per_page]
+        more = page * per_page < len(issues)
+        return FakeResponse.json(
+            chunk,
+            headers={
+                "X-Page": str(page),
+                "X-Next-Page": str(page + 1) if more else "",
+                "X-Total": str(len(issues)),
+            },
+        )
+
+    server.route("GET", "/projects/group/project/issues")(listing)  # the kit routes decoded paths
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/projects/group%2Fproject/issues",
+            "method": "GET",
+            "delta": {
+                "type": "timestamp_filter",
+                "queryParam": "updated_after",
+                "format": "iso8601",
+            },
+            "pagination": {
+                "type": "page_number",
+                "nextParam": "page",
+                "nextHeader": "X-Next-Page",
+                "pageSize": 2,
+                "pageSizeParam": "per_page",
+            },
+        }
+    )
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url})
+    assert ids(pages) == [1, 2, 3, 4, 5]
+    assert [r.param("page") for r in server.requests] == ["1", "2", "3"]
+    assert all("/projects/group%2Fproject/issues?" in r.target for r in server.requests)
+
+
+def test_next_header_is_checked_against_the_pagination_type() -> None:
+    from ucf.core.validation import validate_descriptor
+
+    data = generic(
+        {
+            "endpoint": "{{baseUrl}}/x",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "pagination": {
+                "type": "cursor",
+                "nextHeader": "X-Next",
+                "nextParam": "c",
+                "pageSize": 5,
+            },
+        }
+    ).to_json()
+    assert validate_descriptor(data)[1] == []
+    data["ingestion"]["pagination"]["type"] = "link_header"
+    data["ingestion"]["pagination"]["nextPath"] = "$.next"
+    paths = {p.path for p in validate_descriptor(data)[1]}
+    assert "ingestion.pagination.nextHeader" in paths
+
+
 # --------------------------------------------------------------------------- Slack
 
 

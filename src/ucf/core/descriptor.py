@@ -392,7 +392,10 @@ class PaginationDescriptor(DescriptorModel):
     next_path: str | None = Field(
         default=None,
         alias="nextPath",
-        description="Path to the next cursor (cursor) or next URL (next_url) in the body.",
+        description=(
+            "Path to the next cursor (cursor) or next URL (next_url) in the body; see "
+            "nextHeader for APIs that send it in a header."
+        ),
     )
     next_param: str | None = Field(
         default=None,
@@ -403,7 +406,25 @@ class PaginationDescriptor(DescriptorModel):
             "{{pageToken}} in the body template."
         ),
     )
+    next_header: str | None = Field(
+        default=None,
+        alias="nextHeader",
+        description=(
+            "Read what nextPath would from this response header instead: the next cursor "
+            "(cursor), next URL (next_url) or next page number (page_number); absent or "
+            "empty on the last page. Extension: GitLab's offset pagination sends "
+            "'X-Next-Page'."
+        ),
+    )
     total_path: str | None = Field(default=None, alias="totalPath")
+    total_header: str | None = Field(
+        default=None,
+        alias="totalHeader",
+        description=(
+            "Read the total item count from this response header instead of totalPath. "
+            "Extension: GitLab 'X-Total'."
+        ),
+    )
     page_size: int = Field(alias="pageSize", ge=1, le=10_000)
     page_size_param: str | None = Field(
         default=None,

@@ -684,8 +684,23 @@ class _Checker:
             alias = d.PaginationDescriptor.model_fields[field].alias or field
             self.path(f"{base}.{alias}", getattr(pagination, field))
         kind = pagination.type
-        if kind in ("cursor", "next_url") and pagination.next_path is None:
-            self.add(f"{base}.nextPath", f"{kind} pagination needs nextPath")
+        missing_next = pagination.next_path is None and pagination.next_header is None
+        if kind in ("cursor", "next_url") and missing_next:
+            self.add(
+                f"{base}.nextPath",
+                f"{kind} pagination needs nextPath",
+                "or nextHeader when the API sends it in a response header",
+            )
+        if pagination.next_path is not None and pagination.next_header is not None:
+            self.add(f"{base}.nextHeader", "give nextPath or nextHeader, not both")
+        if pagination.next_header is not None and kind in ("offset", "link_header"):
+            self.add(
+                f"{base}.nextHeader",
+                f"{kind} pagination does not read nextHeader",
+                "use type 'cursor', 'next_url' or 'page_number'",
+            )
+        if pagination.total_path is not None and pagination.total_header is not None:
+            self.add(f"{base}.totalHeader", "give totalPath or totalHeader, not both")
         if kind == "cursor" and pagination.next_param is None and "pageToken" not in used:
             self.add(
                 f"{base}.nextParam",

@@ -34,6 +34,7 @@ __all__ = [
     "PageRequest",
     "Paginator",
     "SinglePagePaginator",
+    "ValueAt",
     "paginator_factory",
 ]
 
@@ -77,6 +78,32 @@ class Paginator(ABC):
         """Point ``request`` at the next page."""
 
 
+class ValueAt:
+    """Where a paginator reads one value: a body path, or a response header.
+
+    GitLab's offset pagination says where the next page is only in headers::
+
+        X-Next-Page: 3
+        X-Total: 137
+
+    (both empty or absent on the last page), where most APIs put it in the body.
+    """
+
+    def __init__(self, path: str | None = None, header: str | None = None) -> None:
+        self._path = compile_path(path) if path else None
+        self._header = header
+
+    @classmethod
+    def of(cls, path: str | None, header: str | None) -> ValueAt | None:
+        return cls(path, header) if path or header else None
+
+    def __call__(self, response: httpx.Response, body: Any) -> Any:
+        if self._header is not None:
+            value = response.headers.get(self._header)
+            return MISSING if value is None else value.strip()
+        return self._path.first(body) if self._path is not None else MISSING
+
+
 def _flag(path: CompiledPath | None, body: Any) -> bool | None:
     """A has-more flag: True/False when the body says so, None when it is silent."""
     if path is None:
@@ -89,10 +116,10 @@ def _flag(path: CompiledPath | None, body: Any) -> bool | None:
     return None
 
 
-def _number(path: CompiledPath | None, body: Any) -> int | None:
-    if path is None:
+def _number(source: ValueAt | None, response: httpx.Response, body: Any) -> int | None:
+    if source is None:
         return None
-    value = path.first(body)
+    value = source(response, body)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -131,15 +158,17 @@ class _CountingPaginator(Paginator):
         page_size: int,
         *,
         start: int,
-        total_path: str | None = None,
+        total: ValueAt | None = None,
         has_more_path: str | None = None,
+        next_page: ValueAt | None = None,
     ) -> None:
         self.param = param
         self.page_size = page_size
         self.position = start
         self.seen = 0
-        self._total = _path(total_path)
+        self._total = total
         self._has_more = _path(has_more_path)
+        self._next_page = next_page
 
     def init_request(self, request: PageRequest) -> None:
         request.params[self.param] = str(self.position)
@@ -154,13 +183,13 @@ class _CountingPaginator(Paginator):
         """Items the pages before ``position`` held (what a total is compared with)."""
         return position - self.position
 
-    def _more(self, body: Any, count: int) -> bool:
+    def _more(self, response: httpx.Response, body: Any, count: int) -> bool:
         if count == 0:
             return False
         flag = _flag(self._has_more, body)
         if flag is not None:
             return flag
-        total = _number(self._total, body)
+        total = _number(self._total, response, body)
         if total is not None:
             return self.seen < total
         return count >= self.page_size
@@ -182,7 +211,7 @@ class OffsetPaginator(_CountingPaginator):
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
         self.seen += len(items)
         self.position += len(items)
-        self.has_next_page = self._more(body, len(items))
+        self.has_next_page = self._more(response, body, len(items))
 
 
 class PageNumberPaginator(_CountingPaginator):
@@ -191,12 +220,21 @@ class PageNumberPaginator(_CountingPaginator):
     Datadog ``GET /api/v1/monitor?page=0&page_size=100`` answers a bare array;
     a short or empty page is the last. The first page number is the endpoint's
     own ``query`` value for the parameter (Datadog counts from 0), else 1.
+
+    With ``nextHeader`` the API names the next page itself (GitLab
+    ``X-Next-Page: 3``, empty on the last page), which then decides.
     """
 
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
         self.seen += len(items)
+        if self._next_page is not None:
+            said = _number(self._next_page, response, body)
+            self.has_next_page = bool(items) and said is not None and said != self.position
+            if said is not None:
+                self.position = said
+            return
         self.position += 1
-        self.has_next_page = self._more(body, len(items))
+        self.has_next_page = self._more(response, body, len(items))
 
     def _items_before(self, position: int) -> int:
         return (position - self.position) * self.page_size
@@ -221,15 +259,15 @@ class CursorPaginator(Paginator):
     """
 
     def __init__(
-        self, next_path: str, *, param: str | None, has_more_path: str | None = None
+        self, next_at: ValueAt, *, param: str | None, has_more_path: str | None = None
     ) -> None:
-        self._next = compile_path(next_path)
+        self._next = next_at
         self._has_more = _path(has_more_path)
         self.param = param
         self.cursor: str | None = None
 
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
-        value = self._next.first(body)
+        value = self._next(response, body)
         cursor = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
         if not cursor or cursor == self.cursor or _flag(self._has_more, body) is False:
             self.has_next_page = False
@@ -298,15 +336,15 @@ class NextUrlPaginator(Paginator):
     """
 
     def __init__(
-        self, next_path: str, *, base_url_path: str | None, has_more_path: str | None = None
+        self, next_at: ValueAt, *, base_url_path: str | None, has_more_path: str | None = None
     ) -> None:
-        self._next = compile_path(next_path)
+        self._next = next_at
         self._base = _path(base_url_path)
         self._has_more = _path(has_more_path)
         self.next_url: str | None = None
 
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
-        value = self._next.first(body)
+        value = self._next(response, body)
         self.next_url = None
         if isinstance(value, str) and value and _flag(self._has_more, body) is not False:
             self.next_url = self._absolute(value, body, str(response.request.url))
@@ -345,31 +383,31 @@ def paginator_factory(
     p = pagination
     if p.type == "link_header":
         return LinkHeaderPaginator
+    next_at = ValueAt(p.next_path or "$.next", p.next_header)
     if p.type == "next_url":
-        next_path = p.next_path or ""
-        compile_path(next_path)
         return lambda: NextUrlPaginator(
-            next_path, base_url_path=p.base_url_path, has_more_path=p.has_more_path
+            next_at, base_url_path=p.base_url_path, has_more_path=p.has_more_path
         )
     if p.type == "cursor":
-        next_path = p.next_path or ""
-        compile_path(next_path)
-        return lambda: CursorPaginator(next_path, param=p.next_param, has_more_path=p.has_more_path)
+        return lambda: CursorPaginator(next_at, param=p.next_param, has_more_path=p.has_more_path)
     param = p.next_param or ("offset" if p.type == "offset" else "page")
+    total = ValueAt.of(p.total_path, p.total_header)
     if p.type == "offset":
         start = _start(initial_query, param, 0)
         return lambda: OffsetPaginator(
             param,
             p.page_size,
             start=start,
-            total_path=p.total_path,
+            total=total,
             has_more_path=p.has_more_path,
         )
     start = _start(initial_query, param, 1)
+    next_page = ValueAt(header=p.next_header) if p.next_header else None
     return lambda: PageNumberPaginator(
         param,
         p.page_size,
         start=start,
-        total_path=p.total_path,
+        total=total,
         has_more_path=p.has_more_path,
+        next_page=next_page,
     )
