@@ -32,3 +32,52 @@ def test_guide_example_validates_and_maps_as_the_guide_shows() -> None:
     assert [s["type"] for s in signals] == ["ticket_created", "ticket_closed"]
     assert "item 2: no id at $.id" in mapped.stderr
     assert "2 signal(s), 1 item error(s)" in mapped.stderr
+
+
+def test_guide_webhook_example_maps_the_delivery_as_the_guide_shows() -> None:
+    guide = (ROOT / "docs/writing-a-connector.md").read_text()
+    command = (
+        "ucf map --descriptor examples/gitlab-issues.json --sample examples/gitlab-issue-hook.json"
+        " --webhook --header 'X-Gitlab-Event: Issue Hook'"
+        " --header 'Idempotency-Key: 9c4d2a7e-0b1f-4c55-8f35-3f0d1b2e6a10' --project demo"
+    )
+    assert f"$ {command}" in guide
+    validate = subprocess.run(
+        [UCF, "connectors", "validate", "examples/gitlab-issues.json"],
+        capture_output=True, text=True, cwd=ROOT, check=False, timeout=60,
+    )  # fmt: skip
+    assert validate.returncode == 0, validate.stderr
+    mapped = subprocess.run(
+        [UCF, "map", "--descriptor", "examples/gitlab-issues.json",
+         "--sample", "examples/gitlab-issue-hook.json", "--webhook",
+         "--header", "X-Gitlab-Event: Issue Hook",
+         "--header", "Idempotency-Key: 9c4d2a7e-0b1f-4c55-8f35-3f0d1b2e6a10", "--project", "demo"],
+        capture_output=True, text=True, cwd=ROOT, check=False, timeout=60,
+    )  # fmt: skip
+    assert mapped.returncode == 0, mapped.stderr
+    [signal] = [json.loads(line) for line in mapped.stdout.splitlines()]
+    assert (signal["type"], signal["summary"]) == ("issue_closed", "#23 Checkout fails on Safari")
+    shown = json.dumps({k: signal[k] for k in ("source", "timestamp", "type", "summary")})[1:-1]
+    assert shown in guide
+    assert json.dumps(signal["metadata"]) in guide
+    assert "1 signal(s), 0 item error(s)" in mapped.stderr
+
+
+def test_guide_validate_example_lists_all_four_problems_in_one_pass(tmp_path: Path) -> None:
+    data = json.loads((ROOT / "examples/acme-tickets.json").read_text())
+    mapping = data["fieldMapping"]
+    mapping["itemPath"] = mapping.pop("itemsPath")
+    data["ingestion"]["endpoint"] = data["ingestion"]["endpoint"].replace(
+        "config.workspace", "config.workspce"
+    )
+    mapping["signalTypeRules"][1] = {
+        "when": "$.status", "operator": "matches", "value": "^(?=done)", "then": "ticket_closed"
+    }  # fmt: skip
+    (tmp_path / "acme-broken.json").write_text(json.dumps(data))
+    validate = subprocess.run(
+        [UCF, "connectors", "validate", "acme-broken.json"],
+        capture_output=True, text=True, cwd=tmp_path, check=False, timeout=60,
+    )  # fmt: skip
+    assert validate.returncode == 1
+    guide = (ROOT / "docs/writing-a-connector.md").read_text()
+    assert f"$ ucf connectors validate acme-broken.json\n{validate.stderr}```" in guide
