@@ -14,35 +14,18 @@ package, and without it this test fails saying so (it never skips).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Final
 
 import httpx
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from tests.web.server import LiveServer, ucf_env
+from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, TOKEN, watch_console
+from tests.web.server import LiveServer
 from ucf.fakes import jira as jira_fake
 from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, GitHubFake
 from ucf.fakes.jira import JiraFake
-
-CHROMIUM: Final = Path("/usr/bin/chromium")
-CHROMIUM_ARGS: Final = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TOKEN: Final = "ucf_browser-test-admin-token-3c1d9e"
-SCREENSHOTS: Final = Path("/tmp")
-TIMEOUT_MS: Final = 15_000
 
 
 @pytest.fixture(scope="module")
@@ -54,43 +37,6 @@ def github() -> Iterator[GitHubFake]:
         fake.stop()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    env = ucf_env(UCF_API_TOKEN=TOKEN, UCF_ALLOW_HOSTS="127.0.0.1", UCF_SCHEDULER="0")
-    with LiveServer(tmp_path_factory.mktemp("ucf-browser"), env) as live:
-        yield live
-
-
-@pytest_asyncio.fixture(loop_scope="function")
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the browser tests need Debian's chromium package. "
-            "Run scripts/bootstrap --test (as root it runs 'apt-get install -y chromium'), "
-            "or install it yourself."
-        )
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-def _watch_console(page: Page) -> list[str]:
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            problems.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: problems.append(str(error)))
-    return problems
-
-
 async def test_a_user_connects_github_watches_signals_and_disconnects(
     browser: Browser, server: LiveServer, github: GitHubFake
 ) -> None:
@@ -98,7 +44,7 @@ async def test_a_user_connects_github_watches_signals_and_disconnects(
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
-    console = _watch_console(page)
+    console = watch_console(page)
     base = server.url
 
     # Log in: a wrong token first, then the right one.
@@ -220,7 +166,7 @@ async def test_a_user_connects_jira_from_the_catalogue_and_sees_its_signals(
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
-    console = _watch_console(page)
+    console = watch_console(page)
     base = server.url
 
     await page.goto(base + "/login")

@@ -7,6 +7,11 @@
 - **Throttled.** Every wrong token counts against the client's address
   (:class:`~ucf.web.throttle.FailedAuthThrottle`); a request without any token
   is refused without counting (nobody guessed anything).
+- **The editor's routes** (``/api/connectors/validate``, ``/preview``,
+  ``/try``): the admin token, or the dashboard page's own script — a session
+  and that session's CSRF token in ``X-CSRF-Token``, which only a script of the
+  same origin that read the page can send (the session cookie is
+  ``SameSite=Strict``). Checked before the body is read, like the token.
 - **Operator routes** (``/metrics``, ``/docs``, ``/openapi.json`` when they are
   private): the admin token, or a dashboard session, so a logged-in operator can
   open ``/docs`` in the browser and Prometheus can scrape with a bearer token.
@@ -22,11 +27,12 @@ from fastapi.routing import APIRoute
 
 from ucf.service.errors import ServiceError
 from ucf.web.dashboard.routing import current_session
-from ucf.web.dashboard.security import token_matches
+from ucf.web.dashboard.security import CSRF_HEADER, same_secret, token_matches
 from ucf.web.state import web_state
 
 __all__ = [
     "TokenFirstRoute",
+    "TokenOrPageRoute",
     "Unauthorized",
     "check_api_token",
     "introspection_access",
@@ -77,6 +83,29 @@ class TokenFirstRoute(APIRoute):
             return await handler(request)
 
         return checked
+
+
+class TokenOrPageRoute(APIRoute):
+    """An API route the dashboard's own pages may call too: the admin token, or a
+    session with its CSRF token in a header; checked before the body is read."""
+
+    def get_route_handler(self) -> Handler:
+        handler = super().get_route_handler()
+
+        async def checked(request: Request) -> Response:
+            await check_token_or_page(request)
+            return await handler(request)
+
+        return checked
+
+
+async def check_token_or_page(request: Request) -> None:
+    if _bearer(request) is None:
+        session = await current_session(request)
+        shown = request.headers.get(CSRF_HEADER, "")
+        if session is not None and shown and same_secret(shown, session.csrf):
+            return
+    check_api_token(request)
 
 
 async def require_operator(request: Request) -> None:

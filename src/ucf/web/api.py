@@ -27,7 +27,7 @@ from ucf.service.poll import poll_instance
 from ucf.service.preview import item_errors_json, preview_sample, signals_json
 from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
 from ucf.stores.models import SignalQuery, utc
-from ucf.web.access import TokenFirstRoute
+from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
 from ucf.web.errors import ErrorBody
 from ucf.web.state import WebState, current_state
 
@@ -160,6 +160,14 @@ async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
 
 # --------------------------------------------------------------------------- authoring
 
+authoring = APIRouter(
+    prefix="/api",
+    dependencies=[Depends(_bearer)],
+    responses=_ERRORS,
+    route_class=TokenOrPageRoute,
+)
+"""The connector editor's routes: also open to the dashboard's session (see above)."""
+
 
 class PreviewRequest(_Body):
     descriptor: dict[str, Any] = Field(description="The descriptor being written (not stored).")
@@ -197,7 +205,7 @@ def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[s
     ]
 
 
-@router.post(
+@authoring.post(
     "/connectors/validate",
     tags=["authoring"],
     summary="Every problem of a descriptor, shape and meaning, in one pass (nothing stored)",
@@ -208,7 +216,7 @@ async def validate_connector(descriptor: Annotated[dict[str, Any], Body()]) -> d
     return {"valid": parsed is not None and not problems, "problems": _problems_json(problems)}
 
 
-@router.post(
+@authoring.post(
     "/connectors/preview",
     tags=["authoring"],
     summary="Map a sample poll response or webhook delivery offline (no network, nothing stored)",
@@ -242,7 +250,7 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
     }
 
 
-@router.post(
+@authoring.post(
     "/connectors/try",
     tags=["authoring"],
     summary="One live poll page of a descriptor: request (masked), response, signals; nothing stored",

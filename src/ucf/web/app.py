@@ -153,6 +153,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(webhooks.router)
     app.include_router(api.router)
+    app.include_router(api.authoring)
     app.include_router(dashboard.router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness and store reachability")

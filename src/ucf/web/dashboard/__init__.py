@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ucf.web.dashboard import assets, auth, oauth, pages, setup
+from ucf.web.dashboard import assets, auth, editor, oauth, pages, setup
 
 __all__ = ["router"]
 
@@ -21,4 +21,5 @@ router.include_router(pages.router)
 router.include_router(setup.router)
 router.include_router(oauth.router)
 router.include_router(oauth.callback)
+router.include_router(editor.router)
 router.include_router(pages.fallback)  # last: only what no other route matched

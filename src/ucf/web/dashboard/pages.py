@@ -85,6 +85,10 @@ async def catalogue(
     records = await context.store.instances.list_by_project(page.project)
     enabled = {r.connector_id: r.enabled for r in records}
     counts: Counter[str] = Counter(c.descriptor.category for c in everything)
+    # The Custom filter also lists every connector a user added (see ConnectorService.list).
+    counts["Custom"] = sum(
+        1 for c in everything if c.descriptor.category == "Custom" or not c.built_in
+    )
     return page.render(
         "catalogue.html",
         {

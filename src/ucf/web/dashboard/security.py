@@ -39,6 +39,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 SESSION_COOKIE: Final = "ucf_session"
 LOGIN_COOKIE: Final = "ucf_login"
 FLASH_COOKIE: Final = "ucf_flash"
+CSRF_HEADER: Final = "X-CSRF-Token"
+"""How the page's own script proves a request is from the page (the session's CSRF token)."""
 SESSION_LIFETIME: Final = timedelta(hours=12)
 
 SECURITY_HEADERS: Final[dict[str, str]] = {

@@ -1,0 +1,327 @@
+"""Custom connectors in the dashboard: create, edit, try, save, delete; edit what is connected.
+
+The connector editor is one page over one descriptor, the JSON text being the
+source of truth: a form for the common parts and the raw JSON are two views
+of it (the script keeps them in step, so switching loses nothing), problems
+come inline from ``POST /api/connectors/validate`` as the user types, "Try it"
+calls ``POST /api/connectors/try`` and the webhook tab ``POST
+/api/connectors/preview``. Saving is a plain CSRF-checked form post, so the
+page still works without its script: the JSON is saved, or the page comes
+back with every problem listed.
+
+Built-in connectors stay read-only: their "Customise a copy" opens the editor
+on a copy under a new id. Edits of a custom connector raise its ``version``
+(when the author did not) and apply to connected instances from their next
+poll; deleting one is refused while a project uses it.
+
+Editing a connected instance changes its settings and replaces credentials in
+place (write-only: an empty field keeps the stored value), with a connection
+test before saving; the checkpoint, health and history are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from ucf.catalogue.starter import copy_descriptor, starter_descriptor
+from ucf.core.validation import Problem, validate_descriptor
+from ucf.runtime.health import HealthPolicy, secret_free
+from ucf.service.connectors import Connector
+from ucf.service.errors import ConflictError, ValidationFailed
+from ucf.service.health import check_connector, outcome_of_check
+from ucf.web.dashboard.rendering import redirect
+from ucf.web.dashboard.routing import (
+    DashboardRoute,
+    Page,
+    PageNotFound,
+    Posted,
+    checked_form,
+    flash,
+    project_or_404,
+    require_session,
+)
+from ucf.web.dashboard.security import CSRF_HEADER, Session
+from ucf.web.dashboard.setup import config_views, credential_views, field_errors
+from ucf.web.state import web_state
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+Sessioned = Annotated[Session, Depends(require_session)]
+Checked = Annotated[Posted, Depends(checked_form)]
+
+MAX_DESCRIPTOR_CHARS: Final = 256 * 1024
+_VERSION: Final = re.compile(r"^(.*?)(\d+)$")
+
+
+# --------------------------------------------------------------------------- the editor
+
+
+def _text(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _unique_id(wanted: str, taken: set[str]) -> str:
+    if wanted not in taken:
+        return wanted
+    number = 2
+    while f"{wanted}-{number}" in taken:
+        number += 1
+    return f"{wanted}-{number}"
+
+
+def _render_editor(
+    page: Page,
+    *,
+    text: str,
+    editing: Connector | None,
+    problems: list[Problem],
+    status: int = 200,
+) -> Response:
+    action = (
+        f"/projects/{page.project}/connectors/{editing.id}/edit"
+        if editing is not None
+        else f"/projects/{page.project}/connectors/new"
+    )
+    return page.render(
+        "editor.html",
+        {
+            "text": text,
+            "editing": editing,
+            "action": action,
+            "problems": problems,
+            "csrf_header": CSRF_HEADER,
+        },
+        status=status,
+    )
+
+
+@router.get("/projects/{project}/connectors/new")
+async def new_connector(
+    request: Request, session: Sessioned, project: str, copy: str = ""
+) -> Response:
+    """The blank template, or a copy of ``copy`` (any connector, built in or custom)."""
+    page = Page(request, session, project_or_404(project), "catalogue")
+    taken = {c.id for c in await page.context.connectors.list()}
+    if copy:
+        source = await page.context.connectors.get(copy)
+        data = copy_descriptor(
+            source.descriptor.to_json(), _unique_id(f"{source.id}-custom", taken)
+        )
+    else:
+        data = starter_descriptor(_unique_id("my-connector", taken), name="My connector")
+    return _render_editor(page, text=_text(data), editing=None, problems=[])
+
+
+@router.get("/projects/{project}/connectors/{connector_id}/edit")
+async def edit_connector(
+    request: Request, session: Sessioned, project: str, connector_id: str
+) -> Response:
+    page = Page(request, session, project_or_404(project), "catalogue")
+    connector = await page.context.connectors.get(connector_id)
+    if connector.built_in:  # read-only: offer a copy instead
+        return redirect(f"/projects/{page.project}/connectors/new?copy={connector.id}")
+    return _render_editor(
+        page, text=_text(connector.descriptor.to_json()), editing=connector, problems=[]
+    )
+
+
+def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
+    if len(text) > MAX_DESCRIPTOR_CHARS:
+        return None, [
+            Problem("", f"the descriptor is longer than {MAX_DESCRIPTOR_CHARS} characters")
+        ]
+    try:
+        return json.loads(text), []
+    except json.JSONDecodeError as error:
+        return None, [
+            Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")
+        ]
+
+
+def _raised(version: str) -> str:
+    """``1.0.3`` → ``1.0.4``: the last number up by one (``v2`` → ``v3``; otherwise ``.1`` added)."""
+    found = _VERSION.match(version)
+    if found is None:
+        return f"{version}.1" if version else "1"
+    return f"{found.group(1)}{int(found.group(2)) + 1}"
+
+
+async def _save(
+    request: Request, posted: Posted, project: str, editing: Connector | None
+) -> Response:
+    page = Page(request, posted.session, project_or_404(project), "catalogue")
+    text = posted.form.get("descriptor")
+    data, problems = _parsed_text(text)
+    if not problems:
+        problems = validate_descriptor(data)[1]
+    if problems:
+        return _render_editor(page, text=text, editing=editing, problems=problems, status=422)
+    connectors = page.context.connectors
+    try:
+        if editing is None:
+            saved = await connectors.register(data)
+            verb = "created"
+        else:
+            if data.get("version") == editing.descriptor.version and (
+                data != editing.descriptor.to_json()
+            ):
+                data["version"] = _raised(editing.descriptor.version)
+            saved = await connectors.update(editing.id, data)
+            verb = "saved"
+    except (ValidationFailed, ConflictError) as error:
+        details = [
+            Problem(str(d.get("path", "")), str(d.get("message", "")), d.get("hint"))
+            for d in (error.details or [])
+            if isinstance(d, dict)
+        ] or [Problem("id" if isinstance(error, ConflictError) else "", error.message)]
+        return _render_editor(
+            page, text=text, editing=editing, problems=details, status=error.status
+        )
+    response = redirect(f"/projects/{page.project}/connectors?category=Custom")
+    return flash(
+        response,
+        request,
+        "ok",
+        f"{saved.descriptor.name} {verb} (version {saved.descriptor.version}).",
+        "Connected instances use it from their next poll." if editing is not None else None,
+    )
+
+
+@router.post("/projects/{project}/connectors/new")
+async def create_connector(request: Request, posted: Checked, project: str) -> Response:
+    return await _save(request, posted, project, None)
+
+
+@router.post("/projects/{project}/connectors/{connector_id}/edit")
+async def update_connector(
+    request: Request, posted: Checked, project: str, connector_id: str
+) -> Response:
+    connector = await web_state(request).context.connectors.get(connector_id)
+    if connector.built_in:
+        raise PageNotFound(f"'{connector_id}' is built in; customise a copy instead")
+    return await _save(request, posted, project, connector)
+
+
+@router.post("/projects/{project}/connectors/{connector_id}/delete")
+async def delete_connector(
+    request: Request, posted: Checked, project: str, connector_id: str
+) -> Response:
+    project_or_404(project)
+    context = web_state(request).context
+    connector = await context.connectors.get(connector_id)
+    await context.connectors.delete(connector_id)  # 403 built in, 409 still connected
+    response = redirect(f"/projects/{project}/connectors?category=Custom")
+    return flash(response, request, "ok", f"{connector.descriptor.name} is deleted.")
+
+
+# --------------------------------------------------------------------------- a connected instance
+
+
+@router.get("/projects/{project}/instances/{connector_id}/edit")
+async def edit_instance(
+    request: Request, session: Sessioned, project: str, connector_id: str
+) -> Response:
+    page = Page(request, session, project_or_404(project), "instances")
+    instance = await page.context.instances.get(page.project, connector_id)
+    config = {k: str(v) for k, v in instance.record.config.items()}
+    return _render_instance_editor(
+        page, instance.connector, dict(instance.masked or {}), config, {}, [], None
+    )
+
+
+def _render_instance_editor(
+    page: Page,
+    connector: Connector,
+    masked: dict[str, str],
+    config: dict[str, str],
+    errors: dict[str, str],
+    other: list[str],
+    check: dict[str, Any] | None,
+    *,
+    status: int = 200,
+) -> Response:
+    descriptor = connector.descriptor
+    credentials = credential_views(descriptor.credential_fields(), {}, errors)
+    credentials = [  # a stored one is shown masked; its input may stay empty
+        replace(view, saved=masked[view.key], required=False) if view.key in masked else view
+        for view in credentials
+    ]
+    return page.render(
+        "instance_edit.html",
+        {
+            "descriptor": descriptor,
+            "credential_fields": credentials,
+            "config_fields": config_views(descriptor.setup_config_fields(), config, errors),
+            "other_errors": other,
+            "check": check,
+        },
+        status=status,
+    )
+
+
+@router.post("/projects/{project}/instances/{connector_id}/edit")
+async def save_instance(
+    request: Request, posted: Checked, project: str, connector_id: str
+) -> Response:
+    """``action=test`` checks the typed settings without saving; ``action=save`` saves them."""
+    page = Page(request, posted.session, project_or_404(project), "instances")
+    state = web_state(request)
+    context = state.context
+    instance = await context.instances.get(page.project, connector_id)
+    typed_credentials = {k: v for k, v in posted.form.fields("credentials").items() if v}
+    typed_config = posted.form.fields("config")
+    if posted.form.get("action") == "test":
+        stored = await context.instances.credentials(instance.record)
+        result, forced = await check_connector(
+            context,
+            instance.connector,
+            credentials={**stored, **typed_credentials},
+            config={**{k: str(v) for k, v in instance.record.config.items()}, **typed_config},
+            on_rotate=None,
+        )
+        outcome = forced or outcome_of_check(result, HealthPolicy())
+        secrets = tuple({**stored, **typed_credentials}.values())
+        check = {
+            "ok": result.ok,
+            "status": result.status,
+            "latency_ms": round(result.latency_ms),
+            "outcome": outcome.value,
+            "error": None if result.ok else secret_free(result.error or outcome.value, secrets),
+        }
+        return _render_instance_editor(
+            page, instance.connector, dict(instance.masked or {}), typed_config, {}, [], check
+        )
+    try:
+        await context.instances.update(
+            page.project,
+            connector_id,
+            credentials=typed_credentials or None,
+            config=typed_config,
+        )
+    except ValidationFailed as failed:
+        errors, other = field_errors(failed)
+        return _render_instance_editor(
+            page,
+            instance.connector,
+            dict(instance.masked or {}),
+            typed_config,
+            errors,
+            other,
+            None,
+            status=422,
+        )
+    state.gateway.forget(page.project, connector_id)
+    response = redirect(f"/projects/{page.project}/instances/{connector_id}")
+    changed = "settings and credentials" if typed_credentials else "settings"
+    return flash(
+        response,
+        request,
+        "ok",
+        f"{instance.connector.descriptor.name}: {changed} saved.",
+        "The checkpoint and history are kept; the next poll uses them.",
+    )

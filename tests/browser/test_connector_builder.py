@@ -1,0 +1,145 @@
+"""Authoring without code, in Chromium: a connector for an API ucf has never seen.
+
+"Ticketly" is a local fake that is in no catalogue: ``GET /items`` with a
+bearer key, page numbers, items under ``items``. The user starts from the blank
+template, types a wrong items path and sees the problem inline, fixes it, tries
+the connector against the live fake, saves it, connects it through the usual
+setup flow and sees its signals. The pages run under their real
+Content-Security-Policy: any console error fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import httpx
+import pytest
+from playwright.async_api import Browser, expect
+
+from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, TOKEN, watch_console
+from tests.web.server import LiveServer
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
+
+KEY: Final = "tkly_live_5b8e1c0a9d7f42"
+
+
+@pytest.fixture(scope="module")
+def ticketly() -> Iterator[FakeServer]:
+    now = datetime.now(UTC)
+    items = [
+        {
+            "id": n,
+            "title": f"Ticket {n}",
+            "state": "closed" if n == 2 else "open",
+            "created_at": (now - timedelta(hours=3)).isoformat(),
+            "updated_at": (now - timedelta(minutes=10 * n)).isoformat(),
+        }
+        for n in range(1, 4)
+    ]
+    fake = FakeServer()
+
+    def authorised(request: FakeRequest) -> bool:
+        return bool(request.headers.get("authorization") == f"Bearer {KEY}")
+
+    @fake.route("GET", "/me")
+    def me(request: FakeRequest) -> FakeResponse:
+        if not authorised(request):
+            return FakeResponse.json({"message": "invalid key"}, status=401)
+        return FakeResponse.json({"user": "ana"})
+
+    @fake.route("GET", "/items")
+    def listing(request: FakeRequest) -> FakeResponse:
+        if not authorised(request):
+            return FakeResponse.json({"message": "invalid key"}, status=401)
+        page = int(request.param("page") or "1")
+        size = int(request.param("per_page") or "50")
+        return FakeResponse.json({"items": items[(page - 1) * size : page * size]})
+
+    with fake:
+        yield fake
+
+
+async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
+    browser: Browser,
+    server: LiveServer,
+    ticketly: FakeServer,
+) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = watch_console(page)
+    base = server.url
+
+    await page.goto(base + "/login")
+    await page.get_by_label("Admin API token").fill(TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("link", name="New connector").click()
+    await expect(page.get_by_role("heading", name="New connector")).to_be_visible()
+    await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+
+    # The form view: name it, and get the items path wrong.
+    await page.get_by_label("Id", exact=True).fill("ticketly")
+    await page.get_by_label("Name", exact=True).fill("Ticketly")
+    items_path = page.get_by_label("Items path")
+    await items_path.fill("$.items[")
+    field = page.locator('[data-field="fieldMapping.itemsPath"]')
+    await expect(field.locator(".field__error")).to_contain_text("JSONPath does not parse")
+    await expect(page.locator("#editor-status")).to_have_text("1 problem")
+    await page.screenshot(path=str(SCREENSHOTS / "ucf-editor-problem.png"), full_page=True)
+    await items_path.fill("$.items[*]")
+    await expect(field.locator(".field__error")).to_have_count(0)
+    await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+
+    # Switching views loses nothing: the JSON has what the form typed.
+    await page.get_by_role("tab", name="JSON").click()
+    await expect(page.get_by_label("Descriptor (JSON)")).to_have_value(
+        re.compile(r'"itemsPath": "\$\.items\[\*\]"')
+    )
+    await page.get_by_role("tab", name="Form").click()
+    await expect(page.get_by_label("Name", exact=True)).to_have_value("Ticketly")
+
+    # Try it against the live fake: request shown masked, response, signals with reasons.
+    await page.get_by_role("tab", name="Try it").click()
+    await page.get_by_label("API base URL").fill(ticketly.base_url)
+    await page.get_by_label("API key").fill(KEY)
+    await page.get_by_role("button", name="Send one request").click()
+    result = page.locator("#try-result")
+    await expect(result).to_contain_text("Response: HTTP 200")
+    await expect(result).to_contain_text("3 signals, 0 item errors")
+    await expect(result).to_contain_text("item_closed")
+    await expect(result).to_contain_text('rule 0: $.state equals "closed"')
+    assert KEY not in await result.inner_text()
+    await page.screenshot(path=str(SCREENSHOTS / "ucf-editor-try.png"), full_page=True)
+
+    # Save: it is in the catalogue under Custom, marked custom.
+    await page.get_by_role("button", name="Save connector").click()
+    await expect(page.locator(".flash")).to_contain_text("Ticketly created")
+    card = page.locator(".card.connector", has_text="Ticketly")
+    await expect(card.locator(".chip--custom")).to_have_text("Custom")
+
+    # Connect it through the usual setup flow, and see its signals.
+    await page.get_by_role("link", name="Connect Ticketly").click()
+    await page.get_by_label("API key").fill(KEY)
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_label("API base URL").fill(ticketly.base_url)
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_role("button", name="Test connection").click()
+    await expect(page.locator(".check")).to_contain_text("Connection works")
+    await page.get_by_role("link", name="Continue", exact=True).click()
+    await page.get_by_role("button", name="Connect Ticketly").click()
+    await expect(page.locator(".flash")).to_contain_text("Ticketly is connected")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        polled = await api.post(f"{base}/api/projects/default/instances/ticketly/poll")
+        assert polled.status_code == 200, polled.text
+        assert polled.json()["inserted"] == 3
+    await page.get_by_role("link", name="Signals", exact=True).click()
+    await expect(page.locator("table.signals tbody tr")).to_have_count(3)
+    await expect(page.locator("table.signals")).to_contain_text("Ticket 2")
+    await page.screenshot(path=str(SCREENSHOTS / "ucf-editor-signals.png"), full_page=True)
+    assert KEY not in await page.content()
+    assert console == [], console
+    await context.close()

@@ -1,0 +1,141 @@
+"""The connector editor and the instance editor as server-rendered pages (no script needed)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from typing import Any
+
+from tests.web.conftest import Web
+from tests.web.support import ACME, API_KEY, CONNECTOR, PROJECT, TOKEN, instance_body
+from ucf.fakes.kit import FakeServer
+
+
+async def login(web: Web) -> str:
+    """A dashboard session on ``web.anonymous``; returns its CSRF token."""
+    form = await web.anonymous.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)
+    assert nonce is not None
+    await web.anonymous.post("/login", data={"token": TOKEN, "nonce": nonce.group(1), "next": "/"})
+    page = await web.anonymous.get(f"/projects/{PROJECT}/connectors")
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+async def test_the_catalogue_offers_new_connector_and_customise_a_copy(web: Web) -> None:
+    await login(web)
+    page = (await web.anonymous.get(f"/projects/{PROJECT}/connectors")).text
+    assert f'href="/projects/{PROJECT}/connectors/new"' in page
+    assert f"/projects/{PROJECT}/connectors/new?copy=github-issues" in page
+    blank = await web.anonymous.get(f"/projects/{PROJECT}/connectors/new")
+    assert blank.status_code == 200
+    assert "&#34;id&#34;: &#34;my-connector&#34;" in blank.text
+    copied = await web.anonymous.get(f"/projects/{PROJECT}/connectors/new?copy=github-issues")
+    assert "github-issues-custom" in copied.text
+    built_in = await web.anonymous.get(
+        f"/projects/{PROJECT}/connectors/github-issues/edit", follow_redirects=False
+    )
+    assert built_in.headers["location"].endswith("/connectors/new?copy=github-issues")
+
+
+async def test_saving_lists_every_problem_then_registers_and_shows_it_as_custom(web: Web) -> None:
+    csrf = await login(web)
+    broken = copy.deepcopy(ACME)
+    broken["fieldMapping"]["idPath"] = "$.id[["
+    broken["category"] = "Dev"
+    refused = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/new",
+        data={"csrf": csrf, "descriptor": json.dumps(broken)},
+    )
+    assert refused.status_code == 422
+    assert "fieldMapping.idPath" in refused.text
+    assert "<code>category</code>" in refused.text
+    saved = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/new",
+        data={"csrf": csrf, "descriptor": json.dumps(ACME)},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text[:300]
+    custom = (await web.anonymous.get(saved.headers["location"])).text
+    assert "Acme Tickets created (version 1.0.0)." in custom
+    assert 'class="chip chip--custom"' in custom
+    edited: dict[str, Any] = copy.deepcopy(ACME)
+    edited["name"] = "Acme Helpdesk"
+    again = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit",
+        data={"csrf": csrf, "descriptor": json.dumps(edited)},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303
+    stored = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+    assert (stored["name"], stored["version"]) == ("Acme Helpdesk", "1.0.1")  # raised on edit
+
+
+async def test_deleting_a_connected_connector_is_refused_with_the_reason(
+    web: Web, acme: FakeServer
+) -> None:
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    refused = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/{CONNECTOR}/delete", data={"csrf": csrf}
+    )
+    assert refused.status_code == 409
+    assert "still connected in project(s) proj-1" in refused.text
+
+
+async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint(
+    web: Web, acme: FakeServer
+) -> None:
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    polled = await web.client.post(f"/api/projects/{PROJECT}/instances/{CONNECTOR}/poll")
+    assert polled.status_code == 200
+    store = web.state.context.store
+    before = await store.checkpoints.get(PROJECT, CONNECTOR)
+    assert before.value is not None
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+    page = await web.anonymous.get(base)
+    assert "leave empty to keep it" in page.text
+    assert API_KEY not in page.text
+    tested = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "test", "credentials.apiKey": "wrong-key-0123456789",
+              "config.baseUrl": acme.base_url},
+    )  # fmt: skip
+    assert "Connection failed (HTTP 401)" in tested.text
+    assert "credentials rejected" in tested.text
+    assert "wrong-key-0123456789" not in tested.text
+    saved = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "save", "credentials.apiKey": "rotated-key-000111222",
+              "config.baseUrl": acme.base_url},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert saved.status_code == 303
+    record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+    credentials = await web.state.context.instances.credentials(record)
+    assert credentials["apiKey"] == "rotated-key-000111222"
+    assert "webhookSecret" in credentials  # the one left empty is kept
+    assert await store.checkpoints.get(PROJECT, CONNECTOR) == before
+
+
+async def test_the_authoring_api_takes_the_dashboard_session_only_with_its_csrf_header(
+    web: Web,
+) -> None:
+    csrf = await login(web)
+    without = await web.anonymous.post("/api/connectors/validate", json=ACME)
+    assert without.status_code == 401
+    wrong = await web.anonymous.post(
+        "/api/connectors/validate", json=ACME, headers={"X-CSRF-Token": "nope"}
+    )
+    assert wrong.status_code == 401
+    right = await web.anonymous.post(
+        "/api/connectors/validate", json=ACME, headers={"X-CSRF-Token": csrf}
+    )
+    assert right.json() == {"valid": True, "problems": []}
+    other = await web.anonymous.get("/api/connectors", headers={"X-CSRF-Token": csrf})
+    assert other.status_code == 401  # the rest of the API still wants the admin token
