@@ -224,3 +224,18 @@ async def test_a_registered_connector_is_under_custom_whatever_its_category(web:
     assert [(c["id"], c["builtIn"]) for c in custom["items"]] == [(ACME["id"], False)]
     code = (await web.client.get("/api/connectors", params={"category": "Code & DevOps"})).json()
     assert ACME["id"] in {c["id"] for c in code["items"]}
+
+
+async def test_patching_new_credentials_keeps_the_checkpoint(web: Web, acme: FakeServer) -> None:
+    from tests.web.support import instance_body
+
+    await web.client.post("/api/connectors", json=acme_descriptor())
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    instance = f"/api/projects/{PROJECT}/instances/{ACME['id']}"
+    assert (await web.client.post(f"{instance}/poll")).status_code == 200
+    before = await web.state.context.store.checkpoints.get(PROJECT, ACME["id"])
+    assert before.value is not None
+    patched = await web.client.patch(instance, json={"credentials": {"apiKey": "rotated-0123456"}})
+    assert patched.status_code == 200
+    assert "rotated-0123456" not in patched.text
+    assert await web.state.context.store.checkpoints.get(PROJECT, ACME["id"]) == before
