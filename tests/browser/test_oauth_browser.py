@@ -19,12 +19,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.browser.test_dashboard_browser import (
-    SCREENSHOTS,
-    TIMEOUT_MS,
-    _watch_console,
-    browser,  # noqa: F401 - the fixture
-)
+from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, watch_console
 from tests.web.server import LiveServer, ucf_env
 from ucf.fakes.slack import CHANNEL, CLIENT_ID, CLIENT_SECRET, SlackFake
 
@@ -48,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 async def test_a_user_connects_slack_by_consent_and_reconnects_after_a_revocation(
-    browser: Browser,  # noqa: F811 - the fixture
+    browser: Browser,
     server: LiveServer,
     slack: SlackFake,
 ) -> None:
@@ -59,7 +54,7 @@ async def test_a_user_connects_slack_by_consent_and_reconnects_after_a_revocatio
     page = await context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
-    console = _watch_console(page)
+    console = watch_console(page)
 
     await page.goto(base + "/login")
     await page.get_by_label("Admin API token").fill(TOKEN)
