@@ -115,6 +115,17 @@ async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
     assert KEY not in await result.inner_text()
     await page.screenshot(path=str(SCREENSHOTS / "ucf-editor-try.png"), full_page=True)
 
+    # The preview tab maps a pasted response offline, with the reason behind each type.
+    await page.get_by_role("tab", name="Webhook preview").click()
+    await page.get_by_label("Payload (JSON)").fill(
+        '{"items": [{"id": 9, "title": "Pasted", "state": "closed", "updated_at": 1700000000}]}'
+    )
+    await page.get_by_label("The sample is").select_option("poll")
+    await page.get_by_role("button", name="Preview").click()
+    preview = page.locator("#preview-result")
+    await expect(preview).to_contain_text("1 signal")
+    await expect(preview).to_contain_text("item_closed Pasted")
+
     # Save: it is in the catalogue under Custom, marked custom.
     await page.get_by_role("button", name="Save connector").click()
     await expect(page.locator(".flash")).to_contain_text("Ticketly created")

@@ -239,3 +239,57 @@ async def test_patching_new_credentials_keeps_the_checkpoint(web: Web, acme: Fak
     assert patched.status_code == 200
     assert "rotated-0123456" not in patched.text
     assert await web.state.context.store.checkpoints.get(PROJECT, ACME["id"]) == before
+
+
+async def test_preview_checks_a_pasted_delivery_with_the_typed_secret_as_the_gateway_would(
+    web: Web,
+) -> None:
+    from tests.web.support import WEBHOOK_SECRET, sign
+
+    signed = sign(ticket_event("T-5"), delivery="d-5")
+    request = {
+        "descriptor": acme(),
+        "body": signed.body.decode(),
+        "headers": signed.headers,
+        "mode": "webhook",
+    }
+    good = (
+        await web.client.post("/api/connectors/preview", json={**request, "secret": WEBHOOK_SECRET})
+    ).json()
+    assert good["verification"] == {"checked": True, "ok": True, "reason": None}
+    assert [s["signal"]["type"] for s in good["signals"]] == ["ticket_opened"]
+    bad = (
+        await web.client.post("/api/connectors/preview", json={**request, "secret": "not-it"})
+    ).json()
+    assert bad["verification"]["ok"] is False
+    assert "signature" in bad["verification"]["reason"]
+    assert any("would refuse this delivery (HTTP 401)" in n for n in bad["notes"])
+    unchecked = (await web.client.post("/api/connectors/preview", json=request)).json()
+    assert unchecked["verification"] == {"checked": False, "ok": None, "reason": None}
+    assert "not-it" not in str(bad)
+    assert WEBHOOK_SECRET not in str(good)
+
+
+async def test_preview_answers_a_handshake_as_the_gateway_would(web: Web) -> None:
+    data = acme()
+    data["ingestion"]["webhook"]["handshakes"] = [
+        {
+            "type": "challenge",
+            "whenPath": "$.type",
+            "equals": "url_verification",
+            "respondPath": "$.challenge",
+        }
+    ]
+    body = (
+        await web.client.post(
+            "/api/connectors/preview",
+            json={
+                "descriptor": data,
+                "sample": {"type": "url_verification", "challenge": "3eZbrw1aBm"},
+                "mode": "webhook",
+            },
+        )
+    ).json()
+    assert body["handshake"]["kind"] == "challenge"
+    assert body["handshake"]["body"] == '{"challenge": "3eZbrw1aBm"}'  # what the gateway sends
+    assert body["signals"] == []

@@ -27,6 +27,7 @@ from ucf.core.validation import Problem
 from ucf.core.webhook import map_delivery
 from ucf.runtime.native import Malformed, Unhandled, WebhookContext, WebhookRequest
 from ucf.runtime.sources import NativeSourceMissing, Source, source_for
+from ucf.runtime.webhooks import WebhookConfigError, check_delivery, compile_verifier
 
 __all__ = [
     "Preview",
@@ -52,6 +53,10 @@ class Preview:
     problems: list[Problem] = field(default_factory=list)
     """Why the sample could not be mapped at all (paths: ``sample``, ``headers``, ``mode``)."""
     event_type: str | None = None
+    verification: dict[str, Any] | None = None
+    """Webhooks: ``{"checked", "ok", "reason"}``, the gateway's verdict on these bytes."""
+    handshake: dict[str, Any] | None = None
+    """Webhooks: the gateway's answer when the sample is a provider's set-up request."""
 
 
 class _Refused(Exception):
@@ -70,11 +75,14 @@ async def preview_sample(
     project_id: str,
     now: datetime,
     switches: tuple[str, str] = ("choose the poll mode", "choose the webhook mode"),
+    secret: str | None = None,
 ) -> Preview:
     """Map ``payload`` (whose raw bytes are ``body``) as ``mode`` says; never raises on input.
 
     ``switches`` is how the caller's user picks each mode, for the notes
     (``ucf map`` says ``add --poll``; the dashboard names its buttons).
+    ``secret`` (a generic webhook connector's signing secret or token) checks
+    ``body`` as the gateway would and answers handshakes as it would.
     """
     try:
         source = source_for(descriptor)
@@ -91,7 +99,8 @@ async def preview_sample(
         if as_webhook and source.webhooks is not None:
             await _native_webhook(preview, source, body, headers, project_id, now)
         elif as_webhook:
-            _generic_webhook(preview, descriptor, payload, body, headers, project_id, now)
+            if _gateway_check(preview, descriptor, payload, body, headers, secret, now):
+                _generic_webhook(preview, descriptor, payload, body, headers, project_id, now)
         else:
             _poll(preview, source, payload, project_id, now)
     except _Refused as refused:
@@ -248,6 +257,77 @@ async def _native_webhook(
         return
     preview.result = outcome
     preview.reasons = [None] * len(outcome.signals)
+
+
+def _gateway_check(
+    preview: Preview,
+    descriptor: ConnectorDescriptor,
+    payload: Any,
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str | None,
+    now: datetime,
+) -> bool:
+    """The gateway's verification and handshake on these bytes; False when it would not map."""
+    webhook = descriptor.webhook
+    if webhook is None:
+        return True
+    credential = _secret_credential(descriptor)
+    credentials = {credential: secret} if credential is not None and secret else {}
+    try:
+        admission = check_delivery(
+            compile_verifier(descriptor),
+            descriptor,
+            method="POST",
+            body=body,
+            headers=headers,
+            url="",
+            query={},
+            credentials=credentials,
+            now=now,
+            payload=payload,
+        )
+    except WebhookConfigError as error:
+        raise _Refused("descriptor", f"the gateway cannot verify deliveries: {error}") from None
+    answer = admission.handshake
+    if answer is not None:
+        preview.handshake = {
+            "kind": answer.kind,
+            "status": answer.status,
+            "body": answer.body.decode("utf-8", "replace"),
+            "mediaType": answer.media_type,
+        }
+        preview.notes.append(
+            f"this is a '{answer.kind}' handshake: the gateway answers it and maps nothing"
+        )
+        return False
+    if credential is not None and not secret:
+        preview.verification = {"checked": False, "ok": None, "reason": None}
+        preview.notes.append(
+            f"verification '{webhook.verification}' not checked: give the secret to check "
+            "this delivery as the gateway would"
+        )
+        return True
+    reason = admission.result.reason
+    preview.verification = {
+        "checked": True,
+        "ok": admission.ok,
+        "reason": str(reason or "") or None,
+    }
+    if not admission.ok:
+        preview.notes.append(f"the gateway would refuse this delivery (HTTP 401): {reason}")
+    return True
+
+
+def _secret_credential(descriptor: ConnectorDescriptor) -> str | None:
+    """The credential the gateway verifies with, or None when it verifies nothing."""
+    webhook = descriptor.webhook
+    if webhook is None:
+        return None
+    if webhook.verification == "token" and webhook.token is not None:
+        return webhook.token.secret_credential
+    scheme = descriptor.signature_verification()
+    return scheme.secret_credential if scheme is not None else None
 
 
 def _why_nothing(

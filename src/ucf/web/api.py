@@ -18,6 +18,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from ucf.core.jsonpath import MISSING
+from ucf.core.payload import payload_or_missing
 from ucf.core.validation import Problem, validate_descriptor
 from ucf.service.errors import ConflictError, NotFoundError
 from ucf.service.health import test_connection
@@ -171,7 +173,9 @@ authoring = APIRouter(
 
 class PreviewRequest(_Body):
     descriptor: dict[str, Any] = Field(description="The descriptor being written (not stored).")
-    sample: Any = Field(description="A saved poll response, or a webhook delivery's JSON body.")
+    sample: Any = Field(
+        default=None, description="A saved poll response, or a webhook delivery's JSON body."
+    )
     mode: Literal["poll", "webhook", "auto"] = Field(
         default="auto",
         description=(
@@ -183,6 +187,17 @@ class PreviewRequest(_Body):
         default_factory=dict, description="The delivery's headers (event type, delivery id)."
     )
     project: str = Field(default="preview", min_length=1, max_length=200)
+    body: str | None = Field(
+        default=None,
+        description=(
+            "The delivery's raw body, byte for byte: a signature is checked over these "
+            "bytes, and the sample is read from them."
+        ),
+    )
+    secret: str | None = Field(
+        default=None,
+        description="The webhook signing secret or token: check the delivery as the gateway would.",
+    )
 
 
 class TryRequest(_Body):
@@ -230,18 +245,35 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
             "problems": _problems_json(problems, "descriptor"),
             "notes": [],
         }
+    if body.body is not None:
+        raw = body.body.encode()
+        sample = payload_or_missing(raw)
+        if sample is MISSING:
+            problem = Problem("body", "the body is not JSON")
+            return {
+                "signals": [],
+                "itemErrors": [],
+                "problems": _problems_json([problem]),
+                "notes": [],
+            }
+    else:
+        raw = json.dumps(body.sample, separators=(",", ":")).encode()
+        sample = body.sample
     preview = await preview_sample(
         parsed,
-        body.sample,
-        body=json.dumps(body.sample, separators=(",", ":")).encode(),
+        sample,
+        body=raw,
         headers=body.headers,
         mode=body.mode,
         project_id=body.project,
         now=state.context.clock(),
+        secret=body.secret,
     )
     return {
         "mode": preview.mode,
         "eventType": preview.event_type,
+        "verification": preview.verification,
+        "handshake": preview.handshake,
         "signals": signals_json(preview, state.context.sanitiser),
         "itemErrors": item_errors_json(preview.result),
         "skipped": preview.result.skipped,

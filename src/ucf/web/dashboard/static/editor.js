@@ -277,16 +277,18 @@
   var previewResult = document.getElementById("preview-result");
   document.getElementById("preview-run").addEventListener("click", function () {
     var data = current().data;
-    var sample;
-    try { sample = JSON.parse(document.getElementById("preview-sample").value); }
+    var raw = document.getElementById("preview-sample").value;
+    try { JSON.parse(raw); }
     catch (error) { previewResult.textContent = "The payload is not JSON: " + error.message; return; }
+    var secret = document.getElementById("preview-secret").value;
     var headers = {};
     document.getElementById("preview-headers").value.split("\n").forEach(function (line) {
       var at = line.indexOf(":");
       if (at > 0) headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
     });
     post("/api/connectors/preview", {
-      descriptor: data, sample: sample, headers: headers, mode: document.getElementById("preview-mode").value
+      descriptor: data, body: raw, headers: headers, mode: document.getElementById("preview-mode").value,
+      secret: secret === "" ? null : secret
     }).then(function (answer) {
       previewResult.innerHTML = "";
       var body = answer.data;
@@ -295,6 +297,14 @@
         previewResult.appendChild(el("p", { "class": "field__error", role: "alert", text: (p.path ? p.path + ": " : "") + p.message }));
       });
       if (body.eventType) previewResult.appendChild(el("p", { text: "Event type: " + body.eventType }));
+      var check = body.verification;
+      if (check && check.checked) {
+        previewResult.appendChild(el("p", { "class": check.ok ? "" : "field__error", text: check.ok ? "Verified as the gateway would." : "Verification fails: " + check.reason }));
+      }
+      if (body.handshake) {
+        previewResult.appendChild(el("p", { text: "Handshake '" + body.handshake.kind + "': the gateway answers HTTP " + body.handshake.status }));
+        previewResult.appendChild(pre(body.handshake.body));
+      }
       previewResult.appendChild(el("h3", { text: body.signals.length + " signal" + (body.signals.length === 1 ? "" : "s") }));
       previewResult.appendChild(signalList(body.signals));
       var errors = itemErrors(body.itemErrors || []);
