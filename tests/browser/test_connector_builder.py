@@ -10,6 +10,7 @@ Content-Security-Policy: any console error fails the test.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -94,13 +95,29 @@ async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
     await expect(field.locator(".field__error")).to_have_count(0)
     await expect(page.locator("#editor-status")).to_have_text("No problems found.")
 
+    # A rule edited in the form's table: "in" takes a comma-separated list.
+    await page.get_by_role("button", name="Add").nth(2).click()
+    await page.get_by_label("Operator 3").select_option("in")
+    await page.get_by_label("When (path) 3").fill("$.state")
+    await page.get_by_label("Value 3").fill("archived, deleted")
+    await page.get_by_label("Then (type) 3").fill("item_removed")
+    await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+
     # Switching views loses nothing: the JSON has what the form typed.
     await page.get_by_role("tab", name="JSON").click()
     await expect(page.get_by_label("Descriptor (JSON)")).to_have_value(
         re.compile(r'"itemsPath": "\$\.items\[\*\]"')
     )
+    typed = json.loads(await page.get_by_label("Descriptor (JSON)").input_value())
+    assert typed["fieldMapping"]["signalTypeRules"][2] == {
+        "when": "$.state",
+        "operator": "in",
+        "value": ["archived", "deleted"],
+        "then": "item_removed",
+    }
     await page.get_by_role("tab", name="Form").click()
     await expect(page.get_by_label("Name", exact=True)).to_have_value("Ticketly")
+    await expect(page.get_by_label("Value 3")).to_have_value("archived, deleted")
 
     # Try it against the live fake: request shown masked, response, signals with reasons.
     await page.get_by_role("tab", name="Try it").click()

@@ -45,7 +45,8 @@ async def test_invalid_descriptor_is_refused_with_every_problem(context: UcfCont
     data["category"] = "Nope"
     with pytest.raises(ValidationFailed) as caught:
         await context.connectors.register(data)
-    assert {d["path"] for d in caught.value.details} == {"category"}
+    # Shape and meaning in one pass: the bad category does not hide the bad path.
+    assert {d["path"] for d in caught.value.details} == {"category", "fieldMapping.idPath"}
     data["category"] = "Custom"
     with pytest.raises(ValidationFailed) as caught:
         await context.connectors.register(data)

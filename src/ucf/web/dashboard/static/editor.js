@@ -50,49 +50,135 @@
     return (mode === "polling_and_webhook" ? "ingestion.polling." : "ingestion.") + path.slice(6);
   }
 
+  // "a.b[2].c" → ["a", "b", 2, "c"]: the paths problems are reported at.
+  function keysOf(path) {
+    var keys = [];
+    path.split(".").forEach(function (part) {
+      var match = /^([^[]*)((?:\[\d+\])*)$/.exec(part);
+      if (match === null) { keys.push(part); return; }
+      if (match[1]) keys.push(match[1]);
+      (match[2].match(/\d+/g) || []).forEach(function (n) { keys.push(parseInt(n, 10)); });
+    });
+    return keys;
+  }
+
   function read(data, path) {
-    return path.split(".").reduce(function (node, key) {
+    return keysOf(path).reduce(function (node, key) {
       return node !== null && typeof node === "object" && key in node ? node[key] : undefined;
     }, data);
   }
 
   function write(data, path, value) {
-    var keys = path.split(".");
+    var keys = keysOf(path);
     var node = data;
     for (var i = 0; i < keys.length - 1; i++) {
-      if (node[keys[i]] === null || typeof node[keys[i]] !== "object") node[keys[i]] = {};
+      if (node[keys[i]] === null || typeof node[keys[i]] !== "object") {
+        node[keys[i]] = typeof keys[i + 1] === "number" ? [] : {};
+      }
       node = node[keys[i]];
     }
     var last = keys[keys.length - 1];
     if (value === undefined) delete node[last]; else node[last] = value;
   }
 
-  var inputs = Array.prototype.slice.call(form.querySelectorAll("#view-form [data-path]"));
+  function inputs() {
+    return Array.prototype.slice.call(form.querySelectorAll("#view-form [data-path]"));
+  }
 
-  function fillForm() {
-    var parsed = current();
-    inputs.forEach(function (input) {
-      input.disabled = parsed.data === null;
-      if (parsed.data === null) return;
-      var value = read(parsed.data, resolve(input.getAttribute("data-path"), parsed.data));
-      input.value = value === undefined || value === null ? "" : String(value);
+  // Lists (rules, credential and config fields): one row of inputs per entry. Keys a row
+  // does not show (a rule's "all", a field's helpText) stay in the JSON untouched.
+  function buildLists(data) {
+    form.querySelectorAll("#view-form [data-list]").forEach(function (box) {
+      var base = resolve(box.getAttribute("data-list"), data);
+      var columns = JSON.parse(box.getAttribute("data-columns"));
+      var rows = read(data, base);
+      var body = box.querySelector("tbody");
+      body.innerHTML = "";
+      (Array.isArray(rows) ? rows : []).forEach(function (row, index) {
+        var cells = columns.map(function (column) {
+          var path = base + "[" + index + "]." + column.key;
+          var label = column.label + " " + (index + 1);
+          var input;
+          if (column.options) {
+            input = el("select", { "data-path": path, "aria-label": label });
+            column.options.forEach(function (option) { input.appendChild(el("option", { text: option })); });
+          } else if (column.type === "bool") {
+            input = el("select", { "data-path": path, "aria-label": label, "data-type": "bool" });
+            ["true", "false"].forEach(function (option) { input.appendChild(el("option", { text: option })); });
+          } else {
+            input = el("input", { type: "text", "data-path": path, "aria-label": label, spellcheck: "false", autocomplete: "off" });
+            if (column.type === "list-if-in") input.setAttribute("data-type", "list-if-in");
+          }
+          return el("td", { "class": "field" }, [input]);
+        });
+        var remove = el("button", { type: "button", "class": "btn btn--ghost btn--sm", text: "Remove", "aria-label": "Remove row " + (index + 1) });
+        remove.addEventListener("click", function () {
+          var parsed = current();
+          if (parsed.data === null) return;
+          var list = read(parsed.data, base);
+          if (Array.isArray(list)) list.splice(index, 1);
+          json.value = JSON.stringify(parsed.data, null, 2);
+          fillForm();
+          scheduleValidate();
+        });
+        cells.push(el("td", {}, [remove]));
+        body.appendChild(el("tr", {}, cells));
+      });
     });
   }
 
-  inputs.forEach(function (input) {
-    input.addEventListener("input", function () {
+  form.querySelectorAll("#view-form [data-list] [data-add]").forEach(function (button) {
+    button.addEventListener("click", function () {
       var parsed = current();
       if (parsed.data === null) return;
-      var raw = input.value;
-      var value = raw === "" ? undefined : raw;
-      if (value !== undefined && input.getAttribute("data-type") === "number") {
-        value = Number(raw);
-        if (!isFinite(value)) value = raw;
-      }
-      write(parsed.data, resolve(input.getAttribute("data-path"), parsed.data), value);
+      var box = button.closest("[data-list]");
+      var base = resolve(box.getAttribute("data-list"), parsed.data);
+      var list = read(parsed.data, base);
+      if (!Array.isArray(list)) { list = []; write(parsed.data, base, list); }
+      list.push(JSON.parse(button.getAttribute("data-add")));
       json.value = JSON.stringify(parsed.data, null, 2);
+      fillForm();
       scheduleValidate();
     });
+  });
+
+  function shownValue(input, value) {
+    if (value === undefined || value === null) return "";
+    if (Array.isArray(value)) return value.join(", ");
+    return String(value);
+  }
+
+  function fillForm() {
+    var parsed = current();
+    if (parsed.data !== null) buildLists(parsed.data);
+    inputs().forEach(function (input) {
+      input.disabled = parsed.data === null;
+      if (parsed.data === null) return;
+      input.value = shownValue(input, read(parsed.data, resolve(input.getAttribute("data-path"), parsed.data)));
+    });
+  }
+
+  function typed(input, path, data) {
+    var raw = input.value;
+    var kind = input.getAttribute("data-type");
+    if (raw === "") return undefined;
+    if (kind === "number") { var n = Number(raw); return isFinite(n) ? n : raw; }
+    if (kind === "bool") return raw === "true";
+    if (kind === "list-if-in" && read(data, path.replace(/\.value$/, ".operator")) === "in") {
+      return raw.split(",").map(function (v) { return v.trim(); }).filter(function (v) { return v; });
+    }
+    return raw;
+  }
+
+  form.querySelector("#view-form").addEventListener("input", function (event) {
+    var input = event.target;
+    if (!input.hasAttribute || !input.hasAttribute("data-path")) return;
+    var parsed = current();
+    if (parsed.data === null) return;
+    var path = resolve(input.getAttribute("data-path"), parsed.data);
+    write(parsed.data, path, typed(input, path, parsed.data));
+    json.value = JSON.stringify(parsed.data, null, 2);
+    scheduleValidate();
   });
 
   // ---------------------------------------------------------------- views
@@ -133,7 +219,7 @@
         problem.hint ? el("span", { "class": "muted", text: " — " + problem.hint }) : null
       ]);
       problemList.appendChild(item);
-      inputs.forEach(function (input) {
+      inputs().forEach(function (input) {
         if (resolve(input.getAttribute("data-path"), data) !== problem.path) return;
         var field = input.closest(".field");
         field.classList.add("field--invalid");
