@@ -109,7 +109,7 @@
             input = el("input", { type: "text", "data-path": path, "aria-label": label, spellcheck: "false", autocomplete: "off" });
             if (column.type === "list-if-in") input.setAttribute("data-type", "list-if-in");
           }
-          return el("td", { "class": "field" }, [input]);
+          return el("td", {}, [input]);
         });
         var remove = el("button", { type: "button", "class": "btn btn--ghost btn--sm", text: "Remove", "aria-label": "Remove row " + (index + 1) });
         remove.addEventListener("click", function () {
