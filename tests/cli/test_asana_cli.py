@@ -67,7 +67,8 @@ def test_poll_with_a_rejected_token_fails_in_one_secret_free_line(asana: AsanaFa
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == (
-        f"error: GET 127.0.0.1:{asana.server.port}/api/1.0/events: credentials rejected (HTTP 401)\n"
+        f"error: GET 127.0.0.1:{asana.server.port}/api/1.0/events: credentials rejected "
+        "(HTTP 401: Not Authorized)\n"  # the provider's own message is kept
     )
 
 
