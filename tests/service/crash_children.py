@@ -31,10 +31,11 @@ def poll_once(directory: str) -> int:
     return asyncio.run(main())
 
 
-KILL_POINTS = ("before-commit", "after-commit")
-"""Where ``serve`` can SIGKILL itself: when the gateway hands its n-th verified, mapped
-delivery to the ingest (before the store's write), or when that ingest has returned
-(committed, the 200 not yet written)."""
+KILL_POINTS = ("before-commit", "after-commit", "mid-ingest")
+"""Where ``serve`` can SIGKILL itself, at its n-th ingest: when the gateway hands a verified,
+mapped delivery to the ingest (before any store write); when that ingest has returned
+(committed, the 200 not yet written); on DynamoDB, between the conditional put that
+commits the signal and the batch writes that derive its signal, pointer and outbox items."""
 
 
 def serve(directory: str, port: str, kill_point: str = "", nth: str = "0") -> int:
@@ -45,27 +46,48 @@ def serve(directory: str, port: str, kill_point: str = "", nth: str = "0") -> in
     between two statements every time, rather than by luck.
     """
     from ucf.cli.main import app
-    from ucf.service.ingest import SignalIngestor
 
     if kill_point:
-        assert kill_point in KILL_POINTS, kill_point
-        _kill_at(SignalIngestor, kill_point, int(nth))
+        _kill_at(kill_point, int(nth))
     app(["serve", "--port", port, "--data-dir", directory], prog_name="ucf")
     return 0
 
 
-def _kill_at(ingestor: type[Any], point: str, nth: int) -> None:
-    original: Callable[..., Awaitable[Any]] = ingestor.ingest
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_at(point: str, nth: int) -> None:
+    from ucf.service.ingest import SignalIngestor
+    from ucf.stores.dynamodb.signals import DynamoSignalStore
+
     seen = 0
 
-    async def ingest(self: Any, mapped: Sequence[Any], **kwargs: Any) -> Any:
+    def nth_call() -> bool:
         nonlocal seen
         seen += 1
-        if point == "before-commit" and seen == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
-        outcome = await original(self, mapped, **kwargs)
-        if point == "after-commit" and seen == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
+        return seen == nth
+
+    if point == "mid-ingest":
+        finish: Callable[..., Awaitable[None]] = DynamoSignalStore._finish
+
+        async def finish_or_die(self: Any, records: Sequence[Any]) -> None:
+            if records and nth_call():
+                _die()
+            await finish(self, records)
+
+        DynamoSignalStore._finish = finish_or_die  # type: ignore[method-assign]
+        return
+    assert point in KILL_POINTS, point
+    ingest: Callable[..., Awaitable[Any]] = SignalIngestor.ingest
+
+    async def ingest_or_die(self: Any, mapped: Sequence[Any], **kwargs: Any) -> Any:
+        last = nth_call()
+        if point == "before-commit" and last:
+            _die()
+        outcome = await ingest(self, mapped, **kwargs)
+        if point == "after-commit" and last:
+            _die()
         return outcome
 
-    ingestor.ingest = ingest
+    SignalIngestor.ingest = ingest_or_die  # type: ignore[method-assign]
