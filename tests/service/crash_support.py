@@ -22,11 +22,14 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+
+import pytest
+import pytest_asyncio
 
 from tests.stores.dynalite import DUMMY_AWS_ENV, dynamodb_url, unique_table_name
 
@@ -49,9 +52,11 @@ PRELOAD = (
 """Imported once by the zygote, so no launch pays for them."""
 
 ZYGOTE = """
-import importlib, json, os, sys, traceback
+import importlib, importlib.metadata, json, os, sys, traceback
 for name in sys.argv[1:]:
     importlib.import_module(name)
+for entry_point in importlib.metadata.entry_points(group="ucf.native_sources"):
+    entry_point.load()  # the native connectors, which the catalogue sync imports
 replies = sys.stdout
 replies.write(json.dumps({"ready": os.getpid()}) + "\\n")
 replies.flush()
@@ -83,7 +88,7 @@ for line in sys.stdin:
     replies.write(json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\\n")
     replies.flush()
 """
-"""Imports ``argv``, says it is ready, then reads one job a line (target ``module:function``, args, env, log file), forks it, answers
+"""Imports ``argv`` and the native connectors, says it is ready, then reads one job a line (target ``module:function``, args, env, log file), forks it, answers
 its pid, waits for it and answers its exit code (negative: the signal that killed it)."""
 
 
@@ -139,14 +144,19 @@ class Zygote:
         await self._reply()  # imported: from now on a launch costs a fork
         return self
 
+    async def reap(self) -> None:
+        """Kill the running child, if any: a test hands the zygote on with nothing running."""
+        if self._current is not None:
+            await self._current.kill()
+            self._current = None
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._current is not None:
-            await self._current.kill()
+        await self.reap()
         process = self._process
         if process is not None and process.stdin is not None:
             process.stdin.close()
@@ -219,3 +229,17 @@ class Backend:
 
     def env(self, directory: Path, **extra: str) -> dict[str, str]:
         return child_env(directory, self.store_url(directory), **extra)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_zygote(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Zygote]:
+    """One zygote per test module: its imports are paid once, not per test."""
+    async with Zygote(tmp_path_factory.mktemp("crash-logs")) as started:
+        yield started
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def zygote(module_zygote: Zygote) -> AsyncIterator[Zygote]:
+    """The module's zygote, with whatever a test left running killed after it."""
+    yield module_zygote
+    await module_zygote.reap()

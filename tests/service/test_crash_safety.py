@@ -43,10 +43,12 @@ from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.stores.url import open_store
 
-from .crash_support import KILLS, SEED, Backend, Child, Zygote
+from .crash_support import KILLS, SEED, Backend, Child, Zygote, module_zygote, zygote
 from .poll_support import FAST_HTTP, connect_github, github_descriptor
 
-__all__ = ["dynalite_endpoint"]  # a session fixture: the DynamoDB runs use it
+__all__ = ["dynalite_endpoint", "module_zygote", "zygote"]  # fixtures
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # the zygote's loop
 
 PROJECT = "crash"
 CHILD_TIMEOUT = 60.0
@@ -228,10 +230,10 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(
     target: Target,
     backend_name: str,
     fake: ProviderFake,
+    zygote: Zygote,
 ) -> None:
     backend = backend_of(request, backend_name)
-    async with Zygote(tmp_path / "logs") as zygote:
-        await _kill_over_and_over(Crash(zygote, backend, target, fake), tmp_path)
+    await _kill_over_and_over(Crash(zygote, backend, target, fake), tmp_path)
 
 
 async def _kill_over_and_over(crash: Crash, tmp_path: Path) -> None:

@@ -57,9 +57,11 @@ from ucf.service.webhooks import webhook_path
 from ucf.stores.url import open_store
 
 from .crash_children import KILL_POINTS
-from .crash_support import KILLS, SEED, Backend, Child, Zygote
+from .crash_support import KILLS, SEED, Backend, Child, Zygote, module_zygote, zygote
 
-__all__ = ["dynalite_endpoint"]  # a session fixture: the DynamoDB run uses it
+__all__ = ["dynalite_endpoint", "module_zygote", "zygote"]  # fixtures
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")  # the zygote's loop
 
 PROJECT = "crash"
 CONNECTOR = "github-issues"
@@ -217,67 +219,66 @@ def kill_points(backend: Backend) -> tuple[str, ...]:
 
 @pytest.mark.parametrize("backend_name", ["sqlite", "dynamodb"])
 async def test_sigkilled_gateway_acknowledges_only_what_it_stored_and_stores_it_once(
-    tmp_path: Path, request: pytest.FixtureRequest, backend_name: str
+    tmp_path: Path, request: pytest.FixtureRequest, backend_name: str, zygote: Zygote
 ) -> None:
     endpoint = request.getfixturevalue("dynalite_endpoint") if backend_name == "dynamodb" else None
     backend = Backend(backend_name, endpoint)
     rng = random.Random(SEED)
     sent = deliveries(BATCH * (KILLS + 2))
-    async with Zygote(tmp_path / "logs") as zygote:
-        clean = Gateway(zygote, backend, tmp_path / "clean")
-        crashed = Gateway(zygote, backend, tmp_path / "crashed")
-        for gateway in (clean, crashed):
-            gateway.directory.mkdir()
-            await gateway.create()
-        calibration = Sender(f"http://127.0.0.1:{clean.port}", sent)
-        calibration.queue(BATCH)
-        first_ack = await clean.serve_until_acked(calibration)
+    clean = Gateway(zygote, backend, tmp_path / "clean")
+    crashed = Gateway(zygote, backend, tmp_path / "crashed")
+    for gateway in (clean, crashed):
+        gateway.directory.mkdir()
+        await gateway.create()
+    calibration = Sender(f"http://127.0.0.1:{clean.port}", sent)
+    calibration.queue(BATCH)
+    first_ack = await clean.serve_until_acked(calibration)
 
-        sender = Sender(f"http://127.0.0.1:{crashed.port}", sent)
-        points = kill_points(backend)
-        kills: list[str] = []
-        committed_unacknowledged = 0
-        while len(kills) < KILLS:
-            sender.queue(BATCH)
-            point = points[len(kills) % len(points)]
-            nth = rng.randint(1, 4)
-            child = await crashed.launch(*((point, nth) if point in KILL_POINTS else ()))
-            sending = asyncio.create_task(sender.send_while_alive(child))
-            if point == "anywhere":
-                delay = rng.uniform(first_ack * 0.5, first_ack + 0.3)
-                await asyncio.wait([sending], timeout=delay)
-                await child.kill()
-                where = f"anywhere, {delay:.2f} s after launch"
-            else:
-                where = f"{point} of ingest {nth}"
-            assert await asyncio.wait_for(child.wait(), TIMEOUT) == -9, (
-                f"seed {SEED}: the server was to die {where}: {child.output}"
-            )
-            await asyncio.wait_for(sending, TIMEOUT)
-            kills.append(where)
-            state = await snapshot(crashed.url, outbox=False)
-            stored = set(state.numbers)
-            acked = {sender.all[i].json()["issue"]["number"] for i in sender.acked}
-            assert acked <= stored, f"seed {SEED}: acknowledged, not stored, after {where}"
-            assert set(state.numbers.values()) <= {1}, f"seed {SEED}: stored twice after {where}"
-            sent_numbers = {sender.all[i].json()["issue"]["number"] for i in range(sender.sent)}
-            assert stored <= sent_numbers
-            if point == "after-commit":
-                assert stored - acked, f"seed {SEED}: {where} left nothing stored unacknowledged"
-                committed_unacknowledged += 1
-
-        await crashed.serve_until_acked(sender)  # the last redeliveries, no kill
-        assert sender.acked == set(range(sender.sent))
-        assert not sender.refusals, f"seed {SEED}: {sender.refusals[:3]}"
-        assert sender.duplicates >= committed_unacknowledged > 0, (
-            "a delivery stored but not acknowledged is acknowledged as a duplicate when redelivered"
+    sender = Sender(f"http://127.0.0.1:{crashed.port}", sent)
+    points = kill_points(backend)
+    kills: list[str] = []
+    committed_unacknowledged = 0
+    while len(kills) < KILLS:
+        sender.queue(BATCH)
+        point = points[len(kills) % len(points)]
+        nth = rng.randint(1, 4)
+        child = await crashed.launch(*((point, nth) if point in KILL_POINTS else ()))
+        sending = asyncio.create_task(sender.send_while_alive(child))
+        if point == "anywhere":
+            delay = rng.uniform(first_ack * 0.5, first_ack + 0.3)
+            await asyncio.wait([sending], timeout=delay)
+            await child.kill()
+            where = f"anywhere, {delay:.2f} s after launch"
+        else:
+            where = f"{point} of ingest {nth}"
+        assert await asyncio.wait_for(child.wait(), TIMEOUT) == -9, (
+            f"seed {SEED}: the server was to die {where}: {child.output}"
         )
+        await asyncio.wait_for(sending, TIMEOUT)
+        kills.append(where)
+        state = await snapshot(crashed.url, outbox=False)
+        stored = set(state.numbers)
+        acked = {sender.all[i].json()["issue"]["number"] for i in sender.acked}
+        assert acked <= stored, f"seed {SEED}: acknowledged, not stored, after {where}"
+        assert set(state.numbers.values()) <= {1}, f"seed {SEED}: stored twice after {where}"
+        sent_numbers = {sender.all[i].json()["issue"]["number"] for i in range(sender.sent)}
+        assert stored <= sent_numbers
+        if point == "after-commit":
+            assert stored - acked, f"seed {SEED}: {where} left nothing stored unacknowledged"
+            committed_unacknowledged += 1
 
-        calibration.queue(sender.sent - calibration.sent)  # the clean run gets each one once
-        await clean.serve_until_acked(calibration)
-        assert calibration.duplicates == 0
-        expected = await snapshot(clean.url, outbox=True)
-        final = await snapshot(crashed.url, outbox=True)
+    await crashed.serve_until_acked(sender)  # the last redeliveries, no kill
+    assert sender.acked == set(range(sender.sent))
+    assert not sender.refusals, f"seed {SEED}: {sender.refusals[:3]}"
+    assert sender.duplicates >= committed_unacknowledged > 0, (
+        "a delivery stored but not acknowledged is acknowledged as a duplicate when redelivered"
+    )
+
+    calibration.queue(sender.sent - calibration.sent)  # the clean run gets each one once
+    await clean.serve_until_acked(calibration)
+    assert calibration.duplicates == 0
+    expected = await snapshot(clean.url, outbox=True)
+    final = await snapshot(crashed.url, outbox=True)
 
     assert len(expected.signals) == sender.sent
     assert final.signals == expected.signals, (
