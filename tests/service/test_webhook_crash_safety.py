@@ -174,6 +174,8 @@ class Gateway:
     backend: Backend
     directory: Path
     port: int = field(default_factory=free_port)
+    sink: str = field(default_factory=lambda: f"http://127.0.0.1:{free_port()}/refuses")
+    """An HTTP sink nobody listens on: outbox entries stay queued for the final count."""
 
     @property
     def url(self) -> str:
@@ -184,7 +186,7 @@ class Gateway:
             self.directory,
             UCF_SCHEDULER="0",  # webhooks only: nothing else ingests
             UCF_WEBHOOK_RPM="1000000",  # rate limiting is not under test
-            UCF_SINK_HTTP=f"http://127.0.0.1:{free_port()}/refuses",  # entries stay queued
+            UCF_SINK_HTTP=self.sink,
         )
 
     async def create(self) -> None:
@@ -205,7 +207,10 @@ class Gateway:
         """A run with no kill; seconds from launch to the first acknowledgement."""
         child = await self.launch()
         started = time.monotonic()
-        await asyncio.wait_for(sender.send_while_alive(child), TIMEOUT)
+        try:
+            await asyncio.wait_for(sender.send_while_alive(child), TIMEOUT)
+        except TimeoutError:
+            raise AssertionError(f"not all acknowledged: {sender.refusals[-3:]}") from None
         assert child.returncode is None, f"the server exited: {child.output}"
         await child.kill()
         assert not sender.pending, sender.refusals
@@ -246,7 +251,7 @@ async def test_sigkilled_gateway_acknowledges_only_what_it_stored_and_stores_it_
         sending = asyncio.create_task(sender.send_while_alive(child))
         if point == "anywhere":
             delay = rng.uniform(first_ack * 0.5, first_ack + 0.3)
-            await asyncio.wait([sending], timeout=delay)
+            await asyncio.sleep(delay)
             await child.kill()
             where = f"anywhere, {delay:.2f} s after launch"
         else:
