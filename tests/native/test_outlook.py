@@ -22,8 +22,17 @@ from ucf.fakes.graph import (
     TENANT,
     GraphFake,
     change_notification,
+    lifecycle_notification,
 )
-from ucf.native import AuthFailed, ConfigError, MalformedResponse, MappingResult, Page
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
+from ucf.native import (
+    AuthFailed,
+    ConfigError,
+    MalformedResponse,
+    MappingResult,
+    Page,
+    UpstreamError,
+)
 from ucf.native.outlook.messages import SELECTED, ticket_keys, to_signals
 from ucf.native.outlook.source import OutlookSource
 from ucf.runtime.connection import connect
@@ -32,6 +41,7 @@ from ucf.runtime.native import (
     Handshake,
     MaintenanceContext,
     Refused,
+    Unhandled,
     Verified,
     WebhookContext,
     WebhookRequest,
@@ -453,7 +463,37 @@ async def test_a_notification_and_the_next_poll_make_the_same_signal(
 
 # --------------------------------------------------------------------------- subscriptions
 
-HOOK_URL = "https://ucf.example.com/api/webhooks/outlook/p"
+HOOK_PATH = "/api/webhooks/outlook/p/Qm9vdHN0cmFwIGhvb2sgaWQgZm9yIHRlc3Rz"
+
+
+class Receiver:
+    """A stand-in for ucf's gateway at the instance's hook URL: answers Graph's
+    validation request as documented (or not, to see creation fail)."""
+
+    def __init__(self) -> None:
+        self.server = FakeServer()
+        self.answer = "echo"
+        self.server.add_route("POST", HOOK_PATH, self._receive)
+        self.server.add_route("POST", HOOK_PATH + "-new", self._receive)
+
+    def _receive(self, request: FakeRequest) -> FakeResponse:
+        token = request.param("validationToken") or ""
+        if self.answer == "json":
+            return FakeResponse.json({"validationToken": token})
+        if self.answer == "refuse":
+            return FakeResponse(status=404)
+        return FakeResponse.text(token)
+
+    @property
+    def url(self) -> str:
+        return self.server.base_url + HOOK_PATH
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    hook = Receiver()
+    with hook.server:
+        yield hook
 
 
 class Saved:
@@ -476,7 +516,7 @@ def maintenance(
     fake: GraphFake,
     saved: Saved,
     *,
-    url: str | None = HOOK_URL,
+    url: str | None,
     **credentials: str,
 ) -> MaintenanceContext:
     async def upstream() -> SourceContext:
@@ -495,10 +535,12 @@ def maintenance(
 
 
 async def test_maintenance_creates_the_subscription_after_storing_a_fresh_client_state(
-    fake: GraphFake, client: httpx.AsyncClient
+    fake: GraphFake, client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     saved = Saved()
-    done = await OutlookSource(DESCRIPTOR).maintain(maintenance(client, fake, saved))
+    done = await OutlookSource(DESCRIPTOR).maintain(
+        maintenance(client, fake, saved, url=receiver.url)
+    )
 
     assert done == "subscription created"
     [subscription] = fake.subscriptions.values()
@@ -506,8 +548,8 @@ async def test_maintenance_creates_the_subscription_after_storing_a_fresh_client
     assert list(first) == ["clientState"]  # stored before Graph can send a notification
     assert subscription.client_state == first["clientState"]
     assert len(subscription.client_state or "") >= 32
-    assert subscription.notification_url == HOOK_URL
-    assert subscription.lifecycle_url == HOOK_URL
+    assert subscription.notification_url == receiver.url
+    assert subscription.lifecycle_url == receiver.url
     assert subscription.resource == "me/mailFolders('inbox')/messages"
     assert subscription.change_type == "created,updated"
     assert saved.merged["subscriptionId"] == subscription.id
@@ -515,18 +557,18 @@ async def test_maintenance_creates_the_subscription_after_storing_a_fresh_client
 
 
 async def test_maintenance_renews_a_subscription_before_it_expires(
-    fake: GraphFake, client: httpx.AsyncClient
+    fake: GraphFake, client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     source = OutlookSource(DESCRIPTOR)
     saved = Saved()
-    await source.maintain(maintenance(client, fake, saved))
+    await source.maintain(maintenance(client, fake, saved, url=receiver.url))
     [subscription] = fake.subscriptions.values()
     subscription.expires = NOW + timedelta(hours=3)
     stored = {k: v for k, v in saved.merged.items() if v is not None}
     stored["subscriptionExpiresAt"] = subscription.expires.isoformat()
 
     again = Saved()
-    done = await source.maintain(maintenance(client, fake, again, **stored))
+    done = await source.maintain(maintenance(client, fake, again, url=receiver.url, **stored))
 
     assert done == "subscription renewed"
     assert list(fake.subscriptions) == [subscription.id]
@@ -535,21 +577,21 @@ async def test_maintenance_renews_a_subscription_before_it_expires(
 
 
 async def test_maintenance_leaves_a_current_subscription_alone_and_recreates_a_lost_one(
-    fake: GraphFake, client: httpx.AsyncClient
+    fake: GraphFake, client: httpx.AsyncClient, receiver: Receiver
 ) -> None:
     source = OutlookSource(DESCRIPTOR)
     saved = Saved()
-    await source.maintain(maintenance(client, fake, saved))
+    await source.maintain(maintenance(client, fake, saved, url=receiver.url))
     stored = {k: v for k, v in saved.merged.items() if v is not None}
 
-    assert await source.maintain(maintenance(client, fake, Saved(), **stored)) == (
-        "subscription is current"
-    )
+    assert await source.maintain(
+        maintenance(client, fake, Saved(), url=receiver.url, **stored)
+    ) == ("subscription is current")
     assert not [r for r in fake.server.requests if r.method == "PATCH"]
 
     fake.subscriptions.clear()  # Graph removed it (subscriptionRemoved)
     again = Saved()
-    assert await source.maintain(maintenance(client, fake, again, **stored)) == (
+    assert await source.maintain(maintenance(client, fake, again, url=receiver.url, **stored)) == (
         "subscription recreated"
     )
     [recreated] = fake.subscriptions.values()
@@ -565,3 +607,95 @@ async def test_without_a_public_url_maintenance_does_nothing(
     assert done == "no public webhook URL: polling only"
     assert fake.server.requests == []
     assert saved.calls == []
+
+
+async def test_graph_validates_both_urls_before_it_creates_the_subscription(
+    fake: GraphFake, client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    await OutlookSource(DESCRIPTOR).maintain(maintenance(client, fake, Saved(), url=receiver.url))
+
+    assert [(v.url, v.status, v.passed) for v in fake.validations] == [
+        (receiver.url, 200, True),
+        (receiver.url, 200, True),
+    ]
+    tokens = [r.param("validationToken") for r in receiver.server.requests]
+    assert tokens == [v.token for v in fake.validations]  # sent decoded, echoed as sent
+    assert all(t.startswith("Validation: Testing client application reachability") for t in tokens)
+
+
+@pytest.mark.parametrize("answer", ["json", "refuse"])
+async def test_no_subscription_when_the_hook_url_does_not_answer_the_validation(
+    fake: GraphFake, client: httpx.AsyncClient, receiver: Receiver, answer: str
+) -> None:
+    receiver.answer = answer
+    saved = Saved()
+    with pytest.raises(UpstreamError, match="400"):
+        await OutlookSource(DESCRIPTOR).maintain(maintenance(client, fake, saved, url=receiver.url))
+    assert fake.subscriptions == {}
+    assert [v.passed for v in fake.validations] == [False]
+    assert "subscriptionId" not in saved.merged
+
+
+async def test_a_new_webhook_url_moves_the_subscription_there(
+    fake: GraphFake, client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    source = OutlookSource(DESCRIPTOR)
+    saved = Saved()
+    await source.maintain(maintenance(client, fake, saved, url=receiver.url))
+    stored = {k: v for k, v in saved.merged.items() if v is not None}
+    assert stored["subscriptionUrl"] == receiver.url
+
+    again = Saved()
+    moved = receiver.url + "-new"  # the operator issued a new webhook URL
+    done = await source.maintain(maintenance(client, fake, again, url=moved, **stored))
+
+    assert done == "subscription moved to the instance's webhook URL"
+    [subscription] = fake.subscriptions.values()
+    assert subscription.id != stored["subscriptionId"]
+    assert subscription.notification_url == moved
+    assert subscription.client_state == stored["clientState"]
+    assert again.merged["subscriptionUrl"] == moved
+    assert [
+        r.method for r in fake.server.requests_to(f"/v1.0/subscriptions/{stored['subscriptionId']}")
+    ] == ["DELETE"]
+
+
+@pytest.mark.parametrize(
+    ("event", "polls"),
+    [("missed", 1), ("subscriptionRemoved", 1), ("reauthorizationRequired", 0)],
+)
+async def test_missed_notifications_ask_for_a_catch_up_poll(
+    fake: GraphFake, client: httpx.AsyncClient, event: str, polls: int
+) -> None:
+    requested: list[str] = []
+
+    async def request_poll(reason: str) -> None:
+        requested.append(reason)
+
+    async def upstream() -> SourceContext:
+        return context_for(client, fake)
+
+    ctx = WebhookContext(
+        "p",
+        "outlook",
+        {"clientState": CLIENT_STATE},
+        config(fake),
+        NOW,
+        upstream,
+        request_poll=request_poll,
+    )
+    body = {
+        "value": [
+            lifecycle_notification(
+                event, client_state=CLIENT_STATE, subscription_id="s", expires=NOW
+            )
+        ]
+    }
+    handler = OutlookSource(DESCRIPTOR).webhooks
+    assert isinstance(await handler.verify(delivery(body), ctx), Verified)
+    result = await handler.signals(delivery(body), ctx)
+
+    assert isinstance(result, Unhandled)
+    assert len(requested) == polls
+    if polls:
+        assert event in requested[0]

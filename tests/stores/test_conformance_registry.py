@@ -320,6 +320,30 @@ async def test_verification_failures_leave_a_failing_poll_s_state_alone(store: S
     assert (record.health_state, record.last_error) == ("error", "503")
 
 
+async def test_a_requested_poll_is_kept_until_a_poll_that_saw_it_clears_it(
+    store: Store,
+) -> None:
+    await store.instances.create("p1", "outlook", config={}, now=T0)
+    await store.instances.request_poll("p1", "outlook", at=LATER)
+    record = await store.instances.get("p1", "outlook")
+    assert record is not None
+    assert record.poll_requested_at == LATER
+    assert record.updated_at == T0, "a poll request is not a configuration change"
+    assert [r.poll_requested_at for r in await store.instances.list_enabled()] == [LATER]
+    # A poll that started having seen an earlier request leaves this later one alone.
+    assert not await store.instances.clear_poll_request("p1", "outlook", up_to=T0)
+    assert (await store.instances.get("p1", "outlook")).poll_requested_at == LATER  # type: ignore[union-attr]
+    assert await store.instances.clear_poll_request("p1", "outlook", up_to=LATER)
+    assert (await store.instances.get("p1", "outlook")).poll_requested_at is None  # type: ignore[union-attr]
+    assert not await store.instances.clear_poll_request("p1", "outlook", up_to=LATER)
+
+
+async def test_a_poll_request_for_a_missing_instance_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        await store.instances.request_poll("p1", "outlook", at=T0)
+    assert not await store.instances.clear_poll_request("p1", "outlook", up_to=T0)
+
+
 async def test_deleted_instance_is_gone(store: Store) -> None:
     await store.instances.create("p1", "jira", config={}, now=T0)
     await store.instances.delete("p1", "jira")

@@ -27,6 +27,13 @@ Sources: Microsoft's documentation, linked under Sources in docs/connectors/outl
 * Subscriptions (https://learn.microsoft.com/graph/api/resources/subscription):
   ``POST /subscriptions`` (201), ``GET``/``PATCH`` (200) and ``DELETE`` (204)
   on ``/subscriptions/{id}``; mail subscriptions live at most 10,080 minutes.
+* Endpoint validation (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks,
+  "Notification endpoint validation"): before ``POST /subscriptions`` answers,
+  the fake POSTs ``{notificationUrl}?validationToken={token}`` (``Content-Type:
+  text/plain; charset=utf-8``), and the same to ``lifecycleNotificationUrl``.
+  Unless each answers ``200``, ``text/plain`` and the decoded token within
+  10 seconds, no subscription is made: ``400 ValidationError``. Every attempt
+  is kept in :attr:`GraphFake.validations`.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, quote
+
+import httpx
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
 from ucf.fakes.scenario import (
@@ -74,6 +83,12 @@ SUBJECTS: Final = (
 )
 DEFAULT_PAGE_SIZE: Final = 10
 MAIL_SUBSCRIPTION_MINUTES: Final = 10080
+VALIDATION_TIMEOUT_SECONDS: Final = 10.0
+VALIDATION_FAILED: Final = (
+    "Subscription validation request failed. Notification endpoint must respond with "
+    "200 OK to validation request."
+)
+VALIDATION_TIMED_OUT: Final = "Subscription validation request timed out."
 
 
 def iso(moment: datetime) -> str:
@@ -220,6 +235,17 @@ class Subscription:
     expires: datetime
 
 
+@dataclass(frozen=True)
+class Validation:
+    """One validation request the fake sent, and how the endpoint answered."""
+
+    url: str
+    token: str
+    status: int | None
+    """None: no answer (refused, timed out)."""
+    passed: bool
+
+
 ExpiryAnswer = Literal["gone", "sync_state_not_found"]
 
 
@@ -236,6 +262,8 @@ class GraphFake(ProviderFake):
         self.refresh_tokens = {REFRESH_TOKEN}
         self.used_refresh_tokens: list[str] = []
         self.subscriptions: dict[str, Subscription] = {}
+        self.validations: list[Validation] = []
+        self.validation_timeout = VALIDATION_TIMEOUT_SECONDS
         self._rounds: dict[str, _Round] = {}
         self._expired: ExpiryAnswer | None = None
         server = self.server
@@ -460,7 +488,7 @@ class GraphFake(ProviderFake):
 
     # -- subscriptions
 
-    def _subscribe(self, request: FakeRequest) -> FakeResponse:
+    async def _subscribe(self, request: FakeRequest) -> FakeResponse:
         caller = self._caller(request)
         if isinstance(caller, FakeResponse):
             return caller
@@ -473,6 +501,11 @@ class GraphFake(ProviderFake):
         if problem is not None:
             return graph_error("ExtensionError", problem, 400)
         assert expires is not None
+        for url in (body["notificationUrl"], body.get("lifecycleNotificationUrl")):
+            if isinstance(url, str) and url:
+                refusal = await self._validate(url)
+                if refusal is not None:
+                    return graph_error("ValidationError", refusal, 400)
         sid = str(uuid.uuid4())
         subscription = Subscription(
             id=sid,
@@ -485,6 +518,32 @@ class GraphFake(ProviderFake):
         )
         self.subscriptions[sid] = subscription
         return FakeResponse.json(_subscription_json(request, subscription), 201)
+
+    async def _validate(self, url: str) -> str | None:
+        """Graph's reachability check of a notification URL; None when it passed."""
+        token = (
+            "Validation: Testing client application reachability for subscription "
+            f"Request-Id: {uuid.uuid4()}"
+        )
+        target = f"{url}{'&' if '?' in url else '?'}validationToken={quote(token, safe='')}"
+        status: int | None = None
+        passed = False
+        refusal: str | None = VALIDATION_FAILED
+        try:
+            async with httpx.AsyncClient(timeout=self.validation_timeout) as client:
+                response = await client.post(
+                    target, headers={"Content-Type": "text/plain; charset=utf-8"}
+                )
+            status = response.status_code
+            media_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            passed = status == 200 and media_type == "text/plain" and response.text == token
+            refusal = None if passed else VALIDATION_FAILED
+        except httpx.TimeoutException:
+            refusal = VALIDATION_TIMED_OUT
+        except httpx.HTTPError:
+            refusal = VALIDATION_FAILED
+        self.validations.append(Validation(url, token, status, passed))
+        return refusal
 
     def _subscription(self, request: FakeRequest) -> FakeResponse:
         caller = self._caller(request)

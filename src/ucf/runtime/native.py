@@ -145,6 +145,10 @@ class Malformed(ValueError):
     """The delivery cannot be read (not JSON, no event type): 400 with this message."""
 
 
+async def _no_scheduler(reason: str) -> None:
+    log.info("a poll was requested (%s), but nothing schedules polls here", reason)
+
+
 @dataclass(frozen=True)
 class WebhookContext:
     """What a handler may use: the instance's settings and, on demand, its upstream.
@@ -152,6 +156,13 @@ class WebhookContext:
     ``upstream()`` builds the authenticated client context the first time it is
     awaited (Asana's compact events must be fetched in full; a handler that
     needs no request never pays for auth).
+
+    ``request_poll(reason)`` asks for a poll of the instance as soon as a
+    scheduler can run one, instead of at its next interval: for a provider
+    that says it dropped deliveries (Graph's ``missed`` lifecycle
+    notification). The gateway records the request in the store, so whichever
+    worker (or Lambda tick) looks next polls the instance, once; ``reason``
+    goes to the log. Outside the gateway (``ucf webhooks verify``) it only logs.
     """
 
     project_id: str
@@ -160,6 +171,7 @@ class WebhookContext:
     config: Mapping[str, str]
     now: datetime
     upstream: Callable[[], Awaitable[Any]]
+    request_poll: Callable[[str], Awaitable[None]] = _no_scheduler
 
 
 @runtime_checkable
@@ -186,9 +198,11 @@ class MaintenanceContext:
     change-notification subscriptions expire after days and must be created,
     renewed and recreated. The scheduler calls ``maintain`` for every enabled
     instance of a source that has it, soon after the instance is set up and
-    then at most every :data:`MAINTENANCE_EVERY`. ``webhook_url`` is the
-    instance's public gateway URL (``UCF_PUBLIC_URL`` + ``/api/webhooks/…``),
-    None when ucf is not reachable from the internet. ``save_credentials``
+    then at most every :data:`MAINTENANCE_EVERY`, one worker at a time (a
+    lease per instance). ``webhook_url`` is the instance's own public gateway
+    URL (``UCF_PUBLIC_URL`` + ``/api/webhooks/{connector}/{project}/{hookId}``,
+    the ``webhookUrl`` the dashboard shows), None when ucf is not reachable
+    from the internet. ``save_credentials``
     merges values into the instance's secret store (None removes a key).
     """
 

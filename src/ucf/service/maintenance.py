@@ -4,28 +4,43 @@ Graph's mail subscriptions expire after days; nothing a poll or a delivery
 does would renew them. A source that defines ``async maintain(context) ->
 str`` gets called here with a :class:`~ucf.runtime.native.MaintenanceContext`:
 the instance's config and credentials, its upstream (auth, rate gate, rotated
-tokens persisted like a poll's), its public webhook URL when ``UCF_PUBLIC_URL``
-is set, and a way to keep new values in its secret store. The scheduler runs
-it soon after an instance appears and then at most every
-:data:`~ucf.runtime.native.MAINTENANCE_EVERY` seconds; a failure is logged and
-retried next time, it never stops polling.
+tokens persisted like a poll's), its own public webhook URL
+(``UCF_PUBLIC_URL`` + ``/api/webhooks/{connectorId}/{projectId}/{hookId}``)
+when ``UCF_PUBLIC_URL`` is set, and a way to keep new values in its secret
+store. The scheduler runs it soon after an instance appears and then at most
+every :data:`~ucf.runtime.native.MAINTENANCE_EVERY` seconds; a failure is
+logged and retried next time, it never stops polling.
+
+Upkeep runs under the instance's lease ``maintain:{project}:{connector}``
+(its own, so it neither waits for a long poll nor holds one up), and reads
+the instance's secrets only once the lease is held: two workers starting
+at once cannot both see "no subscription yet" and create two.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
-from urllib.parse import quote
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 
 from ucf.runtime.native import MaintenanceContext
 from ucf.runtime.sources import SourceContext
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
-from ucf.service.poll import instance_context, rate_gate_for, rotation_writer
+from ucf.service.poll import (
+    DEFAULT_LEASE_TTL,
+    HeldLease,
+    default_worker_id,
+    instance_context,
+    rate_gate_for,
+    rotation_writer,
+)
+from ucf.service.webhooks import webhook_path
 from ucf.stores.models import InstanceRecord
 from ucf.stores.secrets.base import merge_secret
 
-__all__ = ["maintain_instance", "maintains", "webhook_url"]
+__all__ = ["maintain_instance", "maintains", "maintenance_lease", "webhook_url"]
 
 log = logging.getLogger("ucf.maintenance")
 
@@ -40,22 +55,64 @@ def maintains(connector: Connector) -> bool:
         return False
 
 
-def webhook_url(context: UcfContext, connector_id: str, project_id: str) -> str | None:
-    """The instance's public gateway URL, when ucf knows where the internet reaches it."""
+def maintenance_lease(project_id: str, connector_id: str) -> str:
+    return f"maintain:{project_id}:{connector_id}"
+
+
+def webhook_url(
+    context: UcfContext, connector_id: str, project_id: str, hook_id: str | None = None
+) -> str | None:
+    """The instance's public gateway URL, when ucf knows where the internet reaches it:
+    its own unguessable one with ``hook_id`` (what the dashboard shows as
+    ``webhookUrl``), else the shared one."""
     base = context.settings.public_url
     if base is None:
         return None
-    return f"{base}/api/webhooks/{quote(connector_id, safe='')}/{quote(project_id, safe='')}"
+    return base.rstrip("/") + webhook_path(connector_id, project_id, hook_id)
 
 
 async def maintain_instance(
-    context: UcfContext, record: InstanceRecord, connector: Connector
+    context: UcfContext,
+    record: InstanceRecord,
+    connector: Connector,
+    *,
+    owner: str | None = None,
+    lease_ttl: timedelta = DEFAULT_LEASE_TTL,
 ) -> str | None:
-    """Run the source's ``maintain`` for one instance; what it did, or None on failure."""
+    """Run the source's ``maintain`` for one instance under its maintenance lease; what it
+    did, or None when it failed or another worker holds the lease."""
     hook = getattr(connector.source, "maintain", None)
     if not callable(hook):
         return None
-    credentials = await context.instances.credentials(record)
+    lease = HeldLease(
+        context.store.leases,
+        maintenance_lease(record.project_id, record.connector_id),
+        owner or default_worker_id(),
+        lease_ttl,
+        context.clock,
+    )
+    if not await lease.acquire():
+        log.info(
+            "maintenance of %s/%s: another worker is doing it",
+            record.project_id,
+            record.connector_id,
+        )
+        return None
+    try:
+        return await _maintain(context, record, connector, hook)
+    finally:
+        await asyncio.shield(lease.release())
+
+
+async def _maintain(
+    context: UcfContext,
+    record: InstanceRecord,
+    connector: Connector,
+    hook: Callable[[MaintenanceContext], Awaitable[object]],
+) -> str | None:
+    # Read under the lease: what the previous holder stored (a subscription id) is seen.
+    stored = await context.instances.runtime_secrets(record)
+    credentials = dict(stored.credentials)
     config = {key: str(value) for key, value in record.config.items()}
     ref = record.credential_secret_ref
     upstream: SourceContext | None = None
@@ -86,7 +143,7 @@ async def maintain_instance(
         config=config,
         credentials=credentials,
         upstream=open_upstream,
-        webhook_url=webhook_url(context, record.connector_id, record.project_id),
+        webhook_url=webhook_url(context, record.connector_id, record.project_id, stored.hook_id),
         save_credentials=save,
         now=context.clock(),
     )

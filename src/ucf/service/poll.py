@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import socket
 import time
@@ -72,8 +73,11 @@ __all__ = [
     "poll_job",
     "rate_bucket",
     "rate_gate_for",
+    "request_poll",
     "rotation_writer",
 ]
+
+log = logging.getLogger("ucf.poll")
 
 DEFAULT_LEASE_TTL: Final = timedelta(seconds=60)
 """How long a poller that stops renewing (a crash, SIGKILL) blocks its instance."""
@@ -393,6 +397,24 @@ async def _leased(
         yield lease
     finally:
         await asyncio.shield(lease.release())
+
+
+# --------------------------------------------------------------------------- poll requests
+
+
+async def request_poll(
+    context: UcfContext, project_id: str, connector_id: str, *, reason: str
+) -> None:
+    """Make the instance due now on every worker: its ``pollRequestedAt`` in the store.
+
+    The scheduler's :func:`~ucf.service.scheduler.due_at` reads it like any other
+    field, so whichever worker (or Lambda tick) looks next polls the instance;
+    the poll that starts clears the request it saw (:func:`poll_instance`), and a
+    request made while it runs stays for one more poll. Many requests before a
+    poll starts make one poll.
+    """
+    await context.store.instances.request_poll(project_id, connector_id, at=context.clock())
+    log.info("poll of %s/%s requested: %s", project_id, connector_id, reason)
 
 
 # --------------------------------------------------------------------------- the job
@@ -775,6 +797,10 @@ async def poll_instance(
         record = await context.instances.record(project_id, connector_id)
         if should_poll is not None and not should_poll(record):
             return _skipped(project_id, connector_id, "not due", started)
+        if record.poll_requested_at is not None:  # this poll answers it; a later one stays
+            await context.store.instances.clear_poll_request(
+                project_id, connector_id, up_to=record.poll_requested_at
+            )
         connector = await context.connectors.get(connector_id)
         credentials = await context.instances.credentials(record)
         job = PollJob(

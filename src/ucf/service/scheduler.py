@@ -16,6 +16,10 @@ same :class:`Scheduler`. What it guarantees:
   last attempt, capped (:func:`ucf.runtime.health.retry_delay`); refused
   credentials wait the cap at once; an upstream's ``Retry-After`` is honoured;
   changing an instance's settings makes it due at once.
+- **Requested polls.** A webhook handler that learns deliveries were lost
+  (Graph's ``missed``) calls :func:`ucf.service.poll.request_poll`: the
+  instance's ``pollRequestedAt`` makes it due on every worker at its next look
+  (at once in the process that received it: :meth:`Scheduler.wake`).
 - **Graceful shutdown.** :meth:`Scheduler.stop` (SIGTERM/SIGINT in ``ucf
   worker``) launches nothing new and asks running polls to stop after the page
   they are storing; whatever is still running after ``shutdown_grace`` is
@@ -24,7 +28,8 @@ same :class:`Scheduler`. What it guarantees:
 - **Retention.** Expired signals are purged every ``purge_every``.
 - **Upkeep.** Sources with a ``maintain`` hook (Outlook's Graph subscription)
   get it called for each enabled instance soon after it appears, then at most
-  every ``MAINTENANCE_EVERY`` seconds, in the background of the loop
+  every ``MAINTENANCE_EVERY`` seconds, in the background of the loop, under
+  the instance's maintenance lease so two workers never do it at once
   (:mod:`ucf.service.maintenance`).
 - **Fresh health for instances that do not poll.** Every poll is a health
   check; an instance that only receives webhooks gets its descriptor's health
@@ -102,8 +107,11 @@ def due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy)
 
     Derived from the store alone, so every worker agrees: a healthy instance is
     due an interval after its last successful poll (at once if it never had
-    one); a failing one after its backoff from the last attempt, unless its
-    settings changed since (the user fixed something: try now).
+    one), or at once when a poll was requested since the last one started
+    (:func:`~ucf.service.poll.request_poll`); a failing one after its backoff
+    from the last attempt, unless its settings changed since (the user fixed
+    something: try now). A request does not cut a backoff short: the poll
+    after it answers the request too.
     """
     schedule = connector.schedule
     if schedule is None or not record.enabled:
@@ -120,7 +128,9 @@ def due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy)
         return last + backoff + jitter
     if record.last_sync_at is None:
         return LONG_AGO
-    return record.last_sync_at + interval + jitter
+    regular = record.last_sync_at + interval + jitter
+    requested = record.poll_requested_at  # request_poll(): sooner, never later
+    return regular if requested is None else min(regular, requested)
 
 
 def check_due_at(record: InstanceRecord, connector: Connector, policy: SchedulePolicy) -> datetime:
@@ -197,6 +207,11 @@ class Scheduler:
         if now:
             for task in list(self._running.values()):
                 task.cancel()
+
+    def wake(self) -> None:
+        """Look at the store now rather than after the current sleep (a poll was requested
+        in this process; other workers see it at their next rescan)."""
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -382,7 +397,13 @@ class Scheduler:
             if last is not None and now - last < every:
                 continue
             self._maintained[key] = now
-            await maintain_instance(self.context, record, connector)
+            await maintain_instance(
+                self.context,
+                record,
+                connector,
+                owner=self.worker_id,
+                lease_ttl=self.policy.lease_ttl,
+            )
             ran += 1
         return ran
 

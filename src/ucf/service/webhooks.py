@@ -74,7 +74,7 @@ from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError, ServiceError
 from ucf.service.health import DeliveryReporter
 from ucf.service.instance_secrets import InstanceSecrets
-from ucf.service.poll import instance_context, rate_gate_for, rotation_writer
+from ucf.service.poll import instance_context, rate_gate_for, request_poll, rotation_writer
 from ucf.stores.models import InstanceRecord, RateDecision
 
 __all__ = [
@@ -395,6 +395,13 @@ class WebhookGateway:
         self._deliveries = DeliveryReporter(
             context.store.instances, context.clock, monotonic=monotonic
         )
+        self._wakers: list[Callable[[], None]] = []
+
+    def wake_on_poll_request(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when a handler requests a poll (the in-process scheduler's
+        :meth:`~ucf.service.scheduler.Scheduler.wake`): the request is in the store for
+        every worker; this only saves the local one its rescan wait."""
+        self._wakers.append(wake)
 
     # -- 1. where does it go
 
@@ -651,6 +658,11 @@ class WebhookGateway:
                 )
             return upstream
 
+        async def poll_soon(reason: str) -> None:
+            await request_poll(self._context, target.project_id, connector.id, reason=reason)
+            for wake in self._wakers:
+                wake()
+
         config = {key: str(value) for key, value in target.record.config.items()}
         context = WebhookContext(
             project_id=target.project_id,
@@ -659,6 +671,7 @@ class WebhookGateway:
             config=config,
             now=self._context.clock(),
             upstream=open_upstream,
+            request_poll=poll_soon,
         )
         verdict = await handler.verify(request, context)
         if isinstance(verdict, Refused):

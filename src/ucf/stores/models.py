@@ -176,6 +176,9 @@ class InstanceRecord:
     """When a webhook delivery to this instance last passed verification."""
     delivery_failures: int = 0
     """Deliveries that failed verification since the last one that passed."""
+    poll_requested_at: datetime | None = None
+    """When something asked for a poll sooner than the schedule (Graph's ``missed``
+    lifecycle notification); cleared by the poll that starts after it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,18 @@ class InstanceStore(Protocol):
         """Atomically apply webhook deliveries (:func:`~ucf.stores.models.health_after_delivery`)."""
         ...
 
+    async def request_poll(self, project_id: str, connector_id: str, *, at: datetime) -> None:
+        """Ask every worker's scheduler to poll the instance as soon as it can: sets
+        ``pollRequestedAt`` (leaving ``updatedAt`` alone); ``NotFound`` if missing."""
+        ...
+
+    async def clear_poll_request(
+        self, project_id: str, connector_id: str, *, up_to: datetime
+    ) -> bool:
+        """Clear ``pollRequestedAt`` iff it is not later than ``up_to`` (the request the
+        starting poll saw): a request made meanwhile survives. True if cleared."""
+        ...
+
     async def delete(self, project_id: str, connector_id: str) -> None:
         """Remove an instance; raises ``NotFound`` if missing."""
         ...

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -55,6 +55,13 @@ class BackgroundService(Protocol):
     async def run(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@runtime_checkable
+class PollWaker(Protocol):
+    """A service that polls sooner when woken (the scheduler, after a requested poll)."""
+
+    def wake(self) -> None: ...
 
 
 ServiceFactory = Callable[[WebState], Sequence[BackgroundService]]
@@ -125,6 +132,9 @@ def create_app(
             )
             app.state.ucf = state
             running = list(services(state))
+            for service in running:
+                if isinstance(service, PollWaker):  # the in-process scheduler
+                    state.gateway.wake_on_poll_request(service.wake)
             tasks = [
                 asyncio.create_task(_supervised(s), name=f"ucf {type(s).__name__}") for s in running
             ]

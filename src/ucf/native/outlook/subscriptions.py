@@ -10,6 +10,14 @@ renews it when less than :data:`RENEW_BEFORE` is left and recreates a lost
 one. The ``clientState`` is a random value chosen here and stored in the
 instance's secrets *before* the subscription exists, so the first
 notification already verifies.
+
+The subscription points at the instance's own webhook URL
+(``/api/webhooks/outlook/{projectId}/{hookId}``), remembered as
+``subscriptionUrl``: when an operator issues a new URL the old subscription is
+deleted and one for the new URL created, so Graph never posts to a URL that
+answers 404. Graph validates the URL while it creates the subscription (the
+``validationToken`` request, answered by the gateway), so the gateway must be
+reachable at that moment.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ LIFETIME: Final = timedelta(minutes=4200)
 RENEW_BEFORE: Final = timedelta(hours=24)
 SUBSCRIPTION_ID: Final = "subscriptionId"
 SUBSCRIPTION_EXPIRES: Final = "subscriptionExpiresAt"
+SUBSCRIPTION_URL: Final = "subscriptionUrl"
 CLIENT_STATE: Final = "clientState"
 
 
@@ -88,6 +97,11 @@ async def _exists(calls: UpstreamCalls, mailbox: Mailbox, subscription_id: str) 
     return response.status_code != 404
 
 
+async def _delete(calls: UpstreamCalls, mailbox: Mailbox, subscription_id: str) -> None:
+    """``DELETE`` a subscription; one Graph already forgot (404) is fine."""
+    await calls.send("DELETE", f"{mailbox.subscriptions_url}/{subscription_id}", accept=(404,))
+
+
 async def maintain(mailbox: Mailbox, context: MaintenanceContext) -> str:
     """Create, renew or recreate the instance's subscription; says what it did."""
     url = context.webhook_url
@@ -104,6 +118,9 @@ async def maintain(mailbox: Mailbox, context: MaintenanceContext) -> str:
     expires = _moment(credentials.get(SUBSCRIPTION_EXPIRES))
     action = "created"
     found: dict[str, Any] | None = None
+    if subscription_id and credentials.get(SUBSCRIPTION_URL) != url:
+        await _delete(calls, mailbox, subscription_id)  # it posts to a URL no longer ours
+        subscription_id, action = "", "moved to the instance's webhook URL"
     if subscription_id:
         if expires is not None and expires - now > RENEW_BEFORE:
             if await _exists(calls, mailbox, subscription_id):
@@ -118,6 +135,7 @@ async def maintain(mailbox: Mailbox, context: MaintenanceContext) -> str:
         {
             SUBSCRIPTION_ID: found["id"],
             SUBSCRIPTION_EXPIRES: str(found.get("expirationDateTime") or _iso(now + LIFETIME)),
+            SUBSCRIPTION_URL: url,
         }
     )
     return f"subscription {action}"

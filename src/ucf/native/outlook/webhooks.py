@@ -12,10 +12,12 @@
   is fetched with the same ``$select`` as the delta poll, so the notification
   and the next poll make the same signal and the store keeps one.
 * Lifecycle notifications (https://learn.microsoft.com/graph/change-notifications-lifecycle-events):
-  ``reauthorizationRequired`` renews the subscription at once;
-  ``subscriptionRemoved`` and ``missed`` are left to the subscription
-  maintenance and the scheduled delta poll, which recreate the subscription
-  and catch up on what was missed.
+  ``reauthorizationRequired`` renews the subscription at once; ``missed``
+  (Graph dropped notifications) and ``subscriptionRemoved`` (none will come
+  until the subscription is recreated) request a delta poll at once
+  (:attr:`WebhookContext.request_poll`), which catches up on what the
+  notifications did not bring; the subscription maintenance recreates a
+  removed subscription.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ log = logging.getLogger("ucf.native.outlook")
 CLIENT_STATE_KEY: Final = "clientState"
 MAX_VALIDATION_TOKEN: Final = 4096
 FETCHED: Final = frozenset({"created", "updated"})
+CATCH_UP: Final = frozenset({"missed", "subscriptionRemoved"})
+"""Lifecycle events after which only a delta poll finds what changed."""
 
 
 def _notifications(body: bytes) -> list[dict[str, Any]] | None:
@@ -143,13 +147,11 @@ class OutlookNotifications:
     async def _lifecycle(
         self, event: str, notification: Mapping[str, Any], context: WebhookContext
     ) -> None:
+        if event in CATCH_UP:
+            await context.request_poll(f"Graph lifecycle notification {event!r}: catching up")
+            return
         if event != "reauthorizationRequired":
-            log.info(
-                "outlook %s: lifecycle event %s; the subscription maintenance and the next "
-                "delta poll take care of it",
-                context.project_id,
-                event,
-            )
+            log.info("outlook %s: lifecycle event %s ignored", context.project_id, event)
             return
         from ucf.native.outlook.subscriptions import renew
 

@@ -264,6 +264,7 @@ def _instance_record(item: Item) -> InstanceRecord:
         last_latency_ms=k.get_f(item, "lastLatencyMs"),
         last_delivery_at=_time(item, "lastDeliveryAt"),
         delivery_failures=k.get_n(item, "deliveryFailures") or 0,
+        poll_requested_at=_time(item, "pollRequestedAt"),
     )
 
 
@@ -518,6 +519,31 @@ class DynamoInstanceStore:
             f"{_CAS_ATTEMPTS} times in a row",
             fix="too many workers report deliveries for one instance at once; retry shortly",
         )
+
+    async def request_poll(self, project_id: str, connector_id: str, *, at: datetime) -> None:
+        await self._update(
+            project_id,
+            connector_id,
+            "SET pollRequestedAt = :at",
+            {":at": k.s(text_time(at))},
+        )
+
+    async def clear_poll_request(
+        self, project_id: str, connector_id: str, *, up_to: datetime
+    ) -> bool:
+        try:
+            await self._db.call(
+                "update_item",
+                TableName=self._db.table,
+                Key=k.instance(project_id, connector_id),
+                UpdateExpression="REMOVE pollRequestedAt",
+                # Text times sort as times (text_time): a later request stays.
+                ConditionExpression="pollRequestedAt <= :upTo",
+                ExpressionAttributeValues={":upTo": k.s(text_time(up_to))},
+            )
+        except ConditionFailed:
+            return False
+        return True
 
     async def delete(self, project_id: str, connector_id: str) -> None:
         try:

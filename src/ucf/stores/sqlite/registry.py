@@ -167,7 +167,7 @@ class SqliteDescriptorRegistry:
 _INSTANCE_COLUMNS = (
     "project_id, connector_id, enabled, credential_secret_ref, config, last_health_check, "
     "healthy, consecutive_failures, last_error, health_state, last_sync_at, last_latency_ms, "
-    "created_at, updated_at, last_delivery_at, delivery_failures"
+    "created_at, updated_at, last_delivery_at, delivery_failures, poll_requested_at"
 )
 
 
@@ -189,6 +189,7 @@ def _instance(row: tuple[Any, ...]) -> InstanceRecord:
         updated_at=parse_time(row[13]),
         last_delivery_at=opt_time(row[14]),
         delivery_failures=row[15],
+        poll_requested_at=opt_time(row[16]),
     )
 
 
@@ -348,6 +349,31 @@ class SqliteInstanceStore:
                 ),
             )
             return _existing_instance(conn, project_id, connector_id)
+
+        return await self._db.write(run)
+
+    async def request_poll(self, project_id: str, connector_id: str, *, at: datetime) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "UPDATE instances SET poll_requested_at = ? WHERE project_id = ? "
+                "AND connector_id = ?",
+                (text_time(at), project_id, connector_id),
+            )
+            if cursor.rowcount == 0:
+                raise no_instance(project_id, connector_id)
+
+        await self._db.write(run)
+
+    async def clear_poll_request(
+        self, project_id: str, connector_id: str, *, up_to: datetime
+    ) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE instances SET poll_requested_at = NULL WHERE project_id = ? "
+                "AND connector_id = ? AND poll_requested_at <= ?",
+                (project_id, connector_id, text_time(up_to)),
+            )
+            return cursor.rowcount > 0
 
         return await self._db.write(run)
 

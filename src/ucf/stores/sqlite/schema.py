@@ -153,6 +153,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE instances ADD COLUMN delivery_failures INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    Migration(
+        5,
+        "a poll asked for sooner than the schedule (a missed webhook), until a poll starts",
+        """
+        ALTER TABLE instances ADD COLUMN poll_requested_at TEXT;
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
