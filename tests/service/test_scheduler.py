@@ -20,7 +20,7 @@ from ucf.core.validation import parse_descriptor
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
-from ucf.service.poll import lease_name
+from ucf.service.poll import lease_name, request_poll
 from ucf.service.scheduler import (
     LONG_AGO,
     NEVER,
@@ -221,6 +221,27 @@ def test_changing_a_failing_instances_settings_makes_it_due_at_once() -> None:
     assert due_at(fixed, feed_connector(), SchedulePolicy()) == LONG_AGO
 
 
+def test_a_requested_poll_makes_a_synced_instance_due_at_the_request() -> None:
+    synced = instance(last_sync_at=T0, last_health_check=T0, health_state="healthy")
+    asked = dataclasses.replace(synced, poll_requested_at=T0 + INTERVAL / 4)
+    assert due_at(asked, feed_connector(), SchedulePolicy()) == T0 + INTERVAL / 4
+    later = dataclasses.replace(synced, poll_requested_at=T0 + INTERVAL * 5)
+    assert due_at(later, feed_connector(), SchedulePolicy()) == due_at(
+        synced, feed_connector(), SchedulePolicy()
+    ), "a request never delays the schedule"
+
+
+def test_a_requested_poll_does_not_cut_a_backoff_short() -> None:
+    policy = SchedulePolicy(jitter_ratio=0)
+    failing = instance(
+        last_health_check=T0,
+        consecutive_failures=3,
+        health_state="error",
+        poll_requested_at=T0 + INTERVAL,
+    )
+    assert due_at(failing, feed_connector(), policy) == T0 + INTERVAL * 4
+
+
 def test_disabled_instances_and_webhook_only_connectors_are_never_due() -> None:
     assert due_at(instance(enabled=False), feed_connector(), SchedulePolicy()) == NEVER
     webhook_only = dict(GITHUB)
@@ -328,6 +349,27 @@ async def test_two_workers_on_one_sqlite_file_never_poll_an_instance_at_once(
     assert sorted(r.project_id for r in polled) == sorted(f"project-{n}" for n in names)
     assert max(fake.most_at_once.values()) == 1
     assert fake.first_pages == Counter(dict.fromkeys(names, 1)), "each instance polled once"
+
+
+async def test_a_poll_requested_through_one_worker_is_run_once_by_another(
+    tmp_path: Path, feeds: tuple[FakeServer, Feeds]
+) -> None:
+    server, fake = feeds
+    async with await open_context(tmp_path) as gateway, await open_context(tmp_path) as worker:
+        [name] = await add_feeds(gateway, server, 1)
+        project = f"project-{name}"
+        scheduler = Scheduler(worker, "worker-b", 2, policy=QUICK)
+        assert [r.status for r in await scheduler.run_once()] == ["ok"]
+        assert await scheduler.run_once() == [], "nothing due before the interval"
+
+        await request_poll(gateway, project, "feed", reason="the provider missed deliveries")
+        await request_poll(gateway, project, "feed", reason="and said so twice")
+        again = await scheduler.run_once()
+        after = await scheduler.run_once()
+
+    assert [(r.project_id, r.status) for r in again] == [(project, "ok")]
+    assert after == [], "the poll answered every request made before it started"
+    assert fake.first_pages[name] == 2
 
 
 async def test_polls_run_concurrently_but_never_beyond_the_bound(

@@ -1,0 +1,80 @@
+"""Upkeep between polls (Outlook's Graph subscription) with several workers on one store."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ucf.fakes.graph import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT, GraphFake
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
+from ucf.service.context import UcfContext
+from ucf.service.maintenance import maintain_instance, maintenance_lease
+from ucf.service.webhooks import webhook_path
+
+from .poll_support import settings_for
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphFake]:
+    with GraphFake(datetime.now(UTC)) as fake:
+        yield fake
+
+
+@pytest.fixture
+def gateway() -> Iterator[FakeServer]:
+    """Where ``UCF_PUBLIC_URL`` points: answers Graph's validation request like ucf's gateway."""
+    server = FakeServer()
+
+    def validate(request: FakeRequest) -> FakeResponse:
+        return FakeResponse.text(request.param("validationToken") or "")
+
+    server.add_route("POST", "/api/webhooks/outlook/{project}/{hook}", validate)
+    with server:
+        yield server
+
+
+async def open_worker(data_dir: Path, public_url: str) -> UcfContext:
+    settings = dataclasses.replace(settings_for(data_dir, sink=False), public_url=public_url)
+    return await UcfContext.open(settings)
+
+
+async def test_two_workers_starting_upkeep_at_once_create_one_subscription(
+    tmp_path: Path, graph: GraphFake, gateway: FakeServer
+) -> None:
+    async with (
+        await open_worker(tmp_path, gateway.base_url) as one,
+        await open_worker(tmp_path, gateway.base_url) as two,
+    ):
+        await one.instances.create(
+            "p",
+            "outlook",
+            credentials={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+            config={
+                "baseUrl": f"{graph.base_url}/v1.0",
+                "authorityUrl": graph.base_url,
+                "tenant": TENANT,
+                "mailbox": MAILBOX,
+            },
+        )
+        record = await one.instances.record("p", "outlook")
+        connector = await one.connectors.get("outlook")
+
+        done = await asyncio.gather(
+            maintain_instance(one, record, connector, owner="worker-a"),
+            maintain_instance(two, record, connector, owner="worker-b"),
+        )
+        later = await maintain_instance(two, record, connector, owner="worker-b")
+        hook_id = (await one.instances.secrets(record)).hook_id
+        lease = await one.store.leases.get(maintenance_lease("p", "outlook"), now=one.clock())
+
+    assert sorted(done, key=str) == [None, "subscription created"]
+    assert later == "subscription is current", "the second worker sees what the first stored"
+    [subscription] = graph.subscriptions.values()
+    assert hook_id is not None
+    assert subscription.notification_url == gateway.base_url + webhook_path("outlook", "p", hook_id)
+    assert lease is None, "released after the upkeep"
