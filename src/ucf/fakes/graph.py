@@ -38,6 +38,8 @@ Sources: Microsoft's documentation, linked under Sources in docs/connectors/outl
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import secrets
 import uuid
@@ -165,6 +167,7 @@ class Mailbox:
 
     def __init__(self, now: datetime, *, count: int = 80) -> None:
         self._seq = itertools.count(1)
+        self.last_seq = 0
         self._ids = itertools.count(1)
         self.messages: dict[str, Message] = {}
         self.removed: dict[str, int] = {}  # id -> seq of its deletion
@@ -178,7 +181,9 @@ class Mailbox:
 
     @property
     def seq(self) -> int:
-        return next(self._seq)
+        """The next change number (each read takes one)."""
+        self.last_seq = next(self._seq)
+        return self.last_seq
 
     def receive(self, moment: datetime, index: int) -> Message:
         number = next(self._ids)
@@ -254,10 +259,13 @@ class GraphFake(ProviderFake):
 
     poll_route = "/v1.0/me/mailFolders('{folder}')/messages/delta"
 
-    def __init__(self, now: datetime) -> None:
+    def __init__(self, now: datetime, *, messages: int = 80, page_max: int = 1000) -> None:
+        """``messages``: how many the inbox received in the last six days. ``page_max``: the
+        most a delta page holds whatever ``odata.maxpagesize`` asks (a preference: Graph
+        pages server-side and may send fewer, https://learn.microsoft.com/graph/paging)."""
         super().__init__()
         self.now = now
-        self.mailbox = Mailbox(now)
+        self.mailbox = Mailbox(now, count=messages)
         self.access_tokens: dict[str, Literal["delegated", "app"]] = {ACCESS_TOKEN: "delegated"}
         self.refresh_tokens = {REFRESH_TOKEN}
         self.used_refresh_tokens: list[str] = []
@@ -265,6 +273,8 @@ class GraphFake(ProviderFake):
         self.validations: list[Validation] = []
         self.validation_timeout = VALIDATION_TIMEOUT_SECONDS
         self._rounds: dict[str, _Round] = {}
+        self._generation = 0
+        self.page_max = page_max
         self._expired: ExpiryAnswer | None = None
         server = self.server
         for who in ("me", "users/{user}"):
@@ -309,6 +319,7 @@ class GraphFake(ProviderFake):
         """Forget every delta and skip token issued so far, as Graph's token cache does."""
         self._rounds.clear()
         self._expired = answer
+        self._generation += 1
 
     # -- auth
 
@@ -410,7 +421,7 @@ class GraphFake(ProviderFake):
     def _page(self, request: FakeRequest, state: _Round) -> FakeResponse:
         data = self.mailbox
         if state.snapshot_seq is None:
-            state.snapshot_seq = next(data._seq)
+            state.snapshot_seq = data.last_seq
         low, high = state.base_seq, state.snapshot_seq
         items: list[dict[str, Any]] = [
             self._selected(m, state.select)
@@ -427,7 +438,7 @@ class GraphFake(ProviderFake):
                 for mid, seq in sorted(data.removed.items(), key=lambda kv: kv[1])
                 if low < seq <= high
             ]
-        size = _page_size(request)
+        size = min(_page_size(request), self.page_max)
         page = items[state.offset : state.offset + size]
         path = request.path
         body: dict[str, Any] = {
@@ -435,16 +446,24 @@ class GraphFake(ProviderFake):
             "value": page,
         }
         if state.offset + size < len(items):
-            token = secrets.token_urlsafe(18)
-            self._rounds[token] = _Round(
+            following = _Round(
                 state.since, state.select, state.base_seq, state.snapshot_seq, state.offset + size
             )
+            token = self._issue(following)
             body["@odata.nextLink"] = request.url_for(f"{quote(path)}?$skiptoken={token}")
         else:
-            token = secrets.token_urlsafe(18)
-            self._rounds[token] = _Round(state.since, state.select, base_seq=high)
+            token = self._issue(_Round(state.since, state.select, base_seq=high))
             body["@odata.deltaLink"] = request.url_for(f"{quote(path)}?$deltatoken={token}")
         return FakeResponse.json(body)
+
+    def _issue(self, state: _Round) -> str:
+        """An opaque token for ``state``: the same state gets the same token (so two clients
+        that read the same pages hold the same links, as a crash test compares), and tokens
+        issued after :meth:`expire_tokens` never equal forgotten ones."""
+        key = repr((self._generation, state)).encode()
+        token = base64.urlsafe_b64encode(hashlib.sha256(key).digest()[:18]).decode()
+        self._rounds[token] = state
+        return token
 
     def _expired_answer(self, request: FakeRequest) -> FakeResponse:
         if self._expired == "sync_state_not_found":
