@@ -413,7 +413,10 @@ async def request_poll(
     request made while it runs stays for one more poll. Many requests before a
     poll starts make one poll.
     """
-    await context.store.instances.request_poll(project_id, connector_id, at=context.clock())
+    try:
+        await context.store.instances.request_poll(project_id, connector_id, at=context.clock())
+    except NotFound:  # disconnected meanwhile: nothing left to poll
+        return
     log.info("poll of %s/%s requested: %s", project_id, connector_id, reason)
 
 
