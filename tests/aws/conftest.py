@@ -22,8 +22,8 @@ import boto3
 import pytest
 
 from tests.aws.events import HttpReply, LambdaContext, http_api_event, sqs_event
-from tests.stores.dynalite import dynamodb_url, run_dynalite, unique_table_name
-from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV, running_moto_server
+from tests.stores.dynalite import dynamodb_url, unique_table_name
+from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
 from ucf.aws.container import close_all
 from ucf.aws.handlers import api
 from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, WEBHOOK_SECRET, GitHubFake
@@ -39,9 +39,9 @@ class Endpoints:
 
 
 @pytest.fixture(scope="session")
-def endpoints() -> Iterator[Endpoints]:
-    with run_dynalite() as dynamodb, running_moto_server() as moto:
-        yield Endpoints(dynamodb, moto)
+def endpoints(dynalite_endpoint: str, moto_endpoint: str) -> Endpoints:
+    """The session's dynalite and moto (tests/conftest.py): each lab has its own names."""
+    return Endpoints(dynalite_endpoint, moto_endpoint)
 
 
 @dataclass

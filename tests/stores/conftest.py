@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.stores.dynalite import dynalite_endpoint, dynamodb_url, unique_table_name
+from tests.stores.dynalite import dynamodb_url, unique_table_name
 from ucf.stores import Store, open_store
-
-__all__ = ["dynalite_endpoint"]  # a session fixture: one dynalite server for every test
 
 
 def _sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:

@@ -10,7 +10,7 @@ import multiprocessing
 import os
 import sqlite3
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from tests.stores.moto_server import (
     AWS_ENV_TO_CLEAR,
     DUMMY_AWS_ENV,
     ThrottlingProxy,
-    running_moto_server,
 )
 from ucf.stores.errors import InvalidRecord, StoreCorrupt
 from ucf.stores.secrets import (
@@ -47,12 +46,6 @@ CREDENTIALS = {"token": "ghp_s3cr3t-T0KEN-value", "webhookSecret": "whsec-012345
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    with running_moto_server() as url:
-        yield url
 
 
 @pytest.fixture

@@ -1,0 +1,396 @@
+"""Lambda cold starts: each handler imported and first invoked in a fresh interpreter.
+
+A Lambda execution environment starts a new Python, imports the handler module
+(the *init* phase) and then runs the first invocation, which for ucf opens the
+store, reads secrets and builds what the function keeps for its warm
+invocations. This bench reproduces that for the four handlers of
+``src/ucf/aws/handlers/``, each in a process of its own, against the same
+loopback AWS the tests use (``tests/aws``): dynalite for DynamoDB and moto's
+standalone server for Secrets Manager and SQS, with the environment the
+template gives each function. The events are the AWS-documented shapes of
+``tests/aws/events.py``:
+
+* **api** — a signed GitHub ``issues`` webhook (API Gateway HTTP API, payload 2.0)
+  for an instance connected beforehand: token from Secrets Manager, store
+  opened, the ASGI app built, the delivery verified and stored;
+* **schedule** — an EventBridge scheduled event: the due instance is found and
+  one poll request is sent to the FIFO queue;
+* **poll_worker** — that SQS message: the instance is polled against the GitHub
+  fake (its first page of issues is mapped and stored in DynamoDB);
+* **delivery** — an EventBridge scheduled event with ``UCF_SINK_HTTP`` set: the
+  outbox is drained into a local pipeline fake.
+
+The table, queue, secrets and instance exist before the first child starts, as
+they do in a deployed stack. Printed per handler: the import (init) time, the
+first invocation, their sum (target < 300 ms), the process's resident memory
+after the first invocation (``VmRSS``) and its peak (``VmHWM``), which is what
+the Lambda memory setting must cover (see docs/aws.md, "Memory sizing").
+Network round trips to dynalite and moto are on loopback, so in AWS the first
+invocation also pays real service latency; the import and RSS figures carry over.
+
+    make bench-coldstart      # or: uv run python bench/coldstart.py [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the tests' loopback AWS and event shapes
+
+HANDLERS = ("api", "schedule", "poll_worker", "delivery")
+TARGET_MS = 300.0
+PROJECT = "bench"
+CONNECTOR = "github-issues"
+
+
+# --------------------------------------------------------------------------- the child
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def child_main(name: str, event_path: str) -> None:
+    """Runs in the fresh interpreter: import the handler, invoke it once, report."""
+    event = json.loads(Path(event_path).read_text())
+    # Only the standard library is loaded before this point (and the small events
+    # module, for the context object Lambda passes): the clock covers every ucf,
+    # framework and SDK import the handler needs.
+    from tests.aws.events import LambdaContext
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    module = __import__(f"ucf.aws.handlers.{name}", fromlist=["handler"])
+    imported = time.perf_counter()
+    if os.environ.get("COLDSTART_PROFILE"):
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        response = profiler.runcall(
+            module.handler, event, LambdaContext(function_name=f"ucf-{name}")
+        )
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+    else:
+        response = module.handler(event, LambdaContext(function_name=f"ucf-{name}"))
+    invoked, cpu_done = time.perf_counter(), time.process_time()
+    print(
+        json.dumps(
+            {
+                "import_ms": (imported - started) * 1000,
+                "invoke_ms": (invoked - imported) * 1000,
+                "cpu_ms": (cpu_done - cpu_started) * 1000,
+                "rss_kib": _status_kib("VmRSS"),
+                "hwm_kib": _status_kib("VmHWM"),
+                "modules": len(sys.modules),
+                "response": response,
+            },
+            default=str,
+        )
+    )
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+@dataclass
+class Stack:
+    environ: dict[str, str]
+    queue_url: str
+    queue_arn: str
+    sqs: Any
+    github: Any
+    pipeline: Any
+
+
+@contextmanager
+def aws_stack(workdir: Path) -> Iterator[Stack]:
+    """dynalite, moto, a FIFO poll queue, the token secret, a GitHub fake and a sink."""
+    import boto3
+    from tests.service.delivery_support import Pipeline
+    from tests.stores.dynalite import dynamodb_url, run_dynalite
+    from tests.stores.moto_server import DUMMY_AWS_ENV, running_moto_server
+
+    from ucf.fakes.github import Dataset, GitHubFake
+    from ucf.fakes.kit import FakeServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log, one line a call
+    os.environ.update(DUMMY_AWS_ENV)
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+    with ExitStack() as stack:
+        dynamodb = stack.enter_context(run_dynalite())
+        moto = stack.enter_context(running_moto_server())
+        # A small repository: the first poll stores one page, so the figure is the cold
+        # start and not dynalite's write speed (bench/store.py measures that).
+        now = datetime.now(UTC)
+        github = stack.enter_context(GitHubFake(now))
+        github.data = Dataset(now, count=20, pulls=0)
+        pipeline = Pipeline(stack.enter_context(FakeServer()))
+        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto)
+        manager = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto)
+        suffix = uuid.uuid4().hex[:10]
+        queue_url = sqs.create_queue(
+            QueueName=f"ucf-polls-{suffix}.fifo",
+            Attributes={"FifoQueue": "true", "VisibilityTimeout": "900"},
+        )["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        token_arn = manager.create_secret(
+            Name=f"ucf-admin/{suffix}/api-token", SecretString="ucf_" + secrets.token_urlsafe(32)
+        )["ARN"]
+        environ = {
+            **DUMMY_AWS_ENV,
+            "AWS_ENDPOINT_URL_SQS": moto,
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER": moto,
+            "UCF_STORE": dynamodb_url(dynamodb, f"ucf-coldstart-{suffix}"),
+            "UCF_SECRET_STORE": (
+                f"aws-secretsmanager://?region=us-east-1&endpoint={moto}&prefix=ucf/{suffix}/"
+            ),
+            "UCF_API_TOKEN_SECRET": token_arn,
+            "UCF_POLL_QUEUE_URL": queue_url,
+            "UCF_ALLOW_HOSTS": "127.0.0.1",
+            "UCF_DATA_DIR": str(workdir / "lambda-tmp"),
+            "UCF_SINK_HTTP": pipeline.url,
+            "UCF_LOG_LEVEL": "WARNING",
+        }
+        yield Stack(environ, queue_url, queue_arn, sqs, github, pipeline)
+
+
+def prepare(stack: Stack, project: str) -> None:
+    """What a deployed stack already has: the table, and a GitHub instance connected.
+
+    Done in this (parent) process through the API handler, so the children find a
+    table that exists, as after ``sam deploy``. Each round connects an instance in a
+    project of its own, so the round's schedule tick finds exactly one poll due."""
+    from tests.aws.events import LambdaContext, http_api_event
+
+    from ucf.aws.config import load_api_token
+    from ucf.aws.container import close_all
+    from ucf.aws.handlers import api
+    from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, WEBHOOK_SECRET
+
+    saved = dict(os.environ)
+    os.environ.update(stack.environ)
+    try:
+        token = asyncio.run(load_api_token(os.environ))
+        body = json.dumps(
+            {
+                "connectorId": CONNECTOR,
+                "credentials": {"token": GOOD_TOKEN, "webhookSecret": WEBHOOK_SECRET},
+                "config": {"baseUrl": stack.github.base_url, "owner": OWNER, "repo": REPO},
+            }
+        ).encode()
+        event = http_api_event(
+            "POST",
+            f"/api/projects/{project}/instances",
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+            body=body,
+        )
+        reply = api.handler(event, LambdaContext(function_name="ucf-api"))
+        if reply["statusCode"] != 201:
+            raise SystemExit(f"connecting the GitHub instance failed: {reply}")
+        close_all()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def webhook_event(project: str, number: int) -> dict[str, Any]:
+    from tests.aws.events import http_api_event
+
+    from ucf.fakes.github import WEBHOOK_SECRET
+
+    body = json.dumps(
+        {
+            "action": "opened",
+            "issue": {
+                "id": 90_000 + number,
+                "number": number,
+                "title": f"Cold start {number}",
+                "updated_at": f"2025-03-01T12:00:{number % 60:02d}Z",
+                "labels": [],
+            },
+        }
+    ).encode()
+    mac = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return http_api_event(
+        "POST",
+        f"/api/webhooks/{CONNECTOR}/{project}",
+        headers={
+            "content-type": "application/json",
+            "x-github-event": "issues",
+            "x-github-delivery": str(uuid.uuid4()),
+            "x-hub-signature-256": f"sha256={mac}",
+        },
+        body=body,
+    )
+
+
+def event_for(name: str, stack: Stack, run: int) -> dict[str, Any]:
+    from tests.aws.events import scheduled_event, sqs_event
+
+    if name == "api":
+        return webhook_event(f"{PROJECT}-{run}", run)
+    if name in ("schedule", "delivery"):
+        return scheduled_event(datetime.now(UTC))
+    # poll_worker: what the schedule function just sent, as Lambda's SQS poller hands it over
+    messages: list[dict[str, Any]] = []
+    while True:
+        reply = stack.sqs.receive_message(
+            QueueUrl=stack.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        )
+        if not reply.get("Messages"):
+            break
+        messages += reply["Messages"]
+    if not messages:
+        raise SystemExit("the schedule function enqueued no poll request")
+    for message in messages:  # Lambda deletes them after a successful batch
+        stack.sqs.delete_message(QueueUrl=stack.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return sqs_event(messages, stack.queue_arn)
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+@dataclass
+class ColdStart:
+    name: str
+    import_ms: float
+    invoke_ms: float
+    cpu_ms: float
+    process_ms: float
+    rss_mib: float
+    hwm_mib: float
+    modules: int
+
+    @property
+    def total_ms(self) -> float:
+        return self.import_ms + self.invoke_ms
+
+
+def cold_start(name: str, stack: Stack, workdir: Path, run: int) -> ColdStart:
+    event_path = workdir / f"{name}-{run}.json"
+    event_path.write_text(json.dumps(event_for(name, stack, run)))
+    env = {**os.environ, **stack.environ}
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", name, "--event", str(event_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    process_ms = (time.perf_counter() - began) * 1000
+    if done.returncode != 0 or os.environ.get("COLDSTART_PROFILE"):
+        sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"{name}: the child failed (exit {done.returncode})")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    _check(name, data["response"])
+    return ColdStart(
+        name,
+        data["import_ms"],
+        data["invoke_ms"],
+        data["cpu_ms"],
+        process_ms,
+        data["rss_kib"] / 1024,
+        data["hwm_kib"] / 1024,
+        data["modules"],
+    )
+
+
+def _check(name: str, response: Any) -> None:
+    """Each first invocation must have done its work, or its time means nothing."""
+    ok = {
+        "api": lambda r: r.get("statusCode") == 200,
+        "schedule": lambda r: r.get("enqueued", 0) >= 1,
+        "poll_worker": lambda r: r.get("batchItemFailures") == [],
+        "delivery": lambda r: sum(r.get("delivered", {}).values()) >= 1 and not r.get("errors"),
+    }[name]
+    if not isinstance(response, dict) or not ok(response):
+        raise SystemExit(f"{name}: unexpected response {str(response)[:500]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=3, help="cold starts per handler (median)")
+    parser.add_argument("--child", choices=HANDLERS, help=argparse.SUPPRESS)
+    parser.add_argument("--event", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args.child, args.event)
+        return
+
+    import tempfile
+
+    runs: dict[str, list[ColdStart]] = {name: [] for name in HANDLERS}
+    with tempfile.TemporaryDirectory(prefix="ucf-coldstart-") as directory:
+        workdir = Path(directory)
+        with aws_stack(workdir) as stack:
+            for run in range(args.repeat):
+                prepare(stack, f"{PROJECT}-{run}")
+                # In the order a deployment runs them: a webhook lands, the schedule
+                # enqueues the due poll, a worker polls, delivery drains the outbox.
+                for name in HANDLERS:
+                    runs[name].append(cold_start(name, stack, workdir, run))
+    print(
+        f"Lambda cold starts: each handler imported and first invoked in a fresh interpreter "
+        f"(median of {args.repeat}); dynalite + moto on loopback; Python "
+        f"{sys.version.split()[0]}"
+    )
+    print(
+        f"  {'handler':<12}{'import':>9}{'1st call':>10}{'total':>9}{'CPU':>9}{'process':>10}"
+        f"{'RSS after':>11}{'peak RSS':>10}{'modules':>9}  target < {TARGET_MS:.0f} ms"
+    )
+    missed = []
+    for name in HANDLERS:
+        results = runs[name]
+
+        def median(attribute: str, results: list[ColdStart] = results) -> float:
+            return statistics.median(getattr(r, attribute) for r in results)
+
+        total = median("total_ms")
+        verdict = "✔" if total < TARGET_MS else "✘"
+        if total >= TARGET_MS:
+            missed.append(name)
+        print(
+            f"  {name:<12}{median('import_ms'):>6.0f} ms{median('invoke_ms'):>7.0f} ms"
+            f"{total:>6.0f} ms{median('cpu_ms'):>6.0f} ms{median('process_ms'):>7.0f} ms"
+            f"{median('rss_mib'):>7.0f} MiB"
+            f"{max(r.hwm_mib for r in results):>6.0f} MiB{median('modules'):>9.0f}  {verdict}"
+        )
+    print(
+        "  (import + 1st call = Lambda's init phase plus the first invocation; CPU = the "
+        "process's CPU time over both, steadier on a loaded machine; 'process' adds the "
+        "interpreter's own start-up and exit)"
+    )
+    if missed:
+        print(f"  MISSED the < {TARGET_MS:.0f} ms target: {', '.join(missed)}")
+
+
+if __name__ == "__main__":
+    main()
