@@ -28,12 +28,15 @@ def moto_endpoint() -> Iterator[str]:
 
 # --------------------------------------------------------------------------- pytest-xdist
 
-#: Started first: the longest test of the suite (one SIGKILL loop, 1.5-4 minutes
-#: alone). ``make test`` runs ``--dist worksteal``, which gives each worker a
+#: Started first: the longest tests of the suite (SIGKILL loops, 1-4 minutes
+#: each). ``make test`` runs ``--dist worksteal``, which gives each worker a
 #: contiguous share of the collected tests and lets idle workers take the rest,
 #: so the first test starts at once and overlaps everything else instead of
 #: trailing behind it.
-RUN_FIRST = ("tests/service/test_crash_safety.py",)
+RUN_FIRST = (
+    "tests/service/test_crash_safety.py",
+    "tests/service/test_webhook_crash_safety.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
