@@ -29,16 +29,35 @@ def moto_endpoint() -> Iterator[str]:
 # --------------------------------------------------------------------------- pytest-xdist
 
 #: Started first: the longest tests of the suite (SIGKILL loops, 1-4 minutes
-#: each). ``make test`` runs ``--dist worksteal``, which gives each worker a
-#: contiguous share of the collected tests and lets idle workers take the rest,
-#: so the first test starts at once and overlaps everything else instead of
-#: trailing behind it.
+#: each), so under ``-n`` they overlap the rest instead of trailing behind it.
 RUN_FIRST = (
     "tests/service/test_crash_safety.py",
     "tests/service/test_webhook_crash_safety.py",
 )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The longest tests first (see ``RUN_FIRST``); the rest keep their order."""
-    items.sort(key=lambda item: not item.nodeid.startswith(RUN_FIRST))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put each of the longest tests (``RUN_FIRST``) at the head of a worker's share.
+
+    ``make test`` runs ``--dist worksteal``: the collected tests are cut into one
+    contiguous share per worker (sizes ``remaining // workers_left``, as the
+    scheduler cuts them), each worker runs its share from the front, and an idle
+    worker takes the tail of a busy one's. So the long tests go one to a share,
+    round robin, at its front: they start at once on different workers, and
+    nobody steals them. Every worker collects the same order, as xdist requires.
+    Without xdist they simply run first.
+    """
+    first = [item for item in items if item.nodeid.startswith(RUN_FIRST)]
+    rest = [item for item in items if not item.nodeid.startswith(RUN_FIRST)]
+    workerinput = getattr(config, "workerinput", None)
+    workers = int(workerinput["workercount"]) if workerinput else 1
+    ordered: list[pytest.Item] = []
+    remaining = len(items)
+    for share in range(workers):
+        size = remaining // (workers - share)
+        remaining -= size
+        lead = first[share::workers]
+        take = max(size - len(lead), 0)
+        ordered += lead + rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest
