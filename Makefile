@@ -24,8 +24,8 @@ test:
 	$(RUN) ruff check src tests bench
 	$(RUN) ruff format --check src tests bench
 	$(RUN) mypy
-	$(RUN) pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(ARGS)
 	$(RUN) pytest -m serial $(ARGS) || [ $$? -eq 5 ]  # 5: ARGS selected no serial test
+	$(RUN) pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(ARGS)
 
 # Every benchmark, each printing its figures beside its peer's (see README).
 bench: bench-mapping bench-store bench-poll bench-webhook bench-delivery bench-coldstart
