@@ -5,7 +5,7 @@ ARGS ?=
 # The suite runs its files in parallel (pytest-xdist): most tests wait on
 # subprocesses and servers, so 4 workers overlap that waiting even on 2 cores;
 # worksteal lets an idle worker take tests a busy one has not started. Tests
-# marked `serial` assert a time bound and run afterwards, alone.
+# marked `serial` assert a time bound and run first, alone.
 # `make test TEST_WORKERS=0` runs it in one process.
 TEST_WORKERS ?= 4
 
