@@ -12,22 +12,29 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PRIVATE_NOTES = re.compile(r"api-facts|\.\./shared/|/work/shared/", re.IGNORECASE)
 THIS_FILE = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
 
+UNTRACKED_DIRS = frozenset({".git", ".venv", ".tools", "node_modules", "__pycache__"})
+
+
 def _tracked_files() -> list[str]:
+    """The files git tracks; outside a checkout (an unpacked sdist), every file but the
+    installed tooling's."""
     try:
         listing = subprocess.run(
             ["git", "-C", str(ROOT), "ls-files", "-z"],
             capture_output=True,
             check=True,
         ).stdout
-    except (OSError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"not a git checkout, no tracked files to read: {error}")
+    except (OSError, subprocess.CalledProcessError):
+        return [
+            path.relative_to(ROOT).as_posix()
+            for path in ROOT.rglob("*")
+            if path.is_file() and not UNTRACKED_DIRS & set(path.relative_to(ROOT).parts)
+        ]
     return [name for name in listing.decode().split("\0") if name]
 
 
