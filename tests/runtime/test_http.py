@@ -153,6 +153,24 @@ async def test_requests_identify_ucf_in_user_agent(
     )
 
 
+async def test_a_cookie_one_upstream_sets_is_never_sent_on_a_later_request(
+    client: httpx.AsyncClient, upstream: FakeServer
+) -> None:
+    """The process's one client serves every tenant: a session cookie from one instance's
+    upstream must not ride along on another instance's request to the same host."""
+    upstream.add_route(
+        "GET",
+        "/login-cookie",
+        lambda request: FakeResponse.json(
+            {}, headers={"Set-Cookie": "session=tenant-a-secret; Path=/"}
+        ),
+    )
+    await send(client, local(upstream, "/login-cookie"))
+    await send(client, local(upstream, "/items"))
+    assert "cookie" not in upstream.requests_to("/items")[-1].headers
+    assert not client.cookies
+
+
 # --------------------------------------------------------------------------- retries
 
 

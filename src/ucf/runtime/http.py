@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import http.cookiejar
 import json
 import math
 import random
@@ -318,6 +319,11 @@ def create_client(
     guarded = GuardedTransport(policy, verify=verify, limits=limits, resolver=resolver)
     return httpx.AsyncClient(
         transport=CappedTransport(guarded, settings.max_response_bytes),
+        # One client serves every instance of every project: a cookie one tenant's
+        # upstream sets must never ride along on another tenant's request to that host.
+        cookies=http.cookiejar.CookieJar(
+            policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+        ),
         timeout=settings.timeout(),
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         follow_redirects=False,  # ucf follows them itself: see fetch() and ucf.runtime.redirects
