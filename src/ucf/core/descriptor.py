@@ -941,6 +941,10 @@ class ConnectorDescriptor(DescriptorModel):
             fields.insert(0, ConfigField(key="baseUrl", label="Base URL", type="url"))
         return fields
 
+    def consent(self) -> OAuth2Config | None:
+        """The OAuth 2.0 settings a "Connect with …" consent uses, if this connector offers one."""
+        return consent_config(self.auth)
+
     def credential_fields(self) -> list[CredentialField]:
         if isinstance(self.auth, NoAuth):
             return []

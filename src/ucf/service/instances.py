@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ucf.core.descriptor import ConnectorDescriptor, consent_config
+from ucf.core.descriptor import ConnectorDescriptor
 from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
@@ -89,7 +89,7 @@ def check_credentials(
     runtime's own.
     """
     fields = {f.key: f for f in descriptor.credential_fields()}
-    runtime_keys = {ACCESS_TOKEN_EXPIRES_AT} if consent_config(descriptor.auth) else set()
+    runtime_keys = {ACCESS_TOKEN_EXPIRES_AT} if descriptor.consent() else set()
     problems: list[FieldProblem] = []
     result: dict[str, str] = {}
     for key, value in credentials.items():
@@ -235,7 +235,7 @@ class InstanceService:
         app's filled in): what the gateway verifies with, in one read of the instance."""
         stored = await self.secrets(record)
         connector = await self._connectors.get(record.connector_id)
-        if consent_config(connector.descriptor.auth) is None:
+        if connector.descriptor.consent() is None:
             return stored
         app = await self.oauth_clients.credentials(connector.descriptor, now=self._clock())
         return InstanceSecrets({**app, **stored.credentials}, stored.hook_id, stored.pending)

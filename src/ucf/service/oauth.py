@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlencode
 
-from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config, consent_config
+from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config
 from ucf.core.jsonpath import MISSING, compile_path
 from ucf.runtime.auth import exchange_code, render_url
 from ucf.runtime.http import UpstreamError, parse_json, send_with_retries
@@ -73,7 +73,7 @@ def _digest(value: str) -> str:
 
 
 def _consent(connector: Connector) -> OAuth2Config:
-    config = consent_config(connector.descriptor.auth)
+    config = connector.descriptor.consent()
     if config is None:
         raise ValidationFailed(
             f"'{connector.id}' does not connect through an OAuth 2.0 consent "
@@ -139,7 +139,7 @@ class OAuthClients:
     ) -> dict[str, str]:
         """The registered app as the connector's credential fields (client id and secret),
         or nothing when the connector has no consent flow or no app is registered."""
-        config = consent_config(descriptor.auth)
+        config = descriptor.consent()
         if config is None:
             return {}
         client = await self.get(descriptor.id, now=now)

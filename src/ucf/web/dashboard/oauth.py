@@ -21,7 +21,6 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ucf.core.descriptor import consent_config
 from ucf.service.errors import ValidationFailed
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows, OAuthRefused, ReturnTo
 from ucf.web.dashboard.rendering import redirect, render
@@ -175,7 +174,7 @@ async def oauth_apps(request: Request, session: Sessioned, project: str) -> Resp
     context = page.context
     apps = []
     for connector in await context.connectors.list():
-        if consent_config(connector.descriptor.auth) is None:
+        if connector.descriptor.consent() is None:
             continue
         client = await context.instances.oauth_clients.get(connector.id, now=context.clock())
         apps.append(

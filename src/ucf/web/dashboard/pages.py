@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ucf.core.descriptor import CONNECTOR_CATEGORIES, consent_config
+from ucf.core.descriptor import CONNECTOR_CATEGORIES
 from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError
 from ucf.service.health import test_connection
@@ -191,7 +191,7 @@ async def instance(
     page = Page(request, session, project_or_404(project), "instances")
     view = await _view(page, await page.context.instances.get(page.project, connector_id))
     descriptor = view.connector.descriptor
-    reconnect = consent_config(descriptor.auth) is not None
+    reconnect = descriptor.consent() is not None
     provided = await page.context.instances.provided_credentials(descriptor)
     return page.render(
         "instance.html", {"view": view, "reconnect": reconnect, "provided": provided}

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ucf.core.descriptor import ConfigField, ConnectorDescriptor, CredentialField, consent_config
+from ucf.core.descriptor import ConfigField, ConnectorDescriptor, CredentialField
 from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.health import HealthPolicy, Outcome, classify, secret_free
 from ucf.runtime.redaction import mask
@@ -271,7 +271,7 @@ async def check_unsaved(
     # as it does to a stored instance; they never enter the draft.
     app = await context.instances.oauth_clients.credentials(descriptor, now=context.clock())
     kept = {f.key for f in descriptor.credential_fields()} - set(app)
-    if consent_config(descriptor.auth) is not None:
+    if descriptor.consent() is not None:
         kept.add(ACCESS_TOKEN_EXPIRES_AT)
     current = dict(credentials)
 
@@ -323,7 +323,7 @@ class Consent:
 def consent_of(
     descriptor: ConnectorDescriptor, provided: frozenset[str], draft: Draft
 ) -> Consent | None:
-    config = consent_config(descriptor.auth)
+    config = descriptor.consent()
     if config is None or not provided:
         return None
     managed = frozenset(
@@ -355,7 +355,7 @@ class Flow:
         if descriptor.credential_fields():
             steps.append("credentials")
         if descriptor.setup_config_fields():
-            if provided and consent_config(descriptor.auth) is not None:
+            if provided and descriptor.consent() is not None:
                 steps.insert(0, "configuration")
             else:
                 steps.append("configuration")
@@ -501,7 +501,7 @@ def _render_step(
             "back": back,
             "credential_fields": credential_views(typed_fields, draft.credentials, errors),
             "consent": consent,
-            "consent_possible": consent_config(descriptor.auth) is not None,
+            "consent_possible": descriptor.consent() is not None,
             "config_fields": config_views(
                 descriptor.setup_config_fields(),
                 typed_config if typed_config is not None else (draft.config or {}),
