@@ -364,8 +364,10 @@ async def test_setup_forms_have_exactly_the_descriptors_fields(
     assert page.status_code == 200
     controls = inputs(page.text)
     credentials = {n: a for n, a in controls.items() if n.startswith("credentials.")}
-    assert set(credentials) == {f"credentials.{f.key}" for f in descriptor.credential_fields()}
-    for f in descriptor.credential_fields():
+    # No OAuth app is registered: the fields of ``auth`` (an alternative's come with its consent).
+    fields = descriptor.credential_fields(descriptor.auth)
+    assert set(credentials) == {f"credentials.{f.key}" for f in fields}
+    for f in fields:
         control = credentials[f"credentials.{f.key}"]
         assert control["type"] == {"password": "password", "url": "url", "text": "text"}[f.type]
         assert control.get("value", "") == ""

@@ -223,7 +223,8 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") 
         descriptor.description,
         "",
         f"- Category: {descriptor.category}; kind: {descriptor.kind}; version {descriptor.version}",
-        f"- Auth: `{descriptor.auth.method}`; ingestion: `{mode}`",
+        f"- Auth: {' or '.join(f'`{m.method}`' for m in descriptor.auth_methods())}; "
+        f"ingestion: `{mode}`",
         "",
     ]
     lines += ["## Credentials", ""]
@@ -233,8 +234,39 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") 
         lines.append("Used by the connector's own code, as its guide below says.")
     else:
         lines += _auth_lines(descriptor.auth)
+        for method in descriptor.auth_alternatives:
+            lines += ["", f"Or `{method.method}`:", *_auth_lines(method)]
+    if descriptor.consent() is not None:
+        lines += [
+            "",
+            f'Once an operator registers the OAuth app, the setup flow offers "Connect with '
+            f'{descriptor.name}" (see the OAuth guide); the consent fills the token fields.',
+        ]
     fields = descriptor.credential_fields()
-    if fields:
+    if fields and descriptor.auth_alternatives:
+        # "Required" means something per method: say it per method.
+        lines.append("")
+        lines += _table(
+            ["Key", "Label", "Required for", "Help"],
+            [
+                [
+                    f"`{f.key}`",
+                    f.label,
+                    ", ".join(
+                        f"`{m.method}`"
+                        for m in descriptor.auth_methods()
+                        if any(
+                            own.key == f.key and own.required
+                            for own in descriptor.credential_fields(m)
+                        )
+                    )
+                    or "none",
+                    f.help_text,
+                ]
+                for f in fields
+            ],
+        )
+    elif fields:
         lines.append("")
         lines += _table(
             ["Key", "Label", "Required", "Help"],

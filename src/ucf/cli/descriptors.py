@@ -134,7 +134,7 @@ def _summary(descriptor: ConnectorDescriptor) -> str:
         types = ["chosen by its package's code"]
     return (
         f"{descriptor.id} v{descriptor.version} ({descriptor.kind}, {descriptor.category}, "
-        f"auth {descriptor.auth.method}, {mode}; signal types: {', '.join(types) or 'none'})"
+        f"auth {' or '.join(m.method for m in descriptor.auth_methods())}, {mode}; signal types: {', '.join(types) or 'none'})"
     )
 
 

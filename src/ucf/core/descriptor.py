@@ -15,6 +15,7 @@ checked in :mod:`ucf.core.validation`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -232,6 +233,9 @@ class OAuth2Config(_AuthConfigBase):
     refresh_token_key: str = Field(default="refreshToken", alias="refreshTokenKey")
     access_token_key: str = Field(default="accessToken", alias="accessTokenKey")
 
+
+AUTH_METHOD_KEY: Final = "authMethod"
+"""The credential naming the ``authAlternatives`` method an instance signs in with."""
 
 OAUTH_CONSENT_GRANT: Final = "refresh_token"
 """Connectors with this grant get their tokens from a user's consent (authorization code)."""
@@ -853,6 +857,17 @@ class ConnectorDescriptor(DescriptorModel):
     icon: str
     kind: Literal["native", "generic"]
     auth: AuthDescriptor
+    auth_alternatives: list[AuthDescriptor] = Field(
+        default_factory=list,
+        alias="authAlternatives",
+        description=(
+            "Other ways to sign in that the setup flow offers beside 'auth', each with its own "
+            "method (no two alike). An instance uses 'auth' unless its credentials name another "
+            "method under the key 'authMethod', which a consent stores. Extension: Asana, "
+            "Linear, Notion and GitHub take a personal token or an OAuth 2.0 consent; Jira and "
+            "Confluence an API token or Atlassian's OAuth 2.0 (3LO)."
+        ),
+    )
     ingestion: IngestionDescriptor | None = Field(
         default=None, description="Required for generic connectors."
     )
@@ -941,14 +956,53 @@ class ConnectorDescriptor(DescriptorModel):
             fields.insert(0, ConfigField(key="baseUrl", label="Base URL", type="url"))
         return fields
 
+    def auth_methods(self) -> list[AuthDescriptor]:
+        """Every way to sign in: ``auth`` first, then ``authAlternatives``."""
+        return [self.auth, *self.auth_alternatives]
+
+    def auth_for(self, credentials: Mapping[str, str]) -> AuthDescriptor:
+        """The method an instance with ``credentials`` signs in with (see ``authAlternatives``).
+
+        An unknown method name falls back to ``auth``; validation refuses one
+        before it is stored, so only a descriptor edit that removed a method
+        gets here, and ``auth`` then reports the missing credentials.
+        """
+        chosen = credentials.get(AUTH_METHOD_KEY)
+        if chosen:
+            for method in self.auth_alternatives:
+                if method.method == chosen:
+                    return method
+        return self.auth
+
     def consent(self) -> OAuth2Config | None:
         """The OAuth 2.0 settings a "Connect with …" consent uses, if this connector offers one."""
-        return consent_config(self.auth)
+        for method in self.auth_methods():
+            config = consent_config(method)
+            if config is not None:
+                return config
+        return None
 
-    def credential_fields(self) -> list[CredentialField]:
-        if isinstance(self.auth, NoAuth):
-            return []
-        return list(self.auth.config.credential_fields)
+    def consent_marker(self) -> dict[str, str]:
+        """What a consent adds to the tokens it stores so the instance signs in with it:
+        the method's name, when the consent is an alternative (``auth`` needs none)."""
+        if consent_config(self.auth) is not None:
+            return {}
+        for method in self.auth_alternatives:
+            if consent_config(method) is not None:
+                return {AUTH_METHOD_KEY: method.method}
+        return {}
+
+    def credential_fields(self, method: AuthDescriptor | None = None) -> list[CredentialField]:
+        """The credential fields of ``method``, or of every method (first declaration wins:
+        two methods may share a field such as a webhook secret)."""
+        methods = self.auth_methods() if method is None else [method]
+        fields: dict[str, CredentialField] = {}
+        for auth in methods:
+            if isinstance(auth, NoAuth):
+                continue
+            for field in auth.config.credential_fields:
+                fields.setdefault(field.key, field)
+        return list(fields.values())
 
     def _request_variables(self) -> set[str]:
         from ucf.core.template import compile_template

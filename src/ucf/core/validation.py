@@ -297,6 +297,8 @@ class _Parts:
     config_keys: frozenset[str] | None
     credential_keys: frozenset[str] | None
     auth: d.AuthDescriptor | None
+    alternatives: tuple[tuple[str, d.AuthDescriptor], ...] = ()
+    """``authAlternatives`` that parse, with their paths."""
     polling: tuple[tuple[str, d.PollingSpec], ...] = ()
     webhooks: tuple[tuple[str, d.WebhookSpec], ...] = ()
     has_webhook: bool = False
@@ -321,8 +323,12 @@ class _Parts:
         return cls(
             config_fields=list(descriptor.config_fields),
             config_keys=frozenset(f.key for f in descriptor.config_fields),
-            credential_keys=frozenset(f.key for f in _credential_fields(descriptor.auth)),
+            credential_keys=frozenset(f.key for f in descriptor.credential_fields()),
             auth=descriptor.auth,
+            alternatives=tuple(
+                (f"authAlternatives[{index}]", method)
+                for index, method in enumerate(descriptor.auth_alternatives)
+            ),
             polling=polling,
             webhooks=webhooks,
             has_webhook=descriptor.webhook is not None,
@@ -388,6 +394,21 @@ def _salvage(data: Any) -> _Parts:
             config.get("credentialFields") if isinstance(config, Mapping) else None
         )
 
+    alternatives: list[tuple[str, d.AuthDescriptor]] = []
+    raw_alternatives = data.get("authAlternatives", [])
+    for index, raw_method in enumerate(
+        raw_alternatives if isinstance(raw_alternatives, list) else []
+    ):
+        where = f"authAlternatives[{index}]"
+        try:
+            method = _AUTH.validate_python(raw_method)
+        except ValidationError:
+            unparsed.append((where, raw_method))
+            continue
+        alternatives.append((where, method))
+        if credential_keys is not None:
+            credential_keys |= {f.key for f in _credential_fields(method)}
+
     polling: list[tuple[str, d.PollingSpec]] = []
     webhooks: list[tuple[str, d.WebhookSpec]] = []
     raw_ingestion = data.get("ingestion")
@@ -427,6 +448,7 @@ def _salvage(data: Any) -> _Parts:
         config_keys=config_keys,
         credential_keys=credential_keys,
         auth=auth,
+        alternatives=tuple(alternatives),
         polling=tuple(polling),
         webhooks=tuple(webhooks),
         has_webhook=mode in ("webhook", "polling_and_webhook"),
@@ -514,13 +536,23 @@ class _Checker:
             except PathSyntaxError as error:
                 self.add(where, f"placeholder '{{{{{name}}}}}' is not a valid item path: {error}")
 
-    def credential(self, where: str, key: str | None) -> None:
-        if key is not None and self.credential_keys is not None and key not in self.credential_keys:
-            known = ", ".join(sorted(self.credential_keys)) or "none"
+    def credential(
+        self,
+        where: str,
+        key: str | None,
+        *,
+        keys: frozenset[str] | None = None,
+        fields_at: str = "auth.config",
+    ) -> None:
+        """``key`` names a credential field (of ``keys``: one auth method's, at ``fields_at``;
+        default: any method's)."""
+        known_keys = keys if keys is not None else self.credential_keys
+        if key is not None and known_keys is not None and key not in known_keys:
+            known = ", ".join(sorted(known_keys)) or "none"
             self.add(
                 where,
                 f"no credential field '{key}' (known: {known})",
-                f"add {{'key': '{key}', ...}} to auth.config.credentialFields",
+                f"add {{'key': '{key}', ...}} to {fields_at}.credentialFields",
             )
 
     # -- parts
@@ -530,6 +562,7 @@ class _Checker:
         self.fields()
         if parts.auth is not None:
             self.auth(parts.auth)
+        self.alternatives()
         for where, polling in parts.polling:
             self.polling(where, polling)
         for where, webhook in parts.webhooks:
@@ -590,11 +623,12 @@ class _Checker:
     def fields(self) -> None:
         config_fields = self.parts.config_fields or []
         auth = self.parts.auth
+        methods = [("auth", auth)] if auth is not None else []
         for label, keys in (
             ("configFields", [f.key for f in config_fields]),
-            (
-                "auth.config.credentialFields",
-                [f.key for f in _credential_fields(auth)] if auth is not None else [],
+            *(
+                (f"{where}.config.credentialFields", [f.key for f in _credential_fields(method)])
+                for where, method in [*methods, *self.parts.alternatives]
             ),
         ):
             for index, key in enumerate(keys):
@@ -604,21 +638,47 @@ class _Checker:
             if field.type == "select" and not field.options:
                 self.add(f"configFields[{index}].options", "a select field needs options")
 
-    def auth(self, auth: d.AuthDescriptor) -> None:
-        base = "auth.config"
+    def alternatives(self) -> None:
+        """Each alternative checked like ``auth``; no two methods alike, since an instance
+        names the one it uses by its method."""
+        seen = {self.parts.auth.method} if self.parts.auth is not None else set()
+        for where, method in self.parts.alternatives:
+            if isinstance(method, d.NoAuth | d.WebhookSecretAuth):
+                self.add(
+                    f"{where}.method",
+                    f"'{method.method}' is no way to sign in to the API",
+                    "an alternative is one of oauth2, api_key, pat or basic",
+                )
+                continue
+            if method.method in seen:
+                self.add(
+                    f"{where}.method",
+                    f"a second '{method.method}' method: an instance could not say which it uses",
+                    "merge them, or drop one",
+                )
+            seen.add(method.method)
+            self.auth(method, base=f"{where}.config")
+
+    def auth(self, auth: d.AuthDescriptor, *, base: str = "auth.config") -> None:
+        own = frozenset(f.key for f in _credential_fields(auth))
         if isinstance(auth, d.ApiKeyAuth | d.PatAuth):
             config = auth.config
             if not config.credential_fields:
                 self.add(f"{base}.credentialFields", "at least one credential field is needed")
-            self.credential(f"{base}.credentialKey", config.credential_key)
+            self.credential(
+                f"{base}.credentialKey", config.credential_key, keys=own, fields_at=base
+            )
             for index, extra in enumerate(config.additional_credentials):
                 self.credential(
-                    f"{base}.additionalCredentials[{index}].credential", extra.credential
+                    f"{base}.additionalCredentials[{index}].credential",
+                    extra.credential,
+                    keys=own,
+                    fields_at=base,
                 )
         elif isinstance(auth, d.BasicAuth):
             config_b = auth.config
-            self.credential(f"{base}.usernameKey", config_b.username_key)
-            self.credential(f"{base}.passwordKey", config_b.password_key)
+            self.credential(f"{base}.usernameKey", config_b.username_key, keys=own, fields_at=base)
+            self.credential(f"{base}.passwordKey", config_b.password_key, keys=own, fields_at=base)
             if config_b.username_key is None and len(config_b.credential_fields) < 2:
                 self.add(
                     f"{base}.credentialFields",
@@ -631,7 +691,7 @@ class _Checker:
             if config_o.grant == "refresh_token":
                 needed.append(config_o.refresh_token_key)
             for key in needed:
-                self.credential(f"{base}.credentialFields", key)
+                self.credential(f"{base}.credentialFields", key, keys=own, fields_at=base)
 
     def polling(self, where: str, spec: d.PollingSpec) -> None:
         used: set[str] = set()

@@ -75,7 +75,7 @@ def connect(
         )
     else:
         auth = build_auth(
-            source.descriptor.auth,
+            source.descriptor.auth_for(credentials),
             credentials,
             token_client=client,
             on_rotate=on_rotate,

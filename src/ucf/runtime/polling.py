@@ -262,7 +262,9 @@ class PollPlan:
         self._paginator: PaginatorFactory = paginator_factory(spec.pagination, spec.query)
         self.page_size = spec.pagination.page_size if spec.pagination else None
         self.max_pages = spec.pagination.max_pages if spec.pagination else 1
-        self._credential_params = _credential_params(descriptor.auth)
+        self._credential_params = frozenset().union(
+            *(_credential_params(method) for method in descriptor.auth_methods())
+        )
 
     @classmethod
     def compile(cls, descriptor: d.ConnectorDescriptor) -> PollPlan:

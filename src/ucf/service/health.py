@@ -180,7 +180,8 @@ async def test_connection(
     connector = await context.connectors.get(connector_id)
     descriptor = connector.descriptor
     lease: HeldLease | None = None
-    if isinstance(descriptor.auth, d.OAuth2Auth):
+    if any(isinstance(method, d.OAuth2Auth) for method in descriptor.auth_methods()):
+        # A refresh may rotate the refresh token: never beside a poll that may do the same.
         lease = await _wait_for_lease(context, project_id, connector_id, lease_wait)
         if lease is None:
             return _not_run(

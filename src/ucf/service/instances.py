@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.descriptor import AUTH_METHOD_KEY, ConnectorDescriptor
 from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
@@ -86,14 +86,26 @@ def check_credentials(
     ``provided`` names fields supplied elsewhere (the operator's registered
     OAuth app brings client id and secret): required, but not from the user.
     An OAuth consent also stores its access token's expiry time, a key of the
-    runtime's own.
+    runtime's own. With ``authAlternatives``, ``authMethod`` names the method
+    the instance signs in with, and only that method's fields are required.
     """
     fields = {f.key: f for f in descriptor.credential_fields()}
     runtime_keys = {ACCESS_TOKEN_EXPIRES_AT} if descriptor.consent() else set()
+    methods = [method.method for method in descriptor.auth_methods()]
     problems: list[FieldProblem] = []
     result: dict[str, str] = {}
     for key, value in credentials.items():
-        if key in runtime_keys and isinstance(value, str):
+        if key == AUTH_METHOD_KEY and len(methods) > 1:
+            if value in methods:
+                result[key] = value
+            else:
+                problems.append(
+                    FieldProblem(
+                        f"credentials.{key}",
+                        f"unknown sign-in method {value!r} (known: {', '.join(methods)})",
+                    )
+                )
+        elif key in runtime_keys and isinstance(value, str):
             result[key] = value
         elif key not in fields:
             known = ", ".join(sorted(fields)) or "none"
@@ -105,7 +117,8 @@ def check_credentials(
         elif value:
             result[key] = value
     if not partial:
-        for key, field in fields.items():
+        for field in descriptor.credential_fields(descriptor.auth_for(result)):
+            key = field.key
             if field.required and key not in result and key not in provided:
                 problems.append(FieldProblem(f"credentials.{key}", f"'{field.label}' is required"))
     if problems:
@@ -149,6 +162,8 @@ class Instance:
     only the dashboard's instance page shows them, to be pasted into the provider)."""
     differing: frozenset[str] = frozenset()
     """Ids of pending secrets that differ from the credential already confirmed: flagged."""
+    auth_method: str = ""
+    """How it signs in: the descriptor's ``auth`` method, or the alternative it chose."""
 
     def pending_json(self) -> list[dict[str, Any]]:
         return [p.to_json(differs=p.id in self.differing) for p in self.pending]
@@ -161,6 +176,7 @@ class Instance:
             "enabled": r.enabled,
             "config": r.config,
             "credentials": dict(self.masked or {}),
+            "authMethod": self.auth_method,
             "healthState": r.health_state,
             "healthy": r.healthy,
             "lastHealthCheck": _iso(r.last_health_check),
@@ -197,7 +213,9 @@ class InstanceService:
     async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
         connector = connector or await self._connectors.get(record.connector_id)
         stored = await self.secrets(record)
-        credentials = stored.credentials
+        credentials = dict(stored.credentials)
+        method = connector.descriptor.auth_for(credentials).method
+        credentials.pop(AUTH_METHOD_KEY, None)  # not a secret: shown as authMethod
         return Instance(
             record,
             connector,
@@ -210,6 +228,7 @@ class InstanceService:
                 for p in stored.pending
                 if credentials.get(p.credential) and credentials[p.credential] != p.value
             ),
+            auth_method=method,
         )
 
     async def secrets(self, record: InstanceRecord) -> InstanceSecrets:

@@ -244,10 +244,11 @@ class OAuthFlows:
             "response_type": "code",
             "client_id": client.client_id,
             "redirect_uri": redirect_uri,
-            "scope": oauth.scope_separator.join(oauth.scopes),
             "state": state,
             **oauth.authorize_params,
         }
+        if oauth.scopes:  # none: the app's own setting (Asana's full or granular permissions)
+            params["scope"] = oauth.scope_separator.join(oauth.scopes)
         if oauth.pkce:
             verifier, challenge = _pkce_pair()
             flow["verifierRef"] = await self._secrets.put(None, {"codeVerifier": verifier})
@@ -314,6 +315,7 @@ class OAuthFlows:
                 f"the provider's token endpoint did not exchange the code: {failure}"
             ) from None
         found = await self._lookups(oauth, tokens, config)
+        tokens |= connector.descriptor.consent_marker()  # sign in with the consent from now on
         if flow.get("returnTo") == "setup":
             return await self._ticket(project_id, connector_id, tokens, found, now)
         return await self._store_on_instance(project_id, connector_id, tokens, config, found)

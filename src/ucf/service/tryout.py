@@ -236,9 +236,11 @@ async def try_descriptor(
 
 def _token_urls(descriptor: ConnectorDescriptor) -> frozenset[str]:
     """Token endpoints: their exchanges carry secrets and are not the poll's request."""
-    if isinstance(descriptor.auth, OAuth2Auth):
-        return frozenset({descriptor.auth.config.token_url})
-    return frozenset()
+    return frozenset(
+        method.config.token_url
+        for method in descriptor.auth_methods()
+        if isinstance(method, OAuth2Auth)
+    )
 
 
 def _preview_of(

@@ -29,6 +29,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, Response
 
 from ucf.catalogue.starter import copy_descriptor, starter_descriptor
+from ucf.core.descriptor import AUTH_METHOD_KEY
 from ucf.core.validation import Problem, validate_descriptor
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.service.connectors import Connector
@@ -230,7 +231,14 @@ async def edit_instance(
     instance = await page.context.instances.get(page.project, connector_id)
     config = {k: str(v) for k, v in instance.record.config.items()}
     return _render_instance_editor(
-        page, instance.connector, dict(instance.masked or {}), config, {}, [], None
+        page,
+        instance.connector,
+        dict(instance.masked or {}),
+        instance.auth_method,
+        config,
+        {},
+        [],
+        None,
     )
 
 
@@ -238,6 +246,7 @@ def _render_instance_editor(
     page: Page,
     connector: Connector,
     masked: dict[str, str],
+    method: str,
     config: dict[str, str],
     errors: dict[str, str],
     other: list[str],
@@ -245,8 +254,10 @@ def _render_instance_editor(
     *,
     status: int = 200,
 ) -> Response:
+    """``method``: how the instance signs in; only that method's fields are offered."""
     descriptor = connector.descriptor
-    credentials = credential_views(descriptor.credential_fields(), {}, errors)
+    fields = descriptor.credential_fields(descriptor.auth_for({AUTH_METHOD_KEY: method}))
+    credentials = credential_views(fields, {}, errors)
     credentials = [  # a stored one is shown masked; its input may stay empty
         replace(view, saved=masked[view.key], required=False) if view.key in masked else view
         for view in credentials
@@ -294,7 +305,14 @@ async def save_instance(
             "error": None if result.ok else secret_free(result.error or outcome.value, secrets),
         }
         return _render_instance_editor(
-            page, instance.connector, dict(instance.masked or {}), typed_config, {}, [], check
+            page,
+            instance.connector,
+            dict(instance.masked or {}),
+            instance.auth_method,
+            typed_config,
+            {},
+            [],
+            check,
         )
     try:
         await context.instances.update(
@@ -309,6 +327,7 @@ async def save_instance(
             page,
             instance.connector,
             dict(instance.masked or {}),
+            instance.auth_method,
             typed_config,
             errors,
             other,

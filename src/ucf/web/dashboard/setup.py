@@ -22,7 +22,7 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ucf.core.descriptor import ConfigField, ConnectorDescriptor, CredentialField
+from ucf.core.descriptor import AUTH_METHOD_KEY, ConfigField, ConnectorDescriptor, CredentialField
 from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.health import HealthPolicy, Outcome, classify, secret_free
 from ucf.runtime.redaction import mask
@@ -318,6 +318,8 @@ class Consent:
     """Credential fields the app and the consent supply (client id/secret, tokens)."""
     connected: bool
     """The draft already holds the consent's tokens."""
+    alternative: bool = False
+    """The consent is one of ``authAlternatives``: the form of ``auth`` is offered beside it."""
 
 
 def consent_of(
@@ -334,7 +336,11 @@ def consent_of(
             config.refresh_token_key,
         }
     )
-    return Consent(managed, bool(draft.credentials.get(config.access_token_key)))
+    return Consent(
+        managed,
+        bool(draft.credentials.get(config.access_token_key)),
+        alternative=bool(descriptor.consent_marker()),
+    )
 
 
 @dataclass(frozen=True)
@@ -486,8 +492,13 @@ def _render_step(
     descriptor = connector.descriptor
     back = flow.before(step)
     consent = consent_of(descriptor, flow.provided, draft)
+    # The fields of the method the draft signs in with: after a consent that is an
+    # alternative, its own (a webhook secret); before, those of ``auth``.
+    method = descriptor.auth_for(draft.credentials)
     typed_fields = [
-        f for f in descriptor.credential_fields() if consent is None or f.key not in consent.managed
+        f
+        for f in descriptor.credential_fields(method)
+        if consent is None or f.key not in consent.managed
     ]
     return page.render(
         "connect.html",
@@ -502,6 +513,7 @@ def _render_step(
             "credential_fields": credential_views(typed_fields, draft.credentials, errors),
             "consent": consent,
             "consent_possible": descriptor.consent() is not None,
+            "consent_alternative": bool(descriptor.consent_marker()),
             "config_fields": config_views(
                 descriptor.setup_config_fields(),
                 typed_config if typed_config is not None else (draft.config or {}),
@@ -534,7 +546,7 @@ async def save_credentials(
     except ValidationFailed as failed:
         errors, other = field_errors(failed)
         # Kept as typed (unknown names dropped), so valid fields need not be typed again.
-        declared = {f.key for f in connector.descriptor.credential_fields()}
+        declared = {f.key for f in connector.descriptor.credential_fields()} | {AUTH_METHOD_KEY}
         draft.credentials = {k: v for k, v in draft.credentials.items() if k in declared}
         response = _render_step(
             page, connector, flow, draft, "credentials", errors, other, status=422
