@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from ucf.fakes.graph import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT, GraphFake
 from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
+from ucf.runtime.native import MAINTENANCE_EVERY
 from ucf.service.context import UcfContext
 from ucf.service.maintenance import maintain_instance, maintenance_lease
+from ucf.service.scheduler import Scheduler
 from ucf.service.webhooks import webhook_path
 
 from .poll_support import settings_for
@@ -78,3 +80,32 @@ async def test_two_workers_starting_upkeep_at_once_create_one_subscription(
     assert hook_id is not None
     assert subscription.notification_url == gateway.base_url + webhook_path("outlook", "p", hook_id)
     assert lease is None, "released after the upkeep"
+
+
+async def test_a_scheduler_that_lives_one_tick_still_runs_upkeep_once_per_period(
+    tmp_path: Path, graph: GraphFake, gateway: FakeServer
+) -> None:
+    """The AWS schedule Lambda builds a new Scheduler every minute: when upkeep last ran
+    must come from the store, or Graph would be asked about the subscription each tick."""
+    now = [datetime.now(UTC)]
+    settings = dataclasses.replace(settings_for(tmp_path, sink=False), public_url=gateway.base_url)
+    async with await UcfContext.open(settings, clock=lambda: now[0]) as context:
+        await context.instances.create(
+            "p",
+            "outlook",
+            credentials={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+            config={
+                "baseUrl": f"{graph.base_url}/v1.0",
+                "authorityUrl": graph.base_url,
+                "tenant": TENANT,
+                "mailbox": MAILBOX,
+            },
+        )
+        first = await Scheduler(context, "tick-1").maintain()
+        now[0] += timedelta(minutes=1)
+        second = await Scheduler(context, "tick-2").maintain()
+        now[0] += timedelta(seconds=MAINTENANCE_EVERY)
+        after_the_period = await Scheduler(context, "tick-3").maintain()
+
+    assert (first, second, after_the_period) == (1, 0, 1)
+    assert len(graph.subscriptions) == 1

@@ -212,7 +212,8 @@ class EnqueueReport:
 async def enqueue_due(
     context: UcfContext, queue: PollQueue, *, tick: str, worker_id: str
 ) -> EnqueueReport:
-    """One schedule tick: store maintenance, then one poll request per instance due now."""
+    """One schedule tick: store maintenance, one poll request per instance due now, then
+    the sources' upkeep (Outlook renews its Graph subscriptions), as ``ucf worker`` does."""
     from ucf.service.scheduler import NEVER, Scheduler
 
     scheduler = Scheduler(context, worker_id, policy=schedule_policy(context.settings))
@@ -221,6 +222,9 @@ async def enqueue_due(
     ready, upcoming = await scheduler.due()
     requests = [PollRequest(record.project_id, record.connector_id) for record in ready]
     sent = await queue.send(requests, tick=tick) if requests else 0
+    # After the polls are on their way: upkeep must never delay them. Each source's
+    # upkeep runs at most every 15 minutes (remembered in the store) under its own lease.
+    await scheduler.maintain()
     return EnqueueReport(
         due=len(ready), enqueued=sent, next_due_at=None if upcoming >= NEVER else upcoming
     )

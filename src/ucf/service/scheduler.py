@@ -383,9 +383,15 @@ class Scheduler:
     # -- upkeep
 
     async def maintain(self) -> int:
-        """Run ``maintain`` for every enabled instance that needs it now; how many ran."""
+        """Run ``maintain`` for every enabled instance that needs it now; how many ran.
+
+        When it last ran is kept in the store too, so a scheduler that lives for
+        one tick (the AWS schedule Lambda) still runs upkeep every
+        :data:`MAINTENANCE_EVERY` seconds, not every tick.
+        """
         now = self.context.clock()
         every = timedelta(seconds=MAINTENANCE_EVERY)
+        records = self.context.store.records
         connectors = {c.id: c for c in await self.context.connectors.list()}
         ran = 0
         for record in await self.context.store.instances.list_enabled():
@@ -396,7 +402,12 @@ class Scheduler:
             last = self._maintained.get(key)
             if last is not None and now - last < every:
                 continue
+            done_key = f"maintained:{record.project_id}:{record.connector_id}"
+            if await records.get(done_key, now=now) is not None:
+                self._maintained[key] = now
+                continue
             self._maintained[key] = now
+            await records.put(done_key, {"at": now.isoformat()}, expires_at=now + every)
             await maintain_instance(
                 self.context,
                 record,
