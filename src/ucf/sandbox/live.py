@@ -307,8 +307,14 @@ class Activity:
     # -- webhooks
 
     def _sample(self, provider: Provider) -> WebhookSample | None:
-        samples = provider.scenario.webhook_samples()
-        return self.rng.choice(samples) if samples else None
+        """A change made at the fake now, as the provider pushes it, so each delivery is
+        news: a static sample sent again is the same version of the same item and
+        rightly dedupes to nothing. Fakes that push no changes send their samples."""
+        try:
+            return provider.fake.push_change(datetime.now(UTC)).sample
+        except NotImplementedError:
+            samples = provider.scenario.webhook_samples()
+            return self.rng.choice(samples) if samples else None
 
     def _sign(self, provider: Provider, sample: WebhookSample) -> WebhookDelivery:
         url = self.webhook_urls[provider.connector_id]
