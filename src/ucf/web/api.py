@@ -26,7 +26,7 @@ from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
-from ucf.service.preview import item_errors_json, preview_sample, signals_json
+from ucf.service.preview import item_errors_json, preview_sample, sign_sample, signals_json
 from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
 from ucf.stores.models import SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
@@ -198,6 +198,13 @@ class PreviewRequest(_Body):
         default=None,
         description="The webhook signing secret or token: check the delivery as the gateway would.",
     )
+    sign: bool = Field(
+        default=False,
+        description=(
+            "Sign 'body' with 'secret' as the descriptor says (the gateway's own code) and "
+            "preview it with those headers added; they are returned as 'signedHeaders'."
+        ),
+    )
 
 
 class TryRequest(_Body):
@@ -259,11 +266,22 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
     else:
         raw = json.dumps(body.sample, separators=(",", ":")).encode()
         sample = body.sample
+    signed: dict[str, str] = {}
+    if body.sign:
+        signing = sign_sample(parsed, raw, body.secret, state.context.clock())
+        if isinstance(signing, Problem):
+            return {
+                "signals": [],
+                "itemErrors": [],
+                "problems": _problems_json([signing]),
+                "notes": [],
+            }
+        signed = signing
     preview = await preview_sample(
         parsed,
         sample,
         body=raw,
-        headers=body.headers,
+        headers={**body.headers, **signed},
         mode=body.mode,
         project_id=body.project,
         now=state.context.clock(),
@@ -279,6 +297,7 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
         "skipped": preview.result.skipped,
         "problems": _problems_json(preview.problems),
         "notes": preview.notes,
+        "signedHeaders": signed,
     }
 
 
