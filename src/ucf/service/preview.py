@@ -128,7 +128,8 @@ def sign_sample(
     descriptor, over the same bytes. Nothing is stored; the secret is not returned.
     """
     credential = _secret_credential(descriptor)
-    if descriptor.webhook is None or credential is None:
+    webhook = descriptor.webhook
+    if webhook is None or webhook.verification == "none" or credential is None:
         return Problem("mode", f"{descriptor.id} verifies no webhook deliveries: nothing to sign")
     if not secret:
         return Problem("secret", "type the webhook secret to sign with")
