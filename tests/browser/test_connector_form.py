@@ -259,3 +259,33 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
         assert saved.json()["fieldMapping"]["priorityMapping"][0]["then"] == "critical"
     assert console == [], console
     await context.close()
+
+
+async def test_every_catalogue_connector_round_trips_through_the_form(
+    browser: Browser, server: LiveServer
+) -> None:
+    """'Customise a copy' of each built-in draws its form; an edit there keeps the rest."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = watch_console(page)
+    base = server.url
+    await page.goto(base + "/login")
+    await page.get_by_label("Admin API token").fill(TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
+        listed = (await api.get(f"{base}/api/connectors", params={"limit": 100})).json()
+    ids = sorted(c["id"] for c in listed["items"] if c["builtIn"])
+    assert len(ids) >= 10, ids
+    for connector in ids:
+        await page.goto(f"{base}/projects/default/connectors/new?copy={connector}")
+        await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+        await page.get_by_role("tab", name="JSON").click()
+        before = await _json(page)
+        await page.get_by_role("tab", name="Form").click()
+        await page.get_by_label("Name", exact=True).fill("Renamed copy")
+        await page.get_by_role("tab", name="JSON").click()
+        assert await _json(page) == {**before, "name": "Renamed copy"}, connector
+    assert console == [], console
+    await context.close()
