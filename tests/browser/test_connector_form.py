@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from typing import Any, Final
 
 import httpx
@@ -244,6 +245,11 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
     assert typed["ingestion"]["webhook"]["signature"]["secretEncoding"] == "utf8"
     await _type_at(page, '"fieldMapping": {', '\n"tagsPath": "$.t')
     await expect(suggestions).to_contain_text("$.ticket.title")
+    await page.keyboard.press("ArrowDown")  # into the list, by keyboard
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Descriptor (JSON)")).to_have_value(
+        re.compile(r'"fieldMapping": \{\n"tagsPath": "\$\.ticket"\n')
+    )
     await page.screenshot(path=str(SCREENSHOTS / "ucf-form-completion.png"), full_page=True)
     await page.get_by_label("Descriptor (JSON)").fill(json.dumps(built, indent=2))
 

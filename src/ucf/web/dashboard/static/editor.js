@@ -255,11 +255,12 @@
     }
     completion.innerHTML = "";
     completion.hidden = options.length === 0;
+    var end = json.selectionStart;
     options.slice(0, 12).forEach(function (option) {
       var pick = el("button", { type: "button", "class": "editor__suggestion" }, [el("code", { text: option.text }), option.help ? el("span", { "class": "muted small", text: " " + option.help }) : null]);
-      pick.addEventListener("mousedown", function (event) {
-        event.preventDefault(); // keep the cursor in the textarea
-        json.value = text.slice(0, at.start) + option.insert + text.slice(json.selectionStart);
+      pick.addEventListener("click", function () {
+        json.value = text.slice(0, at.start) + option.insert + text.slice(end);
+        json.focus();
         json.selectionStart = json.selectionEnd = at.start + option.insert.length;
         completion.hidden = true;
         scheduleValidate();
@@ -269,8 +270,26 @@
   }
   json.addEventListener("input", suggest);
   json.addEventListener("click", suggest);
-  json.addEventListener("keyup", function (event) { if (event.key.indexOf("Arrow") === 0) suggest(); });
-  json.addEventListener("blur", function () { completion.hidden = true; });
+  // Keyboard: Ctrl+Space asks, ArrowDown enters the list (arrows move in it), Escape closes.
+  json.addEventListener("keydown", function (event) {
+    if (event.key === " " && event.ctrlKey) { event.preventDefault(); suggest(); }
+    else if (event.key === "Escape") completion.hidden = true;
+    else if (event.key === "ArrowDown" && !completion.hidden) { event.preventDefault(); completion.querySelector("button").focus(); }
+  });
+  completion.addEventListener("keydown", function (event) {
+    var buttons = Array.prototype.slice.call(completion.querySelectorAll("button"));
+    var at = buttons.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      var next = at + (event.key === "ArrowDown" ? 1 : -1);
+      if (next < 0) json.focus(); else buttons[Math.min(next, buttons.length - 1)].focus();
+    } else if (event.key === "Escape") { completion.hidden = true; json.focus(); }
+  });
+  [json, completion].forEach(function (node) {
+    node.addEventListener("focusout", function (event) {
+      if (event.relatedTarget !== json && !completion.contains(event.relatedTarget)) completion.hidden = true;
+    });
+  });
 
   // ---------------------------------------------------------------- try it
   var tryFields = document.getElementById("try-fields");

@@ -125,6 +125,15 @@
       return out;
     }
 
+    // `over` laid on `base`, objects merged key by key: what a switch back remembers, under
+    // what the form holds now.
+    function merge(base, over) {
+      if (!isObject(base) || !isObject(over)) return over === undefined ? base : over;
+      var out = Object.assign({}, base);
+      Object.keys(over).forEach(function (k) { out[k] = merge(base[k], over[k]); });
+      return out;
+    }
+
     function read(path) {
       return path.reduce(function (node, key) {
         return node !== null && typeof node === "object" && key in node ? node[key] : undefined;
@@ -237,7 +246,7 @@
       });
       var target = table[chosen];
       if (target && props[target] && !isObject(parent[target])) {
-        parent[target] = Object.assign(fit(shape(props[target]).schema, leaving), stash[pathText(parentPath.concat(target))] || {});
+        parent[target] = fit(shape(props[target]).schema, merge(stash[pathText(parentPath.concat(target))] || {}, leaving));
       }
       changed(true);
     }
@@ -283,7 +292,7 @@
       });
       into.appendChild(grid);
       if (moreCount) {
-        into.appendChild(el("details", { "class": "editor__more" }, [el("summary", { text: "More options (" + moreCount + ")" }), more]));
+        into.appendChild(el("details", { "class": "editor__more", "data-field": pathText(path) + "#more" }, [el("summary", { text: "More options (" + moreCount + ")" }), more]));
       }
       blocks.forEach(function (block) { into.appendChild(block); });
       var unknown = isObject(value) ? Object.keys(value).filter(function (k) { return !(k in (s.properties || {})); }) : [];
@@ -344,7 +353,7 @@
           if (old[found.tag]) stash[pathText(path) + "#" + old[found.tag]] = JSON.parse(JSON.stringify(old));
           var next = found.branches.filter(function (b) { return b.properties[found.tag].const === pick.value; })[0];
           var kept = stash[pathText(path) + "#" + pick.value];
-          write(path, fit(next, kept ? Object.assign({}, old, kept) : old));
+          write(path, fit(next, merge(kept || {}, old)));
           changed(true);
         });
         box.appendChild(el("div", { "class": "editor__grid" }, [el("div", { "class": "field", "data-field": pathText(path.concat(found.tag)) }, [
@@ -392,17 +401,17 @@
       root = data;
       var open = {};
       container.querySelectorAll("details[data-field]").forEach(function (d) { open[d.getAttribute("data-field")] = d.open; });
+      var scrolled = window.scrollY;
       container.innerHTML = "";
       schemaAt = {};
       if (!isObject(root)) return;
       schemaAt[""] = schema.properties;
-      if (!layout) { members(schema, [], root, container); return; }
+      if (!layout) { members(schema, [], root, container); window.scrollTo(window.scrollX, scrolled); return; }
       var placed = {};
       layout.forEach(function (group) { group.keys.forEach(function (k) { placed[k] = true; }); });
       var rest = Object.keys(schema.properties).filter(function (k) { return !placed[k]; });
       layout.concat(rest.length ? [{ title: "Other", keys: rest }] : []).forEach(function (group) {
         var section = el("details", { "class": "editor__section", "data-field": "#" + group.title, open: "" }, [el("summary", { text: group.title })]);
-        if (open["#" + group.title] === false) section.open = false;
         var sub = { title: null, properties: {}, required: [] };
         group.keys.forEach(function (k) {
           if (!schema.properties[k]) return;
@@ -419,6 +428,10 @@
       schemaAt[""] = schema.properties;
       var unknown = Object.keys(root).filter(function (k) { return !(k in schema.properties); });
       if (unknown.length) container.appendChild(el("p", { "class": "field__help", text: "Also in the descriptor, edited in the JSON view: " + unknown.join(", ") }));
+      container.querySelectorAll("details[data-field]").forEach(function (d) {  // as the user left them
+        if (open[d.getAttribute("data-field")] !== undefined) d.open = open[d.getAttribute("data-field")];
+      });
+      window.scrollTo(window.scrollX, scrolled);
     }
 
     // Problems next to their fields; those with no field are returned.
