@@ -76,6 +76,14 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
     await expect(page.locator('[data-field="ingestion.polling.endpoint"] input')).to_have_value(
         "{{baseUrl}}/items"
     )
+    # Pagination shows the settings its type reads: a cursor has a next path, pages do not.
+    pagination = page.locator('[data-field="ingestion.polling.pagination"]')
+    next_path = pagination.get_by_label("Next path (optional)")
+    await expect(next_path).to_have_count(0)
+    await pagination.get_by_label("Type", exact=True).select_option("cursor")
+    await expect(next_path).to_be_visible()
+    await pagination.get_by_label("Type", exact=True).select_option("page_number")
+    await expect(next_path).to_have_count(0)
     webhook = page.locator('[data-field="ingestion.webhook"]')
     await webhook.get_by_label("Event types", exact=True).fill("ticket.updated, ticket.created")
     await webhook.get_by_label("Event type header (optional)").fill("X-Hookly-Event")

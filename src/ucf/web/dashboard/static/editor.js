@@ -79,6 +79,13 @@
       TimestampFilterDelta: ["queryParam", "format"]
     },
     switches: { verification: { signature: "signature", token: "token" } },
+    relevant: { PaginationDescriptor: { key: "type", fields: {  // as runtime/pagination.py reads them
+      link_header: ["pageSize", "pageSizeParam", "maxPages"],
+      cursor: ["nextPath", "nextHeader", "nextParam", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"],
+      next_url: ["nextPath", "nextHeader", "baseUrlPath", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"],
+      offset: ["nextParam", "totalPath", "totalHeader", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"],
+      page_number: ["nextParam", "nextHeader", "totalPath", "totalHeader", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"]
+    } } },
     listWhen: function (rule, key) { return key === "value" && rule !== undefined && rule.operator === "in"; },
     labels: { all: "All of", docsUrl: "Docs URL", rateLimitRpm: "Requests per minute", timeoutMs: "Timeout (ms)", expectStatus: "Expected status", then: "Then" },
     onChange: function (data) {

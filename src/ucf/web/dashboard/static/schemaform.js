@@ -5,8 +5,10 @@
 // next to the field at their path ("a.b[2].c"); show() returns those that have no field.
 // Options: order (def title → key order), primary (def title → keys shown outside "More
 // options"), switches ({enumKey: {value: siblingObjectKey}}: an enum that chooses which
-// sibling object applies, like webhook verification), listWhen(parent, key) (a string-or-
-// list value is typed as a comma-separated list), labels (key → label).
+// sibling object applies, like webhook verification), relevant (def title → {key, fields:
+// {value: keys}}: the keys that mean something for the chosen value, like pagination types;
+// others are hidden unless set), listWhen(parent, key) (a string-or-list value is typed as a
+// comma-separated list), labels (key → label).
 (function () {
   "use strict";
 
@@ -196,8 +198,9 @@
         input.setAttribute("aria-invalid", problem ? "true" : "false");
         if (problem) return;
         write(path, typed);
-        if (options.switches && options.switches[path[path.length - 1]]) swap(path, typed);
-        else changed(false);
+        var key = path[path.length - 1];
+        if (options.switches && options.switches[key]) swap(path, typed);
+        else changed(Object.keys(options.relevant || {}).some(function (t) { return options.relevant[t].key === key; }));
       });
       var box = el("div", { "class": "field" + (found.kind === "json" || found.kind === "map" ? " editor__wide" : ""), "data-field": pathText(path) }, [
         el("label", { "for": id, text: label + (required ? "" : " (optional)") }), input,
@@ -273,6 +276,8 @@
       schemaAt[pathText(path)] = s.properties || {};
       var required = s.required || [];
       var primary = (options.primary || {})[s.title];
+      var relevant = (options.relevant || {})[s.title];
+      var meaningful = relevant && isObject(value) ? relevant.fields[value[relevant.key]] : null;
       var more = el("div", { "class": "editor__grid" });
       var moreCount = 0;
       var grid = el("div", { "class": "editor__grid" });
@@ -280,12 +285,13 @@
       ordered(s).forEach(function (key) {
         var prop = shape(s.properties[key]);
         if (prop.kind === "const") return;
-        var switched = switchedOff(s, key, value);
-        if (switched) return;
+        if (switchedOff(s, key, value)) return;
+        var set = isObject(value) && value[key] !== undefined && value[key] !== null;
+        if (meaningful && key !== relevant.key && meaningful.indexOf(key) < 0 && !set) return;
         var need = required.indexOf(key) >= 0;
         var node = member(path.concat(key), label(key), prop, need);
         var isBlock = node.tagName === "FIELDSET";
-        var main = need || isBlock || (primary ? primary.indexOf(key) >= 0 : true) || (isObject(value) && value[key] !== undefined && value[key] !== null);
+        var main = need || isBlock || (primary ? primary.indexOf(key) >= 0 : true) || set;
         if (isBlock) blocks.push(node);
         else if (main) grid.appendChild(node);
         else { more.appendChild(node); moreCount++; }
