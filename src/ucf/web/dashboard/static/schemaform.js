@@ -298,7 +298,7 @@
       });
       into.appendChild(grid);
       if (moreCount) {
-        into.appendChild(el("details", { "class": "editor__more", "data-field": pathText(path) + "#more" }, [el("summary", { text: "More options (" + moreCount + ")" }), more]));
+        into.appendChild(el("details", { "class": "editor__more", "data-field": (pathText(path) || s.title) + "#more" }, [el("summary", { text: "More options (" + moreCount + ")" }), more]));
       }
       blocks.forEach(function (block) { into.appendChild(block); });
       var unknown = isObject(value) ? Object.keys(value).filter(function (k) { return !(k in (s.properties || {})); }) : [];
