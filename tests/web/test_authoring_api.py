@@ -305,7 +305,7 @@ async def test_preview_signs_the_pasted_bytes_with_the_typed_secret_when_asked(w
     request = {
         "descriptor": acme(),
         "body": raw,
-        "headers": {"X-Acme-Delivery": "d-9"},
+        "headers": {"X-Acme-Delivery": "d-9", "x-acme-signature": "v1=00"},  # a stale one
         "mode": "webhook",
         "secret": WEBHOOK_SECRET,
         "sign": True,

@@ -154,6 +154,12 @@ class Verifier(Protocol):
         URL the provider was given when the webhook was registered (the instance's
         public webhook URL), used by schemes that sign it."""
 
+    def sign(
+        self, *, body: bytes, credentials: Mapping[str, str], url: str, now: datetime
+    ) -> dict[str, str]:
+        """Headers that make ``body`` pass :meth:`verify`, for previews (never real traffic);
+        raises :class:`WebhookConfigError` when a body and a secret cannot produce them."""
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -652,6 +658,11 @@ class TokenVerifier:
 class NoVerification:
     """``verification: none`` — only ever built when the descriptor says so."""
 
+    def sign(
+        self, *, body: bytes, credentials: Mapping[str, str], url: str, now: datetime
+    ) -> dict[str, str]:
+        raise WebhookConfigError("this connector does not verify deliveries: nothing to sign")
+
     description = "none (the descriptor does not verify deliveries)"
     secret_credential: str | None = None
     needs_url = False
@@ -694,14 +705,11 @@ def sign_delivery(
 ) -> dict[str, str]:
     """Headers that make ``body`` pass ``verifier``, for previews; never used on real traffic.
 
-    Raises :class:`WebhookConfigError` when the scheme verifies nothing or cannot be
-    produced from a body and a secret alone.
+    The URL is empty, as the preview verifies with an empty URL. Raises
+    :class:`WebhookConfigError` when the scheme verifies nothing or cannot be produced
+    from a body and a secret alone.
     """
-    sign = getattr(verifier, "sign", None)
-    if sign is None:
-        raise WebhookConfigError("this connector does not verify deliveries: nothing to sign")
-    headers: dict[str, str] = sign(body=body, credentials=credentials, url="", now=now)
-    return headers
+    return verifier.sign(body=body, credentials=credentials, url="", now=now)
 
 
 # --------------------------------------------------------------------------- handshakes

@@ -216,6 +216,12 @@ class TryRequest(_Body):
     max_pages: int = Field(default=1, ge=1, le=MAX_TRY_PAGES, alias="maxPages")
 
 
+def _replaced(headers: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """``headers`` with ``new`` laid over them, names compared case-insensitively."""
+    names = {name.lower() for name in new}
+    return {**{k: v for k, v in headers.items() if k.lower() not in names}, **new}
+
+
 def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[str, Any]]:
     return [
         {
@@ -281,7 +287,7 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
         parsed,
         sample,
         body=raw,
-        headers={**body.headers, **signed},
+        headers=_replaced(body.headers, signed),
         mode=body.mode,
         project_id=body.project,
         now=state.context.clock(),
