@@ -107,6 +107,14 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
     await secret_field.get_by_label("Label", exact=True).fill("Webhook secret")
     await secret_field.get_by_label("Type", exact=True).select_option("password")
 
+    # The auth method selector swaps the settings and keeps what the methods share.
+    method = page.get_by_role("group", name="Auth", exact=True).get_by_label("Method")
+    await method.select_option("basic")
+    await expect(page.get_by_label("Param name", exact=True)).to_have_count(0)
+    await expect(secret_field.get_by_label("Key", exact=True)).to_have_value("webhookSecret")
+    await method.select_option("api_key")
+    await expect(page.get_by_label("Param name", exact=True)).to_have_value("Authorization")
+
     # Deliveries wrap the ticket: the webhook gets its own field mapping.
     await webhook.get_by_role("button", name="Add field mapping").click()
     hook_mapping = page.locator('[data-field="ingestion.webhook.fieldMapping"]')
@@ -168,6 +176,8 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
             "defaultType": "ticket_changed",
         },
     }
+    assert built["auth"]["method"] == "api_key"
+    assert built["auth"]["config"]["valuePrefix"] == "Bearer "  # remembered across 'basic'
     assert built["auth"]["config"]["credentialFields"][1] == {
         "key": "webhookSecret",
         "label": "Webhook secret",
