@@ -72,7 +72,10 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
     await page.get_by_label("Name", exact=True).fill("Hookly")
 
     # The mode selector swaps the ingestion sub-form; polling settings move under 'polling'.
-    await page.get_by_label("Mode", exact=True).select_option("polling_and_webhook")
+    mode = page.get_by_label("Mode", exact=True)
+    await mode.focus()  # as a keyboard user would
+    await mode.select_option("polling_and_webhook")
+    await expect(mode).to_be_focused()  # kept across the redraw
     await expect(page.locator('[data-field="ingestion.polling.endpoint"] input')).to_have_value(
         "{{baseUrl}}/items"
     )
@@ -128,6 +131,7 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
     mapping = page.locator('[data-field="fieldMapping"]')
     await mapping.get_by_role("button", name="Add signal type rule").click()
     rule = page.get_by_role("group", name="Signal type rule 3")
+    await expect(rule.get_by_label("When", exact=True)).to_be_focused()  # the new rule's first field
     await rule.get_by_label("When", exact=True).fill("$.state")
     await rule.get_by_label("Value (optional)", exact=True).fill("open")
     await rule.get_by_label("Then", exact=True).fill("item_escalated")

@@ -158,8 +158,11 @@
     }
 
     // ------------------------------------------------------------ fields
-    function field(path, label, found, required, parent) {
-      var id = "sf-" + pathText(path).replace(/[^A-Za-z0-9]+/g, "-");
+    function idOf(path, suffix) { return "sf-" + pathText(path).replace(/[^A-Za-z0-9]+/g, "-") + (suffix || ""); }
+    function focus(id) { var node = document.getElementById(id); if (node) node.focus(); }
+
+    function field(path, label, found, required) {
+      var id = idOf(path);
       var value = read(path);
       var input;
       var help = found.description || "";
@@ -346,7 +349,7 @@
       }
       if (found.kind === "union") {
         var branch = found.branches.filter(function (b) { return present && b.properties[found.tag].const === value[found.tag]; })[0];
-        var id = "sf-" + pathText(path).replace(/[^A-Za-z0-9]+/g, "-") + "-" + found.tag;
+        var id = idOf(path, "-" + found.tag);
         var pick = el("select", { id: id });
         if (!branch) pick.appendChild(el("option", { value: "", text: "— choose —" }));
         found.branches.forEach(function (b) {
@@ -383,19 +386,21 @@
         var item = el("fieldset", { "class": "editor__item", "data-field": pathText(itemPath) });
         var head = el("legend", { text: name + " " + (index + 1) });
         var drop = el("button", { type: "button", "class": "btn btn--ghost btn--sm", text: "Remove", "aria-label": "Remove " + name.toLowerCase() + " " + (index + 1) });
-        drop.addEventListener("click", function () { read(path).splice(index, 1); changed(true); });
+        drop.addEventListener("click", function () { read(path).splice(index, 1); changed(true); focus(idOf(path, "-add")); });
         head.appendChild(drop);
         item.appendChild(head);
         if (found.items.kind === "union") item.appendChild(block(itemPath, name, found.items, true));
         else members(found.items.schema, itemPath, entry, item);
         box.appendChild(item);
       });
-      var add = el("button", { type: "button", "class": "btn btn--secondary btn--sm", text: "Add " + name.toLowerCase() });
+      var add = el("button", { type: "button", id: idOf(path, "-add"), "class": "btn btn--secondary btn--sm", text: "Add " + name.toLowerCase() });
       add.addEventListener("click", function () {
         var now = read(path);
         if (!Array.isArray(now)) { now = []; write(path, now); }
         now.push(skeleton(found.items.schema));
         changed(true);
+        var fresh = container.querySelector('[data-field="' + pathText(path.concat(now.length - 1)) + '"] :is(input, select, textarea)');
+        if (fresh) fresh.focus();
       });
       box.appendChild(add);
       return box;
@@ -408,6 +413,7 @@
       var open = {};
       container.querySelectorAll("details[data-field]").forEach(function (d) { open[d.getAttribute("data-field")] = d.open; });
       var scrolled = window.scrollY;
+      var focused = container.contains(document.activeElement) ? document.activeElement.id : "";
       container.innerHTML = "";
       schemaAt = {};
       if (!isObject(root)) return;
@@ -438,6 +444,7 @@
         if (open[d.getAttribute("data-field")] !== undefined) d.open = open[d.getAttribute("data-field")];
       });
       window.scrollTo(window.scrollX, scrolled);
+      if (focused) focus(focused);  // a selector that redrew the form keeps the focus
     }
 
     // Problems next to their fields; those with no field are returned.
