@@ -131,7 +131,9 @@ async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
     mapping = page.locator('[data-field="fieldMapping"]')
     await mapping.get_by_role("button", name="Add signal type rule").click()
     rule = page.get_by_role("group", name="Signal type rule 3")
-    await expect(rule.get_by_label("When", exact=True)).to_be_focused()  # the new rule's first field
+    await expect(
+        rule.get_by_label("When", exact=True)
+    ).to_be_focused()  # the new rule's first field
     await rule.get_by_label("When", exact=True).fill("$.state")
     await rule.get_by_label("Value (optional)", exact=True).fill("open")
     await rule.get_by_label("Then", exact=True).fill("item_escalated")
