@@ -53,7 +53,7 @@
   var FORM_OPTIONS = {
     groups: [
       { title: "Identity", keys: ["id", "name", "description", "category", "icon", "version", "kind", "docsUrl"] },
-      { title: "Authentication", keys: ["auth"] },
+      { title: "Authentication", keys: ["auth", "authAlternatives"] },
       { title: "Settings", keys: ["configFields"] },
       { title: "Ingestion (endpoint, delta, pagination, webhook)", keys: ["ingestion"] },
       { title: "Items to signals", keys: ["fieldMapping"] },

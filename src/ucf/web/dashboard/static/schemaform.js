@@ -272,7 +272,8 @@
     }
 
     function label(key) { return (options.labels || {})[key] || words(key); }
-    function itemName(found) { return words(found.title || "item").replace(/ descriptor$/, ""); }
+    // "SignalTypeRule" → "Signal type rule"; an untitled item is named after its list.
+    function itemName(found, listLabel) { return found.title ? words(found.title).replace(/ descriptor$/, "") : listLabel.replace(/s$/, ""); }
 
     // The properties of an object as fields, nested fieldsets and lists.
     function members(s, path, value, into) {
@@ -378,7 +379,7 @@
 
     function list(path, title, found, required) {
       var value = read(path);
-      var name = itemName(found.items);
+      var name = itemName(found.items, title);
       var box = el("fieldset", { "class": "editor__group editor__list", "data-field": pathText(path) });
       box.appendChild(legend(title, path, found, true, false));
       (Array.isArray(value) ? value : []).forEach(function (entry, index) {
@@ -389,8 +390,9 @@
         drop.addEventListener("click", function () { read(path).splice(index, 1); changed(true); focus(idOf(path, "-add")); });
         head.appendChild(drop);
         item.appendChild(head);
-        if (found.items.kind === "union") item.appendChild(block(itemPath, name, found.items, true));
-        else members(found.items.schema, itemPath, entry, item);
+        if (found.items.kind === "union") {  // the selector and its sub-form, without a second legend
+          Array.prototype.slice.call(block(itemPath, name, found.items, true).children, 1).forEach(function (node) { item.appendChild(node); });
+        } else members(found.items.schema, itemPath, entry, item);
         box.appendChild(item);
       });
       var add = el("button", { type: "button", id: idOf(path, "-add"), "class": "btn btn--secondary btn--sm", text: "Add " + name.toLowerCase() });
