@@ -85,7 +85,7 @@ async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
     # The form view: name it, and get the items path wrong.
     await page.get_by_label("Id", exact=True).fill("ticketly")
     await page.get_by_label("Name", exact=True).fill("Ticketly")
-    items_path = page.get_by_label("Items path")
+    items_path = page.get_by_label("Items path", exact=True)
     await items_path.fill("$.items[")
     field = page.locator('[data-field="fieldMapping.itemsPath"]')
     await expect(field.locator(".field__error")).to_contain_text("JSONPath does not parse")
@@ -95,12 +95,13 @@ async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
     await expect(field.locator(".field__error")).to_have_count(0)
     await expect(page.locator("#editor-status")).to_have_text("No problems found.")
 
-    # A rule edited in the form's table: "in" takes a comma-separated list.
-    await page.get_by_role("button", name="Add").nth(2).click()
-    await page.get_by_label("Operator 3").select_option("in")
-    await page.get_by_label("When (path) 3").fill("$.state")
-    await page.get_by_label("Value 3").fill("archived, deleted")
-    await page.get_by_label("Then (type) 3").fill("item_removed")
+    # A rule added in the form: "in" takes a comma-separated list.
+    await page.get_by_role("button", name="Add signal type rule").click()
+    rule = page.get_by_role("group", name="Signal type rule 3")
+    await rule.get_by_label("Operator", exact=True).select_option("in")
+    await rule.get_by_label("When", exact=True).fill("$.state")
+    await rule.get_by_label("Value (optional)", exact=True).fill("archived, deleted")
+    await rule.get_by_label("Then", exact=True).fill("item_removed")
     await expect(page.locator("#editor-status")).to_have_text("No problems found.")
 
     # Switching views loses nothing: the JSON has what the form typed.
@@ -117,7 +118,9 @@ async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
     }
     await page.get_by_role("tab", name="Form").click()
     await expect(page.get_by_label("Name", exact=True)).to_have_value("Ticketly")
-    await expect(page.get_by_label("Value 3")).to_have_value("archived, deleted")
+    await expect(rule.get_by_label("Value (optional)", exact=True)).to_have_value(
+        "archived, deleted"
+    )
 
     # Try it against the live fake: request shown masked, response, signals with reasons.
     await page.get_by_role("tab", name="Try it").click()

@@ -33,6 +33,7 @@ from ucf.runtime.webhooks import (
     check_delivery,
     compile_verifier,
     match_handshake,
+    sign_delivery,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures/webhooks"
@@ -875,3 +876,56 @@ def test_a_far_future_timestamp_is_refused_not_overflowed() -> None:
     headers = {"X-Slack-Request-Timestamp": "9" * 20, "X-Slack-Signature": SLACK_DOC_SIGNATURE}
     result = verify("slack", b"x", headers, {"signingSecret": "s"}, now=NOW + timedelta(days=1))
     assert code(result) == RejectCode.TIMESTAMP_OUTSIDE_WINDOW
+
+
+# --------------------------------------------------------------------------- signing for previews
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+@PROPERTY
+@given(secret=secrets, body=bodies, ts=timestamps)
+def test_a_delivery_signed_for_a_preview_verifies_as_the_gateway_checks_it(
+    name: str, secret: str, body: bytes, ts: int
+) -> None:
+    scheme = SCHEMES[name]
+    sent, _ = scheme.sign(secret, body, ts, _identity)  # Linear's timestamp is in the body
+    credentials = _credentials(scheme, secret)
+    verifier = compile_verifier(descriptor(name))
+    headers = sign_delivery(verifier, body=sent, credentials=credentials, now=at(ts))
+    assert verify(name, sent, headers, credentials, now=at(ts), url="").ok
+
+
+@given(secret=secrets, body=bodies, ts=timestamps)
+@PROPERTY
+def test_signing_for_a_preview_agrees_with_the_providers_own_recipe(
+    secret: str, body: bytes, ts: int
+) -> None:
+    """Not the verifier agreeing with itself: GitHub's and Slack's recipes written out above."""
+    for name in ("github", "slack"):
+        scheme = SCHEMES[name]
+        _, expected = scheme.sign(secret, body, ts, _identity)
+        verifier = compile_verifier(descriptor(name))
+        signed = sign_delivery(
+            verifier, body=body, credentials=_credentials(scheme, secret), now=at(ts + 0.5)
+        )
+        assert signed == expected
+
+
+def test_signing_a_token_scheme_adds_the_header_with_its_prefix_or_says_why_not() -> None:
+    credentials = {"webhookToken": "dd-shared-token"}
+    verifier = compile_verifier(descriptor("token-header"))
+    headers = sign_delivery(verifier, body=b"{}", credentials=credentials, now=NOW)
+    assert headers == {"Authorization": "Bearer dd-shared-token"}
+    with pytest.raises(WebhookConfigError, match="put it there yourself"):
+        sign_delivery(
+            compile_verifier(descriptor("msgraph")),
+            body=b"{}",
+            credentials={"clientState": "x"},
+            now=NOW,
+        )
+    with pytest.raises(WebhookConfigError, match="nothing to sign"):
+        sign_delivery(
+            compile_verifier(descriptor("unverified")), body=b"{}", credentials={}, now=NOW
+        )
+    with pytest.raises(WebhookConfigError, match="no 'webhookSecret' credential"):
+        sign_delivery(compile_verifier(descriptor("github")), body=b"{}", credentials={}, now=NOW)

@@ -293,3 +293,46 @@ async def test_preview_answers_a_handshake_as_the_gateway_would(web: Web) -> Non
     assert body["handshake"]["kind"] == "challenge"
     assert body["handshake"]["body"] == '{"challenge": "3eZbrw1aBm"}'  # what the gateway sends
     assert body["signals"] == []
+
+
+async def test_preview_signs_the_pasted_bytes_with_the_typed_secret_when_asked(web: Web) -> None:
+    """What Acme would send for these exact bytes (its recipe is in tests/web/support.py)."""
+    from tests.web.support import WEBHOOK_SECRET, sign
+
+    raw = '{"event": "ticket", "action": "opened",\n "ticket": ' + (
+        '{"id": "T-9", "title": "Paper jam", "updated_at": "2026-12-05T10:00:00Z"}}'
+    )
+    request = {
+        "descriptor": acme(),
+        "body": raw,
+        "headers": {"X-Acme-Delivery": "d-9", "x-acme-signature": "v1=00"},  # a stale one
+        "mode": "webhook",
+        "secret": WEBHOOK_SECRET,
+        "sign": True,
+    }
+    answer = (await web.client.post("/api/connectors/preview", json=request)).json()
+    signed = answer["signedHeaders"]
+    stamp = float(signed["X-Acme-Timestamp"])
+    expected = sign(None, body=raw.encode(), at=stamp).headers
+    assert signed == {k: expected[k] for k in ("X-Acme-Signature", "X-Acme-Timestamp")}
+    assert answer["verification"] == {"checked": True, "ok": True, "reason": None}
+    assert [s["signal"]["type"] for s in answer["signals"]] == ["ticket_opened"]
+    assert WEBHOOK_SECRET not in str(answer)
+
+    unsigned = await web.client.post("/api/connectors/preview", json={**request, "sign": False})
+    assert unsigned.json()["verification"]["ok"] is False
+    assert unsigned.json()["signedHeaders"] == {}
+    no_secret = (
+        await web.client.post("/api/connectors/preview", json={**request, "secret": None})
+    ).json()
+    assert [(p["path"], p["message"]) for p in no_secret["problems"]] == [
+        ("secret", "type the webhook secret to sign with")
+    ]
+    plain = acme()
+    plain["ingestion"]["webhook"]["verification"] = "none"
+    nothing = (
+        await web.client.post("/api/connectors/preview", json={**request, "descriptor": plain})
+    ).json()
+    assert [(p["path"], p["message"]) for p in nothing["problems"]] == [
+        ("mode", "acme-tickets verifies no webhook deliveries: nothing to sign")
+    ]

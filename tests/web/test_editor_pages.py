@@ -139,3 +139,18 @@ async def test_the_authoring_api_takes_the_dashboard_session_only_with_its_csrf_
     assert right.json() == {"valid": True, "problems": []}
     other = await web.anonymous.get("/api/connectors", headers={"X-CSRF-Token": csrf})
     assert other.status_code == 401  # the rest of the API still wants the admin token
+
+
+async def test_the_editor_page_carries_the_descriptor_schema_its_form_is_drawn_from(
+    web: Web,
+) -> None:
+    from ucf.core.descriptor import descriptor_json_schema
+
+    await login(web)
+    page = (await web.anonymous.get(f"/projects/{PROJECT}/connectors/new")).text
+    found = re.search(
+        r'<script type="application/json" id="descriptor-schema">(.*?)</script>', page, re.S
+    )
+    assert found is not None
+    assert "<" not in found.group(1)  # nothing in it can end the script element early
+    assert json.loads(found.group(1)) == descriptor_json_schema()

@@ -71,6 +71,7 @@ __all__ = [
     "check_delivery",
     "compile_verifier",
     "match_handshake",
+    "sign_delivery",
 ]
 
 
@@ -152,6 +153,12 @@ class Verifier(Protocol):
         """Check one request. ``headers`` are matched case-insensitively; ``url`` is the
         URL the provider was given when the webhook was registered (the instance's
         public webhook URL), used by schemes that sign it."""
+
+    def sign(
+        self, *, body: bytes, credentials: Mapping[str, str], url: str, now: datetime
+    ) -> dict[str, str]:
+        """Headers that make ``body`` pass :meth:`verify`, for previews (never real traffic);
+        raises :class:`WebhookConfigError` when a body and a secret cannot produce them."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -245,6 +252,10 @@ def _base64(text: str) -> bytes:
 
 
 _DECODERS: Final[dict[str, Callable[[str], bytes]]] = {"hex": _hex, "base64": _base64}
+_ENCODERS: Final[dict[str, Callable[[bytes], str]]] = {
+    "hex": bytes.hex,
+    "base64": lambda mac: base64.b64encode(mac).decode("ascii"),
+}
 _ALGORITHMS: Final[dict[str, str]] = {"hmac-sha256": "sha256", "hmac-sha1": "sha1"}
 
 
@@ -412,6 +423,7 @@ class SignatureVerifier:
         if "timestamp" in self._payload.variables and self._timestamp is None:
             raise WebhookConfigError("signedPayload uses {{timestamp}} but no timestamp is set")
         self._id_header = scheme.id_header
+        self._encode = _ENCODERS[scheme.encoding]
         if "id" in self._payload.variables and self._id_header is None:
             raise WebhookConfigError("signedPayload uses {{id}} but idHeader is not set")
         self._secret_key = scheme.secret_credential
@@ -476,6 +488,40 @@ class SignatureVerifier:
             f"{which} in header {self._header.name} {verb} the HMAC-{self._digest.upper()} "
             f"of {self._payload.source!r} keyed with the {self._secret_key!r} secret",
         )
+
+    def sign(
+        self, *, body: bytes, credentials: Mapping[str, str], url: str, now: datetime
+    ) -> dict[str, str]:
+        """The headers a provider would send with ``body`` (what the dashboard's preview
+        adds when an author asks it to sign a pasted payload).
+
+        The MAC is fed by the same :class:`_SignedPayload` and keyed by the same secret
+        decoding as :meth:`verify`, so what is signed here is what the gateway checks.
+        A timestamp read from a header is ``now``; one read from the body stays the
+        body's. Raises :class:`WebhookConfigError` when the secret or body cannot sign.
+        """
+        secret = _secret(credentials, self._secret_key, self._decode_secret)
+        if isinstance(secret, VerificationResult):
+            raise WebhookConfigError(str(secret.reason))
+        headers: dict[str, str] = {}
+        values: dict[str, bytes] = {"body": body, "url": url.encode("utf-8", "surrogatepass")}
+        if self._id_header is not None:
+            headers[self._id_header] = "msg_preview"
+            values["id"] = b"msg_preview"
+        if self._timestamp is not None:
+            if self._timestamp.header_name is not None:
+                stamp = str(int(_utc(now).timestamp() * self._timestamp.scale))
+                headers[self._timestamp.header_name] = stamp
+            else:
+                read = self._timestamp.read({}, body)
+                if isinstance(read, VerificationResult):
+                    raise WebhookConfigError(str(read.reason))
+                stamp = read
+            values["timestamp"] = stamp.encode("ascii")
+        mac = hmac.new(secret, digestmod=self._digest)
+        self._payload.feed(mac, values)
+        headers[self._header.name] = self._header.prefix + self._encode(mac.digest())
+        return headers
 
 
 class _TokenSource(Protocol):
@@ -595,9 +641,27 @@ class TokenVerifier:
             f"the token in {self._source.description} does not match {self._secret_key!r}",
         )
 
+    def sign(
+        self, *, body: bytes, credentials: Mapping[str, str], url: str, now: datetime
+    ) -> dict[str, str]:
+        """The token header a provider would send; only a header-borne token can be added."""
+        expected = credentials.get(self._secret_key)
+        if not expected:
+            raise WebhookConfigError(f"no {self._secret_key!r} credential to sign with")
+        if not isinstance(self._source, _HeaderToken):
+            raise WebhookConfigError(
+                f"the token is read from {self._source.description}: put it there yourself"
+            )
+        return {self._source.name: self._prefix + expected}
+
 
 class NoVerification:
     """``verification: none`` — only ever built when the descriptor says so."""
+
+    def sign(
+        self, *, body: bytes, credentials: Mapping[str, str], url: str, now: datetime
+    ) -> dict[str, str]:
+        raise WebhookConfigError("this connector does not verify deliveries: nothing to sign")
 
     description = "none (the descriptor does not verify deliveries)"
     secret_credential: str | None = None
@@ -634,6 +698,18 @@ def compile_verifier(descriptor: d.ConnectorDescriptor) -> Verifier:
             "'webhook_secret'"
         )
     return SignatureVerifier(scheme, brief_form=webhook.signature is None)
+
+
+def sign_delivery(
+    verifier: Verifier, *, body: bytes, credentials: Mapping[str, str], now: datetime
+) -> dict[str, str]:
+    """Headers that make ``body`` pass ``verifier``, for previews; never used on real traffic.
+
+    The URL is empty, as the preview verifies with an empty URL. Raises
+    :class:`WebhookConfigError` when the scheme verifies nothing or cannot be produced
+    from a body and a secret alone.
+    """
+    return verifier.sign(body=body, credentials=credentials, url="", now=now)
 
 
 # --------------------------------------------------------------------------- handshakes

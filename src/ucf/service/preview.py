@@ -27,13 +27,19 @@ from ucf.core.validation import Problem
 from ucf.core.webhook import map_delivery
 from ucf.runtime.native import Malformed, Unhandled, WebhookContext, WebhookRequest
 from ucf.runtime.sources import NativeSourceMissing, Source, source_for
-from ucf.runtime.webhooks import WebhookConfigError, check_delivery, compile_verifier
+from ucf.runtime.webhooks import (
+    WebhookConfigError,
+    check_delivery,
+    compile_verifier,
+    sign_delivery,
+)
 
 __all__ = [
     "Preview",
     "PreviewMode",
     "item_errors_json",
     "preview_sample",
+    "sign_sample",
     "signals_json",
     "type_reasons",
 ]
@@ -110,6 +116,29 @@ async def preview_sample(
     if guessed and not result.signals and not result.errors and not result.skipped:
         preview.notes.append(_why_nothing(descriptor, as_webhook, pushes, switches))
     return preview
+
+
+def sign_sample(
+    descriptor: ConnectorDescriptor, body: bytes, secret: str | None, now: datetime
+) -> dict[str, str] | Problem:
+    """The headers that sign ``body`` with ``secret`` as the gateway will check them.
+
+    So an author can preview a signed delivery without computing an HMAC by hand:
+    the signature is made by the verifier the gateway compiles from the same
+    descriptor, over the same bytes. Nothing is stored; the secret is not returned.
+    """
+    credential = _secret_credential(descriptor)
+    webhook = descriptor.webhook
+    if webhook is None or webhook.verification == "none" or credential is None:
+        return Problem("mode", f"{descriptor.id} verifies no webhook deliveries: nothing to sign")
+    if not secret:
+        return Problem("secret", "type the webhook secret to sign with")
+    try:
+        return sign_delivery(
+            compile_verifier(descriptor), body=body, credentials={credential: secret}, now=now
+        )
+    except WebhookConfigError as error:
+        return Problem("secret", f"cannot sign: {error}")
 
 
 def signals_json(preview: Preview, sanitiser: Sanitiser) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
-from ucf.service.preview import item_errors_json, preview_sample, signals_json
+from ucf.service.preview import item_errors_json, preview_sample, sign_sample, signals_json
 from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
 from ucf.stores.models import SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
@@ -198,6 +198,13 @@ class PreviewRequest(_Body):
         default=None,
         description="The webhook signing secret or token: check the delivery as the gateway would.",
     )
+    sign: bool = Field(
+        default=False,
+        description=(
+            "Sign 'body' with 'secret' as the descriptor says (the gateway's own code) and "
+            "preview it with those headers added; they are returned as 'signedHeaders'."
+        ),
+    )
 
 
 class TryRequest(_Body):
@@ -207,6 +214,12 @@ class TryRequest(_Body):
     )
     config: dict[str, Any] = Field(default_factory=dict)
     max_pages: int = Field(default=1, ge=1, le=MAX_TRY_PAGES, alias="maxPages")
+
+
+def _replaced(headers: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """``headers`` with ``new`` laid over them, names compared case-insensitively."""
+    names = {name.lower() for name in new}
+    return {**{k: v for k, v in headers.items() if k.lower() not in names}, **new}
 
 
 def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[str, Any]]:
@@ -259,11 +272,22 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
     else:
         raw = json.dumps(body.sample, separators=(",", ":")).encode()
         sample = body.sample
+    signed: dict[str, str] = {}
+    if body.sign:
+        signing = sign_sample(parsed, raw, body.secret, state.context.clock())
+        if isinstance(signing, Problem):
+            return {
+                "signals": [],
+                "itemErrors": [],
+                "problems": _problems_json([signing]),
+                "notes": [],
+            }
+        signed = signing
     preview = await preview_sample(
         parsed,
         sample,
         body=raw,
-        headers=body.headers,
+        headers=_replaced(body.headers, signed),
         mode=body.mode,
         project_id=body.project,
         now=state.context.clock(),
@@ -279,6 +303,7 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
         "skipped": preview.result.skipped,
         "problems": _problems_json(preview.problems),
         "notes": preview.notes,
+        "signedHeaders": signed,
     }
 
 

@@ -24,12 +24,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
+from functools import cache
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Request, Response
+from markupsafe import Markup
 
 from ucf.catalogue.starter import copy_descriptor, starter_descriptor
-from ucf.core.descriptor import AUTH_METHOD_KEY
+from ucf.core.descriptor import AUTH_METHOD_KEY, descriptor_json_schema
 from ucf.core.validation import Problem, validate_descriptor
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.service.connectors import Connector
@@ -75,6 +77,17 @@ def _unique_id(wanted: str, taken: set[str]) -> str:
     return f"{wanted}-{number}"
 
 
+@cache
+def _schema_json() -> Markup:
+    """The descriptor's JSON Schema for the page's form and completion, safe inside <script>.
+
+    Embedded rather than fetched, so the form draws without a second request; ``<``
+    is escaped so no text in a description can close the script element.
+    """
+    text = json.dumps(descriptor_json_schema(), separators=(",", ":")).replace("<", "\\u003c")
+    return Markup(text)  # noqa: S704 - our own schema, and no '<' is left to end the script
+
+
 def _render_editor(
     page: Page,
     *,
@@ -96,6 +109,7 @@ def _render_editor(
             "action": action,
             "problems": problems,
             "csrf_header": CSRF_HEADER,
+            "schema_json": _schema_json(),
         },
         status=status,
     )

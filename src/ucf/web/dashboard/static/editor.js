@@ -43,143 +43,71 @@
     catch (error) { return { data: null, error: String(error.message || error) }; }
   }
 
-  // "@poll.x" is x in the polling block, wherever the mode puts it.
-  function resolve(path, data) {
-    if (path.indexOf("@poll.") !== 0) return path;
-    var mode = data && data.ingestion && data.ingestion.mode;
-    return (mode === "polling_and_webhook" ? "ingestion.polling." : "ingestion.") + path.slice(6);
-  }
-
-  // "a.b[2].c" → ["a", "b", 2, "c"]: the paths problems are reported at.
-  function keysOf(path) {
-    var keys = [];
-    path.split(".").forEach(function (part) {
-      var match = /^([^[]*)((?:\[\d+\])*)$/.exec(part);
-      if (match === null) { keys.push(part); return; }
-      if (match[1]) keys.push(match[1]);
-      (match[2].match(/\d+/g) || []).forEach(function (n) { keys.push(parseInt(n, 10)); });
-    });
-    return keys;
-  }
-
-  function read(data, path) {
-    return keysOf(path).reduce(function (node, key) {
-      return node !== null && typeof node === "object" && key in node ? node[key] : undefined;
-    }, data);
-  }
-
-  function write(data, path, value) {
-    var keys = keysOf(path);
-    var node = data;
-    for (var i = 0; i < keys.length - 1; i++) {
-      if (node[keys[i]] === null || typeof node[keys[i]] !== "object") {
-        node[keys[i]] = typeof keys[i + 1] === "number" ? [] : {};
-      }
-      node = node[keys[i]];
-    }
-    var last = keys[keys.length - 1];
-    if (value === undefined) delete node[last]; else node[last] = value;
-  }
-
-  function inputs() {
-    return Array.prototype.slice.call(form.querySelectorAll("#view-form [data-path]"));
-  }
-
-  // Lists (rules, credential and config fields): one row of inputs per entry. Keys a row
-  // does not show (a rule's "all", a field's helpText) stay in the JSON untouched.
-  function buildLists(data) {
-    form.querySelectorAll("#view-form [data-list]").forEach(function (box) {
-      var base = resolve(box.getAttribute("data-list"), data);
-      var columns = JSON.parse(box.getAttribute("data-columns"));
-      var rows = read(data, base);
-      var body = box.querySelector("tbody");
-      body.innerHTML = "";
-      (Array.isArray(rows) ? rows : []).forEach(function (row, index) {
-        var cells = columns.map(function (column) {
-          var path = base + "[" + index + "]." + column.key;
-          var label = column.label + " " + (index + 1);
-          var input;
-          if (column.options) {
-            input = el("select", { "data-path": path, "aria-label": label });
-            column.options.forEach(function (option) { input.appendChild(el("option", { text: option })); });
-          } else if (column.type === "bool") {
-            input = el("select", { "data-path": path, "aria-label": label, "data-type": "bool" });
-            ["true", "false"].forEach(function (option) { input.appendChild(el("option", { text: option })); });
-          } else {
-            input = el("input", { type: "text", "data-path": path, "aria-label": label, spellcheck: "false", autocomplete: "off" });
-            if (column.type === "list-if-in") input.setAttribute("data-type", "list-if-in");
-          }
-          return el("td", {}, [input]);
-        });
-        var remove = el("button", { type: "button", "class": "btn btn--ghost btn--sm", text: "Remove", "aria-label": "Remove row " + (index + 1) });
-        remove.addEventListener("click", function () {
-          var parsed = current();
-          if (parsed.data === null) return;
-          var list = read(parsed.data, base);
-          if (Array.isArray(list)) list.splice(index, 1);
-          json.value = JSON.stringify(parsed.data, null, 2);
-          fillForm();
-          scheduleValidate();
-        });
-        cells.push(el("td", {}, [remove]));
-        body.appendChild(el("tr", {}, cells));
-      });
-    });
-  }
-
-  form.querySelectorAll("#view-form [data-list] [data-add]").forEach(function (button) {
-    button.addEventListener("click", function () {
-      var parsed = current();
-      if (parsed.data === null) return;
-      var box = button.closest("[data-list]");
-      var base = resolve(box.getAttribute("data-list"), parsed.data);
-      var list = read(parsed.data, base);
-      if (!Array.isArray(list)) { list = []; write(parsed.data, base, list); }
-      list.push(JSON.parse(button.getAttribute("data-add")));
-      json.value = JSON.stringify(parsed.data, null, 2);
-      fillForm();
+  // The form is drawn from the descriptor's JSON Schema; these tables only order and group it.
+  var RULE = ["when", "operator", "value", "valuePath", "then", "eventTypes", "all"];
+  var FIELD = ["key", "label", "type", "required", "default", "placeholder", "helpText", "options"];
+  var POLL = ["endpoint", "method", "query", "rateLimitRpm", "intervalSeconds", "delta", "pagination"];
+  var HOOK = ["eventTypes", "eventTypeHeader", "eventTypePath", "actionPath", "deliveryIdHeader", "deliveryIdPath", "verification", "signature", "token", "handshakes", "fieldMapping"];
+  var KEYED = ["delivery", "paramName", "valuePrefix", "credentialFields"];
+  var MAPPING = ["itemsPath", "idPath", "timestampPath", "summaryTemplate", "defaultType", "signalTypeRules", "priorityMapping", "skip"];
+  var FORM_OPTIONS = {
+    groups: [
+      { title: "Identity", keys: ["id", "name", "description", "category", "icon", "version", "kind", "docsUrl"] },
+      { title: "Authentication", keys: ["auth", "authAlternatives"] },
+      { title: "Settings", keys: ["configFields"] },
+      { title: "Ingestion (endpoint, delta, pagination, webhook)", keys: ["ingestion"] },
+      { title: "Items to signals", keys: ["fieldMapping"] },
+      { title: "Health check", keys: ["healthCheck"] }
+    ],
+    order: {
+      ApiKeyConfig: KEYED, PatConfig: KEYED, PollingDescriptor: POLL, _PollingSpec: POLL,
+      WebhookDescriptor: HOOK, _WebhookSpec: HOOK, FieldMappingDescriptor: MAPPING,
+      SignalTypeRule: RULE, PriorityRule: RULE, Condition: RULE, CredentialField: FIELD, ConfigField: FIELD,
+      HealthCheckDescriptor: ["endpoint", "method", "expectStatus", "timeoutMs"],
+      PaginationDescriptor: ["type", "pageSize", "nextParam", "pageSizeParam", "nextPath", "nextHeader"],
+      SignatureVerification: ["header", "algorithm", "encoding", "prefix", "secretCredential", "signedPayload"],
+      TokenVerification: ["header", "queryParam", "bodyPath", "secretCredential", "valuePrefix"],
+      "#Identity": ["id", "name", "description", "category", "icon", "version", "kind", "docsUrl"]
+    },
+    primary: {  // what shows outside "More options" (besides required keys and set values)
+      ApiKeyConfig: KEYED, PatConfig: KEYED, PollingDescriptor: POLL, _PollingSpec: POLL,
+      WebhookDescriptor: HOOK, _WebhookSpec: HOOK, FieldMappingDescriptor: MAPPING,
+      SignalTypeRule: RULE, PriorityRule: RULE, CredentialField: FIELD.slice(0, 4), ConfigField: FIELD.slice(0, 5),
+      OAuth2Config: ["authoriseUrl", "tokenUrl", "scopes", "grant", "pkce"],
+      PaginationDescriptor: ["type", "pageSize", "nextParam", "pageSizeParam", "nextPath", "nextHeader"],
+      SignatureVerification: ["header", "algorithm", "encoding", "prefix", "secretCredential", "signedPayload"],
+      TimestampFilterDelta: ["queryParam", "format"]
+    },
+    switches: { verification: { signature: "signature", token: "token" } },
+    relevant: { PaginationDescriptor: { key: "type", fields: {  // as runtime/pagination.py reads them
+      link_header: ["pageSize", "pageSizeParam", "maxPages"],
+      cursor: ["nextPath", "nextHeader", "nextParam", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"],
+      next_url: ["nextPath", "nextHeader", "baseUrlPath", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"],
+      offset: ["nextParam", "totalPath", "totalHeader", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"],
+      page_number: ["nextParam", "nextHeader", "totalPath", "totalHeader", "hasMorePath", "pageSize", "pageSizeParam", "maxPages"]
+    } } },
+    listWhen: function (rule, key) { return key === "value" && rule !== undefined && rule.operator === "in"; },
+    labels: { all: "All of", docsUrl: "Docs URL", rateLimitRpm: "Requests per minute", timeoutMs: "Timeout (ms)", expectStatus: "Expected status", then: "Then" },
+    onChange: function (data) {
+      json.value = JSON.stringify(data, null, 2);
       scheduleValidate();
-    });
-  });
-
-  function shownValue(input, value) {
-    if (value === undefined || value === null) return "";
-    if (Array.isArray(value)) return value.join(", ");
-    return String(value);
-  }
+    }
+  };
+  var schema = JSON.parse(document.getElementById("descriptor-schema").textContent);
+  var formView = document.getElementById("form-fields");
+  var schemaForm = window.ucfSchemaForm(formView, schema, FORM_OPTIONS);
+  var lastProblems = [];
 
   function fillForm() {
     var parsed = current();
-    if (parsed.data !== null) buildLists(parsed.data);
-    inputs().forEach(function (input) {
-      input.disabled = parsed.data === null;
-      if (parsed.data === null) return;
-      input.value = shownValue(input, read(parsed.data, resolve(input.getAttribute("data-path"), parsed.data)));
-    });
-  }
-
-  function typed(input, path, data) {
-    var raw = input.value;
-    var kind = input.getAttribute("data-type");
-    if (raw === "") return undefined;
-    if (kind === "number") { var n = Number(raw); return isFinite(n) ? n : raw; }
-    if (kind === "bool") return raw === "true";
-    if (kind === "list-if-in" && read(data, path.replace(/\.value$/, ".operator")) === "in") {
-      return raw.split(",").map(function (v) { return v.trim(); }).filter(function (v) { return v; });
+    if (parsed.data === null || typeof parsed.data !== "object" || Array.isArray(parsed.data)) {
+      formView.innerHTML = "";
+      formView.appendChild(el("p", { "class": "field__error", text: "The JSON does not parse, so the form cannot show it: fix it in the JSON view." }));
+      return;
     }
-    return raw;
+    schemaForm.render(parsed.data);
+    showProblems(lastProblems);
   }
-
-  form.querySelector("#view-form").addEventListener("input", function (event) {
-    var input = event.target;
-    if (!input.hasAttribute || !input.hasAttribute("data-path")) return;
-    var parsed = current();
-    if (parsed.data === null) return;
-    var path = resolve(input.getAttribute("data-path"), parsed.data);
-    write(parsed.data, path, typed(input, path, parsed.data));
-    json.value = JSON.stringify(parsed.data, null, 2);
-    scheduleValidate();
-  });
 
   // ---------------------------------------------------------------- views
   var tabs = Array.prototype.slice.call(form.querySelectorAll(".editor__tab"));
@@ -189,6 +117,7 @@
       tab.setAttribute("aria-selected", on ? "true" : "false");
       document.getElementById("view-" + tab.getAttribute("data-view")).hidden = !on;
     });
+    form.setAttribute("data-view", view);
     if (view === "form") fillForm();
     if (view === "try") buildTryFields();
   }
@@ -205,26 +134,17 @@
     timer = window.setTimeout(validate, DEBOUNCE_MS);
   }
 
+  // Every problem is listed at the top; in the form view those shown at their field are hidden there.
   function showProblems(problems) {
+    lastProblems = problems;
+    var unplaced = schemaForm.show(problems);
     problemList.innerHTML = "";
-    form.querySelectorAll("#view-form .field__error").forEach(function (node) { node.remove(); });
-    form.querySelectorAll("#view-form .field--invalid").forEach(function (node) {
-      node.classList.remove("field--invalid");
-    });
-    var data = current().data;
     problems.forEach(function (problem) {
-      var item = el("li", { "data-path": problem.path }, [
+      problemList.appendChild(el("li", { "data-path": problem.path, "class": unplaced.indexOf(problem) < 0 ? "is-placed" : null }, [
         el("code", { text: problem.path || "(root)" }),
         document.createTextNode(" " + problem.message),
         problem.hint ? el("span", { "class": "muted", text: " — " + problem.hint }) : null
-      ]);
-      problemList.appendChild(item);
-      inputs().forEach(function (input) {
-        if (resolve(input.getAttribute("data-path"), data) !== problem.path) return;
-        var field = input.closest(".field");
-        field.classList.add("field--invalid");
-        field.appendChild(el("p", { "class": "field__error", role: "alert", text: problem.message + (problem.hint ? " (" + problem.hint + ")" : "") }));
-      });
+      ]));
     });
     statusLine.textContent = problems.length === 0 ? "No problems found."
       : problems.length + " problem" + (problems.length === 1 ? "" : "s");
@@ -255,6 +175,129 @@
     });
   }
 
+  // ---------------------------------------------------------------- completion in the JSON view
+  // Where the cursor is: the key path of the enclosing object, whether a key or a value is
+  // being typed, and the word typed so far. A tolerant scan, so half-typed JSON works.
+  function cursorAt(text, end) {
+    var stack = [];
+    var key = null;
+    var lastString = null;
+    var expectKey = false;
+    var i = 0;
+    var word = "";
+    while (i < end) {
+      var c = text[i];
+      if (c === '"') {
+        var j = i + 1;
+        while (j < end && text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+        if (j >= end) { word = text.slice(i + 1, end); return place(stack, key, expectKey, word, i); }
+        lastString = text.slice(i + 1, j);
+        i = j + 1;
+        continue;
+      }
+      if (c === "{") { stack.push({ key: key, index: null }); key = null; expectKey = true; }
+      else if (c === "[") { stack.push({ key: key, index: 0 }); key = null; expectKey = false; }
+      else if (c === "}" || c === "]") { stack.pop(); key = null; expectKey = false; }
+      else if (c === ":") { key = lastString; expectKey = false; }
+      else if (c === ",") {
+        var top = stack[stack.length - 1];
+        if (top && top.index !== null) top.index++; else { key = null; expectKey = true; }
+      }
+      i++;
+    }
+    var bare = /[A-Za-z0-9_$.-]*$/.exec(text.slice(0, end))[0];
+    return place(stack, key, expectKey, bare, end - bare.length);
+  }
+  function place(stack, key, expectKey, word, start) {
+    var path = [];
+    for (var n = 1; n < stack.length; n++) path.push(stack[n - 1].index !== null ? stack[n - 1].index : stack[n].key);
+    var top = stack[stack.length - 1];
+    var inObject = top !== undefined && top.index === null;
+    return { path: path, key: inObject && !expectKey ? key : null, isKey: inObject && expectKey, word: word, start: start };
+  }
+
+  var lastGood = current().data;
+  var sample = null; // the last preview/try-out body, for JSONPath suggestions
+  function samplePaths() {
+    var found = [];
+    function walk(node, path, depth) {
+      if (depth > 3 || found.length > 60) return;
+      if (Array.isArray(node)) {
+        found.push(path + "[*]");
+        if (isObject(node[0])) walk(node[0], "$", depth + 1); // an item: paths relative to it
+        return;
+      }
+      if (!isObject(node)) return;
+      Object.keys(node).forEach(function (k) {
+        var next = (path || "$") + (/^[A-Za-z_][A-Za-z0-9_]*$/.test(k) ? "." + k : "['" + k + "']");
+        found.push(next);
+        walk(node[k], next, depth + 1);
+      });
+    }
+    walk(sample, "", 0);
+    return found.filter(function (p, n) { return found.indexOf(p) === n; });
+  }
+  function isObject(value) { return value !== null && typeof value === "object" && !Array.isArray(value); }
+
+  var completion = document.getElementById("json-completion");
+  function suggest() {
+    var text = json.value;
+    var at = cursorAt(text, json.selectionStart);
+    if (current().data !== null) lastGood = current().data;
+    var object = schemaForm.objectAt(at.path, lastGood);
+    var options = [];
+    if (object && at.isKey) {
+      var here = at.path.reduce(function (node, k) { return node && typeof node === "object" ? node[k] : undefined; }, lastGood) || {};
+      Object.keys(object.properties || {}).forEach(function (k) {
+        if (k.indexOf(at.word) === 0 && !(k in here && k !== at.word)) options.push({ text: k, insert: '"' + k + '": ', help: (schemaForm.shape(object.properties[k]).description || "").split("\n")[0] });
+      });
+    } else if (object && at.key && object.properties && object.properties[at.key]) {
+      schemaForm.valuesFor(object.properties[at.key]).forEach(function (v) {
+        options.push({ text: v, insert: v === "true" || v === "false" ? v : '"' + v + '"', help: "" });
+      });
+      if (/Path$|^when$/.test(at.key) && sample !== null) {
+        samplePaths().forEach(function (p) { options.push({ text: p, insert: '"' + p + '"', help: "in the last sample" }); });
+      }
+      options = options.filter(function (o) { return o.text.indexOf(at.word) === 0; });
+    }
+    completion.innerHTML = "";
+    completion.hidden = options.length === 0;
+    var end = json.selectionStart;
+    options.slice(0, 12).forEach(function (option) {
+      var pick = el("button", { type: "button", "class": "editor__suggestion" }, [el("code", { text: option.text }), option.help ? el("span", { "class": "muted small", text: " " + option.help }) : null]);
+      pick.addEventListener("click", function () {
+        json.value = text.slice(0, at.start) + option.insert + text.slice(end);
+        json.focus();
+        json.selectionStart = json.selectionEnd = at.start + option.insert.length;
+        completion.hidden = true;
+        scheduleValidate();
+      });
+      completion.appendChild(el("li", {}, [pick]));
+    });
+  }
+  json.addEventListener("input", suggest);
+  json.addEventListener("click", suggest);
+  // Keyboard: Ctrl+Space asks, ArrowDown enters the list (arrows move in it), Escape closes.
+  json.addEventListener("keydown", function (event) {
+    if (event.key === " " && event.ctrlKey) { event.preventDefault(); suggest(); }
+    else if (event.key === "Escape") completion.hidden = true;
+    else if (event.key === "ArrowDown" && !completion.hidden) { event.preventDefault(); completion.querySelector("button").focus(); }
+  });
+  completion.addEventListener("keydown", function (event) {
+    var buttons = Array.prototype.slice.call(completion.querySelectorAll("button"));
+    var at = buttons.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      var next = at + (event.key === "ArrowDown" ? 1 : -1);
+      if (next < 0) json.focus(); else buttons[Math.min(next, buttons.length - 1)].focus();
+    } else if (event.key === "Escape") { completion.hidden = true; json.focus(); }
+  });
+  [json, completion].forEach(function (node) {
+    node.addEventListener("focusout", function (event) {
+      if (event.relatedTarget !== json && !completion.contains(event.relatedTarget)) completion.hidden = true;
+    });
+  });
+
   // ---------------------------------------------------------------- try it
   var tryFields = document.getElementById("try-fields");
   function fieldInput(kind, spec) {
@@ -276,8 +319,9 @@
     tryFields.querySelectorAll("input").forEach(function (input) { kept[input.id] = input.value; });
     tryFields.innerHTML = "";
     var config = (data.configFields || []).slice();
-    var polling = read(data, resolve("@poll.endpoint", data)) || "";
-    var health = read(data, "healthCheck.endpoint") || "";
+    var ingestion = data.ingestion || {};
+    var polling = (ingestion.polling || ingestion).endpoint || "";
+    var health = (data.healthCheck || {}).endpoint || "";
     var declared = config.some(function (f) { return f.key === "baseUrl"; });
     if (!declared && (polling + health).indexOf("{{baseUrl}}") >= 0) config.unshift({ key: "baseUrl", label: "Base URL" });
     config.forEach(function (spec) { tryFields.appendChild(fieldInput("config", spec)); });
@@ -344,6 +388,9 @@
         el("h3", { text: "Request" }),
         pre(body.request.method + " " + body.request.url + "\n" + Object.keys(body.request.headers).map(function (k) { return k + ": " + body.request.headers[k]; }).join("\n"))
       ]));
+      if (body.response) {
+        try { sample = JSON.parse(body.response.body); } catch (error) { /* cut or not JSON: keep the last */ }
+      }
       if (body.response) tryResult.appendChild(el("section", { "class": "editor__exchange" }, [
         el("h3", { text: "Response: HTTP " + body.response.status }),
         pre(Object.keys(body.response.headers).map(function (k) { return k + ": " + body.response.headers[k]; }).join("\n")),
@@ -361,20 +408,22 @@
 
   // ---------------------------------------------------------------- webhook preview
   var previewResult = document.getElementById("preview-result");
-  document.getElementById("preview-run").addEventListener("click", function () {
+  var headerBox = document.getElementById("preview-headers");
+  function runPreview(sign) {
     var data = current().data;
     var raw = document.getElementById("preview-sample").value;
-    try { JSON.parse(raw); }
+    try { sample = JSON.parse(raw); }
     catch (error) { previewResult.textContent = "The payload is not JSON: " + error.message; return; }
     var secret = document.getElementById("preview-secret").value;
+    if (sign && secret === "") { previewResult.textContent = "Type the webhook secret to sign with first."; return; }
     var headers = {};
-    document.getElementById("preview-headers").value.split("\n").forEach(function (line) {
+    headerBox.value.split("\n").forEach(function (line) {
       var at = line.indexOf(":");
       if (at > 0) headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
     });
     post("/api/connectors/preview", {
       descriptor: data, body: raw, headers: headers, mode: document.getElementById("preview-mode").value,
-      secret: secret === "" ? null : secret
+      secret: secret === "" ? null : secret, sign: sign
     }).then(function (answer) {
       previewResult.innerHTML = "";
       var body = answer.data;
@@ -382,6 +431,15 @@
       (body.problems || []).forEach(function (p) {
         previewResult.appendChild(el("p", { "class": "field__error", role: "alert", text: (p.path ? p.path + ": " : "") + p.message }));
       });
+      var signed = body.signedHeaders || {};
+      if (Object.keys(signed).length) {  // shown in the headers box, so the author sees what was sent
+        var kept = headerBox.value.split("\n").filter(function (line) {
+          var name = line.slice(0, line.indexOf(":")).trim().toLowerCase();
+          return line.trim() && !Object.keys(signed).some(function (k) { return k.toLowerCase() === name; });
+        });
+        headerBox.value = kept.concat(Object.keys(signed).map(function (k) { return k + ": " + signed[k]; })).join("\n");
+        previewResult.appendChild(el("p", { text: "Signed with the typed secret: " + Object.keys(signed).join(", ") + " added to the headers." }));
+      }
       if (body.eventType) previewResult.appendChild(el("p", { text: "Event type: " + body.eventType }));
       var check = body.verification;
       if (check && check.checked) {
@@ -398,7 +456,9 @@
       var said = notes(body.notes);
       if (said) previewResult.appendChild(said);
     }).catch(function () { previewResult.textContent = "Could not reach the server."; });
-  });
+  }
+  document.getElementById("preview-run").addEventListener("click", function () { runPreview(false); });
+  document.getElementById("preview-sign").addEventListener("click", function () { runPreview(true); });
 
   show("form");
   validate();
