@@ -405,7 +405,7 @@ async def test_a_revoked_refresh_token_fails_once_with_a_secret_free_auth_error(
     with pytest.raises(AuthFailed) as caught:
         await get(client, flow, server.url("/api/me"))
     message = str(caught.value)
-    assert "refused the refresh_token grant (HTTP 400)" in message
+    assert "refused the refresh_token grant (invalid_grant)" in message
     assert "refresh-revoked" not in message
     assert "csecret" not in message
     assert len(provider.token_calls) == 1  # not retried
