@@ -139,6 +139,8 @@ class TokenStyle:
     refresh: RefreshPolicy = ROTATING
     client_auth: frozenset[str] = frozenset({"basic", "body"})
     """Where the endpoint accepts the client's id and secret (RFC 6749 §2.3.1)."""
+    default_grant: str | None = None
+    """The grant of a request that names none (GitHub's access_token takes no grant_type)."""
 
 
 RFC6749: Final = TokenStyle()
@@ -179,13 +181,13 @@ class AuthorizationServer:
     required_params: Mapping[str, str] = field(default_factory=dict)
     """Consent parameters the provider insists on (Atlassian: audience)."""
     style: TokenStyle = RFC6749
-    access_tokens: set[str] = field(default_factory=set)
-    refresh_tokens: set[str] = field(default_factory=set)
+    access_tokens: set[str] = field(default_factory=set, repr=False)
+    refresh_tokens: set[str] = field(default_factory=set, repr=False)
     token_prefix: str = "fake-access-"  # noqa: S105 - a prefix of fake tokens
     refresh_prefix: str = "fake-refresh-"
     expires_in: int | None = 3600
-    _codes: dict[str, _Grant] = field(default_factory=dict)
-    _grant_of: dict[str, str] = field(default_factory=dict)
+    _codes: dict[str, _Grant] = field(default_factory=dict, repr=False)
+    _grant_of: dict[str, str] = field(default_factory=dict, repr=False)
     exchanged: int = 0
     refreshed: int = 0
 
@@ -288,7 +290,7 @@ class AuthorizationServer:
         client_id, client_secret = _client(request, form, self.style.client_auth)
         if (client_id, client_secret) != (self.client_id, self.client_secret):
             return self._error(request, "bad_client")
-        grant = form.get("grant_type")
+        grant = form.get("grant_type") or self.style.default_grant
         if grant == "authorization_code":
             return self._exchange(request, form)
         if grant == "refresh_token":

@@ -14,10 +14,10 @@ follows RFC 6749; nothing here is invented beyond that.
 
 from __future__ import annotations
 
-import secrets
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -246,30 +246,36 @@ NOTION_WORKSPACE_ID: Final = "b2b1c5f3-3ad6-4c3e-9a7e-1f0a2d6c9e11"
 NOTION_BOT_ID: Final = "7c2b8e0e-55a5-4e3b-9a34-0f7e6d1b2c3d"
 
 
-def _notion_tokens(payload: dict[str, Any]) -> dict[str, Any]:
-    """The create-a-token response: no ``expires_in`` (the reference does not list one)."""
-    return {
-        "access_token": payload["access_token"],
-        "token_type": "bearer",
-        **({"refresh_token": payload["refresh_token"]} if "refresh_token" in payload else {}),
-        "bot_id": NOTION_BOT_ID,
-        "workspace_name": "Acme Ops",
-        "workspace_icon": "https://www.notion.so/images/page-cover/webb1.jpg",
-        "workspace_id": NOTION_WORKSPACE_ID,
-        "owner": {
-            "type": "user",
-            "user": {
-                "object": "user",
-                "id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
-                "name": "Ada Lovelace",
-                "avatar_url": None,
-                "type": "person",
-                "person": {"email": "ada@acme.example"},
+def notion_tokens(workspace: Mapping[str, str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The create-a-token response for ``workspace`` (``id``, ``name``, ``bot_id``); no
+    ``expires_in`` (the reference does not list one)."""
+
+    def success(payload: dict[str, Any]) -> dict[str, Any]:
+        refresh = payload.get("refresh_token")
+        return {
+            "access_token": payload["access_token"],
+            "token_type": "bearer",
+            **({"refresh_token": refresh} if refresh else {}),
+            "bot_id": workspace["bot_id"],
+            "workspace_name": workspace["name"],
+            "workspace_icon": "https://www.notion.so/images/page-cover/webb1.jpg",
+            "workspace_id": workspace["id"],
+            "owner": {
+                "type": "user",
+                "user": {
+                    "object": "user",
+                    "id": "3c90c3cc-0d44-4b50-8888-8dd25736052a",
+                    "name": "Ada Lovelace",
+                    "avatar_url": None,
+                    "type": "person",
+                    "person": {"email": "ada@acme.example"},
+                },
             },
-        },
-        "duplicated_template_id": None,
-        "request_id": str(uuid.uuid4()),
-    }
+            "duplicated_template_id": None,
+            "request_id": str(uuid.uuid4()),
+        }
+
+    return success
 
 
 def _notion_error(failure: Failure) -> dict[str, Any]:
@@ -284,7 +290,7 @@ def _notion_error(failure: Failure) -> dict[str, Any]:
 
 
 NOTION: Final = TokenStyle(
-    success=_notion_tokens,
+    success=notion_tokens({"id": NOTION_WORKSPACE_ID, "name": "Acme Ops", "bot_id": NOTION_BOT_ID}),
     error=_notion_error,
     failures={
         "bad_request": Failure("invalid_request", "body failed validation."),
@@ -315,9 +321,12 @@ def mount_notion(
     client_secret: str,
     *,
     access_tokens: set[str] | None = None,
+    workspace: Mapping[str, str] | None = None,
 ) -> AuthorizationServer:
     """``api.notion.com/v1/oauth/authorize`` (``owner=user``), ``/v1/oauth/token``,
-    ``/v1/oauth/revoke``."""
+    ``/v1/oauth/revoke``; ``workspace`` (``id``, ``name``, ``bot_id``) is what the
+    token response names."""
+    style = NOTION if workspace is None else replace(NOTION, success=notion_tokens(workspace))
     return AuthorizationServer(
         server,
         client_id,
@@ -326,7 +335,7 @@ def mount_notion(
         token_path="/v1/oauth/token",  # noqa: S106 - a route
         revoke_path="/v1/oauth/revoke",
         required_params={"owner": "user"},
-        style=NOTION,
+        style=style,
         access_tokens=access_tokens if access_tokens is not None else set(),
         token_prefix="ntn_fake_oauth_",  # noqa: S106 - a prefix
         refresh_prefix="nrt_fake_oauth_",
@@ -511,6 +520,7 @@ GITHUB: Final = TokenStyle(
     answer=_github_answer,
     refresh=NO_REFRESH,
     client_auth=frozenset({"body"}),
+    default_grant="authorization_code",  # the documented parameters have no grant_type
 )
 """GitHub OAuth apps (:data:`GITHUB_DOCS`, :data:`GITHUB_ERRORS_DOCS`): consent at
 ``github.com/login/oauth/authorize``, ``POST github.com/login/oauth/access_token``
@@ -545,8 +555,3 @@ def mount_github(
         token_prefix="gho_fake",  # noqa: S106 - a prefix
         expires_in=None,
     )
-
-
-def client_pair(prefix: str) -> tuple[str, str]:
-    """A fresh client id and secret for a fake's OAuth app."""
-    return f"{prefix}-client-{secrets.token_hex(4)}", f"{prefix}-secret-{secrets.token_hex(12)}"
