@@ -72,8 +72,11 @@ def generic(
     return descriptor
 
 
-def bearer_tokens(auth: AuthorizationServer) -> list[str]:
-    return sorted(auth.access_tokens)
+def bearer_tokens(auth: AuthorizationServer) -> Iterator[str]:
+    """One access token of each grant the consent made, until none is left (revoking one
+    ends the whole grant: its refresh token and every access token it issued)."""
+    while issued := sorted(t for t in auth.access_tokens if t.startswith(auth.token_prefix)):
+        yield issued[0]
 
 
 @dataclass
@@ -145,7 +148,7 @@ def _revoke_linear(fake: linear.LinearFake) -> None:
 
 
 def _revoke_asana(fake: asana.AsanaFake) -> None:
-    for token in sorted(fake.auth.refresh_tokens):
+    for token in sorted(fake.auth.refresh_tokens - {asana.REFRESH_TOKEN}):
         _call(
             "POST",
             f"{fake.base_url}/-/oauth_revoke",
@@ -337,7 +340,7 @@ PROVIDERS = [
         refused_client=(
             "incorrect_client_credentials: The client_id and/or client_secret passed are incorrect."
         ),
-        revoked="issued no refresh token: reconnect the account",
+        revoked="issued no refresh token",
         revoke=_revoke_github,
         rotates=False,
     ),

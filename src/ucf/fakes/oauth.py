@@ -176,8 +176,11 @@ class AuthorizationServer:
     token_path: str | None = "/oauth/token"  # noqa: S105 - a route
     revoke_path: str | None = None
     revoke_method: str = "POST"
-    revoke_field: str = "token"
+    revoke_fields: tuple[str, ...] = ("token",)
+    """Body fields the revocation endpoint reads a token from (else the bearer token)."""
     revoke_status: int = 200
+    revoke_unknown_status: int | None = None
+    """The answer to a token it does not know; None: the success status (RFC 7009 §2.2)."""
     required_params: Mapping[str, str] = field(default_factory=dict)
     """Consent parameters the provider insists on (Atlassian: audience)."""
     style: TokenStyle = RFC6749
@@ -362,18 +365,20 @@ class AuthorizationServer:
     # -- revocation
 
     def _revoke(self, request: FakeRequest) -> FakeResponse:
-        """RFC 7009-style: the token in the body (or the bearer token) and its grant go.
-        An unknown token is not an error (RFC 7009 §2.2)."""
+        """RFC 7009-style: the token in the body (or the bearer token) and its grant go."""
         try:
             form = json_or_form_body(request)
         except (ValueError, UnicodeDecodeError):
             form = {}
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        token = form.get(self.revoke_field) or (value if scheme.lower() == "bearer" else "")
-        self.revoke(token)
-        if self.revoke_status == 204:
+        given = [form[name] for name in self.revoke_fields if form.get(name)]
+        token = given[0] if given else (value if scheme.lower() == "bearer" else "")
+        status = self.revoke_status
+        if not self.revoke(token) and self.revoke_unknown_status is not None:
+            status = self.revoke_unknown_status
+        if status == 204:
             return FakeResponse(status=204)
-        return FakeResponse.json({}, self.revoke_status)
+        return FakeResponse.json({}, status)
 
 
 def _client(

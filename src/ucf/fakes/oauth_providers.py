@@ -349,8 +349,8 @@ LINEAR_DOCS: Final = "https://linear.app/developers/oauth-2-0-authentication"
 
 
 def _linear_tokens(payload: dict[str, Any]) -> dict[str, Any]:
-    """``scope`` is a list in Linear's example response."""
-    return {**payload, "token_type": "Bearer", "scope": ["read"]}
+    """``scope`` space-separated (apps created before December 2023 get a list)."""
+    return {**payload, "token_type": "Bearer", "scope": "read"}
 
 
 LINEAR: Final = TokenStyle(
@@ -358,10 +358,14 @@ LINEAR: Final = TokenStyle(
     refresh=RefreshPolicy(rotates=True),
 )
 """Linear (:data:`LINEAR_DOCS`): consent at ``linear.app/oauth/authorize`` (comma-separated
-scopes, PKCE S256), ``POST https://api.linear.app/oauth/token`` with a form; since April 1,
-2026 every app gets 24-hour access tokens (``expires_in`` 86399) with a refresh token that
-rotates; ``POST /oauth/revoke``. The docs do not show the error bodies; the fake answers RFC
-6749's ``{"error", "error_description"}`` with HTTP 400 (401 for the client)."""
+scopes, PKCE), ``POST https://api.linear.app/oauth/token`` with a form and the client in the
+body or HTTP Basic; since April 1, 2026 every app gets 24-hour access tokens (``expires_in``
+86399) with a refresh token, and a refresh returns "a new valid access token and a new
+refresh token" (the docs do not say whether the old refresh token keeps working: the fake
+retires it). Revocation: ``POST /oauth/revoke`` with the access token as bearer or an
+``access_token`` / ``refresh_token`` form field; 200, or 400 for a token it cannot revoke.
+The docs show errors as ``{"error", "error_description"}`` without listing the codes; the
+fake uses RFC 6749's with HTTP 400 (401 for the client)."""
 
 
 def mount_linear(
@@ -378,6 +382,8 @@ def mount_linear(
         authorize_path="/oauth/authorize",
         token_path="/oauth/token",  # noqa: S106 - a route
         revoke_path="/oauth/revoke",
+        revoke_fields=("access_token", "refresh_token"),
+        revoke_unknown_status=400,
         style=LINEAR,
         access_tokens=access_tokens if access_tokens is not None else set(),
         token_prefix="lin_oauth_fake",  # noqa: S106 - a prefix
@@ -548,7 +554,7 @@ def mount_github(
         token_path="/login/oauth/access_token",  # noqa: S106 - a route
         revoke_path=f"/applications/{client_id}/grant",
         revoke_method="DELETE",
-        revoke_field="access_token",
+        revoke_fields=("access_token",),
         revoke_status=204,
         style=GITHUB,
         access_tokens=access_tokens if access_tokens is not None else set(),

@@ -310,8 +310,8 @@ class OAuth2Flow(httpx.Auth):
         config = self._config
         if not self.can_refresh():
             raise AuthFailed(
-                f"the access token was rejected and {config.token_url.split('?')[0]} issued no "
-                "refresh token: reconnect the account",
+                "the access token was rejected and the provider issued no refresh token "
+                "(its tokens do not expire until revoked): reconnect the account",
                 status=401,
             )
         request = self._token_request()
