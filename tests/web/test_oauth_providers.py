@@ -4,7 +4,8 @@ One case per provider of ``ucf.fakes.oauth_providers``, each on the provider's A
 fake (so the tokens the consent issues are the ones its API accepts): Microsoft
 (Outlook's own descriptor, pointed at the fake's sign-in authority), Atlassian 3LO
 (beside the Jira fake), Notion, Linear, Asana and GitHub (descriptors built here,
-as an operator would write them). Each runs the API flow (``POST …/oauth/start``,
+as an operator would write them), and the catalogue's own OAuth alternatives of
+Linear and Asana against the same fakes. Each runs the API flow (``POST …/oauth/start``,
 the fake's consent page, ``GET /oauth/callback``), uses the tokens, refreshes
 (with rotation where the provider rotates), is revoked and ends in health
 ``error`` with the provider's reason; and each provider's refusal of the code
@@ -85,7 +86,8 @@ class Provider:
 
     connector_id: str
     make_fake: Callable[[datetime], ProviderFake]
-    descriptor: Callable[[ProviderFake], dict[str, Any]]
+    descriptor: Callable[[ProviderFake], dict[str, Any]] | None
+    """None: the catalogue's own descriptor (its OAuth alternative)."""
     config: Callable[[ProviderFake], dict[str, str]]
     authorize_path: str
     app: tuple[str, str]
@@ -319,6 +321,40 @@ PROVIDERS = [
         query={"code_challenge_method": "S256"},
         rotates=False,
     ),
+    # The catalogue's own OAuth alternatives against the same fakes (what `ucf sandbox` offers).
+    Provider(
+        connector_id="linear",
+        make_fake=lambda now: linear.LinearFake(now),
+        descriptor=None,
+        config=lambda fake: {"baseUrl": fake.base_url, "signInUrl": fake.base_url},
+        authorize_path="/oauth/authorize",
+        app=(linear.OAUTH_CLIENT_ID, linear.OAUTH_CLIENT_SECRET),
+        expects_refresh_token=True,
+        refused_client="invalid_client",
+        revoked="invalid_grant",
+        revoke=_revoke_linear,
+        query={"code_challenge_method": "S256", "scope": "read"},
+    ),
+    Provider(
+        connector_id="asana",
+        make_fake=lambda now: asana.AsanaFake(now, count=20),
+        descriptor=None,
+        config=lambda fake: {
+            "baseUrl": fake.base_url + asana.API_PREFIX,
+            "signInUrl": fake.base_url,
+            "projectGid": asana.PROJECT[0],
+        },
+        authorize_path="/-/oauth_authorize",
+        app=(asana.CLIENT_ID, asana.CLIENT_SECRET),
+        expects_refresh_token=True,
+        refused_client="invalid_client: The client could not be authenticated.",
+        revoked="invalid_grant: The refresh token is invalid or revoked.",
+        force_refresh=lambda fake: _drop_consent_tokens(fake.tokens, fake.auth),
+        revoke=_revoke_asana,
+        query={"code_challenge_method": "S256"},
+        rotates=False,
+        polls=True,
+    ),
     Provider(
         connector_id="github-oauth",
         make_fake=lambda now: github.GitHubFake(now),
@@ -351,7 +387,7 @@ PROVIDERS = [
 def provider(request: pytest.FixtureRequest) -> Iterator[tuple[Provider, Any]]:
     case: Provider = request.param
     fake = case.make_fake(datetime.now(UTC))
-    if case.connector_id == "linear-oauth":
+    if isinstance(fake, linear.LinearFake):
         fake.auth.expires_in = 30  # inside ucf's refresh margin: every use refreshes first
     with fake:
         yield case, fake
@@ -359,12 +395,13 @@ def provider(request: pytest.FixtureRequest) -> Iterator[tuple[Provider, Any]]:
 
 async def install(web: Web, case: Provider, fake: Any, *, secret: str | None = None) -> str:
     """The connector and its OAuth app; returns the instance's API path."""
-    descriptor = case.descriptor(fake)
-    if case.connector_id == "outlook":
-        put = await web.client.put("/api/connectors/outlook", json=descriptor)
+    if case.descriptor is None:
+        pass  # the shipped descriptor, as it is
+    elif case.connector_id == "outlook":
+        put = await web.client.put("/api/connectors/outlook", json=case.descriptor(fake))
         assert put.status_code == 200, put.text
     else:
-        posted = await web.client.post("/api/connectors", json=descriptor)
+        posted = await web.client.post("/api/connectors", json=case.descriptor(fake))
         assert posted.status_code == 201, posted.text
     client_id, client_secret = case.app
     registered = await web.client.put(
