@@ -17,8 +17,13 @@ retry loop, redirects and the SSRF guard instead of wrapping them:
   the new token is used for anything.
 
 Invalid credentials end in :class:`~ucf.runtime.http.AuthFailed` with a message
-naming the endpoint and the status, never a value; nothing here retries a
-rejected credential (the retry loop only retries what may succeed later).
+naming the endpoint and the status or the provider's error code and description
+(``invalid_grant: Unknown or invalid refresh token.``), never a value we sent;
+nothing here retries a rejected credential (the retry loop only retries what may
+succeed later). Token endpoints differ: some refuse with HTTP 200 (Slack, GitHub),
+GitHub answers a form unless asked for JSON, Notion and Atlassian take a JSON
+body (``tokenRequest``), and tokens without a refresh token (GitHub OAuth apps)
+are used until the API rejects them.
 """
 
 from __future__ import annotations
