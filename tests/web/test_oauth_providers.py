@@ -536,6 +536,27 @@ def test_github_answers_a_form_unless_asked_for_json_and_refuses_with_http_200()
         assert as_json.json()["error_uri"].endswith("#bad-verification-code")
 
 
+def test_github_sends_a_mismatched_redirect_back_to_the_registered_callback() -> None:
+    fake = github.GitHubFake(datetime.now(UTC))
+    with fake:
+        fake.auth.redirect_uris = {"https://ucf.example.com/oauth/callback"}
+        answer = httpx.get(
+            f"{fake.base_url}/login/oauth/authorize",
+            params={
+                "client_id": github.OAUTH_CLIENT_ID,
+                "redirect_uri": "https://elsewhere.example/cb",
+                "response_type": "code",
+                "state": "xyz",
+            },
+        )
+    assert answer.status_code == 302
+    target = urlsplit(answer.headers["location"])
+    assert (target.netloc, target.path) == ("ucf.example.com", "/oauth/callback")
+    query = {k: v[0] for k, v in parse_qs(target.query).items()}
+    assert (query["error"], query["state"]) == ("redirect_uri_mismatch", "xyz")
+    assert "code" not in query
+
+
 def test_microsoft_errors_carry_aadsts_codes_and_trace_ids() -> None:
     fake = graph.GraphFake(datetime.now(UTC), messages=2)
     with fake:

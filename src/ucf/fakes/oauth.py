@@ -183,6 +183,10 @@ class AuthorizationServer:
     """The answer to a token it does not know; None: the success status (RFC 7009 §2.2)."""
     required_params: Mapping[str, str] = field(default_factory=dict)
     """Consent parameters the provider insists on (Atlassian: audience)."""
+    mismatch_redirect: Mapping[str, str] | None = None
+    """None: a redirect URI the app did not register gets an error page (most providers).
+    Otherwise the browser goes to the app's registered one with these parameters and the
+    ``state`` (GitHub's ``error=redirect_uri_mismatch``)."""
     style: TokenStyle = RFC6749
     access_tokens: set[str] = field(default_factory=set, repr=False)
     refresh_tokens: set[str] = field(default_factory=set, repr=False)
@@ -231,6 +235,9 @@ class AuthorizationServer:
         if params.get("client_id") != self.client_id:
             return _page("Unknown app", "<p>This app does not exist.</p>", status=400)
         redirect_uri = params.get("redirect_uri", "")
+        if not self._redirect_allowed(redirect_uri) and self.mismatch_redirect is not None:
+            registered = sorted(self.redirect_uris)[0]
+            return _redirect(registered, **self.mismatch_redirect, state=params.get("state"))
         if not self._redirect_allowed(redirect_uri):
             return _page(
                 "redirect_uri did not match",

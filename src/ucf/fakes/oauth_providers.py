@@ -535,7 +535,9 @@ answering a form unless ``Accept: application/json``, errors with HTTP 200
 OAuth app tokens do not expire and come without a refresh token (expiring user tokens
 with ``refresh_token`` are a GitHub App option). The docs do not say which error a PKCE
 verifier mismatch gives (the fake says ``bad_verification_code``) nor what a malformed
-request gets. Revocation: ``DELETE /applications/{client_id}/grant`` with
+request gets. A redirect URI the app did not register sends the browser to the registered
+callback with ``error=redirect_uri_mismatch``
+(https://docs.github.com/apps/oauth-apps/maintaining-oauth-apps/troubleshooting-authorization-request-errors). Revocation: ``DELETE /applications/{client_id}/grant`` with
 ``{"access_token"}`` (the REST API's "Delete an app authorization"; 204)."""
 
 
@@ -556,6 +558,14 @@ def mount_github(
         revoke_method="DELETE",
         revoke_fields=("access_token",),
         revoke_status=204,
+        mismatch_redirect={
+            "error": "redirect_uri_mismatch",
+            "error_description": (
+                "The redirect_uri MUST match the registered callback URL for this application."
+            ),
+            "error_uri": "/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/"
+            "#redirect-uri-mismatch",
+        },
         style=GITHUB,
         access_tokens=access_tokens if access_tokens is not None else set(),
         token_prefix="gho_fake",  # noqa: S106 - a prefix
