@@ -1,4 +1,4 @@
-""" "Connect with …" against each provider's fake authorization server, through the real app.
+"""Connect with … against each provider's fake authorization server, through the real app.
 
 One case per provider of ``ucf.fakes.oauth_providers``, each on the provider's API
 fake (so the tokens the consent issues are the ones its API accepts): Microsoft
@@ -8,7 +8,7 @@ as an operator would write them), and the catalogue's own OAuth alternatives of
 Linear and Asana against the same fakes. Each runs the API flow (``POST …/oauth/start``,
 the fake's consent page, ``GET /oauth/callback``), uses the tokens, refreshes
 (with rotation where the provider rotates), is revoked and ends in health
-``error`` with the provider's reason; and each provider's refusal of the code
+``error`` with the provider's reason, then reconnects; and each provider's refusal of the code
 exchange ends on a clear page with nothing stored and nothing logged.
 """
 
@@ -487,6 +487,13 @@ async def test_connect_use_refresh_and_revoke(
     status = (await web.client.get(f"{instance}/status")).json()
     assert status["healthState"] == "error", status
     assert case.revoked in status["lastError"], status["lastError"]
+
+    again = await come_back(web, await consent(await start(web, case, fake, instance)))
+    assert again.status_code == 200, again.text
+    assert "reconnected" in again.text  # Reconnect replaces the tokens in place
+    await tokens()
+    assert (await check(web, case, instance))["ok"] is True
+    assert (await web.client.get(f"{instance}/status")).json()["healthState"] != "error"
 
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("ucf"))
     for secret in (code, query["state"], case.app[1], *seen):
