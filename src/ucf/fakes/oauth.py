@@ -116,9 +116,9 @@ class RefreshPolicy:
     requires_scope: str | None = None
     """...only when the consent asked for this scope (``offline_access``)."""
     rotates: bool = True
-    """A refresh answer carries a new refresh token."""
+    """A refresh answer carries a new refresh token; when not, the one used stays (Asana)."""
     old_survives: bool = False
-    """The refresh token just used keeps working (Microsoft; Asana, which does not rotate)."""
+    """A rotated-out refresh token keeps working (Microsoft: discard it, but it is not revoked)."""
 
 
 ROTATING: Final = RefreshPolicy()
@@ -331,25 +331,13 @@ class AuthorizationServer:
         if token not in self.refresh_tokens:
             return self._error(request, "bad_refresh")
         policy = self.style.refresh
-        if not policy.old_survives:
+        if policy.rotates and not policy.old_survives:
             self.refresh_tokens.discard(token)  # rotation: the old one is dead
         self.refreshed += 1
         grant = self._grant_of.get(token) or secrets.token_hex(8)
-        return self._tokens(
-            request,
-            grant,
-            new_refresh=policy.rotates,
-            kept_refresh=None if policy.rotates else token,
-        )
+        return self._tokens(request, grant, new_refresh=policy.rotates)
 
-    def _tokens(
-        self,
-        request: FakeRequest,
-        grant: str,
-        *,
-        new_refresh: bool,
-        kept_refresh: str | None = None,
-    ) -> FakeResponse:
+    def _tokens(self, request: FakeRequest, grant: str, *, new_refresh: bool) -> FakeResponse:
         access = f"{self.token_prefix}{secrets.token_hex(16)}"
         self.access_tokens.add(access)
         self._grant_of[access] = grant
@@ -361,8 +349,6 @@ class AuthorizationServer:
             self.refresh_tokens.add(refresh)
             self._grant_of[refresh] = grant
             payload["refresh_token"] = refresh
-        elif kept_refresh is not None:
-            self.refresh_tokens.add(kept_refresh)
         return self.style.answer(request, self.style.success(payload), 200)
 
     def _error(self, request: FakeRequest, situation: str) -> FakeResponse:

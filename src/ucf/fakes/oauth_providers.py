@@ -417,7 +417,7 @@ def asana_style(user: Mapping[str, Any]) -> TokenStyle:
             "bad_refresh": Failure("invalid_grant", "The refresh token is invalid or revoked."),
             "bad_grant_type": Failure("unsupported_grant_type", "Unsupported grant_type."),
         },
-        refresh=RefreshPolicy(rotates=False, old_survives=True),
+        refresh=RefreshPolicy(rotates=False),
     )
 
 
