@@ -23,7 +23,7 @@ from pydantic import TypeAdapter
 
 from ucf.core import descriptor as d
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer
-from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, CredentialMissing, build_auth
+from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, CredentialMissing, build_auth, exchange_code
 from ucf.runtime.http import AuthFailed, HttpSettings, create_client, send_with_retries
 from ucf.runtime.ssrf import EgressDenied, EgressPolicy
 
@@ -405,7 +405,7 @@ async def test_a_revoked_refresh_token_fails_once_with_a_secret_free_auth_error(
     with pytest.raises(AuthFailed) as caught:
         await get(client, flow, server.url("/api/me"))
     message = str(caught.value)
-    assert "refused the refresh_token grant (HTTP 400)" in message
+    assert "refused the refresh_token grant (invalid_grant)" in message
     assert "refresh-revoked" not in message
     assert "csecret" not in message
     assert len(provider.token_calls) == 1  # not retried
@@ -474,3 +474,105 @@ async def test_token_requests_obey_the_ssrf_guard(
     )
     with pytest.raises(EgressDenied):
         await get(client, flow, server.url("/api/me"))
+
+
+# --------------------------------------------------------------------------- provider quirks
+
+
+async def test_a_form_encoded_token_answer_is_read_and_a_json_request_is_sent_when_asked(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """GitHub answers a form unless it honours Accept; Notion and Atlassian take JSON."""
+    seen: list[FakeRequest] = []
+
+    def token(request: FakeRequest) -> FakeResponse:
+        seen.append(request)
+        return FakeResponse(
+            headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+            body=b"access_token=gho_fake0form&scope=repo&token_type=bearer",
+        )
+
+    server.add_route("POST", "/oauth/token", token)
+    credentials = await exchange_code(
+        oauth(server, tokenRequest="json").config,
+        code="the-code",
+        redirect_uri="http://ucf.test/oauth/callback",
+        code_verifier=None,
+        client_id="app",
+        client_secret="s3cret",
+        token_url=server.url("/oauth/token"),
+        client=client,
+        settings=SETTINGS,
+        now=NOW,
+    )
+    assert credentials == {"accessToken": "gho_fake0form"}  # no refresh token, no expiry
+    assert seen[0].headers["accept"] == "application/json"
+    assert seen[0].headers["content-type"] == "application/json"
+    assert seen[0].json() == {
+        "grant_type": "authorization_code",
+        "code": "the-code",
+        "redirect_uri": "http://ucf.test/oauth/callback",
+        "client_id": "app",
+        "client_secret": "s3cret",
+    }
+
+
+async def test_a_refusal_names_the_providers_code_and_description_without_trace_ids(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    server.add_route(
+        "POST",
+        "/oauth/token",
+        lambda _: FakeResponse.json(
+            {
+                "error": "invalid_grant",
+                "error_description": "AADSTS50173: The provided grant has expired due to it "
+                "being revoked. Trace ID: 0f1e Correlation ID: 9a8b Timestamp: 2026-12-05",
+                "error_codes": [50173],
+            },
+            400,
+        ),
+    )
+    flow = build_auth(
+        oauth(server),
+        {"clientId": "c", "clientSecret": "s", "refreshToken": "r"},
+        token_client=client,
+    )
+    with pytest.raises(AuthFailed) as caught:
+        await get(client, flow, server.url("/api/me"))
+    message = str(caught.value)
+    assert (
+        "(invalid_grant: AADSTS50173: The provided grant has expired due to it being revoked.)"
+        in message
+    )
+    assert "Trace ID" not in message
+    assert caught.value.status == 400
+
+
+async def test_without_a_refresh_token_the_token_is_used_until_rejected_then_reconnect(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """GitHub OAuth apps: no expiry, no refresh token; a 401 means the grant is gone."""
+    live = {"gho_live"}
+    server.add_route(
+        "GET",
+        "/api/me",
+        lambda request: FakeResponse.json(
+            {"ok": True}
+            if request.headers.get("authorization") in {f"Bearer {t}" for t in live}
+            else {"message": "Bad credentials"},
+            200 if request.headers.get("authorization") in {f"Bearer {t}" for t in live} else 401,
+        ),
+    )
+    credentials = {
+        "clientId": "c",
+        "clientSecret": "s",
+        "accessToken": "gho_live",
+        ACCESS_TOKEN_EXPIRES_AT: (NOW - timedelta(hours=1)).isoformat(),  # even if it says so
+    }
+    flow = build_auth(oauth(server), credentials, token_client=client, now=lambda: NOW)
+    assert (await get(client, flow, server.url("/api/me"))).status_code == 200
+    live.clear()  # the user revoked the app
+    with pytest.raises(AuthFailed, match=r"issued no refresh token .*: reconnect the account"):
+        await get(client, flow, server.url("/api/me"))
+    assert server.requests_to("/oauth/token") == []

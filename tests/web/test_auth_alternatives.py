@@ -27,13 +27,13 @@ from tests.web.test_oauth import come_back, consent
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import AUTH_METHOD_KEY, ConnectorDescriptor
 from ucf.core.validation import validate_descriptor
-from ucf.fakes.linear import API_KEY, LinearFake
+from ucf.fakes.linear import API_KEY, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, LinearFake
 from ucf.fakes.oauth import AuthorizationServer
 
 PROJECT = "proj-alt"
 INSTANCE = f"/api/projects/{PROJECT}/instances/linear"
-CLIENT_ID = "linear-client-id"
-CLIENT_SECRET = "linear-client-secret-value"
+CLIENT_ID = OAUTH_CLIENT_ID
+CLIENT_SECRET = OAUTH_CLIENT_SECRET
 
 
 def linear_descriptor() -> ConnectorDescriptor:
@@ -44,16 +44,9 @@ def linear_descriptor() -> ConnectorDescriptor:
 @pytest.fixture
 def linear() -> Iterator[tuple[LinearFake, AuthorizationServer]]:
     with LinearFake(datetime.now(UTC)) as fake:
-        # Tokens it issues are the ones the GraphQL endpoint accepts as Bearer.
-        server = AuthorizationServer(
-            fake.server,
-            CLIENT_ID,
-            CLIENT_SECRET,
-            authorize_path="/oauth/authorize",
-            token_path="/oauth/token",
-            access_tokens=fake.oauth_tokens,
-        )
-        yield fake, server
+        # Linear's fake authorization server: the tokens it issues are the ones the
+        # GraphQL endpoint accepts as Bearer.
+        yield fake, fake.auth
 
 
 @pytest_asyncio.fixture(loop_scope="function")

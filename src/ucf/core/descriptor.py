@@ -194,6 +194,15 @@ class OAuth2Config(_AuthConfigBase):
         alias="clientAuth",
         description="Where client id/secret go on the token request. Extension: Notion uses basic.",
     )
+    token_request: Literal["form", "json"] = Field(
+        default="form",
+        alias="tokenRequest",
+        description=(
+            "How the token request's body is encoded (RFC 6749: a form). Extension: Notion's "
+            "/v1/oauth/token and Atlassian 3LO's auth.atlassian.com/oauth/token document a "
+            "JSON body."
+        ),
+    )
     pkce: bool = Field(
         default=False,
         description=(

@@ -22,7 +22,9 @@ What it reproduces, from Asana's API reference (https://developers.asana.com/ref
   Unknown object`` for deleted ones; ``GET /users/me``.
 * ``Authorization: Bearer`` (PAT or OAuth access token), ``401 {"errors":
   [{"message": "Not Authorized"}]}`` otherwise; ``POST /-/oauth_token`` with
-  ``grant_type=refresh_token`` gives an hour-long access token.
+  ``grant_type=refresh_token`` gives an hour-long access token; the consent
+  (``/-/oauth_authorize``, the code exchange, ``/-/oauth_revoke``) is Asana's fake
+  authorization server (``ucf.fakes.oauth_providers.mount_asana``).
 * ``429`` with ``Retry-After`` in seconds (https://developers.asana.com/docs/rate-limits).
 * Webhooks (https://developers.asana.com/docs/webhooks-guide): the handshake POST
   with ``X-Hook-Secret``, then ``{"events": [...]}`` bodies signed
@@ -41,6 +43,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs, urlencode
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
+from ucf.fakes.oauth_providers import mount_asana
 from ucf.fakes.scenario import (
     Activity,
     DeliveryVerification,
@@ -457,6 +460,17 @@ class AsanaFake(ProviderFake):
         route("GET", f"{API_PREFIX}/stories/{{gid}}", self._guard(self._story))
         route("GET", f"{API_PREFIX}/users/me", self._guard(self._me))
         route("POST", "/-/oauth_token", self._oauth_token)
+        gid, name, email = PEOPLE[0]
+        # The consent ("Connect with Asana"): /-/oauth_authorize, the code exchange and the
+        # refresh of the tokens it issued, /-/oauth_revoke; its access tokens are the API's.
+        self.auth = mount_asana(
+            self.server,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            user={"id": int(gid), "gid": gid, "name": name, "email": email},
+            access_tokens=self.tokens,
+            token_route=False,
+        )
 
     @property
     def api_url(self) -> str:
@@ -631,6 +645,10 @@ class AsanaFake(ProviderFake):
 
     def _oauth_token(self, request: FakeRequest) -> FakeResponse:
         form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
+        if form.get("grant_type") == "authorization_code" or (
+            form.get("grant_type") == "refresh_token" and form.get("refresh_token") != REFRESH_TOKEN
+        ):
+            return self.auth.token(request)  # the consent's grants
         if form.get("grant_type") != "refresh_token":
             return FakeResponse.json({"error": "unsupported_grant_type"}, 400)
         if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
@@ -728,6 +746,9 @@ class AsanaScenario(Scenario):
 
     def bad_credentials(self) -> dict[str, str]:
         return {"token": BAD_TOKEN, "webhookSecret": HOOK_SECRET}
+
+    def oauth_app(self) -> tuple[str, str] | None:
+        return CLIENT_ID, CLIENT_SECRET
 
     @property
     def webhook_secret(self) -> str:

@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 from ucf.core.timestamps import parse_timestamp
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_seconds
+from ucf.fakes.oauth_providers import mount_github
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -55,6 +56,8 @@ DOCS: Final = "https://docs.github.com/rest"
 GOOD_TOKEN: Final = "github_pat_11FAKE0good0token0for0the0ucf0battery"  # noqa: S105 - a fake's
 BAD_TOKEN: Final = "github_pat_11FAKE0revoked0token0nobody0accepts"  # noqa: S105 - a fake's
 WEBHOOK_SECRET: Final = "It's a Secret to Everybody"  # noqa: S105 - GitHub's documented example
+OAUTH_CLIENT_ID: Final = "Ov23liFAKEoauthApp01"
+OAUTH_CLIENT_SECRET: Final = "fake0github0oauth0app0client0secret0000001"  # noqa: S105 - a fake's
 
 PEOPLE: Final = ("octocat", "hubot", "monalisa", "defunkt", "mojombo", "pjhyett")
 LABELS: Final = (
@@ -420,6 +423,11 @@ class GitHubFake(ProviderFake):
         self.data = Dataset(now)
         self.tokens = {GOOD_TOKEN}
         self.remaining = 5000
+        # github.com/login/oauth/{authorize,access_token} and the REST API's
+        # DELETE /applications/{client_id}/grant: an OAuth app's consent.
+        self.auth = mount_github(
+            self.server, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, access_tokens=self.tokens
+        )
         for prefix in ("/repos/{owner}/{repo}", f"/repositories/{REPO_ID}"):
             self.server.add_route("GET", f"{prefix}/issues", self._guard(self._issues))
             self.server.add_route("GET", f"{prefix}/pulls", self._guard(self._pulls))
@@ -736,6 +744,9 @@ class _GitHubScenario(Scenario):
 
     def bad_credentials(self) -> dict[str, str]:
         return {"token": BAD_TOKEN, "webhookSecret": WEBHOOK_SECRET}
+
+    def oauth_app(self) -> tuple[str, str] | None:
+        return OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET
 
     @property
     def webhook_secret(self) -> str:

@@ -24,6 +24,8 @@ Sources: Microsoft's documentation, linked under Sources in docs/connectors/outl
   ``refresh_token`` grants return a new refresh token every time;
   ``client_credentials`` grants need ``scope={graph}/.default`` and return none.
   A wrong secret is ``401 invalid_client``, an unknown refresh token ``400 invalid_grant``.
+  ``authorization_code`` grants, and the consent page at ``/{tenant}/oauth2/v2.0/authorize``,
+  are Microsoft's fake authorization server (``ucf.fakes.oauth_providers.MICROSOFT``).
 * Subscriptions (https://learn.microsoft.com/graph/api/resources/subscription):
   ``POST /subscriptions`` (201), ``GET``/``PATCH`` (200) and ``DELETE`` (204)
   on ``/subscriptions/{id}``; mail subscriptions live at most 10,080 minutes.
@@ -51,6 +53,7 @@ from urllib.parse import parse_qs, quote
 import httpx
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.oauth_providers import mount_microsoft
 from ucf.fakes.scenario import (
     Activity,
     DeliveryVerification,
@@ -287,6 +290,11 @@ class GraphFake(ProviderFake):
             ("GET", "PATCH", "DELETE"), "/v1.0/subscriptions/{sid}", self._subscription
         )
         server.add_route("POST", "/{tenant}/oauth2/v2.0/token", self._token)
+        # The consent ("Connect with Outlook"): Microsoft's authorize page and the code
+        # exchange; refresh tokens it issues live in the same set as the pasted one.
+        self.auth = mount_microsoft(
+            server, CLIENT_ID, CLIENT_SECRET, token_route=False, refresh_tokens=self.refresh_tokens
+        )
 
     # -- protocol
 
@@ -315,6 +323,15 @@ class GraphFake(ProviderFake):
             "rate_limited",
         )
 
+    def revoke_sign_in_sessions(self) -> None:
+        """Graph's ``POST /me/revokeSignInSessions`` (or an admin removing the app's
+        consent) once the access tokens' hour has passed: every refresh token and every
+        delegated access token stops working; app-only tokens stay."""
+        self.auth.revoke_all()  # clears the shared refresh-token set too
+        for token, kind in list(self.access_tokens.items()):
+            if kind == "delegated":
+                del self.access_tokens[token]
+
     def expire_tokens(self, answer: ExpiryAnswer = "gone") -> None:
         """Forget every delta and skip token issued so far, as Graph's token cache does."""
         self._rounds.clear()
@@ -325,7 +342,10 @@ class GraphFake(ProviderFake):
 
     def _caller(self, request: FakeRequest) -> Literal["delegated", "app"] | FakeResponse:
         header = request.headers.get("authorization", "")
-        kind = self.access_tokens.get(header.removeprefix("Bearer ").strip())
+        token = header.removeprefix("Bearer ").strip()
+        kind = self.access_tokens.get(token)
+        if kind is None and token in self.auth.access_tokens:
+            kind = "delegated"  # issued by the consent's code exchange
         if not header.startswith("Bearer ") or kind is None:
             return graph_error(
                 "InvalidAuthenticationToken", "Access token is empty or invalid.", 401
@@ -343,6 +363,8 @@ class GraphFake(ProviderFake):
                 "invalid_client", "AADSTS7000215: Invalid client secret provided.", 401
             )
         grant = form.get("grant_type")
+        if grant == "authorization_code":
+            return self.auth.token(request)
         access = "eyJ0eXAiOiJKV1QifQ.fake-" + secrets.token_urlsafe(24)
         body: dict[str, Any] = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599}
         if grant == "refresh_token":
@@ -756,6 +778,9 @@ class OutlookScenario(Scenario):
 
     def bad_credentials(self) -> dict[str, str]:
         return {**self.credentials(), "clientSecret": "wrong-secret"}
+
+    def oauth_app(self) -> tuple[str, str] | None:
+        return CLIENT_ID, CLIENT_SECRET
 
     @property
     def webhook_secret(self) -> str:

@@ -18,7 +18,9 @@ What it reproduces, from Atlassian's documentation:
 * ``GET /rest/api/3/myself`` (with ``timeZone``) and ``GET /rest/api/3/issue/{idOrKey}``.
 * Basic auth ``email:api_token`` on the site; OAuth 2.0 (3LO) ``Bearer`` tokens on
   ``/ex/jira/{cloudId}/rest/api/3/…`` (the gateway), minted by ``POST /oauth/token``
-  with *rotating* refresh tokens (each use invalidates the old one).
+  with *rotating* refresh tokens (each use invalidates the old one): Atlassian's fake
+  authorization server (``ucf.fakes.oauth_providers.ATLASSIAN``) with its consent page at
+  ``/authorize`` and ``/oauth/token/accessible-resources``.
 * Timestamps as Jira writes them: milliseconds and the site's offset,
   ``2026-04-25T18:35:13.605+0530``.
 * Rate limits: ``429`` with ``Retry-After``, ``X-RateLimit-Limit``,
@@ -46,10 +48,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
+from ucf.fakes.oauth_providers import mount_atlassian
 from ucf.fakes.scenario import (
     Activity,
     DeliveryVerification,
@@ -72,6 +74,15 @@ BAD_TOKEN: Final = "ATATT3xFfGF0fake0revoked0token0nobody0accepts"  # noqa: S105
 WEBHOOK_SECRET: Final = "It's a Secret to Everybody"  # noqa: S105 - Atlassian's documented example
 CLIENT_ID: Final = "fake-3lo-client-id"
 CLIENT_SECRET: Final = "fake-3lo-client-secret"  # noqa: S105 - a fake's
+ACCESSIBLE_SITE: Final = {
+    "id": CLOUD_ID,
+    "url": SITE,
+    "name": "acme-ops",
+    "scopes": ["read:jira-work", "read:jira-user"],
+    "avatarUrl": "https://site-admin-avatar-cdn.prod.public.atl-paas.net/avatars/240/site.png",
+}
+"""One entry of ``GET https://api.atlassian.com/oauth/token/accessible-resources``
+(https://developer.atlassian.com/cloud/jira/platform/oauth-2-3lo-apps/#3-1-get-the-cloudid-for-your-site)."""
 
 PROJECTS: Final = {"OPS": ("10000", "Operations"), "DEV": ("10001", "Development")}
 PEOPLE: Final = (
@@ -706,7 +717,8 @@ class JiraFake(ProviderFake):
         self.page_max = page_max
         self.access_tokens: set[str] = set()
         self.refresh_tokens: set[str] = {"fake-refresh-token-0"}
-        self.token_grants = 0
+        self.sites: list[dict[str, Any]] = [dict(ACCESSIBLE_SITE)]
+        """What ``accessible-resources`` lists for any token (a test may empty it)."""
         routes: list[tuple[str, str, Callable[[FakeRequest], FakeResponse]]] = [
             ("GET", "/rest/api/3/myself", self._myself),
             ("GET", "/rest/api/3/search/jql", self._search),
@@ -718,7 +730,21 @@ class JiraFake(ProviderFake):
             self.server.add_route(method, f"/ex/jira/{{cloud}}{path}", self._bearer(handler))
         for method in ("GET", "POST"):
             self.server.add_route(method, "/rest/api/3/search", self._removed)
-        self.server.add_route("POST", "/oauth/token", self._token)
+        # auth.atlassian.com (consent, /oauth/token) and api.atlassian.com's
+        # accessible-resources, on this one origin; the tokens are the gateway's.
+        self.auth = mount_atlassian(
+            self.server,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            sites=self.sites,
+            access_tokens=self.access_tokens,
+            refresh_tokens=self.refresh_tokens,
+        )
+
+    @property
+    def token_grants(self) -> int:
+        """Codes exchanged and refresh tokens used so far."""
+        return self.auth.exchanged + self.auth.refreshed
 
     # -- protocol
 
@@ -797,42 +823,6 @@ class JiraFake(ProviderFake):
         token = f"fake-access-{secrets.token_hex(8)}"
         self.access_tokens.add(token)
         return token
-
-    def _token(self, request: FakeRequest) -> FakeResponse:
-        """``POST https://auth.atlassian.com/oauth/token`` (JSON or form): rotating refresh."""
-        try:
-            if request.headers.get("content-type", "").startswith("application/json"):
-                form = {k: str(v) for k, v in request.json().items()}
-            else:
-                form = {k: v[0] for k, v in parse_qs(request.body.decode()).items()}
-        except (ValueError, AttributeError):
-            return FakeResponse.json({"error": "invalid_request"}, 400)
-        if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
-            return FakeResponse.json(
-                {"error": "access_denied", "error_description": "Unauthorized"}, 403
-            )
-        refresh = form.get("refresh_token", "")
-        if form.get("grant_type") != "refresh_token" or refresh not in self.refresh_tokens:
-            return FakeResponse.json(
-                {
-                    "error": "invalid_grant",
-                    "error_description": "Unknown or invalid refresh token.",
-                },
-                403,
-            )
-        self.refresh_tokens.discard(refresh)  # rotation: the old one is dead now
-        new_refresh = f"fake-refresh-{secrets.token_hex(8)}"
-        self.refresh_tokens.add(new_refresh)
-        self.token_grants += 1
-        return FakeResponse.json(
-            {
-                "access_token": self.issue_access_token(),
-                "expires_in": 3600,
-                "token_type": "Bearer",
-                "refresh_token": new_refresh,
-                "scope": "read:jira-work read:jira-user offline_access",
-            }
-        )
 
     # -- routes
 
@@ -1113,6 +1103,9 @@ class JiraScenario(Scenario):
     @property
     def webhook_secret(self) -> str:
         return WEBHOOK_SECRET
+
+    def oauth_app(self) -> tuple[str, str] | None:
+        return CLIENT_ID, CLIENT_SECRET
 
     def webhook_samples(self) -> list[WebhookSample]:
         now = datetime.now(UTC)

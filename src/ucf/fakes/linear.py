@@ -40,6 +40,7 @@ from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
 
 from ucf.core.timestamps import parse_timestamp
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
+from ucf.fakes.oauth_providers import mount_linear
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -54,6 +55,8 @@ from ucf.fakes.scenario import (
 API_KEY: Final = "lin_api_FAKEgoodKeyForTheUcfCatalogueBattery0001"
 BAD_API_KEY: Final = "lin_api_FAKErevokedKeyNobodyAccepts000000000"
 OAUTH_TOKEN: Final = "lin_oauth_FAKEaccessTokenForTheBattery"  # noqa: S105 - a fake's
+OAUTH_CLIENT_ID: Final = "fakelinearoauthclientid0001"
+OAUTH_CLIENT_SECRET: Final = "fakelinearoauthclientsecret0001"  # noqa: S105 - a fake's
 WEBHOOK_SECRET: Final = "lin_wh_FAKEsigningSecretOfTheBatteryWebhook"  # noqa: S105 - a fake's
 ORGANIZATION_ID: Final = "e5a6b2f4-0c8b-4c1e-9f7a-5d3b1c2a4e6f"
 WORKSPACE: Final = "acme"
@@ -580,6 +583,10 @@ class LinearFake(ProviderFake):
         self.oauth_tokens = {OAUTH_TOKEN}
         self.remaining = 5000
         self.server.add_route("POST", "/graphql", self._graphql)
+        # linear.app/oauth/authorize and api.linear.app/oauth/{token,revoke}: the consent.
+        self.auth = mount_linear(
+            self.server, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, access_tokens=self.oauth_tokens
+        )
 
     @cached_property
     def schema(self) -> GraphQLSchema:
@@ -883,6 +890,9 @@ class LinearScenario(Scenario):
 
     def bad_credentials(self) -> dict[str, str]:
         return {"apiKey": BAD_API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+    def oauth_app(self) -> tuple[str, str] | None:
+        return OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET
 
     @property
     def webhook_secret(self) -> str:

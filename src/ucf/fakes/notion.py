@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault, iso_millis
+from ucf.fakes.oauth_providers import mount_notion
 from ucf.fakes.scenario import (
     Activity,
     MetadataExpectation,
@@ -56,6 +57,8 @@ VERIFICATION_TOKEN: Final = "secret_FAKE0notion0webhook0verification0token0ucf" 
 WORKSPACE_ID: Final = "13950b26-c203-4f3b-b97d-93ec06319565"
 WORKSPACE_NAME: Final = "Acme Product"
 BOT_ID: Final = "0ef2e755-4912-8096-91c1-00376a88a5ca"
+OAUTH_CLIENT_ID: Final = "1a2b3c4d-0000-4000-8000-fa4e0a0c11e7"
+OAUTH_CLIENT_SECRET: Final = "secret_FAKE0notion0public0integration0oauth0client"  # noqa: S105
 NAMESPACE: Final = uuid.UUID("4f4e2f5a-6b1c-4f6e-9a2d-0c1e2d3f4a5b")
 
 PEOPLE: Final = (
@@ -366,6 +369,14 @@ class NotionFake(ProviderFake):
         self.data = Dataset(now)
         self.tokens = {GOOD_TOKEN}
         self._cursors: dict[str, tuple[str, int]] = {}
+        # A public integration's consent: /v1/oauth/authorize, /v1/oauth/token, /revoke.
+        self.auth = mount_notion(
+            self.server,
+            OAUTH_CLIENT_ID,
+            OAUTH_CLIENT_SECRET,
+            access_tokens=self.tokens,
+            workspace={"id": WORKSPACE_ID, "name": WORKSPACE_NAME, "bot_id": BOT_ID},
+        )
         self.server.add_route("POST", "/v1/search", self._guard(self._search))
         self.server.add_route("GET", "/v1/users/me", self._guard(self._me))
 
@@ -645,6 +656,9 @@ class NotionScenario(Scenario):
 
     def bad_credentials(self) -> dict[str, str]:
         return {"token": BAD_TOKEN, "verificationToken": VERIFICATION_TOKEN}
+
+    def oauth_app(self) -> tuple[str, str] | None:
+        return OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET
 
     @property
     def webhook_secret(self) -> str:

@@ -366,8 +366,10 @@ class Scenario(ABC):
         return None
 
     def oauth_app(self) -> tuple[str, str] | None:
-        """The client id and secret of the fake's OAuth app, when it serves a consent
-        (Slack): ``ucf sandbox`` registers it, so "Connect with …" works offline."""
+        """The client id and secret of the fake's OAuth app, when it serves a consent (its
+        provider's authorization server, ``ucf.fakes.oauth_providers``): ``ucf sandbox``
+        registers it for every connector whose descriptor offers a consent, so
+        "Connect with …" works offline."""
         return None
 
     def handshake(self, *, url: str, at: datetime) -> HandshakeSample | None:

@@ -32,7 +32,7 @@ from typing import Any, Final
 from urllib.parse import parse_qs
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
-from ucf.fakes.oauth import AuthorizationServer, TokenStyle
+from ucf.fakes.oauth import AuthorizationServer, Failure, TokenStyle
 from ucf.fakes.scenario import (
     Activity,
     HandshakeSample,
@@ -200,19 +200,23 @@ def _slack_tokens(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _slack_error(code: str) -> dict[str, Any]:
-    return {"ok": False, "error": code}
+def _slack_error(failure: Failure) -> dict[str, Any]:
+    return {"ok": False, "error": failure.code}
 
 
+# Slack's Web API answers failures with HTTP 200 and ok: false
+# (https://api.slack.com/methods/oauth.v2.access#errors).
 SLACK_TOKENS: Final = TokenStyle(
     success=_slack_tokens,
-    error_status=200,  # Slack's Web API answers failures with HTTP 200 and ok: false
     error=_slack_error,
-    codes={
-        "bad_code": "invalid_code",
-        "bad_refresh": "invalid_refresh_token",
-        "bad_client": "invalid_client_id",
-        "bad_grant_type": "invalid_grant_type",
+    failures={
+        "bad_request": Failure("invalid_arguments", status=200),
+        "bad_client": Failure("invalid_client_id", status=200),
+        "bad_code": Failure("invalid_code", status=200),
+        "bad_redirect": Failure("bad_redirect_uri", status=200),
+        "bad_verifier": Failure("invalid_code", status=200),
+        "bad_refresh": Failure("invalid_refresh_token", status=200),
+        "bad_grant_type": Failure("invalid_grant_type", status=200),
     },
 )
 

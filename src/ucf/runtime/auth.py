@@ -17,8 +17,13 @@ retry loop, redirects and the SSRF guard instead of wrapping them:
   the new token is used for anything.
 
 Invalid credentials end in :class:`~ucf.runtime.http.AuthFailed` with a message
-naming the endpoint and the status, never a value; nothing here retries a
-rejected credential (the retry loop only retries what may succeed later).
+naming the endpoint and the status or the provider's error code and description
+(``invalid_grant: Unknown or invalid refresh token.``), never a value we sent;
+nothing here retries a rejected credential (the retry loop only retries what may
+succeed later). Token endpoints differ: some refuse with HTTP 200 (Slack, GitHub),
+GitHub answers a form unless asked for JSON, Notion and Atlassian take a JSON
+body (``tokenRequest``), and tokens without a refresh token (GitHub OAuth apps)
+are used until the API rejects them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import parse_qsl
 
 import httpx
 
@@ -45,7 +51,7 @@ from ucf.runtime.http import (
     parse_json,
     send_with_retries,
 )
-from ucf.runtime.redaction import SECRETS
+from ucf.runtime.redaction import SECRETS, redact
 
 __all__ = [
     "ACCESS_TOKEN_EXPIRES_AT",
@@ -57,6 +63,8 @@ __all__ = [
     "build_auth",
     "exchange_code",
     "token_credentials",
+    "token_payload",
+    "token_refusal",
 ]
 
 ACCESS_TOKEN_EXPIRES_AT: Final = "accessTokenExpiresAt"  # noqa: S105 - a key name
@@ -259,8 +267,8 @@ class OAuth2Flow(httpx.Auth):
         """The stored token while it is valid; otherwise a new one (and True)."""
         async with self._lock:
             token = self._credentials.get(self._config.access_token_key)
-            if token and not self._expiring():
-                return token, False
+            if token and (not self._expiring() or not self.can_refresh()):
+                return token, False  # without a refresh token, the API decides (401: reconnect)
             return await self._fetch(), True
 
     async def _replace(self, *, rejected: str) -> str:
@@ -282,6 +290,15 @@ class OAuth2Flow(httpx.Auth):
             expires = expires.replace(tzinfo=UTC)
         return self._now() >= expires - REFRESH_MARGIN
 
+    def can_refresh(self) -> bool:
+        """Whether a new access token can be had without the user: a client-credentials
+        grant, or a stored refresh token (GitHub OAuth apps and other non-expiring tokens
+        come without one: the token is used until the API rejects it)."""
+        config = self._config
+        return config.grant != "refresh_token" or bool(
+            self._credentials.get(config.refresh_token_key)
+        )
+
     def _token_request(self) -> httpx.Request:
         config = self._config
         form: dict[str, str] = {"grant_type": config.grant}
@@ -291,37 +308,25 @@ class OAuth2Flow(httpx.Auth):
             form["scope"] = " ".join(config.scopes)
         client_id = self._lookup.get(config.client_id_key)
         client_secret = self._lookup.get(config.client_secret_key)
-        headers = {"Accept": "application/json"}
-        if config.client_auth == "basic":
-            headers["Authorization"] = _basic(client_id, client_secret)
-        else:
-            form["client_id"] = client_id
-            form["client_secret"] = client_secret
-        return self._client.build_request("POST", self._token_url, data=form, headers=headers)
+        return _token_post(self._client, config, self._token_url, form, client_id, client_secret)
 
     async def _fetch(self) -> str:
         """Run the grant, persist what changed, then return the new access token."""
         config = self._config
+        if not self.can_refresh():
+            raise AuthFailed(
+                "the access token was rejected and the provider issued no refresh token "
+                "(its tokens do not expire until revoked): reconnect the account",
+                status=401,
+            )
         request = self._token_request()
         where = describe(request)
-        try:
-            response = await send_with_retries(
-                self._client, request, settings=self._settings, sleep=self._sleep
-            )
-        except (RateLimited, UpstreamUnavailable):
-            raise
-        except UpstreamError as error:
-            if error.status is not None and 400 <= error.status < 500:
-                raise AuthFailed(
-                    f"{where}: the token endpoint refused the {config.grant} grant "
-                    f"(HTTP {error.status}); reconnect the account or check the client credentials",
-                    status=error.status,
-                ) from None
-            raise
+        response = await _send_token_request(
+            self._client, request, where, settings=self._settings, sleep=self._sleep
+        )
+        payload = _answer(response, where, f"the {config.grant} grant")
         updated = dict(self._credentials)
-        for key, value in token_credentials(
-            config, parse_json(response), where, self._now()
-        ).items():
+        for key, value in token_credentials(config, payload, where, self._now()).items():
             if value is None:
                 updated.pop(key, None)
             else:
@@ -352,9 +357,9 @@ def token_credentials(
         raise MalformedResponse(f"{where}: token response is not a JSON object")
     access_token = payload.get("access_token")
     if not isinstance(access_token, str) or not access_token:
-        code = payload.get("error")
-        if isinstance(code, str) and _ERROR_CODE.fullmatch(code):
-            raise AuthFailed(f"{where}: the token endpoint refused the grant ({code})")
+        refusal = token_refusal(payload)
+        if refusal is not None:
+            raise AuthFailed(f"{where}: the token endpoint refused the grant ({refusal})")
         raise MalformedResponse(f"{where}: token response has no access_token")
     SECRETS.add(access_token)
     changes: dict[str, str | None] = {
@@ -392,27 +397,118 @@ async def exchange_code(
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     if code_verifier is not None:
         form["code_verifier"] = code_verifier
-    headers = {"Accept": "application/json"}
-    if config.client_auth == "basic":
-        headers["Authorization"] = _basic(client_id, client_secret)
-    else:
-        form["client_id"] = client_id
-        form["client_secret"] = client_secret
-    request = client.build_request("POST", token_url, data=form, headers=headers)
+    request = _token_post(client, config, token_url, form, client_id, client_secret)
     where = describe(request)
+    response = await _send_token_request(client, request, where, settings=settings)
+    payload = _answer(response, where, "the authorization code")
+    changes = token_credentials(config, payload, where, now)
+    return {key: value for key, value in changes.items() if value is not None}
+
+
+_TOKEN_REFUSALS: Final = (400, 401, 403)
+"""Statuses a token endpoint refuses a grant with (RFC 6749 §5.2: 400, 401 for the
+client; Atlassian answers 403): read for the provider's reason, never retried."""
+
+
+async def _send_token_request(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    where: str,
+    *,
+    settings: HttpSettings,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> httpx.Response:
+    """Through the bounded retries (5xx and 429 are retried and raised as such); a
+    refusal comes back to be read, any other 4xx is :class:`AuthFailed`."""
     try:
-        response = await send_with_retries(client, request, settings=settings)
+        return await send_with_retries(
+            client, request, settings=settings, sleep=sleep, accept=_TOKEN_REFUSALS
+        )
     except (RateLimited, UpstreamUnavailable):
         raise
     except UpstreamError as error:
         if error.status is not None and 400 <= error.status < 500:
             raise AuthFailed(
-                f"{where}: the token endpoint refused the authorization code (HTTP {error.status})",
+                f"{where}: the token endpoint answered HTTP {error.status}",
                 status=error.status,
             ) from None
         raise
-    changes = token_credentials(config, parse_json(response), where, now)
-    return {key: value for key, value in changes.items() if value is not None}
+
+
+def _token_post(
+    client: httpx.AsyncClient,
+    config: d.OAuth2Config,
+    token_url: str,
+    form: dict[str, str],
+    client_id: str,
+    client_secret: str,
+) -> httpx.Request:
+    """A token request: client authentication and body encoding as the descriptor says,
+    and ``Accept: application/json`` (GitHub answers a form without it)."""
+    headers = {"Accept": "application/json"}
+    if config.client_auth == "basic":
+        headers["Authorization"] = _basic(client_id, client_secret)
+    else:
+        form = {**form, "client_id": client_id, "client_secret": client_secret}
+    if config.token_request == "json":  # noqa: S105 - an encoding, not a secret
+        return client.build_request("POST", token_url, json=form, headers=headers)
+    return client.build_request("POST", token_url, data=form, headers=headers)
+
+
+def _answer(response: httpx.Response, where: str, what: str) -> Any:
+    """The token endpoint's payload; a refusal (4xx) as :class:`AuthFailed` with the
+    provider's error code and description, never a value we sent."""
+    if response.status_code < 400:
+        return token_payload(response, where)
+    try:
+        refusal = token_refusal(token_payload(response, where))
+    except MalformedResponse:
+        refusal = None
+    raise AuthFailed(
+        f"{where}: the token endpoint refused {what} "
+        f"({refusal or f'HTTP {response.status_code}'}); reconnect the account or check the "
+        "client credentials",
+        status=response.status_code,
+    )
+
+
+def token_payload(response: httpx.Response, where: str) -> Any:
+    """A token endpoint's answer: JSON (RFC 6749 §5.1), or a form from an endpoint that
+    answers one whatever ``Accept`` says (GitHub's default encoding)."""
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/x-www-form-urlencoded":
+        try:
+            return dict(parse_qsl(response.text, keep_blank_values=True, strict_parsing=True))
+        except ValueError:
+            raise MalformedResponse(f"{where}: token response is not a valid form") from None
+    return parse_json(response)
+
+
+_DESCRIPTION_MAX: Final = 200
+
+
+def token_refusal(payload: Any) -> str | None:
+    """``invalid_grant: AADSTS50173: The provided grant has expired…``: the error code
+    and the provider's description, or None when the payload is not a refusal.
+
+    RFC 6749 §5.2 ``error``/``error_description`` (also Slack's ``ok: false`` and
+    GitHub's HTTP-200 errors); Notion's error object ``{"object": "error", "code",
+    "message"}``. Microsoft's trace and correlation ids are cut off; the text is
+    redacted and capped."""
+    if not isinstance(payload, dict):
+        return None
+    code = payload.get("error")
+    if not isinstance(code, str) and payload.get("object") == "error":
+        code = payload.get("code")
+    if not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
+        return None
+    description = payload.get("error_description") or payload.get("message")
+    if not isinstance(description, str) or not description.strip():
+        return code
+    words = " ".join(description.split()).split(" Trace ID:")[0]
+    if len(words) > _DESCRIPTION_MAX:
+        words = words[: _DESCRIPTION_MAX - 1] + "…"
+    return f"{code}: {redact(words)}"
 
 
 # --------------------------------------------------------------------------- factory

@@ -60,6 +60,15 @@ class Provider:
         verification = delivery_verification(self.descriptor, self.scenario)
         return self.receives_webhooks and verification is not None and verification.signs_body
 
+    @property
+    def oauth_app(self) -> tuple[str, str] | None:
+        """The client id and secret of the app its fake's authorization server knows, when
+        the descriptor offers a consent ("Connect with …"): asked of the descriptor, so a
+        connector that gains OAuth (as an alternative auth method too) lights up alone."""
+        if self.descriptor.consent() is None:
+            return None
+        return self.scenario.oauth_app()
+
     def instance_body(self) -> dict[str, Any]:
         """``POST /api/projects/{p}/instances``: config pointing at the fake, good credentials."""
         return {

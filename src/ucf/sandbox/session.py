@@ -346,7 +346,7 @@ class Sandbox:
                 parts.append(f"first poll: {_error_of(poll)}")
         if webhook_url:
             parts.append("webhooks on")
-        app = provider.scenario.oauth_app()
+        app = provider.oauth_app
         if app is not None:  # "Connect with …" in the dashboard works offline too
             registered = await api.put(
                 f"/api/connectors/{connector}/oauth-client",

@@ -86,11 +86,14 @@ def check_credentials(
     ``provided`` names fields supplied elsewhere (the operator's registered
     OAuth app brings client id and secret): required, but not from the user.
     An OAuth consent also stores its access token's expiry time, a key of the
-    runtime's own. With ``authAlternatives``, ``authMethod`` names the method
-    the instance signs in with, and only that method's fields are required.
+    runtime's own, and the access token itself even where the descriptor asks
+    a user for no such field (Outlook's asks only for a refresh token). With
+    ``authAlternatives``, ``authMethod`` names the method the instance signs in
+    with, and only that method's fields are required.
     """
     fields = {f.key: f for f in descriptor.credential_fields()}
-    runtime_keys = {ACCESS_TOKEN_EXPIRES_AT} if descriptor.consent() else set()
+    consent = descriptor.consent()
+    runtime_keys = {ACCESS_TOKEN_EXPIRES_AT, consent.access_token_key} if consent else set()
     methods = [method.method for method in descriptor.auth_methods()]
     problems: list[FieldProblem] = []
     result: dict[str, str] = {}
