@@ -30,7 +30,7 @@ def test_validate_prints_a_one_line_summary_for_a_valid_file() -> None:
     result = ucf("connectors", "validate", str(GITHUB))
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1
-    assert "github-issues v1.0.0" in result.stdout
+    assert "github-issues v1.1.0" in result.stdout
     assert "issue_commented" in result.stdout
 
 
@@ -46,7 +46,7 @@ def test_validate_lists_every_problem_with_path_and_hint_and_fails(tmp_path: Pat
     assert "  id: " in result.stderr
     assert "fieldMapping.itemPath: unknown field 'itemPath'" in result.stderr
     assert "hint: did you mean 'itemsPath'?" in result.stderr
-    assert "github-issues v1.0.0" in result.stdout  # the good file is still reported
+    assert "github-issues v1.1.0" in result.stdout  # the good file is still reported
     assert "Traceback" not in result.stderr
 
 

@@ -111,7 +111,7 @@ async def test_the_operator_registers_an_app_and_the_secret_never_comes_back(web
     }
     assert CLIENT_SECRET not in after.text
     not_oauth = await web.client.put(
-        "/api/connectors/github-issues/oauth-client", json={"clientId": "a", "clientSecret": "b"}
+        "/api/connectors/trello/oauth-client", json={"clientId": "a", "clientSecret": "b"}
     )
     assert not_oauth.status_code == 422
     assert (await web.client.get("/api/connectors/nope/oauth-client")).status_code == 404

@@ -15,12 +15,10 @@ exchange ends on a clear page with nothing stored and nothing logged.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -111,17 +109,6 @@ class Provider:
 # --------------------------------------------------------------------------- the providers
 
 
-def _outlook_descriptor(fake: ProviderFake) -> dict[str, Any]:
-    """Outlook's shipped descriptor with its consent and token URLs under its own
-    ``authorityUrl`` setting (a national cloud's, here the fake's)."""
-    text = resources.files("ucf.catalogue").joinpath("outlook.json").read_text()
-    descriptor: dict[str, Any] = json.loads(text)
-    config = descriptor["auth"]["config"]
-    for key, leaf in (("authoriseUrl", "authorize"), ("tokenUrl", "token")):
-        config[key] = "{{authorityUrl}}/{{config.tenant}}/oauth2/v2.0/" + leaf
-    return descriptor
-
-
 def _graph_force_refresh(fake: graph.GraphFake) -> None:
     fake.auth.access_tokens.clear()  # the hour passed: the next request gets a 401
     for token, kind in list(fake.access_tokens.items()):
@@ -183,7 +170,7 @@ PROVIDERS = [
     Provider(
         connector_id="outlook",
         make_fake=lambda now: graph.GraphFake(now, messages=12),
-        descriptor=_outlook_descriptor,
+        descriptor=None,  # the shipped one: its URLs follow its authorityUrl setting
         config=lambda fake: {
             "baseUrl": f"{fake.base_url}/v1.0",
             "authorityUrl": fake.base_url,
@@ -237,23 +224,10 @@ PROVIDERS = [
         query={"audience": "api.atlassian.com", "prompt": "consent"},
     ),
     Provider(
-        connector_id="notion-public",
+        connector_id="notion",
         make_fake=lambda now: notion.NotionFake(now),
-        descriptor=lambda fake: generic(
-            "notion-public",
-            fake.base_url,
-            oauth={
-                "authoriseUrl": "{{config.authUrl}}/v1/oauth/authorize",
-                "tokenUrl": "{{config.authUrl}}/v1/oauth/token",
-                "tokenRequest": "json",
-                "clientAuth": "basic",
-                "scopes": [],
-                "authorizeParams": {"owner": "user"},
-            },
-            health={"endpoint": "{{baseUrl}}/v1/users/me", "method": "GET"},
-            extra_headers={"Notion-Version": "2022-06-28"},
-        ),
-        config=lambda fake: {"baseUrl": fake.base_url, "authUrl": fake.base_url},
+        descriptor=None,
+        config=lambda fake: {"baseUrl": fake.base_url},
         authorize_path="/v1/oauth/authorize",
         app=(notion.OAUTH_CLIENT_ID, notion.OAUTH_CLIENT_SECRET),
         expects_refresh_token=True,
@@ -262,6 +236,7 @@ PROVIDERS = [
         force_refresh=lambda fake: _drop_consent_tokens(fake.tokens, fake.auth),
         revoke=_revoke_notion,
         query={"owner": "user"},
+        polls=True,
     ),
     Provider(
         connector_id="linear-oauth",
@@ -356,20 +331,15 @@ PROVIDERS = [
         polls=True,
     ),
     Provider(
-        connector_id="github-oauth",
+        connector_id="github-issues",
         make_fake=lambda now: github.GitHubFake(now),
-        descriptor=lambda fake: generic(
-            "github-oauth",
-            fake.base_url,
-            oauth={
-                "authoriseUrl": "{{config.authUrl}}/login/oauth/authorize",
-                "tokenUrl": "{{config.authUrl}}/login/oauth/access_token",
-                "scopes": ["repo"],
-            },
-            health={"endpoint": "{{baseUrl}}/rate_limit", "method": "GET"},
-            extra_headers={"Accept": "application/vnd.github+json"},
-        ),
-        config=lambda fake: {"baseUrl": fake.base_url, "authUrl": fake.base_url},
+        descriptor=None,
+        config=lambda fake: {
+            "baseUrl": fake.base_url,
+            "signInUrl": fake.base_url,
+            "owner": github.OWNER,
+            "repo": github.REPO,
+        },
         authorize_path="/login/oauth/authorize",
         app=(github.OAUTH_CLIENT_ID, github.OAUTH_CLIENT_SECRET),
         expects_refresh_token=False,
@@ -379,6 +349,26 @@ PROVIDERS = [
         revoked="issued no refresh token",
         revoke=_revoke_github,
         rotates=False,
+        polls=True,
+    ),
+    Provider(
+        connector_id="jira",
+        make_fake=lambda now: jira.JiraFake(now),
+        descriptor=None,  # the native connector: its own auth routes OAuth through the gateway
+        config=lambda fake: {
+            "siteUrl": fake.base_url,
+            "authUrl": fake.base_url,
+            "gatewayUrl": fake.base_url,
+        },
+        authorize_path="/authorize",
+        app=(jira.CLIENT_ID, jira.CLIENT_SECRET),
+        expects_refresh_token=True,
+        refused_client="access_denied: Unauthorized",
+        revoked="invalid_grant: Unknown or invalid refresh token.",
+        force_refresh=lambda fake: _drop_consent_tokens(fake.access_tokens, fake.auth),
+        revoke=lambda fake: fake.auth.revoke_all(),
+        query={"audience": "api.atlassian.com", "prompt": "consent"},
+        polls=True,
     ),
 ]
 
@@ -395,12 +385,7 @@ def provider(request: pytest.FixtureRequest) -> Iterator[tuple[Provider, Any]]:
 
 async def install(web: Web, case: Provider, fake: Any, *, secret: str | None = None) -> str:
     """The connector and its OAuth app; returns the instance's API path."""
-    if case.descriptor is None:
-        pass  # the shipped descriptor, as it is
-    elif case.connector_id == "outlook":
-        put = await web.client.put("/api/connectors/outlook", json=case.descriptor(fake))
-        assert put.status_code == 200, put.text
-    else:
+    if case.descriptor is not None:  # else the shipped descriptor, as it is
         posted = await web.client.post("/api/connectors", json=case.descriptor(fake))
         assert posted.status_code == 201, posted.text
     client_id, client_secret = case.app

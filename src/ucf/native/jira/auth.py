@@ -44,6 +44,15 @@ class AtlassianEndpoints:
     def api_base(self, cloud_id: str) -> str:
         return f"{self.gateway.rstrip('/')}/ex/jira/{cloud_id}"
 
+    def configured(self, config: Mapping[str, str]) -> AtlassianEndpoints:
+        """These, or the instance's ``authUrl``/``gatewayUrl`` settings (the descriptor's
+        consent uses the same ones, so a test server stands in for both)."""
+        auth, gateway = config.get("authUrl", "").strip(), config.get("gatewayUrl", "").strip()
+        return AtlassianEndpoints(
+            gateway=gateway.rstrip("/") or self.gateway,
+            token_url=f"{auth.rstrip('/')}/oauth/token" if auth else self.token_url,
+        )
+
 
 ATLASSIAN: Final = AtlassianEndpoints()
 
@@ -126,6 +135,7 @@ def jira_auth(
     any request is made.
     """
     if uses_oauth(credentials):
+        endpoints = endpoints.configured(config)
         cloud_id = (config.get("cloudId") or "").strip()
         if not cloud_id:
             raise AuthFailed(
