@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -207,3 +209,90 @@ async def test_a_database_an_older_ucf_left_world_readable_is_made_private(
     await again.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert report.actions == ("made ucf.db readable by this user only (mode 0600)",)
+
+
+# --- group commit: concurrent writes share one transaction and one fsync -------------------
+
+_GROUP_SCHEMA = (
+    Migration(
+        1,
+        "a parent and a child whose foreign key is checked at COMMIT",
+        """
+        CREATE TABLE parent (name TEXT PRIMARY KEY);
+        CREATE TABLE child (
+            name   TEXT PRIMARY KEY,
+            parent TEXT NOT NULL REFERENCES parent (name) DEFERRABLE INITIALLY DEFERRED
+        );
+        """,
+    ),
+)
+
+
+def _insert(table: str, *values: str) -> Callable[[sqlite3.Connection], str]:
+    def run(conn: sqlite3.Connection) -> str:
+        conn.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(values))})", values)
+        return values[0]
+
+    return run
+
+
+def _names(path: Path, table: str) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {row[0] for row in conn.execute(f"SELECT name FROM {table}")}
+
+
+@pytest.fixture
+async def group_db(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(tmp_path / "group.db", migrations=_GROUP_SCHEMA)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def test_concurrent_writes_share_one_commit_and_each_gets_its_own_result(
+    group_db: Database,
+) -> None:
+    statements: list[str] = []
+    await group_db.write(lambda conn: conn.set_trace_callback(statements.append))
+    names = [f"p{i}" for i in range(32)]
+    results = await asyncio.gather(*(group_db.write(_insert("parent", n)) for n in names))
+    assert results == names
+    assert statements.count("COMMIT") <= 2, "32 concurrent writes, one fsync each"
+    assert _names(group_db.path, "parent") == set(names), "all durable, seen by another reader"
+
+
+async def test_a_write_that_fails_inside_a_group_fails_alone_and_leaves_nothing(
+    group_db: Database,
+) -> None:
+    def half_then_fail(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO parent VALUES ('half')")
+        raise ValueError("the write's own mistake")
+
+    before = group_db.commits
+    first, failed, last = await asyncio.gather(
+        group_db.write(_insert("parent", "a")),
+        group_db.write(half_then_fail),
+        group_db.write(_insert("parent", "b")),
+        return_exceptions=True,
+    )
+    assert (first, last) == ("a", "b")
+    assert isinstance(failed, ValueError)
+    assert group_db.commits == before + 1, "the three were one group"
+    assert _names(group_db.path, "parent") == {"a", "b"}
+
+
+async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
+    group_db: Database,
+) -> None:
+    outcomes = await asyncio.gather(
+        group_db.write(_insert("parent", "a")),
+        group_db.write(_insert("child", "orphan", "nobody")),  # refused only at COMMIT
+        group_db.write(_insert("parent", "b")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+    assert _names(group_db.path, "parent") == set()
+    assert await group_db.write(_insert("parent", "c")) == "c", "the next group commits"
+    assert _names(group_db.path, "parent") == {"c"}
