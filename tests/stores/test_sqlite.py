@@ -15,6 +15,7 @@ import pytest
 
 from tests.stores.builders import T0, signal_write
 from ucf.stores import InvalidRecord, StoreCorrupt, StoreUnavailable, open_store
+from ucf.stores.models import CheckpointMove
 from ucf.stores.sqlite.database import Database
 from ucf.stores.sqlite.schema import MIGRATIONS, Migration
 
@@ -140,6 +141,25 @@ async def test_a_batch_that_fails_midway_stores_nothing_and_queues_nothing(
         assert (await store.signals.ingest([good], sinks=["http"])).inserted == (True,)
 
 
+async def test_a_poll_page_and_its_checkpoint_are_one_commit_all_or_nothing(
+    tmp_path: Path,
+) -> None:
+    move = CheckpointMove("p1", "github-issues", 0, "page-2", T0)
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        statements: list[str] = []
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()
+        result = await store.signals.ingest([signal_write("a")], checkpoint=move)
+        assert result.checkpoint_moved is True
+        assert statements.count("COMMIT") == 1, "one fsync per page, not two"
+        unwritable = CheckpointMove("p1", "github-issues", 1, {"not json": object()}, T0)
+        with pytest.raises(InvalidRecord):
+            await store.signals.ingest([signal_write("b")], checkpoint=unwritable)
+        assert await store.signals.get("p1", signal_write("b").signal_id) is None
+        assert (await store.checkpoints.get("p1", "github-issues")).value == "page-2"
+
+
 async def test_purge_deletes_expired_signals_and_their_deliveries(tmp_path: Path) -> None:
     old = signal_write("old", received_at=T0)
     fresh = signal_write("fresh", received_at=T0 + timedelta(days=20))
@@ -256,10 +276,11 @@ async def test_concurrent_writes_share_one_commit_and_each_gets_its_own_result(
 ) -> None:
     statements: list[str] = []
     await group_db.write(lambda conn: conn.set_trace_callback(statements.append))
+    statements.clear()
     names = [f"p{i}" for i in range(32)]
     results = await asyncio.gather(*(group_db.write(_insert("parent", n)) for n in names))
     assert results == names
-    assert statements.count("COMMIT") <= 2, "32 concurrent writes, one fsync each"
+    assert statements.count("COMMIT") == 1, "32 concurrent writes, one commit, one fsync"
     assert _names(group_db.path, "parent") == set(names), "all durable, seen by another reader"
 
 
