@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.stores.builders import T0, signal_write
+from tests.stores.builders import T0, minutes, signal_write
 from ucf.stores import InvalidRecord, StoreCorrupt, StoreUnavailable, open_store
-from ucf.stores.models import CheckpointMove
+from ucf.stores.models import CheckpointMove, SignalQuery
 from ucf.stores.sqlite.database import Database
 from ucf.stores.sqlite.schema import MIGRATIONS, Migration
 
@@ -317,3 +317,44 @@ async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
     assert _names(group_db.path, "parent") == set()
     assert await group_db.write(_insert("parent", "c")) == "c", "the next group commits"
     assert _names(group_db.path, "parent") == {"c"}
+
+
+async def test_every_signal_and_outbox_query_searches_an_index_never_scans_the_signals(
+    tmp_path: Path,
+) -> None:
+    """Each index of ``signals`` serves a query (dedup, get, query, counts, purge) and
+    every insert pays for each: a query left scanning the table, or an index left
+    serving none, fails here (docs/storage.md, "Indexes")."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        statements: list[str] = []
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        write = signal_write("a")
+        move = CheckpointMove("p1", "github-issues", 0, "x", T0)
+        await store.signals.ingest([write, signal_write("b")], sinks=["http"], checkpoint=move)
+        await store.signals.get("p1", write.signal_id)
+        filters = SignalQuery(source="github-issues", type="t", since=T0, until=T0 + minutes(1))
+        await store.signals.query("p1", filters)
+        page = await store.signals.query("p1", limit=1)
+        await store.signals.query("p1", limit=1, cursor=page.next_cursor)
+        await store.signals.counts("p1", "github-issues", now=T0)
+        entries = await store.outbox.claim("http", limit=5, lease=minutes(1), now=T0 + minutes(1))
+        await store.outbox.park("http", [entries[0].entry_id], reason="refused", now=T0)
+        await store.outbox.parked("http", limit=5)
+        await store.outbox.ack("http", [e.entry_id for e in entries])
+        await store.signals.purge_expired(now=T0)
+        await db.write(lambda conn: conn.set_trace_callback(None))
+        reads = {s for s in statements if s.split()[0] in ("SELECT", "UPDATE", "DELETE")}
+        assert len(reads) >= 10
+        used: set[str] = set()
+        for statement in sorted(reads):
+            plan = await db.read(
+                lambda conn, s=statement: conn.execute("EXPLAIN QUERY PLAN " + s).fetchall()
+            )
+            steps = [row[3] for row in plan]
+            assert not any(step.startswith("SCAN signals") for step in steps), (statement, steps)
+            used.update(word for step in steps for word in step.split() if word.startswith("s"))
+        indexes = await db.read(
+            lambda conn: {row[1] for row in conn.execute("PRAGMA index_list('signals')")}
+        )
+        assert indexes <= used, f"indexes no query uses cost every insert: {indexes - used}"
