@@ -9,6 +9,13 @@ pragmas), one transaction per batch of the same size. Target: the SQLite store
 reaches ≥ 30 % of the floor. A barer floor (the dedup key as the only index) is
 printed too, to show what the query indexes cost.
 
+Two write shapes of the service are measured on SQLite as well, each beside the
+alternative it replaced: a poll page (100 signals) stored with its checkpoint in
+one transaction against ingest-then-compare-and-set (two commits, as DynamoDB
+still does), and 32 webhook-sized ingests (one signal each) issued at once,
+which group commit folds into shared transactions, against the same ingests
+one at a time (a commit, an fsync and a thread hop each).
+
 DynamoDB runs against dynalite when the backend and ``node_modules/.bin/dynalite``
 are both present (dynalite is a single-threaded Node server: its figure says what
 our request path costs, not what DynamoDB can do).
@@ -44,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from github_items import github_issues
 from ucf.core.signal import SanitisedSignal, SignalMetadata, dedup_key, iso_utc, signal_id
 from ucf.stores import Store, open_store
-from ucf.stores.models import SignalWrite, epoch_ms
+from ucf.stores.models import CheckpointMove, SignalWrite, epoch_ms
 from ucf.stores.sqlite.schema import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,6 +231,44 @@ async def measure(
     return len(writes) / elapsed, inserted
 
 
+PAGE_SIZES = (100, 5)
+"""A first poll's full pages, and a steady-state poll's few changes since the last one."""
+CONCURRENT = 32
+
+
+async def pages(
+    writes: Sequence[SignalWrite], directory: Path, *, size: int, one_commit: bool
+) -> float:
+    """Poll pages/s: each page's signals and its checkpoint, in one commit or in two."""
+    async with sqlite_store(directory) as store:
+        gc.collect()
+        start = time.perf_counter()
+        for version, chunk in enumerate(batches(writes, size)):
+            move = CheckpointMove("p1", "github-issues", version, version + 1, RECEIVED)
+            if one_commit:
+                result = await store.signals.ingest(chunk, checkpoint=move)
+                moved = result.checkpoint_moved
+            else:
+                await store.signals.ingest(chunk)
+                moved = await store.checkpoints.compare_and_set(
+                    "p1", "github-issues", expected_version=version, value=version + 1, now=RECEIVED
+                )
+            assert moved, "a page's checkpoint did not move"
+        return math.ceil(len(writes) / size) / (time.perf_counter() - start)
+
+
+async def deliveries(writes: Sequence[SignalWrite], directory: Path, *, at_once: int) -> float:
+    """Webhook-sized ingests/s (one signal each), ``at_once`` in flight."""
+    async with sqlite_store(directory) as store:
+        gc.collect()
+        start = time.perf_counter()
+        for i in range(0, len(writes), at_once):
+            await asyncio.gather(
+                *(store.signals.ingest([write]) for write in writes[i : i + at_once])
+            )
+        return len(writes) / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--signals", type=int, default=50_000)
@@ -268,6 +313,19 @@ def main() -> None:
                 rate, inserted = asyncio.run(measure(backend, writes, args.batch, directory))
                 assert inserted == unique, f"{backend.name}: inserted {inserted}, expected {unique}"
                 record(backend.name, rate)
+            if "sqlite" in wanted:
+                some = writes[: min(len(writes), 5_000)]
+                for size in PAGE_SIZES:
+                    for one_commit in (True, False):
+                        directory = work / f"pages-{size}-{one_commit}"
+                        rate = asyncio.run(
+                            pages(some[: size * 60], directory, size=size, one_commit=one_commit)
+                        )
+                        record(f"pages {size} {one_commit}", rate)
+                for at_once in (CONCURRENT, 1):
+                    directory = work / f"deliveries-{at_once}"
+                    rate = asyncio.run(deliveries(some[:4000], directory, at_once=at_once))
+                    record(f"deliveries {at_once}", rate)
 
     bare, floor = best["bare"], best["floor"]
     print(f"  {'raw floor, dedup key only':34} {bare:>9,.0f} signals/s")
@@ -280,6 +338,18 @@ def main() -> None:
         print(
             f"  {backend.name:34} {rate:>9,.0f} signals/s  "
             f"{rate / floor:6.1%} of floor, {rate / bare:6.1%} of bare{verdict}"
+        )
+    if "sqlite" in wanted:
+        for size in PAGE_SIZES:
+            one, two = best[f"pages {size} True"], best[f"pages {size} False"]
+            print(
+                f"  poll pages of {size:>3} + checkpoint: one commit {one:,.0f} pages/s, "
+                f"ingest then CAS (two commits) {two:,.0f} pages/s → {one / two:.2f}×"
+            )
+        grouped, serial = best[f"deliveries {CONCURRENT}"], best["deliveries 1"]
+        print(
+            f"  one-signal ingests, {CONCURRENT} at once (group commit) {grouped:,.0f}/s, "
+            f"one at a time {serial:,.0f}/s → {grouped / serial:.2f}×"
         )
 
 

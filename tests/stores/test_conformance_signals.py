@@ -8,7 +8,7 @@ import pytest
 
 from tests.stores.builders import T0, minutes, signal_write
 from ucf.stores import InvalidCursor, Store
-from ucf.stores.models import SignalQuery
+from ucf.stores.models import CheckpointMove, SignalQuery
 
 LEASE = timedelta(seconds=30)
 
@@ -256,6 +256,52 @@ async def test_lag_reports_pending_count_and_oldest_age(store: Store) -> None:
 async def test_ingest_without_sinks_queues_nothing(store: Store) -> None:
     await store.signals.ingest([signal_write("a")])
     assert (await store.outbox.lag("http", now=T0)).pending == 0
+
+
+async def test_a_sink_configured_later_starts_empty_and_gets_only_what_comes_after(
+    store: Store,
+) -> None:
+    before = [signal_write("a", at=T0), signal_write("b", at=T0 + minutes(1))]
+    await store.signals.ingest(before)  # no sink configured yet: stored, queued nowhere
+    after = signal_write("c", at=T0 + minutes(2))
+    result = await store.signals.ingest([before[0], after], sinks=["http"])
+    assert result.inserted == (False, True), "a redelivery of an earlier signal is no news"
+    queued = await store.outbox.claim("http", limit=10, lease=LEASE, now=T0 + minutes(5))
+    assert [e.signal["id"] for e in queued] == [after.signal_id]
+    page = await store.signals.query("p1")
+    assert {s.signal_id for s in page.items} == {w.signal_id for w in (*before, after)}
+    last = signal_write("d", at=T0 + minutes(3))
+    await store.signals.ingest([last], sinks=["http", "jsonl"])  # a second sink joins
+    jsonl = await store.outbox.claim("jsonl", limit=10, lease=LEASE, now=T0 + minutes(5))
+    assert [e.signal["id"] for e in jsonl] == [last.signal_id]
+
+
+# --- a poll page's checkpoint with its signals ---------------------------------------
+
+
+def _move(expected_version: int, value: object) -> CheckpointMove:
+    return CheckpointMove("p1", "github-issues", expected_version, value, T0)
+
+
+async def test_a_page_moves_its_checkpoint_once_its_signals_are_stored(store: Store) -> None:
+    first = await store.signals.ingest([signal_write("a")], checkpoint=_move(0, {"since": 1}))
+    assert (first.inserted, first.checkpoint_moved) == ((True,), True)
+    second = await store.signals.ingest([], checkpoint=_move(1, {"since": 2}))
+    assert second.checkpoint_moved is True, "an empty page still moves its checkpoint"
+    stored = await store.checkpoints.get("p1", "github-issues")
+    assert (stored.value, stored.version) == ({"since": 2}, 2)
+    assert (await store.signals.ingest([signal_write("b")])).checkpoint_moved is None
+
+
+async def test_a_lost_checkpoint_race_keeps_the_pages_signals(store: Store) -> None:
+    assert await store.checkpoints.compare_and_set(
+        "p1", "github-issues", expected_version=0, value="theirs", now=T0
+    )
+    write = signal_write("a")
+    result = await store.signals.ingest([write], checkpoint=_move(0, "ours"))
+    assert (result.inserted, result.checkpoint_moved) == ((True,), False)
+    assert (await store.checkpoints.get("p1", "github-issues")).value == "theirs"
+    assert await store.signals.get("p1", write.signal_id) is not None
 
 
 # --- parked entries ---------------------------------------------------------------

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.stores.builders import T0, signal_write
+from tests.stores.builders import T0, minutes, signal_write
 from ucf.stores import InvalidRecord, StoreCorrupt, StoreUnavailable, open_store
+from ucf.stores.models import CheckpointMove, SignalQuery
 from ucf.stores.sqlite.database import Database
 from ucf.stores.sqlite.schema import MIGRATIONS, Migration
 
@@ -138,6 +141,25 @@ async def test_a_batch_that_fails_midway_stores_nothing_and_queues_nothing(
         assert (await store.signals.ingest([good], sinks=["http"])).inserted == (True,)
 
 
+async def test_a_poll_page_and_its_checkpoint_are_one_commit_all_or_nothing(
+    tmp_path: Path,
+) -> None:
+    move = CheckpointMove("p1", "github-issues", 0, "page-2", T0)
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        statements: list[str] = []
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()
+        result = await store.signals.ingest([signal_write("a")], checkpoint=move)
+        assert result.checkpoint_moved is True
+        assert statements.count("COMMIT") == 1, "one fsync per page, not two"
+        unwritable = CheckpointMove("p1", "github-issues", 1, {"not json": object()}, T0)
+        with pytest.raises(InvalidRecord):
+            await store.signals.ingest([signal_write("b")], checkpoint=unwritable)
+        assert await store.signals.get("p1", signal_write("b").signal_id) is None
+        assert (await store.checkpoints.get("p1", "github-issues")).value == "page-2"
+
+
 async def test_purge_deletes_expired_signals_and_their_deliveries(tmp_path: Path) -> None:
     old = signal_write("old", received_at=T0)
     fresh = signal_write("fresh", received_at=T0 + timedelta(days=20))
@@ -207,3 +229,132 @@ async def test_a_database_an_older_ucf_left_world_readable_is_made_private(
     await again.close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert report.actions == ("made ucf.db readable by this user only (mode 0600)",)
+
+
+# --- group commit: concurrent writes share one transaction and one fsync -------------------
+
+_GROUP_SCHEMA = (
+    Migration(
+        1,
+        "a parent and a child whose foreign key is checked at COMMIT",
+        """
+        CREATE TABLE parent (name TEXT PRIMARY KEY);
+        CREATE TABLE child (
+            name   TEXT PRIMARY KEY,
+            parent TEXT NOT NULL REFERENCES parent (name) DEFERRABLE INITIALLY DEFERRED
+        );
+        """,
+    ),
+)
+
+
+def _insert(table: str, *values: str) -> Callable[[sqlite3.Connection], str]:
+    def run(conn: sqlite3.Connection) -> str:
+        conn.execute(f"INSERT INTO {table} VALUES ({','.join('?' * len(values))})", values)
+        return values[0]
+
+    return run
+
+
+def _names(path: Path, table: str) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {row[0] for row in conn.execute(f"SELECT name FROM {table}")}
+
+
+@pytest.fixture
+async def group_db(tmp_path: Path) -> AsyncIterator[Database]:
+    db = Database(tmp_path / "group.db", migrations=_GROUP_SCHEMA)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def test_concurrent_writes_share_one_commit_and_each_gets_its_own_result(
+    group_db: Database,
+) -> None:
+    statements: list[str] = []
+    await group_db.write(lambda conn: conn.set_trace_callback(statements.append))
+    statements.clear()
+    names = [f"p{i}" for i in range(32)]
+    results = await asyncio.gather(*(group_db.write(_insert("parent", n)) for n in names))
+    assert results == names
+    assert statements.count("COMMIT") == 1, "32 concurrent writes, one commit, one fsync"
+    assert _names(group_db.path, "parent") == set(names), "all durable, seen by another reader"
+
+
+async def test_a_write_that_fails_inside_a_group_fails_alone_and_leaves_nothing(
+    group_db: Database,
+) -> None:
+    def half_then_fail(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO parent VALUES ('half')")
+        raise ValueError("the write's own mistake")
+
+    before = group_db.commits
+    first, failed, last = await asyncio.gather(
+        group_db.write(_insert("parent", "a")),
+        group_db.write(half_then_fail),
+        group_db.write(_insert("parent", "b")),
+        return_exceptions=True,
+    )
+    assert (first, last) == ("a", "b")
+    assert isinstance(failed, ValueError)
+    assert group_db.commits == before + 1, "the three were one group"
+    assert _names(group_db.path, "parent") == {"a", "b"}
+
+
+async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
+    group_db: Database,
+) -> None:
+    outcomes = await asyncio.gather(
+        group_db.write(_insert("parent", "a")),
+        group_db.write(_insert("child", "orphan", "nobody")),  # refused only at COMMIT
+        group_db.write(_insert("parent", "b")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+    assert _names(group_db.path, "parent") == set()
+    assert await group_db.write(_insert("parent", "c")) == "c", "the next group commits"
+    assert _names(group_db.path, "parent") == {"c"}
+
+
+async def test_every_signal_and_outbox_query_searches_an_index_never_scans_the_signals(
+    tmp_path: Path,
+) -> None:
+    """Each index of ``signals`` serves a query (dedup, get, query, counts, purge) and
+    every insert pays for each: a query left scanning the table, or an index left
+    serving none, fails here (docs/storage.md, "Indexes")."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        statements: list[str] = []
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        write = signal_write("a")
+        move = CheckpointMove("p1", "github-issues", 0, "x", T0)
+        await store.signals.ingest([write, signal_write("b")], sinks=["http"], checkpoint=move)
+        await store.signals.get("p1", write.signal_id)
+        filters = SignalQuery(source="github-issues", type="t", since=T0, until=T0 + minutes(1))
+        await store.signals.query("p1", filters)
+        page = await store.signals.query("p1", limit=1)
+        await store.signals.query("p1", limit=1, cursor=page.next_cursor)
+        await store.signals.counts("p1", "github-issues", now=T0)
+        entries = await store.outbox.claim("http", limit=5, lease=minutes(1), now=T0 + minutes(1))
+        await store.outbox.park("http", [entries[0].entry_id], reason="refused", now=T0)
+        await store.outbox.parked("http", limit=5)
+        await store.outbox.ack("http", [e.entry_id for e in entries])
+        await store.signals.purge_expired(now=T0)
+        await db.write(lambda conn: conn.set_trace_callback(None))
+        reads = {s for s in statements if s.split()[0] in ("SELECT", "UPDATE", "DELETE")}
+        assert len(reads) >= 10
+        used: set[str] = set()
+        for statement in sorted(reads):
+            plan = await db.read(
+                lambda conn, s=statement: conn.execute("EXPLAIN QUERY PLAN " + s).fetchall()
+            )
+            steps = [row[3] for row in plan]
+            assert not any(step.startswith("SCAN signals") for step in steps), (statement, steps)
+            used.update(word for step in steps for word in step.split() if word.startswith("s"))
+        indexes = await db.read(
+            lambda conn: {row[1] for row in conn.execute("PRAGMA index_list('signals')")}
+        )
+        assert indexes <= used, f"indexes no query uses cost every insert: {indexes - used}"

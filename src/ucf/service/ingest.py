@@ -1,4 +1,5 @@
-"""The one path every signal takes into the store: sanitise, then insert-if-absent + outbox.
+"""The one path every signal takes into the store: sanitise, then insert-if-absent + outbox
+(and a poll page's checkpoint, in the same write where the store can).
 
 Polls and webhooks both end here, so "stored exactly once, delivered at least
 once" is decided in one place: ``SignalStore.ingest`` inserts each new dedup key
@@ -16,7 +17,7 @@ from typing import Final
 
 from ucf.core.mapping import MappedSignal
 from ucf.core.sanitiser import Sanitiser
-from ucf.stores.models import SignalWrite
+from ucf.stores.models import CheckpointMove, SignalWrite
 from ucf.stores.protocols import SignalStore
 
 
@@ -25,6 +26,8 @@ class IngestOutcome:
     inserted: int
     duplicates: int
     inserted_ids: tuple[str, ...]
+    checkpoint_moved: bool | None = None
+    """Whether the :class:`CheckpointMove` asked for won (None: none was asked for)."""
 
 
 YIELD_EVERY: Final = 256
@@ -82,8 +85,11 @@ class SignalIngestor:
         project_id: str,
         connector_id: str,
         received_at: datetime,
+        checkpoint: CheckpointMove | None = None,
     ) -> IngestOutcome:
-        """Sanitise, then store each new signal with its outbox entries.
+        """Sanitise, then store each new signal with its outbox entries; then, if asked,
+        move ``checkpoint`` (in the same transaction as the last slice where the store
+        can: one commit per page on SQLite).
 
         A large batch (a poll's page of thousands of items) is sanitised a slice at
         a time, handing the event loop back between slices, and stored in
@@ -94,12 +100,15 @@ class SignalIngestor:
         repaired by the next poll (the stored keys are duplicates). Worker threads
         were measured worse: the GIL convoy queued every request behind them.
         """
-        if not mapped:
+        if not mapped and checkpoint is None:
             return IngestOutcome(0, 0, ())
         inserted: list[bool] = []
+        moved: bool | None = None
         if len(mapped) <= YIELD_EVERY:
             writes = self._writes(mapped, project_id, connector_id, received_at)
-            inserted += (await self._signals.ingest(writes, sinks=self.sinks)).inserted
+            stored = await self._signals.ingest(writes, sinks=self.sinks, checkpoint=checkpoint)
+            inserted += stored.inserted
+            moved = stored.checkpoint_moved
         else:
             writes = []
             for start in range(0, len(mapped), YIELD_EVERY):
@@ -108,10 +117,14 @@ class SignalIngestor:
                 )
                 await asyncio.sleep(0)  # let the gateway and /healthz have the loop
             for start in range(0, len(writes), STORE_SLICE):
+                last = start + STORE_SLICE >= len(writes)
                 stored = await self._signals.ingest(
-                    writes[start : start + STORE_SLICE], sinks=self.sinks
+                    writes[start : start + STORE_SLICE],
+                    sinks=self.sinks,
+                    checkpoint=checkpoint if last else None,
                 )
                 inserted += stored.inserted
+                moved = stored.checkpoint_moved
         inserted_ids = tuple(
             write.signal_id for write, new in zip(writes, inserted, strict=True) if new
         )
@@ -122,4 +135,5 @@ class SignalIngestor:
             inserted=len(inserted_ids),
             duplicates=len(writes) - len(inserted_ids),
             inserted_ids=inserted_ids,
+            checkpoint_moved=moved,
         )

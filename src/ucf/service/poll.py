@@ -7,6 +7,7 @@ The order of writes is the whole guarantee (ARCHITECTURE "Delivery")::
     for each page:
         map → sanitise → insert new dedup keys + their outbox entries   (one atomic write)
         then compare-and-set the checkpoint to the page's safe value    (CAS fails: stop)
+        (SQLite: both in one transaction, one commit per page; DynamoDB: two writes, in order)
     record health, release the lease
 
 A crash before the ingest commits loses nothing (the checkpoint did not move,
@@ -50,7 +51,7 @@ from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
 from ucf.stores.errors import NotFound
-from ucf.stores.models import HealthState, InstanceRecord
+from ucf.stores.models import CheckpointMove, HealthState, InstanceRecord
 from ucf.stores.protocols import LeaseStore, RateLimitStore
 from ucf.stores.secrets.base import merge_secret
 
@@ -583,23 +584,19 @@ async def _store_page(
     current: str | None,
     version: int,
 ) -> _Stored:
-    """One page's signals and outbox entries, then (only then) its checkpoint."""
+    """One page's signals and outbox entries, then (never before) its checkpoint: one
+    transaction on SQLite, one commit per page; two writes in that order on DynamoDB."""
+    move = None
+    if page.checkpoint != current:
+        move = CheckpointMove(job.project_id, job.connector_id, version, page.checkpoint, received)
     ingested = await context.ingestor.ingest(
         mapped.signals,
         project_id=job.project_id,
         connector_id=job.connector_id,
         received_at=received,
+        checkpoint=move,
     )
-    moved = True
-    if page.checkpoint != current:
-        moved = await context.store.checkpoints.compare_and_set(
-            job.project_id,
-            job.connector_id,
-            expected_version=version,
-            value=page.checkpoint,
-            now=received,
-        )
-    return _Stored(page, mapped, ingested, moved)
+    return _Stored(page, mapped, ingested, ingested.checkpoint_moved is not False)
 
 
 async def _run(

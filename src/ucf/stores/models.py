@@ -354,10 +354,29 @@ class SignalWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointMove:
+    """A poll's checkpoint compare-and-set, made once a page's signals are stored.
+
+    Handed to :meth:`~ucf.stores.protocols.SignalStore.ingest` with the page, so a
+    backend that can (SQLite) makes the page's signals, their outbox entries and
+    the checkpoint one transaction: one commit per page, not two.
+    """
+
+    project_id: str
+    connector_id: str
+    expected_version: int
+    value: Any
+    now: datetime
+    key: str = DEFAULT_CHECKPOINT_KEY
+
+
+@dataclass(frozen=True, slots=True)
 class IngestResult:
     """Per item of the batch, in order: True if newly stored, False if a duplicate."""
 
     inserted: tuple[bool, ...]
+    checkpoint_moved: bool | None = None
+    """The :class:`CheckpointMove`'s compare-and-set won (None: none was asked for)."""
 
     @property
     def inserted_count(self) -> int:

@@ -21,6 +21,7 @@ from typing import Any, Protocol, Self
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
     Checkpoint,
+    CheckpointMove,
     DeliveryObservation,
     DescriptorRecord,
     HealthObservation,
@@ -188,7 +189,11 @@ class SignalStore(Protocol):
     """Signals, stored exactly once per dedup key, expiring after the retention."""
 
     async def ingest(
-        self, batch: Sequence[SignalWrite], *, sinks: Sequence[str] = ()
+        self,
+        batch: Sequence[SignalWrite],
+        *,
+        sinks: Sequence[str] = (),
+        checkpoint: CheckpointMove | None = None,
     ) -> IngestResult:
         """Insert each signal whose dedup key is new, and in the same atomic write
         enqueue one outbox entry per sink for each newly inserted signal.
@@ -196,6 +201,18 @@ class SignalStore(Protocol):
         A crash can leave neither a stored signal without its outbox entries nor
         an entry without its signal. Within a batch the first of two equal dedup
         keys wins. ``expiresAt`` is ``received_at`` plus the store's retention.
+
+        No sinks, no entries: the signals are stored and queryable all the same.
+        A sink is a queue of its own that starts empty: one configured later
+        receives the signals ingested from then on, never a backlog of earlier
+        ones (those stay readable through the store, e.g. ``/api/signals``).
+
+        ``checkpoint``: then compare-and-set that checkpoint (``checkpoint_moved``
+        says whether it won), never before the batch is stored. SQLite does both in
+        one transaction; a backend without multi-item transactions for a batch
+        (DynamoDB) sets it after the batch, which a crash between the two leaves
+        safe (the page is fetched again and every key is a duplicate). A lost
+        compare-and-set keeps the stored signals.
         """
         ...
 

@@ -102,12 +102,13 @@ def open_dynamodb_store(
     # here, an unreachable endpoint or missing table in ``init()``.
     client = DynamoClient(parse_dynamodb_url(url), retry=retry)
     lifecycle = DynamoLifecycle(client)
-    signals = DynamoSignalStore(client, options.signal_retention)
+    checkpoints = DynamoCheckpointStore(client)
+    signals = DynamoSignalStore(client, options.signal_retention, checkpoints)
     return Store(
         lifecycle=lifecycle,
         descriptors=DynamoDescriptorRegistry(client),
         instances=DynamoInstanceStore(client),
-        checkpoints=DynamoCheckpointStore(client),
+        checkpoints=checkpoints,
         signals=signals,
         outbox=DynamoOutbox(client, signals),
         leases=DynamoLeaseStore(client),

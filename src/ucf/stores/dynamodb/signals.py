@@ -42,6 +42,7 @@ from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
 from ucf.stores.dynamodb.table import GSI2
 from ucf.stores.errors import InvalidCursor, InvalidRecord
 from ucf.stores.models import (
+    CheckpointMove,
     IngestResult,
     OutboxEntry,
     OutboxLag,
@@ -54,6 +55,7 @@ from ucf.stores.models import (
     epoch_ms,
     from_epoch_ms,
 )
+from ucf.stores.protocols import CheckpointStore
 
 # An ingest still pending after this long was interrupted (a live one takes milliseconds).
 INTERRUPTED_AFTER = timedelta(seconds=60)
@@ -242,9 +244,12 @@ def _decode_cursor(cursor: str) -> str:
 
 
 class DynamoSignalStore:
-    def __init__(self, client: DynamoClient, retention: timedelta) -> None:
+    def __init__(
+        self, client: DynamoClient, retention: timedelta, checkpoints: CheckpointStore
+    ) -> None:
         self._db = client
         self._retention = retention
+        self._checkpoints = checkpoints
         # Orders the outbox entries of one receive millisecond in ingest order.
         self._seq = itertools.count()
         self._last_sweep: datetime | None = None
@@ -252,8 +257,28 @@ class DynamoSignalStore:
     # --- ingest ---------------------------------------------------------------------
 
     async def ingest(
-        self, batch: Sequence[SignalWrite], *, sinks: Sequence[str] = ()
+        self,
+        batch: Sequence[SignalWrite],
+        *,
+        sinks: Sequence[str] = (),
+        checkpoint: CheckpointMove | None = None,
     ) -> IngestResult:
+        """A batch is more items than one TransactWriteItems may hold, so each signal is
+        its own conditional write, and a checkpoint moves only after all of them."""
+        stored = await self._ingest(batch, sinks)
+        if checkpoint is None:
+            return stored
+        moved = await self._checkpoints.compare_and_set(
+            checkpoint.project_id,
+            checkpoint.connector_id,
+            expected_version=checkpoint.expected_version,
+            value=checkpoint.value,
+            now=checkpoint.now,
+            key=checkpoint.key,
+        )
+        return IngestResult(stored.inserted, moved)
+
+    async def _ingest(self, batch: Sequence[SignalWrite], sinks: Sequence[str]) -> IngestResult:
         if not batch:
             return IngestResult(())
         sink_names = tuple(dict.fromkeys(sinks))

@@ -11,6 +11,7 @@ from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
     BucketState,
     Checkpoint,
+    CheckpointMove,
     Lease,
     RateDecision,
     epoch_ms,
@@ -20,6 +21,25 @@ from ucf.stores.models import (
 )
 from ucf.stores.sqlite.codec import dump_json, load_json, parse_time, text_time
 from ucf.stores.sqlite.database import Database
+
+
+def compare_and_set_checkpoint(conn: sqlite3.Connection, move: CheckpointMove) -> bool:
+    """The checkpoint compare-and-set, inside the caller's write transaction."""
+    body = dump_json(move.value, what="checkpoint value")
+    stamp = text_time(move.now)
+    if move.expected_version == 0:
+        cursor = conn.execute(
+            "INSERT INTO checkpoints VALUES (?, ?, ?, ?, 1, ?) "
+            "ON CONFLICT (project_id, connector_id, key) DO NOTHING",
+            (move.project_id, move.connector_id, move.key, body, stamp),
+        )
+    else:
+        cursor = conn.execute(
+            "UPDATE checkpoints SET value = ?, version = version + 1, updated_at = ? "
+            "WHERE project_id = ? AND connector_id = ? AND key = ? AND version = ?",
+            (body, stamp, move.project_id, move.connector_id, move.key, move.expected_version),
+        )
+    return cursor.rowcount == 1
 
 
 class SqliteCheckpointStore:
@@ -51,25 +71,8 @@ class SqliteCheckpointStore:
         now: datetime,
         key: str = DEFAULT_CHECKPOINT_KEY,
     ) -> bool:
-        body = dump_json(value, what="checkpoint value")
-        stamp = text_time(now)
-
-        def run(conn: sqlite3.Connection) -> bool:
-            if expected_version == 0:
-                cursor = conn.execute(
-                    "INSERT INTO checkpoints VALUES (?, ?, ?, ?, 1, ?) "
-                    "ON CONFLICT (project_id, connector_id, key) DO NOTHING",
-                    (project_id, connector_id, key, body, stamp),
-                )
-            else:
-                cursor = conn.execute(
-                    "UPDATE checkpoints SET value = ?, version = version + 1, updated_at = ? "
-                    "WHERE project_id = ? AND connector_id = ? AND key = ? AND version = ?",
-                    (body, stamp, project_id, connector_id, key, expected_version),
-                )
-            return cursor.rowcount == 1
-
-        return await self._db.write(run)
+        move = CheckpointMove(project_id, connector_id, expected_version, value, now, key)
+        return await self._db.write(lambda conn: compare_and_set_checkpoint(conn, move))
 
     async def delete(self, project_id: str, connector_id: str) -> None:
         await self._db.write(

@@ -6,19 +6,33 @@ loop never blocks on disk. Writes run in ``BEGIN IMMEDIATE`` transactions: the
 file's write lock is taken before the first read, so a read-decide-write
 sequence (dedup, CAS, leases, token buckets) is atomic across processes too.
 Other processes wait up to ``busy_timeout`` for the lock.
+
+Group commit: writes that arrive while the thread is busy (concurrent webhook
+deliveries, a bucket draw beside an ingest) wait in a queue, and the next turn
+of the thread runs all of them in *one* transaction, each inside its own
+savepoint, with one ``COMMIT`` (one fsync of the WAL). Each caller gets its
+result only once the commit holding its write is durable. A write that raises
+is rolled back to its savepoint and fails alone; a failed ``BEGIN`` or
+``COMMIT`` fails exactly the writes of that group (a retryable
+:class:`StoreUnavailable` when the disk or the lock is the cause). Writes run
+in the order they were asked for, so the serial order every decision sees is
+the arrival order, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 import stat
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 from ucf.stores.errors import StoreCorrupt, StoreError, StoreUnavailable
 from ucf.stores.sqlite.schema import MIGRATIONS, Migration
@@ -30,6 +44,27 @@ BUSY_TIMEOUT_MS = 30_000
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 
 _FIX_LOCATION = "set UCF_STORE=sqlite:///<writable path>/ucf.db or fix the permissions"
+
+MAX_GROUP: Final = 256
+"""Writes committed together at most: a group's slowest write delays all of its callers."""
+
+
+@dataclass(slots=True)
+class _Write:
+    """One queued write and what became of it (set on the store's thread)."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class _Queue:
+    """The writes waiting for the next group of one event loop, and its committer task."""
+
+    writes: deque[_Write] = field(default_factory=deque)
+    committer: asyncio.Task[None] | None = None
 
 
 class Database:
@@ -47,6 +82,9 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._open_actions: tuple[str, ...] = ()
+        self._queues: dict[asyncio.AbstractEventLoop, _Queue] = {}
+        self.commits = 0
+        """Write transactions committed (a group counts once): what group commit saves."""
 
     # --- lifecycle (runs on the executor thread) ---------------------------------------
 
@@ -191,23 +229,83 @@ class Database:
         self._executor = None
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction; rolled back if it raises."""
+        """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction, rolled back if it raises; the
+        result once it is committed. Concurrent writes share one transaction and one
+        commit (see the module's docstring), each isolated by a savepoint."""
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = _Queue()
+        write = _Write(fn, loop.create_future())
+        queue.writes.append(write)
+        if queue.committer is None:
+            # A task of its own, so a caller that is cancelled cannot strand the
+            # group its write is in: the others still get their answers.
+            queue.committer = loop.create_task(self._commit_queued(queue), name="sqlite commit")
+        result: T = await write.future
+        return result
 
-        def run() -> T:
-            conn = self._open()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
+    async def _commit_queued(self, queue: _Queue) -> None:
+        try:
+            while queue.writes:
+                group = [queue.writes.popleft() for _ in range(min(MAX_GROUP, len(queue.writes)))]
                 try:
-                    result = fn(conn)
-                except BaseException:
-                    _rollback(conn)
+                    await self._submit(functools.partial(self._commit_group, group))
+                except asyncio.CancelledError:  # the loop is shutting down
+                    for write in (*group, *queue.writes):
+                        write.future.cancel()
+                    queue.writes.clear()
                     raise
-                conn.execute("COMMIT")
-                return result
-            except sqlite3.Error as err:
-                raise self.translate(err) from None
+                except Exception as error:  # the executor is gone (closed meanwhile)
+                    _fail([write for write in group if write.error is None], error)
+                _settle(group)
+        finally:
+            queue.committer = None
+            if not queue.writes:
+                self._queues.pop(asyncio.get_running_loop(), None)
 
-        return await self._submit(run)
+    def _commit_group(self, group: list[_Write]) -> None:
+        """On the store's thread: one transaction for the whole group (see the module)."""
+        try:
+            conn = self._open()
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            _fail(group, self.translate(err))
+            return
+        except Exception as error:
+            _fail(group, error)
+            return
+        try:
+            if len(group) == 1:
+                self._run_alone(conn, group[0])
+            else:
+                self._run_each_in_a_savepoint(conn, group)
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+                self.commits += 1
+        except sqlite3.Error as err:  # BEGIN held, but a savepoint or the COMMIT failed
+            _rollback(conn)
+            _fail([write for write in group if write.error is None], self.translate(err))
+
+    def _run_alone(self, conn: sqlite3.Connection, write: _Write) -> None:
+        try:
+            write.result = write.fn(conn)
+        except BaseException as error:
+            write.error = self.translate(error) if isinstance(error, sqlite3.Error) else error
+            _rollback(conn)
+
+    def _run_each_in_a_savepoint(self, conn: sqlite3.Connection, group: list[_Write]) -> None:
+        for write in group:
+            conn.execute("SAVEPOINT one_write")
+            try:
+                write.result = write.fn(conn)
+            except BaseException as error:
+                write.error = self.translate(error) if isinstance(error, sqlite3.Error) else error
+                if not conn.in_transaction:  # SQLite rolled the whole transaction back
+                    _fail([w for w in group if w is not write], write.error)
+                    return
+                conn.execute("ROLLBACK TO one_write")
+            conn.execute("RELEASE one_write")
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction: a consistent snapshot."""
@@ -248,6 +346,22 @@ class Database:
         if "disk i/o" in lowered or "full" in lowered:
             return StoreUnavailable(f"SQLite file {self.path}: {message}", "free disk space")
         return StoreUnavailable(f"SQLite file {self.path}: {message}", _FIX_LOCATION)
+
+
+def _fail(writes: list[_Write], error: BaseException) -> None:
+    for write in writes:
+        write.result, write.error = None, error
+
+
+def _settle(group: list[_Write]) -> None:
+    """Hand each caller its outcome (on the event loop; a caller may have gone)."""
+    for write in group:
+        if write.future.done():
+            continue
+        if write.error is not None:
+            write.future.set_exception(write.error)
+        else:
+            write.future.set_result(write.result)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from ucf.stores.errors import InvalidCursor
 from ucf.stores.models import (
+    CheckpointMove,
     IngestResult,
     OutboxEntry,
     OutboxLag,
@@ -35,6 +36,7 @@ from ucf.stores.models import (
     from_epoch_ms,
 )
 from ucf.stores.sqlite.codec import dump_signal, load_signal
+from ucf.stores.sqlite.coordination import compare_and_set_checkpoint
 from ucf.stores.sqlite.database import Database
 
 # Stay well under SQLite's bound-parameter limit in IN (...) lists.
@@ -90,9 +92,13 @@ class SqliteSignalStore:
         self._retention = retention
 
     async def ingest(
-        self, batch: Sequence[SignalWrite], *, sinks: Sequence[str] = ()
+        self,
+        batch: Sequence[SignalWrite],
+        *,
+        sinks: Sequence[str] = (),
+        checkpoint: CheckpointMove | None = None,
     ) -> IngestResult:
-        if not batch:
+        if not batch and checkpoint is None:
             return IngestResult(())
         retention_s = self._retention.total_seconds()
         sink_names = tuple(dict.fromkeys(sinks))
@@ -140,7 +146,10 @@ class SqliteSignalStore:
                         "VALUES (?, ?, ?, ?)",
                         [(sink, row[0], row[7], row[7]) for row in rows for sink in sink_names],
                     )
-            return IngestResult(tuple(flags))
+            if checkpoint is None:
+                return IngestResult(tuple(flags))
+            # The page's checkpoint in the same transaction: one commit (one fsync) per page.
+            return IngestResult(tuple(flags), compare_and_set_checkpoint(conn, checkpoint))
 
         return await self._db.write(run)
 
