@@ -81,7 +81,13 @@ async def test_instance_keeps_credentials_in_the_secret_store_and_shows_them_mas
     )
     view = instance.to_json()
     assert view["credentials"] == {"token": "••••AAAA"}
-    assert view["config"] == {"owner": "octo", "repo": "hello", "baseUrl": "https://api.github.com"}
+    assert view["config"] == {  # the settings given, and the defaults of the others
+        "owner": "octo",
+        "repo": "hello",
+        "baseUrl": "https://api.github.com",
+        "signInUrl": "https://github.com",
+    }
+    assert view["authMethod"] == "pat"
     assert token not in json.dumps(view)
     record = await context.instances.record("proj-1", "github-issues")
     assert record.credential_secret_ref is not None
