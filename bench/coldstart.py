@@ -325,7 +325,9 @@ class ColdStart:
         return self.import_ms + self.invoke_ms
 
 
-def child_environ(stack: Stack, workdir: Path, *, bytecode: bool) -> dict[str, str]:
+def child_environ(
+    stack: Stack, workdir: Path, *, bytecode: bool, artifact: Path | None
+) -> dict[str, str]:
     """The function's environment, and where its interpreter finds compiled bytecode.
 
     ``make -C deploy app`` ships every module compiled (Lambda's ``/var/task`` is
@@ -335,8 +337,16 @@ def child_environ(stack: Stack, workdir: Path, *, bytecode: bool) -> dict[str, s
     without it nothing is cached and every import compiles its source, as in an
     artifact without bytecode. Either way the checkout's own ``__pycache__``
     directories are not used.
+
+    With ``artifact`` (a ``make -C deploy app`` build), the children import ucf
+    and its dependencies from there alone, with the bytecode it ships, and write
+    none (``/var/task`` is read-only).
     """
     env = {**os.environ, **stack.environ}
+    if artifact is not None:
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        env.update(PYTHONPATH=str(artifact), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
+        return env
     env["PYTHONPYCACHEPREFIX"] = str(workdir / ("pycache" if bytecode else "no-pycache"))
     if bytecode:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -345,14 +355,16 @@ def child_environ(stack: Stack, workdir: Path, *, bytecode: bool) -> dict[str, s
     return env
 
 
-def cold_start(name: str, stack: Stack, workdir: Path, run: int, env: dict[str, str]) -> ColdStart:
+def cold_start(
+    name: str, stack: Stack, workdir: Path, run: int, env: dict[str, str], python: str
+) -> ColdStart:
     event_path = workdir / f"{name}-{run}.json"
     event_path.write_text(json.dumps(event_for(name, stack, run)))
     importtime = os.environ.get("COLDSTART_IMPORTTIME")  # a directory for `-X importtime`
-    python = [sys.executable, "-X", "importtime"] if importtime else [sys.executable]
+    command = [python, "-X", "importtime"] if importtime else [python]
     began = time.perf_counter()
     done = subprocess.run(
-        [*python, __file__, "--child", name, "--event", str(event_path)],
+        [*command, __file__, "--child", name, "--event", str(event_path)],
         capture_output=True,
         text=True,
         env=env,
@@ -402,6 +414,17 @@ def main() -> None:
         action="store_true",
         help="compile every module on each cold start (an artifact shipped without .pyc files)",
     )
+    parser.add_argument(
+        "--artifact",
+        type=Path,
+        help="run the handlers from this build of `make -C deploy app` (ucf and its "
+        "dependencies from there alone, with the bytecode it ships) instead of the checkout",
+    )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter of the cold starts (with --artifact: the Python it was built for)",
+    )
     parser.add_argument("--child", choices=(*HANDLERS, FLOOR), help=argparse.SUPPRESS)
     parser.add_argument("--event", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -412,12 +435,12 @@ def main() -> None:
     import tempfile
 
     names = (*HANDLERS, FLOOR)
-    bytecode = not args.no_bytecode
+    bytecode = not args.no_bytecode and args.artifact is None
     runs: dict[str, list[ColdStart]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="ucf-coldstart-") as directory:
         workdir = Path(directory)
         with aws_stack(workdir) as stack:
-            env = child_environ(stack, workdir, bytecode=bytecode)
+            env = child_environ(stack, workdir, bytecode=bytecode, artifact=args.artifact)
             # With bytecode, one unmeasured round compiles what each function imports.
             warmup = 1 if bytecode else 0
             for run in range(warmup + args.repeat):
@@ -425,18 +448,24 @@ def main() -> None:
                 # In the order a deployment runs them: a webhook lands, the schedule
                 # enqueues the due poll, a worker polls, delivery drains the outbox.
                 for name in names:
-                    result = cold_start(name, stack, workdir, run, env)
+                    result = cold_start(name, stack, workdir, run, env, args.python)
                     if run >= warmup:
                         runs[name].append(result)
+    if args.artifact is not None:
+        code = f"the artifact {args.artifact} and the bytecode it ships"
+    elif bytecode:
+        code = "the checkout, its modules compiled beforehand as the artifact ships them"
+    else:
+        code = "the checkout, no bytecode: each import compiles"
+    version = subprocess.run(
+        [args.python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     print(
         f"Lambda cold starts: each handler imported and first invoked in a fresh interpreter "
-        f"(median of {args.repeat}); dynalite + moto on loopback; Python "
-        f"{sys.version.split()[0]}; "
-        + (
-            "modules compiled beforehand, as shipped"
-            if bytecode
-            else "no bytecode: each import compiles"
-        )
+        f"(median of {args.repeat}); dynalite + moto on loopback; Python {version}; {code}"
     )
     print(
         f"  {'handler':<12}{'import':>9}{'1st call':>10}{'total':>9}{'CPU':>9}{'process':>10}"
