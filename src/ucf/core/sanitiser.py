@@ -601,7 +601,6 @@ class Sanitiser:
         self._injection_detector = _detector(
             (r.pattern for r in injection_rules), "injection rules"
         )
-        self._any_hidden, self._control, self._invisible, self._bidi = _character_classes()
         self._ascii_hidden = re.compile(_char_class(_ASCII_HIDDEN))
         self._summary_detector = _detector(
             (
@@ -623,6 +622,26 @@ class Sanitiser:
         )
         self._secret_field_marker = REDACTED.format(kind="secret_field")
         self._secret_key_cache: dict[str, bool] = {}
+
+    # The hidden-character classes come from a scan of ~200 000 code points (tens of
+    # ms): made on the first text that needs them, so a process that never sanitises
+    # (a Lambda scheduling polls) does not pay for them; cached per process after that.
+
+    @functools.cached_property
+    def _any_hidden(self) -> re.Pattern[str]:
+        return _character_classes()[0]
+
+    @functools.cached_property
+    def _control(self) -> re.Pattern[str]:
+        return _character_classes()[1]
+
+    @functools.cached_property
+    def _invisible(self) -> re.Pattern[str]:
+        return _character_classes()[2]
+
+    @functools.cached_property
+    def _bidi(self) -> re.Pattern[str]:
+        return _character_classes()[3]
 
     # ---------------------------------------------------------------- signals
 
