@@ -28,6 +28,23 @@ the Lambda memory setting must cover (see docs/aws.md, "Memory sizing").
 Network round trips to dynalite and moto are on loopback, so in AWS the first
 invocation also pays real service latency; the import and RSS figures carry over.
 
+Beside the four handlers runs a **floor**, not ucf: a handler whose module
+imports boto3 alone and whose first call reads one DynamoDB item, the least
+any of ucf's functions does on its first invocation.
+
+Bytecode: the artifact ships compiled modules (``make -C deploy app``), and
+Lambda cannot write any (``/var/task`` is read-only). By default the children
+share a bytecode cache that one unmeasured warm-up round fills, as the
+artifact's would be; ``--no-bytecode`` compiles every import, as an artifact
+without ``.pyc`` files did; ``--artifact DIR --python python3.12`` runs the
+handlers from a build of ``make -C deploy app`` with its own bytecode and
+nothing else on ``sys.path``.
+
+Where the time goes: ``COLDSTART_IMPORTTIME=DIR`` saves each child's
+``python -X importtime`` output there; ``COLDSTART_PROFILE=tottime`` (or
+``cumulative``) prints a profile of each first invocation, taken on the
+container's thread where the work runs.
+
     make bench-coldstart      # or: uv run python bench/coldstart.py [--repeat 3]
 """
 
