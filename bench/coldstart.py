@@ -73,93 +73,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' loopback AWS and event shapes
 
+from bench.coldstart_child import FLOOR  # noqa: E402 - needs ROOT on the path
+
 HANDLERS = ("api", "schedule", "poll_worker", "delivery")
-FLOOR = "floor"
-"""Not ucf: a handler that imports boto3 alone, then reads one DynamoDB item."""
+CHILD = Path(__file__).with_name("coldstart_child.py")
+"""Each cold start runs there, in an interpreter that has loaded what Lambda's runtime has."""
 TARGET_MS = 300.0
 PROJECT = "bench"
 CONNECTOR = "github-issues"
-
-
-# --------------------------------------------------------------------------- the child
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def floor_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The least any ucf function does on its first call: one DynamoDB read through boto3.
-
-    Its module imports boto3 and nothing of ucf (``child_main`` times that import
-    as this handler's init); the call builds a client and reads one item of the
-    store's table, so the row beside ucf's is the SDK's own price.
-    """
-    from urllib.parse import parse_qs, urlsplit
-
-    import boto3
-
-    url = urlsplit(os.environ["UCF_STORE"])  # dynamodb://TABLE?region=…&endpoint=…
-    query = {name: values[0] for name, values in parse_qs(url.query).items()}
-    client = boto3.session.Session().client(
-        "dynamodb", region_name=query.get("region"), endpoint_url=query.get("endpoint")
-    )
-    reply = client.get_item(
-        TableName=url.netloc, Key={"PK": {"S": "coldstart-floor"}, "SK": {"S": "none"}}
-    )
-    return {"statusCode": 200, "found": "Item" in reply}
-
-
-def child_main(name: str, event_path: str) -> None:
-    """Runs in the fresh interpreter: import the handler, invoke it once, report."""
-    event = json.loads(Path(event_path).read_text())
-    # Only the standard library is loaded before this point (and the small events
-    # module, for the context object Lambda passes): the clock covers every ucf,
-    # framework and SDK import the handler needs.
-    from tests.aws.events import LambdaContext
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-    if name == FLOOR:
-        import boto3  # noqa: F401 - the floor's "module import" is boto3's alone
-
-        handler: Any = floor_handler
-    else:
-        module = __import__(f"ucf.aws.handlers.{name}", fromlist=["handler"])
-        handler = module.handler
-    imported = time.perf_counter()
-    if os.environ.get("COLDSTART_PROFILE") and name != FLOOR:
-        import cProfile
-        import pstats
-
-        # The work runs on the container's own thread: the profiler is switched on there.
-        profiler = cProfile.Profile()
-        container = module.FUNCTION.container
-        container.call(profiler.enable)
-        response = module.handler(event, LambdaContext(function_name=f"ucf-{name}"))
-        container.call(profiler.disable)
-        order = os.environ["COLDSTART_PROFILE"]
-        order = order if order in ("tottime", "cumulative") else "cumulative"
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(60)
-    else:
-        response = handler(event, LambdaContext(function_name=f"ucf-{name}"))
-    invoked, cpu_done = time.perf_counter(), time.process_time()
-    print(
-        json.dumps(
-            {
-                "import_ms": (imported - started) * 1000,
-                "invoke_ms": (invoked - imported) * 1000,
-                "cpu_ms": (cpu_done - cpu_started) * 1000,
-                "rss_kib": _status_kib("VmRSS"),
-                "hwm_kib": _status_kib("VmHWM"),
-                "modules": len(sys.modules),
-                "response": response,
-            },
-            default=str,
-        )
-    )
 
 
 # --------------------------------------------------------------------------- the stack
@@ -381,7 +302,7 @@ def cold_start(
     command = [python, "-X", "importtime"] if importtime else [python]
     began = time.perf_counter()
     done = subprocess.run(
-        [*command, __file__, "--child", name, "--event", str(event_path)],
+        [*command, str(CHILD), name, str(event_path)],
         capture_output=True,
         text=True,
         env=env,
@@ -442,12 +363,7 @@ def main() -> None:
         default=sys.executable,
         help="the interpreter of the cold starts (with --artifact: the Python it was built for)",
     )
-    parser.add_argument("--child", choices=(*HANDLERS, FLOOR), help=argparse.SUPPRESS)
-    parser.add_argument("--event", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child_main(args.child, args.event)
-        return
 
     import tempfile
 
