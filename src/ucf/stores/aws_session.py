@@ -4,8 +4,8 @@ A new ``boto3.session.Session()`` starts from nothing: it parses botocore's
 endpoint and partition data, its retry and default-configuration files, the
 shared config files and the credential chain again, and only then builds the
 client. A client made from a session that already did that costs a small
-fraction of it (measured on this machine: ~100 ms of CPU for a client in a new
-session, ~15 ms in an existing one). A Lambda function makes two or three
+fraction of it (measured on a 2-core machine: 35–55 ms of CPU for a client in
+a new session, ~7 ms in an existing one). A Lambda function makes two or three
 clients on its first invocation (the store, the secret store, the poll queue
 or the admin token), so sharing one session is a large part of the cold start
 (``bench/coldstart.py``).
