@@ -28,6 +28,23 @@ the Lambda memory setting must cover (see docs/aws.md, "Memory sizing").
 Network round trips to dynalite and moto are on loopback, so in AWS the first
 invocation also pays real service latency; the import and RSS figures carry over.
 
+Beside the four handlers runs a **floor**, not ucf: a handler whose module
+imports boto3 alone and whose first call reads one DynamoDB item, the least
+any of ucf's functions does on its first invocation.
+
+Bytecode: the artifact ships compiled modules (``make -C deploy app``), and
+Lambda cannot write any (``/var/task`` is read-only). By default the children
+share a bytecode cache that one unmeasured warm-up round fills, as the
+artifact's would be; ``--no-bytecode`` compiles every import, as an artifact
+without ``.pyc`` files did; ``--artifact DIR --python python3.12`` runs the
+handlers from a build of ``make -C deploy app`` with its own bytecode and
+nothing else on ``sys.path``.
+
+Where the time goes: ``COLDSTART_IMPORTTIME=DIR`` saves each child's
+``python -X importtime`` output there; ``COLDSTART_PROFILE=tottime`` (or
+``cumulative``) prints a profile of each first invocation, taken on the
+container's thread where the work runs.
+
     make bench-coldstart      # or: uv run python bench/coldstart.py [--repeat 3]
 """
 
@@ -56,59 +73,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the tests' loopback AWS and event shapes
 
+from bench.coldstart_child import FLOOR  # noqa: E402 - needs ROOT on the path
+
 HANDLERS = ("api", "schedule", "poll_worker", "delivery")
+CHILD = Path(__file__).with_name("coldstart_child.py")
+"""Each cold start runs there, in an interpreter that has loaded what Lambda's runtime has."""
 TARGET_MS = 300.0
 PROJECT = "bench"
 CONNECTOR = "github-issues"
-
-
-# --------------------------------------------------------------------------- the child
-
-
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def child_main(name: str, event_path: str) -> None:
-    """Runs in the fresh interpreter: import the handler, invoke it once, report."""
-    event = json.loads(Path(event_path).read_text())
-    # Only the standard library is loaded before this point (and the small events
-    # module, for the context object Lambda passes): the clock covers every ucf,
-    # framework and SDK import the handler needs.
-    from tests.aws.events import LambdaContext
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-    module = __import__(f"ucf.aws.handlers.{name}", fromlist=["handler"])
-    imported = time.perf_counter()
-    if os.environ.get("COLDSTART_PROFILE"):
-        import cProfile
-        import pstats
-
-        profiler = cProfile.Profile()
-        response = profiler.runcall(
-            module.handler, event, LambdaContext(function_name=f"ucf-{name}")
-        )
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
-    else:
-        response = module.handler(event, LambdaContext(function_name=f"ucf-{name}"))
-    invoked, cpu_done = time.perf_counter(), time.process_time()
-    print(
-        json.dumps(
-            {
-                "import_ms": (imported - started) * 1000,
-                "invoke_ms": (invoked - imported) * 1000,
-                "cpu_ms": (cpu_done - cpu_started) * 1000,
-                "rss_kib": _status_kib("VmRSS"),
-                "hwm_kib": _status_kib("VmHWM"),
-                "modules": len(sys.modules),
-                "response": response,
-            },
-            default=str,
-        )
-    )
 
 
 # --------------------------------------------------------------------------- the stack
@@ -254,7 +226,7 @@ def event_for(name: str, stack: Stack, run: int) -> dict[str, Any]:
 
     if name == "api":
         return webhook_event(f"{PROJECT}-{run}", run)
-    if name in ("schedule", "delivery"):
+    if name in ("schedule", "delivery", FLOOR):
         return scheduled_event(datetime.now(UTC))
     # poll_worker: what the schedule function just sent, as Lambda's SQS poller hands it over
     messages: list[dict[str, Any]] = []
@@ -291,13 +263,46 @@ class ColdStart:
         return self.import_ms + self.invoke_ms
 
 
-def cold_start(name: str, stack: Stack, workdir: Path, run: int) -> ColdStart:
+def child_environ(
+    stack: Stack, workdir: Path, *, bytecode: bool, artifact: Path | None
+) -> dict[str, str]:
+    """The function's environment, and where its interpreter finds compiled bytecode.
+
+    ``make -C deploy app`` ships every module compiled (Lambda's ``/var/task`` is
+    read-only, so an artifact without ``.pyc`` files is compiled again on every
+    cold start). With ``bytecode`` the children share a cache of their own that
+    a warm-up round fills (``PYTHONPYCACHEPREFIX``), as the artifact's would be;
+    without it nothing is cached and every import compiles its source, as in an
+    artifact without bytecode. Either way the checkout's own ``__pycache__``
+    directories are not used.
+
+    With ``artifact`` (a ``make -C deploy app`` build), the children import ucf
+    and its dependencies from there alone, with the bytecode it ships, and write
+    none (``/var/task`` is read-only).
+    """
+    env = {**os.environ, **stack.environ}
+    if artifact is not None:
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        env.update(PYTHONPATH=str(artifact), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
+        return env
+    env["PYTHONPYCACHEPREFIX"] = str(workdir / ("pycache" if bytecode else "no-pycache"))
+    if bytecode:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def cold_start(
+    name: str, stack: Stack, workdir: Path, run: int, env: dict[str, str], python: str
+) -> ColdStart:
     event_path = workdir / f"{name}-{run}.json"
     event_path.write_text(json.dumps(event_for(name, stack, run)))
-    env = {**os.environ, **stack.environ}
+    importtime = os.environ.get("COLDSTART_IMPORTTIME")  # a directory for `-X importtime`
+    command = [python, "-X", "importtime"] if importtime else [python]
     began = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, __file__, "--child", name, "--event", str(event_path)],
+        [*command, str(CHILD), name, str(event_path)],
         capture_output=True,
         text=True,
         env=env,
@@ -305,7 +310,10 @@ def cold_start(name: str, stack: Stack, workdir: Path, run: int) -> ColdStart:
         timeout=120,
     )
     process_ms = (time.perf_counter() - began) * 1000
-    if done.returncode != 0 or os.environ.get("COLDSTART_PROFILE"):
+    if importtime:
+        Path(importtime).mkdir(parents=True, exist_ok=True)
+        (Path(importtime) / f"{name}-{run}.txt").write_text(done.stderr)
+    elif done.returncode != 0 or os.environ.get("COLDSTART_PROFILE"):
         sys.stderr.write(done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"{name}: the child failed (exit {done.returncode})")
@@ -330,6 +338,7 @@ def _check(name: str, response: Any) -> None:
         "schedule": lambda r: r.get("enqueued", 0) >= 1,
         "poll_worker": lambda r: r.get("batchItemFailures") == [],
         "delivery": lambda r: sum(r.get("delivered", {}).values()) >= 1 and not r.get("errors"),
+        FLOOR: lambda r: r.get("statusCode") == 200,
     }[name]
     if not isinstance(response, dict) or not ok(response):
         raise SystemExit(f"{name}: unexpected response {str(response)[:500]}")
@@ -338,36 +347,65 @@ def _check(name: str, response: Any) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="cold starts per handler (median)")
-    parser.add_argument("--child", choices=HANDLERS, help=argparse.SUPPRESS)
-    parser.add_argument("--event", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="compile every module on each cold start (an artifact shipped without .pyc files)",
+    )
+    parser.add_argument(
+        "--artifact",
+        type=Path,
+        help="run the handlers from this build of `make -C deploy app` (ucf and its "
+        "dependencies from there alone, with the bytecode it ships) instead of the checkout",
+    )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter of the cold starts (with --artifact: the Python it was built for)",
+    )
     args = parser.parse_args()
-    if args.child:
-        child_main(args.child, args.event)
-        return
 
     import tempfile
 
-    runs: dict[str, list[ColdStart]] = {name: [] for name in HANDLERS}
+    names = (*HANDLERS, FLOOR)
+    bytecode = not args.no_bytecode and args.artifact is None
+    runs: dict[str, list[ColdStart]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="ucf-coldstart-") as directory:
         workdir = Path(directory)
         with aws_stack(workdir) as stack:
-            for run in range(args.repeat):
+            env = child_environ(stack, workdir, bytecode=bytecode, artifact=args.artifact)
+            # With bytecode, one unmeasured round compiles what each function imports.
+            warmup = 1 if bytecode else 0
+            for run in range(warmup + args.repeat):
                 prepare(stack, f"{PROJECT}-{run}")
                 # In the order a deployment runs them: a webhook lands, the schedule
                 # enqueues the due poll, a worker polls, delivery drains the outbox.
-                for name in HANDLERS:
-                    runs[name].append(cold_start(name, stack, workdir, run))
+                for name in names:
+                    result = cold_start(name, stack, workdir, run, env, args.python)
+                    if run >= warmup:
+                        runs[name].append(result)
+    if args.artifact is not None:
+        code = f"the artifact {args.artifact} and the bytecode it ships"
+    elif bytecode:
+        code = "the checkout, its modules compiled beforehand as the artifact ships them"
+    else:
+        code = "the checkout, no bytecode: each import compiles"
+    version = subprocess.run(
+        [args.python, "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     print(
         f"Lambda cold starts: each handler imported and first invoked in a fresh interpreter "
-        f"(median of {args.repeat}); dynalite + moto on loopback; Python "
-        f"{sys.version.split()[0]}"
+        f"(median of {args.repeat}); dynalite + moto on loopback; Python {version}; {code}"
     )
     print(
         f"  {'handler':<12}{'import':>9}{'1st call':>10}{'total':>9}{'CPU':>9}{'process':>10}"
         f"{'RSS after':>11}{'peak RSS':>10}{'modules':>9}  target < {TARGET_MS:.0f} ms"
     )
     missed = []
-    for name in HANDLERS:
+    for name in names:
         results = runs[name]
 
         def median(attribute: str, results: list[ColdStart] = results) -> float:
@@ -375,7 +413,9 @@ def main() -> None:
 
         total = median("total_ms")
         verdict = "✔" if total < TARGET_MS else "✘"
-        if total >= TARGET_MS:
+        if name == FLOOR:
+            verdict = "(not ucf: boto3 + 1 GetItem)"
+        elif total >= TARGET_MS:
             missed.append(name)
         print(
             f"  {name:<12}{median('import_ms'):>6.0f} ms{median('invoke_ms'):>7.0f} ms"

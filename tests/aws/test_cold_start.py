@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+
+from tests.aws.conftest import Lab
+from tests.aws.events import scheduled_event
+from ucf.fakes.github import GitHubFake
 
 HEAVY = ("fastapi", "boto3", "botocore", "httpx", "pydantic", "mangum", "ucf.service.context")
 
@@ -24,3 +30,68 @@ def test_importing_a_handler_loads_no_framework_store_or_aws_sdk(module: str) ->
     )
 
     assert json.loads(loaded.stdout) == []
+
+
+# What no first invocation below may import: the web stack is the API function's
+# alone, httpx's command-line client (click, rich) and the local secret store
+# (cryptography, SQLite) are never used on Lambda, and a native connector's code is
+# loaded only when one of its instances runs (these deliver a GitHub instance's work).
+NEVER_ON_FIRST_CALL = (
+    "fastapi",
+    "starlette",
+    "mangum",
+    "jinja2",
+    "ucf.web",
+    "httpx._main",
+    "click",
+    "rich",
+    "ucf.stores.secrets.local",
+    "cryptography",
+    "ucf.native.asana",
+    "ucf.native.jira",
+    "ucf.native.outlook",
+    "ucf.native.ses",
+)
+
+FIRST_CALL = """
+import json, sys
+from tests.aws.events import LambdaContext
+import ucf.aws.handlers.{module} as handler
+response = handler.handler(json.loads(sys.argv[1]), LambdaContext())
+loaded = [m for m in {never!r} if m in sys.modules and sys.modules[m] is not None]
+print(json.dumps({{"response": response, "loaded": loaded}}))
+"""
+
+
+def first_call(module: str, event: dict[str, object]) -> dict[str, object]:
+    """``module``'s handler imported and invoked once in a fresh interpreter (the lab's env)."""
+    probe = FIRST_CALL.format(module=module, never=NEVER_ON_FIRST_CALL)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, json.dumps(event)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_the_first_poll_schedule_and_delivery_import_only_what_their_job_needs(
+    lab: Lab, github: GitHubFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab.connect_github(github)
+    monkeypatch.setenv("UCF_SINK_HTTP", "http://127.0.0.1:9/unused")  # delivery's job exists
+
+    tick = first_call("schedule", scheduled_event(datetime.now(UTC)))
+    assert (tick["response"], tick["loaded"]) == ({"due": 1, "enqueued": 1, "nextDueAt": None}, [])
+
+    messages = lab.receive()
+    polled = first_call("poll_worker", lab.sqs_event(messages))
+    assert (polled["response"], polled["loaded"]) == ({"batchItemFailures": []}, [])
+    assert lab.signals(), "the worker's poll stored the instance's issues"
+
+    delivery = first_call("delivery", scheduled_event(datetime.now(UTC)))
+    assert delivery["loaded"] == []

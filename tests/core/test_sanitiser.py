@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.core.secret_examples import SHAPE_EXAMPLES
 from ucf.core.sanitiser import (
+    _COMPILED,
     ELLIPSIS,
     InjectionRule,
     Sanitiser,
@@ -602,6 +603,22 @@ def test_raw_total_size_is_bounded() -> None:
 def test_a_nonsensical_policy_is_refused_with_a_clear_error(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field):
         SanitiserPolicy(**{field: value})
+
+
+def test_the_built_in_patterns_are_compiled_on_first_use_and_then_kept() -> None:
+    # A process that never sanitises (a Lambda that only schedules polls) must not
+    # pay for compiling them; the first text that needs them does, once.
+    sanitiser = Sanitiser()
+    compiled = [name for name in _COMPILED if name in vars(sanitiser)]
+    assert compiled == []
+
+    clean, notes = sanitiser.clean_text(f"token {GITHUB_TOKEN} <b>bold</b>")
+
+    assert GITHUB_TOKEN not in clean
+    assert notes
+    detector = vars(sanitiser)["_secret_detector"]
+    sanitiser.clean_text("again")
+    assert vars(sanitiser)["_secret_detector"] is detector
 
 
 def test_a_rule_re2_cannot_run_in_linear_time_is_refused_at_construction() -> None:

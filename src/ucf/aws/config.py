@@ -94,8 +94,9 @@ def aws_client(service: str, environ: Mapping[str, str]) -> Any:
     Region and endpoint come from the standard AWS variables (``AWS_REGION``,
     which Lambda sets, and ``AWS_ENDPOINT_URL_<SERVICE>`` for a local server).
     """
-    import boto3
     from botocore.config import Config
+
+    from ucf.stores.aws_session import aws_client as shared_session_client
 
     region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or None
     config = Config(
@@ -103,7 +104,7 @@ def aws_client(service: str, environ: Mapping[str, str]) -> Any:
         read_timeout=10,
         retries={"mode": "standard", "total_max_attempts": 4},
     )
-    return boto3.session.Session().client(service, region_name=region, config=config)
+    return shared_session_client(service, region_name=region, config=config)
 
 
 async def load_api_token(environ: Mapping[str, str]) -> str:

@@ -17,13 +17,14 @@ inside pytest-asyncio, whose loop must not be touched).
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import secrets
 import socket
 import threading
 from asyncio import AbstractEventLoop, new_event_loop, set_event_loop
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
@@ -43,6 +44,7 @@ Builder = Callable[[contextlib.AsyncExitStack], Awaitable[T]]
 _CONTEXT: Final = "context"
 _CONTAINERS: list[Container] = []
 _CONTAINERS_LOCK = threading.Lock()
+_frozen = False
 
 
 def _instance_name() -> str:
@@ -120,7 +122,8 @@ class Container:
         """
         if key in self._resources:
             return cast(T, self._resources[key])
-        value = await build(self._stack)
+        with _collector_paused():
+            value = await build(self._stack)
         self._resources[key] = value
         return value
 
@@ -158,6 +161,34 @@ class Container:
             executor.submit(loop.close).result()
             executor.shutdown(wait=True)
             self.worker_id = self._new_worker_id()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a resource is built; a start-up's objects frozen after.
+
+    Building the context or the app imports most of ucf and its libraries and
+    allocates hundreds of thousands of long-lived objects; the collector would
+    walk all of them several times over (full collections included) and find
+    nothing to free: about a fifth of a cold start's CPU (``bench/coldstart.py``).
+    The pause lasts one build, so garbage cannot pile up while an invocation
+    works. After the first build, everything alive is moved out of the
+    collector's sight (``gc.freeze``): it lives as long as the environment, and
+    warm invocations no longer pay for walking it. Once per process only: a
+    process that builds many containers (the tests) freezes once.
+    """
+    global _frozen
+    if not gc.isenabled():  # a build inside a build, or a host that manages gc itself
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        if not _frozen:
+            _frozen = True
+            gc.freeze()
 
 
 def close_all() -> None:

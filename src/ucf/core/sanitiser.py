@@ -64,7 +64,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import nh3
 import re2
@@ -587,42 +587,122 @@ class _Scope:
         self.notes.count(self.prefix + note, n)
 
 
+_COMPILED: Final = (
+    "_secrets",
+    "_secret_detector",
+    "_injections",
+    "_injection_detector",
+    "_summary_detector",
+    "_html_gate",
+    "_line_break",
+    "_cell_break",
+    "_spaces",
+    "_line_edges",
+    "_blank_lines",
+    "_any_hidden",
+    "_control",
+    "_invisible",
+    "_bidi",
+)
+"""The sanitiser's compiled patterns (properties, each compiled once on first use)."""
+
+
 class Sanitiser:
-    """Applies one :class:`SanitiserPolicy`. Every pattern is compiled here, once;
-    calls keep no state on the instance, so one sanitiser serves every thread."""
+    """Applies one :class:`SanitiserPolicy`. Every pattern is compiled once per
+    instance (on first use); calls keep no other state on the instance, so one
+    sanitiser serves every thread."""
 
     def __init__(self, policy: SanitiserPolicy = SanitiserPolicy()) -> None:
         self.policy = policy
-        secret_rules = (*DEFAULT_SECRET_RULES, *policy.extra_secret_rules)
-        injection_rules = (*DEFAULT_INJECTION_RULES, *policy.extra_injection_rules)
-        self._secrets = tuple(_CompiledSecret(rule) for rule in secret_rules)
-        self._secret_detector = _detector((r.pattern for r in secret_rules), "secret rules")
-        self._injections = tuple(_CompiledInjection(rule) for rule in injection_rules)
-        self._injection_detector = _detector(
-            (r.pattern for r in injection_rules), "injection rules"
-        )
-        self._any_hidden, self._control, self._invisible, self._bidi = _character_classes()
+        self._secret_rules = (*DEFAULT_SECRET_RULES, *policy.extra_secret_rules)
+        self._injection_rules = (*DEFAULT_INJECTION_RULES, *policy.extra_injection_rules)
         self._ascii_hidden = re.compile(_char_class(_ASCII_HIDDEN))
-        self._summary_detector = _detector(
-            (
-                _HTML_GATE,
-                *(r.pattern for r in injection_rules),
-                *(r.pattern for r in secret_rules),
-            ),
-            "summary rules",
-        )
-        self._html_gate = _re2(_HTML_GATE, "html gate", capture=False)
-        self._line_break = _re2(_LINE_BREAK, "line break", capture=False)
-        self._cell_break = _re2(_CELL_BREAK, "cell break", capture=False)
-        self._spaces = _re2(r"[ \t]+", "spaces", capture=False)
-        self._line_edges = _re2(r" ?\n ?", "line edges", capture=False)
-        self._blank_lines = _re2(r"\n{3,}", "blank lines", capture=False)
         self._html = nh3.Cleaner(tags=set())
         self._secret_fields = frozenset(
             name.lower().replace("-", "").replace("_", "") for name in policy.secret_fields
         )
         self._secret_field_marker = REDACTED.format(kind="secret_field")
         self._secret_key_cache: dict[str, bool] = {}
+        if policy.extra_secret_rules or policy.extra_injection_rules:
+            self._compile()  # an added rule that does not compile fails here, not mid-poll
+
+    def _compile(self) -> None:
+        """Compile every pattern now (the properties below otherwise do it on first use)."""
+        for name in _COMPILED:
+            getattr(self, name)
+
+    # The patterns are compiled on first use: the built-in rules are about fifty RE2
+    # programs (tens of ms), and a process that never sanitises (a Lambda scheduling
+    # polls or delivering stored signals) should not pay for them. The hidden-character
+    # classes come from a scan of ~200 000 code points, made once per process. After
+    # the first use each is a plain attribute of the instance.
+
+    @functools.cached_property
+    def _secrets(self) -> tuple[_CompiledSecret, ...]:
+        return tuple(_CompiledSecret(rule) for rule in self._secret_rules)
+
+    @functools.cached_property
+    def _secret_detector(self) -> re2._Regexp[str]:
+        return _detector((r.pattern for r in self._secret_rules), "secret rules")
+
+    @functools.cached_property
+    def _injections(self) -> tuple[_CompiledInjection, ...]:
+        return tuple(_CompiledInjection(rule) for rule in self._injection_rules)
+
+    @functools.cached_property
+    def _injection_detector(self) -> re2._Regexp[str]:
+        return _detector((r.pattern for r in self._injection_rules), "injection rules")
+
+    @functools.cached_property
+    def _summary_detector(self) -> re2._Regexp[str]:
+        return _detector(
+            (
+                _HTML_GATE,
+                *(r.pattern for r in self._injection_rules),
+                *(r.pattern for r in self._secret_rules),
+            ),
+            "summary rules",
+        )
+
+    @functools.cached_property
+    def _html_gate(self) -> re2._Regexp[str]:
+        return _re2(_HTML_GATE, "html gate", capture=False)
+
+    @functools.cached_property
+    def _line_break(self) -> re2._Regexp[str]:
+        return _re2(_LINE_BREAK, "line break", capture=False)
+
+    @functools.cached_property
+    def _cell_break(self) -> re2._Regexp[str]:
+        return _re2(_CELL_BREAK, "cell break", capture=False)
+
+    @functools.cached_property
+    def _spaces(self) -> re2._Regexp[str]:
+        return _re2(r"[ \t]+", "spaces", capture=False)
+
+    @functools.cached_property
+    def _line_edges(self) -> re2._Regexp[str]:
+        return _re2(r" ?\n ?", "line edges", capture=False)
+
+    @functools.cached_property
+    def _blank_lines(self) -> re2._Regexp[str]:
+        return _re2(r"\n{3,}", "blank lines", capture=False)
+
+    @functools.cached_property
+    def _any_hidden(self) -> re.Pattern[str]:
+        return _character_classes()[0]
+
+    @functools.cached_property
+    def _control(self) -> re.Pattern[str]:
+        return _character_classes()[1]
+
+    @functools.cached_property
+    def _invisible(self) -> re.Pattern[str]:
+        return _character_classes()[2]
+
+    @functools.cached_property
+    def _bidi(self) -> re.Pattern[str]:
+        return _character_classes()[3]
 
     # ---------------------------------------------------------------- signals
 

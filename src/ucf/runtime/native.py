@@ -12,9 +12,11 @@ credential fields, health check) together with the code that runs it: a
 into signals with its own normaliser, and, for tools that push, a
 :class:`WebhookHandler` the gateway calls after its own checks (404, 413, 429).
 
-:class:`NativeRegistry` loads every entry point once, checks each against this
-interface, records the distribution that provides it and can block one
-(``UCF_NATIVE_BLOCK=jira,asana``), as pluggy does for pytest plug-ins.
+:class:`NativeRegistry` loads each entry point once, when it is first needed,
+checks it against this interface, records the distribution that provides it
+and can block one (``UCF_NATIVE_BLOCK=jira,asana``), as pluggy does for pytest
+plug-ins. Loading on demand keeps a process that never runs a native connector
+(a Lambda polling a GitHub instance) from importing every connector's code.
 Packages import only :mod:`ucf.native`, never these internals.
 """
 
@@ -387,7 +389,7 @@ def check_source(source: Any) -> list[str]:
 
 
 class NativeRegistry:
-    """Every installed native connector, loaded once (see the module doc)."""
+    """Every installed native connector, each loaded once, on first use (see the module doc)."""
 
     def __init__(
         self,
@@ -398,11 +400,20 @@ class NativeRegistry:
         if entry_points is None:
             entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
         self.blocked = frozenset(blocked)
-        self._loaded: dict[str, LoadedNative] = {}
+        self._entry_points: dict[str, importlib.metadata.EntryPoint] = {}
         for entry_point in entry_points:
-            if entry_point.name in self._loaded:
-                continue  # the first installed wins, as importlib orders them
-            self._loaded[entry_point.name] = self._load(entry_point)
+            # the first installed wins, as importlib orders them
+            self._entry_points.setdefault(entry_point.name, entry_point)
+        self._loaded: dict[str, LoadedNative] = {}
+
+    def _entry(self, name: str) -> LoadedNative | None:
+        """The entry point ``name``, imported and checked the first time it is asked for."""
+        if name not in self._loaded:
+            entry_point = self._entry_points.get(name)
+            if entry_point is None:
+                return None
+            self._loaded[name] = self._load(entry_point)
+        return self._loaded[name]
 
     def _load(self, entry_point: importlib.metadata.EntryPoint) -> LoadedNative:
         dist = entry_point.dist
@@ -428,26 +439,32 @@ class NativeRegistry:
         return LoadedNative(entry_point.name, entry_point.value, distribution, version, loaded)
 
     def __iter__(self) -> Iterator[LoadedNative]:
-        return iter(self._loaded.values())
+        """Every entry point, loaded (all of them: this is the full listing)."""
+        return iter([entry for name in self._entry_points if (entry := self._entry(name))])
 
-    def descriptors(self) -> list[dict[str, Any]]:
-        """The descriptors of every usable native connector, for the catalogue."""
+    def descriptors(self, *, besides: Collection[str] = ()) -> list[dict[str, Any]]:
+        """The descriptors of every usable native connector, for the catalogue.
+
+        Connectors named in ``besides`` (ids the caller already has a descriptor
+        for, such as the shipped catalogue's) are neither returned nor loaded.
+        """
+        entries = (self._entry(name) for name in self._entry_points if name not in besides)
         return [
             dict(entry.connector.descriptor)
-            for entry in self._loaded.values()
-            if entry.connector is not None
+            for entry in entries
+            if entry is not None and entry.connector is not None
         ]
 
     def guide(self, connector_id: str) -> str:
         """The hand-written documentation of a native connector ("" when it has none)."""
-        entry = self._loaded.get(connector_id)
+        entry = self._entry(connector_id)
         return entry.connector.guide if entry is not None and entry.connector is not None else ""
 
     def source(self, descriptor: ConnectorDescriptor) -> Any:
         """The runtime of a ``kind: native`` descriptor, checked against the interface."""
-        entry = self._loaded.get(descriptor.id)
+        entry = self._entry(descriptor.id)
         if entry is None:
-            installed = ", ".join(sorted(self._loaded)) or "none"
+            installed = ", ".join(sorted(self._entry_points)) or "none"
             raise NativeLoadError(
                 f"connector {descriptor.id!r} is native, but no installed package provides it "
                 f"(entry point {descriptor.id!r} in group {ENTRY_POINT_GROUP!r}; "
@@ -487,5 +504,6 @@ def native_registry() -> NativeRegistry:
     return _registry
 
 
-def installed_descriptors() -> Sequence[Mapping[str, Any]]:
-    return native_registry().descriptors()
+def installed_descriptors(*, besides: Collection[str] = ()) -> Sequence[Mapping[str, Any]]:
+    """The installed native connectors' descriptors, except (and without loading) ``besides``."""
+    return native_registry().descriptors(besides=besides)

@@ -140,17 +140,16 @@ def aws_sink_client(service: str, *, region: str | None, endpoint: str | None = 
     Botocore's "standard" mode retries throttling and 5xx with backoff; three
     attempts of at most 3 + 5 s fit inside the time the worker gives a batch.
     """
-    import boto3
     from botocore.config import Config
+
+    from ucf.stores.aws_session import aws_client
 
     config = Config(
         connect_timeout=3,
         read_timeout=5,
         retries={"mode": "standard", "total_max_attempts": 3},
     )
-    return boto3.session.Session().client(
-        service, region_name=region, endpoint_url=endpoint, config=config
-    )
+    return aws_client(service, region_name=region, endpoint_url=endpoint, config=config)
 
 
 def _packed(

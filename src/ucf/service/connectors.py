@@ -130,9 +130,11 @@ class ConnectorService:
     async def sync_builtin(self) -> SyncReport:
         """Load the shipped catalogue: new ones inserted, upgraded when their version rose."""
         shipped = builtin_descriptors()
-        catalogued = {data.get("id") for data in shipped}
-        # Native packages installed beside ucf bring their descriptors with them.
-        shipped += [dict(d) for d in installed_descriptors() if d.get("id") not in catalogued]
+        catalogued = {str(data.get("id")) for data in shipped}
+        # Native packages installed beside ucf bring their descriptors with them; the
+        # ones shipped in the catalogue are not imported for it (a cold start pays for
+        # a connector's code only when one of its instances runs).
+        shipped += [dict(d) for d in installed_descriptors(besides=catalogued)]
         for data in shipped:
             _parse(data, f"built-in descriptor {data.get('id')!r}")
         return await self._registry.sync_builtin(shipped, now=self._clock())

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import boto3
 import botocore.config
 import botocore.exceptions
 
+from ucf.stores.aws_session import aws_client
 from ucf.stores.errors import (
     InvalidRecord,
     StoreConfigError,
@@ -153,8 +153,8 @@ class DynamoClient:
             tcp_keepalive=True,
         )
         try:
-            # A private session: boto3's default session is not safe to share between threads.
-            self._client = boto3.session.Session().client(
+            # The process's shared session (created under a lock; the client is thread-safe).
+            self._client = aws_client(
                 "dynamodb",
                 region_name=target.region,
                 endpoint_url=target.endpoint,

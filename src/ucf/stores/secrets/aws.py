@@ -30,6 +30,7 @@ from typing import Any
 
 from ulid import ULID
 
+from ucf.stores.aws_session import aws_client
 from ucf.stores.errors import StoreError
 from ucf.stores.secrets.base import (
     SecretDecryptionError,
@@ -125,7 +126,6 @@ class AwsSecretsManagerStore:
         read_timeout: float = 10.0,
     ) -> AwsSecretsManagerStore:
         """Build the boto3 client (credentials from the usual AWS chain) off the event loop."""
-        import boto3
         from botocore.config import Config
         from botocore.exceptions import NoRegionError
 
@@ -137,7 +137,7 @@ class AwsSecretsManagerStore:
         )
 
         def build() -> Any:
-            return boto3.session.Session().client(
+            return aws_client(
                 "secretsmanager", region_name=region, endpoint_url=endpoint_url, config=config
             )
 

@@ -1,0 +1,107 @@
+"""One cold start of ``bench/coldstart.py``: a fresh interpreter imports a handler and invokes it once.
+
+Kept apart from the bench so that what is loaded before the clock starts is
+what the Lambda runtime itself has loaded by then (``json``, ``os``, ``sys``,
+``time``): every other module the handler needs, ``asyncio`` included, is
+counted as the handler's. The bench starts this file as a script:
+
+    python bench/coldstart_child.py HANDLER EVENT_FILE
+
+and reads one line of JSON from its standard output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+FLOOR = "floor"
+"""Not ucf: a handler that imports boto3 alone, then reads one DynamoDB item."""
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def floor_handler(event: dict[str, object], context: object) -> dict[str, object]:
+    """The least any ucf function does on its first call: one DynamoDB read through boto3.
+
+    Its module imports boto3 and nothing of ucf (``main`` times that import as
+    this handler's init); the call builds a client and reads one item of the
+    store's table, so the row beside ucf's is the SDK's own price.
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    import boto3
+
+    url = urlsplit(os.environ["UCF_STORE"])  # dynamodb://TABLE?region=…&endpoint=…
+    query = {name: values[0] for name, values in parse_qs(url.query).items()}
+    client = boto3.session.Session().client(
+        "dynamodb", region_name=query.get("region"), endpoint_url=query.get("endpoint")
+    )
+    reply = client.get_item(
+        TableName=url.netloc, Key={"PK": {"S": "coldstart-floor"}, "SK": {"S": "none"}}
+    )
+    return {"statusCode": 200, "found": "Item" in reply}
+
+
+def main(name: str, event_path: str) -> None:
+    """Import the handler (Lambda's init phase), invoke it once, report on stdout."""
+    with open(event_path) as file:
+        event = json.load(file)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    module = None
+    if name == FLOOR:
+        import boto3  # noqa: F401 - the floor's init is boto3's import alone
+
+        handler = floor_handler
+    else:
+        module = __import__(f"ucf.aws.handlers.{name}", fromlist=["handler"])
+        handler = module.handler
+    imported = time.perf_counter()
+    # The context object Lambda passes (the tests' own, so imported here: its few
+    # standard modules count as the invocation's, a millisecond at most).
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.aws.events import LambdaContext
+
+    context = LambdaContext(function_name=f"ucf-{name}")
+    order = os.environ.get("COLDSTART_PROFILE")
+    if order and module is not None:
+        import cProfile
+        import pstats
+
+        # The work runs on the container's own thread: the profiler is switched on there.
+        profiler = cProfile.Profile()
+        container = module.FUNCTION.container
+        container.call(profiler.enable)
+        response = handler(event, context)
+        container.call(profiler.disable)
+        order = order if order in ("tottime", "cumulative") else "cumulative"
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(60)
+    else:
+        response = handler(event, context)
+    invoked, cpu_done = time.perf_counter(), time.process_time()
+    print(
+        json.dumps(
+            {
+                "import_ms": (imported - started) * 1000,
+                "invoke_ms": (invoked - imported) * 1000,
+                "cpu_ms": (cpu_done - cpu_started) * 1000,
+                "rss_kib": _status_kib("VmRSS"),
+                "hwm_kib": _status_kib("VmHWM"),
+                "modules": len(sys.modules),
+                "response": response,
+            },
+            default=str,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,51 @@
+"""The boto3 session every AWS client of the process is made from (DynamoDB, Secrets Manager, SQS…).
+
+A new ``boto3.session.Session()`` starts from nothing: it parses botocore's
+endpoint and partition data, its retry and default-configuration files, the
+shared config files and the credential chain again, and only then builds the
+client. A client made from a session that already did that costs a small
+fraction of it (measured on a 2-core machine: 35–55 ms of CPU for a client in
+a new session, ~7 ms in an existing one). A Lambda function makes two or three
+clients on its first invocation (the store, the secret store, the poll queue
+or the admin token), so sharing one session is a large part of the cold start
+(``bench/coldstart.py``).
+
+boto3 sessions are not safe to *create clients from* on several threads at
+once, so creation is serialised here; the clients themselves are thread-safe.
+The session belongs to the AWS environment it was made for (the ``AWS_*``
+variables): when those change — a test switching credentials or endpoints, a
+profile chosen at run time — the next client comes from a new session, as it
+did when every client had a session of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+__all__ = ["aws_client"]
+
+_lock = threading.Lock()
+_session: Any = None
+_session_environ: dict[str, str] | None = None
+
+
+def _aws_environ() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+
+
+def aws_client(service: str, **options: Any) -> Any:
+    """``boto3.session.Session().client(service, **options)``, from the process's shared session.
+
+    Raises what boto3 raises (``NoRegionError``, ``ValueError`` for a malformed
+    endpoint…), so callers map errors exactly as before.
+    """
+    import boto3  # here, not at module level: importing ucf never loads the AWS SDK
+
+    global _session, _session_environ
+    environ = _aws_environ()
+    with _lock:
+        if _session is None or environ != _session_environ:
+            _session, _session_environ = boto3.session.Session(), environ
+        return _session.client(service, **options)
