@@ -12,7 +12,14 @@ from typing import Final
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from tests.web.server import LiveServer, ucf_env
 
@@ -67,3 +74,19 @@ def watch_console(page: Page) -> list[str]:
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
     return problems
+
+
+async def signed_in(
+    browser: Browser, server: LiveServer, *, height: int = 900, token: str = TOKEN
+) -> tuple[BrowserContext, Page, list[str]]:
+    """A fresh browser context signed in to ``server`` with the admin token, its page, and
+    the console errors it collects (a test asserts there are none)."""
+    context = await browser.new_context(viewport={"width": 1280, "height": height})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    console = watch_console(page)
+    await page.goto(server.url + "/login")
+    await page.get_by_label("Admin API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    return context, page, console

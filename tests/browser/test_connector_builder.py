@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, TOKEN, watch_console
+from tests.browser.conftest import SCREENSHOTS, TOKEN, signed_in
 from tests.web.server import LiveServer
 from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
 
@@ -68,16 +68,8 @@ async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
     server: LiveServer,
     ticketly: FakeServer,
 ) -> None:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    console = watch_console(page)
+    context, page, console = await signed_in(browser, server, height=900)
     base = server.url
-
-    await page.goto(base + "/login")
-    await page.get_by_label("Admin API token").fill(TOKEN)
-    await page.get_by_role("button", name="Sign in").click()
     await page.get_by_role("link", name="New connector").click()
     await expect(page.get_by_role("heading", name="New connector")).to_be_visible()
     await expect(page.locator("#editor-status")).to_have_text("No problems found.")

@@ -27,7 +27,7 @@ from typing import Any, Final
 import httpx
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, TOKEN, watch_console
+from tests.browser.conftest import SCREENSHOTS, TOKEN, signed_in
 from tests.web.server import LiveServer
 
 SECRET: Final = "hookly-signing-secret-51c0"
@@ -55,17 +55,9 @@ async def _type_at(page: Page, marker: str, text: str) -> None:
 async def test_a_webhook_and_poll_connector_is_built_with_the_form_alone(
     browser: Browser, server: LiveServer
 ) -> None:
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    console = watch_console(page)
+    context, page, console = await signed_in(browser, server, height=900)
     base = server.url
     status = page.locator("#editor-status")
-
-    await page.goto(base + "/login")
-    await page.get_by_label("Admin API token").fill(TOKEN)
-    await page.get_by_role("button", name="Sign in").click()
     await page.goto(base + "/projects/default/connectors/new")
     await expect(status).to_have_text("No problems found.")
     await page.get_by_label("Id", exact=True).fill("hookly")
@@ -295,15 +287,8 @@ async def test_every_catalogue_connector_round_trips_through_the_form(
     browser: Browser, server: LiveServer
 ) -> None:
     """'Customise a copy' of each built-in draws its form; an edit there keeps the rest."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    console = watch_console(page)
+    context, page, console = await signed_in(browser, server, height=900)
     base = server.url
-    await page.goto(base + "/login")
-    await page.get_by_label("Admin API token").fill(TOKEN)
-    await page.get_by_role("button", name="Sign in").click()
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as api:
         listed = (await api.get(f"{base}/api/connectors", params={"limit": 100})).json()
     ids = sorted(c["id"] for c in listed["items"] if c["builtIn"])

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, TOKEN, watch_console
+from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, TOKEN, signed_in, watch_console
 from tests.web.server import LiveServer
 from ucf.fakes import jira as jira_fake
 from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, GitHubFake
@@ -162,16 +162,7 @@ async def test_a_user_connects_jira_from_the_catalogue_and_sees_its_signals(
     browser: Browser, server: LiveServer, jira: JiraFake
 ) -> None:
     """The native Jira connector through the same generated setup flow as any connector."""
-    context = await browser.new_context(viewport={"width": 1280, "height": 860})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    console = watch_console(page)
-    base = server.url
-
-    await page.goto(base + "/login")
-    await page.get_by_label("Admin API token").fill(TOKEN)
-    await page.get_by_role("button", name="Sign in").click()
+    context, page, console = await signed_in(browser, server, height=860)
     await expect(page.get_by_role("heading", name="Connector catalogue")).to_be_visible()
     await page.get_by_role("searchbox", name="Search connectors by name").fill("jira")
     card = page.locator(".card.connector:visible")

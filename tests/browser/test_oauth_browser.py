@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from tests.browser.conftest import SCREENSHOTS, TIMEOUT_MS, watch_console
+from tests.browser.conftest import SCREENSHOTS, signed_in
 from tests.web.server import LiveServer, ucf_env
 from ucf.fakes.slack import CHANNEL, CLIENT_ID, CLIENT_SECRET, SlackFake
 
@@ -50,15 +50,7 @@ async def test_a_user_connects_slack_by_consent_and_reconnects_after_a_revocatio
     base = server.url
     instance_api = f"{base}/api/projects/default/instances/slack"
 
-    context = await browser.new_context(viewport={"width": 1280, "height": 900})
-    page = await context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    console = watch_console(page)
-
-    await page.goto(base + "/login")
-    await page.get_by_label("Admin API token").fill(TOKEN)
-    await page.get_by_role("button", name="Sign in").click()
+    context, page, console = await signed_in(browser, server, token=TOKEN)
     await expect(page.get_by_role("heading", name="Connector catalogue")).to_be_visible()
 
     # The operator registers the app; the page shows the redirect URI to give Slack.

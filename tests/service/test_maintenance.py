@@ -40,6 +40,16 @@ def gateway() -> Iterator[FakeServer]:
         yield server
 
 
+def app_only_mailbox(graph: GraphFake) -> dict[str, str]:
+    """Settings of an Outlook instance reading one mailbox with app-only access."""
+    return {
+        "baseUrl": f"{graph.base_url}/v1.0",
+        "authorityUrl": graph.base_url,
+        "tenant": TENANT,
+        "mailbox": MAILBOX,
+    }
+
+
 async def open_worker(data_dir: Path, public_url: str) -> UcfContext:
     settings = dataclasses.replace(settings_for(data_dir, sink=False), public_url=public_url)
     return await UcfContext.open(settings)
@@ -56,12 +66,7 @@ async def test_two_workers_starting_upkeep_at_once_create_one_subscription(
             "p",
             "outlook",
             credentials={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
-            config={
-                "baseUrl": f"{graph.base_url}/v1.0",
-                "authorityUrl": graph.base_url,
-                "tenant": TENANT,
-                "mailbox": MAILBOX,
-            },
+            config=app_only_mailbox(graph),
         )
         record = await one.instances.record("p", "outlook")
         connector = await one.connectors.get("outlook")
@@ -94,12 +99,7 @@ async def test_a_scheduler_that_lives_one_tick_still_runs_upkeep_once_per_period
             "p",
             "outlook",
             credentials={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
-            config={
-                "baseUrl": f"{graph.base_url}/v1.0",
-                "authorityUrl": graph.base_url,
-                "tenant": TENANT,
-                "mailbox": MAILBOX,
-            },
+            config=app_only_mailbox(graph),
         )
         first = await Scheduler(context, "tick-1").maintain()
         now[0] += timedelta(minutes=1)
