@@ -181,7 +181,9 @@ def as_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return int.__repr__(value)  # what json.dumps writes for an int, without its machinery
+    if isinstance(value, float):
         return json.dumps(value)
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
