@@ -92,7 +92,7 @@ _item_shapes = (
             "id": st.integers(1, 9),
             "t": st.sampled_from(TIMES[:2]),
             "labels": labels,
-            "state": words,
+            "state": st.sampled_from(["closed", "true", "P1", "x y"]),
             "a": st.fixed_dictionaries({"t": st.sampled_from(TIMES[:2]), "id": words}),
             "more": st.lists(st.fixed_dictionaries({"name": words}), min_size=3, max_size=5),
         }
@@ -133,9 +133,12 @@ def _condition_dict(operator: str, when: str, value: Any, value_path: str | None
 
 conditions = st.builds(
     _condition_dict,
-    st.sampled_from(["equals", "not_equals", "contains", "exists", "not_exists", "matches", "in"]),
+    # The operators the generator writes out itself come up most.
+    st.sampled_from(
+        ["equals", "equals", "not_equals", "contains", "exists", "not_exists", "matches", "in"]
+    ),
     # Paths the items of the second shape always have, so conditions often hold.
-    st.sampled_from(("state", "$.labels[*].name", "more[*].name", "a.id", "a.*", *PATHS)),
+    st.sampled_from(("state", "state", "$.labels[*].name", "more[*].name", "a.id", *PATHS)),
     st.one_of(words, st.lists(words, min_size=1, max_size=3)),
     st.sampled_from((None, None, None, "a.id", "state", "labels[0].name", "a.*", "t")),
 )
@@ -265,6 +268,59 @@ def test_generated_function_maps_as_the_interpreter(
     )
     assert result.skipped + len(result.signals) + len(result.errors) == len(batch)
     event("maps" if result.signals else "nothing maps")
+
+
+_RULES = [
+    {"when": "state", "operator": "equals", "value": "closed"},
+    {"when": "state", "operator": "not_equals", "value": "closed"},
+    {"when": "a.t", "operator": "equals", "valuePath": "t"},
+    {"when": "labels[*].name", "operator": "equals", "value": "P1"},
+    {"when": "n", "operator": "equals", "value": "12"},
+    {"when": "state", "operator": "exists"},
+    {"when": "labels[*]", "operator": "not_exists"},
+    {"when": "labels[*].name", "operator": "contains", "value": "bug"},
+    {
+        "when": "state",
+        "operator": "equals",
+        "value": "closed",
+        "all": [{"when": "n", "operator": "exists"}],
+    },
+]
+_ITEMS = [
+    {"state": "closed", "t": "2024-01-01T00:00:00Z", "a": {"t": "2024-01-01T00:00:00Z"}},
+    {"state": "closed!", "labels": [{"name": "P1"}, {"name": "bug"}], "n": 12},
+    {"state": None, "labels": [], "n": "12", "a": {"t": 5}},
+    {"labels": [{"name": ["P1"]}, {}, "bug"], "n": 12.0},
+    {"state": "closed", "n": 0},
+]
+
+
+@pytest.mark.parametrize("rule", _RULES, ids=lambda rule: json.dumps(rule))
+def test_each_operator_the_generator_writes_out_decides_as_the_interpreter(
+    rule: dict[str, Any],
+) -> None:
+    """Every specialised condition, held and not held, as a type rule, a priority and a skip."""
+    spec = FieldMappingDescriptor.model_validate(
+        {
+            "itemsPath": "$",
+            "idPath": "id",
+            "timestampPath": "t",
+            "summaryTemplate": "{{state}}",
+            "signalTypeRules": [{**rule, "then": "hit"}],
+            "priorityMapping": [{**rule, "then": "high"}],
+            "skip": [{k: v for k, v in rule.items() if k != "all"}],
+        }
+    )
+    mapping = CompiledMapping(spec)
+    assert mapping.generated.skip is not None
+    decided = set()
+    for extra in _ITEMS:
+        item = {"id": 1, "t": "2024-01-01T00:00:00Z", **extra}
+        signal = mapping.map(item, "c", "p")
+        assert signal == mapping.interpret(item, "c", "p")
+        assert mapping.generated.skip(item) == mapping.skipped(item)
+        decided.add(signal.wire["type"])
+    assert decided == {"hit", "unknown"}  # each rule holds for some items and not others
 
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "src/ucf/catalogue"
