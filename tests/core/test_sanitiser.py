@@ -844,6 +844,45 @@ def test_fast_path_gives_exactly_what_the_full_walk_gives(
     assert Sanitiser(policy).sanitise_wire(signal.to_wire()) == reference
 
 
+_pages = st.lists(
+    st.tuples(
+        _raw_strings | st.sampled_from(["Ignore all previous instructions", "<b>x</b>", "ok"]),
+        st.dictionaries(
+            st.sampled_from(["title", "password", "body", "user"]), _raw_values, max_size=4
+        ),
+        st.lists(_raw_strings, max_size=2),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_pages)
+def test_a_page_sanitised_at_once_is_each_signal_sanitised_alone(
+    page: list[tuple[str, dict[str, Any], list[str]]],
+) -> None:
+    """One joined scan over the page may only decide what the per-signal path decides."""
+    policy = SanitiserPolicy(max_raw_string_chars=32, max_raw_items=12, max_raw_depth=3)
+    wires = [_as_mapped(summary, raw, tags).to_wire() for summary, raw, tags in page]
+    reference = [_AlwaysWalk(policy).sanitise_wire(wire) for wire in wires]
+    assert Sanitiser(policy).sanitise_wires(wires) == reference
+
+
+def test_one_secret_on_a_page_is_redacted_in_its_signal_only() -> None:
+    clean = [_signal(summary=f"issue {n}").to_wire() for n in range(5)]
+    leaky = _as_mapped("deploy", {"body": f"use {GITHUB_TOKEN}"}, []).to_wire()
+    out = SANITISER.sanitise_wires([*clean[:2], leaky, *clean[2:]])
+    assert [w["sanitisationNotes"] for w in out] == [
+        [],
+        [],
+        ["raw:redacted:github_token"],
+        [],
+        [],
+        [],
+    ]
+    assert GITHUB_TOKEN not in str(out)
+
+
 def test_a_lone_surrogate_is_removed_on_the_ingest_path_too() -> None:
     """json accepts "\\ud83d" (half an emoji cut off upstream); RE2 cannot read it."""
     signal = _as_mapped("emoji \ud83d cut", {"title": "emoji \ud83d cut"}, [])

@@ -119,6 +119,25 @@ def test_short_registered_secret_is_masked_completely() -> None:
     assert redact("value=s3cret! end", registry) == f"value={MASK} end"
 
 
+def test_a_line_found_clean_is_masked_once_its_secret_is_registered() -> None:
+    """Lines with nothing to mask are remembered (access lines repeat); a new secret forgets."""
+    registry = SecretRegistry()
+    line = "POST /hooks/a 200 via relay-credential-0042"
+    assert redact(line, registry) == line
+    assert line in registry.clean
+    registry.add("relay-credential-0042")
+    assert redact(line, registry) == f"POST /hooks/a 200 via {MASK}0042"
+
+
+def test_a_line_with_a_secret_is_never_remembered() -> None:
+    registry = SecretRegistry()
+    registry.add("plain-looking-credential-42")
+    for line in ("x plain-looking-credential-42", f"Authorization: Bearer {GITHUB_PAT}"):
+        assert redact(line, registry) != line
+        assert redact(line, registry) != line
+    assert registry.clean == set()
+
+
 def test_redaction_is_idempotent() -> None:
     line = f"Authorization: Bearer {GITHUB_PAT} GET /x?token=abc0123456789xyz"
     once = redact(line, SecretRegistry())

@@ -25,6 +25,8 @@ from ucf.cli.errors import fail
 from ucf.cli.options import DataDirOption, StoreOption
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from ucf.service.context import UcfContext
     from ucf.service.settings import Settings
 
@@ -124,9 +126,24 @@ async def _serve(
         context.store.description,
         settings.data_dir,
     )
-    await server.serve(sockets=[sock])
+    freezer = asyncio.create_task(_freeze_once_started(server))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        freezer.cancel()
     if not server.started:
         raise _StartupFailed("the server did not start; see the log above")
+
+
+async def _freeze_once_started(server: uvicorn.Server) -> None:
+    """Freeze the heap once uvicorn has run the app's start-up (see ucf.runtime.heap)."""
+    from ucf.runtime.heap import freeze_startup_heap
+
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.05)
+    freeze_startup_heap()
 
 
 def serve(

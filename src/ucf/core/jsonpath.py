@@ -47,10 +47,13 @@ from ucf.core.regex import RegexError, compile_regex
 
 __all__ = [
     "MISSING",
+    "WILDCARD",
     "CompiledPath",
     "Missing",
     "PathSyntaxError",
+    "Step",
     "compile_path",
+    "plain_steps",
 ]
 
 
@@ -167,6 +170,8 @@ class _Wildcard(enum.Enum):
 
 
 _WILDCARD: Final = _Wildcard.STEP
+WILDCARD: Final = _WILDCARD
+"""The wildcard step (``[*]``, ``.*``) in :func:`plain_steps`."""
 
 Step = str | int | _Wildcard
 """A member name, an array index, or every child."""
@@ -465,3 +470,18 @@ def compile_path(expression: str) -> CompiledPath:
     if not isinstance(parsed, _jp.JSONPath):  # unions of whole paths: not RFC 9535
         raise PathSyntaxError(expression, "a descriptor path must be a single JSONPath query")
     return _plan(expression, parsed)
+
+
+def plain_steps(path: CompiledPath) -> tuple[Step, ...] | None:
+    """The lookup plan of a plain path (names, indexes, wildcards), None for a query path.
+
+    For the mapping code generator (``ucf.core.mapping_codegen``), which writes
+    these steps out as subscripts; query paths stay with python-jsonpath.
+    """
+    if isinstance(path, _RootPath):
+        return ()
+    if isinstance(path, _NamePath):
+        return path._names
+    if isinstance(path, _StepPath | _FanOutPath):
+        return path._steps
+    return None

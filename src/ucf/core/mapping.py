@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -180,7 +181,9 @@ def as_text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        return int.__repr__(value)  # what json.dumps writes for an int, without its machinery
+    if isinstance(value, float):
         return json.dumps(value)
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
@@ -330,6 +333,21 @@ def _table_key(rule: SignalTypeRule | PriorityRule) -> str | None:
     return None
 
 
+def rule_runs(rules: Sequence[SignalTypeRule | PriorityRule]) -> list[tuple[int, int]]:
+    """``rules`` cut into runs ``[start, end)``: a run longer than one is a lookup table."""
+    runs: list[tuple[int, int]] = []
+    index = 0
+    while index < len(rules):
+        key = _table_key(rules[index])
+        end = index + 1
+        if key is not None:
+            while end < len(rules) and _table_key(rules[end]) == key:
+                end += 1
+        runs.append((index, end))
+        index = end
+    return runs
+
+
 def compile_first_match(
     rules: Sequence[tuple[SignalTypeRule | PriorityRule, Then]],
 ) -> Callable[[Any, str | None], Then | None]:
@@ -339,19 +357,12 @@ def compile_first_match(
     usual label → priority table) becomes one dictionary lookup per value found,
     instead of one path evaluation per rule.
     """
-    steps: list[Callable[[Any, str | None], tuple[int, Then] | None]] = []
-    index = 0
-    while index < len(rules):
-        key = _table_key(rules[index][0])
-        end = index + 1
-        if key is not None:
-            while end < len(rules) and _table_key(rules[end][0]) == key:
-                end += 1
-        if end - index > 1:
-            steps.append(_table_step(rules[index:end], index))
-        else:
-            steps.append(_single_step(rules[index], index))
-        index = end
+    steps: list[Callable[[Any, str | None], tuple[int, Then] | None]] = [
+        _table_step(rules[start:end], start)
+        if end - start > 1
+        else _single_step(rules[start], start)
+        for start, end in rule_runs([rule for rule, _ in rules])
+    ]
 
     def first_match(item: Any, event_type: str | None) -> Then | None:
         for step in steps:
@@ -374,23 +385,31 @@ def _single_step(
 def _table_step(
     entries: Sequence[tuple[SignalTypeRule | PriorityRule, Then]], offset: int
 ) -> Callable[[Any, str | None], tuple[int, Then] | None]:
+    table = rule_table(entries, offset)
+    getter = _Getter(entries[0][0].when).get
+    return lambda item, _event_type: table_lookup(table, getter(item))
+
+
+def rule_table(
+    entries: Sequence[tuple[SignalTypeRule | PriorityRule, Then]], offset: int
+) -> dict[str, tuple[int, Then]]:
+    """Constant-comparison rules on one path as value text → (rule position, result)."""
     table: dict[str, tuple[int, Then]] = {}
     for position, (rule, then) in enumerate(entries, start=offset):
         values = rule.value if isinstance(rule.value, list) else [rule.value or ""]
         for value in values:
             table.setdefault(value, (position, then))
-    getter = _Getter(entries[0][0].when).get
+    return table
 
-    def lookup(item: Any, _event_type: str | None) -> tuple[int, Then] | None:
-        value = getter(item)
-        if isinstance(value, list):
-            hits = [table[t] for t in map(as_text, value) if t in table]
-            return min(hits, key=lambda hit: hit[0]) if hits else None
-        if value is MISSING or value is None:
-            return None
-        return table.get(as_text(value))
 
-    return lookup
+def table_lookup(table: dict[str, tuple[int, Then]], value: Any) -> tuple[int, Then] | None:
+    """The earliest rule of ``table`` that ``value`` (one value or a list) satisfies."""
+    if isinstance(value, list):
+        hits = [table[t] for t in map(as_text, value) if t in table]
+        return min(hits, key=lambda hit: hit[0]) if hits else None
+    if value is MISSING or value is None:
+        return None
+    return table.get(as_text(value))
 
 
 def _event_matches(event_type: str, allowed: frozenset[str]) -> bool:
@@ -524,6 +543,11 @@ class _VersionReader:
         return value
 
 
+def not_a_date_reason(path: str) -> Callable[[str], str]:
+    """The error for an item whose timestamp (as text) does not parse."""
+    return lambda text: f"timestamp {text[:40]!r} at {path} is not a date"
+
+
 # --------------------------------------------------------------------------- the engine
 
 
@@ -558,6 +582,10 @@ class CompiledMapping:
         self._raw = _compile_raw(mapping.raw_fields)
         self._default_type = mapping.default_type
         self._skip = [compile_condition(condition) for condition in mapping.skip]
+        from ucf.core.mapping_codegen import generate  # it builds on this module
+
+        self.generated = generate(self)
+        """The same mapping as one compiled function: what :meth:`map` runs."""
 
     # -- items
 
@@ -577,7 +605,7 @@ class CompiledMapping:
     # -- one item
 
     def skipped(self, item: Any) -> bool:
-        """Whether the mapping's ``skip`` conditions leave this item out."""
+        """Whether the mapping's ``skip`` conditions leave this item out (the reference)."""
         return any(test(item, None) for test in self._skip)
 
     def signal_type(self, item: Any, event_type: str | None = None) -> str:
@@ -614,6 +642,26 @@ class CompiledMapping:
     ) -> MappedSignal:
         """Map one item; raises :class:`ItemMappingError` when it cannot be a signal.
 
+        Runs the generated function (:mod:`ucf.core.mapping_codegen`);
+        :meth:`interpret` is the reference it is held equal to.
+        """
+        signal: MappedSignal = self.generated.map_one(
+            item, connector_id, project_id, event_type, fallback_version, now
+        )
+        return signal
+
+    def interpret(
+        self,
+        item: Any,
+        connector_id: str,
+        project_id: str,
+        *,
+        event_type: str | None = None,
+        fallback_version: str | None = None,
+        now: datetime | None = None,
+    ) -> MappedSignal:
+        """Map one item by walking the planned closures: the reference for :meth:`map`.
+
         The signal's identity is connector + project + item id + item version,
         whichever channel saw the item, so a poll and a webhook of the same
         change agree on one signal (docs/security.md "Signal identity and
@@ -641,11 +689,8 @@ class CompiledMapping:
         else:
             parsed = parse_timestamp(raw_timestamp, self._timestamp_format)
             if parsed is None:
-                shown = as_text(raw_timestamp)[:40]
-                raise ItemMappingError(
-                    f"timestamp {shown!r} at {self.descriptor.timestamp_path} is not a date",
-                    item_id,
-                )
+                reason = not_a_date_reason(self.descriptor.timestamp_path)
+                raise ItemMappingError(reason(as_text(raw_timestamp)), item_id)
             moment = parsed
         timestamp = iso_utc(moment)
 
@@ -691,20 +736,16 @@ class CompiledMapping:
         now: datetime | None = None,
     ) -> MappingResult:
         result = MappingResult()
+        skip = self.generated.skip
+        map_one = self.generated.map_one
+        signals = result.signals
         for index, item in enumerate(items):
-            if self._skip and self.skipped(item):
+            if skip is not None and skip(item):
                 result.skipped += 1
                 continue
             try:
-                result.signals.append(
-                    self.map(
-                        item,
-                        connector_id,
-                        project_id,
-                        event_type=event_type,
-                        fallback_version=fallback_version,
-                        now=now,
-                    )
+                signals.append(
+                    map_one(item, connector_id, project_id, event_type, fallback_version, now)
                 )
             except ItemMappingError as error:
                 result.errors.append(ItemError(index, error.reason, error.item_id))
@@ -718,3 +759,25 @@ class CompiledMapping:
 
 def iter_signals(result: MappingResult) -> Iterator[NormalisedSignal]:
     return (mapped.signal for mapped in result.signals)
+
+
+_COMPILED: OrderedDict[str, CompiledMapping] = OrderedDict()
+_COMPILED_MAX = 256
+
+
+def compile_mapping(mapping: FieldMappingDescriptor) -> CompiledMapping:
+    """The compiled mapping for this descriptor content, generated once and shared.
+
+    Keyed by the mapping's own JSON rather than the descriptor's id and
+    version: an edited descriptor that kept its version still gets its own
+    function, and two connectors with one mapping share one. Bounded (LRU).
+    """
+    key = mapping.model_dump_json(by_alias=True)
+    found = _COMPILED.get(key)
+    if found is None:
+        found = _COMPILED[key] = CompiledMapping(mapping)
+        if len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    else:
+        _COMPILED.move_to_end(key)
+    return found

@@ -62,7 +62,7 @@ import functools
 import html
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -742,14 +742,37 @@ class Sanitiser:
         Every ingest goes through here, so the common case (nothing to change)
         never builds a model: it is a copy with the three sanitiser fields added.
         """
-        summary: str = wire["summary"]
-        if self._unchanged(summary, wire["raw"], wire.get("metadata")):
-            out = dict(wire)
-            out["sanitised"] = True
-            out["sanitisedSummary"] = summary
-            out["sanitisationNotes"] = []
-            return out
+        if self._unchanged(wire["summary"], wire["raw"], wire.get("metadata")):
+            return _as_sanitised(wire)
         return self.sanitise(NormalisedSignal.from_wire(wire)).to_wire()
+
+    def sanitise_wires(self, wires: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """:meth:`sanitise_wire` on a page of wire objects, the common case in two scans.
+
+        The per-signal fast path scans each signal's strings joined, twice
+        (hidden characters, secrets); here the strings of the whole page are
+        joined and each scan runs once. Whenever a page scan finds anything,
+        the signals are checked one by one instead (a hit in the join may
+        belong to any of them), so the answer is always
+        :meth:`sanitise_wire`'s, signal by signal.
+        """
+        candidates = [self._plain_strings(w["summary"], w["raw"], w.get("metadata")) for w in wires]
+        if self._has_hidden("\n".join(["\n".join(s) for s in candidates if s is not None])):
+            return [self.sanitise_wire(wire) for wire in wires]
+        for index, (wire, strings) in enumerate(zip(wires, candidates, strict=True)):
+            if strings is not None and self._summary_detector.search(wire["summary"]) is not None:
+                candidates[index] = None
+        joined = ["\n".join(s) if s is not None else None for s in candidates]
+        if self._secret_detector.search("\n".join([j for j in joined if j is not None])) is None:
+            clean = [j is not None for j in joined]
+        else:
+            clean = [j is not None and self._secret_detector.search(j) is None for j in joined]
+        return [
+            _as_sanitised(wire)
+            if fast
+            else self.sanitise(NormalisedSignal.from_wire(wire)).to_wire()
+            for wire, fast in zip(wires, clean, strict=True)
+        ]
 
     def _unchanged(
         self, summary: str, raw: dict[Any, Any], metadata: dict[str, Any] | None
@@ -762,24 +785,13 @@ class Sanitiser:
         pipeline. Anything else (or any doubt) takes the full path, which is
         the reference (a hypothesis test holds the two equal).
         """
-        policy = self.policy
-        if len(summary) > min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars):
+        strings = self._plain_strings(summary, raw, metadata)
+        if strings is None:
             return False
-        strings: list[str] = [summary]
-        if not _collect_plain(raw, strings, self, 0, [policy.max_raw_items]):
-            return False
-        if metadata is not None:
-            strings += metadata["participants"]
-            strings += metadata["relatedTickets"]
-            strings += metadata["tags"]
         joined = "\n".join(strings)
-        if len(joined) > policy.max_raw_total_chars:  # counts more than the walk: safe
-            return False
         # Hidden characters first: lone surrogates among them cannot even be
         # handed to RE2 (it reads UTF-8); the full path removes them.
         if self._has_hidden(joined):
-            return False
-        if not summary.isascii() and not unicodedata.is_normalized("NFKC", summary):
             return False
         # The summary on its own, as its pipeline sees it: markup, injection
         # phrases and secrets, whatever anchors a rule uses.
@@ -787,10 +799,36 @@ class Sanitiser:
             return False
         # Every other string in one scan. They are joined by a line break, which
         # no rule needs and which ``\b`` treats like a text edge, so a match in
-        # any one string is a match in the join. Added rules may not anchor to
-        # the text's ends (the policy checks); the built-in private key's
+        # any one string is a match in the join (and in a whole page joined,
+        # :meth:`sanitise_wires`). Added rules may not anchor to the text's ends
+        # (the policy checks); the built-in private key's
         # ``…[\s\S]*?(?:END…|\z)`` runs on to the end of the join instead.
         return self._secret_detector.search(joined) is None
+
+    def _plain_strings(
+        self, summary: str, raw: dict[Any, Any], metadata: dict[str, Any] | None
+    ) -> list[str] | None:
+        """The signal's strings when every check but the scans passes, else None.
+
+        Fails on anything the walk would change: an over-long summary, limits
+        on raw, a secret-named field, a summary NFKC would rewrite.
+        """
+        policy = self.policy
+        if len(summary) > min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars):
+            return None
+        strings: list[str] = [summary]
+        if not _collect_plain(raw, strings, self, 0, [policy.max_raw_items]):
+            return None
+        if metadata is not None:
+            strings += metadata["participants"]
+            strings += metadata["relatedTickets"]
+            strings += metadata["tags"]
+        # The joined length, counted without joining (more than the walk counts: safe).
+        if sum(map(len, strings)) + len(strings) - 1 > policy.max_raw_total_chars:
+            return None
+        if not summary.isascii() and not unicodedata.is_normalized("NFKC", summary):
+            return None
+        return strings
 
     def _has_hidden(self, text: str) -> bool:
         """Any character ``_tidy`` would remove or rewrite (ASCII text needs a tiny class)."""
@@ -1046,6 +1084,15 @@ class _FieldPass:
             return False
         self._items_left -= 1
         return True
+
+
+def _as_sanitised(wire: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a wire object the fast path proved clean, with the sanitiser's fields."""
+    out = dict(wire)
+    out["sanitised"] = True
+    out["sanitisedSummary"] = wire["summary"]
+    out["sanitisationNotes"] = []
+    return out
 
 
 def _collect_plain(

@@ -39,6 +39,7 @@ __all__ = [
     "TimestampFormat",
     "format_timestamp",
     "parse_timestamp",
+    "parser_for",
     "to_epoch_ms",
 ]
 
@@ -195,6 +196,18 @@ _PARSERS: Final[dict[str, Callable[[Any], datetime | None]]] = {
     "unix_ms": _from_ms,
     "slack_ts": _from_seconds,  # "seconds.micros" is exactly a decimal second count
 }
+
+
+def parser_for(fmt: str) -> Callable[[Any], datetime | None]:
+    """The parser :func:`parse_timestamp` uses for ``fmt`` (one lookup saved per item).
+
+    An unknown format parses nothing, as in :func:`parse_timestamp`.
+    """
+    return _PARSERS.get(fmt, _nothing)
+
+
+def _nothing(_value: Any) -> None:
+    return None
 
 
 def parse_timestamp(value: Any, fmt: TimestampFormat = "auto") -> datetime | None:

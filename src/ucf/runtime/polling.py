@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from ucf.core import descriptor as d
-from ucf.core.mapping import CompiledMapping
+from ucf.core.mapping import compile_mapping
 from ucf.core.template import (
     Template,
     compile_template,
@@ -252,7 +252,7 @@ class PollPlan:
             raise NotPollable(f"{descriptor.id} is not a generic polling connector")
         self.descriptor = descriptor
         self.spec: d.PollingSpec = spec
-        self.mapping = CompiledMapping(descriptor.field_mapping)
+        self.mapping = compile_mapping(descriptor.field_mapping)
         self._endpoint = compile_template(spec.endpoint)
         self._query = {name: compile_template(value) for name, value in spec.query.items()}
         self._headers = {name: compile_template(v) for name, v in (spec.headers or {}).items()}

@@ -143,6 +143,13 @@ class SecretRegistry:
         self._values: dict[str, None] = {}
         self._capacity = capacity
         self._pattern: re.Pattern[str] | None = None
+        self.clean: set[str] = set()
+        """Short texts :func:`redact` found nothing to mask in, since the last change.
+
+        Most log lines repeat (every access line of a route is one text), and
+        the rules cost tens of µs a line. Only texts that redact to themselves
+        are kept, so no credential is ever held here; a new value empties it
+        (it may occur in a text that was clean before)."""
 
     def add(self, value: str) -> None:
         """Mask ``value`` from now on (values shorter than 4 characters would mask prose)."""
@@ -156,11 +163,13 @@ class SecretRegistry:
                 del self._values[next(iter(self._values))]
             alternatives = sorted(self._values, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+            self.clean = set()  # after the pattern: a text found clean from now on saw it
 
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
             self._pattern = None
+            self.clean = set()
 
     def __len__(self) -> int:
         return len(self._values)
@@ -176,12 +185,23 @@ SECRETS: Final = SecretRegistry()
 """The process-wide registry the log filter uses unless given another."""
 
 
+_CLEAN_TEXT_MAX_CHARS: Final = 256
+_CLEAN_TEXTS_MAX: Final = 1024
+
+
 def redact(text: str, registry: SecretRegistry = SECRETS) -> str:
     """``text`` with every credential we can recognise masked."""
-    text = registry.redact(text)
+    clean = registry.clean  # read before the rules: a change after it starts a new set
+    if text in clean:
+        return text
+    redacted = registry.redact(text)
     for pattern, replace in _RULES:
-        text = pattern.sub(replace, text)
-    return text
+        redacted = pattern.sub(replace, redacted)
+    if redacted == text and len(text) <= _CLEAN_TEXT_MAX_CHARS:
+        if len(clean) >= _CLEAN_TEXTS_MAX:
+            clean.clear()
+        clean.add(text)
+    return redacted
 
 
 class RedactionFilter(logging.Filter):

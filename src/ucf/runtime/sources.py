@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from ucf.core.descriptor import ConnectorDescriptor
-from ucf.core.mapping import CompiledMapping, MappingResult
+from ucf.core.mapping import CompiledMapping, MappingResult, compile_mapping
 from ucf.core.template import compile_template
 from ucf.runtime.http import (
     UNAVAILABLE_STATUSES,
@@ -169,7 +169,7 @@ class GenericSource:
         )
         self._health = HealthCheckPlan.compile(descriptor)
         if mapping is None and descriptor.field_mapping is not None:
-            mapping = CompiledMapping(descriptor.field_mapping)
+            mapping = compile_mapping(descriptor.field_mapping)
         self._mapping = mapping
 
     @property

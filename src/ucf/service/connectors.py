@@ -15,7 +15,7 @@ from typing import Any
 
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
-from ucf.core.mapping import CompiledMapping
+from ucf.core.mapping import CompiledMapping, compile_mapping
 from ucf.core.validation import validate_descriptor
 from ucf.runtime.native import PollSchedule, installed_descriptors
 from ucf.runtime.sources import GenericSource, NativeSourceMissing, Source, source_for
@@ -42,7 +42,7 @@ class Connector:
     @cached_property
     def mapping(self) -> CompiledMapping | None:
         mapping = self.descriptor.field_mapping
-        return CompiledMapping(mapping) if mapping is not None else None
+        return compile_mapping(mapping) if mapping is not None else None
 
     @cached_property
     def webhook_mapping(self) -> CompiledMapping | None:
@@ -51,7 +51,7 @@ class Connector:
             return None
         if mapping is self.descriptor.field_mapping:
             return self.mapping
-        return CompiledMapping(mapping)
+        return compile_mapping(mapping)
 
     @cached_property
     def source(self) -> Source:

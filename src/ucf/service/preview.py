@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ucf.core.descriptor import ConnectorDescriptor
-from ucf.core.mapping import CompiledMapping, MappingResult, TypeReason
+from ucf.core.mapping import CompiledMapping, MappingResult, TypeReason, compile_mapping
 from ucf.core.sanitiser import Sanitiser
 from ucf.core.validation import Problem
 from ucf.core.webhook import map_delivery
@@ -212,7 +212,7 @@ def _generic_webhook(
         raise _Refused("mode", f"{descriptor.id} receives no webhooks")
     if not isinstance(payload, dict):
         raise _Refused("sample", "a webhook delivery's body must be a JSON object")
-    mapping = CompiledMapping(spec)
+    mapping = compile_mapping(spec)
     mapped = map_delivery(
         webhook,
         mapping,

@@ -205,6 +205,8 @@ def create_app(
             log.warning("metrics: cannot read the outbox lag: %s", error)
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    # Added first, so it runs inside RequestMiddleware (ids, access log, metrics, 500).
+    app.add_middleware(webhooks.GatewayLane)
     app.add_middleware(RequestMiddleware, metrics=metrics, body_limit=body_limit)
     _document_descriptor_bodies(app)
     return app

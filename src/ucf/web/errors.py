@@ -86,6 +86,10 @@ def _request_id() -> str:
 
 async def _service_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)
+    return _service_answer(request, error)
+
+
+def _service_answer(request: Request, error: ServiceError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(error, RateLimitExceeded):
         headers["Retry-After"] = str(error.retry_after_seconds)
@@ -109,6 +113,10 @@ def _is_gateway(request: Request) -> bool:
 
 async def _store_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, StoreError)
+    return _store_answer(request, error)
+
+
+def _store_answer(request: Request, error: StoreError) -> JSONResponse:
     if isinstance(error, InvalidCursor):
         return error_response(400, "invalid_cursor", "the cursor is not one this server issued")
     if isinstance(error, NotFound):
@@ -128,6 +136,10 @@ async def _store_error(request: Request, error: Exception) -> JSONResponse:
 
 async def _http_exception(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
+    return _http_answer(request, error)
+
+
+def _http_answer(request: Request, error: HTTPException) -> JSONResponse:
     status = error.status_code
     code = _HTTP_CODES.get(status, "error")
     if status == 404:
@@ -172,6 +184,18 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
             continue
         details.append({"path": _location(loc), "message": str(problem.get("msg", "invalid"))})
     return error_response(422, "invalid", "the request is not valid", details)
+
+
+def error_answer(
+    request: Request, error: ServiceError | StoreError | HTTPException
+) -> JSONResponse:
+    """What the installed handlers answer, for code that runs outside the app's
+    exception middleware (the webhook gateway's lane, ``ucf.web.webhooks``)."""
+    if isinstance(error, ServiceError):
+        return _service_answer(request, error)
+    if isinstance(error, StoreError):
+        return _store_answer(request, error)
+    return _http_answer(request, error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

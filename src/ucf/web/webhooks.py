@@ -17,6 +17,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ucf.service.errors import ServiceError
 from ucf.service.webhooks import (
@@ -25,8 +29,9 @@ from ucf.service.webhooks import (
     WebhookOutcome,
     read_limited,
 )
-from ucf.web.errors import ErrorBody
-from ucf.web.state import WebState, current_state
+from ucf.stores.errors import StoreError
+from ucf.web.errors import ErrorBody, error_answer
+from ucf.web.state import WebState, current_state, web_state
 
 router = APIRouter(tags=["webhooks"])
 
@@ -174,3 +179,50 @@ async def hook_handshake(
     state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
     return await _receive(request, connector_id, project_id, state, hook_id)
+
+
+class GatewayLane:
+    """ASGI middleware: webhook deliveries go straight to :func:`_receive`.
+
+    A delivery needs none of the management app's machinery — its router
+    scanning every API and dashboard route, FastAPI's dependency solving,
+    the exception middleware — and each cost CPU per delivery
+    (``bench/webhook.py``). The lane sits inside
+    :class:`~ucf.web.middleware.RequestMiddleware`, so request ids, the access
+    log line, metrics by route template and the last-resort JSON 500 are the
+    same code as for every route; it matches with the gateway routes' own
+    ``matches`` (same paths, same methods, same path parameters, ``route`` set
+    in the scope for the metrics label) and answers errors with the app's own
+    handlers (:func:`~ucf.web.errors.error_answer`). Anything else — another
+    path, another method — goes on to the app unchanged, as do the routes
+    themselves, which stay registered for ``/openapi.json``.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._routes = [route for route in router.routes if isinstance(route, APIRoute)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") in ("POST", "HEAD"):
+            for route in self._routes:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)
+                    await self._answer(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        params: dict[str, str] = scope["path_params"]
+        try:
+            response = await _receive(
+                request,
+                params["connectorId"],
+                params["projectId"],
+                web_state(request),
+                params.get("hookId"),
+            )
+        except (ServiceError, StoreError, HTTPException) as error:
+            response = error_answer(request, error)
+        await response(scope, receive, send)
