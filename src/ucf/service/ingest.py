@@ -67,15 +67,18 @@ class SignalIngestor:
         connector_id: str,
         received_at: datetime,
     ) -> list[SignalWrite]:
+        # One scan over the slice's strings (the signal-by-signal answer whenever it finds
+        # anything), not two per signal.
+        sanitised = self._sanitiser.sanitise_wires([item.wire for item in mapped])
         return [
             SignalWrite(
                 dedup_key=item.dedup_key,
                 project_id=project_id,
                 connector_id=connector_id,
-                signal=self._sanitiser.sanitise_wire(item.wire),
+                signal=signal,
                 received_at=received_at,
             )
-            for item in mapped
+            for item, signal in zip(mapped, sanitised, strict=True)
         ]
 
     async def ingest(
