@@ -184,6 +184,12 @@ class Timing:
 
     first_request: float
     done: float
+    requests: int = 1
+
+    @property
+    def per_request(self) -> float:
+        """How long the clean run spent per upstream request (fetch, map, sanitise, store)."""
+        return max(self.done - self.first_request, 0.0) / max(self.requests, 1)
 
 
 async def run_to_completion(crash: Crash, directory: Path) -> Timing:
@@ -198,7 +204,11 @@ async def run_to_completion(crash: Crash, directory: Path) -> Timing:
         await asyncio.sleep(0.005)
     assert await asyncio.wait_for(child.wait(), CHILD_TIMEOUT) == 0, child.output
     done = time.monotonic() - started
-    return Timing(first_request if first_request is not None else done, done)
+    return Timing(
+        first_request if first_request is not None else done,
+        done,
+        len(fake.server.requests) - seen,
+    )
 
 
 async def snapshot(crash: Crash, directory: Path) -> Stored:
@@ -243,7 +253,9 @@ async def kill_somewhere(
             if time.monotonic() - launched > CHILD_TIMEOUT:
                 break
             await asyncio.sleep(0.002)
-        delay = rng.uniform(0, 0.03)
+        # Within the work that follows a request, however long it takes on this machine
+        # (a fixed window can end before the page's commit, and every kill lands before it).
+        delay = rng.uniform(0, max(0.03, 2 * clean.per_request))
         where = f"request {target - seen} + {delay * 1000:.0f} ms"
     else:
         # From just before the store opens (start-up, migrations, catalogue sync) to the end.
