@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,8 @@ DUMMY_AWS = {
 def moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    # Its werkzeug server logs every request on stderr, between the figures.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -12,6 +12,8 @@ subprocess and reads every page:
   ``rateLimitRpm`` (GitHub's 60/min would pace the poll to minutes) and
   ``maxPages`` (200 pages is past the default per-poll guard). The instance
   starts from a checkpoint before the oldest issue, as after a previous poll.
+  Once set up, the process freezes its start-up heap as ``ucf worker`` and
+  ``ucf serve`` do before their first poll (``ucf.runtime.heap``).
 * **minimal** — the minimal floor: what an engineer writes when all they want
   is the issues in a table: an httpx loop following ``Link``, a function that
   builds only the eight fields they would map (dedup key, id, number, title,
@@ -241,6 +243,7 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
     import dataclasses
     from datetime import UTC, datetime
 
+    from ucf.runtime.heap import freeze_startup_heap
     from ucf.service.context import UcfContext
     from ucf.service.poll import poll_instance
     from ucf.service.settings import Settings
@@ -266,6 +269,7 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
             value=START_CHECKPOINT,
             now=datetime.now(UTC),
         )
+        freeze_startup_heap()  # as ucf worker and ucf serve do once started
         profiler = None
         if profile:
             import cProfile
@@ -298,6 +302,7 @@ async def _ucf_jira(base: str, workdir: Path) -> Outcome:
 
     from ucf.fakes.jira import JiraScenario
     from ucf.native.jira.source import JiraSource
+    from ucf.runtime.heap import freeze_startup_heap
     from ucf.service.context import UcfContext
     from ucf.service.poll import poll_instance
     from ucf.service.settings import Settings
@@ -310,6 +315,7 @@ async def _ucf_jira(base: str, workdir: Path) -> Outcome:
         await context.instances.create(
             "bench", "jira", credentials=scenario.credentials(), config={"siteUrl": base}
         )
+        freeze_startup_heap()  # as ucf worker and ucf serve do once started
         started, cpu_started = time.perf_counter(), time.process_time()
         result = await poll_instance(context, "bench", "jira")
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
