@@ -207,3 +207,26 @@ async def test_the_setup_flow_offers_the_consent_beside_the_key(
         assert "Or enter the credentials yourself" in page.text
         assert 'name="credentials.apiKey"' in page.text
         assert 'name="credentials.refreshToken"' not in page.text  # the consent fills it
+
+
+def test_consent_lookups_are_validated_with_their_paths() -> None:
+    raw: dict[str, Any] = json.loads(json.dumps(linear_descriptor().to_json()))
+    raw["authAlternatives"][0]["config"]["afterConsent"] = [
+        {"endpoint": "{{config.nowhere}}/sites", "path": "$[", "configField": "siteId"},
+        {
+            "endpoint": "{{baseUrl}}/sites",
+            "path": "$.id",
+            "wherePath": "$.url",
+            "configField": "baseUrl",
+        },
+    ]
+    _, found = validate_descriptor(raw)
+    at = "authAlternatives[0].config.afterConsent"
+    paths = {p.path for p in found}
+    assert {
+        f"{at}[0].path",  # a JSONPath that does not parse
+        f"{at}[0].endpoint",  # a setting that does not exist
+        f"{at}[0].configField",
+        f"{at}[1]",  # wherePath without equalsConfig
+    } <= paths, paths
+    assert not any(p.startswith(f"{at}[1].") for p in paths), paths

@@ -508,6 +508,35 @@ async def test_the_providers_refusal_is_shown_and_nothing_is_stored(
         assert secret not in refused.text
 
 
+async def test_jira_takes_the_cloud_id_of_the_site_it_names_not_the_first_listed(
+    web: Web, tmp_path: Path
+) -> None:
+    """An Atlassian account often reaches several sites; accessible-resources lists them
+    all. The instance's cloudId must be its siteUrl's, whatever the order."""
+    case = next(p for p in PROVIDERS if p.connector_id == "jira")
+    with jira.JiraFake(datetime.now(UTC)) as fake:
+        other = {
+            **jira.ACCESSIBLE_SITE,
+            "id": "other-cloud-id",
+            "url": "https://other.atlassian.net",
+        }
+        fake.sites.insert(0, other)
+        instance = await install(web, case, fake)
+        done = await come_back(web, await consent(await start(web, case, fake, instance)))
+        assert done.status_code == 200, done.text
+        assert (await web.client.get(instance)).json()["config"]["cloudId"] == jira.CLOUD_ID
+
+        await web.client.delete(instance)
+        fake.sites[:] = [other]  # the account cannot reach the named site
+        before = secret_count(tmp_path)
+        refused = await come_back(web, await consent(await start(web, case, fake, instance)))
+        assert refused.status_code == 400
+        assert "no cloudId" in refused.text
+        assert "siteUrl" in refused.text
+        assert (await web.client.get(instance)).status_code == 404
+        assert secret_count(tmp_path) == before
+
+
 def test_github_answers_a_form_unless_asked_for_json_and_refuses_with_http_200() -> None:
     """The fake itself, as GitHub documents its token endpoint."""
     fake = github.GitHubFake(datetime.now(UTC))

@@ -163,9 +163,28 @@ class ConsentLookup(DescriptorModel):
     """A setting read from the provider right after a consent, with the new access token."""
 
     endpoint: str = Field(description="GET this URL (``{{config.x}}`` allowed) with the token.")
-    path: str = Field(description="JSONPath of the value in the JSON answer, e.g. ``$[0].id``.")
+    path: str = Field(
+        description=(
+            "JSONPath of the value in the JSON answer, e.g. ``$[0].id``; with ``wherePath``, "
+            "in the chosen element of the answer's list, e.g. ``$.id``."
+        )
+    )
     config_field: str = Field(
         alias="configField", description="The setting (a configFields key) the value fills."
+    )
+    where_path: str | None = Field(
+        default=None,
+        alias="wherePath",
+        description=(
+            "The answer is a list: read ``path`` in its first element whose value at this "
+            "JSONPath equals the ``equalsConfig`` setting. Extension: Atlassian lists every "
+            "site the account can reach; the instance's is the one whose url is its siteUrl."
+        ),
+    )
+    equals_config: str | None = Field(
+        default=None,
+        alias="equalsConfig",
+        description="With ``wherePath``: the setting (a configFields key) to match.",
     )
 
 

@@ -464,7 +464,7 @@ _PATH_KEYS = frozenset(
         "itemsPath", "idPath", "timestampPath", "participantsPath", "tagsPath",
         "relatedItemsPath", "versionPath", "eventTypePath", "actionPath", "deliveryIdPath",
         "nextPath", "totalPath", "hasMorePath", "baseUrlPath", "tokenPath", "cursorPath",
-        "bodyPath", "whenPath", "respondPath", "codePath",
+        "bodyPath", "whenPath", "respondPath", "codePath", "wherePath",
     }
 )  # fmt: skip
 _CONDITION_KEYS = ("when", "operator", "value", "valuePath")
@@ -692,6 +692,25 @@ class _Checker:
                 needed.append(config_o.refresh_token_key)
             for key in needed:
                 self.credential(f"{base}.credentialFields", key, keys=own, fields_at=base)
+            for index, lookup in enumerate(config_o.after_consent):
+                self.consent_lookup(f"{base}.afterConsent[{index}]", lookup)
+
+    def consent_lookup(self, where: str, lookup: d.ConsentLookup) -> None:
+        self.path(f"{where}.path", lookup.path)
+        self.path(f"{where}.wherePath", lookup.where_path)
+        self.template(f"{where}.endpoint", lookup.endpoint, _HEALTH_VARIABLES)
+        if (lookup.where_path is None) != (lookup.equals_config is None):
+            self.add(where, "wherePath and equalsConfig go together", "give both, or neither")
+        for key, name in (
+            (lookup.config_field, "configField"),
+            (lookup.equals_config, "equalsConfig"),
+        ):
+            if key is not None and self.config_keys is not None and key not in self.config_keys:
+                self.add(
+                    f"{where}.{name}",
+                    f"no config field '{key}'",
+                    f"add {{'key': '{key}', ...}} to configFields",
+                )
 
     def polling(self, where: str, spec: d.PollingSpec) -> None:
         used: set[str] = set()

@@ -47,7 +47,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Self
 from zoneinfo import ZoneInfo
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, Fault
@@ -718,7 +718,8 @@ class JiraFake(ProviderFake):
         self.access_tokens: set[str] = set()
         self.refresh_tokens: set[str] = {"fake-refresh-token-0"}
         self.sites: list[dict[str, Any]] = [dict(ACCESSIBLE_SITE)]
-        """What ``accessible-resources`` lists for any token (a test may empty it)."""
+        """What ``accessible-resources`` lists for any token (a test may empty it). Once
+        started, the one site's ``url`` is this fake's address: the fake is that site."""
         routes: list[tuple[str, str, Callable[[FakeRequest], FakeResponse]]] = [
             ("GET", "/rest/api/3/myself", self._myself),
             ("GET", "/rest/api/3/search/jql", self._search),
@@ -740,6 +741,13 @@ class JiraFake(ProviderFake):
             access_tokens=self.access_tokens,
             refresh_tokens=self.refresh_tokens,
         )
+
+    def start(self) -> Self:
+        super().start()
+        for site in self.sites:
+            if site.get("url") == SITE:
+                site["url"] = self.base_url
+        return self
 
     @property
     def token_grants(self) -> int:

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlencode
 
-from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config
+from ucf.core.descriptor import ConnectorDescriptor, ConsentLookup, OAuth2Config
 from ucf.core.jsonpath import MISSING, compile_path
 from ucf.runtime.auth import exchange_code, render_url
 from ucf.runtime.http import UpstreamError, parse_json, send_with_retries
@@ -80,6 +80,24 @@ def _consent(connector: Connector) -> OAuth2Config:
             "(its auth is not oauth2 with a user grant)"
         )
     return config
+
+
+def _looked_up(lookup: ConsentLookup, answer: Any, config: Mapping[str, str]) -> Any:
+    """The value ``lookup`` reads from ``answer``: at ``path``, or, with ``wherePath``, at
+    ``path`` in the first list element whose ``wherePath`` value is the instance's setting
+    (compared without a trailing slash, as URL settings are stored). An empty setting
+    takes the first element."""
+    if lookup.where_path is None:
+        return compile_path(lookup.path).first(answer)
+    if not isinstance(answer, list):
+        return MISSING
+    wanted = (config.get(lookup.equals_config or "") or "").rstrip("/")
+    where = compile_path(lookup.where_path)
+    for element in answer:
+        found = where.first(element)
+        if not wanted or (isinstance(found, str) and found.rstrip("/") == wanted):
+            return compile_path(lookup.path).first(element)
+    return MISSING
 
 
 # --------------------------------------------------------------------------- the apps
@@ -338,16 +356,22 @@ class OAuthFlows:
                 response = await send_with_retries(
                     self._http, request, settings=self._http_settings
                 )
-                value = compile_path(lookup.path).first(parse_json(response))
+                value = _looked_up(lookup, parse_json(response), config)
             except (UpstreamError, EgressDenied, ValueError) as failure:
                 raise OAuthRefused(
                     f"connected, but reading {lookup.config_field} from the provider failed: "
                     f"{failure}; nothing was stored"
                 ) from None
             if value is MISSING or value is None or isinstance(value, dict | list):
+                wanted = (
+                    f" for the {lookup.equals_config} {config.get(lookup.equals_config or '')!r}"
+                    if lookup.where_path and config.get(lookup.equals_config or "")
+                    else ""
+                )
                 raise OAuthRefused(
                     f"connected, but the provider's answer has no {lookup.config_field} at "
-                    f"{lookup.path} (does the account have access to any site?); nothing was stored"
+                    f"{lookup.path}{wanted} (does the account have access to that site?); "
+                    "nothing was stored"
                 )
             found[lookup.config_field] = str(value)
         return found
