@@ -23,7 +23,7 @@ import pytest_asyncio
 
 from tests.web.conftest import Web, open_web, web_settings
 from tests.web.support import TOKEN
-from tests.web.test_oauth import come_back, consent
+from tests.web.test_oauth import come_back, consent, dashboard_user, onward_target
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import AUTH_METHOD_KEY, ConnectorDescriptor
 from ucf.core.validation import validate_descriptor
@@ -230,3 +230,38 @@ def test_consent_lookups_are_validated_with_their_paths() -> None:
         f"{at}[1]",  # wherePath without equalsConfig
     } <= paths, paths
     assert not any(p.startswith(f"{at}[1].") for p in paths), paths
+
+
+async def test_the_setup_flow_connects_linear_by_consent_and_the_instance_uses_it(
+    web: Web, linear: tuple[LinearFake, AuthorizationServer]
+) -> None:
+    """Settings, Connect with Linear, the provider's page, back to Test, Confirm: the
+    instance signs in with OAuth (Bearer) from its first poll, not with the key."""
+    fake, server = linear
+    await register(web)
+    user = await dashboard_user(web)
+    connect = f"/projects/{PROJECT}/connectors/linear/connect"
+    await user.get(connect)
+    settings = {f"config.{k}": v for k, v in config(fake).items()}
+    assert (await user.post(f"{connect}/configuration", settings)).status_code == 303
+    opened = await user.post(f"{connect}/oauth")
+    back = urlsplit(await consent(onward_target(opened)))
+    landed = await user.get(back.path, **{k: v[0] for k, v in parse_qs(back.query).items()})
+    assert landed.status_code == 200, landed.text
+    onward = urlsplit(onward_target(landed))
+    returned = await user.get(onward.path, ticket=parse_qs(onward.query)["ticket"][0])
+    assert returned.headers["location"].endswith("step=test")
+    credentials_step = await user.get(connect, step="credentials")
+    assert "Connected with Linear" in credentials_step.text
+    assert 'name="credentials.webhookSecret"' in credentials_step.text  # the method's own
+    assert 'name="credentials.apiKey"' not in credentials_step.text
+
+    assert (await user.post(f"{connect}/test")).status_code == 303
+    assert "Connection works" in (await user.get(connect, step="test")).text
+    assert (await user.post(f"{connect}/confirm")).status_code == 303
+    assert server.exchanged == 1
+    instance = (await web.client.get(INSTANCE)).json()
+    assert instance["authMethod"] == "oauth2"
+    fake.keys.clear()
+    polled = await web.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["status"] == "ok", polled.text
