@@ -390,4 +390,7 @@ def test_random_cookies_and_headers_on_every_surface_are_answered_never_5xx(
         seen[status] += 1
 
     call()
-    assert {200, 303, 401} <= set(seen), seen
+    assert {200, 303} <= set(seen), seen
+    # Wrong tokens were refused: 401, or 429 once the failed-auth throttle closed this
+    # address (the module's other fuzz tests share the server and may have closed it).
+    assert set(seen) & {401, 429}, seen
