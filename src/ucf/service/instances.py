@@ -109,7 +109,8 @@ def check_credentials(
                     )
                 )
         elif key in runtime_keys and isinstance(value, str):
-            result[key] = value
+            if value:  # as for declared fields: empty is absent
+                result[key] = value
         elif key not in fields:
             known = ", ".join(sorted(fields)) or "none"
             problems.append(
