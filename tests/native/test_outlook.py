@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -597,6 +598,47 @@ async def test_maintenance_leaves_a_current_subscription_alone_and_recreates_a_l
     [recreated] = fake.subscriptions.values()
     assert recreated.client_state == stored["clientState"]
     assert again.merged["subscriptionId"] == recreated.id != stored["subscriptionId"]
+
+
+class CrashBeforeTheIdIsSaved(Saved):
+    """A save that fails once Graph made the subscription: the process died in between."""
+
+    async def __call__(self, updates: Mapping[str, str | None]) -> None:
+        if "subscriptionId" in updates:
+            raise RuntimeError("killed before the subscription id was stored")
+        await super().__call__(updates)
+
+
+async def test_a_subscription_left_over_by_a_crash_is_deleted_before_the_next_is_made(
+    fake: GraphFake, client: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    source = OutlookSource(DESCRIPTOR)
+    crashed = CrashBeforeTheIdIsSaved()
+    with pytest.raises(RuntimeError, match="killed"):
+        await source.maintain(maintenance(client, fake, crashed, url=receiver.url))
+    [left_over] = fake.subscriptions  # made at Graph, unknown to the instance
+    fake.subscriptions_page_size = 1  # the list is read across pages
+    fake.subscriptions["elsewhere"] = replace(
+        fake.subscriptions[left_over], id="elsewhere", notification_url=receiver.url + "-other"
+    )
+    stored = {k: v for k, v in crashed.merged.items() if v is not None}
+    before = len(fake.server.requests)
+
+    again = Saved()
+    done = await source.maintain(maintenance(client, fake, again, url=receiver.url, **stored))
+
+    assert done == "subscription created"
+    kept = again.merged["subscriptionId"]
+    assert sorted(fake.subscriptions) == sorted([kept, "elsewhere"])  # another URL's is not ours
+    assert kept != left_over
+    since = [
+        (r.method, r.path) for r in fake.server.requests[before:] if "/subscriptions" in r.path
+    ]
+    assert since[:3] == [
+        ("GET", "/v1.0/subscriptions"),  # two pages of one: both read
+        ("GET", "/v1.0/subscriptions"),
+        ("DELETE", f"/v1.0/subscriptions/{left_over}"),
+    ]
 
 
 async def test_without_a_public_url_maintenance_does_nothing(

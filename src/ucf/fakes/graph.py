@@ -29,6 +29,9 @@ Sources: Microsoft's documentation, linked under Sources in docs/connectors/outl
 * Subscriptions (https://learn.microsoft.com/graph/api/resources/subscription):
   ``POST /subscriptions`` (201), ``GET``/``PATCH`` (200) and ``DELETE`` (204)
   on ``/subscriptions/{id}``; mail subscriptions live at most 10,080 minutes.
+  ``GET /subscriptions`` (https://learn.microsoft.com/graph/api/subscription-list)
+  lists them ``subscriptions_page_size`` at a time with ``@odata.nextLink``,
+  ``clientState`` null ("not returned for security purposes").
 * Endpoint validation (https://learn.microsoft.com/graph/change-notifications-delivery-webhooks,
   "Notification endpoint validation"): before ``POST /subscriptions`` answers,
   the fake POSTs ``{notificationUrl}?validationToken={token}`` (``Content-Type:
@@ -275,6 +278,7 @@ class GraphFake(ProviderFake):
         self.subscriptions: dict[str, Subscription] = {}
         self.validations: list[Validation] = []
         self.validation_timeout = VALIDATION_TIMEOUT_SECONDS
+        self.subscriptions_page_size = 100
         self._rounds: dict[str, _Round] = {}
         self._generation = 0
         self.page_max = page_max
@@ -286,6 +290,7 @@ class GraphFake(ProviderFake):
             server.add_route("GET", f"{base}/mailFolders('{{folder}}')", self._folder)
             server.add_route("GET", f"{base}/messages/{{message}}", self._message)
         server.add_route("POST", "/v1.0/subscriptions", self._subscribe)
+        server.add_route("GET", "/v1.0/subscriptions", self._list_subscriptions)
         server.add_route(
             ("GET", "PATCH", "DELETE"), "/v1.0/subscriptions/{sid}", self._subscription
         )
@@ -560,6 +565,21 @@ class GraphFake(ProviderFake):
         self.subscriptions[sid] = subscription
         return FakeResponse.json(_subscription_json(request, subscription), 201)
 
+    def _list_subscriptions(self, request: FakeRequest) -> FakeResponse:
+        caller = self._caller(request)
+        if isinstance(caller, FakeResponse):
+            return caller
+        start = int(request.param("$skiptoken") or "0")
+        end = start + self.subscriptions_page_size
+        listed = list(self.subscriptions.values())
+        page: dict[str, Any] = {
+            "@odata.context": request.url_for("/v1.0/$metadata#subscriptions"),
+            "value": [_listed_json(request, s) for s in listed[start:end]],
+        }
+        if end < len(listed):
+            page["@odata.nextLink"] = request.url_for(f"/v1.0/subscriptions?$skiptoken={end}")
+        return FakeResponse.json(page)
+
     async def _validate(self, url: str) -> str | None:
         """Graph's reachability check of a notification URL; None when it passed."""
         token = (
@@ -728,6 +748,13 @@ def _subscription_json(request: FakeRequest, subscription: Subscription) -> dict
         "creatorId": USER_ID,
         "latestSupportedTlsVersion": "v1_2",
     }
+
+
+def _listed_json(request: FakeRequest, subscription: Subscription) -> dict[str, Any]:
+    """A subscription as ``GET /subscriptions`` lists it: no context, no ``clientState``."""
+    listed = _subscription_json(request, subscription)
+    del listed["@odata.context"]
+    return {**listed, "clientState": None}
 
 
 # --------------------------------------------------------------------------- the scenario

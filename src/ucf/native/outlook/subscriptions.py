@@ -18,6 +18,14 @@ deleted and one for the new URL created, so Graph never posts to a URL that
 answers 404. Graph validates the URL while it creates the subscription (the
 ``validationToken`` request, answered by the gateway), so the gateway must be
 reachable at that moment.
+
+**Left-over subscriptions.** A crash between Graph's answer to ``POST
+/subscriptions`` and the save of its id leaves a subscription nobody renews,
+posting to the instance's URL until it expires. Before it creates one,
+:func:`maintain` therefore lists the app's subscriptions (``GET
+/subscriptions``, https://learn.microsoft.com/graph/api/subscription-list) and
+deletes those that post to this instance's URL (or the URL it had), so an
+instance never has more than the one it knows.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from ucf.native import MaintenanceContext, MalformedResponse, UpstreamCalls, parse_json
 from ucf.native.outlook.mailbox import Mailbox
@@ -33,6 +42,8 @@ __all__ = ["LIFETIME", "RENEW_BEFORE", "create", "maintain", "renew"]
 
 LIFETIME: Final = timedelta(minutes=4200)
 RENEW_BEFORE: Final = timedelta(hours=24)
+MAX_LIST_PAGES: Final = 50
+"""Graph caps an app at 1,000 mail subscriptions per mailbox; 50 pages is far past it."""
 SUBSCRIPTION_ID: Final = "subscriptionId"
 SUBSCRIPTION_EXPIRES: Final = "subscriptionExpiresAt"
 SUBSCRIPTION_URL: Final = "subscriptionUrl"
@@ -102,6 +113,38 @@ async def _delete(calls: UpstreamCalls, mailbox: Mailbox, subscription_id: str) 
     await calls.send("DELETE", f"{mailbox.subscriptions_url}/{subscription_id}", accept=(404,))
 
 
+async def _left_over(calls: UpstreamCalls, mailbox: Mailbox, urls: set[str]) -> list[str]:
+    """The ids of the app's subscriptions posting to one of ``urls``, every page read.
+
+    ``@odata.nextLink`` is followed only on Graph's own origin: a link
+    elsewhere would send the bearer token with it.
+    """
+    found: list[str] = []
+    page_url: str | None = mailbox.subscriptions_url
+    for _ in range(MAX_LIST_PAGES):
+        if page_url is None:
+            break
+        page = await calls.json("GET", page_url)
+        listed = page.get("value") if isinstance(page, dict) else None
+        if not isinstance(listed, list):
+            raise MalformedResponse("Graph's subscription list has no value array")
+        found += [
+            item["id"]
+            for item in listed
+            if isinstance(item, dict)
+            and item.get("notificationUrl") in urls
+            and isinstance(item.get("id"), str)
+        ]
+        link = page.get("@odata.nextLink")
+        page_url = link if isinstance(link, str) and _same_origin(link, mailbox.base_url) else None
+    return found
+
+
+def _same_origin(url: str, base: str) -> bool:
+    one, other = urlsplit(url), urlsplit(base)
+    return (one.scheme, one.netloc) == (other.scheme, other.netloc)
+
+
 async def maintain(mailbox: Mailbox, context: MaintenanceContext) -> str:
     """Create, renew or recreate the instance's subscription; says what it did."""
     url = context.webhook_url
@@ -130,6 +173,9 @@ async def maintain(mailbox: Mailbox, context: MaintenanceContext) -> str:
             found = await renew(calls, mailbox, subscription_id, now=now)
             action = "renewed" if found is not None else "recreated"
     if found is None:
+        urls = {url, credentials.get(SUBSCRIPTION_URL) or url}
+        for left_over in await _left_over(calls, mailbox, urls):
+            await _delete(calls, mailbox, left_over)
         found = await create(calls, mailbox, url=url, client_state=client_state, now=now)
     await context.save_credentials(
         {
