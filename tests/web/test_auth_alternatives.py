@@ -154,6 +154,32 @@ async def test_an_instance_with_a_key_keeps_signing_in_with_the_key(
     assert polled.json()["status"] == "ok", polled.text
 
 
+async def test_pasted_oauth_tokens_choose_the_oauth_method_without_naming_it(
+    web: Web, linear: tuple[LinearFake, AuthorizationServer]
+) -> None:
+    fake, server = linear
+    server.refresh_tokens.add("pasted-refresh-token")  # from a consent made elsewhere
+    created = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        json={
+            "connectorId": "linear",
+            "config": config(fake),
+            "credentials": {
+                "clientId": CLIENT_ID,
+                "clientSecret": CLIENT_SECRET,
+                "refreshToken": "pasted-refresh-token",
+            },
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["authMethod"] == "oauth2"  # the one method they complete, stored
+
+    fake.keys.clear()  # only the OAuth token reads: the poll must refresh and send Bearer
+    polled = await web.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["status"] == "ok", polled.text
+    assert server.refreshed == 1
+
+
 async def test_an_unknown_method_or_a_missing_field_of_the_chosen_one_is_refused(
     web: Web, linear: tuple[LinearFake, AuthorizationServer]
 ) -> None:

@@ -89,7 +89,9 @@ def check_credentials(
     runtime's own, and the access token itself even where the descriptor asks
     a user for no such field (Outlook's asks only for a refresh token). With
     ``authAlternatives``, ``authMethod`` names the method the instance signs in
-    with, and only that method's fields are required.
+    with, and only that method's fields are required; without it, the one
+    method the credentials complete is chosen and stored (see
+    :meth:`~ucf.core.descriptor.ConnectorDescriptor.method_given`).
     """
     fields = {f.key: f for f in descriptor.credential_fields()}
     consent = descriptor.consent()
@@ -120,6 +122,10 @@ def check_credentials(
             problems.append(FieldProblem(f"credentials.{key}", "must be a string"))
         elif value:
             result[key] = value
+    if not partial and len(methods) > 1 and AUTH_METHOD_KEY not in result:
+        given = descriptor.method_given([*result, *provided])
+        if given is not None and given is not descriptor.auth:
+            result[AUTH_METHOD_KEY] = given.method  # stored, so it never changes by itself
     if not partial:
         for field in descriptor.credential_fields(descriptor.auth_for(result)):
             key = field.key
