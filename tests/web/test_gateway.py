@@ -572,9 +572,9 @@ async def test_a_body_trickling_in_too_slowly_is_cut_off_with_408(
 ) -> None:
     import asyncio
 
-    import ucf.web.webhooks
+    import ucf.web.front
 
-    monkeypatch.setattr(ucf.web.webhooks, "BODY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(ucf.web.front, "BODY_TIMEOUT_SECONDS", 0.2)
 
     async def slow() -> AsyncIterator[bytes]:
         yield b'{"event": "ticket",'

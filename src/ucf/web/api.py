@@ -31,7 +31,13 @@ from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
 from ucf.stores.models import SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
 from ucf.web.errors import ErrorBody
-from ucf.web.state import WebState, current_state
+from ucf.web.state import WebState, web_state
+
+
+async def current_state(request: Request) -> WebState:
+    """``web_state`` as a dependency: async, so FastAPI does not hop to a thread for it."""
+    return web_state(request)
+
 
 _bearer = HTTPBearer(auto_error=False, description="The admin API token (UCF_API_TOKEN).")
 """Only to document the scheme in OpenAPI: :class:`TokenFirstRoute` checks the token,

@@ -34,11 +34,12 @@ from ucf.web import api, dashboard, webhooks
 from ucf.web.access import introspection_access
 from ucf.web.api import DESCRIPTOR_BODY
 from ucf.web.errors import ErrorBody, install_error_handlers
+from ucf.web.front import Receive, Scope, Send, WebhookFront, match
 from ucf.web.metrics import Metrics
 from ucf.web.middleware import DEFAULT_BODY_LIMIT, RequestMiddleware
 from ucf.web.state import WebState, web_state
 
-__all__ = ["BackgroundService", "ContextFactory", "create_app", "default_services"]
+__all__ = ["BackgroundService", "ContextFactory", "UcfApp", "create_app", "default_services"]
 
 log = logging.getLogger("ucf.web")
 
@@ -90,30 +91,61 @@ async def _supervised(service: BackgroundService) -> None:
         log.exception("background service %s stopped with an error", type(service).__name__)
 
 
+class UcfApp(FastAPI):
+    """The app, with the webhook front ahead of FastAPI's own ``__call__``.
+
+    A delivery (``POST|HEAD /api/webhooks/…``) is answered by
+    :class:`~ucf.web.front.WebhookFront` in raw ASGI, before Starlette's
+    middleware stack, router and request objects (``bench/webhook.py``);
+    every other request goes through the app unchanged.
+    """
+
+    webhook_front: WebhookFront
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            target = match(scope)
+            if target is not None:
+                await self.webhook_front(target, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
-    source: Settings | ContextFactory,
+    source: Settings | ContextFactory | WebState,
     *,
     api_token: str | None = None,
     public_url: str | None = None,
     services: ServiceFactory = default_services,
     body_limit: int = DEFAULT_BODY_LIMIT,
     public_introspection: bool | None = None,
-) -> FastAPI:
+) -> UcfApp:
     """The app. ``api_token``: else ``ensure_api_token`` (``UCF_API_TOKEN`` or the data dir's).
+
+    ``source`` may also be a :class:`WebState` already built (the Lambda API builds
+    it for its webhook front and the app, made later, shares its gateway and
+    metrics): the app then uses it as it is and leaves closing its context to its
+    owner.
 
     ``public_introspection``: serve ``/metrics``, ``/docs`` and ``/openapi.json`` to
     anyone; else the settings' ``UCF_PUBLIC_INTROSPECTION``; else private (admin token
     or dashboard session). ``ucf serve`` makes them public when bound to loopback.
     """
-    metrics = Metrics()
+    metrics = source.metrics if isinstance(source, WebState) else Metrics()
 
     async def open_context() -> UcfContext:
         if isinstance(source, Settings):
             return await UcfContext.open(source)
+        if isinstance(source, WebState):
+            return source.context
         return await source()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if isinstance(source, WebState):
+            async with _running(app, source, services):
+                yield
+            return
         context = await open_context()
         try:
             token = api_token or ensure_api_token(context.settings)[0]
@@ -130,28 +162,12 @@ def create_app(
                     else public_introspection
                 ),
             )
-            app.state.ucf = state
-            running = list(services(state))
-            for service in running:
-                if isinstance(service, PollWaker):  # the in-process scheduler
-                    state.gateway.wake_on_poll_request(service.wake)
-            tasks = [
-                asyncio.create_task(_supervised(s), name=f"ucf {type(s).__name__}") for s in running
-            ]
-            try:
+            async with _running(app, state, services):
                 yield
-            finally:
-                for service in running:
-                    service.stop()
-                if tasks:
-                    _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
-                    for task in pending:
-                        task.cancel()
-                    await asyncio.gather(*pending, return_exceptions=True)
         finally:
             await context.close()
 
-    app = FastAPI(
+    app = UcfApp(
         title="ucf",
         version=__version__,
         summary="Universal Connector Framework: connectors, instances, signals, webhooks.",
@@ -205,11 +221,36 @@ def create_app(
             log.warning("metrics: cannot read the outbox lag: %s", error)
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    # Added first, so it runs inside RequestMiddleware (ids, access log, metrics, 500).
-    app.add_middleware(webhooks.GatewayLane)
+    app.webhook_front = WebhookFront(lambda: web_state_of(app))
     app.add_middleware(RequestMiddleware, metrics=metrics, body_limit=body_limit)
     _document_descriptor_bodies(app)
     return app
+
+
+def web_state_of(app: FastAPI) -> WebState:
+    state: WebState = app.state.ucf
+    return state
+
+
+@contextlib.asynccontextmanager
+async def _running(app: FastAPI, state: WebState, services: ServiceFactory) -> AsyncIterator[None]:
+    """The state on ``app.state`` and the background services running, for the app's life."""
+    app.state.ucf = state
+    running = list(services(state))
+    for service in running:
+        if isinstance(service, PollWaker):  # the in-process scheduler
+            state.gateway.wake_on_poll_request(service.wake)
+    tasks = [asyncio.create_task(_supervised(s), name=f"ucf {type(s).__name__}") for s in running]
+    try:
+        yield
+    finally:
+        for service in running:
+            service.stop()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _document_descriptor_bodies(app: FastAPI) -> None:

@@ -15,7 +15,6 @@ not fit. Each gets one handler here. Two rules hold for all of them:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, Final
@@ -27,18 +26,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ucf.service.errors import ServiceError
-from ucf.service.webhooks import RateLimitExceeded
-from ucf.stores.errors import (
-    AlreadyExists,
-    InvalidCursor,
-    InvalidRecord,
-    NotFound,
-    StoreError,
-    StoreUnavailable,
-)
-from ucf.web.logs import REQUEST_ID
-
-log = logging.getLogger("ucf.web")
+from ucf.stores.errors import StoreError
+from ucf.web.refusals import Refusal, service_refusal, store_refusal
 
 _HTTP_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",
@@ -80,35 +69,15 @@ def error_response(
     )
 
 
-def _request_id() -> str:
-    return REQUEST_ID.get() or "-"
-
-
 async def _service_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ServiceError)
     return _service_answer(request, error)
 
 
 def _service_answer(request: Request, error: ServiceError) -> JSONResponse:
-    headers: dict[str, str] = {}
-    if isinstance(error, RateLimitExceeded):
-        headers["Retry-After"] = str(error.retry_after_seconds)
-    if error.status == 401 and request.url.path.startswith("/api/") and not _is_gateway(request):
-        headers["WWW-Authenticate"] = "Bearer"
-    if error.status == 413:
-        headers["Connection"] = "close"  # stop a client still streaming the rest
-    if error.status >= 500:
-        log.error("%s %s: %s", request.method, request.url.path, error.message)
-        return error_response(
-            error.status,
-            error.code,
-            f"the server cannot handle this right now (request id {_request_id()})",
-        )
-    return error_response(error.status, error.code, error.message, error.details, headers)
-
-
-def _is_gateway(request: Request) -> bool:
-    return request.url.path.startswith("/api/webhooks/")
+    path = request.url.path
+    challenge = path.startswith("/api/") and not path.startswith("/api/webhooks/")
+    return _json(service_refusal(request.method, path, error, bearer_challenge=challenge))
 
 
 async def _store_error(request: Request, error: Exception) -> JSONResponse:
@@ -117,20 +86,12 @@ async def _store_error(request: Request, error: Exception) -> JSONResponse:
 
 
 def _store_answer(request: Request, error: StoreError) -> JSONResponse:
-    if isinstance(error, InvalidCursor):
-        return error_response(400, "invalid_cursor", "the cursor is not one this server issued")
-    if isinstance(error, NotFound):
-        return error_response(404, "not_found", "not found")
-    if isinstance(error, AlreadyExists):
-        return error_response(409, "conflict", "it already exists")
-    if isinstance(error, InvalidRecord):
-        return error_response(422, "invalid", error.problem)
-    status = 503 if isinstance(error, StoreUnavailable) else 500
-    log.error("store error answering %s %s: %s", request.method, request.url.path, error)
+    return _json(store_refusal(request.method, request.url.path, error))
+
+
+def _json(refusal: Refusal) -> JSONResponse:
     return error_response(
-        status,
-        "store_unavailable" if status == 503 else "store_error",
-        f"the store could not complete the request (request id {_request_id()}); try again",
+        refusal.status, refusal.code, refusal.message, refusal.details, refusal.headers
     )
 
 
@@ -184,18 +145,6 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
             continue
         details.append({"path": _location(loc), "message": str(problem.get("msg", "invalid"))})
     return error_response(422, "invalid", "the request is not valid", details)
-
-
-def error_answer(
-    request: Request, error: ServiceError | StoreError | HTTPException
-) -> JSONResponse:
-    """What the installed handlers answer, for code that runs outside the app's
-    exception middleware (the webhook gateway's lane, ``ucf.web.webhooks``)."""
-    if isinstance(error, ServiceError):
-        return _service_answer(request, error)
-    if isinstance(error, StoreError):
-        return _store_answer(request, error)
-    return _http_answer(request, error)
 
 
 def install_error_handlers(app: FastAPI) -> None:

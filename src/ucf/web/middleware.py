@@ -18,9 +18,7 @@ limit. What it adds:
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from typing import Any, Final
 
@@ -28,16 +26,14 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from ulid import ULID
 
-from ucf.web.logs import FIELDS_ATTRIBUTE, REQUEST_ID
+from ucf.web.logs import REQUEST_ID
 from ucf.web.metrics import Metrics
+from ucf.web.refusals import error_json
+from ucf.web.request_log import UNMATCHED, incoming_request_id, new_request_id, record_request
 
 log = logging.getLogger("ucf.web")
-access = logging.getLogger("ucf.web.access")
 
-_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-UNMATCHED: Final = "unmatched"
 DEFAULT_BODY_LIMIT: Final = 1024 * 1024
 
 
@@ -50,7 +46,7 @@ def route_of(scope: Scope) -> str:
 
 def error_body(code: str, message: str, details: Any = None) -> bytes:
     """The error shape of :func:`ucf.web.errors.error_response`, for raw ASGI answers."""
-    return json.dumps({"error": {"code": code, "message": message, "details": details}}).encode()
+    return error_json(code, message, details)
 
 
 class _BodyCounter:
@@ -96,7 +92,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _incoming_request_id(scope) or str(ULID())
+        request_id = incoming_request_id(scope.get("headers", ())) or new_request_id()
         token = REQUEST_ID.set(request_id)
         state = {"status": 500, "started": False}
 
@@ -135,21 +131,7 @@ class RequestMiddleware:
             route = route_of(scope)
             status = int(state["status"])
             method = str(scope.get("method", ""))
-            self.metrics.observe_request(method, route, status, elapsed)
-            access.info(
-                "%s %s %d",
-                method,
-                route,
-                status,
-                extra={
-                    FIELDS_ATTRIBUTE: {
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "durationMs": round(elapsed * 1000, 2),
-                    }
-                },
-            )
+            record_request(self.metrics, method, route, status, elapsed)
             REQUEST_ID.reset(token)
 
 
@@ -161,11 +143,4 @@ def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key == name:
             return str(value.decode("latin-1"))
-    return None
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    value = _header(scope, b"x-request-id")
-    if value is not None and _REQUEST_ID.fullmatch(value):
-        return value
     return None

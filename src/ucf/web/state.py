@@ -7,14 +7,16 @@ with ``Depends(current_state)``, plain code with ``web_state(request)``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from fastapi import Request
+from typing import TYPE_CHECKING
 
 from ucf.service.context import UcfContext
 from ucf.service.poll import default_worker_id
 from ucf.service.webhooks import WebhookGateway, webhook_path
 from ucf.web.metrics import Metrics
 from ucf.web.throttle import FailedAuthThrottle
+
+if TYPE_CHECKING:  # the webhook front uses the state without FastAPI (Lambda cold starts)
+    from fastapi import Request
 
 
 @dataclass
@@ -48,8 +50,3 @@ class WebState:
 def web_state(request: Request) -> WebState:
     state: WebState = request.app.state.ucf
     return state
-
-
-async def current_state(request: Request) -> WebState:
-    """``web_state`` as a dependency: async, so FastAPI does not hop to a thread for it."""
-    return web_state(request)

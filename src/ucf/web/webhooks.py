@@ -4,46 +4,29 @@ The instance's own URL ends in its random hook id and cannot be guessed; the
 shared one (connector and project only) keeps working for deliveries that
 verify, but refuses handshakes that hand over a secret (Notion, Asana).
 
-Thin on purpose: it finds the target (404), reads the body under the limit
-while it streams in (413), and hands the rest to
+Deliveries are answered by :class:`~ucf.web.front.WebhookFront` before the
+app sees them (raw ASGI, none of the app's middleware, router or request
+objects: ``bench/webhook.py``); it finds the target (404), reads the body
+under the limit while it streams in (413), and hands the rest to
 :class:`~ucf.service.webhooks.WebhookGateway`, whose outcome becomes the
 response. No bearer token here — every delivery is verified per connector.
+
+The routes below are what ``/openapi.json`` documents; the front matches the
+same paths and methods, so their endpoints never run.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
-from starlette.exceptions import HTTPException
-from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import APIRouter, Path, Request, Response
 
-from ucf.service.errors import ServiceError
-from ucf.service.webhooks import (
-    Delivery,
-    HandshakeAnswer,
-    WebhookOutcome,
-    read_limited,
-)
-from ucf.stores.errors import StoreError
-from ucf.web.errors import ErrorBody, error_answer
-from ucf.web.state import WebState, current_state, web_state
+from ucf.web.errors import ErrorBody
+from ucf.web.front import BodyTimeout
+
+__all__ = ["BodyTimeout", "router"]
 
 router = APIRouter(tags=["webhooks"])
-
-BODY_TIMEOUT_SECONDS = 30.0
-"""A delivery trickling in slower than this (at most 256 KB) holds a connection for
-nothing: providers send their whole body at once."""
-
-
-class BodyTimeout(ServiceError):
-    status = 408
-    code = "request_timeout"
-
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": what}
@@ -60,54 +43,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _registered_url(request: Request, state: WebState) -> str:
-    """The URL the provider was given: the public base (if set) plus path and query as sent."""
-    raw_path = request.scope.get("raw_path")
-    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else request.url.path
-    base = state.public_base(request)
-    query = request.scope.get("query_string", b"")
-    return base + path + ("?" + query.decode("latin-1") if query else "")
-
-
-def _render(outcome: WebhookOutcome) -> Response:
-    if isinstance(outcome, HandshakeAnswer):
-        answer = outcome.response
-        return Response(
-            content=answer.body,
-            status_code=answer.status,
-            media_type=answer.media_type,
-            headers=dict(answer.headers),
-        )
-    return JSONResponse(outcome.to_json(), status_code=outcome.status)
-
-
-async def _receive(
-    request: Request,
-    connector_id: str,
-    project_id: str,
-    state: WebState,
-    hook_id: str | None = None,
-) -> Response:
-    gateway = state.gateway
-    target = await gateway.target(connector_id, project_id, hook_id)
-    try:
-        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-            body = await read_limited(
-                request.stream(),
-                limit=gateway.max_bytes,
-                declared_length=request.headers.get("content-length"),
-            )
-    except TimeoutError:
-        raise BodyTimeout(f"the body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} s") from None
-    delivery = Delivery(
-        method=request.method,
-        body=body,
-        headers=request.headers,
-        query=request.query_params,
-        url=_registered_url(request, state),
-        client=request.client.host if request.client is not None else None,
-    )
-    return _render(await gateway.receive(target, delivery))
+async def _served_by_the_front(request: Request) -> Response:
+    """Never reached through the app's ``__call__``: :class:`~ucf.web.app.UcfApp` hands
+    every request these routes match to the front first."""
+    raise RuntimeError(f"{request.method} {request.url.path} bypassed the webhook front")
 
 
 ConnectorId = Annotated[str, Path(alias="connectorId")]
@@ -128,9 +67,8 @@ async def receive_webhook(
     request: Request,
     connector_id: ConnectorId,
     project_id: ProjectId,
-    state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
-    return await _receive(request, connector_id, project_id, state)
+    return await _served_by_the_front(request)
 
 
 @router.head(
@@ -142,9 +80,8 @@ async def webhook_handshake(
     request: Request,
     connector_id: ConnectorId,
     project_id: ProjectId,
-    state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
-    return await _receive(request, connector_id, project_id, state)
+    return await _served_by_the_front(request)
 
 
 @router.post(
@@ -161,9 +98,8 @@ async def receive_hook(
     connector_id: ConnectorId,
     project_id: ProjectId,
     hook_id: HookId,
-    state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
-    return await _receive(request, connector_id, project_id, state, hook_id)
+    return await _served_by_the_front(request)
 
 
 @router.head(
@@ -176,53 +112,5 @@ async def hook_handshake(
     connector_id: ConnectorId,
     project_id: ProjectId,
     hook_id: HookId,
-    state: Annotated[WebState, Depends(current_state)],
 ) -> Response:
-    return await _receive(request, connector_id, project_id, state, hook_id)
-
-
-class GatewayLane:
-    """ASGI middleware: webhook deliveries go straight to :func:`_receive`.
-
-    A delivery needs none of the management app's machinery — its router
-    scanning every API and dashboard route, FastAPI's dependency solving,
-    the exception middleware — and each cost CPU per delivery
-    (``bench/webhook.py``). The lane sits inside
-    :class:`~ucf.web.middleware.RequestMiddleware`, so request ids, the access
-    log line, metrics by route template and the last-resort JSON 500 are the
-    same code as for every route; it matches with the gateway routes' own
-    ``matches`` (same paths, same methods, same path parameters, ``route`` set
-    in the scope for the metrics label) and answers errors with the app's own
-    handlers (:func:`~ucf.web.errors.error_answer`). Anything else — another
-    path, another method — goes on to the app unchanged, as do the routes
-    themselves, which stay registered for ``/openapi.json``.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._routes = [route for route in router.routes if isinstance(route, APIRoute)]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") in ("POST", "HEAD"):
-            for route in self._routes:
-                match, child = route.matches(scope)
-                if match is Match.FULL:
-                    scope.update(child)
-                    await self._answer(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-    async def _answer(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
-        params: dict[str, str] = scope["path_params"]
-        try:
-            response = await _receive(
-                request,
-                params["connectorId"],
-                params["projectId"],
-                web_state(request),
-                params.get("hookId"),
-            )
-        except (ServiceError, StoreError, HTTPException) as error:
-            response = error_answer(request, error)
-        await response(scope, receive, send)
+    return await _served_by_the_front(request)

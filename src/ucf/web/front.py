@@ -1,0 +1,373 @@
+"""The webhook front: ``POST|HEAD /api/webhooks/…`` answered in raw ASGI, before the app.
+
+A delivery needs none of the management app's machinery, and every layer of
+it cost CPU per delivery under load (``bench/webhook.py``): FastAPI's and
+Starlette's middleware stack, the router, request and response objects. So the
+object the server runs (``UcfApp.__call__`` under ``ucf serve``,
+:class:`FrontDoor` under Mangum on Lambda) hands each delivery straight to
+:class:`WebhookFront`, and everything else to the app unchanged. Neither
+FastAPI nor Starlette is imported here: a Lambda that only receives
+deliveries never loads or builds the app.
+
+The front keeps every promise the routes in :mod:`ucf.web.webhooks` document
+and the app's middleware keeps for other requests:
+
+- the same paths and methods (``/api/webhooks/{connectorId}/{projectId}`` and
+  ``…/{hookId}``; any other method or depth goes on to the app, which answers
+  405 or 404);
+- 404 before a byte of the body is read, 413 while it streams in (declared or
+  chunked, ``Connection: close``), 408 when it trickles in for longer than
+  :data:`BODY_TIMEOUT_SECONDS`, a 400 for a ``Content-Length`` that is not a
+  number;
+- the app's JSON error shape (:mod:`ucf.web.refusals`), and for anything
+  unexpected a logged error and a JSON 500 naming the request id, never a
+  traceback; a sender gone mid-body is counted as 499 and answered nothing;
+- the request id (a sane incoming ``X-Request-Id`` kept, else a new ULID;
+  echoed in the answer and in every log line), the access log line and the
+  request metrics by route template (:mod:`ucf.web.request_log`);
+- the registered URL (public URL, else the request's own base, plus the raw
+  path and query) for schemes that sign it, the client address as the server
+  reports it (uvicorn applies trusted proxy headers before the front runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+)
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from ucf.service.errors import ServiceError
+from ucf.service.webhooks import (
+    Delivery,
+    HandshakeAnswer,
+    WebhookOutcome,
+    read_limited,
+)
+from ucf.stores.errors import StoreError
+from ucf.web.logs import REQUEST_ID
+from ucf.web.refusals import Refusal, error_json, service_refusal, store_refusal
+from ucf.web.request_log import incoming_request_id, new_request_id, record_request
+from ucf.web.state import WebState
+
+__all__ = [
+    "BODY_TIMEOUT_SECONDS",
+    "HOOK_ROUTE",
+    "PREFIX",
+    "SHARED_ROUTE",
+    "BodyTimeout",
+    "FrontDoor",
+    "WebhookFront",
+]
+
+log = logging.getLogger("ucf.web")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PREFIX: Final = "/api/webhooks/"
+SHARED_ROUTE: Final = "/api/webhooks/{connectorId}/{projectId}"
+HOOK_ROUTE: Final = "/api/webhooks/{connectorId}/{projectId}/{hookId}"
+METHODS: Final = frozenset({"POST", "HEAD"})
+
+BODY_TIMEOUT_SECONDS = 30.0
+"""A delivery trickling in slower than this (at most 256 KB) holds a connection for
+nothing: providers send their whole body at once."""
+
+_JSON: Final = (b"content-type", b"application/json")
+
+
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
+"""Status, body, headers."""
+
+
+class BodyTimeout(ServiceError):
+    status = 408
+    code = "request_timeout"
+
+
+class _Disconnected(Exception):
+    """The sender went away before its body arrived: nobody to answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a request goes: the route template (metrics label) and its path parameters."""
+
+    route: str
+    connector_id: str
+    project_id: str
+    hook_id: str | None = None
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``root_path`` taken off, as Starlette's router does."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
+
+
+def match(scope: Scope) -> Target | None:
+    """The gateway route an HTTP request is for, or None (the app's to answer)."""
+    if scope.get("method") not in METHODS:
+        return None
+    path = route_path(scope)
+    if not path.startswith(PREFIX):
+        return None
+    parts = path[len(PREFIX) :].split("/")
+    if not all(parts):
+        return None
+    if len(parts) == 2:
+        return Target(SHARED_ROUTE, parts[0], parts[1])
+    if len(parts) == 3:
+        return Target(HOOK_ROUTE, parts[0], parts[1], parts[2])
+    return None
+
+
+class Headers(Mapping[str, str]):
+    """Request headers by case-insensitive name; of repeated headers, the first (as
+    Starlette's ``Headers`` answers a lookup). Values decoded as latin-1, so a verifier
+    can encode them back to the bytes that were sent."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        values: dict[str, str] = {}
+        for key, value in raw:
+            values.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
+        self._values = values
+
+    def __getitem__(self, name: str) -> str:
+        return self._values[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._values.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+class _BaseUrl:
+    """The request's own base URL (scheme, host, root path), as Starlette's
+    ``request.base_url`` gives it, for servers without a public URL. The last one is
+    remembered: a server is reached under one name, and the Host header is the
+    sender's to choose, so nothing grows with what senders send."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._value = ""
+
+    def __call__(self, scope: Scope) -> str:
+        host = next((value for key, value in scope["headers"] if key == b"host"), None)
+        root_path = scope.get("app_root_path", scope.get("root_path", ""))
+        key = (scope.get("scheme", "http"), host, scope.get("server"), root_path)
+        if key != self._key:
+            from starlette.datastructures import URL  # only here: exactly Starlette's rules
+
+            path = root_path if root_path.endswith("/") else root_path + "/"
+            base = {**scope, "path": path, "query_string": b"", "root_path": root_path}
+            self._value = str(URL(scope=base)).rstrip("/")
+            self._key = key
+        return self._value
+
+
+class WebhookFront:
+    """Answers one webhook delivery in raw ASGI (see the module docstring).
+
+    ``state``: the running app's :class:`~ucf.web.state.WebState` (the gateway, the
+    metrics, the public URL), read per request because the app's lifespan builds it.
+    """
+
+    def __init__(self, state: Callable[[], WebState]) -> None:
+        self._state = state
+        self._base_url = _BaseUrl()
+
+    async def __call__(self, target: Target, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = scope.get("headers", ())
+        request_id = incoming_request_id(headers) or new_request_id()
+        token = REQUEST_ID.set(request_id)
+        method: str = scope["method"]
+        status = 500
+        answered = False
+        state: WebState | None = None
+        try:
+            state = self._state()
+            try:
+                status, body, extra = await self._deliver(
+                    state, target, scope, receive, Headers(headers)
+                )
+            except ServiceError as error:
+                status, body, extra = self._refused(service_refusal(method, scope["path"], error))
+            except StoreError as error:
+                status, body, extra = self._refused(store_refusal(method, scope["path"], error))
+            extra.append((b"x-request-id", request_id.encode()))
+            answered = True
+            await send({"type": "http.response.start", "status": status, "headers": extra})
+            await send({"type": "http.response.body", "body": body})
+        except _Disconnected:
+            status = 499  # nobody to answer; nginx's code for it
+        except Exception:
+            log.exception("unhandled error answering %s %s", method, target.route)
+            status = 500
+            if not answered:
+                body = error_json("internal", f"internal error (request id {request_id})")
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            _JSON,
+                            (b"content-length", str(len(body)).encode()),
+                            (b"x-request-id", request_id.encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            try:
+                if state is not None:
+                    elapsed = time.perf_counter() - started
+                    record_request(state.metrics, method, target.route, status, elapsed)
+            finally:
+                REQUEST_ID.reset(token)
+
+    async def _deliver(
+        self, state: WebState, target: Target, scope: Scope, receive: Receive, headers: Headers
+    ) -> Answer:
+        gateway = state.gateway
+        found = await gateway.target(target.connector_id, target.project_id, target.hook_id)
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+                body = await read_limited(
+                    _chunks(receive),
+                    limit=gateway.max_bytes,
+                    declared_length=headers.get("content-length"),
+                )
+        except TimeoutError:
+            raise BodyTimeout(
+                f"the body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} s"
+            ) from None
+        query = scope.get("query_string", b"")
+        client = scope.get("client")
+        delivery = Delivery(
+            method=scope["method"],
+            body=body,
+            headers=headers,
+            query=dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)),
+            url=self._registered_url(state, scope, query),
+            client=client[0] if client else None,
+        )
+        return _rendered(await gateway.receive(found, delivery))
+
+    def _registered_url(self, state: WebState, scope: Scope, query: bytes) -> str:
+        """The URL the provider was given: the public base (if set) plus path and query
+        as sent (Trello signs it)."""
+        raw_path = scope.get("raw_path")
+        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else scope["path"]
+        base = state.public_url.rstrip("/") if state.public_url else self._base_url(scope)
+        return base + path + ("?" + query.decode("latin-1") if query else "")
+
+    @staticmethod
+    def _refused(refusal: Refusal) -> Answer:
+        body = refusal.body()
+        headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in refusal.headers.items()
+        ]
+        headers += [(b"content-length", str(len(body)).encode()), _JSON]
+        return refusal.status, body, headers
+
+
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The body as it streams in; a disconnect ends the request (Starlette's ``stream()``)."""
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
+        elif kind == "http.disconnect":
+            raise _Disconnected
+
+
+def _rendered(outcome: WebhookOutcome) -> Answer:
+    """An outcome as Starlette's ``Response``/``JSONResponse`` would send it."""
+    if isinstance(outcome, HandshakeAnswer):
+        answer = outcome.response
+        headers = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items()
+        ]
+        names = {name for name, _ in headers}
+        body = answer.body
+        if b"content-length" not in names and not (
+            answer.status < 200 or answer.status in (204, 304)
+        ):
+            headers.append((b"content-length", str(len(body)).encode()))
+        content_type = answer.media_type
+        if content_type is not None and b"content-type" not in names:
+            if content_type.startswith("text/") and "charset=" not in content_type.lower():
+                content_type += "; charset=utf-8"
+            headers.append((b"content-type", content_type.encode("latin-1")))
+        return answer.status, body, headers
+    body = json.dumps(
+        outcome.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
+    return outcome.status, body, [(b"content-length", str(len(body)).encode()), _JSON]
+
+
+class FrontDoor:
+    """An ASGI app: deliveries to the front, everything else to the app, built on first need.
+
+    For Mangum on Lambda: a function that only ever receives deliveries never
+    imports or builds the management app. ``app`` is awaited once (concurrent
+    first requests share the one build).
+    """
+
+    def __init__(self, front: WebhookFront, app: Callable[[], Awaitable[ASGIApp]]) -> None:
+        self.front = front
+        self._load = app
+        self._app: ASGIApp | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            target = match(scope)
+            if target is not None:
+                await self.front(target, scope, receive, send)
+                return
+        app = self._app or await self._built()
+        await app(scope, receive, send)
+
+    async def _built(self) -> ASGIApp:
+        async with self._lock:  # a failed build raises and is tried again next time
+            if self._app is None:
+                self._app = await self._load()
+            return self._app

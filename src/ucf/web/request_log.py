@@ -1,0 +1,60 @@
+"""Request ids, the access log line and the request metrics: the same for every request.
+
+Shared by :class:`~ucf.web.middleware.RequestMiddleware` (the management
+app) and :class:`~ucf.web.front.WebhookFront` (webhook deliveries), which
+answers without the app's middleware; neither FastAPI nor Starlette is
+imported here, so the front stays free of them on Lambda.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from ulid import ULID
+
+from ucf.web.logs import FIELDS_ATTRIBUTE
+from ucf.web.metrics import Metrics
+
+__all__ = ["UNMATCHED", "incoming_request_id", "new_request_id", "record_request"]
+
+access = logging.getLogger("ucf.web.access")
+
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+UNMATCHED: Final = "unmatched"
+
+
+def incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """A sane incoming ``X-Request-Id`` (a proxy's id ties logs together), else None."""
+    for key, value in headers:
+        if key == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _REQUEST_ID.fullmatch(text) else None
+    return None
+
+
+def new_request_id() -> str:
+    return str(ULID())
+
+
+def record_request(metrics: Metrics, method: str, route: str, status: int, seconds: float) -> None:
+    """Count the request by route template (never the raw path) and log its access line."""
+    metrics.observe_request(method, route, status, seconds)
+    if not access.isEnabledFor(logging.INFO):
+        return
+    access.info(
+        "%s %s %d",
+        method,
+        route,
+        status,
+        extra={
+            FIELDS_ATTRIBUTE: {
+                "method": method,
+                "route": route,
+                "status": status,
+                "durationMs": round(seconds * 1000, 2),
+            }
+        },
+    )

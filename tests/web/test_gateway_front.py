@@ -1,0 +1,214 @@
+"""The webhook front: deliveries are answered before the app, nothing else changes.
+
+``UcfApp.__call__`` hands ``POST|HEAD /api/webhooks/…`` to ``WebhookFront``
+(raw ASGI) before Starlette's middleware stack, router and request objects
+(``bench/webhook.py``: that machinery cost CPU on every delivery). These tests
+hold what must stay the same as for every other route: the request id, the
+access log line and the metrics by route template, JSON errors, the
+last-resort 500, and everything that is not a delivery still reaching the app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import Web
+from tests.web.support import CONNECTOR, PROJECT, sign, ticket_event, webhook_path
+from tests.web.test_gateway import deliver, metric
+from ucf.web.front import Headers, match
+
+ROUTE = "/api/webhooks/{connectorId}/{projectId}"
+ULID_SHAPE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+async def test_a_delivery_never_enters_the_apps_middleware_stack(connected: Web) -> None:
+    """The app's own stack is made to fail: only the front can still answer."""
+
+    async def exploding(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the management app's middleware ran for a delivery")
+
+    connected.app.middleware_stack = exploding
+    signed = sign(ticket_event("T-1"), delivery="front-1")
+    response = await deliver(connected, signed.body, signed.headers)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-length"] == str(len(response.content))
+
+
+async def test_deliveries_keep_request_ids_access_log_and_route_metrics(
+    connected: Web, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="ucf.web.access")
+    signed = sign(ticket_event("T-2"), delivery="front-2")
+    response = await connected.anonymous.post(
+        webhook_path(), content=signed.body, headers={**signed.headers, "X-Request-Id": "req-42"}
+    )
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "req-42"
+    lines = [r for r in caplog.records if r.name == "ucf.web.access"]
+    assert [r.getMessage() for r in lines] == [f"POST {ROUTE} 200"]
+    fields = lines[0].ucf_fields  # type: ignore[attr-defined]
+    assert set(fields) == {"method", "route", "status", "durationMs"}
+    assert (fields["method"], fields["route"], fields["status"]) == ("POST", ROUTE, 200)
+
+    text = (await connected.client.get("/metrics")).text
+    assert (
+        metric(text, f'ucf_http_requests_total{{method="POST",route="{ROUTE}",status="200"}}') == 1
+    )
+    assert metric(text, f'ucf_http_request_duration_seconds_count{{route="{ROUTE}"}}') == 1
+
+
+async def test_an_insane_request_id_is_replaced_by_a_fresh_one(connected: Web) -> None:
+    signed = sign(ticket_event("T-3"), delivery="front-3")
+    response = await connected.anonymous.post(
+        webhook_path(), content=signed.body, headers={**signed.headers, "X-Request-Id": "a b\x7f"}
+    )
+    assert response.status_code == 200
+    assert ULID_SHAPE.fullmatch(response.headers["x-request-id"])
+
+
+async def test_errors_are_the_apps_json_errors(connected: Web) -> None:
+    signed = sign(ticket_event())
+    missing = await deliver(connected, signed.body, signed.headers, path=webhook_path("nope"))
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {
+        "code": "not_found",
+        "message": "no webhook endpoint at this URL",
+        "details": None,
+    }
+    assert missing.headers["x-request-id"]
+    tampered = await deliver(connected, signed.body + b" ", signed.headers)
+    assert tampered.status_code == 401
+    assert tampered.headers["content-type"] == "application/json"
+    assert "www-authenticate" not in tampered.headers  # not the API's bearer challenge
+    assert set(tampered.json()["error"]) == {"code", "message", "details"}
+    not_a_number = await deliver(connected, b"{}", {**signed.headers, "Content-Length": "2x"})
+    assert not_a_number.status_code == 400
+    assert not_a_number.json()["error"]["message"] == "Content-Length is not a number"
+
+
+async def test_an_unexpected_error_is_a_json_500_with_the_request_id_and_no_traceback(
+    connected: Web, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(connected.state.gateway, "receive", broken)
+    signed = sign(ticket_event("T-4"), delivery="front-4")
+    response = await connected.anonymous.post(
+        webhook_path(), content=signed.body, headers={**signed.headers, "X-Request-Id": "req-500"}
+    )
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "req-500"
+    assert response.json() == {
+        "error": {
+            "code": "internal",
+            "message": "internal error (request id req-500)",
+            "details": None,
+        }
+    }
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
+    logged = [r for r in caplog.records if r.name == "ucf.web" and r.levelno == logging.ERROR]
+    assert logged
+    assert logged[0].exc_info is not None
+    text = (await connected.client.get("/metrics")).text
+    assert (
+        metric(text, f'ucf_http_requests_total{{method="POST",route="{ROUTE}",status="500"}}') == 1
+    )
+
+
+async def test_a_sender_gone_mid_body_is_counted_as_499_and_answered_nothing(
+    connected: Web,
+) -> None:
+    messages = [
+        {"type": "http.request", "body": b'{"half": ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": webhook_path(),
+        "raw_path": webhook_path().encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"ucf.test"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 5000),
+        "server": ("ucf.test", 80),
+    }
+    await connected.app(scope, receive, send)
+    assert sent == []
+    text = (await connected.client.get("/metrics")).text
+    assert (
+        metric(text, f'ucf_http_requests_total{{method="POST",route="{ROUTE}",status="499"}}') == 1
+    )
+
+
+async def test_what_is_not_a_delivery_still_reaches_the_app(connected: Web) -> None:
+    wrong_method = await connected.anonymous.get(webhook_path())
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    too_deep = await connected.anonymous.post(webhook_path() + "/hook/extra", content=b"{}")
+    assert too_deep.status_code == 404
+    assert too_deep.json()["error"]["code"] == "not_found"
+    status = await connected.client.get(f"/api/projects/{PROJECT}/instances/{CONNECTOR}/status")
+    assert status.status_code == 200
+
+
+async def test_the_gateway_routes_stay_documented_in_openapi(connected: Web) -> None:
+    document = (await connected.client.get("/openapi.json")).json()
+    assert set(document["paths"][ROUTE]) == {"post", "head"}
+    assert set(document["paths"][ROUTE + "/{hookId}"]) == {"post", "head"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "root_path", "expected"),
+    [
+        ("POST", "/api/webhooks/acme/p1", "", ("acme", "p1", None)),
+        ("HEAD", "/api/webhooks/acme/p1/h00k", "", ("acme", "p1", "h00k")),
+        ("POST", "/stage/api/webhooks/acme/p1", "/stage", ("acme", "p1", None)),
+        ("GET", "/api/webhooks/acme/p1", "", None),
+        ("POST", "/api/webhooks/acme", "", None),
+        ("POST", "/api/webhooks/acme/p1/", "", None),
+        ("POST", "/api/webhooks//p1", "", None),
+        ("POST", "/api/webhooks/a/b/c/d", "", None),
+        ("POST", "/api/connectors", "", None),
+    ],
+)
+def test_the_front_matches_exactly_the_gateway_routes(
+    method: str, path: str, root_path: str, expected: tuple[str, str, str | None] | None
+) -> None:
+    """The same paths and methods as the documented routes (Starlette's ``[^/]+``
+    parameters, ``root_path`` taken off); anything else is the app's."""
+    found = match({"method": method, "path": path, "root_path": root_path})
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert (found.connector_id, found.project_id, found.hook_id) == expected
+
+
+def test_delivery_headers_are_case_insensitive_and_the_first_of_repeats_wins() -> None:
+    headers = Headers([(b"x-hub-signature-256", b"sha256=1"), (b"x-hub-signature-256", b"x")])
+    assert headers["X-Hub-Signature-256"] == "sha256=1"
+    assert headers.get("X-HUB-SIGNATURE-256") == "sha256=1"
+    assert "x-Hub-signature-256" in headers
+    assert dict(headers) == {"x-hub-signature-256": "sha256=1"}
+    assert json.dumps(dict(headers))
