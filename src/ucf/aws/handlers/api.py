@@ -1,8 +1,13 @@
-"""API Gateway → the one ASGI app, under Mangum: management API, webhook gateway, dashboard.
+"""API Gateway → ucf under Mangum: webhook gateway, management API, dashboard.
 
-The app is :func:`ucf.web.app.create_app`, exactly what ``ucf serve`` runs,
-built on the first invocation of an execution environment and kept: its
-lifespan (context, gateway, token) is entered once, not per request —
+What Mangum drives is a :class:`~ucf.web.front.FrontDoor`: webhook deliveries
+are answered by the same :class:`~ucf.web.front.WebhookFront` as under
+``ucf serve``, without FastAPI (a function that only receives deliveries never
+imports or builds it); any other request builds the app,
+:func:`ucf.web.app.create_app`, exactly what ``ucf serve`` runs, on first need.
+Both share one :class:`~ucf.web.state.WebState` (context, gateway and its
+caches, metrics, token), built on the first invocation of an execution
+environment and kept; the app's lifespan is entered once, not per request —
 Mangum's own lifespan handling would open and close the store around every
 request, so it is switched off. The in-process scheduler and outbox
 deliverers are not started here: on AWS they are functions of their own.
@@ -26,10 +31,8 @@ from typing import TYPE_CHECKING, Any
 from ucf.aws.container import Container
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
-
-    from ucf.service.context import UcfContext
-    from ucf.web.app import BackgroundService
+    from ucf.web.app import BackgroundService, UcfApp
+    from ucf.web.front import ASGIApp
     from ucf.web.state import WebState
 
 __all__ = ["FUNCTION", "ApiFunction", "handler"]
@@ -49,15 +52,15 @@ class ApiFunction:
 
     def __init__(self, container: Container) -> None:
         self.container = container
-        self._app: FastAPI | None = None
+        self._app: UcfApp | None = None
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         adapter = self.container.run(self._adapter)
         return self.container.call(adapter, event, context)
 
     @property
-    def app(self) -> FastAPI | None:
-        """The running app, once an invocation has built it."""
+    def app(self) -> UcfApp | None:
+        """The management app, once a request other than a delivery has built it."""
         return self._app
 
     async def _adapter(self) -> Adapter:
@@ -67,8 +70,12 @@ class ApiFunction:
         from mangum import Mangum
 
         from ucf.aws.config import AwsConfigError, load_api_token
+        from ucf.runtime.redaction import SECRETS
         from ucf.service.context import UcfContext
-        from ucf.web.app import create_app
+        from ucf.service.webhooks import WebhookGateway
+        from ucf.web.front import FrontDoor, WebhookFront
+        from ucf.web.metrics import Metrics
+        from ucf.web.state import WebState
 
         environ = self.container.environ
         try:
@@ -77,25 +84,34 @@ class ApiFunction:
         except AwsConfigError as error:
             log.error("the API cannot start: %s", error)
             raise
-
-        async def open_context() -> UcfContext:
-            return await UcfContext.open(settings)
-
-        app = create_app(
-            open_context,
+        SECRETS.add(token)
+        context = await UcfContext.open(settings)
+        stack.push_async_callback(context.close)
+        metrics = Metrics()
+        state = WebState(
+            context=context,
+            gateway=WebhookGateway(context, observer=metrics),
+            metrics=metrics,
             api_token=token,
-            public_url=environ.get("UCF_PUBLIC_URL") or None,
-            services=_no_background_services,
+            public_url=environ.get("UCF_PUBLIC_URL") or context.settings.public_url,
+            public_introspection=bool(context.settings.public_introspection),
+            # "Poll now" takes the instance's lease under this owner: unique per environment.
+            worker_id=f"{self.container.worker_id}:api",
         )
-        await stack.enter_async_context(app.router.lifespan_context(app))
-        state: WebState = app.state.ucf
-        # "Poll now" takes the instance's lease under this owner: unique per environment.
-        state.worker_id = f"{self.container.worker_id}:api"
-        self._app = app
+
+        async def management_app() -> ASGIApp:
+            from ucf.web.app import create_app
+
+            app = create_app(state, services=_no_background_services)
+            await stack.enter_async_context(app.router.lifespan_context(app))
+            self._app = app
+            log.info("api: management app built")
+            return app
+
         stack.callback(self._forget)
-        log.info("api: app started (cold start)")
+        log.info("api: started (cold start)")
         return Mangum(
-            app,
+            FrontDoor(WebhookFront(lambda: state), management_app),
             lifespan="off",
             api_gateway_base_path=environ.get("UCF_API_BASE_PATH") or "/",
         )
