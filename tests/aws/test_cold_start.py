@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -11,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.aws.conftest import Lab
-from tests.aws.events import scheduled_event
-from ucf.fakes.github import GitHubFake
+from tests.aws.events import http_api_event, scheduled_event
+from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
 
 HEAVY = ("fastapi", "boto3", "botocore", "httpx", "pydantic", "mangum", "ucf.service.context")
 
@@ -63,9 +65,24 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 """
 
 
-def first_call(module: str, event: dict[str, object]) -> dict[str, object]:
+# A webhook delivery on the API function: answered by the front, so the management
+# app (FastAPI, its routes, the dashboard and its templates) is neither imported nor built.
+NEVER_FOR_A_DELIVERY = (
+    "fastapi",
+    "jinja2",
+    "ucf.web.app",
+    "ucf.web.api",
+    "ucf.web.dashboard",
+    "ucf.web.middleware",
+    *NEVER_ON_FIRST_CALL[NEVER_ON_FIRST_CALL.index("httpx._main") :],
+)
+
+
+def first_call(
+    module: str, event: dict[str, object], never: tuple[str, ...] = NEVER_ON_FIRST_CALL
+) -> dict[str, object]:
     """``module``'s handler imported and invoked once in a fresh interpreter (the lab's env)."""
-    probe = FIRST_CALL.format(module=module, never=NEVER_ON_FIRST_CALL)
+    probe = FIRST_CALL.format(module=module, never=never)
     done = subprocess.run(
         [sys.executable, "-c", probe, json.dumps(event)],
         capture_output=True,
@@ -95,3 +112,42 @@ def test_the_first_poll_schedule_and_delivery_import_only_what_their_job_needs(
 
     delivery = first_call("delivery", scheduled_event(datetime.now(UTC)))
     assert delivery["loaded"] == []
+
+
+def test_a_first_webhook_delivery_on_the_api_function_never_loads_the_management_app(
+    lab: Lab, github: GitHubFake
+) -> None:
+    lab.connect_github(github)
+    body = json.dumps(
+        {
+            "action": "opened",
+            "issue": {
+                "id": 4242,
+                "number": 42,
+                "title": "Cold delivery",
+                "updated_at": "2025-03-01T12:00:00Z",
+                "labels": [],
+            },
+        }
+    ).encode()
+    mac = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    event = http_api_event(
+        "POST",
+        "/api/webhooks/github-issues/proj-1",
+        headers={
+            "content-type": "application/json",
+            "x-github-event": "issues",
+            "x-github-delivery": "cold-1",
+            "x-hub-signature-256": f"sha256={mac}",
+        },
+        body=body,
+    )
+
+    delivered = first_call("api", event, NEVER_FOR_A_DELIVERY)
+
+    response = delivered["response"]
+    assert isinstance(response, dict)
+    assert response["statusCode"] == 200, response
+    assert json.loads(response["body"]) == {"received": 1, "inserted": 1, "duplicates": 0}
+    assert delivered["loaded"] == []
+    assert [signal["summary"] for signal in lab.signals()] == ["#42 Cold delivery"]
