@@ -204,6 +204,11 @@ def redact(text: str, registry: SecretRegistry = SECRETS) -> str:
     return redacted
 
 
+REDACTED_ATTRIBUTE: Final = "_ucf_redacted"
+"""Set on a record once redacted, or by code that builds a record from values that cannot
+hold a secret (the access line: method, route template, status)."""
+
+
 class RedactionFilter(logging.Filter):
     """Rewrites each record's message (and traceback) with :func:`redact` applied.
 
@@ -216,7 +221,7 @@ class RedactionFilter(logging.Filter):
         self._registry = registry
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "_ucf_redacted", False):
+        if getattr(record, REDACTED_ATTRIBUTE, False):
             return True
         record.msg = redact(record.getMessage(), self._registry)
         record.args = None
@@ -226,7 +231,7 @@ class RedactionFilter(logging.Filter):
             record.exc_text = redact(record.exc_text, self._registry)
         if record.stack_info:
             record.stack_info = redact(record.stack_info, self._registry)
-        record.__dict__["_ucf_redacted"] = True
+        record.__dict__[REDACTED_ATTRIBUTE] = True
         return True
 
 

@@ -390,7 +390,8 @@ class WebhookGateway:
         self._target_ttl = target_ttl
         self._monotonic = monotonic
         self._secrets: dict[tuple[str, str], _CachedSecrets] = {}
-        self._targets: dict[tuple[str, str], tuple[float, WebhookTarget]] = {}
+        self._targets: dict[tuple[str, str], tuple[float, WebhookTarget, WebhookTarget]] = {}
+        """(expires, target, the same reached through the instance's own URL)"""
         self._reserves: dict[str, TokenReserve] = {}
         self._deliveries = DeliveryReporter(
             context.store.instances, context.clock, monotonic=monotonic
@@ -422,17 +423,18 @@ class WebhookGateway:
         now = self._monotonic()
         cached = self._targets.get(key)
         if cached is not None and cached[0] > now:
-            target = cached[1]
+            _, target, hooked = cached
         else:
             target = await self._find(connector_id, project_id)
-            self._targets[key] = (now + self._target_ttl, target)
+            hooked = replace(target, via_hook=True)
+            self._targets[key] = (now + self._target_ttl, target, hooked)
         if hook_id is None:
             return target
         expected = (await self._instance_secrets(target)).hook_id
         given = hook_id.encode("utf-8", "surrogatepass")
         if expected is None or not hmac.compare_digest(given, expected.encode()):
             raise NotFoundError(NOT_HERE)
-        return replace(target, via_hook=True)
+        return hooked
 
     async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
         try:

@@ -40,10 +40,13 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    ItemsView,
     Iterable,
     Iterator,
+    KeysView,
     Mapping,
     MutableMapping,
+    ValuesView,
 )
 from dataclasses import dataclass
 from typing import Any, Final
@@ -167,6 +170,15 @@ class Headers(Mapping[str, str]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
+
+    def items(self) -> ItemsView[str, str]:  # verifiers fold every header: skip __getitem__
+        return self._values.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._values.keys()
+
+    def values(self) -> ValuesView[str]:
+        return self._values.values()
 
     def __len__(self) -> int:
         return len(self._values)

@@ -30,9 +30,27 @@ SERVER_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "fastapi"
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "message", "requestId", ...fields, "exception"}``."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1.0
+        self._prefix = ""
+
+    def _timestamp(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, with
+        the date and time of day formatted once per second (a busy server logs many lines
+        a second: the access line of each request)."""
+        second, fraction = divmod(created, 1.0)
+        micros = round(fraction * 1_000_000)
+        if micros == 1_000_000:
+            second, micros = second + 1, 0
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._second = second
+        return f"{self._prefix}.{micros // 1000:03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -61,6 +79,8 @@ def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) 
     handler.__dict__["_ucf_json"] = True
     root.addHandler(handler)
     root.setLevel(level)
+    # The JSON line shows none of these, and each record would look them up.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     for name in SERVER_LOGGERS:
         server_logger = logging.getLogger(name)
         server_logger.handlers.clear()

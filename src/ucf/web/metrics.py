@@ -30,6 +30,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        """Label lookups of every request, done once per (method, route, status)."""
         self.requests = Counter(
             "ucf_http_requests",
             "HTTP requests by method, route template and status.",
@@ -122,8 +124,15 @@ class Metrics:
     # -- HTTP
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_seconds.labels(route).observe(seconds)
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # the registry keeps a child per label set anyway
+            children = self._request_children[key] = (
+                self.requests.labels(method, route, str(status)),
+                self.request_seconds.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     # -- the gateway (GatewayObserver)
 

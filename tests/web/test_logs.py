@@ -1,0 +1,75 @@
+"""The JSON log line: what a log shipper receives for each request."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from ucf.runtime.redaction import SECRETS
+from ucf.web.logs import REQUEST_ID, JsonFormatter, configure_logging
+from ucf.web.metrics import Metrics
+from ucf.web.request_log import record_request
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (list(root.handlers), list(root.filters), root.level)
+    flags = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    out = io.StringIO()
+    configure_logging(logging.INFO, stream=out)
+    try:
+        yield out
+    finally:
+        root.handlers[:], root.filters[:] = saved[0], saved[1]
+        root.setLevel(saved[2])
+        logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
+
+
+@pytest.mark.parametrize(
+    "created",
+    [1_764_950_400.0, 1_764_950_400.0004999, 1_764_950_400.0015, 1_764_950_400.9999996, 1.5],
+)
+def test_the_timestamp_is_the_records_time_in_utc_to_the_millisecond(created: float) -> None:
+    formatter = JsonFormatter()
+    formatter.format(logging.makeLogRecord({"created": created - 7.0, "msg": "warm"}))
+    record = logging.makeLogRecord({"created": created, "msg": "x", "name": "t"})
+
+    line = json.loads(formatter.format(record))
+
+    assert line["ts"] == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+
+def test_the_access_line_has_its_fields_and_the_request_id(stream: io.StringIO) -> None:
+    token = REQUEST_ID.set("req-7")
+    try:
+        record_request(Metrics(), "POST", "/api/webhooks/{connectorId}/{projectId}", 202, 0.01234)
+    finally:
+        REQUEST_ID.reset(token)
+
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line.pop("ts")
+    assert line == {
+        "level": "info",
+        "logger": "ucf.web.access",
+        "message": "POST /api/webhooks/{connectorId}/{projectId} 202",
+        "requestId": "req-7",
+        "method": "POST",
+        "route": "/api/webhooks/{connectorId}/{projectId}",
+        "status": 202,
+        "durationMs": 12.34,
+    }
+
+
+def test_other_lines_are_still_redacted(stream: io.StringIO) -> None:
+    secret = "sk_live_" + "q" * 24
+    SECRETS.add(secret)
+    logging.getLogger("ucf.web").warning("the upstream refused %s", secret)
+
+    assert secret not in stream.getvalue()
+    assert "the upstream refused" in stream.getvalue()
