@@ -136,14 +136,16 @@ async def _serve(
 
 
 async def _freeze_once_started(server: uvicorn.Server) -> None:
-    """Freeze the heap once uvicorn has run the app's start-up (see ucf.runtime.heap)."""
-    from ucf.runtime.heap import freeze_startup_heap
+    """Freeze the heap once uvicorn has run the app's start-up, and collect the young
+    generation less often while serving (see ucf.runtime.heap)."""
+    from ucf.runtime.heap import freeze_startup_heap, serve_with_fewer_collections
 
     while not server.started:
         if server.should_exit:
             return
         await asyncio.sleep(0.05)
     freeze_startup_heap()
+    serve_with_fewer_collections()
 
 
 def serve(
