@@ -212,3 +212,27 @@ def test_delivery_headers_are_case_insensitive_and_the_first_of_repeats_wins() -
     assert "x-Hub-signature-256" in headers
     assert dict(headers) == {"x-hub-signature-256": "sha256=1"}
     assert json.dumps(dict(headers))
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        {"scheme": "http", "headers": [(b"host", b"ucf.test")], "server": ("10.0.0.1", 80)},
+        {"scheme": "https", "headers": [(b"host", b"hooks.example.com:8443")], "root_path": ""},
+        {"scheme": "https", "headers": [], "server": ("10.0.0.1", 443)},
+        {"scheme": "http", "headers": [], "server": ("::1", 8080)},
+        {"scheme": "http", "headers": [(b"host", b"bad host!")], "server": ("10.0.0.2", 81)},
+        {"scheme": "https", "headers": [(b"host", b"x.example")], "root_path": "/stage"},
+    ],
+)
+def test_the_registered_url_base_is_starlettes_base_url(scope: dict[str, Any]) -> None:
+    """Without a public URL, schemes that sign the URL (Trello) see the base the app's
+    own ``request.base_url`` gives, host header rules included."""
+    from starlette.requests import Request
+
+    from ucf.web.front import _BaseUrl
+
+    full = {"type": "http", "method": "POST", "path": "/api/webhooks/a/b", **scope}
+    base_url = _BaseUrl()
+    assert base_url(full) == str(Request(full).base_url).rstrip("/")
+    assert base_url(full) == str(Request(full).base_url).rstrip("/")  # remembered
