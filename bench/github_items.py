@@ -71,3 +71,18 @@ def github_issues(count: int, seed: int = 7) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     start = datetime(2024, 1, 1, tzinfo=UTC)
     return [github_issue(n, rng, start) for n in range(1, count + 1)]
+
+
+def minimal_row(item: dict[str, Any]) -> tuple[str, int, int, str, str, str, str, str]:
+    """The eight fields an engineer would map by hand for this API, and nothing else."""
+    updated = item["updated_at"]
+    return (
+        f"{item['id']}:{updated}",  # dedup: the issue at this version
+        item["id"],
+        item["number"],
+        item["title"],
+        item["state"],
+        item["html_url"],
+        item["user"]["login"],
+        updated,
+    )

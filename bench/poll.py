@@ -63,7 +63,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from github_items import github_issues
+from github_items import github_issues, minimal_row
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,21 +189,6 @@ def run_floor(base: str, workdir: Path) -> Outcome:
     stored = db.execute("SELECT count(*) FROM signals").fetchone()[0]
     db.close()
     return Outcome(items, stored, seconds, cpu)
-
-
-def minimal_row(item: dict[str, Any]) -> tuple[str, int, int, str, str, str, str, str]:
-    """The eight fields an engineer would map by hand for this API, and nothing else."""
-    updated = item["updated_at"]
-    return (
-        f"{item['id']}:{updated}",  # dedup: the issue at this version
-        item["id"],
-        item["number"],
-        item["title"],
-        item["state"],
-        item["html_url"],
-        item["user"]["login"],
-        updated,
-    )
 
 
 def run_minimal(base: str, workdir: Path) -> Outcome:

@@ -9,6 +9,11 @@ server. Each server runs pinned to the other core, started the same way
 - **bare**: a Starlette route that reads the body, checks its
   ``X-Hub-Signature-256`` HMAC and answers 200 — the floor of what uvicorn,
   the HTTP parsing and the verification cost;
+- **minimal** (no target; it says how much of the gap is the work itself): the
+  bare check, then what a team hand-writes to keep these deliveries and
+  nothing else — ``json.loads``, the eight fields the poll bench's minimal
+  floor keeps, ``INSERT OR IGNORE`` into SQLite (WAL, ``synchronous=NORMAL``:
+  no fsync per delivery, unlike ucf's acknowledged group commit);
 - **ucf**: a real ``ucf serve`` (SQLite in a fresh data directory, scheduler
   off, no sink) with a ``github-issues`` instance created through the API, its
   ``webhookSecret`` among the credentials. ``UCF_WEBHOOK_RPM`` is raised so
@@ -342,17 +347,10 @@ def _percentile(ordered: list[float], share: float) -> float:
 # --------------------------------------------------------------------------- bare server
 
 
-def _serve_bare(port_file: Path) -> None:
-    """The floor: the same uvicorn set-up as ``ucf serve`` (socket bound first, loop and
-    options alike), a route that reads the body, checks its HMAC and answers 200."""
-    import uvicorn
-    from starlette.applications import Starlette
+def _bare_handler(key: bytes, directory: Path) -> Any:
+    """The floor: read the body, check its HMAC, answer 200."""
     from starlette.requests import Request
     from starlette.responses import Response
-    from starlette.routing import Route
-    from uvicorn.loops.auto import auto_loop_factory
-
-    key = SECRET.encode()
 
     async def receive(request: Request) -> Response:
         body = await request.body()
@@ -361,8 +359,61 @@ def _serve_bare(port_file: Path) -> None:
             return Response(b'{"error":"bad signature"}', 401, media_type="application/json")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
+    return receive
+
+
+def _minimal_handler(key: bytes, directory: Path) -> Any:
+    """What a team hand-writes to keep these deliveries and nothing else: the bare check,
+    then ``json.loads``, the eight fields the poll bench's minimal floor keeps
+    (``bench/poll.py``'s ``minimal_row``), ``INSERT OR IGNORE`` and a commit, on the
+    event loop. SQLite in WAL mode with ``synchronous=NORMAL``: no fsync per commit
+    (durable against the process dying, not the machine), where ucf answers only after
+    its group commit's fsync — so this peer does less than ucf, not more."""
+    import sqlite3
+
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from github_items import minimal_row
+
+    db = sqlite3.connect(directory / "minimal.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute(
+        "CREATE TABLE issues (dedup_key TEXT PRIMARY KEY, id INTEGER, number INTEGER,"
+        " title TEXT, state TEXT, url TEXT, author TEXT, updated_at TEXT)"
+    )
+
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        expected = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, request.headers.get("x-hub-signature-256", "")):
+            return Response(b'{"error":"bad signature"}', 401, media_type="application/json")
+        payload = json.loads(body)
+        db.execute(
+            "INSERT OR IGNORE INTO issues VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            minimal_row(payload["issue"]),
+        )
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return receive
+
+
+PEERS = {"bare": _bare_handler, "minimal": _minimal_handler}
+"""The hand-written servers ucf is measured against, each in a process of its own."""
+
+
+def _serve_peer(name: str, port_file: Path) -> None:
+    """A peer under the same uvicorn set-up as ``ucf serve`` (socket bound first, loop and
+    options alike), one route."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from uvicorn.loops.auto import auto_loop_factory
+
+    handler = PEERS[name](SECRET.encode(), port_file.parent)
     app = Starlette(
-        routes=[Route("/api/webhooks/{connector}/{project}", receive, methods=["POST"])]
+        routes=[Route("/api/webhooks/{connector}/{project}", handler, methods=["POST"])]
     )
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -485,17 +536,24 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def bench_bare(args: argparse.Namespace, load: Load) -> Result:
-    with tempfile.TemporaryDirectory(prefix="ucf-bench-bare-") as directory:
+def bench_peer(name: str, args: argparse.Namespace, load: Load) -> Result:
+    with tempfile.TemporaryDirectory(prefix=f"ucf-bench-{name}-") as directory:
         port_file = Path(directory) / "port"
         server = subprocess.Popen(
-            [*_taskset(args.server_cpus), sys.executable, str(HERE), "--serve-bare", str(port_file)]
+            [
+                *_taskset(args.server_cpus),
+                sys.executable,
+                str(HERE),
+                "--serve",
+                name,
+                str(port_file),
+            ]
         )
         try:
-            port = _wait_for(lambda: port_file.exists() and port_file.read_text(), "bare server")
+            port = _wait_for(lambda: port_file.exists() and port_file.read_text(), f"{name} server")
             base = f"http://127.0.0.1:{port}"
-            _wait_for(lambda: _answers(base + WEBHOOK_PATH), "bare server to answer")
-            return load.run("bare", base + WEBHOOK_PATH, server.pid)
+            _wait_for(lambda: _answers(base + WEBHOOK_PATH), f"{name} server to answer")
+            return load.run(name, base + WEBHOOK_PATH, server.pid)
         finally:
             _stop(server)
 
@@ -607,7 +665,10 @@ def _verdict(met: bool) -> str:
     return "✔" if met else "✘"
 
 
-def _report(bare: Result, ucf: Result, stored: int, load: Load, args: argparse.Namespace) -> bool:
+def _report(
+    peers: dict[str, Result], ucf: Result, stored: int, load: Load, args: argparse.Namespace
+) -> bool:
+    bare = peers["bare"]
     client = (
         "wrk (C, 1 thread)"
         if args.client == "wrk"
@@ -634,7 +695,7 @@ def _report(bare: Result, ucf: Result, stored: int, load: Load, args: argparse.N
         f"{'server':<8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'server CPU/delivery':>21}"
         f"{'server busy':>13}"
     )
-    for result in (bare, ucf):
+    for result in (*peers.values(), ucf):
         print(
             f"{result.name:<8}{result.rps:>9.0f}{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}"
             f"{result.server_cpu_us:>18.0f} µs{result.busy:>13.0%}"
@@ -652,8 +713,15 @@ def _report(bare: Result, ucf: Result, stored: int, load: Load, args: argparse.N
         f"  ucf / bare server CPU per delivery {cpu_factor:.1f}× ≤ {TARGET_CPU_FACTOR:.0f}× "
         f"{_verdict(cpu_factor <= TARGET_CPU_FACTOR)}"
     )
+    minimal = peers.get("minimal")
+    if minimal is not None:
+        print(
+            f"  (no target) the minimal receiver costs {minimal.server_cpu_us / bare.server_cpu_us:.1f}× "
+            f"bare's CPU; ucf / minimal: {ucf.rps / minimal.rps:.0%} of its req/s, "
+            f"{ucf.server_cpu_us / minimal.server_cpu_us:.1f}× its CPU per delivery"
+        )
     ok = True
-    for result in (bare, ucf):
+    for result in (*peers.values(), ucf):
         if result.failures:
             print(f"FAIL {result.name}: {result.failures}")
             ok = False
@@ -677,16 +745,16 @@ def main() -> None:
     parser.add_argument("--server-cpus", default="1", help="taskset CPU list of the server")
     parser.add_argument("--client-cpus", default="0", help="taskset CPU list of the client")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output directory")
-    parser.add_argument("--only", choices=("bare", "ucf"), default=None)
+    parser.add_argument("--only", choices=(*PEERS, "ucf"), default=None)
     # internal roles of the same script
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--serve-bare", type=Path, metavar="PORT_FILE", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=2, metavar=("PEER", "PORT_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.serve_bare is not None:
-        _serve_bare(args.serve_bare)
+    if args.serve is not None:
+        _serve_peer(args.serve[0], Path(args.serve[1]))
         return
     if args.load is not None:
         result = asyncio.run(_load(args.load, args.first, args.deliveries, args.concurrency))
@@ -698,17 +766,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ucf-bench-webhook-") as directory:
         load = Load(args, Path(directory))
         if args.only:
-            result = bench_bare(args, load) if args.only == "bare" else bench_ucf(args, load)[0]
+            result = (
+                bench_ucf(args, load)[0]
+                if args.only == "ucf"
+                else bench_peer(args.only, args, load)
+            )
             print(
                 f"{result.name}: {result.rps:.0f} req/s, p50 {result.p50_ms:.1f} ms, "
                 f"p99 {result.p99_ms:.1f} ms, server CPU {result.server_cpu_us:.0f} µs/delivery"
                 f"{'; ' + result.failures if result.failures else ''}"
             )
             return
-        bare = bench_bare(args, load)
-        print(f"(bare done: {bare.rps:.0f} req/s; now ucf serve)", file=sys.stderr, flush=True)
+        peers: dict[str, Result] = {}
+        for name in PEERS:
+            peers[name] = bench_peer(name, args, load)
+            print(f"({name} done: {peers[name].rps:.0f} req/s)", file=sys.stderr, flush=True)
         ucf, stored = bench_ucf(args, load)
-        if not _report(bare, ucf, stored, load, args):
+        if not _report(peers, ucf, stored, load, args):
             raise SystemExit(1)
 
 
