@@ -134,7 +134,7 @@ class Container:
     async def _open_context(self, stack: contextlib.AsyncExitStack) -> UcfContext:
         from ucf.service.context import UcfContext
 
-        context = await UcfContext.open(self.settings())
+        context = await UcfContext.open(self.settings(), on_demand=True)
         stack.push_async_callback(context.close)
         log.info("%s: opened the store and secret store (cold start)", self.name)
         return context

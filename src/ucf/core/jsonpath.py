@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Protocol
 
 import jsonpath as _jp
 from jsonpath.function_extensions import ExpressionType, FilterFunction
@@ -43,6 +43,7 @@ from jsonpath.segments import JSONPathChildSegment
 from jsonpath.selectors import IndexSelector, NameSelector, WildcardSelector
 from jsonpath.token import TOKEN_EOF, TOKEN_NAME
 
+from ucf.core.missing import MISSING, Missing
 from ucf.core.regex import RegexError, compile_regex
 
 __all__ = [
@@ -55,22 +56,6 @@ __all__ = [
     "compile_path",
     "plain_steps",
 ]
-
-
-class Missing(enum.Enum):
-    """The type of :data:`MISSING`; an enum so ``x is MISSING`` narrows types."""
-
-    MISSING = "MISSING"
-
-    def __bool__(self) -> Literal[False]:
-        return False
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = Missing.MISSING
-"""No node matched. Distinct from ``None``, which is JSON ``null``."""
 
 
 class PathSyntaxError(ValueError):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pydantic_core
 
-from ucf.core.jsonpath import MISSING
+from ucf.core.missing import MISSING
 
 
 def _refuse_constant(name: str) -> Any:

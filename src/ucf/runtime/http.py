@@ -37,7 +37,6 @@ from typing import Any, Final, Literal
 import httpx
 from httpx._client import UseClientDefault
 
-from ucf import __version__
 from ucf.core.payload import loads_strict
 from ucf.runtime.decoding import (
     ACCEPT_ENCODING,
@@ -46,43 +45,12 @@ from ucf.runtime.decoding import (
     Inflater,
     inflater_for,
 )
+from ucf.runtime.http_settings import DEFAULT_USER_AGENT as DEFAULT_USER_AGENT
+from ucf.runtime.http_settings import HttpSettings as HttpSettings
 from ucf.runtime.redaction import redact
 from ucf.runtime.redirects import REDIRECT_STATUSES, Origin, RedirectRefused, next_hop
 from ucf.runtime.response_errors import BodyError, BodyErrorKind, ResponseErrorCheck
 from ucf.runtime.ssrf import EgressPolicy, GuardedTransport, Resolver, system_resolver
-
-DEFAULT_USER_AGENT: Final = f"ucf/{__version__} (+https://github.com/ucf)"
-
-
-@dataclass(frozen=True, slots=True)
-class HttpSettings:
-    """Every limit of the outbound HTTP path, in seconds and bytes."""
-
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    write_timeout: float = 30.0
-    pool_timeout: float = 10.0
-    attempt_timeout: float = 60.0
-    """The whole of one attempt: connecting, every redirect hop and the entire body."""
-    max_response_bytes: int = 10 * 1024 * 1024
-    user_agent: str = DEFAULT_USER_AGENT
-    max_retries: int = 4
-    max_total_retry_wait: float = 120.0
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-    follow_redirects: bool = True
-    max_redirects: int = 5
-    max_connections: int = 100
-    max_keepalive_connections: int = 20
-
-    def timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(
-            connect=self.connect_timeout,
-            read=self.read_timeout,
-            write=self.write_timeout,
-            pool=self.pool_timeout,
-        )
-
 
 # --------------------------------------------------------------------------- errors
 

@@ -31,17 +31,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
-import httpx
-
-from ucf.core.descriptor import ConnectorDescriptor
-from ucf.core.mapping import MappingResult
-from ucf.runtime.http import RetryStats, read_json, send_with_retries
-from ucf.runtime.polling import Page
+from ucf.runtime.poll_schedule import PollSchedule as PollSchedule
 from ucf.runtime.redaction import redact
-from ucf.runtime.webhooks import HandshakeResponse
 
-if TYPE_CHECKING:  # sources.py imports this module
-    from ucf.runtime.sources import SourceContext
+if TYPE_CHECKING:
+    import httpx
+
+    from ucf.core.descriptor import ConnectorDescriptor
+    from ucf.core.mapping import MappingResult
+    from ucf.runtime.polling import Page
+    from ucf.runtime.sources import SourceContext  # sources.py imports this module
+    from ucf.runtime.webhooks import HandshakeResponse
+
+# The HTTP stack, the mapping engine and the descriptor models are imported where a
+# source uses them, not here: the catalogue (ucf.service.connectors) reads this
+# module's registry and schedule, and a Lambda that only enqueues polls loads none
+# of them (bench/coldstart.py).
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -67,20 +72,6 @@ log = logging.getLogger("ucf.native")
 
 ENTRY_POINT_GROUP: Final = "ucf.native_sources"
 BLOCK_VARIABLE: Final = "UCF_NATIVE_BLOCK"
-
-
-@dataclass(frozen=True, slots=True)
-class PollSchedule:
-    """How often a source polls, how many requests a minute its upstream allows, and how
-    far back its first poll reaches.
-
-    A generic source takes them from ``ingestion.polling``; a native source
-    declares them in code. A source without a schedule receives webhooks only.
-    """
-
-    interval_seconds: int = 300
-    rate_limit_rpm: int = 60
-    initial_lookback_seconds: int = 7 * 24 * 3600
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -236,6 +227,8 @@ class UpstreamCalls:
     """
 
     def __init__(self, context: SourceContext) -> None:
+        from ucf.runtime.http import RetryStats
+
         self._context = context
         self._stats = RetryStats()
         self._gate_wait = 0.0
@@ -258,6 +251,8 @@ class UpstreamCalls:
         Statuses in ``accept`` come back as responses instead (Asana's ``412``
         carrying a fresh sync token, a ``404`` for an object deleted meanwhile).
         """
+        from ucf.runtime.http import send_with_retries
+
         context = self._context
         if context.rate_gate is not None:
             self._gate_wait += await context.rate_gate.acquire()
@@ -294,6 +289,8 @@ class UpstreamCalls:
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """:meth:`send`, then the body as strict JSON (a clear error names the request)."""
+        from ucf.runtime.http import read_json
+
         response = await self.send(method, url, params=params, json=json, headers=headers)
         return await read_json(response)
 
@@ -308,6 +305,9 @@ class UpstreamCalls:
         dropped: int = 0,
     ) -> Page:
         """A page with the statistics of the requests made since the previous page."""
+        from ucf.runtime.http import RetryStats
+        from ucf.runtime.polling import Page
+
         page = Page(
             number=number,
             items=items,

@@ -21,11 +21,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ucf.core.descriptor import ConnectorDescriptor, ResponseErrors
-from ucf.core.jsonpath import CompiledPath, compile_path
 from ucf.runtime.redaction import redact
+
+if TYPE_CHECKING:
+    from ucf.core.descriptor import ConnectorDescriptor, ResponseErrors
+    from ucf.core.jsonpath import CompiledPath
 
 __all__ = [
     "BodyError",
@@ -123,6 +125,10 @@ class ResponseErrorClassifier:
     __slots__ = ("_ignored", "_path", "_rules", "spec")
 
     def __init__(self, spec: ResponseErrors) -> None:
+        # Here, not at module level: the HTTP client imports this module, and a
+        # process that only delivers to a sink never compiles a descriptor's path.
+        from ucf.core.jsonpath import compile_path
+
         self.spec = spec
         self._path: CompiledPath = compile_path(spec.code_path)
         self._rules = (

@@ -47,6 +47,7 @@ from ucf.runtime.native import (
     WebhookHandler,
     native_registry,
 )
+from ucf.runtime.poll_schedule import declared_schedule
 from ucf.runtime.polling import (
     ConfigError,
     JsonBody,
@@ -158,15 +159,7 @@ class GenericSource:
         self._descriptor = descriptor
         polling = descriptor.polling
         self._plan = PollPlan.compile(descriptor) if polling is not None else None
-        self._schedule = (
-            PollSchedule(
-                polling.interval_seconds,
-                polling.rate_limit_rpm,
-                polling.initial_lookback_seconds,
-            )
-            if polling is not None
-            else None
-        )
+        self._schedule = declared_schedule(descriptor)
         self._health = HealthCheckPlan.compile(descriptor)
         if mapping is None and descriptor.field_mapping is not None:
             mapping = compile_mapping(descriptor.field_mapping)

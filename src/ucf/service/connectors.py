@@ -7,22 +7,33 @@ mapping, verifier and poll plan until the descriptor changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
-from ucf.core.mapping import CompiledMapping, compile_mapping
-from ucf.core.validation import validate_descriptor
-from ucf.runtime.native import PollSchedule, installed_descriptors
-from ucf.runtime.sources import GenericSource, NativeSourceMissing, Source, source_for
+from ucf.runtime.poll_schedule import PollSchedule, declared_schedule
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
-from ucf.stores.errors import AlreadyExists, NotFound
-from ucf.stores.models import DescriptorRecord, SyncReport
+from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound
+from ucf.stores.models import (
+    DescriptorRecord,
+    SyncReport,
+    descriptor_identity,
+    is_newer_version,
+)
 from ucf.stores.protocols import DescriptorRegistry, InstanceStore
+
+if TYPE_CHECKING:
+    from ucf.core.mapping import CompiledMapping
+    from ucf.runtime.sources import Source
+
+# The mapping engine, the validator and the sources (with the HTTP stack) are imported
+# where a connector is compiled, validated or run: listing the catalogue and deciding
+# what is due needs none of them (the AWS schedule function: bench/coldstart.py).
 
 
 @dataclass
@@ -41,6 +52,8 @@ class Connector:
 
     @cached_property
     def mapping(self) -> CompiledMapping | None:
+        from ucf.core.mapping import compile_mapping
+
         mapping = self.descriptor.field_mapping
         return compile_mapping(mapping) if mapping is not None else None
 
@@ -51,6 +64,8 @@ class Connector:
             return None
         if mapping is self.descriptor.field_mapping:
             return self.mapping
+        from ucf.core.mapping import compile_mapping
+
         return compile_mapping(mapping)
 
     @cached_property
@@ -61,6 +76,8 @@ class Connector:
         connector whose package is missing or broken (not cached: installing it
         and restarting is the fix, and a later call tries again).
         """
+        from ucf.runtime.sources import GenericSource, source_for
+
         if self.descriptor.kind == "native":
             return source_for(self.descriptor)
         return GenericSource(self.descriptor, self.mapping)
@@ -71,8 +88,14 @@ class Connector:
 
         A native connector whose package cannot be loaded is still scheduled
         (at the default interval), so its instances report the reason in
-        their health instead of silently never polling.
+        their health instead of silently never polling. A descriptor-driven
+        one's is its ``ingestion.polling`` block, read without compiling its
+        source (the scheduler looks at every connector; few of them poll).
         """
+        if self.descriptor.kind != "native":
+            return declared_schedule(self.descriptor)
+        from ucf.runtime.sources import NativeSourceMissing
+
         try:
             return self.source.schedule
         except NativeSourceMissing:
@@ -88,6 +111,8 @@ class Connector:
         source has a webhook handler."""
         if self.descriptor.kind != "native":
             return self.descriptor.webhook is not None and self.webhook_mapping is not None
+        from ucf.runtime.sources import NativeSourceMissing
+
         try:
             return self.source.webhooks is not None
         except NativeSourceMissing:
@@ -109,10 +134,24 @@ class Connector:
 
 
 def _parse(data: Any, what: str) -> ConnectorDescriptor:
+    from ucf.core.validation import validate_descriptor
+
     descriptor, problems = validate_descriptor(data)
     if descriptor is None or problems:
         raise ValidationFailed.from_problems(f"{what} is not a valid descriptor", problems)
     return descriptor
+
+
+def _would_write(data: Mapping[str, Any], stored: Mapping[str, DescriptorRecord]) -> bool:
+    """Whether syncing ``data`` writes it, given the store's records (as the registries decide)."""
+    try:
+        connector_id, version = descriptor_identity(data)
+    except InvalidRecord:  # no id: validation says what is wrong
+        return True
+    current = stored.get(connector_id)
+    if current is None:
+        return True
+    return current.built_in and is_newer_version(version, current.version)
 
 
 class ConnectorService:
@@ -126,18 +165,55 @@ class ConnectorService:
         self._instances = instances
         self._clock = clock
         self._cache: dict[str, Connector] = {}
+        self._synced = False
+        self._sync_lock = asyncio.Lock()
+
+    async def ready(self) -> None:
+        """Sync the shipped catalogue once, if :meth:`sync_builtin` has not run yet.
+
+        Every read and write of the catalogue waits for it, so a process that
+        opened its context on demand (a Lambda function) syncs on its first
+        look at a connector, and one that never looks never pays for it.
+        """
+        if self._synced:
+            return
+        async with self._sync_lock:
+            if not self._synced:
+                await self.sync_builtin()
 
     async def sync_builtin(self) -> SyncReport:
-        """Load the shipped catalogue: new ones inserted, upgraded when their version rose."""
+        """Load the shipped catalogue: new ones inserted, upgraded when their version rose.
+
+        A shipped descriptor is validated in full when it is about to be
+        written (new, or a higher version than the stored one), not when the
+        store already holds that version: that copy was validated when it was
+        stored, and validating the whole catalogue (every JSONPath of every
+        mapping compiled) on each start is most of what a Lambda cold start
+        would spend here (``bench/coldstart.py``). Should the store change
+        between the look and the write (a custom descriptor shadowing a shipped
+        one deleted meanwhile), what was written unvalidated is validated then.
+        """
+        from ucf.runtime.native import installed_descriptors
+
         shipped = builtin_descriptors()
         catalogued = {str(data.get("id")) for data in shipped}
         # Native packages installed beside ucf bring their descriptors with them; the
         # ones shipped in the catalogue are not imported for it (a cold start pays for
         # a connector's code only when one of its instances runs).
         shipped += [dict(d) for d in installed_descriptors(besides=catalogued)]
+        stored = {record.connector_id: record for record in await self._registry.list_all()}
+        checked: set[str] = set()
         for data in shipped:
-            _parse(data, f"built-in descriptor {data.get('id')!r}")
-        return await self._registry.sync_builtin(shipped, now=self._clock())
+            if _would_write(data, stored):
+                _parse(data, f"built-in descriptor {data.get('id')!r}")
+                checked.add(str(data.get("id")))
+        report = await self._registry.sync_builtin(shipped, now=self._clock())
+        written = set(report.inserted) | set(report.upgraded)
+        for data in shipped:
+            if str(data.get("id")) in written - checked:
+                _parse(data, f"built-in descriptor {data.get('id')!r}")
+        self._synced = True
+        return report
 
     def _connector(self, record: DescriptorRecord) -> Connector:
         cached = self._cache.get(record.connector_id)
@@ -157,6 +233,7 @@ class ConnectorService:
     ) -> list[Connector]:
         """The catalogue, filtered. Every connector a user added counts as "Custom" too,
         whatever category it names, so the Custom filter finds what the user made."""
+        await self.ready()
         needle = (query or "").strip().lower()
         connectors = [self._connector(r) for r in await self._registry.list_all()]
         return [
@@ -176,6 +253,7 @@ class ConnectorService:
         ]
 
     async def get(self, connector_id: str) -> Connector:
+        await self.ready()
         record = await self._registry.get(connector_id)
         if record is None:
             raise NotFoundError(f"no connector '{connector_id}'")
@@ -183,6 +261,7 @@ class ConnectorService:
 
     async def register(self, data: Any) -> Connector:
         descriptor = _parse(data, "the request body")
+        await self.ready()
         try:
             record = await self._registry.register(descriptor.to_json(), now=self._clock())
         except AlreadyExists:
@@ -195,6 +274,7 @@ class ConnectorService:
             raise ValidationFailed(
                 f"the descriptor's id '{descriptor.id}' does not match '{connector_id}'"
             )
+        await self.ready()
         try:
             record = await self._registry.update(
                 connector_id, descriptor.to_json(), now=self._clock(), built_in=False

@@ -2,82 +2,138 @@
 
 ``ucf serve``, ``ucf worker``, ``ucf poll --store`` and the Lambda handlers all
 build one :class:`UcfContext` and hand it to the use cases.
+
+The parts a use case may not need — the outbound HTTP client, the connector
+catalogue, the sanitiser and ingestor, the instance service — are built on
+first use, and their modules imported then: a Lambda function that only
+drains the outbox never loads the descriptor models, the mapping engine or
+JSONPath (``bench/coldstart.py``). ``open(..., on_demand=True)`` goes further
+for such short-lived processes: the secret store connects, and the shipped
+catalogue is synced into the store, on first use rather than at start-up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
-import anyio.lowlevel
-import httpx
-
-from ucf.core.sanitiser import Sanitiser
-from ucf.runtime.http import create_client
-from ucf.service.connectors import ConnectorService
-from ucf.service.ingest import SignalIngestor
-from ucf.service.instances import InstanceService
 from ucf.service.settings import Settings
 from ucf.stores.models import StoreOptions
 from ucf.stores.protocols import Store
 from ucf.stores.secrets.base import SecretStore
-from ucf.stores.secrets.factory import open_secret_store
+from ucf.stores.secrets.factory import deferred_secret_store, open_secret_store
 from ucf.stores.url import open_store
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ucf.core.sanitiser import Sanitiser
+    from ucf.service.connectors import ConnectorService
+    from ucf.service.ingest import SignalIngestor
+    from ucf.service.instances import InstanceService
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
 class UcfContext:
-    settings: Settings
-    store: Store
-    secrets: SecretStore
-    http: httpx.AsyncClient
-    connectors: ConnectorService
-    instances: InstanceService
-    ingestor: SignalIngestor
-    sanitiser: Sanitiser
-    clock: Callable[[], datetime] = utc_now
+    """The store, the secret store and the settings; the rest made when first asked for."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        secrets: SecretStore,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.secrets = secrets
+        self.clock = clock
 
     @classmethod
-    async def open(cls, settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> Self:
+    async def open(
+        cls,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        on_demand: bool = False,
+    ) -> Self:
+        """Open the store (and the secret store), and sync the shipped catalogue.
+
+        ``on_demand``: the secret store connects on its first call and the
+        catalogue is synced before the first read of a connector, so a process
+        that needs neither (a Lambda draining the outbox) pays for neither; a
+        misconfigured secret store then fails that first call, not ``open``.
+        """
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = open_store(
             settings.store_url, options=StoreOptions(signal_retention=settings.signal_retention)
         )
         await store.init()
         try:
-            secrets = await open_secret_store(settings.secret_store_url, data_dir=settings.data_dir)
+            if on_demand:
+                secrets = deferred_secret_store(settings.secret_store_url, settings.data_dir)
+            else:
+                secrets = await open_secret_store(
+                    settings.secret_store_url, data_dir=settings.data_dir
+                )
         except BaseException:
             await store.close()
             raise
-        connectors = ConnectorService(store.descriptors, store.instances, clock)
-        sanitiser = Sanitiser()
-        context = cls(
-            settings=settings,
-            store=store,
-            secrets=secrets,
-            http=create_client(settings.http, settings.egress),
-            connectors=connectors,
-            instances=InstanceService(store, secrets, connectors, clock),
-            ingestor=SignalIngestor(store.signals, sanitiser, settings.sinks),
-            sanitiser=sanitiser,
-            clock=clock,
-        )
-        await connectors.sync_builtin()
-        # httpx's connection pool loads anyio's event-loop backend on its first
-        # request; load it now, with the rest of start-up, not inside a poll.
-        await anyio.lowlevel.checkpoint()
+        context = cls(settings, store, secrets, clock=clock)
+        if not on_demand:
+            context.http  # noqa: B018 - built now, with the rest of start-up
+            context.ingestor  # noqa: B018
+            await context.connectors.sync_builtin()
+            # httpx's connection pool loads anyio's event-loop backend on its first
+            # request; load it now, with the rest of start-up, not inside a poll.
+            import anyio.lowlevel
+
+            await anyio.lowlevel.checkpoint()
         return context
 
+    @cached_property
+    def http(self) -> httpx.AsyncClient:
+        """The one outbound HTTP client (SSRF guard, timeouts, size caps)."""
+        from ucf.runtime.http import create_client
+
+        return create_client(self.settings.http, self.settings.egress)
+
+    @cached_property
+    def connectors(self) -> ConnectorService:
+        from ucf.service.connectors import ConnectorService
+
+        return ConnectorService(self.store.descriptors, self.store.instances, self.clock)
+
+    @cached_property
+    def instances(self) -> InstanceService:
+        from ucf.service.instances import InstanceService
+
+        return InstanceService(self.store, self.secrets, self.connectors, self.clock)
+
+    @cached_property
+    def sanitiser(self) -> Sanitiser:
+        from ucf.core.sanitiser import Sanitiser
+
+        return Sanitiser()
+
+    @cached_property
+    def ingestor(self) -> SignalIngestor:
+        from ucf.service.ingest import SignalIngestor
+
+        return SignalIngestor(self.store.signals, self.sanitiser, self.settings.sinks)
+
     async def close(self) -> None:
+        http = self.__dict__.get("http")
         try:
-            await self.http.aclose()
+            if http is not None:
+                await http.aclose()
         finally:
             try:
                 await self.secrets.close()

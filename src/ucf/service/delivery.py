@@ -57,7 +57,6 @@ from ucf.runtime.http import (
 )
 from ucf.runtime.redaction import SECRETS
 from ucf.service.context import UcfContext
-from ucf.service.poll import default_worker_id
 from ucf.service.settings import Settings
 from ucf.stores.errors import StoreError
 from ucf.stores.models import OutboxEntry, OutboxLag
@@ -354,7 +353,11 @@ class DeliveryWorker:
         self.backoff = backoff or Backoff()
         # Unique per worker: a restarted process reusing a host:pid-style name
         # must not inherit a dead worker's sink lease while its claims are hidden.
-        self.owner = f"{owner or default_worker_id()}:{secrets.token_hex(4)}"
+        if owner is None:
+            from ucf.service.poll import default_worker_id  # not loaded by a Lambda: it names one
+
+            owner = default_worker_id()
+        self.owner = f"{owner}:{secrets.token_hex(4)}"
         self.lease_name = f"delivery:{sink_name}"
         self.stats = DeliveryStats()
         self._sink_lease_ttl = lease * 2

@@ -44,6 +44,7 @@ from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
 from ucf.runtime.http import AuthFailed, RateLimited, UpstreamError, UpstreamUnavailable
+from ucf.runtime.poll_schedule import DEFAULT_LEASE_TTL as DEFAULT_LEASE_TTL
 from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
 from ucf.runtime.sources import NativeSourceMissing, Source, SourceContext
 from ucf.runtime.ssrf import EgressDenied
@@ -79,9 +80,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ucf.poll")
-
-DEFAULT_LEASE_TTL: Final = timedelta(seconds=60)
-"""How long a poller that stops renewing (a crash, SIGKILL) blocks its instance."""
 
 BACKLOG_NOTE: Final = (
     "behind: maxPages ({pages} pages) reached with more waiting; the next poll goes on "

@@ -52,17 +52,22 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ucf.runtime.health import HealthPolicy, Outcome, retry_delay
 from ucf.runtime.native import MAINTENANCE_EVERY
+from ucf.runtime.poll_schedule import DEFAULT_LEASE_TTL
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError
-from ucf.service.health import test_connection
-from ucf.service.maintenance import maintain_instance, maintains
-from ucf.service.poll import DEFAULT_LEASE_TTL, PollResult, default_worker_id, poll_instance
 from ucf.stores.models import InstanceRecord
+
+if TYPE_CHECKING:
+    from ucf.service.poll import PollResult
+
+# Polling, health checks and upkeep (with the HTTP stack, the mapping engine and the
+# sources) are imported when the scheduler first runs one: deciding what is due needs
+# none of them, and the AWS schedule function only decides (bench/coldstart.py).
 
 __all__ = ["SchedulePolicy", "Scheduler", "check_due_at", "due_at"]
 
@@ -180,7 +185,11 @@ class Scheduler:
         if limit < 1:
             raise ValueError("concurrency must be at least 1")
         self.context = context
-        self.worker_id = worker_id or default_worker_id()
+        if not worker_id:
+            from ucf.service.poll import default_worker_id
+
+            worker_id = default_worker_id()
+        self.worker_id = worker_id
         self.concurrency = limit
         self.policy = policy or _policy_for(context.settings.poll_interval_override)
         self._on_result = on_result
@@ -262,6 +271,8 @@ class Scheduler:
             if self.stopping:
                 return None
             try:
+                from ucf.service.poll import poll_instance
+
                 connector = await self.context.connectors.get(record.connector_id)
 
                 def should_poll(fresh: InstanceRecord) -> bool:
@@ -334,6 +345,8 @@ class Scheduler:
         async with self._slots:
             if self.stopping:
                 return
+            from ucf.service.health import test_connection
+
             try:
                 result = await test_connection(self.context, *key, policy=self.policy.health)
             except NotFoundError:
@@ -396,7 +409,11 @@ class Scheduler:
         ran = 0
         for record in await self.context.store.instances.list_enabled():
             connector = connectors.get(record.connector_id)
-            if connector is None or not maintains(connector):
+            if connector is None or connector.descriptor.kind != "native":
+                continue  # only native sources have upkeep (see maintains)
+            from ucf.service.maintenance import maintain_instance, maintains
+
+            if not maintains(connector):
                 continue
             key = (record.project_id, record.connector_id)
             last = self._maintained.get(key)

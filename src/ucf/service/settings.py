@@ -16,8 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ucf.runtime.http import HttpSettings
-from ucf.runtime.ssrf import EgressPolicy
+from ucf.runtime.egress import EgressPolicy
+from ucf.runtime.http_settings import HttpSettings
 from ucf.stores.url import default_data_dir, resolve_store_url
 
 DEFAULT_POLL_TIMEOUT = timedelta(minutes=5)

@@ -19,6 +19,7 @@ URL forms (``UCF_SECRET_STORE``; unset means ``local:``):
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -106,3 +107,48 @@ async def open_secret_store(
             "use 'local:' or 'aws-secretsmanager://?region=…'",
         )
     return await opener(url, data_dir, env)
+
+
+class DeferredSecretStore:
+    """A secret store that opens on its first call (:func:`deferred_secret_store`).
+
+    For short-lived processes that may never need a credential (a Lambda
+    draining the outbox or enqueueing polls): opening the cloud store builds an
+    AWS client, which such a process would pay for on every cold start and
+    never use. A failed open is not remembered: the next call tries again.
+    """
+
+    def __init__(self, url: str | None, data_dir: Path | None) -> None:
+        self._url = url
+        self._data_dir = data_dir
+        self._store: SecretStore | None = None
+        self._lock = asyncio.Lock()
+
+    async def _opened(self) -> SecretStore:
+        if self._store is None:
+            async with self._lock:
+                if self._store is None:
+                    self._store = await open_secret_store(self._url, data_dir=self._data_dir)
+        return self._store
+
+    async def put(self, ref: str | None, values: Mapping[str, str]) -> str:
+        return await (await self._opened()).put(ref, values)
+
+    async def get(self, ref: str) -> dict[str, str]:
+        return await (await self._opened()).get(ref)
+
+    async def delete(self, ref: str) -> None:
+        await (await self._opened()).delete(ref)
+
+    async def rotate(self, ref: str, values: Mapping[str, str]) -> None:
+        await (await self._opened()).rotate(ref, values)
+
+    async def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+
+def deferred_secret_store(url: str | None = None, data_dir: Path | None = None) -> SecretStore:
+    """:func:`open_secret_store`, done on the store's first call instead of now."""
+    return DeferredSecretStore(url, data_dir)
