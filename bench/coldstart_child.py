@@ -83,7 +83,9 @@ def main(name: str, event_path: str) -> None:
         response = handler(event, context)
         container.call(profiler.disable)
         order = order if order in ("tottime", "cumulative") else "cumulative"
-        pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(60)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(
+            int(os.environ.get("COLDSTART_PROFILE_LINES", "60"))
+        )
     else:
         response = handler(event, context)
     invoked, cpu_done = time.perf_counter(), time.process_time()

@@ -55,6 +55,35 @@ NEVER_ON_FIRST_CALL = (
     "ucf.native.ses",
 )
 
+# And what each function's job does not need: the schedule only decides what is due
+# (no HTTP client, no compiled descriptor, no secret store); delivery only reads the
+# outbox and sends (no descriptor models, mapping engine or JSONPath, no catalogue).
+NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
+    "schedule": (
+        "httpx",
+        "jsonpath",
+        "ucf.core.mapping",
+        "ucf.core.validation",
+        "ucf.core.sanitiser",
+        "ucf.runtime.http",
+        "ucf.runtime.sources",
+        "ucf.service.poll",
+        "ucf.stores.secrets.aws",
+    ),
+    "poll_worker": (),
+    "delivery": (
+        "jsonpath",
+        "pydantic",
+        "ucf.core.descriptor",
+        "ucf.core.mapping",
+        "ucf.core.sanitiser",
+        "ucf.catalogue",
+        "ucf.service.connectors",
+        "ucf.service.poll",
+        "ucf.stores.secrets.aws",
+    ),
+}
+
 FIRST_CALL = """
 import json, sys
 from tests.aws.events import LambdaContext
@@ -82,6 +111,7 @@ def first_call(
     module: str, event: dict[str, object], never: tuple[str, ...] = NEVER_ON_FIRST_CALL
 ) -> dict[str, object]:
     """``module``'s handler imported and invoked once in a fresh interpreter (the lab's env)."""
+    never = never + NOT_FOR_ITS_JOB.get(module, ())
     probe = FIRST_CALL.format(module=module, never=never)
     done = subprocess.run(
         [sys.executable, "-c", probe, json.dumps(event)],
@@ -112,6 +142,10 @@ def test_the_first_poll_schedule_and_delivery_import_only_what_their_job_needs(
 
     delivery = first_call("delivery", scheduled_event(datetime.now(UTC)))
     assert delivery["loaded"] == []
+    response = delivery["response"]
+    assert isinstance(response, dict)
+    assert response["delivered"] == {"http": 0}  # it did try: the poll's signals were due
+    assert "could not connect" in response["errors"]["http"]
 
 
 def test_a_first_webhook_delivery_on_the_api_function_never_loads_the_management_app(
