@@ -83,6 +83,9 @@ def main(name: str, event_path: str) -> None:
         response = handler(event, context)
         container.call(profiler.disable)
         order = order if order in ("tottime", "cumulative") else "cumulative"
+        dump = os.environ.get("COLDSTART_PROFILE_DUMP")  # a directory: pstats files to query
+        if dump:
+            profiler.dump_stats(os.path.join(dump, f"{name}-{os.getpid()}.prof"))
         pstats.Stats(profiler, stream=sys.stderr).sort_stats(order).print_stats(
             int(os.environ.get("COLDSTART_PROFILE_LINES", "60"))
         )

@@ -244,3 +244,58 @@ def _same(left: list[Any], right: list[Any]) -> bool:
         a is b or (type(a) is type(b) and (a == b or a != a))
         for a, b in zip(left, right, strict=True)
     )
+
+
+# Names RFC 9535 allows in shorthand, keywords of filter expressions among them.
+identifiers = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True) | st.sampled_from(
+    ["true", "false", "null", "in", "nil", "length", "match", "value", "_"]
+)
+simple_steps = st.lists(
+    identifiers.map(lambda name: f".{name}")
+    | st.integers(min_value=0, max_value=999_999_999).map(lambda index: f"[{index}]")
+    | st.sampled_from([".*", "[*]"]),
+    max_size=6,
+)
+
+
+@settings(max_examples=500)
+@given(steps=simple_steps, relative=st.booleans())
+def test_simple_paths_read_without_the_library_plan_as_the_library_reads_them(
+    steps: list[str], relative: bool
+) -> None:
+    from ucf.core import jsonpath as ours
+
+    text = "$" + "".join(steps)
+    expression = text[2:] if relative and text.startswith("$.") else text
+    read = ours._simple_steps(text)
+    assert read is not None
+    library = ours._plan(expression, ours._environment().compile(text))
+    path = compile_path(expression)
+    assert type(path) is type(library)
+    assert (path.canonical, path.is_singular) == (library.canonical, library.is_singular)
+    assert ours.plain_steps(path) == ours.plain_steps(library)
+
+
+@pytest.mark.parametrize(
+    "expression", ["$.a-b", "$['a']", "$.é", "$[-1]", "$[01]", "$[ 0 ]", "$..a", "$.a.b ."]
+)
+def test_paths_the_simple_reader_does_not_know_go_to_the_library(expression: str) -> None:
+    from ucf.core import jsonpath as ours
+
+    assert ours._simple_steps(expression) is None
+
+
+def test_simple_paths_compile_without_loading_python_jsonpath() -> None:
+    """A poll whose descriptor has only plain paths never pays for the library's lexer."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from ucf.core.jsonpath import compile_path\n"
+        "compile_path('$.items[*].fields.summary'); compile_path('labels[0].name')\n"
+        "assert 'jsonpath' not in sys.modules, 'simple paths loaded python-jsonpath'\n"
+        "compile_path('$..name')\n"
+        "assert 'jsonpath' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)

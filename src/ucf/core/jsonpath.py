@@ -35,16 +35,14 @@ from __future__ import annotations
 
 import enum
 import functools
-from typing import Any, Final, Protocol
-
-import jsonpath as _jp
-from jsonpath.function_extensions import ExpressionType, FilterFunction
-from jsonpath.segments import JSONPathChildSegment
-from jsonpath.selectors import IndexSelector, NameSelector, WildcardSelector
-from jsonpath.token import TOKEN_EOF, TOKEN_NAME
+import re
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ucf.core.missing import MISSING, Missing
 from ucf.core.regex import RegexError, compile_regex
+
+if TYPE_CHECKING:
+    import jsonpath as _jp
 
 __all__ = [
     "MISSING",
@@ -112,39 +110,45 @@ def _re2(pattern: str) -> Any:
         return None
 
 
-class _Re2Match(FilterFunction):
-    """``match(value, pattern)``: whole-string match, on RE2 (linear time)."""
+@functools.cache
+def _environment() -> Any:
+    """python-jsonpath in strict RFC 9535 mode, with the regex functions swapped for RE2.
 
-    arg_types = [ExpressionType.VALUE, ExpressionType.VALUE]  # noqa: RUF012 - library API
-    return_type = ExpressionType.LOGICAL
+    Imported and built on first use: its lexer compiles a large regular
+    expression, and a process whose paths are all plain (the usual poll of a
+    shipped connector) never needs it (``bench/coldstart.py``).
+    """
+    import jsonpath as _jp
+    from jsonpath.function_extensions import ExpressionType, FilterFunction
 
-    def __call__(self, value: object, pattern: object) -> bool:
-        if not isinstance(value, str) or not isinstance(pattern, str):
-            return False
-        compiled = _re2(pattern)
-        return compiled is not None and compiled.fullmatch(value) is not None
+    class _Re2Match(FilterFunction):
+        """``match(value, pattern)``: whole-string match, on RE2 (linear time)."""
 
+        arg_types = [ExpressionType.VALUE, ExpressionType.VALUE]  # noqa: RUF012 - library API
+        return_type = ExpressionType.LOGICAL
 
-class _Re2Search(_Re2Match):
-    """``search(value, pattern)``: match anywhere in the string, on RE2."""
+        def __call__(self, value: object, pattern: object) -> bool:
+            if not isinstance(value, str) or not isinstance(pattern, str):
+                return False
+            compiled = _re2(pattern)
+            return compiled is not None and compiled.fullmatch(value) is not None
 
-    def __call__(self, value: object, pattern: object) -> bool:
-        if not isinstance(value, str) or not isinstance(pattern, str):
-            return False
-        compiled = _re2(pattern)
-        return compiled is not None and compiled.search(value) is not None
+    class _Re2Search(_Re2Match):
+        """``search(value, pattern)``: match anywhere in the string, on RE2."""
 
+        def __call__(self, value: object, pattern: object) -> bool:
+            if not isinstance(value, str) or not isinstance(pattern, str):
+                return False
+            compiled = _re2(pattern)
+            return compiled is not None and compiled.search(value) is not None
 
-class _Environment(_jp.JSONPathEnvironment):
-    """Strict RFC 9535, with the regex functions swapped for RE2."""
+    class _Environment(_jp.JSONPathEnvironment):
+        def setup_function_extensions(self) -> None:
+            super().setup_function_extensions()
+            self.function_extensions["match"] = _Re2Match()
+            self.function_extensions["search"] = _Re2Search()
 
-    def setup_function_extensions(self) -> None:
-        super().setup_function_extensions()
-        self.function_extensions["match"] = _Re2Match()
-        self.function_extensions["search"] = _Re2Search()
-
-
-_ENV: Final = _Environment(strict=True)
+    return _Environment(strict=True)
 
 
 # --- plain paths: pre-planned direct lookups ------------------------------------
@@ -328,8 +332,6 @@ class _FanOutPath:
 
 # --- query paths: evaluated by python-jsonpath ----------------------------------
 
-_EVALUATION_ERRORS: Final = (_jp.JSONPathError, RecursionError)
-
 
 class _QueryPath:
     """Filters, descendants, slices, selector lists: python-jsonpath evaluates.
@@ -340,20 +342,21 @@ class _QueryPath:
     segment's depth limit on pathologically nested data — mean no match.
     """
 
-    __slots__ = ("_path", "canonical", "expression", "is_singular")
+    __slots__ = ("_errors", "_path", "canonical", "expression", "is_singular")
 
     def __init__(self, expression: str, path: _jp.JSONPath) -> None:
         self.expression = expression
         self.canonical = str(path)
         self.is_singular = path.singular_query()
         self._path = path
+        self._errors = _evaluation_errors()
 
     def first(self, data: Any) -> Any:
         if isinstance(data, str):
             return MISSING
         try:
             match = next(iter(self._path.finditer(data)), None)
-        except _EVALUATION_ERRORS:
+        except self._errors:
             return MISSING
         return MISSING if match is None else match.obj
 
@@ -362,11 +365,17 @@ class _QueryPath:
             return []
         try:
             return list(self._path.findall(data))
-        except _EVALUATION_ERRORS:
+        except self._errors:
             return []
 
     def __repr__(self) -> str:
         return f"compile_path({self.expression!r})"
+
+
+def _evaluation_errors() -> tuple[type[BaseException], ...]:
+    import jsonpath as _jp
+
+    return (_jp.JSONPathError, RecursionError)
 
 
 # --- compilation ----------------------------------------------------------------
@@ -374,6 +383,9 @@ class _QueryPath:
 
 def _plain_steps(path: _jp.JSONPath) -> tuple[Step, ...] | None:
     """The lookup plan of a plain path, or None when a query engine is needed."""
+    from jsonpath.segments import JSONPathChildSegment
+    from jsonpath.selectors import IndexSelector, NameSelector, WildcardSelector
+
     steps: list[Step] = []
     for segment in path.segments:
         if type(segment) is not JSONPathChildSegment or len(segment.selectors) != 1:
@@ -394,7 +406,57 @@ def _plan(expression: str, path: _jp.JSONPath) -> CompiledPath:
     steps = _plain_steps(path)
     if steps is None:
         return _QueryPath(expression, path)
-    canonical = str(path)
+    return _planned(expression, steps, str(path))
+
+
+_SIMPLE: Final = re.compile(
+    r"\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\.\*|\[(?:0|[1-9][0-9]{0,8})\]|\[\*\])*"
+)
+"""Paths made only of identifier names, small non-negative indexes and wildcards."""
+_SIMPLE_STEP: Final = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\.\*|\[([0-9]+)\]|\[\*\]")
+
+
+def _simple_steps(text: str) -> tuple[Step, ...] | None:
+    """The steps of the commonest plain paths (``$.a.b``, ``$.items[0].id``, ``$.a[*].b``),
+    read without python-jsonpath; None for anything else, which the library parses.
+
+    Every path this accepts is one RFC 9535 accepts with the same meaning
+    (``tests/core/test_jsonpath.py`` holds both readings equal), so the
+    library's lexer and parser (the costliest part of loading it) are
+    needed only for paths that are not this simple.
+    """
+    if _SIMPLE.fullmatch(text) is None:
+        return None
+    steps: list[Step] = []
+    for match in _SIMPLE_STEP.finditer(text, 1):
+        name, index = match.group(1), match.group(2)
+        if name is not None:
+            steps.append(name)
+        elif index is not None:
+            steps.append(int(index))
+        else:
+            steps.append(_WILDCARD)
+    return tuple(steps)
+
+
+def _canonical(steps: tuple[Step, ...]) -> str:
+    """RFC 9535's normalized path of plain steps, as python-jsonpath prints it."""
+    parts = ["$"]
+    for step in steps:
+        if isinstance(step, str):
+            parts.append(f"['{step}']")
+        elif isinstance(step, _Wildcard):
+            parts.append("[*]")
+        else:
+            parts.append(f"[{step}]")
+    return "".join(parts)
+
+
+def _planned(
+    expression: str, steps: tuple[Step, ...], canonical: str | None = None
+) -> CompiledPath:
+    if canonical is None:
+        canonical = _canonical(steps)
     if not steps:
         return _RootPath(expression)
     if all(step.__class__ is str for step in steps):
@@ -411,6 +473,8 @@ _BRACKET_HINT: Final = (
 
 def _reason(error: _jp.JSONPathError) -> str:
     """The library's message, plus the usual fix for the mistakes authors make."""
+    from jsonpath.token import TOKEN_EOF, TOKEN_NAME
+
     reason = str(error.args[0]) if error.args else type(error).__name__
     token = error.token
     if token is None or token.kind == TOKEN_EOF:
@@ -441,8 +505,13 @@ def compile_path(expression: str) -> CompiledPath:
             leading + 1,
         )
     prefix = "" if text.startswith("$") else "$" if text.startswith(("[", ".")) else "$."
+    steps = _simple_steps(prefix + text)
+    if steps is not None:
+        return _planned(expression, steps)
+    import jsonpath as _jp
+
     try:
-        parsed = _ENV.compile(prefix + text)
+        parsed = _environment().compile(prefix + text)
     except _jp.JSONPathError as error:
         token = error.token
         if token is None or token.index < 0:
