@@ -56,12 +56,14 @@ NEVER_ON_FIRST_CALL = (
 )
 
 # And what each function's job does not need: the schedule only decides what is due
-# (no HTTP client, no compiled descriptor, no secret store); delivery only reads the
+# (no HTTP client, no descriptor models or compiled descriptor, no secret store); delivery only reads the
 # outbox and sends (no descriptor models, mapping engine or JSONPath, no catalogue).
 NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     "schedule": (
         "httpx",
         "jsonpath",
+        "pydantic",
+        "ucf.core.descriptor",
         "ucf.core.mapping",
         "ucf.core.validation",
         "ucf.core.sanitiser",

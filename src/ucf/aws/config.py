@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -63,7 +62,7 @@ def lambda_settings(environ: Mapping[str, str]) -> Settings:
     """
     from ucf.service.settings import Settings
 
-    data_dir = Path(environ.get(DATA_DIR_ENV) or Path(tempfile.gettempdir()) / "ucf")
+    data_dir = Path(environ.get(DATA_DIR_ENV) or _default_data_dir())
     try:
         settings = Settings.from_env(environ, data_dir=data_dir)
     except ValueError as error:
@@ -86,6 +85,12 @@ def lambda_settings(environ: Mapping[str, str]) -> Settings:
             "recycled); use UCF_SINK_SQS, UCF_SINK_EVENTBRIDGE or UCF_SINK_HTTP, or unset it"
         )
     return settings
+
+
+def _default_data_dir() -> Path:
+    import tempfile  # here: it loads shutil, random and the archive modules, rarely needed
+
+    return Path(tempfile.gettempdir()) / "ucf"
 
 
 def aws_client(service: str, environ: Mapping[str, str]) -> Any:

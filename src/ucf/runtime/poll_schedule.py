@@ -2,21 +2,23 @@
 
 The scheduler decides what is due from each connector's schedule alone; for a
 descriptor-driven connector that is its ``ingestion.polling`` block
-(:func:`declared_schedule`), so deciding needs neither the source's compiled
+(:func:`declared_schedule`, or :func:`stored_schedule` straight from the JSON
+the store keeps), so deciding needs neither the source's compiled
 poll plan and mapping nor the HTTP stack (the AWS schedule function loads none
 of them: ``bench/coldstart.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
 
-__all__ = ["DEFAULT_LEASE_TTL", "PollSchedule", "declared_schedule"]
+__all__ = ["DEFAULT_LEASE_TTL", "PollSchedule", "declared_schedule", "stored_schedule"]
 
 DEFAULT_LEASE_TTL: Final = timedelta(seconds=60)
 """How long a poller that stops renewing (a crash, SIGKILL) blocks its instance."""
@@ -43,4 +45,47 @@ def declared_schedule(descriptor: ConnectorDescriptor) -> PollSchedule | None:
         return None
     return PollSchedule(
         polling.interval_seconds, polling.rate_limit_rpm, polling.initial_lookback_seconds
+    )
+
+
+_DEFAULTS: Final = PollSchedule()
+
+
+def stored_schedule(descriptor: Mapping[str, Any]) -> PollSchedule | None:
+    """:func:`declared_schedule` read from a stored descriptor's JSON, without parsing it.
+
+    For descriptors the store holds, which were validated in full when they
+    were stored: reading three numbers this way spares a process that only
+    decides what is due the descriptor models (and pydantic) altogether. A
+    member may be spelled by its JSON name or its Python name, as the models
+    accept; an omitted one takes the models' default (the defaults of
+    :class:`PollSchedule` are those; ``tests/runtime/test_poll_schedule.py``
+    holds both readings equal on every shipped descriptor).
+    """
+    ingestion = descriptor.get("ingestion")
+    if not isinstance(ingestion, Mapping):
+        return None
+    mode = ingestion.get("mode")
+    polling = (
+        ingestion
+        if mode == "polling"
+        else ingestion.get("polling")
+        if mode == "polling_and_webhook"
+        else None
+    )
+    if not isinstance(polling, Mapping):
+        return None
+
+    def member(alias: str, name: str, default: int | None = None) -> int:
+        value = polling.get(alias, polling.get(name, default))
+        if value is None:
+            raise ValueError(f"the stored descriptor's polling block has no {alias}")
+        return int(value)
+
+    return PollSchedule(
+        member("intervalSeconds", "interval_seconds", _DEFAULTS.interval_seconds),
+        member("rateLimitRpm", "rate_limit_rpm"),
+        member(
+            "initialLookbackSeconds", "initial_lookback_seconds", _DEFAULTS.initial_lookback_seconds
+        ),
     )

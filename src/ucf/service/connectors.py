@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ucf.catalogue import builtin_descriptors
-from ucf.core.descriptor import ConnectorDescriptor
-from ucf.runtime.poll_schedule import PollSchedule, declared_schedule
+from ucf.runtime.poll_schedule import PollSchedule, declared_schedule, stored_schedule
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
 from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound
 from ucf.stores.models import (
@@ -28,6 +26,7 @@ from ucf.stores.models import (
 from ucf.stores.protocols import DescriptorRegistry, InstanceStore
 
 if TYPE_CHECKING:
+    from ucf.core.descriptor import ConnectorDescriptor
     from ucf.core.mapping import CompiledMapping
     from ucf.runtime.sources import Source
 
@@ -36,19 +35,55 @@ if TYPE_CHECKING:
 # what is due needs none of them (the AWS schedule function: bench/coldstart.py).
 
 
-@dataclass
 class Connector:
-    """A stored descriptor, parsed, with its compiled parts made on first use."""
+    """A descriptor, parsed on first use, with its compiled parts made on first use.
 
-    descriptor: ConnectorDescriptor
-    built_in: bool
-    created_at: datetime
-    updated_at: datetime
-    _extras: dict[str, Any] = field(default_factory=dict, repr=False)
+    Built from a parsed :class:`ConnectorDescriptor`, or from the JSON the
+    store holds (validated in full when it was stored): then it is parsed
+    the first time something reads :attr:`descriptor`. Deciding which
+    instances are due reads only the id, the kind and the polling interval,
+    which the stored JSON gives without the descriptor models: the AWS
+    schedule function loads neither them nor pydantic (``bench/coldstart.py``).
+    """
+
+    def __init__(
+        self,
+        descriptor: ConnectorDescriptor | Mapping[str, Any],
+        built_in: bool,
+        created_at: datetime,
+        updated_at: datetime,
+    ) -> None:
+        if isinstance(descriptor, Mapping):
+            self._stored: Mapping[str, Any] | None = descriptor
+        else:
+            self._stored = None
+            self.__dict__["descriptor"] = descriptor
+        self.built_in = built_in
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self._extras: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Connector({self.id!r}, built_in={self.built_in}, updated_at={self.updated_at})"
+
+    @cached_property
+    def descriptor(self) -> ConnectorDescriptor:
+        from ucf.core.descriptor import ConnectorDescriptor
+
+        return ConnectorDescriptor.model_validate(self._stored)
 
     @property
     def id(self) -> str:
+        if self._stored is not None:
+            return str(self._stored["id"])
         return self.descriptor.id
+
+    @property
+    def kind(self) -> str:
+        """``generic`` (descriptor-driven) or ``native`` (code in a package)."""
+        if self._stored is not None:
+            return str(self._stored["kind"])
+        return self.descriptor.kind
 
     @cached_property
     def mapping(self) -> CompiledMapping | None:
@@ -78,7 +113,7 @@ class Connector:
         """
         from ucf.runtime.sources import GenericSource, source_for
 
-        if self.descriptor.kind == "native":
+        if self.kind == "native":
             return source_for(self.descriptor)
         return GenericSource(self.descriptor, self.mapping)
 
@@ -92,7 +127,9 @@ class Connector:
         one's is its ``ingestion.polling`` block, read without compiling its
         source (the scheduler looks at every connector; few of them poll).
         """
-        if self.descriptor.kind != "native":
+        if self.kind != "native":
+            if self._stored is not None:
+                return stored_schedule(self._stored)
             return declared_schedule(self.descriptor)
         from ucf.runtime.sources import NativeSourceMissing
 
@@ -109,7 +146,7 @@ class Connector:
     def receives_webhooks(self) -> bool:
         """Generic: the descriptor has a webhook block and a mapping for it; native: its
         source has a webhook handler."""
-        if self.descriptor.kind != "native":
+        if self.kind != "native":
             return self.descriptor.webhook is not None and self.webhook_mapping is not None
         from ucf.runtime.sources import NativeSourceMissing
 
@@ -220,7 +257,7 @@ class ConnectorService:
         if cached is not None and cached.updated_at == record.updated_at:
             return cached
         connector = Connector(
-            descriptor=ConnectorDescriptor.model_validate(record.descriptor),
+            record.descriptor,  # parsed when first read
             built_in=record.built_in,
             created_at=record.created_at,
             updated_at=record.updated_at,

@@ -47,7 +47,7 @@ log = logging.getLogger("ucf.maintenance")
 
 def maintains(connector: Connector) -> bool:
     """Whether the connector's source has upkeep to do (only native sources can)."""
-    if connector.descriptor.kind != "native":
+    if connector.kind != "native":
         return False
     try:
         return callable(getattr(connector.source, "maintain", None))

@@ -409,7 +409,7 @@ class Scheduler:
         ran = 0
         for record in await self.context.store.instances.list_enabled():
             connector = connectors.get(record.connector_id)
-            if connector is None or connector.descriptor.kind != "native":
+            if connector is None or connector.kind != "native":
                 continue  # only native sources have upkeep (see maintains)
             from ucf.service.maintenance import maintain_instance, maintains
 

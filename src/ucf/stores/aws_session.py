@@ -38,14 +38,20 @@ def _aws_environ() -> dict[str, str]:
 def aws_client(service: str, **options: Any) -> Any:
     """``boto3.session.Session().client(service, **options)``, from the process's shared session.
 
+    The session is botocore's own: boto3's adds resource classes and S3
+    transfers on top of it, which ucf does not use, and importing boto3 for
+    them (s3transfer, multiprocessing…) cost each Lambda cold start ~10 ms
+    (``bench/coldstart.py``). The clients are the same objects either way.
+
     Raises what boto3 raises (``NoRegionError``, ``ValueError`` for a malformed
     endpoint…), so callers map errors exactly as before.
     """
-    import boto3  # here, not at module level: importing ucf never loads the AWS SDK
+    # Here, not at module level: importing ucf never loads the AWS SDK.
+    import botocore.session
 
     global _session, _session_environ
     environ = _aws_environ()
     with _lock:
         if _session is None or environ != _session_environ:
-            _session, _session_environ = boto3.session.Session(), environ
-        return _session.client(service, **options)
+            _session, _session_environ = botocore.session.Session(), environ
+        return _session.create_client(service, **options)
