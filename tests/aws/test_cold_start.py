@@ -76,6 +76,7 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     "delivery": (
         "jsonpath",
         "pydantic",
+        "pydantic_core",
         "ucf.core.descriptor",
         "ucf.core.mapping",
         "ucf.core.sanitiser",

@@ -158,3 +158,56 @@ def test_api_token_is_made_once_and_an_empty_token_file_is_a_clear_error(tmp_pat
     (tmp_path / "api-token").write_text("\n")
     with pytest.raises(TokenFileError, match="is empty"):
         ensure_api_token(settings)
+
+
+def _shipped_with(changes: dict[str, Any]) -> list[dict[str, Any]]:
+    from ucf.catalogue import builtin_descriptors
+
+    shipped = builtin_descriptors()
+    for data in shipped:
+        if data["id"] == "github-issues":
+            data.update(changes)
+    return shipped
+
+
+async def test_a_shipped_descriptor_is_validated_when_written_not_again_once_stored(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ucf.service import connectors as module
+    from ucf.service.connectors import ConnectorService
+
+    stored = (await context.connectors.get("github-issues")).descriptor
+    broken = {"category": "Nope"}  # would fail validation
+    restart = ConnectorService(context.store.descriptors, context.store.instances, context.clock)
+
+    # The same version is already stored (validated then): left alone, not checked again.
+    monkeypatch.setattr(module, "builtin_descriptors", lambda: _shipped_with(broken))
+    report = await restart.sync_builtin()
+    assert "github-issues" in report.unchanged
+    assert report.inserted == report.upgraded == ()
+    assert (await restart.get("github-issues")).descriptor == stored
+
+    # A higher version would be written: validated first, and refused.
+    bumped = {**broken, "version": "99.0.0"}
+    monkeypatch.setattr(module, "builtin_descriptors", lambda: _shipped_with(bumped))
+    with pytest.raises(ValidationFailed):
+        await ConnectorService(
+            context.store.descriptors, context.store.instances, context.clock
+        ).sync_builtin()
+    assert (await restart.get("github-issues")).descriptor == stored
+
+
+async def test_a_context_opened_on_demand_syncs_the_catalogue_on_its_first_read(
+    tmp_path: Path,
+) -> None:
+    from ucf.catalogue import builtin_descriptors
+    from ucf.service.settings import Settings
+
+    settings = Settings.from_env({}, data_dir=tmp_path)
+    async with await UcfContext.open(settings, on_demand=True) as context:
+        assert await context.store.descriptors.list_all() == []
+        assert "http" not in vars(context)  # nothing built that was not asked for
+        github = await context.connectors.get("github-issues")
+        assert github.built_in
+        shipped = {data["id"] for data in builtin_descriptors()}
+        assert shipped <= {r.connector_id for r in await context.store.descriptors.list_all()}

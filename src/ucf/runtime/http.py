@@ -37,7 +37,6 @@ from typing import Any, Final, Literal
 import httpx
 from httpx._client import UseClientDefault
 
-from ucf.core.payload import loads_strict
 from ucf.runtime.decoding import (
     ACCEPT_ENCODING,
     DecodeFailed,
@@ -51,6 +50,18 @@ from ucf.runtime.redaction import redact
 from ucf.runtime.redirects import REDIRECT_STATUSES, Origin, RedirectRefused, next_hop
 from ucf.runtime.response_errors import BodyError, BodyErrorKind, ResponseErrorCheck
 from ucf.runtime.ssrf import EgressPolicy, GuardedTransport, Resolver, system_resolver
+
+
+def _loads(content: bytes) -> Any:
+    """Strict JSON (:func:`ucf.core.payload.loads_strict`), its parser loaded on first use.
+
+    A process that sends without reading JSON bodies (a Lambda delivering to
+    an HTTP sink) never loads pydantic-core for it (``bench/coldstart.py``).
+    """
+    from ucf.core.payload import loads_strict
+
+    return loads_strict(content)
+
 
 # --------------------------------------------------------------------------- errors
 
@@ -127,7 +138,7 @@ def provider_message(response: httpx.Response) -> str | None:
     [{"message": …}]}``: a status alone does not say which of several 404s it is.
     """
     try:
-        body = loads_strict(response.content) if response.content else None
+        body = _loads(response.content) if response.content else None
     except (ValueError, RecursionError):
         return None
     if not isinstance(body, dict):
@@ -480,7 +491,7 @@ def _body_verdict(response: httpx.Response, check: ResponseErrorCheck | None) ->
     if check is None or not response.content:
         return None
     try:
-        body = loads_strict(response.content)
+        body = _loads(response.content)
     except (
         ValueError,
         RecursionError,
@@ -775,7 +786,7 @@ async def read_json(response: httpx.Response) -> Any:
 def parse_json(response: httpx.Response) -> Any:
     """The body as JSON, or :class:`MalformedResponse` that names where, never what."""
     try:
-        return loads_strict(response.content)
+        return _loads(response.content)
     except json.JSONDecodeError as exc:
         detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
     except ValueError as exc:  # NaN / Infinity: not JSON, and no signal may carry them

@@ -221,14 +221,17 @@ class ConnectorService:
     async def sync_builtin(self) -> SyncReport:
         """Load the shipped catalogue: new ones inserted, upgraded when their version rose.
 
-        A shipped descriptor is validated in full when it is about to be
-        written (new, or a higher version than the stored one), not when the
-        store already holds that version: that copy was validated when it was
-        stored, and validating the whole catalogue (every JSONPath of every
-        mapping compiled) on each start is most of what a Lambda cold start
-        would spend here (``bench/coldstart.py``). Should the store change
-        between the look and the write (a custom descriptor shadowing a shipped
-        one deleted meanwhile), what was written unvalidated is validated then.
+        One read of the registry first: a shipped descriptor the store already
+        holds at that version or a later one (or that a custom descriptor
+        shadows) is left alone without another round trip, and only the ones
+        to write are validated in full and handed to the registry, which
+        decides again under its own compare-and-set. The stored copies were
+        validated when they were written; validating the whole catalogue
+        (every JSONPath of every mapping compiled) and a read per descriptor on
+        each start were most of what a Lambda cold start spent here
+        (``bench/coldstart.py``). Should a custom descriptor that shadows a
+        shipped one be deleted between the read and the write, the shipped
+        one is inserted at the next start.
         """
         from ucf.runtime.native import installed_descriptors
 
@@ -239,18 +242,20 @@ class ConnectorService:
         # a connector's code only when one of its instances runs).
         shipped += [dict(d) for d in installed_descriptors(besides=catalogued)]
         stored = {record.connector_id: record for record in await self._registry.list_all()}
-        checked: set[str] = set()
-        for data in shipped:
-            if _would_write(data, stored):
-                _parse(data, f"built-in descriptor {data.get('id')!r}")
-                checked.add(str(data.get("id")))
-        report = await self._registry.sync_builtin(shipped, now=self._clock())
-        written = set(report.inserted) | set(report.upgraded)
-        for data in shipped:
-            if str(data.get("id")) in written - checked:
-                _parse(data, f"built-in descriptor {data.get('id')!r}")
+        pending = [data for data in shipped if _would_write(data, stored)]
+        for data in pending:
+            _parse(data, f"built-in descriptor {data.get('id')!r}")
+        written = await self._registry.sync_builtin(pending, now=self._clock()) if pending else None
+        left = [stored[str(data.get("id"))] for data in shipped if not _would_write(data, stored)]
         self._synced = True
-        return report
+        return SyncReport(
+            inserted=written.inserted if written else (),
+            upgraded=written.upgraded if written else (),
+            unchanged=(written.unchanged if written else ())
+            + tuple(r.connector_id for r in left if r.built_in),
+            shadowed=(written.shadowed if written else ())
+            + tuple(r.connector_id for r in left if not r.built_in),
+        )
 
     def _connector(self, record: DescriptorRecord) -> Connector:
         cached = self._cache.get(record.connector_id)
