@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.aws.conftest import Lab
-from tests.aws.events import http_api_event, scheduled_event
+from tests.aws.events import LambdaContext, http_api_event, scheduled_event
 from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
 
 HEAVY = ("fastapi", "boto3", "botocore", "httpx", "pydantic", "mangum", "ucf.service.context")
@@ -188,3 +188,26 @@ def test_a_first_webhook_delivery_on_the_api_function_never_loads_the_management
     assert json.loads(response["body"]) == {"received": 1, "inserted": 1, "duplicates": 0}
     assert delivered["loaded"] == []
     assert [signal["summary"] for signal in lab.signals()] == ["#42 Cold delivery"]
+
+
+def test_the_functions_leave_the_table_to_the_template_and_say_when_it_is_missing(
+    lab: Lab,
+) -> None:
+    """No DescribeTable at a cold start: the template creates the table (test_template.py
+    holds it to the store's schema); a missing one fails the first call by name."""
+    import boto3
+
+    from ucf.aws.handlers import schedule
+    from ucf.stores.errors import StoreNotInitialised
+
+    with pytest.raises(StoreNotInitialised, match="does not exist"):
+        schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+
+    dynamodb = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=lab.endpoints.dynamodb
+    )
+    try:
+        with pytest.raises(dynamodb.exceptions.ResourceNotFoundException):  # nor created it
+            dynamodb.describe_table(TableName=lab.table)
+    finally:
+        dynamodb.close()

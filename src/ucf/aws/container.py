@@ -134,7 +134,9 @@ class Container:
     async def _open_context(self, stack: contextlib.AsyncExitStack) -> UcfContext:
         from ucf.service.context import UcfContext
 
-        context = await UcfContext.open(self.settings(), on_demand=True)
+        # The template creates the table (ucf.service.context: provisioned), and a
+        # function opens a secret store or syncs the catalogue only if its job needs it.
+        context = await UcfContext.open(self.settings(), on_demand=True, provisioned=True)
         stack.push_async_callback(context.close)
         log.info("%s: opened the store and secret store (cold start)", self.name)
         return context

@@ -63,6 +63,7 @@ class UcfContext:
         *,
         clock: Callable[[], datetime] = utc_now,
         on_demand: bool = False,
+        provisioned: bool = False,
     ) -> Self:
         """Open the store (and the secret store), and sync the shipped catalogue.
 
@@ -70,12 +71,21 @@ class UcfContext:
         catalogue is synced before the first read of a connector, so a process
         that needs neither (a Lambda draining the outbox) pays for neither; a
         misconfigured secret store then fails that first call, not ``open``.
+
+        ``provisioned``: the deployment created the store, so it is not
+        initialised (nor checked) here: the SAM template creates the DynamoDB
+        table with its index and TTL, and ``tests/aws/test_template.py`` holds
+        that table to the schema ``ucf store init`` would create. That spares
+        each Lambda cold start its DescribeTable and DescribeTimeToLive round
+        trips; a table that is missing anyway fails the first call with the
+        store's "does not exist" error.
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = open_store(
             settings.store_url, options=StoreOptions(signal_retention=settings.signal_retention)
         )
-        await store.init()
+        if not provisioned:
+            await store.init()
         try:
             if on_demand:
                 secrets = deferred_secret_store(settings.secret_store_url, settings.data_dir)
