@@ -43,7 +43,15 @@ nothing else on ``sys.path``.
 Where the time goes: ``COLDSTART_IMPORTTIME=DIR`` saves each child's
 ``python -X importtime`` output there; ``COLDSTART_PROFILE=tottime`` (or
 ``cumulative``) prints a profile of each first invocation, taken on the
-container's thread where the work runs.
+container's thread where the work runs (``COLDSTART_PROFILE_LINES=N`` lines
+of it; ``COLDSTART_PROFILE_DUMP=DIR`` also saves it for ``pstats``).
+``--only schedule,delivery`` measures some handlers; the ones they depend on
+still run, unmeasured (the schedule enqueues the poll worker's message, the
+webhook stores what delivery sends).
+
+The verdict is on import + first call, wall time. On a machine shared with
+other work the CPU column is the steadier figure: wall time also counts
+waiting for dynalite and moto, which compete for the same cores.
 
     make bench-coldstart      # or: uv run python bench/coldstart.py [--repeat 3]
 """
@@ -444,9 +452,10 @@ def main() -> None:
             f"{max(r.hwm_mib for r in results):>6.0f} MiB{median('modules'):>9.0f}  {verdict}"
         )
     print(
-        "  (import + 1st call = Lambda's init phase plus the first invocation; CPU = the "
-        "process's CPU time over both, steadier on a loaded machine; 'process' adds the "
-        "interpreter's own start-up and exit)"
+        "  (import + 1st call = Lambda's init phase plus the first invocation, the target's "
+        "measure; CPU = the process's CPU time over both, steadier on a loaded machine, where "
+        "wall time also waits for dynalite and moto; 'process' adds the interpreter's own "
+        "start-up and exit)"
     )
     if missed:
         print(f"  MISSED the < {TARGET_MS:.0f} ms target: {', '.join(missed)}")
