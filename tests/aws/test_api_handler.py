@@ -141,6 +141,25 @@ def test_webhook_bodies_over_256_kb_are_refused(lab: Lab, github: GitHubFake) ->
     assert lab.signals() == []
 
 
+@pytest.mark.parametrize(
+    "path",
+    [f"/api/webhooks/{'c' * 3000}/{PROJECT}", f"/api/webhooks/{CONNECTOR}/{'p' * 3000}"],
+    ids=["connector id", "project id"],
+)
+def test_an_id_too_long_for_a_dynamodb_key_is_the_gateways_one_404(
+    lab: Lab, github: GitHubFake, path: str
+) -> None:
+    """DynamoDB refuses a key over 2 048 bytes; the sender must still get the 404 every
+    unknown target gets, not a 422 naming the store."""
+    lab.connect_github(github)
+    body = b"{}"
+
+    reply = lab.call("POST", path, body=body, headers=github_headers(body), token=False)
+
+    assert reply.status == 404, reply.body
+    assert reply.json()["error"]["message"] == "no webhook endpoint at this URL"
+
+
 def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) -> None:
     login = lab.call("GET", "/login", token=False)
     home = lab.call("GET", "/", token=False)

@@ -75,6 +75,7 @@ from ucf.service.errors import NotFoundError, ServiceError
 from ucf.service.health import DeliveryReporter
 from ucf.service.instance_secrets import InstanceSecrets
 from ucf.service.poll import instance_context, rate_gate_for, request_poll, rotation_writer
+from ucf.stores.errors import InvalidRecord
 from ucf.stores.models import InstanceRecord, RateDecision
 
 __all__ = [
@@ -437,13 +438,20 @@ class WebhookGateway:
         return hooked
 
     async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
+        # The ids come from the URL: one a store cannot even use as a key (DynamoDB's
+        # 2 048 bytes) names no endpoint either, and gets the same 404 (the catalogue
+        # is synced first, so that its own errors are not mistaken for one).
+        await self._context.connectors.ready()
         try:
             connector = await self._context.connectors.get(connector_id)
-        except NotFoundError:
+        except (NotFoundError, InvalidRecord):
             raise NotFoundError(NOT_HERE) from None
         if not connector.receives_webhooks:
             raise NotFoundError(NOT_HERE)
-        record = await self._context.store.instances.get(project_id, connector_id)
+        try:
+            record = await self._context.store.instances.get(project_id, connector_id)
+        except InvalidRecord:
+            raise NotFoundError(NOT_HERE) from None
         if record is None or not record.enabled:
             raise NotFoundError(NOT_HERE)
         return WebhookTarget(connector, record)
