@@ -19,7 +19,8 @@ import pytest
 
 from tests.web.conftest import Web
 from tests.web.support import CONNECTOR, PROJECT, sign, ticket_event, webhook_path
-from tests.web.test_gateway import deliver, metric
+from tests.web.test_gateway import deliver, instance_of, metric
+from ucf.stores.errors import StoreUnavailable
 from ucf.web.front import Headers, match
 
 ROUTE = "/api/webhooks/{connectorId}/{projectId}"
@@ -122,6 +123,28 @@ async def test_an_unexpected_error_is_a_json_500_with_the_request_id_and_no_trac
     assert (
         metric(text, f'ucf_http_requests_total{{method="POST",route="{ROUTE}",status="500"}}') == 1
     )
+
+
+async def test_a_store_failure_at_the_instances_own_url_logs_no_hook_id(
+    connected: Web, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hook id is the secret part of the instance's own URL: a 5xx logs why,
+    naming the route template, never the path that holds it."""
+    own = (await instance_of(connected, CONNECTOR))["webhookUrl"].removeprefix("http://ucf.test")
+    hook_id = own.rsplit("/", 1)[1]
+
+    async def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("the table is throttled")
+
+    monkeypatch.setattr(connected.state.gateway, "receive", unavailable)
+    caplog.set_level(logging.DEBUG)
+    signed = sign(ticket_event("T-5"), delivery="front-5")
+    response = await deliver(connected, signed.body, signed.headers, path=own)
+
+    assert response.status_code == 503
+    assert any("the table is throttled" in r.getMessage() for r in caplog.records)
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("ucf")]
+    assert not [line for line in ours if hook_id in line]
 
 
 async def test_a_sender_gone_mid_body_is_counted_as_499_and_answered_nothing(

@@ -230,14 +230,16 @@ class WebhookFront:
         state: WebState | None = None
         try:
             state = self._state()
+            # A refusal's 5xx log line names the route template, never the path: the
+            # instance's own URL ends in its hook id, as secret as a credential.
             try:
                 status, body, extra = await self._deliver(
                     state, target, scope, receive, Headers(headers)
                 )
             except ServiceError as error:
-                status, body, extra = self._refused(service_refusal(method, scope["path"], error))
+                status, body, extra = self._refused(service_refusal(method, target.route, error))
             except StoreError as error:
-                status, body, extra = self._refused(store_refusal(method, scope["path"], error))
+                status, body, extra = self._refused(store_refusal(method, target.route, error))
             extra.append((b"x-request-id", request_id.encode()))
             answered = True
             await send({"type": "http.response.start", "status": status, "headers": extra})
