@@ -50,3 +50,18 @@ def test_defaults_and_python_names_read_as_the_models_read_them(spelling: str) -
 def test_a_webhook_only_or_native_descriptor_has_no_stored_schedule() -> None:
     assert stored_schedule({"id": "x", "kind": "native"}) is None
     assert stored_schedule({"ingestion": {"mode": "webhook"}}) is None
+
+
+@pytest.mark.parametrize("value", ["600", " 600 ", "600.0", 600.0])
+def test_numbers_the_models_accept_in_other_spellings_read_the_same(value: Any) -> None:
+    """The models are lax about how a number is written ("600.0" is 600): a stored
+    descriptor holding such a spelling must schedule as its parsed form does."""
+    for shipped in POLLING:
+        data = copy.deepcopy(shipped)
+        polling = _polling(data)
+        polling["intervalSeconds"] = value
+        polling["rateLimitRpm"] = value
+        polling["initialLookbackSeconds"] = value
+        descriptor = ConnectorDescriptor.model_validate(data)
+
+        assert stored_schedule(data) == declared_schedule(descriptor), shipped["id"]

@@ -80,12 +80,27 @@ def stored_schedule(descriptor: Mapping[str, Any]) -> PollSchedule | None:
         value = polling.get(alias, polling.get(name, default))
         if value is None:
             raise ValueError(f"the stored descriptor's polling block has no {alias}")
+        if isinstance(value, str):
+            raise _Spelled
         return int(value)
 
-    return PollSchedule(
-        member("intervalSeconds", "interval_seconds", _DEFAULTS.interval_seconds),
-        member("rateLimitRpm", "rate_limit_rpm"),
-        member(
-            "initialLookbackSeconds", "initial_lookback_seconds", _DEFAULTS.initial_lookback_seconds
-        ),
-    )
+    try:
+        return PollSchedule(
+            member("intervalSeconds", "interval_seconds", _DEFAULTS.interval_seconds),
+            member("rateLimitRpm", "rate_limit_rpm"),
+            member(
+                "initialLookbackSeconds",
+                "initial_lookback_seconds",
+                _DEFAULTS.initial_lookback_seconds,
+            ),
+        )
+    except _Spelled:
+        # A number written as text: the models' lax rules ("600.0" is 600, which
+        # int() refuses) decide, so both readings agree for any valid descriptor.
+        from ucf.core.descriptor import ConnectorDescriptor
+
+        return declared_schedule(ConnectorDescriptor.model_validate(descriptor))
+
+
+class _Spelled(Exception):
+    """A polling number stored as text (:func:`stored_schedule`)."""
