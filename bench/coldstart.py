@@ -162,8 +162,8 @@ def aws_stack(workdir: Path) -> Iterator[Stack]:
 def prepare(stack: Stack, project: str) -> None:
     """What a deployed stack already has: the table, and a GitHub instance connected.
 
-    Done in this (parent) process through the API handler, so the children find a
-    table that exists, as after ``sam deploy``. Each round connects an instance in a
+    Done in this (parent) process, the instance through the API handler, so the
+    children find what ``sam deploy`` leaves. Each round connects an instance in a
     project of its own, so the round's schedule tick finds exactly one poll due."""
     from tests.aws.events import LambdaContext, http_api_event
 
@@ -175,6 +175,7 @@ def prepare(stack: Stack, project: str) -> None:
     saved = dict(os.environ)
     os.environ.update(stack.environ)
     try:
+        asyncio.run(_create_table(stack.environ["UCF_STORE"]))
         token = asyncio.run(load_api_token(os.environ))
         body = json.dumps(
             {
@@ -196,6 +197,18 @@ def prepare(stack: Stack, project: str) -> None:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+async def _create_table(url: str) -> None:
+    """The table as the SAM template creates it (``ucf store init`` makes the same one):
+    no function creates it at run time."""
+    from ucf.stores.url import open_store
+
+    store = open_store(url)
+    try:
+        await store.init()
+    finally:
+        await store.close()
 
 
 def webhook_event(project: str, number: int) -> dict[str, Any]:

@@ -9,6 +9,7 @@ starts cold, with its own environment.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -27,6 +28,7 @@ from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
 from ucf.aws.container import close_all
 from ucf.aws.handlers import api
 from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, WEBHOOK_SECRET, GitHubFake
+from ucf.stores.url import open_store
 
 PROJECT = "proj-1"
 CONNECTOR = "github-issues"
@@ -204,6 +206,7 @@ def lab(endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
+    asyncio.run(_create_table(environ["UCF_STORE"]))  # as the template does: no function does
     lab = Lab(
         endpoints=endpoints,
         table=table,
@@ -223,6 +226,14 @@ def lab(endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         close_all()
         sqs.close()
         secretsmanager.close()
+
+
+async def _create_table(url: str) -> None:
+    store = open_store(url)
+    try:
+        await store.init()
+    finally:
+        await store.close()
 
 
 @pytest.fixture

@@ -194,19 +194,31 @@ def test_the_functions_leave_the_table_to_the_template_and_say_when_it_is_missin
     lab: Lab,
 ) -> None:
     """No DescribeTable at a cold start: the template creates the table (test_template.py
-    holds it to the store's schema); a missing one fails the first call by name."""
+    holds it to the store's schema); a missing one fails the first call by name, and no
+    function, the API's included, creates it."""
     import boto3
 
-    from ucf.aws.handlers import schedule
+    from tests.aws.events import http_api_event
+    from ucf.aws.handlers import api, schedule
     from ucf.stores.errors import StoreNotInitialised
-
-    with pytest.raises(StoreNotInitialised, match="does not exist"):
-        schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
 
     dynamodb = boto3.client(
         "dynamodb", region_name="us-east-1", endpoint_url=lab.endpoints.dynamodb
     )
     try:
+        dynamodb.delete_table(TableName=lab.table)  # the lab made it as the template does
+        dynamodb.get_waiter("table_not_exists").wait(TableName=lab.table)
+
+        with pytest.raises(StoreNotInitialised, match="does not exist"):
+            schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+        listed = api.handler(
+            http_api_event(
+                "GET", "/api/connectors", headers={"authorization": f"Bearer {lab.token}"}
+            ),
+            LambdaContext(function_name="ucf-api"),
+        )
+        assert listed["statusCode"] == 500, listed  # a JSON 500; the log names the table
+
         with pytest.raises(dynamodb.exceptions.ResourceNotFoundException):  # nor created it
             dynamodb.describe_table(TableName=lab.table)
     finally:

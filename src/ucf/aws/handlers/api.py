@@ -85,7 +85,9 @@ class ApiFunction:
             log.error("the API cannot start: %s", error)
             raise
         SECRETS.add(token)
-        context = await UcfContext.open(settings)
+        # As every function: the template made the table, and the secret store and
+        # the catalogue are opened by the first request that needs them.
+        context = await UcfContext.open(settings, on_demand=True, provisioned=True)
         stack.push_async_callback(context.close)
         metrics = Metrics()
         state = WebState(
