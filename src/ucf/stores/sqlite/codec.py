@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+import orjson
 import pydantic_core
 
 from ucf.stores.errors import InvalidRecord
@@ -41,12 +42,29 @@ def load_json(text: str) -> Any:
     return json.loads(text)
 
 
-def dump_signal(value: Any, *, what: str) -> str:
-    """Signal bodies are the hot path: pydantic-core's encoder is ~2.5x json.dumps.
+_PLAIN_JSON_ONLY: Final = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+"""orjson refuses (TypeError) anything but plain JSON types, leaving the rest to pydantic-core."""
 
-    For JSON data its output is the same compact text. It is laxer at the edges
-    (a set becomes a list, NaN becomes null) and refuses values with no JSON form.
+
+def dump_signal(value: Any, *, what: str) -> str:
+    """Signal bodies are the hot path: orjson writes one ~3x faster than pydantic-core's
+    encoder (itself ~2.5x ``json.dumps``), with the very same compact text.
+
+    orjson takes only plain JSON data (str, int within 64 bits, float, bool, None,
+    list, tuple, dict with str keys); on anything else it raises — integers beyond
+    64 bits, non-str keys, lone surrogates, subclasses, sets, datetimes — and
+    pydantic-core writes the value as it always did (laxer at the edges: a set
+    becomes a list, NaN becomes null, as orjson writes NaN too). A test holds both
+    paths to one output.
     """
+    try:
+        return orjson.dumps(value, option=_PLAIN_JSON_ONLY).decode()
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        pass
     try:
         return pydantic_core.to_json(value, inf_nan_mode="null").decode()
     except (pydantic_core.PydanticSerializationError, TypeError) as err:
