@@ -67,6 +67,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import nh3
+import orjson
 import re2
 
 from ucf.core.secret_shapes import SECRET_SHAPES
@@ -623,6 +624,16 @@ class Sanitiser:
         )
         self._secret_field_marker = REDACTED.format(kind="secret_field")
         self._secret_key_cache: dict[str, bool] = {}
+        # The page path reads raw as JSON text and finds secret-named keys in it with one
+        # pattern (see ``_secret_key_detector``), which it can build for ASCII names only.
+        self._raw_as_json = all(name and name.isascii() for name in self._secret_fields)
+        self._raw_json_limit = min(policy.max_raw_string_chars, policy.max_raw_items)
+        # Summaries are scanned joined by a line break when no rule can tell that from the
+        # text's edges (built-in rules anchor only as (?m)^ or \z after [\s\S]*?; added
+        # secret rules may not anchor at all, added injection rules may).
+        self._summaries_joinable = not any(
+            _anchors_to_text_edge(rule.pattern) for rule in policy.extra_injection_rules
+        )
         if policy.extra_secret_rules or policy.extra_injection_rules:
             self._compile()  # an added rule that does not compile fails here, not mid-poll
 
@@ -747,32 +758,120 @@ class Sanitiser:
         return self.sanitise(NormalisedSignal.from_wire(wire)).to_wire()
 
     def sanitise_wires(self, wires: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """:meth:`sanitise_wire` on a page of wire objects, the common case in two scans.
+        """:meth:`sanitise_wire` on a page of wire objects, the common case in a few scans.
 
         The per-signal fast path scans each signal's strings joined, twice
         (hidden characters, secrets); here the strings of the whole page are
-        joined and each scan runs once. Whenever a page scan finds anything,
-        the signals are checked one by one instead (a hit in the join may
-        belong to any of them), so the answer is always
-        :meth:`sanitise_wire`'s, signal by signal.
+        joined and each scan runs once, and each ``raw`` is read as its JSON
+        text (see :meth:`_raw_text`) rather than walked string by string.
+        Whenever a page scan finds anything, the signals are checked one by one
+        instead (a hit in the join may belong to any of them), so the answer is
+        always :meth:`sanitise_wire`'s, signal by signal.
         """
-        candidates = [self._plain_strings(w["summary"], w["raw"], w.get("metadata")) for w in wires]
-        if self._has_hidden("\n".join(["\n".join(s) for s in candidates if s is not None])):
+        candidates = self._scan_texts(wires)
+        if self._has_hidden("\n".join([c for c in candidates if c is not None])):
             return [self.sanitise_wire(wire) for wire in wires]
-        for index, (wire, strings) in enumerate(zip(wires, candidates, strict=True)):
-            if strings is not None and self._summary_detector.search(wire["summary"]) is not None:
-                candidates[index] = None
-        joined = ["\n".join(s) if s is not None else None for s in candidates]
-        if self._secret_detector.search("\n".join([j for j in joined if j is not None])) is None:
-            clean = [j is not None for j in joined]
+        summaries = [w["summary"] for w, c in zip(wires, candidates, strict=True) if c is not None]
+        detector = self._summary_detector
+        if not (self._summaries_joinable and detector.search("\n".join(summaries)) is None):
+            for index, (wire, text) in enumerate(zip(wires, candidates, strict=True)):
+                if text is not None and detector.search(wire["summary"]) is not None:
+                    candidates[index] = None
+        joined = [c for c in candidates if c is not None]
+        if self._secret_detector.search("\n".join(joined)) is None:
+            clean = [c is not None for c in candidates]
         else:
-            clean = [j is not None and self._secret_detector.search(j) is None for j in joined]
+            clean = [c is not None and self._secret_detector.search(c) is None for c in candidates]
         return [
             _as_sanitised(wire)
             if fast
             else self.sanitise(NormalisedSignal.from_wire(wire)).to_wire()
             for wire, fast in zip(wires, clean, strict=True)
         ]
+
+    def _scan_texts(self, wires: Sequence[dict[str, Any]]) -> list[str | None]:
+        """Per signal, the text whose scans decide it (None: it needs the full path).
+
+        Either ``raw``'s JSON text then the summary and metadata strings, or, when
+        ``raw`` cannot be read as plain JSON text, every string joined as
+        :meth:`_plain_strings` collects them. The keys of all the JSON texts are
+        searched at once; a secret-named one sends the page back to the walk.
+        """
+        texts: list[str | None] = []
+        raws: list[str] = []
+        for wire in wires:
+            raw = self._raw_text(wire["raw"]) if self._raw_as_json else None
+            if raw is None:
+                texts.append(self._joined_strings(wire))
+                continue
+            texts.append(self._with_fields(raw, wire["summary"], wire.get("metadata")))
+            raws.append(raw)
+        if raws and self._secret_key_detector.search("\n".join(raws)) is not None:
+            return [self._joined_strings(wire) for wire in wires]
+        return texts
+
+    def _joined_strings(self, wire: dict[str, Any]) -> str | None:
+        strings = self._plain_strings(wire["summary"], wire["raw"], wire.get("metadata"))
+        return None if strings is None else "\n".join(strings)
+
+    def _raw_text(self, raw: dict[Any, Any]) -> str | None:
+        """``raw`` as compact JSON text when its strings stand in it verbatim, else None.
+
+        orjson writes only plain JSON data (it refuses non-str keys, subclasses,
+        lone surrogates, integers past 64 bits: the walk takes those) and
+        escapes only ``"``, ``\\`` and control characters, so a text with no
+        backslash holds every key and string value verbatim between quotes. A
+        quote, like the line break of the plain join, is a non-word character
+        and no line or text edge, so each string's matches are matches in the
+        text (no rule may anchor to a text edge; see :meth:`_unchanged`).
+        Every limit the walk checks is proven by the text's size: a string, an
+        item count, the total and the nesting depth are each bounded by it.
+        """
+        try:
+            text = orjson.dumps(raw, option=_PLAIN_JSON_ONLY).decode()
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            return None
+        if "\\" in text or len(text) > self._raw_json_limit:
+            return None
+        if text.count("{") + text.count("[") > self.policy.max_raw_depth:
+            return None
+        return text
+
+    def _with_fields(self, raw: str, summary: str, metadata: dict[str, Any] | None) -> str | None:
+        """``raw``'s text with the summary and metadata strings, or None as
+        :meth:`_plain_strings` fails (over-long, not NFKC, past the total)."""
+        policy = self.policy
+        if len(summary) > min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars):
+            return None
+        strings = [raw, summary]
+        if metadata is not None:
+            strings += metadata["participants"]
+            strings += metadata["relatedTickets"]
+            strings += metadata["tags"]
+        text = "\n".join(strings)
+        # At least the walk's count (each string of raw costs its quotes in the text).
+        if len(text) > policy.max_raw_total_chars:
+            return None
+        if not summary.isascii() and not unicodedata.is_normalized("NFKC", summary):
+            return None
+        return text
+
+    @functools.cached_property
+    def _secret_key_detector(self) -> re2._Regexp[str]:
+        """Any secret-named key in backslash-free JSON text: ``"`` + a name + ``":``.
+
+        A key is secret-named when lower-cased and stripped of ``-`` and ``_`` it
+        is one of the (ASCII) names; so its text is the name's letters, each
+        matched without case (RE2 folds ``K``, the Kelvin sign, to ``k`` as
+        ``str.lower`` does, and folds a few more: a false alarm costs only the
+        walk), with any run of ``-`` and ``_`` around them.
+        """
+        names = (
+            "[-_]*".join(re.escape(char) for char in name) for name in sorted(self._secret_fields)
+        )
+        return _re2(
+            '(?i:"[-_]*(?:' + "|".join(names) + ')[-_]*":)', "secret field names", capture=False
+        )
 
     def _unchanged(
         self, summary: str, raw: dict[Any, Any], metadata: dict[str, Any] | None
@@ -1084,6 +1183,14 @@ class _FieldPass:
             return False
         self._items_left -= 1
         return True
+
+
+_PLAIN_JSON_ONLY: Final = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+"""orjson refuses (TypeError) anything but plain JSON types."""
 
 
 def _as_sanitised(wire: dict[str, Any]) -> dict[str, Any]:
