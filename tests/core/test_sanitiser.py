@@ -963,6 +963,8 @@ def test_the_page_path_reading_raw_as_json_text_decides_as_the_walk_does(
     wires = [_as_mapped(summary, raw, tags).to_wire() for summary, raw, tags in page]
     reference = [_AlwaysWalk(policy).sanitise_wire(wire) for wire in wires]
     assert Sanitiser(policy).sanitise_wires(wires) == reference
+    # A webhook's one signal takes the same JSON text path.
+    assert [Sanitiser(policy).sanitise_wire(wire) for wire in wires] == reference
 
 
 @pytest.mark.parametrize(
@@ -987,7 +989,9 @@ def test_the_page_path_keeps_every_raw_limit_of_the_walk(
 ) -> None:
     """At and just past each limit, read as JSON text or walked, the same signal."""
     wire = _as_mapped("deploy", raw, ["bug"]).to_wire()
-    assert Sanitiser(policy).sanitise_wires([wire]) == [_AlwaysWalk(policy).sanitise_wire(wire)]
+    reference = _AlwaysWalk(policy).sanitise_wire(wire)
+    assert Sanitiser(policy).sanitise_wires([wire]) == [reference]
+    assert Sanitiser(policy).sanitise_wire(wire) == reference
 
 
 def test_summaries_are_scanned_one_by_one_when_an_added_rule_anchors_to_the_text() -> None:

@@ -810,6 +810,16 @@ class Sanitiser:
             return [self._joined_strings(wire) for wire in wires]
         return texts
 
+    def _scan_text(
+        self, summary: str, raw: dict[Any, Any], metadata: dict[str, Any] | None
+    ) -> str | None:
+        """One signal's :meth:`_scan_texts`."""
+        text = self._raw_text(raw) if self._raw_as_json else None
+        if text is not None and self._secret_key_detector.search(text) is None:
+            return self._with_fields(text, summary, metadata)
+        strings = self._plain_strings(summary, raw, metadata)
+        return None if strings is None else "\n".join(strings)
+
     def _joined_strings(self, wire: dict[str, Any]) -> str | None:
         strings = self._plain_strings(wire["summary"], wire["raw"], wire.get("metadata"))
         return None if strings is None else "\n".join(strings)
@@ -884,10 +894,9 @@ class Sanitiser:
         pipeline. Anything else (or any doubt) takes the full path, which is
         the reference (a hypothesis test holds the two equal).
         """
-        strings = self._plain_strings(summary, raw, metadata)
-        if strings is None:
+        joined = self._scan_text(summary, raw, metadata)
+        if joined is None:
             return False
-        joined = "\n".join(strings)
         # Hidden characters first: lone surrogates among them cannot even be
         # handed to RE2 (it reads UTF-8); the full path removes them.
         if self._has_hidden(joined):
