@@ -1021,6 +1021,19 @@ def test_a_secret_named_key_is_found_in_the_json_text_whatever_its_case_or_dashe
     assert out["sanitisationNotes"] == ["raw:redacted:secret_field"]
 
 
+def test_every_character_lower_case_makes_ascii_is_folded_by_the_key_pattern() -> None:
+    """The key pattern is as wide as ``str.lower``: outside ASCII only the Kelvin sign
+    lower-cases into ASCII, and RE2's case folding matches it too."""
+    into_ascii = [
+        chr(c)
+        for c in range(128, 0x110000)
+        if not 0xD800 <= c <= 0xDFFF and chr(c).lower().isascii()
+    ]
+    assert into_ascii == ["\u212a"]
+    for char in into_ascii:
+        assert re2.fullmatch(f"(?i:{char.lower()})", char) is not None
+
+
 def test_a_secret_matched_through_an_escaped_character_is_still_redacted() -> None:
     """The JSON text holds ``password\\t=…``, which the rule does not match; the string does."""
     wires = [_as_mapped("deploy", {"title": "password\t=hunter22"}, []).to_wire()]
