@@ -67,7 +67,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import nh3
-import orjson
 import re2
 
 from ucf.core.secret_shapes import SECRET_SHAPES
@@ -838,7 +837,7 @@ class Sanitiser:
         item count, the total and the nesting depth are each bounded by it.
         """
         try:
-            text = orjson.dumps(raw, option=_PLAIN_JSON_ONLY).decode()
+            text = self._plain_json(raw).decode()
         except TypeError:  # orjson.JSONEncodeError is a TypeError
             return None
         if "\\" in text or len(text) > self._raw_json_limit:
@@ -865,6 +864,22 @@ class Sanitiser:
         if not summary.isascii() and not unicodedata.is_normalized("NFKC", summary):
             return None
         return text
+
+    @functools.cached_property
+    def _plain_json(self) -> Callable[[Any], bytes]:
+        """orjson's writer, refusing (TypeError) anything but plain JSON data.
+
+        Imported on first use, like the patterns: ~15 ms that a process which
+        never sanitises (a Lambda scheduling polls) should not pay.
+        """
+        import orjson  # on first use: see the docstring
+
+        option = (
+            orjson.OPT_PASSTHROUGH_SUBCLASS
+            | orjson.OPT_PASSTHROUGH_DATETIME
+            | orjson.OPT_PASSTHROUGH_DATACLASS
+        )
+        return functools.partial(orjson.dumps, option=option)
 
     @functools.cached_property
     def _secret_key_detector(self) -> re2._Regexp[str]:
@@ -1192,14 +1207,6 @@ class _FieldPass:
             return False
         self._items_left -= 1
         return True
-
-
-_PLAIN_JSON_ONLY: Final = (
-    orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-)
-"""orjson refuses (TypeError) anything but plain JSON types."""
 
 
 def _as_sanitised(wire: dict[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
-import orjson
 import pydantic_core
 
 from ucf.stores.errors import InvalidRecord
@@ -42,12 +43,18 @@ def load_json(text: str) -> Any:
     return json.loads(text)
 
 
-_PLAIN_JSON_ONLY: Final = (
-    orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-)
-"""orjson refuses (TypeError) anything but plain JSON types, leaving the rest to pydantic-core."""
+@functools.cache
+def _plain_json() -> Callable[[Any], bytes]:
+    """orjson's writer, refusing (TypeError) anything but plain JSON data, the rest left to
+    pydantic-core. Imported on first use: ~15 ms a process that stores no signal skips."""
+    import orjson  # on first use: see the docstring
+
+    option = (
+        orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+    )
+    return functools.partial(orjson.dumps, option=option)
 
 
 def dump_signal(value: Any, *, what: str) -> str:
@@ -62,7 +69,7 @@ def dump_signal(value: Any, *, what: str) -> str:
     paths to one output.
     """
     try:
-        return orjson.dumps(value, option=_PLAIN_JSON_ONLY).decode()
+        return _plain_json()(value).decode()
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         pass
     try:
