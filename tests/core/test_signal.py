@@ -104,6 +104,25 @@ def test_signal_id_is_a_valid_ulid_carrying_the_event_time() -> None:
     assert signal_id(key, -5) < signal_id(key, 10)
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(max_size=12),
+    st.integers(min_value=-(2**50), max_value=2**50)
+    | st.sampled_from([0, 2**48 - 1, 2**48, -1, 1_704_067_200_123]),
+)
+def test_signal_id_is_the_base32_of_time_and_key_as_one_128_bit_value(
+    item_id: str, timestamp_ms: int
+) -> None:
+    """The id is built from 10-bit chunks of two small halves; it must equal the
+    plain definition: the time (clamped to 48 bits) then the key's first 80 bits."""
+    key = dedup_key("github-issues", "p", item_id, "v")
+    value = (min(max(timestamp_ms, 0), 2**48 - 1) << 80) | int(key[:20], 16)
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    expected = "".join(alphabet[(value >> shift) & 31] for shift in range(125, -1, -5))
+    assert signal_id(key, timestamp_ms) == expected
+    assert ULID.from_str(expected).bytes == value.to_bytes(16, "big")
+
+
 _json = st.recursive(
     st.none()
     | st.booleans()

@@ -212,10 +212,28 @@ def signal_id(key: str, timestamp_ms: int) -> str:
     very same records) while keeping ULID's property that ids sort by time.
     """
     ts = min(max(timestamp_ms, 0), (1 << 48) - 1)
-    value = (ts << 80) | int(key[:20], 16)
-    # A ULID is the 130-bit big-endian base32 of the 128-bit value: 13 chunks of 10 bits.
-    pairs = _PAIRS
-    return "".join([pairs[(value >> shift) & 1023] for shift in range(120, -1, -10)])
+    # A ULID is the 130-bit big-endian base32 of the 128-bit value: 13 chunks of 10 bits,
+    # five of the time (48 bits under two zero bits) and eight of the key's first 80 bits,
+    # read as two 40-bit halves so that no step needs a big integer.
+    high, low = int(key[:10], 16), int(key[10:20], 16)
+    p = _PAIRS
+    return "".join(
+        (
+            p[ts >> 40],
+            p[(ts >> 30) & 1023],
+            p[(ts >> 20) & 1023],
+            p[(ts >> 10) & 1023],
+            p[ts & 1023],
+            p[high >> 30],
+            p[(high >> 20) & 1023],
+            p[(high >> 10) & 1023],
+            p[high & 1023],
+            p[low >> 30],
+            p[(low >> 20) & 1023],
+            p[(low >> 10) & 1023],
+            p[low & 1023],
+        )
+    )
 
 
 def iso_utc(moment: datetime) -> str:
