@@ -833,9 +833,12 @@ class Sanitiser:
         quote, like the line break of the plain join, is a non-word character
         and no line or text edge, so each string's matches are matches in the
         text (no rule may anchor to a text edge; see :meth:`_unchanged`).
-        Every limit the walk checks is proven by the text's size: a string, an
-        item count, the total and the nesting depth are each bounded by it.
+        Every limit the walk checks is proven by the text: a string's length,
+        the item count and the total by its length, the nesting depth by its
+        brackets. Anything but a plain dict is left to the walk as well.
         """
+        if raw.__class__ is not dict:
+            return None
         try:
             text = self._plain_json(raw).decode()
         except TypeError:  # orjson.JSONEncodeError is a TypeError
