@@ -885,6 +885,12 @@ _json_strings = st.one_of(
             # Matches only through a character JSON escapes: in the text it reads \\t or \\".
             "password\t=hunter22",
             'password"=hunter22',
+            # Line breaks and tabs are put back into the text; other escapes are not.
+            "line one\nline two\r\nthree\tcol",
+            f"token:\n{GITHUB_TOKEN}",
+            "back\\slash n\\n",
+            "\\\n",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----",
             "Authorization: Bearer abcdefghijklmnopqrstu",
             "-----BEGIN RSA PRIVATE KEY-----",
             "x\u200by",
@@ -982,6 +988,12 @@ def test_the_page_path_reading_raw_as_json_text_decides_as_the_walk_does(
         (SanitiserPolicy(max_raw_depth=3), {"a": [[1]]}),
         (SanitiserPolicy(max_raw_depth=3), {"a": [[[1]]]}),
         (SanitiserPolicy(max_raw_depth=3), {"a": "{[{[", "b": {"c": 1}}),
+        (SanitiserPolicy(max_raw_depth=3), {"a": [{"b": 1}, {"c": 2}, {"d": [], "e": {}}]}),
+        (SanitiserPolicy(max_raw_depth=3), {"a": [{"b": 1}, {"c": [2]}]}),
+        (SanitiserPolicy(max_raw_depth=3), {"a": [[], [], []], "b": "]]]}}}"}),
+        (SanitiserPolicy(max_raw_depth=4), {"a": [{"b": {"c": 1}}], "d": [{}, {}, {}]}),
+        (SanitiserPolicy(max_raw_depth=4), {"a": [{"b": {"c": [1]}}], "d": [{}, {}, {}]}),
+        (SanitiserPolicy(), {"body": "first line\nsecond\r\nthird", "title": "x\ty"}),
     ],
 )
 def test_the_page_path_keeps_every_raw_limit_of_the_walk(
@@ -1007,6 +1019,12 @@ def test_a_typical_page_takes_the_json_text_path() -> None:
     """The hypothesis tests above mean something only if the JSON path is taken."""
     raw = {"number": 4, "title": "Deploy fails", "user": {"login": "octocat"}, "labels": ["bug"]}
     assert SANITISER._raw_text(raw) == json.dumps(raw, separators=(",", ":"))
+    body = {"body": "first\r\nsecond\tcolumn"}  # escaped in JSON, put back for the scans
+    assert SANITISER._raw_text(body) == '{"body":"first\r\nsecond\tcolumn"}'
+    # Many containers, shallow, and brackets inside strings: the depth is counted on the
+    # structure alone.
+    wide = {"title": "[" * 40, "labels": [{"name": "bug"}] * 40}
+    assert SANITISER._raw_text(wide) is not None
     for awkward in ({"title": 'say "hi"'}, {1: "a"}, {"n": 2**64}, {"t": "a\ud800"}):
         assert SANITISER._raw_text(awkward) is None  # escaped or not plain JSON: the walk
 

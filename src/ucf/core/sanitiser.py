@@ -824,18 +824,20 @@ class Sanitiser:
         return None if strings is None else "\n".join(strings)
 
     def _raw_text(self, raw: dict[Any, Any]) -> str | None:
-        """``raw`` as compact JSON text when its strings stand in it verbatim, else None.
+        """``raw`` as compact JSON text with every string standing in it verbatim, else None.
 
         orjson writes only plain JSON data (it refuses non-str keys, subclasses,
         lone surrogates, integers past 64 bits: the walk takes those) and
-        escapes only ``"``, ``\\`` and control characters, so a text with no
-        backslash holds every key and string value verbatim between quotes. A
-        quote, like the line break of the plain join, is a non-word character
-        and no line or text edge, so each string's matches are matches in the
-        text (no rule may anchor to a text edge; see :meth:`_unchanged`).
-        Every limit the walk checks is proven by the text: a string's length,
-        the item count and the total by its length, the nesting depth by its
-        brackets. Anything but a plain dict is left to the walk as well.
+        escapes only ``"``, ``\\`` and control characters. Line breaks and tabs
+        (the escapes prose brings) are put back as the characters themselves;
+        a text with any other escape left takes the walk. So every key and
+        string value stands verbatim between quotes, and a quote, like the
+        line break of the plain join, is a non-word character and no line or
+        text edge: each string's matches are matches in the text (no rule may
+        anchor to a text edge; see :meth:`_unchanged`). Every limit the walk
+        checks is proven by the text: a string's length, the item count and the
+        total by its length, the nesting depth by its brackets (see
+        :func:`_depth_at_most`). Anything but a plain dict is left to the walk.
         """
         if raw.__class__ is not dict:
             return None
@@ -843,9 +845,16 @@ class Sanitiser:
             text = self._plain_json(raw).decode()
         except TypeError:  # orjson.JSONEncodeError is a TypeError
             return None
-        if "\\" in text or len(text) > self._raw_json_limit:
+        if len(text) > self._raw_json_limit:
             return None
-        if text.count("{") + text.count("[") > self.policy.max_raw_depth:
+        if "\\" in text:
+            for escaped, char in _PROSE_ESCAPES:
+                text = text.replace(escaped, char)
+            # An escaped backslash loses at most its second half to a replacement
+            # above, so any escape but these three leaves a backslash behind.
+            if "\\" in text:
+                return None
+        if not _depth_at_most(text, self.policy.max_raw_depth):
             return None
         return text
 
@@ -1210,6 +1219,35 @@ class _FieldPass:
             return False
         self._items_left -= 1
         return True
+
+
+_PROSE_ESCAPES: Final = (("\\n", "\n"), ("\\r", "\r"), ("\\t", "\t"))
+"""JSON escapes put back in a raw's text: line breaks and tabs, what issue bodies hold."""
+
+_NOT_BRACKETS: Final = str.maketrans("", "", ",:0123456789+-.eEtrufalsn")
+"""What JSON holds outside strings besides brackets (orjson writes no whitespace)."""
+
+
+def _depth_at_most(text: str, limit: int) -> bool:
+    """Whether the backslash-free JSON ``text`` nests fewer than ``limit`` containers deep
+    below its outermost one, as the walk counts levels (the outermost is level 0).
+
+    With no more brackets than ``limit`` that is plain. Otherwise the strings are
+    dropped (every quote delimits one), then the brackets: each round removes the
+    innermost ``{}`` then ``[]`` pairs, at most two levels, so the depth is at
+    most twice the rounds it takes to remove them all.
+    """
+    if text.count("{") + text.count("[") <= limit:
+        return True
+    brackets = "".join(text.split('"')[::2]).translate(_NOT_BRACKETS)
+    rounds = 0
+    while brackets:
+        fewer = brackets.replace("{}", "").replace("[]", "")
+        rounds += 1
+        if fewer == brackets or 2 * rounds > limit:
+            return False
+        brackets = fewer
+    return True
 
 
 def _as_sanitised(wire: dict[str, Any]) -> dict[str, Any]:
