@@ -19,6 +19,7 @@ from ucf.core.sanitiser import (
     Sanitiser,
     SanitiserPolicy,
     SecretRule,
+    _character_classes,
     sanitise,
 )
 from ucf.core.secret_shapes import SECRET_SHAPES
@@ -693,6 +694,29 @@ def test_any_text_comes_out_visible_bounded_and_stable(text: str) -> None:
     assert again == out
     assert not [n for n in notes_again if n.startswith("redacted:")]
     assert set(notes_again) <= {n for n in notes if n.startswith("injection_neutralised:")}
+
+
+def _hidden_by_tidy(text: str) -> bool:
+    """What ``_tidy`` removes or rewrites: its three classes and the two line separators."""
+    _, control, invisible, bidi = _character_classes()
+    removed = any(pattern.search(text) for pattern in (control, invisible, bidi))
+    return removed or "\u2028" in text or "\u2029" in text
+
+
+def test_the_hidden_character_test_agrees_with_tidy_on_every_code_point() -> None:
+    """ASCII is tested by deleting the visible characters, the rest by RE2 (which cannot
+    read lone surrogates: those count as hidden), each alone and inside other text."""
+    for code in range(0x110000):
+        char = chr(code)
+        expected = _hidden_by_tidy(char)
+        assert SANITISER._has_hidden(char) == expected, hex(code)
+        assert SANITISER._has_hidden(f"é {char} x") == expected, hex(code)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TEXT)
+def test_the_hidden_character_test_agrees_with_tidy_on_any_text(text: str) -> None:
+    assert SANITISER._has_hidden(text) == _hidden_by_tidy(text)
 
 
 @settings(max_examples=200, deadline=None)

@@ -388,6 +388,9 @@ _FORMAT_SCAN_RANGES = ((0x0000, 0x1FFFF), (0xE0000, 0xE0FFF))
 _NEWLINES = ("\r\n", "\r", "\x85", "\u2028", "\u2029")
 # What of the above can occur in ASCII text: C0 controls but \t and \n (so \r too), DEL.
 _ASCII_HIDDEN = ((0x00, 0x08), (0x0B, 0x1F), (0x7F, 0x7F))
+_VISIBLE_ASCII: Final = bytes(
+    c for c in range(128) if not any(a <= c <= b for a, b in _ASCII_HIDDEN)
+)
 
 
 def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
@@ -411,9 +414,12 @@ def _merge(points: Iterable[int]) -> list[tuple[int, int]]:
 
 @functools.cache
 def _character_classes() -> tuple[
-    re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]
+    re2._Regexp[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]
 ]:
-    """(any, control, invisible, bidi) — built once per process from ``unicodedata``."""
+    """(any, control, invisible, bidi) — built once per process from ``unicodedata``.
+
+    The three classes whose matches are removed are Python patterns (they must see lone
+    surrogates); the test for any of them, the hot one, is RE2's (see ``_re2_union``)."""
     bidi = {p for low, high in _BIDI_RANGES for p in range(low, high + 1)}
     invisible = {
         p
@@ -433,8 +439,19 @@ def _character_classes() -> tuple[
             *(p for ranges in classes for low, high in ranges for p in range(low, high + 1)),
         ]
     )
-    compiled = [re.compile(_char_class(ranges)) for ranges in (union, *classes)]
-    return compiled[0], compiled[1], compiled[2], compiled[3]
+    patterns = [re.compile(_char_class(ranges)) for ranges in classes]
+    return _re2_union(union), patterns[0], patterns[1], patterns[2]
+
+
+def _re2_union(ranges: list[tuple[int, int]]) -> re2._Regexp[str]:
+    """The union class for RE2, which reads UTF-8: lone surrogates cannot be in its text
+    (searching text that holds one raises ``UnicodeEncodeError``), so not in its class."""
+    parts = []
+    for low, high in ranges:
+        for start, end in ((low, min(high, 0xD7FF)), (max(low, 0xE000), high)):
+            if start <= end:
+                parts.append(f"\\x{{{start:x}}}-\\x{{{end:x}}}")
+    return _re2("[" + "".join(parts) + "]", "hidden characters", capture=False)
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -616,7 +633,6 @@ class Sanitiser:
         self.policy = policy
         self._secret_rules = (*DEFAULT_SECRET_RULES, *policy.extra_secret_rules)
         self._injection_rules = (*DEFAULT_INJECTION_RULES, *policy.extra_injection_rules)
-        self._ascii_hidden = re.compile(_char_class(_ASCII_HIDDEN))
         self._html = nh3.Cleaner(tags=set())
         self._secret_fields = frozenset(
             name.lower().replace("-", "").replace("_", "") for name in policy.secret_fields
@@ -699,7 +715,7 @@ class Sanitiser:
         return _re2(r"\n{3,}", "blank lines", capture=False)
 
     @functools.cached_property
-    def _any_hidden(self) -> re.Pattern[str]:
+    def _any_hidden(self) -> re2._Regexp[str]:
         return _character_classes()[0]
 
     @functools.cached_property
@@ -966,9 +982,14 @@ class Sanitiser:
         return strings
 
     def _has_hidden(self, text: str) -> bool:
-        """Any character ``_tidy`` would remove or rewrite (ASCII text needs a tiny class)."""
-        pattern = self._ascii_hidden if text.isascii() else self._any_hidden
-        return pattern.search(text) is not None
+        """Any character ``_tidy`` would remove or rewrite."""
+        if text.isascii():  # C0 controls but \t and \n, and DEL: what is left of the
+            # text once every visible character is deleted (a C loop, ~7x the regex).
+            return bool(text.encode("ascii").translate(None, _VISIBLE_ASCII))
+        try:
+            return self._any_hidden.search(text) is not None
+        except UnicodeEncodeError:  # a lone surrogate: hidden itself, unreadable to RE2
+            return True
 
     @staticmethod
     def _walk(
