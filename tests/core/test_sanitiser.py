@@ -20,6 +20,7 @@ from ucf.core.sanitiser import (
     SanitiserPolicy,
     SecretRule,
     _character_classes,
+    html_to_text,
     sanitise,
 )
 from ucf.core.secret_shapes import SECRET_SHAPES
@@ -490,6 +491,19 @@ def test_escaped_invisible_characters_in_html_are_removed_too() -> None:
 
     assert out == "paypal fdp.exe"
     assert notes == ["invisible_chars_removed:1", "bidi_controls_removed:1", "html_stripped"]
+
+
+@pytest.mark.parametrize(
+    "html",
+    ["<p>half an emoji \ud83d cut</p>", "plain \udc00 text", "a &amp; \ud800"],
+)
+def test_html_to_text_reads_a_lone_surrogate_instead_of_failing(html: str) -> None:
+    """An e-mail body decoded as UTF-7 (``+2AA-``) holds one; RE2 cannot read it, so the
+    HTML gate raised UnicodeEncodeError and the whole mail was refused as unmappable."""
+    text = html_to_text(html)
+
+    assert not any(0xD800 <= ord(char) <= 0xDFFF for char in text)
+    assert "\ufffd" in text
 
 
 def test_text_that_merely_mentions_markup_is_left_alone() -> None:

@@ -25,6 +25,7 @@ from ucf.catalogue import builtin_descriptors
 from ucf.core.validation import parse_descriptor
 from ucf.fakes.sns import TOPIC_ARN, Mail, SnsFake, received_notification
 from ucf.native import Handshake, MappingResult, Refused, Unhandled, Verified
+from ucf.native.ses.mail import read_mail
 from ucf.native.ses.notification import related_tickets
 from ucf.native.ses.sns import (
     AwsSnsEndpoints,
@@ -424,6 +425,18 @@ async def test_html_only_mail_becomes_readable_text(
     assert "Digest" in raw["text"]
     for markup in ("<", "color:red", "alert"):
         assert markup not in raw["text"]
+
+
+def test_an_html_body_that_decodes_into_a_lone_surrogate_is_still_read() -> None:
+    """Anyone can send this: UTF-7's ``+2AA-`` decodes to a lone surrogate, which made the
+    HTML-to-text step raise and the whole mail be refused as unmappable."""
+    mime = (
+        b"From: a@example.com\r\nTo: support@example.com\r\nSubject: x\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-7\r\n\r\n"
+        b"<p>Export fails +2AA- here</p>\r\n"
+    )
+    body = read_mail(mime)
+    assert body.text == "Export fails \ufffd here"
 
 
 async def test_attachments_are_listed_by_name_and_size_but_never_stored(

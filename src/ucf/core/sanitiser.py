@@ -391,6 +391,8 @@ _ASCII_HIDDEN = ((0x00, 0x08), (0x0B, 0x1F), (0x7F, 0x7F))
 _VISIBLE_ASCII: Final = bytes(
     c for c in range(128) if not any(a <= c <= b for a, b in _ASCII_HIDDEN)
 )
+# Not text at all; what ``html_to_text`` turns into U+FFFD (RE2 cannot read them).
+_LONE_SURROGATE: Final = re.compile(r"[\ud800-\udfff]")
 
 
 def _char_class(ranges: Iterable[tuple[int, int]]) -> str:
@@ -1027,7 +1029,13 @@ class Sanitiser:
 
         For native connectors whose source text is HTML (an email's only body
         part): they keep readable text in ``raw`` instead of markup.
+
+        A lone surrogate (a body declared UTF-7 or ``unicode_escape`` decodes
+        into one) becomes U+FFFD first, as an undecodable byte does: RE2, which
+        reads UTF-8, cannot search text that holds one.
         """
+        if not text.isascii():
+            text = _LONE_SURROGATE.sub("\ufffd", text)
         return self._strip_html(text, _Scope(_Notes(), ""))
 
     # ---------------------------------------------------------------- text stages
