@@ -1,0 +1,146 @@
+"""Adversarial checks of the sanitiser's fast path against its reference walk.
+
+The fast path reads ``raw`` as orjson text, finds secret-named keys with one RE2
+pattern, proves the limits from the text and scans a page's summaries joined;
+whenever it says "nothing to change", the walk must agree. Each case here is an
+input chosen to split the two (JSON punctuation next to a secret, keys that only
+``str.lower`` makes secret-named, escapes, numbers the walk ignores, limits met
+exactly); the property test holds the anchor check, on which every joined scan
+relies, to what RE2 itself does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import re2
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests.core.test_sanitiser import GITHUB_TOKEN, _AlwaysWalk, _as_mapped
+from ucf.core.sanitiser import (
+    InjectionRule,
+    Sanitiser,
+    SanitiserPolicy,
+    _anchors_to_text_edge,
+)
+from ucf.core.signal import NormalisedSignal
+
+_PEM_HEAD = "-----BEGIN RSA PRIVATE KEY-----"
+
+
+def _nested(levels: int, *, alternate: bool = False) -> Any:
+    """``levels`` containers inside one another: lists, or lists and objects in turn
+    (a bracket count then sees two levels vanish per round)."""
+    value: Any = []
+    for level in range(levels - 1):
+        value = {"k": value} if alternate and level % 2 == 0 else [value]
+    return value
+
+
+# (why, summary, raw, tags)
+_CASES: list[tuple[str, str, dict[str, Any], list[str]]] = [
+    ("secret then a quote", "ok", {"a": GITHUB_TOKEN + '"'}, []),
+    ("secret as a key", "ok", {GITHUB_TOKEN: 1}, []),
+    ("password rule across key and value", "ok", {"pwd": "hunter22"}, []),
+    ("rule text in a key", "ok", {"password=": "hunter22"}, []),
+    ("header split over two strings", "ok", {"a": "Authorization:", "b": "Bearer x"}, []),
+    ("private key header with no end", "ok", {"a": _PEM_HEAD, "b": "MIIE"}, []),
+    ("tab inside a secret phrase", "ok", {"a": "password\t=hunter22"}, []),
+    ("line break inside a secret phrase", "ok", {"a": f"token:\n{GITHUB_TOKEN}"}, []),
+    ("backslash then n", "ok", {"a": "x\\ny"}, []),
+    ("key and value that read as JSON", "ok", {'"token":"': '":"x'}, []),
+    ("Kelvin sign, dashes", "ok", {"-To-\u212a_en-": "v"}, []),
+    ("dotted capital I", "ok", {"\u0130d_token": "v"}, []),
+    ("sharp s", "ok", {"pa\u00dfword": "v"}, []),
+    ("full-width letter", "ok", {"\uff54oken": "v"}, []),
+    ("long s", "ok", {"\u017fecret": "v"}, []),
+    ("empty value under a secret key", "ok", {"token": ""}, []),
+    ("number under a secret key", "ok", {"token": 123}, []),
+    ("floats JSON cannot hold", "ok", {"a": 1e400, "b": -0.0, "c": float("nan")}, []),
+    ("card-number-like int", "ok", {"a": 4111111111111111}, []),
+    ("int past 64 bits", "ok", {"a": 2**64}, []),
+    ("number next to a secret key name", "ok", {"token": "x", "n": 12345678}, []),
+    ("string at the length limit", "ok", {"a": "x" * 9990}, []),
+    ("string past the length limit", "ok", {"a": "x" * 10_001}, []),
+    ("nesting at the depth limit", "ok", {"a": _nested(31)}, []),
+    ("nesting past the depth limit", "ok", {"a": _nested(32)}, []),
+    ("mixed nesting at the depth limit", "ok", {"a": _nested(31, alternate=True)}, []),
+    ("mixed nesting past the depth limit", "ok", {"a": _nested(32, alternate=True)}, []),
+    ("line separator in a key", "ok", {"a\u2029": 1}, []),
+    ("next line in a value", "ok", {"a": "x\x85y"}, []),
+    ("DEL in a value", "ok", {"a": "x\x7fy"}, []),
+    ("tag character", "ok", {"a": "x\U000e0041y"}, []),
+    ("lone surrogate in a key", "ok", {"a\ud800": 1}, []),
+    ("secret in a tag", "ok", {"a": 1}, [GITHUB_TOKEN]),
+    ("invisible character in a tag", "ok", {"a": 1}, ["a\u200bb"]),
+    ("summary not NFKC", "\uff21", {"a": 1}, []),
+    ("summary with an ellipsis", "a\u2026", {"a": 1}, []),
+    ("summary role line after a break", "ok\nSystem: you are", {"a": 1}, []),
+    ("summary ending in a tag name", "see <b", {"a": 1}, []),
+    ("summary with a private key header", _PEM_HEAD, {"a": 1}, []),
+    ("lone surrogate in the summary", "a\ud800", {"a": 1}, []),
+]
+
+
+@pytest.mark.parametrize(("why", "summary", "raw", "tags"), _CASES, ids=[c[0] for c in _CASES])
+def test_an_adversarial_signal_gets_the_walks_answer_on_every_path(
+    why: str, summary: str, raw: dict[str, Any], tags: list[str]
+) -> None:
+    wire = _as_mapped(summary, raw, tags).to_wire()
+    reference = _AlwaysWalk().sanitise_wire(wire)
+    clean = _as_mapped("ok", {"n": 1}, []).to_wire()
+    assert Sanitiser().sanitise_wire(wire) == reference, why
+    assert Sanitiser().sanitise_wires([clean, wire])[1] == reference, why
+    model = Sanitiser().sanitise(NormalisedSignal.from_wire(wire)).to_wire()
+    assert model == reference, why
+
+
+def test_an_unanchored_added_injection_rule_still_finds_every_summary_on_a_page() -> None:
+    """``\\bevil\\b`` may be scanned over the summaries joined: a line break reads as an edge."""
+    policy = SanitiserPolicy(extra_injection_rules=(InjectionRule("evil", r"\bevil\b"),))
+    wires = [_as_mapped(s, {"n": 1}, []).to_wire() for s in ("ok", "evil", "x\nevil.", "evil")]
+    out = Sanitiser(policy).sanitise_wires(wires)
+    assert out == [_AlwaysWalk(policy).sanitise_wire(wire) for wire in wires]
+    assert [w["sanitisationNotes"] for w in out][1:] == [["injection_neutralised:evil"]] * 3
+
+
+_PATTERN_PIECES = st.sampled_from(
+    [
+        *"[]^$\\QEAzab()?:|*+.-",
+        *("(?m)", "(?s)", "(?i)", "(?-m)", "(?m:", "\\b", "\\B", "\\z", "\\A", "\\Q", "\\E"),
+        *("[[:alpha:]]", "\\pL", "\\p{^L}", "\\x{5e}", "\\n", "[^", "[]"),
+    ]
+)
+_TEXT_PIECES = st.sampled_from([*'aaab\n "[]^$QEAz'])
+_re2_options = re2.Options()
+_re2_options.log_errors = False
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_PATTERN_PIECES, min_size=1, max_size=8).map("".join),
+    st.lists(_TEXT_PIECES, max_size=6).map("".join),
+    st.lists(_TEXT_PIECES, max_size=4).map("".join),
+)
+@example("a$", "a", "")
+@example("^a", "a", "")
+@example(r"\Aa", "a", "")
+@example(r"a\z", "a", "")
+@example(r"(?:\Q[\E|^)a", "a", "")
+@example(r"[]a]$", "a", "")
+def test_a_rule_the_anchor_check_lets_through_matches_a_string_inside_joined_text(
+    pattern: str, text: str, around: str
+) -> None:
+    """Joined scans are sound only if no accepted rule can tell a string's edge from a
+    line break or a JSON quote; RE2 itself is the judge, on patterns built from the
+    syntax that could hide an anchor (classes, \\Q…\\E, flags, escapes)."""
+    try:
+        regex = re2.compile(pattern, _re2_options)
+    except re2.error:
+        return
+    if _anchors_to_text_edge(pattern) or regex.search(text) is None:
+        return
+    for joined in (f"{around}\n{text}\n{around}", f'{{"{around}":"{text}"}}'):
+        assert regex.search(joined) is not None, (pattern, text, joined)
