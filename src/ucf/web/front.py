@@ -219,6 +219,16 @@ class WebhookFront:
         self._state = state
         self._base_url = _BaseUrl()
 
+    async def answered(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the request if it is a delivery; False leaves it to the app."""
+        if scope["type"] != "http":
+            return False
+        target = match(scope)
+        if target is None:
+            return False
+        await self(target, scope, receive, send)
+        return True
+
     async def __call__(self, target: Target, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = scope.get("headers", ())
@@ -372,11 +382,8 @@ class FrontDoor:
         self._lock = asyncio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            target = match(scope)
-            if target is not None:
-                await self.front(target, scope, receive, send)
-                return
+        if await self.front.answered(scope, receive, send):
+            return
         app = self._app or await self._built()
         await app(scope, receive, send)
 
