@@ -67,7 +67,8 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "ucf.core.mapping",
         "ucf.core.validation",
         "ucf.core.sanitiser",
-        "ucf.runtime.http",
+        "ucf.runtime.auth",
+    "ucf.runtime.http",
         "ucf.runtime.sources",
         "ucf.service.poll",
         "ucf.stores.secrets.aws",
@@ -98,7 +99,9 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 
 
 # A webhook delivery on the API function: answered by the front, so the management
-# app (FastAPI, its routes, the dashboard and its templates) is neither imported nor built.
+# app (FastAPI, its routes, the dashboard and its templates) is neither imported nor built;
+# and a descriptor connector's delivery calls no upstream, so no HTTP client stack (httpx
+# and what it stands on), no poll machinery and no health checks are loaded for it.
 NEVER_FOR_A_DELIVERY = (
     "fastapi",
     "jinja2",
@@ -106,6 +109,16 @@ NEVER_FOR_A_DELIVERY = (
     "ucf.web.api",
     "ucf.web.dashboard",
     "ucf.web.middleware",
+    "httpx",
+    "httpcore",
+    "h11",
+    "ucf.runtime.http",
+    "ucf.runtime.polling",
+    "ucf.runtime.sources",
+    "ucf.runtime.ssrf",
+    "ucf.service.poll",
+    "ucf.service.health",
+    "ucf.service.oauth",
     *NEVER_ON_FIRST_CALL[NEVER_ON_FIRST_CALL.index("httpx._main") :],
 )
 

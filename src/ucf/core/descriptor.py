@@ -264,6 +264,8 @@ class OAuth2Config(_AuthConfigBase):
 
 AUTH_METHOD_KEY: Final = "authMethod"
 """The credential naming the ``authAlternatives`` method an instance signs in with."""
+ACCESS_TOKEN_EXPIRES_AT: Final = "accessTokenExpiresAt"  # noqa: S105 - a key name
+"""Credentials key holding when the stored access token expires (ISO 8601 UTC)."""
 
 OAUTH_CONSENT_GRANT: Final = "refresh_token"
 """Connectors with this grant get their tokens from a user's consent (authorization code)."""

@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from ucf.core import descriptor as d
+from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
 from ucf.core.template import compile_template, plain, url_component
 from ucf.runtime.http import (
     AuthFailed,
@@ -66,9 +67,6 @@ __all__ = [
     "token_payload",
     "token_refusal",
 ]
-
-ACCESS_TOKEN_EXPIRES_AT: Final = "accessTokenExpiresAt"  # noqa: S105 - a key name
-"""Credentials key holding when the stored access token expires (ISO 8601 UTC)."""
 
 REFRESH_MARGIN: Final = timedelta(seconds=60)
 """Refresh this long before expiry, so a token never expires between check and use."""

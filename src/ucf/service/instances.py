@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ucf.core.descriptor import AUTH_METHOD_KEY, ConnectorDescriptor
-from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT
+from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY, ConnectorDescriptor
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
-from ucf.service.oauth import OAuthClients
+from ucf.service.oauth_clients import OAuthClients
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store

@@ -30,14 +30,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlencode
 
-from ucf.core.descriptor import ConnectorDescriptor, ConsentLookup, OAuth2Config
+from ucf.core.descriptor import ConsentLookup, OAuth2Config
 from ucf.core.jsonpath import MISSING, compile_path
 from ucf.runtime.auth import exchange_code, render_url
 from ucf.runtime.http import UpstreamError, parse_json, send_with_retries
-from ucf.runtime.redaction import SECRETS
 from ucf.runtime.ssrf import EgressDenied
-from ucf.service.connectors import Connector, ConnectorService
-from ucf.service.errors import NotFoundError, ServiceError, ValidationFailed
+from ucf.service.connectors import ConnectorService
+from ucf.service.errors import NotFoundError, ServiceError
+from ucf.service.oauth_clients import OAuthClients as OAuthClients
+from ucf.service.oauth_clients import RegisteredClient as RegisteredClient
+from ucf.service.oauth_clients import consent_of
 from ucf.stores.protocols import KeyValueStore
 from ucf.stores.secrets.base import SecretNotFound, SecretStore
 
@@ -72,16 +74,6 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _consent(connector: Connector) -> OAuth2Config:
-    config = connector.descriptor.consent()
-    if config is None:
-        raise ValidationFailed(
-            f"'{connector.id}' does not connect through an OAuth 2.0 consent "
-            "(its auth is not oauth2 with a user grant)"
-        )
-    return config
-
-
 def _looked_up(lookup: ConsentLookup, answer: Any, config: Mapping[str, str]) -> Any:
     """The value ``lookup`` reads from ``answer``: at ``path``, or, with ``wherePath``, at
     ``path`` in the first list element whose ``wherePath`` value is the instance's setting
@@ -98,79 +90,6 @@ def _looked_up(lookup: ConsentLookup, answer: Any, config: Mapping[str, str]) ->
         if not wanted or (isinstance(found, str) and found.rstrip("/") == wanted):
             return compile_path(lookup.path).first(element)
     return MISSING
-
-
-# --------------------------------------------------------------------------- the apps
-
-
-@dataclass(frozen=True, slots=True)
-class RegisteredClient:
-    """An operator's OAuth app for one connector (the secret stays in the secret store)."""
-
-    connector_id: str
-    client_id: str
-    secret_ref: str
-
-
-class OAuthClients:
-    """The OAuth apps operators registered, one per connector."""
-
-    def __init__(self, records: KeyValueStore, secrets: SecretStore) -> None:
-        self._records = records
-        self._secrets = secrets
-
-    @staticmethod
-    def _key(connector_id: str) -> str:
-        return f"oauth-client:{connector_id}"
-
-    async def get(self, connector_id: str, *, now: datetime) -> RegisteredClient | None:
-        record = await self._records.get(self._key(connector_id), now=now)
-        if record is None:
-            return None
-        client_id, ref = record.get("clientId"), record.get("secretRef")
-        if not isinstance(client_id, str) or not isinstance(ref, str):
-            return None
-        return RegisteredClient(connector_id, client_id, ref)
-
-    async def register(
-        self, connector: Connector, *, client_id: str, client_secret: str, now: datetime
-    ) -> RegisteredClient:
-        _consent(connector)
-        client_id, client_secret = client_id.strip(), client_secret.strip()
-        problems = [
-            {"path": name, "message": "must not be empty"}
-            for name, value in (("clientId", client_id), ("clientSecret", client_secret))
-            if not value
-        ]
-        if problems:
-            raise ValidationFailed("the OAuth client is not valid", problems)
-        SECRETS.add(client_secret)
-        current = await self.get(connector.id, now=now)
-        ref = await self._secrets.put(
-            current.secret_ref if current else None, {"clientSecret": client_secret}
-        )
-        await self._records.put(self._key(connector.id), {"clientId": client_id, "secretRef": ref})
-        return RegisteredClient(connector.id, client_id, ref)
-
-    async def credentials(
-        self, descriptor: ConnectorDescriptor, *, now: datetime
-    ) -> dict[str, str]:
-        """The registered app as the connector's credential fields (client id and secret),
-        or nothing when the connector has no consent flow or no app is registered."""
-        config = descriptor.consent()
-        if config is None:
-            return {}
-        client = await self.get(descriptor.id, now=now)
-        if client is None:
-            return {}
-        try:
-            stored = await self._secrets.get(client.secret_ref)
-        except SecretNotFound:
-            return {}
-        secret = stored.get("clientSecret", "")
-        if not secret:
-            return {}
-        return {config.client_id_key: client.client_id, config.client_secret_key: secret}
 
 
 # --------------------------------------------------------------------------- the consent
@@ -242,7 +161,7 @@ class OAuthFlows:
         """The provider's consent URL for a new flow (``session``: the dashboard session it
         is bound to; None for a flow started through the API)."""
         connector = await self._connectors.get(connector_id)
-        oauth = _consent(connector)
+        oauth = consent_of(connector)
         client = await self._clients.get(connector_id, now=now)
         if client is None:
             raise OAuthRefused(
@@ -310,7 +229,7 @@ class OAuthFlows:
             raise OAuthRefused("the provider's answer has no authorization code")
         project_id, connector_id = str(flow["project"]), str(flow["connector"])
         connector = await self._connectors.get(connector_id)
-        oauth = _consent(connector)
+        oauth = consent_of(connector)
         config = {str(k): str(v) for k, v in dict(flow.get("config") or {}).items()}
         app = await self._clients.credentials(connector.descriptor, now=now)
         if not app:

@@ -30,8 +30,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
+from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
 from ucf.stores.models import CheckpointMove, HealthState, InstanceRecord
 from ucf.stores.protocols import LeaseStore, RateLimitStore
@@ -106,11 +105,6 @@ POLL_ERRORS: Final = (
 )
 """What ends a poll as *failed* (the instance's fault or the upstream's). Store errors
 are ucf's own trouble and propagate: they say nothing about the instance's health."""
-
-
-def default_worker_id() -> str:
-    """``host:pid``: unique among live workers, readable in a lease table."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def lease_name(project_id: str, connector_id: str) -> str:

@@ -42,14 +42,13 @@ import time
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import quote
 
 from ucf.core.client_address import client_key
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.payload import payload_or_missing
 from ucf.core.webhook import map_delivery
-from ucf.runtime.http import UpstreamError
 from ucf.runtime.native import (
     Handshake,
     Malformed,
@@ -59,8 +58,6 @@ from ucf.runtime.native import (
     WebhookHandler,
     WebhookRequest,
 )
-from ucf.runtime.polling import ConfigError
-from ucf.runtime.sources import NativeSourceMissing, SourceContext
 from ucf.runtime.webhooks import (
     HandshakeResponse,
     Rejection,
@@ -71,12 +68,14 @@ from ucf.runtime.webhooks import (
 )
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
+from ucf.service.delivery_health import DeliveryReporter
 from ucf.service.errors import NotFoundError, ServiceError
-from ucf.service.health import DeliveryReporter
 from ucf.service.instance_secrets import InstanceSecrets
-from ucf.service.poll import instance_context, rate_gate_for, request_poll, rotation_writer
 from ucf.stores.errors import InvalidRecord
 from ucf.stores.models import InstanceRecord, RateDecision
+
+if TYPE_CHECKING:
+    from ucf.runtime.sources import SourceContext
 
 __all__ = [
     "Accepted",
@@ -638,6 +637,14 @@ class WebhookGateway:
         """A native connector's delivery: its handler verifies and maps, the gateway keeps
         every promise around it. Verification comes before the instance's budget is
         charged, so unsigned requests cannot spend a genuine sender's deliveries."""
+        # Only a native connector's delivery can call upstream or ask for a poll: the HTTP
+        # client stack and the poll machinery are loaded here, not for every delivery
+        # (a descriptor connector's on the Lambda API function never needs them).
+        from ucf.runtime.http import UpstreamError
+        from ucf.runtime.polling import ConfigError
+        from ucf.runtime.sources import NativeSourceMissing
+        from ucf.service.poll import instance_context, rate_gate_for, request_poll, rotation_writer
+
         connector = target.connector
         try:
             handler: WebhookHandler | None = connector.source.webhooks

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ucf.service.context import UcfContext
-from ucf.service.poll import default_worker_id
 from ucf.service.webhooks import WebhookGateway, webhook_path
+from ucf.service.worker_id import default_worker_id
 from ucf.web.metrics import Metrics
 from ucf.web.throttle import FailedAuthThrottle
 
