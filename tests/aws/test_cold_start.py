@@ -68,7 +68,7 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "ucf.core.validation",
         "ucf.core.sanitiser",
         "ucf.runtime.auth",
-    "ucf.runtime.http",
+        "ucf.runtime.http",
         "ucf.runtime.sources",
         "ucf.service.poll",
         "ucf.stores.secrets.aws",
@@ -101,7 +101,8 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # A webhook delivery on the API function: answered by the front, so the management
 # app (FastAPI, its routes, the dashboard and its templates) is neither imported nor built;
 # and a descriptor connector's delivery calls no upstream, so no HTTP client stack (httpx
-# and what it stands on), no poll machinery and no health checks are loaded for it.
+# and what it stands on), no poll machinery and no health checks are loaded for it; nor
+# Starlette (and anyio under it) for the request's base URL.
 NEVER_FOR_A_DELIVERY = (
     "fastapi",
     "jinja2",
@@ -109,6 +110,8 @@ NEVER_FOR_A_DELIVERY = (
     "ucf.web.api",
     "ucf.web.dashboard",
     "ucf.web.middleware",
+    "starlette",
+    "anyio",
     "httpx",
     "httpcore",
     "h11",

@@ -246,6 +246,23 @@ def test_delivery_headers_are_case_insensitive_and_the_first_of_repeats_wins() -
         {"scheme": "http", "headers": [], "server": ("::1", 8080)},
         {"scheme": "http", "headers": [(b"host", b"bad host!")], "server": ("10.0.0.2", 81)},
         {"scheme": "https", "headers": [(b"host", b"x.example")], "root_path": "/stage"},
+        {"scheme": "https", "headers": [(b"host", b"x.example")], "root_path": "/stage/"},
+        {"scheme": "http", "headers": [(b"host", b"[::1]:8000")], "server": ("::1", 8000)},
+        {"scheme": "http", "headers": [(b"host", b"[::zz]")], "server": ("10.0.0.3", 80)},
+        {"scheme": "http", "headers": [(b"host", b"[v1.fe80::a]")], "server": None},
+        {"scheme": "http", "headers": [(b"host", b"h.example:99999")], "server": ("h", 80)},
+        {"scheme": "http", "headers": [(b"host", b"h.example:000080")], "server": ("h", 80)},
+        {"scheme": "https", "headers": [(b"host", b"H.Example")], "server": ("::1", 443)},
+        {"scheme": "http", "headers": [(b"host", b"")], "server": ("10.0.0.4", 80)},
+        {"scheme": "http", "headers": [], "server": None, "root_path": "/a?b#c\\d"},
+        {"scheme": "http", "headers": [], "server": None, "root_path": "//evil"},
+        {
+            "scheme": "http",
+            "headers": [(b"host", b"h")],
+            "app_root_path": "/app",
+            "root_path": "/x",
+        },
+        {"scheme": "http", "headers": [(b"x-host", b"a"), (b"host", b"b"), (b"host", b"c")]},
     ],
 )
 def test_the_registered_url_base_is_starlettes_base_url(scope: dict[str, Any]) -> None:
