@@ -325,15 +325,21 @@ class SignalWrite:
             )
         raw_ts = self.signal.get("timestamp")
         try:
-            ts = datetime.fromisoformat(str(raw_ts).replace("Z", "+00:00"))
+            # Python 3.11 reads the "Z" of iso_utc's text itself: no copy with "+00:00".
+            ts = datetime.fromisoformat(
+                raw_ts if raw_ts.__class__ is str else str(raw_ts).replace("Z", "+00:00")
+            )
         except ValueError:
             raise InvalidRecord(
                 f"signal {sid} has timestamp {raw_ts!r}, not ISO 8601",
                 "use ucf.core.signal.iso_utc",
             ) from None
         object.__setattr__(self, "signal_id", sid)
-        object.__setattr__(self, "timestamp", utc(ts))
-        object.__setattr__(self, "received_at", utc(self.received_at))
+        # A poll writes a page of signals: skip the conversions when already in UTC.
+        object.__setattr__(self, "timestamp", ts if ts.tzinfo is UTC else utc(ts))
+        received = self.received_at
+        if received.tzinfo is not UTC:
+            object.__setattr__(self, "received_at", utc(received))
 
     @classmethod
     def of(
