@@ -6,11 +6,14 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.core.secret_examples import SHAPE_EXAMPLES
 from ucf.fakes import FakeResponse, FakeServer
 from ucf.runtime.http import HttpSettings, create_client
 from ucf.runtime.redaction import (
+    _RULES,
     HTTP_LIBRARY_LOGGERS,
     MASK,
     RedactionFilter,
@@ -235,3 +238,37 @@ def test_secret_registry_stays_bounded_and_keeps_the_newest_values() -> None:
     assert len(registry) == 3
     assert registry.redact("rotated-token-0000") == "rotated-token-0000"  # evicted
     assert "rotated-token-0004" not in registry.redact("x rotated-token-0004 y")
+
+
+_PIECES = [
+    *SHAPE_EXAMPLES.values(),
+    *(example[: len(example) // 2] for example in SHAPE_EXAMPLES.values()),
+    "Bearer ",
+    "Basic ",
+    "token=",
+    "?api_key=",
+    "https://user:pass@",
+    "Authorization: ",
+    "'authorization': '",
+    "(b'set-cookie', b'",
+    '"password": "',
+    "é",
+    "ß",
+    "_",
+    "-",
+    " ",
+    "\ud800",
+    "\n",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=6)), max_size=12))
+def test_skipping_rules_that_cannot_match_changes_nothing(parts: list[str]) -> None:
+    """Each rule runs only when its cheap test (a literal, or RE2 for the token shapes)
+    says it can match: the answer is the one every rule run on every text gives."""
+    text = "".join(parts)
+    reference = text
+    for pattern, replace, _possible in _RULES:
+        reference = pattern.sub(replace, reference)
+    assert redact(text, SecretRegistry()) == reference
