@@ -119,10 +119,46 @@ class _Writer:
         self.emit(f"{variable} = MISSING", 2)
 
     def _read_fan_out(self, variable: str, steps: tuple[Any, ...]) -> None:
-        """RFC 9535 segment by segment over the node list, as ``_FanOutPath.values``."""
-        self.emit(f"{variable} = [item]")
-        for step in steps:
-            if step is WILDCARD:
+        """RFC 9535 segment by segment over the node list, as ``_FanOutPath.values``.
+
+        A leading name is read as one value, not a one-node list, and a wildcard
+        followed by a name is one comprehension (``labels[*].name`` builds one list,
+        not three): the node lists these skip are never seen by anything else.
+        """
+        index = 0
+        if len(steps) > 1 and steps[0].__class__ is str and steps[1] is WILDCARD:
+            name = self.const(steps[0])
+            self.emit(
+                f"{variable} = item.get({name}, MISSING) if isinstance(item, dict) else MISSING"
+            )
+            children = (
+                f"({variable} if isinstance({variable}, list) "
+                f"else {variable}.values() if isinstance({variable}, dict) else ())"
+            )
+            if len(steps) > 2 and steps[2].__class__ is str:
+                field = self.const(steps[2])
+                self.emit(
+                    f"{variable} = [f for c in {children} if isinstance(c, dict) "
+                    f"and (f := c.get({field}, MISSING)) is not MISSING]"
+                )
+                index = 3
+            else:
+                self.emit(f"{variable} = list{children}")
+                index = 2
+        else:
+            self.emit(f"{variable} = [item]")
+        while index < len(steps):
+            step = steps[index]
+            index += 1
+            if step is WILDCARD and index < len(steps) and steps[index].__class__ is str:
+                name = self.const(steps[index])
+                index += 1
+                self.emit(
+                    f"{variable} = [f for n in {variable} for c in (n if isinstance(n, list) "
+                    "else n.values() if isinstance(n, dict) else ()) if isinstance(c, dict) "
+                    f"and (f := c.get({name}, MISSING)) is not MISSING]"
+                )
+            elif step is WILDCARD:
                 self.emit(
                     f"{variable} = [c for n in {variable} for c in (n if isinstance(n, list) "
                     "else n.values() if isinstance(n, dict) else ())]"
