@@ -250,9 +250,10 @@ def _summary(writer: _Writer, template_source: str) -> str:
     for placeholder, after in zip(template.placeholders, template.literals[1:], strict=True):
         value = writer.read(placeholder.name, item_is_dict=True)
         name = writer.const(placeholder.name)
+        # An int (an issue number) reads as str() does in template.plain: no call for it.
         pieces.append(
-            f"({value} if {value}.__class__ is str else {writer.const(m._summary_text)}"
-            f"({name}, {value}))"
+            f"({value} if {value}.__class__ is str else str({value}) if {value}.__class__ is int "
+            f"else {writer.const(m._summary_text)}({name}, {value}))"
         )
         if after:
             pieces.append(writer.const(after))
