@@ -71,7 +71,6 @@ class ApiFunction:
 
         from ucf.aws.config import AwsConfigError, load_api_token
         from ucf.runtime.redaction import SECRETS
-        from ucf.service.context import UcfContext
         from ucf.service.webhooks import WebhookGateway
         from ucf.web.front import FrontDoor, WebhookFront
         from ucf.web.metrics import Metrics
@@ -79,16 +78,12 @@ class ApiFunction:
 
         environ = self.container.environ
         try:
-            settings = self.container.settings()
             token = await load_api_token(environ)
+            context = await self.container.context()  # the one every function opens
         except AwsConfigError as error:
             log.error("the API cannot start: %s", error)
             raise
         SECRETS.add(token)
-        # As every function: the template made the table, and the secret store and
-        # the catalogue are opened by the first request that needs them.
-        context = await UcfContext.open(settings, on_demand=True, provisioned=True)
-        stack.push_async_callback(context.close)
         metrics = Metrics()
         state = WebState(
             context=context,
