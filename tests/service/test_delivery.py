@@ -360,6 +360,46 @@ async def test_cancelling_mid_batch_gives_the_batch_back_for_the_next_worker(
     assert order_violation(pipeline.batches(), ingested) is None
 
 
+@pytest.mark.parametrize("step", ["outbox.claim", "leases.acquire"])
+async def test_cancelled_inside_a_store_step_the_worker_still_hands_everything_over(
+    http_context: UcfContext,
+    pipeline: Pipeline,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    """The cancellation lands after the store claimed (or took the sink) but before the
+    worker heard back: the next worker must not wait for either to lapse."""
+    ingested = await ingest_interleaved(http_context, 2)
+    part_name, method = step.split(".")
+    part = getattr(http_context.store, part_name)
+    real = getattr(part, method)
+    done_in_store, go_on = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(*args: object, **kwargs: object) -> object:
+        result = await real(*args, **kwargs)
+        done_in_store.set()
+        await go_on.wait()
+        return result
+
+    monkeypatch.setattr(part, method, answer_late)
+    worker = http_worker(http_context, pipeline, client)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(done_in_store.wait(), timeout=5)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+
+    assert not await received(pipeline)
+    assert await http_context.store.leases.get("delivery:http", now=http_context.clock()) is None
+    successor = http_worker(http_context, pipeline, client, batch_size=4)
+    assert await successor.run_once() == 4  # nothing hidden, no lease to wait out
+    assert order_violation(pipeline.batches(), ingested) is None
+
+
 async def received(pipeline: Pipeline) -> bool:
     return bool(pipeline.server.requests_to("/signals"))
 

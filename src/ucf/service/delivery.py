@@ -36,12 +36,12 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -440,9 +440,12 @@ class DeliveryWorker:
         limit = self._retry_limit or self.batch_size
         self._outstanding = True  # from here until settled, entries may be hidden by our claim
         claimed_at = asyncio.get_running_loop().time()  # the claim's lease starts at ``now``
-        entries = await self.context.store.outbox.claim(
-            self.sink_name, limit=limit, lease=self.lease, now=now
+        entries, cancelled = await _to_the_end(
+            self.context.store.outbox.claim(self.sink_name, limit=limit, lease=self.lease, now=now)
         )
+        if cancelled:
+            await self._give_back(entries)
+            raise asyncio.CancelledError
         if not entries:
             self._outstanding = False
             return self.idle_seconds
@@ -460,14 +463,34 @@ class DeliveryWorker:
         now = self.context.clock()
         if self._lease_until is not None and self._lease_until - now > self.lease * 1.5:
             return True
-        held = await self.context.store.leases.acquire(
-            self.lease_name, self.owner, ttl=self._sink_lease_ttl, now=now
+        held, cancelled = await _to_the_end(
+            self.context.store.leases.acquire(
+                self.lease_name, self.owner, ttl=self._sink_lease_ttl, now=now
+            )
         )
         if held and not self.stats.active:
             log.info("delivery to %s: this worker is now the active one", self.sink_name)
         self.stats.active = held
         self._lease_until = now + self._sink_lease_ttl if held else None
+        if cancelled:
+            raise asyncio.CancelledError  # now known to hold it, so the stop hands it over
         return held
+
+    async def _give_back(self, entries: list[OutboxEntry]) -> None:
+        """Cancelled while claiming: whatever the claim took is claimable again at once."""
+        if entries:
+            try:
+                await self.context.store.outbox.release(
+                    self.sink_name,
+                    [entry.entry_id for entry in entries],
+                    retry_at=self.context.clock(),
+                )
+            except StoreError as error:  # hidden until the claim's lease ends; nothing lost
+                log.warning(
+                    "delivery to %s: could not give back a claim: %s", self.sink_name, error
+                )
+                return
+        self._outstanding = False
 
     async def _deliver(self, entries: list[OutboxEntry], claimed_at: float) -> float | None:
         """Deliver and settle one batch: None on success, else the backoff in seconds.
@@ -657,6 +680,28 @@ class DeliveryWorker:
             log.warning("delivery to %s: could not hand over the sink: %s", self.sink_name, error)
         self._lease_until = None
         self.stats.active = False
+
+
+Result = TypeVar("Result")
+
+
+async def _to_the_end(step: Coroutine[Any, Any, Result]) -> tuple[Result, bool]:
+    """Run a store step to its end even if the worker is cancelled meanwhile: its
+    result, and whether a cancellation came.
+
+    A cancelled await would leave the worker not knowing whether the store took the
+    sink lease or claimed entries, and its stop could then neither hand the sink
+    over nor give the entries back: the next worker would wait for both to lapse.
+    A step that fails after a cancellation re-raises the cancellation, never loses it.
+    """
+    task = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(task), False
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if task.cancelled() or task.exception() is not None:
+            raise
+        return task.result(), True
 
 
 # --------------------------------------------------------------------------- wiring
