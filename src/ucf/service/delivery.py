@@ -36,12 +36,12 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -56,6 +56,7 @@ from ucf.runtime.http import (
     send_with_retries,
 )
 from ucf.runtime.redaction import SECRETS
+from ucf.service.completion import to_the_end
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.stores.errors import StoreError
@@ -440,7 +441,7 @@ class DeliveryWorker:
         limit = self._retry_limit or self.batch_size
         self._outstanding = True  # from here until settled, entries may be hidden by our claim
         claimed_at = asyncio.get_running_loop().time()  # the claim's lease starts at ``now``
-        entries, cancelled = await _to_the_end(
+        entries, cancelled = await to_the_end(
             self.context.store.outbox.claim(self.sink_name, limit=limit, lease=self.lease, now=now)
         )
         if cancelled:
@@ -463,7 +464,7 @@ class DeliveryWorker:
         now = self.context.clock()
         if self._lease_until is not None and self._lease_until - now > self.lease * 1.5:
             return True
-        held, cancelled = await _to_the_end(
+        held, cancelled = await to_the_end(
             self.context.store.leases.acquire(
                 self.lease_name, self.owner, ttl=self._sink_lease_ttl, now=now
             )
@@ -680,28 +681,6 @@ class DeliveryWorker:
             log.warning("delivery to %s: could not hand over the sink: %s", self.sink_name, error)
         self._lease_until = None
         self.stats.active = False
-
-
-Result = TypeVar("Result")
-
-
-async def _to_the_end(step: Coroutine[Any, Any, Result]) -> tuple[Result, bool]:
-    """Run a store step to its end even if the worker is cancelled meanwhile: its
-    result, and whether a cancellation came.
-
-    A cancelled await would leave the worker not knowing whether the store took the
-    sink lease or claimed entries, and its stop could then neither hand the sink
-    over nor give the entries back: the next worker would wait for both to lapse.
-    A step that fails after a cancellation re-raises the cancellation, never loses it.
-    """
-    task = asyncio.ensure_future(step)
-    try:
-        return await asyncio.shield(task), False
-    except asyncio.CancelledError:
-        await asyncio.wait({task})
-        if task.cancelled() or task.exception() is not None:
-            raise
-        return task.result(), True
 
 
 # --------------------------------------------------------------------------- wiring

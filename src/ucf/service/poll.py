@@ -46,6 +46,7 @@ from ucf.runtime.poll_schedule import DEFAULT_LEASE_TTL as DEFAULT_LEASE_TTL
 from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
 from ucf.runtime.sources import NativeSourceMissing, Source, SourceContext
 from ucf.runtime.ssrf import EgressDenied
+from ucf.service.completion import to_the_end
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
@@ -348,9 +349,14 @@ class HeldLease:
         self._task: asyncio.Task[None] | None = None
 
     async def acquire(self) -> bool:
-        acquired = await self._leases.acquire(
-            self.name, self.owner, ttl=self._ttl, now=self._clock()
+        acquired, cancelled = await to_the_end(
+            self._leases.acquire(self.name, self.owner, ttl=self._ttl, now=self._clock())
         )
+        if cancelled:
+            if acquired:
+                with contextlib.suppress(Exception):  # it expires by itself if this fails
+                    await self._leases.release(self.name, self.owner)
+            raise asyncio.CancelledError
         if acquired:
             self._task = asyncio.create_task(self._keep(), name=f"renew {self.name}")
         return acquired
