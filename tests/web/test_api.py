@@ -450,6 +450,18 @@ async def test_metrics_count_requests_by_route_template(connected: Web) -> None:
     assert PROJECT not in text
 
 
+async def test_made_up_methods_share_one_metric_label(web: Web) -> None:
+    for method in ("FROB1", "FROB2", "PROPFIND"):
+        response = await web.client.request(method, "/api/connectors")
+        assert response.status_code == 405
+    text = (await web.client.get("/metrics")).text
+    assert (
+        'ucf_http_requests_total{method="OTHER",route="/api/connectors",status="405"} 3.0' in text
+    )
+    assert "FROB" not in text
+    assert "PROPFIND" not in text
+
+
 async def test_a_bug_is_a_json_500_with_the_request_id_never_a_traceback(
     connected: Web, monkeypatch: Any
 ) -> None:

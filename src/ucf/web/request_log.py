@@ -25,6 +25,13 @@ access = logging.getLogger("ucf.web.access")
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 UNMATCHED: Final = "unmatched"
+OTHER_METHOD: Final = "OTHER"
+_METHODS: Final = frozenset(
+    ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
+)
+"""RFC 9110's methods and PATCH: any other token a server passes on (uvicorn's h11
+mode passes every one) is counted and logged as ``OTHER``, so a client cannot
+grow the metric's label set, or fill the access log, with made-up methods."""
 
 
 def incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -42,6 +49,8 @@ def new_request_id() -> str:
 
 def record_request(metrics: Metrics, method: str, route: str, status: int, seconds: float) -> None:
     """Count the request by route template (never the raw path) and log its access line."""
+    if method not in _METHODS:
+        method = OTHER_METHOD
     metrics.observe_request(method, route, status, seconds)
     if not access.isEnabledFor(logging.INFO):
         return
