@@ -14,12 +14,15 @@ from hypothesis import strategies as st
 from tests.core.secret_examples import SHAPE_EXAMPLES
 from ucf.core.sanitiser import (
     _COMPILED,
+    _FORMAT_CHARACTERS,
     ELLIPSIS,
     InjectionRule,
     Sanitiser,
     SanitiserPolicy,
     SecretRule,
     _character_classes,
+    _format_characters,
+    _scan_format_characters,
     html_to_text,
     sanitise,
 )
@@ -484,6 +487,13 @@ def test_every_unicode_format_character_is_removed() -> None:
         char = chr(point)
         if unicodedata.category(char) == "Cf":
             assert _clean(f"a{char}b") == "ab", hex(point)
+
+
+def test_the_format_character_table_is_what_unicodedata_says() -> None:
+    """The table saves a cold start the scan; this Python's row must be the scan's answer
+    (a new Python's Unicode version: add its row, as ``_scan_format_characters()`` says)."""
+    assert unicodedata.unidata_version in _FORMAT_CHARACTERS
+    assert _format_characters() == _scan_format_characters()
 
 
 def test_escaped_invisible_characters_in_html_are_removed_too() -> None:
