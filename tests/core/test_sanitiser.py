@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from typing import Any
 
@@ -15,6 +16,8 @@ from tests.core.secret_examples import SHAPE_EXAMPLES
 from ucf.core.sanitiser import (
     _COMPILED,
     _FORMAT_CHARACTERS,
+    _LONG_BOUND,
+    DEFAULT_SECRET_RULES,
     ELLIPSIS,
     InjectionRule,
     Sanitiser,
@@ -22,6 +25,8 @@ from ucf.core.sanitiser import (
     SecretRule,
     _character_classes,
     _format_characters,
+    _gate,
+    _re2,
     _scan_format_characters,
     html_to_text,
     sanitise,
@@ -494,6 +499,55 @@ def test_the_format_character_table_is_what_unicodedata_says() -> None:
     (a new Python's Unicode version: add its row, as ``_scan_format_characters()`` says)."""
     assert unicodedata.unidata_version in _FORMAT_CHARACTERS
     assert _format_characters() == _scan_format_characters()
+
+
+GATED = [rule for rule in DEFAULT_SECRET_RULES if _gate(rule.pattern) != rule.pattern]
+
+
+def _long_repeats(pattern: str) -> int:
+    """Counted repetitions with an upper bound of 100 or more, as Python's parser reads them."""
+    found = 0
+    stack: list[object] = [re._parser.parse(pattern)]  # type: ignore[attr-defined]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, re._parser.SubPattern):  # type: ignore[attr-defined]
+            stack.extend(node.data)
+        elif isinstance(node, (tuple, list)):
+            if len(node) == 2 and str(node[0]) in ("MAX_REPEAT", "MIN_REPEAT"):
+                _, high, _ = node[1]
+                found += 100 <= high < re._constants.MAXREPEAT  # type: ignore[attr-defined]
+            stack.extend(node)
+    return found
+
+
+def test_the_detector_gates_change_only_repetition_bounds_outside_classes() -> None:
+    """Each long bound the gate drops is a repetition (never text inside a ``[...]``)."""
+    assert {rule.kind for rule in GATED} == {"url_password", "password"}
+    for rule in GATED:
+        assert len(_LONG_BOUND.findall(rule.pattern)) == _long_repeats(rule.pattern), rule.kind
+        assert _long_repeats(_gate(rule.pattern)) == 0
+
+
+@pytest.mark.parametrize("rule", GATED, ids=lambda rule: rule.kind)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_detector_gate_finds_whatever_its_rule_finds(
+    rule: SecretRule, data: st.DataObject
+) -> None:
+    gate = _re2(_gate(rule.pattern), "gate", capture=False)
+    exact = _re2(rule.pattern, "rule", capture=False)
+    text = data.draw(st.from_regex(rule.pattern, fullmatch=True))
+    prefix = data.draw(st.sampled_from(["", "x ", "see "]))
+    sample = prefix + text
+    if exact.search(sample) is not None:
+        assert gate.search(sample) is not None
+    long_run = data.draw(st.integers(257, 400))
+    beyond = (
+        f"https://{'u' * long_run}:{'p' * long_run}@host"
+        if rule.kind == "url_password"
+        else (f'password="{"p" * long_run}"')
+    )
+    assert gate.search(beyond) is not None  # a false alarm past the bound: the walk decides
 
 
 def test_escaped_invisible_characters_in_html_are_removed_too() -> None:
