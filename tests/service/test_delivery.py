@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -398,6 +399,44 @@ async def test_cancelled_inside_a_store_step_the_worker_still_hands_everything_o
     successor = http_worker(http_context, pipeline, client, batch_size=4)
     assert await successor.run_once() == 4  # nothing hidden, no lease to wait out
     assert order_violation(pipeline.batches(), ingested) is None
+
+
+async def test_cancelled_while_the_store_acknowledges_a_batch_the_sink_is_handed_over(
+    http_context: UcfContext,
+    pipeline: Pipeline,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The batch was delivered and the store removed it, but the stop landed before the
+    worker heard back (what start_delivery's stop does when it cancels right after the
+    outbox drained): the next worker must not wait for the sink lease to lapse."""
+    ingested = await ingest_interleaved(http_context, 1)
+    outbox = http_context.store.outbox
+    real_ack = outbox.ack
+    acked, go_on = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(*args: Any, **kwargs: Any) -> int:
+        removed = await real_ack(*args, **kwargs)
+        acked.set()
+        await go_on.wait()
+        return removed
+
+    monkeypatch.setattr(outbox, "ack", answer_late)
+    worker = http_worker(http_context, pipeline, client)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(acked.wait(), timeout=5)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+
+    assert await drained(http_context)
+    assert worker.stats.delivered == 2
+    assert await http_context.store.leases.get("delivery:http", now=http_context.clock()) is None
+    assert order_violation(pipeline.batches(), ingested) is None
+    assert len(pipeline.accepted) == 1, "the batch was delivered twice"
 
 
 async def received(pipeline: Pipeline) -> bool:

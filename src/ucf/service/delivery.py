@@ -596,8 +596,16 @@ class DeliveryWorker:
             await self.sink.deliver(entries)
 
     async def _acked(self, ids: list[str]) -> None:
+        """Remove a delivered batch from the outbox, then count it.
+
+        The ack runs to its end even when a stop cancels the worker meanwhile:
+        otherwise the worker would not know its claim is gone and would leave the
+        sink lease to lapse instead of handing it over (the cancellation is
+        re-raised once the bookkeeping is done).
+        """
+        cancelled = False
         try:
-            await self.context.store.outbox.ack(self.sink_name, ids)
+            _, cancelled = await to_the_end(self.context.store.outbox.ack(self.sink_name, ids))
         except StoreError as error:
             # Delivered but still pending: redelivered after the lease (at least once).
             log.warning("delivery to %s: ack failed: %s", self.sink_name, error)
@@ -609,6 +617,8 @@ class DeliveryWorker:
         self.stats.batches += 1
         self.stats.consecutive_failures = 0
         self.stats.last_error = None
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _failed(self, ids: list[str], error: Exception) -> float:
         self.stats.failures += 1
