@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 
 from ucf.fakes.graph import CLIENT_ID, CLIENT_SECRET, MAILBOX, TENANT, GraphFake
-from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer, Fault
+from ucf.runtime.http import HttpSettings
 from ucf.runtime.native import MAINTENANCE_EVERY
 from ucf.service.context import UcfContext
 from ucf.service.maintenance import maintain_instance, maintenance_lease
 from ucf.service.scheduler import Scheduler
 from ucf.service.webhooks import webhook_path
 
+from .delivery_support import eventually
 from .poll_support import settings_for
 
 
@@ -109,3 +111,52 @@ async def test_a_scheduler_that_lives_one_tick_still_runs_upkeep_once_per_period
 
     assert (first, second, after_the_period) == (1, 0, 1)
     assert len(graph.subscriptions) == 1
+
+
+async def test_a_stopped_scheduler_returns_only_once_upkeep_in_flight_let_go_of_its_lease(
+    tmp_path: Path, graph: GraphFake, gateway: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ucf serve`` and ``ucf worker`` close the store as soon as the scheduler returns:
+    an upkeep abandoned at the stop must have released its lease by then, or every
+    worker waits for it to lapse (and on SQLite its release reopened the closed file)."""
+    patient = HttpSettings(connect_timeout=2, read_timeout=30, max_retries=0)
+    settings = dataclasses.replace(
+        settings_for(tmp_path, sink=False, http=patient), public_url=gateway.base_url
+    )
+    async with await UcfContext.open(settings) as context:
+        await context.instances.create(
+            "p",
+            "outlook",
+            credentials={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+            config=app_only_mailbox(graph),
+        )
+        graph.server.inject(Fault.slow(20), path="/v1.0/subscriptions")
+        leases = context.store.leases
+        real_release = leases.release
+        releasing, let_go = asyncio.Event(), asyncio.Event()
+
+        async def release_late(name: str, owner: str) -> None:
+            if name.startswith("maintain:"):
+                releasing.set()
+                await let_go.wait()
+            await real_release(name, owner)
+
+        monkeypatch.setattr(leases, "release", release_late)
+        scheduler = Scheduler(context, "worker-a")
+        task = asyncio.create_task(scheduler.run())
+
+        async def upkeep_asked_graph() -> bool:
+            return bool(graph.server.requests_to("/v1.0/subscriptions"))
+
+        await eventually(upkeep_asked_graph, what="the upkeep")
+        scheduler.stop()
+        await asyncio.wait_for(releasing.wait(), timeout=10)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        returned_early = task.done()
+        let_go.set()
+        await asyncio.wait_for(task, timeout=30)
+        lease = await leases.get(maintenance_lease("p", "outlook"), now=context.clock())
+
+    assert not returned_early, "run() returned while the upkeep still held its lease"
+    assert lease is None

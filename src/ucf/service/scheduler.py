@@ -52,7 +52,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ucf.runtime.health import HealthPolicy, Outcome, retry_delay
 from ucf.runtime.native import MAINTENANCE_EVERY
@@ -480,10 +480,10 @@ class Scheduler:
                 await self._sleep_until(upcoming)
         finally:
             await self._finish(list(self._running.values()))
-            if self._maintenance is not None:
-                self._maintenance.cancel()
-            for check in list(self._checking.values()):
-                check.cancel()  # a health check writes one observation at its very end
+            # Upkeep and idle health checks are abandoned (a check writes one observation
+            # at its very end; upkeep is redone next period), but only once each has let
+            # go of its lease: the caller closes the store as soon as we return.
+            await _cancel_and_wait([self._maintenance, *self._checking.values()])
             log.info("scheduler %s stopped", self.worker_id)
 
     async def _sleep_until(self, moment: datetime) -> None:
@@ -514,6 +514,15 @@ class Scheduler:
         await asyncio.wait(tasks, timeout=self.policy.shutdown_grace)
         for task in tasks:
             task.cancel()  # abandons the page in flight: its ingest is atomic, the CAS after it
+
+
+async def _cancel_and_wait(tasks: list[asyncio.Task[Any] | None]) -> None:
+    """Cancel ``tasks`` and wait until each has run its clean-up (a lease release)."""
+    live = [task for task in tasks if task is not None and not task.done()]
+    for task in live:
+        task.cancel()
+    if live:
+        await asyncio.wait(live)
 
 
 def _log_result(result: PollResult) -> None:
