@@ -387,6 +387,47 @@ async def test_a_rotated_refresh_token_is_persisted_before_the_new_token_is_used
     assert persisted.saved[-1]["refreshToken"] == "refresh-3"
 
 
+async def test_a_deadline_that_cuts_the_save_of_a_rotated_token_leaves_the_retry_the_live_one(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    """The attempt deadline lands while the rotated refresh token is being saved: the
+    save goes on, and the retry must use the new token, not the one the provider has
+    already killed (that would fail the poll as "credentials refused" and back it off)."""
+    saved: list[dict[str, str]] = []
+    request: asyncio.Task[httpx.Response] | None = None
+
+    async def save_after_the_deadline(credentials: dict[str, str]) -> None:
+        assert request is not None
+        # Until the deadline cancels the request (no event says so; the flag stays up
+        # while the cancelled request waits for this save, so the look cannot miss it).
+        while not request.cancelling() and not request.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        saved.append(credentials)
+
+    credentials = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    flow = build_auth(
+        oauth(server),
+        credentials,
+        token_client=client,
+        on_rotate=save_after_the_deadline,
+        now=lambda: NOW,
+    )
+    settings = HttpSettings(read_timeout=2, attempt_timeout=2, max_retries=1, backoff_base=0.01)
+    request = asyncio.create_task(
+        send_with_retries(
+            client,
+            client.build_request("GET", server.url("/api/me")),
+            settings=settings,
+            auth=flow,
+        )
+    )
+    response = await asyncio.wait_for(request, timeout=30)
+
+    assert response.json() == {"ok": True}
+    assert [call["refresh_token"] for call in provider.token_calls] == [["refresh-1"]]
+    assert [entry["refreshToken"] for entry in saved] == ["refresh-2"]
+
+
 async def test_concurrent_requests_with_an_expired_token_share_one_refresh(
     server: FakeServer, provider: Provider, client: httpx.AsyncClient
 ) -> None:

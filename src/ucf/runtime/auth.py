@@ -41,6 +41,7 @@ import httpx
 from ucf.core import descriptor as d
 from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
 from ucf.core.template import compile_template, plain, url_component
+from ucf.runtime.completion import to_the_end
 from ucf.runtime.http import (
     AuthFailed,
     HttpSettings,
@@ -230,7 +231,6 @@ class OAuth2Flow(httpx.Auth):
         self._settings = settings
         self._sleep = sleep
         self._lock = asyncio.Lock()
-        self._persisting: asyncio.Future[None] | None = None
         for value in self._credentials.values():
             SECRETS.add(value)
 
@@ -330,14 +330,17 @@ class OAuth2Flow(httpx.Auth):
             else:
                 updated[key] = value
         access_token = updated[config.access_token_key]
+        cancelled = False
         if self._on_rotate is not None:
             # Persist first: after a rotation the old refresh token is already dead.
-            # Shielded, and kept referenced: a deadline that cancels this request
-            # must not cancel the write, or the only live refresh token is lost.
-            self._persisting = asyncio.ensure_future(self._on_rotate(dict(updated)))
-            await asyncio.shield(self._persisting)
+            # Run to its end: a deadline that cancels this request must not cancel the
+            # write (the only live refresh token would be lost), and once it is saved
+            # this flow must hold it too, or the request's retry presents the dead one.
+            _, cancelled = await to_the_end(self._on_rotate(dict(updated)))
         self._credentials.clear()
         self._credentials.update(updated)
+        if cancelled:
+            raise asyncio.CancelledError
         return access_token
 
 
