@@ -21,10 +21,15 @@ from ucf.stores.models import epoch_ms
 BASE = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-async def open_context(data_dir: Path, **env: str) -> UcfContext:
-    """A real embedded ucf (SQLite, local secrets) with the sinks ``env`` configures."""
+async def open_context(
+    data_dir: Path, *, clock: Callable[[], datetime] | None = None, **env: str
+) -> UcfContext:
+    """A real embedded ucf (SQLite, local secrets) with the sinks ``env`` configures; on
+    ``clock`` (the store's time: leases, claims, backoffs) when given."""
     settings = Settings.from_env({"UCF_ALLOW_HOSTS": "127.0.0.1", **env}, data_dir=data_dir)
-    return await UcfContext.open(settings)
+    if clock is None:
+        return await UcfContext.open(settings)
+    return await UcfContext.open(settings, clock=clock)
 
 
 def mapped(

@@ -16,7 +16,7 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -239,17 +239,26 @@ async def test_an_unauthorised_pipeline_parks_nothing_the_queue_waits(
 
 
 async def test_a_failing_batch_holds_back_the_rest_of_its_instance(
-    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+    tmp_path: Path, pipeline: Pipeline, client: httpx.AsyncClient
 ) -> None:
-    ingested = await ingest_interleaved(http_context, 3)
-    pipeline.server.inject(Fault.status(503), path="/signals", times=2)
-    worker = http_worker(http_context, pipeline, client, backoff=Backoff(base=0.3, cap=1))
+    # The store's clock, not the wall's: on a busy machine the 0.3 s backoff could end
+    # before the second look, which would then rightly deliver.
+    now = [datetime.now(UTC)]
+    async with await open_context(
+        tmp_path, clock=lambda: now[0], UCF_SINK_HTTP=pipeline.url
+    ) as context:
+        ingested = await ingest_interleaved(context, 3)
+        now[0] = datetime.now(UTC)  # every signal is due (ingested on the wall clock)
+        pipeline.server.inject(Fault.status(503), path="/signals", times=2)
+        worker = http_worker(context, pipeline, client, backoff=Backoff(base=0.3, cap=1))
 
-    assert await worker.run_once() == 0  # first batch failed: nothing later is attempted
-    assert pipeline.accepted == []
-    assert await worker.run_once() == 0, "a released batch was retried before its backoff"
-    await asyncio.sleep(0.35)
-    assert await worker.run_once() == 6
+        assert await worker.run_once() == 0  # first batch failed: nothing later is attempted
+        assert len(pipeline.server.requests_to("/signals")) == 2  # tried, and retried once
+        assert pipeline.accepted == []
+        now[0] += timedelta(seconds=0.29)
+        assert await worker.run_once() == 0, "a released batch was retried before its backoff"
+        now[0] += timedelta(seconds=0.02)
+        assert await worker.run_once() == 6
 
     assert order_violation(pipeline.batches(), ingested) is None
     assert [len(b) for b in pipeline.batches()] == [3, 3]

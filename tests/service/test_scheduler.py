@@ -415,18 +415,24 @@ async def test_an_instance_leased_by_a_crashed_worker_waits_for_the_lease_to_exp
     tmp_path: Path, feeds: tuple[FakeServer, Feeds]
 ) -> None:
     server, fake = feeds
-    async with await open_context(tmp_path) as context:
+    # The store's clock, not the wall's: on a busy machine a real 0.3 s lease could lapse
+    # before the first look, and the "blocked" poll would run.
+    now = [datetime.now(UTC)]
+    async with await open_context(tmp_path, clock=lambda: now[0]) as context:
         await add_feeds(context, server, 1)
         await context.store.leases.acquire(
             lease_name("project-f0", "feed"),
             "dead-worker",
-            ttl=timedelta(seconds=0.3),
+            ttl=timedelta(seconds=30),
             now=context.clock(),
         )
         blocked = await Scheduler(context, "w1", 1).run_once()
-        await asyncio.sleep(0.35)
+        now[0] += timedelta(seconds=29)
+        still_blocked = await Scheduler(context, "w1", 1).run_once()
+        now[0] += timedelta(seconds=2)
         resumed = await Scheduler(context, "w1", 1).run_once()
     assert [r.status for r in blocked] == ["skipped"]
+    assert [r.status for r in still_blocked] == ["skipped"]
     assert [r.status for r in resumed] == ["ok"]
     assert fake.first_pages["f0"] == 1
 
