@@ -142,11 +142,11 @@ def test_rate_limited_fault_carries_provider_headers_and_body(server: FakeServer
 
 
 def test_slow_fault_outlasts_a_read_timeout(server: FakeServer) -> None:
-    server.inject(Fault.slow(1.0))
+    server.inject(Fault.slow(30.0))
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         httpx.get(server.url("/repos/a/b/issues"), timeout=httpx.Timeout(2.0, read=0.2))
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 15  # the client gave up, not the 30 s answer
 
 
 def test_truncated_fault_declares_more_than_it_sends(server: FakeServer) -> None:
