@@ -126,6 +126,7 @@ def test_a_full_session_survives_a_restart_and_never_leaks_a_secret(
             # Webhooks.
             hook = webhook_path()
             valid = sign(ticket_event("T-100"), delivery="d-1")
+            bucket_opened = time.monotonic()  # the instance's bucket is full until now
             first = http.post(hook, content=valid.body, headers=valid.headers)
             assert first.json() == {"received": 1, "inserted": 1, "duplicates": 0}
             duplicate = http.post(hook, content=valid.body, headers=valid.headers)
@@ -148,17 +149,24 @@ def test_a_full_session_survives_a_restart_and_never_leaks_a_secret(
             assert chunked.json()["error"]["code"] == "payload_too_large"
 
             # The limit is 6 a minute: the 2 verified above took 2 (the refused ones are
-            # charged to their sender), so the 5th from now is refused.
+            # charged to their sender), so 4 more pass and the next is refused; plus one
+            # per 10 s the bucket regained meanwhile (a loaded machine may take that long).
             statuses = []
-            for n in range(5):
+            for n in range(12):
                 burst = sign(ticket_event(f"B-{n}"), delivery=f"burst-{n}")
                 statuses.append(http.post(hook, content=burst.body, headers=burst.headers))
-            assert [r.status_code for r in statuses] == [200, 200, 200, 200, 429]
-            assert int(statuses[-1].headers["retry-after"]) >= 1
+                if statuses[-1].status_code == 429:
+                    break
             emptied = time.monotonic()
+            regained_meanwhile = int((emptied - bucket_opened) * 6 / 60)
+            *passed, refused = statuses
+            assert [r.status_code for r in passed] == [200] * len(passed)
+            assert 4 <= len(passed) <= 4 + regained_meanwhile, [r.status_code for r in statuses]
+            assert refused.status_code == 429
+            assert int(refused.headers["retry-after"]) >= 1
 
             status = http.get(f"{INSTANCE}/status").json()
-            assert status["signals"]["last24h"] == TICKETS + 5
+            assert status["signals"]["last24h"] == TICKETS + 1 + len(passed)
             assert status["healthState"] == "healthy"
             metrics = http.get("/metrics").text
             assert 'reason="signature_mismatch"' in metrics
