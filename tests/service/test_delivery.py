@@ -14,6 +14,7 @@ import secrets
 import signal
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from ucf.fakes import FakeServer, Fault
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
+from ucf.fakes.kit import CallNext
 from ucf.runtime.http import HttpSettings
 from ucf.service.context import UcfContext
 from ucf.service.delivery import (
@@ -77,6 +79,19 @@ async def http_context(tmp_path: Path, pipeline: Pipeline) -> AsyncIterator[UcfC
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(trust_env=False) as http:
         yield http
+
+
+class Gate(Fault):
+    """Holds a request until the test opens the gate: a batch that is still in flight."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+
+    async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
+        await asyncio.to_thread(self.opened.wait, 30)
+        return await call_next()
 
 
 def http_worker(
@@ -332,12 +347,16 @@ async def test_stop_finishes_the_batch_in_flight_and_hands_the_sink_over_at_once
     http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
 ) -> None:
     ingested = await ingest_interleaved(http_context, 3)
-    pipeline.server.inject(Fault.slow(0.3), path="/signals")
+    # Held until the stop, not for a fixed time: on a busy machine a slow answer could
+    # end before the test stops the worker, and a second batch would go out.
+    gate = Gate()
+    pipeline.server.inject(gate, path="/signals")
     worker = http_worker(http_context, pipeline, client, http=HttpSettings(read_timeout=2))
 
     task = asyncio.create_task(worker.run())
     await eventually(lambda: received(pipeline), what="the first POST")
     worker.stop()
+    gate.opened.set()
     await task
 
     assert len(pipeline.accepted) == 1
