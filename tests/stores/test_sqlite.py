@@ -7,6 +7,7 @@ import contextlib
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -302,6 +303,36 @@ async def test_a_write_that_fails_inside_a_group_fails_alone_and_leaves_nothing(
     assert isinstance(failed, ValueError)
     assert group_db.commits == before + 1, "the three were one group"
     assert _names(group_db.path, "parent") == {"a", "b"}
+
+
+async def test_a_caller_cancelled_mid_commit_gets_no_answer_and_costs_the_others_nothing(
+    group_db: Database,
+) -> None:
+    """A webhook request cancelled (a shutdown) while its write is being committed with
+    others': it is never told "stored" (so never acknowledged), and the writes it shared
+    the transaction with are committed and answered as if it had never been there."""
+    on_the_thread, go_on = threading.Event(), threading.Event()
+
+    def held(conn: sqlite3.Connection) -> str:
+        on_the_thread.set()
+        go_on.wait(10)
+        return _insert("parent", "a")(conn)
+
+    first = asyncio.create_task(group_db.write(held))
+    cancelled = asyncio.create_task(group_db.write(_insert("parent", "b")))
+    last = asyncio.create_task(group_db.write(_insert("parent", "c")))
+    before = group_db.commits
+    await asyncio.to_thread(on_the_thread.wait, 10)  # the group is on the store's thread
+    cancelled.cancel()
+    go_on.set()
+
+    assert (await first, await last) == ("a", "c")
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert group_db.commits == before + 1, "the three were one group"
+    # Its write was in the transaction already: stored, unacknowledged; a redelivery
+    # is a duplicate the dedup key absorbs, never a loss.
+    assert _names(group_db.path, "parent") == {"a", "b", "c"}
 
 
 async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
