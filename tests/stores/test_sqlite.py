@@ -335,6 +335,22 @@ async def test_a_caller_cancelled_mid_commit_gets_no_answer_and_costs_the_others
     assert _names(group_db.path, "parent") == {"a", "b", "c"}
 
 
+async def test_a_write_asked_for_before_the_close_is_committed_and_the_file_stays_closed(
+    tmp_path: Path,
+) -> None:
+    db = Database(tmp_path / "closing.db", migrations=_GROUP_SCHEMA)
+    await db.open()
+    queued = asyncio.create_task(db.write(_insert("parent", "last words")))
+    await asyncio.sleep(0)  # queued, not yet committed
+    await db.close()
+
+    assert queued.done(), "close() returned before the write it was asked after"
+    assert await queued == "last words"
+    assert _names(tmp_path / "closing.db", "parent") == {"last words"}
+    # The last connection closed checkpoints and removes the WAL: none was reopened.
+    assert not (tmp_path / "closing.db-wal").exists()
+
+
 async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
     group_db: Database,
 ) -> None:

@@ -222,8 +222,17 @@ class Database:
         return await self._submit(run)
 
     async def close(self) -> None:
+        """Commit the writes already asked for, then close the file.
+
+        A write still queued (a shutdown closes the store right after the tasks it
+        cancelled queued their lease releases) would otherwise run after the close,
+        reopen the file and leave that connection open for the life of the process.
+        """
         if self._executor is None:
             return
+        queue = self._queues.get(asyncio.get_running_loop())
+        if queue is not None and queue.committer is not None:
+            await asyncio.wait({queue.committer})
         await self._submit(self._close)
         self._executor.shutdown(wait=True)
         self._executor = None
