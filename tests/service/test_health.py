@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -167,6 +168,44 @@ async def test_a_check_spends_the_instances_rate_budget_like_a_poll_request(
         ).allowed:
             taken += 1
         assert taken == capacity - 1
+
+
+async def test_a_token_the_store_grants_slowly_is_used_not_wasted_as_a_spent_budget(
+    tmp_path: Path, fake: GitHubFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget is there but the store answers after the check's token wait (a busy
+    SQLite file, a throttled DynamoDB): the token it granted must serve the check, not
+    be thrown away while the check reports the budget spent."""
+    async with await open_context(tmp_path, clock=lambda: T0) as context:
+        await connect_github(context, fake.base_url)
+        buckets = context.store.rate_limits
+        real_draw = buckets.try_acquire
+
+        async def slow_draw(*args: Any, **kwargs: Any) -> Any:
+            granted = await real_draw(*args, **kwargs)
+            await asyncio.sleep(0.25)  # the store's answer comes after the 0.05 s wait
+            return granted
+
+        monkeypatch.setattr(buckets, "try_acquire", slow_draw)
+        result = await health.test_connection(
+            context, "p1", "github-issues", token_wait=timedelta(seconds=0.05)
+        )
+        monkeypatch.undo()
+
+        assert (result.ok, result.recorded) == (True, True), result.error
+        assert len(fake.server.requests_to("/rate_limit")) == 1
+        capacity, refill = bucket_for_rpm(60)
+        left = 0
+        while (
+            await buckets.try_acquire(
+                rate_bucket("p1", "github-issues"),
+                capacity=capacity,
+                refill_per_second=refill,
+                now=T0,
+            )
+        ).allowed:
+            left += 1
+        assert left == capacity - 1, "one token, the one the check used"
 
 
 async def test_a_check_waits_a_bounded_time_for_a_spent_budget_and_then_records_nothing(

@@ -99,11 +99,7 @@ def _not_run(context: UcfContext, record: InstanceRecord, why: str) -> Connectio
 
 async def _token(gate: StoreRateGate, wait: timedelta) -> bool:
     """One token of the instance's bucket within ``wait``; False if the budget stays spent."""
-    try:
-        await asyncio.wait_for(gate.acquire(), wait.total_seconds())
-    except TimeoutError:
-        return False
-    return True
+    return await gate.acquire_within(wait.total_seconds())
 
 
 def outcome_of_check(result: HealthResult, policy: HealthPolicy) -> Outcome:

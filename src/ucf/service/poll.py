@@ -269,17 +269,42 @@ class StoreRateGate:
     async def acquire(self) -> float:
         waited = 0.0
         while True:
-            decision = await self._buckets.try_acquire(
-                self._key,
-                capacity=self._capacity,
-                refill_per_second=self._refill,
-                now=self._clock(),
-            )
-            if decision.allowed:
+            delay = await self._draw()
+            if delay is None:
                 return waited
-            delay = min(max(decision.retry_after_seconds, 0.005), 60.0)
             await self._sleep(delay)
             waited += delay
+
+    async def acquire_within(self, seconds: float) -> bool:
+        """A token if one comes within ``seconds`` of waiting; False when the budget
+        stays spent that long (known at once from the bucket's refill time).
+
+        Never gives up in the middle of a draw, as a timeout around :meth:`acquire`
+        would: the store may have granted the token just as the timeout cancelled
+        the call, and the caller would report the budget spent while the token it
+        was given went to waste.
+        """
+        waited = 0.0
+        while True:
+            delay = await self._draw()
+            if delay is None:
+                return True
+            if waited + delay > seconds:
+                return False
+            await self._sleep(delay)
+            waited += delay
+
+    async def _draw(self) -> float | None:
+        """One token now (None), or how long to wait before the next try."""
+        decision = await self._buckets.try_acquire(
+            self._key,
+            capacity=self._capacity,
+            refill_per_second=self._refill,
+            now=self._clock(),
+        )
+        if decision.allowed:
+            return None
+        return min(max(decision.retry_after_seconds, 0.005), 60.0)
 
 
 def rate_gate_for(
