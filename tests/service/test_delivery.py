@@ -15,7 +15,7 @@ import signal
 import sys
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from ucf.runtime.http import HttpSettings
 from ucf.service.context import UcfContext
 from ucf.service.delivery import (
     Backoff,
+    DeliveryFailed,
     DeliveryWorker,
     HttpPostSink,
     JsonlFileSink,
@@ -39,6 +40,7 @@ from ucf.service.delivery import (
     start_delivery,
     stop_delivery,
 )
+from ucf.stores.models import OutboxEntry
 
 from .delivery_support import (
     BASE,
@@ -465,6 +467,54 @@ async def test_cancelled_while_the_store_acknowledges_a_batch_the_sink_is_handed
     assert await http_context.store.leases.get("delivery:http", now=http_context.clock()) is None
     assert order_violation(pipeline.batches(), ingested) is None
     assert len(pipeline.accepted) == 1, "the batch was delivered twice"
+
+
+class RefusesTheFirst:
+    """A sink that knows per entry (SQS, EventBridge): it took every signal of a batch
+    but the first, which it refused for good."""
+
+    def __init__(self) -> None:
+        self.taken: list[str] = []
+
+    async def deliver(self, entries: Sequence[OutboxEntry]) -> None:
+        first, *rest = entries
+        self.taken += [entry.entry_id for entry in rest]
+        raise DeliveryFailed("refused one", refused={first.entry_id: "too large"})
+
+
+async def test_cancelled_while_parking_a_refused_signal_the_batch_is_still_settled(
+    http_context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop lands while the store parks the one signal the sink refused: the signals
+    it took must still be acknowledged (not sent again after the claim lapses) and the
+    sink handed over (not left to lapse)."""
+    await ingest_interleaved(http_context, 2)
+    outbox = http_context.store.outbox
+    real_park = outbox.park
+    parked, go_on = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(*args: Any, **kwargs: Any) -> int:
+        moved = await real_park(*args, **kwargs)
+        parked.set()
+        await go_on.wait()
+        return moved
+
+    monkeypatch.setattr(outbox, "park", answer_late)
+    sink = RefusesTheFirst()
+    worker = DeliveryWorker(http_context, "http", sink, batch_size=4, idle_seconds=0.02)
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(parked.wait(), timeout=5)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+
+    lag = (await outbox_lag(http_context))["http"]
+    assert (lag.pending, lag.parked) == (0, 1), "what the sink took waits to be sent again"
+    assert len(sink.taken) == 3
+    assert await http_context.store.leases.get("delivery:http", now=http_context.clock()) is None
 
 
 async def received(pipeline: Pipeline) -> bool:

@@ -507,7 +507,11 @@ class DeliveryWorker:
             raise
         except DeliveryFailed as error:
             if error.refused is not None:
-                await self._settle_refused(entries, error.refused)
+                # Settled to the end even if a stop comes meanwhile: the sink took the
+                # others, so they must be acknowledged, not sent again after the claim.
+                _, cancelled = await to_the_end(self._settle_refused(entries, error.refused))
+                if cancelled:
+                    raise asyncio.CancelledError from None
                 return None
             if error.rejected:
                 return await self._sort_out(entries, claimed_at)
