@@ -258,6 +258,37 @@ async def test_a_poll_cancelled_while_taking_its_lease_leaves_no_lease_behind(
     assert result.status != "skipped"
 
 
+async def test_a_poll_cancelled_twice_while_taking_its_lease_still_leaves_no_lease_behind(
+    context: UcfContext, fake: GitHubFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C twice, or the shutdown grace running out after a first cancellation: the
+    second one lands while the poll waits for the store's answer to the first."""
+    await connect_github(context, fake.base_url)
+    leases = context.store.leases
+    real_acquire = leases.acquire
+    granted, go_on = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(*args: Any, **kwargs: Any) -> bool:
+        held = await real_acquire(*args, **kwargs)
+        granted.set()
+        await go_on.wait()
+        return held
+
+    monkeypatch.setattr(leases, "acquire", answer_late)
+    task = asyncio.create_task(poll_instance(context, "p1", "github-issues", owner="me"))
+    await asyncio.wait_for(granted.wait(), timeout=5)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.undo()
+
+    assert await leases.get(lease_name("p1", "github-issues"), now=context.clock()) is None
+
+
 async def test_a_checkpoint_moved_by_someone_else_stops_the_poll_without_overwriting_it(
     context: UcfContext, fake: GitHubFake
 ) -> None:

@@ -15,6 +15,7 @@ the one the provider has already killed. Hence this module sits in the runtime
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -27,13 +28,17 @@ async def to_the_end(step: Awaitable[Result]) -> tuple[Result, bool]:
     The caller settles what the result says it holds, then raises
     :class:`asyncio.CancelledError` itself when the flag is set. A step that
     fails (or is cancelled itself) after a cancellation re-raises the
-    cancellation, so it is never lost.
+    cancellation, so it is never lost. Further cancellations while the step
+    ends (a second Ctrl-C, a shutdown grace running out) change nothing: the
+    caller still learns what the step did, and raises one cancellation.
     """
     task = asyncio.ensure_future(step)
     try:
         return await asyncio.shield(task), False
     except asyncio.CancelledError:
-        await asyncio.wait({task})
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({task})
         if task.cancelled() or task.exception() is not None:
             raise
         return task.result(), True
