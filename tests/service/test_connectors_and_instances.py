@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,86 @@ async def test_instance_keeps_credentials_in_the_secret_store_and_shows_them_mas
     assert record.credential_secret_ref is not None
     assert token not in json.dumps(record.config)
     assert await context.instances.credentials(record) == {"token": token}
+
+
+async def test_a_connect_cancelled_while_the_store_creates_the_instance_keeps_its_secret(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown cancels the request after the store created the instance but before it
+    heard back: the instance must keep the credentials it was created with, not point
+    at a secret the clean-up deleted (no credentials, no webhook URL, and a "conflict"
+    for every attempt to connect it again)."""
+    token = "ghp_" + "B" * 36
+    instances = context.store.instances
+    real_create = instances.create
+    created, go_on = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(*args: Any, **kwargs: Any) -> Any:
+        record = await real_create(*args, **kwargs)
+        created.set()
+        await go_on.wait()
+        return record
+
+    monkeypatch.setattr(instances, "create", answer_late)
+    request = asyncio.create_task(
+        context.instances.create(
+            "proj-c",
+            "github-issues",
+            credentials={"token": token},
+            config={"owner": "o", "repo": "r"},
+        )
+    )
+    await asyncio.wait_for(created.wait(), timeout=5)
+    request.cancel()
+    await asyncio.sleep(0.01)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    monkeypatch.undo()
+
+    record = await context.instances.record("proj-c", "github-issues")
+    assert await context.instances.credentials(record) == {"token": token}
+    assert (await context.instances.secrets(record)).hook_id is not None
+
+
+async def test_a_disconnect_cancelled_after_the_instance_went_still_forgets_its_checkpoint(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled once the store deleted the instance: its checkpoint and its secret go
+    too, or connecting the project again would resume from the old checkpoint (and skip
+    the initial window) and the credentials would stay behind."""
+    await context.instances.create(
+        "proj-d",
+        "github-issues",
+        credentials={"token": "ghp_" + "D" * 36},
+        config={"owner": "o", "repo": "r"},
+    )
+    record = await context.instances.record("proj-d", "github-issues")
+    assert await context.store.checkpoints.compare_and_set(
+        "proj-d", "github-issues", expected_version=0, value="cursor", now=context.clock()
+    )
+    instances = context.store.instances
+    real_delete = instances.delete
+    deleted, go_on = asyncio.Event(), asyncio.Event()
+
+    async def answer_late(*args: Any, **kwargs: Any) -> Any:
+        await real_delete(*args, **kwargs)
+        deleted.set()
+        await go_on.wait()
+
+    monkeypatch.setattr(instances, "delete", answer_late)
+    request = asyncio.create_task(context.instances.delete("proj-d", "github-issues"))
+    await asyncio.wait_for(deleted.wait(), timeout=5)
+    request.cancel()
+    await asyncio.sleep(0.01)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    monkeypatch.undo()
+
+    checkpoint = await context.store.checkpoints.get("proj-d", "github-issues")
+    assert (checkpoint.value, checkpoint.version) == (None, 0)
+    assert (await context.instances.secrets(record)).credentials == {}
 
 
 async def test_instance_settings_are_checked_against_the_form(context: UcfContext) -> None:

@@ -6,6 +6,7 @@ nothing here ever returns a credential — views show them masked at most.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY, ConnectorDescriptor
+from ucf.runtime.completion import to_the_end
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
@@ -305,13 +307,17 @@ class InstanceService:
         stored = InstanceSecrets(clean_credentials, new_hook_id())
         ref = await self._secrets.put(None, stored.encode())
         try:
-            record = await self._store.instances.create(
-                project_id,
-                connector_id,
-                config=clean_config,
-                now=self._clock(),
-                credential_secret_ref=ref,
-                enabled=enabled,
+            # To its end even if the request is cancelled meanwhile: the secret may be
+            # deleted only when the instance was not created, and only the store knows.
+            record, cancelled = await to_the_end(
+                self._store.instances.create(
+                    project_id,
+                    connector_id,
+                    config=clean_config,
+                    now=self._clock(),
+                    credential_secret_ref=ref,
+                    enabled=enabled,
+                )
             )
         except AlreadyExists:
             await self._secrets.delete(ref)
@@ -321,6 +327,8 @@ class InstanceService:
         except BaseException:
             await self._secrets.delete(ref)
             raise
+        if cancelled:
+            raise asyncio.CancelledError  # created, with its secret
         return await self._view(record, connector)
 
     async def update(
@@ -440,6 +448,14 @@ class InstanceService:
     async def delete(self, project_id: str, connector_id: str) -> None:
         """Disconnect: the instance, its credentials and its checkpoints go; signals stay."""
         record = await self.record(project_id, connector_id)
+        # One step, to its end even if the request is cancelled meanwhile: an instance
+        # gone but its checkpoint left would make a later reconnect resume from it.
+        _, cancelled = await to_the_end(self._forget(record))
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _forget(self, record: InstanceRecord) -> None:
+        project_id, connector_id = record.project_id, record.connector_id
         try:
             await self._store.instances.delete(project_id, connector_id)
         except NotFound:
