@@ -473,6 +473,31 @@ async def test_stop_lets_running_polls_store_their_page_then_returns(
             )
 
 
+async def test_a_stop_that_lands_while_the_scheduler_looks_at_the_store_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM arrives while the loop is busy with the store (here: the purge), not
+    while it sleeps: the loop must still see it, not sleep a whole rescan first."""
+    async with await open_context(tmp_path) as context:
+        signals = context.store.signals
+        real_purge = signals.purge_expired
+        purging, go_on = asyncio.Event(), asyncio.Event()
+
+        async def purge_late(*args: Any, **kwargs: Any) -> int:
+            purging.set()
+            await go_on.wait()
+            return await real_purge(*args, **kwargs)
+
+        monkeypatch.setattr(signals, "purge_expired", purge_late)
+        scheduler = Scheduler(context, "w1", policy=SchedulePolicy(rescan_seconds=3600))
+        running = asyncio.create_task(scheduler.run())
+        await asyncio.wait_for(purging.wait(), timeout=10)
+        scheduler.stop()
+        go_on.set()
+        # Only bounds a broken run: a lost stop sleeps the hour-long rescan.
+        await asyncio.wait_for(running, timeout=30)
+
+
 async def test_stop_now_abandons_pages_in_flight_safely(
     tmp_path: Path, feeds: tuple[FakeServer, Feeds]
 ) -> None:

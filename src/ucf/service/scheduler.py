@@ -467,6 +467,10 @@ class Scheduler:
         log.info("scheduler %s started, up to %d poll(s) at once", self.worker_id, self.concurrency)
         try:
             while not self.stopping:
+                # Cleared before the look, not before the sleep: a stop(), wake() or
+                # finished poll during the look then ends the sleep at once instead of
+                # being erased and waiting out a rescan.
+                self._wake.clear()
                 await self.purge()
                 self._maintain_in_background()
                 try:
@@ -489,7 +493,6 @@ class Scheduler:
     async def _sleep_until(self, moment: datetime) -> None:
         seconds = (moment - self.context.clock()).total_seconds() if moment < NEVER else 1e9
         seconds = min(max(seconds, 0.05), self.policy.rescan_seconds)
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
