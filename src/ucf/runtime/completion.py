@@ -8,8 +8,7 @@ bookkeeping, then re-raising the cancellation keeps the two in step.
 
 The same goes for a rotated OAuth refresh token saved while a request deadline
 cuts the attempt: the flow must adopt the token it saved, or its retry presents
-the one the provider has already killed. Hence this module sits in the runtime
-(``ucf.service.completion`` re-exports it for the service's store steps).
+the one the provider has already killed. Hence this module sits in the runtime.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ucf.runtime.completion import to_the_end
 from ucf.runtime.decoding import ACCEPT_ENCODING
 from ucf.runtime.health import secret_free
 from ucf.runtime.http import (
@@ -56,7 +57,6 @@ from ucf.runtime.http import (
     send_with_retries,
 )
 from ucf.runtime.redaction import SECRETS
-from ucf.service.completion import to_the_end
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.stores.errors import StoreError

@@ -38,6 +38,7 @@ from typing import Any, Final, Literal
 
 from ucf.core.mapping import ItemError, MappingResult
 from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, CredentialsChanged
+from ucf.runtime.completion import to_the_end
 from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
@@ -46,7 +47,6 @@ from ucf.runtime.poll_schedule import DEFAULT_LEASE_TTL as DEFAULT_LEASE_TTL
 from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
 from ucf.runtime.sources import NativeSourceMissing, Source, SourceContext
 from ucf.runtime.ssrf import EgressDenied
-from ucf.service.completion import to_the_end
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
