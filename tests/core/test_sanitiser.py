@@ -367,6 +367,17 @@ def test_values_under_secret_looking_keys_in_raw_are_redacted_whatever_they_look
     assert "raw:redacted:secret_field" in result.sanitisation_notes
 
 
+@pytest.mark.parametrize("hidden", ["\x1f", "\u200b", "\u202e"])
+def test_a_secret_named_key_with_a_hidden_character_in_it_still_has_its_value_redacted(
+    hidden: str,
+) -> None:
+    """The key is stored cleaned ("access_token"), so its value is a secret's too."""
+    result = sanitise(_signal(raw={f"access{hidden}_token": "Jhj5dZrVaK7ZwHHjRyZWjbDl"}))
+
+    assert result.raw == {"access_token": "[REDACTED:secret_field]"}
+    assert "raw:redacted:secret_field" in result.sanitisation_notes
+
+
 def test_an_organisation_can_add_its_own_token_format() -> None:
     policy = SanitiserPolicy(
         extra_secret_rules=(SecretRule("acme_token", r"\bacme_[a-z0-9]{12}\b"),)

@@ -1316,11 +1316,13 @@ class _FieldPass:
             if clean_key in out:
                 self._raw.flag("duplicate_key_dropped")
                 continue
+            # The name as stored decides, not as sent: "\x1faccess_token" or a full-width
+            # "ＴＯＫＥＮ" is stored as a secret's name, so its value must be redacted too.
             if (
-                isinstance(key, str)
+                isinstance(clean_key, str)
                 and isinstance(item, str)
                 and item
-                and self._s._is_secret_field(key)
+                and self._s._is_secret_field(clean_key)
             ):
                 if not item.startswith("[REDACTED:"):
                     self._raw.flag("redacted:secret_field")
