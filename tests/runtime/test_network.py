@@ -51,13 +51,25 @@ async def test_bytes_written_come_back_in_order_and_an_empty_read_marks_the_end(
         received = bytearray()
         while len(received) < len(payload):
             chunk = await stream.read(65536, timeout=2.0)
-            assert 0 < len(chunk) <= 65536
+            assert 0 < len(chunk) <= 256 * 1024  # one transport read at most
             received += chunk
         assert bytes(received) == payload
         sock = stream.get_extra_info("socket")
         sock.shutdown(socket.SHUT_WR)  # the echo server then hangs up
         assert await stream.read(65536, timeout=2.0) == b""
         await stream.aclose()
+
+
+async def test_reads_hand_over_whole_chunks_as_many_as_fit() -> None:
+    protocol = network._StreamProtocol(asyncio.get_running_loop())
+    for piece in (b"a" * 10, b"b" * 10, b"c" * 10):
+        protocol.data_received(piece)
+    assert protocol.take(15) == b"a" * 10  # the next chunk would not fit: not cut in two
+    assert protocol.take(100) == b"b" * 10 + b"c" * 10  # both fit: one piece
+    protocol.data_received(b"x" * 100)
+    assert protocol.take(64) == b"x" * 100  # a chunk larger than asked for comes whole
+    assert protocol.buffered == 0
+    assert not protocol.chunks
 
 
 async def test_a_silent_server_makes_a_read_time_out() -> None:

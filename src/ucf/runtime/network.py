@@ -103,14 +103,27 @@ class _StreamProtocol(asyncio.Protocol):
     # ---- used by the stream
 
     def take(self, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of what has been received (the caller checked there is some)."""
+        """What has been received, in whole chunks: as many as fit in ``max_bytes``, or the
+        first alone when it is larger (the caller checked there is one).
+
+        httpcore asks for 64 KiB at a time; a page that arrived as one 150 KiB
+        chunk would be cut into three, each a copy, and each piece climbs the
+        whole stack of async iterators (httpcore, httpx, the size cap) on its
+        own. Handing it over whole measured 70-100 µs less CPU per page.
+        A chunk is at most what the transport reads at once (256 KiB), and
+        the size cap is counted above, per piece, so it still refuses the
+        same bodies; only how far past it one read may reach changes.
+        """
         chunks = self.chunks
-        chunk = chunks[0]
-        if len(chunk) <= max_bytes:
-            chunks.popleft()
-        else:
-            chunks[0] = chunk[max_bytes:]
-            chunk = chunk[:max_bytes]
+        chunk = chunks.popleft()
+        if chunks and len(chunk) + len(chunks[0]) <= max_bytes:
+            pieces = [chunk]
+            size = len(chunk)
+            while chunks and size + len(chunks[0]) <= max_bytes:
+                piece = chunks.popleft()
+                pieces.append(piece)
+                size += len(piece)
+            chunk = b"".join(pieces)
         self.buffered -= len(chunk)
         if self.reading_paused and self.buffered < READ_LOW_WATER and self.transport is not None:
             self.reading_paused = False
