@@ -68,6 +68,8 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     ) -> None:
         self._policy = policy
         self._resolver = resolver
+        # What opens the connection to the checked address: asyncio's own transport
+        # (ucf.runtime.network), not anyio's socket streams.
         self._inner = inner if inner is not None else AsyncioBackend()
 
     async def _resolve(self, host: str, port: int, limit: float | None) -> list[IPAddress]:
