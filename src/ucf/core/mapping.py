@@ -210,6 +210,10 @@ def names(value: Any) -> list[str]:
     candidates = value if isinstance(value, list) else [value]
     seen: dict[str, None] = {}
     for candidate in candidates:
+        if candidate.__class__ is str:  # logins and label names: no call for them
+            if candidate:
+                seen.setdefault(candidate, None)
+            continue
         if isinstance(candidate, list):
             for inner in candidate:
                 name = _name_of(inner)
