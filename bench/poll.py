@@ -12,8 +12,9 @@ subprocess and reads every page:
   ``rateLimitRpm`` (GitHub's 60/min would pace the poll to minutes) and
   ``maxPages`` (200 pages is past the default per-poll guard). The instance
   starts from a checkpoint before the oldest issue, as after a previous poll.
-  Once set up, the process freezes its start-up heap as ``ucf worker`` and
-  ``ucf serve`` do before their first poll (``ucf.runtime.heap``).
+  Once set up, the process freezes its start-up heap and collects the young
+  generation every 20 000 allocations, as ``ucf worker`` and ``ucf serve`` do
+  before their first poll (``ucf.runtime.heap``).
 * **minimal** — the minimal floor: what an engineer writes when all they want
   is the issues in a table: an httpx loop following ``Link``, a function that
   builds only the eight fields they would map (dedup key, id, number, title,
@@ -228,7 +229,7 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
     import dataclasses
     from datetime import UTC, datetime
 
-    from ucf.runtime.heap import freeze_startup_heap
+    from ucf.runtime.heap import freeze_startup_heap, serve_with_fewer_collections
     from ucf.service.context import UcfContext
     from ucf.service.poll import poll_instance
     from ucf.service.settings import Settings
@@ -255,6 +256,7 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
             now=datetime.now(UTC),
         )
         freeze_startup_heap()  # as ucf worker and ucf serve do once started
+        serve_with_fewer_collections()  # likewise
         profiler = None
         if profile:
             import cProfile
@@ -287,7 +289,7 @@ async def _ucf_jira(base: str, workdir: Path) -> Outcome:
 
     from ucf.fakes.jira import JiraScenario
     from ucf.native.jira.source import JiraSource
-    from ucf.runtime.heap import freeze_startup_heap
+    from ucf.runtime.heap import freeze_startup_heap, serve_with_fewer_collections
     from ucf.service.context import UcfContext
     from ucf.service.poll import poll_instance
     from ucf.service.settings import Settings
@@ -301,6 +303,7 @@ async def _ucf_jira(base: str, workdir: Path) -> Outcome:
             "bench", "jira", credentials=scenario.credentials(), config={"siteUrl": base}
         )
         freeze_startup_heap()  # as ucf worker and ucf serve do once started
+        serve_with_fewer_collections()  # likewise
         started, cpu_started = time.perf_counter(), time.process_time()
         result = await poll_instance(context, "bench", "jira")
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ucf.core.descriptor import FieldMappingDescriptor
-from ucf.core.mapping import CompiledMapping, names
+from ucf.core.mapping import CompiledMapping, _name_of, as_text, names, table_lookup
 from ucf.core.signal import NormalisedSignal, dedup_key
 from ucf.core.validation import parse_descriptor
 
@@ -322,3 +322,46 @@ def test_version_precision_compares_times_in_the_declared_unit() -> None:
     assert seconds.map({"id": 1, "updated": "2024-05-01T09:07:41.512Z"}, "c", "p").version == (
         "2024-05-01T09:07:41.000Z"
     )
+
+
+_TABLE = {"P0": (0, "critical"), "1": (1, "high"), "true": (2, "medium"), "P3": (3, "low")}
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["P0", "1", "true", "P3", "bug", ""]),
+            st.integers(0, 2),
+            st.booleans(),
+            st.none(),
+        ),
+        max_size=5,
+    )
+)
+def test_a_rule_table_answers_the_earliest_rule_any_value_of_a_list_meets(
+    values: list[Any],
+) -> None:
+    hits = [_TABLE[as_text(v)] for v in values if as_text(v) in _TABLE]
+    expected = min(hits, key=lambda hit: hit[0]) if hits else None
+    assert table_lookup(_TABLE, values) == expected
+
+
+_NAME_VALUES = st.one_of(
+    st.sampled_from(["a", "b", "", "a"]),
+    st.integers(-2, 2),
+    st.booleans(),
+    st.none(),
+    st.fixed_dictionaries({"login": st.sampled_from(["a", "c", ""])}),
+)
+
+
+@given(st.one_of(_NAME_VALUES, st.lists(st.one_of(_NAME_VALUES, st.lists(_NAME_VALUES)))))
+def test_names_are_each_candidates_name_once_in_order(value: Any) -> None:
+    candidates = value if isinstance(value, list) else [value]
+    flat = [
+        inner
+        for candidate in candidates
+        for inner in (candidate if isinstance(candidate, list) else [candidate])
+    ]
+    expected = list(dict.fromkeys(n for n in map(_name_of, flat) if n is not None))
+    assert names(value) == expected

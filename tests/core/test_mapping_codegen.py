@@ -51,6 +51,8 @@ TIMES = (
     "1700000000",
     "1700000000123",
     "not a date",
+    "2024-02-30T12:00:00Z",  # the shape of a canonical time, but no date
+    "2024-01-01T12:00:00.987Z",
 )
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 

@@ -10,11 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ucf.core.signal import iso_utc
 from ucf.core.timestamps import (
     OUTPUT_FORMATS,
     TIMESTAMP_FORMATS,
     OutputFormat,
     TimestampFormat,
+    canonical_utc_text,
     format_timestamp,
     parse_timestamp,
     to_epoch_ms,
@@ -234,3 +236,53 @@ def test_epoch_ms_agrees_with_timedelta_arithmetic(moment: datetime) -> None:
     assert to_epoch_ms(moment) == (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
         milliseconds=1
     )
+
+
+@given(st.datetimes(timezones=st.none() | st.just(UTC) | offsets))
+def test_epoch_ms_adds_up_the_fields_of_the_utc_moment(moment: datetime) -> None:
+    if moment.tzinfo is None:
+        utc = moment
+    else:
+        try:
+            utc = moment.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # an offset moment at the edge of datetime's range
+            return
+    days = utc.toordinal() - datetime(1970, 1, 1).toordinal()
+    seconds = days * 86400 + utc.hour * 3600 + utc.minute * 60 + utc.second
+    assert to_epoch_ms(moment) == seconds * 1000 + utc.microsecond // 1000
+
+
+@given(utc_moments, st.booleans())
+def test_canonical_text_is_the_timestamp_iso_utc_writes(moment: datetime, millis: bool) -> None:
+    text = moment.isoformat(timespec="milliseconds" if millis else "seconds")[:-6] + "Z"
+    parsed = parse_timestamp(text)
+    assert parsed is not None
+    assert canonical_utc_text(text) == iso_utc(parsed)
+
+
+@given(st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z\Z"))
+def test_canonical_text_of_any_digits_agrees_with_parsing_them(text: str) -> None:
+    """Month 13, 30 February, second 60: whatever does not parse, no text is read off."""
+    parsed = parse_timestamp(text, "iso8601")
+    if parsed is not None:
+        assert canonical_utc_text(text) == iso_utc(parsed)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-01-01T12:00:00+00:00",
+        "2024-01-01T12:00:00.000+0000",
+        "2024-01-01t12:00:00z",
+        "2024-01-01 12:00:00Z",
+        "2024-W01-1T12:00:00Z",  # an ISO week date, as long as a calendar one
+        "2024-01-01T12:00:00.1234Z",
+        "2024-01-01T12:00:00.1Z",
+        "\uff12\uff10\uff12\uff14-01-01T12:00:00Z",  # full-width digits
+        "2024-01-01T12:00:00Z ",
+        1704110400,
+        None,
+    ],
+)
+def test_other_spellings_are_formatted_from_the_moment(value: Any) -> None:
+    assert canonical_utc_text(value) is None

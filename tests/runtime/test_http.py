@@ -8,8 +8,10 @@ milliseconds and asserts exactly what the client would have waited.
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -126,6 +128,23 @@ async def send(
         jitter=lambda: 1.0,
         response_errors=response_errors,
     )
+
+
+async def test_a_read_response_is_freed_when_dropped_without_the_collector(
+    client: httpx.AsyncClient, upstream: FakeServer
+) -> None:
+    """A poll drops each page's response after parsing it: its body must go with it at
+    once, not when the cycle collector next runs (bench/poll.py's peak RSS)."""
+    gc.collect()
+    gc.disable()
+    try:
+        response = await send(client, local(upstream, "/big"))
+        assert response.content == b"x" * 4096
+        gone = weakref.ref(response)
+        del response
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 # --------------------------------------------------------------------------- happy path

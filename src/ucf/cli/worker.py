@@ -59,7 +59,7 @@ def _install_signals(scheduler: Scheduler) -> None:
 async def _work(
     settings: Settings, *, once: bool, concurrency: int | None, worker_id: str | None
 ) -> list[PollResult]:
-    from ucf.runtime.heap import freeze_startup_heap
+    from ucf.runtime.heap import freeze_startup_heap, serve_with_fewer_collections
     from ucf.service.context import UcfContext
     from ucf.service.delivery import start_delivery, stop_delivery
     from ucf.service.scheduler import Scheduler
@@ -68,6 +68,7 @@ async def _work(
         scheduler = Scheduler(context, worker_id, concurrency)
         _install_signals(scheduler)
         freeze_startup_heap()  # the stack is imported and the stores open
+        serve_with_fewer_collections()  # a page in flight is thousands of live containers
         if once:
             return await scheduler.run_once()
         # A long-running worker also drains the outbox to the configured sinks.

@@ -210,6 +210,10 @@ def names(value: Any) -> list[str]:
     candidates = value if isinstance(value, list) else [value]
     seen: dict[str, None] = {}
     for candidate in candidates:
+        if candidate.__class__ is str:  # logins and label names: no call for them
+            if candidate:
+                seen.setdefault(candidate, None)
+            continue
         if isinstance(candidate, list):
             for inner in candidate:
                 name = _name_of(inner)
@@ -402,11 +406,22 @@ def rule_table(
     return table
 
 
+def _position(hit: tuple[int, Then]) -> int:
+    return hit[0]
+
+
 def table_lookup(table: dict[str, tuple[int, Then]], value: Any) -> tuple[int, Then] | None:
     """The earliest rule of ``table`` that ``value`` (one value or a list) satisfies."""
     if isinstance(value, list):
-        hits = [table[t] for t in map(as_text, value) if t in table]
-        return min(hits, key=lambda hit: hit[0]) if hits else None
+        # Labels are strings nearly always: no as_text call for them, no min() for one hit.
+        hits = [
+            hit
+            for v in value
+            if (hit := table.get(v if v.__class__ is str else as_text(v))) is not None
+        ]
+        if len(hits) < 2:
+            return hits[0] if hits else None
+        return min(hits, key=_position)
     if value is MISSING or value is None:
         return None
     return table.get(as_text(value))

@@ -35,7 +35,7 @@ from ucf.core.jsonpath import MISSING, WILDCARD, compile_path, plain_steps
 from ucf.core.jsonpath import _step as jsonpath_step
 from ucf.core.signal import SUMMARY_MAX_CHARS, dedup_key, iso_utc, signal_id
 from ucf.core.template import compile_template
-from ucf.core.timestamps import parser_for, to_epoch_ms
+from ucf.core.timestamps import canonical_utc_text, parser_for, to_epoch_ms
 
 if TYPE_CHECKING:
     from ucf.core.mapping import CompiledMapping
@@ -46,6 +46,9 @@ MapOne = Callable[[Any, str, str, Any, Any, Any], Any]
 """``(item, connector_id, project_id, event_type, fallback_version, now) -> MappedSignal``."""
 
 Skip = Callable[[Any], bool]
+
+_ISO_FORMATS: Final = frozenset({"auto", "iso8601"})
+"""Timestamp formats whose parsed text may be the signal's timestamp as written."""
 
 #: Characters the generated source may contain: identifiers, digits, operators,
 #: brackets, whitespace. No quotes, so no string literal can exist in it.
@@ -311,6 +314,7 @@ def _namespace(mapping: CompiledMapping) -> dict[str, Any]:
         "_table_lookup": m.table_lookup,
         "_step": jsonpath_step,
         "iso_utc": iso_utc,
+        "canonical_utc_text": canonical_utc_text,
         "to_epoch_ms": to_epoch_ms,
         "dedup_key": dedup_key,
         "signal_id": signal_id,
@@ -346,12 +350,19 @@ def _map_one_source(mapping: CompiledMapping, writer: _Writer) -> str:
     no_time = body.const(f"no timestamp at {spec.timestamp_path}")
     body.emit(f"raise ItemMappingError({no_time}, item_id)", 3)
     body.emit("moment = now", 2)
+    body.emit("timestamp = None", 2)
     body.emit("else:")
     body.emit(f"moment = _parse({raw_time})", 2)
     body.emit("if moment is None:", 2)
     not_a_date = body.const(m.not_a_date_reason(spec.timestamp_path))
     body.emit(f"raise ItemMappingError({not_a_date}(as_text({raw_time})), item_id)", 3)
-    body.emit("timestamp = iso_utc(moment)")
+    # An ISO text already written as iso_utc writes it is the signal's timestamp as it is.
+    if spec.timestamp_format in _ISO_FORMATS:
+        body.emit(f"timestamp = canonical_utc_text({raw_time})", 2)
+    else:
+        body.emit("timestamp = None", 2)
+    body.emit("if timestamp is None:")
+    body.emit("timestamp = iso_utc(moment)", 2)
 
     version_time = m._VERSION_TIME[spec.version_precision]
     if spec.version_path:

@@ -26,14 +26,14 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from ucf.core import descriptor as d
 from ucf.core.jsonpath import CompiledPath, compile_path
 from ucf.core.signal import iso_utc
-from ucf.core.timestamps import format_timestamp, parse_timestamp
+from ucf.core.timestamps import format_timestamp, parse_timestamp, parser_for
 from ucf.runtime.pagination import PageRequest
 
 __all__ = [
@@ -414,12 +414,19 @@ def _resuming(make: DeltaFactory) -> DeltaFactory:
 
 @dataclass(frozen=True, slots=True)
 class _ItemTimestamp:
+    """An item's own time, read once per item of every page: path and parser looked up once."""
+
     path: CompiledPath
     fmt: Any
+    _first: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+    _parse: Callable[[Any], datetime | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_first", self.path.first)
+        object.__setattr__(self, "_parse", parser_for(self.fmt))
 
     def __call__(self, item: Any) -> datetime | None:
-        value = self.path.first(item)
-        return parse_timestamp(value, self.fmt)
+        return self._parse(self._first(item))
 
 
 def delta_factory(spec: d.PollingSpec, mapping: d.FieldMappingDescriptor) -> DeltaFactory:

@@ -39,6 +39,7 @@ from ucf.runtime.egress import EgressPolicy as EgressPolicy
 from ucf.runtime.egress import IPAddress, _normalise_host, _parse_ip
 from ucf.runtime.egress import IPNetwork as IPNetwork
 from ucf.runtime.egress import forbidden_reason as forbidden_reason
+from ucf.runtime.network import AsyncioBackend
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -67,7 +68,9 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     ) -> None:
         self._policy = policy
         self._resolver = resolver
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
+        # What opens the connection to the checked address: asyncio's own transport
+        # (ucf.runtime.network), not anyio's socket streams.
+        self._inner = inner if inner is not None else AsyncioBackend()
 
     async def _resolve(self, host: str, port: int, limit: float | None) -> list[IPAddress]:
         literal = _parse_ip(_normalise_host(host))

@@ -30,7 +30,10 @@ DEFAULT_SIGNAL_RETENTION: Final = timedelta(days=30)
 
 def utc(moment: datetime) -> datetime:
     """``moment`` in UTC; naive datetimes are taken to be UTC already."""
-    if moment.tzinfo is None:
+    zone = moment.tzinfo
+    if zone is UTC:  # what astimezone(UTC) would return, without the call (per stored signal)
+        return moment
+    if zone is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
 

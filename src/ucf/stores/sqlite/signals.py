@@ -116,6 +116,8 @@ class SqliteSignalStore:
                 )
             flags: list[bool] = []
             rows: list[tuple[Any, ...]] = []
+            received_at: datetime | None = None  # one ingest's signals share it: converted once
+            received_ms = expires_s = 0
             for item in batch:
                 if item.dedup_key in seen:
                     flags.append(False)
@@ -123,7 +125,10 @@ class SqliteSignalStore:
                 seen.add(item.dedup_key)
                 flags.append(True)
                 signal = item.signal
-                received_ms = epoch_ms(item.received_at)
+                if item.received_at is not received_at:
+                    received_at = item.received_at
+                    received_ms = epoch_ms(received_at)
+                    expires_s = math.ceil(received_ms / 1000 + retention_s)
                 rows.append(
                     (
                         item.dedup_key,
@@ -134,7 +139,7 @@ class SqliteSignalStore:
                         str(signal.get("type", "unknown")),
                         epoch_ms(item.timestamp),
                         received_ms,
-                        math.ceil(received_ms / 1000 + retention_s),
+                        expires_s,
                         dump_signal(signal, what=f"signal {item.signal_id}"),
                     )
                 )

@@ -1,0 +1,191 @@
+"""The asyncio network backend under httpcore: real sockets on loopback, real TLS.
+
+Each test stands up a plain asyncio server that misbehaves in one way (stays
+silent, hangs up, never reads, never answers the TLS hello, sends more than
+the reader keeps up with) and checks that the stream reports it the way
+httpcore expects: its own exception types, an empty read at the end, timeouts
+honoured, and no more held in memory than the high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpcore
+import pytest
+
+from ucf.fakes import make_tls_pair
+from ucf.runtime import network
+from ucf.runtime.network import AsyncioBackend, AsyncioStream
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def _serve(handler: Handler) -> AsyncIterator[int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield port
+
+
+async def _connect(port: int) -> httpcore.AsyncNetworkStream:
+    return await AsyncioBackend().connect_tcp("127.0.0.1", port, timeout=2.0)
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def test_bytes_written_come_back_in_order_and_an_empty_read_marks_the_end() -> None:
+    async with _serve(_echo) as port:
+        stream = await _connect(port)
+        payload = bytes(range(256)) * 4096  # 1 MiB, more than one read and past the high-water mark
+        await stream.write(payload, timeout=2.0)
+        received = bytearray()
+        while len(received) < len(payload):
+            chunk = await stream.read(65536, timeout=2.0)
+            assert 0 < len(chunk) <= 256 * 1024  # one transport read at most
+            received += chunk
+        assert bytes(received) == payload
+        sock = stream.get_extra_info("socket")
+        sock.shutdown(socket.SHUT_WR)  # the echo server then hangs up
+        assert await stream.read(65536, timeout=2.0) == b""
+        await stream.aclose()
+
+
+async def test_reads_hand_over_whole_chunks_as_many_as_fit() -> None:
+    protocol = network._StreamProtocol(asyncio.get_running_loop())
+    for piece in (b"a" * 10, b"b" * 10, b"c" * 10):
+        protocol.data_received(piece)
+    assert protocol.take(15) == b"a" * 10  # the next chunk would not fit: not cut in two
+    assert protocol.take(100) == b"b" * 10 + b"c" * 10  # both fit: one piece
+    protocol.data_received(b"x" * 100)
+    assert protocol.take(64) == b"x" * 100  # a chunk larger than asked for comes whole
+    assert protocol.buffered == 0
+    assert not protocol.chunks
+
+
+async def test_a_silent_server_makes_a_read_time_out() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with _serve(silent) as port:
+        stream = await _connect(port)
+        with pytest.raises(httpcore.ReadTimeout):
+            await stream.read(1024, timeout=0.2)
+        await stream.aclose()
+
+
+async def test_an_idle_connection_reads_as_readable_once_the_server_hangs_up() -> None:
+    hang_up = asyncio.Event()
+
+    async def closer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await hang_up.wait()
+        writer.close()
+
+    async with _serve(closer) as port:
+        stream = await _connect(port)
+        assert stream.get_extra_info("is_readable") is False
+        hang_up.set()
+        for _ in range(100):
+            if stream.get_extra_info("is_readable"):
+                break
+            await asyncio.sleep(0.01)
+        assert stream.get_extra_info("is_readable") is True
+        assert stream.get_extra_info("server_addr") == ("127.0.0.1", port)
+        assert stream.get_extra_info("client_addr")[0] == "127.0.0.1"
+        assert stream.get_extra_info("ssl_object") is None
+        await stream.aclose()
+
+
+async def test_writing_to_a_closed_connection_is_a_write_error() -> None:
+    async def closer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async with _serve(closer) as port:
+        stream = await _connect(port)
+        assert await stream.read(1024, timeout=2.0) == b""
+        with pytest.raises(httpcore.WriteError):
+            await stream.write(b"GET / HTTP/1.1\r\n\r\n", timeout=2.0)
+
+
+async def test_a_server_that_never_reads_makes_a_write_time_out() -> None:
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async with _serve(deaf) as port:
+        stream = await _connect(port)
+        with pytest.raises(httpcore.WriteTimeout):
+            await stream.write(b"x" * (64 * 1024 * 1024), timeout=0.3)
+        await stream.aclose()
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(httpcore.ConnectError):
+        await _connect(port)
+
+
+async def test_a_reader_that_falls_behind_stops_the_socket_being_read() -> None:
+    size = 8 * 1024 * 1024
+
+    async def flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"y" * size)
+        await writer.drain()
+        writer.close()
+
+    async with _serve(flood) as port:
+        stream = await _connect(port)
+        assert isinstance(stream, AsyncioStream)
+        protocol = stream._protocol
+        await asyncio.sleep(0.3)  # the server sends all it can while nobody reads
+        assert protocol.reading_paused
+        held_at_most = network.READ_HIGH_WATER + 256 * 1024  # one transport read past the mark
+        total = 0
+        while chunk := await stream.read(65536, timeout=2.0):
+            assert protocol.buffered <= held_at_most
+            total += len(chunk)
+        assert total == size
+
+
+async def test_tls_is_verified_against_the_server_name() -> None:
+    tls = make_tls_pair(["api.partner.example"])
+
+    async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"hello over tls")
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(hello, "127.0.0.1", 0, ssl=tls.server)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        stream = await _connect(port)
+        secure = await stream.start_tls(tls.client, "api.partner.example", timeout=2.0)
+        assert await secure.read(1024, timeout=2.0) == b"hello over tls"
+        assert secure.get_extra_info("ssl_object") is not None
+        await secure.aclose()
+
+        stream = await _connect(port)
+        with pytest.raises(httpcore.ConnectError):
+            await stream.start_tls(tls.client, "elsewhere.example", timeout=2.0)
+
+
+async def test_a_server_that_never_answers_the_tls_hello_times_out() -> None:
+    tls = make_tls_pair()
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with _serve(mute) as port:
+        stream = await _connect(port)
+        with pytest.raises(httpcore.ConnectTimeout):
+            await stream.start_tls(tls.client, "localhost", timeout=0.3)
