@@ -30,7 +30,7 @@ import collections
 import socket
 import ssl
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httpcore
 from httpcore._utils import is_socket_readable
@@ -61,8 +61,9 @@ class _StreamProtocol(asyncio.Protocol):
     # ---- asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # No isinstance check: uvloop's transports (``ucf serve`` runs on uvloop) are
+        # not subclasses of asyncio.Transport, though they offer all it does.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
@@ -246,8 +247,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         if transport is None:  # the connection went away during the handshake
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
-        assert isinstance(transport, asyncio.Transport)
-        protocol.transport = transport
+        protocol.transport = transport  # typed as asyncio's; uvloop's is no subclass of it
         return AsyncioStream(transport, protocol)
 
     def get_extra_info(self, info: str) -> Any:
@@ -299,8 +299,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         sock: socket.socket = transport.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
-        assert isinstance(transport, asyncio.Transport)
-        return AsyncioStream(transport, protocol)
+        return AsyncioStream(transport, protocol)  # typed as asyncio's: see connection_made
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
