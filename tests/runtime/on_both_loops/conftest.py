@@ -1,4 +1,4 @@
-"""The network tests run on both event loops ucf runs on.
+"""The tests in this folder run on both event loops ucf runs on.
 
 ``ucf serve`` runs on uvloop when it is installed (as uvicorn would), the
 worker, the CLI and Lambda on asyncio's own loop. The network backend under
@@ -15,12 +15,8 @@ from collections.abc import Callable, Mapping
 import pytest
 import uvloop
 
-BOTH_LOOPS: frozenset[str] = frozenset({"test_network.py", "test_ssrf.py"})
-
 
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]] | None:
-    if item.path.name not in BOTH_LOOPS:
-        return None  # pytest-asyncio's default loop
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
