@@ -32,6 +32,7 @@ from ucf.fakes.kit import FakeServer
 from ucf.runtime.redaction import mask
 from ucf.service import health
 from ucf.service.errors import NotFoundError
+from ucf.service.poll import rate_gate_for
 from ucf.web.dashboard import pages
 from ucf.web.dashboard.security import keys_for
 from ucf.web.throttle import FREE_FAILURES, FailedAuthThrottle
@@ -583,7 +584,15 @@ async def test_a_test_that_could_not_run_says_so_instead_of_failed(
 ) -> None:
     await connect_acme(user, web, acme.base_url)
     await user.post(f"{CONNECT}/confirm")
-    # No time at all for a token of the instance's rateLimitRpm bucket.
+    # The instance's rateLimitRpm bucket spent, at a moment that stands still (no
+    # refill), and no time to wait for a token.
+    context = web.state.context
+    moment = context.clock()
+    monkeypatch.setattr(context, "clock", lambda: moment)
+    gate = rate_gate_for(context, PROJECT, await context.connectors.get(CONNECTOR))
+    assert gate is not None
+    while await gate.acquire_within(0):
+        pass
     no_wait = functools.partial(health.test_connection, token_wait=timedelta(0))
     monkeypatch.setattr(pages, "test_connection", no_wait)
 
