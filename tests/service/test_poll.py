@@ -487,7 +487,7 @@ async def test_rotated_refresh_tokens_are_saved_so_the_next_poll_still_works(
                 "p1",
                 "simple",
                 credentials={
-                    "clientId": "client",
+                    "clientId": "client-id-7f3a",  # registered for masking: never a word of prose
                     "clientSecret": "client-secret-value",
                     "refreshToken": tokens["refresh"],
                 },
