@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpcore
@@ -190,3 +191,58 @@ async def test_a_server_that_never_answers_the_tls_hello_times_out() -> None:
         stream = await _connect(port)
         with pytest.raises(httpcore.ConnectTimeout):
             await stream.start_tls(tls.client, "localhost", timeout=0.3)
+
+
+async def _until_closed(sock: socket.socket) -> bool:
+    """Whether the socket's descriptor is released within a few turns of the loop."""
+    for _ in range(20):
+        if sock.fileno() == -1:
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_closing_releases_the_socket_even_with_unsent_bytes() -> None:
+    # A write that timed out (or a request cancelled mid-body) leaves bytes the
+    # server never read; closing must not wait for them to drain, or the socket
+    # stays open for as long as the server stays deaf.
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async with _serve(deaf) as port:
+        stream = await _connect(port)
+        with pytest.raises(httpcore.WriteTimeout):
+            await stream.write(b"x" * (64 * 1024 * 1024), timeout=0.3)
+        sock = stream.get_extra_info("socket")
+        await stream.aclose()
+        assert await _until_closed(sock)
+
+
+async def test_closing_a_tls_connection_does_not_wait_for_the_server_to_answer() -> None:
+    # httpcore drops a connection after a refused body, a cancelled request or an
+    # idle expiry. Waiting for the server's close_notify (asyncio's graceful TLS
+    # shutdown, up to 30 s) would hold the socket open, and keep reading whatever
+    # the server still sends, long after the request was given up.
+    tls = make_tls_pair(["localhost"])
+    release = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def handshake_then_ignore() -> None:
+            conn, _ = listener.accept()
+            with tls.server.wrap_socket(conn, server_side=True):
+                release.wait(5)  # never reads again, so never answers close_notify
+
+        server = threading.Thread(target=handshake_then_ignore, daemon=True)
+        server.start()
+        try:
+            stream = await _connect(port)
+            secure = await stream.start_tls(tls.client, "localhost", timeout=2.0)
+            sock = secure.get_extra_info("socket")
+            await secure.aclose()
+            assert await _until_closed(sock)
+        finally:
+            release.set()
+            server.join(5)
