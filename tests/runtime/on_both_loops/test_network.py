@@ -246,3 +246,28 @@ async def test_closing_a_tls_connection_does_not_wait_for_the_server_to_answer()
         finally:
             release.set()
             server.join(5)
+
+
+async def test_a_server_that_answers_and_half_closes_mid_upload_is_read_and_closed_cleanly() -> (
+    None
+):
+    # A server may refuse a large upload early (a 413), shut its side and drain
+    # the rest: the answer must still be read, and closing the stream afterwards
+    # (the transport having closed itself once its buffer emptied) must not fail.
+    async def refuse_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.write(b"answer")
+        writer.write_eof()
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    async with _serve(refuse_early) as port:
+        stream = await _connect(port)
+        with contextlib.suppress(httpcore.WriteError):
+            await stream.write(b"u" * (8 * 1024 * 1024), timeout=2.0)
+        assert await stream.read(1024, timeout=2.0) == b"answer"
+        assert await stream.read(1024, timeout=2.0) == b""
+        sock = stream.get_extra_info("socket")
+        await stream.aclose()
+        assert await _until_closed(sock)
