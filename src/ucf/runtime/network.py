@@ -224,7 +224,15 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 raise httpcore.WriteError("the connection closed while writing")
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # At once, as anyio's stream did: httpcore closes a connection it has
+        # given up on (a refused body, a cancelled request, an idle expiry), so
+        # nothing still queued is wanted. ``close()`` would keep the socket open
+        # until a deaf server read the unsent bytes, and on TLS until the server
+        # answered close_notify (up to 30 s, reading all it sends meanwhile).
+        # A connection already lost is left alone: CPython 3.11's transport
+        # fails on abort() once a close() that waited for its buffer has run.
+        if not self._protocol.lost:
+            self._transport.abort()
 
     async def start_tls(
         self,
@@ -246,6 +254,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             self._transport.close()
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         if transport is None:  # the connection went away during the handshake
+            self._transport.close()
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
         protocol.transport = transport  # typed as asyncio's; uvloop's is no subclass of it
         return AsyncioStream(transport, protocol)
