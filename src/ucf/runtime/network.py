@@ -233,6 +233,10 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         # fails on abort() once a close() that waited for its buffer has run.
         if not self._protocol.lost:
             self._transport.abort()
+            # abort() closes the socket in a callback: let it run, so the socket
+            # is closed when this returns (as anyio's was), even if the caller
+            # then blocks the loop (a test stopping its fake server).
+            await asyncio.sleep(0)
 
     async def start_tls(
         self,
