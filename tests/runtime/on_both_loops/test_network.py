@@ -223,7 +223,8 @@ async def test_closing_a_tls_connection_does_not_wait_for_the_server_to_answer()
 
         def handshake_then_ignore() -> None:
             conn, _ = listener.accept()
-            with tls.server.wrap_socket(conn, server_side=True):
+            with tls.server.wrap_socket(conn, server_side=True) as secure:
+                secure.sendall(b"ready")  # the handshake is done on both sides
                 release.wait(5)  # never reads again, so never answers close_notify
 
         server = threading.Thread(target=handshake_then_ignore, daemon=True)
@@ -231,6 +232,7 @@ async def test_closing_a_tls_connection_does_not_wait_for_the_server_to_answer()
         try:
             stream = await _connect(port)
             secure = await stream.start_tls(tls.client, "localhost", timeout=2.0)
+            assert await secure.read(1024, timeout=2.0) == b"ready"
             sock = secure.get_extra_info("socket")
             await secure.aclose()
             assert sock.fileno() == -1  # closed by the time aclose returns
