@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpcore
 import pytest
@@ -26,11 +28,31 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 @contextlib.asynccontextmanager
-async def _serve(handler: Handler) -> AsyncIterator[int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+async def _serve(handler: Handler, **options: Any) -> AsyncIterator[int]:
+    """A server whose connections are all closed when the block ends, so any
+    transport still open after a test (a ResourceWarning) is the client's."""
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def tidy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await handler(reader, writer)
+        except (asyncio.CancelledError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(tidy, "127.0.0.1", 0, **options)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        yield port
+        try:
+            yield port
+        finally:
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def _connect(port: int) -> httpcore.AsyncNetworkStream:
@@ -167,9 +189,7 @@ async def test_tls_is_verified_against_the_server_name() -> None:
         await writer.drain()
         await reader.read()
 
-    server = await asyncio.start_server(hello, "127.0.0.1", 0, ssl=tls.server)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
+    async with _serve(hello, ssl=tls.server) as port:
         stream = await _connect(port)
         secure = await stream.start_tls(tls.client, "api.partner.example", timeout=2.0)
         assert await secure.read(1024, timeout=2.0) == b"hello over tls"
