@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import socket
 import ssl
 from collections.abc import Iterable
@@ -283,6 +284,18 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         return None
 
 
+def _connect_failure(exc: OSError) -> str:
+    """``Connection refused``: the system's name for why a connect failed.
+
+    The words reach users (a health check's "could not connect (…)"), and each
+    loop phrases the same failure its own way: asyncio "Connect call failed
+    ('203.0.113.7', 443)", uvloop "[Errno 111] Connection refused".
+    """
+    if exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
+
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
     """Opens :class:`AsyncioStream` connections; no name resolution of its own is relied on.
 
@@ -308,7 +321,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise httpcore.ConnectError(_connect_failure(exc)) from exc
         sock: socket.socket = transport.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)
