@@ -12,7 +12,9 @@ backend does the same work with asyncio's own transport and a small protocol:
 * a write hands the bytes to the transport and only waits (with its timeout)
   when the transport says its buffer is full;
 * TLS is ``loop.start_tls`` on the same connection, bounded by the connect
-  timeout, verifying the certificate against ``server_hostname`` as before.
+  timeout, verifying the certificate against ``server_hostname`` as before;
+* closing aborts, as anyio's stream did: the socket is closed when ``aclose``
+  returns, whatever the server still has to read or to say (close_notify).
 
 It connects where it is told: :class:`ucf.runtime.ssrf.GuardedNetworkBackend`
 sits in front of it, resolves and checks every address, and passes one of the
