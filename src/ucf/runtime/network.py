@@ -12,7 +12,9 @@ backend does the same work with asyncio's own transport and a small protocol:
 * a write hands the bytes to the transport and only waits (with its timeout)
   when the transport says its buffer is full;
 * TLS is ``loop.start_tls`` on the same connection, bounded by the connect
-  timeout, verifying the certificate against ``server_hostname`` as before.
+  timeout, verifying the certificate against ``server_hostname`` as before;
+* closing aborts, as anyio's stream did: the socket is closed when ``aclose``
+  returns, whatever the server still has to read or to say (close_notify).
 
 It connects where it is told: :class:`ucf.runtime.ssrf.GuardedNetworkBackend`
 sits in front of it, resolves and checks every address, and passes one of the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import socket
 import ssl
 from collections.abc import Iterable
@@ -224,7 +227,19 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 raise httpcore.WriteError("the connection closed while writing")
 
     async def aclose(self) -> None:
-        self._transport.close()
+        # At once, as anyio's stream did: httpcore closes a connection it has
+        # given up on (a refused body, a cancelled request, an idle expiry), so
+        # nothing still queued is wanted. ``close()`` would keep the socket open
+        # until a deaf server read the unsent bytes, and on TLS until the server
+        # answered close_notify (up to 30 s, reading all it sends meanwhile).
+        # A connection already lost is left alone: CPython 3.11's transport
+        # fails on abort() once a close() that waited for its buffer has run.
+        if not self._protocol.lost:
+            self._transport.abort()
+            # abort() closes the socket in a callback: let it run, so the socket
+            # is closed when this returns (as anyio's was), even if the caller
+            # then blocks the loop (a test stopping its fake server).
+            await asyncio.sleep(0)
 
     async def start_tls(
         self,
@@ -246,6 +261,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             self._transport.close()
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         if transport is None:  # the connection went away during the handshake
+            self._transport.close()
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
         protocol.transport = transport  # typed as asyncio's; uvloop's is no subclass of it
         return AsyncioStream(transport, protocol)
@@ -268,6 +284,18 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 return True
             return is_socket_readable(transport.get_extra_info("socket"))
         return None
+
+
+def _connect_failure(exc: OSError) -> str:
+    """``Connection refused``: the system's name for why a connect failed.
+
+    The words reach users (a health check's "could not connect (…)"), and each
+    loop phrases the same failure its own way: asyncio "Connect call failed
+    ('203.0.113.7', 443)", uvloop "[Errno 111] Connection refused".
+    """
+    if exc.errno is not None:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
@@ -295,7 +323,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+            raise httpcore.ConnectError(_connect_failure(exc)) from exc
         sock: socket.socket = transport.get_extra_info("socket")
         for option in socket_options or ():
             sock.setsockopt(*option)

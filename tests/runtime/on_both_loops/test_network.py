@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
 import socket
+import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpcore
 import pytest
@@ -25,11 +30,31 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 @contextlib.asynccontextmanager
-async def _serve(handler: Handler) -> AsyncIterator[int]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+async def _serve(handler: Handler, **options: Any) -> AsyncIterator[int]:
+    """A server whose connections are all closed when the block ends, so any
+    transport still open after a test (a ResourceWarning) is the client's."""
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def tidy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await handler(reader, writer)
+        except (asyncio.CancelledError, ConnectionError, ssl.SSLError):
+            pass
+        finally:
+            writer.transport.abort()
+
+    server = await asyncio.start_server(tidy, "127.0.0.1", 0, **options)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        yield port
+        try:
+            yield port
+        finally:
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def _connect(port: int) -> httpcore.AsyncNetworkStream:
@@ -128,12 +153,16 @@ async def test_a_server_that_never_reads_makes_a_write_time_out() -> None:
         await stream.aclose()
 
 
-async def test_a_refused_connection_is_a_connect_error() -> None:
+async def test_a_refused_connection_is_a_connect_error_worded_alike_on_both_loops() -> None:
+    # The words reach users ("could not connect (Connection refused)" in a health
+    # check): the system's name for the error, not each loop's own phrasing
+    # (asyncio: "Connect call failed ('127.0.0.1', 8443)"; uvloop: "Connection refused").
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(httpcore.ConnectError):
+    with pytest.raises(httpcore.ConnectError) as refused:
         await _connect(port)
+    assert str(refused.value) == os.strerror(errno.ECONNREFUSED)
 
 
 async def test_a_reader_that_falls_behind_stops_the_socket_being_read() -> None:
@@ -166,9 +195,7 @@ async def test_tls_is_verified_against_the_server_name() -> None:
         await writer.drain()
         await reader.read()
 
-    server = await asyncio.start_server(hello, "127.0.0.1", 0, ssl=tls.server)
-    port = server.sockets[0].getsockname()[1]
-    async with server:
+    async with _serve(hello, ssl=tls.server) as port:
         stream = await _connect(port)
         secure = await stream.start_tls(tls.client, "api.partner.example", timeout=2.0)
         assert await secure.read(1024, timeout=2.0) == b"hello over tls"
@@ -190,3 +217,76 @@ async def test_a_server_that_never_answers_the_tls_hello_times_out() -> None:
         stream = await _connect(port)
         with pytest.raises(httpcore.ConnectTimeout):
             await stream.start_tls(tls.client, "localhost", timeout=0.3)
+
+
+async def test_closing_releases_the_socket_even_with_unsent_bytes() -> None:
+    # A write that timed out (or a request cancelled mid-body) leaves bytes the
+    # server never read; closing must not wait for them to drain, or the socket
+    # stays open for as long as the server stays deaf.
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+
+    async with _serve(deaf) as port:
+        stream = await _connect(port)
+        with pytest.raises(httpcore.WriteTimeout):
+            await stream.write(b"x" * (64 * 1024 * 1024), timeout=0.3)
+        sock = stream.get_extra_info("socket")
+        await stream.aclose()
+        assert sock.fileno() == -1  # closed by the time aclose returns
+
+
+async def test_closing_a_tls_connection_does_not_wait_for_the_server_to_answer() -> None:
+    # httpcore drops a connection after a refused body, a cancelled request or an
+    # idle expiry. Waiting for the server's close_notify (asyncio's graceful TLS
+    # shutdown, up to 30 s) would hold the socket open, and keep reading whatever
+    # the server still sends, long after the request was given up.
+    tls = make_tls_pair(["localhost"])
+    release = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def handshake_then_ignore() -> None:
+            conn, _ = listener.accept()
+            with tls.server.wrap_socket(conn, server_side=True) as secure:
+                secure.sendall(b"ready")  # the handshake is done on both sides
+                release.wait(5)  # never reads again, so never answers close_notify
+
+        server = threading.Thread(target=handshake_then_ignore, daemon=True)
+        server.start()
+        try:
+            stream = await _connect(port)
+            secure = await stream.start_tls(tls.client, "localhost", timeout=2.0)
+            assert await secure.read(1024, timeout=2.0) == b"ready"
+            sock = secure.get_extra_info("socket")
+            await secure.aclose()
+            assert sock.fileno() == -1  # closed by the time aclose returns
+        finally:
+            release.set()
+            server.join(5)
+
+
+async def test_a_server_that_answers_and_half_closes_mid_upload_is_read_and_closed_cleanly() -> (
+    None
+):
+    # A server may refuse a large upload early (a 413), shut its side and drain
+    # the rest: the answer must still be read, and closing the stream afterwards
+    # (the transport having closed itself once its buffer emptied) must not fail.
+    async def refuse_early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.write(b"answer")
+        writer.write_eof()
+        while await reader.read(65536):
+            pass
+        writer.close()
+
+    async with _serve(refuse_early) as port:
+        stream = await _connect(port)
+        with contextlib.suppress(httpcore.WriteError):
+            await stream.write(b"u" * (8 * 1024 * 1024), timeout=2.0)
+        assert await stream.read(1024, timeout=2.0) == b"answer"
+        assert await stream.read(1024, timeout=2.0) == b""
+        sock = stream.get_extra_info("socket")
+        await stream.aclose()
+        assert sock.fileno() == -1  # closed by the time aclose returns
