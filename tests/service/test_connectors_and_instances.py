@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.store_gates import AnswerLate
 from ucf.service.context import UcfContext
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
 
@@ -105,16 +106,7 @@ async def test_a_connect_cancelled_while_the_store_creates_the_instance_keeps_it
     for every attempt to connect it again)."""
     token = "ghp_" + "B" * 36
     instances = context.store.instances
-    real_create = instances.create
-    created, go_on = asyncio.Event(), asyncio.Event()
-
-    async def answer_late(*args: Any, **kwargs: Any) -> Any:
-        record = await real_create(*args, **kwargs)
-        created.set()
-        await go_on.wait()
-        return record
-
-    monkeypatch.setattr(instances, "create", answer_late)
+    gate = AnswerLate(monkeypatch, instances, "create")
     request = asyncio.create_task(
         context.instances.create(
             "proj-c",
@@ -123,13 +115,7 @@ async def test_a_connect_cancelled_while_the_store_creates_the_instance_keeps_it
             config={"owner": "o", "repo": "r"},
         )
     )
-    await asyncio.wait_for(created.wait(), timeout=5)
-    request.cancel()
-    await asyncio.sleep(0.01)
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await request
-    monkeypatch.undo()
+    await gate.cancel_in_between(request)
 
     record = await context.instances.record("proj-c", "github-issues")
     assert await context.instances.credentials(record) == {"token": token}
@@ -153,23 +139,9 @@ async def test_a_disconnect_cancelled_after_the_instance_went_still_forgets_its_
         "proj-d", "github-issues", expected_version=0, value="cursor", now=context.clock()
     )
     instances = context.store.instances
-    real_delete = instances.delete
-    deleted, go_on = asyncio.Event(), asyncio.Event()
-
-    async def answer_late(*args: Any, **kwargs: Any) -> Any:
-        await real_delete(*args, **kwargs)
-        deleted.set()
-        await go_on.wait()
-
-    monkeypatch.setattr(instances, "delete", answer_late)
+    gate = AnswerLate(monkeypatch, instances, "delete")
     request = asyncio.create_task(context.instances.delete("proj-d", "github-issues"))
-    await asyncio.wait_for(deleted.wait(), timeout=5)
-    request.cancel()
-    await asyncio.sleep(0.01)
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await request
-    monkeypatch.undo()
+    await gate.cancel_in_between(request)
 
     checkpoint = await context.store.checkpoints.get("proj-d", "github-issues")
     assert (checkpoint.value, checkpoint.version) == (None, 0)

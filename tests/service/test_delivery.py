@@ -18,12 +18,12 @@ import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
 
+from tests.store_gates import AnswerLate
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
 from ucf.fakes.kit import CallNext
 from ucf.runtime.http import HttpSettings
@@ -404,25 +404,10 @@ async def test_cancelled_inside_a_store_step_the_worker_still_hands_everything_o
     ingested = await ingest_interleaved(http_context, 2)
     part_name, method = step.split(".")
     part = getattr(http_context.store, part_name)
-    real = getattr(part, method)
-    done_in_store, go_on = asyncio.Event(), asyncio.Event()
-
-    async def answer_late(*args: object, **kwargs: object) -> object:
-        result = await real(*args, **kwargs)
-        done_in_store.set()
-        await go_on.wait()
-        return result
-
-    monkeypatch.setattr(part, method, answer_late)
+    gate = AnswerLate(monkeypatch, part, method)
     worker = http_worker(http_context, pipeline, client)
     task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(done_in_store.wait(), timeout=5)
-    task.cancel()
-    await asyncio.sleep(0.01)
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    monkeypatch.undo()
+    await gate.cancel_in_between(task)
 
     assert not await received(pipeline)
     assert await http_context.store.leases.get("delivery:http", now=http_context.clock()) is None
@@ -442,25 +427,10 @@ async def test_cancelled_while_the_store_acknowledges_a_batch_the_sink_is_handed
     outbox drained): the next worker must not wait for the sink lease to lapse."""
     ingested = await ingest_interleaved(http_context, 1)
     outbox = http_context.store.outbox
-    real_ack = outbox.ack
-    acked, go_on = asyncio.Event(), asyncio.Event()
-
-    async def answer_late(*args: Any, **kwargs: Any) -> int:
-        removed = await real_ack(*args, **kwargs)
-        acked.set()
-        await go_on.wait()
-        return removed
-
-    monkeypatch.setattr(outbox, "ack", answer_late)
+    gate = AnswerLate(monkeypatch, outbox, "ack")
     worker = http_worker(http_context, pipeline, client)
     task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(acked.wait(), timeout=5)
-    task.cancel()
-    await asyncio.sleep(0.01)
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    monkeypatch.undo()
+    await gate.cancel_in_between(task)
 
     assert await drained(http_context)
     assert worker.stats.delivered == 2
@@ -490,26 +460,11 @@ async def test_cancelled_while_parking_a_refused_signal_the_batch_is_still_settl
     sink handed over (not left to lapse)."""
     await ingest_interleaved(http_context, 2)
     outbox = http_context.store.outbox
-    real_park = outbox.park
-    parked, go_on = asyncio.Event(), asyncio.Event()
-
-    async def answer_late(*args: Any, **kwargs: Any) -> int:
-        moved = await real_park(*args, **kwargs)
-        parked.set()
-        await go_on.wait()
-        return moved
-
-    monkeypatch.setattr(outbox, "park", answer_late)
+    gate = AnswerLate(monkeypatch, outbox, "park")
     sink = RefusesTheFirst()
     worker = DeliveryWorker(http_context, "http", sink, batch_size=4, idle_seconds=0.02)
     task = asyncio.create_task(worker.run())
-    await asyncio.wait_for(parked.wait(), timeout=5)
-    task.cancel()
-    await asyncio.sleep(0.01)
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    monkeypatch.undo()
+    await gate.cancel_in_between(task)
 
     lag = (await outbox_lag(http_context))["http"]
     assert (lag.pending, lag.parked) == (0, 1), "what the sink took waits to be sent again"

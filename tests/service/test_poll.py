@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from tests.store_gates import AnswerLate
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
 from ucf.fakes.github import BAD_TOKEN, GitHubFake
 from ucf.runtime.health import Outcome
@@ -233,24 +234,9 @@ async def test_a_poll_cancelled_while_taking_its_lease_leaves_no_lease_behind(
     the next poll must not wait for the lease to lapse."""
     await connect_github(context, fake.base_url)
     leases = context.store.leases
-    real_acquire = leases.acquire
-    granted, go_on = asyncio.Event(), asyncio.Event()
-
-    async def answer_late(*args: Any, **kwargs: Any) -> bool:
-        held = await real_acquire(*args, **kwargs)
-        granted.set()
-        await go_on.wait()
-        return held
-
-    monkeypatch.setattr(leases, "acquire", answer_late)
+    gate = AnswerLate(monkeypatch, leases, "acquire")
     task = asyncio.create_task(poll_instance(context, "p1", "github-issues", owner="me"))
-    await asyncio.wait_for(granted.wait(), timeout=5)
-    task.cancel()
-    await asyncio.sleep(0.01)
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    monkeypatch.undo()
+    await gate.cancel_in_between(task)
 
     assert await leases.get(lease_name("p1", "github-issues"), now=context.clock()) is None
     assert fake.server.requests == []
@@ -265,26 +251,9 @@ async def test_a_poll_cancelled_twice_while_taking_its_lease_still_leaves_no_lea
     second one lands while the poll waits for the store's answer to the first."""
     await connect_github(context, fake.base_url)
     leases = context.store.leases
-    real_acquire = leases.acquire
-    granted, go_on = asyncio.Event(), asyncio.Event()
-
-    async def answer_late(*args: Any, **kwargs: Any) -> bool:
-        held = await real_acquire(*args, **kwargs)
-        granted.set()
-        await go_on.wait()
-        return held
-
-    monkeypatch.setattr(leases, "acquire", answer_late)
+    gate = AnswerLate(monkeypatch, leases, "acquire")
     task = asyncio.create_task(poll_instance(context, "p1", "github-issues", owner="me"))
-    await asyncio.wait_for(granted.wait(), timeout=5)
-    task.cancel()
-    await asyncio.sleep(0.01)
-    task.cancel()
-    await asyncio.sleep(0.01)
-    go_on.set()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    monkeypatch.undo()
+    await gate.cancel_in_between(task, times=2)
 
     assert await leases.get(lease_name("p1", "github-issues"), now=context.clock()) is None
 
