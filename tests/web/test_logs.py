@@ -95,3 +95,20 @@ def test_each_process_and_each_reseed_draws_its_own_node() -> None:
     first.reseed()  # what a forked child does before its first id
     assert first()[10:18] != node
 
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"route": "/api/x", "status": 200, "durationMs": 1.25, "note": "é ✓"},
+        {"huge": 2**70, "when": datetime(2026, 1, 2, tzinfo=UTC)},  # orjson refuses the int
+        {"keys": {1: "a"}, "odd": "\ud800"},  # non-str key, lone surrogate
+    ],
+)
+def test_a_line_is_compact_json_whichever_writer_takes_it(fields: dict[str, object]) -> None:
+    record = logging.makeLogRecord({"msg": "x", "name": "t", "created": 1.0, "ucf_fields": fields})
+    record.levelname = "INFO"
+    line = JsonFormatter().format(record)
+    expected: dict[str, object] = {"ts": "1970-01-01T00:00:01.000+00:00", "level": "info"}
+    expected["logger"] = "t"
+    expected |= {"message": "x", **fields}
+    assert line == json.dumps(expected, ensure_ascii=False, default=str, separators=(",", ":"))
