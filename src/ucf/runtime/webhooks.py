@@ -55,7 +55,7 @@ from ucf.core import descriptor as d
 from ucf.core.jsonpath import MISSING, CompiledPath, PathSyntaxError, compile_path
 from ucf.core.payload import payload_or_missing
 from ucf.core.template import compile_template
-from ucf.core.webhook import header
+from ucf.core.webhook import FoldedHeaders, header
 
 __all__ = [
     "Admission",
@@ -164,8 +164,10 @@ class Verifier(Protocol):
 # --------------------------------------------------------------------------- helpers
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Header names folded to lower case; the first of repeated headers wins."""
+    if isinstance(headers, FoldedHeaders):
+        return headers.folded  # folded once by the server that decoded them
     folded: dict[str, str] = {}
     for name, value in headers.items():
         folded.setdefault(name.lower(), value)

@@ -42,18 +42,14 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    ItemsView,
     Iterable,
-    Iterator,
-    KeysView,
-    Mapping,
     MutableMapping,
-    ValuesView,
 )
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
+from ucf.core.webhook import FoldedHeaders
 from ucf.service.errors import ServiceError
 from ucf.service.webhooks import (
     Accepted,
@@ -150,42 +146,18 @@ def match(scope: Scope) -> Target | None:
     return None
 
 
-class Headers(Mapping[str, str]):
+class Headers(FoldedHeaders):
     """Request headers by case-insensitive name; of repeated headers, the first (as
     Starlette's ``Headers`` answers a lookup). Values decoded as latin-1, so a verifier
-    can encode them back to the bytes that were sent."""
+    can encode them back to the bytes that were sent. Names folded once, here."""
 
-    __slots__ = ("_values",)
+    __slots__ = ()
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
         values: dict[str, str] = {}
         for key, value in raw:
             values.setdefault(key.decode("latin-1").lower(), value.decode("latin-1"))
-        self._values = values
-
-    def __getitem__(self, name: str) -> str:
-        return self._values[name.lower()]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._values.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def items(self) -> ItemsView[str, str]:  # verifiers fold every header: skip __getitem__
-        return self._values.items()
-
-    def keys(self) -> KeysView[str]:
-        return self._values.keys()
-
-    def values(self) -> ValuesView[str]:
-        return self._values.values()
-
-    def __len__(self) -> int:
-        return len(self._values)
+        super().__init__(values)
 
 
 class _BaseUrl:
