@@ -184,6 +184,56 @@ async def test_a_sender_gone_mid_body_is_counted_as_499_and_answered_nothing(
     )
 
 
+async def _raw_delivery(
+    connected: Web, messages: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """A delivery whose body arrives as ``messages`` (chunked), sent straight to the app
+    in raw ASGI; what the app sends back."""
+    sent_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": webhook_path(),
+        "raw_path": webhook_path().encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"ucf.test"), (b"transfer-encoding", b"chunked"), *sent_headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("ucf.test", 80),
+    }
+    await connected.app(scope, receive, send)
+    return sent
+
+
+async def test_a_body_in_one_message_over_the_limit_is_413_and_in_pieces_is_read_whole(
+    connected: Web,
+) -> None:
+    """Most bodies arrive in one message and are taken as they are: the limit still holds
+    for them, and a body in several messages is still put together in order."""
+    whole = [{"type": "http.request", "body": b"x" * (256 * 1024 + 1), "more_body": False}]
+    sent = await _raw_delivery(connected, whole)
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"]["code"] == "payload_too_large"
+    signed = sign(ticket_event("T-7"), delivery="front-7")
+    pieces = [signed.body[i : i + 7] for i in range(0, len(signed.body), 7)]
+    messages = [{"type": "http.request", "body": p, "more_body": True} for p in pieces]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+    sent = await _raw_delivery(connected, messages, signed.headers)
+    assert sent[0]["status"] == 200, sent
+    assert json.loads(sent[1]["body"])["inserted"] == 1
+
+
 async def test_what_is_not_a_delivery_still_reaches_the_app(connected: Web) -> None:
     wrong_method = await connected.anonymous.get(webhook_path())
     assert wrong_method.status_code == 405

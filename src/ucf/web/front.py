@@ -58,6 +58,8 @@ from ucf.service.webhooks import (
     Ignored,
     WebhookOutcome,
     read_limited,
+    refuse_declared_length,
+    too_large,
 )
 from ucf.stores.errors import StoreError
 from ucf.web.logs import REQUEST_ID
@@ -314,11 +316,7 @@ class WebhookFront:
         found = await gateway.target(target.connector_id, target.project_id, target.hook_id)
         try:
             async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-                body = await read_limited(
-                    _chunks(receive),
-                    limit=gateway.max_bytes,
-                    declared_length=headers.get("content-length"),
-                )
+                body = await _body(receive, gateway.max_bytes, headers.get("content-length"))
         except TimeoutError:
             raise BodyTimeout(
                 f"the body did not arrive within {BODY_TIMEOUT_SECONDS:.0f} s"
@@ -353,10 +351,24 @@ class WebhookFront:
         return refusal.status, body, headers
 
 
-async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
-    """The body as it streams in; a disconnect ends the request (Starlette's ``stream()``)."""
+async def _body(receive: Receive, limit: int, declared_length: str | None) -> bytes:
+    """The body under its limit (:func:`read_limited`'s promises). A delivery's body
+    usually arrives whole in the first message: it is taken as it is, without the
+    stream's generator and copy."""
+    refuse_declared_length(limit, declared_length)
+    first = await receive()
+    if first["type"] == "http.request" and not first.get("more_body", False):
+        body: bytes = first.get("body", b"")
+        if len(body) > limit:
+            raise too_large(limit)
+        return body
+    return await read_limited(_chunks(receive, first), limit=limit, declared_length=None)
+
+
+async def _chunks(receive: Receive, message: Message) -> AsyncIterator[bytes]:
+    """The body as it streams in from ``message`` on; a disconnect ends the request
+    (Starlette's ``stream()``)."""
     while True:
-        message = await receive()
         kind = message["type"]
         if kind == "http.request":
             chunk = message.get("body", b"")
@@ -366,6 +378,7 @@ async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
                 return
         elif kind == "http.disconnect":
             raise _Disconnected
+        message = await receive()
 
 
 def _rendered(outcome: WebhookOutcome) -> Answer:
