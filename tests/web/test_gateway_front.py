@@ -10,6 +10,7 @@ last-resort 500, and everything that is not a delivery still reaching the app.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -22,7 +23,7 @@ from tests.web.conftest import Web
 from tests.web.support import CONNECTOR, PROJECT, sign, ticket_event, webhook_path
 from tests.web.test_gateway import deliver, instance_of, metric
 from ucf.stores.errors import StoreUnavailable
-from ucf.web.front import Headers, match
+from ucf.web.front import Headers, _Deadlines, match
 
 ROUTE = "/api/webhooks/{connectorId}/{projectId}"
 ULID_SHAPE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
@@ -327,3 +328,34 @@ def test_the_registered_url_base_is_starlettes_base_url(scope: dict[str, Any]) -
     base_url = _BaseUrl()
     assert base_url(full) == str(Request(full).base_url).rstrip("/")
     assert base_url(full) == str(Request(full).base_url).rstrip("/")  # remembered
+
+
+async def test_body_deadlines_tell_their_own_cancellation_from_any_other() -> None:
+    """One timer keeps every delivery's body deadline; a task cancelled by anything else
+    (a shutdown) stays cancelled and is not answered 408."""
+    deadlines = _Deadlines()
+
+    async def read(seconds: float) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines.start(task, seconds)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            if deadlines.expired(task):
+                assert task.cancelling() == 0
+                return "timed out"
+            raise
+        finally:
+            deadlines.stop(task)
+        return "read"
+
+    slow = asyncio.create_task(read(0.05))
+    other = asyncio.create_task(read(30))
+    assert await slow == "timed out"
+    other.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await other
+    quick = asyncio.create_task(asyncio.wait_for(read(30), 0.05))
+    with pytest.raises(TimeoutError):  # an outer timeout is the caller's, not a 408
+        await quick
