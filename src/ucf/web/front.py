@@ -397,7 +397,7 @@ class WebhookFront:
             method=scope["method"],
             body=body,
             headers=headers,
-            query=dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)),
+            query=dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {},
             url=self._registered_url(state, scope, query),
             client=client[0] if client else None,
         )
