@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from ucf.core.descriptor import WebhookSpec
-from ucf.core.webhook import fallback_version
+from ucf.core.webhook import FoldedHeaders, fallback_version, header
 
 BODY = b'{"action":"opened"}'
 BODY_HASH = hashlib.sha256(BODY).hexdigest()
@@ -53,3 +53,14 @@ def test_a_header_id_counts_where_the_signature_covers_it_or_a_window_bounds_rep
     )
     assert fallback_version(linear, {}, {"Linear-Delivery": "L-1"}, BODY) == "L-1"
     assert fallback_version(linear, {}, {}, BODY) == BODY_HASH
+
+
+def test_folded_headers_answer_every_lookup_as_a_plain_mapping_does() -> None:
+    sent = {"X-GitHub-Event": "issues", "content-type": "application/json"}
+    folded = FoldedHeaders({name.lower(): value for name, value in sent.items()})
+    for name in ("X-GitHub-Event", "x-github-event", "CONTENT-TYPE", "X-Missing"):
+        assert header(folded, name) == header(sent, name)
+        assert folded.get(name) == header(sent, name)
+        assert (name in folded) == (header(sent, name) is not None)
+    assert folded["X-GITHUB-EVENT"] == "issues"
+    assert dict(folded.items()) == {"x-github-event": "issues", "content-type": "application/json"}

@@ -10,9 +10,11 @@ last-resort 500, and everything that is not a delivery still reaching the app.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from tests.web.conftest import Web
 from tests.web.support import CONNECTOR, PROJECT, sign, ticket_event, webhook_path
 from tests.web.test_gateway import deliver, instance_of, metric
 from ucf.stores.errors import StoreUnavailable
-from ucf.web.front import Headers, match
+from ucf.web.front import Headers, _Deadlines, match
 
 ROUTE = "/api/webhooks/{connectorId}/{projectId}"
 ULID_SHAPE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
@@ -184,6 +186,56 @@ async def test_a_sender_gone_mid_body_is_counted_as_499_and_answered_nothing(
     )
 
 
+async def _raw_delivery(
+    connected: Web, messages: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """A delivery whose body arrives as ``messages`` (chunked), sent straight to the app
+    in raw ASGI; what the app sends back."""
+    sent_headers = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": webhook_path(),
+        "raw_path": webhook_path().encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"ucf.test"), (b"transfer-encoding", b"chunked"), *sent_headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("ucf.test", 80),
+    }
+    await connected.app(scope, receive, send)
+    return sent
+
+
+async def test_a_body_in_one_message_over_the_limit_is_413_and_in_pieces_is_read_whole(
+    connected: Web,
+) -> None:
+    """Most bodies arrive in one message and are taken as they are: the limit still holds
+    for them, and a body in several messages is still put together in order."""
+    whole = [{"type": "http.request", "body": b"x" * (256 * 1024 + 1), "more_body": False}]
+    sent = await _raw_delivery(connected, whole)
+    assert sent[0]["status"] == 413
+    assert json.loads(sent[1]["body"])["error"]["code"] == "payload_too_large"
+    signed = sign(ticket_event("T-7"), delivery="front-7")
+    pieces = [signed.body[i : i + 7] for i in range(0, len(signed.body), 7)]
+    messages = [{"type": "http.request", "body": p, "more_body": True} for p in pieces]
+    messages.append({"type": "http.request", "body": b"", "more_body": False})
+    sent = await _raw_delivery(connected, messages, signed.headers)
+    assert sent[0]["status"] == 200, sent
+    assert json.loads(sent[1]["body"])["inserted"] == 1
+
+
 async def test_what_is_not_a_delivery_still_reaches_the_app(connected: Web) -> None:
     wrong_method = await connected.anonymous.get(webhook_path())
     assert wrong_method.status_code == 405
@@ -276,3 +328,34 @@ def test_the_registered_url_base_is_starlettes_base_url(scope: dict[str, Any]) -
     base_url = _BaseUrl()
     assert base_url(full) == str(Request(full).base_url).rstrip("/")
     assert base_url(full) == str(Request(full).base_url).rstrip("/")  # remembered
+
+
+async def test_body_deadlines_tell_their_own_cancellation_from_any_other() -> None:
+    """One timer keeps every delivery's body deadline; a task cancelled by anything else
+    (a shutdown) stays cancelled and is not answered 408."""
+    deadlines = _Deadlines()
+
+    async def read(seconds: float) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        deadlines.start(task, seconds)
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            if deadlines.expired(task):
+                assert task.cancelling() == 0
+                return "timed out"
+            raise
+        finally:
+            deadlines.stop(task)
+        return "read"
+
+    slow = asyncio.create_task(read(0.05))
+    other = asyncio.create_task(read(30))
+    assert await slow == "timed out"
+    other.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await other
+    quick = asyncio.create_task(asyncio.wait_for(read(30), 0.05))
+    with pytest.raises(TimeoutError):  # an outer timeout is the caller's, not a 408
+        await quick

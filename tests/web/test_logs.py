@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from ulid import ULID
 
 from ucf.runtime.redaction import SECRETS
 from ucf.web.logs import REQUEST_ID, JsonFormatter, configure_logging
 from ucf.web.metrics import Metrics
-from ucf.web.request_log import record_request
+from ucf.web.request_log import RequestIds, record_request
 
 
 @pytest.fixture
@@ -73,3 +74,41 @@ def test_other_lines_are_still_redacted(stream: io.StringIO) -> None:
 
     assert secret not in stream.getvalue()
     assert "the upstream refused" in stream.getvalue()
+
+
+def test_request_ids_are_ulids_of_now_unique_and_in_the_order_they_were_made() -> None:
+    ids = RequestIds()
+    before = datetime.now(UTC)
+    made = [ids() for _ in range(5000)]
+    after = datetime.now(UTC)
+    assert len(set(made)) == len(made)
+    assert made == sorted(made)
+    for text in (made[0], made[-1]):
+        moment = ULID.from_str(text).datetime  # a valid ULID: 26 Crockford characters
+        assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= moment <= after
+
+
+def test_each_process_and_each_reseed_draws_its_own_node() -> None:
+    first, second = RequestIds(), RequestIds()
+    assert first()[10:18] != second()[10:18]
+    node = first()[10:18]
+    first.reseed()  # what a forked child does before its first id
+    assert first()[10:18] != node
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"route": "/api/x", "status": 200, "durationMs": 1.25, "note": "é ✓"},
+        {"huge": 2**70, "when": datetime(2026, 1, 2, tzinfo=UTC)},  # orjson refuses the int
+        {"keys": {1: "a"}, "odd": "\ud800"},  # non-str key, lone surrogate
+    ],
+)
+def test_a_line_is_compact_json_whichever_writer_takes_it(fields: dict[str, object]) -> None:
+    record = logging.makeLogRecord({"msg": "x", "name": "t", "created": 1.0, "ucf_fields": fields})
+    record.levelname = "INFO"
+    line = JsonFormatter().format(record)
+    expected: dict[str, object] = {"ts": "1970-01-01T00:00:01.000+00:00", "level": "info"}
+    expected["logger"] = "t"
+    expected |= {"message": "x", **fields}
+    assert line == json.dumps(expected, ensure_ascii=False, default=str, separators=(",", ":"))

@@ -8,7 +8,7 @@ will do with a sample delivery.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,9 +18,52 @@ from ucf.core.jsonpath import MISSING, compile_path
 from ucf.core.mapping import CompiledMapping, MappingResult
 
 
+class FoldedHeaders(Mapping[str, str]):
+    """Request headers whose names are already folded to lower case (the first of
+    repeated headers kept), looked up by name in any case.
+
+    A delivery's headers are read several times (verification, event type,
+    delivery id, handshakes): a server that folds them once, as it decodes them,
+    hands this over and every reader looks its header up directly instead of
+    folding every name again (:func:`header`, the verifiers' ``_lower``).
+    """
+
+    __slots__ = ("folded",)
+
+    def __init__(self, folded: dict[str, str]) -> None:
+        self.folded = folded
+        """Lower-case name -> value; read-only for everyone but its maker."""
+
+    def __getitem__(self, name: str) -> str:
+        return self.folded[name.lower()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.folded.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self.folded
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.folded)
+
+    def items(self) -> ItemsView[str, str]:  # readers fold every header: skip __getitem__
+        return self.folded.items()
+
+    def keys(self) -> KeysView[str]:
+        return self.folded.keys()
+
+    def values(self) -> ValuesView[str]:
+        return self.folded.values()
+
+    def __len__(self) -> int:
+        return len(self.folded)
+
+
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """A header's value whatever the case of its name; the first of repeated headers."""
     lowered = name.lower()
+    if isinstance(headers, FoldedHeaders):
+        return headers.folded.get(lowered)
     for key, value in headers.items():
         if key.lower() == lowered:
             return value

@@ -55,7 +55,7 @@ from ucf.core import descriptor as d
 from ucf.core.jsonpath import MISSING, CompiledPath, PathSyntaxError, compile_path
 from ucf.core.payload import payload_or_missing
 from ucf.core.template import compile_template
-from ucf.core.webhook import header
+from ucf.core.webhook import FoldedHeaders, header
 
 __all__ = [
     "Admission",
@@ -164,8 +164,10 @@ class Verifier(Protocol):
 # --------------------------------------------------------------------------- helpers
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Header names folded to lower case; the first of repeated headers wins."""
+    if isinstance(headers, FoldedHeaders):
+        return headers.folded  # folded once by the server that decoded them
     folded: dict[str, str] = {}
     for name, value in headers.items():
         folded.setdefault(name.lower(), value)
@@ -402,6 +404,15 @@ class _SignedPayload:
         for part in self.parts:
             mac.update(part if isinstance(part, bytes) else values[part])
 
+    def mac(self, secret: bytes, digest: str, values: Mapping[str, bytes]) -> bytes:
+        """The HMAC of this payload. A payload that is the body alone (GitHub, Jira,
+        Asana…) takes ``hmac.digest``'s one-shot path: no HMAC object, no feeding."""
+        if self.parts == ("body",):
+            return hmac.digest(secret, values["body"], digest)
+        mac = hmac.new(secret, digestmod=digest)
+        self.feed(mac, values)
+        return mac.digest()
+
 
 # --------------------------------------------------------------------------- verifiers
 
@@ -476,9 +487,7 @@ class SignatureVerifier:
             if not in_window.ok:
                 return in_window
             values["timestamp"] = _wire_bytes(stamp)
-        mac = hmac.new(secret, digestmod=self._digest)
-        self._payload.feed(mac, values)
-        expected = mac.digest()
+        expected = self._payload.mac(secret, self._digest, values)
         if any(hmac.compare_digest(expected, candidate) for candidate in macs):
             return VALID
         which = "no signature" if len(macs) > 1 else "the signature"

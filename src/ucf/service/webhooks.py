@@ -96,6 +96,8 @@ __all__ = [
     "WebhookTarget",
     "read_limited",
     "receive_webhook",
+    "refuse_declared_length",
+    "too_large",
     "webhook_path",
 ]
 
@@ -287,6 +289,22 @@ class _Silent:
 # --------------------------------------------------------------------------- reading
 
 
+def refuse_declared_length(limit: int, declared_length: str | None) -> None:
+    """413 for a declared ``Content-Length`` over ``limit`` (before a byte is read), 400
+    for one that is not a number."""
+    if declared_length is not None:
+        try:
+            declared = int(declared_length)
+        except ValueError:
+            raise BadDelivery("Content-Length is not a number") from None
+        if declared > limit:
+            raise too_large(limit)
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the body is larger than {limit} bytes")
+
+
 async def read_limited(
     chunks: AsyncIterable[bytes], *, limit: int, declared_length: str | None
 ) -> bytes:
@@ -296,19 +314,12 @@ async def read_limited(
     read; a chunked body (or one that lies about its length) is counted as it
     arrives and abandoned at the first byte past the limit.
     """
-    too_large = PayloadTooLarge(f"the body is larger than {limit} bytes")
-    if declared_length is not None:
-        try:
-            declared = int(declared_length)
-        except ValueError:
-            raise BadDelivery("Content-Length is not a number") from None
-        if declared > limit:
-            raise too_large
+    refuse_declared_length(limit, declared_length)
     received = bytearray()
     async for chunk in chunks:
         received += chunk
         if len(received) > limit:
-            raise too_large
+            raise too_large(limit)
     return bytes(received)
 
 

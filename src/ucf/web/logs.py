@@ -10,9 +10,11 @@ belong to.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any, Final
@@ -25,6 +27,13 @@ FIELDS_ATTRIBUTE: Final = "ucf_fields"
 """``log.info(..., extra={"ucf_fields": {...}})`` adds these keys to the JSON line."""
 
 SERVER_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "fastapi")
+
+
+@functools.cache
+def _fast_dumps() -> Callable[..., bytes]:
+    import orjson  # on first use: a process that logs nothing does not import it
+
+    return orjson.dumps
 
 
 class JsonFormatter(logging.Formatter):
@@ -65,7 +74,13 @@ class JsonFormatter(logging.Formatter):
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             line["exception"] = record.exc_text
-        return json.dumps(line, ensure_ascii=False, default=str)
+        # orjson writes a line ~20x faster than json.dumps (it is every request's access
+        # line); what it refuses (integers beyond 64 bits, non-str keys, lone surrogates)
+        # json writes in the same compact form.
+        try:
+            return _fast_dumps()(line, default=str).decode()
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            return json.dumps(line, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def configure_logging(level: int = logging.INFO, stream: IO[str] | None = None) -> None:

@@ -32,6 +32,9 @@ class Metrics:
         r = self.registry
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         """Label lookups of every request, done once per (method, route, status)."""
+        self._signal_children: dict[tuple[Counter, str, str], Counter] = {}
+        """Label lookups of every ingest (each delivery counts its signal), done once per
+        counter, connector and source; a child is made when first counted, as before."""
         self.requests = Counter(
             "ucf_http_requests",
             "HTTP requests by method, route template and status.",
@@ -164,9 +167,16 @@ class Metrics:
 
     def _count_signals(self, connector: str, via: str, inserted: int, duplicates: int) -> None:
         if inserted:
-            self.signals_ingested.labels(connector, via).inc(inserted)
+            self._signal_child(self.signals_ingested, connector, via).inc(inserted)
         if duplicates:
-            self.signal_duplicates.labels(connector, via).inc(duplicates)
+            self._signal_child(self.signal_duplicates, connector, via).inc(duplicates)
+
+    def _signal_child(self, counter: Counter, connector: str, via: str) -> Counter:
+        key = (counter, connector, via)
+        child = self._signal_children.get(key)
+        if child is None:  # connectors a poll or the gateway found: a bounded set
+            child = self._signal_children[key] = counter.labels(connector, via)
+        return child
 
     # -- exposition
 

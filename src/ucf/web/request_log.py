@@ -9,17 +9,23 @@ imported here, so the front stays free of them on Lambda.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from collections.abc import Iterable
 from typing import Final
-
-from ulid import ULID
 
 from ucf.runtime.redaction import REDACTED_ATTRIBUTE
 from ucf.web.logs import FIELDS_ATTRIBUTE
 from ucf.web.metrics import Metrics
 
-__all__ = ["UNMATCHED", "incoming_request_id", "new_request_id", "record_request"]
+__all__ = [
+    "UNMATCHED",
+    "RequestIds",
+    "incoming_request_id",
+    "new_request_id",
+    "record_request",
+]
 
 access = logging.getLogger("ucf.web.access")
 
@@ -43,8 +49,67 @@ def incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def new_request_id() -> str:
-    return str(ULID())
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS: Final = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
+"""Every 10-bit value as its two Crockford base32 characters."""
+_MASK_40: Final = (1 << 40) - 1
+
+
+class RequestIds:
+    """Request ids in ULID form (26 Crockford base32 characters, the time first), about
+    10x cheaper than ``str(ULID())``, which draws and encodes 80 random bits per id.
+
+    Each id is the millisecond (encoded once per millisecond), 40 random bits drawn
+    once per process (its *node*: after a fork the child draws its own), and a 40-bit
+    counter that starts at a random value and steps by one per id. So ids are unique
+    within a process (the counter wraps only after 2**40 ids), practically unique
+    across processes (two nodes collide with probability 2**-40), and sort by time,
+    and within a millisecond of one process in the order they were made. Called on
+    the event loop's thread only.
+    """
+
+    __slots__ = ("_counter", "_millisecond", "_node", "_prefix")
+
+    def __init__(self) -> None:
+        self._millisecond = -1
+        self._prefix = ""
+        self._node = ""
+        self._counter = 0
+        self.reseed()
+
+    def reseed(self) -> None:
+        """A new node and counter start (a forked child must not repeat its parent's ids)."""
+        drawn = int.from_bytes(os.urandom(10), "big")
+        node, self._counter = drawn >> 40, drawn & _MASK_40
+        p = _PAIRS
+        self._node = (
+            p[node >> 30] + p[(node >> 20) & 1023] + p[(node >> 10) & 1023] + p[node & 1023]
+        )
+
+    def __call__(self) -> str:
+        millisecond = time.time_ns() // 1_000_000
+        p = _PAIRS
+        if millisecond != self._millisecond:
+            ms = millisecond & ((1 << 48) - 1)
+            self._prefix = (
+                p[ms >> 40] + p[(ms >> 30) & 1023] + p[(ms >> 20) & 1023] + p[(ms >> 10) & 1023]
+            ) + p[ms & 1023]
+            self._millisecond = millisecond
+        count = self._counter = (self._counter + 1) & _MASK_40
+        return (
+            self._prefix
+            + self._node
+            + p[count >> 30]
+            + p[(count >> 20) & 1023]
+            + p[(count >> 10) & 1023]
+            + p[count & 1023]
+        )
+
+
+new_request_id: Final = RequestIds()
+"""A new request id (see :class:`RequestIds`)."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=new_request_id.reseed)
 
 
 def record_request(metrics: Metrics, method: str, route: str, status: int, seconds: float) -> None:
