@@ -359,3 +359,49 @@ async def test_body_deadlines_tell_their_own_cancellation_from_any_other() -> No
     quick = asyncio.create_task(asyncio.wait_for(read(30), 0.05))
     with pytest.raises(TimeoutError):  # an outer timeout is the caller's, not a 408
         await quick
+
+
+def _scope(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": webhook_path(),
+        "raw_path": webhook_path().encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"ucf.test"), *headers],
+        "client": ("127.0.0.1", 5000),
+        "server": ("ucf.test", 80),
+    }
+
+
+async def test_a_shutdown_at_the_body_deadline_is_not_swallowed_into_a_408(
+    connected: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server cancelling a delivery (its shutdown) in the moment its body deadline
+    passes: the delivery stays cancelled and answers nothing, as under
+    ``asyncio.timeout``, instead of answering 408 and running on as if never cancelled."""
+    monkeypatch.setattr("ucf.web.front.BODY_TIMEOUT_SECONDS", 0.05)
+    never = asyncio.get_running_loop().create_future()
+
+    async def receive() -> dict[str, Any]:
+        return await never  # type: ignore[no-any-return]
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = _scope([(b"transfer-encoding", b"chunked")])
+    task = asyncio.create_task(connected.app(scope, receive, send))
+    # Polled one loop step at a time (no Event can say it): the step after the sweep
+    # cancelled the delivery comes before the delivery's own.
+    while task.cancelling() == 0:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    task.cancel()  # the shutdown, before the delivery runs again
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sent == []
