@@ -246,14 +246,17 @@ class _Deadlines:
     recorded, wakes every :meth:`tick` seconds and cancels the tasks past
     theirs, which :meth:`expired` then tells from any other cancellation (as
     ``asyncio.timeout`` does, the cancellation is taken back with
-    ``uncancel``). A deadline is enforced within one tick after it passes.
+    ``uncancel``, and one that came from anywhere else as well, a shutdown, is
+    left to propagate). A deadline is enforced within one tick after it passes.
     """
 
     __slots__ = ("_due", "_expired", "_loop", "_timer")
 
     def __init__(self) -> None:
-        self._due: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
+        self._due: dict[asyncio.Task[Any], tuple[float, int]] = {}
+        """Task -> (deadline, its ``cancelling()`` when it started reading)."""
+        self._expired: dict[asyncio.Task[Any], int] = {}
+        """Tasks cancelled by the sweep -> their ``cancelling()`` when they started."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
 
@@ -267,31 +270,31 @@ class _Deadlines:
             self._due.clear()
             self._expired.clear()
             self._loop, self._timer = loop, None
-        self._due[task] = loop.time() + seconds
+        self._due[task] = (loop.time() + seconds, task.cancelling())
         if self._timer is None:
             self._timer = loop.call_later(self.tick(seconds), self._sweep, seconds)
 
     def stop(self, task: asyncio.Task[Any]) -> None:
         self._due.pop(task, None)
-        self._expired.discard(task)
+        self._expired.pop(task, None)
 
     def expired(self, task: asyncio.Task[Any]) -> bool:
-        """Whether ``task`` was cancelled for its deadline (then it is no longer
-        cancelled: the caller answers 408)."""
-        if task not in self._expired:
+        """Whether ``task`` was cancelled for its deadline alone (then it is no longer
+        cancelled: the caller answers 408). Also cancelled by anything else (a shutdown
+        in the same moment) it stays cancelled, as ``asyncio.timeout`` leaves it."""
+        started = self._expired.pop(task, None)
+        if started is None:
             return False
-        self._expired.discard(task)
-        task.uncancel()
-        return True
+        return task.uncancel() <= started
 
     def _sweep(self, seconds: float) -> None:
         loop = self._loop
         assert loop is not None
         now = loop.time()
-        for task, due in list(self._due.items()):
+        for task, (due, started) in list(self._due.items()):
             if due <= now:
                 del self._due[task]
-                self._expired.add(task)
+                self._expired[task] = started
                 task.cancel()
         self._timer = (
             loop.call_later(self.tick(seconds), self._sweep, seconds) if self._due else None
