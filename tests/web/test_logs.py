@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from ulid import ULID
 from ucf.runtime.redaction import SECRETS
 from ucf.web.logs import REQUEST_ID, JsonFormatter, configure_logging
 from ucf.web.metrics import Metrics
-from ucf.web.request_log import RequestIds, record_request
+from ucf.web.request_log import RequestIds, new_request_id, record_request
 
 
 @pytest.fixture
@@ -112,3 +113,26 @@ def test_a_line_is_compact_json_whichever_writer_takes_it(fields: dict[str, obje
     expected["logger"] = "t"
     expected |= {"message": "x", **fields}
     assert line == json.dumps(expected, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_makes_request_ids_of_its_own() -> None:
+    """A pre-forking server's workers share the parent's memory: the module's generator
+    draws a new node in each child (its fork hook), so no two workers hand out one id."""
+    parent = new_request_id()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id to the parent, then out without pytest's teardown
+        try:
+            os.write(write, new_request_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    try:
+        child = os.read(read, 64).decode()
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert len(child) == 26, child
+    assert child[10:18] != parent[10:18]
+    assert new_request_id()[10:18] == parent[10:18]  # the parent keeps its own
