@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -136,3 +137,27 @@ def test_a_forked_child_makes_request_ids_of_its_own() -> None:
     assert len(child) == 26, child
     assert child[10:18] != parent[10:18]
     assert new_request_id()[10:18] == parent[10:18]  # the parent keeps its own
+
+
+@dataclasses.dataclass(frozen=True)
+class _Reached:
+    """A value whose repr leaves its secret out, as ucf's contexts do (``repr=False``)."""
+
+    url: str
+    credential: str = dataclasses.field(repr=False)
+
+
+def test_a_field_is_written_as_its_str_whichever_writer_takes_it() -> None:
+    """A dataclass or a datetime in ``ucf_fields`` is written as ``str()`` writes it, as
+    json.dumps(default=str) always did: orjson's own dataclass writer would put every
+    field in the line, ``repr=False`` secrets included, and its datetimes differ."""
+    fields = {
+        "reached": _Reached("https://acme.test", "s3cret-token"),
+        "when": datetime(2026, 1, 2, tzinfo=UTC),
+    }
+    record = logging.makeLogRecord({"msg": "x", "name": "t", "created": 1.0, "ucf_fields": fields})
+    record.levelname = "INFO"
+    line = JsonFormatter().format(record)
+    assert "s3cret-token" not in line
+    assert json.loads(line)["reached"] == "_Reached(url='https://acme.test')"
+    assert json.loads(line)["when"] == "2026-01-02 00:00:00+00:00"
