@@ -30,10 +30,14 @@ SERVER_LOGGERS: Final = ("uvicorn", "uvicorn.error", "uvicorn.access", "fastapi"
 
 
 @functools.cache
-def _fast_dumps() -> Callable[..., bytes]:
+def _fast_dumps() -> Callable[[dict[str, Any]], bytes]:
+    """orjson's writer, made to hand what json.dumps would write with ``default=str`` to
+    ``str`` as well: its own dataclass writer would put every field in the line (a
+    ``repr=False`` secret included) and it writes datetimes with a ``T``."""
     import orjson  # on first use: a process that logs nothing does not import it
 
-    return orjson.dumps
+    option = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+    return functools.partial(orjson.dumps, default=str, option=option)
 
 
 class JsonFormatter(logging.Formatter):
@@ -78,7 +82,7 @@ class JsonFormatter(logging.Formatter):
         # line); what it refuses (integers beyond 64 bits, non-str keys, lone surrogates)
         # json writes in the same compact form.
         try:
-            return _fast_dumps()(line, default=str).decode()
+            return _fast_dumps()(line).decode()
         except TypeError:  # orjson.JSONEncodeError is a TypeError
             return json.dumps(line, ensure_ascii=False, default=str, separators=(",", ":"))
 
