@@ -11,6 +11,7 @@ last-resort 500, and everything that is not a delivery still reaching the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -405,3 +406,35 @@ async def test_a_shutdown_at_the_body_deadline_is_not_swallowed_into_a_408(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert sent == []
+
+
+async def test_a_body_that_arrives_as_its_deadline_cancels_it_leaves_the_delivery_uncancelled(
+    connected: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose ``receive`` hands over the body it already has when the deadline's
+    cancellation reaches it: the delivery is answered from that body, and runs on no
+    longer cancelled (``asyncio.timeout`` took its cancellation back on the way out;
+    a leftover one would turn the task's next timeout or task group into a cancellation)."""
+    monkeypatch.setattr("ucf.web.front.BODY_TIMEOUT_SECONDS", 0.05)
+    signed = sign(ticket_event("T-8"), delivery="front-8")
+    waiting = asyncio.get_running_loop().create_future()
+
+    async def receive() -> dict[str, Any]:
+        with contextlib.suppress(asyncio.CancelledError):  # the body came in just then:
+            await waiting  # handed over all the same
+        return {"type": "http.request", "body": signed.body, "more_body": False}
+
+    sent: list[MutableMapping[str, Any]] = []
+    cancelling: list[int] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling.append(task.cancelling())
+        sent.append(message)
+
+    headers = [(k.lower().encode(), v.encode()) for k, v in signed.headers.items()]
+    await asyncio.create_task(connected.app(_scope(headers), receive, send))
+    assert sent[0]["status"] == 200, sent
+    assert json.loads(sent[1]["body"])["inserted"] == 1
+    assert cancelling == [0, 0]
