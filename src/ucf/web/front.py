@@ -275,8 +275,14 @@ class _Deadlines:
             self._timer = loop.call_later(self.tick(seconds), self._sweep, seconds)
 
     def stop(self, task: asyncio.Task[Any]) -> None:
+        """``task`` done reading. Cancelled for its deadline but never told so by
+        :meth:`expired` (its body came all the same: a ``receive`` handed it over
+        when the cancellation reached it), its cancellation is taken back, as
+        ``asyncio.timeout`` does on the way out: left counted, the task's next
+        timeout or task group would take itself for cancelled."""
         self._due.pop(task, None)
-        self._expired.pop(task, None)
+        if self._expired.pop(task, None) is not None:
+            task.uncancel()
 
     def expired(self, task: asyncio.Task[Any]) -> bool:
         """Whether ``task`` was cancelled for its deadline alone (then it is no longer
