@@ -438,3 +438,27 @@ async def test_a_body_that_arrives_as_its_deadline_cancels_it_leaves_the_deliver
     assert sent[0]["status"] == 200, sent
     assert json.loads(sent[1]["body"])["inserted"] == 1
     assert cancelling == [0, 0]
+
+
+@pytest.mark.parametrize("declared", [b"-1", b"+5", b"1_0", b"abc"])
+async def test_a_content_length_that_is_not_digits_is_400_before_a_byte_is_read(
+    connected: Web, declared: bytes
+) -> None:
+    """RFC 9110 §8.6: ``Content-Length = 1*DIGIT``. ``int()`` also takes a sign and
+    underscores; a server in front (uvicorn) refuses those itself, a Lambda event's
+    header reaches the front as it was sent."""
+    read: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        read.append({})
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await connected.app(_scope([(b"content-length", declared)]), receive, send)
+    assert sent[0]["status"] == 400, sent
+    assert json.loads(sent[1]["body"])["error"]["code"] == "bad_request"
+    assert read == []
