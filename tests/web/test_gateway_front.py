@@ -462,3 +462,19 @@ async def test_a_content_length_that_is_not_digits_is_400_before_a_byte_is_read(
     assert sent[0]["status"] == 400, sent
     assert json.loads(sent[1]["body"])["error"]["code"] == "bad_request"
     assert read == []
+
+
+async def test_a_content_length_of_thousands_of_digits_is_413_not_a_500(connected: Web) -> None:
+    """Past 4300 digits ``int()`` refuses to convert (CPython's limit on int parsing): the
+    length is still a number, only over the limit."""
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("nothing is read for a body declared too large")
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    await connected.app(_scope([(b"content-length", b"9" * 5000)]), receive, send)
+    assert sent[0]["status"] == 413, sent
