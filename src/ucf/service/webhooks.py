@@ -291,13 +291,14 @@ class _Silent:
 
 def refuse_declared_length(limit: int, declared_length: str | None) -> None:
     """413 for a declared ``Content-Length`` over ``limit`` (before a byte is read), 400
-    for one that is not a number."""
+    for one that is not a number: digits only (RFC 9110 §8.6, ``1*DIGIT``), not the
+    sign, underscores or other digits ``int()`` would take."""
     if declared_length is not None:
-        try:
-            declared = int(declared_length)
-        except ValueError:
-            raise BadDelivery("Content-Length is not a number") from None
-        if declared > limit:
+        digits = declared_length.strip(" \t")
+        if not (digits.isascii() and digits.isdigit()):
+            raise BadDelivery("Content-Length is not a number")
+        significant = digits.lstrip("0")  # int() refuses thousands of digits: count them
+        if len(significant) > len(str(limit)) or int(significant or "0") > limit:
             raise too_large(limit)
 
 
