@@ -153,34 +153,11 @@ async def test_a_store_failure_at_the_instances_own_url_logs_no_hook_id(
 async def test_a_sender_gone_mid_body_is_counted_as_499_and_answered_nothing(
     connected: Web,
 ) -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": b'{"half": ', "more_body": True},
         {"type": "http.disconnect"},
     ]
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0)
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": webhook_path(),
-        "raw_path": webhook_path().encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"ucf.test"), (b"transfer-encoding", b"chunked")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("ucf.test", 80),
-    }
-    await connected.app(scope, receive, send)
-    assert sent == []
+    assert await _raw_delivery(connected, messages) == []
     text = (await connected.client.get("/metrics")).text
     assert (
         metric(text, f'ucf_http_requests_total{{method="POST",route="{ROUTE}",status="499"}}') == 1
