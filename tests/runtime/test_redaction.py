@@ -122,6 +122,29 @@ def test_short_registered_secret_is_masked_completely() -> None:
     assert redact("value=s3cret! end", registry) == f"value={MASK} end"
 
 
+def test_a_short_registered_secret_is_masked_as_a_whole_word_only() -> None:
+    """A password ``test`` leaks when a line quotes it, not when a line says ``tests``."""
+    registry = SecretRegistry()
+    registry.add("client")
+    registry.add("test")
+    registry.add("#s3!")
+    line = "login as client with test: 3 clients, client_id=x, tests/unit, retest"
+    assert redact(line, registry) == (
+        f"login as {MASK} with {MASK}: 3 clients, client_id=x, tests/unit, retest"
+    )
+    assert redact("secret(test) 'client' [#s3!] x#s3!y", registry) == (
+        f"secret({MASK}) '{MASK}' [{MASK}] x{MASK}y"
+    )
+
+
+def test_a_long_registered_secret_is_masked_even_inside_a_word() -> None:
+    registry = SecretRegistry()
+    registry.add("123456789:AAbbCCddEEff")
+    assert redact("GET /bot123456789:AAbbCCddEEffx/getUpdates", registry) == (
+        f"GET /bot{MASK}EEffx/getUpdates"
+    )
+
+
 def test_a_line_found_clean_is_masked_once_its_secret_is_registered() -> None:
     """Lines with nothing to mask are remembered (access lines repeat); a new secret forgets."""
     registry = SecretRegistry()

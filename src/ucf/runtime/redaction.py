@@ -12,7 +12,7 @@ Credentials reach log lines in four ways, and each gets its own rule:
 
 Shapes and names cannot catch everything, so the secret store also registers
 every credential value it hands out (:meth:`SecretRegistry.add`) and any
-literal occurrence is masked. Masks keep at most the last four characters of a
+literal occurrence is masked (a short value only where it is a whole word). Masks keep at most the last four characters of a
 long secret so an operator can tell two keys apart, and nothing of a short one.
 """
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 MASK: Final = "••••"
 _REVEAL_MIN_LENGTH: Final = 12
 _MIN_REGISTERED_LENGTH: Final = 4
+_WHOLE_WORD_BELOW_LENGTH: Final = 12
 
 # Header names (a regex) whose values are credentials: masked in logs, and never
 # sent on a redirect to another origin (ucf.runtime.redirects).
@@ -204,7 +205,7 @@ class SecretRegistry:
             while len(self._values) > self._capacity:
                 del self._values[next(iter(self._values))]
             alternatives = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+            self._pattern = re.compile("|".join(_literal(v) for v in alternatives))
             self.clean = set()  # after the pattern: a text found clean from now on saw it
 
     def clear(self) -> None:
@@ -221,6 +222,28 @@ class SecretRegistry:
         if pattern is None:
             return text
         return pattern.sub(lambda m: mask(m.group(0)), text)
+
+
+def _literal(value: str) -> str:
+    """The pattern that finds ``value`` in a log line.
+
+    A long value is found anywhere, even run into other text (a token in a URL
+    path such as ``/bot<token>/``). A short one is found only where it is not
+    part of a longer word: a client id ``client`` or a password ``test`` must
+    still be masked when a line quotes it, but not in ``client_id``,
+    ``clients`` or ``tests``, which would make every log line of the process
+    hard to read. A short value embedded in a longer word is not that value
+    leaking; an edge that is not a word character (``#s3!``) needs no guard.
+    """
+    escaped = re.escape(value)
+    if len(value) >= _WHOLE_WORD_BELOW_LENGTH:
+        return escaped
+    before = r"(?<!\w)" if _WORD_CHARACTER.match(value[0]) else ""
+    after = r"(?!\w)" if _WORD_CHARACTER.match(value[-1]) else ""
+    return f"{before}{escaped}{after}"
+
+
+_WORD_CHARACTER: Final = re.compile(r"\w")
 
 
 SECRETS: Final = SecretRegistry()
