@@ -4,7 +4,6 @@ throttling and unreachable endpoints in AWS, and the URL factory."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import multiprocessing
@@ -37,7 +36,6 @@ from ucf.stores.secrets import (
     SecretStore,
     SecretStoreConfigError,
     SecretStoreUnavailable,
-    SecretValues,
     load_or_create_master_key,
     merge_secret,
     open_secret_store,
@@ -148,34 +146,6 @@ async def test_merge_changes_some_keys_and_keeps_the_rest(secret_store: SecretSt
     expected = {"clientSecret": "cs", "refreshToken": "new", "extra": "x"}
     assert merged == expected
     assert await secret_store.get(ref) == expected
-
-
-async def test_merges_of_one_ref_in_one_process_take_turns(
-    secret_store: SecretStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An instance's poll saves a refreshed token while its upkeep saves a new key:
-    interleaved, the later write used to drop the other's key."""
-    ref = await secret_store.put(None, {"refreshToken": "old"})
-    real_get = secret_store.get
-    first_read, go_on = asyncio.Event(), asyncio.Event()
-
-    async def first_read_waits(secret_ref: str) -> SecretValues:
-        values = await real_get(secret_ref)
-        if not first_read.is_set():
-            first_read.set()
-            await go_on.wait()
-        return values
-
-    monkeypatch.setattr(secret_store, "get", first_read_waits)
-    poll = asyncio.create_task(merge_secret(secret_store, ref, {"refreshToken": "new"}))
-    await asyncio.wait_for(first_read.wait(), timeout=5)
-    upkeep = asyncio.create_task(merge_secret(secret_store, ref, {"clientState": "cs-1"}))
-    await asyncio.wait({upkeep}, timeout=1)  # unserialised, it reads and writes meanwhile
-    go_on.set()
-    await asyncio.gather(poll, upkeep)
-    monkeypatch.undo()
-
-    assert await secret_store.get(ref) == {"refreshToken": "new", "clientState": "cs-1"}
 
 
 async def test_deleted_credentials_are_gone_and_deleting_again_is_harmless(

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ucf.service.connectors import ConnectorService
     from ucf.service.ingest import SignalIngestor
     from ucf.service.instances import InstanceService
+    from ucf.service.secret_turns import SecretTurns
 
 
 def utc_now() -> datetime:
@@ -126,6 +127,13 @@ class UcfContext:
         from ucf.service.instances import InstanceService
 
         return InstanceService(self.store, self.secrets, self.connectors, self.clock)
+
+    @cached_property
+    def secret_turns(self) -> SecretTurns:
+        """Changes of one credential set take turns, here and in every other process."""
+        from ucf.service.secret_turns import SecretTurns
+
+        return SecretTurns(self.store.leases, self.clock)
 
     @cached_property
     def sanitiser(self) -> Sanitiser:

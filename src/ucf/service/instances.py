@@ -7,8 +7,9 @@ nothing here ever returns a credential — views show them masked at most.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,6 +21,7 @@ from ucf.service.connectors import Connector, ConnectorService
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
 from ucf.service.oauth_clients import OAuthClients
+from ucf.service.secret_turns import SecretTurns
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
@@ -219,6 +221,7 @@ class InstanceService:
         self._secrets = secrets
         self._connectors = connectors
         self._clock = clock
+        self._turns = SecretTurns(store.leases, clock)
         self.oauth_clients = OAuthClients(store.records, secrets)
 
     async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
@@ -350,8 +353,9 @@ class InstanceService:
             changes["config"] = check_config(descriptor, merged)
         if credentials is not None:
             fresh = check_credentials(descriptor, credentials, partial=True)
-            rotated = (await self.secrets(record)).with_credentials(fresh)
-            changes["credential_secret_ref"] = await self._write(record, rotated)
+            async with self._changing_secrets(record) as current:
+                rotated = current.with_credentials(fresh)
+                changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
             changes["enabled"] = enabled
         try:
@@ -363,6 +367,18 @@ class InstanceService:
                 f"project '{project_id}' has no '{connector_id}' instance"
             ) from None
         return await self._view(updated, connector)
+
+    @contextlib.asynccontextmanager
+    async def _changing_secrets(self, record: InstanceRecord) -> AsyncIterator[InstanceSecrets]:
+        """The instance's secret entry, read in its turn: a change made from it is written
+        before any other change of the same entry reads it (a poll saving a rotated
+        token, the upkeep a subscription's clientState, a handshake a pending secret)."""
+        ref = record.credential_secret_ref
+        if ref is None:
+            yield InstanceSecrets()  # nothing stored to lose: the write makes a new entry
+            return
+        async with self._turns.turn(ref):
+            yield await self.secrets(record)
 
     async def _write(self, record: InstanceRecord, stored: InstanceSecrets) -> str:
         """Replace the instance's secret entry (made now, with a hook id, if it had none)."""
@@ -393,7 +409,8 @@ class InstanceService:
         """A fresh hook id: the old per-instance URL stops working at once (leaked, or an
         instance from before hook ids existed)."""
         record = await self.record(project_id, connector_id)
-        return await self._rewrite(record, (await self.secrets(record)).with_hook_id(new_hook_id()))
+        async with self._changing_secrets(record) as current:
+            return await self._rewrite(record, current.with_hook_id(new_hook_id()))
 
     async def hold_pending(
         self, record: InstanceRecord, credential: str, value: str, *, client: str | None
@@ -404,12 +421,12 @@ class InstanceService:
         as a warning: either the provider's subscription was re-created, or a stranger
         who knows the URL is trying to plant a secret.
         """
-        current = await self.secrets(record)
         received = PendingSecret(credential, value, self._clock(), client)
-        held = current.holding(received)
-        if held is None:
-            return False
-        await self._write(record, held)  # no record change: verification is untouched
+        async with self._changing_secrets(record) as current:
+            held = current.holding(received)
+            if held is None:
+                return False
+            await self._write(record, held)  # no record change: verification is untouched
         confirmed = current.credentials.get(credential)
         log.log(
             logging.WARNING if confirmed else logging.INFO,
@@ -429,19 +446,21 @@ class InstanceService:
         """An operator's choice: the pending secret becomes the credential (replacing one
         confirmed before, knowingly), the other candidates for it are dropped."""
         record = await self.record(project_id, connector_id)
-        confirmed = (await self.secrets(record)).confirming(pending_id)
-        if confirmed is None:
-            raise NotFoundError("that pending secret is no longer there")
-        return await self._rewrite(record, confirmed)
+        async with self._changing_secrets(record) as current:
+            confirmed = current.confirming(pending_id)
+            if confirmed is None:
+                raise NotFoundError("that pending secret is no longer there")
+            return await self._rewrite(record, confirmed)
 
     async def discard_pending(
         self, project_id: str, connector_id: str, pending_id: str
     ) -> Instance:
         record = await self.record(project_id, connector_id)
-        kept = (await self.secrets(record)).discarding(pending_id)
-        if kept is None:
-            raise NotFoundError("that pending secret is no longer there")
-        ref = await self._write(record, kept)
+        async with self._changing_secrets(record) as current:
+            kept = current.discarding(pending_id)
+            if kept is None:
+                raise NotFoundError("that pending secret is no longer there")
+            ref = await self._write(record, kept)
         assert ref == record.credential_secret_ref
         return await self._view(record)
 

@@ -38,7 +38,6 @@ from ucf.service.poll import (
 )
 from ucf.service.webhooks import webhook_path
 from ucf.stores.models import InstanceRecord
-from ucf.stores.secrets.base import merge_secret
 
 __all__ = ["maintain_instance", "maintains", "maintenance_lease", "webhook_url"]
 
@@ -135,7 +134,7 @@ async def _maintain(
             new = {k: v for k, v in updates.items() if v is not None}
             await context.instances.update(record.project_id, record.connector_id, credentials=new)
             return
-        await merge_secret(context.secrets, ref, dict(updates))
+        await context.secret_turns.merge(context.secrets, ref, dict(updates))
 
     maintenance = MaintenanceContext(
         project_id=record.project_id,

@@ -54,7 +54,6 @@ from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
 from ucf.stores.models import CheckpointMove, HealthState, InstanceRecord
 from ucf.stores.protocols import LeaseStore, RateLimitStore
-from ucf.stores.secrets.base import merge_secret
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -489,7 +488,7 @@ def rotation_writer(
     async def persist(values: dict[str, str]) -> None:
         updates: dict[str, str | None] = dict(values)
         updates.setdefault(ACCESS_TOKEN_EXPIRES_AT, None)  # a token without expiry drops the old
-        await merge_secret(context.secrets, ref, updates)
+        await context.secret_turns.merge(context.secrets, ref, updates)
 
     return persist
 

@@ -7,9 +7,7 @@ ref, so the registry, logs, errors and API responses never hold a credential.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import weakref
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -105,31 +103,20 @@ async def merge_secret(
     """Change some keys of a credential set and keep the rest (``None`` removes a key).
 
     This is what an OAuth2 refresh needs: persist the new refresh token without
-    restating the client secret. It reads then rotates, so the merges of one ref
-    in this process take turns: an instance's poll (saving a refreshed token)
-    and its upkeep (saving, say, a Graph subscription's clientState) run side by
-    side under different leases, and interleaved, the later write dropped the
-    key the other had just added. Across processes two writers still resolve
-    last-writer-wins.
+    restating the client secret. It reads then rotates, so two merges of one ref
+    that interleave lose the first one's keys: callers run it in the ref's turn
+    (:class:`ucf.service.secret_turns.SecretTurns`), which serialises the changes
+    of one credential set in a process and across processes.
     """
-    key = (id(store), ref)
-    turn = _MERGES.get(key)
-    if turn is None:
-        turn = _MERGES[key] = asyncio.Lock()
-    async with turn:
-        merged = dict(await store.get(ref))
-        for name, value in updates.items():
-            if value is None:
-                merged.pop(name, None)
-            else:
-                merged[name] = value
-        checked = credential_set(merged)
-        await store.rotate(ref, checked)
-        return checked
-
-
-_MERGES: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = weakref.WeakValueDictionary()
-"""One lock per (secret store, ref) while a merge of it is running or waiting."""
+    merged = dict(await store.get(ref))
+    for name, value in updates.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    checked = credential_set(merged)
+    await store.rotate(ref, checked)
+    return checked
 
 
 def credential_set(values: Mapping[str, str]) -> SecretValues:

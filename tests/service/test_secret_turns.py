@@ -1,0 +1,181 @@
+"""Changes of one credential set take turns, in a process and across processes.
+
+Each test interleaves two read-modify-writes of one secret entry through the
+real SQLite store and the real local secret store; the first change is held
+inside its read by a gate, as a slow secret store would hold it. Unserialised,
+the second change reads the old entry and the later write drops the other's key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ucf.service.context import UcfContext
+from ucf.service.secret_turns import TURN_TTL, SecretTurns
+from ucf.service.settings import Settings
+from ucf.stores.secrets.base import SecretStoreUnavailable, SecretValues
+
+
+class ReadGate:
+    """Holds the first read of the secret store until the test lets it go on."""
+
+    def __init__(self, context: UcfContext, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.first_read = asyncio.Event()
+        self.go_on = asyncio.Event()
+        real_get = context.secrets.get
+
+        async def first_read_waits(ref: str) -> SecretValues:
+            values = await real_get(ref)
+            if not self.first_read.is_set():
+                self.first_read.set()
+                await self.go_on.wait()
+            return values
+
+        monkeypatch.setattr(context.secrets, "get", first_read_waits)
+
+    async def held(self) -> None:
+        await asyncio.wait_for(self.first_read.wait(), timeout=5)
+
+
+@pytest.fixture
+async def other_process(tmp_path: Path) -> AsyncIterator[UcfContext]:
+    """A second ucf on the same SQLite file and secret store: nothing in memory shared
+    with the ``context`` fixture's (another ``ucf worker``, another Lambda function)."""
+    settings = Settings.from_env({"UCF_ALLOW_HOSTS": "127.0.0.1"}, data_dir=tmp_path)
+    async with await UcfContext.open(settings) as ctx:
+        yield ctx
+
+
+async def test_merges_of_one_ref_in_one_process_take_turns(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instance's poll saves a refreshed token while its upkeep saves a new key."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    gate = ReadGate(context, monkeypatch)
+    turns = context.secret_turns
+    poll = asyncio.create_task(turns.merge(context.secrets, ref, {"refreshToken": "new"}))
+    await gate.held()
+    upkeep = asyncio.create_task(turns.merge(context.secrets, ref, {"clientState": "cs-1"}))
+    await asyncio.wait({upkeep}, timeout=0.5)  # unserialised, it reads and writes meanwhile
+    assert not upkeep.done()
+    gate.go_on.set()
+    await asyncio.gather(poll, upkeep)
+    monkeypatch.undo()
+
+    assert await context.secrets.get(ref) == {"refreshToken": "new", "clientState": "cs-1"}
+
+
+async def test_merges_from_two_processes_take_turns(
+    context: UcfContext, other_process: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll worker and the upkeep are different Lambda functions on AWS."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    gate = ReadGate(context, monkeypatch)
+    poll = asyncio.create_task(
+        context.secret_turns.merge(context.secrets, ref, {"refreshToken": "new"})
+    )
+    await gate.held()
+    upkeep = asyncio.create_task(
+        other_process.secret_turns.merge(other_process.secrets, ref, {"clientState": "cs-1"})
+    )
+    await asyncio.wait({upkeep}, timeout=0.5)
+    assert not upkeep.done()  # waiting for the turn the poll holds in the shared store
+    gate.go_on.set()
+    await asyncio.gather(poll, upkeep)
+    monkeypatch.undo()
+
+    expected = {"refreshToken": "new", "clientState": "cs-1"}
+    assert await context.secrets.get(ref) == expected
+    assert await other_process.secrets.get(ref) == expected
+
+
+async def test_an_operator_rotation_and_a_poll_refresh_both_stay(
+    context: UcfContext, other_process: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instance service's changes (rotation, handshakes, pending secrets) take the
+    same turns as the poll's token saves."""
+    await context.instances.create(
+        "p",
+        "github-issues",
+        credentials={"token": "old-token-value-1"},
+        config={"owner": "o", "repo": "r"},
+    )
+    record = await context.instances.record("p", "github-issues")
+    ref = record.credential_secret_ref
+    assert ref is not None
+    gate = ReadGate(context, monkeypatch)
+    poll = asyncio.create_task(
+        context.secret_turns.merge(context.secrets, ref, {"token": "refreshed-token-2"})
+    )
+    await gate.held()
+    rotation = asyncio.create_task(
+        other_process.instances.update(
+            "p", "github-issues", credentials={"webhookSecret": "s3cret-value-99"}
+        )
+    )
+    await asyncio.wait({rotation}, timeout=0.5)
+    assert not rotation.done()
+    gate.go_on.set()
+    await asyncio.gather(poll, rotation)
+    monkeypatch.undo()
+
+    assert await context.instances.credentials(record) == {
+        "token": "refreshed-token-2",
+        "webhookSecret": "s3cret-value-99",
+    }
+
+
+async def test_a_cancelled_change_gives_its_turn_back(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    gate = ReadGate(context, monkeypatch)
+    poll = asyncio.create_task(
+        context.secret_turns.merge(context.secrets, ref, {"refreshToken": "new"})
+    )
+    await gate.held()
+    poll.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await poll
+
+    assert await context.store.leases.get(f"secret-turn:{ref}", now=context.clock()) is None
+    await asyncio.wait_for(
+        context.secret_turns.merge(context.secrets, ref, {"clientState": "cs-1"}), timeout=1
+    )
+    assert await context.secrets.get(ref) == {"refreshToken": "old", "clientState": "cs-1"}
+
+
+async def test_a_turn_left_by_a_holder_that_died_lapses(context: UcfContext) -> None:
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    died_at = context.clock()
+    assert await context.store.leases.acquire(
+        f"secret-turn:{ref}", "host:4242:dead", ttl=TURN_TTL, now=died_at
+    )
+    now = [died_at + TURN_TTL - timedelta(seconds=1)]
+
+    def clock() -> datetime:
+        return now[0]
+
+    waiting = SecretTurns(context.store.leases, clock, wait_seconds=5)
+    merge = asyncio.create_task(waiting.merge(context.secrets, ref, {"refreshToken": "new"}))
+    await asyncio.wait({merge}, timeout=0.3)
+    assert not merge.done()  # the turn is still the dead holder's
+    now[0] = died_at + TURN_TTL + timedelta(seconds=1)
+    await asyncio.wait_for(merge, timeout=2)
+    assert await context.secrets.get(ref) == {"refreshToken": "new"}
+
+
+async def test_a_turn_never_given_back_ends_in_a_clear_error(
+    context: UcfContext, other_process: UcfContext
+) -> None:
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    impatient = SecretTurns(context.store.leases, context.clock, wait_seconds=0.3)
+    async with other_process.secret_turns.turn(ref):
+        with pytest.raises(SecretStoreUnavailable, match="kept changing these credentials"):
+            await impatient.merge(context.secrets, ref, {"refreshToken": "new"})
+    assert await context.secrets.get(ref) == {"refreshToken": "old"}
