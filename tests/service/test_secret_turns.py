@@ -18,7 +18,7 @@ import pytest
 from ucf.service.context import UcfContext
 from ucf.service.secret_turns import TURN_TTL, SecretTurns
 from ucf.service.settings import Settings
-from ucf.stores.secrets.base import SecretStoreUnavailable, SecretValues
+from ucf.stores.secrets.base import SecretStoreUnavailable
 
 
 class ReadGate:
@@ -29,7 +29,7 @@ class ReadGate:
         self.go_on = asyncio.Event()
         real_get = context.secrets.get
 
-        async def first_read_waits(ref: str) -> SecretValues:
+        async def first_read_waits(ref: str) -> dict[str, str]:
             values = await real_get(ref)
             if not self.first_read.is_set():
                 self.first_read.set()
