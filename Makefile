@@ -24,6 +24,7 @@ test:
 	$(RUN) ruff check src tests bench
 	$(RUN) ruff format --check src tests bench
 	$(RUN) mypy
+	$(RUN) mypy tests  # the tests too, with the same strictness
 	$(RUN) pytest -m serial $(ARGS) || [ $$? -eq 5 ]  # 5: ARGS selected no serial test
 	$(RUN) pytest -n $(TEST_WORKERS) --dist worksteal -m "not serial" $(ARGS)
 

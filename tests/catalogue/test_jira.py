@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -29,7 +30,13 @@ def _profile(harness: Harness) -> NativeProfile:
     return profile
 
 
-def _searches(fake: JiraFake) -> list[dict[str, object]]:
+def _jira_fake(profile: NativeProfile, now: datetime) -> JiraFake:
+    fake = profile.scenario.fake(now)
+    assert isinstance(fake, JiraFake)
+    return fake
+
+
+def _searches(fake: JiraFake) -> list[dict[str, Any]]:
     return [r.json() for r in fake.server.requests_to("/rest/api/3/search/jql")]
 
 
@@ -40,7 +47,7 @@ async def test_the_poll_writes_its_window_in_the_jira_users_time_zone(
     harness: Harness, now: datetime
 ) -> None:
     profile = _profile(harness)
-    with profile.scenario.fake(now) as fake:
+    with _jira_fake(profile, now) as fake:
         first = await profile.poll(fake, checkpoint=None, now=now)
         searches = _searches(fake)
     assert first.checkpoint is not None
@@ -48,7 +55,7 @@ async def test_the_poll_writes_its_window_in_the_jira_users_time_zone(
     since = (now - timedelta(days=7)).astimezone(ZoneInfo(fake_jira.ZONE_NAME))
     assert jql == f'(project = OPS) AND updated >= "{since:%Y-%m-%d %H:%M}" ORDER BY updated ASC'
     assert searches[0]["expand"] == "changelog"
-    assert {"updated", "status", "comment", "priority"} <= set(searches[0]["fields"])  # type: ignore[arg-type]
+    assert {"updated", "status", "comment", "priority"} <= set(searches[0]["fields"])
     assert not fake.server.requests_to("/rest/api/3/search"), "the removed search is never used"
 
 
@@ -57,7 +64,7 @@ async def test_a_change_just_after_the_checkpoint_in_the_same_minute_is_not_miss
 ) -> None:
     """JQL dates are whole minutes: the window must start before the checkpoint's minute."""
     profile = _profile(harness)
-    with profile.scenario.fake(now) as fake:
+    with _jira_fake(profile, now) as fake:
         first = await profile.poll(fake, checkpoint=None, now=now)
         newest = max(i.updated for i in fake.data.issues.values() if i.project == "OPS")
         issue = next(i for i in fake.data.issues.values() if i.project == "OPS")
@@ -73,7 +80,7 @@ async def test_a_change_the_search_index_shows_late_is_caught_by_the_overlap(
     """Jira's search is eventually consistent: an edit made a minute before the newest one
     seen may only become visible after the checkpoint moved past it."""
     profile = _profile(harness)
-    with profile.scenario.fake(now) as fake:
+    with _jira_fake(profile, now) as fake:
         newest = max(i.updated for i in fake.data.issues.values() if i.project == "OPS")
         hidden = fake.data.create("OPS", "Indexed late", newest - timedelta(seconds=70))
         fake.data.issues.pop(hidden.id)  # not in the index yet
@@ -89,7 +96,7 @@ async def test_issues_seen_again_in_the_overlap_keep_their_identity(
     harness: Harness, now: datetime
 ) -> None:
     profile = _profile(harness)
-    with profile.scenario.fake(now) as fake:
+    with _jira_fake(profile, now) as fake:
         first = await profile.poll(fake, checkpoint=None, now=now)
         again = await profile.poll(fake, checkpoint=first.checkpoint, now=now)
     assert again.signals, "the overlap re-reads the last two minutes"
@@ -99,7 +106,7 @@ async def test_issues_seen_again_in_the_overlap_keep_their_identity(
 async def test_a_429_waits_for_jiras_retry_after(harness: Harness, now: datetime) -> None:
     profile = _profile(harness)
     sleep = RecordingSleep()
-    with profile.scenario.fake(now) as fake:
+    with _jira_fake(profile, now) as fake:
         fake.server.inject(fake.rate_limit_fault(retry_after=7), path=fake.poll_route, times=1)
         poll = await profile.poll(fake, checkpoint=None, now=now, sleep=sleep)
     assert 7 in [round(s) for s in sleep.calls]
@@ -110,7 +117,7 @@ async def test_a_last_page_without_a_token_ends_the_poll_even_without_is_last(
     harness: Harness, now: datetime
 ) -> None:
     profile = _profile(harness)
-    with profile.scenario.fake(now) as fake:
+    with _jira_fake(profile, now) as fake:
         fake.server.inject(
             Fault.respond(FakeResponse.json({"issues": []})),
             path=fake.poll_route,
@@ -143,7 +150,7 @@ async def test_a_filter_with_its_own_order_by_is_refused_before_any_request(
     harness: Harness, now: datetime
 ) -> None:
     profile = _profile(harness)
-    with profile.scenario.fake(now) as fake:
+    with _jira_fake(profile, now) as fake:
         source = profile.source()
         context = connect(
             source,

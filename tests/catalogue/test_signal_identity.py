@@ -70,7 +70,7 @@ async def _deliver(
     return outcome
 
 
-def _of_item(signals: list[StoredSignal], keys: Mapping[str, str]) -> list[StoredSignal]:
+def _of_item(signals: list[StoredSignal], keys: Mapping[str, object]) -> list[StoredSignal]:
     return [s for s in signals if s.dedup_key in keys]
 
 

@@ -196,7 +196,7 @@ def test_webhook_secret_auth_alone_implies_the_briefs_signature_scheme() -> None
     }
     descriptor = parse_descriptor(data)
     assert descriptor.signature_verification() == SignatureVerification(
-        header="X-Signature", algorithm="hmac-sha1", secretCredential="secret"
+        header="X-Signature", algorithm="hmac-sha1", secret_credential="secret"
     )
 
 

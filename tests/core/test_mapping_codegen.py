@@ -272,7 +272,7 @@ def test_generated_function_maps_as_the_interpreter(
     event("maps" if result.signals else "nothing maps")
 
 
-_RULES = [
+_RULES: list[dict[str, Any]] = [
     {"when": "state", "operator": "equals", "value": "closed"},
     {"when": "state", "operator": "not_equals", "value": "closed"},
     {"when": "a.t", "operator": "equals", "valuePath": "t"},
@@ -288,7 +288,7 @@ _RULES = [
         "all": [{"when": "n", "operator": "exists"}],
     },
 ]
-_ITEMS = [
+_ITEMS: list[dict[str, Any]] = [
     {"state": "closed", "t": "2024-01-01T00:00:00Z", "a": {"t": "2024-01-01T00:00:00Z"}},
     {"state": "closed!", "labels": [{"name": "P1"}, {"name": "bug"}], "n": 12},
     {"state": None, "labels": [], "n": "12", "a": {"t": 5}},

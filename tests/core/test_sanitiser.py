@@ -518,15 +518,15 @@ GATED = [rule for rule in DEFAULT_SECRET_RULES if _gate(rule.pattern) != rule.pa
 def _long_repeats(pattern: str) -> int:
     """Counted repetitions with an upper bound of 100 or more, as Python's parser reads them."""
     found = 0
-    stack: list[object] = [re._parser.parse(pattern)]  # type: ignore[attr-defined]
+    stack: list[object] = [re._parser.parse(pattern)]
     while stack:
         node = stack.pop()
-        if isinstance(node, re._parser.SubPattern):  # type: ignore[attr-defined]
+        if isinstance(node, re._parser.SubPattern):
             stack.extend(node.data)
         elif isinstance(node, (tuple, list)):
             if len(node) == 2 and str(node[0]) in ("MAX_REPEAT", "MIN_REPEAT"):
                 _, high, _ = node[1]
-                found += 100 <= high < re._constants.MAXREPEAT  # type: ignore[attr-defined]
+                found += 100 <= high < re._constants.MAXREPEAT
             stack.extend(node)
     return found
 
@@ -692,7 +692,7 @@ def test_raw_total_size_is_bounded() -> None:
 )
 def test_a_nonsensical_policy_is_refused_with_a_clear_error(field: str, value: int) -> None:
     with pytest.raises(ValueError, match=field):
-        SanitiserPolicy(**{field: value})
+        SanitiserPolicy(**{field: value})  # type: ignore[arg-type]  # each field is an int
 
 
 def test_the_built_in_patterns_are_compiled_on_first_use_and_then_kept() -> None:

@@ -122,7 +122,7 @@ RELAY_MODULE = textwrap.dedent(
     """
 )
 
-ITEMS = [
+ITEMS: list[dict[str, Any]] = [
     {"id": "r-1", "title": "First", "updated": "2026-01-01T10:00:00+00:00", "tags": ["a"]},
     {
         "id": "r-2",
@@ -136,7 +136,7 @@ def relay_fake() -> FakeServer:
     server = FakeServer()
 
     def authorised(request: FakeRequest) -> bool:
-        return request.headers.get("authorization") == f"Bearer {TOKEN}"
+        return bool(request.headers.get("authorization") == f"Bearer {TOKEN}")
 
     def me(request: FakeRequest) -> FakeResponse:
         if not authorised(request):

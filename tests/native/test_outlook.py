@@ -629,6 +629,7 @@ async def test_a_subscription_left_over_by_a_crash_is_deleted_before_the_next_is
 
     assert done == "subscription created"
     kept = again.merged["subscriptionId"]
+    assert kept is not None
     assert sorted(fake.subscriptions) == sorted([kept, "elsewhere"])  # another URL's is not ours
     assert kept != left_over
     since = [
@@ -660,7 +661,7 @@ async def test_graph_validates_both_urls_before_it_creates_the_subscription(
         (receiver.url, 200, True),
         (receiver.url, 200, True),
     ]
-    tokens = [r.param("validationToken") for r in receiver.server.requests]
+    tokens = [r.param("validationToken") or "" for r in receiver.server.requests]
     assert tokens == [v.token for v in fake.validations]  # sent decoded, echoed as sent
     assert all(t.startswith("Validation: Testing client application reachability") for t in tokens)
 

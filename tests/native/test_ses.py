@@ -166,7 +166,7 @@ async def test_lambda_style_names_and_a_null_subject_are_read_as_the_validators_
 ) -> None:
     vector = dict(AWS_VECTORS[0])
     vector["SigningCertUrl"] = vector.pop("SigningCertURL")
-    vector["Subject"] = None  # type: ignore[assignment]
+    vector["Subject"] = None
     verifier = SnsVerifier(AwsSnsEndpoints(), PinnedCertificate(AWS_CERT))
     await verifier.verify(
         SnsMessage.parse(json.dumps(vector).encode()),

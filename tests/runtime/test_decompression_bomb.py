@@ -15,13 +15,13 @@ import struct
 import subprocess
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ucf.fakes import FakeResponse, FakeServer
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer
 from ucf.runtime.decoding import DECODE_STEP, EncodingRefused, inflater_for
 from ucf.runtime.http import HttpSettings, MalformedResponse, create_client, fetch
 from ucf.runtime.ssrf import EgressPolicy
@@ -50,6 +50,10 @@ def gzip_of_zeros(size: int) -> bytes:
     return header + block * (size // len(chunk)) + end + struct.pack("<II", crc, size & 0xFFFFFFFF)
 
 
+def _answering(response: FakeResponse) -> Callable[[FakeRequest], FakeResponse]:
+    return lambda _request: response
+
+
 @pytest.fixture(scope="module")
 def bombs() -> Iterator[FakeServer]:
     single = gzip_of_zeros(INFLATED)
@@ -62,9 +66,9 @@ def bombs() -> Iterator[FakeServer]:
     )
     with FakeServer() as server:
         for prefix, bomb in (("/single", one), ("/stacked", two)):
-            server.add_route("GET", f"{prefix}/events", lambda _, b=bomb: b)
-            server.add_route("GET", f"{prefix}/ping", lambda _, b=bomb: b)
-            server.add_route("GET", f"{prefix}/warm/ping", lambda _: warm)
+            server.add_route("GET", f"{prefix}/events", _answering(bomb))
+            server.add_route("GET", f"{prefix}/ping", _answering(bomb))
+            server.add_route("GET", f"{prefix}/warm/ping", _answering(warm))
         yield server
 
 

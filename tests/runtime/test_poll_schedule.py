@@ -23,8 +23,9 @@ def test_every_shipped_descriptor_reads_the_same_schedule_either_way(data: dict[
 
 
 def _polling(data: dict[str, Any]) -> dict[str, Any]:
-    ingestion = data["ingestion"]
-    return ingestion if ingestion["mode"] == "polling" else ingestion["polling"]
+    ingestion: dict[str, Any] = data["ingestion"]
+    polling: dict[str, Any] = ingestion if ingestion["mode"] == "polling" else ingestion["polling"]
+    return polling
 
 
 POLLING = [d for d in SHIPPED if d.get("ingestion", {}).get("mode", "webhook") != "webhook"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,16 @@ BASE = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 async def open_context(
-    data_dir: Path, *, clock: Callable[[], datetime] | None = None, **env: str
+    data_dir: Path,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    env: Mapping[str, str] | None = None,
+    **more_env: str,
 ) -> UcfContext:
     """A real embedded ucf (SQLite, local secrets) with the sinks ``env`` configures; on
     ``clock`` (the store's time: leases, claims, backoffs) when given."""
-    settings = Settings.from_env({"UCF_ALLOW_HOSTS": "127.0.0.1", **env}, data_dir=data_dir)
+    variables = {"UCF_ALLOW_HOSTS": "127.0.0.1", **(env or {}), **more_env}
+    settings = Settings.from_env(variables, data_dir=data_dir)
     if clock is None:
         return await UcfContext.open(settings)
     return await UcfContext.open(settings, clock=clock)

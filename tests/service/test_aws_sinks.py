@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,7 +274,7 @@ async def test_a_missing_queue_makes_its_sink_wait_while_the_others_deliver(
     with FakeServer() as server:
         pipeline = Pipeline(server)
         env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_SQS": missing}
-        async with await open_context(tmp_path, **env) as context:
+        async with await open_context(tmp_path, env=env) as context:
             ids = [await ingest_one(context, mapped("sentry", "p1", n)) for n in range(3)]
             tasks = start_delivery(context)
             try:
@@ -309,7 +310,7 @@ async def test_each_signal_is_one_event_a_rule_on_the_bus_routes_to_the_pipeline
 ) -> None:
     bus, target = new_bus(moto, aws)
     env = {"UCF_SINK_EVENTBRIDGE": bus, "AWS_ENDPOINT_URL_EVENTS": moto}  # ucf's alias
-    async with await open_context(tmp_path, **env) as context:
+    async with await open_context(tmp_path, env=env) as context:
         ids = [await ingest_one(context, mapped("linear", "p7", n)) for n in range(12)]
         tasks = start_delivery(context)  # the real wiring: settings → sink → client
         try:
@@ -416,7 +417,7 @@ async def test_a_new_signal_reaches_every_sink_through_the_in_process_wake_up(
             "AWS_ENDPOINT_URL_EVENTS": moto,
         }
         async with (
-            await open_context(tmp_path, **env) as context,
+            await open_context(tmp_path, env=env) as context,
             contextlib.AsyncExitStack() as stack,
         ):
             names = context.settings.sinks
@@ -435,7 +436,7 @@ async def test_a_new_signal_reaches_every_sink_through_the_in_process_wake_up(
                 started = time.monotonic()
                 sid = await ingest_one(context, mapped("github-issues", "p1", 1))
                 for name in names:
-                    await eventually(lambda n=name: pending(context, n, 0), what=name, within=15)
+                    await eventually(partial(pending, context, name, 0), what=name, within=15)
                 elapsed = time.monotonic() - started
             finally:
                 for w in workers:

@@ -33,7 +33,7 @@ PAGE_SIZE, MAX_PAGES = 20, 2  # 40 pull requests a poll; the fake has 130 in the
 
 def small_pages_descriptor() -> dict[str, Any]:
     """The shipped github-prs descriptor (newest first) with a small per-poll budget."""
-    data = json.loads((ROOT / "src/ucf/catalogue/github-prs.json").read_text())
+    data: dict[str, Any] = json.loads((ROOT / "src/ucf/catalogue/github-prs.json").read_text())
     data.update(id=CONNECTOR, name="GitHub PRs (small pages)", category="Custom")
     pagination = data["ingestion"]["polling"]["pagination"]
     pagination.update(pageSize=PAGE_SIZE, maxPages=MAX_PAGES)

@@ -552,7 +552,7 @@ async def test_delivered_signals_carry_secrets_redacted_never_the_token(
     token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0" * 2
     path = tmp_path / "signals.jsonl"
     env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_JSONL": str(path)}
-    async with await open_context(tmp_path, **env) as context:
+    async with await open_context(tmp_path, env=env) as context:
         raw = {"number": 7, "body": f"CI failed, my token is {token} please rotate"}
         await ingest_one(context, mapped("github-issues", "p1", 7, raw=raw))
         tasks = start_delivery(context)
@@ -572,7 +572,7 @@ async def test_start_delivery_runs_one_worker_per_configured_sink_and_stops_clea
 ) -> None:
     path = tmp_path / "signals.jsonl"
     env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_JSONL": str(path)}
-    async with await open_context(tmp_path, **env) as context:
+    async with await open_context(tmp_path, env=env) as context:
         ids = [await ingest_one(context, mapped("github-issues", "p1", n)) for n in range(5)]
         tasks = start_delivery(context)
         assert sorted(t.get_name() for t in tasks) == ["delivery:http", "delivery:jsonl"]
@@ -617,7 +617,7 @@ async def test_a_pipeline_behind_a_bearer_token_gets_it_and_no_log_line_shows_it
     with FakeServer() as server:
         pipeline = Pipeline(server, bearer=token)
         env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_HTTP_TOKEN": token}
-        async with await open_context(tmp_path, **env) as context:
+        async with await open_context(tmp_path, env=env) as context:
             ids = [await ingest_one(context, mapped("sentry", "p3", n)) for n in range(3)]
             tasks = start_delivery(context)
             await eventually(lambda: drained(context), what="delivery")
@@ -630,7 +630,7 @@ async def test_a_pipeline_behind_a_bearer_token_gets_it_and_no_log_line_shows_it
         # what failed without the token.
         wrong = "pipe-" + secrets.token_urlsafe(24)
         env = {"UCF_SINK_HTTP": pipeline.url, "UCF_SINK_HTTP_TOKEN": wrong}
-        async with await open_context(tmp_path / "second", **env) as context:
+        async with await open_context(tmp_path / "second", env=env) as context:
             await ingest_one(context, mapped("sentry", "p3", 99))
             tasks = start_delivery(context)
             # Until the worker has logged the refusal, not just until the pipeline sent it:

@@ -45,9 +45,9 @@ def signal_write(
         type=signal_type,
         summary=f"Issue {item_id} updated",
         raw=raw_issue(item_id, padding=padding),
-        projectId=project_id,
+        project_id=project_id,
         metadata=SignalMetadata(priority="high", participants=["octocat"], tags=["bug"]),
-        sanitisedSummary=f"Issue {item_id} updated",
+        sanitised_summary=f"Issue {item_id} updated",
     )
     return SignalWrite.of(signal, dedup_key=key, received_at=received_at or at)
 

@@ -182,7 +182,7 @@ _PK_SK = [
     {"AttributeName": "PK", "KeyType": "HASH"},
     {"AttributeName": "SK", "KeyType": "RANGE"},
 ]
-FOREIGN_TABLES = {
+FOREIGN_TABLES: dict[str, dict[str, Any]] = {
     "other keys": {
         "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
         "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],

@@ -10,7 +10,9 @@ import stat
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -395,9 +397,7 @@ async def test_every_signal_and_outbox_query_searches_an_index_never_scans_the_s
         assert len(reads) >= 10
         used: set[str] = set()
         for statement in sorted(reads):
-            plan = await db.read(
-                lambda conn, s=statement: conn.execute("EXPLAIN QUERY PLAN " + s).fetchall()
-            )
+            plan = await db.read(partial(_query_plan, statement=statement))
             steps = [row[3] for row in plan]
             assert not any(step.startswith("SCAN signals") for step in steps), (statement, steps)
             used.update(word for step in steps for word in step.split() if word.startswith("s"))
@@ -405,3 +405,7 @@ async def test_every_signal_and_outbox_query_searches_an_index_never_scans_the_s
             lambda conn: {row[1] for row in conn.execute("PRAGMA index_list('signals')")}
         )
         assert indexes <= used, f"indexes no query uses cost every insert: {indexes - used}"
+
+
+def _query_plan(conn: sqlite3.Connection, *, statement: str) -> list[Any]:
+    return conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()

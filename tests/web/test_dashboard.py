@@ -236,11 +236,11 @@ async def test_a_non_ascii_cookie_is_no_session_rather_than_a_server_error(
     payload, mac = genuine.split(".")
     for value in ("\u00e9.\u00e9", f"{payload}.{mac[:-1]}\u00ff", f"{payload}\u00e9.{mac}"):
         cookie = f"ucf_session={value}".encode("latin-1")
-        response = await browser.client.get(f"{BASE}/connectors", headers={"Cookie": cookie})
+        response = await browser.client.get(f"{BASE}/connectors", headers={b"Cookie": cookie})
         assert response.status_code == 303, response.text
         assert response.headers["location"].startswith("/login")
     with_flash = f"ucf_session={genuine}; ucf_flash=\u00e9.\u00e9".encode("latin-1")
-    page = await browser.client.get(f"{BASE}/connectors", headers={"Cookie": with_flash})
+    page = await browser.client.get(f"{BASE}/connectors", headers={b"Cookie": with_flash})
     assert page.status_code == 200, page.text
 
 
@@ -386,18 +386,18 @@ async def test_setup_forms_have_exactly_the_descriptors_fields(
     page = await user.get(connect, step="configuration")
     controls = inputs(page.text)
     config = {n: a for n, a in controls.items() if n.startswith("config.")}
-    fields = descriptor.setup_config_fields()
-    assert set(config) == {f"config.{f.key}" for f in fields}
-    for f in fields:
-        control = config[f"config.{f.key}"]
-        if f.type == "select":  # the default is the selected option, not a value attribute
-            assert f'<option value="{f.default}" selected>' in page.text
+    settings = descriptor.setup_config_fields()
+    assert set(config) == {f"config.{s.key}" for s in settings}
+    for setting in settings:
+        control = config[f"config.{setting.key}"]
+        if setting.type == "select":  # the default is the selected option, not a value attribute
+            assert f'<option value="{setting.default}" selected>' in page.text
         else:
-            assert control.get("value", "") == (f.default or "")
-        if f.placeholder:
-            assert control["placeholder"] == f.placeholder
-        if f.help_text:
-            assert f.help_text in unescape(page.text)
+            assert control.get("value", "") == (setting.default or "")
+        if setting.placeholder:
+            assert control["placeholder"] == setting.placeholder
+        if setting.help_text:
+            assert setting.help_text in unescape(page.text)
     user.seen.clear()  # the values above were typed, not secrets of anyone
 
 
