@@ -27,7 +27,10 @@ subprocess and reads every page:
   configuration twice: its defaults (raw issues normalised into tables) and
   its fastest documented setup (``add_map`` with the same hand-written mapping,
   ``max_table_nesting=0``, ``loader_file_format="jsonl"``), loaded to dlt's
-  local **filesystem** destination and to **duckdb** (a database file).
+  local **filesystem** destination, to **duckdb** (a database file) and to
+  **SQLite** through dlt's ``sqlalchemy`` destination (the database ucf
+  writes; its fastest setup keeps the destination's own ``typed-jsonl``
+  format, since its only other one, parquet, needs pyarrow).
 * **ucf-jira** — the same ``poll_instance`` over the native Jira connector
   (``ucf.native.jira``: its own JQL paging and normaliser, no descriptor
   mapping) against a Jira search fake serving the same number of issues as the
@@ -317,8 +320,36 @@ def run_ucf_jira(base: str, workdir: Path) -> Outcome:
     return asyncio.run(_ucf_jira(base, workdir))
 
 
-def _dlt(base: str, workdir: Path, *, fast: bool, database: bool = False) -> Outcome:
-    """dlt's REST API source; into local files, or into duckdb when ``database``."""
+def _files(workdir: Path) -> Any:
+    import dlt
+
+    return dlt.destinations.filesystem(bucket_url=str(workdir / "lake"))
+
+
+def _duckdb(workdir: Path) -> Any:
+    import dlt
+
+    return dlt.destinations.duckdb(str(workdir / "bench.duckdb"))
+
+
+def _sqlite(workdir: Path) -> Any:
+    """SQLite through dlt's sqlalchemy destination: the database ucf itself writes."""
+    import dlt
+
+    return dlt.destinations.sqlalchemy(f"sqlite:///{workdir / 'bench.sqlite'}")
+
+
+_FAST_FORMATS: dict[Callable[[Path], Any], str | None] = {
+    _files: "jsonl",
+    _duckdb: "jsonl",
+    _sqlite: None,  # its preferred typed-jsonl; its only other rows format, parquet, needs pyarrow
+}
+
+
+def _dlt(
+    base: str, workdir: Path, *, fast: bool, destination: Callable[[Path], Any] = _files
+) -> Outcome:
+    """dlt's REST API source into ``destination`` (local files by default)."""
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     import dlt
     from dlt.sources.rest_api import rest_api_source
@@ -364,19 +395,14 @@ def _dlt(base: str, workdir: Path, *, fast: bool, database: bool = False) -> Out
     resource.add_map(count)
     if fast:
         resource.add_map(to_signal)
-    destination = (
-        dlt.destinations.duckdb(str(workdir / "bench.duckdb"))
-        if database
-        else dlt.destinations.filesystem(bucket_url=str(workdir / "lake"))
-    )
     pipeline = dlt.pipeline(
         pipeline_name=f"bench_{'fast' if fast else 'default'}",
         pipelines_dir=str(workdir / "pipelines"),
-        destination=destination,
+        destination=destination(workdir),
         dataset_name="github",
     )
     started, cpu_started = time.perf_counter(), time.process_time()
-    info = pipeline.run(source, loader_file_format="jsonl" if fast else None)
+    info = pipeline.run(source, loader_file_format=_FAST_FORMATS[destination] if fast else None)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     info.raise_on_failed_jobs()
     rows = pipeline.last_trace.last_normalize_info.row_counts.get("issues", 0)
@@ -390,8 +416,14 @@ CONTENDERS: dict[str, Callable[[str, Path], Outcome]] = {
     "ucf-jira": run_ucf_jira,
     "dlt-default": lambda base, workdir: _dlt(base, workdir, fast=False),
     "dlt-fast": lambda base, workdir: _dlt(base, workdir, fast=True),
-    "dlt-duckdb-default": lambda base, workdir: _dlt(base, workdir, fast=False, database=True),
-    "dlt-duckdb-fast": lambda base, workdir: _dlt(base, workdir, fast=True, database=True),
+    "dlt-duckdb-default": lambda base, workdir: _dlt(
+        base, workdir, fast=False, destination=_duckdb
+    ),
+    "dlt-duckdb-fast": lambda base, workdir: _dlt(base, workdir, fast=True, destination=_duckdb),
+    "dlt-sqlite-default": lambda base, workdir: _dlt(
+        base, workdir, fast=False, destination=_sqlite
+    ),
+    "dlt-sqlite-fast": lambda base, workdir: _dlt(base, workdir, fast=True, destination=_sqlite),
 }
 LABELS = {
     "minimal": "minimal floor: httpx, 8 fields, sqlite3",
@@ -402,6 +434,8 @@ LABELS = {
     "dlt-fast": "dlt rest_api, add_map + jsonl",
     "dlt-duckdb-default": "dlt rest_api → duckdb, defaults",
     "dlt-duckdb-fast": "dlt rest_api → duckdb, add_map + jsonl",
+    "dlt-sqlite-default": "dlt rest_api → SQLite (sqlalchemy), defaults",
+    "dlt-sqlite-fast": "dlt rest_api → SQLite (sqlalchemy), add_map",
 }
 
 
@@ -506,7 +540,7 @@ def main() -> None:
         results[name] = best
         o = best.outcome
         print(
-            f"  {LABELS[name]:<38} {best.rate:>9,.0f} items/s  {best.rss_mib:>6.0f} MiB peak"
+            f"  {LABELS[name]:<46} {best.rate:>9,.0f} items/s  {best.rss_mib:>6.0f} MiB peak"
             f"  {o.cpu_seconds * 1e6 / max(o.items, 1):>5.0f} µs CPU/item"
             f"   ({o.items:,} items, {o.stored:,} stored, {o.seconds:.2f} s)"
         )
@@ -527,7 +561,7 @@ def main() -> None:
 
 
 FILE_PEERS = ("dlt-default", "dlt-fast")
-DATABASE_PEERS = ("dlt-duckdb-default", "dlt-duckdb-fast")
+DATABASE_PEERS = ("dlt-duckdb-default", "dlt-duckdb-fast", "dlt-sqlite-default", "dlt-sqlite-fast")
 
 
 def print_targets(results: dict[str, Measured]) -> None:
