@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -426,6 +427,104 @@ async def test_a_deadline_that_cuts_the_save_of_a_rotated_token_leaves_the_retry
     assert response.json() == {"ok": True}
     assert [call["refresh_token"] for call in provider.token_calls] == [["refresh-1"]]
     assert [entry["refreshToken"] for entry in saved] == ["refresh-2"]
+
+
+class Keeper:
+    """A ``CredentialKeeper`` over one stored credential set that several flows share, as
+    the runs of one instance share its secret entry (``ucf.service.secret_turns``)."""
+
+    def __init__(self, stored: dict[str, str]) -> None:
+        self.stored = dict(stored)
+        self.turns = 0
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+
+    async def __call__(self, credentials: dict[str, str]) -> None:
+        self.stored = dict(credentials)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[dict[str, str] | None]:
+        async with self._lock:
+            self.turns += 1
+            yield dict(self.stored)
+
+
+async def test_two_runs_whose_token_expired_refresh_once_and_both_use_the_new_token(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    """A poll and the upkeep of one instance started with the same tokens. The provider
+    rotates refresh tokens: the second to refresh with refresh-1 would be refused."""
+    credentials = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    keeper = Keeper(credentials)
+    poll, upkeep = (
+        build_auth(
+            oauth(server), credentials, token_client=client, on_rotate=keeper, now=lambda: NOW
+        )
+        for _ in range(2)
+    )
+    responses = await asyncio.gather(
+        get(client, poll, server.url("/api/me")), get(client, upkeep, server.url("/api/me"))
+    )
+
+    assert [r.status_code for r in responses] == [200, 200]
+    assert [call["refresh_token"] for call in provider.token_calls] == [["refresh-1"]]
+    assert keeper.stored["refreshToken"] == "refresh-2"
+    sent = {r.headers["authorization"] for r in server.requests_to("/api/me")}
+    assert sent == {"Bearer access-2"}
+    assert keeper.turns == 2
+
+
+async def test_a_token_another_run_stored_is_taken_instead_of_refreshing(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    expired = {
+        "clientId": "cid",
+        "clientSecret": "csecret",
+        "refreshToken": "refresh-1",
+        "accessToken": "access-old",
+        ACCESS_TOKEN_EXPIRES_AT: (NOW - timedelta(minutes=1)).isoformat(),
+    }
+    provider.live_tokens.add("access-9")
+    keeper = Keeper(
+        expired
+        | {
+            "refreshToken": "refresh-9",
+            "accessToken": "access-9",
+            ACCESS_TOKEN_EXPIRES_AT: (NOW + timedelta(minutes=50)).isoformat(),
+        }
+    )
+    flow = build_auth(
+        oauth(server), expired, token_client=client, on_rotate=keeper, now=lambda: NOW
+    )
+    response = await get(client, flow, server.url("/api/me"))
+
+    assert response.json() == {"ok": True}
+    assert provider.token_calls == []
+    assert [r.headers["authorization"] for r in server.requests_to("/api/me")] == [
+        "Bearer access-9"
+    ]
+
+
+async def test_a_stored_token_that_is_expiring_too_is_refreshed_with_the_stored_refresh_token(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    provider.refresh_tokens = {"refresh-9"}  # another run rotated refresh-1 out
+    expired_at = (NOW - timedelta(minutes=1)).isoformat()
+    mine = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    keeper = Keeper(
+        mine
+        | {
+            "refreshToken": "refresh-9",
+            "accessToken": "access-8",
+            ACCESS_TOKEN_EXPIRES_AT: expired_at,
+        }
+    )
+    flow = build_auth(oauth(server), mine, token_client=client, on_rotate=keeper, now=lambda: NOW)
+    response = await get(client, flow, server.url("/api/me"))
+
+    assert response.status_code == 200
+    assert [call["refresh_token"] for call in provider.token_calls] == [["refresh-9"]]
+    assert keeper.stored["refreshToken"] == "refresh-2"
 
 
 async def test_concurrent_requests_with_an_expired_token_share_one_refresh(

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.runtime.test_auth import NOW, SETTINGS, Provider, get, oauth
+from ucf.fakes import FakeServer
+from ucf.runtime.auth import build_auth
+from ucf.runtime.http import create_client
+from ucf.runtime.ssrf import EgressPolicy
 from ucf.service.context import UcfContext
+from ucf.service.poll import rotation_writer
 from ucf.service.secret_turns import TURN_TTL, SecretTurns
 from ucf.service.settings import Settings
 from ucf.stores.secrets.base import SecretStoreUnavailable
@@ -179,3 +185,53 @@ async def test_a_turn_never_given_back_ends_in_a_clear_error(
         with pytest.raises(SecretStoreUnavailable, match="kept changing these credentials"):
             await impatient.merge(context.secrets, ref, {"refreshToken": "new"})
     assert await context.secrets.get(ref) == {"refreshToken": "old"}
+
+
+async def test_runs_in_two_processes_refresh_one_rotating_token_once(
+    context: UcfContext, other_process: UcfContext
+) -> None:
+    """The poll worker and the upkeep both find the access token expired; the provider
+    rotates refresh tokens and kills the old one at once. The second run takes the token
+    the first stored, instead of being refused with the dead refresh token."""
+    provider = Provider()
+    credentials = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    ref = await context.secrets.put(None, credentials)
+    with FakeServer() as server:
+        server.add_route("POST", "/oauth/token", provider.token)
+        server.add_route("GET", "/api/me", provider.api)
+        async with create_client(SETTINGS, EgressPolicy(frozenset({"127.0.0.1"}))) as client:
+            runs = []
+            for ucf in (context, other_process):
+                keeper = rotation_writer(ucf, ref)
+                assert keeper is not None
+                flow = build_auth(
+                    oauth(server),
+                    credentials,
+                    token_client=client,
+                    on_rotate=keeper,
+                    now=lambda: NOW,
+                )
+                runs.append(get(client, flow, server.url("/api/me")))
+            responses = await asyncio.wait_for(asyncio.gather(*runs), timeout=30)
+
+    assert [r.status_code for r in responses] == [200, 200]
+    assert [call["refresh_token"] for call in provider.token_calls] == [["refresh-1"]]
+    stored = await other_process.secrets.get(ref)
+    assert stored["refreshToken"] == "refresh-2"
+    assert stored["accessToken"] == "access-2"
+
+
+async def test_a_turn_held_longer_than_its_lease_is_kept(
+    context: UcfContext, other_process: UcfContext
+) -> None:
+    """A slow token refresh inside the turn: the lease is renewed, nobody takes over."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    ttl = timedelta(milliseconds=300)
+    slow = SecretTurns(other_process.store.leases, other_process.clock, ttl=ttl)
+    waiting = SecretTurns(context.store.leases, context.clock, ttl=ttl)
+    async with slow.turn(ref):
+        merge = asyncio.create_task(waiting.merge(context.secrets, ref, {"clientState": "cs"}))
+        await asyncio.wait({merge}, timeout=1.2)  # four lease lifetimes
+        assert not merge.done()
+    await asyncio.wait_for(merge, timeout=5)
+    assert await context.secrets.get(ref) == {"refreshToken": "old", "clientState": "cs"}

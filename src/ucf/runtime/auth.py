@@ -14,7 +14,10 @@ retry loop, redirects and the SSRF guard instead of wrapping them:
   401 anyway. Providers that rotate refresh tokens (Slack, Atlassian, Sentry,
   GitHub Apps) invalidate the old one the moment they issue the new one, so the
   new credentials are handed to ``on_rotate`` — which persists them — *before*
-  the new token is used for anything.
+  the new token is used for anything. When ``on_rotate`` is also a
+  :class:`CredentialKeeper`, a refresh runs in its turn and first takes the
+  tokens another run of the same instance stored meanwhile, so two runs never
+  refresh with one refresh token.
 
 Invalid credentials end in :class:`~ucf.runtime.http.AuthFailed` with a message
 naming the endpoint and the status or the provider's error code and description
@@ -30,10 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import re
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 import httpx
@@ -58,6 +63,7 @@ from ucf.runtime.redaction import SECRETS, redact
 __all__ = [
     "ACCESS_TOKEN_EXPIRES_AT",
     "REFRESH_MARGIN",
+    "CredentialKeeper",
     "CredentialMissing",
     "CredentialsChanged",
     "OAuth2Flow",
@@ -74,6 +80,36 @@ REFRESH_MARGIN: Final = timedelta(seconds=60)
 
 CredentialsChanged = Callable[[dict[str, str]], Awaitable[None]]
 """Persists new credentials (the secret store); awaited before they are used."""
+
+
+@runtime_checkable
+class CredentialKeeper(Protocol):
+    """A :data:`CredentialsChanged` that can also say what is stored now, in a turn.
+
+    Several runs of one instance hold its credentials side by side, each with the
+    tokens it read when it started: a poll, the upkeep, a webhook fetching a full
+    object, often in different processes. When two of them refresh with the same
+    refresh token, a provider that rotates refresh tokens has killed it by the
+    second, which then fails as "credentials refused". A refresh inside the
+    keeper's turn (no other run of the instance changes its credentials
+    meanwhile) first reads what is stored: another run's newer token is taken
+    instead of refreshing again.
+    """
+
+    async def __call__(self, credentials: dict[str, str]) -> None:
+        """Persist ``credentials`` (called inside the turn, too)."""
+        ...
+
+    def turn(self) -> AbstractAsyncContextManager[Mapping[str, str] | None]:
+        """Hold the instance's turn; yields its stored credentials (None: none stored)."""
+        ...
+
+
+@contextlib.asynccontextmanager
+async def _no_turn() -> AsyncIterator[Mapping[str, str] | None]:
+    """Without a keeper there is nothing stored to compare with: refresh as asked."""
+    yield None
+
 
 # OAuth error codes are a fixed vocabulary (RFC 6749 §5.2, Slack's ``error``):
 # safe to show. Anything else from a token endpoint is not echoed.
@@ -227,6 +263,7 @@ class OAuth2Flow(httpx.Auth):
         self._token_url = token_url
         self._client = token_client
         self._on_rotate = on_rotate
+        self._turn = on_rotate.turn if isinstance(on_rotate, CredentialKeeper) else _no_turn
         self._now = now
         self._settings = settings
         self._sleep = sleep
@@ -309,6 +346,30 @@ class OAuth2Flow(httpx.Auth):
         return _token_post(self._client, config, self._token_url, form, client_id, client_secret)
 
     async def _fetch(self) -> str:
+        """A new access token: another run's, when it stored one since this flow read
+        its credentials; otherwise the grant's."""
+        async with self._turn() as stored:
+            if stored is not None and self._adopt(stored):
+                return self._credentials[self._config.access_token_key]
+            return await self._grant()
+
+    def _adopt(self, stored: Mapping[str, str]) -> bool:
+        """Take the tokens stored since this flow read its own; True when the access
+        token among them can be used as it is."""
+        config = self._config
+        keys = (config.access_token_key, config.refresh_token_key, ACCESS_TOKEN_EXPIRES_AT)
+        if all(stored.get(key) == self._credentials.get(key) for key in keys):
+            return False  # nobody refreshed since: these are the newest, and they are spent
+        for key in keys:
+            value = stored.get(key)
+            if value is None:
+                self._credentials.pop(key, None)
+            else:
+                self._credentials[key] = value
+                SECRETS.add(value)
+        return bool(self._credentials.get(config.access_token_key)) and not self._expiring()
+
+    async def _grant(self) -> str:
         """Run the grant, persist what changed, then return the new access token."""
         config = self._config
         if not self.can_refresh():

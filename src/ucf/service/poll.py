@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 from ucf.core.mapping import ItemError, MappingResult
-from ucf.runtime.auth import ACCESS_TOKEN_EXPIRES_AT, CredentialsChanged
+from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
@@ -50,6 +50,7 @@ from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
+from ucf.service.secret_turns import StoredCredentials
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
 from ucf.stores.models import CheckpointMove, HealthState, InstanceRecord
@@ -478,19 +479,12 @@ def _as_checkpoint(value: Any) -> str | None:
     raise CheckpointInvalid(f"stored checkpoint {value!r} is not text")
 
 
-def rotation_writer(
-    context: UcfContext, ref: str | None
-) -> Callable[[dict[str, str]], Awaitable[None]] | None:
-    """Persists rotated OAuth credentials before they are used (the old refresh token is dead)."""
+def rotation_writer(context: UcfContext, ref: str | None) -> StoredCredentials | None:
+    """Persists rotated OAuth credentials before they are used (the old refresh token is
+    dead), and lets a refresh take another run's newer token (a ``CredentialKeeper``)."""
     if ref is None:
         return None
-
-    async def persist(values: dict[str, str]) -> None:
-        updates: dict[str, str | None] = dict(values)
-        updates.setdefault(ACCESS_TOKEN_EXPIRES_AT, None)  # a token without expiry drops the old
-        await context.secret_turns.merge(context.secrets, ref, updates)
-
-    return persist
+    return StoredCredentials(context.secret_turns, context.secrets, ref)
 
 
 def _outcome_of(error: BaseException) -> Outcome:
