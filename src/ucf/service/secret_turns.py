@@ -119,6 +119,7 @@ class SecretTurns:
                 renewing.cancel()  # a renewal after the release finds it gone and changes nothing
                 # Released even when the body is cancelled, or the next change waits out the TTL.
                 _, cancelled = await to_the_end(self._leases.release(name, owner))
+                await asyncio.wait({renewing})  # ends at once: it is cancelled
                 if cancelled:
                     raise asyncio.CancelledError
 
