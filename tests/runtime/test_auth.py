@@ -716,3 +716,21 @@ async def test_without_a_refresh_token_the_token_is_used_until_rejected_then_rec
     with pytest.raises(AuthFailed, match=r"issued no refresh token .*: reconnect the account"):
         await get(client, flow, server.url("/api/me"))
     assert server.requests_to("/oauth/token") == []
+
+
+async def test_a_stored_token_the_api_just_rejected_is_refreshed_not_taken_again(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    """The stored set differs only by an expiry this flow did not have: its access token
+    is the one the API refused, so the refresh goes ahead."""
+    mine = {"clientId": "cid", "clientSecret": "csecret", "refreshToken": "refresh-1"}
+    mine["accessToken"] = "revoked-by-provider"
+    later = (NOW + timedelta(minutes=30)).isoformat()
+    keeper = Keeper(mine | {ACCESS_TOKEN_EXPIRES_AT: later})
+    flow = build_auth(oauth(server), mine, token_client=client, on_rotate=keeper, now=lambda: NOW)
+    response = await get(client, flow, server.url("/api/me"))
+
+    assert response.status_code == 200
+    sent = [r.headers["authorization"] for r in server.requests_to("/api/me")]
+    assert sent == ["Bearer revoked-by-provider", "Bearer access-2"]
+    assert [call["refresh_token"] for call in provider.token_calls] == [["refresh-1"]]

@@ -311,7 +311,7 @@ class OAuth2Flow(httpx.Auth):
             current = self._credentials.get(self._config.access_token_key)
             if current and current != rejected:
                 return current  # another request already refreshed it
-            return await self._fetch()
+            return await self._fetch(rejected=rejected)
 
     def _expiring(self) -> bool:
         text = self._credentials.get(ACCESS_TOKEN_EXPIRES_AT)
@@ -345,15 +345,15 @@ class OAuth2Flow(httpx.Auth):
         client_secret = self._lookup.get(config.client_secret_key)
         return _token_post(self._client, config, self._token_url, form, client_id, client_secret)
 
-    async def _fetch(self) -> str:
+    async def _fetch(self, *, rejected: str | None = None) -> str:
         """A new access token: another run's, when it stored one since this flow read
-        its credentials; otherwise the grant's."""
+        its credentials (never the one the API just ``rejected``); otherwise the grant's."""
         async with self._turn() as stored:
-            if stored is not None and self._adopt(stored):
+            if stored is not None and self._adopt(stored, rejected=rejected):
                 return self._credentials[self._config.access_token_key]
             return await self._grant()
 
-    def _adopt(self, stored: Mapping[str, str]) -> bool:
+    def _adopt(self, stored: Mapping[str, str], *, rejected: str | None) -> bool:
         """Take the tokens stored since this flow read its own; True when the access
         token among them can be used as it is."""
         config = self._config
@@ -367,7 +367,8 @@ class OAuth2Flow(httpx.Auth):
             else:
                 self._credentials[key] = value
                 SECRETS.add(value)
-        return bool(self._credentials.get(config.access_token_key)) and not self._expiring()
+        token = self._credentials.get(config.access_token_key)
+        return bool(token) and token != rejected and not self._expiring()
 
     async def _grant(self) -> str:
         """Run the grant, persist what changed, then return the new access token."""
