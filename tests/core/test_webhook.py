@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+import ucf.core.webhook as webhook_module
 from ucf.core.descriptor import WebhookSpec
-from ucf.core.webhook import FoldedHeaders, fallback_version, header
+from ucf.core.mapping import CompiledMapping
+from ucf.core.webhook import FoldedHeaders, fallback_version, header, map_delivery
 
 BODY = b'{"action":"opened"}'
 BODY_HASH = hashlib.sha256(BODY).hexdigest()
+NOW = datetime(2025, 3, 2, tzinfo=UTC)
 
 
 def webhook(**fields: Any) -> WebhookSpec:
@@ -64,3 +70,59 @@ def test_folded_headers_answer_every_lookup_as_a_plain_mapping_does() -> None:
         assert (name in folded) == (header(sent, name) is not None)
     assert folded["X-GITHUB-EVENT"] == "issues"
     assert dict(folded.items()) == {"x-github-event": "issues", "content-type": "application/json"}
+
+
+def _github_issues() -> WebhookSpec:
+    return webhook(
+        eventTypes=["issues"],
+        eventTypePath=None,
+        eventTypeHeader="X-GitHub-Event",
+        verification="signature",
+        deliveryIdHeader="X-GitHub-Delivery",
+        signature={"header": "X-Hub-Signature-256", "prefix": "sha256="},
+        fieldMapping={
+            "itemsPath": "$",
+            "idPath": "$.issue.id",
+            "timestampPath": "$.issue.updated_at",
+            "summaryTemplate": "{{issue.title}}",
+            "signalTypeRules": [{"when": "$.issue.id", "operator": "exists", "then": "x"}],
+        },
+    )
+
+
+def test_the_body_is_hashed_only_for_an_item_without_a_version_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fallback version (here the body's SHA-256) is worked out when an item needs it,
+    once per delivery, and never for a delivery whose items carry their update time."""
+    spec = _github_issues()
+    mapping = CompiledMapping(spec.field_mapping) if spec.field_mapping else None
+    assert mapping is not None
+    calls: list[bytes] = []
+
+    def counted(*args: Any) -> str:
+        calls.append(args[3])
+        return fallback_version(*args)
+
+    monkeypatch.setattr(webhook_module, "fallback_version", counted)
+    headers = {"x-github-event": "issues", "x-github-delivery": "d-1"}
+    dated = {"issue": {"id": 1, "title": "t", "updated_at": "2025-03-01T00:00:00Z"}}
+    mapped = map_delivery(
+        spec, mapping, dated, headers=headers, body=BODY, connector_id="c", project_id="p", now=NOW
+    )
+    assert [s.version for s in mapped.result.signals] == ["2025-03-01T00:00:00.000Z"]
+    assert calls == []
+
+    undated = {"issue": {"id": 1, "title": "t"}}
+    mapped = map_delivery(
+        spec,
+        mapping,
+        undated,
+        headers=headers,
+        body=BODY,
+        connector_id="c",
+        project_id="p",
+        now=NOW,
+    )
+    assert [s.version for s in mapped.result.signals] == [BODY_HASH]
+    assert calls == [BODY]

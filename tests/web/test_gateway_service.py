@@ -3,8 +3,9 @@ whole use case for callers that hold the body already."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,42 @@ async def test_two_workers_together_never_admit_more_than_the_instance_limit(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_changed_descriptor_limit_is_charged_once_the_target_is_read_again(
+    tmp_path: Path,
+) -> None:
+    """The gateway keeps an instance's limit per connector object: a descriptor updated
+    with another ``rateLimitPerMinute`` is charged as soon as its target is read again."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    seconds = [0.0]
+    strict = copy.deepcopy(ACME)
+    strict["ingestion"]["webhook"]["rateLimitPerMinute"] = 1
+    clock = lambda: NOW + timedelta(seconds=seconds[0])  # noqa: E731
+    async with await UcfContext.open(settings, clock=clock) as context:
+        await context.connectors.register(strict)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        gateway = WebhookGateway(context, monotonic=lambda: seconds[0])
+
+        async def deliver(n: int) -> str:
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=clock().timestamp())
+            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+            try:
+                await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+            except RateLimitExceeded:
+                return "429"
+            return "200"
+
+        assert [await deliver(n) for n in range(2)] == ["200", "429"]
+        seconds[0] += 2  # past the target's cache; the bucket refills at the new rate
+        generous = copy.deepcopy(strict)
+        generous["ingestion"]["webhook"]["rateLimitPerMinute"] = 6000  # 100 a second
+        await context.connectors.update(CONNECTOR, generous)
+        assert [await deliver(n) for n in range(2, 5)] == ["200"] * 3
 
 
 async def test_receive_webhook_takes_a_body_read_in_full_in_the_gateways_order(

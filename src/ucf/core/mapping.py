@@ -31,6 +31,10 @@ from ucf.core.signal import (
 from ucf.core.template import Template, compile_template, plain
 from ucf.core.timestamps import parse_timestamp, to_epoch_ms
 
+FallbackVersion = str | Callable[[], str]
+"""The version of an item that carries none of its own (a webhook's signed delivery id
+or body hash), or a function that makes it, called only when an item needs it."""
+
 #: Keys tried, in order, to name a participant/tag given as an object.
 NAME_KEYS = ("login", "name", "displayName", "display_name", "summary", "email", "username", "id")
 
@@ -652,7 +656,7 @@ class CompiledMapping:
         project_id: str,
         *,
         event_type: str | None = None,
-        fallback_version: str | None = None,
+        fallback_version: FallbackVersion | None = None,
         now: datetime | None = None,
     ) -> MappedSignal:
         """Map one item; raises :class:`ItemMappingError` when it cannot be a signal.
@@ -672,7 +676,7 @@ class CompiledMapping:
         project_id: str,
         *,
         event_type: str | None = None,
-        fallback_version: str | None = None,
+        fallback_version: FallbackVersion | None = None,
         now: datetime | None = None,
     ) -> MappedSignal:
         """Map one item by walking the planned closures: the reference for :meth:`map`.
@@ -682,8 +686,9 @@ class CompiledMapping:
         change agree on one signal (docs/security.md "Signal identity and
         dedup"). The version is the ``versionPath`` value, else the item's own
         timestamp (at ``versionPrecision``); ``fallback_version`` (a webhook's
-        signed delivery id or body hash) is used only for an item that carries
-        neither. ``now`` is the fallback time for payloads that carry no
+        signed delivery id or body hash, or a function that makes it: called only
+        then, so a delivery whose items all carry a version never hashes its body)
+        is used only for an item that carries neither. ``now`` is the fallback time for payloads that carry no
         timestamp at all (never used to paper over a malformed one).
         """
         if not isinstance(item, dict):
@@ -715,7 +720,9 @@ class CompiledMapping:
                 time_version = self._version_time
                 version = timestamp if time_version is None else time_version(moment)
             else:
-                version = fallback_version
+                version = (
+                    fallback_version if isinstance(fallback_version, str) else fallback_version()
+                )
         key = dedup_key(connector_id, project_id, item_id, version)
 
         priority = self._priority_of(item, event_type) if self._has_priority else None
@@ -747,7 +754,7 @@ class CompiledMapping:
         project_id: str,
         *,
         event_type: str | None = None,
-        fallback_version: str | None = None,
+        fallback_version: FallbackVersion | None = None,
         now: datetime | None = None,
     ) -> MappingResult:
         result = MappingResult()

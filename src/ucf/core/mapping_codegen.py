@@ -377,7 +377,10 @@ def _map_one_source(mapping: CompiledMapping, writer: _Writer) -> str:
     else:
         body.emit(f"version = {body.const(version_time)}(moment)", 3)
     body.emit("else:", 2)
-    body.emit("version = fallback_version", 3)
+    body.emit(
+        "version = fallback_version if fallback_version.__class__ is str else fallback_version()",
+        3,
+    )
     body.emit("key = dedup_key(connector_id, project_id, item_id, version)")
 
     if spec.priority_mapping:

@@ -147,6 +147,25 @@ def fallback_version(
     return hashlib.sha256(body).hexdigest()
 
 
+class _FallbackVersion:
+    """:func:`fallback_version`, worked out on first call and kept: most payloads carry
+    their items' versions (an update time), so most deliveries never need it, and the
+    body's SHA-256 cost a few microseconds of every delivery."""
+
+    __slots__ = ("_args", "_value")
+
+    def __init__(
+        self, webhook: WebhookSpec, payload: Any, headers: Mapping[str, str], body: bytes
+    ) -> None:
+        self._args = (webhook, payload, headers, body)
+        self._value: str | None = None
+
+    def __call__(self) -> str:
+        if self._value is None:
+            self._value = fallback_version(*self._args)
+        return self._value
+
+
 @dataclass(frozen=True, slots=True)
 class MappedDelivery:
     """One delivery's signals, or why there are none.
@@ -184,7 +203,7 @@ def map_delivery(
         connector_id,
         project_id,
         event_type=event_type,
-        fallback_version=fallback_version(webhook, payload, headers, body),
+        fallback_version=_FallbackVersion(webhook, payload, headers, body),
         now=now,
     )
     return MappedDelivery(event_type, handled=True, result=result)

@@ -58,7 +58,7 @@ class DeliveryReporter:
     _seen: dict[tuple[str, str], _Deliveries] = field(default_factory=dict)
 
     async def verified(self, project_id: str, connector_id: str) -> None:
-        seen = self._seen.setdefault((project_id, connector_id), _Deliveries())
+        seen = self._seen_of(project_id, connector_id)
         now = self.monotonic()
         if not seen.failures_recorded and now - seen.verified_at < self.verified_every:
             return
@@ -66,7 +66,7 @@ class DeliveryReporter:
         await self._record(project_id, connector_id, DeliveryObservation(self.clock(), True))
 
     async def failed(self, project_id: str, connector_id: str, reason: str) -> None:
-        seen = self._seen.setdefault((project_id, connector_id), _Deliveries())
+        seen = self._seen_of(project_id, connector_id)
         seen.pending_failures += 1
         now = self.monotonic()
         if now - seen.failures_at < self.failures_every:
@@ -75,6 +75,14 @@ class DeliveryReporter:
         seen.failures_at, seen.failures_recorded = now, True
         observation = DeliveryObservation(self.clock(), False, failed=count, error=reason)
         await self._record(project_id, connector_id, observation)
+
+    def _seen_of(self, project_id: str, connector_id: str) -> _Deliveries:
+        """The instance's tally, made on its first delivery (not one made and dropped on
+        every delivery, as ``setdefault`` would)."""
+        seen = self._seen.get((project_id, connector_id))
+        if seen is None:
+            seen = self._seen[(project_id, connector_id)] = _Deliveries()
+        return seen
 
     async def _record(
         self, project_id: str, connector_id: str, observation: DeliveryObservation

@@ -376,6 +376,18 @@ class _CachedSecrets:
     values: InstanceSecrets = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class _Budget:
+    """An instance's rate limit as :meth:`WebhookGateway._take_token` charges it."""
+
+    connector: Connector
+    settings: object
+    key: str
+    rpm: int
+    label: str
+    refusal: str
+
+
 def _verifier(connector: Connector) -> Verifier:
     try:
         verifier: Verifier = connector.compiled("verifier", compile_verifier)
@@ -405,6 +417,7 @@ class WebhookGateway:
         self._targets: dict[tuple[str, str], tuple[float, WebhookTarget, WebhookTarget]] = {}
         """(expires, target, the same reached through the instance's own URL)"""
         self._reserves: dict[str, TokenReserve] = {}
+        self._budgets: dict[tuple[str, str], _Budget] = {}
         self._deliveries = DeliveryReporter(
             context.store.instances, context.clock, monotonic=monotonic
         )
@@ -475,6 +488,7 @@ class WebhookGateway:
         """Drop what is cached of an instance (its settings changed or it is gone)."""
         self._secrets.pop((project_id, connector_id), None)
         self._targets.pop((project_id, connector_id), None)
+        self._budgets.pop((project_id, connector_id), None)
 
     def requests_per_minute(self, target: WebhookTarget) -> int:
         """The descriptor's ``rateLimitPerMinute`` if it sets one, else the server's setting."""
@@ -534,13 +548,33 @@ class WebhookGateway:
     async def _take_token(self, target: WebhookTarget) -> None:
         """One delivery of the instance's budget; charged only once a delivery is verified,
         so strangers cannot spend it (GitHub does not redeliver a delivery refused 429)."""
+        budget = self._budget(target)
+        await self._charge(budget.key, budget.rpm, budget.label, budget.refusal)
+
+    def _budget(self, target: WebhookTarget) -> _Budget:
+        """The instance's bucket key, limit and refusal, worked out once per connector
+        object (a changed descriptor is a new one) and settings instead of on every
+        delivery."""
+        record = target.record
+        cached = self._budgets.get((record.project_id, record.connector_id))
+        settings = self._context.settings
+        if (
+            cached is not None
+            and cached.connector is target.connector
+            and cached.settings is settings
+        ):
+            return cached
         rpm = self.requests_per_minute(target)
-        await self._charge(
-            f"webhook:{target.connector_id}:{target.project_id}",
+        budget = _Budget(
+            target.connector,
+            settings,
+            f"webhook:{record.connector_id}:{record.project_id}",
             rpm,
-            target.connector_id,
+            record.connector_id,
             f"more than {rpm} deliveries a minute for this instance; retry later",
         )
+        self._budgets[(record.project_id, record.connector_id)] = budget
+        return budget
 
     async def _take_unverified_token(self, delivery: Delivery) -> None:
         """Requests that prove nothing (failed verification, unsigned handshakes) are
@@ -555,14 +589,14 @@ class WebhookGateway:
         )
 
     async def _charge(self, key: str, rpm: int, label: str, refusal: str) -> None:
-        max_batch = max(1, min(64, rpm // 20))
+        now = self._monotonic()
         reserve = self._reserves.get(key)
+        if reserve is not None and reserve.take(now):
+            return
+        max_batch = max(1, min(64, rpm // 20))
         if reserve is None:
             reserve = self._reserves[key] = TokenReserve(max_batch=max_batch)
         reserve.max_batch = max_batch  # the descriptor's limit may have changed
-        now = self._monotonic()
-        if reserve.take(now):
-            return
         batch = reserve.next_batch(now)
         decision = await self._draw(key, rpm, batch)
         if not decision.allowed and batch > 1:

@@ -64,7 +64,7 @@ from ucf.service.webhooks import (
 from ucf.stores.errors import StoreError
 from ucf.web.logs import REQUEST_ID
 from ucf.web.refusals import Refusal, error_json, service_refusal, store_refusal
-from ucf.web.request_log import incoming_request_id, new_request_id, record_request
+from ucf.web.request_log import new_request_id, record_request, sane_request_id
 from ucf.web.state import WebState
 
 __all__ = [
@@ -138,7 +138,15 @@ def match(scope: Scope) -> Target | None:
     path = route_path(scope)
     if not path.startswith(PREFIX):
         return None
-    parts = path[len(PREFIX) :].split("/")
+    return _target(path[len(PREFIX) :])
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(rest: str) -> Target | None:
+    """The target of a path after :data:`PREFIX`. A provider delivers to the same few URLs
+    over and over: each is split once, not per delivery. Bounded, so paths a sender
+    makes up cannot grow it."""
+    parts = rest.split("/")
     if not all(parts):
         return None
     if len(parts) == 2:
@@ -331,8 +339,8 @@ class WebhookFront:
 
     async def __call__(self, target: Target, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        headers = scope.get("headers", ())
-        request_id = incoming_request_id(headers) or new_request_id()
+        headers = Headers(scope.get("headers", ()))
+        request_id = sane_request_id(headers.folded.get("x-request-id")) or new_request_id()
         token = REQUEST_ID.set(request_id)
         method: str = scope["method"]
         status = 500
@@ -343,9 +351,7 @@ class WebhookFront:
             # A refusal's 5xx log line names the route template, never the path: the
             # instance's own URL ends in its hook id, as secret as a credential.
             try:
-                status, body, extra = await self._deliver(
-                    state, target, scope, receive, Headers(headers)
-                )
+                status, body, extra = await self._deliver(state, target, scope, receive, headers)
             except ServiceError as error:
                 status, body, extra = self._refused(service_refusal(method, target.route, error))
             except StoreError as error:

@@ -25,6 +25,7 @@ __all__ = [
     "incoming_request_id",
     "new_request_id",
     "record_request",
+    "sane_request_id",
 ]
 
 access = logging.getLogger("ucf.web.access")
@@ -44,9 +45,13 @@ def incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """A sane incoming ``X-Request-Id`` (a proxy's id ties logs together), else None."""
     for key, value in headers:
         if key == b"x-request-id":
-            text = value.decode("latin-1")
-            return text if _REQUEST_ID.fullmatch(text) else None
+            return sane_request_id(value.decode("latin-1"))
     return None
+
+
+def sane_request_id(text: str | None) -> str | None:
+    """``text`` (the first ``X-Request-Id`` sent, latin-1 decoded) if it is a sane id."""
+    return text if text is not None and _REQUEST_ID.fullmatch(text) else None
 
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
