@@ -91,7 +91,10 @@ async def test_a_changed_descriptor_limit_is_charged_once_the_target_is_read_aga
     seconds = [0.0]
     strict = copy.deepcopy(ACME)
     strict["ingestion"]["webhook"]["rateLimitPerMinute"] = 1
-    clock = lambda: NOW + timedelta(seconds=seconds[0])  # noqa: E731
+
+    def clock() -> datetime:
+        return NOW + timedelta(seconds=seconds[0])
+
     async with await UcfContext.open(settings, clock=clock) as context:
         await context.connectors.register(strict)
         body = instance_body("http://127.0.0.1:9")
