@@ -40,7 +40,9 @@ subprocess and reads every page:
   No new target: it is reported beside the GitHub run (same shape).
 
 Printed per contender: items/s (20 000 / wall time of the work itself, imports
-and set-up excluded), CPU per item, peak RSS of its process (``VmHWM``), then
+and set-up excluded), CPU per item, peak RSS of its process (``VmHWM``) (for
+ucf's runs, on Linux, that CPU time split between the event loop's thread and
+the SQLite store's thread), then
 the targets with their verdicts: ucf ≥ 1.5× dlt's fastest configuration of any
 destination, ≥ 3× dlt into a database, ≥ 40 % of the minimal floor, peak RSS
 ≤ 100 MiB.
@@ -59,9 +61,10 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +157,44 @@ class Outcome:
     seconds: float
     cpu_seconds: float = 0.0
     """CPU time of the contender's process (all its threads) over the same window."""
+    thread_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    """ucf's runs: that CPU time split by thread (see :func:`thread_cpu`)."""
+
+
+def thread_cpu() -> dict[int, tuple[str, int]]:
+    """Each live Python thread of this process: its name and the CPU time it has run, in ns.
+
+    Linux's per-task ``schedstat`` (nanoseconds, unlike ``stat``'s clock ticks),
+    found by the thread's native id; empty elsewhere. Read before and after a
+    poll, it splits the process's CPU time between the event loop and the
+    store's thread without touching either.
+    """
+    found: dict[int, tuple[str, int]] = {}
+    for thread in threading.enumerate():
+        tid = thread.native_id
+        if tid is None:
+            continue
+        try:
+            ran = int(Path(f"/proc/self/task/{tid}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile, or no schedstat here
+        found[tid] = (thread.name, ran)
+    return found
+
+
+def thread_split(before: dict[int, tuple[str, int]], main: int) -> dict[str, float]:
+    """CPU seconds per kind of thread since ``before``: the event loop, the SQLite store's
+    thread, everything else (the secrets store, the executor's other threads)."""
+    if not before:  # not Linux: nothing to split
+        return {}
+    split = {"event loop": 0.0, "store": 0.0, "other": 0.0}
+    for tid, (name, ran) in thread_cpu().items():
+        seconds = (ran - before.get(tid, (name, 0))[1]) / 1e9
+        kind = (
+            "event loop" if tid == main else "store" if name.startswith("ucf-sqlite") else "other"
+        )
+        split[kind] += seconds
+    return split
 
 
 def first_url(base: str) -> str:
@@ -266,9 +307,11 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
 
             profiler = cProfile.Profile()
             profiler.enable()
+        threads = thread_cpu()
         started, cpu_started = time.perf_counter(), time.process_time()
         result = await poll_instance(context, "bench", "github-issues")
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        split = thread_split(threads, threading.get_native_id())
         if profiler is not None:
             import pstats
 
@@ -279,7 +322,7 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
         if result.status != "ok":
             raise SystemExit(f"ucf poll failed: {result.error}")
         counts = await context.store.signals.counts("bench", "github-issues", now=datetime.now(UTC))
-    return Outcome(result.items, counts.last_24h, seconds, cpu)
+    return Outcome(result.items, counts.last_24h, seconds, cpu, split)
 
 
 def run_ucf(base: str, workdir: Path, profile: bool = False) -> Outcome:
@@ -307,13 +350,15 @@ async def _ucf_jira(base: str, workdir: Path) -> Outcome:
         )
         freeze_startup_heap()  # as ucf worker and ucf serve do once started
         serve_with_fewer_collections()  # likewise
+        threads = thread_cpu()
         started, cpu_started = time.perf_counter(), time.process_time()
         result = await poll_instance(context, "bench", "jira")
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        split = thread_split(threads, threading.get_native_id())
         if result.status != "ok":
             raise SystemExit(f"ucf jira poll failed: {result.error}")
         counts = await context.store.signals.counts("bench", "jira", now=datetime.now(UTC))
-    return Outcome(result.items, counts.last_24h, seconds, cpu)
+    return Outcome(result.items, counts.last_24h, seconds, cpu, split)
 
 
 def run_ucf_jira(base: str, workdir: Path) -> Outcome:
@@ -544,6 +589,12 @@ def main() -> None:
             f"  {o.cpu_seconds * 1e6 / max(o.items, 1):>5.0f} µs CPU/item"
             f"   ({o.items:,} items, {o.stored:,} stored, {o.seconds:.2f} s)"
         )
+        if o.thread_cpu_seconds:
+            per_item = {k: v * 1e6 / max(o.items, 1) for k, v in o.thread_cpu_seconds.items()}
+            print(
+                f"  {'':<46} CPU/item by thread: "
+                + ", ".join(f"{kind} {us:.0f} µs" for kind, us in per_item.items())
+            )
         if o.items != args.items:
             raise SystemExit(f"{name} read {o.items} items, not {args.items}")
     if "ucf-jira" in results:
