@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.validation import parse_descriptor
+from ucf.runtime import webhooks
 from ucf.runtime.webhooks import (
     Admission,
     RejectCode,
@@ -556,6 +557,75 @@ def test_slack_url_verification_is_answered_only_when_signed() -> None:
     assert not forged.ok
     assert forged.handshake is None
     assert code(forged.result) == RejectCode.MISSING_HEADER
+
+
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bodies the verification module hands to the JSON parser, in order."""
+    parsed: list[bytes] = []
+    real = webhooks.payload_or_missing  # type: ignore[attr-defined]  # the module's own import
+
+    def counting(body: bytes) -> Any:
+        parsed.append(body)
+        return real(body)
+
+    monkeypatch.setattr(webhooks, "payload_or_missing", counting)
+    return parsed
+
+
+def test_a_body_reaches_the_json_parser_only_after_its_signature_for_a_connector_without_handshakes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A flood of unsigned bodies costs the HMAC alone, not a parse of each (GitHub has no
+    handshake to recognise); a verified one is parsed once, when it is mapped."""
+    parsed = count_parses(monkeypatch)
+    spec = descriptor("github")
+    body = b'{"action": "opened", "issue": {"number": 1}}'
+    common: dict[str, Any] = {
+        "method": "POST",
+        "body": body,
+        "url": HOOK_URL,
+        "query": {},
+        "credentials": {"webhookSecret": "github-secret"},
+        "now": NOW,
+    }
+    forged = check_delivery(
+        compile_verifier(spec), spec, headers={"X-Hub-Signature-256": "sha256=00"}, **common
+    )
+    assert not forged.ok
+    assert parsed == []
+    signature = "sha256=" + mac(b"github-secret", body).hex()
+    genuine = check_delivery(
+        compile_verifier(spec), spec, headers={"X-Hub-Signature-256": signature}, **common
+    )
+    assert genuine.ok
+    assert parsed == []
+    assert genuine.parsed(body) == {"action": "opened", "issue": {"number": 1}}
+    assert parsed == [body]
+
+
+def test_a_connector_with_handshakes_parses_once_for_the_handshake_and_the_mapping(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed = count_parses(monkeypatch)
+    spec = descriptor("slack")
+    body = payload("slack-event-message.json")
+    stamp = str(int(NOW.timestamp()))
+    signature = "v0=" + mac(b"slack-signing", b"v0:" + stamp.encode() + b":" + body).hex()
+    admitted = check_delivery(
+        compile_verifier(spec),
+        spec,
+        method="POST",
+        body=body,
+        headers={"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature},
+        url=HOOK_URL,
+        query={},
+        credentials={"signingSecret": "slack-signing"},
+        now=NOW,
+    )
+    assert admitted.ok
+    assert admitted.handshake is None
+    assert admitted.parsed(body) == json.loads(body)
+    assert parsed == [body]
 
 
 def test_an_ordinary_slack_event_is_not_a_handshake() -> None:

@@ -859,16 +859,25 @@ def match_handshake(
     return None
 
 
+_UNPARSED: Final[Any] = object()
+"""The body was not parsed (yet): no handshake of the connector reads it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """Verdict on one request: refuse (``result``), answer a ``handshake``, or ingest."""
 
     result: VerificationResult
     handshake: HandshakeResponse | None = None
+    payload: Any = _UNPARSED
 
     @property
     def ok(self) -> bool:
         return self.result.ok
+
+    def parsed(self, body: bytes) -> Any:
+        """The JSON body (``MISSING`` when it is none), parsed once whoever needed it first."""
+        return payload_or_missing(body) if self.payload is _UNPARSED else self.payload
 
 
 def check_delivery(
@@ -882,21 +891,30 @@ def check_delivery(
     query: Mapping[str, str],
     credentials: Mapping[str, str],
     now: datetime,
-    payload: Any = MISSING,
+    payload: Any = _UNPARSED,
 ) -> Admission:
     """Handshake or delivery, in the order providers need.
 
     An unsigned handshake (Trello HEAD, Asana, MS Graph, Notion) is answered
     without verification — it cannot carry a signature yet. Everything else,
     a signed handshake (Slack's challenge) included, is verified first.
-    ``payload`` defaults to parsing ``body``.
+
+    The body is parsed before verification only for a connector with handshakes
+    to recognise (``payload``, when given, is that parse done already); for the
+    others a stranger's bytes reach no parser: a flood of unsigned bodies costs
+    the HMAC alone. :meth:`Admission.parsed` gives the payload either way.
     """
-    if payload is MISSING:
+    webhook = spec.webhook if isinstance(spec, d.ConnectorDescriptor) else spec
+    if payload is _UNPARSED and webhook is not None and webhook.handshakes:
         payload = payload_or_missing(body)
-    handshake = match_handshake(spec, method=method, headers=headers, query=query, payload=payload)
+    handshake = (
+        None
+        if payload is _UNPARSED
+        else match_handshake(spec, method=method, headers=headers, query=query, payload=payload)
+    )
     if handshake is not None and not handshake.signed:
-        return Admission(VALID, handshake)
+        return Admission(VALID, handshake, payload)
     result = verifier.verify(
         body=body, headers=headers, url=url, query=query, credentials=credentials, now=now
     )
-    return Admission(result, handshake if result.ok else None)
+    return Admission(result, handshake if result.ok else None, payload)

@@ -47,7 +47,6 @@ from urllib.parse import quote
 
 from ucf.core.client_address import client_key
 from ucf.core.mapping import CompiledMapping, MappingResult
-from ucf.core.payload import payload_or_missing
 from ucf.core.webhook import map_delivery
 from ucf.runtime.native import (
     Handshake,
@@ -505,7 +504,6 @@ class WebhookGateway:
         connector_id = target.connector_id
         descriptor = target.connector.descriptor
         verifier = _verifier(target.connector)
-        payload = payload_or_missing(delivery.body)
         credentials = await self._credentials(target, verifier)
         admission = check_delivery(
             verifier,
@@ -517,7 +515,6 @@ class WebhookGateway:
             query=delivery.query,
             credentials=credentials,
             now=self._context.clock(),
-            payload=payload,
         )
         if not admission.ok:
             reason = admission.result.reason
@@ -543,7 +540,7 @@ class WebhookGateway:
         await self._deliveries.verified(target.project_id, connector_id)
         if delivery.method.upper() != "POST":
             raise MethodNotAllowed("webhook deliveries are POST requests")
-        return await self._ingest(target, delivery, payload)
+        return await self._ingest(target, delivery, admission.parsed(delivery.body))
 
     async def _take_token(self, target: WebhookTarget) -> None:
         """One delivery of the instance's budget; charged only once a delivery is verified,
