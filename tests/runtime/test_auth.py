@@ -333,6 +333,28 @@ async def test_an_expired_access_token_is_refreshed_before_the_request(
     assert saved[ACCESS_TOKEN_EXPIRES_AT] == (NOW + timedelta(hours=1)).isoformat()
 
 
+async def test_only_the_tokens_are_handed_on_to_be_stored(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    """The client id and secret a run holds may be the registered OAuth app's, filled in
+    for it: written into the instance's own entry, they would outlive the app's next
+    secret rotation there (and undo an operator's change made since the run began)."""
+    persisted = Persisted(server)
+    credentials = {"clientId": "app-id", "clientSecret": "app-secret", "refreshToken": "refresh-1"}
+    flow = build_auth(
+        oauth(server), credentials, token_client=client, on_rotate=persisted, now=lambda: NOW
+    )
+    assert (await get(client, flow, server.url("/api/me"))).status_code == 200
+
+    assert persisted.saved == [
+        {
+            "accessToken": "access-2",
+            "refreshToken": "refresh-2",
+            ACCESS_TOKEN_EXPIRES_AT: (NOW + timedelta(hours=1)).isoformat(),
+        }
+    ]
+
+
 async def test_a_token_that_is_still_valid_is_used_without_asking_the_token_endpoint(
     server: FakeServer, provider: Provider, client: httpx.AsyncClient
 ) -> None:
@@ -440,7 +462,9 @@ class Keeper:
         self._holder: asyncio.Task[Any] | None = None
 
     async def __call__(self, credentials: dict[str, str]) -> None:
-        self.stored = dict(credentials)
+        self.stored = {ACCESS_TOKEN_EXPIRES_AT: "", **self.stored, **credentials}
+        if not self.stored[ACCESS_TOKEN_EXPIRES_AT]:
+            del self.stored[ACCESS_TOKEN_EXPIRES_AT]  # a token without expiry drops the old
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[dict[str, str] | None]:

@@ -462,6 +462,9 @@ async def test_connect_use_refresh_and_revoke(
                 assert before not in auth.refresh_tokens  # the provider rotated it out
         # Graph's own refresh path records what it was sent; the others count refreshes.
         assert getattr(fake, "used_refresh_tokens", None) == used or auth.refreshed >= 2
+        record = await web.state.context.instances.record(PROJECT, case.connector_id)
+        own = (await web.state.context.instances.secrets(record)).credentials
+        assert case.app[1] not in own.values(), sorted(own)
     else:
         assert (await check(web, case, instance))["ok"] is True  # no expiry, no refresh
 
