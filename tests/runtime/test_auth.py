@@ -12,7 +12,7 @@ import base64
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -386,6 +386,30 @@ async def test_a_401_triggers_one_refresh_and_one_retry(
     assert response.status_code == 200
     sent = [r.headers["authorization"] for r in server.requests_to("/api/me")]
     assert sent == ["Bearer revoked-by-provider", "Bearer access-2"]
+    assert len(provider.token_calls) == 1
+
+
+async def test_a_401_gives_its_connection_back_before_the_refresh_waits_for_one(
+    server: FakeServer, provider: Provider
+) -> None:
+    """The refresh after a 401 (which may also wait for another run's turn) goes through
+    the same pool: a 401 still holding its connection meanwhile could starve it, down to
+    a deadlock when every connection is such a 401 (here the pool's only one)."""
+    settings = replace(SETTINGS, max_connections=1, pool_timeout=2)
+    credentials = {
+        "clientId": "cid",
+        "clientSecret": "csecret",
+        "refreshToken": "refresh-1",
+        "accessToken": "revoked-by-provider",
+    }
+    async with create_client(settings, EgressPolicy(frozenset({"127.0.0.1"}))) as client:
+        flow = build_auth(
+            oauth(server), credentials, token_client=client, now=lambda: NOW, settings=settings
+        )
+        response = await send_with_retries(
+            client, client.build_request("GET", server.url("/api/me")), settings=settings, auth=flow
+        )
+    assert response.status_code == 200
     assert len(provider.token_calls) == 1
 
 

@@ -294,6 +294,9 @@ class OAuth2Flow(httpx.Auth):
         response = yield request
         if response.status_code != 401 or fresh:
             return  # a 401 on a token we just obtained is final: the retry loop reports it
+        # Give the connection back first (httpx reads this body right after anyway): the
+        # refresh needs one from the same pool, and may wait for another run's turn.
+        await response.aread()
         token = await self._replace(rejected=token)
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
