@@ -24,6 +24,7 @@ from ucf.service.context import UcfContext
 from ucf.service.poll import rotation_writer
 from ucf.service.secret_turns import TURN_TTL, SecretTurns
 from ucf.service.settings import Settings
+from ucf.stores.errors import StoreUnavailable
 from ucf.stores.secrets.base import SecretStoreUnavailable
 
 
@@ -235,3 +236,49 @@ async def test_a_turn_held_longer_than_its_lease_is_kept(
         assert not merge.done()
     await asyncio.wait_for(merge, timeout=5)
     assert await context.secrets.get(ref) == {"refreshToken": "old", "clientState": "cs"}
+
+
+async def test_a_renewal_the_store_fails_once_is_tried_again(
+    context: UcfContext, other_process: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One renewal of a slow turn's lease meets a store hiccup (DynamoDB throttling, a
+    dropped connection): the next renewal keeps the turn, nobody takes over meanwhile."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    ttl = timedelta(milliseconds=300)
+    leases = other_process.store.leases
+    real_renew = leases.renew
+    failures: list[str] = []
+
+    async def renew_fails_once(name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        if not failures:
+            failures.append(name)
+            raise StoreUnavailable("the store did not answer")
+        return await real_renew(name, owner, ttl=ttl, now=now)
+
+    monkeypatch.setattr(leases, "renew", renew_fails_once)
+    slow = SecretTurns(leases, other_process.clock, ttl=ttl)
+    waiting = SecretTurns(context.store.leases, context.clock, ttl=ttl)
+    async with slow.turn(ref):
+        merge = asyncio.create_task(waiting.merge(context.secrets, ref, {"clientState": "cs"}))
+        await asyncio.wait({merge}, timeout=1.2)  # four lease lifetimes
+        assert failures
+        assert not merge.done()
+    await asyncio.wait_for(merge, timeout=5)
+
+
+async def test_a_release_the_store_fails_leaves_the_change_made(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change is written; the store then fails to delete the lease. The caller learns
+    the change succeeded (a poll keeps its refreshed token, the operator's update is not
+    reported failed after it was made) and the lease lapses by itself."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+
+    async def release_fails(name: str, owner: str) -> bool:
+        raise StoreUnavailable("the store did not answer")
+
+    monkeypatch.setattr(context.store.leases, "release", release_fails)
+    merged = await context.secret_turns.merge(context.secrets, ref, {"refreshToken": "new"})
+
+    assert merged == {"refreshToken": "new"}
+    assert await context.secrets.get(ref) == {"refreshToken": "new"}

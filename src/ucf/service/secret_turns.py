@@ -118,7 +118,11 @@ class SecretTurns:
                 _HELD.reset(marked)
                 renewing.cancel()  # a renewal after the release finds it gone and changes nothing
                 # Released even when the body is cancelled, or the next change waits out the TTL.
-                _, cancelled = await to_the_end(self._leases.release(name, owner))
+                # A store that fails the release does not undo the change the body made: the
+                # lease lapses by itself within the TTL.
+                cancelled = False
+                with contextlib.suppress(Exception):
+                    _, cancelled = await to_the_end(self._leases.release(name, owner))
                 await asyncio.wait({renewing})  # ends at once: it is cancelled
                 if cancelled:
                     raise asyncio.CancelledError
@@ -134,7 +138,10 @@ class SecretTurns:
         """Renew the turn's lease while the body runs (a token refresh may take a while)."""
         while True:
             await asyncio.sleep(self._ttl.total_seconds() / 3)
-            if not await self._leases.renew(name, owner, ttl=self._ttl, now=self._clock()):
+            renewed = True
+            with contextlib.suppress(Exception):  # a store hiccup: try again next period
+                renewed = await self._leases.renew(name, owner, ttl=self._ttl, now=self._clock())
+            if not renewed:
                 return  # taken over after all (the store was unreachable past the TTL)
 
     async def _take(self, name: str, owner: str) -> None:
@@ -146,7 +153,8 @@ class SecretTurns:
             )
             if cancelled:
                 if taken:
-                    await to_the_end(self._leases.release(name, owner))
+                    with contextlib.suppress(Exception):  # it lapses by itself within the TTL
+                        await to_the_end(self._leases.release(name, owner))
                 raise asyncio.CancelledError
             if taken:
                 return
