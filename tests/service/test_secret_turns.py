@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.runtime.test_auth import NOW, SETTINGS, Provider, get, oauth
+from tests.stores.dynalite import dynamodb_url, unique_table_name
 from ucf.fakes import FakeServer
 from ucf.runtime.auth import build_auth
 from ucf.runtime.http import create_client
@@ -49,11 +50,29 @@ class ReadGate:
         await asyncio.wait_for(self.first_read.wait(), timeout=5)
 
 
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Each test on both stores: their leases are the turns across processes (one
+    conditional write each), and DynamoDB's run through dynalite."""
+    store_url = None
+    if request.param == "dynamodb":
+        endpoint = request.getfixturevalue("dynalite_endpoint")
+        store_url = dynamodb_url(endpoint, unique_table_name("ucf-turns"))
+    return Settings.from_env(
+        {"UCF_ALLOW_HOSTS": "127.0.0.1"}, data_dir=tmp_path, store_url=store_url
+    )
+
+
 @pytest.fixture
-async def other_process(tmp_path: Path) -> AsyncIterator[UcfContext]:
-    """A second ucf on the same SQLite file and secret store: nothing in memory shared
-    with the ``context`` fixture's (another ``ucf worker``, another Lambda function)."""
-    settings = Settings.from_env({"UCF_ALLOW_HOSTS": "127.0.0.1"}, data_dir=tmp_path)
+async def context(settings: Settings) -> AsyncIterator[UcfContext]:
+    async with await UcfContext.open(settings) as ctx:
+        yield ctx
+
+
+@pytest.fixture
+async def other_process(context: UcfContext, settings: Settings) -> AsyncIterator[UcfContext]:
+    """A second ucf on the same store and secret store: nothing in memory shared with
+    the ``context`` fixture's (another ``ucf worker``, another Lambda function)."""
     async with await UcfContext.open(settings) as ctx:
         yield ctx
 
