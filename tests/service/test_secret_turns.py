@@ -301,3 +301,26 @@ async def test_a_release_the_store_fails_leaves_the_change_made(
 
     assert merged == {"refreshToken": "new"}
     assert await context.secrets.get(ref) == {"refreshToken": "new"}
+
+
+async def test_a_task_started_in_a_turn_takes_turns_once_that_turn_is_over(
+    context: UcfContext, other_process: UcfContext
+) -> None:
+    """Tasks inherit the turns their creator holds (an OAuth refresh saves its token from
+    a task of its own), but a task that outlives the turn must not inherit it for good:
+    it would change the credentials later while another process holds their turn."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    later = asyncio.Event()
+
+    async def background() -> None:
+        await later.wait()
+        await context.secret_turns.merge(context.secrets, ref, {"clientState": "cs"})
+
+    async with context.secret_turns.turn(ref):
+        task = asyncio.create_task(background())
+    async with other_process.secret_turns.turn(ref):
+        later.set()
+        await asyncio.wait({task}, timeout=0.3)
+        assert not task.done()  # it waits for the other process's turn
+    await asyncio.wait_for(task, timeout=5)
+    assert await context.secrets.get(ref) == {"refreshToken": "old", "clientState": "cs"}
