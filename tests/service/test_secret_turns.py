@@ -324,3 +324,35 @@ async def test_a_task_started_in_a_turn_takes_turns_once_that_turn_is_over(
         assert not task.done()  # it waits for the other process's turn
     await asyncio.wait_for(task, timeout=5)
     assert await context.secrets.get(ref) == {"refreshToken": "old", "clientState": "cs"}
+
+
+async def test_a_turn_cancelled_while_its_lease_is_taken_leaves_nothing_behind(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled twice while the store takes the lease: the lease it got is given back,
+    no renewal is left running, and the cancellation still ends the change."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    leases = context.store.leases
+    real_acquire = leases.acquire
+    taking, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_acquire(name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        taking.set()
+        await go_on.wait()
+        return await real_acquire(name, owner, ttl=ttl, now=now)
+
+    monkeypatch.setattr(leases, "acquire", slow_acquire)
+    change = asyncio.create_task(
+        context.secret_turns.merge(context.secrets, ref, {"refreshToken": "new"})
+    )
+    await asyncio.wait_for(taking.wait(), timeout=5)
+    change.cancel()
+    await asyncio.sleep(0.05)
+    change.cancel()  # a second Ctrl-C, a shutdown grace running out
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await change
+
+    assert await leases.get(f"secret-turn:{ref}", now=context.clock()) is None
+    assert not [t for t in asyncio.all_tasks() if "_keep" in repr(t.get_coro())]
+    assert await context.secrets.get(ref) == {"refreshToken": "old"}
