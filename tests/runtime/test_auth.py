@@ -486,9 +486,10 @@ class Keeper:
         self._holder: asyncio.Task[Any] | None = None
 
     async def __call__(self, credentials: dict[str, str]) -> None:
-        self.stored = {ACCESS_TOKEN_EXPIRES_AT: "", **self.stored, **credentials}
-        if not self.stored[ACCESS_TOKEN_EXPIRES_AT]:
-            del self.stored[ACCESS_TOKEN_EXPIRES_AT]  # a token without expiry drops the old
+        merged = {**self.stored, **credentials}  # the tokens, merged as the secret store does
+        if ACCESS_TOKEN_EXPIRES_AT not in credentials:
+            merged.pop(ACCESS_TOKEN_EXPIRES_AT, None)  # a token without expiry drops the old
+        self.stored = merged
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[dict[str, str] | None]:
