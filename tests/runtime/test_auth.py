@@ -12,7 +12,7 @@ import base64
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -333,6 +333,28 @@ async def test_an_expired_access_token_is_refreshed_before_the_request(
     assert saved[ACCESS_TOKEN_EXPIRES_AT] == (NOW + timedelta(hours=1)).isoformat()
 
 
+async def test_only_the_tokens_are_handed_on_to_be_stored(
+    server: FakeServer, provider: Provider, client: httpx.AsyncClient
+) -> None:
+    """The client id and secret a run holds may be the registered OAuth app's, filled in
+    for it: written into the instance's own entry, they would outlive the app's next
+    secret rotation there (and undo an operator's change made since the run began)."""
+    persisted = Persisted(server)
+    credentials = {"clientId": "app-id", "clientSecret": "app-secret", "refreshToken": "refresh-1"}
+    flow = build_auth(
+        oauth(server), credentials, token_client=client, on_rotate=persisted, now=lambda: NOW
+    )
+    assert (await get(client, flow, server.url("/api/me"))).status_code == 200
+
+    assert persisted.saved == [
+        {
+            "accessToken": "access-2",
+            "refreshToken": "refresh-2",
+            ACCESS_TOKEN_EXPIRES_AT: (NOW + timedelta(hours=1)).isoformat(),
+        }
+    ]
+
+
 async def test_a_token_that_is_still_valid_is_used_without_asking_the_token_endpoint(
     server: FakeServer, provider: Provider, client: httpx.AsyncClient
 ) -> None:
@@ -364,6 +386,30 @@ async def test_a_401_triggers_one_refresh_and_one_retry(
     assert response.status_code == 200
     sent = [r.headers["authorization"] for r in server.requests_to("/api/me")]
     assert sent == ["Bearer revoked-by-provider", "Bearer access-2"]
+    assert len(provider.token_calls) == 1
+
+
+async def test_a_401_gives_its_connection_back_before_the_refresh_waits_for_one(
+    server: FakeServer, provider: Provider
+) -> None:
+    """The refresh after a 401 (which may also wait for another run's turn) goes through
+    the same pool: a 401 still holding its connection meanwhile could starve it, down to
+    a deadlock when every connection is such a 401 (here the pool's only one)."""
+    settings = replace(SETTINGS, max_connections=1, pool_timeout=2)
+    credentials = {
+        "clientId": "cid",
+        "clientSecret": "csecret",
+        "refreshToken": "refresh-1",
+        "accessToken": "revoked-by-provider",
+    }
+    async with create_client(settings, EgressPolicy(frozenset({"127.0.0.1"}))) as client:
+        flow = build_auth(
+            oauth(server), credentials, token_client=client, now=lambda: NOW, settings=settings
+        )
+        response = await send_with_retries(
+            client, client.build_request("GET", server.url("/api/me")), settings=settings, auth=flow
+        )
+    assert response.status_code == 200
     assert len(provider.token_calls) == 1
 
 
@@ -440,7 +486,10 @@ class Keeper:
         self._holder: asyncio.Task[Any] | None = None
 
     async def __call__(self, credentials: dict[str, str]) -> None:
-        self.stored = dict(credentials)
+        merged = {**self.stored, **credentials}  # the tokens, merged as the secret store does
+        if ACCESS_TOKEN_EXPIRES_AT not in credentials:
+            merged.pop(ACCESS_TOKEN_EXPIRES_AT, None)  # a token without expiry drops the old
+        self.stored = merged
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[dict[str, str] | None]:

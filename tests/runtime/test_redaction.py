@@ -137,6 +137,21 @@ def test_a_short_registered_secret_is_masked_as_a_whole_word_only() -> None:
     )
 
 
+def test_a_short_registered_secret_is_masked_after_an_escape_that_ends_in_a_letter() -> None:
+    """``%22`` (a quote in a logged URL) and ``\\n`` (a newline in logged JSON) end in a
+    word character, but the secret after them is still a word of its own."""
+    registry = SecretRegistry()
+    registry.add("hunter2")
+    url = "GET /search?q=%7B%22pw%22%3A%22hunter2%22%7D and /path%2Fhunter2"
+    assert (
+        redact(url, registry) == f"GET /search?q=%7B%22pw%22%3A%22{MASK}%22%7D and /path%2F{MASK}"
+    )
+    assert redact('{"note": "first\\nhunter2\\thunter2"}', registry) == (
+        f'{{"note": "first\\n{MASK}\\t{MASK}"}}'
+    )
+    assert redact("nhunter2 %hunter2s xhunter2", registry) == "nhunter2 %hunter2s xhunter2"
+
+
 def test_a_long_registered_secret_is_masked_even_inside_a_word() -> None:
     registry = SecretRegistry()
     registry.add("123456789:AAbbCCddEEff")

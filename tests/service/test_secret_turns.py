@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.runtime.test_auth import NOW, SETTINGS, Provider, get, oauth
+from tests.stores.dynalite import dynamodb_url, unique_table_name
 from ucf.fakes import FakeServer
 from ucf.runtime.auth import build_auth
 from ucf.runtime.http import create_client
@@ -24,6 +25,7 @@ from ucf.service.context import UcfContext
 from ucf.service.poll import rotation_writer
 from ucf.service.secret_turns import TURN_TTL, SecretTurns
 from ucf.service.settings import Settings
+from ucf.stores.errors import StoreUnavailable
 from ucf.stores.secrets.base import SecretStoreUnavailable
 
 
@@ -48,11 +50,29 @@ class ReadGate:
         await asyncio.wait_for(self.first_read.wait(), timeout=5)
 
 
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """Each test on both stores: their leases are the turns across processes (one
+    conditional write each), and DynamoDB's run through dynalite."""
+    store_url = None
+    if request.param == "dynamodb":
+        endpoint = request.getfixturevalue("dynalite_endpoint")
+        store_url = dynamodb_url(endpoint, unique_table_name("ucf-turns"))
+    return Settings.from_env(
+        {"UCF_ALLOW_HOSTS": "127.0.0.1"}, data_dir=tmp_path, store_url=store_url
+    )
+
+
 @pytest.fixture
-async def other_process(tmp_path: Path) -> AsyncIterator[UcfContext]:
-    """A second ucf on the same SQLite file and secret store: nothing in memory shared
-    with the ``context`` fixture's (another ``ucf worker``, another Lambda function)."""
-    settings = Settings.from_env({"UCF_ALLOW_HOSTS": "127.0.0.1"}, data_dir=tmp_path)
+async def context(settings: Settings) -> AsyncIterator[UcfContext]:
+    async with await UcfContext.open(settings) as ctx:
+        yield ctx
+
+
+@pytest.fixture
+async def other_process(context: UcfContext, settings: Settings) -> AsyncIterator[UcfContext]:
+    """A second ucf on the same store and secret store: nothing in memory shared with
+    the ``context`` fixture's (another ``ucf worker``, another Lambda function)."""
     async with await UcfContext.open(settings) as ctx:
         yield ctx
 
@@ -235,3 +255,104 @@ async def test_a_turn_held_longer_than_its_lease_is_kept(
         assert not merge.done()
     await asyncio.wait_for(merge, timeout=5)
     assert await context.secrets.get(ref) == {"refreshToken": "old", "clientState": "cs"}
+
+
+async def test_a_renewal_the_store_fails_once_is_tried_again(
+    context: UcfContext, other_process: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One renewal of a slow turn's lease meets a store hiccup (DynamoDB throttling, a
+    dropped connection): the next renewal keeps the turn, nobody takes over meanwhile."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    ttl = timedelta(milliseconds=300)
+    leases = other_process.store.leases
+    real_renew = leases.renew
+    failures: list[str] = []
+
+    async def renew_fails_once(name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        if not failures:
+            failures.append(name)
+            raise StoreUnavailable("the store did not answer")
+        return await real_renew(name, owner, ttl=ttl, now=now)
+
+    monkeypatch.setattr(leases, "renew", renew_fails_once)
+    slow = SecretTurns(leases, other_process.clock, ttl=ttl)
+    waiting = SecretTurns(context.store.leases, context.clock, ttl=ttl)
+    async with slow.turn(ref):
+        merge = asyncio.create_task(waiting.merge(context.secrets, ref, {"clientState": "cs"}))
+        await asyncio.wait({merge}, timeout=1.2)  # four lease lifetimes
+        assert failures
+        assert not merge.done()
+    await asyncio.wait_for(merge, timeout=5)
+
+
+async def test_a_release_the_store_fails_leaves_the_change_made(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change is written; the store then fails to delete the lease. The caller learns
+    the change succeeded (a poll keeps its refreshed token, the operator's update is not
+    reported failed after it was made) and the lease lapses by itself."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+
+    async def release_fails(name: str, owner: str) -> bool:
+        raise StoreUnavailable("the store did not answer")
+
+    monkeypatch.setattr(context.store.leases, "release", release_fails)
+    merged = await context.secret_turns.merge(context.secrets, ref, {"refreshToken": "new"})
+
+    assert merged == {"refreshToken": "new"}
+    assert await context.secrets.get(ref) == {"refreshToken": "new"}
+
+
+async def test_a_task_started_in_a_turn_takes_turns_once_that_turn_is_over(
+    context: UcfContext, other_process: UcfContext
+) -> None:
+    """Tasks inherit the turns their creator holds (an OAuth refresh saves its token from
+    a task of its own), but a task that outlives the turn must not inherit it for good:
+    it would change the credentials later while another process holds their turn."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    later = asyncio.Event()
+
+    async def background() -> None:
+        await later.wait()
+        await context.secret_turns.merge(context.secrets, ref, {"clientState": "cs"})
+
+    async with context.secret_turns.turn(ref):
+        task = asyncio.create_task(background())
+    async with other_process.secret_turns.turn(ref):
+        later.set()
+        await asyncio.wait({task}, timeout=0.3)
+        assert not task.done()  # it waits for the other process's turn
+    await asyncio.wait_for(task, timeout=5)
+    assert await context.secrets.get(ref) == {"refreshToken": "old", "clientState": "cs"}
+
+
+async def test_a_turn_cancelled_while_its_lease_is_taken_leaves_nothing_behind(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled twice while the store takes the lease: the lease it got is given back,
+    no renewal is left running, and the cancellation still ends the change."""
+    ref = await context.secrets.put(None, {"refreshToken": "old"})
+    leases = context.store.leases
+    real_acquire = leases.acquire
+    taking, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_acquire(name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        taking.set()
+        await go_on.wait()
+        return await real_acquire(name, owner, ttl=ttl, now=now)
+
+    monkeypatch.setattr(leases, "acquire", slow_acquire)
+    change = asyncio.create_task(
+        context.secret_turns.merge(context.secrets, ref, {"refreshToken": "new"})
+    )
+    await asyncio.wait_for(taking.wait(), timeout=5)
+    change.cancel()
+    await asyncio.sleep(0.05)
+    change.cancel()  # a second Ctrl-C, a shutdown grace running out
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await change
+
+    assert await leases.get(f"secret-turn:{ref}", now=context.clock()) is None
+    assert not [t for t in asyncio.all_tasks() if "_keep" in repr(t.get_coro())]
+    assert await context.secrets.get(ref) == {"refreshToken": "old"}

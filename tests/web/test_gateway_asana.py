@@ -5,7 +5,7 @@ whether a poll or a delivery saw it first."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -121,6 +121,28 @@ async def test_the_handshake_is_echoed_and_its_secret_waits_for_the_operator(
     assert [p["differsFromConfirmed"] for p in after["pendingSecrets"]] == [True]
     forged = await post(connected, heartbeat(), secret="stranger-secret-0000000000000000")
     assert forged.status_code == 401
+
+
+async def test_a_handshake_that_changes_nothing_takes_no_turn(
+    connected: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who knows the URL can repeat a handshake, before any rate limit: one that
+    hands over the secret already held must not queue behind, or hold up, the changes
+    of the instance's credentials (a poll saving its refreshed token waits for its turn)."""
+    await shake(connected)
+    leases = connected.state.context.store.leases
+    taken: list[str] = []
+    real_acquire = leases.acquire
+
+    async def acquire(name: str, owner: str, *, ttl: timedelta, now: datetime) -> bool:
+        taken.append(name)
+        return await real_acquire(name, owner, ttl=ttl, now=now)
+
+    monkeypatch.setattr(leases, "acquire", acquire)
+    for _ in range(3):
+        assert (await send_handshake(connected)).status_code == 200
+    assert [name for name in taken if name.startswith("secret-turn:")] == []
+    assert (await connected.client.get(INSTANCE)).json()["pendingSecrets"] == []
 
 
 async def test_deliveries_before_any_handshake_are_refused(connected: Web) -> None:

@@ -28,6 +28,7 @@ import pytest
 import pytest_asyncio
 
 from tests.web.conftest import Web, open_web, web_settings
+from tests.web.test_editor_pages import login
 from tests.web.test_oauth import come_back, consent, pkce_descriptor, secret_count
 from ucf.fakes import asana, github, graph, jira, linear, notion
 from ucf.fakes.oauth import AuthorizationServer
@@ -462,6 +463,9 @@ async def test_connect_use_refresh_and_revoke(
                 assert before not in auth.refresh_tokens  # the provider rotated it out
         # Graph's own refresh path records what it was sent; the others count refreshes.
         assert getattr(fake, "used_refresh_tokens", None) == used or auth.refreshed >= 2
+        record = await web.state.context.instances.record(PROJECT, case.connector_id)
+        own = (await web.state.context.instances.secrets(record)).credentials
+        assert case.app[1] not in own.values(), sorted(own)
     else:
         assert (await check(web, case, instance))["ok"] is True  # no expiry, no refresh
 
@@ -484,6 +488,30 @@ async def test_connect_use_refresh_and_revoke(
     for secret in (code, query["state"], case.app[1], *seen):
         assert secret not in logged
         assert secret not in status["lastError"]
+
+
+async def test_testing_a_connected_instance_in_its_editor_keeps_a_rotated_token(
+    web: Web, provider: tuple[Provider, Any]
+) -> None:
+    """The instance editor's Test button checks the stored credentials; when that check
+    refreshes, a provider that rotates refresh tokens has killed the stored one: the new
+    one must be stored, or the instance is disconnected by a test."""
+    case, fake = provider
+    instance = await install(web, case, fake)
+    done = await come_back(web, await consent(await start(web, case, fake, instance)))
+    assert done.status_code == 200, done.text
+    before = (await stored_credentials(web, case)).get("refreshToken")
+    csrf = await login(web)
+    case.force_refresh(fake)
+    tested = await web.anonymous.post(
+        f"/projects/{PROJECT}/instances/{case.connector_id}/edit",
+        data={"csrf": csrf, "action": "test"},
+    )
+    assert tested.status_code == 200, tested.text[:500]
+    after = (await stored_credentials(web, case)).get("refreshToken")
+    assert (after != before) is (case.expects_refresh_token and case.rotates)
+    case.force_refresh(fake)
+    assert (await check(web, case, instance))["ok"] is True
 
 
 async def test_the_providers_refusal_is_shown_and_nothing_is_stored(

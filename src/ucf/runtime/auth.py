@@ -79,7 +79,9 @@ REFRESH_MARGIN: Final = timedelta(seconds=60)
 """Refresh this long before expiry, so a token never expires between check and use."""
 
 CredentialsChanged = Callable[[dict[str, str]], Awaitable[None]]
-"""Persists new credentials (the secret store); awaited before they are used."""
+"""Persists new tokens (the secret store), merged into what is stored: the access
+token, the refresh token and the access token's expiry (absent: none); awaited
+before they are used."""
 
 
 @runtime_checkable
@@ -292,6 +294,9 @@ class OAuth2Flow(httpx.Auth):
         response = yield request
         if response.status_code != 401 or fresh:
             return  # a 401 on a token we just obtained is final: the retry loop reports it
+        # Give the connection back first (httpx reads this body right after anyway): the
+        # refresh needs one from the same pool, and may wait for another run's turn.
+        await response.aread()
         token = await self._replace(rejected=token)
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
@@ -357,7 +362,7 @@ class OAuth2Flow(httpx.Auth):
         """Take the tokens stored since this flow read its own; True when the access
         token among them can be used as it is."""
         config = self._config
-        keys = (config.access_token_key, config.refresh_token_key, ACCESS_TOKEN_EXPIRES_AT)
+        keys = self._token_keys()
         if all(stored.get(key) == self._credentials.get(key) for key in keys):
             return False  # nobody refreshed since: these are the newest, and they are spent
         for key in keys:
@@ -369,6 +374,11 @@ class OAuth2Flow(httpx.Auth):
                 SECRETS.add(value)
         token = self._credentials.get(config.access_token_key)
         return bool(token) and token != rejected and not self._expiring()
+
+    def _token_keys(self) -> tuple[str, str, str]:
+        """The credentials a token response changes: all this flow ever persists or adopts."""
+        config = self._config
+        return (config.access_token_key, config.refresh_token_key, ACCESS_TOKEN_EXPIRES_AT)
 
     async def _grant(self) -> str:
         """Run the grant, persist what changed, then return the new access token."""
@@ -398,7 +408,11 @@ class OAuth2Flow(httpx.Auth):
             # Run to its end: a deadline that cancels this request must not cancel the
             # write (the only live refresh token would be lost), and once it is saved
             # this flow must hold it too, or the request's retry presents the dead one.
-            _, cancelled = await to_the_end(self._on_rotate(dict(updated)))
+            # The tokens only: the rest is what this run read when it started (with the
+            # registered OAuth app's client id and secret filled in), and written back it
+            # would pin the app's secret on the instance and undo an operator's change.
+            tokens = {key: updated[key] for key in self._token_keys() if key in updated}
+            _, cancelled = await to_the_end(self._on_rotate(tokens))
         self._credentials.clear()
         self._credentials.update(updated)
         if cancelled:
@@ -616,9 +630,10 @@ def build_auth(
     """The ``httpx.Auth`` for a descriptor's auth and an instance's credentials.
 
     Static schemes check their credentials here, so a missing one fails before
-    any request (:class:`CredentialMissing`). ``on_rotate`` receives the whole
-    new credential set whenever a token response changed it — always when the
-    refresh token rotated — and is awaited before the new token is used.
+    any request (:class:`CredentialMissing`). ``on_rotate`` receives the tokens
+    (access token, refresh token, expiry; an absent expiry means none) whenever a
+    token response changed them — always when the refresh token rotated — and is
+    awaited before the new token is used.
     ``config`` fills ``{{baseUrl}}``/``{{config.x}}`` in a templated ``tokenUrl``.
     """
     if isinstance(auth, d.NoAuth):

@@ -234,16 +234,20 @@ def _literal(value: str) -> str:
     ``clients`` or ``tests``, which would make every log line of the process
     hard to read. A short value embedded in a longer word is not that value
     leaking; an edge that is not a word character (``#s3!``) needs no guard.
+    An escape that ends in a letter or digit starts a word too: a quote in a
+    logged URL (``%22test``), a newline or tab in logged JSON (``\\ntest``).
     """
     escaped = re.escape(value)
     if len(value) >= _WHOLE_WORD_BELOW_LENGTH:
         return escaped
-    before = r"(?<!\w)" if _WORD_CHARACTER.match(value[0]) else ""
+    before = _WORD_START if _WORD_CHARACTER.match(value[0]) else ""
     after = r"(?!\w)" if _WORD_CHARACTER.match(value[-1]) else ""
     return f"{before}{escaped}{after}"
 
 
 _WORD_CHARACTER: Final = re.compile(r"\w")
+_WORD_START: Final = r"(?:(?<!\w)|(?<=%[0-9A-Fa-f]{2})|(?<=\\[nrt]))"
+"""Where a word starts: after a non-word character, a percent-escape or a JSON escape."""
 
 
 SECRETS: Final = SecretRegistry()

@@ -422,7 +422,11 @@ class InstanceService:
         who knows the URL is trying to plant a secret.
         """
         received = PendingSecret(credential, value, self._clock(), client)
-        async with self._changing_secrets(record) as current:
+        if (await self.secrets(record)).holding(received) is None:
+            # Nothing to change, so no turn: anyone who knows the URL can repeat a
+            # handshake, and must not hold up the instance's credential changes.
+            return False
+        async with self._changing_secrets(record) as current:  # read again, in the turn
             held = current.holding(received)
             if held is None:
                 return False

@@ -21,7 +21,8 @@ turn is held, so a slow token refresh inside it keeps it.
 
 A turn is re-entrant within one flow of work (an OAuth refresh holds the turn
 and saves the rotated token, which merges in the same turn), including tasks
-that work spawns: a context variable, which tasks inherit, names the turns held.
+that work spawns: a context variable, which tasks inherit, names the turns held,
+and a task that outlives the turn takes turns again like any other.
 
 :class:`StoredCredentials` is what the OAuth flows of an instance's runs are
 given: it saves rotated tokens in the turn and, in the turn, says what is stored,
@@ -67,8 +68,20 @@ holder's token refresh that the provider answers slowly or that retries once."""
 _FIRST_RETRY: Final = 0.02
 _LONGEST_RETRY: Final = 0.5
 
-_HELD: ContextVar[frozenset[tuple[int, str]]] = ContextVar("ucf_secret_turns", default=frozenset())
-"""The turns this flow of work holds, as (lease store, ref)."""
+
+class _Held:
+    """One turn held, as the flow of work that holds it sees it (tasks inherit it)."""
+
+    __slots__ = ("held", "key")
+
+    def __init__(self, key: tuple[int, str]) -> None:
+        self.key = key  # (lease store, ref)
+        self.held = True
+        """False once the turn is over: a task started in it may outlive it."""
+
+
+_HELD: ContextVar[frozenset[_Held]] = ContextVar("ucf_secret_turns", default=frozenset())
+"""The turns this flow of work holds."""
 
 _LOCAL_TURNS: weakref.WeakValueDictionary[tuple[int, str], asyncio.Lock] = (
     weakref.WeakValueDictionary()
@@ -100,7 +113,7 @@ class SecretTurns:
         """Hold the turn of the credential set ``ref`` for the body of the ``with``."""
         key = (id(self._leases), ref)
         held = _HELD.get()
-        if key in held:
+        if any(turn.key == key and turn.held for turn in held):
             yield  # this flow of work holds it already
             return
         local = _LOCAL_TURNS.get(key)
@@ -111,14 +124,20 @@ class SecretTurns:
             owner = f"{self._holder}:{secrets.token_hex(6)}"  # this turn alone
             await self._take(name, owner)
             renewing = asyncio.create_task(self._keep(name, owner))
-            marked = _HELD.set(held | {key})
+            this = _Held(key)
+            marked = _HELD.set(held | {this})
             try:
                 yield
             finally:
+                this.held = False  # for the tasks started in it that outlive it, too
                 _HELD.reset(marked)
                 renewing.cancel()  # a renewal after the release finds it gone and changes nothing
                 # Released even when the body is cancelled, or the next change waits out the TTL.
-                _, cancelled = await to_the_end(self._leases.release(name, owner))
+                # A store that fails the release does not undo the change the body made: the
+                # lease lapses by itself within the TTL.
+                cancelled = False
+                with contextlib.suppress(Exception):
+                    _, cancelled = await to_the_end(self._leases.release(name, owner))
                 await asyncio.wait({renewing})  # ends at once: it is cancelled
                 if cancelled:
                     raise asyncio.CancelledError
@@ -134,7 +153,10 @@ class SecretTurns:
         """Renew the turn's lease while the body runs (a token refresh may take a while)."""
         while True:
             await asyncio.sleep(self._ttl.total_seconds() / 3)
-            if not await self._leases.renew(name, owner, ttl=self._ttl, now=self._clock()):
+            renewed = True
+            with contextlib.suppress(Exception):  # a store hiccup: try again next period
+                renewed = await self._leases.renew(name, owner, ttl=self._ttl, now=self._clock())
+            if not renewed:
                 return  # taken over after all (the store was unreachable past the TTL)
 
     async def _take(self, name: str, owner: str) -> None:
@@ -146,7 +168,8 @@ class SecretTurns:
             )
             if cancelled:
                 if taken:
-                    await to_the_end(self._leases.release(name, owner))
+                    with contextlib.suppress(Exception):  # it lapses by itself within the TTL
+                        await to_the_end(self._leases.release(name, owner))
                 raise asyncio.CancelledError
             if taken:
                 return

@@ -37,6 +37,7 @@ from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import check_connector, outcome_of_check
+from ucf.service.poll import rotation_writer
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
     DashboardRoute,
@@ -302,12 +303,16 @@ async def save_instance(
     typed_config = posted.form.fields("config")
     if posted.form.get("action") == "test":
         stored = await context.instances.credentials(instance.record)
+        # Checking the stored credentials may refresh them, and a provider that rotates
+        # refresh tokens kills the stored one then: keep the new one, as a poll does.
+        # Typed credentials are a draft, not saved by a test.
+        keep = None if typed_credentials else instance.record.credential_secret_ref
         result, forced = await check_connector(
             context,
             instance.connector,
             credentials={**stored, **typed_credentials},
             config={**{k: str(v) for k, v in instance.record.config.items()}, **typed_config},
-            on_rotate=None,
+            on_rotate=rotation_writer(context, keep),
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
         secrets = tuple({**stored, **typed_credentials}.values())
