@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from ucf.runtime.redaction import (
     MASK,
     RedactionFilter,
     SecretRegistry,
+    _literal,
     install_redaction,
     mask,
     redact,
@@ -158,6 +160,47 @@ def test_a_long_registered_secret_is_masked_even_inside_a_word() -> None:
     assert redact("GET /bot123456789:AAbbCCddEEffx/getUpdates", registry) == (
         f"GET /bot{MASK}EEffx/getUpdates"
     )
+
+
+def test_a_value_found_after_another_that_fails_its_word_rule_is_masked() -> None:
+    """``abcd`` occurs first but inside a word; the long value starting in it is masked."""
+    registry = SecretRegistry()
+    registry.add("abcd")
+    registry.add("cdefghijklmnop")
+    assert redact("xabcdefghijklmnop", registry) == f"xab{MASK}mnop"
+
+
+def test_a_line_with_a_lone_surrogate_is_still_searched() -> None:
+    registry = SecretRegistry()
+    registry.add("plain-looking-credential-42")
+    assert redact("\ud800 plain-looking-credential-42", registry) == f"\ud800 {MASK}l-42"
+
+
+_ALPHABET = "ab-_%2\\n é"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(_ALPHABET, min_size=4, max_size=14), max_size=8),
+    st.text(_ALPHABET, max_size=60),
+)
+def test_the_registry_masks_what_one_pattern_of_every_value_masks(
+    values: list[str], text: str
+) -> None:
+    """The RE2 set only narrows the values to those present; masking is the word rules'
+    pattern over every registered value, as before the set."""
+    registry = SecretRegistry()
+    for value in values:
+        registry.add(value)
+    longest_first = sorted(set(values), key=len, reverse=True)
+    expected = (
+        re.compile("|".join(_literal(v) for v in longest_first)).sub(
+            lambda m: mask(m.group(0)), text
+        )
+        if longest_first
+        else text
+    )
+    assert registry.redact(text) == expected
 
 
 def test_a_line_found_clean_is_masked_once_its_secret_is_registered() -> None:
