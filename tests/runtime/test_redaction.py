@@ -328,6 +328,10 @@ _PIECES = [
     "Basic ",
     "token=",
     "?api_key=",
+    "&Client_Secret=",
+    "\u212aEY=",  # KELVIN SIGN: case-folds to k in both Python's re and RE2
+    "ſig=",  # LATIN SMALL LETTER LONG S folds to s
+    "state=all&",
     "https://user:pass@",
     "Authorization: ",
     "'authorization': '",
