@@ -264,3 +264,29 @@ async def test_a_context_opened_on_demand_syncs_the_catalogue_on_its_first_read(
         assert github.built_in
         shipped = {data["id"] for data in builtin_descriptors()}
         assert shipped <= {r.connector_id for r in await context.store.descriptors.list_all()}
+
+
+async def test_an_instance_on_the_registered_app_uses_its_current_client_secret(
+    context: UcfContext,
+) -> None:
+    """Refreshes used to save the app's client id and secret into the instance's own
+    entry; once the operator rotated the app's secret, those copies won. A copy for the
+    same client id no longer does; an instance on a client of its own keeps its own."""
+    slack = await context.connectors.get("slack")
+    now = context.clock()
+    await context.instances.oauth_clients.register(
+        slack, client_id="app-client-1", client_secret="app-secret-old", now=now
+    )
+    config = {"baseUrl": "https://slack.com/api", "channel": "C0123"}
+    copied = {"clientId": "app-client-1", "clientSecret": "app-secret-old", "accessToken": "xoxb-1"}
+    await context.instances.create("p", "slack", credentials=copied, config=config)
+    own = {"clientId": "own-client-9", "clientSecret": "own-secret-9", "accessToken": "xoxb-2"}
+    await context.instances.create("q", "slack", credentials=own, config=config)
+    await context.instances.oauth_clients.register(
+        slack, client_id="app-client-1", client_secret="app-secret-new", now=now
+    )
+
+    on_app = await context.instances.credentials(await context.instances.record("p", "slack"))
+    assert (on_app["clientId"], on_app["clientSecret"]) == ("app-client-1", "app-secret-new")
+    on_own = await context.instances.credentials(await context.instances.record("q", "slack"))
+    assert (on_own["clientId"], on_own["clientSecret"]) == ("own-client-9", "own-secret-9")

@@ -268,10 +268,18 @@ class InstanceService:
         app's filled in): what the gateway verifies with, in one read of the instance."""
         stored = await self.secrets(record)
         connector = await self._connectors.get(record.connector_id)
-        if connector.descriptor.consent() is None:
+        consent = connector.descriptor.consent()
+        if consent is None:
             return stored
         app = await self.oauth_clients.credentials(connector.descriptor, now=self._clock())
-        return InstanceSecrets({**app, **stored.credentials}, stored.hook_id, stored.pending)
+        credentials = {**app, **stored.credentials}
+        own_client = stored.credentials.get(consent.client_id_key)
+        if app and own_client in (None, app[consent.client_id_key]):
+            # The instance uses the registered app: a client secret it holds is a copy an
+            # earlier refresh saved (they store tokens only now), and the operator may
+            # have rotated the app's secret since. The app's current one wins.
+            credentials.update(app)
+        return InstanceSecrets(credentials, stored.hook_id, stored.pending)
 
     async def provided_credentials(self, descriptor: ConnectorDescriptor) -> frozenset[str]:
         """Credential fields the operator's registered OAuth app supplies for ``descriptor``."""
