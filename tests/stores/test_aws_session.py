@@ -97,3 +97,53 @@ def test_an_unknown_service_is_refused_as_botocore_refuses_it(
 
     assert str(ours.value) == str(theirs.value)
     assert "dynamodb" in str(ours.value)  # the known services, listed as botocore lists them
+
+
+SERVICES = ("dynamodb", "secretsmanager", "sqs", "events", "sts")
+
+
+def test_the_data_files_read_as_plain_dicts_are_botocores_in_the_same_order() -> None:
+    import json
+
+    from botocore.loaders import JSONFileLoader, Loader
+
+    from ucf.stores.aws_data import PlainJSONFileLoader
+
+    data = Loader.BUILTIN_DATA_PATH
+    paths = [
+        os.path.join(data, name)
+        for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry")
+    ]
+    for service in SERVICES:
+        version = Loader().determine_latest_version(service, "service-2")
+        for kind in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2"):
+            paths.append(os.path.join(data, service, version, kind))
+    ours, theirs = PlainJSONFileLoader(), JSONFileLoader()
+    read = 0
+    for path in paths:
+        mine, botocores = ours.load_file(path), theirs.load_file(path)
+        assert json.dumps(mine) == json.dumps(botocores), path  # same keys, same order
+        assert (mine is None) == (botocores is None)
+        read += mine is not None
+    assert read >= 4 + 2 * len(SERVICES)
+    assert type(ours.load_file(paths[0])) is dict
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1"])
+def test_clients_resolve_what_botocores_default_session_resolves(
+    monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
+    import botocore.session
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFIRST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    plain = botocore.session.Session()
+    for service in SERVICES:
+        ours = aws_client(service, region_name=region)
+        theirs = plain.create_client(service, region_name=region)
+        assert ours.meta.endpoint_url == theirs.meta.endpoint_url, service
+        assert ours.meta.partition == theirs.meta.partition, service
+        assert ours.meta.service_model.operation_names == theirs.meta.service_model.operation_names
+        assert ours._request_signer.signing_name == theirs._request_signer.signing_name
+        ours.close()
+        theirs.close()

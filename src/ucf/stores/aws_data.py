@@ -12,19 +12,37 @@ clients pay too. Here that list is a :class:`ServiceNames`, which answers
 lists everything only when read as a list (the message of an unknown
 service's ``UnknownServiceError``, ``Session.get_available_services``).
 
+Its files are read by a :class:`PlainJSONFileLoader`: botocore parses every
+data file into ``OrderedDict`` objects, which costs more than twice what plain
+dicts do (the 1.2 MB ``endpoints.json`` every first client reads: ~10 ms of
+CPU against ~4); a dict keeps the file's key order too, and a test holds the
+two readings equal, order included, for the files ucf's clients read.
+
 Imported with the session (:mod:`ucf.stores.aws_session`), never by importing ucf.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
-from typing import Any, overload
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, overload
 
 from botocore.exceptions import DataNotFoundError
-from botocore.loaders import Loader, create_loader
+from botocore.loaders import JSONFileLoader, Loader, create_loader
 
-__all__ = ["ServiceLoader", "ServiceNames", "data_loader"]
+__all__ = ["PlainJSONFileLoader", "ServiceLoader", "ServiceNames", "data_loader"]
+
+
+class PlainJSONFileLoader(JSONFileLoader):  # type: ignore[misc]  # botocore has no type hints
+    """botocore's ``JSONFileLoader``, parsing into dicts, not ``OrderedDict`` objects."""
+
+    def _load_file(self, full_path: str, open_method: Callable[[str, str], IO[bytes]]) -> Any:
+        if not os.path.isfile(full_path):
+            return None
+        with open_method(full_path, "rb") as file:
+            return json.loads(file.read().decode("utf-8"))
 
 
 class ServiceNames(Sequence[str]):
@@ -78,10 +96,11 @@ class ServiceLoader(Loader):  # type: ignore[misc]  # botocore has no type hints
 
 def data_loader(session: Any) -> ServiceLoader:
     """The loader ``session`` would make (``create_loader`` with its ``data_path``), as a
-    :class:`ServiceLoader`: the same search paths, in the same order."""
+    :class:`ServiceLoader` reading with a :class:`PlainJSONFileLoader`: the same search
+    paths, in the same order."""
     made = create_loader(session.get_config_variable("data_path"))
     return ServiceLoader(
         extra_search_paths=made.search_paths,
-        file_loader=made.file_loader,
+        file_loader=PlainJSONFileLoader(),
         include_default_search_paths=False,
     )
