@@ -12,6 +12,7 @@ import pytest
 from tests.aws.conftest import CONNECTOR, PROJECT, Lab
 from tests.aws.events import DOMAIN, HttpReply, LambdaContext, http_api_event, rest_api_event
 from ucf.aws.config import AwsConfigError
+from ucf.aws.container import close_all
 from ucf.aws.handlers import api, poll_worker, schedule
 from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
 from ucf.web.dashboard.rendering import STATIC
@@ -195,6 +196,25 @@ def test_without_an_api_token_the_api_fails_naming_the_setting(
 
     with pytest.raises(AwsConfigError, match="UCF_API_TOKEN_SECRET"):
         api.handler(event, LambdaContext())
+
+
+def test_a_webhook_delivery_is_answered_without_reading_the_admin_token(
+    lab: Lab, github: GitHubFake, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    lab.connect_github(github)
+    close_all()  # a new execution environment, whose token secret cannot be read
+    monkeypatch.setenv("UCF_API_TOKEN_SECRET", "ucf-admin/no-such-secret")
+    body = b'{"action":"opened","issue":{"id":9,"number":9,"title":"no token read","labels":[]}}'
+
+    received = lab.call("POST", WEBHOOK, body=body, headers=github_headers(body), token=False)
+    listed = lab.call("GET", "/api/connectors")
+
+    assert received.status == 200, received.body
+    assert listed.status == 500  # the first request that needs the token reads it
+    assert "ucf-admin/no-such-secret" in caplog.text
+    monkeypatch.setenv("UCF_API_TOKEN_SECRET", lab.token_secret_arn)
+    assert lab.call("GET", "/api/connectors").status == 200  # tried again, not remembered
+    assert [s["summary"] for s in lab.signals()] == ["#9 no token read"]
 
 
 @pytest.mark.parametrize(

@@ -102,8 +102,10 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # app (FastAPI, its routes, the dashboard and its templates) is neither imported nor built;
 # and a descriptor connector's delivery calls no upstream, so no HTTP client stack (httpx
 # and what it stands on), no poll machinery and no health checks are loaded for it; nor
-# Starlette (and anyio under it) for the request's base URL.
+# Starlette (and anyio under it) for the request's base URL. The metrics count without
+# prometheus_client (its exposition stack): the first scrape imports it.
 NEVER_FOR_A_DELIVERY = (
+    "prometheus_client",
     "fastapi",
     "jinja2",
     "ucf.web.app",

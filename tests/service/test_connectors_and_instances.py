@@ -290,3 +290,54 @@ async def test_an_instance_on_the_registered_app_uses_its_current_client_secret(
     assert (on_app["clientId"], on_app["clientSecret"]) == ("app-client-1", "app-secret-new")
     on_own = await context.instances.credentials(await context.instances.record("q", "slack"))
     assert (on_own["clientId"], on_own["clientSecret"]) == ("own-client-9", "own-secret-9")
+
+
+async def _ids(context: UcfContext) -> set[str]:
+    return {record.connector_id for record in await context.store.descriptors.list_all()}
+
+
+def _fresh(context: UcfContext) -> Any:
+    """The connector service of a new process over the same store (its own first sync)."""
+    from ucf.service.connectors import ConnectorService
+
+    return ConnectorService(context.store.descriptors, context.store.instances, context.clock)
+
+
+async def test_a_shipped_connector_stored_as_a_sync_would_leave_it_is_read_alone(
+    context: UcfContext,
+) -> None:
+    await context.store.descriptors.delete("linear")  # a catalogue a sync would complete
+    restart = _fresh(context)
+
+    github = await restart.get("github-issues")
+    again = await restart.get("github-issues")
+
+    assert github.built_in
+    assert again.descriptor == github.descriptor
+    assert "linear" not in await _ids(context)  # no sync for a connector already current
+    assert "linear" in {c.descriptor.id for c in await restart.list()}  # listing syncs
+
+
+async def test_a_shipped_connector_stored_older_syncs_the_catalogue_before_it_is_read(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ucf.service import connectors as module
+
+    await context.store.descriptors.delete("linear")
+    monkeypatch.setattr(module, "builtin_descriptors", lambda: _shipped_with({"version": "99.0.0"}))
+
+    github = await _fresh(context).get("github-issues")
+
+    assert github.descriptor.version == "99.0.0"  # the shipped upgrade, not the stored copy
+    assert "linear" in await _ids(context)
+
+
+async def test_a_connector_no_shipped_file_names_syncs_the_catalogue_before_it_is_looked_up(
+    context: UcfContext,
+) -> None:
+    await context.store.descriptors.delete("linear")
+
+    with pytest.raises(NotFoundError):
+        await _fresh(context).get("no-such-connector")
+
+    assert "linear" in await _ids(context)

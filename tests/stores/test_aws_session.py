@@ -1,6 +1,10 @@
-"""One boto3 session per process and AWS environment, shared by every client ucf makes."""
+"""One boto3 session per process and AWS environment, shared by every client ucf makes;
+its data loader checks a service by name without listing every service."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +28,7 @@ def test_clients_share_one_session_until_the_aws_environment_changes(
     table = aws_client("dynamodb", region_name="eu-west-1")
 
     assert aws_session._session is session  # the second client reused the session
+    assert type(session.get_component("data_loader")).__name__ == "ServiceLoader"
     assert table.meta.region_name == "eu-west-1"  # options still apply per client
     assert access_key(queue) == access_key(table) == "AKIAFIRST"
 
@@ -34,3 +39,111 @@ def test_clients_share_one_session_until_the_aws_environment_changes(
     assert access_key(after) == "AKIASECOND"
     for client in (queue, table, after):
         client.close()
+
+
+TYPES = ("service-2", "endpoint-rule-set-1", "paginators-1")
+
+
+@pytest.mark.parametrize("type_name", TYPES)
+def test_the_loader_knows_a_service_by_name_as_botocores_listing_does(type_name: str) -> None:
+    from botocore.loaders import Loader
+
+    from ucf.stores.aws_data import ServiceLoader
+
+    listed = Loader().list_available_services(type_name)
+    lazy = ServiceLoader().list_available_services(type_name)
+    shipped = sorted({*Loader().list_available_services("service-2"), *listed})
+    unknown = ["no-such-service", "", ".", "..", "dynamodb/2012-08-10", "DynamoDB"]
+
+    for name in [*shipped, *unknown]:
+        assert (name in lazy) == (name in listed), name
+    assert list(lazy) == listed
+    assert lazy == listed
+    assert len(lazy) == len(listed)
+    assert lazy[0] == listed[0]
+    assert lazy[-2:] == listed[-2:]
+
+
+def test_the_sessions_loader_searches_where_botocores_would(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import botocore.session
+    from botocore.loaders import create_loader
+
+    from ucf.stores.aws_data import ServiceLoader, data_loader
+
+    monkeypatch.setenv("AWS_DATA_PATH", f"{tmp_path}/one{os.pathsep}~/two")
+    session = botocore.session.Session()
+    ours = data_loader(session)
+    theirs = create_loader(session.get_config_variable("data_path"))
+
+    assert isinstance(ours, ServiceLoader)
+    assert ours.search_paths == theirs.search_paths
+    assert ours.search_paths[:2] == [f"{tmp_path}/one", os.path.expanduser("~/two")]
+
+
+def test_an_unknown_service_is_refused_as_botocore_refuses_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import botocore.session
+    from botocore.exceptions import UnknownServiceError
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFIRST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    with pytest.raises(UnknownServiceError) as ours:
+        aws_client("no-such-service", region_name="us-east-1")
+    with pytest.raises(UnknownServiceError) as theirs:
+        botocore.session.Session().create_client("no-such-service", region_name="us-east-1")
+
+    assert str(ours.value) == str(theirs.value)
+    assert "dynamodb" in str(ours.value)  # the known services, listed as botocore lists them
+
+
+SERVICES = ("dynamodb", "secretsmanager", "sqs", "events", "sts")
+
+
+def test_the_data_files_read_as_plain_dicts_are_botocores_in_the_same_order() -> None:
+    import json
+
+    from botocore.loaders import JSONFileLoader, Loader
+
+    from ucf.stores.aws_data import PlainJSONFileLoader
+
+    data = Loader.BUILTIN_DATA_PATH
+    paths = [
+        os.path.join(data, name)
+        for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry")
+    ]
+    for service in SERVICES:
+        version = Loader().determine_latest_version(service, "service-2")
+        for kind in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2"):
+            paths.append(os.path.join(data, service, version, kind))
+    ours, theirs = PlainJSONFileLoader(), JSONFileLoader()
+    read = 0
+    for path in paths:
+        mine, botocores = ours.load_file(path), theirs.load_file(path)
+        assert json.dumps(mine) == json.dumps(botocores), path  # same keys, same order
+        assert (mine is None) == (botocores is None)
+        read += mine is not None
+    assert read >= 4 + 2 * len(SERVICES)
+    assert type(ours.load_file(paths[0])) is dict
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1"])
+def test_clients_resolve_what_botocores_default_session_resolves(
+    monkeypatch: pytest.MonkeyPatch, region: str
+) -> None:
+    import botocore.session
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFIRST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    plain = botocore.session.Session()
+    for service in SERVICES:
+        ours = aws_client(service, region_name=region)
+        theirs = plain.create_client(service, region_name=region)
+        assert ours.meta.endpoint_url == theirs.meta.endpoint_url, service
+        assert ours.meta.partition == theirs.meta.partition, service
+        assert ours.meta.service_model.operation_names == theirs.meta.service_model.operation_names
+        assert ours._request_signer.signing_name == theirs._request_signer.signing_name
+        ours.close()
+        theirs.close()

@@ -39,6 +39,7 @@ __all__ = [
     "API_TOKEN_SECRET_ENV",
     "AwsConfigError",
     "aws_client",
+    "check_api_token_configured",
     "lambda_settings",
     "load_api_token",
 ]
@@ -112,22 +113,35 @@ def aws_client(service: str, environ: Mapping[str, str]) -> Any:
     return shared_session_client(service, region_name=region, config=config)
 
 
+def check_api_token_configured(environ: Mapping[str, str]) -> None:
+    """Refuse, without reading it, an environment that names no admin API token.
+
+    The API function checks this at its cold start and reads the token
+    (:func:`load_api_token`, a Secrets Manager round trip) on the first request
+    that needs it, not for the webhook deliveries that never do.
+    """
+    if (
+        not environ.get(API_TOKEN_SECRET_ENV, "").strip()
+        and not environ.get(API_TOKEN_ENV, "").strip()
+    ):
+        raise AwsConfigError(
+            f"no admin API token: set {API_TOKEN_SECRET_ENV} to the Secrets Manager id of "
+            f"the token (the template does), or {API_TOKEN_ENV} to the token itself"
+        )
+
+
 async def load_api_token(environ: Mapping[str, str]) -> str:
     """The admin API token: from Secrets Manager (``UCF_API_TOKEN_SECRET``), else ``UCF_API_TOKEN``.
 
     Every execution environment must agree on it (the dashboard's session keys
     derive from it too), so a Lambda never invents one the way ``ucf serve`` does.
     """
+    check_api_token_configured(environ)
     secret_id = environ.get(API_TOKEN_SECRET_ENV, "").strip()
     if secret_id:
         token = await asyncio.to_thread(_read_token_secret, secret_id, environ)
     else:
         token = environ.get(API_TOKEN_ENV, "").strip()
-        if not token:
-            raise AwsConfigError(
-                f"no admin API token: set {API_TOKEN_SECRET_ENV} to the Secrets Manager id of "
-                f"the token (the template does), or {API_TOKEN_ENV} to the token itself"
-            )
     from ucf.service.settings import WeakApiToken, check_api_token
 
     try:

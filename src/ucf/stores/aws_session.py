@@ -53,5 +53,10 @@ def aws_client(service: str, **options: Any) -> Any:
     environ = _aws_environ()
     with _lock:
         if _session is None or environ != _session_environ:
-            _session, _session_environ = botocore.session.Session(), environ
+            from ucf.stores.aws_data import data_loader
+
+            session = botocore.session.Session()
+            # Checks a service's name without listing all ~450: see ucf.stores.aws_data.
+            session.register_component("data_loader", data_loader(session))
+            _session, _session_environ = session, environ
         return _session.create_client(service, **options)

@@ -7,7 +7,10 @@ imports or builds it); any other request builds the app,
 :func:`ucf.web.app.create_app`, exactly what ``ucf serve`` runs, on first need.
 Both share one :class:`~ucf.web.state.WebState` (context, gateway and its
 caches, metrics, token), built on the first invocation of an execution
-environment and kept; the app's lifespan is entered once, not per request —
+environment and kept; the admin token is read from Secrets Manager by the
+first request other than a delivery (a delivery never needs it), and a
+failure to read it answers that request with a 500 and is tried again by the
+next; the app's lifespan is entered once, not per request —
 Mangum's own lifespan handling would open and close the store around every
 request, so it is switched off. The in-process scheduler and outbox
 deliverers are not started here: on AWS they are functions of their own.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +73,7 @@ class ApiFunction:
     async def _start(self, stack: contextlib.AsyncExitStack) -> Adapter:
         from mangum import Mangum
 
-        from ucf.aws.config import AwsConfigError, load_api_token
+        from ucf.aws.config import AwsConfigError, check_api_token_configured, load_api_token
         from ucf.runtime.redaction import SECRETS
         from ucf.service.webhooks import WebhookGateway
         from ucf.web.front import FrontDoor, WebhookFront
@@ -78,18 +82,20 @@ class ApiFunction:
 
         environ = self.container.environ
         try:
-            token = await load_api_token(environ)
+            check_api_token_configured(environ)  # read on the first management request
             context = await self.container.context()  # the one every function opens
         except AwsConfigError as error:
             log.error("the API cannot start: %s", error)
             raise
-        SECRETS.add(token)
         metrics = Metrics()
         state = WebState(
             context=context,
             gateway=WebhookGateway(context, observer=metrics),
             metrics=metrics,
-            api_token=token,
+            # Webhook deliveries never read the admin token, so its Secrets Manager round
+            # trip waits for the first request that does (below). Until then the state
+            # holds a random one that nothing reads and nobody could present.
+            api_token=secrets.token_urlsafe(32),
             public_url=environ.get("UCF_PUBLIC_URL") or context.settings.public_url,
             public_introspection=bool(context.settings.public_introspection),
             # "Poll now" takes the instance's lease under this owner: unique per environment.
@@ -99,6 +105,13 @@ class ApiFunction:
         async def management_app() -> ASGIApp:
             from ucf.web.app import create_app
 
+            try:
+                token = await load_api_token(environ)
+            except AwsConfigError as error:  # a 500 now; the next request tries again
+                log.error("the API cannot answer other requests than webhooks: %s", error)
+                raise
+            SECRETS.add(token)
+            state.api_token = token
             app = create_app(state, services=_no_background_services)
             await stack.enter_async_context(app.router.lifespan_context(app))
             self._app = app
