@@ -210,7 +210,8 @@ def test_a_webhook_delivery_is_answered_without_reading_the_admin_token(
     listed = lab.call("GET", "/api/connectors")
 
     assert received.status == 200, received.body
-    assert listed.status == 500  # the first request that needs the token reads it
+    assert listed.status == 503  # the first request that needs the token reads it
+    assert json.loads(listed.body)["error"]["code"] == "unavailable"
     assert "ucf-admin/no-such-secret" in caplog.text
     monkeypatch.setenv("UCF_API_TOKEN_SECRET", lab.token_secret_arn)
     assert lab.call("GET", "/api/connectors").status == 200  # tried again, not remembered

@@ -517,7 +517,18 @@ class FrontDoor:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if await self.front.answered(scope, receive, send):
             return
-        app = self._app or await self._built()
+        app = self._app
+        if app is None:
+            try:
+                app = await self._built()
+            except Exception as error:
+                if scope["type"] != "http":
+                    raise
+                # Not the request's fault, and the next one builds again (an unreadable
+                # admin token secret): a JSON 503, not a traceback through Mangum.
+                log.error("answered 503: the management app could not be built: %s", error)
+                await _unavailable(send)
+                return
         await app(scope, receive, send)
 
     async def _built(self) -> ASGIApp:
@@ -525,3 +536,12 @@ class FrontDoor:
             if self._app is None:
                 self._app = await self._load()
             return self._app
+
+
+async def _unavailable(send: Send) -> None:
+    body = error_json(
+        "unavailable", "this server cannot answer management requests yet; try again shortly"
+    )
+    headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"retry-after", b"5")]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

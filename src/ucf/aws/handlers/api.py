@@ -9,8 +9,8 @@ Both share one :class:`~ucf.web.state.WebState` (context, gateway and its
 caches, metrics, token), built on the first invocation of an execution
 environment and kept; the admin token is read from Secrets Manager by the
 first request other than a delivery (a delivery never needs it), and a
-failure to read it answers that request with a 500 and is tried again by the
-next; the app's lifespan is entered once, not per request —
+failure to read it answers that request with a JSON 503 and is tried again by
+the next; the app's lifespan is entered once, not per request —
 Mangum's own lifespan handling would open and close the store around every
 request, so it is switched off. The in-process scheduler and outbox
 deliverers are not started here: on AWS they are functions of their own.
@@ -107,7 +107,7 @@ class ApiFunction:
 
             try:
                 token = await load_api_token(environ)
-            except AwsConfigError as error:  # a 500 now; the next request tries again
+            except AwsConfigError as error:  # a 503 now; the next request tries again
                 log.error("the API cannot answer other requests than webhooks: %s", error)
                 raise
             SECRETS.add(token)
