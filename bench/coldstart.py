@@ -155,6 +155,7 @@ def aws_stack(workdir: Path) -> Iterator[Stack]:
             "UCF_DATA_DIR": str(workdir / "lambda-tmp"),
             "UCF_SINK_HTTP": pipeline.url,
             "UCF_LOG_LEVEL": "WARNING",
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as the template's Globals set it
         }
         yield Stack(environ, queue_url, queue_arn, sqs, github, pipeline)
 
