@@ -490,12 +490,14 @@ async def test_connect_use_refresh_and_revoke(
         assert secret not in status["lastError"]
 
 
+@pytest.mark.parametrize("typed", ["nothing", "the client secret"])
 async def test_testing_a_connected_instance_in_its_editor_keeps_a_rotated_token(
-    web: Web, provider: tuple[Provider, Any]
+    web: Web, provider: tuple[Provider, Any], typed: str
 ) -> None:
     """The instance editor's Test button checks the stored credentials; when that check
     refreshes, a provider that rotates refresh tokens has killed the stored one: the new
-    one must be stored, or the instance is disconnected by a test."""
+    one must be stored, or the instance is disconnected by a test. Typed credentials are
+    a draft and not saved, but a refresh made with the stored refresh token is kept."""
     case, fake = provider
     instance = await install(web, case, fake)
     done = await come_back(web, await consent(await start(web, case, fake, instance)))
@@ -503,9 +505,14 @@ async def test_testing_a_connected_instance_in_its_editor_keeps_a_rotated_token(
     before = (await stored_credentials(web, case)).get("refreshToken")
     csrf = await login(web)
     case.force_refresh(fake)
+    form = {"csrf": csrf, "action": "test"}
+    if typed != "nothing":
+        connector = await web.state.context.connectors.get(case.connector_id)
+        consent_config = connector.descriptor.consent()
+        assert consent_config is not None
+        form[f"credentials.{consent_config.client_secret_key}"] = case.app[1]
     tested = await web.anonymous.post(
-        f"/projects/{PROJECT}/instances/{case.connector_id}/edit",
-        data={"csrf": csrf, "action": "test"},
+        f"/projects/{PROJECT}/instances/{case.connector_id}/edit", data=form
     )
     assert tested.status_code == 200, tested.text[:500]
     after = (await stored_credentials(web, case)).get("refreshToken")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import cache
 from typing import Annotated, Any, Final
@@ -31,7 +32,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from markupsafe import Markup
 
 from ucf.catalogue.starter import copy_descriptor, starter_descriptor
-from ucf.core.descriptor import AUTH_METHOD_KEY, descriptor_json_schema
+from ucf.core.descriptor import (
+    AUTH_METHOD_KEY,
+    ConnectorDescriptor,
+    OAuth2Auth,
+    descriptor_json_schema,
+)
 from ucf.core.validation import Problem, validate_descriptor
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.service.connectors import Connector
@@ -303,19 +309,26 @@ async def save_instance(
     typed_config = posted.form.fields("config")
     if posted.form.get("action") == "test":
         stored = await context.instances.credentials(instance.record)
+        credentials = {**stored, **typed_credentials}
         # Checking the stored credentials may refresh them, and a provider that rotates
         # refresh tokens kills the stored one then: keep the new one, as a poll does.
-        # Typed credentials are a draft, not saved by a test.
-        keep = None if typed_credentials else instance.record.credential_secret_ref
+        # Typed credentials are a draft, not saved by a test (saves store tokens only), so
+        # a typed refresh token's rotation is not kept; the stored one's always is.
+        refresh_key = _refresh_token_key(instance.connector.descriptor, credentials)
+        keep = (
+            instance.record.credential_secret_ref
+            if refresh_key is not None and refresh_key not in typed_credentials
+            else None
+        )
         result, forced = await check_connector(
             context,
             instance.connector,
-            credentials={**stored, **typed_credentials},
+            credentials=credentials,
             config={**{k: str(v) for k, v in instance.record.config.items()}, **typed_config},
             on_rotate=rotation_writer(context, keep),
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
-        secrets = tuple({**stored, **typed_credentials}.values())
+        secrets = tuple(credentials.values())
         check = {
             "ok": result.ok,
             "status": result.status,
@@ -363,3 +376,11 @@ async def save_instance(
         f"{instance.connector.descriptor.name}: {changed} saved.",
         "The checkpoint and history are kept; the next poll uses them.",
     )
+
+
+def _refresh_token_key(
+    descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+) -> str | None:
+    """The credential an OAuth refresh of these credentials presents; None without OAuth."""
+    auth = descriptor.auth_for(credentials)
+    return auth.config.refresh_token_key if isinstance(auth, OAuth2Auth) else None
