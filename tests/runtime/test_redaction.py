@@ -170,6 +170,18 @@ def test_a_value_found_after_another_that_fails_its_word_rule_is_masked() -> Non
     assert redact("xabcdefghijklmnop", registry) == f"xab{MASK}mnop"
 
 
+def test_values_added_after_the_set_was_built_are_masked_before_and_after_it_is_rebuilt() -> None:
+    registry = SecretRegistry()
+    registry.add("first-credential-value-000")
+    assert redact("x first-credential-value-000", registry) == f"x {MASK}-000"
+    added = [f"later-credential-value-{n:03d}" for n in range(150)]  # past two rebuilds
+    for number, value in enumerate(added):
+        registry.add(value)
+        assert redact(f"y {value} z", registry) == f"y {MASK}{value[-4:]} z", number
+    line = " ".join(["first-credential-value-000", *added])
+    assert "credential-value" not in redact(line, registry)
+
+
 def test_a_line_with_a_lone_surrogate_is_still_searched() -> None:
     registry = SecretRegistry()
     registry.add("plain-looking-credential-42")
@@ -190,7 +202,10 @@ def test_the_registry_masks_what_one_pattern_of_every_value_masks(
     """The RE2 set only narrows the values to those present; masking is the word rules'
     pattern over every registered value, as before the set."""
     registry = SecretRegistry()
-    for value in values:
+    for value in values[: len(values) // 2]:
+        registry.add(value)
+    registry.redact("")  # the set is built: the values added next are looked for one by one
+    for value in values[len(values) // 2 :]:
         registry.add(value)
     longest_first = sorted(set(values), key=len, reverse=True)
     expected = (
