@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -10,12 +9,13 @@ from typing import Any
 
 from tests.aws.conftest import CONNECTOR, PROJECT, Lab
 from tests.aws.events import LambdaContext, scheduled_event
+from tests.service.delivery_support import Gate
 from ucf.aws.container import Container
 from ucf.aws.handlers import poll_worker, schedule
 from ucf.aws.handlers.poll_worker import STOP_MARGIN_SECONDS, PollWorkerFunction
 from ucf.aws.polling import PollRequest
 from ucf.fakes.github import GitHubFake
-from ucf.fakes.kit import CallNext, FakeRequest, FakeResponse, Fault
+from ucf.fakes.kit import Fault
 
 ISSUES = "/repos/{owner}/{repo}/issues"
 
@@ -112,19 +112,6 @@ def test_a_poll_near_lambdas_deadline_stops_after_a_stored_page_and_the_next_tic
     assert 0 < after_first_page < len(numbers)
     assert len(numbers) == len(set(numbers)), "the second poll went on from the checkpoint"
     assert len(github.server.requests_to(ISSUES)) == 2  # one first page per poll
-
-
-class Gate(Fault):
-    """Holds the request until the test opens the gate: a poll that is still running."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-
-    async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
-        await asyncio.to_thread(self.opened.wait, 30)
-        return await call_next()
 
 
 def wait_for(condition: Any, what: str, within: float = 20.0) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 from ucf.core.mapping import MappedSignal
 from ucf.core.signal import NormalisedSignal, dedup_key, iso_utc, signal_id
-from ucf.fakes import FakeRequest, FakeResponse, FakeServer
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
+from ucf.fakes.kit import CallNext
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.stores.models import epoch_ms
@@ -140,3 +141,17 @@ def order_violation(
             seen.add(signal["id"])
     never = [sid for ids in ingested.values() for sid in ids if sid not in seen]
     return f"never delivered: {never}" if never else None
+
+
+class Gate(Fault):
+    """Holds each request until the test opens the gate: a batch still in flight, a poll
+    still running."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.opened = threading.Event()
+
+    async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
+        await asyncio.to_thread(self.opened.wait, 30)
+        return await call_next()

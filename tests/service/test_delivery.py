@@ -14,7 +14,6 @@ import secrets
 import signal
 import sys
 import textwrap
-import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,8 +23,7 @@ import pytest
 import pytest_asyncio
 
 from tests.store_gates import AnswerLate
-from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
-from ucf.fakes.kit import CallNext
+from ucf.fakes import FakeServer, Fault
 from ucf.runtime.http import HttpSettings
 from ucf.service.context import UcfContext
 from ucf.service.delivery import (
@@ -44,6 +42,7 @@ from ucf.stores.models import OutboxEntry
 
 from .delivery_support import (
     BASE,
+    Gate,
     Pipeline,
     eventually,
     ingest_one,
@@ -81,19 +80,6 @@ async def http_context(tmp_path: Path, pipeline: Pipeline) -> AsyncIterator[UcfC
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(trust_env=False) as http:
         yield http
-
-
-class Gate(Fault):
-    """Holds a request until the test opens the gate: a batch that is still in flight."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.opened = threading.Event()
-
-    async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
-        await asyncio.to_thread(self.opened.wait, 30)
-        return await call_next()
 
 
 def http_worker(

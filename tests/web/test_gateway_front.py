@@ -178,20 +178,7 @@ async def _raw_delivery(
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(dict(message))
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": webhook_path(),
-        "raw_path": webhook_path().encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"ucf.test"), (b"transfer-encoding", b"chunked"), *sent_headers],
-        "client": ("127.0.0.1", 5000),
-        "server": ("ucf.test", 80),
-    }
+    scope = _scope([(b"transfer-encoding", b"chunked"), *sent_headers])
     await connected.app(scope, receive, send)
     return sent
 
