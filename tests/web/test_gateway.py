@@ -309,6 +309,30 @@ async def test_a_descriptor_rate_limit_overrides_the_server_default(
         assert (await deliver(web, second.body, second.headers)).status_code == 429
 
 
+async def test_a_connector_update_applies_to_the_next_delivery(
+    tmp_path: Path, acme: FakeServer
+) -> None:
+    """The gateway remembers found targets for a second; an update made here drops them."""
+    async with open_web(web_settings(tmp_path)) as web:
+        await web.client.post("/api/connectors", json=ACME)
+        await web.client.post(
+            f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+        )
+        before = sign(ticket_event("a"), delivery="a")
+        assert (await deliver(web, before.body, before.headers)).status_code == 200
+        changed = copy.deepcopy(ACME)
+        changed["version"] = "1.0.1"
+        changed["ingestion"]["webhook"]["fieldMapping"]["summaryTemplate"] = "Ticket {{title}}"
+        updated = await web.client.put(f"/api/connectors/{CONNECTOR}", json=changed)
+        assert updated.status_code == 200, updated.text
+        after = sign(ticket_event("b"), delivery="b")
+        assert (await deliver(web, after.body, after.headers)).status_code == 200
+        summaries = sorted(s["summary"] for s in await signals(web))
+        assert len(summaries) == 2
+        assert not summaries[0].startswith("Ticket ")
+        assert summaries[1].startswith("Ticket ")
+
+
 # --------------------------------------------------------------------------- 6. payloads
 
 

@@ -489,6 +489,17 @@ class WebhookGateway:
         self._targets.pop((project_id, connector_id), None)
         self._budgets.pop((project_id, connector_id), None)
 
+    def forget_connector(self, connector_id: str) -> None:
+        """Drop what is cached of every instance of a connector whose descriptor changed.
+
+        A target holds the connector it was found with (its verifier, mapping and
+        rate limit); without this, an update made through this process would wait
+        out the target TTL like another worker's.
+        """
+        for cache in (self._secrets, self._targets, self._budgets):
+            for key in [key for key in cache if key[1] == connector_id]:
+                del cache[key]
+
     def requests_per_minute(self, target: WebhookTarget) -> int:
         """The descriptor's ``rateLimitPerMinute`` if it sets one, else the server's setting."""
         webhook = target.connector.descriptor.webhook

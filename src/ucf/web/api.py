@@ -148,7 +148,9 @@ async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, An
 async def update_connector(
     state: State, connector_id: ConnectorId, descriptor: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
-    return (await state.context.connectors.update(connector_id, descriptor)).to_json()
+    updated = await state.context.connectors.update(connector_id, descriptor)
+    state.gateway.forget_connector(connector_id)
+    return updated.to_json()
 
 
 @router.delete(
@@ -163,6 +165,7 @@ async def update_connector(
 )
 async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
     await state.context.connectors.delete(connector_id)
+    state.gateway.forget_connector(connector_id)
     return Response(status_code=204)
 
 

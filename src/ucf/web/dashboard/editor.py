@@ -194,6 +194,7 @@ async def _save(
             ):
                 data["version"] = _raised(editing.descriptor.version)
             saved = await connectors.update(editing.id, data)
+            web_state(request).gateway.forget_connector(editing.id)
             verb = "saved"
     except (ValidationFailed, ConflictError) as error:
         details = [
@@ -237,6 +238,7 @@ async def delete_connector(
     context = web_state(request).context
     connector = await context.connectors.get(connector_id)
     await context.connectors.delete(connector_id)  # 403 built in, 409 still connected
+    web_state(request).gateway.forget_connector(connector_id)
     response = redirect(f"/projects/{project}/connectors?category=Custom")
     return flash(response, request, "ok", f"{connector.descriptor.name} is deleted.")
 
