@@ -6,7 +6,9 @@ redelivery (or the poll of the same change) stores nothing new.
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -171,6 +173,66 @@ async def test_unsigned_deliveries_are_taken_only_when_the_user_chose_to(
             )
             assert made.status_code == 201, made.text
             assert (await post(web, unsigned)).status_code == expected, choice
+
+
+async def test_an_oauth_apps_webhook_is_taken_only_with_a_token_signed_by_its_client_secret(
+    tmp_path: Path, jira: JiraFake
+) -> None:
+    """Webhooks an OAuth 2.0 app registers carry a bearer JWT instead of a signature."""
+    sample = samples()["jira:issue_created"]
+    now = int(time.time())
+    unsigned = fake_jira.sign_delivery(sample, url=URL, secret=None)
+    refused = {
+        "another app's": fake_jira.app_delivery(sample, url=URL, client_secret="x" * 32),
+        "expired": fake_jira.app_delivery(
+            sample, url=URL, claims={"iat": now - 600, "exp": now - 300}
+        ),
+        "not yet valid": fake_jira.app_delivery(sample, url=URL, claims={"nbf": now + 300}),
+        "exp not a number": fake_jira.app_delivery(sample, url=URL, claims={"exp": "soon"}),
+        "no token": unsigned,
+        "not a JWT": _with_bearer(unsigned, "not-a-token"),
+        "alg none": _with_bearer(unsigned, _unsigned_token({"exp": now + 60})),
+        "another alg": _with_bearer(
+            unsigned,
+            fake_jira.hs256_token(fake_jira.CLIENT_SECRET, {"exp": now + 60}, algorithm="HS512"),
+        ),
+    }
+    async with open_web(web_settings(tmp_path)) as web:
+        made = await web.client.post(
+            f"/api/projects/{PROJECT}/instances",
+            json={
+                "connectorId": "jira",
+                "config": {**JiraScenario().config(jira.base_url), "cloudId": "fake-cloud"},
+                "credentials": {
+                    "clientId": fake_jira.CLIENT_ID,
+                    "clientSecret": fake_jira.CLIENT_SECRET,
+                    "accessToken": "an access token",
+                    "refreshToken": "a refresh token",
+                },
+            },
+        )
+        assert made.status_code == 201, made.text
+        for why, delivery in refused.items():
+            response = await post(web, delivery)
+            assert response.status_code == 401, why
+            assert fake_jira.CLIENT_SECRET not in response.text
+        assert await stored(web) == []
+        assert (await post(web, fake_jira.app_delivery(sample, url=URL))).status_code == 200
+        assert len(await stored(web)) == 1
+
+
+def _with_bearer(delivery: WebhookDelivery, token: str) -> WebhookDelivery:
+    headers = {**delivery.headers, "Authorization": f"Bearer {token}"}
+    return WebhookDelivery(
+        delivery.name, delivery.url, delivery.body, headers, delivery.expected_types
+    )
+
+
+def _unsigned_token(claims: dict[str, Any]) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
 async def test_the_per_instance_rate_limit_answers_429(tmp_path: Path, jira: JiraFake) -> None:

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import itertools
 import json
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
@@ -959,6 +961,39 @@ def sign_delivery(
     if secret is not None:
         headers["X-Hub-Signature"] = "sha256=" + hmac_digest(secret, sample.body)
     return WebhookDelivery(sample.name, url, sample.body, headers, sample.expected_types)
+
+
+def app_delivery(
+    sample: WebhookSample,
+    *,
+    url: str,
+    client_secret: str = CLIENT_SECRET,
+    claims: Mapping[str, Any] | None = None,
+) -> WebhookDelivery:
+    """A delivery of a webhook an OAuth 2.0 app registered: no ``X-Hub-Signature``, a
+    bearer JWT signed HS256 with the app's client secret. Atlassian documents the
+    scheme, not the claims: these carry ``iat`` and ``exp`` (three minutes)."""
+    now = int(time.time())
+    token = hs256_token(
+        client_secret, claims if claims is not None else {"iat": now, "exp": now + 180}
+    )
+    delivery = sign_delivery(sample, url=url, secret=None)
+    headers = {**delivery.headers, "Authorization": f"Bearer {token}"}
+    return WebhookDelivery(sample.name, url, sample.body, headers, sample.expected_types)
+
+
+def hs256_token(secret: str, claims: Mapping[str, Any], *, algorithm: str = "HS256") -> str:
+    """A compact JWS (RFC 7515) over ``claims``, written out here rather than by the
+    library ucf verifies with, so that the two are checked against each other."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+    header = part(json.dumps({"alg": algorithm, "typ": "JWT"}).encode())
+    payload = part(json.dumps(dict(claims)).encode())
+    signed = f"{header}.{payload}".encode("ascii")
+    signature = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).digest()
+    return f"{header}.{payload}.{part(signature)}"
 
 
 _DELIVERY_IDS = itertools.count(2_000_000)

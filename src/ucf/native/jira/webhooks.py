@@ -22,11 +22,23 @@ names the delivery in logs.
 **Verification.** A webhook registered *with a secret* carries
 ``X-Hub-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` (the
 "Secure admin webhooks" section of the page above). With ``webhookSecret`` set,
-every delivery must carry a valid signature, compared in constant time. Without
-one, deliveries are refused — unless the instance's ``unsignedWebhooks``
-setting is ``accept``, which a user chooses for webhooks Jira cannot sign
-(those registered by OAuth 2.0 / Connect apps, or without a secret) and then
-relies on the URL staying private.
+every delivery must carry a valid signature, compared in constant time.
+
+Webhooks an OAuth 2.0 (3LO) app registers (``POST /rest/api/3/webhook``) carry
+no ``X-Hub-Signature``; Jira sends them with ``Authorization: Bearer <JWT>``
+instead ("Webhooks authentication for OAuth 2.0 apps" on the page above),
+signed with the app's client secret. An instance without ``webhookSecret``
+that signs in with OAuth checks that token: HS256 only, the signature with the
+client secret (constant time, by joserfc), and ``exp``/``nbf`` when present
+(30 s of clock skew allowed). Atlassian does not document the other claims,
+and the token does not cover the body, so it proves the sender, not the
+payload: a secret registered with the webhook remains the stronger choice.
+
+Anything else is refused — unless the instance's ``unsignedWebhooks`` setting
+is ``accept``, which a user chooses for webhooks registered without a secret,
+and then relies on the URL staying private (with ``accept``, an app's token is
+not checked either, so a change of key on Atlassian's side cannot stop
+deliveries a user has chosen to take).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ucf.native import (
@@ -52,12 +64,21 @@ from ucf.native import (
 from ucf.native.jira.adf import plain_text
 from ucf.native.jira.signals import comment_version, issue_signal, jira_time, version_of
 
-__all__ = ["EVENTS", "SIGNATURE_HEADER", "JiraWebhooks", "expected_signature"]
+__all__ = [
+    "EVENTS",
+    "SIGNATURE_HEADER",
+    "JiraWebhooks",
+    "expected_signature",
+    "verify_app_token",
+]
 
 SIGNATURE_HEADER: Final = "X-Hub-Signature"
 DELIVERY_HEADER: Final = "X-Atlassian-Webhook-Identifier"
 SECRET_KEY: Final = "webhookSecret"  # noqa: S105 - a credential's name
+CLIENT_SECRET_KEY: Final = "clientSecret"  # noqa: S105 - a credential's name
 ACCEPT_UNSIGNED: Final = "accept"
+APP_TOKEN_ALGORITHM: Final = "HS256"  # noqa: S105 - a JWS algorithm
+CLOCK_SKEW: Final = timedelta(seconds=30)
 
 EVENTS: Final = frozenset(
     {
@@ -80,6 +101,38 @@ def expected_signature(secret: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+def verify_app_token(token: str, client_secret: str, now: datetime) -> Verdict:
+    """The bearer JWT of a webhook an OAuth 2.0 app registered (see the module's docstring)."""
+    # Imported here: only OAuth apps' deliveries need it, and it costs ~100 ms cold.
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import OctKey
+
+    try:
+        claims = jwt.decode(
+            token, OctKey.import_key(client_secret), algorithms=[APP_TOKEN_ALGORITHM]
+        ).claims
+    except (JoseError, ValueError):
+        return Refused("signature_mismatch", "the bearer token is not signed by the OAuth app")
+    instant = now.timestamp()
+    expires, not_before = claims.get("exp"), claims.get("nbf")
+    for name, value in (("exp", expires), ("nbf", not_before)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return Refused("bad_encoding", f"the bearer token's {name} is not a number")
+    skew = CLOCK_SKEW.total_seconds()
+    if expires is not None and instant > expires + skew:
+        return Refused("expired", "the bearer token has expired")
+    if not_before is not None and instant < not_before - skew:
+        return Refused("not_yet_valid", "the bearer token is not valid yet")
+    return Verified()
+
+
+def _bearer_token(request: WebhookRequest) -> str | None:
+    scheme, _, token = (request.header("Authorization") or "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 class JiraWebhooks:
     """The push side of the Jira connector (a :class:`ucf.native.WebhookHandler`)."""
 
@@ -88,6 +141,10 @@ class JiraWebhooks:
         if not secret:
             if context.config.get("unsignedWebhooks") == ACCEPT_UNSIGNED:
                 return Verified()
+            token = _bearer_token(request)
+            client_secret = context.credentials.get(CLIENT_SECRET_KEY)
+            if token is not None and client_secret:
+                return verify_app_token(token, client_secret, context.now)
             return Refused(
                 "missing_secret",
                 "the Jira instance has no webhookSecret; set the secret the webhook was "
