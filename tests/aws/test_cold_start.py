@@ -103,9 +103,12 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # and a descriptor connector's delivery calls no upstream, so no HTTP client stack (httpx
 # and what it stands on), no poll machinery and no health checks are loaded for it; nor
 # Starlette (and anyio under it) for the request's base URL. The metrics count without
-# prometheus_client (its exposition stack): the first scrape imports it.
+# prometheus_client (its exposition stack): the first scrape imports it. A shipped
+# connector stored as a sync would leave it is read alone: no catalogue sync, so no
+# native-connector registry (its entry-point scan).
 NEVER_FOR_A_DELIVERY = (
     "prometheus_client",
+    "ucf.runtime.native",
     "fastapi",
     "jinja2",
     "ucf.web.app",
