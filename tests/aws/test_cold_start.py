@@ -73,7 +73,9 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "ucf.service.poll",
         "ucf.stores.secrets.aws",
     ),
-    "poll_worker": (),
+    # Reading secrets does not load what names a new one (python-ulid, whose import
+    # reads the installed distributions' metadata).
+    "poll_worker": ("ulid",),
     "delivery": (
         "jsonpath",
         "pydantic",
@@ -105,10 +107,12 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # Starlette (and anyio under it) for the request's base URL. The metrics count without
 # prometheus_client (its exposition stack): the first scrape imports it. A shipped
 # connector stored as a sync would leave it is read alone: no catalogue sync, so no
-# native-connector registry (its entry-point scan).
+# native-connector registry (its entry-point scan). Reading the instance's secret
+# does not load what names a new one (python-ulid).
 NEVER_FOR_A_DELIVERY = (
     "prometheus_client",
     "ucf.runtime.native",
+    "ulid",
     "fastapi",
     "jinja2",
     "ucf.web.app",
