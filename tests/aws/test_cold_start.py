@@ -108,11 +108,13 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # prometheus_client (its exposition stack): the first scrape imports it. A shipped
 # connector stored as a sync would leave it is read alone: no catalogue sync, so no
 # native-connector registry (its entry-point scan). Reading the instance's secret
-# does not load what names a new one (python-ulid).
+# does not load what names a new one (python-ulid). A signal that passes the
+# sanitiser's fast path stays a wire object: no signal models.
 NEVER_FOR_A_DELIVERY = (
     "prometheus_client",
     "ucf.runtime.native",
     "ulid",
+    "ucf.core.signal",
     "fastapi",
     "jinja2",
     "ucf.web.app",
