@@ -73,7 +73,10 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "ucf.service.poll",
         "ucf.stores.secrets.aws",
     ),
-    "poll_worker": (),
+    # Reading secrets does not load what names a new one (python-ulid, whose import
+    # reads the installed distributions' metadata); a page whose signals all pass the
+    # sanitiser's fast path stays wire objects (no signal models).
+    "poll_worker": ("ulid", "ucf.core.signal"),
     "delivery": (
         "jsonpath",
         "pydantic",
@@ -103,9 +106,16 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # and a descriptor connector's delivery calls no upstream, so no HTTP client stack (httpx
 # and what it stands on), no poll machinery and no health checks are loaded for it; nor
 # Starlette (and anyio under it) for the request's base URL. The metrics count without
-# prometheus_client (its exposition stack): the first scrape imports it.
+# prometheus_client (its exposition stack): the first scrape imports it. A shipped
+# connector stored as a sync would leave it is read alone: no catalogue sync, so no
+# native-connector registry (its entry-point scan). Reading the instance's secret
+# does not load what names a new one (python-ulid). A signal that passes the
+# sanitiser's fast path stays a wire object: no signal models.
 NEVER_FOR_A_DELIVERY = (
     "prometheus_client",
+    "ucf.runtime.native",
+    "ulid",
+    "ucf.core.signal",
     "fastapi",
     "jinja2",
     "ucf.web.app",

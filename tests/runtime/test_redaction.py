@@ -14,12 +14,12 @@ from tests.core.secret_examples import SHAPE_EXAMPLES
 from ucf.fakes import FakeResponse, FakeServer
 from ucf.runtime.http import HttpSettings, create_client
 from ucf.runtime.redaction import (
-    _RULES,
     HTTP_LIBRARY_LOGGERS,
     MASK,
     RedactionFilter,
     SecretRegistry,
     _literal,
+    _rules,
     install_redaction,
     mask,
     redact,
@@ -369,6 +369,6 @@ def test_skipping_rules_that_cannot_match_changes_nothing(parts: list[str]) -> N
     says it can match: the answer is the one every rule run on every text gives."""
     text = "".join(parts)
     reference = text
-    for pattern, replace, _possible in _RULES:
+    for pattern, replace, _possible in _rules():
         reference = pattern.sub(replace, reference)
     assert redact(text, SecretRegistry()) == reference

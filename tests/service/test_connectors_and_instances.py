@@ -341,3 +341,37 @@ async def test_a_connector_no_shipped_file_names_syncs_the_catalogue_before_it_i
         await _fresh(context).get("no-such-connector")
 
     assert "linear" in await _ids(context)
+
+
+async def test_find_reads_a_current_shipped_connector_alone_and_anything_else_after_a_sync(
+    context: UcfContext,
+) -> None:
+    """What the webhook gateway looks a URL's connector up with: a delivery to a shipped
+    connector stored as a sync would leave it syncs nothing (the Lambda API's first one)."""
+    await context.store.descriptors.delete("linear")  # a catalogue a sync would complete
+    restart = _fresh(context)
+
+    github = await restart.find("github-issues")
+
+    assert github is not None
+    assert github.built_in
+    assert "linear" not in await _ids(context)  # read alone
+    assert await restart.find("no-such-connector") is None
+    assert "linear" in await _ids(context)  # an id no shipped file has: synced first
+
+
+async def test_find_raises_a_sync_failure_instead_of_answering_none(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalogue that cannot be read is an error, not "no such connector" (a 404): even
+    the invalid record a lookup by a URL's id answers None for, when the sync meets it."""
+    from ucf.stores.errors import InvalidRecord
+
+    restart = _fresh(context)
+
+    async def unreadable() -> list[Any]:
+        raise InvalidRecord("a stored descriptor record is not one")
+
+    monkeypatch.setattr(context.store.descriptors, "list_all", unreadable)
+    with pytest.raises(InvalidRecord):
+        await restart.find("no-such-connector")

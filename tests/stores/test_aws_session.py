@@ -147,3 +147,29 @@ def test_clients_resolve_what_botocores_default_session_resolves(
         assert ours._request_signer.signing_name == theirs._request_signer.signing_name
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"max": 18446744073709551616, "b": [1, 2.5e400]}',  # beyond orjson's 64-bit integers
+        '{"n": NaN, "i": -Infinity}',  # Python's json extensions
+        '{"a": 1, "a": 2, "c": "\\u00e9"}',  # a repeated key: the last one wins, in place
+    ],
+)
+def test_a_data_file_reads_as_json_loads_reads_it(tmp_path: Path, text: str) -> None:
+    import json
+    import math
+
+    from ucf.stores.aws_data import PlainJSONFileLoader
+
+    (tmp_path / "data.json").write_text(text)
+
+    mine = PlainJSONFileLoader().load_file(str(tmp_path / "data"))
+
+    expected = json.loads(text)
+    assert list(mine) == list(expected)
+    assert all(
+        a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+        for a, b in zip(mine.values(), expected.values(), strict=True)
+    )

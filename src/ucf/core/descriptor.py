@@ -20,7 +20,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ucf.core.signal import UNKNOWN_SIGNAL_TYPE, Priority
+from ucf.core.signal_identity import UNKNOWN_SIGNAL_TYPE, Priority
 
 
 class DescriptorModel(BaseModel):

@@ -15,21 +15,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ucf.core.descriptor import Condition, FieldMappingDescriptor, PriorityRule, SignalTypeRule
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
 from ucf.core.regex import compile_regex
-from ucf.core.signal import (
-    SUMMARY_MAX_CHARS,
-    NormalisedSignal,
-    Priority,
-    dedup_key,
-    iso_utc,
-    signal_id,
-)
+from ucf.core.signal_identity import SUMMARY_MAX_CHARS, Priority, dedup_key, iso_utc, signal_id
 from ucf.core.template import Template, compile_template, plain
 from ucf.core.timestamps import parse_timestamp, to_epoch_ms
+
+if TYPE_CHECKING:
+    from ucf.core.signal import NormalisedSignal
 
 FallbackVersion = str | Callable[[], str]
 """The version of an item that carries none of its own (a webhook's signed delivery id
@@ -56,6 +52,8 @@ class MappedSignal:
 
     @property
     def signal(self) -> NormalisedSignal:
+        from ucf.core.signal import NormalisedSignal  # the model on demand: see the docstring
+
         return NormalisedSignal.from_wire(self.wire)
 
     @classmethod

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ucf.core.descriptor import Condition, PriorityRule, SignalTypeRule
 from ucf.core.jsonpath import MISSING, WILDCARD, compile_path, plain_steps
 from ucf.core.jsonpath import _step as jsonpath_step
-from ucf.core.signal import SUMMARY_MAX_CHARS, dedup_key, iso_utc, signal_id
+from ucf.core.signal_identity import SUMMARY_MAX_CHARS, dedup_key, iso_utc, signal_id
 from ucf.core.template import compile_template
 from ucf.core.timestamps import canonical_utc_text, parser_for, to_epoch_ms
 

@@ -64,13 +64,16 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import nh3
 import re2
 
 from ucf.core.secret_shapes import SECRET_SHAPES
-from ucf.core.signal import SUMMARY_MAX_CHARS, NormalisedSignal, SanitisedSignal, SignalMetadata
+from ucf.core.signal_identity import SUMMARY_MAX_CHARS
+
+if TYPE_CHECKING:
+    from ucf.core.signal import NormalisedSignal, SanitisedSignal, SignalMetadata
 
 __all__ = [
     "DEFAULT_INJECTION_RULES",
@@ -846,6 +849,8 @@ class Sanitiser:
 
     def sanitise(self, signal: NormalisedSignal) -> SanitisedSignal:
         """The signal as the triage step may see it; the input is left untouched."""
+        from ucf.core.signal import NormalisedSignal, SanitisedSignal  # see _signal_model()
+
         wire_metadata = None if signal.metadata is None else signal.metadata.to_wire()
         if self._unchanged(signal.summary, signal.raw, wire_metadata):
             # Nothing to clean, scrub, cut or redact: keep the fields as they are.
@@ -882,7 +887,7 @@ class Sanitiser:
         """
         if self._unchanged(wire["summary"], wire["raw"], wire.get("metadata")):
             return _as_sanitised(wire)
-        return self.sanitise(NormalisedSignal.from_wire(wire)).to_wire()
+        return self.sanitise(_signal_model().from_wire(wire)).to_wire()
 
     def sanitise_wires(self, wires: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """:meth:`sanitise_wire` on a page of wire objects, the common case in a few scans.
@@ -913,7 +918,7 @@ class Sanitiser:
         return [
             _as_sanitised(wire)
             if fast
-            else self.sanitise(NormalisedSignal.from_wire(wire)).to_wire()
+            else self.sanitise(_signal_model().from_wire(wire)).to_wire()
             for wire, fast in zip(wires, clean, strict=True)
         ]
 
@@ -1390,6 +1395,15 @@ def _depth_at_most(text: str, limit: int) -> bool:
             return False
         brackets = fewer
     return True
+
+
+def _signal_model() -> type[NormalisedSignal]:
+    """The signal model, imported by the first signal that takes the full path: the fast
+    path works on wire objects, so a process whose signals all pass it (a Lambda API
+    function's first delivery) loads neither the models nor, for them, pydantic."""
+    from ucf.core.signal import NormalisedSignal
+
+    return NormalisedSignal
 
 
 def _as_sanitised(wire: dict[str, Any]) -> dict[str, Any]:

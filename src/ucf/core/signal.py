@@ -3,24 +3,25 @@
 ``NormalisedSignal`` and ``SanitisedSignal`` are the existing pipeline's shapes,
 camelCase on the wire. They must not drift: downstream code needs zero changes.
 
-The dedup key and the signal id are derived here, once, so that every source —
-polled, pushed, native or generic — agrees on what "the same signal" means.
+The dedup key and the signal id are derived once (:mod:`ucf.core.signal_identity`,
+re-exported here), so that every source — polled, pushed, native or generic —
+agrees on what "the same signal" means.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Priority = Literal["critical", "high", "medium", "low"]
-PRIORITIES: tuple[Priority, ...] = ("critical", "high", "medium", "low")
-
-SUMMARY_MAX_CHARS = 500
-UNKNOWN_SIGNAL_TYPE = "unknown"
+from ucf.core.signal_identity import PRIORITIES as PRIORITIES
+from ucf.core.signal_identity import SUMMARY_MAX_CHARS as SUMMARY_MAX_CHARS
+from ucf.core.signal_identity import UNKNOWN_SIGNAL_TYPE as UNKNOWN_SIGNAL_TYPE
+from ucf.core.signal_identity import Priority as Priority
+from ucf.core.signal_identity import dedup_key as dedup_key
+from ucf.core.signal_identity import iso_utc as iso_utc
+from ucf.core.signal_identity import signal_id as signal_id
 
 
 class _WireModel(BaseModel):
@@ -182,69 +183,6 @@ class SanitisedSignal(NormalisedSignal):
         wire["sanitisedSummary"] = self.sanitised_summary
         wire["sanitisationNotes"] = list(self.sanitisation_notes)
         return wire
-
-
-def dedup_key(source: str, project_id: str, item_id: str, version: str) -> str:
-    """The identity of one version of one item (or of one webhook delivery).
-
-    Sources deliver at least once; stores insert-if-absent on this key, so the
-    signal store holds each item version exactly once. ``version`` is the item's
-    update timestamp for polled items, or the provider's delivery id for webhooks.
-    Components are length-prefixed so no choice of ids can make two keys collide
-    by concatenation.
-    """
-    material = (
-        f"{len(source)}:{source}\x1f{len(project_id)}:{project_id}"
-        f"\x1f{len(item_id)}:{item_id}\x1f{len(version)}:{version}"
-    )
-    return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
-
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-#: Every 10-bit value as its two Crockford base32 characters: 13 lookups make a ULID.
-_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
-
-
-def signal_id(key: str, timestamp_ms: int) -> str:
-    """A ULID whose time part is the event time and whose random part is the dedup key.
-
-    Deterministic ids make polls reproducible (a re-run after a crash yields the
-    very same records) while keeping ULID's property that ids sort by time.
-    """
-    ts = min(max(timestamp_ms, 0), (1 << 48) - 1)
-    # A ULID is the 130-bit big-endian base32 of the 128-bit value: 13 chunks of 10 bits,
-    # five of the time (48 bits under two zero bits) and eight of the key's first 80 bits,
-    # read as two 40-bit halves so that no step needs a big integer.
-    high, low = int(key[:10], 16), int(key[10:20], 16)
-    p = _PAIRS
-    return "".join(
-        (
-            p[ts >> 40],
-            p[(ts >> 30) & 1023],
-            p[(ts >> 20) & 1023],
-            p[(ts >> 10) & 1023],
-            p[ts & 1023],
-            p[high >> 30],
-            p[(high >> 20) & 1023],
-            p[(high >> 10) & 1023],
-            p[high & 1023],
-            p[low >> 30],
-            p[(low >> 20) & 1023],
-            p[(low >> 10) & 1023],
-            p[low & 1023],
-        )
-    )
-
-
-def iso_utc(moment: datetime) -> str:
-    """ISO 8601 in UTC with millisecond precision and a ``Z`` suffix."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    elif moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    # isoformat is C and always writes four year digits (strftime's %Y may not);
-    # in UTC it ends "+00:00", which becomes "Z".
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 SIGNAL_SCHEMAS: dict[str, type[NormalisedSignal]] = {

@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from ucf.core import descriptor as d
 from ucf.core.jsonpath import CompiledPath, compile_path
-from ucf.core.signal import iso_utc
+from ucf.core.signal_identity import iso_utc
 from ucf.core.timestamps import format_timestamp, parse_timestamp, parser_for
 from ucf.runtime.pagination import PageRequest
 

@@ -75,10 +75,13 @@ def _mask_group(group: int | str) -> Callable[[re.Match[str]], str]:
 
 # One alternation for every provider shape, a named group each, so one scan
 # of a log line covers them all and the match says which shape (and its
-# ``accept``) it was.
-_SHAPES: Final = re.compile(
-    "|".join(f"(?P<s{index}>{shape.pattern})" for index, shape in enumerate(SECRET_SHAPES))
-)
+# ``accept``) it was (compiled with the other rules, see :func:`_rules`).
+def _shapes() -> re.Pattern[str]:
+    return re.compile(
+        "|".join(f"(?P<s{index}>{shape.pattern})" for index, shape in enumerate(SECRET_SHAPES))
+    )
+
+
 _SHAPE_ACCEPT: Final = {f"s{index}": shape.accept for index, shape in enumerate(SECRET_SHAPES)}
 
 
@@ -91,14 +94,14 @@ def _mask_shape(match: re.Match[str]) -> str:
 @functools.cache
 def _shape_detector() -> re2._Regexp[str]:
     """Every shape in one RE2 pattern, no captures: one linear pass says whether
-    :data:`_SHAPES` can match at all (loaded on first use, as the sanitiser does).
+    :func:`_shapes`'s pattern can match at all (loaded on first use, as the sanitiser does).
 
     Python's ``re`` tries each of the ~20 alternatives at every position (about
     45 µs for a 130-character URL; RE2 needs a fraction of one). The shapes use
     only ASCII classes and ``\\b``; RE2's ``\\b`` is ASCII, Python's Unicode, so
     next to the ASCII characters a shape starts and ends with RE2 sees a boundary
-    wherever Python does: it finds a match whenever ``_SHAPES`` would (a
-    property test holds this), and ``_SHAPES`` then does the masking.
+    wherever Python does: it finds a match whenever the ``re`` pattern would (a
+    property test holds this), and that pattern then does the masking.
     """
     import re2
 
@@ -147,56 +150,63 @@ Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str], Callable[[str], bo
 (a literal every match holds): most texts skip most patterns (a poll redacts each page's
 URL, the log filter every line)."""
 
-_RULES: Final[tuple[Rule, ...]] = (
-    # https://user:password@host → https://••••@host
-    (
-        re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#'\"]+)@", re.I),
-        lambda m: f"{m.group('scheme')}{MASK}@",
-        lambda text: "@" in text,
-    ),
-    # (b'authorization', b'Bearer x') and ('authorization', 'Bearer x') tuples.
-    (
-        re.compile(
-            rf"""\(b?(?P<q>['"])(?:{SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
-            re.I,
+
+@functools.cache
+def _rules() -> tuple[Rule, ...]:
+    """The rules, compiled by the first :func:`redact`: ~2 ms of ``re`` compiling that a
+    process which redacts nothing should not pay (a Lambda API function whose first
+    request is a webhook delivery logs only lines that need no redaction)."""
+    return (
+        # https://user:password@host → https://••••@host
+        (
+            re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#'\"]+)@", re.I),
+            lambda m: f"{m.group('scheme')}{MASK}@",
+            lambda text: "@" in text,
         ),
-        _mask_group("value"),
-        lambda text: "(" in text,
-    ),
-    # 'Authorization': 'Bearer x' (dict reprs) and "password": "x" (JSON bodies).
-    (
-        re.compile(
-            rf"""(?P<q>['"])(?:{SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
-            re.I,
+        # (b'authorization', b'Bearer x') and ('authorization', 'Bearer x') tuples.
+        (
+            re.compile(
+                rf"""\(b?(?P<q>['"])(?:{SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
+                re.I,
+            ),
+            _mask_group("value"),
+            lambda text: "(" in text,
         ),
-        _mask_group("value"),
-        lambda text: '"' in text or "'" in text,
-    ),
-    # Authorization: Bearer x (header lines) — the value runs to the end of the line.
-    (
-        re.compile(
-            rf"(?P<name>(?<![\w-])(?:{SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)", re.I
+        # 'Authorization': 'Bearer x' (dict reprs) and "password": "x" (JSON bodies).
+        (
+            re.compile(
+                rf"""(?P<q>['"])(?:{SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
+                re.I,
+            ),
+            _mask_group("value"),
+            lambda text: '"' in text or "'" in text,
         ),
-        _mask_group("value"),
-        lambda text: ":" in text,
-    ),
-    # ?key=…&token=… in URLs and form bodies.
-    (
-        re.compile(
-            rf"(?P<name>(?<![\w.\-])(?:{_SENSITIVE_PARAM}))=(?P<value>[^&\s#'\"<>;,)]+)", re.I
+        # Authorization: Bearer x (header lines) — the value runs to the end of the line.
+        (
+            re.compile(
+                rf"(?P<name>(?<![\w-])(?:{SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)",
+                re.I,
+            ),
+            _mask_group("value"),
+            lambda text: ":" in text,
         ),
-        _mask_group("value"),
-        lambda text: "=" in text and _param_possible(text),
-    ),
-    # Bearer / Basic credentials wherever they appear (not "basic" in prose).
-    (
-        re.compile(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),
-        _mask_group("value"),
-        lambda text: "earer" in text or "Basic" in text,
-    ),
-    # Provider token shapes, shared with the sanitiser.
-    (_SHAPES, _mask_shape, _shape_possible),
-)
+        # ?key=…&token=… in URLs and form bodies.
+        (
+            re.compile(
+                rf"(?P<name>(?<![\w.\-])(?:{_SENSITIVE_PARAM}))=(?P<value>[^&\s#'\"<>;,)]+)", re.I
+            ),
+            _mask_group("value"),
+            lambda text: "=" in text and _param_possible(text),
+        ),
+        # Bearer / Basic credentials wherever they appear (not "basic" in prose).
+        (
+            re.compile(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),
+            _mask_group("value"),
+            lambda text: "earer" in text or "Basic" in text,
+        ),
+        # Provider token shapes, shared with the sanitiser.
+        (_shapes(), _mask_shape, _shape_possible),
+    )
 
 
 class SecretRegistry:
@@ -364,7 +374,7 @@ def redact(text: str, registry: SecretRegistry = SECRETS) -> str:
     if text in clean:
         return text
     redacted = registry.redact(text)
-    for pattern, replace, possible in _RULES:
+    for pattern, replace, possible in _rules():
         if possible(redacted):
             redacted = pattern.sub(replace, redacted)
     if redacted == text and len(text) <= _CLEAN_TEXT_MAX_CHARS:

@@ -8,7 +8,7 @@ mapping, verifier and poll plan until the descriptor changes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -302,7 +302,31 @@ class ConnectorService:
             raise NotFoundError(f"no connector '{connector_id}'")
         return self._connector(record)
 
-    async def _current(self, connector_id: str) -> DescriptorRecord | None:
+    async def find(self, connector_id: str) -> Connector | None:
+        """The connector ``connector_id`` names; None when there is none, or when the id
+        cannot even be a key in the store (one taken from a URL: the webhook gateway
+        answers both with the same 404).
+
+        Read as :meth:`get` reads it: a shipped connector stored as a sync would leave
+        it is read alone, so a webhook delivery to it (the first of a Lambda API
+        function) syncs nothing. Any other id syncs the catalogue first, and that
+        sync's own errors are raised, not taken for a missing connector.
+        """
+        record = await self._current(connector_id, read=self._read_if_valid)
+        return self._connector(record) if record is not None else None
+
+    async def _read_if_valid(self, connector_id: str) -> DescriptorRecord | None:
+        try:
+            return await self._registry.get(connector_id)
+        except InvalidRecord:
+            return None
+
+    async def _current(
+        self,
+        connector_id: str,
+        *,
+        read: Callable[[str], Awaitable[DescriptorRecord | None]] | None = None,
+    ) -> DescriptorRecord | None:
         """The stored record of ``connector_id``, as it is once the shipped catalogue is synced.
 
         Before this process's first sync, a shipped connector whose stored copy
@@ -313,15 +337,16 @@ class ConnectorService:
         (an id no shipped file has, nothing stored, an older copy) syncs
         everything first, as every read did before.
         """
+        read = read or self._registry.get
         if not self._synced and connector_id not in self._current_ids:
             shipped = [data for data in builtin_descriptors() if data.get("id") == connector_id]
             if shipped:
-                record = await self._registry.get(connector_id)
+                record = await read(connector_id)
                 if record is not None and not _would_write(shipped[0], {connector_id: record}):
                     self._current_ids.add(connector_id)
                     return record
             await self.ready()
-        return await self._registry.get(connector_id)
+        return await read(connector_id)
 
     async def register(self, data: Any) -> Connector:
         descriptor = _parse(data, "the request body")

@@ -48,15 +48,6 @@ from urllib.parse import quote
 from ucf.core.client_address import client_key
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.webhook import map_delivery
-from ucf.runtime.native import (
-    Handshake,
-    Malformed,
-    Refused,
-    Unhandled,
-    WebhookContext,
-    WebhookHandler,
-    WebhookRequest,
-)
 from ucf.runtime.webhooks import (
     HandshakeResponse,
     Rejection,
@@ -74,6 +65,7 @@ from ucf.stores.errors import InvalidRecord
 from ucf.stores.models import InstanceRecord, RateDecision
 
 if TYPE_CHECKING:
+    from ucf.runtime.native import WebhookHandler
     from ucf.runtime.sources import SourceContext
 
 __all__ = [
@@ -462,13 +454,11 @@ class WebhookGateway:
 
     async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
         # The ids come from the URL: one a store cannot even use as a key (DynamoDB's
-        # 2 048 bytes) names no endpoint either, and gets the same 404 (the catalogue
-        # is synced first, so that its own errors are not mistaken for one).
-        await self._context.connectors.ready()
-        try:
-            connector = await self._context.connectors.get(connector_id)
-        except (NotFoundError, InvalidRecord):
-            raise NotFoundError(NOT_HERE) from None
+        # 2 048 bytes) names no endpoint either, and gets the same 404; the catalogue's
+        # own errors (a sync it needs first) are not mistaken for one.
+        connector = await self._context.connectors.find(connector_id)
+        if connector is None:
+            raise NotFoundError(NOT_HERE)
         if not connector.receives_webhooks:
             raise NotFoundError(NOT_HERE)
         try:
@@ -695,6 +685,14 @@ class WebhookGateway:
         # client stack and the poll machinery are loaded here, not for every delivery
         # (a descriptor connector's on the Lambda API function never needs them).
         from ucf.runtime.http import UpstreamError
+        from ucf.runtime.native import (
+            Handshake,
+            Malformed,
+            Refused,
+            Unhandled,
+            WebhookContext,
+            WebhookRequest,
+        )
         from ucf.runtime.polling import ConfigError
         from ucf.runtime.sources import NativeSourceMissing
         from ucf.service.poll import instance_context, rate_gate_for, request_poll, rotation_writer

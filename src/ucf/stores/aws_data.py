@@ -36,13 +36,31 @@ __all__ = ["PlainJSONFileLoader", "ServiceLoader", "ServiceNames", "data_loader"
 
 
 class PlainJSONFileLoader(JSONFileLoader):  # type: ignore[misc]  # botocore has no type hints
-    """botocore's ``JSONFileLoader``, parsing into dicts, not ``OrderedDict`` objects."""
+    """botocore's ``JSONFileLoader``, parsing into dicts, not ``OrderedDict`` objects.
+
+    With orjson, which ucf's log lines load anyway: it reads the 1.2 MB
+    ``endpoints.json`` in ~4 ms of CPU where ``json`` takes ~6.5, and the
+    clients' service models in about two thirds of the time. What orjson
+    refuses and ``json`` reads (an integer beyond 64 bits, ``NaN``; no file
+    botocore ships today) is read by ``json``, so the result is always
+    ``json.loads``'s.
+    """
 
     def _load_file(self, full_path: str, open_method: Callable[[str, str], IO[bytes]]) -> Any:
         if not os.path.isfile(full_path):
             return None
         with open_method(full_path, "rb") as file:
-            return json.loads(file.read().decode("utf-8"))
+            content = file.read()
+        return _parse(content)
+
+
+def _parse(content: bytes) -> Any:
+    import orjson  # with the first data file: never by importing ucf
+
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return json.loads(content.decode("utf-8"))
 
 
 class ServiceNames(Sequence[str]):

@@ -28,8 +28,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ulid import ULID
-
 from ucf.stores.aws_session import aws_client
 from ucf.stores.errors import StoreError
 from ucf.stores.secrets.base import (
@@ -163,6 +161,11 @@ class AwsSecretsManagerStore:
         """
         secret_string = encode_credential_set(values).decode()
         if ref is None:
+            # Imported to name a new secret only: python-ulid looks its own version up in
+            # the installed distributions' metadata when imported (~5 ms), which a
+            # process that only reads secrets (a Lambda webhook delivery) need not pay.
+            from ulid import ULID
+
             return await self._create(f"{self._prefix}{ULID()}", secret_string)
         _check_ref(ref)
         try:
