@@ -22,12 +22,15 @@ from ucf.fakes.github import BAD_TOKEN, GitHubFake
 from ucf.runtime.health import Outcome
 from ucf.service.context import UcfContext
 from ucf.service.poll import (
+    RESERVE_HOLD,
     PageReport,
     StoreRateGate,
     lease_name,
     poll_instance,
     rate_bucket,
+    reserve_for_rpm,
 )
+from ucf.stores.models import RateDecision
 from ucf.stores.url import open_store
 
 from .poll_support import all_signals, connect_github, github_descriptor, open_context
@@ -406,6 +409,134 @@ async def test_rate_limit_rpm_is_one_budget_shared_by_every_worker(context: UcfC
     assert waits[:10] == [0.0] * 10
     assert all(w == pytest.approx(1.0, abs=0.01) for w in waits[10:])
     assert sum(slept) == pytest.approx(4.0, abs=0.05)
+
+
+class CountedBuckets:
+    """The store's real buckets, with every draw and what it granted written down."""
+
+    def __init__(self, context: UcfContext) -> None:
+        self._buckets = context.store.rate_limits
+        self.draws: list[tuple[float, bool]] = []
+
+    async def try_acquire(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        cost: float = 1.0,
+    ) -> RateDecision:
+        decision = await self._buckets.try_acquire(
+            bucket_key, capacity=capacity, refill_per_second=refill_per_second, now=now, cost=cost
+        )
+        self.draws.append((cost, decision.allowed))
+        return decision
+
+    @property
+    def granted(self) -> float:
+        return sum(cost for cost, allowed in self.draws if allowed)
+
+
+def test_a_poll_draws_ahead_only_where_the_budget_is_large() -> None:
+    assert reserve_for_rpm(60) == 1  # GitHub's unauthenticated budget: a draw per request
+    assert reserve_for_rpm(239) == 1
+    assert reserve_for_rpm(240) == 2  # 40 tokens of burst: 1/20 of it
+    assert reserve_for_rpm(1_000_000) == 32
+
+
+async def test_a_polls_gate_makes_one_store_write_per_reserve_of_requests(
+    context: UcfContext,
+) -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)  # frozen: nothing refills
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(
+        buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment, reserve=reserve_for_rpm(6000)
+    )
+
+    waits = [await gate.acquire() for _ in range(64)]
+
+    assert waits == [0.0] * 64
+    assert buckets.draws == [(32, True), (32, True)]
+    left = StoreRateGate(
+        context.store.rate_limits, rate_bucket("p1", "x"), 6000, clock=lambda: moment
+    )
+    assert await left.acquire_within(0) is True  # the bucket (1 000) lost exactly 64
+    taken = 65
+    while await left.acquire_within(0):
+        taken += 1
+    assert taken == 1000
+
+
+async def test_tokens_drawn_ahead_are_dropped_after_a_second_not_spent_later(
+    context: UcfContext,
+) -> None:
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment[0], reserve=32)
+
+    await gate.acquire()
+    moment[0] += RESERVE_HOLD
+    await gate.acquire()
+
+    assert buckets.draws == [(32, True), (32, True)], "the 31 left over were not used"
+
+
+async def test_a_reserving_gate_near_an_empty_budget_draws_singly_and_waits_like_any_other(
+    context: UcfContext,
+) -> None:
+    """Ten tokens left of 1 000: no reserve of 32 fits, so the ten go one draw each, then the
+    poll waits for the refill (100 a second) instead of for a whole reserve."""
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        moment[0] += timedelta(seconds=seconds)
+
+    key = rate_bucket("p1", "x")
+    spender = StoreRateGate(context.store.rate_limits, key, 6000, clock=lambda: moment[0])
+    for _ in range(990):
+        assert await spender.acquire_within(0)
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, key, 6000, clock=lambda: moment[0], sleep=sleep, reserve=32)
+
+    waits = [await gate.acquire() for _ in range(11)]
+
+    assert waits[:10] == [0.0] * 10
+    assert 0.005 <= waits[10] < 0.05  # about one token's refill (0.01 s), not 32 tokens' (0.32)
+    assert buckets.draws[0] == (32, False)
+    assert all(cost == 1 for cost, _ in buckets.draws[1:]), "no reserve tried while it cannot fit"
+
+
+async def test_workers_drawing_ahead_never_take_more_than_the_shared_bucket_grants(
+    context: UcfContext,
+) -> None:
+    """Three polls' gates on one bucket (rateLimitRpm 6000: 1 000 of burst, 100 a second),
+    one request each in turn: every request spent a granted token, and the bucket granted
+    no more than its burst plus its refill over the time that passed."""
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    start = moment[0]
+
+    async def sleep(seconds: float) -> None:
+        moment[0] += timedelta(seconds=seconds)
+
+    buckets = CountedBuckets(context)
+    gates = [
+        StoreRateGate(
+            buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment[0], sleep=sleep, reserve=32
+        )
+        for _ in range(3)
+    ]
+    requests = 0
+    for n in range(2400):
+        await gates[n % 3].acquire()
+        requests += 1
+        moment[0] += timedelta(milliseconds=1)  # the request itself
+
+    elapsed = (moment[0] - start).total_seconds()
+    assert requests <= buckets.granted <= 1000 + 100 * elapsed + 1e-6
+    assert any(cost == 32 for cost, allowed in buckets.draws if allowed)
 
 
 async def test_rotated_refresh_tokens_are_saved_so_the_next_poll_still_works(
