@@ -7,7 +7,10 @@ secret store in a temporary directory, the real HTTP client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,9 +20,11 @@ import pytest
 import pytest_asyncio
 
 from tests.store_gates import AnswerLate
+from ucf.core.mapping import MappingResult
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
 from ucf.fakes.github import BAD_TOKEN, GitHubFake
 from ucf.runtime.health import Outcome
+from ucf.runtime.sources import GenericSource
 from ucf.service.context import UcfContext
 from ucf.service.poll import (
     RESERVE_HOLD,
@@ -31,7 +36,7 @@ from ucf.service.poll import (
     reserve_for_rpm,
 )
 from ucf.stores.models import RateDecision
-from ucf.stores.url import open_store
+from ucf.stores.url import open_store, sqlite_path
 
 from .poll_support import all_signals, connect_github, github_descriptor, open_context
 
@@ -409,6 +414,63 @@ async def test_rate_limit_rpm_is_one_budget_shared_by_every_worker(context: UcfC
     assert waits[:10] == [0.0] * 10
     assert all(w == pytest.approx(1.0, abs=0.01) for w in waits[10:])
     assert sum(slept) == pytest.approx(4.0, abs=0.05)
+
+
+async def test_a_page_is_stored_while_the_next_one_is_being_mapped(
+    context: UcfContext, fake: GitHubFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll's two stages overlap: each page's write is on the store's thread before
+    the event loop maps the next page. It used to reach the thread only once the loop
+    next waited, which it does not when the next page is already fetched (a fast
+    upstream): mapping and storing took turns.
+
+    Here each page's store answer comes only once the page after the next is being
+    fetched, so the next page is always waiting; mapping a page holds the event loop
+    until the pages before it are committed (up to a bound it never needs)."""
+    await connect_github(context, fake.base_url)
+    database = sqlite_path(context.settings.store_url)
+    signals = context.store.signals
+    ingest = signals.ingest
+    ingested = 0
+
+    async def answer_once_the_page_after_next_is_asked_for(*args: Any, **kwargs: Any) -> Any:
+        nonlocal ingested
+        result = await ingest(*args, **kwargs)
+        ingested += 1
+        deadline = time.monotonic() + 0.5  # the last pages have no page after next
+        while len(fake.server.requests_to(ISSUES)) < ingested + 2:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)
+        return result
+
+    normalise = GenericSource.normalise
+    mapped: list[int] = []
+    committed_while_mapping: list[int] = []
+
+    def watched(
+        self: GenericSource, items: Any, *, project_id: str, now: datetime
+    ) -> MappingResult:
+        if mapped:
+            deadline = time.monotonic() + 5
+            with contextlib.closing(sqlite3.connect(database)) as reader:
+                while True:
+                    (stored,) = reader.execute("SELECT count(*) FROM signals").fetchone()
+                    if stored >= sum(mapped) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.005)
+            committed_while_mapping.append(stored)
+        result = normalise(self, items, project_id=project_id, now=now)
+        mapped.append(len(result.signals))
+        return result
+
+    monkeypatch.setattr(signals, "ingest", answer_once_the_page_after_next_is_asked_for)
+    monkeypatch.setattr(GenericSource, "normalise", watched)
+    result = await poll_instance(context, "p1", "github-issues")
+
+    assert result.status == "ok", result.error
+    assert result.pages == len(mapped) >= 3
+    assert committed_while_mapping == [sum(mapped[:n]) for n in range(1, len(mapped))]
 
 
 class CountedBuckets:

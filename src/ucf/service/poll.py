@@ -699,6 +699,27 @@ async def _store_page(
     return _Stored(page, mapped, ingested, ingested.checkpoint_moved is not False)
 
 
+HAND_OVER_TURNS: Final = 2
+"""Turns of the event loop a page's store task needs to reach the store's thread: its
+first step (sanitising the page, queueing the write) and the store's committer (handing
+the queued write to the thread)."""
+
+
+async def _hand_over(store: asyncio.Task[_Stored]) -> None:
+    """Let a page's store task hand its write to the store's thread before the page loop
+    maps the next page.
+
+    The page loop does not otherwise give the event loop a turn between starting a
+    page's store task and mapping the next page (that page is usually fetched
+    already), so the write reached the store's thread only once the loop waited for
+    it: mapping and storing took turns instead of overlapping.
+    """
+    for _ in range(HAND_OVER_TURNS):
+        if store.done():
+            return
+        await asyncio.sleep(0)
+
+
 async def _run(
     context: UcfContext,
     job: PollJob,
@@ -789,6 +810,7 @@ async def _run(
                             version=version,
                         )
                     )
+                    await _hand_over(in_flight)
         finally:
             if in_flight is not None:  # the last page, or the one before a failure
                 await settle()
