@@ -7,7 +7,10 @@ secret store in a temporary directory, the real HTTP client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,18 +20,23 @@ import pytest
 import pytest_asyncio
 
 from tests.store_gates import AnswerLate
+from ucf.core.mapping import MappingResult
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
 from ucf.fakes.github import BAD_TOKEN, GitHubFake
 from ucf.runtime.health import Outcome
+from ucf.runtime.sources import GenericSource
 from ucf.service.context import UcfContext
 from ucf.service.poll import (
+    RESERVE_HOLD,
     PageReport,
     StoreRateGate,
     lease_name,
     poll_instance,
     rate_bucket,
+    reserve_for_rpm,
 )
-from ucf.stores.url import open_store
+from ucf.stores.models import RateDecision
+from ucf.stores.url import open_store, sqlite_path
 
 from .poll_support import all_signals, connect_github, github_descriptor, open_context
 
@@ -406,6 +414,191 @@ async def test_rate_limit_rpm_is_one_budget_shared_by_every_worker(context: UcfC
     assert waits[:10] == [0.0] * 10
     assert all(w == pytest.approx(1.0, abs=0.01) for w in waits[10:])
     assert sum(slept) == pytest.approx(4.0, abs=0.05)
+
+
+async def test_a_page_is_stored_while_the_next_one_is_being_mapped(
+    context: UcfContext, fake: GitHubFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poll's two stages overlap: each page's write is on the store's thread before
+    the event loop maps the next page. It used to reach the thread only once the loop
+    next waited, which it does not when the next page is already fetched (a fast
+    upstream): mapping and storing took turns.
+
+    Here each page's store answer comes only once the page after the next is being
+    fetched, so the next page is always waiting; mapping a page holds the event loop
+    until the pages before it are committed (up to a bound it never needs)."""
+    await connect_github(context, fake.base_url)
+    database = sqlite_path(context.settings.store_url)
+    signals = context.store.signals
+    ingest = signals.ingest
+    ingested = 0
+
+    async def answer_once_the_page_after_next_is_asked_for(*args: Any, **kwargs: Any) -> Any:
+        nonlocal ingested
+        result = await ingest(*args, **kwargs)
+        ingested += 1
+        deadline = time.monotonic() + 0.5  # the last pages have no page after next
+        while len(fake.server.requests_to(ISSUES)) < ingested + 2:
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)
+        return result
+
+    normalise = GenericSource.normalise
+    mapped: list[int] = []
+    committed_while_mapping: list[int] = []
+
+    def watched(
+        self: GenericSource, items: Any, *, project_id: str, now: datetime
+    ) -> MappingResult:
+        if mapped:
+            deadline = time.monotonic() + 5
+            with contextlib.closing(sqlite3.connect(database)) as reader:
+                while True:
+                    (stored,) = reader.execute("SELECT count(*) FROM signals").fetchone()
+                    if stored >= sum(mapped) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.005)
+            committed_while_mapping.append(stored)
+        result = normalise(self, items, project_id=project_id, now=now)
+        mapped.append(len(result.signals))
+        return result
+
+    monkeypatch.setattr(signals, "ingest", answer_once_the_page_after_next_is_asked_for)
+    monkeypatch.setattr(GenericSource, "normalise", watched)
+    result = await poll_instance(context, "p1", "github-issues")
+
+    assert result.status == "ok", result.error
+    assert result.pages == len(mapped) >= 3
+    assert committed_while_mapping == [sum(mapped[:n]) for n in range(1, len(mapped))]
+
+
+class CountedBuckets:
+    """The store's real buckets, with every draw and what it granted written down."""
+
+    def __init__(self, context: UcfContext) -> None:
+        self._buckets = context.store.rate_limits
+        self.draws: list[tuple[float, bool]] = []
+
+    async def try_acquire(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        cost: float = 1.0,
+    ) -> RateDecision:
+        decision = await self._buckets.try_acquire(
+            bucket_key, capacity=capacity, refill_per_second=refill_per_second, now=now, cost=cost
+        )
+        self.draws.append((cost, decision.allowed))
+        return decision
+
+    @property
+    def granted(self) -> float:
+        return sum(cost for cost, allowed in self.draws if allowed)
+
+
+def test_a_poll_draws_ahead_only_where_the_budget_is_large() -> None:
+    assert reserve_for_rpm(60) == 1  # GitHub's unauthenticated budget: a draw per request
+    assert reserve_for_rpm(239) == 1
+    assert reserve_for_rpm(240) == 2  # 40 tokens of burst: 1/20 of it
+    assert reserve_for_rpm(1_000_000) == 32
+
+
+async def test_a_polls_gate_makes_one_store_write_per_reserve_of_requests(
+    context: UcfContext,
+) -> None:
+    moment = datetime(2026, 1, 1, tzinfo=UTC)  # frozen: nothing refills
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(
+        buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment, reserve=reserve_for_rpm(6000)
+    )
+
+    waits = [await gate.acquire() for _ in range(64)]
+
+    assert waits == [0.0] * 64
+    assert buckets.draws == [(32, True), (32, True)]
+    left = StoreRateGate(
+        context.store.rate_limits, rate_bucket("p1", "x"), 6000, clock=lambda: moment
+    )
+    assert await left.acquire_within(0) is True  # the bucket (1 000) lost exactly 64
+    taken = 65
+    while await left.acquire_within(0):
+        taken += 1
+    assert taken == 1000
+
+
+async def test_tokens_drawn_ahead_are_dropped_after_a_second_not_spent_later(
+    context: UcfContext,
+) -> None:
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment[0], reserve=32)
+
+    await gate.acquire()
+    moment[0] += RESERVE_HOLD
+    await gate.acquire()
+
+    assert buckets.draws == [(32, True), (32, True)], "the 31 left over were not used"
+
+
+async def test_a_reserving_gate_near_an_empty_budget_draws_singly_and_waits_like_any_other(
+    context: UcfContext,
+) -> None:
+    """Ten tokens left of 1 000: no reserve of 32 fits, so the ten go one draw each, then the
+    poll waits for the refill (100 a second) instead of for a whole reserve."""
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        moment[0] += timedelta(seconds=seconds)
+
+    key = rate_bucket("p1", "x")
+    spender = StoreRateGate(context.store.rate_limits, key, 6000, clock=lambda: moment[0])
+    for _ in range(990):
+        assert await spender.acquire_within(0)
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, key, 6000, clock=lambda: moment[0], sleep=sleep, reserve=32)
+
+    waits = [await gate.acquire() for _ in range(11)]
+
+    assert waits[:10] == [0.0] * 10
+    assert 0.005 <= waits[10] < 0.05  # about one token's refill (0.01 s), not 32 tokens' (0.32)
+    assert buckets.draws[0] == (32, False)
+    assert all(cost == 1 for cost, _ in buckets.draws[1:]), "no reserve tried while it cannot fit"
+
+
+async def test_workers_drawing_ahead_never_take_more_than_the_shared_bucket_grants(
+    context: UcfContext,
+) -> None:
+    """Three polls' gates on one bucket (rateLimitRpm 6000: 1 000 of burst, 100 a second),
+    one request each in turn: every request spent a granted token, and the bucket granted
+    no more than its burst plus its refill over the time that passed."""
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    start = moment[0]
+
+    async def sleep(seconds: float) -> None:
+        moment[0] += timedelta(seconds=seconds)
+
+    buckets = CountedBuckets(context)
+    gates = [
+        StoreRateGate(
+            buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment[0], sleep=sleep, reserve=32
+        )
+        for _ in range(3)
+    ]
+    requests = 0
+    for n in range(2400):
+        await gates[n % 3].acquire()
+        requests += 1
+        moment[0] += timedelta(milliseconds=1)  # the request itself
+
+    elapsed = (moment[0] - start).total_seconds()
+    assert requests <= buckets.granted <= 1000 + 100 * elapsed + 1e-6
+    assert any(cost == 32 for cost, allowed in buckets.draws if allowed)
 
 
 async def test_rotated_refresh_tokens_are_saved_so_the_next_poll_still_works(

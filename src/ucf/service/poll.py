@@ -20,8 +20,9 @@ kills a polling process at random points to prove it.
 Rate limits: a descriptor's ``rateLimitRpm`` is the upstream's budget *per
 credential*, and credentials belong to an instance, so each instance draws
 from its own shared bucket ``rpm:{connector}:{project}`` in the store — every
-worker and Lambda polling that instance takes from the same one. Health
-checks are single user-initiated requests and do not draw from it.
+worker and Lambda polling that instance takes from the same one. A health
+check draws one token; a poll draws a few at a time where the budget is large
+(:class:`StoreRateGate`, :func:`reserve_for_rpm`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from ucf.core.mapping import ItemError, MappingResult
@@ -53,7 +54,7 @@ from ucf.service.ingest import IngestOutcome
 from ucf.service.secret_turns import StoredCredentials
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
-from ucf.stores.models import CheckpointMove, HealthState, InstanceRecord
+from ucf.stores.models import CheckpointMove, HealthState, InstanceRecord, RateDecision
 from ucf.stores.protocols import LeaseStore, RateLimitStore
 
 __all__ = [
@@ -73,9 +74,11 @@ __all__ = [
     "lease_name",
     "poll_instance",
     "poll_job",
+    "poll_rate_gate",
     "rate_bucket",
     "rate_gate_for",
     "request_poll",
+    "reserve_for_rpm",
     "rotation_writer",
 ]
 
@@ -243,12 +246,40 @@ def _problem(page: int, error: ItemError) -> ItemProblem:
 # --------------------------------------------------------------------------- rate gate
 
 
+RESERVE_SHARE: Final = 20
+"""A poll draws at most this fraction of its bucket's burst ahead (1/20: 5 %)."""
+MAX_RESERVE: Final = 32
+"""Tokens a poll draws at once at most, whatever its ``rateLimitRpm``."""
+RESERVE_HOLD: Final = timedelta(seconds=1)
+"""Tokens drawn ahead and not used within this time are dropped, never returned."""
+
+
+def reserve_for_rpm(rpm: int) -> int:
+    """Tokens a poll draws from the shared bucket at once: 1 below 240 rpm (every
+    request draws its own, as always), then 1/20 of the ten-second burst, at most 32."""
+    capacity, _ = bucket_for_rpm(rpm)
+    return max(1, min(MAX_RESERVE, int(capacity // RESERVE_SHARE)))
+
+
 class StoreRateGate:
     """``rateLimitRpm`` as a token bucket in the store: every worker draws from one budget.
 
     Implements :class:`ucf.runtime.polling.RateGate`. The bucket is the
     engine's (:func:`~ucf.runtime.polling.bucket_for_rpm`): ten seconds' worth of
     burst, then ``rpm / 60`` per second.
+
+    ``reserve`` > 1 (a poll's gate, :func:`reserve_for_rpm`) draws that many
+    tokens in one store write while the bucket has them, and spends them on the
+    next requests: one write per ``reserve`` requests instead of one each (on
+    SQLite the draw waits behind the page being committed, on DynamoDB it is a
+    read and a conditional write). Every request still spends a token taken from
+    the shared bucket, so all workers together never take more than it grants;
+    what changes is *when* a token is spent: up to :data:`RESERVE_HOLD` after it
+    was drawn (unused ones are then dropped, not returned). Any stretch of time
+    can therefore see at most ``reserve - 1`` more requests from one poll than
+    the bucket alone would allow (5 % of its burst; one poll per instance runs
+    at a time, under its lease). When the bucket holds fewer than ``reserve``
+    tokens, the gate draws one at a time, exactly as with ``reserve`` 1.
     """
 
     def __init__(
@@ -259,14 +290,20 @@ class StoreRateGate:
         *,
         clock: Callable[[], datetime],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        reserve: int = 1,
     ) -> None:
         self._buckets = buckets
         self._key = key
         self._capacity, self._refill = bucket_for_rpm(rpm)
         self._clock = clock
         self._sleep = sleep
+        self._reserve = reserve
+        self._held = 0
+        self._held_until = self._reserve_from = datetime.min.replace(tzinfo=UTC)
 
     async def acquire(self) -> float:
+        if self._spend_held() or await self._draw_reserve():
+            return 0.0
         waited = 0.0
         while True:
             delay = await self._draw()
@@ -284,6 +321,8 @@ class StoreRateGate:
         the call, and the caller would report the budget spent while the token it
         was given went to waste.
         """
+        if self._spend_held():
+            return True
         waited = 0.0
         while True:
             delay = await self._draw()
@@ -294,23 +333,51 @@ class StoreRateGate:
             await self._sleep(delay)
             waited += delay
 
+    def _spend_held(self) -> bool:
+        """One of the tokens drawn ahead, if one is left and still fresh."""
+        if self._held and self._clock() < self._held_until:
+            self._held -= 1
+            return True
+        self._held = 0
+        return False
+
+    async def _draw_reserve(self) -> bool:
+        """``reserve`` tokens in one draw, one of them for this request; False (nothing
+        taken) when the bucket has fewer (then not tried again before it could have
+        refilled that many: a throttled poll makes one draw per request, as before),
+        or when this gate draws singly."""
+        now = self._clock()
+        if self._reserve <= 1 or now < self._reserve_from:
+            return False
+        decision = await self._take(self._reserve, now)
+        if not decision.allowed:  # single draws until the bucket could hold a reserve again
+            self._reserve_from = now + timedelta(seconds=min(decision.retry_after_seconds, 60))
+            return False
+        self._held, self._held_until = self._reserve - 1, now + RESERVE_HOLD
+        return True
+
     async def _draw(self) -> float | None:
         """One token now (None), or how long to wait before the next try."""
-        decision = await self._buckets.try_acquire(
-            self._key,
-            capacity=self._capacity,
-            refill_per_second=self._refill,
-            now=self._clock(),
-        )
+        decision = await self._take(1, self._clock())
         if decision.allowed:
             return None
         return min(max(decision.retry_after_seconds, 0.005), 60.0)
+
+    async def _take(self, tokens: int, now: datetime) -> RateDecision:
+        return await self._buckets.try_acquire(
+            self._key,
+            capacity=self._capacity,
+            refill_per_second=self._refill,
+            now=now,
+            cost=tokens,
+        )
 
 
 def rate_gate_for(
     context: UcfContext, project_id: str, connector: Connector
 ) -> StoreRateGate | None:
-    """The instance's ``rateLimitRpm`` budget, shared by its polls and health checks."""
+    """The instance's ``rateLimitRpm`` budget, shared by its polls and health checks;
+    this gate draws one token per request (see :func:`poll_rate_gate`)."""
     schedule = connector.schedule
     if schedule is None:
         return None
@@ -319,6 +386,23 @@ def rate_gate_for(
         rate_bucket(project_id, connector.id),
         schedule.rate_limit_rpm,
         clock=context.clock,
+    )
+
+
+def poll_rate_gate(
+    context: UcfContext, project_id: str, connector: Connector
+) -> StoreRateGate | None:
+    """The same budget for a poll's many requests, drawn a few tokens at a time
+    (:func:`reserve_for_rpm`; the guarantee is :class:`StoreRateGate`'s)."""
+    schedule = connector.schedule
+    if schedule is None:
+        return None
+    return StoreRateGate(
+        context.store.rate_limits,
+        rate_bucket(project_id, connector.id),
+        schedule.rate_limit_rpm,
+        clock=context.clock,
+        reserve=reserve_for_rpm(schedule.rate_limit_rpm),
     )
 
 
@@ -615,6 +699,27 @@ async def _store_page(
     return _Stored(page, mapped, ingested, ingested.checkpoint_moved is not False)
 
 
+HAND_OVER_TURNS: Final = 2
+"""Turns of the event loop a page's store task needs to reach the store's thread: its
+first step (sanitising the page, queueing the write) and the store's committer (handing
+the queued write to the thread)."""
+
+
+async def _hand_over(store: asyncio.Task[_Stored]) -> None:
+    """Let a page's store task hand its write to the store's thread before the page loop
+    maps the next page.
+
+    The page loop does not otherwise give the event loop a turn between starting a
+    page's store task and mapping the next page (that page is usually fetched
+    already), so the write reached the store's thread only once the loop waited for
+    it: mapping and storing took turns instead of overlapping.
+    """
+    for _ in range(HAND_OVER_TURNS):
+        if store.done():
+            return
+        await asyncio.sleep(0)
+
+
 async def _run(
     context: UcfContext,
     job: PollJob,
@@ -648,7 +753,7 @@ async def _run(
             credentials=job.credentials,
             config=job.config,
             on_rotate=rotation_writer(context, job.credential_ref),
-            rate_gate=rate_gate_for(context, project_id, job.connector),
+            rate_gate=poll_rate_gate(context, project_id, job.connector),
         )
         begin = current if start_at is None else start_at.checkpoint
         fetched = source.fetch_delta(
@@ -705,6 +810,7 @@ async def _run(
                             version=version,
                         )
                     )
+                    await _hand_over(in_flight)
         finally:
             if in_flight is not None:  # the last page, or the one before a failure
                 await settle()

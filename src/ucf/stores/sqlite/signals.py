@@ -103,8 +103,35 @@ class SqliteSignalStore:
         retention_s = self._retention.total_seconds()
         sink_names = tuple(dict.fromkeys(sinks))
 
+        # Every row is built here, on the caller's thread, before the write is queued: the
+        # store's thread then runs little Python (it waited for the GIL behind the busy
+        # event loop to build them there). Rows of duplicates are built and dropped.
+        candidates: list[tuple[Any, ...]] = []
+        received_at: datetime | None = None  # one ingest's signals share it: converted once
+        received_ms = expires_s = 0
+        for item in batch:
+            signal = item.signal
+            if item.received_at is not received_at:
+                received_at = item.received_at
+                received_ms = epoch_ms(received_at)
+                expires_s = math.ceil(received_ms / 1000 + retention_s)
+            candidates.append(
+                (
+                    item.dedup_key,
+                    item.project_id,
+                    item.signal_id,
+                    item.connector_id,
+                    str(signal.get("source", item.connector_id)),
+                    str(signal.get("type", "unknown")),
+                    epoch_ms(item.timestamp),
+                    received_ms,
+                    expires_s,
+                    dump_signal(signal, what=f"signal {item.signal_id}"),
+                )
+            )
+
         def run(conn: sqlite3.Connection) -> IngestResult:
-            keys = list(dict.fromkeys(item.dedup_key for item in batch))
+            keys = list(dict.fromkeys(row[0] for row in candidates))
             seen: set[str] = set()
             for chunk in _chunks(keys):
                 seen.update(
@@ -116,33 +143,13 @@ class SqliteSignalStore:
                 )
             flags: list[bool] = []
             rows: list[tuple[Any, ...]] = []
-            received_at: datetime | None = None  # one ingest's signals share it: converted once
-            received_ms = expires_s = 0
-            for item in batch:
-                if item.dedup_key in seen:
+            for row in candidates:
+                if row[0] in seen:
                     flags.append(False)
                     continue
-                seen.add(item.dedup_key)
+                seen.add(row[0])
                 flags.append(True)
-                signal = item.signal
-                if item.received_at is not received_at:
-                    received_at = item.received_at
-                    received_ms = epoch_ms(received_at)
-                    expires_s = math.ceil(received_ms / 1000 + retention_s)
-                rows.append(
-                    (
-                        item.dedup_key,
-                        item.project_id,
-                        item.signal_id,
-                        item.connector_id,
-                        str(signal.get("source", item.connector_id)),
-                        str(signal.get("type", "unknown")),
-                        epoch_ms(item.timestamp),
-                        received_ms,
-                        expires_s,
-                        dump_signal(signal, what=f"signal {item.signal_id}"),
-                    )
-                )
+                rows.append(row)
             if rows:
                 conn.executemany("INSERT INTO signals VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
                 if sink_names:
