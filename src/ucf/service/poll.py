@@ -902,13 +902,17 @@ async def poll_instance(
     on_page: PageHook | None = None,
     lease_ttl: timedelta = DEFAULT_LEASE_TTL,
     should_poll: Callable[[InstanceRecord], bool] | None = None,
+    connector: Connector | None = None,
 ) -> PollResult:
     """Poll one configured instance, store its new signals, advance its checkpoint.
 
     ``should_poll`` is asked again on the instance as read under the lease (the
     scheduler passes "still due", so a worker that lost the race to another one
     does not poll right after it). Every completed or failed poll is recorded
-    in the instance's health before the lease is released.
+    in the instance's health before the lease is released. ``connector`` is
+    the instance's, when the caller has just read it to decide what is due (the
+    scheduler, the AWS poll worker): it is not read again, here nor for the
+    credentials (on AWS two GetItems fewer per poll: ``bench/coldstart.py``).
     """
     started = time.perf_counter()
     owner = owner or default_worker_id()
@@ -923,8 +927,9 @@ async def poll_instance(
             await context.store.instances.clear_poll_request(
                 project_id, connector_id, up_to=record.poll_requested_at
             )
-        connector = await context.connectors.get(connector_id)
-        credentials = await context.instances.credentials(record)
+        if connector is None:
+            connector = await context.connectors.get(connector_id)
+        credentials = await context.instances.credentials(record, connector)
         job = PollJob(
             project_id=project_id,
             connector=connector,
