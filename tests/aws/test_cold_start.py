@@ -359,7 +359,9 @@ def test_a_first_webhook_delivery_makes_eleven_aws_calls_in_seven_rounds(
     assert [signal["summary"] for signal in lab.signals()] == ["#43 Cold delivery"]
 
 
-def test_a_first_poll_reads_its_connector_and_secrets_once(lab: Lab, github: GitHubFake) -> None:
+def test_a_first_poll_reads_its_connector_secrets_and_checkpoint_once_side_by_side(
+    lab: Lab, github: GitHubFake
+) -> None:
     lab.connect_github(github)
     first_call("schedule", scheduled_event(datetime.now(UTC)))
 
@@ -367,7 +369,9 @@ def test_a_first_poll_reads_its_connector_and_secrets_once(lab: Lab, github: Git
         "poll_worker",
         lab.sqs_event(lab.receive()),
         together=[
-            ("GetSecretValue", "GetItem RECORD/RECORD"),
+            # Under the lease: the credentials (the instance's secret, the registered
+            # OAuth app) and the checkpoint.
+            ("GetSecretValue", "GetItem RECORD/RECORD", "GetItem PROJECT/CHECKPOINT"),
             ("BatchWriteItem 25", "BatchWriteItem 25"),  # a page's derived items
         ],
     )
@@ -378,5 +382,6 @@ def test_a_first_poll_reads_its_connector_and_secrets_once(lab: Lab, github: Git
     # Read once to decide it is due, then passed on (to the poll, to the credentials).
     assert calls["GetItem CONNECTOR/DESCRIPTOR"] == 1
     assert (calls["GetSecretValue"], calls["GetItem RECORD/RECORD"]) == (1, 1)
+    assert calls["GetItem PROJECT/CHECKPOINT"] == 1
     # Each page's derived items (two a signal) go in chunks of 25 sent side by side.
     assert calls["PutItem DEDUP/DEDUP"] == len(lab.signals()) > 25, calls
