@@ -49,6 +49,13 @@ of it; ``COLDSTART_PROFILE_DUMP=DIR`` also saves it for ``pstats``).
 still run, unmeasured (the schedule enqueues the poll worker's message, the
 webhook stores what delivery sends).
 
+Round trips: on loopback an AWS call costs a millisecond or two, in AWS a
+network round trip of several. ``--latency MS`` makes every AWS client of a
+child wait MS before each request (on its own thread, as a socket would), so
+calls made one after the other add up and calls made side by side overlap, as
+in a region; the floor's one GetItem pays it too. The ``AWS calls`` column
+counts each first invocation's calls; ``COLDSTART_CALLS=1`` lists them.
+
 The verdict is on import + first call, wall time. On a machine shared with
 other work the CPU column is the steadier figure: wall time also counts
 waiting for dynalite and moto, which compete for the same cores.
@@ -279,6 +286,7 @@ class ColdStart:
     rss_mib: float
     hwm_mib: float
     modules: int
+    calls: list[str]
 
     @property
     def total_ms(self) -> float:
@@ -350,6 +358,7 @@ def cold_start(
         data["rss_kib"] / 1024,
         data["hwm_kib"] / 1024,
         data["modules"],
+        data["calls"],
     )
 
 
@@ -394,6 +403,14 @@ def main() -> None:
         help="the interpreter of the cold starts (with --artifact: the Python it was built for)",
     )
     parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="add MS milliseconds to every AWS call the children make, as a network round "
+        "trip would (loopback calls cost ~1 ms; in-region AWS ones several)",
+    )
+    parser.add_argument(
         "--only",
         help="comma-separated handlers to measure (default: all four and the floor); the "
         "others still run, unmeasured, when a measured one needs what they leave behind",
@@ -412,6 +429,7 @@ def main() -> None:
         workdir = Path(directory)
         with aws_stack(workdir) as stack:
             env = child_environ(stack, workdir, bytecode=bytecode, artifact=args.artifact)
+            env["COLDSTART_LATENCY_MS"] = str(args.latency)
             # With bytecode, one unmeasured round compiles what each function imports.
             warmup = 1 if bytecode else 0
             for run in range(warmup + args.repeat):
@@ -436,13 +454,16 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
+    latency = f" + {args.latency:g} ms a call" if args.latency else ""
     print(
         f"Lambda cold starts: each handler imported and first invoked in a fresh interpreter "
-        f"(median of {args.repeat}); dynalite + moto on loopback; Python {version}; {code}"
+        f"(median of {args.repeat}); dynalite + moto on loopback{latency}; Python {version}; "
+        f"{code}"
     )
     print(
         f"  {'handler':<12}{'import':>9}{'1st call':>10}{'total':>9}{'CPU':>9}{'process':>10}"
-        f"{'RSS after':>11}{'peak RSS':>10}{'modules':>9}  target < {TARGET_MS:.0f} ms"
+        f"{'RSS after':>11}{'peak RSS':>10}{'modules':>9}{'AWS calls':>10}"
+        f"  target < {TARGET_MS:.0f} ms"
     )
     missed = []
     for name in names:
@@ -463,7 +484,8 @@ def main() -> None:
             f"  {name:<12}{median('import_ms'):>6.0f} ms{median('invoke_ms'):>7.0f} ms"
             f"{total:>6.0f} ms{median('cpu_ms'):>6.0f} ms{median('process_ms'):>7.0f} ms"
             f"{median('rss_mib'):>7.0f} MiB"
-            f"{max(r.hwm_mib for r in results):>6.0f} MiB{median('modules'):>9.0f}  {verdict}"
+            f"{max(r.hwm_mib for r in results):>6.0f} MiB{median('modules'):>9.0f}"
+            f"{statistics.median(len(r.calls) for r in results):>10.0f}  {verdict}"
         )
     print(
         "  (import + 1st call = Lambda's init phase plus the first invocation, the target's "
@@ -473,6 +495,10 @@ def main() -> None:
     )
     if missed:
         print(f"  MISSED the < {TARGET_MS:.0f} ms target: {', '.join(missed)}")
+    if os.environ.get("COLDSTART_CALLS"):  # each handler's AWS calls, in the order sent
+        for name in names:
+            if runs[name]:
+                print(f"  {name}: {', '.join(runs[name][-1].calls)}")
 
 
 if __name__ == "__main__":

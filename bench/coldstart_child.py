@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+import types  # loaded at start-up already (typing is not: see _round_trips)
 
 FLOOR = "floor"
 """Not ucf: a handler that imports boto3 alone, then reads one DynamoDB item."""
@@ -51,10 +52,66 @@ def floor_handler(event: dict[str, object], context: object) -> dict[str, object
     return {"statusCode": 200, "found": "Item" in reply}
 
 
+def _round_trips(latency_ms: float, calls: list[str]) -> None:
+    """Every AWS client the handler makes waits ``latency_ms`` before each request it
+    sends, and notes the call in ``calls`` (``"dynamodb GetItem"``…).
+
+    On loopback a DynamoDB or Secrets Manager call costs a millisecond or two; in
+    AWS each is a network round trip, several milliseconds in-region. The wait
+    (on the calling thread, which releases the GIL as a socket would) adds that
+    round trip to each call, so calls made one after the other add up and calls
+    made side by side overlap, as they would there. botocore is not imported
+    here (the handler's import would look cheaper): ``botocore.session`` is
+    patched when the handler first imports it.
+    """
+    import importlib.machinery  # small (importlib.abc would load typing before the clock)
+
+    def patch(module: types.ModuleType) -> None:
+        make = module.Session.create_client
+
+        def create_client(self: object, service: str, *args: object, **kwargs: object) -> object:
+            client = make(self, service, *args, **kwargs)
+
+            def before_send(event_name: str = "", **_: object) -> None:
+                calls.append(f"{service} {event_name.rsplit('.', 1)[-1]}")
+                if latency_ms:
+                    time.sleep(latency_ms / 1000)
+
+            client.meta.events.register("before-send", before_send)  # type: ignore[attr-defined]
+            return client
+
+        module.Session.create_client = create_client  # type: ignore[attr-defined]
+
+    class Patcher:  # a meta path finder for one module
+        def find_spec(
+            self, fullname: str, path: object, target: object = None
+        ) -> importlib.machinery.ModuleSpec | None:
+            if fullname != "botocore.session":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)  # type: ignore[arg-type]
+            if spec is None or spec.loader is None:
+                return spec
+            loader = spec.loader
+            execute = loader.exec_module
+
+            def exec_module(module: types.ModuleType) -> None:
+                execute(module)
+                patch(module)
+
+            loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Patcher())
+
+
 def main(name: str, event_path: str) -> None:
     """Import the handler (Lambda's init phase), invoke it once, report on stdout."""
     with open(event_path) as file:
         event = json.load(file)
+    calls: list[str] = []
+    latency_ms = float(os.environ.get("COLDSTART_LATENCY_MS") or 0)
+    _round_trips(latency_ms, calls)
     started, cpu_started = time.perf_counter(), time.process_time()
     module = None
     if name == FLOOR:
@@ -101,6 +158,7 @@ def main(name: str, event_path: str) -> None:
                 "rss_kib": _status_kib("VmRSS"),
                 "hwm_kib": _status_kib("VmHWM"),
                 "modules": len(sys.modules),
+                "calls": calls,
                 "response": response,
             },
             default=str,

@@ -7,8 +7,10 @@ import hmac
 import json
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -251,3 +253,135 @@ def test_the_functions_leave_the_table_to_the_template_and_say_when_it_is_missin
             dynamodb.describe_table(TableName=lab.table)
     finally:
         dynamodb.close()
+
+
+RECORDED_CALL = """
+import json, sys
+from tests.aws import aws_calls
+aws_calls.record(together=json.loads(sys.argv[2]))
+from tests.aws.events import LambdaContext
+import ucf.aws.handlers.{module} as handler
+response = handler.handler(json.loads(sys.argv[1]), LambdaContext())
+print(json.dumps({{"response": response, "calls": aws_calls.CALLS, "apart": aws_calls.APART}}))
+"""
+
+
+def recorded_first_call(
+    module: str, event: dict[str, object], together: list[tuple[str, ...]]
+) -> dict[str, Any]:
+    """``module``'s first invocation in a fresh interpreter, its AWS calls recorded
+    (tests/aws/aws_calls.py): each group of ``together`` must be in flight at once."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RECORDED_CALL.format(module=module),
+            json.dumps(event),
+            json.dumps(together),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def signed_issue_event(number: int, delivery: str) -> dict[str, Any]:
+    body = json.dumps(
+        {
+            "action": "opened",
+            "issue": {
+                "id": 4200 + number,
+                "number": number,
+                "title": "Cold delivery",
+                "updated_at": "2025-03-01T12:00:00Z",
+                "labels": [],
+            },
+        }
+    ).encode()
+    mac = hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return http_api_event(
+        "POST",
+        "/api/webhooks/github-issues/proj-1",
+        headers={
+            "content-type": "application/json",
+            "x-github-event": "issues",
+            "x-github-delivery": delivery,
+            "x-hub-signature-256": f"sha256={mac}",
+        },
+        body=body,
+    )
+
+
+def test_a_first_webhook_delivery_makes_eleven_aws_calls_in_seven_rounds(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """On AWS each call is a round trip: a call that comes back, or one made after
+    another it used to run beside, fails this test (docs/aws.md lists them)."""
+    lab.connect_github(github)
+
+    delivered = recorded_first_call(
+        "api",
+        signed_issue_event(43, "cold-calls-1"),
+        together=[
+            # 1. Where it goes: the connector and the instance, side by side (404s).
+            ("GetItem CONNECTOR/DESCRIPTOR", "GetItem PROJECT/CONNECTOR_INSTANCE"),
+            # 2. What it is verified with: the instance's secret and the registered
+            #    OAuth app of a connector with a consent flow.
+            ("GetSecretValue", "GetItem RECORD/RECORD"),
+            # 3-4. The instance's budget (a read, then a conditional write: 429s).
+            # 5-7. The ingest (commit, derive, finish), with the instance's health
+            #    (the first verified delivery a process sees) written beside it.
+            ("PutItem DEDUP/DEDUP", "UpdateItem PROJECT/CONNECTOR_INSTANCE"),
+        ],
+    )
+
+    assert delivered["response"]["statusCode"] == 200, delivered["response"]
+    assert delivered["apart"] == []
+    assert Counter(delivered["calls"]) == Counter(
+        {
+            "GetItem CONNECTOR/DESCRIPTOR": 1,
+            "GetItem PROJECT/CONNECTOR_INSTANCE": 2,  # the target; the health write's read
+            "GetSecretValue": 1,
+            "GetItem RECORD/RECORD": 1,
+            "GetItem RATE/BUCKET": 1,
+            "PutItem RATE/BUCKET": 1,
+            "PutItem DEDUP/DEDUP": 1,
+            "UpdateItem PROJECT/CONNECTOR_INSTANCE": 1,
+            "BatchWriteItem 2": 1,  # the signal and its pointer (no sink, no outbox entry)
+            "BatchWriteItem 1": 1,  # the dedup item, finished
+        }
+    )
+    assert [signal["summary"] for signal in lab.signals()] == ["#43 Cold delivery"]
+
+
+def test_a_first_poll_reads_its_connector_secrets_and_checkpoint_once_side_by_side(
+    lab: Lab, github: GitHubFake
+) -> None:
+    lab.connect_github(github)
+    first_call("schedule", scheduled_event(datetime.now(UTC)))
+
+    polled = recorded_first_call(
+        "poll_worker",
+        lab.sqs_event(lab.receive()),
+        together=[
+            # Under the lease: the credentials (the instance's secret, the registered
+            # OAuth app) and the checkpoint.
+            ("GetSecretValue", "GetItem RECORD/RECORD", "GetItem PROJECT/CHECKPOINT"),
+            ("BatchWriteItem 25", "BatchWriteItem 25"),  # a page's derived items
+        ],
+    )
+
+    assert polled["response"] == {"batchItemFailures": []}
+    assert polled["apart"] == []
+    calls = Counter(polled["calls"])
+    # Read once to decide it is due, then passed on (to the poll, to the credentials).
+    assert calls["GetItem CONNECTOR/DESCRIPTOR"] == 1
+    assert (calls["GetSecretValue"], calls["GetItem RECORD/RECORD"]) == (1, 1)
+    assert calls["GetItem PROJECT/CHECKPOINT"] == 1
+    # Each page's derived items (two a signal) go in chunks of 25 sent side by side.
+    assert calls["PutItem DEDUP/DEDUP"] == len(lab.signals()) > 25, calls

@@ -326,6 +326,7 @@ async def _poll_if_due(
             stop=stop,
             lease_ttl=policy.lease_ttl,
             should_poll=still_due,
+            connector=connector,
         )
     except NotFoundError:  # disconnected since the schedule saw it
         log.info("skipped %s/%s: no such instance", request.project_id, request.connector_id)

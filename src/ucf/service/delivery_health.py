@@ -57,6 +57,21 @@ class DeliveryReporter:
     failures_every: float = FAILURES_EVERY
     _seen: dict[tuple[str, str], _Deliveries] = field(default_factory=dict)
 
+    def verified_due(self, project_id: str, connector_id: str) -> bool:
+        """Whether :meth:`verified` would write now (the first verified delivery a
+        process sees of an instance, one a minute after it, the first after failures).
+
+        The gateway then runs that write beside the delivery's ingest, which does
+        not depend on it, instead of before it: on AWS two round trips (the
+        instance read and its conditional update) off a Lambda's first delivery
+        (``bench/coldstart.py``). Every other delivery writes nothing and awaits
+        nothing more.
+        """
+        seen = self._seen.get((project_id, connector_id))
+        if seen is None:
+            return True
+        return seen.failures_recorded or self.monotonic() - seen.verified_at >= self.verified_every
+
     async def verified(self, project_id: str, connector_id: str) -> None:
         seen = self._seen_of(project_id, connector_id)
         now = self.monotonic()

@@ -110,7 +110,7 @@ async def _maintain(
     hook: Callable[[MaintenanceContext], Awaitable[object]],
 ) -> str | None:
     # Read under the lease: what the previous holder stored (a subscription id) is seen.
-    stored = await context.instances.runtime_secrets(record)
+    stored = await context.instances.runtime_secrets(record, connector)
     credentials = dict(stored.credentials)
     config = {key: str(value) for key, value in record.config.items()}
     ref = record.credential_secret_ref

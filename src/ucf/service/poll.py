@@ -54,7 +54,13 @@ from ucf.service.ingest import IngestOutcome
 from ucf.service.secret_turns import StoredCredentials
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
-from ucf.stores.models import CheckpointMove, HealthState, InstanceRecord, RateDecision
+from ucf.stores.models import (
+    Checkpoint,
+    CheckpointMove,
+    HealthState,
+    InstanceRecord,
+    RateDecision,
+)
 from ucf.stores.protocols import LeaseStore, RateLimitStore
 
 __all__ = [
@@ -730,12 +736,21 @@ async def _run(
     stop: asyncio.Event | None,
     on_page: PageHook | None,
     started: float,
+    checkpoint: Checkpoint | None = None,
 ) -> PollResult:
-    """The page loop, under a held lease: ingest, then CAS, page after page."""
+    """The page loop, under a held lease: ingest, then CAS, page after page.
+
+    ``checkpoint`` is the stored one when the caller read it under this lease
+    (beside the credentials: :func:`poll_instance`); otherwise it is read here.
+    """
     store = context.store
     project_id, connector_id = job.project_id, job.connector_id
     tally = _Tally()
-    stored = await store.checkpoints.get(project_id, connector_id)
+    stored = (
+        checkpoint
+        if checkpoint is not None
+        else await store.checkpoints.get(project_id, connector_id)
+    )
     version = stored.version
     current: str | None = None
     status: PollStatus = "ok"
@@ -902,13 +917,17 @@ async def poll_instance(
     on_page: PageHook | None = None,
     lease_ttl: timedelta = DEFAULT_LEASE_TTL,
     should_poll: Callable[[InstanceRecord], bool] | None = None,
+    connector: Connector | None = None,
 ) -> PollResult:
     """Poll one configured instance, store its new signals, advance its checkpoint.
 
     ``should_poll`` is asked again on the instance as read under the lease (the
     scheduler passes "still due", so a worker that lost the race to another one
     does not poll right after it). Every completed or failed poll is recorded
-    in the instance's health before the lease is released.
+    in the instance's health before the lease is released. ``connector`` is
+    the instance's, when the caller has just read it to decide what is due (the
+    scheduler, the AWS poll worker): it is not read again, here nor for the
+    credentials (on AWS two GetItems fewer per poll: ``bench/coldstart.py``).
     """
     started = time.perf_counter()
     owner = owner or default_worker_id()
@@ -923,8 +942,14 @@ async def poll_instance(
             await context.store.instances.clear_poll_request(
                 project_id, connector_id, up_to=record.poll_requested_at
             )
-        connector = await context.connectors.get(connector_id)
-        credentials = await context.instances.credentials(record)
+        if connector is None:
+            connector = await context.connectors.get(connector_id)
+        # Neither depends on the other: on AWS a GetSecretValue (and the registered
+        # OAuth app's GetItem) beside the checkpoint's GetItem, one round trip.
+        credentials, checkpoint = await asyncio.gather(
+            context.instances.credentials(record, connector),
+            context.store.checkpoints.get(project_id, connector_id),
+        )
         job = PollJob(
             project_id=project_id,
             connector=connector,
@@ -941,6 +966,7 @@ async def poll_instance(
             stop=stop,
             on_page=on_page,
             started=started,
+            checkpoint=checkpoint,
         )
         health = await _record_health(context, result, policy)
     return _with_health(result, health)

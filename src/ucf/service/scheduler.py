@@ -289,6 +289,7 @@ class Scheduler:
                     stop=self._stopping,
                     lease_ttl=self.policy.lease_ttl,
                     should_poll=should_poll,
+                    connector=connector,
                 )
             except NotFoundError:
                 return None  # disconnected since we listed it
