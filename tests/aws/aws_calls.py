@@ -91,4 +91,4 @@ def record(together: Iterable[Sequence[str]] = (), patience: float = 10.0) -> No
         client.meta.events.register("before-parameter-build", before)
         return client
 
-    botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+    botocore.session.Session.create_client = create_client
