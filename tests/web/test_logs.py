@@ -216,6 +216,11 @@ def test_a_filter_level_or_formatter_a_user_sets_is_honoured(stream: io.StringIO
     access.filters.clear()
     assert stream.getvalue() == ""
 
+    ucf_handler.addFilter(refuse := (lambda record: False))
+    _access_line()
+    ucf_handler.removeFilter(refuse)
+    assert stream.getvalue() == ""
+
     ucf_handler.setLevel(logging.WARNING)
     _access_line()
     ucf_handler.setLevel(logging.NOTSET)

@@ -164,10 +164,11 @@ class DirectLine:
             return None
         found: logging.Handler | None = None
         while logger is not None:
-            for handler in logger.handlers:
-                if found is not None:
+            handlers = logger.handlers
+            if handlers:
+                if found is not None or len(handlers) > 1:
                     return None
-                found = handler
+                found = handlers[0]
             if not logger.propagate:
                 break
             logger = logger.parent
@@ -184,6 +185,8 @@ class DirectLine:
 
 def _only_redaction(filters: list[Any]) -> bool:
     """No filter but the redaction filter (which passes a record marked redacted as it is)."""
+    if len(filters) <= 1:  # the usual cases, without a generator
+        return not filters or type(filters[0]) is RedactionFilter
     return all(type(each) is RedactionFilter for each in filters)
 
 
