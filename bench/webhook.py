@@ -67,7 +67,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -444,6 +444,9 @@ class Result:
     name: str
     load: dict[str, Any]
     server_cpu_s: float
+    thread_cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the measured run by the server's thread names (several threads of
+    one name summed)."""
 
     @property
     def answered(self) -> int:
@@ -464,6 +467,16 @@ class Result:
     @property
     def server_cpu_us(self) -> float:
         return self.server_cpu_s / max(self.answered, 1) * 1e6
+
+    @property
+    def split(self) -> str:
+        """CPU per delivery of each server thread that used any, busiest first."""
+        per = {name: s / max(self.answered, 1) * 1e6 for name, s in self.thread_cpu_s.items()}
+        return ", ".join(
+            f"{name} {us:.0f} µs"
+            for name, us in sorted(per.items(), key=lambda kv: -kv[1])
+            if us >= 1
+        )
 
     @property
     def busy(self) -> float:
@@ -487,6 +500,30 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """User + system CPU of each live thread of a process so far: tid -> (label, seconds)."""
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            name, fields = task.joinpath("stat").read_text().rsplit(")", 1)
+            ticks = int(fields.split()[11]) + int(fields.split()[12])
+            tid = int(task.name)
+            # Python (before 3.14) gives its threads no OS name: the main thread (the event
+            # loop's) is told by its id, the others by theirs.
+            label = "main thread" if tid == pid else f"{name.split('(', 1)[1]} thread {tid}"
+            threads[tid] = (label, ticks / os.sysconf("SC_CLK_TCK"))
+    return threads
+
+
+def _thread_split(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    split: dict[str, float] = {}
+    for tid, (name, seconds) in after.items():
+        split[name] = split.get(name, 0.0) + seconds - before.get(tid, (name, 0.0))[1]
+    return split
+
+
 class Load:
     """Drives one server: the warm-up, then the measured deliveries, with its CPU sampled."""
 
@@ -505,9 +542,10 @@ class Load:
         args = self.args
         if args.warmup:
             self._send(url, 0, args.warmup)
-        before = _cpu_seconds(server_pid)
+        before, threads = _cpu_seconds(server_pid), _thread_cpu_seconds(server_pid)
         load = self._send(url, args.warmup, args.deliveries)
-        return Result(name, load, _cpu_seconds(server_pid) - before)
+        spent = _cpu_seconds(server_pid) - before
+        return Result(name, load, spent, _thread_split(threads, _thread_cpu_seconds(server_pid)))
 
     def _send(self, url: str, first: int, count: int) -> dict[str, Any]:
         if self.args.client == "wrk":
@@ -700,6 +738,7 @@ def _report(
             f"{result.name:<8}{result.rps:>9.0f}{result.p50_ms:>9.1f}{result.p99_ms:>9.1f}"
             f"{result.server_cpu_us:>18.0f} µs{result.busy:>13.0%}"
         )
+    print(f"ucf per thread: {ucf.split}")
     ratio = ucf.rps / bare.rps
     cpu_factor = ucf.server_cpu_us / bare.server_cpu_us
     print()
@@ -757,8 +796,8 @@ def main() -> None:
         _serve_peer(args.serve[0], Path(args.serve[1]))
         return
     if args.load is not None:
-        result = asyncio.run(_load(args.load, args.first, args.deliveries, args.concurrency))
-        args.out.write_text(json.dumps(result))
+        measured = asyncio.run(_load(args.load, args.first, args.deliveries, args.concurrency))
+        args.out.write_text(json.dumps(measured))
         return
     if os.cpu_count() == 1:
         args.server_cpus = args.client_cpus = None
@@ -776,6 +815,7 @@ def main() -> None:
                 f"p99 {result.p99_ms:.1f} ms, server CPU {result.server_cpu_us:.0f} µs/delivery"
                 f"{'; ' + result.failures if result.failures else ''}"
             )
+            print(f"{result.name} per thread: {result.split}")
             return
         peers: dict[str, Result] = {}
         for name in PEERS:

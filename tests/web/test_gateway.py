@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import hashlib
@@ -264,6 +265,50 @@ async def test_the_per_instance_rate_limit_answers_429_with_retry_after(
         assert (await deliver(web, other.body, other.headers, path=path)).status_code == 200
         text = (await web.client.get("/metrics")).text
         assert metric(text, f'ucf_webhook_rate_limited_total{{connector="{CONNECTOR}"}}') == 2
+
+
+async def test_concurrent_deliveries_share_one_draw_from_the_bucket_at_a_time(
+    tmp_path: Path, acme: FakeServer
+) -> None:
+    """Deliveries that find the reserve empty while a draw is in flight wait for it: 32 at
+    once cost a handful of doubling draws (1, 2, 4, ...), not a store write each."""
+    async with open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="100000")) as web:
+        await web.client.post("/api/connectors", json=ACME)
+        await web.client.post(
+            f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+        )
+        gateway = web.state.gateway
+        draws: list[int] = []
+        draw = gateway._draw
+
+        async def counted(key: str, rpm: int, cost: int) -> Any:
+            draws.append(cost)
+            return await draw(key, rpm, cost)
+
+        gateway._draw = counted  # type: ignore[method-assign]
+        signed = [sign(ticket_event(f"T-{n}"), delivery=f"many-{n}") for n in range(32)]
+        answers = await asyncio.gather(*(deliver(web, s.body, s.headers) for s in signed))
+        assert [answer.status_code for answer in answers] == [200] * 32
+        assert len(draws) <= 6, draws
+        assert sum(draws) >= 32
+
+
+async def test_waiters_of_a_refused_draw_are_refused_too(tmp_path: Path, acme: FakeServer) -> None:
+    async with open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="3")) as web:
+        await web.client.post("/api/connectors", json=ACME)
+        await web.client.post(
+            f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+        )
+        signed = [sign(ticket_event(f"T-{n}"), delivery=f"burst-{n}") for n in range(8)]
+        answers = await asyncio.gather(*(deliver(web, s.body, s.headers) for s in signed))
+        assert sorted(answer.status_code for answer in answers) == [200] * 3 + [429] * 5
+        assert all(
+            int(answer.headers["retry-after"]) >= 1
+            for answer in answers
+            if answer.status_code == 429
+        )
+        text = (await web.client.get("/metrics")).text
+        assert metric(text, f'ucf_webhook_rate_limited_total{{connector="{CONNECTOR}"}}') == 5
 
 
 async def test_unsigned_requests_cannot_spend_a_genuine_senders_deliveries(

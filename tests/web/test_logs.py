@@ -161,3 +161,78 @@ def test_a_field_is_written_as_its_str_whichever_writer_takes_it() -> None:
     assert "s3cret-token" not in line
     assert json.loads(line)["reached"] == "_Reached(url='https://acme.test')"
     assert json.loads(line)["when"] == "2026-01-02 00:00:00+00:00"
+
+
+_ROUTE = "/api/webhooks/{connectorId}/{projectId}"
+
+
+def _access_line() -> None:
+    token = REQUEST_ID.set("req-9")
+    try:
+        record_request(Metrics(), "POST", _ROUTE, 200, 0.002)
+    finally:
+        REQUEST_ID.reset(token)
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("where", ["ucf", "ucf.web", "ucf.web.access", ""])
+def test_a_handler_a_user_adds_gets_the_access_line_and_so_does_ucfs(
+    stream: io.StringIO, where: str
+) -> None:
+    """The access line skips ``logging``'s record machinery only while ucf's own handler
+    is the one place it would go: a handler added on the way, on the root included, gets
+    the record, and ucf's handler writes the same line either way."""
+    _access_line()
+    kept = _Kept()
+    logging.getLogger(where or None).addHandler(kept)
+    try:
+        _access_line()
+    finally:
+        logging.getLogger(where or None).removeHandler(kept)
+    [record] = kept.records
+    assert record.getMessage() == f"POST {_ROUTE} 200"
+    direct, through_logging = (json.loads(text) for text in stream.getvalue().splitlines())
+    assert direct.pop("ts")
+    assert through_logging.pop("ts")
+    assert direct == through_logging
+    assert direct["requestId"] == "req-9"
+    assert direct["durationMs"] == 2.0
+
+
+def test_a_filter_level_or_formatter_a_user_sets_is_honoured(stream: io.StringIO) -> None:
+    access = logging.getLogger("ucf.web.access")
+    ucf_handler = next(h for h in logging.getLogger().handlers if h.__dict__.get("_ucf_json"))
+
+    access.addFilter(lambda record: False)
+    _access_line()
+    access.filters.clear()
+    assert stream.getvalue() == ""
+
+    ucf_handler.addFilter(refuse := (lambda record: False))
+    _access_line()
+    ucf_handler.removeFilter(refuse)
+    assert stream.getvalue() == ""
+
+    ucf_handler.setLevel(logging.WARNING)
+    _access_line()
+    ucf_handler.setLevel(logging.NOTSET)
+    assert stream.getvalue() == ""
+
+    logging.disable(logging.INFO)
+    try:
+        _access_line()
+    finally:
+        logging.disable(logging.NOTSET)
+    assert stream.getvalue() == ""
+
+    ucf_handler.setFormatter(logging.Formatter("plain %(message)s"))
+    _access_line()
+    assert stream.getvalue() == f"plain POST {_ROUTE} 200\n"
