@@ -530,6 +530,24 @@ async def test_a_polls_gate_makes_one_store_write_per_reserve_of_requests(
     assert taken == 1000
 
 
+async def test_requests_sent_side_by_side_through_one_gate_share_one_draw(
+    context: UcfContext,
+) -> None:
+    """A poll's requests in flight together (Asana's source fetches eight tasks at once)
+    find the reserve empty together: one of them draws it, the others wait and take
+    from it. Each used to draw 32 for itself and keep only the last draw's: 224 of the
+    shared bucket's tokens gone, spent by no request."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)  # frozen: nothing refills
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment, reserve=32)
+
+    waits = await asyncio.gather(*(gate.acquire() for _ in range(8)))
+    waits += [await gate.acquire() for _ in range(24)]  # the rest of the one reserve
+
+    assert waits == [0.0] * 32
+    assert buckets.draws == [(32, True)]
+
+
 async def test_tokens_drawn_ahead_are_dropped_after_a_second_not_spent_later(
     context: UcfContext,
 ) -> None:
