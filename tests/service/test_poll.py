@@ -36,6 +36,8 @@ from ucf.service.poll import (
     reserve_for_rpm,
 )
 from ucf.stores.models import RateDecision
+from ucf.stores.secrets.base import SecretIntegrityError
+from ucf.stores.secrets.local import DB_FILE_NAME
 from ucf.stores.url import open_store, sqlite_path
 
 from .poll_support import all_signals, connect_github, github_descriptor, open_context
@@ -471,6 +473,34 @@ async def test_a_page_is_stored_while_the_next_one_is_being_mapped(
     assert result.status == "ok", result.error
     assert result.pages == len(mapped) >= 3
     assert committed_while_mapping == [sum(mapped[:n]) for n in range(1, len(mapped))]
+
+
+async def test_a_poll_whose_credentials_cannot_be_read_fails_after_its_checkpoint_read(
+    context: UcfContext, fake: GitHubFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The credentials and the checkpoint are read side by side; when the credentials
+    fail (a damaged secret), the poll still waits for the checkpoint read before it
+    releases its lease and fails. It used to fail at once, the read left running on
+    its own, past the poll (on a Lambda, past the invocation)."""
+    await connect_github(context, fake.base_url)
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as db, db:
+        db.execute("UPDATE secrets SET envelope = zeroblob(64)")  # damaged on disk
+    read = context.store.checkpoints.get
+    answer = asyncio.Event()
+
+    async def answered_when_let(*args: Any, **kwargs: Any) -> Any:
+        result = await read(*args, **kwargs)
+        await answer.wait()
+        return result
+
+    monkeypatch.setattr(context.store.checkpoints, "get", answered_when_let)
+    poll = asyncio.create_task(poll_instance(context, "p1", "github-issues"))
+
+    done, _ = await asyncio.wait({poll}, timeout=1)  # the credentials failed long before
+    answer.set()
+    with pytest.raises(SecretIntegrityError):
+        await poll
+    assert not done, "the poll failed while its checkpoint read was in flight"
 
 
 class CountedBuckets:

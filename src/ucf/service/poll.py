@@ -52,6 +52,7 @@ from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
 from ucf.service.secret_turns import StoredCredentials
+from ucf.service.side_by_side import both
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
 from ucf.stores.models import (
@@ -958,7 +959,7 @@ async def poll_instance(
             connector = await context.connectors.get(connector_id)
         # Neither depends on the other: on AWS a GetSecretValue (and the registered
         # OAuth app's GetItem) beside the checkpoint's GetItem, one round trip.
-        credentials, checkpoint = await asyncio.gather(
+        credentials, checkpoint = await both(
             context.instances.credentials(record, connector),
             context.store.checkpoints.get(project_id, connector_id),
         )
