@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ import pytest
 from tests.store_gates import AnswerLate
 from ucf.service.context import UcfContext
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
+from ucf.stores.secrets.base import SecretIntegrityError
+from ucf.stores.secrets.local import DB_FILE_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -290,6 +294,47 @@ async def test_an_instance_on_the_registered_app_uses_its_current_client_secret(
     assert (on_app["clientId"], on_app["clientSecret"]) == ("app-client-1", "app-secret-new")
     on_own = await context.instances.credentials(await context.instances.record("q", "slack"))
     assert (on_own["clientId"], on_own["clientSecret"]) == ("own-client-9", "own-secret-9")
+
+
+async def test_credentials_that_cannot_be_read_fail_once_the_apps_read_is_over(
+    context: UcfContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instance's secret and the registered app are read side by side; a damaged
+    secret fails the read only once the app's read is over too. It used to fail at
+    once, the app's read left running past the request that made it."""
+    slack = await context.connectors.get("slack")
+    await context.instances.oauth_clients.register(
+        slack, client_id="app-client-1", client_secret="app-secret", now=context.clock()
+    )
+    await context.instances.create(
+        "p",
+        "slack",
+        credentials={"accessToken": "xoxb-1"},
+        config={"baseUrl": "https://slack.com/api", "channel": "C0123"},
+    )
+    record = await context.instances.record("p", "slack")
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as db, db:
+        db.execute(
+            "UPDATE secrets SET envelope = zeroblob(64) WHERE ref = ?",
+            (record.credential_secret_ref,),
+        )
+    clients = context.instances.oauth_clients
+    read = clients.get
+    answer = asyncio.Event()
+
+    async def answered_when_let(*args: Any, **kwargs: Any) -> Any:
+        result = await read(*args, **kwargs)
+        await answer.wait()
+        return result
+
+    monkeypatch.setattr(clients, "get", answered_when_let)
+    reading = asyncio.create_task(context.instances.credentials(record))
+
+    done, _ = await asyncio.wait({reading}, timeout=1)  # the secret failed long before
+    answer.set()
+    with pytest.raises(SecretIntegrityError):
+        await reading
+    assert not done, "the read failed while the app's read was in flight"
 
 
 async def _ids(context: UcfContext) -> set[str]:

@@ -36,6 +36,8 @@ from ucf.service.poll import (
     reserve_for_rpm,
 )
 from ucf.stores.models import RateDecision
+from ucf.stores.secrets.base import SecretIntegrityError
+from ucf.stores.secrets.local import DB_FILE_NAME
 from ucf.stores.url import open_store, sqlite_path
 
 from .poll_support import all_signals, connect_github, github_descriptor, open_context
@@ -473,6 +475,34 @@ async def test_a_page_is_stored_while_the_next_one_is_being_mapped(
     assert committed_while_mapping == [sum(mapped[:n]) for n in range(1, len(mapped))]
 
 
+async def test_a_poll_whose_credentials_cannot_be_read_fails_after_its_checkpoint_read(
+    context: UcfContext, fake: GitHubFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The credentials and the checkpoint are read side by side; when the credentials
+    fail (a damaged secret), the poll still waits for the checkpoint read before it
+    releases its lease and fails. It used to fail at once, the read left running on
+    its own, past the poll (on a Lambda, past the invocation)."""
+    await connect_github(context, fake.base_url)
+    with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as db, db:
+        db.execute("UPDATE secrets SET envelope = zeroblob(64)")  # damaged on disk
+    read = context.store.checkpoints.get
+    answer = asyncio.Event()
+
+    async def answered_when_let(*args: Any, **kwargs: Any) -> Any:
+        result = await read(*args, **kwargs)
+        await answer.wait()
+        return result
+
+    monkeypatch.setattr(context.store.checkpoints, "get", answered_when_let)
+    poll = asyncio.create_task(poll_instance(context, "p1", "github-issues"))
+
+    done, _ = await asyncio.wait({poll}, timeout=1)  # the credentials failed long before
+    answer.set()
+    with pytest.raises(SecretIntegrityError):
+        await poll
+    assert not done, "the poll failed while its checkpoint read was in flight"
+
+
 class CountedBuckets:
     """The store's real buckets, with every draw and what it granted written down."""
 
@@ -528,6 +558,24 @@ async def test_a_polls_gate_makes_one_store_write_per_reserve_of_requests(
     while await left.acquire_within(0):
         taken += 1
     assert taken == 1000
+
+
+async def test_requests_sent_side_by_side_through_one_gate_share_one_draw(
+    context: UcfContext,
+) -> None:
+    """A poll's requests in flight together (Asana's source fetches eight tasks at once)
+    find the reserve empty together: one of them draws it, the others wait and take
+    from it. Each used to draw 32 for itself and keep only the last draw's: 224 of the
+    shared bucket's tokens gone, spent by no request."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)  # frozen: nothing refills
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, rate_bucket("p1", "x"), 6000, clock=lambda: moment, reserve=32)
+
+    waits = await asyncio.gather(*(gate.acquire() for _ in range(8)))
+    waits += [await gate.acquire() for _ in range(24)]  # the rest of the one reserve
+
+    assert waits == [0.0] * 32
+    assert buckets.draws == [(32, True)]
 
 
 async def test_tokens_drawn_ahead_are_dropped_after_a_second_not_spent_later(

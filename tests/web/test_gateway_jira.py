@@ -7,6 +7,8 @@ redelivery (or the poll of the same change) stores nothing new.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -192,6 +194,16 @@ async def test_an_oauth_apps_webhook_is_taken_only_with_a_token_signed_by_its_cl
         "no token": unsigned,
         "not a JWT": _with_bearer(unsigned, "not-a-token"),
         "alg none": _with_bearer(unsigned, _unsigned_token({"exp": now + 60})),
+        # joserfc reads a "crit" header before the signature and raised TypeError on
+        # one that is not a list of names: a stranger's token was a 500.
+        **{
+            f"crit {crit!r}": _with_bearer(
+                unsigned, _unsigned_token({}, header={"alg": "HS256", "crit": crit})
+            )
+            for crit in (5, None, [5], [["exp"]])
+        },
+        "nbf beyond a float": fake_jira.app_delivery(sample, url=URL, claims={"nbf": 10**400}),
+        "exp NaN": _with_bearer(unsigned, _signed_token(b'{"exp": NaN}')),
         "another alg": _with_bearer(
             unsigned,
             fake_jira.hs256_token(fake_jira.CLIENT_SECRET, {"exp": now + 60}, algorithm="HS512"),
@@ -219,6 +231,11 @@ async def test_an_oauth_apps_webhook_is_taken_only_with_a_token_signed_by_its_cl
         assert await stored(web) == []
         assert (await post(web, fake_jira.app_delivery(sample, url=URL))).status_code == 200
         assert len(await stored(web)) == 1
+        # An exp no float can hold (JSON numbers have no limit) is a time far ahead: the
+        # same delivery again, taken (a duplicate), where adding the skew to it was a 500.
+        far = fake_jira.app_delivery(sample, url=URL, claims={"exp": 10**400})
+        assert (await post(web, far)).status_code == 200
+        assert len(await stored(web)) == 1
 
 
 def _with_bearer(delivery: WebhookDelivery, token: str) -> WebhookDelivery:
@@ -228,11 +245,23 @@ def _with_bearer(delivery: WebhookDelivery, token: str) -> WebhookDelivery:
     )
 
 
-def _unsigned_token(claims: dict[str, Any]) -> str:
+def _unsigned_token(claims: dict[str, Any], *, header: dict[str, Any] | None = None) -> str:
     def part(data: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+        return _b64(json.dumps(data).encode())
 
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+    return f"{part(header or {'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def _signed_token(payload: bytes) -> str:
+    """A token signed with the app's client secret over a payload ``json.dumps`` would not
+    write (``NaN``, which Python's ``json.loads`` reads)."""
+    signed = f"{_b64(json.dumps({'alg': 'HS256'}).encode())}.{_b64(payload)}"
+    key = fake_jira.CLIENT_SECRET.encode()
+    return f"{signed}.{_b64(hmac.new(key, signed.encode(), hashlib.sha256).digest())}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 async def test_the_per_instance_rate_limit_answers_429(tmp_path: Path, jira: JiraFake) -> None:

@@ -22,6 +22,7 @@ from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
 from ucf.service.oauth_clients import OAuthClients
 from ucf.service.secret_turns import SecretTurns
+from ucf.service.side_by_side import both
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
@@ -284,7 +285,7 @@ class InstanceService:
         consent = connector.descriptor.consent()
         if consent is None:
             return await self.secrets(record)
-        stored, app = await asyncio.gather(
+        stored, app = await both(
             self.secrets(record),
             self.oauth_clients.credentials(connector.descriptor, now=self._clock()),
         )

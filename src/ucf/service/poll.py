@@ -52,6 +52,7 @@ from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
 from ucf.service.secret_turns import StoredCredentials
+from ucf.service.side_by_side import both
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
 from ucf.stores.models import (
@@ -286,6 +287,13 @@ class StoreRateGate:
     the bucket alone would allow (5 % of its burst; one poll per instance runs
     at a time, under its lease). When the bucket holds fewer than ``reserve``
     tokens, the gate draws one at a time, exactly as with ``reserve`` 1.
+
+    One reserve draw at a time: a native source may send requests side by side
+    through its one gate (Asana's fetches a page's tasks eight at a time), and
+    requests that find the reserve empty while a draw is in flight wait for it
+    and spend what it brings. Each drawing for itself would take ``reserve``
+    tokens from the shared bucket per request in flight and keep only the last
+    draw's: the rest counted against every worker's budget, and spent by none.
     """
 
     def __init__(
@@ -304,12 +312,17 @@ class StoreRateGate:
         self._clock = clock
         self._sleep = sleep
         self._reserve = reserve
+        self._drawing = asyncio.Lock()
         self._held = 0
         self._held_until = self._reserve_from = datetime.min.replace(tzinfo=UTC)
 
     async def acquire(self) -> float:
-        if self._spend_held() or await self._draw_reserve():
+        if self._spend_held():
             return 0.0
+        if self._reserve > 1:
+            async with self._drawing:  # one reserve draw at a time (see the class)
+                if self._spend_held() or await self._draw_reserve():
+                    return 0.0
         waited = 0.0
         while True:
             delay = await self._draw()
@@ -946,7 +959,7 @@ async def poll_instance(
             connector = await context.connectors.get(connector_id)
         # Neither depends on the other: on AWS a GetSecretValue (and the registered
         # OAuth app's GetItem) beside the checkpoint's GetItem, one round trip.
-        credentials, checkpoint = await asyncio.gather(
+        credentials, checkpoint = await both(
             context.instances.credentials(record, connector),
             context.store.checkpoints.get(project_id, connector_id),
         )

@@ -46,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -112,19 +113,31 @@ def verify_app_token(token: str, client_secret: str, now: datetime) -> Verdict:
         claims = jwt.decode(
             token, OctKey.import_key(client_secret), algorithms=[APP_TOKEN_ALGORITHM]
         ).claims
-    except (JoseError, ValueError):
+    except (JoseError, ValueError, TypeError):
+        # TypeError: joserfc checks a "crit" header before the signature and trips over
+        # one that is not a list of names (``"crit": 5``): anyone's token, never a 500.
         return Refused("signature_mismatch", "the bearer token is not signed by the OAuth app")
     instant = now.timestamp()
     expires, not_before = claims.get("exp"), claims.get("nbf")
     for name, value in (("exp", expires), ("nbf", not_before)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        if value is not None and not _numeric_date(value):
             return Refused("bad_encoding", f"the bearer token's {name} is not a number")
+    # Compared as they are, not summed with the skew: an int beyond any float (JSON has
+    # no limit) cannot be added to one, but compares exactly.
     skew = CLOCK_SKEW.total_seconds()
-    if expires is not None and instant > expires + skew:
+    if expires is not None and instant - skew > expires:
         return Refused("expired", "the bearer token has expired")
-    if not_before is not None and instant < not_before - skew:
+    if not_before is not None and instant + skew < not_before:
         return Refused("not_yet_valid", "the bearer token is not valid yet")
     return Verified()
+
+
+def _numeric_date(value: object) -> bool:
+    """A JWT NumericDate (RFC 7519 section 2): a number, not a bool, not NaN or infinite
+    (which Python's JSON parser reads)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _bearer_token(request: WebhookRequest) -> str | None:
