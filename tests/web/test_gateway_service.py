@@ -120,6 +120,34 @@ async def test_a_changed_descriptor_limit_is_charged_once_the_target_is_read_aga
         assert [await deliver(n) for n in range(2, 5)] == ["200"] * 3
 
 
+async def test_a_flood_from_many_addresses_keeps_a_bounded_number_of_reserves(
+    tmp_path: Path,
+) -> None:
+    """Each unverified sender gets a token reserve; a flood from many addresses must not
+    grow them without end, and the instance's own budget still admits its deliveries."""
+    from ucf.service.webhooks import Unverified
+
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
+        await context.connectors.register(ACME)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        gateway = WebhookGateway(context, max_reserves=4)
+        target = await gateway.target(CONNECTOR, PROJECT)
+        for n in range(40):
+            forged = Delivery("POST", b"{}", {}, {}, "http://ucf.test/x", client=f"198.51.100.{n}")
+            with pytest.raises(Unverified):
+                await gateway.receive(target, forged)
+        assert len(gateway._reserves) <= 4
+        signed = sign(ticket_event("T-1"), delivery="d-1", at=NOW.timestamp())
+        genuine = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+        await gateway.receive(target, genuine)
+        assert len(gateway._reserves) <= 4
+
+
 async def test_receive_webhook_takes_a_body_read_in_full_in_the_gateways_order(
     tmp_path: Path,
 ) -> None:

@@ -40,6 +40,7 @@ import hmac
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -98,6 +99,8 @@ log = logging.getLogger("ucf.webhooks")
 
 SECRET_TTL_SECONDS: Final = 30.0
 TARGET_TTL_SECONDS: Final = 1.0
+MAX_RESERVES: Final = 10_000
+"""Token reserves a gateway keeps (instances and unverified senders), least recent dropped."""
 RESERVE_SECONDS: Final = 1.0
 NOT_HERE: Final = "no webhook endpoint at this URL"
 
@@ -412,16 +415,19 @@ class WebhookGateway:
         secret_ttl: float = SECRET_TTL_SECONDS,
         target_ttl: float = TARGET_TTL_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        max_reserves: int = MAX_RESERVES,
     ) -> None:
         self._context = context
         self._observer: GatewayObserver = observer or _Silent()
+        self._max_reserves = max_reserves
         self._secret_ttl = secret_ttl
         self._target_ttl = target_ttl
         self._monotonic = monotonic
         self._secrets: dict[tuple[str, str], _CachedSecrets] = {}
         self._targets: dict[tuple[str, str], tuple[float, WebhookTarget, WebhookTarget]] = {}
         """(expires, target, the same reached through the instance's own URL)"""
-        self._reserves: dict[str, TokenReserve] = {}
+        self._reserves: OrderedDict[str, TokenReserve] = OrderedDict()
+        """Least recently charged first; one per instance and per unverified sender."""
         self._budgets: dict[tuple[str, str], _Budget] = {}
         self._deliveries = DeliveryReporter(
             context.store.instances, context.clock, monotonic=monotonic
@@ -643,11 +649,18 @@ class WebhookGateway:
 
     async def _charge(self, key: str, rpm: int, label: str, refusal: str) -> None:
         reserve = self._reserves.get(key)
-        if reserve is not None and reserve.take(self._monotonic()):
-            return
+        if reserve is not None:
+            self._reserves.move_to_end(key)
+            if reserve.take(self._monotonic()):
+                return
         max_batch = max(1, min(64, rpm // 20))
         if reserve is None:
             reserve = self._reserves[key] = TokenReserve(max_batch=max_batch)
+            if len(self._reserves) > self._max_reserves:
+                # A flood from many addresses must not grow this without end. The
+                # evicted reserve's tokens are dropped, never returned (as a stale
+                # one's are); a draw in flight keeps its object for its waiters.
+                self._reserves.popitem(last=False)
         reserve.max_batch = max_batch  # the descriptor's limit may have changed
         while reserve.drawing is not None:  # one draw at a time (see TokenReserve)
             await reserve.drawing.wait()
