@@ -409,3 +409,29 @@ async def test_every_signal_and_outbox_query_searches_an_index_never_scans_the_s
 
 def _query_plan(conn: sqlite3.Connection, *, statement: str) -> list[Any]:
     return conn.execute("EXPLAIN QUERY PLAN " + statement).fetchall()
+
+
+async def test_full_rate_buckets_are_dropped_as_new_ones_are_made(tmp_path: Path) -> None:
+    """A bucket with no row is full; rows of refilled buckets must not pile up (one per
+    address that ever failed webhook verification)."""
+    path = tmp_path / "ucf.db"
+    async with open_store(url(path)) as store:
+        buckets = store.rate_limits
+        for _ in range(2):  # emptied: full again only after 2 000 s
+            taken = await buckets.try_acquire(
+                "drained", capacity=2, refill_per_second=0.001, now=T0
+            )
+            assert taken.allowed
+        for n in range(40):  # a flood from 40 addresses: each bucket is full again 1 s later
+            await buckets.try_acquire(f"flood-{n}", capacity=10, refill_per_second=1, now=T0)
+        later = T0 + timedelta(seconds=5)
+        for n in range(40):  # 40 more senders later on: each new bucket drops up to 16 full
+            await buckets.try_acquire(f"later-{n}", capacity=10, refill_per_second=1, now=later)
+        with sqlite3.connect(path) as conn:
+            keys = {key for (key,) in conn.execute("SELECT bucket_key FROM rate_buckets")}
+        assert keys == {"drained", *(f"later-{n}" for n in range(40))}
+        # The drained bucket was not full, so it was kept and still refuses.
+        refused = await buckets.try_acquire(
+            "drained", capacity=2, refill_per_second=0.001, now=later
+        )
+        assert not refused.allowed

@@ -3,9 +3,10 @@ transaction (or one conditional statement), so racing processes agree."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
@@ -131,7 +132,20 @@ class SqliteLeaseStore:
         return await self._db.read(run)
 
 
+PRUNED_PER_NEW_BUCKET: Final = 16
+"""Full buckets dropped each time a bucket is made: more than one, so the table shrinks
+back after a flood, and few, so that making a bucket stays one short write."""
+
+
 class SqliteRateLimitStore:
+    """Implements :class:`~ucf.stores.protocols.RateLimitStore`.
+
+    A bucket with no row is full, so a row whose bucket has refilled (``full_s``) is
+    kept for nothing. Every sender that fails webhook verification gets a bucket of its
+    own address; without dropping full ones the table would grow with every address a
+    flood comes from. DynamoDB's buckets expire by TTL at the same instant.
+    """
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
@@ -157,10 +171,23 @@ class SqliteRateLimitStore:
                 now_s=now_s,
                 cost=cost,
             )
+            if row is None:  # a new bucket: drop a few that are full again (no row = full)
+                conn.execute(
+                    "DELETE FROM rate_buckets WHERE bucket_key IN (SELECT bucket_key "
+                    "FROM rate_buckets WHERE full_s <= ? LIMIT ?)",
+                    (now_s, PRUNED_PER_NEW_BUCKET),
+                )
+            full_s = (
+                state.updated_s + max(0.0, capacity - state.tokens) / refill_per_second
+                if refill_per_second > 0
+                else math.inf
+            )
             conn.execute(
-                "INSERT INTO rate_buckets VALUES (?, ?, ?) ON CONFLICT (bucket_key) "
-                "DO UPDATE SET tokens = excluded.tokens, updated_s = excluded.updated_s",
-                (bucket_key, state.tokens, state.updated_s),
+                "INSERT INTO rate_buckets (bucket_key, tokens, updated_s, full_s) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (bucket_key) DO UPDATE SET "
+                "tokens = excluded.tokens, updated_s = excluded.updated_s, "
+                "full_s = excluded.full_s",
+                (bucket_key, state.tokens, state.updated_s, full_s),
             )
             return decision
 

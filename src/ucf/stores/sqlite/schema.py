@@ -160,6 +160,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE instances ADD COLUMN poll_requested_at TEXT;
         """,
     ),
+    Migration(
+        6,
+        "rate-limit buckets: when each is full again, so that full ones can be dropped",
+        """
+        ALTER TABLE rate_buckets ADD COLUMN full_s REAL NOT NULL DEFAULT 0;
+        UPDATE rate_buckets SET full_s = updated_s + 3600;
+        CREATE INDEX rate_buckets_by_full ON rate_buckets (full_s);
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
