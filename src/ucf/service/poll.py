@@ -393,36 +393,31 @@ class StoreRateGate:
 
 
 def rate_gate_for(
-    context: UcfContext, project_id: str, connector: Connector
+    context: UcfContext, project_id: str, connector: Connector, *, for_poll: bool = False
 ) -> StoreRateGate | None:
-    """The instance's ``rateLimitRpm`` budget, shared by its polls and health checks;
-    this gate draws one token per request (see :func:`poll_rate_gate`)."""
+    """The instance's ``rateLimitRpm`` budget, shared by its polls and health checks.
+
+    This gate draws one token per request; a poll's (:func:`poll_rate_gate`) draws a
+    few at a time (:func:`reserve_for_rpm`; the guarantee is :class:`StoreRateGate`'s).
+    """
     schedule = connector.schedule
     if schedule is None:
         return None
+    rpm = schedule.rate_limit_rpm
     return StoreRateGate(
         context.store.rate_limits,
         rate_bucket(project_id, connector.id),
-        schedule.rate_limit_rpm,
+        rpm,
         clock=context.clock,
+        reserve=reserve_for_rpm(rpm) if for_poll else 1,
     )
 
 
 def poll_rate_gate(
     context: UcfContext, project_id: str, connector: Connector
 ) -> StoreRateGate | None:
-    """The same budget for a poll's many requests, drawn a few tokens at a time
-    (:func:`reserve_for_rpm`; the guarantee is :class:`StoreRateGate`'s)."""
-    schedule = connector.schedule
-    if schedule is None:
-        return None
-    return StoreRateGate(
-        context.store.rate_limits,
-        rate_bucket(project_id, connector.id),
-        schedule.rate_limit_rpm,
-        clock=context.clock,
-        reserve=reserve_for_rpm(schedule.rate_limit_rpm),
-    )
+    """The same budget for a poll's many requests, drawn a few tokens at a time."""
+    return rate_gate_for(context, project_id, connector, for_poll=True)
 
 
 def instance_context(
