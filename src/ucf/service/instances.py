@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY, ConnectorDescriptor
+from ucf.core.side_by_side import both
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector, ConnectorService
@@ -22,7 +23,6 @@ from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
 from ucf.service.oauth_clients import OAuthClients
 from ucf.service.secret_turns import SecretTurns
-from ucf.service.side_by_side import both
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from ucf.core.mapping import ItemError, MappingResult
+from ucf.core.side_by_side import both
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.connection import connect
@@ -52,7 +53,6 @@ from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
 from ucf.service.secret_turns import StoredCredentials
-from ucf.service.side_by_side import both
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
 from ucf.stores.models import (

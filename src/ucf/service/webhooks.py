@@ -49,6 +49,7 @@ from urllib.parse import quote
 
 from ucf.core.client_address import client_key
 from ucf.core.mapping import CompiledMapping, MappingResult
+from ucf.core.side_by_side import both
 from ucf.core.webhook import map_delivery
 from ucf.runtime.webhooks import (
     Admission,
@@ -595,13 +596,9 @@ class WebhookGateway:
         async def ingest() -> Accepted | Ignored:
             return await self._ingest(target, delivery, admission.parsed(delivery.body))
 
-        outcome, _ = await asyncio.gather(
-            ingest(),
-            self._deliveries.verified(target.project_id, target.connector_id),
-            return_exceptions=True,
+        outcome, _ = await both(
+            ingest(), self._deliveries.verified(target.project_id, target.connector_id)
         )
-        if isinstance(outcome, BaseException):
-            raise outcome
         return outcome
 
     async def _take_token(self, target: WebhookTarget) -> None:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import botocore.config
 import botocore.exceptions
 
+from ucf.core.side_by_side import settled
 from ucf.stores.aws_session import aws_client
 from ucf.stores.errors import (
     InvalidRecord,
@@ -241,12 +242,7 @@ class DynamoClient:
         if len(chunks) == 1:
             await self._write_chunk(chunks[0])
             return
-        done = await asyncio.gather(
-            *(self._write_chunk(chunk) for chunk in chunks), return_exceptions=True
-        )
-        for outcome in done:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        await settled(*(self._write_chunk(chunk) for chunk in chunks))
 
     async def _write_chunk(self, pending: list[Item]) -> None:
         attempt = 0
@@ -279,8 +275,9 @@ class DynamoClient:
         return found
 
     async def concurrently(self, calls: Iterable[Awaitable[T]]) -> list[T]:
-        """Run single-item calls side by side (the pool bounds how many are in flight)."""
-        return list(await asyncio.gather(*calls))
+        """Run single-item calls side by side (the pool bounds how many are in flight);
+        a failure is raised once every call is over, none still writing."""
+        return await settled(*calls)
 
     async def _backoff(self, operation: str, attempt: int) -> None:
         """Pause before re-sending the unprocessed part of a batch call."""
