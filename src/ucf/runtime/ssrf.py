@@ -40,6 +40,7 @@ from ucf.runtime.egress import IPAddress, _normalise_host, _parse_ip
 from ucf.runtime.egress import IPNetwork as IPNetwork
 from ucf.runtime.egress import forbidden_reason as forbidden_reason
 from ucf.runtime.network import AsyncioBackend
+from ucf.runtime.trust import BackgroundTrustTransport
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
@@ -135,11 +136,12 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
-class GuardedTransport(httpx.AsyncHTTPTransport):
+class GuardedTransport(BackgroundTrustTransport):
     """httpx's own transport with the guard in its connection pool.
 
     It trusts no proxy settings from the environment: a proxy would make the
-    connection on our behalf and skip the address checks.
+    connection on our behalf and skip the address checks. Its CA bundle loads
+    in the background (:mod:`ucf.runtime.trust`).
     """
 
     def __init__(
@@ -150,14 +152,13 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         limits: httpx.Limits = DEFAULT_LIMITS,
         resolver: Resolver = system_resolver,
     ) -> None:
-        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits)
+        super().__init__(verify=verify, trust_env=False, limits=limits)
         self._policy = policy
         # httpx builds its pool without a network-backend hook; this is the same
         # pool with our backend (httpx is pinned <0.29, and tests prove the guard
         # is really in the path: a rebinding resolver is refused).
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
+            ssl_context=self.trust.context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

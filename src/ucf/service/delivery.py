@@ -57,6 +57,7 @@ from ucf.runtime.http import (
     send_with_retries,
 )
 from ucf.runtime.redaction import SECRETS
+from ucf.runtime.trust import BackgroundTrustTransport
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.stores.errors import StoreError
@@ -716,7 +717,9 @@ async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
     addresses. Environment proxies are still ignored."""
     assert settings.http_sink is not None
     http = sink_http_settings(settings.http)
-    capped = CappedTransport(httpx.AsyncHTTPTransport(trust_env=False), http.max_response_bytes)
+    # The CA bundle loads while the first batch is read from the store (ucf.runtime.trust).
+    transport = BackgroundTrustTransport(trust_env=False)
+    capped = CappedTransport(transport, http.max_response_bytes)
     async with httpx.AsyncClient(
         transport=capped,  # the same bounded decoding and size cap as every upstream call
         timeout=http.timeout(),

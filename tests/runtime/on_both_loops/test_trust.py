@@ -1,0 +1,90 @@
+"""The client's CA bundle loads on a thread, and no handshake starts before it is in."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from pathlib import Path
+
+import certifi
+import httpx
+import pytest
+
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer, make_tls_pair
+from ucf.runtime.http import HttpSettings, create_client
+from ucf.runtime.ssrf import EgressPolicy
+from ucf.runtime.trust import BackgroundTrust
+
+SETTINGS = HttpSettings(connect_timeout=2.0, read_timeout=2.0)
+LOOPBACK = EgressPolicy(frozenset({"127.0.0.1", "localhost"}))
+
+
+def _hello(request: FakeRequest) -> FakeResponse:
+    return FakeResponse.json({"hello": "world"})
+
+
+def _slow_where(bundle: Path, seconds: float) -> object:
+    def where() -> str:
+        time.sleep(seconds)  # on the loading thread: the request is made meanwhile
+        return str(bundle)
+
+    return where
+
+
+def test_the_context_is_the_one_httpx_builds_for_verify_true() -> None:
+    """Same settings and the same certificates as ``ssl.create_default_context(cafile=certifi)``."""
+    trust = BackgroundTrust(True)
+    trust.wait(timeout=30)
+    ours, httpx_own = trust.context, httpx.create_ssl_context(verify=True, trust_env=False)
+    for setting in (
+        "protocol",
+        "verify_mode",
+        "check_hostname",
+        "verify_flags",
+        "options",
+        "minimum_version",
+        "maximum_version",
+        "keylog_filename",
+        "post_handshake_auth",
+    ):
+        assert getattr(ours, setting) == getattr(httpx_own, setting), setting
+    certificates = ours.get_ca_certs(binary_form=True)
+    assert len(certificates) > 100
+    assert sorted(certificates) == sorted(httpx_own.get_ca_certs(binary_form=True))
+
+
+def test_a_callers_context_is_used_as_it_is() -> None:
+    own = ssl.create_default_context()
+    assert BackgroundTrust(own).context is own
+    unverified = BackgroundTrust(False).context
+    assert unverified.verify_mode == ssl.CERT_NONE
+    assert not unverified.check_hostname
+
+
+async def test_an_https_request_waits_for_the_bundle_still_loading(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The request is sent while the bundle is still loading (it takes 0.3 s here):
+    without the wait its handshake would meet an empty trust store and fail."""
+    tls = make_tls_pair(["localhost"])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    monkeypatch.setattr(certifi, "where", _slow_where(bundle, 0.3))
+    with FakeServer(ssl_context=tls.server) as secure:
+        secure.add_route("GET", "/hello", _hello)
+        async with create_client(SETTINGS, LOOPBACK) as client:
+            response = await client.get(f"https://localhost:{secure.port}/hello")
+    assert response.json() == {"hello": "world"}
+
+
+async def test_a_bundle_that_cannot_load_fails_https_requests_only(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(certifi, "where", _slow_where(tmp_path / "missing.pem", 0.0))
+    with FakeServer() as plain:
+        plain.add_route("GET", "/hello", _hello)
+        async with create_client(SETTINGS, LOOPBACK) as client:
+            assert (await client.get(plain.url("/hello"))).json() == {"hello": "world"}
+            for _ in range(2):  # every later one too: the error is kept, not swallowed
+                with pytest.raises(FileNotFoundError):
+                    await client.get(f"https://localhost:{plain.port}/hello")
