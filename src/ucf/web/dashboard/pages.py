@@ -6,7 +6,6 @@ CSRF-checked POST answered with a redirect and a one-time message.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Request, Response
 
 from ucf.core.descriptor import CONNECTOR_CATEGORIES
+from ucf.core.side_by_side import both
 from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError
 from ucf.service.health import test_connection
@@ -410,7 +410,7 @@ async def signals(
         type=type.strip() or None,
         since=page.now - span if span is not None else None,
     )
-    connectors, found = await asyncio.gather(
+    connectors, found = await both(
         context.connectors.list(),
         _query(page, filters, cursor.strip() or None),
     )
