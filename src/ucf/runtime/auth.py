@@ -44,7 +44,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from ucf.core import descriptor as d
-from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
+from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
 from ucf.core.template import compile_template, plain, url_component
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.http import (
