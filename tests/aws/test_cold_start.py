@@ -77,8 +77,9 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     ),
     # Reading secrets does not load what names a new one (python-ulid, whose import
     # reads the installed distributions' metadata); a page whose signals all pass the
-    # sanitiser's fast path stays wire objects (no signal models).
-    "poll_worker": ("ulid", "ucf.core.signal"),
+    # sanitiser's fast path stays wire objects (no signal models). The stored descriptor
+    # is run through its plain view: no pydantic, no descriptor models.
+    "poll_worker": ("ulid", "ucf.core.signal", "pydantic", "ucf.core.descriptor"),
     "delivery": (
         "jsonpath",
         "pydantic",

@@ -40,6 +40,17 @@ if TYPE_CHECKING:
 
 ItemTimestampFormat = Literal["auto", "iso8601", "unix", "unix_ms", "slack_ts"]
 """``fieldMapping.timestampFormat`` (the model's literal, repeated: this module loads no model)."""
+TimestampOutputFormat = Literal[
+    "iso8601",
+    "unix",
+    "unix_ms",
+    "iso8601_ms",
+    "slack_ts",
+    "date",
+    "cql_datetime",
+    "jql_datetime",
+]
+"""A ``timestamp_filter`` delta's ``format`` (the model's literal, repeated)."""
 
 
 class ViewUnavailable(ValueError):
@@ -476,6 +487,204 @@ class AuthView(_View):
         return None
 
 
+# --------------------------------------------------------------------------- polling
+
+
+class ConfigFieldView(_View):
+    """:class:`~ucf.core.descriptor.ConfigField`: what a poll checks an instance's config by."""
+
+    __slots__ = (
+        "default",
+        "help_text",
+        "key",
+        "label",
+        "options",
+        "placeholder",
+        "required",
+        "type",
+    )
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.key: str = data["key"]
+        self.label: str = data["label"]
+        self.type: str = data.get("type", "text")
+        self.required: bool = data.get("required", True)
+        self.default: str | None = data.get("default")
+        self.placeholder: str | None = data.get("placeholder")
+        self.help_text: str | None = data.get("helpText")
+        options = data.get("options")
+        self.options: list[str] | None = None if options is None else _str_list(options)
+
+
+class TimestampFilterView(_View):
+    """:class:`~ucf.core.descriptor.TimestampFilterDelta` (``type`` names the delta kind)."""
+
+    __slots__ = ("format", "overlap_seconds", "query_param", "sorted_ascending", "type")
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.type: str = data["type"]
+        self.query_param: str | None = data["queryParam"]
+        self.format: TimestampOutputFormat = data["format"]
+        self.overlap_seconds: int = data.get("overlapSeconds", 60)
+        self.sorted_ascending: bool = data.get("sortedAscending", False)
+
+
+class DeltaTokenView(_View):
+    """:class:`~ucf.core.descriptor.DeltaTokenDelta`."""
+
+    __slots__ = ("token_is_url", "token_param", "token_path", "type")
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.type: str = data["type"]
+        self.token_path: str = data["tokenPath"]
+        self.token_param: str = data["tokenParam"]
+        self.token_is_url: bool = data.get("tokenIsUrl", False)
+
+
+class CursorView(_View):
+    """:class:`~ucf.core.descriptor.CursorDelta`."""
+
+    __slots__ = ("cursor_param", "cursor_path", "type")
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.type: str = data["type"]
+        self.cursor_path: str = data["cursorPath"]
+        self.cursor_param: str = data["cursorParam"]
+
+
+class SinceIdView(_View):
+    """:class:`~ucf.core.descriptor.SinceIdDelta`."""
+
+    __slots__ = ("id_param", "id_path", "order", "type")
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.type: str = data["type"]
+        self.id_path: str = data["idPath"]
+        self.id_param: str = data["idParam"]
+        self.order: str = data.get("order", "lexicographic")
+
+
+DeltaView = TimestampFilterView | DeltaTokenView | CursorView | SinceIdView
+
+_DELTAS: dict[str, type[DeltaView]] = {
+    "timestamp_filter": TimestampFilterView,
+    "delta_token": DeltaTokenView,
+    "cursor": CursorView,
+    "since_id": SinceIdView,
+}
+
+
+def _delta(data: Mapping[str, Any]) -> DeltaView:
+    kind = _DELTAS.get(data["type"])
+    if kind is None:
+        raise ViewUnavailable(f"unknown delta type {data['type']!r}")
+    return kind(data)
+
+
+class PaginationView(_View):
+    """:class:`~ucf.core.descriptor.PaginationDescriptor`."""
+
+    __slots__ = (
+        "base_url_path",
+        "has_more_path",
+        "max_pages",
+        "next_header",
+        "next_param",
+        "next_path",
+        "page_size",
+        "page_size_param",
+        "total_header",
+        "total_path",
+        "type",
+    )
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.type: str = data["type"]
+        self.next_path: str | None = data.get("nextPath")
+        self.next_param: str | None = data.get("nextParam")
+        self.next_header: str | None = data.get("nextHeader")
+        self.total_path: str | None = data.get("totalPath")
+        self.total_header: str | None = data.get("totalHeader")
+        self.page_size: int = data["pageSize"]
+        self.page_size_param: str | None = data.get("pageSizeParam")
+        self.has_more_path: str | None = data.get("hasMorePath")
+        self.base_url_path: str | None = data.get("baseUrlPath")
+        self.max_pages: int = data.get("maxPages", 100)
+
+
+class PollingView(_View):
+    """:class:`~ucf.core.descriptor.PollingSpec` (the ``polling`` part of ``ingestion``)."""
+
+    __slots__ = (
+        "body",
+        "client_side_since",
+        "delta",
+        "endpoint",
+        "headers",
+        "initial_lookback_seconds",
+        "interval_seconds",
+        "method",
+        "omit_null_body_fields",
+        "pagination",
+        "query",
+        "rate_limit_rpm",
+        "stop_at_checkpoint",
+    )
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.endpoint: str = data["endpoint"]
+        self.method: str = data["method"]
+        headers = data.get("headers")
+        self.headers: dict[str, str] | None = None if headers is None else dict(headers)
+        self.body: str | dict[str, Any] | None = data.get("body")
+        self.query: dict[str, str] = dict(data.get("query", {}))
+        self.delta: DeltaView = _delta(data["delta"])
+        self.rate_limit_rpm: int = data["rateLimitRpm"]
+        pagination = data.get("pagination")
+        self.pagination: PaginationView | None = (
+            None if pagination is None else PaginationView(pagination)
+        )
+        self.interval_seconds: int = data.get("intervalSeconds", 300)
+        self.initial_lookback_seconds: int = data.get("initialLookbackSeconds", 7 * 24 * 3600)
+        self.client_side_since: bool = data.get("clientSideSince", False)
+        self.stop_at_checkpoint: bool = data.get("stopAtCheckpoint", False)
+        self.omit_null_body_fields: bool = data.get("omitNullBodyFields", False)
+
+
+class HealthCheckView(_View):
+    """:class:`~ucf.core.descriptor.HealthCheckDescriptor`."""
+
+    __slots__ = ("body", "endpoint", "expect_status", "method", "timeout_ms")
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.endpoint: str = data["endpoint"]
+        self.method: str = data["method"]
+        self.expect_status: int = data["expectStatus"]
+        self.timeout_ms: int = data["timeoutMs"]
+        self.body: str | dict[str, Any] | None = data.get("body")
+
+
+class ResponseErrorsView(_View):
+    """:class:`~ucf.core.descriptor.ResponseErrors`."""
+
+    __slots__ = ("auth_codes", "code_path", "ignore_codes", "rate_limit_codes")
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self.code_path: str = data["codePath"]
+        self.auth_codes: list[str] = _str_list(data.get("authCodes", []))
+        self.rate_limit_codes: list[str] = _str_list(data.get("rateLimitCodes", []))
+        self.ignore_codes: list[str] = _str_list(data.get("ignoreCodes", []))
+
+
 # --------------------------------------------------------------------------- the connector
 
 
@@ -502,9 +711,13 @@ class ConnectorView(_View):
         "_signature",
         "auth",
         "auth_alternatives",
+        "config_fields",
         "field_mapping",
+        "health_check",
         "id",
         "kind",
+        "polling",
+        "response_errors",
         "version",
         "webhook",
     )
@@ -520,15 +733,27 @@ class ConnectorView(_View):
         ]
         ingestion = data.get("ingestion")
         webhook: Mapping[str, Any] | None = None
+        polling: Mapping[str, Any] | None = None
         if ingestion is not None:
             mode = ingestion["mode"]
             if mode == "webhook":
                 webhook = ingestion
             elif mode == "polling_and_webhook":
-                webhook = ingestion["webhook"]
-            elif mode != "polling":
+                webhook, polling = ingestion["webhook"], ingestion["polling"]
+            elif mode == "polling":
+                polling = ingestion
+            else:
                 raise ViewUnavailable(f"unknown ingestion mode {mode!r}")
         self.webhook: WebhookView | None = None if webhook is None else WebhookView(webhook)
+        self.polling: PollingView | None = None if polling is None else PollingView(polling)
+        self.health_check = HealthCheckView(data["healthCheck"])
+        errors = data.get("responseErrors")
+        self.response_errors: ResponseErrorsView | None = (
+            None if errors is None else ResponseErrorsView(errors)
+        )
+        self.config_fields: list[ConfigFieldView] = [
+            ConfigFieldView(f) for f in _list(data.get("configFields", []))
+        ]
         mapping = data.get("fieldMapping")
         self.field_mapping: FieldMappingView | None = (
             None if mapping is None else FieldMappingView(mapping)
@@ -557,6 +782,10 @@ class ConnectorView(_View):
             if config is not None:
                 return config
         return None
+
+    def auth_methods(self) -> list[AuthView]:
+        """Every way to sign in: ``auth`` first, then ``authAlternatives``."""
+        return [self.auth, *self.auth_alternatives]
 
     def auth_for(self, credentials: Mapping[str, str]) -> AuthView:
         """The method an instance with ``credentials`` signs in with (``authMethod`` names an
@@ -620,3 +849,17 @@ def webhook_view(
     if isinstance(spec, models.ConnectorDescriptor):
         return connector_view(spec).webhook
     return WebhookView(_dump(spec))
+
+
+def auth_view(auth: d.AuthDescriptor | AuthView) -> AuthView:
+    """The view of one validated auth method (``auth`` or an alternative)."""
+    if isinstance(auth, AuthView):
+        return auth
+    return AuthView(_dump(auth))
+
+
+def oauth2_config_view(config: d.OAuth2Config | OAuth2ConfigView) -> OAuth2ConfigView:
+    """The view of a validated OAuth 2.0 config (a native connector builds its flow from one)."""
+    if isinstance(config, OAuth2ConfigView):
+        return config
+    return OAuth2ConfigView(_dump(config))

@@ -142,7 +142,7 @@ class Connector:
 
         if self.kind == "native":
             return source_for(self.descriptor)
-        return GenericSource(self.descriptor, self.mapping)
+        return GenericSource(self.view, self.mapping)  # no descriptor models for a poll
 
     @property
     def schedule(self) -> PollSchedule | None:
