@@ -11,7 +11,8 @@ descriptor models costs about 95 ms of a Lambda cold start (docs/aws.md,
 models' attribute names, applying the defaults the models apply.
 
 The compiled parts (the mapping engine, the webhook verifier, the handshake
-matcher) run on these views; a caller that holds a model (a preview, the CLI,
+matcher, the poll plan with its delta and paginator, the auth flow, the
+health check) run on these views; a caller that holds a model (a preview, the CLI,
 a test) converts it with the ``*_view`` functions below. A property test
 (``tests/core/test_descriptor_view.py``) holds the view loaded from JSON equal,
 attribute by attribute, to the validated model, for every catalogue
@@ -705,7 +706,9 @@ def _implied_signature(auth: AuthView) -> SignatureView | None:
 
 
 class ConnectorView(_View):
-    """What a webhook delivery reads of a :class:`~ucf.core.descriptor.ConnectorDescriptor`."""
+    """What a webhook delivery and a poll read of a
+    :class:`~ucf.core.descriptor.ConnectorDescriptor` (not its catalogue texts, setup form
+    or ``afterConsent``: the management paths that need them parse it with the models)."""
 
     __slots__ = (
         "_signature",
