@@ -207,7 +207,9 @@ def test_a_stored_descriptor_is_read_without_the_models() -> None:
     assert "descriptor" not in connector.__dict__  # never parsed with the models
 
 
-def test_stored_json_the_loader_cannot_read_is_parsed_with_the_models() -> None:
+def test_stored_json_the_loader_cannot_read_is_parsed_with_the_models(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     odd = {**_github(), "authAlternatives": "not a list"}
     with pytest.raises(ViewUnavailable):
         load_connector_view(odd)
@@ -215,6 +217,7 @@ def test_stored_json_the_loader_cannot_read_is_parsed_with_the_models() -> None:
     connector = Connector(odd, built_in=True, created_at=_NOW, updated_at=_NOW)
     with pytest.raises(ValidationError, match="authAlternatives"):  # the models' clear error
         _ = connector.view
+    assert "connector github-issues: its stored descriptor is read with the models" in (caplog.text)
 
     readable = Connector(
         {**_github(), "ingestion": {**_github()["ingestion"], "mode": "carrier-pigeon"}},
