@@ -77,8 +77,9 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     ),
     # Reading secrets does not load what names a new one (python-ulid, whose import
     # reads the installed distributions' metadata); a page whose signals all pass the
-    # sanitiser's fast path stays wire objects (no signal models).
-    "poll_worker": ("ulid", "ucf.core.signal"),
+    # sanitiser's fast path stays wire objects (no signal models). The stored descriptor
+    # is run through its plain view: no pydantic, no descriptor models.
+    "poll_worker": ("ulid", "ucf.core.signal", "pydantic", "ucf.core.descriptor"),
     "delivery": (
         "jsonpath",
         "pydantic",
@@ -112,8 +113,12 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # connector stored as a sync would leave it is read alone: no catalogue sync, so no
 # native-connector registry (its entry-point scan). Reading the instance's secret
 # does not load what names a new one (python-ulid). A signal that passes the
-# sanitiser's fast path stays a wire object: no signal models.
+# sanitiser's fast path stays a wire object: no signal models. The stored descriptor
+# is read as a plain view (ucf.core.descriptor_view): no pydantic (pydantic_core, its
+# JSON parser, parses the body), no descriptor models.
 NEVER_FOR_A_DELIVERY = (
+    "pydantic",
+    "ucf.core.descriptor",
     "prometheus_client",
     "ucf.runtime.native",
     "ulid",

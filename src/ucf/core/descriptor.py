@@ -20,6 +20,8 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
+from ucf.core.credential_keys import AUTH_METHOD_KEY as AUTH_METHOD_KEY
 from ucf.core.signal_identity import UNKNOWN_SIGNAL_TYPE, Priority
 
 
@@ -261,11 +263,6 @@ class OAuth2Config(_AuthConfigBase):
     refresh_token_key: str = Field(default="refreshToken", alias="refreshTokenKey")
     access_token_key: str = Field(default="accessToken", alias="accessTokenKey")
 
-
-AUTH_METHOD_KEY: Final = "authMethod"
-"""The credential naming the ``authAlternatives`` method an instance signs in with."""
-ACCESS_TOKEN_EXPIRES_AT: Final = "accessTokenExpiresAt"  # noqa: S105 - a key name
-"""Credentials key holding when the stored access token expires (ISO 8601 UTC)."""
 
 OAUTH_CONSENT_GRANT: Final = "refresh_token"
 """Connectors with this grant get their tokens from a user's consent (authorization code)."""

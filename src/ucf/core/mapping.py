@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ucf.core.descriptor import Condition, FieldMappingDescriptor, PriorityRule, SignalTypeRule
+from ucf.core.descriptor_view import (
+    ConditionView,
+    FieldMappingView,
+    PriorityRuleView,
+    SignalTypeRuleView,
+    mapping_view,
+)
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
 from ucf.core.regex import compile_regex
 from ucf.core.signal_identity import SUMMARY_MAX_CHARS, Priority, dedup_key, iso_utc, signal_id
@@ -25,6 +31,7 @@ from ucf.core.template import Template, compile_template, plain
 from ucf.core.timestamps import parse_timestamp, to_epoch_ms
 
 if TYPE_CHECKING:
+    from ucf.core.descriptor import FieldMappingDescriptor
     from ucf.core.signal import NormalisedSignal
 
 FallbackVersion = str | Callable[[], str]
@@ -144,7 +151,7 @@ class TypeReason:
         return {"type": self.type, "rule": self.rule, "because": self.because}
 
 
-def describe_condition(condition: Condition) -> str:
+def describe_condition(condition: ConditionView) -> str:
     """``$.state equals 'closed'``: a condition as an author reads it."""
     if condition.operator in ("exists", "not_exists"):
         return f"{condition.when} {condition.operator.replace('_', ' ')}"
@@ -156,7 +163,7 @@ def describe_condition(condition: Condition) -> str:
     return f"{condition.when} {condition.operator.replace('_', ' ')} {operand}"
 
 
-def _describe_rule(rule: SignalTypeRule) -> str:
+def _describe_rule(rule: SignalTypeRuleView) -> str:
     parts = [describe_condition(rule), *(describe_condition(c) for c in rule.all)]
     if rule.event_types is not None:
         parts.insert(0, "event type in " + ", ".join(rule.event_types))
@@ -259,7 +266,7 @@ def _present(value: Any) -> bool:
     return not (isinstance(value, list | dict | str) and len(value) == 0)
 
 
-def compile_condition(condition: Condition) -> Test:
+def compile_condition(condition: ConditionView) -> Test:
     """One small closure per condition; the operator is resolved here, not per item."""
     getter = _Getter(condition.when).get
     operator = condition.operator
@@ -303,13 +310,9 @@ def compile_condition(condition: Condition) -> Test:
     return equals
 
 
-def _compile_rule(rule: SignalTypeRule | PriorityRule) -> Test:
+def _compile_rule(rule: SignalTypeRuleView | PriorityRuleView) -> Test:
     tests = [compile_condition(rule), *(compile_condition(c) for c in rule.all)]
-    event_types = (
-        frozenset(rule.event_types)
-        if isinstance(rule, SignalTypeRule) and rule.event_types is not None
-        else None
-    )
+    event_types = frozenset(rule.event_types) if rule.event_types is not None else None
     if event_types is None and len(tests) == 1:
         return tests[0]
 
@@ -326,9 +329,9 @@ def _compile_rule(rule: SignalTypeRule | PriorityRule) -> Test:
 Then = TypeVar("Then")
 
 
-def _table_key(rule: SignalTypeRule | PriorityRule) -> str | None:
+def _table_key(rule: SignalTypeRuleView | PriorityRuleView) -> str | None:
     """The shared path of a rule that is a plain constant lookup, else None."""
-    if rule.all or (isinstance(rule, SignalTypeRule) and rule.event_types is not None):
+    if rule.all or rule.event_types is not None:
         return None
     if rule.value_path is not None:
         return None
@@ -339,7 +342,7 @@ def _table_key(rule: SignalTypeRule | PriorityRule) -> str | None:
     return None
 
 
-def rule_runs(rules: Sequence[SignalTypeRule | PriorityRule]) -> list[tuple[int, int]]:
+def rule_runs(rules: Sequence[SignalTypeRuleView | PriorityRuleView]) -> list[tuple[int, int]]:
     """``rules`` cut into runs ``[start, end)``: a run longer than one is a lookup table."""
     runs: list[tuple[int, int]] = []
     index = 0
@@ -355,7 +358,7 @@ def rule_runs(rules: Sequence[SignalTypeRule | PriorityRule]) -> list[tuple[int,
 
 
 def compile_first_match(
-    rules: Sequence[tuple[SignalTypeRule | PriorityRule, Then]],
+    rules: Sequence[tuple[SignalTypeRuleView | PriorityRuleView, Then]],
 ) -> Callable[[Any, str | None], Then | None]:
     """Plan an ordered rule list once: the first rule that holds gives the result.
 
@@ -381,7 +384,7 @@ def compile_first_match(
 
 
 def _single_step(
-    entry: tuple[SignalTypeRule | PriorityRule, Then], position: int
+    entry: tuple[SignalTypeRuleView | PriorityRuleView, Then], position: int
 ) -> Callable[[Any, str | None], tuple[int, Then] | None]:
     test = _compile_rule(entry[0])
     hit = (position, entry[1])
@@ -389,7 +392,7 @@ def _single_step(
 
 
 def _table_step(
-    entries: Sequence[tuple[SignalTypeRule | PriorityRule, Then]], offset: int
+    entries: Sequence[tuple[SignalTypeRuleView | PriorityRuleView, Then]], offset: int
 ) -> Callable[[Any, str | None], tuple[int, Then] | None]:
     table = rule_table(entries, offset)
     getter = _Getter(entries[0][0].when).get
@@ -397,7 +400,7 @@ def _table_step(
 
 
 def rule_table(
-    entries: Sequence[tuple[SignalTypeRule | PriorityRule, Then]], offset: int
+    entries: Sequence[tuple[SignalTypeRuleView | PriorityRuleView, Then]], offset: int
 ) -> dict[str, tuple[int, Then]]:
     """Constant-comparison rules on one path as value text → (rule position, result)."""
     table: dict[str, tuple[int, Then]] = {}
@@ -571,7 +574,8 @@ def not_a_date_reason(path: str) -> Callable[[str], str]:
 class CompiledMapping:
     """A field mapping planned once and run on many items."""
 
-    def __init__(self, mapping: FieldMappingDescriptor) -> None:
+    def __init__(self, mapping: FieldMappingDescriptor | FieldMappingView) -> None:
+        mapping = mapping_view(mapping)  # a model's (previews, tests) read as the stored one's
         self.descriptor = mapping
         self._items = compile_path(mapping.items_path)
         self._id = _Getter(mapping.id_path).get
@@ -785,17 +789,19 @@ _COMPILED: OrderedDict[str, CompiledMapping] = OrderedDict()
 _COMPILED_MAX = 256
 
 
-def compile_mapping(mapping: FieldMappingDescriptor) -> CompiledMapping:
+def compile_mapping(mapping: FieldMappingDescriptor | FieldMappingView) -> CompiledMapping:
     """The compiled mapping for this descriptor content, generated once and shared.
 
-    Keyed by the mapping's own JSON rather than the descriptor's id and
+    Keyed by the mapping's whole content (its view's ``repr``: a model and the
+    stored JSON it came from key alike) rather than the descriptor's id and
     version: an edited descriptor that kept its version still gets its own
     function, and two connectors with one mapping share one. Bounded (LRU).
     """
-    key = mapping.model_dump_json(by_alias=True)
+    view = mapping_view(mapping)
+    key = view.cache_key()
     found = _COMPILED.get(key)
     if found is None:
-        found = _COMPILED[key] = CompiledMapping(mapping)
+        found = _COMPILED[key] = CompiledMapping(view)
         if len(_COMPILED) > _COMPILED_MAX:
             _COMPILED.popitem(last=False)
     else:

@@ -30,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from ucf.core.descriptor import Condition, PriorityRule, SignalTypeRule
 from ucf.core.jsonpath import MISSING, WILDCARD, compile_path, plain_steps
 from ucf.core.jsonpath import _step as jsonpath_step
 from ucf.core.signal_identity import SUMMARY_MAX_CHARS, dedup_key, iso_utc, signal_id
@@ -38,6 +37,7 @@ from ucf.core.template import compile_template
 from ucf.core.timestamps import canonical_utc_text, parser_for, to_epoch_ms
 
 if TYPE_CHECKING:
+    from ucf.core.descriptor_view import ConditionView, PriorityRuleView, SignalTypeRuleView
     from ucf.core.mapping import CompiledMapping
 
 __all__ = ["GeneratedMapping", "generate"]
@@ -178,7 +178,7 @@ class _Writer:
                 )
 
 
-def _condition(writer: _Writer, condition: Condition) -> str:
+def _condition(writer: _Writer, condition: ConditionView) -> str:
     """A boolean expression for one condition (``event_type`` and ``item`` in scope)."""
     from ucf.core import mapping as m
 
@@ -204,10 +204,10 @@ def _condition(writer: _Writer, condition: Condition) -> str:
     return f"{writer.const(m.compile_condition(condition))}(item, event_type)"
 
 
-def _rule(writer: _Writer, rule: SignalTypeRule | PriorityRule) -> str:
+def _rule(writer: _Writer, rule: SignalTypeRuleView | PriorityRuleView) -> str:
     """A boolean expression: the rule's event types, its condition and every ``all``."""
     parts: list[str] = []
-    if isinstance(rule, SignalTypeRule) and rule.event_types is not None:
+    if rule.event_types is not None:
         allowed = writer.const(frozenset(rule.event_types))
         parts.append(f"(event_type is not None and _event_matches(event_type, {allowed}))")
     parts.append(_condition(writer, rule))
@@ -216,7 +216,7 @@ def _rule(writer: _Writer, rule: SignalTypeRule | PriorityRule) -> str:
 
 
 def _first_match(
-    writer: _Writer, variable: str, rules: list[SignalTypeRule] | list[PriorityRule]
+    writer: _Writer, variable: str, rules: list[SignalTypeRuleView] | list[PriorityRuleView]
 ) -> None:
     """``variable`` = the ``then`` of the first rule that holds, else None.
 

@@ -11,11 +11,17 @@ import hashlib
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ucf.core.descriptor import WebhookSpec
 from ucf.core.jsonpath import MISSING, compile_path
 from ucf.core.mapping import CompiledMapping, MappingResult
+
+if TYPE_CHECKING:
+    from ucf.core.descriptor import WebhookSpec as WebhookModel
+    from ucf.core.descriptor_view import WebhookView
+
+    WebhookSpec = WebhookModel | WebhookView
+    """The webhook part of a descriptor: the gateway's view or a model (previews, the CLI)."""
 
 
 class FoldedHeaders(Mapping[str, str]):

@@ -38,13 +38,21 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Mapping
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 import httpx
 
-from ucf.core import descriptor as d
-from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
+from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
+from ucf.core.descriptor_view import (
+    AuthView,
+    BasicConfigView,
+    CredentialFieldView,
+    KeyedConfigView,
+    OAuth2ConfigView,
+    auth_view,
+    oauth2_config_view,
+)
 from ucf.core.template import compile_template, plain, url_component
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.http import (
@@ -59,6 +67,9 @@ from ucf.runtime.http import (
     send_with_retries,
 )
 from ucf.runtime.redaction import SECRETS, redact
+
+if TYPE_CHECKING:
+    from ucf.core import descriptor as d
 
 __all__ = [
     "ACCESS_TOKEN_EXPIRES_AT",
@@ -168,7 +179,7 @@ def _basic(username: str, password: str) -> str:
 class _Credentials:
     """Looks credentials up by key, with errors that say which key is missing."""
 
-    def __init__(self, values: Mapping[str, str], fields: list[d.CredentialField]) -> None:
+    def __init__(self, values: Mapping[str, str], fields: list[CredentialFieldView]) -> None:
         self.values = values
         self._required = {f.key: f.required for f in fields}
 
@@ -181,7 +192,7 @@ class _Credentials:
             raise CredentialMissing(f"credential '{key}' is not set")
         return ""
 
-    def first_key(self, fields: list[d.CredentialField], index: int, what: str) -> str:
+    def first_key(self, fields: list[CredentialFieldView], index: int, what: str) -> str:
         if len(fields) <= index:
             raise CredentialMissing(f"the descriptor names no credential field for the {what}")
         return fields[index].key
@@ -203,7 +214,7 @@ def _place(
         params[name] = prefix + value
 
 
-def _keyed(config: d.ApiKeyConfig | d.PatConfig, credentials: _Credentials) -> StaticAuth:
+def _keyed(config: KeyedConfigView, credentials: _Credentials) -> StaticAuth:
     headers: dict[str, str] = {}
     params: dict[str, str] = {}
     key = config.credential_key or credentials.first_key(config.credential_fields, 0, "key")
@@ -227,7 +238,7 @@ def _keyed(config: d.ApiKeyConfig | d.PatConfig, credentials: _Credentials) -> S
     return StaticAuth(headers=headers, params=params, defaults=config.extra_headers)
 
 
-def _basic_auth(config: d.BasicAuthConfig, credentials: _Credentials) -> StaticAuth:
+def _basic_auth(config: BasicConfigView, credentials: _Credentials) -> StaticAuth:
     fields = config.credential_fields
     user_key = config.username_key or credentials.first_key(fields, 0, "username")
     password_key = config.password_key or credentials.first_key(fields, 1, "password")
@@ -249,7 +260,7 @@ class OAuth2Flow(httpx.Auth):
 
     def __init__(
         self,
-        config: d.OAuth2Config,
+        config: OAuth2ConfigView | d.OAuth2Config,
         credentials: Mapping[str, str],
         *,
         token_url: str,
@@ -259,9 +270,9 @@ class OAuth2Flow(httpx.Auth):
         settings: HttpSettings,
         sleep: Callable[[float], Awaitable[None]],
     ) -> None:
-        self._config = config
+        self._config = oauth2_config_view(config)  # a native connector's model, converted
         self._credentials = dict(credentials)
-        self._lookup = _Credentials(self._credentials, config.credential_fields)
+        self._lookup = _Credentials(self._credentials, self._config.credential_fields)
         self._token_url = token_url
         self._client = token_client
         self._on_rotate = on_rotate
@@ -421,7 +432,7 @@ class OAuth2Flow(httpx.Auth):
 
 
 def token_credentials(
-    config: d.OAuth2Config, payload: Any, where: str, now: datetime
+    config: OAuth2ConfigView | d.OAuth2Config, payload: Any, where: str, now: datetime
 ) -> dict[str, str | None]:
     """What a token response (RFC 6749 §5.1) changes in an instance's credentials.
 
@@ -455,7 +466,7 @@ def token_credentials(
 
 
 async def exchange_code(
-    config: d.OAuth2Config,
+    config: OAuth2ConfigView | d.OAuth2Config,
     *,
     code: str,
     redirect_uri: str,
@@ -514,7 +525,7 @@ async def _send_token_request(
 
 def _token_post(
     client: httpx.AsyncClient,
-    config: d.OAuth2Config,
+    config: OAuth2ConfigView | d.OAuth2Config,
     token_url: str,
     form: dict[str, str],
     client_id: str,
@@ -617,7 +628,7 @@ def render_url(template: str, config: Mapping[str, str]) -> str:
 
 
 def build_auth(
-    auth: d.OAuth2Auth | d.ApiKeyAuth | d.PatAuth | d.BasicAuth | d.WebhookSecretAuth | d.NoAuth,
+    auth: d.AuthDescriptor | AuthView,
     credentials: Mapping[str, str],
     *,
     token_client: httpx.AsyncClient,
@@ -635,17 +646,22 @@ def build_auth(
     token response changed them — always when the refresh token rotated — and is
     awaited before the new token is used.
     ``config`` fills ``{{baseUrl}}``/``{{config.x}}`` in a templated ``tokenUrl``.
+
+    ``auth`` is read as its view (:mod:`ucf.core.descriptor_view`): a poll's,
+    loaded from the stored descriptor without the models, or a model's converted.
     """
-    if isinstance(auth, d.NoAuth):
+    method = auth_view(auth)
+    oauth = method.config
+    if oauth is None:  # none
         return StaticAuth()
-    if isinstance(auth, d.WebhookSecretAuth):  # the secret signs deliveries, not API calls
-        return StaticAuth(defaults=auth.config.extra_headers)
-    lookup = _Credentials(credentials, auth.config.credential_fields)
-    if isinstance(auth, d.ApiKeyAuth | d.PatAuth):
-        return _keyed(auth.config, lookup)
-    if isinstance(auth, d.BasicAuth):
-        return _basic_auth(auth.config, lookup)
-    oauth = auth.config
+    if method.method == "webhook_secret":  # the secret signs deliveries, not API calls
+        return StaticAuth(defaults=oauth.extra_headers)
+    lookup = _Credentials(credentials, oauth.credential_fields)
+    if isinstance(oauth, KeyedConfigView):  # api_key, pat
+        return _keyed(oauth, lookup)
+    if isinstance(oauth, BasicConfigView):
+        return _basic_auth(oauth, lookup)
+    assert isinstance(oauth, OAuth2ConfigView), method.method
     return OAuth2Flow(
         oauth,
         credentials,

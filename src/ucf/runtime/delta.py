@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from ucf.core import descriptor as d
+from ucf.core.descriptor_view import (
+    CursorView,
+    DeltaTokenView,
+    FieldMappingView,
+    PollingView,
+    SinceIdView,
+    TimestampFilterView,
+)
 from ucf.core.jsonpath import CompiledPath, compile_path
 from ucf.core.signal_identity import iso_utc
 from ucf.core.timestamps import format_timestamp, parse_timestamp, parser_for
@@ -197,7 +204,7 @@ class TimestampFilter(Delta):
 
     def __init__(
         self,
-        spec: d.TimestampFilterDelta,
+        spec: TimestampFilterView,
         stored: str | None,
         *,
         now: datetime,
@@ -277,7 +284,7 @@ class DeltaToken(Delta):
     complete: the token stands for everything before it.
     """
 
-    def __init__(self, spec: d.DeltaTokenDelta, stored: str | None) -> None:
+    def __init__(self, spec: DeltaTokenView, stored: str | None) -> None:
         super().__init__(stored)
         self.spec = spec
         self._path = compile_path(spec.token_path)
@@ -318,7 +325,7 @@ class Cursor(Delta):
     Each page's cursor resumes after that page, so it is safe to store per page.
     """
 
-    def __init__(self, spec: d.CursorDelta, stored: str | None) -> None:
+    def __init__(self, spec: CursorView, stored: str | None) -> None:
         super().__init__(stored)
         self.spec = spec
         self._path = compile_path(spec.cursor_path)
@@ -353,7 +360,7 @@ class SinceId(Delta):
     maximum is stored only once the listing is complete.
     """
 
-    def __init__(self, spec: d.SinceIdDelta, stored: str | None) -> None:
+    def __init__(self, spec: SinceIdView, stored: str | None) -> None:
         super().__init__(stored)
         self.spec = spec
         self._path = compile_path(spec.id_path)
@@ -429,14 +436,14 @@ class _ItemTimestamp:
         return self._parse(self._first(item))
 
 
-def delta_factory(spec: d.PollingSpec, mapping: d.FieldMappingDescriptor) -> DeltaFactory:
+def delta_factory(spec: PollingView, mapping: FieldMappingView) -> DeltaFactory:
     """Plan a descriptor's delta strategy once; call the result with (checkpoint, now) per poll."""
     return _resuming(_plain_factory(spec, mapping))
 
 
-def _plain_factory(spec: d.PollingSpec, mapping: d.FieldMappingDescriptor) -> DeltaFactory:
+def _plain_factory(spec: PollingView, mapping: FieldMappingView) -> DeltaFactory:
     delta = spec.delta
-    if isinstance(delta, d.TimestampFilterDelta):
+    if isinstance(delta, TimestampFilterView):
         timestamps = _ItemTimestamp(compile_path(mapping.timestamp_path), mapping.timestamp_format)
         lookback = timedelta(seconds=spec.initial_lookback_seconds)
         client_side, stop_at = spec.client_side_since, spec.stop_at_checkpoint
@@ -449,10 +456,10 @@ def _plain_factory(spec: d.PollingSpec, mapping: d.FieldMappingDescriptor) -> De
             client_side=client_side,
             stop_at_checkpoint=stop_at,
         )
-    if isinstance(delta, d.DeltaTokenDelta):
+    if isinstance(delta, DeltaTokenView):
         compile_path(delta.token_path)
         return lambda stored, _now: DeltaToken(delta, stored)
-    if isinstance(delta, d.CursorDelta):
+    if isinstance(delta, CursorView):
         compile_path(delta.cursor_path)
         return lambda stored, _now: Cursor(delta, stored)
     compile_path(delta.id_path)

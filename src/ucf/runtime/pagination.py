@@ -22,7 +22,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from ucf.core.descriptor import PaginationDescriptor
+from ucf.core.descriptor_view import PaginationView
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
 
 __all__ = [
@@ -371,7 +371,7 @@ def _start(initial_query: Mapping[str, str], param: str, default: int) -> int:
 
 
 def paginator_factory(
-    pagination: PaginationDescriptor | None, initial_query: Mapping[str, str]
+    pagination: PaginationView | None, initial_query: Mapping[str, str]
 ) -> PaginatorFactory:
     """Plan the paginator of a descriptor once; call the result for each poll.
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
+    from ucf.core.descriptor_view import ConnectorView
 
 __all__ = ["DEFAULT_LEASE_TTL", "PollSchedule", "declared_schedule", "stored_schedule"]
 
@@ -38,7 +39,7 @@ class PollSchedule:
     initial_lookback_seconds: int = 7 * 24 * 3600
 
 
-def declared_schedule(descriptor: ConnectorDescriptor) -> PollSchedule | None:
+def declared_schedule(descriptor: ConnectorDescriptor | ConnectorView) -> PollSchedule | None:
     """A descriptor's ``ingestion.polling`` as a schedule; None when it only receives webhooks."""
     polling = descriptor.polling
     if polling is None:

@@ -23,11 +23,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from ucf.core import descriptor as d
+from ucf.core.descriptor_view import AuthView, ConnectorView, KeyedConfigView, connector_view
 from ucf.core.mapping import compile_mapping
 from ucf.core.template import (
     Template,
@@ -49,6 +49,9 @@ from ucf.runtime.http import (
 from ucf.runtime.pagination import PageRequest, PaginatorFactory, paginator_factory
 from ucf.runtime.redaction import redact
 from ucf.runtime.response_errors import ResponseErrorClassifier, classifier_for
+
+if TYPE_CHECKING:
+    from ucf.core import descriptor as d
 
 __all__ = [
     "CheckpointInvalid",
@@ -76,7 +79,9 @@ class NotPollable(ValueError):
 # --------------------------------------------------------------------------- config
 
 
-def resolve_config(descriptor: d.ConnectorDescriptor, given: Mapping[str, str]) -> dict[str, str]:
+def resolve_config(
+    descriptor: d.ConnectorDescriptor | ConnectorView, given: Mapping[str, str]
+) -> dict[str, str]:
     """The instance's config with ``configFields`` defaults applied, checked.
 
     Unknown names are refused (a typo would otherwise render as empty text in
@@ -246,12 +251,14 @@ def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
 class PollPlan:
     """A polling descriptor, planned once."""
 
-    def __init__(self, descriptor: d.ConnectorDescriptor) -> None:
+    def __init__(self, descriptor: d.ConnectorDescriptor | ConnectorView) -> None:
+        # Read as its view: a stored descriptor's needs no models (a poll loads no pydantic).
+        descriptor = connector_view(descriptor)
         spec = descriptor.polling
         if descriptor.kind != "generic" or spec is None or descriptor.field_mapping is None:
             raise NotPollable(f"{descriptor.id} is not a generic polling connector")
         self.descriptor = descriptor
-        self.spec: d.PollingSpec = spec
+        self.spec = spec
         self.mapping = compile_mapping(descriptor.field_mapping)
         self._endpoint = compile_template(spec.endpoint)
         self._query = {name: compile_template(value) for name, value in spec.query.items()}
@@ -267,7 +274,7 @@ class PollPlan:
         )
 
     @classmethod
-    def compile(cls, descriptor: d.ConnectorDescriptor) -> PollPlan:
+    def compile(cls, descriptor: d.ConnectorDescriptor | ConnectorView) -> PollPlan:
         return cls(descriptor)
 
     def _without_credentials(self, request: PageRequest) -> PageRequest:
@@ -463,11 +470,11 @@ def _refused_request(error: UpstreamError) -> bool:
     return plain and error.status is not None and 400 <= error.status < 500
 
 
-def _credential_params(auth: d.AuthDescriptor) -> frozenset[str]:
+def _credential_params(auth: AuthView) -> frozenset[str]:
     """Query parameters the auth flow adds to every request (Trello ``key`` and ``token``)."""
-    if not isinstance(auth, d.ApiKeyAuth | d.PatAuth):
-        return frozenset()
     config = auth.config
+    if not isinstance(config, KeyedConfigView):  # api_key and pat place keys
+        return frozenset()
     names = {config.param_name} if config.delivery == "query" else set()
     names.update(p.param_name for p in config.additional_credentials if p.delivery == "query")
     return frozenset(names)

@@ -27,6 +27,7 @@ from ucf.runtime.redaction import redact
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor, ResponseErrors
+    from ucf.core.descriptor_view import ConnectorView, ResponseErrorsView
     from ucf.core.jsonpath import CompiledPath
 
 __all__ = [
@@ -124,7 +125,7 @@ class ResponseErrorClassifier:
 
     __slots__ = ("_ignored", "_path", "_rules", "spec")
 
-    def __init__(self, spec: ResponseErrors) -> None:
+    def __init__(self, spec: ResponseErrors | ResponseErrorsView) -> None:
         # Here, not at module level: the HTTP client imports this module, and a
         # process that only delivers to a sink never compiles a descriptor's path.
         from ucf.core.jsonpath import compile_path
@@ -157,7 +158,9 @@ class ResponseErrorClassifier:
         return f"ResponseErrorClassifier({self.spec.code_path!r})"
 
 
-def classifier_for(descriptor: ConnectorDescriptor) -> ResponseErrorClassifier | None:
+def classifier_for(
+    descriptor: ConnectorDescriptor | ConnectorView,
+) -> ResponseErrorClassifier | None:
     """The descriptor's compiled ``responseErrors``; None when it declares none."""
     spec = descriptor.response_errors
     return ResponseErrorClassifier(spec) if spec is not None else None

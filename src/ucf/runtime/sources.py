@@ -21,11 +21,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 
-from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.descriptor_view import ConnectorView, connector_view
 from ucf.core.mapping import CompiledMapping, MappingResult, compile_mapping
 from ucf.core.template import compile_template
 from ucf.runtime.http import (
@@ -60,6 +60,9 @@ from ucf.runtime.polling import (
 )
 from ucf.runtime.response_errors import ResponseErrorCheck, classifier_for
 from ucf.runtime.ssrf import EgressDenied
+
+if TYPE_CHECKING:
+    from ucf.core.descriptor import ConnectorDescriptor
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -116,7 +119,9 @@ class Source(Protocol):
     """A connector's runtime: generic (descriptor-driven) or native (a package)."""
 
     @property
-    def descriptor(self) -> ConnectorDescriptor: ...
+    def descriptor(self) -> ConnectorDescriptor | ConnectorView:
+        """The connector's descriptor: a native source's model, or a generic source's view
+        (:mod:`ucf.core.descriptor_view`; a stored descriptor is run without the models)."""
 
     def fetch_delta(
         self,
@@ -154,8 +159,11 @@ class GenericSource:
     """A descriptor-driven connector: the polling plan plus the descriptor's health check."""
 
     def __init__(
-        self, descriptor: ConnectorDescriptor, mapping: CompiledMapping | None = None
+        self,
+        descriptor: ConnectorDescriptor | ConnectorView,
+        mapping: CompiledMapping | None = None,
     ) -> None:
+        descriptor = connector_view(descriptor)
         self._descriptor = descriptor
         polling = descriptor.polling
         self._plan = PollPlan.compile(descriptor) if polling is not None else None
@@ -166,7 +174,7 @@ class GenericSource:
         self._mapping = mapping
 
     @property
-    def descriptor(self) -> ConnectorDescriptor:
+    def descriptor(self) -> ConnectorView:
         return self._descriptor
 
     @property
@@ -237,7 +245,8 @@ class HealthCheckPlan:
     """A descriptor's ``healthCheck``, planned once: endpoint and body templates,
     its timeout, and how the API reports failures in a body (``responseErrors``)."""
 
-    def __init__(self, descriptor: ConnectorDescriptor) -> None:
+    def __init__(self, descriptor: ConnectorDescriptor | ConnectorView) -> None:
+        descriptor = connector_view(descriptor)  # a native source's model, converted
         check = descriptor.health_check
         self.descriptor = descriptor
         self._check = check
@@ -248,7 +257,7 @@ class HealthCheckPlan:
         self.response_errors: ResponseErrorCheck | None = classifier_for(descriptor)
 
     @classmethod
-    def compile(cls, descriptor: ConnectorDescriptor) -> HealthCheckPlan:
+    def compile(cls, descriptor: ConnectorDescriptor | ConnectorView) -> HealthCheckPlan:
         return cls(descriptor)
 
     def _request(

@@ -49,13 +49,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ucf.core import descriptor as d
+from ucf.core.descriptor_view import (
+    ConnectorView,
+    HandshakeView,
+    SignatureTimestampView,
+    SignatureView,
+    TokenView,
+    WebhookView,
+    connector_view,
+    webhook_view,
+)
 from ucf.core.jsonpath import MISSING, CompiledPath, PathSyntaxError, compile_path
 from ucf.core.payload import payload_or_missing
 from ucf.core.template import compile_template
 from ucf.core.webhook import FoldedHeaders, header
+
+if TYPE_CHECKING:
+    from ucf.core import descriptor as d
 
 __all__ = [
     "Admission",
@@ -270,7 +282,7 @@ class _SignatureHeader:
     """
 
     def __init__(
-        self, scheme: d.SignatureVerification, digest_size: int, optional_prefix: str | None
+        self, scheme: SignatureView, digest_size: int, optional_prefix: str | None
     ) -> None:
         self.name = scheme.header
         self.key = scheme.header.lower()
@@ -329,7 +341,7 @@ _UNIX_TIME: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?")
 class _Timestamp:
     """When the provider says it sent the request; checked against a window both ways."""
 
-    def __init__(self, spec: d.SignatureTimestamp) -> None:
+    def __init__(self, spec: SignatureTimestampView) -> None:
         self.header = spec.header.lower() if spec.header else None
         self.header_name = spec.header
         self.path: CompiledPath | None = compile_path(spec.body_path) if spec.body_path else None
@@ -420,9 +432,9 @@ class _SignedPayload:
 class SignatureVerifier:
     """HMAC schemes: GitHub, Slack, Linear, PagerDuty, Sentry, Trello, Notion, Asana,
     Jira, Standard Webhooks — whatever a :class:`~ucf.core.descriptor.SignatureVerification`
-    describes."""
+    describes (read as its :class:`~ucf.core.descriptor_view.SignatureView`)."""
 
-    def __init__(self, scheme: d.SignatureVerification, *, brief_form: bool = False) -> None:
+    def __init__(self, scheme: SignatureView, *, brief_form: bool = False) -> None:
         self._digest = _ALGORITHMS[scheme.algorithm]
         size = hashlib.new(self._digest).digest_size
         # The brief's auth.webhook_secret cannot name a prefix, yet GitHub and Jira send
@@ -601,7 +613,7 @@ def _digest_equal(a: str, b: str) -> bool:
 class TokenVerifier:
     """A shared token sent as is: Datadog custom header, MS Graph ``clientState``."""
 
-    def __init__(self, spec: d.TokenVerification) -> None:
+    def __init__(self, spec: TokenView) -> None:
         self._source: _TokenSource
         if spec.header is not None:
             self._source = _HeaderToken(spec.header)
@@ -689,8 +701,12 @@ class NoVerification:
         return VALID
 
 
-def compile_verifier(descriptor: d.ConnectorDescriptor) -> Verifier:
-    """The descriptor's verification scheme, compiled once; raises :class:`WebhookConfigError`."""
+def compile_verifier(descriptor: d.ConnectorDescriptor | ConnectorView) -> Verifier:
+    """The descriptor's verification scheme, compiled once; raises :class:`WebhookConfigError`.
+
+    Reads the descriptor's view: the gateway's, loaded from the stored JSON without the
+    models, or a model's (a preview, the CLI) converted."""
+    descriptor = connector_view(descriptor)
     webhook = descriptor.webhook
     if webhook is None:
         raise WebhookConfigError(f"{descriptor.id} receives no webhooks")
@@ -756,7 +772,7 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _condition_holds(handshake: d.Handshake, payload: Any) -> tuple[bool, str | None]:
+def _condition_holds(handshake: HandshakeView, payload: Any) -> tuple[bool, str | None]:
     """Whether ``whenPath`` (and ``equals``) hold; also the value found there."""
     if handshake.when_path is None:
         return True, None
@@ -773,7 +789,7 @@ def _condition_holds(handshake: d.Handshake, payload: Any) -> tuple[bool, str | 
 
 
 def _answer(
-    handshake: d.Handshake,
+    handshake: HandshakeView,
     method: str,
     headers: Mapping[str, str],
     query: Mapping[str, str],
@@ -837,7 +853,7 @@ def _answer(
 
 
 def match_handshake(
-    spec: d.ConnectorDescriptor | d.WebhookSpec,
+    spec: d.ConnectorDescriptor | d.WebhookSpec | ConnectorView | WebhookView,
     *,
     method: str,
     headers: Mapping[str, str],
@@ -849,7 +865,7 @@ def match_handshake(
     ``payload`` is the parsed JSON body (``None`` or ``MISSING`` when there is
     none or it is not JSON). Never raises on request data.
     """
-    webhook = spec.webhook if isinstance(spec, d.ConnectorDescriptor) else spec
+    webhook = webhook_view(spec)
     if webhook is None:
         return None
     for handshake in webhook.handshakes:
@@ -882,7 +898,7 @@ class Admission:
 
 def check_delivery(
     verifier: Verifier,
-    spec: d.ConnectorDescriptor | d.WebhookSpec,
+    spec: d.ConnectorDescriptor | d.WebhookSpec | ConnectorView | WebhookView,
     *,
     method: str,
     body: bytes,
@@ -904,13 +920,13 @@ def check_delivery(
     others a stranger's bytes reach no parser: a flood of unsigned bodies costs
     the HMAC alone. :meth:`Admission.parsed` gives the payload either way.
     """
-    webhook = spec.webhook if isinstance(spec, d.ConnectorDescriptor) else spec
+    webhook = webhook_view(spec)
     if payload is _UNPARSED and webhook is not None and webhook.handshakes:
         payload = payload_or_missing(body)
     handshake = (
         None
-        if payload is _UNPARSED
-        else match_handshake(spec, method=method, headers=headers, query=query, payload=payload)
+        if payload is _UNPARSED or webhook is None
+        else match_handshake(webhook, method=method, headers=headers, query=query, payload=payload)
     )
     if handshake is not None and not handshake.signed:
         return Admission(VALID, handshake, payload)

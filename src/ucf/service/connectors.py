@@ -8,6 +8,7 @@ mapping, verifier and poll plan until the descriptor changes.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import cached_property
@@ -27,8 +28,11 @@ from ucf.stores.protocols import DescriptorRegistry, InstanceStore
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
+    from ucf.core.descriptor_view import ConnectorView
     from ucf.core.mapping import CompiledMapping
     from ucf.runtime.sources import Source
+
+log = logging.getLogger(__name__)
 
 # The mapping engine, the validator and the sources (with the HTTP stack) are imported
 # where a connector is compiled, validated or run: listing the catalogue and deciding
@@ -86,18 +90,41 @@ class Connector:
         return self.descriptor.kind
 
     @cached_property
+    def view(self) -> ConnectorView:
+        """What running the connector reads (webhook spec, mappings), without the models.
+
+        Loaded straight from the stored JSON, which was validated in full when it
+        was written: a delivery then needs neither pydantic nor the descriptor
+        models (about 95 ms of a Lambda cold start). Stored JSON the plain loader
+        cannot read is parsed with the models instead, whose error says what is
+        wrong; a parsed descriptor's view is read off it.
+        """
+        from ucf.core.descriptor_view import ViewUnavailable, connector_view, load_connector_view
+
+        if self._stored is not None and "descriptor" not in self.__dict__:
+            try:
+                return load_connector_view(self._stored)
+            except ViewUnavailable as error:
+                log.warning(
+                    "connector %s: its stored descriptor is read with the models (%s)",
+                    self._stored.get("id"),
+                    error,
+                )
+        return connector_view(self.descriptor)
+
+    @cached_property
     def mapping(self) -> CompiledMapping | None:
         from ucf.core.mapping import compile_mapping
 
-        mapping = self.descriptor.field_mapping
+        mapping = self.view.field_mapping
         return compile_mapping(mapping) if mapping is not None else None
 
     @cached_property
     def webhook_mapping(self) -> CompiledMapping | None:
-        mapping = self.descriptor.webhook_mapping()
+        mapping = self.view.webhook_mapping()
         if mapping is None:
             return None
-        if mapping is self.descriptor.field_mapping:
+        if mapping is self.view.field_mapping:
             return self.mapping
         from ucf.core.mapping import compile_mapping
 
@@ -115,7 +142,7 @@ class Connector:
 
         if self.kind == "native":
             return source_for(self.descriptor)
-        return GenericSource(self.descriptor, self.mapping)
+        return GenericSource(self.view, self.mapping)  # no descriptor models for a poll
 
     @property
     def schedule(self) -> PollSchedule | None:
@@ -147,7 +174,7 @@ class Connector:
         """Generic: the descriptor has a webhook block and a mapping for it; native: its
         source has a webhook handler."""
         if self.kind != "native":
-            return self.descriptor.webhook is not None and self.webhook_mapping is not None
+            return self.view.webhook is not None and self.webhook_mapping is not None
         from ucf.runtime.sources import NativeSourceMissing
 
         try:
@@ -155,10 +182,11 @@ class Connector:
         except NativeSourceMissing:
             return False
 
-    def compiled(self, name: str, build: Callable[[ConnectorDescriptor], Any]) -> Any:
-        """Another compiled part (verifier, poll plan), built once per descriptor version."""
+    def compiled(self, name: str, build: Callable[[ConnectorView], Any]) -> Any:
+        """Another compiled part (the verifier), built from :attr:`view` once per
+        descriptor version."""
         if name not in self._extras:
-            self._extras[name] = build(self.descriptor)
+            self._extras[name] = build(self.view)
         return self._extras[name]
 
     def to_json(self) -> dict[str, Any]:

@@ -12,9 +12,9 @@ import logging
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY, ConnectorDescriptor
+from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
 from ucf.core.side_by_side import both
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.redaction import mask
@@ -27,6 +27,9 @@ from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
 from ucf.stores.secrets.base import SecretNotFound, SecretStore
+
+if TYPE_CHECKING:
+    from ucf.core.descriptor import ConnectorDescriptor
 
 log = logging.getLogger("ucf.instances")
 
@@ -282,12 +285,12 @@ class InstanceService:
         """
         if connector is None:
             connector = await self._connectors.get(record.connector_id)
-        consent = connector.descriptor.consent()
+        consent = connector.view.consent()
         if consent is None:
             return await self.secrets(record)
         stored, app = await both(
             self.secrets(record),
-            self.oauth_clients.credentials(connector.descriptor, now=self._clock()),
+            self.oauth_clients.credentials(connector.view, now=self._clock()),
         )
         credentials = {**app, **stored.credentials}
         own_client = stored.credentials.get(consent.client_id_key)

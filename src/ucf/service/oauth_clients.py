@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config
 from ucf.runtime.redaction import SECRETS
 from ucf.service.connectors import Connector
 from ucf.service.errors import ValidationFailed
 from ucf.stores.protocols import KeyValueStore
 from ucf.stores.secrets.base import SecretNotFound, SecretStore
+
+if TYPE_CHECKING:
+    from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config
+    from ucf.core.descriptor_view import ConnectorView
 
 __all__ = ["OAuthClients", "RegisteredClient", "consent_of"]
 
@@ -83,10 +87,13 @@ class OAuthClients:
         return RegisteredClient(connector.id, client_id, ref)
 
     async def credentials(
-        self, descriptor: ConnectorDescriptor, *, now: datetime
+        self, descriptor: ConnectorDescriptor | ConnectorView, *, now: datetime
     ) -> dict[str, str]:
         """The registered app as the connector's credential fields (client id and secret),
-        or nothing when the connector has no consent flow or no app is registered."""
+        or nothing when the connector has no consent flow or no app is registered.
+
+        ``descriptor`` may be the connector's view: the gateway and the poll read
+        only which keys the app fills, not the models."""
         config = descriptor.consent()
         if config is None:
             return {}

@@ -43,7 +43,7 @@ from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Final
 
-from ucf.core.descriptor import ACCESS_TOKEN_EXPIRES_AT
+from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.completion import to_the_end
 from ucf.service.instance_secrets import InstanceSecrets
 from ucf.service.worker_id import default_worker_id

@@ -527,18 +527,18 @@ class WebhookGateway:
 
     def requests_per_minute(self, target: WebhookTarget) -> int:
         """The descriptor's ``rateLimitPerMinute`` if it sets one, else the server's setting."""
-        webhook = target.connector.descriptor.webhook
-        if webhook is not None and "rate_limit_per_minute" in webhook.model_fields_set:
+        webhook = target.connector.view.webhook
+        if webhook is not None and webhook.rate_limit_set:
             return webhook.rate_limit_per_minute
         return self._context.settings.webhook_requests_per_minute
 
     # -- 3..7
 
     async def receive(self, target: WebhookTarget, delivery: Delivery) -> WebhookOutcome:
-        if target.connector.descriptor.kind == "native":
+        if target.connector.kind == "native":
             return await self._receive_native(target, delivery)
         connector_id = target.connector_id
-        descriptor = target.connector.descriptor
+        descriptor = target.connector.view
         verifier = _verifier(target.connector)
         credentials = await self._credentials(target, verifier)
         admission = check_delivery(
@@ -888,7 +888,7 @@ class WebhookGateway:
         if not isinstance(payload, dict):
             raise BadDelivery("the body must be a JSON object")
         connector = target.connector
-        webhook = connector.descriptor.webhook
+        webhook = connector.view.webhook
         mapping: CompiledMapping | None = connector.webhook_mapping
         assert webhook is not None  # target() checked both
         assert mapping is not None
