@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from datetime import timedelta
 
 import pytest
@@ -63,6 +65,18 @@ async def test_stored_signal_reads_back_as_the_wire_object(store: Store) -> None
     )
     assert stored.received_at == T0 + minutes(1)
     assert stored.expires_at == T0 + minutes(1) + timedelta(days=30)
+
+
+async def test_numbers_json_cannot_hold_are_stored_as_null_on_every_store(store: Store) -> None:
+    """An upstream's ``1e400`` parses to infinity; the signal is stored (as null), not
+    refused by one store alone: a refused page would fail its poll for ever."""
+    base = signal_write("8")
+    raw = {"estimate": math.inf, "drift": -math.inf, "ratio": math.nan, "id": 2**70}
+    odd = dataclasses.replace(base, signal={**base.signal, "raw": raw})
+    assert (await store.signals.ingest([odd])).inserted == (True,)
+    stored = await store.signals.get("p1", odd.signal_id)
+    assert stored is not None
+    assert stored.signal["raw"] == {"estimate": None, "drift": None, "ratio": None, "id": 2**70}
 
 
 async def test_a_project_never_reads_another_projects_signal(store: Store) -> None:

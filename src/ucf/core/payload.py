@@ -2,7 +2,9 @@
 
 Python's ``json`` accepts ``NaN``, ``Infinity`` and ``-Infinity``; they are not
 JSON, cannot be stored or forwarded as JSON, and no signal may carry them. One
-parser refuses them everywhere.
+parser refuses them everywhere. A number too large for a float (``1e400``) is
+valid JSON and parses to infinity, as with ``json``; the stores write it as
+``null`` (:mod:`ucf.stores.signal_text`).
 """
 
 from __future__ import annotations

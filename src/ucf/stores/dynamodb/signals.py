@@ -56,6 +56,7 @@ from ucf.stores.models import (
     from_epoch_ms,
 )
 from ucf.stores.protocols import CheckpointStore
+from ucf.stores.signal_text import dump_signal
 
 # An ingest still pending after this long was interrupted (a live one takes milliseconds).
 INTERRUPTED_AFTER = timedelta(seconds=60)
@@ -86,7 +87,7 @@ class _Record:
         cls, write: SignalWrite, *, seq: int, sinks: tuple[str, ...], retention: timedelta
     ) -> _Record:
         received_ms = epoch_ms(write.received_at)
-        body = k.dump_json(dict(write.signal), what=f"signal {write.signal_id}")
+        body = dump_signal(dict(write.signal), signal_id=write.signal_id)
         if len(body.encode()) > MAX_SIGNAL_BYTES:
             # Refused before anything is written: a commit whose derived items could
             # never be stored would stay pending for ever.
