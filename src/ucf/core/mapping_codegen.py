@@ -451,7 +451,11 @@ def _map_one_source(mapping: CompiledMapping, writer: _Writer) -> str:
         f"if {raw_id} is MISSING or {raw_id} is None or isinstance({raw_id}, dict | list | bool):"
     )
     body.emit(f"raise ItemMappingError({no_id})", 2)
-    body.emit(f"item_id = {raw_id} if {raw_id}.__class__ is str else as_text({raw_id})")
+    # An int id (GitHub's, Jira's) is written as as_text writes it, without the call.
+    body.emit(
+        f"item_id = {raw_id} if {raw_id}.__class__ is str "
+        f"else int.__repr__({raw_id}) if {raw_id}.__class__ is int else as_text({raw_id})"
+    )
     body.emit("if not item_id:")
     body.emit(f"raise ItemMappingError({body.const(f'empty id at {spec.id_path}')})", 2)
     body.present.add(raw_id)  # neither missing, null, empty nor a container: it exists
