@@ -28,13 +28,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ucf.core.jsonpath import MISSING, WILDCARD, compile_path, plain_steps
 from ucf.core.jsonpath import _step as jsonpath_step
 from ucf.core.signal_identity import SUMMARY_MAX_CHARS, dedup_key, iso_utc, signal_id
 from ucf.core.template import compile_template
-from ucf.core.timestamps import canonical_utc_text, parser_for, to_epoch_ms
+from ucf.core.timestamps import CANONICAL_UTC, parser_for, to_epoch_ms
 
 if TYPE_CHECKING:
     from ucf.core.descriptor_view import ConditionView, PriorityRuleView, SignalTypeRuleView
@@ -426,7 +427,8 @@ def _namespace(mapping: CompiledMapping) -> dict[str, Any]:
         "_table_lookup": m.table_lookup,
         "_step": jsonpath_step,
         "iso_utc": iso_utc,
-        "canonical_utc_text": canonical_utc_text,
+        "_canonical_utc": CANONICAL_UTC.fullmatch,
+        "_fromisoformat": datetime.fromisoformat,
         "to_epoch_ms": to_epoch_ms,
         "dedup_key": dedup_key,
         "signal_id": signal_id,
@@ -469,15 +471,30 @@ def _map_one_source(mapping: CompiledMapping, writer: _Writer) -> str:
     body.emit("moment = now", 2)
     body.emit("timestamp = None", 2)
     body.emit("else:")
-    body.emit(f"moment = _parse({raw_time})", 2)
+    if spec.timestamp_format in _ISO_FORMATS:
+        # Text already written as iso_utc writes it (GitHub's ...:SSZ) is the signal's
+        # timestamp as it is, and is read by fromisoformat alone: the parser's own
+        # steps (its type checks, the fallback for other ISO shapes, the UTC
+        # conversion) give the same moment or, for a date that does not exist, None.
+        body.emit(f"if {raw_time}.__class__ is str and _canonical_utc({raw_time}) is not None:", 2)
+        body.emit("try:", 3)
+        body.emit(f"moment = _fromisoformat({raw_time})", 4)
+        body.emit("except ValueError:", 3)
+        body.emit("moment = None", 4)
+        body.emit(
+            f"timestamp = {raw_time} if len({raw_time}) == 24 "
+            f"else {raw_time}[:19] + {body.const('.000Z')}",
+            3,
+        )
+        body.emit("else:", 2)
+        body.emit(f"moment = _parse({raw_time})", 3)
+        body.emit("timestamp = None", 3)
+    else:
+        body.emit(f"moment = _parse({raw_time})", 2)
+        body.emit("timestamp = None", 2)
     body.emit("if moment is None:", 2)
     not_a_date = body.const(m.not_a_date_reason(spec.timestamp_path))
     body.emit(f"raise ItemMappingError({not_a_date}(as_text({raw_time})), item_id)", 3)
-    # An ISO text already written as iso_utc writes it is the signal's timestamp as it is.
-    if spec.timestamp_format in _ISO_FORMATS:
-        body.emit(f"timestamp = canonical_utc_text({raw_time})", 2)
-    else:
-        body.emit("timestamp = None", 2)
     body.emit("if timestamp is None:")
     body.emit("timestamp = iso_utc(moment)", 2)
 
