@@ -255,7 +255,9 @@ def _outcome(run: Any) -> tuple[str, Any]:
         signal: MappedSignal = run()
     except ItemMappingError as error:
         return ("error", (error.reason, error.item_id))
-    return ("signal", (signal.wire, signal.dedup_key, signal.item_id, signal.version))
+    # The JSON text too: stored signals keep the order of raw's keys.
+    text = json.dumps(signal.wire, default=repr)
+    return ("signal", (signal.wire, text, signal.dedup_key, signal.item_id, signal.version))
 
 
 def _lazy_delivery_id() -> str:
