@@ -37,8 +37,10 @@ PATHS = (
     "a",
     "a.t",
     "a.id",
+    "a.a.id",
     "state",
     "$.labels[*].name",
+    "a.labels[*].name",
     "more[*].name",
     "labels[*]",
     "labels[0].name",
@@ -83,6 +85,12 @@ values = st.one_of(
     scalars,
     labels,
     st.dictionaries(st.sampled_from(KEYS), scalars, max_size=3),
+    # Objects in objects: paths that pass through one, or meet a value that is not one.
+    st.dictionaries(
+        st.sampled_from(KEYS),
+        st.one_of(scalars, labels, st.dictionaries(st.sampled_from(KEYS), scalars, max_size=3)),
+        max_size=3,
+    ),
 )
 _item_shapes = (
     # Items that map (an id and a good time) are the ones that exercise every part.
@@ -101,7 +109,10 @@ _item_shapes = (
             "t": st.sampled_from(TIMES[:2]),
             "labels": labels,
             "state": st.sampled_from(["closed", "true", "P1", "x y"]),
-            "a": st.fixed_dictionaries({"t": st.sampled_from(TIMES[:2]), "id": words}),
+            "a": st.fixed_dictionaries(
+                {"t": st.sampled_from(TIMES[:2]), "id": words},
+                optional={"labels": labels, "a": values},
+            ),
             "more": st.lists(st.fixed_dictionaries({"name": words}), min_size=3, max_size=5),
         }
     ),
@@ -146,7 +157,7 @@ conditions = st.builds(
         ["equals", "equals", "not_equals", "contains", "exists", "not_exists", "matches", "in"]
     ),
     # Paths the items of the second shape always have, so conditions often hold.
-    st.sampled_from(("state", "state", "$.labels[*].name", "more[*].name", "a.id", *PATHS)),
+    st.sampled_from(("state", "state", "id", "$.labels[*].name", "more[*].name", "a.id", *PATHS)),
     st.one_of(words, st.lists(words, min_size=1, max_size=3)),
     st.sampled_from((None, None, None, "a.id", "state", "labels[0].name", "a.*", "t")),
 )
@@ -220,9 +231,15 @@ def descriptors(draw: st.DrawFn) -> FieldMappingDescriptor:
         "participantsPath": paths,
         "tagsPath": paths,
         "relatedItemsPath": paths,
+        # Objects in runs and split apart, a leaf beside the object it names, repeats.
         "rawFields": st.lists(
-            st.sampled_from(["id", "a.t", "a.id", "state", "labels[*].name", "$['odd key']"]),
-            max_size=4,
+            st.sampled_from(
+                [
+                    *("id", "a.t", "a.id", "state", "labels[*].name", "$['odd key']"),
+                    *("a", "a.a.id", "a.a.t", "$.a.t", "a.labels[*].name", "a.labels"),
+                ]
+            ),
+            max_size=5,
         ),
         "skip": st.lists(conditions, max_size=2),
         "versionPath": st.sampled_from(["t", "a", "state", "labels[*].name"]),
@@ -238,7 +255,9 @@ def _outcome(run: Any) -> tuple[str, Any]:
         signal: MappedSignal = run()
     except ItemMappingError as error:
         return ("error", (error.reason, error.item_id))
-    return ("signal", (signal.wire, signal.dedup_key, signal.item_id, signal.version))
+    # The JSON text too: stored signals keep the order of raw's keys.
+    text = json.dumps(signal.wire, default=repr)
+    return ("signal", (signal.wire, text, signal.dedup_key, signal.item_id, signal.version))
 
 
 def _lazy_delivery_id() -> str:
@@ -399,3 +418,44 @@ def test_compiled_mappings_are_shared_per_content() -> None:
     assert compile_mapping(FieldMappingDescriptor.model_validate(spec)) is first
     changed = compile_mapping(FieldMappingDescriptor.model_validate({**spec, "idPath": "t"}))
     assert changed is not first
+
+
+_RAW_LAYOUTS: list[list[str]] = [
+    ["a.t", "a.id", "state"],  # one object's run
+    ["a.t", "id", "a.id"],  # an object's fields split by another key
+    ["a", "a.t"],  # a leaf, then an object at the same key
+    ["a.t", "a"],
+    ["a.a.id", "a.t", "a.a.t"],  # an object in an object, split
+    ["a.a.id", "a.a.t", "a.t", "labels[*].name"],
+    ["a.t", "a.t", "$.a.t", "id"],  # one field named three times
+]
+_RAW_ITEMS: list[dict[str, Any]] = [
+    {"a": {"t": "x", "id": "y", "a": {"id": 1, "t": None}}, "state": "s", "labels": []},
+    {"a": {"a": "not an object"}, "labels": [{"name": "P1"}]},
+    {"a": [1, 2], "state": None},
+    {"a": {"id": "only"}},
+    {},
+]
+
+
+@pytest.mark.parametrize("fields", _RAW_LAYOUTS, ids=",".join)
+def test_raw_fields_in_every_layout_are_placed_as_the_interpreter_does(
+    fields: list[str],
+) -> None:
+    """Objects built apart and put in place keep the interpreter's key order and values."""
+    spec = FieldMappingDescriptor.model_validate(
+        {
+            "itemsPath": "$",
+            "idPath": "id",
+            "timestampPath": "t",
+            "summaryTemplate": "",
+            "signalTypeRules": [],
+            "rawFields": fields,
+        }
+    )
+    mapping = CompiledMapping(spec)
+    for extra in _RAW_ITEMS:
+        item = {"id": 1, "t": "2024-01-01T00:00:00Z", **json.loads(json.dumps(extra))}
+        reference = mapping.interpret(item, "c", "p").wire["raw"]
+        generated = mapping.map(item, "c", "p").wire["raw"]
+        assert json.dumps(generated) == json.dumps(reference), mapping.generated.source

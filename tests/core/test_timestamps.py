@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ucf.core.signal import iso_utc
 from ucf.core.timestamps import (
+    CANONICAL_UTC,
     OUTPUT_FORMATS,
     TIMESTAMP_FORMATS,
     OutputFormat,
@@ -262,8 +263,21 @@ def test_canonical_text_is_the_timestamp_iso_utc_writes(moment: datetime, millis
 
 @given(st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{3})?Z\Z"))
 def test_canonical_text_of_any_digits_agrees_with_parsing_them(text: str) -> None:
-    """Month 13, 30 February, second 60: whatever does not parse, no text is read off."""
+    """Month 13, 30 February, second 60: whatever does not parse, no text is read off.
+
+    The compiled mapping reads such text with ``datetime.fromisoformat`` alone
+    (``CANONICAL_UTC``): it must give the parsers' moment, in UTC, or refuse it.
+    """
     parsed = parse_timestamp(text, "iso8601")
+    assert parse_timestamp(text, "auto") == parsed
+    assert CANONICAL_UTC.fullmatch(text) is not None
+    try:
+        direct: datetime | None = datetime.fromisoformat(text)
+    except ValueError:
+        direct = None
+    assert direct == parsed
+    if direct is not None:
+        assert direct.tzinfo is UTC
     if parsed is not None:
         assert canonical_utc_text(text) == iso_utc(parsed)
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ucf.core.jsonpath import MISSING, WILDCARD, compile_path, plain_steps
 from ucf.core.jsonpath import _step as jsonpath_step
 from ucf.core.signal_identity import SUMMARY_MAX_CHARS, dedup_key, iso_utc, signal_id
 from ucf.core.template import compile_template
-from ucf.core.timestamps import canonical_utc_text, parser_for, to_epoch_ms
+from ucf.core.timestamps import CANONICAL_UTC, parser_for, to_epoch_ms
 
 if TYPE_CHECKING:
     from ucf.core.descriptor_view import ConditionView, PriorityRuleView, SignalTypeRuleView
@@ -46,6 +47,9 @@ MapOne = Callable[[Any, str, str, Any, Any, Any], Any]
 """``(item, connector_id, project_id, event_type, fallback_version, now) -> MappedSignal``."""
 
 Skip = Callable[[Any], bool]
+
+_EMPTY: Final[dict[str, Any]] = {}
+"""What a path reads through where it meets no object: only ever read, never written."""
 
 _ISO_FORMATS: Final = frozenset({"auto", "iso8601"})
 """Timestamp formats whose parsed text may be the signal's timestamp as written."""
@@ -65,13 +69,22 @@ class GeneratedMapping:
 
 
 class _Writer:
-    """Source lines, constants and per-path value variables of one function."""
+    """Source lines, constants and per-path value variables of one function.
 
-    def __init__(self, constants: dict[str, Any]) -> None:
+    ``item_is_dict``: the function has checked that ``item`` is a dict before
+    any read (``map_one`` has; ``skip`` reads any JSON value).
+    """
+
+    def __init__(self, constants: dict[str, Any], *, item_is_dict: bool) -> None:
         self.lines: list[str] = []
         self.constants = constants
+        self.item_is_dict = item_is_dict
+        self.present: set[str] = set()
+        """Variables known to hold a value ``exists`` holds for (the checked id)."""
         self._values: dict[tuple[str, bool], str] = {}
+        self._nodes: dict[tuple[str, ...], str] = {}
         self._temps = 0
+        self.event_base: str | None = None
 
     def const(self, value: Any) -> str:
         """Bind ``value`` in the namespace; the source names it, never spells it."""
@@ -89,7 +102,17 @@ class _Writer:
     def emit(self, line: str, indent: int = 1) -> None:
         self.lines.append("    " * indent + line)
 
-    def read(self, expression: str, *, item_is_dict: bool) -> str:
+    def event_type_base(self) -> str:
+        """A variable holding the event type's part before its first dot, made once.
+
+        ``_event_matches`` split it again for every rule naming event types.
+        """
+        if self.event_base is None:
+            self.event_base = "event_base"
+            self.emit("event_base = None if event_type is None else event_type.split(_dot, 1)[0]")
+        return self.event_base
+
+    def read(self, expression: str) -> str:
         """A variable holding the path's value as the interpreter reads it (first or list).
 
         Each distinct path is read once per item (keyed by its canonical form).
@@ -103,7 +126,9 @@ class _Writer:
         self._values[key] = variable
         steps = plain_steps(path)
         if steps is not None and all(step.__class__ is str for step in steps) and steps:
-            self._read_names(variable, [str(step) for step in steps], item_is_dict=item_is_dict)
+            names = [str(step) for step in steps]
+            node = self.node(tuple(names[:-1]))
+            self.emit(f"{variable} = {node}.get({self.const(names[-1])}, MISSING)")
         elif steps is not None and steps and not path.is_singular:
             self._read_fan_out(variable, steps)
         else:  # the root, index steps, queries: the path object's own reader
@@ -111,29 +136,49 @@ class _Writer:
             self.emit(f"{variable} = {self.const(reader)}(item)")
         return variable
 
-    def _read_names(self, variable: str, names: list[str], *, item_is_dict: bool) -> None:
-        if item_is_dict and len(names) == 1:
-            self.emit(f"{variable} = item.get({self.const(names[0])}, MISSING)")
-            return
-        chain = "".join(f"[{self.const(name)}]" for name in names)
-        self.emit("try:")
-        self.emit(f"{variable} = item{chain}", 2)
-        self.emit("except (KeyError, TypeError):")
-        self.emit(f"{variable} = MISSING", 2)
+    def node(self, names: tuple[str, ...]) -> str:
+        """A variable holding the object at ``names``, or an empty one when there is none.
+
+        Member names select only from objects (RFC 9535), so a path that meets
+        anything else on the way has no value: reading the rest from an empty
+        dict says so without an exception. Each object is looked up once per
+        item however many paths go through it (``issue`` for ten raw fields).
+        """
+        if not names:
+            if self.item_is_dict:
+                return "item"
+            names_root = self._nodes.get(())
+            if names_root is None:
+                names_root = self._nodes[()] = "d0"
+                self.emit("d0 = item if isinstance(item, dict) else _EMPTY")
+            return names_root
+        found = self._nodes.get(names)
+        if found is not None:
+            return found
+        parent = self.node(names[:-1])
+        variable = self._nodes[names] = f"d{len(self._nodes) + 1}"
+        self.emit(f"{variable} = {parent}.get({self.const(names[-1])}, _EMPTY)")
+        self.emit(f"if not isinstance({variable}, dict):")
+        self.emit(f"{variable} = _EMPTY", 2)
+        return variable
 
     def _read_fan_out(self, variable: str, steps: tuple[Any, ...]) -> None:
         """RFC 9535 segment by segment over the node list, as ``_FanOutPath.values``.
 
-        A leading name is read as one value, not a one-node list, and a wildcard
-        followed by a name is one comprehension (``labels[*].name`` builds one list,
-        not three): the node lists these skip are never seen by anything else.
+        Leading names are read as one value (through :meth:`node`), not one-node
+        lists, and a wildcard followed by a name is one comprehension
+        (``issue.labels[*].name`` builds one list, not four): the node lists
+        these skip are never seen by anything else.
         """
         index = 0
-        if len(steps) > 1 and steps[0].__class__ is str and steps[1] is WILDCARD:
-            name = self.const(steps[0])
-            self.emit(
-                f"{variable} = item.get({name}, MISSING) if isinstance(item, dict) else MISSING"
-            )
+        lead = 0
+        while lead < len(steps) and steps[lead].__class__ is str:
+            lead += 1
+        if 0 < lead < len(steps) and steps[lead] is WILDCARD:
+            names = tuple(str(step) for step in steps[:lead])
+            node = self.node(names[:-1])
+            self.emit(f"{variable} = {node}.get({self.const(names[-1])}, MISSING)")
+            steps = steps[lead - 1 :]  # the last name, then the wildcard: as before
             children = (
                 f"({variable} if isinstance({variable}, list) "
                 f"else {variable}.values() if isinstance({variable}, dict) else ())"
@@ -184,14 +229,16 @@ def _condition(writer: _Writer, condition: ConditionView) -> str:
 
     operator = condition.operator
     if operator in ("exists", "not_exists"):
-        value = writer.read(condition.when, item_is_dict=False)
+        value = writer.read(condition.when)
+        if value in writer.present:
+            return "True" if operator == "exists" else "False"
         test = f"_present({value})"
         return test if operator == "exists" else f"(not {test})"
     if operator in ("equals", "not_equals"):
-        value = writer.read(condition.when, item_is_dict=False)
+        value = writer.read(condition.when)
         target = writer.temp()
         if condition.value_path is not None:
-            other = writer.read(condition.value_path, item_is_dict=False)
+            other = writer.read(condition.value_path)
             writer.emit(f"{target} = {other} if {other}.__class__ is str else as_text({other})")
         else:
             constant = condition.value if isinstance(condition.value, str) else ""
@@ -208,11 +255,14 @@ def _rule(writer: _Writer, rule: SignalTypeRuleView | PriorityRuleView) -> str:
     """A boolean expression: the rule's event types, its condition and every ``all``."""
     parts: list[str] = []
     if rule.event_types is not None:
+        # _event_matches inline: neither None nor its base is in a set of strings.
         allowed = writer.const(frozenset(rule.event_types))
-        parts.append(f"(event_type is not None and _event_matches(event_type, {allowed}))")
+        base = writer.event_type_base()
+        parts.append(f"(event_type in {allowed} or {base} in {allowed})")
     parts.append(_condition(writer, rule))
     parts.extend(_condition(writer, condition) for condition in rule.all)
-    return " and ".join(parts)
+    held = [part for part in parts if part != "True"]  # an id that is there exists
+    return " and ".join(held) if held else "True"
 
 
 def _first_match(
@@ -229,7 +279,7 @@ def _first_match(
     for start, end in m.rule_runs(rules):
         if end - start > 1:
             table = m.rule_table([(r, r.then) for r in rules[start:end]], start)
-            value = writer.read(rules[start].when, item_is_dict=True)
+            value = writer.read(rules[start].when)
             hit = writer.temp()
             writer.emit(f"if {variable} is None:")
             writer.emit(f"{hit} = _table_lookup({writer.const(table)}, {value})", 2)
@@ -251,7 +301,7 @@ def _summary(writer: _Writer, template_source: str) -> str:
     if template.literals[0]:
         pieces.append(writer.const(template.literals[0]))
     for placeholder, after in zip(template.placeholders, template.literals[1:], strict=True):
-        value = writer.read(placeholder.name, item_is_dict=True)
+        value = writer.read(placeholder.name)
         name = writer.const(placeholder.name)
         # An int (an issue number) reads as str() does in template.plain: no call for it.
         pieces.append(
@@ -266,21 +316,83 @@ def _summary(writer: _Writer, template_source: str) -> str:
     return "summary"
 
 
+#: One raw field as the generator places it: its keys under ``raw`` and its value's test.
+_RawEntry = tuple[tuple[str, ...], str, str]
+
+
 def _raw(writer: _Writer, fields: list[str] | None) -> str:
     from ucf.core import mapping as m
 
     if fields is None:
         return "item"  # map_one has checked it is a dict
-    writer.emit("raw = {}")
+    entries: list[_RawEntry] = []
     for expression in fields:
-        path = compile_path(expression)
-        value = writer.read(expression, item_is_dict=True)
+        value = writer.read(expression)
+        present = f"{value} is not MISSING" if compile_path(expression).is_singular else value
         keys = m._plain_keys(expression)
-        present = f"{value} is not MISSING" if path.is_singular else value
-        writer.emit(f"if {present}:")
-        if keys is None:
-            writer.emit(f"raw[{writer.const(expression)}] = {value}", 2)
+        entries.append((keys if keys is not None else (expression,), value, present))
+    writer.emit("raw = {}")
+    if _nests(entries):
+        _raw_tree(writer, "raw", entries)
+    else:
+        _raw_by_lookup(writer, entries)
+    return "raw"
+
+
+def _nests(entries: list[_RawEntry]) -> bool:
+    """Whether the fields form a tree the generator can build object by object.
+
+    At each level a key must be either only a leaf or only an object, and an
+    object's fields one run: then an object built apart and put in place after
+    its run sits where the interpreter's (made at its first present field)
+    does. Anything else (``a`` beside ``a.t``, ``a.t, b, a.u``) is looked up
+    as the interpreter does.
+    """
+    kinds: dict[str, bool] = {}  # key -> whether it holds an object
+    ended: set[str] = set()  # objects whose run is over
+    previous: str | None = None
+    for keys, _value, _present in entries:
+        first, inner = keys[0], len(keys) > 1
+        if kinds.setdefault(first, inner) != inner:
+            return False
+        if previous is not None and previous != first and kinds[previous]:
+            ended.add(previous)
+        if inner and first in ended:
+            return False
+        previous = first
+    groups: dict[str, list[_RawEntry]] = {}
+    for keys, value, present in entries:
+        if len(keys) > 1:
+            groups.setdefault(keys[0], []).append((keys[1:], value, present))
+    return all(_nests(group) for group in groups.values())
+
+
+def _raw_tree(writer: _Writer, node: str, entries: list[_RawEntry]) -> None:
+    """Leaves assigned when present; each object filled apart, put in place if not empty."""
+    index = 0
+    while index < len(entries):
+        keys, value, present = entries[index]
+        name = writer.const(keys[0])
+        if len(keys) == 1:
+            writer.emit(f"if {present}:")
+            writer.emit(f"{node}[{name}] = {value}", 2)
+            index += 1
             continue
+        end = index
+        while end < len(entries) and entries[end][0][0] == keys[0]:
+            end += 1
+        child = writer.temp()
+        writer.emit(f"{child} = {{}}")
+        _raw_tree(writer, child, [(k[1:], v, p) for k, v, p in entries[index:end]])
+        writer.emit(f"if {child}:")
+        writer.emit(f"{node}[{name}] = {child}", 2)
+        index = end
+
+
+def _raw_by_lookup(writer: _Writer, entries: list[_RawEntry]) -> None:
+    """The interpreter's way: each field finds or makes the objects on its way."""
+    for keys, value, present in entries:
+        writer.emit(f"if {present}:")
         node = "raw"
         for key in keys[:-1]:
             child = writer.temp()
@@ -290,13 +402,12 @@ def _raw(writer: _Writer, fields: list[str] | None) -> str:
             writer.emit(f"{child} = {node}[{name}] = {{}}", 3)
             node = child
         writer.emit(f"{node}[{writer.const(keys[-1])}] = {value}", 2)
-    return "raw"
 
 
 def _names(writer: _Writer, expression: str | None) -> str:
     if not expression:
         return "[]"
-    return f"names({writer.read(expression, item_is_dict=True)})"
+    return f"names({writer.read(expression)})"
 
 
 def _namespace(mapping: CompiledMapping) -> dict[str, Any]:
@@ -304,6 +415,8 @@ def _namespace(mapping: CompiledMapping) -> dict[str, Any]:
 
     return {
         "MISSING": MISSING,
+        "_EMPTY": _EMPTY,
+        "_dot": ".",
         "ItemMappingError": m.ItemMappingError,
         "MappedSignal": m.MappedSignal,
         "as_text": m.as_text,
@@ -314,7 +427,8 @@ def _namespace(mapping: CompiledMapping) -> dict[str, Any]:
         "_table_lookup": m.table_lookup,
         "_step": jsonpath_step,
         "iso_utc": iso_utc,
-        "canonical_utc_text": canonical_utc_text,
+        "_canonical_utc": CANONICAL_UTC.fullmatch,
+        "_fromisoformat": datetime.fromisoformat,
         "to_epoch_ms": to_epoch_ms,
         "dedup_key": dedup_key,
         "signal_id": signal_id,
@@ -333,17 +447,22 @@ def _map_one_source(mapping: CompiledMapping, writer: _Writer) -> str:
         f"{body.const('item is a ')} + type(item).__name__ + {body.const(', not an object')})",
         2,
     )
-    raw_id = body.read(spec.id_path, item_is_dict=True)
+    raw_id = body.read(spec.id_path)
     no_id = body.const(f"no id at {spec.id_path}")
     body.emit(
         f"if {raw_id} is MISSING or {raw_id} is None or isinstance({raw_id}, dict | list | bool):"
     )
     body.emit(f"raise ItemMappingError({no_id})", 2)
-    body.emit(f"item_id = {raw_id} if {raw_id}.__class__ is str else as_text({raw_id})")
+    # An int id (GitHub's, Jira's) is written as as_text writes it, without the call.
+    body.emit(
+        f"item_id = {raw_id} if {raw_id}.__class__ is str "
+        f"else int.__repr__({raw_id}) if {raw_id}.__class__ is int else as_text({raw_id})"
+    )
     body.emit("if not item_id:")
     body.emit(f"raise ItemMappingError({body.const(f'empty id at {spec.id_path}')})", 2)
+    body.present.add(raw_id)  # neither missing, null, empty nor a container: it exists
 
-    raw_time = body.read(spec.timestamp_path, item_is_dict=True)
+    raw_time = body.read(spec.timestamp_path)
     body.emit(f"own_time = {raw_time} is not MISSING and {raw_time} is not None")
     body.emit("if not own_time:")
     body.emit("if now is None:", 2)
@@ -352,15 +471,30 @@ def _map_one_source(mapping: CompiledMapping, writer: _Writer) -> str:
     body.emit("moment = now", 2)
     body.emit("timestamp = None", 2)
     body.emit("else:")
-    body.emit(f"moment = _parse({raw_time})", 2)
+    if spec.timestamp_format in _ISO_FORMATS:
+        # Text already written as iso_utc writes it (GitHub's ...:SSZ) is the signal's
+        # timestamp as it is, and is read by fromisoformat alone: the parser's own
+        # steps (its type checks, the fallback for other ISO shapes, the UTC
+        # conversion) give the same moment or, for a date that does not exist, None.
+        body.emit(f"if {raw_time}.__class__ is str and _canonical_utc({raw_time}) is not None:", 2)
+        body.emit("try:", 3)
+        body.emit(f"moment = _fromisoformat({raw_time})", 4)
+        body.emit("except ValueError:", 3)
+        body.emit("moment = None", 4)
+        body.emit(
+            f"timestamp = {raw_time} if len({raw_time}) == 24 "
+            f"else {raw_time}[:19] + {body.const('.000Z')}",
+            3,
+        )
+        body.emit("else:", 2)
+        body.emit(f"moment = _parse({raw_time})", 3)
+        body.emit("timestamp = None", 3)
+    else:
+        body.emit(f"moment = _parse({raw_time})", 2)
+        body.emit("timestamp = None", 2)
     body.emit("if moment is None:", 2)
     not_a_date = body.const(m.not_a_date_reason(spec.timestamp_path))
     body.emit(f"raise ItemMappingError({not_a_date}(as_text({raw_time})), item_id)", 3)
-    # An ISO text already written as iso_utc writes it is the signal's timestamp as it is.
-    if spec.timestamp_format in _ISO_FORMATS:
-        body.emit(f"timestamp = canonical_utc_text({raw_time})", 2)
-    else:
-        body.emit("timestamp = None", 2)
     body.emit("if timestamp is None:")
     body.emit("timestamp = iso_utc(moment)", 2)
 
@@ -442,8 +576,8 @@ def _checked(source: str) -> str:
 def generate(mapping: CompiledMapping) -> GeneratedMapping:
     """Write, check and compile the mapping's functions (see the module docstring)."""
     constants: dict[str, Any] = {}
-    map_source = _map_one_source(mapping, _Writer(constants))
-    skip_source = _skip_source(mapping, _Writer(constants))
+    map_source = _map_one_source(mapping, _Writer(constants, item_is_dict=True))
+    skip_source = _skip_source(mapping, _Writer(constants, item_is_dict=False))
     source = _checked("\n\n".join(s for s in (map_source, skip_source) if s is not None) + "\n")
     namespace = _namespace(mapping)
     clash = namespace.keys() & constants.keys()

@@ -42,13 +42,18 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
 
 
+_ULID_TIME_MAX = (1 << 48) - 1
+
+
 def signal_id(key: str, timestamp_ms: int) -> str:
     """A ULID whose time part is the event time and whose random part is the dedup key.
 
     Deterministic ids make polls reproducible (a re-run after a crash yields the
     very same records) while keeping ULID's property that ids sort by time.
     """
-    ts = min(max(timestamp_ms, 0), (1 << 48) - 1)
+    ts = timestamp_ms
+    if not 0 <= ts <= _ULID_TIME_MAX:  # outside 1970..10889: min()/max() cost more than this
+        ts = 0 if ts < 0 else _ULID_TIME_MAX
     # A ULID is the 130-bit big-endian base32 of the 128-bit value: 13 chunks of 10 bits,
     # five of the time (48 bits under two zero bits) and eight of the key's first 80 bits,
     # read as two 40-bit halves so that no step needs a big integer.

@@ -245,9 +245,13 @@ def to_epoch_ms(moment: datetime) -> int:
     return (moment - EPOCH) // _ONE_MS
 
 
-_CANONICAL_UTC: Final = re.compile(
+CANONICAL_UTC: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?Z", re.ASCII
 )
+"""Text written as ``iso_utc`` writes it, with or without its milliseconds: what
+``datetime.fromisoformat`` reads to the very moment the ``iso8601`` parser gives
+(or refuses, for a date that does not exist), and what :func:`canonical_utc_text`
+takes as it is."""
 
 
 def canonical_utc_text(value: Any) -> str | None:
@@ -260,7 +264,7 @@ def canonical_utc_text(value: Any) -> str | None:
     back (``datetime.isoformat``) costs about four times this check; most
     APIs (GitHub, Jira Cloud, Linear) write their times one of these two ways.
     """
-    if value.__class__ is not str or _CANONICAL_UTC.fullmatch(value) is None:
+    if value.__class__ is not str or CANONICAL_UTC.fullmatch(value) is None:
         return None
     return value if len(value) == 24 else value[:19] + ".000Z"
 
