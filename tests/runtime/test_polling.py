@@ -23,7 +23,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from ucf.core.descriptor import ConnectorDescriptor, SinceIdDelta
+from ucf.core.descriptor import ConnectorDescriptor
+from ucf.core.descriptor_view import SinceIdView, connector_view
 from ucf.core.signal import iso_utc
 from ucf.core.validation import parse_descriptor
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
@@ -910,9 +911,9 @@ def test_numeric_since_ids_compare_as_numbers_not_text() -> None:
             },
         }
     )
-    polling = descriptor.polling
+    polling = connector_view(descriptor).polling  # what a poll runs on
     assert polling is not None
-    assert isinstance(polling.delta, SinceIdDelta)
+    assert isinstance(polling.delta, SinceIdView)
     delta = SinceId(polling.delta, "9")
     delta.update_state(None, [{"id": 10}, {"id": 100}, {"id": 99}])
     assert delta.checkpoint(complete=True) == "100"
