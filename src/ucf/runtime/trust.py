@@ -164,5 +164,13 @@ class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "https":
-            await self.trust.ready()
+            try:
+                await self.trust.ready()
+            except Exception as error:
+                # As httpx reports a handshake that fails: every caller handles httpx's
+                # errors (retries, the poll's and the gateway's error paths), not OSError.
+                raise httpx.ConnectError(
+                    f"the CA certificates could not be loaded: {type(error).__name__}: {error}",
+                    request=request,
+                ) from error
         return await super().handle_async_request(request)
