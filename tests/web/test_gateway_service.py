@@ -244,3 +244,32 @@ async def test_a_stored_descriptor_that_does_not_parse_is_a_503_not_a_crash(
     assert refused.value.status == 503
     assert "someLaterExtension" not in str(refused.value)
     assert "someLaterExtension" in caplog.text  # what is wrong, for the operator
+
+
+async def test_a_descriptor_limit_given_at_the_default_still_overrides_the_servers(
+    tmp_path: Path,
+) -> None:
+    """``rateLimitPerMinute`` in the descriptor if set, else ``UCF_WEBHOOK_RPM``
+    (docs/web.md): a descriptor that gives 100, the models' default, means 100 even
+    where the server's setting is lower, so it must not be dropped when stored."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0", "UCF_WEBHOOK_RPM": "1"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    explicit = copy.deepcopy(ACME)
+    explicit["ingestion"]["webhook"]["rateLimitPerMinute"] = 100
+    ticks = iter(range(1_000_000))
+
+    def clock() -> datetime:  # each write a later updatedAt: a changed connector
+        return NOW + timedelta(seconds=next(ticks))
+
+    async with await UcfContext.open(settings, clock=clock) as context:
+        await context.connectors.register(explicit)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        gateway = WebhookGateway(context)
+        assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 100
+
+        await context.connectors.update(CONNECTOR, ACME)  # left out: the server's setting
+        gateway.forget(PROJECT, CONNECTOR)
+        assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 1

@@ -397,7 +397,7 @@ class ConnectorService:
         descriptor = _parse(data, "the request body")
         await self.ready()
         try:
-            record = await self._registry.register(descriptor.to_json(), now=self._clock())
+            record = await self._registry.register(_stored_form(descriptor), now=self._clock())
         except AlreadyExists:
             raise ConflictError(f"a connector '{descriptor.id}' already exists") from None
         return self._connector(record)
@@ -411,7 +411,7 @@ class ConnectorService:
         await self.ready()
         try:
             record = await self._registry.update(
-                connector_id, descriptor.to_json(), now=self._clock(), built_in=False
+                connector_id, _stored_form(descriptor), now=self._clock(), built_in=False
             )
         except NotFound:
             raise NotFoundError(f"no connector '{connector_id}'") from None
