@@ -12,6 +12,7 @@ default applied differently, fails here).
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 from collections.abc import Mapping
@@ -121,17 +122,19 @@ def _strings(constraints: Mapping[str, Any]) -> st.SearchStrategy[str]:
     return st.sampled_from(WORDS)
 
 
-def _for(annotation: Any, constraints: Mapping[str, Any]) -> st.SearchStrategy[Any]:
+def _for(
+    annotation: Any, constraints: Mapping[str, Any], names: bool = False
+) -> st.SearchStrategy[Any]:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        return _for(args[0], constraints)
+        return _for(args[0], constraints, names)
     if origin is typing.Literal:
         return st.sampled_from(args)
     if origin in (typing.Union, types.UnionType):
-        return st.one_of([_for(arg, constraints) for arg in args])
+        return st.one_of([_for(arg, constraints, names) for arg in args])
     if origin is list:
-        return st.lists(_for(args[0], {}), max_size=2)
+        return st.lists(_for(args[0], {}, names), max_size=2)
     if origin is dict:
         return st.dictionaries(st.sampled_from(WORDS), _for(args[1], {}), max_size=2)
     if annotation is type(None):
@@ -145,7 +148,7 @@ def _for(annotation: Any, constraints: Mapping[str, Any]) -> st.SearchStrategy[A
     if annotation is typing.Any:
         return st.sampled_from(WORDS)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return model_json(annotation)
+        return model_json(annotation, names=names)
     raise AssertionError(f"no strategy for {annotation!r}")
 
 
@@ -156,25 +159,31 @@ _ONE_OF: dict[type[BaseModel], tuple[str, ...]] = {
 
 
 @st.composite
-def _model_json(draw: st.DrawFn, model: type[BaseModel]) -> dict[str, Any]:
+def _model_json(draw: st.DrawFn, model: type[BaseModel], names: bool) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         key = field.alias or name
+        if names and key != name and draw(st.booleans()):
+            key = name  # the models take a field by its name too (validate_by_name)
         if not field.is_required():
             wanted = name in {"ingestion", "field_mapping"} or draw(st.booleans())
             if not wanted:
                 continue
-        data[key] = draw(_for(field.annotation, _constraints(field.metadata)))
+        data[key] = draw(_for(field.annotation, _constraints(field.metadata), names))
     sources = _ONE_OF.get(model)
     if sources is not None:
+        by_name = {field.alias: name for name, field in model.model_fields.items()}
         for source in sources:
             data.pop(source, None)
+            data.pop(by_name.get(source, source), None)
         data[draw(st.sampled_from(sources))] = "alpha"
     return data
 
 
-def model_json(model: type[BaseModel]) -> st.SearchStrategy[dict[str, Any]]:
-    return st.deferred(lambda: _model_json(model))
+def model_json(model: type[BaseModel], *, names: bool = False) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid-shaped JSON of ``model``: camelCase aliases, or with ``names`` each key the alias
+    or the field's Python name (as a shipped or native descriptor may be stored)."""
+    return st.deferred(lambda: _model_json(model, names))
 
 
 def _valid(data: dict[str, Any]) -> bool:
@@ -191,6 +200,69 @@ def test_drawn_descriptors_read_the_same_through_their_view(data: dict[str, Any]
     assume(_valid(data))
     assert_view_of(data)
     assert_view_of(d.ConnectorDescriptor.model_validate(data).to_json())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model_json(d.ConnectorDescriptor, names=True))
+def test_drawn_descriptors_with_keys_by_name_read_the_same_through_the_connector(
+    data: dict[str, Any],
+) -> None:
+    """Keys by field name: the connector's view (the loader's, or the models' when the
+    loader refuses the JSON) reads every field as the models do."""
+    assume(_valid(data))
+    model = d.ConnectorDescriptor.model_validate(data)
+    view = Connector(data, built_in=True, created_at=_NOW, updated_at=_NOW).view
+    assert view == connector_view(model)
+    assert_reads_as(view, model)
+
+
+def _views() -> list[type[_View]]:
+    found: list[type[_View]] = []
+    pending: list[type[_View]] = [_View]
+    while pending:
+        kind = pending.pop()
+        found.append(kind)
+        pending += kind.__subclasses__()
+    return found
+
+
+_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
+    "ConditionView": (d.Condition,),
+    "SignalTypeRuleView": (d.SignalTypeRule,),
+    "PriorityRuleView": (d.PriorityRule,),
+    "FieldMappingView": (d.FieldMappingDescriptor,),
+    "SignatureTimestampView": (d.SignatureTimestamp,),
+    "SignatureView": (d.SignatureVerification,),
+    "TokenView": (d.TokenVerification,),
+    "HandshakeView": (d.Handshake,),
+    "WebhookView": (d.WebhookSpec,),
+    "CredentialFieldView": (d.CredentialField,),
+    "CredentialPlacementView": (d.CredentialPlacement,),
+    "AuthConfigView": (d._AuthConfigBase,),
+    "KeyedConfigView": (d.ApiKeyConfig, d.PatConfig),
+    "BasicConfigView": (d.BasicAuthConfig,),
+    "OAuth2ConfigView": (d.OAuth2Config,),
+    "WebhookSecretConfigView": (d.WebhookSecretConfig,),
+    "AuthView": (d.OAuth2Auth, d.ApiKeyAuth, d.PatAuth, d.BasicAuth, d.WebhookSecretAuth),
+    "ConfigFieldView": (d.ConfigField,),
+    "TimestampFilterView": (d.TimestampFilterDelta,),
+    "DeltaTokenView": (d.DeltaTokenDelta,),
+    "CursorView": (d.CursorDelta,),
+    "SinceIdView": (d.SinceIdDelta,),
+    "PaginationView": (d.PaginationDescriptor,),
+    "PollingView": (d.PollingSpec,),
+    "HealthCheckView": (d.HealthCheckDescriptor,),
+    "ResponseErrorsView": (d.ResponseErrors,),
+    "ConnectorView": (d.ConnectorDescriptor,),
+}
+
+
+@pytest.mark.parametrize("view", [v for v in _views() if v is not _View], ids=lambda v: v.__name__)
+def test_every_view_takes_exactly_its_models_keys(view: type[_View]) -> None:
+    """A key the view refuses makes the connector parse with the models (slow, logged); a key
+    it takes but does not read would be a field silently left at its default."""
+    for model in _MODELS[view.__name__]:
+        assert view._keys == {field.alias or name for name, field in model.model_fields.items()}
 
 
 # --------------------------------------------------------------------------- the fallback
@@ -230,3 +302,45 @@ def test_stored_json_the_loader_cannot_read_is_parsed_with_the_models(
 
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- keys by name
+
+
+def _linear_by_name() -> dict[str, Any]:
+    """Linear's shipped descriptor with its replay window and secret credential given by
+    field name, which the models accept as well as the camelCase alias (``validate_by_name``):
+    a shipped or installed native descriptor is stored as written, not as the models dump it."""
+    data = copy.deepcopy(next(x for x in builtin_descriptors() if x["id"] == "linear"))
+    webhook = data["ingestion"]["webhook"] if "webhook" in data["ingestion"] else data["ingestion"]
+    signature = webhook["signature"]
+    signature["timestamp"]["tolerance_seconds"] = 5
+    del signature["timestamp"]["toleranceSeconds"]
+    signature["secret_credential"] = "signingSecret"
+    webhook["rate_limit_per_minute"] = 7
+    return data
+
+
+def test_keys_given_by_field_name_read_as_the_models_read_them() -> None:
+    stored = _linear_by_name()
+    model = d.ConnectorDescriptor.model_validate(stored)
+    assert model.signature_verification() is not None
+    assert model.signature_verification().timestamp.tolerance_seconds == 5  # type: ignore[union-attr]
+
+    connector = Connector(stored, built_in=True, created_at=_NOW, updated_at=_NOW)
+    view = connector.view
+    signature = view.signature_verification()
+    assert signature is not None
+    assert signature.timestamp is not None
+    assert signature.timestamp.tolerance_seconds == 5  # not the default 300: a wider replay window
+    assert signature.secret_credential == "signingSecret"
+    assert view.webhook is not None
+    assert view.webhook.rate_limit_per_minute == 7
+    assert view.webhook.rate_limit_set
+    assert view == connector_view(model)
+
+
+def test_a_key_the_models_refuse_is_not_ignored_by_the_view() -> None:
+    stored = {**_github(), "polling_interval": 5}
+    with pytest.raises(ViewUnavailable, match="polling_interval"):
+        load_connector_view(stored)

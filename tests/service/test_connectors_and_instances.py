@@ -420,3 +420,41 @@ async def test_find_raises_a_sync_failure_instead_of_answering_none(
     monkeypatch.setattr(context.store.descriptors, "list_all", unreadable)
     with pytest.raises(InvalidRecord):
         await restart.find("no-such-connector")
+
+
+async def test_a_shipped_descriptor_is_stored_as_the_models_read_it(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway and the poll read the stored JSON without the models
+    (``ucf.core.descriptor_view``), so a shipped or installed native descriptor is
+    stored as the models read it: values coerced ("5" → 5, "false" → False), keys
+    given by field name as aliases, a key left out still left out."""
+    import copy
+
+    from ucf.catalogue import builtin_descriptors
+    from ucf.core.descriptor_view import connector_view
+    from ucf.service import connectors as module
+    from ucf.service.connectors import ConnectorService
+
+    shipped = builtin_descriptors()
+    github = next(data for data in shipped if data["id"] == "github-issues")
+    written = copy.deepcopy(github)
+    written["version"] = "99.0.0"
+    ingestion = written["ingestion"]
+    webhook = ingestion.get("webhook", ingestion)
+    webhook["rateLimitPerMinute"] = "5"  # the models take it as 5
+    webhook["handshakes"] = [{"type": "head_ok", "signed": "false"}]  # as False
+    github.clear()
+    github.update(written)
+    monkeypatch.setattr(module, "builtin_descriptors", lambda: shipped)
+
+    restart = ConnectorService(context.store.descriptors, context.store.instances, context.clock)
+    assert "github-issues" in (await restart.sync_builtin()).upgraded
+    connector = await restart.get("github-issues")
+    stored = (await context.store.descriptors.get("github-issues")).descriptor  # type: ignore[union-attr]
+
+    stored_webhook = stored["ingestion"].get("webhook", stored["ingestion"])
+    assert stored_webhook["rateLimitPerMinute"] == 5
+    assert stored_webhook["handshakes"] == [{"type": "head_ok", "signed": False}]
+    assert "omitNullBodyFields" not in str(stored)  # defaults not written out
+    assert connector.view == connector_view(connector.descriptor)

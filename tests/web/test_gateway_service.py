@@ -19,6 +19,7 @@ from ucf.service.webhooks import (
     RateLimitExceeded,
     TokenReserve,
     WebhookGateway,
+    WebhookMisconfigured,
 )
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -215,3 +216,60 @@ async def test_deliveries_keep_an_instances_health_fresh_and_failed_verification
             0,
         )
         assert record.last_delivery_at == NOW
+
+
+async def test_a_stored_descriptor_that_does_not_parse_is_a_503_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored descriptor neither the view nor the models read (written by a newer ucf
+    with a key this one does not know, say) makes the gateway answer 503
+    ``webhook_misconfigured`` (ucf's problem, not the sender's), never a 500 with a
+    traceback; the models' error is logged, not sent to the sender."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
+        await context.connectors.register(ACME)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        newer = {**copy.deepcopy(ACME), "someLaterExtension": True}
+        await context.store.descriptors.update(
+            CONNECTOR, newer, now=NOW + timedelta(seconds=1), built_in=False
+        )
+        gateway = WebhookGateway(context)
+
+        with pytest.raises(WebhookMisconfigured) as refused:
+            await gateway.target(CONNECTOR, PROJECT)
+    assert refused.value.status == 503
+    assert "someLaterExtension" not in str(refused.value)
+    assert "someLaterExtension" in caplog.text  # what is wrong, for the operator
+
+
+async def test_a_descriptor_limit_given_at_the_default_still_overrides_the_servers(
+    tmp_path: Path,
+) -> None:
+    """``rateLimitPerMinute`` in the descriptor if set, else ``UCF_WEBHOOK_RPM``
+    (docs/web.md): a descriptor that gives 100, the models' default, means 100 even
+    where the server's setting is lower, so it must not be dropped when stored."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0", "UCF_WEBHOOK_RPM": "1"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    explicit = copy.deepcopy(ACME)
+    explicit["ingestion"]["webhook"]["rateLimitPerMinute"] = 100
+    ticks = iter(range(1_000_000))
+
+    def clock() -> datetime:  # each write a later updatedAt: a changed connector
+        return NOW + timedelta(seconds=next(ticks))
+
+    async with await UcfContext.open(settings, clock=clock) as context:
+        await context.connectors.register(explicit)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        gateway = WebhookGateway(context)
+        assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 100
+
+        await context.connectors.update(CONNECTOR, ACME)  # left out: the server's setting
+        gateway.forget(PROJECT, CONNECTOR)
+        assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 1

@@ -63,6 +63,9 @@ class _View:
 
     __slots__ = ()
     _fields: ClassVar[tuple[str, ...]] = ()
+    _keys: ClassVar[frozenset[str]] = frozenset()
+    """The JSON keys the model takes (its aliases): any other key is refused (see
+    :func:`_known`); ``tests/core/test_descriptor_view.py`` holds each set to its model's."""
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -74,6 +77,22 @@ class _View:
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
         return f"{type(self).__name__}({fields})"
+
+
+def _known(data: Mapping[str, Any], keys: frozenset[str]) -> None:
+    """Refuse a key the view would not read as the models do.
+
+    The models also take a field by its Python name (``tolerance_seconds`` for
+    ``toleranceSeconds``: ``validate_by_name``), and a shipped or installed
+    native descriptor is stored as written, not as the models dump it; the view
+    reads aliases only, so it would silently apply the default instead (a 300 s
+    replay window for a 5 s one). An unknown key is an error to the models
+    (``extra="forbid"``) that the view must not ignore either. Either way the
+    caller parses the JSON with the models.
+    """
+    if not keys.issuperset(data):
+        odd = sorted(str(key) for key in data if key not in keys)
+        raise ViewUnavailable(f"keys the view does not read: {', '.join(odd)}")
 
 
 def _list(value: Any) -> list[Any]:
@@ -94,8 +113,10 @@ class ConditionView(_View):
 
     __slots__ = ("operator", "value", "value_path", "when")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset({"operator", "value", "valuePath", "when"})
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.when: str = data["when"]
         self.operator: str = data["operator"]
         value = data.get("value")
@@ -108,6 +129,9 @@ class SignalTypeRuleView(ConditionView):
 
     __slots__ = ("all", "event_types", "then")
     _fields: ClassVar[tuple[str, ...]] = (*ConditionView._fields, *__slots__)
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"all", "eventTypes", "operator", "then", "value", "valuePath", "when"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         super().__init__(data)
@@ -122,6 +146,9 @@ class PriorityRuleView(ConditionView):
 
     __slots__ = ("all", "then")
     _fields: ClassVar[tuple[str, ...]] = (*ConditionView._fields, *__slots__)
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"all", "operator", "then", "value", "valuePath", "when"}
+    )
     event_types: ClassVar[None] = None
 
     def __init__(self, data: Mapping[str, Any]) -> None:
@@ -151,8 +178,28 @@ class FieldMappingView(_View):
         "version_precision",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "defaultType",
+            "idPath",
+            "itemsPath",
+            "participantsPath",
+            "priorityMapping",
+            "rawFields",
+            "relatedItemsPath",
+            "signalTypeRules",
+            "skip",
+            "summaryTemplate",
+            "tagsPath",
+            "timestampFormat",
+            "timestampPath",
+            "versionPath",
+            "versionPrecision",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.items_path: str = data["itemsPath"]
         self.id_path: str = data["idPath"]
         self.timestamp_path: str = data["timestampPath"]
@@ -188,8 +235,10 @@ class SignatureTimestampView(_View):
 
     __slots__ = ("body_path", "header", "tolerance_seconds", "unit")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset({"bodyPath", "header", "toleranceSeconds", "unit"})
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.header: str | None = data.get("header")
         self.body_path: str | None = data.get("bodyPath")
         self.unit: str = data.get("unit", "seconds")
@@ -212,8 +261,23 @@ class SignatureView(_View):
         "timestamp",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "algorithm",
+            "encoding",
+            "header",
+            "idHeader",
+            "prefix",
+            "secretCredential",
+            "secretEncoding",
+            "separator",
+            "signedPayload",
+            "timestamp",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.header: str = data["header"]
         self.algorithm: str = data.get("algorithm", "hmac-sha256")
         self.encoding: str = data.get("encoding", "hex")
@@ -234,8 +298,12 @@ class TokenView(_View):
 
     __slots__ = ("body_path", "header", "query_param", "secret_credential", "value_prefix")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"bodyPath", "header", "queryParam", "secretCredential", "valuePrefix"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.header: str | None = data.get("header")
         self.query_param: str | None = data.get("queryParam")
         self.body_path: str | None = data.get("bodyPath")
@@ -257,8 +325,21 @@ class HandshakeView(_View):
         "when_path",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "capturesSecret",
+            "equals",
+            "header",
+            "queryParam",
+            "respondPath",
+            "signed",
+            "type",
+            "whenPath",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.type: str = data["type"]
         self.when_path: str | None = data.get("whenPath")
         self.equals: str | None = data.get("equals")
@@ -293,8 +374,25 @@ class WebhookView(_View):
         "verification",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "actionPath",
+            "deliveryIdHeader",
+            "deliveryIdPath",
+            "eventTypeHeader",
+            "eventTypePath",
+            "eventTypes",
+            "fieldMapping",
+            "handshakes",
+            "rateLimitPerMinute",
+            "signature",
+            "token",
+            "verification",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.event_types: list[str] = _str_list(data["eventTypes"])
         self.event_type_path: str | None = data.get("eventTypePath")
         self.verification: str = data["verification"]
@@ -327,8 +425,12 @@ class CredentialFieldView(_View):
 
     __slots__ = ("help_text", "key", "label", "placeholder", "required", "type")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"helpText", "key", "label", "placeholder", "required", "type"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.key: str = data["key"]
         self.label: str = data["label"]
         self.type: str = data["type"]
@@ -342,8 +444,12 @@ class CredentialPlacementView(_View):
 
     __slots__ = ("credential", "delivery", "param_name", "value_prefix")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"credential", "delivery", "paramName", "valuePrefix"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.credential: str = data["credential"]
         self.delivery: str = data["delivery"]
         self.param_name: str = data.get("paramName", "Authorization")
@@ -355,8 +461,10 @@ class AuthConfigView(_View):
 
     __slots__ = ("credential_fields", "extra_headers")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset({"credentialFields", "extraHeaders"})
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.credential_fields: list[CredentialFieldView] = [
             CredentialFieldView(f) for f in _list(data["credentialFields"])
         ]
@@ -374,6 +482,17 @@ class KeyedConfigView(AuthConfigView):
         "value_prefix",
     )
     _fields: ClassVar[tuple[str, ...]] = (*AuthConfigView._fields, *__slots__)
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "additionalCredentials",
+            "credentialFields",
+            "credentialKey",
+            "delivery",
+            "extraHeaders",
+            "paramName",
+            "valuePrefix",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         super().__init__(data)
@@ -391,6 +510,9 @@ class BasicConfigView(AuthConfigView):
 
     __slots__ = ("password_key", "username_key")
     _fields: ClassVar[tuple[str, ...]] = (*AuthConfigView._fields, *__slots__)
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"credentialFields", "extraHeaders", "passwordKey", "usernameKey"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         super().__init__(data)
@@ -419,6 +541,27 @@ class OAuth2ConfigView(AuthConfigView):
         "token_url",
     )
     _fields: ClassVar[tuple[str, ...]] = (*AuthConfigView._fields, *__slots__)
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "accessTokenKey",
+            "afterConsent",
+            "authoriseUrl",
+            "authorizeParams",
+            "clientAuth",
+            "clientIdKey",
+            "clientSecretKey",
+            "credentialFields",
+            "extraHeaders",
+            "grant",
+            "pkce",
+            "refreshTokenKey",
+            "rotatesRefreshToken",
+            "scopeSeparator",
+            "scopes",
+            "tokenRequest",
+            "tokenUrl",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         super().__init__(data)
@@ -443,6 +586,9 @@ class WebhookSecretConfigView(AuthConfigView):
 
     __slots__ = ("algorithm", "signature_header")
     _fields: ClassVar[tuple[str, ...]] = (*AuthConfigView._fields, *__slots__)
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"algorithm", "credentialFields", "extraHeaders", "signatureHeader"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         super().__init__(data)
@@ -462,6 +608,10 @@ OAUTH_CONSENT_GRANT: Final = "refresh_token"
 """Connectors with this grant get their tokens from a user's consent (authorization code)."""
 
 
+_NO_AUTH_KEYS: Final = frozenset({"method"})
+""":class:`~ucf.core.descriptor.NoAuth`'s keys (it has no ``config``)."""
+
+
 class AuthView(_View):
     """One way to sign in (``auth`` or one of ``authAlternatives``): its ``method`` names the
     kind (``oauth2``, ``api_key``, ``pat``, ``basic``, ``webhook_secret``, ``none``) that
@@ -469,12 +619,15 @@ class AuthView(_View):
 
     __slots__ = ("config", "method")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset({"config", "method"})
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.method: str = data["method"]
         if self.method == "none":
+            _known(data, _NO_AUTH_KEYS)
             self.config: AuthConfigView | None = None
         else:
+            _known(data, self._keys)
             config = _AUTH_CONFIGS.get(self.method)
             if config is None:
                 raise ViewUnavailable(f"unknown auth method {self.method!r}")
@@ -505,8 +658,12 @@ class ConfigFieldView(_View):
         "type",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"default", "helpText", "key", "label", "options", "placeholder", "required", "type"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.key: str = data["key"]
         self.label: str = data["label"]
         self.type: str = data.get("type", "text")
@@ -523,8 +680,12 @@ class TimestampFilterView(_View):
 
     __slots__ = ("format", "overlap_seconds", "query_param", "sorted_ascending", "type")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"format", "overlapSeconds", "queryParam", "sortedAscending", "type"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.type: str = data["type"]
         self.query_param: str | None = data["queryParam"]
         self.format: TimestampOutputFormat = data["format"]
@@ -537,8 +698,10 @@ class DeltaTokenView(_View):
 
     __slots__ = ("token_is_url", "token_param", "token_path", "type")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset({"tokenIsUrl", "tokenParam", "tokenPath", "type"})
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.type: str = data["type"]
         self.token_path: str = data["tokenPath"]
         self.token_param: str = data["tokenParam"]
@@ -550,8 +713,10 @@ class CursorView(_View):
 
     __slots__ = ("cursor_param", "cursor_path", "type")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset({"cursorParam", "cursorPath", "type"})
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.type: str = data["type"]
         self.cursor_path: str = data["cursorPath"]
         self.cursor_param: str = data["cursorParam"]
@@ -562,8 +727,10 @@ class SinceIdView(_View):
 
     __slots__ = ("id_param", "id_path", "order", "type")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset({"idParam", "idPath", "order", "type"})
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.type: str = data["type"]
         self.id_path: str = data["idPath"]
         self.id_param: str = data["idParam"]
@@ -604,8 +771,24 @@ class PaginationView(_View):
         "type",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "baseUrlPath",
+            "hasMorePath",
+            "maxPages",
+            "nextHeader",
+            "nextParam",
+            "nextPath",
+            "pageSize",
+            "pageSizeParam",
+            "totalHeader",
+            "totalPath",
+            "type",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.type: str = data["type"]
         self.next_path: str | None = data.get("nextPath")
         self.next_param: str | None = data.get("nextParam")
@@ -638,8 +821,26 @@ class PollingView(_View):
         "stop_at_checkpoint",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "body",
+            "clientSideSince",
+            "delta",
+            "endpoint",
+            "headers",
+            "initialLookbackSeconds",
+            "intervalSeconds",
+            "method",
+            "omitNullBodyFields",
+            "pagination",
+            "query",
+            "rateLimitRpm",
+            "stopAtCheckpoint",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.endpoint: str = data["endpoint"]
         self.method: str = data["method"]
         headers = data.get("headers")
@@ -664,8 +865,12 @@ class HealthCheckView(_View):
 
     __slots__ = ("body", "endpoint", "expect_status", "method", "timeout_ms")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"body", "endpoint", "expectStatus", "method", "timeoutMs"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.endpoint: str = data["endpoint"]
         self.method: str = data["method"]
         self.expect_status: int = data["expectStatus"]
@@ -678,8 +883,12 @@ class ResponseErrorsView(_View):
 
     __slots__ = ("auth_codes", "code_path", "ignore_codes", "rate_limit_codes")
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {"authCodes", "codePath", "ignoreCodes", "rateLimitCodes"}
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.code_path: str = data["codePath"]
         self.auth_codes: list[str] = _str_list(data.get("authCodes", []))
         self.rate_limit_codes: list[str] = _str_list(data.get("rateLimitCodes", []))
@@ -687,6 +896,10 @@ class ResponseErrorsView(_View):
 
 
 # --------------------------------------------------------------------------- the connector
+
+
+_BOTH_MODES_KEYS: Final = frozenset({"mode", "polling", "webhook"})
+""":class:`~ucf.core.descriptor.PollingAndWebhookDescriptor`'s keys."""
 
 
 def _implied_signature(auth: AuthView) -> SignatureView | None:
@@ -725,8 +938,29 @@ class ConnectorView(_View):
         "webhook",
     )
     _fields: ClassVar[tuple[str, ...]] = __slots__
+    _keys: ClassVar[frozenset[str]] = frozenset(
+        {
+            "auth",
+            "authAlternatives",
+            "category",
+            "configFields",
+            "description",
+            "docsUrl",
+            "fieldMapping",
+            "healthCheck",
+            "icon",
+            "id",
+            "ingestion",
+            "kind",
+            "name",
+            "references",
+            "responseErrors",
+            "version",
+        }
+    )
 
     def __init__(self, data: Mapping[str, Any]) -> None:
+        _known(data, self._keys)
         self.id: str = data["id"]
         self.kind: str = data["kind"]
         self.version: str = data["version"]
@@ -739,12 +973,15 @@ class ConnectorView(_View):
         polling: Mapping[str, Any] | None = None
         if ingestion is not None:
             mode = ingestion["mode"]
+            # The one-mode blocks carry ``mode`` beside the spec's own keys; the spec is read
+            # without it, so that a ``mode`` inside a polling_and_webhook part is refused.
             if mode == "webhook":
-                webhook = ingestion
+                webhook = {key: value for key, value in ingestion.items() if key != "mode"}
             elif mode == "polling_and_webhook":
+                _known(ingestion, _BOTH_MODES_KEYS)
                 webhook, polling = ingestion["webhook"], ingestion["polling"]
             elif mode == "polling":
-                polling = ingestion
+                polling = {key: value for key, value in ingestion.items() if key != "mode"}
             else:
                 raise ViewUnavailable(f"unknown ingestion mode {mode!r}")
         self.webhook: WebhookView | None = None if webhook is None else WebhookView(webhook)
@@ -851,7 +1088,9 @@ def webhook_view(
 
     if isinstance(spec, models.ConnectorDescriptor):
         return connector_view(spec).webhook
-    return WebhookView(_dump(spec))
+    data = _dump(spec)
+    data.pop("mode", None)  # a webhook-mode ingestion block: the spec is the rest
+    return WebhookView(data)
 
 
 def auth_view(auth: d.AuthDescriptor | AuthView) -> AuthView:

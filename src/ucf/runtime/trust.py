@@ -9,10 +9,12 @@ all round trips), so :class:`BackgroundTrust` starts the load on a thread when
 the client is built and :class:`BackgroundTrustTransport` waits for it before
 its first ``https`` request.
 
-The load holds the GIL while it parses (CPython's ``load_verify_locations``
-does not release it), so it overlaps only with the event loop's I/O waits,
-never with Python work: it can make start-up no slower than loading inline,
-and as much faster as the waits it hides behind.
+CPython releases the GIL around OpenSSL's ``SSL_CTX_load_verify_locations``
+(``Modules/_ssl.c``), so the load runs beside Python work as well as beside
+the event loop's I/O waits; nothing but the loading thread touches the
+context until :meth:`BackgroundTrust.ready` hands it over. A process forked
+while the bundle loads has no loading thread: it loads the bundle itself
+right after the fork (:func:`_after_fork_in_child`).
 
 The context is ``ssl.create_default_context(cafile=certifi.where())``, which
 is what httpx builds for ``verify=True`` with ``trust_env=False``; a test
@@ -26,6 +28,7 @@ import os
 import ssl
 import sys
 import threading
+import weakref
 from concurrent.futures import Future
 from typing import Any, Final
 
@@ -58,20 +61,41 @@ def default_client_context() -> ssl.SSLContext:
     return context
 
 
+_loading: weakref.WeakSet[BackgroundTrust] = weakref.WeakSet()
+"""Every context whose bundle a thread was started for, for :func:`_after_fork_in_child`."""
+
+
+def _after_fork_in_child() -> None:
+    """A fork copies only the thread that forked: a bundle still loading in the parent
+    would never be loaded in the child, whose first HTTPS request would wait for ever.
+    The child loads what is missing itself, before it runs anything else."""
+    for trust in list(_loading):
+        trust._own_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class BackgroundTrust:
     """A TLS context for an HTTPS client whose CA bundle loads on a thread of its own.
 
     Nothing may use :attr:`context` for a handshake before :meth:`ready`
     returns: the thread is the only one touching it until then, and the
-    future's completion is what hands it over.
+    future's completion is what hands it over. A process forked meanwhile
+    loads the bundle itself (:func:`_after_fork_in_child`).
     """
 
     def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
         self._loaded: Future[None] = Future()
+        self._finished = False
+        self._error: BaseException | None = None
+        """What loading raised, once finished: plain data, which a forked child reads."""
         self._ready = True
         if verify is True:
             self.context = default_client_context()
             self._ready = False
+            _loading.add(self)
             threading.Thread(target=self._load, name=LOAD_THREAD_NAME, daemon=True).start()
         elif verify is False:
             self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -83,14 +107,41 @@ class BackgroundTrust:
             self._loaded.set_result(None)
 
     def _load(self) -> None:
+        self._load_bundle()
+        self._settle(self._loaded)
+
+    def _load_bundle(self) -> None:
         try:
             import certifi
 
             self.context.load_verify_locations(cafile=certifi.where())
         except BaseException as error:  # handed to whoever waits, raised there
-            self._loaded.set_exception(error)
+            self._error = error
+        self._finished = True
+
+    def _settle(self, loaded: Future[None]) -> None:
+        if self._error is None:
+            loaded.set_result(None)
         else:
-            self._loaded.set_result(None)
+            loaded.set_exception(self._error)
+
+    def _own_in_child(self) -> None:
+        """In a forked child: a new future (the parent's may never complete here, and its
+        lock may have been held by a thread the child does not have), settled with the
+        load's outcome, loading the bundle first if the parent's thread had not.
+
+        The parent's thread may have been part-way through (it loads without the
+        GIL): loading the whole file again into the same context is safe, OpenSSL
+        skipping the certificates already in its store.
+        """
+        if self._ready:
+            return
+        if not self._finished:
+            self._error = None
+            self._load_bundle()
+        loaded: Future[None] = Future()
+        self._settle(loaded)
+        self._loaded = loaded
 
     async def ready(self) -> None:
         """Return once the certificates are loaded; raise what loading them raised."""
@@ -113,5 +164,13 @@ class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "https":
-            await self.trust.ready()
+            try:
+                await self.trust.ready()
+            except Exception as error:
+                # As httpx reports a handshake that fails: every caller handles httpx's
+                # errors (retries, the poll's and the gateway's error paths), not OSError.
+                raise httpx.ConnectError(
+                    f"the CA certificates could not be loaded: {type(error).__name__}: {error}",
+                    request=request,
+                ) from error
         return await super().handle_async_request(request)

@@ -207,6 +207,21 @@ def _parse(data: Any, what: str) -> ConnectorDescriptor:
     return descriptor
 
 
+def _stored_form(descriptor: ConnectorDescriptor) -> dict[str, Any]:
+    """A validated descriptor as it is stored (shipped, registered or updated): as the
+    models read it, not as it was written.
+
+    The delivery and poll paths read the stored JSON without the models
+    (:mod:`ucf.core.descriptor_view`), which take the JSON as it is: a value the
+    models coerce (``"5"`` for 5, ``"false"`` for False) or a key given by field
+    name must not reach them. Only the keys given are written (``exclude_unset``,
+    not the API's ``exclude_defaults``): a ``rateLimitPerMinute`` given at its
+    default still overrides the server's setting.
+    """
+    dumped: dict[str, Any] = descriptor.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return dumped
+
+
 def _would_write(data: Mapping[str, Any], stored: Mapping[str, DescriptorRecord]) -> bool:
     """Whether syncing ``data`` writes it, given the store's records (as the registries decide)."""
     try:
@@ -272,9 +287,11 @@ class ConnectorService:
         # a connector's code only when one of its instances runs).
         shipped += [dict(d) for d in installed_descriptors(besides=catalogued)]
         stored = {record.connector_id: record for record in await self._registry.list_all()}
-        pending = [data for data in shipped if _would_write(data, stored)]
-        for data in pending:
-            _parse(data, f"built-in descriptor {data.get('id')!r}")
+        pending = [
+            _stored_form(_parse(data, f"built-in descriptor {data.get('id')!r}"))
+            for data in shipped
+            if _would_write(data, stored)
+        ]
         written = await self._registry.sync_builtin(pending, now=self._clock()) if pending else None
         left = [stored[str(data.get("id"))] for data in shipped if not _would_write(data, stored)]
         self._synced = True
@@ -380,7 +397,7 @@ class ConnectorService:
         descriptor = _parse(data, "the request body")
         await self.ready()
         try:
-            record = await self._registry.register(descriptor.to_json(), now=self._clock())
+            record = await self._registry.register(_stored_form(descriptor), now=self._clock())
         except AlreadyExists:
             raise ConflictError(f"a connector '{descriptor.id}' already exists") from None
         return self._connector(record)
@@ -394,7 +411,7 @@ class ConnectorService:
         await self.ready()
         try:
             record = await self._registry.update(
-                connector_id, descriptor.to_json(), now=self._clock(), built_in=False
+                connector_id, _stored_form(descriptor), now=self._clock(), built_in=False
             )
         except NotFound:
             raise NotFoundError(f"no connector '{connector_id}'") from None

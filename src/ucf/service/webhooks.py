@@ -405,6 +405,25 @@ def _verifier(connector: Connector) -> Verifier:
     return verifier
 
 
+def _receives_webhooks(connector: Connector) -> bool:
+    """Whether the connector takes deliveries; :class:`WebhookMisconfigured` (503) when its
+    stored descriptor cannot be read at all.
+
+    The stored JSON was validated when it was written, but one written by a newer
+    ucf (a key this one does not know) or edited in the store by hand fails the
+    models here (pydantic's ``ValidationError`` is a ``ValueError``): that is
+    ucf's problem, not the sender's, and no 500. What is wrong goes to the log,
+    not to the sender.
+    """
+    try:
+        return connector.receives_webhooks
+    except ValueError as error:
+        log.warning("connector %s: its stored descriptor cannot be read: %s", connector.id, error)
+        raise WebhookMisconfigured(
+            f"{connector.id} cannot receive deliveries: its stored descriptor cannot be read"
+        ) from None
+
+
 class WebhookGateway:
     """Receives deliveries for every connector instance of one :class:`UcfContext`."""
 
@@ -490,7 +509,7 @@ class WebhookGateway:
         )
         if isinstance(connector, BaseException):
             raise connector
-        if connector is None or not connector.receives_webhooks:
+        if connector is None or not _receives_webhooks(connector):
             raise NotFoundError(NOT_HERE)
         if isinstance(record, BaseException):
             raise record

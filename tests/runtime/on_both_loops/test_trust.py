@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 from pathlib import Path
@@ -86,5 +87,33 @@ async def test_a_bundle_that_cannot_load_fails_https_requests_only(
         async with create_client(SETTINGS, LOOPBACK) as client:
             assert (await client.get(plain.url("/hello"))).json() == {"hello": "world"}
             for _ in range(2):  # every later one too: the error is kept, not swallowed
-                with pytest.raises(FileNotFoundError):
+                # An httpx error, as a failed handshake is: every caller handles those
+                # (the SES gateway's certificate fetch, the retries, the poll's error paths).
+                with pytest.raises(httpx.ConnectError, match="CA certificates") as failed:
                     await client.get(f"https://localhost:{plain.port}/hello")
+                assert isinstance(failed.value.__cause__, FileNotFoundError)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_child_forked_while_the_bundle_loads_has_it_loaded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A fork copies no threads: a child forked while the bundle loads would wait for a
+    thread it does not have, and its first HTTPS request would hang for ever."""
+    tls = make_tls_pair(["localhost"])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    monkeypatch.setattr(certifi, "where", _slow_where(bundle, 0.5))
+    trust = BackgroundTrust(True)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, and never return into pytest
+        code = 1
+        try:
+            trust.wait(timeout=5)
+            code = 0 if len(trust.context.get_ca_certs()) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    trust.wait(timeout=5)  # and the parent's own load is not disturbed
+    assert len(trust.context.get_ca_certs()) == 1
