@@ -344,6 +344,27 @@ async def test_batch_items_dynamodb_leaves_unprocessed_are_sent_again(
         assert len(entries) == 30
 
 
+async def test_acking_a_batch_is_one_call_per_25_entries_and_survives_unprocessed_items(
+    proxy: FaultProxy, table: str
+) -> None:
+    """A delivered batch of 30 is acked in two BatchWriteItem calls, not 30 DeleteItems
+    (each call is a round trip and ~1 ms of botocore CPU on a Lambda cold start)."""
+    async with _via(proxy, table) as store:
+        await store.signals.ingest([signal_write(str(i)) for i in range(30)], sinks=["http"])
+        entries = await store.outbox.claim("http", limit=100, lease=timedelta(minutes=1), now=T0)
+        assert len(entries) == 30
+        proxy.inject("BatchWriteItem", FaultProxy.UNPROCESSED, times=1)
+        batches, deletes = proxy.seen["BatchWriteItem"], proxy.seen["DeleteItem"]
+        await store.outbox.ack("http", [e.entry_id for e in entries])
+        assert proxy.seen["DeleteItem"] == deletes
+        assert proxy.seen["BatchWriteItem"] - batches == 3, "25 + 5, and the unprocessed again"
+        assert (await store.outbox.lag("http", now=T0)).pending == 0
+        later = await store.outbox.claim(
+            "http", limit=100, lease=timedelta(minutes=1), now=T0 + timedelta(hours=1)
+        )
+        assert later == []
+
+
 async def test_an_ingest_cut_short_is_finished_by_the_redelivery_and_stored_once(
     proxy: FaultProxy, dynalite_endpoint: str, table: str
 ) -> None:

@@ -257,8 +257,12 @@ class Outbox(Protocol):
         """Up to ``limit`` available entries, oldest first (so in order per instance)."""
         ...
 
-    async def ack(self, sink: str, entry_ids: Sequence[str]) -> int:
-        """Mark delivered (removes them); returns how many were still pending."""
+    async def ack(self, sink: str, entry_ids: Sequence[str]) -> None:
+        """Mark delivered (removes them); an entry already gone is no error.
+
+        No count comes back: DynamoDB removes a batch in one call that says
+        nothing of what was there, instead of one call per entry.
+        """
         ...
 
     async def release(self, sink: str, entry_ids: Sequence[str], *, retry_at: datetime) -> int:

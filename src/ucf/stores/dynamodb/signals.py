@@ -511,18 +511,14 @@ class DynamoOutbox:
             return None
         return _entry(sink, reply["Attributes"])
 
-    async def ack(self, sink: str, entry_ids: Sequence[str]) -> int:
-        async def delete(entry_id: str) -> bool:
-            reply = await self._db.call(
-                "delete_item",
-                TableName=self._db.table,
-                Key=k.outbox_entry(sink, entry_id),
-                ReturnValues="ALL_OLD",
-            )
-            return "Attributes" in reply
-
-        done = await self._db.concurrently(delete(e) for e in dict.fromkeys(entry_ids))
-        return sum(done)
+    async def ack(self, sink: str, entry_ids: Sequence[str]) -> None:
+        """One BatchWriteItem per 25 entries, not a DeleteItem each: a batch of 20 is one
+        call instead of 20 (~1 ms of botocore CPU each; ``bench/coldstart.py``'s delivery).
+        Unconditional, as the single deletes were: an entry delivered is done with,
+        whoever claims it meanwhile (delivery is at least once)."""
+        await self._db.batch_write(
+            [{"DeleteRequest": {"Key": k.outbox_entry(sink, e)}} for e in dict.fromkeys(entry_ids)]
+        )
 
     async def release(self, sink: str, entry_ids: Sequence[str], *, retry_at: datetime) -> int:
         async def give_back(entry_id: str) -> bool:

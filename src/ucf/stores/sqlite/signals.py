@@ -296,19 +296,17 @@ class SqliteOutbox:
 
         return await self._db.write(run)
 
-    async def ack(self, sink: str, entry_ids: Sequence[str]) -> int:
+    async def ack(self, sink: str, entry_ids: Sequence[str]) -> None:
         ids = _entry_ids(entry_ids)
 
-        def run(conn: sqlite3.Connection) -> int:
-            done = 0
+        def run(conn: sqlite3.Connection) -> None:
             for chunk in _chunks(ids):
-                done += conn.execute(
+                conn.execute(
                     f"DELETE FROM outbox WHERE sink = ? AND entry_id IN ({_marks(len(chunk))})",
                     (sink, *chunk),
-                ).rowcount
-            return done
+                )
 
-        return await self._db.write(run)
+        await self._db.write(run)
 
     async def release(self, sink: str, entry_ids: Sequence[str], *, retry_at: datetime) -> int:
         ids = _entry_ids(entry_ids)
