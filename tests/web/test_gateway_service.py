@@ -3,10 +3,13 @@ whole use case for callers that hold the body already."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,20 @@ from ucf.service.webhooks import (
 )
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@contextlib.asynccontextmanager
+async def _with_an_instance(
+    settings: Settings, descriptor: dict[str, Any], *, clock: Callable[[], datetime]
+) -> AsyncIterator[UcfContext]:
+    """A service context with ``descriptor`` registered and one instance of it in PROJECT."""
+    async with await UcfContext.open(settings, clock=clock) as context:
+        await context.connectors.register(descriptor)
+        body = instance_body("http://127.0.0.1:9")
+        await context.instances.create(
+            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
+        )
+        yield context
 
 
 def test_a_reserve_grows_while_used_up_in_time_and_shrinks_when_stale() -> None:
@@ -96,12 +113,7 @@ async def test_a_changed_descriptor_limit_is_charged_once_the_target_is_read_aga
     def clock() -> datetime:
         return NOW + timedelta(seconds=seconds[0])
 
-    async with await UcfContext.open(settings, clock=clock) as context:
-        await context.connectors.register(strict)
-        body = instance_body("http://127.0.0.1:9")
-        await context.instances.create(
-            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
-        )
+    async with _with_an_instance(settings, strict, clock=clock) as context:
         gateway = WebhookGateway(context, monotonic=lambda: seconds[0])
 
         async def deliver(n: int) -> str:
@@ -130,12 +142,7 @@ async def test_a_flood_from_many_addresses_keeps_a_bounded_number_of_reserves(
 
     environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
     settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
-    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
-        await context.connectors.register(ACME)
-        body = instance_body("http://127.0.0.1:9")
-        await context.instances.create(
-            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
-        )
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
         gateway = WebhookGateway(context, max_reserves=4)
         target = await gateway.target(CONNECTOR, PROJECT)
         for n in range(40):
@@ -157,12 +164,7 @@ async def test_receive_webhook_takes_a_body_read_in_full_in_the_gateways_order(
 
     environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_WEBHOOK_MAX_BYTES": "2000"}
     settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
-    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
-        await context.connectors.register(ACME)
-        body = instance_body("http://127.0.0.1:9")
-        await context.instances.create(
-            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
-        )
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
         gateway = WebhookGateway(context)
         signed = sign(ticket_event("T-1"), delivery="d-1", at=NOW.timestamp())
         ok = Delivery("POST", signed.body, signed.headers, {}, "http://x")
@@ -184,12 +186,7 @@ async def test_deliveries_keep_an_instances_health_fresh_and_failed_verification
     environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
     settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
     ticks = [0.0]
-    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
-        await context.connectors.register(ACME)
-        body = instance_body("http://127.0.0.1:9")
-        await context.instances.create(
-            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
-        )
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
         gateway = WebhookGateway(context, monotonic=lambda: ticks[0])
         target = await gateway.target(CONNECTOR, PROJECT)
         for n in range(3):
@@ -227,12 +224,7 @@ async def test_a_stored_descriptor_that_does_not_parse_is_a_503_not_a_crash(
     traceback; the models' error is logged, not sent to the sender."""
     environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
     settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
-    async with await UcfContext.open(settings, clock=lambda: NOW) as context:
-        await context.connectors.register(ACME)
-        body = instance_body("http://127.0.0.1:9")
-        await context.instances.create(
-            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
-        )
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
         newer = {**copy.deepcopy(ACME), "someLaterExtension": True}
         await context.store.descriptors.update(
             CONNECTOR, newer, now=NOW + timedelta(seconds=1), built_in=False
@@ -261,12 +253,7 @@ async def test_a_descriptor_limit_given_at_the_default_still_overrides_the_serve
     def clock() -> datetime:  # each write a later updatedAt: a changed connector
         return NOW + timedelta(seconds=next(ticks))
 
-    async with await UcfContext.open(settings, clock=clock) as context:
-        await context.connectors.register(explicit)
-        body = instance_body("http://127.0.0.1:9")
-        await context.instances.create(
-            PROJECT, CONNECTOR, credentials=body["credentials"], config=body["config"]
-        )
+    async with _with_an_instance(settings, explicit, clock=clock) as context:
         gateway = WebhookGateway(context)
         assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 100
 

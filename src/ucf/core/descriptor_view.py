@@ -30,28 +30,15 @@ only ever *given* to the converters, and read by attribute).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from ucf.core.credential_keys import AUTH_METHOD_KEY
 from ucf.core.signal_identity import UNKNOWN_SIGNAL_TYPE, Priority
 
 if TYPE_CHECKING:
     from ucf.core import descriptor as d
-
-
-ItemTimestampFormat = Literal["auto", "iso8601", "unix", "unix_ms", "slack_ts"]
-"""``fieldMapping.timestampFormat`` (the model's literal, repeated: this module loads no model)."""
-TimestampOutputFormat = Literal[
-    "iso8601",
-    "unix",
-    "unix_ms",
-    "iso8601_ms",
-    "slack_ts",
-    "date",
-    "cql_datetime",
-    "jql_datetime",
-]
-"""A ``timestamp_filter`` delta's ``format`` (the model's literal, repeated)."""
+    from ucf.core.timestamps import OutputFormat as TimestampOutputFormat
+    from ucf.core.timestamps import TimestampFormat as ItemTimestampFormat
 
 
 class ViewUnavailable(ValueError):
