@@ -126,3 +126,45 @@ def test_the_body_is_hashed_only_for_an_item_without_a_version_of_its_own(
     )
     assert [s.version for s in mapped.result.signals] == [BODY_HASH]
     assert calls == [BODY]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"issue": {"id": 1, "title": "t", "updated_at": "2025-03-01T00:00:00Z"}},
+        {"issue": {"id": 2, "title": "t", "pull_request": {}}},
+        {"issue": {"title": "no id"}},
+        {"issue": {"id": 3, "title": "t", "updated_at": "not a time"}},
+    ],
+    ids=["mapped", "skipped", "no-id", "bad-time"],
+)
+def test_a_one_item_delivery_maps_as_map_items_maps_it(payload: dict[str, Any]) -> None:
+    """map_delivery writes map_items' loop out for a payload of one item (most deliveries):
+    its signal, skip count and item error are map_items' own."""
+    base = _github_issues().model_dump(by_alias=True, exclude_none=True)
+    base["fieldMapping"]["skip"] = [{"when": "$.issue.pull_request", "operator": "exists"}]
+    spec = WebhookSpec.model_validate(base)
+    assert spec.field_mapping is not None
+    mapping = CompiledMapping(spec.field_mapping)
+    headers = {"x-github-event": "issues", "x-github-delivery": "d-1"}
+    mapped = map_delivery(
+        spec,
+        mapping,
+        payload,
+        headers=headers,
+        body=BODY,
+        connector_id="c",
+        project_id="p",
+        now=NOW,
+    )
+    expected = mapping.map_items(
+        mapping.extract_items(payload),
+        "c",
+        "p",
+        event_type="issues",
+        fallback_version=lambda: fallback_version(spec, payload, headers, BODY),
+        now=NOW,
+    )
+    assert (mapped.event_type, mapped.handled) == ("issues", True)
+    assert mapped.result == expected
+    assert len(mapped.result.signals) + len(mapped.result.errors) + mapped.result.skipped == 1

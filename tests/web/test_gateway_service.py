@@ -260,3 +260,24 @@ async def test_a_descriptor_limit_given_at_the_default_still_overrides_the_serve
         await context.connectors.update(CONNECTOR, ACME)  # left out: the server's setting
         gateway.forget(PROJECT, CONNECTOR)
         assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 1
+
+
+@pytest.mark.parametrize(
+    ("signed_payload", "needed"),
+    [("{{timestamp}}.{{body}}", False), ("{{timestamp}}.{{body}}{{url}}", True)],
+)
+async def test_a_server_works_the_registered_url_out_only_for_a_verifier_that_signs_it(
+    tmp_path: Path, signed_payload: str, needed: bool
+) -> None:
+    """The front builds a delivery's registered URL (public base, Host, path and query)
+    only when the target reads it: a verifier that signs it (Trello's scheme), or a
+    native handler, which is handed it."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    descriptor = copy.deepcopy(ACME)
+    descriptor["ingestion"]["webhook"]["signature"]["signedPayload"] = signed_payload
+    async with _with_an_instance(settings, descriptor, clock=lambda: NOW) as context:
+        gateway = WebhookGateway(context)
+        target = await gateway.target(CONNECTOR, PROJECT)
+        assert target.needs_url is needed
+        assert (await gateway.target(CONNECTOR, PROJECT)).needs_url is needed  # remembered

@@ -236,3 +236,40 @@ def test_a_filter_level_or_formatter_a_user_sets_is_honoured(stream: io.StringIO
     ucf_handler.setFormatter(logging.Formatter("plain %(message)s"))
     _access_line()
     assert stream.getvalue() == f"plain POST {_ROUTE} 200\n"
+
+
+@pytest.mark.parametrize(
+    "request_id", [None, "req-7", "01JEXAMPLE", 'a"quote', "back\\slash", "tab\there", "ünï", ""]
+)
+@pytest.mark.parametrize(
+    ("method", "route", "status", "duration_ms"),
+    [
+        ("POST", _ROUTE, 200, 12.34),
+        ("OTHER", "unmatched", 404, 0.0),
+        ("GET", '/odd/"route"\\ü\n', 500, 0.01),
+        ("PATCH", "/x", 201, 123456789.12),
+        ("POST", "/x", 200, 1e-05),
+        ("POST", "/x", 200, 1e20),
+        ("POST", "/x", 200, float("nan")),
+    ],
+)
+def test_the_access_line_template_writes_what_line_writes(
+    request_id: str | None, method: str, route: str, status: int, duration_ms: float
+) -> None:
+    """The access line is written into a template made once per route and status: the
+    same text as the generic line, whatever the request id, route or duration."""
+    formatter = JsonFormatter()
+    created = 1_764_950_400.0123
+    fields = {"method": method, "route": route, "status": status, "durationMs": duration_ms}
+    token = REQUEST_ID.set(request_id)
+    try:
+        for _ in range(2):  # the first line makes the template, the second is written into it
+            expected = formatter.line(
+                created, "info", "ucf.web.access", f"{method} {route} {status}", fields
+            )
+            written = formatter.access_line(
+                created, "ucf.web.access", method, route, status, duration_ms
+            )
+            assert written == expected
+    finally:
+        REQUEST_ID.reset(token)

@@ -42,7 +42,7 @@ or body hash), or a function that makes it, called only when an item needs it.""
 NAME_KEYS = ("login", "name", "displayName", "display_name", "summary", "email", "username", "id")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MappedSignal:
     """A signal, as its camelCase wire object, with the identity the stores deduplicate on.
 
@@ -50,6 +50,9 @@ class MappedSignal:
     sanitiser reads and the store writes, and building pydantic objects for
     every polled item cost more than the mapping itself (``bench/poll.py``).
     :attr:`signal` gives the model view for code that wants attributes.
+    Read-only by convention, not ``frozen`` (its ``wire`` is a dict anyway): a
+    frozen dataclass sets each field through ``object.__setattr__``, 0.52 → 0.16 µs
+    a construction, one per mapped item.
     """
 
     wire: dict[str, Any]

@@ -228,7 +228,8 @@ class Delivery:
     """One request to the gateway, as received (the body read in full, under the limit).
 
     ``url`` is the URL the provider was given when the webhook was registered
-    (the instance's public webhook URL plus any query): Trello signs it.
+    (the instance's public webhook URL plus any query): Trello signs it. A server
+    may leave it empty for a target whose :attr:`WebhookTarget.needs_url` is False.
     """
 
     method: str
@@ -247,6 +248,11 @@ class WebhookTarget:
     via_hook: bool = False
     """Reached through the instance's own URL (``…/{hookId}``), which nobody can guess:
     only there does a handshake that hands over a secret get a hearing."""
+    needs_url: bool = True
+    """Whether :meth:`WebhookGateway.receive` reads the delivery's registered URL: a
+    native handler is handed it, a descriptor's verifier reads it only when it signs
+    it (Trello). A server works the URL out (the public base, the Host header, the
+    path and query) only when it is read, and hands an empty one otherwise."""
 
     @property
     def connector_id(self) -> str:
@@ -405,6 +411,16 @@ def _verifier(connector: Connector) -> Verifier:
     return verifier
 
 
+def _reads_url(connector: Connector) -> bool:
+    """:attr:`WebhookTarget.needs_url` of a target of this connector."""
+    if connector.kind == "native":
+        return True
+    try:
+        return _verifier(connector).needs_url
+    except WebhookMisconfigured:
+        return True  # receive() answers why
+
+
 def _receives_webhooks(connector: Connector) -> bool:
     """Whether the connector takes deliveries; :class:`WebhookMisconfigured` (503) when its
     stored descriptor cannot be read at all.
@@ -515,7 +531,7 @@ class WebhookGateway:
             raise record
         if record is None or not record.enabled:
             raise NotFoundError(NOT_HERE)
-        return WebhookTarget(connector, record)
+        return WebhookTarget(connector, record, needs_url=_reads_url(connector))
 
     async def _instance_record(self, project_id: str, connector_id: str) -> InstanceRecord | None:
         try:

@@ -413,7 +413,7 @@ class WebhookFront:
             body=body,
             headers=headers,
             query=dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {},
-            url=self._registered_url(state, scope, query),
+            url=self._registered_url(state, scope, query) if found.needs_url else "",
             client=client[0] if client else None,
         )
         return _rendered(await gateway.receive(found, delivery))

@@ -126,15 +126,11 @@ def record_request(metrics: Metrics, method: str, route: str, status: int, secon
     metrics.observe_request(method, route, status, seconds)
     if not access.isEnabledFor(logging.INFO):
         return
-    message = f"{method} {route} {status}"
-    fields = {
-        "method": method,
-        "route": route,
-        "status": status,
-        "durationMs": round(seconds * 1000, 2),
-    }
-    if _direct.write(message, fields):
+    duration_ms = round(seconds * 1000, 2)
+    if _direct.write_access(method, route, status, duration_ms):
         return
+    message = f"{method} {route} {status}"
+    fields = {"method": method, "route": route, "status": status, "durationMs": duration_ms}
     # Made here rather than by access.info(): no caller lookup (the line names its
     # route, not a source line), and no redaction pass over a message built only from a
     # method, a route template and a status, none of which can hold a secret.
