@@ -80,7 +80,15 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     # sanitiser's fast path stays wire objects (no signal models). The stored descriptor
     # is run through its plain view: no pydantic, no descriptor models. The first page is
     # parsed by json: pydantic-core's parser is imported only once it would repay it.
-    "poll_worker": ("ulid", "ucf.core.signal", "pydantic", "pydantic_core", "ucf.core.descriptor"),
+    # A descriptor connector's poll does not load the native-connector registry.
+    "poll_worker": (
+        "ulid",
+        "ucf.core.signal",
+        "pydantic",
+        "pydantic_core",
+        "ucf.core.descriptor",
+        "ucf.runtime.native",
+    ),
     "delivery": (
         "jsonpath",
         "pydantic",
