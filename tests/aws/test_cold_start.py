@@ -80,7 +80,8 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     # sanitiser's fast path stays wire objects (no signal models). The stored descriptor
     # is run through its plain view: no pydantic, no descriptor models. The first page is
     # parsed by json: pydantic-core's parser is imported only once it would repay it.
-    # A descriptor connector's poll does not load the native-connector registry.
+    # A descriptor connector's poll does not load the native-connector registry, nor
+    # the store's records of reads and of webhook deliveries (a poll only writes).
     "poll_worker": (
         "ulid",
         "ucf.core.signal",
@@ -88,6 +89,8 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "pydantic_core",
         "ucf.core.descriptor",
         "ucf.runtime.native",
+        "ucf.stores.read_models",
+        "ucf.stores.delivery_health",
     ),
     "delivery": (
         "jsonpath",

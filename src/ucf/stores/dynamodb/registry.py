@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
@@ -25,19 +25,20 @@ from ucf.stores.errors import (
 )
 from ucf.stores.models import (
     UNSET,
-    DeliveryObservation,
     DescriptorRecord,
     HealthObservation,
     InstanceChanges,
     InstanceRecord,
     SyncReport,
     descriptor_identity,
-    health_after_delivery,
     health_state_after,
     is_newer_version,
     replacement_version,
     text_time,
 )
+
+if TYPE_CHECKING:
+    from ucf.stores.delivery_health import DeliveryObservation
 
 _CAS_ATTEMPTS = 32
 _DESCRIPTOR_NAME = {"#descriptor": "descriptor"}  # DESCRIPTOR is a DynamoDB reserved word
@@ -471,6 +472,8 @@ class DynamoInstanceStore:
     async def record_delivery(
         self, project_id: str, connector_id: str, observation: DeliveryObservation
     ) -> InstanceRecord:
+        from ucf.stores.delivery_health import health_after_delivery  # webhooks only
+
         for _ in range(_CAS_ATTEMPTS):
             current = await self.get(project_id, connector_id)
             if current is None:
