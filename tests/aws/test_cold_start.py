@@ -81,7 +81,8 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     # is run through its plain view: no pydantic, no descriptor models. The first page is
     # parsed by json: pydantic-core's parser is imported only once it would repay it.
     # A descriptor connector's poll does not load the native-connector registry, nor
-    # the store's records of reads and of webhook deliveries (a poll only writes).
+    # the store's records of reads, of webhook deliveries (a poll only writes) and of its
+    # set-up (no store init, no catalogue sync).
     "poll_worker": (
         "ulid",
         "ucf.core.signal",
@@ -91,6 +92,7 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "ucf.runtime.native",
         "ucf.stores.read_models",
         "ucf.stores.delivery_health",
+        "ucf.stores.reports",
     ),
     "delivery": (
         "jsonpath",

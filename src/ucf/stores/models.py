@@ -68,19 +68,6 @@ class StoreOptions:
     signal_retention: timedelta = DEFAULT_SIGNAL_RETENTION
 
 
-@dataclass(frozen=True, slots=True)
-class InitReport:
-    """What ``Store.init`` found and did, in words ``ucf store init`` prints."""
-
-    backend: str
-    location: str
-    actions: tuple[str, ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.actions)
-
-
 # --- descriptors ---------------------------------------------------------------------
 
 
@@ -92,17 +79,6 @@ class DescriptorRecord:
     version: str
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """Outcome of loading the shipped descriptors into the registry at start."""
-
-    inserted: tuple[str, ...] = ()
-    upgraded: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-    shadowed: tuple[str, ...] = ()
-    """Built-in ids left alone because a user-created descriptor owns the id."""
 
 
 def descriptor_identity(descriptor: Mapping[str, Any]) -> tuple[str, str]:
@@ -461,6 +437,8 @@ _ELSEWHERE: Final = {
     "SignalCounts": "ucf.stores.read_models",
     "SignalPage": "ucf.stores.read_models",
     "StoredSignal": "ucf.stores.read_models",
+    "InitReport": "ucf.stores.reports",
+    "SyncReport": "ucf.stores.reports",
 }
 
 if TYPE_CHECKING:
@@ -473,6 +451,8 @@ if TYPE_CHECKING:
     from ucf.stores.read_models import SignalCounts as SignalCounts
     from ucf.stores.read_models import SignalPage as SignalPage
     from ucf.stores.read_models import StoredSignal as StoredSignal
+    from ucf.stores.reports import InitReport as InitReport
+    from ucf.stores.reports import SyncReport as SyncReport
 else:
 
     def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
-if TYPE_CHECKING:  # built by the backends when read: see ucf.stores.models
+if TYPE_CHECKING:  # built where they are used: see ucf.stores.models
     from ucf.stores.delivery_health import DeliveryObservation
     from ucf.stores.read_models import (
         OutboxEntry,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # built by the backends when read: see ucf.stores.models
         SignalPage,
         StoredSignal,
     )
+    from ucf.stores.reports import InitReport, SyncReport
 
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
@@ -36,14 +37,12 @@ from ucf.stores.models import (
     DescriptorRecord,
     HealthObservation,
     IngestResult,
-    InitReport,
     InstanceChanges,
     InstanceRecord,
     Lease,
     RateDecision,
     SignalQuery,
     SignalWrite,
-    SyncReport,
 )
 
 

@@ -29,7 +29,6 @@ from ucf.stores.models import (
     HealthObservation,
     InstanceChanges,
     InstanceRecord,
-    SyncReport,
     descriptor_identity,
     health_state_after,
     is_newer_version,
@@ -39,6 +38,7 @@ from ucf.stores.models import (
 
 if TYPE_CHECKING:
     from ucf.stores.delivery_health import DeliveryObservation
+    from ucf.stores.reports import SyncReport
 
 _CAS_ATTEMPTS = 32
 _DESCRIPTOR_NAME = {"#descriptor": "descriptor"}  # DESCRIPTOR is a DynamoDB reserved word
@@ -181,6 +181,8 @@ class DynamoDescriptorRegistry:
     async def sync_builtin(
         self, descriptors: Sequence[Mapping[str, Any]], *, now: datetime
     ) -> SyncReport:
+        from ucf.stores.reports import SyncReport  # a sync at start, never on a poll
+
         prepared = [
             (*descriptor_identity(d), k.dump_json(dict(d), what="descriptor")) for d in descriptors
         ]
