@@ -78,8 +78,22 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     # Reading secrets does not load what names a new one (python-ulid, whose import
     # reads the installed distributions' metadata); a page whose signals all pass the
     # sanitiser's fast path stays wire objects (no signal models). The stored descriptor
-    # is run through its plain view: no pydantic, no descriptor models.
-    "poll_worker": ("ulid", "ucf.core.signal", "pydantic", "ucf.core.descriptor"),
+    # is run through its plain view: no pydantic, no descriptor models. The first page is
+    # parsed by json: pydantic-core's parser is imported only once it would repay it.
+    # A descriptor connector's poll does not load the native-connector registry, nor
+    # the store's records of reads, of webhook deliveries (a poll only writes) and of its
+    # set-up (no store init, no catalogue sync).
+    "poll_worker": (
+        "ulid",
+        "ucf.core.signal",
+        "pydantic",
+        "pydantic_core",
+        "ucf.core.descriptor",
+        "ucf.runtime.native",
+        "ucf.stores.read_models",
+        "ucf.stores.delivery_health",
+        "ucf.stores.reports",
+    ),
     "delivery": (
         "jsonpath",
         "pydantic",
@@ -114,10 +128,11 @@ print(json.dumps({{"response": response, "loaded": loaded}}))
 # native-connector registry (its entry-point scan). Reading the instance's secret
 # does not load what names a new one (python-ulid). A signal that passes the
 # sanitiser's fast path stays a wire object: no signal models. The stored descriptor
-# is read as a plain view (ucf.core.descriptor_view): no pydantic (pydantic_core, its
-# JSON parser, parses the body), no descriptor models.
+# is read as a plain view (ucf.core.descriptor_view): no pydantic, no descriptor models;
+# the body is parsed by json (pydantic-core's parser waits until a process has read enough).
 NEVER_FOR_A_DELIVERY = (
     "pydantic",
+    "pydantic_core",
     "ucf.core.descriptor",
     "prometheus_client",
     "ucf.runtime.native",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ucf.core.jsonpath import MISSING
-from ucf.core.payload import loads_strict, payload_or_missing
+from ucf.core.payload import StrictJson, loads_strict, payload_or_missing
 
 
 @pytest.mark.parametrize("text", ["NaN", '{"a": Infinity}', "[-Infinity]"])
@@ -35,9 +37,9 @@ def _stdlib(data: bytes) -> tuple[str, object]:
         return "error", str(error)
 
 
-def _ours(data: bytes) -> tuple[str, object]:
+def _ours(data: bytes, parser: StrictJson) -> tuple[str, object]:
     try:
-        return "ok", json.dumps(loads_strict(data))  # types and key order must match too
+        return "ok", json.dumps(parser.loads(data))  # types and key order must match too
     except (ValueError, RecursionError) as error:
         return "error", str(error)
 
@@ -57,9 +59,32 @@ _JSONISH = st.text(alphabet='{}[]":,.-+eE0123456789 \t\nabtrufnlsNIy\\u\x00é\ud
     )
 )
 def test_the_fast_parser_accepts_and_refuses_exactly_what_json_does(data: bytes) -> None:
-    """loads_strict tries pydantic-core first; its answers, and its error messages, are json's."""
-    assert _ours(data) == _stdlib(data)
+    """Past its first bytes a parser tries pydantic-core first; its answers, and its error
+    messages, are json's."""
+    assert _ours(data, StrictJson(json_first=0)) == _stdlib(data)
+    assert _ours(data, StrictJson(json_first=1 << 20)) == _stdlib(data)
+
+
+def test_a_process_imports_the_fast_parser_only_once_it_has_read_enough() -> None:
+    """A webhook body or a cold start's first page does not pay pydantic-core's import."""
+    probe = (
+        "import sys\n"
+        "from ucf.core.payload import StrictJson, loads_strict\n"
+        "loads_strict(b'[' + b'1,' * 100_000 + b'1]')\n"
+        "before = 'pydantic_core' in sys.modules\n"
+        "parser = StrictJson(json_first=10)\n"
+        "parser.loads(b'[1, 2, 3, 4, 5, 6]')\n"
+        "between = 'pydantic_core' in sys.modules\n"
+        "assert parser.loads(b'[7]') == [7]\n"
+        "print(before, between, 'pydantic_core' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert done.stdout.split() == ["False", "False", "True"]
 
 
 def test_text_with_a_lone_surrogate_reads_as_json_reads_it() -> None:
     assert loads_strict('"a\ud800"') == json.loads('"a\ud800"')
+    assert StrictJson(json_first=0).loads('"a\ud800"') == json.loads('"a\ud800"')

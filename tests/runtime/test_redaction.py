@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -372,3 +374,19 @@ def test_skipping_rules_that_cannot_match_changes_nothing(parts: list[str]) -> N
     for pattern, replace, _possible in _rules():
         reference = pattern.sub(replace, reference)
     assert redact(text, SecretRegistry()) == reference
+
+
+def test_a_poll_url_compiles_only_the_rules_its_cheap_tests_let_through() -> None:
+    """Each rule's pattern is compiled when a text first needs it: a page URL (a cold
+    start's first redaction) compiles the header-line rule alone, not all seven."""
+    probe = (
+        "from ucf.runtime.redaction import _rules, redact\n"
+        "url = 'https://api.example.com/issues?state=all&per_page=100&since=2026-12-01T00:00:00Z'\n"
+        "assert redact(url) == url\n"
+        "print(sum(rule[0]._compiled is not None for rule in _rules()), len(_rules()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+
+    assert done.stdout.split() == ["1", "7"]

@@ -10,25 +10,38 @@ valid JSON and parses to infinity, as with ``json``; the stores write it as
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import pydantic_core
+from collections.abc import Callable
+from typing import Any, Final
 
 from ucf.core.missing import MISSING
+
+# How much a process reads with ``json`` before it imports pydantic-core's parser.
+# The import costs 8-20 ms of CPU (pydantic_core.core_schema alone: most of a cold
+# start's third-party import time after botocore's), and pydantic-core saves about
+# 0.3-1.5 ms per MiB over ``json`` (GitHub issue pages: a 21-issue page of 72 KiB
+# 0.5 -> 0.2 ms, a 100-issue one of 350 KiB 2.0 -> 1.75 ms); a webhook body, a cold
+# start's first page or a small poll never repays the import, a long one does.
+JSON_FIRST_BYTES: Final = 8 * 1024 * 1024
 
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def loads_strict(data: bytes | str) -> Any:
-    """Parse standard JSON; raises ``ValueError`` (incl. ``JSONDecodeError``) otherwise.
+def _json_loads(data: bytes | str) -> Any:
+    return json.loads(data, parse_constant=_refuse_constant)
+
+
+class StrictJson:
+    """Standard JSON only, ``json``'s answers and errors; pydantic-core's speed once it pays.
 
     pydantic-core's parser (Rust, already a dependency) reads every polled page
     about 1.4x faster than ``json``; whatever it refuses — errors, but also
     what ``json`` alone accepts (UTF-16 bodies, lone surrogate escapes) — is
     read again by ``json``, so what is accepted and every error message are
-    exactly ``json``'s.
+    exactly ``json``'s. It is imported only after ``json_first`` bytes were
+    read (:data:`JSON_FIRST_BYTES`): a Lambda cold start or a webhook
+    delivery never pays its import.
 
     Only keys go through pydantic-core's string cache, as ``json`` memoises
     only keys: a poll's pages repeat their keys, but nearly every value is new
@@ -38,10 +51,35 @@ def loads_strict(data: bytes | str) -> Any:
     parse's own CPU inside ``bench/poll.py`` (three runs each). Parsing the
     same page over and over hides this: every value is then a cache hit.
     """
-    try:
-        return pydantic_core.from_json(data, allow_inf_nan=False, cache_strings="keys")
-    except (ValueError, TypeError):  # TypeError: a str it cannot encode (a lone surrogate)
-        return json.loads(data, parse_constant=_refuse_constant)
+
+    __slots__ = ("_fast", "_json_left")
+
+    def __init__(self, json_first: int = JSON_FIRST_BYTES) -> None:
+        self._json_left = json_first
+        self._fast: Callable[..., Any] | None = None
+
+    def loads(self, data: bytes | str) -> Any:
+        """Parse standard JSON; raises ``ValueError`` (incl. ``JSONDecodeError``) otherwise."""
+        fast = self._fast
+        if fast is None:
+            if self._json_left > 0:  # racing threads may read a little more: harmless
+                self._json_left -= len(data)
+                return _json_loads(data)
+            from pydantic_core import from_json
+
+            self._fast = fast = from_json
+        try:
+            return fast(data, allow_inf_nan=False, cache_strings="keys")
+        except (ValueError, TypeError):  # TypeError: a str it cannot encode (a lone surrogate)
+            return _json_loads(data)
+
+
+_PROCESS_PARSER: Final = StrictJson()
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """Parse standard JSON with the process's :class:`StrictJson`; ``ValueError`` otherwise."""
+    return _PROCESS_PARSER.loads(data)
 
 
 def payload_or_missing(body: bytes) -> Any:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
+from ucf.runtime.native_errors import NativeLoadError as NativeLoadError
 from ucf.runtime.poll_schedule import PollSchedule as PollSchedule
 from ucf.runtime.redaction import redact
 
@@ -351,10 +352,6 @@ class NativeConnector:
     @property
     def id(self) -> str:
         return str(self.descriptor.get("id", ""))
-
-
-class NativeLoadError(LookupError):
-    """A native connector that is not installed, failed to load or was blocked."""
 
 
 @dataclass(frozen=True, slots=True)

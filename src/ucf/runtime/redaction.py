@@ -76,10 +76,8 @@ def _mask_group(group: int | str) -> Callable[[re.Match[str]], str]:
 # One alternation for every provider shape, a named group each, so one scan
 # of a log line covers them all and the match says which shape (and its
 # ``accept``) it was (compiled with the other rules, see :func:`_rules`).
-def _shapes() -> re.Pattern[str]:
-    return re.compile(
-        "|".join(f"(?P<s{index}>{shape.pattern})" for index, shape in enumerate(SECRET_SHAPES))
-    )
+def _shapes_source() -> str:
+    return "|".join(f"(?P<s{index}>{shape.pattern})" for index, shape in enumerate(SECRET_SHAPES))
 
 
 _SHAPE_ACCEPT: Final = {f"s{index}": shape.accept for index, shape in enumerate(SECRET_SHAPES)}
@@ -94,7 +92,7 @@ def _mask_shape(match: re.Match[str]) -> str:
 @functools.cache
 def _shape_detector() -> re2._Regexp[str]:
     """Every shape in one RE2 pattern, no captures: one linear pass says whether
-    :func:`_shapes`'s pattern can match at all (loaded on first use, as the sanitiser does).
+    :func:`_shapes_source`'s pattern can match at all (loaded on first use, as the sanitiser does).
 
     Python's ``re`` tries each of the ~20 alternatives at every position (about
     45 µs for a 130-character URL; RE2 needs a fraction of one). The shapes use
@@ -145,7 +143,29 @@ def _param_possible(text: str) -> bool:
         return True
 
 
-Rule = tuple[re.Pattern[str], Callable[[re.Match[str]], str], Callable[[str], bool]]
+class _Pattern:
+    """An ``re`` pattern compiled on its first substitution.
+
+    Compiling all seven rules costs ~2.8 ms, and most texts pass the cheap test of
+    one or two: a poll's page URL (``https:``, ``?state=all&since=…``) needs only the
+    header-line rule, so a Lambda poll worker's cold start compiles that one alone.
+    """
+
+    __slots__ = ("_compiled", "_flags", "_source")
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self._source = source
+        self._flags = flags
+        self._compiled: re.Pattern[str] | None = None
+
+    def sub(self, replace: Callable[[re.Match[str]], str], text: str) -> str:
+        compiled = self._compiled
+        if compiled is None:  # racing threads may both compile: the same pattern
+            compiled = self._compiled = re.compile(self._source, self._flags)
+        return compiled.sub(replace, text)
+
+
+Rule = tuple[_Pattern, Callable[[re.Match[str]], str], Callable[[str], bool]]
 """A pattern, its replacement, and a cheap test without which the pattern cannot match
 (a literal every match holds): most texts skip most patterns (a poll redacts each page's
 URL, the log filter every line)."""
@@ -153,19 +173,18 @@ URL, the log filter every line)."""
 
 @functools.cache
 def _rules() -> tuple[Rule, ...]:
-    """The rules, compiled by the first :func:`redact`: ~2 ms of ``re`` compiling that a
-    process which redacts nothing should not pay (a Lambda API function whose first
-    request is a webhook delivery logs only lines that need no redaction)."""
+    """The rules, built by the first :func:`redact`; each pattern is compiled when a text
+    first passes its cheap test (:class:`_Pattern`)."""
     return (
         # https://user:password@host → https://••••@host
         (
-            re.compile(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#'\"]+)@", re.I),
+            _Pattern(r"(?P<scheme>[a-z][a-z0-9+.\-]*://)(?P<userinfo>[^/\s@?#'\"]+)@", re.I),
             lambda m: f"{m.group('scheme')}{MASK}@",
             lambda text: "@" in text,
         ),
         # (b'authorization', b'Bearer x') and ('authorization', 'Bearer x') tuples.
         (
-            re.compile(
+            _Pattern(
                 rf"""\(b?(?P<q>['"])(?:{SENSITIVE_HEADERS})(?P=q),\s*b?(?P<q2>['"])(?P<value>.*?)(?P=q2)\)""",
                 re.I,
             ),
@@ -174,7 +193,7 @@ def _rules() -> tuple[Rule, ...]:
         ),
         # 'Authorization': 'Bearer x' (dict reprs) and "password": "x" (JSON bodies).
         (
-            re.compile(
+            _Pattern(
                 rf"""(?P<q>['"])(?:{SENSITIVE_HEADERS}|{_SENSITIVE_PARAM})(?P=q)\s*:\s*(?P<q2>['"])(?P<value>(?:\\.|(?!(?P=q2)).)*)(?P=q2)""",
                 re.I,
             ),
@@ -183,7 +202,7 @@ def _rules() -> tuple[Rule, ...]:
         ),
         # Authorization: Bearer x (header lines) — the value runs to the end of the line.
         (
-            re.compile(
+            _Pattern(
                 rf"(?P<name>(?<![\w-])(?:{SENSITIVE_HEADERS}))\s*:\s*(?P<value>[^\r\n'\",}}]+)",
                 re.I,
             ),
@@ -192,7 +211,7 @@ def _rules() -> tuple[Rule, ...]:
         ),
         # ?key=…&token=… in URLs and form bodies.
         (
-            re.compile(
+            _Pattern(
                 rf"(?P<name>(?<![\w.\-])(?:{_SENSITIVE_PARAM}))=(?P<value>[^&\s#'\"<>;,)]+)", re.I
             ),
             _mask_group("value"),
@@ -200,12 +219,12 @@ def _rules() -> tuple[Rule, ...]:
         ),
         # Bearer / Basic credentials wherever they appear (not "basic" in prose).
         (
-            re.compile(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),
+            _Pattern(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),
             _mask_group("value"),
             lambda text: "earer" in text or "Basic" in text,
         ),
         # Provider token shapes, shared with the sanitiser.
-        (_shapes(), _mask_shape, _shape_possible),
+        (_Pattern(_shapes_source()), _mask_shape, _shape_possible),
     )
 
 

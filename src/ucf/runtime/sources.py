@@ -40,14 +40,8 @@ from ucf.runtime.http import (
     fetch,
     status_said,
 )
-from ucf.runtime.native import (
-    ENTRY_POINT_GROUP,
-    NativeLoadError,
-    PollSchedule,
-    WebhookHandler,
-    native_registry,
-)
-from ucf.runtime.poll_schedule import declared_schedule
+from ucf.runtime.native_errors import NativeLoadError
+from ucf.runtime.poll_schedule import PollSchedule, declared_schedule
 from ucf.runtime.polling import (
     ConfigError,
     JsonBody,
@@ -63,6 +57,22 @@ from ucf.runtime.ssrf import EgressDenied
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
+    from ucf.runtime.native import ENTRY_POINT_GROUP, WebhookHandler
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``ENTRY_POINT_GROUP``, re-exported from :mod:`ucf.runtime.native` when asked for.
+
+        The native registry (its dataclasses, protocols and entry-point
+        machinery: ~4 ms of a cold start) is loaded only for a native connector;
+        a descriptor connector's poll never needs it (PEP 562).
+        """
+        if name == "ENTRY_POINT_GROUP":
+            from ucf.runtime.native import ENTRY_POINT_GROUP
+
+            return ENTRY_POINT_GROUP
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -385,6 +395,8 @@ def source_for(descriptor: ConnectorDescriptor) -> Source:
     installed, failed to load, was blocked or does not implement :class:`Source`.
     """
     if descriptor.kind == "native":
+        from ucf.runtime.native import native_registry
+
         source: Source = native_registry().source(descriptor)
         return source
     return GenericSource(descriptor)

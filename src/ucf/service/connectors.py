@@ -20,7 +20,6 @@ from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, Val
 from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound
 from ucf.stores.models import (
     DescriptorRecord,
-    SyncReport,
     descriptor_identity,
     is_newer_version,
 )
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from ucf.core.descriptor_view import ConnectorView
     from ucf.core.mapping import CompiledMapping
     from ucf.runtime.sources import Source
+    from ucf.stores.reports import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,8 @@ class ConnectorService:
         written = await self._registry.sync_builtin(pending, now=self._clock()) if pending else None
         left = [stored[str(data.get("id"))] for data in shipped if not _would_write(data, stored)]
         self._synced = True
+        from ucf.stores.reports import SyncReport  # built here alone: a sync at start
+
         return SyncReport(
             inserted=written.inserted if written else (),
             upgraded=written.upgraded if written else (),

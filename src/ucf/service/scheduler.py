@@ -55,7 +55,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from ucf.runtime.health import HealthPolicy, Outcome, retry_delay
-from ucf.runtime.native import MAINTENANCE_EVERY
 from ucf.runtime.poll_schedule import DEFAULT_LEASE_TTL
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
@@ -403,6 +402,8 @@ class Scheduler:
         one tick (the AWS schedule Lambda) still runs upkeep every
         :data:`MAINTENANCE_EVERY` seconds, not every tick.
         """
+        from ucf.runtime.native import MAINTENANCE_EVERY  # native upkeep only: loaded here
+
         now = self.context.clock()
         every = timedelta(seconds=MAINTENANCE_EVERY)
         records = self.context.store.records

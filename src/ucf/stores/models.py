@@ -68,19 +68,6 @@ class StoreOptions:
     signal_retention: timedelta = DEFAULT_SIGNAL_RETENTION
 
 
-@dataclass(frozen=True, slots=True)
-class InitReport:
-    """What ``Store.init`` found and did, in words ``ucf store init`` prints."""
-
-    backend: str
-    location: str
-    actions: tuple[str, ...] = ()
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.actions)
-
-
 # --- descriptors ---------------------------------------------------------------------
 
 
@@ -92,17 +79,6 @@ class DescriptorRecord:
     version: str
     created_at: datetime
     updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """Outcome of loading the shipped descriptors into the registry at start."""
-
-    inserted: tuple[str, ...] = ()
-    upgraded: tuple[str, ...] = ()
-    unchanged: tuple[str, ...] = ()
-    shadowed: tuple[str, ...] = ()
-    """Built-in ids left alone because a user-created descriptor owns the id."""
 
 
 def descriptor_identity(descriptor: Mapping[str, Any]) -> tuple[str, str]:
@@ -212,65 +188,6 @@ class HealthObservation:
     degraded: bool = False
     """A success that was slow, throttled or cut short: resets the failure count, shows
     'degraded'; its ``error``, when set, says why (``lastError``)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryObservation:
-    """Webhook deliveries of one instance: one that passed verification, or ``failed``
-    that did not (``error``: the last one's secret-free reason).
-
-    Kept apart from :class:`HealthObservation` on purpose: anyone who knows a
-    webhook URL can send unverifiable requests, so they must never count as a
-    poll failure (that would back the instance's polling off) nor turn it red.
-    """
-
-    at: datetime
-    verified: bool
-    failed: int = 0
-    error: str | None = None
-    failures_before_degraded: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryHealth:
-    """What a :class:`DeliveryObservation` leaves on an instance."""
-
-    health_state: HealthState
-    last_error: str | None
-    delivery_failures: int
-    last_delivery_at: datetime | None
-
-
-def health_after_delivery(record: InstanceRecord, observed: DeliveryObservation) -> DeliveryHealth:
-    """The rule both stores apply atomically for webhook deliveries.
-
-    A verified delivery proves a webhook-only instance works (unknown → healthy)
-    and clears a degradation that failed verifications caused. Failures in a
-    row, from ``failures_before_degraded`` on, degrade an instance that polls
-    fine or only receives (a rotated signing secret makes every genuine
-    delivery fail), never further: polling failures keep their own rules.
-    """
-    if observed.verified:
-        state, error = record.health_state, record.last_error
-        if record.consecutive_failures == 0 and (
-            record.health_state == "unknown"
-            or record.delivery_failures >= observed.failures_before_degraded
-        ):
-            state, error = "healthy", None
-        return DeliveryHealth(state, error, 0, observed.at)
-    failures = record.delivery_failures + observed.failed
-    state, error = record.health_state, record.last_error
-    if (
-        failures >= observed.failures_before_degraded
-        and record.consecutive_failures == 0
-        and record.health_state != "error"
-    ):
-        state = "degraded"
-        error = (
-            f"{failures} webhook deliveries in a row failed verification (last: "
-            f"{observed.error or 'unverified'}); is the signing secret current?"
-        )
-    return DeliveryHealth(state, error, failures, record.last_delivery_at)
 
 
 def health_state_after(
@@ -451,20 +368,6 @@ class IngestResult:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredSignal:
-    signal: dict[str, Any]
-    dedup_key: str
-    project_id: str
-    connector_id: str
-    received_at: datetime
-    expires_at: datetime
-
-    @property
-    def signal_id(self) -> str:
-        return str(self.signal["id"])
-
-
-@dataclass(frozen=True, slots=True)
 class SignalQuery:
     """Filters on a project's signals; ``since`` inclusive, ``until`` exclusive (signal time)."""
 
@@ -472,58 +375,6 @@ class SignalQuery:
     type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SignalPage:
-    """Newest first. ``next_cursor`` is opaque; None when there is nothing more."""
-
-    items: tuple[StoredSignal, ...]
-    next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SignalCounts:
-    """Signals received (by ``received_at``) in the windows the dashboard shows."""
-
-    last_24h: int
-    last_7d: int
-
-
-# --- outbox --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxEntry:
-    """A stored signal awaiting delivery to one sink; ack it once delivered."""
-
-    entry_id: str
-    sink: str
-    project_id: str
-    connector_id: str
-    signal: dict[str, Any]
-    enqueued_at: datetime
-    attempts: int
-    """Times this entry has been claimed, this claim included (1 on first delivery)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedEntry:
-    """An outbox entry the sink refused for good, set aside so the ones after it can go."""
-
-    entry: OutboxEntry
-    reason: str
-    """Secret-free: what the sink answered (e.g. "HTTP 422")."""
-    parked_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxLag:
-    pending: int
-    oldest_age_seconds: float | None
-    """Age of the oldest entry not yet acknowledged; None when nothing is pending."""
-    parked: int = 0
-    """Entries the sink refused for good (not pending; see ``Outbox.park``)."""
 
 
 # --- coordination --------------------------------------------------------------------
@@ -571,3 +422,45 @@ def take_tokens(
     if refill_per_second == 0 or cost > capacity:
         return RateDecision(False, math.inf), BucketState(tokens, stamp)
     return RateDecision(False, (cost - tokens) / refill_per_second), BucketState(tokens, stamp)
+
+
+# Records a poll never builds live in modules of their own, loaded on first use
+# (PEP 562): a Lambda poll worker's cold start skips their dataclasses. Every
+# name stays importable from here.
+_ELSEWHERE: Final = {
+    "DeliveryHealth": "ucf.stores.delivery_health",
+    "DeliveryObservation": "ucf.stores.delivery_health",
+    "health_after_delivery": "ucf.stores.delivery_health",
+    "OutboxEntry": "ucf.stores.read_models",
+    "OutboxLag": "ucf.stores.read_models",
+    "ParkedEntry": "ucf.stores.read_models",
+    "SignalCounts": "ucf.stores.read_models",
+    "SignalPage": "ucf.stores.read_models",
+    "StoredSignal": "ucf.stores.read_models",
+    "InitReport": "ucf.stores.reports",
+    "SyncReport": "ucf.stores.reports",
+}
+
+if TYPE_CHECKING:
+    from ucf.stores.delivery_health import DeliveryHealth as DeliveryHealth
+    from ucf.stores.delivery_health import DeliveryObservation as DeliveryObservation
+    from ucf.stores.delivery_health import health_after_delivery as health_after_delivery
+    from ucf.stores.read_models import OutboxEntry as OutboxEntry
+    from ucf.stores.read_models import OutboxLag as OutboxLag
+    from ucf.stores.read_models import ParkedEntry as ParkedEntry
+    from ucf.stores.read_models import SignalCounts as SignalCounts
+    from ucf.stores.read_models import SignalPage as SignalPage
+    from ucf.stores.read_models import StoredSignal as StoredSignal
+    from ucf.stores.reports import InitReport as InitReport
+    from ucf.stores.reports import SyncReport as SyncReport
+else:
+
+    def __getattr__(name: str) -> Any:
+        module = _ELSEWHERE.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value

@@ -16,30 +16,33 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+if TYPE_CHECKING:  # built where they are used: see ucf.stores.models
+    from ucf.stores.delivery_health import DeliveryObservation
+    from ucf.stores.read_models import (
+        OutboxEntry,
+        OutboxLag,
+        ParkedEntry,
+        SignalCounts,
+        SignalPage,
+        StoredSignal,
+    )
+    from ucf.stores.reports import InitReport, SyncReport
 
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
     Checkpoint,
     CheckpointMove,
-    DeliveryObservation,
     DescriptorRecord,
     HealthObservation,
     IngestResult,
-    InitReport,
     InstanceChanges,
     InstanceRecord,
     Lease,
-    OutboxEntry,
-    OutboxLag,
-    ParkedEntry,
     RateDecision,
-    SignalCounts,
-    SignalPage,
     SignalQuery,
     SignalWrite,
-    StoredSignal,
-    SyncReport,
 )
 
 

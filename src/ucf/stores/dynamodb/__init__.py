@@ -10,6 +10,7 @@ are documented in ``docs/storage.md``.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from ucf.stores.dynamodb.client import DynamoClient, DynamoTarget, RetryPolicy
@@ -23,8 +24,13 @@ from ucf.stores.dynamodb.registry import DynamoDescriptorRegistry, DynamoInstanc
 from ucf.stores.dynamodb.signals import DynamoOutbox, DynamoSignalStore
 from ucf.stores.dynamodb.table import TTL_ATTRIBUTE, ensure_table
 from ucf.stores.errors import StoreConfigError
-from ucf.stores.models import InitReport, StoreOptions
+from ucf.stores.models import (
+    StoreOptions,
+)
 from ucf.stores.protocols import Store
+
+if TYPE_CHECKING:
+    from ucf.stores.reports import InitReport
 
 _URL_FORM = (
     "use dynamodb://TABLE?region=eu-west-1 (add &endpoint=http://host:port for a local server)"
@@ -80,6 +86,8 @@ class DynamoLifecycle:
         return f"DynamoDB table {self._target.table} at {self._target.where}"
 
     async def init(self) -> InitReport:
+        from ucf.stores.reports import InitReport  # ucf store init: never on Lambda
+
         status = await ensure_table(self.client)
         actions: list[str] = []
         if status.created:

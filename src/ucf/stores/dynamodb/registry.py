@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
@@ -25,19 +25,20 @@ from ucf.stores.errors import (
 )
 from ucf.stores.models import (
     UNSET,
-    DeliveryObservation,
     DescriptorRecord,
     HealthObservation,
     InstanceChanges,
     InstanceRecord,
-    SyncReport,
     descriptor_identity,
-    health_after_delivery,
     health_state_after,
     is_newer_version,
     replacement_version,
     text_time,
 )
+
+if TYPE_CHECKING:
+    from ucf.stores.delivery_health import DeliveryObservation
+    from ucf.stores.reports import SyncReport
 
 _CAS_ATTEMPTS = 32
 _DESCRIPTOR_NAME = {"#descriptor": "descriptor"}  # DESCRIPTOR is a DynamoDB reserved word
@@ -180,6 +181,8 @@ class DynamoDescriptorRegistry:
     async def sync_builtin(
         self, descriptors: Sequence[Mapping[str, Any]], *, now: datetime
     ) -> SyncReport:
+        from ucf.stores.reports import SyncReport  # a sync at start, never on a poll
+
         prepared = [
             (*descriptor_identity(d), k.dump_json(dict(d), what="descriptor")) for d in descriptors
         ]
@@ -471,6 +474,8 @@ class DynamoInstanceStore:
     async def record_delivery(
         self, project_id: str, connector_id: str, observation: DeliveryObservation
     ) -> InstanceRecord:
+        from ucf.stores.delivery_health import health_after_delivery  # webhooks only
+
         for _ in range(_CAS_ATTEMPTS):
             current = await self.get(project_id, connector_id)
             if current is None:

@@ -35,7 +35,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
@@ -44,19 +44,23 @@ from ucf.stores.errors import InvalidCursor, InvalidRecord
 from ucf.stores.models import (
     CheckpointMove,
     IngestResult,
-    OutboxEntry,
-    OutboxLag,
-    ParkedEntry,
-    SignalCounts,
-    SignalPage,
     SignalQuery,
     SignalWrite,
-    StoredSignal,
     epoch_ms,
     from_epoch_ms,
 )
 from ucf.stores.protocols import CheckpointStore
 from ucf.stores.signal_text import dump_signal
+
+if TYPE_CHECKING:  # what reads build, imported where they do (a poll only writes)
+    from ucf.stores.read_models import (
+        OutboxEntry,
+        OutboxLag,
+        ParkedEntry,
+        SignalCounts,
+        SignalPage,
+        StoredSignal,
+    )
 
 # An ingest still pending after this long was interrupted (a live one takes milliseconds).
 INTERRUPTED_AFTER = timedelta(seconds=60)
@@ -192,6 +196,8 @@ class _Record:
 
 
 def _entry(sink: str, item: Item) -> OutboxEntry:
+    from ucf.stores.read_models import OutboxEntry
+
     return OutboxEntry(
         entry_id=item["SK"]["S"][len(k.ENTRY_PREFIX) :],
         sink=sink,
@@ -208,6 +214,8 @@ def _put(item: Item) -> Item:
 
 
 def _stored(item: Item) -> StoredSignal:
+    from ucf.stores.read_models import StoredSignal
+
     return StoredSignal(
         signal=json.loads(item["body"]["S"]),
         dedup_key=item["dedupKey"]["S"],
@@ -378,6 +386,8 @@ class DynamoSignalStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> SignalPage:
+        from ucf.stores.read_models import SignalPage
+
         if limit < 1:
             raise ValueError("limit must be at least 1")
         # since <= ts < until, as a key range: "SIGNAL#{ts}" sorts just before every
@@ -427,6 +437,8 @@ class DynamoSignalStore:
         return SignalPage(tuple(_stored(item) for item in items), next_cursor)
 
     async def counts(self, project_id: str, connector_id: str, *, now: datetime) -> SignalCounts:
+        from ucf.stores.read_models import SignalCounts
+
         now_ms = epoch_ms(now)
         day_ago = epoch_ms(now - timedelta(days=1))
         week_ago = epoch_ms(now - timedelta(days=7))
@@ -539,6 +551,8 @@ class DynamoOutbox:
         return sum(done)
 
     async def lag(self, sink: str, *, now: datetime) -> OutboxLag:
+        from ucf.stores.read_models import OutboxLag
+
         params: dict[str, Any] = {
             "KeyConditionExpression": "PK = :pk",
             "ExpressionAttributeValues": {":pk": k.s(k.outbox_pk(sink))},
@@ -620,6 +634,8 @@ class DynamoOutbox:
         return sum(done)
 
     async def parked(self, sink: str, *, limit: int) -> list[ParkedEntry]:
+        from ucf.stores.read_models import ParkedEntry
+
         if limit < 1:
             return []
         return [
