@@ -193,20 +193,9 @@ class DirectLine:
         formatter = handler.formatter
         assert isinstance(formatter, JsonFormatter)
         created = time.time()
-        try:
-            text = formatter.line(created, "info", self._name, message, fields)
-            handler.acquire()
-            try:
-                handler.stream.write(text + handler.terminator)
-                handler.flush()
-            finally:
-                handler.release()
-        except RecursionError:  # as StreamHandler.emit
-            raise
-        except Exception:
-            handler.handleError(
-                self._logger.makeRecord(self._name, logging.INFO, "(direct)", 0, message, (), None)
-            )
+        self._emit(
+            handler, lambda: formatter.line(created, "info", self._name, message, fields), message
+        )
         return True
 
     def write_access(self, method: str, route: str, status: int, duration_ms: float) -> bool:
@@ -217,11 +206,22 @@ class DirectLine:
         formatter = handler.formatter
         assert isinstance(formatter, JsonFormatter)
         created = time.time()
+        self._emit(
+            handler,
+            lambda: formatter.access_line(created, self._name, method, route, status, duration_ms),
+            f"{method} {route} {status}",
+        )
+        return True
+
+    def _emit(
+        self, handler: logging.StreamHandler[Any], text: Callable[[], str], message: str
+    ) -> None:
+        """Format and write under the handler's lock, failing as ``StreamHandler.emit`` does."""
         try:
-            text = formatter.access_line(created, self._name, method, route, status, duration_ms)
+            line = text()
             handler.acquire()
             try:
-                handler.stream.write(text + handler.terminator)
+                handler.stream.write(line + handler.terminator)
                 handler.flush()
             finally:
                 handler.release()
@@ -229,11 +229,8 @@ class DirectLine:
             raise
         except Exception:
             handler.handleError(
-                self._logger.makeRecord(
-                    self._name, logging.INFO, "(direct)", 0, f"{method} {route} {status}", (), None
-                )
+                self._logger.makeRecord(self._name, logging.INFO, "(direct)", 0, message, (), None)
             )
-        return True
 
     def _sole_handler(self) -> logging.StreamHandler[Any] | None:
         """ucf's JSON handler if the logger's INFO records reach it and nothing else."""
