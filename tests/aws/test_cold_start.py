@@ -165,9 +165,13 @@ def first_call(
 ) -> dict[str, object]:
     """``module``'s handler imported and invoked once in a fresh interpreter (the lab's env)."""
     never = never + NOT_FOR_ITS_JOB.get(module, ())
-    probe = FIRST_CALL.format(module=module, never=never)
+    return _probe(FIRST_CALL.format(module=module, never=never), json.dumps(event))
+
+
+def _probe(code: str, *args: str) -> dict[str, Any]:
+    """``python -c code *args`` from the checkout; the JSON object its last line prints."""
     done = subprocess.run(
-        [sys.executable, "-c", probe, json.dumps(event)],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -175,7 +179,7 @@ def first_call(
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -291,23 +295,7 @@ def recorded_first_call(
 ) -> dict[str, Any]:
     """``module``'s first invocation in a fresh interpreter, its AWS calls recorded
     (tests/aws/aws_calls.py): each group of ``together`` must be in flight at once."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            RECORDED_CALL.format(module=module),
-            json.dumps(event),
-            json.dumps(together),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return _probe(RECORDED_CALL.format(module=module), json.dumps(event), json.dumps(together))
 
 
 def signed_issue_event(number: int, delivery: str) -> dict[str, Any]:

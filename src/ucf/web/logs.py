@@ -187,38 +187,31 @@ class DirectLine:
     def write(self, message: str, fields: dict[str, Any]) -> bool:
         """Write the line if only ucf's handler would take it; False: log it instead.
         The caller has checked ``isEnabledFor(INFO)``."""
-        handler = self._sole_handler()
-        if handler is None:
-            return False
-        formatter = handler.formatter
-        assert isinstance(formatter, JsonFormatter)
-        created = time.time()
-        self._emit(
-            handler, lambda: formatter.line(created, "info", self._name, message, fields), message
+        return self._write(
+            lambda formatter, created: formatter.line(created, "info", self._name, message, fields),
+            message,
         )
-        return True
 
     def write_access(self, method: str, route: str, status: int, duration_ms: float) -> bool:
         """:meth:`write` of an access line (:meth:`JsonFormatter.access_line`)."""
+        return self._write(
+            lambda formatter, created: formatter.access_line(
+                created, self._name, method, route, status, duration_ms
+            ),
+            f"{method} {route} {status}",
+        )
+
+    def _write(self, text: Callable[[JsonFormatter, float], str], message: str) -> bool:
+        """Format and write under the handler's lock, failing as ``StreamHandler.emit``
+        does (``message`` names the line to ``handleError``); False: log it instead."""
         handler = self._sole_handler()
         if handler is None:
             return False
         formatter = handler.formatter
         assert isinstance(formatter, JsonFormatter)
         created = time.time()
-        self._emit(
-            handler,
-            lambda: formatter.access_line(created, self._name, method, route, status, duration_ms),
-            f"{method} {route} {status}",
-        )
-        return True
-
-    def _emit(
-        self, handler: logging.StreamHandler[Any], text: Callable[[], str], message: str
-    ) -> None:
-        """Format and write under the handler's lock, failing as ``StreamHandler.emit`` does."""
         try:
-            line = text()
+            line = text(formatter, created)
             handler.acquire()
             try:
                 handler.stream.write(line + handler.terminator)
@@ -231,6 +224,7 @@ class DirectLine:
             handler.handleError(
                 self._logger.makeRecord(self._name, logging.INFO, "(direct)", 0, message, (), None)
             )
+        return True
 
     def _sole_handler(self) -> logging.StreamHandler[Any] | None:
         """ucf's JSON handler if the logger's INFO records reach it and nothing else."""
