@@ -249,7 +249,13 @@ async def test_an_undecodable_delivery_is_malformed_not_a_crash(
     harness: Harness, now: datetime
 ) -> None:
     profile = _profile(harness)
-    for body in (b"\xff\xfe", b"[1, 2]", b'{"issue": {}}', b'{"webhookEvent": "comment_created"}'):
+    for body in (
+        b"\xff\xfe",
+        b"[1, 2]",
+        b'{"issue": {}}',
+        b'{"webhookEvent": "comment_created"}',
+        b"[" * 10_000 + b"]" * 10_000,  # past json's recursion limit
+    ):
         sample = WebhookSample("bad", body)
         delivered = await profile.deliver(
             fake_jira.sign_delivery(sample, url=webhook_url("jira")), now

@@ -27,6 +27,16 @@ def test_standard_json_and_empty_or_deep_bodies() -> None:
     assert payload_or_missing(b"[" * 100_000 + b"]" * 100_000) is MISSING
 
 
+@pytest.mark.parametrize("json_first", [0, 1 << 20])
+def test_json_nested_too_deeply_is_a_value_error_on_either_parser(json_first: int) -> None:
+    """json raises RecursionError past its depth: its callers (the HTTP client's
+    parse_json among them) handle ValueError, as the contract says."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        StrictJson(json_first=json_first).loads(deep)
+    assert StrictJson(json_first=json_first).loads(b"[" * 150 + b"]" * 150) is not None
+
+
 def _stdlib(data: bytes) -> tuple[str, object]:
     def refuse(name: str) -> object:
         raise ValueError(f"{name} is not a JSON value")

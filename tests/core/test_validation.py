@@ -45,6 +45,23 @@ def test_a_descriptor_with_five_problems_reports_five_in_one_pass() -> None:
     assert "RE2" in found["fieldMapping.signalTypeRules[2].value"].message
 
 
+def test_header_text_a_request_cannot_carry_is_refused_where_it_is_written() -> None:
+    """httpx sends header values as ASCII: anything else failed every poll and health
+    check of the connector with a UnicodeEncodeError, long after the descriptor was
+    saved. A template's placeholders are ASCII; the text around them must be too."""
+    data = brief()
+    data["auth"]["config"]["extraHeaders"] = {"X-Note": "café", "X-Fine": "yes"}
+    data["auth"]["config"].update(delivery="header", valuePrefix="Token\u00a0")
+    data["ingestion"]["headers"] = {"Accept": "application/json", "X-Tag": "{{baseUrl}}\u200b"}
+    found = problems(data)
+    assert set(found) == {
+        "auth.config.extraHeaders.X-Note",
+        "auth.config.valuePrefix",
+        "ingestion.headers.X-Tag",
+    }, found
+    assert "printable ASCII" in found["auth.config.extraHeaders.X-Note"].message
+
+
 def test_a_part_that_does_not_parse_still_has_its_paths_and_regexes_checked() -> None:
     data = brief()
     mapping = data["fieldMapping"]

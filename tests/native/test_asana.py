@@ -375,7 +375,10 @@ async def test_the_handshake_hands_its_secret_over_and_echoes_it(source: AsanaSo
     assert "fresh-secret-123" not in repr(verdict)
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"events": {}}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", b'{"events": {}}', b"\xff\xfe", b"[" * 10_000 + b"]" * 10_000],
+)
 async def test_a_body_without_an_events_list_is_malformed(source: AsanaSource, body: bytes) -> None:
     with pytest.raises(Malformed):
         await source.webhooks.signals(request(body), webhook_context(None, {}))

@@ -440,6 +440,19 @@ async def test_notifications_without_the_instances_client_state_are_refused(
     assert verdict.code == code
 
 
+async def test_a_body_nested_too_deeply_is_refused_not_a_crash(
+    fake: GraphFake, client: httpx.AsyncClient
+) -> None:
+    """Verification reads the body before anything is verified: a stranger's body
+    nested past json's recursion limit is refused, not an error answered with a 500."""
+    deep = b"[" * 10_000 + b"]" * 10_000
+    handler = OutlookSource(DESCRIPTOR).webhooks
+    request = WebhookRequest("POST", deep, {"content-type": "application/json"}, {})
+    verdict = await handler.verify(request, webhook_context(client, fake, {"clientState": "x"}))
+    assert isinstance(verdict, Refused)
+    assert verdict.code == "missing_header"
+
+
 async def test_a_notification_and_the_next_poll_make_the_same_signal(
     fake: GraphFake, client: httpx.AsyncClient
 ) -> None:

@@ -24,7 +24,7 @@ from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV, running_mo
 from ucf.catalogue import builtin_descriptors
 from ucf.core.validation import parse_descriptor
 from ucf.fakes.sns import TOPIC_ARN, Mail, SnsFake, received_notification
-from ucf.native import Handshake, MappingResult, Refused, Unhandled, Verified
+from ucf.native import Handshake, Malformed, MappingResult, Refused, Unhandled, Verified
 from ucf.native.ses.mail import read_mail
 from ucf.native.ses.notification import related_tickets
 from ucf.native.ses.sns import (
@@ -306,7 +306,11 @@ async def test_a_message_type_header_that_contradicts_the_body_is_refused(
     assert verdict.code == "type_mismatch"
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"Type": "Notification"}'])
+_TOO_DEEP = b"[" * 10_000 + b"]" * 10_000
+"""Nested past json's recursion limit: its parser raises RecursionError, not ValueError."""
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"Type": "Notification"}', _TOO_DEEP])
 async def test_bodies_that_are_not_sns_messages_are_refused(
     body: bytes, sns: SnsFake, client: httpx.AsyncClient
 ) -> None:
@@ -383,6 +387,14 @@ async def test_notifications_that_are_not_received_mail_are_acknowledged_and_ign
     )
     _, result = await deliver(sns, client, message)
     assert result == Unhandled("AMAZON_SES_SETUP_NOTIFICATION")
+
+
+async def test_a_signed_message_nested_too_deeply_is_malformed_not_a_crash(
+    sns: SnsFake, client: httpx.AsyncClient
+) -> None:
+    message = sns.notification(_TOO_DEEP.decode(), at=NOW)  # signed, so verified
+    with pytest.raises(Malformed, match="not JSON"):
+        await deliver(sns, client, message)
 
 
 # --------------------------------------------------------------------------- the mail

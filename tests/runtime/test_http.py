@@ -34,6 +34,7 @@ from ucf.runtime.http import (
     UpstreamUnavailable,
     create_client,
     parse_json,
+    read_json,
     reset_seconds,
     retry_after_seconds,
     send_with_retries,
@@ -461,6 +462,21 @@ async def test_malformed_json_raises_malformed_response_without_the_body(
         parse_json(response)
     assert "not valid JSON" in str(caught.value)
     assert "s3cr3t" not in str(caught.value)
+
+
+async def test_json_nested_too_deeply_raises_malformed_response(
+    client: httpx.AsyncClient, upstream: FakeServer
+) -> None:
+    """json's parser recurses per level: an upstream's page nested past Python's recursion
+    limit is a malformed answer (the poll fails, says why), not a RecursionError that
+    escapes the poll as ucf's own crash."""
+    deep = b"[" * 150_000 + b"]" * 150_000  # past OFF_LOOP_BYTES: read_json's thread too
+    upstream.inject(Fault.malformed_json(deep), path="/items")
+    response = await send(client, local(upstream, "/items"))
+    with pytest.raises(MalformedResponse, match="nested too deeply"):
+        parse_json(response)
+    with pytest.raises(MalformedResponse, match="nested too deeply"):
+        await read_json(response)  # parsed on a worker thread: the same answer
 
 
 async def test_body_that_is_not_its_declared_encoding_is_malformed(

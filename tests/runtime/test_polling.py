@@ -1155,6 +1155,33 @@ async def test_missing_config_is_refused_before_any_request(
     assert server.requests == []
 
 
+@pytest.mark.parametrize(
+    ("team", "why"),
+    [
+        ("Zürich", "printable ASCII"),
+        ("a\u200bb", "printable ASCII"),
+        ("a\r\nX-Evil: 1", "line break"),
+    ],
+)
+async def test_a_header_value_a_header_cannot_carry_is_refused_before_any_request(
+    server: FakeServer, client: httpx.AsyncClient, team: str, why: str
+) -> None:
+    """httpx cannot encode a non-ASCII header value (UnicodeEncodeError: a poll that
+    failed 'inside ucf'); a config error names the header instead."""
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "headers": {"X-Team": "{{config.team}}"},
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+        },
+        config_fields=[{"key": "team", "label": "Team"}],
+    )
+    with pytest.raises(ConfigError, match=f"header X-Team .*{why}"):
+        await run(descriptor, client, config={"baseUrl": server.base_url, "team": team})
+    assert server.requests == []
+
+
 async def test_an_unreadable_checkpoint_is_refused_before_any_request(
     server: FakeServer, client: httpx.AsyncClient
 ) -> None:

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 from ucf.fakes import FakeResponse, FakeServer, Fault
-from ucf.fakes.github import BAD_TOKEN, GitHubFake
+from ucf.fakes.github import BAD_TOKEN, GOOD_TOKEN, GitHubFake
 from ucf.runtime.health import (
     MAX_ERROR_CHARS,
     HealthPolicy,
@@ -302,6 +302,29 @@ async def test_missing_credentials_are_an_error_without_any_request(
     assert result.state == "error"
     assert result.error is not None
     assert "token" in result.error
+    assert fake.server.requests == []
+
+
+@pytest.mark.parametrize("pasted", ["\u00a0", " ", "\u200b", "\n"])
+async def test_a_token_pasted_with_an_invisible_character_is_an_error_not_a_crash(
+    context: UcfContext, fake: GitHubFake, pasted: str
+) -> None:
+    """A header cannot carry a non-ASCII or control character, nor a space at its end:
+    the check and the poll say which credential, without its value and without
+    sending anything (httpx raised UnicodeEncodeError, the poll 'failed inside ucf')."""
+    token = GOOD_TOKEN + pasted
+    await connect_github(context, fake.base_url, token=token)
+
+    result = await health.test_connection(context, "p1", "github-issues")
+    polled = await poll_instance(context, "p1", "github-issues")
+
+    assert (result.state, result.ok) == ("error", False)
+    assert result.error is not None
+    assert "credential 'token'" in result.error
+    assert GOOD_TOKEN not in result.error
+    assert polled.status == "failed"
+    assert polled.error is not None
+    assert "credential 'token'" in polled.error
     assert fake.server.requests == []
 
 

@@ -99,6 +99,9 @@ async def test_an_unsubscribe_confirmation_is_202_and_a_bad_body_is_401(
     assert (await post(web, sns.delivery(unsubscribed, PATH)))[0] == 202
     garbage = WebhookDelivery("garbage", PATH, b"{not json", {"Content-Type": "text/plain"})
     assert (await post(web, garbage))[0] == 401
+    # Nested past json's recursion limit (20 KB): read before anything is verified.
+    deep = WebhookDelivery("deep", PATH, b"[" * 10_000 + b"]" * 10_000, {})
+    assert (await post(web, deep))[0] == 401
 
 
 async def test_without_the_test_origin_the_fakes_certificate_is_not_trusted(

@@ -48,6 +48,39 @@ def test_the_timestamp_is_the_records_time_in_utc_to_the_millisecond(created: fl
     assert line["ts"] == datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
 
 
+def test_a_line_formatted_while_another_moves_to_the_next_second_keeps_its_own() -> None:
+    """The access line is formatted on the event loop outside the handler's lock, while
+    any other thread formats its records inside it: the once-a-second prefix must be
+    read and replaced whole. Here the other thread runs at the worst moment, right
+    after the formatter first stores anything for a new second."""
+
+    class Interleaved(JsonFormatter):
+        other: float | None = None
+        seen: list[str]
+
+        def __setattr__(self, name: str, value: object) -> None:
+            super().__setattr__(name, value)
+            other = self.other
+            if other is not None:
+                object.__setattr__(self, "other", None)
+                self.seen.append(self._timestamp(other))
+
+    second = 1_764_950_400.0
+    formatter = Interleaved()
+    formatter._timestamp(second + 0.25)  # the prefix of that second, made and kept
+    formatter.seen = []
+    object.__setattr__(formatter, "other", second + 0.5)  # another thread's, a second before
+
+    mine = formatter._timestamp(second + 1.25)
+
+    def iso(created: float) -> str:
+        return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+
+    assert formatter.seen == [iso(second + 0.5)]
+    assert mine == iso(second + 1.25)
+    assert formatter._timestamp(second + 1.75) == iso(second + 1.75)
+
+
 def test_the_access_line_has_its_fields_and_the_request_id(stream: io.StringIO) -> None:
     token = REQUEST_ID.set("req-7")
     try:

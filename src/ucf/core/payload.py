@@ -29,7 +29,14 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _json_loads(data: bytes | str) -> Any:
-    return json.loads(data, parse_constant=_refuse_constant)
+    """``json.loads``, refusing NaN/Infinity; a document nested deeper than ``json``'s
+    recursion can go (about a thousand levels: 2 KiB of ``[]``) is a ``ValueError`` too,
+    not the ``RecursionError`` ``json`` raises: every caller handles ``ValueError``, and
+    an upstream's page or a stranger's webhook body must not escape as ucf's own crash."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply to read") from None
 
 
 class StrictJson:

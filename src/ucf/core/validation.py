@@ -659,10 +659,30 @@ class _Checker:
             seen.add(method.method)
             self.auth(method, base=f"{where}.config")
 
+    def header_text(self, where: str, text: str) -> None:
+        """A header value, or the text of a template of one (its placeholders are ASCII):
+        httpx sends header values as ASCII, and refused anything else at every request."""
+        if not (text.isascii() and text.isprintable()):
+            self.add(
+                where,
+                "a header value must be printable ASCII (no accented letter, line break, "
+                "tab or invisible character)",
+            )
+
     def auth(self, auth: d.AuthDescriptor, *, base: str = "auth.config") -> None:
         own = frozenset(f.key for f in _credential_fields(auth))
+        if not isinstance(auth, d.NoAuth):
+            for name, value in auth.config.extra_headers.items():
+                self.header_text(f"{base}.extraHeaders.{name}", value)
         if isinstance(auth, d.ApiKeyAuth | d.PatAuth):
             config = auth.config
+            if config.delivery == "header":
+                self.header_text(f"{base}.valuePrefix", config.value_prefix)
+            for index, placed in enumerate(config.additional_credentials):
+                if placed.delivery == "header":
+                    self.header_text(
+                        f"{base}.additionalCredentials[{index}].valuePrefix", placed.value_prefix
+                    )
             if not config.credential_fields:
                 self.add(f"{base}.credentialFields", "at least one credential field is needed")
             self.credential(
@@ -717,6 +737,7 @@ class _Checker:
         used |= self.template(f"{where}.endpoint", spec.endpoint, _REQUEST_VARIABLES)
         for name, value in (spec.headers or {}).items():
             used |= self.template(f"{where}.headers.{name}", value, _REQUEST_VARIABLES)
+            self.header_text(f"{where}.headers.{name}", value)
         for name, value in spec.query.items():
             used |= self.template(f"{where}.query.{name}", value, _REQUEST_VARIABLES)
         if spec.body is not None:

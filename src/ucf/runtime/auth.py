@@ -133,6 +133,15 @@ class CredentialMissing(AuthFailed):
     """A credential the descriptor needs was not provided (names the key, not a value)."""
 
 
+class CredentialUnusable(AuthFailed):
+    """A credential that cannot be sent where the descriptor sends it (names the key,
+    never the value): a header value must be printable ASCII without a space at
+    either end, and a token copied from a web page often brings a no-break or
+    zero-width space, or a line break, along. httpx refused such a value with a
+    ``UnicodeEncodeError`` (a poll that failed "inside ucf" on every run) and h11
+    with a protocol error retried as if the network had failed."""
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -198,14 +207,28 @@ class _Credentials:
         return fields[index].key
 
 
+def _header_value(key: str, value: str) -> str:
+    """``value`` if a header can carry it, else :class:`CredentialUnusable` naming ``key``."""
+    if value.isascii() and value.isprintable() and value == value.strip():
+        return value
+    raise CredentialUnusable(
+        f"credential '{key}' holds a character an HTTP header cannot carry (outside "
+        "printable ASCII, or a space at either end): was a space, line break or invisible "
+        "character pasted with it?"
+    )
+
+
 def _place(
     delivery: str,
+    key: str,
     name: str,
     prefix: str,
     value: str,
     headers: dict[str, str],
     params: dict[str, str],
 ) -> None:
+    if delivery != "query":
+        value = _header_value(key, value)
     if delivery == "bearer":
         headers[name or "Authorization"] = f"Bearer {value}"
     elif delivery == "header":
@@ -220,6 +243,7 @@ def _keyed(config: KeyedConfigView, credentials: _Credentials) -> StaticAuth:
     key = config.credential_key or credentials.first_key(config.credential_fields, 0, "key")
     _place(
         config.delivery,
+        key,
         config.param_name,
         config.value_prefix,
         credentials.get(key),
@@ -229,6 +253,7 @@ def _keyed(config: KeyedConfigView, credentials: _Credentials) -> StaticAuth:
     for extra in config.additional_credentials:
         _place(
             extra.delivery,
+            extra.credential,
             extra.param_name,
             extra.value_prefix,
             credentials.get(extra.credential),

@@ -358,6 +358,11 @@ class PollPlan:
             value = template.render(resolve)
             if "\r" in value or "\n" in value:
                 raise ConfigError(f"header {name} would contain a line break")
+            if not (value.isascii() and value.isprintable()):  # httpx encodes it as ASCII
+                raise ConfigError(
+                    f"header {name} would hold a character outside printable ASCII, "
+                    "which an HTTP header cannot carry"
+                )
             headers[name] = value
         content: bytes | None = None
         if self._body is not None and self.spec.method == "POST":

@@ -49,8 +49,11 @@ class JsonFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1.0
-        self._prefix = ""
+        self._stamp: tuple[float, str] = (-1.0, "")
+        """(second, its date and time of day), read and replaced as one: the access line
+        is formatted outside the handler's lock (:class:`DirectLine`) while other
+        threads format their records inside it, and a second and a prefix kept apart
+        could be read half-replaced (a line stamped a second off)."""
         self._access: dict[tuple[str, str, str, int], tuple[str, str]] = {}
 
     def _timestamp(self, created: float) -> str:
@@ -61,10 +64,11 @@ class JsonFormatter(logging.Formatter):
         micros = round(fraction * 1_000_000)
         if micros == 1_000_000:
             second, micros = second + 1, 0
-        if second != self._second:
-            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            self._second = second
-        return f"{self._prefix}.{micros // 1000:03d}+00:00"
+        stamped, prefix = self._stamp
+        if second != stamped:
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            self._stamp = (second, prefix)
+        return f"{prefix}.{micros // 1000:03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info and not record.exc_text:

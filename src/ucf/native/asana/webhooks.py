@@ -85,7 +85,7 @@ class AsanaWebhooks:
     async def signals(self, request: WebhookRequest, context: WebhookContext) -> MappingResult:
         try:
             payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep for json
             raise Malformed("the body is not JSON") from None
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):

@@ -180,7 +180,7 @@ class JiraWebhooks:
     ) -> MappingResult | Unhandled:
         try:
             payload = json.loads(request.body)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep for json
             raise Malformed("the body is not JSON") from None
         if not isinstance(payload, dict):
             raise Malformed("the body must be a JSON object")

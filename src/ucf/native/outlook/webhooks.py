@@ -61,7 +61,7 @@ CATCH_UP: Final = frozenset({"missed", "subscriptionRemoved"})
 def _notifications(body: bytes) -> list[dict[str, Any]] | None:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep for json
         return None
     value = payload.get("value") if isinstance(payload, dict) else None
     if not isinstance(value, list) or not value or not all(isinstance(n, dict) for n in value):

@@ -164,7 +164,7 @@ class SnsMessage:
         """The body as an SNS message; :class:`SnsRejected` (``malformed``) if it is not one."""
         try:
             data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep for json
             raise SnsRejected("malformed", "the body is not JSON") from None
         if not isinstance(data, dict):
             raise SnsRejected("malformed", "the body is not a JSON object")

@@ -169,7 +169,7 @@ class SesWebhooks:
             return Unhandled(message.type)
         try:
             notification = json.loads(message.message)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep for json
             raise Malformed("the SNS Message is not an SES notification (not JSON)") from None
         if not isinstance(notification, dict):
             raise Malformed("the SNS Message is not an SES notification (not a JSON object)")
