@@ -141,7 +141,7 @@ class JsonFormatter(logging.Formatter):
         exception: str | None = None,
     ) -> str:
         """The JSON line of a record with these parts (:meth:`format`, and the access
-        line's :class:`DirectLine`, which has no record to hand)."""
+        line's fallback in :meth:`access_line`, which has no record to hand)."""
         line: dict[str, Any] = {
             "ts": self._timestamp(created),
             "level": level,
@@ -188,16 +188,9 @@ class DirectLine:
         self._logger = logger
         self._name = logger.name
 
-    def write(self, message: str, fields: dict[str, Any]) -> bool:
-        """Write the line if only ucf's handler would take it; False: log it instead.
-        The caller has checked ``isEnabledFor(INFO)``."""
-        return self._write(
-            lambda formatter, created: formatter.line(created, "info", self._name, message, fields),
-            message,
-        )
-
     def write_access(self, method: str, route: str, status: int, duration_ms: float) -> bool:
-        """:meth:`write` of an access line (:meth:`JsonFormatter.access_line`)."""
+        """Write the access line (:meth:`JsonFormatter.access_line`) if only ucf's handler
+        would take it; False: log it instead. The caller has checked ``isEnabledFor(INFO)``."""
         return self._write(
             lambda formatter, created: formatter.access_line(
                 created, self._name, method, route, status, duration_ms
