@@ -377,7 +377,14 @@ async def test_the_handshake_hands_its_secret_over_and_echoes_it(source: AsanaSo
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[]", b'{"events": {}}', b"\xff\xfe", b"[" * 10_000 + b"]" * 10_000],
+    [
+        b"not json",
+        b"[]",
+        b'{"events": {}}',
+        b"\xff\xfe",
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"events": [{"resource": {"gid": NaN}}]}',  # NaN: not JSON, refused
+    ],
 )
 async def test_a_body_without_an_events_list_is_malformed(source: AsanaSource, body: bytes) -> None:
     with pytest.raises(Malformed):

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from ucf.core.descriptor import ConnectorDescriptor, OAuth2Config
 from ucf.core.mapping import ItemError, MappedSignal, MappingResult, build_signal
+from ucf.core.payload import loads_strict
 from ucf.core.sanitiser import html_to_text
 from ucf.core.signal import Priority
 from ucf.runtime.auth import (
@@ -116,6 +117,7 @@ __all__ = [
     "build_auth",
     "build_signal",
     "html_to_text",
+    "loads_strict",
     "parse_json",
     "resolve_config",
 ]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from typing import TYPE_CHECKING, Final
 
 from ucf.native import (
@@ -34,6 +33,7 @@ from ucf.native import (
     Verified,
     WebhookContext,
     WebhookRequest,
+    loads_strict,
 )
 from ucf.native.asana.source import normalise, resolve_events
 
@@ -84,8 +84,8 @@ class AsanaWebhooks:
 
     async def signals(self, request: WebhookRequest, context: WebhookContext) -> MappingResult:
         try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep for json
+            payload = loads_strict(request.body)
+        except ValueError:  # not standard JSON, or nested too deep to read
             raise Malformed("the body is not JSON") from None
         events = payload.get("events") if isinstance(payload, dict) else None
         if not isinstance(events, list):

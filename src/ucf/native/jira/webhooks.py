@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -61,6 +60,7 @@ from ucf.native import (
     Verified,
     WebhookContext,
     WebhookRequest,
+    loads_strict,
 )
 from ucf.native.jira.adf import plain_text
 from ucf.native.jira.signals import comment_version, issue_signal, jira_time, version_of
@@ -179,8 +179,8 @@ class JiraWebhooks:
         self, request: WebhookRequest, context: WebhookContext
     ) -> MappingResult | Unhandled:
         try:
-            payload = json.loads(request.body)
-        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep for json
+            payload = loads_strict(request.body)
+        except ValueError:  # not standard JSON, or nested too deep to read
             raise Malformed("the body is not JSON") from None
         if not isinstance(payload, dict):
             raise Malformed("the body must be a JSON object")

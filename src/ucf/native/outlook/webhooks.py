@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -40,6 +39,7 @@ from ucf.native import (
     Verified,
     WebhookContext,
     WebhookRequest,
+    loads_strict,
     parse_json,
 )
 from ucf.native.outlook.messages import to_signals
@@ -60,8 +60,8 @@ CATCH_UP: Final = frozenset({"missed", "subscriptionRemoved"})
 
 def _notifications(body: bytes) -> list[dict[str, Any]] | None:
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep for json
+        payload = loads_strict(body)
+    except ValueError:  # not standard JSON, or nested too deep to read
         return None
     value = payload.get("value") if isinstance(payload, dict) else None
     if not isinstance(value, list) or not value or not all(isinstance(n, dict) for n in value):

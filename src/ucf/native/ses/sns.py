@@ -44,7 +44,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -60,7 +59,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from ucf.native import WebhookContext
+from ucf.native import WebhookContext, loads_strict
 
 __all__ = [
     "CONFIRMATION_TYPES",
@@ -163,8 +162,8 @@ class SnsMessage:
     def parse(cls, body: bytes) -> SnsMessage:
         """The body as an SNS message; :class:`SnsRejected` (``malformed``) if it is not one."""
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError, RecursionError):  # nested too deep for json
+            data = loads_strict(body)
+        except ValueError:  # not standard JSON, or nested too deep to read
             raise SnsRejected("malformed", "the body is not JSON") from None
         if not isinstance(data, dict):
             raise SnsRejected("malformed", "the body is not a JSON object")

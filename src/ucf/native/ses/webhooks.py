@@ -18,7 +18,6 @@ the sender, with the reason in the log (and in ``ucf webhooks verify``).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from ucf.native import (
     Verified,
     WebhookContext,
     WebhookRequest,
+    loads_strict,
 )
 from ucf.native.ses.notification import Received, normalise_notifications
 from ucf.native.ses.s3 import S3MailStore
@@ -168,8 +168,8 @@ class SesWebhooks:
             )
             return Unhandled(message.type)
         try:
-            notification = json.loads(message.message)
-        except (ValueError, RecursionError):  # RecursionError: nested too deep for json
+            notification = loads_strict(message.message)
+        except ValueError:  # not standard JSON, or nested too deep to read
             raise Malformed("the SNS Message is not an SES notification (not JSON)") from None
         if not isinstance(notification, dict):
             raise Malformed("the SNS Message is not an SES notification (not a JSON object)")
