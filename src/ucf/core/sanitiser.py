@@ -722,6 +722,7 @@ _COMPILED: Final = (
     "_injections",
     "_injection_detector",
     "_summary_detector",
+    "_page_summary_detector",
     "_html_gate",
     "_line_break",
     "_cell_break",
@@ -804,6 +805,13 @@ class Sanitiser:
         # of them all (the secret rules' counted repetitions make it the largest to
         # compile, ~10 ms that a cold start would pay a second time).
         return _AnyOf(self._html_gate, self._injection_detector, self._secret_detector)
+
+    @functools.cached_property
+    def _page_summary_detector(self) -> _AnyOf:
+        # The page path's summaries: markup or injection phrases. A secret in a summary
+        # is found by the scan of the joined texts, which hold every summary scanned
+        # here (see sanitise_wires), so the secret program is not run on it twice.
+        return _AnyOf(self._html_gate, self._injection_detector)
 
     @functools.cached_property
     def _html_gate(self) -> re2._Regexp[str]:
@@ -905,7 +913,12 @@ class Sanitiser:
             return [self.sanitise_wire(wire) for wire in wires]
         # No lone surrogate is left (_has_hidden saw them): every text encodes to UTF-8.
         summaries = [w["summary"] for w, c in zip(wires, candidates, strict=True) if c is not None]
-        detector = self._summary_detector
+        # Markup and injection phrases per summary; secrets in the scan of the joined texts
+        # below, where each summary left here stands between line breaks: a secret rule
+        # cannot anchor to a text's edges (the policy refuses one that does; the built-in
+        # private key's [\s\S]*?\z runs on to the end of the join), so one found in a
+        # summary alone is found there too, and that signal then takes the full path.
+        detector = self._page_summary_detector
         if not (self._summaries_joinable and not detector.found("\n".join(summaries))):
             for index, (wire, text) in enumerate(zip(wires, candidates, strict=True)):
                 if text is not None and detector.found(wire["summary"]):
