@@ -1188,6 +1188,32 @@ def test_one_secret_on_a_page_is_redacted_in_its_signal_only() -> None:
     assert GITHUB_TOKEN not in str(out)
 
 
+@pytest.mark.parametrize(
+    "summary",
+    [
+        f"deploy with {GITHUB_TOKEN}",
+        f"{GITHUB_TOKEN} leaked",
+        "acme_0123456789ab",  # the added rule, its \\b at both edges of the summary
+        f"key (cut off): -----BEGIN PRIVATE KEY-----\n{PEM_BODY[:30]}",  # its [\\s\\S]*?\\z
+    ],
+)
+def test_a_secret_in_a_summary_on_a_page_is_found_by_the_scan_of_the_joined_texts(
+    summary: str,
+) -> None:
+    """The page path scans summaries for markup and injection phrases only: a secret in
+    one is found where the summary stands in the joined texts, as the walk finds it."""
+    policy = SanitiserPolicy(
+        extra_secret_rules=(SecretRule("acme_token", r"\bacme_[a-z0-9]{12}\b"),)
+    )
+    clean = [_as_mapped(f"issue {n}", {"n": n}, ["bug"]).to_wire() for n in range(3)]
+    leaky = _as_mapped(summary, {"title": "ok"}, ["bug"]).to_wire()
+    for page in ([leaky], [*clean[:2], leaky, clean[2]], [leaky, *clean]):
+        out = Sanitiser(policy).sanitise_wires(page)
+        assert out == [_AlwaysWalk(policy).sanitise_wire(wire) for wire in page]
+        notes = out[page.index(leaky)]["sanitisationNotes"]
+        assert any(note.startswith("summary:redacted:") for note in notes), notes
+
+
 def test_a_lone_surrogate_is_removed_on_the_ingest_path_too() -> None:
     """json accepts "\\ud83d" (half an emoji cut off upstream); RE2 cannot read it."""
     signal = _as_mapped("emoji \ud83d cut", {"title": "emoji \ud83d cut"}, [])

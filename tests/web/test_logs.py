@@ -8,6 +8,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -16,7 +17,7 @@ from ulid import ULID
 from ucf.runtime.redaction import SECRETS
 from ucf.web.logs import REQUEST_ID, JsonFormatter, configure_logging
 from ucf.web.metrics import Metrics
-from ucf.web.request_log import RequestIds, new_request_id, record_request
+from ucf.web.request_log import RequestIds, _direct, new_request_id, record_request
 
 
 @pytest.fixture
@@ -306,3 +307,60 @@ def test_the_access_line_template_writes_what_line_writes(
             assert written == expected
     finally:
         REQUEST_ID.reset(token)
+
+
+@contextmanager
+def only_ucfs_handler() -> Iterator[None]:
+    """The root logger with ucf's handler alone, as in ``ucf serve``: pytest adds its
+    capture handlers to the root for each test, and the access line is then logged
+    through ``logging`` instead of written directly."""
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    root.handlers[:] = [h for h in saved if h.__dict__.get("_ucf_json")]
+    try:
+        assert _direct._sole_handler() is not None  # the direct path is the one taken
+        yield
+    finally:
+        root.handlers[:] = saved
+
+
+@pytest.fixture
+def buffered() -> Iterator[io.BytesIO]:
+    """ucf's handler on a block-buffered text stream: a line stays in the buffer unless
+    the handler flushes it."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), list(root.filters), root.level)
+    flags = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
+    raw = io.BytesIO()
+    text = io.TextIOWrapper(io.BufferedWriter(raw, buffer_size=1 << 16), encoding="utf-8")
+    configure_logging(logging.INFO, stream=text)
+    try:
+        yield raw
+    finally:
+        root.handlers[:], root.filters[:] = saved[0], saved[1]
+        root.setLevel(saved[2])
+        logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
+
+
+def test_the_access_line_written_directly_is_flushed_as_the_handler_flushes_a_record(
+    buffered: io.BytesIO,
+) -> None:
+    with only_ucfs_handler():
+        record_request(Metrics(), "POST", _ROUTE, 200, 0.002)
+
+    [line] = [json.loads(text) for text in buffered.getvalue().splitlines()]
+    assert line["message"] == f"POST {_ROUTE} 200"
+
+
+def test_an_access_line_the_stream_refuses_is_reported_as_the_handler_reports_it(
+    stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``StreamHandler.emit``'s error handling: ``handleError`` names the line, and the
+    request goes on (a closed stream does not raise into it)."""
+    stream.close()
+    with only_ucfs_handler():
+        record_request(Metrics(), "POST", _ROUTE, 200, 0.002)
+
+    reported = capsys.readouterr().err
+    assert "--- Logging error ---" in reported
+    assert f"POST {_ROUTE} 200" in reported

@@ -722,6 +722,7 @@ _COMPILED: Final = (
     "_injections",
     "_injection_detector",
     "_summary_detector",
+    "_page_summary_detector",
     "_html_gate",
     "_line_break",
     "_cell_break",
@@ -755,6 +756,12 @@ class Sanitiser:
         # pattern (see ``_secret_key_detector``), which it can build for ASCII names only.
         self._raw_as_json = all(name and name.isascii() for name in self._secret_fields)
         self._raw_json_limit = min(policy.max_raw_string_chars, policy.max_raw_items)
+        # The page path's raw depth, summary length and joined length limits, once.
+        self._page_limits = (
+            policy.max_raw_depth,
+            min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars),
+            policy.max_raw_total_chars,
+        )
         # Summaries are scanned joined by a line break when no rule can tell that from the
         # text's edges (built-in rules anchor only as (?m)^ or \z after [\s\S]*?; added
         # secret rules may not anchor at all, added injection rules may).
@@ -804,6 +811,13 @@ class Sanitiser:
         # of them all (the secret rules' counted repetitions make it the largest to
         # compile, ~10 ms that a cold start would pay a second time).
         return _AnyOf(self._html_gate, self._injection_detector, self._secret_detector)
+
+    @functools.cached_property
+    def _page_summary_detector(self) -> _AnyOf:
+        # The page path's summaries: markup or injection phrases. A secret in a summary
+        # is found by the scan of the joined texts, which hold every summary scanned
+        # here (see sanitise_wires), so the secret program is not run on it twice.
+        return _AnyOf(self._html_gate, self._injection_detector)
 
     @functools.cached_property
     def _html_gate(self) -> re2._Regexp[str]:
@@ -901,25 +915,34 @@ class Sanitiser:
         always :meth:`sanitise_wire`'s, signal by signal.
         """
         candidates = self._scan_texts(wires)
-        if self._has_hidden("\n".join([c for c in candidates if c is not None])):
+        joined = "\n".join([c for c in candidates if c is not None])
+        if self._has_hidden(joined):
             return [self.sanitise_wire(wire) for wire in wires]
         # No lone surrogate is left (_has_hidden saw them): every text encodes to UTF-8.
         summaries = [w["summary"] for w, c in zip(wires, candidates, strict=True) if c is not None]
-        detector = self._summary_detector
+        # Markup and injection phrases per summary; secrets in the scan of the joined texts
+        # below, where each summary left here stands between line breaks: a secret rule
+        # cannot anchor to a text's edges (the policy refuses one that does; the built-in
+        # private key's [\s\S]*?\z runs on to the end of the join), so one found in a
+        # summary alone is found there too, and that signal then takes the full path.
+        detector = self._page_summary_detector
+        dropped = False
         if not (self._summaries_joinable and not detector.found("\n".join(summaries))):
             for index, (wire, text) in enumerate(zip(wires, candidates, strict=True)):
                 if text is not None and detector.found(wire["summary"]):
                     candidates[index] = None
-        joined = [c for c in candidates if c is not None]
-        if not _found(self._secret_detector, "\n".join(joined).encode()):
-            clean = [c is not None for c in candidates]
-        else:
-            clean = [c is not None and self._secret_detector.search(c) is None for c in candidates]
+                    dropped = True
+        if dropped:  # the secret scan reads the texts left (the usual case: all of them)
+            joined = "\n".join([c for c in candidates if c is not None])
+        if _found(self._secret_detector, joined.encode()):
+            for index, text in enumerate(candidates):
+                if text is not None and self._secret_detector.search(text) is not None:
+                    candidates[index] = None
         return [
             _as_sanitised(wire)
-            if fast
+            if text is not None
             else self.sanitise(_signal_model().from_wire(wire)).to_wire()
-            for wire, fast in zip(wires, clean, strict=True)
+            for wire, text in zip(wires, candidates, strict=True)
         ]
 
     def _scan_texts(self, wires: Sequence[dict[str, Any]]) -> list[str | None]:
@@ -938,10 +961,7 @@ class Sanitiser:
         # page looked up here (a poll runs this for every item: ~0.5 µs less each).
         dumps = self._plain_json
         json_limit = self._raw_json_limit
-        policy = self.policy
-        depth_limit = policy.max_raw_depth
-        summary_limit = min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars)
-        total_limit = policy.max_raw_total_chars
+        depth_limit, summary_limit, total_limit = self._page_limits
         is_normalized = unicodedata.is_normalized
         for wire in wires:
             raw = wire["raw"]

@@ -190,17 +190,12 @@ class DirectLine:
 
     def write_access(self, method: str, route: str, status: int, duration_ms: float) -> bool:
         """Write the access line (:meth:`JsonFormatter.access_line`) if only ucf's handler
-        would take it; False: log it instead. The caller has checked ``isEnabledFor(INFO)``."""
-        return self._write(
-            lambda formatter, created: formatter.access_line(
-                created, self._name, method, route, status, duration_ms
-            ),
-            f"{method} {route} {status}",
-        )
+        would take it; False: log it instead. The caller has checked ``isEnabledFor(INFO)``.
 
-    def _write(self, text: Callable[[JsonFormatter, float], str], message: str) -> bool:
-        """Format and write under the handler's lock, failing as ``StreamHandler.emit``
-        does (``message`` names the line to ``handleError``); False: log it instead."""
+        Written under the handler's lock and failing as ``StreamHandler.emit`` does;
+        the stream is flushed as ``StreamHandler.flush`` would, without taking the lock a
+        second time, and the message that names the line to ``handleError`` is made only
+        for it (every request writes one of these lines)."""
         handler = self._sole_handler()
         if handler is None:
             return False
@@ -208,16 +203,19 @@ class DirectLine:
         assert isinstance(formatter, JsonFormatter)
         created = time.time()
         try:
-            line = text(formatter, created)
+            line = formatter.access_line(created, self._name, method, route, status, duration_ms)
             handler.acquire()
             try:
-                handler.stream.write(line + handler.terminator)
-                handler.flush()
+                stream = handler.stream
+                stream.write(line + handler.terminator)
+                if stream and hasattr(stream, "flush"):  # StreamHandler.flush, lock held
+                    stream.flush()
             finally:
                 handler.release()
         except RecursionError:  # as StreamHandler.emit
             raise
         except Exception:
+            message = f"{method} {route} {status}"
             handler.handleError(
                 self._logger.makeRecord(self._name, logging.INFO, "(direct)", 0, message, (), None)
             )
