@@ -19,6 +19,7 @@ import pytest
 from tests.stores.builders import T0, minutes, signal_write
 from ucf.stores import InvalidRecord, StoreCorrupt, StoreUnavailable, open_store
 from ucf.stores.models import CheckpointMove, SignalQuery
+from ucf.stores.sqlite import database
 from ucf.stores.sqlite.database import Database
 from ucf.stores.sqlite.schema import MIGRATIONS, Migration
 
@@ -335,6 +336,68 @@ async def test_a_caller_cancelled_mid_commit_gets_no_answer_and_costs_the_others
     # Its write was in the transaction already: stored, unacknowledged; a redelivery
     # is a duplicate the dedup key absorbs, never a loss.
     assert _names(group_db.path, "parent") == {"a", "b", "c"}
+
+
+async def test_a_poll_pages_statements_run_while_the_loop_waits_not_after_its_next_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll page's write (it carries the checkpoint) is handed over with the GIL: its
+    statements have run by the time the loop goes back to its own work (mapping the
+    next page), so only the COMMIT's WAL write and fsync remain, and they run beside
+    that work. Before, the store's thread waited for the GIL between statements until
+    the busy loop had nothing left to do: the write ran after the work."""
+    # However slow this machine is now: the bound only keeps a stuck write from stopping the loop.
+    monkeypatch.setattr(database, "HAND_OVER_LIMIT", 30.0)
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        statements: list[str] = []
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()
+        move = CheckpointMove("p1", "github-issues", 0, "page-2", T0)
+        page = asyncio.create_task(
+            store.signals.ingest([signal_write("a"), signal_write("b")], checkpoint=move)
+        )
+        for _ in range(2):  # the page's task queues its write; the committer hands it over
+            await asyncio.sleep(0)
+        # No turn of the loop (and no release of the GIL) since: what ran, ran meanwhile.
+        ran = list(statements)
+        assert any(s.startswith("INSERT INTO signals") for s in ran), ran
+        assert any("checkpoints" in s for s in ran), ran
+        assert (await page).checkpoint_moved is True
+        assert (await store.checkpoints.get("p1", "github-issues")).value == "page-2"
+
+
+async def test_a_handed_over_write_that_takes_long_holds_the_loop_only_briefly(
+    group_db: Database,
+) -> None:
+    """The loop waits for a handed-over write's statements only up to a bound: a write
+    stuck behind another process's lock must not stop the loop. Here the write can only
+    go on once the loop has run again."""
+    loop_ran = threading.Event()
+
+    def needs_the_loop(conn: sqlite3.Connection) -> str:
+        assert loop_ran.wait(10), "the loop stayed blocked behind the write"
+        return _insert("parent", "a")(conn)
+
+    write = asyncio.create_task(group_db.write(needs_the_loop, hand_over=True))
+    for _ in range(2):  # queued, then handed over: the loop waits, then gives up waiting
+        await asyncio.sleep(0)
+    loop_ran.set()
+    assert await write == "a"
+    assert _names(group_db.path, "parent") == {"a"}
+
+
+async def test_a_handed_over_write_that_raises_fails_alone_and_the_loop_goes_on(
+    group_db: Database,
+) -> None:
+    def fails(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO parent VALUES ('half')")
+        raise ValueError("the write's own mistake")
+
+    with pytest.raises(ValueError, match="own mistake"):
+        await group_db.write(fails, hand_over=True)
+    assert await group_db.write(_insert("parent", "b"), hand_over=True) == "b"
+    assert _names(group_db.path, "parent") == {"b"}
 
 
 async def test_a_write_asked_for_before_the_close_is_committed_and_the_file_stays_closed(

@@ -716,7 +716,8 @@ async def _store_page(
 HAND_OVER_TURNS: Final = 2
 """Turns of the event loop a page's store task needs to reach the store's thread: its
 first step (sanitising the page, queueing the write) and the store's committer (handing
-the queued write to the thread)."""
+the queued write to the thread; on SQLite the loop waits there while the page's
+statements run, so that only the commit is left to overlap the next page's mapping)."""
 
 
 async def _hand_over(store: asyncio.Task[_Stored]) -> None:

@@ -17,6 +17,13 @@ is rolled back to its savepoint and fails alone; a failed ``BEGIN`` or
 :class:`StoreUnavailable` when the disk or the lock is the cause). Writes run
 in the order they were asked for, so the serial order every decision sees is
 the arrival order, as before.
+
+Hand-over: the store's thread needs the GIL between statements, and a busy event
+loop lets go of it only for an instant at each of its own system calls, so a
+write used to run only once the loop had nothing left to do. A write asked for
+with ``hand_over`` (a poll's page) has the loop wait, briefly and boundedly,
+while its statements run; the loop then goes on with its own work (mapping the
+next page) while the ``COMMIT`` writes the WAL and fsyncs without the GIL.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import functools
 import os
 import sqlite3
 import stat
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +56,11 @@ _FIX_LOCATION = "set UCF_STORE=sqlite:///<writable path>/ucf.db or fix the permi
 MAX_GROUP: Final = 256
 """Writes committed together at most: a group's slowest write delays all of its callers."""
 
+HAND_OVER_LIMIT: Final = 0.005
+"""Seconds the event loop waits, at most, for a handed-over write to reach its ``COMMIT``
+(a poll page's statements take under a millisecond; a write waiting for another
+process's lock is left to finish on its own)."""
+
 
 @dataclass(slots=True)
 class _Write:
@@ -55,6 +68,7 @@ class _Write:
 
     fn: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
+    hand_over: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -206,10 +220,14 @@ class Database:
 
     # --- async API ---------------------------------------------------------------------
 
-    async def _submit(self, fn: Callable[[], T]) -> T:
+    def _start(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """``fn`` handed to the store's thread now; its outcome, to await."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ucf-sqlite")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        return await self._start(fn)
 
     async def open(self) -> tuple[str, ...]:
         """Open (creating and migrating as needed); the actions taken, once."""
@@ -237,15 +255,25 @@ class Database:
         self._executor.shutdown(wait=True)
         self._executor = None
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, hand_over: bool = False) -> T:
         """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction, rolled back if it raises; the
         result once it is committed. Concurrent writes share one transaction and one
-        commit (see the module's docstring), each isolated by a savepoint."""
+        commit (see the module's docstring), each isolated by a savepoint.
+
+        ``hand_over``: the event loop itself waits (at most :data:`HAND_OVER_LIMIT`)
+        while the store's thread runs the transaction's statements, then goes on with
+        its own work while the ``COMMIT`` writes the WAL and fsyncs (without the GIL).
+        For a write the caller means to overlap with CPU-bound work (a poll maps its
+        next page while a page commits): the thread needs the GIL between statements,
+        and a busy loop, which lets go of the GIL only for an instant at each of its
+        own system calls, gave it the GIL only once the loop had nothing left to do,
+        so the whole write ran after the work instead of beside it.
+        """
         loop = asyncio.get_running_loop()
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = _Queue()
-        write = _Write(fn, loop.create_future())
+        write = _Write(fn, loop.create_future(), hand_over)
         queue.writes.append(write)
         if queue.committer is None:
             # A task of its own, so a caller that is cancelled cannot strand the
@@ -258,8 +286,15 @@ class Database:
         try:
             while queue.writes:
                 group = [queue.writes.popleft() for _ in range(min(MAX_GROUP, len(queue.writes)))]
+                committing = threading.Event() if any(w.hand_over for w in group) else None
                 try:
-                    await self._submit(functools.partial(self._commit_group, group))
+                    committed = self._start(
+                        functools.partial(self._commit_group, group, committing)
+                    )
+                    if committing is not None:
+                        # The loop waits here on purpose, briefly: see write()'s hand_over.
+                        committing.wait(HAND_OVER_LIMIT)
+                    await committed
                 except asyncio.CancelledError:  # the loop is shutting down
                     for write in (*group, *queue.writes):
                         write.future.cancel()
@@ -273,8 +308,16 @@ class Database:
             if not queue.writes:
                 self._queues.pop(asyncio.get_running_loop(), None)
 
-    def _commit_group(self, group: list[_Write]) -> None:
-        """On the store's thread: one transaction for the whole group (see the module)."""
+    def _commit_group(self, group: list[_Write], committing: threading.Event | None) -> None:
+        """On the store's thread: one transaction for the whole group (see the module).
+        ``committing``, if given, is set once only the ``COMMIT`` is left (or nothing is)."""
+        try:
+            self._run_group(group, committing)
+        finally:
+            if committing is not None:
+                committing.set()
+
+    def _run_group(self, group: list[_Write], committing: threading.Event | None) -> None:
         try:
             conn = self._open()
             conn.execute("BEGIN IMMEDIATE")
@@ -290,6 +333,8 @@ class Database:
             else:
                 self._run_each_in_a_savepoint(conn, group)
             if conn.in_transaction:
+                if committing is not None:
+                    committing.set()  # the loop goes on while the COMMIT writes and fsyncs
                 conn.execute("COMMIT")
                 self.commits += 1
         except sqlite3.Error as err:  # BEGIN held, but a savepoint or the COMMIT failed

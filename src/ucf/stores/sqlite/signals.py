@@ -164,7 +164,8 @@ class SqliteSignalStore:
             # The page's checkpoint in the same transaction: one commit (one fsync) per page.
             return IngestResult(tuple(flags), compare_and_set_checkpoint(conn, checkpoint))
 
-        return await self._db.write(run)
+        # A poll page's write (it carries the checkpoint) overlaps the next page's mapping.
+        return await self._db.write(run, hand_over=checkpoint is not None)
 
     async def get(self, project_id: str, signal_id: str) -> StoredSignal | None:
         def run(conn: sqlite3.Connection) -> StoredSignal | None:
