@@ -390,3 +390,16 @@ def test_a_poll_url_compiles_only_the_rules_its_cheap_tests_let_through() -> Non
     )
 
     assert done.stdout.split() == ["1", "7"]
+
+
+def test_a_registered_value_with_a_lone_surrogate_does_not_break_later_lines() -> None:
+    """JSON can carry ``"\\ud800"`` into a credential; RE2 cannot index it. Building the
+    set with it raised, and the set is built again by the next line: every log line of
+    the process raised from then on."""
+    registry = SecretRegistry()
+    registry.add("\ud800-typed-into-a-try-out")
+    for n in range(70):  # past a rebuild of the set
+        registry.add(f"later-credential-value-{n:03d}")
+    line = "a \ud800-typed-into-a-try-out b later-credential-value-069 c"
+    assert redact(line, registry) == f"a {MASK}-out b {MASK}-069 c"
+    assert redact("an ordinary line", registry) == "an ordinary line"

@@ -316,19 +316,28 @@ class _Lookup:
 
 
 class _Index:
-    """Which registered values occur in a text: one RE2 set of them all."""
+    """Which registered values occur in a text: one RE2 set of them all.
+
+    RE2 reads UTF-8 only, so a value holding a lone surrogate (JSON's
+    ``"\\ud800"`` in a credential typed into a try-out or an instance) cannot
+    join the set: adding it raised, and since the set is built again by the next
+    log line, every log line of the process raised from then on. Such values are
+    looked for one by one instead.
+    """
 
     def __init__(self, values: tuple[str, ...]) -> None:
         import re2
 
         self._values = values
+        self._indexed = tuple(value for value in values if _utf8(value))
+        self._unencodable = tuple(value for value in values if not _utf8(value))
         options = re2.Options()
         options.log_errors = False
         options.max_mem = (
             _INDEX_MEMORY  # the DFA of thousands of literals outgrows the 8 MiB default
         )
         finder = re2.Set.SearchSet(options)
-        for value in values:
+        for value in self._indexed:
             finder.Add(re2.escape(value))
         finder.Compile()
         self._finder = finder
@@ -339,7 +348,17 @@ class _Index:
             found = cast("list[int] | None", self._finder.Match(text))
         except UnicodeEncodeError:  # a lone surrogate: RE2 reads UTF-8 only
             return [value for value in self._values if value in text]
-        return [self._values[i] for i in found] if found else []
+        present = [self._indexed[i] for i in found] if found else []
+        return present + [value for value in self._unencodable if value in text]
+
+
+def _utf8(value: str) -> bool:
+    """Whether ``value`` has a UTF-8 form (no lone surrogate), as RE2 needs."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _INDEX_MEMORY: Final = 64 << 20
