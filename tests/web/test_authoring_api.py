@@ -7,6 +7,7 @@ live page through the guarded client, credentials never echoed, nothing stored.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from typing import Any
 
@@ -336,3 +337,28 @@ async def test_preview_signs_the_pasted_bytes_with_the_typed_secret_when_asked(w
     assert [(p["path"], p["message"]) for p in nothing["problems"]] == [
         ("mode", "acme-tickets verifies no webhook deliveries: nothing to sign")
     ]
+
+
+async def test_preview_of_a_pasted_body_with_a_lone_surrogate_is_a_problem_not_a_500(
+    web: Web,
+) -> None:
+    """JSON carries ``"\\ud800"`` into ``body`` as a lone surrogate, which no delivery's
+    bytes can hold: encoding it raised, and the editor got a 500."""
+    raw = '{"descriptor": %s, "body": "{\\"event\\": \\"\\ud800\\"}", "mode": "webhook"}'
+    response = await web.client.post(
+        "/api/connectors/preview",
+        content=(raw % json.dumps(acme())).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    [problem] = response.json()["problems"]
+    assert problem["path"] == "body"
+    assert "lone surrogate" in problem["message"]
+    sample = {"ticket": {"id": "T-\ud800", "title": "x"}, "event": "ticket"}
+    mapped = await web.client.post(
+        "/api/connectors/preview",
+        content=json.dumps({"descriptor": acme(), "sample": sample, "mode": "webhook"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert mapped.status_code == 200, mapped.text
+    assert len(mapped.json()["signals"]) == 1

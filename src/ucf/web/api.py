@@ -268,10 +268,19 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
             "notes": [],
         }
     if body.body is not None:
-        raw = body.body.encode()
-        sample = payload_or_missing(raw)
-        if sample is MISSING:
+        try:
+            raw = body.body.encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the request's JSON)
+            raw, sample = b"", MISSING
+            problem = Problem(
+                "body",
+                "the body holds a lone surrogate, which no delivery's bytes can carry",
+                "paste the body exactly as the provider sent it",
+            )
+        else:
+            sample = payload_or_missing(raw)
             problem = Problem("body", "the body is not JSON")
+        if sample is MISSING:
             return {
                 "signals": [],
                 "itemErrors": [],
