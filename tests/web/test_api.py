@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -240,6 +241,38 @@ async def test_connecting_with_bad_settings_lists_every_problem_and_echoes_no_va
     assert paths == {"config.baseUrl", "config.extra", "credentials.apiKey", "credentials.nope"}
     assert "secret-value-xyz" not in response.text
     assert "12345" not in response.text
+
+
+async def test_settings_with_a_lone_surrogate_are_422_at_their_path_not_a_500(
+    connected: Web, acme: FakeServer
+) -> None:
+    """JSON's ``"\\ud800"`` escape parses to a lone surrogate, which the store and the
+    secret store cannot encode: creating or patching with one was a 500."""
+    await connected.client.delete(INSTANCE)
+    body = json.dumps(instance_body(acme.base_url))
+    body = body.replace(API_KEY, "\\ud800-key").replace(acme.base_url, acme.base_url + "/\\udc00")
+    created = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        content=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert created.status_code == 422, created.text
+    assert {p["path"] for p in error_of(created)["details"]} == {
+        "config.baseUrl",
+        "credentials.apiKey",
+    }
+    assert "lone surrogate" in created.text
+    assert (await connected.client.get(INSTANCE)).status_code == 404
+    await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    patched = await connected.client.patch(
+        INSTANCE,
+        content=b'{"credentials": {"webhookSecret": "\\ud800x"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert patched.status_code == 422, patched.text
+    assert [p["path"] for p in error_of(patched)["details"]] == ["credentials.webhookSecret"]
 
 
 async def test_a_body_of_the_wrong_shape_is_422_without_echoing_it(web: Web) -> None:

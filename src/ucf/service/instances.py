@@ -34,6 +34,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("ucf.instances")
 
 
+NOT_UNICODE = (
+    "holds a lone surrogate (an escape such as \\ud800 without its pair), which is not text"
+)
+
+
+def is_unicode(value: str) -> bool:
+    """Whether ``value`` is text a store, a log or a request can carry.
+
+    JSON's ``"\\ud800"`` escape parses to a lone surrogate, which strict UTF-8 refuses
+    wherever the value goes next (the store, the secret store's encryption, a URL):
+    left unchecked it was a 500 where the settings were saved."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     path: str
@@ -56,6 +74,9 @@ def check_config(
             continue
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             problems.append(FieldProblem(f"config.{key}", "must be a string"))
+            continue
+        if isinstance(value, str) and not is_unicode(value):
+            problems.append(FieldProblem(f"config.{key}", NOT_UNICODE))
             continue
         text = str(value).strip()
         if field.type == "url" and text and not text.startswith(("https://", "http://")):
@@ -127,6 +148,8 @@ def check_credentials(
             )
         elif not isinstance(value, str):
             problems.append(FieldProblem(f"credentials.{key}", "must be a string"))
+        elif not is_unicode(value):
+            problems.append(FieldProblem(f"credentials.{key}", NOT_UNICODE))
         elif value:
             result[key] = value
     if not partial and len(methods) > 1 and AUTH_METHOD_KEY not in result:
