@@ -243,6 +243,28 @@ async def test_connecting_with_bad_settings_lists_every_problem_and_echoes_no_va
     assert "12345" not in response.text
 
 
+async def test_a_required_credential_of_spaces_only_is_missing_as_a_setting_is(
+    connected: Web, acme: FakeServer
+) -> None:
+    """A required setting of spaces only is refused as missing; a credential of spaces was
+    stored, shown as a saved ``••••``, and failed every poll."""
+    await connected.client.delete(INSTANCE)
+    body = instance_body(acme.base_url)
+    body["credentials"]["apiKey"] = "   "
+    created = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert created.status_code == 422, created.text
+    assert [(p["path"], p["message"]) for p in error_of(created)["details"]] == [
+        ("credentials.apiKey", "'API key' is required")
+    ]
+    made = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201
+    kept = await connected.client.patch(INSTANCE, json={"credentials": {"apiKey": " \t "}})
+    assert kept.status_code == 200  # as an empty value: the stored key stays
+    assert kept.json()["credentials"]["apiKey"] == "••••" + API_KEY[-4:]
+
+
 async def test_settings_with_a_lone_surrogate_are_422_at_their_path_not_a_500(
     connected: Web, acme: FakeServer
 ) -> None:

@@ -150,7 +150,7 @@ def check_credentials(
             problems.append(FieldProblem(f"credentials.{key}", "must be a string"))
         elif not is_unicode(value):
             problems.append(FieldProblem(f"credentials.{key}", NOT_UNICODE))
-        elif value:
+        elif value.strip():  # empty, or only spaces (as a setting is), is absent
             result[key] = value
     if not partial and len(methods) > 1 and AUTH_METHOD_KEY not in result:
         given = descriptor.method_given([*result, *provided])
