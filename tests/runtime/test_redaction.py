@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import given, settings
@@ -403,3 +404,21 @@ def test_a_registered_value_with_a_lone_surrogate_does_not_break_later_lines() -
     line = "a \ud800-typed-into-a-try-out b later-credential-value-069 c"
     assert redact(line, registry) == f"a {MASK}-out b {MASK}-069 c"
     assert redact("an ordinary line", registry) == "an ordinary line"
+
+
+def test_a_registered_value_is_masked_in_the_forms_a_url_carries_it() -> None:
+    """A key sent as ``?access=…`` goes out percent-encoded, and httpx logs that URL: the
+    typed text alone was never found in the line."""
+    registry = SecretRegistry()
+    secret = "Zm9v+YmFy/cXV4==&p@ss word"
+    registry.add(secret)
+    for form in (
+        quote_plus(secret),
+        quote(secret, safe=""),
+        quote(secret),
+        quote(secret, safe="!$&'()*+,;=:@/"),
+    ):
+        line = f"HTTP Request: GET https://api.example/x?since=1&access={form} 401"
+        assert form not in redact(line, registry)
+        assert redact(line, registry).startswith("HTTP Request: GET https://api.example/x?since=1&")
+    assert redact("nothing secret here", registry) == "nothing secret here"

@@ -362,3 +362,28 @@ async def test_preview_of_a_pasted_body_with_a_lone_surrogate_is_a_problem_not_a
     )
     assert mapped.status_code == 200, mapped.text
     assert len(mapped.json()["signals"]) == 1
+
+
+async def test_try_masks_a_key_sent_in_the_query_in_its_encoded_form(
+    web: Web, acme: FakeServer
+) -> None:
+    """The URL is shown as sent, so a query key is percent-encoded there: masking the typed
+    text alone showed ``access=Zm9v%2BYmFy%2FcXV4%3D%3D`` in full."""
+    from urllib.parse import quote, quote_plus
+
+    data = acme_descriptor()
+    data["auth"]["config"].update(delivery="query", paramName="access")
+    secret = "Zm9v+YmFy/cXV4==&x"
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": data,
+            "credentials": {"apiKey": secret},
+            "config": {"baseUrl": acme.base_url},
+        },
+    )
+    body = response.json()
+    assert body["error"]["kind"] == "credentials_rejected"
+    assert "&access=••••" in body["request"]["url"]
+    for form in (secret, quote_plus(secret), quote(secret, safe=""), quote(secret)):
+        assert form not in response.text

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, cast
+from urllib.parse import quote, quote_plus
 
 from ucf.core.secret_shapes import SECRET_SHAPES
 
@@ -265,20 +266,23 @@ class SecretRegistry:
         (it may occur in a text that was clean before)."""
 
     def add(self, value: str) -> None:
-        """Mask ``value`` from now on (values shorter than 4 characters would mask prose)."""
+        """Mask ``value`` from now on (values shorter than 4 characters would mask prose),
+        and the forms a URL gives it (:func:`url_forms`)."""
         if len(value) < _MIN_REGISTERED_LENGTH:
             return
         with self._lock:
             if value in self._values:
                 return
-            self._values[value] = None
+            forms = url_forms(value)
+            for form in forms:
+                self._values[form] = None
             while len(self._values) > self._capacity:
                 # An evicted value may stay in the set until the next build: masked a
                 # little longer than needed, never less.
                 del self._values[next(iter(self._values))]
             lookup = self._lookup
             if lookup is not None and len(lookup.recent) < _RECENT_MAX:
-                self._lookup = _Lookup(lookup.index, (*lookup.recent, value))
+                self._lookup = _Lookup(lookup.index, (*lookup.recent, *forms))
             else:
                 self._lookup = None  # the set is built again, with every value, by the next line
             self.clean = set()  # after the lookup: a text found clean from now on saw it
@@ -306,6 +310,27 @@ class SecretRegistry:
         if not present:
             return text
         return _pattern_of(frozenset(present)).sub(lambda m: mask(m.group(0)), text)
+
+
+_URL_SAFE_SETS: Final = ("", "/", "!$&'()*+,;=:@/")
+"""Characters left as they are by ``quote`` in a query value, a path, and httpx's path."""
+
+
+def url_forms(value: str) -> tuple[str, ...]:
+    """``value`` and the percent-encoded forms a URL carries it in.
+
+    A credential sent as a query parameter (``?access=…``) or put in a path goes on
+    the wire encoded: ``a+b/c==`` is ``a%2Bb%2Fc%3D%3D`` in the URL that httpx logs and
+    a try-out shows. Looking for the typed text alone missed it whenever the value
+    holds a character a URL escapes.
+    """
+    forms = dict.fromkeys([value])
+    try:
+        forms.update(dict.fromkeys([quote_plus(value, safe="")]))
+        forms.update(dict.fromkeys(quote(value, safe=safe) for safe in _URL_SAFE_SETS))
+    except UnicodeEncodeError:  # a lone surrogate: no URL carries it
+        pass
+    return tuple(forms)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from ucf.core.validation import validate_descriptor
 from ucf.runtime.connection import connect
 from ucf.runtime.http import AuthFailed, UpstreamError, create_client
 from ucf.runtime.polling import NotPollable
-from ucf.runtime.redaction import mask, redact
+from ucf.runtime.redaction import mask, redact, url_forms
 from ucf.runtime.sources import NativeSourceMissing, source_for
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.context import UcfContext
@@ -85,8 +85,14 @@ class _Recorder:
 
 class _Masker:
     def __init__(self, secrets: Mapping[str, str]) -> None:
+        # As typed, and as a URL carries it: a key sent in the query goes out encoded.
         self._secrets = sorted(
-            {v for v in secrets.values() if isinstance(v, str) and len(v) >= 3},
+            {
+                form
+                for v in secrets.values()
+                if isinstance(v, str) and len(v) >= 3
+                for form in url_forms(v)
+            },
             key=len,
             reverse=True,
         )
