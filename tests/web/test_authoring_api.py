@@ -387,3 +387,22 @@ async def test_try_masks_a_key_sent_in_the_query_in_its_encoded_form(
     assert "&access=••••" in body["request"]["url"]
     for form in (secret, quote_plus(secret), quote(secret, safe=""), quote(secret)):
         assert form not in response.text
+
+
+async def test_try_refuses_an_ipv4_mapped_metadata_address_and_shows_the_url_as_written(
+    web: Web,
+) -> None:
+    """The guard sees through ``::ffff:169.254.169.254``; the URL shown keeps the IPv6
+    literal's brackets (it read ``http://::ffff:169.254.169.254/tickets``, not a URL)."""
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": acme_descriptor(),
+            "credentials": {"apiKey": API_KEY},
+            "config": {"baseUrl": "http://[::ffff:169.254.169.254]:8080"},
+        },
+    )
+    body = response.json()
+    assert body["error"]["kind"] == "refused_address", body
+    assert body["request"]["url"].startswith("http://[::ffff:169.254.169.254]:8080/tickets?")
+    assert body["response"] is None

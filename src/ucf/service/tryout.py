@@ -134,7 +134,8 @@ class TryOut:
 def _as_sent(url: httpx.URL) -> str:
     """The URL with its path and query exactly as they went on the wire (``%2F`` kept)."""
     port = f":{url.port}" if url.port is not None else ""
-    return f"{url.scheme}://{url.host}{port}{url.raw_path.decode('ascii', 'replace')}"
+    host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 literal, as written
+    return f"{url.scheme}://{host}{port}{url.raw_path.decode('ascii', 'replace')}"
 
 
 def _shown_body(response: httpx.Response, masker: _Masker) -> tuple[str, bool]:
