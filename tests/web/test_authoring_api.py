@@ -406,3 +406,18 @@ async def test_try_refuses_an_ipv4_mapped_metadata_address_and_shows_the_url_as_
     assert body["error"]["kind"] == "refused_address", body
     assert body["request"]["url"].startswith("http://[::ffff:169.254.169.254]:8080/tickets?")
     assert body["response"] is None
+
+
+async def test_a_try_that_fetched_no_page_says_why_without_a_note_about_its_items(
+    web: Web,
+) -> None:
+    """A try that stopped before any page noted that 'the first page had no items', sending
+    the author to their itemsPath instead of the error that stopped it."""
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={"descriptor": acme_descriptor(), "credentials": {"apiKey": API_KEY}, "config": {}},
+    )
+    body = response.json()
+    assert body["error"] == {"kind": "config", "message": "config field(s) baseUrl need a value"}
+    assert body["pages"] == 0
+    assert body["notes"] == []

@@ -222,7 +222,7 @@ async def try_descriptor(
         tried.error = _error("config", str(error), masker)
     finally:
         await client.aclose()
-    tried.preview = _preview_of(source, descriptor, items_seen, result)
+    tried.preview = _preview_of(source, descriptor, items_seen, result, pages=tried.pages)
     exchange = recorder.last
     if exchange is not None:
         tried.request = {
@@ -251,7 +251,12 @@ def _token_urls(descriptor: ConnectorDescriptor) -> frozenset[str]:
 
 
 def _preview_of(
-    source: Any, descriptor: ConnectorDescriptor, items: list[Any], result: MappingResult
+    source: Any,
+    descriptor: ConnectorDescriptor,
+    items: list[Any],
+    result: MappingResult,
+    *,
+    pages: int,
 ) -> Preview:
     preview = Preview("poll", result=result)
     plan = getattr(source, "plan", None)
@@ -260,7 +265,7 @@ def _preview_of(
         preview.reasons = type_reasons(mapping, items, result, None)
     else:
         preview.reasons = [None] * len(result.signals)
-    if not items and descriptor.field_mapping is not None:
+    if pages and not items and descriptor.field_mapping is not None:  # no page: see error
         preview.notes.append(
             f"the first page had no items at itemsPath {descriptor.field_mapping.items_path}"
         )
