@@ -73,6 +73,25 @@ async def test_saving_lists_every_problem_then_registers_and_shows_it_as_custom(
     assert (stored["name"], stored["version"]) == ("Acme Helpdesk", "1.0.1")  # raised on edit
 
 
+async def test_saving_json_too_deep_or_with_a_huge_number_lists_it_as_a_problem(
+    web: Web,
+) -> None:
+    """``json`` raises RecursionError past about a thousand levels and ValueError for an
+    integer of over 4300 digits: both were a 500 from the editor's Save."""
+    csrf = await login(web)
+    huge = json.dumps(ACME).replace('"rateLimitRpm": 600', '"rateLimitRpm": ' + "9" * 5000)
+    for text, said in (
+        ("[" * 100_000, "nested too deeply"),
+        (huge, "a number has too many digits"),
+    ):
+        refused = await web.anonymous.post(
+            f"/projects/{PROJECT}/connectors/new", data={"csrf": csrf, "descriptor": text}
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert said in refused.text
+    assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 404
+
+
 async def test_deleting_a_connected_connector_is_refused_with_the_reason(
     web: Web, acme: FakeServer
 ) -> None:

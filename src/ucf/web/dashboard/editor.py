@@ -163,6 +163,10 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
         return None, [
             Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")
         ]
+    except RecursionError:
+        return None, [Problem("", "not JSON ucf can read: it is nested too deeply")]
+    except ValueError:  # json's only other refusal: an integer of over 4300 digits
+        return None, [Problem("", "not JSON ucf can read: a number has too many digits")]
 
 
 def _raised(version: str) -> str:
