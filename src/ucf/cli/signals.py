@@ -46,12 +46,22 @@ _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w":
 # --------------------------------------------------------------------------- parsing
 
 
+_LONGEST: Final = timedelta(days=1000 * 365)
+"""A duration ago must name a time a datetime holds: ``99999999d`` overflowed, a traceback."""
+
+
 def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``2h``, ``7d``, ``1w``."""
+    """``30s``, ``15m``, ``2h``, ``7d``, ``1w``; at most a thousand years."""
     match = _DURATION.match(text.strip().lower())
     if match is None:
         raise ValueError(f"{text!r} is not a duration; use e.g. 30s, 15m, 2h, 7d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        span = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        span = None
+    if span is None or span > _LONGEST:
+        raise ValueError(f"{text!r} is longer than a thousand years")
+    return span
 
 
 def parse_moment(text: str, now: datetime) -> datetime:
@@ -59,7 +69,8 @@ def parse_moment(text: str, now: datetime) -> datetime:
     try:
         return now - parse_duration(text)
     except ValueError:
-        pass
+        if _DURATION.match(text.strip().lower()):  # a duration, but too long: say so
+            raise
     try:
         return utc(datetime.fromisoformat(text.strip()))
     except ValueError:
