@@ -266,6 +266,7 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, store_url: str) -
         (("--since", "99999999d"), "--since: '99999999d' is longer than a thousand years"),
         (("--window", "9000000d"), "--window: '9000000d' is longer than a thousand years"),
         (("--since", "9" * 20 + "w"), "longer than a thousand years"),
+        (("--since", "9999-12-31T23:59-23:59"), "is outside the years 1-9999 in UTC"),
     ):
         result = ucf("signals", "tail", "--store", store_url, *args)
         assert result.returncode == 2

@@ -448,6 +448,16 @@ async def test_bad_signal_queries_are_4xx(connected: Web) -> None:
         response = await connected.client.get(signals, params=params)
         assert response.status_code == 422, params
         assert error_of(response)["details"]
+    # A time whose offset takes it past year 9999 (or before year 1) in UTC was a 500.
+    for name, moment in (
+        ("since", "9999-12-31T23:59:59-23:59"),
+        ("until", "0001-01-01T00:00+23:59"),
+    ):
+        response = await connected.client.get(signals, params={name: moment})
+        assert response.status_code == 422, response.text
+        assert error_of(response)["details"] == [
+            {"path": f"query.{name}", "message": "is outside the years 1-9999 in UTC"}
+        ]
 
 
 # --------------------------------------------------------------------------- the error contract

@@ -72,12 +72,16 @@ def parse_moment(text: str, now: datetime) -> datetime:
         if _DURATION.match(text.strip().lower()):  # a duration, but too long: say so
             raise
     try:
-        return utc(datetime.fromisoformat(text.strip()))
+        parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
             f"{text!r} is neither an ISO 8601 time (2025-03-01T12:00Z) "
             "nor a duration ago (15m, 2h, 7d)"
         ) from None
+    try:
+        return utc(parsed)
+    except OverflowError:  # 9999-12-31T23:59-23:59 is past year 9999 in UTC
+        raise ValueError(f"{text!r} is outside the years 1-9999 in UTC") from None
 
 
 # --------------------------------------------------------------------------- output

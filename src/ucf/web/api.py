@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
 from ucf.core.validation import Problem, validate_descriptor
-from ucf.service.errors import ConflictError, NotFoundError
+from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
@@ -585,13 +585,27 @@ async def list_signals(
     filters = SignalQuery(
         source=source,
         type=type,
-        since=utc(since) if since is not None else None,
-        until=utc(until) if until is not None else None,
+        since=_in_utc("since", since),
+        until=_in_utc("until", until),
     )
     page = await state.context.store.signals.query(
         project_id, filters, limit=limit, cursor=cursor or None
     )
     return {"items": [stored.signal for stored in page.items], "nextCursor": page.next_cursor}
+
+
+def _in_utc(name: str, moment: datetime | None) -> datetime | None:
+    """A query time in UTC; one whose offset takes it past year 9999 or before year 1
+    (``9999-12-31T23:59:59-23:59``) is a 422 at its parameter, where it was a 500."""
+    if moment is None:
+        return None
+    try:
+        return utc(moment)
+    except OverflowError:
+        raise ValidationFailed(
+            "the request is not valid",
+            [{"path": f"query.{name}", "message": "is outside the years 1-9999 in UTC"}],
+        ) from None
 
 
 @router.get("/projects/{projectId}/signals/{signalId}", tags=["signals"])
