@@ -421,3 +421,39 @@ async def test_a_try_that_fetched_no_page_says_why_without_a_note_about_its_item
     assert body["error"] == {"kind": "config", "message": "config field(s) baseUrl need a value"}
     assert body["pages"] == 0
     assert body["notes"] == []
+
+
+async def test_a_try_whose_upstream_drips_stops_at_the_poll_deadline(
+    tmp_path: Any, acme: FakeServer
+) -> None:
+    """Each read arrives within the read timeout, so only a total deadline stops a drip: a
+    poll has UCF_POLL_TIMEOUT, the try had none and held the editor's request for as
+    long as the body took (minutes, over retries and pages)."""
+    import asyncio
+
+    from tests.web.conftest import open_web, web_settings
+    from ucf.fakes.kit import Fault
+
+    acme.inject(Fault.drip(0.2, chunk=8), path="/tickets")
+    try:
+        async with open_web(web_settings(tmp_path, UCF_POLL_TIMEOUT="1")) as web:
+            response = await asyncio.wait_for(
+                web.client.post(
+                    "/api/connectors/try",
+                    json={
+                        "descriptor": acme_descriptor(),
+                        "credentials": {"apiKey": API_KEY},
+                        "config": {"baseUrl": acme.base_url},
+                    },
+                ),
+                timeout=15,
+            )
+    finally:
+        acme.clear_faults()
+    body = response.json()
+    assert body["error"] == {
+        "kind": "upstream",
+        "message": "try stopped at its 1 s deadline (UCF_POLL_TIMEOUT) after 0 page(s)",
+    }
+    assert body["request"]["url"].startswith(f"{acme.base_url}/tickets?since=")
+    assert body["response"] is None

@@ -17,6 +17,7 @@ known token shapes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Mapping
@@ -188,6 +189,8 @@ async def try_descriptor(
     tried = TryOut(masker=masker)
     result = MappingResult()
     items_seen: list[Any] = []
+    deadline = context.settings.poll_timeout.total_seconds()
+    scope = asyncio.timeout(deadline)
     try:
         upstream = connect(
             source,
@@ -200,14 +203,26 @@ async def try_descriptor(
         pages = source.fetch_delta(
             upstream, None, now=context.clock(), max_pages=max(1, min(max_pages, MAX_TRY_PAGES))
         )
-        async for page in pages:
-            tried.pages += 1
-            mapped = source.normalise(page.items, project_id=project_id, now=context.clock())
-            offset = len(items_seen)
-            items_seen += page.items
-            result.signals += mapped.signals
-            result.skipped += mapped.skipped
-            result.errors += [type(e)(e.index + offset, e.reason, e.item_id) for e in mapped.errors]
+        async with scope:  # a poll's own deadline: an upstream that drips cannot hold the try
+            async for page in pages:
+                tried.pages += 1
+                mapped = source.normalise(page.items, project_id=project_id, now=context.clock())
+                offset = len(items_seen)
+                items_seen += page.items
+                result.signals += mapped.signals
+                result.skipped += mapped.skipped
+                result.errors += [
+                    type(e)(e.index + offset, e.reason, e.item_id) for e in mapped.errors
+                ]
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        tried.error = _error(
+            "upstream",
+            f"try stopped at its {deadline:g} s deadline (UCF_POLL_TIMEOUT) after "
+            f"{tried.pages} page(s)",
+            masker,
+        )
     except AuthFailed as error:
         tried.error = _error("credentials_rejected", str(error), masker)
     except EgressDenied as error:
