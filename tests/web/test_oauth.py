@@ -117,6 +117,36 @@ async def test_the_operator_registers_an_app_and_the_secret_never_comes_back(web
     assert (await web.client.get("/api/connectors/nope/oauth-client")).status_code == 404
 
 
+async def test_a_consent_started_through_the_api_checks_its_settings_first(
+    web: Web, slack: SlackFake
+) -> None:
+    """The settings went unchecked into the consent URL and the flow: an omitted
+    ``signInUrl`` made ``/oauth/v2/authorize?…`` (its default not applied), a list made
+    ``['x']/oauth/…``, a lone surrogate a 500, and a missing channel was refused only
+    after the user had consented, the tokens thrown away."""
+    await register(web)
+    start_url = f"{INSTANCE}/oauth/start"
+    defaults = await web.client.post(start_url, json={"config": {"channel": CHANNEL}})
+    assert defaults.status_code == 200, defaults.text
+    assert defaults.json()["authorizeUrl"].startswith("https://slack.com/oauth/v2/authorize?")
+    for config, paths in (
+        ({"signInUrl": ["x"], "channel": CHANNEL}, ["config.signInUrl"]),
+        ({"signInUrl": "javascript:alert(1)//", "channel": CHANNEL}, ["config.signInUrl"]),
+        ({"nope": "1", "channel": CHANNEL}, ["config.nope"]),
+        ({"baseUrl": slack.base_url}, ["config.channel"]),
+    ):
+        refused = await web.client.post(start_url, json={"config": config})
+        assert refused.status_code == 422, refused.text
+        assert [p["path"] for p in refused.json()["error"]["details"]] == paths
+    surrogate = await web.client.post(
+        start_url,
+        content=b'{"config": {"channel": "C\\ud800"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert surrogate.status_code == 422, surrogate.text
+    assert slack.auth.exchanged == 0
+
+
 async def test_connect_with_slack_creates_the_instance_and_it_polls(
     web: Web, slack: SlackFake, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -60,9 +60,15 @@ class FieldProblem:
 
 
 def check_config(
-    descriptor: ConnectorDescriptor, config: Mapping[str, Any], *, partial: bool = False
+    descriptor: ConnectorDescriptor,
+    config: Mapping[str, Any],
+    *,
+    partial: bool = False,
+    provided: Collection[str] = (),
 ) -> dict[str, str]:
-    """Config values as strings with defaults applied; every problem listed at once."""
+    """Config values as strings with defaults applied; every problem listed at once.
+    ``provided`` names settings filled elsewhere (read from the provider after a
+    consent): not required here."""
     fields = {f.key: f for f in descriptor.setup_config_fields()}
     problems: list[FieldProblem] = []
     result: dict[str, str] = {}
@@ -93,7 +99,7 @@ def check_config(
         for key, field in fields.items():
             if key not in result and field.default is not None:
                 result[key] = field.default
-            if field.required and not result.get(key):
+            if field.required and not result.get(key) and key not in provided:
                 problems.append(
                     FieldProblem(f"config.{key}", f"'{field.label}' is required", field.help_text)
                 )

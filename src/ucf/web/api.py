@@ -670,8 +670,9 @@ async def start_oauth(
     url = await OAuthFlows.of(context).start(
         project_id,
         connector_id,
-        config={str(k): str(v) for k, v in body.config.items()},
+        config=body.config,
         redirect_uri=state.public_base(request) + CALLBACK_PATH,
         now=context.clock(),
+        check_settings=True,
     )
     return {"authorizeUrl": url}
