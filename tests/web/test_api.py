@@ -243,6 +243,28 @@ async def test_connecting_with_bad_settings_lists_every_problem_and_echoes_no_va
     assert "12345" not in response.text
 
 
+async def test_a_base_url_the_poll_would_refuse_is_refused_when_saved(
+    connected: Web, acme: FakeServer
+) -> None:
+    """Settings checked only for an ``http(s)://`` prefix: ``http://`` or a URL with a NUL
+    was saved, and every poll then failed with a config error."""
+    await connected.client.delete(INSTANCE)
+    for base in ("http://", "http://acme.test/\x00", "https://acme.test/a\nb"):
+        body = instance_body(acme.base_url)
+        body["config"]["baseUrl"] = base
+        created = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+        assert created.status_code == 422, (base, created.text)
+        assert [(p["path"], p["message"]) for p in error_of(created)["details"]] == [
+            ("config.baseUrl", "must be an http(s) URL")
+        ]
+    made = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201
+    patched = await connected.client.patch(INSTANCE, json={"config": {"baseUrl": "https://"}})
+    assert patched.status_code == 422
+
+
 async def test_a_required_credential_of_spaces_only_is_missing_as_a_setting_is(
     connected: Web, acme: FakeServer
 ) -> None:

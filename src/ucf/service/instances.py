@@ -52,6 +52,15 @@ def is_unicode(value: str) -> bool:
     return True
 
 
+def _is_base_url(text: str) -> bool:
+    """An absolute http(s) URL with a host and nothing a URL cannot hold, as a poll needs.
+    A prefix check let ``http://``, ``http:// x`` and a NUL in a path through, refused
+    only at the first poll."""
+    from ucf.runtime.polling import is_http_url  # only when a URL is saved: not a cold start's
+
+    return text.startswith(("https://", "http://")) and is_http_url(text)
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     path: str
@@ -85,7 +94,7 @@ def check_config(
             problems.append(FieldProblem(f"config.{key}", NOT_UNICODE))
             continue
         text = str(value).strip()
-        if field.type == "url" and text and not text.startswith(("https://", "http://")):
+        if field.type == "url" and text and not _is_base_url(text):
             problems.append(FieldProblem(f"config.{key}", "must be an http(s) URL"))
         if field.type == "select" and field.options and text not in field.options:
             problems.append(FieldProblem(f"config.{key}", f"must be one of {field.options}"))
