@@ -142,6 +142,28 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     assert await store.checkpoints.get(PROJECT, CONNECTOR) == before
 
 
+async def test_a_credential_field_of_spaces_is_left_as_it_is_and_not_said_saved(
+    web: Web, acme: FakeServer
+) -> None:
+    """A field of spaces keeps the stored credential, as an empty one does; the flash
+    said 'settings and credentials saved' all the same."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+    saved = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "save", "credentials.apiKey": "   ",
+              "config.baseUrl": acme.base_url},
+    )  # fmt: skip
+    assert saved.status_code == 303
+    page = await web.anonymous.get(saved.headers["location"])
+    assert "Acme Tickets: settings saved." in page.text
+    assert "credentials saved" not in page.text
+    record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+    assert (await web.state.context.instances.credentials(record))["apiKey"] == API_KEY
+
+
 async def test_the_authoring_api_takes_the_dashboard_session_only_with_its_csrf_header(
     web: Web,
 ) -> None:

@@ -571,7 +571,7 @@ async def save_credentials(
     if isinstance(step, Response):
         return step
     page, connector, flow, draft = step
-    typed = {k: v for k, v in posted.form.fields("credentials").items() if v}
+    typed = {k: v for k, v in posted.form.fields("credentials").items() if v.strip()}
     draft.credentials = {**draft.credentials, **typed}
     draft.check = None  # other credentials: the last check says nothing about them
     try:
