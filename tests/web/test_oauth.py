@@ -147,6 +147,29 @@ async def test_a_consent_started_through_the_api_checks_its_settings_first(
     assert slack.auth.exchanged == 0
 
 
+async def test_the_oauth_apps_page_says_which_field_is_wrong_and_bounds_it_as_the_api(
+    web: Web,
+) -> None:
+    """The dashboard's form went straight to the service: a client id of any length was
+    stored (the API refuses over 500), and a refusal flashed 'the OAuth client is not
+    valid' without saying which field or why."""
+    from html import unescape
+
+    from tests.web.test_editor_pages import login
+
+    csrf = await login(web)
+    form = f"/projects/{PROJECT}/oauth-apps/slack"
+    for fields, said in (
+        ({"clientId": "x" * 501, "clientSecret": "s"}, "the client id is longer than 500"),
+        ({"clientId": "cid", "clientSecret": "  "}, "the client secret must not be empty"),
+    ):
+        refused = await web.anonymous.post(form, data={"csrf": csrf, **fields})
+        assert refused.status_code == 303
+        page = await web.anonymous.get(refused.headers["location"])
+        assert said in unescape(page.text), fields
+    assert (await web.client.get("/api/connectors/slack/oauth-client")).json()["clientId"] is None
+
+
 async def test_connect_with_slack_creates_the_instance_and_it_polls(
     web: Web, slack: SlackFake, caplog: pytest.LogCaptureFixture
 ) -> None:
