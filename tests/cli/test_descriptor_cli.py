@@ -63,6 +63,32 @@ def test_validate_reports_unreadable_and_non_json_files_in_one_line(tmp_path: Pa
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"a": "caf\xe9"}', "is not UTF-8 text (byte 0xe9 at offset 10): save it as UTF-8"),
+        (b'{"a": ' + b"9" * 5000 + b"}", "a number has too many digits"),
+        (b'{"a": NaN}', "NaN is not a JSON value"),
+    ],
+    ids=["deep", "latin-1", "huge-number", "nan"],
+)
+def test_map_refuses_a_file_json_cannot_read_in_one_line(
+    tmp_path: Path, content: bytes, said: str
+) -> None:
+    """Each of these raised past read_json_file: a traceback and exit 1."""
+    sample = tmp_path / "sample.json"
+    sample.write_bytes(content)
+    result = ucf("map", "--descriptor", str(GITHUB), "--sample", str(sample))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: sample "), result.stderr[-300:]
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+    as_descriptor = ucf("connectors", "validate", str(sample))
+    assert as_descriptor.returncode == 2
+    assert "Traceback" not in as_descriptor.stderr
+
+
 def test_map_prints_signals_as_json_lines_and_item_errors_on_stderr(tmp_path: Path) -> None:
     sample = tmp_path / "issues.json"
     sample.write_text(

@@ -262,11 +262,20 @@ def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, store_url: str) -
     for args, fragment in (
         (("--since", "yesterday"), "--since: 'yesterday' is neither"),
         (("--window", "forever"), "--window: 'forever' is not a duration"),
+        # past what a datetime holds: OverflowError tracebacks, on tail and list alike
+        (("--since", "99999999d"), "--since: '99999999d' is longer than a thousand years"),
+        (("--window", "9000000d"), "--window: '9000000d' is longer than a thousand years"),
+        (("--since", "9" * 20 + "w"), "longer than a thousand years"),
+        (("--since", "9999-12-31T23:59-23:59"), "is outside the years 1-9999 in UTC"),
     ):
         result = ucf("signals", "tail", "--store", store_url, *args)
         assert result.returncode == 2
         assert fragment in result.stderr
         assert "Traceback" not in result.stderr
+
+    too_far = ucf("signals", "list", "-p", "p1", "--store", store_url, "--since", "99999999d")
+    assert too_far.returncode == 2
+    assert "Traceback" not in too_far.stderr
 
     bad_cursor = ucf("signals", "list", "-p", "p1", "--store", store_url, "--cursor", "zzz")
     assert bad_cursor.returncode == 1

@@ -45,6 +45,28 @@ def test_a_descriptor_with_five_problems_reports_five_in_one_pass() -> None:
     assert "RE2" in found["fieldMapping.signalTypeRules[2].value"].message
 
 
+def test_text_with_a_lone_surrogate_is_a_problem_at_its_path_and_the_rest_is_checked() -> None:
+    """JSON's ``"\\ud800"`` parses to a lone surrogate, which the store cannot encode: a
+    descriptor with one in its description or icon was valid, and registering it a 500."""
+    data = brief()
+    data["description"] = "Issues \ud800 of a repository"
+    data["icon"] = "\udc00"
+    data["fieldMapping"]["idPath"] = "$.id[["  # still found
+    data["fieldMapping"]["tagsFrom"] = {"\ud83d": "x"}  # a key, too (in a field not known)
+    found = problems(data)
+    assert set(found) == {
+        "description",
+        "icon",
+        "fieldMapping.idPath",
+        "fieldMapping.tagsFrom",
+        "fieldMapping.tagsFrom.\ud83d",
+    }, found
+    assert "lone surrogate" in found["icon"].message
+    nested = brief()
+    nested["x"] = json.loads("[" * 900 + "]" * 900)  # as deep as JSON reads: no recursion
+    assert list(problems(nested)) == ["x"]
+
+
 def test_header_text_a_request_cannot_carry_is_refused_where_it_is_written() -> None:
     """httpx sends header values as ASCII: anything else failed every poll and health
     check of the connector with a UnicodeEncodeError, long after the descriptor was

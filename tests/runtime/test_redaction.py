@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from urllib.parse import quote, quote_plus
 
 import pytest
 from hypothesis import given, settings
@@ -390,3 +391,34 @@ def test_a_poll_url_compiles_only_the_rules_its_cheap_tests_let_through() -> Non
     )
 
     assert done.stdout.split() == ["1", "7"]
+
+
+def test_a_registered_value_with_a_lone_surrogate_does_not_break_later_lines() -> None:
+    """JSON can carry ``"\\ud800"`` into a credential; RE2 cannot index it. Building the
+    set with it raised, and the set is built again by the next line: every log line of
+    the process raised from then on."""
+    registry = SecretRegistry()
+    registry.add("\ud800-typed-into-a-try-out")
+    for n in range(70):  # past a rebuild of the set
+        registry.add(f"later-credential-value-{n:03d}")
+    line = "a \ud800-typed-into-a-try-out b later-credential-value-069 c"
+    assert redact(line, registry) == f"a {MASK}-out b {MASK}-069 c"
+    assert redact("an ordinary line", registry) == "an ordinary line"
+
+
+def test_a_registered_value_is_masked_in_the_forms_a_url_carries_it() -> None:
+    """A key sent as ``?access=…`` goes out percent-encoded, and httpx logs that URL: the
+    typed text alone was never found in the line."""
+    registry = SecretRegistry()
+    secret = "Zm9v+YmFy/cXV4==&p@ss word"
+    registry.add(secret)
+    for form in (
+        quote_plus(secret),
+        quote(secret, safe=""),
+        quote(secret),
+        quote(secret, safe="!$&'()*+,;=:@/"),
+    ):
+        line = f"HTTP Request: GET https://api.example/x?since=1&access={form} 401"
+        assert form not in redact(line, registry)
+        assert redact(line, registry).startswith("HTTP Request: GET https://api.example/x?since=1&")
+    assert redact("nothing secret here", registry) == "nothing secret here"

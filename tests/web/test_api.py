@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -242,6 +243,82 @@ async def test_connecting_with_bad_settings_lists_every_problem_and_echoes_no_va
     assert "12345" not in response.text
 
 
+async def test_a_base_url_the_poll_would_refuse_is_refused_when_saved(
+    connected: Web, acme: FakeServer
+) -> None:
+    """Settings checked only for an ``http(s)://`` prefix: ``http://`` or a URL with a NUL
+    was saved, and every poll then failed with a config error."""
+    await connected.client.delete(INSTANCE)
+    for base in ("http://", "http://acme.test/\x00", "https://acme.test/a\nb"):
+        body = instance_body(acme.base_url)
+        body["config"]["baseUrl"] = base
+        created = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+        assert created.status_code == 422, (base, created.text)
+        assert [(p["path"], p["message"]) for p in error_of(created)["details"]] == [
+            ("config.baseUrl", "must be an http(s) URL")
+        ]
+    made = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201
+    patched = await connected.client.patch(INSTANCE, json={"config": {"baseUrl": "https://"}})
+    assert patched.status_code == 422
+
+
+async def test_a_required_credential_of_spaces_only_is_missing_as_a_setting_is(
+    connected: Web, acme: FakeServer
+) -> None:
+    """A required setting of spaces only is refused as missing; a credential of spaces was
+    stored, shown as a saved ``••••``, and failed every poll."""
+    await connected.client.delete(INSTANCE)
+    body = instance_body(acme.base_url)
+    body["credentials"]["apiKey"] = "   "
+    created = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert created.status_code == 422, created.text
+    assert [(p["path"], p["message"]) for p in error_of(created)["details"]] == [
+        ("credentials.apiKey", "'API key' is required")
+    ]
+    made = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201
+    kept = await connected.client.patch(INSTANCE, json={"credentials": {"apiKey": " \t "}})
+    assert kept.status_code == 200  # as an empty value: the stored key stays
+    assert kept.json()["credentials"]["apiKey"] == "••••" + API_KEY[-4:]
+
+
+async def test_settings_with_a_lone_surrogate_are_422_at_their_path_not_a_500(
+    connected: Web, acme: FakeServer
+) -> None:
+    """JSON's ``"\\ud800"`` escape parses to a lone surrogate, which the store and the
+    secret store cannot encode: creating or patching with one was a 500."""
+    await connected.client.delete(INSTANCE)
+    body = json.dumps(instance_body(acme.base_url))
+    body = body.replace(API_KEY, "\\ud800-key").replace(acme.base_url, acme.base_url + "/\\udc00")
+    created = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        content=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert created.status_code == 422, created.text
+    assert {p["path"] for p in error_of(created)["details"]} == {
+        "config.baseUrl",
+        "credentials.apiKey",
+    }
+    assert "lone surrogate" in created.text
+    assert (await connected.client.get(INSTANCE)).status_code == 404
+    await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    patched = await connected.client.patch(
+        INSTANCE,
+        content=b'{"credentials": {"webhookSecret": "\\ud800x"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert patched.status_code == 422, patched.text
+    assert [p["path"] for p in error_of(patched)["details"]] == ["credentials.webhookSecret"]
+
+
 async def test_a_body_of_the_wrong_shape_is_422_without_echoing_it(web: Web) -> None:
     response = await web.client.post(
         f"/api/projects/{PROJECT}/instances",
@@ -393,6 +470,16 @@ async def test_bad_signal_queries_are_4xx(connected: Web) -> None:
         response = await connected.client.get(signals, params=params)
         assert response.status_code == 422, params
         assert error_of(response)["details"]
+    # A time whose offset takes it past year 9999 (or before year 1) in UTC was a 500.
+    for name, moment in (
+        ("since", "9999-12-31T23:59:59-23:59"),
+        ("until", "0001-01-01T00:00+23:59"),
+    ):
+        response = await connected.client.get(signals, params={name: moment})
+        assert response.status_code == 422, response.text
+        assert error_of(response)["details"] == [
+            {"path": f"query.{name}", "message": "is outside the years 1-9999 in UTC"}
+        ]
 
 
 # --------------------------------------------------------------------------- the error contract

@@ -7,6 +7,7 @@ live page through the guarded client, credentials never echoed, nothing stored.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from typing import Any
 
@@ -336,3 +337,123 @@ async def test_preview_signs_the_pasted_bytes_with_the_typed_secret_when_asked(w
     assert [(p["path"], p["message"]) for p in nothing["problems"]] == [
         ("mode", "acme-tickets verifies no webhook deliveries: nothing to sign")
     ]
+
+
+async def test_preview_of_a_pasted_body_with_a_lone_surrogate_is_a_problem_not_a_500(
+    web: Web,
+) -> None:
+    """JSON carries ``"\\ud800"`` into ``body`` as a lone surrogate, which no delivery's
+    bytes can hold: encoding it raised, and the editor got a 500."""
+    raw = '{"descriptor": %s, "body": "{\\"event\\": \\"\\ud800\\"}", "mode": "webhook"}'
+    response = await web.client.post(
+        "/api/connectors/preview",
+        content=(raw % json.dumps(acme())).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    [problem] = response.json()["problems"]
+    assert problem["path"] == "body"
+    assert "lone surrogate" in problem["message"]
+    sample = {"ticket": {"id": "T-\ud800", "title": "x"}, "event": "ticket"}
+    mapped = await web.client.post(
+        "/api/connectors/preview",
+        content=json.dumps({"descriptor": acme(), "sample": sample, "mode": "webhook"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert mapped.status_code == 200, mapped.text
+    assert len(mapped.json()["signals"]) == 1
+
+
+async def test_try_masks_a_key_sent_in_the_query_in_its_encoded_form(
+    web: Web, acme: FakeServer
+) -> None:
+    """The URL is shown as sent, so a query key is percent-encoded there: masking the typed
+    text alone showed ``access=Zm9v%2BYmFy%2FcXV4%3D%3D`` in full."""
+    from urllib.parse import quote, quote_plus
+
+    data = acme_descriptor()
+    data["auth"]["config"].update(delivery="query", paramName="access")
+    secret = "Zm9v+YmFy/cXV4==&x"
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": data,
+            "credentials": {"apiKey": secret},
+            "config": {"baseUrl": acme.base_url},
+        },
+    )
+    body = response.json()
+    assert body["error"]["kind"] == "credentials_rejected"
+    assert "&access=••••" in body["request"]["url"]
+    for form in (secret, quote_plus(secret), quote(secret, safe=""), quote(secret)):
+        assert form not in response.text
+
+
+async def test_try_refuses_an_ipv4_mapped_metadata_address_and_shows_the_url_as_written(
+    web: Web,
+) -> None:
+    """The guard sees through ``::ffff:169.254.169.254``; the URL shown keeps the IPv6
+    literal's brackets (it read ``http://::ffff:169.254.169.254/tickets``, not a URL)."""
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": acme_descriptor(),
+            "credentials": {"apiKey": API_KEY},
+            "config": {"baseUrl": "http://[::ffff:169.254.169.254]:8080"},
+        },
+    )
+    body = response.json()
+    assert body["error"]["kind"] == "refused_address", body
+    assert body["request"]["url"].startswith("http://[::ffff:169.254.169.254]:8080/tickets?")
+    assert body["response"] is None
+
+
+async def test_a_try_that_fetched_no_page_says_why_without_a_note_about_its_items(
+    web: Web,
+) -> None:
+    """A try that stopped before any page noted that 'the first page had no items', sending
+    the author to their itemsPath instead of the error that stopped it."""
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={"descriptor": acme_descriptor(), "credentials": {"apiKey": API_KEY}, "config": {}},
+    )
+    body = response.json()
+    assert body["error"] == {"kind": "config", "message": "config field(s) baseUrl need a value"}
+    assert body["pages"] == 0
+    assert body["notes"] == []
+
+
+async def test_a_try_whose_upstream_drips_stops_at_the_poll_deadline(
+    tmp_path: Any, acme: FakeServer
+) -> None:
+    """Each read arrives within the read timeout, so only a total deadline stops a drip: a
+    poll has UCF_POLL_TIMEOUT, the try had none and held the editor's request for as
+    long as the body took (minutes, over retries and pages)."""
+    import asyncio
+
+    from tests.web.conftest import open_web, web_settings
+    from ucf.fakes.kit import Fault
+
+    acme.inject(Fault.drip(0.2, chunk=8), path="/tickets")
+    try:
+        async with open_web(web_settings(tmp_path, UCF_POLL_TIMEOUT="1")) as web:
+            response = await asyncio.wait_for(
+                web.client.post(
+                    "/api/connectors/try",
+                    json={
+                        "descriptor": acme_descriptor(),
+                        "credentials": {"apiKey": API_KEY},
+                        "config": {"baseUrl": acme.base_url},
+                    },
+                ),
+                timeout=15,
+            )
+    finally:
+        acme.clear_faults()
+    body = response.json()
+    assert body["error"] == {
+        "kind": "upstream",
+        "message": "try stopped at its 1 s deadline (UCF_POLL_TIMEOUT) after 0 page(s)",
+    }
+    assert body["request"]["url"].startswith(f"{acme.base_url}/tickets?since=")
+    assert body["response"] is None

@@ -454,6 +454,30 @@ async def test_a_missing_required_credential_is_reported_on_its_field(
     user.assert_no_secret_seen()
 
 
+async def test_a_long_credential_survives_the_setup_steps_in_cookies_a_browser_keeps(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """The draft rode in one cookie; browsers drop a cookie over 4096 bytes without a word
+    (RFC 6265 §6.1), so a long key or a consent's tokens were lost and the setup began
+    again. Each cookie now stays under the limit; past what a page can carry, the user is
+    told to use the API."""
+    long_key = "k" * 5000 + "-end7"
+    await connect_acme(user, web, acme.base_url, api_key=long_key)
+    sizes = [len(text.split(";")[0].encode()) for text in user.seen if text.startswith("ucf_setup")]
+    assert len(sizes) >= 2  # split
+    assert max(sizes) <= 4096, sizes
+    review = await user.get(CONNECT, step="test")
+    assert mask(long_key) in review.text  # the draft came back whole
+    assert long_key not in review.text
+
+    huge = await user.post(f"{CONNECT}/credentials", {"credentials.apiKey": "k" * 100_000})
+    assert huge.status_code == 413
+    assert "Connect through the API instead" in huge.text
+    assert "k" * 1000 not in huge.text
+    again = await user.get(CONNECT, step="test")
+    assert mask(long_key) in again.text  # the last draft that fit is kept
+
+
 async def test_connecting_tests_the_connection_and_stores_credentials_masked(
     user: Browser, web: Web, acme: FakeServer
 ) -> None:

@@ -73,6 +73,25 @@ async def test_saving_lists_every_problem_then_registers_and_shows_it_as_custom(
     assert (stored["name"], stored["version"]) == ("Acme Helpdesk", "1.0.1")  # raised on edit
 
 
+async def test_saving_json_too_deep_or_with_a_huge_number_lists_it_as_a_problem(
+    web: Web,
+) -> None:
+    """``json`` raises RecursionError past about a thousand levels and ValueError for an
+    integer of over 4300 digits: both were a 500 from the editor's Save."""
+    csrf = await login(web)
+    huge = json.dumps(ACME).replace('"rateLimitRpm": 600', '"rateLimitRpm": ' + "9" * 5000)
+    for text, said in (
+        ("[" * 100_000, "nested too deeply"),
+        (huge, "a number has too many digits"),
+    ):
+        refused = await web.anonymous.post(
+            f"/projects/{PROJECT}/connectors/new", data={"csrf": csrf, "descriptor": text}
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert said in refused.text
+    assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 404
+
+
 async def test_deleting_a_connected_connector_is_refused_with_the_reason(
     web: Web, acme: FakeServer
 ) -> None:
@@ -121,6 +140,28 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     assert credentials["apiKey"] == "rotated-key-000111222"
     assert "webhookSecret" in credentials  # the one left empty is kept
     assert await store.checkpoints.get(PROJECT, CONNECTOR) == before
+
+
+async def test_a_credential_field_of_spaces_is_left_as_it_is_and_not_said_saved(
+    web: Web, acme: FakeServer
+) -> None:
+    """A field of spaces keeps the stored credential, as an empty one does; the flash
+    said 'settings and credentials saved' all the same."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+    saved = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "save", "credentials.apiKey": "   ",
+              "config.baseUrl": acme.base_url},
+    )  # fmt: skip
+    assert saved.status_code == 303
+    page = await web.anonymous.get(saved.headers["location"])
+    assert "Acme Tickets: settings saved." in page.text
+    assert "credentials saved" not in page.text
+    record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+    assert (await web.state.context.instances.credentials(record))["apiKey"] == API_KEY
 
 
 async def test_the_authoring_api_takes_the_dashboard_session_only_with_its_csrf_header(

@@ -108,6 +108,21 @@ async def test_without_a_delivery_id_the_body_hash_deduplicates(connected: Web) 
     assert (await deliver(connected, signed.body, headers)).json()["duplicates"] == 1
 
 
+async def test_an_item_id_with_a_lone_surrogate_is_stored_once_not_a_server_error(
+    connected: Web,
+) -> None:
+    """JSON's ``"\\ud800"`` parses to a lone surrogate, which strict UTF-8 cannot encode:
+    the dedup key raised, so the verified delivery was a 500 the provider redelivers for
+    ever (and a polled page holding it failed every poll)."""
+    signed = sign(ticket_event("T-\ud800"), delivery="d-s")
+    assert b'"T-\\ud800"' in signed.body
+    first = await deliver(connected, signed.body, signed.headers)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+    again = await deliver(connected, signed.body, signed.headers)
+    assert again.json() == {"received": 1, "inserted": 0, "duplicates": 1}
+
+
 # --------------------------------------------------------------------------- 4. verification
 
 

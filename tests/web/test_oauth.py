@@ -117,6 +117,59 @@ async def test_the_operator_registers_an_app_and_the_secret_never_comes_back(web
     assert (await web.client.get("/api/connectors/nope/oauth-client")).status_code == 404
 
 
+async def test_a_consent_started_through_the_api_checks_its_settings_first(
+    web: Web, slack: SlackFake
+) -> None:
+    """The settings went unchecked into the consent URL and the flow: an omitted
+    ``signInUrl`` made ``/oauth/v2/authorize?…`` (its default not applied), a list made
+    ``['x']/oauth/…``, a lone surrogate a 500, and a missing channel was refused only
+    after the user had consented, the tokens thrown away."""
+    await register(web)
+    start_url = f"{INSTANCE}/oauth/start"
+    defaults = await web.client.post(start_url, json={"config": {"channel": CHANNEL}})
+    assert defaults.status_code == 200, defaults.text
+    assert defaults.json()["authorizeUrl"].startswith("https://slack.com/oauth/v2/authorize?")
+    for config, paths in (
+        ({"signInUrl": ["x"], "channel": CHANNEL}, ["config.signInUrl"]),
+        ({"signInUrl": "javascript:alert(1)//", "channel": CHANNEL}, ["config.signInUrl"]),
+        ({"nope": "1", "channel": CHANNEL}, ["config.nope"]),
+        ({"baseUrl": slack.base_url}, ["config.channel"]),
+    ):
+        refused = await web.client.post(start_url, json={"config": config})
+        assert refused.status_code == 422, refused.text
+        assert [p["path"] for p in refused.json()["error"]["details"]] == paths
+    surrogate = await web.client.post(
+        start_url,
+        content=b'{"config": {"channel": "C\\ud800"}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert surrogate.status_code == 422, surrogate.text
+    assert slack.auth.exchanged == 0
+
+
+async def test_the_oauth_apps_page_says_which_field_is_wrong_and_bounds_it_as_the_api(
+    web: Web,
+) -> None:
+    """The dashboard's form went straight to the service: a client id of any length was
+    stored (the API refuses over 500), and a refusal flashed 'the OAuth client is not
+    valid' without saying which field or why."""
+    from html import unescape
+
+    from tests.web.test_editor_pages import login
+
+    csrf = await login(web)
+    form = f"/projects/{PROJECT}/oauth-apps/slack"
+    for fields, said in (
+        ({"clientId": "x" * 501, "clientSecret": "s"}, "the client id is longer than 500"),
+        ({"clientId": "cid", "clientSecret": "  "}, "the client secret must not be empty"),
+    ):
+        refused = await web.anonymous.post(form, data={"csrf": csrf, **fields})
+        assert refused.status_code == 303
+        page = await web.anonymous.get(refused.headers["location"])
+        assert said in unescape(page.text), fields
+    assert (await web.client.get("/api/connectors/slack/oauth-client")).json()["clientId"] is None
+
+
 async def test_connect_with_slack_creates_the_instance_and_it_polls(
     web: Web, slack: SlackFake, caplog: pytest.LogCaptureFixture
 ) -> None:

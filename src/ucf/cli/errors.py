@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from ucf.core.payload import loads_strict
+
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """A one-line error on stderr and a non-zero exit; never a traceback."""
@@ -20,13 +22,26 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def read_json_file(path: Path, what: str) -> Any:
+    """The file's JSON, read as the gateway and a poll read theirs (no NaN), or one line.
+
+    Every way ``json`` refuses is that one line: a file that is not UTF-8, JSON nested
+    deeper than ``json`` recurses, an integer of over 4300 digits — each was a traceback.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise fail(f"cannot read {what} {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise fail(
+            f"{what} {path} is not UTF-8 text (byte {error.object[error.start]:#04x} at "
+            f"offset {error.start}): save it as UTF-8"
+        ) from None
     try:
-        return json.loads(text)
+        return loads_strict(text)
     except json.JSONDecodeError as error:
         raise fail(
             f"{what} {path} is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except ValueError as error:  # nested too deeply, NaN, an integer of thousands of digits
+        reason = "a number has too many digits" if "digits" in str(error) else str(error)
+        raise fail(f"{what} {path} is not JSON ucf reads: {reason}") from None

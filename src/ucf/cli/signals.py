@@ -46,12 +46,22 @@ _UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w":
 # --------------------------------------------------------------------------- parsing
 
 
+_LONGEST: Final = timedelta(days=1000 * 365)
+"""A duration ago must name a time a datetime holds: ``99999999d`` overflowed, a traceback."""
+
+
 def parse_duration(text: str) -> timedelta:
-    """``30s``, ``15m``, ``2h``, ``7d``, ``1w``."""
+    """``30s``, ``15m``, ``2h``, ``7d``, ``1w``; at most a thousand years."""
     match = _DURATION.match(text.strip().lower())
     if match is None:
         raise ValueError(f"{text!r} is not a duration; use e.g. 30s, 15m, 2h, 7d")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        span = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    except OverflowError:
+        span = None
+    if span is None or span > _LONGEST:
+        raise ValueError(f"{text!r} is longer than a thousand years")
+    return span
 
 
 def parse_moment(text: str, now: datetime) -> datetime:
@@ -59,14 +69,19 @@ def parse_moment(text: str, now: datetime) -> datetime:
     try:
         return now - parse_duration(text)
     except ValueError:
-        pass
+        if _DURATION.match(text.strip().lower()):  # a duration, but too long: say so
+            raise
     try:
-        return utc(datetime.fromisoformat(text.strip()))
+        parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ValueError(
             f"{text!r} is neither an ISO 8601 time (2025-03-01T12:00Z) "
             "nor a duration ago (15m, 2h, 7d)"
         ) from None
+    try:
+        return utc(parsed)
+    except OverflowError:  # 9999-12-31T23:59-23:59 is past year 9999 in UTC
+        raise ValueError(f"{text!r} is outside the years 1-9999 in UTC") from None
 
 
 # --------------------------------------------------------------------------- output

@@ -34,7 +34,9 @@ def dedup_key(source: str, project_id: str, item_id: str, version: str) -> str:
         f"{len(source)}:{source}\x1f{len(project_id)}:{project_id}"
         f"\x1f{len(item_id)}:{item_id}\x1f{len(version)}:{version}"
     )
-    return hashlib.blake2b(material.encode(), digest_size=16).hexdigest()
+    # surrogatepass: an id parsed from JSON may hold a lone surrogate ("\\ud800"), which
+    # strict UTF-8 refuses; the key of every other text is unchanged.
+    return hashlib.blake2b(material.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,7 +65,16 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     still gets its meaning checks, and the parts that do not parse get the
     checks that need no model: their JSONPaths, RE2 regexes and templates,
     found by key in the raw JSON.
+
+    Text that is not Unicode (a lone surrogate, from JSON's ``"\\ud800"``) is a
+    problem at its path; the rest is checked with it replaced, so every other
+    problem is listed too.
     """
+    unicode_problems = _not_unicode(data)
+    if unicode_problems:
+        replaced = _replaced(data)
+        others = validate_descriptor(replaced)[1] if replaced is not None else []
+        return None, unicode_problems + others
     try:
         descriptor = d.ConnectorDescriptor.model_validate(data)
     except ValidationError as error:
@@ -76,6 +86,50 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
                 problems.append(problem)
         return None, problems
     return descriptor, check_descriptor(descriptor)
+
+
+_NOT_UNICODE = "holds a lone surrogate (an escape such as \\ud800 without its pair)"
+
+
+def _not_unicode(data: Any) -> list[Problem]:
+    """A problem at the path of each text (key or value) strict UTF-8 cannot encode: the
+    store, a log line or a request would raise on it later (registering one was a 500).
+    A loop, not recursion: a descriptor may be nested as deep as JSON allows."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not _encodes(value):
+                problems.append(Problem(path, _NOT_UNICODE))
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str) and not _encodes(key):
+                    problems.append(Problem(where, _NOT_UNICODE))
+                stack.append((item, where))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+    return sorted(problems, key=lambda p: p.path)
+
+
+def _encodes(text: str) -> bool:
+    if text.isascii():  # nearly every text, and a flag lookup
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _replaced(data: Any) -> Any:
+    """``data`` with every lone surrogate replaced, to check the rest; None if it is not JSON."""
+    try:
+        text = json.dumps(data, ensure_ascii=False).encode("utf-8", "replace").decode()
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return None
 
 
 # --------------------------------------------------------------------------- shape

@@ -111,6 +111,13 @@ def resolve_config(
     return config
 
 
+def is_http_url(text: str) -> bool:
+    """Whether ``text`` is a URL a poll accepts as a base: absolute http(s) with a host,
+    nothing a URL cannot hold (a space, a control character). Instance settings are
+    checked with this when saved, so a base URL is never refused only at the first poll."""
+    return _http_url(text) is not None
+
+
 def _http_url(text: str) -> httpx.URL | None:
     try:
         url = httpx.URL(text)

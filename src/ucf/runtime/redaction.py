@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, cast
+from urllib.parse import quote, quote_plus
 
 from ucf.core.secret_shapes import SECRET_SHAPES
 
@@ -265,20 +266,23 @@ class SecretRegistry:
         (it may occur in a text that was clean before)."""
 
     def add(self, value: str) -> None:
-        """Mask ``value`` from now on (values shorter than 4 characters would mask prose)."""
+        """Mask ``value`` from now on (values shorter than 4 characters would mask prose),
+        and the forms a URL gives it (:func:`url_forms`)."""
         if len(value) < _MIN_REGISTERED_LENGTH:
             return
         with self._lock:
             if value in self._values:
                 return
-            self._values[value] = None
+            forms = url_forms(value)
+            for form in forms:
+                self._values[form] = None
             while len(self._values) > self._capacity:
                 # An evicted value may stay in the set until the next build: masked a
                 # little longer than needed, never less.
                 del self._values[next(iter(self._values))]
             lookup = self._lookup
             if lookup is not None and len(lookup.recent) < _RECENT_MAX:
-                self._lookup = _Lookup(lookup.index, (*lookup.recent, value))
+                self._lookup = _Lookup(lookup.index, (*lookup.recent, *forms))
             else:
                 self._lookup = None  # the set is built again, with every value, by the next line
             self.clean = set()  # after the lookup: a text found clean from now on saw it
@@ -308,6 +312,27 @@ class SecretRegistry:
         return _pattern_of(frozenset(present)).sub(lambda m: mask(m.group(0)), text)
 
 
+_URL_SAFE_SETS: Final = ("", "/", "!$&'()*+,;=:@/")
+"""Characters left as they are by ``quote`` in a query value, a path, and httpx's path."""
+
+
+def url_forms(value: str) -> tuple[str, ...]:
+    """``value`` and the percent-encoded forms a URL carries it in.
+
+    A credential sent as a query parameter (``?access=…``) or put in a path goes on
+    the wire encoded: ``a+b/c==`` is ``a%2Bb%2Fc%3D%3D`` in the URL that httpx logs and
+    a try-out shows. Looking for the typed text alone missed it whenever the value
+    holds a character a URL escapes.
+    """
+    forms = dict.fromkeys([value])
+    try:
+        forms.update(dict.fromkeys([quote_plus(value, safe="")]))
+        forms.update(dict.fromkeys(quote(value, safe=safe) for safe in _URL_SAFE_SETS))
+    except UnicodeEncodeError:  # a lone surrogate: no URL carries it
+        pass
+    return tuple(forms)
+
+
 @dataclass(frozen=True, slots=True)
 class _Lookup:
     index: _Index
@@ -316,19 +341,28 @@ class _Lookup:
 
 
 class _Index:
-    """Which registered values occur in a text: one RE2 set of them all."""
+    """Which registered values occur in a text: one RE2 set of them all.
+
+    RE2 reads UTF-8 only, so a value holding a lone surrogate (JSON's
+    ``"\\ud800"`` in a credential typed into a try-out or an instance) cannot
+    join the set: adding it raised, and since the set is built again by the next
+    log line, every log line of the process raised from then on. Such values are
+    looked for one by one instead.
+    """
 
     def __init__(self, values: tuple[str, ...]) -> None:
         import re2
 
         self._values = values
+        self._indexed = tuple(value for value in values if _utf8(value))
+        self._unencodable = tuple(value for value in values if not _utf8(value))
         options = re2.Options()
         options.log_errors = False
         options.max_mem = (
             _INDEX_MEMORY  # the DFA of thousands of literals outgrows the 8 MiB default
         )
         finder = re2.Set.SearchSet(options)
-        for value in values:
+        for value in self._indexed:
             finder.Add(re2.escape(value))
         finder.Compile()
         self._finder = finder
@@ -339,7 +373,17 @@ class _Index:
             found = cast("list[int] | None", self._finder.Match(text))
         except UnicodeEncodeError:  # a lone surrogate: RE2 reads UTF-8 only
             return [value for value in self._values if value in text]
-        return [self._values[i] for i in found] if found else []
+        present = [self._indexed[i] for i in found] if found else []
+        return present + [value for value in self._unencodable if value in text]
+
+
+def _utf8(value: str) -> bool:
+    """Whether ``value`` has a UTF-8 form (no lone surrogate), as RE2 needs."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _INDEX_MEMORY: Final = 64 << 20

@@ -34,6 +34,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("ucf.instances")
 
 
+NOT_UNICODE = (
+    "holds a lone surrogate (an escape such as \\ud800 without its pair), which is not text"
+)
+
+
+def is_unicode(value: str) -> bool:
+    """Whether ``value`` is text a store, a log or a request can carry.
+
+    JSON's ``"\\ud800"`` escape parses to a lone surrogate, which strict UTF-8 refuses
+    wherever the value goes next (the store, the secret store's encryption, a URL):
+    left unchecked it was a 500 where the settings were saved."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_base_url(text: str) -> bool:
+    """An absolute http(s) URL with a host and nothing a URL cannot hold, as a poll needs.
+    A prefix check let ``http://``, ``http:// x`` and a NUL in a path through, refused
+    only at the first poll."""
+    from ucf.runtime.polling import is_http_url  # only when a URL is saved: not a cold start's
+
+    return text.startswith(("https://", "http://")) and is_http_url(text)
+
+
 @dataclass(frozen=True)
 class FieldProblem:
     path: str
@@ -42,9 +69,15 @@ class FieldProblem:
 
 
 def check_config(
-    descriptor: ConnectorDescriptor, config: Mapping[str, Any], *, partial: bool = False
+    descriptor: ConnectorDescriptor,
+    config: Mapping[str, Any],
+    *,
+    partial: bool = False,
+    provided: Collection[str] = (),
 ) -> dict[str, str]:
-    """Config values as strings with defaults applied; every problem listed at once."""
+    """Config values as strings with defaults applied; every problem listed at once.
+    ``provided`` names settings filled elsewhere (read from the provider after a
+    consent): not required here."""
     fields = {f.key: f for f in descriptor.setup_config_fields()}
     problems: list[FieldProblem] = []
     result: dict[str, str] = {}
@@ -57,8 +90,11 @@ def check_config(
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             problems.append(FieldProblem(f"config.{key}", "must be a string"))
             continue
+        if isinstance(value, str) and not is_unicode(value):
+            problems.append(FieldProblem(f"config.{key}", NOT_UNICODE))
+            continue
         text = str(value).strip()
-        if field.type == "url" and text and not text.startswith(("https://", "http://")):
+        if field.type == "url" and text and not _is_base_url(text):
             problems.append(FieldProblem(f"config.{key}", "must be an http(s) URL"))
         if field.type == "select" and field.options and text not in field.options:
             problems.append(FieldProblem(f"config.{key}", f"must be one of {field.options}"))
@@ -72,7 +108,7 @@ def check_config(
         for key, field in fields.items():
             if key not in result and field.default is not None:
                 result[key] = field.default
-            if field.required and not result.get(key):
+            if field.required and not result.get(key) and key not in provided:
                 problems.append(
                     FieldProblem(f"config.{key}", f"'{field.label}' is required", field.help_text)
                 )
@@ -127,7 +163,9 @@ def check_credentials(
             )
         elif not isinstance(value, str):
             problems.append(FieldProblem(f"credentials.{key}", "must be a string"))
-        elif value:
+        elif not is_unicode(value):
+            problems.append(FieldProblem(f"credentials.{key}", NOT_UNICODE))
+        elif value.strip():  # empty, or only spaces (as a setting is), is absent
             result[key] = value
     if not partial and len(methods) > 1 and AUTH_METHOD_KEY not in result:
         given = descriptor.method_given([*result, *provided])

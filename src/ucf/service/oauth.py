@@ -37,6 +37,7 @@ from ucf.runtime.http import UpstreamError, parse_json, send_with_retries
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import ConnectorService
 from ucf.service.errors import NotFoundError, ServiceError
+from ucf.service.instances import check_config
 from ucf.service.oauth_clients import OAuthClients as OAuthClients
 from ucf.service.oauth_clients import RegisteredClient as RegisteredClient
 from ucf.service.oauth_clients import consent_of
@@ -152,14 +153,16 @@ class OAuthFlows:
         project_id: str,
         connector_id: str,
         *,
-        config: Mapping[str, str],
+        config: Mapping[str, Any],
         redirect_uri: str,
         now: datetime,
         session: str | None = None,
         return_to: ReturnTo = "instance",
+        check_settings: bool = False,
     ) -> str:
         """The provider's consent URL for a new flow (``session``: the dashboard session it
-        is bound to; None for a flow started through the API)."""
+        is bound to; None for a flow started through the API). ``check_settings``: ``config``
+        is as a client sent it, to be checked (see :meth:`_checked_settings`)."""
         connector = await self._connectors.get(connector_id)
         oauth = consent_of(connector)
         client = await self._clients.get(connector_id, now=now)
@@ -168,6 +171,8 @@ class OAuthFlows:
                 f"no OAuth app is registered for '{connector_id}': an operator registers its "
                 f"client id and secret first (PUT /api/connectors/{connector_id}/oauth-client)"
             )
+        if check_settings:
+            config = await self._checked_settings(connector, project_id, config)
         state = secrets.token_urlsafe(32)
         flow: dict[str, Any] = {
             "project": project_id,
@@ -197,6 +202,25 @@ class OAuthFlows:
         base = render_url(oauth.authorise_url, config)
         separator = "&" if "?" in base else "?"
         return f"{base}{separator}{urlencode(params)}"
+
+    async def _checked_settings(
+        self, connector: Any, project_id: str, config: Mapping[str, Any]
+    ) -> dict[str, str]:
+        """The settings a consent starts with, checked and with defaults applied before the
+        user is sent to the provider: unchecked, a value of the wrong type or an omitted URL
+        that has a default made a broken consent URL (``['x']/login/…``, ``/login/…``), a
+        lone surrogate a 500, and a missing required setting failed only after the user had
+        consented. A reconnect starts from the instance's settings; settings the provider
+        fills after the consent (``afterConsent``) are not required yet."""
+        try:
+            record = await self._instances.record(project_id, connector.id)
+            stored = {str(k): str(v) for k, v in record.config.items()}
+        except NotFoundError:
+            stored = {}
+        descriptor = connector.descriptor
+        consent = descriptor.consent()
+        later = [lookup.config_field for lookup in consent.after_consent] if consent else []
+        return check_config(descriptor, {**stored, **config}, provided=later)
 
     async def complete(
         self,

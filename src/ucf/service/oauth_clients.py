@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from ucf.runtime.redaction import SECRETS
 from ucf.service.connectors import Connector
@@ -35,6 +35,13 @@ def consent_of(connector: Connector) -> OAuth2Config:
             "(its auth is not oauth2 with a user grant)"
         )
     return config
+
+
+CLIENT_ID_MAX: Final = 500
+CLIENT_SECRET_MAX: Final = 2000
+"""The API's own bounds (``OAuthClientBody``), kept for the dashboard's form too: a whole
+credentials file pasted as the client id was stored and made a consent URL no provider
+takes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +80,13 @@ class OAuthClients:
         client_id, client_secret = client_id.strip(), client_secret.strip()
         problems = [
             {"path": name, "message": "must not be empty"}
-            for name, value in (("clientId", client_id), ("clientSecret", client_secret))
             if not value
+            else {"path": name, "message": f"is longer than {limit} characters"}
+            for name, value, limit in (
+                ("clientId", client_id, CLIENT_ID_MAX),
+                ("clientSecret", client_secret, CLIENT_SECRET_MAX),
+            )
+            if not value or len(value) > limit
         ]
         if problems:
             raise ValidationFailed("the OAuth client is not valid", problems)

@@ -17,6 +17,7 @@ known token shapes).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import Mapping
@@ -32,7 +33,7 @@ from ucf.core.validation import validate_descriptor
 from ucf.runtime.connection import connect
 from ucf.runtime.http import AuthFailed, UpstreamError, create_client
 from ucf.runtime.polling import NotPollable
-from ucf.runtime.redaction import mask, redact
+from ucf.runtime.redaction import mask, redact, url_forms
 from ucf.runtime.sources import NativeSourceMissing, source_for
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.context import UcfContext
@@ -85,8 +86,14 @@ class _Recorder:
 
 class _Masker:
     def __init__(self, secrets: Mapping[str, str]) -> None:
+        # As typed, and as a URL carries it: a key sent in the query goes out encoded.
         self._secrets = sorted(
-            {v for v in secrets.values() if isinstance(v, str) and len(v) >= 3},
+            {
+                form
+                for v in secrets.values()
+                if isinstance(v, str) and len(v) >= 3
+                for form in url_forms(v)
+            },
             key=len,
             reverse=True,
         )
@@ -128,7 +135,8 @@ class TryOut:
 def _as_sent(url: httpx.URL) -> str:
     """The URL with its path and query exactly as they went on the wire (``%2F`` kept)."""
     port = f":{url.port}" if url.port is not None else ""
-    return f"{url.scheme}://{url.host}{port}{url.raw_path.decode('ascii', 'replace')}"
+    host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 literal, as written
+    return f"{url.scheme}://{host}{port}{url.raw_path.decode('ascii', 'replace')}"
 
 
 def _shown_body(response: httpx.Response, masker: _Masker) -> tuple[str, bool]:
@@ -181,6 +189,8 @@ async def try_descriptor(
     tried = TryOut(masker=masker)
     result = MappingResult()
     items_seen: list[Any] = []
+    deadline = context.settings.poll_timeout.total_seconds()
+    scope = asyncio.timeout(deadline)
     try:
         upstream = connect(
             source,
@@ -193,14 +203,26 @@ async def try_descriptor(
         pages = source.fetch_delta(
             upstream, None, now=context.clock(), max_pages=max(1, min(max_pages, MAX_TRY_PAGES))
         )
-        async for page in pages:
-            tried.pages += 1
-            mapped = source.normalise(page.items, project_id=project_id, now=context.clock())
-            offset = len(items_seen)
-            items_seen += page.items
-            result.signals += mapped.signals
-            result.skipped += mapped.skipped
-            result.errors += [type(e)(e.index + offset, e.reason, e.item_id) for e in mapped.errors]
+        async with scope:  # a poll's own deadline: an upstream that drips cannot hold the try
+            async for page in pages:
+                tried.pages += 1
+                mapped = source.normalise(page.items, project_id=project_id, now=context.clock())
+                offset = len(items_seen)
+                items_seen += page.items
+                result.signals += mapped.signals
+                result.skipped += mapped.skipped
+                result.errors += [
+                    type(e)(e.index + offset, e.reason, e.item_id) for e in mapped.errors
+                ]
+    except TimeoutError:
+        if not scope.expired():
+            raise
+        tried.error = _error(
+            "upstream",
+            f"try stopped at its {deadline:g} s deadline (UCF_POLL_TIMEOUT) after "
+            f"{tried.pages} page(s)",
+            masker,
+        )
     except AuthFailed as error:
         tried.error = _error("credentials_rejected", str(error), masker)
     except EgressDenied as error:
@@ -215,7 +237,7 @@ async def try_descriptor(
         tried.error = _error("config", str(error), masker)
     finally:
         await client.aclose()
-    tried.preview = _preview_of(source, descriptor, items_seen, result)
+    tried.preview = _preview_of(source, descriptor, items_seen, result, pages=tried.pages)
     exchange = recorder.last
     if exchange is not None:
         tried.request = {
@@ -244,7 +266,12 @@ def _token_urls(descriptor: ConnectorDescriptor) -> frozenset[str]:
 
 
 def _preview_of(
-    source: Any, descriptor: ConnectorDescriptor, items: list[Any], result: MappingResult
+    source: Any,
+    descriptor: ConnectorDescriptor,
+    items: list[Any],
+    result: MappingResult,
+    *,
+    pages: int,
 ) -> Preview:
     preview = Preview("poll", result=result)
     plan = getattr(source, "plan", None)
@@ -253,7 +280,7 @@ def _preview_of(
         preview.reasons = type_reasons(mapping, items, result, None)
     else:
         preview.reasons = [None] * len(result.signals)
-    if not items and descriptor.field_mapping is not None:
+    if pages and not items and descriptor.field_mapping is not None:  # no page: see error
         preview.notes.append(
             f"the first page had no items at itemsPath {descriptor.field_mapping.items_path}"
         )

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
 from ucf.core.validation import Problem, validate_descriptor
-from ucf.service.errors import ConflictError, NotFoundError
+from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
@@ -268,10 +268,19 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
             "notes": [],
         }
     if body.body is not None:
-        raw = body.body.encode()
-        sample = payload_or_missing(raw)
-        if sample is MISSING:
+        try:
+            raw = body.body.encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the request's JSON)
+            raw, sample = b"", MISSING
+            problem = Problem(
+                "body",
+                "the body holds a lone surrogate, which no delivery's bytes can carry",
+                "paste the body exactly as the provider sent it",
+            )
+        else:
+            sample = payload_or_missing(raw)
             problem = Problem("body", "the body is not JSON")
+        if sample is MISSING:
             return {
                 "signals": [],
                 "itemErrors": [],
@@ -576,13 +585,27 @@ async def list_signals(
     filters = SignalQuery(
         source=source,
         type=type,
-        since=utc(since) if since is not None else None,
-        until=utc(until) if until is not None else None,
+        since=_in_utc("since", since),
+        until=_in_utc("until", until),
     )
     page = await state.context.store.signals.query(
         project_id, filters, limit=limit, cursor=cursor or None
     )
     return {"items": [stored.signal for stored in page.items], "nextCursor": page.next_cursor}
+
+
+def _in_utc(name: str, moment: datetime | None) -> datetime | None:
+    """A query time in UTC; one whose offset takes it past year 9999 or before year 1
+    (``9999-12-31T23:59:59-23:59``) is a 422 at its parameter, where it was a 500."""
+    if moment is None:
+        return None
+    try:
+        return utc(moment)
+    except OverflowError:
+        raise ValidationFailed(
+            "the request is not valid",
+            [{"path": f"query.{name}", "message": "is outside the years 1-9999 in UTC"}],
+        ) from None
 
 
 @router.get("/projects/{projectId}/signals/{signalId}", tags=["signals"])
@@ -647,8 +670,9 @@ async def start_oauth(
     url = await OAuthFlows.of(context).start(
         project_id,
         connector_id,
-        config={str(k): str(v) for k, v in body.config.items()},
+        config=body.config,
         redirect_uri=state.public_base(request) + CALLBACK_PATH,
         now=context.clock(),
+        check_settings=True,
     )
     return {"authorizeUrl": url}

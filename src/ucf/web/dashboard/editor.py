@@ -163,6 +163,10 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
         return None, [
             Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")
         ]
+    except RecursionError:
+        return None, [Problem("", "not JSON ucf can read: it is nested too deeply")]
+    except ValueError:  # json's only other refusal: an integer of over 4300 digits
+        return None, [Problem("", "not JSON ucf can read: a number has too many digits")]
 
 
 def _raised(version: str) -> str:
@@ -307,7 +311,7 @@ async def save_instance(
     state = web_state(request)
     context = state.context
     instance = await context.instances.get(page.project, connector_id)
-    typed_credentials = {k: v for k, v in posted.form.fields("credentials").items() if v}
+    typed_credentials = {k: v for k, v in posted.form.fields("credentials").items() if v.strip()}
     typed_config = posted.form.fields("config")
     if posted.form.get("action") == "test":
         stored = await context.instances.credentials(instance.record)

@@ -45,6 +45,7 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 Sessioned = Annotated[Session, Depends(require_session)]
 Checked = Annotated[Posted, Depends(checked_form)]
 
+FORM_LABELS: Final = {"clientId": "the client id", "clientSecret": "the client secret"}
 BINDING_COOKIE: Final = "ucf_oauth"
 BINDING_SECONDS: Final = 600
 
@@ -210,7 +211,13 @@ async def register_app(
             now=context.clock(),
         )
     except ValidationFailed as failed:
-        return flash(response, request, "error", f"{connector.descriptor.name}: {failed.message}")
+        said = "; ".join(
+            f"{FORM_LABELS.get(str(d.get('path')), d.get('path'))} {d.get('message')}"
+            for d in failed.details or []
+            if isinstance(d, dict)
+        )  # which field and why: the message alone named neither
+        text = f"{connector.descriptor.name}: {failed.message}" + (f" ({said})" if said else "")
+        return flash(response, request, "error", text)
     return flash(response, request, "ok", f"{connector.descriptor.name}'s OAuth app is registered.")
 
 

@@ -340,5 +340,6 @@ def _title(status: int) -> str:
         403: "Not allowed",
         404: "Not found",
         409: "Not possible right now",
+        413: "Too long",
         422: "Not valid",
     }.get(status, "Something went wrong")

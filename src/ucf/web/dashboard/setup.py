@@ -52,6 +52,14 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 DRAFT_COOKIE: Final = "ucf_setup"
 DRAFT_LIFETIME: Final = timedelta(minutes=30)
+DRAFT_CHUNK: Final = 3800
+"""Characters of the sealed draft per cookie. Browsers drop a cookie over 4096 bytes
+without a word (RFC 6265 §6.1 asks for no more): a draft holding a consent's tokens
+(Microsoft's access tokens run to kilobytes) or a long key was lost, and the setup
+started over. The draft is split over ``ucf_setup``, ``ucf_setup1``, …"""
+DRAFT_CHUNKS: Final = 3
+"""At most this many: every chunk rides on each setup request, whose headers uvicorn
+caps at 16 KiB."""
 FRESH_CHECK: Final = timedelta(minutes=10)
 """A draft's check this recent becomes the new instance's first health observation."""
 
@@ -212,8 +220,25 @@ def _seal_context(session: Session, project: str, connector_id: str) -> str:
     return f"{session.csrf}|{project}|{connector_id}"
 
 
+class DraftTooLong(ValidationFailed):
+    """Typed values a setup page cannot carry between its steps."""
+
+    status = 413
+    code = "too_long"
+
+
+def _chunk_name(index: int) -> str:
+    return DRAFT_COOKIE if index == 0 else f"{DRAFT_COOKIE}{index}"
+
+
 def load_draft(request: Request, session: Session, project: str, connector_id: str) -> Draft:
-    raw = request.cookies.get(DRAFT_COOKIE)
+    parts: list[str] = []
+    for index in range(DRAFT_CHUNKS):
+        part = request.cookies.get(_chunk_name(index))
+        if not part:
+            break
+        parts.append(part)
+    raw = "".join(parts)
     if not raw:
         return Draft()
     data = keys(request).drafts.open(raw, _seal_context(session, project, connector_id))
@@ -234,19 +259,29 @@ def save_draft(
     sealed = keys(request).drafts.seal(
         draft.to_json(time.time() + lifetime), _seal_context(session, project, connector_id)
     )
-    set_cookie(
-        response,
-        request,
-        DRAFT_COOKIE,
-        sealed,
-        max_age=lifetime,
-        path=setup_path(project, connector_id),
-    )
+    chunks = [sealed[i : i + DRAFT_CHUNK] for i in range(0, len(sealed), DRAFT_CHUNK)]
+    if len(chunks) > DRAFT_CHUNKS:
+        raise DraftTooLong(
+            f"The values typed are too long for the setup page to keep between its steps "
+            f"({len(sealed) // 1024} KiB sealed, at most {DRAFT_CHUNK * DRAFT_CHUNKS // 1024} "
+            f"KiB). Connect through the API instead: POST /api/projects/{project}/instances "
+            "takes credentials of any length."
+        )
+    path = setup_path(project, connector_id)
+    for index, chunk in enumerate(chunks):
+        set_cookie(response, request, _chunk_name(index), chunk, max_age=lifetime, path=path)
+    for index in range(len(chunks), DRAFT_CHUNKS):  # a longer draft's tail, now stale
+        if _chunk_name(index) in request.cookies:
+            drop_cookie(response, request, _chunk_name(index), path=path)
     return response
 
 
 def drop_draft(response: Response, request: Request, project: str, connector_id: str) -> None:
-    drop_cookie(response, request, DRAFT_COOKIE, path=setup_path(project, connector_id))
+    path = setup_path(project, connector_id)
+    drop_cookie(response, request, DRAFT_COOKIE, path=path)
+    for index in range(1, DRAFT_CHUNKS):
+        if _chunk_name(index) in request.cookies:
+            drop_cookie(response, request, _chunk_name(index), path=path)
 
 
 # --------------------------------------------------------------------------- the check
@@ -536,7 +571,7 @@ async def save_credentials(
     if isinstance(step, Response):
         return step
     page, connector, flow, draft = step
-    typed = {k: v for k, v in posted.form.fields("credentials").items() if v}
+    typed = {k: v for k, v in posted.form.fields("credentials").items() if v.strip()}
     draft.credentials = {**draft.credentials, **typed}
     draft.check = None  # other credentials: the last check says nothing about them
     try:
