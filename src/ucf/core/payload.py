@@ -24,6 +24,21 @@ from ucf.core.missing import MISSING
 JSON_FIRST_BYTES: Final = 8 * 1024 * 1024
 
 
+def encodes_as_utf8(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form, as a store, a log, RE2 or a request needs.
+
+    JSON's ``"\\ud800"`` escape parses to a lone surrogate, which strict UTF-8 refuses
+    wherever the text goes next (a 500 where it was saved, a log line that raised):
+    settings, credentials, descriptors and masked values are checked with this."""
+    if text.isascii():  # nearly every text, and a flag lookup
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 

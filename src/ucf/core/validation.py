@@ -22,6 +22,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ucf.core import descriptor as d
 from ucf.core.jsonpath import PathSyntaxError, compile_path
+from ucf.core.payload import encodes_as_utf8
 from ucf.core.regex import RegexError, compile_regex
 from ucf.core.template import TemplateSyntaxError, compile_template
 
@@ -100,27 +101,17 @@ def _not_unicode(data: Any) -> list[Problem]:
     while stack:
         value, path = stack.pop()
         if isinstance(value, str):
-            if not _encodes(value):
+            if not encodes_as_utf8(value):
                 problems.append(Problem(path, _NOT_UNICODE))
         elif isinstance(value, Mapping):
             for key, item in value.items():
                 where = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str) and not _encodes(key):
+                if isinstance(key, str) and not encodes_as_utf8(key):
                     problems.append(Problem(where, _NOT_UNICODE))
                 stack.append((item, where))
         elif isinstance(value, list):
             stack.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
     return sorted(problems, key=lambda p: p.path)
-
-
-def _encodes(text: str) -> bool:
-    if text.isascii():  # nearly every text, and a flag lookup
-        return True
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _replaced(data: Any) -> Any:

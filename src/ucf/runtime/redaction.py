@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import quote, quote_plus
 
+from ucf.core.payload import encodes_as_utf8
 from ucf.core.secret_shapes import SECRET_SHAPES
 
 if TYPE_CHECKING:
@@ -354,8 +355,8 @@ class _Index:
         import re2
 
         self._values = values
-        self._indexed = tuple(value for value in values if _utf8(value))
-        self._unencodable = tuple(value for value in values if not _utf8(value))
+        self._indexed = tuple(value for value in values if encodes_as_utf8(value))
+        self._unencodable = tuple(value for value in values if not encodes_as_utf8(value))
         options = re2.Options()
         options.log_errors = False
         options.max_mem = (
@@ -375,15 +376,6 @@ class _Index:
             return [value for value in self._values if value in text]
         present = [self._indexed[i] for i in found] if found else []
         return present + [value for value in self._unencodable if value in text]
-
-
-def _utf8(value: str) -> bool:
-    """Whether ``value`` has a UTF-8 form (no lone surrogate), as RE2 needs."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 _INDEX_MEMORY: Final = 64 << 20

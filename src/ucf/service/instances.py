@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
+from ucf.core.payload import encodes_as_utf8
 from ucf.core.side_by_side import both
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.redaction import mask
@@ -37,19 +38,6 @@ log = logging.getLogger("ucf.instances")
 NOT_UNICODE = (
     "holds a lone surrogate (an escape such as \\ud800 without its pair), which is not text"
 )
-
-
-def is_unicode(value: str) -> bool:
-    """Whether ``value`` is text a store, a log or a request can carry.
-
-    JSON's ``"\\ud800"`` escape parses to a lone surrogate, which strict UTF-8 refuses
-    wherever the value goes next (the store, the secret store's encryption, a URL):
-    left unchecked it was a 500 where the settings were saved."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _is_base_url(text: str) -> bool:
@@ -90,7 +78,7 @@ def check_config(
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             problems.append(FieldProblem(f"config.{key}", "must be a string"))
             continue
-        if isinstance(value, str) and not is_unicode(value):
+        if isinstance(value, str) and not encodes_as_utf8(value):
             problems.append(FieldProblem(f"config.{key}", NOT_UNICODE))
             continue
         text = str(value).strip()
@@ -163,7 +151,7 @@ def check_credentials(
             )
         elif not isinstance(value, str):
             problems.append(FieldProblem(f"credentials.{key}", "must be a string"))
-        elif not is_unicode(value):
+        elif not encodes_as_utf8(value):
             problems.append(FieldProblem(f"credentials.{key}", NOT_UNICODE))
         elif value.strip():  # empty, or only spaces (as a setting is), is absent
             result[key] = value
