@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TextIO
 
 import pytest
 from ulid import ULID
@@ -20,19 +21,26 @@ from ucf.web.metrics import Metrics
 from ucf.web.request_log import RequestIds, _direct, new_request_id, record_request
 
 
-@pytest.fixture
-def stream() -> Iterator[io.StringIO]:
+@contextmanager
+def logging_to(out: TextIO) -> Iterator[None]:
+    """ucf's logging configured onto ``out``; the root logger as it was afterwards."""
     root = logging.getLogger()
     saved = (list(root.handlers), list(root.filters), root.level)
     flags = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
-    out = io.StringIO()
     configure_logging(logging.INFO, stream=out)
     try:
-        yield out
+        yield
     finally:
         root.handlers[:], root.filters[:] = saved[0], saved[1]
         root.setLevel(saved[2])
         logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    out = io.StringIO()
+    with logging_to(out):
+        yield out
 
 
 @pytest.mark.parametrize(
@@ -328,18 +336,10 @@ def only_ucfs_handler() -> Iterator[None]:
 def buffered() -> Iterator[io.BytesIO]:
     """ucf's handler on a block-buffered text stream: a line stays in the buffer unless
     the handler flushes it."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), list(root.filters), root.level)
-    flags = (logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
     raw = io.BytesIO()
     text = io.TextIOWrapper(io.BufferedWriter(raw, buffer_size=1 << 16), encoding="utf-8")
-    configure_logging(logging.INFO, stream=text)
-    try:
+    with logging_to(text):
         yield raw
-    finally:
-        root.handlers[:], root.filters[:] = saved[0], saved[1]
-        root.setLevel(saved[2])
-        logging.logThreads, logging.logProcesses, logging.logMultiprocessing = flags
 
 
 def test_the_access_line_written_directly_is_flushed_as_the_handler_flushes_a_record(
