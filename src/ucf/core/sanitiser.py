@@ -572,6 +572,15 @@ def _check_kind(kind: str, what: str) -> None:
         raise ValueError(f"{what} kind {kind!r} must be lower-case letters, digits and '_'")
 
 
+def _check_not_empty(regex: re2._Regexp[str], what: str) -> None:
+    """Refuse a rule that matches empty text (``x*``, ``(?:acme_…)?``): it would match
+    between every two characters of every string, so every signal would take the slow
+    path to have nothing marked. Empty matches that need a context (``\\b(?:…)?``) are
+    skipped where the rules mark text."""
+    if regex.fullmatch("") is not None:
+        raise ValueError(f"{what} matches empty text; make the part it looks for required")
+
+
 class _CompiledSecret:
     __slots__ = ("_accept", "_grouped", "_regex", "kind", "marker")
 
@@ -580,6 +589,7 @@ class _CompiledSecret:
         self.kind = rule.kind
         self.marker = REDACTED.format(kind=rule.kind)
         self._regex = _re2(rule.pattern, f"secret rule {rule.kind!r}")
+        _check_not_empty(self._regex, f"secret rule {rule.kind!r}")
         self._grouped = self._regex.groups >= 1
         self._accept = rule.accept
 
@@ -595,7 +605,11 @@ class _CompiledSecret:
             else:
                 start, end = 0, len(whole)
             secret = whole[start:end]
-            if secret.startswith("[REDACTED:") or (self._accept and not self._accept(secret)):
+            if (
+                not secret  # an empty match (at a \b, say) holds no secret
+                or secret.startswith("[REDACTED:")
+                or (self._accept and not self._accept(secret))
+            ):
                 return whole
             hits += 1
             return whole[:start] + self.marker + whole[end:]
@@ -611,6 +625,7 @@ class _CompiledInjection:
         self.kind = rule.kind
         what = f"injection rule {rule.kind!r}"
         self._phrase = _re2(rule.pattern, what, capture=False)
+        _check_not_empty(self._phrase, what)
         # An existing marker is consumed whole, so quoting is never nested.
         self._regex = _re2(f"{_MARKER}|(?:{rule.pattern})", what)
         self._defang = rule.defang
@@ -621,6 +636,8 @@ class _CompiledInjection:
         def replace(match: re2._Match[str]) -> str:
             nonlocal found
             whole = match.group(0)
+            if not whole:  # an empty match (at a \b, say) quotes no phrase
+                return whole
             if match.start(1) >= 0:  # already quoted; still report what it quotes
                 found = found or self._phrase.search(whole[len(FLAG_OPEN) : -1]) is not None
                 return whole
