@@ -1259,6 +1259,18 @@ def test_an_empty_match_of_an_added_rule_marks_nothing() -> None:
     ]
 
 
+def test_an_added_rule_quoting_to_its_end_is_taken_as_re2_reads_it() -> None:
+    """RE2 reads ``\\Q`` with no ``\\E`` as literal text to the pattern's end; the rule
+    compiles alone, so joining it with the others must not quote their text too."""
+    policy = SanitiserPolicy(
+        extra_secret_rules=(SecretRule("acme_token", r"\Qacme+key:(1)"),),
+        extra_injection_rules=(InjectionRule("evil", r"\Q[evil]"),),
+    )
+    clean, notes = Sanitiser(policy).clean_text("use acme+key:(1) then [evil] ok")
+    assert clean == "use [REDACTED:acme_token] then [flagged: [evil]] ok"
+    assert notes == ["redacted:acme_token", "injection_neutralised:evil"]
+
+
 def test_added_secret_rules_may_not_anchor_to_the_ends_of_the_text() -> None:
     """A rule ending in $ matches "…IK12345678" alone but not inside joined text."""
     for anchored in (r"\bIK[0-9]{8}$", r"\AIK[0-9]{8}", r"(?:\Q[\E|^)IK[0-9]{4}"):

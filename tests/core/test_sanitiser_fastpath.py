@@ -25,6 +25,7 @@ from ucf.core.sanitiser import (
     Sanitiser,
     SanitiserPolicy,
     _anchors_to_text_edge,
+    _closed,
     _found,
 )
 from ucf.core.signal import NormalisedSignal
@@ -233,3 +234,26 @@ def test_a_page_with_added_secret_rules_is_each_signal_sanitised_alone(
     reference = [_AlwaysWalk(policy).sanitise_wire(wire) for wire in wires]
     assert [Sanitiser(policy).sanitise_wire(wire) for wire in wires] == reference
     assert Sanitiser(policy).sanitise_wires(wires) == reference
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_PATTERN_PIECES, min_size=1, max_size=8).map("".join),
+    st.lists(_TEXT_PIECES, max_size=6).map("".join),
+)
+@example(r"\Qa(", "a(")
+@example("\\Qa\\", "a\\")
+@example(r"\Q\\E(", "\\")
+def test_a_rule_that_compiles_alone_reads_the_same_grouped_with_the_others(
+    pattern: str, text: str
+) -> None:
+    """The detectors join the rules as ``(?:rule)|(?:rule)``: each must mean there what it
+    means alone (a ``\\Q`` left open would quote the rest of the join)."""
+    try:
+        regex = re2.compile(pattern, _re2_options)
+    except re2.error:
+        return
+    grouped = re2.compile(f"(?:{_closed(pattern)})|(?:\\x01)", _re2_options)
+    found = regex.search(text)
+    again = grouped.search(text)
+    assert (None if found is None else found.span()) == (None if again is None else again.span())

@@ -627,7 +627,7 @@ class _CompiledInjection:
         self._phrase = _re2(rule.pattern, what, capture=False)
         _check_not_empty(self._phrase, what)
         # An existing marker is consumed whole, so quoting is never nested.
-        self._regex = _re2(f"{_MARKER}|(?:{rule.pattern})", what)
+        self._regex = _re2(f"{_MARKER}|(?:{_closed(rule.pattern)})", what)
         self._defang = rule.defang
 
     def neutralise(self, text: str) -> tuple[str, bool]:
@@ -648,9 +648,25 @@ class _CompiledInjection:
         return self._regex.sub(replace, text), found
 
 
+def _closed(pattern: str) -> str:
+    """``pattern``, to be put inside a group: with the ``\\E`` RE2 supplies at its end
+    when a ``\\Q`` is left open (literal text to the end of the pattern). Inside
+    ``(?:…)``, or joined with other rules, the open quote would take their text too."""
+    escaped = quoted = False
+    for char in pattern:  # \Q…\E as RE2 reads it: see _anchors_to_text_edge
+        if quoted:
+            quoted = not (escaped and char == "E")
+            escaped = char == "\\"
+        elif escaped:
+            escaped, quoted = False, char == "Q"
+        else:
+            escaped = char == "\\"
+    return pattern + "\\E" if quoted else pattern
+
+
 def _detector(patterns: Iterable[str], what: str) -> re2._Regexp[str]:
     """One pass that says whether any rule could match, so clean text costs one scan."""
-    return _re2("|".join(f"(?:{p})" for p in patterns), what, capture=False)
+    return _re2("|".join(f"(?:{_closed(p)})" for p in patterns), what, capture=False)
 
 
 _LONG_BOUND: Final = re.compile(r"\{(\d+),\d{3,}\}")
