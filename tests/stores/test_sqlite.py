@@ -416,6 +416,27 @@ async def test_a_write_asked_for_before_the_close_is_committed_and_the_file_stay
     assert not (tmp_path / "closing.db-wal").exists()
 
 
+async def test_a_write_asked_for_while_the_file_is_closing_is_committed_before_the_close(
+    tmp_path: Path,
+) -> None:
+    """A write asked for once close() has begun closing the file (a webhook request still
+    in flight at shutdown) is committed, and the file closed after it: it used to run
+    after the close, reopening the file and leaving that connection open."""
+    db = Database(tmp_path / "closing.db", migrations=_GROUP_SCHEMA)
+    await db.open()
+    assert await db.write(_insert("parent", "first")) == "first"
+    closing = asyncio.create_task(db.close())
+    await asyncio.sleep(0)  # close() is closing the file on the store's thread
+    late = asyncio.create_task(db.write(_insert("parent", "late"), hand_over=True))
+    await closing
+
+    assert late.done(), "close() returned before a write asked for meanwhile"
+    assert await late == "late"
+    assert _names(tmp_path / "closing.db", "parent") == {"first", "late"}
+    # The last connection closed checkpoints and removes the WAL: none was reopened.
+    assert not (tmp_path / "closing.db-wal").exists()
+
+
 async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
     group_db: Database,
 ) -> None:
