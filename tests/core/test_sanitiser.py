@@ -1223,6 +1223,54 @@ def test_a_lone_surrogate_is_removed_on_the_ingest_path_too() -> None:
     assert "\ud83d" not in str(wire)
 
 
+@pytest.mark.parametrize(
+    "rule",
+    [
+        SecretRule("acme_token", r"(?:acme_[a-z0-9]{12})?"),  # the part made optional
+        SecretRule("acme_token", r"x*"),
+        InjectionRule("evil", r"(?:evil)?"),
+    ],
+)
+def test_an_added_rule_that_matches_empty_text_is_refused_at_construction(
+    rule: SecretRule | InjectionRule,
+) -> None:
+    """It would match between every two characters of every string of every signal."""
+    field = "extra_secret_rules" if isinstance(rule, SecretRule) else "extra_injection_rules"
+    with pytest.raises(ValueError, match="matches empty text"):
+        Sanitiser(SanitiserPolicy(**{field: (rule,)}))
+
+
+def test_an_empty_match_of_an_added_rule_marks_nothing() -> None:
+    """``\\b(?:…)?`` matches nothing at all at each word's edges: no secret there to redact,
+    no phrase to flag; its real matches still are."""
+    policy = SanitiserPolicy(
+        extra_secret_rules=(SecretRule("acme_token", r"\b(?:acme_[a-z0-9]{12})?"),),
+        extra_injection_rules=(InjectionRule("evil", r"\b(?:evil)?"),),
+    )
+    signal = _as_mapped("deploy acme_0123456789ab, evil plan", {"title": "ok"}, ["bug"])
+    wire = Sanitiser(policy).sanitise_wire(signal.to_wire())
+    assert wire["sanitisedSummary"] == "deploy [REDACTED:acme_token], [flagged: evil] plan"
+    assert wire["raw"] == {"title": "ok"}
+    assert wire["metadata"]["tags"] == ["bug"]
+    assert wire["sanitisationNotes"] == [
+        "redacted:acme_token",
+        "injection_neutralised:evil",
+        "summary:redacted:acme_token",
+    ]
+
+
+def test_an_added_rule_quoting_to_its_end_is_taken_as_re2_reads_it() -> None:
+    """RE2 reads ``\\Q`` with no ``\\E`` as literal text to the pattern's end; the rule
+    compiles alone, so joining it with the others must not quote their text too."""
+    policy = SanitiserPolicy(
+        extra_secret_rules=(SecretRule("acme_token", r"\Qacme+key:(1)"),),
+        extra_injection_rules=(InjectionRule("evil", r"\Q[evil]"),),
+    )
+    clean, notes = Sanitiser(policy).clean_text("use acme+key:(1) then [evil] ok")
+    assert clean == "use [REDACTED:acme_token] then [flagged: [evil]] ok"
+    assert notes == ["redacted:acme_token", "injection_neutralised:evil"]
+
+
 def test_added_secret_rules_may_not_anchor_to_the_ends_of_the_text() -> None:
     """A rule ending in $ matches "…IK12345678" alone but not inside joined text."""
     for anchored in (r"\bIK[0-9]{8}$", r"\AIK[0-9]{8}", r"(?:\Q[\E|^)IK[0-9]{4}"):

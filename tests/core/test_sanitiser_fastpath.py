@@ -25,6 +25,7 @@ from ucf.core.sanitiser import (
     Sanitiser,
     SanitiserPolicy,
     _anchors_to_text_edge,
+    _closed,
     _found,
 )
 from ucf.core.signal import NormalisedSignal
@@ -183,3 +184,76 @@ def test_the_probe_finds_every_secret_shape() -> None:
     detector = Sanitiser()._secret_detector
     for shape, example_text in SHAPE_EXAMPLES.items():
         assert _found(detector, f"see {example_text} here".encode()), shape
+
+
+# Added secret rules the anchor check accepts, each with a text edge trick of its own:
+# \b and \B at the ends, a class that excludes the line break, a line break in the rule,
+# a lazy run to the end, case folding, and a rule that also matches the empty string.
+_ADDED_SECRET_RULES = st.sampled_from(
+    [
+        r"\bacme_[a-z0-9]{4}\b",
+        r"\Bz9\B",
+        r"-k[^\n]{2}9",
+        r"q\nw",
+        r"zz[\s\S]*?(?:yy)",
+        r"(?i:\bTOK[0-9]{2})",
+        r"\b(?:a9)?",
+        r"\b",
+    ]
+)
+_SECRETISH = st.sampled_from(
+    ["acme_ab12", "xz9x", "z9", "-kab9", "q\nw", "q", "w", "zz", "yy", "tok12", "a9", "", "ok"]
+)
+_SUMMARY_PIECES = st.lists(_SECRETISH | st.sampled_from([" ", "\n", ".", "x"]), max_size=4).map(
+    "".join
+)
+_RULE_PAGES = st.lists(
+    st.tuples(
+        _SUMMARY_PIECES,
+        st.dictionaries(st.sampled_from(["title", "body", "n"]), _SECRETISH, max_size=2),
+        st.lists(_SECRETISH, max_size=2),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_RULE_PAGES, st.lists(_ADDED_SECRET_RULES, min_size=1, max_size=2, unique=True))
+def test_a_page_with_added_secret_rules_is_each_signal_sanitised_alone(
+    page: list[tuple[str, dict[str, Any], list[str]]], patterns: list[str]
+) -> None:
+    """The page path looks for secrets in summaries only in the joined texts: with any rule
+    the anchor check accepts, and summaries holding what it matches, at a page's edges or
+    inside, the answer is each signal's own."""
+    from ucf.core.sanitiser import SecretRule
+
+    rules = tuple(SecretRule(f"added_{n}", p) for n, p in enumerate(patterns))
+    policy = SanitiserPolicy(extra_secret_rules=rules, max_summary_chars=12, max_input_chars=12)
+    wires = [_as_mapped(summary, raw, tags).to_wire() for summary, raw, tags in page]
+    reference = [_AlwaysWalk(policy).sanitise_wire(wire) for wire in wires]
+    assert [Sanitiser(policy).sanitise_wire(wire) for wire in wires] == reference
+    assert Sanitiser(policy).sanitise_wires(wires) == reference
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_PATTERN_PIECES, min_size=1, max_size=8).map("".join),
+    st.lists(_TEXT_PIECES, max_size=6).map("".join),
+)
+@example(r"\Qa(", "a(")
+@example("\\Qa\\", "a\\")
+@example(r"\Q\\E(", "\\")
+def test_a_rule_that_compiles_alone_reads_the_same_grouped_with_the_others(
+    pattern: str, text: str
+) -> None:
+    """The detectors join the rules as ``(?:rule)|(?:rule)``: each must mean there what it
+    means alone (a ``\\Q`` left open would quote the rest of the join)."""
+    try:
+        regex = re2.compile(pattern, _re2_options)
+    except re2.error:
+        return
+    grouped = re2.compile(f"(?:{_closed(pattern)})|(?:\\x01)", _re2_options)
+    found = regex.search(text)
+    again = grouped.search(text)
+    assert (None if found is None else found.span()) == (None if again is None else again.span())

@@ -416,6 +416,27 @@ async def test_a_write_asked_for_before_the_close_is_committed_and_the_file_stay
     assert not (tmp_path / "closing.db-wal").exists()
 
 
+async def test_a_write_asked_for_while_the_file_is_closing_is_committed_before_the_close(
+    tmp_path: Path,
+) -> None:
+    """A write asked for once close() has begun closing the file (a webhook request still
+    in flight at shutdown) is committed, and the file closed after it: it used to run
+    after the close, reopening the file and leaving that connection open."""
+    db = Database(tmp_path / "closing.db", migrations=_GROUP_SCHEMA)
+    await db.open()
+    assert await db.write(_insert("parent", "first")) == "first"
+    closing = asyncio.create_task(db.close())
+    await asyncio.sleep(0)  # close() is closing the file on the store's thread
+    late = asyncio.create_task(db.write(_insert("parent", "late"), hand_over=True))
+    await closing
+
+    assert late.done(), "close() returned before a write asked for meanwhile"
+    assert await late == "late"
+    assert _names(tmp_path / "closing.db", "parent") == {"first", "late"}
+    # The last connection closed checkpoints and removes the WAL: none was reopened.
+    assert not (tmp_path / "closing.db-wal").exists()
+
+
 async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
     group_db: Database,
 ) -> None:
@@ -429,6 +450,57 @@ async def test_a_failed_commit_fails_exactly_its_group_with_a_retryable_error(
     assert _names(group_db.path, "parent") == set()
     assert await group_db.write(_insert("parent", "c")) == "c", "the next group commits"
     assert _names(group_db.path, "parent") == {"c"}
+
+
+async def test_a_handed_over_write_in_a_mixed_group_is_answered_only_by_its_commit(
+    group_db: Database,
+) -> None:
+    """A poll page (handed over) in one group with webhook writes: the loop goes on at the
+    COMMIT, but each caller's answer is still the COMMIT's. One write's own mistake stays
+    in its savepoint; a COMMIT that fails (a deferred foreign key) fails the whole group,
+    the handed-over write too, and the next group commits."""
+
+    def half_then_fail(conn: sqlite3.Connection) -> str:
+        conn.execute("INSERT INTO parent VALUES ('half')")
+        raise ValueError("the webhook write's own mistake")
+
+    page, failed, webhook = await asyncio.gather(
+        group_db.write(_insert("parent", "page"), hand_over=True),
+        group_db.write(half_then_fail),
+        group_db.write(_insert("parent", "hook")),
+        return_exceptions=True,
+    )
+    assert (page, webhook) == ("page", "hook")
+    assert isinstance(failed, ValueError)
+    assert _names(group_db.path, "parent") == {"page", "hook"}
+
+    outcomes = await asyncio.gather(
+        group_db.write(_insert("parent", "a"), hand_over=True),
+        group_db.write(_insert("child", "orphan", "nobody")),  # refused only at COMMIT
+        group_db.write(_insert("parent", "b"), hand_over=True),
+        return_exceptions=True,
+    )
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+    assert _names(group_db.path, "parent") == {"page", "hook"}
+    assert await group_db.write(_insert("parent", "c"), hand_over=True) == "c"
+    assert _names(group_db.path, "parent") == {"page", "hook", "c"}
+
+
+async def test_a_handed_over_write_waiting_for_another_process_lock_leaves_the_loop_free(
+    group_db: Database,
+) -> None:
+    """BEGIN IMMEDIATE waits for another process's write lock (up to the busy timeout):
+    the loop waits for the handed-over write only up to its bound, then runs on."""
+    with contextlib.closing(sqlite3.connect(group_db.path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(group_db.write(_insert("parent", "a"), hand_over=True))
+        turns = 0
+        while turns < 20:  # the loop turns while the write waits for the lock
+            await asyncio.sleep(0.001)
+            turns += 1
+        assert not write.done()
+        other.execute("COMMIT")
+    assert await write == "a"
 
 
 async def test_every_signal_and_outbox_query_searches_an_index_never_scans_the_signals(

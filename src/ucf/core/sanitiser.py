@@ -572,6 +572,15 @@ def _check_kind(kind: str, what: str) -> None:
         raise ValueError(f"{what} kind {kind!r} must be lower-case letters, digits and '_'")
 
 
+def _check_not_empty(regex: re2._Regexp[str], what: str) -> None:
+    """Refuse a rule that matches empty text (``x*``, ``(?:acme_…)?``): it would match
+    between every two characters of every string, so every signal would take the slow
+    path to have nothing marked. Empty matches that need a context (``\\b(?:…)?``) are
+    skipped where the rules mark text."""
+    if regex.fullmatch("") is not None:
+        raise ValueError(f"{what} matches empty text; make the part it looks for required")
+
+
 class _CompiledSecret:
     __slots__ = ("_accept", "_grouped", "_regex", "kind", "marker")
 
@@ -580,6 +589,7 @@ class _CompiledSecret:
         self.kind = rule.kind
         self.marker = REDACTED.format(kind=rule.kind)
         self._regex = _re2(rule.pattern, f"secret rule {rule.kind!r}")
+        _check_not_empty(self._regex, f"secret rule {rule.kind!r}")
         self._grouped = self._regex.groups >= 1
         self._accept = rule.accept
 
@@ -595,7 +605,11 @@ class _CompiledSecret:
             else:
                 start, end = 0, len(whole)
             secret = whole[start:end]
-            if secret.startswith("[REDACTED:") or (self._accept and not self._accept(secret)):
+            if (
+                not secret  # an empty match (at a \b, say) holds no secret
+                or secret.startswith("[REDACTED:")
+                or (self._accept and not self._accept(secret))
+            ):
                 return whole
             hits += 1
             return whole[:start] + self.marker + whole[end:]
@@ -611,8 +625,9 @@ class _CompiledInjection:
         self.kind = rule.kind
         what = f"injection rule {rule.kind!r}"
         self._phrase = _re2(rule.pattern, what, capture=False)
+        _check_not_empty(self._phrase, what)
         # An existing marker is consumed whole, so quoting is never nested.
-        self._regex = _re2(f"{_MARKER}|(?:{rule.pattern})", what)
+        self._regex = _re2(f"{_MARKER}|(?:{_closed(rule.pattern)})", what)
         self._defang = rule.defang
 
     def neutralise(self, text: str) -> tuple[str, bool]:
@@ -621,6 +636,8 @@ class _CompiledInjection:
         def replace(match: re2._Match[str]) -> str:
             nonlocal found
             whole = match.group(0)
+            if not whole:  # an empty match (at a \b, say) quotes no phrase
+                return whole
             if match.start(1) >= 0:  # already quoted; still report what it quotes
                 found = found or self._phrase.search(whole[len(FLAG_OPEN) : -1]) is not None
                 return whole
@@ -631,9 +648,25 @@ class _CompiledInjection:
         return self._regex.sub(replace, text), found
 
 
+def _closed(pattern: str) -> str:
+    """``pattern``, to be put inside a group: with the ``\\E`` RE2 supplies at its end
+    when a ``\\Q`` is left open (literal text to the end of the pattern). Inside
+    ``(?:…)``, or joined with other rules, the open quote would take their text too."""
+    escaped = quoted = False
+    for char in pattern:  # \Q…\E as RE2 reads it: see _anchors_to_text_edge
+        if quoted:
+            quoted = not (escaped and char == "E")
+            escaped = char == "\\"
+        elif escaped:
+            escaped, quoted = False, char == "Q"
+        else:
+            escaped = char == "\\"
+    return pattern + "\\E" if quoted else pattern
+
+
 def _detector(patterns: Iterable[str], what: str) -> re2._Regexp[str]:
     """One pass that says whether any rule could match, so clean text costs one scan."""
-    return _re2("|".join(f"(?:{p})" for p in patterns), what, capture=False)
+    return _re2("|".join(f"(?:{_closed(p)})" for p in patterns), what, capture=False)
 
 
 _LONG_BOUND: Final = re.compile(r"\{(\d+),\d{3,}\}")

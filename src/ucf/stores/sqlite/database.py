@@ -245,13 +245,21 @@ class Database:
         A write still queued (a shutdown closes the store right after the tasks it
         cancelled queued their lease releases) would otherwise run after the close,
         reopen the file and leave that connection open for the life of the process.
+        So would one asked for while the file is being closed (a request still in
+        flight): its group runs after the close, and is waited for before closing
+        again. Only then is the thread let go, with nothing of this loop's left on it.
         """
         if self._executor is None:
             return
-        queue = self._queues.get(asyncio.get_running_loop())
-        if queue is not None and queue.committer is not None:
-            await asyncio.wait({queue.committer})
-        await self._submit(self._close)
+        loop = asyncio.get_running_loop()
+        while True:
+            queue = self._queues.get(loop)
+            if queue is not None and queue.committer is not None:
+                await asyncio.wait({queue.committer})
+            await self._submit(self._close)
+            queue = self._queues.get(loop)
+            if queue is None or queue.committer is None:
+                break  # no write was asked for while the file was being closed
         self._executor.shutdown(wait=True)
         self._executor = None
 
