@@ -404,5 +404,8 @@ def test_a_first_poll_reads_its_connector_secrets_and_checkpoint_once_side_by_si
     assert calls["GetItem CONNECTOR/DESCRIPTOR"] == 1
     assert (calls["GetSecretValue"], calls["GetItem RECORD/RECORD"]) == (1, 1)
     assert calls["GetItem PROJECT/CHECKPOINT"] == 1
+    # The instance is read to lease and poll it; its health after a success is
+    # written without reading it again.
+    assert calls["GetItem PROJECT/CONNECTOR_INSTANCE"] == 1
     # Each page's derived items (two a signal) go in chunks of 25 sent side by side.
     assert calls["PutItem DEDUP/DEDUP"] == len(lab.signals()) > 25, calls
