@@ -136,6 +136,33 @@ def test_a_frozen_slotted_record_pickles_like_the_dataclass() -> None:
             pytest.fail("a record matches its positional fields")
 
 
+def test_a_dataclass_may_extend_a_record_as_it_extends_a_dataclass() -> None:
+    @datarecord
+    class Base:
+        """A frozen record."""
+
+        value: int
+
+    @dataclass(frozen=True)
+    class Derived(Base):
+        """Adds a field."""
+
+        other: int = 0
+
+    derived = Derived(1, 2)
+    assert (derived.value, derived.other) == (1, 2)
+    assert derived == Derived(1, 2) != Derived(1, 3)
+    with pytest.raises(FrozenInstanceError):
+        derived.value = 3  # type: ignore[misc]
+    with pytest.raises(TypeError, match="non-frozen dataclass from a frozen one"):
+
+        @dataclass
+        class Thawed(Base):  # type: ignore[misc]
+            """As @dataclass refuses it for a frozen base."""
+
+            other: int = 0
+
+
 def test_post_init_runs_after_the_fields_are_set() -> None:
     @datarecord
     class Checked:

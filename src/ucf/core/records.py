@@ -82,6 +82,11 @@ def _build(cls: T, *, frozen: bool, slots: bool) -> T:
     if not documented:
         cls.__doc__ = cls.__name__  # @dataclass would build one with inspect (slow); below
     built: Any = dataclasses.dataclass(init=False, repr=False, eq=False, slots=slots)(cls)
+    # What the class does, as @dataclass(frozen=frozen) records it: a @dataclass
+    # subclass checks these (a frozen one may only extend a frozen base).
+    params = built.__dataclass_params__
+    params.init = params.repr = params.eq = True
+    params.frozen = frozen
     fields = dataclasses.fields(built)
     for f in built.__dataclass_fields__.values():
         if isinstance(f.type, dataclasses.InitVar) or "InitVar" in str(f.type):
