@@ -163,6 +163,18 @@ def test_a_dataclass_may_extend_a_record_as_it_extends_a_dataclass() -> None:
             other: int = 0
 
 
+def test_a_record_inside_itself_is_shown_as_the_dataclass_shows_it() -> None:
+    @datarecord(frozen=False)
+    class Node:
+        """Holds what it points to."""
+
+        children: list[Any] = field(default_factory=list)
+
+    node = Node()
+    node.children.append(node)
+    assert repr(node).endswith("<locals>.Node(children=[...])")
+
+
 def test_post_init_runs_after_the_fields_are_set() -> None:
     @datarecord
     class Checked:

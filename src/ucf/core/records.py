@@ -35,6 +35,7 @@ dataclass with the same fields, answer by answer.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from collections.abc import Callable
 from dataclasses import MISSING, Field, FrozenInstanceError
 from operator import attrgetter
@@ -194,6 +195,7 @@ def _init(cls: type, fields: tuple[Field[Any], ...], *, frozen: bool) -> Callabl
     return init
 
 
+@reprlib.recursive_repr()  # a record inside itself shows as ``...``, as @dataclass's does
 def _repr(self: Any) -> str:
     shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__record_repr__)
     return f"{type(self).__qualname__}({shown})"
