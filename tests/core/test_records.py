@@ -71,6 +71,7 @@ def test_a_record_answers_every_question_as_the_dataclass_does(frozen: bool, slo
     for cls in (made_dc, made_record):
         assert dataclasses.is_dataclass(cls)
     assert str(inspect.signature(made_record)) == str(inspect.signature(made_dc))
+    assert made_record.__init__.__module__ == made_dc.__init__.__module__ == __name__
     assert made_record.__match_args__ == made_dc.__match_args__
     assert [f.name for f in dataclasses.fields(made_record)] == [
         f.name for f in dataclasses.fields(made_dc)

@@ -191,6 +191,7 @@ def _init(cls: type, fields: tuple[Field[Any], ...], *, frozen: bool) -> Callabl
     exec(compile(source, f"<record {cls.__module__}.{cls.__qualname__}>", "exec"), names)  # noqa: S102 - our own source, as dataclasses does
     init: Callable[..., None] = names["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
     init.__annotations__ = {f.name: f.type for f in fields if f.init} | {"return": None}
     return init
 
