@@ -28,8 +28,11 @@ every class of every module it imports, and the poll worker's path held about
 A method the class body defines itself is kept, as ``@dataclass`` keeps it.
 What ``@datarecord`` does not take (``InitVar`` and keyword-only fields, ``order``,
 ``unsafe_hash``, subclassing a dataclass) is refused at class creation; use
-``@dataclass`` there. ``tests/core/test_records.py`` holds a record to the
-dataclass with the same fields, answer by answer.
+``@dataclass`` there. One answer differs on purpose: a record without a
+docstring gets ``Name(a, b=...)`` as its ``__doc__``, where ``@dataclass``
+renders its signature with ``inspect`` (slow, and only for that text).
+``tests/core/test_records.py`` holds a record to the dataclass with the same
+fields, answer by answer. Measured on Python 3.11: 0.50 -> 0.18 ms a class.
 """
 
 from __future__ import annotations
