@@ -36,11 +36,12 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ucf.aws.config import AwsConfigError, aws_client
+from ucf.core.records import datarecord
 
 if TYPE_CHECKING:
     from ucf.service.context import UcfContext
@@ -76,7 +77,7 @@ class EnqueueFailed(RuntimeError):
     """SQS refused some poll requests even after a retry; the tick fails, Lambda may retry it."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class PollRequest:
     """ "Poll this instance if it is (still) due": the body of one queue message."""
 
@@ -194,7 +195,7 @@ def schedule_policy(settings: Settings) -> SchedulePolicy:
 # --------------------------------------------------------------------------- the schedule
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class EnqueueReport:
     due: int
     enqueued: int
@@ -233,7 +234,7 @@ async def enqueue_due(
 # --------------------------------------------------------------------------- the worker
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class BatchOutcome:
     """What a batch of queue messages came to: polls run, and the messages to redeliver."""
 

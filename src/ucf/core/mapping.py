@@ -13,7 +13,7 @@ import json
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,6 +25,7 @@ from ucf.core.descriptor_view import (
     mapping_view,
 )
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
+from ucf.core.records import datarecord
 from ucf.core.regex import compile_regex
 from ucf.core.signal_identity import SUMMARY_MAX_CHARS, Priority, dedup_key, iso_utc, signal_id
 from ucf.core.template import Template, compile_template, plain
@@ -42,7 +43,7 @@ or body hash), or a function that makes it, called only when an item needs it.""
 NAME_KEYS = ("login", "name", "displayName", "display_name", "summary", "email", "username", "id")
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class MappedSignal:
     """A signal, as its camelCase wire object, with the identity the stores deduplicate on.
 
@@ -119,7 +120,7 @@ def build_signal(
     return MappedSignal(wire=wire, dedup_key=key, item_id=item_id, version=version)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class ItemError:
     """Why one item did not become a signal."""
 
@@ -128,7 +129,7 @@ class ItemError:
     item_id: str | None = None
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class MappingResult:
     signals: list[MappedSignal] = field(default_factory=list)
     errors: list[ItemError] = field(default_factory=list)
@@ -136,7 +137,7 @@ class MappingResult:
     """Items the mapping's ``skip`` conditions left out (not signals, not errors)."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class TypeReason:
     """Why an item got its signal type: the rule that chose it, or none (the default).
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from ucf.core.jsonpath import MISSING, WILDCARD, compile_path, plain_steps
 from ucf.core.jsonpath import _step as jsonpath_step
+from ucf.core.records import datarecord
 from ucf.core.signal_identity import SUMMARY_MAX_CHARS, dedup_key, iso_utc, signal_id
 from ucf.core.template import compile_template
 from ucf.core.timestamps import CANONICAL_UTC, parser_for, to_epoch_ms
@@ -59,7 +59,7 @@ _ISO_FORMATS: Final = frozenset({"auto", "iso8601"})
 _SAFE_SOURCE: Final = re.compile(r"[A-Za-z0-9_\s.,:=()\[\]{}<>!+\-*/%|&~]*")
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class GeneratedMapping:
     """The compiled functions and their source (kept for tests and ``repr``)."""
 

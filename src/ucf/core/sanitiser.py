@@ -63,12 +63,12 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import nh3
 import re2
 
+from ucf.core.records import datarecord
 from ucf.core.secret_shapes import SECRET_SHAPES
 from ucf.core.signal_identity import SUMMARY_MAX_CHARS
 
@@ -110,7 +110,7 @@ def _opaque_credential(value: str) -> bool:
     return value.lower() not in _AUTH_SCHEMES and _has_digit(value)
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class SecretRule:
     """One shape of secret. Group 1, when the pattern has one, is the secret part.
 
@@ -123,7 +123,7 @@ class SecretRule:
     accept: Callable[[str], bool] | None = None
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class InjectionRule:
     """One family of prompt-injection phrasing, neutralised as ``[flagged: …]``.
 
@@ -280,7 +280,7 @@ DEFAULT_INJECTION_RULES: tuple[InjectionRule, ...] = (
 # --------------------------------------------------------------------------- policy
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class SanitiserPolicy:
     """The bounds and rule sets one sanitiser applies.
 
@@ -735,7 +735,7 @@ class _AnyOf:
 # --------------------------------------------------------------------------- sanitiser
 
 
-@dataclass
+@datarecord(frozen=False, slots=False)
 class _Scope:
     """Where notes go, and the prefix that says which field they are about."""
 
@@ -775,7 +775,7 @@ class Sanitiser:
     instance (on first use); calls keep no other state on the instance, so one
     sanitiser serves every thread."""
 
-    def __init__(self, policy: SanitiserPolicy = SanitiserPolicy()) -> None:
+    def __init__(self, policy: SanitiserPolicy = SanitiserPolicy()) -> None:  # noqa: B008 - frozen
         self.policy = policy
         self._secret_rules = (*DEFAULT_SECRET_RULES, *policy.extra_secret_rules)
         self._injection_rules = (*DEFAULT_INJECTION_RULES, *policy.extra_injection_rules)

@@ -21,8 +21,9 @@ use capturing groups: the whole match is the secret.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
+
+from ucf.core.records import datarecord
 
 __all__ = ["SECRET_SHAPES", "SecretShape", "has_digit_and_upper"]
 
@@ -32,7 +33,7 @@ def has_digit_and_upper(value: str) -> bool:
     return any(ch.isdigit() for ch in value) and any(ch.isupper() for ch in value)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class SecretShape:
     """One self-identifying credential format.
 

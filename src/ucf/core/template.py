@@ -31,11 +31,11 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote
 
 from ucf.core.jsonpath import MISSING
+from ucf.core.records import datarecord
 
 __all__ = [
     "Escape",
@@ -71,7 +71,7 @@ class TemplateSyntaxError(ValueError):
         super().__init__(f"at {where} (near {excerpt!r}): {reason}")
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Placeholder:
     """One ``{{ name }}``; ``start``/``end`` span the braces in the source."""
 

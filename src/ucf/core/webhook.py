@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ucf.core.jsonpath import MISSING, compile_path
 from ucf.core.mapping import CompiledMapping, ItemError, ItemMappingError, MappingResult
+from ucf.core.records import datarecord
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import WebhookSpec as WebhookModel
@@ -172,7 +173,7 @@ class _FallbackVersion:
         return self._value
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class MappedDelivery:
     """One delivery's signals, or why there are none.
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -39,6 +39,7 @@ from ucf.core.descriptor_view import (
     TimestampFilterView,
 )
 from ucf.core.jsonpath import CompiledPath, compile_path
+from ucf.core.records import datarecord
 from ucf.core.signal_identity import iso_utc
 from ucf.core.timestamps import format_timestamp, parse_timestamp, parser_for
 from ucf.runtime.pagination import PageRequest
@@ -65,7 +66,7 @@ class CheckpointInvalid(ValueError):
 RESUME_PREFIX: Final = "resume:"
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class ResumePosition:
     """Where a listing cut short by ``maxPages`` goes on, as a checkpoint string.
 
@@ -419,7 +420,7 @@ def _resuming(make: DeltaFactory) -> DeltaFactory:
     return build
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _ItemTimestamp:
     """An item's own time, read once per item of every page: path and parser looked up once."""
 

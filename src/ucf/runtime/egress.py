@@ -13,8 +13,10 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Final
+
+from ucf.core.records import datarecord
 
 if TYPE_CHECKING:
     import httpx
@@ -143,7 +145,7 @@ def _parse_ip(host: str) -> IPAddress | None:
         return None
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class EgressPolicy:
     """Which destinations descriptors may reach beyond the public internet.
 

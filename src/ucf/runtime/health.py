@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import enum
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from ucf.core.records import datarecord
 from ucf.runtime.redaction import redact
 from ucf.stores.models import HealthObservation, InstanceRecord
 
@@ -61,7 +61,7 @@ class Outcome(enum.Enum):
     """The credentials were refused (401/403) or are missing: retrying cannot help."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class HealthPolicy:
     """How outcomes map to health states and how failing instances back off.
 

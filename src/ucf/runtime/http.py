@@ -29,13 +29,14 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any, Final, Literal
 
 import httpx
 from httpx._client import UseClientDefault
 
+from ucf.core.records import datarecord
 from ucf.runtime.decoding import (
     ACCEPT_ENCODING,
     DecodeFailed,
@@ -384,7 +385,7 @@ def reset_seconds(value: str, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class ResetHeader:
     """A header announcing when one rate-limit budget refills.
 
@@ -456,7 +457,7 @@ UNAVAILABLE_STATUSES: Final = frozenset({408, 500, 502, 503, 504, 529})
 RetryReason = Literal["rate_limited", "unavailable", "timeout", "connection", "rejected"]
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _Failure:
     error: UpstreamError
     reason: RetryReason
@@ -584,7 +585,7 @@ def _transport_failure(request: httpx.Request, exc: httpx.TransportError) -> _Fa
 # --------------------------------------------------------------------------- the loop
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class RetryWait:
     """One pause before another attempt, reported to ``on_wait``."""
 
@@ -595,7 +596,7 @@ class RetryWait:
     asked_by_upstream: bool
 
 
-@dataclass
+@datarecord(frozen=False, slots=False)
 class RetryStats:
     """Collects :class:`RetryWait` events; pass it as ``on_wait`` and print it after."""
 

@@ -8,10 +8,10 @@ enqueues polls) never imports it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from ucf import __version__
+from ucf.core.records import datarecord
 
 if TYPE_CHECKING:
     import httpx
@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_USER_AGENT", "HttpSettings"]
 DEFAULT_USER_AGENT: Final = f"ucf/{__version__} (+https://github.com/ucf)"
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class HttpSettings:
     """Every limit of the outbound HTTP path, in seconds and bytes."""
 

@@ -27,10 +27,11 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
+from ucf.core.records import datarecord
 from ucf.runtime.native_errors import NativeLoadError as NativeLoadError
 from ucf.runtime.poll_schedule import PollSchedule as PollSchedule
 from ucf.runtime.redaction import redact
@@ -78,7 +79,7 @@ BLOCK_VARIABLE: Final = "UCF_NATIVE_BLOCK"
 # --------------------------------------------------------------------------- webhooks
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class WebhookRequest:
     """One delivery as the gateway received it: raw bytes, headers as sent."""
 
@@ -98,12 +99,12 @@ class WebhookRequest:
         return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Verified:
     """The delivery is authentic: the gateway charges the instance's budget and asks for signals."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Refused:
     """Not authentic: 401 without detail; ``code`` goes to metrics, ``message`` to the log."""
 
@@ -111,7 +112,7 @@ class Refused:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Handshake:
     """A provider's set-up request, answered as its documentation says.
 
@@ -128,7 +129,7 @@ class Handshake:
 Verdict = Verified | Refused | Handshake
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Unhandled:
     """An event the connector does not turn into signals: 202, stored nowhere."""
 
@@ -143,7 +144,7 @@ async def _no_scheduler(reason: str) -> None:
     log.info("a poll was requested (%s), but nothing schedules polls here", reason)
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class WebhookContext:
     """What a handler may use: the instance's settings and, on demand, its upstream.
 
@@ -184,7 +185,7 @@ class WebhookHandler(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class MaintenanceContext:
     """What a source's optional ``maintain(context)`` may use, between polls.
 
@@ -331,7 +332,7 @@ class UpstreamCalls:
 # --------------------------------------------------------------------------- the bundle
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class NativeConnector:
     """What a native package publishes: its descriptor and the factory of its source.
 
@@ -354,7 +355,7 @@ class NativeConnector:
         return str(self.descriptor.get("id", ""))
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class LoadedNative:
     """One entry point, as loaded: where it came from, and the connector or why not."""
 

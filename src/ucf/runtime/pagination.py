@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 from urllib.parse import urljoin
 
@@ -24,6 +24,7 @@ import httpx
 
 from ucf.core.descriptor_view import PaginationView
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
+from ucf.core.records import datarecord
 
 __all__ = [
     "CursorPaginator",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 
-@dataclass
+@datarecord(frozen=False, slots=False)
 class PageRequest:
     """What the next request asks for, as paginators and delta strategies edit it.
 

@@ -11,9 +11,10 @@ of them: ``bench/coldstart.py``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
+
+from ucf.core.records import datarecord
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
@@ -25,7 +26,7 @@ DEFAULT_LEASE_TTL: Final = timedelta(seconds=60)
 """How long a poller that stops renewing (a crash, SIGKILL) blocks its instance."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class PollSchedule:
     """How often a source polls, how many requests a minute its upstream allows, and how
     far back its first poll reaches.

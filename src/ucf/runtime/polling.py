@@ -21,7 +21,6 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +28,7 @@ import httpx
 
 from ucf.core.descriptor_view import AuthView, ConnectorView, KeyedConfigView, connector_view
 from ucf.core.mapping import compile_mapping
+from ucf.core.records import datarecord
 from ucf.core.template import (
     Template,
     compile_template,
@@ -192,7 +192,7 @@ class TokenBucketGate:
 # --------------------------------------------------------------------------- pages
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Page:
     """One page of a poll.
 
@@ -217,7 +217,7 @@ class Page:
     truncated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class JsonBody:
     """A compiled request body: a JSON template (typed values) or a text template.
 

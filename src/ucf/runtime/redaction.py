@@ -23,11 +23,11 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import quote, quote_plus
 
 from ucf.core.payload import encodes_as_utf8
+from ucf.core.records import datarecord
 from ucf.core.secret_shapes import SECRET_SHAPES
 
 if TYPE_CHECKING:
@@ -334,7 +334,7 @@ def url_forms(value: str) -> tuple[str, ...]:
     return tuple(forms)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _Lookup:
     index: _Index
     recent: tuple[str, ...]

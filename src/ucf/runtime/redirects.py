@@ -24,11 +24,11 @@ resolved and checked again.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
+from ucf.core.records import datarecord
 from ucf.runtime.redaction import SENSITIVE_HEADERS
 
 __all__ = ["Hop", "Origin", "RedirectRefused", "next_hop", "same_origin"]
@@ -63,7 +63,7 @@ def same_origin(origin: httpx.URL, url: httpx.URL) -> bool:
     return (origin.scheme, _port(origin), url.scheme, _port(url)) == ("http", 80, "https", 443)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Origin:
     """The first request of an attempt as the caller built it, before auth touched it.
 
@@ -83,7 +83,7 @@ class Origin:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Hop:
     """The next request of a redirect chain, and whether it carries credentials."""
 

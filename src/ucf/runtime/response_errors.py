@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from ucf.core.records import datarecord
 from ucf.runtime.redaction import redact
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class BodyErrorKind(enum.Enum):
     """Any other code: the request failed, and trying again will not change that."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class BodyError:
     """The verdict on one body: its kind and the codes that decided it."""
 
@@ -90,7 +90,7 @@ class ResponseErrorCheck(Protocol):
     def classify(self, body: Any) -> BodyError | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _CodeRule:
     """Codes of one meaning; the first rule with a matching code decides."""
 

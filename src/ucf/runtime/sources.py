@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -27,6 +27,7 @@ import httpx
 
 from ucf.core.descriptor_view import ConnectorView, connector_view
 from ucf.core.mapping import CompiledMapping, MappingResult, compile_mapping
+from ucf.core.records import datarecord
 from ucf.core.template import compile_template
 from ucf.runtime.http import (
     UNAVAILABLE_STATUSES,
@@ -97,7 +98,7 @@ HealthFailure = Literal["rejected", "rate_limited", "unavailable", "failed"]
 error at once, a rate limit is a slow-down, the rest counts towards degraded."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class HealthResult:
     """One health check: did the upstream answer as expected, and how fast.
 
@@ -112,7 +113,7 @@ class HealthResult:
     """Why it failed, when it did; ``rejected`` also for an auth code in a 200 body."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class SourceContext:
     """What a source needs from its caller to talk to one instance's upstream."""
 

@@ -46,7 +46,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -63,6 +63,7 @@ from ucf.core.descriptor_view import (
 )
 from ucf.core.jsonpath import MISSING, CompiledPath, PathSyntaxError, compile_path
 from ucf.core.payload import payload_or_missing
+from ucf.core.records import datarecord
 from ucf.core.template import compile_template
 from ucf.core.webhook import FoldedHeaders, header
 
@@ -108,7 +109,7 @@ class RejectCode(StrEnum):
     TOKEN_MISMATCH = "token_mismatch"  # noqa: S105 - a code, not a secret
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Rejection:
     """A machine-readable code and a sentence for a person; never contains a secret."""
 
@@ -121,7 +122,7 @@ class Rejection:
         return self.message
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class VerificationResult:
     reason: Rejection | None = None
 
@@ -554,7 +555,7 @@ class _TokenSource(Protocol):
     ) -> list[str] | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _HeaderToken:
     name: str
 
@@ -569,7 +570,7 @@ class _HeaderToken:
         return [value] if value else None
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _QueryToken:
     name: str
 
@@ -584,7 +585,7 @@ class _QueryToken:
         return [value] if value else None
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _BodyToken:
     """MS Graph batches notifications; every ``value[*].clientState`` must carry the token."""
 
@@ -740,7 +741,7 @@ def sign_delivery(
 # --------------------------------------------------------------------------- handshakes
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class HandshakeResponse:
     """What to answer a provider's set-up request with.
 
@@ -879,7 +880,7 @@ _UNPARSED: Final[Any] = object()
 """The body was not parsed (yet): no handshake of the connector reads it."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Admission:
     """Verdict on one request: refuse (``result``), answer a ``handshake``, or ingest."""
 

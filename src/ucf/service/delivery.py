@@ -38,7 +38,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol
@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ucf.core.records import datarecord
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.decoding import ACCEPT_ENCODING
 from ucf.runtime.health import secret_free
@@ -286,7 +287,7 @@ class HttpPostSink:
 # --------------------------------------------------------------------------- the worker
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Backoff:
     """Seconds before a failed batch is tried again: ``base × 2^(n-1)``, capped.
 
@@ -302,7 +303,7 @@ class Backoff:
         return min(self.cap, self.base * (1 << min(max(failures - 1, 0), 32)))
 
 
-@dataclass
+@datarecord(frozen=False, slots=False)
 class DeliveryStats:
     """What a worker did so far, for logs and metrics (secret-free)."""
 

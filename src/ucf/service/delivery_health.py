@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Final
 
+from ucf.core.records import datarecord
 from ucf.stores.errors import NotFound
 from ucf.stores.models import DeliveryObservation
 from ucf.stores.protocols import InstanceStore
@@ -29,7 +30,7 @@ FAILURES_EVERY: Final = 5.0
 """Seconds between two writes of an instance's verification failures by one process."""
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class _Deliveries:
     verified_at: float = float("-inf")
     failures_at: float = float("-inf")
@@ -37,7 +38,7 @@ class _Deliveries:
     failures_recorded: bool = False
 
 
-@dataclass
+@datarecord(frozen=False, slots=False)
 class DeliveryReporter:
     """Feeds webhook deliveries into an instance's health, one write per period at most.
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from ucf.core.mapping import MappedSignal
+from ucf.core.records import datarecord
 from ucf.core.sanitiser import Sanitiser
 from ucf.stores.models import CheckpointMove, SignalWrite
 from ucf.stores.protocols import SignalStore
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class IngestOutcome:
     inserted: int
     duplicates: int

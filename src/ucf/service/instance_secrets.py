@@ -26,10 +26,11 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any, Final
 
+from ucf.core.records import datarecord
 from ucf.runtime.redaction import mask
 
 __all__ = ["MAX_PENDING", "InstanceSecrets", "PendingSecret", "new_hook_id"]
@@ -47,7 +48,7 @@ def new_hook_id() -> str:
     return secrets.token_urlsafe(24)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class PendingSecret:
     """A secret an unsigned handshake handed over, waiting for an operator's confirmation."""
 
@@ -102,7 +103,7 @@ def _pending(text: str | None) -> tuple[PendingSecret, ...]:
         return ()  # unreadable: nothing pending rather than a broken instance
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class InstanceSecrets:
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     hook_id: str | None = field(default=None, repr=False)

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
 from ucf.core.payload import encodes_as_utf8
+from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.redaction import mask
@@ -49,7 +50,7 @@ def _is_base_url(text: str) -> bool:
     return text.startswith(("https://", "http://")) and is_http_url(text)
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class FieldProblem:
     path: str
     message: str
@@ -192,7 +193,7 @@ def _check_both(
     return clean_config, clean_credentials
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class Instance:
     record: InstanceRecord
     connector: Connector

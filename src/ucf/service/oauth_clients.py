@@ -9,10 +9,10 @@ stack for that (``bench/coldstart.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
+from ucf.core.records import datarecord
 from ucf.runtime.redaction import SECRETS
 from ucf.service.connectors import Connector
 from ucf.service.errors import ValidationFailed
@@ -44,7 +44,7 @@ credentials file pasted as the client id was stored and made a consent URL no pr
 takes."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class RegisteredClient:
     """An operator's OAuth app for one connector (the secret stays in the secret store)."""
 

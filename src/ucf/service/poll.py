@@ -33,11 +33,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 
 from ucf.core.mapping import ItemError, MappingResult
+from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.completion import to_the_end
@@ -129,7 +130,7 @@ def rate_bucket(project_id: str, connector_id: str) -> str:
 # --------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class ItemProblem:
     """An item that did not become a signal, and why (no item content, only its id)."""
 
@@ -139,7 +140,7 @@ class ItemProblem:
     item_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class PageReport:
     """One stored page, for progress lines and logs."""
 
@@ -149,7 +150,7 @@ class PageReport:
     checkpoint: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class PollResult:
     project_id: str
     connector_id: str
@@ -211,7 +212,7 @@ class PollResult:
         }
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class _Tally:
     """Counters of a poll in progress."""
 
@@ -545,7 +546,7 @@ async def request_poll(
 # --------------------------------------------------------------------------- the job
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class PollJob:
     """What one poll runs: a connector, for a project, with settings and credentials.
 
@@ -564,7 +565,7 @@ class PollJob:
         return self.connector.id
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class StartAt:
     """Start a poll here instead of at the stored checkpoint (None: the initial window)."""
 
@@ -679,7 +680,7 @@ async def normalise_in_slices(
 PageHook = Callable[[PageReport], None]
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _Stored:
     page: Page
     mapped: MappingResult

@@ -50,10 +50,11 @@ import dataclasses
 import logging
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from ucf.core.records import datarecord
 from ucf.runtime.health import HealthPolicy, Outcome, retry_delay
 from ucf.runtime.poll_schedule import DEFAULT_LEASE_TTL
 from ucf.service.connectors import Connector
@@ -78,7 +79,7 @@ ERROR_PAUSE: Final = timedelta(seconds=60)
 """How long an instance rests after a poll crashed on ucf's own side (a store error)."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class SchedulePolicy:
     jitter_ratio: float = 0.1
     rescan_seconds: float = 15.0

@@ -11,11 +11,12 @@ import os
 import re
 import secrets as _random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ucf.core.records import datarecord
 from ucf.runtime.egress import EgressPolicy
 from ucf.runtime.http_settings import HttpSettings
 from ucf.stores.url import default_data_dir, resolve_store_url
@@ -33,7 +34,7 @@ SINK_NAMES = ("jsonl", "http", "sqs", "eventbridge")
 A sink's name is its outbox queue's name: each has its own cursor."""
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class Settings:
     data_dir: Path
     store_url: str

@@ -42,13 +42,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 from urllib.parse import quote
 
 from ucf.core.client_address import client_key
 from ucf.core.mapping import CompiledMapping, MappingResult
+from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.core.webhook import map_delivery
 from ucf.runtime.webhooks import (
@@ -176,7 +177,7 @@ class UpstreamFailed(ServiceError):
 # --------------------------------------------------------------------------- outcomes
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Accepted:
     """Stored (or already stored): 200 with the counts."""
 
@@ -201,7 +202,7 @@ class Accepted:
         return body
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Ignored:
     """An event type the connector does not map: 202, stored nowhere."""
 
@@ -213,7 +214,7 @@ class Ignored:
         return {"received": 0, "ignored": self.event_type}
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class HandshakeAnswer:
     """A provider's set-up request, answered as its documentation says."""
 
@@ -223,7 +224,7 @@ class HandshakeAnswer:
 WebhookOutcome = Accepted | Ignored | HandshakeAnswer
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Delivery:
     """One request to the gateway, as received (the body read in full, under the limit).
 
@@ -241,7 +242,7 @@ class Delivery:
     """The sender's address: failed verifications are charged to it, not to the instance."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class WebhookTarget:
     connector: Connector
     record: InstanceRecord
@@ -330,7 +331,7 @@ async def read_limited(
 # --------------------------------------------------------------------------- rate limit
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class TokenReserve:
     """Tokens this process drew from an instance's shared bucket ahead of need.
 
@@ -384,14 +385,14 @@ class TokenReserve:
 # --------------------------------------------------------------------------- the gateway
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class _CachedSecrets:
     updated_at: datetime
     expires: float
     values: InstanceSecrets = field(repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _Budget:
     """An instance's rate limit as :meth:`WebhookGateway._take_token` charges it."""
 

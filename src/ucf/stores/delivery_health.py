@@ -7,9 +7,10 @@ does not build these dataclasses at a cold start.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+from ucf.core.records import datarecord
 
 if TYPE_CHECKING:
     from ucf.stores.models import HealthState, InstanceRecord
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryHealth", "DeliveryObservation", "health_after_delivery"]
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class DeliveryObservation:
     """Webhook deliveries of one instance: one that passed verification, or ``failed``
     that did not (``error``: the last one's secret-free reason).
@@ -34,7 +35,7 @@ class DeliveryObservation:
     failures_before_degraded: int = 3
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class DeliveryHealth:
     """What a :class:`DeliveryObservation` leaves on an instance."""
 

@@ -8,14 +8,15 @@ the dashboard and delivery import them on their first read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from ucf.core.records import datarecord
 
 __all__ = ["OutboxEntry", "OutboxLag", "ParkedEntry", "SignalCounts", "SignalPage", "StoredSignal"]
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class StoredSignal:
     signal: dict[str, Any]
     dedup_key: str
@@ -29,7 +30,7 @@ class StoredSignal:
         return str(self.signal["id"])
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class SignalPage:
     """Newest first. ``next_cursor`` is opaque; None when there is nothing more."""
 
@@ -37,7 +38,7 @@ class SignalPage:
     next_cursor: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class SignalCounts:
     """Signals received (by ``received_at``) in the windows the dashboard shows."""
 
@@ -48,7 +49,7 @@ class SignalCounts:
 # --- outbox --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class OutboxEntry:
     """A stored signal awaiting delivery to one sink; ack it once delivered."""
 
@@ -62,7 +63,7 @@ class OutboxEntry:
     """Times this entry has been claimed, this claim included (1 on first delivery)."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class ParkedEntry:
     """An outbox entry the sink refused for good, set aside so the ones after it can go."""
 
@@ -72,7 +73,7 @@ class ParkedEntry:
     parked_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class OutboxLag:
     pending: int
     oldest_age_seconds: float | None

@@ -8,12 +8,12 @@ build these dataclasses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ucf.core.records import datarecord
 
 __all__ = ["InitReport", "SyncReport"]
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class InitReport:
     """What ``Store.init`` found and did, in words ``ucf store init`` prints."""
 
@@ -26,7 +26,7 @@ class InitReport:
         return bool(self.actions)
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class SyncReport:
     """Outcome of loading the shipped descriptors into the registry at start."""
 

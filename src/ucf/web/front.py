@@ -45,10 +45,10 @@ from collections.abc import (
     Iterable,
     MutableMapping,
 )
-from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
+from ucf.core.records import datarecord
 from ucf.core.webhook import FoldedHeaders
 from ucf.service.errors import ServiceError
 from ucf.service.webhooks import (
@@ -110,7 +110,7 @@ class _Disconnected(Exception):
     """The sender went away before its body arrived: nobody to answer."""
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Target:
     """Where a request goes: the route template (metrics label) and its path parameters."""
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from ucf.core.records import datarecord
 from ucf.service.errors import ServiceError
 from ucf.service.webhooks import RateLimitExceeded
 from ucf.stores.errors import (
@@ -45,7 +46,7 @@ def error_json(code: str, message: str, details: Any = None) -> bytes:
     ).encode()
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Refusal:
     status: int
     code: str

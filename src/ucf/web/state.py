@@ -6,9 +6,10 @@ with ``Depends(current_state)``, plain code with ``web_state(request)``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
+from ucf.core.records import datarecord
 from ucf.service.context import UcfContext
 from ucf.service.webhooks import WebhookGateway, webhook_path
 from ucf.service.worker_id import default_worker_id
@@ -19,7 +20,7 @@ if TYPE_CHECKING:  # the webhook front uses the state without FastAPI (Lambda co
     from fastapi import Request
 
 
-@dataclass
+@datarecord(frozen=False, slots=False)
 class WebState:
     context: UcfContext
     gateway: WebhookGateway

@@ -24,10 +24,10 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from ucf.core.client_address import client_key
+from ucf.core.records import datarecord
 from ucf.service.webhooks import RateLimitExceeded
 
 __all__ = ["FailedAuthThrottle", "TooManyAttempts", "client_key"]
@@ -43,7 +43,7 @@ class TooManyAttempts(RateLimitExceeded):
     code = "too_many_attempts"
 
 
-@dataclass(slots=True)
+@datarecord(frozen=False)
 class _Failures:
     count: int = 0
     last: float = 0.0

@@ -17,13 +17,13 @@ import json
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import botocore.config
 import botocore.exceptions
 
+from ucf.core.records import datarecord
 from ucf.core.side_by_side import settled
 from ucf.stores.aws_session import aws_client
 from ucf.stores.errors import (
@@ -91,7 +91,7 @@ class DynamoError(StoreError):
         super().__init__(problem, fix)
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class RetryPolicy:
     """Bounded exponential backoff with full jitter for throttled requests."""
 
@@ -104,7 +104,7 @@ class RetryPolicy:
         return random.uniform(0.0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class DynamoTarget:
     """Where the table lives; parsed from ``dynamodb://TABLE?region=…&endpoint=…``."""
 

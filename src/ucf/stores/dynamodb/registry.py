@@ -417,41 +417,20 @@ class DynamoInstanceStore:
     async def record_health(
         self, project_id: str, connector_id: str, observation: HealthObservation
     ) -> InstanceRecord:
-        stamp = k.s(text_time(observation.at))
+        """A success is written as it is: what it stores (no failures, healthy or
+        degraded) does not depend on the stored record, so it needs no read, one round
+        trip fewer for every successful poll and delivery. A failure counts on from the
+        stored counter: read, then written only if the counter is still the one read."""
+        if observation.ok:
+            expression, values = self._health_update(observation, failures=0)
+            return await self._update(project_id, connector_id, expression, values)
         for _ in range(_CAS_ATTEMPTS):
             current = await self.get(project_id, connector_id)
             if current is None:
                 raise no_instance(project_id, connector_id)
-            failures = 0 if observation.ok else current.consecutive_failures + 1
-            state = health_state_after(
-                observation.ok,
-                failures,
-                observation.failures_before_error,
-                degraded=observation.degraded,
-            )
-            sets = ["lastHealthCheck = :at", "healthy = :ok", "consecutiveFailures = :f"]
-            sets.append("healthState = :state")
-            removes: list[str] = []
-            values: dict[str, Any] = {
-                ":at": stamp,
-                ":ok": k.b(observation.ok),
-                ":f": k.n(failures),
-                ":state": k.s(state),
-                ":seen": k.n(current.consecutive_failures),
-            }
-            if observation.error is None:  # a degraded success may say why (a backlog)
-                removes.append("lastError")
-            else:
-                sets.append("lastError = :err")
-                values[":err"] = k.s(observation.error)
-            if observation.latency_ms is not None:
-                sets.append("lastLatencyMs = :lat")
-                values[":lat"] = k.n(float(observation.latency_ms))
-            if observation.ok and observation.synced:
-                sets.append("lastSyncAt = :at")
-            expression = "SET " + ", ".join(sets)
-            if removes:
-                expression += " REMOVE " + ", ".join(removes)
+            failures = current.consecutive_failures + 1
+            expression, values = self._health_update(observation, failures=failures)
+            values[":seen"] = k.n(current.consecutive_failures)
             try:
                 reply = await self._db.call(
                     "update_item",
@@ -470,6 +449,42 @@ class DynamoInstanceStore:
             f"health of {project_id}/{connector_id} changed under us {_CAS_ATTEMPTS} times in a row",
             fix="too many workers report health for one instance at once; retry shortly",
         )
+
+    @staticmethod
+    def _health_update(
+        observation: HealthObservation, *, failures: int
+    ) -> tuple[str, dict[str, Any]]:
+        """The ``UpdateExpression`` and its values that store ``observation``."""
+        state = health_state_after(
+            observation.ok,
+            failures,
+            observation.failures_before_error,
+            degraded=observation.degraded,
+        )
+        stamp = k.s(text_time(observation.at))
+        sets = ["lastHealthCheck = :at", "healthy = :ok", "consecutiveFailures = :f"]
+        sets.append("healthState = :state")
+        removes: list[str] = []
+        values: dict[str, Any] = {
+            ":at": stamp,
+            ":ok": k.b(observation.ok),
+            ":f": k.n(failures),
+            ":state": k.s(state),
+        }
+        if observation.error is None:  # a degraded success may say why (a backlog)
+            removes.append("lastError")
+        else:
+            sets.append("lastError = :err")
+            values[":err"] = k.s(observation.error)
+        if observation.latency_ms is not None:
+            sets.append("lastLatencyMs = :lat")
+            values[":lat"] = k.n(float(observation.latency_ms))
+        if observation.ok and observation.synced:
+            sets.append("lastSyncAt = :at")
+        expression = "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        return expression, values
 
     async def record_delivery(
         self, project_id: str, connector_id: str, observation: DeliveryObservation

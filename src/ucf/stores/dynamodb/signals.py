@@ -33,10 +33,10 @@ import itertools
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ucf.core.records import datarecord
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
 from ucf.stores.dynamodb.table import GSI2
@@ -69,7 +69,7 @@ SWEEP_EVERY = timedelta(seconds=30)
 MAX_SIGNAL_BYTES = 380 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class _Record:
     """Everything one ingest writes; kept whole in the pending dedup item."""
 

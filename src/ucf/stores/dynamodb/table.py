@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from ucf.core.records import datarecord
 from ucf.stores.dynamodb.client import DynamoClient, DynamoError
 from ucf.stores.errors import StoreCorrupt, StoreNotInitialised, StoreUnavailable
 
@@ -34,7 +34,7 @@ _GSI2_KEY_SCHEMA = [
 ]
 
 
-@dataclass(frozen=True)
+@datarecord(slots=False)
 class TableStatus:
     """What ``init`` found or did, for the CLI to report."""
 
