@@ -1235,9 +1235,13 @@ def test_an_added_rule_that_matches_empty_text_is_refused_at_construction(
     rule: SecretRule | InjectionRule,
 ) -> None:
     """It would match between every two characters of every string of every signal."""
-    field = "extra_secret_rules" if isinstance(rule, SecretRule) else "extra_injection_rules"
+    policy = (
+        SanitiserPolicy(extra_secret_rules=(rule,))
+        if isinstance(rule, SecretRule)
+        else SanitiserPolicy(extra_injection_rules=(rule,))
+    )
     with pytest.raises(ValueError, match="matches empty text"):
-        Sanitiser(SanitiserPolicy(**{field: (rule,)}))
+        Sanitiser(policy)
 
 
 def test_an_empty_match_of_an_added_rule_marks_nothing() -> None:
