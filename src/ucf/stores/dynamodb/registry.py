@@ -471,20 +471,13 @@ class DynamoInstanceStore:
             ":f": k.n(failures),
             ":state": k.s(state),
         }
-        if observation.error is None:  # a degraded success may say why (a backlog)
-            removes.append("lastError")
-        else:
-            sets.append("lastError = :err")
-            values[":err"] = k.s(observation.error)
+        _set_last_error(observation.error, sets, removes, values)  # a degraded success may say why
         if observation.latency_ms is not None:
             sets.append("lastLatencyMs = :lat")
             values[":lat"] = k.n(float(observation.latency_ms))
         if observation.ok and observation.synced:
             sets.append("lastSyncAt = :at")
-        expression = "SET " + ", ".join(sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
-        return expression, values
+        return _update_expression(sets, removes), values
 
     async def record_delivery(
         self, project_id: str, connector_id: str, observation: DeliveryObservation
@@ -504,17 +497,11 @@ class DynamoInstanceStore:
                 ":seenF": k.n(current.consecutive_failures),
             }
             removes: list[str] = []
-            if after.last_error is None:
-                removes.append("lastError")
-            else:
-                sets.append("lastError = :err")
-                values[":err"] = k.s(after.last_error)
+            _set_last_error(after.last_error, sets, removes, values)
             if after.last_delivery_at is not None:
                 sets.append("lastDeliveryAt = :delivered")
                 values[":delivered"] = k.s(text_time(after.last_delivery_at))
-            expression = "SET " + ", ".join(sets)
-            if removes:
-                expression += " REMOVE " + ", ".join(removes)
+            expression = _update_expression(sets, removes)
             seen_df = (
                 "(attribute_not_exists(deliveryFailures) OR deliveryFailures = :seenDf)"
                 if current.delivery_failures == 0
@@ -575,3 +562,20 @@ class DynamoInstanceStore:
             )
         except ConditionFailed:
             raise no_instance(project_id, connector_id) from None
+
+
+def _set_last_error(
+    error: str | None, sets: list[str], removes: list[str], values: dict[str, Any]
+) -> None:
+    """``lastError`` set to ``error``, or removed when there is none."""
+    if error is None:
+        removes.append("lastError")
+    else:
+        sets.append("lastError = :err")
+        values[":err"] = k.s(error)
+
+
+def _update_expression(sets: list[str], removes: list[str]) -> str:
+    """``SET …`` and, if any, ``REMOVE …``: an ``UpdateExpression``."""
+    expression = "SET " + ", ".join(sets)
+    return expression + " REMOVE " + ", ".join(removes) if removes else expression
