@@ -8,15 +8,23 @@ names, rebinding).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Iterator
 
+import httpcore
 import httpx
 import pytest
 
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault, make_tls_pair
 from ucf.runtime.http import HttpSettings, create_client, fetch
-from ucf.runtime.ssrf import EgressDenied, EgressPolicy, forbidden_reason
+from ucf.runtime.ssrf import (
+    EgressDenied,
+    EgressPolicy,
+    GuardedNetworkBackend,
+    forbidden_reason,
+    system_resolver,
+)
 
 SETTINGS = HttpSettings(connect_timeout=2.0, read_timeout=2.0)
 
@@ -249,3 +257,29 @@ async def test_redirect_to_a_non_http_scheme_is_refused(
             await fetch(
                 client, client.build_request("GET", upstream.url("/hello")), settings=SETTINGS
             )
+
+
+# --------------------------------------------------------------------------- the resolver
+
+
+async def test_the_system_resolver_answers_addresses_of_the_name() -> None:
+    """The loop's own ``getaddrinfo`` (``localhost`` resolves offline, from the hosts file)."""
+    answers = await system_resolver("localhost", 443)
+    assert answers
+    assert all(ipaddress.ip_address(answer).is_loopback for answer in answers)
+
+
+async def test_a_name_the_resolver_does_not_answer_in_time_is_a_connect_timeout() -> None:
+    async def silent(host: str, port: int) -> list[str]:
+        await asyncio.sleep(30)
+        raise AssertionError("the lookup was not timed out")
+
+    backend = GuardedNetworkBackend(EgressPolicy(), resolver=silent)
+    with pytest.raises(httpcore.ConnectTimeout, match=r"resolving slow\.example timed out"):
+        await backend.connect_tcp("slow.example", 443, timeout=0.05)
+
+
+async def test_a_name_that_does_not_resolve_is_a_connect_error() -> None:
+    backend = GuardedNetworkBackend(EgressPolicy())
+    with pytest.raises(httpcore.ConnectError, match=r"could not resolve nowhere\.invalid"):
+        await backend.connect_tcp("nowhere.invalid", 443, timeout=5)
