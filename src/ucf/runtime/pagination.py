@@ -25,6 +25,7 @@ import httpx
 from ucf.core.descriptor_view import PaginationView
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
 from ucf.core.records import datarecord
+from ucf.runtime.http import MalformedResponse
 
 __all__ = [
     "CursorPaginator",
@@ -125,9 +126,22 @@ def _number(source: ValueAt | None, response: httpx.Response, body: Any) -> int 
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
+    return _integer(value) if isinstance(value, str) else None
+
+
+def _integer(text: str) -> int | None:
+    """``text`` as a (signed) decimal integer; None for anything else.
+
+    ``str.isdigit`` alone is not enough: it accepts ``"²"`` and ``int`` refuses
+    it, and ``int`` refuses more than 4,300 digits; either came out of a hostile
+    ``X-Total`` header as a ValueError that crashed the poll."""
+    digits = text.strip()
+    if not digits.isascii() or not digits.removeprefix("-").isdigit():
+        return None
+    try:
+        return int(digits)
+    except ValueError:  # more digits than int() reads
+        return None
 
 
 def _path(expression: str | None) -> CompiledPath | None:
@@ -175,10 +189,10 @@ class _CountingPaginator(Paginator):
         request.params[self.param] = str(self.position)
 
     def resume(self, request: PageRequest) -> None:
-        text = request.params.get(self.param, "")
-        if text.lstrip("-").isdigit():
-            self.seen += self._items_before(int(text))
-            self.position = int(text)
+        position = _integer(request.params.get(self.param, ""))
+        if position is not None:
+            self.seen += self._items_before(position)
+            self.position = position
 
     def _items_before(self, position: int) -> int:
         """Items the pages before ``position`` held (what a total is compared with)."""
@@ -312,7 +326,7 @@ class LinkHeaderPaginator(Paginator):
                 continue
             if link.get("results", "").lower() == "false":
                 break
-            self.next_url = urljoin(str(response.request.url), link.get("url", ""))
+            self.next_url = _joined(str(response.request.url), link.get("url", ""))
             break
         self.has_next_page = bool(self.next_url)
 
@@ -352,23 +366,40 @@ class NextUrlPaginator(Paginator):
         self.has_next_page = self.next_url is not None
 
     def _absolute(self, link: str, body: Any, request_url: str) -> str:
-        if httpx.URL(link).is_absolute_url:
+        if _parsed(link).is_absolute_url:
             return link
         base = self._base.first(body) if self._base is not None else MISSING
         if isinstance(base, str) and base and link.startswith("/"):
             return base.rstrip("/") + link
-        return urljoin(request_url, link)
+        return _joined(request_url, link)
 
     def update_request(self, request: PageRequest) -> None:
         request.url = self.next_url
+
+
+def _parsed(link: str) -> httpx.URL:
+    """``link`` as a URL; a next link no URL parser reads (a control character,
+    ``http://[oops``) is the API's malformed answer, not a crash inside ucf."""
+    try:
+        return httpx.URL(link)
+    except httpx.InvalidURL as error:
+        raise MalformedResponse(f"the next page link {link[:200]!r} is not a URL") from error
+
+
+def _joined(request_url: str, link: str) -> str:
+    """``link`` resolved against the URL of the page that named it."""
+    try:
+        return urljoin(request_url, link)
+    except ValueError as error:  # urljoin: "Invalid IPv6 URL"
+        raise MalformedResponse(f"the next page link {link[:200]!r} is not a URL") from error
 
 
 PaginatorFactory = Callable[[], Paginator]
 
 
 def _start(initial_query: Mapping[str, str], param: str, default: int) -> int:
-    text = initial_query.get(param, "").strip()
-    return int(text) if text.lstrip("-").isdigit() else default
+    start = _integer(initial_query.get(param, ""))
+    return default if start is None else start
 
 
 def paginator_factory(

@@ -418,8 +418,15 @@ class PollPlan:
         origin = _origin(self.endpoint_url(config, delta.template_value()))
         limit = max_pages if max_pages is not None else self.max_pages
         number = 0
+        asked: set[str] = set()  # every page request of this listing, to catch a loop
         while True:
             number += 1
+            if not _first_time(asked, state):
+                raise MalformedResponse(
+                    f"{self.descriptor.id}: the API's pagination loops (page {number} would"
+                    " ask for a page this poll has already read); stopped, the pages"
+                    " before it are stored"
+                )
             gate_wait = await rate_gate.acquire() if rate_gate is not None else 0.0
             stats = RetryStats()
             template_checkpoint = delta.template_value()
@@ -441,6 +448,7 @@ class PollPlan:
                 # The stored position no longer works (an expired cursor, a page that
                 # is gone): read the same listing from its top instead, once.
                 resuming, number = False, 0
+                asked.clear()
                 delta = self._delta(delta.stored, now)
                 paginator = self._paginator()
                 state = PageRequest()
@@ -480,6 +488,25 @@ class PollPlan:
             if last:
                 return
             paginator.update_request(state)
+
+
+def _first_time(asked: set[str], request: PageRequest) -> bool:
+    """Record ``request`` among a poll's page requests; False when it was sent already.
+
+    A next link or cursor that points back to an earlier page (``A -> B -> A``, a
+    page number that repeats) would otherwise be read again and again until
+    ``maxPages``, and a listing that completes only at its end would store that
+    same position to resume from, poll after poll, never to complete.
+    """
+    key = json.dumps(
+        [request.url, sorted(request.params.items()), request.page_token],
+        default=str,
+        separators=(",", ":"),
+    )
+    if key in asked:
+        return False
+    asked.add(key)
+    return True
 
 
 def _refused_request(error: UpstreamError) -> bool:
