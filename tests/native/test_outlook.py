@@ -249,6 +249,29 @@ async def test_a_next_link_to_another_host_is_not_followed(
         await poll(context_for(client, fake), None)
 
 
+async def test_a_next_link_back_to_a_page_already_read_fails_instead_of_looping(
+    fake: GraphFake, client: httpx.AsyncClient
+) -> None:
+    """A nextLink that names a page read already was followed until the poll's deadline,
+    and stored as the checkpoint, so every later poll walked the same loop."""
+    from ucf.fakes import FakeResponse, Fault
+
+    looping = fake.server.url(f"{DELTA}?$skiptoken=loop")
+    body = {"value": [], "@odata.nextLink": looping}
+    fake.server.inject(Fault.respond(FakeResponse.json(body)), path=DELTA, times=5)
+    pages: list[Page] = []
+
+    async def read() -> None:
+        source = OutlookSource(DESCRIPTOR)
+        async for page in source.fetch_delta(context_for(client, fake), None, now=NOW):
+            pages.append(page)
+
+    with pytest.raises(MalformedResponse, match="nextLink loops"):
+        await read()
+    assert [page.checkpoint for page in pages] == [looping]
+    assert len(fake.server.requests_to(DELTA)) == 2
+
+
 # --------------------------------------------------------------------------- auth
 
 
