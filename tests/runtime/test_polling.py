@@ -1212,7 +1212,11 @@ def next_url_descriptor(*, sorted_ascending: bool = False) -> ConnectorDescripto
 
 
 async def collect(
-    descriptor: ConnectorDescriptor, client: httpx.AsyncClient, server: FakeServer
+    descriptor: ConnectorDescriptor,
+    client: httpx.AsyncClient,
+    server: FakeServer,
+    *,
+    checkpoint: str | None = None,
 ) -> tuple[list[Page], BaseException | None]:
     """The pages a poll yields before it fails, and what it failed with."""
     plan = PollPlan.compile(descriptor)
@@ -1222,7 +1226,7 @@ async def collect(
             client,
             NO_AUTH,
             config={"baseUrl": server.base_url},
-            checkpoint=None,
+            checkpoint=checkpoint,
             now=NOW,
             settings=SETTINGS,
             sleep=Sleeps(),
@@ -1378,3 +1382,35 @@ async def test_a_resume_offset_no_integer_reads_is_not_a_crash(
     )
     assert [r.param("offset") for r in server.requests] == ["--3", "0"]
     assert pages[-1].last
+
+
+async def test_a_stuck_cursor_is_an_error_not_the_end_of_a_newest_first_listing(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """A cursor equal to the previous one used to end the listing as complete: a
+    newest-first since-id listing then stored the highest id of page 1 while older new
+    items sat on pages it never read, and the next poll asked past them for good."""
+
+    def actions(request: FakeRequest) -> dict[str, Any]:
+        cursor = request.param("cursor")
+        page = [{"id": "30"}, {"id": "29"}] if cursor is None else [{"id": "28"}, {"id": "27"}]
+        return {"data": page, "next": "stuck"}  # the API never moves past page 2
+
+    server.add_route("GET", "/actions", actions)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/actions",
+            "method": "GET",
+            "delta": {"type": "since_id", "idParam": "since", "idPath": "$.id", "order": "numeric"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.next",
+                "nextParam": "cursor",
+                "pageSize": 2,
+            },
+        },
+        items_path="$.data",
+    )
+    pages, error = await collect(descriptor, client, server, checkpoint="10")
+    assert isinstance(error, MalformedResponse), error
+    assert [page.checkpoint for page in pages] == ["10", "10"]  # never past unread pages

@@ -269,8 +269,11 @@ class CursorPaginator(Paginator):
 
     With ``nextParam`` the cursor becomes that query parameter; without it, it
     fills ``{{pageToken}}`` (Notion's body, Linear's GraphQL ``after``). A
-    missing, null or empty cursor ends, as does ``has_more: false`` or a
-    cursor equal to the previous one (an API stuck in place).
+    missing, null or empty cursor ends, as does ``has_more: false``. A cursor
+    this poll has sent already (an API stuck in place, or cycling) is not an
+    end: the polling engine stops the poll with an error instead, since taking
+    it for the end would store a newest-first listing's high-water mark past
+    the pages it never read.
     """
 
     def __init__(
@@ -284,7 +287,7 @@ class CursorPaginator(Paginator):
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
         value = self._next(response, body)
         cursor = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-        if not cursor or cursor == self.cursor or _flag(self._has_more, body) is False:
+        if not cursor or _flag(self._has_more, body) is False:
             self.has_next_page = False
             return
         self.cursor = cursor
