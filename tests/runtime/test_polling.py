@@ -1245,11 +1245,14 @@ async def test_a_next_link_back_to_a_page_already_read_fails_the_poll_clearly(
     truncated listing stored a resume position into the loop: every later poll
     walked the same cycle again and the checkpoint never moved."""
 
+    answered = iter(range(1000))
+
     def listing(request: FakeRequest) -> dict[str, Any]:
         page = int(request.param("p") or "0")
         following = (page + 1) % cycle
+        item = f"i{page}-{next(answered)}"  # a listing that changes meanwhile: pages differ
         return {
-            "value": [{"id": f"i{page}", "updated_at": "2024-05-10T10:00:00Z"}],
+            "value": [{"id": item, "updated_at": "2024-05-10T10:00:00Z"}],
             "next": request.url_for(f"/items?p={following}"),
         }
 
@@ -1414,3 +1417,18 @@ async def test_a_stuck_cursor_is_an_error_not_the_end_of_a_newest_first_listing(
     pages, error = await collect(descriptor, client, server, checkpoint="10")
     assert isinstance(error, MalformedResponse), error
     assert [page.checkpoint for page in pages] == ["10", "10"]  # never past unread pages
+
+
+async def test_an_api_that_ignores_the_offset_fails_the_poll_instead_of_reading_page_one_forever(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """Every request differs (offset 0, 2, 4, …) so no request repeats, but the answer
+    does: the poll read page 1 until maxPages, stored a resume position, and every later
+    poll did the same again, never completing."""
+    page = [{"id": "P1", "updated_at": "2024-05-10T10:00:00Z"}, {"id": "P2"}]
+    server.add_route("GET", "/incidents", lambda _: {"incidents": page, "more": True})
+    pages, error = await collect(pagerduty_descriptor(2), client, server)
+    assert isinstance(error, MalformedResponse), error
+    assert "does the API ignore the 'offset' parameter?" in str(error)
+    assert [r.param("offset") for r in server.requests] == ["0", "2"]
+    assert len(pages) == 1

@@ -379,6 +379,11 @@ class PollPlan:
             client.build_request, self.spec.method, url, headers=headers, content=content
         )
 
+    def _paging_param(self) -> str:
+        pagination = self.spec.pagination
+        name = pagination.next_param if pagination is not None else None
+        return f"{name!r} parameter" if name else "next-page position"
+
     # -- the poll
 
     async def pages(
@@ -419,6 +424,7 @@ class PollPlan:
         limit = max_pages if max_pages is not None else self.max_pages
         number = 0
         asked: set[str] = set()  # every page request of this listing, to catch a loop
+        previous: list[Any] = []  # the last page's items: the same again is a loop too
         while True:
             number += 1
             if not _first_time(asked, state):
@@ -459,6 +465,15 @@ class PollPlan:
             elapsed = clock() - started
             body = await read_json(response)
             items = self.mapping.extract_items(body)
+            if number > 1 and items and items == previous:
+                # An API that ignores the offset (or page number) answers page 1 again
+                # and again: each request differs, so only the answer shows the loop.
+                raise MalformedResponse(
+                    f"{self.descriptor.id}: page {number} holds exactly the items of page"
+                    f" {number - 1} (does the API ignore the {self._paging_param()}?); stopped,"
+                    " the pages before it are stored"
+                )
+            previous = items
             paginator.update_state(response, body, items)
             delta.update_state(body, items)
             reached = delta.reached_checkpoint(items)
