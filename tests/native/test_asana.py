@@ -362,6 +362,17 @@ def test_an_item_that_is_not_a_task_is_an_item_error_not_a_crash(source: AsanaSo
     ]
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_datetimes_range_in_utc_is_an_item_error_not_a_crash(
+    source: AsanaSource, when: str
+) -> None:
+    """Converting such a ``modified_at`` to UTC raised OverflowError out of normalise."""
+    task = {"gid": "12", "name": "odd clock", "modified_at": when, "created_at": when}
+    result = source.normalise([Change("task_updated", task)], project_id="p", now=NOW)
+    assert result.signals == []
+    assert [e.reason for e in result.errors] == ["the task has no modified_at"]
+
+
 # --------------------------------------------------------------------------- webhooks
 
 

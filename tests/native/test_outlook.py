@@ -395,6 +395,17 @@ def test_removed_and_broken_items_are_not_signals() -> None:
     ]
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_datetimes_range_in_utc_is_an_item_error_not_a_crash(when: str) -> None:
+    """Converting such a time to UTC raised OverflowError out of normalise: the whole
+    page (and the poll) failed inside ucf instead of one item being reported."""
+    fine = {"id": "ok", "lastModifiedDateTime": "2026-03-02T09:00:00Z", "subject": "fine"}
+    bad = {"id": "bad", "lastModifiedDateTime": when, "receivedDateTime": when}
+    result = to_signals([bad, fine], project_id="p")
+    assert [s.item_id for s in result.signals] == ["ok"]
+    assert [e.reason for e in result.errors] == ["the message has no usable lastModifiedDateTime"]
+
+
 # --------------------------------------------------------------------------- notifications
 
 
