@@ -1182,11 +1182,14 @@ async def test_a_header_value_a_header_cannot_carry_is_refused_before_any_reques
     assert server.requests == []
 
 
+@pytest.mark.parametrize("checkpoint", ["yesterday", "0001-01-01T00:00:00Z"])
 async def test_an_unreadable_checkpoint_is_refused_before_any_request(
-    server: FakeServer, client: httpx.AsyncClient
+    server: FakeServer, client: httpx.AsyncClient, checkpoint: str
 ) -> None:
+    """The first year's first second is a timestamp, but the overlap before it is not one
+    datetime can hold: that was an OverflowError, a crash inside ucf (``ucf poll --checkpoint``)."""
     with pytest.raises(CheckpointInvalid, match="not a timestamp"):
-        await run(github_descriptor(), client, config=github_config(server), checkpoint="yesterday")
+        await run(github_descriptor(), client, config=github_config(server), checkpoint=checkpoint)
     assert server.requests == []
 
 
