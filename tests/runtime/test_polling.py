@@ -1435,3 +1435,37 @@ async def test_an_api_that_ignores_the_offset_fails_the_poll_instead_of_reading_
     assert "does the API ignore the 'offset' parameter?" in str(error)
     assert [r.param("offset") for r in server.requests] == ["0", "2"]
     assert len(pages) == 1
+
+
+async def test_a_next_page_header_naming_the_same_page_is_an_error_not_the_end(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """``X-Next-Page`` equal to the page just read ended the listing as complete, which
+    for an unsorted timestamp filter stored the newest time seen past unread pages."""
+    issues = [{"id": 2, "updated_at": "2024-05-10T10:02:00Z"}]
+    server.route("GET", "/issues")(
+        lambda request: FakeResponse.json(issues, headers={"X-Next-Page": request.param("page")})
+    )
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/issues",
+            "method": "GET",
+            "delta": {
+                "type": "timestamp_filter",
+                "queryParam": "updated_after",
+                "format": "iso8601",
+            },
+            "pagination": {
+                "type": "page_number",
+                "nextParam": "page",
+                "nextHeader": "X-Next-Page",
+                "pageSize": 1,
+                "pageSizeParam": "per_page",
+            },
+        }
+    )
+    stored = "2024-05-10T09:00:00.000Z"
+    pages, error = await collect(descriptor, client, server, checkpoint=stored)
+    assert isinstance(error, MalformedResponse), error
+    assert [page.checkpoint for page in pages] == [stored]
+    assert [r.param("page") for r in server.requests] == ["1"]

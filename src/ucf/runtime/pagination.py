@@ -244,7 +244,9 @@ class PageNumberPaginator(_CountingPaginator):
         self.seen += len(items)
         if self._next_page is not None:
             said = _number(self._next_page, response, body)
-            self.has_next_page = bool(items) and said is not None and said != self.position
+            # A next page equal to this one is not an end: the engine's loop check
+            # stops the poll, where ending would take the listing for complete.
+            self.has_next_page = bool(items) and said is not None
             if said is not None:
                 self.position = said
             return
