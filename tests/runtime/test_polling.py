@@ -1444,7 +1444,9 @@ async def test_a_next_page_header_naming_the_same_page_is_an_error_not_the_end(
     for an unsorted timestamp filter stored the newest time seen past unread pages."""
     issues = [{"id": 2, "updated_at": "2024-05-10T10:02:00Z"}]
     server.route("GET", "/issues")(
-        lambda request: FakeResponse.json(issues, headers={"X-Next-Page": request.param("page")})
+        lambda request: FakeResponse.json(
+            issues, headers={"X-Next-Page": request.param("page") or "1"}
+        )
     )
     descriptor = generic(
         {
