@@ -17,7 +17,14 @@ from ucf.fakes import FakeResponse, Fault
 from ucf.fakes import jira as fake_jira
 from ucf.fakes.jira import JiraFake, JiraScenario, compile_jql
 from ucf.fakes.scenario import WebhookDelivery, WebhookSample
-from ucf.native import AuthFailed, ConfigError, WebhookContext, WebhookRequest
+from ucf.native import (
+    AuthFailed,
+    CheckpointInvalid,
+    ConfigError,
+    MalformedResponse,
+    WebhookContext,
+    WebhookRequest,
+)
 from ucf.native.jira.adf import plain_text
 from ucf.native.jira.auth import AtlassianEndpoints
 from ucf.native.jira.source import JiraSource, search_jql
@@ -125,6 +132,58 @@ async def test_a_last_page_without_a_token_ends_the_poll_even_without_is_last(
         poll = await profile.poll(fake, checkpoint=None, now=now)
     assert len(poll.pages) == 1
     assert poll.pages[0].last
+
+
+def _hostile_issue(issue_id: int, updated: str) -> dict[str, Any]:
+    return {"id": str(issue_id), "key": f"OPS-{issue_id}", "fields": {"updated": updated}}
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        ["2099-01-01T00:00:00.000+0000"],
+        ["0001-01-01T00:00:00.000+0100", "9999-12-31T23:59:59.000-0100"],
+    ],
+    ids=["future", "out-of-range"],
+)
+async def test_an_updated_time_in_the_future_or_out_of_range_never_moves_the_checkpoint(
+    harness: Harness, now: datetime, hostile: list[str]
+) -> None:
+    """A future ``updated`` (a broken clock, a hostile site) became the checkpoint: the
+    next window started in 2099 and every real change until then was skipped. A time
+    whose offset pushes it outside datetime's range raised OverflowError, a crash."""
+    profile = _profile(harness)
+    real = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    issues = [_hostile_issue(1, real), *(_hostile_issue(2, when) for when in hostile)]
+    with _jira_fake(profile, now) as fake:
+        fake.server.inject(
+            Fault.respond(FakeResponse.json({"issues": issues, "isLast": True})),
+            path=fake.poll_route,
+        )
+        poll = await profile.poll(fake, checkpoint=None, now=now)
+    assert poll.checkpoint == real.replace(".000+0000", ".000Z")
+
+
+async def test_a_next_page_token_that_comes_back_fails_the_poll_instead_of_looping(
+    harness: Harness, now: datetime
+) -> None:
+    """Jira answering the same ``nextPageToken`` again was followed until the poll's
+    deadline, one request per page, every poll."""
+    profile = _profile(harness)
+    page = {"issues": [], "isLast": False, "nextPageToken": "CAEaAggD"}
+    with _jira_fake(profile, now) as fake:
+        fake.server.inject(Fault.respond(FakeResponse.json(page)), path=fake.poll_route, times=5)
+        with pytest.raises(MalformedResponse, match="nextPageToken this poll already followed"):
+            await profile.poll(fake, checkpoint=None, now=now)
+        assert len(fake.server.requests_to(fake.poll_route)) == 2
+
+
+async def test_a_checkpoint_too_early_for_the_overlap_is_refused_not_a_crash(
+    harness: Harness, now: datetime
+) -> None:
+    profile = _profile(harness)
+    with _jira_fake(profile, now) as fake, pytest.raises(CheckpointInvalid):
+        await profile.poll(fake, checkpoint="0001-01-01T00:00:00.000Z", now=now)
 
 
 def test_the_users_filter_is_bracketed_so_its_or_cannot_widen_the_window() -> None:

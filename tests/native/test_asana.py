@@ -27,12 +27,14 @@ from ucf.fakes.asana import (
     AsanaScenario,
     handshake_sample,
 )
+from ucf.fakes.kit import FakeResponse, Fault
 from ucf.native import (
     CheckpointInvalid,
     ConfigError,
     CredentialMissing,
     Handshake,
     Malformed,
+    MalformedResponse,
     MappingResult,
     Refused,
     Verified,
@@ -184,6 +186,53 @@ async def test_a_catch_up_cut_short_stores_no_position_so_the_next_poll_redoes_i
         assert {s.dedup_key for s in partial} <= {s.dedup_key for s in signals}
 
 
+async def read_until_failure(
+    source: AsanaSource, ctx: SourceContext, checkpoint: str | None
+) -> tuple[list[Page], BaseException | None]:
+    pages: list[Page] = []
+    try:
+        async for page in source.fetch_delta(ctx, checkpoint, now=NOW):
+            pages.append(page)
+    except MalformedResponse as error:
+        return pages, error
+    return pages, None
+
+
+async def test_an_event_page_handing_back_the_token_it_was_asked_with_fails_not_loops(
+    source: AsanaSource, client: httpx.AsyncClient, fake: AsanaFake
+) -> None:
+    """``has_more: true`` with the sync token just sent was followed until the poll's
+    deadline: the same page again and again."""
+    ctx = context(source, client, fake)
+    first, _ = await poll(source, ctx, None)
+    start = first[-1].checkpoint
+    assert start is not None
+    stuck = Checkpoint.parse(start).sync
+    page = {"data": [], "sync": stuck, "has_more": True}
+    fake.server.inject(Fault.respond(FakeResponse.json(page)), path="/api/1.0/events", times=5)
+    sent_before = len(fake.server.requests_to("/api/1.0/events"))
+    pages, error = await read_until_failure(source, ctx, start)
+    assert isinstance(error, MalformedResponse)
+    assert "already sent" in str(error)
+    assert len(fake.server.requests_to("/api/1.0/events")) - sent_before == 1
+    assert len(pages) == 1  # that page's checkpoint (the same token) is safe to store
+
+
+async def test_a_catch_up_whose_next_offset_repeats_fails_not_loops(
+    source: AsanaSource, client: httpx.AsyncClient, fake: AsanaFake
+) -> None:
+    """A ``next_page.offset`` that comes back was followed until the deadline; the
+    catch-up stores its position only at its end, so every later poll looped again."""
+    ctx = context(source, client, fake)
+    page = {"data": [], "next_page": {"offset": "eyJ0eXAiOJiKV1iQLCJhbGciOiJIUzI1NiJ9"}}
+    fake.server.inject(Fault.respond(FakeResponse.json(page)), path="/api/1.0/tasks", times=5)
+    pages, error = await read_until_failure(source, ctx, None)
+    assert isinstance(error, MalformedResponse)
+    assert "already read" in str(error)
+    assert len(fake.server.requests_to("/api/1.0/tasks")) == 2
+    assert all(p.checkpoint is None for p in pages)  # no position past an unread catch-up
+
+
 async def test_a_comment_and_a_catch_up_that_lists_its_task_afterwards_are_one_signal(
     source: AsanaSource, client: httpx.AsyncClient, fake: AsanaFake
 ) -> None:
@@ -311,6 +360,17 @@ def test_an_item_that_is_not_a_task_is_an_item_error_not_a_crash(source: AsanaSo
         "the task has no modified_at",
         "not an Asana change: dict",
     ]
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_datetimes_range_in_utc_is_an_item_error_not_a_crash(
+    source: AsanaSource, when: str
+) -> None:
+    """Converting such a ``modified_at`` to UTC raised OverflowError out of normalise."""
+    task = {"gid": "12", "name": "odd clock", "modified_at": when, "created_at": when}
+    result = source.normalise([Change("task_updated", task)], project_id="p", now=NOW)
+    assert result.signals == []
+    assert [e.reason for e in result.errors] == ["the task has no modified_at"]
 
 
 # --------------------------------------------------------------------------- webhooks

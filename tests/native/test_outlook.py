@@ -249,6 +249,29 @@ async def test_a_next_link_to_another_host_is_not_followed(
         await poll(context_for(client, fake), None)
 
 
+async def test_a_next_link_back_to_a_page_already_read_fails_instead_of_looping(
+    fake: GraphFake, client: httpx.AsyncClient
+) -> None:
+    """A nextLink that names a page read already was followed until the poll's deadline,
+    and stored as the checkpoint, so every later poll walked the same loop."""
+    from ucf.fakes import FakeResponse, Fault
+
+    looping = fake.server.url(f"{DELTA}?$skiptoken=loop")
+    body = {"value": [], "@odata.nextLink": looping}
+    fake.server.inject(Fault.respond(FakeResponse.json(body)), path=DELTA, times=5)
+    pages: list[Page] = []
+
+    async def read() -> None:
+        source = OutlookSource(DESCRIPTOR)
+        async for page in source.fetch_delta(context_for(client, fake), None, now=NOW):
+            pages.append(page)
+
+    with pytest.raises(MalformedResponse, match="nextLink loops"):
+        await read()
+    assert [page.checkpoint for page in pages] == [looping]
+    assert len(fake.server.requests_to(DELTA)) == 2
+
+
 # --------------------------------------------------------------------------- auth
 
 
@@ -370,6 +393,17 @@ def test_removed_and_broken_items_are_not_signals() -> None:
         "the message has no usable lastModifiedDateTime",
         "the item is not a JSON object",
     ]
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_time_outside_datetimes_range_in_utc_is_an_item_error_not_a_crash(when: str) -> None:
+    """Converting such a time to UTC raised OverflowError out of normalise: the whole
+    page (and the poll) failed inside ucf instead of one item being reported."""
+    fine = {"id": "ok", "lastModifiedDateTime": "2026-03-02T09:00:00Z", "subject": "fine"}
+    bad = {"id": "bad", "lastModifiedDateTime": when, "receivedDateTime": when}
+    result = to_signals([bad, fine], project_id="p")
+    assert [s.item_id for s in result.signals] == ["ok"]
+    assert [e.reason for e in result.errors] == ["the message has no usable lastModifiedDateTime"]
 
 
 # --------------------------------------------------------------------------- notifications

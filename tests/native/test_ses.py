@@ -667,3 +667,15 @@ async def test_credentials_never_travel_to_sns(sns: SnsFake, client: httpx.Async
     for seen in sns.server.requests:
         assert "authorization" not in seen.headers
         assert secret not in str(seen.headers)
+
+
+def test_a_mail_timestamp_outside_datetimes_range_in_utc_is_not_a_crash() -> None:
+    """``0001-01-01T00:00:00+01:00`` parsed, then raised OverflowError once turned into UTC
+    for the signal: ``ucf map --poll`` of saved notifications failed inside ucf."""
+    notification = received_notification(
+        Mail(subject="Odd clock"), message_id="0000014a-mail-0009", at=NOW
+    )
+    notification["mail"]["timestamp"] = "0001-01-01T00:00:00+01:00"
+    notification["receipt"]["timestamp"] = "9999-12-31T23:59:59-01:00"
+    result = SesSource(DESCRIPTOR).normalise([notification], project_id=PROJECT, now=NOW)
+    assert len(result.signals) + len(result.errors) == 1

@@ -1182,9 +1182,292 @@ async def test_a_header_value_a_header_cannot_carry_is_refused_before_any_reques
     assert server.requests == []
 
 
+@pytest.mark.parametrize("checkpoint", ["yesterday", "0001-01-01T00:00:00Z"])
 async def test_an_unreadable_checkpoint_is_refused_before_any_request(
+    server: FakeServer, client: httpx.AsyncClient, checkpoint: str
+) -> None:
+    """The first year's first second is a timestamp, but the overlap before it is not one
+    datetime can hold: that was an OverflowError, a crash inside ucf (``ucf poll --checkpoint``)."""
+    with pytest.raises(CheckpointInvalid, match="not a timestamp"):
+        await run(github_descriptor(), client, config=github_config(server), checkpoint=checkpoint)
+    assert server.requests == []
+
+
+# --------------------------------------------------------------------------- hostile upstreams
+
+
+def next_url_descriptor(*, sorted_ascending: bool = False) -> ConnectorDescriptor:
+    """A Microsoft Graph-shaped listing: ``@odata.nextLink`` in the body, a timestamp filter."""
+    return generic(
+        {
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "delta": {
+                "type": "timestamp_filter",
+                "queryParam": "since",
+                "format": "iso8601",
+                "sortedAscending": sorted_ascending,
+            },
+            "pagination": {"type": "next_url", "nextPath": "$.next", "pageSize": 1},
+        },
+        items_path="$.value",
+    )
+
+
+async def collect(
+    descriptor: ConnectorDescriptor,
+    client: httpx.AsyncClient,
+    server: FakeServer,
+    *,
+    checkpoint: str | None = None,
+) -> tuple[list[Page], BaseException | None]:
+    """The pages a poll yields before it fails, and what it failed with."""
+    plan = PollPlan.compile(descriptor)
+    pages: list[Page] = []
+    try:
+        async for page in plan.pages(
+            client,
+            NO_AUTH,
+            config={"baseUrl": server.base_url},
+            checkpoint=checkpoint,
+            now=NOW,
+            settings=SETTINGS,
+            sleep=Sleeps(),
+        ):
+            pages.append(page)
+    except Exception as error:  # the test asserts on its type
+        return pages, error
+    return pages, None
+
+
+@pytest.mark.parametrize("cycle", [1, 2], ids=["next-is-itself", "a-b-a"])
+async def test_a_next_link_back_to_a_page_already_read_fails_the_poll_clearly(
+    server: FakeServer, client: httpx.AsyncClient, cycle: int
+) -> None:
+    """Without the loop check the same page(s) were read until maxPages (100), and the
+    truncated listing stored a resume position into the loop: every later poll
+    walked the same cycle again and the checkpoint never moved."""
+
+    answered = iter(range(1000))
+
+    def listing(request: FakeRequest) -> dict[str, Any]:
+        page = int(request.param("p") or "0")
+        following = (page + 1) % cycle
+        item = f"i{page}-{next(answered)}"  # a listing that changes meanwhile: pages differ
+        return {
+            "value": [{"id": item, "updated_at": "2024-05-10T10:00:00Z"}],
+            "next": request.url_for(f"/items?p={following}"),
+        }
+
+    server.add_route("GET", "/items", listing)
+    pages, error = await collect(next_url_descriptor(), client, server)
+    assert isinstance(error, MalformedResponse)
+    assert "pagination loops" in str(error)
+    assert len(server.requests) == cycle + 1  # each page once, then the link back
+    assert [page.number for page in pages] == list(range(1, cycle + 2))
+    assert not any(page.last for page in pages)  # no page claimed the listing complete
+
+
+async def test_a_cursor_cycling_between_two_values_fails_the_poll_clearly(
     server: FakeServer, client: httpx.AsyncClient
 ) -> None:
-    with pytest.raises(CheckpointInvalid, match="not a timestamp"):
-        await run(github_descriptor(), client, config=github_config(server), checkpoint="yesterday")
-    assert server.requests == []
+    """The cursor paginator only ends on a cursor equal to the *previous* one; A, B, A…
+    went on to maxPages."""
+
+    def listing(request: FakeRequest) -> dict[str, Any]:
+        cursor = request.param("cursor") or ""
+        return {
+            "value": [{"id": f"c{cursor}", "updated_at": "2024-05-10T10:00:00Z"}],
+            "next_cursor": "B" if cursor == "A" else "A",
+        }
+
+    server.add_route("GET", "/items", listing)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/items",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.next_cursor",
+                "nextParam": "cursor",
+                "pageSize": 1,
+            },
+        },
+        items_path="$.value",
+    )
+    pages, error = await collect(descriptor, client, server)
+    assert isinstance(error, MalformedResponse), error
+    assert [r.param("cursor") for r in server.requests] == [None, "A", "B"]
+    assert len(pages) == 3
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["/items?p=\u0000", "//[::1/items"],
+    ids=["control-character", "bad-ipv6-host"],
+)
+async def test_a_next_link_no_parser_reads_is_a_malformed_response(
+    server: FakeServer, client: httpx.AsyncClient, link: str
+) -> None:
+    """httpx.InvalidURL and urljoin's ValueError escaped the engine as a crash inside ucf
+    (neither is an UpstreamError, so the poll use case did not turn them into health)."""
+    server.add_route(
+        "GET",
+        "/items",
+        lambda _: {"value": [{"id": 1, "updated_at": "2024-05-10T10:00:00Z"}], "next": link},
+    )
+    pages, error = await collect(next_url_descriptor(), client, server)
+    assert isinstance(error, MalformedResponse), error
+    assert "is not a URL" in str(error)
+    assert pages == []  # the page naming the bad link is not claimed complete
+
+
+async def test_a_link_header_no_parser_reads_is_a_malformed_response(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    server.add_route(
+        "GET",
+        "/repos/{owner}/{repo}/issues",
+        lambda _: FakeResponse.json([], headers={"Link": '<http://[oops/x>; rel="next"'}),
+    )
+    with pytest.raises(MalformedResponse, match="is not a URL"):
+        await run(github_descriptor(), client, config=github_config(server))
+
+
+@pytest.mark.parametrize("total", ["\u00b2", "9" * 5000], ids=["superscript", "5000-digits"])
+async def test_a_total_no_integer_reads_is_ignored_not_a_crash(
+    server: FakeServer, client: httpx.AsyncClient, total: str
+) -> None:
+    """``"²".isdigit()`` is True and ``int("²")`` a ValueError; so is ``int`` of 5,000
+    digits. A total the API garbles is ignored: the page size decides, as with none."""
+    incidents = [{"id": f"P{n}", "updated_at": "2024-05-10T10:00:00Z"} for n in range(3)]
+
+    def handler(request: FakeRequest) -> dict[str, Any]:
+        offset = int(request.param("offset") or "0")
+        return {"incidents": incidents[offset : offset + 2], "total": total}
+
+    server.add_route("GET", "/incidents", handler)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/incidents",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+            "pagination": {
+                "type": "offset",
+                "nextParam": "offset",
+                "pageSizeParam": "limit",
+                "totalPath": "$.total",
+                "pageSize": 2,
+            },
+        },
+        items_path="$.incidents",
+    )
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url})
+    assert ids(pages) == ["P0", "P1", "P2"]
+    assert [r.param("offset") for r in server.requests] == ["0", "2"]
+
+
+async def test_a_resume_offset_no_integer_reads_is_not_a_crash(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """A resume checkpoint (stored, or given to ``ucf poll --checkpoint``) with the offset
+    ``--3`` passed ``lstrip("-").isdigit()`` and crashed in ``int``; it is now sent as
+    is, and the listing starts over from its top when the API refuses it."""
+
+    def strict(request: FakeRequest) -> FakeResponse:
+        offset = request.param("offset") or "0"
+        if not offset.isdigit():
+            return FakeResponse.json({"error": {"message": "Invalid offset"}}, 400)
+        return FakeResponse.json({"incidents": [], "more": False, "total": None})
+
+    server.add_route("GET", "/incidents", strict)
+    position = ResumePosition(None, None, PageRequest(params={"offset": "--3"})).encode()
+    pages = await run(
+        pagerduty_descriptor(2), client, config={"baseUrl": server.base_url}, checkpoint=position
+    )
+    assert [r.param("offset") for r in server.requests] == ["--3", "0"]
+    assert pages[-1].last
+
+
+async def test_a_stuck_cursor_is_an_error_not_the_end_of_a_newest_first_listing(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """A cursor equal to the previous one used to end the listing as complete: a
+    newest-first since-id listing then stored the highest id of page 1 while older new
+    items sat on pages it never read, and the next poll asked past them for good."""
+
+    def actions(request: FakeRequest) -> dict[str, Any]:
+        cursor = request.param("cursor")
+        page = [{"id": "30"}, {"id": "29"}] if cursor is None else [{"id": "28"}, {"id": "27"}]
+        return {"data": page, "next": "stuck"}  # the API never moves past page 2
+
+    server.add_route("GET", "/actions", actions)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/actions",
+            "method": "GET",
+            "delta": {"type": "since_id", "idParam": "since", "idPath": "$.id", "order": "numeric"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.next",
+                "nextParam": "cursor",
+                "pageSize": 2,
+            },
+        },
+        items_path="$.data",
+    )
+    pages, error = await collect(descriptor, client, server, checkpoint="10")
+    assert isinstance(error, MalformedResponse), error
+    assert [page.checkpoint for page in pages] == ["10", "10"]  # never past unread pages
+
+
+async def test_an_api_that_ignores_the_offset_fails_the_poll_instead_of_reading_page_one_forever(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """Every request differs (offset 0, 2, 4, …) so no request repeats, but the answer
+    does: the poll read page 1 until maxPages, stored a resume position, and every later
+    poll did the same again, never completing."""
+    page = [{"id": "P1", "updated_at": "2024-05-10T10:00:00Z"}, {"id": "P2"}]
+    server.add_route("GET", "/incidents", lambda _: {"incidents": page, "more": True})
+    pages, error = await collect(pagerduty_descriptor(2), client, server)
+    assert isinstance(error, MalformedResponse), error
+    assert "does the API ignore the 'offset' parameter?" in str(error)
+    assert [r.param("offset") for r in server.requests] == ["0", "2"]
+    assert len(pages) == 1
+
+
+async def test_a_next_page_header_naming_the_same_page_is_an_error_not_the_end(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """``X-Next-Page`` equal to the page just read ended the listing as complete, which
+    for an unsorted timestamp filter stored the newest time seen past unread pages."""
+    issues = [{"id": 2, "updated_at": "2024-05-10T10:02:00Z"}]
+    server.route("GET", "/issues")(
+        lambda request: FakeResponse.json(
+            issues, headers={"X-Next-Page": request.param("page") or "1"}
+        )
+    )
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/issues",
+            "method": "GET",
+            "delta": {
+                "type": "timestamp_filter",
+                "queryParam": "updated_after",
+                "format": "iso8601",
+            },
+            "pagination": {
+                "type": "page_number",
+                "nextParam": "page",
+                "nextHeader": "X-Next-Page",
+                "pageSize": 1,
+                "pageSizeParam": "per_page",
+            },
+        }
+    )
+    stored = "2024-05-10T09:00:00.000Z"
+    pages, error = await collect(descriptor, client, server, checkpoint=stored)
+    assert isinstance(error, MalformedResponse), error
+    assert [page.checkpoint for page in pages] == [stored]
+    assert [r.param("page") for r in server.requests] == ["1"]

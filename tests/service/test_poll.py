@@ -22,7 +22,7 @@ import pytest_asyncio
 from tests.store_gates import AnswerLate
 from ucf.core.mapping import MappingResult
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
-from ucf.fakes.github import BAD_TOKEN, GitHubFake
+from ucf.fakes.github import BAD_TOKEN, OWNER, REPO, GitHubFake
 from ucf.runtime.health import Outcome
 from ucf.runtime.sources import GenericSource
 from ucf.service.context import UcfContext
@@ -716,3 +716,29 @@ async def test_rotated_refresh_tokens_are_saved_so_the_next_poll_still_works(
     assert refreshes == ["refresh-0001-initial", "refresh-0001-rotated"]
     assert saved["refreshToken"] == "refresh-0002-rotated"
     assert saved["clientSecret"] == "client-secret-value"
+
+
+async def test_an_upstream_whose_pagination_loops_fails_the_poll_clearly_keeping_what_it_stored(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    """A Link header back to a page already read: the poll ends as failed with a
+    one-line reason (no traceback, no hang until UCF_POLL_TIMEOUT), the page read is
+    stored once, and the checkpoint does not move past what the listing never gave."""
+    await connect_github(context, fake.base_url)
+    issue = {"id": 7, "number": 7, "title": "loop", "updated_at": "2026-12-01T10:00:00Z"}
+    again = fake.server.url(f"/repos/{OWNER}/{REPO}/issues?page=1")
+    looping = FakeResponse.json([issue], headers={"Link": f'<{again}>; rel="next"'})
+    fake.server.inject(Fault.respond(looping), path=ISSUES, times=5)
+
+    result = await poll_instance(context, "p1", "github-issues")
+
+    assert result.status == "failed"
+    assert result.error is not None
+    assert "stopped" in result.error
+    assert "Traceback" not in result.error
+    assert result.inserted == 1
+    assert len(await all_signals(context, "p1")) == 1
+    stored = await context.store.checkpoints.get("p1", "github-issues")
+    assert stored.value == "2026-12-01T10:00:00.000Z"  # ascending: the stored page's newest
+    record = await context.instances.record("p1", "github-issues")
+    assert record.health_state == "degraded"

@@ -18,6 +18,7 @@ import pytest
 
 from ucf.core.validation import parse_descriptor
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer
+from ucf.runtime.health import Outcome
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.poll import lease_name, request_poll
@@ -58,6 +59,7 @@ class Feeds:
         self.first_pages: Counter[str] = Counter()
         self.answered: Counter[str] = Counter()
         self.failing: set[str] = set()
+        self.throttled: dict[str, str] = {}  # feed -> the Retry-After its 429 says
         self.base = datetime.now(UTC) - timedelta(days=1)
 
     async def __call__(self, request: FakeRequest) -> FakeResponse:
@@ -76,6 +78,9 @@ class Feeds:
             self.total -= 1
         if feed in self.failing:
             return FakeResponse.json({"message": "down"}, 503)
+        if feed in self.throttled:
+            headers = {"Retry-After": self.throttled[feed]}
+            return FakeResponse.json({"message": "slow down"}, 429, headers=headers)
         self.answered[feed] += 1
         items = [
             {
@@ -409,6 +414,30 @@ async def test_a_failing_instance_is_not_polled_again_until_its_backoff_ends(
     assert [r.status for r in retried] == ["failed"]
     assert still_waiting == []
     assert [(r.status, r.health) for r in after_fix] == [("ok", "healthy")]
+
+
+@pytest.mark.parametrize("asked", ["1e9", "1e13"], ids=["31-years", "past-datetime"])
+async def test_an_absurd_retry_after_pauses_an_instance_no_longer_than_the_backoff_cap(
+    tmp_path: Path, feeds: tuple[FakeServer, Feeds], asked: str
+) -> None:
+    """A hostile or broken upstream's ``Retry-After: 1e9`` paused the instance for 31
+    years (until the worker restarted); ``1e13`` overflowed ``datetime`` and crashed the
+    poll task instead of recording the result."""
+    server, fake = feeds
+    now = [datetime.now(UTC)]
+    policy = SchedulePolicy(jitter_ratio=0)
+    async with await open_context(tmp_path, clock=lambda: now[0]) as context:
+        await add_feeds(context, server, 1)
+        fake.throttled["f0"] = asked
+        scheduler = Scheduler(context, "w1", 1, policy=policy)
+
+        throttled = await scheduler.run_once()
+        fake.throttled.clear()
+        now[0] += policy.health.backoff_cap + INTERVAL
+        after_the_cap = await scheduler.run_once()
+
+    assert [(r.status, r.outcome) for r in throttled] == [("failed", Outcome.RATE_LIMITED)]
+    assert [r.status for r in after_the_cap] == ["ok"]
 
 
 async def test_an_instance_leased_by_a_crashed_worker_waits_for_the_lease_to_expire(

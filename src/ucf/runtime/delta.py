@@ -187,6 +187,17 @@ class Delta(ABC):
         """
 
 
+def _before(moment: datetime | None, span: timedelta) -> datetime | None:
+    """``moment - span``; None when there is no moment or it would fall before year 1
+    (a checkpoint of ``0001-01-01T00:00:00Z`` less the overlap)."""
+    if moment is None:
+        return None
+    try:
+        return moment - span
+    except OverflowError:
+        return None
+
+
 class TimestampFilter(Delta):
     """Ask for items updated since the newest timestamp seen.
 
@@ -225,10 +236,11 @@ class TimestampFilter(Delta):
             self.since = floor
         else:
             parsed = parse_timestamp(stored)
-            if parsed is None:
+            since = _before(parsed, timedelta(seconds=spec.overlap_seconds))
+            if parsed is None or since is None:
                 raise CheckpointInvalid(f"checkpoint {stored!r} is not a timestamp")
             floor = parsed
-            self.since = parsed - timedelta(seconds=spec.overlap_seconds)
+            self.since = since
         self.floor = floor
         self.newest = floor
 

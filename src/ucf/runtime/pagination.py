@@ -25,6 +25,7 @@ import httpx
 from ucf.core.descriptor_view import PaginationView
 from ucf.core.jsonpath import MISSING, CompiledPath, compile_path
 from ucf.core.records import datarecord
+from ucf.runtime.http import MalformedResponse
 
 __all__ = [
     "CursorPaginator",
@@ -125,9 +126,22 @@ def _number(source: ValueAt | None, response: httpx.Response, body: Any) -> int 
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
+    return _integer(value) if isinstance(value, str) else None
+
+
+def _integer(text: str) -> int | None:
+    """``text`` as a (signed) decimal integer; None for anything else.
+
+    ``str.isdigit`` alone is not enough: it accepts ``"²"`` and ``int`` refuses
+    it, and ``int`` refuses more than 4,300 digits; either came out of a hostile
+    ``X-Total`` header as a ValueError that crashed the poll."""
+    digits = text.strip()
+    if not digits.isascii() or not digits.removeprefix("-").isdigit():
+        return None
+    try:
+        return int(digits)
+    except ValueError:  # more digits than int() reads
+        return None
 
 
 def _path(expression: str | None) -> CompiledPath | None:
@@ -175,10 +189,10 @@ class _CountingPaginator(Paginator):
         request.params[self.param] = str(self.position)
 
     def resume(self, request: PageRequest) -> None:
-        text = request.params.get(self.param, "")
-        if text.lstrip("-").isdigit():
-            self.seen += self._items_before(int(text))
-            self.position = int(text)
+        position = _integer(request.params.get(self.param, ""))
+        if position is not None:
+            self.seen += self._items_before(position)
+            self.position = position
 
     def _items_before(self, position: int) -> int:
         """Items the pages before ``position`` held (what a total is compared with)."""
@@ -230,7 +244,9 @@ class PageNumberPaginator(_CountingPaginator):
         self.seen += len(items)
         if self._next_page is not None:
             said = _number(self._next_page, response, body)
-            self.has_next_page = bool(items) and said is not None and said != self.position
+            # A next page equal to this one is not an end: the engine's loop check
+            # stops the poll, where ending would take the listing for complete.
+            self.has_next_page = bool(items) and said is not None
             if said is not None:
                 self.position = said
             return
@@ -255,8 +271,11 @@ class CursorPaginator(Paginator):
 
     With ``nextParam`` the cursor becomes that query parameter; without it, it
     fills ``{{pageToken}}`` (Notion's body, Linear's GraphQL ``after``). A
-    missing, null or empty cursor ends, as does ``has_more: false`` or a
-    cursor equal to the previous one (an API stuck in place).
+    missing, null or empty cursor ends, as does ``has_more: false``. A cursor
+    this poll has sent already (an API stuck in place, or cycling) is not an
+    end: the polling engine stops the poll with an error instead, since taking
+    it for the end would store a newest-first listing's high-water mark past
+    the pages it never read.
     """
 
     def __init__(
@@ -270,7 +289,7 @@ class CursorPaginator(Paginator):
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
         value = self._next(response, body)
         cursor = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-        if not cursor or cursor == self.cursor or _flag(self._has_more, body) is False:
+        if not cursor or _flag(self._has_more, body) is False:
             self.has_next_page = False
             return
         self.cursor = cursor
@@ -312,7 +331,7 @@ class LinkHeaderPaginator(Paginator):
                 continue
             if link.get("results", "").lower() == "false":
                 break
-            self.next_url = urljoin(str(response.request.url), link.get("url", ""))
+            self.next_url = _joined(str(response.request.url), link.get("url", ""))
             break
         self.has_next_page = bool(self.next_url)
 
@@ -352,23 +371,40 @@ class NextUrlPaginator(Paginator):
         self.has_next_page = self.next_url is not None
 
     def _absolute(self, link: str, body: Any, request_url: str) -> str:
-        if httpx.URL(link).is_absolute_url:
+        if _parsed(link).is_absolute_url:
             return link
         base = self._base.first(body) if self._base is not None else MISSING
         if isinstance(base, str) and base and link.startswith("/"):
             return base.rstrip("/") + link
-        return urljoin(request_url, link)
+        return _joined(request_url, link)
 
     def update_request(self, request: PageRequest) -> None:
         request.url = self.next_url
+
+
+def _parsed(link: str) -> httpx.URL:
+    """``link`` as a URL; a next link no URL parser reads (a control character,
+    ``http://[oops``) is the API's malformed answer, not a crash inside ucf."""
+    try:
+        return httpx.URL(link)
+    except httpx.InvalidURL as error:
+        raise MalformedResponse(f"the next page link {link[:200]!r} is not a URL") from error
+
+
+def _joined(request_url: str, link: str) -> str:
+    """``link`` resolved against the URL of the page that named it."""
+    try:
+        return urljoin(request_url, link)
+    except ValueError as error:  # urljoin: "Invalid IPv6 URL"
+        raise MalformedResponse(f"the next page link {link[:200]!r} is not a URL") from error
 
 
 PaginatorFactory = Callable[[], Paginator]
 
 
 def _start(initial_query: Mapping[str, str], param: str, default: int) -> int:
-    text = initial_query.get(param, "").strip()
-    return int(text) if text.lstrip("-").isdigit() else default
+    start = _integer(initial_query.get(param, ""))
+    return default if start is None else start
 
 
 def paginator_factory(

@@ -379,6 +379,11 @@ class PollPlan:
             client.build_request, self.spec.method, url, headers=headers, content=content
         )
 
+    def _paging_param(self) -> str:
+        pagination = self.spec.pagination
+        name = pagination.next_param if pagination is not None else None
+        return f"{name!r} parameter" if name else "next-page position"
+
     # -- the poll
 
     async def pages(
@@ -418,8 +423,16 @@ class PollPlan:
         origin = _origin(self.endpoint_url(config, delta.template_value()))
         limit = max_pages if max_pages is not None else self.max_pages
         number = 0
+        asked: set[str] = set()  # every page request of this listing, to catch a loop
+        previous: list[Any] = []  # the last page's items: the same again is a loop too
         while True:
             number += 1
+            if not _first_time(asked, state):
+                raise MalformedResponse(
+                    f"{self.descriptor.id}: the API's pagination loops (page {number} would"
+                    " ask for a page this poll has already read); stopped, the pages"
+                    " before it are stored"
+                )
             gate_wait = await rate_gate.acquire() if rate_gate is not None else 0.0
             stats = RetryStats()
             template_checkpoint = delta.template_value()
@@ -441,6 +454,7 @@ class PollPlan:
                 # The stored position no longer works (an expired cursor, a page that
                 # is gone): read the same listing from its top instead, once.
                 resuming, number = False, 0
+                asked.clear()
                 delta = self._delta(delta.stored, now)
                 paginator = self._paginator()
                 state = PageRequest()
@@ -451,6 +465,15 @@ class PollPlan:
             elapsed = clock() - started
             body = await read_json(response)
             items = self.mapping.extract_items(body)
+            if number > 1 and items and items == previous:
+                # An API that ignores the offset (or page number) answers page 1 again
+                # and again: each request differs, so only the answer shows the loop.
+                raise MalformedResponse(
+                    f"{self.descriptor.id}: page {number} holds exactly the items of page"
+                    f" {number - 1} (does the API ignore the {self._paging_param()}?); stopped,"
+                    " the pages before it are stored"
+                )
+            previous = items
             paginator.update_state(response, body, items)
             delta.update_state(body, items)
             reached = delta.reached_checkpoint(items)
@@ -480,6 +503,25 @@ class PollPlan:
             if last:
                 return
             paginator.update_request(state)
+
+
+def _first_time(asked: set[str], request: PageRequest) -> bool:
+    """Record ``request`` among a poll's page requests; False when it was sent already.
+
+    A next link or cursor that points back to an earlier page (``A -> B -> A``, a
+    page number that repeats) would otherwise be read again and again until
+    ``maxPages``, and a listing that completes only at its end would store that
+    same position to resume from, poll after poll, never to complete.
+    """
+    key = json.dumps(
+        [request.url, sorted(request.params.items()), request.page_token],
+        default=str,
+        separators=(",", ":"),
+    )
+    if key in asked:
+        return False
+    asked.add(key)
+    return True
 
 
 def _refused_request(error: UpstreamError) -> bool:

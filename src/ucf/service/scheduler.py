@@ -307,7 +307,12 @@ class Scheduler:
         key = (result.project_id, result.connector_id)
         now = self.context.clock()
         if result.outcome is Outcome.RATE_LIMITED and result.retry_after:
-            self._not_before[key] = now + timedelta(seconds=result.retry_after)
+            # The upstream's word, but no longer than a failing instance ever waits:
+            # ``Retry-After: 1e9`` would pause it for 31 years, and 1e13 overflowed
+            # the datetime and crashed this worker's poll task.
+            cap = self.policy.health.backoff_cap
+            seconds = min(result.retry_after, cap.total_seconds())
+            self._not_before[key] = now + timedelta(seconds=seconds)
         elif result.outcome is Outcome.REJECTED:
             self._not_before[key] = now + self.policy.health.backoff_cap
         else:

@@ -207,7 +207,12 @@ def _time(value: Any) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 lies before datetime's first day in UTC
+        return None
 
 
 def _asana_time(moment: datetime) -> str:
@@ -605,7 +610,10 @@ class AsanaSource:
         current = stored
         since = now - INITIAL_LOOKBACK if state is None else state.since
         sync = None if state is None else state.sync
+        sent: set[str] = set()  # the sync tokens this poll sent: one handed back again loops
         while True:
+            if sync is not None:
+                sent.add(sync)
             params = {"resource": project} if sync is None else {"resource": project, "sync": sync}
             response = await calls.send("GET", f"{base}/events", params=params, accept=(412,))
             body = parse_json(response)
@@ -635,6 +643,11 @@ class AsanaSource:
             yield calls.page(number, changes, current, last=last, truncated=cut, dropped=gone)
             if last:
                 return
+            if fresh in sent:
+                raise MalformedResponse(
+                    f"GET /events: has_more with a sync token this poll already sent, after"
+                    f" {number} page(s); stopped (following it would loop)"
+                )
             sync = fresh
 
     async def _catch_up(
@@ -656,6 +669,7 @@ class AsanaSource:
             "opt_fields": TASK_FIELDS,
             "limit": str(PAGE_SIZE),
         }
+        offsets: set[str] = set()  # the offsets this catch-up followed: a repeat loops
         while True:
             body = await calls.json("GET", f"{base}/tasks", params=params)
             tasks = body.get("data") if isinstance(body, dict) else None
@@ -677,6 +691,12 @@ class AsanaSource:
             if last:
                 return
             assert isinstance(offset, str)
+            if offset in offsets:
+                raise MalformedResponse(
+                    f"GET /tasks: next_page names an offset this catch-up already read, after"
+                    f" {number} page(s); stopped (following it would loop)"
+                )
+            offsets.add(offset)
             params["offset"] = offset
 
     def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:

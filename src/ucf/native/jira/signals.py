@@ -79,7 +79,10 @@ def jira_time(value: Any) -> datetime | None:
         return None
     if moment.tzinfo is None:
         return None  # Jira always writes an offset; a zone-less time cannot be placed
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+0100 lies before datetime's first day in UTC
+        return None
 
 
 def _iso(moment: datetime) -> str:

@@ -119,7 +119,7 @@ def search_jql(user_filter: str, since: datetime, zone: ZoneInfo | None, *, now:
 
 def _checkpoint_time(checkpoint: str) -> datetime:
     moment = jira_time(checkpoint)
-    if moment is None:
+    if moment is None or moment - datetime.min.replace(tzinfo=moment.tzinfo) < OVERLAP:
         raise CheckpointInvalid(
             f"Jira checkpoint {checkpoint!r} is not an ISO 8601 time with an offset"
         )
@@ -202,6 +202,7 @@ class JiraSource:
         }
         url = f"{site}/rest/api/3/search/jql"
         number = 0
+        tokens: set[str] = set()
         while True:
             data = await calls.json("POST", url, json=body)
             if not isinstance(data, dict) or not isinstance(data.get("issues", []), list):
@@ -210,12 +211,18 @@ class JiraSource:
             for issue in issues:
                 fields = issue.get("fields") if isinstance(issue, dict) else None
                 updated = jira_time(fields.get("updated")) if isinstance(fields, dict) else None
-                if updated is not None and (newest is None or updated > newest):
+                # Only a time inside the window moves the checkpoint: a future one (a
+                # broken clock, a hostile site) would skip every real change until then,
+                # and one before the window cannot be the newest of it.
+                if updated is None or not since <= updated <= now:
+                    continue
+                if newest is None or updated > newest:
                     newest = updated
-            token = data.get("nextPageToken")
+            found = data.get("nextPageToken")
+            token = found if isinstance(found, str) and found else None
             # Stop on isLast *or* a missing token: the documentation says the last page
             # has no token, the schema says it is null; both have been seen.
-            last = data.get("isLast") is True or not isinstance(token, str) or not token
+            last = data.get("isLast") is True or token is None
             number += 1
             truncated = not last and max_pages is not None and number >= max_pages
             yield calls.page(
@@ -225,8 +232,14 @@ class JiraSource:
                 last=last or truncated,
                 truncated=truncated,
             )
-            if last or truncated:
+            if last or truncated or token is None:
                 return
+            if token in tokens:  # a page read already: following it would loop forever
+                raise MalformedResponse(
+                    f"POST {url}: Jira handed back a nextPageToken this poll already"
+                    f" followed, after {number} page(s); stopped"
+                )
+            tokens.add(token)
             body["nextPageToken"] = token
 
     def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:

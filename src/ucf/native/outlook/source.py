@@ -172,7 +172,9 @@ class OutlookSource:
         headers = {"Prefer": f"odata.maxpagesize={PAGE_SIZE}"}
         number = 0
         restarted = False
+        followed: set[str] = set()  # the links this poll read: a next link among them loops
         while True:
+            followed.add(url)
             response = await calls.send("GET", url, headers=headers, accept=_RESYNC_STATUSES)
             if response.status_code in _RESYNC_STATUSES:
                 if restarted or not _needs_resync(response):
@@ -200,6 +202,11 @@ class OutlookSource:
                 if link is not None and not (isinstance(link, str) and mailbox.owns(link)):
                     raise MalformedResponse("Graph's delta page links outside its own host")
             if isinstance(next_link, str):
+                if next_link in followed:
+                    raise MalformedResponse(
+                        f"Graph's delta page {number} links back to a page this poll already"
+                        " read (@odata.nextLink loops); stopped"
+                    )
                 if max_pages is not None and number >= max_pages:
                     yield calls.page(number, items, next_link, last=True, truncated=True)
                     return
