@@ -1471,3 +1471,35 @@ async def test_a_next_page_header_naming_the_same_page_is_an_error_not_the_end(
     assert isinstance(error, MalformedResponse), error
     assert [page.checkpoint for page in pages] == [stored]
     assert [r.param("page") for r in server.requests] == ["1"]
+
+
+async def test_an_empty_page_handing_back_its_cursor_is_the_end_not_a_loop(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """Some APIs say "caught up" by answering the cursor they were asked with and no
+    items: that ends the listing (a repeated cursor with items is a loop, above)."""
+
+    def actions(request: FakeRequest) -> dict[str, Any]:
+        if request.param("cursor") is None:
+            return {"data": [{"id": "30"}, {"id": "29"}], "next": "c1"}
+        return {"data": [], "next": "c1"}  # caught up: the same place, nothing new
+
+    server.add_route("GET", "/actions", actions)
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/actions",
+            "method": "GET",
+            "delta": {"type": "since_id", "idParam": "since", "idPath": "$.id", "order": "numeric"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.next",
+                "nextParam": "cursor",
+                "pageSize": 2,
+            },
+        },
+        items_path="$.data",
+    )
+    pages, error = await collect(descriptor, client, server, checkpoint="10")
+    assert error is None
+    assert [len(page.items) for page in pages] == [2, 0]
+    assert pages[-1].checkpoint == "30"

@@ -271,11 +271,13 @@ class CursorPaginator(Paginator):
 
     With ``nextParam`` the cursor becomes that query parameter; without it, it
     fills ``{{pageToken}}`` (Notion's body, Linear's GraphQL ``after``). A
-    missing, null or empty cursor ends, as does ``has_more: false``. A cursor
-    this poll has sent already (an API stuck in place, or cycling) is not an
-    end: the polling engine stops the poll with an error instead, since taking
-    it for the end would store a newest-first listing's high-water mark past
-    the pages it never read.
+    missing, null or empty cursor ends, as does ``has_more: false``, and so
+    does an empty page handing back the cursor it was asked with (an API that
+    says "caught up" by staying in place). A cursor this poll has sent already
+    alongside items (an API stuck in place, or cycling) is not an end: the
+    polling engine stops the poll with an error instead, since taking it for
+    the end would store a newest-first listing's high-water mark past the
+    pages it never read.
     """
 
     def __init__(
@@ -289,7 +291,11 @@ class CursorPaginator(Paginator):
     def update_state(self, response: httpx.Response, body: Any, items: list[Any]) -> None:
         value = self._next(response, body)
         cursor = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-        if not cursor or _flag(self._has_more, body) is False:
+        if (
+            not cursor
+            or _flag(self._has_more, body) is False
+            or (cursor == self.cursor and not items)  # caught up: nothing new, same place
+        ):
             self.has_next_page = False
             return
         self.cursor = cursor
