@@ -40,6 +40,7 @@ from ucf.core.mapping import ItemError, MappedSignal, MappingResult, build_signa
 from ucf.core.payload import loads_strict
 from ucf.core.sanitiser import html_to_text
 from ucf.core.signal import Priority
+from ucf.core.timestamps import parse_timestamp
 from ucf.runtime.auth import (
     CredentialMissing,
     CredentialsChanged,
@@ -119,5 +120,6 @@ __all__ = [
     "html_to_text",
     "loads_strict",
     "parse_json",
+    "parse_timestamp",
     "resolve_config",
 ]

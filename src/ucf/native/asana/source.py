@@ -61,6 +61,7 @@ from ucf.native import (
     build_auth,
     build_signal,
     parse_json,
+    parse_timestamp,
     resolve_config,
 )
 
@@ -201,18 +202,9 @@ def _gid(value: Any) -> str | None:
 
 
 def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 lies before datetime's first day in UTC
-        return None
+    """An Asana time (ISO 8601; without an offset, UTC) in UTC; None for anything else,
+    a time outside datetime's range in UTC included."""
+    return parse_timestamp(value, "iso8601")
 
 
 def _asana_time(moment: datetime) -> str:

@@ -20,11 +20,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import getaddresses
 from typing import Any, Final
 
-from ucf.native import ItemError, MappedSignal, MappingResult, Priority, build_signal
+from ucf.native import (
+    ItemError,
+    MappedSignal,
+    MappingResult,
+    Priority,
+    build_signal,
+    parse_timestamp,
+)
 from ucf.native.ses.mail import ContentUnreadable, MailBody, decode_content, read_mail
 
 __all__ = [
@@ -108,18 +115,9 @@ def _verdict(receipt: Mapping[str, Any], name: str) -> str | None:
 
 
 def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:  # 0001-01-01T00:00+01:00 lies before datetime's first day in UTC
-        return None
+    """An SES time (ISO 8601; without an offset, UTC) in UTC; None for anything else,
+    a time outside datetime's range in UTC included."""
+    return parse_timestamp(value, "iso8601")
 
 
 @dataclass(frozen=True, slots=True)
