@@ -1390,20 +1390,9 @@ async def test_a_resume_offset_no_integer_reads_is_not_a_crash(
     assert pages[-1].last
 
 
-async def test_a_stuck_cursor_is_an_error_not_the_end_of_a_newest_first_listing(
-    server: FakeServer, client: httpx.AsyncClient
-) -> None:
-    """A cursor equal to the previous one used to end the listing as complete: a
-    newest-first since-id listing then stored the highest id of page 1 while older new
-    items sat on pages it never read, and the next poll asked past them for good."""
-
-    def actions(request: FakeRequest) -> dict[str, Any]:
-        cursor = request.param("cursor")
-        page = [{"id": "30"}, {"id": "29"}] if cursor is None else [{"id": "28"}, {"id": "27"}]
-        return {"data": page, "next": "stuck"}  # the API never moves past page 2
-
-    server.add_route("GET", "/actions", actions)
-    descriptor = generic(
+def _newest_first_actions() -> ConnectorDescriptor:
+    """``GET /actions``: a newest-first since-id listing in cursor pages of two."""
+    return generic(
         {
             "endpoint": "{{baseUrl}}/actions",
             "method": "GET",
@@ -1417,7 +1406,22 @@ async def test_a_stuck_cursor_is_an_error_not_the_end_of_a_newest_first_listing(
         },
         items_path="$.data",
     )
-    pages, error = await collect(descriptor, client, server, checkpoint="10")
+
+
+async def test_a_stuck_cursor_is_an_error_not_the_end_of_a_newest_first_listing(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """A cursor equal to the previous one used to end the listing as complete: a
+    newest-first since-id listing then stored the highest id of page 1 while older new
+    items sat on pages it never read, and the next poll asked past them for good."""
+
+    def actions(request: FakeRequest) -> dict[str, Any]:
+        cursor = request.param("cursor")
+        page = [{"id": "30"}, {"id": "29"}] if cursor is None else [{"id": "28"}, {"id": "27"}]
+        return {"data": page, "next": "stuck"}  # the API never moves past page 2
+
+    server.add_route("GET", "/actions", actions)
+    pages, error = await collect(_newest_first_actions(), client, server, checkpoint="10")
     assert isinstance(error, MalformedResponse), error
     assert [page.checkpoint for page in pages] == ["10", "10"]  # never past unread pages
 
@@ -1485,21 +1489,7 @@ async def test_an_empty_page_handing_back_its_cursor_is_the_end_not_a_loop(
         return {"data": [], "next": "c1"}  # caught up: the same place, nothing new
 
     server.add_route("GET", "/actions", actions)
-    descriptor = generic(
-        {
-            "endpoint": "{{baseUrl}}/actions",
-            "method": "GET",
-            "delta": {"type": "since_id", "idParam": "since", "idPath": "$.id", "order": "numeric"},
-            "pagination": {
-                "type": "cursor",
-                "nextPath": "$.next",
-                "nextParam": "cursor",
-                "pageSize": 2,
-            },
-        },
-        items_path="$.data",
-    )
-    pages, error = await collect(descriptor, client, server, checkpoint="10")
+    pages, error = await collect(_newest_first_actions(), client, server, checkpoint="10")
     assert error is None
     assert [len(page.items) for page in pages] == [2, 0]
     assert pages[-1].checkpoint == "30"
