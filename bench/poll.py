@@ -39,6 +39,15 @@ subprocess and reads every page:
   work: the source's ``rateLimitRpm`` (100/min would pace the poll to minutes).
   No new target: it is reported beside the GitHub run (same shape).
 
+``--loop-lag`` answers another question: how late does ``ucf serve``'s event
+loop answer anything else (a webhook delivery) while it polls? It runs the ucf
+contender twice more, each with a task that sleeps 1 ms at a time and records
+how late it wakes (idle for half a second first, then for the whole poll):
+once as shipped, and once with the store's hand-over turned off
+(``HAND_OVER_LIMIT = 0``: the loop never waits for a page's statements), so
+the lag the hand-over adds is measured beside the lag the mapping itself
+causes. The ticker costs the poll a little, so these runs print no targets.
+
 Printed per contender: items/s (20 000 / wall time of the work itself, imports
 and set-up excluded), CPU per item, peak RSS of its process (``VmHWM``) (for
 ucf's runs, on Linux, that CPU time split between the event loop's thread and
@@ -55,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -159,6 +169,43 @@ class Outcome:
     """CPU time of the contender's process (all its threads) over the same window."""
     thread_cpu_seconds: dict[str, float] = field(default_factory=dict)
     """ucf's runs: that CPU time split by thread (see :func:`thread_cpu`)."""
+    loop_lag_ms: dict[str, float] = field(default_factory=dict)
+    """``--loop-lag`` runs: percentiles of the event loop's lag, idle and while polling."""
+
+
+class LoopLag:
+    """How late a 1 ms sleep wakes, over and over: the event loop's lag.
+
+    Whatever else the loop serves (a webhook delivery arriving mid-poll) waits
+    about as long before its first line runs.
+    """
+
+    PERIOD = 0.001
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.PERIOD
+            await asyncio.sleep(self.PERIOD)
+            self.lags.append(loop.time() - due)
+
+    def start(self) -> None:
+        self.lags = []
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def stop(self) -> dict[str, float]:
+        """p50, p99 and the largest lag since :meth:`start`, in ms."""
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        lags = sorted(self.lags) or [0.0]
+        at = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000  # noqa: E731
+        return {"p50": at(0.50), "p99": at(0.99), "max": lags[-1] * 1000}
 
 
 def thread_cpu() -> dict[int, tuple[str, int]]:
@@ -269,9 +316,16 @@ def run_minimal(base: str, workdir: Path) -> Outcome:
     return Outcome(items, stored, seconds, cpu)
 
 
-async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
+async def _ucf(base: str, workdir: Path, profile: bool, hand_over: bool | None = None) -> Outcome:
+    """``hand_over``: None for the measured run; True or False for a ``--loop-lag`` run
+    (False turns the store's hand-over off)."""
     import dataclasses
     from datetime import UTC, datetime
+
+    if hand_over is False:
+        from ucf.stores.sqlite import database
+
+        database.HAND_OVER_LIMIT = 0  # the loop never waits for a page (a Final, patched here)
 
     from ucf.runtime.heap import freeze_startup_heap, serve_with_fewer_collections
     from ucf.service.context import UcfContext
@@ -307,10 +361,18 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
 
             profiler = cProfile.Profile()
             profiler.enable()
+        ticker, lag = LoopLag(), {}
+        if hand_over is not None:
+            ticker.start()
+            await asyncio.sleep(0.5)
+            lag = {f"idle {k}": v for k, v in (await ticker.stop()).items()}
+            ticker.start()
         threads = thread_cpu()
         started, cpu_started = time.perf_counter(), time.process_time()
         result = await poll_instance(context, "bench", "github-issues")
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        if hand_over is not None:
+            lag |= {f"polling {k}": v for k, v in (await ticker.stop()).items()}
         split = thread_split(threads, threading.get_native_id())
         if profiler is not None:
             import pstats
@@ -322,7 +384,7 @@ async def _ucf(base: str, workdir: Path, profile: bool) -> Outcome:
         if result.status != "ok":
             raise SystemExit(f"ucf poll failed: {result.error}")
         counts = await context.store.signals.counts("bench", "github-issues", now=datetime.now(UTC))
-    return Outcome(result.items, counts.last_24h, seconds, cpu, split)
+    return Outcome(result.items, counts.last_24h, seconds, cpu, split, lag)
 
 
 def run_ucf(base: str, workdir: Path, profile: bool = False) -> Outcome:
@@ -470,6 +532,12 @@ CONTENDERS: dict[str, Callable[[str, Path], Outcome]] = {
     ),
     "dlt-sqlite-fast": lambda base, workdir: _dlt(base, workdir, fast=True, destination=_sqlite),
 }
+LAG_CONTENDERS: dict[str, Callable[[str, Path], Outcome]] = {
+    "ucf-lag": lambda base, workdir: asyncio.run(_ucf(base, workdir, False, hand_over=True)),
+    "ucf-lag-no-hand-over": lambda base, workdir: asyncio.run(
+        _ucf(base, workdir, False, hand_over=False)
+    ),
+}
 LABELS = {
     "minimal": "minimal floor: httpx, 8 fields, sqlite3",
     "floor": "hand-written full signals + sqlite3",
@@ -481,6 +549,8 @@ LABELS = {
     "dlt-duckdb-fast": "dlt rest_api → duckdb, add_map + jsonl",
     "dlt-sqlite-default": "dlt rest_api → SQLite (sqlalchemy), defaults",
     "dlt-sqlite-fast": "dlt rest_api → SQLite (sqlalchemy), add_map",
+    "ucf-lag": "ucf poll_instance + 1 ms ticker",
+    "ucf-lag-no-hand-over": "the same, hand-over off",
 }
 
 
@@ -542,7 +612,7 @@ def child_main(name: str, base: str, workdir: str, profile: bool) -> None:
     if name == "ucf":
         outcome = run_ucf(base, Path(workdir), profile)
     else:
-        outcome = CONTENDERS[name](base, Path(workdir))
+        outcome = {**CONTENDERS, **LAG_CONTENDERS}[name](base, Path(workdir))
     print(json.dumps({**outcome.__dict__, "peak_kib": peak_rss_kib()}))
 
 
@@ -552,6 +622,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="best of N runs per contender")
     parser.add_argument("--only", nargs="*", choices=sorted(CONTENDERS), default=None)
     parser.add_argument("--profile", action="store_true", help="cProfile the ucf run")
+    parser.add_argument(
+        "--loop-lag",
+        action="store_true",
+        help="the event loop's lag while ucf polls, with and without the store's hand-over",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -563,6 +638,8 @@ def main() -> None:
     names = args.only or list(CONTENDERS)
     if args.profile:
         names = ["ucf"]
+    if args.loop_lag:
+        names = list(LAG_CONTENDERS)
     issues = Issues(args.items)
     server = FakeServer()
     server.add_route("GET", "/repos/{owner}/{repo}/issues", issues)
@@ -594,6 +671,11 @@ def main() -> None:
             print(
                 f"  {'':<46} CPU/item by thread: "
                 + ", ".join(f"{kind} {us:.0f} µs" for kind, us in per_item.items())
+            )
+        if o.loop_lag_ms:
+            print(
+                f"  {'':<46} event loop lag (ms): "
+                + ", ".join(f"{k} {v:.2f}" for k, v in o.loop_lag_ms.items())
             )
         if o.items != args.items:
             raise SystemExit(f"{name} read {o.items} items, not {args.items}")
