@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,27 @@ def test_an_id_too_long_for_a_dynamodb_key_is_the_gateways_one_404(
 
     assert reply.status == 404, reply.body
     assert reply.json()["error"]["message"] == "no webhook endpoint at this URL"
+
+
+def test_no_log_line_shows_an_instances_own_webhook_url(
+    lab: Lab, github: GitHubFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hook id at the end of the URL is as secret as a credential (docs/security.md):
+    on Lambda, where records at INFO reach CloudWatch, no line may hold it; ucf's access
+    line names the route template instead."""
+    created = lab.connect_github(github)
+    path = created["webhookUrl"].removeprefix(f"https://{DOMAIN}")
+    hook_id = path.rsplit("/", 1)[1]
+    body = b'{"action":"opened","issue":{"id":3,"number":3,"title":"logged?","labels":[]}}'
+    caplog.set_level(logging.INFO)
+
+    received = lab.call("POST", path, body=body, headers=github_headers(body), token=False)
+    refused = lab.call("POST", path, body=body, headers=github_headers(b"{}"), token=False)
+
+    assert (received.status, refused.status) == (200, 401)
+    lines = [record.getMessage() for record in caplog.records]
+    assert "POST /api/webhooks/{connectorId}/{projectId}/{hookId} 200" in lines
+    assert [line for line in lines if hook_id in line] == []
 
 
 def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) -> None:

@@ -119,6 +119,10 @@ class ApiFunction:
             return app
 
         stack.callback(self._forget)
+        # Mangum logs "METHOD path status" for every request at INFO, and the path of a
+        # delivery ends in the instance's hook id, as secret as a credential; ucf's own
+        # access line names the route template instead. Its errors (WARNING and up) stay.
+        logging.getLogger("mangum.http").setLevel(logging.WARNING)
         log.info("api: started (cold start)")
         return Mangum(
             FrontDoor(WebhookFront(lambda: state), management_app),
