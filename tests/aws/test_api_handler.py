@@ -183,6 +183,28 @@ def test_no_log_line_shows_an_instances_own_webhook_url(
     assert [line for line in lines if hook_id in line] == []
 
 
+@pytest.mark.parametrize("payload", ["2.0", "1.0"])
+def test_a_forwarded_port_list_is_still_a_delivery_not_a_failed_invocation(
+    lab: Lab, github: GitHubFake, payload: str
+) -> None:
+    """A proxy in front of API Gateway adds its own X-Forwarded-Port, and API Gateway joins
+    the two ("443,443"); Mangum reads the header as one integer and failed the whole
+    invocation (API Gateway's bare 500, the provider retrying for nothing)."""
+    lab.connect_github(github)
+    body = b'{"action":"opened","issue":{"id":4,"number":4,"title":"behind a CDN","labels":[]}}'
+    if payload == "2.0":
+        headers = {**github_headers(body), "x-forwarded-port": "443,443"}
+        event = http_api_event("POST", WEBHOOK, headers=headers, body=body)
+    else:
+        event = rest_api_event("POST", WEBHOOK, headers=github_headers(body), body=body)
+        event["multiValueHeaders"]["x-forwarded-port"] = ["8443", "443"]
+
+    reply = HttpReply.of(api.handler(event, LambdaContext()))
+
+    assert reply.status == 200, reply.body
+    assert [s["summary"] for s in lab.signals()] == ["#4 behind a CDN"]
+
+
 def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) -> None:
     login = lab.call("GET", "/login", token=False)
     home = lab.call("GET", "/", token=False)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,7 @@ class ApiFunction:
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         adapter = self.container.run(self._adapter)
-        return self.container.call(adapter, event, context)
+        return self.container.call(adapter, _forwarded_port_readable(event), context)
 
     @property
     def app(self) -> UcfApp | None:
@@ -132,6 +133,40 @@ class ApiFunction:
 
     def _forget(self) -> None:
         self._app = None
+
+
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _forwarded_port_readable(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with an ``X-Forwarded-Port`` Mangum can read (one number), or without one.
+
+    Mangum reads the header as a single integer for the ASGI ``server`` and fails
+    the whole invocation on anything else, while proxies append to it: a CDN in front
+    of API Gateway makes it ``443,443`` (payload 2.0 joins repeated headers with
+    commas; 1.0 lists them in ``multiValueHeaders``). The last port is the nearest
+    proxy's; a value with none is dropped (Mangum then assumes 80). ucf builds URLs
+    from ``Host`` and uses ``server`` only without one, so nothing else changes.
+    """
+    fixed: dict[str, Any] | None = None
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field)
+        if not isinstance(headers, dict):
+            continue
+        for name, value in headers.items():
+            if name.lower() != "x-forwarded-port":
+                continue
+            values = value if isinstance(value, list) else [value]
+            items = [part.strip() for v in values if isinstance(v, str) for part in v.split(",")]
+            port = next((part for part in reversed(items) if _PORT.fullmatch(part)), None)
+            readable: Any = None if port is None else [port] if isinstance(value, list) else port
+            if readable == value:
+                continue
+            if fixed is None:
+                fixed = dict(event)
+            kept = {key: item for key, item in fixed[field].items() if key != name}
+            fixed[field] = kept if readable is None else {**kept, name: readable}
+    return event if fixed is None else fixed
 
 
 FUNCTION = ApiFunction(Container("api"))
