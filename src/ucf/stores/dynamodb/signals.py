@@ -425,6 +425,8 @@ class DynamoSignalStore:
                 return SignalPage((), None)
             if after < high:
                 params["ExclusiveStartKey"] = k.key(k.signals_pk(project_id), after)
+        if high < low:  # ``until`` before ``since``: nothing, where DynamoDB refuses the BETWEEN
+            return SignalPage((), None)
         found: list[Item] = []
         while len(found) <= limit:
             page = await self._db.call("query", TableName=self._db.table, **params)
