@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -203,6 +204,65 @@ def test_a_forwarded_port_list_is_still_a_delivery_not_a_failed_invocation(
 
     assert reply.status == 200, reply.body
     assert [s["summary"] for s in lab.signals()] == ["#4 behind a CDN"]
+
+
+LAMBDA_RESPONSE_LIMIT = 6_291_556
+"""Bytes of the JSON a synchronous invocation may return: past them Lambda fails the
+invocation ("Response payload size exceeded") and API Gateway answers its bare 500."""
+
+
+async def _store_large_signals(store_url: str, count: int) -> None:
+    from tests.stores.builders import signal_write
+    from ucf.stores import open_store
+    from ucf.stores.models import SignalWrite
+
+    async with open_store(store_url) as store:
+        for number in range(count):
+            base = signal_write(str(number), project_id=PROJECT)
+            raw = {"body": "Grüße aus Köln — " * 10_000}  # a long mail, as email connectors map it
+            await store.signals.ingest(
+                [
+                    SignalWrite(
+                        dedup_key=base.dedup_key,
+                        project_id=PROJECT,
+                        connector_id=CONNECTOR,
+                        signal={**base.signal, "raw": raw},
+                        received_at=base.received_at,
+                    )
+                ]
+            )
+
+
+@pytest.mark.parametrize(
+    ("runtime", "count"), [("AWS_Lambda_python3.12", 40), ("AWS_Lambda_python3.11", 20)]
+)
+def test_an_answer_over_lambdas_response_limit_is_a_clear_error_not_a_failed_invocation(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, runtime: str, count: int
+) -> None:
+    """The runtime writes the response as JSON (raw UTF-8 from python3.12 on, the
+    template's; every non-ASCII character escaped before): a page of long signals passes
+    its 6 MB long before anything else does."""
+    monkeypatch.setenv("AWS_EXECUTION_ENV", runtime)
+    asyncio.run(_store_large_signals(lab.environ["UCF_STORE"], count))
+    event = http_api_event(
+        "GET",
+        f"/api/projects/{PROJECT}/signals",
+        query="limit=50",
+        headers={"authorization": f"Bearer {lab.token}"},
+    )
+
+    response = api.handler(event, LambdaContext())
+    few = lab.call("GET", f"/api/projects/{PROJECT}/signals", query="limit=2")
+
+    ascii_only = runtime.endswith("3.11")
+    assert len(json.dumps(response, ensure_ascii=ascii_only).encode()) <= LAMBDA_RESPONSE_LIMIT
+    reply = HttpReply.of(response)
+    assert reply.status == 400
+    error = reply.json()["error"]
+    assert error["code"] == "response_too_large"
+    assert "limit" in error["message"]
+    assert few.status == 200
+    assert len(few.json()["items"]) == 2
 
 
 def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) -> None:

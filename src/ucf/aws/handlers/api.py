@@ -27,11 +27,13 @@ everything else.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import re
 import secrets
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ucf.aws.container import Container
 
@@ -61,7 +63,8 @@ class ApiFunction:
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         adapter = self.container.run(self._adapter)
-        return self.container.call(adapter, _forwarded_port_readable(event), context)
+        response = self.container.call(adapter, _forwarded_port_readable(event), context)
+        return _within_response_limit(response)
 
     @property
     def app(self) -> UcfApp | None:
@@ -133,6 +136,51 @@ class ApiFunction:
 
     def _forget(self) -> None:
         self._app = None
+
+
+RESPONSE_LIMIT_BYTES: Final = 6_291_556
+"""The JSON a synchronous invocation may return ("Response payload size exceeded maximum
+allowed payload size (6291556 bytes)"): past it Lambda fails the invocation, and API
+Gateway answers its bare 500 with nothing to say why."""
+
+
+def _within_response_limit(response: dict[str, Any]) -> dict[str, Any]:
+    """``response``, or a JSON 400 saying to ask for less when Lambda could not return it.
+
+    Only a body that could pass the limit (12 bytes a character, a character
+    beyond the BMP escaped) is measured; every other answer is left untouched.
+    """
+    body = response.get("body")
+    if not isinstance(body, str) or len(body) * 12 < RESPONSE_LIMIT_BYTES:
+        return response
+    size = _returned_size(response)
+    if size <= RESPONSE_LIMIT_BYTES:
+        return response
+    log.warning("answered 400: the response was %d bytes, over Lambda's limit", size)
+    from ucf.web.refusals import error_json
+
+    message = (
+        f"the answer is {size / 1e6:.1f} MB as Lambda returns it, over the "
+        f"{RESPONSE_LIMIT_BYTES / 1e6:.1f} MB a function may return; ask for less "
+        "(a smaller limit)"
+    )
+    return {
+        "statusCode": 400,
+        "headers": {"content-type": "application/json"},
+        "body": error_json("response_too_large", message).decode(),
+        "isBase64Encoded": False,
+        **({"multiValueHeaders": {}} if "multiValueHeaders" in response else {}),
+    }
+
+
+def _returned_size(response: dict[str, Any]) -> int:
+    """Bytes of ``response`` as the Python runtime writes it: raw UTF-8 on python3.12 and
+    later, every non-ASCII character escaped (6 bytes, 12 beyond the BMP) before
+    (awslambdaric's marshaller, by ``AWS_EXECUTION_ENV``)."""
+    runtime = os.environ.get("AWS_EXECUTION_ENV", "").removeprefix("AWS_Lambda_python")
+    major, _, minor = runtime.partition(".")
+    raw = major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= (3, 12)
+    return len(json.dumps(response, ensure_ascii=not raw).encode())
 
 
 _PORT = re.compile(r"[0-9]{1,5}")
