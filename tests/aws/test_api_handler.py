@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -159,6 +161,108 @@ def test_an_id_too_long_for_a_dynamodb_key_is_the_gateways_one_404(
 
     assert reply.status == 404, reply.body
     assert reply.json()["error"]["message"] == "no webhook endpoint at this URL"
+
+
+def test_no_log_line_shows_an_instances_own_webhook_url(
+    lab: Lab, github: GitHubFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hook id at the end of the URL is as secret as a credential (docs/security.md):
+    on Lambda, where records at INFO reach CloudWatch, no line may hold it; ucf's access
+    line names the route template instead."""
+    created = lab.connect_github(github)
+    path = created["webhookUrl"].removeprefix(f"https://{DOMAIN}")
+    hook_id = path.rsplit("/", 1)[1]
+    body = b'{"action":"opened","issue":{"id":3,"number":3,"title":"logged?","labels":[]}}'
+    caplog.set_level(logging.INFO)
+
+    received = lab.call("POST", path, body=body, headers=github_headers(body), token=False)
+    refused = lab.call("POST", path, body=body, headers=github_headers(b"{}"), token=False)
+
+    assert (received.status, refused.status) == (200, 401)
+    lines = [record.getMessage() for record in caplog.records]
+    assert "POST /api/webhooks/{connectorId}/{projectId}/{hookId} 200" in lines
+    assert [line for line in lines if hook_id in line] == []
+
+
+@pytest.mark.parametrize("payload", ["2.0", "1.0"])
+def test_a_forwarded_port_list_is_still_a_delivery_not_a_failed_invocation(
+    lab: Lab, github: GitHubFake, payload: str
+) -> None:
+    """A proxy in front of API Gateway adds its own X-Forwarded-Port, and API Gateway joins
+    the two ("443,443"); Mangum reads the header as one integer and failed the whole
+    invocation (API Gateway's bare 500, the provider retrying for nothing)."""
+    lab.connect_github(github)
+    body = b'{"action":"opened","issue":{"id":4,"number":4,"title":"behind a CDN","labels":[]}}'
+    if payload == "2.0":
+        headers = {**github_headers(body), "x-forwarded-port": "443,443"}
+        event = http_api_event("POST", WEBHOOK, headers=headers, body=body)
+    else:
+        event = rest_api_event("POST", WEBHOOK, headers=github_headers(body), body=body)
+        event["multiValueHeaders"]["x-forwarded-port"] = ["8443", "443"]
+
+    reply = HttpReply.of(api.handler(event, LambdaContext()))
+
+    assert reply.status == 200, reply.body
+    assert [s["summary"] for s in lab.signals()] == ["#4 behind a CDN"]
+
+
+LAMBDA_RESPONSE_LIMIT = 6_291_556
+"""Bytes of the JSON a synchronous invocation may return: past them Lambda fails the
+invocation ("Response payload size exceeded") and API Gateway answers its bare 500."""
+
+
+async def _store_large_signals(store_url: str, count: int) -> None:
+    from tests.stores.builders import signal_write
+    from ucf.stores import open_store
+    from ucf.stores.models import SignalWrite
+
+    async with open_store(store_url) as store:
+        for number in range(count):
+            base = signal_write(str(number), project_id=PROJECT)
+            raw = {"body": "Grüße aus Köln — " * 10_000}  # a long mail, as email connectors map it
+            await store.signals.ingest(
+                [
+                    SignalWrite(
+                        dedup_key=base.dedup_key,
+                        project_id=PROJECT,
+                        connector_id=CONNECTOR,
+                        signal={**base.signal, "raw": raw},
+                        received_at=base.received_at,
+                    )
+                ]
+            )
+
+
+@pytest.mark.parametrize(
+    ("runtime", "count"), [("AWS_Lambda_python3.12", 40), ("AWS_Lambda_python3.11", 20)]
+)
+def test_an_answer_over_lambdas_response_limit_is_a_clear_error_not_a_failed_invocation(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, runtime: str, count: int
+) -> None:
+    """The runtime writes the response as JSON (raw UTF-8 from python3.12 on, the
+    template's; every non-ASCII character escaped before): a page of long signals passes
+    its 6 MB long before anything else does."""
+    monkeypatch.setenv("AWS_EXECUTION_ENV", runtime)
+    asyncio.run(_store_large_signals(lab.environ["UCF_STORE"], count))
+    event = http_api_event(
+        "GET",
+        f"/api/projects/{PROJECT}/signals",
+        query="limit=50",
+        headers={"authorization": f"Bearer {lab.token}"},
+    )
+
+    response = api.handler(event, LambdaContext())
+    few = lab.call("GET", f"/api/projects/{PROJECT}/signals", query="limit=2")
+
+    ascii_only = runtime.endswith("3.11")
+    assert len(json.dumps(response, ensure_ascii=ascii_only).encode()) <= LAMBDA_RESPONSE_LIMIT
+    reply = HttpReply.of(response)
+    assert reply.status == 400
+    error = reply.json()["error"]
+    assert error["code"] == "response_too_large"
+    assert "limit" in error["message"]
+    assert few.status == 200
+    assert len(few.json()["items"]) == 2
 
 
 def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) -> None:

@@ -12,7 +12,11 @@ from tests.aws.events import LambdaContext, scheduled_event
 from tests.service.delivery_support import Gate
 from ucf.aws.container import Container
 from ucf.aws.handlers import poll_worker, schedule
-from ucf.aws.handlers.poll_worker import STOP_MARGIN_SECONDS, PollWorkerFunction
+from ucf.aws.handlers.poll_worker import (
+    FETCH_MARGIN_SECONDS,
+    STOP_MARGIN_SECONDS,
+    PollWorkerFunction,
+)
 from ucf.aws.polling import PollRequest
 from ucf.fakes.github import GitHubFake
 from ucf.fakes.kit import Fault
@@ -112,6 +116,52 @@ def test_a_poll_near_lambdas_deadline_stops_after_a_stored_page_and_the_next_tic
     assert 0 < after_first_page < len(numbers)
     assert len(numbers) == len(set(numbers)), "the second poll went on from the checkpoint"
     assert len(github.server.requests_to(ISSUES)) == 2  # one first page per poll
+
+
+def test_a_slow_upstream_never_outlasts_the_invocation_nor_takes_its_batch_down(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """A fetch still running when the invocation's time is nearly up is abandoned: Lambda
+    would otherwise cut the whole invocation off, every poll of the batch with it, and
+    SQS would hold all their messages back for the visibility timeout (30 minutes)."""
+    with GitHubFake(datetime.now(UTC)) as slow:
+        lab.connect_github(github, "healthy")
+        lab.connect_github(slow, "slow")
+        slow.server.inject(Fault.slow(40.0), path=ISSUES)
+        schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+        messages = lab.receive()
+        invocation = LambdaContext(timeout_seconds=FETCH_MARGIN_SECONDS + 2.0)
+
+        response = poll_worker.handler(lab.sqs_event(messages), invocation)
+        answered_with = invocation.get_remaining_time_in_millis() / 1000
+
+    status = lab.call("GET", f"/api/projects/slow/instances/{CONNECTOR}/status").json()
+    assert len(messages) == 2
+    assert answered_with > 0, "Lambda would have cut the invocation off"
+    assert response == {"batchItemFailures": []}
+    assert polled_issue_signals(lab, "healthy") > 0
+    assert status["consecutiveFailures"] == 1
+    assert "the time its invocation has left" in status["lastError"]
+
+
+def test_a_poll_whose_turn_comes_with_no_time_left_is_left_due_not_failed(
+    lab: Lab, github: GitHubFake
+) -> None:
+    lab.connect_github(github)
+    now = datetime.now(UTC)
+    schedule.handler(scheduled_event(now), LambdaContext())
+    messages = lab.receive()
+
+    late = LambdaContext(timeout_seconds=FETCH_MARGIN_SECONDS / 2)
+    response = poll_worker.handler(lab.sqs_event(messages), late)
+    lab.settle(messages, response)
+    status = lab.call("GET", f"/api/projects/{PROJECT}/instances/{CONNECTOR}/status").json()
+    next_tick = schedule.handler(scheduled_event(now + timedelta(minutes=1)), LambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    assert github.server.requests_to(ISSUES) == []
+    assert status["consecutiveFailures"] == 0, "no time to poll is not the upstream's failure"
+    assert next_tick["due"] == 1
 
 
 def wait_for(condition: Any, what: str, within: float = 20.0) -> None:

@@ -23,10 +23,12 @@ import pytest
 import pytest_asyncio
 
 from tests.store_gates import AnswerLate
-from ucf.fakes import FakeServer, Fault
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer, Fault
+from ucf.fakes.kit import CallNext
 from ucf.runtime.http import HttpSettings
 from ucf.service.context import UcfContext
 from ucf.service.delivery import (
+    SINKS,
     Backoff,
     DeliveryFailed,
     DeliveryWorker,
@@ -489,6 +491,50 @@ async def test_a_redirect_is_a_failed_delivery_not_a_lost_batch(
     assert worker.stats.last_error is not None
     assert "302" in worker.stats.last_error
     assert (await outbox_lag(http_context))["http"].pending == 1
+
+
+def _accepted_then(answer: FakeResponse) -> Fault:
+    """The pipeline takes the batch (it is recorded), then answers with ``answer``'s
+    status, headers and body."""
+
+    class AcceptedThen(Fault):
+        name = "accepted_then"
+
+        async def apply(self, request: FakeRequest, call_next: CallNext) -> FakeResponse:
+            await call_next()
+            return answer
+
+    return AcceptedThen()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        FakeResponse(200, {"Content-Type": "application/json"}, b'{"ok": tr', declared_length=64),
+        FakeResponse(200, {"Content-Encoding": "gzip"}, b'{"ok": true} is not gzip'),
+        FakeResponse(
+            202, {"Content-Type": "text/plain"}, b"x" * (80 * 1024), declared_length=11 * 1024**2
+        ),
+        FakeResponse(200, {"Content-Type": "text/plain"}, iter(lambda: b"taken, " * 1024, None)),
+    ],
+    ids=["cut short", "not its content-encoding", "declared over the size cap", "endless"],
+)
+async def test_a_2xx_answer_is_a_delivery_whatever_its_body_says(
+    http_context: UcfContext, pipeline: Pipeline, answer: FakeResponse
+) -> None:
+    """docs/pipeline.md: "Answer 2xx once you have durably taken the batch". The status is
+    the answer; a body ucf cannot read must not make it send the batch again, and again."""
+    ingested = [await ingest_one(http_context, mapped("github-issues", "p1", n)) for n in range(3)]
+    pipeline.server.inject(_accepted_then(answer), path="/signals")
+    async with SINKS["http"](http_context.settings) as sink:
+        worker = DeliveryWorker(http_context, "http", sink, lease=timedelta(seconds=4))
+        delivered = await worker.run_once()
+
+    assert worker.stats.last_error is None
+    assert delivered == 3
+    assert pipeline.signal_ids() == ingested
+    assert len(pipeline.server.requests_to("/signals")) == 1, "sent again after a 2xx"
+    assert (await outbox_lag(http_context))["http"].pending == 0
 
 
 async def test_the_jsonl_file_holds_every_signal_once_per_line_in_order(tmp_path: Path) -> None:

@@ -149,6 +149,19 @@ async def test_query_filters_by_source_type_and_time_range(store: Store) -> None
     assert await raws(window) == ["3", "2"], "since is inclusive, until exclusive"
 
 
+async def test_a_time_range_that_ends_before_it_starts_is_empty(store: Store) -> None:
+    """``?since=`` after ``?until=`` is a user's slip, not a store failure (DynamoDB refuses
+    a BETWEEN whose bounds are reversed: it was the API's 500)."""
+    await store.signals.ingest([signal_write("1", at=T0)])
+
+    backwards = SignalQuery(since=T0 + minutes(1), until=T0 - minutes(1))
+    page = await store.signals.query("p1", backwards)
+    anchored = await store.signals.query("p1", SignalQuery(since=T0 + minutes(1), until=T0))
+
+    assert (page.items, page.next_cursor) == ((), None)
+    assert (anchored.items, anchored.next_cursor) == ((), None)
+
+
 async def test_a_cursor_that_was_not_issued_is_rejected(store: Store) -> None:
     with pytest.raises(InvalidCursor):
         await store.signals.query("p1", cursor="not-a-cursor!!")

@@ -253,8 +253,12 @@ async def poll_messages(
     *,
     worker_id: str,
     stop: asyncio.Event | None = None,
+    fetch_until: float | None = None,
 ) -> BatchOutcome:
     """Poll the instance of each ``(message id, body)`` once, at most a few at a time.
+
+    ``fetch_until`` (the event loop's time) ends every poll's fetching by then
+    (:func:`ucf.service.poll.poll_instance`): the invocation's deadline.
 
     A message fails (and SQS redelivers it, then dead-letters it) only when
     ucf itself failed: a store error, a corrupt secret, a body that is not a
@@ -278,8 +282,17 @@ async def poll_messages(
 
     async def poll(request: PollRequest, message_ids: list[str]) -> None:
         async with slots:
+            if fetch_until is not None and asyncio.get_running_loop().time() >= fetch_until:
+                # Its turn came with no time left to fetch: not the upstream's failure.
+                # The instance stays due, and the next tick polls it.
+                log.info(
+                    "skipped %s/%s: no time left in this invocation",
+                    request.project_id,
+                    request.connector_id,
+                )
+                return
             try:
-                result = await _poll_if_due(context, request, policy, worker_id, stop)
+                result = await _poll_if_due(context, request, policy, worker_id, stop, fetch_until)
             except Exception:
                 log.exception(
                     "poll of %s/%s failed inside ucf; the message will be redelivered",
@@ -302,6 +315,7 @@ async def _poll_if_due(
     policy: SchedulePolicy,
     worker_id: str,
     stop: asyncio.Event | None,
+    fetch_until: float | None = None,
 ) -> PollResult | None:
     from ucf.service.errors import NotFoundError
     from ucf.service.poll import poll_instance
@@ -328,6 +342,7 @@ async def _poll_if_due(
             lease_ttl=policy.lease_ttl,
             should_poll=still_due,
             connector=connector,
+            fetch_until=fetch_until,
         )
     except NotFoundError:  # disconnected since the schedule saw it
         log.info("skipped %s/%s: no such instance", request.project_id, request.connector_id)

@@ -284,8 +284,10 @@ DEFAULT_INJECTION_RULES: tuple[InjectionRule, ...] = (
 class SanitiserPolicy:
     """The bounds and rule sets one sanitiser applies.
 
-    The raw bounds keep a record well inside DynamoDB's 400 KB item limit and
-    the work per signal linear in a bounded size, whatever the payload does.
+    The raw bounds keep the work per signal linear in a bounded size, whatever
+    the payload does. They count characters, not bytes: 200 000 characters of
+    CJK text are 600 KB, more than a DynamoDB item holds, and the ingest cuts
+    such a signal's raw further (:class:`~ucf.service.ingest.SignalIngestor`).
     """
 
     max_summary_chars: int = SUMMARY_MAX_CHARS

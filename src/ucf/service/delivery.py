@@ -704,6 +704,58 @@ class DeliveryWorker:
 
 SinkFactory = Callable[[Settings], AbstractAsyncContextManager[Sink]]
 
+_ACCEPTED_BODY_BYTES: Final = 64 * 1024
+_ACCEPTED_BODY_SECONDS: Final = 1.0
+_BODY_FRAMING: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class _StatusIsTheAnswer(httpx.AsyncBaseTransport):
+    """A 2xx from the pipeline means it took the batch (docs/pipeline.md), whatever follows.
+
+    Under it, the capped, decoding transport would read the body of that answer
+    and turn one it cannot read (cut short, not its ``Content-Encoding``, over
+    the size cap, endless) into a failure: the batch, already taken, would be
+    sent again at every retry, and the queue behind it would never move. So a
+    2xx's body is only drained, raw and briefly (a small one frees the
+    connection for the next batch), and handed up empty. Other answers pass
+    through untouched: they are read and classified as before.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if not 200 <= response.status_code < 300:
+            return response
+        try:
+            async with asyncio.timeout(_ACCEPTED_BODY_SECONDS):
+                drained = 0
+                assert isinstance(response.stream, httpx.AsyncByteStream)
+                async for chunk in response.stream:
+                    drained += len(chunk)
+                    if drained > _ACCEPTED_BODY_BYTES:
+                        break
+        except (httpx.TransportError, TimeoutError):
+            pass  # the answer was given: what is left of it does not matter
+        finally:
+            await response.aclose()
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _BODY_FRAMING
+        ]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=b"",
+            extensions=response.extensions,
+            request=request,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
 
 @contextlib.asynccontextmanager
 async def _jsonl_sink(settings: Settings) -> AsyncIterator[Sink]:
@@ -720,7 +772,7 @@ async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
     http = sink_http_settings(settings.http)
     # The CA bundle loads while the first batch is read from the store (ucf.runtime.trust).
     transport = BackgroundTrustTransport(trust_env=False)
-    capped = CappedTransport(transport, http.max_response_bytes)
+    capped = CappedTransport(_StatusIsTheAnswer(transport), http.max_response_bytes)
     async with httpx.AsyncClient(
         transport=capped,  # the same bounded decoding and size cap as every upstream call
         timeout=http.timeout(),

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
 from ucf.core.mapping import MappedSignal
 from ucf.core.records import datarecord
 from ucf.core.sanitiser import Sanitiser
-from ucf.stores.models import CheckpointMove, SignalWrite
+from ucf.stores.errors import SignalTooLarge
+from ucf.stores.models import CheckpointMove, IngestResult, SignalWrite
 from ucf.stores.protocols import SignalStore
+
+log = logging.getLogger("ucf.ingest")
 
 
 @datarecord
@@ -34,6 +39,10 @@ YIELD_EVERY: Final = 256
 """Signals sanitised between two turns of the event loop (a few milliseconds' work)."""
 STORE_SLICE: Final = 1000
 """Signals stored in one transaction of a large batch (tens of milliseconds of SQLite)."""
+SMALLER_RAW: Final = (0.8, 0.2, 0.0)
+"""Shares of the ``raw`` budget that would fit, tried in turn for a signal too large for the
+store (0.0: the first of ``raw``'s members only; every pass cuts with its ``truncated``
+note)."""
 
 
 class SignalIngestor:
@@ -106,9 +115,10 @@ class SignalIngestor:
         moved: bool | None = None
         if len(mapped) <= YIELD_EVERY:
             writes = self._writes(mapped, project_id, connector_id, received_at)
-            stored = await self._signals.ingest(writes, sinks=self.sinks, checkpoint=checkpoint)
-            inserted += stored.inserted
-            moved = stored.checkpoint_moved
+            stored = await self._store(mapped, writes, checkpoint)
+            writes = stored.writes
+            inserted += stored.result.inserted
+            moved = stored.result.checkpoint_moved
         else:
             writes = []
             for start in range(0, len(mapped), YIELD_EVERY):
@@ -118,13 +128,13 @@ class SignalIngestor:
                 await asyncio.sleep(0)  # let the gateway and /healthz have the loop
             for start in range(0, len(writes), STORE_SLICE):
                 last = start + STORE_SLICE >= len(writes)
-                stored = await self._signals.ingest(
-                    writes[start : start + STORE_SLICE],
-                    sinks=self.sinks,
-                    checkpoint=checkpoint if last else None,
+                stop = start + STORE_SLICE
+                stored = await self._store(
+                    mapped[start:stop], writes[start:stop], checkpoint if last else None
                 )
-                inserted += stored.inserted
-                moved = stored.checkpoint_moved
+                writes[start:stop] = stored.writes
+                inserted += stored.result.inserted
+                moved = stored.result.checkpoint_moved
         inserted_ids = tuple(
             write.signal_id for write, new in zip(writes, inserted, strict=True) if new
         )
@@ -137,3 +147,77 @@ class SignalIngestor:
             inserted_ids=inserted_ids,
             checkpoint_moved=moved,
         )
+
+    async def _store(
+        self,
+        mapped: Sequence[MappedSignal],
+        writes: list[SignalWrite],
+        checkpoint: CheckpointMove | None,
+    ) -> _Stored:
+        """Store ``writes`` (sanitised from ``mapped``, one for one); a signal the store
+        refuses as too large is sanitised again with less of its ``raw``, until it fits.
+
+        The sanitiser bounds ``raw`` in characters, and a store counts bytes (DynamoDB:
+        400 KB an item): 200 000 characters of CJK text, emoji or escaped quotes are
+        two to four times as many bytes. Refused, the whole page would be refused at
+        every poll, and the instance would never get past it. The store refuses
+        before writing anything, so trying again is safe; the signal keeps its id,
+        summary and metadata, and says in its notes what was cut.
+        """
+        tries: dict[int, Iterator[float]] = {}  # per refused signal: the shares left
+        while True:
+            try:
+                result = await self._signals.ingest(writes, sinks=self.sinks, checkpoint=checkpoint)
+            except SignalTooLarge as error:
+                index = next(
+                    (i for i, w in enumerate(writes) if w.signal_id == error.signal_id), None
+                )
+                share = (
+                    None
+                    if index is None
+                    else next(tries.setdefault(index, iter(SMALLER_RAW)), None)
+                )
+                if index is None or share is None:
+                    raise
+                writes[index] = self._smaller(mapped[index], writes[index], error, share)
+                continue
+            return _Stored(writes, result)
+
+    def _smaller(
+        self, item: MappedSignal, write: SignalWrite, error: SignalTooLarge, share: float
+    ) -> SignalWrite:
+        """``item`` sanitised again, its ``raw`` bounded to ``share`` of what would fit."""
+        policy = self._sanitiser.policy
+        fits = policy.max_raw_total_chars * error.limit / error.size
+        budget = max(1, int(fits * share))
+        smaller = Sanitiser(
+            replace(
+                policy,
+                max_raw_total_chars=budget,
+                max_raw_items=max(1, min(policy.max_raw_items, budget)),
+            )
+        )
+        log.warning(
+            "signal %s is %d bytes as JSON, more than the store keeps (%d): stored with "
+            "its raw cut to %d characters",
+            write.signal_id,
+            error.size,
+            error.limit,
+            budget,
+        )
+        [wire] = smaller.sanitise_wires([item.wire])
+        [again] = SignalWrite.batch(
+            [wire],
+            [item.dedup_key],
+            project_id=write.project_id,
+            connector_id=write.connector_id,
+            received_at=write.received_at,
+        )
+        return again
+
+
+@datarecord
+class _Stored:
+    writes: list[SignalWrite]
+    """The writes as stored (a signal too large for the store with less of its raw)."""
+    result: IngestResult

@@ -600,7 +600,7 @@ class PollDeadlineExceeded(UpstreamUnavailable):
 
 
 async def fetch_ahead(
-    pages: AsyncIterator[Page], *, deadline: float | None = None
+    pages: AsyncIterator[Page], *, deadline: float | None = None, limit: str = "UCF_POLL_TIMEOUT"
 ) -> AsyncGenerator[Page, None]:
     """``pages``, with the next one fetched while the current one is being stored.
 
@@ -614,6 +614,7 @@ async def fetch_ahead(
     flight is abandoned and :class:`PollDeadlineExceeded` follows the pages
     already fetched. Only fetching is cancelled, never a store write, so a
     slow upstream cannot hold the poll's slot and cannot leave half a page stored.
+    ``limit`` names what set the deadline, for the error.
     """
     queue: asyncio.Queue[Page | Exception | None] = asyncio.Queue(maxsize=1)
 
@@ -629,7 +630,7 @@ async def fetch_ahead(
         except Exception as error:  # handed to the consumer, in order
             if isinstance(error, TimeoutError) and scope.expired():
                 error = PollDeadlineExceeded(
-                    f"poll stopped at its {deadline:g} s deadline (UCF_POLL_TIMEOUT) after"
+                    f"poll stopped at its {deadline:g} s deadline ({limit}) after"
                     f" {fetched} page(s); stored pages are kept and the next poll goes on"
                     " from the checkpoint"
                 )
@@ -747,11 +748,14 @@ async def _run(
     on_page: PageHook | None,
     started: float,
     checkpoint: Checkpoint | None = None,
+    fetch_until: float | None = None,
 ) -> PollResult:
     """The page loop, under a held lease: ingest, then CAS, page after page.
 
     ``checkpoint`` is the stored one when the caller read it under this lease
     (beside the credentials: :func:`poll_instance`); otherwise it is read here.
+    ``fetch_until`` (the event loop's time) ends the fetching sooner than
+    ``UCF_POLL_TIMEOUT`` would (:func:`poll_instance`).
     """
     store = context.store
     project_id, connector_id = job.project_id, job.connector_id
@@ -815,7 +819,14 @@ async def _run(
 
         try:
             deadline = context.settings.poll_timeout.total_seconds()
-            async with contextlib.aclosing(fetch_ahead(fetched, deadline=deadline)) as pages:
+            limit = "UCF_POLL_TIMEOUT"
+            if fetch_until is not None:
+                left = max(fetch_until - asyncio.get_running_loop().time(), 0.0)
+                if left < deadline:
+                    deadline, limit = left, "the time its invocation has left"
+            async with contextlib.aclosing(
+                fetch_ahead(fetched, deadline=deadline, limit=limit)
+            ) as pages:
                 async for page in pages:
                     received = context.clock()
                     mapped = await normalise_in_slices(source, page.items, project_id, received)
@@ -928,6 +939,7 @@ async def poll_instance(
     lease_ttl: timedelta = DEFAULT_LEASE_TTL,
     should_poll: Callable[[InstanceRecord], bool] | None = None,
     connector: Connector | None = None,
+    fetch_until: float | None = None,
 ) -> PollResult:
     """Poll one configured instance, store its new signals, advance its checkpoint.
 
@@ -938,6 +950,9 @@ async def poll_instance(
     the instance's, when the caller has just read it to decide what is due (the
     scheduler, the AWS poll worker): it is not read again, here nor for the
     credentials (on AWS two GetItems fewer per poll: ``bench/coldstart.py``).
+    ``fetch_until`` (the event loop's time) is when fetching must be over whatever
+    ``UCF_POLL_TIMEOUT`` says: a Lambda's deadline, which a slow upstream must not
+    outlast (the whole invocation would be cut off, every poll of its batch with it).
     """
     started = time.perf_counter()
     owner = owner or default_worker_id()
@@ -977,6 +992,7 @@ async def poll_instance(
             on_page=on_page,
             started=started,
             checkpoint=checkpoint,
+            fetch_until=fetch_until,
         )
         health = await _record_health(context, result, policy)
     return _with_health(result, health)

@@ -28,6 +28,21 @@ class InvalidRecord(StoreError, ValueError):
     """The caller handed the store something it cannot keep (wrong ids, not JSON)."""
 
 
+class SignalTooLarge(InvalidRecord):
+    """A signal bigger, as JSON, than the store can keep in one record (DynamoDB: 400 KB).
+
+    Raised before anything of its batch is written; ``signal_id`` names it, ``size``
+    and ``limit`` are bytes of its JSON, so the caller can store it with less of its
+    ``raw`` (:class:`~ucf.service.ingest.SignalIngestor` does).
+    """
+
+    def __init__(self, problem: str, fix: str, *, signal_id: str, size: int, limit: int) -> None:
+        super().__init__(problem, fix)
+        self.signal_id = signal_id
+        self.size = size
+        self.limit = limit
+
+
 class InvalidCursor(StoreError, ValueError):
     """A pagination cursor that this store did not issue, or that was tampered with."""
 

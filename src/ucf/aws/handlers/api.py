@@ -27,10 +27,13 @@ everything else.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
+import re
 import secrets
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ucf.aws.container import Container
 
@@ -60,7 +63,8 @@ class ApiFunction:
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         adapter = self.container.run(self._adapter)
-        return self.container.call(adapter, event, context)
+        response = self.container.call(adapter, _forwarded_port_readable(event), context)
+        return _within_response_limit(response)
 
     @property
     def app(self) -> UcfApp | None:
@@ -119,6 +123,10 @@ class ApiFunction:
             return app
 
         stack.callback(self._forget)
+        # Mangum logs "METHOD path status" for every request at INFO, and the path of a
+        # delivery ends in the instance's hook id, as secret as a credential; ucf's own
+        # access line names the route template instead. Its errors (WARNING and up) stay.
+        logging.getLogger("mangum.http").setLevel(logging.WARNING)
         log.info("api: started (cold start)")
         return Mangum(
             FrontDoor(WebhookFront(lambda: state), management_app),
@@ -128,6 +136,85 @@ class ApiFunction:
 
     def _forget(self) -> None:
         self._app = None
+
+
+RESPONSE_LIMIT_BYTES: Final = 6_291_556
+"""The JSON a synchronous invocation may return ("Response payload size exceeded maximum
+allowed payload size (6291556 bytes)"): past it Lambda fails the invocation, and API
+Gateway answers its bare 500 with nothing to say why."""
+
+
+def _within_response_limit(response: dict[str, Any]) -> dict[str, Any]:
+    """``response``, or a JSON 400 saying to ask for less when Lambda could not return it.
+
+    Only a body that could pass the limit (12 bytes a character, a character
+    beyond the BMP escaped) is measured; every other answer is left untouched.
+    """
+    body = response.get("body")
+    if not isinstance(body, str) or len(body) * 12 < RESPONSE_LIMIT_BYTES:
+        return response
+    size = _returned_size(response)
+    if size <= RESPONSE_LIMIT_BYTES:
+        return response
+    log.warning("answered 400: the response was %d bytes, over Lambda's limit", size)
+    from ucf.web.refusals import error_json
+
+    message = (
+        f"the answer is {size / 1e6:.1f} MB as Lambda returns it, over the "
+        f"{RESPONSE_LIMIT_BYTES / 1e6:.1f} MB a function may return; ask for less "
+        "(a smaller limit)"
+    )
+    return {
+        "statusCode": 400,
+        "headers": {"content-type": "application/json"},
+        "body": error_json("response_too_large", message).decode(),
+        "isBase64Encoded": False,
+        **({"multiValueHeaders": {}} if "multiValueHeaders" in response else {}),
+    }
+
+
+def _returned_size(response: dict[str, Any]) -> int:
+    """Bytes of ``response`` as the Python runtime writes it: raw UTF-8 on python3.12 and
+    later, every non-ASCII character escaped (6 bytes, 12 beyond the BMP) before
+    (awslambdaric's marshaller, by ``AWS_EXECUTION_ENV``)."""
+    runtime = os.environ.get("AWS_EXECUTION_ENV", "").removeprefix("AWS_Lambda_python")
+    major, _, minor = runtime.partition(".")
+    raw = major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= (3, 12)
+    return len(json.dumps(response, ensure_ascii=not raw).encode())
+
+
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _forwarded_port_readable(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with an ``X-Forwarded-Port`` Mangum can read (one number), or without one.
+
+    Mangum reads the header as a single integer for the ASGI ``server`` and fails
+    the whole invocation on anything else, while proxies append to it: a CDN in front
+    of API Gateway makes it ``443,443`` (payload 2.0 joins repeated headers with
+    commas; 1.0 lists them in ``multiValueHeaders``). The last port is the nearest
+    proxy's; a value with none is dropped (Mangum then assumes 80). ucf builds URLs
+    from ``Host`` and uses ``server`` only without one, so nothing else changes.
+    """
+    fixed: dict[str, Any] | None = None
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field)
+        if not isinstance(headers, dict):
+            continue
+        for name, value in headers.items():
+            if name.lower() != "x-forwarded-port":
+                continue
+            values = value if isinstance(value, list) else [value]
+            items = [part.strip() for v in values if isinstance(v, str) for part in v.split(",")]
+            port = next((part for part in reversed(items) if _PORT.fullmatch(part)), None)
+            readable: Any = None if port is None else [port] if isinstance(value, list) else port
+            if readable == value:
+                continue
+            if fixed is None:
+                fixed = dict(event)
+            kept = {key: item for key, item in fixed[field].items() if key != name}
+            fixed[field] = kept if readable is None else {**kept, name: readable}
+    return event if fixed is None else fixed
 
 
 FUNCTION = ApiFunction(Container("api"))

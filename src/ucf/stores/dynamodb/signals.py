@@ -40,7 +40,7 @@ from ucf.core.records import datarecord
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
 from ucf.stores.dynamodb.table import GSI2
-from ucf.stores.errors import InvalidCursor, InvalidRecord
+from ucf.stores.errors import InvalidCursor, SignalTooLarge
 from ucf.stores.models import (
     CheckpointMove,
     IngestResult,
@@ -92,14 +92,18 @@ class _Record:
     ) -> _Record:
         received_ms = epoch_ms(write.received_at)
         body = dump_signal(dict(write.signal), signal_id=write.signal_id)
-        if len(body.encode()) > MAX_SIGNAL_BYTES:
+        size = len(body.encode())
+        if size > MAX_SIGNAL_BYTES:
             # Refused before anything is written: a commit whose derived items could
             # never be stored would stay pending for ever.
-            raise InvalidRecord(
-                f"signal {write.signal_id} is {len(body.encode()) // 1024} KiB as JSON; "
+            raise SignalTooLarge(
+                f"signal {write.signal_id} is {size // 1024} KiB as JSON; "
                 f"DynamoDB items hold at most 400 KB, so ucf stores signals up to "
                 f"{MAX_SIGNAL_BYTES // 1024} KiB",
                 "trim the raw payload in the connector's mapping",
+                signal_id=write.signal_id,
+                size=size,
+                limit=MAX_SIGNAL_BYTES,
             )
         return cls(
             dedup_key=write.dedup_key,
@@ -425,6 +429,8 @@ class DynamoSignalStore:
                 return SignalPage((), None)
             if after < high:
                 params["ExclusiveStartKey"] = k.key(k.signals_pk(project_id), after)
+        if high < low:  # ``until`` before ``since``: nothing, where DynamoDB refuses the BETWEEN
+            return SignalPage((), None)
         found: list[Item] = []
         while len(found) <= limit:
             page = await self._db.call("query", TableName=self._db.table, **params)
