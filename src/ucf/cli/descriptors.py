@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ucf.cli.errors import fail, read_json_file
+from ucf.cli.invocation import ucf_command
 
 if TYPE_CHECKING:  # imported where used: `ucf --help` need not load the descriptor models
     from ucf.core.descriptor import ConnectorDescriptor
@@ -275,7 +276,7 @@ def new(
         target.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as error:
         raise fail(f"cannot write {target}: {error.strerror or error}") from None
-    typer.echo(f"wrote {target}; next: ucf connectors validate {target}", err=True)
+    typer.echo(f"wrote {target}; next: {ucf_command()} connectors validate {target}", err=True)
 
 
 @connectors_app.command("docs")
