@@ -28,7 +28,7 @@ import httpx
 from ucf.core.descriptor_view import ConnectorView, connector_view
 from ucf.core.mapping import CompiledMapping, MappingResult, compile_mapping
 from ucf.core.records import datarecord
-from ucf.core.template import compile_template
+from ucf.core.template import compile_template, render_url
 from ucf.runtime.http import (
     UNAVAILABLE_STATUSES,
     AttemptTimedOut,
@@ -51,7 +51,6 @@ from ucf.runtime.polling import (
     PollPlan,
     RateGate,
     resolve_config,
-    url_escape,
 )
 from ucf.runtime.response_errors import ResponseErrorCheck, classifier_for
 from ucf.runtime.ssrf import EgressDenied
@@ -277,7 +276,7 @@ class HealthCheckPlan:
         def resolve(name: str) -> str | None:
             return config.get(name.removeprefix("config."))
 
-        text = self._endpoint.render(resolve, url_escape)
+        text = render_url(self._endpoint, resolve)
         try:
             url = httpx.URL(text)
         except httpx.InvalidURL:
