@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import socket
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -204,6 +205,23 @@ async def test_health_check_gives_up_at_its_own_timeout(
     assert result.error is not None
     assert "no answer within 300 ms" in result.error
     assert 250 <= result.latency_ms < 1500
+
+
+async def test_a_check_that_cannot_connect_says_why_as_a_poll_does(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """Not ``connection failed (ConnectError)``: the system's reason, as ``ucf poll`` gives it."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    desc = descriptor()
+    ctx = context(client, server, desc)
+    ctx = SourceContext(
+        client=client, auth=ctx.auth, config={"baseUrl": f"http://127.0.0.1:{port}"}
+    )
+    result = await GenericSource(desc).health_check(ctx)
+    assert (result.ok, result.failure) == (False, "unavailable")
+    assert result.error == f"GET 127.0.0.1:{port}/ping: could not connect (Connection refused)"
 
 
 async def test_health_check_obeys_the_ssrf_guard(

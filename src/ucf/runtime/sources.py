@@ -40,6 +40,7 @@ from ucf.runtime.http import (
     describe,
     fetch,
     status_said,
+    transport_failure_message,
 )
 from ucf.runtime.native_errors import NativeLoadError
 from ucf.runtime.poll_schedule import PollSchedule, declared_schedule
@@ -340,7 +341,7 @@ class HealthCheckPlan:
             message = f"{describe(request)}: no answer within {check.timeout_ms} ms"
             return _unhealthy(message, latency_ms=elapsed_ms(), failure="unavailable")
         except httpx.TransportError as error:
-            message = f"{describe(request)}: connection failed ({type(error).__name__})"
+            message = transport_failure_message(request, error)
             return _unhealthy(message, latency_ms=elapsed_ms(), failure="unavailable")
         latency = elapsed_ms()
         status = response.status_code
