@@ -219,6 +219,19 @@ def test_connectors_new_writes_a_template_that_validates_and_maps(tmp_path: Path
     assert "exists; pass --force" in again.stderr
 
 
+def test_connectors_new_from_a_native_connector_says_the_copy_has_no_code(tmp_path: Path) -> None:
+    """A copy of Jira validates and registers, then every poll fails: say so when it is made."""
+    target = tmp_path / "my-jira.json"
+    result = ucf("connectors", "new", "my-jira", "--from", "jira", "--out", str(target))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(target.read_text())["kind"] == "native"
+    assert "note: jira is a native connector" in result.stderr
+    assert "until a package with that entry point is installed" in result.stderr
+    generic = ucf("connectors", "new", "my-issues", "--from", "github-issues",
+                  "--out", str(tmp_path / "my-issues.json"))  # fmt: skip
+    assert "note:" not in generic.stderr
+
+
 def test_connectors_new_from_a_builtin_copies_it_under_the_new_id(tmp_path: Path) -> None:
     target = tmp_path / "copy.json"
     result = ucf("connectors", "new", "my-issues", "--from", "github-issues", "--out", str(target))

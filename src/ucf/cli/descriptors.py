@@ -257,6 +257,7 @@ def new(
             f"{connector_id!r} is not a connector id: use lowercase letters, digits and single "
             "dashes, e.g. 'acme-tickets'"
         )
+    native_of: object = None  # the id of the native connector copied, if one was
     if from_id is None:
         data = starter_descriptor(connector_id)
     else:
@@ -269,6 +270,8 @@ def new(
             if not isinstance(source, dict):
                 raise fail(f"{from_id} is not a descriptor (a JSON object)")
         data = copy_descriptor(source, connector_id)
+        if source.get("kind") == "native":
+            native_of = source.get("id")
     target = out or Path(f"{connector_id}.json")
     if target.exists() and not force:
         raise fail(f"{target} exists; pass --force to overwrite it")
@@ -277,6 +280,16 @@ def new(
     except OSError as error:
         raise fail(f"cannot write {target}: {error.strerror or error}") from None
     typer.echo(f"wrote {target}; next: {ucf_command()} connectors validate {target}", err=True)
+    if native_of is not None:
+        typer.echo(
+            f"note: {native_of} is a native connector: its polls and mapping are code in the "
+            f"package that provides {native_of!r}, which nothing provides for "
+            f"{connector_id!r}; the copy lists in the catalogue but cannot poll or take "
+            "webhooks until a package with that entry point is installed "
+            "(docs/writing-a-native-connector.md). To change a connector without code, "
+            "start from a descriptor connector (--from github-issues) or the blank template.",
+            err=True,
+        )
 
 
 @connectors_app.command("docs")
