@@ -162,7 +162,7 @@ def test_map_by_builtin_id_and_explicit_modes(tmp_path: Path) -> None:
     assert "exclude each other" in both.stderr
     unknown = ucf("map", "--descriptor", "no-such-connector", "--sample", str(sample))
     assert unknown.returncode != 0
-    assert "cannot read descriptor no-such-connector" in unknown.stderr
+    assert "no built-in or installed connector 'no-such-connector'" in unknown.stderr
 
 
 def test_map_prints_what_the_store_would_receive_sanitised(tmp_path: Path) -> None:
@@ -194,7 +194,7 @@ def test_validate_takes_built_in_and_native_ids_as_well_as_files() -> None:
     assert "slack: ok — slack v" in result.stdout
     missing = ucf("connectors", "validate", "no-such-connector")
     assert missing.returncode != 0
-    assert "cannot read descriptor no-such-connector" in missing.stderr
+    assert "no built-in or installed connector 'no-such-connector'" in missing.stderr
 
 
 def test_connectors_new_writes_a_template_that_validates_and_maps(tmp_path: Path) -> None:
@@ -217,6 +217,24 @@ def test_connectors_new_writes_a_template_that_validates_and_maps(tmp_path: Path
     again = ucf("connectors", "new", "acme-tickets", "--out", str(target))
     assert again.returncode == 2
     assert "exists; pass --force" in again.stderr
+
+
+def test_a_descriptor_name_that_is_neither_a_file_nor_a_connector_lists_the_ids(
+    tmp_path: Path,
+) -> None:
+    """``--descriptor jria``: a connector id typed wrong, not a path to look for."""
+    result = subprocess.run(
+        [UCF, "check", "--descriptor", "jria"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: no descriptor file jria and no built-in or installed connector 'jria'; "
+        "connector ids here: asana, confluence,"
+    )
+    assert "jira" in result.stderr
+    missing_file = ucf("map", "--descriptor", str(tmp_path / "acme.json"), "--sample", "x.json")
+    assert "cannot read descriptor" in missing_file.stderr  # a path stays a path
 
 
 def test_connectors_new_from_a_native_connector_says_the_copy_has_no_code(tmp_path: Path) -> None:

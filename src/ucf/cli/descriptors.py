@@ -45,9 +45,25 @@ def builtin_descriptor(connector_id: str) -> dict[str, Any] | None:
 
 
 def descriptor_data(path: Path) -> Any:
-    """A descriptor file's JSON, or a built-in connector's when ``path`` names its id."""
-    builtin = None if path.exists() or path.suffix else builtin_descriptor(str(path))
-    return builtin if builtin is not None else read_json_file(path, "descriptor")
+    """A descriptor file's JSON, or a built-in connector's when ``path`` names its id.
+
+    A bare name that is neither says both, with the ids there are: "No such file"
+    alone reads as a wrong path to someone who typed a connector id (a misspelt
+    one, or a native package's that is not installed in this environment).
+    """
+    if path.exists() or path.suffix or len(path.parts) != 1:
+        return read_json_file(path, "descriptor")
+    builtin = builtin_descriptor(str(path))
+    if builtin is not None:
+        return builtin
+    from ucf.catalogue import builtin_descriptors
+    from ucf.runtime.native import installed_descriptors
+
+    known = sorted({str(d.get("id")) for d in [*builtin_descriptors(), *installed_descriptors()]})
+    raise fail(
+        f"no descriptor file {path} and no built-in or installed connector {str(path)!r}; "
+        f"connector ids here: {', '.join(known)}"
+    )
 
 
 def load_descriptor(path: Path) -> ConnectorDescriptor:
