@@ -146,6 +146,25 @@ def test_map_reads_a_webhook_payload_with_webhook_even_without_headers(tmp_path:
     assert "add --webhook" in guessed.stderr
 
 
+def test_map_says_a_guessed_poll_read_may_be_wrong_when_every_item_failed() -> None:
+    """The guide's GitLab Issue Hook without --webhook: one item, no id at the top level."""
+    guessed = ucf(
+        "map", "--descriptor", str(ROOT / "examples/gitlab-issues.json"),
+        "--sample", str(ROOT / "examples/gitlab-issue-hook.json"),
+    )  # fmt: skip
+    assert guessed.returncode == 1
+    assert "item 0: no id at $.id" in guessed.stderr
+    assert (
+        "note: the sample was read as a poll response and none of its items mapped; "
+        "if it is a webhook delivery, add --webhook"
+    ) in guessed.stderr
+    told = ucf(
+        "map", "--descriptor", str(ROOT / "examples/gitlab-issues.json"),
+        "--sample", str(ROOT / "examples/gitlab-issue-hook.json"), "--poll",
+    )  # fmt: skip
+    assert "note:" not in told.stderr  # the mode was given, not guessed
+
+
 def test_map_by_builtin_id_and_explicit_modes(tmp_path: Path) -> None:
     sample = tmp_path / "issues.json"
     sample.write_text(
