@@ -15,20 +15,28 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def ucf_command(*, path: str | None = None, cwd: Path | None = None) -> str:
-    """``ucf`` when the shell's ``PATH`` finds this installation's script, else its path.
+def ucf_command(*, environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
+    """``ucf`` when the user's shell finds this installation's script, else its path.
 
-    ``path`` stands for ``$PATH`` (default: the process's own); the path is made
-    relative to ``cwd`` (default: the working directory) when the script is
-    under it (``.venv/bin/ucf``), absolute otherwise, and quoted for a shell.
+    The shell's ``PATH`` is ``environ``'s (default: the process's own), except
+    under ``uv run`` (``make serve``, ``make sandbox``), which put the
+    environment's ``bin`` first for this process only: the user's shell does not
+    have it there. The path is made relative to ``cwd`` (default: the working
+    directory) when the script is under it (``.venv/bin/ucf``), absolute
+    otherwise, and quoted for a shell.
     """
+    env = os.environ if environ is None else environ
     own = Path(sys.executable).parent / "ucf"
     if not own.is_file():  # run as `python -m` or from an unusual layout: nothing better
         return "ucf"
-    found = shutil.which("ucf", path=path if path is not None else os.environ.get("PATH"))
+    entries = env.get("PATH", "").split(os.pathsep)
+    if env.get("UV_RUN_RECURSION_DEPTH") and entries and _same_file(Path(entries[0]), own.parent):
+        entries = entries[1:]  # what uv run added; an activated environment stays listed
+    found = shutil.which("ucf", path=os.pathsep.join(entries))
     if found is not None and _same_file(Path(found), own):
         return "ucf"
     here = (cwd or Path.cwd()).resolve()
