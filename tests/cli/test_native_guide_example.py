@@ -103,3 +103,10 @@ def test_the_guides_package_validates_checks_and_polls_every_page(
     assert [s["summary"] for s in signals] == [t["title"] for t in TICKETS]
     assert "checkpoint: 2026-12-05T10:00:00+00:00" in poll.stderr
     assert len(api.requests_to("/api/tickets")) == 3
+
+    (tmp_path / "page.json").write_text(json.dumps(TICKETS[:2]))
+    mapped = ucf("map", "--descriptor", "my-tool", "--sample", "page.json", "--poll")
+    assert mapped.returncode == 0, mapped.stderr
+    assert [json.loads(line)["summary"] for line in mapped.stdout.splitlines()] == [
+        "Ticket 1", "Ticket 2",
+    ]  # fmt: skip
