@@ -295,4 +295,7 @@ def test_connectors_docs_renders_a_users_descriptor_file(tmp_path: Path) -> None
     folder = tmp_path / "pages"
     written = ucf("connectors", "docs", str(target), "--out", str(folder))
     assert written.returncode == 0
+    assert written.stderr == f"wrote {folder / 'acme.md'}\n"
     assert (folder / "acme.md").read_text() == page.stdout
+    again = ucf("connectors", "docs", str(target), "--out", str(folder))
+    assert (again.returncode, again.stderr) == (0, f"{folder}: 1 page(s) up to date\n")

@@ -359,5 +359,7 @@ def docs(
             page.write_text(text, encoding="utf-8")
     for page in stale:
         typer.echo(f"{'stale' if check else 'wrote'} {page}", err=True)
+    if not stale:  # silence read as "did nothing", or as writing into another directory
+        typer.echo(f"{folder}: {len(descriptors)} page(s) up to date", err=True)
     if check and stale:
         raise typer.Exit(1)
