@@ -146,6 +146,25 @@ def test_map_reads_a_webhook_payload_with_webhook_even_without_headers(tmp_path:
     assert "add --webhook" in guessed.stderr
 
 
+def test_map_says_a_guessed_poll_read_may_be_wrong_when_every_item_failed() -> None:
+    """The guide's GitLab Issue Hook without --webhook: one item, no id at the top level."""
+    guessed = ucf(
+        "map", "--descriptor", str(ROOT / "examples/gitlab-issues.json"),
+        "--sample", str(ROOT / "examples/gitlab-issue-hook.json"),
+    )  # fmt: skip
+    assert guessed.returncode == 1
+    assert "item 0: no id at $.id" in guessed.stderr
+    assert (
+        "note: the sample was read as a poll response and none of its items mapped; "
+        "if it is a webhook delivery, add --webhook"
+    ) in guessed.stderr
+    told = ucf(
+        "map", "--descriptor", str(ROOT / "examples/gitlab-issues.json"),
+        "--sample", str(ROOT / "examples/gitlab-issue-hook.json"), "--poll",
+    )  # fmt: skip
+    assert "note:" not in told.stderr  # the mode was given, not guessed
+
+
 def test_map_by_builtin_id_and_explicit_modes(tmp_path: Path) -> None:
     sample = tmp_path / "issues.json"
     sample.write_text(
@@ -162,7 +181,7 @@ def test_map_by_builtin_id_and_explicit_modes(tmp_path: Path) -> None:
     assert "exclude each other" in both.stderr
     unknown = ucf("map", "--descriptor", "no-such-connector", "--sample", str(sample))
     assert unknown.returncode != 0
-    assert "cannot read descriptor no-such-connector" in unknown.stderr
+    assert "no built-in or installed connector 'no-such-connector'" in unknown.stderr
 
 
 def test_map_prints_what_the_store_would_receive_sanitised(tmp_path: Path) -> None:
@@ -194,7 +213,7 @@ def test_validate_takes_built_in_and_native_ids_as_well_as_files() -> None:
     assert "slack: ok — slack v" in result.stdout
     missing = ucf("connectors", "validate", "no-such-connector")
     assert missing.returncode != 0
-    assert "cannot read descriptor no-such-connector" in missing.stderr
+    assert "no built-in or installed connector 'no-such-connector'" in missing.stderr
 
 
 def test_connectors_new_writes_a_template_that_validates_and_maps(tmp_path: Path) -> None:
@@ -217,6 +236,37 @@ def test_connectors_new_writes_a_template_that_validates_and_maps(tmp_path: Path
     again = ucf("connectors", "new", "acme-tickets", "--out", str(target))
     assert again.returncode == 2
     assert "exists; pass --force" in again.stderr
+
+
+def test_a_descriptor_name_that_is_neither_a_file_nor_a_connector_lists_the_ids(
+    tmp_path: Path,
+) -> None:
+    """``--descriptor jria``: a connector id typed wrong, not a path to look for."""
+    result = subprocess.run(
+        [UCF, "check", "--descriptor", "jria"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: no descriptor file jria and no built-in or installed connector 'jria'; "
+        "connector ids here: asana, confluence,"
+    )
+    assert "jira" in result.stderr
+    missing_file = ucf("map", "--descriptor", str(tmp_path / "acme.json"), "--sample", "x.json")
+    assert "cannot read descriptor" in missing_file.stderr  # a path stays a path
+
+
+def test_connectors_new_from_a_native_connector_says_the_copy_has_no_code(tmp_path: Path) -> None:
+    """A copy of Jira validates and registers, then every poll fails: say so when it is made."""
+    target = tmp_path / "my-jira.json"
+    result = ucf("connectors", "new", "my-jira", "--from", "jira", "--out", str(target))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(target.read_text())["kind"] == "native"
+    assert "note: jira is a native connector" in result.stderr
+    assert "until a package with that entry point is installed" in result.stderr
+    generic = ucf("connectors", "new", "my-issues", "--from", "github-issues",
+                  "--out", str(tmp_path / "my-issues.json"))  # fmt: skip
+    assert "note:" not in generic.stderr
 
 
 def test_connectors_new_from_a_builtin_copies_it_under_the_new_id(tmp_path: Path) -> None:
@@ -245,4 +295,7 @@ def test_connectors_docs_renders_a_users_descriptor_file(tmp_path: Path) -> None
     folder = tmp_path / "pages"
     written = ucf("connectors", "docs", str(target), "--out", str(folder))
     assert written.returncode == 0
+    assert written.stderr == f"wrote {folder / 'acme.md'}\n"
     assert (folder / "acme.md").read_text() == page.stdout
+    again = ucf("connectors", "docs", str(target), "--out", str(folder))
+    assert (again.returncode, again.stderr) == (0, f"{folder}: 1 page(s) up to date\n")

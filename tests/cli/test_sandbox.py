@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from ucf.catalogue import builtin_descriptors
+from ucf.cli.invocation import ucf_command
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.webhook import delivery_id_of
 from ucf.fakes.kit import FakeResponse, FakeServer
@@ -185,8 +186,9 @@ def test_sandbox_connects_every_connector_and_shows_signals_webhooks_and_health(
     serves_dashboard = page.status_code == 200 and "html" in page.headers["content-type"]
     printed_dashboard = any(re.match(r"^\s+dashboard\s+http://", line) for line in run.lines)
     assert printed_dashboard == serves_dashboard
-    tail = run.wait_for(r"^\s+signals\s+(ucf signals tail .*)$").group(1)
-    assert tail == f"ucf signals tail --project sandbox --data-dir {data_dir}"
+    tail = run.wait_for(r"^\s+signals\s+(\S*ucf signals tail .*)$").group(1)
+    # the bare name only where the user's shell finds this ucf (not Debian's /usr/bin/ucf)
+    assert tail == f"{ucf_command()} signals tail --project sandbox --data-dir {data_dir}"
 
     first = read_metrics(api.get("/metrics").text)
     wanted_grown = 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import socket
 import textwrap
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -206,6 +207,23 @@ async def test_health_check_gives_up_at_its_own_timeout(
     assert 250 <= result.latency_ms < 1500
 
 
+async def test_a_check_that_cannot_connect_says_why_as_a_poll_does(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """Not ``connection failed (ConnectError)``: the system's reason, as ``ucf poll`` gives it."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    desc = descriptor()
+    ctx = context(client, server, desc)
+    ctx = SourceContext(
+        client=client, auth=ctx.auth, config={"baseUrl": f"http://127.0.0.1:{port}"}
+    )
+    result = await GenericSource(desc).health_check(ctx)
+    assert (result.ok, result.failure) == (False, "unavailable")
+    assert result.error == f"GET 127.0.0.1:{port}/ping: could not connect (Connection refused)"
+
+
 async def test_health_check_obeys_the_ssrf_guard(
     server: FakeServer, client: httpx.AsyncClient
 ) -> None:
@@ -226,6 +244,44 @@ async def test_health_check_with_missing_config_is_unhealthy_not_an_exception(
     result = await GenericSource(desc).health_check(context(client, server, desc))
     assert not result.ok
     assert result.error == "config field(s) site need a value"
+
+
+async def test_a_site_url_setting_that_starts_the_urls_is_the_site_not_an_encoded_segment(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """``{{config.siteUrl}}/api/me``: the setting is the site's address, as ``baseUrl`` is.
+
+    Percent-encoded like a path segment it became ``http%3A%2F%2F…/api/me``, which
+    is no URL: every poll and health check of such a descriptor failed, though it
+    validated, until its setting was renamed ``baseUrl``. Later values stay encoded.
+    """
+    desc = descriptor(
+        configFields=[{"key": "siteUrl", "label": "Site", "type": "url", "required": True},
+                      {"key": "team", "label": "Team"}],
+        ingestion={
+            "mode": "polling", "endpoint": "{{config.siteUrl}}/events", "method": "GET",
+            "query": {"team": "{{config.team}}"}, "rateLimitRpm": 600,
+            "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+        },
+        healthCheck={"endpoint": "{{config.siteUrl}}/ping/{{config.team}}", "method": "GET",
+                     "expectStatus": 200, "timeoutMs": 300},
+    )  # fmt: skip
+    server.add_route("GET", "/ping/a/b", lambda _: {"ok": True})  # the fake reads it decoded
+    ctx = SourceContext(
+        client=client,
+        auth=context(client, server, desc).auth,
+        config={"siteUrl": server.base_url, "team": "a/b"},
+        settings=SETTINGS,
+    )
+    source = source_for(desc)
+
+    health = await source.health_check(ctx)
+    pages = [p async for p in source.fetch_delta(ctx, None, now=NOW)]
+
+    assert (health.ok, health.error) == (True, None)
+    [check] = server.requests_to("/ping/a/b")
+    assert check.target == "/ping/a%2Fb", "a later value is still one encoded segment"
+    assert [item["id"] for page in pages for item in page.items] == ["e1"]
 
 
 # --------------------------------------------------------------------------- native

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ucf.cli.errors import fail, read_json_file
+from ucf.cli.invocation import ucf_command
 
 if TYPE_CHECKING:  # imported where used: `ucf --help` need not load the descriptor models
     from ucf.core.descriptor import ConnectorDescriptor
@@ -44,9 +45,25 @@ def builtin_descriptor(connector_id: str) -> dict[str, Any] | None:
 
 
 def descriptor_data(path: Path) -> Any:
-    """A descriptor file's JSON, or a built-in connector's when ``path`` names its id."""
-    builtin = None if path.exists() or path.suffix else builtin_descriptor(str(path))
-    return builtin if builtin is not None else read_json_file(path, "descriptor")
+    """A descriptor file's JSON, or a built-in connector's when ``path`` names its id.
+
+    A bare name that is neither says both, with the ids there are: "No such file"
+    alone reads as a wrong path to someone who typed a connector id (a misspelt
+    one, or a native package's that is not installed in this environment).
+    """
+    if path.exists() or path.suffix or len(path.parts) != 1:
+        return read_json_file(path, "descriptor")
+    builtin = builtin_descriptor(str(path))
+    if builtin is not None:
+        return builtin
+    from ucf.catalogue import builtin_descriptors
+    from ucf.runtime.native import installed_descriptors
+
+    known = sorted({str(d.get("id")) for d in [*builtin_descriptors(), *installed_descriptors()]})
+    raise fail(
+        f"no descriptor file {path} and no built-in or installed connector {str(path)!r}; "
+        f"connector ids here: {', '.join(known)}"
+    )
 
 
 def load_descriptor(path: Path) -> ConnectorDescriptor:
@@ -256,6 +273,7 @@ def new(
             f"{connector_id!r} is not a connector id: use lowercase letters, digits and single "
             "dashes, e.g. 'acme-tickets'"
         )
+    native_of: object = None  # the id of the native connector copied, if one was
     if from_id is None:
         data = starter_descriptor(connector_id)
     else:
@@ -268,6 +286,8 @@ def new(
             if not isinstance(source, dict):
                 raise fail(f"{from_id} is not a descriptor (a JSON object)")
         data = copy_descriptor(source, connector_id)
+        if source.get("kind") == "native":
+            native_of = source.get("id")
     target = out or Path(f"{connector_id}.json")
     if target.exists() and not force:
         raise fail(f"{target} exists; pass --force to overwrite it")
@@ -275,7 +295,17 @@ def new(
         target.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     except OSError as error:
         raise fail(f"cannot write {target}: {error.strerror or error}") from None
-    typer.echo(f"wrote {target}; next: ucf connectors validate {target}", err=True)
+    typer.echo(f"wrote {target}; next: {ucf_command()} connectors validate {target}", err=True)
+    if native_of is not None:
+        typer.echo(
+            f"note: {native_of} is a native connector: its polls and mapping are code in the "
+            f"package that provides {native_of!r}, which nothing provides for "
+            f"{connector_id!r}; the copy lists in the catalogue but cannot poll or take "
+            "webhooks until a package with that entry point is installed "
+            "(docs/writing-a-native-connector.md). To change a connector without code, "
+            "start from a descriptor connector (--from github-issues) or the blank template.",
+            err=True,
+        )
 
 
 @connectors_app.command("docs")
@@ -329,5 +359,7 @@ def docs(
             page.write_text(text, encoding="utf-8")
     for page in stale:
         typer.echo(f"{'stale' if check else 'wrote'} {page}", err=True)
+    if not stale:  # silence read as "did nothing", or as writing into another directory
+        typer.echo(f"{folder}: {len(descriptors)} page(s) up to date", err=True)
     if check and stale:
         raise typer.Exit(1)

@@ -274,7 +274,7 @@ SourceOption = Annotated[
 ]
 TypeOption = Annotated[
     str | None,
-    typer.Option("--type", help="Only this signal type (e.g. issue.opened).", show_default=False),
+    typer.Option("--type", help="Only this signal type (e.g. issue_created).", show_default=False),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print each signal's wire JSON, one per line.")

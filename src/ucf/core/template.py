@@ -47,6 +47,7 @@ __all__ = [
     "json_string_content",
     "plain",
     "render_json",
+    "render_url",
     "url_component",
 ]
 
@@ -238,6 +239,33 @@ class Template:
 def compile_template(source: str) -> Template:
     """Parse once; templates are immutable and shared."""
     return Template(source)
+
+
+_URL_PREFIXES: Final = frozenset({"baseUrl", "config.baseUrl"})
+
+
+def render_url(template: Template, resolve: Resolve) -> str:
+    """A URL template's text: its site's address verbatim, every other value percent-encoded.
+
+    The address is ``{{baseUrl}}`` (the brief's name) wherever it stands, and a
+    variable that starts the template (``{{config.siteUrl}}/api/me``, Slack's
+    ``{{signInUrl}}/oauth/v2/authorize``): a template that starts with one has
+    no scheme of its own, so that value is the address, which percent-encoding
+    could only break (``https%3A%2F%2F…``, never an http URL). Any later value is
+    a path segment or query value, encoded so that a ``/``, ``?`` or ``#`` in it
+    cannot change which resource is asked for.
+    """
+    literals = template.literals
+    parts = [literals[0]]
+    leading = not literals[0]
+    for placeholder, after in zip(template.placeholders, literals[1:], strict=True):
+        name = placeholder.name
+        value = resolve(name)
+        verbatim = leading or name in _URL_PREFIXES
+        parts.append(plain(name, value) if verbatim else url_component(name, value))
+        parts.append(after)
+        leading = False
+    return "".join(parts)
 
 
 # --- JSON bodies -----------------------------------------------------------------

@@ -53,7 +53,8 @@ from ucf.core.descriptor_view import (
     auth_view,
     oauth2_config_view,
 )
-from ucf.core.template import compile_template, plain, url_component
+from ucf.core.template import compile_template
+from ucf.core.template import render_url as render_url_template
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.http import (
     AuthFailed,
@@ -627,29 +628,18 @@ def token_refusal(payload: Any) -> str | None:
 # --------------------------------------------------------------------------- factory
 
 
-_LEADING_VARIABLE: Final = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
-
-
 def render_url(template: str, config: Mapping[str, str]) -> str:
     """A URL template with ``{{baseUrl}}`` verbatim and ``{{config.x}}`` URL-encoded.
 
     A variable that starts the template is a URL prefix and is also kept
-    verbatim (Slack's ``{{signInUrl}}/…`` consent page, a test server's origin).
+    verbatim (Slack's ``{{signInUrl}}/…`` consent page, a test server's origin):
+    :func:`ucf.core.template.render_url`, as polls and health checks render theirs.
     """
-    compiled = compile_template(template)
-    leading = _LEADING_VARIABLE.match(template)
-    prefix = leading.group(1) if leading else None
 
     def resolve(name: str) -> Any:
-        key = name.removeprefix("config.")
-        return config.get(key)
+        return config.get(name.removeprefix("config."))
 
-    def escape(name: str, value: Any) -> str:
-        if name in ("baseUrl", "config.baseUrl") or name == prefix:
-            return plain(name, value)
-        return url_component(name, value)
-
-    return compiled.render(resolve, escape)
+    return render_url_template(compile_template(template), resolve)
 
 
 def build_auth(

@@ -582,6 +582,16 @@ def _transport_failure(request: httpx.Request, exc: httpx.TransportError) -> _Fa
     return _Failure(UpstreamUnavailable(message), "connection")
 
 
+def transport_failure_message(request: httpx.Request, exc: httpx.TransportError) -> str:
+    """Why ``request`` got no HTTP answer, in the words a poll's error uses.
+
+    ``GET host/path: could not connect (Connection refused)`` or ``(could not
+    resolve host: …)``: a health check's or a try's one attempt says the same as
+    the poll that retried, not just the exception's class (``ConnectError``).
+    """
+    return str(_transport_failure(request, exc).error)
+
+
 # --------------------------------------------------------------------------- the loop
 
 

@@ -33,9 +33,8 @@ from ucf.core.template import (
     Template,
     compile_template,
     json_string_content,
-    plain,
     render_json,
-    url_component,
+    render_url,
 )
 from ucf.runtime.delta import CheckpointInvalid, DeltaFactory, delta_factory
 from ucf.runtime.http import (
@@ -64,7 +63,6 @@ __all__ = [
     "TokenBucketGate",
     "bucket_for_rpm",
     "resolve_config",
-    "url_escape",
 ]
 
 
@@ -126,13 +124,6 @@ def _http_url(text: str) -> httpx.URL | None:
     if url.scheme not in ("http", "https") or not url.host:
         return None
     return url
-
-
-def url_escape(name: str, value: Any) -> str:
-    """How a value lands in a URL template: the base URL verbatim, anything else encoded."""
-    if name in ("baseUrl", "config.baseUrl"):
-        return plain(name, value)
-    return url_component(name, value)
 
 
 # --------------------------------------------------------------------------- rate gate
@@ -320,7 +311,7 @@ class PollPlan:
 
     def endpoint_url(self, config: Mapping[str, str], checkpoint: str | None = None) -> httpx.URL:
         """The first page's URL without delta or paging parameters (its origin anchors the poll)."""
-        text = self._endpoint.render(self._resolver(config, checkpoint, None), url_escape)
+        text = render_url(self._endpoint, self._resolver(config, checkpoint, None))
         url = _http_url(text)
         if url is None:
             raise ConfigError(

@@ -28,7 +28,7 @@ import httpx
 from ucf.core.descriptor_view import ConnectorView, connector_view
 from ucf.core.mapping import CompiledMapping, MappingResult, compile_mapping
 from ucf.core.records import datarecord
-from ucf.core.template import compile_template
+from ucf.core.template import compile_template, render_url
 from ucf.runtime.http import (
     UNAVAILABLE_STATUSES,
     AttemptTimedOut,
@@ -40,6 +40,7 @@ from ucf.runtime.http import (
     describe,
     fetch,
     status_said,
+    transport_failure_message,
 )
 from ucf.runtime.native_errors import NativeLoadError
 from ucf.runtime.poll_schedule import PollSchedule, declared_schedule
@@ -51,7 +52,6 @@ from ucf.runtime.polling import (
     PollPlan,
     RateGate,
     resolve_config,
-    url_escape,
 )
 from ucf.runtime.response_errors import ResponseErrorCheck, classifier_for
 from ucf.runtime.ssrf import EgressDenied
@@ -277,7 +277,7 @@ class HealthCheckPlan:
         def resolve(name: str) -> str | None:
             return config.get(name.removeprefix("config."))
 
-        text = self._endpoint.render(resolve, url_escape)
+        text = render_url(self._endpoint, resolve)
         try:
             url = httpx.URL(text)
         except httpx.InvalidURL:
@@ -341,7 +341,7 @@ class HealthCheckPlan:
             message = f"{describe(request)}: no answer within {check.timeout_ms} ms"
             return _unhealthy(message, latency_ms=elapsed_ms(), failure="unavailable")
         except httpx.TransportError as error:
-            message = f"{describe(request)}: connection failed ({type(error).__name__})"
+            message = transport_failure_message(request, error)
             return _unhealthy(message, latency_ms=elapsed_ms(), failure="unavailable")
         latency = elapsed_ms()
         status = response.status_code

@@ -28,6 +28,7 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from ucf.cli.invocation import ucf_command
 from ucf.runtime.ssrf import ALLOW_HOSTS_ENV
 from ucf.sandbox.console import Reporter
 from ucf.sandbox.fleet import Fleet, Provider
@@ -496,7 +497,10 @@ class Sandbox:
                 ("dashboard", f"{base}/" + (" (sign in with the token)" if signs_in else ""))
             )
         rows += [
-            ("signals", f"ucf signals tail --project {PROJECT} {_store_option(data_dir)}"),
+            (
+                "signals",
+                f"{ucf_command()} signals tail --project {PROJECT} {_store_option(data_dir)}",
+            ),
             ("webhooks", f"{base}/api/webhooks/{{connectorId}}/{PROJECT}"),
             ("metrics", f"{base}/metrics"),
             ("API docs", f"{base}/docs"),

@@ -113,8 +113,9 @@ async def preview_sample(
         preview.problems.append(refused.problem)
         return preview
     result = preview.result
-    if guessed and not result.signals and not result.errors and not result.skipped:
-        preview.notes.append(_why_nothing(descriptor, as_webhook, pushes, switches))
+    if guessed and not result.signals and not result.skipped:
+        failed = bool(result.errors)
+        preview.notes.append(_why_nothing(descriptor, as_webhook, pushes, switches, failed))
     return preview
 
 
@@ -360,16 +361,28 @@ def _secret_credential(descriptor: ConnectorDescriptor) -> str | None:
 
 
 def _why_nothing(
-    descriptor: ConnectorDescriptor, as_webhook: bool, pushes: bool, switches: tuple[str, str]
+    descriptor: ConnectorDescriptor,
+    as_webhook: bool,
+    pushes: bool,
+    switches: tuple[str, str],
+    failed: bool = False,
 ) -> str:
-    """Why a guessed mode found nothing, in one line (the usual cause: the other mode)."""
+    """Why a guessed mode found nothing, in one line (the usual cause: the other mode).
+
+    ``failed``: items were read, and every one failed (GitLab's Issue Hook read as
+    a poll page is one item with no top-level id): the same mistake, which the
+    item errors alone do not name.
+    """
     to_poll, to_webhook = switches
     if as_webhook:
         return (
             "the sample was read as a webhook delivery and mapped to nothing; "
             f"if it is a poll response, {to_poll}"
         )
+    if failed:
+        other = f"; if it is a webhook delivery, {to_webhook}" if pushes else ""
+        return f"the sample was read as a poll response and none of its items mapped{other}"
+    hint = f" and the sample looks like a webhook payload: {to_webhook}" if pushes else ""
     mapping = descriptor.field_mapping
     where = f"itemsPath {mapping.items_path}" if mapping is not None else "the response"
-    hint = f" and the sample looks like a webhook payload: {to_webhook}" if pushes else ""
     return f"{where} matched nothing{hint}"

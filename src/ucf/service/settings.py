@@ -90,9 +90,9 @@ class Settings:
             secret_store_url=env.get("UCF_SECRET_STORE") or None,
             api_token=env.get("UCF_API_TOKEN") or None,
             egress=EgressPolicy.from_env(env),
-            webhook_max_bytes=int(env.get("UCF_WEBHOOK_MAX_BYTES", 256 * 1024)),
-            webhook_requests_per_minute=int(env.get("UCF_WEBHOOK_RPM", 100)),
-            signal_retention=timedelta(days=float(env.get("UCF_SIGNAL_RETENTION_DAYS", 30))),
+            webhook_max_bytes=_positive_int(env, "UCF_WEBHOOK_MAX_BYTES", 256 * 1024),
+            webhook_requests_per_minute=_positive_int(env, "UCF_WEBHOOK_RPM", 100),
+            signal_retention=_retention(env),
             jsonl_sink=Path(env["UCF_SINK_JSONL"]) if env.get("UCF_SINK_JSONL") else None,
             http_sink=env.get("UCF_SINK_HTTP") or None,
             http_sink_token=env.get("UCF_SINK_HTTP_TOKEN") or None,
@@ -101,8 +101,8 @@ class Settings:
             eventbridge_endpoint=None
             if env.get("AWS_ENDPOINT_URL_EVENTBRIDGE")
             else env.get("AWS_ENDPOINT_URL_EVENTS") or None,
-            scheduler=env.get("UCF_SCHEDULER", "1") not in ("0", "false", "no"),
-            max_concurrent_polls=int(env.get("UCF_MAX_CONCURRENT_POLLS", 4)),
+            scheduler=_switch(env, "UCF_SCHEDULER") is not False,
+            max_concurrent_polls=_positive_int(env, "UCF_MAX_CONCURRENT_POLLS", 4),
             poll_timeout=_positive_seconds(env, "UCF_POLL_TIMEOUT") or DEFAULT_POLL_TIMEOUT,
             http=HttpSettings(
                 attempt_timeout=(
@@ -171,6 +171,50 @@ def _switch(env: Mapping[str, str], name: str) -> bool | None:
     if text in _NO:
         return False
     raise ValueError(f"{name} must be one of 1, 0, true, false, yes, no or auto, got {text!r}")
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """A count or limit of at least 1, refused by name otherwise.
+
+    Read with a bare ``int()`` these said only "invalid literal for int() with base
+    10: 'x'", without the variable; a 0 stopped ``ucf serve`` with a traceback
+    (``UCF_MAX_CONCURRENT_POLLS``) or was taken, refusing every webhook delivery
+    (``UCF_WEBHOOK_RPM``, ``UCF_WEBHOOK_MAX_BYTES``).
+    """
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {text!r}")
+    return value
+
+
+MAX_RETENTION_DAYS = 3650  # the SAM template's SignalRetentionDays bound
+
+
+def _retention(env: Mapping[str, str]) -> timedelta:
+    """``UCF_SIGNAL_RETENTION_DAYS``: how long signals are kept, (0, 3650] days.
+
+    A negative number was taken, and the hourly purge deletes every signal older
+    than *now minus it*: all of them, including the ones just stored.
+    """
+    name = "UCF_SIGNAL_RETENTION_DAYS"
+    text = env.get(name, "").strip()
+    if not text:
+        return timedelta(days=30)
+    try:
+        days = float(text)
+    except ValueError:
+        days = 0.0
+    if not 0 < days <= MAX_RETENTION_DAYS:  # also refuses nan and inf
+        raise ValueError(
+            f"{name} must be a number of days in (0, {MAX_RETENTION_DAYS}], got {text!r}"
+        )
+    return timedelta(days=days)
 
 
 def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:

@@ -1,0 +1,62 @@
+"""Every numeric or yes/no variable is read by name: a bad value says which and what it takes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ucf.service.settings import Settings
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("UCF_WEBHOOK_RPM", "lots"),
+        ("UCF_WEBHOOK_RPM", "0"),
+        ("UCF_WEBHOOK_RPM", "-3"),
+        ("UCF_WEBHOOK_MAX_BYTES", "0"),
+        ("UCF_WEBHOOK_MAX_BYTES", "256KB"),
+        ("UCF_MAX_CONCURRENT_POLLS", "0"),
+        ("UCF_MAX_CONCURRENT_POLLS", "2.5"),
+    ],
+)
+def test_a_count_that_is_not_a_positive_whole_number_is_refused_by_name(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{name} must be a whole number of at least 1, got"):
+        Settings.from_env({name: value}, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "a month", "3651"])
+def test_a_retention_outside_0_to_3650_days_is_refused_not_a_purge_of_everything(
+    tmp_path: Path, value: str
+) -> None:
+    """A negative retention made every signal expire as it was stored."""
+    with pytest.raises(ValueError, match=r"^UCF_SIGNAL_RETENTION_DAYS must be a number of days"):
+        Settings.from_env({"UCF_SIGNAL_RETENTION_DAYS": value}, data_dir=tmp_path)
+
+
+def test_the_scheduler_switch_takes_yes_and_no_words_and_refuses_others(tmp_path: Path) -> None:
+    def scheduler(value: str) -> bool:
+        return Settings.from_env({"UCF_SCHEDULER": value}, data_dir=tmp_path).scheduler
+
+    assert [scheduler(v) for v in ("0", "off", "false", "no", "1", "on", "yes", "")] == [
+        False, False, False, False, True, True, True, True,
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match=r"^UCF_SCHEDULER must be one of"):
+        scheduler("disabled")
+
+
+def test_valid_values_and_defaults_are_read_as_before(tmp_path: Path) -> None:
+    defaults = Settings.from_env({}, data_dir=tmp_path)
+    assert (defaults.webhook_requests_per_minute, defaults.webhook_max_bytes) == (100, 262144)
+    assert (defaults.max_concurrent_polls, defaults.signal_retention) == (4, timedelta(days=30))
+    tuned = Settings.from_env(
+        {"UCF_WEBHOOK_RPM": " 6 ", "UCF_WEBHOOK_MAX_BYTES": "2000",
+         "UCF_MAX_CONCURRENT_POLLS": "8", "UCF_SIGNAL_RETENTION_DAYS": "0.5"},
+        data_dir=tmp_path,
+    )  # fmt: skip
+    assert (tuned.webhook_requests_per_minute, tuned.webhook_max_bytes) == (6, 2000)
+    assert (tuned.max_concurrent_polls, tuned.signal_retention) == (8, timedelta(hours=12))
