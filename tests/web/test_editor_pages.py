@@ -40,6 +40,18 @@ async def test_the_catalogue_offers_new_connector_and_customise_a_copy(web: Web)
     assert built_in.headers["location"].endswith("/connectors/new?copy=github-issues")
 
 
+async def test_a_copy_of_a_native_connector_says_it_has_no_code_behind_it(web: Web) -> None:
+    """Jira's copy is its descriptor alone: the editor says so before anyone saves it."""
+    await login(web)
+    native = await web.anonymous.get(f"/projects/{PROJECT}/connectors/new?copy=jira")
+    assert native.status_code == 200
+    assert "jira-custom" in native.text
+    assert 'id="native-copy"' in native.text
+    assert "Jira Cloud is a native connector" in native.text
+    generic = await web.anonymous.get(f"/projects/{PROJECT}/connectors/new?copy=github-issues")
+    assert 'id="native-copy"' not in generic.text
+
+
 async def test_saving_lists_every_problem_then_registers_and_shows_it_as_custom(web: Web) -> None:
     csrf = await login(web)
     broken = copy.deepcopy(ACME)

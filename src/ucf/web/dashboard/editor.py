@@ -102,7 +102,9 @@ def _render_editor(
     editing: Connector | None,
     problems: list[Problem],
     status: int = 200,
+    native_of: str | None = None,
 ) -> Response:
+    """``native_of``: the name of the native connector ``text`` copies (see :func:`new_connector`)."""
     action = (
         f"/projects/{page.project}/connectors/{editing.id}/edit"
         if editing is not None
@@ -117,6 +119,7 @@ def _render_editor(
             "problems": problems,
             "csrf_header": CSRF_HEADER,
             "schema_json": _schema_json(),
+            "native_of": native_of,
         },
         status=status,
     )
@@ -126,17 +129,26 @@ def _render_editor(
 async def new_connector(
     request: Request, session: Sessioned, project: str, copy: str = ""
 ) -> Response:
-    """The blank template, or a copy of ``copy`` (any connector, built in or custom)."""
+    """The blank template, or a copy of ``copy`` (any connector, built in or custom).
+
+    A native connector's copy is its descriptor alone: its polls and mapping are code
+    in the package that provides its id, and nothing provides the copy's, so the page
+    says so before anyone saves a connector that could never poll (as
+    ``ucf connectors new --from`` does).
+    """
     page = Page(request, session, project_or_404(project), "catalogue")
     taken = {c.id for c in await page.context.connectors.list()}
+    native_of = None
     if copy:
         source = await page.context.connectors.get(copy)
         data = copy_descriptor(
             source.descriptor.to_json(), _unique_id(f"{source.id}-custom", taken)
         )
+        if source.kind == "native":
+            native_of = source.descriptor.name
     else:
         data = starter_descriptor(_unique_id("my-connector", taken), name="My connector")
-    return _render_editor(page, text=_text(data), editing=None, problems=[])
+    return _render_editor(page, text=_text(data), editing=None, problems=[], native_of=native_of)
 
 
 @router.get("/projects/{project}/connectors/{connector_id}/edit")
