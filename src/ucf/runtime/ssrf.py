@@ -19,13 +19,13 @@ CIDRs, comma-separated); tests allow-list their loopback fakes that way.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
-import anyio
 import httpcore
 import httpx
 
@@ -40,14 +40,20 @@ from ucf.runtime.egress import IPAddress, _normalise_host, _parse_ip
 from ucf.runtime.egress import IPNetwork as IPNetwork
 from ucf.runtime.egress import forbidden_reason as forbidden_reason
 from ucf.runtime.network import AsyncioBackend
+from ucf.runtime.pool_sync import install as _pool_sync_on_asyncio
 from ucf.runtime.trust import BackgroundTrustTransport
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for ``host``, in its preferred order."""
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Every address the system resolver gives for ``host``, in its preferred order.
+
+    asyncio's own lookup (on the loop's executor), not ``anyio.getaddrinfo``: the
+    same call underneath, without loading anyio's backend (:mod:`ucf.runtime.pool_sync`).
+    A host reaches here as httpx sends it, IDNA-encoded already (ASCII).
+    """
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(sockaddr[0]) for *_, sockaddr in infos]
 
 
@@ -78,7 +84,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         if literal is not None:
             return [literal]
         try:
-            with anyio.fail_after(limit):
+            async with asyncio.timeout(limit):
                 answers = await self._resolver(host, port)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
@@ -154,6 +160,9 @@ class GuardedTransport(BackgroundTrustTransport):
     ) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
         self._policy = policy
+        # The pool's locks and events from asyncio, not anyio's backend (~21 ms of
+        # a cold start): see ucf.runtime.pool_sync.
+        _pool_sync_on_asyncio()
         # httpx builds its pool without a network-backend hook; this is the same
         # pool with our backend (httpx is pinned <0.29, and tests prove the guard
         # is really in the path: a rebinding resolver is refused).
