@@ -97,6 +97,7 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "ucf.stores.reports",
     ),
     "delivery": (
+        "anyio._backends._asyncio",  # the sink's sockets and pool are asyncio's
         "jsonpath",
         "pydantic",
         "pydantic_core",

@@ -40,7 +40,6 @@ from ucf.runtime.egress import IPAddress, _normalise_host, _parse_ip
 from ucf.runtime.egress import IPNetwork as IPNetwork
 from ucf.runtime.egress import forbidden_reason as forbidden_reason
 from ucf.runtime.network import AsyncioBackend
-from ucf.runtime.pool_sync import install as _pool_sync_on_asyncio
 from ucf.runtime.trust import BackgroundTrustTransport
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -158,21 +157,16 @@ class GuardedTransport(BackgroundTrustTransport):
         limits: httpx.Limits = DEFAULT_LIMITS,
         resolver: Resolver = system_resolver,
     ) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits)
-        self._policy = policy
-        # The pool's locks and events from asyncio, not anyio's backend (~21 ms of
-        # a cold start): see ucf.runtime.pool_sync.
-        _pool_sync_on_asyncio()
-        # httpx builds its pool without a network-backend hook; this is the same
-        # pool with our backend (httpx is pinned <0.29, and tests prove the guard
-        # is really in the path: a rebinding resolver is refused).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=self.trust.context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+        # httpx's pool with the guard as its network backend (httpx is pinned <0.29,
+        # and tests prove the guard is really in the path: a rebinding resolver is
+        # refused); its locks and events from asyncio (ucf.runtime.pool_sync).
+        super().__init__(
+            verify=verify,
+            trust_env=False,
+            limits=limits,
             network_backend=GuardedNetworkBackend(policy, resolver=resolver),
         )
+        self._policy = policy
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self._policy.check_url(request.url)
