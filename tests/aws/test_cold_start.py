@@ -82,8 +82,10 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
     # parsed by json: pydantic-core's parser is imported only once it would repay it.
     # A descriptor connector's poll does not load the native-connector registry, nor
     # the store's records of reads, of webhook deliveries (a poll only writes) and of its
-    # set-up (no store init, no catalogue sync).
+    # set-up (no store init, no catalogue sync). The HTTP client's pool takes turns on
+    # asyncio's locks and events, not anyio's backend (ucf.runtime.pool_sync).
     "poll_worker": (
+        "anyio._backends._asyncio",
         "ulid",
         "ucf.core.signal",
         "pydantic",
@@ -95,6 +97,7 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
         "ucf.stores.reports",
     ),
     "delivery": (
+        "anyio._backends._asyncio",  # the sink's sockets and pool are asyncio's
         "jsonpath",
         "pydantic",
         "pydantic_core",

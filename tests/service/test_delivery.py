@@ -679,6 +679,21 @@ async def test_a_pipeline_behind_a_bearer_token_gets_it_and_no_log_line_shows_it
     assert token not in caplog.text
 
 
+async def test_a_pipeline_named_by_host_name_is_delivered_to(
+    tmp_path: Path, pipeline: Pipeline
+) -> None:
+    """The sink's URL is resolved by its own client (not the SSRF guard): ``localhost``
+    answers ::1 and 127.0.0.1, the fake listens on the second only."""
+    url = pipeline.url.replace("127.0.0.1", "localhost")
+    async with await open_context(tmp_path, UCF_SINK_HTTP=url) as context:
+        ids = [await ingest_one(context, mapped("sentry", "p4", n)) for n in range(2)]
+        tasks = start_delivery(context)
+        await eventually(lambda: drained(context), what="delivery")
+        await stop_delivery(tasks)
+
+    assert pipeline.signal_ids() == ids
+
+
 async def test_no_sink_configured_means_no_delivery_task(tmp_path: Path) -> None:
     async with await open_context(tmp_path) as context:
         assert start_delivery(context) == []

@@ -31,7 +31,8 @@ from ucf.stores import (
     open_store,
 )
 from ucf.stores.dynamodb import open_dynamodb_store, parse_dynamodb_url
-from ucf.stores.dynamodb.client import RetryPolicy
+from ucf.stores.dynamodb.client import DynamoClient, DynamoTarget, RetryPolicy
+from ucf.stores.errors import StoreError
 from ucf.stores.models import DEFAULT_SIGNAL_RETENTION, SignalWrite, StoreOptions
 from ucf.stores.protocols import Store
 
@@ -329,6 +330,30 @@ async def test_throttling_that_does_not_stop_gives_up_after_a_bounded_number_of_
         with pytest.raises(StoreUnavailable, match=r"kept throttling GetItem .*after 4 attempts"):
             await store.descriptors.get("jira")
         assert proxy.seen["GetItem"] - before == FAST_RETRY.attempts
+
+
+async def test_a_malformed_request_is_the_stores_error_and_a_misspelt_one_is_never_sent(
+    proxy: FaultProxy, table: str
+) -> None:
+    """botocore does not check parameters for the store (the cost of its walk on every
+    call): DynamoDB refuses a malformed value as a typed store error, and a misspelt
+    parameter (a condition that would be lost) still stops before anything is sent."""
+    item = {"PK": {"S": "DEDUP#1"}, "SK": {"S": "DEDUP"}}
+    client = DynamoClient(DynamoTarget(table, "us-east-1", proxy.url), retry=FAST_RETRY)
+    try:
+        with pytest.raises(StoreError, match="DynamoDB PutItem failed"):
+            await client.call("put_item", TableName=table, Item={**item, "n": {"N": 5}})
+        sent = proxy.seen["PutItem"]
+        with pytest.raises(KeyError, match="ConditionExpresion"):
+            await client.call(
+                "put_item",
+                TableName=table,
+                Item=item,
+                ConditionExpresion="attribute_not_exists(PK)",
+            )
+    finally:
+        client.close()
+    assert proxy.seen["PutItem"] == sent == 1
 
 
 async def test_batch_items_dynamodb_leaves_unprocessed_are_sent_again(

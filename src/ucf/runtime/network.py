@@ -41,6 +41,9 @@ from httpcore._utils import is_socket_readable
 READ_HIGH_WATER: Final = 512 * 1024
 """Received bytes held before the socket stops being read (until the reader catches up)."""
 
+HAPPY_EYEBALLS_DELAY: Final = 0.25
+"""Seconds before the next address of a name is tried beside the first (anyio's default)."""
+
 READ_LOW_WATER: Final = 128 * 1024
 """Reading resumes once what is held falls below this."""
 
@@ -299,10 +302,15 @@ def _connect_failure(exc: OSError) -> str:
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    """Opens :class:`AsyncioStream` connections; no name resolution of its own is relied on.
+    """Opens :class:`AsyncioStream` connections.
 
     :class:`ucf.runtime.ssrf.GuardedNetworkBackend` hands it checked IP addresses.
-    Unix sockets are not offered (httpcore's base class refuses them).
+    The HTTP sink (the operator's own URL, not guarded) hands it the URL's host:
+    asyncio resolves the name and, on asyncio's own loop (Lambda, ``ucf worker``),
+    tries its addresses as anyio's backend did, a new attempt every
+    :data:`HAPPY_EYEBALLS_DELAY` seconds while earlier ones are still connecting
+    (RFC 8305); uvloop takes them one after the other. Unix sockets are not offered (httpcore's base
+    class refuses them).
     """
 
     async def connect_tcp(
@@ -315,10 +323,17 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         local = None if local_address is None else (local_address, 0)
+        # uvloop (``ucf serve``) takes no happy_eyeballs_delay: there a name's
+        # addresses are tried one after the other.
+        staggered: dict[str, Any] = (
+            {"happy_eyeballs_delay": HAPPY_EYEBALLS_DELAY}
+            if isinstance(loop, asyncio.BaseEventLoop)
+            else {}
+        )
         try:
             async with asyncio.timeout(timeout):
                 transport, protocol = await loop.create_connection(
-                    lambda: _StreamProtocol(loop), host, port, local_addr=local
+                    lambda: _StreamProtocol(loop), host, port, local_addr=local, **staggered
                 )
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None

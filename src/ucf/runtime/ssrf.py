@@ -19,13 +19,13 @@ CIDRs, comma-separated); tests allow-list their loopback fakes that way.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final
 
-import anyio
 import httpcore
 import httpx
 
@@ -46,8 +46,13 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
-    """Every address the system resolver gives for ``host``, in its preferred order."""
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """Every address the system resolver gives for ``host``, in its preferred order.
+
+    asyncio's own lookup (on the loop's executor), not ``anyio.getaddrinfo``: the
+    same call underneath, without loading anyio's backend (:mod:`ucf.runtime.pool_sync`).
+    A host reaches here as httpx sends it, IDNA-encoded already (ASCII).
+    """
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [str(sockaddr[0]) for *_, sockaddr in infos]
 
 
@@ -78,7 +83,7 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         if literal is not None:
             return [literal]
         try:
-            with anyio.fail_after(limit):
+            async with asyncio.timeout(limit):
                 answers = await self._resolver(host, port)
         except TimeoutError as exc:
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
@@ -152,18 +157,16 @@ class GuardedTransport(BackgroundTrustTransport):
         limits: httpx.Limits = DEFAULT_LIMITS,
         resolver: Resolver = system_resolver,
     ) -> None:
-        super().__init__(verify=verify, trust_env=False, limits=limits)
-        self._policy = policy
-        # httpx builds its pool without a network-backend hook; this is the same
-        # pool with our backend (httpx is pinned <0.29, and tests prove the guard
-        # is really in the path: a rebinding resolver is refused).
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=self.trust.context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+        # httpx's pool with the guard as its network backend (httpx is pinned <0.29,
+        # and tests prove the guard is really in the path: a rebinding resolver is
+        # refused); its locks and events from asyncio (ucf.runtime.pool_sync).
+        super().__init__(
+            verify=verify,
+            trust_env=False,
+            limits=limits,
             network_backend=GuardedNetworkBackend(policy, resolver=resolver),
         )
+        self._policy = policy
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self._policy.check_url(request.url)

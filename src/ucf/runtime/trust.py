@@ -32,6 +32,7 @@ import weakref
 from concurrent.futures import Future
 from typing import Any, Final
 
+import httpcore
 import httpx
 
 __all__ = [
@@ -156,11 +157,35 @@ class BackgroundTrust:
 
 
 class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport, its CA bundle loading from the moment it is built."""
+    """httpx's own transport, its CA bundle loading from the moment it is built.
 
-    def __init__(self, *, verify: ssl.SSLContext | bool = True, **options: Any) -> None:
+    With ``network_backend``, its connection pool is httpx's with that backend
+    (httpx offers no hook for it): ucf's asyncio sockets (:mod:`ucf.runtime.network`),
+    behind the SSRF guard or not, and the pool's locks and events from asyncio too
+    (:mod:`ucf.runtime.pool_sync`), so no request loads anyio's backend.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008 - httpx's default, immutable
+        network_backend: httpcore.AsyncNetworkBackend | None = None,
+        **options: Any,
+    ) -> None:
         self.trust = BackgroundTrust(verify)
-        super().__init__(verify=self.trust.context, **options)
+        super().__init__(verify=self.trust.context, limits=limits, **options)
+        if network_backend is not None:
+            from ucf.runtime.pool_sync import install
+
+            install()
+            self._pool = httpcore.AsyncConnectionPool(
+                ssl_context=self.trust.context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=network_backend,
+            )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "https":

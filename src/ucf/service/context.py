@@ -102,11 +102,6 @@ class UcfContext:
             context.http  # noqa: B018 - built now, with the rest of start-up
             context.ingestor  # noqa: B018
             await context.connectors.sync_builtin()
-            # httpx's connection pool loads anyio's event-loop backend on its first
-            # request; load it now, with the rest of start-up, not inside a poll.
-            import anyio.lowlevel
-
-            await anyio.lowlevel.checkpoint()
         return context
 
     @cached_property

@@ -57,6 +57,7 @@ from ucf.runtime.http import (
     describe,
     send_with_retries,
 )
+from ucf.runtime.network import AsyncioBackend
 from ucf.runtime.redaction import SECRETS
 from ucf.runtime.trust import BackgroundTrustTransport
 from ucf.service.context import UcfContext
@@ -770,8 +771,9 @@ async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
     addresses. Environment proxies are still ignored."""
     assert settings.http_sink is not None
     http = sink_http_settings(settings.http)
-    # The CA bundle loads while the first batch is read from the store (ucf.runtime.trust).
-    transport = BackgroundTrustTransport(trust_env=False)
+    # The CA bundle loads while the first batch is read from the store (ucf.runtime.trust);
+    # the sockets, locks and events are asyncio's, as for upstream calls (no anyio backend).
+    transport = BackgroundTrustTransport(trust_env=False, network_backend=AsyncioBackend())
     capped = CappedTransport(_StatusIsTheAnswer(transport), http.max_response_bytes)
     async with httpx.AsyncClient(
         transport=capped,  # the same bounded decoding and size cap as every upstream call

@@ -152,6 +152,14 @@ class DynamoClient:
             retries={"total_max_attempts": 1, "mode": "standard"},
             max_pool_connections=max_workers,
             tcp_keepalive=True,
+            # botocore's walk of every parameter against the model (each attribute of
+            # each item) was ~8 % of a conditional put's CPU and ~38 % of a 25-item
+            # BatchWriteItem's (0.83 -> 0.77 ms, 2.9 -> 1.8 ms): ~5 ms of a first
+            # poll's 35 calls, and of every later page's. Nothing is lost
+            # without it: a name the model lacks still stops the request before it
+            # is sent (botocore's serializer cannot place it), and DynamoDB refuses
+            # a malformed value itself (ValidationException: a DynamoError here).
+            parameter_validation=False,
         )
         try:
             # The process's shared session (created under a lock; the client is thread-safe).
