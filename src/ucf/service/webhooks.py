@@ -577,6 +577,7 @@ class WebhookGateway:
         descriptor = target.connector.view
         verifier = _verifier(target.connector)
         credentials = await self._credentials(target, verifier)
+        now = self._context.clock()  # the delivery's one moment: checked, then received at
         admission = check_delivery(
             verifier,
             descriptor,
@@ -586,7 +587,7 @@ class WebhookGateway:
             url=delivery.url,
             query=delivery.query,
             credentials=credentials,
-            now=self._context.clock(),
+            now=now,
         )
         if not admission.ok:
             reason = admission.result.reason
@@ -612,14 +613,14 @@ class WebhookGateway:
         if delivery.method.upper() == "POST" and self._deliveries.verified_due(
             target.project_id, connector_id
         ):
-            return await self._ingest_reporting(target, delivery, admission)
+            return await self._ingest_reporting(target, delivery, admission, now)
         await self._deliveries.verified(target.project_id, connector_id)
         if delivery.method.upper() != "POST":
             raise MethodNotAllowed("webhook deliveries are POST requests")
-        return await self._ingest(target, delivery, admission.parsed(delivery.body))
+        return await self._ingest(target, delivery, admission.parsed(delivery.body), now)
 
     async def _ingest_reporting(
-        self, target: WebhookTarget, delivery: Delivery, admission: Admission
+        self, target: WebhookTarget, delivery: Delivery, admission: Admission, now: datetime
     ) -> Accepted | Ignored:
         """The ingest with the instance's health write beside it, not before it.
 
@@ -630,7 +631,7 @@ class WebhookGateway:
         """
 
         async def ingest() -> Accepted | Ignored:
-            return await self._ingest(target, delivery, admission.parsed(delivery.body))
+            return await self._ingest(target, delivery, admission.parsed(delivery.body), now)
 
         outcome, _ = await both(
             ingest(), self._deliveries.verified(target.project_id, target.connector_id)
@@ -919,8 +920,10 @@ class WebhookGateway:
     # -- generic connectors
 
     async def _ingest(
-        self, target: WebhookTarget, delivery: Delivery, payload: Any
+        self, target: WebhookTarget, delivery: Delivery, payload: Any, now: datetime
     ) -> Accepted | Ignored:
+        """Map, sanitise and store a verified delivery's payload; ``now`` is the moment it
+        was verified at (one clock read a delivery), its signals' ``receivedAt``."""
         if not isinstance(payload, dict):
             raise BadDelivery("the body must be a JSON object")
         connector = target.connector
@@ -928,7 +931,6 @@ class WebhookGateway:
         mapping: CompiledMapping | None = connector.webhook_mapping
         assert webhook is not None  # target() checked both
         assert mapping is not None
-        now = self._context.clock()
         mapped = map_delivery(
             webhook,
             mapping,
