@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 import ucf.core.webhook as webhook_module
 from ucf.core.descriptor import WebhookSpec
 from ucf.core.mapping import CompiledMapping
-from ucf.core.webhook import FoldedHeaders, fallback_version, header, map_delivery
+from ucf.core.webhook import FoldedHeaders, fallback_version, folded_of, header, map_delivery
 
 BODY = b'{"action":"opened"}'
 BODY_HASH = hashlib.sha256(BODY).hexdigest()
@@ -70,6 +70,24 @@ def test_folded_headers_answer_every_lookup_as_a_plain_mapping_does() -> None:
         assert (name in folded) == (header(sent, name) is not None)
     assert folded["X-GITHUB-EVENT"] == "issues"
     assert dict(folded.items()) == {"x-github-event": "issues", "content-type": "application/json"}
+
+
+def test_a_servers_own_folded_headers_are_read_folded_and_anything_else_is_folded_here() -> None:
+    class ServerHeaders(FoldedHeaders):
+        __slots__ = ()
+
+    server = ServerHeaders({"x-github-event": "issues"})
+    assert folded_of(server) is server.folded
+    assert folded_of(FoldedHeaders({})) == {}
+    assert header(server, "X-GitHub-Event") == "issues"
+
+    class NotFolded(dict[str, str]):
+        folded: ClassVar[dict[str, str]] = {"x-github-event": "forged"}  # not a FoldedHeaders
+
+    plain = NotFolded({"X-GitHub-Event": "push"})
+    assert folded_of(plain) is None
+    assert folded_of({"x-github-event": "push"}) is None
+    assert header(plain, "x-github-event") == "push"
 
 
 def _github_issues() -> WebhookSpec:

@@ -24,7 +24,8 @@ from tests.web.conftest import Web
 from tests.web.support import CONNECTOR, PROJECT, sign, ticket_event, webhook_path
 from tests.web.test_gateway import deliver, instance_of, metric
 from ucf.stores.errors import StoreUnavailable
-from ucf.web.front import Headers, _Deadlines, match
+from ucf.web import front as front_module
+from ucf.web.front import MAX_HEADER_NAMES, Headers, _Deadlines, match
 
 ROUTE = "/api/webhooks/{connectorId}/{projectId}"
 ULID_SHAPE = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
@@ -252,6 +253,23 @@ def test_delivery_headers_are_case_insensitive_and_the_first_of_repeats_wins() -
     assert "x-Hub-signature-256" in headers
     assert dict(headers) == {"x-hub-signature-256": "sha256=1"}
     assert json.dumps(dict(headers))
+
+
+def test_header_names_are_folded_alike_whether_seen_before_or_not() -> None:
+    raw = [(b"X-GitHub-Event", b"issues"), (b"x-github-event", b"push"), (b"\xc9tag", b"\xe9")]
+    first, again = Headers(raw), Headers(raw)
+    assert first.folded == again.folded == {"x-github-event": "issues", "\xe9tag": "\xe9"}
+
+
+def test_the_names_remembered_stay_bounded_whatever_senders_make_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(front_module, "_HEADER_NAMES", {})
+    for batch in range(4):
+        raw = [(f"X-Made-Up-{batch}-{n}".encode(), b"v") for n in range(MAX_HEADER_NAMES)]
+        headers = Headers(raw)
+        assert headers.get(f"x-made-up-{batch}-7") == "v"
+    assert len(front_module._HEADER_NAMES) == MAX_HEADER_NAMES
 
 
 @pytest.mark.parametrize(

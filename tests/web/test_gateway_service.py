@@ -281,3 +281,29 @@ async def test_a_server_works_the_registered_url_out_only_for_a_verifier_that_si
         target = await gateway.target(CONNECTOR, PROJECT)
         assert target.needs_url is needed
         assert (await gateway.target(CONNECTOR, PROJECT)).needs_url is needed  # remembered
+
+
+async def test_a_delivery_is_stored_as_received_at_the_moment_it_was_verified(
+    tmp_path: Path,
+) -> None:
+    """One clock read a delivery: the moment its signature window was checked at is its
+    signals' ``receivedAt`` (a clock that moves on at every read tells them apart)."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    reads: list[datetime] = []
+
+    def clock() -> datetime:
+        reads.append(NOW + timedelta(milliseconds=len(reads)))
+        return reads[-1]
+
+    async with _with_an_instance(settings, ACME, clock=clock) as context:
+        gateway = WebhookGateway(context, monotonic=lambda: 0.0)
+        target = await gateway.target(CONNECTOR, PROJECT)
+        for n in range(3):  # the first two draw tokens, the first reports the instance's health
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=NOW.timestamp())
+            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+            before = len(reads)
+            await gateway.receive(target, delivery)
+        assert len(reads) == before + 1
+        listed = await context.store.signals.query(PROJECT)
+        assert reads[-1] in {signal.received_at for signal in listed.items}

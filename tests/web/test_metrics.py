@@ -20,7 +20,8 @@ from typing import get_args
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import Counter
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ucf.service.poll import PollResult
 from ucf.web import metrics as metrics_module
@@ -172,3 +173,69 @@ def test_counting_does_not_import_prometheus_client() -> None:
         "assert 'prometheus_client' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
+
+
+class LibraryCounted(Metrics):
+    """The reference: every update made at once with prometheus_client's own ``inc``,
+    ``observe`` or ``set`` on a child of the same families (what ucf counted with before
+    it kept its own tallies)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.library = MetricFamilies()
+
+    def _update(self, family: Family, labels: tuple[str, ...], value: float = 1) -> None:
+        metric = getattr(self.library, family)
+        child = metric.labels(*labels)
+        if isinstance(metric, Counter):
+            child.inc(value)
+        else:
+            child.observe(value)
+
+    def render(self) -> bytes:
+        return generate_latest(self.library.registry)
+
+
+odd_seconds = seconds | st.floats(allow_nan=True, allow_infinity=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps,
+    st.lists(st.tuples(st.sampled_from(["/a", "/b"]), st.sampled_from([200, 500]), odd_seconds)),
+)
+def test_a_scrape_reads_what_prometheus_clients_own_counting_would_have(
+    run: list[Step], requests: list[tuple[str, int, float]]
+) -> None:
+    library, tallied, journaled = LibraryCounted(), Metrics(), Metrics()
+    with clock() as set_clock:
+        tallied.render()  # built first: every update goes to the tallies
+        for step in run:
+            set_clock(step.when)
+            for metrics in (library, tallied, journaled):
+                step.call(metrics)
+        for number, (route, status, took) in enumerate(requests):
+            set_clock(1.9e9 + number)
+            for metrics in (library, tallied, journaled):
+                metrics.observe_request("POST", route, status, took)
+        set_clock(2e9)
+        expected = library.render()
+        assert tallied.render() == expected
+        assert journaled.render() == expected
+        tallied.ingested("github", 2, 1)  # counted on after a scrape, scraped again
+        library.ingested("github", 2, 1)
+        assert tallied.render() == library.render()
+
+
+def test_a_request_counts_in_the_same_tallies_as_the_generic_update() -> None:
+    metrics = Metrics()
+    metrics.render()
+    metrics.observe_request("POST", "/r", 200, 0.003)
+    metrics._update("requests", ("POST", "/r", "200"))
+    metrics._update("request_seconds", ("/r",), 0.02)
+    metrics.observe_request("POST", "/r", 200, 7.0)
+    text = metrics.render().decode()
+    assert 'ucf_http_requests_total{method="POST",route="/r",status="200"} 3.0' in text
+    assert 'ucf_http_request_duration_seconds_count{route="/r"} 3.0' in text
+    assert 'ucf_http_request_duration_seconds_bucket{le="0.005",route="/r"} 1.0' in text
+    assert 'ucf_http_request_duration_seconds_sum{route="/r"} 7.023' in text

@@ -41,6 +41,10 @@ class FoldedHeaders(Mapping[str, str]):
         self.folded = folded
         """Lower-case name -> value; read-only for everyone but its maker."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _FOLDED_CLASSES.add(cls)
+
     def __getitem__(self, name: str) -> str:
         return self.folded[name.lower()]
 
@@ -66,11 +70,26 @@ class FoldedHeaders(Mapping[str, str]):
         return len(self.folded)
 
 
+_FOLDED_CLASSES: set[type] = {FoldedHeaders}
+
+
+def folded_of(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """``headers.folded`` when ``headers`` is a :class:`FoldedHeaders`, else None.
+
+    Told by its exact class: ``isinstance`` against ``FoldedHeaders``, an ABC
+    (``Mapping``'s), goes through ``ABCMeta.__instancecheck__`` (~0.33 µs for the
+    server's subclass), and a delivery's headers are looked up several times."""
+    if headers.__class__ in _FOLDED_CLASSES:
+        return headers.folded  # type: ignore[attr-defined, no-any-return]
+    return None
+
+
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """A header's value whatever the case of its name; the first of repeated headers."""
     lowered = name.lower()
-    if isinstance(headers, FoldedHeaders):
-        return headers.folded.get(lowered)
+    folded = folded_of(headers)
+    if folded is not None:
+        return folded.get(lowered)
     for key, value in headers.items():
         if key.lower() == lowered:
             return value

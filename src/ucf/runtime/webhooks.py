@@ -65,7 +65,7 @@ from ucf.core.jsonpath import MISSING, CompiledPath, PathSyntaxError, compile_pa
 from ucf.core.payload import payload_or_missing
 from ucf.core.records import datarecord
 from ucf.core.template import compile_template
-from ucf.core.webhook import FoldedHeaders, header
+from ucf.core.webhook import folded_of, header
 
 if TYPE_CHECKING:
     from ucf.core import descriptor as d
@@ -179,8 +179,9 @@ class Verifier(Protocol):
 
 def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
     """Header names folded to lower case; the first of repeated headers wins."""
-    if isinstance(headers, FoldedHeaders):
-        return headers.folded  # folded once by the server that decoded them
+    already = folded_of(headers)
+    if already is not None:
+        return already  # folded once by the server that decoded them
     folded: dict[str, str] = {}
     for name, value in headers.items():
         folded.setdefault(name.lower(), value)

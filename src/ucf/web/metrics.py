@@ -13,10 +13,11 @@ answering its first webhook delivery should not pay for a scrape that may
 never come. So until the first scrape each observation is written down as
 the update it stands for, with the time it happened, and the scrape imports
 the library, builds the metrics and replays the updates in order, giving each
-label set the creation time (``_created``) of its first observation: the
-library stays the only implementation of what a counter or a histogram is,
-and a scrape reads what counting live from the start would have written (a
-test holds the two equal). Past :data:`JOURNAL_LIMIT` updates without a
+label set the creation time (``_created``) of its first observation; from
+then on they are counted in plain numbers that each scrape writes into the
+library's metrics (:mod:`ucf.web.metrics_registry`), and a scrape reads what
+the library counting live from the start would have written (tests hold the
+two equal). Past :data:`JOURNAL_LIMIT` updates without a
 scrape the metrics are built anyway (one ~11 ms import on a warm request), so
 the journal's memory stays bounded.
 """
@@ -115,6 +116,10 @@ class Metrics:
     # -- HTTP
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        families = self._families
+        if families is not None:  # every request once built: one lookup for both updates
+            families.observe_request(method, route, status, seconds)
+            return
         self._update("requests", (method, route, str(status)))
         self._update("request_seconds", (route,), seconds)
 

@@ -3,12 +3,27 @@
 Imported by :class:`ucf.web.metrics.Metrics` on the first scrape, not before
 (see that module for why). One registry per :class:`MetricFamilies` (not the
 process-global one), so several apps in one test process never share counters.
+
+Counted in plain numbers, written into the library's metrics at each scrape.
+A counter's ``inc`` and a histogram's ``observe`` take a lock per value they
+touch (the histogram two: its sum and its bucket) behind a few checks and
+calls each, and every request made both, a delivery one more for its
+signals: several µs of a loaded server's CPU per delivery (``bench/webhook.py``).
+Every update is made on the event loop's thread (the web front, the
+middleware, the scheduler's and the gateway's callbacks are all async code),
+so a :class:`_Count` or :class:`_Observations` per label set adds its number
+without a lock, in the order and with the float operations the library would
+use, and :meth:`MetricFamilies.render` sets each child's values to them just
+before ``generate_latest``: the library still builds every child (its
+``_created`` time included, at the first observation as before) and writes the
+text format, and a test holds a scrape equal, byte for byte, to metrics the
+library counted live.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Final
+from bisect import bisect_left
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -16,7 +31,69 @@ from prometheus_client.exposition import generate_latest
 REQUEST_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-Update = Callable[[float], None]
+_INF: Final = float("inf")
+
+
+class _Count:
+    """A counter child's total, counted here and written into the child at a scrape."""
+
+    __slots__ = ("child", "value")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.value = 0.0
+
+    def add(self, amount: float) -> None:
+        if amount < 0:  # the library's own refusal, before anything is counted
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self.value += amount
+
+    def write(self) -> None:
+        self.child._value.set(self.value)
+
+
+class _Observations:
+    """A histogram child's sum and (non-cumulative) bucket counts, as ``observe`` keeps
+    them: the sum takes every value, the first bucket whose bound is at least the value
+    counts it (a NaN: none)."""
+
+    __slots__ = ("bounds", "child", "counts", "sum")
+
+    def __init__(self, child: Any, bounds: list[float]) -> None:
+        self.child = child
+        self.bounds = tuple(bounds)  # the library's, +Inf last
+        self.counts = [0.0] * len(bounds)
+        self.sum = 0.0
+
+    def add(self, amount: float) -> None:
+        self.sum += amount
+        if amount <= _INF:  # not NaN
+            self.counts[bisect_left(self.bounds, amount)] += 1
+
+    def write(self) -> None:
+        child = self.child
+        child._sum.set(self.sum)
+        for bucket, count in zip(child._buckets, self.counts, strict=True):
+            bucket.set(count)
+
+
+class _Level:
+    """A gauge child's last value."""
+
+    __slots__ = ("child", "value")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.value = 0.0
+
+    def add(self, value: float) -> None:
+        self.value = value
+
+    def write(self) -> None:
+        self.child.set(self.value)
+
+
+Tally = _Count | _Observations | _Level
 
 
 class MetricFamilies:
@@ -25,9 +102,10 @@ class MetricFamilies:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self._updates: dict[tuple[str, tuple[str, ...]], Update] = {}
-        """Each label set's ``inc``, ``observe`` or ``set``, looked up once (the registry
-        keeps a child per label set anyway)."""
+        self._tallies: dict[tuple[str, tuple[str, ...]], Tally] = {}
+        """Each label set's numbers, written into its child by :meth:`render`."""
+        self._requests: dict[tuple[str, str, int], tuple[_Count, _Observations]] = {}
+        """:meth:`observe_request`'s two tallies by method, route and status."""
         self.requests = Counter(
             "ucf_http_requests",
             "HTTP requests by method, route template and status.",
@@ -126,21 +204,46 @@ class MetricFamilies:
         ``created``: when a label set first seen here was really first counted (a
         replayed observation); its ``_created`` sample says that time, not the replay's.
         """
-        key = (family, labels)
-        update = self._updates.get(key)
-        if update is None:  # label sets are bounded (see ucf.web.metrics)
-            metric = getattr(self, family)
-            child = metric.labels(*labels)
-            if created is not None and hasattr(child, "_created"):
-                child._created = created  # the library keeps a label set's creation time here
-            update = self._updates[key] = (
-                child.inc
-                if isinstance(metric, Counter)
-                else child.observe
-                if isinstance(metric, Histogram)
-                else child.set
-            )
-        update(value)
+        tally = self._tallies.get((family, labels))
+        if tally is None:  # label sets are bounded (see ucf.web.metrics)
+            tally = self._tally(family, labels, created)
+        tally.add(value)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """``update("requests", (method, route, str(status)), 1)`` and
+        ``update("request_seconds", (route,), seconds)``, both tallies found by one key."""
+        pair = self._requests.get((method, route, status))
+        if pair is None:
+            count = self._tally("requests", (method, route, str(status)), None)
+            observations = self._tally("request_seconds", (route,), None)
+            assert isinstance(count, _Count)
+            assert isinstance(observations, _Observations)
+            pair = self._requests[(method, route, status)] = (count, observations)
+        count, observations = pair
+        count.value += 1
+        observations.sum += seconds
+        if seconds <= _INF:  # not NaN
+            observations.counts[bisect_left(observations.bounds, seconds)] += 1
+
+    def _tally(self, family: str, labels: tuple[str, ...], created: float | None) -> Tally:
+        """The label set's tally, made with the library's child at its first update."""
+        tally = self._tallies.get((family, labels))
+        if tally is not None:
+            return tally
+        metric = getattr(self, family)
+        child = metric.labels(*labels)
+        if created is not None and hasattr(child, "_created"):
+            child._created = created  # the library keeps a label set's creation time here
+        tally = self._tallies[(family, labels)] = (
+            _Count(child)
+            if isinstance(metric, Counter)
+            else _Observations(child, metric._upper_bounds)
+            if isinstance(metric, Histogram)
+            else _Level(child)
+        )
+        return tally
 
     def render(self) -> bytes:
+        for tally in self._tallies.values():
+            tally.write()
         return generate_latest(self.registry)
