@@ -8,6 +8,7 @@ loaded it, as a Lambda poll worker is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -166,3 +167,35 @@ async def test_anyios_shield_does_not_hold_back_asyncios_cancellation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert reached == ["shielded"]
+
+
+async def _handled_cancellation() -> asyncio.Task[Any]:
+    """The current task, after a cancellation it caught and carried on from (as a
+    shutdown's clean-up does): ``cancelling()`` stays 1."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)
+    assert task.cancelling() == 1
+    return task
+
+
+async def test_a_deadline_in_a_task_that_handled_a_cancellation_still_times_out() -> None:
+    """A pool wait that expires after the task caught an earlier cancellation is a
+    ``TimeoutError`` (httpcore's ``PoolTimeout``), as ``anyio.fail_after``'s is: not a
+    ``CancelledError`` the task was never sent."""
+
+    async def wait_under(deadline: Any) -> str:
+        await _handled_cancellation()
+        try:
+            with deadline(0):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            return "timeout"
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "answered"
+
+    assert await asyncio.ensure_future(wait_under(anyio.fail_after)) == "timeout"
+    assert await asyncio.ensure_future(wait_under(pool_sync.Deadline)) == "timeout"
