@@ -216,7 +216,7 @@ class _SignatureOnDemand:
     def __get__(self, instance: object, owner: type | None = None) -> None:
         init = self._cls.__dict__["__init__"]
         fields_frozen = getattr(init, "__record_fields__", None)
-        if fields_frozen is not None and owner is not None and owner.__init__ is init:
+        if fields_frozen is not None and getattr(owner, "__init__", None) is init:
             _compiled_init(self._cls, *fields_frozen)
 
 
