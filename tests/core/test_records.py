@@ -307,3 +307,39 @@ def test_asking_a_records_signature_before_any_construction_gets_the_dataclasss(
 
     assert str(inspect.signature(Unbuilt)) == str(inspect.signature(UnbuiltDC))
     assert Unbuilt(1).tags == ()
+
+
+def test_a_plain_subclass_shows_the_records_signature_before_any_construction() -> None:
+    """As a plain subclass of a dataclass does, not the stand-in ``__init__``'s
+    ``(*args, **kwargs)``; one with its own ``__init__`` keeps its own."""
+
+    @datarecord
+    class Parent:
+        """Never constructed before its subclass's signature is read."""
+
+        a: int
+        b: str = "x"
+
+    class Child(Parent):
+        """Adds nothing to construction."""
+
+    class Custom(Parent):
+        """Constructs differently."""
+
+        def __init__(self, c: float) -> None:
+            super().__init__(int(c))
+
+    @dataclass
+    class ParentDC:
+        """The same as a dataclass."""
+
+        a: int
+        b: str = "x"
+
+    class ChildDC(ParentDC):
+        """Adds nothing to construction."""
+
+    assert str(inspect.signature(Child)) == str(inspect.signature(ChildDC))
+    assert "a: 'int'" in str(inspect.signature(Child))
+    assert str(inspect.signature(Custom)) == "(c: 'float') -> 'None'"
+    assert Custom(2.0).a == 2

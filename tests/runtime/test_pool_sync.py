@@ -8,6 +8,7 @@ loaded it, as a Lambda poll worker is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -53,6 +54,9 @@ async def main():
     out = {}
     async with create_client(settings, EgressPolicy(frozenset({"127.0.0.1", "localhost"}))) as client:
         out["first"] = (await client.get(base + "/first")).text
+        if sys.argv[1] == "mixed":  # `ucf serve`: a poll ran before the first HTTP request
+            import anyio.lowlevel
+            await anyio.lowlevel.checkpoint()
         # The one connection is busy: a second request gives up with PoolTimeout.
         held = asyncio.ensure_future(client.get(base + "/held"))
         while "/held" not in served:
@@ -125,6 +129,14 @@ def test_a_pool_in_a_process_running_anyio_behaves_the_same() -> None:
     assert result["anyio_backend"] is True
 
 
+def test_a_pool_whose_first_objects_came_before_anyio_loaded_behaves_the_same() -> None:
+    """Its connection's locks are asyncio's, later events and deadlines anyio's."""
+    result = _run("mixed")
+
+    assert {key: result[key] for key in EXPECTED} == EXPECTED
+    assert result["anyio_backend"] is True
+
+
 def test_httpcore_reads_its_asyncio_primitives_from_the_name_install_replaces() -> None:
     # If httpcore stops reading them from a module-level ``anyio``, install() leaves it be;
     # this test then says why the cold start grew again.
@@ -166,3 +178,35 @@ async def test_anyios_shield_does_not_hold_back_asyncios_cancellation() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert reached == ["shielded"]
+
+
+async def _handled_cancellation() -> asyncio.Task[Any]:
+    """The current task, after a cancellation it caught and carried on from (as a
+    shutdown's clean-up does): ``cancelling()`` stays 1."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)
+    assert task.cancelling() == 1
+    return task
+
+
+async def test_a_deadline_in_a_task_that_handled_a_cancellation_still_times_out() -> None:
+    """A pool wait that expires after the task caught an earlier cancellation is a
+    ``TimeoutError`` (httpcore's ``PoolTimeout``), as ``anyio.fail_after``'s is: not a
+    ``CancelledError`` the task was never sent."""
+
+    async def wait_under(deadline: Any) -> str:
+        await _handled_cancellation()
+        try:
+            with deadline(0):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            return "timeout"
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "answered"
+
+    assert await asyncio.ensure_future(wait_under(anyio.fail_after)) == "timeout"
+    assert await asyncio.ensure_future(wait_under(pool_sync.Deadline)) == "timeout"

@@ -207,7 +207,9 @@ def _compiled_init(cls: type, fields: tuple[Field[Any], ...], frozen: bool) -> C
 class _SignatureOnDemand:
     """``cls.__signature__`` of a record: compiles its ``__init__``, then lets ``inspect``
     read the signature from it as it reads a dataclass's (answering ``None`` means
-    "look at ``__init__``"). A subclass is not answered for: it has its own."""
+    "look at ``__init__``"). A plain subclass that inherits the record's ``__init__``
+    reads it through here too (it would otherwise show the stand-in's ``*args,
+    **kwargs``); one with an ``__init__`` of its own is left to it."""
 
     __slots__ = ("_cls",)
 
@@ -215,11 +217,10 @@ class _SignatureOnDemand:
         self._cls = cls
 
     def __get__(self, instance: object, owner: type | None = None) -> None:
-        if owner is self._cls:
-            init = owner.__dict__["__init__"]
-            fields_frozen = getattr(init, "__record_fields__", None)
-            if fields_frozen is not None:
-                _compiled_init(owner, *fields_frozen)
+        init = self._cls.__dict__["__init__"]
+        fields_frozen = getattr(init, "__record_fields__", None)
+        if fields_frozen is not None and getattr(owner, "__init__", None) is init:
+            _compiled_init(self._cls, *fields_frozen)
 
 
 def _init(cls: type, fields: tuple[Field[Any], ...], *, frozen: bool) -> Callable[..., None]:

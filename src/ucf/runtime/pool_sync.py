@@ -96,9 +96,14 @@ class Deadline:
     that cancels the task after ``delay`` seconds and then raises ``TimeoutError``.
 
     ``asyncio.timeout`` does the same but is entered with ``async with``; this is its
-    logic (Python 3.11's ``asyncio.timeouts.Timeout``) without the awaits it never
-    makes. A cancellation that is not the deadline's own (the task cancelled from
-    outside) stays a ``CancelledError``.
+    logic (``asyncio.timeouts.Timeout`` as 3.11.7 and 3.12 have it) without the awaits
+    it never makes. A cancellation that is not the deadline's own (the task cancelled
+    from outside) stays a ``CancelledError``. Requests a task already had when the
+    deadline began (a cancellation caught and handled, as a caller of
+    :func:`ucf.runtime.completion.to_the_end` settling a cancelled step does) are not
+    counted against it: its expiry is still a ``TimeoutError``, as ``asyncio.timeout``'s
+    and ``anyio.fail_after``'s are (3.11.0's ``== 0`` test turned it into a spurious
+    ``CancelledError``).
     """
 
     def __init__(self, delay: float | None) -> None:
@@ -106,12 +111,14 @@ class Deadline:
         self._task: asyncio.Task[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._expired = False
+        self._cancelling = 0
 
     def __enter__(self) -> Deadline:
         if self._delay is not None:
             self._task = asyncio.current_task()
             if self._task is None:
                 raise RuntimeError("a deadline needs a running task")
+            self._cancelling = self._task.cancelling()
             self._timer = asyncio.get_running_loop().call_later(self._delay, self._expire)
         return self
 
@@ -124,12 +131,12 @@ class Deadline:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        # Our cancel request is withdrawn; if it was the only one, the task's
-        # CancelledError was the deadline's: it becomes the timeout.
+        # Our cancel request is withdrawn; if no other came after the deadline began,
+        # the task's CancelledError was the deadline's: it becomes the timeout.
         if (
             self._expired
             and self._task is not None
-            and self._task.uncancel() == 0
+            and self._task.uncancel() <= self._cancelling
             and exc_type is asyncio.CancelledError
         ):
             raise TimeoutError

@@ -156,13 +156,19 @@ class BackgroundTrust:
         self._loaded.result(timeout)
 
 
+_POOL_OPTIONS: Final = ("http1", "http2", "uds", "local_address", "retries", "socket_options")
+"""httpx's transport options it hands its connection pool (besides limits and TLS)."""
+
+
 class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport, its CA bundle loading from the moment it is built.
 
     With ``network_backend``, its connection pool is httpx's with that backend
     (httpx offers no hook for it): ucf's asyncio sockets (:mod:`ucf.runtime.network`),
     behind the SSRF guard or not, and the pool's locks and events from asyncio too
-    (:mod:`ucf.runtime.pool_sync`), so no request loads anyio's backend.
+    (:mod:`ucf.runtime.pool_sync`), so no request loads anyio's backend. httpx's
+    pool options (``retries``, ``http2``, ...) reach that pool as they reach httpx's;
+    a ``proxy`` is refused rather than silently dropped (it needs httpx's proxy pool).
     """
 
     def __init__(
@@ -173,6 +179,8 @@ class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
         network_backend: httpcore.AsyncNetworkBackend | None = None,
         **options: Any,
     ) -> None:
+        if network_backend is not None and options.get("proxy") is not None:
+            raise TypeError("BackgroundTrustTransport: a network_backend's pool takes no proxy")
         self.trust = BackgroundTrust(verify)
         super().__init__(verify=self.trust.context, limits=limits, **options)
         if network_backend is not None:
@@ -185,6 +193,7 @@ class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
                 max_keepalive_connections=limits.max_keepalive_connections,
                 keepalive_expiry=limits.keepalive_expiry,
                 network_backend=network_backend,
+                **{name: options[name] for name in _POOL_OPTIONS if name in options},
             )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
