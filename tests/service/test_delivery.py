@@ -707,6 +707,35 @@ async def test_a_sink_url_that_cannot_be_posted_to_fails_at_start_up(tmp_path: P
     assert "hunter2" not in str(error.value)
 
 
+async def test_a_sink_urls_path_is_in_no_failure_message(client: httpx.AsyncClient) -> None:
+    """A Slack-style hook URL carries its credential in the path: a refusal or a dropped
+    connection names the host (logs, delivery health, the delivery function's result)."""
+    secret_path = "/services/T0001/B0002/" + secrets.token_urlsafe(18)
+    entries = [OutboxEntry("1", "http", "p1", "c", {"id": "s1"}, BASE, 1)]
+    with FakeServer() as server:
+        server.add_route("POST", secret_path, lambda _: FakeResponse(status=403, body=b"{}"))
+        server.add_route("POST", secret_path + "/old", lambda _: FakeResponse(status=302, body=b""))
+        refused = HttpPostSink(server.url(secret_path), client, settings=FAST)
+        with pytest.raises(DeliveryFailed) as answered:
+            await refused.deliver(entries)
+        moved = HttpPostSink(server.url(secret_path + "/old"), client, settings=FAST)
+        with pytest.raises(DeliveryFailed) as redirected:  # answered, not raised, by the retries
+            await moved.deliver(entries)
+        port = server.url("/").split(":")[-1].rstrip("/")
+    with pytest.raises(DeliveryFailed) as unreachable:  # the server is gone
+        await HttpPostSink(f"http://127.0.0.1:{port}{secret_path}", client, settings=FAST).deliver(
+            entries
+        )
+
+    for failure in (answered.value, redirected.value, unreachable.value):
+        message = str(failure)
+        assert f"POST 127.0.0.1:{port} (UCF_SINK_HTTP" in message, message
+        assert "services" not in message, message
+        assert failure.__cause__ is None  # a traceback would print the original message
+    assert "(HTTP 403)" in str(answered.value)
+    assert "answered HTTP 302, not 2xx" in str(redirected.value)
+
+
 def test_the_idempotency_key_names_the_signals_not_the_queue_positions() -> None:
     from ucf.stores.models import OutboxEntry
 

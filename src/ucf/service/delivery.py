@@ -249,6 +249,12 @@ class HttpPostSink:
     ) -> None:
         self.url = check_sink_url(url)
         self._client = client
+        # The URL's path and query can be its credential (Slack-style hook URLs), and a
+        # failure's message names the request (``POST host/path: …``) in logs, delivery
+        # health and the delivery function's result: they name the host alone.
+        described = describe(client.build_request("POST", self.url))
+        host = described.removeprefix("POST ").split("/", 1)[0]
+        self._named = (described, f"POST {host} (UCF_SINK_HTTP, its path not shown)")
         self._settings = settings or sink_http_settings(HttpSettings())
         self._headers = {"Content-Type": "application/json"}
         if token:
@@ -275,14 +281,20 @@ class HttpPostSink:
             response = await send_with_retries(self._client, build, settings=self._settings)
         except UpstreamError as error:
             raise DeliveryFailed(
-                str(error),
+                self._without_path(str(error)),
                 retry_after=error.retry_after,
                 rejected=error.status in REJECTING_STATUSES,
-            ) from error
+            ) from None  # its message names the path
         if not 200 <= response.status_code < 300:
             raise DeliveryFailed(
-                f"{describe(response.request)}: answered HTTP {response.status_code}, not 2xx"
+                self._without_path(
+                    f"{describe(response.request)}: answered HTTP {response.status_code}, not 2xx"
+                )
             )
+
+    def _without_path(self, message: str) -> str:
+        described, shown = self._named
+        return message.replace(described, shown)
 
 
 # --------------------------------------------------------------------------- the worker
