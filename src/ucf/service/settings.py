@@ -196,38 +196,33 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
 MAX_RETENTION_DAYS = 3650  # the SAM template's SignalRetentionDays bound
 
 
+def _number_within(env: Mapping[str, str], name: str, upper: float, unit: str) -> float | None:
+    """A number in (0, ``upper``], refused by name otherwise (also nan and inf); None unset."""
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= upper:
+        raise ValueError(f"{name} must be a number of {unit} in (0, {upper}], got {text!r}")
+    return value
+
+
 def _retention(env: Mapping[str, str]) -> timedelta:
     """``UCF_SIGNAL_RETENTION_DAYS``: how long signals are kept, (0, 3650] days.
 
     A negative number was taken, and the hourly purge deletes every signal older
     than *now minus it*: all of them, including the ones just stored.
     """
-    name = "UCF_SIGNAL_RETENTION_DAYS"
-    text = env.get(name, "").strip()
-    if not text:
-        return timedelta(days=30)
-    try:
-        days = float(text)
-    except ValueError:
-        days = 0.0
-    if not 0 < days <= MAX_RETENTION_DAYS:  # also refuses nan and inf
-        raise ValueError(
-            f"{name} must be a number of days in (0, {MAX_RETENTION_DAYS}], got {text!r}"
-        )
-    return timedelta(days=days)
+    days = _number_within(env, "UCF_SIGNAL_RETENTION_DAYS", MAX_RETENTION_DAYS, "days")
+    return timedelta(days=30 if days is None else days)
 
 
 def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:
-    text = env.get(name, "").strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = 0.0
-    if not 0 < seconds <= 86_400:  # also refuses nan and inf
-        raise ValueError(f"{name} must be a number of seconds in (0, 86400], got {text!r}")
-    return timedelta(seconds=seconds)
+    seconds = _number_within(env, name, 86_400, "seconds")
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 class ApiTokenError(ValueError):
