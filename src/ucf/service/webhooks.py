@@ -771,14 +771,12 @@ class WebhookGateway:
         return None
 
     async def _instance_secrets(self, target: WebhookTarget) -> InstanceSecrets:
-        key = (target.project_id, target.connector_id)
+        cached = self._cached_secrets(target)
+        if cached is not None:
+            return cached
         now = self._monotonic()
-        cached = self._secrets.get(key)
-        fresh = cached is not None and cached.updated_at == target.record.updated_at
-        if cached is not None and fresh and cached.expires > now:
-            return cached.values
         values = await self._context.instances.runtime_secrets(target.record, target.connector)
-        self._secrets[key] = _CachedSecrets(
+        self._secrets[(target.project_id, target.connector_id)] = _CachedSecrets(
             target.record.updated_at, now + self._secret_ttl, values
         )
         return values

@@ -221,9 +221,7 @@ class MetricFamilies:
             pair = self._requests[(method, route, status)] = (count, observations)
         count, observations = pair
         count.value += 1
-        observations.sum += seconds
-        if seconds <= _INF:  # not NaN
-            observations.counts[bisect_left(observations.bounds, seconds)] += 1
+        observations.add(seconds)
 
     def _tally(self, family: str, labels: tuple[str, ...], created: float | None) -> Tally:
         """The label set's tally, made with the library's child at its first update."""
