@@ -252,9 +252,10 @@ class HttpPostSink:
         # The URL's path and query can be its credential (Slack-style hook URLs), and a
         # failure's message names the request (``POST host/path: …``) in logs, delivery
         # health and the delivery function's result: they name the host alone.
-        described = describe(client.build_request("POST", self.url))
-        host = described.removeprefix("POST ").split("/", 1)[0]
-        self._named = (described, f"POST {host} (UCF_SINK_HTTP, its path not shown)")
+        request = client.build_request("POST", self.url)
+        port = "" if request.url.port is None else f":{request.url.port}"
+        self._described = describe(request)
+        self._shown = f"POST {request.url.host}{port} (UCF_SINK_HTTP, its path not shown)"
         self._settings = settings or sink_http_settings(HttpSettings())
         self._headers = {"Content-Type": "application/json"}
         if token:
@@ -293,8 +294,7 @@ class HttpPostSink:
             )
 
     def _without_path(self, message: str) -> str:
-        described, shown = self._named
-        return message.replace(described, shown)
+        return message.replace(self._described, self._shown)
 
 
 # --------------------------------------------------------------------------- the worker
