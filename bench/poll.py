@@ -204,7 +204,10 @@ class LoopLag:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         lags = sorted(self.lags) or [0.0]
-        at = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000  # noqa: E731
+
+        def at(quantile: float) -> float:
+            return lags[min(len(lags) - 1, int(quantile * len(lags)))] * 1000
+
         return {"p50": at(0.50), "p99": at(0.99), "max": lags[-1] * 1000}
 
 
