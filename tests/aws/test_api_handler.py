@@ -339,3 +339,32 @@ def test_state_on_a_lambdas_own_disk_is_refused(
         schedule.handler({}, LambdaContext())
     with pytest.raises(AwsConfigError, match=named):
         poll_worker.handler({"Records": []}, LambdaContext())
+
+
+@pytest.mark.parametrize("payload", ["2.0", "1.0"])
+@pytest.mark.parametrize("host", ["[::1]:8080", "[2001:db8::7]", "ucf.example.com:https"])
+def test_a_host_mangum_cannot_split_is_answered_not_a_failed_invocation(
+    lab: Lab, github: GitHubFake, payload: str, host: str
+) -> None:
+    """Mangum splits ``Host`` at its colon into a name and an integer port for the ASGI
+    ``server``, and an IPv6 literal (or a port that is no number) failed the whole
+    invocation: API Gateway's bare 500, a provider retrying for nothing."""
+    lab.connect_github(github)
+    body = b'{"action":"opened","issue":{"id":6,"number":6,"title":"over IPv6","labels":[]}}'
+    headers = {**github_headers(body), "host": host}
+    maker = http_api_event if payload == "2.0" else rest_api_event
+    delivery = maker("POST", WEBHOOK, headers=headers, body=body)
+    delivered = HttpReply.of(api.handler(delivery, LambdaContext()))
+    listing = maker(
+        "GET",
+        f"/api/projects/{PROJECT}/instances",
+        headers={"authorization": f"Bearer {lab.token}", "host": host},
+    )
+    listed = HttpReply.of(api.handler(listing, LambdaContext()))
+
+    assert delivered.status == 200, delivered.body
+    assert [s["summary"] for s in lab.signals()] == ["#6 over IPv6"]
+    assert listed.status == 200, listed.body
+    [instance] = listed.json()["items"]
+    if host.startswith("["):  # a valid host[:port] names the webhook URLs, as under uvicorn
+        assert instance["sharedWebhookUrl"] == f"https://{host}{WEBHOOK}"
