@@ -176,3 +176,38 @@ def test_new_outbox_entries_on_the_tables_stream_reach_every_sink_without_waitin
         json.loads(m["Body"])["detail"]["id"] for m in drain_queue(lab.sqs, target)
     ) == sorted(stored)
     assert tick() == {"delivered": {"http": 0, "sqs": 0, "eventbridge": 0}, "errors": {}}
+
+
+def test_one_sinks_store_error_fails_only_that_sink_not_the_invocation(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sink has its own queue and worker: a store error on one (here DynamoDB
+    refusing to claim an entry whose attempt count is no number) must not fail the
+    invocation, which would leave the other sinks' workers behind mid-batch in a frozen
+    execution environment and report nothing of what they delivered."""
+    queue = lab.sqs.create_queue(QueueName=f"signals-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("UCF_SINK_SQS", queue)
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    [entry] = outbox_keys(lab, "sqs")
+    dynamodb = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=lab.endpoints.dynamodb
+    )
+    try:
+        dynamodb.update_item(
+            TableName=lab.table,
+            Key=entry,
+            UpdateExpression="SET attempts = :text",
+            ExpressionAttributeValues={":text": {"S": "many"}},
+        )
+    finally:
+        dynamodb.close()
+
+    result = tick()
+
+    assert result["delivered"] == {"http": 1, "sqs": 0}
+    errors = result["errors"]
+    assert isinstance(errors, dict)
+    assert list(errors) == ["sqs"]
+    assert "store" in errors["sqs"]
+    assert len(pipeline.signal_ids()) == 1

@@ -118,26 +118,40 @@ class DeliveryFunction:
     async def _drain_sink(
         self, context: UcfContext, sink_name: str, budget: float, lease: float
     ) -> tuple[int, str | None]:
+        """Deliver to one sink; what it delivered and its error, never raising: the sinks
+        are drained side by side, and one sink's store or internal error must neither
+        fail the invocation nor leave the others' workers behind in a frozen environment
+        (the next tick or stream record retries it, as after a sink's own failure)."""
         from ucf.service.delivery import SINKS, DeliveryWorker
+        from ucf.stores.errors import StoreError
 
-        async with SINKS[sink_name](context.settings) as sink:
-            worker = DeliveryWorker(
-                context,
-                sink_name,
-                sink,
-                lease=timedelta(seconds=lease),
-                owner=self.container.worker_id,
-            )
-            timer = asyncio.get_running_loop().call_later(budget, worker.stop)
-            try:
-                delivered = await worker.run_once()
-            finally:
-                timer.cancel()
-        stats = worker.stats
-        if stats.last_error:
-            log.warning("delivery to %s failed, retried later: %s", sink_name, stats.last_error)
+        worker: DeliveryWorker | None = None
+        error: str | None = None
+        try:
+            async with SINKS[sink_name](context.settings) as sink:
+                worker = DeliveryWorker(
+                    context,
+                    sink_name,
+                    sink,
+                    lease=timedelta(seconds=lease),
+                    owner=self.container.worker_id,
+                )
+                timer = asyncio.get_running_loop().call_later(budget, worker.stop)
+                try:
+                    await worker.run_once()
+                finally:
+                    timer.cancel()
+        except StoreError as failure:
+            error = f"store error: {failure}"
+        except Exception:
+            log.exception("delivery to %s failed inside ucf", sink_name)
+            error = "failed inside ucf (see the function's log)"
+        delivered = 0 if worker is None else worker.stats.delivered
+        error = error or (None if worker is None else worker.stats.last_error)
+        if error:
+            log.warning("delivery to %s failed, retried later: %s", sink_name, error)
         log.info("delivered %d signal(s) to %s", delivered, sink_name)
-        return delivered, stats.last_error
+        return delivered, error
 
 
 FUNCTION = DeliveryFunction(Container("delivery"))
