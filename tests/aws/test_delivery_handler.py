@@ -211,3 +211,22 @@ def test_one_sinks_store_error_fails_only_that_sink_not_the_invocation(
     assert list(errors) == ["sqs"]
     assert "store" in errors["sqs"]
     assert len(pipeline.signal_ids()) == 1
+
+
+def test_a_pipeline_answering_in_eleven_seconds_gets_its_batch_once_not_every_minute(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline
+) -> None:
+    """The delivery function waited 10 s for an answer (half its 20 s lease), and the
+    HTTP sink's own timeouts were sized for another lease (60 s). A pipeline that takes
+    a batch in 10-15 s got it, was counted as a failure, and got it again at every tick,
+    with nothing behind it moving. The sink waits for half the lease the function uses,
+    and the default lease gives 18 s while a failed sink is still retried within a tick."""
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    pipeline.delay = 11.0
+
+    first = tick()
+
+    assert first == {"delivered": {"http": 1}, "errors": {}}
+    assert len(pipeline.batches()) == 1
+    assert tick() == {"delivered": {"http": 0}, "errors": {}}
