@@ -400,9 +400,11 @@ def test_a_url_signed_delivery_verifies_when_its_hook_url_holds_percent_escapes(
     delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     path = urlsplit(url).path
     if payload == "2.0":  # what API Gateway's HTTP API sends: the path decoded
-        event = http_api_event("POST", unquote(path), headers=delivery.headers, body=delivery.body)
+        event = http_api_event(
+            "POST", unquote(path), headers=dict(delivery.headers), body=delivery.body
+        )
     else:  # a REST API sends it as it came
-        event = rest_api_event("POST", path, headers=delivery.headers, body=delivery.body)
+        event = rest_api_event("POST", path, headers=dict(delivery.headers), body=delivery.body)
 
     reply = HttpReply.of(api.handler(event, LambdaContext()))
 
