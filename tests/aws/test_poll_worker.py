@@ -80,6 +80,29 @@ def test_one_broken_instance_is_recorded_in_its_health_and_only_junk_is_redelive
     assert "hunter2" not in str(response) + str(broken)
 
 
+def test_an_instance_whose_secret_is_unreadable_still_shows_its_health(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """The failure recorded in the health is for the operator to read: the status and
+    the project's instance list answered 500 as long as the secret could not be read."""
+    lab.connect_github(github, "broken")
+    [secret] = lab.credential_secrets()
+    lab.secretsmanager.put_secret_value(SecretId=secret, SecretString="hunter2")
+    schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+    messages = lab.receive()
+    poll_worker.handler(lab.sqs_event(messages), LambdaContext())
+
+    status = lab.call("GET", f"/api/projects/broken/instances/{CONNECTOR}/status")
+    listed = lab.call("GET", "/api/projects/broken/instances")
+
+    assert status.status == 200, status.body
+    assert "not a ucf credential set" in status.json()["lastError"]
+    assert listed.status == 200, listed.body
+    [instance] = listed.json()["items"]
+    assert instance["credentials"] == {}
+    assert b"hunter2" not in status.body + listed.body
+
+
 def test_an_upstream_failure_is_recorded_as_health_not_redelivered(
     lab: Lab, github: GitHubFake
 ) -> None:
