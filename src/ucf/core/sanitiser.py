@@ -802,6 +802,7 @@ class Sanitiser:
         self._raw_as_json = all(name and name.isascii() for name in self._secret_fields)
         self._raw_json_limit = min(policy.max_raw_string_chars, policy.max_raw_items)
         # The page path's raw depth, summary length and joined length limits, once.
+        self._metadata_limits = (policy.max_metadata_items, policy.max_metadata_chars)
         self._page_limits = (
             policy.max_raw_depth,
             min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars),
@@ -1007,6 +1008,7 @@ class Sanitiser:
         dumps = self._plain_json
         json_limit = self._raw_json_limit
         depth_limit, summary_limit, total_limit = self._page_limits
+        metadata_items, metadata_chars = self._metadata_limits
         is_normalized = unicodedata.is_normalized
         for wire in wires:
             raw = wire["raw"]
@@ -1041,15 +1043,21 @@ class Sanitiser:
             metadata = wire.get("metadata")
             if metadata is None:
                 joined = text + "\n" + summary
-            elif not self._metadata_within_bounds(metadata):
-                texts.append(None)
-                continue
             else:
                 strings = [text, summary]
                 strings += metadata["participants"]
                 strings += metadata["relatedTickets"]
                 strings += metadata["tags"]
                 joined = "\n".join(strings)
+                # Few entries and few characters in all are within every metadata bound;
+                # only a signal past that pays for the check entry by entry.
+                entries = len(strings) - 2
+                if (
+                    entries > metadata_items
+                    or len(joined) - len(text) - len(summary) - entries > metadata_chars
+                ) and not self._metadata_within_bounds(metadata):
+                    texts.append(None)
+                    continue
             if len(joined) > total_limit or (
                 not summary.isascii() and not is_normalized("NFKC", summary)
             ):
@@ -1195,7 +1203,7 @@ class Sanitiser:
 
     def _metadata_within_bounds(self, metadata: dict[str, Any]) -> bool:
         """Whether no metadata list is longer, and no entry of one, than the policy keeps."""
-        items, chars = self.policy.max_metadata_items, self.policy.max_metadata_chars
+        items, chars = self._metadata_limits
         for values in (metadata["participants"], metadata["relatedTickets"], metadata["tags"]):
             if len(values) > items or (values and max(map(len, values)) > chars):
                 return False
