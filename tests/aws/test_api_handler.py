@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,73 @@ def test_state_on_a_lambdas_own_disk_is_refused(
         schedule.handler({}, LambdaContext())
     with pytest.raises(AwsConfigError, match=named):
         poll_worker.handler({"Records": []}, LambdaContext())
+
+
+@pytest.mark.parametrize("payload", ["2.0", "1.0"])
+@pytest.mark.parametrize("host", ["[::1]:8080", "[2001:db8::7]", "ucf.example.com:https"])
+def test_a_host_mangum_cannot_split_is_answered_not_a_failed_invocation(
+    lab: Lab, github: GitHubFake, payload: str, host: str
+) -> None:
+    """Mangum splits ``Host`` at its colon into a name and an integer port for the ASGI
+    ``server``, and an IPv6 literal (or a port that is no number) failed the whole
+    invocation: API Gateway's bare 500, a provider retrying for nothing."""
+    lab.connect_github(github)
+    body = b'{"action":"opened","issue":{"id":6,"number":6,"title":"over IPv6","labels":[]}}'
+    headers = {**github_headers(body), "host": host}
+    maker = http_api_event if payload == "2.0" else rest_api_event
+    delivery = maker("POST", WEBHOOK, headers=headers, body=body)
+    delivered = HttpReply.of(api.handler(delivery, LambdaContext()))
+    listing = maker(
+        "GET",
+        f"/api/projects/{PROJECT}/instances",
+        headers={"authorization": f"Bearer {lab.token}", "host": host},
+    )
+    listed = HttpReply.of(api.handler(listing, LambdaContext()))
+
+    assert delivered.status == 200, delivered.body
+    assert [s["summary"] for s in lab.signals()] == ["#6 over IPv6"]
+    assert listed.status == 200, listed.body
+    [instance] = listed.json()["items"]
+    if host.startswith("["):  # a valid host[:port] names the webhook URLs, as under uvicorn
+        assert instance["sharedWebhookUrl"] == f"https://{host}{WEBHOOK}"
+
+
+@pytest.mark.parametrize("payload", ["2.0", "1.0"])
+def test_a_url_signed_delivery_verifies_when_its_hook_url_holds_percent_escapes(
+    lab: Lab, payload: str
+) -> None:
+    """Trello signs the callback URL it was given, escapes and all. A project id with a
+    space or an accent is escaped in the URL ucf shows; API Gateway's HTTP API hands the
+    path over decoded (``rawPath``), a REST API escaped, and Mangum decodes it either
+    way: the URL ucf rebuilt to verify had a bare space, and every delivery was a 401."""
+    from urllib.parse import quote, unquote, urlsplit
+
+    from ucf.fakes.trello import TrelloScenario
+
+    trello = TrelloScenario()
+    project = "équipe web"
+    created = lab.call(
+        "POST",
+        f"/api/projects/{quote(project, safe='')}/instances",
+        json_body={
+            "connectorId": "trello",
+            "credentials": trello.credentials(),
+            "config": trello.config("http://127.0.0.1:9"),
+        },
+    )
+    assert created.status == 201, created.body
+    url = created.json()["webhookUrl"]
+    assert "/%C3%A9quipe%20web/" in url
+    delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
+    path = urlsplit(url).path
+    if payload == "2.0":  # what API Gateway's HTTP API sends: the path decoded
+        event = http_api_event(
+            "POST", unquote(path), headers=dict(delivery.headers), body=delivery.body
+        )
+    else:  # a REST API sends it as it came
+        event = rest_api_event("POST", path, headers=dict(delivery.headers), body=delivery.body)
+
+    reply = HttpReply.of(api.handler(event, LambdaContext()))
+
+    assert reply.status == 200, reply.body
+    assert reply.json()["inserted"] == 1

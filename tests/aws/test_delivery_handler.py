@@ -176,3 +176,57 @@ def test_new_outbox_entries_on_the_tables_stream_reach_every_sink_without_waitin
         json.loads(m["Body"])["detail"]["id"] for m in drain_queue(lab.sqs, target)
     ) == sorted(stored)
     assert tick() == {"delivered": {"http": 0, "sqs": 0, "eventbridge": 0}, "errors": {}}
+
+
+def test_one_sinks_store_error_fails_only_that_sink_not_the_invocation(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each sink has its own queue and worker: a store error on one (here DynamoDB
+    refusing to claim an entry whose attempt count is no number) must not fail the
+    invocation, which would leave the other sinks' workers behind mid-batch in a frozen
+    execution environment and report nothing of what they delivered."""
+    queue = lab.sqs.create_queue(QueueName=f"signals-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("UCF_SINK_SQS", queue)
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    [entry] = outbox_keys(lab, "sqs")
+    dynamodb = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=lab.endpoints.dynamodb
+    )
+    try:
+        dynamodb.update_item(
+            TableName=lab.table,
+            Key=entry,
+            UpdateExpression="SET attempts = :text",
+            ExpressionAttributeValues={":text": {"S": "many"}},
+        )
+    finally:
+        dynamodb.close()
+
+    result = tick()
+
+    assert result["delivered"] == {"http": 1, "sqs": 0}
+    errors = result["errors"]
+    assert isinstance(errors, dict)
+    assert list(errors) == ["sqs"]
+    assert "store" in errors["sqs"]
+    assert len(pipeline.signal_ids()) == 1
+
+
+def test_a_pipeline_answering_in_eleven_seconds_gets_its_batch_once_not_every_minute(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline
+) -> None:
+    """The delivery function waited 10 s for an answer (half its 20 s lease), and the
+    HTTP sink's own timeouts were sized for another lease (60 s). A pipeline that takes
+    a batch in 10-15 s got it, was counted as a failure, and got it again at every tick,
+    with nothing behind it moving. The sink waits for half the lease the function uses,
+    and the default lease gives 18 s while a failed sink is still retried within a tick."""
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    pipeline.delay = 11.0
+
+    first = tick()
+
+    assert first == {"delivered": {"http": 1}, "errors": {}}
+    assert len(pipeline.batches()) == 1
+    assert tick() == {"delivered": {"http": 0}, "errors": {}}

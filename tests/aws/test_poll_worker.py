@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -17,9 +18,10 @@ from ucf.aws.handlers.poll_worker import (
     STOP_MARGIN_SECONDS,
     PollWorkerFunction,
 )
-from ucf.aws.polling import PollRequest
 from ucf.fakes.github import GitHubFake
 from ucf.fakes.kit import Fault
+from ucf.stores import open_store
+from ucf.stores.models import InstanceRecord
 
 ISSUES = "/repos/{owner}/{repo}/issues"
 
@@ -28,9 +30,22 @@ def polled_issue_signals(lab: Lab, project: str) -> int:
     return sum(1 for s in lab.signals(project) if "action" not in s["raw"])
 
 
-def test_one_broken_instance_is_redelivered_and_the_others_are_not(
+async def instance_record(lab: Lab, project: str) -> InstanceRecord:
+    """The instance as stored (its status page reads the secret, which is broken here)."""
+    async with open_store(lab.environ["UCF_STORE"]) as store:
+        record = await store.instances.get(project, CONNECTOR)
+    assert record is not None
+    return record
+
+
+def test_one_broken_instance_is_recorded_in_its_health_and_only_junk_is_redelivered(
     lab: Lab, github: GitHubFake
 ) -> None:
+    """A poll that fails inside ucf (here a secret edited by hand) is the instance's
+    health, with its backoff, not a message to redeliver: on a FIFO queue a redelivered
+    message holds its group, the instance, for the queue's 30-minute visibility timeout,
+    while every tick adds another request behind it. A body that is no poll request
+    names no instance: that one is redelivered (and dead-lettered)."""
     lab.connect_github(github, "healthy")
     before = lab.credential_secrets()
     lab.connect_github(github, "broken")
@@ -38,7 +53,8 @@ def test_one_broken_instance_is_redelivered_and_the_others_are_not(
     # Someone edits the secret by hand in the console: ucf can no longer read it.
     lab.secretsmanager.put_secret_value(SecretId=broken_secret, SecretString="hunter2")
 
-    tick = schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+    now = datetime.now(UTC)
+    tick = schedule.handler(scheduled_event(now), LambdaContext())
     lab.sqs.send_message(
         QueueUrl=lab.queue_url,
         MessageBody="poll everything please",
@@ -48,17 +64,43 @@ def test_one_broken_instance_is_redelivered_and_the_others_are_not(
     messages = lab.receive()
     by_body = {m["Body"]: m["MessageId"] for m in messages}
     response = poll_worker.handler(lab.sqs_event(messages), LambdaContext())
+    lab.settle(messages, response)
+    broken = asyncio.run(instance_record(lab, "broken"))
+    next_tick = schedule.handler(scheduled_event(now + timedelta(minutes=1)), LambdaContext())
 
     assert tick["enqueued"] == 2
     assert len(messages) == 3
     failed = {item["itemIdentifier"] for item in response["batchItemFailures"]}
-    assert failed == {
-        by_body[PollRequest("broken", CONNECTOR).body()],
-        by_body["poll everything please"],
-    }
+    assert failed == {by_body["poll everything please"]}
     assert polled_issue_signals(lab, "healthy") > 100
     assert polled_issue_signals(lab, "broken") == 0
-    assert "hunter2" not in str(response)
+    assert broken.consecutive_failures == 1
+    assert "not a ucf credential set" in (broken.last_error or "")
+    assert next_tick["due"] == 0, "the failed instance waits out its backoff"
+    assert "hunter2" not in str(response) + str(broken)
+
+
+def test_an_instance_whose_secret_is_unreadable_still_shows_its_health(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """The failure recorded in the health is for the operator to read: the status and
+    the project's instance list answered 500 as long as the secret could not be read."""
+    lab.connect_github(github, "broken")
+    [secret] = lab.credential_secrets()
+    lab.secretsmanager.put_secret_value(SecretId=secret, SecretString="hunter2")
+    schedule.handler(scheduled_event(datetime.now(UTC)), LambdaContext())
+    messages = lab.receive()
+    poll_worker.handler(lab.sqs_event(messages), LambdaContext())
+
+    status = lab.call("GET", f"/api/projects/broken/instances/{CONNECTOR}/status")
+    listed = lab.call("GET", "/api/projects/broken/instances")
+
+    assert status.status == 200, status.body
+    assert "not a ucf credential set" in status.json()["lastError"]
+    assert listed.status == 200, listed.body
+    [instance] = listed.json()["items"]
+    assert instance["credentials"] == {}
+    assert b"hunter2" not in status.body + listed.body
 
 
 def test_an_upstream_failure_is_recorded_as_health_not_redelivered(

@@ -15,6 +15,7 @@ from ucf.core.descriptor import (
     SignatureVerification,
     descriptor_json_schema,
 )
+from ucf.core.signal_identity import SIGNAL_TYPE_MAX_CHARS
 from ucf.core.validation import DescriptorInvalid, parse_descriptor, validate_descriptor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,3 +262,17 @@ def test_regex_errors_read_as_text_and_nothing_is_logged_by_re2(
         "regular expression does not compile under RE2: invalid perl operator: (?="
     ]
     assert capfd.readouterr().err == ""
+
+
+def test_a_signal_type_longer_than_signals_keep_is_refused_with_its_path() -> None:
+    """Every signal carries its type whole: a type of hundreds of KB (a custom descriptor)
+    made signals no store keeps (DynamoDB: 400 KB an item), refused at every poll."""
+    data = brief()
+    data["fieldMapping"]["defaultType"] = "x" * (SIGNAL_TYPE_MAX_CHARS + 1)
+    data["fieldMapping"]["signalTypeRules"][0]["then"] = "y" * 300_000
+    paths = {path for path, _ in problems_of(data)}
+    assert {"fieldMapping.defaultType", "fieldMapping.signalTypeRules[0].then"} <= paths
+
+    data = brief()
+    data["fieldMapping"]["defaultType"] = "x" * SIGNAL_TYPE_MAX_CHARS
+    assert problems_of(data) == []

@@ -1284,3 +1284,32 @@ def test_added_secret_rules_may_not_anchor_to_the_ends_of_the_text() -> None:
     wire = Sanitiser(policy).sanitise_wire(_signal(summary="deploy key IK12345678").to_wire())
     assert wire["sanitisedSummary"] == "deploy key [REDACTED:internal_key]"
     assert "redacted:internal_key" in wire["sanitisationNotes"]
+
+
+def test_metadata_lists_are_bounded_alike_on_every_path_and_no_secret_is_cut_in_two() -> None:
+    """A participants, tags or related-items path may pick any list out of a payload:
+    its entries and their length are bounded (the record must fit a store), and a long
+    entry is redacted before it is cut, so a secret at the cut is not left half shown."""
+    policy = SanitiserPolicy()
+    long_name = "x" * (policy.max_metadata_chars - 10) + " " + GITHUB_TOKEN + " tail" * 50
+    signal = _signal(
+        metadata={
+            "participants": [long_name],
+            "relatedTickets": [f"ENG-{n}" for n in range(policy.max_metadata_items + 50)],
+            "tags": ["bug"],
+        }
+    )
+
+    model = SANITISER.sanitise(signal).to_wire()
+    [page] = SANITISER.sanitise_wires([signal.to_wire()])
+    one = SANITISER.sanitise_wire(signal.to_wire())
+
+    assert model == page == one
+    metadata = model["metadata"]
+    assert metadata["relatedTickets"] == [f"ENG-{n}" for n in range(policy.max_metadata_items)]
+    [name] = metadata["participants"]
+    assert len(name) <= policy.max_metadata_chars
+    assert name.endswith("…")
+    assert "ghp_" not in name
+    assert metadata["tags"] == ["bug"]
+    assert "truncated:metadata" in model["sanitisationNotes"]

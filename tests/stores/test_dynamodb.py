@@ -517,6 +517,25 @@ async def test_a_signal_too_large_for_dynamodb_is_refused_before_anything_is_wri
     assert (await store.signals.ingest([signal_write("small")])).inserted == (True,)
 
 
+async def test_a_signal_too_large_for_another_field_than_raw_is_refused_naming_it(
+    store: Store,
+) -> None:
+    """The size error used to blame the raw payload whatever made the signal large."""
+    base = signal_write("typed", padding=0)
+    named = {**base.signal, "type": "t" * 400_000}
+    oversized = SignalWrite(
+        dedup_key=base.dedup_key,
+        project_id="p1",
+        connector_id="github-issues",
+        signal=named,
+        received_at=T0,
+    )
+    with pytest.raises(InvalidRecord, match="its 'type'") as refused:
+        await store.signals.ingest([oversized])
+    assert "raw payload" not in str(refused.value)
+    assert "signal types shorter" in str(refused.value)
+
+
 async def test_a_large_batch_with_duplicates_is_stored_once_each(store: Store) -> None:
     fresh = [signal_write(str(i)) for i in range(400)]
     first = await store.signals.ingest(fresh[:300], sinks=["http"])

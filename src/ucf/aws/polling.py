@@ -240,7 +240,8 @@ class BatchOutcome:
 
     results: list[PollResult] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    """Message ids whose poll failed inside ucf (or that are not poll requests)."""
+    """Message ids that are not poll requests, or whose failure inside ucf could not be
+    recorded in the instance's health."""
 
     def response(self) -> dict[str, Any]:
         """Lambda's partial batch response: only these messages become visible again."""
@@ -260,10 +261,12 @@ async def poll_messages(
     ``fetch_until`` (the event loop's time) ends every poll's fetching by then
     (:func:`ucf.service.poll.poll_instance`): the invocation's deadline.
 
-    A message fails (and SQS redelivers it, then dead-letters it) only when
-    ucf itself failed: a store error, a corrupt secret, a body that is not a
-    poll request. An upstream that refuses or breaks is the instance's health,
-    recorded in the store with its backoff — redelivering would only bypass it.
+    A message fails (and SQS redelivers it, then dead-letters it) only when it
+    is not a poll request, or when its poll failed inside ucf (a store error, a
+    corrupt secret) and even recording that in the instance's health failed.
+    Any other failed poll is the instance's health, recorded in the store with
+    its backoff, and its message is done with: redelivering would only bypass
+    the backoff, and hold the instance's FIFO group for the visibility timeout.
     Messages naming one instance twice are polled once: an owner may re-take
     its own lease, so two polls of one instance in one worker must not start.
     """
@@ -293,7 +296,9 @@ async def poll_messages(
                 return
             try:
                 result = await _poll_if_due(context, request, policy, worker_id, stop, fetch_until)
-            except Exception:
+            except Exception as error:
+                if await _recorded_in_health(context, request, policy, error):
+                    return
                 log.exception(
                     "poll of %s/%s failed inside ucf; the message will be redelivered",
                     request.project_id,
@@ -307,6 +312,47 @@ async def poll_messages(
 
     await asyncio.gather(*(poll(request, ids) for request, ids in by_instance.items()))
     return outcome
+
+
+async def _recorded_in_health(
+    context: UcfContext, request: PollRequest, policy: SchedulePolicy, error: Exception
+) -> bool:
+    """Record a poll that failed inside ucf in its instance's health; False if even that
+    failed (the store is down), and the message is then redelivered.
+
+    Recorded, the failure backs the instance off like any failed poll (the schedule
+    sends the next request once it is due again) and the message is done with. Not
+    redelivered: on a FIFO queue a redelivered message holds its group, the instance,
+    for the queue's visibility timeout (30 minutes), each tick adds a request behind
+    it, and a corrupt secret fails every time anyway.
+    """
+    from ucf.runtime.health import Outcome, classify, secret_free
+    from ucf.stores.errors import NotFound
+
+    log.error(
+        "poll of %s/%s failed inside ucf; recorded in its health",
+        request.project_id,
+        request.connector_id,
+        exc_info=error,
+    )
+    observation = classify(
+        Outcome.FAILED,
+        at=context.clock(),
+        policy=policy.health,
+        error=secret_free(f"the poll failed inside ucf: {error}"),
+    )
+    try:
+        await context.store.instances.record_health(
+            request.project_id, request.connector_id, observation
+        )
+    except NotFound:
+        return True  # disconnected meanwhile: nothing left to poll or to redeliver
+    except Exception:
+        log.exception(
+            "could not record the failed poll of %s/%s", request.project_id, request.connector_id
+        )
+        return False
+    return True
 
 
 async def _poll_if_due(

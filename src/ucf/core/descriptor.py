@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT as ACCESS_TOKEN_EXPIRES_AT
 from ucf.core.credential_keys import AUTH_METHOD_KEY as AUTH_METHOD_KEY
-from ucf.core.signal_identity import UNKNOWN_SIGNAL_TYPE, Priority
+from ucf.core.signal_identity import SIGNAL_TYPE_MAX_CHARS, UNKNOWN_SIGNAL_TYPE, Priority
 
 
 class DescriptorModel(BaseModel):
@@ -744,7 +744,7 @@ class Condition(DescriptorModel):
 class SignalTypeRule(Condition):
     """The first rule whose conditions all hold names the signal type."""
 
-    then: str
+    then: str = Field(max_length=SIGNAL_TYPE_MAX_CHARS)
     all: list[Condition] = Field(
         default_factory=list, description="Further conditions that must also hold."
     )
@@ -781,6 +781,7 @@ class FieldMappingDescriptor(DescriptorModel):
     )
     default_type: str = Field(
         default=UNKNOWN_SIGNAL_TYPE,
+        max_length=SIGNAL_TYPE_MAX_CHARS,
         alias="defaultType",
         description="Signal type when no rule matches.",
     )

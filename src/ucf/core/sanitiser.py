@@ -26,15 +26,16 @@ What happens to each field (every action is listed in ``sanitisationNotes``):
 ``raw`` and ``metadata`` strings — scrubbed like ``summary``, recursively, with
   values under secret-looking keys (``token``, ``password``, ``client_secret``…)
   redacted whatever they look like, and the whole structure bounded (string
-  length, total characters, members, depth) so a hostile payload cannot make
-  the record, or the work, unbounded. ``raw`` is not NFKC-normalised nor
+  length, total characters, members, depth; each metadata list's entries and
+  their length) so a hostile payload cannot make the record, or the work,
+  unbounded. ``raw`` is not NFKC-normalised nor
   HTML-stripped: it stays the source record, faithful apart from what must go.
 
 Notes are short stable strings, ``[scope:]action[:detail]``; the scope is
 absent for ``sanitisedSummary`` and ``summary:``, ``raw:`` or ``metadata:``
 otherwise. Counted actions carry their count (``control_chars_removed:3``).
 Bounds hit are ``truncated:<what>``: ``summary``, ``input``, ``summary_field``,
-``raw_strings:<n>``, ``raw_total``, ``raw_items``, ``raw_depth``.
+``raw_strings:<n>``, ``raw_total``, ``raw_items``, ``raw_depth``, ``metadata``.
 
 Prompt-injection flags are advisory: the phrase stays readable, quoted, and the
 note tells the triage step an instruction-like phrase was present. Patterns are
@@ -296,6 +297,13 @@ class SanitiserPolicy:
     max_raw_total_chars: int = 200_000
     max_raw_items: int = 10_000
     max_raw_depth: int = 32
+    max_metadata_items: int = 100
+    """Entries kept of each metadata list (participants, relatedTickets, tags)."""
+    max_metadata_chars: int = 256
+    """Characters kept of each metadata entry: names, labels, ticket keys and URLs.
+    With the items bound, the metadata of a signal is at most ~300 KB even in
+    four-byte characters, so the ingest can always make a signal fit a DynamoDB
+    item by cutting its ``raw``."""
     max_html_passes: int = 4
     secret_fields: frozenset[str] = DEFAULT_SECRET_FIELDS
     extra_secret_rules: tuple[SecretRule, ...] = ()
@@ -309,6 +317,8 @@ class SanitiserPolicy:
             "max_raw_total_chars",
             "max_raw_items",
             "max_raw_depth",
+            "max_metadata_items",
+            "max_metadata_chars",
             "max_html_passes",
         ):
             if getattr(self, name) < 1:
@@ -792,6 +802,7 @@ class Sanitiser:
         self._raw_as_json = all(name and name.isascii() for name in self._secret_fields)
         self._raw_json_limit = min(policy.max_raw_string_chars, policy.max_raw_items)
         # The page path's raw depth, summary length and joined length limits, once.
+        self._metadata_limits = (policy.max_metadata_items, policy.max_metadata_chars)
         self._page_limits = (
             policy.max_raw_depth,
             min(SUMMARY_MAX_CHARS, policy.max_summary_chars, policy.max_input_chars),
@@ -997,6 +1008,7 @@ class Sanitiser:
         dumps = self._plain_json
         json_limit = self._raw_json_limit
         depth_limit, summary_limit, total_limit = self._page_limits
+        metadata_items, metadata_chars = self._metadata_limits
         is_normalized = unicodedata.is_normalized
         for wire in wires:
             raw = wire["raw"]
@@ -1037,6 +1049,15 @@ class Sanitiser:
                 strings += metadata["relatedTickets"]
                 strings += metadata["tags"]
                 joined = "\n".join(strings)
+                # Few entries and few characters in all are within every metadata bound;
+                # only a signal past that pays for the check entry by entry.
+                entries = len(strings) - 2
+                if (
+                    entries > metadata_items
+                    or len(joined) - len(text) - len(summary) - entries > metadata_chars
+                ) and not self._metadata_within_bounds(metadata):
+                    texts.append(None)
+                    continue
             if len(joined) > total_limit or (
                 not summary.isascii() and not is_normalized("NFKC", summary)
             ):
@@ -1104,6 +1125,8 @@ class Sanitiser:
             return None
         strings = [raw, summary]
         if metadata is not None:
+            if not self._metadata_within_bounds(metadata):
+                return None
             strings += metadata["participants"]
             strings += metadata["relatedTickets"]
             strings += metadata["tags"]
@@ -1178,6 +1201,14 @@ class Sanitiser:
         # ``…[\s\S]*?(?:END…|\z)`` runs on to the end of the join instead.
         return self._secret_detector.search(joined) is None
 
+    def _metadata_within_bounds(self, metadata: dict[str, Any]) -> bool:
+        """Whether no metadata list is longer, and no entry of one, than the policy keeps."""
+        items, chars = self._metadata_limits
+        for values in (metadata["participants"], metadata["relatedTickets"], metadata["tags"]):
+            if len(values) > items or (values and max(map(len, values)) > chars):
+                return False
+        return True
+
     def _plain_strings(
         self, summary: str, raw: dict[Any, Any], metadata: dict[str, Any] | None
     ) -> list[str] | None:
@@ -1193,6 +1224,8 @@ class Sanitiser:
         if not _collect_plain(raw, strings, self, 0, [policy.max_raw_items]):
             return None
         if metadata is not None:
+            if not self._metadata_within_bounds(metadata):
+                return None
             strings += metadata["participants"]
             strings += metadata["relatedTickets"]
             strings += metadata["tags"]
@@ -1392,14 +1425,32 @@ class _FieldPass:
     def metadata(self, metadata: SignalMetadata | None) -> SignalMetadata | None:
         if metadata is None:
             return None
-        scope = self._metadata
         return metadata.model_copy(
             update={
-                "participants": [self._text(p, scope) for p in metadata.participants],
-                "related_tickets": [self._text(t, scope) for t in metadata.related_tickets],
-                "tags": [self._text(t, scope) for t in metadata.tags],
+                "participants": self._metadata_list(metadata.participants),
+                "related_tickets": self._metadata_list(metadata.related_tickets),
+                "tags": self._metadata_list(metadata.tags),
             }
         )
+
+    def _metadata_list(self, values: list[str]) -> list[str]:
+        """The list scrubbed and bounded: a path may pick any list out of a payload, and
+        an unbounded one made signals no store keeps (DynamoDB: 400 KB an item)."""
+        items, chars = self._policy.max_metadata_items, self._policy.max_metadata_chars
+        if len(values) > items:
+            self.notes.flag("truncated:metadata")
+            values = values[:items]
+        kept = []
+        for value in values:
+            if len(value) <= chars:
+                kept.append(self._text(value, self._metadata))
+                continue
+            self.notes.flag("truncated:metadata")
+            # Scrubbed (and redacted) before the cut, so no secret is cut in two; cut
+            # first to a few times the bound, so the work stays bounded too.
+            text = self._text(value[: chars * 4], self._metadata)
+            kept.append(_truncate(text, chars))
+        return kept
 
     def raw(self, value: dict[Any, Any], depth: int = 0) -> dict[Any, Any]:
         if depth >= self._policy.max_raw_depth:

@@ -18,6 +18,9 @@ Priority = Literal["critical", "high", "medium", "low"]
 PRIORITIES: tuple[Priority, ...] = ("critical", "high", "medium", "low")
 
 SUMMARY_MAX_CHARS = 500
+SIGNAL_TYPE_MAX_CHARS = 128
+"""A descriptor's signal types (``then``, ``defaultType``): every signal carries its
+type whole, and a store keeps a signal only so large (DynamoDB: 400 KB an item)."""
 UNKNOWN_SIGNAL_TYPE = "unknown"
 
 

@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -197,16 +197,21 @@ def idempotency_key(entries: Sequence[OutboxEntry]) -> str:
 
 
 def sink_http_settings(base: HttpSettings, lease: timedelta = DEFAULT_LEASE) -> HttpSettings:
-    """Retries sized to fit in the time a worker may spend on one batch (half its lease).
+    """Timeouts and retries sized to the time a worker may spend on one batch: half the
+    ``lease`` the worker claims with (:attr:`DeliveryWorker.deliver_timeout`).
 
-    Redirects are not followed: a POST silently turned into a GET loses signals.
+    An answer may take all of it (at most ``base.read_timeout``): a pipeline slower
+    than ucf waits is sent the same batch again after every backoff, and nothing
+    behind it moves, so it is waited for rather than retried. Retries fit in what is
+    left after a quick failure (a 5xx, a refused connection). Redirects are not
+    followed: a POST silently turned into a GET loses signals.
     """
     budget = lease.total_seconds() / 2
     return replace(
         base,
         connect_timeout=min(base.connect_timeout, budget / 4),
-        read_timeout=min(base.read_timeout, budget / 2),
-        write_timeout=min(base.write_timeout, budget / 2),
+        read_timeout=min(base.read_timeout, budget),
+        write_timeout=min(base.write_timeout, budget),
         pool_timeout=min(base.pool_timeout, budget / 4),
         max_retries=min(base.max_retries, 2),
         max_total_retry_wait=min(base.max_total_retry_wait, budget / 4),
@@ -715,7 +720,14 @@ class DeliveryWorker:
 # --------------------------------------------------------------------------- wiring
 
 
-SinkFactory = Callable[[Settings], AbstractAsyncContextManager[Sink]]
+class SinkFactory(Protocol):
+    """Opens a sink from the settings, for a worker claiming batches with ``lease``
+    (the HTTP sink sizes its timeouts to it: :func:`sink_http_settings`)."""
+
+    def __call__(
+        self, settings: Settings, *, lease: timedelta = DEFAULT_LEASE
+    ) -> AbstractAsyncContextManager[Sink]: ...
+
 
 _ACCEPTED_BODY_BYTES: Final = 64 * 1024
 _ACCEPTED_BODY_SECONDS: Final = 1.0
@@ -771,18 +783,22 @@ class _StatusIsTheAnswer(httpx.AsyncBaseTransport):
 
 
 @contextlib.asynccontextmanager
-async def _jsonl_sink(settings: Settings) -> AsyncIterator[Sink]:
+async def _jsonl_sink(
+    settings: Settings, *, lease: timedelta = DEFAULT_LEASE
+) -> AsyncIterator[Sink]:
     assert settings.jsonl_sink is not None
     yield JsonlFileSink(settings.jsonl_sink)
 
 
 @contextlib.asynccontextmanager
-async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
+async def _http_sink(
+    settings: Settings, *, lease: timedelta = DEFAULT_LEASE
+) -> AsyncIterator[Sink]:
     """The sink URL is the operator's own configuration, not user input, so it gets a
     plain client rather than the SSRF-guarded one: pipelines usually live on private
     addresses. Environment proxies are still ignored."""
     assert settings.http_sink is not None
-    http = sink_http_settings(settings.http)
+    http = sink_http_settings(settings.http, lease)
     # The CA bundle loads while the first batch is read from the store (ucf.runtime.trust);
     # the sockets, locks and events are asyncio's, as for upstream calls (no anyio backend).
     transport = BackgroundTrustTransport(trust_env=False, network_backend=AsyncioBackend())
@@ -800,7 +816,7 @@ async def _http_sink(settings: Settings) -> AsyncIterator[Sink]:
 
 
 @contextlib.asynccontextmanager
-async def _sqs_sink(settings: Settings) -> AsyncIterator[Sink]:
+async def _sqs_sink(settings: Settings, *, lease: timedelta = DEFAULT_LEASE) -> AsyncIterator[Sink]:
     """boto3 is imported here, when an SQS sink is configured, not with this module."""
     from ucf.service.aws_sinks import sqs_sink
 
@@ -813,7 +829,9 @@ async def _sqs_sink(settings: Settings) -> AsyncIterator[Sink]:
 
 
 @contextlib.asynccontextmanager
-async def _eventbridge_sink(settings: Settings) -> AsyncIterator[Sink]:
+async def _eventbridge_sink(
+    settings: Settings, *, lease: timedelta = DEFAULT_LEASE
+) -> AsyncIterator[Sink]:
     from ucf.service.aws_sinks import eventbridge_sink
 
     bus = settings.eventbridge_sink
@@ -866,7 +884,7 @@ class SinkDelivery:
 
     async def run(self) -> None:
         batch_size, lease, owner = self._options
-        async with SINKS[self.sink_name](self.context.settings) as sink:
+        async with SINKS[self.sink_name](self.context.settings, lease=lease) as sink:
             self._worker = DeliveryWorker(
                 self.context, self.sink_name, sink, batch_size=batch_size, lease=lease, owner=owner
             )

@@ -28,7 +28,7 @@ from ucf.service.secret_turns import SecretTurns
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
-from ucf.stores.secrets.base import SecretNotFound, SecretStore
+from ucf.stores.secrets.base import SecretFormatError, SecretNotFound, SecretStore
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
@@ -257,7 +257,13 @@ class InstanceService:
 
     async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
         connector = connector or await self._connectors.get(record.connector_id)
-        stored = await self.secrets(record)
+        try:
+            stored = await self.secrets(record)
+        except SecretFormatError as error:
+            # Shown without credentials rather than not at all: its health says why its
+            # polls fail, and the project's other instances stay listed.
+            log.warning("instance %s/%s: %s", record.project_id, record.connector_id, error)
+            stored = InstanceSecrets()
         credentials = dict(stored.credentials)
         method = connector.descriptor.auth_for(credentials).method
         credentials.pop(AUTH_METHOD_KEY, None)  # not a secret: shown as authMethod

@@ -46,7 +46,7 @@ from collections.abc import (
     MutableMapping,
 )
 from typing import Any, Final
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from ucf.core.records import datarecord
 from ucf.core.webhook import FoldedHeaders
@@ -436,9 +436,18 @@ class WebhookFront:
 
     def _registered_url(self, state: WebState, scope: Scope, query: bytes) -> str:
         """The URL the provider was given: the public base (if set) plus path and query
-        as sent (Trello signs it)."""
+        as sent (Trello signs it).
+
+        Without ``raw_path`` (Mangum gives none, and API Gateway's HTTP API hands the
+        path over decoded anyway), the decoded ``path`` is escaped again as ucf escapes
+        the hook URLs it shows (:func:`ucf.service.webhooks.webhook_path`): a project
+        id with a space or an accent is in the signed URL as ``%20`` or ``%C3%A9``.
+        """
         raw_path = scope.get("raw_path")
-        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else scope["path"]
+        if isinstance(raw_path, bytes):
+            path = raw_path.decode("latin-1")
+        else:
+            path = quote(scope["path"], safe="/")
         base = state.public_url.rstrip("/") if state.public_url else self._base_url(scope)
         return base + path + ("?" + query.decode("latin-1") if query else "")
 

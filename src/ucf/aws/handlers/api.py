@@ -132,6 +132,7 @@ class ApiFunction:
             FrontDoor(WebhookFront(lambda: state), management_app),
             lifespan="off",
             api_gateway_base_path=environ.get("UCF_API_BASE_PATH") or "/",
+            custom_handlers=_host_tolerant_handlers(),
         )
 
     def _forget(self) -> None:
@@ -215,6 +216,97 @@ def _forwarded_port_readable(event: dict[str, Any]) -> dict[str, Any]:
             kept = {key: item for key, item in fixed[field].items() if key != name}
             fixed[field] = kept if readable is None else {**kept, name: readable}
     return event if fixed is None else fixed
+
+
+def _mangum_reads_host(host: str) -> bool:
+    """What Mangum's ``get_server_and_port`` can split: a name, or one ``name:digits``."""
+    _, colon, port = host.partition(":")
+    return not colon or (":" not in port and port.isascii() and port.isdigit())
+
+
+def _server_of(host: str, forwarded_port: Any) -> tuple[str, int] | None:
+    """The ASGI ``server`` for a Host Mangum cannot split: ``[::1]:8080`` is
+    ``("::1", 8080)``; a Host that is no ``host[:port]`` at all gives None (allowed by
+    ASGI), and ucf then builds no URL from it."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(f"//{host}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    if port is None:
+        port = int(forwarded_port) if str(forwarded_port).isdigit() else 80
+    return parts.hostname, port
+
+
+def _host_tolerant_handlers() -> list[type[Any]]:
+    """Mangum's API Gateway handlers (payload 2.0 and 1.0), but answering a request whose
+    ``Host`` Mangum cannot split, where Mangum failed the whole invocation.
+
+    Mangum splits ``Host`` at its colon into a name and an integer port for the ASGI
+    ``server``, so an IPv6 literal (``[::1]:8080``) or a port that is no number raised
+    before ucf saw the request: API Gateway answered its bare 500. Such a request is
+    read with the Host left out (so Mangum builds everything else as usual), then
+    given its Host back, with the ``server`` :func:`_server_of` reads from it.
+    """
+    from mangum.handlers import APIGateway, HTTPGateway
+
+    def tolerant(gateway: type[Any]) -> type[Any]:
+        class HostTolerant(gateway):  # type: ignore[misc]
+            event: dict[str, Any]
+
+            @property
+            def scope(self) -> dict[str, Any]:
+                event = self.event
+                host = _header(event, "host")
+                if host is None or _mangum_reads_host(host):
+                    return super().scope  # type: ignore[no-any-return]
+                self.event = _without_header(event, "host")
+                try:
+                    scope: dict[str, Any] = super().scope
+                finally:
+                    self.event = event
+                scope["headers"] = [*scope["headers"], [b"host", host.encode("latin-1")]]
+                scope["server"] = _server_of(host, _header(event, "x-forwarded-port"))
+                scope["aws.event"] = event
+                return scope
+
+        HostTolerant.__name__ = f"HostTolerant{gateway.__name__}"
+        return HostTolerant
+
+    return [tolerant(HTTPGateway), tolerant(APIGateway)]
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    """The value of header ``name`` as Mangum reads it (1.0: its listed values joined)."""
+    found: str | None = None
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field)
+        if not isinstance(headers, dict):
+            continue
+        for key, value in headers.items():
+            if isinstance(key, str) and key.lower() == name:
+                if isinstance(value, list):
+                    value = ", ".join(value)
+                if isinstance(value, str):
+                    found = value
+    return found
+
+
+def _without_header(event: dict[str, Any], name: str) -> dict[str, Any]:
+    fixed = dict(event)
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field)
+        if isinstance(headers, dict):
+            fixed[field] = {
+                key: value
+                for key, value in headers.items()
+                if not (isinstance(key, str) and key.lower() == name)
+            }
+    return fixed
 
 
 FUNCTION = ApiFunction(Container("api"))

@@ -27,12 +27,17 @@ Two knobs, both in seconds:
 ``UCF_DELIVERY_SECONDS`` (default 45)
     The budget of one invocation, capped so that the batch in flight still
     fits before Lambda's deadline.
-``UCF_DELIVERY_LEASE_SECONDS`` (default 20)
-    How long a claimed batch stays hidden (one send must finish in half of
-    it). After a failed batch, the failing invocation keeps the sink until the
-    batch is due again plus this lease, so that nobody delivers past it; each
-    invocation is a new worker, so the lease is sized for the next tick to
-    take over: a sink outage is retried about once a minute.
+``UCF_DELIVERY_LEASE_SECONDS`` (default 36)
+    How long a claimed batch stays hidden. One send must finish in half of it:
+    that is how long the pipeline may take to answer (18 s; the HTTP sink's
+    timeouts are sized to it, and never wait more than 30 s), and a pipeline
+    slower than that is sent the same batch again at every retry, with nothing
+    behind it moving. After a failed batch, the failing invocation keeps the
+    sink until the batch is due again plus this lease, so that nobody delivers
+    past it; each invocation is a new worker, so the lease is sized for the
+    next tick to take over: a first batch that fails at worst after 18 s, its
+    first backoff (1 s) and the lease (36 s) end 55 s after the invocation
+    started, so a sink outage is retried about once a minute.
 
 With no sink configured (``UCF_SINK_HTTP``, ``UCF_SINK_SQS`` and
 ``UCF_SINK_EVENTBRIDGE`` unset) the function does nothing; the template does
@@ -63,7 +68,7 @@ __all__ = [
 log = logging.getLogger("ucf.aws.delivery")
 
 DEFAULT_BUDGET_SECONDS: Final = 45.0
-DEFAULT_LEASE_SECONDS: Final = 20.0
+DEFAULT_LEASE_SECONDS: Final = 36.0
 BUDGET_ENV: Final = "UCF_DELIVERY_SECONDS"
 LEASE_ENV: Final = "UCF_DELIVERY_LEASE_SECONDS"
 
@@ -118,26 +123,40 @@ class DeliveryFunction:
     async def _drain_sink(
         self, context: UcfContext, sink_name: str, budget: float, lease: float
     ) -> tuple[int, str | None]:
+        """Deliver to one sink; what it delivered and its error, never raising: the sinks
+        are drained side by side, and one sink's store or internal error must neither
+        fail the invocation nor leave the others' workers behind in a frozen environment
+        (the next tick or stream record retries it, as after a sink's own failure)."""
         from ucf.service.delivery import SINKS, DeliveryWorker
+        from ucf.stores.errors import StoreError
 
-        async with SINKS[sink_name](context.settings) as sink:
-            worker = DeliveryWorker(
-                context,
-                sink_name,
-                sink,
-                lease=timedelta(seconds=lease),
-                owner=self.container.worker_id,
-            )
-            timer = asyncio.get_running_loop().call_later(budget, worker.stop)
-            try:
-                delivered = await worker.run_once()
-            finally:
-                timer.cancel()
-        stats = worker.stats
-        if stats.last_error:
-            log.warning("delivery to %s failed, retried later: %s", sink_name, stats.last_error)
+        worker: DeliveryWorker | None = None
+        error: str | None = None
+        try:
+            async with SINKS[sink_name](context.settings, lease=timedelta(seconds=lease)) as sink:
+                worker = DeliveryWorker(
+                    context,
+                    sink_name,
+                    sink,
+                    lease=timedelta(seconds=lease),
+                    owner=self.container.worker_id,
+                )
+                timer = asyncio.get_running_loop().call_later(budget, worker.stop)
+                try:
+                    await worker.run_once()
+                finally:
+                    timer.cancel()
+        except StoreError as failure:
+            error = f"store error: {failure}"
+        except Exception:
+            log.exception("delivery to %s failed inside ucf", sink_name)
+            error = "failed inside ucf (see the function's log)"
+        delivered = 0 if worker is None else worker.stats.delivered
+        error = error or (None if worker is None else worker.stats.last_error)
+        if error:
+            log.warning("delivery to %s failed, retried later: %s", sink_name, error)
         log.info("delivered %d signal(s) to %s", delivered, sink_name)
-        return delivered, stats.last_error
+        return delivered, error
 
 
 FUNCTION = DeliveryFunction(Container("delivery"))

@@ -32,9 +32,9 @@ import binascii
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ucf.core.records import datarecord
 from ucf.stores.dynamodb import keys as k
@@ -69,6 +69,24 @@ SWEEP_EVERY = timedelta(seconds=30)
 MAX_SIGNAL_BYTES = 380 * 1024
 
 
+_SHORTER: Final = {
+    "raw": "trim the raw payload in the connector's mapping (rawFields)",
+    "metadata": "map shorter lists to participants, tags or related items",
+    "type": "give the connector's signal types shorter names",
+}
+
+
+def _largest_field(signal: Mapping[str, Any]) -> tuple[str, int]:
+    """The signal's field taking the most bytes as JSON, and those bytes: the size error
+    names it, since it is not always ``raw``."""
+    sizes = {
+        name: len(json.dumps(value, ensure_ascii=False, default=str).encode())
+        for name, value in signal.items()
+    }
+    field = max(sizes, key=sizes.__getitem__, default="raw")
+    return field, sizes.get(field, 0)
+
+
 @datarecord
 class _Record:
     """Everything one ingest writes; kept whole in the pending dedup item."""
@@ -96,11 +114,12 @@ class _Record:
         if size > MAX_SIGNAL_BYTES:
             # Refused before anything is written: a commit whose derived items could
             # never be stored would stay pending for ever.
+            field, field_size = _largest_field(write.signal)
             raise SignalTooLarge(
-                f"signal {write.signal_id} is {size // 1024} KiB as JSON; "
-                f"DynamoDB items hold at most 400 KB, so ucf stores signals up to "
-                f"{MAX_SIGNAL_BYTES // 1024} KiB",
-                "trim the raw payload in the connector's mapping",
+                f"signal {write.signal_id} is {size // 1024} KiB as JSON, "
+                f"{field_size // 1024} KiB of it its {field!r}; DynamoDB items hold at most "
+                f"400 KB, so ucf stores signals up to {MAX_SIGNAL_BYTES // 1024} KiB",
+                _SHORTER.get(field, f"make the signal's {field!r} shorter"),
                 signal_id=write.signal_id,
                 size=size,
                 limit=MAX_SIGNAL_BYTES,
