@@ -189,6 +189,39 @@ async def test_builtin_connectors_cannot_be_deleted_and_used_ones_are_kept(
     assert PROJECT in error_of(in_use)["message"]
 
 
+async def test_a_native_descriptor_no_installed_package_provides_is_refused_at_its_kind(
+    web: Web,
+) -> None:
+    """A ``kind: native`` connector is code in a package: registered under an id no
+    installed package provides, it would list in the catalogue and never poll. The CLI
+    and the editor warn on a copy; the API refuses it (and an update to one) with a 422
+    that says why at ``kind``, while the shipped native connectors stay editable."""
+    jira = (await web.client.get("/api/connectors/jira")).json()
+    descriptor = {k: v for k, v in jira.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    copied = {**descriptor, "id": "jira-copy", "name": "Jira copy"}
+    refused = await web.client.post("/api/connectors", json=copied)
+    assert refused.status_code == 422, refused.text
+    error = error_of(refused)
+    assert error["code"] == "invalid"
+    [problem] = error["details"]
+    assert problem["path"] == "kind"
+    assert "'jira-copy'" in problem["message"]
+    assert "ucf.native_sources" in problem["message"]
+    assert "generic" in problem["hint"]
+    assert (await web.client.get("/api/connectors/jira-copy")).status_code == 404
+
+    made_native = {**ACME, "kind": "native"}
+    made_native.pop("ingestion", None)
+    await web.client.post("/api/connectors", json=ACME)
+    turned = await web.client.put(f"/api/connectors/{CONNECTOR}", json=made_native)
+    assert turned.status_code == 422, turned.text
+    assert [p["path"] for p in error_of(turned)["details"]] == ["kind"]
+
+    renamed = await web.client.put("/api/connectors/jira", json={**descriptor, "name": "Our Jira"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["kind"] == "native"
+
+
 async def test_a_descriptor_body_that_is_not_an_object_or_not_json_is_422(web: Web) -> None:
     for content in (b"[1, 2]", b"{not json", b""):
         response = await web.client.post(
