@@ -10,6 +10,7 @@ from typing import Any
 from tests.web.conftest import Web
 from tests.web.support import ACME, API_KEY, CONNECTOR, PROJECT, TOKEN, instance_body
 from ucf.fakes.kit import FakeServer
+from ucf.runtime.redaction import redact
 
 
 async def login(web: Web) -> str:
@@ -150,6 +151,13 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     assert "Connection failed (HTTP 401)" in tested.text
     assert "credentials rejected" in tested.text
     assert "wrong-key-0123456789" not in tested.text
+    typed_word = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "test", "credentials.apiKey": "garnet",
+              "config.baseUrl": acme.base_url},
+    )  # fmt: skip
+    assert "credentials rejected" in typed_word.text
+    assert redact("a garnet ring") == "a garnet ring"  # masked while tested, not for ever
     saved = await web.anonymous.post(
         base,
         data={"csrf": csrf, "action": "save", "credentials.apiKey": "rotated-key-000111222",

@@ -344,6 +344,7 @@ async def save_instance(
             credentials=credentials,
             config={**{k: str(v) for k, v in instance.record.config.items()}, **typed_config},
             on_rotate=rotation_writer(context, keep),
+            typed=True,
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
         secrets = tuple(credentials.values())
