@@ -320,6 +320,29 @@ async def test_a_required_credential_of_spaces_only_is_missing_as_a_setting_is(
     assert kept.json()["credentials"]["apiKey"] == "••••" + API_KEY[-4:]
 
 
+async def test_a_credential_pasted_with_spaces_around_it_is_trimmed_as_a_setting_is(
+    connected: Web, acme: FakeServer
+) -> None:
+    """A key pasted with a space or a line break at either end was stored as typed, and
+    every poll then failed ("a character an HTTP header cannot carry"). Settings are
+    trimmed, and so are the OAuth app's id and secret: credentials are now too."""
+    await connected.client.delete(INSTANCE)
+    body = instance_body(acme.base_url)
+    body["credentials"]["apiKey"] = f"  {API_KEY}\n"
+    created = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert created.status_code == 201, created.text
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["status"] == "ok", polled.text
+    rotated = await connected.client.patch(
+        INSTANCE, json={"credentials": {"apiKey": f"\t{API_KEY} "}}
+    )
+    assert rotated.status_code == 200
+    record = await connected.state.context.instances.record(PROJECT, CONNECTOR)
+    assert (await connected.state.context.instances.credentials(record))["apiKey"] == API_KEY
+    tested = await connected.client.post(f"{INSTANCE}/test")
+    assert tested.json()["ok"] is True, tested.text
+
+
 async def test_settings_with_a_lone_surrogate_are_422_at_their_path_not_a_500(
     connected: Web, acme: FakeServer
 ) -> None:

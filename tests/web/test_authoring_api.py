@@ -193,6 +193,23 @@ async def test_try_with_a_wrong_key_says_credentials_rejected_with_the_providers
     assert body["signals"] == []
 
 
+async def test_a_try_trims_a_key_pasted_with_spaces_as_saving_it_does(
+    web: Web, acme: FakeServer
+) -> None:
+    """Saved, a credential is trimmed; tried, it failed as no header can carry it."""
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": acme_descriptor(),
+            "credentials": {"apiKey": f" {API_KEY}\n"},
+            "config": {"baseUrl": acme.base_url},
+        },
+    )
+    body = response.json()
+    assert body["error"] is None, body["error"]
+    assert len(body["signals"]) == TICKETS
+
+
 async def test_a_trys_credentials_are_not_masked_in_later_log_lines(
     web: Web, acme: FakeServer
 ) -> None:

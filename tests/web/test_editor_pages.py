@@ -158,6 +158,12 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     )  # fmt: skip
     assert "credentials rejected" in typed_word.text
     assert redact("a garnet ring") == "a garnet ring"  # masked while tested, not for ever
+    pasted = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "test", "credentials.apiKey": f" {API_KEY}\n",
+              "config.baseUrl": acme.base_url},
+    )  # fmt: skip
+    assert "Connection works (HTTP 200)" in pasted.text  # trimmed, as saving it trims it
     saved = await web.anonymous.post(
         base,
         data={"csrf": csrf, "action": "save", "credentials.apiKey": "rotated-key-000111222",

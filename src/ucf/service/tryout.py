@@ -196,7 +196,8 @@ async def _try(
     descriptor, problems = validate_descriptor(data)
     if descriptor is None or problems:
         raise ValidationFailed.from_problems("the descriptor is not valid", problems)
-    secrets = _strings(credentials)
+    # Trimmed as stored credentials are (check_credentials): the try shows what a poll does.
+    secrets = {key: value.strip() for key, value in _strings(credentials).items()}
     masker = _Masker(secrets)
     try:
         source = source_for(descriptor)
