@@ -179,6 +179,28 @@ async def test_custom_connector_round_trip_update_and_delete(web: Web) -> None:
     assert error_of(gone)["code"] == "not_found"
 
 
+async def test_edits_in_quick_succession_are_each_served_not_a_stale_compiled_copy(
+    web: Web,
+) -> None:
+    """The compiled connector is cached per stored ``updatedAt``: each edit must read back
+    as itself at once. Stamps are microseconds in both stores (``text_time``), and an edit
+    is a store write, so two edits never share one (a guard: it held in review)."""
+    await web.client.post("/api/connectors", json=ACME)
+    stamps = set()
+    for n in range(30):
+        edited = {**ACME, "name": f"Acme {n}"}
+        edited["fieldMapping"] = {**ACME["fieldMapping"], "summaryTemplate": f"#{n} {{{{title}}}}"}
+        updated = await web.client.put(f"/api/connectors/{CONNECTOR}", json=edited)
+        assert updated.json()["name"] == f"Acme {n}"
+        fetched = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+        assert (fetched["name"], fetched["updatedAt"]) == (f"Acme {n}", updated.json()["updatedAt"])
+        connector = await web.state.context.connectors.get(CONNECTOR)
+        assert connector.view.field_mapping is not None
+        assert connector.view.field_mapping.summary_template == f"#{n} {{{{title}}}}"
+        stamps.add(fetched["updatedAt"])
+    assert len(stamps) == 30
+
+
 async def test_builtin_connectors_cannot_be_deleted_and_used_ones_are_kept(
     connected: Web,
 ) -> None:

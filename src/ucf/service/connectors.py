@@ -335,6 +335,13 @@ class ConnectorService:
         )
 
     def _connector(self, record: DescriptorRecord) -> Connector:
+        """The compiled connector of ``record``, reused while its ``updated_at`` is the same.
+
+        Every write of a descriptor stamps ``updated_at`` from the clock to the
+        microsecond, and both stores keep all of it (:func:`~ucf.stores.models.text_time`),
+        so two edits never share a stamp and an edit made by another process is seen
+        at the next read; a clock that stood still would serve the older copy.
+        """
         cached = self._cache.get(record.connector_id)
         if cached is not None and cached.updated_at == record.updated_at:
             return cached
