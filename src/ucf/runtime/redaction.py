@@ -282,6 +282,8 @@ class SecretRegistry:
         loan = _LOAN.get()
         if loan is not None and loan.returned:  # a task the block started outlived it
             loan = None
+        if loan is None and value in self._values and value not in self._lent:
+            return  # kept already: the common case (a credential sent with every request)
         forms = url_forms(value)
         with self._lock:
             if loan is None:
