@@ -12,6 +12,8 @@ import contextlib
 import json
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,6 +21,7 @@ import httpcore
 import pytest
 
 from ucf.runtime import pool_sync
+from ucf.runtime.ssrf import EgressPolicy, GuardedNetworkBackend
 
 # A client with one connection, against a loopback server that answers a request only
 # once the script lets it (so nothing here depends on how long anything takes).
@@ -210,3 +213,39 @@ async def test_a_deadline_in_a_task_that_handled_a_cancellation_still_times_out(
 
     assert await asyncio.ensure_future(wait_under(anyio.fail_after)) == "timeout"
     assert await asyncio.ensure_future(wait_under(pool_sync.Deadline)) == "timeout"
+
+
+async def test_a_lookup_timeout_after_a_handled_cancellation_is_a_connect_timeout() -> None:
+    """The SSRF guard's name lookup (like the asyncio backend's connect and TLS handshake)
+    is bounded by ``asyncio.timeout``, whose expiry after a cancellation the task caught
+    is a ``TimeoutError`` only from CPython 3.11.3 (gh-102780: 3.11.0-3.11.2 compared
+    ``uncancel()`` with 0 and let a ``CancelledError`` the task was never sent out).
+    ucf requires that release (the test below)."""
+
+    async def never_answers(host: str, port: int) -> list[str]:
+        await asyncio.Event().wait()
+        return []
+
+    backend = GuardedNetworkBackend(EgressPolicy.from_env({}), resolver=never_answers)
+
+    async def connect() -> str:
+        await _handled_cancellation()
+        try:
+            await backend.connect_tcp("api.example.com", 443, timeout=0)
+        except httpcore.ConnectTimeout:
+            return "timeout"
+        except asyncio.CancelledError:
+            return "cancelled"
+        return "connected"
+
+    assert await asyncio.ensure_future(connect()) == "timeout"
+
+
+def test_ucf_requires_the_first_python_whose_timeout_survives_a_handled_cancellation() -> None:
+    """``requires-python`` and the lock agree on 3.11.3 (see the test above): on an
+    earlier 3.11, uv and pip refuse to install ucf instead of letting a connect timeout
+    after a settled cancellation cancel the poll."""
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    lock = tomllib.loads((root / "uv.lock").read_text())
+    assert project["requires-python"] == lock["requires-python"] == ">=3.11.3"

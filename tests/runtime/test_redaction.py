@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from urllib.parse import quote, quote_plus
 
@@ -26,6 +28,7 @@ from ucf.runtime.redaction import (
     install_redaction,
     mask,
     redact,
+    url_forms,
 )
 from ucf.runtime.ssrf import EgressPolicy
 
@@ -422,3 +425,71 @@ def test_a_registered_value_is_masked_in_the_forms_a_url_carries_it() -> None:
         assert form not in redact(line, registry)
         assert redact(line, registry).startswith("HTTP Request: GET https://api.example/x?since=1&")
     assert redact("nothing secret here", registry) == "nothing secret here"
+
+
+def test_a_value_lent_to_a_try_out_is_masked_while_it_runs_and_forgotten_after() -> None:
+    """Typed into a try-out or a connection test: masked in every line while it runs, in
+    its URL forms too; afterwards the word is prose again and the registry as it was."""
+    registry = SecretRegistry()
+    registry.add("stored-instance-token-0001")
+    with registry.lent():
+        registry.add("quartz")
+        registry.add("typed key+/with=escapes-0123")
+        assert registry.redact("a quartz clock") == f"a {MASK} clock"
+        assert "escapes" not in registry.redact(
+            f"GET /x?k={quote_plus('typed key+/with=escapes-0123')}"
+        )
+    assert registry.redact("a quartz clock") == "a quartz clock"
+    assert len(registry) == len(url_forms("stored-instance-token-0001"))
+    assert MASK in registry.redact("x stored-instance-token-0001 y")
+
+
+def test_a_lent_value_given_back_after_the_set_was_built_is_no_longer_masked() -> None:
+    """Found through the RE2 set (built by a line inside the block), not the recent list."""
+    registry = SecretRegistry()
+    with registry.lent():
+        registry.add("garnet")
+        assert registry.redact("a garnet ring") == f"a {MASK} ring"
+        for n in range(70):  # past a rebuild of the set, which then holds "garnet"
+            registry.add(f"lent-credential-value-{n:03d}")
+        assert registry.redact("a garnet ring") == f"a {MASK} ring"
+    assert registry.redact("a garnet ring lent-credential-value-069") == (
+        "a garnet ring lent-credential-value-069"
+    )
+    assert len(registry) == 0
+
+
+def test_a_value_also_used_outside_the_try_out_stays_masked() -> None:
+    """An instance's poll uses the same token as the try: the try's end must not unmask it,
+    whichever registered it first."""
+    registry = SecretRegistry()
+    registry.add("kept-before-the-try-0001")
+    with registry.lent():
+        registry.add("kept-before-the-try-0001")
+        registry.add("used-by-a-poll-meanwhile-0002")
+        registry.add("used-by-a-poll-meanwhile-0002")  # twice in the block: one loan
+        with registry.lent():  # another try-out lending the same value
+            registry.add("used-by-a-poll-meanwhile-0002")
+        assert MASK in registry.redact("used-by-a-poll-meanwhile-0002")  # the first still runs
+    assert registry.redact("used-by-a-poll-meanwhile-0002") == "used-by-a-poll-meanwhile-0002"
+    with registry.lent():
+        registry.add("used-by-a-poll-meanwhile-0002")
+        registry.add("kept-added-outside-too-0003")
+        async_poll = threading.Thread(target=registry.add, args=("kept-added-outside-too-0003",))
+        async_poll.start()  # another thread: outside the block's context
+        async_poll.join()
+    assert registry.redact("kept-before-the-try-0001") != "kept-before-the-try-0001"
+    assert registry.redact("kept-added-outside-too-0003") != "kept-added-outside-too-0003"
+    assert registry.redact("used-by-a-poll-meanwhile-0002") == "used-by-a-poll-meanwhile-0002"
+
+
+async def test_a_task_the_try_out_starts_lends_through_it() -> None:
+    registry = SecretRegistry()
+
+    async def auth_flow() -> None:
+        registry.add("sent-by-a-child-task-0004")
+
+    with registry.lent():
+        await asyncio.create_task(auth_flow())
+        assert MASK in registry.redact("sent-by-a-child-task-0004")
+    assert len(registry) == 0

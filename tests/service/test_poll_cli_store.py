@@ -28,12 +28,21 @@ def fake() -> Iterator[GitHubFake]:
 
 
 def poll(
-    tmp_path: Path, fake: GitHubFake, token: str, *extra: str
+    tmp_path: Path,
+    fake: GitHubFake,
+    token: str,
+    *extra: str,
+    env_data_dir: bool = True,
 ) -> subprocess.CompletedProcess[str]:
+    """``env_data_dir=False``: no ``UCF_DATA_DIR``, and a home of the test's own
+    (``tmp_path/home``), so the default data directory is somewhere the test sees."""
     descriptor = tmp_path / "github.json"
     descriptor.write_text(json.dumps(GITHUB))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UCF_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UCF_", "XDG_"))}
     env.update(UCF_ALLOW_HOSTS="127.0.0.1", UCF_DATA_DIR=str(tmp_path / "data"))
+    if not env_data_dir:
+        del env["UCF_DATA_DIR"]
+        env["HOME"] = str(tmp_path / "home")
     return subprocess.run(
         [
             UCF,
@@ -98,3 +107,34 @@ def test_poll_with_a_store_and_a_rejected_token_fails_in_one_clean_line(
     assert BAD_TOKEN not in result.stderr
     assert "Traceback" not in result.stderr
     assert asyncio.run(stored(tmp_path)) == (0, None)
+
+
+def test_poll_with_a_store_keeps_its_master_key_in_the_data_dir_it_is_given(
+    tmp_path: Path, fake: GitHubFake
+) -> None:
+    """``--data-dir`` as every store-using command takes it: the local secrets' master key
+    is made there, not in ``~/.local/share/ucf`` behind the user's back."""
+    result = poll(
+        tmp_path, fake, GOOD_TOKEN, "--data-dir", str(tmp_path / "mine"), env_data_dir=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "mine" / "master.key").is_file()
+    assert not (tmp_path / "home").exists(), sorted(map(str, (tmp_path / "home").rglob("*")))
+    count, _ = asyncio.run(stored(tmp_path))
+    assert count > 100
+
+    alone = subprocess.run(
+        [UCF, "poll", "--descriptor", "github-issues", "--data-dir", str(tmp_path / "mine")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert alone.returncode == 2
+    assert "error: --data-dir goes with --store" in alone.stderr
+
+    (tmp_path / "a-file").write_text("")
+    unusable = poll(tmp_path, fake, GOOD_TOKEN, "--data-dir", str(tmp_path / "a-file"))
+    assert unusable.returncode == 1
+    assert f"error: cannot use the data directory {tmp_path / 'a-file'}" in unusable.stderr
+    assert "Traceback" not in unusable.stderr

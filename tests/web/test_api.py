@@ -179,6 +179,28 @@ async def test_custom_connector_round_trip_update_and_delete(web: Web) -> None:
     assert error_of(gone)["code"] == "not_found"
 
 
+async def test_edits_in_quick_succession_are_each_served_not_a_stale_compiled_copy(
+    web: Web,
+) -> None:
+    """The compiled connector is cached per stored ``updatedAt``: each edit must read back
+    as itself at once. Stamps are microseconds in both stores (``text_time``), and an edit
+    is a store write, so two edits never share one (a guard: it held in review)."""
+    await web.client.post("/api/connectors", json=ACME)
+    stamps = set()
+    for n in range(30):
+        edited = {**ACME, "name": f"Acme {n}"}
+        edited["fieldMapping"] = {**ACME["fieldMapping"], "summaryTemplate": f"#{n} {{{{title}}}}"}
+        updated = await web.client.put(f"/api/connectors/{CONNECTOR}", json=edited)
+        assert updated.json()["name"] == f"Acme {n}"
+        fetched = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+        assert (fetched["name"], fetched["updatedAt"]) == (f"Acme {n}", updated.json()["updatedAt"])
+        connector = await web.state.context.connectors.get(CONNECTOR)
+        assert connector.view.field_mapping is not None
+        assert connector.view.field_mapping.summary_template == f"#{n} {{{{title}}}}"
+        stamps.add(fetched["updatedAt"])
+    assert len(stamps) == 30
+
+
 async def test_builtin_connectors_cannot_be_deleted_and_used_ones_are_kept(
     connected: Web,
 ) -> None:
@@ -187,6 +209,39 @@ async def test_builtin_connectors_cannot_be_deleted_and_used_ones_are_kept(
     in_use = await connected.client.delete(f"/api/connectors/{CONNECTOR}")
     assert in_use.status_code == 409
     assert PROJECT in error_of(in_use)["message"]
+
+
+async def test_a_native_descriptor_no_installed_package_provides_is_refused_at_its_kind(
+    web: Web,
+) -> None:
+    """A ``kind: native`` connector is code in a package: registered under an id no
+    installed package provides, it would list in the catalogue and never poll. The CLI
+    and the editor warn on a copy; the API refuses it (and an update to one) with a 422
+    that says why at ``kind``, while the shipped native connectors stay editable."""
+    jira = (await web.client.get("/api/connectors/jira")).json()
+    descriptor = {k: v for k, v in jira.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    copied = {**descriptor, "id": "jira-copy", "name": "Jira copy"}
+    refused = await web.client.post("/api/connectors", json=copied)
+    assert refused.status_code == 422, refused.text
+    error = error_of(refused)
+    assert error["code"] == "invalid"
+    [problem] = error["details"]
+    assert problem["path"] == "kind"
+    assert "'jira-copy'" in problem["message"]
+    assert "ucf.native_sources" in problem["message"]
+    assert "generic" in problem["hint"]
+    assert (await web.client.get("/api/connectors/jira-copy")).status_code == 404
+
+    made_native = {**ACME, "kind": "native"}
+    made_native.pop("ingestion", None)
+    await web.client.post("/api/connectors", json=ACME)
+    turned = await web.client.put(f"/api/connectors/{CONNECTOR}", json=made_native)
+    assert turned.status_code == 422, turned.text
+    assert [p["path"] for p in error_of(turned)["details"]] == ["kind"]
+
+    renamed = await web.client.put("/api/connectors/jira", json={**descriptor, "name": "Our Jira"})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["kind"] == "native"
 
 
 async def test_a_descriptor_body_that_is_not_an_object_or_not_json_is_422(web: Web) -> None:
@@ -285,6 +340,29 @@ async def test_a_required_credential_of_spaces_only_is_missing_as_a_setting_is(
     kept = await connected.client.patch(INSTANCE, json={"credentials": {"apiKey": " \t "}})
     assert kept.status_code == 200  # as an empty value: the stored key stays
     assert kept.json()["credentials"]["apiKey"] == "••••" + API_KEY[-4:]
+
+
+async def test_a_credential_pasted_with_spaces_around_it_is_trimmed_as_a_setting_is(
+    connected: Web, acme: FakeServer
+) -> None:
+    """A key pasted with a space or a line break at either end was stored as typed, and
+    every poll then failed ("a character an HTTP header cannot carry"). Settings are
+    trimmed, and so are the OAuth app's id and secret: credentials are now too."""
+    await connected.client.delete(INSTANCE)
+    body = instance_body(acme.base_url)
+    body["credentials"]["apiKey"] = f"  {API_KEY}\n"
+    created = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert created.status_code == 201, created.text
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["status"] == "ok", polled.text
+    rotated = await connected.client.patch(
+        INSTANCE, json={"credentials": {"apiKey": f"\t{API_KEY} "}}
+    )
+    assert rotated.status_code == 200
+    record = await connected.state.context.instances.record(PROJECT, CONNECTOR)
+    assert (await connected.state.context.instances.credentials(record))["apiKey"] == API_KEY
+    tested = await connected.client.post(f"{INSTANCE}/test")
+    assert tested.json()["ok"] is True, tested.text
 
 
 async def test_settings_with_a_lone_surrogate_are_422_at_their_path_not_a_500(

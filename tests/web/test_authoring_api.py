@@ -16,6 +16,7 @@ import pytest
 from tests.web.conftest import Web
 from tests.web.support import ACME, API_KEY, PROJECT, TICKETS, ticket_event
 from ucf.fakes.kit import FakeServer
+from ucf.runtime.redaction import SECRETS, redact
 
 
 def acme(**changes: Any) -> dict[str, Any]:
@@ -190,6 +191,44 @@ async def test_try_with_a_wrong_key_says_credentials_rejected_with_the_providers
     assert body["response"]["status"] == 401
     assert "wrong-key-0123456789" not in response.text
     assert body["signals"] == []
+
+
+async def test_a_try_trims_a_key_pasted_with_spaces_as_saving_it_does(
+    web: Web, acme: FakeServer
+) -> None:
+    """Saved, a credential is trimmed; tried, it failed as no header can carry it."""
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={
+            "descriptor": acme_descriptor(),
+            "credentials": {"apiKey": f" {API_KEY}\n"},
+            "config": {"baseUrl": acme.base_url},
+        },
+    )
+    body = response.json()
+    assert body["error"] is None, body["error"]
+    assert len(body["signals"]) == TICKETS
+
+
+async def test_a_trys_credentials_are_not_masked_in_later_log_lines(
+    web: Web, acme: FakeServer
+) -> None:
+    """A try-out's credentials are registered for masking while the try runs; kept
+    for ever, a typed word ("quartz") masked that word in every later log line, and
+    every try's values (up to a megabyte each) stayed in the process's registry."""
+    before = len(SECRETS)
+    for typed in ("quartz", "wrong-key-" + "9" * 30_000):
+        response = await web.client.post(
+            "/api/connectors/try",
+            json={
+                "descriptor": acme_descriptor(),
+                "credentials": {"apiKey": typed},
+                "config": {"baseUrl": acme.base_url},
+            },
+        )
+        assert response.json()["error"]["kind"] == "credentials_rejected"
+    assert redact("a quartz clock") == "a quartz clock"
+    assert len(SECRETS) == before
 
 
 async def test_try_goes_through_the_ssrf_guard(tmp_path: Any, acme: FakeServer) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from tests.web.conftest import Web
 from tests.web.support import ACME, API_KEY, CONNECTOR, PROJECT, TOKEN, instance_body
 from ucf.fakes.kit import FakeServer
+from ucf.runtime.redaction import redact
 
 
 async def login(web: Web) -> str:
@@ -41,8 +42,9 @@ async def test_the_catalogue_offers_new_connector_and_customise_a_copy(web: Web)
 
 
 async def test_a_copy_of_a_native_connector_says_it_has_no_code_behind_it(web: Web) -> None:
-    """Jira's copy is its descriptor alone: the editor says so before anyone saves it."""
-    await login(web)
+    """Jira's copy is its descriptor alone: the editor says so before anyone saves it,
+    and saving it anyway is refused at ``kind`` (nothing would ever run it)."""
+    csrf = await login(web)
     native = await web.anonymous.get(f"/projects/{PROJECT}/connectors/new?copy=jira")
     assert native.status_code == 200
     assert "jira-custom" in native.text
@@ -50,6 +52,15 @@ async def test_a_copy_of_a_native_connector_says_it_has_no_code_behind_it(web: W
     assert "Jira Cloud is a native connector" in native.text
     generic = await web.anonymous.get(f"/projects/{PROJECT}/connectors/new?copy=github-issues")
     assert 'id="native-copy"' not in generic.text
+    jira = (await web.client.get("/api/connectors/jira")).json()
+    copied = {k: v for k, v in jira.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    saved = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/new",
+        data={"csrf": csrf, "descriptor": json.dumps({**copied, "id": "jira-custom"})},
+    )
+    assert saved.status_code == 422, saved.text[:300]
+    assert "no installed package provides it" in saved.text
+    assert (await web.client.get("/api/connectors/jira-custom")).status_code == 404
 
 
 async def test_saving_lists_every_problem_then_registers_and_shows_it_as_custom(web: Web) -> None:
@@ -140,6 +151,19 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     assert "Connection failed (HTTP 401)" in tested.text
     assert "credentials rejected" in tested.text
     assert "wrong-key-0123456789" not in tested.text
+    typed_word = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "test", "credentials.apiKey": "garnet",
+              "config.baseUrl": acme.base_url},
+    )  # fmt: skip
+    assert "credentials rejected" in typed_word.text
+    assert redact("a garnet ring") == "a garnet ring"  # masked while tested, not for ever
+    pasted = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "test", "credentials.apiKey": f" {API_KEY}\n",
+              "config.baseUrl": acme.base_url},
+    )  # fmt: skip
+    assert "Connection works (HTTP 200)" in pasted.text  # trimmed, as saving it trims it
     saved = await web.anonymous.post(
         base,
         data={"csrf": csrf, "action": "save", "credentials.apiKey": "rotated-key-000111222",

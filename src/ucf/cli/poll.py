@@ -254,12 +254,23 @@ def poll(
             show_default=False,
         ),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="With --store: the data directory its secrets and master key live in, as "
+            "for ucf serve and ucf worker; default: $UCF_DATA_DIR, else ~/.local/share/ucf",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run one poll of a descriptor: signals as JSON lines on stdout, summary on stderr.
 
     Nothing is stored unless --store is given. The next checkpoint is printed on
     stderr; pass it back with --checkpoint to see only what changed since.
     """
+    if data_dir is not None and store is None:  # nothing is stored: it would be ignored
+        raise fail("--data-dir goes with --store (without it, ucf poll stores nothing)")
     descriptor = load_descriptor(descriptor_file)
     config_values = _pairs(config, "--config")
     credentials = _pairs(credential, "--credential")
@@ -273,6 +284,7 @@ def poll(
                 poll_into_store(
                     descriptor,
                     store_url=store,
+                    data_dir=data_dir,
                     config=config_values,
                     credentials=credentials,
                     checkpoint=checkpoint,

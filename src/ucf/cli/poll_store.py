@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -27,6 +28,7 @@ async def poll_into_store(
     descriptor: ConnectorDescriptor,
     *,
     store_url: str,
+    data_dir: Path | None,
     config: dict[str, str],
     credentials: dict[str, str],
     checkpoint: str | None,
@@ -69,8 +71,17 @@ async def poll_into_store(
         credentials=credentials,
     )
     try:
-        settings = Settings.from_env(store_url=store_url)
-        async with await UcfContext.open(settings) as context:
+        settings = Settings.from_env(data_dir=data_dir, store_url=store_url)
+    except (StoreError, ValueError) as error:
+        raise fail(redact(str(error)), 1) from None
+    try:
+        try:
+            opened = await UcfContext.open(settings)
+        except OSError as error:  # the data directory or its master key, as ucf worker says
+            raise fail(
+                f"cannot use the data directory {settings.data_dir}: {error.strerror or error}", 1
+            ) from None
+        async with opened as context:
             with progress.running():
                 result = await poll_job(
                     context,

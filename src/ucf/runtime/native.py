@@ -458,31 +458,47 @@ class NativeRegistry:
         entry = self._entry(connector_id)
         return entry.connector.guide if entry is not None and entry.connector is not None else ""
 
-    def source(self, descriptor: ConnectorDescriptor) -> Any:
-        """The runtime of a ``kind: native`` descriptor, checked against the interface."""
-        entry = self._entry(descriptor.id)
+    def _provider(self, connector_id: str) -> NativeConnector | str:
+        """The installed connector that runs ``connector_id``, or why there is none."""
+        entry = self._entry(connector_id)
         if entry is None:
             installed = ", ".join(sorted(self._entry_points)) or "none"
-            raise NativeLoadError(
-                f"connector {descriptor.id!r} is native, but no installed package provides it "
-                f"(entry point {descriptor.id!r} in group {ENTRY_POINT_GROUP!r}; "
+            return (
+                f"connector {connector_id!r} is native, but no installed package provides it "
+                f"(entry point {connector_id!r} in group {ENTRY_POINT_GROUP!r}; "
                 f"installed: {installed})"
             )
         if entry.connector is None:
-            raise NativeLoadError(
-                f"native connector {descriptor.id!r} ({entry.value}): {entry.error}"
-            )
+            return f"native connector {connector_id!r} ({entry.value}): {entry.error}"
+        return entry.connector
+
+    def missing(self, connector_id: str) -> str | None:
+        """Why no code runs a ``kind: native`` connector ``connector_id`` here (not installed,
+        failed to load, blocked); None when an installed package provides it.
+
+        Asked before such a descriptor is stored, so that one that could never poll is
+        refused when it is written rather than found out at its first poll.
+        """
+        provider = self._provider(connector_id)
+        return provider if isinstance(provider, str) else None
+
+    def source(self, descriptor: ConnectorDescriptor) -> Any:
+        """The runtime of a ``kind: native`` descriptor, checked against the interface."""
+        provider = self._provider(descriptor.id)
+        if isinstance(provider, str):
+            raise NativeLoadError(provider)
+        value = self._entry_points[descriptor.id].value
         try:
-            source = entry.connector.source(descriptor)
+            source = provider.source(descriptor)
         except Exception as error:
             raise NativeLoadError(
-                f"native connector {descriptor.id!r} ({entry.value}) failed to start: "
+                f"native connector {descriptor.id!r} ({value}) failed to start: "
                 f"{type(error).__name__}: {error}"
             ) from error
         problems = check_source(source)
         if problems:
             raise NativeLoadError(
-                f"native connector {descriptor.id!r} ({entry.value}) does not implement the "
+                f"native connector {descriptor.id!r} ({value}) does not implement the "
                 f"source interface: {'; '.join(problems)}"
             )
         return source

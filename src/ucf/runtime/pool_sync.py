@@ -96,14 +96,14 @@ class Deadline:
     that cancels the task after ``delay`` seconds and then raises ``TimeoutError``.
 
     ``asyncio.timeout`` does the same but is entered with ``async with``; this is its
-    logic (``asyncio.timeouts.Timeout`` as 3.11.7 and 3.12 have it) without the awaits
+    logic (``asyncio.timeouts.Timeout`` as 3.11.3 and later have it) without the awaits
     it never makes. A cancellation that is not the deadline's own (the task cancelled
     from outside) stays a ``CancelledError``. Requests a task already had when the
     deadline began (a cancellation caught and handled, as a caller of
     :func:`ucf.runtime.completion.to_the_end` settling a cancelled step does) are not
     counted against it: its expiry is still a ``TimeoutError``, as ``asyncio.timeout``'s
-    and ``anyio.fail_after``'s are (3.11.0's ``== 0`` test turned it into a spurious
-    ``CancelledError``).
+    and ``anyio.fail_after``'s are (3.11.0-3.11.2's ``== 0`` test turned it into a spurious
+    ``CancelledError``; ucf's ``asyncio.timeout`` blocks need 3.11.3, its minimum).
     """
 
     def __init__(self, delay: float | None) -> None:

@@ -14,15 +14,19 @@ Shapes and names cannot catch everything, so the secret store also registers
 every credential value it hands out (:meth:`SecretRegistry.add`) and any
 literal occurrence is masked (a short value only where it is a whole word). Masks keep at most the last four characters of a
 long secret so an operator can tell two keys apart, and nothing of a short one.
+Values typed for one try-out or connection test are registered only while it
+runs (:meth:`SecretRegistry.lent`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import quote, quote_plus
 
@@ -256,6 +260,9 @@ class SecretRegistry:
         # bounded index, keeping the values most likely still in use.
         self._values: dict[str, None] = {}
         self._capacity = capacity
+        self._lent: dict[str, int] = {}
+        """Values (and URL forms) masked only while a :meth:`lent` block that added them
+        runs: how many such blocks have. A value added outside any block is kept."""
         self._lookup: _Lookup | None = None
         """What :meth:`redact` searches with, swapped whole (never half updated)."""
         self.clean: set[str] = set()
@@ -268,19 +275,40 @@ class SecretRegistry:
 
     def add(self, value: str) -> None:
         """Mask ``value`` from now on (values shorter than 4 characters would mask prose),
-        and the forms a URL gives it (:func:`url_forms`)."""
+        and the forms a URL gives it (:func:`url_forms`); inside a :meth:`lent` block,
+        until the block ends, unless it is also added outside one."""
         if len(value) < _MIN_REGISTERED_LENGTH:
             return
+        loan = _LOAN.get()
+        if loan is not None and loan.returned:  # a task the block started outlived it
+            loan = None
+        if loan is None and value in self._values and value not in self._lent:
+            return  # kept already: the common case (a credential sent with every request)
+        forms = url_forms(value)
         with self._lock:
-            if value in self._values:
-                return
-            forms = url_forms(value)
+            if loan is None:
+                for form in forms:  # kept from now on, even if a try-out lent it first
+                    self._lent.pop(form, None)
+                if value in self._values:
+                    return
+            else:
+                if value in loan.values:
+                    return
+                if value in self._values and value not in self._lent:
+                    return  # kept already: there is nothing to give back
+                loan.values.add(value)
+                for form in forms:
+                    self._lent[form] = self._lent.get(form, 0) + 1
+                if value in self._values:
+                    return
             for form in forms:
                 self._values[form] = None
             while len(self._values) > self._capacity:
-                # An evicted value may stay in the set until the next build: masked a
-                # little longer than needed, never less.
-                del self._values[next(iter(self._values))]
+                # An evicted value may stay in the set until the next build; redact
+                # masks only what is still registered.
+                evicted = next(iter(self._values))
+                del self._values[evicted]
+                self._lent.pop(evicted, None)
             lookup = self._lookup
             if lookup is not None and len(lookup.recent) < _RECENT_MAX:
                 self._lookup = _Lookup(lookup.index, (*lookup.recent, *forms))
@@ -288,9 +316,52 @@ class SecretRegistry:
                 self._lookup = None  # the set is built again, with every value, by the next line
             self.clean = set()  # after the lookup: a text found clean from now on saw it
 
+    @contextlib.contextmanager
+    def lent(self) -> Iterator[None]:
+        """Values first added inside the block (and the tasks it starts) are masked until
+        it ends, then forgotten.
+
+        For credentials typed into a try-out or a connection test and not stored:
+        kept for good, a typed word (``test``, ``admin``) masked that word in every
+        later log line, and each try's values (up to a megabyte each) stayed in
+        the registry, crowding out the stored instances' tokens. A value also
+        added outside a block (an instance's poll uses it) stays registered.
+        """
+        loan = _Loan()
+        token = _LOAN.set(loan)
+        try:
+            yield
+        finally:
+            _LOAN.reset(token)
+            self._give_back(loan)
+
+    def _give_back(self, loan: _Loan) -> None:
+        with self._lock:
+            loan.returned = True
+            removed: set[str] = set()
+            for value in loan.values:
+                for form in url_forms(value):
+                    count = self._lent.get(form)
+                    if count is None:  # added outside a block since, or evicted
+                        continue
+                    if count > 1:
+                        self._lent[form] = count - 1
+                        continue
+                    del self._lent[form]
+                    if form in self._values:
+                        del self._values[form]
+                        removed.add(form)
+            lookup = self._lookup
+            if removed and lookup is not None:
+                # The set keeps them until its next build (redact skips them): building it
+                # again now would cost every try-out up to 60 ms of a log line.
+                recent = tuple(v for v in lookup.recent if v not in removed)
+                self._lookup = _Lookup(lookup.index, recent)
+
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+            self._lent.clear()
             self._lookup = None
             self.clean = set()
 
@@ -310,7 +381,24 @@ class SecretRegistry:
         present += [value for value in lookup.recent if value in text]
         if not present:
             return text
+        values = self._values  # the set may still hold values given back or evicted
+        present = [value for value in present if value in values]
+        if not present:
+            return text
         return _pattern_of(frozenset(present)).sub(lambda m: mask(m.group(0)), text)
+
+
+class _Loan:
+    """The values one :meth:`SecretRegistry.lent` block added."""
+
+    __slots__ = ("returned", "values")
+
+    def __init__(self) -> None:
+        self.values: set[str] = set()
+        self.returned = False
+
+
+_LOAN: ContextVar[_Loan | None] = ContextVar("ucf_secret_loan", default=None)
 
 
 _URL_SAFE_SETS: Final = ("", "/", "!$&'()*+,;=:@/")

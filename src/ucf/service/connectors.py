@@ -207,6 +207,34 @@ def _parse(data: Any, what: str) -> ConnectorDescriptor:
     return descriptor
 
 
+def _check_runnable(descriptor: ConnectorDescriptor) -> None:
+    """Refuse a ``kind: native`` descriptor that no installed package runs.
+
+    A native connector's polls and mapping are code that comes with its id's
+    entry point; stored under an id nothing provides, it would list in the
+    catalogue and fail every poll and delivery. The CLI's and the editor's copy
+    of a native connector warn about that; a user writing through the API (or
+    saving the copy anyway) is told here, at ``kind``. The shipped and
+    installed native connectors pass: their packages are there.
+    """
+    if descriptor.kind != "native":
+        return
+    from ucf.core.validation import Problem
+    from ucf.runtime.native import native_registry
+
+    why = native_registry().missing(descriptor.id)
+    if why is None:
+        return
+    problem = Problem(
+        "kind",
+        why,
+        "a native connector runs code from an installed Python package "
+        "(docs/writing-a-native-connector.md): install it and restart ucf first, or make this "
+        'a descriptor connector ("kind": "generic", with its ingestion and fieldMapping)',
+    )
+    raise ValidationFailed.from_problems("the connector cannot run here", [problem])
+
+
 def _stored_form(descriptor: ConnectorDescriptor) -> dict[str, Any]:
     """A validated descriptor as it is stored (shipped, registered or updated): as the
     models read it, not as it was written.
@@ -307,6 +335,13 @@ class ConnectorService:
         )
 
     def _connector(self, record: DescriptorRecord) -> Connector:
+        """The compiled connector of ``record``, reused while its ``updated_at`` is the same.
+
+        Every write of a descriptor stamps ``updated_at`` from the clock to the
+        microsecond, and both stores keep all of it (:func:`~ucf.stores.models.text_time`),
+        so two edits never share a stamp and an edit made by another process is seen
+        at the next read; a clock that stood still would serve the older copy.
+        """
         cached = self._cache.get(record.connector_id)
         if cached is not None and cached.updated_at == record.updated_at:
             return cached
@@ -397,6 +432,7 @@ class ConnectorService:
 
     async def register(self, data: Any) -> Connector:
         descriptor = _parse(data, "the request body")
+        _check_runnable(descriptor)
         await self.ready()
         try:
             record = await self._registry.register(_stored_form(descriptor), now=self._clock())
@@ -410,6 +446,7 @@ class ConnectorService:
             raise ValidationFailed(
                 f"the descriptor's id '{descriptor.id}' does not match '{connector_id}'"
             )
+        _check_runnable(descriptor)
         await self.ready()
         try:
             record = await self._registry.update(

@@ -9,6 +9,7 @@ outcome feeds the same health state machine as every poll
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from ucf.core import descriptor as d
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
 from ucf.runtime.http import AuthFailed
+from ucf.runtime.redaction import SECRETS
 from ucf.runtime.sources import HealthResult, NativeSourceMissing
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
@@ -121,14 +123,31 @@ async def check_connector(
     credentials: dict[str, str],
     config: dict[str, str],
     on_rotate: CredentialsChanged | None,
+    typed: bool = False,
 ) -> tuple[HealthResult, Outcome | None]:
     """The connector's health check with these settings (stored or not yet).
 
     Failures before any request (a missing credential, a token endpoint that
     refuses the grant, a native package that is not installed) are reported
     like the upstream's; the second value forces the outcome when the result
-    alone would not say it.
+    alone would not say it. ``typed``: the credentials were typed for this check
+    and are not stored: masked in log lines while it runs, and forgotten after it
+    (:meth:`~ucf.runtime.redaction.SecretRegistry.lent`).
     """
+    with SECRETS.lent() if typed else contextlib.nullcontext():
+        return await _check_connector(
+            context, connector, credentials=credentials, config=config, on_rotate=on_rotate
+        )
+
+
+async def _check_connector(
+    context: UcfContext,
+    connector: Connector,
+    *,
+    credentials: dict[str, str],
+    config: dict[str, str],
+    on_rotate: CredentialsChanged | None,
+) -> tuple[HealthResult, Outcome | None]:
     try:
         upstream = instance_context(
             context,

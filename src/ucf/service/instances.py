@@ -155,7 +155,9 @@ def check_credentials(
         elif not encodes_as_utf8(value):
             problems.append(FieldProblem(f"credentials.{key}", NOT_UNICODE))
         elif value.strip():  # empty, or only spaces (as a setting is), is absent
-            result[key] = value
+            # Trimmed as a setting is: a space or line break pasted with a key is never
+            # part of it, and no header could carry it (every poll failed on it).
+            result[key] = value.strip()
     if not partial and len(methods) > 1 and AUTH_METHOD_KEY not in result:
         given = descriptor.method_given([*result, *provided])
         if given is not None and given is not descriptor.auth:

@@ -33,7 +33,7 @@ from ucf.core.validation import validate_descriptor
 from ucf.runtime.connection import connect
 from ucf.runtime.http import AuthFailed, UpstreamError, create_client
 from ucf.runtime.polling import NotPollable
-from ucf.runtime.redaction import mask, redact, url_forms
+from ucf.runtime.redaction import SECRETS, mask, redact, url_forms
 from ucf.runtime.sources import NativeSourceMissing, source_for
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.context import UcfContext
@@ -168,11 +168,36 @@ async def try_descriptor(
     project_id: str = "try",
 ) -> TryOut:
     """One live poll page of a descriptor (``max_pages`` at most); raises
-    :class:`ValidationFailed` for a descriptor that is not valid or cannot poll."""
+    :class:`ValidationFailed` for a descriptor that is not valid or cannot poll.
+
+    The credentials are masked in log lines while the try runs, and forgotten
+    after it (:meth:`~ucf.runtime.redaction.SecretRegistry.lent`).
+    """
+    with SECRETS.lent():
+        return await _try(
+            context,
+            data,
+            credentials=credentials,
+            config=config,
+            max_pages=max_pages,
+            project_id=project_id,
+        )
+
+
+async def _try(
+    context: UcfContext,
+    data: Any,
+    *,
+    credentials: Mapping[str, Any],
+    config: Mapping[str, Any],
+    max_pages: int,
+    project_id: str,
+) -> TryOut:
     descriptor, problems = validate_descriptor(data)
     if descriptor is None or problems:
         raise ValidationFailed.from_problems("the descriptor is not valid", problems)
-    secrets = _strings(credentials)
+    # Trimmed as stored credentials are (check_credentials): the try shows what a poll does.
+    secrets = {key: value.strip() for key, value in _strings(credentials).items()}
     masker = _Masker(secrets)
     try:
         source = source_for(descriptor)

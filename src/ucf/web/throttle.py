@@ -16,6 +16,9 @@ could otherwise rotate addresses for free). The table is bounded: past
 ``max_clients`` addresses the least recently failed one is forgotten.
 The count lives in this process; several workers each keep their own, which
 multiplies the rate a guesser gets by the number of workers and no more.
+``ucf serve`` is one process, so on the embedded default the count is the
+service's. It is not in the store: :meth:`check` runs on every API request,
+before the token, and a store read each time is not worth a multiplier.
 """
 
 from __future__ import annotations

@@ -323,7 +323,9 @@ async def save_instance(
     state = web_state(request)
     context = state.context
     instance = await context.instances.get(page.project, connector_id)
-    typed_credentials = {k: v for k, v in posted.form.fields("credentials").items() if v.strip()}
+    typed_credentials = {  # trimmed as saving them trims them (check_credentials)
+        k: v.strip() for k, v in posted.form.fields("credentials").items() if v.strip()
+    }
     typed_config = posted.form.fields("config")
     if posted.form.get("action") == "test":
         stored = await context.instances.credentials(instance.record)
@@ -344,6 +346,7 @@ async def save_instance(
             credentials=credentials,
             config={**{k: str(v) for k, v in instance.record.config.items()}, **typed_config},
             on_rotate=rotation_writer(context, keep),
+            typed=True,
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
         secrets = tuple(credentials.values())

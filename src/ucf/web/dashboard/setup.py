@@ -319,6 +319,7 @@ async def check_unsaved(
         credentials={**app, **credentials},
         config=config,
         on_rotate=keep_rotated,
+        typed=True,
     )
     outcome = forced or outcome_of_check(result, policy)
     state = {Outcome.OK: "healthy", Outcome.SLOW: "degraded", Outcome.THROTTLED: "degraded"}.get(
