@@ -47,6 +47,24 @@ async def test_validate_says_valid_and_stores_nothing(web: Web) -> None:
     assert (await web.client.get(f"/api/connectors/{ACME['id']}")).status_code == 404
 
 
+async def test_validate_says_a_native_copy_no_package_provides_cannot_run(web: Web) -> None:
+    """Saving refuses a ``kind: native`` descriptor under an id no installed package
+    provides; the editor's validation, asked as the user types, says so first, at
+    ``kind``, while the shipped native connector itself stays valid."""
+    jira = (await web.client.get("/api/connectors/jira")).json()
+    descriptor = {k: v for k, v in jira.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    shipped = await web.client.post("/api/connectors/validate", json=descriptor)
+    assert shipped.json() == {"valid": True, "problems": []}
+
+    copied = {**descriptor, "id": "jira-copy"}
+    body = (await web.client.post("/api/connectors/validate", json=copied)).json()
+    assert body["valid"] is False
+    [problem] = body["problems"]
+    assert problem["path"] == "kind"
+    assert "'jira-copy'" in problem["message"]
+    assert "generic" in problem["hint"]
+
+
 # --------------------------------------------------------------------------- preview
 
 

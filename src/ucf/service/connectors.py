@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
     from ucf.core.descriptor_view import ConnectorView
     from ucf.core.mapping import CompiledMapping
+    from ucf.core.validation import Problem
     from ucf.runtime.sources import Source
     from ucf.stores.reports import SyncReport
 
@@ -207,32 +208,40 @@ def _parse(data: Any, what: str) -> ConnectorDescriptor:
     return descriptor
 
 
-def _check_runnable(descriptor: ConnectorDescriptor) -> None:
-    """Refuse a ``kind: native`` descriptor that no installed package runs.
+def runnable_problem(descriptor: ConnectorDescriptor) -> Problem | None:
+    """Why a ``kind: native`` descriptor cannot run here (no installed package provides
+    its id, or it failed to load), at ``kind``; None for any other descriptor.
 
     A native connector's polls and mapping are code that comes with its id's
     entry point; stored under an id nothing provides, it would list in the
     catalogue and fail every poll and delivery. The CLI's and the editor's copy
     of a native connector warn about that; a user writing through the API (or
-    saving the copy anyway) is told here, at ``kind``. The shipped and
+    saving the copy anyway) is told when saving, and the editor's validation
+    (``/api/connectors/validate``) says it as the user types. The shipped and
     installed native connectors pass: their packages are there.
     """
     if descriptor.kind != "native":
-        return
+        return None
     from ucf.core.validation import Problem
     from ucf.runtime.native import native_registry
 
     why = native_registry().missing(descriptor.id)
     if why is None:
-        return
-    problem = Problem(
+        return None
+    return Problem(
         "kind",
         why,
         "a native connector runs code from an installed Python package "
         "(docs/writing-a-native-connector.md): install it and restart ucf first, or make this "
         'a descriptor connector ("kind": "generic", with its ingestion and fieldMapping)',
     )
-    raise ValidationFailed.from_problems("the connector cannot run here", [problem])
+
+
+def _check_runnable(descriptor: ConnectorDescriptor) -> None:
+    """Refuse to store a descriptor that could never run (:func:`runnable_problem`)."""
+    problem = runnable_problem(descriptor)
+    if problem is not None:
+        raise ValidationFailed.from_problems("the connector cannot run here", [problem])
 
 
 def _stored_form(descriptor: ConnectorDescriptor) -> dict[str, Any]:

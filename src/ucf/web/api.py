@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
 from ucf.core.validation import Problem, validate_descriptor
+from ucf.service.connectors import runnable_problem
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
@@ -250,6 +251,10 @@ def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[s
 )
 async def validate_connector(descriptor: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     parsed, problems = validate_descriptor(descriptor)
+    if parsed is not None:
+        cannot_run = runnable_problem(parsed)
+        if cannot_run is not None:  # saving would refuse it: say so while it is typed
+            problems = [*problems, cannot_run]
     return {"valid": parsed is not None and not problems, "problems": _problems_json(problems)}
 
 
