@@ -343,7 +343,16 @@ def test_state_on_a_lambdas_own_disk_is_refused(
 
 
 @pytest.mark.parametrize("payload", ["2.0", "1.0"])
-@pytest.mark.parametrize("host", ["[::1]:8080", "[2001:db8::7]", "ucf.example.com:https"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::1]:8080",
+        "[2001:db8::7]",
+        "ucf.example.com:https",
+        "ucf.example.com:€",  # past Latin-1: Mangum encodes header values as UTF-8
+        "ucf.example.com:٨٠",  # digits int() reads, and Mangum too, but not ASCII ones
+    ],
+)
 def test_a_host_mangum_cannot_split_is_answered_not_a_failed_invocation(
     lab: Lab, github: GitHubFake, payload: str, host: str
 ) -> None:

@@ -3,13 +3,14 @@ stream) or within a tick, and an outage loses nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -23,7 +24,9 @@ from ucf.aws.config import AwsConfigError
 from ucf.aws.handlers import delivery
 from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
 from ucf.fakes.kit import FakeServer, Fault
+from ucf.stores import open_store
 from ucf.stores.dynamodb import keys
+from ucf.stores.models import Lease
 
 
 @pytest.fixture
@@ -95,7 +98,7 @@ def test_a_refused_batch_is_retried_by_a_later_tick_and_nothing_overtakes_it(
     refused = tick()
     deliver_webhook(lab, 2)
     held = tick()  # the refused batch is not due yet: nobody may deliver past it
-    time.sleep(4.2)  # its sink lease (twice the lease) has run out
+    time.sleep(4.2)  # the batch is due again, and the sink lease after it has run out
     recovered = tick()
 
     assert refused["delivered"] == {"http": 0}
@@ -230,3 +233,29 @@ def test_a_pipeline_answering_in_eleven_seconds_gets_its_batch_once_not_every_mi
     assert first == {"delivered": {"http": 1}, "errors": {}}
     assert len(pipeline.batches()) == 1
     assert tick() == {"delivered": {"http": 0}, "errors": {}}
+
+
+async def sink_lease(lab: Lab, sink: str) -> Lease | None:
+    async with open_store(lab.environ["UCF_STORE"]) as store:
+        return await store.leases.get(f"delivery:{sink}", now=datetime.now(UTC))
+
+
+def test_a_failed_batch_keeps_its_sink_until_it_is_due_again_plus_the_lease_not_past_a_tick(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline
+) -> None:
+    """A failing sink is retried about once a minute: the failing invocation keeps the
+    sink until its batch is due again plus the lease (at worst 18 + 1 + 36 = 55 s). The
+    sink lease it took runs for twice the lease, though, and was left to run out: 72 s
+    with the 36 s default, past the next tick, so an outage was retried every other
+    minute and the pipeline, once back, waited two."""
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    pipeline.server.inject(Fault.status(401), path="/signals")
+    started = datetime.now(UTC)
+
+    refused = tick()
+    lease = asyncio.run(sink_lease(lab, "http"))
+
+    assert "401" in str(refused["errors"])
+    assert lease is not None  # still held: nobody may deliver past the batch before it is due
+    assert lease.expires_at - started < timedelta(seconds=55)

@@ -18,7 +18,7 @@ from ucf.aws.handlers.poll_worker import (
     STOP_MARGIN_SECONDS,
     PollWorkerFunction,
 )
-from ucf.fakes.github import GitHubFake
+from ucf.fakes.github import GOOD_TOKEN, WEBHOOK_SECRET, GitHubFake
 from ucf.fakes.kit import Fault
 from ucf.stores import open_store
 from ucf.stores.models import InstanceRecord
@@ -101,6 +101,35 @@ def test_an_instance_whose_secret_is_unreadable_still_shows_its_health(
     [instance] = listed.json()["items"]
     assert instance["credentials"] == {}
     assert b"hunter2" not in status.body + listed.body
+
+
+def test_an_instance_whose_secret_is_unreadable_is_repaired_by_storing_its_credentials_again(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """The error says "store the connector's credentials again through ucf", and doing
+    so answered 500: the update merged the new credentials into the unreadable ones."""
+    lab.connect_github(github, "broken")
+    [secret] = lab.credential_secrets()
+    lab.secretsmanager.put_secret_value(SecretId=secret, SecretString="hunter2")
+    path = f"/api/projects/broken/instances/{CONNECTOR}"
+
+    # Nothing of the old entry can be kept: the credentials given must be complete.
+    partial = lab.call("PATCH", path, json_body={"credentials": {"webhookSecret": "s" * 20}})
+    assert partial.status == 422, partial.body
+    assert b"credentials.token" in partial.body
+    repaired = lab.call(
+        "PATCH",
+        path,
+        json_body={"credentials": {"token": GOOD_TOKEN, "webhookSecret": WEBHOOK_SECRET}},
+    )
+
+    assert repaired.status == 200, repaired.body
+    instance = repaired.json()
+    assert set(instance["credentials"]) == {"token", "webhookSecret"}
+    assert instance["webhookUrl"]  # a new hook id: the old URL could not be verified
+    shown = lab.call("GET", path)
+    assert shown.status == 200, shown.body
+    assert shown.json()["credentials"] == instance["credentials"]
 
 
 def test_an_upstream_failure_is_recorded_as_health_not_redelivered(

@@ -1313,3 +1313,32 @@ def test_metadata_lists_are_bounded_alike_on_every_path_and_no_secret_is_cut_in_
     assert "ghp_" not in name
     assert metadata["tags"] == ["bug"]
     assert "truncated:metadata" in model["sanitisationNotes"]
+
+
+_metadata_entries = st.lists(
+    _raw_strings | st.sampled_from(["pwd=a", "x pwd=ab", "pwd=a pwd=b", "x" * 9, "a\r\nb"]),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_metadata_entries, _metadata_entries, _metadata_entries)
+def test_metadata_entries_stay_within_their_bound_once_scrubbed_and_the_result_is_stable(
+    participants: list[str], related: list[str], tags: list[str]
+) -> None:
+    """An entry within the bound may grow past it when scrubbed: a redaction marker is
+    longer than a short secret ("pwd=a" becomes "pwd=[REDACTED:password]"). It was kept
+    whole, past the bound the store-size argument counts on, and a second pass cut it."""
+    policy = SanitiserPolicy(max_metadata_items=2, max_metadata_chars=8)
+    wire = _signal().to_wire()
+    wire["metadata"] = {"participants": participants, "relatedTickets": related, "tags": tags}
+    signal = NormalisedSignal.from_wire(wire)
+
+    once = Sanitiser(policy).sanitise(signal)
+
+    assert once.to_wire() == _AlwaysWalk(policy).sanitise(signal).to_wire()
+    assert once.metadata is not None
+    for values in (once.metadata.participants, once.metadata.related_tickets, once.metadata.tags):
+        assert len(values) <= 2
+        assert all(len(value) <= 8 for value in values), values
+    assert Sanitiser(policy).sanitise(once).metadata == once.metadata

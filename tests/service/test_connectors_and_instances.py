@@ -458,3 +458,29 @@ async def test_a_shipped_descriptor_is_stored_as_the_models_read_it(
     assert stored_webhook["handshakes"] == [{"type": "head_ok", "signed": False}]
     assert "omitNullBodyFields" not in str(stored)  # defaults not written out
     assert connector.view == connector_view(connector.descriptor)
+
+
+async def test_a_descriptor_stored_before_signal_types_were_bounded_still_loads(
+    context: UcfContext,
+) -> None:
+    """Signal types are at most 128 characters in a descriptor being written, but one
+    stored before the bound (with a 200-character type) is read with the models again: it
+    failed to load, and the whole catalogue with it (a 500 for GET /api/connectors)."""
+    data = custom_descriptor()
+    data["fieldMapping"]["defaultType"] = "t" * 200
+    data["fieldMapping"]["signalTypeRules"][0]["then"] = "u" * 200
+    await context.store.descriptors.register(data, now=context.clock())  # as stored before
+
+    listed = {c.id: c.to_json() for c in await context.connectors.list()}
+    assert listed["my-tracker"]["fieldMapping"]["defaultType"] == "t" * 200
+    mine = await context.connectors.get("my-tracker")
+    assert mine.descriptor.field_mapping is not None
+    assert mine.descriptor.field_mapping.signal_type_rules[0].then == "u" * 200
+
+    # Written again, it must be shortened: the bound holds for every descriptor written.
+    with pytest.raises(ValidationFailed) as caught:
+        await context.connectors.update("my-tracker", data)
+    assert {d["path"] for d in caught.value.details} == {
+        "fieldMapping.defaultType",
+        "fieldMapping.signalTypeRules[0].then",
+    }

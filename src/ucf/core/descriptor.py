@@ -744,7 +744,9 @@ class Condition(DescriptorModel):
 class SignalTypeRule(Condition):
     """The first rule whose conditions all hold names the signal type."""
 
-    then: str = Field(max_length=SIGNAL_TYPE_MAX_CHARS)
+    # Its bound is a check of a descriptor being written (ucf.core.validation), not of the
+    # model: one stored before the bound existed must still load.
+    then: str = Field(json_schema_extra={"maxLength": SIGNAL_TYPE_MAX_CHARS})
     all: list[Condition] = Field(
         default_factory=list, description="Further conditions that must also hold."
     )
@@ -781,9 +783,9 @@ class FieldMappingDescriptor(DescriptorModel):
     )
     default_type: str = Field(
         default=UNKNOWN_SIGNAL_TYPE,
-        max_length=SIGNAL_TYPE_MAX_CHARS,
         alias="defaultType",
         description="Signal type when no rule matches.",
+        json_schema_extra={"maxLength": SIGNAL_TYPE_MAX_CHARS},  # checked as ``then``'s
     )
     version_path: str | None = Field(
         default=None,

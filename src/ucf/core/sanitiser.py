@@ -1442,14 +1442,16 @@ class _FieldPass:
             values = values[:items]
         kept = []
         for value in values:
-            if len(value) <= chars:
-                kept.append(self._text(value, self._metadata))
-                continue
-            self.notes.flag("truncated:metadata")
             # Scrubbed (and redacted) before the cut, so no secret is cut in two; cut
             # first to a few times the bound, so the work stays bounded too.
             text = self._text(value[: chars * 4], self._metadata)
-            kept.append(_truncate(text, chars))
+            # Measured after the scrub too: a redaction marker is longer than a short
+            # secret ("pwd=a"), and an entry past the bound would be cut by the next
+            # pass, so the result would be neither bounded nor stable.
+            if len(value) > chars or len(text) > chars:
+                self.notes.flag("truncated:metadata")
+                text = _truncate(text, chars)
+            kept.append(text)
         return kept
 
     def raw(self, value: dict[Any, Any], depth: int = 0) -> dict[Any, Any]:

@@ -24,6 +24,7 @@ from ucf.core import descriptor as d
 from ucf.core.jsonpath import PathSyntaxError, compile_path
 from ucf.core.payload import encodes_as_utf8
 from ucf.core.regex import RegexError, compile_regex
+from ucf.core.signal_identity import SIGNAL_TYPE_MAX_CHARS
 from ucf.core.template import TemplateSyntaxError, compile_template
 
 
@@ -959,6 +960,8 @@ class _Checker:
                 )
             if not rule.then.strip():
                 self.add(f"{rule_where}.then", "empty signal type")
+            self.signal_type(f"{rule_where}.then", rule.then)
+        self.signal_type(f"{where}.defaultType", mapping.default_type)
         for index, priority_rule in enumerate(mapping.priority_mapping or []):
             rule_where = f"{where}.priorityMapping[{index}]"
             self.condition(rule_where, priority_rule)
@@ -966,6 +969,21 @@ class _Checker:
                 self.condition(f"{rule_where}.all[{sub_index}]", condition)
         for index, skip in enumerate(mapping.skip):
             self.condition(f"{where}.skip[{index}]", skip)
+
+    def signal_type(self, where: str, signal_type: str) -> None:
+        """Every signal carries its type whole, and a store keeps a signal only so large.
+
+        Checked here, on a descriptor being registered or replaced, not by the model:
+        a descriptor stored before the bound existed is read with the models again
+        (the catalogue, an instance's page, its polls) and must still load.
+        """
+        if len(signal_type) > SIGNAL_TYPE_MAX_CHARS:
+            self.add(
+                where,
+                f"signal type is {len(signal_type)} characters; at most "
+                f"{SIGNAL_TYPE_MAX_CHARS} are allowed",
+                "a signal type is a short name, such as 'bug' or 'incident'",
+            )
 
     def condition(self, where: str, condition: d.Condition) -> None:
         self.path(f"{where}.when", condition.when)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -416,7 +416,17 @@ class InstanceService:
             changes["config"] = check_config(descriptor, merged)
         if credentials is not None:
             fresh = check_credentials(descriptor, credentials, partial=True)
-            async with self._changing_secrets(record) as current:
+
+            async def replacement() -> InstanceSecrets:
+                # The entry is no credential set (edited by hand): nothing in it can be
+                # kept, so the credentials given replace it, complete on their own, under a
+                # new hook id (the old URL could not be verified anyway). Otherwise the
+                # repair its error asks for ("store the credentials again") was a 500.
+                provided = await self.provided_credentials(descriptor)
+                whole = check_credentials(descriptor, credentials, provided=provided)
+                return InstanceSecrets(whole, new_hook_id())
+
+            async with self._changing_secrets(record, unreadable=replacement) as current:
                 rotated = current.with_credentials(fresh)
                 changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
@@ -432,16 +442,31 @@ class InstanceService:
         return await self._view(updated, connector)
 
     @contextlib.asynccontextmanager
-    async def _changing_secrets(self, record: InstanceRecord) -> AsyncIterator[InstanceSecrets]:
+    async def _changing_secrets(
+        self,
+        record: InstanceRecord,
+        *,
+        unreadable: Callable[[], Awaitable[InstanceSecrets]] | None = None,
+    ) -> AsyncIterator[InstanceSecrets]:
         """The instance's secret entry, read in its turn: a change made from it is written
         before any other change of the same entry reads it (a poll saving a rotated
-        token, the upkeep a subscription's clientState, a handshake a pending secret)."""
+        token, the upkeep a subscription's clientState, a handshake a pending secret).
+
+        ``unreadable`` gives what stands for an entry that is no credential set (an
+        operator replacing it); without it, that :class:`SecretFormatError` is raised.
+        """
         ref = record.credential_secret_ref
         if ref is None:
             yield InstanceSecrets()  # nothing stored to lose: the write makes a new entry
             return
         async with self._turns.turn(ref):
-            yield await self.secrets(record)
+            try:
+                current = await self.secrets(record)
+            except SecretFormatError:
+                if unreadable is None:
+                    raise
+                current = await unreadable()
+            yield current
 
     async def _write(self, record: InstanceRecord, stored: InstanceSecrets) -> str:
         """Replace the instance's secret entry (made now, with a hook id, if it had none)."""

@@ -269,7 +269,9 @@ def _host_tolerant_handlers() -> list[type[Any]]:
                     scope: dict[str, Any] = super().scope
                 finally:
                     self.event = event
-                scope["headers"] = [*scope["headers"], [b"host", host.encode("latin-1")]]
+                # Encoded as Mangum encodes every header value (UTF-8): a Host past
+                # Latin-1 must not fail the invocation this class exists to answer.
+                scope["headers"] = [*scope["headers"], [b"host", host.encode()]]
                 scope["server"] = _server_of(host, _header(event, "x-forwarded-port"))
                 scope["aws.event"] = event
                 return scope
