@@ -512,3 +512,14 @@ def test_a_value_lent_to_a_block_that_raises_stays_masked_in_the_error_logged_af
     with registry.lent():  # another try lends it again: still kept after it
         registry.add("typed-for-a-failing-try-0005")
     assert "typed-for-a-failing-try-0005" not in registry.redact(str(raised.value))
+
+
+def test_a_kept_value_that_is_a_url_form_of_a_lent_one_stays_masked_after_the_loan() -> None:
+    """A stored credential ``a%2Bb…`` (a key handed out already percent-encoded) is the
+    URL form of a typed ``a+b…``: giving the typed one back unregistered the stored one."""
+    registry = SecretRegistry()
+    registry.add("stored%2Bkey-0006")
+    with registry.lent():
+        registry.add("stored+key-0006")
+    assert registry.redact("GET /x?k=stored%2Bkey-0006") == f"GET /x?k={MASK}0006"
+    assert registry.redact("typed stored+key-0006") == "typed stored+key-0006"

@@ -298,6 +298,8 @@ class SecretRegistry:
                     return  # kept already: there is nothing to give back
                 loan.values.add(value)
                 for form in forms:
+                    if form in self._values and form not in self._lent:
+                        continue  # kept already (another value, or its URL form): not lent
                     self._lent[form] = self._lent.get(form, 0) + 1
                 if value in self._values:
                     return
