@@ -493,3 +493,33 @@ async def test_a_task_the_try_out_starts_lends_through_it() -> None:
         await asyncio.create_task(auth_flow())
         assert MASK in registry.redact("sent-by-a-child-task-0004")
     assert len(registry) == 0
+
+
+def test_a_value_lent_to_a_block_that_raises_stays_masked_in_the_error_logged_after_it() -> None:
+    """An error out of a try-out or a connection test (a native connector's, a bug's) is
+    logged by the web layer once the block has ended: a typed value it quotes was given
+    back by then and reached the log line in clear. Such a block's values are kept."""
+    registry = SecretRegistry()
+
+    def failing_try() -> None:
+        with registry.lent():
+            registry.add("typed-for-a-failing-try-0005")
+            raise RuntimeError("the upstream refused typed-for-a-failing-try-0005")
+
+    with pytest.raises(RuntimeError) as raised:
+        failing_try()
+    assert "typed-for-a-failing-try-0005" not in registry.redact(str(raised.value))
+    with registry.lent():  # another try lends it again: still kept after it
+        registry.add("typed-for-a-failing-try-0005")
+    assert "typed-for-a-failing-try-0005" not in registry.redact(str(raised.value))
+
+
+def test_a_kept_value_that_is_a_url_form_of_a_lent_one_stays_masked_after_the_loan() -> None:
+    """A stored credential ``a%2Bb…`` (a key handed out already percent-encoded) is the
+    URL form of a typed ``a+b…``: giving the typed one back unregistered the stored one."""
+    registry = SecretRegistry()
+    registry.add("stored%2Bkey-0006")
+    with registry.lent():
+        registry.add("stored+key-0006")
+    assert registry.redact("GET /x?k=stored%2Bkey-0006") == f"GET /x?k={MASK}0006"
+    assert registry.redact("typed stored+key-0006") == "typed stored+key-0006"

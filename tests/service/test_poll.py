@@ -36,7 +36,6 @@ from ucf.service.poll import (
     reserve_for_rpm,
 )
 from ucf.stores.models import RateDecision
-from ucf.stores.secrets.base import SecretIntegrityError
 from ucf.stores.secrets.local import DB_FILE_NAME
 from ucf.stores.url import open_store, sqlite_path
 
@@ -481,7 +480,8 @@ async def test_a_poll_whose_credentials_cannot_be_read_fails_after_its_checkpoin
     """The credentials and the checkpoint are read side by side; when the credentials
     fail (a damaged secret), the poll still waits for the checkpoint read before it
     releases its lease and fails. It used to fail at once, the read left running on
-    its own, past the poll (on a Lambda, past the invocation)."""
+    its own, past the poll (on a Lambda, past the invocation). The failure is the
+    instance's, recorded in its health with why."""
     await connect_github(context, fake.base_url)
     with contextlib.closing(sqlite3.connect(tmp_path / DB_FILE_NAME)) as db, db:
         db.execute("UPDATE secrets SET envelope = zeroblob(64)")  # damaged on disk
@@ -498,9 +498,12 @@ async def test_a_poll_whose_credentials_cannot_be_read_fails_after_its_checkpoin
 
     done, _ = await asyncio.wait({poll}, timeout=1)  # the credentials failed long before
     answer.set()
-    with pytest.raises(SecretIntegrityError):
-        await poll
+    result = await poll
     assert not done, "the poll failed while its checkpoint read was in flight"
+    assert result.status == "failed"
+    assert "store the credentials again" in (result.error or "")
+    record = await context.instances.record("p1", "github-issues")
+    assert record.last_error == result.error
 
 
 class CountedBuckets:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ucf.fakes.github import BAD_TOKEN, GOOD_TOKEN, OWNER, REPO, GitHubFake
+from ucf.stores.secrets.local import LocalSecretStore
 from ucf.stores.url import open_store
 
 from .poll_support import GITHUB
@@ -109,16 +110,29 @@ def test_poll_with_a_store_and_a_rejected_token_fails_in_one_clean_line(
     assert asyncio.run(stored(tmp_path)) == (0, None)
 
 
-def test_poll_with_a_store_keeps_its_master_key_in_the_data_dir_it_is_given(
+async def secret_sealed_in(data_dir: Path) -> None:
+    """A data directory as a worker leaves it: one credential set in its secrets.db."""
+    secrets = await LocalSecretStore.open(data_dir, env={})
+    try:
+        await secrets.put(None, {"token": "worker-token-0001"})
+    finally:
+        await secrets.close()
+
+
+def test_poll_with_a_store_makes_no_master_key_and_takes_the_data_dir_it_is_given(
     tmp_path: Path, fake: GitHubFake
 ) -> None:
-    """``--data-dir`` as every store-using command takes it: the local secrets' master key
-    is made there, not in ``~/.local/share/ucf`` behind the user's back."""
+    """``--data-dir`` as every store-using command takes it, not ``~/.local/share/ucf``
+    behind the user's back. The poll's credentials come from the command line and no
+    rotation is kept, so it opens no secret store: it made a master key (and an empty
+    secrets.db) that nothing used, and failed in a worker's directory whose secrets are
+    sealed under a key it does not have (``UCF_MASTER_KEY`` set for the worker only)."""
     result = poll(
         tmp_path, fake, GOOD_TOKEN, "--data-dir", str(tmp_path / "mine"), env_data_dir=False
     )
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "mine" / "master.key").is_file()
+    assert not (tmp_path / "mine" / "master.key").exists()
+    assert not (tmp_path / "mine" / "secrets.db").exists()
     assert not (tmp_path / "home").exists(), sorted(map(str, (tmp_path / "home").rglob("*")))
     count, _ = asyncio.run(stored(tmp_path))
     assert count > 100
@@ -132,6 +146,14 @@ def test_poll_with_a_store_keeps_its_master_key_in_the_data_dir_it_is_given(
     )
     assert alone.returncode == 2
     assert "error: --data-dir goes with --store" in alone.stderr
+
+    sealed = tmp_path / "worker"
+    sealed.mkdir()
+    asyncio.run(secret_sealed_in(sealed))
+    (sealed / "master.key").unlink()  # the worker's key is elsewhere
+    in_worker_dir = poll(tmp_path, fake, GOOD_TOKEN, "--data-dir", str(sealed))
+    assert in_worker_dir.returncode == 0, in_worker_dir.stderr
+    assert not (sealed / "master.key").exists()
 
     (tmp_path / "a-file").write_text("")
     unusable = poll(tmp_path, fake, GOOD_TOKEN, "--data-dir", str(tmp_path / "a-file"))

@@ -12,9 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
@@ -195,3 +197,12 @@ def instance_body(base_url: str, *, with_secret: bool = True) -> dict[str, Any]:
     if with_secret:
         credentials["webhookSecret"] = WEBHOOK_SECRET
     return {"connectorId": CONNECTOR, "credentials": credentials, "config": {"baseUrl": base_url}}
+
+
+def alter_secret(data_dir: Path, ref: str) -> None:
+    """Flip one bit of the sealed credential set under ``ref``: it then fails the AES-GCM
+    integrity check (a disk error, a hand edit, a row copied from another ref)."""
+    with sqlite3.connect(data_dir / "secrets.db") as db:
+        (envelope,) = db.execute("SELECT envelope FROM secrets WHERE ref = ?", (ref,)).fetchone()
+        altered = bytes(envelope[:-1]) + bytes([envelope[-1] ^ 1])
+        db.execute("UPDATE secrets SET envelope = ? WHERE ref = ?", (altered, ref))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from tests.web.support import (
     TICKETS,
     TOKEN,
     WEBHOOK_SECRET,
+    alter_secret,
     instance_body,
 )
 from ucf.fakes.kit import FakeServer
@@ -363,6 +365,48 @@ async def test_a_credential_pasted_with_spaces_around_it_is_trimmed_as_a_setting
     assert (await connected.state.context.instances.credentials(record))["apiKey"] == API_KEY
     tested = await connected.client.post(f"{INSTANCE}/test")
     assert tested.json()["ok"] is True, tested.text
+
+
+async def test_an_instance_whose_secret_fails_its_integrity_check_is_listed_with_why(
+    connected: Web, acme: FakeServer, tmp_path: Path
+) -> None:
+    """One damaged secret made the project's whole instance list, the instance's status and
+    its Test connection answer 500. The list keeps every instance (that one without
+    credentials), a test and a poll record why in its health, and storing the
+    credentials again repairs it, as the error says."""
+    other = {**ACME, "id": "acme-other", "name": "Acme Other"}
+    assert (await connected.client.post("/api/connectors", json=other)).status_code == 201
+    second = {**instance_body(acme.base_url), "connectorId": "acme-other"}
+    made = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=second)
+    assert made.status_code == 201, made.text
+    record = await connected.state.context.instances.record(PROJECT, CONNECTOR)
+    assert record.credential_secret_ref is not None
+    alter_secret(tmp_path, record.credential_secret_ref)
+
+    listed = await connected.client.get(f"/api/projects/{PROJECT}/instances")
+    assert listed.status_code == 200, listed.text
+    items = {item["connectorId"]: item for item in listed.json()["items"]}
+    assert set(items) == {CONNECTOR, "acme-other"}
+    assert items[CONNECTOR]["credentials"] == {}
+    assert items["acme-other"]["credentials"]["apiKey"] == "••••" + API_KEY[-4:]
+    assert (await connected.client.get(f"{INSTANCE}/status")).status_code == 200
+
+    tested = await connected.client.post(f"{INSTANCE}/test")
+    assert tested.status_code == 200, tested.text
+    assert tested.json()["ok"] is False
+    assert "integrity check" in tested.json()["error"]
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.status_code == 200, polled.text
+    assert polled.json()["status"] == "failed"
+    status = (await connected.client.get(f"{INSTANCE}/status")).json()
+    assert "integrity check" in status["lastError"]
+    assert "store the credentials again" in status["lastError"]
+
+    repaired = await connected.client.patch(
+        INSTANCE, json={"credentials": {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}}
+    )
+    assert repaired.status_code == 200, repaired.text
+    assert (await connected.client.post(f"{INSTANCE}/poll")).json()["status"] == "ok"
 
 
 async def test_settings_with_a_lone_surrogate_are_422_at_their_path_not_a_500(

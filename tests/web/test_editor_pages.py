@@ -5,10 +5,19 @@ from __future__ import annotations
 import copy
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from tests.web.conftest import Web
-from tests.web.support import ACME, API_KEY, CONNECTOR, PROJECT, TOKEN, instance_body
+from tests.web.support import (
+    ACME,
+    API_KEY,
+    CONNECTOR,
+    PROJECT,
+    TOKEN,
+    alter_secret,
+    instance_body,
+)
 from ucf.fakes.kit import FakeServer
 from ucf.runtime.redaction import redact
 
@@ -176,6 +185,32 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     assert credentials["apiKey"] == "rotated-key-000111222"
     assert "webhookSecret" in credentials  # the one left empty is kept
     assert await store.checkpoints.get(PROJECT, CONNECTOR) == before
+
+
+async def test_an_instance_whose_secret_was_altered_can_be_tested_and_repaired_in_its_editor(
+    web: Web, acme: FakeServer, tmp_path: Path
+) -> None:
+    """Its editor answered 500 (page, Test connection and save), though its error says
+    "store the credentials again": the stored ones are shown unset and the typed ones
+    are tested, then saved."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+    assert record.credential_secret_ref is not None
+    alter_secret(tmp_path, record.credential_secret_ref)
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+    page = await web.anonymous.get(base)
+    assert page.status_code == 200
+    assert "leave empty to keep it" not in page.text
+    typed = {"csrf": csrf, "credentials.apiKey": API_KEY, "config.baseUrl": acme.base_url}
+    tested = await web.anonymous.post(base, data={**typed, "action": "test"})
+    assert tested.status_code == 200, tested.text[:500]
+    assert "Connection works (HTTP 200)" in tested.text
+    saved = await web.anonymous.post(base, data={**typed, "action": "save"}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text[:500]
+    record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+    assert (await web.state.context.instances.credentials(record))["apiKey"] == API_KEY
 
 
 async def test_a_credential_field_of_spaces_is_left_as_it_is_and_not_said_saved(

@@ -258,8 +258,9 @@ def poll(
         Path | None,
         typer.Option(
             "--data-dir",
-            help="With --store: the data directory its secrets and master key live in, as "
-            "for ucf serve and ucf worker; default: $UCF_DATA_DIR, else ~/.local/share/ucf",
+            help="With --store: the data directory, as for ucf serve and ucf worker (no "
+            "secret or master key is made there); default: $UCF_DATA_DIR, else "
+            "~/.local/share/ucf",
             show_default=False,
         ),
     ] = None,

@@ -76,7 +76,11 @@ async def poll_into_store(
         raise fail(redact(str(error)), 1) from None
     try:
         try:
-            opened = await UcfContext.open(settings)
+            # On demand: the poll's credentials come from the command line and no rotation
+            # is kept (no instance holds them), so the secret store is never called. Opened
+            # now, it made a master key in the data directory that nothing used, or failed
+            # the poll where the worker's secrets are sealed under a key not at hand here.
+            opened = await UcfContext.open(settings, on_demand=True)
         except OSError as error:  # the data directory or its master key, as ucf worker says
             raise fail(
                 f"cannot use the data directory {settings.data_dir}: {error.strerror or error}", 1

@@ -298,6 +298,8 @@ class SecretRegistry:
                     return  # kept already: there is nothing to give back
                 loan.values.add(value)
                 for form in forms:
+                    if form in self._values and form not in self._lent:
+                        continue  # kept already (another value, or its URL form): not lent
                     self._lent[form] = self._lent.get(form, 0) + 1
                 if value in self._values:
                     return
@@ -319,7 +321,7 @@ class SecretRegistry:
     @contextlib.contextmanager
     def lent(self) -> Iterator[None]:
         """Values first added inside the block (and the tasks it starts) are masked until
-        it ends, then forgotten.
+        it ends, then forgotten; kept if it ends with an error, which may quote them.
 
         For credentials typed into a try-out or a connection test and not stored:
         kept for good, a typed word (``test``, ``admin``) masked that word in every
@@ -331,9 +333,22 @@ class SecretRegistry:
         token = _LOAN.set(loan)
         try:
             yield
-        finally:
+        except BaseException:
+            # Kept: the error is logged after the block (the web layer's 500 line, a
+            # native connector's message), and a typed value it quotes must be masked then.
             _LOAN.reset(token)
-            self._give_back(loan)
+            self._keep(loan)
+            raise
+        _LOAN.reset(token)
+        self._give_back(loan)
+
+    def _keep(self, loan: _Loan) -> None:
+        """Register the loan's values for good, as if added outside any block."""
+        with self._lock:
+            loan.returned = True
+            for value in loan.values:
+                for form in url_forms(value):
+                    self._lent.pop(form, None)
 
     def _give_back(self, loan: _Loan) -> None:
         with self._lock:

@@ -38,6 +38,7 @@ from ucf.service.poll import (
 )
 from ucf.stores.errors import NotFound
 from ucf.stores.models import HealthState, InstanceRecord
+from ucf.stores.secrets.base import UNREADABLE_SECRET
 
 __all__ = [
     "ConnectionTest",
@@ -203,23 +204,31 @@ async def test_connection(
             )
     try:
         record = await context.instances.record(project_id, connector_id)  # fresh tokens
-        credentials = await context.instances.credentials(record)
-        config = {key: str(value) for key, value in record.config.items()}
-        gate = rate_gate_for(context, project_id, connector)
-        if gate is not None and not await _token(gate, token_wait):
-            return _not_run(
-                context,
-                record,
-                "this instance's request budget (rateLimitRpm) is spent by a running poll; "
-                "try again in a few seconds",
+        try:
+            credentials = await context.instances.credentials(record)
+        except UNREADABLE_SECRET as unreadable:  # the instance's trouble: its health says why
+            credentials = {}
+            result: HealthResult = HealthResult(
+                ok=False, status=None, latency_ms=0.0, error=str(unreadable)
             )
-        result, forced = await check_connector(
-            context,
-            connector,
-            credentials=credentials,
-            config=config,
-            on_rotate=rotation_writer(context, record.credential_secret_ref),
-        )
+            forced: Outcome | None = Outcome.FAILED
+        else:
+            config = {key: str(value) for key, value in record.config.items()}
+            gate = rate_gate_for(context, project_id, connector)
+            if gate is not None and not await _token(gate, token_wait):
+                return _not_run(
+                    context,
+                    record,
+                    "this instance's request budget (rateLimitRpm) is spent by a running "
+                    "poll; try again in a few seconds",
+                )
+            result, forced = await check_connector(
+                context,
+                connector,
+                credentials=credentials,
+                config=config,
+                on_rotate=rotation_writer(context, record.credential_secret_ref),
+            )
     finally:
         if lease is not None:
             await asyncio.shield(lease.release())

@@ -28,7 +28,13 @@ from ucf.service.secret_turns import SecretTurns
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
-from ucf.stores.secrets.base import SecretFormatError, SecretNotFound, SecretStore
+from ucf.stores.secrets.base import (
+    UNREADABLE_SECRET,
+    SecretFormatError,
+    SecretIntegrityError,
+    SecretNotFound,
+    SecretStore,
+)
 
 if TYPE_CHECKING:
     from ucf.core.descriptor import ConnectorDescriptor
@@ -261,9 +267,10 @@ class InstanceService:
         connector = connector or await self._connectors.get(record.connector_id)
         try:
             stored = await self.secrets(record)
-        except SecretFormatError as error:
+        except UNREADABLE_SECRET as error:
             # Shown without credentials rather than not at all: its health says why its
-            # polls fail, and the project's other instances stay listed.
+            # polls fail, and the project's other instances stay listed (an altered
+            # ciphertext made the whole list a 500, as an edited one did).
             log.warning("instance %s/%s: %s", record.project_id, record.connector_id, error)
             stored = InstanceSecrets()
         credentials = dict(stored.credentials)
@@ -418,10 +425,11 @@ class InstanceService:
             fresh = check_credentials(descriptor, credentials, partial=True)
 
             async def replacement() -> InstanceSecrets:
-                # The entry is no credential set (edited by hand): nothing in it can be
-                # kept, so the credentials given replace it, complete on their own, under a
-                # new hook id (the old URL could not be verified anyway). Otherwise the
-                # repair its error asks for ("store the credentials again") was a 500.
+                # The entry is no credential set (edited by hand) or altered: nothing in
+                # it can be kept, so the credentials given replace it, complete on their
+                # own, under a new hook id (the old URL could not be verified anyway).
+                # Otherwise the repair its error asks for ("store the credentials again")
+                # was a 500.
                 provided = await self.provided_credentials(descriptor)
                 whole = check_credentials(descriptor, credentials, provided=provided)
                 return InstanceSecrets(whole, new_hook_id())
@@ -453,7 +461,9 @@ class InstanceService:
         token, the upkeep a subscription's clientState, a handshake a pending secret).
 
         ``unreadable`` gives what stands for an entry that is no credential set (an
-        operator replacing it); without it, that :class:`SecretFormatError` is raised.
+        operator replacing it) or was altered (its integrity check fails, and its error
+        says "store the credentials again"); without it, that error is raised. One sealed
+        under another master key is not replaced: the right key still reads it.
         """
         ref = record.credential_secret_ref
         if ref is None:
@@ -462,7 +472,7 @@ class InstanceService:
         async with self._turns.turn(ref):
             try:
                 current = await self.secrets(record)
-            except SecretFormatError:
+            except (SecretFormatError, SecretIntegrityError):
                 if unreadable is None:
                     raise
                 current = await unreadable()

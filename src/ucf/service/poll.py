@@ -64,6 +64,7 @@ from ucf.stores.models import (
     RateDecision,
 )
 from ucf.stores.protocols import LeaseStore, RateLimitStore
+from ucf.stores.secrets.base import UNREADABLE_SECRET
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -969,31 +970,44 @@ async def poll_instance(
             )
         if connector is None:
             connector = await context.connectors.get(connector_id)
-        # Neither depends on the other: on AWS a GetSecretValue (and the registered
-        # OAuth app's GetItem) beside the checkpoint's GetItem, one round trip.
-        credentials, checkpoint = await both(
-            context.instances.credentials(record, connector),
-            context.store.checkpoints.get(project_id, connector_id),
-        )
-        job = PollJob(
-            project_id=project_id,
-            connector=connector,
-            config={key: str(value) for key, value in record.config.items()},
-            credentials=credentials,
-            credential_ref=record.credential_secret_ref,
-        )
-        result = await _run(
-            context,
-            job,
-            lease,
-            start_at=None,
-            max_pages=max_pages,
-            stop=stop,
-            on_page=on_page,
-            started=started,
-            checkpoint=checkpoint,
-            fetch_until=fetch_until,
-        )
+        try:
+            # Neither depends on the other: on AWS a GetSecretValue (and the registered
+            # OAuth app's GetItem) beside the checkpoint's GetItem, one round trip.
+            credentials, checkpoint = await both(
+                context.instances.credentials(record, connector),
+                context.store.checkpoints.get(project_id, connector_id),
+            )
+        except UNREADABLE_SECRET as error:
+            # The instance's trouble, not the store's: recorded in its health (which the
+            # instance list shows), as the AWS poll worker does, rather than only logged.
+            result = PollResult(
+                project_id,
+                connector_id,
+                "failed",
+                error=secret_free(str(error)),
+                outcome=Outcome.FAILED,
+                duration_seconds=time.perf_counter() - started,
+            )
+        else:
+            job = PollJob(
+                project_id=project_id,
+                connector=connector,
+                config={key: str(value) for key, value in record.config.items()},
+                credentials=credentials,
+                credential_ref=record.credential_secret_ref,
+            )
+            result = await _run(
+                context,
+                job,
+                lease,
+                start_at=None,
+                max_pages=max_pages,
+                stop=stop,
+                on_page=on_page,
+                started=started,
+                checkpoint=checkpoint,
+                fetch_until=fetch_until,
+            )
         health = await _record_health(context, result, policy)
     return _with_health(result, health)
 

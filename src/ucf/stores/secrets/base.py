@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Final, Protocol
 
 from ucf.stores.errors import (
     InvalidRecord,
@@ -58,6 +58,13 @@ class SecretIntegrityError(SecretDecryptionError):
 
 class SecretFormatError(StoreCorrupt):
     """A stored secret decrypted but is not a credential set (a JSON object of strings)."""
+
+
+UNREADABLE_SECRET: Final = (SecretFormatError, SecretDecryptionError)
+"""A stored secret that is there but gives no credentials: no credential set, altered
+(:class:`SecretIntegrityError`) or sealed under another master key. Its instance is still
+listed (without credentials) and its polls and tests fail with the error, which says how
+to repair it; only the store's own trouble (unreachable, damaged file) stays a 5xx."""
 
 
 class SecretValues(dict[str, str]):

@@ -44,6 +44,7 @@ from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import check_connector, outcome_of_check
 from ucf.service.poll import rotation_writer
+from ucf.stores.secrets.base import UNREADABLE_SECRET
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
     DashboardRoute,
@@ -328,7 +329,10 @@ async def save_instance(
     }
     typed_config = posted.form.fields("config")
     if posted.form.get("action") == "test":
-        stored = await context.instances.credentials(instance.record)
+        try:
+            stored = await context.instances.credentials(instance.record)
+        except UNREADABLE_SECRET:  # shown as unset (the form asks for them): test the typed
+            stored = {}
         credentials = {**stored, **typed_credentials}
         # Checking the stored credentials may refresh them, and a provider that rotates
         # refresh tokens kills the stored one then: keep the new one, as a poll does.
