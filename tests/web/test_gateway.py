@@ -18,8 +18,11 @@ import httpx
 from tests.web.conftest import Web, open_web, web_settings
 from tests.web.support import (
     ACME,
+    API_KEY,
     CONNECTOR,
     PROJECT,
+    WEBHOOK_SECRET,
+    alter_secret,
     instance_body,
     sign,
     ticket_event,
@@ -189,6 +192,33 @@ async def test_an_instance_without_a_webhook_secret_refuses_every_delivery(
     )
     signed = sign(ticket_event())
     assert (await deliver(web, signed.body, signed.headers)).status_code == 401
+
+
+async def test_an_instance_whose_secret_cannot_be_read_answers_503_until_it_is_stored_again(
+    connected: Web, tmp_path: Path
+) -> None:
+    """A damaged secret (a flipped bit fails AES-GCM's integrity check) is ucf's trouble,
+    not the sender's: the delivery cannot be verified, so it is refused with a JSON 503
+    the provider retries later (a 500 before), and nothing is stored; once the
+    credentials are stored again, a delivery goes through."""
+    record = await connected.state.context.instances.record(PROJECT, CONNECTOR)
+    assert record.credential_secret_ref is not None
+    alter_secret(tmp_path, record.credential_secret_ref)
+
+    signed = sign(ticket_event("T-7"), delivery="d-7")
+    refused = await deliver(connected, signed.body, signed.headers)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "webhook_misconfigured"
+    assert await signals(connected) == []
+
+    repaired = await connected.client.patch(
+        f"/api/projects/{PROJECT}/instances/{CONNECTOR}",
+        json={"credentials": {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}},
+    )
+    assert repaired.status_code == 200, repaired.text
+    again = await deliver(connected, signed.body, signed.headers)
+    assert again.status_code == 200, again.text
+    assert len(await signals(connected)) == 1
 
 
 # --------------------------------------------------------------------------- 1. where to

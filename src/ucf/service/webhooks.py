@@ -68,6 +68,7 @@ from ucf.service.errors import NotFoundError, ServiceError
 from ucf.service.instance_secrets import InstanceSecrets
 from ucf.stores.errors import InvalidRecord
 from ucf.stores.models import InstanceRecord, RateDecision
+from ucf.stores.secrets.base import UNREADABLE_SECRET
 
 if TYPE_CHECKING:
     from ucf.runtime.native import WebhookHandler
@@ -775,7 +776,20 @@ class WebhookGateway:
         if cached is not None:
             return cached
         now = self._monotonic()
-        values = await self._context.instances.runtime_secrets(target.record, target.connector)
+        try:
+            values = await self._context.instances.runtime_secrets(target.record, target.connector)
+        except UNREADABLE_SECRET as error:
+            # Nothing can be verified until the credentials are stored again: ucf's
+            # trouble, not the sender's, so a 503 it retries (the log says why).
+            log.error(
+                "%s/%s: its secret cannot be read, deliveries are refused: %s",
+                target.project_id,
+                target.connector_id,
+                error,
+            )
+            raise WebhookMisconfigured(
+                f"{target.connector_id}: the instance's secret cannot be read"
+            ) from None
         self._secrets[(target.project_id, target.connector_id)] = _CachedSecrets(
             target.record.updated_at, now + self._secret_ttl, values
         )
