@@ -41,7 +41,6 @@ from ucf.core.mapping import ItemError, MappingResult
 from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.runtime.auth import CredentialsChanged
-from ucf.runtime.completion import to_the_end
 from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
@@ -53,6 +52,8 @@ from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
+from ucf.service.poll_lease import HeldLease as HeldLease
+from ucf.service.poll_lease import lease_name as lease_name
 from ucf.service.secret_turns import StoredCredentials
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
@@ -63,7 +64,7 @@ from ucf.stores.models import (
     InstanceRecord,
     RateDecision,
 )
-from ucf.stores.protocols import LeaseStore, RateLimitStore
+from ucf.stores.protocols import RateLimitStore
 
 __all__ = [
     "DEFAULT_LEASE_TTL",
@@ -117,10 +118,6 @@ POLL_ERRORS: Final = (
 )
 """What ends a poll as *failed* (the instance's fault or the upstream's). Store errors
 are ucf's own trouble and propagate: they say nothing about the instance's health."""
-
-
-def lease_name(project_id: str, connector_id: str) -> str:
-    return f"poll:{project_id}:{connector_id}"
 
 
 def rate_bucket(project_id: str, connector_id: str) -> str:
@@ -447,73 +444,26 @@ def instance_context(
 # --------------------------------------------------------------------------- lease
 
 
-class HeldLease:
-    """A poll lease kept alive by a background renewal every third of its TTL.
-
-    ``lost`` turns True when a renewal finds someone else holds it (we stalled
-    past the TTL): the poll then stops before storing another page. Storing one
-    anyway would still be safe — dedup and the checkpoint CAS see to that — but
-    two pollers of one instance waste the upstream's rate budget.
-    """
-
-    def __init__(
-        self,
-        leases: LeaseStore,
-        name: str,
-        owner: str,
-        ttl: timedelta,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._leases = leases
-        self.name = name
-        self.owner = owner
-        self._ttl = ttl
-        self._clock = clock
-        self.lost = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def acquire(self) -> bool:
-        acquired, cancelled = await to_the_end(
-            self._leases.acquire(self.name, self.owner, ttl=self._ttl, now=self._clock())
-        )
-        if cancelled:
-            if acquired:
-                with contextlib.suppress(Exception):  # it expires by itself if this fails
-                    await self._leases.release(self.name, self.owner)
-            raise asyncio.CancelledError
-        if acquired:
-            self._task = asyncio.create_task(self._keep(), name=f"renew {self.name}")
-        return acquired
-
-    async def _keep(self) -> None:
-        period = self._ttl.total_seconds() / 3
-        while not self.lost:
-            await asyncio.sleep(period)
-            with contextlib.suppress(Exception):  # a store hiccup: try again next period
-                renewed = await self._leases.renew(
-                    self.name, self.owner, ttl=self._ttl, now=self._clock()
-                )
-                self.lost = not renewed
-
-    async def release(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if not self.lost:
-            with contextlib.suppress(Exception):  # it expires by itself if this fails
-                await self._leases.release(self.name, self.owner)
-
-
 @contextlib.asynccontextmanager
 async def _leased(
-    context: UcfContext, project_id: str, connector_id: str, owner: str, ttl: timedelta
+    context: UcfContext,
+    project_id: str,
+    connector_id: str,
+    owner: str,
+    ttl: timedelta,
+    taken: HeldLease | None = None,
 ) -> AsyncIterator[HeldLease | None]:
-    """The instance's poll lease, or None when another worker holds it."""
-    lease = HeldLease(
-        context.store.leases, lease_name(project_id, connector_id), owner, ttl, context.clock
-    )
-    if not await lease.acquire():
+    """The instance's poll lease, or None when another worker holds it. ``taken``: the
+    caller already tried for it (:func:`poll_instance`); released here all the same."""
+    if taken is not None:
+        lease = taken
+        acquired = lease.held
+    else:
+        lease = HeldLease(
+            context.store.leases, lease_name(project_id, connector_id), owner, ttl, context.clock
+        )
+        acquired = await lease.acquire()
+    if not acquired:
         yield None
         return
     try:
@@ -940,6 +890,7 @@ async def poll_instance(
     should_poll: Callable[[InstanceRecord], bool] | None = None,
     connector: Connector | None = None,
     fetch_until: float | None = None,
+    lease: HeldLease | None = None,
 ) -> PollResult:
     """Poll one configured instance, store its new signals, advance its checkpoint.
 
@@ -953,11 +904,15 @@ async def poll_instance(
     ``fetch_until`` (the event loop's time) is when fetching must be over whatever
     ``UCF_POLL_TIMEOUT`` says: a Lambda's deadline, which a slow upstream must not
     outlast (the whole invocation would be cut off, every poll of its batch with it).
+    ``lease`` is the instance's poll lease when the caller has already tried for it
+    (:meth:`HeldLease.acquire`; the AWS poll worker takes it beside its connector
+    read): not taken again, and released here as one taken here is. Not held, the
+    poll is skipped as when another worker holds it.
     """
     started = time.perf_counter()
     owner = owner or default_worker_id()
     policy = policy or HealthPolicy()
-    async with _leased(context, project_id, connector_id, owner, lease_ttl) as lease:
+    async with _leased(context, project_id, connector_id, owner, lease_ttl, lease) as lease:
         if lease is None:
             return _skipped(project_id, connector_id, "another worker is polling it", started)
         record = await context.instances.record(project_id, connector_id)
