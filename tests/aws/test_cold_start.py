@@ -408,8 +408,13 @@ def test_a_first_poll_reads_its_connector_secrets_and_checkpoint_once_side_by_si
         lab.sqs_event(lab.receive()),
         together=[
             # Under the lease: the credentials (the instance's secret, the registered
-            # OAuth app) and the checkpoint.
-            ("GetSecretValue", "GetItem RECORD/RECORD", "GetItem PROJECT/CHECKPOINT"),
+            # OAuth app), the checkpoint and the first request's token (the bucket's read).
+            (
+                "GetSecretValue",
+                "GetItem RECORD/RECORD",
+                "GetItem PROJECT/CHECKPOINT",
+                "GetItem RATE/BUCKET",
+            ),
             ("BatchWriteItem 25", "BatchWriteItem 25"),  # a page's derived items
         ],
     )

@@ -350,6 +350,28 @@ class StoreRateGate:
             await self._sleep(delay)
             waited += delay
 
+    async def draw_ahead(self) -> None:
+        """Draw the first request's token now, before the request is ready: a reserve's
+        worth where this gate draws reserves, one token otherwise.
+
+        A poll draws it beside its credentials' and checkpoint's reads
+        (:func:`poll_instance`): on DynamoDB the draw is a read and a conditional
+        write, two round trips the first request otherwise waited for after those
+        reads. What is drawn is held as a reserve is, for at most
+        :data:`RESERVE_HOLD`: within the class's guarantee, only the moment a token
+        is spent moves. An empty bucket is not waited for here (nothing is drawn;
+        the first request waits for its token as before), and a token drawn for a
+        poll that then fails before its first request is dropped, never returned.
+        """
+        if self._held and self._clock() < self._held_until:
+            return
+        async with self._drawing:
+            now = self._clock()
+            tokens = self._reserve if self._reserve > 1 and now >= self._reserve_from else 1
+            decision = await self._take(tokens, now)
+            if decision.allowed:
+                self._held, self._held_until = tokens, now + RESERVE_HOLD
+
     def _spend_held(self) -> bool:
         """One of the tokens drawn ahead, if one is left and still fresh."""
         if self._held and self._clock() < self._held_until:
@@ -699,13 +721,15 @@ async def _run(
     started: float,
     checkpoint: Checkpoint | None = None,
     fetch_until: float | None = None,
+    rate_gate: StoreRateGate | None = None,
 ) -> PollResult:
     """The page loop, under a held lease: ingest, then CAS, page after page.
 
     ``checkpoint`` is the stored one when the caller read it under this lease
     (beside the credentials: :func:`poll_instance`); otherwise it is read here.
     ``fetch_until`` (the event loop's time) ends the fetching sooner than
-    ``UCF_POLL_TIMEOUT`` would (:func:`poll_instance`).
+    ``UCF_POLL_TIMEOUT`` would (:func:`poll_instance`). ``rate_gate`` is the
+    instance's (:func:`poll_rate_gate`) when the caller has drawn from it already.
     """
     store = context.store
     project_id, connector_id = job.project_id, job.connector_id
@@ -732,7 +756,7 @@ async def _run(
             credentials=job.credentials,
             config=job.config,
             on_rotate=rotation_writer(context, job.credential_ref),
-            rate_gate=poll_rate_gate(context, project_id, job.connector),
+            rate_gate=rate_gate or poll_rate_gate(context, project_id, job.connector),
         )
         begin = current if start_at is None else start_at.checkpoint
         fetched = source.fetch_delta(
@@ -924,11 +948,16 @@ async def poll_instance(
             )
         if connector is None:
             connector = await context.connectors.get(connector_id)
-        # Neither depends on the other: on AWS a GetSecretValue (and the registered
-        # OAuth app's GetItem) beside the checkpoint's GetItem, one round trip.
+        # None depends on another: on AWS a GetSecretValue (and the registered OAuth
+        # app's GetItem) beside the checkpoint's GetItem and the first request's token
+        # (the rate bucket's read and write), rather than one after the other.
+        gate = poll_rate_gate(context, project_id, connector)
         credentials, checkpoint = await both(
             context.instances.credentials(record, connector),
-            context.store.checkpoints.get(project_id, connector_id),
+            _beside(
+                context.store.checkpoints.get(project_id, connector_id),
+                None if gate is None else gate.draw_ahead(),
+            ),
         )
         job = PollJob(
             project_id=project_id,
@@ -948,9 +977,18 @@ async def poll_instance(
             started=started,
             checkpoint=checkpoint,
             fetch_until=fetch_until,
+            rate_gate=gate,
         )
         health = await _record_health(context, result, policy)
     return _with_health(result, health)
+
+
+async def _beside(read: Awaitable[Checkpoint], draw: Awaitable[None] | None) -> Checkpoint:
+    """``read``'s result, ``draw`` run beside it (:func:`ucf.core.side_by_side.both`)."""
+    if draw is None:
+        return await read
+    checkpoint, _ = await both(read, draw)
+    return checkpoint
 
 
 async def _record_health(
