@@ -45,14 +45,6 @@ _CONTEXT: Final = "context"
 _CONTAINERS: list[Container] = []
 _CONTAINERS_LOCK = threading.Lock()
 _frozen = False
-_holds = 0
-"""Reasons the collector is paused by a container now: builds in progress, a first invocation."""
-_holds_lock = threading.Lock()
-_builds = 0
-"""Builds in progress (a build inside a build freezes nothing of its own)."""
-
-COLD_PAUSE_SECONDS: Final = 2.0
-"""How long a first invocation may run with the collector paused (see :func:`_cold_pause`)."""
 
 
 def _instance_name() -> str:
@@ -72,7 +64,6 @@ class Container:
         self._stack = contextlib.AsyncExitStack()
         self._resources: dict[str, Any] = {}
         self.worker_id = self._new_worker_id()
-        self._invoked = False
         with _CONTAINERS_LOCK:
             _CONTAINERS.append(self)
 
@@ -110,13 +101,9 @@ class Container:
     def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run ``work()`` to completion on the container's loop; its result or its exception."""
         loop, executor = self._started()
-        cold, self._invoked = not self._invoked, True
 
         async def call() -> T:
-            if not cold:
-                return await work()
-            with _cold_pause(loop):
-                return await work()
+            return await work()
 
         return executor.submit(loop.run_until_complete, call()).result()
 
@@ -176,29 +163,6 @@ class Container:
             executor.submit(loop.close).result()
             executor.shutdown(wait=True)
             self.worker_id = self._new_worker_id()
-            self._invoked = False
-
-
-def _hold() -> bool:
-    """Pause the collector for one more reason; False (nothing held) when the host
-    switched it off itself: it stays the host's to manage."""
-    global _holds
-    with _holds_lock:
-        if _holds == 0:
-            if not gc.isenabled():
-                return False
-            gc.disable()
-        _holds += 1
-        return True
-
-
-def _release() -> None:
-    """One reason fewer; the collector runs again once none is left."""
-    global _holds
-    with _holds_lock:
-        _holds -= 1
-        if _holds == 0:
-            gc.enable()
 
 
 @contextlib.contextmanager
@@ -209,62 +173,24 @@ def _collector_paused() -> Iterator[None]:
     allocates hundreds of thousands of long-lived objects; the collector would
     walk all of them several times over (full collections included) and find
     nothing to free: about a fifth of a cold start's CPU (``bench/coldstart.py``).
-    After the first build, everything alive is moved out of the collector's
-    sight (``gc.freeze``): it lives as long as the environment, and warm
-    invocations no longer pay for walking it. Once per process only: a process
-    that builds many containers (the tests) freezes once; a build inside a
-    build leaves the freeze to the outer one, and a host that switched the
-    collector off keeps it off, unfrozen.
+    The pause lasts one build, so garbage cannot pile up while an invocation
+    works. After the first build, everything alive is moved out of the
+    collector's sight (``gc.freeze``): it lives as long as the environment, and
+    warm invocations no longer pay for walking it. Once per process only: a
+    process that builds many containers (the tests) freezes once.
     """
-    global _frozen, _builds
-    held = _hold()
-    _builds += 1
+    global _frozen
+    if not gc.isenabled():  # a build inside a build, or a host that manages gc itself
+        yield
+        return
+    gc.disable()
     try:
         yield
     finally:
-        _builds -= 1
-        if held:
-            _release()
-            if not _frozen and _builds == 0:
-                _frozen = True
-                gc.freeze()
-
-
-@contextlib.contextmanager
-def _cold_pause(loop: AbstractEventLoop) -> Iterator[None]:
-    """No cyclic garbage collection during a container's first invocation, what it leaves
-    frozen at its end; for at most :data:`COLD_PAUSE_SECONDS`.
-
-    Past the context's build, a first invocation still imports and builds what
-    its job needs (the HTTP stack, the poll machinery, the mapping and the
-    sanitiser): tens of thousands of objects that live as long as the
-    environment. The collector walked them in some seventy young and middle
-    collections that freed next to nothing (~5 ms of a poll worker's cold
-    start, ``bench/coldstart.py`` measured with gc callbacks); switched back on
-    unfrozen, it walked them all at once instead. So what is alive at the end
-    is frozen, as after a build. That keeps the invocation's own cyclic garbage
-    too, once per environment: 345 objects after the bench's first poll (a
-    ``gc.collect()`` there found no more). The time limit bounds it when a
-    first invocation is a long one (a backlog of pages): from then on the
-    collector runs as usual, and nothing more is frozen.
-    """
-    held = _hold()
-    released = not held
-
-    def resume(*, freeze: bool = False) -> None:
-        nonlocal released
-        if not released:
-            released = True
-            if freeze:
-                gc.freeze()
-            _release()
-
-    timer = loop.call_later(COLD_PAUSE_SECONDS, resume)
-    try:
-        yield
-    finally:
-        timer.cancel()
-        resume(freeze=True)
+        gc.enable()
+        if not _frozen:
+            _frozen = True
+            gc.freeze()
 
 
 def close_all() -> None:
