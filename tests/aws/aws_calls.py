@@ -13,13 +13,21 @@ ones to start (a name given twice stands for two calls of that kind) (up to ``pa
 by side from calls made one after the other without timing them: a group
 whose calls came one after the other is reported in :data:`APART` after
 waiting out the patience. Nothing is timed when the code is right.
+
+*During*: ``record(during={"GetItem CONNECTOR/DESCRIPTOR": "ucf.service.poll"})`` holds
+the first such call, on its own thread, until the process has imported that module
+(up to ``patience`` seconds): the call must have started before the import, and the
+process must go on to the import while it waits for the call. A call that started
+after the import, or whose process waited for it first, is reported in
+:data:`NOT_DURING`.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 CALLS: list[str] = []
@@ -27,6 +35,8 @@ CALLS: list[str] = []
 in start order."""
 APART: list[tuple[str, ...]] = []
 """The groups of :func:`record`'s ``together`` whose calls were not in flight at once."""
+NOT_DURING: list[str] = []
+"""The calls of :func:`record`'s ``during`` not in flight while their module was imported."""
 
 _lock = threading.Lock()
 
@@ -64,11 +74,33 @@ class _Group:
         return first
 
 
-def record(together: Iterable[Sequence[str]] = (), patience: float = 10.0) -> None:
+def _held_until_imported(call: str, module: str, patience: float) -> None:
+    """Hold ``call`` (on its thread) until ``module`` is imported; note it if it was not
+    imported while the call waited."""
+    if module in sys.modules:
+        with _lock:
+            NOT_DURING.append(call)
+        return
+    imported = threading.Event()
+    waited = 0.0
+    while module not in sys.modules and waited < patience:  # polled: imports have no hook
+        imported.wait(0.005)
+        waited += 0.005
+    if module not in sys.modules:
+        with _lock:
+            NOT_DURING.append(call)
+
+
+def record(
+    together: Iterable[Sequence[str]] = (),
+    patience: float = 10.0,
+    during: Mapping[str, str] | None = None,
+) -> None:
     """Note every call of the clients created from now on (see the module's docstring)."""
     import botocore.session
 
     groups = [_Group(names) for names in together]
+    pending = dict(during or {})
     original = botocore.session.Session.create_client
 
     def before(params: dict[str, Any], model: Any, **_: Any) -> None:
@@ -76,6 +108,10 @@ def record(together: Iterable[Sequence[str]] = (), patience: float = 10.0) -> No
         waiting: _Group | None = None
         with _lock:
             CALLS.append(name)
+            module = pending.pop(name, None)
+        if module is not None:
+            _held_until_imported(name, module, patience)
+        with _lock:
             for group in groups:
                 if group.complete.is_set() or group.missing[name] <= 0:
                     continue

@@ -298,20 +298,34 @@ def test_the_functions_leave_the_table_to_the_template_and_say_when_it_is_missin
 RECORDED_CALL = """
 import json, sys
 from tests.aws import aws_calls
-aws_calls.record(together=json.loads(sys.argv[2]))
+aws_calls.record(together=json.loads(sys.argv[2]), during=json.loads(sys.argv[3]))
 from tests.aws.events import LambdaContext
 import ucf.aws.handlers.{module} as handler
 response = handler.handler(json.loads(sys.argv[1]), LambdaContext())
-print(json.dumps({{"response": response, "calls": aws_calls.CALLS, "apart": aws_calls.APART}}))
+print(json.dumps({{
+    "response": response,
+    "calls": aws_calls.CALLS,
+    "apart": aws_calls.APART,
+    "not_during": aws_calls.NOT_DURING,
+}}))
 """
 
 
 def recorded_first_call(
-    module: str, event: dict[str, object], together: list[tuple[str, ...]]
+    module: str,
+    event: dict[str, object],
+    together: list[tuple[str, ...]],
+    during: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``module``'s first invocation in a fresh interpreter, its AWS calls recorded
-    (tests/aws/aws_calls.py): each group of ``together`` must be in flight at once."""
-    return _probe(RECORDED_CALL.format(module=module), json.dumps(event), json.dumps(together))
+    (tests/aws/aws_calls.py): each group of ``together`` must be in flight at once,
+    and each call of ``during`` while its module is imported."""
+    return _probe(
+        RECORDED_CALL.format(module=module),
+        json.dumps(event),
+        json.dumps(together),
+        json.dumps(during or {}),
+    )
 
 
 def signed_issue_event(number: int, delivery: str) -> dict[str, Any]:
@@ -394,8 +408,13 @@ def test_a_first_poll_reads_its_connector_secrets_and_checkpoint_once_side_by_si
         lab.sqs_event(lab.receive()),
         together=[
             # Under the lease: the credentials (the instance's secret, the registered
-            # OAuth app) and the checkpoint.
-            ("GetSecretValue", "GetItem RECORD/RECORD", "GetItem PROJECT/CHECKPOINT"),
+            # OAuth app), the checkpoint and the first request's token (the bucket's read).
+            (
+                "GetSecretValue",
+                "GetItem RECORD/RECORD",
+                "GetItem PROJECT/CHECKPOINT",
+                "GetItem RATE/BUCKET",
+            ),
             ("BatchWriteItem 25", "BatchWriteItem 25"),  # a page's derived items
         ],
     )
@@ -412,3 +431,30 @@ def test_a_first_poll_reads_its_connector_secrets_and_checkpoint_once_side_by_si
     assert calls["GetItem PROJECT/CONNECTOR_INSTANCE"] == 1
     # Each page's derived items (two a signal) go in chunks of 25 sent side by side.
     assert calls["PutItem DEDUP/DEDUP"] == len(lab.signals()) > 25, calls
+
+
+def test_a_first_poll_takes_its_lease_beside_its_connector_read_while_the_poll_machinery_loads(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """The connector's read and the lease's write are a poll's first two round trips: sent
+    side by side, before the HTTP stack and the poll machinery (~60 ms of CPU) are
+    imported, so they wait for DynamoDB meanwhile rather than one after the other,
+    after them."""
+    lab.connect_github(github)
+    first_call("schedule", scheduled_event(datetime.now(UTC)))
+
+    polled = recorded_first_call(
+        "poll_worker",
+        lab.sqs_event(lab.receive()),
+        together=[("GetItem CONNECTOR/DESCRIPTOR", "UpdateItem LEASE/LEASE")],
+        during={
+            "GetItem CONNECTOR/DESCRIPTOR": "ucf.service.poll",
+            "UpdateItem LEASE/LEASE": "ucf.service.poll",
+        },
+    )
+
+    assert polled["response"] == {"batchItemFailures": []}
+    assert (polled["apart"], polled["not_during"]) == ([], [])
+    assert sorted(polled["calls"][:2]) == ["GetItem CONNECTOR/DESCRIPTOR", "UpdateItem LEASE/LEASE"]
+    assert polled["calls"].count("UpdateItem LEASE/LEASE") == 1  # taken once, not again
+    assert lab.signals(), "the poll stored the instance's issues"

@@ -18,6 +18,7 @@ from ucf.aws.handlers.poll_worker import (
     STOP_MARGIN_SECONDS,
     PollWorkerFunction,
 )
+from ucf.aws.polling import PollRequest
 from ucf.fakes.github import GOOD_TOKEN, WEBHOOK_SECRET, GitHubFake
 from ucf.fakes.kit import Fault
 from ucf.stores import open_store
@@ -161,6 +162,33 @@ def test_a_request_for_a_disconnected_instance_is_dropped(lab: Lab, github: GitH
     assert len(messages) == 1
     assert response == {"batchItemFailures": []}
     assert github.server.requests_to(ISSUES) == []
+
+
+def test_a_request_for_a_connector_that_is_gone_is_dropped_and_leaves_no_lease_held(
+    lab: Lab,
+) -> None:
+    """The worker tries for the lease beside its connector read: with no connector there
+    is nothing to poll, and the lease it took is released at once, not left to lapse."""
+    import boto3
+
+    body = PollRequest(PROJECT, "no-such-connector").body()
+    message = {"MessageId": "m-gone", "Body": body, "ReceiptHandle": "r", "MD5OfBody": "-"}
+
+    response = poll_worker.handler(lab.sqs_event([message]), LambdaContext())
+
+    assert response == {"batchItemFailures": []}
+    dynamodb = boto3.client(
+        "dynamodb", region_name="us-east-1", endpoint_url=lab.endpoints.dynamodb
+    )
+    try:
+        lease = dynamodb.get_item(
+            TableName=lab.table,
+            Key={"PK": {"S": f"LEASE#poll:{PROJECT}:no-such-connector"}, "SK": {"S": "LEASE"}},
+            ConsistentRead=True,
+        )
+    finally:
+        dynamodb.close()
+    assert "Item" not in lease
 
 
 def test_a_poll_near_lambdas_deadline_stops_after_a_stored_page_and_the_next_tick_goes_on(

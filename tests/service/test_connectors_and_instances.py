@@ -363,13 +363,36 @@ async def test_a_shipped_connector_stored_as_a_sync_would_leave_it_is_read_alone
     assert "linear" in {c.descriptor.id for c in await restart.list()}  # listing syncs
 
 
+async def test_a_first_read_of_a_shipped_connector_reads_its_own_file_not_the_catalogue(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Lambda's first read of the connector it runs compares the stored copy with that
+    connector's shipped file alone: listing and parsing the whole catalogue for it was
+    ~6 ms of a poll worker's cold start (``bench/coldstart.py``)."""
+    from ucf.service import connectors as module
+
+    def listed() -> list[dict[str, Any]]:
+        raise AssertionError("the whole shipped catalogue was read")
+
+    monkeypatch.setattr(module, "builtin_descriptors", listed)
+
+    github = await _fresh(context).get("github-issues")
+
+    assert github.built_in
+    assert github.descriptor == (await context.connectors.get("github-issues")).descriptor
+
+
 async def test_a_shipped_connector_stored_older_syncs_the_catalogue_before_it_is_read(
     context: UcfContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ucf.service import connectors as module
 
     await context.store.descriptors.delete("linear")
-    monkeypatch.setattr(module, "builtin_descriptors", lambda: _shipped_with({"version": "99.0.0"}))
+    shipped = _shipped_with({"version": "99.0.0"})
+    monkeypatch.setattr(module, "builtin_descriptors", lambda: shipped)
+    monkeypatch.setattr(
+        module, "builtin_descriptor", lambda cid: next(d for d in shipped if d["id"] == cid)
+    )
 
     github = await _fresh(context).get("github-issues")
 

@@ -595,6 +595,69 @@ async def test_tokens_drawn_ahead_are_dropped_after_a_second_not_spent_later(
     assert buckets.draws == [(32, True), (32, True)], "the 31 left over were not used"
 
 
+async def test_a_token_drawn_ahead_is_the_first_requests_and_none_is_drawn_twice(
+    context: UcfContext,
+) -> None:
+    """A poll draws its first request's token beside its credentials' and checkpoint's
+    reads (on DynamoDB two round trips fewer before the first request): the request then
+    spends it without a draw of its own; a gate that draws reserves draws one ahead."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)  # frozen: nothing refills
+    buckets = CountedBuckets(context)
+    single = StoreRateGate(buckets, rate_bucket("p1", "x"), 60, clock=lambda: moment)
+
+    await single.draw_ahead()
+    assert buckets.draws == [(1, True)]
+    assert await single.acquire() == 0.0
+    assert buckets.draws == [(1, True)], "the request spent the token drawn ahead"
+    await single.acquire()
+    assert buckets.draws == [(1, True), (1, True)]  # the next one draws its own
+
+    reserving = StoreRateGate(
+        buckets, rate_bucket("p2", "x"), 6000, clock=lambda: moment, reserve=32
+    )
+    await reserving.draw_ahead()
+    await reserving.draw_ahead()  # held already: nothing more drawn
+    assert [await reserving.acquire() for _ in range(32)] == [0.0] * 32
+    assert buckets.draws[2:] == [(32, True)]
+
+
+async def test_a_token_drawn_ahead_from_an_empty_bucket_is_not_waited_for_nor_kept(
+    context: UcfContext,
+) -> None:
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        moment[0] += timedelta(seconds=seconds)
+
+    key = rate_bucket("p1", "x")
+    spender = StoreRateGate(context.store.rate_limits, key, 60, clock=lambda: moment[0])
+    while await spender.acquire_within(0):
+        pass
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, key, 60, clock=lambda: moment[0], sleep=sleep)
+
+    await gate.draw_ahead()
+    assert (buckets.draws, slept) == ([(1, False)], [])
+    assert await gate.acquire() > 0  # the request waits for its token, as without a draw
+    assert buckets.draws[-1] == (1, True)
+
+
+async def test_a_token_drawn_ahead_and_not_spent_within_its_hold_is_dropped(
+    context: UcfContext,
+) -> None:
+    moment = [datetime(2026, 1, 1, tzinfo=UTC)]
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, rate_bucket("p1", "x"), 60, clock=lambda: moment[0])
+
+    await gate.draw_ahead()
+    moment[0] += RESERVE_HOLD
+    await gate.acquire()
+
+    assert buckets.draws == [(1, True), (1, True)]
+
+
 async def test_a_reserving_gate_near_an_empty_budget_draws_singly_and_waits_like_any_other(
     context: UcfContext,
 ) -> None:

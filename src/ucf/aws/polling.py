@@ -33,19 +33,23 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from ucf.aws.config import AwsConfigError, aws_client
 from ucf.core.records import datarecord
+from ucf.core.side_by_side import both
 
 if TYPE_CHECKING:
+    from ucf.service.connectors import Connector
     from ucf.service.context import UcfContext
     from ucf.service.poll import PollResult
+    from ucf.service.poll_lease import HeldLease
     from ucf.service.scheduler import SchedulePolicy
     from ucf.service.settings import Settings
 
@@ -295,7 +299,12 @@ async def poll_messages(
                 )
                 return
             try:
-                result = await _poll_if_due(context, request, policy, worker_id, stop, fetch_until)
+                turn = await _take_turn(context, request, worker_id, policy.lease_ttl)
+                result = (
+                    None
+                    if turn is None
+                    else await _poll_if_due(context, request, policy, turn, stop, fetch_until)
+                )
             except Exception as error:
                 if await _recorded_in_health(context, request, policy, error):
                     return
@@ -310,7 +319,12 @@ async def poll_messages(
             outcome.results.append(result)
             _log_result(result)
 
-    await asyncio.gather(*(poll(request, ids) for request, ids in by_instance.items()))
+    polls = [asyncio.create_task(poll(request, ids)) for request, ids in by_instance.items()]
+    try:
+        await _first_calls_sent()
+        _ready_to_poll(context)
+    finally:
+        await asyncio.gather(*polls)
     return outcome
 
 
@@ -355,11 +369,79 @@ async def _recorded_in_health(
     return True
 
 
+FIRST_CALL_TURNS: Final = 4
+"""Turns of the event loop a poll needs to hand its first store calls (its connector's read
+and its lease's conditional write) to the store's threads: three (its own first step, the
+two calls' tasks of :func:`ucf.core.side_by_side.both`, the lease's own task of
+:func:`ucf.runtime.completion.to_the_end`) and one to spare. Fewer only costs the overlap
+(``tests/aws/test_cold_start.py`` tells: with two, the lease's write waits)."""
+
+
+async def _first_calls_sent() -> None:
+    """Let each poll send its first store calls before :func:`_ready_to_poll` holds the loop."""
+    for _ in range(FIRST_CALL_TURNS):
+        await asyncio.sleep(0)
+
+
+def _ready_to_poll(context: UcfContext) -> None:
+    """What every poll needs, built while the polls' first store calls are in flight.
+
+    The HTTP client (its CA bundle then loads on a thread of its own:
+    :mod:`ucf.runtime.trust`) and the poll machinery (the mapping engine, the
+    sanitiser, the ingest: ``ucf.service.poll``'s imports) were ~60 ms of a cold
+    start's CPU on the event loop, made before any store call; the connector's
+    read and the lease's write, two round trips, now wait for DynamoDB meanwhile
+    (``bench/coldstart.py``; in AWS the first also opens the connection).
+    """
+    context.http  # noqa: B018 - built now, used by every poll's fetch
+    importlib.import_module("ucf.service.poll")
+
+
+async def _take_turn(
+    context: UcfContext, request: PollRequest, worker_id: str, ttl: timedelta
+) -> tuple[Connector, HeldLease] | None:
+    """The instance's connector, and its poll lease tried for, side by side (one round trip).
+
+    :func:`ucf.service.poll.poll_instance` takes over the lease, held or not (not
+    held: skipped, another worker polls it). None, with nothing held, when the
+    connector is gone. Whatever fails, a lease taken here is released.
+    """
+    from ucf.service.errors import NotFoundError
+    from ucf.service.poll_lease import HeldLease, lease_name
+
+    lease = HeldLease(
+        context.store.leases,
+        lease_name(request.project_id, request.connector_id),
+        worker_id,
+        ttl,
+        context.clock,
+    )
+
+    async def connector() -> Connector | None:
+        try:
+            return await context.connectors.get(request.connector_id)
+        except NotFoundError:
+            return None
+
+    try:
+        found, _ = await both(connector(), lease.acquire())
+    except BaseException:
+        if lease.held:
+            await asyncio.shield(lease.release())
+        raise
+    if found is None:
+        if lease.held:
+            await lease.release()
+        log.info("skipped %s/%s: no such connector", request.project_id, request.connector_id)
+        return None
+    return found, lease
+
+
 async def _poll_if_due(
     context: UcfContext,
     request: PollRequest,
     policy: SchedulePolicy,
-    worker_id: str,
+    turn: tuple[Connector, HeldLease],
     stop: asyncio.Event | None,
     fetch_until: float | None = None,
 ) -> PollResult | None:
@@ -368,11 +450,7 @@ async def _poll_if_due(
     from ucf.service.scheduler import due_at
     from ucf.stores.models import InstanceRecord
 
-    try:
-        connector = await context.connectors.get(request.connector_id)
-    except NotFoundError:
-        log.info("skipped %s/%s: no such connector", request.project_id, request.connector_id)
-        return None
+    connector, lease = turn
 
     def still_due(fresh: InstanceRecord) -> bool:
         return fresh.enabled and due_at(fresh, connector, policy) <= context.clock()
@@ -382,13 +460,14 @@ async def _poll_if_due(
             context,
             request.project_id,
             request.connector_id,
-            owner=worker_id,
+            owner=lease.owner,
             policy=policy.health,
             stop=stop,
             lease_ttl=policy.lease_ttl,
             should_poll=still_due,
             connector=connector,
             fetch_until=fetch_until,
+            lease=lease,
         )
     except NotFoundError:  # disconnected since the schedule saw it
         log.info("skipped %s/%s: no such instance", request.project_id, request.connector_id)

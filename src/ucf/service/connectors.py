@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from ucf.catalogue import builtin_descriptors
+from ucf.catalogue import builtin_descriptor, builtin_descriptors
 from ucf.runtime.poll_schedule import PollSchedule, declared_schedule, stored_schedule
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
 from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound
@@ -430,10 +430,10 @@ class ConnectorService:
         """
         read = read or self._registry.get
         if not self._synced and connector_id not in self._current_ids:
-            shipped = [data for data in builtin_descriptors() if data.get("id") == connector_id]
-            if shipped:
+            shipped = builtin_descriptor(connector_id)
+            if shipped is not None:
                 record = await read(connector_id)
-                if record is not None and not _would_write(shipped[0], {connector_id: record}):
+                if record is not None and not _would_write(shipped, {connector_id: record}):
                     self._current_ids.add(connector_id)
                     return record
             await self.ready()

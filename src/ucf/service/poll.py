@@ -41,7 +41,6 @@ from ucf.core.mapping import ItemError, MappingResult
 from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.runtime.auth import CredentialsChanged
-from ucf.runtime.completion import to_the_end
 from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
@@ -53,6 +52,8 @@ from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import Connector
 from ucf.service.context import UcfContext
 from ucf.service.ingest import IngestOutcome
+from ucf.service.poll_lease import HeldLease as HeldLease
+from ucf.service.poll_lease import lease_name as lease_name
 from ucf.service.secret_turns import StoredCredentials
 from ucf.service.worker_id import default_worker_id as default_worker_id
 from ucf.stores.errors import NotFound
@@ -63,7 +64,7 @@ from ucf.stores.models import (
     InstanceRecord,
     RateDecision,
 )
-from ucf.stores.protocols import LeaseStore, RateLimitStore
+from ucf.stores.protocols import RateLimitStore
 from ucf.stores.secrets.base import UNREADABLE_SECRET
 
 __all__ = [
@@ -118,10 +119,6 @@ POLL_ERRORS: Final = (
 )
 """What ends a poll as *failed* (the instance's fault or the upstream's). Store errors
 are ucf's own trouble and propagate: they say nothing about the instance's health."""
-
-
-def lease_name(project_id: str, connector_id: str) -> str:
-    return f"poll:{project_id}:{connector_id}"
 
 
 def rate_bucket(project_id: str, connector_id: str) -> str:
@@ -354,6 +351,28 @@ class StoreRateGate:
             await self._sleep(delay)
             waited += delay
 
+    async def draw_ahead(self) -> None:
+        """Draw the first request's token now, before the request is ready: a reserve's
+        worth where this gate draws reserves, one token otherwise.
+
+        A poll draws it beside its credentials' and checkpoint's reads
+        (:func:`poll_instance`): on DynamoDB the draw is a read and a conditional
+        write, two round trips the first request otherwise waited for after those
+        reads. What is drawn is held as a reserve is, for at most
+        :data:`RESERVE_HOLD`: within the class's guarantee, only the moment a token
+        is spent moves. An empty bucket is not waited for here (nothing is drawn;
+        the first request waits for its token as before), and a token drawn for a
+        poll that then fails before its first request is dropped, never returned.
+        """
+        if self._held and self._clock() < self._held_until:
+            return
+        async with self._drawing:
+            now = self._clock()
+            tokens = self._reserve if self._reserve > 1 and now >= self._reserve_from else 1
+            decision = await self._take(tokens, now)
+            if decision.allowed:
+                self._held, self._held_until = tokens, now + RESERVE_HOLD
+
     def _spend_held(self) -> bool:
         """One of the tokens drawn ahead, if one is left and still fresh."""
         if self._held and self._clock() < self._held_until:
@@ -448,73 +467,26 @@ def instance_context(
 # --------------------------------------------------------------------------- lease
 
 
-class HeldLease:
-    """A poll lease kept alive by a background renewal every third of its TTL.
-
-    ``lost`` turns True when a renewal finds someone else holds it (we stalled
-    past the TTL): the poll then stops before storing another page. Storing one
-    anyway would still be safe — dedup and the checkpoint CAS see to that — but
-    two pollers of one instance waste the upstream's rate budget.
-    """
-
-    def __init__(
-        self,
-        leases: LeaseStore,
-        name: str,
-        owner: str,
-        ttl: timedelta,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._leases = leases
-        self.name = name
-        self.owner = owner
-        self._ttl = ttl
-        self._clock = clock
-        self.lost = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def acquire(self) -> bool:
-        acquired, cancelled = await to_the_end(
-            self._leases.acquire(self.name, self.owner, ttl=self._ttl, now=self._clock())
-        )
-        if cancelled:
-            if acquired:
-                with contextlib.suppress(Exception):  # it expires by itself if this fails
-                    await self._leases.release(self.name, self.owner)
-            raise asyncio.CancelledError
-        if acquired:
-            self._task = asyncio.create_task(self._keep(), name=f"renew {self.name}")
-        return acquired
-
-    async def _keep(self) -> None:
-        period = self._ttl.total_seconds() / 3
-        while not self.lost:
-            await asyncio.sleep(period)
-            with contextlib.suppress(Exception):  # a store hiccup: try again next period
-                renewed = await self._leases.renew(
-                    self.name, self.owner, ttl=self._ttl, now=self._clock()
-                )
-                self.lost = not renewed
-
-    async def release(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if not self.lost:
-            with contextlib.suppress(Exception):  # it expires by itself if this fails
-                await self._leases.release(self.name, self.owner)
-
-
 @contextlib.asynccontextmanager
 async def _leased(
-    context: UcfContext, project_id: str, connector_id: str, owner: str, ttl: timedelta
+    context: UcfContext,
+    project_id: str,
+    connector_id: str,
+    owner: str,
+    ttl: timedelta,
+    taken: HeldLease | None = None,
 ) -> AsyncIterator[HeldLease | None]:
-    """The instance's poll lease, or None when another worker holds it."""
-    lease = HeldLease(
-        context.store.leases, lease_name(project_id, connector_id), owner, ttl, context.clock
-    )
-    if not await lease.acquire():
+    """The instance's poll lease, or None when another worker holds it. ``taken``: the
+    caller already tried for it (:func:`poll_instance`); released here all the same."""
+    if taken is not None:
+        lease = taken
+        acquired = lease.held
+    else:
+        lease = HeldLease(
+            context.store.leases, lease_name(project_id, connector_id), owner, ttl, context.clock
+        )
+        acquired = await lease.acquire()
+    if not acquired:
         yield None
         return
     try:
@@ -750,13 +722,15 @@ async def _run(
     started: float,
     checkpoint: Checkpoint | None = None,
     fetch_until: float | None = None,
+    rate_gate: StoreRateGate | None = None,
 ) -> PollResult:
     """The page loop, under a held lease: ingest, then CAS, page after page.
 
     ``checkpoint`` is the stored one when the caller read it under this lease
     (beside the credentials: :func:`poll_instance`); otherwise it is read here.
     ``fetch_until`` (the event loop's time) ends the fetching sooner than
-    ``UCF_POLL_TIMEOUT`` would (:func:`poll_instance`).
+    ``UCF_POLL_TIMEOUT`` would (:func:`poll_instance`). ``rate_gate`` is the
+    instance's (:func:`poll_rate_gate`) when the caller has drawn from it already.
     """
     store = context.store
     project_id, connector_id = job.project_id, job.connector_id
@@ -783,7 +757,7 @@ async def _run(
             credentials=job.credentials,
             config=job.config,
             on_rotate=rotation_writer(context, job.credential_ref),
-            rate_gate=poll_rate_gate(context, project_id, job.connector),
+            rate_gate=rate_gate or poll_rate_gate(context, project_id, job.connector),
         )
         begin = current if start_at is None else start_at.checkpoint
         fetched = source.fetch_delta(
@@ -941,6 +915,7 @@ async def poll_instance(
     should_poll: Callable[[InstanceRecord], bool] | None = None,
     connector: Connector | None = None,
     fetch_until: float | None = None,
+    lease: HeldLease | None = None,
 ) -> PollResult:
     """Poll one configured instance, store its new signals, advance its checkpoint.
 
@@ -954,11 +929,15 @@ async def poll_instance(
     ``fetch_until`` (the event loop's time) is when fetching must be over whatever
     ``UCF_POLL_TIMEOUT`` says: a Lambda's deadline, which a slow upstream must not
     outlast (the whole invocation would be cut off, every poll of its batch with it).
+    ``lease`` is the instance's poll lease when the caller has already tried for it
+    (:meth:`HeldLease.acquire`; the AWS poll worker takes it beside its connector
+    read): not taken again, and released here as one taken here is. Not held, the
+    poll is skipped as when another worker holds it.
     """
     started = time.perf_counter()
     owner = owner or default_worker_id()
     policy = policy or HealthPolicy()
-    async with _leased(context, project_id, connector_id, owner, lease_ttl) as lease:
+    async with _leased(context, project_id, connector_id, owner, lease_ttl, lease) as lease:
         if lease is None:
             return _skipped(project_id, connector_id, "another worker is polling it", started)
         record = await context.instances.record(project_id, connector_id)
@@ -970,12 +949,17 @@ async def poll_instance(
             )
         if connector is None:
             connector = await context.connectors.get(connector_id)
+        # None depends on another: on AWS a GetSecretValue (and the registered OAuth
+        # app's GetItem) beside the checkpoint's GetItem and the first request's token
+        # (the rate bucket's read and write), rather than one after the other.
+        gate = poll_rate_gate(context, project_id, connector)
         try:
-            # Neither depends on the other: on AWS a GetSecretValue (and the registered
-            # OAuth app's GetItem) beside the checkpoint's GetItem, one round trip.
             credentials, checkpoint = await both(
                 context.instances.credentials(record, connector),
-                context.store.checkpoints.get(project_id, connector_id),
+                _beside(
+                    context.store.checkpoints.get(project_id, connector_id),
+                    None if gate is None else gate.draw_ahead(),
+                ),
             )
         except UNREADABLE_SECRET as error:
             # The instance's trouble, not the store's: recorded in its health (which the
@@ -1007,9 +991,18 @@ async def poll_instance(
                 started=started,
                 checkpoint=checkpoint,
                 fetch_until=fetch_until,
+                rate_gate=gate,
             )
         health = await _record_health(context, result, policy)
     return _with_health(result, health)
+
+
+async def _beside(read: Awaitable[Checkpoint], draw: Awaitable[None] | None) -> Checkpoint:
+    """``read``'s result, ``draw`` run beside it (:func:`ucf.core.side_by_side.both`)."""
+    if draw is None:
+        return await read
+    checkpoint, _ = await both(read, draw)
+    return checkpoint
 
 
 async def _record_health(

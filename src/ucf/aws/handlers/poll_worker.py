@@ -61,9 +61,6 @@ class PollWorkerFunction:
         records = event.get("Records") or []
         messages = [(str(r.get("messageId")), str(r.get("body", ""))) for r in records]
         context = await self.container.context()
-        # Build the HTTP client before the poll's store round trips, so its CA bundle
-        # loads while they wait (ucf.runtime.trust), not after them.
-        context.http  # noqa: B018
         stop = asyncio.Event()
         left = _seconds_left(lambda_context)
         loop = asyncio.get_running_loop()
