@@ -145,6 +145,30 @@ async def test_a_batch_that_fails_midway_stores_nothing_and_queues_nothing(
         assert (await store.signals.ingest([good], sinks=["http"])).inserted == (True,)
 
 
+async def test_a_single_signal_is_stored_if_new_in_one_statement_not_a_lookup_and_an_insert(
+    tmp_path: Path,
+) -> None:
+    """A webhook delivery is one signal: the store's thread runs one insert that skips a
+    known dedup key (bench/webhook.py: about a fifth of its instructions per delivery),
+    with the answers and outbox entries of the lookup-then-insert it replaces."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        statements: list[str] = []
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()
+        first = await store.signals.ingest([signal_write("a")], sinks=["http", "jsonl"])
+        again = await store.signals.ingest([signal_write("a")], sinks=["http", "jsonl"])
+        await db.write(lambda conn: conn.set_trace_callback(None))
+        assert (first.inserted, again.inserted) == ((True,), (False,))
+        on_signals = [s for s in statements if "signals" in s and "outbox" not in s]
+        assert len(on_signals) == 2, on_signals
+        assert all(s.startswith("INSERT INTO signals") for s in on_signals), on_signals
+        for sink in ("http", "jsonl"):
+            assert (await store.outbox.lag(sink, now=T0)).pending == 1, "queued once, when new"
+        write = signal_write("a")
+        assert (await store.signals.get("p1", write.signal_id)) is not None
+
+
 async def test_a_poll_page_and_its_checkpoint_are_one_commit_all_or_nothing(
     tmp_path: Path,
 ) -> None:
