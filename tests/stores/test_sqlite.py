@@ -145,6 +145,30 @@ async def test_a_batch_that_fails_midway_stores_nothing_and_queues_nothing(
         assert (await store.signals.ingest([good], sinks=["http"])).inserted == (True,)
 
 
+async def test_a_single_signal_is_stored_if_new_in_one_statement_not_a_lookup_and_an_insert(
+    tmp_path: Path,
+) -> None:
+    """A webhook delivery is one signal: the store's thread runs one insert that skips a
+    known dedup key (bench/webhook.py: about a fifth of its instructions per delivery),
+    with the answers and outbox entries of the lookup-then-insert it replaces."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        statements: list[str] = []
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()
+        first = await store.signals.ingest([signal_write("a")], sinks=["http", "jsonl"])
+        again = await store.signals.ingest([signal_write("a")], sinks=["http", "jsonl"])
+        await db.write(lambda conn: conn.set_trace_callback(None))
+        assert (first.inserted, again.inserted) == ((True,), (False,))
+        on_signals = [s for s in statements if "signals" in s and "outbox" not in s]
+        assert len(on_signals) == 2, on_signals
+        assert all(s.startswith("INSERT INTO signals") for s in on_signals), on_signals
+        for sink in ("http", "jsonl"):
+            assert (await store.outbox.lag(sink, now=T0)).pending == 1, "queued once, when new"
+        write = signal_write("a")
+        assert (await store.signals.get("p1", write.signal_id)) is not None
+
+
 async def test_a_poll_page_and_its_checkpoint_are_one_commit_all_or_nothing(
     tmp_path: Path,
 ) -> None:
@@ -286,6 +310,53 @@ async def test_concurrent_writes_share_one_commit_and_each_gets_its_own_result(
     assert results == names
     assert statements.count("COMMIT") == 1, "32 concurrent writes, one commit, one fsync"
     assert _names(group_db.path, "parent") == set(names), "all durable, seen by another reader"
+
+
+async def test_a_group_whose_writes_all_succeed_runs_without_savepoints(
+    group_db: Database,
+) -> None:
+    """Savepoints are for the write that raises: a group where none does pays for none
+    (they were a fifth of the store thread's instructions per webhook delivery)."""
+    statements: list[str] = []
+    await group_db.write(lambda conn: conn.set_trace_callback(statements.append))
+    statements.clear()
+    names = [f"p{i}" for i in range(8)]
+    assert await asyncio.gather(*(group_db.write(_insert("parent", n)) for n in names)) == names
+    assert statements.count("COMMIT") == 1
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()], statements
+
+
+async def test_a_write_that_fails_after_others_in_its_group_leaves_theirs_stored_once(
+    group_db: Database,
+) -> None:
+    """The group runs again, each write in a savepoint, once one raises: the writes
+    before it are undone and redone (stored once, not twice: a second insert of the
+    same key would fail), the ones after it run once, all in one commit."""
+
+    def count_then_insert(name: str) -> Callable[[sqlite3.Connection], int]:
+        def run(conn: sqlite3.Connection) -> int:
+            (count,) = conn.execute("SELECT COUNT(*) FROM parent").fetchone()
+            conn.execute("INSERT INTO parent VALUES (?)", (name,))
+            return int(count)
+
+        return run
+
+    def insert_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO parent VALUES ('half')")
+        raise ValueError("the write's own mistake")
+
+    before = group_db.commits
+    results = await asyncio.gather(
+        group_db.write(count_then_insert("a")),
+        group_db.write(count_then_insert("b")),
+        group_db.write(insert_then_fail),
+        group_db.write(count_then_insert("c")),
+        return_exceptions=True,
+    )
+    assert [results[0], results[1], results[3]] == [0, 1, 2], results
+    assert isinstance(results[2], ValueError)
+    assert group_db.commits == before + 1, "the four were one group"
+    assert _names(group_db.path, "parent") == {"a", "b", "c"}
 
 
 async def test_a_write_that_fails_inside_a_group_fails_alone_and_leaves_nothing(

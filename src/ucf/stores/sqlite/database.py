@@ -9,14 +9,15 @@ Other processes wait up to ``busy_timeout`` for the lock.
 
 Group commit: writes that arrive while the thread is busy (concurrent webhook
 deliveries, a bucket draw beside an ingest) wait in a queue, and the next turn
-of the thread runs all of them in *one* transaction, each inside its own
-savepoint, with one ``COMMIT`` (one fsync of the WAL). Each caller gets its
-result only once the commit holding its write is durable. A write that raises
-is rolled back to its savepoint and fails alone; a failed ``BEGIN`` or
-``COMMIT`` fails exactly the writes of that group (a retryable
-:class:`StoreUnavailable` when the disk or the lock is the cause). Writes run
-in the order they were asked for, so the serial order every decision sees is
-the arrival order, as before.
+of the thread runs all of them in *one* transaction with one ``COMMIT`` (one
+fsync of the WAL). Each caller gets its result only once the commit holding its
+write is durable. A write that raises fails alone: the group is rolled back and
+run again with each write inside its own savepoint, rolled back to it, so only a
+group that needs savepoints pays for them (a write may therefore run twice, its
+first run undone). A failed ``BEGIN`` or ``COMMIT`` fails exactly the writes
+of that group (a retryable :class:`StoreUnavailable` when the disk or the lock
+is the cause). Writes run in the order they were asked for, so the serial order
+every decision sees is the arrival order, as before.
 
 Hand-over: the store's thread needs the GIL between statements, and a busy event
 loop lets go of it only for an instant at each of its own system calls, so a
@@ -266,7 +267,9 @@ class Database:
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, hand_over: bool = False) -> T:
         """Run ``fn`` in a ``BEGIN IMMEDIATE`` transaction, rolled back if it raises; the
         result once it is committed. Concurrent writes share one transaction and one
-        commit (see the module's docstring), each isolated by a savepoint.
+        commit (see the module's docstring); one that raises fails alone. ``fn`` may run
+        twice (its first run rolled back, when another write of its group raised): it
+        must act on ``conn`` only, as every store's writes do.
 
         ``hand_over``: the event loop itself waits (at most :data:`HAND_OVER_LIMIT`)
         while the store's thread runs the transaction's statements, then goes on with
@@ -338,7 +341,11 @@ class Database:
         try:
             if len(group) == 1:
                 self._run_alone(conn, group[0])
-            else:
+            elif not self._run_together(conn, group):
+                # A write raised: undo the whole group and run it again, each write in a
+                # savepoint of its own, so that the one that raises fails alone.
+                _rollback(conn)
+                conn.execute("BEGIN IMMEDIATE")
                 self._run_each_in_a_savepoint(conn, group)
             if conn.in_transaction:
                 if committing is not None:
@@ -355,6 +362,24 @@ class Database:
         except BaseException as error:
             write.error = self.translate(error) if isinstance(error, sqlite3.Error) else error
             _rollback(conn)
+
+    @staticmethod
+    def _run_together(conn: sqlite3.Connection, group: list[_Write]) -> bool:
+        """Every write of the group in turn, without savepoints; False (the results
+        dropped) as soon as one raises, for the caller to undo and run again.
+
+        A savepoint around each write (``SAVEPOINT``, ``RELEASE``, and SQLite copying
+        each page a write touches aside in case it is rolled back) was a fifth of the
+        store thread's instructions per webhook delivery (bench/webhook.py), paid by every
+        write for the rare one that raises."""
+        for write in group:
+            try:
+                write.result = write.fn(conn)
+            except BaseException:
+                for done in group:
+                    done.result = None
+                return False
+        return True
 
     def _run_each_in_a_savepoint(self, conn: sqlite3.Connection, group: list[_Write]) -> None:
         for write in group:

@@ -86,6 +86,27 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
     return ts_ms, signal_id
 
 
+_INSERT_IF_NEW = (
+    "INSERT INTO signals VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (dedup_key) DO NOTHING"
+)
+
+
+def _insert_one(conn: sqlite3.Connection, row: tuple[Any, ...], sinks: tuple[str, ...]) -> bool:
+    """One signal (a webhook delivery's usual batch) stored if its dedup key is new, in one
+    statement instead of a lookup and an insert; whether it was new.
+
+    ``ON CONFLICT (dedup_key) DO NOTHING`` names the one conflict that means "already
+    stored": any other constraint still fails the write, as the plain insert does."""
+    if conn.execute(_INSERT_IF_NEW, row).rowcount != 1:
+        return False
+    if sinks:
+        conn.executemany(
+            "INSERT INTO outbox (sink, dedup_key, enqueued_ms, available_ms) VALUES (?, ?, ?, ?)",
+            [(sink, row[0], row[7], row[7]) for sink in sinks],
+        )
+    return True
+
+
 class SqliteSignalStore:
     def __init__(self, db: Database, retention: timedelta) -> None:
         self._db = db
@@ -132,6 +153,8 @@ class SqliteSignalStore:
             )
 
         def run(conn: sqlite3.Connection) -> IngestResult:
+            if len(candidates) == 1 and checkpoint is None:
+                return IngestResult((_insert_one(conn, candidates[0], sink_names),))
             keys = list(dict.fromkeys(row[0] for row in candidates))
             seen: set[str] = set()
             for chunk in _chunks(keys):
