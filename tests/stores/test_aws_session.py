@@ -4,10 +4,16 @@ its data loader checks a service by name without listing every service."""
 from __future__ import annotations
 
 import os
+import ssl
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from botocore.config import Config
+from botocore.exceptions import SSLError
 
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer, make_tls_pair
 from ucf.stores import aws_session
 from ucf.stores.aws_session import aws_client
 
@@ -173,3 +179,72 @@ def test_a_data_file_reads_as_json_loads_reads_it(tmp_path: Path, text: str) -> 
         a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
         for a, b in zip(mine.values(), expected.values(), strict=True)
     )
+
+
+# --------------------------------------------------------------------------- CA bundle
+
+
+def _list_tables(request: FakeRequest) -> FakeResponse:
+    """DynamoDB's ListTables answer, on a connection the server then closes."""
+    return FakeResponse(
+        status=200,
+        headers={"Content-Type": "application/x-amz-json-1.0", "Connection": "close"},
+        body=b'{"TableNames": []}',
+    )
+
+
+@pytest.fixture
+def tls_dynamodb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
+    """An HTTPS endpoint answering ListTables, and a CA bundle file trusting it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATLS")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    tls = make_tls_pair(["127.0.0.1"])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    with FakeServer(ssl_context=tls.server) as server:
+        server.add_route("POST", "/", _list_tables)
+        yield server.base_url, bundle
+
+
+def test_a_client_loads_its_ca_bundle_once_not_at_every_new_connection(
+    tls_dynamodb: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """urllib3 loads the bundle botocore names into the pool's SSL context at every
+    HTTPS connection (16 ms of CPU each for certifi's): loaded once, the next
+    connections (here one a request: the server closes each) load nothing."""
+    url, bundle = tls_dynamodb
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args[0] if args else kwargs)
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    client = aws_client("dynamodb", region_name="us-east-1", endpoint_url=url, verify=str(bundle))
+    for _ in range(4):
+        assert client.list_tables()["TableNames"] == []
+    client.close()
+    assert loads == [str(bundle)]
+
+
+def test_a_client_loading_its_bundle_once_still_refuses_a_certificate_it_does_not_trust(
+    tls_dynamodb: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The bundle is loaded into the pool's context, which still verifies every
+    connection: a bundle without the server's CA fails the first request and the next."""
+    url, _ = tls_dynamodb
+    other = make_tls_pair(["127.0.0.1"])
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_text(ssl.DER_cert_to_PEM_cert(other.client.get_ca_certs(binary_form=True)[0]))
+    client = aws_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=url,
+        verify=str(stranger),
+        config=Config(retries={"max_attempts": 1}),
+    )
+    for _ in range(2):
+        with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+            client.list_tables()
+    client.close()

@@ -16,6 +16,14 @@ The session belongs to the AWS environment it was made for (the ``AWS_*``
 variables): when those change — a test switching credentials or endpoints, a
 profile chosen at run time — the next client comes from a new session, as it
 did when every client had a session of its own.
+
+Each client also loads its CA bundle once, not at every new connection: botocore
+hands urllib3 the bundle's path for each HTTPS connection it opens, and urllib3
+loads it into the pool's shared SSL context every time (16 ms of CPU a
+connection for certifi's bundle here; a cold poll worker opens several
+DynamoDB connections side by side). :class:`_CaLoadedOnce` loads it into that
+context the first time and gives urllib3 no path after that; verification
+is unchanged (the same context, the same certificates, ``CERT_REQUIRED``).
 """
 
 from __future__ import annotations
@@ -59,4 +67,53 @@ def aws_client(service: str, **options: Any) -> Any:
             # Checks a service's name without listing all ~450: see ucf.stores.aws_data.
             session.register_component("data_loader", data_loader(session))
             _session, _session_environ = session, environ
-        return _session.create_client(service, **options)
+        client = _session.create_client(service, **options)
+    _load_ca_bundle_once(client)
+    return client
+
+
+_ca_lock = threading.Lock()
+
+
+def _load_ca_bundle_once(client: Any) -> None:
+    """Make the client's HTTP session a :class:`_CaLoadedOnce` (same state, one method
+    more), when it is botocore's own ``URLLib3Session`` as ucf knows it; otherwise left
+    as it is, loading the bundle per connection as before."""
+    from botocore.httpsession import URLLib3Session
+
+    endpoint = getattr(client, "_endpoint", None)
+    http = getattr(endpoint, "http_session", None)
+    if type(http) is URLLib3Session and hasattr(http, "_setup_ssl_cert"):
+        http.__class__ = _ca_loaded_once_class()
+
+
+def _ca_loaded_once_class() -> type[Any]:
+    global _CaLoadedOnce
+    if _CaLoadedOnce is None:
+        from botocore.httpsession import URLLib3Session
+
+        class CaLoadedOnce(URLLib3Session):  # type: ignore[misc]
+            """botocore's session, loading its CA bundle into an SSL context only once."""
+
+            def _setup_ssl_cert(self, conn: Any, url: str, verify: Any) -> None:
+                super()._setup_ssl_cert(conn, url, verify)
+                path = conn.ca_certs
+                context = getattr(conn, "conn_kw", {}).get("ssl_context")
+                if not isinstance(path, str) or context is None:
+                    return
+                loaded: dict[int, tuple[Any, str]] = self.__dict__.setdefault("_ucf_ca_loaded", {})
+                with _ca_lock:
+                    known = loaded.get(id(context))
+                    if known is None or known[0] is not context or known[1] != path:
+                        try:
+                            context.load_verify_locations(path)
+                        except (OSError, ValueError):
+                            return  # urllib3 tries again, and fails the request as before
+                        loaded[id(context)] = (context, path)
+                conn.ca_certs = None  # loaded already: urllib3 would load it again
+
+        _CaLoadedOnce = CaLoadedOnce
+    return _CaLoadedOnce
+
+
+_CaLoadedOnce: type[Any] | None = None
