@@ -9,9 +9,11 @@ is read from S3 on moto's standalone server, through boto3.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,8 +27,10 @@ from ucf.catalogue import builtin_descriptors
 from ucf.core.validation import parse_descriptor
 from ucf.fakes.sns import TOPIC_ARN, Mail, SnsFake, received_notification
 from ucf.native import Handshake, Malformed, MappingResult, Refused, Unhandled, Verified
+from ucf.native.ses import s3 as s3_module
 from ucf.native.ses.mail import read_mail
 from ucf.native.ses.notification import related_tickets
+from ucf.native.ses.s3 import S3MailStore
 from ucf.native.ses.sns import (
     AwsSnsEndpoints,
     LoopbackTestEndpoints,
@@ -613,6 +617,43 @@ async def test_large_mail_is_read_from_the_configured_bucket(
         "contentType": "text/plain",
         "size": 300_000,
     }
+
+
+async def test_large_mails_share_one_s3_client_per_set_of_credentials(
+    sns: SnsFake, client: httpx.AsyncClient, aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A boto3 session and client for each large mail cost tens of ms of CPU a delivery;
+    the client is made once for the instance's credentials (and AWS environment)."""
+    import boto3
+
+    made: list[object] = []
+    new_client = S3MailStore._new_client
+
+    def counted(self: S3MailStore, explicit: Mapping[str, Any]) -> Any:
+        made.append(dict(explicit))
+        return new_client(self, explicit)
+
+    monkeypatch.setattr(S3MailStore, "_new_client", counted)
+    monkeypatch.setattr(s3_module, "_clients", OrderedDict())
+    mail, raw = stored_mail()
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket="inbound-mail", Key="mail/shared", Body=raw
+    )
+    for n in range(3):
+        message = mail_message(
+            sns, mail, stored_in=("inbound-mail", "mail/shared"), message_id=f"shared-{n}"
+        )
+        _, result = await deliver(sns, client, message, s3Bucket="inbound-mail")
+        assert only_signal(result).signal.raw["content"] == "fetched_from_s3"
+    assert made == [{}]
+
+    keys = {"accessKeyId": "AKIAOTHERKEY", "secretAccessKey": "other-secret"}
+    store = S3MailStore("inbound-mail", region="us-east-1", credentials=keys)
+    assert await asyncio.to_thread(store.check) is None
+    assert made == [
+        {},
+        {"aws_access_key_id": "AKIAOTHERKEY", "aws_secret_access_key": "other-secret"},
+    ]
 
 
 async def test_a_missing_object_or_another_bucket_still_gives_the_signal_with_the_reason(

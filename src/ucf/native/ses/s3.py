@@ -10,11 +10,19 @@ credential chain (environment, profile, instance or task role); boto3
 honours ``AWS_ENDPOINT_URL_S3`` (and ``AWS_ENDPOINT_URL``) for an
 S3-compatible endpoint. Only the configured bucket is ever read, whatever a
 notification names.
+
+The S3 client is made once per set of credentials (and AWS environment) and
+reused by later deliveries: a new boto3 session and client for each large mail
+cost tens of milliseconds of CPU (the session parses botocore's data files
+again, and the client's first HTTPS connection loads its CA bundle).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -23,6 +31,11 @@ __all__ = ["MAX_OBJECT_BYTES", "S3Fetched", "S3MailStore"]
 
 MAX_OBJECT_BYTES: Final = 40 * 1024 * 1024
 """SES accepts messages up to 40 MB; nothing larger is read."""
+
+_CLIENTS_KEPT: Final = 16
+"""S3 clients kept (one per region, access key and AWS environment), the oldest dropped."""
+_clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_clients_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +61,7 @@ class S3MailStore:
         self._credentials = dict(credentials)
 
     def _client(self) -> Any:
-        import boto3  # imported where used: most instances never read S3
-        from botocore.config import Config
-
+        """This store's S3 client, made by the first delivery that needs it and kept."""
         key, secret = self._credentials.get("accessKeyId"), self._credentials.get("secretAccessKey")
         explicit: dict[str, Any] = {}
         if key and secret:
@@ -58,6 +69,25 @@ class S3MailStore:
             token = self._credentials.get("sessionToken")
             if token:
                 explicit["aws_session_token"] = token
+        # The AWS_* variables choose the endpoint, region and credential chain: a client
+        # made under others (a test's endpoint, a changed profile) is not the one wanted.
+        environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        cache_key = (self._region, tuple(sorted(explicit.items())), environment)
+        with _clients_lock:
+            client = _clients.get(cache_key)
+            if client is not None:
+                _clients.move_to_end(cache_key)
+                return client
+            client = self._new_client(explicit)
+            _clients[cache_key] = client
+            while len(_clients) > _CLIENTS_KEPT:
+                _clients.popitem(last=False)
+            return client
+
+    def _new_client(self, explicit: Mapping[str, Any]) -> Any:
+        import boto3  # imported where used: most instances never read S3
+        from botocore.config import Config
+
         config = Config(
             connect_timeout=5, read_timeout=20, retries={"max_attempts": 3, "mode": "standard"}
         )
