@@ -362,7 +362,9 @@ class StoreRateGate:
         :data:`RESERVE_HOLD`: within the class's guarantee, only the moment a token
         is spent moves. An empty bucket is not waited for here (nothing is drawn;
         the first request waits for its token as before), and a token drawn for a
-        poll that then fails before its first request is dropped, never returned.
+        poll that then fails before its first request is dropped, never returned. A
+        reserve the bucket refuses is not tried again before it could fit, as in
+        :meth:`_draw_reserve`.
         """
         if self._held and self._clock() < self._held_until:
             return
@@ -372,6 +374,8 @@ class StoreRateGate:
             decision = await self._take(tokens, now)
             if decision.allowed:
                 self._held, self._held_until = tokens, now + RESERVE_HOLD
+            elif tokens > 1:
+                self._reserve_from = self._retry_reserve_at(decision, now)
 
     def _spend_held(self) -> bool:
         """One of the tokens drawn ahead, if one is left and still fresh."""
@@ -391,10 +395,15 @@ class StoreRateGate:
             return False
         decision = await self._take(self._reserve, now)
         if not decision.allowed:  # single draws until the bucket could hold a reserve again
-            self._reserve_from = now + timedelta(seconds=min(decision.retry_after_seconds, 60))
+            self._reserve_from = self._retry_reserve_at(decision, now)
             return False
         self._held, self._held_until = self._reserve - 1, now + RESERVE_HOLD
         return True
+
+    @staticmethod
+    def _retry_reserve_at(refused: RateDecision, now: datetime) -> datetime:
+        """When a reserve the bucket refused could fit again (single draws until then)."""
+        return now + timedelta(seconds=min(refused.retry_after_seconds, 60))
 
     async def _draw(self) -> float | None:
         """One token now (None), or how long to wait before the next try."""
