@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -30,3 +34,40 @@ def test_a_shipped_descriptor_read_by_its_id_is_the_catalogues_entry(
 )
 def test_an_id_no_shipped_file_holds_finds_nothing(connector_id: str) -> None:
     assert builtin_descriptor(connector_id) is None
+
+
+def test_an_id_too_long_for_a_file_name_finds_nothing() -> None:
+    """An id taken from a URL (the webhook gateway's, answered 404 for no connector) may be
+    longer than a file name can be: the system's refusal (``ENAMETOOLONG``) means no shipped
+    file holds it, not an error."""
+    assert builtin_descriptor("a" * 300) is None
+
+
+def test_a_catalogue_imported_from_a_zip_archive_finds_its_descriptors(tmp_path: Path) -> None:
+    """A package imported from an archive (zipimport: a zipapp, a zipped layer) has no plain
+    files to open: the id is looked up in the listing, which reads the archive."""
+    package = Path(__file__).resolve().parents[2] / "src" / "ucf"
+    archive = tmp_path / "ucf.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.write(package / "__init__.py", "ucf/__init__.py")
+        for path in (package / "catalogue").iterdir():
+            if path.suffix in {".py", ".json"}:
+                zipped.write(path, f"ucf/catalogue/{path.name}")
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import json; "
+        "from ucf.catalogue import builtin_descriptor; import ucf; "
+        "assert ucf.__file__.startswith(sys.argv[1]), ucf.__file__; "
+        "print(json.dumps([builtin_descriptor(sys.argv[2]), builtin_descriptor('my-tracker')]))"
+    )
+    shipped = SHIPPED[0]
+
+    found = subprocess.run(
+        [sys.executable, "-I", "-c", probe, str(archive), str(shipped["id"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout) == [shipped, None]

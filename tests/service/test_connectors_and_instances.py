@@ -428,6 +428,19 @@ async def test_find_reads_a_current_shipped_connector_alone_and_anything_else_af
     assert "linear" in await _ids(context)  # an id no shipped file has: synced first
 
 
+async def test_a_urls_connector_id_too_long_for_a_file_name_is_no_connector(
+    context: UcfContext,
+) -> None:
+    """The webhook gateway's lookup of a URL's id before this process's first sync (a
+    Lambda API function's first delivery): an id longer than a file name can be names
+    no shipped connector, answered None (a 404), not the file system's error (a 500)."""
+    restart = _fresh(context)
+
+    assert await restart.find("a" * 300) is None
+    with pytest.raises(NotFoundError):
+        await _fresh(context).get("a" * 300)
+
+
 async def test_find_raises_a_sync_failure_instead_of_answering_none(
     context: UcfContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:

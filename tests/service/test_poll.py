@@ -685,6 +685,26 @@ async def test_a_reserving_gate_near_an_empty_budget_draws_singly_and_waits_like
     assert all(cost == 1 for cost, _ in buckets.draws[1:]), "no reserve tried while it cannot fit"
 
 
+async def test_a_reserve_refused_when_drawn_ahead_is_not_tried_again_by_the_first_request(
+    context: UcfContext,
+) -> None:
+    """Ten tokens left of 1 000: the reserve of 32 a poll draws ahead does not fit, and its
+    first request draws one token, not the same refused reserve again first (on DynamoDB
+    a read and a conditional write for nothing), as after any reserve the bucket refused."""
+    moment = datetime(2026, 1, 1, tzinfo=UTC)  # frozen: nothing refills
+    key = rate_bucket("p1", "x")
+    await context.store.rate_limits.try_acquire(
+        key, capacity=1000, refill_per_second=100, now=moment, cost=990
+    )
+    buckets = CountedBuckets(context)
+    gate = StoreRateGate(buckets, key, 6000, clock=lambda: moment, reserve=32)
+
+    await gate.draw_ahead()
+    assert await gate.acquire() == 0.0
+
+    assert buckets.draws == [(32, False), (1, True)]
+
+
 async def test_workers_drawing_ahead_never_take_more_than_the_shared_bucket_grants(
     context: UcfContext,
 ) -> None:

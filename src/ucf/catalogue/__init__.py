@@ -33,14 +33,16 @@ def builtin_descriptor(connector_id: str) -> dict[str, Any] | None:
     the whole catalogue through ``importlib.resources`` to find it was ~6 ms of a
     cold start's CPU (``bench/coldstart.py``). ``tests/catalogue/test_catalogue.py``
     holds every file to its name, so the answer is the listing's. A package read
-    from an archive (zipimport) has no plain files: it looks the id up in the listing.
+    from an archive (zipimport) has no plain files (its "folder" is inside a file:
+    ``NotADirectoryError``): it looks the id up in the listing. An id too long for a
+    file name (``ENAMETOOLONG``; a URL's, at the webhook gateway) names no file either.
     """
     if _ID.fullmatch(connector_id) is None:
         return None
     try:
         with open(os.path.join(_HERE, f"{connector_id}.json"), encoding="utf-8") as file:
             data: dict[str, Any] = json.load(file)
-    except FileNotFoundError:
+    except OSError:
         if os.path.isdir(_HERE):
             return None
         return next((d for d in builtin_descriptors() if d.get("id") == connector_id), None)

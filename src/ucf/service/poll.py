@@ -262,7 +262,8 @@ RESERVE_HOLD: Final = timedelta(seconds=1)
 
 def reserve_for_rpm(rpm: int) -> int:
     """Tokens a poll draws from the shared bucket at once: 1 below 240 rpm (every
-    request draws its own, as always), then 1/20 of the ten-second burst, at most 32."""
+    request draws its own, the first one's beside the poll's reads:
+    :meth:`StoreRateGate.draw_ahead`), then 1/20 of the ten-second burst, at most 32."""
     capacity, _ = bucket_for_rpm(rpm)
     return max(1, min(MAX_RESERVE, int(capacity // RESERVE_SHARE)))
 
@@ -282,9 +283,11 @@ class StoreRateGate:
     the shared bucket, so all workers together never take more than it grants;
     what changes is *when* a token is spent: up to :data:`RESERVE_HOLD` after it
     was drawn (unused ones are then dropped, not returned). Any stretch of time
-    can therefore see at most ``reserve - 1`` more requests from one poll than
-    the bucket alone would allow (5 % of its burst; one poll per instance runs
-    at a time, under its lease). When the bucket holds fewer than ``reserve``
+    can therefore see at most ``reserve`` more requests from one poll than the
+    bucket alone would allow (5 % of its burst; one poll per instance runs at a
+    time, under its lease): ``reserve - 1`` left over from a request's own draw,
+    or all ``reserve`` drawn ahead of the first request (:meth:`draw_ahead`; with
+    ``reserve`` 1, that one token). When the bucket holds fewer than ``reserve``
     tokens, the gate draws one at a time, exactly as with ``reserve`` 1.
 
     One reserve draw at a time: a native source may send requests side by side
@@ -359,10 +362,13 @@ class StoreRateGate:
         (:func:`poll_instance`): on DynamoDB the draw is a read and a conditional
         write, two round trips the first request otherwise waited for after those
         reads. What is drawn is held as a reserve is, for at most
-        :data:`RESERVE_HOLD`: within the class's guarantee, only the moment a token
-        is spent moves. An empty bucket is not waited for here (nothing is drawn;
+        :data:`RESERVE_HOLD`: only the moment a token is spent moves, so a stretch
+        of time may see one request more than with the token drawn at the request
+        (the class's bound counts it). An empty bucket is not waited for here (nothing is drawn;
         the first request waits for its token as before), and a token drawn for a
-        poll that then fails before its first request is dropped, never returned.
+        poll that then fails before its first request is dropped, never returned. A
+        reserve the bucket refuses is not tried again before it could fit, as in
+        :meth:`_draw_reserve`.
         """
         if self._held and self._clock() < self._held_until:
             return
@@ -372,6 +378,8 @@ class StoreRateGate:
             decision = await self._take(tokens, now)
             if decision.allowed:
                 self._held, self._held_until = tokens, now + RESERVE_HOLD
+            elif tokens > 1:
+                self._reserve_from = self._retry_reserve_at(decision, now)
 
     def _spend_held(self) -> bool:
         """One of the tokens drawn ahead, if one is left and still fresh."""
@@ -391,10 +399,15 @@ class StoreRateGate:
             return False
         decision = await self._take(self._reserve, now)
         if not decision.allowed:  # single draws until the bucket could hold a reserve again
-            self._reserve_from = now + timedelta(seconds=min(decision.retry_after_seconds, 60))
+            self._reserve_from = self._retry_reserve_at(decision, now)
             return False
         self._held, self._held_until = self._reserve - 1, now + RESERVE_HOLD
         return True
+
+    @staticmethod
+    def _retry_reserve_at(refused: RateDecision, now: datetime) -> datetime:
+        """When a reserve the bucket refused could fit again (single draws until then)."""
+        return now + timedelta(seconds=min(refused.retry_after_seconds, 60))
 
     async def _draw(self) -> float | None:
         """One token now (None), or how long to wait before the next try."""
