@@ -4,7 +4,10 @@ its data loader checks a service by name without listing every service."""
 from __future__ import annotations
 
 import os
+import select
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import SSLError
 
-from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer, make_tls_pair
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer, TlsPair, make_tls_pair
 from ucf.stores import aws_session
 from ucf.stores.aws_session import aws_client
 
@@ -193,6 +196,10 @@ def _list_tables(request: FakeRequest) -> FakeResponse:
     )
 
 
+_TLS_PAIRS: dict[Path, TlsPair] = {}
+"""The certificate each :func:`tls_dynamodb` bundle trusts (a proxy may serve it too)."""
+
+
 @pytest.fixture
 def tls_dynamodb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
     """An HTTPS endpoint answering ListTables, and a CA bundle file trusting it."""
@@ -201,9 +208,11 @@ def tls_dynamodb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
     tls = make_tls_pair(["127.0.0.1"])
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    _TLS_PAIRS[bundle] = tls
     with FakeServer(ssl_context=tls.server) as server:
         server.add_route("POST", "/", _list_tables)
         yield server.base_url, bundle
+    del _TLS_PAIRS[bundle]
 
 
 def test_a_client_loads_its_ca_bundle_once_not_at_every_new_connection(
@@ -248,3 +257,85 @@ def test_a_client_loading_its_bundle_once_still_refuses_a_certificate_it_does_no
         with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
             client.list_tables()
     client.close()
+
+
+class _TlsConnectProxy:
+    """An HTTPS proxy on loopback (TLS to the proxy, then ``CONNECT`` tunnels), as a
+    corporate proxy is: what AWS_CA_BUNDLE is most often set for."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.tunnels: list[str] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._tunnel, args=(raw,), daemon=True).start()
+
+    def _tunnel(self, raw: socket.socket) -> None:
+        try:
+            client = self._context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()  # the client did not trust the proxy's certificate
+            return
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            target = head.split(b" ", 2)[1].decode()
+            self.tunnels.append(target)
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                sockets = [client, upstream]
+                while True:
+                    readable, _, _ = select.select(sockets, [], [], 5)
+                    if not readable:
+                        return
+                    for source in readable:
+                        data = source.recv(65536)
+                        if not data:
+                            return
+                        (upstream if source is client else client).sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_client_behind_an_https_proxy_trusts_it_with_its_ca_bundle(
+    tls_dynamodb: tuple[str, Path],
+) -> None:
+    """urllib3 verifies an HTTPS proxy (no ``proxy_ca_bundle`` configured) against the
+    pool's ``ca_certs``: the bundle botocore names. Given no path once the bundle is in
+    the SSL context, it fell back to the system's certificates, so a proxy trusted
+    through AWS_CA_BUNDLE (a corporate proxy's private CA) failed every request."""
+    url, bundle = tls_dynamodb
+    tls = _TLS_PAIRS[bundle]
+    proxy = _TlsConnectProxy(tls.server)
+    client = aws_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=url,
+        verify=str(bundle),
+        config=Config(
+            proxies={"https": f"https://127.0.0.1:{proxy.port}"},
+            retries={"max_attempts": 1},
+        ),
+    )
+    try:
+        for _ in range(2):
+            assert client.list_tables()["TableNames"] == []
+    finally:
+        client.close()
+        proxy.close()
+    assert proxy.tunnels == [url.removeprefix("https://")] * 2
