@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -339,3 +340,39 @@ def test_a_client_behind_an_https_proxy_trusts_it_with_its_ca_bundle(
         client.close()
         proxy.close()
     assert proxy.tunnels == [url.removeprefix("https://")] * 2
+
+
+def test_threads_making_a_clients_first_connections_together_all_verify_and_succeed(
+    tls_dynamodb: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold poll worker opens several connections side by side: whichever thread loads
+    the bundle, none connects with the path taken away before the context holds it (an
+    unverifiable handshake), and the bundle is loaded far fewer times than connections."""
+    url, bundle = tls_dynamodb
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args[0] if args else kwargs)
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    client = aws_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=url,
+        verify=str(bundle),
+        config=Config(retries={"max_attempts": 1}, max_pool_connections=8),
+    )
+    start = threading.Barrier(8)
+
+    def first_requests() -> list[Any]:
+        start.wait()
+        return [client.list_tables()["TableNames"] for _ in range(3)]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: first_requests(), range(8)))
+    client.close()
+    assert answers == [[[], [], []]] * 8
+    assert set(map(str, loads)) == {str(bundle)}
+    assert len(loads) < 24
