@@ -376,3 +376,32 @@ def test_threads_making_a_clients_first_connections_together_all_verify_and_succ
     assert answers == [[[], [], []]] * 8
     assert set(map(str, loads)) == {str(bundle)}
     assert len(loads) < 24
+
+
+def test_a_client_loading_its_bundle_once_trusts_exactly_what_botocores_own_client_trusts(
+    tls_dynamodb: tuple[str, Path],
+) -> None:
+    """The seam (botocore's private ``_setup_ssl_cert``, urllib3 reading the pool's
+    ``ca_certs``): should an upgrade move it, the context must not end up trusting more
+    (the system's certificates, loaded when urllib3 is given no path) or less than the
+    context botocore's own client builds from the same bundle."""
+    import botocore.session
+
+    url, bundle = tls_dynamodb
+    ours = aws_client("dynamodb", region_name="us-east-1", endpoint_url=url, verify=str(bundle))
+    theirs = botocore.session.Session().create_client(
+        "dynamodb", region_name="us-east-1", endpoint_url=url, verify=str(bundle)
+    )
+    contexts = []
+    for client in (ours, theirs):
+        for _ in range(2):
+            assert client.list_tables()["TableNames"] == []
+        http = client._endpoint.http_session
+        contexts.append(http._manager.connection_pool_kw["ssl_context"])
+        client.close()
+
+    assert type(ours._endpoint.http_session).__name__ == "CaLoadedOnce"
+    assert type(theirs._endpoint.http_session).__name__ == "URLLib3Session"
+    assert contexts[0].cert_store_stats() == contexts[1].cert_store_stats()
+    assert contexts[0].get_ca_certs() == contexts[1].get_ca_certs()
+    assert contexts[0].cert_store_stats()["x509_ca"] == 1
