@@ -419,3 +419,39 @@ def test_a_url_signed_delivery_verifies_when_its_hook_url_holds_percent_escapes(
 
     assert reply.status == 200, reply.body
     assert reply.json()["inserted"] == 1
+
+
+def test_an_instance_whose_secret_cannot_be_read_answers_a_json_503_through_api_gateway(
+    lab: Lab, github: GitHubFake, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A credential secret edited in the Secrets Manager console into something that is
+    not a credential set: the delivery is answered a JSON 503 the provider retries (no
+    traceback, no stored value, no reason for the sender), and the log and the instance's
+    health say why."""
+    created = lab.connect_github(github)
+    [arn] = lab.credential_secrets()
+    lab.secretsmanager.put_secret_value(SecretId=arn, SecretString=f"{WEBHOOK_SECRET} pasted")
+    body = b'{"action":"opened","issue":{"id":9,"number":9,"title":"t","labels":[]}}'
+
+    with caplog.at_level(logging.INFO):
+        shared = lab.call("POST", WEBHOOK, body=body, headers=github_headers(body), token=False)
+        own = lab.call(
+            "POST",
+            created["webhookUrl"].removeprefix(f"https://{DOMAIN}"),
+            body=body,
+            headers=github_headers(body, delivery="d-2"),
+            token=False,
+        )
+
+    for reply in (shared, own):
+        assert reply.status == 503, reply.body
+        assert reply.headers.get("content-type") == "application/json"
+        assert reply.json()["error"]["code"] == "webhook_misconfigured"
+        assert WEBHOOK_SECRET.encode() not in reply.body
+        assert b"Traceback" not in reply.body
+        assert b"credential set" not in reply.body
+    assert "is not a ucf credential set" in caplog.text
+    assert WEBHOOK_SECRET not in caplog.text
+    assert lab.signals() == []
+    instance = lab.call("GET", f"/api/projects/{PROJECT}/instances/{CONNECTOR}").json()
+    assert instance["deliveryFailures"] >= 1

@@ -25,6 +25,7 @@ import pytest_asyncio
 from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV, running_moto_server
 from ucf.catalogue import builtin_descriptors
 from ucf.core.validation import parse_descriptor
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer
 from ucf.fakes.sns import TOPIC_ARN, Mail, SnsFake, received_notification
 from ucf.native import Handshake, Malformed, MappingResult, Refused, Unhandled, Verified
 from ucf.native.ses import s3 as s3_module
@@ -654,6 +655,62 @@ async def test_large_mails_share_one_s3_client_per_set_of_credentials(
         {},
         {"aws_access_key_id": "AKIAOTHERKEY", "aws_secret_access_key": "other-secret"},
     ]
+
+
+def _s3_accepting(accepted: list[str]) -> FakeServer:
+    """An S3 endpoint that serves ``inbound-mail/mail/k`` to the access key ``accepted``
+    holds, and answers any other key as S3 answers a deactivated one."""
+
+    def get_object(request: FakeRequest) -> FakeResponse:
+        if f"Credential={accepted[0]}/" in request.headers.get("authorization", ""):
+            return FakeResponse(status=200, body=b"Subject: hi\r\n\r\nbody")
+        return FakeResponse(
+            status=403,
+            headers={"Content-Type": "application/xml"},
+            body=b"<Error><Code>InvalidAccessKeyId</Code><Message>The AWS Access Key Id "
+            b"you provided does not exist in our records.</Message></Error>",
+        )
+
+    server = FakeServer()
+    server.add_route("GET", "/inbound-mail/mail/k", get_object)
+    return server
+
+
+async def test_a_kept_s3_client_follows_credentials_rotated_in_the_shared_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without an access key of its own the instance reads with the standard chain, whose
+    shared credentials file a long-running ucf serve sees rotated (a daily key, a login
+    tool's temporary ones). A client made per mail read the new key; the kept one signed
+    with the old key until the process restarted: once S3 refuses a key it does not
+    know, a new client is made for the same read."""
+    for name in (*AWS_ENV_TO_CLEAR, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    shared = tmp_path / "credentials"
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(shared))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setattr(s3_module, "_clients", OrderedDict())
+    action = {"bucketName": "inbound-mail", "objectKey": "mail/k"}
+    accepted = ["AKIAFIRSTKEY"]
+
+    def rotate(key: str) -> None:
+        shared.write_text(f"[default]\naws_access_key_id = {key}\naws_secret_access_key = s\n")
+        accepted[0] = key  # the old key is deactivated
+
+    rotate("AKIAFIRSTKEY")
+    with _s3_accepting(accepted) as s3:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.base_url)
+        first = S3MailStore("inbound-mail", region="us-east-1", credentials={})
+        assert (await first.fetch(action, None)).body is not None
+        rotate("AKIASECONDKEY")
+        second = S3MailStore("inbound-mail", region="us-east-1", credentials={})
+        fetched = await second.fetch(action, None)
+        again = await second.fetch(action, None)
+    assert (fetched.note, again.note) == (None, None)
+    assert fetched.body is not None
+    assert len(s3_module._clients) == 1  # the stale client was replaced, not kept beside
 
 
 async def test_a_missing_object_or_another_bucket_still_gives_the_signal_with_the_reason(

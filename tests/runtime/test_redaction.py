@@ -483,6 +483,20 @@ def test_a_value_also_used_outside_the_try_out_stays_masked() -> None:
     assert registry.redact("used-by-a-poll-meanwhile-0002") == "used-by-a-poll-meanwhile-0002"
 
 
+def test_a_lent_value_that_is_stored_after_all_is_kept_when_the_block_ends() -> None:
+    """A typed connection test that refreshes the instance's stored OAuth tokens stores
+    the new ones: they are the instance's, masked after the test as before it."""
+    registry = SecretRegistry()
+    with registry.lent():
+        registry.add("refreshed-access-token+/0005")
+        registry.add("typed-draft-value-0006")
+        registry.keep(["refreshed-access-token+/0005", "2030-01-01T00:00:00+00:00"])
+    assert MASK in registry.redact("a refreshed-access-token+/0005 b")
+    assert "refreshed" not in registry.redact(f"?t={quote_plus('refreshed-access-token+/0005')}")
+    assert registry.redact("typed-draft-value-0006") == "typed-draft-value-0006"
+    assert registry.redact("at 2030-01-01T00:00:00+00:00") == "at 2030-01-01T00:00:00+00:00"
+
+
 async def test_a_task_the_try_out_starts_lends_through_it() -> None:
     registry = SecretRegistry()
 

@@ -4,8 +4,12 @@ its data loader checks a service by name without listing every service."""
 from __future__ import annotations
 
 import os
+import select
+import socket
 import ssl
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import SSLError
 
-from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer, make_tls_pair
+from ucf.fakes.kit import FakeRequest, FakeResponse, FakeServer, TlsPair, make_tls_pair
 from ucf.stores import aws_session
 from ucf.stores.aws_session import aws_client
 
@@ -193,6 +197,10 @@ def _list_tables(request: FakeRequest) -> FakeResponse:
     )
 
 
+_TLS_PAIRS: dict[Path, TlsPair] = {}
+"""The certificate each :func:`tls_dynamodb` bundle trusts (a proxy may serve it too)."""
+
+
 @pytest.fixture
 def tls_dynamodb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path]]:
     """An HTTPS endpoint answering ListTables, and a CA bundle file trusting it."""
@@ -201,9 +209,11 @@ def tls_dynamodb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
     tls = make_tls_pair(["127.0.0.1"])
     bundle = tmp_path / "bundle.pem"
     bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    _TLS_PAIRS[bundle] = tls
     with FakeServer(ssl_context=tls.server) as server:
         server.add_route("POST", "/", _list_tables)
         yield server.base_url, bundle
+    del _TLS_PAIRS[bundle]
 
 
 def test_a_client_loads_its_ca_bundle_once_not_at_every_new_connection(
@@ -248,3 +258,150 @@ def test_a_client_loading_its_bundle_once_still_refuses_a_certificate_it_does_no
         with pytest.raises(SSLError, match="CERTIFICATE_VERIFY_FAILED"):
             client.list_tables()
     client.close()
+
+
+class _TlsConnectProxy:
+    """An HTTPS proxy on loopback (TLS to the proxy, then ``CONNECT`` tunnels), as a
+    corporate proxy is: what AWS_CA_BUNDLE is most often set for."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._context = context
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.tunnels: list[str] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._tunnel, args=(raw,), daemon=True).start()
+
+    def _tunnel(self, raw: socket.socket) -> None:
+        try:
+            client = self._context.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()  # the client did not trust the proxy's certificate
+            return
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            target = head.split(b" ", 2)[1].decode()
+            self.tunnels.append(target)
+            host, port = target.rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                sockets = [client, upstream]
+                while True:
+                    readable, _, _ = select.select(sockets, [], [], 5)
+                    if not readable:
+                        return
+                    for source in readable:
+                        data = source.recv(65536)
+                        if not data:
+                            return
+                        (upstream if source is client else client).sendall(data)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_client_behind_an_https_proxy_trusts_it_with_its_ca_bundle(
+    tls_dynamodb: tuple[str, Path],
+) -> None:
+    """urllib3 verifies an HTTPS proxy (no ``proxy_ca_bundle`` configured) against the
+    pool's ``ca_certs``: the bundle botocore names. Given no path once the bundle is in
+    the SSL context, it fell back to the system's certificates, so a proxy trusted
+    through AWS_CA_BUNDLE (a corporate proxy's private CA) failed every request."""
+    url, bundle = tls_dynamodb
+    tls = _TLS_PAIRS[bundle]
+    proxy = _TlsConnectProxy(tls.server)
+    client = aws_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=url,
+        verify=str(bundle),
+        config=Config(
+            proxies={"https": f"https://127.0.0.1:{proxy.port}"},
+            retries={"max_attempts": 1},
+        ),
+    )
+    try:
+        for _ in range(2):
+            assert client.list_tables()["TableNames"] == []
+    finally:
+        client.close()
+        proxy.close()
+    assert proxy.tunnels == [url.removeprefix("https://")] * 2
+
+
+def test_threads_making_a_clients_first_connections_together_all_verify_and_succeed(
+    tls_dynamodb: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold poll worker opens several connections side by side: whichever thread loads
+    the bundle, none connects with the path taken away before the context holds it (an
+    unverifiable handshake), and the bundle is loaded far fewer times than connections."""
+    url, bundle = tls_dynamodb
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args[0] if args else kwargs)
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    client = aws_client(
+        "dynamodb",
+        region_name="us-east-1",
+        endpoint_url=url,
+        verify=str(bundle),
+        config=Config(retries={"max_attempts": 1}, max_pool_connections=8),
+    )
+    start = threading.Barrier(8)
+
+    def first_requests() -> list[Any]:
+        start.wait()
+        return [client.list_tables()["TableNames"] for _ in range(3)]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: first_requests(), range(8)))
+    client.close()
+    assert answers == [[[], [], []]] * 8
+    assert set(map(str, loads)) == {str(bundle)}
+    assert len(loads) < 24
+
+
+def test_a_client_loading_its_bundle_once_trusts_exactly_what_botocores_own_client_trusts(
+    tls_dynamodb: tuple[str, Path],
+) -> None:
+    """The seam (botocore's private ``_setup_ssl_cert``, urllib3 reading the pool's
+    ``ca_certs``): should an upgrade move it, the context must not end up trusting more
+    (the system's certificates, loaded when urllib3 is given no path) or less than the
+    context botocore's own client builds from the same bundle."""
+    import botocore.session
+
+    url, bundle = tls_dynamodb
+    ours = aws_client("dynamodb", region_name="us-east-1", endpoint_url=url, verify=str(bundle))
+    theirs = botocore.session.Session().create_client(
+        "dynamodb", region_name="us-east-1", endpoint_url=url, verify=str(bundle)
+    )
+    contexts = []
+    for client in (ours, theirs):
+        for _ in range(2):
+            assert client.list_tables()["TableNames"] == []
+        http = client._endpoint.http_session
+        contexts.append(http._manager.connection_pool_kw["ssl_context"])
+        client.close()
+
+    assert type(ours._endpoint.http_session).__name__ == "CaLoadedOnce"
+    assert type(theirs._endpoint.http_session).__name__ == "URLLib3Session"
+    assert contexts[0].cert_store_stats() == contexts[1].cert_store_stats()
+    assert contexts[0].get_ca_certs() == contexts[1].get_ca_certs()
+    assert contexts[0].cert_store_stats()["x509_ca"] == 1

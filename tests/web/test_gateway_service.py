@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 
 from tests.web.conftest import FAST_HTTP
-from tests.web.support import ACME, CONNECTOR, PROJECT, instance_body, sign, ticket_event
+from tests.web.support import (
+    ACME,
+    CONNECTOR,
+    PROJECT,
+    alter_secret,
+    instance_body,
+    sign,
+    ticket_event,
+)
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.service.webhooks import (
@@ -213,6 +221,40 @@ async def test_deliveries_keep_an_instances_health_fresh_and_failed_verification
             0,
         )
         assert record.last_delivery_at == NOW
+
+
+async def test_deliveries_an_unreadable_secret_refuses_leave_the_instances_health_saying_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A webhook-only instance is never polled: its deliveries are all that shows its
+    health. Refused 503 for a secret that cannot be read (here altered on disk), they
+    only went to the log, and the instance stayed healthy on its page meanwhile; they
+    now count in its health as refused deliveries do, with the store's reason (which
+    says how to repair it). The sender is told nothing of it."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    ticks = [0.0]
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        record = await context.instances.record(PROJECT, CONNECTOR)
+        assert record.credential_secret_ref is not None
+        alter_secret(tmp_path, record.credential_secret_ref)
+        gateway = WebhookGateway(context, monotonic=lambda: ticks[0])
+        target = await gateway.target(CONNECTOR, PROJECT)
+        for n in range(3):
+            ticks[0] += 10  # further apart than the failure-report period
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=NOW.timestamp())
+            with pytest.raises(WebhookMisconfigured) as refused:
+                await gateway.receive(
+                    target, Delivery("POST", signed.body, signed.headers, {}, "http://x")
+                )
+            assert refused.value.status == 503
+            assert "integrity" not in str(refused.value)
+        record = await context.instances.record(PROJECT, CONNECTOR)
+    assert (record.health_state, record.delivery_failures) == ("degraded", 3)
+    assert record.last_error is not None
+    assert "cannot be read" in record.last_error
+    assert "store the credentials again" in record.last_error
+    assert "integrity check" in caplog.text
 
 
 async def test_a_stored_descriptor_that_does_not_parse_is_a_503_not_a_crash(

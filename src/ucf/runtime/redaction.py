@@ -25,7 +25,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import quote, quote_plus
@@ -317,6 +317,16 @@ class SecretRegistry:
             else:
                 self._lookup = None  # the set is built again, with every value, by the next line
             self.clean = set()  # after the lookup: a text found clean from now on saw it
+
+    def keep(self, values: Iterable[str]) -> None:
+        """Values a :meth:`lent` block registered that are stored after all: masked for
+        good, not given back when it ends (a stored OAuth refresh token that a typed
+        connection test refreshed: its new tokens are the instance's, not the draft's).
+        Values not registered are left so; kept ones stay kept."""
+        with self._lock:
+            for value in values:
+                for form in url_forms(value):
+                    self._lent.pop(form, None)
 
     @contextlib.contextmanager
     def lent(self) -> Iterator[None]:

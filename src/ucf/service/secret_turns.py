@@ -45,6 +45,7 @@ from typing import Final
 
 from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT
 from ucf.runtime.completion import to_the_end
+from ucf.runtime.redaction import SECRETS
 from ucf.service.instance_secrets import InstanceSecrets
 from ucf.service.worker_id import default_worker_id
 from ucf.stores.protocols import LeaseStore
@@ -195,6 +196,9 @@ class StoredCredentials:
         updates: dict[str, str | None] = dict(credentials)
         updates.setdefault(ACCESS_TOKEN_EXPIRES_AT, None)  # a token without expiry drops the old
         await self._turns.merge(self._store, self._ref, updates)
+        # Stored: masked for good, even when a typed connection test refreshed them (its
+        # lent values are forgotten when it ends; these are the instance's now).
+        SECRETS.keep(credentials.values())
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[Mapping[str, str] | None]:

@@ -780,12 +780,19 @@ class WebhookGateway:
             values = await self._context.instances.runtime_secrets(target.record, target.connector)
         except UNREADABLE_SECRET as error:
             # Nothing can be verified until the credentials are stored again: ucf's
-            # trouble, not the sender's, so a 503 it retries (the log says why).
+            # trouble, not the sender's, so a 503 it retries. The log and the
+            # instance's health say why (a webhook-only instance is never polled:
+            # its deliveries are all its health shows).
             log.error(
                 "%s/%s: its secret cannot be read, deliveries are refused: %s",
                 target.project_id,
                 target.connector_id,
                 error,
+            )
+            await self._deliveries.failed(
+                target.project_id,
+                target.connector_id,
+                f"the instance's secret cannot be read: {error}",
             )
             raise WebhookMisconfigured(
                 f"{target.connector_id}: the instance's secret cannot be read"

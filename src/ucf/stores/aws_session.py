@@ -23,7 +23,9 @@ loads it into the pool's shared SSL context every time (16 ms of CPU a
 connection for certifi's bundle here; a cold poll worker opens several
 DynamoDB connections side by side). :class:`_CaLoadedOnce` loads it into that
 context the first time and gives urllib3 no path after that; verification
-is unchanged (the same context, the same certificates, ``CERT_REQUIRED``).
+is unchanged (the same context, the same certificates, ``CERT_REQUIRED``). A
+pool behind an ``https://`` proxy that has no CA of its own keeps the path, which
+urllib3 verifies the proxy against (:func:`_proxy_reads_path`).
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _ca_loaded_once_class() -> type[Any]:
                 super()._setup_ssl_cert(conn, url, verify)
                 path = conn.ca_certs
                 context = getattr(conn, "conn_kw", {}).get("ssl_context")
-                if not isinstance(path, str) or context is None:
+                if not isinstance(path, str) or context is None or _proxy_reads_path(conn):
                     return
                 loaded: dict[int, tuple[Any, str]] = self.__dict__.setdefault("_ucf_ca_loaded", {})
                 with _ca_lock:
@@ -117,3 +119,19 @@ def _ca_loaded_once_class() -> type[Any]:
 
 
 _CaLoadedOnce: type[Any] | None = None
+
+
+def _proxy_reads_path(pool: Any) -> bool:
+    """Whether urllib3 verifies the pool's HTTPS proxy against the bundle's *path*.
+
+    An ``https://`` proxy without a context of its own (botocore makes one only for
+    ``proxy_ca_bundle`` or ``proxy_client_cert``) is verified in a new SSL context
+    urllib3 loads from the pool's ``ca_certs``; given none, it loads the system's
+    certificates instead, and a proxy trusted through ``AWS_CA_BUNDLE`` (a corporate
+    proxy's private CA) failed every request. Such a pool keeps the path: the bundle
+    is loaded at each connection, as botocore does.
+    """
+    proxy = getattr(pool, "proxy", None)
+    if proxy is None or getattr(proxy, "scheme", None) != "https":
+        return False
+    return getattr(getattr(pool, "proxy_config", None), "ssl_context", None) is None

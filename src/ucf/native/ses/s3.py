@@ -14,7 +14,10 @@ notification names.
 The S3 client is made once per set of credentials (and AWS environment) and
 reused by later deliveries: a new boto3 session and client for each large mail
 cost tens of milliseconds of CPU (the session parses botocore's data files
-again, and the client's first HTTPS connection loads its CA bundle).
+again, and the client's first HTTPS connection loads its CA bundle). A client
+of the standard chain keeps the keys it read (a shared credentials file
+rotated under a running ucf): when S3 refuses them as unknown or expired, the
+read is made again with a new client, which reads the chain again.
 """
 
 from __future__ import annotations
@@ -23,19 +26,25 @@ import asyncio
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 __all__ = ["MAX_OBJECT_BYTES", "S3Fetched", "S3MailStore"]
 
 MAX_OBJECT_BYTES: Final = 40 * 1024 * 1024
 """SES accepts messages up to 40 MB; nothing larger is read."""
 
+T = TypeVar("T")
+
 _CLIENTS_KEPT: Final = 16
 """S3 clients kept (one per region, access key and AWS environment), the oldest dropped."""
 _clients: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _clients_lock = threading.Lock()
+_STALE_KEY_CODES: Final = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+)
+"""S3's refusals of the keys themselves: a chain's client may hold ones rotated since."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +69,26 @@ class S3MailStore:
         self._region = region or None
         self._credentials = dict(credentials)
 
-    def _client(self) -> Any:
-        """This store's S3 client, made by the first delivery that needs it and kept."""
+    def _call(self, operation: Callable[[Any], T]) -> T:
+        """``operation`` with this store's kept client; once more with a new one when S3
+        refuses the keys a standard-chain client read (they may have been rotated since
+        it was made). The instance's own keys are what a new client would sign with too."""
+        from botocore.exceptions import ClientError
+
+        cache_key, explicit, client = self._client()
+        try:
+            return operation(client)
+        except ClientError as error:
+            if explicit or error.response.get("Error", {}).get("Code") not in _STALE_KEY_CODES:
+                raise
+        with _clients_lock:
+            if _clients.get(cache_key) is client:
+                del _clients[cache_key]
+        return operation(self._client()[2])
+
+    def _client(self) -> tuple[tuple[Any, ...], bool, Any]:
+        """This store's S3 client, made by the first delivery that needs it and kept;
+        with its cache key, and whether it signs with the instance's own keys."""
         key, secret = self._credentials.get("accessKeyId"), self._credentials.get("secretAccessKey")
         explicit: dict[str, Any] = {}
         if key and secret:
@@ -77,12 +104,12 @@ class S3MailStore:
             client = _clients.get(cache_key)
             if client is not None:
                 _clients.move_to_end(cache_key)
-                return client
+                return cache_key, bool(explicit), client
             client = self._new_client(explicit)
             _clients[cache_key] = client
             while len(_clients) > _CLIENTS_KEPT:
                 _clients.popitem(last=False)
-            return client
+            return cache_key, bool(explicit), client
 
     def _new_client(self, explicit: Mapping[str, Any]) -> Any:
         import boto3  # imported where used: most instances never read S3
@@ -100,7 +127,7 @@ class S3MailStore:
 
         where = f"s3://{self.bucket}/{key}"
         try:
-            response = self._client().get_object(Bucket=self.bucket, Key=key)
+            response = self._call(lambda client: client.get_object(Bucket=self.bucket, Key=key))
             size = int(response.get("ContentLength", 0))
             if size > MAX_OBJECT_BYTES:
                 response["Body"].close()
@@ -137,7 +164,7 @@ class S3MailStore:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self._client().head_bucket(Bucket=self.bucket)
+            self._call(lambda client: client.head_bucket(Bucket=self.bucket))
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "error")
             return f"s3://{self.bucket}: {code}"
