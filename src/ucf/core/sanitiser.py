@@ -526,6 +526,22 @@ def _truncate(text: str, limit: int) -> str:
     return head.rstrip() + ELLIPSIS
 
 
+def _words_within(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, and no word cut in two: the one the
+    limit goes through is left out (all of a text with no space, tab or line break
+    before it). None of these is removed by :meth:`Sanitiser._tidy`, so a word left
+    whole here is whole after it."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    if text[limit] in _WORD_ENDS:
+        return head
+    return head[: max(head.rfind(end) for end in _WORD_ENDS) + 1]
+
+
+_WORD_ENDS: Final = (" ", "\t", "\n", "\r")
+
+
 def _cut_input(text: str, limit: int) -> str:
     """Bound the pipeline's input, cutting at whitespace so no token is split in two."""
     if len(text) <= limit:
@@ -1443,8 +1459,11 @@ class _FieldPass:
         kept = []
         for value in values:
             # Scrubbed (and redacted) before the cut, so no secret is cut in two; cut
-            # first to a few times the bound, so the work stays bounded too.
-            text = self._text(value[: chars * 4], self._metadata)
+            # first to a few times the bound, so the work stays bounded too, and at a
+            # word's end: the scrub removes invisible and control characters, so the
+            # half of a word (a token) that cut went through could move into what is
+            # kept, too short for its shape to be recognised.
+            text = self._text(_words_within(value, chars * 4), self._metadata)
             # Measured after the scrub too: a redaction marker is longer than a short
             # secret ("pwd=a"), and an entry past the bound would be cut by the next
             # pass, so the result would be neither bounded nor stable.
