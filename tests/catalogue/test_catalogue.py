@@ -30,7 +30,20 @@ def test_a_shipped_descriptor_read_by_its_id_is_the_catalogues_entry(
 
 
 @pytest.mark.parametrize(
-    "connector_id", ["my-tracker", "GitHub-Issues", "../catalogue/jira", "jira.json", "", "-"]
+    "connector_id",
+    [
+        "my-tracker",
+        "GitHub-Issues",
+        "../catalogue/jira",
+        "jira.json",
+        "",
+        "-",
+        "jira\x00",
+        "jira/",
+        "jira\n",
+        "jira\u0661",
+        "..",
+    ],
 )
 def test_an_id_no_shipped_file_holds_finds_nothing(connector_id: str) -> None:
     assert builtin_descriptor(connector_id) is None
