@@ -1338,6 +1338,26 @@ def test_a_secret_the_first_cut_of_a_long_metadata_entry_goes_through_is_not_hal
     assert SANITISER.sanitise_wire(signal.to_wire()) == model
 
 
+def test_a_long_metadata_entry_cut_after_a_long_secret_keeps_no_half_word_of_the_cut() -> None:
+    """The first cut is made at a word's end: a redaction marker is shorter than a long
+    secret before it (a JWT), so half a token after it could reach the kept part. An
+    entry of one word (a long URL) still keeps its start."""
+    policy = SanitiserPolicy()
+    cut = policy.max_metadata_chars * 4
+    jwt = "eyJhbGciOiJIUzI1NiJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" * 32 + ".c2lnbmF0dXJlX2hlcmU"
+    entry = jwt + " " * (cut - len(jwt) - 23) + GITHUB_TOKEN
+    url = "https://tracker.example/browse/" + "a" * cut
+    signal = _signal(metadata={"participants": [entry], "relatedTickets": [url], "tags": []})
+
+    metadata = SANITISER.sanitise(signal).to_wire()["metadata"]
+
+    [kept] = metadata["participants"]
+    assert "eyJ" not in kept
+    assert GITHUB_TOKEN[4:12] not in kept, kept
+    [ticket] = metadata["relatedTickets"]
+    assert ticket.startswith("https://tracker.example/browse/aaaa")
+
+
 _metadata_entries = st.lists(
     _raw_strings | st.sampled_from(["pwd=a", "x pwd=ab", "pwd=a pwd=b", "x" * 9, "a\r\nb"]),
     max_size=4,

@@ -527,16 +527,16 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def _words_within(text: str, limit: int) -> str:
-    """At most ``limit`` characters of ``text``, and no word cut in two: the one the
-    limit goes through is left out (all of a text with no space, tab or line break
-    before it). None of these is removed by :meth:`Sanitiser._tidy`, so a word left
-    whole here is whole after it."""
+    """At most ``limit`` characters of ``text``, with no word cut in two: the one the
+    limit goes through is left out. A text with no space, tab or line break before the
+    limit is one word, cut there (a long URL keeps its start)."""
     if len(text) <= limit:
         return text
     head = text[:limit]
     if text[limit] in _WORD_ENDS:
         return head
-    return head[: max(head.rfind(end) for end in _WORD_ENDS) + 1]
+    end = max(head.rfind(end) for end in _WORD_ENDS)
+    return head if end < 0 else head[: end + 1]
 
 
 _WORD_ENDS: Final = (" ", "\t", "\n", "\r")
@@ -1459,11 +1459,14 @@ class _FieldPass:
         kept = []
         for value in values:
             # Scrubbed (and redacted) before the cut, so no secret is cut in two; cut
-            # first to a few times the bound, so the work stays bounded too, and at a
-            # word's end: the scrub removes invisible and control characters, so the
-            # half of a word (a token) that cut went through could move into what is
-            # kept, too short for its shape to be recognised.
-            text = self._text(_words_within(value, chars * 4), self._metadata)
+            # first to a few times the bound, so the redaction's work stays bounded too.
+            # That cut must not leave half a token where the kept part can reach it, too
+            # short for its shape to be recognised: it is made once the text is tidied
+            # (a linear pass; invisible and control characters before it moved it into
+            # the kept part), and at a word's end (a redaction marker is shorter than a
+            # long secret before it, a JWT's).
+            tidied = self._s._tidy(value, self._metadata)
+            text = self._text(_words_within(tidied, chars * 4), self._metadata)
             # Measured after the scrub too: a redaction marker is longer than a short
             # secret ("pwd=a"), and an entry past the bound would be cut by the next
             # pass, so the result would be neither bounded nor stable.
