@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -105,10 +106,10 @@ def test_a_shipped_file_that_is_there_but_cannot_be_read_is_an_error_not_no_conn
         target.symlink_to(target)
     monkeypatch.setattr("ucf.catalogue._HERE", str(tmp_path))
 
-    with pytest.raises(OSError) as caught:
+    with pytest.raises(OSError, match=r"jira\.json") as caught:
         builtin_descriptor("jira")
 
-    assert not isinstance(caught.value, FileNotFoundError)
+    assert caught.value.errno == (errno.EISDIR if broken == "a folder" else errno.ELOOP)
     assert builtin_descriptor("linear") == next(d for d in SHIPPED if d["id"] == "linear")
     assert builtin_descriptor("my-tracker") is None
     assert builtin_descriptor("a" * 300) is None

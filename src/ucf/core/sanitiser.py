@@ -1465,8 +1465,9 @@ class _FieldPass:
             # (a linear pass; invisible and control characters before it moved it into
             # the kept part), and at a word's end (a redaction marker is shorter than a
             # long secret before it, a JWT's).
-            tidied = self._s._tidy(value, self._metadata)
-            text = self._text(_words_within(tidied, chars * 4), self._metadata)
+            if len(value) > chars * 4:
+                value = _words_within(self._s._tidy(value, self._metadata), chars * 4)
+            text = self._text(value, self._metadata)
             # Measured after the scrub too: a redaction marker is longer than a short
             # secret ("pwd=a"), and an entry past the bound would be cut by the next
             # pass, so the result would be neither bounded nor stable.
