@@ -1465,15 +1465,21 @@ class _FieldPass:
             # (a linear pass; invisible and control characters before it moved it into
             # the kept part), and at a word's end (a redaction marker is shorter than a
             # long secret before it, a JWT's).
+            cut = False
             if len(value) > chars * 4:
-                value = _words_within(self._s._tidy(value, self._metadata), chars * 4)
+                tidied = self._s._tidy(value, self._metadata)
+                value = _words_within(tidied, chars * 4)
+                cut = len(value) < len(tidied)
             text = self._text(value, self._metadata)
             # Measured after the scrub too: a redaction marker is longer than a short
             # secret ("pwd=a"), and an entry past the bound would be cut by the next
             # pass, so the result would be neither bounded nor stable.
-            if len(value) > chars or len(text) > chars:
+            if cut or len(value) > chars or len(text) > chars:
                 self.notes.flag("truncated:metadata")
-                text = _truncate(text, chars)
+                if len(text) > chars:
+                    text = _truncate(text, chars)
+                elif cut:  # a word left out whole may leave it within the bound
+                    text = text[: chars - 1].rstrip() + ELLIPSIS
             kept.append(text)
         return kept
 
