@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from tests.aws.events import LambdaContext, dynamodb_stream_event, scheduled_eve
 from tests.service.aws_sink_support import drain_queue
 from tests.service.delivery_support import Pipeline
 from ucf.aws.config import AwsConfigError
+from ucf.aws.container import Container
 from ucf.aws.handlers import delivery
 from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
 from ucf.fakes.kit import FakeServer, Fault
@@ -259,3 +261,37 @@ def test_a_failed_batch_keeps_its_sink_until_it_is_due_again_plus_the_lease_not_
     assert "401" in str(refused["errors"])
     assert lease is not None  # still held: nobody may deliver past the batch before it is due
     assert lease.expires_at - started < timedelta(seconds=55)
+
+
+def test_an_invocation_overlapping_one_that_delivers_stands_by_and_the_batch_arrives_once(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline
+) -> None:
+    """Two invocations at once (a stream record's and a tick's, in two sandboxes): the one
+    that finds the sink held stands by, without an error, and the batch in flight is
+    delivered once; the sink is handed over at the end, so the next tick finds it free."""
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    in_flight, answer = threading.Event(), threading.Event()
+
+    def held(signal: dict[str, Any]) -> bool:
+        in_flight.set()
+        return not answer.wait(30)  # accepted once let go
+
+    pipeline.refuse_signal = held
+    results: list[dict[str, object]] = []
+    first = threading.Thread(target=lambda: results.append(tick()))
+    first.start()
+    assert in_flight.wait(30)
+    other = delivery.DeliveryFunction(Container("delivery"))
+    try:
+        overlapping = other(scheduled_event(datetime.now(UTC)), LambdaContext(timeout_seconds=120))
+    finally:
+        answer.set()
+        first.join(60)
+        other.container.close()
+
+    assert overlapping == {"delivered": {"http": 0}, "errors": {}}
+    assert results == [{"delivered": {"http": 1}, "errors": {}}]
+    assert len(pipeline.batches()) == 1
+    assert asyncio.run(sink_lease(lab, "http")) is None
+    assert tick() == {"delivered": {"http": 0}, "errors": {}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -30,7 +31,20 @@ def test_a_shipped_descriptor_read_by_its_id_is_the_catalogues_entry(
 
 
 @pytest.mark.parametrize(
-    "connector_id", ["my-tracker", "GitHub-Issues", "../catalogue/jira", "jira.json", "", "-"]
+    "connector_id",
+    [
+        "my-tracker",
+        "GitHub-Issues",
+        "../catalogue/jira",
+        "jira.json",
+        "",
+        "-",
+        "jira\x00",
+        "jira/",
+        "jira\n",
+        "jira\u0661",
+        "..",
+    ],
 )
 def test_an_id_no_shipped_file_holds_finds_nothing(connector_id: str) -> None:
     assert builtin_descriptor(connector_id) is None
@@ -71,3 +85,31 @@ def test_a_catalogue_imported_from_a_zip_archive_finds_its_descriptors(tmp_path:
 
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) == [shipped, None]
+
+
+@pytest.mark.parametrize("broken", ["a loop of links", "a folder"])
+def test_a_shipped_file_that_is_there_but_cannot_be_read_is_an_error_not_no_connector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str
+) -> None:
+    """Only the answers that mean "no such file" (none, a name too long for one, a folder
+    inside an archive) mean no shipped connector. Any other I/O error (EACCES, EIO, a
+    loop of links) made a shipped connector read as none: the CLI's ``connectors new
+    --from jira`` said there was no built-in connector 'jira' instead of why."""
+    folder = Path(__file__).resolve().parents[2] / "src" / "ucf" / "catalogue"
+    for path in folder.glob("*.json"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    target = tmp_path / "jira.json"
+    target.unlink()
+    if broken == "a folder":
+        target.mkdir()
+    else:
+        target.symlink_to(target)
+    monkeypatch.setattr("ucf.catalogue._HERE", str(tmp_path))
+
+    with pytest.raises(OSError, match=r"jira\.json") as caught:
+        builtin_descriptor("jira")
+
+    assert caught.value.errno == (errno.EISDIR if broken == "a folder" else errno.ELOOP)
+    assert builtin_descriptor("linear") == next(d for d in SHIPPED if d["id"] == "linear")
+    assert builtin_descriptor("my-tracker") is None
+    assert builtin_descriptor("a" * 300) is None

@@ -1315,6 +1315,50 @@ def test_metadata_lists_are_bounded_alike_on_every_path_and_no_secret_is_cut_in_
     assert "truncated:metadata" in model["sanitisationNotes"]
 
 
+@pytest.mark.parametrize("filler", ["\u200b", "\x01", "\u202e"])
+def test_a_secret_the_first_cut_of_a_long_metadata_entry_goes_through_is_not_half_kept(
+    filler: str,
+) -> None:
+    """A very long entry is cut to four times the bound before it is scrubbed, and the
+    scrub removes invisible and control characters: a token the cut went through moved
+    into the kept 256 characters with too little of it left for its shape to be
+    recognised (19 of its 36 characters were stored, unredacted)."""
+    policy = SanitiserPolicy()
+    # The cut (at 4 x 256) leaves "ghp_" and 19 of the token's characters.
+    cut = policy.max_metadata_chars * 4
+    entry = filler * (cut - 23) + GITHUB_TOKEN
+    signal = _signal(metadata={"participants": [entry], "relatedTickets": [], "tags": ["ok"]})
+
+    model = SANITISER.sanitise(signal).to_wire()
+
+    [kept] = model["metadata"]["participants"]
+    assert GITHUB_TOKEN[4:12] not in kept, kept
+    assert model["metadata"]["tags"] == ["ok"]
+    assert SANITISER.sanitise_wire(signal.to_wire()) == model
+    once = SANITISER.sanitise(signal)
+    assert SANITISER.sanitise(once).metadata == once.metadata
+
+
+def test_a_long_metadata_entry_cut_after_a_long_secret_keeps_no_half_word_of_the_cut() -> None:
+    """The first cut is made at a word's end: a redaction marker is shorter than a long
+    secret before it (a JWT), so half a token after it could reach the kept part. An
+    entry of one word (a long URL) still keeps its start."""
+    policy = SanitiserPolicy()
+    cut = policy.max_metadata_chars * 4
+    jwt = "eyJhbGciOiJIUzI1NiJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" * 32 + ".c2lnbmF0dXJlX2hlcmU"
+    entry = jwt + " " * (cut - len(jwt) - 23) + GITHUB_TOKEN
+    url = "https://tracker.example/browse/" + "a" * cut
+    signal = _signal(metadata={"participants": [entry], "relatedTickets": [url], "tags": []})
+
+    metadata = SANITISER.sanitise(signal).to_wire()["metadata"]
+
+    [kept] = metadata["participants"]
+    assert "eyJ" not in kept
+    assert GITHUB_TOKEN[4:12] not in kept, kept
+    [ticket] = metadata["relatedTickets"]
+    assert ticket.startswith("https://tracker.example/browse/aaaa")
+
+
 _metadata_entries = st.lists(
     _raw_strings | st.sampled_from(["pwd=a", "x pwd=ab", "pwd=a pwd=b", "x" * 9, "a\r\nb"]),
     max_size=4,

@@ -444,6 +444,31 @@ def test_a_value_lent_to_a_try_out_is_masked_while_it_runs_and_forgotten_after()
     assert MASK in registry.redact("x stored-instance-token-0001 y")
 
 
+def test_values_lent_to_try_outs_never_evict_a_stored_instances_value() -> None:
+    """The registry keeps at most ``capacity`` values, the oldest going first. A value
+    lent to a try-out counted toward it: with the registry full of stored instances'
+    values (a long-running server's is), each typed value evicted the oldest of them,
+    which stayed unmasked after the try-out gave its own back, until the secret store
+    handed it out again (a gateway caches an instance's secrets, a poll in progress
+    holds its credentials)."""
+    registry = SecretRegistry(capacity=4)
+    stored = [f"stored-instance-token-{n:04d}" for n in range(4)]
+    for value in stored:
+        registry.add(value)
+    with registry.lent():
+        for n in range(3):
+            registry.add(f"typed-in-the-editor-{n:04d}")
+        assert all(MASK in registry.redact(value) for value in stored)
+        assert MASK in registry.redact("typed-in-the-editor-0002")
+
+    assert all(MASK in registry.redact(value) for value in stored)
+    assert registry.redact("typed-in-the-editor-0002") == "typed-in-the-editor-0002"
+    assert len(registry) == 4
+    registry.add("stored-instance-token-0004")  # a stored value still makes room
+    assert registry.redact(stored[0]) == stored[0]
+    assert MASK in registry.redact("stored-instance-token-0004")
+
+
 def test_a_lent_value_given_back_after_the_set_was_built_is_no_longer_masked() -> None:
     """Found through the RE2 set (built by a line inside the block), not the recent list."""
     registry = SecretRegistry()

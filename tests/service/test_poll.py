@@ -828,3 +828,59 @@ async def test_an_upstream_whose_pagination_loops_fails_the_poll_clearly_keeping
     assert stored.value == "2026-12-01T10:00:00.000Z"  # ascending: the stored page's newest
     record = await context.instances.record("p1", "github-issues")
     assert record.health_state == "degraded"
+
+
+async def test_a_poll_whose_own_health_write_fails_keeps_its_pages_and_the_next_goes_on(
+    context: UcfContext, fake: GitHubFake
+) -> None:
+    """A poll commits each page with its checkpoint; only then is its success written to
+    the instance's health. Should that write fail, the AWS poll worker records the poll as
+    failed inside ucf (with the store's error, and a backoff) rather than have SQS
+    redeliver it: its health is wrong for one poll, its pages are not. The checkpoint
+    stands where the last page put it, so the next poll neither ingests them again nor
+    skips what changed meanwhile."""
+    from ucf.aws.polling import PollRequest, poll_messages
+
+    await connect_github(context, fake.base_url)
+    started = context.clock()
+    database = sqlite_path(context.settings.store_url)
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        db.execute(  # a poll's success sets lastSyncAt; the fallback's failure does not
+            "CREATE TRIGGER fail_success AFTER UPDATE OF last_sync_at ON instances "
+            "WHEN NEW.last_sync_at IS NOT OLD.last_sync_at "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+
+    request = PollRequest("p1", "github-issues")
+    outcome = await poll_messages(context, [("m1", request.body())], worker_id="w1")
+
+    assert outcome.failed == []  # recorded in its health: not redelivered
+    record = await context.instances.record("p1", "github-issues")
+    assert record.last_sync_at is None
+    assert record.consecutive_failures == 1
+    assert "failed inside ucf" in (record.last_error or "")
+    first = await all_signals(context, "p1")
+    expected = issue_ids_since(fake, started - timedelta(days=7))
+    assert len(first) == len(expected)
+    newest = max(fake.data.items.values(), key=lambda i: i.updated).updated
+    checkpoint = await context.store.checkpoints.get("p1", "github-issues")
+    assert checkpoint.value == newest.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    with contextlib.closing(sqlite3.connect(database)) as db, db:
+        db.execute("DROP TRIGGER fail_success")
+    activity = fake.add_activity(datetime.now(UTC))
+    second = await poll_instance(context, "p1", "github-issues")
+
+    assert second.status == "ok", second.error
+    after = await all_signals(context, "p1")
+    assert len({s.dedup_key for s in after}) == len(after)
+    new = [s for s in after if s.dedup_key not in {f.dedup_key for f in first}]
+    assert {s.signal["raw"]["number"] for s in new} == {
+        item.number
+        for item in fake.data.items.values()
+        if str(item.id) in activity.new_ids | activity.changed_ids
+    }
+    assert second.pages == 1
+    healed = await context.instances.record("p1", "github-issues")
+    assert healed.consecutive_failures == 0
+    assert healed.last_sync_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -11,6 +12,11 @@ _HERE: Final = os.path.dirname(__file__)
 _ID: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 """A connector id as the descriptor schema allows it (``CONNECTOR_ID_PATTERN``): the only
 strings looked up as ``<id>.json``, so no other one can name a path."""
+
+
+_NO_SUCH_FILE: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG})
+"""What opening ``<id>.json`` answers when no such file can be there: none, a "folder" that
+is inside a file (an archive's), a name too long for one."""
 
 
 def builtin_descriptors() -> list[dict[str, Any]]:
@@ -42,7 +48,9 @@ def builtin_descriptor(connector_id: str) -> dict[str, Any] | None:
     try:
         with open(os.path.join(_HERE, f"{connector_id}.json"), encoding="utf-8") as file:
             data: dict[str, Any] = json.load(file)
-    except OSError:
+    except OSError as error:
+        if error.errno not in _NO_SUCH_FILE:
+            raise  # a shipped file there but unreadable (EACCES, EIO) is no missing connector
         if os.path.isdir(_HERE):
             return None
         return next((d for d in builtin_descriptors() if d.get("id") == connector_id), None)

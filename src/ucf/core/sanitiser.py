@@ -526,6 +526,22 @@ def _truncate(text: str, limit: int) -> str:
     return head.rstrip() + ELLIPSIS
 
 
+def _words_within(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, with no word cut in two: the one the
+    limit goes through is left out. A text with no space, tab or line break before the
+    limit is one word, cut there (a long URL keeps its start)."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    if text[limit] in _WORD_ENDS:
+        return head
+    end = max(head.rfind(end) for end in _WORD_ENDS)
+    return head if end < 0 else head[: end + 1]
+
+
+_WORD_ENDS: Final = (" ", "\t", "\n", "\r")
+
+
 def _cut_input(text: str, limit: int) -> str:
     """Bound the pipeline's input, cutting at whitespace so no token is split in two."""
     if len(text) <= limit:
@@ -1443,14 +1459,27 @@ class _FieldPass:
         kept = []
         for value in values:
             # Scrubbed (and redacted) before the cut, so no secret is cut in two; cut
-            # first to a few times the bound, so the work stays bounded too.
-            text = self._text(value[: chars * 4], self._metadata)
+            # first to a few times the bound, so the redaction's work stays bounded too.
+            # That cut must not leave half a token where the kept part can reach it, too
+            # short for its shape to be recognised: it is made once the text is tidied
+            # (a linear pass; invisible and control characters before it moved it into
+            # the kept part), and at a word's end (a redaction marker is shorter than a
+            # long secret before it, a JWT's).
+            cut = False
+            if len(value) > chars * 4:
+                tidied = self._s._tidy(value, self._metadata)
+                value = _words_within(tidied, chars * 4)
+                cut = len(value) < len(tidied)
+            text = self._text(value, self._metadata)
             # Measured after the scrub too: a redaction marker is longer than a short
             # secret ("pwd=a"), and an entry past the bound would be cut by the next
             # pass, so the result would be neither bounded nor stable.
-            if len(value) > chars or len(text) > chars:
+            if cut or len(value) > chars or len(text) > chars:
                 self.notes.flag("truncated:metadata")
-                text = _truncate(text, chars)
+                if len(text) > chars:
+                    text = _truncate(text, chars)
+                elif cut:  # a word left out whole may leave it within the bound
+                    text = text[: chars - 1].rstrip() + ELLIPSIS
             kept.append(text)
         return kept
 

@@ -305,12 +305,14 @@ class SecretRegistry:
                     return
             for form in forms:
                 self._values[form] = None
-            while len(self._values) > self._capacity:
+            # Lent values do not count: they go when their block ends, and a full
+            # registry (a long-running server's) made each one evict a stored
+            # instance's value, unmasked until the secret store handed it out again.
+            while len(self._values) - len(self._lent) > self._capacity:
                 # An evicted value may stay in the set until the next build; redact
                 # masks only what is still registered.
-                evicted = next(iter(self._values))
+                evicted = next(v for v in self._values if v not in self._lent)
                 del self._values[evicted]
-                self._lent.pop(evicted, None)
             lookup = self._lookup
             if lookup is not None and len(lookup.recent) < _RECENT_MAX:
                 self._lookup = _Lookup(lookup.index, (*lookup.recent, *forms))
