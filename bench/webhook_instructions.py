@@ -128,6 +128,11 @@ _HELPER_C = r"""
 #include <Python.h>
 #include <valgrind/callgrind.h>
 
+static PyObject *start(PyObject *self, PyObject *unused) {
+    CALLGRIND_START_INSTRUMENTATION;
+    Py_RETURN_NONE;
+}
+
 static PyObject *zero(PyObject *self, PyObject *unused) {
     CALLGRIND_ZERO_STATS;
     Py_RETURN_NONE;
@@ -157,6 +162,7 @@ static volatile int last_mark;
 MARKS_DEFINED
 
 static PyMethodDef methods[] = {
+    {"start", start, METH_NOARGS, NULL},
     {"zero", zero, METH_NOARGS, NULL},
     {"dump", dump, METH_O, NULL},
     MARK_ENTRIES
@@ -170,7 +176,7 @@ PyMODINIT_FUNC PyInit_ucf_callgrind(void) { return PyModule_Create(&module); }
 
 
 def _helper(directory: Path) -> Any:
-    """The compiled helper: ``zero()``, ``dump(name)`` and ``m0`` … ``m63(fn, *args)``.
+    """The compiled helper: ``start()``, ``zero()``, ``dump(name)`` and ``m0`` … ``m63(fn, *args)``.
 
     Built without optimisation, so each mark stays a frame of its own (no tail call,
     no identical functions folded into one)."""
@@ -381,7 +387,7 @@ class FakeTransport(asyncio.Transport):
         return False
 
     def close(self) -> None:
-        raise AssertionError("a keep-alive connection was closed")
+        raise SystemExit("uvicorn closed a keep-alive connection")
 
     def pause_reading(self) -> None:
         return None
@@ -431,7 +437,7 @@ async def _through_uvicorn(config: Any, requests: Iterator[bytes], clock: Virtua
         in_flight += 1
         protocol.data_received(request)
 
-    def connection(port: int) -> None:
+    def connection(port: int) -> HttpToolsProtocol:
         protocol = HttpToolsProtocol(config, server_state, {}, loop)
 
         def answered() -> None:
@@ -442,10 +448,13 @@ async def _through_uvicorn(config: Any, requests: Iterator[bytes], clock: Virtua
 
         protocol.connection_made(FakeTransport(answered, port))
         loop.call_soon(start, protocol)
+        return protocol
 
-    for index in range(CONCURRENCY):
-        connection(40000 + index)
+    protocols = [connection(40000 + index) for index in range(CONCURRENCY)]
     await finished
+    for protocol in protocols:  # the connections end here: no keep-alive timeout later
+        if protocol.timeout_keep_alive_task is not None:
+            protocol.timeout_keep_alive_task.cancel()
 
 
 async def _into_front(app: Any, path: str, items: Iterator[tuple[dict[str, str], bytes]],
@@ -532,16 +541,21 @@ async def _child(args: argparse.Namespace) -> None:
                 requests = (_request_bytes(path, h, b) for h, b in items)
                 await _through_uvicorn(config, requests, clock)
 
-        await serve(prepared[: args.warmup])
+        await serve(prepared[: args.warmup - min(args.warmup, 50)])
         names = _install_marks(helper) if args.marks else []
         Path(args.workdir, "marks.txt").write_text("\n".join(names))
+        helper.start()  # valgrind ran the start-up uninstrumented, several times faster
+        await serve(prepared[args.warmup - min(args.warmup, 50) : args.warmup])
         commits = 0
         if db is not None:  # the store's thread counted over the same deliveries
             await db._submit(helper.zero)
             commits = db.commits
+        collected = [each["collections"] for each in gc.get_stats()]
         helper.zero()
         await serve(prepared[args.warmup :])
         helper.dump("measured")
+        collected = [each["collections"] - was for each, was in zip(gc.get_stats(), collected)]
+        Path(args.workdir, "gc.txt").write_text(" ".join(map(str, collected)))
         if db is not None:
             await db._submit(functools.partial(helper.dump, "measured"))
             commits = db.commits - commits
@@ -612,6 +626,7 @@ def _parent(args: argparse.Namespace) -> None:
     command = [
         "valgrind",
         "--tool=callgrind",
+        "--instr-atstart=no",
         "--separate-threads=yes",
         "--separate-recs=1",  # a Python call is C recursion: one name per function
         "--compress-strings=no",
@@ -652,6 +667,10 @@ def _parent(args: argparse.Namespace) -> None:
     for thread, path in sorted(dumps.items()):
         label = "event loop (main thread)" if thread == 1 else "SQLite thread"
         print(f"  {label}: {_totals(path) / n:,.0f} instructions a delivery")
+    print(
+        "  garbage collections while counted (generations 0 1 2): "
+        + (workdir / "gc.txt").read_text()
+    )
     commits = int((workdir / "commits.txt").read_text() or 0)
     if commits:
         print(f"  SQLite commits: {commits} ({n / commits:.1f} deliveries a commit)")
