@@ -203,7 +203,8 @@ def _helper(directory: Path) -> Any:
         check=True,
     )
     spec = importlib.util.spec_from_file_location("ucf_callgrind", library)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     helper = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(helper)
     return helper
@@ -305,8 +306,6 @@ def _request_bytes(path: str, headers: dict[str, str], body: bytes) -> bytes:
 async def _ucf_app(directory: Path, clock: VirtualClock) -> tuple[Any, str, Any, Any]:
     """The app ``ucf serve`` runs (state built here, for the virtual clock), the instance's
     own webhook path, the lifespan to enter and the SQLite database."""
-    from webhook import API_TOKEN, CONNECTOR, PROJECT, RPM, SECRET
-
     from ucf.service.context import UcfContext
     from ucf.service.settings import Settings
     from ucf.service.webhooks import WebhookGateway, webhook_path
@@ -314,6 +313,7 @@ async def _ucf_app(directory: Path, clock: VirtualClock) -> tuple[Any, str, Any,
     from ucf.web.logs import configure_logging
     from ucf.web.metrics import Metrics
     from ucf.web.state import WebState
+    from webhook import API_TOKEN, CONNECTOR, PROJECT, RPM, SECRET
 
     env = {**os.environ, "UCF_WEBHOOK_RPM": str(RPM), "UCF_SCHEDULER": "0"}
     for variable in ("UCF_STORE", "UCF_SINK_JSONL", "UCF_SINK_HTTP"):
@@ -342,14 +342,15 @@ async def _ucf_app(directory: Path, clock: VirtualClock) -> tuple[Any, str, Any,
     )
     app = create_app(state, api_token=API_TOKEN, public_introspection=True)
     path = webhook_path(CONNECTOR, PROJECT, instance.hook_id)
-    return app, path, app.router.lifespan_context(app), context.store.signals._db
+    signals: Any = context.store.signals  # the SQLite store's own database (its thread)
+    return app, path, app.router.lifespan_context(app), signals._db
 
 
 def _bare_app(directory: Path) -> tuple[Any, str, Any, Any]:
-    from webhook import PEERS, SECRET, WEBHOOK_PATH
-
     from starlette.applications import Starlette
     from starlette.routing import Route
+
+    from webhook import PEERS, SECRET, WEBHOOK_PATH
 
     handler = PEERS["bare"](SECRET.encode(), directory)
     app = Starlette(
@@ -457,8 +458,9 @@ async def _through_uvicorn(config: Any, requests: Iterator[bytes], clock: Virtua
             protocol.timeout_keep_alive_task.cancel()
 
 
-async def _into_front(app: Any, path: str, items: Iterator[tuple[dict[str, str], bytes]],
-                      clock: VirtualClock) -> None:
+async def _into_front(
+    app: Any, path: str, items: Iterator[tuple[dict[str, str], bytes]], clock: VirtualClock
+) -> None:
     """Every delivery straight into the app's ASGI entry, :data:`CONCURRENCY` at once,
     with the scope uvicorn's httptools protocol builds."""
     statuses: list[int] = []
@@ -508,10 +510,14 @@ async def _into_front(app: Any, path: str, items: Iterator[tuple[dict[str, str],
         raise SystemExit(f"{len(bad)} deliveries were not answered 2xx: {sorted(set(bad))}")
 
 
-async def _child(args: argparse.Namespace) -> None:
-    from webhook import deliveries
+def _note(workdir: str, name: str, text: str) -> None:
+    """A figure of the counted run for the parent to read."""
+    Path(workdir, name).write_text(text)
 
+
+async def _child(args: argparse.Namespace) -> None:
     from ucf.runtime.heap import freeze_startup_heap, serve_with_fewer_collections
+    from webhook import deliveries
 
     helper = _helper(Path(args.workdir))
     clock = VirtualClock(1_000_000.0)
@@ -543,7 +549,7 @@ async def _child(args: argparse.Namespace) -> None:
 
         await serve(prepared[: args.warmup - min(args.warmup, 50)])
         names = _install_marks(helper) if args.marks else []
-        Path(args.workdir, "marks.txt").write_text("\n".join(names))
+        _note(args.workdir, "marks.txt", "\n".join(names))
         helper.start()  # valgrind ran the start-up uninstrumented, several times faster
         await serve(prepared[args.warmup - min(args.warmup, 50) : args.warmup])
         commits = 0
@@ -554,12 +560,14 @@ async def _child(args: argparse.Namespace) -> None:
         helper.zero()
         await serve(prepared[args.warmup :])
         helper.dump("measured")
-        collected = [each["collections"] - was for each, was in zip(gc.get_stats(), collected)]
-        Path(args.workdir, "gc.txt").write_text(" ".join(map(str, collected)))
+        collected = [
+            each["collections"] - was for each, was in zip(gc.get_stats(), collected, strict=True)
+        ]
+        _note(args.workdir, "gc.txt", " ".join(map(str, collected)))
         if db is not None:
             await db._submit(functools.partial(helper.dump, "measured"))
             commits = db.commits - commits
-        Path(args.workdir, "commits.txt").write_text(str(commits))
+        _note(args.workdir, "commits.txt", str(commits))
     gc.collect()
 
 

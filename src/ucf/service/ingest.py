@@ -183,7 +183,9 @@ class SignalIngestor:
                     continue
                 return _Stored(writes, result)
             index = next((i for i, w in enumerate(writes) if w.signal_id == error.signal_id), None)
-            share = None if index is None else next(tries.setdefault(index, iter(SMALLER_RAW)), None)
+            share = (
+                None if index is None else next(tries.setdefault(index, iter(SMALLER_RAW)), None)
+            )
             if index is None or share is None:
                 raise error
             writes[index] = self._smaller(mapped[index], writes[index], error, share)

@@ -72,8 +72,8 @@ from ucf.stores.secrets.base import UNREADABLE_SECRET
 
 if TYPE_CHECKING:
     from ucf.runtime.native import WebhookHandler
-    from ucf.service.ingest import IngestOutcome
     from ucf.runtime.sources import SourceContext
+    from ucf.service.ingest import IngestOutcome
 
 __all__ = [
     "Accepted",

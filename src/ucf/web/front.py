@@ -420,7 +420,9 @@ class WebhookFront:
             first = await receive()
             body = _whole(first, limit)
             if body is None:
-                body = await read_limited(_chunks(receive, first), limit=limit, declared_length=None)
+                body = await read_limited(
+                    _chunks(receive, first), limit=limit, declared_length=None
+                )
         except asyncio.CancelledError:
             if deadlines.expired(task):
                 raise BodyTimeout(
