@@ -76,6 +76,7 @@ MARKS: tuple[str, ...] = (
     "ucf.web.front:WebhookFront._deliver",
     "ucf.web.front:Headers.__init__",
     "ucf.web.front:_body",
+    "ucf.web.front:_whole",
     "ucf.web.front:_rendered",
     "ucf.web.request_log:sane_request_id",
     "ucf.web.request_log:RequestIds.__call__",
@@ -252,7 +253,9 @@ def _install_marks(helper: Any) -> list[str]:
         owner: Any = module
         *path, attr = qualname.split(".")
         for part in path:
-            owner = getattr(owner, part)
+            owner = getattr(owner, part, None)
+        if owner is None or not hasattr(owner, attr):  # not in this version of the code
+            continue
         original = inspect.getattr_static(owner, attr)
         kind = type(original) if isinstance(original, staticmethod | classmethod) else None
         if kind is not None:
