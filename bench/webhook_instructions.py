@@ -240,12 +240,13 @@ class _MarkedSteps:
         self._coro.close()
 
 
-def _install_marks(helper: Any) -> list[str]:
-    """Route each loaded function of :data:`MARKS` through a mark; the names by mark."""
+def _install_marks(helper: Any, only: str | None = None) -> list[str]:
+    """Route each loaded function of :data:`MARKS` (or of ``only``, comma-separated names
+    in the same form) through a mark; the names by mark."""
     import inspect
 
     names: list[str] = []
-    for spec in MARKS:
+    for spec in only.split(",") if only else MARKS:
         module_name, qualname = spec.split(":")
         module = sys.modules.get(module_name)
         if module is None:
@@ -551,7 +552,7 @@ async def _child(args: argparse.Namespace) -> None:
                 await _through_uvicorn(config, requests, clock)
 
         await serve(prepared[: args.warmup - min(args.warmup, 50)])
-        names = _install_marks(helper) if args.marks else []
+        names = _install_marks(helper, args.marks_only) if args.marks else []
         _note(args.workdir, "marks.txt", "\n".join(names))
         helper.start()  # valgrind ran the start-up uninstrumented, several times faster
         await serve(prepared[args.warmup - min(args.warmup, 50) : args.warmup])
@@ -655,6 +656,7 @@ def _parent(args: argparse.Namespace) -> None:
         "--warmup",
         str(args.warmup),
         *(["--marks"] if args.marks else []),
+        *(["--marks-only", args.marks_only] if args.marks_only else []),
     ]
     with (workdir / "child.log").open("wb") as log:
         done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
@@ -722,6 +724,12 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--marks", action="store_true", help="break down by Python function")
+    parser.add_argument(
+        "--marks-only",
+        default=None,
+        help="with --marks: these module:qualname functions (comma-separated) instead of "
+        "the default list; fewer marks, less of their own cost in their callers' figures",
+    )
     parser.add_argument("--top", type=int, default=0, help="also list the top C functions")
     parser.add_argument("--keep", type=Path, default=None, help="keep the callgrind files here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
