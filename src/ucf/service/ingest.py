@@ -115,13 +115,10 @@ class SignalIngestor:
         moved: bool | None = None
         if len(mapped) <= YIELD_EVERY:
             writes = self._writes(mapped, project_id, connector_id, received_at)
-            try:  # _store's first try, without its coroutine (a webhook delivery's path)
-                result = await self._signals.ingest(writes, sinks=self.sinks, checkpoint=checkpoint)
-            except SignalTooLarge as refused:
-                stored = await self._store(mapped, writes, checkpoint, refused)
-                writes, result = stored.writes, stored.result
-            inserted += result.inserted
-            moved = result.checkpoint_moved
+            stored = await self._store(mapped, writes, checkpoint)
+            writes = stored.writes
+            inserted += stored.result.inserted
+            moved = stored.result.checkpoint_moved
         else:
             writes = []
             for start in range(0, len(mapped), YIELD_EVERY):
@@ -156,7 +153,6 @@ class SignalIngestor:
         mapped: Sequence[MappedSignal],
         writes: list[SignalWrite],
         checkpoint: CheckpointMove | None,
-        refused: SignalTooLarge | None = None,
     ) -> _Stored:
         """Store ``writes`` (sanitised from ``mapped``, one for one); a signal the store
         refuses as too large is sanitised again with less of its ``raw``, until it fits.
@@ -167,29 +163,25 @@ class SignalIngestor:
         every poll, and the instance would never get past it. The store refuses
         before writing anything, so trying again is safe; the signal keeps its id,
         summary and metadata, and says in its notes what was cut.
-
-        ``refused``: the caller tried ``writes`` once itself and the store refused them so.
         """
         tries: dict[int, Iterator[float]] = {}  # per refused signal: the shares left
-        error = refused
         while True:
-            if error is None:
-                try:
-                    result = await self._signals.ingest(
-                        writes, sinks=self.sinks, checkpoint=checkpoint
-                    )
-                except SignalTooLarge as raised:
-                    error = raised
-                    continue
-                return _Stored(writes, result)
-            index = next((i for i, w in enumerate(writes) if w.signal_id == error.signal_id), None)
-            share = (
-                None if index is None else next(tries.setdefault(index, iter(SMALLER_RAW)), None)
-            )
-            if index is None or share is None:
-                raise error
-            writes[index] = self._smaller(mapped[index], writes[index], error, share)
-            error = None
+            try:
+                result = await self._signals.ingest(writes, sinks=self.sinks, checkpoint=checkpoint)
+            except SignalTooLarge as error:
+                index = next(
+                    (i for i, w in enumerate(writes) if w.signal_id == error.signal_id), None
+                )
+                share = (
+                    None
+                    if index is None
+                    else next(tries.setdefault(index, iter(SMALLER_RAW)), None)
+                )
+                if index is None or share is None:
+                    raise
+                writes[index] = self._smaller(mapped[index], writes[index], error, share)
+                continue
+            return _Stored(writes, result)
 
     def _smaller(
         self, item: MappedSignal, write: SignalWrite, error: SignalTooLarge, share: float

@@ -73,7 +73,6 @@ from ucf.stores.secrets.base import UNREADABLE_SECRET
 if TYPE_CHECKING:
     from ucf.runtime.native import WebhookHandler
     from ucf.runtime.sources import SourceContext
-    from ucf.service.ingest import IngestOutcome
 
 __all__ = [
     "Accepted",
@@ -441,13 +440,6 @@ def _receives_webhooks(connector: Connector) -> bool:
         raise WebhookMisconfigured(
             f"{connector.id} cannot receive deliveries: its stored descriptor cannot be read"
         ) from None
-
-
-def _refuse_unmapped(result: MappingResult) -> None:
-    """400 for a delivery none of whose items could be mapped to a signal."""
-    if result.errors and not result.signals:
-        reasons = "; ".join(sorted({error.reason for error in result.errors}))
-        raise BadDelivery(f"the delivery could not be mapped to a signal: {reasons}")
 
 
 def _hooked(hooked: WebhookTarget, secrets: InstanceSecrets, hook_id: str) -> WebhookTarget:
@@ -977,18 +969,15 @@ class WebhookGateway:
 
     async def _store(self, target: WebhookTarget, result: MappingResult, now: datetime) -> Accepted:
         """Signals durably stored (insert-if-new + outbox, one write); only then the 200."""
-        _refuse_unmapped(result)
+        if result.errors and not result.signals:
+            reasons = "; ".join(sorted({error.reason for error in result.errors}))
+            raise BadDelivery(f"the delivery could not be mapped to a signal: {reasons}")
         outcome = await self._context.ingestor.ingest(
             result.signals,
             project_id=target.project_id,
             connector_id=target.connector_id,
             received_at=now,
         )
-        return self._accepted(target, result, outcome)
-
-    def _accepted(
-        self, target: WebhookTarget, result: MappingResult, outcome: IngestOutcome
-    ) -> Accepted:
         self._observer.ingested(target.connector_id, outcome.inserted, outcome.duplicates)
         return Accepted(
             received=len(result.signals),
@@ -1028,16 +1017,8 @@ class WebhookGateway:
         if not mapped.handled:
             self._observer.ignored(connector.id, mapped.event_type)
             return Ignored(mapped.event_type)
-        # _store's steps, without its coroutine between this one and the store's write.
         result = mapped.result
-        _refuse_unmapped(result)
-        outcome = await self._context.ingestor.ingest(
-            result.signals,
-            project_id=target.project_id,
-            connector_id=target.connector_id,
-            received_at=now,
-        )
-        return self._accepted(target, result, outcome)
+        return await self._store(target, result, now)
 
 
 async def receive_webhook(
