@@ -447,6 +447,8 @@ class Result:
     thread_cpu_s: dict[str, float] = field(default_factory=dict)
     """CPU seconds of the measured run by the server's thread names (several threads of
     one name summed)."""
+    system_s: float = 0.0
+    """Of :attr:`server_cpu_s`, the kernel's (system time): syscalls, fsync, sockets."""
 
     @property
     def answered(self) -> int:
@@ -470,13 +472,16 @@ class Result:
 
     @property
     def split(self) -> str:
-        """CPU per delivery of each server thread that used any, busiest first."""
+        """CPU per delivery of each server thread that used any, busiest first; then the
+        whole process's user and system (kernel) time per delivery."""
         per = {name: s / max(self.answered, 1) * 1e6 for name, s in self.thread_cpu_s.items()}
-        return ", ".join(
+        threads = ", ".join(
             f"{name} {us:.0f} µs"
             for name, us in sorted(per.items(), key=lambda kv: -kv[1])
             if us >= 1
         )
+        system = self.system_s / max(self.answered, 1) * 1e6
+        return f"{threads}; user {self.server_cpu_us - system:.0f} µs, system {system:.0f} µs"
 
     @property
     def busy(self) -> float:
@@ -496,8 +501,14 @@ class Result:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its threads so far (Linux /proc)."""
+    return sum(_user_system_seconds(pid))
+
+
+def _user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU of a process and its threads so far, apart (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def _thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
@@ -542,10 +553,12 @@ class Load:
         args = self.args
         if args.warmup:
             self._send(url, 0, args.warmup)
-        before, threads = _cpu_seconds(server_pid), _thread_cpu_seconds(server_pid)
+        before, threads = _user_system_seconds(server_pid), _thread_cpu_seconds(server_pid)
         load = self._send(url, args.warmup, args.deliveries)
-        spent = _cpu_seconds(server_pid) - before
-        return Result(name, load, spent, _thread_split(threads, _thread_cpu_seconds(server_pid)))
+        after = _user_system_seconds(server_pid)
+        user, system = after[0] - before[0], after[1] - before[1]
+        split = _thread_split(threads, _thread_cpu_seconds(server_pid))
+        return Result(name, load, user + system, split, system_s=system)
 
     def _send(self, url: str, first: int, count: int) -> dict[str, Any]:
         if self.args.client == "wrk":

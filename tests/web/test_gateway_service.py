@@ -349,3 +349,35 @@ async def test_a_delivery_is_stored_as_received_at_the_moment_it_was_verified(
         assert len(reads) == before + 1
         listed = await context.store.signals.query(PROJECT)
         assert reads[-1] in {signal.received_at for signal in listed.items}
+
+
+async def test_a_cached_target_answers_as_the_store_read_does_until_the_cache_lapses(
+    tmp_path: Path,
+) -> None:
+    """The front asks :meth:`WebhookGateway.cached_target` first (no coroutine): nothing
+    before the first read or past the TTL, the same target (through the instance's own
+    URL too) while cached, and a wrong hook id is the same 404 the store read gives."""
+    from ucf.service.errors import NotFoundError
+
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    seconds = [0.0]
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        gateway = WebhookGateway(context, monotonic=lambda: seconds[0])
+        hook_id = (await context.instances.get(PROJECT, CONNECTOR)).hook_id
+        assert hook_id is not None
+        assert gateway.cached_target(CONNECTOR, PROJECT) is None  # nothing read yet
+        shared = await gateway.target(CONNECTOR, PROJECT)
+        assert gateway.cached_target(CONNECTOR, PROJECT) is shared
+        assert gateway.cached_target(CONNECTOR, PROJECT, hook_id) is None  # secrets not read
+        hooked = await gateway.target(CONNECTOR, PROJECT, hook_id)
+        assert hooked.via_hook
+        assert gateway.cached_target(CONNECTOR, PROJECT, hook_id) is hooked
+        with pytest.raises(NotFoundError):
+            gateway.cached_target(CONNECTOR, PROJECT, hook_id + "x")
+        with pytest.raises(NotFoundError):
+            await gateway.target(CONNECTOR, PROJECT, hook_id + "x")
+        seconds[0] += 2  # past the target's TTL: the store is read again
+        assert gateway.cached_target(CONNECTOR, PROJECT) is None
+        assert gateway.cached_target(CONNECTOR, PROJECT, hook_id) is None
+        assert (await gateway.target(CONNECTOR, PROJECT, hook_id)).via_hook

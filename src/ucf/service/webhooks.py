@@ -442,6 +442,16 @@ def _receives_webhooks(connector: Connector) -> bool:
         ) from None
 
 
+def _hooked(hooked: WebhookTarget, secrets: InstanceSecrets, hook_id: str) -> WebhookTarget:
+    """``hooked`` if ``hook_id`` is the instance's own (compared in constant time); 404
+    otherwise."""
+    expected = secrets.hook_id
+    given = hook_id.encode("utf-8", "surrogatepass")
+    if expected is None or not hmac.compare_digest(given, expected.encode()):
+        raise NotFoundError(NOT_HERE)
+    return hooked
+
+
 class WebhookGateway:
     """Receives deliveries for every connector instance of one :class:`UcfContext`."""
 
@@ -493,6 +503,9 @@ class WebhookGateway:
         deliveries reads the registry once. Changes made through this process
         are seen at once (:meth:`forget`), other workers' within the TTL.
         """
+        found = self.cached_target(connector_id, project_id, hook_id)
+        if found is not None:
+            return found
         key = (project_id, connector_id)
         now = self._monotonic()
         cached = self._targets.get(key)
@@ -507,11 +520,23 @@ class WebhookGateway:
         secrets = self._cached_secrets(target)
         if secrets is None:
             secrets = await self._instance_secrets(target)
-        expected = secrets.hook_id
-        given = hook_id.encode("utf-8", "surrogatepass")
-        if expected is None or not hmac.compare_digest(given, expected.encode()):
-            raise NotFoundError(NOT_HERE)
-        return hooked
+        return _hooked(hooked, secrets, hook_id)
+
+    def cached_target(
+        self, connector_id: str, project_id: str, hook_id: str | None = None
+    ) -> WebhookTarget | None:
+        """:meth:`target`'s answer when everything it needs is cached (nearly every
+        delivery), without a coroutine; None when :meth:`target` must read the store.
+        Raises what :meth:`target` would (a wrong hook id is a 404)."""
+        cached = self._targets.get((project_id, connector_id))
+        if cached is None or cached[0] <= self._monotonic():
+            return None
+        if hook_id is None:
+            return cached[1]
+        secrets = self._cached_secrets(cached[1])
+        if secrets is None:
+            return None
+        return _hooked(cached[2], secrets, hook_id)
 
     async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
         # The ids come from the URL: one a store cannot even use as a key (DynamoDB's
@@ -614,7 +639,8 @@ class WebhookGateway:
             await self._take_unverified_token(delivery)  # anyone can send one
             await self._keep_captured_secret(target, verifier, admission.handshake, delivery)
             return HandshakeAnswer(admission.handshake)
-        await self._take_token(target)  # verified: only now the instance's budget
+        if not self._took_reserved(target):  # verified: only now the instance's budget
+            await self._take_token(target)
         if admission.handshake is not None:
             return HandshakeAnswer(admission.handshake)
         if delivery.method.upper() == "POST" and self._deliveries.verified_due(
@@ -650,6 +676,16 @@ class WebhookGateway:
         so strangers cannot spend it (GitHub does not redeliver a delivery refused 429)."""
         budget = self._budget(target)
         await self._charge(budget.key, budget.rpm, budget.label, budget.refusal)
+
+    def _took_reserved(self, target: WebhookTarget) -> bool:
+        """:meth:`_take_token` done from the instance's reserve, without a coroutine (most
+        deliveries under load find a token there); False: :meth:`_take_token` must run."""
+        key = self._budget(target).key
+        reserve = self._reserves.get(key)
+        if reserve is None or not reserve.take(self._monotonic()):
+            return False
+        self._reserves.move_to_end(key)
+        return True
 
     def _budget(self, target: WebhookTarget) -> _Budget:
         """The instance's bucket key, limit and refusal, worked out once per connector

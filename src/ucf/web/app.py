@@ -34,7 +34,7 @@ from ucf.web import api, dashboard, webhooks
 from ucf.web.access import introspection_access
 from ucf.web.api import DESCRIPTOR_BODY
 from ucf.web.errors import ErrorBody, install_error_handlers
-from ucf.web.front import Receive, Scope, Send, WebhookFront
+from ucf.web.front import Receive, Scope, Send, WebhookFront, match
 from ucf.web.metrics import Metrics
 from ucf.web.middleware import DEFAULT_BODY_LIMIT, RequestMiddleware
 from ucf.web.state import WebState, web_state
@@ -103,7 +103,11 @@ class UcfApp(FastAPI):
     webhook_front: WebhookFront
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not await self.webhook_front.answered(scope, receive, send):
+        # The front's answered(), without its coroutine between this and the delivery's.
+        target = match(scope) if scope["type"] == "http" else None
+        if target is not None:
+            await self.webhook_front(target, scope, receive, send)
+        else:
             await super().__call__(scope, receive, send)
 
 

@@ -407,13 +407,22 @@ class WebhookFront:
         self, state: WebState, target: Target, scope: Scope, receive: Receive, headers: Headers
     ) -> Answer:
         gateway = state.gateway
-        found = await gateway.target(target.connector_id, target.project_id, target.hook_id)
+        found = gateway.cached_target(
+            target.connector_id, target.project_id, target.hook_id
+        ) or await gateway.target(target.connector_id, target.project_id, target.hook_id)
         task = asyncio.current_task()
         assert task is not None  # an ASGI app runs in a task
         deadlines = self._deadlines
         deadlines.start(task, BODY_TIMEOUT_SECONDS)
         try:
-            body = await _body(receive, gateway.max_bytes, headers.get("content-length"))
+            limit = gateway.max_bytes
+            refuse_declared_length(limit, headers.get("content-length"))
+            first = await receive()
+            body = _whole(first, limit)
+            if body is None:
+                body = await read_limited(
+                    _chunks(receive, first), limit=limit, declared_length=None
+                )
         except asyncio.CancelledError:
             if deadlines.expired(task):
                 raise BodyTimeout(
@@ -461,18 +470,17 @@ class WebhookFront:
         return refusal.status, body, headers
 
 
-async def _body(receive: Receive, limit: int, declared_length: str | None) -> bytes:
-    """The body under its limit (:func:`read_limited`'s promises). A delivery's body
+def _whole(first: Message, limit: int) -> bytes | None:
+    """The body if the first message holds all of it (under ``limit``: 413 otherwise),
+    else None: the rest streams in (:func:`read_limited`'s promises). A delivery's body
     usually arrives whole in the first message: it is taken as it is, without the
-    stream's generator and copy."""
-    refuse_declared_length(limit, declared_length)
-    first = await receive()
+    stream's generator and copy (and without a coroutine of its own)."""
     if first["type"] == "http.request" and not first.get("more_body", False):
         body: bytes = first.get("body", b"")
         if len(body) > limit:
             raise too_large(limit)
         return body
-    return await read_limited(_chunks(receive, first), limit=limit, declared_length=None)
+    return None
 
 
 async def _chunks(receive: Receive, message: Message) -> AsyncIterator[bytes]:
