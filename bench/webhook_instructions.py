@@ -75,7 +75,6 @@ MARKS: tuple[str, ...] = (
     "ucf.web.front:WebhookFront.__call__",
     "ucf.web.front:WebhookFront._deliver",
     "ucf.web.front:Headers.__init__",
-    "ucf.web.front:_body",
     "ucf.web.front:_whole",
     "ucf.web.front:_rendered",
     "ucf.web.request_log:sane_request_id",
