@@ -458,3 +458,44 @@ def test_a_first_poll_takes_its_lease_beside_its_connector_read_while_the_poll_m
     assert sorted(polled["calls"][:2]) == ["GetItem CONNECTOR/DESCRIPTOR", "UpdateItem LEASE/LEASE"]
     assert polled["calls"].count("UpdateItem LEASE/LEASE") == 1  # taken once, not again
     assert lab.signals(), "the poll stored the instance's issues"
+
+
+# The patterns a first invocation compiles itself, the artifact's regex cache in place
+# (ucf.aws.regex_cache): re's parser runs only for a pattern the cache does not hold.
+COMPILED_ITSELF = """
+import json, re._parser, sys
+from tests.aws.events import LambdaContext
+parse, compiled = re._parser.parse, []
+def counted(pattern, flags=0, state=None):
+    compiled.append(str(pattern)[:60])
+    return parse(pattern, flags, state)
+re._parser.parse = counted
+import ucf.aws.handlers.{module} as handler
+response = handler.handler(json.loads(sys.argv[1]), LambdaContext())
+print(json.dumps({{"response": response, "compiled": compiled}}))
+"""
+
+
+def test_a_first_poll_with_the_artifacts_regex_cache_compiles_almost_no_pattern_itself(
+    lab: Lab, github: GitHubFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "regex-cache.marshal"
+    subprocess.run(  # as make -C deploy app builds the artifact's
+        [sys.executable, "-m", "ucf.aws.regex_cache", str(cache)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    lab.connect_github(github)
+    first_call("schedule", scheduled_event(datetime.now(UTC)))
+    monkeypatch.setenv("UCF_REGEX_CACHE", str(cache))
+
+    polled = _probe(
+        COMPILED_ITSELF.format(module="poll_worker"), json.dumps(lab.sqs_event(lab.receive()))
+    )
+
+    assert polled["response"] == {"batchItemFailures": []}
+    assert lab.signals(), "the worker's poll stored the instance's issues"
+    # ~200 without the cache (urllib3, botocore, httpx, h11, the standard library, ucf);
+    # left: a few compiled on first use (a redaction rule, botocore's region check).
+    assert len(polled["compiled"]) <= 8, polled["compiled"]
