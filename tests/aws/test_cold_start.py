@@ -115,8 +115,14 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
 # costs ~0.45 ms at import (six methods compiled), where @datarecord makes the same
 # dataclass for a quarter of that (ucf.core.records).
 FIRST_CALL = """
-import json, sys
+import json, ssl, sys
 from tests.aws.events import LambdaContext
+ca_loads = []
+load_ca = ssl.SSLContext.load_verify_locations
+def counted(self, *args, **kwargs):
+    ca_loads.append(kwargs.get("cafile") or (args[0] if args else None))
+    return load_ca(self, *args, **kwargs)
+ssl.SSLContext.load_verify_locations = counted
 import ucf.aws.handlers.{module} as handler
 response = handler.handler(json.loads(sys.argv[1]), LambdaContext())
 loaded = [m for m in {never!r} if m in sys.modules and sys.modules[m] is not None]
@@ -128,7 +134,9 @@ dataclasses = sorted(
     if isinstance(cls, type) and cls.__module__ == name
     and "__dataclass_fields__" in cls.__dict__ and "__record_repr__" not in cls.__dict__
 )
-print(json.dumps({{"response": response, "loaded": loaded, "dataclasses": dataclasses}}))
+print(json.dumps({{
+    "response": response, "loaded": loaded, "dataclasses": dataclasses, "ca_loads": len(ca_loads)
+}}))
 """
 
 
@@ -211,10 +219,14 @@ def test_the_first_poll_schedule_and_delivery_import_only_what_their_job_needs(
     polled = first_call("poll_worker", lab.sqs_event(messages))
     assert (polled["response"], polled["loaded"]) == ({"batchItemFailures": []}, [])
     assert polled["dataclasses"] == []
+    # Every endpoint here is plain http (the GitHub fake, DynamoDB, Secrets Manager):
+    # no CA bundle is parsed for them (~15 ms of CPU each time).
+    assert polled["ca_loads"] == 0
     assert lab.signals(), "the worker's poll stored the instance's issues"
 
     delivery = first_call("delivery", scheduled_event(datetime.now(UTC)))
     assert (delivery["loaded"], delivery["dataclasses"]) == ([], [])
+    assert delivery["ca_loads"] == 0  # a plain-http sink
     response = delivery["response"]
     assert isinstance(response, dict)
     assert response["delivered"] == {"http": 0}  # it did try: the poll's signals were due
