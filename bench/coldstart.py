@@ -40,6 +40,13 @@ without ``.pyc`` files did; ``--artifact DIR --python python3.12`` runs the
 handlers from a build of ``make -C deploy app`` with its own bytecode and
 nothing else on ``sys.path``.
 
+Regular expressions: the artifact also ships the programs of the patterns its
+cold paths compile (``ucf.aws.regex_cache``, built by ``make -C deploy app``).
+From the checkout, the bench builds that file the same way before the first
+round (``python -m ucf.aws.regex_cache``, with the children's interpreter) and
+hands it to the children (``UCF_REGEX_CACHE``); ``--no-regex-cache`` leaves it
+out, as does code without that module (an older tree on ``PYTHONPATH``).
+
 Where the time goes: ``COLDSTART_IMPORTTIME=DIR`` saves each child's
 ``python -X importtime`` output there; ``COLDSTART_PROFILE=tottime`` (or
 ``cumulative``) prints a profile of each first invocation, taken on the
@@ -323,6 +330,24 @@ def child_environ(
     return env
 
 
+def build_regex_cache(workdir: Path, env: dict[str, str], python: str) -> int | None:
+    """The checkout's regex cache, built as ``make -C deploy app`` builds the artifact's
+    and put in ``env`` for the children; how many patterns (None: this code has none)."""
+    path = workdir / "regex-cache.marshal"
+    done = subprocess.run(
+        [python, "-m", "ucf.aws.regex_cache", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        return None
+    env["UCF_REGEX_CACHE"] = str(path)
+    return int(done.stdout.split()[0])
+
+
 def cold_start(
     name: str, stack: Stack, workdir: Path, run: int, env: dict[str, str], python: str
 ) -> ColdStart:
@@ -392,6 +417,12 @@ def main() -> None:
         help="compile every module on each cold start (an artifact shipped without .pyc files)",
     )
     parser.add_argument(
+        "--no-regex-cache",
+        action="store_true",
+        help="compile every regular expression on each cold start (an artifact built "
+        "without ucf.aws.regex_cache's file)",
+    )
+    parser.add_argument(
         "--artifact",
         type=Path,
         help="run the handlers from this build of `make -C deploy app` (ucf and its "
@@ -430,6 +461,9 @@ def main() -> None:
         with aws_stack(workdir) as stack:
             env = child_environ(stack, workdir, bytecode=bytecode, artifact=args.artifact)
             env["COLDSTART_LATENCY_MS"] = str(args.latency)
+            patterns = None
+            if args.artifact is None and not args.no_regex_cache:
+                patterns = build_regex_cache(workdir, env, args.python)
             # With bytecode, one unmeasured round compiles what each function imports.
             warmup = 1 if bytecode else 0
             for run in range(warmup + args.repeat):
@@ -454,6 +488,12 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
+    if args.artifact is None:
+        code += (
+            "; no regex cache"
+            if patterns is None
+            else f"; a regex cache of {patterns} patterns built beforehand"
+        )
     latency = f" + {args.latency:g} ms a call" if args.latency else ""
     print(
         f"Lambda cold starts: each handler imported and first invoked in a fresh interpreter "

@@ -115,8 +115,14 @@ NOT_FOR_ITS_JOB: dict[str, tuple[str, ...]] = {
 # costs ~0.45 ms at import (six methods compiled), where @datarecord makes the same
 # dataclass for a quarter of that (ucf.core.records).
 FIRST_CALL = """
-import json, sys
+import json, ssl, sys
 from tests.aws.events import LambdaContext
+ca_loads = []
+load_ca = ssl.SSLContext.load_verify_locations
+def counted(self, *args, **kwargs):
+    ca_loads.append(kwargs.get("cafile") or (args[0] if args else None))
+    return load_ca(self, *args, **kwargs)
+ssl.SSLContext.load_verify_locations = counted
 import ucf.aws.handlers.{module} as handler
 response = handler.handler(json.loads(sys.argv[1]), LambdaContext())
 loaded = [m for m in {never!r} if m in sys.modules and sys.modules[m] is not None]
@@ -128,7 +134,9 @@ dataclasses = sorted(
     if isinstance(cls, type) and cls.__module__ == name
     and "__dataclass_fields__" in cls.__dict__ and "__record_repr__" not in cls.__dict__
 )
-print(json.dumps({{"response": response, "loaded": loaded, "dataclasses": dataclasses}}))
+print(json.dumps({{
+    "response": response, "loaded": loaded, "dataclasses": dataclasses, "ca_loads": len(ca_loads)
+}}))
 """
 
 
@@ -211,10 +219,14 @@ def test_the_first_poll_schedule_and_delivery_import_only_what_their_job_needs(
     polled = first_call("poll_worker", lab.sqs_event(messages))
     assert (polled["response"], polled["loaded"]) == ({"batchItemFailures": []}, [])
     assert polled["dataclasses"] == []
+    # Every endpoint here is plain http (the GitHub fake, DynamoDB, Secrets Manager):
+    # no CA bundle is parsed for them (~15 ms of CPU each time).
+    assert polled["ca_loads"] == 0
     assert lab.signals(), "the worker's poll stored the instance's issues"
 
     delivery = first_call("delivery", scheduled_event(datetime.now(UTC)))
     assert (delivery["loaded"], delivery["dataclasses"]) == ([], [])
+    assert delivery["ca_loads"] == 0  # a plain-http sink
     response = delivery["response"]
     assert isinstance(response, dict)
     assert response["delivered"] == {"http": 0}  # it did try: the poll's signals were due
@@ -458,3 +470,44 @@ def test_a_first_poll_takes_its_lease_beside_its_connector_read_while_the_poll_m
     assert sorted(polled["calls"][:2]) == ["GetItem CONNECTOR/DESCRIPTOR", "UpdateItem LEASE/LEASE"]
     assert polled["calls"].count("UpdateItem LEASE/LEASE") == 1  # taken once, not again
     assert lab.signals(), "the poll stored the instance's issues"
+
+
+# The patterns a first invocation compiles itself, the artifact's regex cache in place
+# (ucf.aws.regex_cache): re's parser runs only for a pattern the cache does not hold.
+COMPILED_ITSELF = """
+import json, re._parser, sys
+from tests.aws.events import LambdaContext
+parse, compiled = re._parser.parse, []
+def counted(pattern, flags=0, state=None):
+    compiled.append(str(pattern)[:60])
+    return parse(pattern, flags, state)
+re._parser.parse = counted
+import ucf.aws.handlers.{module} as handler
+response = handler.handler(json.loads(sys.argv[1]), LambdaContext())
+print(json.dumps({{"response": response, "compiled": compiled}}))
+"""
+
+
+def test_a_first_poll_with_the_artifacts_regex_cache_compiles_almost_no_pattern_itself(
+    lab: Lab, github: GitHubFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "regex-cache.marshal"
+    subprocess.run(  # as make -C deploy app builds the artifact's
+        [sys.executable, "-m", "ucf.aws.regex_cache", str(cache)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    lab.connect_github(github)
+    first_call("schedule", scheduled_event(datetime.now(UTC)))
+    monkeypatch.setenv("UCF_REGEX_CACHE", str(cache))
+
+    polled = _probe(
+        COMPILED_ITSELF.format(module="poll_worker"), json.dumps(lab.sqs_event(lab.receive()))
+    )
+
+    assert polled["response"] == {"batchItemFailures": []}
+    assert lab.signals(), "the worker's poll stored the instance's issues"
+    # ~200 without the cache (urllib3, botocore, httpx, h11, the standard library, ucf);
+    # left: a few compiled on first use (a redaction rule, botocore's region check).
+    assert len(polled["compiled"]) <= 8, polled["compiled"]

@@ -299,9 +299,15 @@ class _CookielessClient(httpx.AsyncClient):
     upstream sets must never ride along on another tenant's request to that host,
     so this client keeps none (and spends nothing reading them)."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, expect: Callable[[str], None] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._no_cookies = _NoCookies()
+        self._expect = expect
+
+    def expect(self, url: str) -> None:
+        """A request to ``url`` is coming (:func:`expect_request`)."""
+        if self._expect is not None:
+            self._expect(url)
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -318,24 +324,39 @@ def create_client(
     *,
     resolver: Resolver = system_resolver,
     verify: ssl.SSLContext | bool = True,
+    load_ca_now: bool = True,
 ) -> httpx.AsyncClient:
     """The process's client: SSRF-guarded, size-capped, timed out, identified.
 
     ``verify`` takes an ``ssl.SSLContext`` (tests trust their own CA with it).
     Environment proxies are ignored on purpose: they would bypass the guard.
+    With ``load_ca_now=False`` the CA bundle (:mod:`ucf.runtime.trust`) loads once
+    :func:`expect_request` names an ``https`` URL, or at the first ``https`` request:
+    a client that only ever speaks plain ``http`` never loads it.
     """
     limits = httpx.Limits(
         max_connections=settings.max_connections,
         max_keepalive_connections=settings.max_keepalive_connections,
     )
-    guarded = GuardedTransport(policy, verify=verify, limits=limits, resolver=resolver)
+    guarded = GuardedTransport(
+        policy, verify=verify, limits=limits, resolver=resolver, load_now=load_ca_now
+    )
     return _CookielessClient(
+        expect=guarded.expect,
         transport=CappedTransport(guarded, settings.max_response_bytes),
         timeout=settings.timeout(),
         headers={"User-Agent": settings.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         follow_redirects=False,  # ucf follows them itself: see fetch() and ucf.runtime.redirects
         trust_env=False,
     )
+
+
+def expect_request(client: httpx.AsyncClient, url: str) -> None:
+    """Tell ``client`` a request to ``url`` is coming, so that what it needs for it
+    (the CA bundle of an ``https`` one) is ready by then; a no-op for other clients."""
+    expect = getattr(client, "expect", None)
+    if callable(expect):
+        expect(url)
 
 
 # --------------------------------------------------------------------------- waiting

@@ -156,6 +156,7 @@ class GuardedTransport(BackgroundTrustTransport):
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = DEFAULT_LIMITS,
         resolver: Resolver = system_resolver,
+        load_now: bool = True,
     ) -> None:
         # httpx's pool with the guard as its network backend (httpx is pinned <0.29,
         # and tests prove the guard is really in the path: a rebinding resolver is
@@ -165,6 +166,7 @@ class GuardedTransport(BackgroundTrustTransport):
             trust_env=False,
             limits=limits,
             network_backend=GuardedNetworkBackend(policy, resolver=resolver),
+            load_now=load_now,
         )
         self._policy = policy
 

@@ -87,17 +87,20 @@ class BackgroundTrust:
     loads the bundle itself (:func:`_after_fork_in_child`).
     """
 
-    def __init__(self, verify: ssl.SSLContext | bool = True) -> None:
+    def __init__(self, verify: ssl.SSLContext | bool = True, *, load_now: bool = True) -> None:
         self._loaded: Future[None] = Future()
         self._finished = False
         self._error: BaseException | None = None
         """What loading raised, once finished: plain data, which a forked child reads."""
         self._ready = True
+        self._unstarted = [True]
+        """Emptied by the one call that starts the load (``list.pop`` is atomic, and
+        unlike a lock a fork cannot copy it held)."""
         if verify is True:
             self.context = default_client_context()
             self._ready = False
-            _loading.add(self)
-            threading.Thread(target=self._load, name=LOAD_THREAD_NAME, daemon=True).start()
+            if load_now:
+                self.load()
         elif verify is False:
             self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             self.context.check_hostname = False
@@ -106,6 +109,22 @@ class BackgroundTrust:
             self.context = verify  # a caller's own context (tests trust their own CA with it)
         if self._ready:
             self._loaded.set_result(None)
+
+    def load(self) -> None:
+        """Start loading the bundle on its thread, if nothing started it yet.
+
+        A context made with ``load_now=False`` loads when this is called (its owner
+        expects an ``https`` request soon) or, at the latest, when :meth:`ready` is
+        first awaited: a client that only ever speaks plain ``http`` never loads it.
+        """
+        if self._ready:
+            return
+        _loading.add(self)  # first: a fork from here on loads it in the child
+        try:
+            self._unstarted.pop()
+        except IndexError:  # started already
+            return
+        threading.Thread(target=self._load, name=LOAD_THREAD_NAME, daemon=True).start()
 
     def _load(self) -> None:
         self._load_bundle()
@@ -137,6 +156,7 @@ class BackgroundTrust:
         """
         if self._ready:
             return
+        self._unstarted.clear()  # loaded here: no thread of its own in this process
         if not self._finished:
             self._error = None
             self._load_bundle()
@@ -148,11 +168,13 @@ class BackgroundTrust:
         """Return once the certificates are loaded; raise what loading them raised."""
         if self._ready:
             return
+        self.load()
         await asyncio.wrap_future(self._loaded)
         self._ready = True
 
     def wait(self, timeout: float | None = None) -> None:
         """The same, from synchronous code (tests)."""
+        self.load()
         self._loaded.result(timeout)
 
 
@@ -161,7 +183,8 @@ _POOL_OPTIONS: Final = ("http1", "http2", "uds", "local_address", "retries", "so
 
 
 class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
-    """httpx's own transport, its CA bundle loading from the moment it is built.
+    """httpx's own transport, its CA bundle loading from the moment it is built
+    (with ``load_now=False``: from :meth:`expect`, or its first ``https`` request).
 
     With ``network_backend``, its connection pool is httpx's with that backend
     (httpx offers no hook for it): ucf's asyncio sockets (:mod:`ucf.runtime.network`),
@@ -177,11 +200,12 @@ class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
         verify: ssl.SSLContext | bool = True,
         limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008 - httpx's default, immutable
         network_backend: httpcore.AsyncNetworkBackend | None = None,
+        load_now: bool = True,
         **options: Any,
     ) -> None:
         if network_backend is not None and options.get("proxy") is not None:
             raise TypeError("BackgroundTrustTransport: a network_backend's pool takes no proxy")
-        self.trust = BackgroundTrust(verify)
+        self.trust = BackgroundTrust(verify, load_now=load_now)
         super().__init__(verify=self.trust.context, limits=limits, **options)
         if network_backend is not None:
             from ucf.runtime.pool_sync import install
@@ -195,6 +219,12 @@ class BackgroundTrustTransport(httpx.AsyncHTTPTransport):
                 network_backend=network_backend,
                 **{name: options[name] for name in _POOL_OPTIONS if name in options},
             )
+
+    def expect(self, url: str) -> None:
+        """A request to ``url`` is coming: an ``https`` one starts the bundle's load now,
+        so that it runs while the caller's other work waits (a plain ``http`` one needs none)."""
+        if not url.startswith("http://"):
+            self.trust.load()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme == "https":

@@ -106,10 +106,16 @@ class UcfContext:
 
     @cached_property
     def http(self) -> httpx.AsyncClient:
-        """The one outbound HTTP client (SSRF guard, timeouts, size caps)."""
+        """The one outbound HTTP client (SSRF guard, timeouts, size caps).
+
+        Its CA bundle loads when a poll names an ``https`` upstream
+        (:func:`ucf.service.poll.poll_instance`), or at the first ``https`` request,
+        not when the client is built: a process whose upstreams are all plain
+        ``http`` never parses it (~15 ms of CPU at a poll worker's cold start).
+        """
         from ucf.runtime.http import create_client
 
-        return create_client(self.settings.http, self.settings.egress)
+        return create_client(self.settings.http, self.settings.egress, load_ca_now=False)
 
     @cached_property
     def connectors(self) -> ConnectorService:

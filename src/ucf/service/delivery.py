@@ -819,9 +819,14 @@ async def _http_sink(
     addresses. Environment proxies are still ignored."""
     assert settings.http_sink is not None
     http = sink_http_settings(settings.http, lease)
-    # The CA bundle loads while the first batch is read from the store (ucf.runtime.trust);
-    # the sockets, locks and events are asyncio's, as for upstream calls (no anyio backend).
-    transport = BackgroundTrustTransport(trust_env=False, network_backend=AsyncioBackend())
+    # The CA bundle loads while the first batch is read from the store (ucf.runtime.trust),
+    # for an https sink: a plain-http one (a pipeline on a private address) never needs it.
+    # The sockets, locks and events are asyncio's, as for upstream calls (no anyio backend).
+    transport = BackgroundTrustTransport(
+        trust_env=False,
+        network_backend=AsyncioBackend(),
+        load_now=not settings.http_sink.startswith("http://"),
+    )
     capped = CappedTransport(_StatusIsTheAnswer(transport), http.max_response_bytes)
     async with httpx.AsyncClient(
         transport=capped,  # the same bounded decoding and size cap as every upstream call

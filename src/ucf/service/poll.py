@@ -44,7 +44,13 @@ from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.connection import connect
 from ucf.runtime.delta import CheckpointInvalid
 from ucf.runtime.health import HealthPolicy, Outcome, classify, outcome_of_success, secret_free
-from ucf.runtime.http import AuthFailed, RateLimited, UpstreamError, UpstreamUnavailable
+from ucf.runtime.http import (
+    AuthFailed,
+    RateLimited,
+    UpstreamError,
+    UpstreamUnavailable,
+    expect_request,
+)
 from ucf.runtime.poll_schedule import DEFAULT_LEASE_TTL as DEFAULT_LEASE_TTL
 from ucf.runtime.polling import ConfigError, NotPollable, Page, bucket_for_rpm
 from ucf.runtime.sources import NativeSourceMissing, Source, SourceContext
@@ -956,6 +962,10 @@ async def poll_instance(
         record = await context.instances.record(project_id, connector_id)
         if should_poll is not None and not should_poll(record):
             return _skipped(project_id, connector_id, "not due", started)
+        # An https upstream's CA bundle loads (on a thread) while the credentials and
+        # the checkpoint are read; a plain-http one (baseUrl) never needs it.
+        base_url = record.config.get("baseUrl")
+        expect_request(context.http, base_url if isinstance(base_url, str) else "")
         if record.poll_requested_at is not None:  # this poll answers it; a later one stays
             await context.store.instances.clear_poll_request(
                 project_id, connector_id, up_to=record.poll_requested_at

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+import threading
 import time
 from pathlib import Path
 
@@ -12,9 +14,9 @@ import httpx
 import pytest
 
 from ucf.fakes import FakeRequest, FakeResponse, FakeServer, make_tls_pair
-from ucf.runtime.http import HttpSettings, create_client
+from ucf.runtime.http import HttpSettings, create_client, expect_request
 from ucf.runtime.ssrf import EgressPolicy
-from ucf.runtime.trust import BackgroundTrust
+from ucf.runtime.trust import LOAD_THREAD_NAME, BackgroundTrust
 
 SETTINGS = HttpSettings(connect_timeout=2.0, read_timeout=2.0)
 LOOPBACK = EgressPolicy(frozenset({"127.0.0.1", "localhost"}))
@@ -117,3 +119,102 @@ def test_a_child_forked_while_the_bundle_loads_has_it_loaded(
     assert os.waitstatus_to_exitcode(status) == 0
     trust.wait(timeout=5)  # and the parent's own load is not disturbed
     assert len(trust.context.get_ca_certs()) == 1
+
+
+def _loads(monkeypatch: pytest.MonkeyPatch, bundle: Path) -> list[str]:
+    """certifi.where, counted: each call is one load of the bundle."""
+    calls: list[str] = []
+
+    def where() -> str:
+        calls.append(threading.current_thread().name)
+        return str(bundle)
+
+    monkeypatch.setattr(certifi, "where", where)
+    return calls
+
+
+async def test_a_client_that_only_speaks_plain_http_never_loads_the_bundle_when_told_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``load_ca_now=False`` (the context's client): a poll worker whose upstream is
+    plain http does not parse ~120 certificates it will never use (~15 ms of CPU)."""
+    loads = _loads(monkeypatch, Path(certifi.where()))
+    with FakeServer() as plain:
+        plain.add_route("GET", "/hello", _hello)
+        async with create_client(SETTINGS, LOOPBACK, load_ca_now=False) as client:
+            expect_request(client, plain.url("/hello"))
+            assert (await client.get(plain.url("/hello"))).json() == {"hello": "world"}
+
+    assert loads == []
+
+
+async def test_an_expected_https_request_starts_the_load_before_it_is_sent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tls = make_tls_pair(["localhost"])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    loads = _loads(monkeypatch, bundle)
+    with FakeServer(ssl_context=tls.server) as secure:
+        secure.add_route("GET", "/hello", _hello)
+        async with create_client(SETTINGS, LOOPBACK, load_ca_now=False) as client:
+            url = f"https://localhost:{secure.port}/hello"
+            expect_request(client, url)
+            expect_request(client, url)  # once only
+            for _ in range(50):  # on its own thread, before any request is made
+                if loads:
+                    break
+                await asyncio.sleep(0.01)
+            assert loads == [LOAD_THREAD_NAME]
+            response = await client.get(url)
+
+    assert response.json() == {"hello": "world"}
+    assert loads == [LOAD_THREAD_NAME]
+
+
+async def test_an_https_request_nobody_announced_still_loads_the_bundle_and_verifies(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Deferring the load never skips it: the first https request loads and waits,
+    and a server the bundle does not vouch for is refused as before."""
+    tls = make_tls_pair(["localhost"])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    loads = _loads(monkeypatch, bundle)
+    stranger = make_tls_pair(["localhost"])  # another CA
+    with (
+        FakeServer(ssl_context=tls.server) as secure,
+        FakeServer(ssl_context=stranger.server) as unknown,
+    ):
+        secure.add_route("GET", "/hello", _hello)
+        unknown.add_route("GET", "/hello", _hello)
+        async with create_client(SETTINGS, LOOPBACK, load_ca_now=False) as client:
+            assert loads == []
+            response = await client.get(f"https://localhost:{secure.port}/hello")
+            with pytest.raises(httpx.ConnectError):
+                await client.get(f"https://localhost:{unknown.port}/hello")
+
+    assert response.json() == {"hello": "world"}
+    assert loads == [LOAD_THREAD_NAME]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_child_forked_before_a_deferred_load_loads_the_bundle_itself(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tls = make_tls_pair(["localhost"])
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    loads = _loads(monkeypatch, bundle)
+    trust = BackgroundTrust(True, load_now=False)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            trust.wait(timeout=5)
+            code = 0 if len(trust.context.get_ca_certs()) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert loads == []  # the parent, told nothing, loaded nothing

@@ -1,0 +1,191 @@
+"""The regex cache the artifact ships: each pattern it serves is the one ``re`` compiles."""
+
+from __future__ import annotations
+
+import _sre  # type: ignore[import-not-found]
+import json
+import marshal
+import os
+import re
+import re._compiler  # type: ignore[import-not-found]
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ucf.aws import regex_cache
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _python(code: str, **environ: str) -> str:
+    """Run ``code`` in a fresh interpreter (the cache changes ``re`` process-wide)."""
+    env = {**os.environ, **environ}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache built as ``make -C deploy app`` builds the artifact's."""
+    path = tmp_path_factory.mktemp("regex") / "regex-cache.marshal"
+    done = subprocess.run(
+        [sys.executable, "-m", "ucf.aws.regex_cache", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.startswith(f"{len(_entries(path))} patterns")
+    return path
+
+
+def _entries(path: Path) -> dict[tuple[str | bytes, int], Any]:
+    data = marshal.loads(path.read_bytes())
+    entries: dict[tuple[str | bytes, int], Any] = data["entries"]
+    return entries
+
+
+def test_every_pattern_the_cache_serves_is_the_program_re_compiles_for_it(built: Path) -> None:
+    entries = _entries(built)
+
+    assert len(entries) > 100  # the cold paths' imports: urllib3, botocore, httpx, h11, ucf…
+    compile_with_re = re._compiler.compile
+    for (pattern, flags), (final_flags, program, groups, names, by_index) in entries.items():
+        served = _sre.compile(pattern, final_flags, program, groups, dict(names), by_index)
+        compiled = compile_with_re(pattern, flags)
+        # Pattern equality compares the flags, the text and the program.
+        assert served == compiled, pattern
+        assert served.groups == compiled.groups, pattern
+        assert served.groupindex == compiled.groupindex, pattern
+
+
+def test_the_cache_holds_the_patterns_the_functions_dependencies_compile_on_import(
+    built: Path,
+) -> None:
+    import urllib3.util.url
+
+    patterns = {pattern for pattern, _ in _entries(built)}
+
+    # urllib3's URL grammar (botocore's transport): the largest, ~5 ms alone.
+    assert urllib3.util.url._URI_RE.pattern in patterns
+    assert urllib3.util.url._IPV6_ADDRZ_RE.pattern in patterns
+
+
+def test_an_installed_cache_serves_what_it_holds_without_compiling_and_the_rest_as_before(
+    built: Path,
+) -> None:
+    probe = """
+import json, re, re._parser, sys
+from ucf.aws import regex_cache
+held = regex_cache.install()
+parsed = []
+parse = re._parser.parse
+re._parser.parse = lambda pattern, flags=0, state=None: parsed.append(pattern) or parse(pattern, flags, state)
+import urllib3.util.url as url
+served = url._URI_RE
+other = re.compile("not (?P<in>the) cache+")
+print(json.dumps({
+    "held": held,
+    "installed": regex_cache.installed(),
+    "parsed": parsed,
+    "match": served.match("https://user@example.com:8443/a?b#c").groups(),
+    "other": other.match("not the cacheee").groupdict(),
+}))
+"""
+    seen = json.loads(_python(probe, UCF_REGEX_CACHE=str(built)))
+
+    assert seen["held"] == len(_entries(built))
+    assert seen["installed"] is True
+    # urllib3's patterns came from the cache; the other one was compiled by re.
+    assert seen["parsed"] == ["not (?P<in>the) cache+"]
+    assert seen["match"] == ["https", "user@example.com:8443", "/a", "b", "c"]
+    assert seen["other"] == {"in": "the"}
+
+
+def _install_and_report(path: Path) -> dict[str, Any]:
+    probe = """
+import json, re._compiler
+from ucf.aws import regex_cache
+original = re._compiler.compile
+held = regex_cache.install()
+print(json.dumps({"held": held, "untouched": re._compiler.compile is original}))
+"""
+    result: dict[str, Any] = json.loads(_python(probe, UCF_REGEX_CACHE=str(path)))
+    return result
+
+
+def test_a_cache_written_by_another_regex_compiler_is_never_used(
+    built: Path, tmp_path: Path
+) -> None:
+    data = marshal.loads(built.read_bytes())
+    data["compiler"] = "0" * 64  # another Python, or a patch release that changed re
+    foreign = tmp_path / "foreign.marshal"
+    foreign.write_bytes(marshal.dumps(data))
+
+    assert _install_and_report(foreign) == {"held": 0, "untouched": True}
+
+
+@pytest.mark.parametrize("content", [b"", b"not marshal", marshal.dumps(["a", "list"])])
+def test_an_unreadable_or_missing_cache_leaves_re_alone(tmp_path: Path, content: bytes) -> None:
+    broken = tmp_path / "broken.marshal"
+    broken.write_bytes(content)
+
+    assert _install_and_report(broken) == {"held": 0, "untouched": True}
+    assert _install_and_report(tmp_path / "missing.marshal") == {"held": 0, "untouched": True}
+
+
+def test_a_program_the_regex_engine_refuses_is_compiled_by_re_instead(
+    built: Path, tmp_path: Path
+) -> None:
+    data = marshal.loads(built.read_bytes())
+    data["entries"] = {("ab+c", 0): (32, [1, 2, 3], 0, {}, (None,))}  # not an SRE program
+    bad = tmp_path / "bad.marshal"
+    bad.write_bytes(marshal.dumps(data))
+    probe = """
+import json, re
+from ucf.aws import regex_cache
+held = regex_cache.install()
+print(json.dumps([held, bool(re.fullmatch("ab+c", "abbbc"))]))
+"""
+
+    assert json.loads(_python(probe, UCF_REGEX_CACHE=str(bad))) == [1, True]
+
+
+def test_importing_a_handler_installs_the_cache_before_anything_compiles(built: Path) -> None:
+    probe = """
+import json, sys
+import ucf.aws.handlers.poll_worker
+from ucf.aws import regex_cache
+print(json.dumps([regex_cache.installed(), "urllib3" in sys.modules]))
+"""
+
+    assert json.loads(_python(probe, UCF_REGEX_CACHE=str(built))) == [True, False]
+
+
+def test_without_a_built_file_the_handlers_leave_re_as_it_is() -> None:
+    probe = """
+import json
+import ucf.aws.handlers.api
+from ucf.aws import regex_cache
+print(json.dumps(regex_cache.installed()))
+"""
+    environ = {"UCF_REGEX_CACHE": ""}
+
+    assert not regex_cache.SHIPPED.exists()  # a checkout ships none: make -C deploy app does
+    assert json.loads(_python(probe, **environ)) is False
+
+
+def test_the_deploy_build_ships_a_cache_made_by_the_functions_python() -> None:
+    makefile = (ROOT / "deploy" / "Makefile").read_text()
+    step = re.search(r"\$\(BYTECODE_PYTHON\) -m ucf\.aws\.regex_cache (\S+)", makefile)
+
+    assert step is not None
+    assert step.group(1) == '"$(BUILD_DIR)/ucf/aws/regex-cache.marshal"'
+    assert regex_cache.SHIPPED.name == "regex-cache.marshal"
+    assert regex_cache.SHIPPED.parent.name == "aws"
