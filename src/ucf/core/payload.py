@@ -77,10 +77,10 @@ class StrictJson:
     A process that has imported pydantic-core already (``ucf serve`` with FastAPI;
     ``bench/poll.py``'s poll process before its first page, through the models it
     used) has nothing left to save by waiting: it takes the fast parser from its
-    first document (``bench/poll.py`` read its
-    first 8 MiB, 55 of its 200 pages, with ``json``: 9-11.5 µs per item against
-    5.0, timed alone on the bench's pages). ``loaded_at_once=False`` waits for
-    ``json_first`` bytes whatever was imported (the tests of ``json``'s path).
+    first document (``bench/poll.py`` read its first 8 MiB, 55 of its 200 pages,
+    with ``json``: 9-11.5 µs per item against 5.0, timed alone on the bench's
+    pages). ``loaded_at_once=False`` waits for ``json_first`` bytes whatever was
+    imported (the tests of ``json``'s path).
     """
 
     __slots__ = ("_fast", "_json_left", "_loaded_at_once")
