@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -33,8 +34,8 @@ def test_json_nested_too_deeply_is_a_value_error_on_either_parser(json_first: in
     parse_json among them) handle ValueError, as the contract says."""
     deep = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(ValueError, match="nested too deeply"):
-        StrictJson(json_first=json_first).loads(deep)
-    assert StrictJson(json_first=json_first).loads(b"[" * 150 + b"]" * 150) is not None
+        StrictJson(json_first=json_first, loaded_at_once=False).loads(deep)
+    assert StrictJson(json_first=json_first, loaded_at_once=False).loads(b"[" * 150 + b"]" * 150)
 
 
 def _stdlib(data: bytes) -> tuple[str, object]:
@@ -72,7 +73,7 @@ def test_the_fast_parser_accepts_and_refuses_exactly_what_json_does(data: bytes)
     """Past its first bytes a parser tries pydantic-core first; its answers, and its error
     messages, are json's."""
     assert _ours(data, StrictJson(json_first=0)) == _stdlib(data)
-    assert _ours(data, StrictJson(json_first=1 << 20)) == _stdlib(data)
+    assert _ours(data, StrictJson(json_first=1 << 20, loaded_at_once=False)) == _stdlib(data)
 
 
 def test_a_process_imports_the_fast_parser_only_once_it_has_read_enough() -> None:
@@ -93,6 +94,26 @@ def test_a_process_imports_the_fast_parser_only_once_it_has_read_enough() -> Non
     )
 
     assert done.stdout.split() == ["False", "False", "True"]
+
+
+def test_a_process_that_has_imported_the_fast_parser_reads_with_it_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its import is all that waiting for ``json_first`` bytes saves: once paid (this
+    process's models imported it), even the first document goes to pydantic-core."""
+    import pydantic_core
+
+    read: list[object] = []
+
+    def spy(data: bytes | str, **options: Any) -> Any:
+        read.append(data)
+        return json.loads(data)
+
+    monkeypatch.setattr(pydantic_core, "from_json", spy)
+    assert StrictJson(json_first=1 << 30).loads(b"[1, 2]") == [1, 2]
+    assert read == [b"[1, 2]"]
+    assert StrictJson(json_first=1 << 30, loaded_at_once=False).loads(b"[3]") == [3]
+    assert read == [b"[1, 2]"], "json's path, when asked to wait"
 
 
 def test_text_with_a_lone_surrogate_reads_as_json_reads_it() -> None:

@@ -169,6 +169,66 @@ async def test_a_single_signal_is_stored_if_new_in_one_statement_not_a_lookup_an
         assert (await store.signals.get("p1", write.signal_id)) is not None
 
 
+async def test_a_poll_page_is_inserted_by_its_unique_index_without_looking_its_keys_up(
+    tmp_path: Path,
+) -> None:
+    """A page's rows go in with one ``INSERT … ON CONFLICT DO NOTHING`` and the unique index
+    decides, instead of a ``SELECT … IN`` of every key first (each key looked up twice while
+    the poll's event loop waits for the page's statements); the answers, first duplicate
+    winning, and the outbox entries are the lookup's."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        await store.signals.ingest([signal_write("1")], sinks=["http"])
+        statements: list[str] = []
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()
+        page = [signal_write(str(n)) for n in range(2, 40)]
+        all_new = await store.signals.ingest(page, sinks=["http"], checkpoint=_move(0, "a"))
+        assert all_new.inserted == (True,) * len(page)
+        assert not [s for s in statements if "WHERE dedup_key IN" in s], statements
+        inserts = [s for s in statements if s.startswith("INSERT INTO signals")]
+        assert inserts
+        assert all("ON CONFLICT (dedup_key) DO NOTHING" in s for s in inserts)
+
+        later = signal_write("40")
+        mixed = [signal_write("1"), later, signal_write("3"), signal_write("40", padding=50)]
+        result = await store.signals.ingest(mixed, sinks=["http"], checkpoint=_move(1, "b"))
+        await db.write(lambda conn: conn.set_trace_callback(None))
+        assert result.inserted == (False, True, False, False)
+        assert not [s for s in statements if "WHERE dedup_key IN" in s], statements
+        stored = await store.signals.get("p1", later.signal_id)
+        assert stored is not None
+        assert stored.signal["raw"]["body"] == "", "the first one won"
+        assert (await store.outbox.lag("http", now=T0)).pending == 1 + len(page) + 1
+
+
+async def test_a_page_stored_past_the_largest_rowid_still_tells_new_from_known(
+    tmp_path: Path,
+) -> None:
+    """Once a row holds SQLite's largest rowid, new rows take rowids below the largest (at
+    random), so they can no longer be told by being past it: the keys are looked up
+    first, and the answers and outbox entries stay right."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        known = signal_write("known")
+        await store.signals.ingest([known], sinks=["http"])
+        await db.write(
+            lambda conn: conn.execute(
+                "UPDATE signals SET rowid = ? WHERE dedup_key = ?", ((1 << 63) - 2, known.dedup_key)
+            )
+        )
+        batch = [signal_write("a"), known, signal_write("b"), signal_write("c"), signal_write("a")]
+        result = await store.signals.ingest(batch, sinks=["http"], checkpoint=_move(0, "x"))
+        assert result.inserted == (True, False, True, True, False)
+        assert (await store.outbox.lag("http", now=T0)).pending == 1 + 3
+        for item in ("a", "b", "c"):
+            assert await store.signals.get("p1", signal_write(item).signal_id) is not None
+
+
+def _move(expected_version: int, value: object) -> CheckpointMove:
+    return CheckpointMove("p1", "github-issues", expected_version, value, T0)
+
+
 async def test_a_poll_page_and_its_checkpoint_are_one_commit_all_or_nothing(
     tmp_path: Path,
 ) -> None:

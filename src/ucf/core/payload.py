@@ -10,6 +10,7 @@ valid JSON and parses to infinity, as with ``json``; the stores write it as
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -72,19 +73,31 @@ class StrictJson:
     4.1-4.2 -> 3.65-3.8 µs per item timed alone, 5.75 -> 4.45 µs of the
     parse's own CPU inside ``bench/poll.py`` (three runs each). Parsing the
     same page over and over hides this: every value is then a cache hit.
+
+    A process that has imported pydantic-core already (``ucf serve`` with FastAPI;
+    ``bench/poll.py``'s poll process before its first page, through the models it
+    used) has nothing left to save by waiting: it takes the fast parser from its
+    first document (``bench/poll.py`` read its first 8 MiB, 55 of its 200 pages,
+    with ``json``: 9-11.5 µs per item against 5.0, timed alone on the bench's
+    pages). ``loaded_at_once=False`` waits for ``json_first`` bytes whatever was
+    imported (the tests of ``json``'s path).
     """
 
-    __slots__ = ("_fast", "_json_left")
+    __slots__ = ("_fast", "_json_left", "_loaded_at_once")
 
-    def __init__(self, json_first: int = JSON_FIRST_BYTES) -> None:
+    def __init__(self, json_first: int = JSON_FIRST_BYTES, *, loaded_at_once: bool = True) -> None:
         self._json_left = json_first
+        self._loaded_at_once = loaded_at_once
         self._fast: Callable[..., Any] | None = None
 
     def loads(self, data: bytes | str) -> Any:
         """Parse standard JSON; raises ``ValueError`` (incl. ``JSONDecodeError``) otherwise."""
         fast = self._fast
         if fast is None:
-            if self._json_left > 0:  # racing threads may read a little more: harmless
+            # racing threads may read a little more with json: harmless
+            if self._json_left > 0 and not (
+                self._loaded_at_once and "pydantic_core" in sys.modules
+            ):
                 self._json_left -= len(data)
                 return _json_loads(data)
             from pydantic_core import from_json

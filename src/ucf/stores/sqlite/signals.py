@@ -1,9 +1,9 @@
 """Signals and their delivery outbox in SQLite.
 
-A batch is one write transaction: look up which dedup keys exist (the write
-lock is already held, so nobody can insert one in between), insert the new
-signals with one ``executemany``, and enqueue their outbox entries with another.
-The signal and its entries therefore commit together or not at all.
+A batch is one write transaction: insert the signals whose dedup key is new with
+one ``executemany`` (the write lock is already held, so nobody can insert a key
+in between), and enqueue the new ones' outbox entries with another. The signal
+and its entries therefore commit together or not at all.
 """
 # SQL here is assembled only from constant column lists and "?" placeholders;
 # every value is bound, never formatted in.
@@ -107,6 +107,77 @@ def _insert_one(conn: sqlite3.Connection, row: tuple[Any, ...], sinks: tuple[str
     return True
 
 
+_LAST_ROWID = (1 << 63) - 1
+"""SQLite's largest rowid: only past it does an insert take a rowid below the largest one."""
+
+
+def _insert_new(
+    conn: sqlite3.Connection, candidates: list[tuple[Any, ...]]
+) -> tuple[list[bool], list[tuple[Any, ...]]]:
+    """Insert the rows whose dedup key is not stored yet; whether each candidate was new (a
+    key repeated in the batch is new once, at its first row), and the new rows.
+
+    One ``executemany`` of ``INSERT … ON CONFLICT (dedup_key) DO NOTHING``: the unique
+    index's own check decides, instead of a ``SELECT … IN`` of every key first, which
+    looked each key up in the hashed index a second time while a poll's event loop waited
+    for the page's statements. When every row went in (a poll's usual page) that is all;
+    otherwise the new rows are the ones past the largest rowid before the insert (SQLite
+    gives each new row a rowid past the largest until that reaches its bound, checked
+    first: then the keys are looked up before the insert, as before)."""
+    if not candidates:
+        return [], []
+    (top,) = conn.execute("SELECT max(rowid) FROM signals").fetchone()
+    if top is not None and top >= _LAST_ROWID - len(candidates):
+        return _insert_unseen(conn, candidates)
+    inserted = conn.executemany(_INSERT_IF_NEW, candidates).rowcount
+    if inserted == len(candidates):
+        return [True] * inserted, candidates
+    new = {
+        key
+        for (key,) in conn.execute(
+            "SELECT dedup_key FROM signals WHERE rowid > ?", (-(1 << 63) if top is None else top,)
+        )
+    }
+    return _first_of(candidates, new)
+
+
+def _insert_unseen(
+    conn: sqlite3.Connection, candidates: list[tuple[Any, ...]]
+) -> tuple[list[bool], list[tuple[Any, ...]]]:
+    """:func:`_insert_new` by looking every key up first (rowids no longer tell new rows)."""
+    keys = list(dict.fromkeys(row[0] for row in candidates))
+    new = set(keys)
+    for chunk in _chunks(keys):
+        new.difference_update(
+            row[0]
+            for row in conn.execute(
+                f"SELECT dedup_key FROM signals WHERE dedup_key IN ({_marks(len(chunk))})", chunk
+            )
+        )
+    flags, rows = _first_of(candidates, new)
+    if rows:
+        conn.executemany("INSERT INTO signals VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    return flags, rows
+
+
+def _first_of(
+    candidates: list[tuple[Any, ...]], new: set[str]
+) -> tuple[list[bool], list[tuple[Any, ...]]]:
+    """Each candidate's flag (its key is in ``new`` and not already taken by an earlier row
+    of the batch), and the rows flagged."""
+    flags: list[bool] = []
+    rows: list[tuple[Any, ...]] = []
+    for row in candidates:
+        key = row[0]
+        if key in new:
+            new.discard(key)
+            flags.append(True)
+            rows.append(row)
+        else:
+            flags.append(False)
+    return flags, rows
+
+
 class SqliteSignalStore:
     def __init__(self, db: Database, retention: timedelta) -> None:
         self._db = db
@@ -155,33 +226,13 @@ class SqliteSignalStore:
         def run(conn: sqlite3.Connection) -> IngestResult:
             if len(candidates) == 1 and checkpoint is None:
                 return IngestResult((_insert_one(conn, candidates[0], sink_names),))
-            keys = list(dict.fromkeys(row[0] for row in candidates))
-            seen: set[str] = set()
-            for chunk in _chunks(keys):
-                seen.update(
-                    row[0]
-                    for row in conn.execute(
-                        f"SELECT dedup_key FROM signals WHERE dedup_key IN ({_marks(len(chunk))})",
-                        chunk,
-                    )
+            flags, rows = _insert_new(conn, candidates)
+            if rows and sink_names:
+                conn.executemany(
+                    "INSERT INTO outbox (sink, dedup_key, enqueued_ms, available_ms) "
+                    "VALUES (?, ?, ?, ?)",
+                    [(sink, row[0], row[7], row[7]) for row in rows for sink in sink_names],
                 )
-            flags: list[bool] = []
-            rows: list[tuple[Any, ...]] = []
-            for row in candidates:
-                if row[0] in seen:
-                    flags.append(False)
-                    continue
-                seen.add(row[0])
-                flags.append(True)
-                rows.append(row)
-            if rows:
-                conn.executemany("INSERT INTO signals VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-                if sink_names:
-                    conn.executemany(
-                        "INSERT INTO outbox (sink, dedup_key, enqueued_ms, available_ms) "
-                        "VALUES (?, ?, ?, ?)",
-                        [(sink, row[0], row[7], row[7]) for row in rows for sink in sink_names],
-                    )
             if checkpoint is None:
                 return IngestResult(tuple(flags))
             # The page's checkpoint in the same transaction: one commit (one fsync) per page.
