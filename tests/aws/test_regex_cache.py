@@ -140,11 +140,19 @@ def test_an_unreadable_or_missing_cache_leaves_re_alone(tmp_path: Path, content:
     assert _install_and_report(tmp_path / "missing.marshal") == {"held": 0, "untouched": True}
 
 
+@pytest.mark.parametrize(
+    "program",
+    [
+        [1, 2, 3],  # not an SRE program
+        [-1],  # words that are no SRE_CODE: OverflowError, not ValueError
+        [1 << 40],
+    ],
+)
 def test_a_program_the_regex_engine_refuses_is_compiled_by_re_instead(
-    built: Path, tmp_path: Path
+    built: Path, tmp_path: Path, program: list[int]
 ) -> None:
     data = marshal.loads(built.read_bytes())
-    data["entries"] = {("ab+c", 0): (32, [1, 2, 3], 0, {}, (None,))}  # not an SRE program
+    data["entries"] = {("ab+c", 0): (32, program, 0, {}, (None,))}
     bad = tmp_path / "bad.marshal"
     bad.write_bytes(marshal.dumps(data))
     probe = """

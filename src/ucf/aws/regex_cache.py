@@ -172,8 +172,10 @@ def install(path: str | os.PathLike[str] | None = None) -> int:
                     return _sre.compile(
                         pattern, final_flags, program, groups, dict(names), by_index
                     )
-                except (RuntimeError, TypeError, ValueError):
-                    pass  # a program the engine refuses: compile it as re would
+                except (RuntimeError, TypeError, ValueError, OverflowError):
+                    # A program the engine refuses (OverflowError: a word that is not
+                    # an unsigned SRE_CODE): compile it as re would.
+                    pass
         return original(pattern, flags)
 
     _original = original
