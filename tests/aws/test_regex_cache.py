@@ -11,7 +11,7 @@ import re._compiler  # type: ignore[import-not-found]
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -140,11 +140,19 @@ def test_an_unreadable_or_missing_cache_leaves_re_alone(tmp_path: Path, content:
     assert _install_and_report(tmp_path / "missing.marshal") == {"held": 0, "untouched": True}
 
 
+@pytest.mark.parametrize(
+    "program",
+    [
+        [1, 2, 3],  # not an SRE program
+        [-1],  # words that are no SRE_CODE: OverflowError, not ValueError
+        [1 << 40],
+    ],
+)
 def test_a_program_the_regex_engine_refuses_is_compiled_by_re_instead(
-    built: Path, tmp_path: Path
+    built: Path, tmp_path: Path, program: list[int]
 ) -> None:
     data = marshal.loads(built.read_bytes())
-    data["entries"] = {("ab+c", 0): (32, [1, 2, 3], 0, {}, (None,))}  # not an SRE program
+    data["entries"] = {("ab+c", 0): (32, program, 0, {}, (None,))}
     bad = tmp_path / "bad.marshal"
     bad.write_bytes(marshal.dumps(data))
     probe = """
@@ -189,3 +197,30 @@ def test_the_deploy_build_ships_a_cache_made_by_the_functions_python() -> None:
     assert step.group(1) == '"$(BUILD_DIR)/ucf/aws/regex-cache.marshal"'
     assert regex_cache.SHIPPED.name == "regex-cache.marshal"
     assert regex_cache.SHIPPED.parent.name == "aws"
+
+
+def test_a_cache_built_on_a_machine_of_the_other_byte_order_is_never_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A large character set's block table is packed into native words: the program a
+    machine of the other byte order builds passes the engine's check here but matches
+    other characters, so the byte order is part of what a cache must have been built by."""
+    pattern = "[\u0100-\u017f\u0400-\u04ff\u4e00-\u4e0f]+"
+    native = re._compiler._bytes_to_codes
+    other: Literal["little", "big"] = "big" if sys.byteorder == "little" else "little"
+
+    def swapped(table: bytes) -> list[int]:
+        words = range(0, len(table), _sre.CODESIZE)
+        return [int.from_bytes(table[i : i + _sre.CODESIZE], other) for i in words]
+
+    assert native(bytes(range(8))) != swapped(bytes(range(8)))
+    monkeypatch.setattr(re._compiler, "_bytes_to_codes", swapped)
+    final_flags, program, groups, names, by_index = regex_cache._entry(pattern, 0)
+    monkeypatch.setattr(re._compiler, "_bytes_to_codes", native)
+    foreign = _sre.compile(pattern, final_flags, program, groups, dict(names), by_index)
+    assert re.fullmatch(pattern, "\u0100\u0401\u4e01")
+    assert not foreign.fullmatch("\u0100\u0401\u4e01"), "accepted, and wrong"
+
+    here = regex_cache.compiler_digest()
+    monkeypatch.setattr(sys, "byteorder", other)
+    assert regex_cache.compiler_digest() != here

@@ -22,9 +22,10 @@ Why the result is the pattern ``re`` would have compiled:
 - the file is used only by an interpreter whose regex compiler is the one that
   wrote it: its header holds a digest of the source of ``re._compiler``,
   ``re._parser``, ``re._constants`` and ``re._casefix`` with the engine's
-  ``_sre.MAGIC``, ``CODESIZE``, ``MAXREPEAT``, ``MAXGROUPS`` and the Python
-  minor version (the Unicode tables case-insensitive patterns read change only
-  with it). Any difference, an unreadable file or a missing source leaves
+  ``_sre.MAGIC``, ``CODESIZE``, ``MAXREPEAT``, ``MAXGROUPS``, the machine's
+  byte order (a ``BIGCHARSET``'s block table is packed in native words) and the
+  Python minor version (the Unicode tables case-insensitive patterns read change
+  only with it). Any difference, an unreadable file or a missing source leaves
   ``re`` alone;
 - ``_sre.compile`` checks the program it is given (``_validate`` in
   ``_sre.c``), and an entry it refuses is compiled the ordinary way.
@@ -114,14 +115,16 @@ def compiler_digest() -> str | None:
 
     None when the compiler's source cannot be read (a runtime shipped without it):
     nothing then shows that the file's programs are this compiler's.
+
+    The byte order is part of it: ``re._compiler._bytes_to_codes`` packs a large
+    character set's block table into native words, so a program built on a
+    big-endian machine is valid on a little-endian one (``_validate`` accepts it)
+    but matches other characters.
     """
 
     digest = hashlib.sha256()
-    digest.update(
-        repr(
-            (sys.version_info[:2], _sre.MAGIC, _sre.CODESIZE, _sre.MAXREPEAT, _sre.MAXGROUPS)
-        ).encode()
-    )
+    engine = (_sre.MAGIC, _sre.CODESIZE, _sre.MAXREPEAT, _sre.MAXGROUPS, sys.byteorder)
+    digest.update(repr((sys.version_info[:2], *engine)).encode())
     folder = Path(re.__file__).parent
     for name in ("_compiler.py", "_parser.py", "_constants.py", "_casefix.py"):
         try:
@@ -169,8 +172,10 @@ def install(path: str | os.PathLike[str] | None = None) -> int:
                     return _sre.compile(
                         pattern, final_flags, program, groups, dict(names), by_index
                     )
-                except (RuntimeError, TypeError, ValueError):
-                    pass  # a program the engine refuses: compile it as re would
+                except (RuntimeError, TypeError, ValueError, OverflowError):
+                    # A program the engine refuses (OverflowError: a word that is not
+                    # an unsigned SRE_CODE): compile it as re would.
+                    pass
         return original(pattern, flags)
 
     _original = original
