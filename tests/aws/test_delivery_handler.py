@@ -295,3 +295,37 @@ def test_an_invocation_overlapping_one_that_delivers_stands_by_and_the_batch_arr
     assert len(pipeline.batches()) == 1
     assert asyncio.run(sink_lease(lab, "http")) is None
     assert tick() == {"delivered": {"http": 0}, "errors": {}}
+
+
+def test_a_function_with_a_short_timeout_sends_within_it_with_a_lease_that_fits(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline
+) -> None:
+    """Its budget was cut to what the timeout left, but even a budget of 0 lets the
+    first batch start, and that batch waited half the configured 36 s lease for an
+    answer: a function with a 10 s timeout and a pipeline answering in 11 s was killed
+    by Lambda mid-send, nothing recorded. The lease fits the time left: the send gives
+    up within it, the failure is recorded, and the batch is retried later."""
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    pipeline.delay = 11.0
+    started = time.monotonic()
+
+    result = delivery.handler(scheduled_event(datetime.now(UTC)), LambdaContext(timeout_seconds=10))
+
+    assert time.monotonic() - started < 10
+    assert result["delivered"] == {"http": 0}
+    assert "http" in result["errors"]
+
+
+def test_a_function_with_almost_no_time_left_sends_nothing_and_says_why(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline
+) -> None:
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+
+    result = delivery.handler(scheduled_event(datetime.now(UTC)), LambdaContext(timeout_seconds=6))
+
+    assert result["delivered"] == {"http": 0}
+    assert "raise the timeout" in str(result["errors"]["http"])
+    assert pipeline.batches() == []
+    assert tick() == {"delivered": {"http": 1}, "errors": {}}

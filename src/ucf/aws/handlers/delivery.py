@@ -28,7 +28,10 @@ Two knobs, both in seconds:
     The budget of one invocation, capped so that the batch in flight still
     fits before Lambda's deadline.
 ``UCF_DELIVERY_LEASE_SECONDS`` (default 36)
-    How long a claimed batch stays hidden. One send must finish in half of it:
+    How long a claimed batch stays hidden (shortened to twice the time left
+    before the function's timeout, less 5 s, when that is less: with the
+    default, a function whose timeout is under 23 s gets shorter sends, and
+    one under 7 s sends nothing and says why). One send must finish in half of it:
     that is how long the pipeline may take to answer (18 s; the HTTP sink's
     timeouts are sized to it, and never wait more than 30 s), and a pipeline
     slower than that is sent the same batch again at every retry, with nothing
@@ -71,6 +74,11 @@ DEFAULT_BUDGET_SECONDS: Final = 45.0
 DEFAULT_LEASE_SECONDS: Final = 36.0
 BUDGET_ENV: Final = "UCF_DELIVERY_SECONDS"
 LEASE_ENV: Final = "UCF_DELIVERY_LEASE_SECONDS"
+WIND_DOWN_SECONDS: Final = 5.0
+"""Kept free before Lambda's deadline for the batch's settling and the hand-over."""
+MIN_LEASE_SECONDS: Final = 4.0
+"""A lease the time left would shorten below this (2 s an answer; a shorter configured
+one stays as it is): the function sends nothing rather than a batch it cannot see through."""
 
 
 def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -101,13 +109,28 @@ class DeliveryFunction:
         budget = _seconds(environ, BUDGET_ENV, DEFAULT_BUDGET_SECONDS)
         lease = _seconds(environ, LEASE_ENV, DEFAULT_LEASE_SECONDS)
         remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
-        if callable(remaining):  # the batch in flight may take half the lease; keep that
-            budget = max(min(budget, remaining() / 1000 - lease / 2 - 5), 0.0)
+        left = remaining() / 1000 - WIND_DOWN_SECONDS if callable(remaining) else None
+        too_short = False
+        if left is not None:
+            # The batch in flight may take half the lease, and even a budget of 0 lets
+            # the first one start: a function whose timeout is shorter than that gets a
+            # lease that fits, or Lambda would stop it mid-send with nothing recorded.
+            fits = 2 * left
+            too_short = fits < min(lease, MIN_LEASE_SECONDS)
+            lease = min(lease, fits)
+            budget = max(min(budget, left - lease / 2), 0.0)
         context = await self.container.context()
         sinks = context.settings.sinks
         if not sinks:
             log.info("no sink is configured (UCF_SINK_HTTP, _SQS, _EVENTBRIDGE): nothing to do")
             return {"delivered": {}}
+        if too_short:
+            why = (
+                f"{left:.1f} s left before the function's timeout is too short to send a "
+                f"batch: raise the timeout (the template sets 120 s)"
+            )
+            log.warning("nothing delivered: %s", why)
+            return {"delivered": dict.fromkeys(sinks, 0), "errors": dict.fromkeys(sinks, why)}
         results = await asyncio.gather(
             *(self._drain_sink(context, sink, budget, lease) for sink in sinks)
         )
