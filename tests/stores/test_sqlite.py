@@ -701,3 +701,61 @@ async def test_full_rate_buckets_are_dropped_as_new_ones_are_made(tmp_path: Path
             "drained", capacity=2, refill_per_second=0.001, now=later
         )
         assert not refused.allowed
+
+
+async def test_concurrent_deliveries_signals_go_in_by_one_statement_each_answered_for_its_own(
+    tmp_path: Path,
+) -> None:
+    """Webhook deliveries in flight each store one signal: those waiting for the store's
+    thread together go in by one multi-row insert (one statement for the thread to run,
+    not one each), and each caller still learns whether its own was new, a duplicate of a
+    stored one, or of an earlier one in the same batch."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        await store.signals.ingest([signal_write("known")], sinks=["http"])
+        statements: list[str] = []
+        await db.write(lambda conn: conn.set_trace_callback(statements.append))
+        statements.clear()
+        names = ["known", "a", "b", "a", "c", *(str(n) for n in range(20))]
+        results = await asyncio.gather(
+            *(store.signals.ingest([signal_write(name)], sinks=["http"]) for name in names)
+        )
+        await db.write(lambda conn: conn.set_trace_callback(None))
+        expected = [(False,), (True,), (True,), (False,), (True,)] + [(True,)] * 20
+        assert [result.inserted for result in results] == expected
+        inserts = [s for s in statements if s.startswith("INSERT INTO signals")]
+        assert len(inserts) == 1, inserts
+        assert statements.count("COMMIT") == 1
+        assert (await store.outbox.lag("http", now=T0)).pending == 1 + 23, "each new one once"
+        for name in ("a", "b", "c", "19"):
+            assert await store.signals.get("p1", signal_write(name).signal_id) is not None
+
+
+@pytest.mark.parametrize("sinks", [(), ("http",)])
+@pytest.mark.parametrize("count", [5, 95])
+async def test_a_signal_that_fails_its_batch_fails_alone_and_the_others_are_stored_once(
+    tmp_path: Path, sinks: tuple[str, ...], count: int
+) -> None:
+    """A row the batch's insert cannot take fails its own caller only, as its own write
+    did: the batch is undone (outbox entries and rows of an earlier statement too) and
+    stored again row by row, so the others are answered new, not as their own duplicates."""
+    async with open_store(url(tmp_path / "ucf.db")) as store:
+        db: Database = store.signals._db  # type: ignore[attr-defined]
+        broken = signal_write("broken")
+        await db.write(  # a row SQLite refuses (as a full disk or a bad value would)
+            lambda conn: conn.execute(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON signals "
+                f"WHEN NEW.dedup_key = '{broken.dedup_key}' BEGIN SELECT RAISE(ABORT, 'no'); END"
+            )
+        )
+        writes = [signal_write(str(n)) for n in range(count - 1)] + [broken]
+        results = await asyncio.gather(
+            *(store.signals.ingest([write], sinks=sinks) for write in writes),
+            return_exceptions=True,
+        )
+        assert isinstance(results[-1], StoreUnavailable)
+        assert [r.inserted for r in results[:-1]] == [(True,)] * (count - 1)  # type: ignore[union-attr]
+        stored = await store.signals.query("p1", limit=200)
+        assert len(stored.items) == count - 1
+        for sink in sinks:
+            assert (await store.outbox.lag(sink, now=T0)).pending == count - 1
