@@ -280,14 +280,6 @@ class Database:
         own system calls, gave it the GIL only once the loop had nothing left to do,
         so the whole write ran after the work instead of beside it.
         """
-        result: T = await self.write_soon(fn, hand_over=hand_over)
-        return result
-
-    def write_soon(
-        self, fn: Callable[[sqlite3.Connection], T], *, hand_over: bool = False
-    ) -> asyncio.Future[T]:
-        """:meth:`write` queued now, without a coroutine: its outcome as a future, set once
-        committed (for a store that answers several callers from one write)."""
         loop = asyncio.get_running_loop()
         queue = self._queues.get(loop)
         if queue is None:
@@ -298,7 +290,8 @@ class Database:
             # A task of its own, so a caller that is cancelled cannot strand the
             # group its write is in: the others still get their answers.
             queue.committer = loop.create_task(self._commit_queued(queue), name="sqlite commit")
-        return write.future
+        result: T = await write.future
+        return result
 
     async def _commit_queued(self, queue: _Queue) -> None:
         try:

@@ -4,11 +4,6 @@ A batch is one write transaction: insert the signals whose dedup key is new with
 one ``executemany`` (the write lock is already held, so nobody can insert a key
 in between), and enqueue the new ones' outbox entries with another. The signal
 and its entries therefore commit together or not at all.
-
-Single signals (webhook deliveries, one each) asked for while their write waits
-for the store's thread join one write and go in by one multi-row ``INSERT``
-(:class:`_Batch`); each caller is still answered for its own signal, and one
-that cannot be stored fails alone.
 """
 # SQL here is assembled only from constant column lists and "?" placeholders;
 # every value is bound, never formatted in.
@@ -16,18 +11,14 @@ that cannot be stored fails alone.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import functools
 import json
 import math
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any
 
 from ucf.stores.errors import InvalidCursor
 from ucf.stores.models import (
@@ -116,89 +107,12 @@ def _insert_one(conn: sqlite3.Connection, row: tuple[Any, ...], sinks: tuple[str
     return True
 
 
-_ROWS_A_STATEMENT: Final = 90
-"""Rows of one multi-row ``INSERT`` at most (10 values each: under the 999 bound parameters
-of SQLite builds before 3.32)."""
-
-
-@functools.lru_cache(maxsize=_ROWS_A_STATEMENT)
-def _insert_values(count: int) -> str:
-    """:data:`_INSERT_IF_NEW` for ``count`` rows in one statement."""
-    rows = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * count)
-    return f"INSERT INTO signals VALUES {rows} ON CONFLICT (dedup_key) DO NOTHING"
-
-
-@dataclass(slots=True, eq=False)
-class _Batch:
-    """Single-signal ingests (webhook deliveries) asked for while their write waits in the
-    store's queue: stored together by that one write, each caller answered for its own.
-
-    Thirty-two deliveries in flight each queued a write of one ``INSERT``: the store's
-    thread ran a statement per delivery, taking the GIL back from the busy event loop
-    after each one (a switch of threads on the loop's core each time). One batch is one
-    multi-row statement (:func:`_insert_batch`); a row that fails it fails alone."""
-
-    key: tuple[asyncio.AbstractEventLoop, tuple[str, ...]]
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    waiters: list[asyncio.Future[bool]] = field(default_factory=list)
-
-    def settle(self, written: asyncio.Future[list[bool | BaseException]]) -> None:
-        """Each caller's answer once the write is over (on the event loop; the batch is
-        closed to more rows by then)."""
-        if written.cancelled():  # the loop is shutting down
-            for waiter in self.waiters:
-                waiter.cancel()
-            return
-        error = written.exception()
-        outcomes = [error] * len(self.waiters) if error is not None else written.result()
-        for waiter, outcome in zip(self.waiters, outcomes, strict=True):
-            if waiter.done():  # its caller went away
-                continue
-            if isinstance(outcome, BaseException):
-                waiter.set_exception(outcome)
-            else:
-                waiter.set_result(outcome)
-
-
-def _insert_batch(
-    conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sinks: tuple[str, ...]
-) -> list[bool]:
-    """Rows of separate ingests stored if new, in as few statements as they fit: whether
-    each was new (a key repeated in the batch is new once, at its first row)."""
-    flags, new = _insert_new(conn, rows, one_statement=True)
-    if new and sinks:
-        conn.executemany(
-            "INSERT INTO outbox (sink, dedup_key, enqueued_ms, available_ms) VALUES (?, ?, ?, ?)",
-            [(sink, row[0], row[7], row[7]) for row in new for sink in sinks],
-        )
-    return flags
-
-
-def _insert_each(
-    conn: sqlite3.Connection, db: Database, rows: list[tuple[Any, ...]], sinks: tuple[str, ...]
-) -> list[bool | BaseException]:
-    """:func:`_insert_batch` one row at a time, each in a savepoint: the batch's statement
-    failed, and only the rows that fail alone must fail (as their own writes did)."""
-    outcomes: list[bool | BaseException] = []
-    for row in rows:
-        conn.execute("SAVEPOINT one_row")
-        try:
-            outcomes.append(_insert_one(conn, row, sinks))
-        except sqlite3.Error as error:
-            if not conn.in_transaction:  # SQLite rolled the whole transaction back
-                raise
-            outcomes.append(db.translate(error))
-            conn.execute("ROLLBACK TO one_row")
-        conn.execute("RELEASE one_row")
-    return outcomes
-
-
 _LAST_ROWID = (1 << 63) - 1
 """SQLite's largest rowid: only past it does an insert take a rowid below the largest one."""
 
 
 def _insert_new(
-    conn: sqlite3.Connection, candidates: list[tuple[Any, ...]], *, one_statement: bool = False
+    conn: sqlite3.Connection, candidates: list[tuple[Any, ...]]
 ) -> tuple[list[bool], list[tuple[Any, ...]]]:
     """Insert the rows whose dedup key is not stored yet; whether each candidate was new (a
     key repeated in the batch is new once, at its first row), and the new rows.
@@ -209,23 +123,13 @@ def _insert_new(
     for the page's statements. When every row went in (a poll's usual page) that is all;
     otherwise the new rows are the ones past the largest rowid before the insert (SQLite
     gives each new row a rowid past the largest until that reaches its bound, checked
-    first: then the keys are looked up before the insert, as before).
-
-    ``one_statement``: the rows go in by multi-row ``INSERT``s (:data:`_ROWS_A_STATEMENT`
-    rows each) instead of ``executemany``, which steps once per row, letting go of the GIL
-    and taking it back each time (a batch of webhook deliveries: :class:`_Batch`)."""
+    first: then the keys are looked up before the insert, as before)."""
     if not candidates:
         return [], []
     (top,) = conn.execute("SELECT max(rowid) FROM signals").fetchone()
     if top is not None and top >= _LAST_ROWID - len(candidates):
         return _insert_unseen(conn, candidates)
-    if one_statement:
-        inserted = 0
-        for chunk in _chunks(candidates, _ROWS_A_STATEMENT):
-            values = [value for row in chunk for value in row]
-            inserted += conn.execute(_insert_values(len(chunk)), values).rowcount
-    else:
-        inserted = conn.executemany(_INSERT_IF_NEW, candidates).rowcount
+    inserted = conn.executemany(_INSERT_IF_NEW, candidates).rowcount
     if inserted == len(candidates):
         return [True] * inserted, candidates
     new = {
@@ -278,10 +182,6 @@ class SqliteSignalStore:
     def __init__(self, db: Database, retention: timedelta) -> None:
         self._db = db
         self._retention = retention
-        self._batches: dict[tuple[asyncio.AbstractEventLoop, tuple[str, ...]], _Batch] = {}
-        """The batch of single-signal ingests still open to more rows, per loop and sinks."""
-        self._batching = threading.Lock()
-        """Held to join a batch (event loop) or close it (the store's thread)."""
 
     async def ingest(
         self,
@@ -323,10 +223,9 @@ class SqliteSignalStore:
                 )
             )
 
-        if len(candidates) == 1 and checkpoint is None:
-            return IngestResult((await self._ingest_one(candidates[0], sink_names),))
-
         def run(conn: sqlite3.Connection) -> IngestResult:
+            if len(candidates) == 1 and checkpoint is None:
+                return IngestResult((_insert_one(conn, candidates[0], sink_names),))
             flags, rows = _insert_new(conn, candidates)
             if rows and sink_names:
                 conn.executemany(
@@ -341,61 +240,6 @@ class SqliteSignalStore:
 
         # A poll page's write (it carries the checkpoint) overlaps the next page's mapping.
         return await self._db.write(run, hand_over=checkpoint is not None)
-
-    def _ingest_one(self, row: tuple[Any, ...], sinks: tuple[str, ...]) -> asyncio.Future[bool]:
-        """One signal's row into the batch waiting for the store's thread (a new batch, and
-        its write queued, when none is); whether it was new, once committed."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[bool] = loop.create_future()
-        key = (loop, sinks)
-        with self._batching:
-            batch = self._batches.get(key)
-            opened = batch is None
-            if batch is None:
-                batch = self._batches[key] = _Batch(key)
-            batch.rows.append(row)
-            batch.waiters.append(waiter)
-        if opened:
-            written = self._db.write_soon(functools.partial(self._write_batch, batch))
-            written.add_done_callback(functools.partial(self._settle, batch))
-        return waiter
-
-    def _close(self, batch: _Batch) -> None:
-        """No row joins ``batch`` from now on (the next single-signal ingest opens another)."""
-        with self._batching:
-            if self._batches.get(batch.key) is batch:
-                del self._batches[batch.key]
-
-    def _settle(self, batch: _Batch, written: asyncio.Future[list[bool | BaseException]]) -> None:
-        # Closed here too: a write that never ran (its BEGIN failed, the store was closed)
-        # must not leave its batch open to rows nobody would store or answer.
-        self._close(batch)
-        batch.settle(written)
-
-    def _write_batch(self, batch: _Batch, conn: sqlite3.Connection) -> list[bool | BaseException]:
-        """On the store's thread: the batch closed to more rows, then stored (again, the
-        same rows, when its group runs a second time)."""
-        self._close(batch)
-        rows, sinks = batch.rows, batch.key[1]
-        if len(rows) == 1:
-            return [_insert_one(conn, rows[0], sinks)]  # a failure is its own write's, as before
-        # A statement that fails undoes itself; a batch of several statements (outbox
-        # entries, more rows than one holds) is undone as a whole before it is split.
-        undo = bool(sinks) or len(rows) > _ROWS_A_STATEMENT
-        if undo:
-            conn.execute("SAVEPOINT one_batch")
-        try:
-            flags: list[bool | BaseException] = list(_insert_batch(conn, rows, sinks))
-        except sqlite3.Error:
-            if not conn.in_transaction:  # SQLite rolled the whole transaction back
-                raise
-            if undo:
-                conn.execute("ROLLBACK TO one_batch")
-                conn.execute("RELEASE one_batch")
-            return _insert_each(conn, self._db, rows, sinks)
-        if undo:
-            conn.execute("RELEASE one_batch")
-        return flags
 
     async def get(self, project_id: str, signal_id: str) -> StoredSignal | None:
         def run(conn: sqlite3.Connection) -> StoredSignal | None:
