@@ -3,9 +3,11 @@ whole use case for callers that hold the body already."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
+import gc
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +28,7 @@ from tests.web.support import (
 from ucf.service.context import UcfContext
 from ucf.service.settings import Settings
 from ucf.service.webhooks import (
+    Accepted,
     Delivery,
     RateLimitExceeded,
     TokenReserve,
@@ -381,3 +384,42 @@ async def test_a_cached_target_answers_as_the_store_read_does_until_the_cache_la
         assert gateway.cached_target(CONNECTOR, PROJECT) is None
         assert gateway.cached_target(CONNECTOR, PROJECT, hook_id) is None
         assert (await gateway.target(CONNECTOR, PROJECT, hook_id)).via_hook
+
+
+async def test_a_delivery_waiting_for_its_write_no_longer_holds_its_parsed_payload(
+    tmp_path: Path,
+) -> None:
+    """Deliveries in flight hold their signals while their write commits, not the whole
+    parsed payload (a server with 32 in flight kept 32 payloads' objects alive for
+    nothing): once mapped, the payload is let go before the gateway awaits the store."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    marker = "payload-0f3c"
+
+    def payloads_alive() -> int:
+        return sum(
+            1
+            for found in gc.get_objects()
+            if type(found) is dict and found.get("unmapped") == marker
+        )
+
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        gateway = WebhookGateway(context, monotonic=lambda: 0.0)
+        target = await gateway.target(CONNECTOR, PROJECT)
+        for n in range(3):  # the first ones draw tokens and report the instance's health
+            event = ticket_event(f"T-{n}") | {"unmapped": marker}
+            assert payloads_alive() == 1  # the scan finds such a payload: ``event`` itself
+            signed = sign(event, delivery=f"d-{n}", at=NOW.timestamp())
+            del event
+            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+            receiving = asyncio.create_task(gateway.receive(target, delivery))
+            seen = steps = 0
+            while not receiving.done():
+                await asyncio.sleep(0.0005)
+                steps += 1
+                seen = max(seen, payloads_alive())
+            outcome = receiving.result()
+            assert isinstance(outcome, Accepted)
+            assert outcome.inserted == 1
+            assert steps > 1  # the loop ran while the write was committing
+            assert seen == 0

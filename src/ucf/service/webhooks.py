@@ -1025,6 +1025,10 @@ class WebhookGateway:
             self._observer.ignored(connector.id, mapped.event_type)
             return Ignored(mapped.event_type)
         result = mapped.result
+        # The parsed payload (hundreds of objects) is not needed past the mapping: let it
+        # go before the write's await, so 32 deliveries in flight hold their signals'
+        # rows, not 32 payloads (the next parse reuses its memory while still cached).
+        del payload, mapped
         return await self._store(target, result, now)
 
 
