@@ -223,14 +223,7 @@ def test_a_client_loads_its_ca_bundle_once_not_at_every_new_connection(
     HTTPS connection (16 ms of CPU each for certifi's): loaded once, the next
     connections (here one a request: the server closes each) load nothing."""
     url, bundle = tls_dynamodb
-    loads: list[object] = []
-    load = ssl.SSLContext.load_verify_locations
-
-    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
-        loads.append(args[0] if args else kwargs)
-        load(self, *args, **kwargs)
-
-    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    loads = _counted_loads(monkeypatch)
     client = aws_client("dynamodb", region_name="us-east-1", endpoint_url=url, verify=str(bundle))
     for _ in range(4):
         assert client.list_tables()["TableNames"] == []
@@ -349,14 +342,7 @@ def test_threads_making_a_clients_first_connections_together_all_verify_and_succ
     the bundle, none connects with the path taken away before the context holds it (an
     unverifiable handshake), and the bundle is loaded far fewer times than connections."""
     url, bundle = tls_dynamodb
-    loads: list[object] = []
-    load = ssl.SSLContext.load_verify_locations
-
-    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
-        loads.append(args[0] if args else kwargs)
-        load(self, *args, **kwargs)
-
-    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    loads = _counted_loads(monkeypatch)
     client = aws_client(
         "dynamodb",
         region_name="us-east-1",
@@ -405,3 +391,16 @@ def test_a_client_loading_its_bundle_once_trusts_exactly_what_botocores_own_clie
     assert contexts[0].cert_store_stats() == contexts[1].cert_store_stats()
     assert contexts[0].get_ca_certs() == contexts[1].get_ca_certs()
     assert contexts[0].cert_store_stats()["x509_ca"] == 1
+
+
+def _counted_loads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """What each ``load_verify_locations`` call from now on loads, in order (each still loads)."""
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args[0] if args else kwargs)
+        load(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    return loads

@@ -13,7 +13,7 @@ import certifi
 import httpx
 import pytest
 
-from ucf.fakes import FakeRequest, FakeResponse, FakeServer, make_tls_pair
+from ucf.fakes import FakeRequest, FakeResponse, FakeServer, TlsPair, make_tls_pair
 from ucf.runtime.http import HttpSettings, create_client, expect_request
 from ucf.runtime.ssrf import EgressPolicy
 from ucf.runtime.trust import LOAD_THREAD_NAME, BackgroundTrust
@@ -70,8 +70,7 @@ async def test_an_https_request_waits_for_the_bundle_still_loading(
     """The request is sent while the bundle is still loading (it takes 0.3 s here):
     without the wait its handshake would meet an empty trust store and fail."""
     tls = make_tls_pair(["localhost"])
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    bundle = _bundle_of(tls, tmp_path)
     monkeypatch.setattr(certifi, "where", _slow_where(bundle, 0.3))
     with FakeServer(ssl_context=tls.server) as secure:
         secure.add_route("GET", "/hello", _hello)
@@ -103,8 +102,7 @@ def test_a_child_forked_while_the_bundle_loads_has_it_loaded(
     """A fork copies no threads: a child forked while the bundle loads would wait for a
     thread it does not have, and its first HTTPS request would hang for ever."""
     tls = make_tls_pair(["localhost"])
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    bundle = _bundle_of(tls, tmp_path)
     monkeypatch.setattr(certifi, "where", _slow_where(bundle, 0.5))
     trust = BackgroundTrust(True)
     pid = os.fork()
@@ -152,8 +150,7 @@ async def test_an_expected_https_request_starts_the_load_before_it_is_sent(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     tls = make_tls_pair(["localhost"])
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    bundle = _bundle_of(tls, tmp_path)
     loads = _loads(monkeypatch, bundle)
     with FakeServer(ssl_context=tls.server) as secure:
         secure.add_route("GET", "/hello", _hello)
@@ -178,8 +175,7 @@ async def test_an_https_request_nobody_announced_still_loads_the_bundle_and_veri
     """Deferring the load never skips it: the first https request loads and waits,
     and a server the bundle does not vouch for is refused as before."""
     tls = make_tls_pair(["localhost"])
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    bundle = _bundle_of(tls, tmp_path)
     loads = _loads(monkeypatch, bundle)
     stranger = make_tls_pair(["localhost"])  # another CA
     with (
@@ -203,8 +199,7 @@ def test_a_child_forked_before_a_deferred_load_loads_the_bundle_itself(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     tls = make_tls_pair(["localhost"])
-    bundle = tmp_path / "bundle.pem"
-    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    bundle = _bundle_of(tls, tmp_path)
     loads = _loads(monkeypatch, bundle)
     trust = BackgroundTrust(True, load_now=False)
     pid = os.fork()
@@ -218,3 +213,10 @@ def test_a_child_forked_before_a_deferred_load_loads_the_bundle_itself(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert loads == []  # the parent, told nothing, loaded nothing
+
+
+def _bundle_of(tls: TlsPair, folder: Path) -> Path:
+    """A CA bundle file holding the CA the pair's client trusts (what certifi would name)."""
+    bundle = folder / "bundle.pem"
+    bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
+    return bundle
