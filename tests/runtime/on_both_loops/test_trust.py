@@ -105,16 +105,7 @@ def test_a_child_forked_while_the_bundle_loads_has_it_loaded(
     bundle = _bundle_of(tls, tmp_path)
     monkeypatch.setattr(certifi, "where", _slow_where(bundle, 0.5))
     trust = BackgroundTrust(True)
-    pid = os.fork()
-    if pid == 0:  # the child: report through the exit code, and never return into pytest
-        code = 1
-        try:
-            trust.wait(timeout=5)
-            code = 0 if len(trust.context.get_ca_certs()) == 1 else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert _forked_child_loads_one_certificate(trust)
     trust.wait(timeout=5)  # and the parent's own load is not disturbed
     assert len(trust.context.get_ca_certs()) == 1
 
@@ -202,16 +193,7 @@ def test_a_child_forked_before_a_deferred_load_loads_the_bundle_itself(
     bundle = _bundle_of(tls, tmp_path)
     loads = _loads(monkeypatch, bundle)
     trust = BackgroundTrust(True, load_now=False)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            trust.wait(timeout=5)
-            code = 0 if len(trust.context.get_ca_certs()) == 1 else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert _forked_child_loads_one_certificate(trust)
     assert loads == []  # the parent, told nothing, loaded nothing
 
 
@@ -220,3 +202,17 @@ def _bundle_of(tls: TlsPair, folder: Path) -> Path:
     bundle = folder / "bundle.pem"
     bundle.write_text(ssl.DER_cert_to_PEM_cert(tls.client.get_ca_certs(binary_form=True)[0]))
     return bundle
+
+
+def _forked_child_loads_one_certificate(trust: BackgroundTrust) -> bool:
+    """Whether a child forked now gets ``trust``'s bundle (one certificate) within 5 s."""
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit code, and never return into pytest
+        code = 1
+        try:
+            trust.wait(timeout=5)
+            code = 0 if len(trust.context.get_ca_certs()) == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
