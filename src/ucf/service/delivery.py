@@ -68,6 +68,7 @@ from ucf.stores.models import OutboxEntry, OutboxLag
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LEASE",
+    "MIN_SEND_SECONDS",
     "Backoff",
     "DeliveryFailed",
     "DeliveryStats",
@@ -89,6 +90,8 @@ log = logging.getLogger("ucf.delivery")
 
 DEFAULT_BATCH_SIZE: Final = 100
 DEFAULT_LEASE: Final = timedelta(seconds=60)
+MIN_SEND_SECONDS: Final = 2.0
+"""A send is not started with less time than this left before a worker's ``deadline``."""
 
 
 class DeliveryFailed(Exception):
@@ -342,6 +345,11 @@ class DeliveryWorker:
     ``lease`` hides a claimed batch from other claimers; a batch must be
     delivered within half of it (``deliver_timeout``). The sink lease lasts
     twice ``lease`` and is renewed whenever less than ``1.5 × lease`` is left.
+
+    ``deadline`` (the event loop's time; a Lambda function's timeout less its
+    wind-down) is when the process stops for good: no send runs past it, and a
+    batch being sorted out one signal at a time goes on, even once stopping,
+    while a send still fits before it (see :meth:`_sort_out`).
     """
 
     def __init__(
@@ -357,6 +365,7 @@ class DeliveryWorker:
         stop_grace: float = 10.0,
         backoff: Backoff | None = None,
         owner: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -368,6 +377,9 @@ class DeliveryWorker:
         self.batch_size = batch_size
         self.lease = lease
         self.deliver_timeout = lease.total_seconds() / 2
+        self.deadline = deadline
+        self._timeout = self.deliver_timeout
+        """What the last send was given (less than ``deliver_timeout`` near the deadline)."""
         self.idle_seconds = idle_seconds
         self.standby_seconds = standby_seconds
         self.stop_grace = stop_grace
@@ -565,15 +577,18 @@ class DeliveryWorker:
         The first signal is always tried unless the worker is stopping (so every
         round settles at least one); later ones only while an attempt would
         still end inside the claim's lease. What is left is given back
-        and claimed again next round.
+        and claimed again next round. A worker with a ``deadline`` goes on
+        while stopping too, as long as a send fits before it: the AWS delivery
+        function stops claiming at its budget, which a short timeout ends at
+        the first claim, and a refused batch given back whole by every
+        invocation never moved.
         """
         outbox = self.context.store.outbox
-        loop = asyncio.get_running_loop()
         last_start = claimed_at + self.lease.total_seconds() - self.deliver_timeout
         settled = 0
         try:
             for entry in entries:
-                if self.stopping or (settled and loop.time() > last_start):
+                if not self._may_send_another(settled, last_start):
                     break
                 try:
                     await self._attempt([entry])
@@ -615,8 +630,21 @@ class DeliveryWorker:
             reason,
         )
 
+    def _may_send_another(self, settled: int, last_start: float) -> bool:
+        """Whether :meth:`_sort_out` sends its next signal (``settled`` of them done)."""
+        now = asyncio.get_running_loop().time()
+        if settled and now > last_start:
+            return False  # it could end past the claim's lease
+        if self.deadline is not None:
+            return self.deadline - now >= MIN_SEND_SECONDS
+        return not self.stopping
+
     async def _attempt(self, entries: list[OutboxEntry]) -> None:
-        async with asyncio.timeout(self.deliver_timeout):
+        timeout = self.deliver_timeout
+        if self.deadline is not None:  # no send runs past it
+            timeout = max(min(timeout, self.deadline - asyncio.get_running_loop().time()), 0.0)
+        self._timeout = timeout
+        async with asyncio.timeout(timeout):
             await self.sink.deliver(entries)
 
     async def _acked(self, ids: list[str]) -> None:
@@ -648,7 +676,7 @@ class DeliveryWorker:
         self.stats.failures += 1
         self.stats.consecutive_failures += 1
         if isinstance(error, TimeoutError):
-            message = f"no answer within {self.deliver_timeout:g} s"
+            message = f"no answer within {self._timeout:g} s"
         else:
             message = str(error) or type(error).__name__
         message = secret_free(message)
