@@ -57,9 +57,9 @@ from typing import Any, Final, NamedTuple
 __all__ = [
     "COLD_PATH_MODULES",
     "SHIPPED",
+    "Outcome",
     "build",
     "compiler_digest",
-    "Outcome",
     "install",
     "installed",
     "outcome",

@@ -53,7 +53,6 @@ from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.core.webhook import map_delivery
 from ucf.runtime.webhooks import (
-    Admission,
     HandshakeResponse,
     Rejection,
     Verifier,
