@@ -38,6 +38,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -69,12 +70,14 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LEASE",
     "MIN_SEND_SECONDS",
+    "SEND_DEADLINE",
     "Backoff",
     "DeliveryFailed",
     "DeliveryStats",
     "DeliveryWorker",
     "HttpPostSink",
     "JsonlFileSink",
+    "OutOfTime",
     "Sink",
     "SinkDelivery",
     "check_sink_url",
@@ -104,6 +107,13 @@ class DeliveryFailed(Exception):
     ``refused`` is for sinks that know per entry (SQS, EventBridge): entry id →
     why it was refused for good, and *every other entry of the batch was
     delivered*. The worker parks those and acknowledges the rest at once.
+
+    ``delivered`` is for sinks that send a batch in several calls (SQS,
+    EventBridge): the entries taken before the failure. With it, ``refused``
+    names only the entries refused so far; the worker acknowledges the one,
+    parks the other, and the rest of the batch fails as this error says
+    (``rejected``: sorted out one by one; otherwise tried again after its
+    backoff), instead of sending again what was taken already.
     """
 
     def __init__(
@@ -113,11 +123,31 @@ class DeliveryFailed(Exception):
         retry_after: float | None = None,
         rejected: bool = False,
         refused: Mapping[str, str] | None = None,
+        delivered: Sequence[str] | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.rejected = rejected or bool(refused)
+        self.delivered = None if delivered is None else tuple(delivered)
+        self.rejected = rejected or (bool(refused) and self.delivered is None)
         self.refused = dict(refused) if refused else None
+
+
+class OutOfTime(DeliveryFailed):
+    """The send's time ran out partway, no failure of the sink's: a sink sending a batch
+    in several calls (SQS, EventBridge) stopped before a call that would not fit. What it
+    ``delivered`` is acknowledged, what it ``refused`` parked, and the rest claimed again
+    at once, with no backoff and no failure counted."""
+
+    def __init__(
+        self, message: str, *, delivered: Sequence[str], refused: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message, refused=refused, delivered=delivered)
+
+
+SEND_DEADLINE: Final[ContextVar[float | None]] = ContextVar("ucf_send_deadline", default=None)
+"""The event loop's time by which the send in progress must be over (set around each one,
+:meth:`DeliveryWorker._attempt`): a sink that sends a batch in several calls starts no
+call that would not fit, and says what it delivered (``DeliveryFailed.delivered``)."""
 
 
 #: Answers that refuse the content, not the request: anything else (401, 403, 404,
@@ -538,7 +568,23 @@ class DeliveryWorker:
             await self._settle_on_cancel(attempt, ids)
             raise
         except DeliveryFailed as error:
-            if error.refused is not None:
+            if error.delivered is not None:
+                # Settled to the end, as below: what the sink took must not go again.
+                rest, cancelled = await to_the_end(self._settle_taken(entries, error))
+                if cancelled:
+                    raise asyncio.CancelledError from None
+                if not rest:
+                    self._settled()
+                    return None
+                entries, ids = rest, [entry.entry_id for entry in rest]
+                if isinstance(error, OutOfTime):
+                    log.info("delivery to %s: %s", self.sink_name, error)
+                    await self.context.store.outbox.release(
+                        self.sink_name, ids, retry_at=self.context.clock()
+                    )
+                    self._settled()  # the rest is claimable again now, and claimed next
+                    return None
+            elif error.refused is not None:
                 # Settled to the end even if a stop comes meanwhile: the sink took the
                 # others, so they must be acknowledged, not sent again after the claim.
                 _, cancelled = await to_the_end(self._settle_refused(entries, error.refused))
@@ -563,12 +609,37 @@ class DeliveryWorker:
         if delivered:
             await self._acked(delivered)
             return
+        self._settled()
+
+    def _settled(self) -> None:
+        """The batch is settled without an ack of this worker's to end it."""
         self._outstanding = False
         self._retry_limit = None
         self._hold_until = None
         self.stats.batches += 1
         self.stats.consecutive_failures = 0
         self.stats.last_error = None
+
+    async def _settle_taken(
+        self, entries: list[OutboxEntry], error: DeliveryFailed
+    ) -> list[OutboxEntry]:
+        """The sink failed partway (``error.delivered``): park what it refused, acknowledge
+        what it took; the entries left to fail. The claim still hides those, so the
+        worker keeps them outstanding (the sink lease must outlive it)."""
+        refused = error.refused or {}
+        taken = set(error.delivered or ())
+        for entry in entries:
+            if entry.entry_id in refused:
+                await self._park(entry, refused[entry.entry_id])
+        acked = [e.entry_id for e in entries if e.entry_id in taken and e.entry_id not in refused]
+        if acked:
+            try:
+                await self.context.store.outbox.ack(self.sink_name, acked)
+            except StoreError as failure:  # delivered but still pending: sent again later
+                log.warning("delivery to %s: ack failed: %s", self.sink_name, failure)
+            self.stats.delivered += len(acked)
+            self.stats.consecutive_failures = 0  # the sink took some: it is not down
+        return [e for e in entries if e.entry_id not in taken and e.entry_id not in refused]
 
     async def _sort_out(self, entries: list[OutboxEntry], claimed_at: float) -> float | None:
         """The sink refused a batch for what it holds: send its signals one by one, in
@@ -644,8 +715,12 @@ class DeliveryWorker:
         if self.deadline is not None:  # no send runs past it
             timeout = max(min(timeout, self.deadline - asyncio.get_running_loop().time()), 0.0)
         self._timeout = timeout
-        async with asyncio.timeout(timeout):
-            await self.sink.deliver(entries)
+        deadline = SEND_DEADLINE.set(asyncio.get_running_loop().time() + timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.sink.deliver(entries)
+        finally:
+            SEND_DEADLINE.reset(deadline)
 
     async def _acked(self, ids: list[str]) -> None:
         """Remove a delivered batch from the outbox, then count it.
