@@ -329,3 +329,26 @@ def test_a_function_with_almost_no_time_left_sends_nothing_and_says_why(
     assert "raise the timeout" in str(result["errors"]["http"])
     assert pipeline.batches() == []
     assert tick() == {"delivered": {"http": 1}, "errors": {}}
+
+
+def test_a_function_with_a_short_timeout_still_sorts_out_a_batch_the_pipeline_refuses(
+    lab: Lab, github: GitHubFake, pipeline: Pipeline
+) -> None:
+    """A function whose timeout leaves no budget past its first batch (under ~23 s) stops
+    as soon as that batch is claimed, and a stopping worker sorted out nothing: a batch
+    the pipeline refused for one signal (422) was given back whole by every invocation,
+    with no error said, and nothing behind it ever moved. The one-by-one sends go on
+    while they still fit before the function's timeout: the bad signal is parked and
+    the good one delivered."""
+    lab.connect_github(github)
+    deliver_webhook(lab, 1)
+    deliver_webhook(lab, 2)
+    pipeline.refuse_signal = lambda signal: "Issue 1" in str(signal.get("summary"))
+    started = time.monotonic()
+
+    result = delivery.handler(scheduled_event(datetime.now(UTC)), LambdaContext(timeout_seconds=20))
+
+    assert time.monotonic() - started < 15
+    assert result == {"delivered": {"http": 1}, "errors": {}}
+    assert [signal["summary"] for signal in pipeline.batches()[-1]] == ["#2 Issue 2"]
+    assert tick() == {"delivered": {"http": 0}, "errors": {}}

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import _sre  # type: ignore[import-not-found]
+import contextlib
 import json
+import logging
 import marshal
 import os
 import re
 import re._compiler  # type: ignore[import-not-found]
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 
 from ucf.aws import regex_cache
+from ucf.aws.container import Container
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,3 +229,124 @@ def test_a_cache_built_on_a_machine_of_the_other_byte_order_is_never_used(
     here = regex_cache.compiler_digest()
     monkeypatch.setattr(sys, "byteorder", other)
     assert regex_cache.compiler_digest() != here
+
+
+def _feed_when_read(fifos: list[Path], content: bytes, threads: list[threading.Thread]) -> None:
+    """Write ``content`` into each FIFO a thread opens, one at a time, each only once the
+    thread reading the one before is done; the first only once both are open, or 2 s
+    after one is if only one is (an install waiting for the other never opens its file)."""
+    writers: dict[Path, int] = {}
+    waited = time.monotonic() + 60.0
+    while len(writers) < len(fifos) and time.monotonic() < waited:
+        for fifo in fifos:
+            if fifo not in writers:
+                with contextlib.suppress(OSError):  # ENXIO: nobody reads it yet
+                    writers[fifo] = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                    waited = min(waited, time.monotonic() + 2.0)
+        time.sleep(0.01)
+    for fifo, descriptor in writers.items():
+        os.set_blocking(descriptor, True)
+        os.write(descriptor, content)
+        os.close(descriptor)
+        threads[fifos.index(fifo)].join(30)
+
+
+def test_two_installs_racing_leave_re_as_it_was_after_uninstall(
+    built: Path, tmp_path: Path
+) -> None:
+    """Two threads installing at once both found no cache installed, and the second
+    wrapped ``re`` around the first one's wrapper, which stayed after ``uninstall()``
+    (results right, every compile through a dead cache). One install at a time."""
+    fifos = [tmp_path / "first.marshal", tmp_path / "second.marshal"]
+    for fifo in fifos:
+        os.mkfifo(fifo)
+    original = re._compiler.compile
+    served: list[int] = []
+    threads = [
+        threading.Thread(
+            target=lambda path=fifo: served.append(regex_cache.install(path)), daemon=True
+        )
+        for fifo in fifos
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        _feed_when_read(fifos, built.read_bytes(), threads)
+        for thread in threads:
+            thread.join(30)
+        assert sorted(served) == [0, len(_entries(built))]
+    finally:
+        regex_cache.uninstall()
+    assert re._compiler.compile is original
+
+
+def test_a_shipped_cache_that_goes_unused_is_said_once_at_the_cold_start(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A runtime whose ``re`` is not the build's ignores the file, rightly, but said
+    nothing: the cold start's gain was gone without a sign. The container says it once,
+    as the environment starts (logging is set up only then), at INFO."""
+    data = marshal.loads(built.read_bytes())
+    data["compiler"] = "0" * 64
+    foreign = tmp_path / "foreign.marshal"
+    foreign.write_bytes(marshal.dumps(data))
+    monkeypatch.setattr(regex_cache, "_outcome", None)
+
+    assert regex_cache.install(foreign) == 0
+    found = regex_cache.outcome()
+    assert found is not None
+    assert found.unused_file
+    assert "another regex compiler" in found.why
+    container = Container("regex-probe", environ={})
+    try:
+        with caplog.at_level(logging.INFO, logger="ucf.aws"):
+            container.call(lambda: None)
+            container.call(lambda: None)  # a warm invocation says nothing more
+    finally:
+        container.close()
+    said = [r.getMessage() for r in caplog.records if "regex cache" in r.getMessage()]
+    assert len(said) == 1
+    assert "another regex compiler" in said[0]
+
+    monkeypatch.setattr(regex_cache, "_outcome", None)
+    assert regex_cache.install(tmp_path / "missing.marshal") == 0
+    missing = regex_cache.outcome()
+    assert missing is not None
+    assert not missing.unused_file  # a checkout ships none: nothing lost
+
+
+def test_a_build_python_without_res_sources_builds_the_artifact_without_a_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``make -C deploy app`` failed outright with a Python stripped of ``re``'s sources
+    (nothing to key a cache on), though the artifact is good without one."""
+    destination = tmp_path / "regex-cache.marshal"
+    destination.write_bytes(b"an earlier build's")
+    monkeypatch.setattr(re, "__file__", str(tmp_path / "stripped" / "re" / "__init__.py"))
+    assert regex_cache.compiler_digest() is None
+
+    regex_cache.main([str(destination)])
+
+    assert not destination.exists()
+    assert "no regex cache built" in capsys.readouterr().err
+
+
+def test_a_pattern_whose_parse_warns_is_not_recorded_so_it_still_warns(tmp_path: Path) -> None:
+    """Served from the cache, a pattern is never parsed, so ``re``'s parse-time warnings
+    (a possible nested set, …) were no longer given: such a pattern is left out."""
+    (tmp_path / "warns_7f3.py").write_text(
+        'import re\nNESTED = re.compile("[[a]x-7f3")\nPLAIN = re.compile("plain-7f3+")\n'
+    )
+    built = tmp_path / "cache.marshal"
+    probe = f"""
+import warnings
+from pathlib import Path
+from ucf.aws import regex_cache
+warnings.simplefilter("ignore")
+regex_cache.build(Path({str(built)!r}), ["warns_7f3"])
+"""
+    _python(probe, PYTHONPATH=os.pathsep.join([str(tmp_path), *sys.path]))
+
+    entries = _entries(built)
+    assert ("plain-7f3+", 0) in entries
+    assert ("[[a]x-7f3", 0) not in entries

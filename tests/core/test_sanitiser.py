@@ -1359,6 +1359,55 @@ def test_a_long_metadata_entry_cut_after_a_long_secret_keeps_no_half_word_of_the
     assert ticket.startswith("https://tracker.example/browse/aaaa")
 
 
+@pytest.mark.parametrize("between", [",", ";", "/", "|", "=", ":"])
+def test_a_long_one_word_metadata_entry_cut_through_a_token_after_a_long_secret_keeps_none_of_it(
+    between: str,
+) -> None:
+    """An entry with no space, tab or line break is one word, cut where the first cut
+    falls: through a token there, whose first characters are too few for its shape to be
+    recognised. A long secret before it (a JWT) becomes a much shorter marker, and the
+    token's start moved into the kept part: 19 of a GitHub token's 36 characters stored
+    in clear, behind punctuation instead of a space. The cut word's remains are left out
+    when the redaction brought them within reach."""
+    policy = SanitiserPolicy()
+    cut = policy.max_metadata_chars * 4
+    jwt = "eyJhbGciOiJIUzI1NiJ9." + "eyJzdWIiOiIxMjM0NTY3ODkwIn0" * 32 + ".c2lnbmF0dXJlX2hlcmU"
+    entry = jwt + between * (cut - len(jwt) - 23) + GITHUB_TOKEN
+    signal = _signal(metadata={"participants": [entry], "relatedTickets": [], "tags": []})
+
+    model = SANITISER.sanitise(signal).to_wire()
+
+    [kept] = model["metadata"]["participants"]
+    assert GITHUB_TOKEN[4:12] not in kept, kept
+    assert "ghp_" not in kept, kept
+    assert kept.startswith("[REDACTED:jwt]")
+    assert "truncated:metadata" in model["sanitisationNotes"]
+    assert SANITISER.sanitise_wire(signal.to_wire()) == model
+    assert SANITISER.sanitise_wires([signal.to_wire()]) == [model]
+    once = SANITISER.sanitise(signal)
+    assert SANITISER.sanitise(once).metadata == once.metadata
+
+
+@pytest.mark.parametrize("filler", ["\u200b", "\x01", "<b></b>"])
+def test_a_text_cut_at_the_input_bound_through_a_token_keeps_none_of_it(filler: str) -> None:
+    """Text past ``max_input_chars`` is cut before it is tidied, at a space if one is near,
+    else where the bound falls: through a token there. Invisible characters or markup
+    before it are then removed, and the token's first 19 characters, too few for its
+    shape to be recognised, were the sanitised text, in clear."""
+    bound = SanitiserPolicy().max_input_chars
+    count = (bound - 23) // len(filler)
+    text = filler * count + "x" * (bound - 23 - count * len(filler)) + GITHUB_TOKEN
+
+    clean, notes = SANITISER.clean_text(text)
+
+    assert "ghp_" not in clean, clean
+    assert "truncated:input" in notes
+    small = SanitiserPolicy(max_input_chars=200, max_summary_chars=200)
+    summary = filler * (177 // len(filler)) + GITHUB_TOKEN
+    wire = Sanitiser(small).sanitise_wire(_signal(summary=summary).to_wire())
+    assert "ghp_" not in wire["sanitisedSummary"], wire["sanitisedSummary"]
+
+
 _metadata_entries = st.lists(
     _raw_strings | st.sampled_from(["pwd=a", "x pwd=ab", "pwd=a pwd=b", "x" * 9, "a\r\nb"]),
     max_size=4,

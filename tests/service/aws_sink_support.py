@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +31,8 @@ class EntryFailureProxy:
         self.rule = rule
         self.times = times
         self.forwarded_entries: list[dict[str, Any]] = []
+        self.delay = 0.0
+        """Seconds each batch call takes before it is answered (a slow queue or bus)."""
         self._failed_so_far: dict[str, int] = {}
         self._lock = threading.Lock()
         parts = urlsplit(upstream)
@@ -83,6 +86,8 @@ class EntryFailureProxy:
     def _batch(
         self, handler: BaseHTTPRequestHandler, target: str, request: dict[str, Any]
     ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if self.delay:
+            time.sleep(self.delay)
         entries: list[dict[str, Any]] = request["Entries"]
         failing: dict[int, str] = {}
         with self._lock:

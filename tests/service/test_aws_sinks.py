@@ -216,9 +216,12 @@ async def test_a_failed_entry_is_retried_alone_and_the_fifo_order_holds(
     assert sent == ids, "one instance's next message waits until the failed one is taken"
 
 
-async def test_an_entry_that_keeps_failing_sends_the_batch_back_and_nothing_is_lost(
+async def test_an_entry_that_keeps_failing_sends_back_itself_and_what_follows_not_what_went_before(
     fifo: tuple[UcfContext, str], aws: Any, moto: str
 ) -> None:
+    """The batch went back whole, and the message a call before had got through was sent
+    again at the retry (a FIFO queue dropped it within its five-minute deduplication
+    window; after a longer backoff, or on a standard queue or a bus, a duplicate)."""
     context, queue = fifo
     ids = [await ingest_one(context, mapped("github-issues", "p1", n)) for n in range(3)]
 
@@ -229,14 +232,43 @@ async def test_an_entry_that_keeps_failing_sends_the_batch_back_and_nothing_is_l
         sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
         sink._retry_pause = 0.01
         work = worker(context, "sqs", sink)
-        assert await work.run_once() == 0
+        assert await work.run_once() == 1
         assert work.stats.last_error is not None
         assert "InternalError" in work.stats.last_error
-        assert (await outbox_lag(context))["sqs"].pending == 3
+        assert (await outbox_lag(context))["sqs"].pending == 2
         await asyncio.sleep(0.1)  # the backoff; the fault has run its course
-        assert await work.run_once() == 3
+        assert await work.run_once() == 2
 
     assert [b["id"] for b in bodies(drain_queue(aws, queue))] == ids
+    sent = [e["MessageDeduplicationId"] for e in proxy.forwarded_entries]
+    assert sent == ids, "each message sent once, in order"
+
+
+async def test_a_queue_too_slow_for_a_whole_batch_takes_it_in_parts_each_message_once(
+    tmp_path: Path, aws: Any, moto: str
+) -> None:
+    """A batch is sent in calls of ten, all within the send's time: a queue answering
+    each call slowly got the first calls, then the send ran out of time and the whole
+    batch went back, to be sent again from its start at every retry (every call that had
+    got through sent again, a duplicate each on a standard queue) and, never fitting,
+    never moved. A call is started only while one call's time is left; what went
+    through counts, and the rest goes again at once."""
+    queue = new_queue(aws, fifo=False)
+    async with await open_context(tmp_path, UCF_SINK_SQS=queue) as context:
+        ids = [await ingest_one(context, mapped("github-issues", "p1", n)) for n in range(80)]
+        with EntryFailureProxy(moto, lambda entry: None) as proxy:
+            proxy.delay = 0.5  # a call: the whole batch's 8 take 4 s, its send has 3
+            sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
+            sink.call_seconds = 1.5
+            work = worker(context, "sqs", sink, batch_size=100, lease=timedelta(seconds=6))
+            assert await work.run_once() == 80
+            assert work.stats.batches > 1, "in parts"
+            assert work.stats.failures == 0
+
+        assert (await outbox_lag(context))["sqs"].pending == 0
+        sent = [json.loads(e["MessageBody"])["id"] for e in proxy.forwarded_entries]
+        assert sorted(sent) == sorted(ids), "each message sent once"
+        assert sorted(b["id"] for b in bodies(drain_queue(aws, queue))) == sorted(ids)
 
 
 async def test_an_entry_sqs_refuses_for_its_content_is_parked_and_not_sent_twice(

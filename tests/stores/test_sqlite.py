@@ -225,6 +225,32 @@ async def test_a_page_stored_past_the_largest_rowid_still_tells_new_from_known(
             assert await store.signals.get("p1", signal_write(item).signal_id) is not None
 
 
+async def test_pages_stored_by_two_processes_on_one_file_at_once_each_tell_new_from_known(
+    tmp_path: Path,
+) -> None:
+    """Held (poll13's insert): two stores on one file (ucf serve and a worker) ingesting
+    overlapping pages together, after deletes that took the largest rowid away: each key
+    is new for exactly one of them, and queued once. The largest rowid is read inside
+    the write transaction, which SQLite serialises across connections."""
+    path = url(tmp_path / "ucf.db")
+    async with open_store(path) as first, open_store(path) as second:
+        db: Database = first.signals._db  # type: ignore[attr-defined]
+        await first.signals.ingest([signal_write(f"old-{n}") for n in range(5)], sinks=["http"])
+        await db.write(lambda conn: conn.execute("DELETE FROM signals WHERE rowid >= 3"))
+        for round_ in range(6):
+            one = [signal_write(f"{round_}-{n}") for n in range(0, 60)]
+            two = [signal_write(f"{round_}-{n}") for n in range(30, 90)]
+            a, b = await asyncio.gather(
+                first.signals.ingest(one, sinks=["http"]),
+                second.signals.ingest(two, sinks=["http"]),
+            )
+            new = {w.dedup_key for w, flag in zip(one, a.inserted, strict=True) if flag}
+            also = {w.dedup_key for w, flag in zip(two, b.inserted, strict=True) if flag}
+            assert not new & also
+            assert new | also == {w.dedup_key for w in (*one, *two)}
+        assert (await first.outbox.lag("http", now=T0)).pending == 5 + 6 * 90
+
+
 def _move(expected_version: int, value: object) -> CheckpointMove:
     return CheckpointMove("p1", "github-issues", expected_version, value, T0)
 

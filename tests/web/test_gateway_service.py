@@ -423,3 +423,55 @@ async def test_a_delivery_waiting_for_its_write_no_longer_holds_its_parsed_paylo
             assert outcome.inserted == 1
             assert steps > 1  # the loop ran while the write was committing
             assert seen == 0
+
+
+async def test_a_connector_with_a_handshake_lets_its_payload_go_before_the_write_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connector with handshakes to recognise (Slack, Trello, Asana, MS Graph, Notion)
+    has its body parsed before verification, and the verdict keeps that parse: the gateway
+    let go of its own reference before the write, but the verdict, alive in the frame
+    awaiting it, held the whole payload through the commit all the same. (Its payload
+    is alive while the instance's token is drawn, so the scan is made as the write
+    starts.)"""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    descriptor = copy.deepcopy(ACME)
+    descriptor["ingestion"]["webhook"]["handshakes"] = [
+        {
+            "type": "challenge",
+            "whenPath": "$.type",
+            "equals": "url_verification",
+            "respondPath": "$.challenge",
+            "signed": True,
+        }
+    ]
+    marker = "payload-7a1d"
+
+    def payloads_alive() -> int:
+        return sum(
+            1
+            for found in gc.get_objects()
+            if type(found) is dict and found.get("unmapped") == marker
+        )
+
+    async with _with_an_instance(settings, descriptor, clock=lambda: NOW) as context:
+        ingest = context.ingestor.ingest
+        alive_at_writes: list[int] = []
+
+        async def scanned(*args: Any, **kwargs: Any) -> Any:
+            alive_at_writes.append(payloads_alive())
+            return await ingest(*args, **kwargs)
+
+        monkeypatch.setattr(context.ingestor, "ingest", scanned)
+        gateway = WebhookGateway(context, monotonic=lambda: 0.0)
+        target = await gateway.target(CONNECTOR, PROJECT)
+        for n in range(3):  # the first ones draw tokens and report the instance's health
+            signed = sign(
+                ticket_event(f"T-{n}") | {"unmapped": marker}, delivery=f"d-{n}", at=NOW.timestamp()
+            )
+            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+            outcome = await gateway.receive(target, delivery)
+            assert isinstance(outcome, Accepted)
+            assert outcome.inserted == 1
+        assert alive_at_writes == [0, 0, 0]

@@ -28,7 +28,13 @@ Why the result is the pattern ``re`` would have compiled:
   only with it). Any difference, an unreadable file or a missing source leaves
   ``re`` alone;
 - ``_sre.compile`` checks the program it is given (``_validate`` in
-  ``_sre.c``), and an entry it refuses is compiled the ordinary way.
+  ``_sre.c``), and an entry it refuses is compiled the ordinary way;
+- a pattern whose parse warns (``FutureWarning`` for a possible nested set, …) is
+  not recorded: served, it would no longer warn.
+
+A file that does not apply costs the gain and nothing else, silently: :func:`outcome`
+says what :func:`install` did and why, and the Lambda container logs it once per
+execution environment (``ucf.aws.container``).
 
 ``tests/aws/test_regex_cache.py`` holds every entry of a built file equal to
 the pattern ``re`` compiles (``Pattern.__eq__`` compares the program).
@@ -36,6 +42,7 @@ the pattern ``re`` compiles (``Pattern.__eq__`` compares the program).
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import hashlib
 import importlib
@@ -45,15 +52,17 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "COLD_PATH_MODULES",
     "SHIPPED",
+    "Outcome",
     "build",
     "compiler_digest",
     "install",
     "installed",
+    "outcome",
     "uninstall",
 ]
 
@@ -108,6 +117,24 @@ _parser: Any = importlib.import_module("re._parser")
 
 _original: Callable[..., Any] | None = None
 _building = False
+_lock = _thread.allocate_lock()
+"""Install and uninstall one at a time: two installs racing could each wrap ``re``, and
+the wrapper of the first would stay after :func:`uninstall` (the threading module is
+not loaded this early at a cold start; ``_thread`` is)."""
+
+
+class Outcome(NamedTuple):
+    """What the last :func:`install` did."""
+
+    served: int
+    """How many patterns the cache serves (0: ``re`` compiles every one itself)."""
+    why: str
+    unused_file: bool
+    """A file was there and is not used: the cold start's gain is gone (a Python other
+    than the build's, a file damaged), which nothing else shows."""
+
+
+_outcome: Outcome | None = None
 
 
 def compiler_digest() -> str | None:
@@ -138,27 +165,52 @@ def installed() -> bool:
     return _original is not None
 
 
+def outcome() -> Outcome | None:
+    """What the last :func:`install` did and why; None before any."""
+    return _outcome
+
+
 def install(path: str | os.PathLike[str] | None = None) -> int:
     """Serve ``re``'s compiles from the cache at ``path`` (default: ``UCF_REGEX_CACHE``,
     else :data:`SHIPPED`); how many patterns it holds (0: ``re`` left as it was).
 
-    Idempotent. Never raises for the file: a missing, unreadable or foreign one is ignored.
+    Idempotent. Never raises for the file: a missing, unreadable or foreign one is ignored
+    (:func:`outcome` says so).
     """
-    global _original
-    if _original is not None or _building:
-        return 0
-    source = Path(path or os.environ.get(PATH_ENV) or SHIPPED)
+    with _lock:
+        if _original is not None or _building:
+            return 0
+        return _install(Path(path or os.environ.get(PATH_ENV) or SHIPPED))
+
+
+def _unused(why: str, *, unused_file: bool = True) -> int:
+    global _outcome
+    _outcome = Outcome(0, why, unused_file)
+    return 0
+
+
+def _install(source: Path) -> int:
+    global _original, _outcome
     try:
         data = marshal.loads(source.read_bytes())  # noqa: S302 - the build's own file, checked below
-    except (OSError, EOFError, ValueError, TypeError):
-        return 0
+    except FileNotFoundError:
+        return _unused(f"no regex cache at {source}", unused_file=False)
+    except (OSError, EOFError, ValueError, TypeError) as error:
+        return _unused(f"the regex cache {source} cannot be read ({type(error).__name__})")
     if not (
         isinstance(data, dict)
         and data.get("format") == _FORMAT
         and isinstance(data.get("entries"), dict)
-        and data.get("compiler") == compiler_digest()
     ):
-        return 0
+        return _unused(f"{source} is not a regex cache of this ucf")
+    digest = compiler_digest()
+    if digest is None:
+        return _unused("this Python ships no source of re's compiler to check the cache against")
+    if data.get("compiler") != digest:
+        return _unused(
+            f"the regex cache {source} was built by another regex compiler (another Python "
+            "version or build of re, engine or byte order): re compiles every pattern"
+        )
     entries: dict[tuple[str | bytes, int], Entry] = data["entries"]
 
     original = _compiler.compile
@@ -180,17 +232,18 @@ def install(path: str | os.PathLike[str] | None = None) -> int:
 
     _original = original
     _compiler.compile = compile
+    _outcome = Outcome(len(entries), f"{len(entries)} patterns served from {source}", False)
     return len(entries)
 
 
 def uninstall() -> None:
     """``re`` compiles everything itself again (tests)."""
     global _original
-    if _original is None:
-        return
-
-    _compiler.compile = _original
-    _original = None
+    with _lock:
+        if _original is None:
+            return
+        _compiler.compile = _original
+        _original = None
 
 
 def _entry(pattern: str | bytes, flags: int) -> Entry:
@@ -221,16 +274,21 @@ def build(destination: Path, modules: Iterable[str] = COLD_PATH_MODULES) -> int:
     digest = compiler_digest()
     if digest is None:
         raise RuntimeError("this Python ships no source for re's compiler: nothing to key on")
+    import warnings
 
     global _building
     original = _compiler.compile
     entries: dict[tuple[str | bytes, int], Entry] = {}
 
     def recording(pattern: Any, flags: int = 0) -> Any:
-        # re.DEBUG prints the program as it compiles: such a pattern is never served.
+        # re.DEBUG prints the program as it compiles: such a pattern is never served. Nor is
+        # one whose parse warns (served, it would not warn): the call below warns as usual.
         if isinstance(pattern, str | bytes) and not flags & re.DEBUG:
-            with contextlib.suppress(re.error):  # the call below raises it for its caller
-                entries.setdefault((pattern, int(flags)), _entry(pattern, flags))
+            with contextlib.suppress(re.error), warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")
+                entry = _entry(pattern, flags)  # re.error: the call below raises it
+                if not warned:
+                    entries.setdefault((pattern, int(flags)), entry)
         return original(pattern, flags)
 
     # The handlers' package installs a cache when imported: not while one is made.
@@ -276,6 +334,17 @@ def main(argv: list[str] | None = None) -> None:
     # This file runs as __main__: build with the module the handlers' package imports.
     from ucf.aws import regex_cache
 
+    if regex_cache.compiler_digest() is None:
+        # The artifact is still good without the cache (re compiles at run time, as in a
+        # checkout): `make -C deploy app` must not fail for a build Python stripped of
+        # re's sources. A file made by an earlier build would no longer match: gone.
+        Path(args[0]).unlink(missing_ok=True)
+        print(
+            f"no regex cache built ({args[0]}): this Python ships no source of re's "
+            "compiler to key it on; the functions compile their patterns at run time",
+            file=sys.stderr,
+        )
+        return
     count = regex_cache.build(Path(args[0]))
     print(f"{count} patterns -> {args[0]}")
 

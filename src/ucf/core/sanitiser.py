@@ -542,6 +542,18 @@ def _words_within(text: str, limit: int) -> str:
 _WORD_ENDS: Final = (" ", "\t", "\n", "\r")
 
 
+def _without_cut_run(text: str) -> str:
+    """``text`` without its last run of characters a secret may hold (all but whitespace
+    and punctuation that delimits: the start of a token, of a password in a URL…)."""
+    end = len(text)
+    while end and not (text[end - 1].isspace() or text[end - 1] in _RUN_ENDS):
+        end -= 1
+    return text[:end]
+
+
+_RUN_ENDS: Final = frozenset(",;|\"'<>()[]{}`")
+
+
 def _cut_input(text: str, limit: int) -> str:
     """Bound the pipeline's input, cutting at whitespace so no token is split in two."""
     if len(text) <= limit:
@@ -1281,13 +1293,22 @@ class Sanitiser:
         """
         notes = _Notes()
         scope = _Scope(notes, "")
+        through_word = False
         if len(text) > self.policy.max_input_chars:
-            text = _cut_input(text, self.policy.max_input_chars)
+            cut = _cut_input(text, self.policy.max_input_chars)
+            through_word = not (text[len(cut)].isspace() or cut[-1:].isspace())
+            text = cut
             scope.flag("truncated:input")
         text = self._nfkc(self._tidy(text, scope), scope)
         text = self._strip_html(text, scope)
         text = self._redact(text, scope)
         text = self._neutralise(text, scope)
+        if through_word and len(text) < 2 * self.policy.max_summary_chars:
+            # That cut went through a word (none ends in its last 1 024 characters), maybe
+            # a token too little of which is left to be recognised; what came before it
+            # shrank (invisible characters, markup, a long secret's marker) and brought it
+            # within reach of the kept part: its remains are left out.
+            text = _without_cut_run(text)
         if len(text) > self.policy.max_summary_chars:
             text = _truncate(text, self.policy.max_summary_chars)
             scope.flag("truncated:summary")
@@ -1465,12 +1486,21 @@ class _FieldPass:
             # (a linear pass; invisible and control characters before it moved it into
             # the kept part), and at a word's end (a redaction marker is shorter than a
             # long secret before it, a JWT's).
-            cut = False
+            cut = through_word = False
             if len(value) > chars * 4:
                 tidied = self._s._tidy(value, self._metadata)
                 value = _words_within(tidied, chars * 4)
                 cut = len(value) < len(tidied)
+                through_word = (
+                    cut and tidied[len(value)] not in _WORD_ENDS and value[-1:] not in _WORD_ENDS
+                )
             text = self._text(value, self._metadata)
+            if through_word and len(text) < 2 * chars:
+                # A one-word entry is cut where the limit falls, maybe through a token too
+                # little of which is left to be recognised. It stayed out of reach of the
+                # kept part unless the redaction shortened what is before it (a long
+                # secret's marker): then that word's remains are left out.
+                text = _without_cut_run(text)
             # Measured after the scrub too: a redaction marker is longer than a short
             # secret ("pwd=a"), and an entry past the bound would be cut by the next
             # pass, so the result would be neither bounded nor stable.

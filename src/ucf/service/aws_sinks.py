@@ -13,9 +13,16 @@ entry is sorted by its error code:
   worker exactly as an HTTP 413 or 422 is, while the rest of the batch counts
   as delivered;
 - **anything else** (throttling, an internal error): sent again, a few times
-  within the batch, and if it still fails the whole batch goes back to the
-  outbox with its backoff (entries that got through are sent again later:
-  at least once, and a FIFO queue drops them by deduplication id).
+  within the batch, and if it still fails, what the batch's calls got through
+  so far counts as delivered and the rest goes back to the outbox with its
+  backoff (a FIFO queue's call holds one message per instance, so an
+  instance's messages got through in order, up to the failing one).
+
+A batch is sent in calls of ten; a call is started only while one call's time
+still fits in the batch's (:data:`~ucf.service.delivery.SEND_DEADLINE`): a
+queue too slow to take a whole batch in time gets part of it, which counts,
+and the rest goes again at once. Sending it all again at every retry, the
+calls that got through included, a batch that never fit never moved.
 
 A message over the destination's size limit is never sent: it is refused
 before the call, with the limit in the reason. The limits come from the
@@ -30,12 +37,13 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ucf.service.delivery import DeliveryFailed
+from ucf.service.delivery import SEND_DEADLINE, DeliveryFailed, OutOfTime
 from ucf.stores.models import OutboxEntry
 
 __all__ = [
@@ -66,6 +74,14 @@ EVENT_DETAIL_TYPE: Final = "NormalisedSignal"
 
 ENTRY_ATTEMPTS: Final = 3
 """Sends of one failed entry within a batch before the batch goes back to the outbox."""
+
+CONNECT_SECONDS: Final = 3.0
+READ_SECONDS: Final = 5.0
+"""A call's connection and answer timeouts (:func:`aws_sink_client`)."""
+CALL_SECONDS: Final = CONNECT_SECONDS + READ_SECONDS
+"""What one attempt of a call may take: a batch's next call starts only with this much
+of its time left (the client retrying within the call may take longer: then the send's
+timeout ends it, and the whole batch goes again)."""
 
 _SQS_REFUSING: Final = frozenset(
     {"InvalidMessageContents", "InvalidParameterValue", "InvalidAttributeValue"}
@@ -135,18 +151,21 @@ def _region_of(destination: str) -> str | None:
 
 
 def aws_sink_client(service: str, *, region: str | None, endpoint: str | None = None) -> Any:
-    """A boto3 client with explicit timeouts and bounded retries sized for one batch.
+    """A boto3 client with explicit timeouts and bounded retries.
 
-    Botocore's "standard" mode retries throttling and 5xx with backoff; three
-    attempts of at most 3 + 5 s fit inside the time the worker gives a batch.
+    Botocore's "standard" mode retries throttling and 5xx with backoff: three
+    attempts of at most 3 + 5 s each, with up to 3 s of backoff between them, so
+    one call can take 27 s, more than the 18 s the AWS delivery function gives a
+    batch: the send's own timeout bounds it, and a batch starts its next call
+    only while one attempt's time (:data:`CALL_SECONDS`) is left.
     """
     from botocore.config import Config
 
     from ucf.stores.aws_session import aws_client
 
     config = Config(
-        connect_timeout=3,
-        read_timeout=5,
+        connect_timeout=CONNECT_SECONDS,
+        read_timeout=READ_SECONDS,
         retries={"mode": "standard", "total_max_attempts": 3},
     )
     return aws_client(service, region_name=region, endpoint_url=endpoint, config=config)
@@ -201,6 +220,8 @@ class _BatchSink:
     def __init__(self, client: Any, *, retry_pause: float = 0.2) -> None:
         self._client = client
         self._retry_pause = retry_pause
+        self.call_seconds = CALL_SECONDS
+        """A batch's next call starts only with this much of its time left."""
 
     # -- what subclasses say
 
@@ -234,19 +255,51 @@ class _BatchSink:
                 )
             else:
                 outgoing.append(item)
+        delivered: list[str] = []
+        loop = asyncio.get_running_loop()
+        # A call is started with one call's time left, or half the send's when that is less
+        # (a short send: the calls are quick, or none of them fits anyway).
+        deadline = SEND_DEADLINE.get()
+        if deadline is None:
+            deadline = needed = math.inf
+        else:
+            needed = min(self.call_seconds, (deadline - loop.time()) / 2)
         for chunk in _packed(outgoing, limit, one_per_group=self.one_per_group):
-            refused.update(await self._send(chunk))
+            if delivered and deadline - loop.time() < needed:
+                raise OutOfTime(
+                    f"{self.name}: {len(delivered)} of {len(entries)} signal(s) sent in the "
+                    "batch's time; the rest is sent next",
+                    refused=refused,
+                    delivered=delivered,
+                )
+            try:
+                refused.update(await self._send(chunk, delivered))
+            except DeliveryFailed as failure:
+                if not delivered and not refused:
+                    raise
+                raise DeliveryFailed(
+                    str(failure),
+                    retry_after=failure.retry_after,
+                    rejected=failure.rejected,
+                    refused=refused,
+                    delivered=delivered,
+                ) from None
         if refused:
             raise DeliveryFailed(
                 f"{self.name} refused {len(refused)} of {len(entries)} signal(s)", refused=refused
             )
 
-    async def _send(self, chunk: list[_Outgoing]) -> dict[str, str]:
-        """Send one call's worth, retrying failed entries; the entries refused for good."""
+    async def _send(self, chunk: list[_Outgoing], delivered: list[str]) -> dict[str, str]:
+        """Send one call's worth, retrying failed entries; the entries refused for good.
+        The ids of those taken are added to ``delivered`` as the answers say so."""
         refused: dict[str, str] = {}
         pending = chunk
         for attempt in range(1, ENTRY_ATTEMPTS + 1):
             failures = await self._guarded([item.request for item in pending])
+            failed = {failure.index for failure in failures}
+            delivered += (
+                item.entry.entry_id for index, item in enumerate(pending) if index not in failed
+            )
             if not failures:
                 return refused
             retry: list[int] = []

@@ -38,6 +38,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -68,12 +69,15 @@ from ucf.stores.models import OutboxEntry, OutboxLag
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_LEASE",
+    "MIN_SEND_SECONDS",
+    "SEND_DEADLINE",
     "Backoff",
     "DeliveryFailed",
     "DeliveryStats",
     "DeliveryWorker",
     "HttpPostSink",
     "JsonlFileSink",
+    "OutOfTime",
     "Sink",
     "SinkDelivery",
     "check_sink_url",
@@ -89,6 +93,8 @@ log = logging.getLogger("ucf.delivery")
 
 DEFAULT_BATCH_SIZE: Final = 100
 DEFAULT_LEASE: Final = timedelta(seconds=60)
+MIN_SEND_SECONDS: Final = 2.0
+"""A send is not started with less time than this left before a worker's ``deadline``."""
 
 
 class DeliveryFailed(Exception):
@@ -101,6 +107,13 @@ class DeliveryFailed(Exception):
     ``refused`` is for sinks that know per entry (SQS, EventBridge): entry id →
     why it was refused for good, and *every other entry of the batch was
     delivered*. The worker parks those and acknowledges the rest at once.
+
+    ``delivered`` is for sinks that send a batch in several calls (SQS,
+    EventBridge): the entries taken before the failure. With it, ``refused``
+    names only the entries refused so far; the worker acknowledges the one,
+    parks the other, and the rest of the batch fails as this error says
+    (``rejected``: sorted out one by one; otherwise tried again after its
+    backoff), instead of sending again what was taken already.
     """
 
     def __init__(
@@ -110,11 +123,31 @@ class DeliveryFailed(Exception):
         retry_after: float | None = None,
         rejected: bool = False,
         refused: Mapping[str, str] | None = None,
+        delivered: Sequence[str] | None = None,
     ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
-        self.rejected = rejected or bool(refused)
+        self.delivered = None if delivered is None else tuple(delivered)
+        self.rejected = rejected or (bool(refused) and self.delivered is None)
         self.refused = dict(refused) if refused else None
+
+
+class OutOfTime(DeliveryFailed):
+    """The send's time ran out partway, no failure of the sink's: a sink sending a batch
+    in several calls (SQS, EventBridge) stopped before a call that would not fit. What it
+    ``delivered`` is acknowledged, what it ``refused`` parked, and the rest claimed again
+    at once, with no backoff and no failure counted."""
+
+    def __init__(
+        self, message: str, *, delivered: Sequence[str], refused: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message, refused=refused, delivered=delivered)
+
+
+SEND_DEADLINE: Final[ContextVar[float | None]] = ContextVar("ucf_send_deadline", default=None)
+"""The event loop's time by which the send in progress must be over (set around each one,
+:meth:`DeliveryWorker._attempt`): a sink that sends a batch in several calls starts no
+call that would not fit, and says what it delivered (``DeliveryFailed.delivered``)."""
 
 
 #: Answers that refuse the content, not the request: anything else (401, 403, 404,
@@ -342,6 +375,11 @@ class DeliveryWorker:
     ``lease`` hides a claimed batch from other claimers; a batch must be
     delivered within half of it (``deliver_timeout``). The sink lease lasts
     twice ``lease`` and is renewed whenever less than ``1.5 × lease`` is left.
+
+    ``deadline`` (the event loop's time; a Lambda function's timeout less its
+    wind-down) is when the process stops for good: no send runs past it, and a
+    batch being sorted out one signal at a time goes on, even once stopping,
+    while a send still fits before it (see :meth:`_sort_out`).
     """
 
     def __init__(
@@ -357,6 +395,7 @@ class DeliveryWorker:
         stop_grace: float = 10.0,
         backoff: Backoff | None = None,
         owner: str | None = None,
+        deadline: float | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -368,6 +407,9 @@ class DeliveryWorker:
         self.batch_size = batch_size
         self.lease = lease
         self.deliver_timeout = lease.total_seconds() / 2
+        self.deadline = deadline
+        self._timeout = self.deliver_timeout
+        """What the last send was given (less than ``deliver_timeout`` near the deadline)."""
         self.idle_seconds = idle_seconds
         self.standby_seconds = standby_seconds
         self.stop_grace = stop_grace
@@ -526,7 +568,23 @@ class DeliveryWorker:
             await self._settle_on_cancel(attempt, ids)
             raise
         except DeliveryFailed as error:
-            if error.refused is not None:
+            if error.delivered is not None:
+                # Settled to the end, as below: what the sink took must not go again.
+                rest, cancelled = await to_the_end(self._settle_taken(entries, error))
+                if cancelled:
+                    raise asyncio.CancelledError from None
+                if not rest:
+                    self._settled()
+                    return None
+                entries, ids = rest, [entry.entry_id for entry in rest]
+                if isinstance(error, OutOfTime):
+                    log.info("delivery to %s: %s", self.sink_name, error)
+                    await self.context.store.outbox.release(
+                        self.sink_name, ids, retry_at=self.context.clock()
+                    )
+                    self._settled()  # the rest is claimable again now, and claimed next
+                    return None
+            elif error.refused is not None:
                 # Settled to the end even if a stop comes meanwhile: the sink took the
                 # others, so they must be acknowledged, not sent again after the claim.
                 _, cancelled = await to_the_end(self._settle_refused(entries, error.refused))
@@ -551,12 +609,37 @@ class DeliveryWorker:
         if delivered:
             await self._acked(delivered)
             return
+        self._settled()
+
+    def _settled(self) -> None:
+        """The batch is settled without an ack of this worker's to end it."""
         self._outstanding = False
         self._retry_limit = None
         self._hold_until = None
         self.stats.batches += 1
         self.stats.consecutive_failures = 0
         self.stats.last_error = None
+
+    async def _settle_taken(
+        self, entries: list[OutboxEntry], error: DeliveryFailed
+    ) -> list[OutboxEntry]:
+        """The sink failed partway (``error.delivered``): park what it refused, acknowledge
+        what it took; the entries left to fail. The claim still hides those, so the
+        worker keeps them outstanding (the sink lease must outlive it)."""
+        refused = error.refused or {}
+        taken = set(error.delivered or ())
+        for entry in entries:
+            if entry.entry_id in refused:
+                await self._park(entry, refused[entry.entry_id])
+        acked = [e.entry_id for e in entries if e.entry_id in taken and e.entry_id not in refused]
+        if acked:
+            try:
+                await self.context.store.outbox.ack(self.sink_name, acked)
+            except StoreError as failure:  # delivered but still pending: sent again later
+                log.warning("delivery to %s: ack failed: %s", self.sink_name, failure)
+            self.stats.delivered += len(acked)
+            self.stats.consecutive_failures = 0  # the sink took some: it is not down
+        return [e for e in entries if e.entry_id not in taken and e.entry_id not in refused]
 
     async def _sort_out(self, entries: list[OutboxEntry], claimed_at: float) -> float | None:
         """The sink refused a batch for what it holds: send its signals one by one, in
@@ -565,15 +648,18 @@ class DeliveryWorker:
         The first signal is always tried unless the worker is stopping (so every
         round settles at least one); later ones only while an attempt would
         still end inside the claim's lease. What is left is given back
-        and claimed again next round.
+        and claimed again next round. A worker with a ``deadline`` goes on
+        while stopping too, as long as a send fits before it: the AWS delivery
+        function stops claiming at its budget, which a short timeout ends at
+        the first claim, and a refused batch given back whole by every
+        invocation never moved.
         """
         outbox = self.context.store.outbox
-        loop = asyncio.get_running_loop()
         last_start = claimed_at + self.lease.total_seconds() - self.deliver_timeout
         settled = 0
         try:
             for entry in entries:
-                if self.stopping or (settled and loop.time() > last_start):
+                if not self._may_send_another(settled, last_start):
                     break
                 try:
                     await self._attempt([entry])
@@ -615,9 +701,26 @@ class DeliveryWorker:
             reason,
         )
 
+    def _may_send_another(self, settled: int, last_start: float) -> bool:
+        """Whether :meth:`_sort_out` sends its next signal (``settled`` of them done)."""
+        now = asyncio.get_running_loop().time()
+        if settled and now > last_start:
+            return False  # it could end past the claim's lease
+        if self.deadline is not None:
+            return self.deadline - now >= MIN_SEND_SECONDS
+        return not self.stopping
+
     async def _attempt(self, entries: list[OutboxEntry]) -> None:
-        async with asyncio.timeout(self.deliver_timeout):
-            await self.sink.deliver(entries)
+        timeout = self.deliver_timeout
+        if self.deadline is not None:  # no send runs past it
+            timeout = max(min(timeout, self.deadline - asyncio.get_running_loop().time()), 0.0)
+        self._timeout = timeout
+        deadline = SEND_DEADLINE.set(asyncio.get_running_loop().time() + timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.sink.deliver(entries)
+        finally:
+            SEND_DEADLINE.reset(deadline)
 
     async def _acked(self, ids: list[str]) -> None:
         """Remove a delivered batch from the outbox, then count it.
@@ -648,7 +751,7 @@ class DeliveryWorker:
         self.stats.failures += 1
         self.stats.consecutive_failures += 1
         if isinstance(error, TimeoutError):
-            message = f"no answer within {self.deliver_timeout:g} s"
+            message = f"no answer within {self._timeout:g} s"
         else:
             message = str(error) or type(error).__name__
         message = secret_free(message)

@@ -41,7 +41,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Coroutine, Mapping
 from dataclasses import field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
@@ -53,7 +53,6 @@ from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.core.webhook import map_delivery
 from ucf.runtime.webhooks import (
-    Admission,
     HandshakeResponse,
     Rejection,
     Verifier,
@@ -643,31 +642,34 @@ class WebhookGateway:
             await self._take_token(target)
         if admission.handshake is not None:
             return HandshakeAnswer(admission.handshake)
+        # The verdict may hold the parsed body (a connector with handshakes has it parsed
+        # before verification): only the ingest is given it, and the verdict is let go
+        # before awaiting, so the ingest can drop the payload before the store's write.
         if delivery.method.upper() == "POST" and self._deliveries.verified_due(
             target.project_id, connector_id
         ):
-            return await self._ingest_reporting(target, delivery, admission, now)
+            ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
+            del admission
+            return await self._ingest_reporting(target, ingest)
         await self._deliveries.verified(target.project_id, connector_id)
         if delivery.method.upper() != "POST":
             raise MethodNotAllowed("webhook deliveries are POST requests")
-        return await self._ingest(target, delivery, admission.parsed(delivery.body), now)
+        ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
+        del admission
+        return await ingest
 
     async def _ingest_reporting(
-        self, target: WebhookTarget, delivery: Delivery, admission: Admission, now: datetime
+        self, target: WebhookTarget, ingest: Coroutine[Any, Any, Accepted | Ignored]
     ) -> Accepted | Ignored:
-        """The ingest with the instance's health write beside it, not before it.
+        """The ``ingest`` with the instance's health write beside it, not before it.
 
         Neither depends on the other, and the write never fails a delivery
         (:class:`DeliveryReporter` logs and drops its errors); both are done
         before the answer, whatever the ingest raises, so a Lambda frozen after
         it leaves no write half done.
         """
-
-        async def ingest() -> Accepted | Ignored:
-            return await self._ingest(target, delivery, admission.parsed(delivery.body), now)
-
         outcome, _ = await both(
-            ingest(), self._deliveries.verified(target.project_id, target.connector_id)
+            ingest, self._deliveries.verified(target.project_id, target.connector_id)
         )
         return outcome
 

@@ -26,7 +26,9 @@ Two knobs, both in seconds:
 
 ``UCF_DELIVERY_SECONDS`` (default 45)
     The budget of one invocation, capped so that the batch in flight still
-    fits before Lambda's deadline.
+    fits before Lambda's deadline. It bounds claims: no send runs past the
+    function's timeout less 5 s, and a batch the pipeline refused for some of
+    its signals goes on being sorted out one by one until then, past the budget.
 ``UCF_DELIVERY_LEASE_SECONDS`` (default 36)
     How long a claimed batch stays hidden (shortened to twice the time left
     before the function's timeout, less 5 s, when that is less: with the
@@ -111,7 +113,9 @@ class DeliveryFunction:
         remaining = getattr(lambda_context, "get_remaining_time_in_millis", None)
         left = remaining() / 1000 - WIND_DOWN_SECONDS if callable(remaining) else None
         too_short = False
+        deadline: float | None = None
         if left is not None:
+            deadline = asyncio.get_running_loop().time() + left
             # The batch in flight may take half the lease, and even a budget of 0 lets
             # the first one start: a function whose timeout is shorter than that gets a
             # lease that fits, or Lambda would stop it mid-send with nothing recorded.
@@ -132,7 +136,7 @@ class DeliveryFunction:
             log.warning("nothing delivered: %s", why)
             return {"delivered": dict.fromkeys(sinks, 0), "errors": dict.fromkeys(sinks, why)}
         results = await asyncio.gather(
-            *(self._drain_sink(context, sink, budget, lease) for sink in sinks)
+            *(self._drain_sink(context, sink, budget, lease, deadline) for sink in sinks)
         )
         return {
             "delivered": {
@@ -144,12 +148,23 @@ class DeliveryFunction:
         }
 
     async def _drain_sink(
-        self, context: UcfContext, sink_name: str, budget: float, lease: float
+        self,
+        context: UcfContext,
+        sink_name: str,
+        budget: float,
+        lease: float,
+        deadline: float | None,
     ) -> tuple[int, str | None]:
         """Deliver to one sink; what it delivered and its error, never raising: the sinks
         are drained side by side, and one sink's store or internal error must neither
         fail the invocation nor leave the others' workers behind in a frozen environment
-        (the next tick or stream record retries it, as after a sink's own failure)."""
+        (the next tick or stream record retries it, as after a sink's own failure).
+
+        The worker stops claiming at the ``budget``; the ``deadline`` (the loop's time
+        at the function's timeout less the wind-down) is when every send must be over:
+        a batch the sink refused for some of its signals is still sorted out one by one
+        up to it, after the budget too (a short timeout spends the budget at the first
+        claim, and such a batch went back whole every time)."""
         from ucf.service.delivery import SINKS, DeliveryWorker
         from ucf.stores.errors import StoreError
 
@@ -163,6 +178,7 @@ class DeliveryFunction:
                     sink,
                     lease=timedelta(seconds=lease),
                     owner=self.container.worker_id,
+                    deadline=deadline,
                 )
                 timer = asyncio.get_running_loop().call_later(budget, worker.stop)
                 try:
