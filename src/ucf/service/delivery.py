@@ -134,9 +134,10 @@ class DeliveryFailed(Exception):
 
 class OutOfTime(DeliveryFailed):
     """The send's time ran out partway, no failure of the sink's: a sink sending a batch
-    in several calls (SQS, EventBridge) stopped before a call that would not fit. What it
-    ``delivered`` is acknowledged, what it ``refused`` parked, and the rest claimed again
-    at once, with no backoff and no failure counted."""
+    in several calls (SQS, EventBridge) stopped before a call that would not fit, or gave
+    up on one that outlasted the batch's time. What it ``delivered`` is acknowledged, what
+    it ``refused`` parked, and the rest claimed again at once, with no backoff and no
+    failure counted (raised only once part of the batch is settled: each one moves the queue)."""
 
     def __init__(
         self, message: str, *, delivered: Sequence[str], refused: Mapping[str, str] | None = None
