@@ -380,7 +380,8 @@ class DeliveryWorker:
     ``deadline`` (the event loop's time; a Lambda function's timeout less its
     wind-down) is when the process stops for good: no send runs past it, and a
     batch being sorted out one signal at a time goes on, even once stopping,
-    while a send still fits before it (see :meth:`_sort_out`).
+    while a send still fits before it (see :meth:`_sort_out`). With less than
+    :data:`MIN_SEND_SECONDS` left the worker claims nothing more and stops.
     """
 
     def __init__(
@@ -494,6 +495,13 @@ class DeliveryWorker:
 
     async def _step(self) -> float:
         """One claim-deliver-settle round; how long to pause before the next (0: go on)."""
+        if self.deadline is not None and (
+            self.deadline - asyncio.get_running_loop().time() < MIN_SEND_SECONDS
+        ):
+            # No send fits any more: a claim would only be given back (a refused batch
+            # at once, to be claimed, sent whole and refused again, round after round).
+            self.stop()
+            return 0.0
         now = self.context.clock()
         if self._hold_until is not None and now < self._hold_until:
             # A released batch is not due yet; claiming now would overtake it.
