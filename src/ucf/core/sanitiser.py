@@ -1293,21 +1293,22 @@ class Sanitiser:
         """
         notes = _Notes()
         scope = _Scope(notes, "")
-        through_word = False
+        cut = False
         if len(text) > self.policy.max_input_chars:
-            cut = _cut_input(text, self.policy.max_input_chars)
-            through_word = not (text[len(cut)].isspace() or cut[-1:].isspace())
-            text = cut
+            text, cut = _cut_input(text, self.policy.max_input_chars), True
             scope.flag("truncated:input")
         text = self._nfkc(self._tidy(text, scope), scope)
         text = self._strip_html(text, scope)
         text = self._redact(text, scope)
         text = self._neutralise(text, scope)
-        if through_word and len(text) < 2 * self.policy.max_summary_chars:
-            # That cut went through a word (none ends in its last 1 024 characters), maybe
-            # a token too little of which is left to be recognised; what came before it
-            # shrank (invisible characters, markup, a long secret's marker) and brought it
-            # within reach of the kept part: its remains are left out.
+        if cut and len(text) < 2 * self.policy.max_summary_chars:
+            # That cut may have gone through a word, maybe a token too little of which is
+            # left to be recognised: where no word ends in its last 1 024 characters, and
+            # also at a space or a control character of the raw text that is no word's
+            # end once tidied (a space inside a tag or a comment, FS, US, VT, FF: gone).
+            # What came before it shrank (invisible characters, markup, a long secret's
+            # marker) and brought the last word within reach of the kept part: it is left
+            # out, whole or not (the raw text cannot tell).
             text = _without_cut_run(text)
         if len(text) > self.policy.max_summary_chars:
             text = _truncate(text, self.policy.max_summary_chars)
