@@ -544,7 +544,18 @@ _WORD_ENDS: Final = (" ", "\t", "\n", "\r")
 
 def _without_cut_run(text: str) -> str:
     """``text`` without its last run of characters a secret may hold (all but whitespace
-    and punctuation that delimits: the start of a token, of a password in a URL…)."""
+    and punctuation that delimits: the start of a token, of a password in a URL…).
+
+    A ``<`` in the last word goes with what follows it: the cut went through a tag, a
+    comment or a CDATA section there (``<``, ``<sp``, ``<![``), which, without its end,
+    was not taken for markup and stayed as text; the run before it was glued to it, and
+    the markup's removal would have joined it to what came after the cut."""
+    end = len(text)
+    while end and not text[end - 1].isspace():
+        end -= 1
+    opened = text.rfind("<", end)
+    if opened >= 0:
+        text = text[:opened]
     end = len(text)
     while end and not (text[end - 1].isspace() or text[end - 1] in _RUN_ENDS):
         end -= 1
