@@ -28,11 +28,11 @@ from ucf.fakes.kit import CallNext
 from ucf.runtime.http import HttpSettings
 from ucf.service.context import UcfContext
 from ucf.service.delivery import (
+    MIN_SEND_SECONDS,
     SINKS,
     Backoff,
     DeliveryFailed,
     DeliveryWorker,
-    MIN_SEND_SECONDS,
     HttpPostSink,
     JsonlFileSink,
     delivery_services,
