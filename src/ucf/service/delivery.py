@@ -500,6 +500,11 @@ class DeliveryWorker:
         ):
             # No send fits any more: a claim would only be given back (a refused batch
             # at once, to be claimed, sent whole and refused again, round after round).
+            log.info(
+                "delivery to %s: less than %g s left before the deadline, nothing more claimed",
+                self.sink_name,
+                MIN_SEND_SECONDS,
+            )
             self.stop()
             return 0.0
         now = self.context.clock()
