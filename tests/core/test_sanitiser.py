@@ -1408,6 +1408,53 @@ def test_a_text_cut_at_the_input_bound_through_a_token_keeps_none_of_it(filler: 
     assert "ghp_" not in wire["sanitisedSummary"], wire["sanitisedSummary"]
 
 
+@pytest.mark.parametrize(
+    ("between", "into"),
+    [
+        # At a space or line break in markup, or after a control character str.isspace
+        # calls whitespace (the old rule took these for a word's end).
+        ("<span class=x>", 5),
+        ("<!-- -->", 4),
+        ("<a\nhref=x>", 2),
+        ("\x1c", 1),
+        ("\x1f", 1),
+        ("\x0b", 1),
+        ("\x0c", 1),
+        # Within the tag's opening, before any space: no markup is left to be stripped,
+        # and the "<" ended the run that was left out.
+        ("<span class=x>", 1),
+        ("<span class=x>", 3),
+        ("<!-- -->", 2),
+        ("<![CDATA[ ]]>", 3),
+    ],
+)
+@pytest.mark.parametrize("filler", ["\u200b", "<b></b>"])
+def test_a_text_cut_at_the_input_bound_through_markup_or_controls_keeps_no_token(
+    filler: str, between: str, into: int
+) -> None:
+    """The input's cut is judged on the raw text: at a space or line break, or right
+    before or after a character ``str.isspace`` calls whitespace, it was taken for a word's
+    end and the word before it kept. But a space inside a tag or a comment, or a control
+    character (FS, US, VT, FF), is gone once the text is tidied and its markup stripped:
+    a token written across one is one word there, and the cut left its first 20
+    characters (16 of a GitHub token's 36), too few for its shape, stored in clear. A cut
+    within a tag's opening ("<", "<sp") left the same, the "<" taken for the run's end."""
+    bound = SanitiserPolicy().max_input_chars
+    split = 20
+    before = bound - split - into  # ``into`` characters of ``between`` before the bound
+    count = before // len(filler)
+    text = filler * count + "." * (before - count * len(filler))
+    text += GITHUB_TOKEN[:split] + between + GITHUB_TOKEN[split:] + "y" * 50
+    whole, _ = SANITISER.clean_text(text[bound - 100 :])
+    assert "ghp_" not in whole, "uncut, the token is recognised"
+
+    clean, notes = SANITISER.clean_text(text)
+
+    assert GITHUB_TOKEN[4:split] not in clean, clean
+    assert "ghp_" not in clean, clean
+    assert "truncated:input" in notes
+
+
 _metadata_entries = st.lists(
     _raw_strings | st.sampled_from(["pwd=a", "x pwd=ab", "pwd=a pwd=b", "x" * 9, "a\r\nb"]),
     max_size=4,

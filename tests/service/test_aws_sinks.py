@@ -271,6 +271,34 @@ async def test_a_queue_too_slow_for_a_whole_batch_takes_it_in_parts_each_message
         assert sorted(b["id"] for b in bodies(drain_queue(aws, queue))) == sorted(ids)
 
 
+async def test_a_call_that_outlasts_the_batchs_time_keeps_what_the_calls_before_it_took(
+    tmp_path: Path, aws: Any, moto: str
+) -> None:
+    """A call started with one call's time left may still take longer (botocore's own
+    retries, a slow answer): the send's timeout then ended the batch as a whole, the
+    messages the calls before it had got through went back with it and were sent again
+    at every retry, and a queue that slow never took the rest (each retry ran out of
+    time at the same call). Those calls count; the one cut short goes again."""
+    queue = new_queue(aws, fifo=False)
+    async with await open_context(tmp_path, UCF_SINK_SQS=queue) as context:
+        ids = [await ingest_one(context, mapped("github-issues", "p1", n)) for n in range(20)]
+        with EntryFailureProxy(moto, lambda entry: None) as proxy:
+            proxy.delay = 1.6  # the send has 3 s: the second call starts with 1.4 s left
+            sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
+            sink.call_seconds = 1.0
+            work = worker(context, "sqs", sink, batch_size=20, lease=timedelta(seconds=6))
+            assert await work.run_once() == 20
+            assert work.stats.failures == 0
+
+        assert (await outbox_lag(context))["sqs"].pending == 0
+        sent = [json.loads(e["MessageBody"])["id"] for e in proxy.forwarded_entries]
+        assert sent[:10] == ids[:10]
+        assert sorted(set(sent)) == sorted(ids)
+        first_call = set(ids[:10])
+        assert len([s for s in sent if s in first_call]) == 10, "the first call's sent once"
+        # The call cut short may have got through as well: sent again, at least once.
+
+
 async def test_an_entry_sqs_refuses_for_its_content_is_parked_and_not_sent_twice(
     tmp_path: Path, aws: Any, moto: str
 ) -> None:

@@ -28,6 +28,7 @@ from ucf.fakes.kit import CallNext
 from ucf.runtime.http import HttpSettings
 from ucf.service.context import UcfContext
 from ucf.service.delivery import (
+    MIN_SEND_SECONDS,
     SINKS,
     Backoff,
     DeliveryFailed,
@@ -226,6 +227,34 @@ async def test_sorting_out_a_refused_batch_stops_in_time_and_the_rest_is_claimed
     assert pipeline.signal_ids() == ids[2:]
     assert worker.stats.parked == 2
     assert worker.stats.batches >= 2, "the sort-out ran past its time instead of giving back"
+
+
+async def test_a_worker_too_near_its_deadline_for_a_send_claims_nothing(
+    http_context: UcfContext, pipeline: Pipeline, client: httpx.AsyncClient
+) -> None:
+    """With less than a send's time left (``MIN_SEND_SECONDS``) before the deadline, a
+    refused batch is not sorted out, it is given back: and a worker not yet stopped (its
+    budget's timer fires after a cold start's set-up, or a lease under 4 s leaves less
+    than that after the budget) claimed it again at once, sent it whole, was refused and
+    gave it back, round after round until the deadline, then counted a failure ("no
+    answer within 0 s"). Nothing is claimed that could not be sent."""
+    for number in range(2):
+        raw = {"number": number, "poison": number == 0}
+        await ingest_one(http_context, mapped("github-issues", "p1", number, raw=raw))
+    pipeline.refuse_signal = lambda signal: bool(signal["raw"]["poison"])
+    deadline = asyncio.get_running_loop().time() + MIN_SEND_SECONDS / 2
+    worker = http_worker(http_context, pipeline, client, deadline=deadline)
+
+    assert await worker.run_once() == 0
+
+    assert pipeline.server.requests_to("/signals") == []
+    assert worker.stats.failures == 0
+    assert worker.stopping, "nothing more fits: the worker stops"
+    assert (await outbox_lag(http_context))["http"].pending == 2
+    claimable = await http_context.store.outbox.claim(
+        "http", limit=5, lease=timedelta(seconds=1), now=http_context.clock()
+    )
+    assert len(claimable) == 2, "nothing is hidden by a claim of its"
 
 
 async def test_an_unauthorised_pipeline_parks_nothing_the_queue_waits(

@@ -544,7 +544,18 @@ _WORD_ENDS: Final = (" ", "\t", "\n", "\r")
 
 def _without_cut_run(text: str) -> str:
     """``text`` without its last run of characters a secret may hold (all but whitespace
-    and punctuation that delimits: the start of a token, of a password in a URL…)."""
+    and punctuation that delimits: the start of a token, of a password in a URL…).
+
+    A ``<`` in the last word goes with what follows it: the cut went through a tag, a
+    comment or a CDATA section there (``<``, ``<sp``, ``<![``), which, without its end,
+    was not taken for markup and stayed as text; the run before it was glued to it, and
+    the markup's removal would have joined it to what came after the cut."""
+    end = len(text)
+    while end and not text[end - 1].isspace():
+        end -= 1
+    opened = text.rfind("<", end)
+    if opened >= 0:
+        text = text[:opened]
     end = len(text)
     while end and not (text[end - 1].isspace() or text[end - 1] in _RUN_ENDS):
         end -= 1
@@ -1293,21 +1304,22 @@ class Sanitiser:
         """
         notes = _Notes()
         scope = _Scope(notes, "")
-        through_word = False
+        cut = False
         if len(text) > self.policy.max_input_chars:
-            cut = _cut_input(text, self.policy.max_input_chars)
-            through_word = not (text[len(cut)].isspace() or cut[-1:].isspace())
-            text = cut
+            text, cut = _cut_input(text, self.policy.max_input_chars), True
             scope.flag("truncated:input")
         text = self._nfkc(self._tidy(text, scope), scope)
         text = self._strip_html(text, scope)
         text = self._redact(text, scope)
         text = self._neutralise(text, scope)
-        if through_word and len(text) < 2 * self.policy.max_summary_chars:
-            # That cut went through a word (none ends in its last 1 024 characters), maybe
-            # a token too little of which is left to be recognised; what came before it
-            # shrank (invisible characters, markup, a long secret's marker) and brought it
-            # within reach of the kept part: its remains are left out.
+        if cut and len(text) < 2 * self.policy.max_summary_chars:
+            # That cut may have gone through a word, maybe a token too little of which is
+            # left to be recognised: where no word ends in its last 1 024 characters, and
+            # also at a space or a control character of the raw text that is no word's
+            # end once tidied (a space inside a tag or a comment, FS, US, VT, FF: gone).
+            # What came before it shrank (invisible characters, markup, a long secret's
+            # marker) and brought the last word within reach of the kept part: it is left
+            # out, whole or not (the raw text cannot tell).
             text = _without_cut_run(text)
         if len(text) > self.policy.max_summary_chars:
             text = _truncate(text, self.policy.max_summary_chars)

@@ -22,7 +22,10 @@ A batch is sent in calls of ten; a call is started only while one call's time
 still fits in the batch's (:data:`~ucf.service.delivery.SEND_DEADLINE`): a
 queue too slow to take a whole batch in time gets part of it, which counts,
 and the rest goes again at once. Sending it all again at every retry, the
-calls that got through included, a batch that never fit never moved.
+calls that got through included, a batch that never fit never moved. A call
+that still takes longer (botocore's own retries) is given up on just before
+the batch's time ends: the calls before it count, and its messages go again
+(taken twice, maybe: at least once).
 
 A message over the destination's size limit is never sent: it is refused
 before the call, with the limit in the reason. The limits come from the
@@ -80,8 +83,13 @@ READ_SECONDS: Final = 5.0
 """A call's connection and answer timeouts (:func:`aws_sink_client`)."""
 CALL_SECONDS: Final = CONNECT_SECONDS + READ_SECONDS
 """What one attempt of a call may take: a batch's next call starts only with this much
-of its time left (the client retrying within the call may take longer: then the send's
-timeout ends it, and the whole batch goes again)."""
+of its time left (the client retrying within the call may take longer: then the call is
+given up on at the batch's time, :data:`GIVE_UP_SECONDS`, and the calls before it count)."""
+
+GIVE_UP_SECONDS: Final = 0.2
+"""A call still unanswered this long before the send's deadline is given up on (its
+thread finishes on its own): the batch's earlier calls count, and the worker's timeout,
+which would end the send as a whole, has not fired yet."""
 
 _SQS_REFUSING: Final = frozenset(
     {"InvalidMessageContents", "InvalidParameterValue", "InvalidAttributeValue"}
@@ -156,7 +164,8 @@ def aws_sink_client(service: str, *, region: str | None, endpoint: str | None = 
     Botocore's "standard" mode retries throttling and 5xx with backoff: three
     attempts of at most 3 + 5 s each, with up to 3 s of backoff between them, so
     one call can take 27 s, more than the 18 s the AWS delivery function gives a
-    batch: the send's own timeout bounds it, and a batch starts its next call
+    batch: the batch's time bounds it (the call is given up on, the calls before it
+    count), and a batch starts its next call
     only while one attempt's time (:data:`CALL_SECONDS`) is left.
     """
     from botocore.config import Config
@@ -260,10 +269,12 @@ class _BatchSink:
         # A call is started with one call's time left, or half the send's when that is less
         # (a short send: the calls are quick, or none of them fits anyway).
         deadline = SEND_DEADLINE.get()
+        stop_at: float | None = None
         if deadline is None:
             deadline = needed = math.inf
         else:
             needed = min(self.call_seconds, (deadline - loop.time()) / 2)
+            stop_at = deadline - GIVE_UP_SECONDS
         for chunk in _packed(outgoing, limit, one_per_group=self.one_per_group):
             if delivered and deadline - loop.time() < needed:
                 raise OutOfTime(
@@ -273,7 +284,20 @@ class _BatchSink:
                     delivered=delivered,
                 )
             try:
-                refused.update(await self._send(chunk, delivered))
+                # The call is given up on just before the send's own timeout would end the
+                # batch as a whole, taking what the calls before it got through back with it.
+                async with asyncio.timeout_at(stop_at):
+                    refused.update(await self._send(chunk, delivered))
+            except TimeoutError:
+                if not delivered and not refused:
+                    raise
+                raise OutOfTime(
+                    f"{self.name}: no answer to a call within the batch's time; the "
+                    f"{len(delivered)} of {len(entries)} signal(s) taken before count, the "
+                    "rest (that call's maybe taken too) is sent next",
+                    refused=refused,
+                    delivered=delivered,
+                ) from None
             except DeliveryFailed as failure:
                 if not delivered and not refused:
                     raise

@@ -134,9 +134,10 @@ class DeliveryFailed(Exception):
 
 class OutOfTime(DeliveryFailed):
     """The send's time ran out partway, no failure of the sink's: a sink sending a batch
-    in several calls (SQS, EventBridge) stopped before a call that would not fit. What it
-    ``delivered`` is acknowledged, what it ``refused`` parked, and the rest claimed again
-    at once, with no backoff and no failure counted."""
+    in several calls (SQS, EventBridge) stopped before a call that would not fit, or gave
+    up on one that outlasted the batch's time. What it ``delivered`` is acknowledged, what
+    it ``refused`` parked, and the rest claimed again at once, with no backoff and no
+    failure counted (raised only once part of the batch is settled: each one moves the queue)."""
 
     def __init__(
         self, message: str, *, delivered: Sequence[str], refused: Mapping[str, str] | None = None
@@ -379,7 +380,8 @@ class DeliveryWorker:
     ``deadline`` (the event loop's time; a Lambda function's timeout less its
     wind-down) is when the process stops for good: no send runs past it, and a
     batch being sorted out one signal at a time goes on, even once stopping,
-    while a send still fits before it (see :meth:`_sort_out`).
+    while a send still fits before it (see :meth:`_sort_out`). With less than
+    :data:`MIN_SEND_SECONDS` left the worker claims nothing more and stops.
     """
 
     def __init__(
@@ -493,6 +495,18 @@ class DeliveryWorker:
 
     async def _step(self) -> float:
         """One claim-deliver-settle round; how long to pause before the next (0: go on)."""
+        if self.deadline is not None and (
+            self.deadline - asyncio.get_running_loop().time() < MIN_SEND_SECONDS
+        ):
+            # No send fits any more: a claim would only be given back (a refused batch
+            # at once, to be claimed, sent whole and refused again, round after round).
+            log.info(
+                "delivery to %s: less than %g s left before the deadline, nothing more claimed",
+                self.sink_name,
+                MIN_SEND_SECONDS,
+            )
+            self.stop()
+            return 0.0
         now = self.context.clock()
         if self._hold_until is not None and now < self._hold_until:
             # A released batch is not due yet; claiming now would overtake it.
