@@ -326,6 +326,39 @@ async def test_an_entry_sqs_refuses_for_its_content_is_parked_and_not_sent_twice
         assert "InvalidMessageContents" in parked.reason
 
 
+async def test_an_entry_refused_in_a_call_that_then_fails_is_parked_at_once(
+    tmp_path: Path, aws: Any, moto: str
+) -> None:
+    """One call: SQS refuses one entry for its content, keeps failing another, takes the
+    rest. The refusal was forgotten when the call then failed for the other entry: the
+    refused entry went back with it and was sent again (and refused again) at the retry."""
+    queue = new_queue(aws, fifo=False)
+    async with await open_context(tmp_path, UCF_SINK_SQS=queue) as context:
+        ids = [await ingest_one(context, mapped("sentry", "p1", n)) for n in range(3)]
+        refused_id, failing_id = ids[0], ids[1]
+        sent: list[str] = []
+
+        def refuse_one_fail_one(entry: dict[str, Any]) -> str | None:
+            signal_id = entry["MessageAttributes"]["signalId"]["StringValue"]
+            sent.append(signal_id)
+            if signal_id == refused_id:
+                return "InvalidMessageContents"
+            return "InternalError" if signal_id == failing_id else None
+
+        with EntryFailureProxy(moto, refuse_one_fail_one, times=99) as proxy:
+            sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
+            sink._retry_pause = 0.01
+            work = worker(context, "sqs", sink)
+            assert await work.run_once() == 1
+            [parked] = await context.store.outbox.parked("sqs", limit=5)
+            assert parked.entry.signal["id"] == refused_id
+            assert "InvalidMessageContents" in parked.reason
+            assert (await outbox_lag(context))["sqs"].pending == 1, "only the failing one"
+
+        assert sent.count(refused_id) == 1, "refused once, never sent again"
+        assert [b["id"] for b in bodies(drain_queue(aws, queue))] == [ids[2]]
+
+
 async def test_a_missing_queue_makes_its_sink_wait_while_the_others_deliver(
     tmp_path: Path, aws: Any, moto: str
 ) -> None:

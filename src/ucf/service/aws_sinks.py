@@ -287,7 +287,7 @@ class _BatchSink:
                 # The call is given up on just before the send's own timeout would end the
                 # batch as a whole, taking what the calls before it got through back with it.
                 async with asyncio.timeout_at(stop_at):
-                    refused.update(await self._send(chunk, delivered))
+                    await self._send(chunk, delivered, refused)
             except TimeoutError:
                 if not delivered and not refused:
                     raise
@@ -313,10 +313,13 @@ class _BatchSink:
                 f"{self.name} refused {len(refused)} of {len(entries)} signal(s)", refused=refused
             )
 
-    async def _send(self, chunk: list[_Outgoing], delivered: list[str]) -> dict[str, str]:
-        """Send one call's worth, retrying failed entries; the entries refused for good.
-        The ids of those taken are added to ``delivered`` as the answers say so."""
-        refused: dict[str, str] = {}
+    async def _send(
+        self, chunk: list[_Outgoing], delivered: list[str], refused: dict[str, str]
+    ) -> None:
+        """Send one call's worth, retrying failed entries. The ids of those taken are added
+        to ``delivered``, and those refused for good to ``refused`` (with why), as the
+        answers say so: a call that then fails for its other entries keeps both, so a
+        refused entry is parked at once instead of being sent again with the rest."""
         pending = chunk
         for attempt in range(1, ENTRY_ATTEMPTS + 1):
             failures = await self._guarded([item.request for item in pending])
@@ -325,7 +328,7 @@ class _BatchSink:
                 item.entry.entry_id for index, item in enumerate(pending) if index not in failed
             )
             if not failures:
-                return refused
+                return
             retry: list[int] = []
             for failure in failures:
                 entry = pending[failure.index].entry
@@ -336,7 +339,7 @@ class _BatchSink:
                 else:
                     retry.append(failure.index)
             if not retry:
-                return refused
+                return
             worst = next(f for f in failures if f.index == min(retry))
             pending = [pending[index] for index in sorted(retry)]
             if attempt == ENTRY_ATTEMPTS:
@@ -345,7 +348,6 @@ class _BatchSink:
                     f"{ENTRY_ATTEMPTS} attempts ({worst.code}: {worst.message})"
                 )
             await asyncio.sleep(self._retry_pause * attempt)
-        return refused  # pragma: no cover - the loop returns or raises
 
     async def _guarded(self, requests: list[dict[str, Any]]) -> list[_EntryFailure]:
         """One call in a worker thread; a failed call is a :class:`DeliveryFailed`."""
