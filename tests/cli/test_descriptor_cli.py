@@ -352,3 +352,14 @@ def test_map_reads_a_native_connectors_saved_response_page(
     assert refused.returncode == 2
     assert key in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_map_says_why_a_saved_asana_page_cannot_be_mapped(tmp_path: Path) -> None:
+    """Asana's poll maps tasks it reads from the API: no saved JSON is one of its items."""
+    sample = tmp_path / "tasks.json"
+    sample.write_text(json.dumps([{"gid": "12", "name": "Ship it"}]))
+    result = ucf("map", "--descriptor", "asana", "--sample", str(sample), "--poll")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "cannot be mapped offline" in result.stderr
+    assert "try it live" in result.stderr

@@ -183,7 +183,7 @@ def _poll(preview: Preview, source: Source, payload: Any, project_id: str, now: 
         try:
             items: list[Any] = list(extract(payload))
         except ValueError as error:  # the source's own words on a page it cannot read
-            raise _Refused("sample", str(error), "pass a JSON array of its items") from None
+            raise _Refused("sample", str(error)) from None
     elif mapping is not None:
         items = mapping.extract_items(payload)
     elif isinstance(payload, list):

@@ -256,7 +256,8 @@ class JiraSource:
         if isinstance(response, dict) and isinstance(response.get("issues"), list):
             return list(response["issues"])
         raise ValueError(
-            "a Jira search page (POST /rest/api/3/search/jql) is an object with an 'issues' list"
+            "a Jira search page (POST /rest/api/3/search/jql) is an object with an 'issues'"
+            " list; or pass a JSON array of its issues"
         )
 
     # -- health

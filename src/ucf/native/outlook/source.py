@@ -231,7 +231,10 @@ class OutlookSource:
             return response
         if isinstance(response, dict) and isinstance(response.get("value"), list):
             return list(response["value"])
-        raise ValueError("a Graph delta page is an object with a 'value' list of messages")
+        raise ValueError(
+            "a Graph delta page is an object with a 'value' list of messages;"
+            " or pass a JSON array of its messages"
+        )
 
     # -- upkeep
 
