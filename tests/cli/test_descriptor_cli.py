@@ -299,3 +299,67 @@ def test_connectors_docs_renders_a_users_descriptor_file(tmp_path: Path) -> None
     assert (folder / "acme.md").read_text() == page.stdout
     again = ucf("connectors", "docs", str(target), "--out", str(folder))
     assert (again.returncode, again.stderr) == (0, f"{folder}: 1 page(s) up to date\n")
+
+
+JIRA_ISSUE = {
+    "id": "10001",
+    "key": "OPS-1",
+    "fields": {
+        "summary": "Login broken",
+        "updated": "2026-12-01T00:00:00.000+0000",
+        "created": "2026-12-01T00:00:00.000+0000",
+        "status": {"name": "To Do"},
+        "priority": {"name": "High"},
+        "labels": [],
+    },
+}
+GRAPH_MESSAGE = {
+    "id": "AAMk1",
+    "subject": "Invoice overdue",
+    "receivedDateTime": "2026-12-01T00:00:00Z",
+    "lastModifiedDateTime": "2026-12-01T00:00:00Z",
+    "from": {"emailAddress": {"address": "a@example.com"}},
+    "bodyPreview": "Please pay",
+}
+
+
+@pytest.mark.parametrize(
+    ("connector", "page", "key"),
+    [
+        ("jira", {"issues": [JIRA_ISSUE], "isLast": True}, "'issues'"),
+        (
+            "outlook",
+            {"value": [GRAPH_MESSAGE], "@odata.deltaLink": "https://graph.microsoft.com/d"},
+            "'value'",
+        ),
+    ],
+)
+def test_map_reads_a_native_connectors_saved_response_page(
+    tmp_path: Path, connector: str, page: dict[str, Any], key: str
+) -> None:
+    """A saved page of the API a native connector polls maps as its bare array of items does."""
+    [items] = [value for value in page.values() if isinstance(value, list)]
+    saved, bare, other = tmp_path / "page.json", tmp_path / "items.json", tmp_path / "other.json"
+    saved.write_text(json.dumps(page))
+    bare.write_text(json.dumps(items))
+    other.write_text(json.dumps({"unrelated": True}))
+    from_page = ucf("map", "--descriptor", connector, "--sample", str(saved), "--poll")
+    from_items = ucf("map", "--descriptor", connector, "--sample", str(bare), "--poll")
+    assert from_page.returncode == 0, from_page.stderr
+    assert from_page.stdout == from_items.stdout
+    assert len(from_page.stdout.splitlines()) == 1
+    refused = ucf("map", "--descriptor", connector, "--sample", str(other), "--poll")
+    assert refused.returncode == 2
+    assert key in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_map_says_why_a_saved_asana_page_cannot_be_mapped(tmp_path: Path) -> None:
+    """Asana's poll maps tasks it reads from the API: no saved JSON is one of its items."""
+    sample = tmp_path / "tasks.json"
+    sample.write_text(json.dumps([{"gid": "12", "name": "Ship it"}]))
+    result = ucf("map", "--descriptor", "asana", "--sample", str(sample), "--poll")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "cannot be mapped offline" in result.stderr
+    assert "try it live" in result.stderr

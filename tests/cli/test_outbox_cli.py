@@ -70,3 +70,20 @@ def test_a_missing_store_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no ucf store at" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_mistyped_sink_is_refused_not_reported_empty(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'ucf.db'}"
+    park_second_of_three(url)
+    for command in (
+        ("parked", "--sink", "SQS"),
+        ("requeue", "--sink", "webhook"),
+        ("status", "--sink", "http", "--sink", "s3"),
+    ):
+        result = ucf("outbox", *command, "--store", url)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert result.stdout == ""
+        assert result.stderr.startswith("error: unknown sink '")
+        assert "one of jsonl, http, sqs, eventbridge" in result.stderr
+    parked = ucf("outbox", "status", "--store", url, "--sink", "http")
+    assert parked.stdout.rstrip().endswith("1 parked")  # nothing was requeued

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from ucf.cli.errors import fail
 from ucf.cli.options import DataDirOption, StoreOption
 from ucf.cli.signals import open_existing_store, run_store_command
 
@@ -29,6 +30,20 @@ SinkOption = Annotated[
 ]
 
 
+def known_sinks(names: list[str]) -> None:
+    """Refuse a sink name ucf does not know, before the store is opened.
+
+    Each sink's queue is named after it, so a mistyped name (``--sink SQS``,
+    ``--sink webhook``) reads a queue nothing ever fills: it answered "nothing
+    parked" or "requeued 0" with exit 0, as if that sink had nothing waiting.
+    """
+    from ucf.service.settings import SINK_NAMES
+
+    for name in names:
+        if name not in SINK_NAMES:
+            raise fail(f"unknown sink {name!r}: one of {', '.join(SINK_NAMES)}")
+
+
 @outbox_app.command("status")
 def status(
     store: StoreOption = None,
@@ -39,6 +54,7 @@ def status(
     ] = None,
 ) -> None:
     """Pending, parked and the oldest pending age, per sink."""
+    known_sinks(sinks or [])
     opened = open_existing_store(store, data_dir)
 
     async def report() -> None:
@@ -64,6 +80,7 @@ def parked(
     ] = False,
 ) -> None:
     """The signals a sink refused for good, oldest first, with its answer."""
+    known_sinks([sink])
     opened = open_existing_store(store, data_dir)
 
     async def show() -> None:
@@ -100,6 +117,7 @@ def requeue(
     data_dir: DataDirOption = None,
 ) -> None:
     """Send every parked signal of a sink again (after fixing what refused them)."""
+    known_sinks([sink])
     opened = open_existing_store(store, data_dir)
 
     async def move() -> None:

@@ -11,7 +11,7 @@ from ucf.cli.errors import fail
 from ucf.stores import StoreConfigError, StoreError, open_store
 from ucf.stores.models import InitReport
 
-store_app = typer.Typer(help="Create and inspect the ucf store.", no_args_is_help=True)
+store_app = typer.Typer(help="Create the ucf store and apply its migrations.", no_args_is_help=True)
 
 StoreUrlOption = Annotated[
     str | None,

@@ -180,7 +180,10 @@ def _poll(preview: Preview, source: Source, payload: Any, project_id: str, now: 
     mapping: CompiledMapping | None = getattr(getattr(source, "plan", None), "mapping", None)
     extract = getattr(source, "extract_items", None)
     if callable(extract):
-        items: list[Any] = list(extract(payload))
+        try:
+            items: list[Any] = list(extract(payload))
+        except ValueError as error:  # the source's own words on a page it cannot read
+            raise _Refused("sample", str(error)) from None
     elif mapping is not None:
         items = mapping.extract_items(payload)
     elif isinstance(payload, list):

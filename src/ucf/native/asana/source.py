@@ -694,6 +694,18 @@ class AsanaSource:
     def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:
         return normalise(items, project_id)
 
+    def extract_items(self, response: Any) -> list[Any]:
+        """Refuse a saved page for ``ucf map --poll``, saying why.
+
+        The poll maps the tasks its event stream names, each read from the API
+        (:class:`Change`), so no saved JSON is an item here: every one was an
+        item error, "not an Asana change: dict", which told the user nothing.
+        """
+        raise ValueError(
+            "asana maps the tasks its event stream names, read from its API, so a saved"
+            " page cannot be mapped offline; try it live instead (ucf poll)"
+        )
+
     async def health_check(self, context: SourceContext) -> HealthResult:
         """``GET /users/me`` (https://developers.asana.com/reference/getuser) with the instance's auth."""
         return await self._health.run(context)

@@ -245,6 +245,21 @@ class JiraSource:
     def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:
         return normalise_issues(list(items), project_id=project_id)
 
+    def extract_items(self, response: Any) -> list[Any]:
+        """The issues of a saved search page (or a bare array of them), for ``ucf map --poll``.
+
+        A user saves what ``POST /rest/api/3/search/jql`` answered, an object whose
+        ``issues`` the poll maps; without this the preview took only a bare array.
+        """
+        if isinstance(response, list):
+            return response
+        if isinstance(response, dict) and isinstance(response.get("issues"), list):
+            return list(response["issues"])
+        raise ValueError(
+            "a Jira search page (POST /rest/api/3/search/jql) is an object with an 'issues'"
+            " list; or pass a JSON array of its issues"
+        )
+
     # -- health
 
     async def health_check(self, context: SourceContext) -> HealthResult:

@@ -221,6 +221,21 @@ class OutlookSource:
     def normalise(self, items: Sequence[Any], *, project_id: str, now: datetime) -> MappingResult:
         return to_signals(items, project_id=project_id)
 
+    def extract_items(self, response: Any) -> list[Any]:
+        """The messages of a saved delta page (or a bare array of them), for ``ucf map --poll``.
+
+        A user saves what Graph's delta query answered, an object whose ``value`` the
+        poll maps; without this the preview took only a bare array.
+        """
+        if isinstance(response, list):
+            return response
+        if isinstance(response, dict) and isinstance(response.get("value"), list):
+            return list(response["value"])
+        raise ValueError(
+            "a Graph delta page is an object with a 'value' list of messages;"
+            " or pass a JSON array of its messages"
+        )
+
     # -- upkeep
 
     async def maintain(self, context: MaintenanceContext) -> str:
