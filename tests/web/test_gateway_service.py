@@ -39,6 +39,13 @@ from ucf.service.webhooks import (
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
+def _payloads_alive(marker: str) -> int:
+    """Parsed payloads still alive that carry ``marker`` in their unmapped member."""
+    return sum(
+        1 for found in gc.get_objects() if type(found) is dict and found.get("unmapped") == marker
+    )
+
+
 @contextlib.asynccontextmanager
 async def _with_an_instance(
     settings: Settings, descriptor: dict[str, Any], *, clock: Callable[[], datetime]
@@ -396,19 +403,12 @@ async def test_a_delivery_waiting_for_its_write_no_longer_holds_its_parsed_paylo
     settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
     marker = "payload-0f3c"
 
-    def payloads_alive() -> int:
-        return sum(
-            1
-            for found in gc.get_objects()
-            if type(found) is dict and found.get("unmapped") == marker
-        )
-
     async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
         gateway = WebhookGateway(context, monotonic=lambda: 0.0)
         target = await gateway.target(CONNECTOR, PROJECT)
         for n in range(3):  # the first ones draw tokens and report the instance's health
             event = ticket_event(f"T-{n}") | {"unmapped": marker}
-            assert payloads_alive() == 1  # the scan finds such a payload: ``event`` itself
+            assert _payloads_alive(marker) == 1  # the scan finds such a payload: ``event`` itself
             signed = sign(event, delivery=f"d-{n}", at=NOW.timestamp())
             del event
             delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
@@ -417,7 +417,7 @@ async def test_a_delivery_waiting_for_its_write_no_longer_holds_its_parsed_paylo
             while not receiving.done():
                 await asyncio.sleep(0.0005)
                 steps += 1
-                seen = max(seen, payloads_alive())
+                seen = max(seen, _payloads_alive(marker))
             outcome = receiving.result()
             assert isinstance(outcome, Accepted)
             assert outcome.inserted == 1
@@ -448,19 +448,12 @@ async def test_a_connector_with_a_handshake_lets_its_payload_go_before_the_write
     ]
     marker = "payload-7a1d"
 
-    def payloads_alive() -> int:
-        return sum(
-            1
-            for found in gc.get_objects()
-            if type(found) is dict and found.get("unmapped") == marker
-        )
-
     async with _with_an_instance(settings, descriptor, clock=lambda: NOW) as context:
         ingest = context.ingestor.ingest
         alive_at_writes: list[int] = []
 
         async def scanned(*args: Any, **kwargs: Any) -> Any:
-            alive_at_writes.append(payloads_alive())
+            alive_at_writes.append(_payloads_alive(marker))
             return await ingest(*args, **kwargs)
 
         monkeypatch.setattr(context.ingestor, "ingest", scanned)

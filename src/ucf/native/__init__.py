@@ -72,6 +72,7 @@ from ucf.runtime.native import (
     WebhookContext,
     WebhookHandler,
     WebhookRequest,
+    page_items,
 )
 from ucf.runtime.polling import ConfigError, Page, resolve_config
 from ucf.runtime.sources import HealthCheckPlan, HealthResult, Source, SourceContext
@@ -119,6 +120,7 @@ __all__ = [
     "build_signal",
     "html_to_text",
     "loads_strict",
+    "page_items",
     "parse_json",
     "parse_timestamp",
     "resolve_config",

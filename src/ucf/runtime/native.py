@@ -68,6 +68,7 @@ __all__ = [
     "WebhookHandler",
     "WebhookRequest",
     "native_registry",
+    "page_items",
 ]
 
 log = logging.getLogger("ucf.native")
@@ -365,6 +366,18 @@ class LoadedNative:
     version: str | None
     connector: NativeConnector | None
     error: str | None = None
+
+
+def page_items(response: Any, key: str, page: str) -> list[Any]:
+    """The items of a saved response page, for a source's ``extract_items`` (``ucf map
+    --poll`` and the dashboard's preview): the list under ``key`` of the ``page``
+    object a poll reads, or a bare array of items; a ``ValueError`` naming both
+    otherwise."""
+    if isinstance(response, list):
+        return response
+    if isinstance(response, dict) and isinstance(response.get(key), list):
+        return list(response[key])
+    raise ValueError(f"{page} is an object with a {key!r} list; or pass a JSON array of its items")
 
 
 _REQUIRED_SOURCE_MEMBERS: Final = ("fetch_delta", "health_check", "normalise")

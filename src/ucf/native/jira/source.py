@@ -48,6 +48,7 @@ from ucf.native import (
     SourceContext,
     UpstreamCalls,
     UpstreamError,
+    page_items,
 )
 from ucf.native.jira.auth import ATLASSIAN, AtlassianEndpoints, jira_auth
 from ucf.native.jira.signals import jira_time, normalise_issues, version_of
@@ -251,14 +252,7 @@ class JiraSource:
         A user saves what ``POST /rest/api/3/search/jql`` answered, an object whose
         ``issues`` the poll maps; without this the preview took only a bare array.
         """
-        if isinstance(response, list):
-            return response
-        if isinstance(response, dict) and isinstance(response.get("issues"), list):
-            return list(response["issues"])
-        raise ValueError(
-            "a Jira search page (POST /rest/api/3/search/jql) is an object with an 'issues'"
-            " list; or pass a JSON array of its issues"
-        )
+        return page_items(response, "issues", "a Jira search page (POST /rest/api/3/search/jql)")
 
     # -- health
 

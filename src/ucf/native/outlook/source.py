@@ -43,6 +43,7 @@ from ucf.native import (
     SourceContext,
     UpstreamCalls,
     UpstreamError,
+    page_items,
     parse_json,
 )
 from ucf.native.outlook.mailbox import PAGE_SIZE, Mailbox
@@ -227,14 +228,7 @@ class OutlookSource:
         A user saves what Graph's delta query answered, an object whose ``value`` the
         poll maps; without this the preview took only a bare array.
         """
-        if isinstance(response, list):
-            return response
-        if isinstance(response, dict) and isinstance(response.get("value"), list):
-            return list(response["value"])
-        raise ValueError(
-            "a Graph delta page is an object with a 'value' list of messages;"
-            " or pass a JSON array of its messages"
-        )
+        return page_items(response, "value", "a Graph delta page of messages")
 
     # -- upkeep
 
