@@ -299,6 +299,36 @@ async def test_a_call_that_outlasts_the_batchs_time_keeps_what_the_calls_before_
         # The call cut short may have got through as well: sent again, at least once.
 
 
+async def test_a_call_that_would_not_fit_after_refusals_only_is_not_started(
+    tmp_path: Path, aws: Any, moto: str
+) -> None:
+    """A batch's next call is not started without one call's time left once part of it is
+    settled. Refused entries count as settled too: after a first call whose entries were
+    all refused, the next was started with too little time, given up on, and its messages,
+    which the queue took all the same, sent again with the rest (twice each)."""
+    queue = new_queue(aws, fifo=False)
+    async with await open_context(tmp_path, UCF_SINK_SQS=queue) as context:
+        ids = [await ingest_one(context, mapped("sentry", "p1", n)) for n in range(20)]
+        refused = set(ids[:10])
+
+        def refuse_the_first_call(entry: dict[str, Any]) -> str | None:
+            signal_id = entry["MessageAttributes"]["signalId"]["StringValue"]
+            return "InvalidMessageContents" if signal_id in refused else None
+
+        with EntryFailureProxy(moto, refuse_the_first_call, times=99) as proxy:
+            proxy.delay = 2.6  # the send has 4 s: 1.4 s left after the first call
+            sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
+            sink.call_seconds = 2.0
+            work = worker(context, "sqs", sink, batch_size=20, lease=timedelta(seconds=8))
+            assert await work.run_once() == 10
+            assert work.stats.parked == 10
+            assert work.stats.failures == 0
+
+        sent = [json.loads(e["MessageBody"])["id"] for e in proxy.forwarded_entries]
+        assert sorted(sent) == sorted(ids[10:]), "each message taken once"
+        assert sorted(b["id"] for b in bodies(drain_queue(aws, queue))) == sorted(ids[10:])
+
+
 async def test_an_entry_sqs_refuses_for_its_content_is_parked_and_not_sent_twice(
     tmp_path: Path, aws: Any, moto: str
 ) -> None:
