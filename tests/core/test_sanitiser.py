@@ -1455,6 +1455,46 @@ def test_a_text_cut_at_the_input_bound_through_markup_or_controls_keeps_no_token
     assert "truncated:input" in notes
 
 
+@pytest.mark.parametrize(
+    ("written", "secret"),
+    [
+        ("clone https://admin:Tr0ub4dor,x9QzLmP7wQ@host/repo.git", "Tr0ub4dor"),
+        ("clone https://admin:Tr0ub4dor(x9Qz)LmP7wQ@host/repo.git", "Tr0ub4dor"),
+        ('see {"url":"https://admin:Tr0ub4dor;x9QzLmP7wQ@host/"}', "Tr0ub4dor"),
+        ('config {"password": "Tr0ub(4dor x9QzLmP7wQ"}', "Tr0ub"),
+        ("Authorization: Token 4bc(d3fgh1jklmnop", "4bc"),
+    ],
+)
+@pytest.mark.parametrize("filler", ["\u200b", "<b></b>"])
+def test_a_text_cut_at_the_input_bound_through_a_secret_its_rule_needs_the_end_of_keeps_none_of_it(
+    filler: str, written: str, secret: str
+) -> None:
+    """Some secrets are recognised only by what follows them: a URL's password by the "@"
+    after it, a quoted password by its closing quote, an Authorization value by its
+    eighth character. Cut before that, the rest of the text is not redacted, and the cut
+    run was left out only back to a comma, a bracket or a quote, which such a secret may
+    hold: "Tr0ub4dor," of a URL's password was stored in clear. Left out from its start,
+    and only it: the words before are kept."""
+    bound = SanitiserPolicy().max_input_chars
+    split = written.index(secret) + len(secret) + 3  # the cut, 3 characters past
+    between, into = "<span class=x>", 6  # the last space before the bound is in the tag
+    before = bound - split - into
+    text = "Deploy notes. " + filler * ((before - 14) // len(filler))
+    text += "." * (before - len(text))
+    text += written[:split] + between + written[split:] + " and more"
+    assert len(text) > bound
+    assert text[bound - into : bound] == "<span "
+    whole, _ = SANITISER.clean_text(text[bound - 200 :])
+    assert secret not in whole, "uncut, the secret is recognised"
+
+    clean, notes = SANITISER.clean_text(text)
+
+    assert secret not in clean, clean
+    assert clean.startswith("Deploy notes."), clean
+    assert written.split()[0] in clean, "the words before it are kept"
+    assert "truncated:input" in notes
+
+
 _metadata_entries = st.lists(
     _raw_strings | st.sampled_from(["pwd=a", "x pwd=ab", "pwd=a pwd=b", "x" * 9, "a\r\nb"]),
     max_size=4,

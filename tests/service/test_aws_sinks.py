@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -299,6 +300,36 @@ async def test_a_call_that_outlasts_the_batchs_time_keeps_what_the_calls_before_
         # The call cut short may have got through as well: sent again, at least once.
 
 
+async def test_a_call_that_would_not_fit_after_refusals_only_is_not_started(
+    tmp_path: Path, aws: Any, moto: str
+) -> None:
+    """A batch's next call is not started without one call's time left once part of it is
+    settled. Refused entries count as settled too: after a first call whose entries were
+    all refused, the next was started with too little time, given up on, and its messages,
+    which the queue took all the same, sent again with the rest (twice each)."""
+    queue = new_queue(aws, fifo=False)
+    async with await open_context(tmp_path, UCF_SINK_SQS=queue) as context:
+        ids = [await ingest_one(context, mapped("sentry", "p1", n)) for n in range(20)]
+        refused = set(ids[:10])
+
+        def refuse_the_first_call(entry: dict[str, Any]) -> str | None:
+            signal_id = entry["MessageAttributes"]["signalId"]["StringValue"]
+            return "InvalidMessageContents" if signal_id in refused else None
+
+        with EntryFailureProxy(moto, refuse_the_first_call, times=99) as proxy:
+            proxy.delay = 2.6  # the send has 4 s: 1.4 s left after the first call
+            sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
+            sink.call_seconds = 2.0
+            work = worker(context, "sqs", sink, batch_size=20, lease=timedelta(seconds=8))
+            assert await work.run_once() == 10
+            assert work.stats.parked == 10
+            assert work.stats.failures == 0
+
+        sent = [json.loads(e["MessageBody"])["id"] for e in proxy.forwarded_entries]
+        assert sorted(sent) == sorted(ids[10:]), "each message taken once"
+        assert sorted(b["id"] for b in bodies(drain_queue(aws, queue))) == sorted(ids[10:])
+
+
 async def test_an_entry_sqs_refuses_for_its_content_is_parked_and_not_sent_twice(
     tmp_path: Path, aws: Any, moto: str
 ) -> None:
@@ -357,6 +388,46 @@ async def test_an_entry_refused_in_a_call_that_then_fails_is_parked_at_once(
 
         assert sent.count(refused_id) == 1, "refused once, never sent again"
         assert [b["id"] for b in bodies(drain_queue(aws, queue))] == [ids[2]]
+
+
+@pytest.mark.parametrize("another_keeps_failing", [False, True])
+async def test_a_refused_entry_the_store_cannot_park_undoes_none_of_what_the_call_took(
+    tmp_path: Path, aws: Any, moto: str, another_keeps_failing: bool
+) -> None:
+    """The entries a call refused were parked before the ones it took were acknowledged,
+    so a park the store failed (a full disk here) left those taken unacknowledged, to be
+    sent again once the claim lapsed: a duplicate each on a standard queue. They are
+    acknowledged first; the refused one stays claimed, to be refused and parked later."""
+    queue = new_queue(aws, fifo=False)
+    async with await open_context(tmp_path, UCF_SINK_SQS=queue) as context:
+        ids = [await ingest_one(context, mapped("sentry", "p1", n)) for n in range(3)]
+        refused_id, failing_id = ids[0], ids[1] if another_keeps_failing else None
+        with sqlite3.connect(tmp_path / "ucf.db") as conn:
+            conn.execute(
+                "CREATE TRIGGER no_room BEFORE INSERT ON outbox_parked "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+
+        def refuse_one(entry: dict[str, Any]) -> str | None:
+            signal_id = entry["MessageAttributes"]["signalId"]["StringValue"]
+            if signal_id == refused_id:
+                return "InvalidMessageContents"
+            return "InternalError" if signal_id == failing_id else None
+
+        with EntryFailureProxy(moto, refuse_one, times=99) as proxy:
+            sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
+            sink._retry_pause = 0.01
+            work = worker(context, "sqs", sink)
+            assert await work.run_once() == (1 if another_keeps_failing else 2)
+
+        taken = [i for i in ids if i not in (refused_id, failing_id)]
+        assert [json.loads(e["MessageBody"])["id"] for e in proxy.forwarded_entries] == taken
+        assert await context.store.outbox.parked("sqs", limit=5) == []
+        pending = 2 if another_keeps_failing else 1
+        assert (await outbox_lag(context))["sqs"].pending == pending, "the taken acknowledged"
+        later = context.clock() + timedelta(minutes=5)  # every claim and backoff over
+        again = await context.store.outbox.claim("sqs", limit=5, lease=work.lease, now=later)
+        assert [e.signal["id"] for e in again] == [i for i in ids if i not in taken]
 
 
 async def test_a_missing_queue_makes_its_sink_wait_while_the_others_deliver(

@@ -556,6 +556,9 @@ def _without_cut_run(text: str) -> str:
     opened = text.rfind("<", end)
     if opened >= 0:
         text = text[:opened]
+    unfinished = _UNFINISHED_SECRET.search(text, max(0, len(text) - _UNFINISHED_REACH))
+    if unfinished is not None:
+        text = text[: unfinished.start(unfinished.lastindex or 0)]
     end = len(text)
     while end and not (text[end - 1].isspace() or text[end - 1] in _RUN_ENDS):
         end -= 1
@@ -563,6 +566,24 @@ def _without_cut_run(text: str) -> str:
 
 
 _RUN_ENDS: Final = frozenset(",;|\"'<>()[]{}`")
+
+_UNFINISHED_SECRET: Final = re.compile(
+    # A URL's user and password: only the "@" after them makes them one (``url_password``).
+    r"(\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s@/?#\[\]]{0,513})\Z"
+    # A quoted password, only one once its closing quote is there (``password``).
+    r"|(?i:\b(?:password|passwd|pwd)\b[\"']?\s*[:=]\s*)(\"[^\"\n]{0,200}|'[^'\n]{0,200})\Z"
+    # An Authorization header's value, needing 8 characters (``authorization_header``).
+    r"|" + _AUTH_HEADER + r"(?:[A-Za-z]+\s+)?)([^\s\"',;\[\]]{0,200})\Z"
+)
+"""What a secret rule recognises only with what follows it (an "@", a closing quote,
+enough characters), at the end of a cut text: a cut through it leaves what is kept
+unrecognised, and it may hold the characters a run ends at (``_RUN_ENDS``): a password
+``Tr0ub4dor,x9Qz`` cut short kept ``Tr0ub4dor,`` in clear. It is left out from its
+start, the scheme or the quote (at most its rule's own bound)."""
+
+_UNFINISHED_REACH: Final = 600
+"""How far from the end :data:`_UNFINISHED_SECRET` may start (its longest match, a URL's
+scheme, user and password, is 537 characters): the search stays linear in a long text."""
 
 
 def _cut_input(text: str, limit: int) -> str:

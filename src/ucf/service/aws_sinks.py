@@ -276,10 +276,12 @@ class _BatchSink:
             needed = min(self.call_seconds, (deadline - loop.time()) / 2)
             stop_at = deadline - GIVE_UP_SECONDS
         for chunk in _packed(outgoing, limit, one_per_group=self.one_per_group):
-            if delivered and deadline - loop.time() < needed:
+            # Once part of the batch is settled, delivered or refused, a call that would not
+            # fit is not started: given up on, its messages would go again (twice, maybe).
+            if (delivered or refused) and deadline - loop.time() < needed:
                 raise OutOfTime(
-                    f"{self.name}: {len(delivered)} of {len(entries)} signal(s) sent in the "
-                    "batch's time; the rest is sent next",
+                    f"{self.name}: {len(delivered)} of {len(entries)} signal(s) sent and "
+                    f"{len(refused)} refused in the batch's time; the rest is sent next",
                     refused=refused,
                     delivered=delivered,
                 )

@@ -614,16 +614,16 @@ class DeliveryWorker:
         return None
 
     async def _settle_refused(self, entries: list[OutboxEntry], refused: Mapping[str, str]) -> None:
-        """The sink named the entries it refused for good and took the others: park
-        those, acknowledge these; the batch is settled."""
-        for entry in entries:
-            if entry.entry_id in refused:
-                await self._park(entry, refused[entry.entry_id])
+        """The sink named the entries it refused for good and took the others: acknowledge
+        these, then park those (:meth:`_set_aside`); the batch is settled."""
         delivered = [entry.entry_id for entry in entries if entry.entry_id not in refused]
         if delivered:
             await self._acked(delivered)
-            return
-        self._settled()
+        else:
+            self._settled()
+        for entry in entries:
+            if entry.entry_id in refused:
+                await self._set_aside(entry, refused[entry.entry_id])
 
     def _settled(self) -> None:
         """The batch is settled without an ack of this worker's to end it."""
@@ -642,9 +642,6 @@ class DeliveryWorker:
         worker keeps them outstanding (the sink lease must outlive it)."""
         refused = error.refused or {}
         taken = set(error.delivered or ())
-        for entry in entries:
-            if entry.entry_id in refused:
-                await self._park(entry, refused[entry.entry_id])
         acked = [e.entry_id for e in entries if e.entry_id in taken and e.entry_id not in refused]
         if acked:
             try:
@@ -653,6 +650,9 @@ class DeliveryWorker:
                 log.warning("delivery to %s: ack failed: %s", self.sink_name, failure)
             self.stats.delivered += len(acked)
             self.stats.consecutive_failures = 0  # the sink took some: it is not down
+        for entry in entries:
+            if entry.entry_id in refused:
+                await self._set_aside(entry, refused[entry.entry_id])
         return [e for e in entries if e.entry_id not in taken and e.entry_id not in refused]
 
     async def _sort_out(self, entries: list[OutboxEntry], claimed_at: float) -> float | None:
@@ -700,6 +700,24 @@ class DeliveryWorker:
         self.stats.consecutive_failures = 0
         self.stats.last_error = None
         return None
+
+    async def _set_aside(self, entry: OutboxEntry, why: str) -> None:
+        """Park an entry the sink refused in a batch it otherwise settled, after what it
+        took is acknowledged: a park that fails (the store's trouble) is logged and undoes
+        none of that. It stopped the settling: what the sink had taken was never
+        acknowledged, and went again once the claim lapsed (on a standard queue or a bus,
+        twice each). The entry stays claimed; once the claim lapses it is sent again,
+        refused again and parked then."""
+        try:
+            await self._park(entry, why)
+        except StoreError as error:
+            log.warning(
+                "delivery to %s: signal %s refused for good but not parked (sent again once "
+                "its claim lapses): %s",
+                self.sink_name,
+                entry.signal.get("id"),
+                error,
+            )
 
     async def _park(self, entry: OutboxEntry, why: str) -> None:
         reason = secret_free(why or "refused")
