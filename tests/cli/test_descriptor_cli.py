@@ -363,3 +363,16 @@ def test_map_says_why_a_saved_asana_page_cannot_be_mapped(tmp_path: Path) -> Non
     assert result.stdout == ""
     assert "cannot be mapped offline" in result.stderr
     assert "try it live" in result.stderr
+
+
+def test_map_refuses_a_poll_preview_of_a_connector_that_does_not_poll(tmp_path: Path) -> None:
+    """SES only receives SNS notifications: a saved "page" mapped as a poll gave an item
+    error per notification ("the notification has no mail.messageId") and exit 1, where
+    the reason is that nothing polls it."""
+    sample = tmp_path / "notifications.json"
+    sample.write_text(json.dumps([{"Type": "Notification", "Message": "{}"}]))
+    result = ucf("map", "--descriptor", "ses", "--sample", str(sample), "--poll")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "ses does not poll" in result.stderr
+    assert "webhook" in result.stderr

@@ -102,6 +102,12 @@ async def preview_sample(
     try:
         if as_webhook and not pushes:
             raise _Refused("mode", f"{descriptor.id} receives no webhooks", "preview it as a poll")
+        if not as_webhook and not polls:
+            # A push-only connector (SES) has no poll whose page this could be: mapped
+            # anyway, its item errors said nothing of the real reason.
+            raise _Refused(
+                "mode", f"{descriptor.id} does not poll", "preview it as a webhook delivery"
+            )
         if as_webhook and source.webhooks is not None:
             await _native_webhook(preview, source, body, headers, project_id, now)
         elif as_webhook:
