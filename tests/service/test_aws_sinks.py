@@ -15,7 +15,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -357,6 +357,23 @@ async def test_an_entry_sqs_refuses_for_its_content_is_parked_and_not_sent_twice
         assert "InvalidMessageContents" in parked.reason
 
 
+def _refuse_one(
+    refused_id: str, failing_id: str | None, seen: list[str] | None = None
+) -> Callable[[dict[str, Any]], str | None]:
+    """A proxy rule: SQS refuses ``refused_id`` for its content and keeps failing
+    ``failing_id`` (when given); each signal id a call holds is added to ``seen``."""
+
+    def rule(entry: dict[str, Any]) -> str | None:
+        signal_id = entry["MessageAttributes"]["signalId"]["StringValue"]
+        if seen is not None:
+            seen.append(signal_id)
+        if signal_id == refused_id:
+            return "InvalidMessageContents"
+        return "InternalError" if signal_id == failing_id else None
+
+    return rule
+
+
 async def test_an_entry_refused_in_a_call_that_then_fails_is_parked_at_once(
     tmp_path: Path, aws: Any, moto: str
 ) -> None:
@@ -368,15 +385,7 @@ async def test_an_entry_refused_in_a_call_that_then_fails_is_parked_at_once(
         ids = [await ingest_one(context, mapped("sentry", "p1", n)) for n in range(3)]
         refused_id, failing_id = ids[0], ids[1]
         sent: list[str] = []
-
-        def refuse_one_fail_one(entry: dict[str, Any]) -> str | None:
-            signal_id = entry["MessageAttributes"]["signalId"]["StringValue"]
-            sent.append(signal_id)
-            if signal_id == refused_id:
-                return "InvalidMessageContents"
-            return "InternalError" if signal_id == failing_id else None
-
-        with EntryFailureProxy(moto, refuse_one_fail_one, times=99) as proxy:
+        with EntryFailureProxy(moto, _refuse_one(refused_id, failing_id, sent), times=99) as proxy:
             sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
             sink._retry_pause = 0.01
             work = worker(context, "sqs", sink)
@@ -408,13 +417,7 @@ async def test_a_refused_entry_the_store_cannot_park_undoes_none_of_what_the_cal
                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
             )
 
-        def refuse_one(entry: dict[str, Any]) -> str | None:
-            signal_id = entry["MessageAttributes"]["signalId"]["StringValue"]
-            if signal_id == refused_id:
-                return "InvalidMessageContents"
-            return "InternalError" if signal_id == failing_id else None
-
-        with EntryFailureProxy(moto, refuse_one, times=99) as proxy:
+        with EntryFailureProxy(moto, _refuse_one(refused_id, failing_id), times=99) as proxy:
             sink = SqsSink(queue, aws_sink_client("sqs", region=None, endpoint=proxy.url))
             sink._retry_pause = 0.01
             work = worker(context, "sqs", sink)
