@@ -255,6 +255,7 @@ def test_the_front_matches_exactly_the_gateway_routes(
         ("/api/webhooks/trello/team/x", b"/api/webhooks/trello/team%2fx", "team/x"),
         ("/api/webhooks/trello/a%41/b/h00k", b"/api/webhooks/trello/a%2541%2Fb/h00k", "a%41/b"),
         ("/api/webhooks/trello/é q/h00k", b"/api/webhooks/trello/%C3%A9%20q/h00k", "é q"),
+        ("/stage/api/webhooks/trello/t/x", b"/stage/api/webhooks/trello/t%2Fx", "t/x"),
         # API Gateway: the path decoded once, no raw path
         ("/api/webhooks/trello/team/x/h00k", None, "team/x"),
         ("/api/webhooks/trello/a/b/c/h00k", None, "a/b/c"),
@@ -268,7 +269,8 @@ def test_a_project_id_holding_a_slash_or_a_percent_reaches_its_instance(
     """A project id is any text: ``team/x`` is ``team%2Fx`` in the URLs ucf shows. The
     decoded path had one segment too many, and the delivery went to the app's 404; on
     API Gateway, whose path comes decoded, the same (and ``a%2541`` was decoded twice)."""
-    scope: dict[str, Any] = {"method": "POST", "path": path, "root_path": ""}
+    root_path = "/stage" if path.startswith("/stage/") else ""
+    scope: dict[str, Any] = {"method": "POST", "path": path, "root_path": root_path}
     if raw_path is not None:
         scope["raw_path"] = raw_path
     found = match(scope)

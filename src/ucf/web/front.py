@@ -150,8 +150,8 @@ def match(scope: Scope) -> Target | None:
     raw = scope.get("raw_path")
     if raw is None:
         return _decoded_target(path[len(PREFIX) :])
-    if b"%2F" in raw or b"%2f" in raw:
-        return _escaped_target(raw)
+    if b"%" in raw and (b"%2F" in raw or b"%2f" in raw):  # most hook URLs hold no escape
+        return _escaped_target(raw, scope.get("root_path", ""))
     return _target(path[len(PREFIX) :])
 
 
@@ -174,11 +174,13 @@ def _routed(parts: list[str]) -> Target | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _escaped_target(raw: bytes) -> Target | None:
+def _escaped_target(raw: bytes, root_path: str) -> Target | None:
     """The target of a raw path whose segments hold an escaped ``/``: split, then each
     segment decoded (as uvicorn decodes the whole path)."""
     text = raw.decode("latin-1")
-    if not text.startswith(PREFIX):  # the prefix itself escaped, or a root path
+    if root_path and text.startswith(root_path + "/"):
+        text = text[len(root_path) :]
+    if not text.startswith(PREFIX):  # the prefix itself escaped
         return None
     return _routed([unquote(part) for part in text[len(PREFIX) :].split("/")])
 
