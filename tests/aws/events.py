@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -80,8 +80,15 @@ def http_api_event(
     base64_body: bool = False,
     cookies: list[str] | None = None,
 ) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event for the template's ``ANY /{proxy+}`` route."""
+    """An HTTP API (payload 2.0) event for the template's ``ANY /{proxy+}`` route.
+
+    ``path`` is the path the client sent; the event holds it decoded, as API Gateway
+    hands it over ("API Gateway decodes URL-encoded request parameters before passing
+    them to your backend integration": AWS, "Create routes for HTTP APIs in API
+    Gateway"): ``rawPath`` and ``requestContext.http.path`` alike.
+    """
     route = "ANY /" if path == "/" else "ANY /{proxy+}"
+    path = unquote(path)
     when, epoch = _request_times()
     event: dict[str, Any] = {
         "version": "2.0",

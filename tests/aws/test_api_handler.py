@@ -18,6 +18,7 @@ from ucf.aws.config import AwsConfigError
 from ucf.aws.container import close_all
 from ucf.aws.handlers import api, poll_worker, schedule
 from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
+from ucf.service.webhooks import webhook_path
 from ucf.web.dashboard.rendering import STATIC
 
 WEBHOOK = f"/api/webhooks/{CONNECTOR}/{PROJECT}"
@@ -388,7 +389,7 @@ def test_a_url_signed_delivery_verifies_when_its_hook_url_holds_percent_escapes(
     space or an accent is escaped in the URL ucf shows; API Gateway's HTTP API hands the
     path over decoded (``rawPath``), a REST API escaped, and Mangum decodes it either
     way: the URL ucf rebuilt to verify had a bare space, and every delivery was a 401."""
-    from urllib.parse import quote, unquote, urlsplit
+    from urllib.parse import quote, urlsplit
 
     from ucf.fakes.trello import TrelloScenario
 
@@ -408,12 +409,53 @@ def test_a_url_signed_delivery_verifies_when_its_hook_url_holds_percent_escapes(
     assert "/%C3%A9quipe%20web/" in url
     delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     path = urlsplit(url).path
-    if payload == "2.0":  # what API Gateway's HTTP API sends: the path decoded
-        event = http_api_event(
-            "POST", unquote(path), headers=dict(delivery.headers), body=delivery.body
+    maker = http_api_event if payload == "2.0" else rest_api_event
+    event = maker("POST", path, headers=dict(delivery.headers), body=delivery.body)
+
+    reply = HttpReply.of(api.handler(event, LambdaContext()))
+
+    assert reply.status == 200, reply.body
+    assert reply.json()["inserted"] == 1
+
+
+async def _trello_hook_id(project: str) -> str:
+    """A Trello instance of ``project``, made as ``ucf`` would on this deployment's store
+    (the management API cannot name a project holding a ``/``); its hook id."""
+    from ucf.fakes.trello import TrelloScenario
+    from ucf.service.context import UcfContext
+    from ucf.service.settings import Settings
+
+    trello = TrelloScenario()
+    async with await UcfContext.open(Settings.from_env()) as context:
+        instance = await context.instances.create(
+            project,
+            "trello",
+            credentials=trello.credentials(),
+            config=trello.config("http://127.0.0.1:9"),
         )
-    else:  # a REST API sends it as it came
-        event = rest_api_event("POST", path, headers=dict(delivery.headers), body=delivery.body)
+    assert instance.hook_id is not None
+    return instance.hook_id
+
+
+@pytest.mark.parametrize("payload", ["2.0", "1.0"])
+@pytest.mark.parametrize("project", ["a%41", "50% off", "team/x", "ü/%2F x"])
+def test_a_trello_delivery_reaches_a_project_whose_id_holds_a_percent_or_a_slash(
+    lab: Lab, payload: str, project: str
+) -> None:
+    """ucf shows ``a%41`` as ``a%2541`` and ``team/x`` as ``team%2Fx`` in the hook URL
+    Trello signs. API Gateway's HTTP API decodes the path once, and Mangum decoded it
+    again: ``a%41`` became ``aA`` (another project's URL: 404). A ``/`` of the project
+    id split the path into one segment too many (404 too), and the URL rebuilt to
+    verify Trello's signature had a bare ``/`` where Trello signed ``%2F`` (401)."""
+    from ucf.fakes.trello import TrelloScenario
+
+    hook_id = asyncio.run(_trello_hook_id(project))
+    path = webhook_path("trello", project, hook_id)
+    trello = TrelloScenario()
+    url = f"https://{DOMAIN}{path}"
+    delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
+    maker = http_api_event if payload == "2.0" else rest_api_event
+    event = maker("POST", path, headers=dict(delivery.headers), body=delivery.body)
 
     reply = HttpReply.of(api.handler(event, LambdaContext()))
 

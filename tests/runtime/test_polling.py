@@ -982,6 +982,39 @@ async def test_graph_delta_link_is_stored_only_from_the_last_page_and_called_nex
     )
 
 
+async def test_a_page_without_its_items_path_member_is_an_empty_page(
+    server: FakeServer, client: httpx.AsyncClient
+) -> None:
+    """What docs/writing-a-connector.md promises of an ``itemsPath`` that matches nothing:
+    the page is empty, not malformed (many APIs leave an empty list out: Gmail's message
+    list has no ``messages`` when nothing matches), so the poll ends ``ok`` with no items; a timestamp
+    checkpoint holds where it was. (An error body that says so is ``responseErrors``'
+    job; a native source that knows its page's shape refuses it instead.)"""
+    server.add_route(
+        "GET", "/api/conversations.history", lambda request: {"ok": True, "has_more": False}
+    )
+    descriptor = generic(
+        {
+            "endpoint": "{{baseUrl}}/api/conversations.history",
+            "method": "GET",
+            "delta": {"type": "timestamp_filter", "queryParam": "oldest", "format": "slack_ts"},
+            "pagination": {
+                "type": "cursor",
+                "nextPath": "$.response_metadata.next_cursor",
+                "nextParam": "cursor",
+                "hasMorePath": "$.has_more",
+                "pageSize": 100,
+            },
+        },
+        items_path="$.messages",
+        timestamp_path="$.ts",
+        timestamp_format="slack_ts",
+    )
+    stored = "2024-05-10T10:00:00.000Z"
+    pages = await run(descriptor, client, config={"baseUrl": server.base_url}, checkpoint=stored)
+    assert [(page.items, page.last, page.checkpoint) for page in pages] == [([], True, stored)]
+
+
 # --------------------------------------------------------------------------- newest-first listings
 
 

@@ -528,6 +528,23 @@ class CountedBuckets:
         self.draws.append((cost, decision.allowed))
         return decision
 
+    async def give_back(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        tokens: float = 1.0,
+    ) -> None:
+        await self._buckets.give_back(
+            bucket_key,
+            capacity=capacity,
+            refill_per_second=refill_per_second,
+            now=now,
+            tokens=tokens,
+        )
+
     @property
     def granted(self) -> float:
         return sum(cost for cost, allowed in self.draws if allowed)

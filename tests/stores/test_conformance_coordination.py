@@ -183,6 +183,32 @@ async def test_a_caller_with_a_lagging_clock_gets_no_extra_tokens(store: Store) 
     assert not behind.allowed
 
 
+async def test_a_token_given_back_can_be_taken_again_but_never_fills_past_capacity(
+    store: Store,
+) -> None:
+    """A delivery whose signal write failed gives its token back: the sender's allowance
+    is as if it never came, and giving back never makes the bucket hold more than it
+    can (nor makes one that was never drawn from)."""
+    buckets = store.rate_limits
+
+    async def take() -> bool:
+        decision = await buckets.try_acquire("a", capacity=2, refill_per_second=0.5, now=T0)
+        return decision.allowed
+
+    await buckets.give_back("a", capacity=2, refill_per_second=0.5, now=T0)  # no bucket yet
+    assert [await take() for _ in range(3)] == [True, True, False]
+    await buckets.give_back("a", capacity=2, refill_per_second=0.5, now=T0)
+    assert [await take() for _ in range(2)] == [True, False]
+    for _ in range(5):
+        await buckets.give_back("a", capacity=2, refill_per_second=0.5, now=T0 + seconds(1))
+    later = [
+        (await buckets.try_acquire("a", capacity=2, refill_per_second=0.5, now=T0 + seconds(1)))
+        for _ in range(3)
+    ]
+    assert [d.allowed for d in later] == [True, True, False]
+    assert later[2].retry_after_seconds == pytest.approx(2.0)
+
+
 # --- records ----------------------------------------------------------------------------
 
 

@@ -114,6 +114,24 @@ async def test_preview_reads_a_webhook_delivery_with_its_headers_and_event_rules
     assert shown["typeReason"]["because"] == "event type in ticket.opened and $.id exists"
 
 
+async def test_preview_of_a_poll_page_says_a_push_only_connector_does_not_poll(web: Web) -> None:
+    """The editor's poll preview of SES (SNS notifications only, nothing polls it) is one
+    problem at ``mode`` saying so, not an item error per notification."""
+    ses = (await web.client.get("/api/connectors/ses")).json()
+    descriptor = {k: v for k, v in ses.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    request = {
+        "descriptor": descriptor,
+        "sample": [{"Type": "Notification", "Message": "{}"}],
+        "mode": "poll",
+    }
+    body = (await web.client.post("/api/connectors/preview", json=request)).json()
+    assert (body["signals"], body["itemErrors"]) == ([], [])
+    [problem] = body["problems"]
+    assert problem["path"] == "mode"
+    assert problem["message"] == "ses does not poll"
+    assert "webhook" in problem["hint"]
+
+
 async def test_preview_explains_a_guess_that_maps_nothing(web: Web) -> None:
     response = await web.client.post(
         "/api/connectors/preview",

@@ -542,6 +542,38 @@ async def test_trello_head_is_answered_unsigned_and_its_posts_sign_the_callback_
     assert refused.status_code == 401
 
 
+async def test_a_trello_delivery_reaches_a_project_whose_id_holds_a_slash(web: Web) -> None:
+    """``team/x`` is ``team%2Fx`` in its hook URL: the decoded path had a segment too
+    many (404). The path as sent tells the two apart; Trello signs that URL."""
+    from ucf.service.webhooks import webhook_path as shown_path
+
+    secret = "trello-app-secret-abcdef"
+    descriptor = json.loads((FIXTURES / "trello.json").read_text())
+    assert (await web.client.post("/api/connectors", json=descriptor)).status_code == 201
+    instance = await web.state.context.instances.create(
+        "team/x", descriptor["id"], credentials={"appSecret": secret}, config={}
+    )
+    body = json.dumps(
+        {
+            "action": {"id": "A2", "type": "updateCard", "date": "2024-05-01T10:00:00.000Z"},
+            "model": {"id": "B1"},
+            "id": "A2",
+            "timestamp": "2024-05-01T10:00:00.000Z",
+        }
+    ).encode()
+    for path in (
+        shown_path(descriptor["id"], "team/x"),
+        shown_path(descriptor["id"], "team/x", instance.hook_id),
+    ):
+        assert "/team%2Fx" in path
+        url = f"http://ucf.test{path}"
+        mac = base64.b64encode(hmac.new(secret.encode(), body + url.encode(), "sha1").digest())
+        answer = await web.anonymous.post(
+            path, content=body, headers={"X-Trello-Webhook": mac.decode()}
+        )
+        assert answer.status_code == 200, answer.text
+
+
 async def instance_of(web: Web, connector: str) -> dict[str, Any]:
     found: dict[str, Any] = (
         await web.client.get(f"/api/projects/{PROJECT}/instances/{connector}")

@@ -238,12 +238,46 @@ def test_the_front_matches_exactly_the_gateway_routes(
 ) -> None:
     """The same paths and methods as the documented routes (Starlette's ``[^/]+``
     parameters, ``root_path`` taken off); anything else is the app's."""
-    found = match({"method": method, "path": path, "root_path": root_path})
+    scope = {"method": method, "path": path, "raw_path": path.encode(), "root_path": root_path}
+    found = match(scope)
     if expected is None:
         assert found is None
     else:
         assert found is not None
         assert (found.connector_id, found.project_id, found.hook_id) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "raw_path", "expected"),
+    [
+        # uvicorn: the decoded path, and the path as sent
+        ("/api/webhooks/trello/team/x/h00k", b"/api/webhooks/trello/team%2Fx/h00k", "team/x"),
+        ("/api/webhooks/trello/team/x", b"/api/webhooks/trello/team%2fx", "team/x"),
+        ("/api/webhooks/trello/a%41/b/h00k", b"/api/webhooks/trello/a%2541%2Fb/h00k", "a%41/b"),
+        ("/api/webhooks/trello/é q/h00k", b"/api/webhooks/trello/%C3%A9%20q/h00k", "é q"),
+        ("/stage/api/webhooks/trello/t/x", b"/stage/api/webhooks/trello/t%2Fx", "t/x"),
+        # API Gateway: the path decoded once, no raw path
+        ("/api/webhooks/trello/team/x/h00k", None, "team/x"),
+        ("/api/webhooks/trello/a/b/c/h00k", None, "a/b/c"),
+        ("/api/webhooks/trello/a%41/h00k", None, "a%41"),
+        ("/api/webhooks/trello/é q/h00k", None, "é q"),
+    ],
+)
+def test_a_project_id_holding_a_slash_or_a_percent_reaches_its_instance(
+    path: str, raw_path: bytes | None, expected: str
+) -> None:
+    """A project id is any text: ``team/x`` is ``team%2Fx`` in the URLs ucf shows. The
+    decoded path had one segment too many, and the delivery went to the app's 404; on
+    API Gateway, whose path comes decoded, the same (and ``a%2541`` was decoded twice)."""
+    root_path = "/stage" if path.startswith("/stage/") else ""
+    scope: dict[str, Any] = {"method": "POST", "path": path, "root_path": root_path}
+    if raw_path is not None:
+        scope["raw_path"] = raw_path
+    found = match(scope)
+    assert found is not None
+    assert found.connector_id == "trello"
+    assert found.project_id == expected
+    assert found.hook_id == ("h00k" if path.endswith("/h00k") else None)
 
 
 def test_delivery_headers_are_case_insensitive_and_the_first_of_repeats_wins() -> None:

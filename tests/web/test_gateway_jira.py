@@ -7,9 +7,11 @@ redelivery (or the poll of the same change) stores nothing new.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -274,6 +276,29 @@ async def test_the_per_instance_rate_limit_answers_429(tmp_path: Path, jira: Jir
         # A forged delivery is refused before it can spend the genuine sender's budget.
         forged = signed(samples()["jira:issue_created"]).tampered()
         assert (await post(web, forged)).status_code == 401
+
+
+async def test_deliveries_the_store_failed_leave_the_senders_allowance_whole(
+    tmp_path: Path, jira: JiraFake
+) -> None:
+    """A delivery charged to the instance's budget, then answered 503 because the signal
+    write failed (a full disk), gives its token back: Jira's retries are admitted, not
+    refused 429 for the rest of the minute."""
+    async with open_web(web_settings(tmp_path, UCF_WEBHOOK_RPM="2")) as web:
+        await _connect(web, jira)
+        database = web.state.context.settings.data_dir / "ucf.db"
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            conn.execute(
+                "CREATE TRIGGER test_full BEFORE INSERT ON signals "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+        first, second, third = [signed(sample) for sample in samples().values()][:3]
+        failed = [(await post(web, d)).status_code for d in (first, second)]
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            conn.execute("DROP TRIGGER test_full")
+        retried = [(await post(web, d)).status_code for d in (first, second, third)]
+    assert failed == [503, 503]
+    assert retried == [200, 200, 429]
 
 
 async def test_signed_but_unreadable_deliveries_are_400(connected: Web) -> None:

@@ -35,6 +35,7 @@ from ucf.service.webhooks import (
     WebhookGateway,
     WebhookMisconfigured,
 )
+from ucf.stores.errors import StoreUnavailable
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -468,3 +469,71 @@ async def test_a_connector_with_a_handshake_lets_its_payload_go_before_the_write
             assert isinstance(outcome, Accepted)
             assert outcome.inserted == 1
         assert alive_at_writes == [0, 0, 0]
+
+
+def _sqlite(settings: Settings, script: str) -> None:
+    """Run ``script`` on the store's file beside ucf (a trigger, as a full disk would act)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(settings.data_dir / "ucf.db")) as conn:
+        conn.executescript(script)
+
+
+REFUSE_SIGNALS = (
+    "CREATE TRIGGER test_full BEFORE INSERT ON signals "
+    "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+)
+REFUSE_GIVING_BACK = (
+    "CREATE TRIGGER test_no_refund BEFORE UPDATE ON rate_buckets WHEN NEW.tokens > OLD.tokens "
+    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;"
+)
+
+
+@pytest.mark.parametrize(
+    "refund", ["to the bucket", "to the reserve, the bucket's write failing too"]
+)
+@pytest.mark.parametrize("pause", [0.0, 5.0], ids=["at once", "after the reserve went stale"])
+async def test_a_delivery_the_store_failed_does_not_use_up_its_senders_allowance(
+    tmp_path: Path, refund: str, pause: float
+) -> None:
+    """Two deliveries a minute: each charged, then refused 5xx because the signal write
+    failed. Their tokens were spent all the same, so the sender's retries met 429 for a
+    minute. Given back to the bucket, the retries are admitted (then the limit holds);
+    should that write fail too, to this process's reserve while it is fresh."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    strict = copy.deepcopy(ACME)
+    strict["ingestion"]["webhook"]["rateLimitPerMinute"] = 2
+    seconds = [0.0]
+
+    def clock() -> datetime:  # the bucket refills 1 in 30 s: not within this test
+        return NOW + timedelta(seconds=seconds[0])
+
+    async with _with_an_instance(settings, strict, clock=clock) as context:
+        gateway = WebhookGateway(context, monotonic=lambda: seconds[0])
+
+        async def deliver(n: int) -> str:
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=clock().timestamp())
+            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+            try:
+                await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+            except RateLimitExceeded:
+                return "429"
+            except StoreUnavailable:
+                return "503"
+            return "200"
+
+        _sqlite(settings, REFUSE_SIGNALS)
+        if refund != "to the bucket":
+            _sqlite(settings, REFUSE_GIVING_BACK)
+        failed = [await deliver(n) for n in range(2)]
+        _sqlite(settings, "DROP TRIGGER test_full;")
+        seconds[0] += pause
+        retried = [await deliver(n) for n in range(3)]
+
+    assert failed == ["503", "503"]
+    if refund == "to the bucket" or pause == 0.0:
+        assert retried == ["200", "200", "429"]
+    else:  # the second failure spent the token the first gave back to the reserve;
+        # given back again, it went stale there: lost, as a stale reserve's tokens are
+        assert retried == ["200", "429", "429"]

@@ -65,7 +65,13 @@ from ucf.service.context import UcfContext
 from ucf.service.delivery_health import DeliveryReporter
 from ucf.service.errors import NotFoundError, ServiceError
 from ucf.service.instance_secrets import InstanceSecrets
-from ucf.stores.errors import InvalidRecord
+from ucf.stores.errors import (
+    AlreadyExists,
+    InvalidCursor,
+    InvalidRecord,
+    NotFound,
+    StoreError,
+)
 from ucf.stores.models import InstanceRecord, RateDecision
 from ucf.stores.secrets.base import UNREADABLE_SECRET
 
@@ -105,6 +111,8 @@ MAX_RESERVES: Final = 10_000
 """Token reserves a gateway keeps (instances and unverified senders), least recent dropped."""
 RESERVE_SECONDS: Final = 1.0
 NOT_HERE: Final = "no webhook endpoint at this URL"
+_STORE_REFUSALS: Final = (NotFound, AlreadyExists, InvalidRecord, InvalidCursor)
+"""Store errors that refuse what was asked (answered 4xx), unlike its failures (5xx)."""
 
 
 def webhook_path(connector_id: str, project_id: str, hook_id: str | None = None) -> str:
@@ -645,18 +653,22 @@ class WebhookGateway:
         # The verdict may hold the parsed body (a connector with handshakes has it parsed
         # before verification): only the ingest is given it, and the verdict is let go
         # before awaiting, so the ingest can drop the payload before the store's write.
-        if delivery.method.upper() == "POST" and self._deliveries.verified_due(
-            target.project_id, connector_id
-        ):
+        try:
+            if delivery.method.upper() == "POST" and self._deliveries.verified_due(
+                target.project_id, connector_id
+            ):
+                ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
+                del admission
+                return await self._ingest_reporting(target, ingest)
+            await self._deliveries.verified(target.project_id, connector_id)
+            if delivery.method.upper() != "POST":
+                raise MethodNotAllowed("webhook deliveries are POST requests")
             ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
             del admission
-            return await self._ingest_reporting(target, ingest)
-        await self._deliveries.verified(target.project_id, connector_id)
-        if delivery.method.upper() != "POST":
-            raise MethodNotAllowed("webhook deliveries are POST requests")
-        ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
-        del admission
-        return await ingest
+            return await ingest
+        except StoreError as error:
+            await self._give_token_back(target, error)
+            raise
 
     async def _ingest_reporting(
         self, target: WebhookTarget, ingest: Coroutine[Any, Any, Accepted | Ignored]
@@ -672,6 +684,37 @@ class WebhookGateway:
             ingest, self._deliveries.verified(target.project_id, target.connector_id)
         )
         return outcome
+
+    async def _give_token_back(self, target: WebhookTarget, error: StoreError) -> None:
+        """The token :meth:`_take_token` took for a delivery the store then failed (a 5xx
+        its sender retries), given back to the instance's bucket: ucf's trouble must not
+        use up the sender's allowance. A refusal of what was asked (not found, an
+        invalid record) is no failure of the store; the token stays spent.
+
+        Only this failing path pays for it: one more bucket write. Should that fail too
+        (the store is down), the token goes back to this process's reserve while it is
+        fresh, for the sender's next delivery; else it is lost, as a stale reserve's are.
+        """
+        if isinstance(error, _STORE_REFUSALS):
+            return
+        budget = self._budget(target)
+        try:
+            await self._context.store.rate_limits.give_back(
+                budget.key,
+                capacity=float(budget.rpm),
+                refill_per_second=budget.rpm / 60.0,
+                now=self._context.clock(),
+            )
+        except StoreError as failure:
+            log.warning(
+                "%s/%s: a delivery's token could not be given back to its bucket: %s",
+                target.project_id,
+                target.connector_id,
+                failure,
+            )
+            reserve = self._reserves.get(budget.key)
+            if reserve is not None and self._monotonic() < reserve.expires:
+                reserve.tokens += 1
 
     async def _take_token(self, target: WebhookTarget) -> None:
         """One delivery of the instance's budget; charged only once a delivery is verified,
@@ -971,10 +1014,17 @@ class WebhookGateway:
             raise UpstreamFailed(
                 f"{connector.id}: fetching what the delivery names failed: {error}"
             ) from None
+        except StoreError as error:  # a handler reading the store (a poll request)
+            await self._give_token_back(target, error)
+            raise
         if isinstance(mapped, Unhandled):
             self._observer.ignored(connector.id, mapped.event_type)
             return Ignored(mapped.event_type)
-        return await self._store(target, mapped, context.now)
+        try:
+            return await self._store(target, mapped, context.now)
+        except StoreError as error:
+            await self._give_token_back(target, error)
+            raise
 
     async def _store(self, target: WebhookTarget, result: MappingResult, now: datetime) -> Accepted:
         """Signals durably stored (insert-if-new + outbox, one write); only then the 200."""

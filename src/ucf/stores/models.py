@@ -427,6 +427,27 @@ def take_tokens(
     return RateDecision(False, (cost - tokens) / refill_per_second), BucketState(tokens, stamp)
 
 
+def give_tokens(
+    state: BucketState | None,
+    *,
+    capacity: float,
+    refill_per_second: float,
+    now_s: float,
+    tokens: float,
+) -> BucketState | None:
+    """The bucket with ``tokens`` given back (taken for work that then failed on ucf's
+    side): refilled to ``now_s`` as :func:`take_tokens` refills it, plus ``tokens``, never
+    above ``capacity``. None when there is no bucket: a missing bucket is full, so there
+    is nothing to give back to and nothing to write."""
+    if capacity <= 0 or refill_per_second < 0 or tokens <= 0:
+        raise ValueError("capacity and tokens must be positive, refill_per_second not negative")
+    if state is None:
+        return None
+    held, updated_s = state
+    refilled = min(capacity, held + max(0.0, now_s - updated_s) * refill_per_second)
+    return BucketState(min(capacity, refilled + tokens), max(now_s, updated_s))
+
+
 # Records a poll never builds live in modules of their own, loaded on first use
 # (PEP 562): a Lambda poll worker's cold start skips their dataclasses. Every
 # name stays importable from here.

@@ -331,6 +331,20 @@ class RateLimitStore(Protocol):
         """
         ...
 
+    async def give_back(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        tokens: float = 1.0,
+    ) -> None:
+        """Return ``tokens`` taken for work that then failed on ucf's side (a delivery its
+        signal write refused), never filling the bucket above ``capacity``. Under extreme
+        contention it may give up: a token lost, never one granted twice."""
+        ...
+
 
 class KeyValueStore(Protocol):
     """Small JSON records by key, optionally expiring: what a flow must remember between

@@ -46,7 +46,7 @@ from collections.abc import (
     MutableMapping,
 )
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, unquote
 
 from ucf.core.records import datarecord
 from ucf.core.webhook import FoldedHeaders
@@ -60,6 +60,7 @@ from ucf.service.webhooks import (
     read_limited,
     refuse_declared_length,
     too_large,
+    webhook_path,
 )
 from ucf.stores.errors import StoreError
 from ucf.web.logs import REQUEST_ID
@@ -132,12 +133,25 @@ def route_path(scope: Scope) -> str:
 
 
 def match(scope: Scope) -> Target | None:
-    """The gateway route an HTTP request is for, or None (the app's to answer)."""
+    """The gateway route an HTTP request is for, or None (the app's to answer).
+
+    A project id may hold any character, a ``/`` too (``%2F`` in its URL), which the
+    decoded ``path`` no longer tells from the path's own. With the ``raw_path`` (uvicorn)
+    the escaped segments are read instead. Without one (Mangum: API Gateway decoded the
+    path, see :func:`ucf.aws.handlers.api._http_api_path`), a path with more segments
+    than a route is read as the instance's own URL of a project id holding ``/``:
+    connector ids never hold one, ucf's hook ids neither.
+    """
     if scope.get("method") not in METHODS:
         return None
     path = route_path(scope)
     if not path.startswith(PREFIX):
         return None
+    raw = scope.get("raw_path")
+    if raw is None:
+        return _decoded_target(path[len(PREFIX) :])
+    if b"%" in raw and (b"%2F" in raw or b"%2f" in raw):  # most hook URLs hold no escape
+        return _escaped_target(raw, scope.get("root_path", ""))
     return _target(path[len(PREFIX) :])
 
 
@@ -146,7 +160,10 @@ def _target(rest: str) -> Target | None:
     """The target of a path after :data:`PREFIX`. A provider delivers to the same few URLs
     over and over: each is split once, not per delivery. Bounded, so paths a sender
     makes up cannot grow it."""
-    parts = rest.split("/")
+    return _routed(rest.split("/"))
+
+
+def _routed(parts: list[str]) -> Target | None:
     if not all(parts):
         return None
     if len(parts) == 2:
@@ -154,6 +171,32 @@ def _target(rest: str) -> Target | None:
     if len(parts) == 3:
         return Target(HOOK_ROUTE, parts[0], parts[1], parts[2])
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _escaped_target(raw: bytes, root_path: str) -> Target | None:
+    """The target of a raw path whose segments hold an escaped ``/``: split, then each
+    segment decoded (as uvicorn decodes the whole path)."""
+    text = raw.decode("latin-1")
+    if root_path and text.startswith(root_path + "/"):
+        text = text[len(root_path) :]
+    if not text.startswith(PREFIX):  # the prefix itself escaped
+        return None
+    return _routed([unquote(part) for part in text[len(PREFIX) :].split("/")])
+
+
+@functools.lru_cache(maxsize=256)
+def _decoded_target(rest: str) -> Target | None:
+    """The target of a path API Gateway decoded: a ``%2F`` of the project id is a ``/``
+    by now, so the first segment is the connector, the last the hook id, and the
+    segments between them the project. (The shared URL of such a project is read as its
+    own URL, whose hook id it lacks: 404. The instance's own URL is what ucf hands out.)"""
+    parts = rest.split("/")
+    if len(parts) <= 3:
+        return _target(rest)
+    if not all(parts):
+        return None
+    return Target(HOOK_ROUTE, parts[0], "/".join(parts[1:-1]), parts[-1])
 
 
 class Headers(FoldedHeaders):
@@ -438,25 +481,26 @@ class WebhookFront:
             body=body,
             headers=headers,
             query=dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {},
-            url=self._registered_url(state, scope, query) if found.needs_url else "",
+            url=self._registered_url(state, scope, query, target) if found.needs_url else "",
             client=client[0] if client else None,
         )
         return _rendered(await gateway.receive(found, delivery))
 
-    def _registered_url(self, state: WebState, scope: Scope, query: bytes) -> str:
+    def _registered_url(self, state: WebState, scope: Scope, query: bytes, target: Target) -> str:
         """The URL the provider was given: the public base (if set) plus path and query
         as sent (Trello signs it).
 
         Without ``raw_path`` (Mangum gives none, and API Gateway's HTTP API hands the
-        path over decoded anyway), the decoded ``path`` is escaped again as ucf escapes
-        the hook URLs it shows (:func:`ucf.service.webhooks.webhook_path`): a project
-        id with a space or an accent is in the signed URL as ``%20`` or ``%C3%A9``.
+        path over decoded anyway), the path is the one ucf showed for the target
+        (:func:`ucf.service.webhooks.webhook_path`): a project id with a space, an
+        accent, a ``%`` or a ``/`` is in the signed URL as ``%20``, ``%C3%A9``, ``%25``
+        or ``%2F``.
         """
         raw_path = scope.get("raw_path")
         if isinstance(raw_path, bytes):
             path = raw_path.decode("latin-1")
         else:
-            path = quote(scope["path"], safe="/")
+            path = webhook_path(target.connector_id, target.project_id, target.hook_id)
         base = state.public_url.rstrip("/") if state.public_url else self._base_url(scope)
         return base + path + ("?" + query.decode("latin-1") if query else "")
 

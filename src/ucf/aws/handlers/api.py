@@ -244,7 +244,8 @@ def _server_of(host: str, forwarded_port: Any) -> tuple[str, int] | None:
 
 def _host_tolerant_handlers() -> list[type[Any]]:
     """Mangum's API Gateway handlers (payload 2.0 and 1.0), but answering a request whose
-    ``Host`` Mangum cannot split, where Mangum failed the whole invocation.
+    ``Host`` Mangum cannot split, where Mangum failed the whole invocation, and reading
+    an HTTP API's path as API Gateway hands it over (decoded once, see below).
 
     Mangum splits ``Host`` at its colon into a name and an integer port for the ASGI
     ``server``, so an IPv6 literal (``[::1]:8080``) or a port that is no number raised
@@ -254,12 +255,19 @@ def _host_tolerant_handlers() -> list[type[Any]]:
     """
     from mangum.handlers import APIGateway, HTTPGateway
 
-    def tolerant(gateway: type[Any]) -> type[Any]:
+    def tolerant(gateway: type[Any], *, decoded_path: bool) -> type[Any]:
         class HostTolerant(gateway):  # type: ignore[misc]
             event: dict[str, Any]
+            config: dict[str, Any]
 
             @property
             def scope(self) -> dict[str, Any]:
+                scope = self._scope()
+                if decoded_path:
+                    scope["path"] = _http_api_path(self.event, self.config)
+                return scope
+
+            def _scope(self) -> dict[str, Any]:
                 event = self.event
                 host = _header(event, "host")
                 if host is None or _mangum_reads_host(host):
@@ -279,7 +287,36 @@ def _host_tolerant_handlers() -> list[type[Any]]:
         HostTolerant.__name__ = f"HostTolerant{gateway.__name__}"
         return HostTolerant
 
-    return [tolerant(HTTPGateway), tolerant(APIGateway)]
+    # Mangum's HTTPGateway reads every event with a "version" (HTTP APIs, payload 2.0
+    # and 1.0); its APIGateway the REST API's, whose path still holds its escapes.
+    return [tolerant(HTTPGateway, decoded_path=True), tolerant(APIGateway, decoded_path=False)]
+
+
+def _http_api_path(event: dict[str, Any], config: dict[str, Any]) -> str:
+    """The path of an HTTP API event, as the client meant it: decoded once, by API Gateway.
+
+    "API Gateway decodes URL-encoded request parameters before passing them to your
+    backend integration" (AWS, "Create routes for HTTP APIs in API Gateway",
+    https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html):
+    a request for ``/api/webhooks/trello/a%2541/…`` arrives with the path
+    ``/api/webhooks/trello/a%41/…`` (payload 2.0 ``rawPath`` and ``requestContext.http.path``
+    alike; 1.0 ``path``). Mangum decodes it a second time (``unquote``), which made the
+    project ``a%41`` into ``aA``: another project's URL, or none. So the path is taken as
+    API Gateway gives it, only the configured base path taken off, as Mangum does. A
+    ``%2F`` has become a ``/`` by then; :func:`ucf.web.front.match` reads such a path.
+    """
+    if event.get("version") == "2.0":
+        path = event["requestContext"]["http"]["path"]
+    else:
+        path = event["path"]
+    if not isinstance(path, str) or not path:
+        return "/"
+    base = config.get("api_gateway_base_path") or "/"
+    if base != "/":
+        base = base if base.startswith("/") else f"/{base}"
+        if path.startswith(base):
+            path = path[len(base) :]
+    return path
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:

@@ -206,9 +206,13 @@ class JiraSource:
         tokens: set[str] = set()
         while True:
             data = await calls.json("POST", url, json=body)
-            if not isinstance(data, dict) or not isinstance(data.get("issues", []), list):
+            # Every search page has its 'issues', an empty list when nothing matched
+            # (SearchAndReconcileResults). An answer without one is not "nothing new": it
+            # is something else (a changed API, a proxy's page), so the poll fails here
+            # and keeps its checkpoint, as the preview refuses it (page_items).
+            if not isinstance(data, dict) or not isinstance(data.get("issues"), list):
                 raise MalformedResponse(f"POST {url}: the answer has no 'issues' list")
-            issues: list[Any] = data.get("issues", [])
+            issues: list[Any] = data["issues"]
             for issue in issues:
                 fields = issue.get("fields") if isinstance(issue, dict) else None
                 updated = jira_time(fields.get("updated")) if isinstance(fields, dict) else None

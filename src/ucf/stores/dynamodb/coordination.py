@@ -24,6 +24,7 @@ from ucf.stores.models import (
     RateDecision,
     epoch_ms,
     from_epoch_ms,
+    give_tokens,
     take_tokens,
     text_time,
     utc,
@@ -245,6 +246,55 @@ class DynamoRateLimitStore:
                 continue
             return RateDecision(True, 0.0)
         return RateDecision(False, 0.05)
+
+    async def give_back(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        tokens: float = 1.0,
+    ) -> None:
+        now_s = utc(now).timestamp()
+        item_key = k.rate_bucket(bucket_key)
+        for attempt in range(self.ATTEMPTS):
+            reply = await self._db.call(
+                "get_item", TableName=self._db.table, Key=item_key, ConsistentRead=True
+            )
+            item = reply.get("Item")
+            if item is None:  # no bucket: it is full already
+                return
+            bucket = give_tokens(
+                BucketState(float(item["tokens"]["S"]), float(item["updatedS"]["S"])),
+                capacity=capacity,
+                refill_per_second=refill_per_second,
+                now_s=now_s,
+                tokens=tokens,
+            )
+            assert bucket is not None
+            revision = int(item["rev"]["N"])
+            state: dict[str, Any] = {
+                **item,
+                "tokens": k.s(repr(bucket.tokens)),
+                "updatedS": k.s(repr(bucket.updated_s)),
+                "rev": k.n(revision + 1),
+            }
+            if refill_per_second:  # full again sooner: TTL may drop it sooner
+                full_at = bucket.updated_s + (capacity - bucket.tokens) / refill_per_second
+                state["expiresAt"] = k.n(math.ceil(full_at) + 60)
+            try:
+                await self._db.call(
+                    "put_item",
+                    TableName=self._db.table,
+                    Item=state,
+                    ConditionExpression="rev = :rev",
+                    ExpressionAttributeValues={":rev": k.n(revision)},
+                )
+            except ConditionFailed:
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            return
 
 
 class DynamoRecordStore:

@@ -17,6 +17,7 @@ from ucf.stores.models import (
     RateDecision,
     epoch_ms,
     from_epoch_ms,
+    give_tokens,
     take_tokens,
     utc,
 )
@@ -192,6 +193,43 @@ class SqliteRateLimitStore:
             return decision
 
         return await self._db.write(run)
+
+    async def give_back(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        tokens: float = 1.0,
+    ) -> None:
+        now_s = utc(now).timestamp()
+
+        def run(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT tokens, updated_s FROM rate_buckets WHERE bucket_key = ?", (bucket_key,)
+            ).fetchone()
+            state = give_tokens(
+                None if row is None else BucketState(row[0], row[1]),
+                capacity=capacity,
+                refill_per_second=refill_per_second,
+                now_s=now_s,
+                tokens=tokens,
+            )
+            if state is None:  # no row: the bucket is full already
+                return
+            full_s = (
+                state.updated_s + max(0.0, capacity - state.tokens) / refill_per_second
+                if refill_per_second > 0
+                else math.inf
+            )
+            conn.execute(
+                "UPDATE rate_buckets SET tokens = ?, updated_s = ?, full_s = ? "
+                "WHERE bucket_key = ?",
+                (state.tokens, state.updated_s, full_s, bucket_key),
+            )
+
+        await self._db.write(run)
 
 
 class SqliteRecordStore:
