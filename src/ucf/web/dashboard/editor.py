@@ -127,6 +127,8 @@ def _render_editor(
             "csrf_header": CSRF_HEADER,
             "schema_json": _schema_json(),
             "native_of": native_of,
+            # A refused save comes back with the user's text, which nothing has stored.
+            "unsaved": status != 200,
         },
         status=status,
     )

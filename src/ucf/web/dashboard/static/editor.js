@@ -167,6 +167,23 @@
 
   json.addEventListener("input", scheduleValidate);
 
+  // ---------------------------------------------------------------- unsaved work
+  // Leaving the page (a link, Back, closing the tab) while the descriptor differs from
+  // what the page came with asks first: nothing else keeps an hour of editing. Compared
+  // as parsed JSON, so the form view's reformatting alone changes nothing; a refused
+  // save's page (data-unsaved) holds text nothing has stored yet.
+  function canonical(text) {
+    try { return JSON.stringify(JSON.parse(text)); } catch (error) { return text; }
+  }
+  var pristine = form.hasAttribute("data-unsaved") ? null : canonical(json.value);
+  var leavingBySave = false;
+  form.addEventListener("submit", function () { leavingBySave = true; });
+  window.addEventListener("beforeunload", function (event) {
+    if (leavingBySave || canonical(json.value) === pristine) return;
+    event.preventDefault();
+    event.returnValue = "";  // older browsers ask only when this is set
+  });
+
   var file = document.getElementById("descriptor-file");
   if (file !== null) {
     file.addEventListener("change", function () {
