@@ -19,13 +19,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from html import unescape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import pytest_asyncio
 
 from tests.web.conftest import Web
-from tests.web.support import ACME, API_KEY, CONNECTOR, TICKETS, TOKEN, WEBHOOK_SECRET
+from tests.web.support import (
+    ACME,
+    API_KEY,
+    CONNECTOR,
+    TICKETS,
+    TOKEN,
+    WEBHOOK_SECRET,
+    instance_body,
+)
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.fakes.kit import FakeServer
@@ -601,6 +610,35 @@ async def test_monitoring_shows_health_counts_and_webhook_url_and_polls_now(
     assert tested.headers["location"] == INSTANCE
     assert "Connection test passed" in (await user.get(INSTANCE)).text
     user.assert_no_secret_seen()
+
+
+async def test_an_instance_without_its_webhook_secret_says_its_deliveries_are_refused(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """The gateway refuses every delivery to an instance that has no secret to verify it
+    with; the page said to give the provider "the webhook secret you stored" all the same,
+    and only the server log said why every delivery failed."""
+    created = await web.client.post("/api/connectors", json=ACME)
+    assert created.status_code == 201, created.text
+    body = instance_body(acme.base_url, with_secret=False)
+    made = await web.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert made.status_code == 201, made.text
+    hook = urlsplit(made.json()["webhookUrl"]).path
+    refused = await web.anonymous.post(hook, content=b"{}")
+    assert refused.status_code == 401
+    page = (await user.get(INSTANCE)).text
+    assert "with the webhook secret you stored" not in page
+    assert "every delivery to this URL is refused" in page
+    assert f'href="{INSTANCE}/edit"' in page
+
+    added = await web.client.patch(
+        f"/api/projects/{PROJECT}/instances/{CONNECTOR}",
+        json={"credentials": {"webhookSecret": WEBHOOK_SECRET}},
+    )
+    assert added.status_code == 200, added.text
+    page = (await user.get(INSTANCE)).text
+    assert "with the webhook secret you stored" in page
+    assert "every delivery to this URL is refused" not in page
 
 
 async def test_a_test_that_could_not_run_says_so_instead_of_failed(
