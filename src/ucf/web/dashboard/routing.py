@@ -262,7 +262,16 @@ class Page:
         return response
 
 
-def error_page(request: Request, status: int, title: str, message: str) -> Response:
+def error_page(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    back: tuple[str, str] = ("/", "Back to the dashboard"),
+) -> Response:
+    """``back``: the way on, as (path, label); the dashboard's home unless the page knows
+    where the user came from."""
     session = cookie_session(request)
     return render(
         request,
@@ -276,6 +285,8 @@ def error_page(request: Request, status: int, title: str, message: str) -> Respo
             "status": status,
             "title": title,
             "message": message,
+            "back_path": back[0],
+            "back_label": back[1],
         },
         status=status,
     )
