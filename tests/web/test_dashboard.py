@@ -25,7 +25,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.web.conftest import Web
+from tests.web.conftest import Web, open_web, web_settings
 from tests.web.support import (
     ACME,
     API_KEY,
@@ -639,6 +639,33 @@ async def test_an_instance_without_its_webhook_secret_says_its_deliveries_are_re
     page = (await user.get(INSTANCE)).text
     assert "with the webhook secret you stored" in page
     assert "every delivery to this URL is refused" not in page
+
+
+async def test_the_instance_page_shows_the_poll_interval_the_scheduler_uses(
+    acme: FakeServer, tmp_path: Path
+) -> None:
+    """With UCF_POLL_INTERVAL_OVERRIDE (the sandbox sets 5 s) every instance polls that
+    often; the page said the descriptor's interval (an hour here) all the same."""
+    for override, shown in ((None, "every 1 h"), ("5", "every 5 s (UCF_POLL_INTERVAL_OVERRIDE)")):
+        env = {"UCF_POLL_INTERVAL_OVERRIDE": override} if override else {}
+        data_dir = tmp_path / (override or "default")
+        async with (
+            open_web(web_settings(data_dir, **env)) as web,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
+            ) as client,
+        ):
+            created = await web.client.post("/api/connectors", json=ACME)
+            assert created.status_code == 201, created.text
+            body = instance_body(acme.base_url)
+            made = await web.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+            assert made.status_code == 201, made.text
+            user = Browser(client)
+            assert (await user.login()).status_code == 303
+            page = (await user.get(INSTANCE)).text
+            polling = re.search(r"<dt>Polling</dt><dd>(.*?)</dd>", page)
+            assert polling is not None, page
+            assert " ".join(re.sub(r"<[^>]+>", "", polling.group(1)).split()) == shown
 
 
 async def test_a_test_that_could_not_run_says_so_instead_of_failed(
