@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
 from ucf.core.payload import encodes_as_utf8
@@ -91,6 +92,16 @@ def check_config(
         text = str(value).strip()
         if field.type == "url" and text and not _is_base_url(text):
             problems.append(FieldProblem(f"config.{key}", "must be an http(s) URL"))
+        elif field.type == "url" and "@" in urlsplit(text).netloc:
+            # Settings are kept and shown in plain text (pages, API answers): a password in
+            # one was shown back to everyone who opened the instance.
+            problems.append(
+                FieldProblem(
+                    f"config.{key}",
+                    "must not hold a user name or password (user:password@host)",
+                    "give them as credentials, which are stored encrypted and never shown",
+                )
+            )
         if field.type == "select" and field.options and text not in field.options:
             problems.append(FieldProblem(f"config.{key}", f"must be one of {field.options}"))
         if field.type == "number" and text:
