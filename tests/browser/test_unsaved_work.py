@@ -2,8 +2,8 @@
 before the page is left.
 
 A browser differs here from a script posting forms: a password input is emptied by
-every page the server draws, and a link or the Back button drops an edited textarea
-without a word. The pages run under their real Content-Security-Policy: any console
+every page the server draws, a link or the Back button drops an edited textarea
+without a word, and the editor's script redraws the problems a refused save listed. The pages run under their real Content-Security-Policy: any console
 error fails a test.
 """
 
@@ -118,5 +118,32 @@ async def test_leaving_the_connector_editor_with_unsaved_changes_asks_first(
     await page.get_by_role("button", name="Save connector").click()  # no question on Save
     await expect(page.locator(".flash")).to_contain_text("Unsaved work created")
     console[:] = [c for c in console if "422" not in c]  # the refused save's own status
+    assert console == [], console
+    await context.close()
+
+
+async def test_a_save_refused_for_a_taken_id_says_so_in_the_editor(
+    browser: Browser, server: LiveServer
+) -> None:
+    """The refused save's page listed "a connector 'github-issues' already exists", and
+    the editor's first check (the descriptor itself is valid) replaced it with "No
+    problems found.": Save seemed to do nothing. Once the id changes, it goes."""
+    context, page, console = await signed_in(browser, server)
+    await page.goto(server.url + "/projects/default/connectors/new")
+    await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+    await page.get_by_label("Id", exact=True).fill("github-issues")
+    await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+    await page.get_by_role("button", name="Save connector").click()
+    await expect(page.locator("#editor-status")).to_have_text("1 problem")
+    await page.wait_for_timeout(1000)  # the page's own check has answered by now
+    await expect(page.locator("#editor-status")).to_have_text("1 problem")
+    field = page.locator('[data-field="id"]')
+    await expect(field).to_contain_text("a connector 'github-issues' already exists")
+
+    await page.get_by_label("Id", exact=True).fill("github-issues-mine")
+    await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+    await page.get_by_role("button", name="Save connector").click()
+    await expect(page.locator(".flash")).to_contain_text("created")
+    console[:] = [c for c in console if "409" not in c]  # the refused save's own status
     assert console == [], console
     await context.close()

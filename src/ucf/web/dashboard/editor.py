@@ -102,6 +102,11 @@ def _schema_json() -> Markup:
     return Markup(text)  # noqa: S704 - our own schema, and no '<' is left to end the script
 
 
+def _script_json(data: Any) -> Markup:
+    """``data`` as JSON safe inside a ``<script>`` element: no ``<`` is left to end it."""
+    return Markup(json.dumps(data).replace("<", "\\u003c"))  # noqa: S704 - no '<' left
+
+
 def _render_editor(
     page: Page,
     *,
@@ -129,6 +134,9 @@ def _render_editor(
             "native_of": native_of,
             # A refused save comes back with the user's text, which nothing has stored.
             "unsaved": status != 200,
+            "refused_json": _script_json(
+                [{"path": p.path, "message": p.message, "hint": p.hint} for p in problems]
+            ),
         },
         status=status,
     )
