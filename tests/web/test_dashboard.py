@@ -34,6 +34,8 @@ from tests.web.support import (
     TOKEN,
     WEBHOOK_SECRET,
     instance_body,
+    sign,
+    ticket_event,
 )
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
@@ -639,6 +641,39 @@ async def test_an_instance_without_its_webhook_secret_says_its_deliveries_are_re
     page = (await user.get(INSTANCE)).text
     assert "with the webhook secret you stored" in page
     assert "every delivery to this URL is refused" not in page
+
+
+async def test_the_instance_page_shows_its_last_verified_delivery_and_the_refused_ones(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """Webhook deliveries had no figure on the page: a webhook-only instance said "Last
+    sync: never" while its signals arrived, and deliveries refused for a wrong secret
+    were counted (``deliveryFailures``) but shown nowhere while its polls failed."""
+    created = await web.client.post("/api/connectors", json=ACME)
+    assert created.status_code == 201, created.text
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201, made.text
+    hook = urlsplit(made.json()["webhookUrl"]).path
+
+    def facts(page: str) -> dict[str, str]:
+        found = re.findall(r"<dt>([^<]+)</dt><dd[^>]*>(.*?)</dd>", page)
+        return {k: " ".join(re.sub(r"<[^>]+>", "", v).split()) for k, v in found}
+
+    assert facts((await user.get(INSTANCE)).text)["Last verified delivery"] == "never"
+    forged = sign(ticket_event("T-1"), delivery="d-forged", secret="not-the-secret")
+    refused = await web.anonymous.post(hook, content=forged.body, headers=forged.headers)
+    assert refused.status_code == 401
+    shown = facts((await user.get(INSTANCE)).text)
+    assert shown["Refused since"] == "1 failed verification"
+
+    genuine = sign(ticket_event("T-2"), delivery="d-genuine")
+    taken = await web.anonymous.post(hook, content=genuine.body, headers=genuine.headers)
+    assert taken.status_code == 200, taken.text
+    shown = facts((await user.get(INSTANCE)).text)
+    assert shown["Last verified delivery"] == "just now"
+    assert "Refused since" not in shown
 
 
 async def test_the_instance_page_shows_the_poll_interval_the_scheduler_uses(
