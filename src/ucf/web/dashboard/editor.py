@@ -263,6 +263,19 @@ async def update_connector(
     return await _save(request, posted, project, connector)
 
 
+@router.get("/projects/{project}/connectors/{connector_id}/delete")
+async def delete_page(
+    request: Request, session: Sessioned, project: str, connector_id: str
+) -> Response:
+    """Asks first, as Disconnect does: the editor's Delete button, beside Save, deleted
+    the author's descriptor at one click, with no way back."""
+    page = Page(request, session, project_or_404(project), "catalogue")
+    connector = await page.context.connectors.get(connector_id)
+    if connector.built_in:
+        raise PageNotFound(f"'{connector_id}' is built in; it cannot be deleted")
+    return page.render("delete_connector.html", {"connector": connector})
+
+
 @router.post("/projects/{project}/connectors/{connector_id}/delete")
 async def delete_connector(
     request: Request, posted: Checked, project: str, connector_id: str
