@@ -531,6 +531,49 @@ async def test_testing_a_connected_instance_in_its_editor_keeps_a_rotated_token(
 
 @pytest.mark.parametrize(
     "provider",
+    [p for p in PROVIDERS if p.connector_id in ("notion", "github-issues")],
+    ids=lambda p: p.connector_id,
+    indirect=True,
+)
+async def test_a_registered_oauth_app_alone_signs_nobody_in(
+    web: Web, provider: tuple[Provider, Any]
+) -> None:
+    """Notion's and GitHub's OAuth alternative leaves both tokens optional, and the
+    registered app supplies the client id and secret: nothing typed was a complete
+    sign-in. The setup went on past "Connect with …" without a consent, its test said
+    the token "was rejected … reconnect the account", and Connect stored an instance
+    that could never sign in; the API created one too."""
+    case, fake = provider
+    await install(web, case, fake)
+    connector = await web.state.context.connectors.get(case.connector_id)
+    descriptor = connector.descriptor
+    (token_field,) = (f for f in descriptor.credential_fields(descriptor.auth) if f.required)
+    body = {"connectorId": case.connector_id, "config": case.config(fake)}
+    instances = f"/api/projects/{PROJECT}/instances"
+    nothing = await web.client.post(instances, json={**body, "credentials": {}})
+    assert nothing.status_code == 422, nothing.text
+    paths = [d["path"] for d in nothing.json()["error"]["details"]]
+    assert paths == [f"credentials.{token_field.key}"]  # the key the form asks for
+    named = await web.client.post(instances, json={**body, "credentials": {"authMethod": "oauth2"}})
+    assert named.status_code == 422, named.text
+    (problem,) = named.json()["error"]["details"]
+    assert problem["path"] == "credentials"
+    assert "no OAuth token to sign in with" in problem["message"]
+
+    csrf = await login(web)
+    connect = f"/projects/{PROJECT}/connectors/{case.connector_id}/connect"
+    settings = {f"config.{k}": v for k, v in case.config(fake).items()}
+    saved = await web.anonymous.post(f"{connect}/configuration", data={"csrf": csrf, **settings})
+    assert saved.status_code == 303, saved.text[:500]
+    stayed = await web.anonymous.post(f"{connect}/credentials", data={"csrf": csrf})
+    assert stayed.status_code == 422
+    assert f"&#39;{token_field.label}&#39; is required" in stayed.text
+    test_step = await web.anonymous.get(connect, params={"step": "test"}, follow_redirects=False)
+    assert test_step.headers["location"].endswith("step=credentials")
+
+
+@pytest.mark.parametrize(
+    "provider",
     [p for p in PROVIDERS if p.expects_refresh_token and p.rotates],
     ids=lambda p: p.connector_id,
     indirect=True,
