@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from html import unescape
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
@@ -260,6 +260,31 @@ async def test_login_only_returns_to_pages_of_this_site(browser: Browser) -> Non
         browser.client.cookies.clear()
         response = await browser.login(next_path=target)
         assert response.headers["location"] == "/"
+
+
+async def test_a_form_sent_after_the_session_ended_returns_to_its_page_after_login(
+    user: Browser,
+) -> None:
+    """The login after an expired session led to the default project's catalogue: a user
+    in the middle of a setup had to find the project and the connector again."""
+    page = f"{CONNECT}?step=configuration"
+    user.client.cookies.delete("ucf_session")
+    sent = await user.client.post(
+        f"{CONNECT}/configuration",
+        data={"csrf": user.csrf, "config.baseUrl": "https://acme.test"},
+        headers={"Referer": f"http://ucf.test{page}"},
+    )
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/login?next=" + quote(page, safe="/")
+    back = await user.login(next_path=page)
+    assert back.headers["location"] == page
+    user.client.cookies.delete("ucf_session")
+    foreign = await user.client.post(
+        f"{CONNECT}/configuration",
+        data={"csrf": user.csrf},
+        headers={"Referer": "https://evil.example/projects/x"},
+    )
+    assert foreign.headers["location"] == "/login"
 
 
 async def test_logging_out_ends_the_session(user: Browser) -> None:
