@@ -322,6 +322,33 @@ async def test_a_base_url_the_poll_would_refuse_is_refused_when_saved(
     assert patched.status_code == 422
 
 
+async def test_a_password_in_a_url_setting_is_refused_not_shown_back(
+    connected: Web, acme: FakeServer
+) -> None:
+    """Settings are plain text in every answer and page: ``https://user:pw@host`` was saved
+    as it was typed and shown back, password included."""
+    await connected.client.delete(INSTANCE)
+    port = acme.base_url.rsplit(":", 1)[1]
+    for base in (f"http://ana:pw-0af3c9e1@127.0.0.1:{port}", f"http://ana@127.0.0.1:{port}"):
+        body = instance_body(acme.base_url)
+        body["config"]["baseUrl"] = base
+        created = await connected.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+        assert created.status_code == 422, (base, created.text)
+        assert "pw-0af3c9e1" not in created.text
+        assert [(p["path"], p["message"]) for p in error_of(created)["details"]] == [
+            ("config.baseUrl", "must not hold a user name or password (user:password@host)")
+        ]
+    made = await connected.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201
+    patched = await connected.client.patch(
+        INSTANCE, json={"config": {"baseUrl": f"http://ana:pw-0af3c9e1@127.0.0.1:{port}"}}
+    )
+    assert patched.status_code == 422
+    assert "pw-0af3c9e1" not in (await connected.client.get(INSTANCE)).text
+
+
 async def test_a_required_credential_of_spaces_only_is_missing_as_a_setting_is(
     connected: Web, acme: FakeServer
 ) -> None:

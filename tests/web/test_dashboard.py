@@ -19,13 +19,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from html import unescape
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
 import pytest_asyncio
 
-from tests.web.conftest import Web
-from tests.web.support import ACME, API_KEY, CONNECTOR, TICKETS, TOKEN, WEBHOOK_SECRET
+from tests.web.conftest import Web, open_web, web_settings
+from tests.web.support import (
+    ACME,
+    API_KEY,
+    CONNECTOR,
+    TICKETS,
+    TOKEN,
+    WEBHOOK_SECRET,
+    instance_body,
+    sign,
+    ticket_event,
+)
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import ConnectorDescriptor
 from ucf.fakes.kit import FakeServer
@@ -249,6 +260,31 @@ async def test_login_only_returns_to_pages_of_this_site(browser: Browser) -> Non
         browser.client.cookies.clear()
         response = await browser.login(next_path=target)
         assert response.headers["location"] == "/"
+
+
+async def test_a_form_sent_after_the_session_ended_returns_to_its_page_after_login(
+    user: Browser,
+) -> None:
+    """The login after an expired session led to the default project's catalogue: a user
+    in the middle of a setup had to find the project and the connector again."""
+    page = f"{CONNECT}?step=configuration"
+    user.client.cookies.delete("ucf_session")
+    sent = await user.client.post(
+        f"{CONNECT}/configuration",
+        data={"csrf": user.csrf, "config.baseUrl": "https://acme.test"},
+        headers={"Referer": f"http://ucf.test{page}"},
+    )
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/login?next=" + quote(page, safe="/")
+    back = await user.login(next_path=page)
+    assert back.headers["location"] == page
+    user.client.cookies.delete("ucf_session")
+    foreign = await user.client.post(
+        f"{CONNECT}/configuration",
+        data={"csrf": user.csrf},
+        headers={"Referer": "https://evil.example/projects/x"},
+    )
+    assert foreign.headers["location"] == "/login"
 
 
 async def test_logging_out_ends_the_session(user: Browser) -> None:
@@ -601,6 +637,95 @@ async def test_monitoring_shows_health_counts_and_webhook_url_and_polls_now(
     assert tested.headers["location"] == INSTANCE
     assert "Connection test passed" in (await user.get(INSTANCE)).text
     user.assert_no_secret_seen()
+
+
+async def test_an_instance_without_its_webhook_secret_says_its_deliveries_are_refused(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """The gateway refuses every delivery to an instance that has no secret to verify it
+    with; the page said to give the provider "the webhook secret you stored" all the same,
+    and only the server log said why every delivery failed."""
+    created = await web.client.post("/api/connectors", json=ACME)
+    assert created.status_code == 201, created.text
+    body = instance_body(acme.base_url, with_secret=False)
+    made = await web.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert made.status_code == 201, made.text
+    hook = urlsplit(made.json()["webhookUrl"]).path
+    refused = await web.anonymous.post(hook, content=b"{}")
+    assert refused.status_code == 401
+    page = (await user.get(INSTANCE)).text
+    assert "with the webhook secret you stored" not in page
+    assert "every delivery to this URL is refused" in page
+    assert f'href="{INSTANCE}/edit"' in page
+
+    added = await web.client.patch(
+        f"/api/projects/{PROJECT}/instances/{CONNECTOR}",
+        json={"credentials": {"webhookSecret": WEBHOOK_SECRET}},
+    )
+    assert added.status_code == 200, added.text
+    page = (await user.get(INSTANCE)).text
+    assert "with the webhook secret you stored" in page
+    assert "every delivery to this URL is refused" not in page
+
+
+async def test_the_instance_page_shows_its_last_verified_delivery_and_the_refused_ones(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """Webhook deliveries had no figure on the page: a webhook-only instance said "Last
+    sync: never" while its signals arrived, and deliveries refused for a wrong secret
+    were counted (``deliveryFailures``) but shown nowhere while its polls failed."""
+    created = await web.client.post("/api/connectors", json=ACME)
+    assert created.status_code == 201, created.text
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201, made.text
+    hook = urlsplit(made.json()["webhookUrl"]).path
+
+    def facts(page: str) -> dict[str, str]:
+        found = re.findall(r"<dt>([^<]+)</dt><dd[^>]*>(.*?)</dd>", page)
+        return {k: " ".join(re.sub(r"<[^>]+>", "", v).split()) for k, v in found}
+
+    assert facts((await user.get(INSTANCE)).text)["Last verified delivery"] == "never"
+    forged = sign(ticket_event("T-1"), delivery="d-forged", secret="not-the-secret")
+    refused = await web.anonymous.post(hook, content=forged.body, headers=forged.headers)
+    assert refused.status_code == 401
+    shown = facts((await user.get(INSTANCE)).text)
+    assert shown["Refused since"] == "1 failed verification"
+
+    genuine = sign(ticket_event("T-2"), delivery="d-genuine")
+    taken = await web.anonymous.post(hook, content=genuine.body, headers=genuine.headers)
+    assert taken.status_code == 200, taken.text
+    shown = facts((await user.get(INSTANCE)).text)
+    assert shown["Last verified delivery"] == "just now"
+    assert "Refused since" not in shown
+
+
+async def test_the_instance_page_shows_the_poll_interval_the_scheduler_uses(
+    acme: FakeServer, tmp_path: Path
+) -> None:
+    """With UCF_POLL_INTERVAL_OVERRIDE (the sandbox sets 5 s) every instance polls that
+    often; the page said the descriptor's interval (an hour here) all the same."""
+    for override, shown in ((None, "every 1 h"), ("5", "every 5 s (UCF_POLL_INTERVAL_OVERRIDE)")):
+        env = {"UCF_POLL_INTERVAL_OVERRIDE": override} if override else {}
+        data_dir = tmp_path / (override or "default")
+        async with (
+            open_web(web_settings(data_dir, **env)) as web,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=web.app), base_url="http://ucf.test"
+            ) as client,
+        ):
+            created = await web.client.post("/api/connectors", json=ACME)
+            assert created.status_code == 201, created.text
+            body = instance_body(acme.base_url)
+            made = await web.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+            assert made.status_code == 201, made.text
+            user = Browser(client)
+            assert (await user.login()).status_code == 303
+            page = (await user.get(INSTANCE)).text
+            polling = re.search(r"<dt>Polling</dt><dd>(.*?)</dd>", page)
+            assert polling is not None, page
+            assert " ".join(re.sub(r"<[^>]+>", "", polling.group(1)).split()) == shown
 
 
 async def test_a_test_that_could_not_run_says_so_instead_of_failed(

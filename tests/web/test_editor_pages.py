@@ -137,6 +137,27 @@ async def test_deleting_a_connected_connector_is_refused_with_the_reason(
     assert "still connected in project(s) proj-1" in refused.text
 
 
+async def test_deleting_a_connector_from_its_editor_asks_first(web: Web) -> None:
+    """The editor's Delete button, beside Save, deleted the descriptor at one click, with no
+    way back; it now opens a page that asks, as Disconnect does."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    base = f"/projects/{PROJECT}/connectors/{CONNECTOR}"
+    editor = (await web.anonymous.get(f"{base}/edit")).text
+    assert f'action="{base}/delete"' not in editor
+    assert f'href="{base}/delete"' in editor
+    asking = await web.anonymous.get(f"{base}/delete")
+    assert asking.status_code == 200
+    assert "Delete the connector Acme Tickets?" in asking.text
+    assert f'action="{base}/delete"' in asking.text
+    assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 200
+    built_in = await web.anonymous.get(f"/projects/{PROJECT}/connectors/github-issues/delete")
+    assert built_in.status_code == 404
+    deleted = await web.anonymous.post(f"{base}/delete", data={"csrf": csrf})
+    assert deleted.status_code == 303
+    assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 404
+
+
 async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint(
     web: Web, acme: FakeServer
 ) -> None:

@@ -255,8 +255,39 @@ async def test_the_user_says_no_and_nothing_is_stored(
     refused = await come_back(web, back)
     assert refused.status_code == 400
     assert "did not grant access (access_denied)" in refused.text
+    # Started for an instance that does not exist yet: the way back is its setup.
+    assert f'href="/projects/{PROJECT}/connectors/slack/connect">Back to the setup' in refused.text
     assert (await web.client.get(INSTANCE)).status_code == 404
     assert secret_count(tmp_path) == before
+
+
+async def test_a_denied_consent_leads_back_to_where_it_was_started(
+    web: Web, slack: SlackFake
+) -> None:
+    """The refusal's page linked to the dashboard's home: the user, who may have pressed
+    Cancel by mistake, had to find the project and the connector again. A refusal the
+    state cannot place (replayed, forged) still leads home."""
+    await register(web)
+    user = await dashboard_user(web)
+    connect = f"/projects/{PROJECT}/connectors/slack/connect"
+    settings = {f"config.{k}": v for k, v in slack_config(slack).items()}
+    assert (await user.post(f"{connect}/configuration", settings)).status_code == 303
+    opened = await user.post(f"{connect}/oauth")
+    back = urlsplit(await consent(onward_target(opened), decision="deny"))
+    query = {k: v[0] for k, v in parse_qs(back.query).items()}
+    denied = await user.get(back.path, **query)
+    assert denied.status_code == 400
+    assert f'href="{connect}">Back to the setup' in denied.text
+    assert "Connect with Slack" in (await user.get(connect)).text  # the draft is still there
+    replayed = await user.get(back.path, **query)
+    assert 'href="/">Back to the dashboard' in replayed.text
+
+    assert (await come_back(web, await consent(await start(web, slack)))).status_code == 200
+    opened = await user.post(f"/projects/{PROJECT}/instances/slack/reconnect")
+    back = urlsplit(await consent(onward_target(opened), decision="deny"))
+    denied = await user.get(back.path, **{k: v[0] for k, v in parse_qs(back.query).items()})
+    assert denied.status_code == 400
+    assert f'href="/projects/{PROJECT}/instances/slack">Back to the instance' in denied.text
 
 
 async def test_a_token_endpoint_that_fails_leaves_nothing_behind(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -524,6 +525,89 @@ async def test_testing_a_connected_instance_in_its_editor_keeps_a_rotated_token(
     for kept in (stored["accessToken"], after):
         if kept is not None:
             assert SECRETS.redact(f"token {kept}") != f"token {kept}", "given back"
+    case.force_refresh(fake)
+    assert (await check(web, case, instance))["ok"] is True
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [p for p in PROVIDERS if p.connector_id in ("notion", "github-issues")],
+    ids=lambda p: p.connector_id,
+    indirect=True,
+)
+async def test_a_registered_oauth_app_alone_signs_nobody_in(
+    web: Web, provider: tuple[Provider, Any]
+) -> None:
+    """Notion's and GitHub's OAuth alternative leaves both tokens optional, and the
+    registered app supplies the client id and secret: nothing typed was a complete
+    sign-in. The setup went on past "Connect with …" without a consent, its test said
+    the token "was rejected … reconnect the account", and Connect stored an instance
+    that could never sign in; the API created one too."""
+    case, fake = provider
+    await install(web, case, fake)
+    connector = await web.state.context.connectors.get(case.connector_id)
+    descriptor = connector.descriptor
+    (token_field,) = (f for f in descriptor.credential_fields(descriptor.auth) if f.required)
+    body = {"connectorId": case.connector_id, "config": case.config(fake)}
+    instances = f"/api/projects/{PROJECT}/instances"
+    nothing = await web.client.post(instances, json={**body, "credentials": {}})
+    assert nothing.status_code == 422, nothing.text
+    paths = [d["path"] for d in nothing.json()["error"]["details"]]
+    assert paths == [f"credentials.{token_field.key}"]  # the key the form asks for
+    named = await web.client.post(instances, json={**body, "credentials": {"authMethod": "oauth2"}})
+    assert named.status_code == 422, named.text
+    (problem,) = named.json()["error"]["details"]
+    assert problem["path"] == "credentials"
+    assert "no OAuth token to sign in with" in problem["message"]
+
+    csrf = await login(web)
+    connect = f"/projects/{PROJECT}/connectors/{case.connector_id}/connect"
+    settings = {f"config.{k}": v for k, v in case.config(fake).items()}
+    saved = await web.anonymous.post(f"{connect}/configuration", data={"csrf": csrf, **settings})
+    assert saved.status_code == 303, saved.text[:500]
+    stayed = await web.anonymous.post(f"{connect}/credentials", data={"csrf": csrf})
+    assert stayed.status_code == 422
+    assert f"&#39;{token_field.label}&#39; is required" in stayed.text
+    test_step = await web.anonymous.get(connect, params={"step": "test"}, follow_redirects=False)
+    assert test_step.headers["location"].endswith("step=credentials")
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [p for p in PROVIDERS if p.expects_refresh_token and p.rotates],
+    ids=lambda p: p.connector_id,
+    indirect=True,
+)
+async def test_a_refresh_token_typed_in_the_editor_and_rotated_by_its_test_is_what_save_stores(
+    web: Web, provider: tuple[Provider, Any]
+) -> None:
+    """A refresh token typed for a test and rotated by it is dead: the rotated one is carried
+    (sealed in the page, with the typed values) to the Save that follows, which stores it.
+    The rotation was dropped, and Save stored nothing typed (the page had emptied the
+    input): typing the stored token disconnected the instance."""
+    case, fake = provider
+    instance = await install(web, case, fake)
+    done = await come_back(web, await consent(await start(web, case, fake, instance)))
+    assert done.status_code == 200, done.text
+    typed = (await stored_credentials(web, case))["refreshToken"]
+    csrf = await login(web)
+    case.force_refresh(fake)
+    base = f"/projects/{PROJECT}/instances/{case.connector_id}/edit"
+    tested = await web.anonymous.post(
+        base, data={"csrf": csrf, "action": "test", "credentials.refreshToken": typed}
+    )
+    assert tested.status_code == 200, tested.text[:500]
+    assert "Connection works" in tested.text, tested.text[:2000]
+    carried = re.search(r'name="tested" value="([^"]+)"', tested.text)
+    assert carried is not None
+    assert typed not in tested.text
+    saved = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "save", "tested": carried.group(1)},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text[:500]
+    assert (await stored_credentials(web, case))["refreshToken"] != typed
     case.force_refresh(fake)
     assert (await check(web, case, instance))["ok"] is True
 

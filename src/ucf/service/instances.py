@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
 from ucf.core.payload import encodes_as_utf8
@@ -91,6 +92,16 @@ def check_config(
         text = str(value).strip()
         if field.type == "url" and text and not _is_base_url(text):
             problems.append(FieldProblem(f"config.{key}", "must be an http(s) URL"))
+        elif field.type == "url" and "@" in urlsplit(text).netloc:
+            # Settings are kept and shown in plain text (pages, API answers): a password in
+            # one was shown back to everyone who opened the instance.
+            problems.append(
+                FieldProblem(
+                    f"config.{key}",
+                    "must not hold a user name or password (user:password@host)",
+                    "give them as credentials, which are stored encrypted and never shown",
+                )
+            )
         if field.type == "select" and field.options and text not in field.options:
             problems.append(FieldProblem(f"config.{key}", f"must be one of {field.options}"))
         if field.type == "number" and text:
@@ -166,16 +177,51 @@ def check_credentials(
             result[key] = value.strip()
     if not partial and len(methods) > 1 and AUTH_METHOD_KEY not in result:
         given = descriptor.method_given([*result, *provided])
-        if given is not None and given is not descriptor.auth:
+        if (
+            given is not None
+            and given is not descriptor.auth
+            and not _consent_without_tokens(descriptor, {**result, AUTH_METHOD_KEY: given.method})
+        ):
             result[AUTH_METHOD_KEY] = given.method  # stored, so it never changes by itself
     if not partial:
+        before = len(problems)
         for field in descriptor.credential_fields(descriptor.auth_for(result)):
             key = field.key
             if field.required and key not in result and key not in provided:
                 problems.append(FieldProblem(f"credentials.{key}", f"'{field.label}' is required"))
+        if len(problems) == before and _consent_without_tokens(descriptor, result):
+            problems.append(
+                FieldProblem(
+                    "credentials",
+                    f"no OAuth token to sign in with: connect with {descriptor.name} first "
+                    "(the dashboard's 'Connect with', or POST …/oauth/start), or give its tokens",
+                )
+            )
     if problems:
         raise ValidationFailed("the credentials are not valid", [p.__dict__ for p in problems])
     return result
+
+
+def _consent_without_tokens(
+    descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+) -> bool:
+    """``credentials`` sign in with the consent offered beside ``auth`` (an alternative)
+    and hold neither of its tokens.
+
+    The operator's registered OAuth app supplies the client id and secret, so an OAuth
+    alternative whose tokens are optional fields (Notion's, GitHub's) was complete with
+    nothing typed: the setup went on past "Connect with …" without a consent, its test
+    said the token "was rejected … reconnect the account", and Connect stored an
+    instance that could never sign in. A consent that is ``auth`` itself keeps its own
+    rules (Outlook without a refresh token signs in as the app, for one mailbox).
+    """
+    oauth = descriptor.consent()
+    consent_method = descriptor.consent_marker().get(AUTH_METHOD_KEY)
+    if oauth is None or consent_method is None:
+        return False
+    if descriptor.auth_for(credentials).method != consent_method:
+        return False
+    return not (credentials.get(oauth.access_token_key) or credentials.get(oauth.refresh_token_key))
 
 
 def _check_both(

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CALLBACK_PATH",
     "Connected",
+    "FlowPlace",
     "OAuthClients",
     "OAuthFlows",
     "OAuthRefused",
@@ -64,11 +65,29 @@ TICKET_LIFETIME: Final = timedelta(minutes=10)
 ReturnTo = Literal["setup", "instance"]
 
 
+@dataclass(frozen=True)
+class FlowPlace:
+    """Where a consent was started: the page its browser goes back to."""
+
+    project_id: str
+    connector_id: str
+    return_to: ReturnTo
+
+
 class OAuthRefused(ServiceError):
-    """A consent that cannot complete; the message is for the person in the browser."""
+    """A consent that cannot complete; the message is for the person in the browser.
+
+    ``place``: where the consent was started, once the state proved the browser is the
+    one that started it (a denied consent, a refused code): the page offers the way back
+    there, to try again, instead of a dead end.
+    """
 
     status = 400
     code = "oauth_refused"
+
+    def __init__(self, message: str, details: Any = None, *, place: FlowPlace | None = None):
+        super().__init__(message, details)
+        self.place = place
 
 
 def _digest(value: str) -> str:
@@ -246,6 +265,24 @@ class OAuthFlows:
             raise OAuthRefused(
                 "this consent was started in another browser session: start it again from here"
             )
+        project_id, connector_id = str(flow["project"]), str(flow["connector"])
+        return_to: ReturnTo = "setup" if flow.get("returnTo") == "setup" else "instance"
+        try:
+            return await self._finish(flow, verifier, code=code, error=error, now=now)
+        except OAuthRefused as refused:
+            refused.place = refused.place or FlowPlace(project_id, connector_id, return_to)
+            raise
+
+    async def _finish(
+        self,
+        flow: Mapping[str, Any],
+        verifier: str | None,
+        *,
+        code: str | None,
+        error: str | None,
+        now: datetime,
+    ) -> Connected:
+        """:meth:`complete` once the state is known to be this browser's."""
         if error:
             shown = error if len(error) <= 64 and error.replace("_", "").isalnum() else "error"
             raise OAuthRefused(f"the provider did not grant access ({shown}); nothing was stored")

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any, Final
 
@@ -32,6 +34,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from markupsafe import Markup
 
 from ucf.catalogue.starter import copy_descriptor, starter_descriptor
+from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT
 from ucf.core.descriptor import (
     AUTH_METHOD_KEY,
     ConnectorDescriptor,
@@ -39,7 +42,9 @@ from ucf.core.descriptor import (
     descriptor_json_schema,
 )
 from ucf.core.validation import Problem, validate_descriptor
+from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, secret_free
+from ucf.runtime.redaction import mask
 from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import check_connector, outcome_of_check
@@ -53,6 +58,7 @@ from ucf.web.dashboard.routing import (
     Posted,
     checked_form,
     flash,
+    keys,
     project_or_404,
     require_session,
 )
@@ -96,6 +102,11 @@ def _schema_json() -> Markup:
     return Markup(text)  # noqa: S704 - our own schema, and no '<' is left to end the script
 
 
+def _script_json(data: Any) -> Markup:
+    """``data`` as JSON safe inside a ``<script>`` element: no ``<`` is left to end it."""
+    return Markup(json.dumps(data).replace("<", "\\u003c"))  # noqa: S704 - no '<' left
+
+
 def _render_editor(
     page: Page,
     *,
@@ -121,6 +132,11 @@ def _render_editor(
             "csrf_header": CSRF_HEADER,
             "schema_json": _schema_json(),
             "native_of": native_of,
+            # A refused save comes back with the user's text, which nothing has stored.
+            "unsaved": status != 200,
+            "refused_json": _script_json(
+                [{"path": p.path, "message": p.message, "hint": p.hint} for p in problems]
+            ),
         },
         status=status,
     )
@@ -247,6 +263,19 @@ async def update_connector(
     return await _save(request, posted, project, connector)
 
 
+@router.get("/projects/{project}/connectors/{connector_id}/delete")
+async def delete_page(
+    request: Request, session: Sessioned, project: str, connector_id: str
+) -> Response:
+    """Asks first, as Disconnect does: the editor's Delete button, beside Save, deleted
+    the author's descriptor at one click, with no way back."""
+    page = Page(request, session, project_or_404(project), "catalogue")
+    connector = await page.context.connectors.get(connector_id)
+    if connector.built_in:
+        raise PageNotFound(f"'{connector_id}' is built in; it cannot be deleted")
+    return page.render("delete_connector.html", {"connector": connector})
+
+
 @router.post("/projects/{project}/connectors/{connector_id}/delete")
 async def delete_connector(
     request: Request, posted: Checked, project: str, connector_id: str
@@ -282,6 +311,45 @@ async def edit_instance(
     )
 
 
+TESTED_FIELD: Final = "tested"
+TESTED_LIFETIME: Final = timedelta(minutes=30)
+"""How long credentials typed for a test are carried to the Save that follows it."""
+
+
+def _tested_context(session: Session, project: str, connector_id: str) -> str:
+    return f"{session.csrf}|instance-edit|{project}|{connector_id}"
+
+
+def _tested(request: Request, posted: Posted, project: str, connector_id: str) -> dict[str, str]:
+    """Credentials typed before an earlier Test connection of this form, carried sealed.
+
+    A password input is never filled back in, so after a test the typed key was gone
+    from the form: Save then kept the old credential, though the page had just said
+    the new one works (a rotated key was never stored).
+    """
+    raw = posted.form.get(TESTED_FIELD)
+    if not raw:
+        return {}
+    data = keys(request).drafts.open(raw, _tested_context(posted.session, project, connector_id))
+    if data is None or not isinstance(data.get("exp"), int | float) or data["exp"] < time.time():
+        return {}
+    carried = data.get("cred")
+    return {str(k): str(v) for k, v in carried.items()} if isinstance(carried, dict) else {}
+
+
+def _seal_tested(
+    request: Request, session: Session, project: str, connector_id: str, typed: dict[str, str]
+) -> str | None:
+    """``typed``, sealed for the page's hidden field (AES-GCM: never readable in the page,
+    bound to this session, project and instance); None when nothing was typed."""
+    if not typed:
+        return None
+    return keys(request).drafts.seal(
+        {"cred": typed, "exp": time.time() + TESTED_LIFETIME.total_seconds()},
+        _tested_context(session, project, connector_id),
+    )
+
+
 def _render_instance_editor(
     page: Page,
     connector: Connector,
@@ -293,13 +361,21 @@ def _render_instance_editor(
     check: dict[str, Any] | None,
     *,
     status: int = 200,
+    tested: dict[str, str] | None = None,
+    sealed: str | None = None,
 ) -> Response:
-    """``method``: how the instance signs in; only that method's fields are offered."""
+    """``method``: how the instance signs in; only that method's fields are offered.
+    ``tested``: credentials typed for a test, not saved yet (``sealed`` carries them)."""
     descriptor = connector.descriptor
     fields = descriptor.credential_fields(descriptor.auth_for({AUTH_METHOD_KEY: method}))
     credentials = credential_views(fields, {}, errors)
-    credentials = [  # a stored one is shown masked; its input may stay empty
-        replace(view, saved=masked[view.key], required=False) if view.key in masked else view
+    tested = tested or {}
+    credentials = [  # a stored or tested one is shown masked; its input may stay empty
+        replace(view, saved=mask(tested[view.key]), saved_note="Not saved yet", required=False)
+        if view.key in tested
+        else replace(view, saved=masked[view.key], required=False)
+        if view.key in masked
+        else view
         for view in credentials
     ]
     return page.render(
@@ -310,6 +386,8 @@ def _render_instance_editor(
             "config_fields": config_views(descriptor.setup_config_fields(), config, errors),
             "other_errors": other,
             "check": check,
+            "tested_field": TESTED_FIELD,
+            "tested": sealed,
         },
         status=status,
     )
@@ -328,6 +406,11 @@ async def save_instance(
         k: v.strip() for k, v in posted.form.fields("credentials").items() if v.strip()
     }
     typed_config = posted.form.fields("config")
+    # What an earlier test of this form was given, then what is typed now (which wins).
+    typed_credentials = {
+        **_tested(request, posted, project, connector_id),
+        **typed_credentials,
+    }
     if posted.form.get("action") == "test":
         try:
             stored = await context.instances.credentials(instance.record)
@@ -336,20 +419,26 @@ async def save_instance(
         credentials = {**stored, **typed_credentials}
         # Checking the stored credentials may refresh them, and a provider that rotates
         # refresh tokens kills the stored one then: keep the new one, as a poll does.
-        # Typed credentials are a draft, not saved by a test (saves store tokens only), so
-        # a typed refresh token's rotation is not kept; the stored one's always is.
+        # A typed refresh token's rotation is kept with the typed credentials instead,
+        # which Save stores (the typed one is dead once rotated).
         refresh_key = _refresh_token_key(instance.connector.descriptor, credentials)
-        keep = (
-            instance.record.credential_secret_ref
-            if refresh_key is not None and refresh_key not in typed_credentials
-            else None
-        )
+        on_rotate: CredentialsChanged | None
+        if refresh_key is not None and refresh_key in typed_credentials:
+            declared = {f.key for f in instance.connector.descriptor.credential_fields()}
+            declared.add(ACCESS_TOKEN_EXPIRES_AT)
+
+            async def keep_typed(values: dict[str, str]) -> None:
+                typed_credentials.update({k: v for k, v in values.items() if k in declared and v})
+
+            on_rotate = keep_typed
+        else:
+            on_rotate = rotation_writer(context, instance.record.credential_secret_ref)
         result, forced = await check_connector(
             context,
             instance.connector,
             credentials=credentials,
             config={**{k: str(v) for k, v in instance.record.config.items()}, **typed_config},
-            on_rotate=rotation_writer(context, keep),
+            on_rotate=on_rotate,
             typed=True,
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
@@ -370,6 +459,10 @@ async def save_instance(
             {},
             [],
             check,
+            tested=typed_credentials,
+            sealed=_seal_tested(
+                request, posted.session, page.project, connector_id, typed_credentials
+            ),
         )
     try:
         await context.instances.update(
@@ -380,6 +473,9 @@ async def save_instance(
         )
     except ValidationFailed as failed:
         errors, other = field_errors(failed)
+        # The typed credentials that are fine are kept for the next Save; one refused is
+        # typed again.
+        kept = {k: v for k, v in typed_credentials.items() if f"credentials.{k}" not in errors}
         return _render_instance_editor(
             page,
             instance.connector,
@@ -390,6 +486,8 @@ async def save_instance(
             other,
             None,
             status=422,
+            tested=kept,
+            sealed=_seal_tested(request, posted.session, page.project, connector_id, kept),
         )
     state.gateway.forget(page.project, connector_id)
     response = redirect(f"/projects/{page.project}/instances/{connector_id}")

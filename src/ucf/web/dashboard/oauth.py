@@ -22,7 +22,7 @@ from typing import Annotated, Final
 from fastapi import APIRouter, Depends, Request, Response
 
 from ucf.service.errors import ValidationFailed
-from ucf.service.oauth import CALLBACK_PATH, OAuthFlows, OAuthRefused, ReturnTo
+from ucf.service.oauth import CALLBACK_PATH, FlowPlace, OAuthFlows, OAuthRefused, ReturnTo
 from ucf.web.dashboard.rendering import redirect, render
 from ucf.web.dashboard.routing import (
     DashboardRoute,
@@ -224,6 +224,22 @@ async def register_app(
 # --------------------------------------------------------------------------- the callback
 
 
+async def _way_back(request: Request, place: FlowPlace | None) -> tuple[str, str]:
+    """The page a refused consent started from, to try again (a denied consent, a code the
+    provider would not exchange): the setup flow, or the instance being reconnected. It
+    was the dashboard's home, and the user had to find the connector again."""
+    if place is None:
+        return ("/", "Back to the dashboard")
+    instance = f"/projects/{place.project_id}/instances/{place.connector_id}"
+    if place.return_to == "instance":
+        existing = await web_state(request).context.store.instances.get(
+            place.project_id, place.connector_id
+        )
+        if existing is not None:
+            return (instance, "Back to the instance")
+    return (setup_path(place.project_id, place.connector_id), "Back to the setup")
+
+
 callback = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 
@@ -245,7 +261,10 @@ async def oauth_callback(
             now=context.clock(),
         )
     except OAuthRefused as refused:
-        response = error_page(request, 400, "The connection did not complete", refused.message)
+        back = await _way_back(request, refused.place)
+        response = error_page(
+            request, 400, "The connection did not complete", refused.message, back=back
+        )
         drop_cookie(response, request, BINDING_COOKIE, path=CALLBACK_PATH)
         return response
     connector = await context.connectors.get(done.connector_id)

@@ -113,6 +113,9 @@ class InstanceView:
     instance: Instance
     counts: SignalCounts
     webhook_url: str | None
+    interval_override: timedelta | None = None
+    """``UCF_POLL_INTERVAL_OVERRIDE``: every instance polls this often, whatever its
+    descriptor says (the sandbox's 5 s were shown as the catalogue's minutes)."""
 
     @property
     def connector(self) -> Connector:
@@ -137,6 +140,8 @@ class InstanceView:
 
     @property
     def interval(self) -> str:
+        if self.interval_override is not None:
+            return f"{self.interval_override.total_seconds():g} s"
         schedule = self.connector.schedule
         seconds = schedule.interval_seconds if schedule is not None else 0
         if seconds % 3600 == 0:
@@ -171,7 +176,7 @@ async def _view(page: Page, instance: Instance) -> InstanceView:
         if instance.connector.receives_webhooks
         else None
     )
-    return InstanceView(instance, counts, webhook)
+    return InstanceView(instance, counts, webhook, context.settings.poll_interval_override)
 
 
 @router.get("/projects/{project}/instances")
@@ -184,6 +189,28 @@ async def instances(request: Request, session: Sessioned, project: str) -> Respo
     return page.render("instances.html", {"views": views, "states": states})
 
 
+def missing_webhook_secret(instance: Instance, provided: frozenset[str]) -> str | None:
+    """The label of the credential the gateway verifies deliveries with, when the instance
+    has none: every delivery is then refused (401), and only the server log said why,
+    while the page told the user to give the provider "the webhook secret you stored".
+
+    None when deliveries need no stored secret: no verification, a native connector
+    (its handler decides), or a handshake that hands the secret over (Notion).
+    """
+    descriptor = instance.connector.descriptor
+    webhook = descriptor.webhook
+    if webhook is None or any(h.captures_secret for h in webhook.handshakes):
+        return None
+    check = {"signature": webhook.signature, "token": webhook.token}.get(webhook.verification)
+    if check is None:
+        return None
+    key = check.secret_credential
+    if key in (instance.masked or {}) or key in provided:
+        return None
+    labels = {f.key: f.label for f in descriptor.credential_fields()}
+    return labels.get(key, key)
+
+
 @router.get("/projects/{project}/instances/{connector_id}")
 async def instance(
     request: Request, session: Sessioned, project: str, connector_id: str
@@ -193,8 +220,10 @@ async def instance(
     descriptor = view.connector.descriptor
     reconnect = descriptor.consent() is not None
     provided = await page.context.instances.provided_credentials(descriptor)
+    missing = missing_webhook_secret(view.instance, provided) if view.webhook_url else None
     return page.render(
-        "instance.html", {"view": view, "reconnect": reconnect, "provided": provided}
+        "instance.html",
+        {"view": view, "reconnect": reconnect, "provided": provided, "missing_secret": missing},
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -262,7 +262,16 @@ class Page:
         return response
 
 
-def error_page(request: Request, status: int, title: str, message: str) -> Response:
+def error_page(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    back: tuple[str, str] = ("/", "Back to the dashboard"),
+) -> Response:
+    """``back``: the way on, as (path, label); the dashboard's home unless the page knows
+    where the user came from."""
     session = cookie_session(request)
     return render(
         request,
@@ -276,15 +285,24 @@ def error_page(request: Request, status: int, title: str, message: str) -> Respo
             "status": status,
             "title": title,
             "message": message,
+            "back_path": back[0],
+            "back_label": back[1],
         },
         status=status,
     )
 
 
 def login_location(request: Request) -> str:
-    """Back to the page after logging in; a form sent after the session ended starts over."""
+    """Back to the page after logging in. A form sent after the session ended starts over
+    on the page it was sent from (its ``Referer``, when this site's): the user landed on
+    the default project's catalogue, and had to find the project and the connector
+    whose setup they were in again."""
     if request.method != "GET":
-        return "/login"
+        sent_from = urlsplit(request.headers.get("referer", ""))
+        if sent_from.netloc != request.url.netloc or not sent_from.path.startswith("/"):
+            return "/login"
+        target = sent_from.path + (f"?{sent_from.query}" if sent_from.query else "")
+        return "/login?next=" + quote(target, safe="/")
     target = request.url.path
     if request.url.query:
         target += "?" + request.url.query

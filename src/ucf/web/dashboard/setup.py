@@ -90,6 +90,8 @@ class FieldView:
     value: str = ""
     saved: str | None = None
     """A credential already in the draft, masked: the input may stay empty to keep it."""
+    saved_note: str = "Saved"
+    """What ``saved`` is: "Saved", or a value tested but not saved yet (the instance editor)."""
     error: str | None = None
 
     @property

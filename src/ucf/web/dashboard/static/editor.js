@@ -134,8 +134,20 @@
     timer = window.setTimeout(validate, DEBOUNCE_MS);
   }
 
+  // A refused save's problems the validator cannot see (an id already taken, a store that
+  // refused): the page's own list, wiped by the first check, said "No problems found." and
+  // the refusal went unseen. Kept until the text changes; the next save says again.
+  var refused = JSON.parse(document.getElementById("refused-problems").textContent);
+  var refusedText = canonical(json.value);
+  function withRefused(problems) {
+    if (refused.length === 0 || canonical(json.value) !== refusedText) return problems;
+    var seen = problems.map(function (p) { return p.path + "\n" + p.message; });
+    return problems.concat(refused.filter(function (p) { return seen.indexOf(p.path + "\n" + p.message) < 0; }));
+  }
+
   // Every problem is listed at the top; in the form view those shown at their field are hidden there.
   function showProblems(problems) {
+    problems = withRefused(problems);
     lastProblems = problems;
     var unplaced = schemaForm.show(problems);
     problemList.innerHTML = "";
@@ -166,6 +178,23 @@
   }
 
   json.addEventListener("input", scheduleValidate);
+
+  // ---------------------------------------------------------------- unsaved work
+  // Leaving the page (a link, Back, closing the tab) while the descriptor differs from
+  // what the page came with asks first: nothing else keeps an hour of editing. Compared
+  // as parsed JSON, so the form view's reformatting alone changes nothing; a refused
+  // save's page (data-unsaved) holds text nothing has stored yet.
+  function canonical(text) {
+    try { return JSON.stringify(JSON.parse(text)); } catch (error) { return text; }
+  }
+  var pristine = form.hasAttribute("data-unsaved") ? null : canonical(json.value);
+  var leavingBySave = false;
+  form.addEventListener("submit", function () { leavingBySave = true; });
+  window.addEventListener("beforeunload", function (event) {
+    if (leavingBySave || canonical(json.value) === pristine) return;
+    event.preventDefault();
+    event.returnValue = "";  // older browsers ask only when this is set
+  });
 
   var file = document.getElementById("descriptor-file");
   if (file !== null) {
