@@ -154,6 +154,21 @@ def test_a_field_of_another_mode_names_that_mode() -> None:
     )
 
 
+def test_an_object_without_its_kind_names_the_missing_field_and_the_kinds() -> None:
+    data = brief()
+    del data["ingestion"]["mode"]
+    del data["auth"]["method"]
+    found = problems(data)
+    mode = found["ingestion.mode"]
+    assert (mode.message, mode.hint) == (
+        "required field is missing",
+        "add 'mode': one of 'polling', 'webhook', 'polling_and_webhook'",
+    )
+    assert found["auth.method"].message == "required field is missing"
+    assert "'api_key'" in (found["auth.method"].hint or "")
+    assert not any("discriminator" in p.message for p in found.values())
+
+
 def test_unknown_field_suggests_a_key_of_its_own_block() -> None:
     data = brief()
     data["ingestion"]["pagination"]["pagesize"] = 10

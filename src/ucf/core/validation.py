@@ -188,6 +188,8 @@ def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
         elif kind == "union_tag_invalid":
             ctx = issue.get("ctx") or {}
             hint = f"use one of {ctx.get('expected_tags', '')}"
+        elif kind == "union_tag_not_found":  # pydantic: "Unable to extract tag using ..."
+            path, message, hint = _missing_tag(loc, path, issue.get("ctx") or {})
         elif kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
             hint = "use lowercase letters, digits and single dashes, e.g. 'github-issues'"
         if (path, message) in seen:
@@ -195,6 +197,22 @@ def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
         seen.add((path, message))
         problems.append(Problem(path, message, hint))
     return problems
+
+
+def _missing_tag(
+    loc: tuple[int | str, ...], path: str, ctx: Mapping[str, Any]
+) -> tuple[str, str, str]:
+    """A union object without the field that says which kind it is (``ingestion`` without
+    ``mode``), reported as that field missing, with the kinds it may name."""
+    field = str(ctx.get("discriminator", "")).strip("'")
+    members, _ = _models_at(loc)
+    tags = [tag[1] for m in members if (tag := _tag_of(m)) is not None and tag[0] == field]
+    kinds = ", ".join(f"'{tag}'" for tag in dict.fromkeys(tags))
+    return (
+        f"{path}.{field}" if path else field,
+        "required field is missing",
+        f"add '{field}': one of {kinds}" if kinds else f"add '{field}'",
+    )
 
 
 _MODE_EXPECTS = {
