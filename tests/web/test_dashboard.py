@@ -753,6 +753,25 @@ async def test_a_test_that_could_not_run_says_so_instead_of_failed(
     assert "Connection test failed" not in page
 
 
+async def test_a_failed_connection_test_says_what_failed_and_the_health_it_left(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """The message read "Connection test failed (HTTP 401): error.", the health label
+    taken for a reason."""
+    created = await web.client.post("/api/connectors", json=ACME)
+    assert created.status_code == 201, created.text
+    body = instance_body(acme.base_url)
+    body["credentials"]["apiKey"] = "a-revoked-key"
+    made = await web.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert made.status_code == 201, made.text
+
+    tested = await user.post(f"{INSTANCE}/test")
+    assert tested.headers["location"] == INSTANCE
+    page = unescape((await user.get(INSTANCE)).text)
+    assert "Connection test failed (HTTP 401). Health: Error." in page
+    assert ": error." not in page
+
+
 async def test_disabling_stops_polls_and_enabling_resumes(
     user: Browser, web: Web, acme: FakeServer
 ) -> None:

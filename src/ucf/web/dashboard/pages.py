@@ -252,7 +252,7 @@ async def test_instance(
         response,
         request,
         "error",
-        f"Connection test failed{status}: {label.lower()}.",
+        f"Connection test failed{status}. Health: {label}.",
         result.error,
     )
 
