@@ -209,8 +209,10 @@ def _decoded_target(rest: str) -> Target | None:
     parts = rest.split("/")
     if len(parts) <= 3:
         return _target(rest)
-    if not all(parts):
+    if not (parts[0] and parts[-1]):
         return None
+    # Empty segments between them are the project's own: ``/x``, ``x/`` and ``a//b`` are
+    # ``%2Fx``, ``x%2F`` and ``a%2F%2Fb`` in their URLs.
     return Target(HOOK_ROUTE, parts[0], "/".join(parts[1:-1]), parts[-1])
 
 
