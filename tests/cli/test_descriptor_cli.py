@@ -143,7 +143,7 @@ def test_map_reads_a_webhook_payload_with_webhook_even_without_headers(tmp_path:
     assert guessed.returncode == 0, guessed.stderr
     assert guessed.stdout == ""
     assert "matched nothing" in guessed.stderr
-    assert "add --webhook" in guessed.stderr
+    assert "use --webhook" in guessed.stderr
 
 
 def test_map_says_a_guessed_poll_read_may_be_wrong_when_every_item_failed() -> None:
@@ -156,7 +156,7 @@ def test_map_says_a_guessed_poll_read_may_be_wrong_when_every_item_failed() -> N
     assert "item 0: no id at $.id" in guessed.stderr
     assert (
         "note: the sample was read as a poll response and none of its items mapped; "
-        "if it is a webhook delivery, add --webhook"
+        "if it is a webhook delivery, use --webhook"
     ) in guessed.stderr
     told = ucf(
         "map", "--descriptor", str(ROOT / "examples/gitlab-issues.json"),
@@ -361,7 +361,11 @@ def test_map_reads_a_native_connectors_saved_response_page(
         ("asana", [{"gid": "12", "name": "Ship it"}], ("cannot be mapped offline", "try it live")),
         # SES only receives SNS notifications: mapped as a poll, each gave an item error
         # ("the notification has no mail.messageId") and exit 1, the real reason unsaid.
-        ("ses", [{"Type": "Notification", "Message": "{}"}], ("ses does not poll", "webhook")),
+        (
+            "ses",
+            [{"Type": "Notification", "Message": "{}"}],
+            ("ses does not poll (if the sample is a webhook delivery, use --webhook)",),
+        ),
     ],
 )
 def test_map_says_why_a_saved_page_of_a_connector_cannot_be_mapped_as_a_poll(
@@ -374,3 +378,16 @@ def test_map_says_why_a_saved_page_of_a_connector_cannot_be_mapped_as_a_poll(
     assert result.stdout == ""
     for reason in reasons:
         assert reason in result.stderr
+
+
+def test_map_of_a_delivery_to_a_connector_without_webhooks_names_its_own_switch(
+    tmp_path: Path,
+) -> None:
+    """The refusal's hint is ``ucf map``'s own switch, not the service's words ("preview it
+    as a poll": no such command here)."""
+    saved = tmp_path / "hook.json"
+    saved.write_text(json.dumps({"action": "opened"}))
+    polling_only = str(ROOT / "tests/fixtures/descriptors/brief-github-issues.json")
+    result = ucf("map", "--descriptor", polling_only, "--sample", str(saved), "--webhook")
+    assert result.returncode == 2
+    assert "receives no webhooks (if the sample is a poll response, use --poll)" in result.stderr

@@ -129,7 +129,10 @@ async def test_preview_of_a_poll_page_says_a_push_only_connector_does_not_poll(w
     [problem] = body["problems"]
     assert problem["path"] == "mode"
     assert problem["message"] == "ses does not poll"
-    assert "webhook" in problem["hint"]
+    assert problem["hint"] == (  # the editor's own control, and the API's member
+        'if the sample is a webhook delivery, set "The sample is" to "a webhook delivery" '
+        '(mode "webhook")'
+    )
 
 
 async def test_preview_explains_a_guess_that_maps_nothing(web: Web) -> None:
@@ -141,7 +144,7 @@ async def test_preview_explains_a_guess_that_maps_nothing(web: Web) -> None:
     assert body["signals"] == []
     assert body["notes"] == [
         "itemsPath $.tickets[*] matched nothing and the sample looks like a webhook payload: "
-        "choose the webhook mode"
+        'set "The sample is" to "a webhook delivery" (mode "webhook")'
     ]
 
 

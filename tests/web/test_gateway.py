@@ -574,6 +574,23 @@ async def test_a_trello_delivery_reaches_a_project_whose_id_holds_a_slash(web: W
         assert answer.status_code == 200, answer.text
 
 
+async def test_an_escaped_slash_outside_a_project_id_is_a_404_not_a_500(connected: Web) -> None:
+    """The path as sent names no endpoint, while its decoded form matches a gateway route:
+    the front left it to the app, whose documented routes never run (500, a traceback in
+    the log for anyone's request). The front answers it: 404, before reading the body."""
+    signed = sign(ticket_event("T-7"), delivery="d-7")
+    for path in (
+        f"/api%2Fwebhooks/{CONNECTOR}/{PROJECT}",
+        f"/api/webhooks%2f{CONNECTOR}/{PROJECT}",
+        f"/api/webhooks/{CONNECTOR}%2F{PROJECT}",
+        f"/api/webhooks/{CONNECTOR}%2F{PROJECT}%2Fhook",
+    ):
+        answer = await deliver(connected, signed.body, signed.headers, path=path)
+        assert answer.status_code == 404, (path, answer.text)
+        assert answer.json()["error"]["message"] == NOT_HERE
+    assert await signals(connected) == []
+
+
 async def instance_of(web: Web, connector: str) -> dict[str, Any]:
     found: dict[str, Any] = (
         await web.client.get(f"/api/projects/{PROJECT}/instances/{connector}")

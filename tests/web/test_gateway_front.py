@@ -261,6 +261,9 @@ def test_the_front_matches_exactly_the_gateway_routes(
         ("/api/webhooks/trello/a/b/c/h00k", None, "a/b/c"),
         ("/api/webhooks/trello/a%41/h00k", None, "a%41"),
         ("/api/webhooks/trello/é q/h00k", None, "é q"),
+        ("/api/webhooks/trello//x/h00k", None, "/x"),  # a project id that begins with /
+        ("/api/webhooks/trello/x//h00k", None, "x/"),
+        ("/api/webhooks/trello/a//b/h00k", None, "a//b"),
     ],
 )
 def test_a_project_id_holding_a_slash_or_a_percent_reaches_its_instance(
@@ -278,6 +281,15 @@ def test_a_project_id_holding_a_slash_or_a_percent_reaches_its_instance(
     assert found.connector_id == "trello"
     assert found.project_id == expected
     assert found.hook_id == ("h00k" if path.endswith("/h00k") else None)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/webhooks//a/b/h00k", "/api/webhooks/trello/a/b/", "/api/webhooks/trello//"]
+)
+def test_a_decoded_path_without_a_connector_or_a_hook_id_is_the_apps(path: str) -> None:
+    """API Gateway's decoded path: the segments between the connector and the hook id are
+    the project's, empty ones too; an empty connector or hook id names no instance."""
+    assert match({"method": "POST", "path": path, "root_path": ""}) is None
 
 
 def test_delivery_headers_are_case_insensitive_and_the_first_of_repeats_wins() -> None:

@@ -537,3 +537,54 @@ async def test_a_delivery_the_store_failed_does_not_use_up_its_senders_allowance
     else:  # the second failure spent the token the first gave back to the reserve;
         # given back again, it went stale there: lost, as a stale reserve's tokens are
         assert retried == ["200", "429", "429"]
+
+
+def _bucket_tokens(settings: Settings) -> float:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(settings.data_dir / "ucf.db")) as conn:
+        (tokens,) = conn.execute(
+            "SELECT tokens FROM rate_buckets WHERE bucket_key LIKE 'webhook:%'"
+        ).fetchone()
+    return float(tokens)
+
+
+async def test_a_locked_store_answers_the_failed_delivery_without_a_second_lock_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holds the SQLite lock: the signal write waits ``busy_timeout``
+    and fails (503), and giving the token back waited a second ``busy_timeout`` for the
+    same lock before the 503 left (60 s, measured with the default 30 s). The answer now
+    waits ``give_back_seconds`` at most; the give-back stays queued and lands once the
+    lock is let go: the bucket has its token back (before: none, the write timed out)."""
+    import sqlite3
+
+    from ucf.stores.sqlite import database
+
+    monkeypatch.setattr(database, "BUSY_TIMEOUT_MS", 1000)
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        # A frozen clock: nothing refills, and the reserve drawn from the bucket stays fresh.
+        gateway = WebhookGateway(context, monotonic=lambda: 0.0, give_back_seconds=0.01)
+
+        async def deliver(n: int) -> None:
+            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=NOW.timestamp())
+            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+            await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+
+        for n in range(4):  # the reserve grows: the next delivery's token is in it already
+            await deliver(n)
+        before = _bucket_tokens(settings)
+        with contextlib.closing(
+            sqlite3.connect(settings.data_dir / "ucf.db", isolation_level=None)
+        ) as other:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreUnavailable):
+                await deliver(9)
+            other.execute("ROLLBACK")
+        # A write queued behind the give-back: once it is done, so is the give-back.
+        await context.store.rate_limits.try_acquire(
+            "test:after", capacity=1.0, refill_per_second=1.0, now=NOW
+        )
+    assert _bucket_tokens(settings) == before + 1

@@ -207,7 +207,7 @@ def map_sample(
             mode="poll" if as_poll else "webhook" if as_webhook else "auto",
             project_id=project,
             now=datetime.now(UTC),
-            switches=("add --poll", "add --webhook"),
+            switches=("use --poll", "use --webhook"),
         )
     )
     if preview.problems:

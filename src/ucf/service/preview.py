@@ -85,8 +85,9 @@ async def preview_sample(
 ) -> Preview:
     """Map ``payload`` (whose raw bytes are ``body``) as ``mode`` says; never raises on input.
 
-    ``switches`` is how the caller's user picks each mode, for the notes
-    (``ucf map`` says ``add --poll``; the dashboard names its buttons).
+    ``switches`` is how the caller's user picks the poll mode and the webhook mode, for
+    the notes and a refused mode's hint (``ucf map`` says ``use --poll``; the dashboard
+    names its own control).
     ``secret`` (a generic webhook connector's signing secret or token) checks
     ``body`` as the gateway would and answers handshakes as it would.
     """
@@ -99,14 +100,21 @@ async def preview_sample(
     guessed = mode == "auto"
     as_webhook = mode == "webhook" or (guessed and pushes and (bool(headers) or not polls))
     preview = Preview("webhook" if as_webhook else "poll")
+    to_poll, to_webhook = switches
     try:
         if as_webhook and not pushes:
-            raise _Refused("mode", f"{descriptor.id} receives no webhooks", "preview it as a poll")
+            raise _Refused(
+                "mode",
+                f"{descriptor.id} receives no webhooks",
+                f"if the sample is a poll response, {to_poll}",
+            )
         if not as_webhook and not polls:
             # A push-only connector (SES) has no poll whose page this could be: mapped
             # anyway, its item errors said nothing of the real reason.
             raise _Refused(
-                "mode", f"{descriptor.id} does not poll", "preview it as a webhook delivery"
+                "mode",
+                f"{descriptor.id} does not poll",
+                f"if the sample is a webhook delivery, {to_webhook}",
             )
         if as_webhook and source.webhooks is not None:
             await _native_webhook(preview, source, body, headers, project_id, now)

@@ -110,6 +110,10 @@ TARGET_TTL_SECONDS: Final = 1.0
 MAX_RESERVES: Final = 10_000
 """Token reserves a gateway keeps (instances and unverified senders), least recent dropped."""
 RESERVE_SECONDS: Final = 1.0
+GIVE_BACK_SECONDS: Final = 1.0
+"""How long a failed delivery's answer waits for its token's return to the bucket. The
+store that failed the delivery is often the one that keeps the give-back waiting (SQLite
+locked by another process: a second ``busy_timeout``, the 503 after 60 s, not 30 s)."""
 NOT_HERE: Final = "no webhook endpoint at this URL"
 _STORE_REFUSALS: Final = (NotFound, AlreadyExists, InvalidRecord, InvalidCursor)
 """Store errors that refuse what was asked (answered 4xx), unlike its failures (5xx)."""
@@ -471,8 +475,10 @@ class WebhookGateway:
         target_ttl: float = TARGET_TTL_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         max_reserves: int = MAX_RESERVES,
+        give_back_seconds: float = GIVE_BACK_SECONDS,
     ) -> None:
         self._context = context
+        self._give_back_seconds = give_back_seconds
         self._observer: GatewayObserver = observer or _Silent()
         self._max_reserves = max_reserves
         self._secret_ttl = secret_ttl
@@ -694,16 +700,28 @@ class WebhookGateway:
         Only this failing path pays for it: one more bucket write. Should that fail too
         (the store is down), the token goes back to this process's reserve while it is
         fresh, for the sender's next delivery; else it is lost, as a stale reserve's are.
+        The answer waits :data:`GIVE_BACK_SECONDS` at most for the write: past that it is
+        left to land (or fail) on its own, and the reserve gets nothing, as the token may
+        yet reach the bucket: given back late, never twice.
         """
         if isinstance(error, _STORE_REFUSALS):
             return
         budget = self._budget(target)
         try:
-            await self._context.store.rate_limits.give_back(
-                budget.key,
-                capacity=float(budget.rpm),
-                refill_per_second=budget.rpm / 60.0,
-                now=self._context.clock(),
+            async with asyncio.timeout(self._give_back_seconds):
+                await self._context.store.rate_limits.give_back(
+                    budget.key,
+                    capacity=float(budget.rpm),
+                    refill_per_second=budget.rpm / 60.0,
+                    now=self._context.clock(),
+                )
+        except TimeoutError:
+            log.warning(
+                "%s/%s: a delivery's token is still on its way back to its bucket after %.0f s; "
+                "the store's failure is answered without waiting for it",
+                target.project_id,
+                target.connector_id,
+                self._give_back_seconds,
             )
         except StoreError as failure:
             log.warning(

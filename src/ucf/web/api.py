@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -181,6 +181,14 @@ authoring = APIRouter(
 """The connector editor's routes: also open to the dashboard's session (see above)."""
 
 
+PREVIEW_SWITCHES: Final = (
+    'set "The sample is" to "a poll response" (mode "poll")',
+    'set "The sample is" to "a webhook delivery" (mode "webhook")',
+)
+"""How the editor's user (and an API client: ``mode``) picks each mode, in its notes and
+hints: the editor's own control, as ``ucf map`` names its ``--poll`` and ``--webhook``."""
+
+
 class PreviewRequest(_Body):
     descriptor: dict[str, Any] = Field(description="The descriptor being written (not stored).")
     sample: Any = Field(
@@ -314,6 +322,7 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
         mode=body.mode,
         project_id=body.project,
         now=state.context.clock(),
+        switches=PREVIEW_SWITCHES,
         secret=body.secret,
     )
     return {

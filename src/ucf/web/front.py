@@ -50,8 +50,9 @@ from urllib.parse import parse_qsl, unquote
 
 from ucf.core.records import datarecord
 from ucf.core.webhook import FoldedHeaders
-from ucf.service.errors import ServiceError
+from ucf.service.errors import NotFoundError, ServiceError
 from ucf.service.webhooks import (
+    NOT_HERE,
     Accepted,
     Delivery,
     HandshakeAnswer,
@@ -119,6 +120,10 @@ class Target:
     connector_id: str
     project_id: str
     hook_id: str | None = None
+    nowhere: bool = False
+    """The decoded path matches a route, the path as sent names no endpoint (404): an
+    escaped ``/`` outside a project id (``/api%2Fwebhooks/…``, ``…/github%2Fproj``). The
+    app would route the decoded path to the documented routes, which never run."""
 
 
 def route_path(scope: Scope) -> str:
@@ -151,7 +156,11 @@ def match(scope: Scope) -> Target | None:
     if raw is None:
         return _decoded_target(path[len(PREFIX) :])
     if b"%" in raw and (b"%2F" in raw or b"%2f" in raw):  # most hook URLs hold no escape
-        return _escaped_target(raw, scope.get("root_path", ""))
+        found = _escaped_target(raw, scope.get("root_path", ""))
+        if found is not None:
+            return found
+        decoded = _target(path[len(PREFIX) :])
+        return None if decoded is None else _NOWHERE[decoded.route]
     return _target(path[len(PREFIX) :])
 
 
@@ -171,6 +180,12 @@ def _routed(parts: list[str]) -> Target | None:
     if len(parts) == 3:
         return Target(HOOK_ROUTE, parts[0], parts[1], parts[2])
     return None
+
+
+_NOWHERE: Final = {
+    route: Target(route, "", "", None, nowhere=True) for route in (SHARED_ROUTE, HOOK_ROUTE)
+}
+"""A route's answer for a path as sent that names no endpoint (:attr:`Target.nowhere`)."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -194,8 +209,10 @@ def _decoded_target(rest: str) -> Target | None:
     parts = rest.split("/")
     if len(parts) <= 3:
         return _target(rest)
-    if not all(parts):
+    if not (parts[0] and parts[-1]):
         return None
+    # Empty segments between them are the project's own: ``/x``, ``x/`` and ``a//b`` are
+    # ``%2Fx``, ``x%2F`` and ``a%2F%2Fb`` in their URLs.
     return Target(HOOK_ROUTE, parts[0], "/".join(parts[1:-1]), parts[-1])
 
 
@@ -449,6 +466,8 @@ class WebhookFront:
     async def _deliver(
         self, state: WebState, target: Target, scope: Scope, receive: Receive, headers: Headers
     ) -> Answer:
+        if target.nowhere:
+            raise NotFoundError(NOT_HERE)
         gateway = state.gateway
         found = gateway.cached_target(
             target.connector_id, target.project_id, target.hook_id

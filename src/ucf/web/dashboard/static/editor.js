@@ -458,7 +458,7 @@
       var body = answer.data;
       if (answer.status !== 200) { previewResult.textContent = (body.error || {}).message || "Refused."; return; }
       (body.problems || []).forEach(function (p) {
-        previewResult.appendChild(el("p", { "class": "field__error", role: "alert", text: (p.path ? p.path + ": " : "") + p.message }));
+        previewResult.appendChild(el("p", { "class": "field__error", role: "alert", text: (p.path ? p.path + ": " : "") + p.message + (p.hint ? " (" + p.hint + ")" : "") }));
       });
       var signed = body.signedHeaders || {};
       if (Object.keys(signed).length) {  // shown in the headers box, so the author sees what was sent
