@@ -654,7 +654,7 @@ async def test_an_instance_without_its_webhook_secret_says_its_deliveries_are_re
     refused = await web.anonymous.post(hook, content=b"{}")
     assert refused.status_code == 401
     page = (await user.get(INSTANCE)).text
-    assert "with the webhook secret you stored" not in page
+    assert "you stored" not in page
     assert "every delivery to this URL is refused" in page
     assert f'href="{INSTANCE}/edit"' in page
 
@@ -751,6 +751,25 @@ async def test_a_test_that_could_not_run_says_so_instead_of_failed(
     assert "Connection test did not run." in page
     assert "rateLimitRpm" in page
     assert "Connection test failed" not in page
+
+
+async def test_the_webhook_note_names_the_credential_deliveries_are_verified_with(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """It said "the webhook secret you stored" whatever the field was called (Slack's
+    Signing secret, Trello's API key secret)."""
+    descriptor = copy.deepcopy(ACME)
+    [field] = [
+        f for f in descriptor["auth"]["config"]["credentialFields"] if f["key"] == "webhookSecret"
+    ]
+    field["label"] = "Signing secret"
+    assert (await web.client.post("/api/connectors", json=descriptor)).status_code == 201
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201, made.text
+    page = (await user.get(INSTANCE)).text
+    assert "with the signing secret you stored" in page
 
 
 async def test_a_failed_connection_test_says_what_failed_and_the_health_it_left(
@@ -866,6 +885,7 @@ async def test_a_handed_over_token_waits_on_the_instance_page_until_confirmed(
     page = await user.get(page_path)
     assert own in unescape(page.text)  # the instance's own URL is the one shown
     assert "Secrets waiting" not in page.text
+    assert "you stored" not in page.text  # Notion hands its secret over: none to give it
 
     token = "secret_notion_verification_token_for_the_page_42"
     shake = await web.anonymous.post(own, json={"verification_token": token})

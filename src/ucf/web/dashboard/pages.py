@@ -130,15 +130,6 @@ class InstanceView:
         return self.connector.polls
 
     @property
-    def webhook_verified(self) -> bool:
-        """Deliveries must prove who sent them: the descriptor's verification, or (native
-        connectors verify in their own handler) always."""
-        webhook = self.connector.descriptor.webhook
-        if webhook is None:
-            return self.connector.descriptor.kind == "native"
-        return webhook.verification != "none"
-
-    @property
     def interval(self) -> str:
         if self.interval_override is not None:
             return f"{self.interval_override.total_seconds():g} s"
@@ -189,13 +180,12 @@ async def instances(request: Request, session: Sessioned, project: str) -> Respo
     return page.render("instances.html", {"views": views, "states": states})
 
 
-def missing_webhook_secret(instance: Instance, provided: frozenset[str]) -> str | None:
-    """The label of the credential the gateway verifies deliveries with, when the instance
-    has none: every delivery is then refused (401), and only the server log said why,
-    while the page told the user to give the provider "the webhook secret you stored".
-
-    None when deliveries need no stored secret: no verification, a native connector
-    (its handler decides), or a handshake that hands the secret over (Notion).
+def verifying_credential(instance: Instance) -> tuple[str, str] | None:
+    """The key and label of the stored credential the gateway verifies deliveries with,
+    or None when deliveries need no stored secret: no verification, a native connector
+    (its handler decides: SNS's certificate, the secret Asana hands over), or a handshake
+    that hands the secret over (Notion). The page named it "the webhook secret you
+    stored" for all of them.
     """
     descriptor = instance.connector.descriptor
     webhook = descriptor.webhook
@@ -205,10 +195,18 @@ def missing_webhook_secret(instance: Instance, provided: frozenset[str]) -> str 
     if check is None:
         return None
     key = check.secret_credential
-    if key in (instance.masked or {}) or key in provided:
-        return None
     labels = {f.key: f.label for f in descriptor.credential_fields()}
-    return labels.get(key, key)
+    return key, labels.get(key, key)
+
+
+def missing_webhook_secret(instance: Instance, provided: frozenset[str]) -> str | None:
+    """The label of :func:`verifying_credential` when the instance has none: every
+    delivery is then refused (401), and only the server log said why."""
+    credential = verifying_credential(instance)
+    if credential is None:
+        return None
+    key, label = credential
+    return None if key in (instance.masked or {}) or key in provided else label
 
 
 @router.get("/projects/{project}/instances/{connector_id}")
@@ -221,10 +219,23 @@ async def instance(
     reconnect = descriptor.consent() is not None
     provided = await page.context.instances.provided_credentials(descriptor)
     missing = missing_webhook_secret(view.instance, provided) if view.webhook_url else None
+    credential = verifying_credential(view.instance)
     return page.render(
         "instance.html",
-        {"view": view, "reconnect": reconnect, "provided": provided, "missing_secret": missing},
+        {
+            "view": view,
+            "reconnect": reconnect,
+            "provided": provided,
+            "missing_secret": missing,
+            "webhook_secret": None if credential is None else _in_sentence(credential[1]),
+        },
     )
+
+
+def _in_sentence(label: str) -> str:
+    """A field label inside a sentence: "Signing secret" as "signing secret", "API key"
+    as it is."""
+    return label[0].lower() + label[1:] if label[1:2].islower() else label
 
 
 def _back(posted: Posted, project: str, connector_id: str) -> str:
