@@ -118,7 +118,7 @@ async def test_a_user_connects_github_watches_signals_and_disconnects(
         re.compile(r"Polled GitHub Issues: \d+ new")
     )
     facts = page.locator(".instance .facts")
-    await expect(facts).to_contain_text("Signals 24 h")
+    await expect(facts).to_contain_text("Received 24 h")
     await page.get_by_role("button", name="Test connection").click()
     await expect(page.locator(".flash")).to_contain_text("Connection test passed")
     await page.screenshot(path=str(SCREENSHOTS / "ucf-dashboard-monitoring.png"), full_page=True)

@@ -620,7 +620,7 @@ async def test_monitoring_shows_health_counts_and_webhook_url_and_polls_now(
     listing = await user.get(f"{BASE}/instances")
     assert f"{TICKETS} new signals" in listing.text
     facts = dict(re.findall(r"<dt>([^<]+)</dt><dd[^>]*>([^<]*)</dd>", listing.text))
-    assert facts["Signals 24 h"] == str(TICKETS)
+    assert facts["Received 24 h"] == str(TICKETS)
     assert facts["Signals 7 d"] == str(TICKETS)
     assert facts["Consecutive failures"] == "0"
     assert "health--healthy" in listing.text
