@@ -535,15 +535,24 @@ class WebhookGateway:
         """:meth:`target`'s answer when everything it needs is cached (nearly every
         delivery), without a coroutine; None when :meth:`target` must read the store.
         Raises what :meth:`target` would (a wrong hook id is a 404)."""
-        cached = self._targets.get((project_id, connector_id))
-        if cached is None or cached[0] <= self._monotonic():
+        key = (project_id, connector_id)
+        cached = self._targets.get(key)
+        if cached is None:
+            return None
+        now = self._monotonic()
+        if cached[0] <= now:
             return None
         if hook_id is None:
             return cached[1]
-        secrets = self._cached_secrets(cached[1])
-        if secrets is None:
+        # _cached_secrets(cached[1]), with the key and the clock read above
+        secrets = self._secrets.get(key)
+        if (
+            secrets is None
+            or secrets.updated_at != cached[1].record.updated_at
+            or secrets.expires <= now
+        ):
             return None
-        return _hooked(cached[2], secrets, hook_id)
+        return _hooked(cached[2], secrets.values, hook_id)
 
     async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
         # The ids come from the URL: one a store cannot even use as a key (DynamoDB's
@@ -654,14 +663,15 @@ class WebhookGateway:
         # before verification): only the ingest is given it, and the verdict is let go
         # before awaiting, so the ingest can drop the payload before the store's write.
         try:
-            if delivery.method.upper() == "POST" and self._deliveries.verified_due(
-                target.project_id, connector_id
-            ):
-                ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
-                del admission
-                return await self._ingest_reporting(target, ingest)
-            await self._deliveries.verified(target.project_id, connector_id)
-            if delivery.method.upper() != "POST":
+            post = delivery.method.upper() == "POST"
+            if self._deliveries.verified_due(target.project_id, connector_id):
+                if post:
+                    ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
+                    del admission
+                    return await self._ingest_reporting(target, ingest)
+                await self._deliveries.verified(target.project_id, connector_id)
+            # else verified() would write nothing: not awaited (a coroutine a delivery less)
+            if not post:
                 raise MethodNotAllowed("webhook deliveries are POST requests")
             ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
             del admission
