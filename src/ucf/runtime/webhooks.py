@@ -300,11 +300,11 @@ class _SignatureHeader:
         raw = headers.get(self.key, "").strip()
         if not raw:
             return _reject(RejectCode.MISSING_HEADER, f"missing header {self.name}")
-        if self.separator is None:
-            entries = [raw]
+        if self.separator is None:  # one value (GitHub's): without the list comprehensions
+            prefixed = [raw] if raw.startswith(self.prefix) else []
         else:
             entries = [e.strip() for e in raw.split(self.separator) if e.strip()]
-        prefixed = [e for e in entries if e.startswith(self.prefix)]
+            prefixed = [e for e in entries if e.startswith(self.prefix)]
         if not prefixed:
             where = "an entry" if self.separator is not None else "a value"
             return _reject(
@@ -502,8 +502,9 @@ class SignatureVerifier:
                 return in_window
             values["timestamp"] = _wire_bytes(stamp)
         expected = self._payload.mac(secret, self._digest, values)
-        if any(hmac.compare_digest(expected, candidate) for candidate in macs):
-            return VALID
+        for candidate in macs:  # the first that matches, as any() did, without its generator
+            if hmac.compare_digest(expected, candidate):
+                return VALID
         which = "no signature" if len(macs) > 1 else "the signature"
         verb = "matches" if len(macs) > 1 else "does not match"
         return _reject(
