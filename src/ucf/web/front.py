@@ -211,7 +211,7 @@ class Headers(FoldedHeaders):
         names = _HEADER_NAMES
         for key, value in raw:
             values.setdefault(names.get(key) or _folded_name(key), value.decode("latin-1"))
-        super().__init__(values)
+        self.folded = values  # FoldedHeaders.__init__, without super()'s call
 
 
 _HEADER_NAMES: dict[bytes, str] = {}
@@ -399,7 +399,8 @@ class WebhookFront:
     async def __call__(self, target: Target, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         headers = Headers(scope.get("headers", ()))
-        request_id = sane_request_id(headers.folded.get("x-request-id")) or new_request_id()
+        sent = headers.folded.get("x-request-id")
+        request_id = (sent is not None and sane_request_id(sent)) or new_request_id()
         token = REQUEST_ID.set(request_id)
         method: str = scope["method"]
         status = 500
@@ -459,7 +460,7 @@ class WebhookFront:
         deadlines.start(task, BODY_TIMEOUT_SECONDS)
         try:
             limit = gateway.max_bytes
-            refuse_declared_length(limit, headers.get("content-length"))
+            refuse_declared_length(limit, headers.folded.get("content-length"))
             first = await receive()
             body = _whole(first, limit)
             if body is None:
