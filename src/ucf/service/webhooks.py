@@ -616,11 +616,14 @@ class WebhookGateway:
     # -- 3..7
 
     async def receive(self, target: WebhookTarget, delivery: Delivery) -> WebhookOutcome:
-        if target.connector.kind == "native":
+        connector = target.connector
+        if connector.kind == "native":
             return await self._receive_native(target, delivery)
-        connector_id = target.connector_id
-        descriptor = target.connector.view
-        verifier = _verifier(target.connector)
+        record = target.record  # its ids read once, not through the target's properties
+        connector_id = record.connector_id
+        project_id = record.project_id
+        descriptor = connector.view
+        verifier = _verifier(connector)
         cached = self._cached_secrets(target) if verifier.secret_credential is not None else None
         credentials = (
             cached.credentials if cached is not None else await self._credentials(target, verifier)
@@ -637,19 +640,14 @@ class WebhookGateway:
             credentials=credentials,
             now=now,
         )
-        if not admission.ok:
-            reason = admission.result.reason
-            self._observer.verification_failed(connector_id, reason.code if reason else "unknown")
+        reason = admission.result.reason
+        if reason is not None:  # not admission.ok (without its two property calls)
+            self._observer.verification_failed(connector_id, reason.code)
             log.info(  # the sender gets no detail; the operator needs it (never a secret)
-                "refused a delivery to %s/%s: %s",
-                connector_id,
-                target.project_id,
-                reason.message if reason else "unverified",
+                "refused a delivery to %s/%s: %s", connector_id, project_id, reason.message
             )
             await self._take_unverified_token(delivery)
-            await self._deliveries.failed(
-                target.project_id, connector_id, reason.message if reason else "unverified"
-            )
+            await self._deliveries.failed(project_id, connector_id, reason.message)
             raise Unverified(reason)
         if admission.handshake is not None and not admission.handshake.signed:
             await self._take_unverified_token(delivery)  # anyone can send one
@@ -664,12 +662,12 @@ class WebhookGateway:
         # before awaiting, so the ingest can drop the payload before the store's write.
         try:
             post = delivery.method.upper() == "POST"
-            if self._deliveries.verified_due(target.project_id, connector_id):
+            if self._deliveries.verified_due(project_id, connector_id):
                 if post:
                     ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
                     del admission
                     return await self._ingest_reporting(target, ingest)
-                await self._deliveries.verified(target.project_id, connector_id)
+                await self._deliveries.verified(project_id, connector_id)
             # else verified() would write nothing: not awaited (a coroutine a delivery less)
             if not post:
                 raise MethodNotAllowed("webhook deliveries are POST requests")
@@ -1041,13 +1039,14 @@ class WebhookGateway:
         if result.errors and not result.signals:
             reasons = "; ".join(sorted({error.reason for error in result.errors}))
             raise BadDelivery(f"the delivery could not be mapped to a signal: {reasons}")
+        record = target.record
         outcome = await self._context.ingestor.ingest(
             result.signals,
-            project_id=target.project_id,
-            connector_id=target.connector_id,
+            project_id=record.project_id,
+            connector_id=record.connector_id,
             received_at=now,
         )
-        self._observer.ingested(target.connector_id, outcome.inserted, outcome.duplicates)
+        self._observer.ingested(record.connector_id, outcome.inserted, outcome.duplicates)
         return Accepted(
             received=len(result.signals),
             inserted=outcome.inserted,
