@@ -211,14 +211,17 @@ class DirectLine:
         created = time.time()
         try:
             line = formatter.access_line(created, self._name, method, route, status, duration_ms)
-            handler.acquire()
+            lock = handler.lock  # Handler.acquire() and release(), without their calls
+            if lock:
+                lock.acquire()
             try:
                 stream = handler.stream
                 stream.write(line + handler.terminator)
                 if stream and hasattr(stream, "flush"):  # StreamHandler.flush, lock held
                     stream.flush()
             finally:
-                handler.release()
+                if lock:
+                    lock.release()
         except RecursionError:  # as StreamHandler.emit
             raise
         except Exception:
@@ -231,7 +234,8 @@ class DirectLine:
     def _sole_handler(self) -> logging.StreamHandler[Any] | None:
         """ucf's JSON handler if the logger's INFO records reach it and nothing else."""
         logger: logging.Logger | None = self._logger
-        if not _only_redaction(self._logger.filters):
+        filters = self._logger.filters
+        if filters and not _only_redaction(filters):  # the usual case: none, and no call
             return None
         found: logging.Handler | None = None
         while logger is not None:
@@ -248,7 +252,7 @@ class DirectLine:
             or not found.__dict__.get("_ucf_json", False)
             or found.level > logging.INFO
             or type(found.formatter) is not JsonFormatter
-            or not _only_redaction(found.filters)
+            or (found.filters and not _only_redaction(found.filters))
         ):
             return None
         return found
