@@ -23,6 +23,7 @@ import pytest
 from tests.web.conftest import Web
 from tests.web.support import CONNECTOR, PROJECT, sign, ticket_event, webhook_path
 from tests.web.test_gateway import deliver, instance_of, metric
+from ucf.service.webhooks import Accepted, Ignored
 from ucf.stores.errors import StoreUnavailable
 from ucf.web import front as front_module
 from ucf.web.front import MAX_HEADER_NAMES, Headers, _Deadlines, match
@@ -494,3 +495,25 @@ async def test_a_content_length_of_thousands_of_digits_is_413_not_a_500(connecte
 
     await connected.app(_scope([(b"content-length", b"9" * 5000)]), receive, send)
     assert sent[0]["status"] == 413, sent
+
+
+def test_each_outcome_is_answered_with_its_own_body_and_the_bodies_kept_are_bounded() -> None:
+    """The front writes each distinct outcome's JSON once (keyed by its fields): outcomes
+    that differ in any count, or ignored event types, never share a body, and event types
+    a sender makes up cannot grow what is kept past its bound."""
+    outcomes = [
+        Accepted(1, 1, 0),
+        Accepted(1, 0, 1),
+        Accepted(1, 1, 0, item_errors=1),
+        Accepted(1, 1, 0, skipped=1),
+        Ignored("issues.opened"),
+        Ignored("push"),
+    ]
+    for _ in range(2):  # written, then found
+        for outcome in outcomes:
+            body, length = front_module._json_body(outcome)
+            expected = json.dumps(outcome.to_json(), separators=(",", ":")).encode()
+            assert (body, length) == (expected, str(len(expected)).encode())
+    for n in range(front_module.MAX_BODIES * 2):
+        front_module._json_body(Ignored(f"made.up.{n}"))
+    assert len(front_module._BODIES) <= front_module.MAX_BODIES

@@ -567,15 +567,36 @@ def _rendered(outcome: WebhookOutcome) -> Answer:
     return outcome.status, body, [(b"content-length", length), _JSON]
 
 
-@functools.lru_cache(maxsize=256)
+_BODIES: dict[tuple[int, int, int, int, int] | str, tuple[bytes, bytes]] = {}
+MAX_BODIES: Final = 256
+
+
 def _json_body(outcome: Accepted | Ignored) -> tuple[bytes, bytes]:
     """An outcome's JSON body and its length. Under load most deliveries end in the same
     few outcomes (``{"received":1,"inserted":1,"duplicates":0}``): each is written once,
-    not once per delivery. Bounded, so event types a sender makes up cannot grow it."""
-    body = json.dumps(
-        outcome.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")
-    ).encode()
-    return body, str(len(body)).encode()
+    not once per delivery. Bounded (emptied when full), so event types a sender makes up
+    cannot grow it. Keyed by the outcome's fields (an ignored one's event type), not the
+    record itself: hashing and comparing a record are two Python calls."""
+    key = (
+        outcome.event_type
+        if isinstance(outcome, Ignored)
+        else (
+            outcome.received,
+            outcome.inserted,
+            outcome.duplicates,
+            outcome.item_errors,
+            outcome.skipped,
+        )
+    )
+    found = _BODIES.get(key)
+    if found is None:
+        body = json.dumps(
+            outcome.to_json(), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+        if len(_BODIES) >= MAX_BODIES:
+            _BODIES.clear()
+        found = _BODIES[key] = (body, str(len(body)).encode())
+    return found
 
 
 class FrontDoor:
