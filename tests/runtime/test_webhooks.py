@@ -999,3 +999,32 @@ def test_signing_a_token_scheme_adds_the_header_with_its_prefix_or_says_why_not(
         )
     with pytest.raises(WebhookConfigError, match="no 'webhookSecret' credential"):
         sign_delivery(compile_verifier(descriptor("github")), body=b"{}", credentials={}, now=NOW)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    secret=st.binary(min_size=1, max_size=150),  # past the 64-byte block: hashed first
+    body=st.binary(max_size=300),
+    stamp=st.binary(max_size=20),
+    digest=st.sampled_from(["sha256", "sha1"]),
+)
+def test_the_mac_keyed_once_per_secret_is_the_hmac_of_the_payload(
+    secret: bytes, body: bytes, stamp: bytes, digest: str
+) -> None:
+    """The signed payload's MAC comes from a copy of an HMAC keyed once per secret: the
+    very MAC ``hmac`` computes, for the body alone and for a template, the first time and
+    every time after (the copy is fed, never the kept one)."""
+    values = {"body": body, "timestamp": stamp}
+    for _ in range(2):
+        assert webhooks._SignedPayload("{{body}}").mac(secret, digest, values) == hmac.digest(
+            secret, body, digest
+        )
+        assert webhooks._SignedPayload("v0:{{timestamp}}:{{body}}").mac(
+            secret, digest, values
+        ) == hmac.digest(secret, b"v0:" + stamp + b":" + body, digest)
+
+
+def test_the_keyed_macs_kept_are_bounded() -> None:
+    for n in range(webhooks.MAX_KEYED * 2):
+        webhooks._SignedPayload("{{body}}").mac(b"secret-%d" % n, "sha256", {"body": b"{}"})
+    assert len(webhooks._KEYED) <= webhooks.MAX_KEYED
