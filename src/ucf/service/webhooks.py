@@ -1047,12 +1047,12 @@ class WebhookGateway:
             received_at=now,
         )
         self._observer.ingested(record.connector_id, outcome.inserted, outcome.duplicates)
-        return Accepted(
-            received=len(result.signals),
-            inserted=outcome.inserted,
-            duplicates=outcome.duplicates,
-            item_errors=len(result.errors),
-            skipped=result.skipped,
+        return Accepted(  # received, inserted, duplicates, item errors, skipped
+            len(result.signals),
+            outcome.inserted,
+            outcome.duplicates,
+            len(result.errors),
+            result.skipped,
         )
 
     # -- generic connectors

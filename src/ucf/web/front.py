@@ -477,13 +477,13 @@ class WebhookFront:
             deadlines.stop(task)
         query = scope.get("query_string", b"")
         client = scope.get("client")
-        delivery = Delivery(
-            method=scope["method"],
-            body=body,
-            headers=headers,
-            query=dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {},
-            url=self._registered_url(state, scope, query, target) if found.needs_url else "",
-            client=client[0] if client else None,
+        delivery = Delivery(  # method, body, headers, query, url, client
+            scope["method"],
+            body,
+            headers,
+            dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {},
+            self._registered_url(state, scope, query, target) if found.needs_url else "",
+            client[0] if client else None,
         )
         return _rendered(await gateway.receive(found, delivery))
 
