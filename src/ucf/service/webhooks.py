@@ -306,6 +306,10 @@ def refuse_declared_length(limit: int, declared_length: str | None) -> None:
     for one that is not a number: digits only (RFC 9110 §8.6, ``1*DIGIT``), not the
     sign, underscores or other digits ``int()`` would take."""
     if declared_length is not None:
+        if len(declared_length) < 19 and declared_length.isdigit() and declared_length.isascii():
+            if int(declared_length) > limit:  # the usual header, digits alone: one int()
+                raise too_large(limit)
+            return
         digits = declared_length.strip(" \t")
         if not (digits.isascii() and digits.isdigit()):
             raise BadDelivery("Content-Length is not a number")
