@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ucf.core.descriptor import ConnectorDescriptor
@@ -1002,6 +1002,9 @@ def test_signing_a_token_scheme_adds_the_header_with_its_prefix_or_says_why_not(
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@example(secret=b"k" * 64, body=b"{}", stamp=b"1", digest="sha256")  # the block, exactly
+@example(secret=b"k" * 65, body=b"{}", stamp=b"1", digest="sha256")  # past it: hashed first
+@example(secret=bytes(range(150)), body=b"", stamp=b"", digest="sha1")
 @given(
     secret=st.binary(min_size=1, max_size=150),  # past the 64-byte block: hashed first
     body=st.binary(max_size=300),
