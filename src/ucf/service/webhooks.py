@@ -1069,6 +1069,7 @@ class WebhookGateway:
         if not isinstance(payload, dict):
             raise BadDelivery("the body must be a JSON object")
         connector = target.connector
+        record = target.record
         webhook = connector.view.webhook
         mapping: CompiledMapping | None = connector.webhook_mapping
         assert webhook is not None  # target() checked both
@@ -1079,8 +1080,8 @@ class WebhookGateway:
             payload,
             headers=delivery.headers,
             body=delivery.body,
-            connector_id=connector.id,
-            project_id=target.project_id,
+            connector_id=record.connector_id,  # connector.id: the target was found by it
+            project_id=record.project_id,
             now=now,
         )
         if mapped.event_type is None:
