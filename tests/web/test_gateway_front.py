@@ -509,7 +509,7 @@ def test_each_outcome_is_answered_with_its_own_body_and_the_bodies_kept_are_boun
     """The front writes each distinct outcome's JSON once (keyed by its fields): outcomes
     that differ in any count, or ignored event types, never share a body, and event types
     a sender makes up cannot grow what is kept past its bound."""
-    outcomes = [
+    outcomes: list[Accepted | Ignored] = [
         Accepted(1, 1, 0),
         Accepted(1, 0, 1),
         Accepted(1, 1, 0, item_errors=1),
