@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ucf.core.descriptor import ConnectorDescriptor
@@ -999,3 +999,36 @@ def test_signing_a_token_scheme_adds_the_header_with_its_prefix_or_says_why_not(
         )
     with pytest.raises(WebhookConfigError, match="no 'webhookSecret' credential"):
         sign_delivery(compile_verifier(descriptor("github")), body=b"{}", credentials={}, now=NOW)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@example(secret=b"k" * 64, body=b"{}", stamp=b"1", digest="sha256")  # the block, exactly
+@example(secret=b"k" * 65, body=b"{}", stamp=b"1", digest="sha256")  # past it: hashed first
+@example(secret=bytes(range(150)), body=b"", stamp=b"", digest="sha1")
+@given(
+    secret=st.binary(min_size=1, max_size=150),  # past the 64-byte block: hashed first
+    body=st.binary(max_size=300),
+    stamp=st.binary(max_size=20),
+    digest=st.sampled_from(["sha256", "sha1"]),
+)
+def test_the_mac_keyed_once_per_secret_is_the_hmac_of_the_payload(
+    secret: bytes, body: bytes, stamp: bytes, digest: str
+) -> None:
+    """The signed payload's MAC comes from copies of hash states keyed once per secret
+    (RFC 2104 written out): the very MAC ``hmac`` computes, keys past the hash's block
+    included, for the body alone and for a template, the first time and every time after
+    (the copies are fed, never the kept states)."""
+    values = {"body": body, "timestamp": stamp}
+    for _ in range(2):
+        assert webhooks._SignedPayload("{{body}}").mac(secret, digest, values) == hmac.digest(
+            secret, body, digest
+        )
+        assert webhooks._SignedPayload("v0:{{timestamp}}:{{body}}").mac(
+            secret, digest, values
+        ) == hmac.digest(secret, b"v0:" + stamp + b":" + body, digest)
+
+
+def test_the_keyed_macs_kept_are_bounded() -> None:
+    for n in range(webhooks.MAX_KEYED * 2):
+        webhooks._SignedPayload("{{body}}").mac(b"secret-%d" % n, "sha256", {"body": b"{}"})
+    assert len(webhooks._KEYED) <= webhooks.MAX_KEYED

@@ -19,10 +19,19 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.web.conftest import Web
 from tests.web.support import CONNECTOR, PROJECT, sign, ticket_event, webhook_path
 from tests.web.test_gateway import deliver, instance_of, metric
+from ucf.service.webhooks import (
+    Accepted,
+    BadDelivery,
+    Ignored,
+    PayloadTooLarge,
+    refuse_declared_length,
+)
 from ucf.stores.errors import StoreUnavailable
 from ucf.web import front as front_module
 from ucf.web.front import MAX_HEADER_NAMES, Headers, _Deadlines, match
@@ -506,3 +515,52 @@ async def test_a_content_length_of_thousands_of_digits_is_413_not_a_500(connecte
 
     await connected.app(_scope([(b"content-length", b"9" * 5000)]), receive, send)
     assert sent[0]["status"] == 413, sent
+
+
+def test_each_outcome_is_answered_with_its_own_body_and_the_bodies_kept_are_bounded() -> None:
+    """The front writes each distinct outcome's JSON once (keyed by its fields): outcomes
+    that differ in any count, or ignored event types, never share a body, and event types
+    a sender makes up cannot grow what is kept past its bound."""
+    outcomes: list[Accepted | Ignored] = [
+        Accepted(1, 1, 0),
+        Accepted(1, 0, 1),
+        Accepted(1, 1, 0, item_errors=1),
+        Accepted(1, 1, 0, skipped=1),
+        Ignored("issues.opened"),
+        Ignored("push"),
+    ]
+    for _ in range(2):  # written, then found
+        for outcome in outcomes:
+            body, length = front_module._json_body(outcome)
+            expected = json.dumps(outcome.to_json(), separators=(",", ":")).encode()
+            assert (body, length) == (expected, str(len(expected)).encode())
+    for n in range(front_module.MAX_BODIES * 2):
+        front_module._json_body(Ignored(f"made.up.{n}"))
+    assert len(front_module._BODIES) <= front_module.MAX_BODIES
+
+
+def _declared_length_answer(limit: int, declared: str) -> str:
+    """What refuse_declared_length answers: ``ok``, ``400`` or ``413``."""
+    try:
+        refuse_declared_length(limit, declared)
+    except BadDelivery:
+        return "400"
+    except PayloadTooLarge:
+        return "413"
+    return "ok"
+
+
+@settings(max_examples=400)
+@given(
+    declared=st.text(alphabet="0123456789 \t+-_٣x", max_size=24),
+    limit=st.sampled_from([0, 5, 999, 1000, 262_144]),
+)
+def test_a_declared_length_is_judged_by_rfc_9110_digits_alone(declared: str, limit: int) -> None:
+    """``1*DIGIT`` (ASCII digits, optional blanks around them) within ``limit`` passes, over
+    it is 413, anything else 400: the usual header's fast path answers as the full check."""
+    digits = declared.strip(" \t")
+    if not (digits.isascii() and digits.isdigit()):
+        expected = "400"
+    else:
+        expected = "413" if int(digits) > limit else "ok"
+    assert _declared_length_answer(limit, declared) == expected

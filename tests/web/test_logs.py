@@ -132,6 +132,43 @@ def test_request_ids_are_ulids_of_now_unique_and_in_the_order_they_were_made() -
         assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= moment <= after
 
 
+def _ulid_text(millisecond: int, node: int, count: int) -> str:
+    """A request id as its parts say, written out bit by bit (the reference)."""
+    value = ((millisecond & (2**48 - 1)) << 80) | (node << 40) | count
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -5, -5))
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def test_request_ids_are_their_millisecond_node_and_counter_across_every_boundary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each id is made of parts kept between ids (the millisecond's, the node's, the
+    counter's upper bits): across a new millisecond, a carry out of the counter's low
+    10 bits, its wrap past 2**40 and a reseed, each id is still exactly its parts."""
+    ids = RequestIds()
+    clock = [1_764_950_400_000_000_000]
+    monkeypatch.setattr("ucf.web.request_log.time.time_ns", lambda: clock[0])
+    for start in (1020, 2**40 - 3, 5 * 1024 - 1):
+        ids._counter = start
+        node = _node_of(ids)
+        for step in range(8):
+            if step == 4:
+                clock[0] += 1_000_000  # the next millisecond
+            made = ids()
+            count = (start + step + 1) % 2**40
+            assert made == _ulid_text(clock[0] // 1_000_000, node, count)
+        count = ids._counter
+        ids.reseed()  # a new node, the counter put back where it was: same upper bits
+        ids._counter = count
+        assert ids() == _ulid_text(clock[0] // 1_000_000, _node_of(ids), count + 1)
+
+
+def _node_of(ids: RequestIds) -> int:
+    return sum(_CROCKFORD.index(c) << (5 * (7 - i)) for i, c in enumerate(ids._node))
+
+
 def test_each_process_and_each_reseed_draws_its_own_node() -> None:
     first, second = RequestIds(), RequestIds()
     assert first()[10:18] != second()[10:18]

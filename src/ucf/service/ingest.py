@@ -111,15 +111,15 @@ class SignalIngestor:
         """
         if not mapped and checkpoint is None:
             return IngestOutcome(0, 0, ())
-        inserted: list[bool] = []
+        inserted: Sequence[bool]
         moved: bool | None = None
         if len(mapped) <= YIELD_EVERY:
             writes = self._writes(mapped, project_id, connector_id, received_at)
-            stored = await self._store(mapped, writes, checkpoint)
-            writes = stored.writes
-            inserted += stored.result.inserted
-            moved = stored.result.checkpoint_moved
+            writes, result = await self._store(mapped, writes, checkpoint)
+            inserted = result.inserted
+            moved = result.checkpoint_moved
         else:
+            inserted = []
             writes = []
             for start in range(0, len(mapped), YIELD_EVERY):
                 writes += self._writes(
@@ -129,23 +129,21 @@ class SignalIngestor:
             for start in range(0, len(writes), STORE_SLICE):
                 last = start + STORE_SLICE >= len(writes)
                 stop = start + STORE_SLICE
-                stored = await self._store(
+                stored, result = await self._store(
                     mapped[start:stop], writes[start:stop], checkpoint if last else None
                 )
-                writes[start:stop] = stored.writes
-                inserted += stored.result.inserted
-                moved = stored.result.checkpoint_moved
+                writes[start:stop] = stored
+                inserted += result.inserted
+                moved = result.checkpoint_moved
+        # a list comprehension, not tuple()'s generator (resumed once per write)
         inserted_ids = tuple(
-            write.signal_id for write, new in zip(writes, inserted, strict=True) if new
+            [write.signal_id for write, new in zip(writes, inserted, strict=True) if new]
         )
         if inserted_ids and self.sinks:
             for listener in tuple(self._listeners):
                 listener()
         return IngestOutcome(
-            inserted=len(inserted_ids),
-            duplicates=len(writes) - len(inserted_ids),
-            inserted_ids=inserted_ids,
-            checkpoint_moved=moved,
+            len(inserted_ids), len(writes) - len(inserted_ids), inserted_ids, moved
         )
 
     async def _store(
@@ -153,9 +151,11 @@ class SignalIngestor:
         mapped: Sequence[MappedSignal],
         writes: list[SignalWrite],
         checkpoint: CheckpointMove | None,
-    ) -> _Stored:
+    ) -> tuple[list[SignalWrite], IngestResult]:
         """Store ``writes`` (sanitised from ``mapped``, one for one); a signal the store
         refuses as too large is sanitised again with less of its ``raw``, until it fits.
+        The writes as stored (a signal too large for the store with less of its raw)
+        and the store's result, as a plain pair (every delivery builds one).
 
         The sanitiser bounds ``raw`` in characters, and a store counts bytes (DynamoDB:
         400 KB an item): 200 000 characters of CJK text, emoji or escaped quotes are
@@ -181,7 +181,7 @@ class SignalIngestor:
                     raise
                 writes[index] = self._smaller(mapped[index], writes[index], error, share)
                 continue
-            return _Stored(writes, result)
+            return writes, result
 
     def _smaller(
         self, item: MappedSignal, write: SignalWrite, error: SignalTooLarge, share: float
@@ -214,10 +214,3 @@ class SignalIngestor:
             received_at=write.received_at,
         )
         return again
-
-
-@datarecord
-class _Stored:
-    writes: list[SignalWrite]
-    """The writes as stored (a signal too large for the store with less of its raw)."""
-    result: IngestResult

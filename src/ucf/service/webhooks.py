@@ -310,6 +310,10 @@ def refuse_declared_length(limit: int, declared_length: str | None) -> None:
     for one that is not a number: digits only (RFC 9110 §8.6, ``1*DIGIT``), not the
     sign, underscores or other digits ``int()`` would take."""
     if declared_length is not None:
+        if len(declared_length) < 19 and declared_length.isdigit() and declared_length.isascii():
+            if int(declared_length) > limit:  # the usual header, digits alone: one int()
+                raise too_large(limit)
+            return
         digits = declared_length.strip(" \t")
         if not (digits.isascii() and digits.isdigit()):
             raise BadDelivery("Content-Length is not a number")
@@ -541,15 +545,24 @@ class WebhookGateway:
         """:meth:`target`'s answer when everything it needs is cached (nearly every
         delivery), without a coroutine; None when :meth:`target` must read the store.
         Raises what :meth:`target` would (a wrong hook id is a 404)."""
-        cached = self._targets.get((project_id, connector_id))
-        if cached is None or cached[0] <= self._monotonic():
+        key = (project_id, connector_id)
+        cached = self._targets.get(key)
+        if cached is None:
+            return None
+        now = self._monotonic()
+        if cached[0] <= now:
             return None
         if hook_id is None:
             return cached[1]
-        secrets = self._cached_secrets(cached[1])
-        if secrets is None:
+        # _cached_secrets(cached[1]), with the key and the clock read above
+        secrets = self._secrets.get(key)
+        if (
+            secrets is None
+            or secrets.updated_at != cached[1].record.updated_at
+            or secrets.expires <= now
+        ):
             return None
-        return _hooked(cached[2], secrets, hook_id)
+        return _hooked(cached[2], secrets.values, hook_id)
 
     async def _find(self, connector_id: str, project_id: str) -> WebhookTarget:
         # The ids come from the URL: one a store cannot even use as a key (DynamoDB's
@@ -613,11 +626,14 @@ class WebhookGateway:
     # -- 3..7
 
     async def receive(self, target: WebhookTarget, delivery: Delivery) -> WebhookOutcome:
-        if target.connector.kind == "native":
+        connector = target.connector
+        if connector.kind == "native":
             return await self._receive_native(target, delivery)
-        connector_id = target.connector_id
-        descriptor = target.connector.view
-        verifier = _verifier(target.connector)
+        record = target.record  # its ids read once, not through the target's properties
+        connector_id = record.connector_id
+        project_id = record.project_id
+        descriptor = connector.view
+        verifier = _verifier(connector)
         cached = self._cached_secrets(target) if verifier.secret_credential is not None else None
         credentials = (
             cached.credentials if cached is not None else await self._credentials(target, verifier)
@@ -634,19 +650,14 @@ class WebhookGateway:
             credentials=credentials,
             now=now,
         )
-        if not admission.ok:
-            reason = admission.result.reason
-            self._observer.verification_failed(connector_id, reason.code if reason else "unknown")
+        reason = admission.result.reason
+        if reason is not None:  # not admission.ok (without its two property calls)
+            self._observer.verification_failed(connector_id, reason.code)
             log.info(  # the sender gets no detail; the operator needs it (never a secret)
-                "refused a delivery to %s/%s: %s",
-                connector_id,
-                target.project_id,
-                reason.message if reason else "unverified",
+                "refused a delivery to %s/%s: %s", connector_id, project_id, reason.message
             )
             await self._take_unverified_token(delivery)
-            await self._deliveries.failed(
-                target.project_id, connector_id, reason.message if reason else "unverified"
-            )
+            await self._deliveries.failed(project_id, connector_id, reason.message)
             raise Unverified(reason)
         if admission.handshake is not None and not admission.handshake.signed:
             await self._take_unverified_token(delivery)  # anyone can send one
@@ -660,14 +671,15 @@ class WebhookGateway:
         # before verification): only the ingest is given it, and the verdict is let go
         # before awaiting, so the ingest can drop the payload before the store's write.
         try:
-            if delivery.method.upper() == "POST" and self._deliveries.verified_due(
-                target.project_id, connector_id
-            ):
-                ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
-                del admission
-                return await self._ingest_reporting(target, ingest)
-            await self._deliveries.verified(target.project_id, connector_id)
-            if delivery.method.upper() != "POST":
+            post = delivery.method.upper() == "POST"
+            if self._deliveries.verified_due(project_id, connector_id):
+                if post:
+                    ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
+                    del admission
+                    return await self._ingest_reporting(target, ingest)
+                await self._deliveries.verified(project_id, connector_id)
+            # else verified() would write nothing: not awaited (a coroutine a delivery less)
+            if not post:
                 raise MethodNotAllowed("webhook deliveries are POST requests")
             ingest = self._ingest(target, delivery, admission.parsed(delivery.body), now)
             del admission
@@ -1049,19 +1061,20 @@ class WebhookGateway:
         if result.errors and not result.signals:
             reasons = "; ".join(sorted({error.reason for error in result.errors}))
             raise BadDelivery(f"the delivery could not be mapped to a signal: {reasons}")
+        record = target.record
         outcome = await self._context.ingestor.ingest(
             result.signals,
-            project_id=target.project_id,
-            connector_id=target.connector_id,
+            project_id=record.project_id,
+            connector_id=record.connector_id,
             received_at=now,
         )
-        self._observer.ingested(target.connector_id, outcome.inserted, outcome.duplicates)
-        return Accepted(
-            received=len(result.signals),
-            inserted=outcome.inserted,
-            duplicates=outcome.duplicates,
-            item_errors=len(result.errors),
-            skipped=result.skipped,
+        self._observer.ingested(record.connector_id, outcome.inserted, outcome.duplicates)
+        return Accepted(  # received, inserted, duplicates, item errors, skipped
+            len(result.signals),
+            outcome.inserted,
+            outcome.duplicates,
+            len(result.errors),
+            result.skipped,
         )
 
     # -- generic connectors
@@ -1074,6 +1087,7 @@ class WebhookGateway:
         if not isinstance(payload, dict):
             raise BadDelivery("the body must be a JSON object")
         connector = target.connector
+        record = target.record
         webhook = connector.view.webhook
         mapping: CompiledMapping | None = connector.webhook_mapping
         assert webhook is not None  # target() checked both
@@ -1084,8 +1098,8 @@ class WebhookGateway:
             payload,
             headers=delivery.headers,
             body=delivery.body,
-            connector_id=connector.id,
-            project_id=target.project_id,
+            connector_id=record.connector_id,  # connector.id: the target was found by it
+            project_id=record.project_id,
             now=now,
         )
         if mapped.event_type is None:

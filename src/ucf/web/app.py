@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -221,7 +222,7 @@ def create_app(
             log.warning("metrics: cannot read the outbox lag: %s", error)
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    app.webhook_front = WebhookFront(lambda: web_state_of(app))
+    app.webhook_front = WebhookFront(functools.partial(web_state_of, app))  # no lambda frame
     app.add_middleware(RequestMiddleware, metrics=metrics, body_limit=body_limit)
     _document_descriptor_bodies(app)
     return app

@@ -42,6 +42,8 @@ def _fast_dumps() -> Callable[[Any], bytes]:
 
 
 _ACCESS_PARTS_MAX: Final = 1024
+_MILLISECONDS: Final = tuple(f".{n:03d}+00:00" for n in range(1000))
+"""A timestamp's tail for each millisecond, written once instead of formatted per line."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,7 +70,7 @@ class JsonFormatter(logging.Formatter):
         if second != stamped:
             prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
             self._stamp = (second, prefix)
-        return f"{prefix}.{micros // 1000:03d}+00:00"
+        return prefix + _MILLISECONDS[micros // 1000]
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info and not record.exc_text:
@@ -99,7 +101,12 @@ class JsonFormatter(logging.Formatter):
         parts = self._access.get(key)
         if (
             parts is None
-            or (request_id is not None and not _plain(request_id))
+            or (
+                request_id is not None  # not _plain(request_id), without the call
+                and not (
+                    request_id.isprintable() and '"' not in request_id and "\\" not in request_id
+                )
+            )
             or not (duration_ms == 0.0 or 0.0001 <= duration_ms < 1e15)
         ):
             message = f"{method} {route} {status}"
@@ -204,14 +211,17 @@ class DirectLine:
         created = time.time()
         try:
             line = formatter.access_line(created, self._name, method, route, status, duration_ms)
-            handler.acquire()
+            lock = handler.lock  # Handler.acquire() and release(), without their calls
+            if lock:
+                lock.acquire()
             try:
                 stream = handler.stream
                 stream.write(line + handler.terminator)
                 if stream and hasattr(stream, "flush"):  # StreamHandler.flush, lock held
                     stream.flush()
             finally:
-                handler.release()
+                if lock:
+                    lock.release()
         except RecursionError:  # as StreamHandler.emit
             raise
         except Exception:
@@ -224,7 +234,8 @@ class DirectLine:
     def _sole_handler(self) -> logging.StreamHandler[Any] | None:
         """ucf's JSON handler if the logger's INFO records reach it and nothing else."""
         logger: logging.Logger | None = self._logger
-        if not _only_redaction(self._logger.filters):
+        filters = self._logger.filters
+        if filters and not _only_redaction(filters):  # the usual case: none, and no call
             return None
         found: logging.Handler | None = None
         while logger is not None:
@@ -241,7 +252,7 @@ class DirectLine:
             or not found.__dict__.get("_ucf_json", False)
             or found.level > logging.INFO
             or type(found.formatter) is not JsonFormatter
-            or not _only_redaction(found.filters)
+            or (found.filters and not _only_redaction(found.filters))
         ):
             return None
         return found

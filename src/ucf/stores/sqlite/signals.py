@@ -205,7 +205,8 @@ class SqliteSignalStore:
             signal = item.signal
             if item.received_at is not received_at:
                 received_at = item.received_at
-                received_ms = epoch_ms(received_at)
+                # SignalWrite holds its receive time in UTC too: epoch_ms without utc()'s call
+                received_ms = int(received_at.timestamp() * 1000)
                 expires_s = math.ceil(received_ms / 1000 + retention_s)
             candidates.append(
                 (
