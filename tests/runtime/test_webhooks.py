@@ -1014,10 +1014,10 @@ def test_signing_a_token_scheme_adds_the_header_with_its_prefix_or_says_why_not(
 def test_the_mac_keyed_once_per_secret_is_the_hmac_of_the_payload(
     secret: bytes, body: bytes, stamp: bytes, digest: str
 ) -> None:
-    """The signed payload's MAC comes from copies of hash states keyed once per secret
-    (RFC 2104 written out): the very MAC ``hmac`` computes, keys past the hash's block
-    included, for the body alone and for a template, the first time and every time after
-    (the copies are fed, never the kept states)."""
+    """The signed payload's MAC comes from copies of an HMAC keyed once per secret: the
+    very MAC ``hmac.digest`` computes, keys past the hash's block included, for the body
+    alone and for a template, the first time and every time after (the copies are fed,
+    never the kept HMAC)."""
     values = {"body": body, "timestamp": stamp}
     for _ in range(2):
         assert webhooks._SignedPayload("{{body}}").mac(secret, digest, values) == hmac.digest(

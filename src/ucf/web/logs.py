@@ -101,12 +101,7 @@ class JsonFormatter(logging.Formatter):
         parts = self._access.get(key)
         if (
             parts is None
-            or (
-                request_id is not None  # not _plain(request_id), without the call
-                and not (
-                    request_id.isprintable() and '"' not in request_id and "\\" not in request_id
-                )
-            )
+            or (request_id is not None and not _plain(request_id))
             or not (duration_ms == 0.0 or 0.0001 <= duration_ms < 1e15)
         ):
             message = f"{method} {route} {status}"
