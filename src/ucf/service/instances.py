@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import field
 from datetime import datetime
@@ -104,11 +106,10 @@ def check_config(
             )
         if field.type == "select" and field.options and text not in field.options:
             problems.append(FieldProblem(f"config.{key}", f"must be one of {field.options}"))
-        if field.type == "number" and text:
-            try:
-                float(text)
-            except ValueError:
-                problems.append(FieldProblem(f"config.{key}", "must be a number"))
+        if field.type == "number" and text and not _finite_number(text):
+            problems.append(
+                FieldProblem(f"config.{key}", "must be a number", "digits, e.g. 30 or 2.5")
+            )
         result[key] = text.rstrip("/") if field.type == "url" else text
     if not partial:
         for key, field in fields.items():
@@ -121,6 +122,15 @@ def check_config(
     if problems:
         raise ValidationFailed("the configuration is not valid", [p.__dict__ for p in problems])
     return result
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _finite_number(text: str) -> bool:
+    """A number as a person writes one: ``float()`` also takes ``nan``, ``inf``, ``1e999``
+    (infinite) and ``1_000``, which a request or a page would then be given."""
+    return _NUMBER.fullmatch(text) is not None and math.isfinite(float(text))
 
 
 def check_credentials(
