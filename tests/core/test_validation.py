@@ -169,6 +169,19 @@ def test_an_object_without_its_kind_names_the_missing_field_and_the_kinds() -> N
     assert not any("discriminator" in p.message for p in found.values())
 
 
+def test_a_name_that_would_show_reversed_or_cut_is_refused_at_its_path() -> None:
+    """A right-to-left override showed "\u202eabc" as "cba" in every list and title."""
+    for bad in ("\u202eabc", "a\x00b", "two\nlines", "\u2067isolated"):
+        data = brief()
+        data["name"] = bad
+        found = problems(data)
+        assert list(found) == ["name"], bad
+        assert found["name"].message == "holds a control character or a bidirectional override"
+    data = brief()
+    data["name"] = "Jira — 日本語 (Ünïcode)"
+    assert problems(data) == {}
+
+
 def test_unknown_field_suggests_a_key_of_its_own_block() -> None:
     data = brief()
     data["ingestion"]["pagination"]["pagesize"] = 10

@@ -55,6 +55,10 @@ CONNECTOR_CATEGORIES: tuple[str, ...] = (
 
 CONNECTOR_ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 FIELD_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DISPLAY_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
+"""A name shown in lists and titles: no control character (a NUL, a line break) and no
+bidirectional embedding, override or isolate, which would show it reversed or carry
+the text after it along ("\u202eabc" reads "cba")."""
 
 
 # --------------------------------------------------------------------------- fields
@@ -881,7 +885,7 @@ class ConnectorDescriptor(DescriptorModel):
     """A connector: everything the runtime needs to ingest one tool."""
 
     id: str = Field(pattern=CONNECTOR_ID_PATTERN, max_length=64)
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, pattern=DISPLAY_NAME_PATTERN)
     description: str
     category: ConnectorCategory
     icon: str

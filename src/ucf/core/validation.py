@@ -192,6 +192,9 @@ def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
             path, message, hint = _missing_tag(loc, path, issue.get("ctx") or {})
         elif kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
             hint = "use lowercase letters, digits and single dashes, e.g. 'github-issues'"
+        elif kind == "string_pattern_mismatch" and loc == ("name",):
+            message = "holds a control character or a bidirectional override"
+            hint = "take it out: it hides or reverses the name where the name is shown"
         if (path, message) in seen:
             continue
         seen.add((path, message))
