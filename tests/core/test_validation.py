@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ucf.core.descriptor import ConnectorDescriptor
 from ucf.core.validation import Problem, validate_descriptor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,12 +172,15 @@ def test_an_object_without_its_kind_names_the_missing_field_and_the_kinds() -> N
 
 def test_a_name_that_would_show_reversed_or_cut_is_refused_at_its_path() -> None:
     """A right-to-left override showed "\u202eabc" as "cba" in every list and title."""
-    for bad in ("\u202eabc", "a\x00b", "two\nlines", "\u2067isolated"):
+    for bad in ("\u202eabc", "a\x00b", "two\nlines", "trailing\n", "\u2067isolated"):
         data = brief()
         data["name"] = bad
         found = problems(data)
         assert list(found) == ["name"], bad
         assert found["name"].message == "holds a control character or a bidirectional override"
+        # Checked where a descriptor is registered, not by the model: one stored before
+        # the rule still loads.
+        assert ConnectorDescriptor.model_validate(data).name == bad
     data = brief()
     data["name"] = "Jira — 日本語 (Ünïcode)"
     assert problems(data) == {}

@@ -885,7 +885,9 @@ class ConnectorDescriptor(DescriptorModel):
     """A connector: everything the runtime needs to ingest one tool."""
 
     id: str = Field(pattern=CONNECTOR_ID_PATTERN, max_length=64)
-    name: str = Field(min_length=1, pattern=DISPLAY_NAME_PATTERN)
+    # The pattern is for editors (the published schema) and registration (the validator's
+    # meaning checks): a stored descriptor from before the rule still loads.
+    name: str = Field(min_length=1, json_schema_extra={"pattern": DISPLAY_NAME_PATTERN})
     description: str
     category: ConnectorCategory
     icon: str

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,8 +87,26 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
             if (problem.path, problem.message) not in seen:
                 seen.add((problem.path, problem.message))
                 problems.append(problem)
-        return None, problems
-    return descriptor, check_descriptor(descriptor)
+        return None, problems + _display_name(data)
+    return descriptor, check_descriptor(descriptor) + _display_name(data)
+
+
+_DISPLAY_NAME = re.compile(d.DISPLAY_NAME_PATTERN)
+
+
+def _display_name(data: Any) -> list[Problem]:
+    """A name that would show reversed or cut (``d.DISPLAY_NAME_PATTERN``). Checked here,
+    where a descriptor is registered, not by the model: one stored before the rule loads."""
+    name = data.get("name") if isinstance(data, Mapping) else None
+    if not isinstance(name, str) or not name or _DISPLAY_NAME.fullmatch(name):
+        return []
+    return [
+        Problem(
+            "name",
+            "holds a control character or a bidirectional override",
+            "take it out: it hides or reverses the name where the name is shown",
+        )
+    ]
 
 
 _NOT_UNICODE = "holds a lone surrogate (an escape such as \\ud800 without its pair)"
@@ -192,9 +211,6 @@ def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
             path, message, hint = _missing_tag(loc, path, issue.get("ctx") or {})
         elif kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
             hint = "use lowercase letters, digits and single dashes, e.g. 'github-issues'"
-        elif kind == "string_pattern_mismatch" and loc == ("name",):
-            message = "holds a control character or a bidirectional override"
-            hint = "take it out: it hides or reverses the name where the name is shown"
         if (path, message) in seen:
             continue
         seen.add((path, message))
