@@ -208,6 +208,52 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     assert await store.checkpoints.get(PROJECT, CONNECTOR) == before
 
 
+async def test_a_key_its_test_rejected_is_not_carried_to_the_save_after_it(
+    web: Web, acme: FakeServer
+) -> None:
+    """Typed credentials are carried, sealed, from Test connection to the Save after it;
+    those of a failed test were carried too, so a Save made only to change a setting
+    stored the key the page had just called rejected, in place of the working one. What
+    an earlier test passed with is still carried."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+
+    def carried(page: str) -> dict[str, str]:
+        found = re.search(r'name="tested" value="([^"]+)"', page)
+        return {"tested": found.group(1)} if found else {}
+
+    async def stored_key() -> str:
+        record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+        return (await web.state.context.instances.credentials(record))["apiKey"]
+
+    form = {"csrf": csrf, "config.baseUrl": acme.base_url}
+    failed = await web.anonymous.post(
+        base, data={**form, "action": "test", "credentials.apiKey": "wrong-key-0123456789"}
+    )
+    assert "Connection failed (HTTP 401)" in failed.text
+    saved = await web.anonymous.post(
+        base, data={**form, "action": "save", **carried(failed.text)}, follow_redirects=False
+    )
+    assert saved.status_code == 303
+    assert await stored_key() == API_KEY
+    assert "The credentials typed for this test are not kept" in failed.text
+    assert "Not saved yet" not in failed.text
+
+    passed = await web.anonymous.post(
+        base, data={**form, "action": "test", "credentials.apiKey": f" {API_KEY}\n"}
+    )
+    assert "Connection works (HTTP 200)" in passed.text
+    then_failed = await web.anonymous.post(
+        base,
+        data={**form, "action": "test", "credentials.apiKey": "wrong-key-9876543210",
+              **carried(passed.text)},
+    )  # fmt: skip
+    assert "Connection failed (HTTP 401)" in then_failed.text
+    assert f"Not saved yet: <code>••••{API_KEY[-4:]}</code>" in then_failed.text
+
+
 async def test_an_instance_whose_secret_was_altered_can_be_tested_and_repaired_in_its_editor(
     web: Web, acme: FakeServer, tmp_path: Path
 ) -> None:

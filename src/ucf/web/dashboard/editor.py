@@ -406,11 +406,9 @@ async def save_instance(
         k: v.strip() for k, v in posted.form.fields("credentials").items() if v.strip()
     }
     typed_config = posted.form.fields("config")
-    # What an earlier test of this form was given, then what is typed now (which wins).
-    typed_credentials = {
-        **_tested(request, posted, project, connector_id),
-        **typed_credentials,
-    }
+    # What an earlier test of this form passed with, then what is typed now (which wins).
+    carried = _tested(request, posted, project, connector_id)
+    typed_credentials = {**carried, **typed_credentials}
     if posted.form.get("action") == "test":
         try:
             stored = await context.instances.credentials(instance.record)
@@ -423,12 +421,14 @@ async def save_instance(
         # which Save stores (the typed one is dead once rotated).
         refresh_key = _refresh_token_key(instance.connector.descriptor, credentials)
         on_rotate: CredentialsChanged | None
+        rotated: dict[str, str] = {}
         if refresh_key is not None and refresh_key in typed_credentials:
             declared = {f.key for f in instance.connector.descriptor.credential_fields()}
             declared.add(ACCESS_TOKEN_EXPIRES_AT)
 
             async def keep_typed(values: dict[str, str]) -> None:
-                typed_credentials.update({k: v for k, v in values.items() if k in declared and v})
+                rotated.update({k: v for k, v in values.items() if k in declared and v})
+                typed_credentials.update(rotated)
 
             on_rotate = keep_typed
         else:
@@ -442,7 +442,7 @@ async def save_instance(
             typed=True,
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
-        secrets = tuple(credentials.values())
+        secrets = (*credentials.values(), *rotated.values())  # a rotation's are secret too
         check = {
             "ok": result.ok,
             "status": result.status,
@@ -450,6 +450,12 @@ async def save_instance(
             "outcome": outcome.value,
             "error": None if result.ok else secret_free(result.error or outcome.value, secrets),
         }
+        # Only credentials a test passed with are carried: those of a failed test went on
+        # to the Save after it, which stored a key the page had just called rejected in
+        # place of the working one. A rotation is carried whatever the verdict (the token
+        # it replaced is dead), and so is what an earlier test passed with.
+        keep = typed_credentials if result.ok else {**carried, **rotated}
+        check["dropped"] = sorted(set(typed_credentials) - set(keep))
         return _render_instance_editor(
             page,
             instance.connector,
@@ -459,10 +465,8 @@ async def save_instance(
             {},
             [],
             check,
-            tested=typed_credentials,
-            sealed=_seal_tested(
-                request, posted.session, page.project, connector_id, typed_credentials
-            ),
+            tested=keep,
+            sealed=_seal_tested(request, posted.session, page.project, connector_id, keep),
         )
     try:
         await context.instances.update(
