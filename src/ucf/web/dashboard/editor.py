@@ -443,7 +443,7 @@ async def save_instance(
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
         secrets = (*credentials.values(), *rotated.values())  # a rotation's are secret too
-        check = {
+        check: dict[str, Any] = {
             "ok": result.ok,
             "status": result.status,
             "latency_ms": round(result.latency_ms),
@@ -455,7 +455,7 @@ async def save_instance(
         # place of the working one. A rotation is carried whatever the verdict (the token
         # it replaced is dead), and so is what an earlier test passed with.
         keep = typed_credentials if result.ok else {**carried, **rotated}
-        check["dropped"] = sorted(set(typed_credentials) - set(keep))
+        check["dropped"] = sorted(k for k, v in typed_credentials.items() if keep.get(k) != v)
         return _render_instance_editor(
             page,
             instance.connector,
