@@ -287,6 +287,36 @@ async def test_a_form_sent_after_the_session_ended_returns_to_its_page_after_log
     assert foreign.headers["location"] == "/login"
 
 
+async def test_a_form_sent_from_a_page_drawn_by_a_post_returns_to_a_page_that_exists(
+    user: Browser, web: Web
+) -> None:
+    """A setup step refused at 422 is drawn at its form's POST-only address, the Referer
+    of the next form sent from it: the login after an expired session returned there,
+    to a 404. It returns to the page above it, which a GET reaches."""
+    assert (await web.client.post("/api/connectors", json=ACME)).status_code == 201
+    refused = await user.post(f"{CONNECT}/configuration", {"config.baseUrl": "not a url"})
+    assert refused.status_code == 422
+    user.client.cookies.delete("ucf_session")
+    cases = {
+        f"http://ucf.test{CONNECT}/configuration": CONNECT,
+        f"http://ucf.test{BASE}/oauth-apps/{CONNECTOR}": f"{BASE}/oauth-apps",
+        f"http://ucf.test{INSTANCE}/reconnect": INSTANCE,
+        "http://ucf.test/logout": "/",
+        "http://ucf.test//evil.example/x": "/",
+    }
+    for referer, page in cases.items():
+        sent = await user.client.post(
+            f"{CONNECT}/configuration",
+            data={"csrf": user.csrf, "config.baseUrl": "https://acme.test"},
+            headers={"Referer": referer},
+        )
+        assert sent.status_code == 303
+        assert sent.headers["location"] == "/login?next=" + quote(page, safe="/"), referer
+    back = await user.login(next_path=CONNECT)
+    assert back.headers["location"] == CONNECT
+    assert (await user.get(CONNECT)).status_code == 200
+
+
 async def test_logging_out_ends_the_session(user: Browser) -> None:
     response = await user.post("/logout")
     assert response.status_code == 303
