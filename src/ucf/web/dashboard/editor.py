@@ -49,6 +49,7 @@ from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import check_connector, outcome_of_check
 from ucf.service.poll import rotation_writer
+from ucf.stores.models import InstanceRecord
 from ucf.stores.secrets.base import UNREADABLE_SECRET
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
@@ -316,11 +317,14 @@ TESTED_LIFETIME: Final = timedelta(minutes=30)
 """How long credentials typed for a test are carried to the Save that follows it."""
 
 
-def _tested_context(session: Session, project: str, connector_id: str) -> str:
-    return f"{session.csrf}|instance-edit|{project}|{connector_id}"
+def _tested_context(session: Session, record: InstanceRecord) -> str:
+    """This session's, and this instance's: one connected again under the same id (after
+    a Disconnect) is another, and a page left open for the old one carries nothing to it."""
+    made = record.created_at.isoformat()
+    return f"{session.csrf}|instance-edit|{record.project_id}|{record.connector_id}|{made}"
 
 
-def _tested(request: Request, posted: Posted, project: str, connector_id: str) -> dict[str, str]:
+def _tested(request: Request, posted: Posted, record: InstanceRecord) -> dict[str, str]:
     """Credentials typed before an earlier Test connection of this form, carried sealed.
 
     A password input is never filled back in, so after a test the typed key was gone
@@ -330,7 +334,7 @@ def _tested(request: Request, posted: Posted, project: str, connector_id: str) -
     raw = posted.form.get(TESTED_FIELD)
     if not raw:
         return {}
-    data = keys(request).drafts.open(raw, _tested_context(posted.session, project, connector_id))
+    data = keys(request).drafts.open(raw, _tested_context(posted.session, record))
     if data is None or not isinstance(data.get("exp"), int | float) or data["exp"] < time.time():
         return {}
     carried = data.get("cred")
@@ -338,7 +342,7 @@ def _tested(request: Request, posted: Posted, project: str, connector_id: str) -
 
 
 def _seal_tested(
-    request: Request, session: Session, project: str, connector_id: str, typed: dict[str, str]
+    request: Request, session: Session, record: InstanceRecord, typed: dict[str, str]
 ) -> str | None:
     """``typed``, sealed for the page's hidden field (AES-GCM: never readable in the page,
     bound to this session, project and instance); None when nothing was typed."""
@@ -346,7 +350,7 @@ def _seal_tested(
         return None
     return keys(request).drafts.seal(
         {"cred": typed, "exp": time.time() + TESTED_LIFETIME.total_seconds()},
-        _tested_context(session, project, connector_id),
+        _tested_context(session, record),
     )
 
 
@@ -407,7 +411,7 @@ async def save_instance(
     }
     typed_config = posted.form.fields("config")
     # What an earlier test of this form passed with, then what is typed now (which wins).
-    carried = _tested(request, posted, project, connector_id)
+    carried = _tested(request, posted, instance.record)
     typed_credentials = {**carried, **typed_credentials}
     if posted.form.get("action") == "test":
         try:
@@ -466,7 +470,7 @@ async def save_instance(
             [],
             check,
             tested=keep,
-            sealed=_seal_tested(request, posted.session, page.project, connector_id, keep),
+            sealed=_seal_tested(request, posted.session, instance.record, keep),
         )
     try:
         await context.instances.update(
@@ -491,7 +495,7 @@ async def save_instance(
             None,
             status=422,
             tested=kept,
-            sealed=_seal_tested(request, posted.session, page.project, connector_id, kept),
+            sealed=_seal_tested(request, posted.session, instance.record, kept),
         )
     state.gateway.forget(page.project, connector_id)
     response = redirect(f"/projects/{page.project}/instances/{connector_id}")
