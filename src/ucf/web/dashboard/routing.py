@@ -302,7 +302,11 @@ def login_location(request: Request) -> str:
     whose setup they were in again."""
     if request.method != "GET":
         sent_from = urlsplit(request.headers.get("referer", ""))
-        if sent_from.netloc != request.url.netloc or not sent_from.path.startswith("/"):
+        public_url = web_state(request).public_url
+        # Behind a proxy that sends its own Host (nginx's default), the browser's pages are
+        # at the public URL's host: both are this site.
+        ours = {request.url.netloc, urlsplit(public_url).netloc if public_url else ""} - {""}
+        if sent_from.netloc not in ours or not sent_from.path.startswith("/"):
             return "/login"
         path, query = sent_from.path, sent_from.query
         while not _is_page(request, path):
