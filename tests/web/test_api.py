@@ -322,6 +322,38 @@ async def test_a_base_url_the_poll_would_refuse_is_refused_when_saved(
     assert patched.status_code == 422
 
 
+async def test_switching_an_instance_to_a_sign_in_it_lacks_is_refused_as_creating_it_is(
+    web: Web,
+) -> None:
+    """Creating an instance that names GitHub's OAuth alternative with no token is refused
+    (nothing could sign in with it); a PATCH naming it on a token instance was taken, and
+    switched the instance to a sign-in that could never work. A switch that brings what
+    its method needs is taken, and so is one back to a method whose fields are stored."""
+    instances = f"/api/projects/{PROJECT}/instances"
+    config = {"baseUrl": "https://api.github.com", "owner": "octo", "repo": "hello"}
+    body = {"connectorId": "github-issues", "credentials": {"token": "ghp_0123456789abcdef"}}
+    made = await web.client.post(instances, json={**body, "config": config})
+    assert made.status_code == 201, made.text
+    instance = f"{instances}/github-issues"
+    named = await web.client.patch(instance, json={"credentials": {"authMethod": "oauth2"}})
+    assert named.status_code == 422, named.text
+    paths = [d["path"] for d in error_of(named)["details"]]
+    assert paths == ["credentials.clientId", "credentials.clientSecret"]
+    assert (await web.client.get(instance)).json()["authMethod"] == "pat"
+    app = {"clientId": "app-id", "clientSecret": "app-secret"}
+    named = await web.client.patch(instance, json={"credentials": {"authMethod": "oauth2", **app}})
+    assert named.status_code == 422, named.text
+    (problem,) = error_of(named)["details"]
+    assert "no OAuth token to sign in with" in problem["message"]
+    tokens = {"authMethod": "oauth2", **app, "accessToken": "gho_0123456789abcdef"}
+    switched = await web.client.patch(instance, json={"credentials": tokens})
+    assert switched.status_code == 200, switched.text
+    assert switched.json()["authMethod"] == "oauth2"
+    back = await web.client.patch(instance, json={"credentials": {"authMethod": "pat"}})
+    assert back.status_code == 200, back.text
+    assert back.json()["authMethod"] == "pat"
+
+
 async def test_a_password_in_a_url_setting_is_refused_not_shown_back(
     connected: Web, acme: FakeServer
 ) -> None:

@@ -287,6 +287,64 @@ async def test_a_form_sent_after_the_session_ended_returns_to_its_page_after_log
     assert foreign.headers["location"] == "/login"
 
 
+async def test_a_form_sent_from_a_page_drawn_by_a_post_returns_to_a_page_that_exists(
+    user: Browser, web: Web
+) -> None:
+    """A setup step refused at 422 is drawn at its form's POST-only address, the Referer
+    of the next form sent from it: the login after an expired session returned there,
+    to a 404. It returns to the page above it, which a GET reaches."""
+    assert (await web.client.post("/api/connectors", json=ACME)).status_code == 201
+    refused = await user.post(f"{CONNECT}/configuration", {"config.baseUrl": "not a url"})
+    assert refused.status_code == 422
+    user.client.cookies.delete("ucf_session")
+    cases = {
+        f"http://ucf.test{CONNECT}/configuration": CONNECT,
+        f"http://ucf.test{BASE}/oauth-apps/{CONNECTOR}": f"{BASE}/oauth-apps",
+        f"http://ucf.test{INSTANCE}/reconnect": INSTANCE,
+        "http://ucf.test/logout": "/",
+        "http://ucf.test//evil.example/x": "/",
+    }
+    for referer, page in cases.items():
+        sent = await user.client.post(
+            f"{CONNECT}/configuration",
+            data={"csrf": user.csrf, "config.baseUrl": "https://acme.test"},
+            headers={"Referer": referer},
+        )
+        assert sent.status_code == 303
+        assert sent.headers["location"] == "/login?next=" + quote(page, safe="/"), referer
+    back = await user.login(next_path=CONNECT)
+    assert back.headers["location"] == CONNECT
+    assert (await user.get(CONNECT)).status_code == 200
+
+
+async def test_behind_a_proxy_a_form_sent_from_the_public_url_returns_to_its_page(
+    tmp_path: Path,
+) -> None:
+    """Behind a proxy that sends its own Host (nginx's default), the Referer names the
+    public URL's host, never the Host the app sees: the login always led to the default
+    project's catalogue there. Another host still returns nowhere."""
+    env = {"UCF_PUBLIC_URL": "https://ucf.example.com"}
+    async with (
+        open_web(web_settings(tmp_path, **env)) as web,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=web.app), base_url="http://127.0.0.1:8080"
+        ) as client,
+    ):
+        user = Browser(client)
+        assert (await user.login()).status_code == 303
+        await user.get(INSTANCE)
+        client.cookies.delete("ucf_session")
+        for referer, location in (
+            (f"https://ucf.example.com{BASE}/instances", f"/login?next={BASE}/instances"),
+            (f"https://ucf.example.org{BASE}/instances", "/login"),
+        ):
+            sent = await client.post(
+                f"{CONNECT}/configuration", data={"csrf": user.csrf}, headers={"Referer": referer}
+            )
+            assert sent.status_code == 303
+            assert sent.headers["location"] == location
+
+
 async def test_logging_out_ends_the_session(user: Browser) -> None:
     response = await user.post("/logout")
     assert response.status_code == 303

@@ -208,6 +208,83 @@ async def test_editing_an_instance_replaces_credentials_and_keeps_the_checkpoint
     assert await store.checkpoints.get(PROJECT, CONNECTOR) == before
 
 
+async def test_a_key_its_test_rejected_is_not_carried_to_the_save_after_it(
+    web: Web, acme: FakeServer
+) -> None:
+    """Typed credentials are carried, sealed, from Test connection to the Save after it;
+    those of a failed test were carried too, so a Save made only to change a setting
+    stored the key the page had just called rejected, in place of the working one. What
+    an earlier test passed with is still carried."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+
+    def carried(page: str) -> dict[str, str]:
+        found = re.search(r'name="tested" value="([^"]+)"', page)
+        return {"tested": found.group(1)} if found else {}
+
+    async def stored_key() -> str:
+        record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+        return (await web.state.context.instances.credentials(record))["apiKey"]
+
+    form = {"csrf": csrf, "config.baseUrl": acme.base_url}
+    failed = await web.anonymous.post(
+        base, data={**form, "action": "test", "credentials.apiKey": "wrong-key-0123456789"}
+    )
+    assert "Connection failed (HTTP 401)" in failed.text
+    saved = await web.anonymous.post(
+        base, data={**form, "action": "save", **carried(failed.text)}, follow_redirects=False
+    )
+    assert saved.status_code == 303
+    assert await stored_key() == API_KEY
+    assert "The credentials typed for this test are not kept" in failed.text
+    assert "Not saved yet" not in failed.text
+
+    passed = await web.anonymous.post(
+        base, data={**form, "action": "test", "credentials.apiKey": f" {API_KEY}\n"}
+    )
+    assert "Connection works (HTTP 200)" in passed.text
+    then_failed = await web.anonymous.post(
+        base,
+        data={**form, "action": "test", "credentials.apiKey": "wrong-key-9876543210",
+              **carried(passed.text)},
+    )  # fmt: skip
+    assert "Connection failed (HTTP 401)" in then_failed.text
+    assert f"Not saved yet: <code>••••{API_KEY[-4:]}</code>" in then_failed.text
+
+
+async def test_credentials_carried_from_a_test_reach_only_the_instance_they_were_tested_for(
+    web: Web, acme: FakeServer
+) -> None:
+    """The sealed credentials were bound to the project and connector ids: a page left open
+    (or brought back by Back) for an instance since disconnected carried its key to the
+    one connected again under the same id, whose Save then stored it."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    instances = f"/api/projects/{PROJECT}/instances"
+    await web.client.post(instances, json=instance_body(acme.base_url))
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+    form = {"csrf": csrf, "config.baseUrl": acme.base_url}
+    passed = await web.anonymous.post(
+        base, data={**form, "action": "test", "credentials.apiKey": API_KEY}
+    )
+    assert "Connection works (HTTP 200)" in passed.text
+    found = re.search(r'name="tested" value="([^"]+)"', passed.text)
+    assert found is not None
+    assert (await web.client.delete(f"{instances}/{CONNECTOR}")).status_code == 204
+    again = instance_body(acme.base_url)
+    again["credentials"]["apiKey"] = "the-new-account-key-42"
+    assert (await web.client.post(instances, json=again)).status_code == 201
+    saved = await web.anonymous.post(
+        base, data={**form, "action": "save", "tested": found.group(1)}, follow_redirects=False
+    )
+    assert saved.status_code == 303
+    record = await web.state.context.instances.record(PROJECT, CONNECTOR)
+    credentials = await web.state.context.instances.credentials(record)
+    assert credentials["apiKey"] == "the-new-account-key-42"
+
+
 async def test_an_instance_whose_secret_was_altered_can_be_tested_and_repaired_in_its_editor(
     web: Web, acme: FakeServer, tmp_path: Path
 ) -> None:

@@ -492,6 +492,17 @@ class InstanceService:
 
             async with self._changing_secrets(record, unreadable=replacement) as current:
                 rotated = current.with_credentials(fresh)
+                before = descriptor.auth_for(current.credentials).method
+                if descriptor.auth_for(rotated.credentials).method != before:
+                    # Another sign-in method: what it needs must be there, as creating an
+                    # instance with it asks. A PATCH naming the OAuth alternative alone
+                    # (no token) switched an instance to a sign-in that could never work.
+                    provided = await self.provided_credentials(descriptor)
+                    consent = descriptor.consent()
+                    known = {f.key for f in descriptor.credential_fields()} | {AUTH_METHOD_KEY}
+                    known |= {consent.access_token_key} if consent else set()
+                    given = {k: v for k, v in rotated.credentials.items() if k in known}
+                    check_credentials(descriptor, given, provided=provided)
                 changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
             changes["enabled"] = enabled

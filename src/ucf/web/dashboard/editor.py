@@ -49,6 +49,7 @@ from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import check_connector, outcome_of_check
 from ucf.service.poll import rotation_writer
+from ucf.stores.models import InstanceRecord
 from ucf.stores.secrets.base import UNREADABLE_SECRET
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
@@ -316,11 +317,14 @@ TESTED_LIFETIME: Final = timedelta(minutes=30)
 """How long credentials typed for a test are carried to the Save that follows it."""
 
 
-def _tested_context(session: Session, project: str, connector_id: str) -> str:
-    return f"{session.csrf}|instance-edit|{project}|{connector_id}"
+def _tested_context(session: Session, record: InstanceRecord) -> str:
+    """This session's, and this instance's: one connected again under the same id (after
+    a Disconnect) is another, and a page left open for the old one carries nothing to it."""
+    made = record.created_at.isoformat()
+    return f"{session.csrf}|instance-edit|{record.project_id}|{record.connector_id}|{made}"
 
 
-def _tested(request: Request, posted: Posted, project: str, connector_id: str) -> dict[str, str]:
+def _tested(request: Request, posted: Posted, record: InstanceRecord) -> dict[str, str]:
     """Credentials typed before an earlier Test connection of this form, carried sealed.
 
     A password input is never filled back in, so after a test the typed key was gone
@@ -330,7 +334,7 @@ def _tested(request: Request, posted: Posted, project: str, connector_id: str) -
     raw = posted.form.get(TESTED_FIELD)
     if not raw:
         return {}
-    data = keys(request).drafts.open(raw, _tested_context(posted.session, project, connector_id))
+    data = keys(request).drafts.open(raw, _tested_context(posted.session, record))
     if data is None or not isinstance(data.get("exp"), int | float) or data["exp"] < time.time():
         return {}
     carried = data.get("cred")
@@ -338,7 +342,7 @@ def _tested(request: Request, posted: Posted, project: str, connector_id: str) -
 
 
 def _seal_tested(
-    request: Request, session: Session, project: str, connector_id: str, typed: dict[str, str]
+    request: Request, session: Session, record: InstanceRecord, typed: dict[str, str]
 ) -> str | None:
     """``typed``, sealed for the page's hidden field (AES-GCM: never readable in the page,
     bound to this session, project and instance); None when nothing was typed."""
@@ -346,7 +350,7 @@ def _seal_tested(
         return None
     return keys(request).drafts.seal(
         {"cred": typed, "exp": time.time() + TESTED_LIFETIME.total_seconds()},
-        _tested_context(session, project, connector_id),
+        _tested_context(session, record),
     )
 
 
@@ -406,11 +410,9 @@ async def save_instance(
         k: v.strip() for k, v in posted.form.fields("credentials").items() if v.strip()
     }
     typed_config = posted.form.fields("config")
-    # What an earlier test of this form was given, then what is typed now (which wins).
-    typed_credentials = {
-        **_tested(request, posted, project, connector_id),
-        **typed_credentials,
-    }
+    # What an earlier test of this form passed with, then what is typed now (which wins).
+    carried = _tested(request, posted, instance.record)
+    typed_credentials = {**carried, **typed_credentials}
     if posted.form.get("action") == "test":
         try:
             stored = await context.instances.credentials(instance.record)
@@ -423,12 +425,14 @@ async def save_instance(
         # which Save stores (the typed one is dead once rotated).
         refresh_key = _refresh_token_key(instance.connector.descriptor, credentials)
         on_rotate: CredentialsChanged | None
+        rotated: dict[str, str] = {}
         if refresh_key is not None and refresh_key in typed_credentials:
             declared = {f.key for f in instance.connector.descriptor.credential_fields()}
             declared.add(ACCESS_TOKEN_EXPIRES_AT)
 
             async def keep_typed(values: dict[str, str]) -> None:
-                typed_credentials.update({k: v for k, v in values.items() if k in declared and v})
+                rotated.update({k: v for k, v in values.items() if k in declared and v})
+                typed_credentials.update(rotated)
 
             on_rotate = keep_typed
         else:
@@ -442,14 +446,20 @@ async def save_instance(
             typed=True,
         )
         outcome = forced or outcome_of_check(result, HealthPolicy())
-        secrets = tuple(credentials.values())
-        check = {
+        secrets = (*credentials.values(), *rotated.values())  # a rotation's are secret too
+        check: dict[str, Any] = {
             "ok": result.ok,
             "status": result.status,
             "latency_ms": round(result.latency_ms),
             "outcome": outcome.value,
             "error": None if result.ok else secret_free(result.error or outcome.value, secrets),
         }
+        # Only credentials a test passed with are carried: those of a failed test went on
+        # to the Save after it, which stored a key the page had just called rejected in
+        # place of the working one. A rotation is carried whatever the verdict (the token
+        # it replaced is dead), and so is what an earlier test passed with.
+        keep = typed_credentials if result.ok else {**carried, **rotated}
+        check["dropped"] = sorted(k for k, v in typed_credentials.items() if keep.get(k) != v)
         return _render_instance_editor(
             page,
             instance.connector,
@@ -459,10 +469,8 @@ async def save_instance(
             {},
             [],
             check,
-            tested=typed_credentials,
-            sealed=_seal_tested(
-                request, posted.session, page.project, connector_id, typed_credentials
-            ),
+            tested=keep,
+            sealed=_seal_tested(request, posted.session, instance.record, keep),
         )
     try:
         await context.instances.update(
@@ -487,7 +495,7 @@ async def save_instance(
             None,
             status=422,
             tested=kept,
-            sealed=_seal_tested(request, posted.session, page.project, connector_id, kept),
+            sealed=_seal_tested(request, posted.session, instance.record, kept),
         )
     state.gateway.forget(page.project, connector_id)
     response = redirect(f"/projects/{page.project}/instances/{connector_id}")

@@ -24,6 +24,7 @@ from ucf.stores.errors import InvalidCursor
 from ucf.stores.models import InstanceRecord, SignalCounts, SignalQuery
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
+    FALLBACK_PAGE,
     DashboardRoute,
     Page,
     PageNotFound,
@@ -495,7 +496,7 @@ async def _query(page: Page, filters: SignalQuery, cursor: str | None) -> Any:
 fallback = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 
-@fallback.get("/projects/{project}/{rest:path}")
+@fallback.get(FALLBACK_PAGE)
 async def not_a_page(request: Request, session: Sessioned, project: str, rest: str) -> Response:
     """A mistyped dashboard address gets a page, not the API's JSON 404."""
     raise PageNotFound(f"There is no page at {request.url.path}.")

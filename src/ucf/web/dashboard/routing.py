@@ -15,11 +15,12 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from starlette.routing import Match
 
 from ucf.service.context import UcfContext
 from ucf.service.errors import ServiceError
@@ -38,6 +39,8 @@ from ucf.web.state import WebState, web_state
 
 log = logging.getLogger("ucf.web.dashboard")
 
+FALLBACK_PAGE: Final = "/projects/{project}/{rest:path}"
+"""The catch-all route: a mistyped address under a project gets a 404 page."""
 PROJECT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_PROJECT: Final = "default"
 MAX_FORM_FIELDS: Final = 200
@@ -299,9 +302,20 @@ def login_location(request: Request) -> str:
     whose setup they were in again."""
     if request.method != "GET":
         sent_from = urlsplit(request.headers.get("referer", ""))
-        if sent_from.netloc != request.url.netloc or not sent_from.path.startswith("/"):
+        public_url = web_state(request).public_url
+        # Behind a proxy that sends its own Host (nginx's default), the browser's pages are
+        # at the public URL's host: both are this site.
+        ours = {request.url.netloc, urlsplit(public_url).netloc if public_url else ""} - {""}
+        if sent_from.netloc not in ours or not sent_from.path.startswith("/"):
             return "/login"
-        target = sent_from.path + (f"?{sent_from.query}" if sent_from.query else "")
+        path, query = sent_from.path, sent_from.query
+        while not _is_page(request, path):
+            # A page drawn in answer to a form (a setup step refused at 422) has the form's
+            # POST-only address: returning there was a 404. The page above it is the one.
+            if path.rstrip("/") == "":
+                return "/login"
+            path, query = path.rstrip("/").rsplit("/", 1)[0] or "/", ""
+        target = path + (f"?{query}" if query else "")
         return "/login?next=" + quote(target, safe="/")
     target = request.url.path
     if request.url.query:
@@ -309,10 +323,31 @@ def login_location(request: Request) -> str:
     return "/login?next=" + quote(target, safe="/")
 
 
+def _is_page(request: Request, path: str) -> bool:
+    """``path`` (as sent, percent-encoded) answers a GET with a dashboard page of its own:
+    neither a POST-only form address nor the catch-all's 404."""
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": unquote(path),
+        "root_path": request.scope.get("root_path", ""),
+    }
+    return any(route.matches(scope)[0] is Match.FULL for route in _PAGES)
+
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
+_PAGES: Final[list[APIRoute]] = []
+"""Every dashboard route a GET reaches, but the catch-all: where a login may return."""
+
+
 class DashboardRoute(APIRoute):
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self.methods and "GET" in self.methods and path != FALLBACK_PAGE:
+            _PAGES.append(self)
+
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
 
