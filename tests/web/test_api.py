@@ -23,6 +23,7 @@ from tests.web.support import (
     instance_body,
 )
 from ucf.fakes.kit import FakeServer
+from ucf.stores.models import InstanceChanges
 from ucf.web.throttle import FREE_FAILURES, FailedAuthThrottle
 
 INSTANCE = f"/api/projects/{PROJECT}/instances/{CONNECTOR}"
@@ -379,6 +380,27 @@ async def test_a_password_in_a_url_setting_is_refused_not_shown_back(
     )
     assert patched.status_code == 422
     assert "pw-0af3c9e1" not in (await connected.client.get(INSTANCE)).text
+
+
+async def test_a_password_in_a_url_setting_stored_before_the_refusal_is_not_shown(
+    connected: Web, acme: FakeServer
+) -> None:
+    """Such a setting is refused since it would be shown back; one stored before that is
+    shown with ``••••`` for its user part (the pages: tests/web/test_dashboard.py)."""
+    port = acme.base_url.rsplit(":", 1)[1]
+    legacy = f"http://ana:pw-0af3c9e1@127.0.0.1:{port}"
+    context = connected.state.context
+    await context.store.instances.update(
+        PROJECT, CONNECTOR, InstanceChanges(config={"baseUrl": legacy}), now=context.clock()
+    )
+    answer = await connected.client.get(INSTANCE)
+    assert "pw-0af3c9e1" not in answer.text
+    assert answer.json()["config"]["baseUrl"] == f"http://••••@127.0.0.1:{port}"
+    listed = await connected.client.get(f"/api/projects/{PROJECT}/instances")
+    assert "pw-0af3c9e1" not in listed.text
+    stored = await context.store.instances.get(PROJECT, CONNECTOR)
+    assert stored is not None
+    assert stored.config["baseUrl"] == legacy  # polls still use it
 
 
 async def test_a_required_credential_of_spaces_only_is_missing_as_a_setting_is(

@@ -44,6 +44,7 @@ from ucf.runtime.redaction import mask
 from ucf.service import health
 from ucf.service.errors import NotFoundError
 from ucf.service.poll import rate_gate_for
+from ucf.stores.models import InstanceChanges
 from ucf.web.dashboard import pages
 from ucf.web.dashboard.security import keys_for
 from ucf.web.throttle import FREE_FAILURES, FailedAuthThrottle
@@ -828,6 +829,29 @@ async def test_the_webhook_note_names_the_credential_deliveries_are_verified_wit
     assert made.status_code == 201, made.text
     page = (await user.get(INSTANCE)).text
     assert "with the signing secret you stored" in page
+
+
+async def test_a_password_in_a_url_setting_stored_before_the_refusal_is_not_on_the_pages(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    created = await web.client.post("/api/connectors", json=ACME)
+    assert created.status_code == 201, created.text
+    made = await web.client.post(
+        f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url)
+    )
+    assert made.status_code == 201, made.text
+    port = acme.base_url.rsplit(":", 1)[1]
+    context = web.state.context
+    await context.store.instances.update(
+        PROJECT,
+        CONNECTOR,
+        InstanceChanges(config={"baseUrl": f"http://ana:pw-0af3c9e1@127.0.0.1:{port}"}),
+        now=context.clock(),
+    )
+    for path in (INSTANCE, f"{INSTANCE}/edit"):
+        page = unescape((await user.get(path)).text)
+        assert "pw-0af3c9e1" not in page, path
+        assert f"http://••••@127.0.0.1:{port}" in page, path
 
 
 async def test_a_failed_connection_test_says_what_failed_and_the_health_it_left(

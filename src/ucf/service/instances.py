@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
 from ucf.core.payload import encodes_as_utf8
 from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.runtime.completion import to_the_end
-from ucf.runtime.redaction import mask
+from ucf.runtime.redaction import MASK, mask
 from ucf.service.connectors import Connector, ConnectorService
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
@@ -276,13 +276,29 @@ class Instance:
     def pending_json(self) -> list[dict[str, Any]]:
         return [p.to_json(differs=p.id in self.differing) for p in self.pending]
 
+    @property
+    def shown_config(self) -> dict[str, Any]:
+        """The settings as pages and answers show them. A URL setting holding a user name
+        or password (``https://ana:pw@host``) is refused since it would be shown back, but
+        one stored before that is still there: shown with ``••••`` for its user part."""
+        config = dict(self.record.config)
+        if not any(isinstance(v, str) and "@" in v for v in config.values()):
+            return config  # the usual case, without reading the descriptor's fields
+        urls = {f.key for f in self.connector.descriptor.setup_config_fields() if f.type == "url"}
+        for key in urls & config.keys():
+            value = config[key]
+            if isinstance(value, str) and "@" in (parts := urlsplit(value)).netloc:
+                host = parts.netloc.rsplit("@", 1)[1]
+                config[key] = urlunsplit(parts._replace(netloc=f"{MASK}@{host}"))
+        return config
+
     def to_json(self) -> dict[str, Any]:
         r = self.record
         return {
             "projectId": r.project_id,
             "connectorId": r.connector_id,
             "enabled": r.enabled,
-            "config": r.config,
+            "config": self.shown_config,
             "credentials": dict(self.masked or {}),
             "authMethod": self.auth_method,
             "healthState": r.health_state,

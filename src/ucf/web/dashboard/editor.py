@@ -299,7 +299,7 @@ async def edit_instance(
 ) -> Response:
     page = Page(request, session, project_or_404(project), "instances")
     instance = await page.context.instances.get(page.project, connector_id)
-    config = {k: str(v) for k, v in instance.record.config.items()}
+    config = {k: str(v) for k, v in instance.shown_config.items()}
     return _render_instance_editor(
         page,
         instance.connector,

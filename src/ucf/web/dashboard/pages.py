@@ -229,6 +229,7 @@ async def instance(
             "provided": provided,
             "missing_secret": missing,
             "webhook_secret": None if credential is None else _in_sentence(credential[1]),
+            "shown_config": view.instance.shown_config,
         },
     )
 
