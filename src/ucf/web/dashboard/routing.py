@@ -332,21 +332,22 @@ def _is_page(request: Request, path: str) -> bool:
         "path": unquote(path),
         "root_path": request.scope.get("root_path", ""),
     }
-    return any(route.matches(scope)[0] is Match.FULL for route in _PAGES)
+    return any(route.matches(scope)[0] is Match.FULL for route in _PAGES.values())
 
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
-_PAGES: Final[list[APIRoute]] = []
-"""Every dashboard route a GET reaches, but the catch-all: where a login may return."""
+_PAGES: Final[dict[str, APIRoute]] = {}
+"""Every dashboard route a GET reaches, but the catch-all, by path: where a login may
+return. (Each app made includes the router again: one entry a path, not one an app.)"""
 
 
 class DashboardRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         if self.methods and "GET" in self.methods and path != FALLBACK_PAGE:
-            _PAGES.append(self)
+            _PAGES[path] = self
 
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
