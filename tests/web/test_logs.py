@@ -13,10 +13,18 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ulid import ULID
 
 from ucf.runtime.redaction import SECRETS
-from ucf.web.logs import REQUEST_ID, JsonFormatter, configure_logging
+from ucf.web.logs import (
+    MAX_TEMPLATE_MILLISECONDS,
+    REQUEST_ID,
+    JsonFormatter,
+    _two_places,
+    configure_logging,
+)
 from ucf.web.metrics import Metrics
 from ucf.web.request_log import RequestIds, _direct, new_request_id, record_request
 
@@ -330,16 +338,25 @@ def test_a_filter_level_or_formatter_a_user_sets_is_honoured(stream: io.StringIO
         ("POST", "/x", 200, 1e-05),
         ("POST", "/x", 200, 1e20),
         ("POST", "/x", 200, float("nan")),
+        ("POST", "/x", 200, 12.345),
+        ("POST", "/x", 200, 0.004),
+        ("POST", "/x", 200, 0.005),
+        ("POST", "/x", 200, 2.0),
+        ("POST", "/x", 200, 12.3),
+        ("POST", "/x", 200, 999_999_999_999.99),
+        ("POST", "/x", 200, -0.5),
     ],
 )
 def test_the_access_line_template_writes_what_line_writes(
     request_id: str | None, method: str, route: str, status: int, duration_ms: float
 ) -> None:
     """The access line is written into a template made once per route and status: the
-    same text as the generic line, whatever the request id, route or duration."""
+    same text as the generic line, whatever the request id, route or duration (rounded
+    to two places in both)."""
     formatter = JsonFormatter()
     created = 1_764_950_400.0123
-    fields = {"method": method, "route": route, "status": status, "durationMs": duration_ms}
+    rounded = round(duration_ms, 2)  # the line's durationMs
+    fields = {"method": method, "route": route, "status": status, "durationMs": rounded}
     token = REQUEST_ID.set(request_id)
     try:
         for _ in range(2):  # the first line makes the template, the second is written into it
@@ -352,6 +369,18 @@ def test_the_access_line_template_writes_what_line_writes(
             assert written == expected
     finally:
         REQUEST_ID.reset(token)
+
+
+@given(
+    st.floats(min_value=0.0, max_value=MAX_TEMPLATE_MILLISECONDS, exclude_max=True)
+    | st.integers(min_value=0, max_value=10**9).map(lambda n: n / 1000)
+    | st.integers(min_value=0, max_value=10**9).map(lambda n: n / 100 + 0.005)
+)
+def test_a_duration_is_written_as_repr_of_its_rounding(milliseconds: float) -> None:
+    """The template writes a duration with one formatting pass: the text ``repr`` writes
+    of it rounded to two places (halves and thousandths included), over the whole range
+    the template takes."""
+    assert _two_places(milliseconds) == repr(round(milliseconds, 2))
 
 
 @contextmanager

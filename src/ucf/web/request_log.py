@@ -131,9 +131,10 @@ def record_request(metrics: Metrics, method: str, route: str, status: int, secon
     metrics.observe_request(method, route, status, seconds)
     if not access.isEnabledFor(logging.INFO):
         return
-    duration_ms = round(seconds * 1000, 2)
-    if _direct.write_access(method, route, status, duration_ms):
+    milliseconds = seconds * 1000  # rounded to two places as the line is written
+    if _direct.write_access(method, route, status, milliseconds):
         return
+    duration_ms = round(milliseconds, 2)
     message = f"{method} {route} {status}"
     fields = {"method": method, "route": route, "status": status, "durationMs": duration_ms}
     # Made here rather than by access.info(): no caller lookup (the line names its
