@@ -7,6 +7,7 @@ package, and without it these tests fail saying so (they never skip).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -22,6 +23,7 @@ from playwright.async_api import (
 )
 
 from tests.web.server import LiveServer, ucf_env
+from ucf.fakes.github import GitHubFake
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
@@ -37,6 +39,16 @@ CHROMIUM_ARGS: Final = [
 TOKEN: Final = "ucf_browser-test-admin-token-3c1d9e"
 SCREENSHOTS: Final = Path("/tmp")
 TIMEOUT_MS: Final = 15_000
+
+
+@pytest.fixture(scope="module")
+def github() -> Iterator[GitHubFake]:
+    """A GitHub fake on loopback, one per test module (a dashboard walk connects to it)."""
+    fake = GitHubFake(datetime.now(UTC)).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
 
 
 @pytest.fixture(scope="module")

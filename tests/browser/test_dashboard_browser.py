@@ -28,15 +28,6 @@ from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, GitHubFake
 from ucf.fakes.jira import JiraFake
 
 
-@pytest.fixture(scope="module")
-def github() -> Iterator[GitHubFake]:
-    fake = GitHubFake(datetime.now(UTC)).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
-
-
 async def test_a_user_connects_github_watches_signals_and_disconnects(
     browser: Browser, server: LiveServer, github: GitHubFake
 ) -> None:

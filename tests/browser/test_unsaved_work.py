@@ -9,12 +9,9 @@ error fails a test.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
-import pytest
 from playwright.async_api import Browser, Dialog, Page, expect
 
 from tests.browser.conftest import TOKEN, signed_in
@@ -22,15 +19,6 @@ from tests.web.server import LiveServer
 from ucf.fakes.github import BAD_TOKEN, GOOD_TOKEN, OWNER, REPO, GitHubFake
 
 API: Final = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-def github() -> Iterator[GitHubFake]:
-    fake = GitHubFake(datetime.now(UTC)).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 async def _connect(
