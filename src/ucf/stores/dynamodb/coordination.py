@@ -11,8 +11,9 @@ import asyncio
 import json
 import math
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient
@@ -167,6 +168,9 @@ class DynamoLeaseStore:
         return Lease(name, item["leaseOwner"]["S"], from_epoch_ms(int(item["leaseUntilMs"]["N"])))
 
 
+_Answer = TypeVar("_Answer")
+
+
 class DynamoRateLimitStore:
     """Token buckets as read, decide, conditional write on the bucket's revision.
 
@@ -192,6 +196,56 @@ class DynamoRateLimitStore:
         cost: float = 1.0,
     ) -> RateDecision:
         now_s = utc(now).timestamp()
+
+        def take(stored: BucketState | None) -> tuple[RateDecision, BucketState | None]:
+            decision, bucket = take_tokens(
+                stored,
+                capacity=capacity,
+                refill_per_second=refill_per_second,
+                now_s=now_s,
+                cost=cost,
+            )
+            return decision, bucket if decision.allowed else None  # nothing taken: no write
+
+        return await self._change(
+            bucket_key, capacity, refill_per_second, take, gave_up=RateDecision(False, 0.05)
+        )
+
+    async def give_back(
+        self,
+        bucket_key: str,
+        *,
+        capacity: float,
+        refill_per_second: float,
+        now: datetime,
+        tokens: float = 1.0,
+    ) -> None:
+        now_s = utc(now).timestamp()
+
+        def give(stored: BucketState | None) -> tuple[None, BucketState | None]:
+            # No bucket (None, nothing written): it is full already.
+            return None, give_tokens(
+                stored,
+                capacity=capacity,
+                refill_per_second=refill_per_second,
+                now_s=now_s,
+                tokens=tokens,
+            )
+
+        await self._change(bucket_key, capacity, refill_per_second, give, gave_up=None)
+
+    async def _change(
+        self,
+        bucket_key: str,
+        capacity: float,
+        refill_per_second: float,
+        change: Callable[[BucketState | None], tuple[_Answer, BucketState | None]],
+        *,
+        gave_up: _Answer,
+    ) -> _Answer:
+        """Read the bucket, ``change`` it (its answer, and the bucket to write or None for
+        no write), write on condition that its revision is unchanged; a racing writer
+        makes it read and change again, ``ATTEMPTS`` times at most (then ``gave_up``)."""
         item_key = k.rate_bucket(bucket_key)
         for attempt in range(self.ATTEMPTS):
             reply = await self._db.call(
@@ -203,29 +257,18 @@ class DynamoRateLimitStore:
                 if item is None
                 else BucketState(float(item["tokens"]["S"]), float(item["updatedS"]["S"]))
             )
+            answer, bucket = change(stored)
+            if bucket is None:
+                return answer
             revision = 0 if item is None else int(item["rev"]["N"])
-            decision, bucket = take_tokens(
-                stored,
-                capacity=capacity,
-                refill_per_second=refill_per_second,
-                now_s=now_s,
-                cost=cost,
-            )
-            if not decision.allowed:
-                return decision  # nothing taken: nothing to write
-            # A full bucket is the same as no bucket: let TTL drop it once refilled.
-            full_at = (
-                bucket.updated_s + (capacity - bucket.tokens) / refill_per_second
-                if refill_per_second
-                else None
-            )
             state: dict[str, Any] = {
                 **item_key,
                 "tokens": k.s(repr(bucket.tokens)),
                 "updatedS": k.s(repr(bucket.updated_s)),
                 "rev": k.n(revision + 1),
             }
-            if full_at is not None:
+            if refill_per_second:  # a full bucket is the same as none: TTL drops it once full
+                full_at = bucket.updated_s + (capacity - bucket.tokens) / refill_per_second
                 state["expiresAt"] = k.n(math.ceil(full_at) + 60)
             try:
                 await self._db.call(
@@ -244,57 +287,8 @@ class DynamoRateLimitStore:
             except ConditionFailed:
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
-            return RateDecision(True, 0.0)
-        return RateDecision(False, 0.05)
-
-    async def give_back(
-        self,
-        bucket_key: str,
-        *,
-        capacity: float,
-        refill_per_second: float,
-        now: datetime,
-        tokens: float = 1.0,
-    ) -> None:
-        now_s = utc(now).timestamp()
-        item_key = k.rate_bucket(bucket_key)
-        for attempt in range(self.ATTEMPTS):
-            reply = await self._db.call(
-                "get_item", TableName=self._db.table, Key=item_key, ConsistentRead=True
-            )
-            item = reply.get("Item")
-            if item is None:  # no bucket: it is full already
-                return
-            bucket = give_tokens(
-                BucketState(float(item["tokens"]["S"]), float(item["updatedS"]["S"])),
-                capacity=capacity,
-                refill_per_second=refill_per_second,
-                now_s=now_s,
-                tokens=tokens,
-            )
-            assert bucket is not None
-            revision = int(item["rev"]["N"])
-            state: dict[str, Any] = {
-                **item,
-                "tokens": k.s(repr(bucket.tokens)),
-                "updatedS": k.s(repr(bucket.updated_s)),
-                "rev": k.n(revision + 1),
-            }
-            if refill_per_second:  # full again sooner: TTL may drop it sooner
-                full_at = bucket.updated_s + (capacity - bucket.tokens) / refill_per_second
-                state["expiresAt"] = k.n(math.ceil(full_at) + 60)
-            try:
-                await self._db.call(
-                    "put_item",
-                    TableName=self._db.table,
-                    Item=state,
-                    ConditionExpression="rev = :rev",
-                    ExpressionAttributeValues={":rev": k.n(revision)},
-                )
-            except ConditionFailed:
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
-                continue
-            return
+            return answer
+        return gave_up
 
 
 class DynamoRecordStore:
