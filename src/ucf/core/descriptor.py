@@ -58,7 +58,7 @@ FIELD_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 DISPLAY_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]+$"
 """A name shown in lists and titles: no control character (a NUL, a line break) and no
 bidirectional embedding, override or isolate, which would show it reversed or carry
-the text after it along ("\u202eabc" reads "cba")."""
+the text after it along (U+202E before "abc" shows "cba")."""
 
 
 # --------------------------------------------------------------------------- fields
