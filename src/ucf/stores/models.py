@@ -448,6 +448,15 @@ def give_tokens(
     return BucketState(min(capacity, refilled + tokens), max(now_s, updated_s))
 
 
+def full_at(state: BucketState, *, capacity: float, refill_per_second: float) -> float:
+    """When the bucket is full again (epoch seconds; ``inf`` without refill): a full bucket
+    is the same as none, so each backend drops it from then on (SQLite's prune, DynamoDB's
+    TTL)."""
+    if refill_per_second <= 0:
+        return math.inf
+    return state.updated_s + max(0.0, capacity - state.tokens) / refill_per_second
+
+
 # Records a poll never builds live in modules of their own, loaded on first use
 # (PEP 562): a Lambda poll worker's cold start skips their dataclasses. Every
 # name stays importable from here.

@@ -25,6 +25,7 @@ from ucf.stores.models import (
     RateDecision,
     epoch_ms,
     from_epoch_ms,
+    full_at,
     give_tokens,
     take_tokens,
     text_time,
@@ -267,9 +268,9 @@ class DynamoRateLimitStore:
                 "updatedS": k.s(repr(bucket.updated_s)),
                 "rev": k.n(revision + 1),
             }
-            if refill_per_second:  # a full bucket is the same as none: TTL drops it once full
-                full_at = bucket.updated_s + (capacity - bucket.tokens) / refill_per_second
-                state["expiresAt"] = k.n(math.ceil(full_at) + 60)
+            full = full_at(bucket, capacity=capacity, refill_per_second=refill_per_second)
+            if full != math.inf:  # TTL drops it a minute after it is full again
+                state["expiresAt"] = k.n(math.ceil(full) + 60)
             try:
                 await self._db.call(
                     "put_item",

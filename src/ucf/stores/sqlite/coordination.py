@@ -3,7 +3,6 @@ transaction (or one conditional statement), so racing processes agree."""
 
 from __future__ import annotations
 
-import math
 import sqlite3
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -17,6 +16,7 @@ from ucf.stores.models import (
     RateDecision,
     epoch_ms,
     from_epoch_ms,
+    full_at,
     give_tokens,
     take_tokens,
     utc,
@@ -138,6 +138,14 @@ PRUNED_PER_NEW_BUCKET: Final = 16
 back after a flood, and few, so that making a bucket stays one short write."""
 
 
+def _bucket(conn: sqlite3.Connection, bucket_key: str) -> BucketState | None:
+    """A bucket as stored (None: no row, the bucket is full)."""
+    row = conn.execute(
+        "SELECT tokens, updated_s FROM rate_buckets WHERE bucket_key = ?", (bucket_key,)
+    ).fetchone()
+    return None if row is None else BucketState(row[0], row[1])
+
+
 class SqliteRateLimitStore:
     """Implements :class:`~ucf.stores.protocols.RateLimitStore`.
 
@@ -162,27 +170,21 @@ class SqliteRateLimitStore:
         now_s = utc(now).timestamp()
 
         def run(conn: sqlite3.Connection) -> RateDecision:
-            row = conn.execute(
-                "SELECT tokens, updated_s FROM rate_buckets WHERE bucket_key = ?", (bucket_key,)
-            ).fetchone()
+            stored = _bucket(conn, bucket_key)
             decision, state = take_tokens(
-                None if row is None else BucketState(row[0], row[1]),
+                stored,
                 capacity=capacity,
                 refill_per_second=refill_per_second,
                 now_s=now_s,
                 cost=cost,
             )
-            if row is None:  # a new bucket: drop a few that are full again (no row = full)
+            if stored is None:  # a new bucket: drop a few that are full again (no row = full)
                 conn.execute(
                     "DELETE FROM rate_buckets WHERE bucket_key IN (SELECT bucket_key "
                     "FROM rate_buckets WHERE full_s <= ? LIMIT ?)",
                     (now_s, PRUNED_PER_NEW_BUCKET),
                 )
-            full_s = (
-                state.updated_s + max(0.0, capacity - state.tokens) / refill_per_second
-                if refill_per_second > 0
-                else math.inf
-            )
+            full_s = full_at(state, capacity=capacity, refill_per_second=refill_per_second)
             conn.execute(
                 "INSERT INTO rate_buckets (bucket_key, tokens, updated_s, full_s) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT (bucket_key) DO UPDATE SET "
@@ -206,11 +208,9 @@ class SqliteRateLimitStore:
         now_s = utc(now).timestamp()
 
         def run(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT tokens, updated_s FROM rate_buckets WHERE bucket_key = ?", (bucket_key,)
-            ).fetchone()
+            stored = _bucket(conn, bucket_key)
             state = give_tokens(
-                None if row is None else BucketState(row[0], row[1]),
+                stored,
                 capacity=capacity,
                 refill_per_second=refill_per_second,
                 now_s=now_s,
@@ -218,11 +218,7 @@ class SqliteRateLimitStore:
             )
             if state is None:  # no row: the bucket is full already
                 return
-            full_s = (
-                state.updated_s + max(0.0, capacity - state.tokens) / refill_per_second
-                if refill_per_second > 0
-                else math.inf
-            )
+            full_s = full_at(state, capacity=capacity, refill_per_second=refill_per_second)
             conn.execute(
                 "UPDATE rate_buckets SET tokens = ?, updated_s = ?, full_s = ? "
                 "WHERE bucket_key = ?",
