@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import functools
 import gc
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -135,14 +136,7 @@ async def test_a_changed_descriptor_limit_is_charged_once_the_target_is_read_aga
     async with _with_an_instance(settings, strict, clock=clock) as context:
         gateway = WebhookGateway(context, monotonic=lambda: seconds[0])
 
-        async def deliver(n: int) -> str:
-            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=clock().timestamp())
-            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
-            try:
-                await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
-            except RateLimitExceeded:
-                return "429"
-            return "200"
+        deliver = functools.partial(_status_of, gateway, clock)
 
         assert [await deliver(n) for n in range(2)] == ["200", "429"]
         seconds[0] += 2  # past the target's cache; the bucket refills at the new rate
@@ -512,16 +506,7 @@ async def test_a_delivery_the_store_failed_does_not_use_up_its_senders_allowance
     async with _with_an_instance(settings, strict, clock=clock) as context:
         gateway = WebhookGateway(context, monotonic=lambda: seconds[0])
 
-        async def deliver(n: int) -> str:
-            signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=clock().timestamp())
-            delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
-            try:
-                await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
-            except RateLimitExceeded:
-                return "429"
-            except StoreUnavailable:
-                return "503"
-            return "200"
+        deliver = functools.partial(_status_of, gateway, clock)
 
         _sqlite(settings, REFUSE_SIGNALS)
         if refund != "to the bucket":
@@ -588,3 +573,16 @@ async def test_a_locked_store_answers_the_failed_delivery_without_a_second_lock_
             "test:after", capacity=1.0, refill_per_second=1.0, now=NOW
         )
     assert _bucket_tokens(settings) == before + 1
+
+
+async def _status_of(gateway: WebhookGateway, clock: Callable[[], datetime], n: int) -> str:
+    """The status a signed Acme delivery ``n`` gets (200, 429 or 503)."""
+    signed = sign(ticket_event(f"T-{n}"), delivery=f"d-{n}", at=clock().timestamp())
+    delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+    try:
+        await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+    except RateLimitExceeded:
+        return "429"
+    except StoreUnavailable:
+        return "503"
+    return "200"
