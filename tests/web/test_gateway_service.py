@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import functools
 import gc
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,10 +24,12 @@ from tests.web.support import (
     PROJECT,
     alter_secret,
     instance_body,
+    macs_keyed_with,
     sign,
     ticket_event,
 )
 from ucf.service.context import UcfContext
+from ucf.service.errors import NotFoundError
 from ucf.service.settings import Settings
 from ucf.service.webhooks import (
     Accepted,
@@ -80,6 +83,34 @@ def test_a_reserve_grows_while_used_up_in_time_and_shrinks_when_stale() -> None:
     assert not reserve.take(later)
     assert reserve.next_batch(later) == 4
     assert reserve.tokens == 0
+
+
+async def test_an_instance_deleted_by_another_worker_leaves_no_secret_in_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """A gateway keeps an instance's secrets (and the HMACs keyed with them) for the
+    deliveries to come. Deleted through another worker, it never hears of it: once its
+    target cache lets it see the instance is gone, it keeps none of them any more."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    clock = [0.0]
+    secret = f"acme-{secrets.token_hex(16)}"  # this test's only: other gateways may live on
+    async with (
+        _with_an_instance(settings, ACME, clock=lambda: NOW) as first,
+        await UcfContext.open(settings, clock=lambda: NOW) as second,
+    ):
+        await first.instances.update(PROJECT, CONNECTOR, credentials={"webhookSecret": secret})
+        gateway = WebhookGateway(second, monotonic=lambda: clock[0])
+        signed = sign(ticket_event("T-1"), at=NOW.timestamp(), secret=secret)
+        delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+        outcome = await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+        assert isinstance(outcome, Accepted)
+        assert macs_keyed_with(secret) == 1
+        await first.instances.delete(PROJECT, CONNECTOR)
+        clock[0] += 60
+        with pytest.raises(NotFoundError):
+            await gateway.target(CONNECTOR, PROJECT)
+        assert macs_keyed_with(secret) == 0
 
 
 async def test_two_workers_together_never_admit_more_than_the_instance_limit(

@@ -55,6 +55,7 @@ from ucf.core.webhook import map_delivery
 from ucf.runtime.webhooks import (
     HandshakeResponse,
     Rejection,
+    SigningCredentials,
     Verifier,
     WebhookConfigError,
     check_delivery,
@@ -529,7 +530,13 @@ class WebhookGateway:
         if cached is not None and cached[0] > now:
             _, target, hooked = cached
         else:
-            target = await self._find(connector_id, project_id)
+            try:
+                target = await self._find(connector_id, project_id)
+            except NotFoundError:
+                # Deleted or disabled, perhaps through another worker: its secrets (and
+                # the HMACs keyed with them) are not kept for a URL that leads nowhere.
+                self.forget(project_id, connector_id)
+                raise
             hooked = replace(target, via_hook=True)
             self._targets[key] = (now + self._target_ttl, target, hooked)
         if hook_id is None:
@@ -908,6 +915,9 @@ class WebhookGateway:
             raise WebhookMisconfigured(
                 f"{target.connector_id}: the instance's secret cannot be read"
             ) from None
+        # Verification keeps its keyed HMACs with these credentials: they go when this
+        # entry is replaced (the instance changed) or dropped (forgotten), never later.
+        values = replace(values, credentials=SigningCredentials(values.credentials))
         self._secrets[(target.project_id, target.connector_id)] = _CachedSecrets(
             target.record.updated_at, now + self._secret_ttl, values
         )
