@@ -18,7 +18,6 @@ import httpx
 
 from tests.web.conftest import Web, open_web, web_settings
 from tests.web.support import (
-    macs_keyed_with,
     ACME,
     API_KEY,
     CONNECTOR,
@@ -26,6 +25,7 @@ from tests.web.support import (
     WEBHOOK_SECRET,
     alter_secret,
     instance_body,
+    macs_keyed_with,
     sign,
     ticket_event,
     webhook_path,
