@@ -40,6 +40,7 @@ from ucf.service.webhooks import (
     WebhookMisconfigured,
 )
 from ucf.stores.errors import StoreUnavailable
+from ucf.web.metrics import Metrics
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -553,6 +554,28 @@ async def test_a_delivery_the_store_failed_does_not_use_up_its_senders_allowance
     else:  # the second failure spent the token the first gave back to the reserve;
         # given back again, it went stale there: lost, as a stale reserve's tokens are
         assert retried == ["200", "429", "429"]
+
+
+async def test_a_token_that_could_not_be_given_back_is_logged_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A delivery the store failed gives its token back; when that fails too (here the
+    bucket's write; on DynamoDB also a bucket others kept changing), the log says so for
+    the instance and ``ucf_webhook_give_backs_failed_total`` counts it."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    metrics = Metrics()
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        gateway = WebhookGateway(context, observer=metrics, monotonic=lambda: 0.0)
+        _sqlite(settings, REFUSE_SIGNALS)
+        _sqlite(settings, REFUSE_GIVING_BACK)
+        assert await _status_of(gateway, lambda: NOW, 0) == "503"
+    counted = f'ucf_webhook_give_backs_failed_total{{connector="{CONNECTOR}"}} 1.0'
+    assert counted in metrics.render().decode()
+    assert any(
+        f"{PROJECT}/{CONNECTOR}: a delivery's token could not be given back" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def _bucket_tokens(settings: Settings) -> float:

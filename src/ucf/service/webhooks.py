@@ -288,9 +288,16 @@ class GatewayObserver(Protocol):
 
     def ingested(self, connector_id: str, inserted: int, duplicates: int) -> None: ...
 
+    def give_back_failed(self, connector_id: str) -> None:
+        """A token of a delivery the store failed did not go back to the instance's bucket
+        (the store failed again, or other writers kept changing the bucket)."""
+
 
 class _Silent:
     def rate_limited(self, connector_id: str) -> None:
+        return None
+
+    def give_back_failed(self, connector_id: str) -> None:
         return None
 
     def verification_failed(self, connector_id: str, reason: str) -> None:
@@ -743,6 +750,7 @@ class WebhookGateway:
                 self._give_back_seconds,
             )
         except StoreError as failure:
+            self._observer.give_back_failed(target.connector_id)
             log.warning(
                 "%s/%s: a delivery's token could not be given back to its bucket: %s",
                 target.project_id,
