@@ -460,6 +460,43 @@ def test_a_joiner_that_joins_nothing_is_still_removed() -> None:
     ]
 
 
+ENCODED_SECRET = "Ab12%2BCd34%2FEf56Gh78%3D%3D"  # "Ab12+Cd34/Ef56Gh78==", as a query sends it
+
+
+@pytest.mark.parametrize(
+    ("text", "clean"),
+    [
+        (
+            f"POST /token client_secret={ENCODED_SECRET}&refresh_token=1%2F%2F0gLkXyZ12abcdEFGH",
+            "POST /token client_secret=[REDACTED:credential]&refresh_token=[REDACTED:credential]",
+        ),
+        (
+            "GET https://graph.test/v1/me?fields=id&access_token=EAAB%2Bx9ZkQ1%2FAbCdEfGhIjKl%3D",
+            "GET https://graph.test/v1/me?fields=id&access_token=[REDACTED:credential]",
+        ),
+        (
+            "GET /me?access_token=abcdefgh%2Bxyz123 ok",
+            "GET /me?access_token=[REDACTED:credential] ok",
+        ),
+        (
+            "aws_secret_access_key=" + AWS_SECRET.replace("/", "%2F") + "%3D",
+            "aws_secret_access_key=[REDACTED:aws_secret_access_key]",
+        ),
+        ("token=100%25 sure it works", "token=100%25 sure it works"),
+    ],
+)
+def test_a_percent_encoded_credential_in_a_query_or_form_body_is_redacted_whole(
+    text: str, clean: str
+) -> None:
+    """In a URL's query or a form body a token's ``+``, ``/`` and ``=`` travel as ``%2B``,
+    ``%2F`` and ``%3D``; the value was read up to the first escape, so a secret with one
+    in its first 8 characters (a Google refresh token starts ``1%2F%2F``) was left whole,
+    and one further in was left from there on."""
+    result = sanitise(_signal(summary=text, raw={"log": text}))
+
+    assert (result.sanitised_summary, result.summary, result.raw) == (clean, clean, {"log": clean})
+
+
 def test_an_organisation_can_add_its_own_token_format() -> None:
     policy = SanitiserPolicy(
         extra_secret_rules=(SecretRule("acme_token", r"\bacme_[a-z0-9]{12}\b"),)

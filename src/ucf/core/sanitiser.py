@@ -169,7 +169,8 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "aws_secret_access_key",
-        r"(?i:\b(?:aws_?)?secret_?access_?key\b[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9/+]{30,}={0,2})",
+        r"(?i:\b(?:aws_?)?secret_?access_?key\b[\"']?\s*[:=]\s*[\"']?)"
+        r"((?:[A-Za-z0-9/+]|%2[BbFf]){30,}(?:(?:%3[Dd]){1,2}|={0,2}))",
     ),
     SecretRule(
         "password",
@@ -182,7 +183,10 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         r"|id[_-]?token|session[_-]?token|client[_-]?secret|app[_-]?secret|secret[_-]?key"
         r"|signing[_-]?secret|webhook[_-]?secret|private[_-]?token|oauth[_-]?token|x-api-key"
         r"|dd-api-key|dd-application-key|token)\b[\"']?\s*[:=]\s*[\"']?)"
-        r"([A-Za-z0-9._~+/-]{8,}=*)",
+        # Percent-escapes too: in a query or a form body a token's "+", "/" and "=" are
+        # sent as %2B, %2F and %3D (Google's refresh tokens start "1%2F%2F"), and the value
+        # stopped at the first one: left whole when fewer than 8 characters came before.
+        r"((?:[A-Za-z0-9._~+/-]|%[0-9A-Fa-f]{2}){8,}=*)",
     ),
 )
 
