@@ -1014,21 +1014,18 @@ def test_signing_a_token_scheme_adds_the_header_with_its_prefix_or_says_why_not(
 def test_the_mac_keyed_once_per_secret_is_the_hmac_of_the_payload(
     secret: bytes, body: bytes, stamp: bytes, digest: str
 ) -> None:
-    """The signed payload's MAC comes from copies of an HMAC keyed once per secret: the
-    very MAC ``hmac.digest`` computes, keys past the hash's block included, for the body
-    alone and for a template, the first time and every time after (the copies are fed,
-    never the kept HMAC)."""
+    """The signed payload's MAC comes from copies of an HMAC keyed once per secret, kept
+    with the credentials: the very MAC ``hmac.digest`` computes, keys past the hash's
+    block included, for the body alone and for a template, the first time and every
+    time after (the copies are fed, never the kept HMAC); with plain credentials, which
+    keep nothing, too."""
     values = {"body": body, "timestamp": stamp}
-    for _ in range(2):
-        assert webhooks._SignedPayload("{{body}}").mac(secret, digest, values) == hmac.digest(
-            secret, body, digest
-        )
+    kept = webhooks.SigningCredentials({"secret": "s"})
+    for credentials in (None, {"secret": "s"}, kept, kept):
+        assert webhooks._SignedPayload("{{body}}").mac(
+            secret, digest, values, credentials
+        ) == hmac.digest(secret, body, digest)
         assert webhooks._SignedPayload("v0:{{timestamp}}:{{body}}").mac(
-            secret, digest, values
+            secret, digest, values, credentials
         ) == hmac.digest(secret, b"v0:" + stamp + b":" + body, digest)
-
-
-def test_the_keyed_macs_kept_are_bounded() -> None:
-    for n in range(webhooks.MAX_KEYED * 2):
-        webhooks._SignedPayload("{{body}}").mac(b"secret-%d" % n, "sha256", {"body": b"{}"})
-    assert len(webhooks._KEYED) <= webhooks.MAX_KEYED
+    assert list(kept.keyed) == [(secret, digest)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -330,6 +331,27 @@ async def test_throttling_that_does_not_stop_gives_up_after_a_bounded_number_of_
         with pytest.raises(StoreUnavailable, match=r"kept throttling GetItem .*after 4 attempts"):
             await store.descriptors.get("jira")
         assert proxy.seen["GetItem"] - before == FAST_RETRY.attempts
+
+
+async def test_a_give_back_that_loses_every_conditional_write_says_so(
+    proxy: FaultProxy, table: str
+) -> None:
+    """Every conditional write of a give-back lost to another writer, as under extreme
+    contention: after 32 tries it gave up silently, the token lost without a word. It
+    raises the store's error now (the gateway logs and counts it); a take under the same
+    contention is still a refusal, never a grant, and the bucket is unharmed."""
+    async with _via(proxy, table) as store:
+        rates = store.rate_limits
+        take = functools.partial(rates.try_acquire, "b", capacity=2, refill_per_second=1 / 60)
+        assert (await take(now=T0)).allowed
+        proxy.inject("PutItem", "ConditionalCheckFailedException", times=32)
+        before = proxy.seen["PutItem"]
+        with pytest.raises(StoreUnavailable, match="changed by other writers 32 times in a row"):
+            await rates.give_back("b", capacity=2, refill_per_second=1 / 60, now=T0)
+        assert proxy.seen["PutItem"] - before == 32
+        proxy.inject("PutItem", "ConditionalCheckFailedException", times=32)
+        assert not (await take(now=T0)).allowed
+        assert [(await take(now=T0)).allowed for _ in range(2)] == [True, False]
 
 
 async def test_a_malformed_request_is_the_stores_error_and_a_misspelt_one_is_never_sent(

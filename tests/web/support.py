@@ -9,6 +9,7 @@ Its fake is a real loopback server from the fake kit.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import json
@@ -206,3 +207,17 @@ def alter_secret(data_dir: Path, ref: str) -> None:
         (envelope,) = db.execute("SELECT envelope FROM secrets WHERE ref = ?", (ref,)).fetchone()
         altered = bytes(envelope[:-1]) + bytes([envelope[-1] ^ 1])
         db.execute("UPDATE secrets SET envelope = ? WHERE ref = ?", (altered, ref))
+
+
+def macs_keyed_with(secret: str) -> int:
+    """How many live HMACs, never fed, are keyed with ``secret`` (found by what they compute)."""
+    gc.collect()
+    probe = b"probe"
+    wanted = hmac.digest(secret.encode(), probe, "sha256")
+    found = 0
+    for kept in gc.get_objects():
+        if isinstance(kept, hmac.HMAC) and kept.digest_size == len(wanted):
+            copy = kept.copy()
+            copy.update(probe)
+            found += copy.digest() == wanted
+    return found

@@ -23,6 +23,7 @@ from tests.web.support import (
     instance_body,
 )
 from ucf.fakes.kit import FakeServer
+from ucf.runtime.redaction import mask
 from ucf.stores.models import InstanceChanges
 from ucf.web.throttle import FREE_FAILURES, FailedAuthThrottle
 
@@ -353,6 +354,40 @@ async def test_switching_an_instance_to_a_sign_in_it_lacks_is_refused_as_creatin
     back = await web.client.patch(instance, json={"credentials": {"authMethod": "pat"}})
     assert back.status_code == 200, back.text
     assert back.json()["authMethod"] == "pat"
+
+
+async def test_an_instance_that_cannot_sign_in_says_so_and_its_settings_still_change(
+    connected: Web, acme: FakeServer
+) -> None:
+    """An edit of its connector (a credential now required) left the instance unable to
+    sign in; a PATCH of its settings or of another credential was taken and its answer
+    looked like any other, where creating it with those credentials is refused. Settings
+    can change; every answer says it cannot sign in and why; credentials given must
+    complete the sign-in, as on creating."""
+    changed = copy.deepcopy(ACME)
+    changed["auth"]["config"]["credentialFields"].append(
+        {"key": "accountId", "label": "Account id", "type": "text", "required": True}
+    )
+    assert (await connected.client.put(f"/api/connectors/{CONNECTOR}", json=changed)).is_success
+    missing = [("credentials.accountId", "'Account id' is required")]
+
+    def problems(answer: dict[str, Any]) -> list[tuple[str, str]]:
+        return [(p["path"], p["message"]) for p in answer["signInProblems"]]
+
+    shown = (await connected.client.get(INSTANCE)).json()
+    assert (shown["canSignIn"], problems(shown)) == (False, missing)
+    listed = (await connected.client.get(f"/api/projects/{PROJECT}/instances")).json()
+    assert [problems(i) for i in listed["items"]] == [missing]
+    moved = await connected.client.patch(INSTANCE, json={"config": {"baseUrl": acme.base_url}})
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["canSignIn"], problems(moved.json())) == (False, missing)
+    rotated = await connected.client.patch(INSTANCE, json={"credentials": {"apiKey": "k-0af3c9e1"}})
+    assert rotated.status_code == 422, rotated.text
+    assert [(d["path"], d["message"]) for d in error_of(rotated)["details"]] == missing
+    assert (await connected.client.get(INSTANCE)).json()["credentials"]["apiKey"] == mask(API_KEY)
+    completed = await connected.client.patch(INSTANCE, json={"credentials": {"accountId": "a-1"}})
+    assert completed.status_code == 200, completed.text
+    assert (completed.json()["canSignIn"], completed.json()["signInProblems"]) == (True, [])
 
 
 async def test_a_password_in_a_url_setting_is_refused_not_shown_back(

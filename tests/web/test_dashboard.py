@@ -698,6 +698,42 @@ async def test_monitoring_shows_health_counts_and_webhook_url_and_polls_now(
     user.assert_no_secret_seen()
 
 
+async def test_an_instance_that_cannot_sign_in_says_so_on_its_page_and_keeps_its_settings_form(
+    user: Browser, web: Web, acme: FakeServer
+) -> None:
+    """An edit of its connector left the instance without a credential it now needs: its
+    page looked like a working one's, and only its failing polls told. The page says what
+    is missing; the edit form saves settings alone, and refuses credentials that leave
+    the sign-in incomplete at the missing field, as the API does."""
+    changed = copy.deepcopy(ACME)
+    changed["auth"]["config"]["credentialFields"].append(
+        {"key": "accountId", "label": "Account id", "type": "text", "required": True}
+    )
+    assert (await web.client.post("/api/connectors", json=ACME)).status_code == 201
+    body = instance_body(acme.base_url)
+    made = await web.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert made.status_code == 201, made.text
+    assert "cannot sign in" not in unescape((await user.get(INSTANCE)).text)
+    assert (await web.client.put(f"/api/connectors/{CONNECTOR}", json=changed)).is_success
+    said = "cannot sign in with the stored credentials: 'Account id' is required"
+    assert said in unescape((await user.get(INSTANCE)).text)
+    base_url = acme.base_url
+    saved = await user.post(f"{INSTANCE}/edit", {"action": "save", "config.baseUrl": base_url})
+    assert saved.status_code == 303, saved.text
+    refused = await user.post(
+        f"{INSTANCE}/edit",
+        {"action": "save", "config.baseUrl": base_url, "credentials.apiKey": "k-0af3c9e1"},
+    )
+    assert refused.status_code == 422
+    assert "&#39;Account id&#39; is required" in refused.text
+    completed = await user.post(
+        f"{INSTANCE}/edit",
+        {"action": "save", "config.baseUrl": base_url, "credentials.accountId": "a-1"},
+    )
+    assert completed.status_code == 303, completed.text
+    assert "cannot sign in" not in unescape((await user.get(INSTANCE)).text)
+
+
 async def test_an_instance_without_its_webhook_secret_says_its_deliveries_are_refused(
     user: Browser, web: Web, acme: FakeServer
 ) -> None:

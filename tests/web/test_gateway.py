@@ -8,6 +8,7 @@ import copy
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.web.support import (
     WEBHOOK_SECRET,
     alter_secret,
     instance_body,
+    macs_keyed_with,
     sign,
     ticket_event,
     webhook_path,
@@ -181,6 +183,37 @@ async def test_rotating_the_webhook_secret_takes_effect_on_the_next_delivery(
     assert (await deliver(connected, old.body, old.headers)).status_code == 401
     new = sign(ticket_event("T-12"), delivery="d-12", secret=new_secret)
     assert (await deliver(connected, new.body, new.headers)).status_code == 200
+
+
+async def test_a_rotated_or_deleted_webhook_secret_leaves_no_keyed_mac_in_memory(
+    connected: Web,
+) -> None:
+    """Verification keys an HMAC once per secret and copies it for every delivery. The
+    keyed HMACs were kept in a module cache of up to 64 secrets, without a TTL: a secret
+    rotated or deleted stayed in memory, keyed state and the secret itself, until 64
+    other secrets had come by. They live as long as the gateway keeps the secret."""
+    instance = f"/api/projects/{PROJECT}/instances/{CONNECTOR}"
+    # Secrets of this test only: other tests' apps may still be alive in this process.
+    old_secret, new_secret = (f"acme-{secrets.token_hex(16)}" for _ in range(2))
+    stored = await connected.client.patch(
+        instance, json={"credentials": {"webhookSecret": old_secret}}
+    )
+    assert stored.status_code == 200
+    before = sign(ticket_event("T-21"), delivery="d-21", secret=old_secret)
+    assert (await deliver(connected, before.body, before.headers)).status_code == 200
+    assert macs_keyed_with(old_secret) == 1  # kept for the next delivery
+    rotated = await connected.client.patch(
+        instance, json={"credentials": {"webhookSecret": new_secret}}
+    )
+    assert rotated.status_code == 200
+    new = sign(ticket_event("T-22"), delivery="d-22", secret=new_secret)
+    assert (await deliver(connected, new.body, new.headers)).status_code == 200
+    assert macs_keyed_with(old_secret) == 0
+    assert macs_keyed_with(new_secret) == 1
+    deleted = await connected.client.delete(instance)
+    assert deleted.status_code == 204
+    assert (await deliver(connected, new.body, new.headers)).status_code == 404
+    assert macs_keyed_with(new_secret) == 0
 
 
 async def test_an_instance_without_a_webhook_secret_refuses_every_delivery(

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import functools
 import gc
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,10 +24,12 @@ from tests.web.support import (
     PROJECT,
     alter_secret,
     instance_body,
+    macs_keyed_with,
     sign,
     ticket_event,
 )
 from ucf.service.context import UcfContext
+from ucf.service.errors import NotFoundError
 from ucf.service.settings import Settings
 from ucf.service.webhooks import (
     Accepted,
@@ -37,6 +40,7 @@ from ucf.service.webhooks import (
     WebhookMisconfigured,
 )
 from ucf.stores.errors import StoreUnavailable
+from ucf.web.metrics import Metrics
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -80,6 +84,34 @@ def test_a_reserve_grows_while_used_up_in_time_and_shrinks_when_stale() -> None:
     assert not reserve.take(later)
     assert reserve.next_batch(later) == 4
     assert reserve.tokens == 0
+
+
+async def test_an_instance_deleted_by_another_worker_leaves_no_secret_in_the_gateway(
+    tmp_path: Path,
+) -> None:
+    """A gateway keeps an instance's secrets (and the HMACs keyed with them) for the
+    deliveries to come. Deleted through another worker, it never hears of it: once its
+    target cache lets it see the instance is gone, it keeps none of them any more."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    clock = [0.0]
+    secret = f"acme-{secrets.token_hex(16)}"  # this test's only: other gateways may live on
+    async with (
+        _with_an_instance(settings, ACME, clock=lambda: NOW) as first,
+        await UcfContext.open(settings, clock=lambda: NOW) as second,
+    ):
+        await first.instances.update(PROJECT, CONNECTOR, credentials={"webhookSecret": secret})
+        gateway = WebhookGateway(second, monotonic=lambda: clock[0])
+        signed = sign(ticket_event("T-1"), at=NOW.timestamp(), secret=secret)
+        delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+        outcome = await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+        assert isinstance(outcome, Accepted)
+        assert macs_keyed_with(secret) == 1
+        await first.instances.delete(PROJECT, CONNECTOR)
+        clock[0] += 60
+        with pytest.raises(NotFoundError):
+            await gateway.target(CONNECTOR, PROJECT)
+        assert macs_keyed_with(secret) == 0
 
 
 async def test_two_workers_together_never_admit_more_than_the_instance_limit(
@@ -522,6 +554,28 @@ async def test_a_delivery_the_store_failed_does_not_use_up_its_senders_allowance
     else:  # the second failure spent the token the first gave back to the reserve;
         # given back again, it went stale there: lost, as a stale reserve's tokens are
         assert retried == ["200", "429", "429"]
+
+
+async def test_a_token_that_could_not_be_given_back_is_logged_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A delivery the store failed gives its token back; when that fails too (here the
+    bucket's write; on DynamoDB also a bucket others kept changing), the log says so for
+    the instance and ``ucf_webhook_give_backs_failed_total`` counts it."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    metrics = Metrics()
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        gateway = WebhookGateway(context, observer=metrics, monotonic=lambda: 0.0)
+        _sqlite(settings, REFUSE_SIGNALS)
+        _sqlite(settings, REFUSE_GIVING_BACK)
+        assert await _status_of(gateway, lambda: NOW, 0) == "503"
+    counted = f'ucf_webhook_give_backs_failed_total{{connector="{CONNECTOR}"}} 1.0'
+    assert counted in metrics.render().decode()
+    assert any(
+        f"{PROJECT}/{CONNECTOR}: a delivery's token could not be given back" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def _bucket_tokens(settings: Settings) -> float:

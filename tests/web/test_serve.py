@@ -334,6 +334,20 @@ def test_signals_leave_through_the_jsonl_sink_configured_for_serve(
     assert lines[0]["sanitised"] is True
 
 
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_public_url_with_a_path_prefix_is_refused_at_start_up(tmp_path: Path, how: str) -> None:
+    """Behind a proxy at https://example.com/ucf the dashboard's root-relative links,
+    redirects and assets led out of ucf and a login returned to ``/``: ucf says so at
+    start-up instead of serving a dashboard that half works."""
+    url = "https://example.com/ucf/"
+    flag = ("--public-url", url) if how == "flag" else ()
+    env = ucf_env(UCF_API_TOKEN=TOKEN, **({"UCF_PUBLIC_URL": url} if how == "env" else {}))
+    result = run_serve("--port", "0", "--data-dir", str(tmp_path), *flag, env=env)
+    line = one_line_error(result)
+    assert "must be the root of its host (e.g. https://example.com)" in line
+    assert "path prefix" in line
+
+
 def test_a_short_api_token_is_refused_at_start_up(tmp_path: Path) -> None:
     result = run_serve(
         "--port", "0", "--data-dir", str(tmp_path), env=ucf_env(UCF_API_TOKEN="short-token-123")

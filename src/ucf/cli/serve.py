@@ -181,7 +181,7 @@ def serve(
     """Serve the management API, the webhook gateway and the poll scheduler."""
     from uvicorn.loops.auto import auto_loop_factory
 
-    from ucf.service.settings import ApiTokenError, ensure_api_token
+    from ucf.service.settings import ApiTokenError, ensure_api_token, served_public_url
     from ucf.service.settings import Settings as SettingsClass
     from ucf.stores.errors import StoreError
     from ucf.web.logs import configure_logging
@@ -190,10 +190,12 @@ def serve(
         settings = SettingsClass.from_env(data_dir=data_dir, store_url=store)
     except (ValueError, StoreError) as error:
         raise fail(str(error)) from None
-    if public_url is not None and not public_url.startswith(("http://", "https://")):
-        raise fail(f"--public-url must be an http(s) URL, got {public_url!r}")
     if public_url is not None:
-        settings = dataclasses.replace(settings, public_url=public_url.rstrip("/"))
+        try:
+            public_url = served_public_url(public_url)
+        except ValueError as error:
+            raise fail(str(error)) from None
+        settings = dataclasses.replace(settings, public_url=public_url)
     configure_logging(logging.DEBUG if verbose else logging.INFO)
     try:
         token, created = ensure_api_token(settings)

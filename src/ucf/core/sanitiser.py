@@ -10,7 +10,8 @@ What happens to each field (every action is listed in ``sanitisationNotes``):
 
 ``sanitisedSummary`` — the full text pipeline (:meth:`Sanitiser.clean_text`):
   line breaks unified; control, invisible (zero-width, tag, soft hyphen…) and
-  bidi-control characters removed; NFKC normalisation so full-width and other
+  bidi-control characters removed (joiners and variation selectors only where
+  they join or select nothing: emoji and Persian words keep theirs); NFKC normalisation so full-width and other
   look-alike forms match our patterns; HTML to plain text (``nh3``, then entity
   decoding, repeated while the result still looks like HTML so a second pass
   finds nothing new); secrets replaced by ``[REDACTED:<kind>]``; likely prompt
@@ -168,7 +169,8 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "aws_secret_access_key",
-        r"(?i:\b(?:aws_?)?secret_?access_?key\b[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9/+]{30,}={0,2})",
+        r"(?i:\b(?:aws_?)?secret_?access_?key\b[\"']?\s*[:=]\s*[\"']?)"
+        r"((?:[A-Za-z0-9/+]|%2[BbFf]){30,}(?:(?:%3[Dd]){1,2}|={0,2}))",
     ),
     SecretRule(
         "password",
@@ -181,7 +183,10 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         r"|id[_-]?token|session[_-]?token|client[_-]?secret|app[_-]?secret|secret[_-]?key"
         r"|signing[_-]?secret|webhook[_-]?secret|private[_-]?token|oauth[_-]?token|x-api-key"
         r"|dd-api-key|dd-application-key|token)\b[\"']?\s*[:=]\s*[\"']?)"
-        r"([A-Za-z0-9._~+/-]{8,}=*)",
+        # Percent-escapes too: in a query or a form body a token's "+", "/" and "=" are
+        # sent as %2B, %2F and %3D (Google's refresh tokens start "1%2F%2F"), and the value
+        # stopped at the first one: left whole when fewer than 8 characters came before.
+        r"((?:[A-Za-z0-9._~+/-]|%[0-9A-Fa-f]{2}){8,}=*)",
     ),
 )
 
@@ -393,11 +398,20 @@ _BIDI_RANGES = ((0x061C, 0x061C), (0x200E, 0x200F), (0x202A, 0x202E), (0x2066, 0
 _EXTRA_INVISIBLE_RANGES = (
     (0x034F, 0x034F),  # combining grapheme joiner
     (0x115F, 0x1160),  # Hangul fillers
+    (0x17B4, 0x17B5),  # Khmer inherent vowels: invisible, "not recommended" by Unicode
     (0x180B, 0x180F),  # Mongolian variation selectors and vowel separator
+    (0x2065, 0x2065),  # unassigned, default ignorable (shown as nothing)
     (0x3164, 0x3164),  # Hangul filler
     (0xFFA0, 0xFFA0),  # half-width Hangul filler
-    (0xE0100, 0xE01EF),  # supplementary variation selectors ("emoji smuggling")
+    (0xFFF0, 0xFFF8),  # unassigned, default ignorable
+    # Tags, supplementary variation selectors ("emoji smuggling") and the rest of the
+    # block, unassigned but default ignorable: all shown as nothing.
+    (0xE0000, 0xE0FFF),
 )
+# Joiners and variation selectors, removed by their neighbours (:func:`_without_stray_joiners`):
+# kept in emoji (❤️, 👩‍💻, 🏳️‍🌈), in Persian's and Indic scripts' words, removed where
+# they hide inside ASCII (a token or a phrase split by them showed whole and passed).
+_JOINER_RANGES = ((0x200C, 0x200D), (0xFE00, 0xFE0F))
 # Unicode assigns format characters only in these planes; a test checks all of them.
 _FORMAT_SCAN_RANGES = ((0x0000, 0x1FFFF), (0xE0000, 0xE0FFF))
 _NEWLINES = ("\r\n", "\r", "\x85", "\u2028", "\u2029")
@@ -489,14 +503,18 @@ def _character_classes() -> tuple[
     surrogates); the test for any of them, the hot one, is RE2's (see ``_re2_union``)."""
     invisible = {p for low, high in _format_characters() for p in range(low, high + 1)}
     invisible.update(p for low, high in _EXTRA_INVISIBLE_RANGES for p in range(low, high + 1))
+    joiners = {p for low, high in _JOINER_RANGES for p in range(low, high + 1)}
+    invisible -= joiners  # removed by their neighbours instead
     # C0 and C1 controls except \t and \n, DEL, and lone surrogates (not text at all).
     control = [(0x00, 0x08), (0x0B, 0x1F), (0x7F, 0x9F), (0xD800, 0xDFFF)]
     classes = (control, _merge(invisible), list(_BIDI_RANGES))
-    # The fast-path test also looks for the line breaks _tidy turns into "\n".
+    # The fast-path test also looks for the line breaks _tidy turns into "\n", and for
+    # joiners (which _tidy may remove).
     union = _merge(
         [
             0x2028,
             0x2029,
+            *joiners,
             *(p for ranges in classes for low, high in ranges for p in range(low, high + 1)),
         ]
     )
@@ -513,6 +531,62 @@ def _re2_union(ranges: list[tuple[int, int]]) -> re2._Regexp[str]:
             if start <= end:
                 parts.append(f"\\x{{{start:x}}}-\\x{{{end:x}}}")
     return _re2("[" + "".join(parts) + "]", "hidden characters", capture=False)
+
+
+_JOINER_RUN: Final = re.compile(
+    "[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in _JOINER_RANGES) + "]+"
+)
+_KEYCAP: Final = "\u20e3"
+_ZERO_WIDTH_JOINERS: Final = frozenset("\u200c\u200d")
+
+
+def _without_stray_joiners(text: str) -> tuple[str, int]:
+    """``text`` without the joiners and variation selectors that join nothing, and how
+    many went.
+
+    They are shown as nothing. Removed as every format character is, emoji fell apart
+    (👩‍💻, "woman technologist", became 👩💻) and Persian and Indic words were
+    misspelt (ZWNJ and ZWJ are part of their spelling); kept, variation selectors
+    (never format characters) split a token (``ghp_…\ufe0f…``) that was then shown
+    whole but redacted nowhere. So a run of them stays only where it belongs: after a
+    character that is neither ASCII, nor becomes ASCII under NFKC (full-width letters),
+    nor a space, and, for a run with a joiner, before one too; or as an emoji keycap's
+    (``1️⃣``: a digit, ``#`` or ``*``, U+FE0F, U+20E3). Neighbours are read after every
+    other hidden character is gone, and a run is decided whole, so a second pass keeps
+    what the first kept.
+    """
+    if _JOINER_RUN.search(text) is None:
+        return text, 0
+    removed = 0
+
+    def decided(found: re.Match[str]) -> str:
+        nonlocal removed
+        run = found.group()
+        start, end = found.span()
+        before = text[start - 1] if start else ""
+        after = text[end] if end < len(text) else ""
+        if _joins(run, before, after):
+            return run
+        removed += len(run)
+        return ""
+
+    return _JOINER_RUN.sub(decided, text), removed
+
+
+def _joins(run: str, before: str, after: str) -> bool:
+    if _plain(before):
+        return run == "\ufe0f" and after == _KEYCAP and before in "0123456789#*"
+    return not _ZERO_WIDTH_JOINERS.intersection(run) or not _plain(after)
+
+
+def _plain(char: str) -> bool:
+    """No character (a text's edge), a space, or ASCII as written or under NFKC."""
+    return (
+        not char
+        or char.isascii()
+        or char.isspace()
+        or unicodedata.normalize("NFKC", char).isascii()
+    )
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -1379,6 +1453,8 @@ class Sanitiser:
         ):
             text, removed = pattern.subn("", text)
             scope.count(note, removed)
+        text, removed = _without_stray_joiners(text)
+        scope.count("invisible_chars_removed", removed)
         return text
 
     def _nfkc(self, text: str, scope: _Scope) -> str:

@@ -77,6 +77,7 @@ __all__ = [
     "RejectCode",
     "Rejection",
     "SignatureVerifier",
+    "SigningCredentials",
     "TokenVerifier",
     "VerificationResult",
     "Verifier",
@@ -418,10 +419,23 @@ class _SignedPayload:
         for part in self.parts:
             mac.update(part if isinstance(part, bytes) else values[part])
 
-    def mac(self, secret: bytes, digest: str, values: Mapping[str, bytes]) -> bytes:
-        """The HMAC of this payload, from a copy of an HMAC keyed once per secret
-        (:func:`_keyed`)."""
-        mac = _keyed(secret, digest).copy()
+    def mac(
+        self,
+        secret: bytes,
+        digest: str,
+        values: Mapping[str, bytes],
+        credentials: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """The HMAC of this payload; from a copy of an HMAC keyed once per secret when
+        ``credentials`` (where ``secret`` comes from) keep one (:class:`SigningCredentials`)."""
+        if isinstance(credentials, SigningCredentials):
+            kept = credentials.keyed
+            keyed = kept.get((secret, digest))
+            if keyed is None:
+                keyed = kept[secret, digest] = hmac.new(secret, digestmod=digest)
+            mac = keyed.copy()
+        else:
+            mac = hmac.new(secret, digestmod=digest)
         if self.parts == ("body",):  # GitHub, Jira, Asana…: no feeding loop
             mac.update(values["body"])
         else:
@@ -429,14 +443,8 @@ class _SignedPayload:
         return mac.digest()
 
 
-_KEYED: dict[tuple[bytes, str], hmac.HMAC] = {}
-MAX_KEYED: Final = 64
-"""Secrets whose keyed HMACs are kept at most (emptied when full: rotated secrets do not
-stay for long, and many instances with secrets of their own key each time)."""
-
-
-def _keyed(secret: bytes, digest: str) -> hmac.HMAC:
-    """An HMAC keyed with ``secret``, made once per secret: the caller copies it.
+class SigningCredentials(dict[str, str]):
+    """Credentials that keep beside them the HMACs keyed with their secrets.
 
     Every delivery of an instance is checked with the same secret. ``hmac.digest`` keyed
     it each time, and OpenSSL's one-shot MAC looked the MAC and the digest up by name
@@ -444,14 +452,19 @@ def _keyed(secret: bytes, digest: str) -> hmac.HMAC:
     (``bench/webhook_instructions.py``); a copy of the keyed HMAC costs far less. Keyed
     hash states written out by hand (RFC 2104's inner and outer pads) would save ~0.5 µs
     more a delivery (3.1 against 3.6 µs for a 4.4 KB body), not worth MAC code of our own.
+
+    Kept here rather than in a module cache (which held up to 64 secrets, without a
+    TTL: a rotated or deleted secret stayed in memory, keyed, until 64 others came by),
+    a keyed HMAC lives exactly as long as the credentials it was keyed from: the
+    gateway's cache of an instance's secrets, re-read when the instance changes and
+    dropped when it is deleted. Plain mappings key an HMAC for each MAC.
     """
-    key = (secret, digest)
-    keyed = _KEYED.get(key)
-    if keyed is None:
-        if len(_KEYED) >= MAX_KEYED:
-            _KEYED.clear()
-        keyed = _KEYED[key] = hmac.new(secret, digestmod=digest)
-    return keyed
+
+    __slots__ = ("keyed",)
+
+    def __init__(self, credentials: Mapping[str, str]) -> None:
+        super().__init__(credentials)
+        self.keyed: dict[tuple[bytes, str], hmac.HMAC] = {}
 
 
 # --------------------------------------------------------------------------- verifiers
@@ -527,7 +540,7 @@ class SignatureVerifier:
             if not in_window.ok:
                 return in_window
             values["timestamp"] = _wire_bytes(stamp)
-        expected = self._payload.mac(secret, self._digest, values)
+        expected = self._payload.mac(secret, self._digest, values, credentials)
         for candidate in macs:  # the first that matches, as any() did, without its generator
             if hmac.compare_digest(expected, candidate):
                 return VALID

@@ -234,6 +234,36 @@ def _consent_without_tokens(
     return not (credentials.get(oauth.access_token_key) or credentials.get(oauth.refresh_token_key))
 
 
+def _stored_sign_in(
+    descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+) -> dict[str, str]:
+    """The stored ``credentials`` a sign-in uses, as :func:`check_credentials` takes them:
+    without what the runtime keeps beside them (the access token's expiry) or a field the
+    connector no longer declares (its descriptor was edited since)."""
+    consent = descriptor.consent()
+    known = {f.key for f in descriptor.credential_fields()}
+    known |= {consent.access_token_key} if consent else set()
+    known |= {AUTH_METHOD_KEY} if len(descriptor.auth_methods()) > 1 else set()
+    return {k: v for k, v in credentials.items() if k in known}
+
+
+def sign_in_problems(
+    descriptor: ConnectorDescriptor, credentials: Mapping[str, str], provided: Collection[str]
+) -> tuple[dict[str, Any], ...]:
+    """What keeps an instance's stored ``credentials`` from signing in, in the words
+    creating it with them would refuse them (``path``, ``message``); empty when they can.
+
+    An instance can be left so by an edit of its connector (a credential now required,
+    another sign-in method) or from before a check existed (an OAuth sign-in without a
+    token): its settings can still change, and every answer and its page say it cannot
+    sign in, instead of only its failing polls."""
+    try:
+        check_credentials(descriptor, _stored_sign_in(descriptor, credentials), provided=provided)
+    except ValidationFailed as failed:
+        return tuple(failed.details)
+    return ()
+
+
 def _check_both(
     descriptor: ConnectorDescriptor,
     config: Mapping[str, Any],
@@ -272,6 +302,8 @@ class Instance:
     """Ids of pending secrets that differ from the credential already confirmed: flagged."""
     auth_method: str = ""
     """How it signs in: the descriptor's ``auth`` method, or the alternative it chose."""
+    sign_in_problems: tuple[dict[str, Any], ...] = ()
+    """Why its stored credentials cannot sign in (:func:`sign_in_problems`); empty if they can."""
 
     def pending_json(self) -> list[dict[str, Any]]:
         return [p.to_json(differs=p.id in self.differing) for p in self.pending]
@@ -301,6 +333,8 @@ class Instance:
             "config": self.shown_config,
             "credentials": dict(self.masked or {}),
             "authMethod": self.auth_method,
+            "canSignIn": not self.sign_in_problems,
+            "signInProblems": [dict(p) for p in self.sign_in_problems],
             "healthState": r.health_state,
             "healthy": r.healthy,
             "lastHealthCheck": _iso(r.last_health_check),
@@ -346,7 +380,14 @@ class InstanceService:
             log.warning("instance %s/%s: %s", record.project_id, record.connector_id, error)
             stored = InstanceSecrets()
         credentials = dict(stored.credentials)
-        method = connector.descriptor.auth_for(credentials).method
+        descriptor = connector.descriptor
+        method = descriptor.auth_for(credentials).method
+        problems = sign_in_problems(descriptor, credentials, ())
+        if problems and descriptor.consent() is not None:
+            # The operator's registered app may bring what is missing (client id and
+            # secret): read only then, not for every instance shown.
+            provided = await self.provided_credentials(descriptor)
+            problems = sign_in_problems(descriptor, credentials, provided)
         credentials.pop(AUTH_METHOD_KEY, None)  # not a secret: shown as authMethod
         return Instance(
             record,
@@ -361,6 +402,7 @@ class InstanceService:
                 if credentials.get(p.credential) and credentials[p.credential] != p.value
             ),
             auth_method=method,
+            sign_in_problems=problems,
         )
 
     async def secrets(self, record: InstanceRecord) -> InstanceSecrets:
@@ -508,17 +550,14 @@ class InstanceService:
 
             async with self._changing_secrets(record, unreadable=replacement) as current:
                 rotated = current.with_credentials(fresh)
-                before = descriptor.auth_for(current.credentials).method
-                if descriptor.auth_for(rotated.credentials).method != before:
-                    # Another sign-in method: what it needs must be there, as creating an
-                    # instance with it asks. A PATCH naming the OAuth alternative alone
-                    # (no token) switched an instance to a sign-in that could never work.
-                    provided = await self.provided_credentials(descriptor)
-                    consent = descriptor.consent()
-                    known = {f.key for f in descriptor.credential_fields()} | {AUTH_METHOD_KEY}
-                    known |= {consent.access_token_key} if consent else set()
-                    given = {k: v for k, v in rotated.credentials.items() if k in known}
-                    check_credentials(descriptor, given, provided=provided)
+                # Credentials given must leave a sign-in that can work, as creating the
+                # instance with them asks: a PATCH naming the OAuth alternative alone (no
+                # token) switched an instance to a sign-in that could never work, and one
+                # rotating a key of an instance lacking a required field was taken as if
+                # it could sign in. Settings alone can change whatever the credentials.
+                provided = await self.provided_credentials(descriptor)
+                given = _stored_sign_in(descriptor, rotated.credentials)
+                check_credentials(descriptor, given, provided=provided)
                 changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
             changes["enabled"] = enabled

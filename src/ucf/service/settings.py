@@ -157,6 +157,29 @@ def _event_bus(text: str) -> str | None:
     return text
 
 
+def served_public_url(text: str, source: str = "--public-url") -> str:
+    """The public URL ``ucf serve`` is reached at, without its trailing ``/``; a
+    :class:`ValueError` naming ``source`` unless it is a bare http(s) origin.
+
+    A path prefix (``https://example.com/ucf`` behind a proxy) is refused, not half
+    served: the URLs ucf hands to providers would carry it, but the dashboard's links,
+    forms, redirects, assets and scripts are root-relative, so behind such a proxy they
+    lead out of ucf (and a login always returned to ``/``). A query or a fragment
+    would end up inside every webhook URL.
+    """
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{source} must be an http(s) URL, got {text!r}")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        origin = f"{parts.scheme}://{parts.netloc}"
+        raise ValueError(
+            f"{source} must be the root of its host (e.g. {origin}), got {text!r}: ucf "
+            "cannot be served under a path prefix, because the dashboard's links are "
+            "root-relative; give it a host of its own (e.g. ucf.example.com) in the proxy"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 _YES = frozenset({"1", "true", "yes", "on"})
 _NO = frozenset({"0", "false", "no", "off"})
 

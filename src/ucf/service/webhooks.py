@@ -55,6 +55,7 @@ from ucf.core.webhook import map_delivery
 from ucf.runtime.webhooks import (
     HandshakeResponse,
     Rejection,
+    SigningCredentials,
     Verifier,
     WebhookConfigError,
     check_delivery,
@@ -287,9 +288,16 @@ class GatewayObserver(Protocol):
 
     def ingested(self, connector_id: str, inserted: int, duplicates: int) -> None: ...
 
+    def give_back_failed(self, connector_id: str) -> None:
+        """A token of a delivery the store failed did not go back to the instance's bucket
+        (the store failed again, or other writers kept changing the bucket)."""
+
 
 class _Silent:
     def rate_limited(self, connector_id: str) -> None:
+        return None
+
+    def give_back_failed(self, connector_id: str) -> None:
         return None
 
     def verification_failed(self, connector_id: str, reason: str) -> None:
@@ -529,7 +537,13 @@ class WebhookGateway:
         if cached is not None and cached[0] > now:
             _, target, hooked = cached
         else:
-            target = await self._find(connector_id, project_id)
+            try:
+                target = await self._find(connector_id, project_id)
+            except NotFoundError:
+                # Deleted or disabled, perhaps through another worker: its secrets (and
+                # the HMACs keyed with them) are not kept for a URL that leads nowhere.
+                self.forget(project_id, connector_id)
+                raise
             hooked = replace(target, via_hook=True)
             self._targets[key] = (now + self._target_ttl, target, hooked)
         if hook_id is None:
@@ -736,6 +750,7 @@ class WebhookGateway:
                 self._give_back_seconds,
             )
         except StoreError as failure:
+            self._observer.give_back_failed(target.connector_id)
             log.warning(
                 "%s/%s: a delivery's token could not be given back to its bucket: %s",
                 target.project_id,
@@ -908,6 +923,9 @@ class WebhookGateway:
             raise WebhookMisconfigured(
                 f"{target.connector_id}: the instance's secret cannot be read"
             ) from None
+        # Verification keeps its keyed HMACs with these credentials: they go when this
+        # entry is replaced (the instance changed) or dropped (forgotten), never later.
+        values = replace(values, credentials=SigningCredentials(values.credentials))
         self._secrets[(target.project_id, target.connector_id)] = _CachedSecrets(
             target.record.updated_at, now + self._secret_ttl, values
         )

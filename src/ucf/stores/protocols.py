@@ -342,7 +342,8 @@ class RateLimitStore(Protocol):
     ) -> None:
         """Return ``tokens`` taken for work that then failed on ucf's side (a delivery its
         signal write refused), never filling the bucket above ``capacity``. Under extreme
-        contention it may give up: a token lost, never one granted twice."""
+        contention it may give up, never granting a token twice: it raises
+        :class:`~ucf.stores.errors.StoreUnavailable` then, as when the store fails."""
         ...
 
 

@@ -46,6 +46,7 @@ Family = Literal[
     "verification_failures",
     "webhooks_rate_limited",
     "webhooks_ignored",
+    "webhook_give_backs_failed",
     "signals_ingested",
     "signal_duplicates",
     "polls",
@@ -62,6 +63,7 @@ COUNTERS: Final[frozenset[Family]] = frozenset(
         "verification_failures",
         "webhooks_rate_limited",
         "webhooks_ignored",
+        "webhook_give_backs_failed",
         "signals_ingested",
         "signal_duplicates",
         "polls",
@@ -133,6 +135,9 @@ class Metrics:
 
     def ignored(self, connector_id: str, event_type: str) -> None:
         self._update("webhooks_ignored", (connector_id,))
+
+    def give_back_failed(self, connector_id: str) -> None:
+        self._update("webhook_give_backs_failed", (connector_id,))
 
     def ingested(self, connector_id: str, inserted: int, duplicates: int) -> None:
         self._count_signals(connector_id, "webhook", inserted, duplicates)

@@ -137,6 +137,13 @@ class MetricFamilies:
             ["connector"],
             registry=r,
         )
+        self.webhook_give_backs_failed = Counter(
+            "ucf_webhook_give_backs_failed",
+            "Rate-limit tokens of deliveries the store failed that did not go back to the "
+            "instance's bucket (the store failed again, or others kept changing the bucket).",
+            ["connector"],
+            registry=r,
+        )
         self.signals_ingested = Counter(
             "ucf_signals_ingested",
             "Signals newly stored, by connector and how they arrived (webhook, poll).",

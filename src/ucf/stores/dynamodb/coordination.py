@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient
+from ucf.stores.errors import StoreUnavailable
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
     BucketState,
@@ -172,6 +173,10 @@ class DynamoLeaseStore:
 _Answer = TypeVar("_Answer")
 
 
+class _Contended(Exception):
+    """Every attempt of a bucket's conditional write lost to another writer."""
+
+
 class DynamoRateLimitStore:
     """Token buckets as read, decide, conditional write on the bucket's revision.
 
@@ -179,7 +184,9 @@ class DynamoRateLimitStore:
     reads the bucket and writes the new state on condition that its revision is
     unchanged; a racing writer makes us re-read and decide again. The retries
     are bounded: under extreme contention the answer is "not now", never a
-    grant the bucket did not have.
+    grant the bucket did not have; a give-back then raises
+    :class:`~ucf.stores.errors.StoreUnavailable`, so the caller knows the tokens
+    did not go back (it gave up silently before: a token lost without a word).
     """
 
     ATTEMPTS = 32
@@ -208,9 +215,10 @@ class DynamoRateLimitStore:
             )
             return decision, bucket if decision.allowed else None  # nothing taken: no write
 
-        return await self._change(
-            bucket_key, capacity, refill_per_second, take, gave_up=RateDecision(False, 0.05)
-        )
+        try:
+            return await self._change(bucket_key, capacity, refill_per_second, take)
+        except _Contended:
+            return RateDecision(False, 0.05)
 
     async def give_back(
         self,
@@ -233,7 +241,13 @@ class DynamoRateLimitStore:
                 tokens=tokens,
             )
 
-        await self._change(bucket_key, capacity, refill_per_second, give, gave_up=None)
+        try:
+            await self._change(bucket_key, capacity, refill_per_second, give)
+        except _Contended:
+            raise StoreUnavailable(
+                f"the rate-limit bucket was changed by other writers {self.ATTEMPTS} times "
+                "in a row; its tokens were not given back"
+            ) from None
 
     async def _change(
         self,
@@ -241,12 +255,10 @@ class DynamoRateLimitStore:
         capacity: float,
         refill_per_second: float,
         change: Callable[[BucketState | None], tuple[_Answer, BucketState | None]],
-        *,
-        gave_up: _Answer,
     ) -> _Answer:
         """Read the bucket, ``change`` it (its answer, and the bucket to write or None for
         no write), write on condition that its revision is unchanged; a racing writer
-        makes it read and change again, ``ATTEMPTS`` times at most (then ``gave_up``)."""
+        makes it read and change again, ``ATTEMPTS`` times at most (then :class:`_Contended`)."""
         item_key = k.rate_bucket(bucket_key)
         for attempt in range(self.ATTEMPTS):
             reply = await self._db.call(
@@ -289,7 +301,7 @@ class DynamoRateLimitStore:
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
             return answer
-        return gave_up
+        raise _Contended
 
 
 class DynamoRecordStore:
