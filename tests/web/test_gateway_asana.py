@@ -242,3 +242,32 @@ async def test_a_change_seen_by_a_poll_and_by_a_webhook_is_one_signal(
     # The first poll's catch-up saw the task as it was; its completion is one signal.
     of_task = sorted(s["type"] for s in signals if s["raw"]["gid"] == task.gid)
     assert of_task == ["task_completed", "task_updated"]
+
+
+async def test_a_comment_right_after_another_change_of_its_task_is_not_swallowed_by_it(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Completed, then commented ("Done, deployed …"): Asana sends both events together
+    and the task, fetched after both, carries the comment's time as its ``modified_at``.
+    The comment owns that version (a comment is the task version it made), so the
+    task's change fetched with it names no version of its own: one signal, the
+    comment, whether the delivery or the poll reads the two events first."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    mark = len(asana.data.events)
+    asana.data.complete(task, now - timedelta(seconds=20))
+    asana.data.comment(task, 2, "Done, deployed in the 14:05 release.", now)
+    pushed = await post(connected, WebhookSample.of("both", {"events": asana.data.events[mark:]}))
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
+
+    [signal] = [s for s in await stored(connected) if s["id"] not in before]
+    assert signal["type"] == "task_commented"
+    assert signal["summary"].endswith("Done, deployed in the 14:05 release.")
+    assert signal["raw"]["target"]["completed"] is True  # the completion, as it stands

@@ -361,23 +361,34 @@ async def resolve_events(
     fetches += [_fetcher(calls, f"{base_url}/stories/{gid}", STORY_FIELDS) for gid in story_gids]
     fetched = await _bounded(fetches)
     tasks = dict(zip(task_gids, fetched[: len(task_gids)], strict=True))
-    changes: list[Change] = []
+    comments: list[Change] = []
+    owned: set[tuple[str, Any]] = set()  # (task gid, the task version a comment made)
     gone = 0
-    for gid, hints in plan.tasks.items():
-        task = tasks[gid]
-        if task is None:
-            gone += 1
-            continue
-        changes.append(Change(kind_of(hints, task), task, project_gid=project_gid))
     for story_gid, story in zip(story_gids, fetched[len(task_gids) :], strict=True):
-        task = tasks[plan.comments[story_gid]]
+        task_gid = plan.comments[story_gid]
+        task = tasks[task_gid]
         if story is None or task is None:
             gone += 1
             continue
         if story.get("resource_subtype", "comment_added") != "comment_added":
             continue  # a system story the event did not label
-        changes.append(Change("commented", task, story, project_gid))
-    return changes, gone
+        comments.append(Change("commented", task, story, project_gid))
+        owned.add((task_gid, story.get("created_at")))
+    # A comment is the task version it made (its created_at is the task's modified_at:
+    # signal_of). A task fetched after its latest change, a comment of this batch, is
+    # at that version, which the comment owns: the task's own events (a completion just
+    # before "Done, deployed") named earlier versions, no longer to be read. Listed as
+    # well, the task took the key first and the comment was dropped as its duplicate.
+    changes: list[Change] = []
+    for gid, hints in plan.tasks.items():
+        task = tasks[gid]
+        if task is None:
+            gone += 1
+            continue
+        if (gid, task.get("modified_at")) in owned:
+            continue
+        changes.append(Change(kind_of(hints, task), task, project_gid=project_gid))
+    return changes + comments, gone
 
 
 def _fetcher(calls: UpstreamCalls, url: str, fields: str) -> Callable[[], Awaitable[Any]]:
