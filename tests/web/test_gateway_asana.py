@@ -271,3 +271,28 @@ async def test_a_comment_right_after_another_change_of_its_task_is_not_swallowed
     assert signal["type"] == "task_commented"
     assert signal["summary"].endswith("Done, deployed in the 14:05 release.")
     assert signal["raw"]["target"]["completed"] is True  # the completion, as it stands
+
+
+async def test_a_completion_pushed_alone_and_polled_with_the_comment_after_it_is_one_signal(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """The completion's delivery fetched the task before the comment; the poll then reads
+    both events and fetches the task at the comment's version. Read as a completion
+    at that version, it was a second ``task_completed`` for one completion (and the
+    comment was lost as its duplicate)."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    mark = len(asana.data.events)
+    asana.data.complete(task, now - timedelta(seconds=20))
+    completion = WebhookSample.of("completed", {"events": asana.data.events[mark:]})
+    assert (await post(connected, completion)).json()["inserted"] == 1
+    asana.data.comment(task, 2, "Done, deployed in the 14:05 release.", now)
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["inserted"] == 1
+
+    new = [s for s in await stored(connected) if s["id"] not in before]
+    assert sorted(s["type"] for s in new) == ["task_commented", "task_completed"]
