@@ -10,6 +10,8 @@ DynamoDB (dynalite): the webhook first (then redelivered under a new delivery
 id, with its times written in UTC where the REST API writes the site's offset),
 then the poll; the poll first, then the webhook; and a poll re-run from an
 older checkpoint, as after a crash between a page's write and its checkpoint.
+Outlook's notification and delta poll meet one new message while Exchange is
+still filing it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import pytest
 
 from tests.service.poll_support import all_signals, settings_for
 from tests.stores.dynalite import dynamodb_url, unique_table_name
+from ucf.fakes import graph as fake_graph
 from ucf.fakes import jira as fake_jira
+from ucf.fakes.graph import GraphFake
 from ucf.fakes.jira import Issue, JiraFake, JiraScenario
 from ucf.fakes.scenario import WebhookSample
 from ucf.service.context import UcfContext
@@ -192,5 +196,81 @@ async def test_a_jira_change_seen_by_webhooks_and_polls_in_any_order_is_one_sign
         signals = await all_signals(context, PROJECT)
         assert len(signals) == stored
         assert len({s.dedup_key for s in signals}) == len({s.signal["id"] for s in signals})
+    finally:
+        await context.close()
+
+
+CLIENT_STATE = "a-client-state-of-this-instance-0123456789"
+OUTLOOK_URL = f"https://ucf.example.com{webhook_path('outlook', PROJECT)}"
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphFake]:
+    with GraphFake(datetime.now(UTC)) as fake:
+        yield fake
+
+
+async def _notify(gateway: WebhookGateway, graph: GraphFake, message_id: str) -> tuple[int, int]:
+    body = json.dumps({"value": [graph.notification(message_id, client_state=CLIENT_STATE)]})
+    delivery = Delivery(
+        "POST", body.encode(), {"Content-Type": "application/json"}, {}, OUTLOOK_URL
+    )
+    outcome = await receive_webhook(gateway, "outlook", PROJECT, delivery)
+    assert isinstance(outcome, Accepted), outcome
+    return outcome.inserted, outcome.duplicates
+
+
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
+async def test_a_new_mail_notified_while_exchange_files_it_and_polled_after_is_one_signal(
+    store: str, graph: GraphFake, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Graph notifies a new message at once; Exchange then touches it while filing it (its
+    ``lastModifiedDateTime`` moves seconds after arrival), and the user may read it
+    within minutes. The notification's fetch and the next delta poll see two versions
+    of one arrival: one ``email_received`` signal, with one id, not two."""
+    context = await _context(store, tmp_path, request)
+    try:
+        await context.instances.create(
+            PROJECT,
+            "outlook",
+            credentials={
+                "clientId": fake_graph.CLIENT_ID,
+                "clientSecret": fake_graph.CLIENT_SECRET,
+                "clientState": CLIENT_STATE,
+            },
+            config={
+                "baseUrl": f"{graph.base_url}/v1.0",
+                "authorityUrl": graph.base_url,
+                "tenant": fake_graph.TENANT,
+                "mailbox": fake_graph.MAILBOX,
+            },
+        )
+        first = await poll_instance(context, PROJECT, "outlook")
+        assert first.status == "ok", first.error
+        before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
+        gateway = WebhookGateway(context)
+
+        arrived = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=3)
+        message = graph.mailbox.receive(arrived, 2)
+        message.modified = arrived  # notified (and fetched) before Exchange has filed it
+        assert await _notify(gateway, graph, message.id) == (1, 0)
+        graph.mailbox.change(message, arrived + timedelta(seconds=3))  # filed
+        graph.mailbox.change(message, arrived + timedelta(minutes=1), is_read=True)
+        assert await _notify(gateway, graph, message.id) == (0, 1)  # Graph's "updated"
+        polled = await poll_instance(context, PROJECT, "outlook")
+        assert polled.status == "ok", polled.error
+        assert polled.inserted == 0
+
+        new = [s for s in await all_signals(context, PROJECT) if s.signal["id"] not in before]
+        assert [(s.signal["type"], s.signal["raw"]["id"]) for s in new] == [
+            ("email_received", message.id)
+        ]
+        assert new[0].signal["timestamp"] == arrived.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+        # A change once the message has settled is a signal of its own.
+        graph.mailbox.change(message, arrived + timedelta(minutes=10), flag="flagged")
+        assert await _notify(gateway, graph, message.id) == (1, 0)
+        later = await poll_instance(context, PROJECT, "outlook")
+        assert later.inserted == 0
     finally:
         await context.close()
