@@ -96,8 +96,8 @@ async def test_a_change_pushed_redelivered_replayed_and_polled_is_stored_once(
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     clock = Clock(start + timedelta(minutes=1))
     url = _store_url(store, request)
-    env = {} if url is None else {"UCF_STORE": url}
-    context = await UcfContext.open(settings_for(tmp_path, **env), clock=clock)
+    settings = settings_for(tmp_path) if url is None else settings_for(tmp_path, UCF_STORE=url)
+    context = await UcfContext.open(settings, clock=clock)
     try:
         with scenario.fake(start) as fake:
             await context.instances.create(

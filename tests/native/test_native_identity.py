@@ -46,11 +46,10 @@ def jira() -> Iterator[JiraFake]:
 
 
 async def _context(store: str, tmp_path: Path, request: pytest.FixtureRequest) -> UcfContext:
-    env = {}
-    if store == "dynamodb":
-        endpoint = request.getfixturevalue("dynalite_endpoint")
-        env["UCF_STORE"] = dynamodb_url(endpoint, unique_table_name())
-    return await UcfContext.open(settings_for(tmp_path, **env))
+    if store == "sqlite":
+        return await UcfContext.open(settings_for(tmp_path))
+    url = dynamodb_url(request.getfixturevalue("dynalite_endpoint"), unique_table_name())
+    return await UcfContext.open(settings_for(tmp_path, UCF_STORE=url))
 
 
 def _in_utc(value: Any) -> Any:
