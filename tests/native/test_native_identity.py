@@ -273,3 +273,48 @@ async def test_a_new_mail_notified_while_exchange_files_it_and_polled_after_is_o
         assert later.inserted == 0
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
+async def test_a_jira_issue_edited_within_a_second_of_its_creation_is_created_once(
+    store: str, jira: JiraFake, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """An automation rule edits a new issue at once (auto-assign, a label). The poll reads
+    the issue after the edit, still within a second of its creation, and calls it
+    created; the creation's webhook carries the issue as it was. Both are the one
+    creation: one ``issue_created`` (the edit's webhook is an ``issue_updated``)."""
+    context = await _context(store, tmp_path, request)
+    try:
+        scenario = JiraScenario()
+        await context.instances.create(
+            PROJECT,
+            "jira",
+            credentials=scenario.credentials(),
+            config=scenario.config(jira.base_url),
+        )
+        assert (await poll_instance(context, PROJECT, "jira")).status == "ok"
+        before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
+        gateway = WebhookGateway(context)
+
+        now = datetime.now(UTC) - timedelta(seconds=10)
+        with jira.data.lock:
+            issue = jira.data.create("OPS", "Card payments fail in the EU", now, 3)
+            created = _sample("jira:issue_created", issue, issue_event_type_name="issue_created")
+            edit = jira.data.relabel(issue, ["auto-triaged"], now + timedelta(milliseconds=400))
+        polled = await poll_instance(context, PROJECT, "jira")  # before the webhooks arrive
+        assert polled.inserted == 1
+        assert await _push(gateway, created) == (0, 1)
+        edited = _sample(
+            "jira:issue_updated",
+            issue,
+            issue_event_type_name="issue_updated",
+            changelog={"id": str(edit.id), "items": edit.items},
+        )
+        assert await _push(gateway, edited) == (1, 0)
+        assert (await poll_instance(context, PROJECT, "jira")).inserted == 0
+
+        new = [s.signal for s in await all_signals(context, PROJECT)]
+        new = [s for s in new if s["id"] not in before]
+        assert sorted(s["type"] for s in new) == ["issue_created", "issue_updated"]
+    finally:
+        await context.close()
