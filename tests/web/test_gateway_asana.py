@@ -296,3 +296,49 @@ async def test_a_completion_pushed_alone_and_polled_with_the_comment_after_it_is
 
     new = [s for s in await stored(connected) if s["id"] not in before]
     assert sorted(s["type"] for s in new) == ["task_commented", "task_completed"]
+
+
+async def test_a_new_task_is_created_once_though_edited_before_the_poll(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """A task is created and pushed (fetched at once), then renamed; the poll comes before
+    the rename's delivery and reads both events, the task as renamed. The creation is
+    one ``task_created`` (the poll's, keyed by the rename's ``modified_at``, was a
+    second one), and the rename, when its delivery comes, one ``task_updated``."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    mark = len(asana.data.events)
+    task = asana.data.create_task(now - timedelta(seconds=40), "Refunds stuck in pending")
+    creation = WebhookSample.of("created", {"events": asana.data.events[mark:]})
+    assert (await post(connected, creation)).json()["inserted"] == 1
+    asana.data.rename(task, "Refunds stuck in pending (EU only)", now)
+    rename = WebhookSample.of("renamed", {"events": asana.data.events[-1:]})
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
+    assert (await post(connected, rename)).json()["inserted"] == 1
+
+    new = [s for s in await stored(connected) if s["id"] not in before]
+    assert sorted(s["type"] for s in new) == ["task_created", "task_updated"]
+
+
+async def test_a_task_created_and_commented_in_one_batch_is_two_signals(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Created, then commented at once (an integration that files a task and posts its
+    link): one delivery brings both events. The creation is a version of its own, so
+    the comment, which owns the task's ``modified_at``, does not swallow it."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    now = datetime.now(UTC)
+    mark = len(asana.data.events)
+    task = asana.data.create_task(now - timedelta(seconds=5), "Refunds stuck in pending")
+    asana.data.comment(task, 2, "From #support: 14 customers so far.", now)
+    both = WebhookSample.of("both", {"events": asana.data.events[mark:]})
+    assert (await post(connected, both)).json() == {"received": 2, "inserted": 2, "duplicates": 0}
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 2)
+    of_task = [s["type"] for s in await stored(connected) if s["raw"].get("gid") == task.gid]
+    assert of_task == ["task_created"]  # the comment's raw is the story, its task the target

@@ -24,8 +24,8 @@ feed with a cursor, the *sync token*::
 
 A signal's identity is the task gid and its ``modified_at`` (a comment: the
 task gid and the comment's ``created_at``, the ``modified_at`` it gave the
-task), so the poll, a catch-up and a webhook that report the same change
-store one signal.
+task; a creation: ``created``, once per task), so the poll, a catch-up and a
+webhook that report the same change store one signal.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ from ucf.native import (
 
 __all__ = [
     "CATCH_UP_OVERLAP",
+    "CREATED",
     "INITIAL_LOOKBACK",
     "STORY_FIELDS",
     "TASK_FIELDS",
@@ -144,6 +145,9 @@ SIGNAL_TYPES: Final[Mapping[str, str]] = {
     "assigned": "task_assigned",
     "commented": "task_commented",
 }
+
+CREATED: Final = "created"
+"""The version of a task's creation (its other versions are its ``modified_at``)."""
 
 CREATED_WINDOW: Final = timedelta(seconds=60)
 """A task listed by ``modified_since`` whose last change is this close to its creation is new."""
@@ -379,15 +383,17 @@ async def resolve_events(
     # at that version, which the comment owns: the task's own events (a completion just
     # before "Done, deployed") named earlier versions, no longer to be read. Listed as
     # well, the task took the key first and the comment was dropped as its duplicate.
+    # A creation is a version of its own (CREATED), so it stays.
     changes: list[Change] = []
     for gid, hints in plan.tasks.items():
         task = tasks[gid]
         if task is None:
             gone += 1
             continue
-        if (gid, task.get("modified_at")) in owned:
+        kind = kind_of(hints, task)
+        if kind != "created" and (gid, task.get("modified_at")) in owned:
             continue
-        changes.append(Change(kind_of(hints, task), task, project_gid=project_gid))
+        changes.append(Change(kind, task, project_gid=project_gid))
     return changes + comments, gone
 
 
@@ -479,6 +485,10 @@ def signal_of(change: Change, project_id: str) -> MappedSignal:
         if at is None or not isinstance(modified, str):
             raise ValueError("the task has no modified_at")
         summary, version, raw = name, modified, task
+        if change.kind == "created":
+            # A task is created once, however it was edited before a poll or a delivery
+            # fetched it (read at its modified_at, each fetch was another creation).
+            version, at = CREATED, _time(task.get("created_at")) or at
     return build_signal(
         source=CONNECTOR,
         project_id=project_id,
