@@ -249,9 +249,9 @@ async def test_a_comment_right_after_another_change_of_its_task_is_not_swallowed
 ) -> None:
     """Completed, then commented ("Done, deployed …"): Asana sends both events together
     and the task, fetched after both, carries the comment's time as its ``modified_at``.
-    The comment owns that version (a comment is the task version it made), so the
-    task's change fetched with it names no version of its own: one signal, the
-    comment, whether the delivery or the poll reads the two events first."""
+    The comment owns that version (a comment is the task version it made); the
+    completion is a version of its own. Read as a completion at the comment's
+    version, the task took the key first and the comment's text was dropped."""
     await shake(connected)
     assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
     before = {s["id"] for s in await stored(connected)}
@@ -263,14 +263,17 @@ async def test_a_comment_right_after_another_change_of_its_task_is_not_swallowed
     asana.data.comment(task, 2, "Done, deployed in the 14:05 release.", now)
     pushed = await post(connected, WebhookSample.of("both", {"events": asana.data.events[mark:]}))
     assert pushed.status_code == 200, pushed.text
-    assert pushed.json() == {"received": 1, "inserted": 1, "duplicates": 0}
+    assert pushed.json() == {"received": 2, "inserted": 2, "duplicates": 0}
     polled = await connected.client.post(f"{INSTANCE}/poll")
-    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 2)
 
-    [signal] = [s for s in await stored(connected) if s["id"] not in before]
-    assert signal["type"] == "task_commented"
-    assert signal["summary"].endswith("Done, deployed in the 14:05 release.")
-    assert signal["raw"]["target"]["completed"] is True  # the completion, as it stands
+    new = {s["type"]: s for s in await stored(connected) if s["id"] not in before}
+    assert sorted(new) == ["task_commented", "task_completed"]
+    assert new["task_commented"]["summary"].endswith("Done, deployed in the 14:05 release.")
+    assert (
+        new["task_completed"]["timestamp"]
+        == (now - timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    )
 
 
 async def test_a_completion_pushed_alone_and_polled_with_the_comment_after_it_is_one_signal(
@@ -342,3 +345,30 @@ async def test_a_task_created_and_commented_in_one_batch_is_two_signals(
     assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 2)
     of_task = [s["type"] for s in await stored(connected) if s["raw"].get("gid") == task.gid]
     assert of_task == ["task_created"]  # the comment's raw is the story, its task the target
+
+
+async def test_a_completion_pushed_then_the_task_edited_before_the_poll_is_one_signal(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Completed and pushed (fetched at once), then renamed; the poll comes before the
+    rename's delivery and reads both events, the task as renamed and still complete.
+    Read as a completion at the rename's ``modified_at``, it was a second
+    ``task_completed``; the rename's own delivery is its ``task_updated``."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    mark = len(asana.data.events)
+    asana.data.complete(task, now - timedelta(seconds=20))
+    completion = WebhookSample.of("completed", {"events": asana.data.events[mark:]})
+    assert (await post(connected, completion)).json()["inserted"] == 1
+    asana.data.rename(task, "Renamed once done", now)
+    rename = WebhookSample.of("renamed", {"events": asana.data.events[-1:]})
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
+    assert (await post(connected, rename)).json()["inserted"] == 1
+
+    new = [s for s in await stored(connected) if s["id"] not in before]
+    assert sorted(s["type"] for s in new) == ["task_completed", "task_updated"]

@@ -24,8 +24,9 @@ feed with a cursor, the *sync token*::
 
 A signal's identity is the task gid and its ``modified_at`` (a comment: the
 task gid and the comment's ``created_at``, the ``modified_at`` it gave the
-task; a creation: ``created``, once per task), so the poll, a catch-up and a
-webhook that report the same change store one signal.
+task; a creation: ``created``, once per task; a completion:
+``completed:<completed_at>``), so the poll, a catch-up and a webhook that report
+the same change store one signal.
 """
 
 from __future__ import annotations
@@ -147,7 +148,11 @@ SIGNAL_TYPES: Final[Mapping[str, str]] = {
 }
 
 CREATED: Final = "created"
-"""The version of a task's creation (its other versions are its ``modified_at``)."""
+"""The version of a task's creation (a completion's is ``completed:<completed_at>``, the
+others' its ``modified_at``)."""
+
+OWN_VERSIONS: Final = frozenset({"created", "completed"})
+"""Kinds of task change versioned by what happened, not by the task's ``modified_at``."""
 
 CREATED_WINDOW: Final = timedelta(seconds=60)
 """A task listed by ``modified_since`` whose last change is this close to its creation is new."""
@@ -383,7 +388,7 @@ async def resolve_events(
     # at that version, which the comment owns: the task's own events (a completion just
     # before "Done, deployed") named earlier versions, no longer to be read. Listed as
     # well, the task took the key first and the comment was dropped as its duplicate.
-    # A creation is a version of its own (CREATED), so it stays.
+    # A creation and a completion are versions of their own (signal_of), so they stay.
     changes: list[Change] = []
     for gid, hints in plan.tasks.items():
         task = tasks[gid]
@@ -391,7 +396,7 @@ async def resolve_events(
             gone += 1
             continue
         kind = kind_of(hints, task)
-        if kind != "created" and (gid, task.get("modified_at")) in owned:
+        if kind not in OWN_VERSIONS and (gid, task.get("modified_at")) in owned:
             continue
         changes.append(Change(kind, task, project_gid=project_gid))
     return changes + comments, gone
@@ -485,10 +490,17 @@ def signal_of(change: Change, project_id: str) -> MappedSignal:
         if at is None or not isinstance(modified, str):
             raise ValueError("the task has no modified_at")
         summary, version, raw = name, modified, task
+        # A creation and a completion are versions of their own: each fetch of the task
+        # reads its latest modified_at, so one edited before a poll or a delivery
+        # fetched it was read as a second creation or completion (and a comment after a
+        # completion, which owns that modified_at, was dropped as its duplicate).
         if change.kind == "created":
-            # A task is created once, however it was edited before a poll or a delivery
-            # fetched it (read at its modified_at, each fetch was another creation).
             version, at = CREATED, _time(task.get("created_at")) or at
+        elif change.kind == "completed":
+            completed = task.get("completed_at")
+            done = _time(completed)
+            if done is not None and isinstance(completed, str):
+                version, at = f"completed:{completed}", done
     return build_signal(
         source=CONNECTOR,
         project_id=project_id,
