@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.catalogue.conftest import POLLING, WEBHOOKS, descriptor_of, webhook_url
-from tests.service.poll_support import all_signals, open_context
+from tests.service.poll_support import all_signals, settings_for
+from tests.stores.dynalite import dynamodb_url, unique_table_name
 from ucf.core.webhook import header
 from ucf.fakes.scenario import WebhookDelivery, scenario_for
 from ucf.service.context import UcfContext
@@ -78,15 +79,25 @@ def test_every_connector_that_polls_and_receives_webhooks_is_checked() -> None:
     assert set(BOTH) >= {"github-issues", "github-prs", "linear", "slack", "sentry"}
 
 
+def _store_url(store: str, request: pytest.FixtureRequest) -> str | None:
+    """None: the default SQLite file in the data directory; else a fresh dynalite table."""
+    if store == "sqlite":
+        return None
+    return dynamodb_url(request.getfixturevalue("dynalite_endpoint"), unique_table_name())
+
+
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
 @pytest.mark.parametrize("connector_id", BOTH)
 async def test_a_change_pushed_redelivered_replayed_and_polled_is_stored_once(
-    connector_id: str, tmp_path: Path
+    connector_id: str, store: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     scenario = scenario_for(connector_id)
     # Whole seconds for the dataset; the change itself carries milliseconds, as real ones do.
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
     clock = Clock(start + timedelta(minutes=1))
-    context = await open_context(tmp_path, clock=clock)
+    url = _store_url(store, request)
+    settings = settings_for(tmp_path) if url is None else settings_for(tmp_path, UCF_STORE=url)
+    context = await UcfContext.open(settings, clock=clock)
     try:
         with scenario.fake(start) as fake:
             await context.instances.create(

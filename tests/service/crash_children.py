@@ -31,11 +31,18 @@ def poll_once(directory: str) -> int:
     return asyncio.run(main())
 
 
-KILL_POINTS = ("before-commit", "after-commit", "mid-ingest")
+KILL_POINTS = ("before-commit", "after-commit", "mid-ingest", "before-sink", "after-sink")
 """Where ``serve`` can SIGKILL itself, at its n-th ingest: when the gateway hands a verified,
 mapped delivery to the ingest (before any store write); when that ingest has returned
 (committed, the 200 not yet written); on DynamoDB, between the conditional put that
-commits the signal and the batch writes that derive its signal, pointer and outbox items."""
+commits the signal and the batch writes that derive its signal, pointer and outbox items.
+``before-sink`` and ``after-sink`` count JSONL sink batches instead: the process dies
+as the n-th is handed to the sink (claimed, nothing written), or once it is written
+and fsynced, before the outbox hears of it (the ack)."""
+
+DELIVERY_LEASE_ENV = "CRASH_DELIVERY_LEASE_SECONDS"
+"""Read by the child, not by ucf: the claim lease of its deliverer (60 s otherwise), so a
+batch a killed server claimed is claimable again within the test's patience."""
 
 
 def serve(directory: str, port: str, kill_point: str = "", nth: str = "0") -> int:
@@ -49,6 +56,8 @@ def serve(directory: str, port: str, kill_point: str = "", nth: str = "0") -> in
 
     if kill_point:
         _kill_at(kill_point, int(nth))
+    if os.environ.get(DELIVERY_LEASE_ENV):
+        _lease_of_delivery(float(os.environ[DELIVERY_LEASE_ENV]))
     app(["serve", "--port", port, "--data-dir", directory], prog_name="ucf")
     return 0
 
@@ -57,7 +66,22 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _lease_of_delivery(seconds: float) -> None:
+    from datetime import timedelta
+
+    from ucf.service.delivery import DeliveryWorker
+
+    init = DeliveryWorker.__init__
+
+    def short_lease(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["lease"] = timedelta(seconds=seconds)
+        init(self, *args, **kwargs)
+
+    DeliveryWorker.__init__ = short_lease  # type: ignore[method-assign]
+
+
 def _kill_at(point: str, nth: int) -> None:
+    from ucf.service.delivery import JsonlFileSink
     from ucf.service.ingest import SignalIngestor
     from ucf.stores.dynamodb.signals import DynamoSignalStore
 
@@ -68,6 +92,19 @@ def _kill_at(point: str, nth: int) -> None:
         seen += 1
         return seen == nth
 
+    if point in ("before-sink", "after-sink"):
+        deliver: Callable[..., Awaitable[None]] = JsonlFileSink.deliver
+
+        async def deliver_or_die(self: Any, entries: Sequence[Any]) -> None:
+            last = bool(entries) and nth_call()
+            if point == "before-sink" and last:
+                _die()
+            await deliver(self, entries)
+            if point == "after-sink" and last:
+                _die()
+
+        JsonlFileSink.deliver = deliver_or_die  # type: ignore[method-assign]
+        return
     if point == "mid-ingest":
         finish: Callable[..., Awaitable[None]] = DynamoSignalStore._finish
 

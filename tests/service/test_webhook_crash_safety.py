@@ -56,7 +56,7 @@ from ucf.service.settings import Settings
 from ucf.service.webhooks import webhook_path
 from ucf.stores.url import open_store
 
-from .crash_children import KILL_POINTS
+from .crash_children import DELIVERY_LEASE_ENV, KILL_POINTS
 from .crash_support import KILLS, SEED, Backend, Child, Zygote, module_zygote, zygote
 
 __all__ = ["dynalite_endpoint", "module_zygote", "zygote"]  # fixtures
@@ -218,7 +218,7 @@ class Gateway:
 
 
 def kill_points(backend: Backend) -> tuple[str, ...]:
-    points = ("before-commit", "after-commit", "anywhere")
+    points = ("before-commit", "after-commit", "anywhere")  # "after-sink": the test below
     return (*points, "mid-ingest") if backend.name == "dynamodb" else points
 
 
@@ -292,3 +292,122 @@ async def test_sigkilled_gateway_acknowledges_only_what_it_stored_and_stores_it_
     )
     assert set(expected.outbox.values()) == {1}
     assert final.outbox == expected.outbox, f"seed {SEED}: outbox differs; kills: {kills}"
+
+
+@dataclass
+class Delivering(Gateway):
+    """``ucf serve`` whose deliverer appends to a JSONL sink, with a one-second claim lease
+    (60 s otherwise: a batch a killed server claimed is sent again that much later)."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        del env["UCF_SINK_HTTP"]  # the JSONL sink of child_env remains
+        env[DELIVERY_LEASE_ENV] = "1"
+        return env
+
+    def delivered(self) -> tuple[Counter[str], dict[str, set[str]]]:
+        """How often each signal id is in the sink's file, and its texts there; a line a
+        kill tore is skipped, as docs/pipeline.md tells consumers to."""
+        path = self.directory / "signals.jsonl"
+        times: Counter[str] = Counter()
+        texts: dict[str, set[str]] = {}
+        lines = path.read_bytes().splitlines() if path.exists() else []
+        for line in lines:
+            try:
+                signal = json.loads(line)
+            except ValueError:
+                continue
+            times[signal["id"]] += 1
+            texts.setdefault(signal["id"], set()).add(json.dumps(signal, sort_keys=True))
+        return times, texts
+
+
+async def stored_texts(url: str) -> dict[str, str]:
+    async with open_store(url) as store:
+        found: dict[str, str] = {}
+        cursor: str | None = None
+        while True:
+            page = await store.signals.query(PROJECT, limit=500, cursor=cursor)
+            found.update({s.signal_id: json.dumps(s.signal, sort_keys=True) for s in page.items})
+            if page.next_cursor is None:
+                return found
+            cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "dynamodb"])
+async def test_sigkilled_server_hands_every_stored_signal_to_its_sink_at_least_once(
+    tmp_path: Path, request: pytest.FixtureRequest, backend_name: str, zygote: Zygote
+) -> None:
+    """docs/pipeline.md: a crash never loses a signal on its way to a sink, and a signal
+    sent twice is the same signal (same id, same content) for the consumer to drop.
+
+    ``ucf serve`` takes deliveries and hands their signals to a JSONL sink while it is
+    SIGKILLed, in turn, as a claimed batch is handed to the sink (nothing written: it
+    must go later), right after a batch is written and fsynced but before the outbox
+    is told (it must go again), and at a random moment. Then one run goes on until
+    the sink holds every stored signal."""
+    endpoint = request.getfixturevalue("dynalite_endpoint") if backend_name == "dynamodb" else None
+    backend = Backend(backend_name, endpoint)
+    rng = random.Random(SEED)
+    rounds = max(6, KILLS // 3)
+    server = Delivering(zygote, backend, tmp_path / "crashed")
+    server.directory.mkdir()
+    await server.create()
+    sender = Sender(f"http://127.0.0.1:{server.port}", deliveries(BATCH * (rounds + 2)))
+    sender.queue(BATCH)
+    first_ack = await server.serve_until_acked(sender)
+
+    kills: list[str] = []
+    for round_number in range(rounds):
+        sender.queue(BATCH)
+        point = ("before-sink", "after-sink", "anywhere")[round_number % 3]
+        if point == "anywhere":
+            child = await server.launch()
+            where = point
+        else:  # the first batch of the run: its deliveries' signals, or what a kill left
+            child = await server.launch(point, 1)
+            where = f"{point} batch"
+        sending = asyncio.create_task(sender.send_while_alive(child))
+        if where == "anywhere":
+            delay = rng.uniform(first_ack * 0.5, first_ack + 0.5)
+            await asyncio.sleep(delay)
+            await child.kill()
+            where += f", {delay:.2f} s after launch"
+        else:
+            try:  # its batches come once the deliveries are stored
+                await asyncio.wait_for(asyncio.shield(child.wait()), TIMEOUT)
+            except TimeoutError:
+                await child.kill()
+                where += " (never came: killed)"
+        assert await asyncio.wait_for(child.wait(), TIMEOUT) == -9, child.output
+        await asyncio.wait_for(sending, TIMEOUT)
+        kills.append(where)
+        stored = await stored_texts(server.url)
+        times, texts = server.delivered()
+        assert set(times) <= set(stored), f"seed {SEED}: the sink got a signal not stored"
+        assert all(texts[i] == {stored[i]} for i in times), f"seed {SEED}: a copy differs"
+
+    # One run to the end: every delivery acknowledged, every stored signal handed over.
+    child = await server.launch()
+    try:
+        await asyncio.wait_for(sender.send_while_alive(child), TIMEOUT)
+        stored = await stored_texts(server.url)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT
+        while loop.time() < deadline:
+            if set(server.delivered()[0]) >= set(stored):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await child.kill()
+
+    assert sender.acked == set(range(sender.sent)), sender.refusals[:3]
+    assert len(stored) == sender.sent
+    times, texts = server.delivered()
+    missing = set(stored) - set(times)
+    assert not missing, f"seed {SEED}: {len(missing)} stored, never delivered; kills: {kills}"
+    assert set(times) <= set(stored)
+    assert all(texts[i] == {stored[i]} for i in times), "a redelivered copy differs"
+    landed = [k for k in kills if k.startswith("after-sink") and "never" not in k]
+    if landed:  # a batch written before its kill is written again: a duplicate to drop
+        assert max(times.values()) >= 2, f"seed {SEED}: {landed} sent nothing twice"

@@ -242,3 +242,133 @@ async def test_a_change_seen_by_a_poll_and_by_a_webhook_is_one_signal(
     # The first poll's catch-up saw the task as it was; its completion is one signal.
     of_task = sorted(s["type"] for s in signals if s["raw"]["gid"] == task.gid)
     assert of_task == ["task_completed", "task_updated"]
+
+
+async def test_a_comment_right_after_another_change_of_its_task_is_not_swallowed_by_it(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Completed, then commented ("Done, deployed …"): Asana sends both events together
+    and the task, fetched after both, carries the comment's time as its ``modified_at``.
+    The comment owns that version (a comment is the task version it made); the
+    completion is a version of its own. Read as a completion at the comment's
+    version, the task took the key first and the comment's text was dropped."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    mark = len(asana.data.events)
+    asana.data.complete(task, now - timedelta(seconds=20))
+    asana.data.comment(task, 2, "Done, deployed in the 14:05 release.", now)
+    pushed = await post(connected, WebhookSample.of("both", {"events": asana.data.events[mark:]}))
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json() == {"received": 2, "inserted": 2, "duplicates": 0}
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 2)
+
+    new = {s["type"]: s for s in await stored(connected) if s["id"] not in before}
+    assert sorted(new) == ["task_commented", "task_completed"]
+    assert new["task_commented"]["summary"].endswith("Done, deployed in the 14:05 release.")
+    assert (
+        new["task_completed"]["timestamp"]
+        == (now - timedelta(seconds=20)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    )
+
+
+async def test_a_completion_pushed_alone_and_polled_with_the_comment_after_it_is_one_signal(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """The completion's delivery fetched the task before the comment; the poll then reads
+    both events and fetches the task at the comment's version. Read as a completion
+    at that version, it was a second ``task_completed`` for one completion (and the
+    comment was lost as its duplicate)."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    mark = len(asana.data.events)
+    asana.data.complete(task, now - timedelta(seconds=20))
+    completion = WebhookSample.of("completed", {"events": asana.data.events[mark:]})
+    assert (await post(connected, completion)).json()["inserted"] == 1
+    asana.data.comment(task, 2, "Done, deployed in the 14:05 release.", now)
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["inserted"] == 1
+
+    new = [s for s in await stored(connected) if s["id"] not in before]
+    assert sorted(s["type"] for s in new) == ["task_commented", "task_completed"]
+
+
+async def test_a_new_task_is_created_once_though_edited_before_the_poll(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """A task is created and pushed (fetched at once), then renamed; the poll comes before
+    the rename's delivery and reads both events, the task as renamed. The creation is
+    one ``task_created`` (the poll's, keyed by the rename's ``modified_at``, was a
+    second one), and the rename, when its delivery comes, one ``task_updated``."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    mark = len(asana.data.events)
+    task = asana.data.create_task(now - timedelta(seconds=40), "Refunds stuck in pending")
+    creation = WebhookSample.of("created", {"events": asana.data.events[mark:]})
+    assert (await post(connected, creation)).json()["inserted"] == 1
+    asana.data.rename(task, "Refunds stuck in pending (EU only)", now)
+    rename = WebhookSample.of("renamed", {"events": asana.data.events[-1:]})
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
+    assert (await post(connected, rename)).json()["inserted"] == 1
+
+    new = [s for s in await stored(connected) if s["id"] not in before]
+    assert sorted(s["type"] for s in new) == ["task_created", "task_updated"]
+
+
+async def test_a_task_created_and_commented_in_one_batch_is_two_signals(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Created, then commented at once (an integration that files a task and posts its
+    link): one delivery brings both events. The creation is a version of its own, so
+    the comment, which owns the task's ``modified_at``, does not swallow it."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    now = datetime.now(UTC)
+    mark = len(asana.data.events)
+    task = asana.data.create_task(now - timedelta(seconds=5), "Refunds stuck in pending")
+    asana.data.comment(task, 2, "From #support: 14 customers so far.", now)
+    both = WebhookSample.of("both", {"events": asana.data.events[mark:]})
+    assert (await post(connected, both)).json() == {"received": 2, "inserted": 2, "duplicates": 0}
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 2)
+    of_task = [s["type"] for s in await stored(connected) if s["raw"].get("gid") == task.gid]
+    assert of_task == ["task_created"]  # the comment's raw is the story, its task the target
+
+
+async def test_a_completion_pushed_then_the_task_edited_before_the_poll_is_one_signal(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Completed and pushed (fetched at once), then renamed; the poll comes before the
+    rename's delivery and reads both events, the task as renamed and still complete.
+    Read as a completion at the rename's ``modified_at``, it was a second
+    ``task_completed``; the rename's own delivery is its ``task_updated``."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    mark = len(asana.data.events)
+    asana.data.complete(task, now - timedelta(seconds=20))
+    completion = WebhookSample.of("completed", {"events": asana.data.events[mark:]})
+    assert (await post(connected, completion)).json()["inserted"] == 1
+    asana.data.rename(task, "Renamed once done", now)
+    rename = WebhookSample.of("renamed", {"events": asana.data.events[-1:]})
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
+    assert (await post(connected, rename)).json()["inserted"] == 1
+
+    new = [s for s in await stored(connected) if s["id"] not in before]
+    assert sorted(s["type"] for s in new) == ["task_completed", "task_updated"]

@@ -28,9 +28,11 @@ def dedup_key(source: str, project_id: str, item_id: str, version: str) -> str:
     """The identity of one version of one item (or of one webhook delivery).
 
     Sources deliver at least once; stores insert-if-absent on this key, so the
-    signal store holds each item version exactly once. ``version`` is the item's
-    update timestamp for polled items, or the provider's delivery id for webhooks.
-    Components are length-prefixed so no choice of ids can make two keys collide
+    signal store holds each item version exactly once. ``version`` is read from the
+    item itself on both channels (its version field, else its update time), so a
+    poll and a webhook of one change agree; only a webhook item that carries
+    neither falls back to a signed delivery id or the body's hash
+    (docs/security.md, "Signal identity and dedup"). Components are length-prefixed so no choice of ids can make two keys collide
     by concatenation.
     """
     material = (

@@ -24,8 +24,9 @@ feed with a cursor, the *sync token*::
 
 A signal's identity is the task gid and its ``modified_at`` (a comment: the
 task gid and the comment's ``created_at``, the ``modified_at`` it gave the
-task), so the poll, a catch-up and a webhook that report the same change
-store one signal.
+task; a creation: ``created``, once per task; a completion:
+``completed:<completed_at>``), so the poll, a catch-up and a webhook that report
+the same change store one signal.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ from ucf.native import (
 
 __all__ = [
     "CATCH_UP_OVERLAP",
+    "CREATED",
     "INITIAL_LOOKBACK",
     "STORY_FIELDS",
     "TASK_FIELDS",
@@ -144,6 +146,13 @@ SIGNAL_TYPES: Final[Mapping[str, str]] = {
     "assigned": "task_assigned",
     "commented": "task_commented",
 }
+
+CREATED: Final = "created"
+"""The version of a task's creation (a completion's is ``completed:<completed_at>``, the
+others' its ``modified_at``)."""
+
+OWN_VERSIONS: Final = frozenset({"created", "completed"})
+"""Kinds of task change versioned by what happened, not by the task's ``modified_at``."""
 
 CREATED_WINDOW: Final = timedelta(seconds=60)
 """A task listed by ``modified_since`` whose last change is this close to its creation is new."""
@@ -361,23 +370,36 @@ async def resolve_events(
     fetches += [_fetcher(calls, f"{base_url}/stories/{gid}", STORY_FIELDS) for gid in story_gids]
     fetched = await _bounded(fetches)
     tasks = dict(zip(task_gids, fetched[: len(task_gids)], strict=True))
-    changes: list[Change] = []
+    comments: list[Change] = []
+    owned: set[tuple[str, Any]] = set()  # (task gid, the task version a comment made)
     gone = 0
-    for gid, hints in plan.tasks.items():
-        task = tasks[gid]
-        if task is None:
-            gone += 1
-            continue
-        changes.append(Change(kind_of(hints, task), task, project_gid=project_gid))
     for story_gid, story in zip(story_gids, fetched[len(task_gids) :], strict=True):
-        task = tasks[plan.comments[story_gid]]
+        task_gid = plan.comments[story_gid]
+        task = tasks[task_gid]
         if story is None or task is None:
             gone += 1
             continue
         if story.get("resource_subtype", "comment_added") != "comment_added":
             continue  # a system story the event did not label
-        changes.append(Change("commented", task, story, project_gid))
-    return changes, gone
+        comments.append(Change("commented", task, story, project_gid))
+        owned.add((task_gid, story.get("created_at")))
+    # A comment is the task version it made (its created_at is the task's modified_at:
+    # signal_of). A task fetched after its latest change, a comment of this batch, is
+    # at that version, which the comment owns: the task's own events (a completion just
+    # before "Done, deployed") named earlier versions, no longer to be read. Listed as
+    # well, the task took the key first and the comment was dropped as its duplicate.
+    # A creation and a completion are versions of their own (signal_of), so they stay.
+    changes: list[Change] = []
+    for gid, hints in plan.tasks.items():
+        task = tasks[gid]
+        if task is None:
+            gone += 1
+            continue
+        kind = kind_of(hints, task)
+        if kind not in OWN_VERSIONS and (gid, task.get("modified_at")) in owned:
+            continue
+        changes.append(Change(kind, task, project_gid=project_gid))
+    return changes + comments, gone
 
 
 def _fetcher(calls: UpstreamCalls, url: str, fields: str) -> Callable[[], Awaitable[Any]]:
@@ -468,6 +490,17 @@ def signal_of(change: Change, project_id: str) -> MappedSignal:
         if at is None or not isinstance(modified, str):
             raise ValueError("the task has no modified_at")
         summary, version, raw = name, modified, task
+        # A creation and a completion are versions of their own: each fetch of the task
+        # reads its latest modified_at, so one edited before a poll or a delivery
+        # fetched it was read as a second creation or completion (and a comment after a
+        # completion, which owns that modified_at, was dropped as its duplicate).
+        if change.kind == "created":
+            version, at = CREATED, _time(task.get("created_at")) or at
+        elif change.kind == "completed":
+            completed = task.get("completed_at")
+            done = _time(completed)
+            if done is not None and isinstance(completed, str):
+                version, at = f"completed:{completed}", done
     return build_signal(
         source=CONNECTOR,
         project_id=project_id,

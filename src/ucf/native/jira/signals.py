@@ -4,8 +4,11 @@ A change reaches ucf twice when an instance both polls and receives webhooks,
 so the poll and the webhook must name it the same way; the store then keeps
 one signal. The identity is the issue id plus the *version* the change made:
 
-* an issue change — the issue's ``fields.updated`` after it (normalised to UTC
-  milliseconds, because Jira writes the site's offset: ``…+0530``);
+* an issue's creation — ``created`` (an issue is created once: the poll that
+  reads it after an edit within :data:`SAME_CHANGE`, an automation's, still calls
+  it created, and the creation's webhook carries it as it was);
+* any other issue change — the issue's ``fields.updated`` after it (normalised
+  to UTC milliseconds, because Jira writes the site's offset: ``…+0530``);
 * a comment — ``comment:<comment id>:<comment updated>``; Jira bumps the
   issue's ``updated`` to the comment's time, and the poll recognises that;
 * a deletion — ``deleted`` (an issue is deleted once).
@@ -34,6 +37,7 @@ from ucf.native.jira.adf import plain_text
 
 __all__ = [
     "CONNECTOR_ID",
+    "CREATED",
     "PRIORITIES",
     "SAME_CHANGE",
     "IssueEvent",
@@ -64,6 +68,9 @@ PRIORITIES: Final[Mapping[str, Priority]] = {
 
 SAME_CHANGE: Final = timedelta(seconds=1)
 """How close a changelog entry or comment must be to ``updated`` to be the change that set it."""
+
+CREATED: Final = "created"
+"""The version of an issue's creation, whatever ``updated`` the poll or the webhook read."""
 
 IssueEvent = str
 """One of the five signal types this connector emits."""
@@ -281,6 +288,10 @@ def normalise_issues(items: list[Any], *, project_id: str) -> MappingResult:
             assert found is not None  # classify only returns comments that have one
             version, timestamp = found
             text = plain_text(comment.get("body"))
+        elif signal_type == "issue_created":
+            assert isinstance(fields, dict)  # ``updated`` was read from them
+            version, timestamp = CREATED, jira_time(fields.get("created")) or updated
+            text = plain_text(fields.get("description"))
         else:
             version, timestamp = version_of(updated), updated
             text = plain_text(fields.get("description")) if isinstance(fields, dict) else ""

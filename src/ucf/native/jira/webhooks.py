@@ -63,7 +63,13 @@ from ucf.native import (
     loads_strict,
 )
 from ucf.native.jira.adf import plain_text
-from ucf.native.jira.signals import comment_version, issue_signal, jira_time, version_of
+from ucf.native.jira.signals import (
+    CREATED,
+    comment_version,
+    issue_signal,
+    jira_time,
+    version_of,
+)
 
 __all__ = [
     "EVENTS",
@@ -245,8 +251,15 @@ def _signal(
     if updated is None:
         raise Malformed(f"a {event} delivery whose issue has no fields.updated")
     if event == "jira:issue_created":
-        signal_type = "issue_created"
-    elif _changes_status(payload.get("changelog")):
+        return issue_signal(
+            issue,
+            project_id=project_id,
+            signal_type="issue_created",
+            version=CREATED,
+            timestamp=jira_time(fields.get("created")) or updated,
+            raw=_raw(payload, plain_text(fields.get("description"))),
+        )
+    if _changes_status(payload.get("changelog")):
         signal_type = "issue_status_changed"
     else:
         signal_type = "issue_updated"

@@ -9,12 +9,17 @@ with ``receivedDateTime``, ``createdDateTime`` and ``lastModifiedDateTime``,
 plain text. The delta query and a change notification's follow-up ``GET``
 select the same fields (:data:`SELECTED`), so both paths build the same signal.
 
-Identity is the message ``id`` plus ``lastModifiedDateTime``: a change seen by
-a notification and again by the next delta poll is one signal, a later change
-(read, flagged, categorised) is another. The type follows from the message
-alone, so both paths agree on it too: a message not modified since it arrived
-(within :data:`SETTLING`: Exchange touches a new message while it files it)
-is ``email_received``; anything later is ``email_updated``.
+Identity is the message ``id`` plus its version. The type follows from the
+message alone, so both paths agree on it: a message not modified since it
+arrived (within :data:`SETTLING`: Exchange touches a new message while it
+files it) is ``email_received``; anything later is ``email_updated``. A
+received message's version is :data:`RECEIVED`, whatever its
+``lastModifiedDateTime`` says: the notification fetches it at once, often
+before the filing touch, the delta poll after it, and the user may read it
+within the window; each of those sightings is the one arrival, one signal.
+A later change (read, flagged, categorised once settled) is versioned by its
+``lastModifiedDateTime``: a notification and the next delta poll of it are
+one signal, the next change another.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any, Final
 from ucf.native import ItemError, MappedSignal, MappingResult, Priority, build_signal
 
 __all__ = [
+    "RECEIVED",
     "SELECTED",
     "SETTLING",
     "ticket_keys",
@@ -55,6 +61,9 @@ SELECTED: Final = (
 
 SETTLING: Final = timedelta(minutes=5)
 """How long after its arrival a message still counts as just received."""
+
+RECEIVED: Final = "received"
+"""The version of a message still settling: its arrival, however often it is touched."""
 
 SOURCE: Final = "outlook"
 
@@ -131,7 +140,7 @@ def _signal(message: Mapping[str, Any], project_id: str) -> MappedSignal | str:
         source=SOURCE,
         project_id=project_id,
         item_id=message_id,
-        version=message["lastModifiedDateTime"],
+        version=RECEIVED if fresh else message["lastModifiedDateTime"],
         timestamp=(received or modified) if fresh else modified,
         signal_type="email_received" if fresh else "email_updated",
         summary=subject or "(no subject)",
