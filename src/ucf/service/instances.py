@@ -485,13 +485,22 @@ class InstanceService:
         config: Mapping[str, Any] | None = None,
         enabled: bool | None = None,
     ) -> Instance:
-        """Partial update: given credentials are merged (rotation), given settings replaced."""
+        """Partial update: given credentials are merged (rotation), given settings replaced.
+
+        Stored settings the connector no longer declares (its descriptor was edited
+        since: a setting removed or renamed) are dropped when settings are saved:
+        kept, they refused every save as "unknown setting", and the form has no field
+        to clear them, so the instance could not be repaired short of reconnecting.
+        A setting given here is still checked against the form.
+        """
         record = await self.record(project_id, connector_id)
         connector = await self._connectors.get(connector_id)
         descriptor = connector.descriptor
         changes: dict[str, Any] = {}
         if config is not None:
-            merged = {**record.config, **check_config(descriptor, config, partial=True)}
+            declared = {field.key for field in descriptor.setup_config_fields()}
+            kept = {k: v for k, v in record.config.items() if k in declared}
+            merged = {**kept, **check_config(descriptor, config, partial=True)}
             changes["config"] = check_config(descriptor, merged)
         if credentials is not None:
             fresh = check_credentials(descriptor, credentials, partial=True)
