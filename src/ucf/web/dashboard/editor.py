@@ -64,7 +64,7 @@ from ucf.web.dashboard.routing import (
     require_session,
 )
 from ucf.web.dashboard.security import CSRF_HEADER, Session
-from ucf.web.dashboard.setup import config_views, credential_views, field_errors
+from ucf.web.dashboard.setup import config_views, credential_views, field_errors, unplaced
 from ucf.web.state import web_state
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
@@ -382,13 +382,14 @@ def _render_instance_editor(
         else view
         for view in credentials
     ]
+    config_fields = config_views(descriptor.setup_config_fields(), config, errors)
     return page.render(
         "instance_edit.html",
         {
             "descriptor": descriptor,
             "credential_fields": credentials,
-            "config_fields": config_views(descriptor.setup_config_fields(), config, errors),
-            "other_errors": other,
+            "config_fields": config_fields,
+            "other_errors": [*other, *unplaced(errors, [*credentials, *config_fields])],
             "check": check,
             "tested_field": TESTED_FIELD,
             "tested": sealed,
