@@ -211,3 +211,18 @@ def test_event_type_header_alone_is_enough() -> None:
     assert "eventTypePath or eventTypeHeader" in (
         problems(data)["ingestion.webhook.eventTypePath"].hint or ""
     )
+
+
+def test_a_value_of_the_wrong_type_is_one_problem_at_its_own_path() -> None:
+    """A condition's ``value`` is a string or a list of strings: an object there was two
+    contradicting problems, one at ``value.str``, a path the descriptor does not have."""
+    for wrong in ({"a": 1}, 5, [1, {"a": 2}]):
+        data = brief()
+        data["fieldMapping"]["signalTypeRules"][0]["value"] = wrong
+        _, found = validate_descriptor(data)
+        assert [(p.path, p.message) for p in found] == [
+            (
+                "fieldMapping.signalTypeRules[0].value",
+                "Input should be a string or a list of strings",
+            )
+        ], wrong

@@ -17,7 +17,7 @@ import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -190,16 +190,64 @@ def _json_path(loc: Iterable[int | str], data: Any) -> str:
     return "".join(parts)
 
 
+_UNION_MEMBERS: Final = {
+    "str": "a string",
+    "list[str]": "a list of strings",
+    "dict[str,any]": "an object",
+}
+"""What pydantic names the members of the descriptor's plain unions (``Condition.value``:
+``str | list[str]``; a request ``body``: ``str | dict``) in an error location."""
+
+
+def _union_member(loc: tuple[int | str, ...], data: Any) -> int | None:
+    """The index in ``loc`` of a plain union's member name, walking ``data`` beside it
+    (a key the input really has is a key, not a member); None when there is none."""
+    node = data
+    for index, item in enumerate(loc):
+        if isinstance(item, int):
+            node = node[item] if isinstance(node, list) and -len(node) <= item < len(node) else None
+        elif isinstance(node, Mapping) and item in node:
+            node = node[item]
+        elif item in _UNION_MEMBERS:
+            return index
+        elif not (isinstance(node, Mapping) and any(node.get(k) == item for k in _DISCRIMINATORS)):
+            node = None
+    return None
+
+
+def _union_members(issues: list[Any], data: Any) -> dict[tuple[int | str, ...], list[str]]:
+    """The member names that failed, per plain union location. Each member of a union
+    fails on its own (``value: 5`` is neither a string nor a list): listed one by one,
+    they said "should be a valid string" and "should be a valid list" at once, one of
+    them at a path the input does not have (``value.str`` for an object)."""
+    unions: dict[tuple[int | str, ...], list[str]] = {}
+    for issue in issues:
+        loc = tuple(issue["loc"])
+        at = _union_member(loc, data)
+        if at is not None:
+            members = unions.setdefault(loc[:at], [])
+            if loc[at] not in members:
+                members.append(str(loc[at]))
+    return unions
+
+
 def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for issue in error.errors(include_url=False):
+    issues = error.errors(include_url=False)
+    unions = _union_members(issues, data)
+    for issue in issues:
         loc = tuple(issue["loc"])
         kind = issue["type"]
+        at = _union_member(loc, data)
+        if at is not None:  # one problem for the whole union, where its first member failed
+            loc = loc[:at]
         path = _json_path(loc, data)
         message = issue["msg"]
         hint: str | None = None
-        if kind == "missing":
+        if at is not None:
+            message = "Input should be " + " or ".join(_UNION_MEMBERS[m] for m in unions[loc])
+        elif kind == "missing":
             message = "required field is missing"
             hint = _missing_hint(loc, data)
         elif kind == "extra_forbidden":
