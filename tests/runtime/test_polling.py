@@ -1470,6 +1470,8 @@ async def test_an_api_that_ignores_the_offset_fails_the_poll_instead_of_reading_
     pages, error = await collect(pagerduty_descriptor(2), client, server)
     assert isinstance(error, MalformedResponse), error
     assert "does the API ignore the 'offset' parameter?" in str(error)
+    # Said of Try it and ucf poll too, which store nothing (it said the pages were stored).
+    assert str(error).endswith("; stopped there")
     assert [r.param("offset") for r in server.requests] == ["0", "2"]
     assert len(pages) == 1
 

@@ -461,8 +461,8 @@ class PollPlan:
                 # and again: each request differs, so only the answer shows the loop.
                 raise MalformedResponse(
                     f"{self.descriptor.id}: page {number} holds exactly the items of page"
-                    f" {number - 1} (does the API ignore the {self._paging_param()}?); stopped,"
-                    " the pages before it are stored"
+                    f" {number - 1} (does the API ignore the {self._paging_param()}?); stopped"
+                    " there"  # not "the pages before it are stored": Try and ucf poll store none
                 )
             previous = items
             paginator.update_state(response, body, items)
