@@ -226,3 +226,30 @@ def test_a_value_of_the_wrong_type_is_one_problem_at_its_own_path() -> None:
                 "Input should be a string or a list of strings",
             )
         ], wrong
+
+
+def test_a_missing_part_or_a_non_object_is_named_in_the_authors_words_at_its_path() -> None:
+    """A generic connector without ``fieldMapping`` was one problem at the root, "Value
+    error, a generic connector needs fieldMapping"; a ``null`` health check said "a valid
+    dictionary or instance of HealthCheckDescriptor", a class no author writes."""
+    data = brief()
+    del data["fieldMapping"]
+    data["healthCheck"] = None
+    data["ingestion"]["pagination"] = "link"
+    _, found = validate_descriptor(data)
+    assert [(p.path, p.message) for p in found] == [
+        ("ingestion.pagination", "Input should be an object"),
+        ("healthCheck", "Input should be an object"),
+        ("fieldMapping", "required field is missing"),
+    ]
+    timestamp = brief()
+    timestamp["ingestion"] = {
+        "mode": "webhook",
+        "eventTypes": ["issues"],
+        "eventTypeHeader": "X-Event",
+        "verification": "signature",
+        "signature": {"header": "X-Sig", "timestamp": {"toleranceSeconds": 60}},
+    }
+    assert [(p.path, p.message) for p in validate_descriptor(timestamp)[1]] == [
+        ("ingestion.signature.timestamp", "give exactly one of 'header' or 'bodyPath'")
+    ]

@@ -83,12 +83,25 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     except ValidationError as error:
         problems = _shape_problems(error, data)
         seen = {(p.path, p.message) for p in problems}
-        for problem in _Checker(_salvage(data)).run():
+        for problem in [*_generic_needs(data), *_Checker(_salvage(data)).run()]:
             if (problem.path, problem.message) not in seen:
                 seen.add((problem.path, problem.message))
                 problems.append(problem)
         return None, problems + _display_name(data)
     return descriptor, check_descriptor(descriptor) + _display_name(data)
+
+
+def _generic_needs(data: Any) -> list[Problem]:
+    """``ingestion`` and ``fieldMapping`` missing from a generic connector, read from the
+    raw JSON: the model says so only once everything else parses, so with other problems
+    these two were found only in a second round."""
+    if not isinstance(data, Mapping) or data.get("kind") != "generic":
+        return []
+    return [
+        Problem(name, "required field is missing", _GENERIC_NEEDS)
+        for name in ("ingestion", "fieldMapping")
+        if data.get(name) is None
+    ]
 
 
 _DISPLAY_NAME = re.compile(d.DISPLAY_NAME_PATTERN)
@@ -199,6 +212,14 @@ _UNION_MEMBERS: Final = {
 ``str | list[str]``; a request ``body``: ``str | dict``) in an error location."""
 
 
+_NOT_AN_OBJECT: Final = frozenset({"model_type", "model_attributes_type", "dict_type"})
+"""Pydantic's kinds for "not an object": their messages named our model classes ("a valid
+dictionary or instance of HealthCheckDescriptor"), which no descriptor author writes."""
+_GENERIC_NEEDS: Final = (
+    "a generic connector needs it (only a native connector's code brings its own)"
+)
+
+
 def _union_member(loc: tuple[int | str, ...], data: Any) -> int | None:
     """The index in ``loc`` of a plain union's member name, walking ``data`` beside it
     (a key the input really has is a key, not a member); None when there is none."""
@@ -245,8 +266,17 @@ def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
         path = _json_path(loc, data)
         message = issue["msg"]
         hint: str | None = None
+        needs = (issue.get("ctx") or {}).get("error")
+        if isinstance(needs, d.GenericNeeds):
+            for name in needs.missing:  # at its own path, not the root's
+                problems.append(Problem(name, "required field is missing", _GENERIC_NEEDS))
+            continue
         if at is not None:
             message = "Input should be " + " or ".join(_UNION_MEMBERS[m] for m in unions[loc])
+        elif kind in _NOT_AN_OBJECT:
+            message = "Input should be an object"
+        elif kind == "value_error":
+            message = message.removeprefix("Value error, ")
         elif kind == "missing":
             message = "required field is missing"
             hint = _missing_hint(loc, data)
