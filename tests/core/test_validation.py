@@ -253,3 +253,24 @@ def test_a_missing_part_or_a_non_object_is_named_in_the_authors_words_at_its_pat
     assert [(p.path, p.message) for p in validate_descriptor(timestamp)[1]] == [
         ("ingestion.signature.timestamp", "give exactly one of 'header' or 'bodyPath'")
     ]
+
+
+def test_a_header_or_query_parameter_without_a_usable_name_is_refused() -> None:
+    """An empty or spaced header name validated, then failed every request as
+    "connection failed (LocalProtocolError)" after retries; an empty query parameter
+    name sent the key as '?=…'."""
+    data = brief()
+    data["auth"]["config"].update(
+        delivery="header",
+        paramName="X Api Key",
+        additionalCredentials=[{"credential": "token", "delivery": "query", "paramName": ""}],
+        extraHeaders={"Notion Version": "2022-06-28"},
+    )
+    data["ingestion"]["headers"] = {"": "x"}
+    found = problems(data)
+    assert {path: p.message for path, p in found.items()} == {
+        "auth.config.paramName": "'X Api Key' is not a header name",
+        "auth.config.additionalCredentials[0].paramName": "the query parameter needs a name",
+        "auth.config.extraHeaders": "'Notion Version' is not a header name",
+        "ingestion.headers": "'' is not a header name",
+    }

@@ -91,6 +91,10 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     return descriptor, check_descriptor(descriptor) + _display_name(data)
 
 
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""RFC 9110's ``token``: what a header field's name may be."""
+
+
 def _generic_needs(data: Any) -> list[Problem]:
     """``ingestion`` and ``fieldMapping`` missing from a generic connector, read from the
     raw JSON: the model says so only once everything else parses, so with other problems
@@ -830,20 +834,40 @@ class _Checker:
                 "tab or invisible character)",
             )
 
+    def header_name(self, where: str, name: str) -> None:
+        """A header's name is an HTTP token (RFC 9110 §5.1): an empty one, or one with a
+        space, passed validation and then failed every request as "connection failed
+        (LocalProtocolError)", retried first as if the network were at fault."""
+        if not _HEADER_NAME.fullmatch(name):
+            self.add(
+                where,
+                f"{name!r} is not a header name",
+                "letters, digits and !#$%&'*+-.^_`|~ only, no space, e.g. 'X-Api-Key'",
+            )
+
+    def placement(self, where: str, delivery: str, name: str) -> None:
+        """Where a credential goes: a header's name, or a query parameter's (not empty)."""
+        if delivery == "header":
+            self.header_name(where, name)
+        elif delivery == "query" and not name:
+            self.add(where, "the query parameter needs a name", "e.g. 'api_key'")
+
     def auth(self, auth: d.AuthDescriptor, *, base: str = "auth.config") -> None:
         own = frozenset(f.key for f in _credential_fields(auth))
         if not isinstance(auth, d.NoAuth):
             for name, value in auth.config.extra_headers.items():
+                self.header_name(f"{base}.extraHeaders", name)
                 self.header_text(f"{base}.extraHeaders.{name}", value)
         if isinstance(auth, d.ApiKeyAuth | d.PatAuth):
             config = auth.config
+            self.placement(f"{base}.paramName", config.delivery, config.param_name)
             if config.delivery == "header":
                 self.header_text(f"{base}.valuePrefix", config.value_prefix)
             for index, placed in enumerate(config.additional_credentials):
+                at = f"{base}.additionalCredentials[{index}]"
+                self.placement(f"{at}.paramName", placed.delivery, placed.param_name)
                 if placed.delivery == "header":
-                    self.header_text(
-                        f"{base}.additionalCredentials[{index}].valuePrefix", placed.value_prefix
-                    )
+                    self.header_text(f"{at}.valuePrefix", placed.value_prefix)
             if not config.credential_fields:
                 self.add(f"{base}.credentialFields", "at least one credential field is needed")
             self.credential(
@@ -898,6 +922,7 @@ class _Checker:
         used |= self.template(f"{where}.endpoint", spec.endpoint, _REQUEST_VARIABLES)
         for name, value in (spec.headers or {}).items():
             used |= self.template(f"{where}.headers.{name}", value, _REQUEST_VARIABLES)
+            self.header_name(f"{where}.headers", name)
             self.header_text(f"{where}.headers.{name}", value)
         for name, value in spec.query.items():
             used |= self.template(f"{where}.query.{name}", value, _REQUEST_VARIABLES)
