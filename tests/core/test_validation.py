@@ -274,3 +274,28 @@ def test_a_header_or_query_parameter_without_a_usable_name_is_refused() -> None:
         "auth.config.extraHeaders": "'Notion Version' is not a header name",
         "ingestion.headers": "'' is not a header name",
     }
+
+
+def test_oauth_urls_are_http_urls_or_templates_of_settings() -> None:
+    """They were never checked: the form's switch to oauth2 left them empty, which
+    validated, and the consent or token request then went nowhere."""
+    data = brief()
+    data["auth"] = {
+        "method": "oauth2",
+        "config": {
+            "credentialFields": [
+                {"key": key, "label": key, "type": "password", "required": True}
+                for key in ("clientId", "clientSecret", "refreshToken")
+            ],
+            "authoriseUrl": "",
+            "tokenUrl": "{{config.authUrl}}/token",
+            "scopes": [],
+        },
+    }
+    assert {path: p.message for path, p in problems(data).items()} == {
+        "auth.config.authoriseUrl": "'' is not an http(s) URL",
+        "auth.config.tokenUrl": "template uses '{{config.authUrl}}' but there is no config "
+        "field 'authUrl'",
+    }
+    data["auth"]["config"].update(authoriseUrl="{{baseUrl}}/authorize", tokenUrl="https://t/t")
+    assert problems(data) == {}

@@ -845,6 +845,27 @@ class _Checker:
                 "letters, digits and !#$%&'*+-.^_`|~ only, no space, e.g. 'X-Api-Key'",
             )
 
+    def oauth_url(self, where: str, source: str) -> None:
+        """An OAuth URL: an http(s) URL, or a template of one whose variables are settings
+        (``{{config.authUrl}}``, or ``{{signInUrl}}`` for the setting of that name). Left
+        unchecked, an empty one validated and the consent or token request went nowhere
+        ("scheme '' is not http(s)"), and an unknown setting rendered empty."""
+        try:
+            template = compile_template(source)
+        except TemplateSyntaxError as error:
+            self.add(where, f"template does not parse: {error}")
+            return
+        if not template.variables and not source.startswith(("https://", "http://")):
+            self.add(where, f"{source!r} is not an http(s) URL", "e.g. 'https://example.com/token'")
+        for name in sorted(template.variables):
+            key = name.removeprefix("config.")
+            if self.config_keys is not None and key not in self.config_keys | {"baseUrl"}:
+                self.add(
+                    where,
+                    f"template uses '{{{{{name}}}}}' but there is no config field '{key}'",
+                    f"add {{'key': '{key}', ...}} to configFields",
+                )
+
     def placement(self, where: str, delivery: str, name: str) -> None:
         """Where a credential goes: a header's name, or a query parameter's (not empty)."""
         if delivery == "header":
@@ -897,6 +918,9 @@ class _Checker:
                 needed.append(config_o.refresh_token_key)
             for key in needed:
                 self.credential(f"{base}.credentialFields", key, keys=own, fields_at=base)
+            if config_o.grant == "refresh_token" or config_o.authorise_url:
+                self.oauth_url(f"{base}.authoriseUrl", config_o.authorise_url)
+            self.oauth_url(f"{base}.tokenUrl", config_o.token_url)
             for index, lookup in enumerate(config_o.after_consent):
                 self.consent_lookup(f"{base}.afterConsent[{index}]", lookup)
 
