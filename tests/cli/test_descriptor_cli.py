@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -129,6 +131,27 @@ def test_map_treats_a_sample_with_headers_as_a_webhook_delivery(tmp_path: Path) 
     assert ignored.returncode == 0
     assert ignored.stdout == ""
     assert "not handled" in ignored.stderr
+
+
+def test_map_checks_a_deliverys_signature_with_the_secret_its_note_asks_for(
+    tmp_path: Path,
+) -> None:
+    """The note said "give the secret to check this delivery as the gateway would", but
+    ``ucf map`` took no secret: --secret (or UCF_WEBHOOK_SECRET) now checks it."""
+    body = b'{"action": "opened", "issue": {"id": 7, "number": 3, "title": "Crash", "updated_at": "2024-02-01T10:00:00Z"}}'
+    sample = tmp_path / "hook.json"
+    sample.write_bytes(body)
+    signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    args = ["map", "--descriptor", str(GITHUB), "--sample", str(sample), "--webhook"]
+    args += ["--header", "X-GitHub-Event: issues", "--header", f"X-Hub-Signature-256: {signature}"]
+    unchecked = ucf(*args)
+    assert "not checked: give the secret" in unchecked.stderr
+    checked = ucf(*args, "--secret", "s3cret")
+    assert checked.returncode == 0, checked.stderr
+    assert "note:" not in checked.stderr
+    assert json.loads(checked.stdout)["type"] == "issue_created"
+    wrong = ucf(*args, "--secret", "not-the-secret")
+    assert "the gateway would refuse this delivery (HTTP 401)" in wrong.stderr
 
 
 def test_map_reads_a_webhook_payload_with_webhook_even_without_headers(tmp_path: Path) -> None:

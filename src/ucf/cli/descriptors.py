@@ -180,6 +180,18 @@ def map_sample(
     as_webhook: Annotated[
         bool, typer.Option("--webhook", help="The sample is a webhook delivery's body.")
     ] = False,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            envvar="UCF_WEBHOOK_SECRET",
+            help=(
+                "A delivery's signing secret or token: check it as the gateway would "
+                "(or set UCF_WEBHOOK_SECRET, kept out of shell history)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Map a sample through a descriptor: signals as JSON lines, per-item errors on stderr.
 
@@ -208,6 +220,7 @@ def map_sample(
             project_id=project,
             now=datetime.now(UTC),
             switches=("use --poll", "use --webhook"),
+            secret=secret,  # its note asked for the secret, which ucf map had no way to take
         )
     )
     if preview.problems:
