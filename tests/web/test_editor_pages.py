@@ -388,3 +388,33 @@ async def test_a_save_from_an_instance_page_drawn_before_its_connector_changed_s
     assert saved.status_code == 422
     assert 'role="alert"' in saved.text
     assert "config.team: unknown setting (known: baseUrl)" in saved.text
+
+
+async def test_saving_an_edit_its_instances_no_longer_fit_names_them(
+    web: Web, acme: FakeServer
+) -> None:
+    """A new required setting: the connected instance fails from its next poll, and the
+    editor's Save said only "Connected instances use it from their next poll"."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    edited: dict[str, Any] = copy.deepcopy(ACME)
+    edited["configFields"].append({"key": "region", "label": "Region"})
+    saved = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit",
+        data={"csrf": csrf, "descriptor": json.dumps(edited)},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    catalogue = (await web.anonymous.get(saved.headers["location"])).text
+    assert "1 connected instance(s) no longer fit its settings" in catalogue
+    assert f"project {PROJECT}: config.region: &#39;Region&#39; is required" in catalogue
+
+    edited["configFields"].pop()  # fitting again: the usual message
+    again = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit",
+        data={"csrf": csrf, "descriptor": json.dumps(edited)},
+        follow_redirects=False,
+    )
+    catalogue = (await web.anonymous.get(again.headers["location"])).text
+    assert "Connected instances use it from their next poll." in catalogue

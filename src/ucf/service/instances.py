@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -433,6 +433,23 @@ class InstanceService:
         return [
             await self._view(r) for r in await self._store.instances.list_by_project(project_id)
         ]
+
+    async def unfit_settings(self, connector: Connector) -> Sequence[tuple[str, Sequence[str]]]:
+        """Each project whose instance of ``connector`` has settings its descriptor no
+        longer takes (one removed or renamed, a new required one), with what is wrong.
+
+        Said where a descriptor edit is saved: its instances fail from their next poll
+        ("unknown config field(s) team"), and the editor said only that they would use
+        the edit, so nobody knew which instances to open and fix.
+        """
+        unfit: list[tuple[str, Sequence[str]]] = []
+        for record in await self._store.instances.list_by_connector(connector.id):
+            try:
+                check_config(connector.descriptor, {k: str(v) for k, v in record.config.items()})
+            except ValidationFailed as failed:
+                said = [f"{d.get('path')}: {d.get('message')}" for d in failed.details or []]
+                unfit.append((record.project_id, said))
+        return unfit
 
     async def create(
         self,

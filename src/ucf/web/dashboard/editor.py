@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import cache
@@ -240,6 +240,18 @@ async def _save(
             page, text=text, editing=editing, problems=details, status=error.status
         )
     response = redirect(f"/projects/{page.project}/connectors?category=Custom")
+    if editing is not None:
+        unfit = await page.context.instances.unfit_settings(saved)
+        if unfit:
+            return flash(
+                response,
+                request,
+                "error",
+                f"{saved.descriptor.name} {verb} (version {saved.descriptor.version}), but "
+                f"{len(unfit)} connected instance(s) no longer fit its settings and fail "
+                "from their next poll: edit their settings.",
+                _unfit_text(unfit),
+            )
     return flash(
         response,
         request,
@@ -247,6 +259,20 @@ async def _save(
         f"{saved.descriptor.name} {verb} (version {saved.descriptor.version}).",
         "Connected instances use it from their next poll." if editing is not None else None,
     )
+
+
+UNFIT_SHOWN: Final = 3
+"""Instances named in the flash (a cookie: it must stay small); the rest are counted."""
+
+
+def _unfit_text(unfit: Sequence[tuple[str, Sequence[str]]]) -> str:
+    shown = [f"project {project}: {'; '.join(said)}" for project, said in unfit[:UNFIT_SHOWN]]
+    more = len(unfit) - UNFIT_SHOWN
+    text = " · ".join(shown) + (f" · and {more} more" if more > 0 else "")
+    return text if len(text) <= UNFIT_CHARS else text[: UNFIT_CHARS - 1] + "…"
+
+
+UNFIT_CHARS: Final = 600
 
 
 @router.post("/projects/{project}/connectors/new")
