@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ucf.core.descriptor import ConnectorDescriptor
+from jsonschema import Draft202012Validator
+
+from ucf.core.descriptor import ConnectorDescriptor, descriptor_json_schema
 from ucf.core.validation import Problem, validate_descriptor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,3 +301,15 @@ def test_oauth_urls_are_http_urls_or_templates_of_settings() -> None:
     }
     data["auth"]["config"].update(authoriseUrl="{{baseUrl}}/authorize", tokenUrl="https://t/t")
     assert problems(data) == {}
+
+
+def test_a_file_pointing_its_editor_at_the_published_schema_is_valid() -> None:
+    """The guide says to point your editor at the schema; the usual way, a "$schema" key
+    in the file, was an unknown field, and the published schema refused it too."""
+    data = {"$schema": "../schema/connector-descriptor.schema.json", **brief()}
+    descriptor, found = validate_descriptor(data)
+    assert found == []
+    assert descriptor is not None
+    assert "$schema" not in descriptor.to_json()  # an editor's pointer, not stored
+    assert list(Draft202012Validator(descriptor_json_schema()).iter_errors(data)) == []
+    assert [p.path for p in validate_descriptor({**data, "$schema": 5})[1]] == ["$schema"]

@@ -418,3 +418,17 @@ async def test_saving_an_edit_its_instances_no_longer_fit_names_them(
     )
     catalogue = (await web.anonymous.get(again.headers["location"])).text
     assert "Connected instances use it from their next poll." in catalogue
+
+
+async def test_the_editors_form_draws_no_field_for_a_files_schema_pointer(web: Web) -> None:
+    """The published schema declares "$schema" (an editor's pointer, which ucf ignores);
+    the form drawn from it would have offered it as a setting under "Other"."""
+    await login(web)
+    page = (await web.anonymous.get(f"/projects/{PROJECT}/connectors/new")).text
+    found = re.search(
+        r'<script type="application/json" id="descriptor-schema">(.*?)</script>', page
+    )
+    assert found is not None
+    schema = json.loads(found.group(1))
+    assert "$schema" not in schema["properties"]
+    assert "fieldMapping" in schema["properties"]

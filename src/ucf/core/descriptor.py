@@ -1127,4 +1127,13 @@ def descriptor_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://ucf.dev/schema/connector-descriptor.schema.json"
     schema["title"] = "ucf connector descriptor"
+    # Declared so that an editor checking a file that points at this schema accepts the
+    # pointer itself (validation takes and drops it: ucf.core.validation.SCHEMA_KEY).
+    schema["properties"] = {
+        "$schema": {
+            "description": "The schema an editor checks this file against; ucf ignores it.",
+            "type": "string",
+        },
+        **schema["properties"],
+    }
     return schema

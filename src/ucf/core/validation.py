@@ -60,6 +60,12 @@ def parse_descriptor(data: Any) -> d.ConnectorDescriptor:
     return descriptor
 
 
+SCHEMA_KEY: Final = "$schema"
+"""A descriptor file's pointer to the published schema, for the author's editor: taken
+and dropped (the stored descriptor is the models' dump). It was an unknown field, so
+the usual way to "point your editor at it" made the file invalid."""
+
+
 def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[Problem]]:
     """Shape and meaning in one pass, so a descriptor with five problems reports five.
 
@@ -73,6 +79,8 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     problem at its path; the rest is checked with it replaced, so every other
     problem is listed too.
     """
+    if isinstance(data, Mapping) and isinstance(data.get(SCHEMA_KEY), str):
+        data = {key: value for key, value in data.items() if key != SCHEMA_KEY}
     unicode_problems = _not_unicode(data)
     if unicode_problems:
         replaced = _replaced(data)

@@ -41,7 +41,7 @@ from ucf.core.descriptor import (
     OAuth2Auth,
     descriptor_json_schema,
 )
-from ucf.core.validation import Problem, validate_descriptor
+from ucf.core.validation import SCHEMA_KEY, Problem, validate_descriptor
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.runtime.redaction import mask
@@ -99,7 +99,9 @@ def _schema_json() -> Markup:
     Embedded rather than fetched, so the form draws without a second request; ``<``
     is escaped so no text in a description can close the script element.
     """
-    text = json.dumps(descriptor_json_schema(), separators=(",", ":")).replace("<", "\\u003c")
+    schema = descriptor_json_schema()
+    del schema["properties"][SCHEMA_KEY]  # a file's pointer for other editors: no form field
+    text = json.dumps(schema, separators=(",", ":")).replace("<", "\\u003c")
     return Markup(text)  # noqa: S704 - our own schema, and no '<' is left to end the script
 
 
