@@ -418,11 +418,12 @@ class PollPlan:
         previous: list[Any] = []  # the last page's items: the same again is a loop too
         while True:
             number += 1
+            # A loop's errors say "stopped there", not "the pages before it are stored":
+            # Try it and ucf poll, which say them too, store nothing.
             if not _first_time(asked, state):
                 raise MalformedResponse(
                     f"{self.descriptor.id}: the API's pagination loops (page {number} would"
-                    " ask for a page this poll has already read); stopped, the pages"
-                    " before it are stored"
+                    " ask for a page this poll has already read); stopped there"
                 )
             gate_wait = await rate_gate.acquire() if rate_gate is not None else 0.0
             stats = RetryStats()
@@ -462,7 +463,7 @@ class PollPlan:
                 raise MalformedResponse(
                     f"{self.descriptor.id}: page {number} holds exactly the items of page"
                     f" {number - 1} (does the API ignore the {self._paging_param()}?); stopped"
-                    " there"  # not "the pages before it are stored": Try and ucf poll store none
+                    " there"
                 )
             previous = items
             paginator.update_state(response, body, items)
