@@ -65,6 +65,22 @@ def test_validate_reports_unreadable_and_non_json_files_in_one_line(tmp_path: Pa
     assert "Traceback" not in result.stderr
 
 
+def test_files_saved_with_a_byte_order_mark_are_read_as_the_api_reads_them(
+    tmp_path: Path,
+) -> None:
+    """Notepad saves UTF-8 with a BOM: the API and the gateway read such a body, the
+    commands said "not JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)"."""
+    descriptor = tmp_path / "github.json"
+    descriptor.write_bytes(b"\xef\xbb\xbf" + GITHUB.read_bytes())
+    sample = tmp_path / "page.json"
+    page = [{"id": 1, "number": 1, "title": "t", "updated_at": "2024-02-01T10:00:00Z"}]
+    sample.write_bytes(b"\xef\xbb\xbf" + json.dumps(page).encode())
+    assert ucf("connectors", "validate", str(descriptor)).returncode == 0
+    mapped = ucf("map", "--descriptor", str(descriptor), "--sample", str(sample), "--poll")
+    assert mapped.returncode == 0, mapped.stderr
+    assert json.loads(mapped.stdout)["summary"].startswith("#1 t")
+
+
 @pytest.mark.parametrize(
     ("content", "said"),
     [
