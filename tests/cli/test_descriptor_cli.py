@@ -430,3 +430,17 @@ def test_map_of_a_delivery_to_a_connector_without_webhooks_names_its_own_switch(
     result = ucf("map", "--descriptor", polling_only, "--sample", str(saved), "--webhook")
     assert result.returncode == 2
     assert "receives no webhooks (if the sample is a poll response, use --poll)" in result.stderr
+
+
+def test_validate_lists_the_default_type_among_the_signal_types(tmp_path: Path) -> None:
+    """A connector whose rules leave most items to ``defaultType`` emits it more than any
+    other; the one-line summary left it out of "signal types"."""
+    data: dict[str, Any] = json.loads(GITHUB.read_text())
+    data["fieldMapping"]["defaultType"] = "issue_seen"
+    path = tmp_path / "github.json"
+    path.write_text(json.dumps(data))
+    result = ucf("connectors", "validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "signal types: issue_commented, issue_created, issue_seen, issue_updated)" in (
+        result.stdout
+    )

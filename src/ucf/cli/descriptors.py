@@ -146,7 +146,11 @@ def validate(
 def _summary(descriptor: ConnectorDescriptor) -> str:
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
     mappings = [m for m in (descriptor.field_mapping, descriptor.webhook_mapping()) if m]
-    types = sorted({rule.then for m in mappings for rule in m.signal_type_rules})
+    types = sorted(
+        {rule.then for m in mappings for rule in m.signal_type_rules}
+        # and the type when no rule holds, when it is set: it was missing from the list
+        | {m.default_type for m in mappings if m.default_type != "unknown"}
+    )
     if descriptor.kind == "native":
         types = ["chosen by its package's code"]
     return (
