@@ -1181,6 +1181,14 @@ async def test_missing_config_is_refused_before_any_request(
         await run(github_descriptor(), client, config={"baseUrl": server.base_url})
     with pytest.raises(ConfigError, match="unknown config field"):
         await run(github_descriptor(), client, config={**github_config(server), "ownr": "x"})
+    # A setting renamed since (ownr for owner): both halves of the repair at once.
+    renamed = {"baseUrl": server.base_url, "ownr": "x", "repo": "r"}
+    with pytest.raises(ConfigError) as caught:
+        await run(github_descriptor(), client, config=renamed)
+    assert str(caught.value) == (
+        "unknown config field(s) ownr (known: baseUrl, owner, repo, signInUrl);"
+        " config field(s) owner need a value"
+    )
     with pytest.raises(ConfigError, match="not an absolute http"):
         await run(
             github_descriptor(), client, config={**github_config(server), "baseUrl": "file:///etc"}

@@ -88,14 +88,20 @@ def resolve_config(
     """
     fields = {f.key: f for f in descriptor.config_fields}
     unknown = sorted(set(given) - set(fields) - {"baseUrl"})
-    if unknown:
-        known = ", ".join(sorted(set(fields) | {"baseUrl"}))
-        raise ConfigError(f"unknown config field(s) {', '.join(unknown)} (known: {known})")
     config = {key: f.default for key, f in fields.items() if f.default is not None}
     config.update(given)
     missing = [key for key, f in fields.items() if f.required and not config.get(key)]
+    # Both at once: after a descriptor edit that renamed a setting (team -> region), an
+    # instance's poll said only "unknown config field(s) team", and the new required
+    # one came up only once that was fixed.
+    said = []
+    if unknown:
+        known = ", ".join(sorted(set(fields) | {"baseUrl"}))
+        said.append(f"unknown config field(s) {', '.join(unknown)} (known: {known})")
     if missing:
-        raise ConfigError(f"config field(s) {', '.join(missing)} need a value")
+        said.append(f"config field(s) {', '.join(missing)} need a value")
+    if said:
+        raise ConfigError("; ".join(said))
     for key, f in fields.items():
         value = config.get(key)
         if f.type == "select" and value and f.options and value not in f.options:
