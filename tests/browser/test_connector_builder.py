@@ -10,8 +10,10 @@ Content-Security-Policy: any console error fails the test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -166,3 +168,86 @@ async def test_a_user_builds_tries_saves_and_connects_a_connector_for_a_new_api(
     assert KEY not in await page.content()
     assert console == [], console
     await context.close()
+
+
+HELD: Final = {
+    "id": "held-lists",
+    "name": "Held Lists",
+    "description": "Lists of a fake whose 'held' list answers only when the test says so.",
+    "category": "Custom",
+    "icon": "ticket",
+    "kind": "generic",
+    "version": "1.0.0",
+    "configFields": [
+        {"key": "baseUrl", "label": "API base URL", "type": "url"},
+        {"key": "list", "label": "List name"},
+    ],
+    "auth": {"method": "none"},
+    "ingestion": {
+        "mode": "polling",
+        "endpoint": "{{baseUrl}}/lists/{{config.list}}",
+        "method": "GET",
+        "delta": {"type": "timestamp_filter", "queryParam": "since", "format": "iso8601"},
+        "rateLimitRpm": 600,
+        "pagination": {"type": "link_header", "pageSize": 10},
+    },
+    "fieldMapping": {
+        "itemsPath": "$.items",
+        "idPath": "$.id",
+        "timestampPath": "$.updated_at",
+        "summaryTemplate": "{{title}}",
+        "signalTypeRules": [],
+        "defaultType": "item_listed",
+    },
+    "healthCheck": {
+        "endpoint": "{{baseUrl}}/me",
+        "method": "GET",
+        "expectStatus": 200,
+        "timeoutMs": 5000,
+    },
+}
+
+
+async def test_a_slow_earlier_try_does_not_replace_the_answer_to_the_latest_one(
+    browser: Browser, server: LiveServer, ticketly: FakeServer
+) -> None:
+    """A slow upstream: the user changes the list and tries again before the first try
+    answers. The first answer, arriving last, replaced the second on the page, so the
+    page showed what the settings no longer said."""
+    release = threading.Event()
+    updated = datetime.now(UTC).isoformat()
+
+    async def listing(request: FakeRequest) -> FakeResponse:
+        name = request.path_params["name"]
+        if name == "held":
+            await asyncio.to_thread(release.wait, 60)
+        title = "From the first try" if name == "held" else "From the second try"
+        return FakeResponse.json({"items": [{"id": name, "title": title, "updated_at": updated}]})
+
+    ticketly.add_route("GET", "/lists/{name}", listing)
+    context, page, console = await signed_in(browser, server)
+    try:
+        await page.goto(server.url + "/projects/default/connectors/new")
+        await page.get_by_role("tab", name="JSON").click()
+        await page.get_by_label("Descriptor (JSON)").fill(json.dumps(HELD))
+        await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+        await page.get_by_role("tab", name="Try it").click()
+        await page.get_by_label("API base URL").fill(ticketly.base_url)
+        result = page.locator("#try-result")
+        await page.get_by_label("List name").fill("held")
+        await page.get_by_role("button", name="Send one request").click()
+        await expect(result).to_have_text("Sending…")
+        await page.get_by_label("List name").fill("quick")
+        await page.get_by_role("button", name="Send one request").click()
+        await expect(result).to_contain_text("From the second try")
+
+        async with page.expect_response(lambda r: r.url.endswith("/api/connectors/try")) as late:
+            release.set()
+        await (await late.value).finished()
+        await page.evaluate("() => new Promise((done) => setTimeout(done, 300))")
+        await expect(result).to_contain_text("From the second try")
+        await expect(result).not_to_contain_text("From the first try")
+        assert console == [], console
+    finally:
+        release.set()
+        await context.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -61,6 +63,22 @@ def test_validate_reports_unreadable_and_non_json_files_in_one_line(tmp_path: Pa
     assert "is not JSON" in result.stderr
     assert "line 1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_files_saved_with_a_byte_order_mark_are_read_as_the_api_reads_them(
+    tmp_path: Path,
+) -> None:
+    """Notepad saves UTF-8 with a BOM: the API and the gateway read such a body, the
+    commands said "not JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)"."""
+    descriptor = tmp_path / "github.json"
+    descriptor.write_bytes(b"\xef\xbb\xbf" + GITHUB.read_bytes())
+    sample = tmp_path / "page.json"
+    page = [{"id": 1, "number": 1, "title": "t", "updated_at": "2024-02-01T10:00:00Z"}]
+    sample.write_bytes(b"\xef\xbb\xbf" + json.dumps(page).encode())
+    assert ucf("connectors", "validate", str(descriptor)).returncode == 0
+    mapped = ucf("map", "--descriptor", str(descriptor), "--sample", str(sample), "--poll")
+    assert mapped.returncode == 0, mapped.stderr
+    assert json.loads(mapped.stdout)["summary"].startswith("#1 t")
 
 
 @pytest.mark.parametrize(
@@ -129,6 +147,27 @@ def test_map_treats_a_sample_with_headers_as_a_webhook_delivery(tmp_path: Path) 
     assert ignored.returncode == 0
     assert ignored.stdout == ""
     assert "not handled" in ignored.stderr
+
+
+def test_map_checks_a_deliverys_signature_with_the_secret_its_note_asks_for(
+    tmp_path: Path,
+) -> None:
+    """The note said "give the secret to check this delivery as the gateway would", but
+    ``ucf map`` took no secret: --secret (or UCF_WEBHOOK_SECRET) now checks it."""
+    body = b'{"action": "opened", "issue": {"id": 7, "number": 3, "title": "Crash", "updated_at": "2024-02-01T10:00:00Z"}}'
+    sample = tmp_path / "hook.json"
+    sample.write_bytes(body)
+    signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    args = ["map", "--descriptor", str(GITHUB), "--sample", str(sample), "--webhook"]
+    args += ["--header", "X-GitHub-Event: issues", "--header", f"X-Hub-Signature-256: {signature}"]
+    unchecked = ucf(*args)
+    assert "not checked: give the secret" in unchecked.stderr
+    checked = ucf(*args, "--secret", "s3cret")
+    assert checked.returncode == 0, checked.stderr
+    assert "note:" not in checked.stderr
+    assert json.loads(checked.stdout)["type"] == "issue_created"
+    wrong = ucf(*args, "--secret", "not-the-secret")
+    assert "the gateway would refuse this delivery (HTTP 401)" in wrong.stderr
 
 
 def test_map_reads_a_webhook_payload_with_webhook_even_without_headers(tmp_path: Path) -> None:
@@ -391,3 +430,17 @@ def test_map_of_a_delivery_to_a_connector_without_webhooks_names_its_own_switch(
     result = ucf("map", "--descriptor", polling_only, "--sample", str(saved), "--webhook")
     assert result.returncode == 2
     assert "receives no webhooks (if the sample is a poll response, use --poll)" in result.stderr
+
+
+def test_validate_lists_the_default_type_among_the_signal_types(tmp_path: Path) -> None:
+    """A connector whose rules leave most items to ``defaultType`` emits it more than any
+    other; the one-line summary left it out of "signal types"."""
+    data: dict[str, Any] = json.loads(GITHUB.read_text())
+    data["fieldMapping"]["defaultType"] = "issue_seen"
+    path = tmp_path / "github.json"
+    path.write_text(json.dumps(data))
+    result = ucf("connectors", "validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "signal types: issue_commented, issue_created, issue_seen, issue_updated)" in (
+        result.stdout
+    )

@@ -179,6 +179,9 @@ def test_unmappable_items_give_reasons_and_the_batch_goes_on() -> None:
             {"id": 4},
             "not an object",
             {"id": 6, "updated": "2024-01-01T00:00:00Z", "title": "also ok"},
+            None,
+            7,
+            [8],
         ]
     }
     result = engine.map_response(response, "c", "p")
@@ -188,7 +191,11 @@ def test_unmappable_items_give_reasons_and_the_batch_goes_on() -> None:
     assert "'last tuesday'" in reasons[2]
     assert "not a date" in reasons[2]
     assert reasons[3] == "no timestamp at $.updated"
-    assert reasons[4].startswith("item is a str")
+    # In JSON's words (it said "item is a NoneType" for null, "a int" for 7):
+    assert reasons[4] == "item is a string, not an object"
+    assert reasons[6] == "item is null, not an object"
+    assert reasons[7] == "item is a number, not an object"
+    assert reasons[8] == "item is an array, not an object"
 
 
 def test_webhook_without_timestamp_uses_the_receive_time() -> None:

@@ -10,7 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ucf.core.descriptor import ConnectorDescriptor
+from jsonschema import Draft202012Validator
+
+from ucf.core.descriptor import ConnectorDescriptor, descriptor_json_schema
 from ucf.core.validation import Problem, validate_descriptor
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,3 +213,103 @@ def test_event_type_header_alone_is_enough() -> None:
     assert "eventTypePath or eventTypeHeader" in (
         problems(data)["ingestion.webhook.eventTypePath"].hint or ""
     )
+
+
+def test_a_value_of_the_wrong_type_is_one_problem_at_its_own_path() -> None:
+    """A condition's ``value`` is a string or a list of strings: an object there was two
+    contradicting problems, one at ``value.str``, a path the descriptor does not have."""
+    for wrong in ({"a": 1}, 5, [1, {"a": 2}]):
+        data = brief()
+        data["fieldMapping"]["signalTypeRules"][0]["value"] = wrong
+        _, found = validate_descriptor(data)
+        assert [(p.path, p.message) for p in found] == [
+            (
+                "fieldMapping.signalTypeRules[0].value",
+                "Input should be a string or a list of strings",
+            )
+        ], wrong
+
+
+def test_a_missing_part_or_a_non_object_is_named_in_the_authors_words_at_its_path() -> None:
+    """A generic connector without ``fieldMapping`` was one problem at the root, "Value
+    error, a generic connector needs fieldMapping"; a ``null`` health check said "a valid
+    dictionary or instance of HealthCheckDescriptor", a class no author writes."""
+    data = brief()
+    del data["fieldMapping"]
+    data["healthCheck"] = None
+    data["ingestion"]["pagination"] = "link"
+    _, found = validate_descriptor(data)
+    assert [(p.path, p.message) for p in found] == [
+        ("ingestion.pagination", "Input should be an object"),
+        ("healthCheck", "Input should be an object"),
+        ("fieldMapping", "required field is missing"),
+    ]
+    timestamp = brief()
+    timestamp["ingestion"] = {
+        "mode": "webhook",
+        "eventTypes": ["issues"],
+        "eventTypeHeader": "X-Event",
+        "verification": "signature",
+        "signature": {"header": "X-Sig", "timestamp": {"toleranceSeconds": 60}},
+    }
+    assert [(p.path, p.message) for p in validate_descriptor(timestamp)[1]] == [
+        ("ingestion.signature.timestamp", "give exactly one of 'header' or 'bodyPath'")
+    ]
+
+
+def test_a_header_or_query_parameter_without_a_usable_name_is_refused() -> None:
+    """An empty or spaced header name validated, then failed every request as
+    "connection failed (LocalProtocolError)" after retries; an empty query parameter
+    name sent the key as '?=…'."""
+    data = brief()
+    data["auth"]["config"].update(
+        delivery="header",
+        paramName="X Api Key",
+        additionalCredentials=[{"credential": "token", "delivery": "query", "paramName": ""}],
+        extraHeaders={"Notion Version": "2022-06-28"},
+    )
+    data["ingestion"]["headers"] = {"": "x"}
+    found = problems(data)
+    assert {path: p.message for path, p in found.items()} == {
+        "auth.config.paramName": "'X Api Key' is not a header name",
+        "auth.config.additionalCredentials[0].paramName": "the query parameter needs a name",
+        "auth.config.extraHeaders": "'Notion Version' is not a header name",
+        "ingestion.headers": "'' is not a header name",
+    }
+
+
+def test_oauth_urls_are_http_urls_or_templates_of_settings() -> None:
+    """They were never checked: the form's switch to oauth2 left them empty, which
+    validated, and the consent or token request then went nowhere."""
+    data = brief()
+    data["auth"] = {
+        "method": "oauth2",
+        "config": {
+            "credentialFields": [
+                {"key": key, "label": key, "type": "password", "required": True}
+                for key in ("clientId", "clientSecret", "refreshToken")
+            ],
+            "authoriseUrl": "",
+            "tokenUrl": "{{config.authUrl}}/token",
+            "scopes": [],
+        },
+    }
+    assert {path: p.message for path, p in problems(data).items()} == {
+        "auth.config.authoriseUrl": "'' is not an http(s) URL",
+        "auth.config.tokenUrl": "template uses '{{config.authUrl}}' but there is no config "
+        "field 'authUrl'",
+    }
+    data["auth"]["config"].update(authoriseUrl="{{baseUrl}}/authorize", tokenUrl="https://t/t")
+    assert problems(data) == {}
+
+
+def test_a_file_pointing_its_editor_at_the_published_schema_is_valid() -> None:
+    """The guide says to point your editor at the schema; the usual way, a "$schema" key
+    in the file, was an unknown field, and the published schema refused it too."""
+    data = {"$schema": "../schema/connector-descriptor.schema.json", **brief()}
+    descriptor, found = validate_descriptor(data)
+    assert found == []
+    assert descriptor is not None
+    assert "$schema" not in descriptor.to_json()  # an editor's pointer, not stored
+    assert list(Draft202012Validator(descriptor_json_schema()).iter_errors(data)) == []
+    assert [p.path for p in validate_descriptor({**data, "$schema": 5})[1]] == ["$schema"]

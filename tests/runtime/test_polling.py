@@ -1181,6 +1181,14 @@ async def test_missing_config_is_refused_before_any_request(
         await run(github_descriptor(), client, config={"baseUrl": server.base_url})
     with pytest.raises(ConfigError, match="unknown config field"):
         await run(github_descriptor(), client, config={**github_config(server), "ownr": "x"})
+    # A setting renamed since (ownr for owner): both halves of the repair at once.
+    renamed = {"baseUrl": server.base_url, "ownr": "x", "repo": "r"}
+    with pytest.raises(ConfigError) as caught:
+        await run(github_descriptor(), client, config=renamed)
+    assert str(caught.value) == (
+        "unknown config field(s) ownr (known: baseUrl, owner, repo, signInUrl);"
+        " config field(s) owner need a value"
+    )
     with pytest.raises(ConfigError, match="not an absolute http"):
         await run(
             github_descriptor(), client, config={**github_config(server), "baseUrl": "file:///etc"}
@@ -1296,6 +1304,7 @@ async def test_a_next_link_back_to_a_page_already_read_fails_the_poll_clearly(
     pages, error = await collect(next_url_descriptor(), client, server)
     assert isinstance(error, MalformedResponse)
     assert "pagination loops" in str(error)
+    assert str(error).endswith("; stopped there")  # Try and ucf poll store nothing
     assert len(server.requests) == cycle + 1  # each page once, then the link back
     assert [page.number for page in pages] == list(range(1, cycle + 2))
     assert not any(page.last for page in pages)  # no page claimed the listing complete
@@ -1470,6 +1479,8 @@ async def test_an_api_that_ignores_the_offset_fails_the_poll_instead_of_reading_
     pages, error = await collect(pagerduty_descriptor(2), client, server)
     assert isinstance(error, MalformedResponse), error
     assert "does the API ignore the 'offset' parameter?" in str(error)
+    # Said of Try it and ucf poll too, which store nothing (it said the pages were stored).
+    assert str(error).endswith("; stopped there")
     assert [r.param("offset") for r in server.requests] == ["0", "2"]
     assert len(pages) == 1
 

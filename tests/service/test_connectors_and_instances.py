@@ -520,3 +520,30 @@ async def test_a_descriptor_stored_before_signal_types_were_bounded_still_loads(
         "fieldMapping.defaultType",
         "fieldMapping.signalTypeRules[0].then",
     }
+
+
+async def test_an_instance_saves_its_settings_after_its_connector_dropped_one(
+    context: UcfContext,
+) -> None:
+    """A descriptor edit that replaces a setting left the old one stored: every save of
+    the instance was then refused ("unknown setting"), with no field to clear it."""
+    data = custom_descriptor()
+    data["configFields"] = [
+        {"key": "baseUrl", "label": "Base URL", "type": "url"},
+        {"key": "team", "label": "Team"},
+    ]
+    await context.connectors.register(data)
+    await context.instances.create(
+        "p",
+        "my-tracker",
+        credentials={"token": "t"},
+        config={"baseUrl": "https://api.example.com", "team": "red"},
+    )
+    data["configFields"][1] = {"key": "region", "label": "Region"}
+    await context.connectors.update("my-tracker", data)
+
+    with pytest.raises(ValidationFailed) as caught:  # a typed unknown setting is still refused
+        await context.instances.update("p", "my-tracker", config={"team": "blue"})
+    assert [d["path"] for d in caught.value.details] == ["config.team"]
+    saved = await context.instances.update("p", "my-tracker", config={"region": "eu"})
+    assert saved.record.config == {"baseUrl": "https://api.example.com", "region": "eu"}

@@ -41,6 +41,25 @@ async def test_validate_answers_every_problem_shape_and_meaning_at_once(web: Web
     assert all(set(p) == {"path", "message", "hint"} for p in body["problems"])
 
 
+async def test_validate_says_where_a_text_that_is_not_json_breaks(web: Web) -> None:
+    """As ``ucf connectors validate`` does for a file: a stray comma in a long descriptor
+    is found by its line and column, not by "the body is not valid JSON" alone."""
+    text = '{\n  "id": "acme",\n  "name": "Acme",\n}'
+    response = await web.client.post(
+        "/api/connectors/validate",
+        content=text,
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {
+            "path": "body",
+            "message": "the body is not valid JSON: Expecting property name enclosed in "
+            "double quotes at line 4 column 1",
+        }
+    ]
+
+
 async def test_validate_says_valid_and_stores_nothing(web: Web) -> None:
     response = await web.client.post("/api/connectors/validate", json=acme())
     assert response.json() == {"valid": True, "problems": []}

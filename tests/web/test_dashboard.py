@@ -549,6 +549,28 @@ async def test_a_missing_required_credential_is_reported_on_its_field(
     user.assert_no_secret_seen()
 
 
+async def test_a_setup_step_drawn_before_the_connector_dropped_a_setting_says_why(
+    user: Browser, web: Web
+) -> None:
+    """The step posts a setting the connector has since dropped: its refusal has no field
+    on the page any more, so it is listed above the form instead of nowhere."""
+    with_team = copy.deepcopy(ACME)
+    with_team["configFields"].append({"key": "team", "label": "Team", "required": False})
+    assert (await web.client.post("/api/connectors", json=with_team)).status_code == 201
+    step = await user.post(
+        f"{CONNECT}/credentials",
+        {"credentials.apiKey": API_KEY, "credentials.webhookSecret": WEBHOOK_SECRET},
+    )
+    assert step.status_code == 303
+    assert (await web.client.put(f"/api/connectors/{ACME['id']}", json=ACME)).status_code == 200
+    response = await user.post(
+        f"{CONNECT}/configuration",
+        {"config.baseUrl": "https://acme.example", "config.team": "red"},
+    )
+    assert response.status_code == 422
+    assert "config.team: unknown setting (known: baseUrl)" in response.text
+
+
 async def test_a_long_credential_survives_the_setup_steps_in_cookies_a_browser_keeps(
     user: Browser, web: Web, acme: FakeServer
 ) -> None:

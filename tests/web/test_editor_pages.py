@@ -363,4 +363,61 @@ async def test_the_editor_page_carries_the_descriptor_schema_its_form_is_drawn_f
     )
     assert found is not None
     assert "<" not in found.group(1)  # nothing in it can end the script element early
-    assert json.loads(found.group(1)) == descriptor_json_schema()
+    published = descriptor_json_schema()
+    # Less a file's "$schema" pointer (ucf ignores it): drawn, it was a setting under "Other".
+    del published["properties"]["$schema"]
+    assert json.loads(found.group(1)) == published
+
+
+async def test_a_save_from_an_instance_page_drawn_before_its_connector_changed_says_why(
+    web: Web, acme: FakeServer
+) -> None:
+    """The page was drawn with a setting the connector has since dropped: the refusal was
+    kept for a field no longer drawn, and the page answered 422 showing nothing."""
+    csrf = await login(web)
+    with_team = copy.deepcopy(ACME)
+    with_team["configFields"].append({"key": "team", "label": "Team", "required": False})
+    await web.client.post("/api/connectors", json=with_team)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    base = f"/projects/{PROJECT}/instances/{CONNECTOR}/edit"
+    assert 'name="config.team"' in (await web.anonymous.get(base)).text
+    assert (await web.client.put(f"/api/connectors/{CONNECTOR}", json=ACME)).status_code == 200
+
+    saved = await web.anonymous.post(
+        base,
+        data={"csrf": csrf, "action": "save", "config.baseUrl": acme.base_url,
+              "config.team": "red"},
+    )  # fmt: skip
+    assert saved.status_code == 422
+    assert 'role="alert"' in saved.text
+    assert "config.team: unknown setting (known: baseUrl)" in saved.text
+
+
+async def test_saving_an_edit_its_instances_no_longer_fit_names_them(
+    web: Web, acme: FakeServer
+) -> None:
+    """A new required setting: the connected instance fails from its next poll, and the
+    editor's Save said only "Connected instances use it from their next poll"."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    edited: dict[str, Any] = copy.deepcopy(ACME)
+    edited["configFields"].append({"key": "region", "label": "Region"})
+    saved = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit",
+        data={"csrf": csrf, "descriptor": json.dumps(edited)},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303
+    catalogue = (await web.anonymous.get(saved.headers["location"])).text
+    assert "1 connected instance(s) no longer fit its settings" in catalogue
+    assert f"project {PROJECT}: config.region: &#39;Region&#39; is required" in catalogue
+
+    edited["configFields"].pop()  # fitting again: the usual message
+    again = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit",
+        data={"csrf": csrf, "descriptor": json.dumps(edited)},
+        follow_redirects=False,
+    )
+    catalogue = (await web.anonymous.get(again.headers["location"])).text
+    assert "Connected instances use it from their next poll." in catalogue

@@ -146,7 +146,11 @@ def validate(
 def _summary(descriptor: ConnectorDescriptor) -> str:
     mode = descriptor.ingestion.mode if descriptor.ingestion is not None else "native"
     mappings = [m for m in (descriptor.field_mapping, descriptor.webhook_mapping()) if m]
-    types = sorted({rule.then for m in mappings for rule in m.signal_type_rules})
+    types = sorted(
+        {rule.then for m in mappings for rule in m.signal_type_rules}
+        # and the type when no rule holds, when it is set: it was missing from the list
+        | {m.default_type for m in mappings if m.default_type != "unknown"}
+    )
     if descriptor.kind == "native":
         types = ["chosen by its package's code"]
     return (
@@ -180,6 +184,18 @@ def map_sample(
     as_webhook: Annotated[
         bool, typer.Option("--webhook", help="The sample is a webhook delivery's body.")
     ] = False,
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            "--secret",
+            envvar="UCF_WEBHOOK_SECRET",
+            help=(
+                "A delivery's signing secret or token: check it as the gateway would "
+                "(or set UCF_WEBHOOK_SECRET, kept out of shell history)."
+            ),
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Map a sample through a descriptor: signals as JSON lines, per-item errors on stderr.
 
@@ -208,6 +224,7 @@ def map_sample(
             project_id=project,
             now=datetime.now(UTC),
             switches=("use --poll", "use --webhook"),
+            secret=secret,  # its note asked for the secret, which ucf map had no way to take
         )
     )
     if preview.problems:

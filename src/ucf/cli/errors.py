@@ -26,9 +26,11 @@ def read_json_file(path: Path, what: str) -> Any:
 
     Every way ``json`` refuses is that one line: a file that is not UTF-8, JSON nested
     deeper than ``json`` recurses, an integer of over 4300 digits — each was a traceback.
+    A leading byte-order mark (Windows editors write one) is dropped, as the API and the
+    gateway drop it: it was "not JSON: Unexpected UTF-8 BOM (decode using utf-8-sig)".
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as error:
         raise fail(f"cannot read {what} {path}: {error.strerror or error}") from None
     except UnicodeDecodeError as error:

@@ -881,6 +881,15 @@ class Reference(DescriptorModel):
     url: str = Field(pattern=r"^https://\S+$", description="The provider's page (https).")
 
 
+class GenericNeeds(ValueError):
+    """A generic connector without ``ingestion`` or ``fieldMapping``: ``missing`` names them,
+    so validation reports each at its own path (this one is raised for the whole model)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(f"a generic connector needs {' and '.join(missing)}")
+        self.missing = missing
+
+
 class ConnectorDescriptor(DescriptorModel):
     """A connector: everything the runtime needs to ingest one tool."""
 
@@ -944,7 +953,7 @@ class ConnectorDescriptor(DescriptorModel):
                 if value is None
             ]
             if missing:
-                raise ValueError(f"a generic connector needs {' and '.join(missing)}")
+                raise GenericNeeds(missing)
         return self
 
     # ------------------------------------------------------------------ views
@@ -1118,4 +1127,13 @@ def descriptor_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://ucf.dev/schema/connector-descriptor.schema.json"
     schema["title"] = "ucf connector descriptor"
+    # Declared so that an editor checking a file that points at this schema accepts the
+    # pointer itself (validation takes and drops it: ucf.core.validation.SCHEMA_KEY).
+    schema["properties"] = {
+        "$schema": {
+            "description": "The schema an editor checks this file against; ucf ignores it.",
+            "type": "string",
+        },
+        **schema["properties"],
+    }
     return schema

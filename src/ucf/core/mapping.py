@@ -186,6 +186,24 @@ class ItemMappingError(ValueError):
 # --------------------------------------------------------------------------- values
 
 
+def not_an_object(item: Any) -> str:
+    """Why ``item`` cannot be mapped, in JSON's words: the author reads a response, not
+    Python (this said "item is a NoneType" for ``null`` and "a int" for ``1``)."""
+    if item is None:
+        kind = "null"
+    elif isinstance(item, bool):
+        kind = "a boolean"
+    elif isinstance(item, int | float):
+        kind = "a number"
+    elif isinstance(item, str):
+        kind = "a string"
+    elif isinstance(item, list):
+        kind = "an array"
+    else:
+        kind = f"a {type(item).__name__}"
+    return f"item is {kind}, not an object"
+
+
 def as_text(value: Any) -> str:
     """How a JSON value reads when compared or rendered: strings as-is, others as JSON."""
     if isinstance(value, str):
@@ -698,7 +716,7 @@ class CompiledMapping:
         timestamp at all (never used to paper over a malformed one).
         """
         if not isinstance(item, dict):
-            raise ItemMappingError(f"item is a {type(item).__name__}, not an object")
+            raise ItemMappingError(not_an_object(item))
         raw_id = self._id(item)
         if raw_id is MISSING or raw_id is None or isinstance(raw_id, dict | list | bool):
             raise ItemMappingError(f"no id at {self.descriptor.id_path}")

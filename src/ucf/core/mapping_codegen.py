@@ -420,6 +420,7 @@ def _namespace(mapping: CompiledMapping) -> dict[str, Any]:
         "ItemMappingError": m.ItemMappingError,
         "MappedSignal": m.MappedSignal,
         "as_text": m.as_text,
+        "_not_an_object": m.not_an_object,
         "names": m.names,
         "_present": m._present,
         "_any_text": m._any_text,
@@ -442,11 +443,7 @@ def _map_one_source(mapping: CompiledMapping, writer: _Writer) -> str:
     spec = mapping.descriptor
     body = writer
     body.emit("if not isinstance(item, dict):")
-    body.emit(
-        "raise ItemMappingError("
-        f"{body.const('item is a ')} + type(item).__name__ + {body.const(', not an object')})",
-        2,
-    )
+    body.emit("raise ItemMappingError(_not_an_object(item))", 2)
     raw_id = body.read(spec.id_path)
     no_id = body.const(f"no id at {spec.id_path}")
     body.emit(

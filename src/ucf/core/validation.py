@@ -17,7 +17,7 @@ import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -60,6 +60,12 @@ def parse_descriptor(data: Any) -> d.ConnectorDescriptor:
     return descriptor
 
 
+SCHEMA_KEY: Final = "$schema"
+"""A descriptor file's pointer to the published schema, for the author's editor: taken
+and dropped (the stored descriptor is the models' dump). It was an unknown field, so
+the usual way to "point your editor at it" made the file invalid."""
+
+
 def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[Problem]]:
     """Shape and meaning in one pass, so a descriptor with five problems reports five.
 
@@ -73,6 +79,8 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     problem at its path; the rest is checked with it replaced, so every other
     problem is listed too.
     """
+    if isinstance(data, Mapping) and isinstance(data.get(SCHEMA_KEY), str):
+        data = {key: value for key, value in data.items() if key != SCHEMA_KEY}
     unicode_problems = _not_unicode(data)
     if unicode_problems:
         replaced = _replaced(data)
@@ -83,12 +91,29 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     except ValidationError as error:
         problems = _shape_problems(error, data)
         seen = {(p.path, p.message) for p in problems}
-        for problem in _Checker(_salvage(data)).run():
+        for problem in [*_generic_needs(data), *_Checker(_salvage(data)).run()]:
             if (problem.path, problem.message) not in seen:
                 seen.add((problem.path, problem.message))
                 problems.append(problem)
         return None, problems + _display_name(data)
     return descriptor, check_descriptor(descriptor) + _display_name(data)
+
+
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""RFC 9110's ``token``: what a header field's name may be."""
+
+
+def _generic_needs(data: Any) -> list[Problem]:
+    """``ingestion`` and ``fieldMapping`` missing from a generic connector, read from the
+    raw JSON: the model says so only once everything else parses, so with other problems
+    these two were found only in a second round."""
+    if not isinstance(data, Mapping) or data.get("kind") != "generic":
+        return []
+    return [
+        Problem(name, "required field is missing", _GENERIC_NEEDS)
+        for name in ("ingestion", "fieldMapping")
+        if data.get(name) is None
+    ]
 
 
 _DISPLAY_NAME = re.compile(d.DISPLAY_NAME_PATTERN)
@@ -190,16 +215,81 @@ def _json_path(loc: Iterable[int | str], data: Any) -> str:
     return "".join(parts)
 
 
+_UNION_MEMBERS: Final = {
+    "str": "a string",
+    "list[str]": "a list of strings",
+    "dict[str,any]": "an object",
+}
+"""What pydantic names the members of the descriptor's plain unions (``Condition.value``:
+``str | list[str]``; a request ``body``: ``str | dict``) in an error location."""
+
+
+_NOT_AN_OBJECT: Final = frozenset({"model_type", "model_attributes_type", "dict_type"})
+"""Pydantic's kinds for "not an object": their messages named our model classes ("a valid
+dictionary or instance of HealthCheckDescriptor"), which no descriptor author writes."""
+_GENERIC_NEEDS: Final = (
+    "a generic connector needs it (only a native connector's code brings its own)"
+)
+
+
+def _union_member(loc: tuple[int | str, ...], data: Any) -> int | None:
+    """The index in ``loc`` of a plain union's member name, walking ``data`` beside it
+    (a key the input really has is a key, not a member); None when there is none."""
+    node = data
+    for index, item in enumerate(loc):
+        if isinstance(item, int):
+            node = node[item] if isinstance(node, list) and -len(node) <= item < len(node) else None
+        elif isinstance(node, Mapping) and item in node:
+            node = node[item]
+        elif item in _UNION_MEMBERS:
+            return index
+        elif not (isinstance(node, Mapping) and any(node.get(k) == item for k in _DISCRIMINATORS)):
+            node = None
+    return None
+
+
+def _union_members(issues: list[Any], data: Any) -> dict[tuple[int | str, ...], list[str]]:
+    """The member names that failed, per plain union location. Each member of a union
+    fails on its own (``value: 5`` is neither a string nor a list): listed one by one,
+    they said "should be a valid string" and "should be a valid list" at once, one of
+    them at a path the input does not have (``value.str`` for an object)."""
+    unions: dict[tuple[int | str, ...], list[str]] = {}
+    for issue in issues:
+        loc = tuple(issue["loc"])
+        at = _union_member(loc, data)
+        if at is not None:
+            members = unions.setdefault(loc[:at], [])
+            if loc[at] not in members:
+                members.append(str(loc[at]))
+    return unions
+
+
 def _shape_problems(error: ValidationError, data: Any) -> list[Problem]:
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for issue in error.errors(include_url=False):
+    issues = error.errors(include_url=False)
+    unions = _union_members(issues, data)
+    for issue in issues:
         loc = tuple(issue["loc"])
         kind = issue["type"]
+        at = _union_member(loc, data)
+        if at is not None:  # one problem for the whole union, where its first member failed
+            loc = loc[:at]
         path = _json_path(loc, data)
         message = issue["msg"]
         hint: str | None = None
-        if kind == "missing":
+        needs = (issue.get("ctx") or {}).get("error")
+        if isinstance(needs, d.GenericNeeds):
+            for name in needs.missing:  # at its own path, not the root's
+                problems.append(Problem(name, "required field is missing", _GENERIC_NEEDS))
+            continue
+        if at is not None:
+            message = "Input should be " + " or ".join(_UNION_MEMBERS[m] for m in unions[loc])
+        elif kind in _NOT_AN_OBJECT:
+            message = "Input should be an object"
+        elif kind == "value_error":
+            message = message.removeprefix("Value error, ")
+        elif kind == "missing":
             message = "required field is missing"
             hint = _missing_hint(loc, data)
         elif kind == "extra_forbidden":
@@ -752,20 +842,61 @@ class _Checker:
                 "tab or invisible character)",
             )
 
+    def header_name(self, where: str, name: str) -> None:
+        """A header's name is an HTTP token (RFC 9110 §5.1): an empty one, or one with a
+        space, passed validation and then failed every request as "connection failed
+        (LocalProtocolError)", retried first as if the network were at fault."""
+        if not _HEADER_NAME.fullmatch(name):
+            self.add(
+                where,
+                f"{name!r} is not a header name",
+                "letters, digits and !#$%&'*+-.^_`|~ only, no space, e.g. 'X-Api-Key'",
+            )
+
+    def oauth_url(self, where: str, source: str) -> None:
+        """An OAuth URL: an http(s) URL, or a template of one whose variables are settings
+        (``{{config.authUrl}}``, or ``{{signInUrl}}`` for the setting of that name). Left
+        unchecked, an empty one validated and the consent or token request went nowhere
+        ("scheme '' is not http(s)"), and an unknown setting rendered empty."""
+        try:
+            template = compile_template(source)
+        except TemplateSyntaxError as error:
+            self.add(where, f"template does not parse: {error}")
+            return
+        if not template.variables and not source.startswith(("https://", "http://")):
+            self.add(where, f"{source!r} is not an http(s) URL", "e.g. 'https://example.com/token'")
+        for name in sorted(template.variables):
+            key = name.removeprefix("config.")
+            if self.config_keys is not None and key not in self.config_keys | {"baseUrl"}:
+                self.add(
+                    where,
+                    f"template uses '{{{{{name}}}}}' but there is no config field '{key}'",
+                    f"add {{'key': '{key}', ...}} to configFields",
+                )
+
+    def placement(self, where: str, delivery: str, name: str) -> None:
+        """Where a credential goes: a header's name, or a query parameter's (not empty)."""
+        if delivery == "header":
+            self.header_name(where, name)
+        elif delivery == "query" and not name:
+            self.add(where, "the query parameter needs a name", "e.g. 'api_key'")
+
     def auth(self, auth: d.AuthDescriptor, *, base: str = "auth.config") -> None:
         own = frozenset(f.key for f in _credential_fields(auth))
         if not isinstance(auth, d.NoAuth):
             for name, value in auth.config.extra_headers.items():
+                self.header_name(f"{base}.extraHeaders", name)
                 self.header_text(f"{base}.extraHeaders.{name}", value)
         if isinstance(auth, d.ApiKeyAuth | d.PatAuth):
             config = auth.config
+            self.placement(f"{base}.paramName", config.delivery, config.param_name)
             if config.delivery == "header":
                 self.header_text(f"{base}.valuePrefix", config.value_prefix)
             for index, placed in enumerate(config.additional_credentials):
+                at = f"{base}.additionalCredentials[{index}]"
+                self.placement(f"{at}.paramName", placed.delivery, placed.param_name)
                 if placed.delivery == "header":
-                    self.header_text(
-                        f"{base}.additionalCredentials[{index}].valuePrefix", placed.value_prefix
-                    )
+                    self.header_text(f"{at}.valuePrefix", placed.value_prefix)
             if not config.credential_fields:
                 self.add(f"{base}.credentialFields", "at least one credential field is needed")
             self.credential(
@@ -795,6 +926,9 @@ class _Checker:
                 needed.append(config_o.refresh_token_key)
             for key in needed:
                 self.credential(f"{base}.credentialFields", key, keys=own, fields_at=base)
+            if config_o.grant == "refresh_token" or config_o.authorise_url:
+                self.oauth_url(f"{base}.authoriseUrl", config_o.authorise_url)
+            self.oauth_url(f"{base}.tokenUrl", config_o.token_url)
             for index, lookup in enumerate(config_o.after_consent):
                 self.consent_lookup(f"{base}.afterConsent[{index}]", lookup)
 
@@ -820,6 +954,7 @@ class _Checker:
         used |= self.template(f"{where}.endpoint", spec.endpoint, _REQUEST_VARIABLES)
         for name, value in (spec.headers or {}).items():
             used |= self.template(f"{where}.headers.{name}", value, _REQUEST_VARIABLES)
+            self.header_name(f"{where}.headers", name)
             self.header_text(f"{where}.headers.{name}", value)
         for name, value in spec.query.items():
             used |= self.template(f"{where}.query.{name}", value, _REQUEST_VARIABLES)

@@ -88,14 +88,20 @@ def resolve_config(
     """
     fields = {f.key: f for f in descriptor.config_fields}
     unknown = sorted(set(given) - set(fields) - {"baseUrl"})
-    if unknown:
-        known = ", ".join(sorted(set(fields) | {"baseUrl"}))
-        raise ConfigError(f"unknown config field(s) {', '.join(unknown)} (known: {known})")
     config = {key: f.default for key, f in fields.items() if f.default is not None}
     config.update(given)
     missing = [key for key, f in fields.items() if f.required and not config.get(key)]
+    # Both at once: after a descriptor edit that renamed a setting (team -> region), an
+    # instance's poll said only "unknown config field(s) team", and the new required
+    # one came up only once that was fixed.
+    said = []
+    if unknown:
+        known = ", ".join(sorted(set(fields) | {"baseUrl"}))
+        said.append(f"unknown config field(s) {', '.join(unknown)} (known: {known})")
     if missing:
-        raise ConfigError(f"config field(s) {', '.join(missing)} need a value")
+        said.append(f"config field(s) {', '.join(missing)} need a value")
+    if said:
+        raise ConfigError("; ".join(said))
     for key, f in fields.items():
         value = config.get(key)
         if f.type == "select" and value and f.options and value not in f.options:
@@ -418,11 +424,12 @@ class PollPlan:
         previous: list[Any] = []  # the last page's items: the same again is a loop too
         while True:
             number += 1
+            # A loop's errors say "stopped there", not "the pages before it are stored":
+            # Try it and ucf poll, which say them too, store nothing.
             if not _first_time(asked, state):
                 raise MalformedResponse(
                     f"{self.descriptor.id}: the API's pagination loops (page {number} would"
-                    " ask for a page this poll has already read); stopped, the pages"
-                    " before it are stored"
+                    " ask for a page this poll has already read); stopped there"
                 )
             gate_wait = await rate_gate.acquire() if rate_gate is not None else 0.0
             stats = RetryStats()
@@ -461,8 +468,8 @@ class PollPlan:
                 # and again: each request differs, so only the answer shows the loop.
                 raise MalformedResponse(
                     f"{self.descriptor.id}: page {number} holds exactly the items of page"
-                    f" {number - 1} (does the API ignore the {self._paging_param()}?); stopped,"
-                    " the pages before it are stored"
+                    f" {number - 1} (does the API ignore the {self._paging_param()}?); stopped"
+                    " there"
                 )
             previous = items
             paginator.update_state(response, body, items)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -476,6 +476,23 @@ class InstanceService:
             await self._view(r) for r in await self._store.instances.list_by_project(project_id)
         ]
 
+    async def unfit_settings(self, connector: Connector) -> Sequence[tuple[str, Sequence[str]]]:
+        """Each project whose instance of ``connector`` has settings its descriptor no
+        longer takes (one removed or renamed, a new required one), with what is wrong.
+
+        Said where a descriptor edit is saved: its instances fail from their next poll
+        ("unknown config field(s) team"), and the editor said only that they would use
+        the edit, so nobody knew which instances to open and fix.
+        """
+        unfit: list[tuple[str, Sequence[str]]] = []
+        for record in await self._store.instances.list_by_connector(connector.id):
+            try:
+                check_config(connector.descriptor, {k: str(v) for k, v in record.config.items()})
+            except ValidationFailed as failed:
+                said = [f"{d.get('path')}: {d.get('message')}" for d in failed.details or []]
+                unfit.append((record.project_id, said))
+        return unfit
+
     async def create(
         self,
         project_id: str,
@@ -527,13 +544,22 @@ class InstanceService:
         config: Mapping[str, Any] | None = None,
         enabled: bool | None = None,
     ) -> Instance:
-        """Partial update: given credentials are merged (rotation), given settings replaced."""
+        """Partial update: given credentials are merged (rotation), given settings replaced.
+
+        Stored settings the connector no longer declares (its descriptor was edited
+        since: a setting removed or renamed) are dropped when settings are saved:
+        kept, they refused every save as "unknown setting", and the form has no field
+        to clear them, so the instance could not be repaired short of reconnecting.
+        A setting given here is still checked against the form.
+        """
         record = await self.record(project_id, connector_id)
         connector = await self._connectors.get(connector_id)
         descriptor = connector.descriptor
         changes: dict[str, Any] = {}
         if config is not None:
-            merged = {**record.config, **check_config(descriptor, config, partial=True)}
+            declared = {field.key for field in descriptor.setup_config_fields()}
+            kept = {k: v for k, v in record.config.items() if k in declared}
+            merged = {**kept, **check_config(descriptor, config, partial=True)}
             changes["config"] = check_config(descriptor, merged)
         if credentials is not None:
             fresh = check_credentials(descriptor, credentials, partial=True)

@@ -134,6 +134,20 @@ def _location(loc: Sequence[Any]) -> str:
     return "".join(parts)
 
 
+def _json_invalid(problem: Mapping[str, Any], body: Any) -> str:
+    """Where the body stops being JSON, as ``ucf connectors validate`` says it for a file
+    (a descriptor pasted into a script, an editor's buffer): line and column, not just
+    "not valid JSON", which left the author to find a stray comma in 300 lines."""
+    loc = problem.get("loc", ())
+    position = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
+    reason = (problem.get("ctx") or {}).get("error")
+    if position is None or not isinstance(body, str) or not isinstance(reason, str):
+        return "the body is not valid JSON"
+    line = body.count("\n", 0, position) + 1
+    column = position - body.rfind("\n", 0, position)
+    return f"the body is not valid JSON: {reason} at line {line} column {column}"
+
+
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     details = []
@@ -141,7 +155,7 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
         kind = problem.get("type")
         loc = problem.get("loc", ())
         if kind == "json_invalid":
-            details.append({"path": "body", "message": "the body is not valid JSON"})
+            details.append({"path": "body", "message": _json_invalid(problem, error.body)})
             continue
         details.append({"path": _location(loc), "message": str(problem.get("msg", "invalid"))})
     return error_response(422, "invalid", "the request is not valid", details)

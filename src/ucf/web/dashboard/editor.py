@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import cache
@@ -41,7 +41,7 @@ from ucf.core.descriptor import (
     OAuth2Auth,
     descriptor_json_schema,
 )
-from ucf.core.validation import Problem, validate_descriptor
+from ucf.core.validation import SCHEMA_KEY, Problem, validate_descriptor
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.runtime.redaction import mask
@@ -64,7 +64,7 @@ from ucf.web.dashboard.routing import (
     require_session,
 )
 from ucf.web.dashboard.security import CSRF_HEADER, Session
-from ucf.web.dashboard.setup import config_views, credential_views, field_errors
+from ucf.web.dashboard.setup import config_views, credential_views, field_errors, unplaced
 from ucf.web.state import web_state
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
@@ -99,7 +99,9 @@ def _schema_json() -> Markup:
     Embedded rather than fetched, so the form draws without a second request; ``<``
     is escaped so no text in a description can close the script element.
     """
-    text = json.dumps(descriptor_json_schema(), separators=(",", ":")).replace("<", "\\u003c")
+    schema = descriptor_json_schema()
+    del schema["properties"][SCHEMA_KEY]  # a file's pointer for other editors: no form field
+    text = json.dumps(schema, separators=(",", ":")).replace("<", "\\u003c")
     return Markup(text)  # noqa: S704 - our own schema, and no '<' is left to end the script
 
 
@@ -240,6 +242,18 @@ async def _save(
             page, text=text, editing=editing, problems=details, status=error.status
         )
     response = redirect(f"/projects/{page.project}/connectors?category=Custom")
+    if editing is not None:
+        unfit = await page.context.instances.unfit_settings(saved)
+        if unfit:
+            return flash(
+                response,
+                request,
+                "error",
+                f"{saved.descriptor.name} {verb} (version {saved.descriptor.version}), but "
+                f"{len(unfit)} connected instance(s) no longer fit its settings and fail "
+                "from their next poll: edit their settings.",
+                _unfit_text(unfit),
+            )
     return flash(
         response,
         request,
@@ -247,6 +261,20 @@ async def _save(
         f"{saved.descriptor.name} {verb} (version {saved.descriptor.version}).",
         "Connected instances use it from their next poll." if editing is not None else None,
     )
+
+
+UNFIT_SHOWN: Final = 3
+"""Instances named in the flash (a cookie: it must stay small); the rest are counted."""
+
+
+def _unfit_text(unfit: Sequence[tuple[str, Sequence[str]]]) -> str:
+    shown = [f"project {project}: {'; '.join(said)}" for project, said in unfit[:UNFIT_SHOWN]]
+    more = len(unfit) - UNFIT_SHOWN
+    text = " · ".join(shown) + (f" · and {more} more" if more > 0 else "")
+    return text if len(text) <= UNFIT_CHARS else text[: UNFIT_CHARS - 1] + "…"
+
+
+UNFIT_CHARS: Final = 600
 
 
 @router.post("/projects/{project}/connectors/new")
@@ -382,13 +410,14 @@ def _render_instance_editor(
         else view
         for view in credentials
     ]
+    config_fields = config_views(descriptor.setup_config_fields(), config, errors)
     return page.render(
         "instance_edit.html",
         {
             "descriptor": descriptor,
             "credential_fields": credentials,
-            "config_fields": config_views(descriptor.setup_config_fields(), config, errors),
-            "other_errors": other,
+            "config_fields": config_fields,
+            "other_errors": [*other, *unplaced(errors, [*credentials, *config_fields])],
             "check": check,
             "tested_field": TESTED_FIELD,
             "tested": sealed,

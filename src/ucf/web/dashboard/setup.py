@@ -16,6 +16,7 @@ first health observation.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
@@ -154,6 +155,17 @@ def field_errors(failed: ValidationFailed) -> tuple[dict[str, str], list[str]]:
         else:
             other.append(f"{path}: {message}" if path else message)
     return by_field, other
+
+
+def unplaced(errors: Mapping[str, str], views: Iterable[FieldView]) -> list[str]:
+    """The problems in ``errors`` at a field the form does not draw, as "path: message".
+
+    A page drawn before the connector was edited (a setting since removed) posts a
+    field the descriptor no longer has: its problem was kept for a field that is not
+    on the page any more, so the page answered 422 and showed nothing at all.
+    """
+    drawn = {view.name for view in views}
+    return [f"{path}: {message}" for path, message in errors.items() if path not in drawn]
 
 
 # --------------------------------------------------------------------------- the draft
@@ -538,6 +550,12 @@ def _render_step(
         for f in descriptor.credential_fields(method)
         if consent is None or f.key not in consent.managed
     ]
+    credential_fields = credential_views(typed_fields, draft.credentials, errors)
+    config_fields = config_views(
+        descriptor.setup_config_fields(),
+        typed_config if typed_config is not None else (draft.config or {}),
+        errors,
+    )
     return page.render(
         "connect.html",
         {
@@ -548,19 +566,18 @@ def _render_step(
             "step_title": STEP_TITLES[step],
             "base": setup_path(page.project, connector.id),
             "back": back,
-            "credential_fields": credential_views(typed_fields, draft.credentials, errors),
+            "credential_fields": credential_fields,
             "consent": consent,
             "consent_possible": descriptor.consent() is not None,
             "consent_alternative": bool(descriptor.consent_marker()),
-            "config_fields": config_views(
-                descriptor.setup_config_fields(),
-                typed_config if typed_config is not None else (draft.config or {}),
-                errors,
-            ),
+            "config_fields": config_fields,
             "masked": {key: mask(value) for key, value in draft.credentials.items()},
             "config": draft.config or {},
             "check": draft.check,
-            "other_errors": other_errors,
+            "other_errors": [
+                *other_errors,
+                *unplaced(errors, [*credential_fields, *config_fields]),
+            ],
         },
         status=status,
     )

@@ -397,14 +397,19 @@
 
   var tryResult = document.getElementById("try-result");
   var tryButton = document.getElementById("try-run");
+  // Only the latest try paints: a slow upstream's answer to an earlier click (other
+  // credentials, another endpoint) arrived last and replaced the newer one's.
+  var latestTry = 0;
   tryButton.addEventListener("click", function () {
     var data = current().data;
     if (data === null) { tryResult.textContent = "Fix the JSON first."; return; }
+    var mine = ++latestTry;
     tryButton.setAttribute("aria-busy", "true");
     tryResult.textContent = "Sending…";
     post("/api/connectors/try", {
       descriptor: data, credentials: collect("credentials"), config: collect("config"), maxPages: 1
     }).then(function (answer) {
+      if (mine !== latestTry) return;
       tryResult.innerHTML = "";
       var body = answer.data;
       if (answer.status !== 200) {
@@ -431,8 +436,8 @@
       if (errors) tryResult.appendChild(errors);
       var said = notes(body.notes);
       if (said) tryResult.appendChild(said);
-    }).catch(function () { tryResult.textContent = "Could not reach the server."; })
-      .then(function () { tryButton.removeAttribute("aria-busy"); });
+    }).catch(function () { if (mine === latestTry) tryResult.textContent = "Could not reach the server."; })
+      .then(function () { if (mine === latestTry) tryButton.removeAttribute("aria-busy"); });
   });
 
   // ---------------------------------------------------------------- webhook preview
