@@ -437,6 +437,12 @@ def test_header_names_match_in_any_case_and_hex_in_any_case() -> None:
             "20 bytes long; the HMAC is 32",
         ),
         (
+            {"X-Hub-Signature-256": "sha256=00"},
+            {"webhookSecret": "gh-secret"},
+            RejectCode.BAD_ENCODING,
+            "is 1 byte long; the HMAC is 32",
+        ),
+        (
             {"X-Hub-Signature-256": "sha256=" + "ab" * 32},
             {},
             RejectCode.MISSING_SECRET,

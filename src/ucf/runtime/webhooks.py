@@ -325,7 +325,8 @@ class _SignatureHeader:
                 problem = f"is not valid {self.encoding}"
                 continue
             if len(mac) != self.digest_size:
-                problem = f"is {len(mac)} bytes long; the HMAC is {self.digest_size}"
+                unit = "byte" if len(mac) == 1 else "bytes"
+                problem = f"is {len(mac)} {unit} long; the HMAC is {self.digest_size}"
                 continue
             macs.append(mac)
         if not macs:
