@@ -93,6 +93,9 @@ async def test_saving_lists_every_problem_then_registers_and_shows_it_as_custom(
     custom = (await web.anonymous.get(saved.headers["location"])).text
     assert "Acme Tickets created (version 1.0.0)." in custom
     assert 'class="chip chip--custom"' in custom
+    catalogue = (await web.anonymous.get(f"/projects/{PROJECT}/connectors")).text
+    card = catalogue[catalogue.index("Acme Tickets</h2>") :].split("</div>", 1)[0]
+    assert card.count(">Custom</span>") == 1, card  # its category is "Custom" too
     edited: dict[str, Any] = copy.deepcopy(ACME)
     edited["name"] = "Acme Helpdesk"
     again = await web.anonymous.post(
