@@ -60,6 +60,19 @@ async def test_validate_says_where_a_text_that_is_not_json_breaks(web: Web) -> N
     ]
 
 
+@pytest.mark.parametrize("body", [[], "acme", 42])  # null is read as no body: 422
+async def test_validate_says_a_descriptor_that_is_no_object_is_one_at_its_root(
+    web: Web, body: Any
+) -> None:
+    """As the CLI says for such a file: a problem of the descriptor, with its path."""
+    response = await web.client.post("/api/connectors/validate", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "valid": False,
+        "problems": [{"path": "", "message": "Input should be an object", "hint": None}],
+    }
+
+
 async def test_validate_says_valid_and_stores_nothing(web: Web) -> None:
     response = await web.client.post("/api/connectors/validate", json=acme())
     assert response.json() == {"valid": True, "problems": []}

@@ -257,7 +257,9 @@ def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[s
     summary="Every problem of a descriptor, shape and meaning, in one pass (nothing stored)",
     openapi_extra={DESCRIPTOR_BODY: True},
 )
-async def validate_connector(descriptor: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+async def validate_connector(descriptor: Annotated[Any, Body()]) -> dict[str, Any]:
+    # Any JSON: what is no object is a problem of the descriptor at its root, as ucf
+    # connectors validate says for such a file, not a refusal of the request.
     parsed, problems = validate_descriptor(descriptor)
     if parsed is not None:
         cannot_run = runnable_problem(parsed)
