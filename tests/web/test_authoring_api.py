@@ -567,3 +567,37 @@ async def test_a_try_whose_upstream_drips_stops_at_the_poll_deadline(
     }
     assert body["request"]["url"].startswith(f"{acme.base_url}/tickets?since=")
     assert body["response"] is None
+
+
+async def test_a_try_whose_upstream_never_answers_stops_at_its_own_deadline(
+    web: Web, acme: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone waits for a try in the editor: with only a poll's deadline (5 min), an
+    upstream that never answered held it for 154 s of attempts and retries, then said
+    "read timed out". A try has a deadline of its own (30 s; 1 s here)."""
+    import asyncio
+
+    from ucf.fakes.kit import Fault
+    from ucf.service import tryout
+
+    monkeypatch.setattr(tryout, "TRY_DEADLINE_SECONDS", 1.0)
+    acme.inject(Fault.slow(30), path="/tickets")
+    try:
+        response = await asyncio.wait_for(
+            web.client.post(
+                "/api/connectors/try",
+                json={
+                    "descriptor": acme_descriptor(),
+                    "credentials": {"apiKey": API_KEY},
+                    "config": {"baseUrl": acme.base_url},
+                },
+            ),
+            timeout=15,
+        )
+    finally:
+        acme.clear_faults()
+    assert response.json()["error"] == {
+        "kind": "upstream",
+        "message": "try stopped at its 1 s deadline (a try's own; a poll waits "
+        "UCF_POLL_TIMEOUT) after 0 page(s)",
+    }

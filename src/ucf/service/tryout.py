@@ -45,6 +45,11 @@ __all__ = ["MAX_SHOWN_BODY", "TryOut", "try_descriptor"]
 MAX_SHOWN_BODY: Final = 64 * 1024
 """Characters of the response body shown; the rest is cut and ``truncated`` says so."""
 MAX_TRY_PAGES: Final = 3
+TRY_DEADLINE_SECONDS: Final = 30.0
+"""How long a try may take at most (a poll's ``UCF_POLL_TIMEOUT`` when that is shorter).
+Someone waits for it in the editor: with only the poll's deadline, an upstream that
+never answered held the page for 154 s of attempts and retries before it said "read
+timed out"."""
 
 _SENSITIVE_HEADER_NAMES: Final = frozenset(
     {
@@ -215,6 +220,9 @@ async def _try(
     result = MappingResult()
     items_seen: list[Any] = []
     deadline = context.settings.poll_timeout.total_seconds()
+    limit = "UCF_POLL_TIMEOUT"
+    if deadline > TRY_DEADLINE_SECONDS:
+        deadline, limit = TRY_DEADLINE_SECONDS, "a try's own; a poll waits UCF_POLL_TIMEOUT"
     scope = asyncio.timeout(deadline)
     try:
         upstream = connect(
@@ -244,8 +252,7 @@ async def _try(
             raise
         tried.error = _error(
             "upstream",
-            f"try stopped at its {deadline:g} s deadline (UCF_POLL_TIMEOUT) after "
-            f"{tried.pages} page(s)",
+            f"try stopped at its {deadline:g} s deadline ({limit}) after {tried.pages} page(s)",
             masker,
         )
     except AuthFailed as error:
