@@ -138,6 +138,13 @@ async def test_deleting_a_connected_connector_is_refused_with_the_reason(
     )
     assert refused.status_code == 409
     assert "still connected in project(s) proj-1" in refused.text
+    # Its delete page says so first, and offers no Delete that can only be refused.
+    base = f"/projects/{PROJECT}/connectors/{CONNECTOR}"
+    asking = await web.anonymous.get(f"{base}/delete")
+    assert asking.status_code == 200
+    assert "cannot be deleted while it is connected" in asking.text
+    assert f'href="/projects/{PROJECT}/instances/{CONNECTOR}"' in asking.text
+    assert f'action="{base}/delete"' not in asking.text
 
 
 async def test_deleting_a_connector_from_its_editor_asks_first(web: Web) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -465,15 +465,20 @@ class ConnectorService:
             raise NotFoundError(f"no connector '{connector_id}'") from None
         return self._connector(record)
 
+    async def connected_in(self, connector_id: str) -> Sequence[str]:
+        """The projects that have ``connector_id`` connected, sorted: a connector is
+        deleted only once none has (its delete page names them before offering it)."""
+        return sorted({i.project_id for i in await self._instances.list_by_connector(connector_id)})
+
     async def delete(self, connector_id: str) -> None:
         connector = await self.get(connector_id)
         if connector.built_in:
             raise ForbiddenError(f"'{connector_id}' is built in and cannot be deleted")
-        in_use = await self._instances.list_by_connector(connector_id)
+        in_use = await self.connected_in(connector_id)
         if in_use:
-            projects = ", ".join(sorted(i.project_id for i in in_use))
             raise ConflictError(
-                f"'{connector_id}' is still connected in project(s) {projects}; disconnect first"
+                f"'{connector_id}' is still connected in project(s) {', '.join(in_use)}; "
+                "disconnect first"
             )
         try:
             await self._registry.delete(connector_id)

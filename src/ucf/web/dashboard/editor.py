@@ -302,7 +302,10 @@ async def delete_page(
     connector = await page.context.connectors.get(connector_id)
     if connector.built_in:
         raise PageNotFound(f"'{connector_id}' is built in; it cannot be deleted")
-    return page.render("delete_connector.html", {"connector": connector})
+    # Named before anything is offered: the page offered Delete for a connector still
+    # connected somewhere, and the click ended on a 409 page.
+    connected = await page.context.connectors.connected_in(connector_id)
+    return page.render("delete_connector.html", {"connector": connector, "connected": connected})
 
 
 @router.post("/projects/{project}/connectors/{connector_id}/delete")
