@@ -183,6 +183,25 @@ async def test_custom_connector_round_trip_update_and_delete(web: Web) -> None:
     assert error_of(gone)["code"] == "not_found"
 
 
+async def test_replacing_a_descriptor_names_the_instances_it_no_longer_fits(
+    web: Web, acme: FakeServer
+) -> None:
+    """As the editor's Save does: a new required setting makes the connected instance fail
+    from its next poll, and the PUT's answer said nothing of it."""
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    edited: dict[str, Any] = copy.deepcopy(ACME)
+    edited["configFields"].append({"key": "region", "label": "Region"})
+    updated = await web.client.put(f"/api/connectors/{CONNECTOR}", json=edited)
+    assert updated.status_code == 200
+    assert updated.json()["unfitInstances"] == [
+        {"projectId": PROJECT, "problems": ["config.region: 'Region' is required"]}
+    ]
+    edited["configFields"].pop()
+    fitting = await web.client.put(f"/api/connectors/{CONNECTOR}", json=edited)
+    assert fitting.json()["unfitInstances"] == []
+
+
 async def test_edits_in_quick_succession_are_each_served_not_a_stale_compiled_copy(
     web: Web,
 ) -> None:

@@ -151,7 +151,13 @@ async def update_connector(
 ) -> dict[str, Any]:
     updated = await state.context.connectors.update(connector_id, descriptor)
     state.gateway.forget_connector(connector_id)
-    return updated.to_json()
+    # As the editor's Save says: the instances the edit no longer fits fail from their
+    # next poll, and an API caller had no way to know which to fix.
+    unfit = await state.context.instances.unfit_settings(updated)
+    return {
+        **updated.to_json(),
+        "unfitInstances": [{"projectId": p, "problems": list(said)} for p, said in unfit],
+    }
 
 
 @router.delete(
