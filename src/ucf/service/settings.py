@@ -110,7 +110,7 @@ class Settings:
                 ).total_seconds()
             ),
             poll_interval_override=_positive_seconds(env, "UCF_POLL_INTERVAL_OVERRIDE"),
-            public_url=(env.get("UCF_PUBLIC_URL") or "").rstrip("/") or None,
+            public_url=_public_url(env.get("UCF_PUBLIC_URL", "")),
             public_introspection=_switch(env, "UCF_PUBLIC_INTROSPECTION"),
         )
 
@@ -178,6 +178,32 @@ def served_public_url(text: str, source: str = "--public-url") -> str:
             "root-relative; give it a host of its own (e.g. ucf.example.com) in the proxy"
         )
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _public_url(text: str) -> str | None:
+    """``UCF_PUBLIC_URL`` as every process reads it: an http(s) URL without its trailing
+    ``/``, or None when unset; a :class:`ValueError` naming it otherwise.
+
+    ``ucf serve`` checks its own further (:func:`served_public_url`: no path). A path
+    is kept here, because behind API Gateway a REST API's stage or a custom domain's
+    base path is part of the webhook URLs (``UCF_API_BASE_PATH``). Read as it was,
+    with only ``/`` stripped, ``https://ucf.example.com/?`` made every URL ucf hands
+    out ``https://ucf.example.com/?/api/webhooks/…`` (the Outlook subscriptions the
+    schedule function and ``ucf worker`` create among them), and a query, a fragment
+    or another scheme was taken as well.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"UCF_PUBLIC_URL must be an http(s) URL, got {text!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"UCF_PUBLIC_URL must have no query or fragment, got {text!r}: the webhook "
+            "URLs ucf hands out are built on it"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 _YES = frozenset({"1", "true", "yes", "on"})
