@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ucf.core.records import datarecord
 from ucf.runtime.egress import EgressPolicy
@@ -157,6 +157,26 @@ def _event_bus(text: str) -> str | None:
     return text
 
 
+def _public_parts(text: str, source: str) -> SplitResult:
+    """``text`` split, if it can name where ucf is reached: http(s), a host, a port that
+    is a port, no user name or password (every webhook URL shown would carry them); a
+    :class:`ValueError` naming ``source`` otherwise (an unclosed ``[::1`` said only
+    "Invalid IPv6 URL", and ``:99999`` or ``:abc`` were taken)."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - read for its ValueError: out of range, or not a number
+    except ValueError:
+        raise ValueError(f"{source} must be an http(s) URL, got {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{source} must be an http(s) URL, got {text!r}")
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"{source} must not hold a user name or password: every webhook URL ucf shows "
+            "is built on it"
+        )
+    return parts
+
+
 def served_public_url(text: str, source: str = "--public-url") -> str:
     """The public URL ``ucf serve`` is reached at, without its trailing ``/``; a
     :class:`ValueError` naming ``source`` unless it is a bare http(s) origin.
@@ -167,9 +187,7 @@ def served_public_url(text: str, source: str = "--public-url") -> str:
     lead out of ucf (and a login always returned to ``/``). A query or a fragment
     would end up inside every webhook URL.
     """
-    parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{source} must be an http(s) URL, got {text!r}")
+    parts = _public_parts(text.strip(), source)
     if parts.path.strip("/") or parts.query or parts.fragment:
         origin = f"{parts.scheme}://{parts.netloc}"
         raise ValueError(
@@ -195,9 +213,7 @@ def _public_url(text: str) -> str | None:
     text = text.strip()
     if not text:
         return None
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"UCF_PUBLIC_URL must be an http(s) URL, got {text!r}")
+    parts = _public_parts(text, "UCF_PUBLIC_URL")
     if parts.query or parts.fragment:
         raise ValueError(
             f"UCF_PUBLIC_URL must have no query or fragment, got {text!r}: the webhook "
