@@ -76,6 +76,20 @@ def test_instances_show_the_webhook_url_on_the_api_gateway_host(
     assert WEBHOOK_SECRET not in json.dumps(created)
 
 
+@pytest.mark.parametrize("public", ["https://ucf.example.com/?", " https://ucf.example.com/ "])
+def test_instances_show_the_webhook_url_on_the_public_url_as_the_settings_read_it(
+    lab: Lab, github: GitHubFake, monkeypatch: pytest.MonkeyPatch, public: str
+) -> None:
+    """The API read ``UCF_PUBLIC_URL`` raw: ``…/?`` showed ``…/?/api/webhooks/…``, a URL
+    no provider could deliver to."""
+    monkeypatch.setenv("UCF_PUBLIC_URL", public)
+
+    created = lab.connect_github(github)
+
+    assert created["sharedWebhookUrl"] == f"https://ucf.example.com{WEBHOOK}"
+    assert created["webhookUrl"].startswith(f"https://ucf.example.com{WEBHOOK}/")
+
+
 def test_base64_webhook_body_is_verified_on_its_exact_bytes(lab: Lab, github: GitHubFake) -> None:
     lab.connect_github(github)
     payload = {

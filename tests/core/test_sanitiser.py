@@ -483,6 +483,22 @@ ENCODED_SECRET = "Ab12%2BCd34%2FEf56Gh78%3D%3D"  # "Ab12+Cd34/Ef56Gh78==", as a 
             "aws_secret_access_key=[REDACTED:aws_secret_access_key]",
         ),
         ("token=100%25 sure it works", "token=100%25 sure it works"),
+        # A URL inside another's query (a login's next=, a redirect_uri): "?", "&" and
+        # "=" are escapes too; the credential ends at the next escaped "&".
+        (
+            "GET /login?next=%2Fcb%3Fclient_secret%3DAbcdefgh12345678Xyz%26state%3Dabc",
+            "GET /login?next=%2Fcb%3Fclient_secret%3D[REDACTED:credential]%26state%3Dabc",
+        ),
+        (
+            "redirect_uri=https%3A%2F%2Fapp.test%2Fcb%3Fx%3D1%26api_key%3Dsk_live_abcdefgh1234",
+            "redirect_uri=https%3A%2F%2Fapp.test%2Fcb%3Fx%3D1%26api_key%3D[REDACTED:credential]",
+        ),
+        (
+            "next=%2Fs%3Faws_secret_access_key%3D" + AWS_SECRET.replace("/", "%252F"),
+            "next=%2Fs%3Faws_secret_access_key%3D[REDACTED:aws_secret_access_key]",
+        ),
+        # An escaped space is no part of a token: prose after a name is left alone.
+        ("the token: hello%20world%20friends", "the token: hello%20world%20friends"),
     ],
 )
 def test_a_percent_encoded_credential_in_a_query_or_form_body_is_redacted_whole(

@@ -303,6 +303,38 @@ def test_oauth_urls_are_http_urls_or_templates_of_settings() -> None:
     assert problems(data) == {}
 
 
+def test_an_oauth_url_is_checked_as_the_setup_form_and_the_token_request_read_it() -> None:
+    """A literal URL with no host ("https://") validated, one with its scheme in capitals
+    ("HTTPS://…", the same URL) was refused, and ``{{baseUrl}}`` validated even where no
+    request used it, so the setup form never asked for it and the token request went
+    to "/token"."""
+    data = brief()
+    data["auth"] = {
+        "method": "oauth2",
+        "config": {
+            "credentialFields": [
+                {"key": key, "label": key, "type": "password", "required": True}
+                for key in ("clientId", "clientSecret", "refreshToken")
+            ],
+            "authoriseUrl": "HTTPS://auth.example.com/authorize",
+            "tokenUrl": "https://",
+            "scopes": [],
+        },
+    }
+    assert {path: p.message for path, p in problems(data).items()} == {
+        "auth.config.tokenUrl": "'https://' is not an http(s) URL",
+    }
+    data["auth"]["config"]["tokenUrl"] = "{{baseUrl}}/token"
+    assert problems(data) == {}  # the brief's requests use {{baseUrl}}: the form asks for it
+    data["configFields"] = [{"key": "site", "label": "Site", "type": "url", "required": True}]
+    for name in ("ingestion", "healthCheck"):
+        data[name]["endpoint"] = data[name]["endpoint"].replace("{{baseUrl}}", "{{config.site}}")
+    assert {path: p.message for path, p in problems(data).items()} == {
+        "auth.config.tokenUrl": "template uses '{{baseUrl}}' but no request uses baseUrl, so "
+        "the setup form never asks for it",
+    }
+
+
 def test_a_file_pointing_its_editor_at_the_published_schema_is_valid() -> None:
     """The guide says to point your editor at the schema; the usual way, a "$schema" key
     in the file, was an unknown field, and the published schema refused it too."""

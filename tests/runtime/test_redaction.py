@@ -71,6 +71,11 @@ AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"
         ("GET /s3?X-Amz-Signature=deadbeef0123456789&X-Amz-Credential=AKIDX", "deadbeef0123456789"),
         ("GET /x?password=hunter2", "hunter2"),
         (
+            "GET /login?next=%2Fcb%3Fclient_secret%3DAbcdefgh12345678Xyz%26state%3Dabc",
+            "Abcdefgh12345678Xyz",
+        ),
+        ("redirect_uri=https%3A%2F%2Fa.test%2Fcb%3Fx%3D1%26api_key%3Dsk_abcdef123456", "sk_abcdef"),
+        (
             'token response {"access_token": "at-0123456789abcdef", "expires_in": 3600}',
             "at-0123456789abcdef",
         ),
@@ -382,7 +387,7 @@ def test_skipping_rules_that_cannot_match_changes_nothing(parts: list[str]) -> N
 
 def test_a_poll_url_compiles_only_the_rules_its_cheap_tests_let_through() -> None:
     """Each rule's pattern is compiled when a text first needs it: a page URL (a cold
-    start's first redaction) compiles the header-line rule alone, not all seven."""
+    start's first redaction) compiles the header-line rule alone, not all eight."""
     probe = (
         "from ucf.runtime.redaction import _rules, redact\n"
         "url = 'https://api.example.com/issues?state=all&per_page=100&since=2026-12-01T00:00:00Z'\n"
@@ -393,7 +398,7 @@ def test_a_poll_url_compiles_only_the_rules_its_cheap_tests_let_through() -> Non
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
 
-    assert done.stdout.split() == ["1", "7"]
+    assert done.stdout.split() == ["1", "8"]
 
 
 def test_a_registered_value_with_a_lone_surrogate_does_not_break_later_lines() -> None:

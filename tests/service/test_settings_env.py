@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ucf.service.settings import Settings
+from ucf.service.settings import Settings, served_public_url
 
 
 @pytest.mark.parametrize(
@@ -27,6 +27,67 @@ def test_a_count_that_is_not_a_positive_whole_number_is_refused_by_name(
 ) -> None:
     with pytest.raises(ValueError, match=f"^{name} must be a whole number of at least 1, got"):
         Settings.from_env({name: value}, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        ("https://ucf.example.com/?", "https://ucf.example.com"),
+        ("https://ucf.example.com/#", "https://ucf.example.com"),
+        (" https://ucf.example.com/ ", "https://ucf.example.com"),
+        ("HTTPS://ucf.example.com", "https://ucf.example.com"),
+        ("http://[::1]:8080/", "http://[::1]:8080"),
+        # Behind API Gateway a REST API's stage is part of the webhook URLs: kept.
+        (
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/",
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+        ),
+    ],
+)
+def test_the_public_url_is_read_as_the_base_of_the_urls_ucf_hands_out(
+    tmp_path: Path, value: str, read: str
+) -> None:
+    """Only a trailing "/" was stripped: ``…/?`` made every webhook URL ``…/?/api/…``
+    in the processes that read the variable themselves (Lambda, ``ucf worker``)."""
+    settings = Settings.from_env({"UCF_PUBLIC_URL": value}, data_dir=tmp_path)
+
+    assert settings.public_url == read
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ucf.example.com",
+        "ftp://ucf.example.com",
+        "https://",
+        "https://x.test/?a=1",
+        "https://x.test#top",
+    ],
+)
+def test_a_public_url_that_cannot_be_a_base_is_refused_by_name(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ValueError, match=r"^UCF_PUBLIC_URL must"):
+        Settings.from_env({"UCF_PUBLIC_URL": value}, data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "https://ucf.example.com:99999",
+        "https://ucf.example.com:abc",
+        "http://[::1",
+        "https://admin:hunter2@ucf.example.com",
+    ],
+)
+def test_a_public_url_whose_host_cannot_be_reached_is_refused_by_name_everywhere(
+    tmp_path: Path, value: str
+) -> None:
+    """A port out of range or no number, and a user name and password, were taken (the
+    last shown in every webhook URL); an unclosed IPv6 literal said only "Invalid IPv6
+    URL", naming neither the flag nor the variable."""
+    with pytest.raises(ValueError, match=r"^UCF_PUBLIC_URL must"):
+        Settings.from_env({"UCF_PUBLIC_URL": value}, data_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^--public-url must"):
+        served_public_url(value)
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "a month", "3651"])

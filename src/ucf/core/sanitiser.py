@@ -139,6 +139,14 @@ class InjectionRule:
     defang: Callable[[str], str] | None = None
 
 
+# Where a credential's name starts and what follows it: a word boundary and ":" or "=",
+# or, in a URL carried percent-encoded inside another one's query (a login's
+# "next=%2Fcallback%3Fclient_secret%3D…", a redirect_uri), the escapes of "?" or "&"
+# before the name and of "=" or ":" after it. Read only as plain text, such a
+# credential passed whole: the name ran on from "%3F" (no word boundary) and "%3D"
+# was no separator.
+_KEY_START: Final = r"(?:\b|%3f|%26)"
+_KEY_END: Final = r"(?:[:=]|%3a|%3d)"
 _AUTH_HEADER = r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?"
 
 DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
@@ -169,8 +177,13 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "aws_secret_access_key",
-        r"(?i:\b(?:aws_?)?secret_?access_?key\b[\"']?\s*[:=]\s*[\"']?)"
-        r"((?:[A-Za-z0-9/+]|%2[BbFf]){30,}(?:(?:%3[Dd]){1,2}|={0,2}))",
+        r"(?i:"
+        + _KEY_START
+        + r"(?:aws_?)?secret_?access_?key\b[\"']?\s*"
+        + _KEY_END
+        + r"\s*[\"']?)"
+        # Escaped "/", "+" and "=", once in a query or twice in a URL nested in one.
+        r"((?:[A-Za-z0-9/+]|%(?:25)?2[BbFf]){30,}(?:(?:%(?:25)?3[Dd]){1,2}|={0,2}))",
     ),
     SecretRule(
         "password",
@@ -179,14 +192,18 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "credential",
-        r"(?i:\b(?:api[_-]?key|api[_-]?token|access[_-]?token|refresh[_-]?token|auth[_-]?token"
+        r"(?i:"
+        + _KEY_START
+        + r"(?:api[_-]?key|api[_-]?token|access[_-]?token|refresh[_-]?token|auth[_-]?token"
         r"|id[_-]?token|session[_-]?token|client[_-]?secret|app[_-]?secret|secret[_-]?key"
         r"|signing[_-]?secret|webhook[_-]?secret|private[_-]?token|oauth[_-]?token|x-api-key"
-        r"|dd-api-key|dd-application-key|token)\b[\"']?\s*[:=]\s*[\"']?)"
+        r"|dd-api-key|dd-application-key|token)\b[\"']?\s*" + _KEY_END + r"\s*[\"']?)"
         # Percent-escapes too: in a query or a form body a token's "+", "/" and "=" are
         # sent as %2B, %2F and %3D (Google's refresh tokens start "1%2F%2F"), and the value
         # stopped at the first one: left whole when fewer than 8 characters came before.
-        r"((?:[A-Za-z0-9._~+/-]|%[0-9A-Fa-f]{2}){8,}=*)",
+        # Not %26 ("&", the next parameter of an encoded query) or %20 (a space): no
+        # token holds them, and the rest of a nested URL or a sentence was taken too.
+        r"((?:[A-Za-z0-9._~+/-]|%(?:[013-9A-Fa-f][0-9A-Fa-f]|2[1-57-9A-Fa-f])){8,}=*)",
     ),
 )
 

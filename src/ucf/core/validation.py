@@ -18,6 +18,7 @@ import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -480,6 +481,9 @@ class _Parts:
     response_errors: d.ResponseErrors | None = None
     unparsed: tuple[tuple[str, Any], ...] = ()
     """Raw parts that did not parse, with their paths: scanned for paths, regexes, templates."""
+    asks_base_url: bool | None = None
+    """Whether the setup form asks for ``baseUrl`` (declared, or implied by a request that
+    uses it); None when parts did not parse, so it cannot be known."""
 
     @classmethod
     def of(cls, descriptor: d.ConnectorDescriptor) -> _Parts:
@@ -508,6 +512,7 @@ class _Parts:
             field_mapping=descriptor.field_mapping,
             health_check=descriptor.health_check,
             response_errors=descriptor.response_errors,
+            asks_base_url=any(f.key == "baseUrl" for f in descriptor.setup_config_fields()),
         )
 
 
@@ -863,11 +868,21 @@ class _Checker:
         except TemplateSyntaxError as error:
             self.add(where, f"template does not parse: {error}")
             return
-        if not template.variables and not source.startswith(("https://", "http://")):
+        if not template.variables and not _is_http_url(source):
             self.add(where, f"{source!r} is not an http(s) URL", "e.g. 'https://example.com/token'")
         for name in sorted(template.variables):
             key = name.removeprefix("config.")
-            if self.config_keys is not None and key not in self.config_keys | {"baseUrl"}:
+            if key == "baseUrl" and self.parts.asks_base_url is False:
+                # Implied only by a request that uses it: with none, the setup form never
+                # asks for it, an instance cannot be given it, and the URL rendered
+                # without its site ("/oauth/token").
+                self.add(
+                    where,
+                    f"template uses '{{{{{name}}}}}' but no request uses baseUrl, so the "
+                    "setup form never asks for it",
+                    "add {'key': 'baseUrl', 'type': 'url', ...} to configFields",
+                )
+            elif self.config_keys is not None and key not in self.config_keys | {"baseUrl"}:
                 self.add(
                     where,
                     f"template uses '{{{{{name}}}}}' but there is no config field '{key}'",
@@ -1187,6 +1202,12 @@ class _Checker:
                     f"regular expression does not compile under RE2: {error}",
                     "RE2 has no backreferences or lookaround",
                 )
+
+
+def _is_http_url(text: str) -> bool:
+    """An absolute http(s) URL with a host; the scheme in any case, as RFC 3986 has it."""
+    parts = urlsplit(text)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 def check_descriptor(descriptor: d.ConnectorDescriptor) -> list[Problem]:

@@ -223,6 +223,18 @@ def _rules() -> tuple[Rule, ...]:
             _mask_group("value"),
             lambda text: "=" in text and _param_possible(text),
         ),
+        # The same inside a URL carried percent-encoded in another's query (a login's
+        # next=%2Fcb%3Fclient_secret%3D…, a redirect_uri): "?", "&" and "=" escaped, so
+        # the rule above saw no name and no "=", and the value was logged whole.
+        (
+            _Pattern(
+                rf"(?:%3F|%26)(?P<name>{_SENSITIVE_PARAM})%3D"
+                r"(?P<value>(?:(?!%26)[^&\s#'\"<>;,)])+)",
+                re.I,
+            ),
+            _mask_group("value"),
+            lambda text: "%3D" in text or "%3d" in text,
+        ),
         # Bearer / Basic credentials wherever they appear (not "basic" in prose).
         (
             _Pattern(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ucf.core.records import datarecord
 from ucf.runtime.egress import EgressPolicy
@@ -110,7 +110,7 @@ class Settings:
                 ).total_seconds()
             ),
             poll_interval_override=_positive_seconds(env, "UCF_POLL_INTERVAL_OVERRIDE"),
-            public_url=(env.get("UCF_PUBLIC_URL") or "").rstrip("/") or None,
+            public_url=_public_url(env.get("UCF_PUBLIC_URL", "")),
             public_introspection=_switch(env, "UCF_PUBLIC_INTROSPECTION"),
         )
 
@@ -157,6 +157,26 @@ def _event_bus(text: str) -> str | None:
     return text
 
 
+def _public_parts(text: str, source: str) -> SplitResult:
+    """``text`` split, if it can name where ucf is reached: http(s), a host, a port that
+    is a port, no user name or password (every webhook URL shown would carry them); a
+    :class:`ValueError` naming ``source`` otherwise (an unclosed ``[::1`` said only
+    "Invalid IPv6 URL", and ``:99999`` or ``:abc`` were taken)."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - read for its ValueError: out of range, or not a number
+    except ValueError:
+        raise ValueError(f"{source} must be an http(s) URL, got {text!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{source} must be an http(s) URL, got {text!r}")
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"{source} must not hold a user name or password: every webhook URL ucf shows "
+            "is built on it"
+        )
+    return parts
+
+
 def served_public_url(text: str, source: str = "--public-url") -> str:
     """The public URL ``ucf serve`` is reached at, without its trailing ``/``; a
     :class:`ValueError` naming ``source`` unless it is a bare http(s) origin.
@@ -167,9 +187,7 @@ def served_public_url(text: str, source: str = "--public-url") -> str:
     lead out of ucf (and a login always returned to ``/``). A query or a fragment
     would end up inside every webhook URL.
     """
-    parts = urlsplit(text.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{source} must be an http(s) URL, got {text!r}")
+    parts = _public_parts(text.strip(), source)
     if parts.path.strip("/") or parts.query or parts.fragment:
         origin = f"{parts.scheme}://{parts.netloc}"
         raise ValueError(
@@ -178,6 +196,30 @@ def served_public_url(text: str, source: str = "--public-url") -> str:
             "root-relative; give it a host of its own (e.g. ucf.example.com) in the proxy"
         )
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def _public_url(text: str) -> str | None:
+    """``UCF_PUBLIC_URL`` as every process reads it: an http(s) URL without its trailing
+    ``/``, or None when unset; a :class:`ValueError` naming it otherwise.
+
+    ``ucf serve`` checks its own further (:func:`served_public_url`: no path). A path
+    is kept here, because behind API Gateway a REST API's stage or a custom domain's
+    base path is part of the webhook URLs (``UCF_API_BASE_PATH``). Read as it was,
+    with only ``/`` stripped, ``https://ucf.example.com/?`` made every URL ucf hands
+    out ``https://ucf.example.com/?/api/webhooks/…`` (the Outlook subscriptions the
+    schedule function and ``ucf worker`` create among them), and a query, a fragment
+    or another scheme was taken as well.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    parts = _public_parts(text, "UCF_PUBLIC_URL")
+    if parts.query or parts.fragment:
+        raise ValueError(
+            f"UCF_PUBLIC_URL must have no query or fragment, got {text!r}: the webhook "
+            "URLs ucf hands out are built on it"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 _YES = frozenset({"1", "true", "yes", "on"})

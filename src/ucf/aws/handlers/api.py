@@ -100,7 +100,10 @@ class ApiFunction:
             # trip waits for the first request that does (below). Until then the state
             # holds a random one that nothing reads and nobody could present.
             api_token=secrets.token_urlsafe(32),
-            public_url=environ.get("UCF_PUBLIC_URL") or context.settings.public_url,
+            # The settings' reading of UCF_PUBLIC_URL (checked, "https://x/?" as
+            # "https://x"), not the raw variable: that one made every URL shown
+            # "https://x/?/api/webhooks/…" while the schedule function used the checked one.
+            public_url=context.settings.public_url,
             public_introspection=bool(context.settings.public_introspection),
             # "Poll now" takes the instance's lease under this owner: unique per environment.
             worker_id=f"{self.container.worker_id}:api",
