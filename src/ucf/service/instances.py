@@ -264,6 +264,14 @@ def sign_in_problems(
     return ()
 
 
+def _no_worse(failed: ValidationFailed, before: Collection[Mapping[str, Any]]) -> bool:
+    """Whether every problem of ``failed`` was already a problem of the sign-in before."""
+    known = {(p.get("path"), p.get("message")) for p in before}
+    return bool(known) and all(
+        (p.get("path"), p.get("message")) in known for p in failed.details or ()
+    )
+
+
 def _check_both(
     descriptor: ConnectorDescriptor,
     config: Mapping[str, Any],
@@ -576,14 +584,22 @@ class InstanceService:
 
             async with self._changing_secrets(record, unreadable=replacement) as current:
                 rotated = current.with_credentials(fresh)
-                # Credentials given must leave a sign-in that can work, as creating the
-                # instance with them asks: a PATCH naming the OAuth alternative alone (no
-                # token) switched an instance to a sign-in that could never work, and one
-                # rotating a key of an instance lacking a required field was taken as if
-                # it could sign in. Settings alone can change whatever the credentials.
+                # Credentials given may not leave the sign-in worse than it was: a PATCH
+                # naming the OAuth alternative alone (no token) switched a working
+                # instance to a sign-in that could never work. One that already cannot
+                # sign in (an edit of its connector made a field required) still takes
+                # a rotated key or the tokens of a new consent, refused only for what
+                # they break themselves; its answer says what is still missing
+                # (canSignIn). Refused whole, a reconnect's tokens were lost after the
+                # user had consented. Settings alone change whatever the credentials.
                 provided = await self.provided_credentials(descriptor)
                 given = _stored_sign_in(descriptor, rotated.credentials)
-                check_credentials(descriptor, given, provided=provided)
+                try:
+                    check_credentials(descriptor, given, provided=provided)
+                except ValidationFailed as failed:
+                    before = sign_in_problems(descriptor, current.credentials, provided)
+                    if not _no_worse(failed, before):
+                        raise
                 changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
             changes["enabled"] = enabled
