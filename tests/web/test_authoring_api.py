@@ -533,13 +533,32 @@ async def test_a_try_that_fetched_no_page_says_why_without_a_note_about_its_item
     assert body["notes"] == []
 
 
+async def _try_within(web: Web, acme: FakeServer, *, seconds: float) -> dict[str, Any]:
+    """The answer to a try of the Acme connector against ``acme``, or a failed test when
+    the try itself takes longer than ``seconds`` (the deadline under test did not hold)."""
+    import asyncio
+
+    response = await asyncio.wait_for(
+        web.client.post(
+            "/api/connectors/try",
+            json={
+                "descriptor": acme_descriptor(),
+                "credentials": {"apiKey": API_KEY},
+                "config": {"baseUrl": acme.base_url},
+            },
+        ),
+        timeout=seconds,
+    )
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 async def test_a_try_whose_upstream_drips_stops_at_the_poll_deadline(
     tmp_path: Any, acme: FakeServer
 ) -> None:
     """Each read arrives within the read timeout, so only a total deadline stops a drip: a
     poll has UCF_POLL_TIMEOUT, the try had none and held the editor's request for as
     long as the body took (minutes, over retries and pages)."""
-    import asyncio
 
     from tests.web.conftest import open_web, web_settings
     from ucf.fakes.kit import Fault
@@ -547,20 +566,9 @@ async def test_a_try_whose_upstream_drips_stops_at_the_poll_deadline(
     acme.inject(Fault.drip(0.2, chunk=8), path="/tickets")
     try:
         async with open_web(web_settings(tmp_path, UCF_POLL_TIMEOUT="1")) as web:
-            response = await asyncio.wait_for(
-                web.client.post(
-                    "/api/connectors/try",
-                    json={
-                        "descriptor": acme_descriptor(),
-                        "credentials": {"apiKey": API_KEY},
-                        "config": {"baseUrl": acme.base_url},
-                    },
-                ),
-                timeout=15,
-            )
+            body = await _try_within(web, acme, seconds=15)
     finally:
         acme.clear_faults()
-    body = response.json()
     assert body["error"] == {
         "kind": "upstream",
         "message": "try stopped at its 1 s deadline (UCF_POLL_TIMEOUT) after 0 page(s)",
@@ -575,7 +583,6 @@ async def test_a_try_whose_upstream_never_answers_stops_at_its_own_deadline(
     """Someone waits for a try in the editor: with only a poll's deadline (5 min), an
     upstream that never answered held it for 154 s of attempts and retries, then said
     "read timed out". A try has a deadline of its own (30 s; 1 s here)."""
-    import asyncio
 
     from ucf.fakes.kit import Fault
     from ucf.service import tryout
@@ -583,20 +590,10 @@ async def test_a_try_whose_upstream_never_answers_stops_at_its_own_deadline(
     monkeypatch.setattr(tryout, "TRY_DEADLINE_SECONDS", 1.0)
     acme.inject(Fault.slow(30), path="/tickets")
     try:
-        response = await asyncio.wait_for(
-            web.client.post(
-                "/api/connectors/try",
-                json={
-                    "descriptor": acme_descriptor(),
-                    "credentials": {"apiKey": API_KEY},
-                    "config": {"baseUrl": acme.base_url},
-                },
-            ),
-            timeout=15,
-        )
+        body = await _try_within(web, acme, seconds=15)
     finally:
         acme.clear_faults()
-    assert response.json()["error"] == {
+    assert body["error"] == {
         "kind": "upstream",
         "message": "try stopped at its 1 s deadline (a try's own; a poll waits "
         "UCF_POLL_TIMEOUT) after 0 page(s)",
