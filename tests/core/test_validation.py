@@ -278,22 +278,27 @@ def test_a_header_or_query_parameter_without_a_usable_name_is_refused() -> None:
     }
 
 
-def test_oauth_urls_are_http_urls_or_templates_of_settings() -> None:
-    """They were never checked: the form's switch to oauth2 left them empty, which
-    validated, and the consent or token request then went nowhere."""
-    data = brief()
-    data["auth"] = {
+def _oauth(*, authorise_url: str, token_url: str) -> dict[str, Any]:
+    """An oauth2 ``auth`` asking for its client and refresh token, with these two URLs."""
+    return {
         "method": "oauth2",
         "config": {
             "credentialFields": [
                 {"key": key, "label": key, "type": "password", "required": True}
                 for key in ("clientId", "clientSecret", "refreshToken")
             ],
-            "authoriseUrl": "",
-            "tokenUrl": "{{config.authUrl}}/token",
+            "authoriseUrl": authorise_url,
+            "tokenUrl": token_url,
             "scopes": [],
         },
     }
+
+
+def test_oauth_urls_are_http_urls_or_templates_of_settings() -> None:
+    """They were never checked: the form's switch to oauth2 left them empty, which
+    validated, and the consent or token request then went nowhere."""
+    data = brief()
+    data["auth"] = _oauth(authorise_url="", token_url="{{config.authUrl}}/token")
     assert {path: p.message for path, p in problems(data).items()} == {
         "auth.config.authoriseUrl": "'' is not an http(s) URL",
         "auth.config.tokenUrl": "template uses '{{config.authUrl}}' but there is no config "
@@ -309,18 +314,7 @@ def test_an_oauth_url_is_checked_as_the_setup_form_and_the_token_request_read_it
     request used it, so the setup form never asked for it and the token request went
     to "/token"."""
     data = brief()
-    data["auth"] = {
-        "method": "oauth2",
-        "config": {
-            "credentialFields": [
-                {"key": key, "label": key, "type": "password", "required": True}
-                for key in ("clientId", "clientSecret", "refreshToken")
-            ],
-            "authoriseUrl": "HTTPS://auth.example.com/authorize",
-            "tokenUrl": "https://",
-            "scopes": [],
-        },
-    }
+    data["auth"] = _oauth(authorise_url="HTTPS://auth.example.com/authorize", token_url="https://")
     assert {path: p.message for path, p in problems(data).items()} == {
         "auth.config.tokenUrl": "'https://' is not an http(s) URL",
     }
