@@ -244,6 +244,21 @@ async def test_a_change_seen_by_a_poll_and_by_a_webhook_is_one_signal(
     assert of_task == ["task_completed", "task_updated"]
 
 
+async def _completed_after_a_first_poll(
+    connected: Web, asana: AsanaFake
+) -> tuple[set[str], Any, datetime, int]:
+    """The handshake and a first poll, then a task completed 20 s ago: the ids stored
+    before it, the task, now, and where the completion's events start."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    before = {s["id"] for s in await stored(connected)}
+    now = datetime.now(UTC)
+    task = asana.data.tasks_in_order()[-2]
+    mark = len(asana.data.events)
+    asana.data.complete(task, now - timedelta(seconds=20))
+    return before, task, now, mark
+
+
 async def test_a_comment_right_after_another_change_of_its_task_is_not_swallowed_by_it(
     connected: Web, asana: AsanaFake
 ) -> None:
@@ -252,14 +267,7 @@ async def test_a_comment_right_after_another_change_of_its_task_is_not_swallowed
     The comment owns that version (a comment is the task version it made); the
     completion is a version of its own. Read as a completion at the comment's
     version, the task took the key first and the comment's text was dropped."""
-    await shake(connected)
-    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
-    before = {s["id"] for s in await stored(connected)}
-
-    now = datetime.now(UTC)
-    task = asana.data.tasks_in_order()[-2]
-    mark = len(asana.data.events)
-    asana.data.complete(task, now - timedelta(seconds=20))
+    before, task, now, mark = await _completed_after_a_first_poll(connected, asana)
     asana.data.comment(task, 2, "Done, deployed in the 14:05 release.", now)
     pushed = await post(connected, WebhookSample.of("both", {"events": asana.data.events[mark:]}))
     assert pushed.status_code == 200, pushed.text
@@ -283,14 +291,7 @@ async def test_a_completion_pushed_alone_and_polled_with_the_comment_after_it_is
     both events and fetches the task at the comment's version. Read as a completion
     at that version, it was a second ``task_completed`` for one completion (and the
     comment was lost as its duplicate)."""
-    await shake(connected)
-    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
-    before = {s["id"] for s in await stored(connected)}
-
-    now = datetime.now(UTC)
-    task = asana.data.tasks_in_order()[-2]
-    mark = len(asana.data.events)
-    asana.data.complete(task, now - timedelta(seconds=20))
+    before, task, now, mark = await _completed_after_a_first_poll(connected, asana)
     completion = WebhookSample.of("completed", {"events": asana.data.events[mark:]})
     assert (await post(connected, completion)).json()["inserted"] == 1
     asana.data.comment(task, 2, "Done, deployed in the 14:05 release.", now)
@@ -354,14 +355,7 @@ async def test_a_completion_pushed_then_the_task_edited_before_the_poll_is_one_s
     rename's delivery and reads both events, the task as renamed and still complete.
     Read as a completion at the rename's ``modified_at``, it was a second
     ``task_completed``; the rename's own delivery is its ``task_updated``."""
-    await shake(connected)
-    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
-    before = {s["id"] for s in await stored(connected)}
-
-    now = datetime.now(UTC)
-    task = asana.data.tasks_in_order()[-2]
-    mark = len(asana.data.events)
-    asana.data.complete(task, now - timedelta(seconds=20))
+    before, task, now, mark = await _completed_after_a_first_poll(connected, asana)
     completion = WebhookSample.of("completed", {"events": asana.data.events[mark:]})
     assert (await post(connected, completion)).json()["inserted"] == 1
     asana.data.rename(task, "Renamed once done", now)
