@@ -264,12 +264,38 @@ def sign_in_problems(
     return ()
 
 
-def _no_worse(failed: ValidationFailed, before: Collection[Mapping[str, Any]]) -> bool:
-    """Whether every problem of ``failed`` was already a problem of the sign-in before."""
-    known = {(p.get("path"), p.get("message")) for p in before}
-    return bool(known) and all(
-        (p.get("path"), p.get("message")) in known for p in failed.details or ()
-    )
+def _made_worse(
+    descriptor: ConnectorDescriptor,
+    given: Mapping[str, str],
+    failed: ValidationFailed,
+    stored: Mapping[str, str],
+    provided: Collection[str],
+) -> list[dict[str, Any]]:
+    """The problems to refuse ``given`` for (``failed`` is their check), or none when
+    each was already a problem of the ``stored`` credentials' sign-in, also once the
+    fields they lacked count as there.
+
+    "No OAuth token" is said only of credentials that lack no field, so a switch to a
+    consent without tokens on an instance lacking a field both methods share (a webhook
+    secret an edit made required) showed only the known missing field, and was taken:
+    giving that field then was refused for the token the switch had left out."""
+    said = list(failed.details or ())
+    before = sign_in_problems(descriptor, stored, provided)
+    prefix = "credentials."
+    lacking = [
+        str(p["path"]).removeprefix(prefix)
+        for p in before
+        if str(p.get("path", "")).startswith(prefix)
+    ]
+    unmasked_before = sign_in_problems(descriptor, stored, [*provided, *lacking])
+    known = {(p.get("path"), p.get("message")) for p in (*before, *unmasked_before)}
+    try:
+        check_credentials(descriptor, given, provided=[*provided, *lacking])
+    except ValidationFailed as unmasked:
+        said += [p for p in unmasked.details or () if p not in said]
+    if not before or any((p.get("path"), p.get("message")) not in known for p in said):
+        return said
+    return []
 
 
 def _check_both(
@@ -597,9 +623,9 @@ class InstanceService:
                 try:
                     check_credentials(descriptor, given, provided=provided)
                 except ValidationFailed as failed:
-                    before = sign_in_problems(descriptor, current.credentials, provided)
-                    if not _no_worse(failed, before):
-                        raise
+                    was = current.credentials
+                    if worse := _made_worse(descriptor, given, failed, was, provided):
+                        raise ValidationFailed(failed.message, worse) from None
                 changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
             changes["enabled"] = enabled
