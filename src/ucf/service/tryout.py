@@ -45,11 +45,12 @@ __all__ = ["MAX_SHOWN_BODY", "TryOut", "try_descriptor"]
 MAX_SHOWN_BODY: Final = 64 * 1024
 """Characters of the response body shown; the rest is cut and ``truncated`` says so."""
 MAX_TRY_PAGES: Final = 3
-TRY_DEADLINE_SECONDS: Final = 30.0
+TRY_DEADLINE_SECONDS: Final = 20.0
 """How long a try may take at most (a poll's ``UCF_POLL_TIMEOUT`` when that is shorter).
 Someone waits for it in the editor: with only the poll's deadline, an upstream that
 never answered held the page for 154 s of attempts and retries before it said "read
-timed out"."""
+timed out". Well under the Lambda API's 30 s (its function's timeout, and API Gateway's
+most): at 30 s the function was stopped first, and the editor showed a 503, not why."""
 
 _SENSITIVE_HEADER_NAMES: Final = frozenset(
     {
