@@ -416,12 +416,7 @@ class InstanceService:
         credentials = dict(stored.credentials)
         descriptor = connector.descriptor
         method = descriptor.auth_for(credentials).method
-        problems = sign_in_problems(descriptor, credentials, ())
-        if problems and descriptor.consent() is not None:
-            # The operator's registered app may bring what is missing (client id and
-            # secret): read only then, not for every instance shown.
-            provided = await self.provided_credentials(descriptor)
-            problems = sign_in_problems(descriptor, credentials, provided)
+        problems = await self._sign_in_problems(descriptor, credentials)
         credentials.pop(AUTH_METHOD_KEY, None)  # not a secret: shown as authMethod
         return Instance(
             record,
@@ -438,6 +433,18 @@ class InstanceService:
             auth_method=method,
             sign_in_problems=problems,
         )
+
+    async def _sign_in_problems(
+        self, descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+    ) -> tuple[dict[str, Any], ...]:
+        """:func:`sign_in_problems`, with what the operator's registered app brings."""
+        problems = sign_in_problems(descriptor, credentials, ())
+        if problems and descriptor.consent() is not None:
+            # The operator's registered app may bring what is missing (client id and
+            # secret): read only then, not for every instance shown.
+            provided = await self.provided_credentials(descriptor)
+            problems = sign_in_problems(descriptor, credentials, provided)
+        return problems
 
     async def secrets(self, record: InstanceRecord) -> InstanceSecrets:
         """Credentials, hook id and pending secrets in one read, for the gateway."""
@@ -512,18 +519,31 @@ class InstanceService:
 
     async def unfit_settings(self, connector: Connector) -> Sequence[tuple[str, Sequence[str]]]:
         """Each project whose instance of ``connector`` has settings its descriptor no
-        longer takes (one removed or renamed, a new required one), with what is wrong.
+        longer takes (one removed or renamed, a new required one) or credentials it can no
+        longer sign in with, with what is wrong.
 
         Said where a descriptor edit is saved: its instances fail from their next poll
         ("unknown config field(s) team"), and the editor said only that they would use
         the edit, so nobody knew which instances to open and fix.
         """
         unfit: list[tuple[str, Sequence[str]]] = []
+        descriptor = connector.descriptor
         for record in await self._store.instances.list_by_connector(connector.id):
+            problems: list[Mapping[str, Any]] = []
             try:
-                check_config(connector.descriptor, {k: str(v) for k, v in record.config.items()})
+                check_config(descriptor, {k: str(v) for k, v in record.config.items()})
             except ValidationFailed as failed:
-                said = [f"{d.get('path')}: {d.get('message')}" for d in failed.details or []]
+                problems += failed.details or []
+            # A credential the edit made required (or a sign-in method it removed) fails
+            # the next poll as surely as a setting does: it was not said.
+            try:
+                stored = await self.secrets(record)
+            except UNREADABLE_SECRET:
+                pass  # its health and page say why; nothing the edit changed
+            else:
+                problems += await self._sign_in_problems(descriptor, stored.credentials)
+            if problems:
+                said = [f"{d.get('path')}: {d.get('message')}" for d in problems]
                 unfit.append((record.project_id, said))
         return unfit
 
