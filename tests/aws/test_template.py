@@ -20,6 +20,7 @@ import yaml  # type: ignore[import-untyped]
 from botocore import xform_name
 
 from ucf.aws.config import lambda_settings
+from ucf.service.tryout import TRY_DEADLINE_SECONDS
 from ucf.stores.dynamodb import keys, parse_dynamodb_url
 from ucf.stores.dynamodb.table import GSI2, TTL_ATTRIBUTE
 
@@ -358,6 +359,17 @@ def test_the_api_takes_every_path_and_answers_within_api_gateways_limit(
     assert routes == {("ANY", "/"), ("ANY", "/{proxy+}")}
     assert api["Timeout"] <= 30  # HTTP API integrations time out at 30 s
     assert api["Environment"]["Variables"]["UCF_API_TOKEN_SECRET"] == {"Ref": "ApiTokenSecret"}
+
+
+def test_a_try_in_the_editor_stops_well_before_the_api_function_is_stopped(
+    template: dict[str, Any],
+) -> None:
+    """Try it stopped at 30 s, the API function's own timeout (and API Gateway's most):
+    the function was stopped first, with the store reads and the answer's rendering
+    still to do, and the editor showed a 503 instead of the try's 'stopped at its
+    deadline' with the pages it got."""
+    api = properties(template, "ApiFunction")
+    assert min(api["Timeout"], 30) - 5 >= TRY_DEADLINE_SECONDS
 
 
 def test_delivery_exists_only_with_a_sink(template: dict[str, Any]) -> None:

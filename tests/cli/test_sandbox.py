@@ -319,11 +319,15 @@ def test_the_sandbox_server_never_inherits_a_real_store_and_allows_only_loopback
             "UCF_SCHEDULER": "0",
             "UCF_ALLOW_HOSTS": "jira.internal",
             "UCF_SINK_HTTP": "http://pipeline.internal/ingest",
+            # A deployment's own (an API Gateway stage): the sandbox's server, on loopback,
+            # refused to start with it ("must be the root of its host"), and with a bare
+            # origin handed out webhook URLs (Graph subscriptions) on the real host.
+            "UCF_PUBLIC_URL": "https://abc123.execute-api.eu-west-1.amazonaws.com/prod",
         },
         token="ucf_sandbox_x",
         poll_interval=2,
     )
-    for isolated in ("UCF_STORE", "UCF_DATA_DIR", "UCF_SCHEDULER"):
+    for isolated in ("UCF_STORE", "UCF_DATA_DIR", "UCF_SCHEDULER", "UCF_PUBLIC_URL"):
         assert isolated not in env
     assert env["UCF_API_TOKEN"] == "ucf_sandbox_x"
     assert env["UCF_ALLOW_HOSTS"] == "jira.internal,127.0.0.1"

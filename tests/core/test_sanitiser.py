@@ -499,6 +499,16 @@ ENCODED_SECRET = "Ab12%2BCd34%2FEf56Gh78%3D%3D"  # "Ab12+Cd34/Ef56Gh78==", as a 
         ),
         # An escaped space is no part of a token: prose after a name is left alone.
         ("the token: hello%20world%20friends", "the token: hello%20world%20friends"),
+        # After an escaped ':' or '=' the text is a query's, where '+' is a space (a real
+        # one in a token travels as %2B): a search link's words were taken for a token.
+        (
+            "https://search.test/?q=rotate+an+access+token%3A+step+by+step+guide",
+            "https://search.test/?q=rotate+an+access+token%3A+step+by+step+guide",
+        ),
+        (
+            "https://search.test/?q=api_key%3D+Abcdefgh12345678Xyz%2B9+leaked",
+            "https://search.test/?q=api_key%3D+[REDACTED:credential]+leaked",
+        ),
     ],
 )
 def test_a_percent_encoded_credential_in_a_query_or_form_body_is_redacted_whole(

@@ -547,3 +547,39 @@ async def test_an_instance_saves_its_settings_after_its_connector_dropped_one(
     assert [d["path"] for d in caught.value.details] == ["config.team"]
     saved = await context.instances.update("p", "my-tracker", config={"region": "eu"})
     assert saved.record.config == {"baseUrl": "https://api.example.com", "region": "eu"}
+
+
+def _github_copy(*, secret_required: bool) -> dict[str, Any]:
+    """GitHub Issues' descriptor as a connector of one's own; its webhook secret (a field
+    both sign-in methods share) required or not."""
+    data: dict[str, Any] = json.loads(
+        (ROOT / "src/ucf/catalogue/github-issues.json").read_text(encoding="utf-8")
+    )
+    data["id"], data["name"], data["category"] = "my-github", "My GitHub", "Custom"
+    for method in (data["auth"], *data["authAlternatives"]):
+        for field in method["config"]["credentialFields"]:
+            if field["key"] == "webhookSecret":
+                field["required"] = secret_required
+    return data
+
+
+async def test_a_switch_to_a_consent_without_tokens_is_refused_when_a_shared_field_lacks(
+    context: UcfContext,
+) -> None:
+    """An instance that cannot sign in (an edit made the webhook secret, shared by both
+    methods, required) took a PATCH naming the OAuth alternative with its app and no token:
+    'no OAuth token' is said only once every field is there, so the one problem left was
+    the known missing secret, and the switch counted as no worse. Giving the secret then
+    was refused for the token; the instance needed a switch back."""
+    await context.connectors.register(_github_copy(secret_required=False))
+    config = {"owner": "o", "repo": "r"}
+    await context.instances.create("p", "my-github", credentials={"token": "t-1"}, config=config)
+    await context.connectors.update("my-github", _github_copy(secret_required=True))
+    switch = {"authMethod": "oauth2", "clientId": "app-id", "clientSecret": "app-secret"}
+    with pytest.raises(ValidationFailed) as caught:
+        await context.instances.update("p", "my-github", credentials=switch)
+    assert any("no OAuth token" in d["message"] for d in caught.value.details)
+    shown = await context.instances.get("p", "my-github")
+    assert shown.auth_method == "pat"
+    rotated = await context.instances.update("p", "my-github", credentials={"token": "t-2"})
+    assert [p["path"] for p in rotated.sign_in_problems] == ["credentials.webhookSecret"]

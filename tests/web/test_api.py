@@ -202,6 +202,25 @@ async def test_replacing_a_descriptor_names_the_instances_it_no_longer_fits(
     assert fitting.json()["unfitInstances"] == []
 
 
+async def test_replacing_a_descriptor_names_the_instances_it_leaves_unable_to_sign_in(
+    web: Web, acme: FakeServer
+) -> None:
+    """A credential the edit makes required fails the instance from its next poll as a
+    new required setting does, and its answer says the instance cannot sign in; the
+    PUT's unfitInstances named settings alone, so it listed none."""
+    await web.client.post("/api/connectors", json=ACME)
+    await web.client.post(f"/api/projects/{PROJECT}/instances", json=instance_body(acme.base_url))
+    edited: dict[str, Any] = copy.deepcopy(ACME)
+    edited["auth"]["config"]["credentialFields"].append(
+        {"key": "accountId", "label": "Account id", "type": "text", "required": True}
+    )
+    updated = await web.client.put(f"/api/connectors/{CONNECTOR}", json=edited)
+    assert updated.status_code == 200
+    assert updated.json()["unfitInstances"] == [
+        {"projectId": PROJECT, "problems": ["credentials.accountId: 'Account id' is required"]}
+    ]
+
+
 async def test_edits_in_quick_succession_are_each_served_not_a_stale_compiled_copy(
     web: Web,
 ) -> None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from tests.web.conftest import Web
 from tests.web.support import ACME, API_KEY, PROJECT, TICKETS, ticket_event
+from ucf.catalogue import builtin_descriptors
 from ucf.fakes.kit import FakeServer
+from ucf.fakes.linear import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, LinearFake
 from ucf.runtime.redaction import SECRETS, redact
 
 
@@ -598,3 +601,31 @@ async def test_a_try_whose_upstream_never_answers_stops_at_its_own_deadline(
         "message": "try stopped at its 1 s deadline (a try's own; a poll waits "
         "UCF_POLL_TIMEOUT) after 0 page(s)",
     }
+
+
+async def test_a_try_whose_token_refresh_is_refused_shows_no_token_request(web: Web) -> None:
+    """Token requests are left out of what a try shows (their exchanges carry secrets and
+    are not the poll's request), but they were skipped by their template ('{{baseUrl}}/
+    oauth/token'), which no URL sent equals: a refused refresh showed its POST as the
+    request the try made."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    with LinearFake(datetime.now(UTC)) as fake:
+        response = await web.client.post(
+            "/api/connectors/try",
+            json={
+                "descriptor": linear,
+                "credentials": {
+                    "authMethod": "oauth2",
+                    "clientId": OAUTH_CLIENT_ID,
+                    "clientSecret": OAUTH_CLIENT_SECRET,
+                    "refreshToken": "lin_refresh_unknown_0af3c9e1",
+                },
+                "config": {"baseUrl": fake.base_url, "signInUrl": fake.base_url},
+                "maxPages": 1,
+            },
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["error"] is not None
+    assert body["error"]["kind"] == "credentials_rejected", body["error"]
+    assert (body["request"], body["response"]) == (None, None)

@@ -147,6 +147,14 @@ class InjectionRule:
 # was no separator.
 _KEY_START: Final = r"(?:\b|%3f|%26)"
 _KEY_END: Final = r"(?:[:=]|%3a|%3d)"
+_CREDENTIAL_NAMES: Final = (
+    r"(?:api[_-]?key|api[_-]?token|access[_-]?token|refresh[_-]?token|auth[_-]?token"
+    r"|id[_-]?token|session[_-]?token|client[_-]?secret|app[_-]?secret|secret[_-]?key"
+    r"|signing[_-]?secret|webhook[_-]?secret|private[_-]?token|oauth[_-]?token|x-api-key"
+    r"|dd-api-key|dd-application-key|token)"
+)
+_VALUE_ESCAPE: Final = r"%(?:[013-9A-Fa-f][0-9A-Fa-f]|2[1-57-9A-Fa-f])"
+"""A percent-escape a token's value may hold: any but %20 (a space) and %26 ("&")."""
 _AUTH_HEADER = r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?"
 
 DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
@@ -192,18 +200,22 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
     ),
     SecretRule(
         "credential",
-        r"(?i:"
-        + _KEY_START
-        + r"(?:api[_-]?key|api[_-]?token|access[_-]?token|refresh[_-]?token|auth[_-]?token"
-        r"|id[_-]?token|session[_-]?token|client[_-]?secret|app[_-]?secret|secret[_-]?key"
-        r"|signing[_-]?secret|webhook[_-]?secret|private[_-]?token|oauth[_-]?token|x-api-key"
-        r"|dd-api-key|dd-application-key|token)\b[\"']?\s*" + _KEY_END + r"\s*[\"']?)"
+        r"(?i:" + _KEY_START + _CREDENTIAL_NAMES + r"\b[\"']?\s*[:=]\s*[\"']?)"
         # Percent-escapes too: in a query or a form body a token's "+", "/" and "=" are
         # sent as %2B, %2F and %3D (Google's refresh tokens start "1%2F%2F"), and the value
         # stopped at the first one: left whole when fewer than 8 characters came before.
         # Not %26 ("&", the next parameter of an encoded query) or %20 (a space): no
         # token holds them, and the rest of a nested URL or a sentence was taken too.
-        r"((?:[A-Za-z0-9._~+/-]|%(?:[013-9A-Fa-f][0-9A-Fa-f]|2[1-57-9A-Fa-f])){8,}=*)",
+        r"((?:[A-Za-z0-9._~+/-]|" + _VALUE_ESCAPE + r"){8,}=*)",
+    ),
+    SecretRule(
+        "credential",
+        # After an escaped ":" or "=" the text is a query's, where "+" is a space (one in
+        # a token travels as %2B): "q=rotate+an+access+token%3A+step+by+step" took the
+        # search's words for a token. Spaces as "+" or %20 may come before the value.
+        r"(?i:" + _KEY_START + _CREDENTIAL_NAMES + r"\b(?:%22|%27)?(?:\+|%20)*(?:%3a|%3d)"
+        r"(?:\+|%20)*(?:%22|%27)?)"
+        r"((?:[A-Za-z0-9._~/-]|" + _VALUE_ESCAPE + r"){8,}(?:=|%3[Dd])*)",
     ),
 )
 

@@ -48,11 +48,14 @@ ISOLATED_ENV: Final = frozenset(
         "UCF_DATA_DIR",
         "UCF_API_TOKEN",
         "UCF_SCHEDULER",
+        "UCF_PUBLIC_URL",
         POLL_INTERVAL_ENV,
     }
 )
 """Settings the sandbox decides for its server, whatever the user's shell exports:
-it must never write into a real store or run without its scheduler."""
+it must never write into a real store or run without its scheduler, nor hand out
+webhook URLs on a deployment's host (a stage path there kept its server from starting:
+``ucf serve`` takes no path)."""
 LOOPBACK: Final = "127.0.0.1"
 WATCH_EVERY: Final = 1.0
 SETUP_CONCURRENCY: Final = 4

@@ -264,12 +264,38 @@ def sign_in_problems(
     return ()
 
 
-def _no_worse(failed: ValidationFailed, before: Collection[Mapping[str, Any]]) -> bool:
-    """Whether every problem of ``failed`` was already a problem of the sign-in before."""
-    known = {(p.get("path"), p.get("message")) for p in before}
-    return bool(known) and all(
-        (p.get("path"), p.get("message")) in known for p in failed.details or ()
-    )
+def _made_worse(
+    descriptor: ConnectorDescriptor,
+    given: Mapping[str, str],
+    failed: ValidationFailed,
+    stored: Mapping[str, str],
+    provided: Collection[str],
+) -> list[dict[str, Any]]:
+    """The problems to refuse ``given`` for (``failed`` is their check), or none when
+    each was already a problem of the ``stored`` credentials' sign-in, also once the
+    fields they lacked count as there.
+
+    "No OAuth token" is said only of credentials that lack no field, so a switch to a
+    consent without tokens on an instance lacking a field both methods share (a webhook
+    secret an edit made required) showed only the known missing field, and was taken:
+    giving that field then was refused for the token the switch had left out."""
+    said = list(failed.details or ())
+    before = sign_in_problems(descriptor, stored, provided)
+    prefix = "credentials."
+    lacking = [
+        str(p["path"]).removeprefix(prefix)
+        for p in before
+        if str(p.get("path", "")).startswith(prefix)
+    ]
+    unmasked_before = sign_in_problems(descriptor, stored, [*provided, *lacking])
+    known = {(p.get("path"), p.get("message")) for p in (*before, *unmasked_before)}
+    try:
+        check_credentials(descriptor, given, provided=[*provided, *lacking])
+    except ValidationFailed as unmasked:
+        said += [p for p in unmasked.details or () if p not in said]
+    if not before or any((p.get("path"), p.get("message")) not in known for p in said):
+        return said
+    return []
 
 
 def _check_both(
@@ -390,12 +416,7 @@ class InstanceService:
         credentials = dict(stored.credentials)
         descriptor = connector.descriptor
         method = descriptor.auth_for(credentials).method
-        problems = sign_in_problems(descriptor, credentials, ())
-        if problems and descriptor.consent() is not None:
-            # The operator's registered app may bring what is missing (client id and
-            # secret): read only then, not for every instance shown.
-            provided = await self.provided_credentials(descriptor)
-            problems = sign_in_problems(descriptor, credentials, provided)
+        problems = await self._sign_in_problems(descriptor, credentials)
         credentials.pop(AUTH_METHOD_KEY, None)  # not a secret: shown as authMethod
         return Instance(
             record,
@@ -412,6 +433,18 @@ class InstanceService:
             auth_method=method,
             sign_in_problems=problems,
         )
+
+    async def _sign_in_problems(
+        self, descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+    ) -> tuple[dict[str, Any], ...]:
+        """:func:`sign_in_problems`, with what the operator's registered app brings."""
+        problems = sign_in_problems(descriptor, credentials, ())
+        if problems and descriptor.consent() is not None:
+            # The operator's registered app may bring what is missing (client id and
+            # secret): read only then, not for every instance shown.
+            provided = await self.provided_credentials(descriptor)
+            problems = sign_in_problems(descriptor, credentials, provided)
+        return problems
 
     async def secrets(self, record: InstanceRecord) -> InstanceSecrets:
         """Credentials, hook id and pending secrets in one read, for the gateway."""
@@ -486,18 +519,31 @@ class InstanceService:
 
     async def unfit_settings(self, connector: Connector) -> Sequence[tuple[str, Sequence[str]]]:
         """Each project whose instance of ``connector`` has settings its descriptor no
-        longer takes (one removed or renamed, a new required one), with what is wrong.
+        longer takes (one removed or renamed, a new required one) or credentials it can no
+        longer sign in with, with what is wrong.
 
         Said where a descriptor edit is saved: its instances fail from their next poll
         ("unknown config field(s) team"), and the editor said only that they would use
         the edit, so nobody knew which instances to open and fix.
         """
         unfit: list[tuple[str, Sequence[str]]] = []
+        descriptor = connector.descriptor
         for record in await self._store.instances.list_by_connector(connector.id):
+            problems: list[Mapping[str, Any]] = []
             try:
-                check_config(connector.descriptor, {k: str(v) for k, v in record.config.items()})
+                check_config(descriptor, {k: str(v) for k, v in record.config.items()})
             except ValidationFailed as failed:
-                said = [f"{d.get('path')}: {d.get('message')}" for d in failed.details or []]
+                problems += failed.details or []
+            # A credential the edit made required (or a sign-in method it removed) fails
+            # the next poll as surely as a setting does: it was not said.
+            try:
+                stored = await self.secrets(record)
+            except UNREADABLE_SECRET:
+                pass  # its health and page say why; nothing the edit changed
+            else:
+                problems += await self._sign_in_problems(descriptor, stored.credentials)
+            if problems:
+                said = [f"{d.get('path')}: {d.get('message')}" for d in problems]
                 unfit.append((record.project_id, said))
         return unfit
 
@@ -597,9 +643,9 @@ class InstanceService:
                 try:
                     check_credentials(descriptor, given, provided=provided)
                 except ValidationFailed as failed:
-                    before = sign_in_problems(descriptor, current.credentials, provided)
-                    if not _no_worse(failed, before):
-                        raise
+                    was = current.credentials
+                    if worse := _made_worse(descriptor, given, failed, was, provided):
+                        raise ValidationFailed(failed.message, worse) from None
                 changes["credential_secret_ref"] = await self._write(record, rotated)
         if enabled is not None:
             changes["enabled"] = enabled

@@ -30,6 +30,7 @@ from ucf.core.descriptor import ConnectorDescriptor, OAuth2Auth
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.sanitiser import Sanitiser
 from ucf.core.validation import validate_descriptor
+from ucf.runtime.auth import render_url
 from ucf.runtime.connection import connect
 from ucf.runtime.http import AuthFailed, UpstreamError, create_client
 from ucf.runtime.polling import NotPollable
@@ -45,11 +46,12 @@ __all__ = ["MAX_SHOWN_BODY", "TryOut", "try_descriptor"]
 MAX_SHOWN_BODY: Final = 64 * 1024
 """Characters of the response body shown; the rest is cut and ``truncated`` says so."""
 MAX_TRY_PAGES: Final = 3
-TRY_DEADLINE_SECONDS: Final = 30.0
+TRY_DEADLINE_SECONDS: Final = 20.0
 """How long a try may take at most (a poll's ``UCF_POLL_TIMEOUT`` when that is shorter).
 Someone waits for it in the editor: with only the poll's deadline, an upstream that
 never answered held the page for 154 s of attempts and retries before it said "read
-timed out"."""
+timed out". Well under the Lambda API's 30 s (its function's timeout, and API Gateway's
+most): at 30 s the function was stopped first, and the editor showed a 503, not why."""
 
 _SENSITIVE_HEADER_NAMES: Final = frozenset(
     {
@@ -213,7 +215,7 @@ async def _try(
             f"{descriptor.id} receives webhooks only; there is nothing to poll — "
             "preview a delivery instead"
         )
-    recorder = _Recorder(skip_urls=_token_urls(descriptor))
+    recorder = _Recorder(skip_urls=_token_urls(descriptor, _strings(config)))
     client = create_client(context.settings.http, context.settings.egress)
     client.event_hooks = {"request": [recorder.on_request], "response": [recorder.on_response]}
     tried = TryOut(masker=masker)
@@ -288,13 +290,21 @@ async def _try(
     return tried
 
 
-def _token_urls(descriptor: ConnectorDescriptor) -> frozenset[str]:
-    """Token endpoints: their exchanges carry secrets and are not the poll's request."""
-    return frozenset(
-        method.config.token_url
-        for method in descriptor.auth_methods()
-        if isinstance(method, OAuth2Auth)
-    )
+def _token_urls(descriptor: ConnectorDescriptor, config: Mapping[str, str]) -> frozenset[str]:
+    """Token endpoints: their exchanges carry secrets and are not the poll's request.
+
+    Rendered with the try's settings, as the refresh sends them: the templates
+    themselves (``{{baseUrl}}/oauth/token``) equal no URL sent, so a refused refresh
+    showed its POST as the request the try made."""
+    urls: set[str] = set()
+    for method in descriptor.auth_methods():
+        if isinstance(method, OAuth2Auth):
+            try:
+                url = httpx.URL(render_url(method.config.token_url, config))
+                urls.add(str(url.copy_with(query=None)))
+            except (ValueError, httpx.InvalidURL):
+                urls.add(method.config.token_url)  # unrenderable: no refresh is sent to it
+    return frozenset(urls)
 
 
 def _preview_of(
