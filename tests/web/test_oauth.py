@@ -614,3 +614,26 @@ async def test_a_setting_read_after_the_consent_fills_the_instance_atlassian_sty
     assert done.status_code == 200, done.text
     instance = (await web.client.get(f"/api/projects/{PROJECT}/instances/three-lo")).json()
     assert instance["config"]["cloudId"] == "1324a887-45db-1bf4-1e99-ef0ff456d421"
+
+    # An edit then makes a setting required that the instance lacks: a reconnect says
+    # so before the consent (review36 feared its tokens would be lost at the callback),
+    # and once the setting is saved it replaces the tokens in place.
+    descriptor["configFields"].append(
+        {"key": "region", "label": "Region", "type": "text", "required": True}
+    )
+    assert (await web.client.put("/api/connectors/three-lo", json=descriptor)).is_success
+    instance_url = f"/api/projects/{PROJECT}/instances/three-lo"
+    refused = await web.client.post(start_url, json={})
+    assert refused.status_code == 422, refused.text
+    assert [d["path"] for d in refused.json()["error"]["details"]] == ["config.region"]
+    saved = await web.client.patch(instance_url, json={"config": {"region": "eu"}})
+    assert saved.status_code == 200, saved.text
+    instances = web.state.context.instances
+    before = await instances.secrets(await instances.record(PROJECT, "three-lo"))
+    started = await web.client.post(start_url, json={})
+    assert started.status_code == 200, started.text
+    again = await come_back(web, await consent(started.json()["authorizeUrl"]))
+    assert again.status_code == 200, again.text
+    after = await instances.secrets(await instances.record(PROJECT, "three-lo"))
+    token = "accessToken"
+    assert after.credentials.get(token) not in (None, before.credentials.get(token))
