@@ -264,6 +264,22 @@ def test_regex_errors_read_as_text_and_nothing_is_logged_by_re2(
     assert capfd.readouterr().err == ""
 
 
+def test_a_repetition_re2_reads_as_text_is_named_with_its_fix() -> None:
+    """``a{,2}`` is up to two a's to Python's ``re`` but the text "a{,2}" to RE2: a
+    pattern tried in Python validated and then never matched, saying nothing."""
+    data = brief()
+    data["fieldMapping"]["signalTypeRules"][2]["value"] = "^v{,2}$"
+    _, problems = validate_descriptor(data)
+    assert [(p.message, p.hint) for p in problems] == [
+        (
+            "RE2 reads '{,2}' as the text \"{,2}\", not as up to 2 repetitions",
+            "write '{0,2}' (or '\\{,2}' for the text)",
+        )
+    ]
+    data["fieldMapping"]["signalTypeRules"][2]["value"] = "^v{0,2}$|\\{,2}"
+    assert validate_descriptor(data)[1] == []
+
+
 def test_a_signal_type_longer_than_signals_keep_is_refused_with_its_path() -> None:
     """Every signal carries its type whole: a type of hundreds of KB (a custom descriptor)
     made signals no store keeps (DynamoDB: 400 KB an item), refused at every poll."""

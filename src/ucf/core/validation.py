@@ -100,6 +100,8 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     return descriptor, check_descriptor(descriptor) + _display_name(data)
 
 
+_LITERAL_REPEAT: Final = re.compile(r"(?<!\\)\{,(\d+)\}")
+"""``{,n}`` not escaped: a repetition to Python's ``re``, literal text to RE2."""
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 """RFC 9110's ``token``: what a header field's name may be."""
 
@@ -847,6 +849,18 @@ class _Checker:
                 "tab or invisible character)",
             )
 
+    def literal_repeat(self, where: str, pattern: str) -> None:
+        """``{,n}``: Python's ``re`` reads it as 0 to n repetitions, RE2 as the literal
+        text "{,n}", so a pattern tried in Python never matched here, and said nothing."""
+        found = _LITERAL_REPEAT.search(pattern)
+        if found is not None:
+            n = found.group(1)
+            self.add(
+                where,
+                f"RE2 reads '{{,{n}}}' as the text \"{{,{n}}}\", not as up to {n} repetitions",
+                f"write '{{0,{n}}}' (or '\\{{,{n}}}' for the text)",
+            )
+
     def header_name(self, where: str, name: str) -> None:
         """A header's name is an HTTP token (RFC 9110 §5.1): an empty one, or one with a
         space, passed validation and then failed every request as "connection failed
@@ -1202,6 +1216,8 @@ class _Checker:
                     f"regular expression does not compile under RE2: {error}",
                     "RE2 has no backreferences or lookaround",
                 )
+            else:
+                self.literal_repeat(f"{where}.value", condition.value)
 
 
 def _is_http_url(text: str) -> bool:
