@@ -133,6 +133,10 @@ def _finite_number(text: str) -> bool:
     return _NUMBER.fullmatch(text) is not None and math.isfinite(float(text))
 
 
+UNFIT_READS = 8
+"""Instances whose secrets :meth:`InstanceService.unfit_settings` reads at once."""
+
+
 def check_credentials(
     descriptor: ConnectorDescriptor,
     credentials: Mapping[str, Any],
@@ -526,9 +530,13 @@ class InstanceService:
         ("unknown config field(s) team"), and the editor said only that they would use
         the edit, so nobody knew which instances to open and fix.
         """
-        unfit: list[tuple[str, Sequence[str]]] = []
         descriptor = connector.descriptor
-        for record in await self._store.instances.list_by_connector(connector.id):
+        # Each instance's secret is a read of its own (Secrets Manager on AWS): side by
+        # side, a few at a time, so a save with many instances does not wait for them in
+        # a row (the API function stops at 30 s).
+        gate = asyncio.Semaphore(UNFIT_READS)
+
+        async def problems_of(record: InstanceRecord) -> list[Mapping[str, Any]]:
             problems: list[Mapping[str, Any]] = []
             try:
                 check_config(descriptor, {k: str(v) for k, v in record.config.items()})
@@ -537,15 +545,19 @@ class InstanceService:
             # A credential the edit made required (or a sign-in method it removed) fails
             # the next poll as surely as a setting does: it was not said.
             try:
-                stored = await self.secrets(record)
+                async with gate:
+                    stored = await self.secrets(record)
             except UNREADABLE_SECRET:
-                pass  # its health and page say why; nothing the edit changed
-            else:
-                problems += await self._sign_in_problems(descriptor, stored.credentials)
-            if problems:
-                said = [f"{d.get('path')}: {d.get('message')}" for d in problems]
-                unfit.append((record.project_id, said))
-        return unfit
+                return problems  # its health and page say why; nothing the edit changed
+            return problems + list(await self._sign_in_problems(descriptor, stored.credentials))
+
+        records = await self._store.instances.list_by_connector(connector.id)
+        found = await asyncio.gather(*(problems_of(record) for record in records))
+        return [
+            (record.project_id, [f"{d.get('path')}: {d.get('message')}" for d in problems])
+            for record, problems in zip(records, found, strict=True)
+            if problems
+        ]
 
     async def create(
         self,
