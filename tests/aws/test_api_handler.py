@@ -22,6 +22,9 @@ from ucf.service.webhooks import webhook_path
 from ucf.web.dashboard.rendering import STATIC
 
 WEBHOOK = f"/api/webhooks/{CONNECTOR}/{PROJECT}"
+STAGED = {"2.0": "", "1.0": "/prod"}
+"""What starts the path of every URL a client uses, by payload: nothing on the HTTP API's
+``$default`` stage (``http_api_event``), the stage of a REST API (``rest_api_event``)."""
 
 
 def github_headers(body: bytes, *, event: str = "issues", delivery: str = "d-1") -> dict[str, str]:
@@ -392,7 +395,7 @@ def test_a_host_mangum_cannot_split_is_answered_not_a_failed_invocation(
     assert listed.status == 200, listed.body
     [instance] = listed.json()["items"]
     if host.startswith("["):  # a valid host[:port] names the webhook URLs, as under uvicorn
-        assert instance["sharedWebhookUrl"] == f"https://{host}{WEBHOOK}"
+        assert instance["sharedWebhookUrl"] == f"https://{host}{STAGED[payload]}{WEBHOOK}"
 
 
 @pytest.mark.parametrize("payload", ["2.0", "1.0"])
@@ -421,8 +424,10 @@ def test_a_url_signed_delivery_verifies_when_its_hook_url_holds_percent_escapes(
     assert created.status == 201, created.body
     url = created.json()["webhookUrl"]
     assert "/%C3%A9quipe%20web/" in url
-    delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     path = urlsplit(url).path
+    # Through a REST API, ucf shows (and Trello signs) the URL under the stage.
+    url = url.replace(path, STAGED[payload] + path)
+    delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     maker = http_api_event if payload == "2.0" else rest_api_event
     event = maker("POST", path, headers=dict(delivery.headers), body=delivery.body)
 
@@ -466,7 +471,7 @@ def test_a_trello_delivery_reaches_a_project_whose_id_holds_a_percent_or_a_slash
     hook_id = asyncio.run(_trello_hook_id(project))
     path = webhook_path("trello", project, hook_id)
     trello = TrelloScenario()
-    url = f"https://{DOMAIN}{path}"
+    url = f"https://{DOMAIN}{STAGED[payload]}{path}"
     delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     maker = http_api_event if payload == "2.0" else rest_api_event
     event = maker("POST", path, headers=dict(delivery.headers), body=delivery.body)
