@@ -17,7 +17,7 @@ from tests.aws.events import DOMAIN, HttpReply, LambdaContext, http_api_event, r
 from ucf.aws.config import AwsConfigError
 from ucf.aws.container import close_all
 from ucf.aws.handlers import api, poll_worker, schedule
-from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
+from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, WEBHOOK_SECRET, GitHubFake
 from ucf.service.webhooks import webhook_path
 from ucf.web.dashboard.rendering import STATIC
 
@@ -297,6 +297,62 @@ def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) ->
     assert "/login" in home.headers["location"]
     assert asset.status == 200
     assert asset.body == Path(icon).read_bytes()
+
+
+def test_the_dashboard_under_a_rest_api_stage_links_and_redirects_under_it(lab: Lab) -> None:
+    """A REST API is reached at ``https://…/prod/…`` and hands ucf the path without the
+    stage: the dashboard's links, redirects and cookies named ``/login``, outside the
+    API. They carry the stage now, read from the event (no setting)."""
+    home = HttpReply.of(api.handler(rest_api_event("GET", "/", stage="prod"), LambdaContext()))
+    login = HttpReply.of(api.handler(rest_api_event("GET", "/login"), LambdaContext()))
+
+    assert home.status == 303
+    assert home.headers["location"] == "/prod/login?next=/"
+    assert login.status == 200
+    assert b'action="/prod/login"' in login.body
+    assert b'data-root="/prod"' in login.body
+    assert b'href="/static/' not in login.body
+
+
+def test_an_http_api_stage_other_than_default_is_served_under_it(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """On an HTTP API stage ``dev`` every path starts with ``/dev``: each was a 404
+    unless ``UCF_API_BASE_PATH`` said so, and the dashboard's links left the stage. The
+    webhook URLs shown are the stage's, and a delivery to them is stored."""
+    auth = {"authorization": f"Bearer {lab.token}", "content-type": "application/json"}
+    body = json.dumps(
+        {
+            "connectorId": CONNECTOR,
+            "credentials": {"token": GOOD_TOKEN, "webhookSecret": WEBHOOK_SECRET},
+            "config": {"baseUrl": github.base_url, "owner": OWNER, "repo": REPO},
+        }
+    ).encode()
+    staged = http_api_event(
+        "POST", f"/api/projects/{PROJECT}/instances", headers=auth, body=body, stage="dev"
+    )
+    created = HttpReply.of(api.handler(staged, LambdaContext()))
+    home = HttpReply.of(api.handler(http_api_event("GET", "/", stage="dev"), LambdaContext()))
+    login = HttpReply.of(api.handler(http_api_event("GET", "/login", stage="dev"), LambdaContext()))
+
+    assert created.status == 201, created.body
+    assert created.json()["sharedWebhookUrl"] == f"https://{DOMAIN}/dev{WEBHOOK}"
+    assert home.status == 303
+    assert home.headers["location"] == "/dev/login?next=/"
+    assert any("Path=/dev/login" in cookie for cookie in login.cookies), login.cookies
+
+    delivery = b'{"action":"opened","issue":{"id":7,"number":7,"title":"staged","labels":[]}}'
+    path = created.json()["webhookUrl"].removeprefix(f"https://{DOMAIN}/dev")
+    received = HttpReply.of(
+        api.handler(
+            http_api_event(
+                "POST", path, headers=github_headers(delivery), body=delivery, stage="dev"
+            ),
+            LambdaContext(),
+        )
+    )
+    assert received.status == 200, received.body
+    assert [s["summary"] for s in lab.signals()] == ["#7 staged"]
 
 
 def test_an_execution_environment_opens_the_store_once_and_reuses_it(lab: Lab) -> None:

@@ -73,9 +73,7 @@ async def links_outside(page: Page, public: str) -> list[str]:
         ]"""
     )
     origin = public[: public.index("/", len("http://"))]
-    return [
-        url for url in found if url.startswith(origin) and not url.startswith(public + "/")
-    ]
+    return [url for url in found if url.startswith(origin) and not url.startswith(public + "/")]
 
 
 async def test_the_dashboard_behind_a_proxy_at_a_path_never_leads_out_of_it(
@@ -109,7 +107,9 @@ async def test_the_dashboard_behind_a_proxy_at_a_path_never_leads_out_of_it(
     await expect(page.get_by_role("heading", name="Connector catalogue")).to_be_visible()
     await page.get_by_role("searchbox", name="Search connectors by name").fill("github")
     await page.get_by_role("searchbox", name="Search connectors by name").press("Enter")
-    await expect(page).to_have_url(re.compile(re.escape(public) + r"/projects/default/connectors\?q=github"))
+    await expect(page).to_have_url(
+        re.compile(re.escape(public) + r"/projects/default/connectors\?q=github")
+    )
     assert await links_outside(page, public) == []
 
     # The connect form: credentials, configuration, test, confirm.
