@@ -355,6 +355,22 @@ def test_an_http_api_stage_other_than_default_is_served_under_it(
     assert [s["summary"] for s in lab.signals()] == ["#7 staged"]
 
 
+def test_the_dashboard_under_a_custom_domains_base_path_links_under_it(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A custom domain's API mapping ``ucf`` (``UCF_API_BASE_PATH=/ucf``): the base path
+    is taken off for the routes and is the prefix of every link and redirect."""
+    monkeypatch.setenv("UCF_API_BASE_PATH", "/ucf")
+    close_all()  # a new execution environment, reading the setting
+
+    home = HttpReply.of(api.handler(http_api_event("GET", "/ucf/"), LambdaContext()))
+    login = HttpReply.of(api.handler(http_api_event("GET", "/ucf/login"), LambdaContext()))
+
+    assert home.status == 303
+    assert home.headers["location"] == "/ucf/login?next=/"
+    assert b'action="/ucf/login"' in login.body
+
+
 def test_an_execution_environment_opens_the_store_once_and_reuses_it(lab: Lab) -> None:
     first = lab.call("GET", "/healthz", token=False)
     app = api.FUNCTION.app
