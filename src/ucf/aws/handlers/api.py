@@ -16,8 +16,10 @@ request, so it is switched off. The in-process scheduler and outbox
 deliverers are not started here: on AWS they are functions of their own.
 
 Works with HTTP APIs (payload 2.0, what the template deploys) and REST APIs
-(payload 1.0); for a REST API stage or a custom-domain base path, set
-``UCF_API_BASE_PATH``. Mangum decodes base64 bodies (API Gateway encodes
+(payload 1.0), on any stage; for a custom domain's base path, set
+``UCF_API_BASE_PATH``. The stage or base path the client's path starts with is
+the app's ``root_path`` (:func:`_under_prefix`), so the dashboard's links stay
+under it. Mangum decodes base64 bodies (API Gateway encodes
 binary ones), so the webhook gateway verifies signatures on the exact bytes
 the provider sent. API Gateway refuses bodies over 10 MB and Lambda payloads
 over 6 MB before ucf sees them; the gateway's own 256 KB limit applies to
