@@ -54,7 +54,7 @@ class PrefixProxy:
         proxy = self
 
         class Relay(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: the test says what went wrong
 
             def _relay(self) -> None:
@@ -102,7 +102,7 @@ class PrefixProxy:
                 if self.command != "HEAD":
                     self.wfile.write(body)
 
-            do_GET = do_POST = do_HEAD = do_PUT = do_PATCH = do_DELETE = _relay  # noqa: N815
+            do_GET = do_POST = do_HEAD = do_PUT = do_PATCH = do_DELETE = _relay
 
         return Relay
 

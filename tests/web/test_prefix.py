@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Final
 
 import httpx
-import pytest
 import pytest_asyncio
 
 from tests.web.conftest import web_settings
@@ -69,7 +68,7 @@ _USES = re.compile(r"""(ROOT \+ |\bpost\()\s*$""")
 def test_no_script_calls_the_hosts_root() -> None:
     """The dashboard's own scripts name the app's paths only after ``ROOT + `` (the
     ``data-root`` of the page) or through the editor's ``post()``, which adds it."""
-    scripts = [path for path in sorted(STATIC.glob("*.js"))]
+    scripts = sorted(STATIC.glob("*.js"))
     assert {path.name for path in scripts} >= {"dashboard.js", "editor.js"}
     wrong = []
     for path in scripts:

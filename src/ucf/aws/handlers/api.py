@@ -325,9 +325,9 @@ def _http_api_path(event: dict[str, Any], config: dict[str, Any]) -> str:
     # A stage other than $default starts the path an HTTP API hands over ("/prod/…"):
     # without it the routes see the app's own path, as on the $default stage.
     stage = event.get("requestContext", {}).get("stage")
-    if isinstance(stage, str) and stage and stage != "$default":
-        if path == f"/{stage}" or path.startswith(f"/{stage}/"):
-            path = path[len(stage) + 1 :] or "/"
+    named = isinstance(stage, str) and stage not in ("", "$default")
+    if named and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+        path = path[len(stage) + 1 :] or "/"
     return path or "/"
 
 
