@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest_asyncio
@@ -38,12 +40,17 @@ ELSEWHERE: Final = frozenset(
 """URL attributes that are not a path of this app: they never get the prefix."""
 
 
+_REFRESH_URL = re.compile(r"""content\s*=\s*(["'])\d+\s*;\s*url=(.*?)\1""", re.S | re.I)
+"""A ``<meta http-equiv="refresh">``'s target (the OAuth pages send the browser on)."""
+
+
 def _template_urls() -> list[tuple[str, str]]:
-    return [
-        (path.name, found.group(3))
-        for path in sorted(TEMPLATES.glob("*.html"))
-        for found in _URL_ATTRIBUTE.finditer(path.read_text(encoding="utf-8"))
-    ]
+    found = []
+    for path in sorted(TEMPLATES.glob("*.html")):
+        text = path.read_text(encoding="utf-8")
+        found += [(path.name, match.group(3)) for match in _URL_ATTRIBUTE.finditer(text)]
+        found += [(path.name, match.group(2)) for match in _REFRESH_URL.finditer(text)]
+    return found
 
 
 def test_no_template_links_to_the_hosts_root() -> None:
@@ -51,6 +58,7 @@ def test_no_template_links_to_the_hosts_root() -> None:
     in a template starts with ``{{ root }}`` (the prefix, "" at a host's root)."""
     urls = _template_urls()
     assert len(urls) > 60  # the attributes are found at all
+    assert ("onward.html", "{{ target }}") in urls  # and the meta refresh
     wrong = [
         (name, url)
         for name, url in urls
@@ -184,3 +192,38 @@ async def test_provider_urls_are_the_public_urls_and_the_api_answers_under_the_p
     assert f"'{PREFIX}/openapi.json'" in docs.text or f'"{PREFIX}/openapi.json"' in docs.text
     document = await client.get("/openapi.json", headers=auth)
     assert document.json()["servers"] == [{"url": PREFIX}]
+
+
+async def test_an_oauth_consent_under_the_prefix_returns_to_the_public_callback_and_on_into_ucf(
+    under_prefix: httpx.AsyncClient,
+) -> None:
+    """The redirect URI registered with the provider is the public URL's (once, not
+    ``/ucf/ucf``), and the page after the consent sends the browser on under ``/ucf``."""
+    from tests.web.test_oauth import consent, slack_config
+    from ucf.fakes.slack import CLIENT_ID, CLIENT_SECRET, SlackFake
+
+    client = under_prefix
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with SlackFake(datetime.now(UTC)) as slack:
+        registered = await client.put(
+            "/api/connectors/slack/oauth-client",
+            json={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+            headers=auth,
+        )
+        assert registered.status_code == 204, registered.text
+        started = await client.post(
+            f"/api/projects/{PROJECT}/instances/slack/oauth/start",
+            json={"config": slack_config(slack)},
+            headers=auth,
+        )
+        assert started.status_code == 200, started.text
+        authorize = started.json()["authorizeUrl"]
+        assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == [PUBLIC + "/oauth/callback"]
+
+        back = urlsplit(await consent(authorize))
+        assert f"{back.scheme}://{back.netloc}{back.path}" == PUBLIC + "/oauth/callback"
+        done = await client.get(f"/oauth/callback?{back.query}")
+
+    assert done.status_code == 200, done.text
+    assert f'url={PREFIX}/projects/{PROJECT}/instances/slack"' in done.text
+    assert f'href="{PREFIX}/projects/{PROJECT}/instances/slack"' in done.text

@@ -318,7 +318,7 @@ def login_location(request: Request) -> str:
         if sent_from.netloc not in ours or sent_path is None or not sent_path.startswith("/"):
             return "/login"
         path, query = sent_path, sent_from.query
-        while not _is_page(request, path):
+        while not _is_page(path):
             # A page drawn in answer to a form (a setup step refused at 422) has the form's
             # POST-only address: returning there was a 404. The page above it is the one.
             if path.rstrip("/") == "":
@@ -332,8 +332,8 @@ def login_location(request: Request) -> str:
     return "/login?next=" + quote(target, safe="/")
 
 
-def _is_page(request: Request, path: str) -> bool:
-    """``path`` (as sent, percent-encoded) answers a GET with a dashboard page of its own:
+def _is_page(path: str) -> bool:
+    """``path`` (the app's, as sent, percent-encoded) answers a GET with a dashboard page of its own:
     neither a POST-only form address nor the catch-all's 404."""
     scope = {"type": "http", "method": "GET", "path": unquote(path)}
     return any(route.matches(scope)[0] is Match.FULL for route in _PAGES.values())
