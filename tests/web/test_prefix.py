@@ -197,33 +197,38 @@ async def test_provider_urls_are_the_public_urls_and_the_api_answers_under_the_p
 async def test_an_oauth_consent_under_the_prefix_returns_to_the_public_callback_and_on_into_ucf(
     under_prefix: httpx.AsyncClient,
 ) -> None:
-    """The redirect URI registered with the provider is the public URL's (once, not
-    ``/ucf/ucf``), and the page after the consent sends the browser on under ``/ucf``."""
-    from tests.web.test_oauth import consent, slack_config
+    """Connect with Slack from the setup page under ``/ucf``: the redirect URI given to the
+    provider is the public URL's (once, not ``/ucf/ucf``), the cookie binding the consent
+    to this browser is sent back to the callback under the prefix, and the page after the
+    consent sends the browser on under ``/ucf``."""
+    from tests.web.test_dashboard import Browser
+    from tests.web.test_oauth import consent, onward_target, slack_config
     from ucf.fakes.slack import CLIENT_ID, CLIENT_SECRET, SlackFake
 
-    client = under_prefix
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    user = Browser(under_prefix)
+    assert (await user.login()).status_code == 303
+    registered = await under_prefix.put(
+        "/api/connectors/slack/oauth-client",
+        json={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert registered.status_code == 204, registered.text
+    connect = f"/projects/{PROJECT}/connectors/slack/connect"
     with SlackFake(datetime.now(UTC)) as slack:
-        registered = await client.put(
-            "/api/connectors/slack/oauth-client",
-            json={"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET},
-            headers=auth,
-        )
-        assert registered.status_code == 204, registered.text
-        started = await client.post(
-            f"/api/projects/{PROJECT}/instances/slack/oauth/start",
-            json={"config": slack_config(slack)},
-            headers=auth,
-        )
-        assert started.status_code == 200, started.text
-        authorize = started.json()["authorizeUrl"]
+        await user.get(connect)
+        settings = {f"config.{k}": v for k, v in slack_config(slack).items()}
+        configured = await user.post(f"{connect}/configuration", settings)
+        assert configured.headers["location"].startswith(f"{PREFIX}{connect}?step=")
+        opened = await user.post(f"{connect}/oauth")
+        assert opened.status_code == 200, opened.text
+        assert _cookie_paths(opened)["ucf_oauth"] == PREFIX + "/oauth/callback"
+        authorize = onward_target(opened)
         assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == [PUBLIC + "/oauth/callback"]
 
         back = urlsplit(await consent(authorize))
         assert f"{back.scheme}://{back.netloc}{back.path}" == PUBLIC + "/oauth/callback"
-        done = await client.get(f"/oauth/callback?{back.query}")
+        done = await user.get(f"/oauth/callback?{back.query}")  # with the binding cookie
 
     assert done.status_code == 200, done.text
-    assert f'url={PREFIX}/projects/{PROJECT}/instances/slack"' in done.text
-    assert f'href="{PREFIX}/projects/{PROJECT}/instances/slack"' in done.text
+    assert onward_target(done).startswith(f"{PREFIX}{connect}/oauth-return?ticket=")
+    assert f'href="{PREFIX}{connect}/oauth-return?ticket=' in done.text
