@@ -27,7 +27,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ucf.web.front import route_path
 from ucf.web.logs import REQUEST_ID
 from ucf.web.metrics import Metrics
 from ucf.web.refusals import error_json
@@ -104,8 +103,8 @@ class RequestMiddleware:
                 MutableHeaders(scope=message)["X-Request-Id"] = request_id
             await send(message)
 
-        # Matched as the routes are, without the prefix ucf is served under (root_path).
-        if not route_path(scope).startswith(self.unlimited_prefixes):
+        path: str = scope.get("path", "")
+        if not path.startswith(self.unlimited_prefixes):
             receive = _BodyCounter(receive, self.body_limit, _header(scope, b"content-length"))
         try:
             await self.app(scope, receive, send_with_id)
