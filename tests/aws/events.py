@@ -79,16 +79,20 @@ def http_api_event(
     body: bytes | None = None,
     base64_body: bool = False,
     cookies: list[str] | None = None,
+    stage: str = "$default",
 ) -> dict[str, Any]:
     """An HTTP API (payload 2.0) event for the template's ``ANY /{proxy+}`` route.
 
     ``path`` is the path the client sent; the event holds it decoded, as API Gateway
     hands it over ("API Gateway decodes URL-encoded request parameters before passing
     them to your backend integration": AWS, "Create routes for HTTP APIs in API
-    Gateway"): ``rawPath`` and ``requestContext.http.path`` alike.
+    Gateway"): ``rawPath`` and ``requestContext.http.path`` alike. On a ``stage``
+    other than ``$default`` the client's path starts with it (``/dev/…``), and so do
+    both, while the route's ``proxy`` parameter does not.
     """
     route = "ANY /" if path == "/" else "ANY /{proxy+}"
-    path = unquote(path)
+    proxied = unquote(path)
+    path = proxied if stage == "$default" else f"/{stage}{proxied}"
     when, epoch = _request_times()
     event: dict[str, Any] = {
         "version": "2.0",
@@ -110,14 +114,14 @@ def http_api_event(
             },
             "requestId": uuid.uuid4().hex[:16] + "=",
             "routeKey": route,
-            "stage": "$default",
+            "stage": stage,
             "time": when,
             "timeEpoch": epoch,
         },
         "isBase64Encoded": base64_body,
     }
-    if path != "/":
-        event["pathParameters"] = {"proxy": path.lstrip("/")}
+    if proxied != "/":
+        event["pathParameters"] = {"proxy": proxied.lstrip("/")}
     if query:
         event["queryStringParameters"] = {
             name: ",".join(values) for name, values in parse_qs(query).items()

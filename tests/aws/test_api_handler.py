@@ -17,11 +17,14 @@ from tests.aws.events import DOMAIN, HttpReply, LambdaContext, http_api_event, r
 from ucf.aws.config import AwsConfigError
 from ucf.aws.container import close_all
 from ucf.aws.handlers import api, poll_worker, schedule
-from ucf.fakes.github import WEBHOOK_SECRET, GitHubFake
+from ucf.fakes.github import GOOD_TOKEN, OWNER, REPO, WEBHOOK_SECRET, GitHubFake
 from ucf.service.webhooks import webhook_path
 from ucf.web.dashboard.rendering import STATIC
 
 WEBHOOK = f"/api/webhooks/{CONNECTOR}/{PROJECT}"
+STAGED = {"2.0": "", "1.0": "/prod"}
+"""What starts the path of every URL a client uses, by payload: nothing on the HTTP API's
+``$default`` stage (``http_api_event``), the stage of a REST API (``rest_api_event``)."""
 
 
 def github_headers(body: bytes, *, event: str = "issues", delivery: str = "d-1") -> dict[str, str]:
@@ -296,6 +299,78 @@ def test_dashboard_pages_and_binary_assets_come_through_api_gateway(lab: Lab) ->
     assert asset.body == Path(icon).read_bytes()
 
 
+def test_the_dashboard_under_a_rest_api_stage_links_and_redirects_under_it(lab: Lab) -> None:
+    """A REST API is reached at ``https://…/prod/…`` and hands ucf the path without the
+    stage: the dashboard's links, redirects and cookies named ``/login``, outside the
+    API. They carry the stage now, read from the event (no setting)."""
+    home = HttpReply.of(api.handler(rest_api_event("GET", "/", stage="prod"), LambdaContext()))
+    login = HttpReply.of(api.handler(rest_api_event("GET", "/login"), LambdaContext()))
+
+    assert home.status == 303
+    assert home.headers["location"] == "/prod/login?next=/"
+    assert login.status == 200
+    assert b'action="/prod/login"' in login.body
+    assert b'data-root="/prod"' in login.body
+    assert b'href="/static/' not in login.body
+
+
+def test_an_http_api_stage_other_than_default_is_served_under_it(
+    lab: Lab, github: GitHubFake
+) -> None:
+    """On an HTTP API stage ``dev`` every path starts with ``/dev``: each was a 404
+    unless ``UCF_API_BASE_PATH`` said so, and the dashboard's links left the stage. The
+    webhook URLs shown are the stage's, and a delivery to them is stored."""
+    auth = {"authorization": f"Bearer {lab.token}", "content-type": "application/json"}
+    body = json.dumps(
+        {
+            "connectorId": CONNECTOR,
+            "credentials": {"token": GOOD_TOKEN, "webhookSecret": WEBHOOK_SECRET},
+            "config": {"baseUrl": github.base_url, "owner": OWNER, "repo": REPO},
+        }
+    ).encode()
+    staged = http_api_event(
+        "POST", f"/api/projects/{PROJECT}/instances", headers=auth, body=body, stage="dev"
+    )
+    created = HttpReply.of(api.handler(staged, LambdaContext()))
+    home = HttpReply.of(api.handler(http_api_event("GET", "/", stage="dev"), LambdaContext()))
+    login = HttpReply.of(api.handler(http_api_event("GET", "/login", stage="dev"), LambdaContext()))
+
+    assert created.status == 201, created.body
+    assert created.json()["sharedWebhookUrl"] == f"https://{DOMAIN}/dev{WEBHOOK}"
+    assert home.status == 303
+    assert home.headers["location"] == "/dev/login?next=/"
+    assert any("Path=/dev/login" in cookie for cookie in login.cookies), login.cookies
+
+    delivery = b'{"action":"opened","issue":{"id":7,"number":7,"title":"staged","labels":[]}}'
+    path = created.json()["webhookUrl"].removeprefix(f"https://{DOMAIN}/dev")
+    received = HttpReply.of(
+        api.handler(
+            http_api_event(
+                "POST", path, headers=github_headers(delivery), body=delivery, stage="dev"
+            ),
+            LambdaContext(),
+        )
+    )
+    assert received.status == 200, received.body
+    assert [s["summary"] for s in lab.signals()] == ["#7 staged"]
+
+
+def test_the_dashboard_under_a_custom_domains_base_path_links_under_it(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A custom domain's API mapping ``ucf`` (``UCF_API_BASE_PATH=/ucf``): the base path
+    is taken off for the routes and is the prefix of every link and redirect."""
+    monkeypatch.setenv("UCF_API_BASE_PATH", "/ucf")
+    close_all()  # a new execution environment, reading the setting
+
+    home = HttpReply.of(api.handler(http_api_event("GET", "/ucf/"), LambdaContext()))
+    login = HttpReply.of(api.handler(http_api_event("GET", "/ucf/login"), LambdaContext()))
+
+    assert home.status == 303
+    assert home.headers["location"] == "/ucf/login?next=/"
+    assert b'action="/ucf/login"' in login.body
+
+
 def test_an_execution_environment_opens_the_store_once_and_reuses_it(lab: Lab) -> None:
     first = lab.call("GET", "/healthz", token=False)
     app = api.FUNCTION.app
@@ -392,7 +467,7 @@ def test_a_host_mangum_cannot_split_is_answered_not_a_failed_invocation(
     assert listed.status == 200, listed.body
     [instance] = listed.json()["items"]
     if host.startswith("["):  # a valid host[:port] names the webhook URLs, as under uvicorn
-        assert instance["sharedWebhookUrl"] == f"https://{host}{WEBHOOK}"
+        assert instance["sharedWebhookUrl"] == f"https://{host}{STAGED[payload]}{WEBHOOK}"
 
 
 @pytest.mark.parametrize("payload", ["2.0", "1.0"])
@@ -421,8 +496,10 @@ def test_a_url_signed_delivery_verifies_when_its_hook_url_holds_percent_escapes(
     assert created.status == 201, created.body
     url = created.json()["webhookUrl"]
     assert "/%C3%A9quipe%20web/" in url
-    delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     path = urlsplit(url).path
+    # Through a REST API, ucf shows (and Trello signs) the URL under the stage.
+    url = url.replace(path, STAGED[payload] + path)
+    delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     maker = http_api_event if payload == "2.0" else rest_api_event
     event = maker("POST", path, headers=dict(delivery.headers), body=delivery.body)
 
@@ -466,7 +543,7 @@ def test_a_trello_delivery_reaches_a_project_whose_id_holds_a_percent_or_a_slash
     hook_id = asyncio.run(_trello_hook_id(project))
     path = webhook_path("trello", project, hook_id)
     trello = TrelloScenario()
-    url = f"https://{DOMAIN}{path}"
+    url = f"https://{DOMAIN}{STAGED[payload]}{path}"
     delivery = trello.sign(trello.webhook_samples()[0], url=url, at=datetime.now(UTC))
     maker = http_api_event if payload == "2.0" else rest_api_event
     event = maker("POST", path, headers=dict(delivery.headers), body=delivery.body)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ucf.service.settings import Settings, served_public_url
+from ucf.service.settings import Settings, served_public_url, served_root_path
 
 
 @pytest.mark.parametrize(
@@ -87,6 +87,36 @@ def test_a_public_url_whose_host_cannot_be_reached_is_refused_by_name_everywhere
     with pytest.raises(ValueError, match=r"^UCF_PUBLIC_URL must"):
         Settings.from_env({"UCF_PUBLIC_URL": value}, data_dir=tmp_path)
     with pytest.raises(ValueError, match=r"^--public-url must"):
+        served_public_url(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "url", "root"),
+    [
+        ("https://ucf.example.com", "https://ucf.example.com", ""),
+        ("https://ucf.example.com/", "https://ucf.example.com", ""),
+        ("https://tools.example.com/ucf/", "https://tools.example.com/ucf", "/ucf"),
+        (
+            "http://127.0.0.1:8443/team-a/ucf_1.2~x",
+            "http://127.0.0.1:8443/team-a/ucf_1.2~x",
+            "/team-a/ucf_1.2~x",
+        ),
+    ],
+)
+def test_ucf_serve_takes_a_public_url_with_a_path_as_the_prefix_it_serves_under(
+    value: str, url: str, root: str
+) -> None:
+    assert served_public_url(value) == url
+    assert served_root_path(url) == root
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["https://x.test/my%20ucf", "https://x.test/ü", "https://x.test/a//b", "https://x.test/?a=1"],
+)
+def test_ucf_serve_refuses_a_prefix_that_could_never_match_a_request(value: str) -> None:
+    """uvicorn compares ``root_path`` with the decoded path and sends it as ASCII."""
+    with pytest.raises(ValueError, match=r"^--public-url must have (a plain path|no query)"):
         served_public_url(value)
 
 

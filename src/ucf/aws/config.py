@@ -18,7 +18,7 @@ Lambda-only variables:
 ``UCF_PUBLIC_URL``
     The base URL providers reach (a custom domain); default: the request's host.
 ``UCF_API_BASE_PATH``
-    A REST API stage or custom-domain base path to strip (default ``/``).
+    A custom domain's base path to strip (default ``/``); a stage needs none.
 ``UCF_LOG_LEVEL``
     ``INFO`` by default.
 """

@@ -97,6 +97,7 @@ async def _serve(
 ) -> None:
     import uvicorn
 
+    from ucf.service.settings import served_root_path
     from ucf.web.app import create_app
 
     context = await _open_context(settings)
@@ -112,6 +113,9 @@ async def _serve(
     )
     config = uvicorn.Config(
         app,
+        # The public URL's path: the prefix a proxy takes off, which the dashboard's
+        # links, redirects and cookies are built under (ucf.web.prefix).
+        root_path=served_root_path(public_url),
         log_config=None,
         access_log=False,  # the app logs each request as JSON, by route template
         proxy_headers=True,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import field
 from datetime import timedelta
 from pathlib import Path
+from typing import Final
 from urllib.parse import SplitResult, urlsplit
 
 from ucf.core.records import datarecord
@@ -177,33 +178,53 @@ def _public_parts(text: str, source: str) -> SplitResult:
     return parts
 
 
+_PREFIX: Final = re.compile(r"(?:/[A-Za-z0-9._~-]+)*")
+"""A path prefix ``ucf serve`` can be served under: segments of unreserved characters."""
+
+
 def served_public_url(text: str, source: str = "--public-url") -> str:
     """The public URL ``ucf serve`` is reached at, without its trailing ``/``; a
-    :class:`ValueError` naming ``source`` unless it is a bare http(s) origin.
+    :class:`ValueError` naming ``source`` unless it is an http(s) URL without a query
+    or a fragment (either would end up inside every webhook URL).
 
-    A path prefix (``https://example.com/ucf`` behind a proxy) is refused, not half
-    served: the URLs ucf hands to providers would carry it, but the dashboard's links,
-    forms, redirects, assets and scripts are root-relative, so behind such a proxy they
-    lead out of ucf (and a login always returned to ``/``). A query or a fragment
-    would end up inside every webhook URL.
+    A path (``https://tools.example.com/ucf`` behind a proxy that takes ``/ucf`` off)
+    is the prefix the dashboard is served under (:func:`served_root_path`); the URLs
+    ucf hands to providers are built on the whole URL, prefix included.
     """
     parts = _public_parts(text.strip(), source)
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        origin = f"{parts.scheme}://{parts.netloc}"
+    if parts.query or parts.fragment:
         raise ValueError(
-            f"{source} must be the root of its host (e.g. {origin}), got {text!r}: ucf "
-            "cannot be served under a path prefix, because the dashboard's links are "
-            "root-relative; give it a host of its own (e.g. ucf.example.com) in the proxy"
+            f"{source} must have no query or fragment, got {text!r}: the webhook URLs ucf "
+            "hands out are built on it"
         )
-    return f"{parts.scheme}://{parts.netloc}"
+    path = parts.path.rstrip("/")
+    if not _PREFIX.fullmatch(path):
+        raise ValueError(
+            f"{source} must have a plain path prefix (letters, digits and -._~ between "
+            f"slashes, e.g. /ucf), got {text!r}: the dashboard is served under it"
+        )
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def served_root_path(public_url: str | None) -> str:
+    """The path prefix of a public URL (``/ucf`` of ``https://tools.example.com/ucf``),
+    ``""`` at a host's root: ASGI's ``root_path`` for ``ucf serve``.
+
+    Only plain prefixes get here (:func:`served_public_url`): ``root_path`` is compared
+    with the request's decoded path and sent as ASCII bytes, so a prefix with escapes
+    or other characters would never match, or stop uvicorn.
+    """
+    if not public_url:
+        return ""
+    return urlsplit(public_url).path.rstrip("/")
 
 
 def _public_url(text: str) -> str | None:
     """``UCF_PUBLIC_URL`` as every process reads it: an http(s) URL without its trailing
     ``/``, or None when unset; a :class:`ValueError` naming it otherwise.
 
-    ``ucf serve`` checks its own further (:func:`served_public_url`: no path). A path
-    is kept here, because behind API Gateway a REST API's stage or a custom domain's
+    ``ucf serve`` checks its own further (:func:`served_public_url`: a plain path). A
+    path is kept here, because behind API Gateway a REST API's stage or a custom domain's
     base path is part of the webhook URLs (``UCF_API_BASE_PATH``). Read as it was,
     with only ``/`` stripped, ``https://ucf.example.com/?`` made every URL ucf hands
     out ``https://ucf.example.com/?/api/webhooks/…`` (the Outlook subscriptions the

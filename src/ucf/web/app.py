@@ -38,6 +38,7 @@ from ucf.web.errors import ErrorBody, install_error_handlers
 from ucf.web.front import Receive, Scope, Send, WebhookFront, match
 from ucf.web.metrics import Metrics
 from ucf.web.middleware import DEFAULT_BODY_LIMIT, RequestMiddleware
+from ucf.web.prefix import public_path, root_of
 from ucf.web.state import WebState, web_state
 
 __all__ = ["BackgroundService", "ContextFactory", "UcfApp", "create_app", "default_services"]
@@ -196,12 +197,17 @@ def create_app(
     introspection = [Depends(introspection_access)]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=introspection)
-    async def openapi_document() -> JSONResponse:
-        return JSONResponse(app.openapi())
+    async def openapi_document(request: Request) -> JSONResponse:
+        document = app.openapi()
+        root = root_of(request.scope)
+        if root:  # served under a prefix: the paths below are relative to it
+            document = {**document, "servers": [{"url": root}]}
+        return JSONResponse(document)
 
     @app.get("/docs", include_in_schema=False, dependencies=introspection)
-    async def api_docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="ucf — API")
+    async def api_docs(request: Request) -> HTMLResponse:
+        openapi_url = public_path(request.scope, "/openapi.json")
+        return get_swagger_ui_html(openapi_url=openapi_url, title="ucf — API")
 
     @app.get(
         "/metrics",

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from ucf.service.errors import ServiceError
 from ucf.stores.errors import StoreError
+from ucf.web.front import route_path
 from ucf.web.refusals import Refusal, service_refusal, store_refusal
 
 _HTTP_CODES: Final[Mapping[int, str]] = {
@@ -76,7 +77,8 @@ async def _service_error(request: Request, error: Exception) -> JSONResponse:
 
 def _service_answer(request: Request, error: ServiceError) -> JSONResponse:
     path = request.url.path
-    challenge = path.startswith("/api/") and not path.startswith("/api/webhooks/")
+    routed = route_path(request.scope)  # without the prefix ucf is served under
+    challenge = routed.startswith("/api/") and not routed.startswith("/api/webhooks/")
     return _json(service_refusal(request.method, path, error, bearer_challenge=challenge))
 
 

@@ -16,8 +16,10 @@ request, so it is switched off. The in-process scheduler and outbox
 deliverers are not started here: on AWS they are functions of their own.
 
 Works with HTTP APIs (payload 2.0, what the template deploys) and REST APIs
-(payload 1.0); for a REST API stage or a custom-domain base path, set
-``UCF_API_BASE_PATH``. Mangum decodes base64 bodies (API Gateway encodes
+(payload 1.0), on any stage; for a custom domain's base path, set
+``UCF_API_BASE_PATH``. The stage or base path the client's path starts with is
+the app's ``root_path`` (:func:`_under_prefix`), so the dashboard's links stay
+under it. Mangum decodes base64 bodies (API Gateway encodes
 binary ones), so the webhook gateway verifies signatures on the exact bytes
 the provider sent. API Gateway refuses bodies over 10 MB and Lambda payloads
 over 6 MB before ucf sees them; the gateway's own 256 KB limit applies to
@@ -34,6 +36,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
 
 from ucf.aws.container import Container
 
@@ -268,7 +271,7 @@ def _host_tolerant_handlers() -> list[type[Any]]:
                 scope = self._scope()
                 if decoded_path:
                     scope["path"] = _http_api_path(self.event, self.config)
-                return scope
+                return _under_prefix(scope, self.event)
 
             def _scope(self) -> dict[str, Any]:
                 event = self.event
@@ -319,7 +322,47 @@ def _http_api_path(event: dict[str, Any], config: dict[str, Any]) -> str:
         base = base if base.startswith("/") else f"/{base}"
         if path.startswith(base):
             path = path[len(base) :]
-    return path
+    # A stage other than $default starts the path an HTTP API hands over ("/prod/…"):
+    # without it the routes see the app's own path, as on the $default stage.
+    stage = event.get("requestContext", {}).get("stage")
+    named = isinstance(stage, str) and stage not in ("", "$default")
+    if named and (path == f"/{stage}" or path.startswith(f"/{stage}/")):
+        path = path[len(stage) + 1 :] or "/"
+    return path or "/"
+
+
+def _under_prefix(scope: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    """``scope`` with the prefix the browser's path had, and the routes do not, as ASGI's
+    ``root_path`` (``path`` keeps it, as under uvicorn): the stage of a REST API
+    (``/prod``), an HTTP API's stage other than ``$default``, a custom domain's base path.
+
+    The dashboard builds its links, redirects and cookies under it (ucf.web.prefix), and
+    URLs built on the request (the webhook URLs shown without ``UCF_PUBLIC_URL``, the
+    OAuth redirect URI) hold it, as the client must send them. It is what the client's
+    path (``requestContext``'s, the whole of it) has before the path routed on.
+    """
+    context = event.get("requestContext")
+    if not isinstance(context, dict):
+        return scope
+    if event.get("version") == "2.0":
+        http = context.get("http")
+        visible = http.get("path") if isinstance(http, dict) else None
+    else:
+        visible = context.get("path")
+        visible = unquote(visible) if isinstance(visible, str) else None
+    routed = scope["path"]
+    if not isinstance(visible, str) or not routed.startswith("/"):
+        return scope
+    if routed == "/" and not visible.endswith("/"):
+        visible += "/"  # "/prod", routed as "/"
+    if not visible.endswith(routed):
+        return scope
+    root = visible[: len(visible) - len(routed)].rstrip("/")
+    if not root.startswith("/"):
+        return scope
+    scope["root_path"] = root
+    scope["path"] = root + routed
+    return scope
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:

@@ -38,6 +38,7 @@ from ucf.web.dashboard.routing import (
 )
 from ucf.web.dashboard.security import Session
 from ucf.web.dashboard.setup import Flow, load_draft, save_draft, setup_path, to_step
+from ucf.web.prefix import cookie_path, public_path
 from ucf.web.state import web_state
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
@@ -66,7 +67,8 @@ def _onward(request: Request, title: str, message: str, target: str, link: str) 
             "flash": None,
             "title": title,
             "message": message,
-            "target": target,
+            # The provider's consent page as it is; a page of ours under the prefix.
+            "target": public_path(request.scope, target),
             "link": link,
         },
     )
@@ -104,7 +106,7 @@ async def _start(
         BINDING_COOKIE,
         binding,
         max_age=BINDING_SECONDS,
-        path=CALLBACK_PATH,
+        path=cookie_path(request.scope, CALLBACK_PATH),
         httponly=True,
         samesite="lax",
         secure=is_https(request),
@@ -286,6 +288,10 @@ async def oauth_callback(
         response = _onward(request, title, message, target, "Open the instance")
     response.headers["Referrer-Policy"] = "no-referrer"
     response.delete_cookie(
-        BINDING_COOKIE, path=CALLBACK_PATH, httponly=True, samesite="lax", secure=is_https(request)
+        BINDING_COOKIE,
+        path=cookie_path(request.scope, CALLBACK_PATH),
+        httponly=True,
+        samesite="lax",
+        secure=is_https(request),
     )
     return response

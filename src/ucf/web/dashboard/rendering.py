@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from ucf.web.dashboard.security import SECURITY_HEADERS
+from ucf.web.prefix import root_of
 
 HERE: Final = Path(__file__).parent
 TEMPLATES: Final = HERE / "templates"
@@ -40,6 +41,7 @@ def static_version(name: str) -> str:
 
 
 def static_url(name: str) -> str:
+    """The app's path of a static file; a template puts ``{{ root }}`` (the prefix) before it."""
     return f"{STATIC_PREFIX}{name}?v={static_version(name)}"
 
 
@@ -142,7 +144,9 @@ def render(
     *,
     status: int = 200,
 ) -> HTMLResponse:
-    page = ENVIRONMENT.get_template(template).render({"request": request, **context})
+    # root: the prefix ucf is served under; every link, form and asset URL starts with it.
+    values = {"request": request, "root": root_of(request.scope), **context}
+    page = ENVIRONMENT.get_template(template).render(values)
     return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
 
 

@@ -35,6 +35,8 @@ from ucf.web.dashboard.security import (
     keys_for,
     same_secret,
 )
+from ucf.web.front import route_path
+from ucf.web.prefix import app_path, cookie_path, public_path
 from ucf.web.state import WebState, web_state
 
 log = logging.getLogger("ucf.web.dashboard")
@@ -80,11 +82,12 @@ def is_https(request: Request) -> bool:
 def set_cookie(
     response: Response, request: Request, name: str, value: str, *, max_age: int, path: str = "/"
 ) -> None:
+    """``path``: the app's own; the cookie's is under the prefix ucf is served at."""
     response.set_cookie(
         name,
         value,
         max_age=max_age,
-        path=path,
+        path=cookie_path(request.scope, path),
         httponly=True,
         samesite="strict",
         secure=is_https(request),
@@ -93,7 +96,11 @@ def set_cookie(
 
 def drop_cookie(response: Response, request: Request, name: str, *, path: str = "/") -> None:
     response.delete_cookie(
-        name, path=path, httponly=True, samesite="strict", secure=is_https(request)
+        name,
+        path=cookie_path(request.scope, path),
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
     )
 
 
@@ -306,10 +313,12 @@ def login_location(request: Request) -> str:
         # Behind a proxy that sends its own Host (nginx's default), the browser's pages are
         # at the public URL's host: both are this site.
         ours = {request.url.netloc, urlsplit(public_url).netloc if public_url else ""} - {""}
-        if sent_from.netloc not in ours or not sent_from.path.startswith("/"):
+        # The Referer is the browser's address, under the prefix; the routes have none.
+        sent_path = app_path(request.scope, sent_from.path)
+        if sent_from.netloc not in ours or sent_path is None or not sent_path.startswith("/"):
             return "/login"
-        path, query = sent_from.path, sent_from.query
-        while not _is_page(request, path):
+        path, query = sent_path, sent_from.query
+        while not _is_page(path):
             # A page drawn in answer to a form (a setup step refused at 422) has the form's
             # POST-only address: returning there was a 404. The page above it is the one.
             if path.rstrip("/") == "":
@@ -317,21 +326,16 @@ def login_location(request: Request) -> str:
             path, query = path.rstrip("/").rsplit("/", 1)[0] or "/", ""
         target = path + (f"?{query}" if query else "")
         return "/login?next=" + quote(target, safe="/")
-    target = request.url.path
+    target = route_path(request.scope)  # the app's path: the login's redirect adds the prefix
     if request.url.query:
         target += "?" + request.url.query
     return "/login?next=" + quote(target, safe="/")
 
 
-def _is_page(request: Request, path: str) -> bool:
-    """``path`` (as sent, percent-encoded) answers a GET with a dashboard page of its own:
+def _is_page(path: str) -> bool:
+    """``path`` (the app's, as sent, percent-encoded) answers a GET with a dashboard page of its own:
     neither a POST-only form address nor the catch-all's 404."""
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": unquote(path),
-        "root_path": request.scope.get("root_path", ""),
-    }
+    scope = {"type": "http", "method": "GET", "path": unquote(path)}
     return any(route.matches(scope)[0] is Match.FULL for route in _PAGES.values())
 
 
@@ -383,9 +387,22 @@ class DashboardRoute(APIRoute):
                     "The store is not answering",
                     "ucf could not read or write its store; try again shortly.",
                 )
-            return with_security_headers(response)
+            return with_security_headers(under_prefix(request, response))
 
         return guarded
+
+
+def under_prefix(request: Request, response: Response) -> Response:
+    """``response`` with its redirect moved under the prefix ucf is served at.
+
+    Routes redirect to the app's own paths (``/projects/…``, ``/login?next=…``); the
+    browser must be sent to them under the prefix, or it leaves ucf. Done here, where
+    every dashboard answer passes, so that no redirect can forget it.
+    """
+    location = response.headers.get("location")
+    if location is not None:
+        response.headers["location"] = public_path(request.scope, location)
+    return response
 
 
 def _title(status: int) -> str:

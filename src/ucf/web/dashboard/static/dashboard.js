@@ -9,6 +9,8 @@
   // <details> is inside the region (so nothing moves under the user), or when its
   // toggle (data-refresh-toggle) is off.
   var STORAGE_KEY = "ucf.autorefresh.";
+  // The path prefix ucf is served under behind a proxy ("" at a host's root).
+  var ROOT = document.documentElement.getAttribute("data-root") || "";
 
   function toggleFor(region) {
     return document.querySelector('[data-refresh-toggle="' + region.id + '"]');
@@ -26,7 +28,7 @@
     if (paused(region)) return;
     fetch(window.location.href, { credentials: "same-origin", cache: "no-store", redirect: "follow" })
       .then(function (response) {
-        if (!response.ok || new URL(response.url).pathname === "/login") throw new Error("stop");
+        if (!response.ok || new URL(response.url).pathname === ROOT + "/login") throw new Error("stop");
         return response.text();
       })
       .then(function (html) {

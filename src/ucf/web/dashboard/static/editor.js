@@ -18,10 +18,14 @@
   var DEBOUNCE_MS = 400;
 
   // ---------------------------------------------------------------- calls
+  // The path prefix ucf is served under behind a proxy ("" at a host's root): the
+  // page's own paths below are the app's, and the browser must ask under the prefix.
+  var ROOT = document.documentElement.getAttribute("data-root") || "";
+
   function post(path, body) {
     var headers = { "Content-Type": "application/json" };
     headers[csrfHeader] = csrf;
-    return fetch(path, {
+    return fetch(ROOT + path, {
       method: "POST", credentials: "same-origin", headers: headers, body: JSON.stringify(body)
     }).then(function (response) {
       return response.json().then(function (data) { return { status: response.status, data: data }; });
