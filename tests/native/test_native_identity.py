@@ -229,21 +229,7 @@ async def test_a_new_mail_notified_while_exchange_files_it_and_polled_after_is_o
     of one arrival: one ``email_received`` signal, with one id, not two."""
     context = await _context(store, tmp_path, request)
     try:
-        await context.instances.create(
-            PROJECT,
-            "outlook",
-            credentials={
-                "clientId": fake_graph.CLIENT_ID,
-                "clientSecret": fake_graph.CLIENT_SECRET,
-                "clientState": CLIENT_STATE,
-            },
-            config={
-                "baseUrl": f"{graph.base_url}/v1.0",
-                "authorityUrl": graph.base_url,
-                "tenant": fake_graph.TENANT,
-                "mailbox": fake_graph.MAILBOX,
-            },
-        )
+        await _outlook_instance(context, graph)
         first = await poll_instance(context, PROJECT, "outlook")
         assert first.status == "ok", first.error
         before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
@@ -267,12 +253,76 @@ async def test_a_new_mail_notified_while_exchange_files_it_and_polled_after_is_o
         assert new[0].signal["timestamp"] == arrived.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
         # A change once the message has settled is a signal of its own.
+        # (Its arrival, named again by every sighting within 7 days, is a duplicate.)
         graph.mailbox.change(message, arrived + timedelta(minutes=10), flag="flagged")
-        assert await _notify(gateway, graph, message.id) == (1, 0)
+        assert await _notify(gateway, graph, message.id) == (1, 1)
         later = await poll_instance(context, PROJECT, "outlook")
         assert later.inserted == 0
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
+async def test_a_mail_first_seen_once_settled_is_received_once_whichever_path_sees_it(
+    store: str, graph: GraphFake, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A message read 10 minutes after it arrived, first seen after that: by a poll (a
+    poll-only instance with a long interval), or by a notification of the read. It was
+    ``email_updated`` only: the agent never heard of a mail it received. It is one
+    ``email_received`` (at its arrival) and one ``email_updated``, whichever path sees
+    it first, and no second ``email_received`` at a later change."""
+    context = await _context(store, tmp_path, request)
+    try:
+        await _outlook_instance(context, graph)
+        assert (await poll_instance(context, PROJECT, "outlook")).status == "ok"
+        before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
+        gateway = WebhookGateway(context)
+
+        arrived = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+        polled_first = graph.mailbox.receive(arrived, 2)
+        graph.mailbox.change(polled_first, arrived + timedelta(minutes=10), is_read=True)
+        notified_first = graph.mailbox.receive(arrived, 3)
+        graph.mailbox.change(notified_first, arrived + timedelta(minutes=10), is_read=True)
+        assert await _notify(gateway, graph, notified_first.id) == (2, 0)
+        polled = await poll_instance(context, PROJECT, "outlook")
+        assert (polled.inserted, polled.duplicates) == (2, 2)
+        assert await _notify(gateway, graph, polled_first.id) == (0, 2)
+
+        graph.mailbox.change(polled_first, arrived + timedelta(minutes=20), flag="flagged")
+        assert await _notify(gateway, graph, polled_first.id) == (1, 1)
+        assert (await poll_instance(context, PROJECT, "outlook")).inserted == 0
+
+        new = [s.signal for s in await all_signals(context, PROJECT)]
+        new = [s for s in new if s["id"] not in before]
+        for message, types in (
+            (polled_first, ["email_received", "email_updated", "email_updated"]),
+            (notified_first, ["email_received", "email_updated"]),
+        ):
+            assert sorted(s["type"] for s in new if s["raw"]["id"] == message.id) == types
+        [received] = [
+            s for s in new if s["type"] == "email_received" and s["raw"]["id"] == polled_first.id
+        ]
+        assert received["timestamp"] == arrived.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    finally:
+        await context.close()
+
+
+async def _outlook_instance(context: UcfContext, graph: GraphFake) -> None:
+    await context.instances.create(
+        PROJECT,
+        "outlook",
+        credentials={
+            "clientId": fake_graph.CLIENT_ID,
+            "clientSecret": fake_graph.CLIENT_SECRET,
+            "clientState": CLIENT_STATE,
+        },
+        config={
+            "baseUrl": f"{graph.base_url}/v1.0",
+            "authorityUrl": graph.base_url,
+            "tenant": fake_graph.TENANT,
+            "mailbox": fake_graph.MAILBOX,
+        },
+    )
 
 
 @pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
