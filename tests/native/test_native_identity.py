@@ -368,3 +368,69 @@ async def test_a_jira_issue_edited_within_a_second_of_its_creation_is_created_on
         assert sorted(s["type"] for s in new) == ["issue_created", "issue_updated"]
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
+@pytest.mark.parametrize("comment_first", [True, False], ids=["comment-first", "history-first"])
+async def test_a_jira_transition_made_with_a_comment_is_both_signals_in_any_order(
+    store: str,
+    comment_first: bool,
+    jira: JiraFake,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A transition screen's comment: Jira writes the changelog entry and the comment a
+    millisecond apart, in either order, and (with only ``jira:issue_updated``
+    subscribed) sends one delivery carrying both. The poll signalled the later of the
+    two, the delivery only the transition: the comment was lost when it came first, and
+    a poll-only instance lost the transition when it came last. Both paths, in both
+    orders, give both: one ``issue_status_changed`` and one ``issue_commented``."""
+    context = await _context(store, tmp_path, request)
+    try:
+        scenario = JiraScenario()
+        await context.instances.create(
+            PROJECT,
+            "jira",
+            credentials=scenario.credentials(),
+            config=scenario.config(jira.base_url),
+        )
+        assert (await poll_instance(context, PROJECT, "jira")).status == "ok"
+        before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
+        gateway = WebhookGateway(context)
+        data = jira.data
+        ops = [i for i in data.issues.values() if i.project == "OPS" and i.status != "Done"]
+
+        def resolve(issue: Issue, at: datetime) -> WebhookSample:
+            with data.lock:
+                first, last = at, at + timedelta(milliseconds=1)
+                comment_at, history_at = (first, last) if comment_first else (last, first)
+                comment = data.comment(issue, "Fixed in 2.4.1, verified on staging.", comment_at)
+                history = data.transition(issue, "Done", history_at, author=1)
+                issue.updated = last
+            return _sample(
+                "jira:issue_updated",
+                issue,
+                issue_event_type_name="issue_generic",
+                changelog={"id": str(history.id), "items": history.items},
+                comment=comment.json(issue.id),
+            )
+
+        now = datetime.now(UTC) - timedelta(seconds=10)
+        pushed_first, polled_first = ops[2], ops[6]
+        assert await _push(gateway, resolve(pushed_first, now)) == (2, 0)
+        late = resolve(polled_first, now + timedelta(seconds=2))
+        polled = await poll_instance(context, PROJECT, "jira")
+        assert polled.inserted == 2  # and the first issue's two as duplicates
+        assert await _push(gateway, late) == (0, 2)
+
+        new = [
+            s.signal for s in await all_signals(context, PROJECT) if s.signal["id"] not in before
+        ]
+        for issue in (pushed_first, polled_first):
+            of_issue = (s["type"] for s in new if s["summary"].startswith(f"{issue.key} "))
+            assert sorted(of_issue) == [
+                "issue_commented",
+                "issue_status_changed",
+            ]
+    finally:
+        await context.close()
