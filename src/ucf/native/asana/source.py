@@ -318,7 +318,7 @@ def changes_of(hints: Iterable[Hint], task: dict[str, Any], project_gid: str = "
     * ``added`` at (about) the task's creation is its creation, once per task
       (``created``). An existing task moved or added to the project is a change of
       the task, at its ``modified_at``: that is all a catch-up can see of it
-      (``modified_since`` lists such a task; Asana does not say when it was added).
+      (``modified_since`` lists such a task, with no trace of when it was added).
     * A completion is one if the task is still complete (``completed:<completed_at>``).
     * An assignment is one if the task still has an assignee, versioned by its event's
       time (the ``modified_at`` it gave the task): read again after a later edit, or
