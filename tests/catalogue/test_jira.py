@@ -4,7 +4,7 @@ whichever way it arrives, OAuth 3LO with rotating refresh tokens, ADF text."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,7 @@ from ucf.native import (
 )
 from ucf.native.jira.adf import plain_text
 from ucf.native.jira.auth import AtlassianEndpoints
+from ucf.native.jira.signals import normalise_issues
 from ucf.native.jira.source import JiraSource, search_jql
 from ucf.runtime.connection import connect
 
@@ -460,3 +461,24 @@ def test_the_fake_refuses_an_unbounded_query_like_jira() -> None:
     with pytest.raises(fake_jira.JqlError, match="Unbounded"):
         compile_jql("ORDER BY updated ASC", datetime.now(ZoneInfo("UTC")))
     assert json.loads(json.dumps(fake_jira.UNBOUNDED))
+
+
+@pytest.mark.parametrize("comment_first", [True, False], ids=["comment-first", "history-first"])
+def test_a_polled_transition_made_with_a_comment_is_both_signals_in_either_order(
+    comment_first: bool,
+) -> None:
+    """A poll-only instance: the transition screen's comment and the changelog entry are a
+    millisecond apart. The poll named only the later one (the transition was lost when
+    the comment came last, the comment when it came first); it names both."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    data = fake_jira.Dataset(now, ops=8, dev=2)
+    issue = next(i for i in data.issues.values() if i.project == "OPS" and i.status != "Done")
+    first, last = now, now + timedelta(milliseconds=1)
+    data.comment(issue, "Fixed in 2.4.1.", first if comment_first else last, 2)
+    data.transition(issue, "Done", last if comment_first else first, author=1)
+    issue.updated = last
+    result = normalise_issues([issue.json({"*all"}, changelog=True)], project_id="p")
+    assert sorted(s.wire["type"] for s in result.signals) == [
+        "issue_commented",
+        "issue_status_changed",
+    ]

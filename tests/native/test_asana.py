@@ -41,7 +41,14 @@ from ucf.native import (
     WebhookContext,
     WebhookRequest,
 )
-from ucf.native.asana.source import CATCH_UP_OVERLAP, AsanaSource, Change, Checkpoint
+from ucf.native.asana.source import (
+    CATCH_UP_OVERLAP,
+    AsanaSource,
+    Change,
+    Checkpoint,
+    Hint,
+    changes_of,
+)
 from ucf.native.asana.webhooks import signature
 from ucf.runtime.connection import connect
 from ucf.runtime.http import HttpSettings, create_client
@@ -480,3 +487,47 @@ async def test_a_delivery_resolves_compact_events_through_the_instances_upstream
     )
     assert comment.version == comment.wire["raw"]["created_at"]
     assert fake.server.requests_to("/api/1.0/stories/" + comment.wire["raw"]["gid"])
+
+
+def _at(seconds: int) -> str:
+    return (NOW + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+@pytest.mark.parametrize(
+    ("hints", "expected"),
+    [
+        # Created with its fields set at once: the creation says it.
+        ([Hint("added", _at(0)), Hint("updated", _at(0))], [("created", None)]),
+        # Renamed a little later: its own change, at its event's time.
+        (
+            [Hint("added", _at(0)), Hint("updated", _at(9))],
+            [("created", None), ("updated", _at(9))],
+        ),
+        # Created and completed: both, as two event pages give them.
+        (
+            [Hint("added", _at(0)), Hint("completed", _at(5))],
+            [("created", None), ("completed", None)],
+        ),
+        # Assigned, then renamed: each at its own event's time.
+        (
+            [Hint("assigned", _at(3)), Hint("updated", _at(7))],
+            [("assigned", _at(3)), ("updated", _at(7))],
+        ),
+        # Renamed, then assigned: the assignment says it.
+        ([Hint("updated", _at(3)), Hint("assigned", _at(7))], [("assigned", _at(7))]),
+        # Added to the project days after its creation: a change at its modified_at.
+        ([Hint("added", _at(3 * 86400))], [("updated", None)]),
+    ],
+)
+def test_a_batch_of_events_names_each_creation_completion_assignment_and_the_latest_edit(
+    hints: list[Hint], expected: list[tuple[str, str | None]]
+) -> None:
+    task = {
+        "gid": "1201",
+        "created_at": _at(0),
+        "modified_at": _at(3 * 86400),
+        "completed": True,
+        "completed_at": _at(5),
+        "assignee": {"gid": "7", "name": "Ada"},
+    }
+    assert [(c.kind, c.at) for c in changes_of(hints, task)] == expected

@@ -229,21 +229,7 @@ async def test_a_new_mail_notified_while_exchange_files_it_and_polled_after_is_o
     of one arrival: one ``email_received`` signal, with one id, not two."""
     context = await _context(store, tmp_path, request)
     try:
-        await context.instances.create(
-            PROJECT,
-            "outlook",
-            credentials={
-                "clientId": fake_graph.CLIENT_ID,
-                "clientSecret": fake_graph.CLIENT_SECRET,
-                "clientState": CLIENT_STATE,
-            },
-            config={
-                "baseUrl": f"{graph.base_url}/v1.0",
-                "authorityUrl": graph.base_url,
-                "tenant": fake_graph.TENANT,
-                "mailbox": fake_graph.MAILBOX,
-            },
-        )
+        await _outlook_instance(context, graph)
         first = await poll_instance(context, PROJECT, "outlook")
         assert first.status == "ok", first.error
         before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
@@ -267,12 +253,76 @@ async def test_a_new_mail_notified_while_exchange_files_it_and_polled_after_is_o
         assert new[0].signal["timestamp"] == arrived.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
         # A change once the message has settled is a signal of its own.
+        # (Its arrival, named again by every sighting within 7 days, is a duplicate.)
         graph.mailbox.change(message, arrived + timedelta(minutes=10), flag="flagged")
-        assert await _notify(gateway, graph, message.id) == (1, 0)
+        assert await _notify(gateway, graph, message.id) == (1, 1)
         later = await poll_instance(context, PROJECT, "outlook")
         assert later.inserted == 0
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
+async def test_a_mail_first_seen_once_settled_is_received_once_whichever_path_sees_it(
+    store: str, graph: GraphFake, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A message read 10 minutes after it arrived, first seen after that: by a poll (a
+    poll-only instance with a long interval), or by a notification of the read. It was
+    ``email_updated`` only: the agent never heard of a mail it received. It is one
+    ``email_received`` (at its arrival) and one ``email_updated``, whichever path sees
+    it first, and no second ``email_received`` at a later change."""
+    context = await _context(store, tmp_path, request)
+    try:
+        await _outlook_instance(context, graph)
+        assert (await poll_instance(context, PROJECT, "outlook")).status == "ok"
+        before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
+        gateway = WebhookGateway(context)
+
+        arrived = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+        polled_first = graph.mailbox.receive(arrived, 2)
+        graph.mailbox.change(polled_first, arrived + timedelta(minutes=10), is_read=True)
+        notified_first = graph.mailbox.receive(arrived, 3)
+        graph.mailbox.change(notified_first, arrived + timedelta(minutes=10), is_read=True)
+        assert await _notify(gateway, graph, notified_first.id) == (2, 0)
+        polled = await poll_instance(context, PROJECT, "outlook")
+        assert (polled.inserted, polled.duplicates) == (2, 2)
+        assert await _notify(gateway, graph, polled_first.id) == (0, 2)
+
+        graph.mailbox.change(polled_first, arrived + timedelta(minutes=20), flag="flagged")
+        assert await _notify(gateway, graph, polled_first.id) == (1, 1)
+        assert (await poll_instance(context, PROJECT, "outlook")).inserted == 0
+
+        new = [s.signal for s in await all_signals(context, PROJECT)]
+        new = [s for s in new if s["id"] not in before]
+        for message, types in (
+            (polled_first, ["email_received", "email_updated", "email_updated"]),
+            (notified_first, ["email_received", "email_updated"]),
+        ):
+            assert sorted(s["type"] for s in new if s["raw"]["id"] == message.id) == types
+        [received] = [
+            s for s in new if s["type"] == "email_received" and s["raw"]["id"] == polled_first.id
+        ]
+        assert received["timestamp"] == arrived.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    finally:
+        await context.close()
+
+
+async def _outlook_instance(context: UcfContext, graph: GraphFake) -> None:
+    await context.instances.create(
+        PROJECT,
+        "outlook",
+        credentials={
+            "clientId": fake_graph.CLIENT_ID,
+            "clientSecret": fake_graph.CLIENT_SECRET,
+            "clientState": CLIENT_STATE,
+        },
+        config={
+            "baseUrl": f"{graph.base_url}/v1.0",
+            "authorityUrl": graph.base_url,
+            "tenant": fake_graph.TENANT,
+            "mailbox": fake_graph.MAILBOX,
+        },
+    )
 
 
 @pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
@@ -316,5 +366,71 @@ async def test_a_jira_issue_edited_within_a_second_of_its_creation_is_created_on
         new = [s.signal for s in await all_signals(context, PROJECT)]
         new = [s for s in new if s["id"] not in before]
         assert sorted(s["type"] for s in new) == ["issue_created", "issue_updated"]
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "dynamodb"])
+@pytest.mark.parametrize("comment_first", [True, False], ids=["comment-first", "history-first"])
+async def test_a_jira_transition_made_with_a_comment_is_both_signals_in_any_order(
+    store: str,
+    comment_first: bool,
+    jira: JiraFake,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """A transition screen's comment: Jira writes the changelog entry and the comment a
+    millisecond apart, in either order, and (with only ``jira:issue_updated``
+    subscribed) sends one delivery carrying both. The poll signalled the later of the
+    two, the delivery only the transition: the comment was lost when it came first, and
+    a poll-only instance lost the transition when it came last. Both paths, in both
+    orders, give both: one ``issue_status_changed`` and one ``issue_commented``."""
+    context = await _context(store, tmp_path, request)
+    try:
+        scenario = JiraScenario()
+        await context.instances.create(
+            PROJECT,
+            "jira",
+            credentials=scenario.credentials(),
+            config=scenario.config(jira.base_url),
+        )
+        assert (await poll_instance(context, PROJECT, "jira")).status == "ok"
+        before = {s.signal["id"] for s in await all_signals(context, PROJECT)}
+        gateway = WebhookGateway(context)
+        data = jira.data
+        ops = [i for i in data.issues.values() if i.project == "OPS" and i.status != "Done"]
+
+        def resolve(issue: Issue, at: datetime) -> WebhookSample:
+            with data.lock:
+                first, last = at, at + timedelta(milliseconds=1)
+                comment_at, history_at = (first, last) if comment_first else (last, first)
+                comment = data.comment(issue, "Fixed in 2.4.1, verified on staging.", comment_at)
+                history = data.transition(issue, "Done", history_at, author=1)
+                issue.updated = last
+            return _sample(
+                "jira:issue_updated",
+                issue,
+                issue_event_type_name="issue_generic",
+                changelog={"id": str(history.id), "items": history.items},
+                comment=comment.json(issue.id),
+            )
+
+        now = datetime.now(UTC) - timedelta(seconds=10)
+        pushed_first, polled_first = ops[2], ops[6]
+        assert await _push(gateway, resolve(pushed_first, now)) == (2, 0)
+        late = resolve(polled_first, now + timedelta(seconds=2))
+        polled = await poll_instance(context, PROJECT, "jira")
+        assert polled.inserted == 2  # and the first issue's two as duplicates
+        assert await _push(gateway, late) == (0, 2)
+
+        new = [
+            s.signal for s in await all_signals(context, PROJECT) if s.signal["id"] not in before
+        ]
+        for issue in (pushed_first, polled_first):
+            of_issue = (s["type"] for s in new if s["summary"].startswith(f"{issue.key} "))
+            assert sorted(of_issue) == [
+                "issue_commented",
+                "issue_status_changed",
+            ]
     finally:
         await context.close()

@@ -378,9 +378,33 @@ def test_a_message_maps_to_subject_preview_priority_people_tags_and_tickets() ->
         "tags": ["Red category", "flagged"],
     }
     read = {**message, "isRead": True, "lastModifiedDateTime": "2026-03-02T11:00:00Z"}
-    [later] = to_signals([read], project_id="p").signals
+    [arrival, later] = to_signals([read], project_id="p").signals
+    assert arrival.dedup_key == signal.dedup_key  # the one arrival, a duplicate once stored
     assert later.wire["type"] == "email_updated"
     assert later.dedup_key != signal.dedup_key
+
+
+def test_a_message_first_seen_once_settled_is_received_then_updated() -> None:
+    """Read 10 minutes after it arrived, and only then seen (a poll-only instance polling
+    every 15 minutes): it was ``email_updated`` alone, and the agent never heard the mail
+    arrive. Its arrival is named too (dropped as a duplicate if already stored), within
+    7 days of it; a change later than that is only the change."""
+    message = {
+        "id": "AAMk-2",
+        "subject": "Refund request",
+        "receivedDateTime": "2026-03-02T09:00:00Z",
+        "createdDateTime": "2026-03-02T09:00:00Z",
+        "lastModifiedDateTime": "2026-03-02T09:10:00Z",
+    }
+    signals = to_signals([message], project_id="p").signals
+    assert [(s.wire["type"], s.wire["timestamp"]) for s in signals] == [
+        ("email_received", "2026-03-02T09:00:00.000Z"),
+        ("email_updated", "2026-03-02T09:10:00.000Z"),
+    ]
+    fresh = {**message, "lastModifiedDateTime": "2026-03-02T09:00:03Z"}
+    assert to_signals([fresh], project_id="p").signals[0].dedup_key == signals[0].dedup_key
+    old = {**message, "lastModifiedDateTime": "2026-03-09T09:00:01Z"}
+    assert [s.wire["type"] for s in to_signals([old], project_id="p").signals] == ["email_updated"]
 
 
 def test_removed_and_broken_items_are_not_signals() -> None:

@@ -290,7 +290,11 @@ async def _kill_over_and_over(crash: Crash, tmp_path: Path) -> None:
     timing = await run_to_completion(crash, clean)
     expected = await snapshot(crash, clean)
     in_window = fake.ids_changed_since(datetime.now(UTC) - timedelta(days=7))
-    assert len(expected.signals) == len(in_window) > 100, "the clean run must store every issue"
+    stored = len(expected.signals)
+    if crash.target.connector == "outlook":
+        # A message first seen settled is its arrival and its change: two signals.
+        stored = len({json.loads(text)["raw"]["id"] for _, _, text in expected.signals})
+    assert stored == len(in_window) > 100, "the clean run must store every issue"
     assert expected.version > 10, "the checkpoint must advance page by page (sortedAscending)"
     assert set(expected.outbox.values()) == {1}
 

@@ -308,7 +308,8 @@ async def test_a_new_task_is_created_once_though_edited_before_the_poll(
     """A task is created and pushed (fetched at once), then renamed; the poll comes before
     the rename's delivery and reads both events, the task as renamed. The creation is
     one ``task_created`` (the poll's, keyed by the rename's ``modified_at``, was a
-    second one), and the rename, when its delivery comes, one ``task_updated``."""
+    second one), and the rename one ``task_updated``: the poll's (an edit after the
+    creation is its own change), which the rename's delivery then duplicates."""
     await shake(connected)
     assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
     before = {s["id"] for s in await stored(connected)}
@@ -321,8 +322,8 @@ async def test_a_new_task_is_created_once_though_edited_before_the_poll(
     asana.data.rename(task, "Refunds stuck in pending (EU only)", now)
     rename = WebhookSample.of("renamed", {"events": asana.data.events[-1:]})
     polled = await connected.client.post(f"{INSTANCE}/poll")
-    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
-    assert (await post(connected, rename)).json()["inserted"] == 1
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (1, 1)
+    assert (await post(connected, rename)).json()["duplicates"] == 1
 
     new = [s for s in await stored(connected) if s["id"] not in before]
     assert sorted(s["type"] for s in new) == ["task_created", "task_updated"]
@@ -354,15 +355,141 @@ async def test_a_completion_pushed_then_the_task_edited_before_the_poll_is_one_s
     """Completed and pushed (fetched at once), then renamed; the poll comes before the
     rename's delivery and reads both events, the task as renamed and still complete.
     Read as a completion at the rename's ``modified_at``, it was a second
-    ``task_completed``; the rename's own delivery is its ``task_updated``."""
+    ``task_completed``; the rename is one ``task_updated`` (the poll's; its own
+    delivery duplicates it)."""
     before, task, now, mark = await _completed_after_a_first_poll(connected, asana)
     completion = WebhookSample.of("completed", {"events": asana.data.events[mark:]})
     assert (await post(connected, completion)).json()["inserted"] == 1
     asana.data.rename(task, "Renamed once done", now)
     rename = WebhookSample.of("renamed", {"events": asana.data.events[-1:]})
     polled = await connected.client.post(f"{INSTANCE}/poll")
-    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 1)
-    assert (await post(connected, rename)).json()["inserted"] == 1
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (1, 1)
+    assert (await post(connected, rename)).json()["duplicates"] == 1
 
     new = [s for s in await stored(connected) if s["id"] not in before]
     assert sorted(s["type"] for s in new) == ["task_completed", "task_updated"]
+
+
+async def _first_poll(connected: Web) -> set[str]:
+    """The handshake and a first poll; the ids it stored."""
+    await shake(connected)
+    assert (await connected.client.post(f"{INSTANCE}/poll")).status_code == 200
+    return {s["id"] for s in await stored(connected)}
+
+
+async def _of_task(connected: Web, gid: str, before: set[str]) -> list[str]:
+    """The types of the signals about task ``gid`` stored since ``before``, sorted."""
+    return sorted(
+        s["type"]
+        for s in await stored(connected)
+        if s["id"] not in before and gid in (s["raw"]["gid"], s["raw"].get("target", {}).get("gid"))
+    )
+
+
+async def test_an_existing_task_added_to_the_project_is_one_signal_whichever_path_sees_it(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """A task filed days ago elsewhere is added to the project: Asana sends an ``added``
+    event under the project, and a catch-up (``modified_since`` counts a task added to a
+    project) lists it with its old ``modified_at``. It was a ``task_created`` (keyed
+    ``created``) for the delivery and a ``task_updated`` for the catch-up: two signals
+    for one addition, and a creation of a task that is days old. It is one change of
+    the task, at the ``modified_at`` both can read."""
+    before = await _first_poll(connected)
+    now = datetime.now(UTC)
+    task = asana.data.create_elsewhere(now - timedelta(days=3), "Card declines spike in NL")
+    mark = len(asana.data.events)
+    asana.data.add_to_project(task, now - timedelta(seconds=30))
+    added = WebhookSample.of("added", {"events": asana.data.events[mark:]})
+    assert (await post(connected, added)).json()["inserted"] == 1
+    asana.expire_sync_tokens()  # the next poll is a catch-up
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.status_code == 200, polled.text
+    assert await _of_task(connected, task.gid, before) == ["task_updated"]
+
+
+async def test_a_task_removed_changed_elsewhere_and_added_back_is_signalled_again(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Removed from the project, renamed in the other one, added back: its return is news
+    (a ``task_updated`` at its new ``modified_at``). Keyed ``created`` like its first
+    addition, it was dropped as a duplicate of the task's creation."""
+    before = await _first_poll(connected)
+    now = datetime.now(UTC)
+    task = asana.data.create_elsewhere(now - timedelta(days=3), "Card declines spike in NL")
+    mark = len(asana.data.events)
+    asana.data.add_to_project(task, now - timedelta(minutes=9))
+    first = WebhookSample.of("added", {"events": asana.data.events[mark:]})
+    assert (await post(connected, first)).json()["inserted"] == 1
+    asana.data.remove_from_project(task, now - timedelta(minutes=8))
+    task.name, task.modified = "Card declines spike in NL and BE", now - timedelta(minutes=5)
+    mark = len(asana.data.events)
+    asana.data.add_to_project(task, now - timedelta(minutes=1))
+    again = WebhookSample.of("added again", {"events": asana.data.events[mark:]})
+    assert (await post(connected, again)).json()["inserted"] == 1
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert polled.json()["inserted"] == 0
+    assert await _of_task(connected, task.gid, before) == ["task_updated", "task_updated"]
+
+
+async def test_a_creation_and_a_completion_in_one_delivery_are_the_signals_of_two_event_pages(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """A task created and completed within seconds: one delivery brings both events, and
+    gave only ``task_created``; an events poll whose pages split them gave both. Both
+    paths give both."""
+    before = await _first_poll(connected)
+    now = datetime.now(UTC)
+    mark = len(asana.data.events)
+    task = asana.data.create_task(now - timedelta(seconds=20), "Restart the export job")
+    asana.data.complete(task, now - timedelta(seconds=10))
+    both = WebhookSample.of("both", {"events": asana.data.events[mark:]})
+    assert (await post(connected, both)).json()["inserted"] == 2
+    asana.events_per_call = 1  # the events poll reads them one page each
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 2)
+    assert await _of_task(connected, task.gid, before) == ["task_completed", "task_created"]
+
+
+async def test_an_assignment_pushed_then_the_task_renamed_before_the_poll_is_assigned_once(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Assigned and pushed (fetched at once), then renamed; the poll reads both events and
+    the task as renamed. Keyed by the task's ``modified_at`` as fetched, the poll's read
+    was a second ``task_assigned`` (Asana keeps no assignment time on the task). The
+    assignment is versioned by its event's time, the ``modified_at`` it gave the task."""
+    before = await _first_poll(connected)
+    now = datetime.now(UTC)
+    task = [t for t in asana.data.tasks_in_order() if t.completed_at is None][-3]
+    mark = len(asana.data.events)
+    asana.data.assign(task, 3, now - timedelta(seconds=20))
+    assigned = WebhookSample.of("assigned", {"events": asana.data.events[mark:]})
+    assert (await post(connected, assigned)).json()["inserted"] == 1
+    asana.data.rename(task, task.name + " (EU)", now - timedelta(seconds=5))
+    rename = WebhookSample.of("renamed", {"events": asana.data.events[-1:]})
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (1, 1)
+    assert (await post(connected, rename)).json()["duplicates"] == 1
+    assert await _of_task(connected, task.gid, before) == ["task_assigned", "task_updated"]
+
+
+async def test_an_assignment_fetched_after_a_later_comment_leaves_the_comment_its_signal(
+    connected: Web, asana: AsanaFake
+) -> None:
+    """Assigned, then commented before the assignment's delivery was fetched: the task is
+    read at the comment's ``modified_at``. Keyed by it, the assignment took the
+    comment's key, and the comment's own delivery was dropped as its duplicate."""
+    before = await _first_poll(connected)
+    now = datetime.now(UTC)
+    task = [t for t in asana.data.tasks_in_order() if t.completed_at is None][-3]
+    mark = len(asana.data.events)
+    asana.data.assign(task, 3, now - timedelta(seconds=20))
+    assigned = WebhookSample.of("assigned", {"events": asana.data.events[mark:]})
+    mark = len(asana.data.events)
+    asana.data.comment(task, 2, "Taking this one, ETA Friday.", now - timedelta(seconds=5))
+    commented = WebhookSample.of("commented", {"events": asana.data.events[mark:]})
+    assert (await post(connected, assigned)).json()["inserted"] == 1
+    assert (await post(connected, commented)).json()["inserted"] == 1
+    polled = await connected.client.post(f"{INSTANCE}/poll")
+    assert (polled.json()["inserted"], polled.json()["duplicates"]) == (0, 2)
+    assert await _of_task(connected, task.gid, before) == ["task_assigned", "task_commented"]

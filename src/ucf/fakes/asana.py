@@ -148,19 +148,30 @@ class Task:
     completed_at: datetime | None = None
     parent: int | None = None
     also_in_other_project: bool = False
+    in_project: bool = True
+    """Whether the task is in the followed project (the support project otherwise)."""
+    associated: datetime | None = None
+    """When it last joined or left the project: ``modified_since`` counts that ("a task
+    being added to a project"), ``modified_at`` does not ("moving to a new container")."""
 
     @property
     def gid(self) -> str:
         return task_gid(self.number)
 
+    def modified_since(self, since: datetime) -> bool:
+        """Whether ``GET /tasks?modified_since=`` lists the task (its associations count)."""
+        return self.modified >= since or (self.associated is not None and self.associated >= since)
+
     def json(self, base_url: str) -> dict[str, Any]:
-        memberships = [
-            {
-                "project": _compact("project", *PROJECT),
-                "section": _compact("section", *SECTIONS[self.section]),
-            }
-        ]
-        if self.also_in_other_project:
+        memberships = []
+        if self.in_project:
+            memberships.append(
+                {
+                    "project": _compact("project", *PROJECT),
+                    "section": _compact("section", *SECTIONS[self.section]),
+                }
+            )
+        if self.also_in_other_project or not self.in_project:
             memberships.append(
                 {
                     "project": _compact("project", *OTHER_PROJECT),
@@ -333,6 +344,26 @@ class Dataset:
             )
         )
         return task
+
+    def create_elsewhere(self, created: datetime, name: str) -> Task:
+        """A task of the support project, untouched since ``created``: no event of ours."""
+        task = self._task(created, index=len(self.tasks))
+        task.name, task.created, task.completed_at = name, created, None
+        task.in_project = False
+        return task
+
+    def add_to_project(self, task: Task, now: datetime, *, user: int = 0) -> None:
+        """An existing task added to the followed project (``POST /tasks/{gid}/addProject``):
+        an ``added`` event under the project; its ``modified_at`` stays (the reference:
+        "moving to a new container" does not change it), ``modified_since`` lists it."""
+        task.in_project, task.associated, task.section = True, now, 0
+        project = _compact("project", *PROJECT)
+        self.events.append(event("added", task_resource(task), now, user=user, parent=project))
+
+    def remove_from_project(self, task: Task, now: datetime, *, user: int = 0) -> None:
+        task.in_project, task.associated = False, now
+        project = _compact("project", *PROJECT)
+        self.events.append(event("removed", task_resource(task), now, user=user, parent=project))
 
     def complete(self, task: Task, now: datetime, *, user: int = 1) -> None:
         task.completed_at = task.modified = now
@@ -564,14 +595,16 @@ class AsanaFake(ProviderFake):
             if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
                 return error(400, "limit: Must be between 1 and 100, inclusive")
             limit = int(limit_text)
-        tasks = [t for t in self.data.tasks_in_order() if project in (PROJECT[0], None)]
+        tasks = [
+            t for t in self.data.tasks_in_order() if t.in_project and project in (PROJECT[0], None)
+        ]
         since_text = request.param("modified_since")
         if since_text is not None:
             try:
                 since = datetime.fromisoformat(since_text.replace("Z", "+00:00"))
             except ValueError:
                 return error(400, f"modified_since: Invalid date-time: {since_text}")
-            tasks = [t for t in tasks if t.modified >= since]
+            tasks = [t for t in tasks if t.modified_since(since)]
         query = urlencode(sorted((k, v[0]) for k, v in request.query.items() if k != "offset"))
         start = 0
         offset = request.param("offset")
@@ -773,7 +806,8 @@ class AsanaScenario(Scenario):
             "resource_subtype": "default_task",
         }
         comment = story_resource(data.stories[story_gid(1)])
-        added = event("added", task_resource(created), now, parent=project)
+        # Its creation's event: an existing task added to the project is a change of it.
+        added = event("added", task_resource(created), created.created, parent=project)
         completed = event("changed", task_resource(done), now, changed="completed")
         reassigned = event("changed", task_resource(assigned), now, changed="assignee")
         name_changed = event("changed", task_resource(renamed), now, user=2, changed="name")

@@ -22,11 +22,13 @@ feed with a cursor, the *sync token*::
 * ``429`` with ``Retry-After`` (https://developers.asana.com/docs/rate-limits)
   is waited out by :class:`~ucf.native.UpstreamCalls`.
 
-A signal's identity is the task gid and its ``modified_at`` (a comment: the
-task gid and the comment's ``created_at``, the ``modified_at`` it gave the
-task; a creation: ``created``, once per task; a completion:
-``completed:<completed_at>``), so the poll, a catch-up and a webhook that report
-the same change store one signal.
+A signal's identity is the task gid and the ``modified_at`` its change gave the
+task: an assignment's or an edit's event time (the catch-up, which sees no
+events, reads the task's ``modified_at``), a comment's ``created_at``; a
+creation is ``created``, once per task; a completion ``completed:<completed_at>``;
+an existing task added to the project is a change at its ``modified_at`` as
+fetched (see :func:`changes_of`). So the poll, a catch-up and a webhook that
+report the same change store one signal.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ __all__ = [
     "Change",
     "Checkpoint",
     "EventPlan",
+    "Hint",
+    "changes_from_state",
+    "changes_of",
     "resolve_events",
     "signal_of",
 ]
@@ -155,7 +160,8 @@ OWN_VERSIONS: Final = frozenset({"created", "completed"})
 """Kinds of task change versioned by what happened, not by the task's ``modified_at``."""
 
 CREATED_WINDOW: Final = timedelta(seconds=60)
-"""A task listed by ``modified_since`` whose last change is this close to its creation is new."""
+"""A task listed by ``modified_since`` whose last change is this close to its creation is new;
+so is a task whose ``added`` event is this close to it (later, it was an existing task)."""
 
 
 # --------------------------------------------------------------------------- items
@@ -165,14 +171,18 @@ CREATED_WINDOW: Final = timedelta(seconds=60)
 class Change:
     """One item of a page: a task and what happened to it, or a comment on it.
 
-    ``kind`` is decided where the events are known (see :func:`kind_of`);
-    ``project_gid`` picks the task's section in the followed project.
+    ``kind`` is decided where the events are known (see :func:`changes_of`);
+    ``project_gid`` picks the task's section in the followed project. ``at`` is the
+    time of the event that made an assignment or an edit, as Asana wrote it: that
+    change's version, the ``modified_at`` it gave the task (None: the task's
+    ``modified_at`` as fetched, which a later change may have moved since).
     """
 
     kind: str
     task: dict[str, Any]
     story: dict[str, Any] | None = None
     project_gid: str = ""
+    at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +236,18 @@ def _asana_time(moment: datetime) -> str:
 # --------------------------------------------------------------------------- events
 
 
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """What one event says about a task, and when (its ``created_at`` as Asana wrote it).
+
+    ``kind`` is ``added`` (to the project, or as a subtask: a creation, or an existing
+    task moved or added there), ``completed``, ``assigned`` or ``updated``.
+    """
+
+    kind: str
+    at: str | None = None
+
+
 @dataclass(slots=True)
 class EventPlan:
     """What a batch of compact events asks to fetch: tasks (with what happened) and comments.
@@ -237,13 +259,13 @@ class EventPlan:
          "action": "changed", "resource": {"gid": "1202", "resource_type": "task"},
          "parent": null, "change": {"field": "completed", "action": "changed"}}
 
-    A task ``added`` to the project (or as a subtask) is a new task; ``changed``
-    names the field; a story ``added`` under a task with subtype
-    ``comment_added`` is a comment. Removals, deletions and everything else
-    (sections, the project itself, system stories) are no signal.
+    A task ``added`` to the project (or as a subtask) is new or newly there
+    (:func:`changes_of` tells which); ``changed`` names the field; a story ``added``
+    under a task with subtype ``comment_added`` is a comment. Removals, deletions
+    and everything else (sections, the project itself, system stories) are no signal.
     """
 
-    tasks: dict[str, set[str]] = field(default_factory=dict)
+    tasks: dict[str, list[Hint]] = field(default_factory=dict)
     comments: dict[str, str] = field(default_factory=dict)
     """story gid -> task gid"""
 
@@ -260,7 +282,9 @@ class EventPlan:
         if kind == "task":
             hint = _task_hint(action, parent, event.get("change"))
             if hint is not None:
-                self.tasks.setdefault(gid, set()).add(hint)
+                at = event.get("created_at")
+                when = at if isinstance(at, str) and _time(at) is not None else None
+                self.tasks.setdefault(gid, []).append(Hint(hint, when))
         elif kind == "story" and action == "added":
             subtype = resource.get("resource_subtype")
             task = _gid(parent)
@@ -275,7 +299,7 @@ class EventPlan:
 def _task_hint(action: Any, parent: Any, change: Any) -> str | None:
     if action == "added":
         placed_in = parent.get("resource_type") if isinstance(parent, dict) else None
-        return "created" if placed_in in ("project", "task") else "updated"
+        return "added" if placed_in in ("project", "task") else "updated"
     if action == "changed":
         changed = change.get("field") if isinstance(change, dict) else None
         if changed == "completed":
@@ -288,35 +312,93 @@ def _task_hint(action: Any, parent: Any, change: Any) -> str | None:
     return None  # removed from the project, deleted: nothing to fetch
 
 
-def kind_of(hints: Iterable[str], task: Mapping[str, Any]) -> str:
-    """The one thing to say about a task, the most telling first, checked against its state
-    (a task marked complete and reopened since is just updated)."""
-    seen = set(hints)
-    if "created" in seen:
-        return "created"
-    if "completed" in seen and task.get("completed") is True:
-        return "completed"
-    if "assigned" in seen and task.get("assignee"):
-        return "assigned"
-    return "updated"
+def changes_of(hints: Iterable[Hint], task: dict[str, Any], project_gid: str = "") -> list[Change]:
+    """What a batch's events say about one task, checked against the task as fetched.
+
+    * ``added`` at (about) the task's creation is its creation, once per task
+      (``created``). An existing task moved or added to the project is a change of
+      the task, at its ``modified_at``: that is all a catch-up can see of it
+      (``modified_since`` lists such a task, with no trace of when it was added).
+    * A completion is one if the task is still complete (``completed:<completed_at>``).
+    * An assignment is one if the task still has an assignee, versioned by its event's
+      time (the ``modified_at`` it gave the task): read again after a later edit, or
+      after a later comment, it is still the one assignment.
+    * The other changes are one ``task_updated`` at the latest of them (its event's
+      time), unless none came after this batch's creation, completion or assignment:
+      that signal then says it (the most telling).
+
+    So the same events give the same signals however deliveries or event pages split
+    them: a creation and a completion in one batch are both signalled, as they are
+    when two pages bring them.
+    """
+    created = _time(task.get("created_at"))
+    creation = completion = False
+    own: list[datetime | None] = []  # when this batch's creation, completion, assignment were
+    assigned: tuple[datetime | None, str | None] | None = None
+    edit: tuple[datetime | None, str | None] | None = None  # (when, version: None = modified_at)
+    for hint in hints:
+        at = _time(hint.at)
+        if hint.kind == "added" and (
+            created is None or at is None or abs(at - created) <= CREATED_WINDOW
+        ):
+            creation = True
+            own.append(at)
+        elif hint.kind == "completed" and task.get("completed") is True:
+            completion = True
+            own.append(at)
+        elif hint.kind == "assigned" and task.get("assignee"):
+            if assigned is None or _later(at, assigned[0]):
+                assigned = (at, hint.at)
+        elif edit is None or _later(at, edit[0]):
+            edit = (at, None if hint.kind == "added" else hint.at)
+    changes = []
+    if creation:
+        changes.append(Change("created", task, project_gid=project_gid))
+    if completion:
+        changes.append(Change("completed", task, project_gid=project_gid))
+    if assigned is not None and _after_all(assigned[0], own):
+        changes.append(Change("assigned", task, project_gid=project_gid, at=assigned[1]))
+        own.append(assigned[0])
+    if edit is not None and _after_all(edit[0], own):
+        changes.append(Change("updated", task, project_gid=project_gid, at=edit[1]))
+    return changes
 
 
-def kind_from_state(task: Mapping[str, Any]) -> str:
-    """What a ``modified_since`` listing can tell without events: new, completed, or changed."""
+def _later(at: datetime | None, than: datetime | None) -> bool:
+    """Whether ``at`` comes after ``than``; a time unknown is the latest (read as fetched)."""
+    return at is None or (than is not None and at > than)
+
+
+def _after_all(at: datetime | None, others: Sequence[datetime | None]) -> bool:
+    """Whether a change at ``at`` came after every one of ``others`` (none: yes)."""
+    return not others or (at is not None and all(o is not None and at > o for o in others))
+
+
+def changes_from_state(
+    task: dict[str, Any], since: datetime, project_gid: str = ""
+) -> list[Change]:
+    """What a ``modified_since=since`` listing can tell without events: new, completed, or
+    changed (a task created and completed within a minute is both, as its events say).
+
+    New is created since ``since`` and last changed within a minute of it: a task
+    created before, listed with its ``modified_at`` of then, was added to the project
+    (``modified_since`` counts that, ``modified_at`` does not), not created.
+    """
     modified = _time(task.get("modified_at"))
     if modified is None:
-        return "updated"
+        return [Change("updated", task, project_gid=project_gid)]
+    created = _time(task.get("created_at"))
+    new = created is not None and created >= since and modified - created <= CREATED_WINDOW
     completed = _time(task.get("completed_at"))
     if (
         task.get("completed") is True
         and completed is not None
         and modified - completed <= timedelta(seconds=2)
     ):
-        return "completed"
-    created = _time(task.get("created_at"))
-    if created is not None and modified - created <= CREATED_WINDOW:
-        return "created"
-    return "updated"
+        kinds = ["created", "completed"] if new else ["completed"]
+    else:
+        kinds = ["created"] if new else ["updated"]
+    return [Change(kind, task, project_gid=project_gid) for kind in kinds]
 
 
 async def _bounded(calls: Sequence[Callable[[], Awaitable[Any]]]) -> list[Any]:
@@ -384,21 +466,22 @@ async def resolve_events(
         comments.append(Change("commented", task, story, project_gid))
         owned.add((task_gid, story.get("created_at")))
     # A comment is the task version it made (its created_at is the task's modified_at:
-    # signal_of). A task fetched after its latest change, a comment of this batch, is
-    # at that version, which the comment owns: the task's own events (a completion just
-    # before "Done, deployed") named earlier versions, no longer to be read. Listed as
-    # well, the task took the key first and the comment was dropped as its duplicate.
-    # A creation and a completion are versions of their own (signal_of), so they stay.
+    # signal_of). A task change read at the task's modified_at as fetched (an existing
+    # task added to the project), fetched after a comment of this batch, is at that
+    # version, which the comment owns: listed as well, it took the key first and the
+    # comment was dropped as its duplicate. A creation and a completion are versions of
+    # their own, an assignment and an edit are versioned by their events' times.
     changes: list[Change] = []
     for gid, hints in plan.tasks.items():
         task = tasks[gid]
         if task is None:
             gone += 1
             continue
-        kind = kind_of(hints, task)
-        if kind not in OWN_VERSIONS and (gid, task.get("modified_at")) in owned:
-            continue
-        changes.append(Change(kind, task, project_gid=project_gid))
+        for change in changes_of(hints, task, project_gid):
+            version = change.at if change.at is not None else task.get("modified_at")
+            if change.kind not in OWN_VERSIONS and (gid, version) in owned:
+                continue
+            changes.append(change)
     return changes + comments, gone
 
 
@@ -501,6 +584,10 @@ def signal_of(change: Change, project_id: str) -> MappedSignal:
             done = _time(completed)
             if done is not None and isinstance(completed, str):
                 version, at = f"completed:{completed}", done
+        elif change.at is not None and (when := _time(change.at)) is not None:
+            # An assignment or an edit is the version its event made: the task's
+            # modified_at then, which a later edit or comment has moved since.
+            version, at = change.at, when
     return build_signal(
         source=CONNECTOR,
         project_id=project_id,
@@ -707,9 +794,10 @@ class AsanaSource:
             cut = more and max_pages is not None and number >= max_pages
             last = not more or cut
             changes = [
-                Change(kind_from_state(task), task, project_gid=project)
+                change
                 for task in tasks
                 if isinstance(task, dict)
+                for change in changes_from_state(task, since, project)
             ]
             checkpoint = position.dump() if not more else stored
             yield calls.page(number, changes, checkpoint, last=last, truncated=cut)

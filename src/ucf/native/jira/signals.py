@@ -16,7 +16,11 @@ one signal. The identity is the issue id plus the *version* the change made:
 Which signal type a polled issue is comes from its latest change: created at
 its update time → ``issue_created``; a changelog entry at its update time
 with a ``status`` item → ``issue_status_changed``; a comment at its update
-time → ``issue_commented``; anything else → ``issue_updated``. A webhook
+time → ``issue_commented``; anything else → ``issue_updated``. A transition
+made with a comment (a transition screen's comment field) writes a changelog
+entry and a comment within milliseconds of each other, in either order: both
+at the update time are both signals, the change and the comment, as the
+``jira:issue_updated`` delivery that carries both names them. A webhook
 names the same thing directly (``webhookEvent``, the ``changelog`` of the
 delivery, ``issue_event_type_name``). Jira's documentation of the payloads:
 https://developer.atlassian.com/cloud/jira/platform/webhooks/ and of the
@@ -284,17 +288,23 @@ def normalise_issues(items: list[Any], *, project_id: str) -> MappingResult:
             continue
         signal_type, comment = classify(issue, updated)
         if comment is not None:
-            found = comment_version(comment)
-            assert found is not None  # classify only returns comments that have one
-            version, timestamp = found
-            text = plain_text(comment.get("body"))
-        elif signal_type == "issue_created":
+            result.signals.append(_comment_signal(issue, comment, project_id))
+            # A transition (or edit) made with this comment: its own signal too.
+            history = _latest_history(issue)
+            if history is not None and abs(updated - history[0]) <= SAME_CHANGE:
+                signal_type = "issue_status_changed" if _has_status(history[1]) else "issue_updated"
+            else:
+                continue
+        elif signal_type != "issue_created":
+            found = _latest_comment(fields) if isinstance(fields, dict) else None
+            if found is not None and abs(updated - found[0]) <= SAME_CHANGE:
+                result.signals.append(_comment_signal(issue, found[1], project_id))
+        if signal_type == "issue_created":
             assert isinstance(fields, dict)  # ``updated`` was read from them
             version, timestamp = CREATED, jira_time(fields.get("created")) or updated
-            text = plain_text(fields.get("description"))
         else:
             version, timestamp = version_of(updated), updated
-            text = plain_text(fields.get("description")) if isinstance(fields, dict) else ""
+        text = plain_text(fields.get("description")) if isinstance(fields, dict) else ""
         result.signals.append(
             issue_signal(
                 issue,
@@ -302,8 +312,24 @@ def normalise_issues(items: list[Any], *, project_id: str) -> MappingResult:
                 signal_type=signal_type,
                 version=version,
                 timestamp=timestamp,
-                raw=_raw_issue(issue, text, comment),
-                comment=comment,
+                raw=_raw_issue(issue, text, None),
             )
         )
     return result
+
+
+def _comment_signal(
+    issue: Mapping[str, Any], comment: Mapping[str, Any], project_id: str
+) -> MappedSignal:
+    found = comment_version(comment)
+    assert found is not None  # only comments that have one are ever chosen
+    version, timestamp = found
+    return issue_signal(
+        issue,
+        project_id=project_id,
+        signal_type="issue_commented",
+        version=version,
+        timestamp=timestamp,
+        raw=_raw_issue(issue, plain_text(comment.get("body")), comment),
+        comment=comment,
+    )

@@ -9,7 +9,9 @@ event (https://developer.atlassian.com/cloud/jira/platform/webhooks/):
   ``changelog`` changes ``status``, ``issue_commented`` when
   ``issue_event_type_name`` is ``issue_commented``/``issue_comment_edited``
   (Jira sends that *and* ``comment_created`` for one comment: both map to the
-  same signal), else ``issue_updated``;
+  same signal), else ``issue_updated``; a delivery that carries a ``comment``
+  *and* a ``changelog`` (a transition made with a comment) is both signals,
+  the change and the comment, as the poll names them;
 * ``comment_created`` / ``comment_updated`` → ``issue_commented``;
 * ``jira:issue_deleted`` → ``issue_deleted``.
 
@@ -198,7 +200,7 @@ class JiraWebhooks:
         issue = payload.get("issue")
         if not isinstance(issue, dict) or issue.get("id") is None:
             raise Malformed(f"a {event} delivery without an 'issue' with an id")
-        return MappingResult(signals=[_signal(event, payload, issue, context.project_id)])
+        return MappingResult(signals=_signals(event, payload, issue, context.project_id))
 
 
 def _fields(issue: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -208,6 +210,55 @@ def _fields(issue: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _raw(payload: dict[str, Any], text: str) -> dict[str, Any]:
     return {**payload, "plainText": text}
+
+
+def _signals(
+    event: str, payload: dict[str, Any], issue: dict[str, Any], project_id: str
+) -> list[MappedSignal]:
+    """The delivery's signal; two for a ``jira:issue_updated`` that changed fields and
+    carries a comment (a transition screen's comment field): the change and the
+    comment. One of them alone was signalled, and the poll chose the comment or the
+    transition by which of them Jira wrote a millisecond later, so the comment (or, on
+    a poll-only instance, the transition) was lost or not by that order."""
+    comment = payload.get("comment")
+    if (
+        event == "jira:issue_updated"
+        and isinstance(comment, dict)
+        and _changes_anything(payload.get("changelog"))
+    ):
+        change = {key: value for key, value in payload.items() if key != "comment"}
+        return [
+            _comment_signal(event, payload, issue, comment, project_id),
+            _signal(event, change, issue, project_id),
+        ]
+    return [_signal(event, payload, issue, project_id)]
+
+
+def _comment_signal(
+    event: str,
+    payload: dict[str, Any],
+    issue: dict[str, Any],
+    comment: dict[str, Any],
+    project_id: str,
+) -> MappedSignal:
+    found = comment_version(comment)
+    if found is None:
+        raise Malformed(f"a {event} delivery whose comment has no id or time")
+    version, when = found
+    return issue_signal(
+        issue,
+        project_id=project_id,
+        signal_type="issue_commented",
+        version=version,
+        timestamp=when,
+        raw=_raw(payload, plain_text(comment.get("body"))),
+        comment=comment,
+    )
+
+
+def _changes_anything(changelog: Any) -> bool:
+    items = changelog.get("items") if isinstance(changelog, dict) else None
+    return isinstance(items, list) and any(isinstance(item, dict) for item in items)
 
 
 def _signal(
@@ -232,19 +283,7 @@ def _signal(
         and payload.get("issue_event_type_name") in _COMMENT_EVENT_TYPES
     )
     if commented and isinstance(comment, dict):
-        found = comment_version(comment)
-        if found is None:
-            raise Malformed(f"a {event} delivery whose comment has no id or time")
-        version, when = found
-        return issue_signal(
-            issue,
-            project_id=project_id,
-            signal_type="issue_commented",
-            version=version,
-            timestamp=when,
-            raw=_raw(payload, plain_text(comment.get("body"))),
-            comment=comment,
-        )
+        return _comment_signal(event, payload, issue, comment, project_id)
     if event.startswith("comment_"):
         raise Malformed(f"a {event} delivery without a 'comment' object")
     updated = jira_time(fields.get("updated"))

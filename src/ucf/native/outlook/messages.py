@@ -20,6 +20,13 @@ within the window; each of those sightings is the one arrival, one signal.
 A later change (read, flagged, categorised once settled) is versioned by its
 ``lastModifiedDateTime``: a notification and the next delta poll of it are
 one signal, the next change another.
+
+A message first seen once settled (a poll-only instance polling less often
+than every 5 minutes, a notification missed) was only ever ``email_updated``:
+the agent never heard it arrive. Every sighting of a message within
+:data:`RECEIVED_HORIZON` of its arrival therefore also names its arrival
+(version :data:`RECEIVED`): the first one stores it, whichever path sees the
+message first, and every later one is a duplicate the store drops.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from ucf.native import ItemError, MappedSignal, MappingResult, Priority, build_s
 
 __all__ = [
     "RECEIVED",
+    "RECEIVED_HORIZON",
     "SELECTED",
     "SETTLING",
     "ticket_keys",
@@ -64,6 +72,11 @@ SETTLING: Final = timedelta(minutes=5)
 
 RECEIVED: Final = "received"
 """The version of a message still settling: its arrival, however often it is touched."""
+
+RECEIVED_HORIZON: Final = timedelta(days=7)
+"""How long after its arrival a change of a message still names its arrival too: the
+delta poll's first window (a message the instance never saw is announced if it arrived
+within it), well within the store's default 30-day retention of the key that dedupes it."""
 
 SOURCE: Final = "outlook"
 
@@ -119,8 +132,9 @@ def _tags(message: Mapping[str, Any]) -> list[str]:
     return tags
 
 
-def _signal(message: Mapping[str, Any], project_id: str) -> MappedSignal | str:
-    """The message's signal, or why it cannot be one."""
+def _signals(message: Mapping[str, Any], project_id: str) -> list[MappedSignal] | str:
+    """The message's signals (its arrival, then its change once settled), or why it cannot
+    be one."""
     message_id = message.get("id")
     if not isinstance(message_id, str) or not message_id:
         return "the message has no id"
@@ -136,20 +150,32 @@ def _signal(message: Mapping[str, Any], project_id: str) -> MappedSignal | str:
     raw = {key: value for key, value in message.items() if not key.startswith("@odata.")}
     raw["text"] = preview if isinstance(preview, str) else ""
     importance = message.get("importance")
-    return build_signal(
-        source=SOURCE,
-        project_id=project_id,
-        item_id=message_id,
-        version=RECEIVED if fresh else message["lastModifiedDateTime"],
-        timestamp=(received or modified) if fresh else modified,
-        signal_type="email_received" if fresh else "email_updated",
-        summary=subject or "(no subject)",
-        raw=raw,
-        priority=_PRIORITY.get(importance.lower()) if isinstance(importance, str) else None,
-        participants=_addresses(message, "from", "toRecipients", "ccRecipients"),
-        related_tickets=ticket_keys(subject),
-        tags=_tags(message),
-    )
+    priority = _PRIORITY.get(importance.lower()) if isinstance(importance, str) else None
+    participants = _addresses(message, "from", "toRecipients", "ccRecipients")
+
+    def signal(version: str, timestamp: datetime, signal_type: str) -> MappedSignal:
+        return build_signal(
+            source=SOURCE,
+            project_id=project_id,
+            item_id=message_id,
+            version=version,
+            timestamp=timestamp,
+            signal_type=signal_type,
+            summary=subject or "(no subject)",
+            raw=raw,
+            priority=priority,
+            participants=participants,
+            related_tickets=ticket_keys(subject),
+            tags=_tags(message),
+        )
+
+    arrival = signal(RECEIVED, received or modified, "email_received")
+    if fresh:
+        return [arrival]
+    change = signal(message["lastModifiedDateTime"], modified, "email_updated")
+    if arrived is not None and modified - arrived <= RECEIVED_HORIZON:
+        return [arrival, change]
+    return [change]
 
 
 def to_signals(items: Sequence[Any], *, project_id: str) -> MappingResult:
@@ -163,12 +189,12 @@ def to_signals(items: Sequence[Any], *, project_id: str) -> MappingResult:
         if "@removed" in item:
             result.skipped += 1
             continue
-        signal = _signal(item, project_id)
-        if isinstance(signal, str):
+        signals = _signals(item, project_id)
+        if isinstance(signals, str):
             item_id = item.get("id")
             result.errors.append(
-                ItemError(index, signal, item_id if isinstance(item_id, str) else None)
+                ItemError(index, signals, item_id if isinstance(item_id, str) else None)
             )
         else:
-            result.signals.append(signal)
+            result.signals.extend(signals)
     return result
