@@ -44,6 +44,44 @@ async def test_validate_answers_every_problem_shape_and_meaning_at_once(web: Web
     assert all(set(p) == {"path", "message", "hint"} for p in body["problems"])
 
 
+async def test_a_key_given_twice_is_a_problem_at_its_path_on_validate_and_save(
+    web: Web,
+) -> None:
+    """JSON keeps the last of a repeated key without a word: an author who wrote
+    ``itemsPath`` twice never learnt which one ucf read. Each is named at its path, and
+    registering or replacing such a text is refused, as validation says it is invalid."""
+    text = json.dumps(acme(), indent=2)
+    text = text.replace('"itemsPath": ', '"itemsPath": "$.nothing",\n    "itemsPath": ', 1)
+    text = text.replace('"name": ', '"name": "first",\n  "name": ', 1)
+    headers = {"Content-Type": "application/json"}
+    response = await web.client.post("/api/connectors/validate", content=text, headers=headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["valid"] is False
+    assert [(p["path"], p["message"]) for p in body["problems"]] == [
+        (
+            "name",
+            "key 'name' is given 2 times in this object; JSON keeps only the last, "
+            "and the others are dropped without a word",
+        ),
+        (
+            "ingestion.webhook.fieldMapping.itemsPath",
+            "key 'itemsPath' is given 2 times in this object; JSON keeps only the last, "
+            "and the others are dropped without a word",
+        ),
+    ]
+    refused = await web.client.post("/api/connectors", content=text, headers=headers)
+    assert refused.status_code == 422
+    assert [d["path"] for d in refused.json()["error"]["details"]] == [
+        "name",
+        "ingestion.webhook.fieldMapping.itemsPath",
+    ]
+    assert (await web.client.post("/api/connectors", json=acme())).status_code == 201
+    replaced = await web.client.put(f"/api/connectors/{ACME['id']}", content=text, headers=headers)
+    assert replaced.status_code == 422
+    assert (await web.client.get(f"/api/connectors/{ACME['id']}")).json()["name"] == ACME["name"]
+
+
 async def test_validate_says_where_a_text_that_is_not_json_breaks(web: Web) -> None:
     """As ``ucf connectors validate`` does for a file: a stray comma in a long descriptor
     is found by its line and column, not by "the body is not valid JSON" alone."""

@@ -127,6 +127,17 @@ async def test_saving_json_too_deep_or_with_a_huge_number_lists_it_as_a_problem(
     assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 404
 
 
+async def test_saving_a_descriptor_with_a_key_given_twice_names_it(web: Web) -> None:
+    csrf = await login(web)
+    text = json.dumps(ACME).replace('"idPath": ', '"idPath": "$.key", "idPath": ', 1)
+    refused = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/new", data={"csrf": csrf, "descriptor": text}
+    )
+    assert refused.status_code == 422, refused.text[:300]
+    assert "key &#39;idPath&#39; is given 2 times" in refused.text
+    assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 404
+
+
 async def test_deleting_a_connected_connector_is_refused_with_the_reason(
     web: Web, acme: FakeServer
 ) -> None:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
-from ucf.core.validation import Problem, validate_descriptor
+from ucf.core.validation import Problem, duplicate_keys, validate_descriptor
 from ucf.service.connectors import runnable_problem
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
@@ -130,9 +130,18 @@ async def list_connectors(
     openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def register_connector(
-    state: State, descriptor: Annotated[dict[str, Any], Body()]
+    state: State, request: Request, descriptor: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
+    await _refuse_duplicate_keys(request)
     return (await state.context.connectors.register(descriptor)).to_json()
+
+
+async def _refuse_duplicate_keys(request: Request) -> None:
+    """422 for a body that gives a key twice in one object: the parsed body kept the last
+    silently, and validation (which sees only that) would have stored it."""
+    repeated = duplicate_keys(await request.body())
+    if repeated:
+        raise ValidationFailed.from_problems("the request body is not a valid descriptor", repeated)
 
 
 @router.get("/connectors/{connectorId}", tags=["connectors"])
@@ -147,8 +156,12 @@ async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, An
     openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def update_connector(
-    state: State, connector_id: ConnectorId, descriptor: Annotated[dict[str, Any], Body()]
+    state: State,
+    request: Request,
+    connector_id: ConnectorId,
+    descriptor: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
+    await _refuse_duplicate_keys(request)
     updated = await state.context.connectors.update(connector_id, descriptor)
     state.gateway.forget_connector(connector_id)
     # As the editor's Save says: the instances the edit no longer fits fail from their
@@ -263,10 +276,14 @@ def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[s
     summary="Every problem of a descriptor, shape and meaning, in one pass (nothing stored)",
     openapi_extra={DESCRIPTOR_BODY: True},
 )
-async def validate_connector(descriptor: Annotated[Any, Body()]) -> dict[str, Any]:
+async def validate_connector(
+    request: Request, descriptor: Annotated[Any, Body()]
+) -> dict[str, Any]:
     # Any JSON: what is no object is a problem of the descriptor at its root, as ucf
     # connectors validate says for such a file, not a refusal of the request.
     parsed, problems = validate_descriptor(descriptor)
+    # A key given twice: the parsed body kept the last, so the raw one says it.
+    problems = [*duplicate_keys(await request.body()), *problems]
     if parsed is not None:
         cannot_run = runnable_problem(parsed)
         if cannot_run is not None:  # saving would refuse it: say so while it is typed

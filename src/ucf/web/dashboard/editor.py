@@ -41,7 +41,7 @@ from ucf.core.descriptor import (
     OAuth2Auth,
     descriptor_json_schema,
 )
-from ucf.core.validation import SCHEMA_KEY, Problem, validate_descriptor
+from ucf.core.validation import SCHEMA_KEY, Problem, duplicate_keys, validate_descriptor
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.runtime.redaction import mask
@@ -190,7 +190,7 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
             Problem("", f"the descriptor is longer than {MAX_DESCRIPTOR_CHARS} characters")
         ]
     try:
-        return json.loads(text), []
+        return json.loads(text), duplicate_keys(text)  # json keeps the last one silently
     except json.JSONDecodeError as error:
         return None, [
             Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")
@@ -215,8 +215,8 @@ async def _save(
     page = Page(request, posted.session, project_or_404(project), "catalogue")
     text = posted.form.get("descriptor")
     data, problems = _parsed_text(text)
-    if not problems:
-        problems = validate_descriptor(data)[1]
+    if data is not None:
+        problems = [*problems, *validate_descriptor(data)[1]]
     if problems:
         return _render_editor(page, text=text, editing=editing, problems=problems, status=422)
     connectors = page.context.connectors
