@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
 from ucf.core.validation import Problem, duplicate_keys, validate_descriptor
-from ucf.service.connectors import runnable_problem
+from ucf.service.connectors import Edited, runnable_problem
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
@@ -29,7 +29,7 @@ from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
 from ucf.service.preview import item_errors_json, preview_sample, sign_sample, signals_json
 from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
-from ucf.stores.models import SignalQuery, utc
+from ucf.stores.models import DescriptorVersion, SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
 from ucf.web.errors import ErrorBody
 from ucf.web.state import WebState, web_state
@@ -152,7 +152,8 @@ async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, An
 @router.put(
     "/connectors/{connectorId}",
     tags=["connectors"],
-    summary="Replace a descriptor",
+    summary="Replace a descriptor (its version raised if the edit did not; the old one kept)",
+    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
     openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def update_connector(
@@ -162,15 +163,70 @@ async def update_connector(
     descriptor: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     await _refuse_duplicate_keys(request)
-    updated = await state.context.connectors.update(connector_id, descriptor)
-    state.gateway.forget_connector(connector_id)
+    return await _edited(state, await state.context.connectors.edit(connector_id, descriptor))
+
+
+async def _edited(state: WebState, edited: Edited) -> dict[str, Any]:
+    """A replaced descriptor's answer: the connector as stored, whether its version was
+    raised for the caller, and the instances the edit no longer fits."""
+    updated = edited.connector
+    state.gateway.forget_connector(updated.id)
     # As the editor's Save says: the instances the edit no longer fits fail from their
     # next poll, and an API caller had no way to know which to fix.
     unfit = await state.context.instances.unfit_settings(updated)
     return {
         **updated.to_json(),
+        "versionRaised": edited.version_raised,
         "unfitInstances": [{"projectId": p, "problems": list(said)} for p, said in unfit],
     }
+
+
+def _version_json(version: DescriptorVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "savedAt": version.saved_at.isoformat(),
+        "replacedAt": version.replaced_at.isoformat(),
+    }
+
+
+@router.get(
+    "/connectors/{connectorId}/versions",
+    tags=["connectors"],
+    summary="The descriptors edits replaced, newest first, after the current one",
+)
+async def connector_versions(state: State, connector_id: ConnectorId) -> dict[str, Any]:
+    connector, versions = await state.context.connectors.versions(connector_id)
+    return {
+        "current": {
+            "version": connector.descriptor.version,
+            "savedAt": connector.updated_at.isoformat(),
+        },
+        "items": [_version_json(v) for v in versions],
+    }
+
+
+@router.get(
+    "/connectors/{connectorId}/versions/{version}",
+    tags=["connectors"],
+    summary="One earlier version of a descriptor",
+)
+async def connector_version(
+    state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
+) -> dict[str, Any]:
+    found = await state.context.connectors.version(connector_id, version)
+    return {**_version_json(found), "descriptor": found.descriptor}
+
+
+@router.post(
+    "/connectors/{connectorId}/versions/{version}/restore",
+    tags=["connectors"],
+    summary="Go back to an earlier version (stored as a new edit, its version raised)",
+    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
+)
+async def restore_connector_version(
+    state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
+) -> dict[str, Any]:
+    return await _edited(state, await state.context.connectors.restore(connector_id, version))
 
 
 @router.delete(

@@ -22,7 +22,6 @@ test before saving; the checkpoint, health and history are kept.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -73,7 +72,6 @@ Sessioned = Annotated[Session, Depends(require_session)]
 Checked = Annotated[Posted, Depends(checked_form)]
 
 MAX_DESCRIPTOR_CHARS: Final = 256 * 1024
-_VERSION: Final = re.compile(r"^(.*?)(\d+)$")
 
 
 # --------------------------------------------------------------------------- the editor
@@ -201,14 +199,6 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
         return None, [Problem("", "not JSON ucf can read: a number has too many digits")]
 
 
-def _raised(version: str) -> str:
-    """``1.0.3`` → ``1.0.4``: the last number up by one (``v2`` → ``v3``; otherwise ``.1`` added)."""
-    found = _VERSION.match(version)
-    if found is None:
-        return f"{version}.1" if version else "1"
-    return f"{found.group(1)}{int(found.group(2)) + 1}"
-
-
 async def _save(
     request: Request, posted: Posted, project: str, editing: Connector | None
 ) -> Response:
@@ -225,11 +215,7 @@ async def _save(
             saved = await connectors.register(data)
             verb = "created"
         else:
-            if data.get("version") == editing.descriptor.version and (
-                data != editing.descriptor.to_json()
-            ):
-                data["version"] = _raised(editing.descriptor.version)
-            saved = await connectors.update(editing.id, data)
+            saved = await connectors.update(editing.id, data)  # raises the version if need be
             web_state(request).gateway.forget_connector(editing.id)
             verb = "saved"
     except (ValidationFailed, ConflictError) as error:
