@@ -48,7 +48,7 @@ from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import check_connector, outcome_of_check
 from ucf.service.poll import rotation_writer
-from ucf.stores.models import InstanceRecord
+from ucf.stores.models import DescriptorVersion, InstanceRecord
 from ucf.stores.secrets.base import UNREADABLE_SECRET
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
@@ -116,8 +116,10 @@ def _render_editor(
     problems: list[Problem],
     status: int = 200,
     native_of: str | None = None,
+    versions: Sequence[DescriptorVersion] = (),
 ) -> Response:
-    """``native_of``: the name of the native connector ``text`` copies (see :func:`new_connector`)."""
+    """``native_of``: the name of the native connector ``text`` copies (see :func:`new_connector`).
+    ``versions``: the descriptors the connector's edits replaced, listed to restore one."""
     action = (
         f"/projects/{page.project}/connectors/{editing.id}/edit"
         if editing is not None
@@ -133,6 +135,7 @@ def _render_editor(
             "csrf_header": CSRF_HEADER,
             "schema_json": _schema_json(),
             "native_of": native_of,
+            "versions": versions,
             # A refused save comes back with the user's text, which nothing has stored.
             "unsaved": status != 200,
             "refused_json": _script_json(
@@ -177,8 +180,38 @@ async def edit_connector(
     connector = await page.context.connectors.get(connector_id)
     if connector.built_in:  # read-only: offer a copy instead
         return redirect(f"/projects/{page.project}/connectors/new?copy={connector.id}")
+    _, versions = await page.context.connectors.versions(connector_id)
     return _render_editor(
-        page, text=_text(connector.descriptor.to_json()), editing=connector, problems=[]
+        page,
+        text=_text(connector.descriptor.to_json()),
+        editing=connector,
+        problems=[],
+        versions=versions,
+    )
+
+
+@router.post("/projects/{project}/connectors/{connector_id}/versions/{version}/restore")
+async def restore_version(
+    request: Request, posted: Checked, project: str, connector_id: str, version: str
+) -> Response:
+    """Back to an earlier version from the editor's history: a new edit (its version
+    raised), so the one it replaces is listed in its turn."""
+    project_or_404(project)
+    state = web_state(request)
+    connector = await state.context.connectors.get(connector_id)
+    if connector.built_in:
+        raise PageNotFound(f"'{connector_id}' is built in; customise a copy instead")
+    edited = await state.context.connectors.restore(connector_id, version)
+    state.gateway.forget_connector(connector_id)
+    saved = edited.connector
+    response = redirect(f"/projects/{project}/connectors/{connector_id}/edit")
+    return flash(
+        response,
+        request,
+        "ok",
+        f"{saved.descriptor.name}: version {version} restored as version "
+        f"{saved.descriptor.version}.",
+        "Connected instances use it from their next poll.",
     )
 
 
@@ -199,6 +232,13 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
         return None, [Problem("", "not JSON ucf can read: a number has too many digits")]
 
 
+async def _versions(page: Page, editing: Connector | None) -> Sequence[DescriptorVersion]:
+    """The history the editor lists for ``editing`` (none for a new connector)."""
+    if editing is None:
+        return ()
+    return (await page.context.connectors.versions(editing.id))[1]
+
+
 async def _save(
     request: Request, posted: Posted, project: str, editing: Connector | None
 ) -> Response:
@@ -207,9 +247,16 @@ async def _save(
     data, problems = _parsed_text(text)
     if data is not None:
         problems = [*problems, *validate_descriptor(data)[1]]
-    if problems:
-        return _render_editor(page, text=text, editing=editing, problems=problems, status=422)
     connectors = page.context.connectors
+    if problems:
+        return _render_editor(
+            page,
+            text=text,
+            editing=editing,
+            problems=problems,
+            status=422,
+            versions=await _versions(page, editing),
+        )
     try:
         if editing is None:
             saved = await connectors.register(data)
@@ -225,7 +272,12 @@ async def _save(
             if isinstance(d, dict)
         ] or [Problem("id" if isinstance(error, ConflictError) else "", error.message)]
         return _render_editor(
-            page, text=text, editing=editing, problems=details, status=error.status
+            page,
+            text=text,
+            editing=editing,
+            problems=details,
+            status=error.status,
+            versions=await _versions(page, editing),
         )
     response = redirect(f"/projects/{page.project}/connectors?category=Custom")
     if editing is not None:
