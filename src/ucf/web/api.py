@@ -28,7 +28,13 @@ from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
 from ucf.service.preview import item_errors_json, preview_sample, sign_sample, signals_json
-from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
+from ucf.service.tryout import (
+    MAX_TRY_PAGES,
+    SampleDelivery,
+    try_delivery,
+    try_descriptor,
+    tryout_json,
+)
 from ucf.stores.models import DescriptorVersion, SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
 from ucf.web.errors import ErrorBody
@@ -300,8 +306,28 @@ class PreviewRequest(_Body):
     )
 
 
+class DeliveryBody(_Body):
+    body: str = Field(description="The delivery's body as the provider sends it (JSON).")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Its headers (event type, delivery id), if any."
+    )
+    event_type: str | None = Field(
+        default=None,
+        alias="eventType",
+        max_length=200,
+        description="Sent in the descriptor's event-type header when 'headers' lack it.",
+    )
+
+
 class TryRequest(_Body):
     descriptor: dict[str, Any] = Field(description="The descriptor being written (not stored).")
+    delivery: DeliveryBody | None = Field(
+        default=None,
+        description=(
+            "A webhook connector's try: a sample delivery mapped as the gateway maps it "
+            "(no signature needed, nothing stored); no request is sent."
+        ),
+    )
     credentials: dict[str, Any] = Field(
         default_factory=dict, description="For this request only: never stored or echoed."
     )
@@ -423,9 +449,16 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
 @authoring.post(
     "/connectors/try",
     tags=["authoring"],
-    summary="One live poll page of a descriptor: request (masked), response, signals; nothing stored",
+    summary=(
+        "One live poll page of a descriptor: request (masked), response, signals; or, with "
+        "'delivery', what a webhook delivery maps to; nothing stored"
+    ),
 )
 async def try_connector(state: State, body: TryRequest) -> dict[str, Any]:
+    if body.delivery is not None:
+        sample = SampleDelivery(body.delivery.body, body.delivery.headers, body.delivery.event_type)
+        delivered = await try_delivery(state.context, body.descriptor, sample)
+        return tryout_json(delivered, state.context)
     tried = await try_descriptor(
         state.context,
         body.descriptor,
