@@ -380,6 +380,31 @@ async def test_an_edit_between_the_start_and_the_callback_keeps_the_consents_tok
     assert (await web.client.post(f"{INSTANCE}/poll")).json()["status"] == "ok"
 
 
+async def test_a_setting_an_edit_removed_before_the_callback_is_dropped_not_refused(
+    web: Web, slack: SlackFake
+) -> None:
+    """The consent's settings were checked at its start; one the connector no longer
+    declares at the callback is dropped, as saving an instance drops it, and the
+    instance is created with the tokens (it was refused as an unknown setting)."""
+    await register(web)
+    current = (await web.client.get("/api/connectors/slack")).json()
+    edited = {k: v for k, v in current.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    edited["configFields"].append({"key": "team", "label": "Team", "type": "text"})
+    assert (await web.client.put("/api/connectors/slack", json=edited)).is_success
+    started = await web.client.post(
+        f"{INSTANCE}/oauth/start", json={"config": {**slack_config(slack), "team": "ops"}}
+    )
+    assert started.status_code == 200, started.text
+    edited["configFields"].pop()
+    assert (await web.client.put("/api/connectors/slack", json=edited)).is_success
+    done = await come_back(web, await consent(started.json()["authorizeUrl"]))
+    assert done.status_code == 200, done.text
+    assert "Slack connected" in done.text
+    instance = (await web.client.get(INSTANCE)).json()
+    assert "team" not in instance["config"]
+    assert set(instance["credentials"]) >= {"accessToken", "refreshToken"}
+
+
 # --------------------------------------------------------------------------- PKCE
 
 

@@ -319,6 +319,10 @@ class OAuthFlows:
         tokens |= connector.descriptor.consent_marker()  # sign in with the consent from now on
         if flow.get("returnTo") == "setup":
             return await self._ticket(project_id, connector_id, tokens, found, now)
+        # Settings an edit made since the start no longer declares are dropped, as saving
+        # an instance drops them: they no longer mean anything, and the create refused them.
+        declared = {f.key for f in connector.descriptor.setup_config_fields()}
+        config = {k: v for k, v in config.items() if k in declared}
         return await self._store_on_instance(project_id, connector_id, tokens, config, found, now)
 
     async def _lookups(
