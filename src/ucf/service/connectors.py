@@ -481,8 +481,8 @@ class ConnectorService:
         Raised for them, not refused: the version is how stored copies, history and
         instances tell descriptors apart, and a PUT that changed the mapping but not the
         version left two different descriptors under one version with no record of the
-        first. The dashboard's editor always raised it; an API script that sends its file
-        unchanged on every run now gets the same, and the answer says what was stored.
+        first. The dashboard's editor always raised it; an API script that edits its file
+        without bumping the version gets the same, and the answer says what was stored.
         An edit that changes nothing but a lower version is no change: versions only
         rise. Two edits made from the same version: the second is a 409, not a second
         descriptor under the same raised version.

@@ -11,8 +11,10 @@ back with every problem listed.
 
 Built-in connectors stay read-only: their "Customise a copy" opens the editor
 on a copy under a new id. Edits of a custom connector raise its ``version``
-(when the author did not) and apply to connected instances from their next
-poll; deleting one is refused while a project uses it.
+(when the author did not; the service decides, as for the API) and apply to
+connected instances from their next poll; the versions they replace are listed
+on the editor's page, each with Restore. Deleting one is refused while a
+project uses it.
 
 Editing a connected instance changes its settings and replaces credentials in
 place (write-only: an empty field keeps the stored value), with a connection
@@ -270,7 +272,12 @@ async def _save(
             Problem(str(d.get("path", "")), str(d.get("message", "")), d.get("hint"))
             for d in (error.details or [])
             if isinstance(d, dict)
-        ] or [Problem("id" if isinstance(error, ConflictError) else "", error.message)]
+        ] or [  # a new connector's conflict is its id; an edit's, another edit that came first
+            Problem(
+                "id" if isinstance(error, ConflictError) and editing is None else "",
+                error.message,
+            )
+        ]
         return _render_editor(
             page,
             text=text,
