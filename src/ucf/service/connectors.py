@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ucf.catalogue import builtin_descriptor, builtin_descriptors
+from ucf.core.records import datarecord
 from ucf.runtime.poll_schedule import PollSchedule, declared_schedule, stored_schedule
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
 from ucf.stores.errors import AlreadyExists, Changed, InvalidRecord, NotFound
@@ -278,7 +278,7 @@ def _without_version(descriptor: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in descriptor.items() if key != "version"}
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class Edited:
     """What :meth:`ConnectorService.edit` stored."""
 

@@ -30,6 +30,7 @@ from ucf.core.descriptor import ConnectorDescriptor, OAuth2Auth
 from ucf.core.jsonpath import MISSING
 from ucf.core.mapping import CompiledMapping, MappingResult
 from ucf.core.payload import payload_or_missing
+from ucf.core.records import datarecord
 from ucf.core.sanitiser import Sanitiser
 from ucf.core.validation import Problem, validate_descriptor
 from ucf.core.webhook import header
@@ -307,7 +308,7 @@ async def _try(
     return tried
 
 
-@dataclass(frozen=True, slots=True)
+@datarecord
 class SampleDelivery:
     """A webhook delivery pasted for a try: its body, byte for byte, and headers."""
 
