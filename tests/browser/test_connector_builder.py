@@ -251,3 +251,80 @@ async def test_a_slow_earlier_try_does_not_replace_the_answer_to_the_latest_one(
     finally:
         release.set()
         await context.close()
+
+
+HOOKY: Final = {
+    "id": "hooky",
+    "name": "Hooky",
+    "description": "Tickets pushed by webhooks only.",
+    "category": "Custom",
+    "icon": "ticket",
+    "kind": "generic",
+    "version": "1.0.0",
+    "auth": {
+        "method": "api_key",
+        "config": {
+            "delivery": "header",
+            "paramName": "X-Hooky-Key",
+            "credentialFields": [
+                {"key": "secret", "label": "Signing secret", "type": "password", "required": True}
+            ],
+        },
+    },
+    "ingestion": {
+        "mode": "webhook",
+        "eventTypes": ["ticket"],
+        "eventTypeHeader": "X-Hooky-Event",
+        "actionPath": "$.action",
+        "verification": "signature",
+        "signature": {"header": "X-Hooky-Signature", "secretCredential": "secret"},
+    },
+    "fieldMapping": {
+        "itemsPath": "$.ticket",
+        "idPath": "$.id",
+        "timestampPath": "$.updated_at",
+        "summaryTemplate": "{{title}}",
+        "signalTypeRules": [
+            {
+                "when": "$.id",
+                "operator": "exists",
+                "eventTypes": ["ticket.opened"],
+                "then": "opened",
+            }
+        ],
+        "defaultType": "updated",
+    },
+    "healthCheck": {
+        "endpoint": "https://hooky.example/me",
+        "method": "GET",
+        "expectStatus": 200,
+        "timeoutMs": 5000,
+    },
+}
+
+
+async def test_a_webhook_only_connector_is_tried_with_a_pasted_delivery(
+    browser: Browser, server: LiveServer
+) -> None:
+    """Its Try tab offered a live request and answered "nothing to poll". It now takes a
+    pasted delivery and shows the signals the gateway would store, with no signature."""
+    context, page, console = await signed_in(browser, server)
+    try:
+        await page.goto(server.url + "/projects/default/connectors/new")
+        await page.get_by_role("tab", name="JSON").click()
+        await page.get_by_label("Descriptor (JSON)").fill(json.dumps(HOOKY))
+        await expect(page.locator("#editor-status")).to_have_text("No problems found.")
+        await page.get_by_role("tab", name="Try it").click()
+        await expect(page.get_by_role("button", name="Send one request")).to_be_hidden()
+        delivery = {"action": "opened", "ticket": {"id": 5, "title": "Door stuck", "updated_at": 1}}
+        await page.get_by_label("Delivery body (JSON)").fill(json.dumps(delivery))
+        await page.get_by_label("Event type (optional)").fill("ticket")
+        await page.get_by_role("button", name="Map this delivery").click()
+        result = page.locator("#try-result")
+        await expect(result).to_contain_text("1 signal, 0 item errors")
+        await expect(result).to_contain_text("Event type: ticket.opened")
+        await expect(result).to_contain_text("opened Door stuck")
+        await expect(result).to_contain_text("no signature is needed for a try")
+        assert console == [], console
+    finally:
+        await context.close()

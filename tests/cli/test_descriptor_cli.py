@@ -52,6 +52,17 @@ def test_validate_lists_every_problem_with_path_and_hint_and_fails(tmp_path: Pat
     assert "Traceback" not in result.stderr
 
 
+def test_validate_names_each_key_given_twice_with_its_path(tmp_path: Path) -> None:
+    """``json`` keeps the last of a repeated key silently; validate says so, and fails."""
+    text = GITHUB.read_text().replace('"idPath": ', '"idPath": "$.number", "idPath": ', 1)
+    repeated = tmp_path / "repeated.json"
+    repeated.write_text(text)
+    result = ucf("connectors", "validate", str(repeated))
+    assert result.returncode == 1
+    assert "1 problem(s)" in result.stderr
+    assert "  ingestion.webhook.fieldMapping.idPath: key 'idPath' is given 2 times" in result.stderr
+
+
 def test_validate_reports_unreadable_and_non_json_files_in_one_line(tmp_path: Path) -> None:
     missing = ucf("connectors", "validate", str(tmp_path / "nope.json"))
     assert missing.returncode == 2

@@ -339,3 +339,14 @@ def test_a_file_pointing_its_editor_at_the_published_schema_is_valid() -> None:
     assert "$schema" not in descriptor.to_json()  # an editor's pointer, not stored
     assert list(Draft202012Validator(descriptor_json_schema()).iter_errors(data)) == []
     assert [p.path for p in validate_descriptor({**data, "$schema": 5})[1]] == ["$schema"]
+
+
+def test_duplicate_keys_are_named_at_their_paths_inside_lists_too() -> None:
+    from ucf.core.validation import duplicate_keys
+
+    text = '{"configFields": [{"key": "a"}, {"key": "b", "key": "c", "key": "d"}], "id": 1}'
+    [problem] = duplicate_keys(text)
+    assert problem.path == "configFields[1].key"
+    assert "given 3 times" in problem.message
+    assert duplicate_keys('{"id": 1, "name": {"id": 2}}') == []
+    assert duplicate_keys("{not json") == []  # its own problem says where it breaks

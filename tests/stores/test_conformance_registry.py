@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.stores.builders import T0
-from ucf.stores import AlreadyExists, InvalidRecord, NotFound, Store
+from ucf.stores import AlreadyExists, Changed, InvalidRecord, NotFound, Store
 from ucf.stores.models import DeliveryObservation, HealthObservation, InstanceChanges
 
 
@@ -77,6 +77,46 @@ async def test_update_replaces_body_keeps_created_at(store: Store) -> None:
     assert updated.version == "1.1.0"
     assert (updated.created_at, updated.updated_at) == (T0, LATER)
     assert await store.descriptors.get("linear") == updated
+
+
+async def test_an_update_keeps_the_descriptor_it_replaced_readable(store: Store) -> None:
+    """An edit's previous versions stay readable, newest first, each with when it was
+    saved and replaced; deleting the connector deletes them, so an id registered again
+    starts without another connector's past."""
+    await store.descriptors.register(descriptor("linear", name="first"), now=T0)
+    await store.descriptors.update("linear", descriptor("linear", "1.0.1"), now=LATER)
+    latest = LATER + timedelta(minutes=1)
+    await store.descriptors.update("linear", descriptor("linear", "1.0.2"), now=latest)
+    versions = await store.descriptors.versions("linear")
+    assert [(v.version, v.saved_at, v.replaced_at) for v in versions] == [
+        ("1.0.1", LATER, latest),
+        ("1.0.0", T0, LATER),
+    ]
+    assert versions[1].descriptor == descriptor("linear", name="first")
+    assert await store.descriptors.versions("ghost") == []
+
+    await store.descriptors.delete("linear")
+    await store.descriptors.register(descriptor("linear"), now=latest)
+    assert await store.descriptors.versions("linear") == []
+
+
+async def test_an_update_made_from_a_stale_read_is_refused(store: Store) -> None:
+    """Two edits made from one version must not both pass: the second is told."""
+    read = await store.descriptors.register(descriptor("linear"), now=T0)
+    await store.descriptors.update(
+        "linear", descriptor("linear", "1.0.1"), now=LATER, if_saved_at=read.updated_at
+    )
+    with pytest.raises(Changed, match="linear"):
+        await store.descriptors.update(
+            "linear",
+            descriptor("linear", "1.0.1", name="other"),
+            now=LATER + timedelta(seconds=1),
+            if_saved_at=read.updated_at,
+        )
+    stored = await store.descriptors.get("linear")
+    assert stored is not None
+    assert stored.descriptor == descriptor("linear", "1.0.1")
+    assert [v.version for v in await store.descriptors.versions("linear")] == ["1.0.0"]
 
 
 async def test_update_of_missing_descriptor_is_not_found(store: Store) -> None:

@@ -183,6 +183,40 @@ async def test_custom_connector_round_trip_update_and_delete(web: Web) -> None:
     assert error_of(gone)["code"] == "not_found"
 
 
+async def test_an_edit_raises_the_version_and_the_previous_ones_stay_readable(web: Web) -> None:
+    """A PUT that changed the descriptor but not its ``version`` stored a second
+    descriptor under the same version and kept nothing of the first. The version is
+    raised for the caller (the answer says so), each replaced descriptor stays readable,
+    and restoring one is a new edit whose version rises again."""
+    base = f"/api/connectors/{CONNECTOR}"
+    await web.client.post("/api/connectors", json=ACME)
+    renamed = {**ACME, "name": "Acme Helpdesk"}
+    updated = (await web.client.put(base, json=renamed)).json()
+    assert (updated["version"], updated["versionRaised"]) == ("1.0.1", True)
+    same = (await web.client.put(base, json=renamed)).json()  # nothing changed: no version
+    assert (same["version"], same["versionRaised"], same["updatedAt"]) == (
+        "1.0.1",
+        False,
+        updated["updatedAt"],
+    )
+    chosen = (await web.client.put(base, json={**renamed, "version": "2.0.0"})).json()
+    assert (chosen["version"], chosen["versionRaised"]) == ("2.0.0", False)
+
+    history = (await web.client.get(f"{base}/versions")).json()
+    assert history["current"] == {"version": "2.0.0", "savedAt": chosen["updatedAt"]}
+    assert [v["version"] for v in history["items"]] == ["1.0.1", "1.0.0"]
+    assert history["items"][0]["replacedAt"] == chosen["updatedAt"]
+    first = (await web.client.get(f"{base}/versions/1.0.0")).json()
+    assert first["descriptor"]["name"] == ACME["name"]
+    assert (await web.client.get(f"{base}/versions/9.9.9")).status_code == 404
+
+    restored = await web.client.post(f"{base}/versions/1.0.0/restore")
+    assert restored.status_code == 200, restored.text
+    assert (restored.json()["version"], restored.json()["name"]) == ("2.0.1", ACME["name"])
+    history = (await web.client.get(f"{base}/versions")).json()
+    assert [v["version"] for v in history["items"]] == ["2.0.0", "1.0.1", "1.0.0"]
+
+
 async def test_replacing_a_descriptor_names_the_instances_it_no_longer_fits(
     web: Web, acme: FakeServer
 ) -> None:

@@ -44,6 +44,44 @@ async def test_validate_answers_every_problem_shape_and_meaning_at_once(web: Web
     assert all(set(p) == {"path", "message", "hint"} for p in body["problems"])
 
 
+async def test_a_key_given_twice_is_a_problem_at_its_path_on_validate_and_save(
+    web: Web,
+) -> None:
+    """JSON keeps the last of a repeated key without a word: an author who wrote
+    ``itemsPath`` twice never learnt which one ucf read. Each is named at its path, and
+    registering or replacing such a text is refused, as validation says it is invalid."""
+    text = json.dumps(acme(), indent=2)
+    text = text.replace('"itemsPath": ', '"itemsPath": "$.nothing",\n    "itemsPath": ', 1)
+    text = text.replace('"name": ', '"name": "first",\n  "name": ', 1)
+    headers = {"Content-Type": "application/json"}
+    response = await web.client.post("/api/connectors/validate", content=text, headers=headers)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["valid"] is False
+    assert [(p["path"], p["message"]) for p in body["problems"]] == [
+        (
+            "name",
+            "key 'name' is given 2 times in this object; JSON keeps only the last, "
+            "and the others are dropped without a word",
+        ),
+        (
+            "ingestion.webhook.fieldMapping.itemsPath",
+            "key 'itemsPath' is given 2 times in this object; JSON keeps only the last, "
+            "and the others are dropped without a word",
+        ),
+    ]
+    refused = await web.client.post("/api/connectors", content=text, headers=headers)
+    assert refused.status_code == 422
+    assert [d["path"] for d in refused.json()["error"]["details"]] == [
+        "name",
+        "ingestion.webhook.fieldMapping.itemsPath",
+    ]
+    assert (await web.client.post("/api/connectors", json=acme())).status_code == 201
+    replaced = await web.client.put(f"/api/connectors/{ACME['id']}", content=text, headers=headers)
+    assert replaced.status_code == 422
+    assert (await web.client.get(f"/api/connectors/{ACME['id']}")).json()["name"] == ACME["name"]
+
+
 async def test_validate_says_where_a_text_that_is_not_json_breaks(web: Web) -> None:
     """As ``ucf connectors validate`` does for a file: a stray comma in a long descriptor
     is found by its line and column, not by "the body is not valid JSON" alone."""
@@ -329,6 +367,64 @@ async def test_try_refuses_an_invalid_descriptor_with_every_problem(web: Web) ->
     )
     assert response.status_code == 422
     assert [p["path"] for p in response.json()["error"]["details"]] == ["category"]
+
+
+def webhook_only(**webhook_changes: Any) -> dict[str, Any]:
+    """Acme pushing only: its webhook block directly under ``ingestion``."""
+    data = acme()
+    hook = {**data["ingestion"]["webhook"], **webhook_changes}
+    data["ingestion"] = {"mode": "webhook", **{k: v for k, v in hook.items() if v is not None}}
+    return data
+
+
+async def test_a_webhook_only_connector_is_tried_with_a_pasted_delivery(web: Web) -> None:
+    """Its try was a refusal ("nothing to poll"). With a sample delivery it shows the
+    signals the gateway would store, sanitised, each with its type's reason, without
+    a signature, and stores nothing; without one the refusal says to paste one."""
+    data = webhook_only(eventTypePath=None, eventTypeHeader="X-Acme-Event")
+    refused = await web.client.post("/api/connectors/try", json={"descriptor": data})
+    assert refused.status_code == 422
+    assert [p["path"] for p in refused.json()["error"]["details"]] == ["delivery"]
+
+    event = ticket_event("T-7", title="Key ghp_0123456789abcdefghijklmnopqrstuvwxyzAB leaked")
+    del event["event"]  # the event type comes from the header here
+    response = await web.client.post(
+        "/api/connectors/try",
+        json={"descriptor": data, "delivery": {"body": json.dumps(event), "eventType": "ticket"}},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["error"] is None
+    assert (body["request"], body["response"], body["pages"]) == (None, None, 0)
+    assert body["delivery"]["eventType"] == "ticket.opened"
+    assert body["delivery"]["headers"] == {"X-Acme-Event": "ticket"}
+    [shown] = body["signals"]
+    assert shown["signal"]["type"] == "ticket_opened"
+    assert shown["signal"]["sanitised"] is True
+    assert "ghp_0123" not in json.dumps(shown["signal"])
+    assert shown["typeReason"]["rule"] == 0
+    assert body["itemErrors"] == []
+    assert any("no signature is needed for a try" in note for note in body["notes"])
+    assert (await web.client.get(f"/api/connectors/{ACME['id']}")).status_code == 404
+    assert (await web.client.get("/api/projects/try/signals")).json()["items"] == []
+
+    # An item that cannot map is listed as a poll's try lists it.
+    broken = {"action": "opened", "ticket": {"title": "no id"}}
+    listed = await web.client.post(
+        "/api/connectors/try",
+        json={"descriptor": data, "delivery": {"body": json.dumps(broken), "eventType": "ticket"}},
+    )
+    assert listed.json()["signals"] == []
+    assert [e["reason"] for e in listed.json()["itemErrors"]] == ["no id at $.id"]
+
+    # A connector that reads the event type from the body says where it goes.
+    from_body = webhook_only()
+    said = await web.client.post(
+        "/api/connectors/try",
+        json={"descriptor": from_body, "delivery": {"body": "{}", "eventType": "ticket"}},
+    )
+    assert said.json()["error"]["kind"] == "delivery"
+    assert "at $.event" in said.json()["error"]["message"]
 
 
 async def test_a_registered_connector_is_under_custom_whatever_its_category(web: Web) -> None:

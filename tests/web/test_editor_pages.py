@@ -108,6 +108,31 @@ async def test_saving_lists_every_problem_then_registers_and_shows_it_as_custom(
     assert (stored["name"], stored["version"]) == ("Acme Helpdesk", "1.0.1")  # raised on edit
 
 
+async def test_the_editor_lists_earlier_versions_and_restores_one(web: Web) -> None:
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    edit = f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit"
+    assert 'id="history-empty"' in (await web.anonymous.get(edit)).text
+    saved = await web.anonymous.post(
+        edit, data={"csrf": csrf, "descriptor": json.dumps({**ACME, "name": "Acme Helpdesk"})}
+    )
+    assert saved.status_code == 303
+    page = (await web.anonymous.get(edit)).text
+    assert "Version 1.0.1 is current" in page
+    assert 'data-version="1.0.0"' in page
+    assert "&#34;Acme Tickets&#34;" in page  # the earlier descriptor, readable
+    restore = f"/projects/{PROJECT}/connectors/{CONNECTOR}/versions/1.0.0/restore"
+    assert (await web.anonymous.post(restore, data={"csrf": "wrong"})).status_code == 403
+    restored = await web.anonymous.post(restore, data={"csrf": csrf})
+    assert restored.status_code == 303
+    assert restored.headers["location"] == edit
+    stored = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+    assert (stored["name"], stored["version"]) == ("Acme Tickets", "1.0.2")
+    page = (await web.anonymous.get(edit)).text
+    assert 'data-version="1.0.1"' in page
+    assert "version 1.0.0 restored as version 1.0.2" in page
+
+
 async def test_saving_json_too_deep_or_with_a_huge_number_lists_it_as_a_problem(
     web: Web,
 ) -> None:
@@ -124,6 +149,17 @@ async def test_saving_json_too_deep_or_with_a_huge_number_lists_it_as_a_problem(
         )
         assert refused.status_code == 422, refused.text[:300]
         assert said in refused.text
+    assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 404
+
+
+async def test_saving_a_descriptor_with_a_key_given_twice_names_it(web: Web) -> None:
+    csrf = await login(web)
+    text = json.dumps(ACME).replace('"idPath": ', '"idPath": "$.key", "idPath": ', 1)
+    refused = await web.anonymous.post(
+        f"/projects/{PROJECT}/connectors/new", data={"csrf": csrf, "descriptor": text}
+    )
+    assert refused.status_code == 422, refused.text[:300]
+    assert "key &#39;idPath&#39; is given 2 times" in refused.text
     assert (await web.client.get(f"/api/connectors/{CONNECTOR}")).status_code == 404
 
 

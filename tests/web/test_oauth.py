@@ -339,6 +339,72 @@ async def test_a_revoked_app_puts_the_instance_in_error_and_reconnect_keeps_its_
     assert (await web.client.post(f"{INSTANCE}/poll")).json()["status"] == "ok"
 
 
+async def test_an_edit_between_the_start_and_the_callback_keeps_the_consents_tokens(
+    web: Web, slack: SlackFake
+) -> None:
+    """A consent started through the API creates the instance at its callback. An edit of
+    the connector in between that makes a setting required left the settings unfit: the
+    callback refused, and the tokens went with the spent code (the user consented for
+    nothing). The tokens still sign in, so the setup flow takes them with the settings
+    and asks only for what is missing."""
+    await register(web)
+    user = await dashboard_user(web)
+    url = await start(web, slack)
+    current = (await web.client.get("/api/connectors/slack")).json()
+    edited = {k: v for k, v in current.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    edited["configFields"].append(
+        {"key": "region", "label": "Region", "type": "text", "required": True}
+    )
+    assert (await web.client.put("/api/connectors/slack", json=edited)).is_success
+
+    back = urlsplit(await consent(url))
+    landed = await user.get(back.path, **{k: v[0] for k, v in parse_qs(back.query).items()})
+    assert landed.status_code == 200, landed.text
+    assert "was edited since this connection started" in landed.text
+    assert "config.region" in landed.text
+    assert (await web.client.get(INSTANCE)).status_code == 404
+    onward = urlsplit(onward_target(landed))
+    connect = f"/projects/{PROJECT}/connectors/slack/connect"
+    assert onward.path == f"{connect}/oauth-return"
+    returned = await user.get(onward.path, ticket=parse_qs(onward.query)["ticket"][0])
+    assert returned.status_code == 303, returned.text
+    page = await user.get(connect, step="configuration")
+    assert f'value="{CHANNEL}"' in page.text  # the consent's settings came along
+    settings = {f"config.{k}": v for k, v in {**slack_config(slack), "region": "eu"}.items()}
+    assert (await user.post(f"{connect}/configuration", settings)).status_code == 303
+    confirmed = await user.post(f"{connect}/confirm")
+    assert confirmed.status_code == 303, confirmed.text
+    instance = (await web.client.get(INSTANCE)).json()
+    assert set(instance["credentials"]) >= {"accessToken", "refreshToken"}
+    assert slack.auth.exchanged == 1  # one consent, one code
+    assert (await web.client.post(f"{INSTANCE}/poll")).json()["status"] == "ok"
+
+
+async def test_a_setting_an_edit_removed_before_the_callback_is_dropped_not_refused(
+    web: Web, slack: SlackFake
+) -> None:
+    """The consent's settings were checked at its start; one the connector no longer
+    declares at the callback is dropped, as saving an instance drops it, and the
+    instance is created with the tokens (it was refused as an unknown setting)."""
+    await register(web)
+    current = (await web.client.get("/api/connectors/slack")).json()
+    edited = {k: v for k, v in current.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    edited["configFields"].append({"key": "team", "label": "Team", "type": "text"})
+    assert (await web.client.put("/api/connectors/slack", json=edited)).is_success
+    started = await web.client.post(
+        f"{INSTANCE}/oauth/start", json={"config": {**slack_config(slack), "team": "ops"}}
+    )
+    assert started.status_code == 200, started.text
+    edited["configFields"].pop()
+    assert (await web.client.put("/api/connectors/slack", json=edited)).is_success
+    done = await come_back(web, await consent(started.json()["authorizeUrl"]))
+    assert done.status_code == 200, done.text
+    assert "Slack connected" in done.text
+    instance = (await web.client.get(INSTANCE)).json()
+    assert "team" not in instance["config"]
+    assert set(instance["credentials"]) >= {"accessToken", "refreshToken"}
+
+
 # --------------------------------------------------------------------------- PKCE
 
 

@@ -66,6 +66,21 @@ def descriptor_data(path: Path) -> Any:
     )
 
 
+def duplicate_key_problems(path: Path) -> list[Problem]:
+    """Keys a descriptor file gives twice in one object (none for a built-in's id).
+
+    ``json`` keeps the last of them silently, so they are read from the file's text.
+    """
+    from ucf.core.validation import duplicate_keys
+
+    if not path.is_file():
+        return []
+    try:
+        return duplicate_keys(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError):  # descriptor_data said why, in one line
+        return []
+
+
 def load_descriptor(path: Path) -> ConnectorDescriptor:
     """Read and fully validate a descriptor file, or exit listing every problem.
 
@@ -75,11 +90,16 @@ def load_descriptor(path: Path) -> ConnectorDescriptor:
     from ucf.core.validation import DescriptorInvalid, parse_descriptor
 
     data = descriptor_data(path)
+    repeated = duplicate_key_problems(path)
     try:
-        return parse_descriptor(data)
+        descriptor = parse_descriptor(data)
     except DescriptorInvalid as invalid:
-        _print_problems(path, invalid.problems)
+        _print_problems(path, [*repeated, *invalid.problems])
         raise typer.Exit(1) from None
+    if repeated:
+        _print_problems(path, repeated)
+        raise typer.Exit(1)
+    return descriptor
 
 
 def _print_problems(path: Path, problems: list[Problem]) -> None:
@@ -134,6 +154,7 @@ def validate(
     for path in files:
         data = descriptor_data(path)
         descriptor, problems = validate_descriptor(data)
+        problems = [*duplicate_key_problems(path), *problems]
         if descriptor is None or problems:
             failed += 1
             _print_problems(path, problems)

@@ -100,6 +100,50 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     return descriptor, check_descriptor(descriptor) + _display_name(data)
 
 
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object as the parser met it: every key, repeated ones too, in order."""
+
+
+def duplicate_keys(text: str | bytes) -> list[Problem]:
+    """Each key given twice or more in one object of ``text``, at its path.
+
+    JSON parsers (Python's, the browser's, FastAPI's) keep the last of a repeated key
+    and say nothing: an author who wrote ``itemsPath`` twice, or pasted a second
+    ``auth`` below the first, had the earlier one dropped and never knew which one
+    ucf read. Read from the text, since the parsed object no longer has them.
+    Text that is not JSON gives none here: its own problem says where it breaks.
+    """
+    try:
+        tree = json.loads(text, object_pairs_hook=_Pairs)
+    except (ValueError, RecursionError):
+        return []
+    problems: list[Problem] = []
+    _walk_pairs(tree, "", problems)
+    return list(dict.fromkeys(problems))  # a repeated object repeats its own repeats
+
+
+def _walk_pairs(node: Any, path: str, problems: list[Problem]) -> None:
+    if isinstance(node, _Pairs):
+        counts: dict[str, int] = {}
+        for key, _ in node:
+            counts[key] = counts.get(key, 0) + 1
+        for key, count in counts.items():
+            if count > 1:
+                problems.append(
+                    Problem(
+                        f"{path}.{key}" if path else key,
+                        f"key '{key}' is given {count} times in this object; JSON keeps "
+                        "only the last, and the others are dropped without a word",
+                        "keep one of them (ucf reads the last)",
+                    )
+                )
+        for key, value in node:
+            _walk_pairs(value, f"{path}.{key}" if path else key, problems)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _walk_pairs(value, f"{path}[{index}]", problems)
+
+
 _LITERAL_REPEAT: Final = re.compile(r"(?<!\\)\{,(\d+)\}")
 """``{,n}`` not escaped: a repetition to Python's ``re``, literal text to RE2."""
 _HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

@@ -15,13 +15,16 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ucf.catalogue import builtin_descriptor, builtin_descriptors
+from ucf.core.records import datarecord
 from ucf.runtime.poll_schedule import PollSchedule, declared_schedule, stored_schedule
 from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
-from ucf.stores.errors import AlreadyExists, InvalidRecord, NotFound
+from ucf.stores.errors import AlreadyExists, Changed, InvalidRecord, NotFound
 from ucf.stores.models import (
     DescriptorRecord,
+    DescriptorVersion,
     descriptor_identity,
     is_newer_version,
+    next_version,
 )
 from ucf.stores.protocols import DescriptorRegistry, InstanceStore
 
@@ -271,6 +274,25 @@ def _would_write(data: Mapping[str, Any], stored: Mapping[str, DescriptorRecord]
     return current.built_in and is_newer_version(version, current.version)
 
 
+def _without_version(descriptor: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in descriptor.items() if key != "version"}
+
+
+@datarecord
+class Edited:
+    """What :meth:`ConnectorService.edit` stored."""
+
+    connector: Connector
+    changed: bool
+    """False when the edit was the stored descriptor again: nothing was written."""
+    given_version: str
+    """The version the edit gave; the stored one differs when ucf raised it."""
+
+    @property
+    def version_raised(self) -> bool:
+        return self.changed and self.connector.descriptor.version != self.given_version
+
+
 class ConnectorService:
     def __init__(
         self,
@@ -450,6 +472,21 @@ class ConnectorService:
         return self._connector(record)
 
     async def update(self, connector_id: str, data: Any) -> Connector:
+        return (await self.edit(connector_id, data)).connector
+
+    async def edit(self, connector_id: str, data: Any) -> Edited:
+        """Replace a descriptor, raising its ``version`` when the edit changes it and the
+        author did not; the replaced one stays readable (:meth:`versions`).
+
+        Raised for them, not refused: the version is how stored copies, history and
+        instances tell descriptors apart, and a PUT that changed the mapping but not the
+        version left two different descriptors under one version with no record of the
+        first. The dashboard's editor always raised it; an API script that edits its file
+        without bumping the version gets the same, and the answer says what was stored.
+        An edit that changes nothing but a lower version is no change: versions only
+        rise. Two edits made from the same version: the second is a 409, not a second
+        descriptor under the same raised version.
+        """
         descriptor = _parse(data, "the request body")
         if descriptor.id != connector_id:
             raise ValidationFailed(
@@ -457,13 +494,51 @@ class ConnectorService:
             )
         _check_runnable(descriptor)
         await self.ready()
+        current = await self._registry.get(connector_id)
+        if current is None:
+            raise NotFoundError(f"no connector '{connector_id}'")
+        stored = _stored_form(descriptor)
+        given = str(stored.get("version", descriptor.version))
+        changed = _without_version(stored) != _without_version(current.descriptor)
+        if not is_newer_version(given, current.version):
+            stored["version"] = next_version(current.version) if changed else current.version
+        if stored == current.descriptor and not current.built_in:
+            return Edited(self._connector(current), changed=False, given_version=given)
         try:
             record = await self._registry.update(
-                connector_id, _stored_form(descriptor), now=self._clock(), built_in=False
+                connector_id,
+                stored,
+                now=self._clock(),
+                built_in=False,
+                if_saved_at=current.updated_at,
             )
         except NotFound:
             raise NotFoundError(f"no connector '{connector_id}'") from None
-        return self._connector(record)
+        except Changed:
+            raise ConflictError(
+                f"'{connector_id}' was changed by someone else while this edit was made "
+                "(its version is now another): load it again and repeat the edit"
+            ) from None
+        return Edited(self._connector(record), changed=True, given_version=given)
+
+    async def versions(self, connector_id: str) -> tuple[Connector, Sequence[DescriptorVersion]]:
+        """The connector and the descriptors its edits replaced, newest first."""
+        connector = await self.get(connector_id)
+        return connector, await self._registry.versions(connector_id)
+
+    async def version(self, connector_id: str, version: str) -> DescriptorVersion:
+        """One earlier version by its ``version`` (the newest, should two share it)."""
+        _, versions = await self.versions(connector_id)
+        for found in versions:
+            if found.version == version:
+                return found
+        raise NotFoundError(f"'{connector_id}' has no earlier version '{version}'")
+
+    async def restore(self, connector_id: str, version: str) -> Edited:
+        """Go back to an earlier version: stored as a new edit (its version raised above
+        the current one), so the version it replaces stays readable in its turn."""
+        earlier = await self.version(connector_id, version)
+        return await self.edit(connector_id, earlier.descriptor)
 
     async def connected_in(self, connector_id: str) -> Sequence[str]:
         """The projects that have ``connector_id`` connected, sorted: a connector is

@@ -36,7 +36,7 @@ from ucf.runtime.auth import exchange_code, render_url
 from ucf.runtime.http import UpstreamError, parse_json, send_with_retries
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import ConnectorService
-from ucf.service.errors import NotFoundError, ServiceError
+from ucf.service.errors import NotFoundError, ServiceError, ValidationFailed
 from ucf.service.instances import check_config
 from ucf.service.oauth_clients import OAuthClients as OAuthClients
 from ucf.service.oauth_clients import RegisteredClient as RegisteredClient
@@ -125,6 +125,9 @@ class Connected:
     created: bool = False
     ticket: str | None = None
     """For the setup flow: a one-time ticket for the tokens (see :meth:`OAuthFlows.redeem`)."""
+    unfit: tuple[str, ...] = ()
+    """Why the instance could not be created with the consent's settings (its connector was
+    edited since the consent started): the tokens went to the setup flow instead."""
 
 
 def _pkce_pair() -> tuple[str, str]:
@@ -316,7 +319,11 @@ class OAuthFlows:
         tokens |= connector.descriptor.consent_marker()  # sign in with the consent from now on
         if flow.get("returnTo") == "setup":
             return await self._ticket(project_id, connector_id, tokens, found, now)
-        return await self._store_on_instance(project_id, connector_id, tokens, config, found)
+        # Settings an edit made since the start no longer declares are dropped, as saving
+        # an instance drops them: they no longer mean anything, and the create refused them.
+        declared = {f.key for f in connector.descriptor.setup_config_fields()}
+        config = {k: v for k, v in config.items() if k in declared}
+        return await self._store_on_instance(project_id, connector_id, tokens, config, found, now)
 
     async def _lookups(
         self, oauth: OAuth2Config, tokens: Mapping[str, str], config: Mapping[str, str]
@@ -413,6 +420,7 @@ class OAuthFlows:
         tokens: dict[str, str],
         config: dict[str, str],
         found: dict[str, str],
+        now: datetime,
     ) -> Connected:
         """A reconnect replaces the tokens in place (checkpoint and history stay); a flow
         started through the API creates the instance with its settings. Settings read
@@ -420,9 +428,26 @@ class OAuthFlows:
         try:
             await self._instances.record(project_id, connector_id)
         except NotFoundError:
-            await self._instances.create(
-                project_id, connector_id, credentials=tokens, config={**config, **found}
-            )
+            settings = {**config, **found}
+            try:
+                await self._instances.create(
+                    project_id, connector_id, credentials=tokens, config=settings
+                )
+            except ValidationFailed as unfit:
+                # The connector was edited between the start and this callback (a setting
+                # or credential it now requires): the settings no longer fit, but the
+                # consent's tokens still sign in. Refused here, they were lost with the
+                # spent code; the setup flow takes them, with the settings, and asks for
+                # what is missing.
+                connected = await self._ticket(project_id, connector_id, tokens, settings, now)
+                said = tuple(
+                    f"{d.get('path')}: {d.get('message')}"
+                    for d in unfit.details or []
+                    if isinstance(d, dict)
+                )
+                return Connected(
+                    project_id, connector_id, "setup", ticket=connected.ticket, unfit=said
+                )
             return Connected(project_id, connector_id, "instance", created=True)
         await self._instances.update(
             project_id, connector_id, credentials=tokens, config=found or None

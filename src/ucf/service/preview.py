@@ -82,6 +82,7 @@ async def preview_sample(
     now: datetime,
     switches: tuple[str, str] = ("choose the poll mode", "choose the webhook mode"),
     secret: str | None = None,
+    unchecked: str | None = None,
 ) -> Preview:
     """Map ``payload`` (whose raw bytes are ``body``) as ``mode`` says; never raises on input.
 
@@ -89,7 +90,8 @@ async def preview_sample(
     the notes and a refused mode's hint (``ucf map`` says ``use --poll``; the dashboard
     names its own control).
     ``secret`` (a generic webhook connector's signing secret or token) checks
-    ``body`` as the gateway would and answers handshakes as it would.
+    ``body`` as the gateway would and answers handshakes as it would. ``unchecked``: the
+    note for a delivery mapped without its secret (a try says no signature is needed).
     """
     try:
         source = source_for(descriptor)
@@ -119,7 +121,7 @@ async def preview_sample(
         if as_webhook and source.webhooks is not None:
             await _native_webhook(preview, source, body, headers, project_id, now)
         elif as_webhook:
-            if _gateway_check(preview, descriptor, payload, body, headers, secret, now):
+            if _gateway_check(preview, descriptor, payload, body, headers, secret, now, unchecked):
                 _generic_webhook(preview, descriptor, payload, body, headers, project_id, now)
         else:
             _poll(preview, source, payload, project_id, now)
@@ -314,6 +316,7 @@ def _gateway_check(
     headers: Mapping[str, str],
     secret: str | None,
     now: datetime,
+    unchecked: str | None = None,
 ) -> bool:
     """The gateway's verification and handshake on these bytes; False when it would not map."""
     webhook = descriptor.webhook
@@ -351,8 +354,10 @@ def _gateway_check(
     if credential is not None and not secret:
         preview.verification = {"checked": False, "ok": None, "reason": None}
         preview.notes.append(
-            f"verification '{webhook.verification}' not checked: give the secret to check "
-            "this delivery as the gateway would"
+            unchecked.format(verification=webhook.verification)
+            if unchecked is not None
+            else f"verification '{webhook.verification}' not checked: give the secret to "
+            "check this delivery as the gateway would"
         )
         return True
     reason = admission.result.reason

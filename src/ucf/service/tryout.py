@@ -27,9 +27,13 @@ from typing import Any, Final
 import httpx
 
 from ucf.core.descriptor import ConnectorDescriptor, OAuth2Auth
+from ucf.core.jsonpath import MISSING
 from ucf.core.mapping import CompiledMapping, MappingResult
+from ucf.core.payload import payload_or_missing
+from ucf.core.records import datarecord
 from ucf.core.sanitiser import Sanitiser
-from ucf.core.validation import validate_descriptor
+from ucf.core.validation import Problem, validate_descriptor
+from ucf.core.webhook import header
 from ucf.runtime.auth import render_url
 from ucf.runtime.connection import connect
 from ucf.runtime.http import AuthFailed, UpstreamError, create_client
@@ -39,9 +43,15 @@ from ucf.runtime.sources import NativeSourceMissing, source_for
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.context import UcfContext
 from ucf.service.errors import ValidationFailed
-from ucf.service.preview import Preview, item_errors_json, signals_json, type_reasons
+from ucf.service.preview import (
+    Preview,
+    item_errors_json,
+    preview_sample,
+    signals_json,
+    type_reasons,
+)
 
-__all__ = ["MAX_SHOWN_BODY", "TryOut", "try_descriptor"]
+__all__ = ["MAX_SHOWN_BODY", "SampleDelivery", "TryOut", "try_delivery", "try_descriptor"]
 
 MAX_SHOWN_BODY: Final = 64 * 1024
 """Characters of the response body shown; the rest is cut and ``truncated`` says so."""
@@ -129,6 +139,8 @@ class TryOut:
     error: dict[str, Any] | None = None
     pages: int = 0
     masker: _Masker | None = None
+    delivery: dict[str, Any] | None = None
+    """A webhook try's delivery as mapped: its event type and headers."""
 
     def signals(self, sanitiser: Sanitiser) -> list[dict[str, Any]]:
         """Sanitised like stored signals, and masked: an API may echo a credential back."""
@@ -211,9 +223,15 @@ async def _try(
     except NativeSourceMissing as error:
         raise ValidationFailed(str(error)) from None
     if source.schedule is None:
-        raise ValidationFailed(
-            f"{descriptor.id} receives webhooks only; there is nothing to poll — "
-            "preview a delivery instead"
+        raise ValidationFailed.from_problems(
+            f"{descriptor.id} receives webhooks only: there is nothing to poll",
+            [
+                Problem(
+                    "delivery",
+                    f"{descriptor.id} receives webhooks only: there is nothing to poll",
+                    "paste a sample delivery to try it (the try's 'delivery')",
+                )
+            ],
         )
     recorder = _Recorder(skip_urls=_token_urls(descriptor, _strings(config)))
     client = create_client(context.settings.http, context.settings.egress)
@@ -290,6 +308,91 @@ async def _try(
     return tried
 
 
+@datarecord
+class SampleDelivery:
+    """A webhook delivery pasted for a try: its body, byte for byte, and headers."""
+
+    body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    event_type: str | None = None
+    """Put in the descriptor's event-type header when the headers lack it."""
+
+
+NO_SIGNATURE: Final = (
+    "no signature is needed for a try: the gateway checks '{verification}' on every real "
+    "delivery (the Webhook preview checks this one with the secret)"
+)
+
+
+async def try_delivery(
+    context: UcfContext, data: Any, delivery: SampleDelivery, *, project_id: str = "try"
+) -> TryOut:
+    """What the gateway would make of a sample delivery: the signals, sanitised, with the
+    same item errors and notes as a poll's try; raises :class:`ValidationFailed` for a
+    descriptor that is not valid or takes no webhooks, as a poll's try does.
+
+    A webhook-only connector has nothing to poll, so its try was a refusal. This maps
+    the delivery through the gateway's own path (:func:`~ucf.service.preview.preview_sample`:
+    event type, :func:`~ucf.core.webhook.map_delivery` or the native handler, a
+    handshake's answer), without its signature: the author has a payload from the
+    provider's docs or logs, rarely a signed one. Nothing is stored or sent anywhere.
+    """
+    descriptor, problems = validate_descriptor(data)
+    if descriptor is None or problems:
+        raise ValidationFailed.from_problems("the descriptor is not valid", problems)
+    try:
+        source = source_for(descriptor)
+    except NativeSourceMissing as error:
+        raise ValidationFailed(str(error)) from None
+    if descriptor.webhook is None and source.webhooks is None:
+        raise ValidationFailed.from_problems(
+            f"{descriptor.id} receives no webhooks",
+            [
+                Problem(
+                    "delivery",
+                    f"{descriptor.id} receives no webhooks",
+                    "leave out 'delivery': its try sends one live request",
+                )
+            ],
+        )
+    tried = TryOut()
+    headers = dict(delivery.headers)
+    webhook = descriptor.webhook
+    if delivery.event_type:
+        named = webhook.event_type_header if webhook is not None else None
+        if named is None:
+            where = f" at {webhook.event_type_path}" if webhook and webhook.event_type_path else ""
+            tried.error = {
+                "kind": "delivery",
+                "message": f"{descriptor.id} reads the event type from the delivery itself"
+                f"{where}, not from a header: leave the event type empty and put it there",
+            }
+            return tried
+        if header(headers, named) is None:
+            headers[named] = delivery.event_type
+    raw = delivery.body.encode("utf-8", "surrogatepass")
+    payload = payload_or_missing(raw)
+    if payload is MISSING:
+        tried.error = {"kind": "delivery", "message": "the delivery's body is not JSON"}
+        return tried
+    tried.preview = await preview_sample(
+        descriptor,
+        payload,
+        body=raw,
+        headers=headers,
+        mode="webhook",
+        project_id=project_id,
+        now=context.clock(),
+        unchecked=NO_SIGNATURE,
+    )
+    tried.delivery = {"eventType": tried.preview.event_type, "headers": headers}
+    if tried.preview.problems:
+        problem = tried.preview.problems[0]
+        hint = f" ({problem.hint})" if problem.hint else ""
+        tried.error = {"kind": "delivery", "message": f"{problem.message}{hint}"}
+    return tried
+
+
 def _token_urls(descriptor: ConnectorDescriptor, config: Mapping[str, str]) -> frozenset[str]:
     """Token endpoints: their exchanges carry secrets and are not the poll's request.
 
@@ -339,4 +442,9 @@ def tryout_json(tried: TryOut, context: UcfContext) -> dict[str, Any]:
         "notes": tried.preview.notes,
         "error": tried.error,
         "pages": tried.pages,
+        "delivery": tried.delivery,
+        "handshake": tried.preview.handshake,
+        "problems": [
+            {"path": p.path, "message": p.message, "hint": p.hint} for p in tried.preview.problems
+        ],
     }

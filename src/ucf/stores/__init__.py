@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ucf.stores.errors import (
     AlreadyExists,
+    Changed,
     InvalidCursor,
     InvalidRecord,
     NotFound,
@@ -32,6 +33,7 @@ from ucf.stores.url import open_store, resolve_store_url
 
 __all__ = [
     "AlreadyExists",
+    "Changed",
     "CheckpointStore",
     "DescriptorRegistry",
     "InstanceStore",

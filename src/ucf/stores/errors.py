@@ -24,6 +24,10 @@ class AlreadyExists(StoreError):
     """A create collided with an existing record of the same identity."""
 
 
+class Changed(StoreError):
+    """A conditional write found the record changed since its caller read it."""
+
+
 class InvalidRecord(StoreError, ValueError):
     """The caller handed the store something it cannot keep (wrong ids, not JSON)."""
 
@@ -92,4 +96,11 @@ def instance_exists(project_id: str, connector_id: str) -> AlreadyExists:
     return AlreadyExists(
         f"project {project_id!r} already has a {connector_id!r} connector instance",
         "update the existing instance instead",
+    )
+
+
+def descriptor_changed(connector_id: str) -> Changed:
+    return Changed(
+        f"connector descriptor {connector_id!r} changed since it was read",
+        "read it again and repeat the edit on the current version",
     )

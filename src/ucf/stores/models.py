@@ -84,6 +84,22 @@ class DescriptorRecord:
     updated_at: datetime
 
 
+@datarecord
+class DescriptorVersion:
+    """A descriptor as it was before an edit replaced it (the registry keeps every one).
+
+    ``saved_at`` is when it became current (its record's ``updated_at`` then), and
+    identifies it among its connector's versions; ``replaced_at`` is when an edit
+    replaced it.
+    """
+
+    connector_id: str
+    version: str
+    descriptor: dict[str, Any]
+    saved_at: datetime
+    replaced_at: datetime
+
+
 def descriptor_identity(descriptor: Mapping[str, Any]) -> tuple[str, str]:
     """The (connector id, version) a descriptor object declares."""
     connector_id = descriptor.get("id")
@@ -130,6 +146,27 @@ def version_key(version: str) -> tuple[tuple[int, ...], int, str]:
 
 def is_newer_version(candidate: str, current: str) -> bool:
     return version_key(candidate) > version_key(current)
+
+
+_LAST_NUMBER = re.compile(r"^(.*?)(\d+)$")
+
+
+def next_version(version: str) -> str:
+    """The version after ``version``, always newer by :func:`is_newer_version`: the last
+    number up by one (``1.0.3`` → ``1.0.4``, ``v2`` → ``v3``, ``1.0.0-rc1`` →
+    ``1.0.0-rc2``); where that would not sort higher (``-rc9`` → ``-rc10``), the release's
+    last number up (``1.0.1``); ``.1`` added to a version without numbers."""
+    found = _LAST_NUMBER.match(version)
+    if found is not None:
+        candidate = f"{found.group(1)}{int(found.group(2)) + 1}"
+        if is_newer_version(candidate, version):
+            return candidate
+    core = _VERSION_RE.match(version)
+    if core is not None:
+        *head, last = core.group(1).split(".")
+        start = version[: core.start(1)]
+        return start.strip() + ".".join([*head, str(int(last) + 1)])
+    return f"{version}.1" if version else "1"
 
 
 # --- instances -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ from ucf.stores.models import (
     Checkpoint,
     CheckpointMove,
     DescriptorRecord,
+    DescriptorVersion,
     HealthObservation,
     IngestResult,
     InstanceChanges,
@@ -68,16 +69,25 @@ class DescriptorRegistry(Protocol):
         *,
         now: datetime,
         built_in: bool | None = None,
+        if_saved_at: datetime | None = None,
     ) -> DescriptorRecord:
         """Replace a descriptor; ``NotFound`` if missing, ``InvalidRecord`` if ids differ.
 
+        The descriptor replaced is kept among the connector's :meth:`versions`.
         ``built_in=None`` keeps the flag; the service passes False when a user
         edits a shipped descriptor so that start-up sync no longer touches it.
+        ``if_saved_at``: replace only the descriptor stored then (its
+        ``updated_at``), ``Changed`` if another write came first (two edits made
+        from one version must not both raise it to the same next one).
         """
         ...
 
+    async def versions(self, connector_id: str) -> list[DescriptorVersion]:
+        """The descriptors edits replaced, newest first; none for an unknown id."""
+        ...
+
     async def delete(self, connector_id: str) -> None:
-        """Remove a descriptor; raises ``NotFound`` if missing."""
+        """Remove a descriptor and its versions; raises ``NotFound`` if missing."""
         ...
 
     async def sync_builtin(

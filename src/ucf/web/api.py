@@ -20,16 +20,22 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
-from ucf.core.validation import Problem, validate_descriptor
-from ucf.service.connectors import runnable_problem
+from ucf.core.validation import Problem, duplicate_keys, validate_descriptor
+from ucf.service.connectors import Edited, runnable_problem
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
 from ucf.service.instances import Instance
 from ucf.service.oauth import CALLBACK_PATH, OAuthFlows
 from ucf.service.poll import poll_instance
 from ucf.service.preview import item_errors_json, preview_sample, sign_sample, signals_json
-from ucf.service.tryout import MAX_TRY_PAGES, try_descriptor, tryout_json
-from ucf.stores.models import SignalQuery, utc
+from ucf.service.tryout import (
+    MAX_TRY_PAGES,
+    SampleDelivery,
+    try_delivery,
+    try_descriptor,
+    tryout_json,
+)
+from ucf.stores.models import DescriptorVersion, SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
 from ucf.web.errors import ErrorBody
 from ucf.web.state import WebState, web_state
@@ -130,9 +136,18 @@ async def list_connectors(
     openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def register_connector(
-    state: State, descriptor: Annotated[dict[str, Any], Body()]
+    state: State, request: Request, descriptor: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
+    await _refuse_duplicate_keys(request)
     return (await state.context.connectors.register(descriptor)).to_json()
+
+
+async def _refuse_duplicate_keys(request: Request) -> None:
+    """422 for a body that gives a key twice in one object: the parsed body kept the last
+    silently, and validation (which sees only that) would have stored it."""
+    repeated = duplicate_keys(await request.body())
+    if repeated:
+        raise ValidationFailed.from_problems("the request body is not a valid descriptor", repeated)
 
 
 @router.get("/connectors/{connectorId}", tags=["connectors"])
@@ -143,21 +158,81 @@ async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, An
 @router.put(
     "/connectors/{connectorId}",
     tags=["connectors"],
-    summary="Replace a descriptor",
+    summary="Replace a descriptor (its version raised if the edit did not; the old one kept)",
+    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
     openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def update_connector(
-    state: State, connector_id: ConnectorId, descriptor: Annotated[dict[str, Any], Body()]
+    state: State,
+    request: Request,
+    connector_id: ConnectorId,
+    descriptor: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
-    updated = await state.context.connectors.update(connector_id, descriptor)
-    state.gateway.forget_connector(connector_id)
+    await _refuse_duplicate_keys(request)
+    return await _edited(state, await state.context.connectors.edit(connector_id, descriptor))
+
+
+async def _edited(state: WebState, edited: Edited) -> dict[str, Any]:
+    """A replaced descriptor's answer: the connector as stored, whether its version was
+    raised for the caller, and the instances the edit no longer fits."""
+    updated = edited.connector
+    state.gateway.forget_connector(updated.id)
     # As the editor's Save says: the instances the edit no longer fits fail from their
     # next poll, and an API caller had no way to know which to fix.
     unfit = await state.context.instances.unfit_settings(updated)
     return {
         **updated.to_json(),
+        "versionRaised": edited.version_raised,
         "unfitInstances": [{"projectId": p, "problems": list(said)} for p, said in unfit],
     }
+
+
+def _version_json(version: DescriptorVersion) -> dict[str, Any]:
+    return {
+        "version": version.version,
+        "savedAt": version.saved_at.isoformat(),
+        "replacedAt": version.replaced_at.isoformat(),
+    }
+
+
+@router.get(
+    "/connectors/{connectorId}/versions",
+    tags=["connectors"],
+    summary="The descriptors edits replaced, newest first, after the current one",
+)
+async def connector_versions(state: State, connector_id: ConnectorId) -> dict[str, Any]:
+    connector, versions = await state.context.connectors.versions(connector_id)
+    return {
+        "current": {
+            "version": connector.descriptor.version,
+            "savedAt": connector.updated_at.isoformat(),
+        },
+        "items": [_version_json(v) for v in versions],
+    }
+
+
+@router.get(
+    "/connectors/{connectorId}/versions/{version}",
+    tags=["connectors"],
+    summary="One earlier version of a descriptor",
+)
+async def connector_version(
+    state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
+) -> dict[str, Any]:
+    found = await state.context.connectors.version(connector_id, version)
+    return {**_version_json(found), "descriptor": found.descriptor}
+
+
+@router.post(
+    "/connectors/{connectorId}/versions/{version}/restore",
+    tags=["connectors"],
+    summary="Go back to an earlier version (stored as a new edit, its version raised)",
+    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
+)
+async def restore_connector_version(
+    state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
+) -> dict[str, Any]:
+    return await _edited(state, await state.context.connectors.restore(connector_id, version))
 
 
 @router.delete(
@@ -231,8 +306,28 @@ class PreviewRequest(_Body):
     )
 
 
+class DeliveryBody(_Body):
+    body: str = Field(description="The delivery's body as the provider sends it (JSON).")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Its headers (event type, delivery id), if any."
+    )
+    event_type: str | None = Field(
+        default=None,
+        alias="eventType",
+        max_length=200,
+        description="Sent in the descriptor's event-type header when 'headers' lack it.",
+    )
+
+
 class TryRequest(_Body):
     descriptor: dict[str, Any] = Field(description="The descriptor being written (not stored).")
+    delivery: DeliveryBody | None = Field(
+        default=None,
+        description=(
+            "A webhook connector's try: a sample delivery mapped as the gateway maps it "
+            "(no signature needed, nothing stored); no request is sent."
+        ),
+    )
     credentials: dict[str, Any] = Field(
         default_factory=dict, description="For this request only: never stored or echoed."
     )
@@ -263,10 +358,14 @@ def _problems_json(problems: Sequence[Problem], prefix: str = "") -> list[dict[s
     summary="Every problem of a descriptor, shape and meaning, in one pass (nothing stored)",
     openapi_extra={DESCRIPTOR_BODY: True},
 )
-async def validate_connector(descriptor: Annotated[Any, Body()]) -> dict[str, Any]:
+async def validate_connector(
+    request: Request, descriptor: Annotated[Any, Body()]
+) -> dict[str, Any]:
     # Any JSON: what is no object is a problem of the descriptor at its root, as ucf
     # connectors validate says for such a file, not a refusal of the request.
     parsed, problems = validate_descriptor(descriptor)
+    # A key given twice: the parsed body kept the last, so the raw one says it.
+    problems = [*duplicate_keys(await request.body()), *problems]
     if parsed is not None:
         cannot_run = runnable_problem(parsed)
         if cannot_run is not None:  # saving would refuse it: say so while it is typed
@@ -350,9 +449,16 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
 @authoring.post(
     "/connectors/try",
     tags=["authoring"],
-    summary="One live poll page of a descriptor: request (masked), response, signals; nothing stored",
+    summary=(
+        "One live poll page of a descriptor: request (masked), response, signals; or, with "
+        "'delivery', what a webhook delivery maps to; nothing stored"
+    ),
 )
 async def try_connector(state: State, body: TryRequest) -> dict[str, Any]:
+    if body.delivery is not None:
+        sample = SampleDelivery(body.delivery.body, body.delivery.headers, body.delivery.event_type)
+        delivered = await try_delivery(state.context, body.descriptor, sample)
+        return tryout_json(delivered, state.context)
     tried = await try_descriptor(
         state.context,
         body.descriptor,

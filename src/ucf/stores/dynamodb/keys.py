@@ -62,6 +62,16 @@ def descriptor(connector_id: str) -> Key:
     return key(f"CONNECTOR#{part(connector_id)}", "DESCRIPTOR")
 
 
+VERSION_PREFIX = "VERSION#"
+
+
+def descriptor_version(connector_id: str, saved_at: str) -> Key:
+    """``CONNECTOR#{id} / VERSION#{savedAt}``: a descriptor an edit replaced, beside the
+    current one; a connector's all, newest first, by a Query on the prefix. Not in GSI2,
+    so the catalogue's listing never sees them."""
+    return key(f"CONNECTOR#{part(connector_id)}", VERSION_PREFIX + saved_at)
+
+
 def project_pk(project_id: str) -> str:
     return f"PROJECT#{part(project_id)}"
 

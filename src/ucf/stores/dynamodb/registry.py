@@ -18,6 +18,7 @@ from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
 from ucf.stores.dynamodb.table import GSI2
 from ucf.stores.errors import (
     StoreUnavailable,
+    descriptor_changed,
     descriptor_exists,
     instance_exists,
     no_descriptor,
@@ -26,6 +27,7 @@ from ucf.stores.errors import (
 from ucf.stores.models import (
     UNSET,
     DescriptorRecord,
+    DescriptorVersion,
     HealthObservation,
     InstanceChanges,
     InstanceRecord,
@@ -141,31 +143,100 @@ class DynamoDescriptorRegistry:
         *,
         now: datetime,
         built_in: bool | None = None,
+        if_saved_at: datetime | None = None,
     ) -> DescriptorRecord:
+        """The replaced descriptor is written to its version item first, then the new one
+        over it on a compare-and-set of ``updatedAt`` (no transaction: dynalite has none).
+        A crash between the two leaves a version item equal to the current descriptor,
+        which :meth:`versions` leaves out; a writer that lost the race re-reads (or, given
+        ``if_saved_at``, is refused) and the version it kept is a real, earlier one."""
         version = replacement_version(connector_id, descriptor)
-        assignments = ["#descriptor = :d", "version = :v", "updatedAt = :u"]
-        values: dict[str, Any] = {
-            ":d": k.s(k.dump_json(dict(descriptor), what="descriptor")),
-            ":v": k.s(version),
-            ":u": k.s(text_time(now)),
-        }
-        if built_in is not None:
-            assignments.append("builtIn = :b")
-            values[":b"] = k.b(built_in)
-        try:
-            reply = await self._db.call(
-                "update_item",
+        body = k.dump_json(dict(descriptor), what="descriptor")
+        stamp = text_time(now)
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self._current_item(connector_id)
+            if current is None:
+                raise no_descriptor(connector_id)
+            seen = current["updatedAt"]["S"]
+            if if_saved_at is not None and seen != text_time(if_saved_at):
+                raise descriptor_changed(connector_id)
+            await self._db.call(
+                "put_item",
                 TableName=self._db.table,
-                Key=k.descriptor(connector_id),
-                UpdateExpression="SET " + ", ".join(assignments),
-                ConditionExpression="attribute_exists(PK)",
-                ExpressionAttributeNames=_DESCRIPTOR_NAME,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                Item={
+                    **k.descriptor_version(connector_id, seen),
+                    "connectorId": k.s(connector_id),
+                    "version": current["version"],
+                    "descriptor": current["descriptor"],
+                    "savedAt": k.s(seen),
+                    "replacedAt": k.s(stamp),
+                },
             )
-        except ConditionFailed:
-            raise no_descriptor(connector_id) from None
-        return _descriptor_record(reply["Attributes"])
+            assignments = ["#descriptor = :d", "version = :v", "updatedAt = :u"]
+            values: dict[str, Any] = {
+                ":d": k.s(body),
+                ":v": k.s(version),
+                ":u": k.s(stamp),
+                ":seen": k.s(seen),
+            }
+            if built_in is not None:
+                assignments.append("builtIn = :b")
+                values[":b"] = k.b(built_in)
+            try:
+                reply = await self._db.call(
+                    "update_item",
+                    TableName=self._db.table,
+                    Key=k.descriptor(connector_id),
+                    UpdateExpression="SET " + ", ".join(assignments),
+                    ConditionExpression="attribute_exists(PK) AND updatedAt = :seen",
+                    ExpressionAttributeNames=_DESCRIPTOR_NAME,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ConditionFailed:
+                if if_saved_at is not None:
+                    raise descriptor_changed(connector_id) from None
+                continue  # another edit came between: keep its version too, then retry
+            return _descriptor_record(reply["Attributes"])
+        raise StoreUnavailable(
+            f"descriptor {connector_id!r} kept changing while it was being replaced",
+            fix="another process is writing it in a loop; retry shortly",
+        )
+
+    async def _current_item(self, connector_id: str) -> Item | None:
+        reply = await self._db.call(
+            "get_item",
+            TableName=self._db.table,
+            Key=k.descriptor(connector_id),
+            ConsistentRead=True,
+        )
+        item: Item | None = reply.get("Item")
+        return item
+
+    async def _version_items(self, connector_id: str) -> list[Item]:
+        pk = k.descriptor_version(connector_id, "")["PK"]
+        return await self._db.query_all(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={":pk": pk, ":prefix": k.s(k.VERSION_PREFIX)},
+            ScanIndexForward=False,
+            ConsistentRead=True,
+        )
+
+    async def versions(self, connector_id: str) -> list[DescriptorVersion]:
+        items = await self._version_items(connector_id)
+        current = await self._current_item(connector_id)
+        live = current["updatedAt"]["S"] if current is not None else None
+        return [
+            DescriptorVersion(
+                connector_id=connector_id,
+                version=item["version"]["S"],
+                descriptor=json.loads(item["descriptor"]["S"]),
+                saved_at=_required_time(item, "savedAt"),
+                replaced_at=_required_time(item, "replacedAt"),
+            )
+            for item in items
+            if item["savedAt"]["S"] != live  # left by a replacement cut short
+        ]
 
     async def delete(self, connector_id: str) -> None:
         try:
@@ -177,6 +248,11 @@ class DynamoDescriptorRegistry:
             )
         except ConditionFailed:
             raise no_descriptor(connector_id) from None
+        items = await self._version_items(connector_id)
+        if items:
+            await self._db.batch_write(
+                [{"DeleteRequest": {"Key": {"PK": i["PK"], "SK": i["SK"]}}} for i in items]
+            )
 
     async def sync_builtin(
         self, descriptors: Sequence[Mapping[str, Any]], *, now: datetime

@@ -11,11 +11,18 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from ucf.stores.errors import descriptor_exists, instance_exists, no_descriptor, no_instance
+from ucf.stores.errors import (
+    descriptor_changed,
+    descriptor_exists,
+    instance_exists,
+    no_descriptor,
+    no_instance,
+)
 from ucf.stores.models import (
     UNSET,
     DeliveryObservation,
     DescriptorRecord,
+    DescriptorVersion,
     HealthObservation,
     InstanceChanges,
     InstanceRecord,
@@ -98,24 +105,55 @@ class SqliteDescriptorRegistry:
         *,
         now: datetime,
         built_in: bool | None = None,
+        if_saved_at: datetime | None = None,
     ) -> DescriptorRecord:
         version = replacement_version(connector_id, descriptor)
         body = _descriptor_json(descriptor)
         stamp = text_time(now)
 
         def run(conn: sqlite3.Connection) -> DescriptorRecord:
-            changed = conn.execute(
+            current = _select_descriptor(conn, connector_id)
+            if current is None:
+                raise no_descriptor(connector_id)
+            if if_saved_at is not None and current.updated_at != if_saved_at:
+                raise descriptor_changed(connector_id)
+            # The one replaced stays readable, in the same transaction as its replacement.
+            conn.execute(
+                "INSERT OR REPLACE INTO descriptor_versions "
+                "SELECT connector_id, updated_at, version, descriptor, ? "
+                "FROM descriptors WHERE connector_id = ?",
+                (stamp, connector_id),
+            )
+            conn.execute(
                 "UPDATE descriptors SET descriptor = ?, version = ?, updated_at = ?, "
                 "built_in = COALESCE(?, built_in) WHERE connector_id = ?",
                 (body, version, stamp, None if built_in is None else int(built_in), connector_id),
-            ).rowcount
-            if not changed:
-                raise no_descriptor(connector_id)
+            )
             record = _select_descriptor(conn, connector_id)
             assert record is not None
             return record
 
         return await self._db.write(run)
+
+    async def versions(self, connector_id: str) -> list[DescriptorVersion]:
+        def run(conn: sqlite3.Connection) -> list[DescriptorVersion]:
+            rows = conn.execute(
+                "SELECT version, descriptor, saved_at, replaced_at FROM descriptor_versions "
+                "WHERE connector_id = ? ORDER BY saved_at DESC",
+                (connector_id,),
+            ).fetchall()
+            return [
+                DescriptorVersion(
+                    connector_id=connector_id,
+                    version=row[0],
+                    descriptor=load_json(row[1]),
+                    saved_at=parse_time(row[2]),
+                    replaced_at=parse_time(row[3]),
+                )
+                for row in rows
+            ]
+
+        return await self._db.read(run)
 
     async def delete(self, connector_id: str) -> None:
         def run(conn: sqlite3.Connection) -> None:
@@ -124,6 +162,7 @@ class SqliteDescriptorRegistry:
             ).rowcount
             if not deleted:
                 raise no_descriptor(connector_id)
+            conn.execute("DELETE FROM descriptor_versions WHERE connector_id = ?", (connector_id,))
 
         await self._db.write(run)
 

@@ -169,6 +169,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX rate_buckets_by_full ON rate_buckets (full_s);
         """,
     ),
+    Migration(
+        7,
+        "descriptor versions: each descriptor an edit replaced, readable and restorable",
+        """
+        CREATE TABLE descriptor_versions (
+            connector_id TEXT NOT NULL,
+            saved_at     TEXT NOT NULL,
+            version      TEXT NOT NULL,
+            descriptor   TEXT NOT NULL,
+            replaced_at  TEXT NOT NULL,
+            PRIMARY KEY (connector_id, saved_at)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -11,8 +11,10 @@ back with every problem listed.
 
 Built-in connectors stay read-only: their "Customise a copy" opens the editor
 on a copy under a new id. Edits of a custom connector raise its ``version``
-(when the author did not) and apply to connected instances from their next
-poll; deleting one is refused while a project uses it.
+(when the author did not; the service decides, as for the API) and apply to
+connected instances from their next poll; the versions they replace are listed
+on the editor's page, each with Restore. Deleting one is refused while a
+project uses it.
 
 Editing a connected instance changes its settings and replaces credentials in
 place (write-only: an empty field keeps the stored value), with a connection
@@ -22,7 +24,6 @@ test before saving; the checkpoint, health and history are kept.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -41,7 +42,7 @@ from ucf.core.descriptor import (
     OAuth2Auth,
     descriptor_json_schema,
 )
-from ucf.core.validation import SCHEMA_KEY, Problem, validate_descriptor
+from ucf.core.validation import SCHEMA_KEY, Problem, duplicate_keys, validate_descriptor
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.runtime.redaction import mask
@@ -49,7 +50,7 @@ from ucf.service.connectors import Connector
 from ucf.service.errors import ConflictError, ValidationFailed
 from ucf.service.health import check_connector, outcome_of_check
 from ucf.service.poll import rotation_writer
-from ucf.stores.models import InstanceRecord
+from ucf.stores.models import DescriptorVersion, InstanceRecord
 from ucf.stores.secrets.base import UNREADABLE_SECRET
 from ucf.web.dashboard.rendering import redirect
 from ucf.web.dashboard.routing import (
@@ -73,7 +74,6 @@ Sessioned = Annotated[Session, Depends(require_session)]
 Checked = Annotated[Posted, Depends(checked_form)]
 
 MAX_DESCRIPTOR_CHARS: Final = 256 * 1024
-_VERSION: Final = re.compile(r"^(.*?)(\d+)$")
 
 
 # --------------------------------------------------------------------------- the editor
@@ -118,8 +118,10 @@ def _render_editor(
     problems: list[Problem],
     status: int = 200,
     native_of: str | None = None,
+    versions: Sequence[DescriptorVersion] = (),
 ) -> Response:
-    """``native_of``: the name of the native connector ``text`` copies (see :func:`new_connector`)."""
+    """``native_of``: the name of the native connector ``text`` copies (see :func:`new_connector`).
+    ``versions``: the descriptors the connector's edits replaced, listed to restore one."""
     action = (
         f"/projects/{page.project}/connectors/{editing.id}/edit"
         if editing is not None
@@ -135,6 +137,7 @@ def _render_editor(
             "csrf_header": CSRF_HEADER,
             "schema_json": _schema_json(),
             "native_of": native_of,
+            "versions": versions,
             # A refused save comes back with the user's text, which nothing has stored.
             "unsaved": status != 200,
             "refused_json": _script_json(
@@ -179,8 +182,38 @@ async def edit_connector(
     connector = await page.context.connectors.get(connector_id)
     if connector.built_in:  # read-only: offer a copy instead
         return redirect(f"/projects/{page.project}/connectors/new?copy={connector.id}")
+    _, versions = await page.context.connectors.versions(connector_id)
     return _render_editor(
-        page, text=_text(connector.descriptor.to_json()), editing=connector, problems=[]
+        page,
+        text=_text(connector.descriptor.to_json()),
+        editing=connector,
+        problems=[],
+        versions=versions,
+    )
+
+
+@router.post("/projects/{project}/connectors/{connector_id}/versions/{version}/restore")
+async def restore_version(
+    request: Request, posted: Checked, project: str, connector_id: str, version: str
+) -> Response:
+    """Back to an earlier version from the editor's history: a new edit (its version
+    raised), so the one it replaces is listed in its turn."""
+    project_or_404(project)
+    state = web_state(request)
+    connector = await state.context.connectors.get(connector_id)
+    if connector.built_in:
+        raise PageNotFound(f"'{connector_id}' is built in; customise a copy instead")
+    edited = await state.context.connectors.restore(connector_id, version)
+    state.gateway.forget_connector(connector_id)
+    saved = edited.connector
+    response = redirect(f"/projects/{project}/connectors/{connector_id}/edit")
+    return flash(
+        response,
+        request,
+        "ok",
+        f"{saved.descriptor.name}: version {version} restored as version "
+        f"{saved.descriptor.version}.",
+        "Connected instances use it from their next poll.",
     )
 
 
@@ -190,7 +223,7 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
             Problem("", f"the descriptor is longer than {MAX_DESCRIPTOR_CHARS} characters")
         ]
     try:
-        return json.loads(text), []
+        return json.loads(text), duplicate_keys(text)  # json keeps the last one silently
     except json.JSONDecodeError as error:
         return None, [
             Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")
@@ -201,12 +234,11 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
         return None, [Problem("", "not JSON ucf can read: a number has too many digits")]
 
 
-def _raised(version: str) -> str:
-    """``1.0.3`` → ``1.0.4``: the last number up by one (``v2`` → ``v3``; otherwise ``.1`` added)."""
-    found = _VERSION.match(version)
-    if found is None:
-        return f"{version}.1" if version else "1"
-    return f"{found.group(1)}{int(found.group(2)) + 1}"
+async def _versions(page: Page, editing: Connector | None) -> Sequence[DescriptorVersion]:
+    """The history the editor lists for ``editing`` (none for a new connector)."""
+    if editing is None:
+        return ()
+    return (await page.context.connectors.versions(editing.id))[1]
 
 
 async def _save(
@@ -215,21 +247,24 @@ async def _save(
     page = Page(request, posted.session, project_or_404(project), "catalogue")
     text = posted.form.get("descriptor")
     data, problems = _parsed_text(text)
-    if not problems:
-        problems = validate_descriptor(data)[1]
-    if problems:
-        return _render_editor(page, text=text, editing=editing, problems=problems, status=422)
+    if data is not None:
+        problems = [*problems, *validate_descriptor(data)[1]]
     connectors = page.context.connectors
+    if problems:
+        return _render_editor(
+            page,
+            text=text,
+            editing=editing,
+            problems=problems,
+            status=422,
+            versions=await _versions(page, editing),
+        )
     try:
         if editing is None:
             saved = await connectors.register(data)
             verb = "created"
         else:
-            if data.get("version") == editing.descriptor.version and (
-                data != editing.descriptor.to_json()
-            ):
-                data["version"] = _raised(editing.descriptor.version)
-            saved = await connectors.update(editing.id, data)
+            saved = await connectors.update(editing.id, data)  # raises the version if need be
             web_state(request).gateway.forget_connector(editing.id)
             verb = "saved"
     except (ValidationFailed, ConflictError) as error:
@@ -237,9 +272,19 @@ async def _save(
             Problem(str(d.get("path", "")), str(d.get("message", "")), d.get("hint"))
             for d in (error.details or [])
             if isinstance(d, dict)
-        ] or [Problem("id" if isinstance(error, ConflictError) else "", error.message)]
+        ] or [  # a new connector's conflict is its id; an edit's, another edit that came first
+            Problem(
+                "id" if isinstance(error, ConflictError) and editing is None else "",
+                error.message,
+            )
+        ]
         return _render_editor(
-            page, text=text, editing=editing, problems=details, status=error.status
+            page,
+            text=text,
+            editing=editing,
+            problems=details,
+            status=error.status,
+            versions=await _versions(page, editing),
         )
     response = redirect(f"/projects/{page.project}/connectors?category=Custom")
     if editing is not None:

@@ -275,9 +275,14 @@ async def oauth_callback(
         target = (
             f"{setup_path(done.project_id, done.connector_id)}/oauth-return?ticket={done.ticket}"
         )
-        response = _onward(
-            request, f"Connected with {name}", "Back to the setup…", target, "Continue the setup"
-        )
+        said = "Back to the setup…"
+        if done.unfit:  # edited since the consent started: the setup asks for the rest
+            said = (
+                f"{name} was edited since this connection started and now needs more "
+                f"({'; '.join(done.unfit)}). The consent's tokens are kept: the setup "
+                "asks for the rest."
+            )
+        response = _onward(request, f"Connected with {name}", said, target, "Continue the setup")
     else:
         target = f"/projects/{done.project_id}/instances/{done.connector_id}"
         if done.created:

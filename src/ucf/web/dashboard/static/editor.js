@@ -345,9 +345,20 @@
     return el("div", { "class": "field" }, [el("label", { "for": id, text: spec.label || spec.key }), input]);
   }
 
+  // What the Try tab offers follows the descriptor: a live request for a connector that
+  // polls, a pasted delivery for one that receives webhooks (a webhook-only one had only
+  // a refusal). A native connector's code decides, so both are offered for it.
   function buildTryFields() {
     var data = current().data;
     if (data === null) return;
+    var mode = (data.ingestion || {}).mode;
+    var native = data.kind === "native";
+    document.getElementById("try-poll").hidden = !native && mode === "webhook";
+    document.getElementById("try-delivery").hidden = !native && mode !== "webhook" && mode !== "polling_and_webhook";
+    var hook = (data.ingestion || {}).webhook || data.ingestion || {};
+    document.getElementById("try-delivery-event-help").textContent = hook.eventTypeHeader
+      ? "Sent as the " + hook.eventTypeHeader + " header unless the headers have it."
+      : hook.eventTypePath ? "Read from the body at " + hook.eventTypePath + ": leave this empty." : "";
     var kept = {};
     tryFields.querySelectorAll("input").forEach(function (input) { kept[input.id] = input.value; });
     tryFields.innerHTML = "";
@@ -399,20 +410,28 @@
     return (list || []).length ? el("ul", { "class": "muted" }, list.map(function (n) { return el("li", { text: n }); })) : null;
   }
 
+  function headerLines(text) {
+    var headers = {};
+    text.split("\n").forEach(function (line) {
+      var at = line.indexOf(":");
+      if (at > 0) headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    });
+    return headers;
+  }
+
   var tryResult = document.getElementById("try-result");
   var tryButton = document.getElementById("try-run");
   // Only the latest try paints: a slow upstream's answer to an earlier click (other
   // credentials, another endpoint) arrived last and replaced the newer one's.
   var latestTry = 0;
-  tryButton.addEventListener("click", function () {
+  function runTry(button, request, busy) {
     var data = current().data;
     if (data === null) { tryResult.textContent = "Fix the JSON first."; return; }
+    request.descriptor = data;
     var mine = ++latestTry;
-    tryButton.setAttribute("aria-busy", "true");
-    tryResult.textContent = "Sending…";
-    post("/api/connectors/try", {
-      descriptor: data, credentials: collect("credentials"), config: collect("config"), maxPages: 1
-    }).then(function (answer) {
+    button.setAttribute("aria-busy", "true");
+    tryResult.textContent = busy;
+    post("/api/connectors/try", request).then(function (answer) {
       if (mine !== latestTry) return;
       tryResult.innerHTML = "";
       var body = answer.data;
@@ -422,6 +441,11 @@
         return;
       }
       if (body.error) tryResult.appendChild(el("p", { "class": "field__error", role: "alert", text: body.error.message }));
+      if (body.delivery) tryResult.appendChild(el("p", { text: "Event type: " + (body.delivery.eventType || "(none)") }));
+      if (body.handshake) {
+        tryResult.appendChild(el("p", { text: "Handshake '" + body.handshake.kind + "': the gateway answers HTTP " + body.handshake.status }));
+        tryResult.appendChild(pre(body.handshake.body));
+      }
       if (body.request) tryResult.appendChild(el("section", { "class": "editor__exchange" }, [
         el("h3", { text: "Request" }),
         pre(body.request.method + " " + body.request.url + "\n" + Object.keys(body.request.headers).map(function (k) { return k + ": " + body.request.headers[k]; }).join("\n"))
@@ -441,7 +465,20 @@
       var said = notes(body.notes);
       if (said) tryResult.appendChild(said);
     }).catch(function () { if (mine === latestTry) tryResult.textContent = "Could not reach the server."; })
-      .then(function () { if (mine === latestTry) tryButton.removeAttribute("aria-busy"); });
+      .then(function () { if (mine === latestTry) button.removeAttribute("aria-busy"); });
+  }
+  tryButton.addEventListener("click", function () {
+    runTry(tryButton, { credentials: collect("credentials"), config: collect("config"), maxPages: 1 }, "Sending…");
+  });
+  var deliveryButton = document.getElementById("try-delivery-run");
+  deliveryButton.addEventListener("click", function () {
+    var raw = document.getElementById("try-delivery-body").value;
+    try { sample = JSON.parse(raw); } catch (error) { tryResult.textContent = "The delivery is not JSON: " + error.message; return; }
+    var eventType = document.getElementById("try-delivery-event").value.trim();
+    runTry(deliveryButton, { delivery: {
+      body: raw, headers: headerLines(document.getElementById("try-delivery-headers").value),
+      eventType: eventType === "" ? null : eventType
+    } }, "Mapping…");
   });
 
   // ---------------------------------------------------------------- webhook preview
@@ -454,11 +491,7 @@
     catch (error) { previewResult.textContent = "The payload is not JSON: " + error.message; return; }
     var secret = document.getElementById("preview-secret").value;
     if (sign && secret === "") { previewResult.textContent = "Type the webhook secret to sign with first."; return; }
-    var headers = {};
-    headerBox.value.split("\n").forEach(function (line) {
-      var at = line.indexOf(":");
-      if (at > 0) headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
-    });
+    var headers = headerLines(headerBox.value);
     post("/api/connectors/preview", {
       descriptor: data, body: raw, headers: headers, mode: document.getElementById("preview-mode").value,
       secret: secret === "" ? null : secret, sign: sign
