@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import field
 from datetime import datetime
@@ -406,6 +407,29 @@ class InstanceService:
         self._clock = clock
         self._turns = SecretTurns(store.leases, clock)
         self.oauth_clients = OAuthClients(store.records, secrets)
+        self._watchers: list[weakref.WeakMethod[Callable[[str, str], None]]] = []
+
+    def on_change(self, forget: Callable[[str, str], None]) -> None:
+        """Call ``forget(project_id, connector_id)`` whenever this service changes or deletes
+        an instance: what a cache holds of it (a webhook gateway's secrets, with the HMACs
+        keyed with them) is stale from then on.
+
+        Told here, in the use case, rather than by each caller: a delete made by any
+        code of the process (a web route, a dashboard form, a script holding a context)
+        dropped them only where the caller remembered to, and not at all when the
+        request was cancelled once the delete had begun (it is finished regardless).
+        Held weakly, so a cache is never kept alive by the service it watches.
+        """
+        self._watchers.append(weakref.WeakMethod(forget))  # type: ignore[arg-type]
+
+    def _changed(self, project_id: str, connector_id: str) -> None:
+        alive = []
+        for watcher in self._watchers:
+            forget = watcher()
+            if forget is not None:
+                forget(project_id, connector_id)
+                alive.append(watcher)
+        self._watchers = alive
 
     async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
         connector = connector or await self._connectors.get(record.connector_id)
@@ -669,6 +693,7 @@ class InstanceService:
             raise NotFoundError(
                 f"project '{project_id}' has no '{connector_id}' instance"
             ) from None
+        self._changed(project_id, connector_id)
         return await self._view(updated, connector)
 
     @contextlib.asynccontextmanager
@@ -805,6 +830,7 @@ class InstanceService:
             raise NotFoundError(
                 f"project '{project_id}' has no '{connector_id}' instance"
             ) from None
+        self._changed(project_id, connector_id)  # gone: no cache keeps its secrets
         await self._store.checkpoints.delete(project_id, connector_id)
         if record.credential_secret_ref is not None:
             await self._secrets.delete(record.credential_secret_ref)
