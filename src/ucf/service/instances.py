@@ -420,7 +420,7 @@ class InstanceService:
         request was cancelled once the delete had begun (it is finished regardless).
         Held weakly, so a cache is never kept alive by the service it watches.
         """
-        self._watchers.append(weakref.WeakMethod(forget))  # type: ignore[arg-type]
+        self._watchers.append(weakref.WeakMethod(forget))
 
     def _changed(self, project_id: str, connector_id: str) -> None:
         alive = []
@@ -583,6 +583,56 @@ class InstanceService:
             if problems
         ]
 
+    async def update_connector(self, connector_id: str, data: Any) -> Connector:
+        """:meth:`ConnectorService.update`, then the credentials its instances no longer
+        use are deleted (:meth:`drop_unused_credentials`): an edit to another sign-in
+        method left the old one's stored, encrypted, for good. A refused edit changes
+        nothing, credentials included."""
+        before = await self._connectors.find(connector_id)  # None: update says why
+        after = await self._connectors.update(connector_id, data)
+        await self.drop_unused_credentials(after, before)
+        return after
+
+    async def drop_unused_credentials(
+        self, connector: Connector, before: Connector | None = None
+    ) -> int:
+        """Delete from each instance of ``connector`` the credentials of a sign-in method it
+        does not use (:meth:`ConnectorDescriptor.unused_credentials`), ``before`` being the
+        connector as it was before an edit; how many instances lost some.
+
+        Each instance's secret is changed in its turn, read again there, so a token a poll
+        rotates meanwhile is kept; one that cannot be read is left as it is.
+        """
+        descriptor = connector.descriptor
+        was = before.descriptor if before is not None else None
+        gate = asyncio.Semaphore(UNFIT_READS)
+
+        async def prune(record: InstanceRecord) -> bool:
+            if record.credential_secret_ref is None:
+                return False
+            async with gate:
+                try:
+                    async with self._changing_secrets(record) as current:
+                        unused = descriptor.unused_credentials(current.credentials, was)
+                        if not unused:
+                            return False
+                        await self._write(
+                            record, current.without_credentials(unused), keep_previous=False
+                        )
+                except (*UNREADABLE_SECRET, SecretNotFound):
+                    return False  # its page and health say why; nothing to prune from
+            log.info(
+                "%s/%s: deleted %d credential(s) its sign-in no longer uses",
+                record.project_id,
+                record.connector_id,
+                len(unused),
+            )
+            self._changed(record.project_id, record.connector_id)
+            return True
+
+        records = await self._store.instances.list_by_connector(connector.id)
+        return sum(await asyncio.gather(*(prune(record) for record in records)))
+
     async def create(
         self,
         project_id: str,
@@ -682,7 +732,14 @@ class InstanceService:
                     was = current.credentials
                     if worse := _made_worse(descriptor, given, failed, was, provided):
                         raise ValidationFailed(failed.message, worse) from None
-                changes["credential_secret_ref"] = await self._write(record, rotated)
+                # A switch to another sign-in method leaves the old one's credentials (a
+                # key, an OAuth app's secret and tokens) unused: they go with this write,
+                # never before it is accepted. What was given now is kept whatever it is.
+                unused = descriptor.unused_credentials(rotated.credentials) - fresh.keys()
+                rotated = rotated.without_credentials(unused)
+                changes["credential_secret_ref"] = await self._write(
+                    record, rotated, keep_previous=not unused
+                )
         if enabled is not None:
             changes["enabled"] = enabled
         try:
@@ -725,12 +782,17 @@ class InstanceService:
                 current = await unreadable()
             yield current
 
-    async def _write(self, record: InstanceRecord, stored: InstanceSecrets) -> str:
-        """Replace the instance's secret entry (made now, with a hook id, if it had none)."""
+    async def _write(
+        self, record: InstanceRecord, stored: InstanceSecrets, *, keep_previous: bool = True
+    ) -> str:
+        """Replace the instance's secret entry (made now, with a hook id, if it had none);
+        without ``keep_previous``, no earlier version of it stays in the secret store."""
         if record.credential_secret_ref is None:
             stored = stored if stored.hook_id else stored.with_hook_id(new_hook_id())
             return await self._secrets.put(None, stored.encode())
-        await self._secrets.rotate(record.credential_secret_ref, stored.encode())
+        await self._secrets.rotate(
+            record.credential_secret_ref, stored.encode(), keep_previous=keep_previous
+        )
         return record.credential_secret_ref
 
     async def _rewrite(self, record: InstanceRecord, stored: InstanceSecrets) -> Instance:

@@ -149,7 +149,7 @@ async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, An
 async def update_connector(
     state: State, connector_id: ConnectorId, descriptor: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
-    updated = await state.context.connectors.update(connector_id, descriptor)
+    updated = await state.context.instances.update_connector(connector_id, descriptor)
     state.gateway.forget_connector(connector_id)
     # As the editor's Save says: the instances the edit no longer fits fail from their
     # next poll, and an API caller had no way to know which to fix.

@@ -229,7 +229,7 @@ async def _save(
                 data != editing.descriptor.to_json()
             ):
                 data["version"] = _raised(editing.descriptor.version)
-            saved = await connectors.update(editing.id, data)
+            saved = await page.context.instances.update_connector(editing.id, data)
             web_state(request).gateway.forget_connector(editing.id)
             verb = "saved"
     except (ValidationFailed, ConflictError) as error:
