@@ -31,6 +31,7 @@ from ucf.core.sanitiser import (
     _without_stray_joiners,
     html_to_text,
     sanitise,
+    without_invisible,
 )
 from ucf.core.secret_shapes import SECRET_SHAPES
 from ucf.core.signal import NormalisedSignal, SanitisedSignal
@@ -810,6 +811,23 @@ def test_a_detector_gate_finds_whatever_its_rule_finds(
     else:
         beyond = f'password="{"p" * long_run}"'
     assert gate.search(beyond) is not None  # a false alarm past the bound: the walk decides
+
+
+_HIDDEN_SAMPLES = "\u200b\u200c\u200d\u2060\ufeff\u00ad\u202e\u2066\ufe0f\U000e0041\u180e"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab é👩💻ک-_\n" + _HIDDEN_SAMPLES), max_size=24))
+def test_without_invisible_removes_what_the_three_passes_remove_and_nothing_else(
+    text: str,
+) -> None:
+    """The log filter's :func:`without_invisible` skips a line its one-class scan finds
+    clean; the answer must be the three passes', and stable."""
+    _, _, invisible, bidi = _character_classes()
+    passes = _without_stray_joiners(bidi.sub("", invisible.sub("", text)))[0]
+
+    assert without_invisible(text) == passes
+    assert without_invisible(passes) == passes
 
 
 def test_escaped_invisible_characters_in_html_are_removed_too() -> None:

@@ -584,9 +584,12 @@ def redact(text: str, registry: SecretRegistry = SECRETS) -> str:
 
 def _visible(text: str) -> str:
     """:func:`ucf.core.sanitiser.without_invisible`, imported by the first non-ASCII line
-    (the sanitiser's module loads nh3 and RE2, which most log lines never need)."""
+    (the sanitiser's module loads nh3 and RE2, which most log lines never need), then
+    called directly."""
+    global _visible  # replaced by the function it imports, once
     from ucf.core.sanitiser import without_invisible
 
+    _visible = without_invisible
     return without_invisible(text)
 
 
