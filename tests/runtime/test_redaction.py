@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.core.secret_examples import SHAPE_EXAMPLES
+from ucf.core.sanitiser import without_invisible
 from ucf.fakes import FakeResponse, FakeServer
 from ucf.runtime.http import HttpSettings, create_client
 from ucf.runtime.redaction import (
@@ -99,6 +100,62 @@ def test_every_provider_secret_shape_is_masked_in_logs(kind: str) -> None:
     redacted = redact(f"upstream said {secret} in an error", SecretRegistry())
     assert secret not in redacted
     assert redacted == f"upstream said {mask(secret)} in an error"
+
+
+@pytest.mark.parametrize(
+    ("line", "secret"),
+    [
+        (
+            "GET https://a.test/?u=https%3A%2F%2Fb%2F%3Fnext%3Dhttps%253A%252F%252Fc%252F"
+            "%253Fpassword%253Dhunter2%2526x%253D1",
+            "hunter2",
+        ),
+        (
+            "GET https://a.test/?u=https%3A%2F%2Fb%2F%3Fnext%3D%252Fcb%253Faccess_token%253D"
+            "Abcdefgh12345678xyz%2526state%253Dabc",
+            "Abcdefgh12345678",
+        ),
+        # Signed URLs and long URL passwords were masked in logs already; kept so.
+        ("GET /c/b?sv=2019-02-02&sr=b&sig=Z%2FRHIX5Xcg0Mq2rqI3OlWTjEg2tYkboXr1P9ZUX", "Z%2FRHIX"),
+        ("GET /k?X-Amz-Security-Token=IQoJb3JpZ2luX2VjEJr%2F%2F%2F%2Fw", "IQoJb3JpZ2lu"),
+        ("GET /k?x-goog-signature=11ae9c61ca84dd0bec319f7d52a38029e5873caa", "11ae9c61ca84dd"),
+        ("clone https://deploy:" + "Xy7" * 100 + "@git.example.com/r.git", "Xy7Xy7"),
+    ],
+)
+def test_a_secret_in_a_url_nested_twice_or_a_signed_url_is_masked(line: str, secret: str) -> None:
+    """A URL in a URL in a query escapes its "?", "&" and "=" twice (%253F, %2526, %253D):
+    no rule saw a parameter there, and the value was logged whole."""
+    redacted = redact(line, SecretRegistry())
+
+    assert secret not in redacted
+    assert MASK in redacted
+
+
+@pytest.mark.parametrize("hidden", ["\u200b", "\u2060", "\ufeff", "\u00ad", "\u202e", "\ufe0f"])
+def test_a_secret_split_by_an_invisible_character_is_masked_whole(hidden: str) -> None:
+    """A token or a parameter name split by a character shown as nothing was seen by no
+    rule (or by one up to the split only): the sanitiser removes them from signals, the
+    log filter did not, and the line showed the secret whole to whoever read it."""
+    token = GITHUB_PAT[:20] + hidden + GITHUB_PAT[20:]
+    lines = [
+        f"upstream said {token} in an error",
+        f"GET /x?pass{hidden}word=hunter2&page=2",
+        f"Author{hidden}ization: Bearer opaque-token-0123456789",
+    ]
+
+    redacted = [redact(line, SecretRegistry()) for line in lines]
+
+    assert redacted == [
+        f"upstream said {mask(GITHUB_PAT)} in an error",
+        f"GET /x?password={MASK}&page=2",
+        f"Authorization: {MASK}6789",
+    ]
+
+
+def test_a_log_line_keeps_the_joiners_of_emoji_and_words_that_need_them() -> None:
+    line = "deploy by 👩\u200d💻 in کتاب\u200cها ❤\ufe0f"
+
+    assert redact(line, SecretRegistry()) == line
 
 
 @pytest.mark.parametrize(
@@ -379,7 +436,7 @@ def test_skipping_rules_that_cannot_match_changes_nothing(parts: list[str]) -> N
     """Each rule runs only when its cheap test (a literal, or RE2 for the token shapes)
     says it can match: the answer is the one every rule run on every text gives."""
     text = "".join(parts)
-    reference = text
+    reference = without_invisible(text)  # as redact reads it: see its docstring
     for pattern, replace, _possible in _rules():
         reference = pattern.sub(replace, reference)
     assert redact(text, SecretRegistry()) == reference
@@ -387,7 +444,7 @@ def test_skipping_rules_that_cannot_match_changes_nothing(parts: list[str]) -> N
 
 def test_a_poll_url_compiles_only_the_rules_its_cheap_tests_let_through() -> None:
     """Each rule's pattern is compiled when a text first needs it: a page URL (a cold
-    start's first redaction) compiles the header-line rule alone, not all eight."""
+    start's first redaction) compiles the header-line rule alone, not all nine."""
     probe = (
         "from ucf.runtime.redaction import _rules, redact\n"
         "url = 'https://api.example.com/issues?state=all&per_page=100&since=2026-12-01T00:00:00Z'\n"
@@ -398,7 +455,7 @@ def test_a_poll_url_compiles_only_the_rules_its_cheap_tests_let_through() -> Non
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
 
-    assert done.stdout.split() == ["1", "8"]
+    assert done.stdout.split() == ["1", "9"]
 
 
 def test_a_registered_value_with_a_lone_surrogate_does_not_break_later_lines() -> None:

@@ -134,6 +134,42 @@ async def test_rotation_replaces_the_whole_credential_set(secret_store: SecretSt
     assert await secret_store.get(ref) == {"token": "rotated"}
 
 
+def _files_holding(directory: Path, data: bytes) -> list[str]:
+    """The secrets database's files (with its write-ahead log) that hold ``data``."""
+    files = [path for path in directory.iterdir() if path.name.startswith("secrets.db")]
+    assert files
+    return [path.name for path in files if data in path.read_bytes()]
+
+
+async def test_a_rotation_without_the_previous_set_leaves_no_copy_of_it_in_the_files(
+    local_store: LocalSecretStore, tmp_path: Path
+) -> None:
+    """The old envelope stays in the write-ahead log after the row is updated (zeroed in
+    the database file only, by secure_delete), until a checkpoint resets the log: for
+    credentials no longer used, the rotation checkpoints and truncates it."""
+    ref = await local_store.put(None, {"apiKey": "old-key", "token": "t"})
+    with sqlite3.connect(local_store.db_path) as reader:
+        (old,) = reader.execute("SELECT envelope FROM secrets WHERE ref = ?", (ref,)).fetchone()
+
+    await local_store.rotate(ref, {"token": "t"}, keep_previous=False)
+
+    assert await local_store.get(ref) == {"token": "t"}
+    assert _files_holding(tmp_path, bytes(old)) == []
+
+
+async def test_a_deleted_credential_set_leaves_no_copy_of_it_in_the_files(
+    local_store: LocalSecretStore, tmp_path: Path
+) -> None:
+    """A disconnected instance's secret: its row went, its envelope stayed in the log."""
+    ref = await local_store.put(None, {"apiKey": "old-key"})
+    with sqlite3.connect(local_store.db_path) as reader:
+        (old,) = reader.execute("SELECT envelope FROM secrets WHERE ref = ?", (ref,)).fetchone()
+
+    await local_store.delete(ref)
+
+    assert _files_holding(tmp_path, bytes(old)) == []
+
+
 async def test_merge_changes_some_keys_and_keeps_the_rest(secret_store: SecretStore) -> None:
     ref = await secret_store.put(
         None, {"clientId": "id", "clientSecret": "cs", "refreshToken": "old"}
@@ -489,6 +525,29 @@ async def test_aws_secret_is_named_under_the_prefix_and_tagged(
     described = client.describe_secret(SecretId=ref)
     assert described["Name"].startswith("ucf-test/")
     assert {"Key": "managed-by", "Value": "ucf"} in described["Tags"]
+
+
+async def test_aws_rotation_keeps_the_previous_version_unless_told_not_to(
+    aws_store: AwsSecretsManagerStore, moto_endpoint: str
+) -> None:
+    """A rotation keeps what it replaced readable as ``AWSPREVIOUS`` (the last known good
+    tokens); credentials no longer used are rotated out without it, so no version of the
+    secret gives them back."""
+    client = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_endpoint)
+    kept = await aws_store.put(None, {"apiKey": "old-key"})
+    await aws_store.rotate(kept, {"apiKey": "new-key"})
+    previous = client.get_secret_value(SecretId=kept, VersionStage="AWSPREVIOUS")
+    assert previous["SecretString"] == '{"apiKey":"old-key"}'
+
+    dropped = await aws_store.put(None, {"apiKey": "old-key", "token": "t"})
+    await aws_store.rotate(dropped, {"token": "t"}, keep_previous=False)
+
+    assert await aws_store.get(dropped) == {"token": "t"}
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.get_secret_value(SecretId=dropped, VersionStage="AWSPREVIOUS")
+    stages = client.describe_secret(SecretId=dropped)["VersionIdsToStages"]
+    assert sorted(label for labels in stages.values() for label in labels) == ["AWSCURRENT"]
+    client.close()
 
 
 async def test_aws_delete_skips_the_recovery_window(

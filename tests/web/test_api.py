@@ -402,7 +402,9 @@ async def test_switching_an_instance_to_a_sign_in_it_lacks_is_refused_as_creatin
     """Creating an instance that names GitHub's OAuth alternative with no token is refused
     (nothing could sign in with it); a PATCH naming it on a token instance was taken, and
     switched the instance to a sign-in that could never work. A switch that brings what
-    its method needs is taken, and so is one back to a method whose fields are stored."""
+    its method needs is taken. The method it leaves has its credentials deleted (they
+    stayed stored for good): a switch back must bring them again, and one that does not
+    is refused, leaving the instance as it was."""
     instances = f"/api/projects/{PROJECT}/instances"
     config = {"baseUrl": "https://api.github.com", "owner": "octo", "repo": "hello"}
     body = {"connectorId": "github-issues", "credentials": {"token": "ghp_0123456789abcdef"}}
@@ -423,9 +425,16 @@ async def test_switching_an_instance_to_a_sign_in_it_lacks_is_refused_as_creatin
     switched = await web.client.patch(instance, json={"credentials": tokens})
     assert switched.status_code == 200, switched.text
     assert switched.json()["authMethod"] == "oauth2"
-    back = await web.client.patch(instance, json={"credentials": {"authMethod": "pat"}})
+    bare = await web.client.patch(instance, json={"credentials": {"authMethod": "pat"}})
+    assert bare.status_code == 422, bare.text
+    assert [d["path"] for d in error_of(bare)["details"]] == ["credentials.token"]
+    assert (await web.client.get(instance)).json()["authMethod"] == "oauth2"
+    back = await web.client.patch(
+        instance, json={"credentials": {"authMethod": "pat", "token": "ghp_0123456789abcdef"}}
+    )
     assert back.status_code == 200, back.text
     assert back.json()["authMethod"] == "pat"
+    assert sorted(back.json()["credentials"]) == ["token"]  # the app and its token went
 
 
 async def test_an_instance_that_cannot_sign_in_says_so_and_its_settings_still_change(

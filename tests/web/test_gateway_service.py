@@ -114,6 +114,55 @@ async def test_an_instance_deleted_by_another_worker_leaves_no_secret_in_the_gat
         assert macs_keyed_with(secret) == 0
 
 
+async def test_an_instance_deleted_through_the_same_process_leaves_no_secret_in_its_gateway(
+    tmp_path: Path,
+) -> None:
+    """Deleted by this process's instance service, whoever called it (a script, a form, a
+    request cancelled once the delete began), not only by the web routes that told the
+    gateway: the secrets and their keyed HMACs go with the delete, not at the next
+    delivery to a URL that leads nowhere."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    secret = f"acme-{secrets.token_hex(16)}"
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        await context.instances.update(PROJECT, CONNECTOR, credentials={"webhookSecret": secret})
+        gateway = WebhookGateway(context, monotonic=lambda: 0.0)
+        signed = sign(ticket_event("T-1"), at=NOW.timestamp(), secret=secret)
+        delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+        outcome = await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+        assert isinstance(outcome, Accepted)
+        assert macs_keyed_with(secret) == 1
+
+        await context.instances.delete(PROJECT, CONNECTOR)
+
+        assert macs_keyed_with(secret) == 0
+        assert gateway.cached_target(CONNECTOR, PROJECT) is None
+
+
+async def test_a_cached_secret_is_dropped_once_its_time_is_up_even_if_no_delivery_comes(
+    tmp_path: Path,
+) -> None:
+    """An instance's secrets were cached for 30 s of use, but only a later delivery to it
+    replaced them: one that never came (deleted through another worker, a provider that
+    stopped sending) kept them, keyed, for the life of the process."""
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    settings = dataclasses.replace(Settings.from_env(environ, data_dir=tmp_path), http=FAST_HTTP)
+    secret = f"acme-{secrets.token_hex(16)}"
+    async with _with_an_instance(settings, ACME, clock=lambda: NOW) as context:
+        await context.instances.update(PROJECT, CONNECTOR, credentials={"webhookSecret": secret})
+        gateway = WebhookGateway(context, secret_ttl=0.01)
+        signed = sign(ticket_event("T-1"), at=NOW.timestamp(), secret=secret)
+        delivery = Delivery("POST", signed.body, signed.headers, {}, "http://ucf.test/x")
+        outcome = await gateway.receive(await gateway.target(CONNECTOR, PROJECT), delivery)
+        assert isinstance(outcome, Accepted)  # verified: an HMAC was keyed with the secret
+
+        for _ in range(500):  # the timer fires after 10 ms; the bound only ends a failure
+            if macs_keyed_with(secret) == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert macs_keyed_with(secret) == 0
+
+
 async def test_two_workers_together_never_admit_more_than_the_instance_limit(
     tmp_path: Path,
 ) -> None:

@@ -1069,6 +1069,42 @@ class ConnectorDescriptor(DescriptorModel):
                 fields.setdefault(field.key, field)
         return list(fields.values())
 
+    def credential_keys(self, method: AuthDescriptor) -> frozenset[str]:
+        """Every key a credential set that signs in with ``method`` may hold: its fields,
+        and for OAuth 2.0 the tokens and expiry time the runtime stores beside them."""
+        keys = {field.key for field in self.credential_fields(method)}
+        if isinstance(method, OAuth2Auth):
+            config = method.config
+            keys |= {config.access_token_key, config.refresh_token_key, ACCESS_TOKEN_EXPIRES_AT}
+        return frozenset(keys)
+
+    def unused_credentials(
+        self, credentials: Mapping[str, str], before: ConnectorDescriptor | None = None
+    ) -> frozenset[str]:
+        """The keys of ``credentials`` that belong to a way of signing in the instance no
+        longer uses: another method of this connector (the instance switched), or one of
+        the connector as it was ``before`` an edit (its method changed or went).
+
+        Only keys some method declares (or would store) are ever named: a key no
+        method knows may be a native connector's own (a subscription's clientState),
+        and the ones the instance signs in with, its webhook's secret and its
+        ``authMethod`` are always kept.
+        """
+        active = self.auth_for(credentials)
+        kept = set(self.credential_keys(active)) | {AUTH_METHOD_KEY}
+        webhook = self.webhook
+        for verification in (
+            self.signature_verification(),
+            webhook.token if webhook is not None else None,
+        ):
+            if verification is not None:
+                kept.add(verification.secret_credential)
+        known: set[str] = set()
+        for descriptor in (self, before) if before is not None else (self,):
+            for method in descriptor.auth_methods():
+                known |= descriptor.credential_keys(method)
+        return frozenset(key for key in credentials if key in known and key not in kept)
+
     def _request_variables(self) -> set[str]:
         from ucf.core.template import compile_template
 

@@ -86,6 +86,7 @@ __all__ = [
     "SanitiserPolicy",
     "SecretRule",
     "sanitise",
+    "without_invisible",
 ]
 
 ELLIPSIS = "…"
@@ -147,6 +148,11 @@ class InjectionRule:
 # was no separator.
 _KEY_START: Final = r"(?:\b|%3f|%26)"
 _KEY_END: Final = r"(?:[:=]|%3a|%3d)"
+# The same one level further down: a URL nested in a nested URL's query is escaped twice,
+# so "?", "&", "=" and ":" arrive as %253F, %2526, %253D and %253A, and every escape of
+# its values as %25XX (a lone "%XX" is no part of such a value).
+_KEY_START_TWICE: Final = r"(?:%253f|%2526)"
+_KEY_END_TWICE: Final = r"(?:%253a|%253d)"
 _CREDENTIAL_NAMES: Final = (
     r"(?:api[_-]?key|api[_-]?token|access[_-]?token|refresh[_-]?token|auth[_-]?token"
     r"|id[_-]?token|session[_-]?token|client[_-]?secret|app[_-]?secret|secret[_-]?key"
@@ -155,6 +161,17 @@ _CREDENTIAL_NAMES: Final = (
 )
 _VALUE_ESCAPE: Final = r"%(?:[013-9A-Fa-f][0-9A-Fa-f]|2[1-57-9A-Fa-f])"
 """A percent-escape a token's value may hold: any but %20 (a space) and %26 ("&")."""
+_VALUE_ESCAPE_TWICE: Final = r"%25(?:[013-9A-Fa-f][0-9A-Fa-f]|2[1-57-9A-Fa-f])"
+"""The same escaped a second time (%252F): any but %2520 and %2526."""
+_QUERY_CHARACTER: Final = r"[A-Za-z0-9._~!*()+/-]"
+"""What a query value keeps unescaped (encodeURIComponent's, Python's quote's, "+")."""
+_SIGNED_URL_PARAMETERS: Final = (
+    r"(?:sig|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature)"
+)
+"""The query parameters that make a URL its own credential: Azure Storage's SAS
+signature (``sig``), AWS Signature Version 4's presigned-URL signature, credential
+scope and session token, and Google Cloud Storage's V4 signature. Whoever holds such
+a URL has its access until it expires (``se=``, ``X-Amz-Expires``, ``X-Goog-Expires``)."""
 _AUTH_HEADER = r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?"
 
 DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
@@ -165,12 +182,26 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
         r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)",
     ),
+    # A signed URL's signature (before the shapes: an X-Amz-Credential's value starts
+    # with the access key id, whose own marker would end the value there). Its value is
+    # base64 or hex, escaped once in a query, twice in a URL nested in a nested one.
+    SecretRule(
+        "signed_url",
+        r"(?i:" + _KEY_START + _SIGNED_URL_PARAMETERS + r"(?:=|%3d))"
+        r"((?:[A-Za-z0-9_/+-]|" + _VALUE_ESCAPE + r"){16,}(?:=|%3[Dd])*)",
+    ),
+    SecretRule(
+        "signed_url",
+        r"(?i:" + _KEY_START_TWICE + _SIGNED_URL_PARAMETERS + r"%253d)"
+        r"((?:[A-Za-z0-9_/+-]|" + _VALUE_ESCAPE_TWICE + r"){16,}(?:=|%253[Dd])*)",
+    ),
     # Provider token shapes, shared with the log filter (see ucf.core.secret_shapes).
     *(SecretRule(shape.kind, shape.pattern, shape.accept) for shape in SECRET_SHAPES),
-    # scheme://user:password@host — only the password goes.
+    # scheme://user:password@host — only the password goes, however long: a bound let a
+    # password of 257 characters or more pass whole (RE2 stays linear without one).
     SecretRule(
         "url_password",
-        r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:@/?#\[\]]{1,256}:([^\s@/?#\[\]]{1,256})@",
+        r"\b[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:@/?#\[\]]+:([^\s@/?#\[\]]+)@",
     ),
     SecretRule("bearer_token", _AUTH_HEADER + r"bearer\s+)([A-Za-z0-9._~+/-]+=*)"),
     SecretRule("basic_auth", _AUTH_HEADER + r"basic\s+)([A-Za-z0-9+/]+=*)"),
@@ -198,6 +229,19 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         r"(?i:\b(?:password|passwd|pwd)\b[\"']?\s*[:=]\s*)"
         r"(\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s\"'&;,\[\]]{1,200})",
     ),
+    # The same in a URL nested in another's query ("next=%2Fcb%3Fpassword%3Dhunter2"),
+    # once or twice escaped: read as plain text, "%3D" was no "=", and "%3Fpassword"
+    # no word; the value ends at the escape of "&" or a space, as a query's does.
+    SecretRule(
+        "password",
+        r"(?i:(?:%3f|%26)(?:password|passwd|pwd)(?:%3a|%3d))"
+        r"((?:" + _QUERY_CHARACTER + r"|" + _VALUE_ESCAPE + r"){1,200})",
+    ),
+    SecretRule(
+        "password",
+        r"(?i:" + _KEY_START_TWICE + r"(?:password|passwd|pwd)" + _KEY_END_TWICE + r")"
+        r"((?:" + _QUERY_CHARACTER + r"|" + _VALUE_ESCAPE_TWICE + r"){1,200})",
+    ),
     SecretRule(
         "credential",
         r"(?i:" + _KEY_START + _CREDENTIAL_NAMES + r"\b[\"']?\s*[:=]\s*[\"']?)"
@@ -216,6 +260,18 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         r"(?i:" + _KEY_START + _CREDENTIAL_NAMES + r"\b(?:%22|%27)?(?:\+|%20)*(?:%3a|%3d)"
         r"(?:\+|%20)*(?:%22|%27)?)"
         r"((?:[A-Za-z0-9._~/-]|" + _VALUE_ESCAPE + r"){8,}(?:=|%3[Dd])*)",
+    ),
+    SecretRule(
+        "credential",
+        # In a URL nested twice (a login's next= inside a redirect_uri) every escape is
+        # escaped again: "%253Faccess_token%253D…%2526", its value's "/" as %252F.
+        r"(?i:"
+        + _KEY_START_TWICE
+        + _CREDENTIAL_NAMES
+        + r"\b(?:%2522|%2527)?(?:\+|%2520)*"
+        + _KEY_END_TWICE
+        + r"(?:\+|%2520)*(?:%2522|%2527)?)"
+        r"((?:[A-Za-z0-9._~/-]|" + _VALUE_ESCAPE_TWICE + r"){8,}(?:=|%253[Dd])*)",
     ),
 )
 
@@ -1814,6 +1870,30 @@ _DEFAULT = Sanitiser()
 def sanitise(signal: NormalisedSignal) -> SanitisedSignal:
     """Sanitise with the default policy."""
     return _DEFAULT.sanitise(signal)
+
+
+def without_invisible(text: str) -> str:
+    """``text`` without the characters the sanitiser removes as shown as nothing:
+    invisible (zero-width, tags, soft hyphen…) and bidi-control characters, and joiners
+    and variation selectors that join or select nothing (:func:`_without_stray_joiners`).
+
+    For the log filter (:mod:`ucf.runtime.redaction`), so that a token split by a
+    U+200B, hidden in a log line exactly as in a signal, is seen whole by its rules.
+    Controls and line breaks are left: a log line's are its own business.
+    """
+    if text.isascii() or _shown_as_nothing().isdisjoint(text):  # nearly every line
+        return text
+    _, _, invisible, bidi = _character_classes()
+    return _without_stray_joiners(bidi.sub("", invisible.sub("", text)))[0]
+
+
+@functools.cache
+def _shown_as_nothing() -> frozenset[str]:
+    """Every character :func:`without_invisible` may remove (about 4 200), so one pass over
+    a line says it has none: the three removal passes cost about three times as much on
+    every non-ASCII line, and a class scan with ``re`` half as much again."""
+    ranges = (*_format_characters(), *_EXTRA_INVISIBLE_RANGES, *_BIDI_RANGES, *_JOINER_RANGES)
+    return frozenset(chr(point) for low, high in ranges for point in range(low, high + 1))
 
 
 def html_to_text(text: str) -> str:

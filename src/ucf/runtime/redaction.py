@@ -235,6 +235,16 @@ def _rules() -> tuple[Rule, ...]:
             _mask_group("value"),
             lambda text: "%3D" in text or "%3d" in text,
         ),
+        # And in a URL nested in that one, escaped twice: %253F, %2526, %253D.
+        (
+            _Pattern(
+                rf"(?:%253F|%2526)(?P<name>{_SENSITIVE_PARAM})%253D"
+                r"(?P<value>(?:(?!%2526)[^&\s#'\"<>;,)])+)",
+                re.I,
+            ),
+            _mask_group("value"),
+            lambda text: "%253D" in text or "%253d" in text,
+        ),
         # Bearer / Basic credentials wherever they appear (not "basic" in prose).
         (
             _Pattern(r"\b(?:[Bb]earer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=\-]{8,})"),
@@ -551,11 +561,17 @@ _CLEAN_TEXTS_MAX: Final = 1024
 
 
 def redact(text: str, registry: SecretRegistry = SECRETS) -> str:
-    """``text`` with every credential we can recognise masked."""
+    """``text`` with every credential we can recognise masked.
+
+    Characters shown as nothing (zero-width, bidi controls, stray joiners) are
+    removed first, as the sanitiser removes them from signals: a token split by a
+    U+200B was seen by no rule as a token, and printed whole to whoever read the
+    log. A line that held some is written without them.
+    """
     clean = registry.clean  # read before the rules: a change after it starts a new set
     if text in clean:
         return text
-    redacted = registry.redact(text)
+    redacted = registry.redact(text if text.isascii() else _visible(text))
     for pattern, replace, possible in _rules():
         if possible(redacted):
             redacted = pattern.sub(replace, redacted)
@@ -564,6 +580,17 @@ def redact(text: str, registry: SecretRegistry = SECRETS) -> str:
             clean.clear()
         clean.add(text)
     return redacted
+
+
+def _visible(text: str) -> str:
+    """:func:`ucf.core.sanitiser.without_invisible`, imported by the first non-ASCII line
+    (the sanitiser's module loads nh3 and RE2, which most log lines never need), then
+    called directly."""
+    global _visible  # replaced by the function it imports, once
+    from ucf.core.sanitiser import without_invisible
+
+    _visible = without_invisible
+    return without_invisible(text)
 
 
 REDACTED_ATTRIBUTE: Final = "_ucf_redacted"

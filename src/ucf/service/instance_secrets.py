@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import field
 from datetime import datetime
 from typing import Any, Final
@@ -127,6 +127,11 @@ class InstanceSecrets:
 
     def with_credentials(self, fresh: Mapping[str, str]) -> InstanceSecrets:
         return InstanceSecrets({**self.credentials, **fresh}, self.hook_id, self.pending)
+
+    def without_credentials(self, keys: Collection[str]) -> InstanceSecrets:
+        return InstanceSecrets(
+            {k: v for k, v in self.credentials.items() if k not in keys}, self.hook_id, self.pending
+        )
 
     def with_hook_id(self, hook_id: str) -> InstanceSecrets:
         return InstanceSecrets(self.credentials, hook_id, self.pending)

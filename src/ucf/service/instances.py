@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import re
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import field
 from datetime import datetime
@@ -23,7 +24,7 @@ from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.redaction import MASK, mask
-from ucf.service.connectors import Connector, ConnectorService
+from ucf.service.connectors import Connector, ConnectorService, Edited
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
 from ucf.service.oauth_clients import OAuthClients
@@ -406,6 +407,29 @@ class InstanceService:
         self._clock = clock
         self._turns = SecretTurns(store.leases, clock)
         self.oauth_clients = OAuthClients(store.records, secrets)
+        self._watchers: list[weakref.WeakMethod[Callable[[str, str], None]]] = []
+
+    def on_change(self, forget: Callable[[str, str], None]) -> None:
+        """Call ``forget(project_id, connector_id)`` whenever this service changes or deletes
+        an instance: what a cache holds of it (a webhook gateway's secrets, with the HMACs
+        keyed with them) is stale from then on.
+
+        Told here, in the use case, rather than by each caller: a delete made by any
+        code of the process (a web route, a dashboard form, a script holding a context)
+        dropped them only where the caller remembered to, and not at all when the
+        request was cancelled once the delete had begun (it is finished regardless).
+        Held weakly, so a cache is never kept alive by the service it watches.
+        """
+        self._watchers.append(weakref.WeakMethod(forget))
+
+    def _changed(self, project_id: str, connector_id: str) -> None:
+        alive = []
+        for watcher in self._watchers:
+            forget = watcher()
+            if forget is not None:
+                forget(project_id, connector_id)
+                alive.append(watcher)
+        self._watchers = alive
 
     async def _view(self, record: InstanceRecord, connector: Connector | None = None) -> Instance:
         connector = connector or await self._connectors.get(record.connector_id)
@@ -559,6 +583,65 @@ class InstanceService:
             if problems
         ]
 
+    async def update_connector(self, connector_id: str, data: Any) -> Edited:
+        """:meth:`ConnectorService.edit`, then the credentials its instances no longer
+        use are deleted (:meth:`drop_unused_credentials`): an edit to another sign-in
+        method left the old one's stored, encrypted, for good. A refused edit changes
+        nothing, credentials included."""
+        before = await self._connectors.find(connector_id)  # None: edit says why
+        return await self._pruned(await self._connectors.edit(connector_id, data), before)
+
+    async def restore_connector(self, connector_id: str, version: str) -> Edited:
+        """:meth:`ConnectorService.restore` (an edit back to an earlier version), then the
+        credentials its instances no longer use are deleted, as after any edit."""
+        before = await self._connectors.find(connector_id)
+        return await self._pruned(await self._connectors.restore(connector_id, version), before)
+
+    async def _pruned(self, edited: Edited, before: Connector | None) -> Edited:
+        if edited.changed:
+            await self.drop_unused_credentials(edited.connector, before)
+        return edited
+
+    async def drop_unused_credentials(
+        self, connector: Connector, before: Connector | None = None
+    ) -> int:
+        """Delete from each instance of ``connector`` the credentials of a sign-in method it
+        does not use (:meth:`ConnectorDescriptor.unused_credentials`), ``before`` being the
+        connector as it was before an edit; how many instances lost some.
+
+        Each instance's secret is changed in its turn, read again there, so a token a poll
+        rotates meanwhile is kept; one that cannot be read is left as it is.
+        """
+        descriptor = connector.descriptor
+        was = before.descriptor if before is not None else None
+        gate = asyncio.Semaphore(UNFIT_READS)
+
+        async def prune(record: InstanceRecord) -> bool:
+            if record.credential_secret_ref is None:
+                return False
+            async with gate:
+                try:
+                    async with self._changing_secrets(record) as current:
+                        unused = descriptor.unused_credentials(current.credentials, was)
+                        if not unused:
+                            return False
+                        await self._write(
+                            record, current.without_credentials(unused), keep_previous=False
+                        )
+                except (*UNREADABLE_SECRET, SecretNotFound):
+                    return False  # its page and health say why; nothing to prune from
+            log.info(
+                "%s/%s: deleted %d credential(s) its sign-in no longer uses",
+                record.project_id,
+                record.connector_id,
+                len(unused),
+            )
+            self._changed(record.project_id, record.connector_id)
+            return True
+
+        records = await self._store.instances.list_by_connector(connector.id)
+        return sum(await asyncio.gather(*(prune(record) for record in records)))
+
     async def create(
         self,
         project_id: str,
@@ -658,7 +741,14 @@ class InstanceService:
                     was = current.credentials
                     if worse := _made_worse(descriptor, given, failed, was, provided):
                         raise ValidationFailed(failed.message, worse) from None
-                changes["credential_secret_ref"] = await self._write(record, rotated)
+                # A switch to another sign-in method leaves the old one's credentials (a
+                # key, an OAuth app's secret and tokens) unused: they go with this write,
+                # never before it is accepted. What was given now is kept whatever it is.
+                unused = descriptor.unused_credentials(rotated.credentials) - fresh.keys()
+                rotated = rotated.without_credentials(unused)
+                changes["credential_secret_ref"] = await self._write(
+                    record, rotated, keep_previous=not unused
+                )
         if enabled is not None:
             changes["enabled"] = enabled
         try:
@@ -669,6 +759,7 @@ class InstanceService:
             raise NotFoundError(
                 f"project '{project_id}' has no '{connector_id}' instance"
             ) from None
+        self._changed(project_id, connector_id)
         return await self._view(updated, connector)
 
     @contextlib.asynccontextmanager
@@ -700,12 +791,17 @@ class InstanceService:
                 current = await unreadable()
             yield current
 
-    async def _write(self, record: InstanceRecord, stored: InstanceSecrets) -> str:
-        """Replace the instance's secret entry (made now, with a hook id, if it had none)."""
+    async def _write(
+        self, record: InstanceRecord, stored: InstanceSecrets, *, keep_previous: bool = True
+    ) -> str:
+        """Replace the instance's secret entry (made now, with a hook id, if it had none);
+        without ``keep_previous``, no earlier version of it stays in the secret store."""
         if record.credential_secret_ref is None:
             stored = stored if stored.hook_id else stored.with_hook_id(new_hook_id())
             return await self._secrets.put(None, stored.encode())
-        await self._secrets.rotate(record.credential_secret_ref, stored.encode())
+        await self._secrets.rotate(
+            record.credential_secret_ref, stored.encode(), keep_previous=keep_previous
+        )
         return record.credential_secret_ref
 
     async def _rewrite(self, record: InstanceRecord, stored: InstanceSecrets) -> Instance:
@@ -805,6 +901,7 @@ class InstanceService:
             raise NotFoundError(
                 f"project '{project_id}' has no '{connector_id}' instance"
             ) from None
+        self._changed(project_id, connector_id)  # gone: no cache keeps its secrets
         await self._store.checkpoints.delete(project_id, connector_id)
         if record.credential_secret_ref is not None:
             await self._secrets.delete(record.credential_secret_ref)

@@ -414,6 +414,19 @@ class _CachedSecrets:
     updated_at: datetime
     expires: float
     values: InstanceSecrets = field(repr=False)
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    """Drops this entry once its TTL is over, whether or not a delivery comes by."""
+
+    def drop(self) -> None:
+        """Let go of the secrets: the timer (which holds this entry) is cancelled, and
+        the HMACs keyed with them are dropped now, even if a delivery in flight still
+        holds the credentials."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        credentials = self.values.credentials
+        if isinstance(credentials, SigningCredentials):
+            credentials.keyed.clear()
 
 
 @datarecord
@@ -506,6 +519,9 @@ class WebhookGateway:
             context.store.instances, context.clock, monotonic=monotonic
         )
         self._wakers: list[Callable[[], None]] = []
+        # An instance changed or deleted by this process's instance service (any caller,
+        # even a request cancelled once the change began) is forgotten at once.
+        context.instances.on_change(self.forget)
 
     def wake_on_poll_request(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` when a handler requests a poll (the in-process scheduler's
@@ -615,9 +631,17 @@ class WebhookGateway:
 
     def forget(self, project_id: str, connector_id: str) -> None:
         """Drop what is cached of an instance (its settings changed or it is gone)."""
-        self._secrets.pop((project_id, connector_id), None)
+        self._drop_secrets((project_id, connector_id))
         self._targets.pop((project_id, connector_id), None)
         self._budgets.pop((project_id, connector_id), None)
+
+    def _drop_secrets(self, key: tuple[str, str], only: _CachedSecrets | None = None) -> None:
+        """Drop the secrets cached for ``key`` (when ``only`` is given: if they are still
+        that entry, which its timer asks for, not a newer one)."""
+        cached = self._secrets.get(key)
+        if cached is not None and (only is None or cached is only):
+            del self._secrets[key]
+            cached.drop()
 
     def forget_connector(self, connector_id: str) -> None:
         """Drop what is cached of every instance of a connector whose descriptor changed.
@@ -626,7 +650,9 @@ class WebhookGateway:
         rate limit); without this, an update made through this process would wait
         out the target TTL like another worker's.
         """
-        for cache in (self._secrets, self._targets, self._budgets):
+        for key in [key for key in self._secrets if key[1] == connector_id]:
+            self._drop_secrets(key)
+        for cache in (self._targets, self._budgets):
             for key in [key for key in cache if key[1] == connector_id]:
                 del cache[key]
 
@@ -926,9 +952,16 @@ class WebhookGateway:
         # Verification keeps its keyed HMACs with these credentials: they go when this
         # entry is replaced (the instance changed) or dropped (forgotten), never later.
         values = replace(values, credentials=SigningCredentials(values.credentials))
-        self._secrets[(target.project_id, target.connector_id)] = _CachedSecrets(
-            target.record.updated_at, now + self._secret_ttl, values
+        key = (target.project_id, target.connector_id)
+        self._drop_secrets(key)
+        entry = _CachedSecrets(target.record.updated_at, now + self._secret_ttl, values)
+        # At most the TTL in memory: an expired entry was only ever replaced by the next
+        # delivery to the instance, so one that never came (an instance deleted through
+        # another worker, a provider that stopped sending) kept its secrets for good.
+        entry.timer = asyncio.get_running_loop().call_later(
+            self._secret_ttl, self._drop_secrets, key, entry
         )
+        self._secrets[key] = entry
         return values
 
     async def _keep_captured_secret(

@@ -169,7 +169,9 @@ async def update_connector(
     descriptor: Annotated[dict[str, Any], Body()],
 ) -> dict[str, Any]:
     await _refuse_duplicate_keys(request)
-    return await _edited(state, await state.context.connectors.edit(connector_id, descriptor))
+    return await _edited(
+        state, await state.context.instances.update_connector(connector_id, descriptor)
+    )
 
 
 async def _edited(state: WebState, edited: Edited) -> dict[str, Any]:
@@ -232,7 +234,9 @@ async def connector_version(
 async def restore_connector_version(
     state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
 ) -> dict[str, Any]:
-    return await _edited(state, await state.context.connectors.restore(connector_id, version))
+    return await _edited(
+        state, await state.context.instances.restore_connector(connector_id, version)
+    )
 
 
 @router.delete(

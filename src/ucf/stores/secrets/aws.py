@@ -183,10 +183,34 @@ class AwsSecretsManagerStore:
         response = await self._call("get_secret_value", ref, SecretId=ref)
         return decode_credential_set(response.get("SecretString", b""), ref)
 
-    async def rotate(self, ref: str, values: Mapping[str, str]) -> None:
+    async def rotate(
+        self, ref: str, values: Mapping[str, str], *, keep_previous: bool = True
+    ) -> None:
         _check_ref(ref)
         secret_string = encode_credential_set(values).decode()
         await self._call("put_secret_value", ref, SecretId=ref, SecretString=secret_string)
+        if not keep_previous:
+            await self._deprecate_previous(ref)
+
+    async def _deprecate_previous(self, ref: str) -> None:
+        """Take ``AWSPREVIOUS`` off the version a rotation replaced.
+
+        ``PutSecretValue`` moves the label to the version it replaces, which stays
+        readable by it (``GetSecretValue`` with ``VersionStage=AWSPREVIOUS``). A version
+        without labels is deprecated: no stage names it, and Secrets Manager deletes it
+        (deleting a single version is not an API of its own; deleting the secret would
+        change the ref every instance keeps).
+        """
+        described = await self._call("describe_secret", ref, SecretId=ref)
+        for version, stages in (described.get("VersionIdsToStages") or {}).items():
+            if "AWSPREVIOUS" in stages and "AWSCURRENT" not in stages:
+                await self._call(
+                    "update_secret_version_stage",
+                    ref,
+                    SecretId=ref,
+                    VersionStage="AWSPREVIOUS",
+                    RemoveFromVersionId=version,
+                )
 
     async def delete(self, ref: str) -> None:
         _check_ref(ref)
@@ -299,6 +323,8 @@ _ACTIONS = {
     "get_secret_value": "read",
     "put_secret_value": "update",
     "delete_secret": "delete",
+    "describe_secret": "describe",
+    "update_secret_version_stage": "retire the previous version of",
 }
 
 

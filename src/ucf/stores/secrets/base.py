@@ -95,8 +95,15 @@ class SecretStore(Protocol):
         """Forget the secret under ``ref``; deleting a missing ref is not an error."""
         ...
 
-    async def rotate(self, ref: str, values: Mapping[str, str]) -> None:
-        """Replace the whole credential set under an existing ``ref``."""
+    async def rotate(
+        self, ref: str, values: Mapping[str, str], *, keep_previous: bool = True
+    ) -> None:
+        """Replace the whole credential set under an existing ``ref``.
+
+        Without ``keep_previous``, the set it replaces is not kept in any form a reader
+        of the store could get back (Secrets Manager's ``AWSPREVIOUS`` version, the
+        local file's write-ahead log): for credentials that are no longer used.
+        """
         ...
 
     async def close(self) -> None:

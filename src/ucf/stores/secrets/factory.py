@@ -140,8 +140,10 @@ class DeferredSecretStore:
     async def delete(self, ref: str) -> None:
         await (await self._opened()).delete(ref)
 
-    async def rotate(self, ref: str, values: Mapping[str, str]) -> None:
-        await (await self._opened()).rotate(ref, values)
+    async def rotate(
+        self, ref: str, values: Mapping[str, str], *, keep_previous: bool = True
+    ) -> None:
+        await (await self._opened()).rotate(ref, values, keep_previous=keep_previous)
 
     async def close(self) -> None:
         store, self._store = self._store, None

@@ -372,7 +372,9 @@ class LocalSecretStore:
 
         return await self._run(read)
 
-    async def rotate(self, ref: str, values: Mapping[str, str]) -> None:
+    async def rotate(
+        self, ref: str, values: Mapping[str, str], *, keep_previous: bool = True
+    ) -> None:
         _check_ref(ref)
         plaintext = encode_credential_set(values)
 
@@ -383,13 +385,24 @@ class LocalSecretStore:
             )
             if updated.rowcount == 0:
                 raise SecretNotFound(ref)
+            if not keep_previous:
+                # The page the old envelope was on stays in the write-ahead log until a
+                # checkpoint resets it (secure_delete zeroes the database file's copy
+                # only): copied into the file and truncated now, it is gone from both.
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
         await self._run(write)
         log.debug("rotated the credential set under %s (%d key(s))", ref, len(values))
 
     async def delete(self, ref: str) -> None:
         _check_ref(ref)
-        await self._run(lambda: self._db.execute("DELETE FROM secrets WHERE ref = ?", (ref,)))
+
+        def forget() -> None:
+            deleted = self._db.execute("DELETE FROM secrets WHERE ref = ?", (ref,))
+            if deleted.rowcount:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # see rotate
+
+        await self._run(forget)
         log.debug("deleted the credential set under %s (if it existed)", ref)
 
     async def rekey(self, new_key: MasterKey) -> int:

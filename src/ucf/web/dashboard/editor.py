@@ -203,7 +203,7 @@ async def restore_version(
     connector = await state.context.connectors.get(connector_id)
     if connector.built_in:
         raise PageNotFound(f"'{connector_id}' is built in; customise a copy instead")
-    edited = await state.context.connectors.restore(connector_id, version)
+    edited = await state.context.instances.restore_connector(connector_id, version)
     state.gateway.forget_connector(connector_id)
     saved = edited.connector
     response = redirect(f"/projects/{project}/connectors/{connector_id}/edit")
@@ -264,7 +264,9 @@ async def _save(
             saved = await connectors.register(data)
             verb = "created"
         else:
-            saved = await connectors.update(editing.id, data)  # raises the version if need be
+            # Raises the version if need be; the credentials a new sign-in leaves go.
+            edited = await page.context.instances.update_connector(editing.id, data)
+            saved = edited.connector
             web_state(request).gateway.forget_connector(editing.id)
             verb = "saved"
     except (ValidationFailed, ConflictError) as error:

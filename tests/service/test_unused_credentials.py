@@ -1,0 +1,194 @@
+"""Credentials an instance no longer signs in with are deleted from the secret store.
+
+An instance's credentials are one secret. A switch to another sign-in method (a PATCH
+of its credentials, or its connector edited to another method) merged the new ones in
+and kept the old method's key, OAuth app secret and tokens, encrypted but stored for
+good. Run on both stacks: SQLite with the local secret store, DynamoDB (dynalite) with
+Secrets Manager (moto's server), where a rotation keeps the replaced version as
+``AWSPREVIOUS`` unless it is retired.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.stores.dynalite import dynamodb_url, unique_table_name
+from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
+from ucf.catalogue import builtin_descriptors
+from ucf.core.descriptor import AUTH_METHOD_KEY
+from ucf.service.context import UcfContext
+from ucf.service.errors import ValidationFailed
+from ucf.service.instance_secrets import RESERVED
+from ucf.service.settings import Settings
+
+PROJECT = "proj-unused"
+API_KEY = "lin_api_" + "Kq9LmZ4vT7wYb3NcHs6JdP1fGa5Ue0Ao"
+WEBHOOK_SECRET = "whs-0123456789abcdef"
+OAUTH = {
+    AUTH_METHOD_KEY: "oauth2",
+    "clientId": "client-0123",
+    "clientSecret": "client-secret-0123456789",
+    "accessToken": "access-0123456789abcdef",
+    "refreshToken": "refresh-0123456789abcdef",
+}
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+async def context(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[UcfContext]:
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    store_url = None
+    if request.param == "dynamodb":
+        for name in AWS_ENV_TO_CLEAR:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in DUMMY_AWS_ENV.items():
+            monkeypatch.setenv(name, value)
+        moto = request.getfixturevalue("moto_endpoint")
+        store_url = dynamodb_url(request.getfixturevalue("dynalite_endpoint"), unique_table_name())
+        environ["UCF_SECRET_STORE"] = (
+            f"aws-secretsmanager://?region=us-east-1&endpoint={moto}&prefix=ucf/{tmp_path.name}/"
+        )
+        environ["moto"] = moto
+    settings = Settings.from_env(environ, data_dir=tmp_path, store_url=store_url)
+    async with await UcfContext.open(settings) as opened:
+        opened.test_moto = environ.get("moto")  # type: ignore[attr-defined]
+        await opened.instances.create(
+            PROJECT,
+            "linear",
+            credentials={"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET},
+            config={"baseUrl": "http://127.0.0.1:9"},
+        )
+        yield opened
+
+
+async def _stored(context: UcfContext) -> dict[str, str]:
+    """The instance's credential set as the secret store holds it (no reserved keys)."""
+    record = await context.instances.record(PROJECT, "linear")
+    assert record.credential_secret_ref is not None
+    stored = await context.secrets.get(record.credential_secret_ref)
+    return {key: value for key, value in stored.items() if not key.startswith(RESERVED)}
+
+
+def _previous_version(context: UcfContext, ref: str) -> str | None:
+    """What Secrets Manager still hands out as the version before the current one."""
+    moto = getattr(context, "test_moto", None)
+    if moto is None:
+        return None
+    client = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto)
+    try:
+        answer = client.get_secret_value(SecretId=ref, VersionStage="AWSPREVIOUS")
+    except client.exceptions.ResourceNotFoundException:
+        return None
+    finally:
+        client.close()
+    return str(answer["SecretString"])
+
+
+async def test_a_switch_to_another_sign_in_method_deletes_the_old_ones_credentials(
+    context: UcfContext,
+) -> None:
+    await context.instances.update(PROJECT, "linear", credentials=OAUTH)
+
+    assert await _stored(context) == {**OAUTH, "webhookSecret": WEBHOOK_SECRET}
+    record = await context.instances.record(PROJECT, "linear")
+    assert record.credential_secret_ref is not None
+    assert API_KEY not in (_previous_version(context, record.credential_secret_ref) or "")
+
+    back = {AUTH_METHOD_KEY: "api_key", "apiKey": API_KEY}
+    await context.instances.update(PROJECT, "linear", credentials=back)
+
+    assert await _stored(context) == {**back, "webhookSecret": WEBHOOK_SECRET}
+    assert OAUTH["refreshToken"] not in (
+        _previous_version(context, record.credential_secret_ref) or ""
+    )
+
+
+async def test_a_refused_switch_leaves_the_credentials_as_they_were(
+    context: UcfContext,
+) -> None:
+    """Naming the OAuth method without its tokens cannot sign in: refused, and the key
+    it would have made unused is still there."""
+    with pytest.raises(ValidationFailed):
+        await context.instances.update(
+            PROJECT, "linear", credentials={AUTH_METHOD_KEY: "oauth2", "clientId": "c"}
+        )
+
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_a_rotation_within_the_same_method_keeps_every_credential(
+    context: UcfContext,
+) -> None:
+    await context.instances.update(PROJECT, "linear", credentials={"apiKey": API_KEY + "x"})
+
+    assert await _stored(context) == {"apiKey": API_KEY + "x", "webhookSecret": WEBHOOK_SECRET}
+
+
+def _linear_with_a_token_only() -> dict[str, Any]:
+    """Linear's descriptor edited to sign in with a PAT ('token') and nothing else."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    edited = copy.deepcopy(linear)
+    edited.pop("authAlternatives", None)
+    edited["auth"] = {
+        "method": "pat",
+        "config": {
+            "delivery": "bearer",
+            "paramName": "Authorization",
+            "credentialKey": "token",
+            "credentialFields": [
+                {"key": "token", "label": "Token", "type": "password", "required": True},
+                {
+                    "key": "webhookSecret",
+                    "label": "Webhook secret",
+                    "type": "password",
+                    "required": False,
+                },
+            ],
+        },
+    }
+    return edited
+
+
+async def test_a_connector_edited_to_another_sign_in_method_deletes_the_old_credentials(
+    context: UcfContext,
+) -> None:
+    """The edit is saved (its instance now lacks a token, which its page says); the key
+    of the method the connector no longer has is deleted, the webhook secret kept."""
+    record = await context.instances.record(PROJECT, "linear")
+    edited = _linear_with_a_token_only()
+    await context.instances.update_connector("linear", edited)
+
+    assert await _stored(context) == {"webhookSecret": WEBHOOK_SECRET}
+    assert record.credential_secret_ref is not None
+    assert API_KEY not in (_previous_version(context, record.credential_secret_ref) or "")
+
+
+async def test_a_connector_edit_that_is_refused_deletes_no_credential(
+    context: UcfContext,
+) -> None:
+    edited = _linear_with_a_token_only()
+    edited["id"] = "not-linear"  # refused: the id must match
+
+    with pytest.raises(ValidationFailed):
+        await context.instances.update_connector("linear", edited)
+
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_a_connector_edit_that_keeps_the_sign_in_method_keeps_every_credential(
+    context: UcfContext,
+) -> None:
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    edited = copy.deepcopy(linear)
+    edited["description"] = "Linear, edited"
+
+    await context.instances.update_connector("linear", edited)
+
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
