@@ -192,3 +192,19 @@ async def test_a_connector_edit_that_keeps_the_sign_in_method_keeps_every_creden
     await context.instances.update_connector("linear", edited)
 
     assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_a_restore_to_another_sign_in_method_deletes_the_credentials_it_leaves(
+    context: UcfContext,
+) -> None:
+    """A restore is an edit back to an earlier descriptor: the token the edited connector
+    signed in with goes when the restored one signs in with a key again."""
+    await context.instances.update_connector("linear", _linear_with_a_token_only())
+    token = "tok-" + "9f8e7d6c5b4a39281706"
+    await context.instances.update(PROJECT, "linear", credentials={"token": token})
+    assert await _stored(context) == {"token": token, "webhookSecret": WEBHOOK_SECRET}
+    _, versions = await context.connectors.versions("linear")
+
+    await context.instances.restore_connector("linear", versions[0].version)
+
+    assert await _stored(context) == {"webhookSecret": WEBHOOK_SECRET}
