@@ -169,6 +169,20 @@ async def test_a_save_from_an_editor_opened_before_another_save_is_refused(web: 
     assert resaved.status_code == 303
 
 
+async def test_the_editor_restores_a_version_whose_name_holds_a_slash(web: Web) -> None:
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json={**ACME, "version": "2024/05"})
+    edit = f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit"
+    renamed = {**ACME, "version": "2024/06", "name": "Acme Helpdesk"}
+    assert (await web.client.put(f"/api/connectors/{CONNECTOR}", json=renamed)).is_success
+    action = re.search(r'action="([^"]*/restore)"', (await web.anonymous.get(edit)).text)
+    assert action is not None
+    restored = await web.anonymous.post(action.group(1), data={"csrf": csrf})
+    assert restored.status_code == 303, restored.text[:300]
+    stored = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+    assert stored["name"] == ACME["name"]
+
+
 async def test_saving_json_too_deep_or_with_a_huge_number_lists_it_as_a_problem(
     web: Web,
 ) -> None:

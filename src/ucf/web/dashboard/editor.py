@@ -198,7 +198,7 @@ async def edit_connector(
     )
 
 
-@router.post("/projects/{project}/connectors/{connector_id}/versions/{version}/restore")
+@router.post("/projects/{project}/connectors/{connector_id}/versions/{version:path}/restore")
 async def restore_version(
     request: Request, posted: Checked, project: str, connector_id: str, version: str
 ) -> Response:
