@@ -588,3 +588,26 @@ async def test_listings_sort_by_the_ids_themselves_not_their_escaped_keys(store:
     assert [d.connector_id for d in await store.descriptors.list_all()] == ["a#", "a$"]
     assert [i.connector_id for i in await store.instances.list_by_project("p1")] == ["a#", "a$"]
     assert [i.project_id for i in await store.instances.list_by_connector("jira")] == ["q#", "q$"]
+
+
+async def test_versions_left_by_a_delete_cut_short_are_not_a_new_connectors_past(
+    proxy: FaultProxy, table: str
+) -> None:
+    """Deleting a descriptor deletes its item, then its version items: no transaction
+    (dynalite has none). Cut short between the two (here the batch delete refused), the
+    version items stayed, and an id registered again listed, and could restore, the
+    deleted connector's descriptors as its own history."""
+    descriptor = {"id": "acme", "version": "1.0.0", "name": "Old"}
+    async with _via(proxy, table) as store:
+        registry = store.descriptors
+        await registry.register(descriptor, now=T0)
+        await registry.update("acme", {**descriptor, "version": "1.0.1"}, now=T0 + timedelta(1))
+        proxy.inject("BatchWriteItem", "AccessDeniedException")
+        with pytest.raises(StoreError):
+            await registry.delete("acme")
+        assert await registry.get("acme") is None
+        later = T0 + timedelta(2)
+        await registry.register({**descriptor, "name": "New"}, now=later)
+        assert await registry.versions("acme") == []
+        await registry.update("acme", {**descriptor, "version": "1.0.1"}, now=later + timedelta(1))
+        assert [v.descriptor["name"] for v in await registry.versions("acme")] == ["New"]

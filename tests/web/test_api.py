@@ -217,6 +217,25 @@ async def test_an_edit_raises_the_version_and_the_previous_ones_stay_readable(we
     assert [v["version"] for v in history["items"]] == ["2.0.0", "1.0.1", "1.0.0"]
 
 
+async def test_an_earlier_version_whose_name_holds_a_slash_is_readable_and_restorable(
+    web: Web,
+) -> None:
+    """A ``version`` is any string (``2024/05`` too). Kept in the history, it was named
+    in the URL, where its ``/`` (sent ``%2F``, decoded before routing) split the path:
+    404, so that version could never be read or restored."""
+    base = f"/api/connectors/{CONNECTOR}"
+    await web.client.post("/api/connectors", json={**ACME, "version": "2024/05"})
+    await web.client.put(base, json={**ACME, "version": "2024/06", "name": "Acme Helpdesk"})
+    history = (await web.client.get(f"{base}/versions")).json()
+    assert [v["version"] for v in history["items"]] == ["2024/05"]
+    earlier = await web.client.get(f"{base}/versions/2024%2F05")
+    assert earlier.status_code == 200, earlier.text
+    assert earlier.json()["descriptor"]["name"] == ACME["name"]
+    restored = await web.client.post(f"{base}/versions/2024%2F05/restore")
+    assert restored.status_code == 200, restored.text
+    assert restored.json()["name"] == ACME["name"]
+
+
 async def test_replacing_a_descriptor_names_the_instances_it_no_longer_fits(
     web: Web, acme: FakeServer
 ) -> None:

@@ -133,6 +133,56 @@ async def test_the_editor_lists_earlier_versions_and_restores_one(web: Web) -> N
     assert "version 1.0.0 restored as version 1.0.2" in page
 
 
+async def test_a_save_from_an_editor_opened_before_another_save_is_refused(web: Web) -> None:
+    """Two editors opened on 1.0.0: the second Save replaced the first one's edit without
+    a word (stored as 1.0.2 over 1.0.1), since the page sent nothing of what it was
+    opened on. It is a 409 naming the other edit; the first edit stays current."""
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json=ACME)
+    edit = f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit"
+    page = (await web.anonymous.get(edit)).text
+    opened_on = re.search(r'name="saved_at" value="([^"]+)"', page)
+    assert opened_on is not None
+    first = {"csrf": csrf, "saved_at": opened_on.group(1)}
+    saved = await web.anonymous.post(
+        edit, data={**first, "descriptor": json.dumps({**ACME, "name": "Acme First"})}
+    )
+    assert saved.status_code == 303
+    stale = await web.anonymous.post(
+        edit, data={**first, "descriptor": json.dumps({**ACME, "name": "Acme Second"})}
+    )
+    assert stale.status_code == 409, stale.text[:300]
+    assert "changed by someone else" in stale.text
+    stored = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+    assert (stored["name"], stored["version"]) == ("Acme First", "1.0.1")
+    # Loaded again, the page is opened on the current version, and its Save goes through.
+    again = re.search(r'name="saved_at" value="([^"]+)"', (await web.anonymous.get(edit)).text)
+    assert again is not None
+    resaved = await web.anonymous.post(
+        edit,
+        data={
+            "csrf": csrf,
+            "saved_at": again.group(1),
+            "descriptor": json.dumps({**ACME, "name": "Acme Second"}),
+        },
+    )
+    assert resaved.status_code == 303
+
+
+async def test_the_editor_restores_a_version_whose_name_holds_a_slash(web: Web) -> None:
+    csrf = await login(web)
+    await web.client.post("/api/connectors", json={**ACME, "version": "2024/05"})
+    edit = f"/projects/{PROJECT}/connectors/{CONNECTOR}/edit"
+    renamed = {**ACME, "version": "2024/06", "name": "Acme Helpdesk"}
+    assert (await web.client.put(f"/api/connectors/{CONNECTOR}", json=renamed)).is_success
+    action = re.search(r'action="([^"]*/restore)"', (await web.anonymous.get(edit)).text)
+    assert action is not None
+    restored = await web.anonymous.post(action.group(1), data={"csrf": csrf})
+    assert restored.status_code == 303, restored.text[:300]
+    stored = (await web.client.get(f"/api/connectors/{CONNECTOR}")).json()
+    assert stored["name"] == ACME["name"]
+
+
 async def test_saving_json_too_deep_or_with_a_huge_number_lists_it_as_a_problem(
     web: Web,
 ) -> None:

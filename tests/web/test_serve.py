@@ -10,6 +10,7 @@ secret or API token appeared in anything the server printed or answered.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import os
 import signal
@@ -345,6 +346,42 @@ def test_a_public_url_with_a_path_serves_the_dashboard_under_it(tmp_path: Path) 
     assert home.status_code == 303
     assert home.headers["location"] == "/ucf/login?next=/"
     assert 'action="/ucf/login"' in login.text
+
+
+def test_a_url_signing_provider_delivers_behind_a_prefix(tmp_path: Path) -> None:
+    """Trello signs the callback URL it was given (the public URL, prefix included). uvicorn
+    hands the app a ``raw_path`` that starts with its ``root_path``, and the URL rebuilt
+    to verify it put the prefix in twice (``/ucf/ucf/api/webhooks/…``): every Trello
+    delivery behind a proxy at a path was a 401."""
+    secret = "trello-app-secret-abcdef"
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "descriptors"
+    descriptor = json.loads((fixture / "trello.json").read_text())
+    env = ucf_env(UCF_API_TOKEN=TOKEN, UCF_SCHEDULER="0", UCF_PUBLIC_URL="https://example.com/ucf")
+    with LiveServer(tmp_path, env) as live:
+        api = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert api.post("/api/connectors", json=descriptor).status_code == 201
+        made = api.post(
+            f"/api/projects/{PROJECT}/instances",
+            json={"connectorId": descriptor["id"], "credentials": {"appSecret": secret}},
+        )
+        assert made.status_code == 201, made.text
+        shown = made.json()["webhookUrl"]
+        assert shown.startswith("https://example.com/ucf/api/webhooks/")
+        body = json.dumps(
+            {
+                "action": {"id": "A1", "type": "updateCard", "date": "2024-05-01T10:00:00.000Z"},
+                "model": {"id": "B1"},
+                "id": "A1",
+                "timestamp": "2024-05-01T10:00:00.000Z",
+            }
+        ).encode()
+        mac = base64.b64encode(hmac.new(secret.encode(), body + shown.encode(), "sha1").digest())
+        # As the proxy passes it on: the prefix taken off.
+        path = shown.removeprefix("https://example.com/ucf")
+        answer = httpx.post(
+            live.url + path, content=body, headers={"X-Trello-Webhook": mac.decode()}
+        )
+    assert answer.status_code == 200, answer.text
 
 
 def test_a_public_url_whose_path_is_no_plain_prefix_is_refused_at_start_up(

@@ -293,6 +293,13 @@ class Edited:
         return self.changed and self.connector.descriptor.version != self.given_version
 
 
+def _changed_meanwhile(connector_id: str) -> ConflictError:
+    return ConflictError(
+        f"'{connector_id}' was changed by someone else while this edit was made "
+        "(its version is now another): load it again and repeat the edit"
+    )
+
+
 class ConnectorService:
     def __init__(
         self,
@@ -474,7 +481,9 @@ class ConnectorService:
     async def update(self, connector_id: str, data: Any) -> Connector:
         return (await self.edit(connector_id, data)).connector
 
-    async def edit(self, connector_id: str, data: Any) -> Edited:
+    async def edit(
+        self, connector_id: str, data: Any, *, if_saved_at: datetime | None = None
+    ) -> Edited:
         """Replace a descriptor, raising its ``version`` when the edit changes it and the
         author did not; the replaced one stays readable (:meth:`versions`).
 
@@ -486,6 +495,10 @@ class ConnectorService:
         An edit that changes nothing but a lower version is no change: versions only
         rise. Two edits made from the same version: the second is a 409, not a second
         descriptor under the same raised version.
+
+        ``if_saved_at``: the ``updated_at`` of the descriptor the edit was made on (the
+        editor's page carries it); another edit saved since is a 409, not replaced by
+        this one without a word.
         """
         descriptor = _parse(data, "the request body")
         if descriptor.id != connector_id:
@@ -497,6 +510,8 @@ class ConnectorService:
         current = await self._registry.get(connector_id)
         if current is None:
             raise NotFoundError(f"no connector '{connector_id}'")
+        if if_saved_at is not None and current.updated_at != if_saved_at:
+            raise _changed_meanwhile(connector_id)
         stored = _stored_form(descriptor)
         given = str(stored.get("version", descriptor.version))
         changed = _without_version(stored) != _without_version(current.descriptor)
@@ -515,10 +530,7 @@ class ConnectorService:
         except NotFound:
             raise NotFoundError(f"no connector '{connector_id}'") from None
         except Changed:
-            raise ConflictError(
-                f"'{connector_id}' was changed by someone else while this edit was made "
-                "(its version is now another): load it again and repeat the edit"
-            ) from None
+            raise _changed_meanwhile(connector_id) from None
         return Edited(self._connector(record), changed=True, given_version=given)
 
     async def versions(self, connector_id: str) -> tuple[Connector, Sequence[DescriptorVersion]]:

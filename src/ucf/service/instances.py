@@ -583,13 +583,16 @@ class InstanceService:
             if problems
         ]
 
-    async def update_connector(self, connector_id: str, data: Any) -> Edited:
-        """:meth:`ConnectorService.edit`, then the credentials its instances no longer
-        use are deleted (:meth:`drop_unused_credentials`): an edit to another sign-in
-        method left the old one's stored, encrypted, for good. A refused edit changes
-        nothing, credentials included."""
+    async def update_connector(
+        self, connector_id: str, data: Any, *, if_saved_at: datetime | None = None
+    ) -> Edited:
+        """:meth:`ConnectorService.edit` (``if_saved_at`` as there), then the credentials
+        its instances no longer use are deleted (:meth:`drop_unused_credentials`): an edit
+        to another sign-in method left the old one's stored, encrypted, for good. A
+        refused edit changes nothing, credentials included."""
         before = await self._connectors.find(connector_id)  # None: edit says why
-        return await self._pruned(await self._connectors.edit(connector_id, data), before)
+        edited = await self._connectors.edit(connector_id, data, if_saved_at=if_saved_at)
+        return await self._pruned(edited, before)
 
     async def restore_connector(self, connector_id: str, version: str) -> Edited:
         """:meth:`ConnectorService.restore` (an edit back to an earlier version), then the

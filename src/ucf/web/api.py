@@ -214,19 +214,21 @@ async def connector_versions(state: State, connector_id: ConnectorId) -> dict[st
 
 
 @router.get(
-    "/connectors/{connectorId}/versions/{version}",
+    "/connectors/{connectorId}/versions/{version:path}",
     tags=["connectors"],
     summary="One earlier version of a descriptor",
 )
 async def connector_version(
     state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
 ) -> dict[str, Any]:
+    # ``{version:path}``: a version is any string, and one holding ``/`` (``2024/05``,
+    # sent ``%2F`` but decoded before routing) matched no route: never readable here.
     found = await state.context.connectors.version(connector_id, version)
     return {**_version_json(found), "descriptor": found.descriptor}
 
 
 @router.post(
-    "/connectors/{connectorId}/versions/{version}/restore",
+    "/connectors/{connectorId}/versions/{version:path}/restore",
     tags=["connectors"],
     summary="Go back to an earlier version (stored as a new edit, its version raised)",
     responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},

@@ -507,8 +507,8 @@ class WebhookFront:
         return _rendered(await gateway.receive(found, delivery))
 
     def _registered_url(self, state: WebState, scope: Scope, query: bytes, target: Target) -> str:
-        """The URL the provider was given: the public base (if set) plus path and query
-        as sent (Trello signs it).
+        """The URL the provider was given: the public base (if set; its path is the prefix
+        ucf is served under) plus the app's path and query as sent (Trello signs it).
 
         Without ``raw_path`` (Mangum gives none, and API Gateway's HTTP API hands the
         path over decoded anyway), the path is the one ucf showed for the target
@@ -519,6 +519,11 @@ class WebhookFront:
         raw_path = scope.get("raw_path")
         if isinstance(raw_path, bytes):
             path = raw_path.decode("latin-1")
+            # uvicorn's raw_path starts with its root_path (``--root-path``), which the
+            # base below already ends with: once, not twice (/ucf/ucf/api/webhooks/…).
+            root_path: str = scope.get("root_path", "")
+            if root_path and path.startswith(root_path + "/"):
+                path = path[len(root_path) :]
         else:
             path = webhook_path(target.connector_id, target.project_id, target.hook_id)
         base = state.public_url.rstrip("/") if state.public_url else self._base_url(scope)

@@ -223,9 +223,15 @@ class DynamoDescriptorRegistry:
         )
 
     async def versions(self, connector_id: str) -> list[DescriptorVersion]:
+        """Only this connector's own: version items saved before it was registered are a
+        deleted one's, left by a :meth:`delete` cut short between its two writes (or an
+        edit that raced it); never listed, so never restored as this one's past."""
         items = await self._version_items(connector_id)
         current = await self._current_item(connector_id)
-        live = current["updatedAt"]["S"] if current is not None else None
+        if current is None:
+            return []
+        live = current["updatedAt"]["S"]
+        born = current["createdAt"]["S"]
         return [
             DescriptorVersion(
                 connector_id=connector_id,
@@ -235,7 +241,8 @@ class DynamoDescriptorRegistry:
                 replaced_at=_required_time(item, "replacedAt"),
             )
             for item in items
-            if item["savedAt"]["S"] != live  # left by a replacement cut short
+            # left by a replacement cut short; a deleted connector's of the same id
+            if item["savedAt"]["S"] != live and item["savedAt"]["S"] >= born
         ]
 
     async def delete(self, connector_id: str) -> None:

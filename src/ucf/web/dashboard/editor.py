@@ -27,7 +27,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Annotated, Any, Final
 
@@ -119,9 +119,14 @@ def _render_editor(
     status: int = 200,
     native_of: str | None = None,
     versions: Sequence[DescriptorVersion] = (),
+    opened_on: str | None = None,
 ) -> Response:
     """``native_of``: the name of the native connector ``text`` copies (see :func:`new_connector`).
-    ``versions``: the descriptors the connector's edits replaced, listed to restore one."""
+    ``versions``: the descriptors the connector's edits replaced, listed to restore one.
+    ``opened_on``: the ``updated_at`` of the version the text was made on (a refused
+    save's, as posted; else the stored one's), posted back by Save (:func:`_opened_on`)."""
+    if opened_on is None and editing is not None:
+        opened_on = editing.updated_at.isoformat()
     action = (
         f"/projects/{page.project}/connectors/{editing.id}/edit"
         if editing is not None
@@ -138,6 +143,7 @@ def _render_editor(
             "schema_json": _schema_json(),
             "native_of": native_of,
             "versions": versions,
+            "opened_on": opened_on,
             # A refused save comes back with the user's text, which nothing has stored.
             "unsaved": status != 200,
             "refused_json": _script_json(
@@ -192,7 +198,7 @@ async def edit_connector(
     )
 
 
-@router.post("/projects/{project}/connectors/{connector_id}/versions/{version}/restore")
+@router.post("/projects/{project}/connectors/{connector_id}/versions/{version:path}/restore")
 async def restore_version(
     request: Request, posted: Checked, project: str, connector_id: str, version: str
 ) -> Response:
@@ -241,11 +247,26 @@ async def _versions(page: Page, editing: Connector | None) -> Sequence[Descripto
     return (await page.context.connectors.versions(editing.id))[1]
 
 
+def _opened_on(posted: Posted) -> tuple[str | None, datetime | None]:
+    """The version the editor's text was made on, as its page posts it (``saved_at``),
+    text and time; None for a page that sent none (or nonsense): saved as before.
+
+    Without it, a Save from a page opened before another edit was saved replaced that
+    edit without a word (raised to the next version over it)."""
+    text = posted.form.get("saved_at") or None
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None, None
+    return text, moment if moment is None or moment.tzinfo is not None else None
+
+
 async def _save(
     request: Request, posted: Posted, project: str, editing: Connector | None
 ) -> Response:
     page = Page(request, posted.session, project_or_404(project), "catalogue")
     text = posted.form.get("descriptor")
+    opened_text, opened_on = _opened_on(posted)
     data, problems = _parsed_text(text)
     if data is not None:
         problems = [*problems, *validate_descriptor(data)[1]]
@@ -258,14 +279,18 @@ async def _save(
             problems=problems,
             status=422,
             versions=await _versions(page, editing),
+            opened_on=opened_text,
         )
     try:
         if editing is None:
             saved = await connectors.register(data)
             verb = "created"
         else:
-            # Raises the version if need be; the credentials a new sign-in leaves go.
-            edited = await page.context.instances.update_connector(editing.id, data)
+            # Raises the version if need be (a 409 if another edit was saved meanwhile);
+            # the credentials a new sign-in leaves go.
+            edited = await page.context.instances.update_connector(
+                editing.id, data, if_saved_at=opened_on
+            )
             saved = edited.connector
             web_state(request).gateway.forget_connector(editing.id)
             verb = "saved"
@@ -287,6 +312,7 @@ async def _save(
             problems=details,
             status=error.status,
             versions=await _versions(page, editing),
+            opened_on=opened_text,
         )
     response = redirect(f"/projects/{page.project}/connectors?category=Custom")
     if editing is not None:
