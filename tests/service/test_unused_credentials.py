@@ -11,6 +11,7 @@ Secrets Manager (moto's server), where a rotation keeps the replaced version as
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -156,18 +157,40 @@ def _linear_with_a_token_only() -> dict[str, Any]:
     return edited
 
 
-async def test_a_connector_edited_to_another_sign_in_method_deletes_the_old_credentials(
+async def test_a_connector_edited_to_another_sign_in_method_keeps_the_key_until_a_token_comes(
     context: UcfContext,
 ) -> None:
-    """The edit is saved (its instance now lacks a token, which its page says); the key
-    of the method the connector no longer has is deleted, the webhook secret kept."""
+    """The edit is saved (its instance now lacks a token, which its page says) and the
+    key stays, so undoing the edit finds the instance working; once a token completes
+    its sign-in, the key only an earlier version used is deleted, the webhook secret
+    kept."""
     record = await context.instances.record(PROJECT, "linear")
-    edited = _linear_with_a_token_only()
-    await context.instances.update_connector("linear", edited)
+    await context.instances.update_connector("linear", _linear_with_a_token_only())
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
 
-    assert await _stored(context) == {"webhookSecret": WEBHOOK_SECRET}
+    token = "tok-" + "0a1b2c3d4e5f60718293"
+    await context.instances.update(PROJECT, "linear", credentials={"token": token})
+
+    assert await _stored(context) == {"token": token, "webhookSecret": WEBHOOK_SECRET}
     assert record.credential_secret_ref is not None
     assert API_KEY not in (_previous_version(context, record.credential_secret_ref) or "")
+
+
+async def test_an_edit_that_renames_the_key_is_undone_by_a_restore_with_the_key_intact(
+    context: UcfContext,
+) -> None:
+    """A slip in an edit (the key's name changed) leaves every instance unable to sign
+    in; it must not also delete their keys, or no restore could bring them back."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    renamed = json.loads(json.dumps(linear).replace('"apiKey"', '"accessKey"'))
+    await context.instances.update_connector("linear", renamed)
+    assert (await context.instances.get(PROJECT, "linear")).sign_in_problems
+    _, versions = await context.connectors.versions("linear")
+
+    await context.instances.restore_connector("linear", versions[0].version)
+
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+    assert (await context.instances.get(PROJECT, "linear")).sign_in_problems == ()
 
 
 async def test_a_connector_edit_that_is_refused_deletes_no_credential(
@@ -198,13 +221,15 @@ async def test_a_restore_to_another_sign_in_method_deletes_the_credentials_it_le
     context: UcfContext,
 ) -> None:
     """A restore is an edit back to an earlier descriptor: the token the edited connector
-    signed in with goes when the restored one signs in with a key again."""
+    signed in with goes once the instance signs in with a key again."""
     await context.instances.update_connector("linear", _linear_with_a_token_only())
     token = "tok-" + "9f8e7d6c5b4a39281706"
     await context.instances.update(PROJECT, "linear", credentials={"token": token})
     assert await _stored(context) == {"token": token, "webhookSecret": WEBHOOK_SECRET}
     _, versions = await context.connectors.versions("linear")
-
     await context.instances.restore_connector("linear", versions[0].version)
+    assert await _stored(context) == {"token": token, "webhookSecret": WEBHOOK_SECRET}
 
-    assert await _stored(context) == {"webhookSecret": WEBHOOK_SECRET}
+    await context.instances.update(PROJECT, "linear", credentials={"apiKey": API_KEY})
+
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}

@@ -1079,11 +1079,12 @@ class ConnectorDescriptor(DescriptorModel):
         return frozenset(keys)
 
     def unused_credentials(
-        self, credentials: Mapping[str, str], before: ConnectorDescriptor | None = None
+        self, credentials: Mapping[str, str], *before: ConnectorDescriptor
     ) -> frozenset[str]:
         """The keys of ``credentials`` that belong to a way of signing in the instance no
         longer uses: another method of this connector (the instance switched), or one of
-        the connector as it was ``before`` an edit (its method changed or went).
+        the connector as it was ``before`` an edit, or in any earlier version (its method
+        changed or went).
 
         Only keys some method declares (or would store) are ever named: a key no
         method knows may be a native connector's own (a subscription's clientState),
@@ -1100,7 +1101,7 @@ class ConnectorDescriptor(DescriptorModel):
             if verification is not None:
                 kept.add(verification.secret_credential)
         known: set[str] = set()
-        for descriptor in (self, before) if before is not None else (self,):
+        for descriptor in (self, *before):
             for method in descriptor.auth_methods():
                 known |= descriptor.credential_keys(method)
         return frozenset(key for key in credentials if key in known and key not in kept)

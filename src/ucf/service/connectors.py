@@ -8,6 +8,7 @@ mapping, verifier and poll plan until the descriptor changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
@@ -537,6 +538,16 @@ class ConnectorService:
         """The connector and the descriptors its edits replaced, newest first."""
         connector = await self.get(connector_id)
         return connector, await self._registry.versions(connector_id)
+
+    async def earlier_descriptors(self, connector_id: str) -> Sequence[ConnectorDescriptor]:
+        """The descriptors ``connector_id``'s edits replaced that still parse, newest
+        first: which credentials an instance once signed in with (an earlier version's
+        key, renamed or gone since)."""
+        parsed: list[ConnectorDescriptor] = []
+        for earlier in await self._registry.versions(connector_id):
+            with contextlib.suppress(ValidationFailed):
+                parsed.append(_parse(earlier.descriptor, "an earlier version"))
+        return parsed
 
     async def version(self, connector_id: str, version: str) -> DescriptorVersion:
         """One earlier version by its ``version`` (the newest, should two share it)."""

@@ -612,11 +612,17 @@ class InstanceService:
         does not use (:meth:`ConnectorDescriptor.unused_credentials`), ``before`` being the
         connector as it was before an edit; how many instances lost some.
 
+        Only from an instance that can still sign in: one the edit left unable to (a
+        credential renamed, its method gone) keeps every credential, so going back to
+        the version before (a restore, or the edit undone) finds it working again; its
+        old credentials go once new ones complete its sign-in (:meth:`update`). Deleted
+        there, a slip in an edit cost every instance its key, for good.
+
         Each instance's secret is changed in its turn, read again there, so a token a poll
         rotates meanwhile is kept; one that cannot be read is left as it is.
         """
         descriptor = connector.descriptor
-        was = before.descriptor if before is not None else None
+        was = (before.descriptor,) if before is not None else ()
         gate = asyncio.Semaphore(UNFIT_READS)
 
         async def prune(record: InstanceRecord) -> bool:
@@ -625,8 +631,10 @@ class InstanceService:
             async with gate:
                 try:
                     async with self._changing_secrets(record) as current:
-                        unused = descriptor.unused_credentials(current.credentials, was)
-                        if not unused:
+                        unused = descriptor.unused_credentials(current.credentials, *was)
+                        if not unused or await self._sign_in_problems(
+                            descriptor, current.without_credentials(unused).credentials
+                        ):
                             return False
                         await self._write(
                             record, current.without_credentials(unused), keep_previous=False
@@ -738,16 +746,19 @@ class InstanceService:
                 # user had consented. Settings alone change whatever the credentials.
                 provided = await self.provided_credentials(descriptor)
                 given = _stored_sign_in(descriptor, rotated.credentials)
+                earlier: Sequence[ConnectorDescriptor] = ()
                 try:
                     check_credentials(descriptor, given, provided=provided)
                 except ValidationFailed as failed:
                     was = current.credentials
                     if worse := _made_worse(descriptor, given, failed, was, provided):
                         raise ValidationFailed(failed.message, worse) from None
+                else:  # it signs in now: what only earlier versions used goes too
+                    earlier = await self._connectors.earlier_descriptors(connector_id)
                 # A switch to another sign-in method leaves the old one's credentials (a
                 # key, an OAuth app's secret and tokens) unused: they go with this write,
                 # never before it is accepted. What was given now is kept whatever it is.
-                unused = descriptor.unused_credentials(rotated.credentials) - fresh.keys()
+                unused = descriptor.unused_credentials(rotated.credentials, *earlier) - fresh.keys()
                 rotated = rotated.without_credentials(unused)
                 changes["credential_secret_ref"] = await self._write(
                     record, rotated, keep_previous=not unused
