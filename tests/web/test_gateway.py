@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.web.conftest import Web, open_web, web_settings
 from tests.web.support import (
@@ -185,6 +186,7 @@ async def test_rotating_the_webhook_secret_takes_effect_on_the_next_delivery(
     assert (await deliver(connected, new.body, new.headers)).status_code == 200
 
 
+@pytest.mark.usefixtures("young_heap")
 async def test_a_rotated_or_deleted_webhook_secret_leaves_no_keyed_mac_in_memory(
     connected: Web,
 ) -> None:

@@ -86,6 +86,7 @@ def test_a_reserve_grows_while_used_up_in_time_and_shrinks_when_stale() -> None:
     assert reserve.tokens == 0
 
 
+@pytest.mark.usefixtures("young_heap")
 async def test_an_instance_deleted_by_another_worker_leaves_no_secret_in_the_gateway(
     tmp_path: Path,
 ) -> None:
@@ -114,6 +115,7 @@ async def test_an_instance_deleted_by_another_worker_leaves_no_secret_in_the_gat
         assert macs_keyed_with(secret) == 0
 
 
+@pytest.mark.usefixtures("young_heap")
 async def test_an_instance_deleted_through_the_same_process_leaves_no_secret_in_its_gateway(
     tmp_path: Path,
 ) -> None:
@@ -139,6 +141,7 @@ async def test_an_instance_deleted_through_the_same_process_leaves_no_secret_in_
         assert gateway.cached_target(CONNECTOR, PROJECT) is None
 
 
+@pytest.mark.usefixtures("young_heap")
 async def test_a_cached_secret_is_dropped_once_its_time_is_up_even_if_no_delivery_comes(
     tmp_path: Path,
 ) -> None:
@@ -469,6 +472,7 @@ async def test_a_cached_target_answers_as_the_store_read_does_until_the_cache_la
         assert (await gateway.target(CONNECTOR, PROJECT, hook_id)).via_hook
 
 
+@pytest.mark.usefixtures("young_heap")
 async def test_a_delivery_waiting_for_its_write_no_longer_holds_its_parsed_payload(
     tmp_path: Path,
 ) -> None:
@@ -501,6 +505,7 @@ async def test_a_delivery_waiting_for_its_write_no_longer_holds_its_parsed_paylo
             assert seen == 0
 
 
+@pytest.mark.usefixtures("young_heap")
 async def test_a_connector_with_a_handshake_lets_its_payload_go_before_the_write_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
