@@ -112,10 +112,19 @@ def test_ucf_serve_takes_a_public_url_with_a_path_as_the_prefix_it_serves_under(
 
 @pytest.mark.parametrize(
     "value",
-    ["https://x.test/my%20ucf", "https://x.test/ü", "https://x.test/a//b", "https://x.test/?a=1"],
+    [
+        "https://x.test/my%20ucf",
+        "https://x.test/ü",
+        "https://x.test/a//b",
+        "https://x.test/?a=1",
+        "https://x.test/ucf/..",
+        "https://x.test/./ucf",
+        "https://x.test/ucf/../admin",
+    ],
 )
 def test_ucf_serve_refuses_a_prefix_that_could_never_match_a_request(value: str) -> None:
-    """uvicorn compares ``root_path`` with the decoded path and sends it as ASCII."""
+    """uvicorn compares ``root_path`` with the decoded path and sends it as ASCII; a
+    browser resolves ``.`` and ``..`` segments away, so links would leave the prefix."""
     with pytest.raises(ValueError, match=r"^--public-url must have (a plain path|no query)"):
         served_public_url(value)
 

@@ -178,8 +178,10 @@ def _public_parts(text: str, source: str) -> SplitResult:
     return parts
 
 
-_PREFIX: Final = re.compile(r"(?:/[A-Za-z0-9._~-]+)*")
-"""A path prefix ``ucf serve`` can be served under: segments of unreserved characters."""
+_PREFIX: Final = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)*")
+"""A path prefix ``ucf serve`` can be served under: segments of unreserved characters,
+none of them ``.`` or ``..`` (a browser resolves those away, so ``/ucf/..`` would lead
+every link out of ucf)."""
 
 
 def served_public_url(text: str, source: str = "--public-url") -> str:
@@ -201,7 +203,8 @@ def served_public_url(text: str, source: str = "--public-url") -> str:
     if not _PREFIX.fullmatch(path):
         raise ValueError(
             f"{source} must have a plain path prefix (letters, digits and -._~ between "
-            f"slashes, e.g. /ucf), got {text!r}: the dashboard is served under it"
+            f"slashes, no '.' or '..' segment, e.g. /ucf), got {text!r}: the dashboard "
+            "is served under it"
         )
     return f"{parts.scheme}://{parts.netloc}{path}"
 
