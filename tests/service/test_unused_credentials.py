@@ -233,3 +233,42 @@ async def test_a_restore_to_another_sign_in_method_deletes_the_credentials_it_le
     await context.instances.update(PROJECT, "linear", credentials={"apiKey": API_KEY})
 
     assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_an_edit_that_renames_the_webhook_secret_is_undone_by_a_restore_with_it_intact(
+    context: UcfContext,
+) -> None:
+    """A slip in an edit that renames the webhook's secret leaves every instance signing
+    in (its key is untouched) but unable to verify a delivery. The secret is no sign-in
+    credential, so the sign-in check let the edit delete it: a restore then found every
+    instance refusing each delivery, and only the provider's dashboard had the secret."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    renamed = json.loads(json.dumps(linear).replace('"webhookSecret"', '"signingSecret"'))
+    renamed["ingestion"]["webhook"]["signature"]["secretCredential"] = "signingSecret"
+    await context.instances.update_connector("linear", renamed)
+    _, versions = await context.connectors.versions("linear")
+
+    await context.instances.restore_connector("linear", versions[0].version)
+
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_an_edit_that_drops_the_webhook_is_undone_by_a_restore_with_its_secret_intact(
+    context: UcfContext,
+) -> None:
+    """The same with the webhook taken out (polling only, for a while): the instances
+    still sign in, and the secret their deliveries are verified with must come back
+    with the webhook."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    polling = copy.deepcopy(linear)
+    polling["ingestion"] = {"mode": "polling", **linear["ingestion"]["polling"]}
+    for method in [polling["auth"], *polling.get("authAlternatives", [])]:
+        fields = method["config"]["credentialFields"]
+        method["config"]["credentialFields"] = [f for f in fields if f["key"] != "webhookSecret"]
+    await context.instances.update_connector("linear", polling)
+    assert not (await context.instances.get(PROJECT, "linear")).sign_in_problems
+    _, versions = await context.connectors.versions("linear")
+
+    await context.instances.restore_connector("linear", versions[0].version)
+
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}

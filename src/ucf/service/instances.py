@@ -623,6 +623,12 @@ class InstanceService:
         """
         descriptor = connector.descriptor
         was = (before.descriptor,) if before is not None else ()
+        # The secret deliveries were verified with before the edit stays too: the sign-in
+        # check below cannot see that an edit dropping the webhook (or renaming its secret
+        # by a slip) left it unused, and deleted here a restore found every instance
+        # refusing each delivery. It goes, as other keys only an earlier version
+        # declared, once new credentials complete the instance's sign-in (:meth:`update`).
+        verified_with = before.descriptor.webhook_secret_keys() if before else frozenset[str]()
         gate = asyncio.Semaphore(UNFIT_READS)
 
         async def prune(record: InstanceRecord) -> bool:
@@ -631,7 +637,10 @@ class InstanceService:
             async with gate:
                 try:
                     async with self._changing_secrets(record) as current:
-                        unused = descriptor.unused_credentials(current.credentials, *was)
+                        unused = (
+                            descriptor.unused_credentials(current.credentials, *was)
+                            - verified_with
+                        )
                         if not unused or await self._sign_in_problems(
                             descriptor, current.without_credentials(unused).credentials
                         ):
