@@ -272,3 +272,37 @@ async def test_an_edit_that_drops_the_webhook_is_undone_by_a_restore_with_its_se
     await context.instances.restore_connector("linear", versions[0].version)
 
     assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_a_key_rotated_after_a_slip_keeps_the_webhook_secret_for_the_restore(
+    context: UcfContext,
+) -> None:
+    """After the slip, the instance's key is rotated before anyone notices: the rotation
+    completes its sign-in, and keys only earlier versions declared go, but the secret
+    its deliveries were verified with is no sign-in's and nothing replaced it (the
+    renamed one was never given): the restore needs it."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    renamed = json.loads(json.dumps(linear).replace('"webhookSecret"', '"signingSecret"'))
+    renamed["ingestion"]["webhook"]["signature"]["secretCredential"] = "signingSecret"
+    await context.instances.update_connector("linear", renamed)
+    await context.instances.update(PROJECT, "linear", credentials={"apiKey": API_KEY + "x"})
+    _, versions = await context.connectors.versions("linear")
+
+    await context.instances.restore_connector("linear", versions[0].version)
+
+    assert await _stored(context) == {"apiKey": API_KEY + "x", "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_a_webhook_secret_renamed_and_given_deletes_the_old_one(
+    context: UcfContext,
+) -> None:
+    """Once the renamed secret is given, deliveries verify with it: the one only earlier
+    versions verified with goes, as any key only they declared."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    renamed = json.loads(json.dumps(linear).replace('"webhookSecret"', '"signingSecret"'))
+    renamed["ingestion"]["webhook"]["signature"]["secretCredential"] = "signingSecret"
+    await context.instances.update_connector("linear", renamed)
+
+    await context.instances.update(PROJECT, "linear", credentials={"signingSecret": "new-1"})
+
+    assert await _stored(context) == {"apiKey": API_KEY, "signingSecret": "new-1"}

@@ -252,6 +252,25 @@ def _stored_sign_in(
     return {k: v for k, v in credentials.items() if k in known}
 
 
+def _still_verifying(
+    descriptor: ConnectorDescriptor,
+    credentials: Mapping[str, str],
+    earlier: Sequence[ConnectorDescriptor],
+) -> frozenset[str]:
+    """The secrets ``earlier`` versions verified deliveries with, while ``credentials``
+    lack the one ``descriptor`` verifies with (or it takes no webhook, for now): kept, as
+    a sign-in's key is while the sign-in is incomplete.
+
+    A webhook secret is no sign-in's: a rotated key completed the sign-in of an instance
+    whose connector an edit had given a renamed secret (a slip) or no webhook, and the
+    secret went with the keys only earlier versions declared; the edit undone, every
+    delivery was refused, and only the provider's dashboard still had the secret."""
+    current = descriptor.webhook_secret_keys()
+    if current and all(credentials.get(key) for key in current):
+        return frozenset()
+    return frozenset().union(*(before.webhook_secret_keys() for before in earlier))
+
+
 def sign_in_problems(
     descriptor: ConnectorDescriptor, credentials: Mapping[str, str], provided: Collection[str]
 ) -> tuple[dict[str, Any], ...]:
@@ -768,6 +787,7 @@ class InstanceService:
                 # key, an OAuth app's secret and tokens) unused: they go with this write,
                 # never before it is accepted. What was given now is kept whatever it is.
                 unused = descriptor.unused_credentials(rotated.credentials, *earlier) - fresh.keys()
+                unused -= _still_verifying(descriptor, rotated.credentials, earlier)
                 rotated = rotated.without_credentials(unused)
                 changes["credential_secret_ref"] = await self._write(
                     record, rotated, keep_previous=not unused
