@@ -657,8 +657,7 @@ class InstanceService:
                 try:
                     async with self._changing_secrets(record) as current:
                         unused = (
-                            descriptor.unused_credentials(current.credentials, *was)
-                            - verified_with
+                            descriptor.unused_credentials(current.credentials, *was) - verified_with
                         )
                         if not unused or await self._sign_in_problems(
                             descriptor, current.without_credentials(unused).credentials
