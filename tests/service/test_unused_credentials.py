@@ -328,3 +328,29 @@ async def test_earlier_versions_are_parsed_once_for_each_way_of_signing_in(
     earlier = await context.connectors.earlier_descriptors("linear")
 
     assert [d.auth.method for d in earlier] == ["pat", "api_key"]
+
+
+async def test_an_edit_that_renames_an_optional_token_is_undone_by_a_restore_with_it_intact(
+    context: UcfContext,
+) -> None:
+    """An optional credential the instance signs in with (Outlook's refresh token: without
+    it the instance signs in as the app) renamed by a slip: the instance still signs in,
+    so the sign-in check let the edit delete the token, which only a new consent gives
+    back; the restore found the instance reading as the app, not the user."""
+    (outlook,) = (d for d in builtin_descriptors() if d["id"] == "outlook")
+    signed_in = {"clientId": "c-1", "clientSecret": "s-1", "refreshToken": "r-0123456789"}
+    await context.instances.create(
+        PROJECT, "outlook", credentials=signed_in, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    renamed = json.loads(json.dumps(outlook).replace('"refreshToken"', '"userRefreshToken"'))
+    renamed["auth"]["config"]["refreshTokenKey"] = "userRefreshToken"
+    await context.instances.update_connector("outlook", renamed)
+    assert not (await context.instances.get(PROJECT, "outlook")).sign_in_problems
+    _, versions = await context.connectors.versions("outlook")
+
+    await context.instances.restore_connector("outlook", versions[0].version)
+
+    record = await context.instances.record(PROJECT, "outlook")
+    assert record.credential_secret_ref is not None
+    stored = await context.secrets.get(record.credential_secret_ref)
+    assert {k: v for k, v in stored.items() if not k.startswith(RESERVED)} == signed_in

@@ -642,12 +642,21 @@ class InstanceService:
         """
         descriptor = connector.descriptor
         was = (before.descriptor,) if before is not None else ()
-        # The secret deliveries were verified with before the edit stays too: the sign-in
-        # check below cannot see that an edit dropping the webhook (or renaming its secret
-        # by a slip) left it unused, and deleted here a restore found every instance
-        # refusing each delivery. It goes, as other keys only an earlier version
-        # declared, once new credentials complete the instance's sign-in (:meth:`update`).
-        verified_with = before.descriptor.webhook_secret_keys() if before else frozenset[str]()
+
+        # What the instance used before the edit stays too: the keys of the method it
+        # signed in with then, and the secret its deliveries were verified with. The
+        # sign-in check below cannot see that an edit left one of them unused by a slip
+        # (a webhook secret or an optional token renamed, the webhook taken out a while):
+        # deleted here, a restore found every delivery refused, or Outlook reading as
+        # the app for want of the user's refresh token, which only a new consent gives.
+        # They go, as other keys only an earlier version declared, once new credentials
+        # complete the instance's sign-in (:meth:`update`).
+        def used_before(credentials: Mapping[str, str]) -> frozenset[str]:
+            if before is None:
+                return frozenset()
+            then = before.descriptor
+            return then.credential_keys(then.auth_for(credentials)) | then.webhook_secret_keys()
+
         gate = asyncio.Semaphore(UNFIT_READS)
 
         async def prune(record: InstanceRecord) -> bool:
@@ -656,8 +665,9 @@ class InstanceService:
             async with gate:
                 try:
                     async with self._changing_secrets(record) as current:
-                        unused = (
-                            descriptor.unused_credentials(current.credentials, *was) - verified_with
+                        credentials = current.credentials
+                        unused = descriptor.unused_credentials(credentials, *was) - used_before(
+                            credentials
                         )
                         if not unused or await self._sign_in_problems(
                             descriptor, current.without_credentials(unused).credentials
