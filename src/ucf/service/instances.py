@@ -635,7 +635,9 @@ class InstanceService:
         credential renamed, its method gone) keeps every credential, so going back to
         the version before (a restore, or the edit undone) finds it working again; its
         old credentials go once new ones complete its sign-in (:meth:`update`). Deleted
-        there, a slip in an edit cost every instance its key, for good.
+        there, a slip in an edit cost every instance its key, for good. Nor what the
+        instance used before the edit and a sign-in check cannot vouch for (an optional
+        token, the webhook secret): see ``used_before`` below.
 
         Each instance's secret is changed in its turn, read again there, so a token a poll
         rotates meanwhile is kept; one that cannot be read is left as it is.
