@@ -611,3 +611,20 @@ async def test_versions_left_by_a_delete_cut_short_are_not_a_new_connectors_past
         assert await registry.versions("acme") == []
         await registry.update("acme", {**descriptor, "version": "1.0.1"}, now=later + timedelta(1))
         assert [v.descriptor["name"] for v in await registry.versions("acme")] == ["New"]
+
+
+async def test_an_edit_stamped_before_the_connectors_creation_stays_in_its_history(
+    store: Store,
+) -> None:
+    """Version items saved before the connector was registered are left out as a deleted
+    namesake's; an edit stamped earlier than the creation (another Lambda's clock a
+    little behind, a clock stepped back) made the version it saved hidden for good: its
+    descriptor was in no listing and could not be restored."""
+    descriptor = {"id": "acme", "version": "1.0.0", "name": "First"}
+    registry = store.descriptors
+    await registry.register(descriptor, now=T0)
+    second = {**descriptor, "version": "1.0.1", "name": "Second"}
+    await registry.update("acme", second, now=T0 - timedelta(seconds=1))
+    await registry.update("acme", {**descriptor, "version": "1.0.2"}, now=T0 + timedelta(1))
+
+    assert [v.descriptor["name"] for v in await registry.versions("acme")] == ["Second", "First"]

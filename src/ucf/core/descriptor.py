@@ -1078,6 +1078,20 @@ class ConnectorDescriptor(DescriptorModel):
             keys |= {config.access_token_key, config.refresh_token_key, ACCESS_TOKEN_EXPIRES_AT}
         return frozenset(keys)
 
+    def webhook_secret_keys(self) -> frozenset[str]:
+        """The credentials this connector's deliveries are verified with (its signing
+        secret, its shared token): no sign-in needs them, so a sign-in check cannot say
+        whether they are still in use."""
+        webhook = self.webhook
+        keys: set[str] = set()
+        for verification in (
+            self.signature_verification(),
+            webhook.token if webhook is not None else None,
+        ):
+            if verification is not None:
+                keys.add(verification.secret_credential)
+        return frozenset(keys)
+
     def unused_credentials(
         self, credentials: Mapping[str, str], *before: ConnectorDescriptor
     ) -> frozenset[str]:
@@ -1092,14 +1106,7 @@ class ConnectorDescriptor(DescriptorModel):
         ``authMethod`` are always kept.
         """
         active = self.auth_for(credentials)
-        kept = set(self.credential_keys(active)) | {AUTH_METHOD_KEY}
-        webhook = self.webhook
-        for verification in (
-            self.signature_verification(),
-            webhook.token if webhook is not None else None,
-        ):
-            if verification is not None:
-                kept.add(verification.secret_credential)
+        kept = set(self.credential_keys(active)) | {AUTH_METHOD_KEY} | self.webhook_secret_keys()
         known: set[str] = set()
         for descriptor in (self, *before):
             for method in descriptor.auth_methods():

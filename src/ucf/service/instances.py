@@ -252,6 +252,25 @@ def _stored_sign_in(
     return {k: v for k, v in credentials.items() if k in known}
 
 
+def _still_verifying(
+    descriptor: ConnectorDescriptor,
+    credentials: Mapping[str, str],
+    earlier: Sequence[ConnectorDescriptor],
+) -> frozenset[str]:
+    """The secrets ``earlier`` versions verified deliveries with, while ``credentials``
+    lack the one ``descriptor`` verifies with (or it takes no webhook, for now): kept, as
+    a sign-in's key is while the sign-in is incomplete.
+
+    A webhook secret is no sign-in's: a rotated key completed the sign-in of an instance
+    whose connector an edit had given a renamed secret (a slip) or no webhook, and the
+    secret went with the keys only earlier versions declared; the edit undone, every
+    delivery was refused, and only the provider's dashboard still had the secret."""
+    current = descriptor.webhook_secret_keys()
+    if current and all(credentials.get(key) for key in current):
+        return frozenset()
+    return frozenset().union(*(before.webhook_secret_keys() for before in earlier))
+
+
 def sign_in_problems(
     descriptor: ConnectorDescriptor, credentials: Mapping[str, str], provided: Collection[str]
 ) -> tuple[dict[str, Any], ...]:
@@ -616,13 +635,30 @@ class InstanceService:
         credential renamed, its method gone) keeps every credential, so going back to
         the version before (a restore, or the edit undone) finds it working again; its
         old credentials go once new ones complete its sign-in (:meth:`update`). Deleted
-        there, a slip in an edit cost every instance its key, for good.
+        there, a slip in an edit cost every instance its key, for good. Nor what the
+        instance used before the edit and a sign-in check cannot vouch for (an optional
+        token, the webhook secret): see ``used_before`` below.
 
         Each instance's secret is changed in its turn, read again there, so a token a poll
         rotates meanwhile is kept; one that cannot be read is left as it is.
         """
         descriptor = connector.descriptor
         was = (before.descriptor,) if before is not None else ()
+
+        # What the instance used before the edit stays too: the keys of the method it
+        # signed in with then, and the secret its deliveries were verified with. The
+        # sign-in check below cannot see that an edit left one of them unused by a slip
+        # (a webhook secret or an optional token renamed, the webhook taken out a while):
+        # deleted here, a restore found every delivery refused, or Outlook reading as
+        # the app for want of the user's refresh token, which only a new consent gives.
+        # They go, as other keys only an earlier version declared, once new credentials
+        # complete the instance's sign-in (:meth:`update`).
+        def used_before(credentials: Mapping[str, str]) -> frozenset[str]:
+            if before is None:
+                return frozenset()
+            then = before.descriptor
+            return then.credential_keys(then.auth_for(credentials)) | then.webhook_secret_keys()
+
         gate = asyncio.Semaphore(UNFIT_READS)
 
         async def prune(record: InstanceRecord) -> bool:
@@ -631,7 +667,10 @@ class InstanceService:
             async with gate:
                 try:
                     async with self._changing_secrets(record) as current:
-                        unused = descriptor.unused_credentials(current.credentials, *was)
+                        credentials = current.credentials
+                        unused = descriptor.unused_credentials(credentials, *was) - used_before(
+                            credentials
+                        )
                         if not unused or await self._sign_in_problems(
                             descriptor, current.without_credentials(unused).credentials
                         ):
@@ -759,6 +798,7 @@ class InstanceService:
                 # key, an OAuth app's secret and tokens) unused: they go with this write,
                 # never before it is accepted. What was given now is kept whatever it is.
                 unused = descriptor.unused_credentials(rotated.credentials, *earlier) - fresh.keys()
+                unused -= _still_verifying(descriptor, rotated.credentials, earlier)
                 rotated = rotated.without_credentials(unused)
                 changes["credential_secret_ref"] = await self._write(
                     record, rotated, keep_previous=not unused

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ucf.stores.dynamodb import keys as k
@@ -69,6 +69,18 @@ def _descriptor_record(item: Item) -> DescriptorRecord:
         created_at=_required_time(item, "createdAt"),
         updated_at=_required_time(item, "updatedAt"),
     )
+
+
+def _after(seen: str, now: datetime | str) -> str:
+    """``now`` as a descriptor's new ``updatedAt``, but later than ``seen`` (the one it
+    replaces): :meth:`DynamoDescriptorRegistry.versions` leaves out version items saved
+    before the connector's creation (a deleted namesake's), so an edit stamped earlier
+    (another Lambda's clock a little behind, a clock stepped back) hid the version the
+    next edit saved from its history for good."""
+    stamp = now if isinstance(now, str) else text_time(now)
+    if stamp > seen:
+        return stamp
+    return text_time(datetime.fromisoformat(seen) + timedelta(microseconds=1))
 
 
 class DynamoDescriptorRegistry:
@@ -160,6 +172,7 @@ class DynamoDescriptorRegistry:
             seen = current["updatedAt"]["S"]
             if if_saved_at is not None and seen != text_time(if_saved_at):
                 raise descriptor_changed(connector_id)
+            stamp = _after(seen, now)
             await self._db.call(
                 "put_item",
                 TableName=self._db.table,
@@ -305,6 +318,7 @@ class DynamoDescriptorRegistry:
                     return "shadowed"
                 if not is_newer_version(version, current.version):
                     return "unchanged"
+                stamp = _after(text_time(current.updated_at), stamp)
                 await self._db.call(
                     "update_item",
                     TableName=self._db.table,
