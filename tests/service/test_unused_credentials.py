@@ -47,12 +47,16 @@ async def context(
     environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
     store_url = None
     if request.param == "dynamodb":
+        # The session's servers first: a session fixture started inside this test would
+        # set its environment after the patch below, which then takes it away at teardown
+        # (every later DynamoDB test of the worker found no AWS credentials).
+        moto = request.getfixturevalue("moto_endpoint")
+        dynalite = request.getfixturevalue("dynalite_endpoint")
         for name in AWS_ENV_TO_CLEAR:
             monkeypatch.delenv(name, raising=False)
         for name, value in DUMMY_AWS_ENV.items():
             monkeypatch.setenv(name, value)
-        moto = request.getfixturevalue("moto_endpoint")
-        store_url = dynamodb_url(request.getfixturevalue("dynalite_endpoint"), unique_table_name())
+        store_url = dynamodb_url(dynalite, unique_table_name())
         environ["UCF_SECRET_STORE"] = (
             f"aws-secretsmanager://?region=us-east-1&endpoint={moto}&prefix=ucf/{tmp_path.name}/"
         )
