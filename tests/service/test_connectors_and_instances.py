@@ -67,7 +67,9 @@ async def test_custom_connectors_can_be_updated_and_deleted_builtins_cannot(
         await context.connectors.register(custom_descriptor())
     changed = custom_descriptor()
     changed["name"] = "Renamed"
-    assert (await context.connectors.update("my-tracker", changed)).descriptor.name == "Renamed"
+    assert (
+        await context.connectors.edit("my-tracker", changed)
+    ).connector.descriptor.name == "Renamed"
     await context.connectors.delete("my-tracker")
     with pytest.raises(NotFoundError):
         await context.connectors.get("my-tracker")
@@ -515,7 +517,7 @@ async def test_a_descriptor_stored_before_signal_types_were_bounded_still_loads(
 
     # Written again, it must be shortened: the bound holds for every descriptor written.
     with pytest.raises(ValidationFailed) as caught:
-        await context.connectors.update("my-tracker", data)
+        await context.connectors.edit("my-tracker", data)
     assert {d["path"] for d in caught.value.details} == {
         "fieldMapping.defaultType",
         "fieldMapping.signalTypeRules[0].then",
@@ -540,7 +542,7 @@ async def test_an_instance_saves_its_settings_after_its_connector_dropped_one(
         config={"baseUrl": "https://api.example.com", "team": "red"},
     )
     data["configFields"][1] = {"key": "region", "label": "Region"}
-    await context.connectors.update("my-tracker", data)
+    await context.connectors.edit("my-tracker", data)
 
     with pytest.raises(ValidationFailed) as caught:  # a typed unknown setting is still refused
         await context.instances.update("p", "my-tracker", config={"team": "blue"})
@@ -574,7 +576,7 @@ async def test_a_switch_to_a_consent_without_tokens_is_refused_when_a_shared_fie
     await context.connectors.register(_github_copy(secret_required=False))
     config = {"owner": "o", "repo": "r"}
     await context.instances.create("p", "my-github", credentials={"token": "t-1"}, config=config)
-    await context.connectors.update("my-github", _github_copy(secret_required=True))
+    await context.connectors.edit("my-github", _github_copy(secret_required=True))
     switch = {"authMethod": "oauth2", "clientId": "app-id", "clientSecret": "app-secret"}
     with pytest.raises(ValidationFailed) as caught:
         await context.instances.update("p", "my-github", credentials=switch)

@@ -226,7 +226,7 @@ async def test_a_changed_descriptor_limit_is_charged_once_the_target_is_read_aga
         seconds[0] += 2  # past the target's cache; the bucket refills at the new rate
         generous = copy.deepcopy(strict)
         generous["ingestion"]["webhook"]["rateLimitPerMinute"] = 6000  # 100 a second
-        await context.connectors.update(CONNECTOR, generous)
+        await context.connectors.edit(CONNECTOR, generous)
         assert [await deliver(n) for n in range(2, 5)] == ["200"] * 3
 
 
@@ -388,7 +388,7 @@ async def test_a_descriptor_limit_given_at_the_default_still_overrides_the_serve
         gateway = WebhookGateway(context)
         assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 100
 
-        await context.connectors.update(CONNECTOR, ACME)  # left out: the server's setting
+        await context.connectors.edit(CONNECTOR, ACME)  # left out: the server's setting
         gateway.forget(PROJECT, CONNECTOR)
         assert gateway.requests_per_minute(await gateway.target(CONNECTOR, PROJECT)) == 1
 

@@ -496,9 +496,6 @@ class ConnectorService:
             raise ConflictError(f"a connector '{descriptor.id}' already exists") from None
         return self._connector(record)
 
-    async def update(self, connector_id: str, data: Any) -> Connector:
-        return (await self.edit(connector_id, data)).connector
-
     async def edit(
         self, connector_id: str, data: Any, *, if_saved_at: datetime | None = None
     ) -> Edited:
