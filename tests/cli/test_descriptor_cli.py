@@ -306,6 +306,33 @@ def test_a_descriptor_name_that_is_neither_a_file_nor_a_connector_lists_the_ids(
     assert "cannot read descriptor" in missing_file.stderr  # a path stays a path
 
 
+def test_a_connector_id_names_the_connector_beside_a_directory_of_that_name(
+    tmp_path: Path,
+) -> None:
+    """Beside a native package's checkout named like its connector (``my-tool/``), or a
+    folder called ``jira``, ``--descriptor jira`` read the directory: "Is a directory"."""
+    (tmp_path / "jira").mkdir()
+    (tmp_path / "jria").mkdir()
+    (tmp_path / "page.json").write_text('{"issues": []}')
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [UCF, *args], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+        )
+
+    mapped = run("map", "--descriptor", "jira", "--sample", "page.json", "--poll")
+    assert mapped.returncode == 0, mapped.stderr
+    assert "0 signal(s)" in mapped.stderr
+    validated = run("connectors", "validate", "jira")
+    assert validated.returncode == 0, validated.stderr
+    unknown = run("check", "--descriptor", "jria")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith(
+        "error: jria is a directory, not a descriptor file, and no built-in or installed "
+        "connector 'jria'; connector ids here: asana,"
+    )
+
+
 def test_connectors_new_from_a_native_connector_says_the_copy_has_no_code(tmp_path: Path) -> None:
     """A copy of Jira validates and registers, then every poll fails: say so when it is made."""
     target = tmp_path / "my-jira.json"

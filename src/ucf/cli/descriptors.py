@@ -50,8 +50,12 @@ def descriptor_data(path: Path) -> Any:
     A bare name that is neither says both, with the ids there are: "No such file"
     alone reads as a wrong path to someone who typed a connector id (a misspelt
     one, or a native package's that is not installed in this environment).
+
+    A directory of that name does not hide the connector: run beside a native
+    package's checkout (``my-tool/``, the package of ``my-tool``), ``--descriptor
+    my-tool`` read the directory and failed with "Is a directory".
     """
-    if path.exists() or path.suffix or len(path.parts) != 1:
+    if path.is_file() or path.suffix or len(path.parts) != 1:
         return read_json_file(path, "descriptor")
     builtin = builtin_descriptor(str(path))
     if builtin is not None:
@@ -60,8 +64,13 @@ def descriptor_data(path: Path) -> Any:
     from ucf.runtime.native import installed_descriptors
 
     known = sorted({str(d.get("id")) for d in [*builtin_descriptors(), *installed_descriptors()]})
+    neither = (
+        f"{path} is a directory, not a descriptor file,"
+        if path.is_dir()
+        else f"no descriptor file {path}"
+    )
     raise fail(
-        f"no descriptor file {path} and no built-in or installed connector {str(path)!r}; "
+        f"{neither} and no built-in or installed connector {str(path)!r}; "
         f"connector ids here: {', '.join(known)}"
     )
 
