@@ -482,3 +482,21 @@ def test_validate_lists_the_default_type_among_the_signal_types(tmp_path: Path) 
     assert "signal types: issue_commented, issue_created, issue_seen, issue_updated)" in (
         result.stdout
     )
+
+
+def test_validate_notes_a_native_descriptor_no_installed_package_provides(tmp_path: Path) -> None:
+    """The copy of Jira validated "ok", and then the API, the editor and saving refused it
+    (422 at kind: nothing runs it): validate says so in a note, and stays a success (the
+    file is sound; its package may be about to be installed)."""
+    target = tmp_path / "my-jira.json"
+    assert (
+        ucf("connectors", "new", "my-jira", "--from", "jira", "--out", str(target)).returncode == 0
+    )
+    copy = ucf("connectors", "validate", str(target))
+    assert copy.returncode == 0, copy.stderr
+    assert copy.stdout.startswith(f"{target}: ok")
+    assert "note: kind: connector 'my-jira' is native, but no installed package provides it" in (
+        copy.stderr
+    )
+    shipped = ucf("connectors", "validate", "jira")
+    assert (shipped.returncode, shipped.stderr) == (0, "")

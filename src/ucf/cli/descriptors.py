@@ -169,8 +169,24 @@ def validate(
             _print_problems(path, problems)
             continue
         typer.echo(f"{path}: ok — {_summary(descriptor)}")
+        _note_unrunnable(descriptor)
     if failed:
         raise typer.Exit(1)
+
+
+def _note_unrunnable(descriptor: ConnectorDescriptor) -> None:
+    """A native descriptor no installed package provides is valid as a file (its package
+    may be about to be installed), but the API, the editor and saving refuse it at
+    ``kind``: say so here too, where it passed as "ok" and then could not be registered."""
+    if descriptor.kind != "native":  # the service layer's import is not for every file
+        return
+    from ucf.service.connectors import runnable_problem
+
+    problem = runnable_problem(descriptor)
+    if problem is not None:
+        typer.echo(f"  note: {problem.path}: {problem.message}", err=True)
+        if problem.hint:
+            typer.echo(f"      hint: {problem.hint}", err=True)
 
 
 def _summary(descriptor: ConnectorDescriptor) -> str:
