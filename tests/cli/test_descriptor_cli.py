@@ -376,6 +376,13 @@ def test_connectors_docs_renders_a_users_descriptor_file(tmp_path: Path) -> None
     assert (folder / "acme.md").read_text() == page.stdout
     again = ucf("connectors", "docs", str(target), "--out", str(folder))
     assert (again.returncode, again.stderr) == (0, f"{folder}: 1 page(s) up to date\n")
+    # --check of a file's page: it printed the page and said 0, whatever the folder held
+    (folder / "acme.md").write_text("# an old page\n")
+    unchecked = ucf("connectors", "docs", str(target), "--check")
+    assert (unchecked.returncode, unchecked.stdout) == (2, "")
+    assert "--check compares your pages with those in a folder: give it --out" in unchecked.stderr
+    stale = ucf("connectors", "docs", str(target), "--check", "--out", str(folder))
+    assert (stale.returncode, stale.stderr) == (1, f"stale {folder / 'acme.md'}\n")
 
 
 JIRA_ISSUE = {

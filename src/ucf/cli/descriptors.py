@@ -401,6 +401,8 @@ def docs(
     from ucf.runtime.native import native_registry
 
     if files:
+        if check and out is None:  # the page goes to stdout: there is nothing to compare
+            raise fail("--check compares your pages with those in a folder: give it --out DIR")
         descriptors = [load_descriptor(path) for path in files]
         if out is None:
             sys.stdout.write("\n".join(render_connector_doc(d) for d in descriptors))
