@@ -306,6 +306,33 @@ def test_a_descriptor_name_that_is_neither_a_file_nor_a_connector_lists_the_ids(
     assert "cannot read descriptor" in missing_file.stderr  # a path stays a path
 
 
+def test_a_connector_id_names_the_connector_beside_a_directory_of_that_name(
+    tmp_path: Path,
+) -> None:
+    """Beside a native package's checkout named like its connector (``my-tool/``), or a
+    folder called ``jira``, ``--descriptor jira`` read the directory: "Is a directory"."""
+    (tmp_path / "jira").mkdir()
+    (tmp_path / "jria").mkdir()
+    (tmp_path / "page.json").write_text('{"issues": []}')
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [UCF, *args], capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path
+        )
+
+    mapped = run("map", "--descriptor", "jira", "--sample", "page.json", "--poll")
+    assert mapped.returncode == 0, mapped.stderr
+    assert "0 signal(s)" in mapped.stderr
+    validated = run("connectors", "validate", "jira")
+    assert validated.returncode == 0, validated.stderr
+    unknown = run("check", "--descriptor", "jria")
+    assert unknown.returncode == 2
+    assert unknown.stderr.startswith(
+        "error: jria is a directory, not a descriptor file, and no built-in or installed "
+        "connector 'jria'; connector ids here: asana,"
+    )
+
+
 def test_connectors_new_from_a_native_connector_says_the_copy_has_no_code(tmp_path: Path) -> None:
     """A copy of Jira validates and registers, then every poll fails: say so when it is made."""
     target = tmp_path / "my-jira.json"
@@ -349,6 +376,13 @@ def test_connectors_docs_renders_a_users_descriptor_file(tmp_path: Path) -> None
     assert (folder / "acme.md").read_text() == page.stdout
     again = ucf("connectors", "docs", str(target), "--out", str(folder))
     assert (again.returncode, again.stderr) == (0, f"{folder}: 1 page(s) up to date\n")
+    # --check of a file's page: it printed the page and said 0, whatever the folder held
+    (folder / "acme.md").write_text("# an old page\n")
+    unchecked = ucf("connectors", "docs", str(target), "--check")
+    assert (unchecked.returncode, unchecked.stdout) == (2, "")
+    assert "--check compares your pages with those in a folder: give it --out" in unchecked.stderr
+    stale = ucf("connectors", "docs", str(target), "--check", "--out", str(folder))
+    assert (stale.returncode, stale.stderr) == (1, f"stale {folder / 'acme.md'}\n")
 
 
 JIRA_ISSUE = {
@@ -455,3 +489,21 @@ def test_validate_lists_the_default_type_among_the_signal_types(tmp_path: Path) 
     assert "signal types: issue_commented, issue_created, issue_seen, issue_updated)" in (
         result.stdout
     )
+
+
+def test_validate_notes_a_native_descriptor_no_installed_package_provides(tmp_path: Path) -> None:
+    """The copy of Jira validated "ok", and then the API, the editor and saving refused it
+    (422 at kind: nothing runs it): validate says so in a note, and stays a success (the
+    file is sound; its package may be about to be installed)."""
+    target = tmp_path / "my-jira.json"
+    assert (
+        ucf("connectors", "new", "my-jira", "--from", "jira", "--out", str(target)).returncode == 0
+    )
+    copy = ucf("connectors", "validate", str(target))
+    assert copy.returncode == 0, copy.stderr
+    assert copy.stdout.startswith(f"{target}: ok")
+    assert "note: kind: connector 'my-jira' is native, but no installed package provides it" in (
+        copy.stderr
+    )
+    shipped = ucf("connectors", "validate", "jira")
+    assert (shipped.returncode, shipped.stderr) == (0, "")

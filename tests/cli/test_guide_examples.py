@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,32 @@ def test_guide_validate_example_lists_all_four_problems_in_one_pass(tmp_path: Pa
     assert validate.returncode == 1
     guide = (ROOT / "docs/writing-a-connector.md").read_text()
     assert f"$ ucf connectors validate acme-broken.json\n{validate.stderr}```" in guide
+
+
+def _fragments(guide: str) -> list[dict[str, object]]:
+    """The guide's ```json blocks, each read as the object it is a part of: a block
+    that opens the descriptor is closed, one that lists members is wrapped."""
+    parts = []
+    for block in re.findall(r"```json\n(.*?)```", guide, re.S):
+        text = block.strip().rstrip(",")
+        if text.startswith("{"):
+            text += "\n}" * (text.count("{") - text.count("}"))
+        else:
+            text = "{" + text + "}"
+        parts.append(json.loads(text))
+    return parts
+
+
+def test_every_descriptor_fragment_of_the_guide_is_the_example_files_own() -> None:
+    """The guide builds examples/acme-tickets.json piece by piece (and shows
+    gitlab-issues.json's webhook block): each piece is the file's, so copying the pieces
+    gives the file that validates, and an edit of one is seen in the other."""
+    guide = (ROOT / "docs/writing-a-connector.md").read_text()
+    acme = json.loads((ROOT / "examples/acme-tickets.json").read_text())
+    gitlab = json.loads((ROOT / "examples/gitlab-issues.json").read_text())
+    differ = []
+    for fragment in _fragments(guide):
+        for key, value in fragment.items():
+            if value not in (acme.get(key), gitlab.get(key), gitlab["ingestion"].get(key)):
+                differ.append(key)
+    assert differ == [], f"the guide's {differ} differ from the example files'"

@@ -176,6 +176,30 @@ def test_bad_command_lines_get_a_clear_error_and_no_request(
     assert server.requests == []
 
 
+def test_a_credential_typed_under_a_name_the_connector_does_not_declare_is_named(
+    descriptor_file: Path, github: tuple[FakeServer, GitHubIssues], jira: JiraFake
+) -> None:
+    """``--credential Token=…`` for ``token``: the poll failed "credential 'token' is not
+    set", as if none had been given; an unknown ``--config`` is named, and so is this."""
+    server, _ = github
+    typo = ucf(
+        "poll", "--descriptor", str(descriptor_file), "--config", f"baseUrl={server.base_url}",
+        "--config", "owner=octo", "--config", "repo=hello", "--credential", "Token=ghp_x",
+    )  # fmt: skip
+    assert typo.returncode == 1
+    assert typo.stderr == (
+        "warning: --credential Token: github-issues declares no such credential (its "
+        "credentials: token, webhookSecret, clientId, clientSecret, accessToken, "
+        "refreshToken)\nerror: credential 'token' is not set\n"
+    )
+    assert server.requests == []
+    checked = ucf(*jira_args("check", jira), "--credential", "apitoken=x")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.startswith("warning: --credential apitoken: jira declares no such")
+    known = ucf(*jira_args("check", jira), "--credential", "authMethod=basic")
+    assert "warning" not in known.stderr
+
+
 # --------------------------------------------------------------------------- a native connector
 
 

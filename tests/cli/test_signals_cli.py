@@ -253,6 +253,20 @@ def test_list_pages_newest_first_and_says_how_to_continue(store_url: str) -> Non
     assert rest.stderr == ""
 
 
+def test_list_of_a_project_without_an_instance_names_the_projects_there(store_url: str) -> None:
+    """``--project sandbx``: a misspelt project printed nothing, as a project with no
+    signals yet does; it says no instance belongs to it and names the projects that have
+    one. A project that has one but no signals yet, or none matching, prints nothing."""
+    store_signals(store_url, [write("p1", 1, at=NOW)], instances=("p1", "p2"))
+    typo = ucf("signals", "list", "-p", "p3", "--store", store_url)
+    assert (typo.returncode, typo.stdout) == (0, "")
+    assert typo.stderr.startswith("no signals: project 'p3' has no connector instance in ")
+    assert typo.stderr.endswith("(projects with one: p1, p2)\n")
+    for quiet in (["-p", "p2"], ["-p", "p1", "--type", "issue.closed"]):
+        empty = ucf("signals", "list", *quiet, "--store", store_url)
+        assert (empty.returncode, empty.stdout, empty.stderr) == (0, "", "")
+
+
 def test_bad_input_is_one_line_not_a_traceback(tmp_path: Path, store_url: str) -> None:
     missing = ucf("signals", "tail", "--data-dir", str(tmp_path / "nowhere"))
     assert missing.returncode == 1

@@ -8,6 +8,7 @@ pipeline as a real HTTP server on loopback (the fake kit) that fails on cue.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -730,7 +731,14 @@ async def test_no_sink_configured_means_no_delivery_task(tmp_path: Path) -> None
 
 
 async def test_a_sink_url_that_cannot_be_posted_to_fails_at_start_up(tmp_path: Path) -> None:
-    async with await open_context(tmp_path, UCF_SINK_HTTP="ftp://user:hunter2@pipeline/x") as ctx:
+    """Refused with the settings (``ucf serve``: one line, before its port is bound), and
+    by the deliverer of settings made some other way."""
+    wrong = "ftp://user:hunter2@pipeline/x"
+    with pytest.raises(ValueError, match="http:// or https://") as refused:
+        await open_context(tmp_path, UCF_SINK_HTTP=wrong)
+    assert "hunter2" not in str(refused.value)
+    async with await open_context(tmp_path, UCF_SINK_HTTP="https://pipeline/x") as ctx:
+        ctx.settings = dataclasses.replace(ctx.settings, http_sink=wrong)
         with pytest.raises(ValueError, match="http:// or https://") as error:
             start_delivery(ctx)
     assert "hunter2" not in str(error.value)

@@ -83,3 +83,16 @@ def test_an_unwritable_location_is_one_line_with_the_fix(tmp_path: Path) -> None
     line = _one_line_error(ucf("store", "init", "--store", f"sqlite://{tmp_path}/file/ucf.db"))
     assert "not a directory" in line
     assert "UCF_STORE" in line
+
+
+def test_storage_md_shows_what_init_prints(tmp_path: Path) -> None:
+    """docs/storage.md's session is the command's output, migration for migration: it
+    listed six migrations under "schema version 7" once the seventh was added."""
+    root = tmp_path / "var/lib/ucf"
+    store = f"sqlite://{root}/ucf.db"
+    session = "".join(
+        f"$ ucf store init --store sqlite:///var/lib/ucf/ucf.db\n{run.stdout}"
+        for run in (ucf("store", "init", "--store", store), ucf("store", "init", "--store", store))
+    ).replace(str(tmp_path), "")
+    page = (Path(__file__).resolve().parents[2] / "docs/storage.md").read_text(encoding="utf-8")
+    assert f"```\n{session}```" in page

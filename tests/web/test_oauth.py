@@ -380,6 +380,33 @@ async def test_an_edit_between_the_start_and_the_callback_keeps_the_consents_tok
     assert (await web.client.post(f"{INSTANCE}/poll")).json()["status"] == "ok"
 
 
+async def test_a_credential_no_consent_gives_is_asked_for_without_blaming_an_edit(
+    web: Web, slack: SlackFake
+) -> None:
+    """A connector whose consent method requires a credential the provider does not give
+    (GitHub PRs' webhook secret; here Slack's, made required before the start): a consent
+    started through the API cannot create the instance, and its tokens go to the setup
+    flow. The page said the connector "was edited since this connection started", which
+    nobody had done; it says what the consent does not give."""
+    current = (await web.client.get("/api/connectors/slack")).json()
+    edited = {k: v for k, v in current.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
+    [secret] = [
+        f for f in edited["auth"]["config"]["credentialFields"] if f["key"] == "webhookSecret"
+    ]
+    secret["required"] = True
+    assert (await web.client.put("/api/connectors/slack", json=edited)).is_success
+    await register(web)
+    user = await dashboard_user(web)
+    back = urlsplit(await consent(await start(web, slack)))
+    landed = await user.get(back.path, **{k: v[0] for k, v in parse_qs(back.query).items()})
+    assert landed.status_code == 200, landed.text
+    assert "Slack needs more than the consent gives" in landed.text
+    assert "credentials.webhookSecret" in landed.text
+    assert "was edited" not in landed.text
+    assert (await web.client.get(INSTANCE)).status_code == 404
+    assert urlsplit(onward_target(landed)).path.endswith("/connect/oauth-return")
+
+
 async def test_a_setting_an_edit_removed_before_the_callback_is_dropped_not_refused(
     web: Web, slack: SlackFake
 ) -> None:

@@ -35,7 +35,8 @@ from ucf.fakes import asana, github, graph, jira, linear, notion
 from ucf.fakes.oauth import AuthorizationServer
 from ucf.fakes.scenario import ProviderFake, scenario_for
 from ucf.runtime.redaction import SECRETS
-from ucf.sandbox.fleet import Fleet
+from ucf.sandbox.fleet import Fleet, catalogue
+from ucf.sandbox.fleet import Provider as SandboxProvider
 
 PROJECT = "proj-providers"
 
@@ -786,3 +787,42 @@ def test_the_sandbox_registers_an_app_exactly_where_a_descriptor_offers_a_consen
     assert set(registered) == offered
     assert {"slack", "outlook"} <= offered
     assert registered["outlook"] == (graph.CLIENT_ID, graph.CLIENT_SECRET)
+
+
+SANDBOX_CONSENTS = ["asana", "github-issues", "jira", "linear", "notion", "outlook", "slack"]
+"""Every catalogue connector with a consent but GitHub PRs, whose required webhook secret
+no consent gives (its callback hands the tokens to the setup flow: test_oauth.py)."""
+
+
+@pytest.mark.parametrize("connector_id", SANDBOX_CONSENTS)
+async def test_a_consent_with_the_settings_the_sandbox_names_polls_its_fake(
+    web: Web, connector_id: str
+) -> None:
+    """``ucf sandbox`` names the settings a consent from another project needs to stay on
+    its fake. It named the fake's address for every URL setting, and Asana's and Graph's
+    APIs live under a path (``…/api/1.0``, ``…/v1.0``): the consent connected, then every
+    poll was a 404."""
+    [(descriptor, scenario)] = [pair for pair in catalogue() if pair[0].id == connector_id]
+    fake = scenario.fake(datetime.now(UTC))
+    fake.start()
+    try:
+        sandbox = SandboxProvider(descriptor, scenario, fake)
+        assert sandbox.oauth_app is not None
+        client_id, client_secret = sandbox.oauth_app
+        registered = await web.client.put(
+            f"/api/connectors/{connector_id}/oauth-client",
+            json={"clientId": client_id, "clientSecret": client_secret},
+        )
+        assert registered.status_code == 204, registered.text
+        settings = {**scenario.config(fake.base_url), **sandbox.consent_settings()}
+        instance = f"/api/projects/{PROJECT}/instances/{connector_id}"
+        started = await web.client.post(f"{instance}/oauth/start", json={"config": settings})
+        assert started.status_code == 200, started.text
+        done = await come_back(web, await consent(started.json()["authorizeUrl"]))
+        assert done.status_code == 200, done.text
+        assert "connected" in done.text
+        polled = (await web.client.post(f"{instance}/poll")).json()
+        assert polled["status"] == "ok", polled
+        assert polled["inserted"] > 0, polled
+    finally:
+        fake.stop()

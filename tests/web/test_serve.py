@@ -286,6 +286,22 @@ def test_a_bad_store_url_is_a_one_line_error(tmp_path: Path) -> None:
     assert "mysql" in one_line_error(result)
 
 
+def test_an_http_sink_url_ucf_cannot_post_to_is_a_one_line_error(tmp_path: Path) -> None:
+    """Checked with the other settings, before the port is bound: it was checked when the
+    deliverer started, and ``ucf serve`` stopped with a traceback in its log (exit 3)
+    where a wrong ``UCF_SINK_SQS`` is one line (exit 2). The URL is not echoed: its path
+    may be a credential."""
+    wrong = "ftp://pipeline.internal/hooks/T0-secret-path"
+    result = run_serve(
+        "--port", "0", "--data-dir", str(tmp_path),
+        env=ucf_env(UCF_API_TOKEN=TOKEN, UCF_SINK_HTTP=wrong),
+    )  # fmt: skip
+    assert result.returncode == 2
+    line = one_line_error(result)
+    assert "UCF_SINK_HTTP=https://" in line
+    assert "secret-path" not in result.stderr + result.stdout
+
+
 def test_a_wrong_master_key_is_a_one_line_error(tmp_path: Path, acme_server: FakeServer) -> None:
     env = ucf_env(UCF_API_TOKEN=TOKEN, UCF_ALLOW_HOSTS="127.0.0.1", UCF_SCHEDULER="0")
     with LiveServer(tmp_path, env) as server:

@@ -50,8 +50,12 @@ def descriptor_data(path: Path) -> Any:
     A bare name that is neither says both, with the ids there are: "No such file"
     alone reads as a wrong path to someone who typed a connector id (a misspelt
     one, or a native package's that is not installed in this environment).
+
+    A directory of that name does not hide the connector: run beside a native
+    package's checkout (``my-tool/``, the package of ``my-tool``), ``--descriptor
+    my-tool`` read the directory and failed with "Is a directory".
     """
-    if path.exists() or path.suffix or len(path.parts) != 1:
+    if path.is_file() or path.suffix or len(path.parts) != 1:
         return read_json_file(path, "descriptor")
     builtin = builtin_descriptor(str(path))
     if builtin is not None:
@@ -60,8 +64,13 @@ def descriptor_data(path: Path) -> Any:
     from ucf.runtime.native import installed_descriptors
 
     known = sorted({str(d.get("id")) for d in [*builtin_descriptors(), *installed_descriptors()]})
+    neither = (
+        f"{path} is a directory, not a descriptor file,"
+        if path.is_dir()
+        else f"no descriptor file {path}"
+    )
     raise fail(
-        f"no descriptor file {path} and no built-in or installed connector {str(path)!r}; "
+        f"{neither} and no built-in or installed connector {str(path)!r}; "
         f"connector ids here: {', '.join(known)}"
     )
 
@@ -160,8 +169,24 @@ def validate(
             _print_problems(path, problems)
             continue
         typer.echo(f"{path}: ok — {_summary(descriptor)}")
+        _note_unrunnable(descriptor)
     if failed:
         raise typer.Exit(1)
+
+
+def _note_unrunnable(descriptor: ConnectorDescriptor) -> None:
+    """A native descriptor no installed package provides is valid as a file (its package
+    may be about to be installed), but the API, the editor and saving refuse it at
+    ``kind``: say so here too, where it passed as "ok" and then could not be registered."""
+    if descriptor.kind != "native":  # the service layer's import is not for every file
+        return
+    from ucf.service.connectors import runnable_problem
+
+    problem = runnable_problem(descriptor)
+    if problem is not None:
+        typer.echo(f"  note: {problem.path}: {problem.message}", err=True)
+        if problem.hint:
+            typer.echo(f"      hint: {problem.hint}", err=True)
 
 
 def _summary(descriptor: ConnectorDescriptor) -> str:
@@ -376,6 +401,8 @@ def docs(
     from ucf.runtime.native import native_registry
 
     if files:
+        if check and out is None:  # the page goes to stdout: there is nothing to compare
+            raise fail("--check compares your pages with those in a folder: give it --out DIR")
         descriptors = [load_descriptor(path) for path in files]
         if out is None:
             sys.stdout.write("\n".join(render_connector_doc(d) for d in descriptors))

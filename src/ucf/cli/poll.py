@@ -95,6 +95,26 @@ def _pairs(values: list[str] | None, option: str) -> dict[str, str]:
     return pairs
 
 
+def _warn_unknown_credentials(descriptor: ConnectorDescriptor, credentials: dict[str, str]) -> None:
+    """Name a ``--credential`` the connector does not declare (``apitoken`` for
+    ``apiToken``): it signed nobody in, and the error that followed ("credential
+    'apiToken' is not set") did not say the value was typed under another name, as an
+    unknown ``--config`` does."""
+    from ucf.core.descriptor import AUTH_METHOD_KEY
+
+    declared = [field.key for field in descriptor.credential_fields()]
+    known = {AUTH_METHOD_KEY, *declared, *descriptor.webhook_secret_keys()}
+    for method in descriptor.auth_methods():
+        known |= descriptor.credential_keys(method)
+    unknown = [name for name in credentials if name not in known]
+    if unknown:
+        typer.echo(
+            f"warning: --credential {', '.join(unknown)}: {descriptor.id} declares no such "
+            f"credential (its credentials: {', '.join(declared) or 'none'})",
+            err=True,
+        )
+
+
 def _policy() -> EgressPolicy:
     from ucf.runtime.ssrf import EgressPolicy
 
@@ -275,6 +295,7 @@ def poll(
     descriptor = load_descriptor(descriptor_file)
     config_values = _pairs(config, "--config")
     credentials = _pairs(credential, "--credential")
+    _warn_unknown_credentials(descriptor, credentials)
     policy = _policy()
     started = time.monotonic()
     try:
@@ -359,6 +380,7 @@ def check(
     descriptor = load_descriptor(descriptor_file)
     config_values = _pairs(config, "--config")
     credentials = _pairs(credential, "--credential")
+    _warn_unknown_credentials(descriptor, credentials)
     policy = _policy()
     try:
         result = asyncio.run(

@@ -425,6 +425,15 @@ def list_signals(
     async def page() -> None:
         async with opened as handle:
             result = await handle.signals.query(project, filters, limit=limit, cursor=cursor)
+            # Nothing at all for a project no instance belongs to: most likely a misspelt
+            # id (or another store). It printed nothing, like a project with no signals yet.
+            known = [] if result.items or cursor else await _all_projects(handle)
+            if not result.items and not cursor and project not in known:
+                typer.echo(
+                    f"no signals: project {project!r} has no connector instance in "
+                    f"{handle.description} (projects with one: {', '.join(known) or 'none'})",
+                    err=True,
+                )
         fmt = LineFormat(as_json=as_json)
         _emit(fmt.render(s) for s in result.items)
         if result.next_cursor is not None:

@@ -17,9 +17,10 @@ StoreUrlOption = Annotated[
     str | None,
     typer.Option(
         "--store",
+        # No "[…]" here: rich reads it as markup and drops it from --help.
         help="Store URL: sqlite:///abs/path/ucf.db, sqlite:relative.db or "
-        "dynamodb://TABLE?region=…&endpoint=…  [default: $UCF_STORE, else "
-        "sqlite under $UCF_DATA_DIR or ~/.local/share/ucf]",
+        "dynamodb://TABLE?region=…&endpoint=…; default: $UCF_STORE, else "
+        "ucf.db in $UCF_DATA_DIR, else in ~/.local/share/ucf",
         show_default=False,
     ),
 ]

@@ -69,6 +69,20 @@ class Provider:
             return None
         return self.scenario.oauth_app()
 
+    def consent_settings(self) -> dict[str, str]:
+        """Every URL setting as a consent from another project needs it to stay on the fake:
+        the one the sandbox's own instance uses where it sets one (an API's path included:
+        Asana's ``…/api/1.0``, Graph's ``…/v1.0``), else the fake's address (the sign-in
+        and token URLs, which default to the real provider's). The sandbox used to name
+        the fake's address alone, and a consent given it for ``baseUrl`` polled 404s."""
+        base = self.fake.base_url
+        own = self.scenario.config(base)
+        return {
+            field.key: own[field.key] if own.get(field.key, "").startswith(base) else base
+            for field in self.descriptor.setup_config_fields()
+            if field.type == "url"
+        }
+
     def instance_body(self) -> dict[str, Any]:
         """``POST /api/projects/{p}/instances``: config pointing at the fake, good credentials."""
         return {

@@ -357,9 +357,9 @@ class Sandbox:
                 json={"clientId": app[0], "clientSecret": app[1]},
             )
             if registered.status_code == 204:
+                settings = " ".join(f"{k}={v}" for k, v in provider.consent_settings().items())
                 parts.append(
-                    f"OAuth app registered (Connect with it from another project, with its "
-                    f"URLs set to {provider.fake.base_url})"
+                    f"OAuth app registered (Connect with it from another project, with {settings})"
                 )
             else:
                 parts.append(f"OAuth app: {_error_of(registered)}")

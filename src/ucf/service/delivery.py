@@ -43,7 +43,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final, Protocol
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -62,7 +61,7 @@ from ucf.runtime.network import AsyncioBackend
 from ucf.runtime.redaction import SECRETS
 from ucf.runtime.trust import BackgroundTrustTransport
 from ucf.service.context import UcfContext
-from ucf.service.settings import Settings
+from ucf.service.settings import Settings, check_sink_url
 from ucf.stores.errors import StoreError
 from ucf.stores.models import OutboxEntry, OutboxLag
 
@@ -251,18 +250,6 @@ def sink_http_settings(base: HttpSettings, lease: timedelta = DEFAULT_LEASE) -> 
         max_total_retry_wait=min(base.max_total_retry_wait, budget / 4),
         follow_redirects=False,
     )
-
-
-def check_sink_url(url: str) -> str:
-    """``url`` if it can be POSTed to, else a ``ValueError`` naming the fix (not the URL,
-    which may carry credentials)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            "the HTTP sink URL must be an absolute http:// or https:// URL "
-            "(e.g. UCF_SINK_HTTP=https://pipeline.internal/signals)"
-        )
-    return url
 
 
 class HttpPostSink:

@@ -126,8 +126,11 @@ class Connected:
     ticket: str | None = None
     """For the setup flow: a one-time ticket for the tokens (see :meth:`OAuthFlows.redeem`)."""
     unfit: tuple[str, ...] = ()
-    """Why the instance could not be created with the consent's settings (its connector was
-    edited since the consent started): the tokens went to the setup flow instead."""
+    """Why the instance could not be created with the consent's settings and tokens (its
+    connector was edited since the consent started, or it requires a credential no consent
+    gives, such as GitHub PRs' webhook secret): the tokens went to the setup flow instead."""
+    edited: bool = False
+    """With ``unfit``: the connector's version changed since the consent started."""
 
 
 def _pkce_pair() -> tuple[str, str]:
@@ -203,6 +206,7 @@ class OAuthFlows:
             "redirectUri": redirect_uri,
             "returnTo": return_to,
             "session": _digest(session) if session is not None else None,
+            "descriptorVersion": connector.descriptor.version,
         }
         params = {
             "response_type": "code",
@@ -323,7 +327,10 @@ class OAuthFlows:
         # an instance drops them: they no longer mean anything, and the create refused them.
         declared = {f.key for f in connector.descriptor.setup_config_fields()}
         config = {k: v for k, v in config.items() if k in declared}
-        return await self._store_on_instance(project_id, connector_id, tokens, config, found, now)
+        edited = flow.get("descriptorVersion") != connector.descriptor.version
+        return await self._store_on_instance(
+            project_id, connector_id, tokens, config, found, now, edited=edited
+        )
 
     async def _lookups(
         self, oauth: OAuth2Config, tokens: Mapping[str, str], config: Mapping[str, str]
@@ -421,10 +428,14 @@ class OAuthFlows:
         config: dict[str, str],
         found: dict[str, str],
         now: datetime,
+        *,
+        edited: bool,
     ) -> Connected:
         """A reconnect replaces the tokens in place (checkpoint and history stay); a flow
         started through the API creates the instance with its settings. Settings read
-        after the consent (``afterConsent``) are stored either way."""
+        after the consent (``afterConsent``) are stored either way. ``edited``: the
+        connector's version changed since the start (said when the instance cannot be
+        created, rather than blaming an edit for a credential no consent gives)."""
         try:
             await self._instances.record(project_id, connector_id)
         except NotFoundError:
@@ -435,10 +446,11 @@ class OAuthFlows:
                 )
             except ValidationFailed as unfit:
                 # The connector was edited between the start and this callback (a setting
-                # or credential it now requires): the settings no longer fit, but the
-                # consent's tokens still sign in. Refused here, they were lost with the
-                # spent code; the setup flow takes them, with the settings, and asks for
-                # what is missing.
+                # or credential it now requires), or it requires a credential no consent
+                # gives (GitHub PRs' webhook secret, which the API's start cannot take):
+                # the settings no longer fit, but the consent's tokens still sign in.
+                # Refused here, they were lost with the spent code; the setup flow takes
+                # them, with the settings, and asks for what is missing.
                 connected = await self._ticket(project_id, connector_id, tokens, settings, now)
                 said = tuple(
                     f"{d.get('path')}: {d.get('message')}"
@@ -446,7 +458,12 @@ class OAuthFlows:
                     if isinstance(d, dict)
                 )
                 return Connected(
-                    project_id, connector_id, "setup", ticket=connected.ticket, unfit=said
+                    project_id,
+                    connector_id,
+                    "setup",
+                    ticket=connected.ticket,
+                    unfit=said,
+                    edited=edited,
                 )
             return Connected(project_id, connector_id, "instance", created=True)
         await self._instances.update(

@@ -95,7 +95,7 @@ class Settings:
             webhook_requests_per_minute=_positive_int(env, "UCF_WEBHOOK_RPM", 100),
             signal_retention=_retention(env),
             jsonl_sink=Path(env["UCF_SINK_JSONL"]) if env.get("UCF_SINK_JSONL") else None,
-            http_sink=env.get("UCF_SINK_HTTP") or None,
+            http_sink=check_sink_url(env["UCF_SINK_HTTP"]) if env.get("UCF_SINK_HTTP") else None,
             http_sink_token=env.get("UCF_SINK_HTTP_TOKEN") or None,
             sqs_sink=_queue_url(env.get("UCF_SINK_SQS", "").strip()),
             eventbridge_sink=_event_bus(env.get("UCF_SINK_EVENTBRIDGE", "").strip()),
@@ -130,6 +130,20 @@ class Settings:
 _EVENT_BUS = re.compile(
     r"[.\-_A-Za-z0-9/]{1,256}|arn:aws[a-z-]*:events:[a-z0-9-]+:\d{12}:event-bus/[.\-_A-Za-z0-9/]{1,256}"
 )
+
+
+def check_sink_url(url: str) -> str:
+    """``url`` if it can be POSTed to, else a ``ValueError`` naming the fix (not the URL,
+    which may carry credentials). Checked with the other settings: checked only when the
+    deliverer started, ``UCF_SINK_HTTP=ftp://…`` stopped ``ucf serve`` with a traceback
+    after it had bound its port, where a wrong ``UCF_SINK_SQS`` is one line."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "the HTTP sink URL must be an absolute http:// or https:// URL "
+            "(e.g. UCF_SINK_HTTP=https://pipeline.internal/signals)"
+        )
+    return url
 
 
 def _queue_url(text: str) -> str | None:

@@ -276,11 +276,15 @@ async def oauth_callback(
             f"{setup_path(done.project_id, done.connector_id)}/oauth-return?ticket={done.ticket}"
         )
         said = "Back to the setup…"
-        if done.unfit:  # edited since the consent started: the setup asks for the rest
+        if done.unfit:  # more than the consent gives (or an edit since): the setup asks
+            needs = (
+                f"{name} was edited since this connection started and now needs more"
+                if done.edited
+                else f"{name} needs more than the consent gives"
+            )
             said = (
-                f"{name} was edited since this connection started and now needs more "
-                f"({'; '.join(done.unfit)}). The consent's tokens are kept: the setup "
-                "asks for the rest."
+                f"{needs} ({'; '.join(done.unfit)}). The consent's tokens are kept: the "
+                "setup asks for the rest."
             )
         response = _onward(request, f"Connected with {name}", said, target, "Continue the setup")
     else:
