@@ -176,9 +176,11 @@ def test_map_checks_a_deliverys_signature_with_the_secret_its_note_asks_for(
     checked = ucf(*args, "--secret", "s3cret")
     assert checked.returncode == 0, checked.stderr
     assert "note:" not in checked.stderr
+    assert "signature valid: the gateway would accept this delivery" in checked.stderr
     assert json.loads(checked.stdout)["type"] == "issue_created"
     wrong = ucf(*args, "--secret", "not-the-secret")
     assert "the gateway would refuse this delivery (HTTP 401)" in wrong.stderr
+    assert "signature valid" not in wrong.stderr + unchecked.stderr
 
 
 def test_map_reads_a_webhook_payload_with_webhook_even_without_headers(tmp_path: Path) -> None:

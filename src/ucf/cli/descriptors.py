@@ -278,6 +278,10 @@ def map_sample(
         raise fail(problem.message + (f" ({problem.hint})" if problem.hint else ""))
     for note in preview.notes:
         typer.echo(f"note: {note}", err=True)
+    verification = preview.verification or {}
+    if verification.get("checked") and verification.get("ok"):
+        # Said as plainly as a refusal is: silence left a user unsure the secret was used.
+        typer.echo("signature valid: the gateway would accept this delivery", err=True)
     _print_result(preview.result)
 
 
