@@ -358,3 +358,80 @@ async def test_an_edit_that_renames_an_optional_token_is_undone_by_a_restore_wit
     assert record.credential_secret_ref is not None
     stored = await context.secrets.get(record.credential_secret_ref)
     assert {k: v for k, v in stored.items() if not k.startswith(RESERVED)} == signed_in
+
+
+def _linear_with_oauth_only() -> dict[str, Any]:
+    """Linear's descriptor as it might have been before its API key was offered: OAuth
+    2.0 its one way to sign in, so an instance made then stores no ``authMethod``."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    edited = copy.deepcopy(linear)
+    edited["auth"] = edited.pop("authAlternatives")[0]
+    return edited
+
+
+TOKENS = {key: value for key, value in OAUTH.items() if key != AUTH_METHOD_KEY}
+OTHER = "proj-oauth-then"
+
+
+async def _oauth_instance_before_the_key(context: UcfContext) -> None:
+    """An instance of ``OTHER`` made while Linear signed in with OAuth alone (no
+    ``authMethod`` stored), its connector then given the API key as ``auth`` back and
+    OAuth as the alternative."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    await context.connectors.edit("linear", _linear_with_oauth_only())
+    await context.instances.create(
+        OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    await context.instances.update_connector("linear", linear)
+
+
+async def _stored_of(context: UcfContext, project: str) -> dict[str, str]:
+    record = await context.instances.record(project, "linear")
+    assert record.credential_secret_ref is not None
+    stored = await context.secrets.get(record.credential_secret_ref)
+    return {key: value for key, value in stored.items() if not key.startswith(RESERVED)}
+
+
+async def test_an_edit_that_moves_an_instances_method_to_an_alternative_keeps_it_signing_in(
+    context: UcfContext,
+) -> None:
+    """An instance signing in with ``auth`` stores no ``authMethod``: an edit that made
+    another method ``auth`` and the instance's an alternative switched it to a method it
+    has no credential for (every poll failed, while its page said it could sign in).
+    The edit now records the method it signed in with."""
+    await _oauth_instance_before_the_key(context)
+
+    instance = await context.instances.get(OTHER, "linear")
+
+    assert instance.auth_method == "oauth2"
+    assert instance.sign_in_problems == ()
+    assert await _stored_of(context, OTHER) == {**TOKENS, AUTH_METHOD_KEY: "oauth2"}
+
+
+async def test_a_client_secret_patched_after_such_an_edit_keeps_the_oauth_tokens(
+    context: UcfContext,
+) -> None:
+    """The same instance, its connector changed by a path that records nothing (an edit
+    before this check existed, a catalogue upgrade at start-up): a PATCH of its client
+    secret alone completed the OAuth sign-in (the check inferred the method) but the
+    pruning read the instance as an API-key one and deleted its tokens, which only a new
+    consent gives back. It now keeps them, and the method it was checked with."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    await context.connectors.edit("linear", _linear_with_oauth_only())
+    await context.instances.create(
+        OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    await context.connectors.edit("linear", linear)  # nothing pruned, nothing recorded
+    assert AUTH_METHOD_KEY not in await _stored_of(context, OTHER)
+
+    updated = await context.instances.update(
+        OTHER, "linear", credentials={"clientSecret": "client-secret-rotated-0001"}
+    )
+
+    assert await _stored_of(context, OTHER) == {
+        **TOKENS,
+        "clientSecret": "client-secret-rotated-0001",
+        AUTH_METHOD_KEY: "oauth2",
+    }
+    assert updated.auth_method == "oauth2"
+    assert updated.sign_in_problems == ()

@@ -252,6 +252,30 @@ def _stored_sign_in(
     return {k: v for k, v in credentials.items() if k in known}
 
 
+def _method_kept(
+    descriptor: ConnectorDescriptor, before: Connector | None, credentials: Mapping[str, str]
+) -> dict[str, str]:
+    """``{"authMethod": …}`` when ``credentials`` signed in with a method of ``before``
+    that ``descriptor`` (its connector as edited) still offers, but would read as another:
+    empty when nothing needs recording.
+
+    An instance that signs in with ``auth`` stores no ``authMethod`` (nor one made while
+    its connector had one method). An edit that made another method ``auth`` and the
+    instance's an alternative (an API key offered first, OAuth beside it) switched it to
+    a method it had no credential for, without a word: every poll failed, and a PATCH of
+    its client secret deleted its tokens as the other method's. Recorded, the method
+    never changes by itself, as :func:`check_credentials` promises for a new instance.
+    """
+    if before is None:
+        return {}
+    then = before.descriptor.auth_for(credentials).method
+    if descriptor.auth_for(credentials).method == then:
+        return {}
+    if any(method.method == then for method in descriptor.auth_alternatives):
+        return {AUTH_METHOD_KEY: then}
+    return {}  # its method is gone: it cannot sign in, and keeps every credential
+
+
 def _still_verifying(
     descriptor: ConnectorDescriptor,
     credentials: Mapping[str, str],
@@ -667,27 +691,41 @@ class InstanceService:
             async with gate:
                 try:
                     async with self._changing_secrets(record) as current:
-                        credentials = current.credentials
+                        kept = _method_kept(descriptor, before, current.credentials)
+                        stamped = current.with_credentials(kept)
+                        credentials = stamped.credentials
                         unused = descriptor.unused_credentials(credentials, *was) - used_before(
-                            credentials
+                            current.credentials
                         )
-                        if not unused or await self._sign_in_problems(
-                            descriptor, current.without_credentials(unused).credentials
+                        if unused and await self._sign_in_problems(
+                            descriptor, stamped.without_credentials(unused).credentials
                         ):
+                            unused = frozenset()
+                        if not unused and not kept:
                             return False
                         await self._write(
-                            record, current.without_credentials(unused), keep_previous=False
+                            record,
+                            stamped.without_credentials(unused),
+                            keep_previous=not unused,
                         )
                 except (*UNREADABLE_SECRET, SecretNotFound):
                     return False  # its page and health say why; nothing to prune from
-            log.info(
-                "%s/%s: deleted %d credential(s) its sign-in no longer uses",
-                record.project_id,
-                record.connector_id,
-                len(unused),
-            )
+            if kept:
+                log.info(
+                    "%s/%s: signs in with %s, now one of its connector's alternatives",
+                    record.project_id,
+                    record.connector_id,
+                    kept[AUTH_METHOD_KEY],
+                )
+            if unused:
+                log.info(
+                    "%s/%s: deleted %d credential(s) its sign-in no longer uses",
+                    record.project_id,
+                    record.connector_id,
+                    len(unused),
+                )
             self._changed(record.project_id, record.connector_id)
-            return True
+            return bool(unused)
 
         records = await self._store.instances.list_by_connector(connector.id)
         return sum(await asyncio.gather(*(prune(record) for record in records)))
@@ -787,13 +825,21 @@ class InstanceService:
                 given = _stored_sign_in(descriptor, rotated.credentials)
                 earlier: Sequence[ConnectorDescriptor] = ()
                 try:
-                    check_credentials(descriptor, given, provided=provided)
+                    checked = check_credentials(descriptor, given, provided=provided)
                 except ValidationFailed as failed:
                     was = current.credentials
                     if worse := _made_worse(descriptor, given, failed, was, provided):
                         raise ValidationFailed(failed.message, worse) from None
                 else:  # it signs in now: what only earlier versions used goes too
                     earlier = await self._connectors.earlier_descriptors(connector_id)
+                    # The method the check found the credentials complete (an instance
+                    # that stored none: made while its method was the connector's only
+                    # one, or ``auth`` before an edit made it an alternative) is stored,
+                    # as a create stores it: read as ``auth`` below, the pruning took
+                    # its OAuth tokens for another method's and deleted them.
+                    inferred = checked.get(AUTH_METHOD_KEY)
+                    if inferred and AUTH_METHOD_KEY not in rotated.credentials:
+                        rotated = rotated.with_credentials({AUTH_METHOD_KEY: inferred})
                 # A switch to another sign-in method leaves the old one's credentials (a
                 # key, an OAuth app's secret and tokens) unused: they go with this write,
                 # never before it is accepted. What was given now is kept whatever it is.
