@@ -64,6 +64,7 @@ async def context(
     settings = Settings.from_env(environ, data_dir=tmp_path, store_url=store_url)
     async with await UcfContext.open(settings) as opened:
         opened.test_moto = environ.get("moto")  # type: ignore[attr-defined]
+        opened.test_settings = settings  # type: ignore[attr-defined]
         await opened.instances.create(
             PROJECT,
             "linear",
@@ -435,3 +436,68 @@ async def test_a_client_secret_patched_after_such_an_edit_keeps_the_oauth_tokens
     }
     assert updated.auth_method == "oauth2"
     assert updated.sign_in_problems == ()
+
+
+async def _restarted_with(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch, linear: dict[str, Any]
+) -> UcfContext:
+    """A new process on the same stores whose catalogue ships ``linear`` (a higher
+    version): its start-up sync upgrades the stored one."""
+    from ucf.service import connectors as module
+
+    shipped = [d for d in builtin_descriptors() if d["id"] != "linear"]
+    monkeypatch.setattr(
+        module, "builtin_descriptors", lambda: [*shipped, {**linear, "version": "99.0.0"}]
+    )
+    restarted = await UcfContext.open(context.test_settings)  # type: ignore[attr-defined]
+    assert (await restarted.connectors.get("linear")).descriptor.version == "99.0.0"
+    return restarted
+
+
+async def test_a_catalogue_upgrade_that_makes_oauth_the_first_method_keeps_key_instances_signing_in(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipped descriptor upgraded at start-up is an edit nobody made: one that put
+    OAuth first and the API key beside it switched every key instance (no
+    ``authMethod`` stored) to OAuth, which it has no token for. It records their method,
+    as an edit does."""
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    swapped["authAlternatives"] = [linear["auth"]]
+
+    restarted = await _restarted_with(context, monkeypatch, swapped)
+    try:
+        instance = await restarted.instances.get(PROJECT, "linear")
+    finally:
+        await restarted.close()
+
+    assert instance.auth_method == "api_key"
+    assert instance.sign_in_problems == ()
+    assert await _stored(context) == {
+        "apiKey": API_KEY,
+        "webhookSecret": WEBHOOK_SECRET,
+        AUTH_METHOD_KEY: "api_key",
+    }
+
+
+async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_as_an_edit_does(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OAuth alternative gone in a new catalogue version: an edit deletes an
+    instance's OAuth app secret it no longer signs in with; the upgrade kept it."""
+    app = {"clientId": "client-0123", "clientSecret": "client-secret-0123456789"}
+    await context.instances.create(
+        OTHER,
+        "linear",
+        credentials={"apiKey": API_KEY, **app},
+        config={"baseUrl": "http://127.0.0.1:9"},
+    )
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    key_only = copy.deepcopy(linear)
+    key_only.pop("authAlternatives")
+
+    restarted = await _restarted_with(context, monkeypatch, key_only)
+    await restarted.close()
+
+    assert await _stored_of(context, OTHER) == {"apiKey": API_KEY}
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
