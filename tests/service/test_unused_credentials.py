@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -501,3 +502,75 @@ async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_a
 
     assert await _stored_of(context, OTHER) == {"apiKey": API_KEY}
     assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+def _linear_without_its_webhook() -> dict[str, Any]:
+    """Linear polled only: no webhook, no webhook secret field."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    polling = copy.deepcopy(linear)
+    polling["ingestion"] = {"mode": "polling", **linear["ingestion"]["polling"]}
+    for method in [polling["auth"], *polling.get("authAlternatives", [])]:
+        fields = method["config"]["credentialFields"]
+        method["config"]["credentialFields"] = [f for f in fields if f["key"] != "webhookSecret"]
+    return polling
+
+
+async def test_a_webhook_secret_the_connector_stopped_verifying_with_goes_after_its_retention(
+    context: UcfContext,
+) -> None:
+    """A connector edited to do without its webhook kept every instance's secret until
+    the instance was deleted, through every PATCH (a restore might need it). Once the
+    version without it has stood 30 days, the secret goes; the key stays."""
+    await context.instances.update_connector("linear", _linear_without_its_webhook())
+    await context.instances.update(PROJECT, "linear", credentials={"apiKey": API_KEY + "x"})
+    saved = (await context.connectors.get("linear")).updated_at
+
+    assert await context.instances.retire_webhook_secrets(saved + timedelta(days=29)) == 0
+    assert await _stored(context) == {"apiKey": API_KEY + "x", "webhookSecret": WEBHOOK_SECRET}
+
+    assert await context.instances.retire_webhook_secrets(saved + timedelta(days=31)) == 1
+    assert await _stored(context) == {"apiKey": API_KEY + "x"}
+    record = await context.instances.record(PROJECT, "linear")
+    assert record.credential_secret_ref is not None
+    assert WEBHOOK_SECRET not in (_previous_version(context, record.credential_secret_ref) or "")
+
+
+async def test_a_webhook_secret_the_connector_still_verifies_with_is_never_retired(
+    context: UcfContext,
+) -> None:
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    edited = copy.deepcopy(linear)
+    edited["description"] = "Linear, edited"
+    await context.instances.update_connector("linear", edited)
+    saved = (await context.connectors.get("linear")).updated_at
+
+    assert await context.instances.retire_webhook_secrets(saved + timedelta(days=365)) == 0
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_the_scheduler_retires_webhook_secrets_once_a_day(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ucf serve``'s loop and the AWS schedule function run it with their upkeep; the
+    day is remembered in the store, so a scheduler that lives one tick (Lambda) does not
+    read every connector's versions each minute."""
+    from ucf.service.scheduler import Scheduler
+
+    await context.instances.update_connector("linear", _linear_without_its_webhook())
+    later = (await context.connectors.get("linear")).updated_at + timedelta(days=31)
+    monkeypatch.setattr(context, "clock", lambda: later)
+
+    assert await Scheduler(context, "w-1").retire_webhook_secrets() == 1
+    assert await _stored(context) == {"apiKey": API_KEY}
+    looked: list[object] = []
+
+    async def look(now: object) -> int:
+        looked.append(now)
+        return 0
+
+    monkeypatch.setattr(context.instances, "retire_webhook_secrets", look)
+    await Scheduler(context, "w-2").retire_webhook_secrets()
+    assert looked == []  # done today, by another worker
+    monkeypatch.setattr(context, "clock", lambda: later + timedelta(days=1, seconds=1))
+    await Scheduler(context, "w-3").retire_webhook_secrets()
+    assert len(looked) == 1

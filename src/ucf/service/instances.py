@@ -14,7 +14,7 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -133,6 +133,11 @@ def _finite_number(text: str) -> bool:
     (infinite) and ``1_000``, which a request or a page would then be given."""
     return _NUMBER.fullmatch(text) is not None and math.isfinite(float(text))
 
+
+WEBHOOK_SECRET_RETENTION = timedelta(days=30)
+"""How long an instance keeps a webhook secret only earlier versions of its connector
+verified with, once the version that stopped verifying with it was saved
+(:meth:`InstanceService.retire_webhook_secrets`)."""
 
 UNFIT_READS = 8
 """Instances whose secrets :meth:`InstanceService.unfit_settings` reads at once."""
@@ -729,6 +734,64 @@ class InstanceService:
 
         records = await self._store.instances.list_by_connector(connector.id)
         return sum(await asyncio.gather(*(prune(record) for record in records)))
+
+    async def retire_webhook_secrets(
+        self, now: datetime, *, after: timedelta = WEBHOOK_SECRET_RETENTION
+    ) -> int:
+        """Delete the webhook secrets that only earlier versions of a connector verified
+        deliveries with, from its instances, once its current version has stood ``after``
+        (30 days) without them; how many instances lost one.
+
+        An edit never deletes such a secret, nor does a PATCH while the connector verifies
+        with no other (:func:`_still_verifying`): the webhook renamed by a slip or taken
+        out a while, a restore must find every delivery verified. Without this, a
+        connector edited to do without its webhook for good kept every instance's old
+        secret, encrypted but stored, until the instance was deleted. A key the current
+        version still names (a credential field of any method, its webhook's secret) is
+        never one of them: the instance may use it. A restore of a version with the
+        webhook after the retention needs the secret given again, as its page then says
+        where the field is required.
+        """
+        retired = 0
+        for connector in await self._connectors.list():
+            if now - connector.updated_at < after:
+                continue  # the edit is recent: undoing it must find the secrets there
+            earlier = await self._connectors.earlier_descriptors(connector.id)
+            if not earlier:
+                continue
+            current = connector.descriptor
+            named = current.webhook_secret_keys() | {AUTH_METHOD_KEY}
+            for method in current.auth_methods():
+                named |= current.credential_keys(method)
+            keys = frozenset().union(*(e.webhook_secret_keys() for e in earlier)) - named
+            if keys:
+                retired += await self._retire(connector, keys)
+        return retired
+
+    async def _retire(self, connector: Connector, keys: frozenset[str]) -> int:
+        async def retire(record: InstanceRecord) -> bool:
+            if record.credential_secret_ref is None:
+                return False
+            try:
+                async with self._changing_secrets(record) as current:
+                    held = keys & current.credentials.keys()
+                    if not held:
+                        return False
+                    kept = current.without_credentials(held)
+                    await self._write(record, kept, keep_previous=False)
+            except (*UNREADABLE_SECRET, SecretNotFound):
+                return False
+            log.info(
+                "%s/%s: deleted the webhook secret(s) %s its connector stopped verifying with",
+                record.project_id,
+                record.connector_id,
+                ", ".join(sorted(held)),
+            )
+            self._changed(record.project_id, record.connector_id)
+            return True
+
+        records = await self._store.instances.list_by_connector(connector.id)
+        return sum([await retire(record) for record in records])
 
     async def create(
         self,
