@@ -574,3 +574,27 @@ async def test_the_scheduler_retires_webhook_secrets_once_a_day(
     monkeypatch.setattr(context, "clock", lambda: later + timedelta(days=1, seconds=1))
     await Scheduler(context, "w-3").retire_webhook_secrets()
     assert len(looked) == 1
+
+
+async def test_an_edit_records_no_method_the_instance_could_not_sign_in_with(
+    context: UcfContext,
+) -> None:
+    """An instance stored without ``authMethod`` whose credentials complete another
+    method than ``auth`` (OAuth tokens on a key connector, from before the method was
+    recorded): it never signed in with ``auth``. An edit that makes OAuth ``auth`` lets
+    it sign in at last; recording the key method it never had would have kept it out."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    await context.connectors.edit("linear", _linear_with_oauth_only())
+    await context.instances.create(
+        OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    await context.connectors.edit("linear", linear)  # nothing recorded
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    swapped["authAlternatives"] = [linear["auth"]]
+
+    await context.instances.update_connector("linear", swapped)
+
+    instance = await context.instances.get(OTHER, "linear")
+    assert instance.auth_method == "oauth2"
+    assert instance.sign_in_problems == ()
+    assert await _stored_of(context, OTHER) == TOKENS

@@ -522,6 +522,20 @@ class InstanceService:
             problems = sign_in_problems(descriptor, credentials, provided)
         return problems
 
+    async def _completes(
+        self, descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+    ) -> bool:
+        """Whether ``credentials`` hold every required field of the method they name (what
+        the operator's registered app brings counting as there): an instance without
+        ``authMethod`` whose OAuth tokens were taken for ``auth``'s credentials (stored
+        before the method was) never signed in with ``auth``, and is not pinned to it."""
+        method = descriptor.auth_for(credentials)
+        required = {f.key for f in descriptor.credential_fields(method) if f.required}
+        missing = required - credentials.keys()
+        if missing and descriptor.consent() is not None:
+            missing -= await self.provided_credentials(descriptor)
+        return not missing
+
     async def secrets(self, record: InstanceRecord) -> InstanceSecrets:
         """Credentials, hook id and pending secrets in one read, for the gateway."""
         if record.credential_secret_ref is None:
@@ -697,6 +711,10 @@ class InstanceService:
                 try:
                     async with self._changing_secrets(record) as current:
                         kept = _method_kept(descriptor, before, current.credentials)
+                        if kept and not await self._completes(
+                            descriptor, {**current.credentials, **kept}
+                        ):
+                            kept = {}  # it never signed in so: the edit may let it
                         stamped = current.with_credentials(kept)
                         credentials = stamped.credentials
                         unused = descriptor.unused_credentials(credentials, *was) - used_before(
