@@ -529,7 +529,7 @@ async def _trello_hook_id(project: str) -> str:
 
 
 @pytest.mark.parametrize("payload", ["2.0", "1.0"])
-@pytest.mark.parametrize("project", ["a%41", "50% off", "team/x", "ü/%2F x"])
+@pytest.mark.parametrize("project", ["a%41", "50% off", "team/x", "ü/%2F x", "a?b=c&d", "a%3Fb#c"])
 def test_a_trello_delivery_reaches_a_project_whose_id_holds_a_percent_or_a_slash(
     lab: Lab, payload: str, project: str
 ) -> None:
@@ -537,7 +537,8 @@ def test_a_trello_delivery_reaches_a_project_whose_id_holds_a_percent_or_a_slash
     Trello signs. API Gateway's HTTP API decodes the path once, and Mangum decoded it
     again: ``a%41`` became ``aA`` (another project's URL: 404). A ``/`` of the project
     id split the path into one segment too many (404 too), and the URL rebuilt to
-    verify Trello's signature had a bare ``/`` where Trello signed ``%2F`` (401)."""
+    verify Trello's signature had a bare ``/`` where Trello signed ``%2F`` (401). A ``?``
+    or ``#`` decoded by API Gateway is the project's, not a query's or a fragment's."""
     from ucf.fakes.trello import TrelloScenario
 
     hook_id = asyncio.run(_trello_hook_id(project))
@@ -588,3 +589,30 @@ def test_an_instance_whose_secret_cannot_be_read_answers_a_json_503_through_api_
     assert lab.signals() == []
     instance = lab.call("GET", f"/api/projects/{PROJECT}/instances/{CONNECTOR}").json()
     assert instance["deliveryFailures"] >= 1
+
+
+@pytest.mark.parametrize("payload", ["2.0", "1.0"])
+@pytest.mark.parametrize("project", ["a%2Fb", "a?b", "a%3Fb&c=d", "50% off#x"])
+def test_the_management_api_reaches_a_project_whose_id_holds_an_escape_or_a_question_mark(
+    lab: Lab, payload: str, project: str
+) -> None:
+    """The same path as under ``ucf serve`` (the id escaped once, ``a%252Fb``) names the
+    same project through API Gateway: decoded once by an HTTP API (``rawPath``), where a
+    second decoding made ``a%2Fb`` ``a/b`` (one segment too many) and a ``?`` the start of
+    a query; left escaped by a REST API."""
+    from urllib.parse import quote
+
+    asyncio.run(_trello_hook_id(project))
+    path = f"/api/projects/{quote(project, safe='')}/instances"
+    headers = {"authorization": f"Bearer {lab.token}"}
+    maker = http_api_event if payload == "2.0" else rest_api_event
+
+    listed = HttpReply.of(api.handler(maker("GET", path, headers=headers), LambdaContext()))
+    one = HttpReply.of(
+        api.handler(maker("GET", f"{path}/trello", headers=headers), LambdaContext())
+    )
+
+    assert listed.status == 200, listed.body
+    assert [i["projectId"] for i in listed.json()["items"]] == [project]
+    assert one.status == 200, one.body
+    assert one.json()["projectId"] == project

@@ -530,6 +530,13 @@ AZURE_SIG = "Z%2FRHIX5Xcg0Mq2rqI3OlWTjEg2tYkboXr1P9ZUXDtkk%3D"
 AMZ_SIGNATURE = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
 AMZ_CREDENTIAL = "AKIA" + "IOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
 AMZ_TOKEN = "IQoJb3JpZ2luX2VjEJr%2F%2F%2F%2F%2F%2F%2F%2F%2FwEaCXVzLWVhc3QtMSJHMEUCIQD"
+GOOG_CREDENTIAL = (
+    "example%40example-project.iam.gserviceaccount.com%2F20181026%2Fus-central1%2Fstorage"
+    "%2Fgoog4_request"
+)
+GOOG_HMAC_CREDENTIAL = (
+    "GOOG1EZ6C3Q4R4CKJHXY7WLJ2N5MPPA3UF2K4VB%2F20181026%2Fauto%2Fstorage%2Fgoog4_request"
+)
 GOOG_SIGNATURE = "11ae9c61ca84dd0bec319f7d52a38029e5873caa2eeced0568ef96076258cfc1a925a96"
 LONG_PASSWORD = "Xy7" * 100
 
@@ -569,8 +576,36 @@ LONG_PASSWORD = "Xy7" * 100
             "%2526x%253D1",
             "u=a%3Fnext%3Dhttps%253A%252F%252Fc%252Fk%253Fsig%253D[REDACTED:signed_url]%2526x%253D1",
         ),
-        # Prose and short values are no signature.
+        # A Cloud Storage V4 URL's credential: a service account and scope (RSA), or an
+        # HMAC key's access id (the X-Amz-Credential of Cloud Storage), with its dots.
+        (
+            "https://storage.googleapis.com/b/cat.jpeg?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+            f"&X-Goog-Credential={GOOG_CREDENTIAL}&X-Goog-Date=20181026T181309Z"
+            f"&X-Goog-Signature={GOOG_SIGNATURE}",
+            "https://storage.googleapis.com/b/cat.jpeg?X-Goog-Algorithm=GOOG4-RSA-SHA256"
+            "&X-Goog-Credential=[REDACTED:signed_url]&X-Goog-Date=20181026T181309Z"
+            "&X-Goog-Signature=[REDACTED:signed_url]",
+        ),
+        (
+            f"https://storage.googleapis.com/b/o?X-Goog-Credential={GOOG_HMAC_CREDENTIAL}&x=1",
+            "https://storage.googleapis.com/b/o?X-Goog-Credential=[REDACTED:signed_url]&x=1",
+        ),
+        # A SAS signature with an escape that is none (hand-edited, garbled): the value
+        # stopped there, and was left whole when fewer than 16 characters came before.
+        (
+            "https://a.blob.core.windows.net/c/b?sp=r&sig=Xk3%ZZ9mQ0vBx7Lp2sT4uYw8zR1nE%3D",
+            "https://a.blob.core.windows.net/c/b?sp=r&sig=[REDACTED:signed_url]",
+        ),
+        (
+            "https://a.blob.core.windows.net/c/b?sig=abcdefghijklmnopqrst%ZZuvwxyz%2&sp=r",
+            "https://a.blob.core.windows.net/c/b?sig=[REDACTED:signed_url]%2&sp=r",
+        ),
+        # Prose and short values are no signature; a value ends before a sentence's stop.
         ("sig=ok, the signature check passed", "sig=ok, the signature check passed"),
+        (
+            "rotate it: sig=Xk3mQ0vBx7Lp2sT4uYw8zR1nE. Then retry",
+            "rotate it: sig=[REDACTED:signed_url]. Then retry",
+        ),
         (
             f"clone https://deploy:{LONG_PASSWORD}@git.example.com/r.git",
             "clone https://deploy:[REDACTED:url_password]@git.example.com/r.git",

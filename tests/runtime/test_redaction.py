@@ -119,6 +119,16 @@ def test_every_provider_secret_shape_is_masked_in_logs(kind: str) -> None:
         ("GET /c/b?sv=2019-02-02&sr=b&sig=Z%2FRHIX5Xcg0Mq2rqI3OlWTjEg2tYkboXr1P9ZUX", "Z%2FRHIX"),
         ("GET /k?X-Amz-Security-Token=IQoJb3JpZ2luX2VjEJr%2F%2F%2F%2Fw", "IQoJb3JpZ2lu"),
         ("GET /k?x-goog-signature=11ae9c61ca84dd0bec319f7d52a38029e5873caa", "11ae9c61ca84dd"),
+        (
+            "GET /o?X-Goog-Credential=GOOG1EZ6C3Q4R4CKJHXY7WLJ2N5MPPA3UF2K4VB%2F20181026%2Fauto",
+            "GOOG1EZ6C3Q4",
+        ),
+        (
+            "GET /o?X-Goog-Credential=example%40example-project.iam.gserviceaccount.com%2F2018",
+            "example-project.iam",
+        ),
+        ("GET /c/b?sp=r&sig=Xk3%ZZ9mQ0vBx7Lp2sT4uYw8zR1nE%3D", "Xk3%ZZ9mQ0"),
+        ("GET /c/b?sp=r&sig=abc%ZZdef&x=1", "abc%ZZdef"),
         ("clone https://deploy:" + "Xy7" * 100 + "@git.example.com/r.git", "Xy7Xy7"),
     ],
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ async def context(
     settings = Settings.from_env(environ, data_dir=tmp_path, store_url=store_url)
     async with await UcfContext.open(settings) as opened:
         opened.test_moto = environ.get("moto")  # type: ignore[attr-defined]
+        opened.test_settings = settings  # type: ignore[attr-defined]
         await opened.instances.create(
             PROJECT,
             "linear",
@@ -358,3 +360,241 @@ async def test_an_edit_that_renames_an_optional_token_is_undone_by_a_restore_wit
     assert record.credential_secret_ref is not None
     stored = await context.secrets.get(record.credential_secret_ref)
     assert {k: v for k, v in stored.items() if not k.startswith(RESERVED)} == signed_in
+
+
+def _linear_with_oauth_only() -> dict[str, Any]:
+    """Linear's descriptor as it might have been before its API key was offered: OAuth
+    2.0 its one way to sign in, so an instance made then stores no ``authMethod``."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    edited = copy.deepcopy(linear)
+    edited["auth"] = edited.pop("authAlternatives")[0]
+    return edited
+
+
+TOKENS = {key: value for key, value in OAUTH.items() if key != AUTH_METHOD_KEY}
+OTHER = "proj-oauth-then"
+
+
+async def _oauth_instance_before_the_key(context: UcfContext) -> None:
+    """An instance of ``OTHER`` made while Linear signed in with OAuth alone (no
+    ``authMethod`` stored), its connector then given the API key as ``auth`` back and
+    OAuth as the alternative."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    await context.connectors.edit("linear", _linear_with_oauth_only())
+    await context.instances.create(
+        OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    await context.instances.update_connector("linear", linear)
+
+
+async def _stored_of(context: UcfContext, project: str) -> dict[str, str]:
+    record = await context.instances.record(project, "linear")
+    assert record.credential_secret_ref is not None
+    stored = await context.secrets.get(record.credential_secret_ref)
+    return {key: value for key, value in stored.items() if not key.startswith(RESERVED)}
+
+
+async def test_an_edit_that_moves_an_instances_method_to_an_alternative_keeps_it_signing_in(
+    context: UcfContext,
+) -> None:
+    """An instance signing in with ``auth`` stores no ``authMethod``: an edit that made
+    another method ``auth`` and the instance's an alternative switched it to a method it
+    has no credential for (every poll failed, while its page said it could sign in).
+    The edit now records the method it signed in with."""
+    await _oauth_instance_before_the_key(context)
+
+    instance = await context.instances.get(OTHER, "linear")
+
+    assert instance.auth_method == "oauth2"
+    assert instance.sign_in_problems == ()
+    assert await _stored_of(context, OTHER) == {**TOKENS, AUTH_METHOD_KEY: "oauth2"}
+
+
+async def test_a_client_secret_patched_after_such_an_edit_keeps_the_oauth_tokens(
+    context: UcfContext,
+) -> None:
+    """The same instance, its connector changed by a path that records nothing (an edit
+    before this check existed, a catalogue upgrade at start-up): a PATCH of its client
+    secret alone completed the OAuth sign-in (the check inferred the method) but the
+    pruning read the instance as an API-key one and deleted its tokens, which only a new
+    consent gives back. It now keeps them, and the method it was checked with."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    await context.connectors.edit("linear", _linear_with_oauth_only())
+    await context.instances.create(
+        OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    await context.connectors.edit("linear", linear)  # nothing pruned, nothing recorded
+    assert AUTH_METHOD_KEY not in await _stored_of(context, OTHER)
+
+    updated = await context.instances.update(
+        OTHER, "linear", credentials={"clientSecret": "client-secret-rotated-0001"}
+    )
+
+    assert await _stored_of(context, OTHER) == {
+        **TOKENS,
+        "clientSecret": "client-secret-rotated-0001",
+        AUTH_METHOD_KEY: "oauth2",
+    }
+    assert updated.auth_method == "oauth2"
+    assert updated.sign_in_problems == ()
+
+
+async def _restarted_with(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch, linear: dict[str, Any]
+) -> UcfContext:
+    """A new process on the same stores whose catalogue ships ``linear`` (a higher
+    version): its start-up sync upgrades the stored one."""
+    from ucf.service import connectors as module
+
+    shipped = [d for d in builtin_descriptors() if d["id"] != "linear"]
+    monkeypatch.setattr(
+        module, "builtin_descriptors", lambda: [*shipped, {**linear, "version": "99.0.0"}]
+    )
+    restarted = await UcfContext.open(context.test_settings)  # type: ignore[attr-defined]
+    assert (await restarted.connectors.get("linear")).descriptor.version == "99.0.0"
+    return restarted
+
+
+async def test_a_catalogue_upgrade_that_makes_oauth_the_first_method_keeps_key_instances_signing_in(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipped descriptor upgraded at start-up is an edit nobody made: one that put
+    OAuth first and the API key beside it switched every key instance (no
+    ``authMethod`` stored) to OAuth, which it has no token for. It records their method,
+    as an edit does."""
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    swapped["authAlternatives"] = [linear["auth"]]
+
+    restarted = await _restarted_with(context, monkeypatch, swapped)
+    try:
+        instance = await restarted.instances.get(PROJECT, "linear")
+    finally:
+        await restarted.close()
+
+    assert instance.auth_method == "api_key"
+    assert instance.sign_in_problems == ()
+    assert await _stored(context) == {
+        "apiKey": API_KEY,
+        "webhookSecret": WEBHOOK_SECRET,
+        AUTH_METHOD_KEY: "api_key",
+    }
+
+
+async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_as_an_edit_does(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OAuth alternative gone in a new catalogue version: an edit deletes an
+    instance's OAuth app secret it no longer signs in with; the upgrade kept it."""
+    app = {"clientId": "client-0123", "clientSecret": "client-secret-0123456789"}
+    await context.instances.create(
+        OTHER,
+        "linear",
+        credentials={"apiKey": API_KEY, **app},
+        config={"baseUrl": "http://127.0.0.1:9"},
+    )
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    key_only = copy.deepcopy(linear)
+    key_only.pop("authAlternatives")
+
+    restarted = await _restarted_with(context, monkeypatch, key_only)
+    await restarted.close()
+
+    assert await _stored_of(context, OTHER) == {"apiKey": API_KEY}
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+def _linear_without_its_webhook() -> dict[str, Any]:
+    """Linear polled only: no webhook, no webhook secret field."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    polling = copy.deepcopy(linear)
+    polling["ingestion"] = {"mode": "polling", **linear["ingestion"]["polling"]}
+    for method in [polling["auth"], *polling.get("authAlternatives", [])]:
+        fields = method["config"]["credentialFields"]
+        method["config"]["credentialFields"] = [f for f in fields if f["key"] != "webhookSecret"]
+    return polling
+
+
+async def test_a_webhook_secret_the_connector_stopped_verifying_with_goes_after_its_retention(
+    context: UcfContext,
+) -> None:
+    """A connector edited to do without its webhook kept every instance's secret until
+    the instance was deleted, through every PATCH (a restore might need it). Once the
+    version without it has stood 30 days, the secret goes; the key stays."""
+    await context.instances.update_connector("linear", _linear_without_its_webhook())
+    await context.instances.update(PROJECT, "linear", credentials={"apiKey": API_KEY + "x"})
+    saved = (await context.connectors.get("linear")).updated_at
+
+    assert await context.instances.retire_webhook_secrets(saved + timedelta(days=29)) == 0
+    assert await _stored(context) == {"apiKey": API_KEY + "x", "webhookSecret": WEBHOOK_SECRET}
+
+    assert await context.instances.retire_webhook_secrets(saved + timedelta(days=31)) == 1
+    assert await _stored(context) == {"apiKey": API_KEY + "x"}
+    record = await context.instances.record(PROJECT, "linear")
+    assert record.credential_secret_ref is not None
+    assert WEBHOOK_SECRET not in (_previous_version(context, record.credential_secret_ref) or "")
+
+
+async def test_a_webhook_secret_the_connector_still_verifies_with_is_never_retired(
+    context: UcfContext,
+) -> None:
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    edited = copy.deepcopy(linear)
+    edited["description"] = "Linear, edited"
+    await context.instances.update_connector("linear", edited)
+    saved = (await context.connectors.get("linear")).updated_at
+
+    assert await context.instances.retire_webhook_secrets(saved + timedelta(days=365)) == 0
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+
+
+async def test_the_scheduler_retires_webhook_secrets_once_a_day(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ucf serve``'s loop and the AWS schedule function run it with their upkeep; the
+    day is remembered in the store, so a scheduler that lives one tick (Lambda) does not
+    read every connector's versions each minute."""
+    from ucf.service.scheduler import Scheduler
+
+    await context.instances.update_connector("linear", _linear_without_its_webhook())
+    later = (await context.connectors.get("linear")).updated_at + timedelta(days=31)
+    monkeypatch.setattr(context, "clock", lambda: later)
+
+    assert await Scheduler(context, "w-1").retire_webhook_secrets() == 1
+    assert await _stored(context) == {"apiKey": API_KEY}
+    looked: list[object] = []
+
+    async def look(now: object) -> int:
+        looked.append(now)
+        return 0
+
+    monkeypatch.setattr(context.instances, "retire_webhook_secrets", look)
+    await Scheduler(context, "w-2").retire_webhook_secrets()
+    assert looked == []  # done today, by another worker
+    monkeypatch.setattr(context, "clock", lambda: later + timedelta(days=1, seconds=1))
+    await Scheduler(context, "w-3").retire_webhook_secrets()
+    assert len(looked) == 1
+
+
+async def test_an_edit_records_no_method_the_instance_could_not_sign_in_with(
+    context: UcfContext,
+) -> None:
+    """An instance stored without ``authMethod`` whose credentials complete another
+    method than ``auth`` (OAuth tokens on a key connector, from before the method was
+    recorded): it never signed in with ``auth``. An edit that makes OAuth ``auth`` lets
+    it sign in at last; recording the key method it never had would have kept it out."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    await context.connectors.edit("linear", _linear_with_oauth_only())
+    await context.instances.create(
+        OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    await context.connectors.edit("linear", linear)  # nothing recorded
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    swapped["authAlternatives"] = [linear["auth"]]
+
+    await context.instances.update_connector("linear", swapped)
+
+    instance = await context.instances.get(OTHER, "linear")
+    assert instance.auth_method == "oauth2"
+    assert instance.sign_in_problems == ()
+    assert await _stored_of(context, OTHER) == TOKENS

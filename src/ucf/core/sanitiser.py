@@ -166,12 +166,26 @@ _VALUE_ESCAPE_TWICE: Final = r"%25(?:[013-9A-Fa-f][0-9A-Fa-f]|2[1-57-9A-Fa-f])"
 _QUERY_CHARACTER: Final = r"[A-Za-z0-9._~!*()+/-]"
 """What a query value keeps unescaped (encodeURIComponent's, Python's quote's, "+")."""
 _SIGNED_URL_PARAMETERS: Final = (
-    r"(?:sig|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature)"
+    r"(?:sig|x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature"
+    r"|x-goog-credential)"
 )
 """The query parameters that make a URL its own credential: Azure Storage's SAS
 signature (``sig``), AWS Signature Version 4's presigned-URL signature, credential
-scope and session token, and Google Cloud Storage's V4 signature. Whoever holds such
-a URL has its access until it expires (``se=``, ``X-Amz-Expires``, ``X-Goog-Expires``)."""
+scope and session token, and Google Cloud Storage's V4 signature and credential (an
+HMAC key's access id, as ``X-Amz-Credential`` holds AWS's, or a service account's
+address). Whoever holds such a URL has its access until it expires (``se=``,
+``X-Amz-Expires``, ``X-Goog-Expires``)."""
+_SIGNED_VALUE: Final = r"[A-Za-z0-9_/+-]|[.@][A-Za-z0-9_-]"
+"""A signed URL parameter's value: base64 or hex, and the dots and ``@`` of a Cloud
+Storage credential's service account (``a@p.iam.gserviceaccount.com``), never a
+sentence's last stop."""
+_SIGNED_ESCAPE: Final = r"%(?:[013-9A-Za-z_/+-]|2[1-57-9A-Za-z_/+-])"
+"""A percent sign in such a value, followed by what is no escape too (``sig=abc%ZZdef``,
+hand-edited or garbled: the value stopped there, and was left whole when fewer than 16
+characters came before), only not ``%20`` (a space) or ``%26`` (``&``), the end of a
+nested URL's value."""
+_SIGNED_ESCAPE_TWICE: Final = r"%25(?:[013-9A-Za-z_/+-]|2[1-57-9A-Za-z_/+-])"
+"""The same one level further down: anything but ``%2520`` and ``%2526``."""
 _AUTH_HEADER = r"(?i:\b(?:proxy-)?authorization\b[\"']?\s*[:=]\s*[\"']?"
 
 DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
@@ -188,12 +202,12 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
     SecretRule(
         "signed_url",
         r"(?i:" + _KEY_START + _SIGNED_URL_PARAMETERS + r"(?:=|%3d))"
-        r"((?:[A-Za-z0-9_/+-]|" + _VALUE_ESCAPE + r"){16,}(?:=|%3[Dd])*)",
+        r"((?:" + _SIGNED_VALUE + r"|" + _SIGNED_ESCAPE + r"){16,}(?:=|%3[Dd])*)",
     ),
     SecretRule(
         "signed_url",
         r"(?i:" + _KEY_START_TWICE + _SIGNED_URL_PARAMETERS + r"%253d)"
-        r"((?:[A-Za-z0-9_/+-]|" + _VALUE_ESCAPE_TWICE + r"){16,}(?:=|%253[Dd])*)",
+        r"((?:" + _SIGNED_VALUE + r"|" + _SIGNED_ESCAPE_TWICE + r"){16,}(?:=|%253[Dd])*)",
     ),
     # Provider token shapes, shared with the log filter (see ucf.core.secret_shapes).
     *(SecretRule(shape.kind, shape.pattern, shape.accept) for shape in SECRET_SHAPES),

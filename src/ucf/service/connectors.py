@@ -333,6 +333,16 @@ class ConnectorService:
         self._sync_lock = asyncio.Lock()
         self._current_ids: set[str] = set()
         """Shipped connectors found stored as a sync would leave them (see :meth:`_current`)."""
+        self._upgrade_hooks: list[Callable[[Connector, Connector], Awaitable[object]]] = []
+
+    def on_upgrade(self, hook: Callable[[Connector, Connector], Awaitable[object]]) -> None:
+        """Await ``hook(connector, before)`` for each shipped connector a sync upgrades,
+        ``before`` being the one it replaced: an upgrade is an edit nobody made, and what
+        an edit does to the instances (their unused credentials deleted, their sign-in
+        method recorded where the edit moved it) was not done. The context wires it to
+        :meth:`~ucf.service.instances.InstanceService.drop_unused_credentials`: this
+        service knows no instance's credentials."""
+        self._upgrade_hooks.append(hook)
 
     async def ready(self) -> None:
         """Sync the shipped catalogue once, if :meth:`sync_builtin` has not run yet.
@@ -378,7 +388,9 @@ class ConnectorService:
         ]
         written = await self._registry.sync_builtin(pending, now=self._clock()) if pending else None
         left = [stored[str(data.get("id"))] for data in shipped if not _would_write(data, stored)]
-        self._synced = True
+        self._synced = True  # before the hooks: one that reads a connector waits for nothing
+        for connector_id in written.upgraded if written and self._upgrade_hooks else ():
+            await self._upgraded(stored[connector_id])
         from ucf.stores.reports import SyncReport  # built here alone: a sync at start
 
         return SyncReport(
@@ -389,6 +401,27 @@ class ConnectorService:
             shadowed=(written.shadowed if written else ())
             + tuple(r.connector_id for r in left if not r.built_in),
         )
+
+    async def _upgraded(self, replaced: DescriptorRecord) -> None:
+        """Run the upgrade hooks for the shipped connector that replaced ``replaced``.
+
+        The upgrade is stored whatever they do: a hook that fails is logged, not raised,
+        since the start (or the request that synced) has nothing to repair, and the
+        next edit of the connector or PATCH of an instance does the same work."""
+        record = await self._registry.get(replaced.connector_id)
+        if record is None:
+            return
+        before = Connector(
+            replaced.descriptor,
+            built_in=replaced.built_in,
+            created_at=replaced.created_at,
+            updated_at=replaced.updated_at,
+        )
+        for hook in self._upgrade_hooks:
+            try:
+                await hook(self._connector(record), before)
+            except Exception:
+                log.exception("after the upgrade of '%s'", replaced.connector_id)
 
     def _connector(self, record: DescriptorRecord) -> Connector:
         """The compiled connector of ``record``, reused while its ``updated_at`` is the same.

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ucf.core.sanitiser import Sanitiser
-    from ucf.service.connectors import ConnectorService
+    from ucf.service.connectors import Connector, ConnectorService
     from ucf.service.ingest import SignalIngestor
     from ucf.service.instances import InstanceService
     from ucf.service.secret_turns import SecretTurns
@@ -121,7 +121,15 @@ class UcfContext:
     def connectors(self) -> ConnectorService:
         from ucf.service.connectors import ConnectorService
 
-        return ConnectorService(self.store.descriptors, self.store.instances, self.clock)
+        service = ConnectorService(self.store.descriptors, self.store.instances, self.clock)
+
+        async def upgraded(connector: Connector, before: Connector) -> None:
+            # A shipped connector upgraded at a start is treated as an edit (:meth:`ucf.
+            # service.connectors.ConnectorService.on_upgrade`).
+            await self.instances.drop_unused_credentials(connector, before)
+
+        service.on_upgrade(upgraded)
+        return service
 
     @cached_property
     def instances(self) -> InstanceService:

@@ -14,7 +14,7 @@ import re
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -134,6 +134,11 @@ def _finite_number(text: str) -> bool:
     return _NUMBER.fullmatch(text) is not None and math.isfinite(float(text))
 
 
+WEBHOOK_SECRET_RETENTION = timedelta(days=30)
+"""How long an instance keeps a webhook secret only earlier versions of its connector
+verified with, once the version that stopped verifying with it was saved
+(:meth:`InstanceService.retire_webhook_secrets`)."""
+
 UNFIT_READS = 8
 """Instances whose secrets :meth:`InstanceService.unfit_settings` reads at once."""
 
@@ -250,6 +255,30 @@ def _stored_sign_in(
     known |= {consent.access_token_key} if consent else set()
     known |= {AUTH_METHOD_KEY} if len(descriptor.auth_methods()) > 1 else set()
     return {k: v for k, v in credentials.items() if k in known}
+
+
+def _method_kept(
+    descriptor: ConnectorDescriptor, before: Connector | None, credentials: Mapping[str, str]
+) -> dict[str, str]:
+    """``{"authMethod": …}`` when ``credentials`` signed in with a method of ``before``
+    that ``descriptor`` (its connector as edited) still offers, but would read as another:
+    empty when nothing needs recording.
+
+    An instance that signs in with ``auth`` stores no ``authMethod`` (nor one made while
+    its connector had one method). An edit that made another method ``auth`` and the
+    instance's an alternative (an API key offered first, OAuth beside it) switched it to
+    a method it had no credential for, without a word: every poll failed, and a PATCH of
+    its client secret deleted its tokens as the other method's. Recorded, the method
+    never changes by itself, as :func:`check_credentials` promises for a new instance.
+    """
+    if before is None:
+        return {}
+    then = before.descriptor.auth_for(credentials).method
+    if descriptor.auth_for(credentials).method == then:
+        return {}
+    if any(method.method == then for method in descriptor.auth_alternatives):
+        return {AUTH_METHOD_KEY: then}
+    return {}  # its method is gone: it cannot sign in, and keeps every credential
 
 
 def _still_verifying(
@@ -493,6 +522,20 @@ class InstanceService:
             problems = sign_in_problems(descriptor, credentials, provided)
         return problems
 
+    async def _completes(
+        self, descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+    ) -> bool:
+        """Whether ``credentials`` hold every required field of the method they name (what
+        the operator's registered app brings counting as there): an instance without
+        ``authMethod`` whose OAuth tokens were taken for ``auth``'s credentials (stored
+        before the method was) never signed in with ``auth``, and is not pinned to it."""
+        method = descriptor.auth_for(credentials)
+        required = {f.key for f in descriptor.credential_fields(method) if f.required}
+        missing = required - credentials.keys()
+        if missing and descriptor.consent() is not None:
+            missing -= await self.provided_credentials(descriptor)
+        return not missing
+
     async def secrets(self, record: InstanceRecord) -> InstanceSecrets:
         """Credentials, hook id and pending secrets in one read, for the gateway."""
         if record.credential_secret_ref is None:
@@ -667,30 +710,106 @@ class InstanceService:
             async with gate:
                 try:
                     async with self._changing_secrets(record) as current:
-                        credentials = current.credentials
-                        unused = descriptor.unused_credentials(credentials, *was) - used_before(
-                            credentials
-                        )
-                        if not unused or await self._sign_in_problems(
-                            descriptor, current.without_credentials(unused).credentials
+                        kept = _method_kept(descriptor, before, current.credentials)
+                        if kept and not await self._completes(
+                            descriptor, {**current.credentials, **kept}
                         ):
+                            kept = {}  # it never signed in so: the edit may let it
+                        stamped = current.with_credentials(kept)
+                        credentials = stamped.credentials
+                        unused = descriptor.unused_credentials(credentials, *was) - used_before(
+                            current.credentials
+                        )
+                        if unused and await self._sign_in_problems(
+                            descriptor, stamped.without_credentials(unused).credentials
+                        ):
+                            unused = frozenset()
+                        if not unused and not kept:
                             return False
                         await self._write(
-                            record, current.without_credentials(unused), keep_previous=False
+                            record,
+                            stamped.without_credentials(unused),
+                            keep_previous=not unused,
                         )
                 except (*UNREADABLE_SECRET, SecretNotFound):
                     return False  # its page and health say why; nothing to prune from
+            if kept:
+                log.info(
+                    "%s/%s: signs in with %s, now one of its connector's alternatives",
+                    record.project_id,
+                    record.connector_id,
+                    kept[AUTH_METHOD_KEY],
+                )
+            if unused:
+                log.info(
+                    "%s/%s: deleted %d credential(s) its sign-in no longer uses",
+                    record.project_id,
+                    record.connector_id,
+                    len(unused),
+                )
+            self._changed(record.project_id, record.connector_id)
+            return bool(unused)
+
+        records = await self._store.instances.list_by_connector(connector.id)
+        return sum(await asyncio.gather(*(prune(record) for record in records)))
+
+    async def retire_webhook_secrets(
+        self, now: datetime, *, after: timedelta = WEBHOOK_SECRET_RETENTION
+    ) -> int:
+        """Delete the webhook secrets that only earlier versions of a connector verified
+        deliveries with, from its instances, once its current version has stood ``after``
+        (30 days) without them; how many instances lost one.
+
+        An edit never deletes such a secret, nor does a PATCH while the connector verifies
+        with no other (:func:`_still_verifying`): the webhook renamed by a slip or taken
+        out a while, a restore must find every delivery verified. Without this, a
+        connector edited to do without its webhook for good kept every instance's old
+        secret, encrypted but stored, until the instance was deleted. A key the current
+        version still names (a credential field of any method, its webhook's secret) is
+        never one of them: the instance may use it. A restore of a version with the
+        webhook after the retention needs the secret given again, as its page then says
+        where the field is required.
+        """
+        retired = 0
+        for connector in await self._connectors.list():
+            if now - connector.updated_at < after:
+                continue  # the edit is recent: undoing it must find the secrets there
+            earlier = await self._connectors.earlier_descriptors(connector.id)
+            if not earlier:
+                continue
+            current = connector.descriptor
+            named = current.webhook_secret_keys() | {AUTH_METHOD_KEY}
+            for method in current.auth_methods():
+                named |= current.credential_keys(method)
+            keys = frozenset().union(*(e.webhook_secret_keys() for e in earlier)) - named
+            if keys:
+                retired += await self._retire(connector, keys)
+        return retired
+
+    async def _retire(self, connector: Connector, keys: frozenset[str]) -> int:
+        async def retire(record: InstanceRecord) -> bool:
+            if record.credential_secret_ref is None:
+                return False
+            try:
+                async with self._changing_secrets(record) as current:
+                    held = keys & current.credentials.keys()
+                    if not held:
+                        return False
+                    kept = current.without_credentials(held)
+                    await self._write(record, kept, keep_previous=False)
+            except (*UNREADABLE_SECRET, SecretNotFound):
+                return False
             log.info(
-                "%s/%s: deleted %d credential(s) its sign-in no longer uses",
+                "%s/%s: deleted the webhook secret(s) %s its connector stopped verifying with",
                 record.project_id,
                 record.connector_id,
-                len(unused),
+                ", ".join(sorted(held)),
             )
             self._changed(record.project_id, record.connector_id)
             return True
 
         records = await self._store.instances.list_by_connector(connector.id)
-        return sum(await asyncio.gather(*(prune(record) for record in records)))
+        return sum([await retire(record) for record in records])
 
     async def create(
         self,
@@ -787,13 +906,21 @@ class InstanceService:
                 given = _stored_sign_in(descriptor, rotated.credentials)
                 earlier: Sequence[ConnectorDescriptor] = ()
                 try:
-                    check_credentials(descriptor, given, provided=provided)
+                    checked = check_credentials(descriptor, given, provided=provided)
                 except ValidationFailed as failed:
                     was = current.credentials
                     if worse := _made_worse(descriptor, given, failed, was, provided):
                         raise ValidationFailed(failed.message, worse) from None
                 else:  # it signs in now: what only earlier versions used goes too
                     earlier = await self._connectors.earlier_descriptors(connector_id)
+                    # The method the check found the credentials complete (an instance
+                    # that stored none: made while its method was the connector's only
+                    # one, or ``auth`` before an edit made it an alternative) is stored,
+                    # as a create stores it: read as ``auth`` below, the pruning took
+                    # its OAuth tokens for another method's and deleted them.
+                    inferred = checked.get(AUTH_METHOD_KEY)
+                    if inferred and AUTH_METHOD_KEY not in rotated.credentials:
+                        rotated = rotated.with_credentials({AUTH_METHOD_KEY: inferred})
                 # A switch to another sign-in method leaves the old one's credentials (a
                 # key, an OAuth app's secret and tokens) unused: they go with this write,
                 # never before it is accepted. What was given now is kept whatever it is.

@@ -26,6 +26,8 @@ same :class:`Scheduler`. What it guarantees:
   cancelled. Neither can leave a half-written page: a page's signals are one
   atomic write and the checkpoint moves only after it.
 - **Retention.** Expired signals are purged every ``purge_every``.
+- **Secrets.** Once a day, webhook secrets only earlier versions of a connector
+  verified with are deleted past their retention (30 days after the edit).
 - **Upkeep.** Sources with a ``maintain`` hook (Outlook's Graph subscription)
   get it called for each enabled instance soon after it appears, then at most
   every ``MAINTENANCE_EVERY`` seconds, in the background of the loop, under
@@ -77,6 +79,9 @@ NEVER: Final = datetime.max.replace(tzinfo=UTC)
 LONG_AGO: Final = datetime.min.replace(tzinfo=UTC)
 ERROR_PAUSE: Final = timedelta(seconds=60)
 """How long an instance rests after a poll crashed on ucf's own side (a store error)."""
+RETIRE_EVERY: Final = timedelta(days=1)
+"""How often retired webhook secrets are looked for (:meth:`Scheduler.retire_webhook_secrets`)."""
+RETIRED_KEY: Final = "retired-webhook-secrets"
 
 
 @datarecord
@@ -201,6 +206,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._last_purge: datetime | None = None
         self._maintained: dict[Key, datetime] = {}
+        self._retired_at: datetime | None = None
         self._maintenance: asyncio.Task[int] | None = None
 
     # -- control
@@ -410,6 +416,7 @@ class Scheduler:
         """
         from ucf.runtime.native import MAINTENANCE_EVERY  # native upkeep only: loaded here
 
+        await self.retire_webhook_secrets()
         now = self.context.clock()
         every = timedelta(seconds=MAINTENANCE_EVERY)
         records = self.context.store.records
@@ -442,6 +449,25 @@ class Scheduler:
             )
             ran += 1
         return ran
+
+    async def retire_webhook_secrets(self) -> int:
+        """Once a day (remembered in the store, as upkeep is), delete the webhook secrets
+        only earlier versions of a connector verified with, past their retention
+        (:meth:`~ucf.service.instances.InstanceService.retire_webhook_secrets`); how many
+        instances lost one. A failure is logged and tried again the next day."""
+        now = self.context.clock()
+        if self._retired_at is not None and now - self._retired_at < RETIRE_EVERY:
+            return 0
+        self._retired_at = now
+        records = self.context.store.records
+        try:
+            if await records.get(RETIRED_KEY, now=now) is not None:
+                return 0
+            await records.put(RETIRED_KEY, {"at": now.isoformat()}, expires_at=now + RETIRE_EVERY)
+            return await self.context.instances.retire_webhook_secrets(now)
+        except Exception:
+            log.exception("deleting retired webhook secrets failed")
+            return 0
 
     def _maintain_in_background(self) -> None:
         if self._maintenance is not None and not self._maintenance.done():
