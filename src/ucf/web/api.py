@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
-from ucf.core.validation import Problem, duplicate_keys, validate_descriptor
+from ucf.core.validation import Problem, validate_descriptor
 from ucf.service.connectors import Edited, runnable_problem
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
@@ -37,6 +37,7 @@ from ucf.service.tryout import (
 )
 from ucf.stores.models import DescriptorVersion, SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
+from ucf.web.bodies import repeated_keys
 from ucf.web.errors import ErrorBody
 from ucf.web.state import WebState, web_state
 
@@ -145,7 +146,7 @@ async def register_connector(
 async def _refuse_duplicate_keys(request: Request) -> None:
     """422 for a body that gives a key twice in one object: the parsed body kept the last
     silently, and validation (which sees only that) would have stored it."""
-    repeated = duplicate_keys(await request.body())
+    repeated = await repeated_keys(request)
     if repeated:
         raise ValidationFailed.from_problems("the request body is not a valid descriptor", repeated)
 
@@ -370,8 +371,8 @@ async def validate_connector(
     # Any JSON: what is no object is a problem of the descriptor at its root, as ucf
     # connectors validate says for such a file, not a refusal of the request.
     parsed, problems = validate_descriptor(descriptor)
-    # A key given twice: the parsed body kept the last, so the raw one says it.
-    problems = [*duplicate_keys(await request.body()), *problems]
+    # A key given twice: the parsed body kept the last; its parse noted the others.
+    problems = [*await repeated_keys(request), *problems]
     if parsed is not None:
         cannot_run = runnable_problem(parsed)
         if cannot_run is not None:  # saving would refuse it: say so while it is typed
@@ -384,8 +385,11 @@ async def validate_connector(
     tags=["authoring"],
     summary="Map a sample poll response or webhook delivery offline (no network, nothing stored)",
 )
-async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any]:
+async def preview_connector(state: State, request: Request, body: PreviewRequest) -> dict[str, Any]:
     parsed, problems = validate_descriptor(body.descriptor)
+    # Keys the descriptor gives twice, as its validation says them (an API caller's raw
+    # JSON; the editor sends what the browser parsed, which has none left).
+    problems = [*await repeated_keys(request, "descriptor"), *problems]
     if parsed is None or problems:
         return {
             "signals": [],
@@ -460,10 +464,13 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
         "'delivery', what a webhook delivery maps to; nothing stored"
     ),
 )
-async def try_connector(state: State, body: TryRequest) -> dict[str, Any]:
+async def try_connector(state: State, request: Request, body: TryRequest) -> dict[str, Any]:
+    repeated = await repeated_keys(request, "descriptor")  # as in a preview
     if body.delivery is not None:
         sample = SampleDelivery(body.delivery.body, body.delivery.headers, body.delivery.event_type)
-        delivered = await try_delivery(state.context, body.descriptor, sample)
+        delivered = await try_delivery(
+            state.context, body.descriptor, sample, text_problems=repeated
+        )
         return tryout_json(delivered, state.context)
     tried = await try_descriptor(
         state.context,
@@ -471,6 +478,7 @@ async def try_connector(state: State, body: TryRequest) -> dict[str, Any]:
         credentials=body.credentials,
         config=body.config,
         max_pages=body.max_pages,
+        text_problems=repeated,
     )
     return tryout_json(tried, state.context)
 
