@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -39,6 +39,7 @@ from ucf.stores.models import DescriptorVersion, SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
 from ucf.web.bodies import repeated_keys
 from ucf.web.errors import ErrorBody
+from ucf.web.preconditions import if_match
 from ucf.web.state import WebState, web_state
 
 
@@ -151,34 +152,67 @@ async def _refuse_duplicate_keys(request: Request) -> None:
         raise ValidationFailed.from_problems("the request body is not a valid descriptor", repeated)
 
 
-@router.get("/connectors/{connectorId}", tags=["connectors"])
-async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, Any]:
-    return (await state.context.connectors.get(connector_id)).to_json()
+_PRECONDITION: Final[dict[int | str, dict[str, Any]]] = {
+    412: {
+        "model": ErrorBody,
+        "description": (
+            "If-Match names none of the stored version's ETags: another edit was saved "
+            "since (details: its version and etag)"
+        ),
+    }
+}
+_IF_MATCH = (
+    "Write only if the connector is still at this version: the ETag its GET answered "
+    "(RFC 9110 §13.1.1; a list, or * for any). Without it, the write is made as always."
+)
+IfMatch = Annotated[str | None, Header(alias="If-Match", description=_IF_MATCH)]
+"""Documents ``If-Match`` in OpenAPI; :func:`if_match` reads every line of it."""
+
+
+@router.get(
+    "/connectors/{connectorId}",
+    tags=["connectors"],
+    summary="One connector; its ETag names the stored version (for If-Match on writes)",
+)
+async def get_connector(
+    state: State, response: Response, connector_id: ConnectorId
+) -> dict[str, Any]:
+    connector = await state.context.connectors.get(connector_id)
+    response.headers["ETag"] = connector.etag
+    return connector.to_json()
 
 
 @router.put(
     "/connectors/{connectorId}",
     tags=["connectors"],
     summary="Replace a descriptor (its version raised if the edit did not; the old one kept)",
-    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
+    responses={
+        409: {"model": ErrorBody, "description": "Changed meanwhile: try again"},
+        **_PRECONDITION,
+    },
     openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def update_connector(
     state: State,
     request: Request,
+    response: Response,
     connector_id: ConnectorId,
     descriptor: Annotated[dict[str, Any], Body()],
+    _if_match: IfMatch = None,
 ) -> dict[str, Any]:
     await _refuse_duplicate_keys(request)
-    return await _edited(
-        state, await state.context.instances.update_connector(connector_id, descriptor)
+    edited = await state.context.instances.update_connector(
+        connector_id, descriptor, if_match=if_match(request)
     )
+    return await _edited(state, response, edited)
 
 
-async def _edited(state: WebState, edited: Edited) -> dict[str, Any]:
-    """A replaced descriptor's answer: the connector as stored, whether its version was
-    raised for the caller, and the instances the edit no longer fits."""
+async def _edited(state: WebState, response: Response, edited: Edited) -> dict[str, Any]:
+    """A replaced descriptor's answer: the connector as stored (its ETag, for the next
+    write's If-Match), whether its version was raised for the caller, and the instances
+    the edit no longer fits."""
     updated = edited.connector
+    response.headers["ETag"] = updated.etag
     state.gateway.forget_connector(updated.id)
     # As the editor's Save says: the instances the edit no longer fits fail from their
     # next poll, and an API caller had no way to know which to fix.
@@ -232,14 +266,23 @@ async def connector_version(
     "/connectors/{connectorId}/versions/{version:path}/restore",
     tags=["connectors"],
     summary="Go back to an earlier version (stored as a new edit, its version raised)",
-    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
+    responses={
+        409: {"model": ErrorBody, "description": "Changed meanwhile: try again"},
+        **_PRECONDITION,
+    },
 )
 async def restore_connector_version(
-    state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
+    state: State,
+    request: Request,
+    response: Response,
+    connector_id: ConnectorId,
+    version: Annotated[str, Path()],
+    _if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    return await _edited(
-        state, await state.context.instances.restore_connector(connector_id, version)
+    restored = await state.context.instances.restore_connector(
+        connector_id, version, if_match=if_match(request)
     )
+    return await _edited(state, response, restored)
 
 
 @router.delete(
@@ -250,10 +293,13 @@ async def restore_connector_version(
     responses={
         403: {"model": ErrorBody, "description": "Built-in connectors cannot be deleted"},
         409: {"model": ErrorBody, "description": "Still connected in a project"},
+        **_PRECONDITION,
     },
 )
-async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
-    await state.context.connectors.delete(connector_id)
+async def delete_connector(
+    state: State, request: Request, connector_id: ConnectorId, _if_match: IfMatch = None
+) -> Response:
+    await state.context.connectors.delete(connector_id, if_match=if_match(request))
     state.gateway.forget_connector(connector_id)
     return Response(status_code=204)
 
