@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
@@ -31,6 +30,7 @@ from ucf.stores.errors import AlreadyExists, Changed, InvalidRecord, NotFound
 from ucf.stores.models import (
     DescriptorRecord,
     DescriptorVersion,
+    credential_part,
     descriptor_identity,
     is_newer_version,
     next_version,
@@ -260,22 +260,6 @@ def _parse(data: Any, what: str) -> ConnectorDescriptor:
     if descriptor is None or problems:
         raise ValidationFailed.from_problems(f"{what} is not a valid descriptor", problems)
     return descriptor
-
-
-def _credential_part(descriptor: Mapping[str, Any]) -> str:
-    """What of a stored descriptor says which credentials it keeps (its sign-in methods,
-    its webhook's verification), as text: two versions equal here name the same keys
-    (:meth:`ConnectorDescriptor.unused_credentials`, ``webhook_secret_keys``)."""
-    ingestion = descriptor.get("ingestion")
-    hooks: list[Any] = []
-    if isinstance(ingestion, Mapping):
-        for block in (ingestion, ingestion.get("webhook")):
-            if isinstance(block, Mapping):
-                hooks.append(
-                    [block.get(key) for key in ("mode", "verification", "signature", "token")]
-                )
-    part = [descriptor.get("auth"), descriptor.get("authAlternatives"), hooks]
-    return json.dumps(part, sort_keys=True, default=str)
 
 
 def runnable_problem(descriptor: ConnectorDescriptor) -> Problem | None:
@@ -618,7 +602,7 @@ class ConnectorService:
         first: which credentials an instance once signed in with (an earlier version's
         key, renamed or gone since), or verified its deliveries with.
 
-        One for each way of signing in and verifying they declared (:func:`_credential_part`),
+        One for each way of signing in and verifying they declared (:func:`~ucf.stores.models.credential_part`),
         not one for each version: every PATCH that completes a sign-in (a key rotated, an
         OAuth reconnect) asks, and a connector edited hundreds of times, its sign-in
         rarely, parsed each of them again, ~1.7 ms of CPU each (300: half a second on the
@@ -626,7 +610,7 @@ class ConnectorService:
         parsed: list[ConnectorDescriptor] = []
         seen: set[str] = set()
         for earlier in await self._registry.versions(connector_id):
-            part = _credential_part(earlier.descriptor)
+            part = credential_part(earlier.descriptor)
             if part in seen:
                 continue
             with contextlib.suppress(ValidationFailed):
