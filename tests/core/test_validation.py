@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from jsonschema import Draft202012Validator
 
 from ucf.core.descriptor import ConnectorDescriptor, descriptor_json_schema
@@ -350,3 +351,20 @@ def test_duplicate_keys_are_named_at_their_paths_inside_lists_too() -> None:
     assert "given 3 times" in problem.message
     assert duplicate_keys('{"id": 1, "name": {"id": 2}}') == []
     assert duplicate_keys("{not json") == []  # its own problem says where it breaks
+
+
+def test_one_parse_gives_the_value_json_gives_and_the_repeats_of_dropped_values_too() -> None:
+    """The API reads a body once (FastAPI's parse) and learns its repeated keys from it:
+    the value must be exactly ``json.loads``'s (the last value, at the first key's
+    place), and a repeat inside a value a later key dropped is named as well."""
+    from ucf.core.validation import duplicate_keys, loads_noting_repeats
+
+    text = '{"a": {"x": 1, "x": 2}, "b": [{"k": 1}], "a": {"y": 3}, "c": {"z": 1}}'
+    value, problems = loads_noting_repeats(text)
+    assert value == json.loads(text)
+    assert list(value) == ["a", "b", "c"]
+    assert [p.path for p in problems] == ["a", "a.x"]
+    assert problems == duplicate_keys(text)
+    assert loads_noting_repeats(b'{"id": 1}') == ({"id": 1}, [])
+    with pytest.raises(json.JSONDecodeError):
+        loads_noting_repeats("{not json")

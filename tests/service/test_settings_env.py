@@ -20,6 +20,8 @@ from ucf.service.settings import Settings, served_public_url, served_root_path
         ("UCF_WEBHOOK_MAX_BYTES", "256KB"),
         ("UCF_MAX_CONCURRENT_POLLS", "0"),
         ("UCF_MAX_CONCURRENT_POLLS", "2.5"),
+        ("UCF_DESCRIPTOR_HISTORY", "0"),
+        ("UCF_DESCRIPTOR_HISTORY", "all"),
     ],
 )
 def test_a_count_that_is_not_a_positive_whole_number_is_refused_by_name(
@@ -160,3 +162,10 @@ def test_valid_values_and_defaults_are_read_as_before(tmp_path: Path) -> None:
     )  # fmt: skip
     assert (tuned.webhook_requests_per_minute, tuned.webhook_max_bytes) == (6, 2000)
     assert (tuned.max_concurrent_polls, tuned.signal_retention) == (8, timedelta(hours=12))
+
+
+def test_descriptor_history_is_read_with_fifty_by_default(tmp_path: Path) -> None:
+    """``UCF_DESCRIPTOR_HISTORY``: how many earlier versions each connector keeps."""
+    assert Settings.from_env({}, data_dir=tmp_path).descriptor_history == 50
+    read = Settings.from_env({"UCF_DESCRIPTOR_HISTORY": " 7 "}, data_dir=tmp_path)
+    assert read.descriptor_history == 7

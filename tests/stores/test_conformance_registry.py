@@ -8,8 +8,13 @@ from typing import Any
 import pytest
 
 from tests.stores.builders import T0
-from ucf.stores import AlreadyExists, Changed, InvalidRecord, NotFound, Store
-from ucf.stores.models import DeliveryObservation, HealthObservation, InstanceChanges
+from ucf.stores import AlreadyExists, Changed, InvalidRecord, NotFound, Store, open_store
+from ucf.stores.models import (
+    DeliveryObservation,
+    HealthObservation,
+    InstanceChanges,
+    StoreOptions,
+)
 
 
 def descriptor(connector_id: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
@@ -98,6 +103,32 @@ async def test_an_update_keeps_the_descriptor_it_replaced_readable(store: Store)
     await store.descriptors.delete("linear")
     await store.descriptors.register(descriptor("linear"), now=latest)
     assert await store.descriptors.versions("linear") == []
+
+
+async def test_an_edit_past_the_history_bound_drops_the_oldest_but_keeps_each_sign_in(
+    store_url: str,
+) -> None:
+    """History was unbounded: every edit kept the descriptor it replaced, forever. Past
+    the bound (3 here) an edit drops the oldest in its own write, except the newest
+    version of a sign-in no kept version has: which keys an instance may still hold is
+    read from it (``ConnectorService.earlier_descriptors``)."""
+    async with open_store(store_url, options=StoreOptions(descriptor_history=3)) as store:
+        await store.descriptors.register(descriptor("linear", auth={"type": "basic"}), now=T0)
+        for n in range(1, 5):
+            now = T0 + timedelta(minutes=n)
+            await store.descriptors.update("linear", descriptor("linear", f"1.0.{n}"), now=now)
+        # 1.0.0 (basic), 1.0.1-1.0.3 (bearer): four, one over the bound; 1.0.0 stays.
+        versions = await store.descriptors.versions("linear")
+        assert [v.version for v in versions] == ["1.0.3", "1.0.2", "1.0.1", "1.0.0"]
+        for n in range(5, 8):
+            now = T0 + timedelta(minutes=n)
+            await store.descriptors.update("linear", descriptor("linear", f"1.0.{n}"), now=now)
+        versions = await store.descriptors.versions("linear")
+        assert [v.version for v in versions] == ["1.0.6", "1.0.5", "1.0.4", "1.0.0"]
+        assert versions[-1].descriptor["auth"] == {"type": "basic"}
+        stored = await store.descriptors.get("linear")
+        assert stored is not None
+        assert stored.version == "1.0.7"
 
 
 async def test_an_update_made_from_a_stale_read_is_refused(store: Store) -> None:

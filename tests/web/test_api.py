@@ -217,6 +217,59 @@ async def test_an_edit_raises_the_version_and_the_previous_ones_stay_readable(we
     assert [v["version"] for v in history["items"]] == ["2.0.0", "1.0.1", "1.0.0"]
 
 
+async def test_a_stale_put_with_if_match_is_refused_412_not_saved_over_an_edit_made_since(
+    web: Web,
+) -> None:
+    """A script that GETs a connector, waits and PUTs its copy back overwrote an edit saved
+    meanwhile without a word. The GET answers an ETag; a PUT, restore or delete sent with
+    ``If-Match`` naming an older one is a 412 naming the version there now, and changes
+    nothing. A current tag (strongly compared, in a list), ``*`` or no header writes."""
+    base = f"/api/connectors/{CONNECTOR}"
+    await web.client.post("/api/connectors", json=ACME)
+    read = await web.client.get(base)
+    etag = read.headers["ETag"]
+    assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    assert (await web.client.get(base)).headers["ETag"] == etag  # the same version, same tag
+
+    theirs = await web.client.put(base, json={**ACME, "name": "Their edit"})
+    assert theirs.status_code == 200
+    assert theirs.headers["ETag"] not in {etag, None}
+    stale = await web.client.put(base, json={**ACME, "name": "Mine"}, headers={"If-Match": etag})
+    assert stale.status_code == 412
+    refused = error_of(stale)
+    assert refused["code"] == "precondition_failed"
+    assert "version 1.0.1" in refused["message"]
+    assert refused["details"] == {"version": "1.0.1", "etag": theirs.headers["ETag"]}
+    for write in (
+        web.client.post(f"{base}/versions/1.0.0/restore", headers={"If-Match": etag}),
+        web.client.delete(base, headers={"If-Match": etag}),
+    ):
+        assert (await write).status_code == 412
+    weak = await web.client.put(
+        base, json=ACME, headers={"If-Match": f"W/{theirs.headers['ETag']}"}
+    )
+    assert weak.status_code == 412  # strong comparison: a weak tag never matches
+    assert (await web.client.get(base)).json()["name"] == "Their edit"
+
+    current = theirs.headers["ETag"]
+    mine = await web.client.put(
+        base, json={**ACME, "name": "Mine"}, headers={"If-Match": f'"other", {current}'}
+    )
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["name"] == "Mine"
+    restored = await web.client.post(
+        f"{base}/versions/1.0.0/restore", headers={"If-Match": mine.headers["ETag"]}
+    )
+    assert restored.status_code == 200, restored.text
+    anyone = await web.client.put(base, json={**ACME, "name": "Any"}, headers={"If-Match": "*"})
+    assert anyone.status_code == 200
+    assert (await web.client.put(base, json={**ACME, "name": "None"})).status_code == 200
+    deleted = await web.client.delete(
+        base, headers={"If-Match": (await web.client.get(base)).headers["ETag"]}
+    )
+    assert deleted.status_code == 204
+
+
 async def test_an_earlier_version_whose_name_holds_a_slash_is_readable_and_restorable(
     web: Web,
 ) -> None:

@@ -82,6 +82,65 @@ async def test_a_key_given_twice_is_a_problem_at_its_path_on_validate_and_save(
     assert (await web.client.get(f"/api/connectors/{ACME['id']}")).json()["name"] == ACME["name"]
 
 
+def _with_repeats(body: dict[str, Any]) -> str:
+    """``body`` as JSON text whose descriptor gives ``name`` and ``itemsPath`` twice (and
+    whose own ``project`` is given twice too, which is no descriptor's problem)."""
+    text = json.dumps(body, indent=2)
+    text = text.replace('"itemsPath": ', '"itemsPath": "$.nothing", "itemsPath": ', 1)
+    text = text.replace('"name": ', '"name": "first", "name": ', 1)
+    return text.replace('"project": ', '"project": "p1", "project": ', 1)
+
+
+_REPEATED_PATHS: list[str] = ["name", "ingestion.webhook.fieldMapping.itemsPath"]
+
+
+async def test_a_key_given_twice_in_a_tried_or_previewed_descriptor_is_a_problem_at_its_path(
+    web: Web,
+) -> None:
+    """An API caller sends ``/try`` and ``/preview`` raw JSON: a descriptor key given
+    twice there was dropped without a word (only validate and save said so). Each is
+    now reported as the route reports its other descriptor problems: a try refuses it
+    (422, paths relative to the descriptor), a preview lists it under ``descriptor``.
+    A key the request body itself repeats (``project``) is not the descriptor's."""
+    headers = {"Content-Type": "application/json"}
+    preview = await web.client.post(
+        "/api/connectors/preview",
+        content=_with_repeats({"descriptor": acme(), "sample": {}, "project": "p2"}),
+        headers=headers,
+    )
+    assert preview.status_code == 200
+    problems = preview.json()["problems"]
+    assert [p["path"] for p in problems] == [f"descriptor.{p}" for p in _REPEATED_PATHS]
+    assert problems[0]["message"].startswith("key 'name' is given 2 times in this object")
+    assert preview.json()["signals"] == []
+
+    tried = await web.client.post(
+        "/api/connectors/try",
+        content=_with_repeats({"descriptor": acme(), "credentials": {}, "config": {}}),
+        headers=headers,
+    )
+    assert tried.status_code == 422
+    assert [p["path"] for p in tried.json()["error"]["details"]] == _REPEATED_PATHS
+
+    delivery = {"body": json.dumps(ticket_event("T-1")), "eventType": "ticket"}
+    delivered = await web.client.post(
+        "/api/connectors/try",
+        content=_with_repeats({"descriptor": webhook_only(), "delivery": delivery}),
+        headers=headers,
+    )
+    assert delivered.status_code == 422
+    assert [p["path"] for p in delivered.json()["error"]["details"]] == [
+        "name",
+        "ingestion.fieldMapping.itemsPath",  # webhook_only's block is ingestion itself
+    ]
+
+    # The same bodies without repeats are tried and previewed as before.
+    clean = await web.client.post(
+        "/api/connectors/try", json={"descriptor": webhook_only(), "delivery": delivery}
+    )
+    assert clean.status_code == 200, clean.text
+
+
 async def test_validate_says_where_a_text_that_is_not_json_breaks(web: Web) -> None:
     """As ``ucf connectors validate`` does for a file: a stray comma in a long descriptor
     is found by its line and column, not by "the body is not valid JSON" alone."""

@@ -100,10 +100,6 @@ def validate_descriptor(data: Any) -> tuple[d.ConnectorDescriptor | None, list[P
     return descriptor, check_descriptor(descriptor) + _display_name(data)
 
 
-class _Pairs(list[tuple[str, Any]]):
-    """A JSON object as the parser met it: every key, repeated ones too, in order."""
-
-
 def duplicate_keys(text: str | bytes) -> list[Problem]:
     """Each key given twice or more in one object of ``text``, at its path.
 
@@ -114,18 +110,52 @@ def duplicate_keys(text: str | bytes) -> list[Problem]:
     Text that is not JSON gives none here: its own problem says where it breaks.
     """
     try:
-        tree = json.loads(text, object_pairs_hook=_Pairs)
+        return loads_noting_repeats(text)[1]
     except (ValueError, RecursionError):
         return []
+
+
+def loads_noting_repeats(text: str | bytes) -> tuple[Any, list[Problem]]:
+    """``json.loads(text)``, and :func:`duplicate_keys`'s problems, from one parse.
+
+    The value is what ``json.loads`` gives (a repeated key keeps its first place and
+    its last value); it raises as ``json.loads`` does. A caller that needs both (the
+    API reading a descriptor in a request body) parsed the text twice: the second
+    parse, into lists of pairs walked in Python, cost more than the first. Here each
+    object is a ``dict`` built in C, and only an object whose ``dict`` came out
+    shorter than its pairs is remembered; the tree is walked for paths only when
+    some key was repeated, which is rare.
+    """
+    repeated: dict[int, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        made = dict(pairs)
+        if len(made) != len(pairs):
+            repeated[id(made)] = (made, pairs)  # the dict kept alive: its id stays its own
+        return made
+
+    value = json.loads(text, object_pairs_hook=pairs_hook)
+    if not repeated:
+        return value, []
     problems: list[Problem] = []
-    _walk_pairs(tree, "", problems)
-    return list(dict.fromkeys(problems))  # a repeated object repeats its own repeats
+    _walk_repeats(value, "", {key: pairs for key, (_, pairs) in repeated.items()}, problems)
+    return value, list(dict.fromkeys(problems))  # a repeated object repeats its own repeats
 
 
-def _walk_pairs(node: Any, path: str, problems: list[Problem]) -> None:
-    if isinstance(node, _Pairs):
+def _walk_repeats(
+    node: Any, path: str, repeated: Mapping[int, list[tuple[str, Any]]], problems: list[Problem]
+) -> None:
+    """The problems of ``node`` and below: an object with repeats is walked through all
+    its pairs, so the repeats inside a value that was dropped are named too."""
+    if isinstance(node, dict):
+        pairs = repeated.get(id(node))
+        if pairs is None:
+            for key, value in node.items():
+                if isinstance(value, dict | list):
+                    _walk_repeats(value, f"{path}.{key}" if path else key, repeated, problems)
+            return
         counts: dict[str, int] = {}
-        for key, _ in node:
+        for key, _ in pairs:
             counts[key] = counts.get(key, 0) + 1
         for key, count in counts.items():
             if count > 1:
@@ -137,11 +167,13 @@ def _walk_pairs(node: Any, path: str, problems: list[Problem]) -> None:
                         "keep one of them (ucf reads the last)",
                     )
                 )
-        for key, value in node:
-            _walk_pairs(value, f"{path}.{key}" if path else key, problems)
+        for key, value in pairs:
+            if isinstance(value, dict | list):
+                _walk_repeats(value, f"{path}.{key}" if path else key, repeated, problems)
     elif isinstance(node, list):
         for index, value in enumerate(node):
-            _walk_pairs(value, f"{path}[{index}]", problems)
+            if isinstance(value, dict | list):
+                _walk_repeats(value, f"{path}[{index}]", repeated, problems)
 
 
 _LITERAL_REPEAT: Final = re.compile(r"(?<!\\)\{,(\d+)\}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -19,11 +19,18 @@ from typing import TYPE_CHECKING, Any
 from ucf.catalogue import builtin_descriptor, builtin_descriptors
 from ucf.core.records import datarecord
 from ucf.runtime.poll_schedule import PollSchedule, declared_schedule, stored_schedule
-from ucf.service.errors import ConflictError, ForbiddenError, NotFoundError, ValidationFailed
+from ucf.service.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PreconditionFailed,
+    ValidationFailed,
+)
 from ucf.stores.errors import AlreadyExists, Changed, InvalidRecord, NotFound
 from ucf.stores.models import (
     DescriptorRecord,
     DescriptorVersion,
+    credential_part,
     descriptor_identity,
     is_newer_version,
     next_version,
@@ -87,6 +94,17 @@ class Connector:
         if self._stored is not None:
             return str(self._stored["id"])
         return self.descriptor.id
+
+    @property
+    def version(self) -> str:
+        if self._stored is not None:
+            return str(self._stored.get("version", ""))
+        return self.descriptor.version
+
+    @property
+    def etag(self) -> str:
+        """The stored version's entity tag (:func:`entity_tag`), quoted, for HTTP."""
+        return entity_tag(self.version, self.updated_at)
 
     @property
     def kind(self) -> str:
@@ -204,6 +222,37 @@ class Connector:
         }
 
 
+def entity_tag(version: str, saved_at: datetime) -> str:
+    """What identifies one stored version of a descriptor, as an HTTP strong entity tag
+    (RFC 9110 §8.8.3, quoted): its ``version`` and when it was saved, hashed.
+
+    The version alone is not enough (an edit that only raised a lower version is no
+    change, and a built-in's upgrade keeps its id's history apart), and the stamp alone
+    reads as a time a client might compare; every write stamps ``updated_at`` to the
+    microsecond, so two stored versions never share a tag. Hashed, because a version is
+    any string and a tag may not hold a quote, a space or a control character.
+    """
+    digest = hashlib.sha256(f"{version}\x00{saved_at.isoformat()}".encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+def _check_if_match(
+    connector_id: str, version: str, saved_at: datetime, if_match: Collection[str] | None
+) -> None:
+    """Refuse a write whose ``If-Match`` names none of the stored version's tags (412,
+    naming the version there now). None: no precondition (no header, or ``*``)."""
+    if if_match is None:
+        return
+    current = entity_tag(version, saved_at)
+    if current not in if_match:
+        raise PreconditionFailed(
+            f"'{connector_id}' is at version {version} now (ETag {current}), not the one "
+            "this request's If-Match names: another edit was saved since it was read; "
+            "GET it again and repeat the edit",
+            {"version": version, "etag": current},
+        )
+
+
 def _parse(data: Any, what: str) -> ConnectorDescriptor:
     from ucf.core.validation import validate_descriptor
 
@@ -211,22 +260,6 @@ def _parse(data: Any, what: str) -> ConnectorDescriptor:
     if descriptor is None or problems:
         raise ValidationFailed.from_problems(f"{what} is not a valid descriptor", problems)
     return descriptor
-
-
-def _credential_part(descriptor: Mapping[str, Any]) -> str:
-    """What of a stored descriptor says which credentials it keeps (its sign-in methods,
-    its webhook's verification), as text: two versions equal here name the same keys
-    (:meth:`ConnectorDescriptor.unused_credentials`, ``webhook_secret_keys``)."""
-    ingestion = descriptor.get("ingestion")
-    hooks: list[Any] = []
-    if isinstance(ingestion, Mapping):
-        for block in (ingestion, ingestion.get("webhook")):
-            if isinstance(block, Mapping):
-                hooks.append(
-                    [block.get(key) for key in ("mode", "verification", "signature", "token")]
-                )
-    part = [descriptor.get("auth"), descriptor.get("authAlternatives"), hooks]
-    return json.dumps(part, sort_keys=True, default=str)
 
 
 def runnable_problem(descriptor: ConnectorDescriptor) -> Problem | None:
@@ -530,7 +563,12 @@ class ConnectorService:
         return self._connector(record)
 
     async def edit(
-        self, connector_id: str, data: Any, *, if_saved_at: datetime | None = None
+        self,
+        connector_id: str,
+        data: Any,
+        *,
+        if_saved_at: datetime | None = None,
+        if_match: Collection[str] | None = None,
     ) -> Edited:
         """Replace a descriptor, raising its ``version`` when the edit changes it and the
         author did not; the replaced one stays readable (:meth:`versions`).
@@ -547,6 +585,11 @@ class ConnectorService:
         ``if_saved_at``: the ``updated_at`` of the descriptor the edit was made on (the
         editor's page carries it); another edit saved since is a 409, not replaced by
         this one without a word.
+
+        ``if_match``: the entity tags (:func:`entity_tag`) of the versions the edit may
+        replace, from an API client's ``If-Match``; any other stored now is a 412
+        (:class:`PreconditionFailed`). Checked against the record the write's own
+        compare-and-set replaces, so an edit saved after the check is a 409 as above.
         """
         descriptor = _parse(data, "the request body")
         if descriptor.id != connector_id:
@@ -560,6 +603,7 @@ class ConnectorService:
             raise NotFoundError(f"no connector '{connector_id}'")
         if if_saved_at is not None and current.updated_at != if_saved_at:
             raise _changed_meanwhile(connector_id)
+        _check_if_match(connector_id, current.version, current.updated_at, if_match)
         stored = _stored_form(descriptor)
         given = str(stored.get("version", descriptor.version))
         changed = _without_version(stored) != _without_version(current.descriptor)
@@ -591,7 +635,7 @@ class ConnectorService:
         first: which credentials an instance once signed in with (an earlier version's
         key, renamed or gone since), or verified its deliveries with.
 
-        One for each way of signing in and verifying they declared (:func:`_credential_part`),
+        One for each way of signing in and verifying they declared (:func:`~ucf.stores.models.credential_part`),
         not one for each version: every PATCH that completes a sign-in (a key rotated, an
         OAuth reconnect) asks, and a connector edited hundreds of times, its sign-in
         rarely, parsed each of them again, ~1.7 ms of CPU each (300: half a second on the
@@ -599,7 +643,7 @@ class ConnectorService:
         parsed: list[ConnectorDescriptor] = []
         seen: set[str] = set()
         for earlier in await self._registry.versions(connector_id):
-            part = _credential_part(earlier.descriptor)
+            part = credential_part(earlier.descriptor)
             if part in seen:
                 continue
             with contextlib.suppress(ValidationFailed):
@@ -615,19 +659,26 @@ class ConnectorService:
                 return found
         raise NotFoundError(f"'{connector_id}' has no earlier version '{version}'")
 
-    async def restore(self, connector_id: str, version: str) -> Edited:
+    async def restore(
+        self, connector_id: str, version: str, *, if_match: Collection[str] | None = None
+    ) -> Edited:
         """Go back to an earlier version: stored as a new edit (its version raised above
-        the current one), so the version it replaces stays readable in its turn."""
+        the current one), so the version it replaces stays readable in its turn.
+        ``if_match`` as for :meth:`edit`."""
         earlier = await self.version(connector_id, version)
-        return await self.edit(connector_id, earlier.descriptor)
+        return await self.edit(connector_id, earlier.descriptor, if_match=if_match)
 
     async def connected_in(self, connector_id: str) -> Sequence[str]:
         """The projects that have ``connector_id`` connected, sorted: a connector is
         deleted only once none has (its delete page names them before offering it)."""
         return sorted({i.project_id for i in await self._instances.list_by_connector(connector_id)})
 
-    async def delete(self, connector_id: str) -> None:
+    async def delete(self, connector_id: str, *, if_match: Collection[str] | None = None) -> None:
+        """Delete a custom descriptor and its history. ``if_match`` as for :meth:`edit`,
+        checked on the version read here: an edit saved between that read and the delete
+        (a moment) is deleted with the rest, as it was without the header."""
         connector = await self.get(connector_id)
+        _check_if_match(connector_id, connector.version, connector.updated_at, if_match)
         if connector.built_in:
             raise ForbiddenError(f"'{connector_id}' is built in and cannot be deleted")
         in_use = await self.connected_in(connector_id)

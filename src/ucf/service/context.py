@@ -83,7 +83,11 @@ class UcfContext:
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = open_store(
-            settings.store_url, options=StoreOptions(signal_retention=settings.signal_retention)
+            settings.store_url,
+            options=StoreOptions(
+                signal_retention=settings.signal_retention,
+                descriptor_history=settings.descriptor_history,
+            ),
         )
         if not provisioned:
             await store.init()

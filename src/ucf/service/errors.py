@@ -30,6 +30,13 @@ class ConflictError(ServiceError):
     code = "conflict"
 
 
+class PreconditionFailed(ServiceError):
+    """A write made on a version that is no longer the stored one (HTTP ``If-Match``)."""
+
+    status = 412
+    code = "precondition_failed"
+
+
 class ValidationFailed(ServiceError):
     status = 422
     code = "invalid"

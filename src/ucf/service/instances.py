@@ -646,21 +646,31 @@ class InstanceService:
         ]
 
     async def update_connector(
-        self, connector_id: str, data: Any, *, if_saved_at: datetime | None = None
+        self,
+        connector_id: str,
+        data: Any,
+        *,
+        if_saved_at: datetime | None = None,
+        if_match: Collection[str] | None = None,
     ) -> Edited:
-        """:meth:`ConnectorService.edit` (``if_saved_at`` as there), then the credentials
+        """:meth:`ConnectorService.edit` (``if_saved_at``, ``if_match`` as there), then the credentials
         its instances no longer use are deleted (:meth:`drop_unused_credentials`): an edit
         to another sign-in method left the old one's stored, encrypted, for good. A
         refused edit changes nothing, credentials included."""
         before = await self._connectors.find(connector_id)  # None: edit says why
-        edited = await self._connectors.edit(connector_id, data, if_saved_at=if_saved_at)
+        edited = await self._connectors.edit(
+            connector_id, data, if_saved_at=if_saved_at, if_match=if_match
+        )
         return await self._pruned(edited, before)
 
-    async def restore_connector(self, connector_id: str, version: str) -> Edited:
+    async def restore_connector(
+        self, connector_id: str, version: str, *, if_match: Collection[str] | None = None
+    ) -> Edited:
         """:meth:`ConnectorService.restore` (an edit back to an earlier version), then the
         credentials its instances no longer use are deleted, as after any edit."""
         before = await self._connectors.find(connector_id)
-        return await self._pruned(await self._connectors.restore(connector_id, version), before)
+        restored = await self._connectors.restore(connector_id, version, if_match=if_match)
+        return await self._pruned(restored, before)
 
     async def _pruned(self, edited: Edited, before: Connector | None) -> Edited:
         if edited.changed:

@@ -20,6 +20,7 @@ from urllib.parse import SplitResult, urlsplit
 from ucf.core.records import datarecord
 from ucf.runtime.egress import EgressPolicy
 from ucf.runtime.http_settings import HttpSettings
+from ucf.stores.models import DEFAULT_DESCRIPTOR_HISTORY
 from ucf.stores.url import default_data_dir, resolve_store_url
 
 DEFAULT_POLL_TIMEOUT = timedelta(minutes=5)
@@ -46,6 +47,8 @@ class Settings:
     webhook_max_bytes: int = 256 * 1024
     webhook_requests_per_minute: int = 100
     signal_retention: timedelta = timedelta(days=30)
+    descriptor_history: int = DEFAULT_DESCRIPTOR_HISTORY
+    """``UCF_DESCRIPTOR_HISTORY``: earlier versions kept per connector (at least 1)."""
     jsonl_sink: Path | None = None
     http_sink: str | None = None
     http_sink_token: str | None = field(default=None, repr=False)
@@ -94,6 +97,9 @@ class Settings:
             webhook_max_bytes=_positive_int(env, "UCF_WEBHOOK_MAX_BYTES", 256 * 1024),
             webhook_requests_per_minute=_positive_int(env, "UCF_WEBHOOK_RPM", 100),
             signal_retention=_retention(env),
+            descriptor_history=_positive_int(
+                env, "UCF_DESCRIPTOR_HISTORY", DEFAULT_DESCRIPTOR_HISTORY
+            ),
             jsonl_sink=Path(env["UCF_SINK_JSONL"]) if env.get("UCF_SINK_JSONL") else None,
             http_sink=check_sink_url(env["UCF_SINK_HTTP"]) if env.get("UCF_SINK_HTTP") else None,
             http_sink_token=env.get("UCF_SINK_HTTP_TOKEN") or None,

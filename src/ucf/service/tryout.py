@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -185,9 +185,14 @@ async def try_descriptor(
     config: Mapping[str, Any],
     max_pages: int = 1,
     project_id: str = "try",
+    text_problems: Sequence[Problem] = (),
 ) -> TryOut:
     """One live poll page of a descriptor (``max_pages`` at most); raises
     :class:`ValidationFailed` for a descriptor that is not valid or cannot poll.
+
+    ``text_problems``: what the descriptor's JSON text showed and ``data`` no longer
+    can (a key given twice, :func:`~ucf.core.validation.duplicate_keys`); refused with
+    the rest, as saving it would be.
 
     The credentials are masked in log lines while the try runs, and forgotten
     after it (:meth:`~ucf.runtime.redaction.SecretRegistry.lent`).
@@ -200,6 +205,7 @@ async def try_descriptor(
             config=config,
             max_pages=max_pages,
             project_id=project_id,
+            text_problems=text_problems,
         )
 
 
@@ -211,8 +217,10 @@ async def _try(
     config: Mapping[str, Any],
     max_pages: int,
     project_id: str,
+    text_problems: Sequence[Problem],
 ) -> TryOut:
     descriptor, problems = validate_descriptor(data)
+    problems = [*text_problems, *problems]
     if descriptor is None or problems:
         raise ValidationFailed.from_problems("the descriptor is not valid", problems)
     # Trimmed as stored credentials are (check_credentials): the try shows what a poll does.
@@ -325,7 +333,12 @@ NO_SIGNATURE: Final = (
 
 
 async def try_delivery(
-    context: UcfContext, data: Any, delivery: SampleDelivery, *, project_id: str = "try"
+    context: UcfContext,
+    data: Any,
+    delivery: SampleDelivery,
+    *,
+    project_id: str = "try",
+    text_problems: Sequence[Problem] = (),
 ) -> TryOut:
     """What the gateway would make of a sample delivery: the signals, sanitised, with the
     same item errors and notes as a poll's try; raises :class:`ValidationFailed` for a
@@ -336,8 +349,10 @@ async def try_delivery(
     event type, :func:`~ucf.core.webhook.map_delivery` or the native handler, a
     handshake's answer), without its signature: the author has a payload from the
     provider's docs or logs, rarely a signed one. Nothing is stored or sent anywhere.
+    ``text_problems`` as for :func:`try_descriptor`.
     """
     descriptor, problems = validate_descriptor(data)
+    problems = [*text_problems, *problems]
     if descriptor is None or problems:
         raise ValidationFailed.from_problems("the descriptor is not valid", problems)
     try:

@@ -11,12 +11,13 @@ the way in (see :func:`utc`) so that records compare equal across backends.
 from __future__ import annotations
 
 import enum
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, TypeVar
 
 from ucf.core.records import datarecord
 from ucf.stores.errors import InvalidRecord
@@ -29,6 +30,8 @@ HEALTH_STATES: tuple[HealthState, ...] = ("healthy", "degraded", "error", "unkno
 
 DEFAULT_CHECKPOINT_KEY: Final = "default"
 DEFAULT_SIGNAL_RETENTION: Final = timedelta(days=30)
+DEFAULT_DESCRIPTOR_HISTORY: Final = 50
+"""Earlier versions kept per connector (``UCF_DESCRIPTOR_HISTORY``): :func:`pruned_versions`."""
 
 
 def utc(moment: datetime) -> datetime:
@@ -69,6 +72,9 @@ class StoreOptions:
     """Behaviour that is configuration rather than identity of the store."""
 
     signal_retention: timedelta = DEFAULT_SIGNAL_RETENTION
+    descriptor_history: int = DEFAULT_DESCRIPTOR_HISTORY
+    """How many descriptors an edit replaced are kept per connector, at least
+    (:func:`pruned_versions`)."""
 
 
 # --- descriptors ---------------------------------------------------------------------
@@ -86,7 +92,8 @@ class DescriptorRecord:
 
 @datarecord
 class DescriptorVersion:
-    """A descriptor as it was before an edit replaced it (the registry keeps every one).
+    """A descriptor as it was before an edit replaced it (the registry keeps the newest
+    ones: :func:`pruned_versions`).
 
     ``saved_at`` is when it became current (its record's ``updated_at`` then), and
     identifies it among its connector's versions; ``replaced_at`` is when an edit
@@ -98,6 +105,55 @@ class DescriptorVersion:
     descriptor: dict[str, Any]
     saved_at: datetime
     replaced_at: datetime
+
+
+_K = TypeVar("_K")
+
+
+def credential_part(descriptor: Mapping[str, Any]) -> str:
+    """What of a stored descriptor says which credentials it keeps (its sign-in methods,
+    its webhook's verification), as text: two versions equal here name the same keys
+    (``ConnectorDescriptor.unused_credentials``, ``webhook_secret_keys``)."""
+    ingestion = descriptor.get("ingestion")
+    hooks: list[Any] = []
+    if isinstance(ingestion, Mapping):
+        for block in (ingestion, ingestion.get("webhook")):
+            if isinstance(block, Mapping):
+                hooks.append(
+                    [block.get(key) for key in ("mode", "verification", "signature", "token")]
+                )
+    part = [descriptor.get("auth"), descriptor.get("authAlternatives"), hooks]
+    return json.dumps(part, sort_keys=True, default=str)
+
+
+def pruned_versions(versions: Sequence[tuple[_K, Mapping[str, Any]]], keep: int) -> list[_K]:
+    """Which of a connector's earlier versions (``(key, descriptor)``, newest first) an
+    edit that brings them over ``keep`` deletes: those past the newest ``keep``, except
+    the newest of each way of signing in and verifying (:func:`credential_part`) that no
+    newer kept version has.
+
+    History was unbounded: every edit kept the descriptor it replaced, forever. The
+    newest ``keep`` are what a user reads and restores. An older one is still needed
+    when it alone declares credentials an instance may hold: which keys an instance
+    signed in with before (a method since removed, a key renamed) is read from earlier
+    versions (``ConnectorService.earlier_descriptors``), and a key no kept version
+    declares would stay stored, encrypted, for good, once its version was gone. So the
+    newest version of each such sign-in stays too: a few more than ``keep`` at most,
+    one per sign-in the connector ever had. That version may not parse any more, where
+    an older one of the same sign-in would (the models changed since): then that
+    sign-in is forgotten, as a version that does not parse is today.
+    """
+    if len(versions) <= keep:
+        return []
+    seen = {credential_part(descriptor) for _, descriptor in versions[:keep]}
+    pruned: list[_K] = []
+    for key, descriptor in versions[keep:]:
+        part = credential_part(descriptor)
+        if part in seen:
+            pruned.append(key)
+        else:
+            seen.add(part)
+    return pruned
 
 
 def descriptor_identity(descriptor: Mapping[str, Any]) -> tuple[str, str]:

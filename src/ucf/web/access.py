@@ -12,6 +12,9 @@
   and that session's CSRF token in ``X-CSRF-Token``, which only a script of the
   same origin that read the page can send (the session cookie is
   ``SameSite=Strict``). Checked before the body is read, like the token.
+- **One parse.** Both route classes hand the route a
+  :class:`~ucf.web.bodies.NotingRequest`, whose JSON parse also notes the keys
+  a body gives twice (a descriptor's problem).
 - **Operator routes** (``/metrics``, ``/docs``, ``/openapi.json`` when they are
   private): the admin token, or a dashboard session, so a logged-in operator can
   open ``/docs`` in the browser and Prometheus can scrape with a bearer token.
@@ -26,6 +29,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from ucf.service.errors import ServiceError
+from ucf.web.bodies import NotingRequest
 from ucf.web.dashboard.routing import current_session
 from ucf.web.dashboard.security import CSRF_HEADER, same_secret, token_matches
 from ucf.web.state import web_state
@@ -80,7 +84,7 @@ class TokenFirstRoute(APIRoute):
 
         async def checked(request: Request) -> Response:
             check_api_token(request)
-            return await handler(request)
+            return await handler(NotingRequest(request.scope, request.receive))
 
         return checked
 
@@ -94,7 +98,7 @@ class TokenOrPageRoute(APIRoute):
 
         async def checked(request: Request) -> Response:
             await check_token_or_page(request)
-            return await handler(request)
+            return await handler(NotingRequest(request.scope, request.receive))
 
         return checked
 

@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ucf.core.jsonpath import MISSING
 from ucf.core.payload import payload_or_missing
-from ucf.core.validation import Problem, duplicate_keys, validate_descriptor
+from ucf.core.validation import Problem, validate_descriptor
 from ucf.service.connectors import Edited, runnable_problem
 from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.health import test_connection
@@ -37,7 +37,9 @@ from ucf.service.tryout import (
 )
 from ucf.stores.models import DescriptorVersion, SignalQuery, utc
 from ucf.web.access import TokenFirstRoute, TokenOrPageRoute
+from ucf.web.bodies import repeated_keys
 from ucf.web.errors import ErrorBody
+from ucf.web.preconditions import if_match
 from ucf.web.state import WebState, web_state
 
 
@@ -145,39 +147,72 @@ async def register_connector(
 async def _refuse_duplicate_keys(request: Request) -> None:
     """422 for a body that gives a key twice in one object: the parsed body kept the last
     silently, and validation (which sees only that) would have stored it."""
-    repeated = duplicate_keys(await request.body())
+    repeated = await repeated_keys(request)
     if repeated:
         raise ValidationFailed.from_problems("the request body is not a valid descriptor", repeated)
 
 
-@router.get("/connectors/{connectorId}", tags=["connectors"])
-async def get_connector(state: State, connector_id: ConnectorId) -> dict[str, Any]:
-    return (await state.context.connectors.get(connector_id)).to_json()
+_PRECONDITION: Final[dict[int | str, dict[str, Any]]] = {
+    412: {
+        "model": ErrorBody,
+        "description": (
+            "If-Match names none of the stored version's ETags: another edit was saved "
+            "since (details: its version and etag)"
+        ),
+    }
+}
+_IF_MATCH = (
+    "Write only if the connector is still at this version: the ETag its GET answered "
+    "(RFC 9110 §13.1.1; a list, or * for any). Without it, the write is made as always."
+)
+IfMatch = Annotated[str | None, Header(alias="If-Match", description=_IF_MATCH)]
+"""Documents ``If-Match`` in OpenAPI; :func:`if_match` reads every line of it."""
+
+
+@router.get(
+    "/connectors/{connectorId}",
+    tags=["connectors"],
+    summary="One connector; its ETag names the stored version (for If-Match on writes)",
+)
+async def get_connector(
+    state: State, response: Response, connector_id: ConnectorId
+) -> dict[str, Any]:
+    connector = await state.context.connectors.get(connector_id)
+    response.headers["ETag"] = connector.etag
+    return connector.to_json()
 
 
 @router.put(
     "/connectors/{connectorId}",
     tags=["connectors"],
     summary="Replace a descriptor (its version raised if the edit did not; the old one kept)",
-    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
+    responses={
+        409: {"model": ErrorBody, "description": "Changed meanwhile: try again"},
+        **_PRECONDITION,
+    },
     openapi_extra={DESCRIPTOR_BODY: True},
 )
 async def update_connector(
     state: State,
     request: Request,
+    response: Response,
     connector_id: ConnectorId,
     descriptor: Annotated[dict[str, Any], Body()],
+    _if_match: IfMatch = None,
 ) -> dict[str, Any]:
     await _refuse_duplicate_keys(request)
-    return await _edited(
-        state, await state.context.instances.update_connector(connector_id, descriptor)
+    edited = await state.context.instances.update_connector(
+        connector_id, descriptor, if_match=if_match(request)
     )
+    return await _edited(state, response, edited)
 
 
-async def _edited(state: WebState, edited: Edited) -> dict[str, Any]:
-    """A replaced descriptor's answer: the connector as stored, whether its version was
-    raised for the caller, and the instances the edit no longer fits."""
+async def _edited(state: WebState, response: Response, edited: Edited) -> dict[str, Any]:
+    """A replaced descriptor's answer: the connector as stored (its ETag, for the next
+    write's If-Match), whether its version was raised for the caller, and the instances
+    the edit no longer fits."""
     updated = edited.connector
+    response.headers["ETag"] = updated.etag
     state.gateway.forget_connector(updated.id)
     # As the editor's Save says: the instances the edit no longer fits fail from their
     # next poll, and an API caller had no way to know which to fix.
@@ -231,14 +266,23 @@ async def connector_version(
     "/connectors/{connectorId}/versions/{version:path}/restore",
     tags=["connectors"],
     summary="Go back to an earlier version (stored as a new edit, its version raised)",
-    responses={409: {"model": ErrorBody, "description": "Changed meanwhile: try again"}},
+    responses={
+        409: {"model": ErrorBody, "description": "Changed meanwhile: try again"},
+        **_PRECONDITION,
+    },
 )
 async def restore_connector_version(
-    state: State, connector_id: ConnectorId, version: Annotated[str, Path()]
+    state: State,
+    request: Request,
+    response: Response,
+    connector_id: ConnectorId,
+    version: Annotated[str, Path()],
+    _if_match: IfMatch = None,
 ) -> dict[str, Any]:
-    return await _edited(
-        state, await state.context.instances.restore_connector(connector_id, version)
+    restored = await state.context.instances.restore_connector(
+        connector_id, version, if_match=if_match(request)
     )
+    return await _edited(state, response, restored)
 
 
 @router.delete(
@@ -249,10 +293,13 @@ async def restore_connector_version(
     responses={
         403: {"model": ErrorBody, "description": "Built-in connectors cannot be deleted"},
         409: {"model": ErrorBody, "description": "Still connected in a project"},
+        **_PRECONDITION,
     },
 )
-async def delete_connector(state: State, connector_id: ConnectorId) -> Response:
-    await state.context.connectors.delete(connector_id)
+async def delete_connector(
+    state: State, request: Request, connector_id: ConnectorId, _if_match: IfMatch = None
+) -> Response:
+    await state.context.connectors.delete(connector_id, if_match=if_match(request))
     state.gateway.forget_connector(connector_id)
     return Response(status_code=204)
 
@@ -370,8 +417,8 @@ async def validate_connector(
     # Any JSON: what is no object is a problem of the descriptor at its root, as ucf
     # connectors validate says for such a file, not a refusal of the request.
     parsed, problems = validate_descriptor(descriptor)
-    # A key given twice: the parsed body kept the last, so the raw one says it.
-    problems = [*duplicate_keys(await request.body()), *problems]
+    # A key given twice: the parsed body kept the last; its parse noted the others.
+    problems = [*await repeated_keys(request), *problems]
     if parsed is not None:
         cannot_run = runnable_problem(parsed)
         if cannot_run is not None:  # saving would refuse it: say so while it is typed
@@ -384,8 +431,11 @@ async def validate_connector(
     tags=["authoring"],
     summary="Map a sample poll response or webhook delivery offline (no network, nothing stored)",
 )
-async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any]:
+async def preview_connector(state: State, request: Request, body: PreviewRequest) -> dict[str, Any]:
     parsed, problems = validate_descriptor(body.descriptor)
+    # Keys the descriptor gives twice, as its validation says them (an API caller's raw
+    # JSON; the editor sends what the browser parsed, which has none left).
+    problems = [*await repeated_keys(request, "descriptor"), *problems]
     if parsed is None or problems:
         return {
             "signals": [],
@@ -460,10 +510,13 @@ async def preview_connector(state: State, body: PreviewRequest) -> dict[str, Any
         "'delivery', what a webhook delivery maps to; nothing stored"
     ),
 )
-async def try_connector(state: State, body: TryRequest) -> dict[str, Any]:
+async def try_connector(state: State, request: Request, body: TryRequest) -> dict[str, Any]:
+    repeated = await repeated_keys(request, "descriptor")  # as in a preview
     if body.delivery is not None:
         sample = SampleDelivery(body.delivery.body, body.delivery.headers, body.delivery.event_type)
-        delivered = await try_delivery(state.context, body.descriptor, sample)
+        delivered = await try_delivery(
+            state.context, body.descriptor, sample, text_problems=repeated
+        )
         return tryout_json(delivered, state.context)
     tried = await try_descriptor(
         state.context,
@@ -471,6 +524,7 @@ async def try_connector(state: State, body: TryRequest) -> dict[str, Any]:
         credentials=body.credentials,
         config=body.config,
         max_pages=body.max_pages,
+        text_problems=repeated,
     )
     return tryout_json(tried, state.context)
 

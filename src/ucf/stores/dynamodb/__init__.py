@@ -114,7 +114,7 @@ def open_dynamodb_store(
     signals = DynamoSignalStore(client, options.signal_retention, checkpoints)
     return Store(
         lifecycle=lifecycle,
-        descriptors=DynamoDescriptorRegistry(client),
+        descriptors=DynamoDescriptorRegistry(client, history=options.descriptor_history),
         instances=DynamoInstanceStore(client),
         checkpoints=checkpoints,
         signals=signals,

@@ -25,6 +25,7 @@ from ucf.stores.errors import (
     no_instance,
 )
 from ucf.stores.models import (
+    DEFAULT_DESCRIPTOR_HISTORY,
     UNSET,
     DescriptorRecord,
     DescriptorVersion,
@@ -34,6 +35,7 @@ from ucf.stores.models import (
     descriptor_identity,
     health_state_after,
     is_newer_version,
+    pruned_versions,
     replacement_version,
     text_time,
 )
@@ -84,8 +86,10 @@ def _after(seen: str, now: datetime | str) -> str:
 
 
 class DynamoDescriptorRegistry:
-    def __init__(self, client: DynamoClient) -> None:
+    def __init__(self, client: DynamoClient, *, history: int = DEFAULT_DESCRIPTOR_HISTORY) -> None:
         self._db = client
+        self._history = history
+        """Earlier versions kept per connector, at least (:func:`pruned_versions`)."""
 
     async def list_all(self) -> list[DescriptorRecord]:
         # GSI2 holds every descriptor under one key, in id order. Index reads are
@@ -161,7 +165,10 @@ class DynamoDescriptorRegistry:
         over it on a compare-and-set of ``updatedAt`` (no transaction: dynalite has none).
         A crash between the two leaves a version item equal to the current descriptor,
         which :meth:`versions` leaves out; a writer that lost the race re-reads (or, given
-        ``if_saved_at``, is refused) and the version it kept is a real, earlier one."""
+        ``if_saved_at``, is refused) and the version it kept is a real, earlier one.
+
+        Then the versions past the bound go (:meth:`_prune`), in the same call: a crash
+        before that leaves one version too many, which the next edit prunes."""
         version = replacement_version(connector_id, descriptor)
         body = k.dump_json(dict(descriptor), what="descriptor")
         stamp = text_time(now)
@@ -210,7 +217,9 @@ class DynamoDescriptorRegistry:
                 if if_saved_at is not None:
                     raise descriptor_changed(connector_id) from None
                 continue  # another edit came between: keep its version too, then retry
-            return _descriptor_record(reply["Attributes"])
+            record = _descriptor_record(reply["Attributes"])
+            await self._prune(connector_id, reply["Attributes"])
+            return record
         raise StoreUnavailable(
             f"descriptor {connector_id!r} kept changing while it was being replaced",
             fix="another process is writing it in a loop; retry shortly",
@@ -234,6 +243,28 @@ class DynamoDescriptorRegistry:
             ScanIndexForward=False,
             ConsistentRead=True,
         )
+
+    async def _prune(self, connector_id: str, current: Item) -> None:
+        """Delete the version items :func:`pruned_versions` lets go, counted among those
+        :meth:`versions` lists for ``current`` (the record the edit stored). One Query
+        of the connector's versions per edit; a concurrent edit pruning the same items
+        deletes what is already gone, which DynamoDB takes without a word."""
+        items = await self._version_items(connector_id)
+        if len(items) <= self._history:
+            return
+        live = current["updatedAt"]["S"]
+        born = current["createdAt"]["S"]
+        listed = [
+            item for item in items if item["savedAt"]["S"] != live and item["savedAt"]["S"] >= born
+        ]
+        pruned = pruned_versions(
+            [((i["PK"], i["SK"]), json.loads(i["descriptor"]["S"])) for i in listed],
+            self._history,
+        )
+        if pruned:
+            await self._db.batch_write(
+                [{"DeleteRequest": {"Key": {"PK": pk, "SK": sk}}} for pk, sk in pruned]
+            )
 
     async def versions(self, connector_id: str) -> list[DescriptorVersion]:
         """Only this connector's own: version items saved before it was registered are a

@@ -42,7 +42,7 @@ def open_sqlite_store(path: Path, options: StoreOptions) -> Store:
     db = Database(path.absolute())
     return Store(
         lifecycle=SqliteLifecycle(db),
-        descriptors=SqliteDescriptorRegistry(db),
+        descriptors=SqliteDescriptorRegistry(db, history=options.descriptor_history),
         instances=SqliteInstanceStore(db),
         checkpoints=SqliteCheckpointStore(db),
         signals=SqliteSignalStore(db, options.signal_retention),

@@ -19,6 +19,7 @@ from ucf.stores.errors import (
     no_instance,
 )
 from ucf.stores.models import (
+    DEFAULT_DESCRIPTOR_HISTORY,
     UNSET,
     DeliveryObservation,
     DescriptorRecord,
@@ -31,6 +32,7 @@ from ucf.stores.models import (
     health_after_delivery,
     health_state_after,
     is_newer_version,
+    pruned_versions,
     replacement_version,
 )
 from ucf.stores.sqlite.codec import dump_json, load_json, opt_time, parse_time, text_time
@@ -61,9 +63,32 @@ def _descriptor_json(descriptor: Mapping[str, Any]) -> str:
     return dump_json(dict(descriptor), what="descriptor")
 
 
+def _prune_versions(conn: sqlite3.Connection, connector_id: str, keep: int) -> None:
+    """Delete the versions :func:`pruned_versions` lets go, in the transaction of the edit
+    that added one. Counted first, on the primary key: under the bound (nearly always)
+    no descriptor is read."""
+    (count,) = conn.execute(
+        "SELECT count(*) FROM descriptor_versions WHERE connector_id = ?", (connector_id,)
+    ).fetchone()
+    if count <= keep:
+        return
+    rows = conn.execute(
+        "SELECT saved_at, descriptor FROM descriptor_versions WHERE connector_id = ? "
+        "ORDER BY saved_at DESC",
+        (connector_id,),
+    ).fetchall()
+    pruned = pruned_versions([(row[0], load_json(row[1])) for row in rows], keep)
+    conn.executemany(
+        "DELETE FROM descriptor_versions WHERE connector_id = ? AND saved_at = ?",
+        [(connector_id, saved_at) for saved_at in pruned],
+    )
+
+
 class SqliteDescriptorRegistry:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, history: int = DEFAULT_DESCRIPTOR_HISTORY) -> None:
         self._db = db
+        self._history = history
+        """Earlier versions kept per connector, at least (:func:`pruned_versions`)."""
 
     async def list_all(self) -> list[DescriptorRecord]:
         def run(conn: sqlite3.Connection) -> list[DescriptorRecord]:
@@ -124,6 +149,7 @@ class SqliteDescriptorRegistry:
                 "FROM descriptors WHERE connector_id = ?",
                 (stamp, connector_id),
             )
+            _prune_versions(conn, connector_id, self._history)
             conn.execute(
                 "UPDATE descriptors SET descriptor = ?, version = ?, updated_at = ?, "
                 "built_in = COALESCE(?, built_in) WHERE connector_id = ?",

@@ -42,7 +42,7 @@ from ucf.core.descriptor import (
     OAuth2Auth,
     descriptor_json_schema,
 )
-from ucf.core.validation import SCHEMA_KEY, Problem, duplicate_keys, validate_descriptor
+from ucf.core.validation import SCHEMA_KEY, Problem, loads_noting_repeats, validate_descriptor
 from ucf.runtime.auth import CredentialsChanged
 from ucf.runtime.health import HealthPolicy, secret_free
 from ucf.runtime.redaction import mask
@@ -229,7 +229,7 @@ def _parsed_text(text: str) -> tuple[Any, list[Problem]]:
             Problem("", f"the descriptor is longer than {MAX_DESCRIPTOR_CHARS} characters")
         ]
     try:
-        return json.loads(text), duplicate_keys(text)  # json keeps the last one silently
+        return loads_noting_repeats(text)  # json keeps the last of a repeated key silently
     except json.JSONDecodeError as error:
         return None, [
             Problem("", f"not JSON: {error.msg} at line {error.lineno} column {error.colno}")
