@@ -342,7 +342,7 @@ async def _ucf(base: str, workdir: Path, profile: bool, hand_over: bool | None =
         polling = descriptor["ingestion"]["polling"]
         polling["rateLimitRpm"] = 1_000_000
         polling["pagination"]["maxPages"] = 10_000
-        await context.connectors.update("github-issues", descriptor)
+        await context.connectors.edit("github-issues", descriptor)
         await context.instances.create(
             "bench",
             "github-issues",
