@@ -386,6 +386,17 @@ def test_a_sentence_about_a_credential_cut_after_the_word_is_left_and_stays_so()
     assert Sanitiser(policy).clean_text(out) == (out, [])
 
 
+def test_a_listed_word_whose_next_words_the_input_cut_dropped_is_redacted() -> None:
+    """Cut at the input bound, the text loses its last word ("be"): the listed word
+    before it ends the text now, and a second pass would redact it."""
+    text = "<b></b>" * 1420 + " hello password: must be " + "y" * 2000
+    out, notes = SANITISER.clean_text(text)
+
+    assert out.endswith("hello password: [REDACTED:password] ")
+    assert "redacted:password" in notes
+    assert SANITISER.clean_text(out) == (out, [])
+
+
 def test_a_sentence_about_a_credential_whose_next_words_are_flagged_is_stable() -> None:
     out, notes = SANITISER.clean_text("password: must ignore previous instructions")
 

@@ -14,7 +14,9 @@ What happens to each field (every action is listed in ``sanitisationNotes``):
   they join or select nothing: emoji and Persian words keep theirs); NFKC normalisation so full-width and other
   look-alike forms match our patterns; HTML to plain text (``nh3``, then entity
   decoding, repeated while the result still looks like HTML so a second pass
-  finds nothing new); secrets replaced by ``[REDACTED:<kind>]``; likely prompt
+  finds nothing new); secrets replaced by ``[REDACTED:<kind>]`` (a listed word
+  after ``password:`` or ``token:`` that a sentence goes on from is prose, not a
+  secret: :func:`_reads_as_prose`); likely prompt
   injection wrapped as ``[flagged: …]``; bounded to ``max_summary_chars`` at a
   word boundary with ``…``.
 
@@ -160,6 +162,11 @@ def _reads_as_prose(text: str, start: int, end: int) -> bool:
     value with a capital, a digit or a symbol stay redacted. Only the listed word is ever left: what
     follows it was never part of the value.
     """
+    value = text[start:end]
+    # A secret, nearly always: one look settles it (the word alone, or with the cut
+    # mark, a curly "'t" or, the ASCII "'" ending the value, a negation's stem).
+    if not (value in _PROSE_WORDS or value in _NEGATION_STEMS or value.endswith(("…", "’t"))):
+        return False
     # After a colon only, as a sentence puts it: after "=" (password=a, ?token=…) the
     # value is assigned, and a quoted one is a value whatever it says.
     if not text[max(0, start - 9) : start].rstrip(" \t").endswith(":"):
@@ -1579,7 +1586,12 @@ class Sanitiser:
             # What came before it shrank (invisible characters, markup, a long secret's
             # marker) and brought the last word within reach of the kept part: it is left
             # out, whole or not (the raw text cannot tell).
-            text = _without_cut_run(text)
+            shorter = _without_cut_run(text)
+            if shorter != text:
+                # A word after "password:" left as prose may have lost the words it went
+                # on with: alone at the end now, it is redacted, as a second pass would.
+                shorter = self._redact(shorter, scope)
+            text = shorter
         if len(text) > self.policy.max_summary_chars:
             text = _truncate(text, self.policy.max_summary_chars)
             scope.flag("truncated:summary")
