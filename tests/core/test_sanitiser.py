@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import string
 import unicodedata
 from typing import Any
 
 import pytest
 import re2
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.core.secret_examples import SHAPE_EXAMPLES
@@ -17,6 +18,7 @@ from ucf.core.sanitiser import (
     _COMPILED,
     _FORMAT_CHARACTERS,
     _LONG_BOUND,
+    _PROSE_WORDS,
     DEFAULT_SECRET_RULES,
     ELLIPSIS,
     InjectionRule,
@@ -346,6 +348,185 @@ def test_redaction_keeps_the_words_around_the_secret() -> None:
 )
 def test_ordinary_engineering_text_is_not_redacted(text: str) -> None:
     assert SANITISER.clean_text(text) == (text, [])
+
+
+# --------------------------------------------------------------------------- prose about credentials
+
+# What tickets say about passwords and tokens: the word after the label is no secret.
+_PROSE_ABOUT_CREDENTIALS = [
+    "The token: required for every call",
+    "password: must be at least 12 characters",
+    "Acceptance criteria:\n- password: must not be one of the last 5\n- pwd: is checked on login",
+    "API token: required, not optional for admin calls",
+    "api_key: mandatory for every request, see the docs",
+    "access_token: optional, only needed for private repos",
+    "webhook_secret: required for signature checks",
+    "Password: doesn't work after the reset",
+    "password: can’t be empty",
+    "Steps: open settings; password: see below for the policy",
+]
+
+
+@pytest.mark.parametrize("text", _PROSE_ABOUT_CREDENTIALS)
+def test_a_sentence_about_a_credential_keeps_its_words(text: str) -> None:
+    assert SANITISER.clean_text(text) == (text, [])
+    result = sanitise(_signal(summary=text, raw={"body": text}))
+    assert (result.summary, result.raw["body"], result.sanitisation_notes) == (text, text, [])
+
+
+def test_a_sentence_about_a_credential_cut_after_the_word_is_left_and_stays_so() -> None:
+    """The summary's cut mark right after the word: the sentence went on (a second pass
+    reads what the first left as the first did)."""
+    text = "xx " + "x " * 224 + "The token: required for every call of the API"
+    policy = SanitiserPolicy(max_summary_chars=472)
+    out, notes = Sanitiser(policy).clean_text(text)
+
+    assert out.endswith("token: required…")
+    assert notes == ["truncated:summary"]
+    assert Sanitiser(policy).clean_text(out) == (out, [])
+
+
+def test_a_listed_word_whose_next_words_the_input_cut_dropped_is_redacted() -> None:
+    """Cut at the input bound, the text loses its last word ("be"): the listed word
+    before it ends the text now, and a second pass would redact it."""
+    text = "<b></b>" * 1420 + " hello password: must be " + "y" * 2000
+    out, notes = SANITISER.clean_text(text)
+
+    assert out.endswith("hello password: [REDACTED:password] ")
+    assert "redacted:password" in notes
+    assert SANITISER.clean_text(out) == (out, [])
+
+
+def test_a_sentence_about_a_credential_whose_next_words_are_flagged_is_stable() -> None:
+    out, notes = SANITISER.clean_text("password: must ignore previous instructions")
+
+    assert out == "password: must [flagged: ignore previous instructions]"
+    assert SANITISER.clean_text(out) == (out, notes)
+
+
+@pytest.mark.parametrize(
+    ("text", "clean"),
+    [
+        # Nothing after the word, or no lower-case word on the same line.
+        ("password: required", "password: [REDACTED:password]"),
+        ("password: must", "password: [REDACTED:password]"),
+        ("access_token: required", "access_token: [REDACTED:credential]"),
+        ("token: required.", "token: [REDACTED:credential]"),
+        ("token: required\nfor every call", "token: [REDACTED:credential]\nfor every call"),
+        ("password: is Hunter2", "password: [REDACTED:password] Hunter2"),
+        ("password: is 1234", "password: [REDACTED:password] 1234"),
+        ("password: the. end", "password: [REDACTED:password] end"),
+        # Not a listed word, or not exactly one.
+        ("password: hunter for sure", "password: [REDACTED:password] for sure"),
+        ("password: mustard is fine", "password: [REDACTED:password] is fine"),
+        ("password: Must be long", "password: [REDACTED:password] be long"),
+        ("password: MUST be long", "password: [REDACTED:password] be long"),
+        ("password: must1 be long", "password: [REDACTED:password] be long"),
+        ("password: must! be long", "password: [REDACTED:password] be long"),
+        ("password: must…x be long", "password: [REDACTED:password] be long"),
+        ("password: doesn work", "password: [REDACTED:password] work"),
+        ("api_key: required-for every call", "api_key: [REDACTED:credential] every call"),
+        # Assigned or quoted: a value, whatever it says.
+        ("password=must be long", "password=[REDACTED:password] be long"),
+        ("token=required for every call", "token=[REDACTED:credential] for every call"),
+        ('password: "must" be long', "password: [REDACTED:password] be long"),
+        ("token: 'required' for every call", "token: '[REDACTED:credential]' for every call"),
+        ("password:\nmust be long", "password:\n[REDACTED:password] be long"),
+    ],
+)
+def test_a_listed_word_is_still_redacted_where_it_does_not_read_as_prose(
+    text: str, clean: str
+) -> None:
+    assert _clean(text) == clean
+
+
+_PASSWORD_LABELS = st.sampled_from(["password", "Password", "PASSWD", "pwd", '"password"'])
+_CREDENTIAL_LABELS = st.sampled_from(
+    ["token", "API token", "api_key", "access_token", "client_secret", "X-API-KEY"]
+)
+_PROSE_AFTER = st.sampled_from(
+    [" for every call", " be at least 12 characters", ", see below", " not", "", "\nfor"]
+)
+_SYMBOLS = "!#$%()*+-./:=?^_`{|}~"
+
+
+def _not_a_listed_word(value: str) -> bool:
+    return re.fullmatch(r"[a-z]+", value) is None or value not in _PROSE_WORDS
+
+
+def _listed_word_marred(alphabet: str, min_size: int = 1) -> st.SearchStrategy[str]:
+    """A listed word with a capital, a digit or a symbol put in it somewhere."""
+    words = sorted(word for word in _PROSE_WORDS if len(word) + 1 >= min_size)
+    return st.tuples(st.sampled_from(words), st.sampled_from(alphabet), st.integers(0, 16)).map(
+        lambda t: t[0][: t[2]] + t[1] + t[0][t[2] :]
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    label=_PASSWORD_LABELS,
+    value=st.one_of(
+        st.text(string.ascii_letters + string.digits + _SYMBOLS, min_size=1, max_size=40),
+        _listed_word_marred(string.ascii_uppercase + string.digits + _SYMBOLS),
+    ).filter(_not_a_listed_word),
+    after=_PROSE_AFTER,
+)
+def test_a_password_that_is_not_a_listed_lower_case_word_is_always_redacted(
+    label: str, value: str, after: str
+) -> None:
+    assume(SANITISER.clean_text(value) == (value, []))  # no other rule's business
+
+    assert _clean(f"{label}: {value}{after}") == f"{label}: [REDACTED:password]{after}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    label=_CREDENTIAL_LABELS,
+    value=st.one_of(
+        st.text(string.ascii_letters + string.digits + "._~+/-", min_size=8, max_size=60),
+        _listed_word_marred(string.ascii_uppercase + string.digits + "._~+/-", min_size=8),
+    ).filter(_not_a_listed_word),
+    after=_PROSE_AFTER,
+)
+def test_a_token_that_is_not_a_listed_lower_case_word_is_always_redacted(
+    label: str, value: str, after: str
+) -> None:
+    assume(SANITISER.clean_text(value) == (value, []))
+
+    assert _clean(f"{label}: {value}{after}") == f"{label}: [REDACTED:credential]{after}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    label=_PASSWORD_LABELS,
+    word=st.sampled_from(sorted(_PROSE_WORDS)),
+    shape=st.sampled_from(
+        [
+            # (the text, what it becomes): no lower-case word after it on its line...
+            ("{label}: {word}", "{label}: [REDACTED:password]"),
+            ("{label}: {word}\nfor all", "{label}: [REDACTED:password]\nfor all"),
+            ("{label}: {word} Be it", "{label}: [REDACTED:password] Be it"),
+            ("{label}: {word} 12 chars", "{label}: [REDACTED:password] 12 chars"),
+            ("{label}: {word} x1 it", "{label}: [REDACTED:password] x1 it"),
+            ("{label}: {word} (see", "{label}: [REDACTED:password] (see"),
+            ("{label}: {word} - see", "{label}: [REDACTED:password] - see"),
+            ("{label}: {word} …", "{label}: [REDACTED:password] …"),
+            ("{label}: {word}. see", "{label}: [REDACTED:password] see"),
+            ("{label}: {word}! see", "{label}: [REDACTED:password] see"),
+            # ...or assigned, quoted, on the next line.
+            ("{label}={word} for all", "{label}=[REDACTED:password] for all"),
+            ('{label}: "{word}" for all', "{label}: [REDACTED:password] for all"),
+            ("{label}: '{word}' for all", "{label}: [REDACTED:password] for all"),
+            ("{label}:\n{word} for all", "{label}:\n[REDACTED:password] for all"),
+        ]
+    ),
+)
+def test_a_listed_word_that_does_not_read_as_prose_is_always_redacted(
+    label: str, word: str, shape: tuple[str, str]
+) -> None:
+    text, clean = shape
+
+    assert _clean(text.format(label=label, word=word)) == clean.format(label=label)
 
 
 def test_values_under_secret_looking_keys_in_raw_are_redacted_whatever_they_look_like() -> None:
@@ -1035,6 +1216,11 @@ FRAGMENTS = [
     "-----END PRIVATE KEY-----",
     "Authorization: Bearer ",
     "password=",
+    "password: ",
+    "token: ",
+    "must",
+    "required",
+    " for every call",
     "https://u:p@h",
     "<p>",
     "</div>",
@@ -1222,6 +1408,8 @@ _raw_strings = st.one_of(
             "<b>hi</b>",
             "token",
             "ok",
+            "token: required for every call",
+            "password: must be long",
             "x" * 40,
             "half an emoji \ud83d cut",  # a lone surrogate, as json reads "\\ud83d"
         ]

@@ -14,7 +14,9 @@ What happens to each field (every action is listed in ``sanitisationNotes``):
   they join or select nothing: emoji and Persian words keep theirs); NFKC normalisation so full-width and other
   look-alike forms match our patterns; HTML to plain text (``nh3``, then entity
   decoding, repeated while the result still looks like HTML so a second pass
-  finds nothing new); secrets replaced by ``[REDACTED:<kind>]``; likely prompt
+  finds nothing new); secrets replaced by ``[REDACTED:<kind>]`` (a listed word
+  after ``password:`` or ``token:`` that a sentence goes on from is prose, not a
+  secret: :func:`_reads_as_prose`); likely prompt
   injection wrapped as ``[flagged: …]``; bounded to ``max_summary_chars`` at a
   word boundary with ``…``.
 
@@ -113,17 +115,94 @@ def _opaque_credential(value: str) -> bool:
     return value.lower() not in _AUTH_SCHEMES and _has_digit(value)
 
 
+_PROSE_WORDS: Final = frozenset(
+    # What a sentence about a credential puts after "password:" or "token:": function
+    # words (auxiliaries, negations, articles, pronouns, prepositions, conjunctions)...
+    "a an the this that these those it its is are was were be been being has have had"
+    " do does did will would shall should can could cannot may might must not no never"
+    " also only still now then and or but if when until so for to of in on at by with"
+    " without from as per each every all any you your we our they their my"
+    " please see here below above same"
+    # ...and what tickets say a credential is or needs ("token: expired yesterday").
+    " required requires require optional mandatory needed needs need recommended"
+    " missing invalid expired expires rotated revoked empty wrong incorrect changed"
+    " reset stored provided supplied generated set unset accepted rejected ignored"
+    " used sent valid minimum maximum".split()
+)
+"""The words a labelled value may be and still be read as prose (:func:`_reads_as_prose`).
+
+Small and fixed on purpose: each is one more word a real password could be and be
+shown. None is a password people use (``secret``, ``admin``, ``changeme``,
+``letmein``, ``welcome``, ``default``, ``test`` are not here, nor any noun)."""
+
+_NEGATION_STEMS: Final = frozenset(
+    "aren can couldn didn doesn don hadn hasn haven isn shouldn wasn weren won wouldn".split()
+)
+"""``doesn`` in ``password: doesn't work``: a stem, prose only with its ``'t``."""
+
+_PROSE_VALUE: Final = re.compile(
+    # The word (a negation's stem with its 't), then the sentence going on: the cut
+    # mark, or a word in lower case after spaces (a comma or semicolon may come first),
+    # maybe quoted by the injection stage ("[flagged: "), so a second pass reads it
+    # as the first did. Every repetition is bounded: the look costs the same anywhere.
+    r"([a-z]{1,16})(['’]t)?"
+    r"(?:…|[,;]?[ \t]{1,8}(?:\[flagged: )?[a-z]{1,40}(?![A-Za-z0-9_]))"
+)
+
+
+def _reads_as_prose(text: str, start: int, end: int) -> bool:
+    """Whether the value ``text[start:end]`` a label names is a sentence's next word.
+
+    It is when it comes after a colon and spaces (not quoted, not after ``=``), it is,
+    exactly and in lower case, one of :data:`_PROSE_WORDS` (or a negation,
+    ``doesn't``), and the same line goes on with a word in lower case: ``token:
+    required for every call``. So ``password: required`` alone, a value at the end of
+    its line (``token: must``), ``password=is`` or ``token: "required" for``, one
+    followed by anything but a lower-case word (``password: is Hunter2``), and any
+    value with a capital, a digit or a symbol stay redacted. Only the listed word is ever left: what
+    follows it was never part of the value.
+    """
+    value = text[start:end]
+    # A secret, nearly always: one look settles it (the word alone, or with the cut
+    # mark, a curly "'t" or, the ASCII "'" ending the value, a negation's stem).
+    if not (value in _PROSE_WORDS or value in _NEGATION_STEMS or value.endswith(("…", "’t"))):
+        return False
+    # After a colon only, as a sentence puts it: after "=" (password=a, ?token=…) the
+    # value is assigned, and a quoted one is a value whatever it says.
+    if not text[max(0, start - 9) : start].rstrip(" \t").endswith(":"):
+        return False
+    found = _PROSE_VALUE.match(text, start)
+    if found is None:
+        return False
+    word, negation = found.group(1, 2)
+    # The word is the whole value (the password rule's ends before an ASCII "'", not
+    # before a "’"), or the value is the word and the cut mark after it (the password
+    # rule's value runs on into "…"): never a part of it.
+    if end not in (found.end(1), found.end(2)) and not (
+        found.end() == end and text[end - 1] == "…"
+    ):
+        return False
+    return word in (_NEGATION_STEMS if negation else _PROSE_WORDS)
+
+
 @datarecord(slots=False)
 class SecretRule:
     """One shape of secret. Group 1, when the pattern has one, is the secret part.
 
     ``accept`` takes a second look where a regex alone would flag prose; it sees
     the secret part and says whether it really looks like a credential.
+
+    ``leaves_prose`` is for a rule that finds a value by its label (``password:``,
+    ``token=``): a sentence about the credential puts a word after the label
+    (``password: must be at least 12 characters``), and that word is left when it
+    reads as one (see :func:`_reads_as_prose`). Never for a rule whose whole match
+    is the secret: only a label's value can be a sentence's next word.
     """
 
     kind: str
     pattern: str
     accept: Callable[[str], bool] | None = None
+    leaves_prose: bool = False
 
 
 @datarecord(slots=False)
@@ -242,6 +321,7 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         "password",
         r"(?i:\b(?:password|passwd|pwd)\b[\"']?\s*[:=]\s*)"
         r"(\"[^\"\n]{1,200}\"|'[^'\n]{1,200}'|[^\s\"'&;,\[\]]{1,200})",
+        leaves_prose=True,
     ),
     # The same in a URL nested in another's query ("next=%2Fcb%3Fpassword%3Dhunter2"),
     # once or twice escaped: read as plain text, "%3D" was no "=", and "%3Fpassword"
@@ -265,6 +345,7 @@ DEFAULT_SECRET_RULES: tuple[SecretRule, ...] = (
         # Not %26 ("&", the next parameter of an encoded query) or %20 (a space): no
         # token holds them, and the rest of a nested URL or a sentence was taken too.
         r"((?:[A-Za-z0-9._~+/-]|" + _VALUE_ESCAPE + r"){8,}=*)",
+        leaves_prose=True,
     ),
     SecretRule(
         "credential",
@@ -827,7 +908,7 @@ def _check_not_empty(regex: re2._Regexp[str], what: str) -> None:
 
 
 class _CompiledSecret:
-    __slots__ = ("_accept", "_grouped", "_regex", "kind", "marker")
+    __slots__ = ("_accept", "_grouped", "_prose", "_regex", "kind", "marker")
 
     def __init__(self, rule: SecretRule) -> None:
         _check_kind(rule.kind, "secret rule")
@@ -837,6 +918,7 @@ class _CompiledSecret:
         _check_not_empty(self._regex, f"secret rule {rule.kind!r}")
         self._grouped = self._regex.groups >= 1
         self._accept = rule.accept
+        self._prose = rule.leaves_prose
 
     def redact(self, text: str) -> tuple[str, int]:
         hits = 0
@@ -854,6 +936,10 @@ class _CompiledSecret:
                 not secret  # an empty match (at a \b, say) holds no secret
                 or secret.startswith("[REDACTED:")
                 or (self._accept and not self._accept(secret))
+                or (
+                    self._prose
+                    and _reads_as_prose(match.string, match.start() + start, match.start() + end)
+                )
             ):
                 return whole
             hits += 1
@@ -1514,7 +1600,12 @@ class Sanitiser:
             # What came before it shrank (invisible characters, markup, a long secret's
             # marker) and brought the last word within reach of the kept part: it is left
             # out, whole or not (the raw text cannot tell).
-            text = _without_cut_run(text)
+            shorter = _without_cut_run(text)
+            if shorter != text:
+                # A word after "password:" left as prose may have lost the words it went
+                # on with: alone at the end now, it is redacted, as a second pass would.
+                shorter = self._redact(shorter, scope)
+            text = shorter
         if len(text) > self.policy.max_summary_chars:
             text = _truncate(text, self.policy.max_summary_chars)
             scope.flag("truncated:summary")
