@@ -6,6 +6,7 @@ import json
 import re
 import string
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tests.core.secret_examples import SHAPE_EXAMPLES
+from ucf.core.mapping import build_signal
 from ucf.core.sanitiser import (
     _COMPILED,
     _FORMAT_CHARACTERS,
@@ -37,6 +39,7 @@ from ucf.core.sanitiser import (
 )
 from ucf.core.secret_shapes import SECRET_SHAPES
 from ucf.core.signal import NormalisedSignal, SanitisedSignal
+from ucf.core.signal_identity import SUMMARY_MAX_CHARS
 
 SANITISER = Sanitiser()
 
@@ -364,6 +367,7 @@ _PROSE_ABOUT_CREDENTIALS = [
     "Password: doesn't work after the reset",
     "password: can’t be empty",
     "Steps: open settings; password: see below for the policy",
+    "The token: required …",  # the sanitiser's cut at the word's end
 ]
 
 
@@ -381,9 +385,62 @@ def test_a_sentence_about_a_credential_cut_after_the_word_is_left_and_stays_so()
     policy = SanitiserPolicy(max_summary_chars=472)
     out, notes = Sanitiser(policy).clean_text(text)
 
-    assert out.endswith("token: required…")
+    assert out.endswith("token: required …")  # glued, "required…" would be a cut word
     assert notes == ["truncated:summary"]
     assert Sanitiser(policy).clean_text(out) == (out, [])
+
+
+@pytest.mark.parametrize(
+    ("password", "kept"), [("theWalrus42!", 3), ("mustang1", 4), ("withdraw-Now", 4), ("a9Zk2", 1)]
+)
+def test_a_password_cut_after_a_listed_word_by_the_summary_bound_is_redacted(
+    password: str, kept: int
+) -> None:
+    """The mapping cuts a summary at 500 characters wherever that falls, the cut mark
+    glued on: "password: theWalrus42!" became "password: the…", whose "the" (the start of
+    the password) was left as a listed word the sentence went on from."""
+    before = "y " * ((SUMMARY_MAX_CHARS - 1 - len("password: ") - kept) // 2)
+    before += " " * (SUMMARY_MAX_CHARS - 1 - len("password: ") - kept - len(before))
+    mapped = build_signal(
+        source="github-issues",
+        project_id="web",
+        item_id="42",
+        version="1",
+        timestamp=datetime(2024, 5, 1, tzinfo=UTC),
+        signal_type="issue_opened",
+        summary=f"{before}password: {password} for the deploy, rotate it after",
+        raw={},
+    ).wire["summary"]
+    assert mapped.endswith(f"password: {password[:kept]}…")  # cut through the password
+
+    result = sanitise(_signal(summary=mapped, raw={"body": mapped}))
+    for field in (result.sanitised_summary, result.summary, result.raw["body"]):
+        # Redacted; the marker, longer, may take the field over its bound, cut before it.
+        assert field.rpartition("password:")[2] in (" [REDACTED:password]", "…"), field
+    assert "redacted:password" in result.sanitisation_notes
+
+
+@pytest.mark.parametrize("word", ["the", "must", "with", "a"])
+def test_a_listed_word_glued_to_a_cut_mark_is_redacted(word: str) -> None:
+    """Glued to the cut mark, the word may be the start of a longer one: the cut went
+    through it (a mapping's, a source's own preview)."""
+    assert _clean(f"password: {word}…") == "password: [REDACTED:password]"
+
+
+def test_a_raw_string_cut_after_a_listed_word_keeps_it_and_stays_so() -> None:
+    """The sanitiser's own cut, at a word's end: the word is left, and a second pass
+    reads what the first left as the first did."""
+    policy = SanitiserPolicy(max_raw_string_chars=60)
+    body = "Policy here: password: must be at least 12 characters, with a digit"
+    first = Sanitiser(policy).sanitise(_signal(raw={"body": body}))
+    second = Sanitiser(policy).sanitise(_signal(raw=first.raw))
+
+    assert first.raw["body"] == "Policy here: password: must be at least 12 characters,…"
+    assert second.raw == first.raw
+    cut_after_must = Sanitiser(SanitiserPolicy(max_raw_string_chars=30))
+    once = cut_after_must.sanitise(_signal(raw={"body": body})).raw
+    assert once["body"] == "Policy here: password: must …"
+    assert cut_after_must.sanitise(_signal(raw=once)).raw == once
 
 
 def test_a_listed_word_whose_next_words_the_input_cut_dropped_is_redacted() -> None:
@@ -510,7 +567,9 @@ def test_a_token_that_is_not_a_listed_lower_case_word_is_always_redacted(
             ("{label}: {word} x1 it", "{label}: [REDACTED:password] x1 it"),
             ("{label}: {word} (see", "{label}: [REDACTED:password] (see"),
             ("{label}: {word} - see", "{label}: [REDACTED:password] - see"),
-            ("{label}: {word} …", "{label}: [REDACTED:password] …"),
+            # ...or glued to a cut mark, the start of a longer word the cut went through...
+            ("{label}: {word}…", "{label}: [REDACTED:password]"),
+            ("{label}: {word}… for all", "{label}: [REDACTED:password] for all"),
             ("{label}: {word}. see", "{label}: [REDACTED:password] see"),
             ("{label}: {word}! see", "{label}: [REDACTED:password] see"),
             # ...or assigned, quoted, on the next line.

@@ -24,10 +24,13 @@ from tests.stores.dynalite import dynamodb_url, unique_table_name
 from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import AUTH_METHOD_KEY
-from ucf.service.context import UcfContext
+from ucf.service.context import UPGRADES_PENDING, UcfContext
 from ucf.service.errors import ValidationFailed
 from ucf.service.instance_secrets import RESERVED
+from ucf.service.instances import InstanceService
+from ucf.service.scheduler import Scheduler
 from ucf.service.settings import Settings
+from ucf.stores.errors import StoreUnavailable
 
 PROJECT = "proj-unused"
 API_KEY = "lin_api_" + "Kq9LmZ4vT7wYb3NcHs6JdP1fGa5Ue0Ao"
@@ -469,16 +472,50 @@ async def test_a_catalogue_upgrade_that_makes_oauth_the_first_method_keeps_key_i
     restarted = await _restarted_with(context, monkeypatch, swapped)
     try:
         instance = await restarted.instances.get(PROJECT, "linear")
+        left = await restarted.store.records.get(UPGRADES_PENDING, now=restarted.clock())
     finally:
         await restarted.close()
 
     assert instance.auth_method == "api_key"
     assert instance.sign_in_problems == ()
+    assert left is None  # done: nothing for the daily job
     assert await _stored(context) == {
         "apiKey": API_KEY,
         "webhookSecret": WEBHOOK_SECRET,
         AUTH_METHOD_KEY: "api_key",
     }
+
+
+async def test_a_catalogue_upgrade_whose_work_failed_is_done_by_the_next_daily_job(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade is stored first, its work on the instances after, once, by the start
+    that won it: that work failing (the store throttled, a Lambda timed out) left every
+    key instance read as OAuth, unable to sign in, and no later start or edit did it
+    again. It is remembered until done, and the daily job does it."""
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    swapped["authAlternatives"] = [linear["auth"]]
+    work = InstanceService.drop_unused_credentials
+
+    async def throttled(*args: Any, **kwargs: Any) -> int:
+        raise StoreUnavailable("throttled")
+
+    monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
+    restarted = await _restarted_with(context, monkeypatch, swapped)
+    try:
+        # Read as OAuth, which it has no token for (and its page says nothing of it).
+        assert (await restarted.instances.get(PROJECT, "linear")).auth_method == "oauth2"
+        monkeypatch.setattr(InstanceService, "drop_unused_credentials", work)
+        await Scheduler(restarted, "daily").retire_webhook_secrets()
+        instance = await restarted.instances.get(PROJECT, "linear")
+        left = await restarted.store.records.get(UPGRADES_PENDING, now=restarted.clock())
+    finally:
+        await restarted.close()
+
+    assert instance.auth_method == "api_key"
+    assert instance.sign_in_problems == ()
+    assert left is None
 
 
 async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_as_an_edit_does(

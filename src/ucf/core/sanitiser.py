@@ -142,11 +142,15 @@ _NEGATION_STEMS: Final = frozenset(
 
 _PROSE_VALUE: Final = re.compile(
     # The word (a negation's stem with its 't), then the sentence going on: the cut
-    # mark, or a word in lower case after spaces (a comma or semicolon may come first),
-    # maybe quoted by the injection stage ("[flagged: "), so a second pass reads it
-    # as the first did. Every repetition is bounded: the look costs the same anywhere.
+    # mark after a space (the sanitiser's own cut at the word's end, see
+    # :meth:`Sanitiser._cut`), or a word in lower case after spaces (a comma or
+    # semicolon may come first), maybe quoted by the injection stage ("[flagged: "),
+    # so a second pass reads it as the first did. The cut mark glued to the word is
+    # not: a cut that went through a word glues it so (the mapping's at 500
+    # characters, a source's preview), and "password: the…" was "password:
+    # theWalrus42!". Every repetition is bounded: the look costs the same anywhere.
     r"([a-z]{1,16})(['’]t)?"
-    r"(?:…|[,;]?[ \t]{1,8}(?:\[flagged: )?[a-z]{1,40}(?![A-Za-z0-9_]))"
+    r"(?:[ \t]{1,8}…|[,;]?[ \t]{1,8}(?:\[flagged: )?[a-z]{1,40}(?![A-Za-z0-9_]))"
 )
 
 
@@ -158,14 +162,15 @@ def _reads_as_prose(text: str, start: int, end: int) -> bool:
     ``doesn't``), and the same line goes on with a word in lower case: ``token:
     required for every call``. So ``password: required`` alone, a value at the end of
     its line (``token: must``), ``password=is`` or ``token: "required" for``, one
-    followed by anything but a lower-case word (``password: is Hunter2``), and any
+    followed by anything but a lower-case word (``password: is Hunter2``), one glued to
+    a cut mark (``password: the…``, maybe ``theWalrus42!`` cut), and any
     value with a capital, a digit or a symbol stay redacted. Only the listed word is ever left: what
     follows it was never part of the value.
     """
     value = text[start:end]
-    # A secret, nearly always: one look settles it (the word alone, or with the cut
-    # mark, a curly "'t" or, the ASCII "'" ending the value, a negation's stem).
-    if not (value in _PROSE_WORDS or value in _NEGATION_STEMS or value.endswith(("…", "’t"))):
+    # A secret, nearly always: one look settles it (the word alone, or with a curly
+    # "'t" or, the ASCII "'" ending the value, a negation's stem).
+    if not (value in _PROSE_WORDS or value in _NEGATION_STEMS or value.endswith("’t")):
         return False
     # After a colon only, as a sentence puts it: after "=" (password=a, ?token=…) the
     # value is assigned, and a quoted one is a value whatever it says.
@@ -176,11 +181,8 @@ def _reads_as_prose(text: str, start: int, end: int) -> bool:
         return False
     word, negation = found.group(1, 2)
     # The word is the whole value (the password rule's ends before an ASCII "'", not
-    # before a "’"), or the value is the word and the cut mark after it (the password
-    # rule's value runs on into "…"): never a part of it.
-    if end not in (found.end(1), found.end(2)) and not (
-        found.end() == end and text[end - 1] == "…"
-    ):
+    # before a "’"): never a part of it.
+    if end not in (found.end(1), found.end(2)):
         return False
     return word in (_NEGATION_STEMS if negation else _PROSE_WORDS)
 
@@ -1607,9 +1609,28 @@ class Sanitiser:
                 shorter = self._redact(shorter, scope)
             text = shorter
         if len(text) > self.policy.max_summary_chars:
-            text = _truncate(text, self.policy.max_summary_chars)
+            text = self._cut(text, self.policy.max_summary_chars)
             scope.flag("truncated:summary")
         return text, notes.render()
+
+    def _cut(self, text: str, limit: int) -> str:
+        """``text`` cut to ``limit`` (:func:`_truncate`), read by a second pass as by this one.
+
+        The cut mark glued to a word reads as a cut through it (:data:`_PROSE_VALUE`):
+        a word after ``password:`` left as prose, kept last, would be redacted by the
+        next pass. A space goes before the mark then (``token: required …``): the cut
+        was at the word's end, and it reads so.
+        """
+        cut = _truncate(text, limit)
+        if cut == text or self._secret_detector.search(cut) is None:
+            return cut
+        quiet = _Scope(_Notes(), "")
+        if self._redact(cut, quiet) == cut:
+            return cut
+        spaced = cut[:-1] + " " + ELLIPSIS
+        if len(spaced) <= limit and self._redact(spaced, quiet) == spaced:
+            return spaced
+        return cut
 
     def html_to_text(self, text: str) -> str:
         """HTML as plain text, the way ``sanitisedSummary`` converts it (no other stage).
@@ -1755,7 +1776,7 @@ class _FieldPass:
         text = self._text(text, self._summary)
         if len(text) > SUMMARY_MAX_CHARS:
             self.notes.flag("truncated:summary_field")
-            text = _truncate(text, SUMMARY_MAX_CHARS)
+            text = self._s._cut(text, SUMMARY_MAX_CHARS)
         return text
 
     def metadata(self, metadata: SignalMetadata | None) -> SignalMetadata | None:
@@ -1806,7 +1827,7 @@ class _FieldPass:
             if cut or len(value) > chars or len(text) > chars:
                 self.notes.flag("truncated:metadata")
                 if len(text) > chars:
-                    text = _truncate(text, chars)
+                    text = self._s._cut(text, chars)
                 elif cut:  # a word left out whole may leave it within the bound
                     text = text[: chars - 1].rstrip() + ELLIPSIS
             kept.append(text)
@@ -1864,7 +1885,7 @@ class _FieldPass:
         text = self._text(text, self._raw)
         limit = min(self._policy.max_raw_string_chars, self._chars_left)
         if len(text) > limit:
-            text = _truncate(text, limit)
+            text = self._s._cut(text, limit)
             if limit == self._policy.max_raw_string_chars:
                 self.notes.count("truncated:raw_strings", 1)
             else:

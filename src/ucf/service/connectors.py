@@ -96,6 +96,13 @@ class Connector:
         return self.descriptor.id
 
     @property
+    def stored(self) -> dict[str, Any]:
+        """The descriptor as the store holds it (JSON), to be kept and read again."""
+        if self._stored is not None:
+            return dict(self._stored)
+        return _stored_form(self.descriptor)
+
+    @property
     def version(self) -> str:
         if self._stored is not None:
             return str(self._stored.get("version", ""))
@@ -439,8 +446,10 @@ class ConnectorService:
         """Run the upgrade hooks for the shipped connector that replaced ``replaced``.
 
         The upgrade is stored whatever they do: a hook that fails is logged, not raised,
-        since the start (or the request that synced) has nothing to repair, and the
-        next edit of the connector or PATCH of an instance does the same work."""
+        since the start (or the request that synced) has nothing to repair. No later
+        start or edit does that work (an edit's ``before`` is the upgraded version): the
+        context's hook remembers it until done, and the scheduler's daily job does it
+        again (:meth:`~ucf.service.context.UcfContext.finish_upgrades`)."""
         record = await self._registry.get(replaced.connector_id)
         if record is None:
             return

@@ -14,11 +14,12 @@ catalogue is synced into the store, on first use rather than at start-up.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Final, Self
 
 from ucf.service.settings import Settings
 from ucf.stores.models import StoreOptions
@@ -35,6 +36,15 @@ if TYPE_CHECKING:
     from ucf.service.ingest import SignalIngestor
     from ucf.service.instances import InstanceService
     from ucf.service.secret_turns import SecretTurns
+
+
+log = logging.getLogger(__name__)
+
+UPGRADES_PENDING: Final = "upgrades-pending"
+"""The record of the catalogue upgrades whose work on their instances is not done yet:
+connector id to the descriptor it replaced (:meth:`UcfContext.finish_upgrades`)."""
+UPGRADE_RETRY_FOR: Final = timedelta(days=30)
+"""How long such work is tried again (once a day) before it is given up."""
 
 
 def utc_now() -> datetime:
@@ -129,11 +139,71 @@ class UcfContext:
 
         async def upgraded(connector: Connector, before: Connector) -> None:
             # A shipped connector upgraded at a start is treated as an edit (:meth:`ucf.
-            # service.connectors.ConnectorService.on_upgrade`).
+            # service.connectors.ConnectorService.on_upgrade`), remembered until done.
+            await self._upgrade_pending(connector.id, before)
             await self.instances.drop_unused_credentials(connector, before)
+            await self._upgrade_done(connector.id)
 
         service.on_upgrade(upgraded)
         return service
+
+    async def _upgrade_pending(self, connector_id: str, before: Connector) -> None:
+        """Remember, before its work starts, that the upgrade of ``connector_id`` from
+        ``before`` has its instances still to see to (:meth:`finish_upgrades`)."""
+        now = self.clock()
+        pending = await self.store.records.get(UPGRADES_PENDING, now=now) or {}
+        # The oldest: an earlier upgrade's work not done yet read the instances against it.
+        pending.setdefault(connector_id, before.stored)
+        await self.store.records.put(UPGRADES_PENDING, pending, expires_at=now + UPGRADE_RETRY_FOR)
+
+    async def _upgrade_done(self, connector_id: str) -> None:
+        now = self.clock()
+        pending = await self.store.records.get(UPGRADES_PENDING, now=now) or {}
+        if pending.pop(connector_id, None) is None:
+            return
+        if pending:
+            await self.store.records.put(
+                UPGRADES_PENDING, pending, expires_at=now + UPGRADE_RETRY_FOR
+            )
+        else:
+            await self.store.records.delete(UPGRADES_PENDING)
+
+    async def finish_upgrades(self) -> int:
+        """Do again what a catalogue upgrade does to its connector's instances where it
+        did not finish (:meth:`ConnectorService.on_upgrade`); how many upgrades are done.
+
+        The upgrade is stored before that work, once, by the process that wins it: a
+        work that failed (a store or secret store error, a Lambda's time out) was never
+        done again, and no later edit or start does it (an edit's "before" is the
+        upgraded version, whose reading of the instance is the wrong one). An instance
+        whose method the upgrade moved to an alternative then read as the other one:
+        every poll failed until someone PATCHed it. Called once a day by the scheduler.
+        """
+        from ucf.service.connectors import Connector
+        from ucf.service.errors import NotFoundError
+
+        pending = await self.store.records.get(UPGRADES_PENDING, now=self.clock()) or {}
+        done = 0
+        for connector_id, stored in pending.items():
+            try:
+                connector = await self.connectors.get(connector_id)
+            except NotFoundError:
+                await self._upgrade_done(connector_id)
+                continue
+            before = Connector(
+                stored,
+                built_in=True,
+                created_at=connector.created_at,
+                updated_at=connector.created_at,
+            )
+            try:
+                await self.instances.drop_unused_credentials(connector, before)
+            except Exception:  # the next one's work is not held up by this one's
+                log.exception("finishing the upgrade of '%s' failed", connector_id)
+                continue
+            await self._upgrade_done(connector_id)
+            done += 1
+        return done
 
     @cached_property
     def instances(self) -> InstanceService:

@@ -27,7 +27,8 @@ same :class:`Scheduler`. What it guarantees:
   atomic write and the checkpoint moves only after it.
 - **Retention.** Expired signals are purged every ``purge_every``.
 - **Secrets.** Once a day, webhook secrets only earlier versions of a connector
-  verified with are deleted past their retention (30 days after the edit).
+  verified with are deleted past their retention (30 days after the edit), and
+  a catalogue upgrade's work on its instances that failed is done again.
 - **Upkeep.** Sources with a ``maintain`` hook (Outlook's Graph subscription)
   get it called for each enabled instance soon after it appears, then at most
   every ``MAINTENANCE_EVERY`` seconds, in the background of the loop, under
@@ -464,6 +465,16 @@ class Scheduler:
             if await records.get(RETIRED_KEY, now=now) is not None:
                 return 0
             await records.put(RETIRED_KEY, {"at": now.isoformat()}, expires_at=now + RETIRE_EVERY)
+        except Exception:
+            log.exception("deleting retired webhook secrets failed")
+            return 0
+        try:
+            # A catalogue upgrade whose work on its instances failed is done again daily
+            # (first: an upgrade may name the secrets below again).
+            await self.context.finish_upgrades()
+        except Exception:
+            log.exception("finishing a catalogue upgrade's work on its instances failed")
+        try:
             return await self.context.instances.retire_webhook_secrets(now)
         except Exception:
             log.exception("deleting retired webhook secrets failed")
