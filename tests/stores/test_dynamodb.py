@@ -628,3 +628,32 @@ async def test_an_edit_stamped_before_the_connectors_creation_stays_in_its_histo
     await registry.update("acme", {**descriptor, "version": "1.0.2"}, now=T0 + timedelta(1))
 
     assert [v.descriptor["name"] for v in await registry.versions("acme")] == ["Second", "First"]
+
+
+async def test_an_edit_whose_history_pruning_fails_is_still_answered_as_saved(
+    proxy: FaultProxy, table: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The versions past ``UCF_DESCRIPTOR_HISTORY`` go after the edit's compare-and-set,
+    in the same call. A refused or throttled delete there raised out of an edit already
+    stored: the caller saw an error (no ETag, its freed credentials never pruned) and
+    would retry a write that was made. The edit is answered; the extra version waits for
+    the next edit, which prunes it."""
+    descriptor = {"id": "acme", "version": "1.0.0", "name": "v0"}
+    options = StoreOptions(descriptor_history=1)
+    async with open_dynamodb_store(
+        dynamodb_url(proxy.url, table), options, retry=FAST_RETRY
+    ) as store:
+        registry = store.descriptors
+        await registry.register(descriptor, now=T0)
+        await registry.update("acme", {**descriptor, "version": "1.0.1"}, now=T0 + timedelta(1))
+        proxy.inject("BatchWriteItem", "AccessDeniedException")
+        with caplog.at_level("WARNING", logger="ucf.stores.dynamodb"):
+            saved = await registry.update(
+                "acme", {**descriptor, "version": "1.0.2"}, now=T0 + timedelta(2)
+            )
+        assert saved.descriptor["version"] == "1.0.2"
+        assert "pruning its history past 1 versions failed" in caplog.text
+        assert [v.version for v in await registry.versions("acme")] == ["1.0.1", "1.0.0"]
+
+        await registry.update("acme", {**descriptor, "version": "1.0.3"}, now=T0 + timedelta(3))
+        assert [v.version for v in await registry.versions("acme")] == ["1.0.2"]

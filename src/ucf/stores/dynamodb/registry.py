@@ -9,6 +9,7 @@ workers reporting failures at once never lose one.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient, Item
 from ucf.stores.dynamodb.table import GSI2
 from ucf.stores.errors import (
+    StoreError,
     StoreUnavailable,
     descriptor_changed,
     descriptor_exists,
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 _CAS_ATTEMPTS = 32
 _DESCRIPTOR_NAME = {"#descriptor": "descriptor"}  # DESCRIPTOR is a DynamoDB reserved word
+
+log = logging.getLogger("ucf.stores.dynamodb")
 
 
 def _time(item: Item, name: str) -> datetime | None:
@@ -168,7 +172,8 @@ class DynamoDescriptorRegistry:
         ``if_saved_at``, is refused) and the version it kept is a real, earlier one.
 
         Then the versions past the bound go (:meth:`_prune`), in the same call: a crash
-        before that leaves one version too many, which the next edit prunes."""
+        or a store error before that leaves a version too many (logged), which the next
+        edit prunes."""
         version = replacement_version(connector_id, descriptor)
         body = k.dump_json(dict(descriptor), what="descriptor")
         stamp = text_time(now)
@@ -218,7 +223,19 @@ class DynamoDescriptorRegistry:
                     raise descriptor_changed(connector_id) from None
                 continue  # another edit came between: keep its version too, then retry
             record = _descriptor_record(reply["Attributes"])
-            await self._prune(connector_id, reply["Attributes"])
+            try:
+                await self._prune(connector_id, reply["Attributes"])
+            except StoreError as error:
+                # The edit is stored: answering it with an error would have the caller
+                # retry a write that was made (a 503 without its ETag, the credentials
+                # it frees never pruned). A version too many waits for the next edit.
+                log.warning(
+                    "descriptor %r saved; pruning its history past %d versions failed "
+                    "(%s): the next edit prunes it",
+                    connector_id,
+                    self._history,
+                    error,
+                )
             return record
         raise StoreUnavailable(
             f"descriptor {connector_id!r} kept changing while it was being replaced",
