@@ -169,6 +169,25 @@ async def test_delete_removes_and_second_delete_is_not_found(store: Store) -> No
         await store.descriptors.delete("linear")
 
 
+async def test_a_delete_of_the_descriptor_saved_then_spares_one_saved_since(
+    store: Store,
+) -> None:
+    """``If-Match`` on a connector's DELETE was checked on a read just before the delete,
+    so an edit saved in between was deleted with the rest. With ``if_saved_at`` the
+    delete's own write decides: another version saved since is ``Changed``, kept."""
+    first = await store.descriptors.register(descriptor("linear"), now=T0)
+    edited = await store.descriptors.update("linear", descriptor("linear", "1.0.1"), now=LATER)
+    with pytest.raises(Changed):
+        await store.descriptors.delete("linear", if_saved_at=first.updated_at)
+    kept = await store.descriptors.get("linear")
+    assert kept is not None
+    assert kept.version == "1.0.1"
+    await store.descriptors.delete("linear", if_saved_at=edited.updated_at)
+    assert await store.descriptors.get("linear") is None
+    with pytest.raises(NotFound):
+        await store.descriptors.delete("linear", if_saved_at=edited.updated_at)
+
+
 async def test_builtin_sync_inserts_then_upgrades_only_on_higher_version(store: Store) -> None:
     first = await store.descriptors.sync_builtin(
         [descriptor("jira", "1.9.0"), descriptor("github-issues", "2.0.0")], now=T0

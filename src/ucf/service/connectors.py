@@ -684,8 +684,8 @@ class ConnectorService:
 
     async def delete(self, connector_id: str, *, if_match: Collection[str] | None = None) -> None:
         """Delete a custom descriptor and its history. ``if_match`` as for :meth:`edit`,
-        checked on the version read here: an edit saved between that read and the delete
-        (a moment) is deleted with the rest, as it was without the header."""
+        checked on the version read here, and the delete made only if that version is
+        still the stored one (an edit saved between the two is a 409, not deleted)."""
         connector = await self.get(connector_id)
         _check_if_match(connector_id, connector.version, connector.updated_at, if_match)
         if connector.built_in:
@@ -697,7 +697,11 @@ class ConnectorService:
                 "disconnect first"
             )
         try:
-            await self._registry.delete(connector_id)
+            await self._registry.delete(
+                connector_id, if_saved_at=None if if_match is None else connector.updated_at
+            )
         except NotFound:
             raise NotFoundError(f"no connector '{connector_id}'") from None
+        except Changed:
+            raise _changed_meanwhile(connector_id) from None
         self._cache.pop(connector_id, None)

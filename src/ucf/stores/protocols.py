@@ -86,8 +86,11 @@ class DescriptorRegistry(Protocol):
         """The descriptors edits replaced, newest first; none for an unknown id."""
         ...
 
-    async def delete(self, connector_id: str) -> None:
-        """Remove a descriptor and its versions; raises ``NotFound`` if missing."""
+    async def delete(self, connector_id: str, *, if_saved_at: datetime | None = None) -> None:
+        """Remove a descriptor and its versions; raises ``NotFound`` if missing.
+
+        ``if_saved_at``: only the descriptor saved then, decided in the delete's own
+        write; ``Changed`` when another was saved since (nothing deleted)."""
         ...
 
     async def sync_builtin(

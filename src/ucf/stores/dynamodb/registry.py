@@ -306,15 +306,23 @@ class DynamoDescriptorRegistry:
             if item["savedAt"]["S"] != live and item["savedAt"]["S"] >= born
         ]
 
-    async def delete(self, connector_id: str) -> None:
+    async def delete(self, connector_id: str, *, if_saved_at: datetime | None = None) -> None:
+        condition: dict[str, Any] = {"ConditionExpression": "attribute_exists(PK)"}
+        if if_saved_at is not None:
+            condition = {
+                "ConditionExpression": "attribute_exists(PK) AND updatedAt = :seen",
+                "ExpressionAttributeValues": {":seen": k.s(text_time(if_saved_at))},
+            }
         try:
             await self._db.call(
                 "delete_item",
                 TableName=self._db.table,
                 Key=k.descriptor(connector_id),
-                ConditionExpression="attribute_exists(PK)",
+                **condition,
             )
         except ConditionFailed:
+            if if_saved_at is not None and await self._current_item(connector_id) is not None:
+                raise descriptor_changed(connector_id) from None
             raise no_descriptor(connector_id) from None
         items = await self._version_items(connector_id)
         if items:

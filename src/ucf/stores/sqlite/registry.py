@@ -181,8 +181,12 @@ class SqliteDescriptorRegistry:
 
         return await self._db.read(run)
 
-    async def delete(self, connector_id: str) -> None:
+    async def delete(self, connector_id: str, *, if_saved_at: datetime | None = None) -> None:
         def run(conn: sqlite3.Connection) -> None:
+            if if_saved_at is not None:
+                current = _select_descriptor(conn, connector_id)
+                if current is not None and current.updated_at != if_saved_at:
+                    raise descriptor_changed(connector_id)
             deleted = conn.execute(
                 "DELETE FROM descriptors WHERE connector_id = ?", (connector_id,)
             ).rowcount
