@@ -253,8 +253,13 @@ def test_connector_secrets_are_granted_only_under_the_secret_stores_own_prefix(
     assert granted == {
         "ApiFunction": crud,
         "PollWorkerFunction": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
-        # Upkeep (Outlook's subscription) reads an instance's secrets and keeps new values.
-        "ScheduleFunction": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+        # Upkeep (Outlook's subscription) reads an instance's secrets and keeps new values,
+        # and deletes the short-lived secrets of OAuth flows nobody completed.
+        "ScheduleFunction": {
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:DeleteSecret",
+        },
     }
 
 
