@@ -250,3 +250,27 @@ async def test_tokens_deleted_before_their_ticket_was_redeemed_fail_cleanly(
         await OAuthFlows.of(context).redeem(
             connected.ticket, project_id=PROJECT, connector_id=CONNECTOR, now=T0 + 2 * SECOND
         )
+
+
+@pytest.mark.parametrize("context", ["dynamodb"], indirect=True)
+async def test_a_schedule_tick_with_nothing_due_costs_one_read(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AWS schedule function lives one tick and looks each tick: one Query of the
+    index when nothing is due, never a call to Secrets Manager. A scheduler that lives
+    on looks again only after ``SECRET_SWEEP_EVERY``."""
+    await _start(context, provider)  # held, not due yet
+    calls: list[str] = []
+
+    def called(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    context.store.secret_leases._db.events.register("before-call", called)  # type: ignore[attr-defined]
+    context.secrets._client.meta.events.register("before-call", called)  # type: ignore[attr-defined]
+    monkeypatch.setattr(context, "clock", lambda: T0 + timedelta(minutes=1))
+    scheduler = Scheduler(context, "w-tick")
+
+    assert await scheduler.delete_abandoned_secrets() == 0
+    assert calls == ["Query"]
+    assert await scheduler.delete_abandoned_secrets() == 0
+    assert calls == ["Query"]
