@@ -253,8 +253,17 @@ def test_connector_secrets_are_granted_only_under_the_secret_stores_own_prefix(
     assert granted == {
         "ApiFunction": crud,
         "PollWorkerFunction": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
-        # Upkeep (Outlook's subscription) reads an instance's secrets and keeps new values.
-        "ScheduleFunction": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+        # Upkeep (Outlook's subscription) reads an instance's secrets and keeps new values,
+        # deletes the short-lived secrets of OAuth flows nobody completed, and rewrites an
+        # instance's secret without a retired webhook secret, its replaced version
+        # deprecated (Describe, then UpdateSecretVersionStage: rotate(keep_previous=False)).
+        "ScheduleFunction": {
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:DeleteSecret",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:UpdateSecretVersionStage",
+        },
     }
 
 

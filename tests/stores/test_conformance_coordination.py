@@ -240,3 +240,32 @@ async def test_racing_takes_of_one_record_hand_it_to_exactly_one_caller(store: S
     await store.records.put("state:race", {"v": "once"}, expires_at=T0 + seconds(60))
     results = await asyncio.gather(*(store.records.take("state:race", now=T0) for _ in range(8)))
     assert [r for r in results if r is not None] == [{"v": "once"}]
+
+
+# --- secret leases ----------------------------------------------------------------------
+
+
+async def test_a_held_secret_ref_is_due_from_its_time_on_until_released(store: Store) -> None:
+    """The upkeep finds a flow's short-lived secret by its time alone (the flow's record
+    may be gone), earliest first, at most ``limit`` of them, and never before its time."""
+    leases = store.secret_leases
+    await leases.hold("ref#late", until=T0 + seconds(120))
+    await leases.hold("ref%early", until=T0 + seconds(60))
+    await leases.hold("arn:aws:secretsmanager:us-east-1:1:secret:ucf/x", until=T0 + seconds(90))
+
+    assert await leases.due(now=T0 + seconds(59.999), limit=10) == []
+    assert await leases.due(now=T0 + seconds(60), limit=10) == ["ref%early"]
+    assert await leases.due(now=T0 + seconds(600), limit=2) == [
+        "ref%early",
+        "arn:aws:secretsmanager:us-east-1:1:secret:ucf/x",
+    ]
+    await leases.release("ref%early")
+    await leases.release("ref%early")  # twice: fine
+    assert await leases.due(now=T0 + seconds(600), limit=10) == [
+        "arn:aws:secretsmanager:us-east-1:1:secret:ucf/x",
+        "ref#late",
+    ]
+    await leases.hold("ref#late", until=T0 + seconds(900))  # held again: its new time counts
+    assert await leases.due(now=T0 + seconds(600), limit=10) == [
+        "arn:aws:secretsmanager:us-east-1:1:secret:ucf/x"
+    ]

@@ -8,13 +8,16 @@ runs in two requests that may reach different workers (:class:`OAuthFlows`):
 1. :meth:`OAuthFlows.start` remembers the flow under the SHA-256 of a random
    ``state`` for ten minutes (project, connector, settings, where to return,
    the dashboard session it belongs to, the redirect URI) — the PKCE
-   verifier in the secret store — and returns the provider's consent URL.
+   verifier in the secret store, held there until a while past the flow's
+   expiry (:mod:`ucf.service.short_secrets`) — and returns the provider's
+   consent URL.
 2. :meth:`OAuthFlows.complete` *takes* that record (atomically: a state works
    once), refuses a foreign session, exchanges the code at ``tokenUrl``
    through the SSRF-guarded client and stores the tokens: on the instance (a
    reconnect keeps its checkpoint and history; an API-started flow creates
    it), or, for the dashboard's setup flow, under a one-time ticket the setup
-   page turns into its draft so Test Connection and Confirm work as always.
+   page turns into its draft so Test Connection and Confirm work as always
+   (the tokens held in the secret store as the verifier is, until redeemed).
 
 Nothing is created when anything fails, and no code, token or state is logged.
 """
@@ -41,8 +44,9 @@ from ucf.service.instances import check_config
 from ucf.service.oauth_clients import OAuthClients as OAuthClients
 from ucf.service.oauth_clients import RegisteredClient as RegisteredClient
 from ucf.service.oauth_clients import consent_of
-from ucf.stores.protocols import KeyValueStore
-from ucf.stores.secrets.base import SecretNotFound, SecretStore
+from ucf.service.short_secrets import SECRET_MARGIN, consume_secret, keep_secret_until
+from ucf.stores.protocols import KeyValueStore, SecretLeaseStore
+from ucf.stores.secrets.base import SecretStore
 
 if TYPE_CHECKING:
     from ucf.service.context import UcfContext
@@ -149,6 +153,7 @@ class OAuthFlows:
         clients: OAuthClients,
         records: KeyValueStore,
         secrets: SecretStore,
+        leases: SecretLeaseStore,
         instances: Any,
         http: Any,
         http_settings: Any,
@@ -157,6 +162,7 @@ class OAuthFlows:
         self._clients = clients
         self._records = records
         self._secrets = secrets
+        self._leases = leases
         self._instances = instances
         self._http = http
         self._http_settings = http_settings
@@ -168,6 +174,7 @@ class OAuthFlows:
             clients=context.instances.oauth_clients,
             records=context.store.records,
             secrets=context.secrets,
+            leases=context.store.secret_leases,
             instances=context.instances,
             http=context.http,
             http_settings=context.settings.http,
@@ -219,7 +226,12 @@ class OAuthFlows:
             params["scope"] = oauth.scope_separator.join(oauth.scopes)
         if oauth.pkce:
             verifier, challenge = _pkce_pair()
-            flow["verifierRef"] = await self._secrets.put(None, {"codeVerifier": verifier})
+            flow["verifierRef"] = await keep_secret_until(
+                self._secrets,
+                self._leases,
+                {"codeVerifier": verifier},
+                until=now + FLOW_LIFETIME + SECRET_MARGIN,
+            )
             params["code_challenge"] = challenge
             params["code_challenge_method"] = "S256"
         await self._records.put(
@@ -371,15 +383,19 @@ class OAuthFlows:
         return found
 
     async def _verifier(self, flow: Mapping[str, Any]) -> str | None:
+        """The flow's PKCE verifier (None: it has none), deleted from the secret store.
+
+        Gone already, it was deleted as abandoned by an upkeep whose clock ran past the
+        flow's time: refused here, as the flow itself would have been, rather than
+        exchanging the code without it for the provider to refuse."""
         ref = flow.get("verifierRef")
         if not isinstance(ref, str):
             return None
-        try:
-            stored = await self._secrets.get(ref)
-        except SecretNotFound:
-            return None
-        finally:
-            await self._secrets.delete(ref)
+        stored = await consume_secret(self._secrets, self._leases, ref)
+        if stored is None:
+            raise OAuthRefused(
+                "this consent link was already used or has expired: start the connection again"
+            )
         return stored.get("codeVerifier")
 
     async def _ticket(
@@ -391,7 +407,9 @@ class OAuthFlows:
         now: datetime,
     ) -> Connected:
         ticket = secrets.token_urlsafe(32)
-        ref = await self._secrets.put(None, tokens)
+        ref = await keep_secret_until(
+            self._secrets, self._leases, tokens, until=now + TICKET_LIFETIME + SECRET_MARGIN
+        )
         await self._records.put(
             f"oauth-ticket:{_digest(ticket)}",
             {"project": project_id, "connector": connector_id, "tokensRef": ref, "found": found},
@@ -403,20 +421,16 @@ class OAuthFlows:
         self, ticket: str, *, project_id: str, connector_id: str, now: datetime
     ) -> tuple[dict[str, str], dict[str, str]]:
         """A setup flow's tokens and the settings read after the consent, once; the
-        secret-store copy of the tokens is deleted."""
+        secret-store copy of the tokens is deleted (and no longer held)."""
         record = await self._records.take(f"oauth-ticket:{_digest(ticket)}", now=now)
         if record is None or (record.get("project"), record.get("connector")) != (
             project_id,
             connector_id,
         ):
             raise OAuthRefused("this connection result was already used or has expired")
-        ref = str(record["tokensRef"])
-        try:
-            tokens = dict(await self._secrets.get(ref))
-        except SecretNotFound:
-            raise OAuthRefused("this connection result is gone: connect again") from None
-        finally:
-            await self._secrets.delete(ref)
+        tokens = await consume_secret(self._secrets, self._leases, str(record["tokensRef"]))
+        if tokens is None:
+            raise OAuthRefused("this connection result is gone: connect again")
         found = {str(k): str(v) for k, v in dict(record.get("found") or {}).items()}
         return tokens, found
 

@@ -83,6 +83,9 @@ ERROR_PAUSE: Final = timedelta(seconds=60)
 RETIRE_EVERY: Final = timedelta(days=1)
 """How often retired webhook secrets are looked for (:meth:`Scheduler.retire_webhook_secrets`)."""
 RETIRED_KEY: Final = "retired-webhook-secrets"
+SECRET_SWEEP_EVERY: Final = timedelta(minutes=10)
+"""How often a long-lived scheduler looks for short-lived secrets past their time
+(:meth:`Scheduler.delete_abandoned_secrets`); one that lives a tick looks each tick."""
 
 
 @datarecord
@@ -208,6 +211,7 @@ class Scheduler:
         self._last_purge: datetime | None = None
         self._maintained: dict[Key, datetime] = {}
         self._retired_at: datetime | None = None
+        self._swept_at: datetime | None = None
         self._maintenance: asyncio.Task[int] | None = None
 
     # -- control
@@ -410,6 +414,8 @@ class Scheduler:
 
     async def maintain(self) -> int:
         """Run ``maintain`` for every enabled instance that needs it now; how many ran.
+        First, the service's own upkeep: retired webhook secrets (once a day) and
+        short-lived secrets past their time (:meth:`delete_abandoned_secrets`).
 
         When it last ran is kept in the store too, so a scheduler that lives for
         one tick (the AWS schedule Lambda) still runs upkeep every
@@ -418,6 +424,7 @@ class Scheduler:
         from ucf.runtime.native import MAINTENANCE_EVERY  # native upkeep only: loaded here
 
         await self.retire_webhook_secrets()
+        await self.delete_abandoned_secrets()
         now = self.context.clock()
         every = timedelta(seconds=MAINTENANCE_EVERY)
         records = self.context.store.records
@@ -479,6 +486,30 @@ class Scheduler:
         except Exception:
             log.exception("deleting retired webhook secrets failed")
             return 0
+
+    async def delete_abandoned_secrets(self) -> int:
+        """Delete the short-lived secrets of flows nobody completed (a consent's PKCE
+        verifier, an unredeemed setup ticket's tokens) once past their time
+        (:mod:`ucf.service.short_secrets`); how many. One store read when none is due,
+        so the AWS schedule function, which lives a tick, pays one read a tick; a
+        long-lived scheduler looks every :data:`SECRET_SWEEP_EVERY`, at once again after
+        a full batch. A failure is logged and tried again at the next look."""
+        now = self.context.clock()
+        if self._swept_at is not None and now - self._swept_at < SECRET_SWEEP_EVERY:
+            return 0
+        self._swept_at = now
+        from ucf.service.short_secrets import delete_due_secrets
+
+        try:
+            deleted, more = await delete_due_secrets(
+                self.context.secrets, self.context.store.secret_leases, now=now
+            )
+        except Exception:
+            log.exception("deleting short-lived secrets past their time failed")
+            return 0
+        if more:
+            self._swept_at = None
+        return deleted
 
     def _maintain_in_background(self) -> None:
         if self._maintenance is not None and not self._maintenance.done():

@@ -384,6 +384,27 @@ class KeyValueStore(Protocol):
     async def delete(self, key: str) -> None: ...
 
 
+class SecretLeaseStore(Protocol):
+    """Secrets a flow keeps for a short while, each with the time after which nobody will
+    use it: a consent's PKCE verifier, the tokens of a setup flow's ticket. The record
+    that names such a secret expires (and DynamoDB's TTL may delete it any time after),
+    so the ref is remembered here, apart from it, until the secret is deleted: the
+    daily upkeep deletes each one past its time that its flow never consumed."""
+
+    async def hold(self, ref: str, *, until: datetime) -> None:
+        """Remember ``ref`` until ``release``; it is due from ``until`` on."""
+        ...
+
+    async def due(self, *, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` refs held until ``now`` or earlier, earliest first. On DynamoDB
+        the index lags a moment: a ref just released may still be listed once."""
+        ...
+
+    async def release(self, ref: str) -> None:
+        """Forget ``ref`` (its secret was consumed or deleted); releasing it twice is fine."""
+        ...
+
+
 class StoreLifecycle(Protocol):
     """How a backend is created, migrated and closed."""
 
@@ -418,6 +439,7 @@ class Store:
         leases: LeaseStore,
         rate_limits: RateLimitStore,
         records: KeyValueStore,
+        secret_leases: SecretLeaseStore,
     ) -> None:
         self._lifecycle = lifecycle
         self.descriptors = descriptors
@@ -428,6 +450,7 @@ class Store:
         self.leases = leases
         self.rate_limits = rate_limits
         self.records = records
+        self.secret_leases = secret_leases
 
     @property
     def description(self) -> str:

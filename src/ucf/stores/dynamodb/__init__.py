@@ -19,6 +19,7 @@ from ucf.stores.dynamodb.coordination import (
     DynamoLeaseStore,
     DynamoRateLimitStore,
     DynamoRecordStore,
+    DynamoSecretLeaseStore,
 )
 from ucf.stores.dynamodb.registry import DynamoDescriptorRegistry, DynamoInstanceStore
 from ucf.stores.dynamodb.signals import DynamoOutbox, DynamoSignalStore
@@ -122,6 +123,7 @@ def open_dynamodb_store(
         leases=DynamoLeaseStore(client),
         rate_limits=DynamoRateLimitStore(client),
         records=DynamoRecordStore(client),
+        secret_leases=DynamoSecretLeaseStore(client),
     )
 
 

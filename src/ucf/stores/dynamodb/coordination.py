@@ -1,4 +1,4 @@
-"""Checkpoints, leases, token buckets and records: every decision is one conditional write.
+"""Checkpoints, leases, token buckets, records and secret leases: every decision is one conditional write.
 
 DynamoDB evaluates a write's condition and applies it atomically on the item,
 so racing workers (or Lambdas) serialise on the item itself: one CAS wins, one
@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from ucf.stores.dynamodb import keys as k
 from ucf.stores.dynamodb.client import ConditionFailed, DynamoClient
+from ucf.stores.dynamodb.table import GSI2
 from ucf.stores.errors import StoreUnavailable
 from ucf.stores.models import (
     DEFAULT_CHECKPOINT_KEY,
@@ -334,6 +335,45 @@ class DynamoRecordStore:
 
     async def delete(self, key: str) -> None:
         await self._db.call("delete_item", TableName=self._db.table, Key=k.record(key))
+
+
+class DynamoSecretLeaseStore:
+    """Implements :class:`~ucf.stores.protocols.SecretLeaseStore`: an item per ref, in
+    GSI2 under ``SECRET_LEASES`` by its time, so finding the due ones is one Query (one
+    read when none is due) and never a scan."""
+
+    def __init__(self, client: DynamoClient) -> None:
+        self._db = client
+
+    async def hold(self, ref: str, *, until: datetime) -> None:
+        until_ms = epoch_ms(until)
+        item = {
+            **k.secret_lease(ref),
+            "secretRef": k.s(ref),
+            "untilMs": k.n(until_ms),
+            "GSI2PK": k.s(k.SECRET_LEASES_GSI2PK),
+            "GSI2SK": k.s(f"{k.sortable_ms(until_ms)}#{k.part(ref)}"),
+        }
+        await self._db.call("put_item", TableName=self._db.table, Item=item)
+
+    async def due(self, *, now: datetime, limit: int) -> list[str]:
+        reply = await self._db.call(
+            "query",
+            TableName=self._db.table,
+            IndexName=GSI2,
+            KeyConditionExpression="GSI2PK = :pk AND GSI2SK < :after",
+            ExpressionAttributeValues={
+                ":pk": k.s(k.SECRET_LEASES_GSI2PK),
+                # Every time up to ``now`` included: "{ms}#…" sorts before "{ms + 1}".
+                ":after": k.s(k.sortable_ms(epoch_ms(now) + 1)),
+            },
+            ProjectionExpression="secretRef",
+            Limit=limit,
+        )
+        return [item["secretRef"]["S"] for item in reply.get("Items", [])]
+
+    async def release(self, ref: str) -> None:
+        await self._db.call("delete_item", TableName=self._db.table, Key=k.secret_lease(ref))
 
 
 def _live_record(item: dict[str, Any] | None, now: datetime) -> dict[str, Any] | None:

@@ -204,6 +204,18 @@ def record(name: str) -> Key:
     return key(f"RECORD#{part(name)}", "RECORD")
 
 
+SECRET_LEASES_GSI2PK = "SECRET_LEASES"  # noqa: S105 - a key, not a secret
+
+
+def secret_lease(ref: str) -> Key:
+    """``SECRET_LEASE#{ref} / SECRET_LEASE``: a short-lived secret's ref and its time.
+
+    GSI2 ``SECRET_LEASES / {untilMs}#{ref}``: those past their time, earliest first. No
+    TTL: the item must outlive its secret, which the upkeep deletes first.
+    """
+    return key(f"SECRET_LEASE#{part(ref)}", "SECRET_LEASE")
+
+
 # --- attribute values -----------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from ucf.stores.sqlite.coordination import (
     SqliteLeaseStore,
     SqliteRateLimitStore,
     SqliteRecordStore,
+    SqliteSecretLeaseStore,
 )
 from ucf.stores.sqlite.database import Database
 from ucf.stores.sqlite.registry import SqliteDescriptorRegistry, SqliteInstanceStore
@@ -50,6 +51,7 @@ def open_sqlite_store(path: Path, options: StoreOptions) -> Store:
         leases=SqliteLeaseStore(db),
         rate_limits=SqliteRateLimitStore(db),
         records=SqliteRecordStore(db),
+        secret_leases=SqliteSecretLeaseStore(db),
     )
 
 

@@ -1,4 +1,4 @@
-"""Checkpoints, leases, token buckets and records in SQLite: each decision is one write
+"""Checkpoints, leases, token buckets, records and secret leases in SQLite: each decision is one write
 transaction (or one conditional statement), so racing processes agree."""
 
 from __future__ import annotations
@@ -271,6 +271,38 @@ class SqliteRecordStore:
 
     async def delete(self, key: str) -> None:
         await self._db.write(lambda conn: conn.execute("DELETE FROM records WHERE key = ?", (key,)))
+
+
+class SqliteSecretLeaseStore:
+    """Implements :class:`~ucf.stores.protocols.SecretLeaseStore`: one row per ref, found
+    by the index on its time."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def hold(self, ref: str, *, until: datetime) -> None:
+        await self._db.write(
+            lambda conn: conn.execute(
+                "INSERT INTO secret_leases VALUES (?, ?) "
+                "ON CONFLICT (ref) DO UPDATE SET until_ms = excluded.until_ms",
+                (ref, epoch_ms(until)),
+            )
+        )
+
+    async def due(self, *, now: datetime, limit: int) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT ref FROM secret_leases WHERE until_ms <= ? ORDER BY until_ms LIMIT ?",
+                (epoch_ms(now), limit),
+            )
+            return [str(row[0]) for row in rows]
+
+        return await self._db.read(run)
+
+    async def release(self, ref: str) -> None:
+        await self._db.write(
+            lambda conn: conn.execute("DELETE FROM secret_leases WHERE ref = ?", (ref,))
+        )
 
 
 def _record(text: str) -> dict[str, Any]:

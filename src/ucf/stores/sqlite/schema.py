@@ -183,6 +183,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        8,
+        "secret leases: short-lived secrets (OAuth verifiers, tickets) deleted once past their time",
+        """
+        CREATE TABLE secret_leases (
+            ref      TEXT PRIMARY KEY,
+            until_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX secret_leases_by_until ON secret_leases (until_ms);
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

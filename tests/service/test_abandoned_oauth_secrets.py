@@ -1,0 +1,276 @@
+"""A consent nobody completes leaves no secret behind.
+
+A consent's PKCE verifier and a setup flow's tokens are stored in the secret store
+under a fresh ref that only an expiring record names. They were deleted only when the
+flow completed: a user who closed the provider's page, or a setup page never reloaded,
+left the secret for good (on AWS a Secrets Manager secret billed monthly, for a ticket
+one holding a live refresh token). Now each is held in the store with a time, and the
+scheduler's upkeep deletes it past that time. Run on both stacks: SQLite with the local
+secret store, DynamoDB (dynalite) with Secrets Manager (moto's server).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import pytest_asyncio
+
+from tests.stores.dynalite import dynamodb_url, unique_table_name
+from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
+from tests.web.test_oauth import PKCE_APP, PKCE_SECRET, consent, pkce_descriptor
+from ucf.fakes.kit import FakeServer
+from ucf.fakes.oauth import AuthorizationServer
+from ucf.service.context import UcfContext
+from ucf.service.errors import NotFoundError
+from ucf.service.oauth import FLOW_LIFETIME, TICKET_LIFETIME, OAuthFlows, OAuthRefused
+from ucf.service.scheduler import Scheduler
+from ucf.service.settings import Settings
+from ucf.service.short_secrets import SECRET_MARGIN
+from ucf.stores.secrets.base import SecretNotFound
+
+PROJECT = "proj-abandoned"
+CONNECTOR = "pkce-tool"
+REDIRECT = "http://ucf.test/oauth/callback"
+T0 = datetime(2026, 12, 7, 3, 0, tzinfo=UTC)
+FAR = T0 + timedelta(days=365)
+SECOND = timedelta(seconds=1)
+
+
+@pytest.fixture
+def provider() -> Iterator[AuthorizationServer]:
+    server = FakeServer()
+    auth = AuthorizationServer(server, PKCE_APP, PKCE_SECRET)
+    with server:
+        yield auth
+
+
+@pytest_asyncio.fixture(params=["sqlite", "dynamodb"], loop_scope="function")
+async def context(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: AuthorizationServer,
+) -> AsyncIterator[UcfContext]:
+    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
+    store_url = None
+    if request.param == "dynamodb":
+        # The session's servers first (see tests/service/test_unused_credentials.py).
+        moto = request.getfixturevalue("moto_endpoint")
+        dynalite = request.getfixturevalue("dynalite_endpoint")
+        for name in AWS_ENV_TO_CLEAR:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in DUMMY_AWS_ENV.items():
+            monkeypatch.setenv(name, value)
+        store_url = dynamodb_url(dynalite, unique_table_name())
+        environ["UCF_SECRET_STORE"] = (
+            f"aws-secretsmanager://?region=us-east-1&endpoint={moto}&prefix=ucf/{tmp_path.name}/"
+        )
+    settings = Settings.from_env(environ, data_dir=tmp_path, store_url=store_url)
+    async with await UcfContext.open(settings) as opened:
+        connector = await opened.connectors.register(pkce_descriptor(provider.server.base_url))
+        await opened.instances.oauth_clients.register(
+            connector, client_id=PKCE_APP, client_secret=PKCE_SECRET, now=T0
+        )
+        yield opened
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+async def _start(context: UcfContext, provider: AuthorizationServer, **kw: Any) -> str:
+    """A consent started at T0; the provider's consent URL."""
+    return await OAuthFlows.of(context).start(
+        PROJECT,
+        CONNECTOR,
+        config={"baseUrl": provider.server.base_url},
+        redirect_uri=REDIRECT,
+        now=T0,
+        **kw,
+    )
+
+
+def _state(url: str) -> str:
+    return parse_qs(urlsplit(url).query)["state"][0]
+
+
+async def _verifier_ref(context: UcfContext, url: str) -> str:
+    flow = await context.store.records.get(f"oauth-state:{_digest(_state(url))}", now=T0)
+    assert flow is not None
+    return str(flow["verifierRef"])
+
+
+async def _complete(
+    context: UcfContext, url: str, *, now: datetime, session: str | None = None
+) -> Any:
+    """The user allows access at the provider and comes back at ``now``."""
+    back = parse_qs(urlsplit(await consent(url)).query)
+    return await OAuthFlows.of(context).complete(
+        state=back["state"][0], code=back["code"][0], error=None, session=session, now=now
+    )
+
+
+async def _upkeep(context: UcfContext, monkeypatch: pytest.MonkeyPatch, at: datetime) -> None:
+    """The scheduler's upkeep at ``at``, as a scheduler that lives one tick runs it."""
+    monkeypatch.setattr(context, "clock", lambda: at)
+    await Scheduler(context, f"w-{at.timestamp()}").maintain()
+
+
+async def _exists(context: UcfContext, ref: str) -> bool:
+    try:
+        await context.secrets.get(ref)
+    except SecretNotFound:
+        return False
+    return True
+
+
+async def test_an_abandoned_consents_verifier_is_deleted_past_its_time_and_not_before(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = await _start(context, provider)
+    ref = await _verifier_ref(context, url)
+    deadline = T0 + FLOW_LIFETIME + SECRET_MARGIN
+
+    await _upkeep(context, monkeypatch, deadline - SECOND)
+    assert await _exists(context, ref)
+
+    await _upkeep(context, monkeypatch, deadline)
+    assert not await _exists(context, ref)
+    assert await context.store.secret_leases.due(now=FAR, limit=10) == []
+
+
+async def test_an_unredeemed_tickets_tokens_are_deleted_past_their_time_and_not_before(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The setup flow's consent completed; the setup page never came back for the tokens
+    (a live refresh token nobody would ever use)."""
+    url = await _start(context, provider, session="s-1", return_to="setup")
+    back_at = T0 + timedelta(minutes=2)
+    connected = await _complete(context, url, now=back_at, session="s-1")
+    assert connected.ticket is not None
+    ticket = await context.store.records.get(
+        f"oauth-ticket:{_digest(connected.ticket)}", now=back_at
+    )
+    assert ticket is not None
+    ref = str(ticket["tokensRef"])
+    assert (await context.secrets.get(ref))["accessToken"].startswith("fake-access-")
+    deadline = back_at + TICKET_LIFETIME + SECRET_MARGIN
+
+    await _upkeep(context, monkeypatch, deadline - SECOND)
+    assert await _exists(context, ref)
+
+    await _upkeep(context, monkeypatch, deadline)
+    assert not await _exists(context, ref)
+    assert await context.store.secret_leases.due(now=FAR, limit=10) == []
+    with pytest.raises(OAuthRefused, match="already used or has expired"):
+        await OAuthFlows.of(context).redeem(
+            connected.ticket, project_id=PROJECT, connector_id=CONNECTOR, now=deadline
+        )
+
+
+async def test_a_completed_flow_leaves_no_secret_and_nothing_held(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setup flow redeemed, and a flow that creates the instance: their verifier and
+    tokens are deleted as they are used and not held for the upkeep; the upkeep past
+    every time deletes nothing the instance signs in with."""
+    url = await _start(context, provider, session="s-1", return_to="setup")
+    verifier = await _verifier_ref(context, url)
+    connected = await _complete(context, url, now=T0 + SECOND, session="s-1")
+    ticket = await context.store.records.get(
+        f"oauth-ticket:{_digest(connected.ticket)}", now=T0 + SECOND
+    )
+    assert ticket is not None
+    tokens, _ = await OAuthFlows.of(context).redeem(
+        connected.ticket, project_id=PROJECT, connector_id=CONNECTOR, now=T0 + 2 * SECOND
+    )
+    assert tokens["accessToken"].startswith("fake-access-")
+    assert not await _exists(context, verifier)
+    assert not await _exists(context, str(ticket["tokensRef"]))
+
+    url = await _start(context, provider)
+    verifier = await _verifier_ref(context, url)
+    created = await _complete(context, url, now=T0 + SECOND)
+    assert created.created
+    assert not await _exists(context, verifier)
+
+    assert await context.store.secret_leases.due(now=FAR, limit=10) == []
+    await _upkeep(context, monkeypatch, FAR)
+    record = await context.instances.record(PROJECT, CONNECTOR)
+    assert record.credential_secret_ref is not None
+    assert await _exists(context, record.credential_secret_ref)
+
+
+async def test_a_consent_completed_at_its_last_moment_races_nothing_away(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upkeep runs at the flow's last second, then the user comes back: the verifier
+    is there and the instance is created."""
+    url = await _start(context, provider)
+    last = T0 + FLOW_LIFETIME - SECOND
+    await _upkeep(context, monkeypatch, last)
+
+    created = await _complete(context, url, now=last)
+
+    assert created.created
+    assert provider.exchanged == 1
+
+
+async def test_a_verifier_deleted_before_the_user_came_back_fails_cleanly(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upkeep whose clock runs past the hold's time (another worker's) deleted the
+    verifier while this worker still takes the flow: refused with "start the connection
+    again", the code never sent without its verifier, nothing stored."""
+    url = await _start(context, provider)
+    await _upkeep(context, monkeypatch, T0 + FLOW_LIFETIME + SECRET_MARGIN)
+
+    with pytest.raises(OAuthRefused, match="start the connection again"):
+        await _complete(context, url, now=T0 + FLOW_LIFETIME - SECOND)
+
+    assert provider.exchanged == 0
+    with pytest.raises(NotFoundError):
+        await context.instances.record(PROJECT, CONNECTOR)
+
+
+async def test_tokens_deleted_before_their_ticket_was_redeemed_fail_cleanly(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = await _start(context, provider, session="s-1", return_to="setup")
+    connected = await _complete(context, url, now=T0 + SECOND, session="s-1")
+    await _upkeep(context, monkeypatch, T0 + SECOND + TICKET_LIFETIME + SECRET_MARGIN)
+
+    with pytest.raises(OAuthRefused, match="connect again"):
+        await OAuthFlows.of(context).redeem(
+            connected.ticket, project_id=PROJECT, connector_id=CONNECTOR, now=T0 + 2 * SECOND
+        )
+
+
+@pytest.mark.parametrize("context", ["dynamodb"], indirect=True)
+async def test_a_schedule_tick_with_nothing_due_costs_one_read(
+    context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The AWS schedule function lives one tick and looks each tick: one Query of the
+    index when nothing is due, never a call to Secrets Manager. A scheduler that lives
+    on looks again only after ``SECRET_SWEEP_EVERY``."""
+    await _start(context, provider)  # held, not due yet
+    calls: list[str] = []
+
+    def called(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    context.store.secret_leases._db.events.register("before-call", called)  # type: ignore[attr-defined]
+    context.secrets._client.meta.events.register("before-call", called)  # type: ignore[attr-defined]
+    monkeypatch.setattr(context, "clock", lambda: T0 + timedelta(minutes=1))
+    scheduler = Scheduler(context, "w-tick")
+
+    assert await scheduler.delete_abandoned_secrets() == 0
+    assert calls == ["Query"]
+    assert await scheduler.delete_abandoned_secrets() == 0
+    assert calls == ["Query"]
