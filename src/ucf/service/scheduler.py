@@ -28,7 +28,10 @@ same :class:`Scheduler`. What it guarantees:
 - **Retention.** Expired signals are purged every ``purge_every``.
 - **Secrets.** Once a day, webhook secrets only earlier versions of a connector
   verified with are deleted past their retention (30 days after the edit), and
-  a catalogue upgrade's work on its instances that failed is done again.
+  a catalogue upgrade's work on its instances that failed is done again. Every
+  ten minutes (every tick on AWS, one Query when nothing is due), the short-lived
+  secrets of OAuth consents abandoned or setup tickets never redeemed are
+  deleted past their deadline (:mod:`ucf.service.short_secrets`).
 - **Upkeep.** Sources with a ``maintain`` hook (Outlook's Graph subscription)
   get it called for each enabled instance soon after it appears, then at most
   every ``MAINTENANCE_EVERY`` seconds, in the background of the loop, under
