@@ -31,7 +31,12 @@ from ucf.service.errors import NotFoundError
 from ucf.service.oauth import FLOW_LIFETIME, TICKET_LIFETIME, OAuthFlows, OAuthRefused
 from ucf.service.scheduler import Scheduler
 from ucf.service.settings import Settings
-from ucf.service.short_secrets import SECRET_MARGIN, delete_due_secrets, keep_secret_until
+from ucf.service.short_secrets import (
+    SECRET_MARGIN,
+    consume_secret,
+    delete_due_secrets,
+    keep_secret_until,
+)
 from ucf.stores.secrets.base import SecretNotFound, SecretStoreUnavailable
 
 PROJECT = "proj-abandoned"
@@ -343,3 +348,20 @@ async def test_a_secret_store_refusing_deletes_costs_one_call_a_look(
     assert refusing.deletes == refs[:1]
     for ref in refs:
         assert await _exists(context, ref)
+
+
+async def test_a_secret_read_but_not_deleted_is_still_handed_to_its_flow(
+    context: UcfContext,
+) -> None:
+    """The flow's record is taken before its secret is read: a delete that failed after
+    the read (Secrets Manager throttled past its retries) failed the flow, whose user
+    had to consent again, for a secret the upkeep deletes anyway as long as it is held.
+    The flow gets it; the hold stays, and the upkeep deletes it past its time."""
+    leases = context.store.secret_leases
+    ref = await keep_secret_until(context.secrets, leases, {"k": "v"}, until=T0)
+    refusing = _Refusing(context.secrets, {ref})
+
+    assert await consume_secret(refusing, leases, ref) == {"k": "v"}
+    assert await leases.due(now=T0, limit=10) == [ref]
+    assert await delete_due_secrets(context.secrets, leases, now=T0) == (1, False)
+    assert not await _exists(context, ref)

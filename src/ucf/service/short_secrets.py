@@ -73,14 +73,34 @@ async def consume_secret(
 ) -> dict[str, str] | None:
     """The secret under ``ref``, deleted as it is read (None: it is gone already, deleted
     by the upkeep), then no longer held. Deleted before it is let go of: a crash between
-    the two leaves a hold whose secret the upkeep finds deleted, never a secret unheld."""
+    the two leaves a hold whose secret the upkeep finds deleted, never a secret unheld.
+
+    A delete (or release) that fails is left to the upkeep, which deletes the secret at
+    its time as long as it is held: the flow's record is taken already, so failing the
+    flow for it had its user consent again, for a secret that goes anyway."""
     try:
-        return dict(await secrets.get(ref))
+        values = dict(await secrets.get(ref))
     except SecretNotFound:
-        return None
-    finally:
+        values = None
+    except BaseException:
+        await _let_go(secrets, leases, ref)
+        raise
+    await _let_go(secrets, leases, ref)
+    return values
+
+
+async def _let_go(secrets: SecretStore, leases: SecretLeaseStore, ref: str) -> None:
+    """Delete the secret under ``ref``, then release its hold; a failure is logged, the
+    hold kept for the upkeep (:func:`delete_due_secrets`)."""
+    try:
         await secrets.delete(ref)
         await leases.release(ref)
+    except Exception:
+        log.warning(
+            "a short-lived secret used by its flow could not be deleted or let go of now; "
+            "the upkeep deletes it past its time",
+            exc_info=True,
+        )
 
 
 async def delete_due_secrets(
