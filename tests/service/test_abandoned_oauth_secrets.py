@@ -37,7 +37,11 @@ from ucf.service.short_secrets import (
     delete_due_secrets,
     keep_secret_until,
 )
-from ucf.stores.secrets.base import SecretNotFound, SecretStoreUnavailable
+from ucf.stores.secrets.base import (
+    SecretNotFound,
+    SecretStoreConfigError,
+    SecretStoreUnavailable,
+)
 
 PROJECT = "proj-abandoned"
 CONNECTOR = "pkce-tool"
@@ -286,9 +290,10 @@ class _Refusing:
     a resource policy denying ``DeleteSecret``, a secret another deployment's prefix
     names): every other call goes to the real store."""
 
-    def __init__(self, store: Any, refused: set[str]) -> None:
+    def __init__(self, store: Any, refused: set[str], error: type[Exception] = Exception) -> None:
         self._store = store
         self.refused = refused
+        self.error = SecretStoreUnavailable if error is Exception else error
         self.deletes: list[str] = []
 
     async def put(self, ref: str | None, values: Any) -> str:
@@ -300,7 +305,7 @@ class _Refusing:
     async def delete(self, ref: str) -> None:
         self.deletes.append(ref)
         if ref in self.refused:
-            raise SecretStoreUnavailable(f"refused to delete {ref!r}", "check the role")
+            raise self.error(f"refused to delete {ref!r}", "check the role")
         await self._store.delete(ref)
 
     async def rotate(self, ref: str, values: Any, *, keep_previous: bool = True) -> None:
@@ -330,19 +335,20 @@ async def test_a_secret_that_cannot_be_deleted_does_not_hold_up_the_others(
     assert await leases.due(now=FAR, limit=10) == [stuck]  # still held: tried again later
 
 
+@pytest.mark.parametrize("error", [SecretStoreUnavailable, SecretStoreConfigError])
 async def test_a_secret_store_refusing_deletes_costs_one_call_a_look(
-    context: UcfContext,
+    context: UcfContext, error: type[Exception]
 ) -> None:
-    """Unavailable (down, throttled past its retries, the role refused), each delete of
-    a batch waited out its own retries: on AWS a hundred of them outlast the schedule
-    function's minute, and the sources' upkeep after them never ran. The look stops at
-    the first."""
+    """Unavailable (down, throttled past its retries, the role refused) or unusable as
+    configured (it fails to open), each delete of a batch waited out its own retries or
+    its own open: on AWS a hundred of them outlast the schedule function's minute, and
+    the sources' upkeep after them never ran. The look stops at the first."""
     leases = context.store.secret_leases
     refs = [
         await keep_secret_until(context.secrets, leases, {"k": str(i)}, until=T0 + i * SECOND)
         for i in range(3)
     ]
-    refusing = _Refusing(context.secrets, set(refs))
+    refusing = _Refusing(context.secrets, set(refs), error)
 
     assert await delete_due_secrets(refusing, leases, now=T0 + 5 * SECOND) == (0, False)
     assert refusing.deletes == refs[:1]

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Final
 
-from ucf.stores.errors import StoreUnavailable
+from ucf.stores.errors import StoreConfigError, StoreUnavailable
 from ucf.stores.protocols import SecretLeaseStore
 from ucf.stores.secrets.base import SecretNotFound, SecretRefError, SecretStore
 
@@ -118,15 +118,16 @@ async def delete_due_secrets(
     again until :data:`RETRY_AFTER` from now: the due list is read earliest first, and
     left where it was, a batch of secrets that cannot be deleted (a policy denying it)
     would be all every look tried, the ones due after them kept for good. The secret
-    store unavailable (down, throttled past its retries, refusing this role), the look
-    stops at that first failure: each further delete would wait out its own retries, a
-    hundred of them longer than the AWS schedule function's minute, whose sources'
-    upkeep comes after this. A ref this secret store cannot address (the store was moved
-    to another backend) is let go of, as nothing here can delete it. The due list is
-    read first, so a look with nothing due costs one store read and never reaches the
-    secret store."""
+    store unavailable (down, throttled past its retries, refusing this role) or unusable
+    as configured (it fails to open), the look stops at that first failure: each
+    further delete would wait out its own retries, a hundred of them longer than the
+    AWS schedule function's minute, whose sources' upkeep comes after this. A ref this
+    secret store cannot address (the store was moved to another backend) is let go of,
+    as nothing here can delete it. The due list is read first, so a look with nothing
+    due costs one store read and never reaches the secret store."""
     refs = await leases.due(now=now, limit=limit)
     deleted = 0
+    stopped = False
     for ref in refs:
         try:
             await secrets.delete(ref)
@@ -138,12 +139,13 @@ async def delete_due_secrets(
                 await leases.hold(ref, until=now + RETRY_AFTER)
             except Exception:
                 log.exception("a short-lived secret that failed to delete could not be put back")
-            if isinstance(error, StoreUnavailable):
-                return deleted, False
+            if isinstance(error, StoreUnavailable | StoreConfigError):
+                stopped = True
+                break
             continue
         else:
             deleted += 1
         await leases.release(ref)
     if deleted:
         log.info("deleted %d short-lived secret(s) their flow never used", deleted)
-    return deleted, len(refs) >= limit
+    return deleted, not stopped and len(refs) >= limit
