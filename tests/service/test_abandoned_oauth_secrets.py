@@ -31,8 +31,17 @@ from ucf.service.errors import NotFoundError
 from ucf.service.oauth import FLOW_LIFETIME, TICKET_LIFETIME, OAuthFlows, OAuthRefused
 from ucf.service.scheduler import Scheduler
 from ucf.service.settings import Settings
-from ucf.service.short_secrets import SECRET_MARGIN
-from ucf.stores.secrets.base import SecretNotFound
+from ucf.service.short_secrets import (
+    SECRET_MARGIN,
+    consume_secret,
+    delete_due_secrets,
+    keep_secret_until,
+)
+from ucf.stores.secrets.base import (
+    SecretNotFound,
+    SecretStoreConfigError,
+    SecretStoreUnavailable,
+)
 
 PROJECT = "proj-abandoned"
 CONNECTOR = "pkce-tool"
@@ -274,3 +283,91 @@ async def test_a_schedule_tick_with_nothing_due_costs_one_read(
     assert calls == ["Query"]
     assert await scheduler.delete_abandoned_secrets() == 0
     assert calls == ["Query"]
+
+
+class _Refusing:
+    """The secret store as a backend that refuses to delete some refs (an IAM policy or
+    a resource policy denying ``DeleteSecret``, a secret another deployment's prefix
+    names): every other call goes to the real store."""
+
+    def __init__(self, store: Any, refused: set[str], error: type[Exception] = Exception) -> None:
+        self._store = store
+        self.refused = refused
+        self.error = SecretStoreUnavailable if error is Exception else error
+        self.deletes: list[str] = []
+
+    async def put(self, ref: str | None, values: Any) -> str:
+        return str(await self._store.put(ref, values))
+
+    async def get(self, ref: str) -> dict[str, str]:
+        return dict(await self._store.get(ref))
+
+    async def delete(self, ref: str) -> None:
+        self.deletes.append(ref)
+        if ref in self.refused:
+            raise self.error(f"refused to delete {ref!r}", "check the role")
+        await self._store.delete(ref)
+
+    async def rotate(self, ref: str, values: Any, *, keep_previous: bool = True) -> None:
+        await self._store.rotate(ref, values, keep_previous=keep_previous)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_secret_that_cannot_be_deleted_does_not_hold_up_the_others(
+    context: UcfContext,
+) -> None:
+    """A secret whose delete keeps failing was the earliest due at every look: a batch
+    of such ones (a full batch: at once again, every tick on AWS) was all the upkeep
+    ever tried, and every secret due after them stayed for good. It is tried again
+    later, behind the others."""
+    leases = context.store.secret_leases
+    stuck = await keep_secret_until(context.secrets, leases, {"k": "stuck"}, until=T0)
+    other = await keep_secret_until(context.secrets, leases, {"k": "other"}, until=T0 + SECOND)
+    refusing = _Refusing(context.secrets, {stuck})
+
+    assert await delete_due_secrets(refusing, leases, now=T0 + SECOND, limit=1) == (0, False)
+    assert await delete_due_secrets(refusing, leases, now=T0 + 2 * SECOND, limit=1) == (1, True)
+    assert not await _exists(context, other)
+    assert await _exists(context, stuck)
+    assert await leases.due(now=T0 + 2 * SECOND, limit=10) == []
+    assert await leases.due(now=FAR, limit=10) == [stuck]  # still held: tried again later
+
+
+@pytest.mark.parametrize("error", [SecretStoreUnavailable, SecretStoreConfigError])
+async def test_a_secret_store_refusing_deletes_costs_one_call_a_look(
+    context: UcfContext, error: type[Exception]
+) -> None:
+    """Unavailable (down, throttled past its retries, the role refused) or unusable as
+    configured (it fails to open), each delete of a batch waited out its own retries or
+    its own open: on AWS a hundred of them outlast the schedule function's minute, and
+    the sources' upkeep after them never ran. The look stops at the first."""
+    leases = context.store.secret_leases
+    refs = [
+        await keep_secret_until(context.secrets, leases, {"k": str(i)}, until=T0 + i * SECOND)
+        for i in range(3)
+    ]
+    refusing = _Refusing(context.secrets, set(refs), error)
+
+    assert await delete_due_secrets(refusing, leases, now=T0 + 5 * SECOND) == (0, False)
+    assert refusing.deletes == refs[:1]
+    for ref in refs:
+        assert await _exists(context, ref)
+
+
+async def test_a_secret_read_but_not_deleted_is_still_handed_to_its_flow(
+    context: UcfContext,
+) -> None:
+    """The flow's record is taken before its secret is read: a delete that failed after
+    the read (Secrets Manager throttled past its retries) failed the flow, whose user
+    had to consent again, for a secret the upkeep deletes anyway as long as it is held.
+    The flow gets it; the hold stays, and the upkeep deletes it past its time."""
+    leases = context.store.secret_leases
+    ref = await keep_secret_until(context.secrets, leases, {"k": "v"}, until=T0)
+    refusing = _Refusing(context.secrets, {ref})
+
+    assert await consume_secret(refusing, leases, ref) == {"k": "v"}
+    assert await leases.due(now=T0, limit=10) == [ref]
+    assert await delete_due_secrets(context.secrets, leases, now=T0) == (1, False)
+    assert not await _exists(context, ref)

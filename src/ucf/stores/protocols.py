@@ -389,7 +389,8 @@ class SecretLeaseStore(Protocol):
     use it: a consent's PKCE verifier, the tokens of a setup flow's ticket. The record
     that names such a secret expires (and DynamoDB's TTL may delete it any time after),
     so the ref is remembered here, apart from it, until the secret is deleted: the
-    daily upkeep deletes each one past its time that its flow never consumed."""
+    scheduler's upkeep (every ten minutes, every tick on AWS) deletes each one past its
+    time that its flow never consumed."""
 
     async def hold(self, ref: str, *, until: datetime) -> None:
         """Remember ``ref`` until ``release``; it is due from ``until`` on."""
