@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_bench(script: str, *args: str, timeout: float = 180) -> str:
+def run_bench(script: str, *args: str, timeout: float = 600) -> str:
     """The bench's output; fails the test with its output when it exits non-zero."""
     done = subprocess.run(
         [sys.executable, f"bench/{script}", *args],
