@@ -21,8 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import pytest_asyncio
 
-from tests.stores.dynalite import dynamodb_url, unique_table_name
-from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
+from tests.service.stacks import STACKS, stack_settings
 from tests.web.test_oauth import PKCE_APP, PKCE_SECRET, consent, pkce_descriptor
 from ucf.fakes.kit import FakeServer
 from ucf.fakes.oauth import AuthorizationServer
@@ -30,7 +29,6 @@ from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError
 from ucf.service.oauth import FLOW_LIFETIME, TICKET_LIFETIME, OAuthFlows, OAuthRefused
 from ucf.service.scheduler import Scheduler
-from ucf.service.settings import Settings
 from ucf.service.short_secrets import (
     SECRET_MARGIN,
     consume_secret,
@@ -59,28 +57,14 @@ def provider() -> Iterator[AuthorizationServer]:
         yield auth
 
 
-@pytest_asyncio.fixture(params=["sqlite", "dynamodb"], loop_scope="function")
+@pytest_asyncio.fixture(params=STACKS, loop_scope="function")
 async def context(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     provider: AuthorizationServer,
 ) -> AsyncIterator[UcfContext]:
-    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
-    store_url = None
-    if request.param == "dynamodb":
-        # The session's servers first (see tests/service/test_unused_credentials.py).
-        moto = request.getfixturevalue("moto_endpoint")
-        dynalite = request.getfixturevalue("dynalite_endpoint")
-        for name in AWS_ENV_TO_CLEAR:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in DUMMY_AWS_ENV.items():
-            monkeypatch.setenv(name, value)
-        store_url = dynamodb_url(dynalite, unique_table_name())
-        environ["UCF_SECRET_STORE"] = (
-            f"aws-secretsmanager://?region=us-east-1&endpoint={moto}&prefix=ucf/{tmp_path.name}/"
-        )
-    settings = Settings.from_env(environ, data_dir=tmp_path, store_url=store_url)
+    settings, _ = stack_settings(request, tmp_path, monkeypatch)
     async with await UcfContext.open(settings) as opened:
         connector = await opened.connectors.register(pkce_descriptor(provider.server.base_url))
         await opened.instances.oauth_clients.register(

@@ -20,8 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.stores.dynalite import dynamodb_url, unique_table_name
-from tests.stores.moto_server import AWS_ENV_TO_CLEAR, DUMMY_AWS_ENV
+from tests.service.stacks import STACKS, stack_settings
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import AUTH_METHOD_KEY
 from ucf.service.context import UPGRADES_PENDING, UcfContext
@@ -29,7 +28,6 @@ from ucf.service.errors import ValidationFailed
 from ucf.service.instance_secrets import RESERVED
 from ucf.service.instances import InstanceService
 from ucf.service.scheduler import Scheduler
-from ucf.service.settings import Settings
 from ucf.stores.errors import StoreUnavailable
 
 PROJECT = "proj-unused"
@@ -44,30 +42,13 @@ OAUTH = {
 }
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=STACKS)
 async def context(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[UcfContext]:
-    environ = {"UCF_ALLOW_HOSTS": "127.0.0.1", "UCF_SCHEDULER": "0"}
-    store_url = None
-    if request.param == "dynamodb":
-        # The session's servers first: a session fixture started inside this test would
-        # set its environment after the patch below, which then takes it away at teardown
-        # (every later DynamoDB test of the worker found no AWS credentials).
-        moto = request.getfixturevalue("moto_endpoint")
-        dynalite = request.getfixturevalue("dynalite_endpoint")
-        for name in AWS_ENV_TO_CLEAR:
-            monkeypatch.delenv(name, raising=False)
-        for name, value in DUMMY_AWS_ENV.items():
-            monkeypatch.setenv(name, value)
-        store_url = dynamodb_url(dynalite, unique_table_name())
-        environ["UCF_SECRET_STORE"] = (
-            f"aws-secretsmanager://?region=us-east-1&endpoint={moto}&prefix=ucf/{tmp_path.name}/"
-        )
-        environ["moto"] = moto
-    settings = Settings.from_env(environ, data_dir=tmp_path, store_url=store_url)
+    settings, moto = stack_settings(request, tmp_path, monkeypatch)
     async with await UcfContext.open(settings) as opened:
-        opened.test_moto = environ.get("moto")  # type: ignore[attr-defined]
+        opened.test_moto = moto  # type: ignore[attr-defined]
         opened.test_settings = settings  # type: ignore[attr-defined]
         await opened.instances.create(
             PROJECT,
