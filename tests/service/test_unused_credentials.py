@@ -122,9 +122,15 @@ async def test_a_rotation_within_the_same_method_keeps_every_credential(
     assert await _stored(context) == {"apiKey": API_KEY + "x", "webhookSecret": WEBHOOK_SECRET}
 
 
+def _shipped_linear() -> dict[str, Any]:
+    """Linear's descriptor as the catalogue ships it (a fresh copy each call)."""
+    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    return linear
+
+
 def _linear_with_a_token_only() -> dict[str, Any]:
     """Linear's descriptor edited to sign in with a PAT ('token') and nothing else."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     edited = copy.deepcopy(linear)
     edited.pop("authAlternatives", None)
     edited["auth"] = {
@@ -171,7 +177,7 @@ async def test_an_edit_that_renames_the_key_is_undone_by_a_restore_with_the_key_
 ) -> None:
     """A slip in an edit (the key's name changed) leaves every instance unable to sign
     in; it must not also delete their keys, or no restore could bring them back."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     renamed = json.loads(json.dumps(linear).replace('"apiKey"', '"accessKey"'))
     await context.instances.update_connector("linear", renamed)
     assert (await context.instances.get(PROJECT, "linear")).sign_in_problems
@@ -198,7 +204,7 @@ async def test_a_connector_edit_that_is_refused_deletes_no_credential(
 async def test_a_connector_edit_that_keeps_the_sign_in_method_keeps_every_credential(
     context: UcfContext,
 ) -> None:
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     edited = copy.deepcopy(linear)
     edited["description"] = "Linear, edited"
 
@@ -232,7 +238,7 @@ async def test_an_edit_that_renames_the_webhook_secret_is_undone_by_a_restore_wi
     in (its key is untouched) but unable to verify a delivery. The secret is no sign-in
     credential, so the sign-in check let the edit delete it: a restore then found every
     instance refusing each delivery, and only the provider's dashboard had the secret."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     renamed = json.loads(json.dumps(linear).replace('"webhookSecret"', '"signingSecret"'))
     renamed["ingestion"]["webhook"]["signature"]["secretCredential"] = "signingSecret"
     await context.instances.update_connector("linear", renamed)
@@ -249,7 +255,7 @@ async def test_an_edit_that_drops_the_webhook_is_undone_by_a_restore_with_its_se
     """The same with the webhook taken out (polling only, for a while): the instances
     still sign in, and the secret their deliveries are verified with must come back
     with the webhook."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     polling = copy.deepcopy(linear)
     polling["ingestion"] = {"mode": "polling", **linear["ingestion"]["polling"]}
     for method in [polling["auth"], *polling.get("authAlternatives", [])]:
@@ -271,7 +277,7 @@ async def test_a_key_rotated_after_a_slip_keeps_the_webhook_secret_for_the_resto
     completes its sign-in, and keys only earlier versions declared go, but the secret
     its deliveries were verified with is no sign-in's and nothing replaced it (the
     renamed one was never given): the restore needs it."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     renamed = json.loads(json.dumps(linear).replace('"webhookSecret"', '"signingSecret"'))
     renamed["ingestion"]["webhook"]["signature"]["secretCredential"] = "signingSecret"
     await context.instances.update_connector("linear", renamed)
@@ -288,7 +294,7 @@ async def test_a_webhook_secret_renamed_and_given_deletes_the_old_one(
 ) -> None:
     """Once the renamed secret is given, deliveries verify with it: the one only earlier
     versions verified with goes, as any key only they declared."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     renamed = json.loads(json.dumps(linear).replace('"webhookSecret"', '"signingSecret"'))
     renamed["ingestion"]["webhook"]["signature"]["secretCredential"] = "signingSecret"
     await context.instances.update_connector("linear", renamed)
@@ -305,7 +311,7 @@ async def test_earlier_versions_are_parsed_once_for_each_way_of_signing_in(
     declared: a connector edited many times (its sign-in seldom) had each version parsed
     again, ~1.7 ms of CPU each on the event loop. Versions that declare the same sign-in
     and verification name the same keys: one of them is enough."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     for n in range(4):
         edited = copy.deepcopy(linear)
         edited["description"] = f"Linear, edit {n}"
@@ -349,7 +355,7 @@ async def test_an_edit_that_renames_an_optional_token_is_undone_by_a_restore_wit
 def _linear_with_oauth_only() -> dict[str, Any]:
     """Linear's descriptor as it might have been before its API key was offered: OAuth
     2.0 its one way to sign in, so an instance made then stores no ``authMethod``."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     edited = copy.deepcopy(linear)
     edited["auth"] = edited.pop("authAlternatives")[0]
     return edited
@@ -363,7 +369,7 @@ async def _oauth_instance_before_the_key(context: UcfContext) -> None:
     """An instance of ``OTHER`` made while Linear signed in with OAuth alone (no
     ``authMethod`` stored), its connector then given the API key as ``auth`` back and
     OAuth as the alternative."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     await context.connectors.edit("linear", _linear_with_oauth_only())
     await context.instances.create(
         OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
@@ -402,7 +408,7 @@ async def test_a_client_secret_patched_after_such_an_edit_keeps_the_oauth_tokens
     secret alone completed the OAuth sign-in (the check inferred the method) but the
     pruning read the instance as an API-key one and deleted its tokens, which only a new
     consent gives back. It now keeps them, and the method it was checked with."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     await context.connectors.edit("linear", _linear_with_oauth_only())
     await context.instances.create(
         OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
@@ -447,7 +453,7 @@ async def test_a_catalogue_upgrade_that_makes_oauth_the_first_method_keeps_key_i
     ``authMethod`` stored) to OAuth, which it has no token for. It records their method,
     as an edit does."""
     swapped = copy.deepcopy(_linear_with_oauth_only())
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     swapped["authAlternatives"] = [linear["auth"]]
 
     restarted = await _restarted_with(context, monkeypatch, swapped)
@@ -475,7 +481,7 @@ async def test_a_catalogue_upgrade_whose_work_failed_is_done_by_the_next_daily_j
     key instance read as OAuth, unable to sign in, and no later start or edit did it
     again. It is remembered until done, and the daily job does it."""
     swapped = copy.deepcopy(_linear_with_oauth_only())
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     swapped["authAlternatives"] = [linear["auth"]]
     work = InstanceService.drop_unused_credentials
 
@@ -511,7 +517,7 @@ async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_a
         credentials={"apiKey": API_KEY, **app},
         config={"baseUrl": "http://127.0.0.1:9"},
     )
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     key_only = copy.deepcopy(linear)
     key_only.pop("authAlternatives")
 
@@ -524,7 +530,7 @@ async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_a
 
 def _linear_without_its_webhook() -> dict[str, Any]:
     """Linear polled only: no webhook, no webhook secret field."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     polling = copy.deepcopy(linear)
     polling["ingestion"] = {"mode": "polling", **linear["ingestion"]["polling"]}
     for method in [polling["auth"], *polling.get("authAlternatives", [])]:
@@ -556,7 +562,7 @@ async def test_a_webhook_secret_the_connector_stopped_verifying_with_goes_after_
 async def test_a_webhook_secret_the_connector_still_verifies_with_is_never_retired(
     context: UcfContext,
 ) -> None:
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     edited = copy.deepcopy(linear)
     edited["description"] = "Linear, edited"
     await context.instances.update_connector("linear", edited)
@@ -601,7 +607,7 @@ async def test_an_edit_records_no_method_the_instance_could_not_sign_in_with(
     method than ``auth`` (OAuth tokens on a key connector, from before the method was
     recorded): it never signed in with ``auth``. An edit that makes OAuth ``auth`` lets
     it sign in at last; recording the key method it never had would have kept it out."""
-    (linear,) = (d for d in builtin_descriptors() if d["id"] == "linear")
+    linear = _shipped_linear()
     await context.connectors.edit("linear", _linear_with_oauth_only())
     await context.instances.create(
         OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
