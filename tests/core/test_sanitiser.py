@@ -1401,12 +1401,36 @@ def test_any_json_payload_sanitises_without_error_and_hides_nothing(
     json.dumps(result.to_wire())  # never raises: no lone surrogates survive
     assert not any(_hidden(s) for s in _strings(result.raw))
     again = sanitise(_signal(summary=result.summary, raw=result.raw))
-    # The scrubbed fields hold nothing left to redact; sanitisedSummary is derived
-    # from the (scrubbed) summary again, so it may repeat what it found the first time.
+    # The scrubbed fields hold nothing left to redact.
     assert not [n for n in again.sanitisation_notes if ":redacted:" in n]
-    assert {n for n in again.sanitisation_notes if n.startswith("redacted:")} <= set(
-        result.sanitisation_notes
+    if not [n for n in result.sanitisation_notes if n.startswith("summary:redacted:")]:
+        # sanitisedSummary is derived from the summary again, the same text as the first
+        # time but tidied, so it may repeat what it found then and find nothing more. A
+        # redaction in the summary field changes that text: its marker may stand where
+        # markup began that hid what followed (see the test below).
+        assert {n for n in again.sanitisation_notes if n.startswith("redacted:")} <= set(
+            result.sanitisation_notes
+        )
+
+
+def test_a_marker_standing_where_markup_began_shows_what_the_markup_hid_redacted() -> None:
+    """``password=<?…``: in sanitisedSummary ``<?`` opens a bogus comment (HTML's
+    tokenizer) running to the end, so nothing follows the label; the summary field is
+    not HTML and only its value ``<?`` is redacted. Sanitised again, that field's text
+    no longer opens a comment, and the rest is read, its entity decoded, and redacted
+    where a rule matches: what neither pass shows is a secret."""
+    result = sanitise(_signal(summary='PASSWORD=<?"AUTHORIZATION:::::::&LT;0', raw={}))
+    again = sanitise(_signal(summary=result.summary, raw=result.raw))
+
+    assert (result.summary, result.sanitised_summary) == (
+        'PASSWORD=[REDACTED:password]"AUTHORIZATION:::::::&LT;0',
+        "PASSWORD=",
     )
+    assert (again.summary, again.sanitised_summary) == (
+        result.summary,
+        'PASSWORD=[REDACTED:password]"AUTHORIZATION:[REDACTED:authorization_header]',
+    )
+    assert again.sanitisation_notes == ["html_stripped", "redacted:authorization_header"]
 
 
 ADVERSARIAL = [
