@@ -132,15 +132,20 @@ async def _stored(context: UcfContext) -> dict[str, str]:
     return dict(await context.instances.credentials(record))
 
 
+def files_text(directory: Path) -> str:
+    """Every file under ``directory``, as text (bytes kept one to one)."""
+    return "\n".join(
+        path.read_bytes().decode("latin-1") for path in directory.rglob("*") if path.is_file()
+    )
+
+
 async def _plain_records(context: UcfContext, data_dir: Path) -> str:
     """Everything the store keeps outside the secret store, as text: every file of the
     data directory on SQLite (the local secret store's encrypted file too), every item
     of the table on DynamoDB."""
     db = getattr(context.store.secret_leases, "_db", None)
     if not hasattr(db, "table"):
-        return "\n".join(
-            path.read_bytes().decode("latin-1") for path in data_dir.rglob("*") if path.is_file()
-        )
+        return files_text(data_dir)
     items: list[Any] = []
     assert db is not None
     params: dict[str, Any] = {"TableName": db.table}
@@ -162,20 +167,24 @@ async def test_held_credentials_are_kept_encrypted_and_stored_on_the_new_instanc
     assert ref in await context.store.secret_leases.due(now=FAR, limit=10)
     held = await _plain_records(context, data_dir)
     assert PKCE_APP in held  # the registered client id is a plain record: the scan sees them
-    assert SIGNING not in held and EXTRA not in held
+    assert SIGNING not in held
+    assert EXTRA not in held
 
     connected = await _complete(context, url, now=T0 + SECOND)
 
     assert connected.created
     stored = await _stored(context)
-    assert stored["signingKey"] == SIGNING and stored["extraKey"] == EXTRA
+    assert stored["signingKey"] == SIGNING
+    assert stored["extraKey"] == EXTRA
     assert stored["accessToken"].startswith("fake-access-")
     assert not await _exists(context, ref)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
     after = await _plain_records(context, data_dir)
-    assert SIGNING not in after and EXTRA not in after
+    assert SIGNING not in after
+    assert EXTRA not in after
     shown = json.dumps((await context.instances.get(PROJECT, CONNECTOR)).to_json())
-    assert SIGNING not in shown and EXTRA not in shown
+    assert SIGNING not in shown
+    assert EXTRA not in shown
 
 
 async def test_an_abandoned_consents_held_credentials_are_deleted_past_their_time(
@@ -248,7 +257,8 @@ async def test_a_reconnect_replaces_the_given_credentials_and_keeps_the_others(
     rotated = await _start(context, provider, {"signingKey": "rotated-signing-key-0c4d"})
     connected = await _complete(context, rotated, now=T0 + 3 * SECOND)
 
-    assert not connected.created and connected.return_to == "instance"
+    assert not connected.created
+    assert connected.return_to == "instance"
     after = await _stored(context)
     assert (after["signingKey"], after["extraKey"]) == ("rotated-signing-key-0c4d", EXTRA)
     assert after["accessToken"] != kept["accessToken"]
@@ -308,7 +318,8 @@ async def test_an_edit_meanwhile_keeps_the_callbacks_rules_with_the_held_credent
 
     connected = await _complete(context, url, now=T0 + SECOND)
 
-    assert connected.ticket is not None and connected.edited
+    assert connected.ticket is not None
+    assert connected.edited
     assert any("config.region" in said for said in connected.unfit)
     tokens, _ = await OAuthFlows.of(context).redeem(
         connected.ticket, project_id=PROJECT, connector_id=CONNECTOR, now=T0 + 2 * SECOND
