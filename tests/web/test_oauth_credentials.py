@@ -146,6 +146,13 @@ async def test_the_start_refuses_what_the_consent_gives_and_asks_for_what_it_doe
         ),
         (
             {
+                "config": settings(sandbox),
+                "credentials": {"webhookSecret": SECRET, "authMethod": "pat"},
+            },
+            ["credentials.authMethod"],  # the consent's own method, always
+        ),
+        (
+            {
                 "config": {**settings(sandbox), "owner": ["x"]},
                 "credentials": {"webhookSecret": ["not", "a", "string"]},
             },

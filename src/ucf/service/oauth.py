@@ -43,7 +43,7 @@ from ucf.runtime.redaction import SECRETS
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import ConnectorService
 from ucf.service.errors import NotFoundError, ServiceError, ValidationFailed
-from ucf.service.instances import check_config, check_credentials
+from ucf.service.instances import FieldProblem, check_config, check_credentials
 from ucf.service.oauth_clients import OAuthClients as OAuthClients
 from ucf.service.oauth_clients import RegisteredClient as RegisteredClient
 from ucf.service.oauth_clients import consent_of
@@ -150,35 +150,32 @@ def check_held_credentials(
     if oauth is None or method is None:
         if not credentials:
             return {}
-        raise ValidationFailed(
-            "the credentials are not valid",
-            [{"path": "credentials", "message": "this connector offers no consent"}],
-        )
+        problem = FieldProblem("credentials", "this connector offers no consent")
+        raise ValidationFailed("the credentials are not valid", [problem.__dict__])
     given = consent_gives(oauth)
     own = {f.key for f in descriptor.credential_fields(method)} - given
-    problems: list[dict[str, str]] = []
+    problems: list[FieldProblem] = []
     asked: dict[str, Any] = {}
     for key, value in credentials.items():
         path = f"credentials.{key}"
         if key in given:
             problems.append(
-                {
-                    "path": path,
-                    "message": "is given by the consent (the registered OAuth app's client "
-                    "id and secret, the tokens): not accepted here",
-                }
+                FieldProblem(
+                    path,
+                    "is given by the consent (the registered OAuth app's client id and "
+                    "secret, the tokens): not accepted here",
+                )
             )
         elif key == AUTH_METHOD_KEY:
-            problems.append(
-                {"path": path, "message": f"the consent signs in with '{method.method}' itself"}
-            )
+            problems.append(FieldProblem(path, f"the consent signs in with '{method.method}'"))
         elif key not in own:
             known = ", ".join(sorted(own)) or "none"
             problems.append(
-                {"path": path, "message": f"unknown credential for a consent (known: {known})"}
+                FieldProblem(path, f"unknown credential for a consent (known: {known})")
             )
         else:
             asked[key] = value
+    details: list[Any] = [p.__dict__ for p in problems]
     # Checked as the instance will hold them: with the consent's method and a token (a
     # stand-in, only so the check does not ask for one the consent is about to give).
     standing_in = {oauth.access_token_key: "consent", **descriptor.consent_marker()}
@@ -187,10 +184,10 @@ def check_held_credentials(
             descriptor, {**asked, **standing_in}, partial=reconnect, provided=given
         )
     except ValidationFailed as failed:
-        problems += [p for p in failed.details or () if isinstance(p, dict)]
+        details += list(failed.details or ())
         checked = {}
-    if problems:
-        raise ValidationFailed("the credentials are not valid", problems)
+    if details:
+        raise ValidationFailed("the credentials are not valid", details)
     return {k: v for k, v in checked.items() if k in asked}
 
 
