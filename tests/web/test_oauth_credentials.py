@@ -175,6 +175,16 @@ async def test_the_start_refuses_what_the_consent_gives_and_asks_for_what_it_doe
         assert [p["path"] for p in refused.json()["error"]["details"]] == paths, sent
         for value in ("mine-1", "mine-2", "mine-3", "mine-4", SECRET):
             assert value not in refused.text
+    for raw in (
+        b'{"credentials": {"webhookSecret": "s\\ud800"}}',  # a lone surrogate
+        b'{"credentials": {"\\ud800": "x"}}',
+        b'{"credentials": {"webhookSecret": null}}',
+        b'{"credentials": {"webhookSecret": {"nested": "x"}}}',
+    ):
+        odd = await web.client.post(
+            f"{INSTANCE}/oauth/start", content=raw, headers={"Content-Type": "application/json"}
+        )
+        assert odd.status_code == 422, (raw, odd.text)
     given = (
         await web.client.post(
             f"{INSTANCE}/oauth/start",
