@@ -714,6 +714,24 @@ async def test_settings_with_a_lone_surrogate_are_422_at_their_path_not_a_500(
     assert [p["path"] for p in error_of(patched)["details"]] == ["credentials.webhookSecret"]
 
 
+async def test_a_setting_or_credential_named_with_a_lone_surrogate_is_422_not_a_500(
+    web: Web,
+) -> None:
+    """The refusal names the unknown key in its path, and no UTF-8 body could carry
+    the lone surrogate in it: the 422 was a 500. The path writes it as its escape."""
+    created = await web.client.post(
+        f"/api/projects/{PROJECT}/instances",
+        content=(
+            b'{"connectorId": "github-prs", "config": {"\\udc00": "x"}, '
+            b'"credentials": {"\\ud800": "x"}}'
+        ),
+        headers={"Content-Type": "application/json"},
+    )
+    assert created.status_code == 422, created.text
+    paths = {p["path"] for p in error_of(created)["details"]}
+    assert {"config.\\udc00", "credentials.\\ud800"} <= paths
+
+
 async def test_a_body_of_the_wrong_shape_is_422_without_echoing_it(web: Web) -> None:
     response = await web.client.post(
         f"/api/projects/{PROJECT}/instances",

@@ -384,10 +384,13 @@ async def test_a_credential_no_consent_gives_is_asked_for_without_blaming_an_edi
     web: Web, slack: SlackFake
 ) -> None:
     """A connector whose consent method requires a credential the provider does not give
-    (GitHub PRs' webhook secret; here Slack's, made required before the start): a consent
-    started through the API cannot create the instance, and its tokens go to the setup
-    flow. The page said the connector "was edited since this connection started", which
-    nobody had done; it says what the consent does not give."""
+    (GitHub PRs' webhook secret; here Slack's, made required before the start). A start
+    through the API without it is refused before anyone is sent to the provider (it used
+    to go through, and the callback handed the tokens to the setup flow). A reconnect's
+    start counts the instance's own; should the instance be deleted while the user is at
+    the provider, its tokens go to the setup flow, and the page said the connector "was
+    edited since this connection started", which nobody had done: it says what the
+    consent does not give."""
     current = (await web.client.get("/api/connectors/slack")).json()
     edited = {k: v for k, v in current.items() if k not in {"builtIn", "createdAt", "updatedAt"}}
     [secret] = [
@@ -397,7 +400,19 @@ async def test_a_credential_no_consent_gives_is_asked_for_without_blaming_an_edi
     assert (await web.client.put("/api/connectors/slack", json=edited)).is_success
     await register(web)
     user = await dashboard_user(web)
-    back = urlsplit(await consent(await start(web, slack)))
+    refused = await web.client.post(f"{INSTANCE}/oauth/start", json={"config": slack_config(slack)})
+    assert refused.status_code == 422, refused.text
+    assert [p["path"] for p in refused.json()["error"]["details"]] == ["credentials.webhookSecret"]
+
+    with_secret = {"config": slack_config(slack), "credentials": {"webhookSecret": "sig-9f3e7a"}}
+    started = await web.client.post(f"{INSTANCE}/oauth/start", json=with_secret)
+    assert started.status_code == 200, started.text
+    assert (await come_back(web, await consent(started.json()["authorizeUrl"]))).is_success
+    assert (await web.client.get(INSTANCE)).json()["credentials"]["webhookSecret"].startswith("•")
+
+    reconnect = await start(web, slack)  # the instance's own secret counts
+    assert (await web.client.delete(INSTANCE)).status_code == 204
+    back = urlsplit(await consent(reconnect))
     landed = await user.get(back.path, **{k: v[0] for k, v in parse_qs(back.query).items()})
     assert landed.status_code == 200, landed.text
     assert "Slack needs more than the consent gives" in landed.text

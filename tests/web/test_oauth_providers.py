@@ -31,12 +31,14 @@ import pytest_asyncio
 from tests.web.conftest import Web, open_web, web_settings
 from tests.web.test_editor_pages import login
 from tests.web.test_oauth import come_back, consent, pkce_descriptor, secret_count
+from ucf.core.descriptor import consent_config
 from ucf.fakes import asana, github, graph, jira, linear, notion
 from ucf.fakes.oauth import AuthorizationServer
 from ucf.fakes.scenario import ProviderFake, scenario_for
 from ucf.runtime.redaction import SECRETS
 from ucf.sandbox.fleet import Fleet, catalogue
 from ucf.sandbox.fleet import Provider as SandboxProvider
+from ucf.service.oauth import consent_gives
 
 PROJECT = "proj-providers"
 
@@ -789,9 +791,18 @@ def test_the_sandbox_registers_an_app_exactly_where_a_descriptor_offers_a_consen
     assert registered["outlook"] == (graph.CLIENT_ID, graph.CLIENT_SECRET)
 
 
-SANDBOX_CONSENTS = ["asana", "github-issues", "jira", "linear", "notion", "outlook", "slack"]
-"""Every catalogue connector with a consent but GitHub PRs, whose required webhook secret
-no consent gives (its callback hands the tokens to the setup flow: test_oauth.py)."""
+SANDBOX_CONSENTS = [
+    "asana",
+    "github-issues",
+    "github-prs",
+    "jira",
+    "linear",
+    "notion",
+    "outlook",
+    "slack",
+]
+"""Every catalogue connector with a consent. GitHub PRs' requires a webhook secret no
+consent gives: the start sends it (``credentials``), as a script does."""
 
 
 @pytest.mark.parametrize("connector_id", SANDBOX_CONSENTS)
@@ -816,7 +827,16 @@ async def test_a_consent_with_the_settings_the_sandbox_names_polls_its_fake(
         assert registered.status_code == 204, registered.text
         settings = {**scenario.config(fake.base_url), **sandbox.consent_settings()}
         instance = f"/api/projects/{PROJECT}/instances/{connector_id}"
-        started = await web.client.post(f"{instance}/oauth/start", json={"config": settings})
+        oauth = descriptor.consent()
+        assert oauth is not None
+        [method] = [m for m in descriptor.auth_methods() if consent_config(m) is not None]
+        fields = descriptor.credential_fields(method)
+        required = {f.key for f in fields if f.required} - consent_gives(oauth)
+        body = {
+            "config": settings,
+            "credentials": {k: v for k, v in scenario.credentials().items() if k in required},
+        }
+        started = await web.client.post(f"{instance}/oauth/start", json=body)
         assert started.status_code == 200, started.text
         done = await come_back(web, await consent(started.json()["authorizeUrl"]))
         assert done.status_code == 200, done.text

@@ -9,13 +9,14 @@ runs in two requests that may reach different workers (:class:`OAuthFlows`):
    ``state`` for ten minutes (project, connector, settings, where to return,
    the dashboard session it belongs to, the redirect URI) — the PKCE
    verifier in the secret store, held there until a while past the flow's
-   expiry (:mod:`ucf.service.short_secrets`) — and returns the provider's
-   consent URL.
+   expiry (:mod:`ucf.service.short_secrets`), as are the credentials an API
+   start gives that no consent does (GitHub PRs' webhook secret) — and returns
+   the provider's consent URL.
 2. :meth:`OAuthFlows.complete` *takes* that record (atomically: a state works
    once), refuses a foreign session, exchanges the code at ``tokenUrl``
-   through the SSRF-guarded client and stores the tokens: on the instance (a
-   reconnect keeps its checkpoint and history; an API-started flow creates
-   it), or, for the dashboard's setup flow, under a one-time ticket the setup
+   through the SSRF-guarded client and stores the tokens, with the credentials
+   the start gave: on the instance (a reconnect keeps its checkpoint and
+   history; an API-started flow creates it), or, for the dashboard's setup flow, under a one-time ticket the setup
    page turns into its draft so Test Connection and Confirm work as always
    (the tokens held in the secret store as the verifier is, until redeemed).
 
@@ -33,14 +34,16 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, Literal, Self
 from urllib.parse import urlencode
 
-from ucf.core.descriptor import ConsentLookup, OAuth2Config
+from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
+from ucf.core.descriptor import ConnectorDescriptor, ConsentLookup, OAuth2Config, consent_config
 from ucf.core.jsonpath import MISSING, compile_path
 from ucf.runtime.auth import exchange_code, render_url
 from ucf.runtime.http import UpstreamError, parse_json, send_with_retries
+from ucf.runtime.redaction import SECRETS
 from ucf.runtime.ssrf import EgressDenied
 from ucf.service.connectors import ConnectorService
 from ucf.service.errors import NotFoundError, ServiceError, ValidationFailed
-from ucf.service.instances import check_config
+from ucf.service.instances import FieldProblem, check_config, check_credentials
 from ucf.service.oauth_clients import OAuthClients as OAuthClients
 from ucf.service.oauth_clients import RegisteredClient as RegisteredClient
 from ucf.service.oauth_clients import consent_of
@@ -116,6 +119,78 @@ def _looked_up(lookup: ConsentLookup, answer: Any, config: Mapping[str, str]) ->
     return MISSING
 
 
+def consent_gives(oauth: OAuth2Config) -> frozenset[str]:
+    """The credentials a consent itself stores: the registered app's client id and secret
+    (borrowed from the app) and the tokens with their expiry."""
+    return frozenset(
+        {
+            oauth.client_id_key,
+            oauth.client_secret_key,
+            oauth.access_token_key,
+            oauth.refresh_token_key,
+            ACCESS_TOKEN_EXPIRES_AT,
+        }
+    )
+
+
+def check_held_credentials(
+    descriptor: ConnectorDescriptor, credentials: Mapping[str, Any], *, reconnect: bool
+) -> dict[str, str]:
+    """The credentials an API start gives beside its consent, checked as the setup form
+    checks them, before anyone is sent to the provider: only the consent's sign-in
+    method's own fields that the consent does not give (GitHub PRs' webhook secret).
+
+    What the consent gives is refused by name: a client id or secret typed here would
+    never be the registered app's, and tokens are the consent's to issue. On a
+    reconnect the instance's stored credentials count, so none is required (the
+    callback's update keeps what is not given). ``ValidationFailed`` lists every
+    problem at ``credentials.<name>``."""
+    oauth = descriptor.consent()
+    method = next((m for m in descriptor.auth_methods() if consent_config(m) is not None), None)
+    if oauth is None or method is None:
+        if not credentials:
+            return {}
+        problem = FieldProblem("credentials", "this connector offers no consent")
+        raise ValidationFailed("the credentials are not valid", [problem.__dict__])
+    given = consent_gives(oauth)
+    own = {f.key for f in descriptor.credential_fields(method)} - given
+    problems: list[FieldProblem] = []
+    asked: dict[str, Any] = {}
+    for key, value in credentials.items():
+        path = f"credentials.{key}"
+        if key in given:
+            problems.append(
+                FieldProblem(
+                    path,
+                    "is given by the consent (the registered OAuth app's client id and "
+                    "secret, the tokens): not accepted here",
+                )
+            )
+        elif key == AUTH_METHOD_KEY:
+            problems.append(FieldProblem(path, f"the consent signs in with '{method.method}'"))
+        elif key not in own:
+            known = ", ".join(sorted(own)) or "none"
+            problems.append(
+                FieldProblem(path, f"unknown credential for a consent (known: {known})")
+            )
+        else:
+            asked[key] = value
+    details: list[Any] = [p.__dict__ for p in problems]
+    # Checked as the instance will hold them: with the consent's method and a token (a
+    # stand-in, only so the check does not ask for one the consent is about to give).
+    standing_in = {oauth.access_token_key: "consent", **descriptor.consent_marker()}
+    try:
+        checked = check_credentials(
+            descriptor, {**asked, **standing_in}, partial=reconnect, provided=given
+        )
+    except ValidationFailed as failed:
+        details += list(failed.details or ())
+        checked = {}
+    if details:
+        raise ValidationFailed("the credentials are not valid", details)
+    return {k: v for k, v in checked.items() if k in asked}
+
+
 # --------------------------------------------------------------------------- the consent
 
 
@@ -132,7 +207,9 @@ class Connected:
     unfit: tuple[str, ...] = ()
     """Why the instance could not be created with the consent's settings and tokens (its
     connector was edited since the consent started, or it requires a credential no consent
-    gives, such as GitHub PRs' webhook secret): the tokens went to the setup flow instead."""
+    gives, such as GitHub PRs' webhook secret, that the start did not get because the
+    instance it was checked against was deleted meanwhile): the tokens went to the setup
+    flow instead, with the credentials the start gave."""
     edited: bool = False
     """With ``unfit``: the connector's version changed since the consent started."""
 
@@ -191,10 +268,14 @@ class OAuthFlows:
         session: str | None = None,
         return_to: ReturnTo = "instance",
         check_settings: bool = False,
+        credentials: Mapping[str, Any] | None = None,
     ) -> str:
         """The provider's consent URL for a new flow (``session``: the dashboard session it
         is bound to; None for a flow started through the API). ``check_settings``: ``config``
-        is as a client sent it, to be checked (see :meth:`_checked_settings`)."""
+        is as a client sent it, to be checked (see :meth:`_checked_settings`).
+        ``credentials``: ones no consent gives, as a client sent them (checked by
+        :func:`check_held_credentials`); kept in the secret store until the callback
+        stores them on the instance, or the upkeep deletes them with an abandoned flow."""
         connector = await self._connectors.get(connector_id)
         oauth = consent_of(connector)
         client = await self._clients.get(connector_id, now=now)
@@ -203,8 +284,11 @@ class OAuthFlows:
                 f"no OAuth app is registered for '{connector_id}': an operator registers its "
                 f"client id and secret first (PUT /api/connectors/{connector_id}/oauth-client)"
             )
-        if check_settings:
-            config = await self._checked_settings(connector, project_id, config)
+        held: dict[str, str] = {}
+        if check_settings or credentials:
+            config, held = await self._checked_start(
+                connector, project_id, config, credentials or {}, check_settings=check_settings
+            )
         state = secrets.token_urlsafe(32)
         flow: dict[str, Any] = {
             "project": project_id,
@@ -234,6 +318,12 @@ class OAuthFlows:
             )
             params["code_challenge"] = challenge
             params["code_challenge_method"] = "S256"
+        if held:
+            for value in held.values():
+                SECRETS.add(value)  # never in a log line, whatever quotes it
+            flow["credentialsRef"] = await keep_secret_until(
+                self._secrets, self._leases, held, until=now + FLOW_LIFETIME + SECRET_MARGIN
+            )
         await self._records.put(
             f"oauth-state:{_digest(state)}", flow, expires_at=now + FLOW_LIFETIME
         )
@@ -241,20 +331,52 @@ class OAuthFlows:
         separator = "&" if "?" in base else "?"
         return f"{base}{separator}{urlencode(params)}"
 
-    async def _checked_settings(
-        self, connector: Any, project_id: str, config: Mapping[str, Any]
-    ) -> dict[str, str]:
+    async def _checked_start(
+        self,
+        connector: Any,
+        project_id: str,
+        config: Mapping[str, Any],
+        credentials: Mapping[str, Any],
+        *,
+        check_settings: bool,
+    ) -> tuple[Mapping[str, Any], dict[str, str]]:
+        """The settings (when ``check_settings``) and the credentials a consent starts
+        with, checked together so one 422 lists every problem of both (see
+        :meth:`_checked_settings` and :func:`check_held_credentials`)."""
+        try:
+            record = await self._instances.record(project_id, connector.id)
+        except NotFoundError:
+            record = None
+        refused: list[ValidationFailed] = []
+        if check_settings:
+            try:
+                config = self._checked_settings(connector, record, config)
+            except ValidationFailed as failed:
+                refused.append(failed)
+        held: dict[str, str] = {}
+        try:
+            held = check_held_credentials(
+                connector.descriptor, credentials, reconnect=record is not None
+            )
+        except ValidationFailed as failed:
+            refused.append(failed)
+        if len(refused) == 1:
+            raise refused[0]
+        if refused:
+            details = [p for failed in refused for p in failed.details or []]
+            raise ValidationFailed("the settings and the credentials are not valid", details)
+        return config, held
+
+    @staticmethod
+    def _checked_settings(connector: Any, record: Any, config: Mapping[str, Any]) -> dict[str, str]:
         """The settings a consent starts with, checked and with defaults applied before the
         user is sent to the provider: unchecked, a value of the wrong type or an omitted URL
         that has a default made a broken consent URL (``['x']/login/…``, ``/login/…``), a
         lone surrogate a 500, and a missing required setting failed only after the user had
-        consented. A reconnect starts from the instance's settings; settings the provider
-        fills after the consent (``afterConsent``) are not required yet."""
-        try:
-            record = await self._instances.record(project_id, connector.id)
-            stored = {str(k): str(v) for k, v in record.config.items()}
-        except NotFoundError:
-            stored = {}
+        consented. A reconnect (``record``: the instance) starts from the instance's
+        settings; settings the provider fills after the consent (``afterConsent``) are not
+        required yet."""
+        stored = {str(k): str(v) for k, v in record.config.items()} if record else {}
         descriptor = connector.descriptor
         consent = descriptor.consent()
         later = [lookup.config_field for lookup in consent.after_consent] if consent else []
@@ -278,7 +400,7 @@ class OAuthFlows:
             raise OAuthRefused(
                 "this consent link was already used or has expired: start the connection again"
             )
-        verifier = await self._verifier(flow)
+        verifier, held = await self._held(flow)
         bound = flow.get("session")
         if bound is not None and (session is None or _digest(session) != bound):
             raise OAuthRefused(
@@ -287,7 +409,7 @@ class OAuthFlows:
         project_id, connector_id = str(flow["project"]), str(flow["connector"])
         return_to: ReturnTo = "setup" if flow.get("returnTo") == "setup" else "instance"
         try:
-            return await self._finish(flow, verifier, code=code, error=error, now=now)
+            return await self._finish(flow, verifier, held, code=code, error=error, now=now)
         except OAuthRefused as refused:
             refused.place = refused.place or FlowPlace(project_id, connector_id, return_to)
             raise
@@ -296,12 +418,14 @@ class OAuthFlows:
         self,
         flow: Mapping[str, Any],
         verifier: str | None,
+        held: Mapping[str, str],
         *,
         code: str | None,
         error: str | None,
         now: datetime,
     ) -> Connected:
-        """:meth:`complete` once the state is known to be this browser's."""
+        """:meth:`complete` once the state is known to be this browser's; ``held``: the
+        credentials the start gave beside the consent."""
         if error:
             shown = error if len(error) <= 64 and error.replace("_", "").isalnum() else "error"
             raise OAuthRefused(f"the provider did not grant access ({shown}); nothing was stored")
@@ -333,6 +457,14 @@ class OAuthFlows:
             ) from None
         found = await self._lookups(oauth, tokens, config)
         tokens |= connector.descriptor.consent_marker()  # sign in with the consent from now on
+        # The credentials the start gave go with the tokens (the tokens win: the start
+        # refused the consent's own keys, but the connector may have been edited since).
+        # One the connector no longer declares is dropped, as a removed setting is.
+        declared_credentials = {f.key for f in connector.descriptor.credential_fields()}
+        tokens = {
+            **{k: v for k, v in held.items() if k in declared_credentials},
+            **tokens,
+        }
         if flow.get("returnTo") == "setup":
             return await self._ticket(project_id, connector_id, tokens, found, now)
         # Settings an edit made since the start no longer declares are dropped, as saving
@@ -382,21 +514,36 @@ class OAuthFlows:
             found[lookup.config_field] = str(value)
         return found
 
-    async def _verifier(self, flow: Mapping[str, Any]) -> str | None:
-        """The flow's PKCE verifier (None: it has none), deleted from the secret store.
+    async def _held(self, flow: Mapping[str, Any]) -> tuple[str | None, dict[str, str]]:
+        """The flow's PKCE verifier (None: it has none) and the credentials its start gave
+        beside the consent, each deleted from the secret store (both, before either is
+        refused: the flow's record is taken, nothing else would delete them now).
 
-        Gone already, it was deleted as abandoned by an upkeep whose clock ran past the
+        Gone already, one was deleted as abandoned by an upkeep whose clock ran past the
         flow's time: refused here, as the flow itself would have been, rather than
-        exchanging the code without it for the provider to refuse."""
-        ref = flow.get("verifierRef")
-        if not isinstance(ref, str):
-            return None
-        stored = await consume_secret(self._secrets, self._leases, ref)
-        if stored is None:
+        exchanging the code without the verifier for the provider to refuse, or creating
+        the instance without the credentials its script gave."""
+        gone = False
+        verifier: str | None = None
+        held: dict[str, str] = {}
+        for key in ("verifierRef", "credentialsRef"):
+            ref = flow.get(key)
+            if not isinstance(ref, str):
+                continue
+            stored = await consume_secret(self._secrets, self._leases, ref)
+            if stored is None:
+                gone = True
+            elif key == "verifierRef":
+                verifier = stored.get("codeVerifier")
+            else:
+                held = stored
+                for value in held.values():
+                    SECRETS.add(value)
+        if gone:
             raise OAuthRefused(
                 "this consent link was already used or has expired: start the connection again"
             )
-        return stored.get("codeVerifier")
+        return verifier, held
 
     async def _ticket(
         self,
@@ -461,7 +608,8 @@ class OAuthFlows:
             except ValidationFailed as unfit:
                 # The connector was edited between the start and this callback (a setting
                 # or credential it now requires), or it requires a credential no consent
-                # gives (GitHub PRs' webhook secret, which the API's start cannot take):
+                # gives (GitHub PRs' webhook secret) that the start did not ask for (a
+                # reconnect's, counting the instance's own, and the instance went since):
                 # the settings no longer fit, but the consent's tokens still sign in.
                 # Refused here, they were lost with the spent code; the setup flow takes
                 # them, with the settings, and asks for what is missing.

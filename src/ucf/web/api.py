@@ -114,6 +114,14 @@ class OAuthStart(_Body):
     config: dict[str, Any] = Field(
         default_factory=dict, description="The instance's settings (configFields)."
     )
+    credentials: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Write-only: credentials the consent does not give (GitHub PRs' webhookSecret), "
+            "by name as an instance takes them; not the OAuth app's client id or secret, nor "
+            "tokens. Kept encrypted until the callback stores them on the instance."
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- connectors
@@ -845,7 +853,10 @@ async def get_oauth_client(
 @router.post(
     "/projects/{projectId}/instances/{connectorId}/oauth/start",
     tags=["oauth"],
-    summary="Start a consent: the provider's authorization URL to open in a browser",
+    summary=(
+        "Start a consent, with the credentials it does not give: the provider's authorization "
+        "URL to open in a browser"
+    ),
 )
 async def start_oauth(
     state: State,
@@ -862,5 +873,6 @@ async def start_oauth(
         redirect_uri=state.public_base(request) + CALLBACK_PATH,
         now=context.clock(),
         check_settings=True,
+        credentials=body.credentials,
     )
     return {"authorizeUrl": url}

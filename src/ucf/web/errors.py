@@ -63,11 +63,25 @@ def error_response(
     details: Any = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message, "details": details}},
-        status_code=status,
-        headers=dict(headers or {}),
-    )
+    content = {"error": {"code": code, "message": message, "details": details}}
+    try:
+        return JSONResponse(content, status_code=status, headers=dict(headers or {}))
+    except UnicodeEncodeError:
+        # A path naming what was sent (``credentials.<name>``) may hold a lone surrogate
+        # JSON's "\ud800" escape made: no UTF-8 body can carry it, and the refusal
+        # was a 500. Written as the escape it came as.
+        return JSONResponse(_encodable(content), status_code=status, headers=dict(headers or {}))
+
+
+def _encodable(value: Any) -> Any:
+    """``value`` with every text UTF-8 can encode: a lone surrogate as its ``\\udXXX``."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(v) for v in value]
+    return value
 
 
 async def _service_error(request: Request, error: Exception) -> JSONResponse:
