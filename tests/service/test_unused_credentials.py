@@ -10,6 +10,7 @@ Secrets Manager (moto's server), where a rotation keeps the replaced version as
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ import pytest
 from tests.service.stacks import STACKS, stack_settings
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import AUTH_METHOD_KEY
-from ucf.service.context import UPGRADES_PENDING, UcfContext
+from ucf.service.context import UPGRADES_PENDING, UcfContext, upgrade_pending_key
 from ucf.service.errors import ValidationFailed
 from ucf.service.instance_secrets import RESERVED
 from ucf.service.instances import InstanceService
@@ -459,13 +460,13 @@ async def test_a_catalogue_upgrade_that_makes_oauth_the_first_method_keeps_key_i
     restarted = await _restarted_with(context, monkeypatch, swapped)
     try:
         instance = await restarted.instances.get(PROJECT, "linear")
-        left = await restarted.store.records.get(UPGRADES_PENDING, now=restarted.clock())
+        left = await restarted.pending_upgrades()
     finally:
         await restarted.close()
 
     assert instance.auth_method == "api_key"
     assert instance.sign_in_problems == ()
-    assert left is None  # done: nothing for the daily job
+    assert left == {}  # done: nothing for the daily job
     assert await _stored(context) == {
         "apiKey": API_KEY,
         "webhookSecret": WEBHOOK_SECRET,
@@ -496,13 +497,91 @@ async def test_a_catalogue_upgrade_whose_work_failed_is_done_by_the_next_daily_j
         monkeypatch.setattr(InstanceService, "drop_unused_credentials", work)
         await Scheduler(restarted, "daily").retire_webhook_secrets()
         instance = await restarted.instances.get(PROJECT, "linear")
-        left = await restarted.store.records.get(UPGRADES_PENDING, now=restarted.clock())
+        left = await restarted.pending_upgrades()
     finally:
         await restarted.close()
 
     assert instance.auth_method == "api_key"
     assert instance.sign_in_problems == ()
-    assert left is None
+    assert left == {}
+
+
+async def test_an_upgrade_pending_in_the_single_record_of_an_earlier_version_is_done(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database an earlier version left holds its pending upgrades in one record
+    (``upgrades-pending``: connector id to the descriptor it replaced): the daily job
+    still does their work, and the record goes."""
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    linear = _shipped_linear()
+    swapped["authAlternatives"] = [linear["auth"]]
+    work = InstanceService.drop_unused_credentials
+
+    async def throttled(*args: Any, **kwargs: Any) -> int:
+        raise StoreUnavailable("throttled")
+
+    monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
+    restarted = await _restarted_with(context, monkeypatch, swapped)
+    try:
+        records = restarted.store.records
+        now = restarted.clock()
+        pending = await records.take(upgrade_pending_key("linear"), now=now)
+        assert pending is not None
+        await records.put(UPGRADES_PENDING, {"linear": pending["before"]})
+        monkeypatch.setattr(InstanceService, "drop_unused_credentials", work)
+
+        assert await restarted.finish_upgrades() == 1
+        instance = await restarted.instances.get(PROJECT, "linear")
+        old = await records.get(UPGRADES_PENDING, now=now)
+        left = await restarted.pending_upgrades()
+    finally:
+        await restarted.close()
+
+    assert instance.auth_method == "api_key"
+    assert old is None
+    assert left == {}
+
+
+async def test_two_processes_upgrading_two_connectors_at_once_both_remember_theirs(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each start that upgrades a shipped connector remembers it until its work is done.
+    In one shared record, read then written back, two starts upgrading two connectors at
+    once each wrote back what it had read: one upgrade was forgotten, its work never done
+    again. Both reads are held here until both have read."""
+    other = await UcfContext.open(context.test_settings)  # type: ignore[attr-defined]
+    try:
+        both_read = asyncio.Barrier(2)
+        holding = True
+
+        def held(store: Any) -> None:
+            read = store.get
+
+            async def get(key: str, *, now: Any) -> Any:
+                found = await read(key, now=now)
+                if holding:
+                    await both_read.wait()
+                return found
+
+            monkeypatch.setattr(store, "get", get)
+
+        held(context.store.records)
+        held(other.store.records)
+        linear = await context.connectors.get("linear")
+        jira = await other.connectors.get("jira")
+        await asyncio.wait_for(
+            asyncio.gather(
+                context._upgrade_pending("linear", linear),
+                other._upgrade_pending("jira", jira),
+            ),
+            timeout=10,
+        )
+        holding = False
+        pending = await context.pending_upgrades()
+    finally:
+        await other.close()
+
+    assert pending == {"linear": linear.stored, "jira": jira.stored}
 
 
 async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_as_an_edit_does(
