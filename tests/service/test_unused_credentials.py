@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -29,6 +30,7 @@ from ucf.service.errors import ValidationFailed
 from ucf.service.instance_secrets import RESERVED
 from ucf.service.instances import InstanceService
 from ucf.service.scheduler import Scheduler
+from ucf.service.settings import Settings
 from ucf.stores.errors import StoreUnavailable
 
 PROJECT = "proj-unused"
@@ -667,7 +669,7 @@ async def test_the_scheduler_retires_webhook_secrets_once_a_day(
     assert await _stored(context) == {"apiKey": API_KEY}
     looked: list[object] = []
 
-    async def look(now: object) -> int:
+    async def look(now: object, **options: object) -> int:
         looked.append(now)
         return 0
 
@@ -677,6 +679,32 @@ async def test_the_scheduler_retires_webhook_secrets_once_a_day(
     monkeypatch.setattr(context, "clock", lambda: later + timedelta(days=1, seconds=1))
     await Scheduler(context, "w-3").retire_webhook_secrets()
     assert len(looked) == 1
+
+
+async def test_the_schedulers_retention_of_a_retired_webhook_secret_is_a_setting(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``UCF_WEBHOOK_SECRET_RETENTION_DAYS`` (was a constant 30 days): the daily job keeps
+    such a secret as long as it says, and deletes it after."""
+    settings = Settings.from_env(
+        {"UCF_WEBHOOK_SECRET_RETENTION_DAYS": "10"}, data_dir=context.settings.data_dir
+    )
+    monkeypatch.setattr(
+        context,
+        "settings",
+        dataclasses.replace(
+            context.settings, webhook_secret_retention=settings.webhook_secret_retention
+        ),
+    )
+    await context.instances.update_connector("linear", _linear_without_its_webhook())
+    saved = (await context.connectors.get("linear")).updated_at
+
+    monkeypatch.setattr(context, "clock", lambda: saved + timedelta(days=9))
+    assert await Scheduler(context, "w-1").retire_webhook_secrets() == 0
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+    monkeypatch.setattr(context, "clock", lambda: saved + timedelta(days=11))
+    assert await Scheduler(context, "w-2").retire_webhook_secrets() == 1
+    assert await _stored(context) == {"apiKey": API_KEY}
 
 
 async def test_an_edit_records_no_method_the_instance_could_not_sign_in_with(

@@ -29,6 +29,7 @@ from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
 from ucf.service.oauth_clients import OAuthClients
 from ucf.service.secret_turns import SecretTurns
+from ucf.service.settings import DEFAULT_WEBHOOK_SECRET_RETENTION
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
@@ -134,10 +135,11 @@ def _finite_number(text: str) -> bool:
     return _NUMBER.fullmatch(text) is not None and math.isfinite(float(text))
 
 
-WEBHOOK_SECRET_RETENTION = timedelta(days=30)
+WEBHOOK_SECRET_RETENTION = DEFAULT_WEBHOOK_SECRET_RETENTION
 """How long an instance keeps a webhook secret only earlier versions of its connector
 verified with, once the version that stopped verifying with it was saved
-(:meth:`InstanceService.retire_webhook_secrets`)."""
+(:meth:`InstanceService.retire_webhook_secrets`), unless ``UCF_WEBHOOK_SECRET_RETENTION_DAYS``
+says otherwise (:attr:`ucf.service.settings.Settings.webhook_secret_retention`)."""
 
 UNFIT_READS = 8
 """Instances whose secrets :meth:`InstanceService.unfit_settings` reads at once."""
@@ -768,7 +770,8 @@ class InstanceService:
     ) -> int:
         """Delete the webhook secrets that only earlier versions of a connector verified
         deliveries with, from its instances, once its current version has stood ``after``
-        (30 days) without them; how many instances lost one.
+        (30 days unless ``UCF_WEBHOOK_SECRET_RETENTION_DAYS`` says otherwise) without them;
+        how many instances lost one.
 
         An edit never deletes such a secret, nor does a PATCH while the connector verifies
         with no other (:func:`_still_verifying`): the webhook renamed by a slip or taken
