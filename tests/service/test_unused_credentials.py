@@ -15,7 +15,7 @@ import copy
 import dataclasses
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,12 @@ import pytest
 from tests.service.stacks import STACKS, stack_settings
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import AUTH_METHOD_KEY
+from ucf.fakes.linear import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_TOKEN, LinearFake
 from ucf.service.context import UPGRADES_PENDING, UcfContext, upgrade_pending_key
 from ucf.service.errors import ValidationFailed
 from ucf.service.instance_secrets import RESERVED
 from ucf.service.instances import InstanceService
+from ucf.service.poll import poll_instance
 from ucf.service.scheduler import Scheduler
 from ucf.service.settings import Settings
 from ucf.stores.errors import StoreUnavailable
@@ -494,8 +496,9 @@ async def test_a_catalogue_upgrade_whose_work_failed_is_done_by_the_next_daily_j
     monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
     restarted = await _restarted_with(context, monkeypatch, swapped)
     try:
-        # Read as OAuth, which it has no token for (and its page says nothing of it).
-        assert (await restarted.instances.get(PROJECT, "linear")).auth_method == "oauth2"
+        # Its method is not recorded: it was read as OAuth, which it has no token for,
+        # until the runtime read, as its page does, the method its credentials complete.
+        assert AUTH_METHOD_KEY not in await _stored(context)
         monkeypatch.setattr(InstanceService, "drop_unused_credentials", work)
         await Scheduler(restarted, "daily").retire_webhook_secrets()
         instance = await restarted.instances.get(PROJECT, "linear")
@@ -506,6 +509,7 @@ async def test_a_catalogue_upgrade_whose_work_failed_is_done_by_the_next_daily_j
     assert instance.auth_method == "api_key"
     assert instance.sign_in_problems == ()
     assert left == {}
+    assert (await _stored(context))[AUTH_METHOD_KEY] == "api_key"  # recorded: done
 
 
 async def test_an_upgrade_pending_in_the_single_record_of_an_earlier_version_is_done(
@@ -540,6 +544,7 @@ async def test_an_upgrade_pending_in_the_single_record_of_an_earlier_version_is_
         await restarted.close()
 
     assert instance.auth_method == "api_key"
+    assert (await _stored(context))[AUTH_METHOD_KEY] == "api_key"  # the work was done
     assert old is None
     assert left == {}
 
@@ -729,3 +734,37 @@ async def test_an_edit_records_no_method_the_instance_could_not_sign_in_with(
     assert instance.auth_method == "oauth2"
     assert instance.sign_in_problems == ()
     assert await _stored_of(context, OTHER) == TOKENS
+
+
+async def test_an_instance_stored_without_its_method_polls_with_the_one_its_credentials_complete(
+    context: UcfContext,
+) -> None:
+    """Made while Linear signed in with OAuth alone (no ``authMethod`` stored), its
+    connector then given the API key as ``auth`` back by a path that records nothing:
+    its page's check inferred OAuth from the tokens and said it could sign in, while the
+    runtime read ``auth`` and every poll failed for want of a key. Both read it alike
+    now, and the poll sends the OAuth token."""
+    with LinearFake(datetime.now(UTC)) as fake:
+        linear = _shipped_linear()
+        await context.connectors.edit("linear", _linear_with_oauth_only())
+        await context.instances.create(
+            OTHER,
+            "linear",
+            credentials={
+                "clientId": OAUTH_CLIENT_ID,
+                "clientSecret": OAUTH_CLIENT_SECRET,
+                "accessToken": OAUTH_TOKEN,
+                "refreshToken": "refresh-0123456789abcdef",
+            },
+            config={"baseUrl": fake.base_url, "signInUrl": fake.base_url},
+        )
+        await context.connectors.edit("linear", linear)  # nothing recorded
+        assert AUTH_METHOD_KEY not in await _stored_of(context, OTHER)
+        fake.keys.clear()  # only the OAuth token reads
+
+        instance = await context.instances.get(OTHER, "linear")
+        polled = await poll_instance(context, OTHER, "linear")
+
+    assert (instance.auth_method, instance.sign_in_problems) == ("oauth2", ())
+    assert polled.status == "ok", polled
+    assert polled.inserted > 0
