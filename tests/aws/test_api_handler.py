@@ -413,6 +413,23 @@ def test_a_webhook_delivery_is_answered_without_reading_the_admin_token(
     assert [s["summary"] for s in lab.signals()] == ["#9 no token read"]
 
 
+def test_a_get_of_a_webhook_url_is_a_405_allowing_post_and_head_without_the_app(
+    lab: Lab, github: GitHubFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A GET of a webhook URL (pasted into a browser) built the management app, reading
+    the admin token, to answer ``Allow: POST``, though HEAD is served too. The front
+    answers it, naming both, in the JSON error shape."""
+    created = lab.connect_github(github)
+    close_all()  # a new execution environment, whose token secret cannot be read
+    monkeypatch.setenv("UCF_API_TOKEN_SECRET", "ucf-admin/no-such-secret")
+
+    for path in (WEBHOOK, created["webhookUrl"].removeprefix(f"https://{DOMAIN}")):
+        answer = lab.call("GET", path, token=False)
+        assert answer.status == 405, answer.body
+        assert answer.headers["allow"] == "POST, HEAD"
+        assert answer.json()["error"]["code"] == "method_not_allowed"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "named"),
     [

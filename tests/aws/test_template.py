@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -329,6 +330,28 @@ def test_the_environment_the_template_sets_is_accepted_by_a_lambda(
     for name in every_variable - READ_BY_LIBRARIES:
         assert f'"{name}"' in code, f"{name} is set by the template but read nowhere in ucf"
     assert every_variable >= READ_BY_LIBRARIES
+
+
+@pytest.mark.parametrize(
+    ("given", "retention", "history"),
+    [({}, timedelta(days=30), 50),
+     ({"WebhookSecretRetentionDays": "7", "DescriptorHistory": "5"}, timedelta(days=7), 5)],
+)  # fmt: skip
+def test_the_webhook_secret_retention_and_the_descriptor_history_are_parameters(
+    template: dict[str, Any], given: dict[str, str], retention: timedelta, history: int
+) -> None:
+    """Both settings had no parameter: a deployment kept the defaults, or edited the
+    template."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["UCF_WEBHOOK_SECRET_RETENTION_DAYS"] == {"Ref": "WebhookSecretRetentionDays"}
+    assert variables["UCF_DESCRIPTOR_HISTORY"] == {"Ref": "DescriptorHistory"}
+
+    settings = lambda_settings(
+        {name: resolve(value, template, given) for name, value in variables.items()}
+    )
+
+    assert settings.webhook_secret_retention == retention
+    assert settings.descriptor_history == history
 
 
 def test_polls_fan_out_over_a_fifo_queue_with_partial_batch_responses(

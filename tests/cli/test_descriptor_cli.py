@@ -387,6 +387,42 @@ def test_connectors_docs_renders_a_users_descriptor_file(tmp_path: Path) -> None
     assert (stale.returncode, stale.stderr) == (1, f"stale {folder / 'acme.md'}\n")
 
 
+def test_connectors_docs_writes_the_shipped_pages_only_into_a_checkouts_folder(
+    tmp_path: Path,
+) -> None:
+    """Without --out, the shipped pages go to docs/connectors under the current directory
+    (a ucf checkout's, which it regenerates). Run anywhere else it made that folder and
+    wrote fifteen pages into it, over a project's own pages of the same names."""
+    elsewhere = subprocess.run(
+        [UCF, "connectors", "docs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert (elsewhere.returncode, elsewhere.stdout) == (2, "")
+    assert elsewhere.stderr.startswith(f"error: there is no docs/connectors folder in {tmp_path}")
+    assert "--out DIR" in elsewhere.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    (tmp_path / "docs/connectors").mkdir(parents=True)
+    checkout = subprocess.run(
+        [UCF, "connectors", "docs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert checkout.returncode == 0, checkout.stderr
+    assert (tmp_path / "docs/connectors/jira.md").read_text() == (
+        ROOT / "docs/connectors/jira.md"
+    ).read_text()
+    helped = ucf("connectors", "docs", "--help")
+    assert "current directory" in " ".join(helped.stdout.split())
+
+
 JIRA_ISSUE = {
     "id": "10001",
     "key": "OPS-1",

@@ -169,3 +169,21 @@ def test_descriptor_history_is_read_with_fifty_by_default(tmp_path: Path) -> Non
     assert Settings.from_env({}, data_dir=tmp_path).descriptor_history == 50
     read = Settings.from_env({"UCF_DESCRIPTOR_HISTORY": " 7 "}, data_dir=tmp_path)
     assert read.descriptor_history == 7
+
+
+def test_the_webhook_secret_retention_is_read_with_thirty_days_by_default(tmp_path: Path) -> None:
+    """``UCF_WEBHOOK_SECRET_RETENTION_DAYS``: how long a webhook secret the connector no
+    longer verifies with is kept (was a constant)."""
+    assert Settings.from_env({}, data_dir=tmp_path).webhook_secret_retention == timedelta(days=30)
+    read = Settings.from_env({"UCF_WEBHOOK_SECRET_RETENTION_DAYS": " 7 "}, data_dir=tmp_path)
+    assert read.webhook_secret_retention == timedelta(days=7)
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "a month", "3651"])
+def test_a_webhook_secret_retention_outside_0_to_3650_days_is_refused_by_name(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(
+        ValueError, match=r"^UCF_WEBHOOK_SECRET_RETENTION_DAYS must be a number of days in"
+    ):
+        Settings.from_env({"UCF_WEBHOOK_SECRET_RETENTION_DAYS": value}, data_dir=tmp_path)

@@ -10,10 +10,12 @@ Secrets Manager (moto's server), where a rotation keeps the replaced version as
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import dataclasses
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,14 @@ import pytest
 from tests.service.stacks import STACKS, stack_settings
 from ucf.catalogue import builtin_descriptors
 from ucf.core.descriptor import AUTH_METHOD_KEY
-from ucf.service.context import UPGRADES_PENDING, UcfContext
+from ucf.fakes.linear import OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET, OAUTH_TOKEN, LinearFake
+from ucf.service.context import UPGRADES_PENDING, UcfContext, upgrade_pending_key
 from ucf.service.errors import ValidationFailed
 from ucf.service.instance_secrets import RESERVED
 from ucf.service.instances import InstanceService
+from ucf.service.poll import poll_instance
 from ucf.service.scheduler import Scheduler
+from ucf.service.settings import Settings
 from ucf.stores.errors import StoreUnavailable
 
 PROJECT = "proj-unused"
@@ -459,13 +464,13 @@ async def test_a_catalogue_upgrade_that_makes_oauth_the_first_method_keeps_key_i
     restarted = await _restarted_with(context, monkeypatch, swapped)
     try:
         instance = await restarted.instances.get(PROJECT, "linear")
-        left = await restarted.store.records.get(UPGRADES_PENDING, now=restarted.clock())
+        left = await restarted.pending_upgrades()
     finally:
         await restarted.close()
 
     assert instance.auth_method == "api_key"
     assert instance.sign_in_problems == ()
-    assert left is None  # done: nothing for the daily job
+    assert left == {}  # done: nothing for the daily job
     assert await _stored(context) == {
         "apiKey": API_KEY,
         "webhookSecret": WEBHOOK_SECRET,
@@ -491,18 +496,99 @@ async def test_a_catalogue_upgrade_whose_work_failed_is_done_by_the_next_daily_j
     monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
     restarted = await _restarted_with(context, monkeypatch, swapped)
     try:
-        # Read as OAuth, which it has no token for (and its page says nothing of it).
-        assert (await restarted.instances.get(PROJECT, "linear")).auth_method == "oauth2"
+        # Its method is not recorded: it was read as OAuth, which it has no token for,
+        # until the runtime read, as its page does, the method its credentials complete.
+        assert AUTH_METHOD_KEY not in await _stored(context)
         monkeypatch.setattr(InstanceService, "drop_unused_credentials", work)
         await Scheduler(restarted, "daily").retire_webhook_secrets()
         instance = await restarted.instances.get(PROJECT, "linear")
-        left = await restarted.store.records.get(UPGRADES_PENDING, now=restarted.clock())
+        left = await restarted.pending_upgrades()
     finally:
         await restarted.close()
 
     assert instance.auth_method == "api_key"
     assert instance.sign_in_problems == ()
-    assert left is None
+    assert left == {}
+    assert (await _stored(context))[AUTH_METHOD_KEY] == "api_key"  # recorded: done
+
+
+async def test_an_upgrade_pending_in_the_single_record_of_an_earlier_version_is_done(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database an earlier version left holds its pending upgrades in one record
+    (``upgrades-pending``: connector id to the descriptor it replaced): the daily job
+    still does their work, and the record goes."""
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    linear = _shipped_linear()
+    swapped["authAlternatives"] = [linear["auth"]]
+    work = InstanceService.drop_unused_credentials
+
+    async def throttled(*args: Any, **kwargs: Any) -> int:
+        raise StoreUnavailable("throttled")
+
+    monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
+    restarted = await _restarted_with(context, monkeypatch, swapped)
+    try:
+        records = restarted.store.records
+        now = restarted.clock()
+        pending = await records.take(upgrade_pending_key("linear"), now=now)
+        assert pending is not None
+        await records.put(UPGRADES_PENDING, {"linear": pending["before"]})
+        monkeypatch.setattr(InstanceService, "drop_unused_credentials", work)
+
+        assert await restarted.finish_upgrades() == 1
+        instance = await restarted.instances.get(PROJECT, "linear")
+        old = await records.get(UPGRADES_PENDING, now=now)
+        left = await restarted.pending_upgrades()
+    finally:
+        await restarted.close()
+
+    assert instance.auth_method == "api_key"
+    assert (await _stored(context))[AUTH_METHOD_KEY] == "api_key"  # the work was done
+    assert old is None
+    assert left == {}
+
+
+async def test_two_processes_upgrading_two_connectors_at_once_both_remember_theirs(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each start that upgrades a shipped connector remembers it until its work is done.
+    In one shared record, read then written back, two starts upgrading two connectors at
+    once each wrote back what it had read: one upgrade was forgotten, its work never done
+    again. Both reads are held here until both have read."""
+    other = await UcfContext.open(context.test_settings)  # type: ignore[attr-defined]
+    try:
+        both_read = asyncio.Barrier(2)
+        holding = True
+
+        def held(store: Any) -> None:
+            read = store.get
+
+            async def get(key: str, *, now: Any) -> Any:
+                found = await read(key, now=now)
+                if holding:
+                    await both_read.wait()
+                return found
+
+            monkeypatch.setattr(store, "get", get)
+
+        held(context.store.records)
+        held(other.store.records)
+        linear = await context.connectors.get("linear")
+        jira = await other.connectors.get("jira")
+        await asyncio.wait_for(
+            asyncio.gather(
+                context._upgrade_pending("linear", linear),
+                other._upgrade_pending("jira", jira),
+            ),
+            timeout=10,
+        )
+        holding = False
+        pending = await context.pending_upgrades()
+    finally:
+        await other.close()
+
+    assert pending == {"linear": linear.stored, "jira": jira.stored}
 
 
 async def test_a_catalogue_upgrade_that_drops_a_method_deletes_its_credentials_as_an_edit_does(
@@ -588,7 +674,7 @@ async def test_the_scheduler_retires_webhook_secrets_once_a_day(
     assert await _stored(context) == {"apiKey": API_KEY}
     looked: list[object] = []
 
-    async def look(now: object) -> int:
+    async def look(now: object, **options: object) -> int:
         looked.append(now)
         return 0
 
@@ -598,6 +684,32 @@ async def test_the_scheduler_retires_webhook_secrets_once_a_day(
     monkeypatch.setattr(context, "clock", lambda: later + timedelta(days=1, seconds=1))
     await Scheduler(context, "w-3").retire_webhook_secrets()
     assert len(looked) == 1
+
+
+async def test_the_schedulers_retention_of_a_retired_webhook_secret_is_a_setting(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``UCF_WEBHOOK_SECRET_RETENTION_DAYS`` (was a constant 30 days): the daily job keeps
+    such a secret as long as it says, and deletes it after."""
+    settings = Settings.from_env(
+        {"UCF_WEBHOOK_SECRET_RETENTION_DAYS": "10"}, data_dir=context.settings.data_dir
+    )
+    monkeypatch.setattr(
+        context,
+        "settings",
+        dataclasses.replace(
+            context.settings, webhook_secret_retention=settings.webhook_secret_retention
+        ),
+    )
+    await context.instances.update_connector("linear", _linear_without_its_webhook())
+    saved = (await context.connectors.get("linear")).updated_at
+
+    monkeypatch.setattr(context, "clock", lambda: saved + timedelta(days=9))
+    assert await Scheduler(context, "w-1").retire_webhook_secrets() == 0
+    assert await _stored(context) == {"apiKey": API_KEY, "webhookSecret": WEBHOOK_SECRET}
+    monkeypatch.setattr(context, "clock", lambda: saved + timedelta(days=11))
+    assert await Scheduler(context, "w-2").retire_webhook_secrets() == 1
+    assert await _stored(context) == {"apiKey": API_KEY}
 
 
 async def test_an_edit_records_no_method_the_instance_could_not_sign_in_with(
@@ -622,3 +734,37 @@ async def test_an_edit_records_no_method_the_instance_could_not_sign_in_with(
     assert instance.auth_method == "oauth2"
     assert instance.sign_in_problems == ()
     assert await _stored_of(context, OTHER) == TOKENS
+
+
+async def test_an_instance_stored_without_its_method_polls_with_the_one_its_credentials_complete(
+    context: UcfContext,
+) -> None:
+    """Made while Linear signed in with OAuth alone (no ``authMethod`` stored), its
+    connector then given the API key as ``auth`` back by a path that records nothing:
+    its page's check inferred OAuth from the tokens and said it could sign in, while the
+    runtime read ``auth`` and every poll failed for want of a key. Both read it alike
+    now, and the poll sends the OAuth token."""
+    with LinearFake(datetime.now(UTC)) as fake:
+        linear = _shipped_linear()
+        await context.connectors.edit("linear", _linear_with_oauth_only())
+        await context.instances.create(
+            OTHER,
+            "linear",
+            credentials={
+                "clientId": OAUTH_CLIENT_ID,
+                "clientSecret": OAUTH_CLIENT_SECRET,
+                "accessToken": OAUTH_TOKEN,
+                "refreshToken": "refresh-0123456789abcdef",
+            },
+            config={"baseUrl": fake.base_url, "signInUrl": fake.base_url},
+        )
+        await context.connectors.edit("linear", linear)  # nothing recorded
+        assert AUTH_METHOD_KEY not in await _stored_of(context, OTHER)
+        fake.keys.clear()  # only the OAuth token reads
+
+        instance = await context.instances.get(OTHER, "linear")
+        polled = await poll_instance(context, OTHER, "linear")
+
+    assert (instance.auth_method, instance.sign_in_problems) == ("oauth2", ())
+    assert polled.status == "ok", polled
+    assert polled.inserted > 0

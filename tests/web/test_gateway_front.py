@@ -222,6 +222,27 @@ async def test_what_is_not_a_delivery_still_reaches_the_app(connected: Web) -> N
     assert status.status_code == 200
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("hook", ["", "/h00k"])
+async def test_another_method_on_a_webhook_url_is_a_405_allowing_post_and_head(
+    connected: Web, method: str, hook: str
+) -> None:
+    """The router answered a GET of a webhook URL with ``Allow: POST`` alone (the first
+    route of the path), though HEAD is served too: Trello checks a callback URL with
+    HEAD. The 405 names every method the URL answers, in the JSON error shape, with a
+    request id and the route's metrics."""
+    answer = await connected.anonymous.request(method, webhook_path() + hook)
+
+    assert answer.status_code == 405
+    assert answer.headers["allow"] == "POST, HEAD"
+    assert answer.json()["error"]["code"] == "method_not_allowed"
+    assert ULID_SHAPE.fullmatch(answer.headers["x-request-id"])
+    route = ROUTE + ("/{hookId}" if hook else "")
+    text = (await connected.client.get("/metrics")).text
+    line = f'ucf_http_requests_total{{method="{method}",route="{route}",status="405"}}'
+    assert metric(text, line) == 1
+
+
 async def test_the_gateway_routes_stay_documented_in_openapi(connected: Web) -> None:
     document = (await connected.client.get("/openapi.json")).json()
     assert set(document["paths"][ROUTE]) == {"post", "head"}

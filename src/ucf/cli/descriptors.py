@@ -389,8 +389,10 @@ def docs(
         typer.Option(
             "--out",
             help=(
-                "Folder for <id>.md pages. Default: docs/connectors for the shipped "
-                "connectors; standard output for your files."
+                "Folder for <id>.md pages. Default: for the shipped connectors, "
+                "docs/connectors under the current directory (run at the root of a ucf "
+                "checkout to regenerate its pages; refused where that folder does not "
+                "exist); for your files, standard output."
             ),
         ),
     ] = None,
@@ -398,7 +400,10 @@ def docs(
         bool, typer.Option("--check", help="Exit 1 if a page differs instead of writing it.")
     ] = False,
 ) -> None:
-    """Generate the Markdown page of connectors from their descriptors."""
+    """Generate the Markdown page of connectors from their descriptors.
+
+    Without files or --out: shipped pages into docs/connectors under the current directory.
+    """
     from ucf.catalogue import builtin_descriptors
     from ucf.catalogue.docs import render_connector_doc
     from ucf.core.validation import parse_descriptor
@@ -414,6 +419,14 @@ def docs(
     else:
         descriptors = [parse_descriptor(data) for data in builtin_descriptors()]
     folder = out or Path("docs/connectors")
+    # Run elsewhere than a checkout, it made docs/connectors/ there and wrote the catalogue's
+    # pages into it (into a project's own docs/connectors/ too, over pages of the same names).
+    if out is None and not folder.is_dir():
+        raise fail(
+            f"there is no docs/connectors folder in {Path.cwd()}: the shipped connectors' "
+            "pages are regenerated at the root of a ucf checkout; give --out DIR to write "
+            "them elsewhere"
+        )
     stale = []
     guides = native_registry()
     for descriptor in descriptors:

@@ -15,7 +15,7 @@ checked in :mod:`ucf.core.validation`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -1018,26 +1018,6 @@ class ConnectorDescriptor(DescriptorModel):
                 if method.method == chosen:
                     return method
         return self.auth
-
-    def method_given(self, keys: Collection[str]) -> AuthDescriptor | None:
-        """The method whose required credentials ``keys`` all name, for credentials that
-        do not say (no ``authMethod``): ``auth`` when it is complete, else the one
-        complete alternative; None when none is, or several alternatives are.
-
-        A script that pastes OAuth tokens (``refreshToken``…) needs no
-        ``authMethod`` then; where two alternatives would both fit, it must say.
-        """
-        present = set(keys)
-
-        def complete(method: AuthDescriptor) -> bool:
-            return all(
-                field.key in present for field in self.credential_fields(method) if field.required
-            )
-
-        if complete(self.auth):
-            return self.auth
-        fitting = [method for method in self.auth_alternatives if complete(method)]
-        return fitting[0] if len(fitting) == 1 else None
 
     def consent(self) -> OAuth2Config | None:
         """The OAuth 2.0 settings a "Connect with …" consent uses, if this connector offers one."""

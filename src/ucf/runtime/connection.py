@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from ucf.core.sign_in import sign_in_method
 from ucf.runtime.auth import CredentialsChanged, build_auth
 from ucf.runtime.http import HttpSettings
 from ucf.runtime.polling import RateGate
@@ -75,7 +76,9 @@ def connect(
         )
     else:
         auth = build_auth(
-            source.descriptor.auth_for(credentials),
+            # As the instance's check reads them: stored without authMethod (from before
+            # it was stored), the method the credentials complete, not ``auth`` blindly.
+            sign_in_method(source.descriptor, credentials),
             credentials,
             token_client=client,
             on_rotate=on_rotate,

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from ucf.service.settings import Settings
 from ucf.stores.models import StoreOptions
@@ -41,8 +41,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UPGRADES_PENDING: Final = "upgrades-pending"
-"""The record of the catalogue upgrades whose work on their instances is not done yet:
-connector id to the descriptor it replaced (:meth:`UcfContext.finish_upgrades`)."""
+"""The one record an earlier version kept every pending catalogue upgrade in (connector
+id to the descriptor it replaced); still read, and moved to :func:`upgrade_pending_key`'s
+records, so a database it left loses none."""
+
+
+def upgrade_pending_key(connector_id: str) -> str:
+    """The record of one catalogue upgrade whose work on its connector's instances is
+    not done yet: the descriptor it replaced (:meth:`UcfContext.finish_upgrades`).
+
+    One record per connector, not one for all: two processes upgrading two connectors
+    at once each wrote back the shared record as they had read it, and one upgrade was
+    forgotten; and whole descriptors of a large catalogue in one item neared DynamoDB's
+    400 KB limit."""
+    return f"{UPGRADES_PENDING}#{connector_id}"
+
+
 UPGRADE_RETRY_FOR: Final = timedelta(days=30)
 """How long such work is tried again (once a day) before it is given up."""
 
@@ -150,23 +164,49 @@ class UcfContext:
     async def _upgrade_pending(self, connector_id: str, before: Connector) -> None:
         """Remember, before its work starts, that the upgrade of ``connector_id`` from
         ``before`` has its instances still to see to (:meth:`finish_upgrades`)."""
+        await self._move_old_pending()
         now = self.clock()
-        pending = await self.store.records.get(UPGRADES_PENDING, now=now) or {}
+        key = upgrade_pending_key(connector_id)
         # The oldest: an earlier upgrade's work not done yet read the instances against it.
-        pending.setdefault(connector_id, before.stored)
-        await self.store.records.put(UPGRADES_PENDING, pending, expires_at=now + UPGRADE_RETRY_FOR)
+        if await self.store.records.get(key, now=now) is None:
+            await self.store.records.put(
+                key, {"before": before.stored}, expires_at=now + UPGRADE_RETRY_FOR
+            )
 
     async def _upgrade_done(self, connector_id: str) -> None:
+        await self.store.records.delete(upgrade_pending_key(connector_id))
+
+    async def _move_old_pending(self) -> None:
+        """Move the single record an earlier version kept (:data:`UPGRADES_PENDING`) to
+        one record per connector, then delete it. Its entries are older than any record
+        of the new form, so theirs is the descriptor the instances were read against: it
+        replaces one already there. Two processes moving it at once write the same."""
         now = self.clock()
-        pending = await self.store.records.get(UPGRADES_PENDING, now=now) or {}
-        if pending.pop(connector_id, None) is None:
+        old = await self.store.records.get(UPGRADES_PENDING, now=now)
+        if old is None:
             return
-        if pending:
+        for connector_id, stored in old.items():
             await self.store.records.put(
-                UPGRADES_PENDING, pending, expires_at=now + UPGRADE_RETRY_FOR
+                upgrade_pending_key(connector_id),
+                {"before": stored},
+                expires_at=now + UPGRADE_RETRY_FOR,
             )
-        else:
-            await self.store.records.delete(UPGRADES_PENDING)
+        await self.store.records.delete(UPGRADES_PENDING)
+
+    async def pending_upgrades(self) -> dict[str, dict[str, Any]]:
+        """The shipped connectors whose upgrade's work on their instances is not done, each
+        with the descriptor it replaced. Read per stored shipped connector (those the only
+        ones an upgrade reaches): one read each, once a day."""
+        await self._move_old_pending()
+        now = self.clock()
+        pending: dict[str, dict[str, Any]] = {}
+        for record in await self.store.descriptors.list_all():
+            if not record.built_in:
+                continue
+            found = await self.store.records.get(upgrade_pending_key(record.connector_id), now=now)
+            if found is not None:
+                pending[record.connector_id] = found["before"]
+        return pending
 
     async def finish_upgrades(self) -> int:
         """Do again what a catalogue upgrade does to its connector's instances where it
@@ -182,9 +222,8 @@ class UcfContext:
         from ucf.service.connectors import Connector
         from ucf.service.errors import NotFoundError
 
-        pending = await self.store.records.get(UPGRADES_PENDING, now=self.clock()) or {}
         done = 0
-        for connector_id, stored in pending.items():
+        for connector_id, stored in (await self.pending_upgrades()).items():
             try:
                 connector = await self.connectors.get(connector_id)
             except NotFoundError:

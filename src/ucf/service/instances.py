@@ -22,6 +22,7 @@ from ucf.core.credential_keys import ACCESS_TOKEN_EXPIRES_AT, AUTH_METHOD_KEY
 from ucf.core.payload import encodes_as_utf8
 from ucf.core.records import datarecord
 from ucf.core.side_by_side import both
+from ucf.core.sign_in import sign_in_method
 from ucf.runtime.completion import to_the_end
 from ucf.runtime.redaction import MASK, mask
 from ucf.service.connectors import Connector, ConnectorService, Edited
@@ -29,6 +30,7 @@ from ucf.service.errors import ConflictError, NotFoundError, ValidationFailed
 from ucf.service.instance_secrets import InstanceSecrets, PendingSecret, new_hook_id
 from ucf.service.oauth_clients import OAuthClients
 from ucf.service.secret_turns import SecretTurns
+from ucf.service.settings import DEFAULT_WEBHOOK_SECRET_RETENTION
 from ucf.stores.errors import AlreadyExists, NotFound
 from ucf.stores.models import InstanceChanges, InstanceRecord
 from ucf.stores.protocols import Store
@@ -134,10 +136,11 @@ def _finite_number(text: str) -> bool:
     return _NUMBER.fullmatch(text) is not None and math.isfinite(float(text))
 
 
-WEBHOOK_SECRET_RETENTION = timedelta(days=30)
+WEBHOOK_SECRET_RETENTION = DEFAULT_WEBHOOK_SECRET_RETENTION
 """How long an instance keeps a webhook secret only earlier versions of its connector
 verified with, once the version that stopped verifying with it was saved
-(:meth:`InstanceService.retire_webhook_secrets`)."""
+(:meth:`InstanceService.retire_webhook_secrets`), unless ``UCF_WEBHOOK_SECRET_RETENTION_DAYS``
+says otherwise (:attr:`ucf.service.settings.Settings.webhook_secret_retention`)."""
 
 UNFIT_READS = 8
 """Instances whose secrets :meth:`InstanceService.unfit_settings` reads at once."""
@@ -196,12 +199,9 @@ def check_credentials(
             # part of it, and no header could carry it (every poll failed on it).
             result[key] = value.strip()
     if not partial and len(methods) > 1 and AUTH_METHOD_KEY not in result:
-        given = descriptor.method_given([*result, *provided])
-        if (
-            given is not None
-            and given is not descriptor.auth
-            and not _consent_without_tokens(descriptor, {**result, AUTH_METHOD_KEY: given.method})
-        ):
+        # The method the runtime signs these credentials in with (one reading for both).
+        given = sign_in_method(descriptor, result, provided)
+        if given is not descriptor.auth:
             result[AUTH_METHOD_KEY] = given.method  # stored, so it never changes by itself
     if not partial:
         before = len(problems)
@@ -491,8 +491,7 @@ class InstanceService:
             stored = InstanceSecrets()
         credentials = dict(stored.credentials)
         descriptor = connector.descriptor
-        method = descriptor.auth_for(credentials).method
-        problems = await self._sign_in_problems(descriptor, credentials)
+        method, problems = await self._sign_in(descriptor, credentials)
         credentials.pop(AUTH_METHOD_KEY, None)  # not a secret: shown as authMethod
         return Instance(
             record,
@@ -509,6 +508,23 @@ class InstanceService:
             auth_method=method,
             sign_in_problems=problems,
         )
+
+    async def _sign_in(
+        self, descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
+    ) -> tuple[str, tuple[dict[str, Any], ...]]:
+        """The method the instance's polls sign in with, and :meth:`_sign_in_problems`, read
+        alike (:func:`~ucf.core.sign_in.sign_in_method`): one stored without authMethod
+        (from before it was stored) is read by what its credentials complete, as the
+        runtime reads them, with what the operator's registered app brings. That app is
+        read only where it can change the answer, not for every instance shown."""
+        stored = _stored_sign_in(descriptor, credentials)
+        method = sign_in_method(descriptor, stored)
+        problems = sign_in_problems(descriptor, credentials, ())
+        if descriptor.consent() is not None and (problems or method is not descriptor.auth):
+            provided = await self.provided_credentials(descriptor)
+            problems = sign_in_problems(descriptor, credentials, provided)
+            method = sign_in_method(descriptor, stored, provided)
+        return method.method, problems
 
     async def _sign_in_problems(
         self, descriptor: ConnectorDescriptor, credentials: Mapping[str, str]
@@ -768,7 +784,8 @@ class InstanceService:
     ) -> int:
         """Delete the webhook secrets that only earlier versions of a connector verified
         deliveries with, from its instances, once its current version has stood ``after``
-        (30 days) without them; how many instances lost one.
+        (30 days unless ``UCF_WEBHOOK_SECRET_RETENTION_DAYS`` says otherwise) without them;
+        how many instances lost one.
 
         An edit never deletes such a secret, nor does a PATCH while the connector verifies
         with no other (:func:`_still_verifying`): the webhook renamed by a slip or taken

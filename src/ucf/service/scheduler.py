@@ -485,7 +485,9 @@ class Scheduler:
         except Exception:
             log.exception("finishing a catalogue upgrade's work on its instances failed")
         try:
-            return await self.context.instances.retire_webhook_secrets(now)
+            return await self.context.instances.retire_webhook_secrets(
+                now, after=self.context.settings.webhook_secret_retention
+            )
         except Exception:
             log.exception("deleting retired webhook secrets failed")
             return 0

@@ -24,6 +24,7 @@ from ucf.stores.models import DEFAULT_DESCRIPTOR_HISTORY
 from ucf.stores.url import default_data_dir, resolve_store_url
 
 DEFAULT_POLL_TIMEOUT = timedelta(minutes=5)
+DEFAULT_WEBHOOK_SECRET_RETENTION = timedelta(days=30)
 DEFAULT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
 
 TOKEN_FILE = "api-token"  # noqa: S105 - a file name, not a secret
@@ -49,6 +50,11 @@ class Settings:
     signal_retention: timedelta = timedelta(days=30)
     descriptor_history: int = DEFAULT_DESCRIPTOR_HISTORY
     """``UCF_DESCRIPTOR_HISTORY``: earlier versions kept per connector (at least 1)."""
+    webhook_secret_retention: timedelta = DEFAULT_WEBHOOK_SECRET_RETENTION
+    """``UCF_WEBHOOK_SECRET_RETENTION_DAYS``: how long an instance keeps a webhook secret
+    its connector no longer verifies with, once the version that stopped was saved (a
+    restore within it finds deliveries verified); the scheduler's daily job deletes it
+    after (:meth:`ucf.service.instances.InstanceService.retire_webhook_secrets`)."""
     jsonl_sink: Path | None = None
     http_sink: str | None = None
     http_sink_token: str | None = field(default=None, repr=False)
@@ -99,6 +105,9 @@ class Settings:
             signal_retention=_retention(env),
             descriptor_history=_positive_int(
                 env, "UCF_DESCRIPTOR_HISTORY", DEFAULT_DESCRIPTOR_HISTORY
+            ),
+            webhook_secret_retention=_days(
+                env, "UCF_WEBHOOK_SECRET_RETENTION_DAYS", DEFAULT_WEBHOOK_SECRET_RETENTION
             ),
             jsonl_sink=Path(env["UCF_SINK_JSONL"]) if env.get("UCF_SINK_JSONL") else None,
             http_sink=check_sink_url(env["UCF_SINK_HTTP"]) if env.get("UCF_SINK_HTTP") else None,
@@ -327,6 +336,12 @@ def _retention(env: Mapping[str, str]) -> timedelta:
     """
     days = _number_within(env, "UCF_SIGNAL_RETENTION_DAYS", MAX_RETENTION_DAYS, "days")
     return timedelta(days=30 if days is None else days)
+
+
+def _days(env: Mapping[str, str], name: str, default: timedelta) -> timedelta:
+    """A number of days in (0, 3650], refused by name otherwise; ``default`` unset."""
+    days = _number_within(env, name, MAX_RETENTION_DAYS, "days")
+    return default if days is None else timedelta(days=days)
 
 
 def _positive_seconds(env: Mapping[str, str], name: str) -> timedelta | None:

@@ -35,7 +35,7 @@ from ucf.web import api, dashboard, webhooks
 from ucf.web.access import introspection_access
 from ucf.web.api import DESCRIPTOR_BODY
 from ucf.web.errors import ErrorBody, install_error_handlers
-from ucf.web.front import Receive, Scope, Send, WebhookFront, match
+from ucf.web.front import Receive, Scope, Send, WebhookFront, match, misdirected
 from ucf.web.metrics import Metrics
 from ucf.web.middleware import DEFAULT_BODY_LIMIT, RequestMiddleware
 from ucf.web.prefix import public_path, root_of
@@ -107,6 +107,8 @@ class UcfApp(FastAPI):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The front's answered(), without its coroutine between this and the delivery's.
         target = match(scope) if scope["type"] == "http" else None
+        if target is None and scope["type"] == "http":
+            target = misdirected(scope)  # a GET of a webhook URL: its 405 is the front's
         if target is not None:
             await self.webhook_front(target, scope, receive, send)
         else:

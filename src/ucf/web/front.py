@@ -13,8 +13,10 @@ The front keeps every promise the routes in :mod:`ucf.web.webhooks` document
 and the app's middleware keeps for other requests:
 
 - the same paths and methods (``/api/webhooks/{connectorId}/{projectId}`` and
-  ``…/{hookId}``; any other method or depth goes on to the app, which answers
-  405 or 404);
+  ``…/{hookId}``); another method on those paths is answered 405 here, its
+  ``Allow`` naming both (the app's router named the first route's alone, and
+  on Lambda a GET built the management app to say so); another depth goes on
+  to the app, which answers 404;
 - 404 before a byte of the body is read, 413 while it streams in (declared or
   chunked, ``Connection: close``), 408 when it trickles in for longer than
   :data:`BODY_TIMEOUT_SECONDS`, a 400 for a ``Content-Length`` that is not a
@@ -91,6 +93,8 @@ PREFIX: Final = "/api/webhooks/"
 SHARED_ROUTE: Final = "/api/webhooks/{connectorId}/{projectId}"
 HOOK_ROUTE: Final = "/api/webhooks/{connectorId}/{projectId}/{hookId}"
 METHODS: Final = frozenset({"POST", "HEAD"})
+ALLOW: Final = "POST, HEAD"
+"""The ``Allow`` header of a 405 at a gateway route: every method it serves."""
 
 BODY_TIMEOUT_SECONDS = 30.0
 """A delivery trickling in slower than this (at most 256 KB) holds a connection for
@@ -149,6 +153,18 @@ def match(scope: Scope) -> Target | None:
     """
     if scope.get("method") not in METHODS:
         return None
+    return _gateway_target(scope)
+
+
+def misdirected(scope: Scope) -> Target | None:
+    """The gateway route an HTTP request asks for with a method it does not serve (a GET
+    of a webhook URL, pasted into a browser), or None: answered 405 by the front."""
+    if scope.get("method") in METHODS:
+        return None
+    return _gateway_target(scope)
+
+
+def _gateway_target(scope: Scope) -> Target | None:
     path = route_path(scope)
     if not path.startswith(PREFIX):
         return None
@@ -407,7 +423,7 @@ class WebhookFront:
         """Answer the request if it is a delivery; False leaves it to the app."""
         if scope["type"] != "http":
             return False
-        target = match(scope)
+        target = match(scope) or misdirected(scope)
         if target is None:
             return False
         await self(target, scope, receive, send)
@@ -467,6 +483,16 @@ class WebhookFront:
     async def _deliver(
         self, state: WebState, target: Target, scope: Scope, receive: Receive, headers: Headers
     ) -> Answer:
+        method = scope["method"]
+        if method not in METHODS:
+            return self._refused(
+                Refusal(
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed on a webhook URL: it answers {ALLOW}",
+                    headers={"Allow": ALLOW},
+                )
+            )
         if target.nowhere:
             raise NotFoundError(NOT_HERE)
         gateway = state.gateway

@@ -35,7 +35,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         401: "Verification failed (no detail is given)",
         403: "A handshake handing over a secret, sent to the shared URL: use the instance's own",
         404: "Unknown connector, or no enabled instance of it in the project",
-        405: "HEAD without a handshake",
+        405: "HEAD without a handshake (any other method but POST and HEAD: Allow names both)",
         408: "The body took longer than 30 s to arrive",
         413: "Body over the limit (256 KB by default)",
         429: "Over the instance's deliveries per minute (or, unverified, the sender's)",
