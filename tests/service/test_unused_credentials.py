@@ -768,3 +768,45 @@ async def test_an_instance_stored_without_its_method_polls_with_the_one_its_cred
     assert (instance.auth_method, instance.sign_in_problems) == ("oauth2", ())
     assert polled.status == "ok", polled
     assert polled.inserted > 0
+
+
+async def test_an_edit_keeps_the_oauth_tokens_an_instance_stored_without_its_method_signs_in_with(
+    context: UcfContext,
+) -> None:
+    """An instance from before ``authMethod`` was stored, holding OAuth tokens and a key
+    its API-key method cannot sign in with (that method then required a webhook secret
+    it lacks): the runtime signs in with OAuth, the method its credentials complete. An
+    edit that made OAuth ``auth`` and the key method, no longer requiring the secret, an
+    alternative: the pruning read the instance's method as the old ``auth`` (the key),
+    recorded it and deleted the tokens it polled with, which only a new consent gives
+    back. It reads the method as the runtime does now, and keeps the tokens."""
+    linear = _shipped_linear()
+    strict = copy.deepcopy(linear)
+    for field in strict["auth"]["config"]["credentialFields"]:
+        if field["key"] == "webhookSecret":
+            field["required"] = True
+    await context.connectors.edit("linear", strict)
+    stale_key = "lin_api_" + "stale0123456789abcdefghijklmnop"
+    await context.instances.create(
+        OTHER,
+        "linear",
+        credentials={AUTH_METHOD_KEY: "oauth2", **TOKENS, "apiKey": stale_key},
+        config={"baseUrl": "http://127.0.0.1:9"},
+    )
+    # Stored as an earlier version stored it: without authMethod.
+    record = await context.instances.record(OTHER, "linear")
+    assert record.credential_secret_ref is not None
+    raw = await context.secrets.get(record.credential_secret_ref)
+    raw.pop(AUTH_METHOD_KEY)
+    await context.secrets.put(record.credential_secret_ref, raw)
+    assert (await context.instances.get(OTHER, "linear")).auth_method == "oauth2"
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    swapped["authAlternatives"] = [linear["auth"]]
+
+    await context.instances.update_connector("linear", swapped)
+
+    instance = await context.instances.get(OTHER, "linear")
+    stored = await _stored_of(context, OTHER)
+    assert (instance.auth_method, instance.sign_in_problems) == ("oauth2", ())
+    assert {key: stored.get(key) for key in TOKENS} == TOKENS
+    assert stored.get(AUTH_METHOD_KEY, "oauth2") == "oauth2"
