@@ -950,6 +950,7 @@ class InstanceService:
                 provided = await self.provided_credentials(descriptor)
                 given = _stored_sign_in(descriptor, rotated.credentials)
                 earlier: Sequence[ConnectorDescriptor] = ()
+                signs_in = False
                 try:
                     checked = check_credentials(descriptor, given, provided=provided)
                 except ValidationFailed as failed:
@@ -957,6 +958,7 @@ class InstanceService:
                     if worse := _made_worse(descriptor, given, failed, was, provided):
                         raise ValidationFailed(failed.message, worse) from None
                 else:  # it signs in now: what only earlier versions used goes too
+                    signs_in = True
                     earlier = await self._connectors.earlier_descriptors(connector_id)
                     # The method the check found the credentials complete (an instance
                     # that stored none: made while its method was the connector's only
@@ -971,6 +973,13 @@ class InstanceService:
                 # never before it is accepted. What was given now is kept whatever it is.
                 unused = descriptor.unused_credentials(rotated.credentials, *earlier) - fresh.keys()
                 unused -= _still_verifying(descriptor, rotated.credentials, earlier)
+                if not signs_in and AUTH_METHOD_KEY not in rotated.credentials:
+                    # No method named and none complete: ``auth``, which unused_credentials
+                    # reads then, is a guess. An instance stored without authMethod (made
+                    # while OAuth was its connector's one method) lacking its refresh token
+                    # lost its client id and access token to a PATCH of its client secret,
+                    # before the refresh token given next could complete the sign-in.
+                    unused = frozenset()
                 rotated = rotated.without_credentials(unused)
                 changes["credential_secret_ref"] = await self._write(
                     record, rotated, keep_previous=not unused
