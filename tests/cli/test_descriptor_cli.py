@@ -423,6 +423,33 @@ def test_connectors_docs_writes_the_shipped_pages_only_into_a_checkouts_folder(
     assert "current directory" in " ".join(helped.stdout.split())
 
 
+def test_connectors_docs_leaves_a_projects_own_page_of_a_shipped_name_alone(
+    tmp_path: Path,
+) -> None:
+    """A project with its own docs/connectors (not a ucf checkout) passed the folder check:
+    its own jira.md was replaced by the shipped page. Without --out only pages this
+    command generated are replaced; here nothing is written, and the error says why."""
+    folder = tmp_path / "docs/connectors"
+    folder.mkdir(parents=True)
+    own = folder / "jira.md"
+    own.write_text("# Our Jira notes\n", encoding="utf-8")
+
+    run = subprocess.run(
+        [UCF, "connectors", "docs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr.startswith(f"error: {Path('docs/connectors/jira.md')} was not generated")
+    assert "--out DIR" in run.stderr
+    assert own.read_text(encoding="utf-8") == "# Our Jira notes\n"
+    assert [p.name for p in folder.iterdir()] == ["jira.md"]
+
+
 JIRA_ISSUE = {
     "id": "10001",
     "key": "OPS-1",

@@ -768,3 +768,83 @@ async def test_an_instance_stored_without_its_method_polls_with_the_one_its_cred
     assert (instance.auth_method, instance.sign_in_problems) == ("oauth2", ())
     assert polled.status == "ok", polled
     assert polled.inserted > 0
+
+
+async def test_an_edit_keeps_the_oauth_tokens_an_instance_stored_without_its_method_signs_in_with(
+    context: UcfContext,
+) -> None:
+    """An instance from before ``authMethod`` was stored, holding OAuth tokens and a key
+    its API-key method cannot sign in with (that method then required a webhook secret
+    it lacks): the runtime signs in with OAuth, the method its credentials complete. An
+    edit that made OAuth ``auth`` and the key method, no longer requiring the secret, an
+    alternative: the pruning read the instance's method as the old ``auth`` (the key),
+    recorded it and deleted the tokens it polled with, which only a new consent gives
+    back. It reads the method as the runtime does now, and keeps the tokens."""
+    linear = _shipped_linear()
+    strict = copy.deepcopy(linear)
+    for field in strict["auth"]["config"]["credentialFields"]:
+        if field["key"] == "webhookSecret":
+            field["required"] = True
+    await context.connectors.edit("linear", strict)
+    stale_key = "lin_api_" + "stale0123456789abcdefghijklmnop"
+    await context.instances.create(
+        OTHER,
+        "linear",
+        credentials={AUTH_METHOD_KEY: "oauth2", **TOKENS, "apiKey": stale_key},
+        config={"baseUrl": "http://127.0.0.1:9"},
+    )
+    # Stored as an earlier version stored it: without authMethod.
+    record = await context.instances.record(OTHER, "linear")
+    assert record.credential_secret_ref is not None
+    raw = await context.secrets.get(record.credential_secret_ref)
+    raw.pop(AUTH_METHOD_KEY)
+    await context.secrets.put(record.credential_secret_ref, raw)
+    assert (await context.instances.get(OTHER, "linear")).auth_method == "oauth2"
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    swapped["authAlternatives"] = [linear["auth"]]
+
+    await context.instances.update_connector("linear", swapped)
+
+    instance = await context.instances.get(OTHER, "linear")
+    stored = await _stored_of(context, OTHER)
+    assert (instance.auth_method, instance.sign_in_problems) == ("oauth2", ())
+    assert {key: stored.get(key) for key in TOKENS} == TOKENS
+    assert stored.get(AUTH_METHOD_KEY, "oauth2") == "oauth2"
+
+
+async def test_a_patch_that_leaves_an_instance_unable_to_sign_in_keeps_its_other_methods_keys(
+    context: UcfContext,
+) -> None:
+    """An instance stored without ``authMethod`` (made while Linear signed in with OAuth
+    alone) whose refresh token is missing cannot sign in either way. A PATCH of its
+    client secret alone is taken (it makes nothing worse), but its pruning read the
+    instance as an API-key one, ``auth``, and deleted its client id and access token,
+    though no method's sign-in was complete to say they were unused: the refresh token
+    given next found them gone. Credentials go only once the sign-in is complete."""
+    linear = _shipped_linear()
+    await context.connectors.edit("linear", _linear_with_oauth_only())
+    await context.instances.create(
+        OTHER, "linear", credentials=TOKENS, config={"baseUrl": "http://127.0.0.1:9"}
+    )
+    await context.connectors.edit("linear", linear)  # nothing pruned, nothing recorded
+    record = await context.instances.record(OTHER, "linear")
+    assert record.credential_secret_ref is not None
+    raw = await context.secrets.get(record.credential_secret_ref)
+    raw.pop("refreshToken")
+    await context.secrets.put(record.credential_secret_ref, raw)
+
+    patched = await context.instances.update(
+        OTHER, "linear", credentials={"clientSecret": "client-secret-rotated-0001"}
+    )
+    assert patched.sign_in_problems != ()
+    completed = await context.instances.update(
+        OTHER, "linear", credentials={"refreshToken": "refresh-given-again-0001"}
+    )
+
+    assert (completed.auth_method, completed.sign_in_problems) == ("oauth2", ())
+    assert await _stored_of(context, OTHER) == {
+        **TOKENS,
+        "clientSecret": "client-secret-rotated-0001",
+        "refreshToken": "refresh-given-again-0001",
+        AUTH_METHOD_KEY: "oauth2",
+    }

@@ -10,6 +10,7 @@ provider documentation it follows (``references``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from ucf.core import descriptor as d
 
@@ -207,6 +208,10 @@ def _sources_lines(references: list[d.Reference]) -> list[str]:
     return [*lines, ""]
 
 
+GENERATED: Final = "<!-- Generated from the descriptor by `ucf connectors docs`; do not edit. -->"
+"""The line every generated page holds: a page without it is someone's own."""
+
+
 def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") -> str:
     """The Markdown page of one connector.
 
@@ -218,7 +223,7 @@ def render_connector_doc(descriptor: d.ConnectorDescriptor, *, guide: str = "") 
     lines = [
         f"# {descriptor.name} (`{descriptor.id}`)",
         "",
-        "<!-- Generated from the descriptor by `ucf connectors docs`; do not edit. -->",
+        GENERATED,
         "",
         descriptor.description,
         "",

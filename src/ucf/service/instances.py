@@ -258,7 +258,10 @@ def _stored_sign_in(
 
 
 def _method_kept(
-    descriptor: ConnectorDescriptor, before: Connector | None, credentials: Mapping[str, str]
+    descriptor: ConnectorDescriptor,
+    before: Connector | None,
+    credentials: Mapping[str, str],
+    provided: Collection[str] = (),
 ) -> dict[str, str]:
     """``{"authMethod": …}`` when ``credentials`` signed in with a method of ``before``
     that ``descriptor`` (its connector as edited) still offers, but would read as another:
@@ -270,10 +273,17 @@ def _method_kept(
     a method it had no credential for, without a word: every poll failed, and a PATCH of
     its client secret deleted its tokens as the other method's. Recorded, the method
     never changes by itself, as :func:`check_credentials` promises for a new instance.
+
+    The method it signed in with is read as the runtime read it
+    (:func:`~ucf.core.sign_in.sign_in_method`, ``provided``: what the operator's registered
+    app brings): an instance stored without ``authMethod`` whose ``auth`` it cannot
+    complete signs in with the alternative its credentials do. Read as ``auth``, an edit that made that alternative ``auth`` pinned
+    the instance to the old ``auth`` (a stale key it also held, complete under the new
+    version) and the pruning deleted the OAuth tokens it had been polling with.
     """
     if before is None:
         return {}
-    then = before.descriptor.auth_for(credentials).method
+    then = sign_in_method(before.descriptor, credentials, provided).method
     if descriptor.auth_for(credentials).method == then:
         return {}
     if any(method.method == then for method in descriptor.auth_alternatives):
@@ -722,11 +732,19 @@ class InstanceService:
         # the app for want of the user's refresh token, which only a new consent gives.
         # They go, as other keys only an earlier version declared, once new credentials
         # complete the instance's sign-in (:meth:`update`).
+        # Both read the method as the runtime does (an instance stored without authMethod
+        # signs in with the one its credentials complete), with the registered app's keys.
+        # (Read once per edit; no read where neither version has a consent.)
+        provided: frozenset[str] = frozenset()
+        for version in (descriptor, *was):
+            provided |= await self.provided_credentials(version)
+
         def used_before(credentials: Mapping[str, str]) -> frozenset[str]:
             if before is None:
                 return frozenset()
             then = before.descriptor
-            return then.credential_keys(then.auth_for(credentials)) | then.webhook_secret_keys()
+            method = sign_in_method(then, credentials, provided)
+            return then.credential_keys(method) | then.webhook_secret_keys()
 
         gate = asyncio.Semaphore(UNFIT_READS)
 
@@ -736,7 +754,7 @@ class InstanceService:
             async with gate:
                 try:
                     async with self._changing_secrets(record) as current:
-                        kept = _method_kept(descriptor, before, current.credentials)
+                        kept = _method_kept(descriptor, before, current.credentials, provided)
                         if kept and not await self._completes(
                             descriptor, {**current.credentials, **kept}
                         ):
@@ -932,6 +950,7 @@ class InstanceService:
                 provided = await self.provided_credentials(descriptor)
                 given = _stored_sign_in(descriptor, rotated.credentials)
                 earlier: Sequence[ConnectorDescriptor] = ()
+                signs_in = False
                 try:
                     checked = check_credentials(descriptor, given, provided=provided)
                 except ValidationFailed as failed:
@@ -939,6 +958,7 @@ class InstanceService:
                     if worse := _made_worse(descriptor, given, failed, was, provided):
                         raise ValidationFailed(failed.message, worse) from None
                 else:  # it signs in now: what only earlier versions used goes too
+                    signs_in = True
                     earlier = await self._connectors.earlier_descriptors(connector_id)
                     # The method the check found the credentials complete (an instance
                     # that stored none: made while its method was the connector's only
@@ -953,6 +973,13 @@ class InstanceService:
                 # never before it is accepted. What was given now is kept whatever it is.
                 unused = descriptor.unused_credentials(rotated.credentials, *earlier) - fresh.keys()
                 unused -= _still_verifying(descriptor, rotated.credentials, earlier)
+                if not signs_in and AUTH_METHOD_KEY not in rotated.credentials:
+                    # No method named and none complete: ``auth``, which unused_credentials
+                    # reads then, is a guess. An instance stored without authMethod (made
+                    # while OAuth was its connector's one method) lacking its refresh token
+                    # lost its client id and access token to a PATCH of its client secret,
+                    # before the refresh token given next could complete the sign-in.
+                    unused = frozenset()
                 rotated = rotated.without_credentials(unused)
                 changes["credential_secret_ref"] = await self._write(
                     record, rotated, keep_previous=not unused

@@ -127,7 +127,8 @@ class Target:
     nowhere: bool = False
     """The decoded path matches a route, the path as sent names no endpoint (404): an
     escaped ``/`` outside a project id (``/api%2Fwebhooks/…``, ``…/github%2Fproj``). The
-    app would route the decoded path to the documented routes, which never run."""
+    app would route the decoded path to the documented routes, which never run. Also a
+    method the route does not serve (:func:`misdirected`; 405)."""
 
 
 def route_path(scope: Scope) -> str:
@@ -161,7 +162,10 @@ def misdirected(scope: Scope) -> Target | None:
     of a webhook URL, pasted into a browser), or None: answered 405 by the front."""
     if scope.get("method") in METHODS:
         return None
-    return _gateway_target(scope)
+    found = _gateway_target(scope)
+    # Read as a target that names no endpoint: its one branch in the delivery tells the
+    # 405 from the 404, and a delivery (POST, HEAD) pays no check of its method.
+    return None if found is None else _NOWHERE[found.route]
 
 
 def _gateway_target(scope: Scope) -> Target | None:
@@ -483,17 +487,17 @@ class WebhookFront:
     async def _deliver(
         self, state: WebState, target: Target, scope: Scope, receive: Receive, headers: Headers
     ) -> Answer:
-        method = scope["method"]
-        if method not in METHODS:
-            return self._refused(
-                Refusal(
-                    405,
-                    "method_not_allowed",
-                    f"{method} is not allowed on a webhook URL: it answers {ALLOW}",
-                    headers={"Allow": ALLOW},
-                )
-            )
         if target.nowhere:
+            method = scope["method"]
+            if method not in METHODS:  # checked here only: a delivery never pays for it
+                return self._refused(
+                    Refusal(
+                        405,
+                        "method_not_allowed",
+                        f"{method} is not allowed on a webhook URL: it answers {ALLOW}",
+                        headers={"Allow": ALLOW},
+                    )
+                )
             raise NotFoundError(NOT_HERE)
         gateway = state.gateway
         found = gateway.cached_target(
