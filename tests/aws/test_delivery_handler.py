@@ -297,6 +297,7 @@ def test_an_invocation_overlapping_one_that_delivers_stands_by_and_the_batch_arr
     assert tick() == {"delivered": {"http": 0}, "errors": {}}
 
 
+@pytest.mark.serial  # asserts a time bound: `make test` runs it alone
 def test_a_function_with_a_short_timeout_sends_within_it_with_a_lease_that_fits(
     lab: Lab, github: GitHubFake, pipeline: Pipeline
 ) -> None:
@@ -331,6 +332,7 @@ def test_a_function_with_almost_no_time_left_sends_nothing_and_says_why(
     assert tick() == {"delivered": {"http": 1}, "errors": {}}
 
 
+@pytest.mark.serial  # asserts a time bound: `make test` runs it alone
 def test_a_function_with_a_short_timeout_still_sorts_out_a_batch_the_pipeline_refuses(
     lab: Lab, github: GitHubFake, pipeline: Pipeline
 ) -> None:

@@ -141,6 +141,7 @@ def test_rate_limited_fault_carries_provider_headers_and_body(server: FakeServer
     assert response.json() == {"error": "API_TOKEN_LIMIT_EXCEEDED"}
 
 
+@pytest.mark.serial  # asserts a time bound: `make test` runs it alone
 def test_slow_fault_outlasts_a_read_timeout(server: FakeServer) -> None:
     server.inject(Fault.slow(30.0))
     started = time.monotonic()
@@ -205,6 +206,7 @@ async def test_async_context_manager_starts_and_stops_a_second_server() -> None:
             await client.get(f"http://127.0.0.1:{port}/ping")
 
 
+@pytest.mark.serial  # asserts a time bound: `make test` runs it alone
 def test_stop_does_not_wait_for_a_slow_response() -> None:
     fake = FakeServer()
     fake.add_route("GET", "/x", lambda _: FakeResponse(delay=30))

@@ -229,6 +229,7 @@ async def test_notion_529_overload_is_retried(
     assert sleeps.calls == [3.0]
 
 
+@pytest.mark.serial  # asserts a time bound: `make test` runs it alone
 async def test_slow_response_past_read_timeout_is_retried(
     client: httpx.AsyncClient, upstream: FakeServer
 ) -> None:

@@ -562,6 +562,7 @@ def test_every_configured_sink_gets_its_own_queue_in_a_fixed_order(tmp_path: Pat
     assert settings.sinks == ("jsonl", "http", "sqs", "eventbridge")
 
 
+@pytest.mark.serial  # asserts a time bound: `make test` runs it alone
 async def test_a_new_signal_reaches_every_sink_through_the_in_process_wake_up(
     tmp_path: Path, aws: Any, moto: str
 ) -> None:

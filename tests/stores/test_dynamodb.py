@@ -250,6 +250,7 @@ async def test_a_missing_table_tells_you_to_run_store_init(
     assert "\n" not in message
 
 
+@pytest.mark.serial  # asserts a time bound: `make test` runs it alone
 async def test_an_unreachable_endpoint_fails_fast_with_the_endpoint_and_the_fix() -> None:
     url = dynamodb_url(f"http://127.0.0.1:{free_port()}", unique_table_name())
     store = open_store(url)

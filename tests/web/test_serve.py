@@ -191,9 +191,12 @@ def test_a_full_session_survives_a_restart_and_never_leaks_a_secret(
             after = {s["id"]: s for s in project_signals(http)}
             assert after == before
             # The instance's bucket lives in the store, not in the process: it holds only
-            # what it regained since it was emptied (one token per 10 s at 6 a minute),
-            # where a bucket lost with the process would start full again with 6. The
-            # restart may take a while on a loaded machine, hence counting, not assuming 0.
+            # what it regained since it was opened full (one token per 10 s at 6 a minute)
+            # less what it gave, where a bucket lost with the process would start full again
+            # with 6. The restart may take a while on a loaded machine, hence counting, not
+            # assuming 0; and from the opening, not from the emptying: the 429 that ended
+            # the burst found up to a token's fraction there (0.85 of one when the steps
+            # before the burst took 8.5 s longer), which the restarted process goes on from.
             accepted = 0
             while accepted <= 6:
                 redelivered = http.post(webhook_path(), content=valid.body, headers=valid.headers)
@@ -201,10 +204,11 @@ def test_a_full_session_survives_a_restart_and_never_leaks_a_secret(
                     break
                 assert redelivered.status_code == 200, redelivered.text
                 accepted += 1
-            regained = int((time.monotonic() - emptied) * 6 / 60)
-            assert regained < 6, "the restart took a minute: a full bucket proves nothing"
+            regained = int((time.monotonic() - bucket_opened) * 6 / 60)
+            left = 6 + regained - 2 - len(passed)  # the 2 verified first, then the burst
+            assert left < 6, "the restart took a minute: a full bucket proves nothing"
             assert redelivered.status_code == 429
-            assert accepted <= regained, f"{accepted} accepted, only {regained} tokens regained"
+            assert accepted <= left, f"{accepted} accepted, only {left} tokens left"
             assert http.post(f"{INSTANCE}/test").json()["ok"] is True  # secrets still open
         finally:
             recorder_after.close()

@@ -177,8 +177,14 @@ async def test_a_reader_that_falls_behind_stops_the_socket_being_read() -> None:
         stream = await _connect(port)
         assert isinstance(stream, AsyncioStream)
         protocol = stream._protocol
-        await asyncio.sleep(0.3)  # the server sends all it can while nobody reads
-        assert protocol.reading_paused
+        # The server sends all it can while nobody reads, until reading pauses: waited
+        # for, not slept on, as a process stalled on a busy machine reads nothing meanwhile
+        # (stopped for half a second, it still held less than the mark after a 0.3 s sleep).
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 30  # bounds a broken run only
+        while not protocol.reading_paused:
+            assert loop.time() < give_up, "reading never paused while nobody read"
+            await asyncio.sleep(0.01)
         held_at_most = network.READ_HIGH_WATER + 256 * 1024  # one transport read past the mark
         total = 0
         while chunk := await stream.read(65536, timeout=2.0):
