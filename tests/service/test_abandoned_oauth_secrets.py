@@ -12,18 +12,23 @@ secret store, DynamoDB (dynalite) with Secrets Manager (moto's server).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_asyncio
 
+from tests.service.consents import (
+    come_back,
+    flow_of,
+    register_pkce_tool,
+    secret_exists,
+    upkeep_at,
+)
 from tests.service.stacks import STACKS, stack_settings
-from tests.web.test_oauth import PKCE_APP, PKCE_SECRET, consent, pkce_descriptor
-from ucf.fakes.kit import FakeServer
+from tests.web.test_oauth import pkce_descriptor
 from ucf.fakes.oauth import AuthorizationServer
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError
@@ -36,7 +41,6 @@ from ucf.service.short_secrets import (
     keep_secret_until,
 )
 from ucf.stores.secrets.base import (
-    SecretNotFound,
     SecretStoreConfigError,
     SecretStoreUnavailable,
 )
@@ -49,14 +53,6 @@ FAR = T0 + timedelta(days=365)
 SECOND = timedelta(seconds=1)
 
 
-@pytest.fixture
-def provider() -> Iterator[AuthorizationServer]:
-    server = FakeServer()
-    auth = AuthorizationServer(server, PKCE_APP, PKCE_SECRET)
-    with server:
-        yield auth
-
-
 @pytest_asyncio.fixture(params=STACKS, loop_scope="function")
 async def context(
     request: pytest.FixtureRequest,
@@ -66,10 +62,7 @@ async def context(
 ) -> AsyncIterator[UcfContext]:
     settings, _ = stack_settings(request, tmp_path, monkeypatch)
     async with await UcfContext.open(settings) as opened:
-        connector = await opened.connectors.register(pkce_descriptor(provider.server.base_url))
-        await opened.instances.oauth_clients.register(
-            connector, client_id=PKCE_APP, client_secret=PKCE_SECRET, now=T0
-        )
+        await register_pkce_tool(opened, pkce_descriptor(provider.server.base_url), T0)
         yield opened
 
 
@@ -89,38 +82,8 @@ async def _start(context: UcfContext, provider: AuthorizationServer, **kw: Any) 
     )
 
 
-def _state(url: str) -> str:
-    return parse_qs(urlsplit(url).query)["state"][0]
-
-
 async def _verifier_ref(context: UcfContext, url: str) -> str:
-    flow = await context.store.records.get(f"oauth-state:{_digest(_state(url))}", now=T0)
-    assert flow is not None
-    return str(flow["verifierRef"])
-
-
-async def _complete(
-    context: UcfContext, url: str, *, now: datetime, session: str | None = None
-) -> Any:
-    """The user allows access at the provider and comes back at ``now``."""
-    back = parse_qs(urlsplit(await consent(url)).query)
-    return await OAuthFlows.of(context).complete(
-        state=back["state"][0], code=back["code"][0], error=None, session=session, now=now
-    )
-
-
-async def _upkeep(context: UcfContext, monkeypatch: pytest.MonkeyPatch, at: datetime) -> None:
-    """The scheduler's upkeep at ``at``, as a scheduler that lives one tick runs it."""
-    monkeypatch.setattr(context, "clock", lambda: at)
-    await Scheduler(context, f"w-{at.timestamp()}").maintain()
-
-
-async def _exists(context: UcfContext, ref: str) -> bool:
-    try:
-        await context.secrets.get(ref)
-    except SecretNotFound:
-        return False
-    return True
+    return str((await flow_of(context, url, T0))["verifierRef"])
 
 
 async def test_an_abandoned_consents_verifier_is_deleted_past_its_time_and_not_before(
@@ -130,11 +93,11 @@ async def test_an_abandoned_consents_verifier_is_deleted_past_its_time_and_not_b
     ref = await _verifier_ref(context, url)
     deadline = T0 + FLOW_LIFETIME + SECRET_MARGIN
 
-    await _upkeep(context, monkeypatch, deadline - SECOND)
-    assert await _exists(context, ref)
+    await upkeep_at(context, monkeypatch, deadline - SECOND)
+    assert await secret_exists(context, ref)
 
-    await _upkeep(context, monkeypatch, deadline)
-    assert not await _exists(context, ref)
+    await upkeep_at(context, monkeypatch, deadline)
+    assert not await secret_exists(context, ref)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
 
 
@@ -145,7 +108,7 @@ async def test_an_unredeemed_tickets_tokens_are_deleted_past_their_time_and_not_
     (a live refresh token nobody would ever use)."""
     url = await _start(context, provider, session="s-1", return_to="setup")
     back_at = T0 + timedelta(minutes=2)
-    connected = await _complete(context, url, now=back_at, session="s-1")
+    connected = await come_back(context, url, now=back_at, session="s-1")
     assert connected.ticket is not None
     ticket = await context.store.records.get(
         f"oauth-ticket:{_digest(connected.ticket)}", now=back_at
@@ -155,11 +118,11 @@ async def test_an_unredeemed_tickets_tokens_are_deleted_past_their_time_and_not_
     assert (await context.secrets.get(ref))["accessToken"].startswith("fake-access-")
     deadline = back_at + TICKET_LIFETIME + SECRET_MARGIN
 
-    await _upkeep(context, monkeypatch, deadline - SECOND)
-    assert await _exists(context, ref)
+    await upkeep_at(context, monkeypatch, deadline - SECOND)
+    assert await secret_exists(context, ref)
 
-    await _upkeep(context, monkeypatch, deadline)
-    assert not await _exists(context, ref)
+    await upkeep_at(context, monkeypatch, deadline)
+    assert not await secret_exists(context, ref)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
     with pytest.raises(OAuthRefused, match="already used or has expired"):
         await OAuthFlows.of(context).redeem(
@@ -175,7 +138,7 @@ async def test_a_completed_flow_leaves_no_secret_and_nothing_held(
     every time deletes nothing the instance signs in with."""
     url = await _start(context, provider, session="s-1", return_to="setup")
     verifier = await _verifier_ref(context, url)
-    connected = await _complete(context, url, now=T0 + SECOND, session="s-1")
+    connected = await come_back(context, url, now=T0 + SECOND, session="s-1")
     ticket = await context.store.records.get(
         f"oauth-ticket:{_digest(connected.ticket)}", now=T0 + SECOND
     )
@@ -184,20 +147,20 @@ async def test_a_completed_flow_leaves_no_secret_and_nothing_held(
         connected.ticket, project_id=PROJECT, connector_id=CONNECTOR, now=T0 + 2 * SECOND
     )
     assert tokens["accessToken"].startswith("fake-access-")
-    assert not await _exists(context, verifier)
-    assert not await _exists(context, str(ticket["tokensRef"]))
+    assert not await secret_exists(context, verifier)
+    assert not await secret_exists(context, str(ticket["tokensRef"]))
 
     url = await _start(context, provider)
     verifier = await _verifier_ref(context, url)
-    created = await _complete(context, url, now=T0 + SECOND)
+    created = await come_back(context, url, now=T0 + SECOND)
     assert created.created
-    assert not await _exists(context, verifier)
+    assert not await secret_exists(context, verifier)
 
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
-    await _upkeep(context, monkeypatch, FAR)
+    await upkeep_at(context, monkeypatch, FAR)
     record = await context.instances.record(PROJECT, CONNECTOR)
     assert record.credential_secret_ref is not None
-    assert await _exists(context, record.credential_secret_ref)
+    assert await secret_exists(context, record.credential_secret_ref)
 
 
 async def test_a_consent_completed_at_its_last_moment_races_nothing_away(
@@ -207,9 +170,9 @@ async def test_a_consent_completed_at_its_last_moment_races_nothing_away(
     is there and the instance is created."""
     url = await _start(context, provider)
     last = T0 + FLOW_LIFETIME - SECOND
-    await _upkeep(context, monkeypatch, last)
+    await upkeep_at(context, monkeypatch, last)
 
-    created = await _complete(context, url, now=last)
+    created = await come_back(context, url, now=last)
 
     assert created.created
     assert provider.exchanged == 1
@@ -222,10 +185,10 @@ async def test_a_verifier_deleted_before_the_user_came_back_fails_cleanly(
     verifier while this worker still takes the flow: refused with "start the connection
     again", the code never sent without its verifier, nothing stored."""
     url = await _start(context, provider)
-    await _upkeep(context, monkeypatch, T0 + FLOW_LIFETIME + SECRET_MARGIN)
+    await upkeep_at(context, monkeypatch, T0 + FLOW_LIFETIME + SECRET_MARGIN)
 
     with pytest.raises(OAuthRefused, match="start the connection again"):
-        await _complete(context, url, now=T0 + FLOW_LIFETIME - SECOND)
+        await come_back(context, url, now=T0 + FLOW_LIFETIME - SECOND)
 
     assert provider.exchanged == 0
     with pytest.raises(NotFoundError):
@@ -236,8 +199,8 @@ async def test_tokens_deleted_before_their_ticket_was_redeemed_fail_cleanly(
     context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = await _start(context, provider, session="s-1", return_to="setup")
-    connected = await _complete(context, url, now=T0 + SECOND, session="s-1")
-    await _upkeep(context, monkeypatch, T0 + SECOND + TICKET_LIFETIME + SECRET_MARGIN)
+    connected = await come_back(context, url, now=T0 + SECOND, session="s-1")
+    await upkeep_at(context, monkeypatch, T0 + SECOND + TICKET_LIFETIME + SECRET_MARGIN)
 
     with pytest.raises(OAuthRefused, match="connect again"):
         await OAuthFlows.of(context).redeem(
@@ -313,8 +276,8 @@ async def test_a_secret_that_cannot_be_deleted_does_not_hold_up_the_others(
 
     assert await delete_due_secrets(refusing, leases, now=T0 + SECOND, limit=1) == (0, False)
     assert await delete_due_secrets(refusing, leases, now=T0 + 2 * SECOND, limit=1) == (1, True)
-    assert not await _exists(context, other)
-    assert await _exists(context, stuck)
+    assert not await secret_exists(context, other)
+    assert await secret_exists(context, stuck)
     assert await leases.due(now=T0 + 2 * SECOND, limit=10) == []
     assert await leases.due(now=FAR, limit=10) == [stuck]  # still held: tried again later
 
@@ -337,7 +300,7 @@ async def test_a_secret_store_refusing_deletes_costs_one_call_a_look(
     assert await delete_due_secrets(refusing, leases, now=T0 + 5 * SECOND) == (0, False)
     assert refusing.deletes == refs[:1]
     for ref in refs:
-        assert await _exists(context, ref)
+        assert await secret_exists(context, ref)
 
 
 async def test_a_secret_read_but_not_deleted_is_still_handed_to_its_flow(
@@ -354,4 +317,4 @@ async def test_a_secret_read_but_not_deleted_is_still_handed_to_its_flow(
     assert await consume_secret(refusing, leases, ref) == {"k": "v"}
     assert await leases.due(now=T0, limit=10) == [ref]
     assert await delete_due_secrets(context.secrets, leases, now=T0) == (1, False)
-    assert not await _exists(context, ref)
+    assert not await secret_exists(context, ref)

@@ -10,9 +10,8 @@ secret store, DynamoDB (dynalite) with Secrets Manager (moto's server).
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,20 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import pytest_asyncio
 
+from tests.service.consents import (
+    come_back,
+    flow_of,
+    register_pkce_tool,
+    secret_exists,
+    upkeep_at,
+)
 from tests.service.stacks import STACKS, stack_settings
-from tests.web.test_oauth import PKCE_APP, PKCE_SECRET, consent, pkce_descriptor
-from ucf.fakes.kit import FakeServer
+from tests.web.test_oauth import PKCE_APP, consent, pkce_descriptor
 from ucf.fakes.oauth import AuthorizationServer
 from ucf.service.context import UcfContext
 from ucf.service.errors import NotFoundError, ValidationFailed
-from ucf.service.oauth import FLOW_LIFETIME, Connected, OAuthFlows, OAuthRefused
-from ucf.service.scheduler import Scheduler
+from ucf.service.oauth import FLOW_LIFETIME, OAuthFlows, OAuthRefused
 from ucf.service.short_secrets import SECRET_MARGIN
-from ucf.stores.secrets.base import SecretNotFound
 
 PROJECT = "proj-held"
 CONNECTOR = "pkce-tool"
@@ -53,14 +56,6 @@ def held_descriptor(base_url: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def provider() -> Iterator[AuthorizationServer]:
-    server = FakeServer()
-    auth = AuthorizationServer(server, PKCE_APP, PKCE_SECRET)
-    with server:
-        yield auth
-
-
-@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path
 
@@ -74,15 +69,8 @@ async def context(
 ) -> AsyncIterator[UcfContext]:
     settings, _ = stack_settings(request, data_dir, monkeypatch)
     async with await UcfContext.open(settings) as opened:
-        connector = await opened.connectors.register(held_descriptor(provider.server.base_url))
-        await opened.instances.oauth_clients.register(
-            connector, client_id=PKCE_APP, client_secret=PKCE_SECRET, now=T0
-        )
+        await register_pkce_tool(opened, held_descriptor(provider.server.base_url), T0)
         yield opened
-
-
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 async def _start(
@@ -98,33 +86,6 @@ async def _start(
         check_settings=True,
         credentials=credentials,
     )
-
-
-async def _flow(context: UcfContext, url: str) -> dict[str, Any]:
-    state = parse_qs(urlsplit(url).query)["state"][0]
-    flow = await context.store.records.get(f"oauth-state:{_digest(state)}", now=T0)
-    assert flow is not None
-    return dict(flow)
-
-
-async def _complete(context: UcfContext, url: str, *, now: datetime) -> Connected:
-    back = parse_qs(urlsplit(await consent(url)).query)
-    return await OAuthFlows.of(context).complete(
-        state=back["state"][0], code=back["code"][0], error=None, session=None, now=now
-    )
-
-
-async def _upkeep(context: UcfContext, monkeypatch: pytest.MonkeyPatch, at: datetime) -> None:
-    monkeypatch.setattr(context, "clock", lambda: at)
-    await Scheduler(context, f"w-{at.timestamp()}").maintain()
-
-
-async def _exists(context: UcfContext, ref: str) -> bool:
-    try:
-        await context.secrets.get(ref)
-    except SecretNotFound:
-        return False
-    return True
 
 
 async def _stored(context: UcfContext) -> dict[str, str]:
@@ -161,7 +122,7 @@ async def test_held_credentials_are_kept_encrypted_and_stored_on_the_new_instanc
     context: UcfContext, provider: AuthorizationServer, data_dir: Path
 ) -> None:
     url = await _start(context, provider, {"signingKey": f" {SIGNING} ", "extraKey": EXTRA})
-    flow = await _flow(context, url)
+    flow = await flow_of(context, url, T0)
     ref = str(flow["credentialsRef"])
     assert await context.secrets.get(ref) == {"signingKey": SIGNING, "extraKey": EXTRA}
     assert ref in await context.store.secret_leases.due(now=FAR, limit=10)
@@ -170,14 +131,14 @@ async def test_held_credentials_are_kept_encrypted_and_stored_on_the_new_instanc
     assert SIGNING not in held
     assert EXTRA not in held
 
-    connected = await _complete(context, url, now=T0 + SECOND)
+    connected = await come_back(context, url, now=T0 + SECOND)
 
     assert connected.created
     stored = await _stored(context)
     assert stored["signingKey"] == SIGNING
     assert stored["extraKey"] == EXTRA
     assert stored["accessToken"].startswith("fake-access-")
-    assert not await _exists(context, ref)
+    assert not await secret_exists(context, ref)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
     after = await _plain_records(context, data_dir)
     assert SIGNING not in after
@@ -191,16 +152,16 @@ async def test_an_abandoned_consents_held_credentials_are_deleted_past_their_tim
     context: UcfContext, provider: AuthorizationServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = await _start(context, provider, {"signingKey": SIGNING})
-    flow = await _flow(context, url)
+    flow = await flow_of(context, url, T0)
     ref, verifier = str(flow["credentialsRef"]), str(flow["verifierRef"])
     deadline = T0 + FLOW_LIFETIME + SECRET_MARGIN
 
-    await _upkeep(context, monkeypatch, deadline - SECOND)
-    assert await _exists(context, ref)
+    await upkeep_at(context, monkeypatch, deadline - SECOND)
+    assert await secret_exists(context, ref)
 
-    await _upkeep(context, monkeypatch, deadline)
-    assert not await _exists(context, ref)
-    assert not await _exists(context, verifier)
+    await upkeep_at(context, monkeypatch, deadline)
+    assert not await secret_exists(context, ref)
+    assert not await secret_exists(context, verifier)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
 
 
@@ -210,14 +171,14 @@ async def test_held_credentials_deleted_before_the_user_came_back_fail_cleanly(
     """An upkeep whose clock ran ahead deleted them: refused as an expired consent, never
     an instance made without what its script gave; the verifier goes too."""
     url = await _start(context, provider, {"signingKey": SIGNING})
-    flow = await _flow(context, url)
+    flow = await flow_of(context, url, T0)
     await context.secrets.delete(str(flow["credentialsRef"]))
 
     with pytest.raises(OAuthRefused, match="start the connection again"):
-        await _complete(context, url, now=T0 + SECOND)
+        await come_back(context, url, now=T0 + SECOND)
 
     assert provider.exchanged == 0
-    assert not await _exists(context, str(flow["verifierRef"]))
+    assert not await secret_exists(context, str(flow["verifierRef"]))
     with pytest.raises(NotFoundError):
         await context.instances.record(PROJECT, CONNECTOR)
 
@@ -226,7 +187,7 @@ async def test_a_refused_consent_deletes_its_held_credentials(
     context: UcfContext, provider: AuthorizationServer
 ) -> None:
     url = await _start(context, provider, {"signingKey": SIGNING})
-    ref = str((await _flow(context, url))["credentialsRef"])
+    ref = str((await flow_of(context, url, T0))["credentialsRef"])
     back = parse_qs(urlsplit(await consent(url, decision="deny")).query)
 
     with pytest.raises(OAuthRefused, match="did not grant access"):
@@ -234,14 +195,14 @@ async def test_a_refused_consent_deletes_its_held_credentials(
             state=back["state"][0], code=None, error=back["error"][0], session=None, now=T0
         )
 
-    assert not await _exists(context, ref)
+    assert not await secret_exists(context, ref)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
 
 
 async def test_a_reconnect_replaces_the_given_credentials_and_keeps_the_others(
     context: UcfContext, provider: AuthorizationServer
 ) -> None:
-    await _complete(
+    await come_back(
         context,
         await _start(context, provider, {"signingKey": SIGNING, "extraKey": EXTRA}),
         now=T0 + SECOND,
@@ -249,13 +210,13 @@ async def test_a_reconnect_replaces_the_given_credentials_and_keeps_the_others(
     first = await _stored(context)
 
     nothing = await _start(context, provider, {})  # the instance's own count: none required
-    await _complete(context, nothing, now=T0 + 2 * SECOND)
+    await come_back(context, nothing, now=T0 + 2 * SECOND)
     kept = await _stored(context)
     assert (kept["signingKey"], kept["extraKey"]) == (SIGNING, EXTRA)
     assert kept["accessToken"] != first["accessToken"]
 
     rotated = await _start(context, provider, {"signingKey": "rotated-signing-key-0c4d"})
-    connected = await _complete(context, rotated, now=T0 + 3 * SECOND)
+    connected = await come_back(context, rotated, now=T0 + 3 * SECOND)
 
     assert not connected.created
     assert connected.return_to == "instance"
@@ -316,7 +277,7 @@ async def test_an_edit_meanwhile_keeps_the_callbacks_rules_with_the_held_credent
     edited["auth"]["config"]["credentialFields"].pop()  # extraKey
     await context.instances.update_connector(CONNECTOR, edited)
 
-    connected = await _complete(context, url, now=T0 + SECOND)
+    connected = await come_back(context, url, now=T0 + SECOND)
 
     assert connected.ticket is not None
     assert connected.edited
