@@ -17,8 +17,10 @@ UCF = str(Path(sys.executable).parent / "ucf")
 GITHUB = ROOT / "src/ucf/catalogue/github-issues.json"
 
 
-def ucf(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([UCF, *args], capture_output=True, text=True, timeout=60, check=False)
+def ucf(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [UCF, *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
+    )
 
 
 def test_schema_prints_the_committed_json_schema() -> None:
@@ -393,28 +395,14 @@ def test_connectors_docs_writes_the_shipped_pages_only_into_a_checkouts_folder(
     """Without --out, the shipped pages go to docs/connectors under the current directory
     (a ucf checkout's, which it regenerates). Run anywhere else it made that folder and
     wrote fifteen pages into it, over a project's own pages of the same names."""
-    elsewhere = subprocess.run(
-        [UCF, "connectors", "docs"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    elsewhere = ucf("connectors", "docs", cwd=tmp_path)
     assert (elsewhere.returncode, elsewhere.stdout) == (2, "")
     assert elsewhere.stderr.startswith(f"error: there is no docs/connectors folder in {tmp_path}")
     assert "--out DIR" in elsewhere.stderr
     assert list(tmp_path.iterdir()) == []
 
     (tmp_path / "docs/connectors").mkdir(parents=True)
-    checkout = subprocess.run(
-        [UCF, "connectors", "docs"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    checkout = ucf("connectors", "docs", cwd=tmp_path)
     assert checkout.returncode == 0, checkout.stderr
     assert (tmp_path / "docs/connectors/jira.md").read_text() == (
         ROOT / "docs/connectors/jira.md"
@@ -434,14 +422,7 @@ def test_connectors_docs_leaves_a_projects_own_page_of_a_shipped_name_alone(
     own = folder / "jira.md"
     own.write_text("# Our Jira notes\n", encoding="utf-8")
 
-    run = subprocess.run(
-        [UCF, "connectors", "docs"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    run = ucf("connectors", "docs", cwd=tmp_path)
 
     assert (run.returncode, run.stdout) == (2, "")
     assert run.stderr.startswith(f"error: {Path('docs/connectors/jira.md')} was not generated")
