@@ -446,6 +446,31 @@ async def test_connecting_with_bad_settings_lists_every_problem_and_echoes_no_va
     assert "12345" not in response.text
 
 
+async def test_a_create_refusal_names_the_form_at_fault_as_the_consent_start_does(
+    web: Web,
+) -> None:
+    """A missing credential alone was refused as "the settings are not valid", while
+    the consent's start says "the credentials are not valid" for the same problem."""
+    await web.client.post("/api/connectors", json=ACME)
+    url = f"/api/projects/{PROJECT}/instances"
+    good_config = {"baseUrl": "https://api.example.com"}
+    messages = []
+    for config, credentials in (
+        (good_config, {}),
+        ({"baseUrl": "ftp://x"}, {"apiKey": "k-123456"}),
+        ({"baseUrl": "ftp://x"}, {}),
+    ):
+        body = {"connectorId": CONNECTOR, "config": config, "credentials": credentials}
+        response = await web.client.post(url, json=body)
+        assert response.status_code == 422, response.text
+        messages.append(error_of(response)["message"])
+    assert messages == [
+        "the credentials are not valid",
+        "the configuration is not valid",
+        "the settings and the credentials are not valid",
+    ]
+
+
 async def test_a_base_url_the_poll_would_refuse_is_refused_when_saved(
     connected: Web, acme: FakeServer
 ) -> None:

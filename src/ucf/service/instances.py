@@ -367,20 +367,25 @@ def _check_both(
     credentials: Mapping[str, Any],
     provided: Collection[str] = (),
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Both forms checked, so the user sees every problem of the setup at once."""
-    details: list[Any] = []
+    """Both forms checked, so the user sees every problem of the setup at once; the
+    message names the form(s) at fault, as the consent's start does (a lone missing
+    credential was refused as "the settings are not valid")."""
+    refused: list[ValidationFailed] = []
     clean_config: dict[str, str] = {}
     clean_credentials: dict[str, str] = {}
     try:
         clean_config = check_config(descriptor, config)
     except ValidationFailed as failed:
-        details += failed.details
+        refused.append(failed)
     try:
         clean_credentials = check_credentials(descriptor, credentials, provided=provided)
     except ValidationFailed as failed:
-        details += failed.details
-    if details:
-        raise ValidationFailed("the settings are not valid", details)
+        refused.append(failed)
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        details = [p for failed in refused for p in failed.details or []]
+        raise ValidationFailed("the settings and the credentials are not valid", details)
     return clean_config, clean_credentials
 
 
