@@ -354,6 +354,23 @@ def test_the_webhook_secret_retention_and_the_descriptor_history_are_parameters(
     assert settings.descriptor_history == history
 
 
+@pytest.mark.parametrize("value", ["1", "50", "999999999"])
+def test_every_descriptor_history_the_template_admits_starts_a_function(
+    template: dict[str, Any], value: str
+) -> None:
+    """A Number parameter admitted 1.5, and every function then failed at its cold start
+    ("must be a whole number"): the parameter admits whole numbers alone."""
+    pattern = template["Parameters"]["DescriptorHistory"]["AllowedPattern"]
+    for refused in ("1.5", "0", "-1", "", "1e3", " 5"):
+        assert re.fullmatch(pattern, refused) is None, refused
+    assert re.fullmatch(pattern, value)
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    settings = lambda_settings(
+        {name: resolve(v, template, {"DescriptorHistory": value}) for name, v in variables.items()}
+    )
+    assert settings.descriptor_history == int(value)
+
+
 def test_polls_fan_out_over_a_fifo_queue_with_partial_batch_responses(
     template: dict[str, Any],
 ) -> None:
