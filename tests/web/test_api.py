@@ -471,6 +471,25 @@ async def test_a_create_refusal_names_the_form_at_fault_as_the_consent_start_doe
     ]
 
 
+async def test_a_value_that_is_not_a_string_is_one_problem_not_also_a_missing_one(
+    web: Web,
+) -> None:
+    """A required setting or credential sent as a list was listed twice at its path:
+    "must be a string", then "is required" (refused, it counted as absent)."""
+    await web.client.post("/api/connectors", json=ACME)
+    body = {
+        "connectorId": CONNECTOR,
+        "config": {"baseUrl": ["https://api.example.com"]},
+        "credentials": {"apiKey": ["k-123456"]},
+    }
+    response = await web.client.post(f"/api/projects/{PROJECT}/instances", json=body)
+    assert response.status_code == 422, response.text
+    assert [(p["path"], p["message"]) for p in error_of(response)["details"]] == [
+        ("config.baseUrl", "must be a string"),
+        ("credentials.apiKey", "must be a string"),
+    ]
+
+
 async def test_a_base_url_the_poll_would_refuse_is_refused_when_saved(
     connected: Web, acme: FakeServer
 ) -> None:

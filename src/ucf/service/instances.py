@@ -119,6 +119,8 @@ def check_config(
             if key not in result and field.default is not None:
                 result[key] = field.default
             if field.required and not result.get(key) and key not in provided:
+                if f"config.{key}" in {p.path for p in problems}:
+                    continue  # given but refused: one problem is enough ("must be a string")
                 problems.append(
                     FieldProblem(f"config.{key}", f"'{field.label}' is required", field.help_text)
                 )
@@ -205,9 +207,15 @@ def check_credentials(
             result[AUTH_METHOD_KEY] = given.method  # stored, so it never changes by itself
     if not partial:
         before = len(problems)
+        refused = {p.path for p in problems}  # given but refused: not "required" as well
         for field in descriptor.credential_fields(descriptor.auth_for(result)):
             key = field.key
-            if field.required and key not in result and key not in provided:
+            if (
+                field.required
+                and key not in result
+                and key not in provided
+                and f"credentials.{key}" not in refused
+            ):
                 problems.append(FieldProblem(f"credentials.{key}", f"'{field.label}' is required"))
         if len(problems) == before and _consent_without_tokens(descriptor, result):
             problems.append(
