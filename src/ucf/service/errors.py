@@ -48,6 +48,16 @@ class ValidationFailed(ServiceError):
             [{"path": p.path, "message": p.message, "hint": p.hint} for p in problems],
         )
 
+    @staticmethod
+    def raise_any(refused: Sequence[ValidationFailed]) -> None:
+        """Raise the one refusal of the settings or the credentials as it is, or both as
+        one (every problem of each listed), so its message names the form at fault."""
+        if len(refused) == 1:
+            raise refused[0]
+        if refused:
+            details = [p for failed in refused for p in failed.details or []]
+            raise ValidationFailed("the settings and the credentials are not valid", details)
+
 
 class ForbiddenError(ServiceError):
     status = 403

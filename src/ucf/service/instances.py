@@ -389,11 +389,7 @@ def _check_both(
         clean_credentials = check_credentials(descriptor, credentials, provided=provided)
     except ValidationFailed as failed:
         refused.append(failed)
-    if len(refused) == 1:
-        raise refused[0]
-    if refused:
-        details = [p for failed in refused for p in failed.details or []]
-        raise ValidationFailed("the settings and the credentials are not valid", details)
+    ValidationFailed.raise_any(refused)
     return clean_config, clean_credentials
 
 

@@ -360,11 +360,7 @@ class OAuthFlows:
             )
         except ValidationFailed as failed:
             refused.append(failed)
-        if len(refused) == 1:
-            raise refused[0]
-        if refused:
-            details = [p for failed in refused for p in failed.details or []]
-            raise ValidationFailed("the settings and the credentials are not valid", details)
+        ValidationFailed.raise_any(refused)
         return config, held
 
     @staticmethod
