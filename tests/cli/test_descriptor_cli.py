@@ -398,8 +398,12 @@ def test_connectors_docs_writes_the_shipped_pages_only_into_a_checkouts_folder(
     elsewhere = ucf("connectors", "docs", cwd=tmp_path)
     assert (elsewhere.returncode, elsewhere.stdout) == (2, "")
     assert elsewhere.stderr.startswith(f"error: there is no docs/connectors folder in {tmp_path}")
-    assert "--out DIR" in elsewhere.stderr
+    assert "--out DIR to write them elsewhere" in elsewhere.stderr
     assert list(tmp_path.iterdir()) == []
+    checked = ucf("connectors", "docs", "--check", cwd=tmp_path)
+    # --check writes nothing: it is told where to find pages to compare with.
+    assert checked.returncode == 2
+    assert "--out DIR to compare them with elsewhere" in checked.stderr
 
     (tmp_path / "docs/connectors").mkdir(parents=True)
     checkout = ucf("connectors", "docs", cwd=tmp_path)

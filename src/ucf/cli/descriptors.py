@@ -423,10 +423,11 @@ def docs(
     # Run elsewhere than a checkout, it made docs/connectors/ there and wrote the catalogue's
     # pages into it (into a project's own docs/connectors/ too, over pages of the same names).
     if out is None and not folder.is_dir():
+        elsewhere = "compare them with" if check else "write them"
         raise fail(
             f"there is no docs/connectors folder in {Path.cwd()}: the shipped connectors' "
-            "pages are regenerated at the root of a ucf checkout; give --out DIR to write "
-            "them elsewhere"
+            f"pages are regenerated at the root of a ucf checkout; give --out DIR to "
+            f"{elsewhere} elsewhere"
         )
     stale = []
     guides = native_registry()
