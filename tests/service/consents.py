@@ -5,7 +5,7 @@ fixture of this folder's conftest), with the scheduler's upkeep at a chosen time
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -63,3 +63,15 @@ async def secret_exists(context: UcfContext, ref: str) -> bool:
     except SecretNotFound:
         return False
     return True
+
+
+async def deleted_at_its_deadline(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch, ref: str, deadline: datetime
+) -> None:
+    """The upkeep a second before ``deadline`` keeps the secret ``ref``; the one at it
+    deletes it (and holds nothing more after it)."""
+    await upkeep_at(context, monkeypatch, deadline - timedelta(seconds=1))
+    assert await secret_exists(context, ref)
+
+    await upkeep_at(context, monkeypatch, deadline)
+    assert not await secret_exists(context, ref)

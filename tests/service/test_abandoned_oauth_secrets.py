@@ -22,6 +22,7 @@ import pytest_asyncio
 
 from tests.service.consents import (
     come_back,
+    deleted_at_its_deadline,
     flow_of,
     register_pkce_tool,
     secret_exists,
@@ -93,11 +94,7 @@ async def test_an_abandoned_consents_verifier_is_deleted_past_its_time_and_not_b
     ref = await _verifier_ref(context, url)
     deadline = T0 + FLOW_LIFETIME + SECRET_MARGIN
 
-    await upkeep_at(context, monkeypatch, deadline - SECOND)
-    assert await secret_exists(context, ref)
-
-    await upkeep_at(context, monkeypatch, deadline)
-    assert not await secret_exists(context, ref)
+    await deleted_at_its_deadline(context, monkeypatch, ref, deadline)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
 
 
@@ -118,11 +115,7 @@ async def test_an_unredeemed_tickets_tokens_are_deleted_past_their_time_and_not_
     assert (await context.secrets.get(ref))["accessToken"].startswith("fake-access-")
     deadline = back_at + TICKET_LIFETIME + SECRET_MARGIN
 
-    await upkeep_at(context, monkeypatch, deadline - SECOND)
-    assert await secret_exists(context, ref)
-
-    await upkeep_at(context, monkeypatch, deadline)
-    assert not await secret_exists(context, ref)
+    await deleted_at_its_deadline(context, monkeypatch, ref, deadline)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
     with pytest.raises(OAuthRefused, match="already used or has expired"):
         await OAuthFlows.of(context).redeem(

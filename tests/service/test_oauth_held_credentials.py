@@ -22,10 +22,10 @@ import pytest_asyncio
 
 from tests.service.consents import (
     come_back,
+    deleted_at_its_deadline,
     flow_of,
     register_pkce_tool,
     secret_exists,
-    upkeep_at,
 )
 from tests.service.stacks import STACKS, stack_settings
 from tests.web.test_oauth import PKCE_APP, consent, pkce_descriptor
@@ -156,11 +156,7 @@ async def test_an_abandoned_consents_held_credentials_are_deleted_past_their_tim
     ref, verifier = str(flow["credentialsRef"]), str(flow["verifierRef"])
     deadline = T0 + FLOW_LIFETIME + SECRET_MARGIN
 
-    await upkeep_at(context, monkeypatch, deadline - SECOND)
-    assert await secret_exists(context, ref)
-
-    await upkeep_at(context, monkeypatch, deadline)
-    assert not await secret_exists(context, ref)
+    await deleted_at_its_deadline(context, monkeypatch, ref, deadline)
     assert not await secret_exists(context, verifier)
     assert await context.store.secret_leases.due(now=FAR, limit=10) == []
 

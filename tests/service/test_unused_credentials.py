@@ -450,6 +450,21 @@ async def _restarted_with(
     return restarted
 
 
+async def _restarted_with_its_upgrade_work_failing(
+    context: UcfContext, monkeypatch: pytest.MonkeyPatch
+) -> UcfContext:
+    """:func:`_restarted_with` Linear upgraded to OAuth first and its key beside it, the
+    upgrade's work on the instances failing (the store throttled)."""
+    swapped = copy.deepcopy(_linear_with_oauth_only())
+    swapped["authAlternatives"] = [_shipped_linear()["auth"]]
+
+    async def throttled(*args: Any, **kwargs: Any) -> int:
+        raise StoreUnavailable("throttled")
+
+    monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
+    return await _restarted_with(context, monkeypatch, swapped)
+
+
 async def test_a_catalogue_upgrade_that_makes_oauth_the_first_method_keeps_key_instances_signing_in(
     context: UcfContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -485,16 +500,8 @@ async def test_a_catalogue_upgrade_whose_work_failed_is_done_by_the_next_daily_j
     that won it: that work failing (the store throttled, a Lambda timed out) left every
     key instance read as OAuth, unable to sign in, and no later start or edit did it
     again. It is remembered until done, and the daily job does it."""
-    swapped = copy.deepcopy(_linear_with_oauth_only())
-    linear = _shipped_linear()
-    swapped["authAlternatives"] = [linear["auth"]]
-    work = InstanceService.drop_unused_credentials
-
-    async def throttled(*args: Any, **kwargs: Any) -> int:
-        raise StoreUnavailable("throttled")
-
-    monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
-    restarted = await _restarted_with(context, monkeypatch, swapped)
+    work = InstanceService.drop_unused_credentials  # put back once the restart failed it
+    restarted = await _restarted_with_its_upgrade_work_failing(context, monkeypatch)
     try:
         # Its method is not recorded: it was read as OAuth, which it has no token for,
         # until the runtime read, as its page does, the method its credentials complete.
@@ -518,16 +525,8 @@ async def test_an_upgrade_pending_in_the_single_record_of_an_earlier_version_is_
     """A database an earlier version left holds its pending upgrades in one record
     (``upgrades-pending``: connector id to the descriptor it replaced): the daily job
     still does their work, and the record goes."""
-    swapped = copy.deepcopy(_linear_with_oauth_only())
-    linear = _shipped_linear()
-    swapped["authAlternatives"] = [linear["auth"]]
-    work = InstanceService.drop_unused_credentials
-
-    async def throttled(*args: Any, **kwargs: Any) -> int:
-        raise StoreUnavailable("throttled")
-
-    monkeypatch.setattr(InstanceService, "drop_unused_credentials", throttled)
-    restarted = await _restarted_with(context, monkeypatch, swapped)
+    work = InstanceService.drop_unused_credentials  # put back once the restart failed it
+    restarted = await _restarted_with_its_upgrade_work_failing(context, monkeypatch)
     try:
         records = restarted.store.records
         now = restarted.clock()

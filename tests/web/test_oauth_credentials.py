@@ -22,6 +22,7 @@ import pytest_asyncio
 from tests.service.test_oauth_held_credentials import files_text
 from tests.web.conftest import Web, open_web, web_settings
 from tests.web.test_oauth import come_back, consent, secret_count
+from tests.web.test_oauth_providers import register_sandbox_app
 from ucf.fakes import github
 from ucf.fakes.scenario import Scenario
 from ucf.sandbox.fleet import Provider as SandboxProvider
@@ -47,16 +48,6 @@ def sandbox() -> Iterator[SandboxProvider]:
         yield SandboxProvider(descriptor, scenario, fake)
 
 
-async def register(web: Web, sandbox: SandboxProvider) -> None:
-    assert sandbox.oauth_app is not None
-    client_id, client_secret = sandbox.oauth_app
-    registered = await web.client.put(
-        f"/api/connectors/{CONNECTOR}/oauth-client",
-        json={"clientId": client_id, "clientSecret": client_secret},
-    )
-    assert registered.status_code == 204, registered.text
-
-
 def settings(sandbox: SandboxProvider) -> dict[str, str]:
     scenario: Scenario = sandbox.scenario
     return {**scenario.config(sandbox.fake.base_url), **sandbox.consent_settings()}
@@ -66,7 +57,7 @@ async def test_a_script_connects_github_prs_and_its_webhook_secret_verifies_deli
     web: Web, sandbox: SandboxProvider, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await register(web, sandbox)
+    await register_sandbox_app(web, sandbox)
     answers: list[str] = []
 
     started = await web.client.post(
@@ -118,7 +109,7 @@ async def test_the_start_refuses_what_the_consent_gives_and_asks_for_what_it_doe
     """Checked as the setup form checks them, every problem at its path in one 422 (the
     settings' too), before anyone is sent to the provider; nothing stored, and no value
     sent comes back."""
-    await register(web, sandbox)
+    await register_sandbox_app(web, sandbox)
     before = secret_count(tmp_path)
     cases: list[tuple[dict[str, Any], list[str]]] = [
         ({"config": settings(sandbox)}, ["credentials.webhookSecret"]),

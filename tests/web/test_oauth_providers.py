@@ -805,6 +805,17 @@ SANDBOX_CONSENTS = [
 consent gives: the start sends it (``credentials``), as a script does."""
 
 
+async def register_sandbox_app(web: Web, sandbox: SandboxProvider) -> None:
+    """The sandbox fake's OAuth app registered for its connector through the API."""
+    assert sandbox.oauth_app is not None
+    client_id, client_secret = sandbox.oauth_app
+    registered = await web.client.put(
+        f"/api/connectors/{sandbox.connector_id}/oauth-client",
+        json={"clientId": client_id, "clientSecret": client_secret},
+    )
+    assert registered.status_code == 204, registered.text
+
+
 @pytest.mark.parametrize("connector_id", SANDBOX_CONSENTS)
 async def test_a_consent_with_the_settings_the_sandbox_names_polls_its_fake(
     web: Web, connector_id: str
@@ -818,13 +829,7 @@ async def test_a_consent_with_the_settings_the_sandbox_names_polls_its_fake(
     fake.start()
     try:
         sandbox = SandboxProvider(descriptor, scenario, fake)
-        assert sandbox.oauth_app is not None
-        client_id, client_secret = sandbox.oauth_app
-        registered = await web.client.put(
-            f"/api/connectors/{connector_id}/oauth-client",
-            json={"clientId": client_id, "clientSecret": client_secret},
-        )
-        assert registered.status_code == 204, registered.text
+        await register_sandbox_app(web, sandbox)
         settings = {**scenario.config(fake.base_url), **sandbox.consent_settings()}
         instance = f"/api/projects/{PROJECT}/instances/{connector_id}"
         oauth = descriptor.consent()
